@@ -1,0 +1,40 @@
+"""The bridge's error tree. Every error carries the stable code the wire sends.
+
+Codes (see osc_schema/continuo.json "error_codes"): bad_request, not_found, busy,
+cancelled, out_of_memory, model_error, io_error, interrupted.
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Base of every error the bridge reports to a client."""
+
+    code: str = "bad_request"
+
+    def __init__(self, message: str, *, job_id: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.job_id = job_id
+
+
+class BadRequest(BridgeError):
+    code = "bad_request"
+
+
+class NotFound(BridgeError):
+    code = "not_found"
+
+
+class Busy(BridgeError):
+    code = "busy"
+
+
+class IoError(BridgeError):
+    code = "io_error"
+
+
+class ConfigError(BridgeError):
+    """A settings file, preset or flag is wrong; raised at startup, never on the wire."""
+
+    code = "bad_request"
