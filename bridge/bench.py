@@ -1,0 +1,58 @@
+"""`continuo bench`: benchmarks that print one JSON line per configuration.
+
+Suites:
+- ``daemon``: time from `continuo serve` to its ready line, and the wall time of
+  one N-bar generate (request sent -> /continuo/done received) end to end.
+- ``engine``: decode speed of our own engine against transformers (not built yet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+
+from bridge.client import OscClient
+from bridge.daemon_process import DaemonProcess
+
+
+def machine() -> str:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return f"{platform.machine()} {os.cpu_count()} cores {model}".strip()
+
+
+def bench_daemon(bars: float, model: str | None) -> dict:
+    with tempfile.TemporaryDirectory(prefix="continuo-bench-") as tmp:
+        flags = ["--osc-port", "0", "--output-root", f"{tmp}/renders", "--user-presets-dir", f"{tmp}/presets"]
+        if model:
+            flags += ["--model", model]
+        with DaemonProcess(flags) as daemon, OscClient(daemon.host, daemon.port) as client:
+            welcome = client.hello()
+            started = time.monotonic()
+            client.send("/continuo/generate", "bench-1", "default", "warm lo-fi piano, {bpm} bpm", float(bars))
+            events = client.wait_job("bench-1", timeout_s=1800)
+            wall_s = time.monotonic() - started
+        if events[-1][0] != "/continuo/done":
+            raise RuntimeError(f"the benchmark job failed: {events[-1]}")
+        return {
+            "suite": "daemon", "model": welcome[1], "device": welcome[3], "bars": bars, "bpm": 120,
+            "startup_to_ready_s": round(daemon.startup_s, 2), "generate_wall_s": round(wall_s, 2),
+            "machine": machine(),
+        }
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    if args.suite == "engine":
+        print("continuo bench engine: our own decode loop is not built yet (issue 3); "
+              "run `continuo bench daemon` for the end-to-end figures")
+        return 2
+    print(json.dumps(bench_daemon(args.bars, args.model)), flush=True)
+    return 0

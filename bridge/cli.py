@@ -1,0 +1,124 @@
+"""The `continuo` command: serve, send, model make-tiny, doctor, bench."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from bridge import __version__
+from bridge.errors import BridgeError
+from bridge.settings import env_name, field_type, load_settings, setting_fields
+
+log = logging.getLogger("continuo")
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per Settings field; defaults stay None so 'not given' is visible."""
+    parser.add_argument("--config", type=Path, help=f"TOML settings file (also ${env_name('config')})")
+    for f in setting_fields():
+        flag = "--" + f.name.replace("_", "-")
+        helptext = f"{f.metadata['help']} (env {env_name(f.name)}; default {f.default!r})"
+        kind = field_type(f)
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=helptext)
+        elif f.name == "input_roots":
+            parser.add_argument(flag, nargs="+", default=None, metavar="DIR", help=helptext)
+        else:
+            parser.add_argument(flag, default=None, help=helptext, metavar=f.name.upper())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="continuo", description="Generative-music daemon for your DAW.")
+    parser.add_argument("--version", action="version", version=f"continuo {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="start the daemon (OSC on 127.0.0.1:9000 by default)")
+    add_settings_flags(serve)
+
+    send = commands.add_parser("send", help="send one OSC message to the daemon and print the replies")
+    send.add_argument("address", help="e.g. /continuo/generate")
+    send.add_argument("args", nargs="*", help="arguments: 8 is an int, 8.0 a float, anything else a string; "
+                                              "prefix s: to force a string (s:8)")
+    send.add_argument("--host", default="127.0.0.1")
+    send.add_argument("--port", type=int, default=9000)
+    send.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for a job to finish")
+    send.add_argument("--no-wait", action="store_true", help="send and return without waiting for replies")
+
+    model = commands.add_parser("model", help="model tools")
+    model_commands = model.add_subparsers(dest="model_command", required=True)
+    tiny = model_commands.add_parser("make-tiny", help="build a tiny RANDOM MusicGen checkpoint (noise, for tests)")
+    tiny.add_argument("dir", type=Path)
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--stereo", action="store_true")
+
+    doctor = commands.add_parser("doctor", help="what device, accelerations and optional packages are usable here")
+    add_settings_flags(doctor)
+
+    bench = commands.add_parser("bench", help="benchmarks; results are JSON lines")
+    bench.add_argument("suite", nargs="?", default="engine", choices=["engine", "daemon"],
+                       help="engine: decode speed (not built yet); daemon: startup and an 8-bar render end to end")
+    bench.add_argument("--quick", action="store_true")
+    bench.add_argument("--bars", type=float, default=8.0)
+    bench.add_argument("--model", default=None, help="checkpoint for the daemon suite (default: the daemon's default)")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace):
+    flags = {f.name: getattr(args, f.name, None) for f in setting_fields()}
+    return load_settings(flags, config_path=args.config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            settings = settings_from_args(args)
+            configure_logging(settings.log_level)
+            from bridge.daemon import serve
+
+            return serve(settings)
+        configure_logging("INFO")
+        if args.command == "send":
+            from bridge.send import run_send
+
+            return run_send(args)
+        if args.command == "model":
+            from inference.tiny import build_tiny_musicgen
+
+            path = build_tiny_musicgen(args.dir, seed=args.seed, channels=2 if args.stereo else 1)
+            print(f"tiny RANDOM MusicGen checkpoint written to {path} (it makes noise, not music; for tests)")
+            return 0
+        if args.command == "doctor":
+            from bridge.doctor import run_doctor
+
+            return run_doctor(settings_from_args(args))
+        if args.command == "bench":
+            from bridge.bench import run_bench
+
+            return run_bench(args)
+    except BridgeError as exc:
+        print(f"continuo: {exc.message}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from inference.errors import InferenceError
+
+        if isinstance(exc, InferenceError):
+            print(f"continuo: {exc}", file=sys.stderr)
+            return 2
+        raise
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Jobs are data: a status enum, a dataclass per job, and a bounded FIFO queue.
+
+A job is written to the journal before it is announced (see bridge/journal.py);
+the queue only holds jobs the journal already knows.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from bridge.errors import Busy
+
+Address = tuple[str, int]
+
+
+class JobStatus(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+@dataclass
+class Job:
+    """One request from a client; ``params`` is everything needed to run it again."""
+
+    job_id: str
+    op: str
+    params: dict[str, Any]
+    reply_to: Address
+    client_key: Address
+    status: JobStatus = JobStatus.QUEUED
+    created_at: float = field(default_factory=time.time)
+    cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+
+class JobQueue:
+    """A bounded FIFO of waiting jobs that one worker thread drains."""
+
+    def __init__(self, max_length: int) -> None:
+        self.max_length = max_length
+        self._jobs: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def put(self, job: Job) -> int:
+        """Enqueue and return the 1-based position; raises Busy when full."""
+        with self._cond:
+            if self._closed:
+                raise Busy("the daemon is shutting down; send the request again once it is back", job_id=job.job_id)
+            if len(self._jobs) >= self.max_length:
+                raise Busy(
+                    f"the queue is full ({self.max_length} jobs waiting); wait for a /continuo/done "
+                    "or cancel a job, then send again",
+                    job_id=job.job_id,
+                )
+            self._jobs.append(job)
+            self._cond.notify()
+            return len(self._jobs)
+
+    def get(self, timeout_s: float | None = None) -> Job | None:
+        """Next job, or None when closed (or on timeout)."""
+        with self._cond:
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
+            while not self._jobs and not self._closed:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            return self._jobs.popleft() if self._jobs else None
+
+    def remove(self, job_id: str) -> Job | None:
+        with self._cond:
+            for job in self._jobs:
+                if job.job_id == job_id:
+                    self._jobs.remove(job)
+                    return job
+            return None
+
+    def drain(self) -> list[Job]:
+        """Close the queue and hand back every job still waiting."""
+        with self._cond:
+            self._closed = True
+            jobs = list(self._jobs)
+            self._jobs.clear()
+            self._cond.notify_all()
+            return jobs
+
+    def waiting(self) -> list[Job]:
+        with self._cond:
+            return list(self._jobs)
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._jobs)

@@ -1,0 +1,203 @@
+"""Daemon settings: one frozen dataclass, each field declared once.
+
+Every field is filled, in order of precedence, from a command-line flag
+(``--osc-port``), an environment variable (``CONTINUO_OSC_PORT``), a TOML config
+file (``osc_port = 9000``) and the default declared here. The command-line
+parser is generated from these fields, so a setting cannot exist in one place
+and be missing in another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bridge.errors import ConfigError
+
+ENV_PREFIX = "CONTINUO_"
+DEFAULT_HOME = Path("~/Music/Continuo")
+
+
+def _setting(default: Any, help: str) -> Any:
+    if isinstance(default, (list, dict)):
+        raise TypeError("mutable defaults are not allowed in Settings")
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str = _setting(
+        "facebook/musicgen-small",
+        "checkpoint directory or Hugging Face hub id; falls back to the Hugging Face cache, "
+        "a download, then (with allow_smoke_model) a tiny random smoke model",
+    )
+    device: str = _setting("auto", "torch device: auto, cpu, cuda, cuda:N")
+    allow_smoke_model: bool = _setting(
+        True, "when no real checkpoint can be had, serve a tiny random model (noise, not music)"
+    )
+    smoke_model_dir: Path = _setting(
+        Path("~/.cache/continuo/tiny-musicgen"), "where the tiny random smoke model is built"
+    )
+    osc_host: str = _setting("127.0.0.1", "address the OSC UDP server binds (loopback by default)")
+    osc_port: int = _setting(9000, "OSC UDP port (0 picks a free one; the ready line names it)")
+    output_root: Path = _setting(DEFAULT_HOME / "renders", "rendered files go under <output_root>/<job_id>/")
+    input_roots: tuple[Path, ...] = _setting(
+        (), "folders input files may be read from (default: the output root and an inbox/ beside it)"
+    )
+    journal_path: Path | None = _setting(None, "SQLite job journal (default: <output_root>/journal.sqlite3)")
+    user_presets_dir: Path = _setting(
+        Path("~/.config/continuo/presets"), "your own presets; a name here overrides a built-in one"
+    )
+    max_queue: int = _setting(16, "jobs waiting at most; more get a 'busy' error")
+    max_bars: float = _setting(64.0, "bars per request at most (the model's window may allow fewer)")
+    sample_rate: int = _setting(48000, "session sample rate until a client sends /continuo/context")
+    bpm: float = _setting(120.0, "session tempo until a client sends /continuo/context")
+    shutdown_timeout_s: float = _setting(10.0, "on SIGINT/SIGTERM, how long the running job may take to stop")
+    log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR")
+
+    @property
+    def resolved_output_root(self) -> Path:
+        return self.output_root.expanduser().resolve()
+
+    @property
+    def resolved_input_roots(self) -> tuple[Path, ...]:
+        roots = self.input_roots or (self.output_root, self.output_root.expanduser().parent / "inbox")
+        return tuple(root.expanduser().resolve() for root in roots)
+
+    @property
+    def resolved_journal_path(self) -> Path:
+        if self.journal_path is not None:
+            return self.journal_path.expanduser().resolve()
+        return self.resolved_output_root / "journal.sqlite3"
+
+
+def setting_fields() -> list[dataclasses.Field]:
+    return list(dataclasses.fields(Settings))
+
+
+def field_type(f: dataclasses.Field) -> Any:
+    return typing.get_type_hints(Settings)[f.name]
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def _convert(name: str, raw: Any, kind: Any, origin: str) -> Any:
+    """Convert one raw value (a TOML value or an environment string) to the field's type."""
+    args = typing.get_args(kind)
+    if type(None) in args:  # Optional[X]
+        if raw is None or raw == "":
+            return None
+        kind = next(a for a in args if a is not type(None))
+    try:
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError("expected true or false")
+        if kind is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError("expected a whole number")
+            return int(raw)
+        if kind is float:
+            if isinstance(raw, bool):
+                raise ValueError("expected a number")
+            return float(raw)
+        if kind is str:
+            if not isinstance(raw, str):
+                raise ValueError("expected a string")
+            return raw
+        if kind is Path:
+            if not isinstance(raw, (str, Path)):
+                raise ValueError("expected a path")
+            return Path(raw)
+        if typing.get_origin(kind) is tuple:
+            items = raw.split(os.pathsep) if isinstance(raw, str) else raw
+            if not isinstance(items, (list, tuple)):
+                raise ValueError("expected a list of paths")
+            return tuple(Path(item) for item in items if str(item))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{origin}: {name}: cannot use {raw!r}: {exc}") from exc
+    raise AssertionError(f"unsupported settings type {kind} for {name}")
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.expanduser().open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist; create it or drop --config") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    known = {f.name for f in setting_fields()}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+    return data
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    config_path: Path | None = None,
+) -> Settings:
+    """Build Settings with precedence flag > environment > config file > default.
+
+    ``flags`` holds only the flags the user actually gave (None means not given).
+    ``config_path`` falls back to ``$CONTINUO_CONFIG`` when not given.
+    """
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    environ = os.environ if environ is None else environ
+    if config_path is None and environ.get(env_name("config")):
+        config_path = Path(environ[env_name("config")])
+    file_values = read_config_file(config_path) if config_path is not None else {}
+    values: dict[str, Any] = {}
+    for f in setting_fields():
+        kind = field_type(f)
+        if f.name in flags:
+            values[f.name] = _convert(f.name, flags[f.name], kind, "flag")
+        elif env_name(f.name) in environ:
+            values[f.name] = _convert(f.name, environ[env_name(f.name)], kind, env_name(f.name))
+        elif f.name in file_values:
+            values[f.name] = _convert(f.name, file_values[f.name], kind, str(config_path))
+    settings = Settings(**values)
+    validate_settings(settings)
+    return settings
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def validate_settings(settings: Settings) -> None:
+    if not is_loopback(settings.osc_host):
+        raise ConfigError(
+            f"osc_host {settings.osc_host!r} is not a loopback address; serving other machines needs a client "
+            "allow-list, which is not built yet. Bind 127.0.0.1 (the default) and reach the daemon from this machine."
+        )
+    if not 0 <= settings.osc_port <= 65535:
+        raise ConfigError(f"osc_port must be 0..65535, got {settings.osc_port}")
+    if settings.max_queue < 1:
+        raise ConfigError(f"max_queue must be at least 1, got {settings.max_queue}")
+    if settings.max_bars <= 0:
+        raise ConfigError(f"max_bars must be positive, got {settings.max_bars}")
+    if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
+    if settings.shutdown_timeout_s < 0:
+        raise ConfigError(f"shutdown_timeout_s must be >= 0, got {settings.shutdown_timeout_s}")

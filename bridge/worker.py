@@ -1,0 +1,207 @@
+"""The one thread that owns the model: takes jobs off the queue and runs each step.
+
+Steps of a generate/continue job: plan -> (read the input's tail) -> generate ->
+render (resample, effects, loudness) -> write atomically -> journal -> announce.
+Each output is in the journal before its /continuo/output event is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from bridge.audio_io import read_audio, write_wav_atomic
+from bridge.errors import BridgeError
+from bridge.events import EventSink
+from bridge.jobs import Job, JobQueue, JobStatus
+from bridge.journal import Journal, OutputRecord
+from bridge.plan import RenderPlan, build_plan
+from bridge.presets import Preset
+from bridge.render import render_mix, resample
+from inference.engine import GenerationRequest, TransformersMusicGen
+from inference.errors import Cancelled, InferenceError
+
+log = logging.getLogger("continuo.worker")
+
+# Overall progress: each stage owns a slice of [0, 1].
+STAGE_SPANS = {
+    "loading": (0.0, 0.02),
+    "conditioning": (0.02, 0.05),
+    "generating": (0.05, 0.85),
+    "decoding": (0.85, 0.9),
+    "effects": (0.9, 0.95),
+    "writing": (0.95, 1.0),
+}
+
+
+class Interrupted(Exception):
+    """The daemon is stopping while this job runs."""
+
+
+class Worker(threading.Thread):
+    def __init__(
+        self,
+        *,
+        queue: JobQueue,
+        journal: Journal,
+        events: EventSink,
+        engine: TransformersMusicGen,
+        presets: Callable[[], Mapping[str, Preset]],
+        input_roots: Sequence[Path],
+        output_root: Path,
+    ) -> None:
+        super().__init__(name="continuo-worker", daemon=True)
+        self.queue = queue
+        self.journal = journal
+        self.events = events
+        self.engine = engine
+        self.presets = presets
+        self.input_roots = input_roots
+        self.output_root = output_root
+        self.current: Job | None = None
+        self.stopping = threading.Event()
+        self.seconds_per_audio_s = 1.0  # measured; used for ETAs
+        self._lock = threading.Lock()
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            job = self.queue.get()
+            if job is None:
+                break
+            with self._lock:
+                self.current = job
+            try:
+                self.run_job(job)
+            finally:
+                with self._lock:
+                    self.current = None
+
+    def stop(self) -> None:
+        """Ask the running job to stop at its next step; the loop ends after it."""
+        self.stopping.set()
+        with self._lock:
+            if self.current is not None:
+                self.current.cancel()
+
+    def running_job(self) -> Job | None:
+        with self._lock:
+            return self.current
+
+    # -- one job ----------------------------------------------------------------------------
+    def run_job(self, job: Job) -> None:
+        started = time.monotonic()
+        if job.cancelled:
+            self.fail(job, "cancelled", "cancelled before it started")
+            return
+        self.journal.set_status(job.job_id, JobStatus.RUNNING)
+        log.info("job=%s running op=%s", job.job_id, job.op)
+        try:
+            plan = build_plan(job.op, job.params, self.presets(), self.input_roots)
+            outputs = self.render(job, plan)
+        except (Cancelled, Interrupted):
+            if self.stopping.is_set():
+                self.fail(job, "interrupted", "the daemon stopped while this job ran; send it again with a new id")
+            else:
+                self.fail(job, "cancelled", "cancelled")
+            return
+        except (BridgeError, InferenceError) as exc:
+            self.fail(job, exc.code, getattr(exc, "message", str(exc)))
+            return
+        except Exception as exc:  # a bug must not kill the worker: report it and go on
+            log.exception("job=%s failed unexpectedly", job.job_id)
+            self.fail(job, "model_error", f"internal error: {type(exc).__name__}: {exc}")
+            return
+        elapsed = time.monotonic() - started
+        self.seconds_per_audio_s = 0.7 * self.seconds_per_audio_s + 0.3 * elapsed / max(plan.duration_s, 0.1)
+        self.journal.finish(job.job_id, JobStatus.DONE, seed=plan.seed, elapsed_s=elapsed)
+        self.events.done(job.reply_to, job.job_id, len(outputs), plan.seed, elapsed)
+        log.info("job=%s done outputs=%d seed=%d elapsed_s=%.2f", job.job_id, len(outputs), plan.seed, elapsed)
+
+    def fail(self, job: Job, code: str, message: str) -> None:
+        status = {"cancelled": JobStatus.CANCELLED, "interrupted": JobStatus.INTERRUPTED}.get(code, JobStatus.FAILED)
+        self.journal.finish(job.job_id, status, error_code=code, error_message=message)
+        self.events.error(job.reply_to, job.job_id, code, message)
+        log.info("job=%s %s: %s", job.job_id, code, message)
+
+    def progress(self, job: Job, stage: str, fraction: float) -> None:
+        if job.cancelled:
+            raise Interrupted() if self.stopping.is_set() else Cancelled()
+        low, high = STAGE_SPANS[stage]
+        self.events.progress(job.reply_to, job.job_id, low + (high - low) * fraction, stage)
+
+    def render(self, job: Job, plan: RenderPlan) -> list[OutputRecord]:
+        audio_prompt = self.read_prompt(job, plan) if plan.input_path is not None else None
+        generated = self.engine.generate(
+            GenerationRequest(
+                prompt=plan.prompt, duration_s=plan.duration_s, seed=plan.seed,
+                temperature=plan.preset.temperature, top_k=plan.preset.top_k, top_p=plan.preset.top_p,
+                guidance_scale=plan.preset.guidance_scale, audio_prompt=audio_prompt,
+            ),
+            on_progress=lambda fraction, stage: self.progress(job, stage, fraction),
+            should_cancel=lambda: job.cancelled,
+        )
+        self.progress(job, "effects", 0.0)
+        rendered = render_mix(generated.audio, generated.sample_rate, frames=plan.frames,
+                              sample_rate=plan.context.sample_rate, preset=plan.preset)
+        self.progress(job, "writing", 0.0)
+        output = self.write_output(job, plan, "mix", rendered)
+        self.write_manifest(job, plan, [output])
+        self.progress(job, "writing", 1.0)
+        return [output]
+
+    def read_prompt(self, job: Job, plan: RenderPlan) -> np.ndarray:
+        """The input's last prompt_seconds, at the model's rate and channel count."""
+        self.progress(job, "loading", 0.0)
+        assert plan.input_path is not None
+        audio, rate = read_audio(plan.input_path)
+        tail = audio[:, -max(1, int(round(plan.preset.prompt_seconds * rate))):]
+        tail = resample(tail, rate, self.engine.info.sample_rate)
+        if self.engine.info.channels == 1:
+            tail = tail.mean(axis=0, keepdims=True)
+        elif tail.shape[0] == 1:
+            tail = np.repeat(tail, self.engine.info.channels, axis=0)
+        self.progress(job, "loading", 1.0)
+        return np.ascontiguousarray(tail[: self.engine.info.channels], dtype=np.float32)
+
+    def write_output(self, job: Job, plan: RenderPlan, name: str, rendered) -> OutputRecord:
+        path = self.output_root / job.job_id / f"{name}.wav"
+        write_wav_atomic(path, rendered.audio, rendered.sample_rate, bit_depth=plan.preset.bit_depth)
+        record = OutputRecord(
+            name=name, path=path.as_posix(), sample_rate=rendered.sample_rate, channels=rendered.audio.shape[0],
+            seconds=rendered.audio.shape[1] / rendered.sample_rate, bars=plan.bars,
+            lufs=rendered.lufs, peak_db=rendered.peak_db,
+        )
+        self.journal.add_output(job.job_id, record)
+        self.events.output(job.reply_to, job.job_id, record)
+        log.info("job=%s output name=%s path=%s lufs=%.1f peak_db=%.1f", job.job_id, name, record.path,
+                 record.lufs, record.peak_db)
+        return record
+
+    def write_manifest(self, job: Job, plan: RenderPlan, outputs: list[OutputRecord]) -> None:
+        info = self.engine.info
+        manifest = {
+            "job_id": job.job_id,
+            "op": job.op,
+            "preset": plan.preset.name,
+            "prompt": plan.prompt,
+            "bars": plan.bars,
+            "seed": plan.seed,
+            "context": {"bpm": plan.context.bpm, "metre": plan.context.metre, "key": plan.context.key,
+                        "sample_rate": plan.context.sample_rate},
+            "input_path": plan.input_path.as_posix() if plan.input_path else None,
+            "model": {"name": info.name, "source": info.source_kind, "smoke_model": info.is_random},
+            "outputs": [o.__dict__ for o in outputs],
+        }
+        if info.is_random:
+            manifest["warning"] = "rendered by a tiny RANDOM smoke model: this is noise, not music"
+        path = self.output_root / job.job_id / "manifest.json"
+        tmp = path.with_name(".manifest.json.partial")
+        tmp.write_text(json.dumps(manifest, indent=2))
+        tmp.replace(path)
