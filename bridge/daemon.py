@@ -38,7 +38,7 @@ JOB_OPS = ("generate", "continue")
 NOT_BUILT_OPS = {
     "variations": "variations are not built yet; send /continuo/generate several times with different job ids",
     "stems": "stem separation is not built yet",
-    "model_load": "switching models at run time is not built yet; restart with `continuo serve --model NAME`",
+    "load_model": "switching models at run time is not built yet; restart with `continuo serve --model NAME`",
 }
 
 
@@ -121,6 +121,7 @@ class Daemon:
     def on_message(self, address: str, args: list[Any], sender: Address) -> None:
         session = self.sessions.get(sender)
         reply_to = session.reply_to if session else sender
+        request = None
         try:
             request = self.schema.parse(address, args)
             handler = self.handlers.get(request.op)
@@ -128,6 +129,8 @@ class Daemon:
                 raise BadRequest(NOT_BUILT_OPS.get(request.op, f"{address} is not handled"), job_id=request.job_id)
             handler(request, sender)
         except BridgeError as exc:
+            if not exc.job_id and request is not None:
+                exc.job_id = request.job_id
             log.info("job=%s rejected %s %s: %s", exc.job_id or "-", address, exc.code, exc.message)
             self.events.error(reply_to, exc.job_id, exc.code, exc.message)
 
@@ -210,9 +213,10 @@ class Daemon:
 
     def on_cancel(self, request: Request, sender: Address) -> None:
         session = self.session(sender)
-        targets = sorted(session.jobs) if request.job_id == "*" else [request.job_id]
+        everything = request.args["job_id"] == "*"
+        targets = sorted(session.jobs) if everything else [request.job_id]
         for job_id in targets:
-            self.cancel(job_id, session.reply_to, quiet=request.job_id == "*")
+            self.cancel(job_id, session.reply_to, quiet=everything)
 
     def cancel(self, job_id: str, reply_to: Address, *, quiet: bool) -> None:
         job = self.queue.remove(job_id)

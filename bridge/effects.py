@@ -26,7 +26,7 @@ import numbers
 import os
 import types
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pedalboard
@@ -112,7 +112,7 @@ class EffectSpec:
     """One effect of a chain: a plugin name and its parameters (read-only)."""
 
     plugin: str
-    params: Mapping[str, ParamValue] = types.MappingProxyType({})
+    params: Mapping[str, ParamValue] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "params", types.MappingProxyType(dict(self.params)))
@@ -139,7 +139,7 @@ def check_effect(spec: EffectSpec) -> list[tuple[str, str]]:
     if not problems:
         try:
             _instantiate(spec)
-        except (TypeError, ValueError) as exc:
+        except Exception as exc:  # pedalboard raises TypeError/ValueError, plugins may raise more
             problems.append(("plugin", f"pedalboard rejected {spec.plugin}: {exc}"))
     return problems
 
@@ -180,10 +180,14 @@ def apply_chain(
     board = chain if isinstance(chain, pedalboard.Pedalboard) else build_pedalboard(chain, sample_rate=sample_rate)
     if len(board) == 0 or audio.shape[1] == 0:
         return audio.copy()
+    # pedalboard guesses the layout from the shape (the smaller side is channels):
+    # make very short audio longer than it is wide, then cut the padding off.
+    short = max(0, audio.shape[0] + 1 - audio.shape[1])
     try:
-        out = board.process(audio, float(sample_rate), reset=True)
+        out = board.process(np.pad(audio, ((0, 0), (0, short))), float(sample_rate), reset=True)
     except Exception as exc:  # pedalboard and plugins raise many types; report, never crash
         raise BadRequest(f"effect chain failed while processing: {exc}") from exc
+    out = out[:, : audio.shape[1]]
     if out.shape != audio.shape:
         raise BridgeError(f"effect chain changed the shape {audio.shape} to {out.shape}")
     if not np.isfinite(out).all():
@@ -264,7 +268,8 @@ def _load_vst3(where: str, spec: EffectSpec) -> pedalboard.Plugin:
         plugin = pedalboard.load_plugin(path, plugin_name=spec.params.get("plugin_name"))
     except Exception as exc:  # load_plugin raises ImportError, RuntimeError, ValueError...
         raise BadRequest(
-            f"{where}: cannot load {path!r}: {exc}; check that it is a VST3 built for this platform"
+            f"{where}: cannot load {path!r}: {' '.join(str(exc).split())}; "
+            "check that it is a VST3 built for this platform"
         ) from exc
     for key, value in spec.params.items():
         if key in ("path", "plugin_name"):

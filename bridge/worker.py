@@ -23,7 +23,7 @@ from bridge.jobs import Job, JobQueue, JobStatus
 from bridge.journal import Journal, OutputRecord
 from bridge.plan import RenderPlan, build_plan
 from bridge.presets import Preset
-from bridge.render import render_mix, resample
+from bridge.render import map_channels, render_mix, resample
 from inference.engine import GenerationRequest, TransformersMusicGen
 from inference.errors import Cancelled, InferenceError
 
@@ -162,13 +162,9 @@ class Worker(threading.Thread):
         assert plan.input_path is not None
         audio, rate = read_audio(plan.input_path)
         tail = audio[:, -max(1, int(round(plan.preset.prompt_seconds * rate))):]
-        tail = resample(tail, rate, self.engine.info.sample_rate)
-        if self.engine.info.channels == 1:
-            tail = tail.mean(axis=0, keepdims=True)
-        elif tail.shape[0] == 1:
-            tail = np.repeat(tail, self.engine.info.channels, axis=0)
+        tail = map_channels(resample(tail, rate, self.engine.info.sample_rate), self.engine.info.channels)
         self.progress(job, "loading", 1.0)
-        return np.ascontiguousarray(tail[: self.engine.info.channels], dtype=np.float32)
+        return np.ascontiguousarray(tail, dtype=np.float32)
 
     def write_output(self, job: Job, plan: RenderPlan, name: str, rendered) -> OutputRecord:
         path = self.output_root / job.job_id / f"{name}.wav"

@@ -68,12 +68,39 @@ def build_tiny_musicgen(out_dir: Path, *, seed: int = 0, channels: int = 1) -> P
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = MusicgenForConditionalGeneration(config).eval()
+        calibrate_codebooks_(model)
     model.generation_config = build_generation_config(config)
     model.save_pretrained(out_dir, safe_serialization=True)
     processor = MusicgenProcessor(feature_extractor=build_feature_extractor(channels), tokenizer=tokenizer)
     processor.save_pretrained(out_dir)
-    write_marker_(out_dir, seed=seed, channels=channels, shape=shape)
+    write_marker(out_dir, seed=seed, channels=channels, shape=shape)
     return out_dir
+
+
+def calibrate_codebooks_(model) -> None:
+    """Fill EnCodec's codebooks (zeros at init) from the encoder's own output statistics.
+
+    Zero codebooks decode every code to the same sound; codebooks of the wrong
+    scale map every input to one code. Drawing each residual codebook from the
+    mean and spread of what the encoder emits on noise and sines gives a codec
+    whose codes depend on the input and whose decoded audio depends on the codes.
+    """
+    codec = model.audio_encoder
+    seconds = torch.arange(SAMPLE_RATE) / SAMPLE_RATE
+    tones = ((110, 0.5), (440, 0.2), (1760, 0.05))  # (hz, amplitude)
+    sines = [amplitude * torch.sin(2 * torch.pi * hz * seconds) for hz, amplitude in tones]
+    noise = [amplitude * torch.randn(SAMPLE_RATE) for amplitude in (0.3, 0.03)]
+    audio = torch.stack(sines + noise)[:, None, :]  # (B, 1, T)
+    with torch.no_grad():
+        embeddings = codec.encoder(audio)  # (B, D, frames)
+        residual = embeddings.transpose(1, 2).reshape(-1, embeddings.shape[1])
+        for layer in codec.quantizer.layers:
+            codebook = layer.codebook
+            mean, spread = residual.mean(dim=0), residual.std(dim=0)
+            codebook.embed.copy_(mean + spread * torch.randn_like(codebook.embed))
+            codebook.embed_avg.copy_(codebook.embed)
+            codebook.cluster_size.fill_(1.0)
+            residual = residual - codebook.decode(codebook.encode(residual))
 
 
 def build_tokenizer():
@@ -167,7 +194,7 @@ def build_feature_extractor(channels: int):
     return EncodecFeatureExtractor(feature_size=channels, sampling_rate=SAMPLE_RATE, padding_value=0.0)
 
 
-def write_marker_(out_dir: Path, *, seed: int, channels: int, shape: TinyShape) -> None:
+def write_marker(out_dir: Path, *, seed: int, channels: int, shape: TinyShape) -> None:
     marker = {
         "smoke": True,
         "warning": "random weights: produces noise, not music",

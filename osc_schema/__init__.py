@@ -1,0 +1,5 @@
+"""The machine-readable OSC address space (continuo.json); bridge.protocol reads it."""
+
+from pathlib import Path
+
+SCHEMA_PATH = Path(__file__).with_name("continuo.json")

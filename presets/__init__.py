@@ -1,0 +1,5 @@
+"""The presets shipped with Continuo: one TOML file each (layout in ``bridge.presets``)."""
+
+from pathlib import Path
+
+PRESETS_DIR = Path(__file__).parent

@@ -1,0 +1,94 @@
+"""Reading input audio and writing results atomically.
+
+``write_wav_atomic`` writes ``<dir>/.<name>.partial``, flushes and fsyncs it,
+renames it onto the final name with ``os.replace`` and fsyncs the directory,
+so a reader sees either no file or the complete one, also after a crash.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from bridge.errors import BadRequest, IoError, NotFound
+
+WAV_SUBTYPES: dict[int, str] = {16: "PCM_16", 24: "PCM_24", 32: "FLOAT"}
+
+
+def read_audio(path: Path) -> tuple[np.ndarray, int]:
+    """Audio (C, T) float32 and its sample rate, from any format libsndfile reads.
+
+    A missing file is ``NotFound``; a directory, an unreadable file, a file that
+    is not audio or has no frames is ``BadRequest`` with the reason.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise NotFound(f"no such audio file: {path}")
+    if not path.is_file():
+        raise BadRequest(f"not a file: {path}")
+    try:
+        data, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, OSError) as exc:
+        raise BadRequest(f"cannot read audio from {path}: {exc}") from exc
+    if data.shape[0] == 0:
+        raise BadRequest(f"audio file has no frames: {path}")
+    return np.ascontiguousarray(data.T), int(sample_rate)
+
+
+def write_wav_atomic(path: Path, audio: np.ndarray, sample_rate: int, *, bit_depth: int = 24) -> None:
+    """Write ``audio`` (C, T) as a WAV file at ``path``, atomically.
+
+    Samples are clipped to [-1, 1]; ``bit_depth`` 16 and 24 are PCM, 32 is
+    float. A missing parent directory is created (``<output_root>/<job_id>/``).
+    Bad arguments (bit depth, shape, non-finite samples) are ``BadRequest`` and
+    touch nothing on disk; any failure while writing is ``IoError`` and leaves
+    no partial file behind (an existing file at ``path`` is left as it was).
+    """
+    path = Path(path)
+    subtype = WAV_SUBTYPES.get(bit_depth)
+    if subtype is None or isinstance(bit_depth, bool):
+        valid = ", ".join(map(str, WAV_SUBTYPES))
+        raise BadRequest(f"bit_depth must be one of {valid}, got {bit_depth!r}")
+    if not isinstance(audio, np.ndarray) or audio.ndim != 2 or audio.shape[0] == 0:
+        raise BadRequest(f"audio must be a (channels, frames) array, got shape {np.shape(audio)}")
+    if not np.isfinite(audio).all():
+        raise BadRequest("audio contains non-finite samples (nan or inf)")
+    frames = np.clip(audio.T, -1.0, 1.0).astype(np.float32)
+    partial = path.parent / f".{path.name}.partial"
+    try:
+        created = not path.parent.is_dir()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(partial, "wb") as handle:
+            soundfile.write(handle, frames, sample_rate, subtype=subtype, format="WAV")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+        _fsync_directory(path.parent)
+        if created:
+            _fsync_directory(path.parent.parent)
+    except Exception as exc:  # any failure: no partial file is left, the caller gets IoError
+        note = _remove_partial(partial)
+        raise IoError(f"cannot write {path}: {exc}{note}") from exc
+    except BaseException:
+        _remove_partial(partial)
+        raise
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_partial(partial: Path) -> str:
+    """Remove ``partial`` if it exists; a note for the error message if that fails."""
+    try:
+        partial.unlink(missing_ok=True)
+    except OSError as exc:
+        return f" (and could not remove {partial}: {exc})"
+    return ""

@@ -1,0 +1,212 @@
+"""A small OSC client for Continuo: `continuo send` and the tests use it.
+
+It binds its own UDP socket for replies, queues every event it receives, and lets
+the caller wait for the ones it wants. `send` does no validation, so tests can
+send bad input on purpose.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import socket
+import threading
+import time
+from typing import Any, Callable
+
+from pythonosc import osc_message_builder
+
+from bridge.errors import BadRequest, BridgeError
+from bridge.protocol import Schema, load_schema, parse_datagram
+
+log = logging.getLogger("continuo.osc.client")
+
+Event = tuple[str, list]
+JOB_EVENTS = frozenset(
+    {"/continuo/queued", "/continuo/progress", "/continuo/output", "/continuo/done", "/continuo/error"}
+)
+TERMINAL_EVENTS = frozenset({"/continuo/done", "/continuo/error"})
+MAX_QUEUED_EVENTS = 100_000
+POLL_S = 0.1
+
+
+class OscClient:
+    """Talks to a Continuo daemon at (host, port); replies arrive on its own socket."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 9000,
+        *,
+        reply_port: int = 0,
+        name: str = "continuo-send",
+        schema: Schema | None = None,
+    ) -> None:
+        self.dest = (host, port)
+        self.name = name
+        self.schema = schema or load_schema()
+        self._reply_port = reply_port
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_DGRAM)
+        bind_host = host if _is_loopback(host) else ("::" if family == socket.AF_INET6 else "0.0.0.0")
+        try:
+            self._sock.bind((bind_host, reply_port))
+        except OSError:
+            self._sock.close()
+            raise
+        self._sock.settimeout(POLL_S)
+        self._events: collections.deque[Event] = collections.deque(maxlen=MAX_QUEUED_EVENTS)
+        self._cond = threading.Condition()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._receive, name="continuo-osc-client", daemon=True)
+        self._thread.start()
+
+    @property
+    def reply_address(self) -> tuple[str, int]:
+        """The (host, port) this client receives events on."""
+        host, port = self._sock.getsockname()[:2]
+        return host, port
+
+    def send(self, address: str, *args: Any) -> None:
+        """Send one message; types are inferred (str s, int i, float f), nothing is validated."""
+        builder = osc_message_builder.OscMessageBuilder(address=address)
+        for arg in args:
+            builder.add_arg(arg)
+        self.send_raw(builder.build().dgram)
+
+    def send_raw(self, data: bytes) -> None:
+        """Send arbitrary bytes as one datagram (fuzz tests)."""
+        self._sock.sendto(data, self.dest)
+
+    def hello(self, timeout_s: float = 5.0) -> list:
+        """Say hello; returns the welcome's args [version, model, sample_rate, device]."""
+        self.send("/continuo/hello", self.name, self._reply_port)
+        address, args = self._wait_reply(
+            lambda a, args: a == "/continuo/welcome" or (a == "/continuo/error" and args[:1] == [""]),
+            timeout_s,
+        )
+        if address == "/continuo/error":
+            raise _error_from_event(args)
+        return args
+
+    def ping(self, seq: int = 0, timeout_s: float = 5.0) -> int:
+        """Ping and wait for the matching pong; returns its seq."""
+        self.send("/continuo/ping", seq)
+        _, args = self._wait_reply(lambda a, args: a == "/continuo/pong" and args[:1] == [seq], timeout_s)
+        return args[0]
+
+    def wait_for(self, predicate: Callable[[str, list], bool], timeout_s: float) -> Event:
+        """The first queued or arriving event with predicate(address, args) true, removed from
+        the queue (others stay queued); TimeoutError if none within timeout_s."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                for index, (address, args) in enumerate(self._events):
+                    if predicate(address, args):
+                        del self._events[index]
+                        return address, args
+                remaining = deadline - time.monotonic()
+                if self._closed.is_set():
+                    raise TimeoutError("the client is closed; no more events will arrive")
+                if remaining <= 0:
+                    raise TimeoutError(f"no matching event within {timeout_s:g} s")
+                self._cond.wait(remaining)
+
+    def wait_job(
+        self,
+        job_id: str,
+        timeout_s: float,
+        on_event: Callable[[str, list], None] | None = None,
+        *,
+        ack: bool = False,
+    ) -> list[Event]:
+        """Every event of job_id up to and including its done or error, in order.
+
+        on_event(address, args) sees each as it arrives; with ack=True the client sends
+        /continuo/ack afterwards so the daemon stops re-sending the terminal event.
+        """
+        deadline = time.monotonic() + timeout_s
+        events: list[Event] = []
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                event = self.wait_for(lambda a, args: a in JOB_EVENTS and args[:1] == [job_id], max(remaining, 0.0))
+            except TimeoutError:
+                seen = ", ".join(address for address, _ in events) or "nothing"
+                raise TimeoutError(f"job {job_id} not done within {timeout_s:g} s (saw {seen})") from None
+            events.append(event)
+            if on_event is not None:
+                on_event(*event)
+            if event[0] in TERMINAL_EVENTS:
+                if ack:
+                    self.send("/continuo/ack", job_id)
+                return events
+
+    def drain(self) -> list[Event]:
+        """Every queued event, removed from the queue."""
+        with self._cond:
+            events = list(self._events)
+            self._events.clear()
+        return events
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        try:  # unblock recvfrom at once
+            host, port = self.reply_address
+            self._sock.sendto(b"", ({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port))
+        except OSError as exc:
+            log.debug("wake-up datagram failed: %s", exc)
+        self._thread.join(2 * POLL_S + 1.0)
+        self._sock.close()
+        with self._cond:
+            self._cond.notify_all()
+
+    def __enter__(self) -> OscClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _wait_reply(self, predicate: Callable[[str, list], bool], timeout_s: float) -> Event:
+        try:
+            return self.wait_for(predicate, timeout_s)
+        except TimeoutError:
+            host, port = self.dest
+            raise TimeoutError(
+                f"no reply from {host}:{port} within {timeout_s:g} s — is `continuo serve` running?"
+            ) from None
+
+    def _receive(self) -> None:
+        while not self._closed.is_set():
+            try:
+                data, _ = self._sock.recvfrom(65535)
+            except socket.timeout:
+                continue
+            except OSError as exc:  # e.g. ICMP port unreachable from an earlier send
+                if self._closed.is_set():
+                    break
+                log.debug("recvfrom: %s", exc)
+                continue
+            if self._closed.is_set():
+                break
+            try:
+                messages = parse_datagram(data)
+            except BadRequest as exc:
+                log.warning("ignored a malformed reply: %s", exc.message)
+                continue
+            with self._cond:
+                self._events.extend(messages)
+                self._cond.notify_all()
+
+
+def _error_from_event(args: list) -> BridgeError:
+    code, message = (args + ["", ""])[1:3]
+    error = BridgeError(f"{code}: {message}")
+    error.code = str(code)
+    return error
+
+
+def _is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")

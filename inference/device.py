@@ -1,0 +1,164 @@
+"""Which device runs the model, and which speed-ups this machine can use.
+
+Every check here is defensive: an optional package that is missing, broken or
+built for another CUDA must never stop the daemon, only show up as a reason.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+
+import torch
+
+from inference.errors import ModelLoadError
+
+
+@dataclass(frozen=True)
+class Capability:
+    name: str
+    usable: bool
+    reason: str
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """auto: the first CUDA GPU if there is one, else the CPU; anything else must be available."""
+    wanted = requested.strip().lower()
+    if wanted == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(wanted)
+    except (RuntimeError, ValueError):
+        raise ModelLoadError(f"unknown device {requested!r}; {describe_available_devices()}") from None
+    if not is_device_available(device):
+        raise ModelLoadError(f"device {requested!r} is not available on this machine; {describe_available_devices()}")
+    return device
+
+
+def is_device_available(device: torch.device) -> bool:
+    if device.type == "cpu":
+        return True
+    if device.type == "cuda":
+        return torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()
+    if device.type == "mps":
+        return torch.backends.mps.is_available()
+    return False
+
+
+def describe_available_devices() -> str:
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        names.append("mps")
+    return "available: " + ", ".join(names) + " (or 'auto')"
+
+
+def describe_accelerations() -> list[Capability]:
+    """One line per speed-up: can this machine use it, and if not, why not."""
+    checks = (
+        check_cuda,
+        check_bf16,
+        check_fp16,
+        check_cpu_int8,
+        check_bitsandbytes,
+        check_flash_attn,
+        check_cuda_graphs,
+        check_sdpa,
+    )
+    return [run_check(check) for check in checks]
+
+
+def run_check(check) -> Capability:
+    name = check.__name__.removeprefix("check_")
+    try:
+        return check()
+    except Exception as error:  # a probe must never take the daemon down
+        return Capability(name, False, f"could not check ({type(error).__name__}: {error})")
+
+
+def check_cuda() -> Capability:
+    if not torch.cuda.is_available():
+        built = torch.version.cuda
+        if built is None:
+            why = "this PyTorch build has no CUDA support; install a CUDA build of torch to use an NVIDIA GPU"
+        else:
+            why = f"no NVIDIA GPU or driver found (torch is built for CUDA {built}); running on the CPU"
+        return Capability("cuda", False, why)
+    props = torch.cuda.get_device_properties(0)
+    memory_gib = props.total_memory / 2**30
+    details = f"{props.name}, {memory_gib:.1f} GiB, compute capability {props.major}.{props.minor}"
+    return Capability("cuda", True, details)
+
+
+def check_bf16() -> Capability:
+    if not torch.cuda.is_available():
+        return Capability("bf16", False, "needs an NVIDIA GPU; on the CPU the model runs in fp32")
+    if not torch.cuda.is_bf16_supported():
+        why = "this GPU has no bfloat16 support (needs an Ampere/RTX 30xx or newer); use fp16"
+        return Capability("bf16", False, why)
+    return Capability("bf16", True, "bfloat16 weights halve GPU memory")
+
+
+def check_fp16() -> Capability:
+    if not torch.cuda.is_available():
+        return Capability("fp16", False, "needs an NVIDIA GPU; on the CPU the model runs in fp32")
+    return Capability("fp16", True, "float16 weights halve GPU memory")
+
+
+def check_cpu_int8() -> Capability:
+    engines = torch.backends.quantized.supported_engines
+    usable = [engine for engine in ("x86", "fbgemm") if engine in engines]
+    if not usable:
+        return Capability(
+            "cpu_int8", False, f"this torch build has no x86/fbgemm quantized engine (has {', '.join(engines)})"
+        )
+    return Capability("cpu_int8", True, f"torch dynamic int8 on the CPU via {usable[0]}: the fast CPU path")
+
+
+def check_bitsandbytes() -> Capability:
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return Capability("bitsandbytes", False, "not installed; `pip install bitsandbytes` to save GPU memory")
+    try:
+        bnb = importlib.import_module("bitsandbytes")
+    except Exception as error:
+        return Capability("bitsandbytes", False, f"installed but fails to import ({type(error).__name__}: {error})")
+    version = getattr(bnb, "__version__", "?")
+    if not torch.cuda.is_available():
+        return Capability(
+            "bitsandbytes", False, f"version {version} installed, but it only saves memory on an NVIDIA GPU"
+        )
+    backend = getattr(importlib.import_module("bitsandbytes.cextension"), "BNB_BACKEND", "unknown")
+    if backend != "CUDA":
+        return Capability(
+            "bitsandbytes", False, f"version {version} has no CUDA kernels for this setup (backend {backend})"
+        )
+    return Capability("bitsandbytes", True, f"version {version} with CUDA kernels: int8/4-bit weights")
+
+
+def check_flash_attn() -> Capability:
+    if importlib.util.find_spec("flash_attn") is None:
+        return Capability("flash_attn", False, "not installed; `pip install flash-attn` on an NVIDIA GPU machine")
+    if not torch.cuda.is_available():
+        return Capability("flash_attn", False, "installed, but it needs an NVIDIA GPU")
+    major, _minor = torch.cuda.get_device_capability(0)
+    if major < 8:
+        return Capability("flash_attn", False, "this GPU is older than Ampere (RTX 30xx / A100); flash-attn needs one")
+    try:
+        module = importlib.import_module("flash_attn")
+    except Exception as error:
+        return Capability("flash_attn", False, f"installed but fails to import ({type(error).__name__}: {error})")
+    return Capability("flash_attn", True, f"version {getattr(module, '__version__', '?')}")
+
+
+def check_cuda_graphs() -> Capability:
+    if not torch.cuda.is_available():
+        return Capability("cuda_graphs", False, "needs an NVIDIA GPU")
+    return Capability("cuda_graphs", True, "replays the decode step without Python overhead")
+
+
+def check_sdpa() -> Capability:
+    usable = hasattr(torch.nn.functional, "scaled_dot_product_attention")
+    reason = "PyTorch fused attention" if usable else "this torch is too old; upgrade to torch 2.x"
+    return Capability("sdpa", usable, reason)

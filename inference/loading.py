@@ -1,0 +1,377 @@
+"""Find a MusicGen checkpoint (local, cache, download, or the tiny smoke model) and load it.
+
+resolve_model never stalls offline: the Hub is only asked after a quick TCP
+connect to its endpoint succeeded (DNS included, bounded by connect_timeout_s),
+and then only by one small HTTP request bounded the same way, so an endpoint
+that accepts connections but never answers cannot hang start-up either.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from inference.errors import InferenceError, ModelLoadError
+from inference.tiny import SMOKE_MARKER, TINY_FORMAT_VERSION, TINY_NAME, build_tiny_musicgen, read_marker
+
+if TYPE_CHECKING:
+    from inference.engine import TransformersMusicGen
+
+log = logging.getLogger("continuo.inference")
+
+TINY_SPEC = "tiny"  # asks for the tiny smoke model directly
+DEFAULT_ENDPOINT = "https://huggingface.co"
+HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+WEIGHT_FILES = (
+    "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
+)
+FEATURE_EXTRACTOR_FILES = ("preprocessor_config.json", "processor_config.json")
+TOKENIZER_FILES = ("tokenizer.json", "spiece.model")
+IGNORED_DOWNLOADS = ["*.bin", "*.msgpack", "*.h5", "*.ot", "*.onnx", "*.tflite", "*.mlmodel"]
+TINY_FILES = {
+    "config.json", "generation_config.json", "model.safetensors", "processor_config.json",
+    "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+}
+MUSICGEN_TYPES = {"musicgen"}
+MELODY_TYPES = {"musicgen_melody"}
+TRUTHY = {"1", "true", "yes", "on"}
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+PROBE_TIMEOUT_FACTOR = 2.0  # the HTTP probe may take this many connect timeouts (TLS + one round trip)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    spec: str
+    path: Path | None
+    kind: str  # "local" | "cache" | "download" | "tiny"
+    is_random: bool
+
+
+def resolve_model(
+    spec: str,
+    *,
+    tiny_dir: Path,
+    allow_tiny_fallback: bool = True,
+    offline: bool | None = None,
+    connect_timeout_s: float = 2.0,
+) -> ModelSource:
+    """Local directory, then Hugging Face cache, then download, then (if allowed) the tiny smoke model."""
+    spec = spec.strip()
+    if spec == TINY_SPEC:
+        return ensure_tiny(spec, Path(tiny_dir))
+    local = Path(spec).expanduser()
+    if local.is_dir():
+        log.info("model %s: local directory %s", spec, local)
+        return ModelSource(spec, local.resolve(), "local", is_random=has_smoke_marker(local))
+    if not is_hub_id(spec):
+        raise ModelLoadError(
+            f"model {spec!r} is neither an existing directory nor a Hugging Face model id like "
+            "'facebook/musicgen-small'; pass --model with a checkpoint directory or a model id"
+        )
+    tried = []
+    cache_dir = hub_cache_dir()
+    cached = find_in_cache(spec, cache_dir)
+    if cached is not None:
+        log.info("model %s: found in the Hugging Face cache at %s", spec, cached)
+        return ModelSource(spec, cached, "cache", is_random=has_smoke_marker(cached))
+    tried.append(f"not complete in the Hugging Face cache at {cache_dir}")
+    network = check_network(spec, offline, connect_timeout_s)
+    if network is None:
+        downloaded, problem = download(spec, cache_dir)
+        if downloaded is not None:
+            return ModelSource(spec, downloaded, "download", is_random=has_smoke_marker(downloaded))
+        tried.append(problem)
+    else:
+        tried.append(network)
+    summary = f"model {spec!r} is not available: " + "; ".join(tried)
+    if allow_tiny_fallback:
+        log.warning("%s; falling back to the tiny smoke model", summary)
+        return ensure_tiny(spec, Path(tiny_dir))
+    raise ModelLoadError(
+        f"{summary}. To fix: pass --model /path/to/checkpoint, or run once with network so {spec} lands in "
+        "the Hugging Face cache, or set HF_HOME (or HF_HUB_CACHE) to a cache that already holds it"
+    )
+
+
+def is_hub_id(spec: str) -> bool:
+    return bool(HUB_ID_PATTERN.match(spec)) and ".." not in spec and "--" not in spec
+
+
+def has_smoke_marker(directory: Path) -> bool:
+    return (Path(directory) / SMOKE_MARKER).is_file()
+
+
+def hub_cache_dir() -> Path:
+    """The hub cache as huggingface_hub would pick it, read from the environment now (not at import)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser() / "huggingface" / "hub"
+
+
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT
+
+
+def find_in_cache(repo_id: str, cache_dir: Path) -> Path | None:
+    """The cached snapshot of repo_id when it holds a complete checkpoint; never touches the network."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(
+            repo_id, cache_dir=cache_dir, local_files_only=True, ignore_patterns=IGNORED_DOWNLOADS
+        )
+    except Exception as error:  # LocalEntryNotFoundError, IncompleteSnapshotError, HFValidationError, ...
+        log.info("model %s: not in the Hugging Face cache at %s (%s)", repo_id, cache_dir, type(error).__name__)
+        return None
+    problems = checkpoint_problems(Path(folder))
+    if problems:
+        log.info("model %s: cached snapshot %s is incomplete: %s", repo_id, folder, "; ".join(problems))
+        return None
+    return Path(folder)
+
+
+def check_network(repo_id: str, offline: bool | None, connect_timeout_s: float) -> str | None:
+    """None when the Hub answers for repo_id; otherwise why not, in words."""
+    if offline is None:
+        offline = any(os.environ.get(name, "").strip().lower() in TRUTHY for name in OFFLINE_VARIABLES)
+    if offline:
+        return "offline mode is on (HF_HUB_OFFLINE or --offline), so nothing was downloaded"
+    endpoint = hub_endpoint()
+    if not can_connect(endpoint, connect_timeout_s):
+        return f"could not reach {endpoint} within {connect_timeout_s:g} s, so nothing was downloaded"
+    return ask_hub(repo_id, endpoint, PROBE_TIMEOUT_FACTOR * connect_timeout_s)
+
+
+def can_connect(endpoint: str, timeout_s: float) -> bool:
+    """A TCP connect to endpoint, DNS included, bounded by timeout_s."""
+    parts = urlsplit(endpoint)
+    host = parts.hostname
+    if not host:
+        return False
+    port = parts.port or (80 if parts.scheme == "http" else 443)
+    outcome: list[bool] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s):
+                outcome.append(True)
+        except OSError:
+            outcome.append(False)
+
+    worker = threading.Thread(target=connect, name="continuo-hub-probe", daemon=True)
+    started = time.monotonic()
+    worker.start()
+    worker.join(timeout_s)
+    reachable = bool(outcome and outcome[0])
+    verdict = "ok" if reachable else "unreachable"
+    log.info("hub probe %s:%d -> %s in %.2f s", host, port, verdict, time.monotonic() - started)
+    return reachable
+
+
+def ask_hub(repo_id: str, endpoint: str, timeout_s: float) -> str | None:
+    """One small HTTP request, bounded by timeout_s: does the Hub answer, and does it know repo_id?
+
+    A TCP connect alone is not enough: a proxy or captive portal accepts the
+    connection and then never answers, and huggingface_hub would wait minutes.
+    """
+    from urllib.error import HTTPError
+    from urllib.request import Request, urlopen
+
+    from huggingface_hub.utils import build_hf_headers
+
+    url = f"{endpoint.rstrip('/')}/api/models/{repo_id}/revision/main"
+    outcome: list[str | None] = []
+
+    def ask() -> None:
+        try:
+            with urlopen(Request(url, headers=build_hf_headers()), timeout=timeout_s) as response:
+                outcome.append(None if response.status == 200 else f"the Hub answered HTTP {response.status}")
+        except HTTPError as error:
+            if error.code in (401, 403, 404):
+                outcome.append(
+                    f"{endpoint} has no public model {repo_id} (HTTP {error.code}); check the id, "
+                    "or log in with `hf auth login` if it is private or gated"
+                )
+            else:
+                outcome.append(f"{endpoint} answered HTTP {error.code}")
+        except Exception as error:  # URLError, timeouts, TLS failures
+            outcome.append(f"{endpoint} did not answer properly ({type(error).__name__}: {error})")
+
+    worker = threading.Thread(target=ask, name="continuo-hub-ask", daemon=True)
+    worker.start()
+    worker.join(timeout_s + 0.5)
+    if not outcome:
+        return f"{endpoint} accepted a connection but did not answer within {timeout_s:g} s, so nothing was downloaded"
+    return outcome[0]
+
+
+def download(repo_id: str, cache_dir: Path) -> tuple[Path | None, str]:
+    """Download repo_id into the cache; (path, "") or (None, what went wrong)."""
+    from huggingface_hub import snapshot_download
+
+    log.info("model %s: downloading from %s into %s", repo_id, hub_endpoint(), cache_dir)
+    try:
+        folder = Path(
+            snapshot_download(repo_id, cache_dir=cache_dir, endpoint=hub_endpoint(), ignore_patterns=IGNORED_DOWNLOADS)
+        )
+        if not any((folder / name).is_file() for name in WEIGHT_FILES):  # a repo with .bin weights only
+            folder = Path(snapshot_download(repo_id, cache_dir=cache_dir, endpoint=hub_endpoint()))
+    except Exception as error:
+        return None, f"download from {hub_endpoint()} failed ({type(error).__name__}: {error})"
+    problems = checkpoint_problems(folder)
+    if problems:
+        return None, f"downloaded {folder} is not a MusicGen checkpoint: {'; '.join(problems)}"
+    log.info("model %s: downloaded to %s", repo_id, folder)
+    return folder, ""
+
+
+def ensure_tiny(spec: str, tiny_dir: Path) -> ModelSource:
+    """Reuse the tiny smoke checkpoint in tiny_dir when valid, else build it there."""
+    if is_valid_tiny(tiny_dir):
+        log.info("model %s: reusing tiny smoke model in %s", spec, tiny_dir)
+    else:
+        build_tiny_into(tiny_dir)
+    return ModelSource(spec, tiny_dir.resolve(), "tiny", is_random=True)
+
+
+def is_valid_tiny(directory: Path) -> bool:
+    marker = read_marker(directory)
+    return bool(marker) and marker.get("format_version") == TINY_FORMAT_VERSION and not checkpoint_problems(directory)
+
+
+def build_tiny_into(tiny_dir: Path) -> None:
+    """Build in a sibling folder, then move it in place, so a crash never leaves a half checkpoint."""
+    if tiny_dir.exists() and not is_ours(tiny_dir):
+        raise ModelLoadError(
+            f"{tiny_dir} exists and is not a tiny smoke model; refusing to overwrite it (choose another tiny_dir)"
+        )
+    started = time.monotonic()
+    staging = tiny_dir.with_name(f"{tiny_dir.name}.building-{os.getpid()}-{threading.get_ident()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        build_tiny_musicgen(staging)
+        if tiny_dir.exists():
+            shutil.rmtree(tiny_dir)
+        staging.rename(tiny_dir)
+    except OSError as error:
+        if not is_valid_tiny(tiny_dir):  # someone else did not finish it for us either
+            raise ModelLoadError(f"could not build the tiny smoke model in {tiny_dir}: {error}") from error
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("built tiny smoke model in %s in %.1f s", tiny_dir, time.monotonic() - started)
+
+
+def is_ours(directory: Path) -> bool:
+    """True for an earlier (maybe partial) tiny build: a marker, or only files a tiny build writes."""
+    if has_smoke_marker(directory):
+        return True
+    return directory.is_dir() and all(entry.name in TINY_FILES for entry in directory.iterdir())
+
+
+def checkpoint_problems(directory: Path) -> list[str]:
+    """What keeps directory from being a loadable MusicGen checkpoint; empty when nothing does."""
+    directory = Path(directory)
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        return [f"{config_path} is missing"]
+    try:
+        model_type = json.loads(config_path.read_text()).get("model_type")
+    except (OSError, ValueError) as error:
+        return [f"{config_path} is unreadable ({error})"]
+    problems = []
+    if model_type in MELODY_TYPES:
+        problems.append(f"{config_path} is a MusicGen-melody checkpoint; melody checkpoints are not served yet")
+    elif model_type not in MUSICGEN_TYPES:
+        problems.append(f"{config_path} has model_type {model_type!r}, expected 'musicgen'")
+    if not any((directory / name).is_file() for name in WEIGHT_FILES):
+        problems.append(f"no weights in {directory} (expected {' or '.join(WEIGHT_FILES)})")
+    if not any((directory / name).is_file() for name in FEATURE_EXTRACTOR_FILES):
+        problems.append(f"no processor config in {directory} (expected {' or '.join(FEATURE_EXTRACTOR_FILES)})")
+    if not any((directory / name).is_file() for name in TOKENIZER_FILES):
+        problems.append(f"no tokenizer in {directory} (expected {' or '.join(TOKENIZER_FILES)})")
+    return problems
+
+
+def load_engine(source: ModelSource, *, device: str = "auto", warm_up: bool = True) -> TransformersMusicGen:
+    """Load source.path with transformers (fp32 on CPU, fp16 on CUDA), warm it up; returns a TransformersMusicGen."""
+    import torch
+    from transformers import AutoProcessor, MusicgenForConditionalGeneration
+
+    from inference.device import pick_device
+    from inference.engine import TransformersMusicGen, describe_model
+
+    if source.path is None:
+        raise ModelLoadError(f"model {source.spec!r} has no directory to load from")
+    problems = checkpoint_problems(source.path)
+    if problems:
+        raise ModelLoadError(f"cannot load {source.path}: " + "; ".join(problems))
+    target = pick_device(device)
+    dtype = torch.float16 if target.type == "cuda" else torch.float32
+    started = time.monotonic()
+    try:
+        processor = AutoProcessor.from_pretrained(source.path, local_files_only=True)
+        model = MusicgenForConditionalGeneration.from_pretrained(source.path, dtype=dtype, local_files_only=True)
+        model = model.to(target).eval()
+    except Exception as error:
+        raise ModelLoadError(f"cannot load {source.path}: {type(error).__name__}: {error}") from error
+    engine = TransformersMusicGen(
+        model,
+        processor,
+        describe_model(
+            model,
+            name=display_name(source),
+            source_kind=source.kind,
+            is_random=source.is_random or has_smoke_marker(source.path),
+            device=str(target),
+        ),
+    )
+    info = engine.info
+    log.info(
+        "loaded %s (%s) on %s in %.1f s: %d parameters, %d Hz, %d channel(s), up to %.1f s",
+        info.name, info.source_kind, info.device, time.monotonic() - started,
+        info.parameters, info.sample_rate, info.channels, info.max_duration_s,
+    )
+    if info.is_random:
+        warn_random(info.name, source.path)
+    if warm_up:
+        try:
+            log.info("warmed up %s in %.2f s", info.name, engine.warm_up())
+        except InferenceError as error:
+            raise ModelLoadError(f"{source.path} loaded but cannot generate: {error}") from error
+    return engine
+
+
+def display_name(source: ModelSource) -> str:
+    if source.path is not None and has_smoke_marker(source.path):
+        marker = read_marker(source.path) or {}
+        return marker.get("name") or f"{source.path.name} (SMOKE: noise, not music)"
+    if source.kind == "tiny":
+        return TINY_NAME
+    return source.spec
+
+
+def warn_random(name: str, path: Path) -> None:
+    bar = "!" * 72
+    for line in (
+        bar,
+        f"!!  RANDOM SMOKE MODEL: {name}",
+        f"!!  loaded from {path}",
+        "!!  Its weights are random: every render is NOISE, NOT MUSIC.",
+        "!!  For music: pass --model facebook/musicgen-small (needs network once)",
+        "!!  or --model /path/to/a/musicgen/checkpoint.",
+        bar,
+    ):
+        log.warning(line)
