@@ -262,6 +262,10 @@ class Daemon:
 
 
 def load_model(settings: Settings) -> TransformersMusicGen:
+    if settings.cpu_threads:
+        import torch
+
+        torch.set_num_threads(settings.cpu_threads)
     source = resolve_model(settings.model, tiny_dir=settings.smoke_model_dir.expanduser(),
                            allow_tiny_fallback=settings.allow_smoke_model)
     return load_engine(source, device=settings.device)

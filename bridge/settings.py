@@ -39,6 +39,7 @@ class Settings:
         "a download, then (with allow_smoke_model) a tiny random smoke model",
     )
     device: str = _setting("auto", "torch device: auto, cpu, cuda, cuda:N")
+    cpu_threads: int = _setting(0, "threads torch may use on the CPU (0: all cores)")
     allow_smoke_model: bool = _setting(
         True, "when no real checkpoint can be had, serve a tiny random model (noise, not music)"
     )
@@ -193,6 +194,8 @@ def validate_settings(settings: Settings) -> None:
         )
     if not 0 <= settings.osc_port <= 65535:
         raise ConfigError(f"osc_port must be 0..65535, got {settings.osc_port}")
+    if settings.cpu_threads < 0:
+        raise ConfigError(f"cpu_threads must be 0 (all cores) or more, got {settings.cpu_threads}")
     if settings.max_queue < 1:
         raise ConfigError(f"max_queue must be at least 1, got {settings.max_queue}")
     if settings.max_bars <= 0:
