@@ -100,13 +100,15 @@ class Daemon:
 
     def shutdown(self) -> None:
         log.info("shutting down")
-        self.transport.stop()
+        # Keep the socket open until the worker is done, so the last events still reach their clients;
+        # requests that arrive meanwhile are answered `busy` by the closed queue.
         self.worker.stop()
         for job in self.queue.drain():
             self.worker.fail(job, "interrupted", "the daemon stopped before this job started; send it again")
         self.worker.join(self.settings.shutdown_timeout_s)
         if self.worker.is_alive():
             log.warning("the running job did not stop within %.0f s; leaving it", self.settings.shutdown_timeout_s)
+        self.transport.stop()
         self.journal.close()
         log.info("stopped")
 

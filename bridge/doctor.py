@@ -41,16 +41,20 @@ def midi_ports_line() -> str:
 
 
 def model_line(settings: Settings) -> str:
+    """Where --model would come from; the doctor itself never downloads."""
     from inference.errors import ModelLoadError
-    from inference.loading import resolve_model
+    from inference.loading import check_network, resolve_model
 
     try:
         source = resolve_model(settings.model, tiny_dir=Path(settings.smoke_model_dir).expanduser(),
                                allow_tiny_fallback=False, offline=True)
     except ModelLoadError as exc:
+        network = check_network(settings.model, None, 2.0) if "/" in settings.model else "not a hub id"
+        if network is None:
+            return f"  model {settings.model!r}: not on this machine yet; `continuo serve` will download it"
         fallback = ("the daemon would serve the tiny RANDOM smoke model (noise, not music)"
                     if settings.allow_smoke_model else "the daemon would refuse to start")
-        return f"  model {settings.model!r}: not available offline: {exc}\n  -> {fallback}"
+        return f"  model {settings.model!r}: not on this machine: {exc}\n  hub: {network}\n  -> {fallback}"
     return f"  model {settings.model!r}: {source.kind} at {source.path}" + (
         "  (RANDOM smoke model: noise, not music)" if source.is_random else "")
 

@@ -135,11 +135,13 @@ class Preset:
 
         Both the template and the user's prompt may use {bpm}, {key} and {metre};
         ``{{`` and ``}}`` are literal braces. An unknown placeholder or a stray
-        brace is ``BadRequest`` naming it.
+        brace is ``BadRequest`` naming it. A comma-separated phrase that both the
+        prompt and the template produce ("120 bpm") is kept once.
         """
         values = {"bpm": _format_bpm(context.bpm), "key": context.key, "metre": context.metre}
         user = _substitute(prompt, values, "prompt")
-        return _substitute(self.prompt_template, {**values, "prompt": user}, f"preset {self.name} template")
+        text = _substitute(self.prompt_template, {**values, "prompt": user}, f"preset {self.name} template")
+        return _drop_repeated_phrases(text)
 
     def with_overrides(self, settings: Mapping[str, object]) -> Preset:
         """A copy with request ``settings`` (``SETTING_RANGES`` names, or ``cfg``) applied.
@@ -328,6 +330,18 @@ def _convert_setting(name: str, value: object) -> tuple[object, str]:
     if not lo <= value <= hi:
         return value, f"must be from {lo:g} to {hi:g}, got {value!r}"
     return value, ""
+
+
+def _drop_repeated_phrases(text: str) -> str:
+    seen: set[str] = set()
+    phrases = []
+    for phrase in text.split(","):
+        key = " ".join(phrase.lower().split())
+        if key and key in seen:
+            continue
+        seen.add(key)
+        phrases.append(phrase)
+    return ",".join(phrases)
 
 
 def _format_bpm(bpm: float) -> str:

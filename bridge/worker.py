@@ -97,6 +97,9 @@ class Worker(threading.Thread):
     # -- one job ----------------------------------------------------------------------------
     def run_job(self, job: Job) -> None:
         started = time.monotonic()
+        if self.stopping.is_set():
+            self.fail(job, "interrupted", "the daemon stopped before this job started; send it again")
+            return
         if job.cancelled:
             self.fail(job, "cancelled", "cancelled before it started")
             return

@@ -206,3 +206,25 @@ def test_restart_replays_finished_jobs_and_reports_interrupted(tiny_model_dir, t
         assert cut[-1][0] == "/continuo/error" and cut[-1][1][1] == "interrupted"
         assert not list((tmp_path / "renders").rglob("*.partial"))
         assert second.stop(signal.SIGTERM) == 0
+
+
+def test_sigterm_interrupts_the_running_job_and_exits_zero(tiny_model_dir, tmp_path):
+    with DaemonProcess(daemon_flags(tiny_model_dir, tmp_path)) as process, \
+            OscClient(process.host, process.port) as osc:
+        osc.hello()
+        osc.send("/continuo/generate", "term-1", "default", "x", 8.0)
+        osc.wait_for(lambda a, args: a == "/continuo/progress" and args[0] == "term-1", JOB_TIMEOUT_S)
+        assert process.stop(signal.SIGTERM) == 0
+        events = osc.wait_job("term-1", 10)
+    assert events[-1][0] == "/continuo/error" and events[-1][1][1] == "interrupted"
+    assert "stopped" in process.log
+
+
+def test_a_bad_user_preset_stops_startup_naming_file_and_key(tiny_model_dir, tmp_path):
+    presets = tmp_path / "user-presets"
+    presets.mkdir()
+    (presets / "broken.toml").write_text('[generation]\ntemprature = 1.0\n')
+    with pytest.raises(RuntimeError) as info:
+        DaemonProcess(daemon_flags(tiny_model_dir, tmp_path), ready_timeout_s=60).start()
+    message = str(info.value)
+    assert "broken.toml" in message and "temprature" in message

@@ -287,3 +287,13 @@ def test_render_prompt_errors_name_the_problem(prompt, fragment):
 def test_template_errors_name_the_preset():
     with pytest.raises(BadRequest, match="preset test template: unknown placeholder {mood}"):
         preset(prompt_template="{prompt} {mood}").render_prompt("x", MusicalContext())
+
+
+def test_render_prompt_keeps_a_repeated_phrase_once():
+    from bridge.presets import load_presets, builtin_presets_dir
+    from bridge.context import MusicalContext
+
+    default = load_presets([builtin_presets_dir()])["default"]
+    text = default.render_prompt("warm lo-fi piano, {bpm} bpm", MusicalContext(bpm=120.0))
+    assert text.count("120 bpm") == 1 and text.startswith("warm lo-fi piano, 120 bpm")
+    assert "C major" in text and "4/4" in text
