@@ -11,7 +11,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +21,7 @@ from bridge import __version__
 from bridge.context import MusicalContext
 from bridge.errors import BadRequest, BridgeError, Busy, NotFound
 from bridge.events import EventSink
-from bridge.jobs import Address, Job, JobQueue, JobStatus
+from bridge.jobs import Address, Job, JobQueue, JobStatus, Priority
 from bridge.journal import Journal, JobRecord
 from bridge.osc_udp import OscUdpServer
 from bridge.plan import build_plan, job_params
@@ -164,25 +164,30 @@ class Daemon:
                          c.sample_rate)
 
     def on_job(self, request: Request, sender: Address) -> None:
+        self.submit(request.op, request.job_id, request.args, request.settings, sender)
+
+    def submit(self, op: str, job_id: str, args: Mapping[str, Any], settings: Mapping[str, Any], sender: Address,
+               *, priority: Priority = Priority.INTERACTIVE, slot: int | None = None) -> None:
+        """Validate, journal, enqueue and announce one job; every transport and MIDI come through here."""
         session = self.session(sender)
-        existing = self.journal.get(request.job_id)
+        existing = self.journal.get(job_id)
         if existing is not None:
             self.report_existing(existing, session.reply_to)
             return
-        params = job_params(request.op, request.args, request.settings, session.context)
-        plan = build_plan(request.op, params, self.presets, self.input_roots)
-        self.check_limits(plan.bars, plan.duration_s, plan.preset.prompt_seconds if plan.input_path else 0.0,
-                          request.job_id)
+        params = job_params(op, args, settings, session.context)
+        plan = build_plan(op, params, self.presets, self.input_roots)
+        self.check_limits(plan.bars, plan.duration_s, plan.preset.prompt_seconds if plan.input_path else 0.0, job_id)
         if len(self.queue) >= self.queue.max_length:
             raise Busy(f"the queue is full ({self.queue.max_length} waiting); send again after a /continuo/done",
-                       job_id=request.job_id)
-        job = Job(job_id=request.job_id, op=request.op, params=params, reply_to=session.reply_to, client_key=sender)
+                       job_id=job_id)
+        job = Job(job_id=job_id, op=op, params=params, reply_to=session.reply_to, client_key=sender,
+                  priority=priority, slot=slot)
         self.journal.insert_job(job.job_id, job.op, params, job.reply_to)
         position = self.queue.put(job)
         session.jobs.add(job.job_id)
         self.events.queued(job.reply_to, job.job_id, position, self.eta_s(position))
-        log.info("job=%s queued op=%s preset=%s bars=%g position=%d", job.job_id, job.op, plan.preset.name,
-                 plan.bars, position)
+        log.info("job=%s queued op=%s preset=%s bars=%g position=%d priority=%s", job.job_id, job.op,
+                 plan.preset.name, plan.bars, position, priority.value)
 
     def check_limits(self, bars: float, duration_s: float, prompt_s: float, job_id: str) -> None:
         if bars > self.settings.max_bars:

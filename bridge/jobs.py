@@ -31,6 +31,14 @@ class JobStatus(str, Enum):
         return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
+class Priority(str, Enum):
+    """live: MIDI-triggered, first in line; interactive: the default; batch: when nothing else waits."""
+
+    LIVE = "live"
+    INTERACTIVE = "interactive"
+    BATCH = "batch"
+
+
 @dataclass
 class Job:
     """One request from a client; ``params`` is everything needed to run it again."""
@@ -41,6 +49,8 @@ class Job:
     reply_to: Address
     client_key: Address
     status: JobStatus = JobStatus.QUEUED
+    priority: Priority = Priority.INTERACTIVE
+    slot: int | None = None  # a MIDI slot: a newer live job for the same slot replaces the waiting one
     created_at: float = field(default_factory=time.time)
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -53,7 +63,10 @@ class Job:
 
 
 class JobQueue:
-    """A bounded FIFO of waiting jobs that one worker thread drains."""
+    """A bounded FIFO of waiting jobs that one worker thread drains.
+
+    Job.priority and Job.slot are recorded but not yet acted on (issue 4: priorities and slots).
+    """
 
     def __init__(self, max_length: int) -> None:
         self.max_length = max_length
