@@ -179,7 +179,9 @@ def test_queue_full_gets_busy(tiny_model_dir, tmp_path):
     with DaemonProcess(daemon_flags(tiny_model_dir, tmp_path, "--max-queue", "1")) as process, \
             OscClient(process.host, process.port) as osc:
         osc.hello()
-        for i in range(4):
+        osc.send("/continuo/generate", "q-0", "default", "x", 8.0)
+        osc.wait_for(lambda a, args: a == "/continuo/progress" and args[0] == "q-0", JOB_TIMEOUT_S)
+        for i in range(1, 4):  # q-0 runs, q-1 waits, the rest find the queue full
             osc.send("/continuo/generate", f"q-{i}", "default", "x", 8.0)
         _, error = osc.wait_for(lambda a, args: a == "/continuo/error" and args[1] == "busy", 30)
         assert error[0] in {"q-2", "q-3"}
