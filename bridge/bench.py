@@ -31,7 +31,7 @@ def machine() -> str:
 
 def bench_daemon(bars: float, model: str | None) -> dict:
     with tempfile.TemporaryDirectory(prefix="continuo-bench-") as tmp:
-        flags = ["--osc-port", "0", "--output-root", f"{tmp}/renders", "--user-presets-dir", f"{tmp}/presets"]
+        flags = ["--osc-port", "0", "--zmq-port", "0", "--zmq-pub-port", "0", "--output-root", f"{tmp}/renders", "--user-presets-dir", f"{tmp}/presets"]
         if model:
             flags += ["--model", model]
         with DaemonProcess(flags) as daemon, OscClient(daemon.host, daemon.port) as client:
@@ -50,6 +50,16 @@ def bench_daemon(bars: float, model: str | None) -> dict:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    if args.suite == "render":
+        from bridge.bench_render import bench_render
+
+        print(json.dumps(bench_render(args.bars, quick=args.quick, model=args.model)), flush=True)
+        return 0
+    if args.suite == "bridge":
+        from bridge.bench_bridge import run_bridge_bench
+
+        print(json.dumps(run_bridge_bench(n=200 if args.quick else 2000)), flush=True)
+        return 0
     if args.suite == "engine":
         print("continuo bench engine: our own decode loop is not built yet (issue 3); "
               "run `continuo bench daemon` for the end-to-end figures")

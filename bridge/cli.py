@@ -65,9 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="what device, accelerations and optional packages are usable here")
     add_settings_flags(doctor)
 
+    keys = commands.add_parser("keys", help="make CURVE key pairs for ZeroMQ on a non-loopback address")
+    keys.add_argument("dir", type=Path, help="folder for server.key(_secret), client keys and clients/")
+    keys.add_argument("--client", default="client", help="name of the client key pair to make")
+
     bench = commands.add_parser("bench", help="benchmarks; results are JSON lines")
-    bench.add_argument("suite", nargs="?", default="engine", choices=["engine", "daemon"],
-                       help="engine: decode speed (not built yet); daemon: startup and an 8-bar render end to end")
+    bench.add_argument("suite", nargs="?", default="engine", choices=["engine", "daemon", "bridge", "render"],
+                       help="engine: decode speed (not built yet); daemon: startup and an 8-bar render end to end; "
+                            "bridge: per-request overhead of OSC/UDP, OSC/TCP, ZeroMQ vs bare echo servers; "
+                            "render: time outside the model (resample, effects, loudness, stems, write)")
     bench.add_argument("--quick", action="store_true")
     bench.add_argument("--bars", type=float, default=8.0)
     bench.add_argument("--model", default=None, help="checkpoint for the daemon suite (default: the daemon's default)")
@@ -103,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
             from bridge.doctor import run_doctor
 
             return run_doctor(settings_from_args(args))
+        if args.command == "keys":
+            from bridge.keys import run_keys
+
+            return run_keys(args.dir, args.client)
         if args.command == "bench":
             from bridge.bench import run_bench
 

@@ -1,8 +1,10 @@
-"""A small OSC client for Continuo: `continuo send` and the tests use it.
+"""Small OSC clients for Continuo: `continuo send`, the bench and the tests use them.
 
-It binds its own UDP socket for replies, queues every event it receives, and lets
-the caller wait for the ones it wants. `send` does no validation, so tests can
-send bad input on purpose.
+`OscClient` talks UDP: it binds its own socket for replies. `OscTcpClient` talks
+OSC over TCP in either stream framing (SLIP or int32 length prefix); replies come
+back on the same connection. Both queue every event they receive and let the
+caller wait for the ones they want. `send` does no validation, so tests can send
+bad input on purpose. The ZeroMQ client is bridge.zmq_client.ZmqClient.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, Callable
 from pythonosc import osc_message_builder
 
 from bridge.errors import BadRequest, BridgeError
+from bridge.osc_tcp import FramingError, LengthPrefixDecoder, SlipDecoder, length_prefix_encode, slip_encode
 from bridge.protocol import Schema, load_schema, parse_datagram
 
 log = logging.getLogger("continuo.osc.client")
@@ -30,42 +33,20 @@ MAX_QUEUED_EVENTS = 100_000
 POLL_S = 0.1
 
 
-class OscClient:
-    """Talks to a Continuo daemon at (host, port); replies arrive on its own socket."""
+class _EventClient:
+    """What every client shares: the event queue, waiting, hello/ping/job helpers."""
 
-    def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 9000,
-        *,
-        reply_port: int = 0,
-        name: str = "continuo-send",
-        schema: Schema | None = None,
-    ) -> None:
+    def __init__(self, host: str, port: int, name: str, schema: Schema | None, reply_port: int = 0) -> None:
         self.dest = (host, port)
         self.name = name
         self.schema = schema or load_schema()
         self._reply_port = reply_port
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._sock = socket.socket(family, socket.SOCK_DGRAM)
-        bind_host = host if _is_loopback(host) else ("::" if family == socket.AF_INET6 else "0.0.0.0")
-        try:
-            self._sock.bind((bind_host, reply_port))
-        except OSError:
-            self._sock.close()
-            raise
-        self._sock.settimeout(POLL_S)
         self._events: collections.deque[Event] = collections.deque(maxlen=MAX_QUEUED_EVENTS)
         self._cond = threading.Condition()
         self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._receive, name="continuo-osc-client", daemon=True)
-        self._thread.start()
 
-    @property
-    def reply_address(self) -> tuple[str, int]:
-        """The (host, port) this client receives events on."""
-        host, port = self._sock.getsockname()[:2]
-        return host, port
+    def send_raw(self, data: bytes) -> None:
+        raise NotImplementedError
 
     def send(self, address: str, *args: Any) -> None:
         """Send one message; types are inferred (str s, int i, float f), nothing is validated."""
@@ -73,10 +54,6 @@ class OscClient:
         for arg in args:
             builder.add_arg(arg)
         self.send_raw(builder.build().dgram)
-
-    def send_raw(self, data: bytes) -> None:
-        """Send arbitrary bytes as one datagram (fuzz tests)."""
-        self._sock.sendto(data, self.dest)
 
     def hello(self, timeout_s: float = 5.0) -> list:
         """Say hello; returns the welcome's args [version, model, sample_rate, device]."""
@@ -149,6 +126,69 @@ class OscClient:
             self._events.clear()
         return events
 
+    def _deliver(self, messages: list[Event]) -> None:
+        with self._cond:
+            self._events.extend(messages)
+            self._cond.notify_all()
+
+    def _deliver_packet(self, data: bytes) -> None:
+        try:
+            messages = parse_datagram(data)
+        except BadRequest as exc:
+            log.warning("ignored a malformed reply: %s", exc.message)
+            return
+        self._deliver(messages)
+
+    def _wait_reply(self, predicate: Callable[[str, list], bool], timeout_s: float) -> Event:
+        try:
+            return self.wait_for(predicate, timeout_s)
+        except TimeoutError:
+            host, port = self.dest
+            raise TimeoutError(
+                f"no reply from {host}:{port} within {timeout_s:g} s — is `continuo serve` running?"
+            ) from None
+
+    def _notify_closed(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+
+class OscClient(_EventClient):
+    """Talks to a Continuo daemon at (host, port) over UDP; replies arrive on its own socket."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 9000,
+        *,
+        reply_port: int = 0,
+        name: str = "continuo-send",
+        schema: Schema | None = None,
+    ) -> None:
+        super().__init__(host, port, name, schema, reply_port)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_DGRAM)
+        bind_host = host if _is_loopback(host) else ("::" if family == socket.AF_INET6 else "0.0.0.0")
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+            self._sock.bind((bind_host, reply_port))
+        except OSError:
+            self._sock.close()
+            raise
+        self._sock.settimeout(POLL_S)
+        self._thread = threading.Thread(target=self._receive, name="continuo-osc-client", daemon=True)
+        self._thread.start()
+
+    @property
+    def reply_address(self) -> tuple[str, int]:
+        """The (host, port) this client receives events on."""
+        host, port = self._sock.getsockname()[:2]
+        return host, port
+
+    def send_raw(self, data: bytes) -> None:
+        """Send arbitrary bytes as one datagram (fuzz tests)."""
+        self._sock.sendto(data, self.dest)
+
     def close(self) -> None:
         if self._closed.is_set():
             return
@@ -160,23 +200,13 @@ class OscClient:
             log.debug("wake-up datagram failed: %s", exc)
         self._thread.join(2 * POLL_S + 1.0)
         self._sock.close()
-        with self._cond:
-            self._cond.notify_all()
+        self._notify_closed()
 
     def __enter__(self) -> OscClient:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    def _wait_reply(self, predicate: Callable[[str, list], bool], timeout_s: float) -> Event:
-        try:
-            return self.wait_for(predicate, timeout_s)
-        except TimeoutError:
-            host, port = self.dest
-            raise TimeoutError(
-                f"no reply from {host}:{port} within {timeout_s:g} s — is `continuo serve` running?"
-            ) from None
 
     def _receive(self) -> None:
         while not self._closed.is_set():
@@ -191,14 +221,85 @@ class OscClient:
                 continue
             if self._closed.is_set():
                 break
+            self._deliver_packet(data)
+
+
+class OscTcpClient(_EventClient):
+    """OSC over one TCP connection; framing "slip" (OSC 1.1) or "length" (OSC 1.0 int32 prefix)."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 9000,
+        *,
+        framing: str = "slip",
+        name: str = "continuo-send",
+        schema: Schema | None = None,
+        connect_timeout_s: float = 5.0,
+    ) -> None:
+        if framing not in ("slip", "length"):
+            raise ValueError(f"framing must be 'slip' or 'length', got {framing!r}")
+        super().__init__(host, port, name, schema)
+        self.framing = framing
+        self._encode = slip_encode if framing == "slip" else length_prefix_encode
+        self._decoder = SlipDecoder() if framing == "slip" else LengthPrefixDecoder()
+        self._sock = socket.create_connection((host, port), timeout=connect_timeout_s)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock.settimeout(POLL_S)
+        self._send_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._receive, name="continuo-osc-tcp-client", daemon=True)
+        self._thread.start()
+
+    def send_raw(self, data: bytes) -> None:
+        """Send one packet, framed."""
+        self.send_bytes(self._encode(data))
+
+    def send_bytes(self, data: bytes) -> None:
+        """Send bytes on the stream as they are (fuzz tests: broken framing)."""
+        with self._send_lock:
+            self._sock.settimeout(5.0)
             try:
-                messages = parse_datagram(data)
-            except BadRequest as exc:
-                log.warning("ignored a malformed reply: %s", exc.message)
+                self._sock.sendall(data)
+            finally:
+                self._sock.settimeout(POLL_S)
+
+    @property
+    def connected(self) -> bool:
+        return not self._closed.is_set() and self._thread.is_alive()
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._thread.join(2 * POLL_S + 1.0)
+        self._sock.close()
+        self._notify_closed()
+
+    def __enter__(self) -> OscTcpClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _receive(self) -> None:
+        while not self._closed.is_set():
+            try:
+                data = self._sock.recv(65536)
+            except socket.timeout:
                 continue
-            with self._cond:
-                self._events.extend(messages)
-                self._cond.notify_all()
+            except OSError as exc:
+                log.debug("recv: %s", exc)
+                break
+            if not data:
+                break
+            try:
+                packets = self._decoder.feed(data)
+            except FramingError as exc:
+                log.warning("the daemon's stream broke framing: %s", exc)
+                break
+            for packet in packets:
+                self._deliver_packet(packet)
+        self._notify_closed()
 
 
 def _error_from_event(args: list) -> BridgeError:

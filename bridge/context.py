@@ -61,6 +61,31 @@ class MusicalContext:
         """Exact frame count of ``bars`` bars at the session sample rate."""
         return round(self.seconds_for_bars(bars) * self.sample_rate)
 
+    def seconds_for_beats(self, beats: float) -> float:
+        """Duration of ``beats`` beats (``beat_unit`` notes) in seconds."""
+        _check_bars(beats, "beats")
+        return beats * 60.0 / self.bpm * 4.0 / self.beat_unit
+
+    def frames_for_beats(self, beats: float) -> int:
+        """Exact frame count of ``beats`` beats at the session sample rate."""
+        return round(self.seconds_for_beats(beats) * self.sample_rate)
+
+    def frames_to_next_downbeat(self, frames: int) -> int:
+        """Frames from position ``frames`` (0 = a downbeat) to the next downbeat; 0 when on one.
+
+        Downbeats fall at ``frames_for_bars(n)`` for whole n, each rounded on
+        its own so positions never drift over a long session.
+        """
+        if frames < 0:
+            raise BadRequest(f"frames must be >= 0, got {frames!r}")
+        bar_s = self.seconds_for_bars(1)
+        bars_done = math.floor(frames / self.sample_rate / bar_s + 1e-9)
+        for bar in (bars_done, bars_done + 1, bars_done + 2):
+            downbeat = self.frames_for_bars(bar)
+            if downbeat >= frames:
+                return downbeat - frames
+        raise AssertionError("a downbeat lies within two bars")
+
     def replace(self, **changes: object) -> MusicalContext:
         """A copy with ``changes`` applied, validated like a new instance."""
         names = {f.name for f in dataclasses.fields(self)}
@@ -95,6 +120,6 @@ class MusicalContext:
             )
 
 
-def _check_bars(bars: float) -> None:
+def _check_bars(bars: float, name: str = "bars") -> None:
     if not _is_real(bars) or not math.isfinite(bars) or bars < 0:
-        raise BadRequest(f"bars must be a finite number >= 0, got {bars!r}")
+        raise BadRequest(f"{name} must be a finite number >= 0, got {bars!r}")

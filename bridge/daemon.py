@@ -23,9 +23,14 @@ from bridge.errors import BadRequest, BridgeError, Busy, NotFound
 from bridge.events import EventSink
 from bridge.jobs import Address, Job, JobQueue, JobStatus, Priority
 from bridge.journal import Journal, JobRecord
-from bridge.osc_udp import OscUdpServer
+from bridge.limits import RateLimiter
+from bridge.peers import is_peer
+from bridge.retention import RetentionTimer, prune_jobs
+from bridge.transports import Transports
 from bridge.plan import build_plan, job_params
-from bridge.presets import Preset, builtin_presets_dir, load_presets
+from bridge.midi import load_midi_maps, midi_map_dirs, start_midi
+from bridge.presets import Preset, PresetError, builtin_presets_dir, load_presets
+from bridge.separation import LazySeparator, separator_config
 from bridge.protocol import Request, Schema, load_schema
 from bridge.settings import Settings
 from bridge.worker import Worker
@@ -37,7 +42,6 @@ log = logging.getLogger("continuo.daemon")
 JOB_OPS = ("generate", "continue")
 NOT_BUILT_OPS = {
     "variations": "variations are not built yet; send /continuo/generate several times with different job ids",
-    "stems": "stem separation is not built yet",
     "load_model": "switching models at run time is not built yet; restart with `continuo serve --model NAME`",
 }
 
@@ -59,11 +63,13 @@ class Daemon:
         self.stop_requested = threading.Event()
         self.sessions: dict[Address, ClientSession] = {}
         self._engine_loader = engine_loader or load_model
+        self._receive_lock = threading.RLock()  # UDP, TCP and ZeroMQ threads take turns in the handlers
         self.handlers: dict[str, Callable[[Request, Address], None]] = {
             "hello": self.on_hello, "ping": self.on_ping, "context": self.on_context,
             "generate": self.on_job, "continue": self.on_job, "cancel": self.on_cancel, "get": self.on_get,
             "ack": self.on_ack, "status": self.on_status, "presets": self.on_presets, "models": self.on_models,
         }
+        self.handlers.update(stems=self.on_job, reload_presets=self.on_reload_presets)
 
     # -- phases -----------------------------------------------------------------------------
     def startup(self) -> None:
@@ -73,24 +79,34 @@ class Daemon:
         self.output_root.mkdir(parents=True, exist_ok=True)
         self.input_roots = settings.resolved_input_roots
         self.journal = Journal(settings.resolved_journal_path)
-        for job_id in self.journal.unfinished():
-            self.journal.finish(job_id, JobStatus.INTERRUPTED, error_code="interrupted",
-                                error_message="the daemon stopped before this job finished; send it again with a new id")
-            log.warning("job=%s interrupted by the last shutdown", job_id)
+        retry = self.interrupt_unfinished()
+        prune_jobs(self.journal, self.output_root, max_age_s=settings.retention_age_s,
+                   max_jobs=settings.retention_max_jobs)
         self.presets: dict[str, Preset] = load_presets(self.preset_dirs())
         log.info("presets loaded: %s", ", ".join(sorted(self.presets)))
+        self.midi_maps = load_midi_maps(midi_map_dirs(self.preset_dirs()), list(self.presets))
         self.engine = self._engine_loader(settings)
-        self.queue = JobQueue(settings.max_queue)
-        self.transport = OscUdpServer(settings.osc_host, settings.osc_port, self.on_message)
-        self.events = EventSink(self.schema, self.transport.send)
+        self.queue = JobQueue(settings.max_queue, on_superseded=self.on_superseded)
+        inbox = next((r for r in self.input_roots if r.name == "inbox"), self.input_roots[0] / ".zmq-inbox")
+        self.transports = Transports(settings, self.on_message, inbox=inbox)
+        self.transport = self.transports.udp
+        self.events = EventSink(self.schema, self.transports.send, resends=settings.ack_resends,
+                                resend_interval_s=settings.ack_interval_s)
+        self.rate_limiter = RateLimiter(settings.max_messages_per_s)
+        self.retention = RetentionTimer(self.journal, self.output_root, max_age_s=settings.retention_age_s,
+                                        max_jobs=settings.retention_max_jobs)
         self.worker = Worker(queue=self.queue, journal=self.journal, events=self.events, engine=self.engine,
-                             presets=lambda: self.presets, input_roots=self.input_roots, output_root=self.output_root)
+                             presets=lambda: self.presets, input_roots=self.input_roots, output_root=self.output_root,
+                             separator=LazySeparator(separator_config(settings.stems_weights, settings.stems_model_size,
+                                                                      settings.device)))
         self.worker.start()
-        self.transport.start()
-        host, port = self.transport.address
+        self.midi = start_midi(self)
+        self.requeue(retry)
+        self.retention.start()
+        self.transports.start()
         info = self.engine.info
         print(
-            f"continuo ready: osc=udp://{host}:{port} model={info.name} device={info.device} "
+            f"continuo ready: {self.transports.ready_text()} model={info.name} device={info.device} "
             f"output_root={self.output_root} startup_s={time.monotonic() - started:.1f}",
             flush=True,
         )
@@ -100,6 +116,8 @@ class Daemon:
 
     def shutdown(self) -> None:
         log.info("shutting down")
+        if getattr(self, "midi", None):
+            self.midi[1].close()
         # Keep the socket open until the worker is done, so the last events still reach their clients;
         # requests that arrive meanwhile are answered `busy` by the closed queue.
         self.worker.stop()
@@ -108,7 +126,9 @@ class Daemon:
         self.worker.join(self.settings.shutdown_timeout_s)
         if self.worker.is_alive():
             log.warning("the running job did not stop within %.0f s; leaving it", self.settings.shutdown_timeout_s)
-        self.transport.stop()
+        self.transports.stop()
+        self.events.stop()
+        self.retention.stop()
         self.journal.close()
         log.info("stopped")
 
@@ -119,8 +139,50 @@ class Daemon:
             dirs.append(user)
         return dirs
 
+    def interrupt_unfinished(self) -> list[JobRecord]:
+        """Jobs the last run left queued or running: interrupted, or (when the client asked for retries) kept."""
+        retry = []
+        for job_id in self.journal.unfinished():
+            record = self.journal.get(job_id)
+            if record is not None and int(record.params.get("retries", 0)) > 0:
+                retry.append(record)
+                continue
+            self.journal.finish(job_id, JobStatus.INTERRUPTED, error_code="interrupted",
+                                error_message="the daemon stopped before this job finished; send it again with a new id")
+            log.warning("job=%s interrupted by the last shutdown", job_id)
+        return retry
+
+    def requeue(self, records: list[JobRecord]) -> None:
+        """Run interrupted jobs again that asked for retries (one retry used each time)."""
+        for record in records:
+            params = {**record.params, "retries": int(record.params["retries"]) - 1}
+            self.journal.update_params(record.job_id, params)
+            self.journal.set_status(record.job_id, JobStatus.QUEUED)
+            job = Job(job_id=record.job_id, op=record.op, params=params, reply_to=record.reply_to,
+                      client_key=record.reply_to, priority=Priority(params.get("priority", "interactive")))
+            try:
+                self.queue.put(job)
+            except Busy as exc:
+                self.worker.fail(job, "interrupted", f"not re-run after the restart: {exc.message}")
+                continue
+            log.warning("job=%s re-run after the last shutdown (%d retries left)", job.job_id, params["retries"])
+
+    def on_superseded(self, old: Job, new: Job) -> None:
+        self.worker.fail(old, "cancelled", f"replaced by the newer live job {new.job_id} for slot {new.slot}")
+
     # -- receiving --------------------------------------------------------------------------
     def on_message(self, address: str, args: list[Any], sender: Address) -> None:
+        """Every transport's entry: rate limit, then one message at a time through the handlers."""
+        if not self.rate_limiter.allow(sender):
+            session = self.sessions.get(sender)
+            self.events.error(session.reply_to if session else sender, "", "busy",
+                              f"over {self.settings.max_messages_per_s:g} messages per second from this client; "
+                              "slow down and send again")
+            return
+        with self._receive_lock:
+            self.handle_message(address, args, sender)
+
+    def handle_message(self, address: str, args: list[Any], sender: Address) -> None:
         session = self.sessions.get(sender)
         reply_to = session.reply_to if session else sender
         request = None
@@ -147,7 +209,7 @@ class Daemon:
         session = self.session(sender)
         session.name = request.args["client"]
         port = request.args["reply_port"] or sender[1]
-        session.reply_to = (sender[0], port)
+        session.reply_to = sender if is_peer(sender) else (sender[0], port)  # TCP/ZeroMQ: on the connection
         info = self.engine.info
         log.info("client %s at %s:%d replies to port %d", session.name, sender[0], sender[1], port)
         self.events.emit(session.reply_to, "/continuo/welcome", __version__, info.name,
@@ -164,10 +226,15 @@ class Daemon:
                          c.sample_rate)
 
     def on_job(self, request: Request, sender: Address) -> None:
-        self.submit(request.op, request.job_id, request.args, request.settings, sender)
+        settings = dict(request.settings)
+        priority = Priority(settings.pop("priority", Priority.INTERACTIVE.value))
+        slot = settings.pop("slot", None)
+        retries = settings.pop("retries", 0)
+        self.submit(request.op, request.job_id, request.args, settings, sender, priority=priority, slot=slot,
+                    retries=retries)
 
     def submit(self, op: str, job_id: str, args: Mapping[str, Any], settings: Mapping[str, Any], sender: Address,
-               *, priority: Priority = Priority.INTERACTIVE, slot: int | None = None) -> None:
+               *, priority: Priority = Priority.INTERACTIVE, slot: int | None = None, retries: int = 0) -> None:
         """Validate, journal, enqueue and announce one job; every transport and MIDI come through here."""
         session = self.session(sender)
         existing = self.journal.get(job_id)
@@ -175,9 +242,19 @@ class Daemon:
             self.report_existing(existing, session.reply_to)
             return
         params = job_params(op, args, settings, session.context)
+        if retries:
+            params["retries"] = retries  # re-run this many times if the daemon dies while it runs
+        if priority is not Priority.INTERACTIVE:
+            params["priority"] = priority.value
+        if int(args.get("count", 1)) > self.settings.max_variations:
+            raise BadRequest(f"{args['count']} variations is more than this daemon allows "
+                             f"({self.settings.max_variations}); ask for fewer or raise max_variations", job_id=job_id)
         plan = build_plan(op, params, self.presets, self.input_roots)
-        self.check_limits(plan.bars, plan.duration_s, plan.preset.prompt_seconds if plan.input_path else 0.0, job_id)
-        if len(self.queue) >= self.queue.max_length:
+        if plan.input_path is not None:
+            check_input_limits(plan.input_path, self.settings, job_id)
+        self.check_limits(plan.bars, plan.generated_s_max,
+                          plan.preset.prompt_seconds if plan.input_path and op != "stems" else 0.0, job_id)
+        if len(self.queue) >= self.queue.max_length and priority is not Priority.LIVE:
             raise Busy(f"the queue is full ({self.queue.max_length} waiting); send again after a /continuo/done",
                        job_id=job_id)
         job = Job(job_id=job_id, op=op, params=params, reply_to=session.reply_to, client_key=sender,
@@ -249,23 +326,64 @@ class Daemon:
         self.report_existing(record, reply_to)
 
     def on_ack(self, request: Request, sender: Address) -> None:
-        """Terminal events are sent once for now; an ack is accepted and needs no reply."""
+        """The client has the terminal events: stop re-sending them. No reply."""
+        if self.events.ack(request.job_id):
+            log.info("job=%s acknowledged", request.job_id)
 
     def on_status(self, request: Request, sender: Address) -> None:
         used_gb, total_gb = memory_gb()
         state = "busy" if self.worker.running_job() is not None else "idle"
-        self.events.emit(self.session(sender).reply_to, "/continuo/status", state, self.engine.info.name,
+        reply_to = self.session(sender).reply_to
+        self.events.emit(reply_to, "/continuo/status", state, self.engine.info.name,
                          used_gb, total_gb, len(self.queue))
+        s = self.settings
+        self.events.emit(reply_to, "/continuo/limits", s.max_queue, float(s.max_bars), s.max_variations,
+                         s.max_input_bytes, float(s.max_input_s), float(s.max_messages_per_s),
+                         float(self.worker.seconds_per_audio_s))
 
     def on_presets(self, request: Request, sender: Address) -> None:
         reply_to = self.session(sender).reply_to
         for name in sorted(self.presets):
             self.events.emit(reply_to, "/continuo/presets", name, self.presets[name].description)
 
+    def on_reload_presets(self, request: Request, sender: Address) -> None:
+        """Read the preset folders again; on any problem keep the old presets and report each one."""
+        reply_to = self.session(sender).reply_to
+        try:
+            presets = load_presets(self.preset_dirs())
+            self.midi_maps = load_midi_maps(midi_map_dirs(self.preset_dirs()), list(presets))
+        except PresetError as exc:
+            log.warning("preset reload refused, keeping the old presets: %s", exc)
+            for problem in exc.problems:
+                self.events.error(reply_to, "", "bad_request", f"presets not reloaded: {problem}")
+            return
+        self.presets = presets
+        if getattr(self, "midi", None) and self.settings.midi_map in self.midi_maps:
+            self.midi[0].map = self.midi_maps[self.settings.midi_map]
+        log.info("presets reloaded: %s", ", ".join(sorted(presets)))
+        self.on_presets(request, sender)
+
     def on_models(self, request: Request, sender: Address) -> None:
         info = self.engine.info
         self.events.emit(self.session(sender).reply_to, "/continuo/models", info.name, info.source_kind,
                          info.sample_rate, info.channels)
+
+
+def check_input_limits(path: Path, settings: Settings, job_id: str) -> None:
+    """Input files over max_input_bytes or max_input_s are refused before anything is queued."""
+    import soundfile
+
+    size = path.stat().st_size
+    if size > settings.max_input_bytes:
+        raise BadRequest(f"input file is {size} bytes; this daemon takes at most {settings.max_input_bytes} "
+                         "(max_input_bytes)", job_id=job_id)
+    try:
+        info = soundfile.info(str(path))
+    except (RuntimeError, soundfile.LibsndfileError) as exc:
+        raise BadRequest(f"input file {path} is not audio this daemon can read: {exc}", job_id=job_id) from None
+    if info.duration > settings.max_input_s:
+        raise BadRequest(f"input file is {info.duration:.1f} s long; this daemon takes at most "
+                         f"{settings.max_input_s:g} s (max_input_s)", job_id=job_id)
 
 
 def load_model(settings: Settings) -> TransformersMusicGen:

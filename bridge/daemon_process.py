@@ -13,6 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 READY_PATTERN = re.compile(r"continuo ready: osc=udp://(?P<host>[^:\s]+):(?P<port>\d+)")
+# Optional parts of the ready line, after osc=udp://...: each transport that is on names its endpoint.
+ENDPOINT_PATTERNS = {
+    "tcp_port": re.compile(r" osc_tcp=tcp://[^\s]+:(\d+)"),
+    "zmq_endpoint": re.compile(r" zmq=(tcp://\S+)"),
+    "zmq_pub_endpoint": re.compile(r" zmq_pub=(tcp://\S+)"),
+}
 
 
 class DaemonProcess:
@@ -25,6 +31,9 @@ class DaemonProcess:
         self.lines: list[str] = []
         self.port = 0
         self.host = "127.0.0.1"
+        self.tcp_port = 0  # OSC over TCP; 0 when off
+        self.zmq_endpoint = ""  # ZeroMQ ROUTER and PUB; "" when off
+        self.zmq_pub_endpoint = ""
         self.startup_s = 0.0
         self._ready = threading.Event()
         self.proc: subprocess.Popen[str] | None = None
@@ -54,6 +63,10 @@ class DaemonProcess:
             match = READY_PATTERN.search(line)
             if match:
                 self.host, self.port = match["host"], int(match["port"])
+                for name, pattern in ENDPOINT_PATTERNS.items():
+                    found = pattern.search(line)
+                    if found:
+                        setattr(self, name, int(found[1]) if name == "tcp_port" else found[1])
                 self._ready.set()
         self._ready.set()  # the process ended
 

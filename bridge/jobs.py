@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from bridge.errors import Busy
 
-Address = tuple[str, int]
+Address = tuple  # a UDP (host, port), or a bridge.peers.Peer (a named tuple starting with host, port)
 
 
 class JobStatus(str, Enum):
@@ -62,32 +62,55 @@ class Job:
         return self.cancel_event.is_set()
 
 
-class JobQueue:
-    """A bounded FIFO of waiting jobs that one worker thread drains.
+PRIORITY_ORDER = {Priority.LIVE: 0, Priority.INTERACTIVE: 1, Priority.BATCH: 2}
 
-    Job.priority and Job.slot are recorded but not yet acted on (issue 4: priorities and slots).
+
+class JobQueue:
+    """A bounded queue of waiting jobs that one worker thread drains.
+
+    Order: live before interactive before batch, first come first served within each.
+    A live job with a slot replaces the live job waiting for the same slot (only the
+    newest trigger of a pad matters); the replaced job goes to `on_superseded`, which
+    reports it cancelled. A replacing live job never finds the queue full.
     """
 
-    def __init__(self, max_length: int) -> None:
+    def __init__(self, max_length: int, *, on_superseded: Callable[[Job, Job], None] | None = None) -> None:
         self.max_length = max_length
-        self._jobs: deque[Job] = deque()
+        self._jobs: list[Job] = []
         self._cond = threading.Condition()
         self._closed = False
+        self._on_superseded = on_superseded
 
     def put(self, job: Job) -> int:
         """Enqueue and return the 1-based position; raises Busy when full."""
         with self._cond:
             if self._closed:
                 raise Busy("the daemon is shutting down; send the request again once it is back", job_id=job.job_id)
-            if len(self._jobs) >= self.max_length:
+            replaced = self._same_slot(job)
+            if replaced is None and len(self._jobs) >= self.max_length:
                 raise Busy(
                     f"the queue is full ({self.max_length} jobs waiting); wait for a /continuo/done "
                     "or cancel a job, then send again",
                     job_id=job.job_id,
                 )
-            self._jobs.append(job)
+            if replaced is not None:
+                self._jobs.remove(replaced)
+            rank = PRIORITY_ORDER[job.priority]
+            index = next((i for i, other in enumerate(self._jobs) if PRIORITY_ORDER[other.priority] > rank),
+                         len(self._jobs))
+            self._jobs.insert(index, job)
             self._cond.notify()
-            return len(self._jobs)
+        if replaced is not None:
+            replaced.cancel()
+            if self._on_superseded is not None:
+                self._on_superseded(replaced, job)
+        return index + 1
+
+    def _same_slot(self, job: Job) -> Job | None:
+        if job.priority is not Priority.LIVE or job.slot is None:
+            return None
+        return next((other for other in self._jobs
+                     if other.priority is Priority.LIVE and other.slot == job.slot), None)
 
     def get(self, timeout_s: float | None = None) -> Job | None:
         """Next job, or None when closed (or on timeout)."""
@@ -98,7 +121,7 @@ class JobQueue:
                 if remaining is not None and remaining <= 0:
                     return None
                 self._cond.wait(remaining)
-            return self._jobs.popleft() if self._jobs else None
+            return self._jobs.pop(0) if self._jobs else None
 
     def remove(self, job_id: str) -> Job | None:
         with self._cond:
@@ -118,6 +141,7 @@ class JobQueue:
             return jobs
 
     def waiting(self) -> list[Job]:
+        """Waiting jobs in the order they will run."""
         with self._cond:
             return list(self._jobs)
 

@@ -1,4 +1,9 @@
-"""The durable job journal (SQLite, WAL, synchronous=FULL).
+"""The durable job journal (SQLite, WAL).
+
+Outputs and terminal states are fsynced before they are announced (synchronous=FULL
+for those commits). Accepting a job is committed without an fsync (WAL,
+synchronous=NORMAL): it survives a crash or kill -9 of the daemon, not a power cut,
+and it keeps the receive path at well under a millisecond instead of one fsync.
 
 Every accepted job is inserted before ``queued`` is sent, and every output row is
 committed before its ``/continuo/output`` event, so what a client was told can
@@ -81,6 +86,12 @@ class JobRecord:
     outputs: tuple[OutputRecord, ...]
 
 
+def _reply_host(reply_to: tuple) -> str:
+    """A UDP host as it is; a TCP or ZeroMQ peer as "tcp:host" (its connection ends with the daemon)."""
+    transport = getattr(reply_to, "transport", None)
+    return f"{transport}:{reply_to[0]}" if transport else reply_to[0]
+
+
 class Journal:
     """Thread-safe; one connection guarded by a lock (writes are small and rare)."""
 
@@ -90,17 +101,25 @@ class Journal:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # durable writes switch to FULL: see _write
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise IoError(f"cannot open the job journal {path}: {exc}; check the folder is writable") from exc
         self._lock = threading.Lock()
 
-    def _write(self, sql: str, args: tuple) -> int:
+    def _write(self, sql: str, args: tuple, *, durable: bool = True) -> int:
+        """One write. durable: fsynced before returning (synchronous=FULL for this commit); otherwise the
+        commit survives a crash of the daemon (WAL in the OS cache) but not a power cut or an OS crash."""
         with self._lock:
             try:
-                return self._db.execute(sql, args).rowcount
+                if not durable:
+                    return self._db.execute(sql, args).rowcount
+                self._db.execute("PRAGMA synchronous=FULL")
+                try:
+                    return self._db.execute(sql, args).rowcount
+                finally:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
             except sqlite3.Error as exc:
                 raise IoError(f"job journal {self.path}: {exc}") from exc
 
@@ -110,11 +129,17 @@ class Journal:
         return 1 == self._write(
             "INSERT OR IGNORE INTO jobs (job_id, op, params, reply_host, reply_port, status, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (job_id, op, json.dumps(params), reply_to[0], reply_to[1], JobStatus.QUEUED.value, now, now),
+            (job_id, op, json.dumps(params), _reply_host(reply_to), reply_to[1], JobStatus.QUEUED.value, now, now),
+            durable=False,  # the receive path: a power cut loses the acceptance, so the client's resend renders it
         )
 
+    def update_params(self, job_id: str, params: dict[str, Any]) -> None:
+        self._write("UPDATE jobs SET params = ?, updated_at = ? WHERE job_id = ?",
+                    (json.dumps(params), time.time(), job_id))
+
     def set_status(self, job_id: str, status: JobStatus) -> None:
-        self._write("UPDATE jobs SET status = ?, updated_at = ? WHERE job_id = ?", (status.value, time.time(), job_id))
+        self._write("UPDATE jobs SET status = ?, updated_at = ? WHERE job_id = ?", (status.value, time.time(), job_id),
+                    durable=False)
 
     def add_output(self, job_id: str, output: OutputRecord) -> None:
         self._write(
@@ -168,6 +193,36 @@ class Journal:
                 (JobStatus.QUEUED.value, JobStatus.RUNNING.value),
             ).fetchall()
         return [r[0] for r in rows]
+
+    def prune(self, *, max_age_s: float, max_jobs: int, now: float | None = None) -> list[str]:
+        """Delete finished jobs older than max_age_s, and the oldest beyond max_jobs; returns their ids.
+
+        Queued and running jobs are never pruned. The caller removes the jobs' files.
+        """
+        now = time.time() if now is None else now
+        terminal = tuple(s.value for s in JobStatus if s.terminal)
+        marks = ",".join("?" * len(terminal))
+        with self._lock:
+            try:
+                old = self._db.execute(
+                    f"SELECT job_id FROM jobs WHERE status IN ({marks}) AND updated_at < ?",
+                    (*terminal, now - max_age_s),
+                ).fetchall()
+                extra = self._db.execute(
+                    f"SELECT job_id FROM jobs WHERE status IN ({marks}) ORDER BY updated_at DESC LIMIT -1 OFFSET ?",
+                    (*terminal, max_jobs),
+                ).fetchall()
+                ids = sorted({row[0] for row in old} | {row[0] for row in extra})
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start:start + 500]
+                    self._db.execute(f"DELETE FROM jobs WHERE job_id IN ({','.join('?' * len(chunk))})", chunk)
+            except sqlite3.Error as exc:
+                raise IoError(f"job journal {self.path}: pruning failed: {exc}") from exc
+        return ids
+
+    def count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
 
     def close(self) -> None:
         with self._lock:

@@ -24,7 +24,7 @@ key optional::
 
     [output]
     bit_depth = 24                           # 16, 24 or 32 (float)
-    stems = ["drums", "bass"]                # drums, bass, other, vocals (not acted on yet)
+    stems = ["drums", "bass"]                # drums, bass, other, vocals: written beside the mix
 
     [[master]]                               # the mix chain, in order
     plugin = "Compressor"                    # a pedalboard built-in (bridge.effects.PLUGIN_PARAMS)
@@ -35,6 +35,10 @@ key optional::
     plugin = "vst3"                          # an external VST3; path relative to this file
     path = "plugins/Tape.vst3"
     drive = 0.3                              # parameters as the plugin names them
+
+    [[stem_chains.drums]]                    # a chain for one stem (drums, bass, other, vocals)
+    plugin = "Reverb"                        # same tables as [[master]]
+    room_size = 0.3
 
 ``load_presets`` checks everything and reports all problems of all files at
 once in one ``PresetError``, one line each: ``<file>: <key>: <reason>``.
@@ -47,6 +51,7 @@ import math
 import numbers
 import re
 import tomllib
+import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +97,7 @@ _SECTIONS: Mapping[str, tuple[str, ...]] = {
     "loudness": ("target_lufs", "true_peak_db"),
     "output": ("bit_depth", "stems"),
 }
-_TOP_LEVEL = ("description", "model", *_SECTIONS, "master")
+_TOP_LEVEL = ("description", "model", *_SECTIONS, "master", "stem_chains")
 _TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 
 
@@ -124,11 +129,14 @@ class Preset:
     true_peak_db: float = -1.0
     master: tuple[EffectSpec, ...] = ()
     stems: tuple[str, ...] = ()
+    stem_chains: Mapping[str, tuple[EffectSpec, ...]] = dataclasses.field(default_factory=dict)
     bit_depth: int = 24
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "master", tuple(self.master))
         object.__setattr__(self, "stems", tuple(self.stems))
+        object.__setattr__(self, "stem_chains", types.MappingProxyType(
+            {stem: tuple(chain) for stem, chain in self.stem_chains.items()}))
 
     def render_prompt(self, prompt: str, context: MusicalContext) -> str:
         """The model prompt: ``prompt`` placed into the template.
@@ -225,6 +233,8 @@ def _parse_document(document: Mapping, base: Path, problems: list) -> dict[str, 
             fields.update(_parse_section(key, value, problems))
         elif key == "master":
             fields["master"] = _parse_chain(key, value, base, problems)
+        elif key == "stem_chains":
+            fields["stem_chains"] = _parse_stem_chains(key, value, base, problems)
         elif key == "description":
             fields[key] = _expect_str(key, value, problems, allow_empty=True)
         else:
@@ -281,6 +291,20 @@ def _parse_stems(where: str, value: object, problems: list) -> tuple[str, ...]:
     if len(set(value)) != len(value):
         problems.append((where, "lists a stem twice"))
     return tuple(value)
+
+
+def _parse_stem_chains(key: str, value: object, base: Path,
+                       problems: list) -> dict[str, tuple[EffectSpec, ...]]:
+    if not isinstance(value, dict):
+        problems.append((key, f"must be a table of chains ([[{key}.drums]]), got {type(value).__name__}"))
+        return {}
+    chains = {}
+    for stem, chain in value.items():
+        if stem not in STEMS:
+            problems.append((f"{key}.{stem}", f"unknown stem; valid: {', '.join(STEMS)}"))
+            continue
+        chains[stem] = _parse_chain(f"{key}.{stem}", chain, base, problems)
+    return chains
 
 
 def _parse_chain(key: str, value: object, base: Path, problems: list) -> tuple[EffectSpec, ...]:

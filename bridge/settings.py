@@ -48,6 +48,29 @@ class Settings:
     )
     osc_host: str = _setting("127.0.0.1", "address the OSC UDP server binds (loopback by default)")
     osc_port: int = _setting(9000, "OSC UDP port (0 picks a free one; the ready line names it)")
+    osc_tcp_port: int | None = _setting(
+        None, "OSC TCP port, SLIP or int32-length-prefix framing (default: the UDP port's number; -1: off)"
+    )
+    osc_allowed_hosts: str = _setting(
+        "", "comma-separated client IP addresses allowed to talk OSC; required when osc_host is not loopback"
+    )
+    zmq_host: str = _setting("127.0.0.1", "address the ZeroMQ ROUTER and PUB sockets bind (loopback by default)")
+    zmq_port: int = _setting(5570, "ZeroMQ ROUTER port for requests (0 picks a free one; -1: ZeroMQ off)")
+    zmq_pub_port: int = _setting(5571, "ZeroMQ PUB port for events, topic = job id (0 picks a free one)")
+    zmq_keys_dir: Path | None = _setting(
+        None, "CURVE keys made by `continuo keys DIR`: server.key_secret and clients/*.key; "
+        "required when zmq_host is not loopback"
+    )
+    ack_resends: int = _setting(3, "terminal events are re-sent this many times until /continuo/ack (0: never)")
+    ack_interval_s: float = _setting(1.0, "seconds before the first re-send of a terminal event; doubles each time")
+    retention_age_s: float = _setting(7 * 86400.0, "finished jobs (journal rows and files) are removed after this age")
+    retention_max_jobs: int = _setting(1000, "finished jobs kept at most; the oldest beyond this are removed")
+    max_variations: int = _setting(8, "variations per request at most")
+    max_input_bytes: int = _setting(256 * 1024 * 1024, "input file (or inline PCM) size at most, in bytes")
+    max_input_s: float = _setting(600.0, "input audio duration at most, in seconds")
+    max_messages_per_s: float = _setting(
+        1000.0, "messages per second per client (token bucket, burst of one second); over it: busy (0: no limit)"
+    )
     output_root: Path = _setting(DEFAULT_HOME / "renders", "rendered files go under <output_root>/<job_id>/")
     input_roots: tuple[Path, ...] = _setting(
         (), "folders input files may be read from (default: the output root and an inbox/ beside it)"
@@ -62,6 +85,15 @@ class Settings:
     bpm: float = _setting(120.0, "session tempo until a client sends /continuo/context")
     shutdown_timeout_s: float = _setting(10.0, "on SIGINT/SIGTERM, how long the running job may take to stop")
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR")
+    stems_weights: str = _setting(
+        "pipeline", "HDemucs stem weights: pipeline (torchaudio HDEMUCS_HIGH_MUSDB_PLUS, downloaded once), "
+        "a local state-dict file, or random (tests only)"
+    )
+    stems_model_size: str = _setting("high", "HDemucs size for a state-dict file or random weights: low, medium, high")
+    midi: str = _setting("", "MIDI input port to listen to (`continuo doctor` lists them); virtual:NAME opens a "
+                             "virtual port where the platform allows; empty: no MIDI")
+    midi_map: str = _setting("default", "MIDI map preset (presets/midi/NAME.toml or <user_presets_dir>/midi/NAME.toml)")
+    midi_reply_port: int = _setting(9001, "UDP port on 127.0.0.1 that receives the events of MIDI-triggered jobs")
 
     @property
     def resolved_output_root(self) -> Path:
@@ -186,14 +218,40 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def allowed_hosts(settings: Settings) -> tuple[str, ...]:
+    return tuple(host.strip() for host in settings.osc_allowed_hosts.split(",") if host.strip())
+
+
 def validate_settings(settings: Settings) -> None:
-    if not is_loopback(settings.osc_host):
+    if not is_loopback(settings.osc_host) and not allowed_hosts(settings):
         raise ConfigError(
-            f"osc_host {settings.osc_host!r} is not a loopback address; serving other machines needs a client "
-            "allow-list, which is not built yet. Bind 127.0.0.1 (the default) and reach the daemon from this machine."
+            f"osc_host {settings.osc_host!r} is not a loopback address; serving other machines needs an allow-list "
+            "of client addresses: set osc_allowed_hosts (e.g. --osc-allowed-hosts 192.168.1.20,192.168.1.21), "
+            "or bind 127.0.0.1 (the default)."
+        )
+    for host in allowed_hosts(settings):
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(f"osc_allowed_hosts: {host!r} is not an IP address (host names are not resolved)") from None
+    if settings.zmq_port != -1 and not is_loopback(settings.zmq_host) and settings.zmq_keys_dir is None:
+        raise ConfigError(
+            f"zmq_host {settings.zmq_host!r} is not a loopback address; serving other machines over ZeroMQ needs "
+            "CURVE keys: run `continuo keys DIR`, copy each client's public key into DIR/clients/, and set "
+            "zmq_keys_dir DIR (or bind 127.0.0.1, the default, or turn ZeroMQ off with zmq_port -1)."
         )
     if not 0 <= settings.osc_port <= 65535:
         raise ConfigError(f"osc_port must be 0..65535, got {settings.osc_port}")
+    for name in ("osc_tcp_port", "zmq_port", "zmq_pub_port"):
+        value = getattr(settings, name)
+        if value is not None and not -1 <= value <= 65535:
+            raise ConfigError(f"{name} must be -1 (off), 0 (a free port) or a port up to 65535, got {value}")
+    for name in ("ack_resends", "retention_max_jobs", "max_variations", "max_input_bytes"):
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"{name} must be >= 0, got {getattr(settings, name)}")
+    for name in ("ack_interval_s", "retention_age_s", "max_input_s", "max_messages_per_s"):
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"{name} must be >= 0, got {getattr(settings, name)}")
     if settings.cpu_threads < 0:
         raise ConfigError(f"cpu_threads must be 0 (all cores) or more, got {settings.cpu_threads}")
     if settings.max_queue < 1:

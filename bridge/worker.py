@@ -23,7 +23,8 @@ from bridge.jobs import Job, JobQueue, JobStatus
 from bridge.journal import Journal, OutputRecord
 from bridge.plan import RenderPlan, build_plan
 from bridge.presets import Preset
-from bridge.render import map_channels, render_mix, resample
+from bridge.render import LOOP_CROSSFADE_S, map_channels, measured, render_mix, resample
+from bridge.separation import input_stems, stem_outputs
 from inference.engine import GenerationRequest, TransformersMusicGen
 from inference.errors import Cancelled, InferenceError
 
@@ -34,9 +35,10 @@ STAGE_SPANS = {
     "loading": (0.0, 0.02),
     "conditioning": (0.02, 0.05),
     "generating": (0.05, 0.85),
-    "decoding": (0.85, 0.9),
-    "effects": (0.9, 0.95),
-    "writing": (0.95, 1.0),
+    "decoding": (0.85, 0.88),
+    "effects": (0.88, 0.9),
+    "separating": (0.9, 0.97),
+    "writing": (0.97, 1.0),
 }
 
 
@@ -55,6 +57,7 @@ class Worker(threading.Thread):
         presets: Callable[[], Mapping[str, Preset]],
         input_roots: Sequence[Path],
         output_root: Path,
+        separator: Callable[[], object] | None = None,
     ) -> None:
         super().__init__(name="continuo-worker", daemon=True)
         self.queue = queue
@@ -64,6 +67,7 @@ class Worker(threading.Thread):
         self.presets = presets
         self.input_roots = input_roots
         self.output_root = output_root
+        self.separator = separator  # () -> inference.stems.StemSeparator, loaded on first use
         self.current: Job | None = None
         self.stopping = threading.Event()
         self.seconds_per_audio_s = 1.0  # measured; used for ETAs
@@ -121,6 +125,8 @@ class Worker(threading.Thread):
             log.exception("job=%s failed unexpectedly", job.job_id)
             self.fail(job, "model_error", f"internal error: {type(exc).__name__}: {exc}")
             return
+        if job.slot is not None and outputs:
+            self.events.emit(job.reply_to, "/continuo/slot", job.job_id, job.slot, outputs[0].path)
         elapsed = time.monotonic() - started
         self.seconds_per_audio_s = 0.7 * self.seconds_per_audio_s + 0.3 * elapsed / max(plan.duration_s, 0.1)
         self.journal.finish(job.job_id, JobStatus.DONE, seed=plan.seed, elapsed_s=elapsed)
@@ -140,10 +146,13 @@ class Worker(threading.Thread):
         self.events.progress(job.reply_to, job.job_id, low + (high - low) * fraction, stage)
 
     def render(self, job: Job, plan: RenderPlan) -> list[OutputRecord]:
-        audio_prompt = self.read_prompt(job, plan) if plan.input_path is not None else None
+        if plan.op == "stems":
+            return self.render_input_stems(job, plan)
+        audio_prompt, lead_frames = self.read_prompt(job, plan) if plan.input_path is not None else (None, 0)
+        extra_s = lead_frames / plan.context.sample_rate + (LOOP_CROSSFADE_S if plan.loop else 0.0)
         generated = self.engine.generate(
             GenerationRequest(
-                prompt=plan.prompt, duration_s=plan.duration_s, seed=plan.seed,
+                prompt=plan.prompt, duration_s=plan.duration_s + extra_s, seed=plan.seed,
                 temperature=plan.preset.temperature, top_k=plan.preset.top_k, top_p=plan.preset.top_p,
                 guidance_scale=plan.preset.guidance_scale, audio_prompt=audio_prompt,
             ),
@@ -152,29 +161,70 @@ class Worker(threading.Thread):
         )
         self.progress(job, "effects", 0.0)
         rendered = render_mix(generated.audio, generated.sample_rate, frames=plan.frames,
-                              sample_rate=plan.context.sample_rate, preset=plan.preset)
-        self.progress(job, "writing", 0.0)
-        output = self.write_output(job, plan, "mix", rendered)
-        self.write_manifest(job, plan, [output])
-        self.progress(job, "writing", 1.0)
-        return [output]
+                              sample_rate=plan.context.sample_rate, preset=plan.preset, loop=plan.loop,
+                              hard_cut=plan.hard_cut, lead_frames=lead_frames)
+        del generated
+        extra = {"mix-tail": measured(rendered.tail, rendered.sample_rate)} if rendered.tail is not None else {}
+        if plan.stems:
+            extra.update(self.separate(job, lambda progress, cancel: stem_outputs(
+                self.load_separator(), rendered, plan, on_progress=progress, should_cancel=cancel)))
+        return self.write_all(job, plan, {"mix": rendered, **extra})
 
-    def read_prompt(self, job: Job, plan: RenderPlan) -> np.ndarray:
-        """The input's last prompt_seconds, at the model's rate and channel count."""
+    def render_input_stems(self, job: Job, plan: RenderPlan) -> list[OutputRecord]:
+        """/continuo/stems: the input file's stems at the session rate and the input's level."""
+        assert plan.input_path is not None
+        self.progress(job, "loading", 0.0)
+        audio, rate = read_audio(plan.input_path)
+        stems = self.separate(job, lambda progress, cancel: input_stems(
+            self.load_separator(), audio, rate, plan, on_progress=progress, should_cancel=cancel))
+        return self.write_all(job, plan, stems)
+
+    def load_separator(self):
+        if self.separator is None:
+            raise BridgeError("stem separation is not configured in this daemon")
+        return self.separator()
+
+    def separate(self, job: Job, run: Callable) -> dict:
+        self.progress(job, "separating", 0.0)
+        started = time.monotonic()
+        stems = run(lambda fraction: self.progress(job, "separating", fraction), lambda: job.cancelled)
+        log.info("job=%s separated stems=%s separating_s=%.2f", job.job_id, ",".join(stems),
+                 time.monotonic() - started)
+        return stems
+
+    def write_all(self, job: Job, plan: RenderPlan, rendered: Mapping[str, object]) -> list[OutputRecord]:
+        """Write each output (journalled before its /continuo/output), then the manifest."""
+        self.progress(job, "writing", 0.0)
+        bar_s = plan.context.seconds_for_bars(1)
+        outputs = [self.write_output(job, plan, name, audio, bars=plan.bars if plan.bars and audio.frames == plan.frames
+                                     else audio.seconds / bar_s) for name, audio in rendered.items()]
+        self.write_manifest(job, plan, outputs)
+        self.progress(job, "writing", 1.0)
+        return outputs
+
+    def read_prompt(self, job: Job, plan: RenderPlan) -> tuple[np.ndarray, int]:
+        """The input's last prompt_seconds at the model's rate and channel count, and the lead.
+
+        The lead is how many session-rate frames lie between the input's end and
+        the next downbeat (the input is taken to start on a downbeat): the job
+        generates them too and drops them, so the output starts on that downbeat.
+        """
         self.progress(job, "loading", 0.0)
         assert plan.input_path is not None
         audio, rate = read_audio(plan.input_path)
         tail = audio[:, -max(1, int(round(plan.preset.prompt_seconds * rate))):]
         tail = map_channels(resample(tail, rate, self.engine.info.sample_rate), self.engine.info.channels)
         self.progress(job, "loading", 1.0)
-        return np.ascontiguousarray(tail, dtype=np.float32)
+        end_frames = round(audio.shape[1] * plan.context.sample_rate / rate)
+        return np.ascontiguousarray(tail, dtype=np.float32), plan.context.frames_to_next_downbeat(end_frames)
 
-    def write_output(self, job: Job, plan: RenderPlan, name: str, rendered) -> OutputRecord:
+    def write_output(self, job: Job, plan: RenderPlan, name: str, rendered, *,
+                     bars: float | None = None) -> OutputRecord:
         path = self.output_root / job.job_id / f"{name}.wav"
         write_wav_atomic(path, rendered.audio, rendered.sample_rate, bit_depth=plan.preset.bit_depth)
         record = OutputRecord(
             name=name, path=path.as_posix(), sample_rate=rendered.sample_rate, channels=rendered.audio.shape[0],
-            seconds=rendered.audio.shape[1] / rendered.sample_rate, bars=plan.bars,
+            seconds=rendered.audio.shape[1] / rendered.sample_rate, bars=plan.bars if bars is None else bars,
             lufs=rendered.lufs, peak_db=rendered.peak_db,
         )
         self.journal.add_output(job.job_id, record)

@@ -123,7 +123,68 @@ class StepWatcher(StoppingCriteria):
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
-class TransformersMusicGen:
+class RequestChecks:
+    """Request validation and audio-prompt preparation shared by every engine (needs self.info, self.hop)."""
+
+    info: ModelInfo
+    hop: int
+
+    def out_of_memory(self, error: Exception) -> OutOfMemory:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return OutOfMemory(
+            f"out of memory on {self.info.device} while generating ({error}); "
+            "try a smaller model, fewer bars, or a lower guidance_scale (<= 1 halves the work)"
+        )
+
+    def validate(self, request: GenerationRequest, prompt_frames: int) -> None:
+        if not (math.isfinite(request.duration_s) and request.duration_s > 0):
+            raise InferenceError(f"duration_s must be a positive number of seconds, got {request.duration_s}")
+        prompt_s = prompt_frames / self.info.frame_rate
+        if prompt_s + request.duration_s > self.info.max_duration_s + 1e-6:
+            raise InferenceError(
+                f"audio prompt ({prompt_s:.2f} s) + duration_s ({request.duration_s:.2f} s) = "
+                f"{prompt_s + request.duration_s:.2f} s exceeds this model's {self.info.max_duration_s:.1f} s window; "
+                "render fewer bars or a shorter prompt"
+            )
+        if not (0.0 <= request.top_p <= 1.0):
+            raise InferenceError(f"top_p must be between 0 and 1 (0 = off), got {request.top_p}")
+        if request.top_k < 0:
+            raise InferenceError(f"top_k must be >= 0 (0 = off), got {request.top_k}")
+        if not math.isfinite(request.temperature) or request.temperature < 0:
+            raise InferenceError(f"temperature must be >= 0 (0 = greedy), got {request.temperature}")
+
+    def prepare_prompt(self, audio: np.ndarray | None) -> np.ndarray | None:
+        """(C, T) at the model's channel count, trimmed from the start to whole codec frames."""
+        if audio is None:
+            return None
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim == 1:
+            audio = audio[None, :]
+        if audio.ndim != 2:
+            raise InferenceError(f"audio_prompt must be (channels, samples), got shape {audio.shape}")
+        audio = self.match_channels(audio)
+        if not np.isfinite(audio).all():
+            raise InferenceError("audio_prompt contains NaN or inf samples")
+        usable = (audio.shape[-1] // self.hop) * self.hop
+        if usable == 0:
+            raise InferenceError(
+                f"audio_prompt is shorter than one codec frame ({self.hop} samples at {self.info.sample_rate} Hz)"
+            )
+        return np.ascontiguousarray(audio[:, audio.shape[-1] - usable :])
+
+    def match_channels(self, audio: np.ndarray) -> np.ndarray:
+        channels = audio.shape[0]
+        if channels == self.info.channels:
+            return audio
+        if self.info.channels == 1:
+            return audio.mean(axis=0, keepdims=True)
+        if channels == 1:
+            return np.repeat(audio, self.info.channels, axis=0)
+        raise InferenceError(f"audio_prompt has {channels} channels; this model takes 1 or {self.info.channels}")
+
+
+class TransformersMusicGen(RequestChecks):
     """A loaded MusicGen (model + processor); generate is safe to call repeatedly from one worker thread."""
 
     def __init__(self, model, processor, info: ModelInfo):
@@ -191,65 +252,11 @@ class TransformersMusicGen:
         except Exception as error:
             raise InferenceError(f"generation failed: {type(error).__name__}: {error}") from error
 
-    def out_of_memory(self, error: Exception) -> OutOfMemory:
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        return OutOfMemory(
-            f"out of memory on {self.info.device} while generating ({error}); "
-            "try a smaller model, fewer bars, or a lower guidance_scale (<= 1 halves the work)"
-        )
-
     def rng_devices(self) -> list[int]:
         device = self.model.device
         if device.type != "cuda":
             return []
         return [device.index if device.index is not None else torch.cuda.current_device()]
-
-    def validate(self, request: GenerationRequest, prompt_frames: int) -> None:
-        if not (math.isfinite(request.duration_s) and request.duration_s > 0):
-            raise InferenceError(f"duration_s must be a positive number of seconds, got {request.duration_s}")
-        prompt_s = prompt_frames / self.info.frame_rate
-        if prompt_s + request.duration_s > self.info.max_duration_s + 1e-6:
-            raise InferenceError(
-                f"audio prompt ({prompt_s:.2f} s) + duration_s ({request.duration_s:.2f} s) = "
-                f"{prompt_s + request.duration_s:.2f} s exceeds this model's {self.info.max_duration_s:.1f} s window; "
-                "render fewer bars or a shorter prompt"
-            )
-        if not (0.0 <= request.top_p <= 1.0):
-            raise InferenceError(f"top_p must be between 0 and 1 (0 = off), got {request.top_p}")
-        if request.top_k < 0:
-            raise InferenceError(f"top_k must be >= 0 (0 = off), got {request.top_k}")
-        if not math.isfinite(request.temperature) or request.temperature < 0:
-            raise InferenceError(f"temperature must be >= 0 (0 = greedy), got {request.temperature}")
-
-    def prepare_prompt(self, audio: np.ndarray | None) -> np.ndarray | None:
-        """(C, T) at the model's channel count, trimmed from the start to whole codec frames."""
-        if audio is None:
-            return None
-        audio = np.asarray(audio, dtype=np.float32)
-        if audio.ndim == 1:
-            audio = audio[None, :]
-        if audio.ndim != 2:
-            raise InferenceError(f"audio_prompt must be (channels, samples), got shape {audio.shape}")
-        audio = self.match_channels(audio)
-        if not np.isfinite(audio).all():
-            raise InferenceError("audio_prompt contains NaN or inf samples")
-        usable = (audio.shape[-1] // self.hop) * self.hop
-        if usable == 0:
-            raise InferenceError(
-                f"audio_prompt is shorter than one codec frame ({self.hop} samples at {self.info.sample_rate} Hz)"
-            )
-        return np.ascontiguousarray(audio[:, audio.shape[-1] - usable :])
-
-    def match_channels(self, audio: np.ndarray) -> np.ndarray:
-        channels = audio.shape[0]
-        if channels == self.info.channels:
-            return audio
-        if self.info.channels == 1:
-            return audio.mean(axis=0, keepdims=True)
-        if channels == 1:
-            return np.repeat(audio, self.info.channels, axis=0)
-        raise InferenceError(f"audio_prompt has {channels} channels; this model takes 1 or {self.info.channels}")
 
     def build_inputs(self, prompt: str, prompt_audio: np.ndarray | None) -> dict:
         kwargs = {"text": [prompt], "padding": True, "return_tensors": "pt"}

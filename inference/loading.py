@@ -26,6 +26,7 @@ from inference.tiny import SMOKE_MARKER, TINY_FORMAT_VERSION, TINY_NAME, build_t
 
 if TYPE_CHECKING:
     from inference.engine import TransformersMusicGen
+    from inference.musicgen_engine import MusicGenEngine
 
 log = logging.getLogger("continuo.inference")
 
@@ -305,43 +306,67 @@ def checkpoint_problems(directory: Path) -> list[str]:
     return problems
 
 
-def load_engine(source: ModelSource, *, device: str = "auto", warm_up: bool = True) -> TransformersMusicGen:
-    """Load source.path with transformers (fp32 on CPU, fp16 on CUDA), warm it up; returns a TransformersMusicGen."""
+BACKENDS = ("engine", "transformers")
+
+
+def load_engine(
+    source: ModelSource,
+    *,
+    device: str = "auto",
+    warm_up: bool = True,
+    backend: str = "engine",
+    weights: str = "auto",
+    kv_cache: str = "auto",
+    attention: str = "sdpa",
+    compile: bool = False,
+) -> MusicGenEngine | TransformersMusicGen:
+    """Load source.path and warm it up.
+
+    backend "engine" (default): our decoder (inference.musicgen_engine) with the named weights / kv_cache /
+    attention modes; "transformers": transformers' generate (fp32 on CPU, fp16 on CUDA), the reference.
+    """
     import torch
     from transformers import AutoProcessor, MusicgenForConditionalGeneration
 
     from inference.device import pick_device
     from inference.engine import TransformersMusicGen, describe_model
 
+    if backend not in BACKENDS:
+        raise ModelLoadError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if source.path is None:
         raise ModelLoadError(f"model {source.spec!r} has no directory to load from")
     problems = checkpoint_problems(source.path)
     if problems:
         raise ModelLoadError(f"cannot load {source.path}: " + "; ".join(problems))
     target = pick_device(device)
-    dtype = torch.float16 if target.type == "cuda" else torch.float32
+    dtype = torch.float16 if target.type == "cuda" and backend == "transformers" else torch.float32
     started = time.monotonic()
+    is_random = source.is_random or has_smoke_marker(source.path)
     try:
         processor = AutoProcessor.from_pretrained(source.path, local_files_only=True)
         model = MusicgenForConditionalGeneration.from_pretrained(source.path, dtype=dtype, local_files_only=True)
-        model = model.to(target).eval()
+        model = model.eval()
+        if backend == "transformers":
+            model = model.to(target)
+            engine = TransformersMusicGen(
+                model,
+                processor,
+                describe_model(model, name=display_name(source), source_kind=source.kind, is_random=is_random,
+                               device=str(target)),
+            )
+        else:
+            engine = build_our_engine(model, processor, source, target, is_random,
+                                      weights=weights, kv_cache=kv_cache, attention=attention, compile=compile)
+    except ModelLoadError:
+        raise
+    except ValueError as error:  # a mode this device cannot run; the message names the alternatives
+        raise ModelLoadError(f"cannot load {source.path}: {error}") from error
     except Exception as error:
         raise ModelLoadError(f"cannot load {source.path}: {type(error).__name__}: {error}") from error
-    engine = TransformersMusicGen(
-        model,
-        processor,
-        describe_model(
-            model,
-            name=display_name(source),
-            source_kind=source.kind,
-            is_random=source.is_random or has_smoke_marker(source.path),
-            device=str(target),
-        ),
-    )
     info = engine.info
     log.info(
-        "loaded %s (%s) on %s in %.1f s: %d parameters, %d Hz, %d channel(s), up to %.1f s",
-        info.name, info.source_kind, info.device, time.monotonic() - started,
+        "loaded %s (%s, %s backend) on %s in %.1f s: %d parameters, %d Hz, %d channel(s), up to %.1f s",
+        info.name, info.source_kind, backend, info.device, time.monotonic() - started,
         info.parameters, info.sample_rate, info.channels, info.max_duration_s,
     )
     if info.is_random:
@@ -351,6 +376,18 @@ def load_engine(source: ModelSource, *, device: str = "auto", warm_up: bool = Tr
             log.info("warmed up %s in %.2f s", info.name, engine.warm_up())
         except InferenceError as error:
             raise ModelLoadError(f"{source.path} loaded but cannot generate: {error}") from error
+    return engine
+
+
+def build_our_engine(model, processor, source: ModelSource, target, is_random: bool, **modes) -> MusicGenEngine:
+    """Our decoder from the checkpoint's weights; transformers' decoder is dropped once mapped."""
+    from inference.musicgen_engine import EngineOptions, engine_from_hf_model
+
+    engine = engine_from_hf_model(
+        model, processor.tokenizer, options=EngineOptions(**modes), device=target,
+        name=display_name(source), source_kind=source.kind, is_random=is_random,
+    )
+    del model.decoder  # its weights now live in our decoder
     return engine
 
 

@@ -20,7 +20,8 @@ JOB_TIMEOUT_S = 120
 
 
 def daemon_flags(tiny_model_dir: Path, root: Path, *extra: str) -> list[str]:
-    return ["--model", str(tiny_model_dir), "--osc-port", "0", "--output-root", str(root / "renders"),
+    return ["--model", str(tiny_model_dir), "--osc-port", "0", "--zmq-port", "0", "--zmq-pub-port", "0",
+            "--output-root", str(root / "renders"),
             "--user-presets-dir", str(root / "user-presets"), "--cpu-threads", "1", *extra]
 
 

@@ -105,11 +105,12 @@ def test_patterns_compile_and_match_their_example(name, pattern):
 def test_addresses_ops_and_replies_are_consistent():
     expected = {"/continuo/hello", "/continuo/ping", "/continuo/context", "/continuo/generate", "/continuo/continue",
                 "/continuo/variations", "/continuo/stems", "/continuo/cancel", "/continuo/get", "/continuo/ack",
-                "/continuo/status", "/continuo/presets", "/continuo/models", "/continuo/model/load"}
+                "/continuo/status", "/continuo/presets", "/continuo/presets/reload", "/continuo/models",
+                "/continuo/model/load"}
     assert set(SCHEMA.request_addresses) == expected
     assert {"/continuo/welcome", "/continuo/pong", "/continuo/queued", "/continuo/progress", "/continuo/output",
             "/continuo/done", "/continuo/error", "/continuo/status", "/continuo/context",
-            "/continuo/presets", "/continuo/models"} == set(SCHEMA.event_addresses)
+            "/continuo/presets", "/continuo/models", "/continuo/slot"} == set(SCHEMA.event_addresses)
     ops = [spec.op for spec in SCHEMA.requests.values()]
     assert len(set(ops)) == len(ops) and all(re.fullmatch(r"[a-z_]+", op) for op in ops)
     for spec in SCHEMA.requests.values():

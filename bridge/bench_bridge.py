@@ -1,0 +1,333 @@
+"""`continuo bench bridge`: what the bridge adds to a request, per transport, on loopback.
+
+For each of OSC/UDP, OSC/TCP (SLIP) and ZeroMQ the client sends N requests one at a
+time and times request -> reply:
+- `status`: receive, validate, answer (two events back);
+- `generate`: receive, validate, build the plan, journal (SQLite, synchronous=FULL),
+  enqueue, answer `queued` -- the full accept path.
+The daemon runs in its own process with a held engine (its first job waits, doing
+no work, so every later job only queues and the CPU stays free for the
+measurement). A bare python-osc echo server (UDP, BlockingOSCUDPServer) and a bare
+pyzmq ROUTER echo, each in its own process, are timed in the same run: overhead =
+daemon minus bare echo, per percentile. Also the inline PCM round trip of 8 bars
+of 48 kHz stereo (16 s at 120 BPM, 6.1 MB of float32) over ZeroMQ: upload as a
+`continue` input (written to the inbox, validated, queued) and download of an
+8-bar output as a /continuo/get reply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bridge.daemon_process import ENDPOINT_PATTERNS, READY_PATTERN
+
+PCM_BARS, PCM_RATE, PCM_SECONDS = 8, 48000, 16.0
+
+
+@dataclass(frozen=True)
+class HeldInfo:
+    name: str = "held-engine (bench: renders nothing)"
+    source_kind: str = "bench"
+    sample_rate: int = 32000
+    channels: int = 1
+    frame_rate: float = 50.0
+    max_duration_s: float = 30.0
+    is_random: bool = True
+    device: str = "cpu"
+    parameters: int = 0
+
+
+class HeldEngine:
+    """An engine whose generate waits until the job is cancelled: jobs queue, nothing renders."""
+
+    info = HeldInfo()
+
+    def generate(self, request, *, on_progress=None, should_cancel=None):
+        from inference.errors import Cancelled
+
+        while should_cancel is None or not should_cancel():
+            time.sleep(0.05)
+        raise Cancelled("cancelled")
+
+    def __getattr__(self, name):  # anything else the worker may ask of an engine
+        raise AttributeError(f"HeldEngine has no {name}")
+
+
+def percentiles_ms(samples_s: list[float]) -> dict[str, float]:
+    values = np.asarray(samples_s) * 1000
+    return {"p50_ms": round(float(np.percentile(values, 50)), 3), "p99_ms": round(float(np.percentile(values, 99)), 3),
+            "n": len(values)}
+
+
+# -- the servers (each runs as `python -m bridge.bench_bridge NAME ...`) -----------------------------
+def serve_held_daemon(root: str) -> None:
+    import soundfile as sf
+
+    from bridge.daemon import Daemon, serve  # noqa: F401  (serve keeps the import path identical)
+    from bridge.daemon import stop_on_signals
+    from bridge.jobs import JobStatus
+    from bridge.journal import Journal, OutputRecord
+    from bridge.settings import load_settings
+
+    settings = load_settings({
+        "osc_port": "0", "zmq_port": "0", "zmq_pub_port": "0", "output_root": f"{root}/renders",
+        "user_presets_dir": f"{root}/presets", "max_queue": "1000000", "max_messages_per_s": "0",
+        "log_level": "WARNING", "ack_resends": "0",
+    })
+    # One finished 8-bar job to download inline.
+    journal = Journal(settings.resolved_journal_path)
+    folder = settings.resolved_output_root / "bench-pcm"
+    folder.mkdir(parents=True, exist_ok=True)
+    audio = (0.1 * np.random.default_rng(0).standard_normal((int(PCM_SECONDS * PCM_RATE), 2))).astype(np.float32)
+    sf.write(folder / "mix.wav", audio, PCM_RATE, subtype="FLOAT")
+    if journal.get("bench-pcm") is None:
+        journal.insert_job("bench-pcm", "generate", {"bars": 8.0}, ("127.0.0.1", 0))
+        journal.add_output("bench-pcm", OutputRecord("mix", (folder / "mix.wav").as_posix(), PCM_RATE, 2,
+                                                     PCM_SECONDS, 8.0, -20.0, -3.0))
+        journal.finish("bench-pcm", JobStatus.DONE, seed=1, elapsed_s=1.0)
+    journal.close()
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    daemon = Daemon(settings, engine_loader=lambda _settings: HeldEngine())
+    with stop_on_signals(daemon):
+        daemon.startup()
+        try:
+            daemon.run()
+        finally:
+            daemon.shutdown()
+
+
+def serve_osc_echo() -> None:
+    from pythonosc import dispatcher, osc_server, udp_client
+
+    clients: dict[tuple, udp_client.SimpleUDPClient] = {}
+
+    def echo(client_address, address, *args):
+        client = clients.get(client_address)
+        if client is None:
+            client = clients[client_address] = udp_client.SimpleUDPClient(*client_address)
+        client.send_message("/continuo/pong", args[0] if args else 0)
+
+    table = dispatcher.Dispatcher()
+    table.map("/continuo/ping", echo, needs_reply_address=True)
+    server = osc_server.BlockingOSCUDPServer(("127.0.0.1", 0), table)
+    print(f"echo ready: udp={server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+def serve_zmq_echo() -> None:
+    import zmq
+
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    print(f"echo ready: zmq={port}", flush=True)
+    while True:
+        router.send_multipart(router.recv_multipart(copy=False), copy=False)
+
+
+# -- the client side ------------------------------------------------------------------------------------
+class Child:
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "bridge.bench_bridge", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True,
+                                     cwd=Path(__file__).resolve().parent.parent)
+        self.line = ""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            if "ready" in line:
+                self.line = line
+                break
+        if not self.line:
+            self.stop()
+            raise RuntimeError(f"bench server {args[0]} did not start")
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def time_requests(send, wait, n: int, after=None) -> list[float]:
+    """Times send(i) -> wait(i); after(i) runs untimed (e.g. cancel, so the queue stays short as in a session)."""
+    samples = []
+    for i in range(n):
+        started = time.perf_counter()
+        send(i)
+        wait(i)
+        samples.append(time.perf_counter() - started)
+        if after is not None:
+            after(i)
+    return samples
+
+
+def bench_osc(client, n: int, prefix: str) -> dict:
+    from bridge.client import OscClient
+
+    results = {}
+    for i in range(50):  # warm up
+        client.ping(i)
+    results["ping"] = percentiles_ms(time_requests(
+        lambda i: client.send("/continuo/ping", i),
+        lambda i: client.wait_for(lambda a, args: a == "/continuo/pong" and args == [i], 5), n))
+    results["status"] = percentiles_ms(time_requests(
+        lambda i: client.send("/continuo/status"),
+        lambda i: (client.wait_for(lambda a, _: a == "/continuo/status", 5),
+                   client.wait_for(lambda a, _: a == "/continuo/limits", 5)), n))
+    results["generate"] = percentiles_ms(time_requests(
+        lambda i: client.send("/continuo/generate", f"{prefix}-{i}", "default", "bench", 1.0, "priority", "batch"),
+        lambda i: client.wait_for(lambda a, args: a == "/continuo/queued" and args[0] == f"{prefix}-{i}", 5), n,
+        lambda i: (client.send("/continuo/cancel", f"{prefix}-{i}"),
+                   client.wait_for(lambda a, args: a == "/continuo/error" and args[0] == f"{prefix}-{i}", 5))))
+    if isinstance(client, OscClient):
+        client.drain()
+    return results
+
+
+def bench_zmq(client, n: int, prefix: str) -> dict:
+    for i in range(50):
+        client.ping(i)
+    results = {
+        "ping": percentiles_ms(time_requests(
+            lambda i: client.request("ping", {"seq": i}),
+            lambda i: client.wait_for(lambda r: r.event == "pong" and r.args.get("seq") == i, 5), n)),
+        "status": percentiles_ms(time_requests(lambda i: client.status(), lambda i: None, n)),
+        "generate": percentiles_ms(time_requests(
+            lambda i: client.request("generate", {"job_id": f"{prefix}-{i}", "preset": "default", "prompt": "bench",
+                                                  "bars": 1.0}, {"priority": "batch"}),
+            lambda i: client.wait_for(lambda r: r.event == "accepted" and r.job_id == f"{prefix}-{i}", 5), n,
+            lambda i: (client.request("cancel", {"job_id": f"{prefix}-{i}"}),
+                       client.wait_for(lambda r: r.event == "error" and r.job_id == f"{prefix}-{i}", 5)))),
+    }
+    client._pending.clear()
+    return results
+
+
+def bench_pcm(client, inbox: Path, repeats: int) -> dict:
+    audio = (0.1 * np.random.default_rng(1).standard_normal((int(PCM_SECONDS * PCM_RATE), 2))).astype(np.float32)
+    up, down = [], []
+    for i in range(repeats):
+        started = time.perf_counter()
+        job_id = f"pcm-up-{i}"
+        client.request("continue", {"job_id": job_id, "preset": "default", "bars": 1.0},
+                       {"priority": "batch"}, inputs=[("input_path", audio, PCM_RATE)])
+        reply = client.wait_for(lambda r: r.event in ("accepted", "error"), 30)
+        up.append(time.perf_counter() - started)
+        if reply.event != "accepted":
+            raise RuntimeError(f"inline upload refused: {reply.args}")
+        client.request("cancel", {"job_id": job_id})
+        client.wait_for(lambda r: r.event == "error" and r.job_id == job_id, 30)
+        started = time.perf_counter()
+        client.request("get", {"job_id": "bench-pcm"}, outputs="inline")
+        output = client.wait_for(lambda r: r.event == "output" and r.job_id == "bench-pcm", 30)
+        client.wait_for(lambda r: r.event == "done" and r.job_id == "bench-pcm", 30)
+        down.append(time.perf_counter() - started)
+        if not output.pcm or output.pcm[0].shape != audio.shape:
+            raise RuntimeError("inline download came back without the expected PCM frame")
+    return {"bytes": audio.nbytes, "upload": percentiles_ms(up), "download": percentiles_ms(down),
+            "round_trip_p50_ms": round(float(np.median(up) + np.median(down)) * 1000, 1)}
+
+
+def run_bridge_bench(n: int = 2000, pcm_repeats: int = 5) -> dict:
+    from bridge.client import OscClient, OscTcpClient
+    from bridge.zmq_client import ZmqClient
+
+    result: dict = {"suite": "bridge", "n": n, "load": os.getloadavg()[0]}
+    echo_udp = Child("osc-echo")
+    try:
+        port = int(re.search(r"udp=(\d+)", echo_udp.line)[1])
+        with OscClient("127.0.0.1", port) as client:
+            for i in range(50):
+                client.ping(i)
+            result["bare_python_osc_udp_echo"] = {"ping": percentiles_ms(time_requests(
+                lambda i: client.send("/continuo/ping", i),
+                lambda i: client.wait_for(lambda a, args: a == "/continuo/pong" and args == [i], 5), n))}
+    finally:
+        echo_udp.stop()
+    echo_zmq = Child("zmq-echo")
+    try:
+        import zmq
+
+        port = int(re.search(r"zmq=(\d+)", echo_zmq.line)[1])
+        ctx = zmq.Context()
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.connect(f"tcp://127.0.0.1:{port}")
+        payload = [b"CONTINUO/1", b'{"op":"ping","args":{"seq":1}}']
+        for _ in range(50):
+            dealer.send_multipart(payload)
+            dealer.recv_multipart()
+        result["bare_pyzmq_router_echo"] = {"ping": percentiles_ms(time_requests(
+            lambda i: dealer.send_multipart(payload), lambda i: dealer.recv_multipart(), n))}
+        pcm = np.zeros((int(PCM_SECONDS * PCM_RATE), 2), np.float32)
+        samples = time_requests(lambda i: dealer.send_multipart([payload[0], payload[1], pcm], copy=False),
+                                lambda i: dealer.recv_multipart(copy=False), pcm_repeats)
+        result["bare_pyzmq_router_echo"]["pcm_8_bars"] = percentiles_ms(samples)
+        dealer.close(0)
+        ctx.term()
+    finally:
+        echo_zmq.stop()
+    with tempfile.TemporaryDirectory(prefix="continuo-bench-bridge-") as tmp:
+        daemon = Child("held-daemon", tmp)
+        try:
+            line = daemon.line
+            udp_port = int(READY_PATTERN.search(line)["port"])
+            tcp_port = int(ENDPOINT_PATTERNS["tcp_port"].search(line)[1])
+            zmq_endpoint = ENDPOINT_PATTERNS["zmq_endpoint"].search(line)[1]
+            with OscClient("127.0.0.1", udp_port) as client:
+                client.hello()
+                client.send("/continuo/generate", "hold", "default", "hold", 1.0)  # the held job
+                client.wait_for(lambda a, args: a == "/continuo/queued", 10)
+                result["daemon_osc_udp"] = bench_osc(client, n, "udp")
+            with OscTcpClient("127.0.0.1", tcp_port, framing="slip") as client:
+                client.hello()
+                result["daemon_osc_tcp"] = bench_osc(client, n, "tcp")
+            with ZmqClient(zmq_endpoint) as client:
+                result["daemon_zmq"] = bench_zmq(client, n, "zmq")
+                result["daemon_zmq_inline_pcm_8_bars_48k_stereo"] = bench_pcm(client, Path(tmp), pcm_repeats)
+        finally:
+            daemon.stop()
+    for name, bare in (("daemon_osc_udp", "bare_python_osc_udp_echo"), ("daemon_osc_tcp", "bare_python_osc_udp_echo"),
+                       ("daemon_zmq", "bare_pyzmq_router_echo")):
+        base = result[bare]["ping"]
+        result[name]["overhead_vs_bare_echo_ms"] = {
+            op: {"p50": round(result[name][op]["p50_ms"] - base["p50_ms"], 3),
+                 "p99": round(result[name][op]["p99_ms"] - base["p99_ms"], 3)}
+            for op in ("ping", "status", "generate")
+        }
+    result["load_after"] = os.getloadavg()[0]
+    return result
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["held-daemon"]:
+        serve_held_daemon(argv[1])
+    elif argv[:1] == ["osc-echo"]:
+        serve_osc_echo()
+    elif argv[:1] == ["zmq-echo"]:
+        serve_zmq_echo()
+    else:
+        print(json.dumps(run_bridge_bench()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,327 @@
+"""OSC over TCP: both stream framings in use, detected per connection.
+
+- OSC 1.1: SLIP (RFC 1055), END = 0xC0; frames may or may not start with an END.
+- OSC 1.0: each packet prefixed by its size as a big-endian int32 (liblo, SuperCollider).
+
+The first byte of a connection decides: 0xC0, '/' or '#' is SLIP (an OSC packet
+starts with '/' or '#bundle'; a length prefix under 16 MiB starts with 0x00);
+anything else is a length prefix. Replies go back on the same connection in the
+framing the client used.
+
+One accept thread, one thread per connection (blocking sockets, bounded count).
+Each packet goes through the same `parse_datagram` -> `on_message(address, args,
+peer)` path as UDP; the peer is a `bridge.peers.Peer` so the daemon's events come
+back here through the Router.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import struct
+import threading
+from collections.abc import Collection
+
+from bridge.errors import BadRequest
+from bridge.osc_udp import OnMessage
+from bridge.peers import Peer
+from bridge.protocol import Schema, load_schema, parse_datagram
+
+log = logging.getLogger("continuo.osc.tcp")
+
+SLIP_END, SLIP_ESC, SLIP_ESC_END, SLIP_ESC_ESC = 0xC0, 0xDB, 0xDC, 0xDD
+MAX_FRAME_BYTES = 65536
+MAX_CONNECTIONS = 64
+SEND_TIMEOUT_S = 2.0
+POLL_S = 0.2
+RECV_BYTES = 65536
+
+
+class FramingError(Exception):
+    """The byte stream cannot be split into OSC packets; the connection is closed."""
+
+
+def slip_encode(packet: bytes) -> bytes:
+    """Double-ended SLIP, as OSC 1.1 recommends."""
+    body = packet.replace(bytes([SLIP_ESC]), bytes([SLIP_ESC, SLIP_ESC_ESC]))
+    body = body.replace(bytes([SLIP_END]), bytes([SLIP_ESC, SLIP_ESC_END]))
+    return bytes([SLIP_END]) + body + bytes([SLIP_END])
+
+
+def length_prefix_encode(packet: bytes) -> bytes:
+    return struct.pack(">i", len(packet)) + packet
+
+
+class SlipDecoder:
+    """feed(bytes) -> complete packets; empty frames (END END) are skipped."""
+
+    name = "slip"
+
+    def __init__(self, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+        self._frame = bytearray()
+        self._escaped = False
+        self._max = max_frame_bytes
+
+    def feed(self, data: bytes) -> list[bytes]:
+        packets = []
+        for byte in data:
+            if self._escaped:
+                self._escaped = False
+                if byte == SLIP_ESC_END:
+                    self._frame.append(SLIP_END)
+                elif byte == SLIP_ESC_ESC:
+                    self._frame.append(SLIP_ESC)
+                else:
+                    raise FramingError(f"SLIP: byte 0x{byte:02x} after ESC; only 0xdc and 0xdd may follow it")
+            elif byte == SLIP_END:
+                if self._frame:
+                    packets.append(bytes(self._frame))
+                    self._frame.clear()
+            elif byte == SLIP_ESC:
+                self._escaped = True
+            else:
+                self._frame.append(byte)
+            if len(self._frame) > self._max:
+                raise FramingError(f"SLIP frame longer than {self._max} bytes")
+        return packets
+
+    @staticmethod
+    def encode(packet: bytes) -> bytes:
+        return slip_encode(packet)
+
+
+class LengthPrefixDecoder:
+    """feed(bytes) -> complete packets of an int32-size-prefixed stream."""
+
+    name = "length-prefix"
+
+    def __init__(self, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+        self._buffer = bytearray()
+        self._max = max_frame_bytes
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buffer += data
+        packets = []
+        while len(self._buffer) >= 4:
+            (size,) = struct.unpack_from(">i", self._buffer)
+            if size <= 0 or size > self._max:
+                raise FramingError(f"length prefix {size} is outside 1..{self._max} bytes")
+            if len(self._buffer) < 4 + size:
+                break
+            packets.append(bytes(self._buffer[4:4 + size]))
+            del self._buffer[:4 + size]
+        return packets
+
+    @staticmethod
+    def encode(packet: bytes) -> bytes:
+        return length_prefix_encode(packet)
+
+
+def detect_framing(first_byte: int, max_frame_bytes: int = MAX_FRAME_BYTES) -> SlipDecoder | LengthPrefixDecoder:
+    if first_byte in (SLIP_END, ord("/"), ord("#")):
+        return SlipDecoder(max_frame_bytes)
+    return LengthPrefixDecoder(max_frame_bytes)
+
+
+class _Connection:
+    def __init__(self, sock: socket.socket, peer: Peer) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.decoder: SlipDecoder | LengthPrefixDecoder | None = None
+        self.send_lock = threading.Lock()
+        self.closed = threading.Event()
+
+    def send(self, packet: bytes) -> None:
+        encode = self.decoder.encode if self.decoder is not None else slip_encode
+        with self.send_lock:
+            self.sock.sendall(encode(packet))
+
+
+class OscTcpServer:
+    """Accepts OSC-over-TCP connections on (host, port); on_message(address, args, peer) per message."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        on_message: OnMessage,
+        *,
+        allowed_hosts: Collection[str] | None = None,
+        schema: Schema | None = None,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._on_message = on_message
+        self._allowed_hosts = None if allowed_hosts is None else frozenset(allowed_hosts)
+        self._schema = schema or load_schema()
+        self._max_connections = max_connections
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._connections: dict[int, _Connection] = {}
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self._sock is None:
+            raise RuntimeError("OscTcpServer.address is known after start()")
+        host, port = self._sock.getsockname()[:2]
+        return host, port
+
+    def start(self) -> None:
+        if self._sock is not None:
+            raise RuntimeError("OscTcpServer already started")
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self._host, self._port))
+            sock.listen(16)
+        except OSError:
+            sock.close()
+            raise
+        sock.settimeout(POLL_S)
+        self._sock = sock
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._accept_loop, name="continuo-osc-tcp", daemon=True)
+        self._thread.start()
+        log.info("listening on tcp://%s:%d (SLIP or int32 length prefix, detected per connection)", *self.address)
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        self._stopping.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout_s)
+        with self._lock:
+            connections = list(self._connections.values())
+        for conn in connections:
+            self._close(conn)
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+            log.info("stopped")
+
+    def __enter__(self) -> OscTcpServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def connection_count(self) -> int:
+        with self._lock:
+            return len(self._connections)
+
+    def send(self, dest: Peer, datagram: bytes) -> None:
+        """Send one packet on the peer's connection; a gone or stuck connection is closed, never raised."""
+        with self._lock:
+            conn = self._connections.get(dest.conn)  # type: ignore[arg-type]
+        if conn is None:
+            log.info("send to tcp %s:%d dropped: the connection is closed", dest.host, dest.port)
+            return
+        try:
+            conn.send(datagram)
+        except OSError as exc:
+            log.warning("send to tcp %s:%d failed (%s); closing the connection", dest.host, dest.port, exc)
+            self._close(conn)
+
+    # -- threads ----------------------------------------------------------------------------
+    def _accept_loop(self) -> None:
+        listener = self._sock
+        if listener is None:
+            return
+        while not self._stopping.is_set():
+            try:
+                sock, address = listener.accept()
+            except socket.timeout:
+                continue
+            except OSError as exc:
+                if self._stopping.is_set():
+                    break
+                log.warning("accept failed: %s", exc)
+                continue
+            self._admit(sock, (address[0], address[1]))
+
+    def _admit(self, sock: socket.socket, address: tuple[str, int]) -> None:
+        if self._allowed_hosts is not None and address[0] not in self._allowed_hosts:
+            log.warning("tcp connection from %s:%d refused: not in the allow-list", *address)
+            sock.close()
+            return
+        with self._lock:
+            if len(self._connections) >= self._max_connections:
+                log.warning("tcp connection from %s:%d refused: %d connections open", *address, self._max_connections)
+                sock.close()
+                return
+            peer = Peer(address[0], address[1], "tcp", next(self._ids))
+            conn = _Connection(sock, peer)
+            self._connections[peer.conn] = conn  # type: ignore[index]
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(SEND_TIMEOUT_S)
+        threading.Thread(target=self._serve, args=(conn,), name=f"continuo-osc-tcp-{peer.conn}", daemon=True).start()
+        log.info("tcp connection %d from %s:%d", peer.conn, *address)
+
+    def _serve(self, conn: _Connection) -> None:
+        try:
+            while not self._stopping.is_set() and not conn.closed.is_set():
+                try:
+                    data = conn.sock.recv(RECV_BYTES)
+                except socket.timeout:
+                    continue
+                except OSError as exc:
+                    if not conn.closed.is_set():
+                        log.info("tcp connection %d: %s", conn.peer.conn, exc)
+                    break
+                if not data:
+                    break
+                try:
+                    self.handle_bytes(conn, data)
+                except FramingError as exc:
+                    log.warning("tcp connection %d from %s:%d: %s; closing", conn.peer.conn, conn.peer.host,
+                                conn.peer.port, exc)
+                    self._reply_error(conn, f"{exc}; closing the connection (send SLIP or int32-length-prefixed OSC)")
+                    break
+        finally:
+            self._close(conn)
+
+    def handle_bytes(self, conn: _Connection, data: bytes) -> None:
+        """Split received bytes into packets and handle each; FramingError ends the connection."""
+        if conn.decoder is None:
+            conn.decoder = detect_framing(data[0])
+            log.info("tcp connection %d speaks %s", conn.peer.conn, conn.decoder.name)
+        for packet in conn.decoder.feed(data):
+            self._handle_packet(conn, packet)
+
+    def _handle_packet(self, conn: _Connection, packet: bytes) -> None:
+        try:
+            messages = parse_datagram(packet)
+        except BadRequest as exc:
+            self._reply_error(conn, exc.message)
+            return
+        for address, args in messages:
+            try:
+                self._on_message(address, args, conn.peer)
+            except Exception:  # a handler bug must not end the connection
+                log.exception("on_message failed for %s from tcp %s:%d", address, conn.peer.host, conn.peer.port)
+
+    def _reply_error(self, conn: _Connection, message: str) -> None:
+        try:
+            conn.send(self._schema.build_event("/continuo/error", "", "bad_request", message))
+        except (OSError, ValueError) as exc:
+            log.info("tcp connection %d: error reply not sent: %s", conn.peer.conn, exc)
+
+    def _close(self, conn: _Connection) -> None:
+        if conn.closed.is_set():
+            return
+        conn.closed.set()
+        with self._lock:
+            self._connections.pop(conn.peer.conn, None)  # type: ignore[arg-type]
+        try:
+            conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError as exc:
+            log.debug("tcp connection %d shutdown: %s", conn.peer.conn, exc)
+        conn.sock.close()
+        log.info("tcp connection %d from %s:%d closed", conn.peer.conn, conn.peer.host, conn.peer.port)

@@ -1,0 +1,53 @@
+"""Where an event goes: a UDP address, or a peer on a connection-based transport.
+
+A UDP destination stays a plain ``(host, port)`` tuple (what the journal stores and
+what python-osc clients expect). TCP connections and ZeroMQ clients are `Peer`s: a
+named tuple whose first two fields are still host and port, so logs, the journal
+and allow-lists read them the same way, plus the transport and its connection
+handle (a connection number for TCP, the ROUTER identity for ZeroMQ).
+
+`Router` hands each datagram to the transport that owns its destination; the
+EventSink only ever sees one `send(dest, datagram)`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+log = logging.getLogger("continuo.routing")
+
+Send = Callable[[Any, bytes], None]
+
+
+class Peer(NamedTuple):
+    host: str
+    port: int
+    transport: str  # "tcp" or "zmq"
+    conn: int | bytes  # TCP connection number, or ZeroMQ ROUTER identity
+
+
+def is_peer(dest: Any) -> bool:
+    return isinstance(dest, Peer)
+
+
+class Router:
+    """send(dest, datagram): UDP tuples to the UDP transport, Peers to the transport they name."""
+
+    def __init__(self, udp_send: Send) -> None:
+        self._udp_send = udp_send
+        self._transports: dict[str, Send] = {}
+
+    def register(self, transport: str, send: Send) -> None:
+        self._transports[transport] = send
+
+    def send(self, dest: Any, datagram: bytes) -> None:
+        if isinstance(dest, Peer):
+            send = self._transports.get(dest.transport)
+            if send is None:
+                log.warning("no %s transport to send to %s:%s; dropped", dest.transport, dest.host, dest.port)
+                return
+            send(dest, datagram)
+            return
+        self._udp_send(dest, datagram)

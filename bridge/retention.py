@@ -1,0 +1,59 @@
+"""Journal retention: finished jobs older than an age, or beyond a count, go with their files.
+
+The journal rows are deleted first (so /continuo/get stops announcing the files),
+then `<output_root>/<job_id>/`. A job id is checked against the schema's job id
+pattern and the folder must resolve to a direct child of the output root before
+anything is deleted, so a corrupt row can never remove a file elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from pathlib import Path
+
+from bridge.journal import Journal
+from bridge.protocol import load_schema
+
+log = logging.getLogger("continuo.retention")
+
+
+def prune_jobs(journal: Journal, output_root: Path, *, max_age_s: float, max_jobs: int) -> list[str]:
+    """Remove expired finished jobs and their folders; returns the ids removed."""
+    job_id_pattern = load_schema().patterns["job_id"][0]
+    removed = journal.prune(max_age_s=max_age_s, max_jobs=max_jobs)
+    root = output_root.resolve()
+    for job_id in removed:
+        folder = (root / job_id)
+        if not job_id_pattern.fullmatch(job_id) or folder.resolve().parent != root or folder.is_symlink():
+            log.warning("job=%s retention: folder %s is not a job folder under %s; left alone", job_id, folder, root)
+            continue
+        if folder.is_dir():
+            try:
+                shutil.rmtree(folder)
+            except OSError as exc:
+                log.warning("job=%s retention: could not remove %s: %s", job_id, folder, exc)
+        log.info("job=%s removed by retention (journal row and files)", job_id)
+    return removed
+
+
+class RetentionTimer(threading.Thread):
+    """Prunes every interval_s until stopped."""
+
+    def __init__(self, journal: Journal, output_root: Path, *, max_age_s: float, max_jobs: int,
+                 interval_s: float = 60.0) -> None:
+        super().__init__(name="continuo-retention", daemon=True)
+        self.journal, self.output_root = journal, output_root
+        self.max_age_s, self.max_jobs, self.interval_s = max_age_s, max_jobs, interval_s
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.interval_s):
+            try:
+                prune_jobs(self.journal, self.output_root, max_age_s=self.max_age_s, max_jobs=self.max_jobs)
+            except Exception:  # a full disk or a locked journal must not end retention for good
+                log.exception("retention pass failed; trying again in %.0f s", self.interval_s)
+
+    def stop(self) -> None:
+        self.stopping.set()

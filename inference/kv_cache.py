@@ -1,0 +1,101 @@
+"""Static, preallocated self-attention caches: full precision, and mu-law int8.
+
+Both hold (B, H, T, D) keys and values for T = max_positions allocated up
+front; update(input_pos, k, v, kv_end) writes in place and returns the keys
+and values to attend to: the first kv_end positions, or the whole buffer when
+kv_end is None (static shapes for CUDA graphs; the caller masks).
+"""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+
+import torch
+from torch import Tensor, nn
+
+
+class KVCacheMode(str, Enum):
+    """How the self-attention cache stores keys and values."""
+
+    AUTO = "auto"  # the weights' activation dtype
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+    MULAW8 = "mulaw8"  # int8 mu-law codes + one fp16 abs-max scale per token
+
+    @classmethod
+    def parse(cls, name: str) -> KVCacheMode:
+        try:
+            return cls(name.strip().lower())
+        except ValueError:
+            names = ", ".join(mode.value for mode in cls)
+            raise ValueError(f"unknown kv_cache mode {name!r}; choose one of {names}") from None
+
+
+DTYPES = {KVCacheMode.FP32: torch.float32, KVCacheMode.FP16: torch.float16, KVCacheMode.BF16: torch.bfloat16}
+DEFAULT_MU = 64.0
+
+
+class KVCache(nn.Module):
+    def __init__(self, batch: int, heads: int, positions: int, head_dim: int, dtype: torch.dtype, device=None):
+        super().__init__()
+        shape = (batch, heads, positions, head_dim)
+        self.register_buffer("k_cache", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v_cache", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+
+    def update(self, input_pos: Tensor, k: Tensor, v: Tensor, kv_end: int | None) -> tuple[Tensor, Tensor]:
+        # input_pos (T,), k/v (B, H, T, D)
+        self.k_cache[:, :, input_pos] = k.to(self.k_cache.dtype)
+        self.v_cache[:, :, input_pos] = v.to(self.v_cache.dtype)
+        keys, values = (self.k_cache, self.v_cache) if kv_end is None else (
+            self.k_cache[:, :, :kv_end], self.v_cache[:, :, :kv_end])
+        return keys.to(k.dtype), values.to(v.dtype)
+
+    def nbytes(self) -> int:
+        return sum(buffer.numel() * buffer.element_size() for buffer in self.buffers())
+
+
+def mulaw_encode(x: Tensor, mu: float = DEFAULT_MU) -> tuple[Tensor, Tensor]:
+    """x (B, H, T, D) -> int8 codes (B, H, T, D) and one fp16 abs-max scale per token (B, 1, T, 1)."""
+    scale = x.abs().amax(dim=(1, 3), keepdim=True).float().clamp_min(1e-8)
+    unit = x.float() / scale  # in [-1, 1]
+    companded = torch.sign(unit) * torch.log1p(mu * unit.abs()) / math.log1p(mu)
+    return torch.round(companded * 127).to(torch.int8), scale.to(torch.float16)
+
+
+def mulaw_decode(codes: Tensor, scale: Tensor, mu: float = DEFAULT_MU, dtype: torch.dtype = torch.float32) -> Tensor:
+    companded = codes.float() / 127
+    unit = torch.sign(companded) * torch.expm1(companded.abs() * math.log1p(mu)) / mu
+    return (unit * scale.float()).to(dtype)
+
+
+class MuLawKVCache(KVCache):
+    """int8 mu-law keys/values, one fp16 abs-max scale per (batch, token) over all heads: about 0.25x of fp32."""
+
+    def __init__(self, batch: int, heads: int, positions: int, head_dim: int, mu: float = DEFAULT_MU, device=None):
+        nn.Module.__init__(self)
+        self.mu = mu
+        shape, scale_shape = (batch, heads, positions, head_dim), (batch, 1, positions, 1)
+        for name in ("k", "v"):
+            self.register_buffer(f"{name}_codes", torch.zeros(shape, dtype=torch.int8, device=device), persistent=False)
+            self.register_buffer(
+                f"{name}_scale", torch.zeros(scale_shape, dtype=torch.float16, device=device), persistent=False
+            )
+
+    def update(self, input_pos: Tensor, k: Tensor, v: Tensor, kv_end: int | None) -> tuple[Tensor, Tensor]:
+        for codes, scales, x in ((self.k_codes, self.k_scale, k), (self.v_codes, self.v_scale, v)):
+            codes[:, :, input_pos], scales[:, :, input_pos] = mulaw_encode(x, self.mu)
+        end = self.k_codes.shape[2] if kv_end is None else kv_end
+        keys = mulaw_decode(self.k_codes[:, :, :end], self.k_scale[:, :, :end], self.mu, k.dtype)
+        values = mulaw_decode(self.v_codes[:, :, :end], self.v_scale[:, :, :end], self.mu, v.dtype)
+        return keys, values
+
+
+def build_cache_factory(mode: KVCacheMode, *, batch: int, heads: int, positions: int, head_dim: int,
+                        activation_dtype: torch.dtype, device, mu: float = DEFAULT_MU):
+    """A layer_index -> cache callable for MusicGenDecoder.setup_caches."""
+    if mode == KVCacheMode.MULAW8:
+        return lambda index: MuLawKVCache(batch, heads, positions, head_dim, mu=mu, device=device)
+    dtype = DTYPES.get(mode, activation_dtype)
+    return lambda index: KVCache(batch, heads, positions, head_dim, dtype, device=device)

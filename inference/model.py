@@ -1,0 +1,292 @@
+"""Our own MusicGen decoder: shape in ModelArgs (with a name table), weights mapped by name from the HF state dict.
+
+The text encoder (T5) and the codec (EnCodec) stay transformers modules; this
+file holds only the autoregressive decoder, the part that runs once per step.
+Shapes: B batch, K codebooks, T positions, S text tokens, H heads, D head dim.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from inference.kv_cache import KVCache
+
+ATTENTION_BACKENDS = ("sdpa", "eager", "flash")
+
+
+@dataclass(frozen=True)
+class ModelArgs:
+    dim: int = 1024
+    n_layer: int = 24
+    n_head: int = 16
+    ffn_dim: int = 4096
+    vocab_size: int = 2048  # codes per codebook; the pad/BOS id is vocab_size
+    num_codebooks: int = 4
+    audio_channels: int = 1
+    max_positions: int = 2048
+    text_dim: int = 768  # T5 hidden size; projected to dim when they differ
+    activation: str = "gelu"
+    norm_eps: float = 1e-5
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_head
+
+    @property
+    def pad_id(self) -> int:
+        return self.vocab_size
+
+    @classmethod
+    def from_name(cls, name: str) -> ModelArgs:
+        key = name.lower().removeprefix("facebook/")
+        if key not in NAMED_SHAPES:
+            raise ValueError(f"unknown MusicGen shape {name!r}; known: {', '.join(sorted(NAMED_SHAPES))}")
+        return cls(**NAMED_SHAPES[key])
+
+    @classmethod
+    def from_hf_config(cls, decoder_config, text_dim: int) -> ModelArgs:
+        """From transformers' MusicgenDecoderConfig (the checkpoint's config decides mono/stereo/melody sizes)."""
+        return cls(
+            dim=decoder_config.hidden_size,
+            n_layer=decoder_config.num_hidden_layers,
+            n_head=decoder_config.num_attention_heads,
+            ffn_dim=decoder_config.ffn_dim,
+            vocab_size=decoder_config.vocab_size,
+            num_codebooks=decoder_config.num_codebooks,
+            audio_channels=decoder_config.audio_channels,
+            max_positions=decoder_config.max_position_embeddings,
+            text_dim=text_dim,
+            activation=decoder_config.activation_function,
+        )
+
+
+NAMED_SHAPES: dict[str, dict] = {
+    "musicgen-small": dict(dim=1024, n_layer=24, n_head=16, ffn_dim=4096),
+    "musicgen-medium": dict(dim=1536, n_layer=48, n_head=24, ffn_dim=6144),
+    "musicgen-large": dict(dim=2048, n_layer=48, n_head=32, ffn_dim=8192),
+    "musicgen-stereo-small": dict(dim=1024, n_layer=24, n_head=16, ffn_dim=4096, num_codebooks=8, audio_channels=2),
+    "musicgen-stereo-medium": dict(dim=1536, n_layer=48, n_head=24, ffn_dim=6144, num_codebooks=8, audio_channels=2),
+    "musicgen-stereo-large": dict(dim=2048, n_layer=48, n_head=32, ffn_dim=8192, num_codebooks=8, audio_channels=2),
+    "tiny": dict(dim=32, n_layer=2, n_head=4, ffn_dim=64, text_dim=24),
+}
+
+
+def sinusoids(positions: int, dim: int) -> Tensor:
+    """(positions, dim) as transformers' MusicgenSinusoidalPositionalEmbedding: [cos | sin]."""
+    half = dim // 2
+    step = math.log(10000) / (half - 1)
+    freqs = torch.exp(torch.arange(half, dtype=torch.float32) * -step)
+    angles = torch.arange(positions, dtype=torch.float32)[:, None] * freqs[None, :]
+    table = torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
+    return F.pad(table, (0, dim % 2))
+
+
+class Attention(nn.Module):
+    """Self-attention (fused qkv, KV cache) or cross-attention (keys/values computed once per request)."""
+
+    def __init__(self, args: ModelArgs, cross: bool):
+        super().__init__()
+        self.n_head, self.head_dim, self.cross = args.n_head, args.head_dim, cross
+        if cross:
+            self.wq = nn.Linear(args.dim, args.dim, bias=False)
+            self.wkv = nn.Linear(args.dim, 2 * args.dim, bias=False)
+        else:
+            self.wqkv = nn.Linear(args.dim, 3 * args.dim, bias=False)
+        self.wo = nn.Linear(args.dim, args.dim, bias=False)
+        self.kv_cache: KVCache | None = None
+        self.backend = "sdpa"
+
+    def split_heads(self, x: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+
+    def project_memory(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, S, dim) text states -> keys, values (B, H, S, D); run once per request."""
+        k, v = self.wkv(memory).chunk(2, dim=-1)
+        return self.split_heads(k), self.split_heads(v)
+
+    def forward(self, x: Tensor, input_pos: Tensor, kv_end: int | None, memory=None) -> Tensor:
+        # x (B, T, dim); memory: (keys, values, mask) for cross-attention
+        if self.cross:
+            q = self.split_heads(self.wq(x))
+            k, v, mask = memory
+        else:
+            q, k, v = (self.split_heads(part) for part in self.wqkv(x).chunk(3, dim=-1))
+            k, v = self.kv_cache.update(input_pos, k, v, kv_end)
+            mask = causal_mask(input_pos, k.shape[2], kv_end)
+        y = attend(q, k, v, mask, self.backend)  # (B, H, T, D)
+        return self.wo(y.transpose(1, 2).reshape(x.shape))
+
+
+def causal_mask(input_pos: Tensor, keys: int, kv_end: int | None) -> Tensor | None:
+    """(T, keys) bool: a query at position p sees keys at <= p. None for one query over a trimmed cache."""
+    if kv_end is not None and input_pos.shape[0] == 1:
+        return None
+    return torch.arange(keys, device=input_pos.device)[None, :] <= input_pos[:, None]
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, backend: str) -> Tensor:
+    if backend == "sdpa":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    if backend == "flash":
+        return attend_flash(q, k, v, mask)
+    return attend_eager(q, k, v, mask)
+
+
+def attend_eager(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    """The reference: softmax(q k^T / sqrt(D)) v in the activation dtype."""
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    return torch.softmax(scores.float(), dim=-1).to(q.dtype) @ v
+
+
+def attend_flash(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    """flash-attn on CUDA for the unmasked cases (one decode query, full cross-attention); SDPA otherwise."""
+    if mask is not None or q.device.type != "cuda" or q.dtype not in (torch.float16, torch.bfloat16):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    from flash_attn import flash_attn_func
+
+    out = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))  # takes (B, T, H, D)
+    return out.transpose(1, 2)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.w1 = nn.Linear(args.dim, args.ffn_dim, bias=False)
+        self.w2 = nn.Linear(args.ffn_dim, args.dim, bias=False)
+        self.activation = args.activation
+
+    def forward(self, x: Tensor) -> Tensor:
+        hidden = self.w1(x)
+        hidden = F.gelu(hidden) if self.activation == "gelu" else F.relu(hidden)
+        return self.w2(hidden)
+
+
+class Block(nn.Module):
+    """Pre-norm: self-attention, cross-attention on the text, feed-forward; each with a residual."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(args.dim, eps=args.norm_eps)
+        self.attention = Attention(args, cross=False)
+        self.cross_attention_norm = nn.LayerNorm(args.dim, eps=args.norm_eps)
+        self.cross_attention = Attention(args, cross=True)
+        self.ffn_norm = nn.LayerNorm(args.dim, eps=args.norm_eps)
+        self.ffn = FeedForward(args)
+
+    def forward(self, x: Tensor, input_pos: Tensor, kv_end: int | None, memory) -> Tensor:
+        x = x + self.attention(self.attention_norm(x), input_pos, kv_end)
+        x = x + self.cross_attention(self.cross_attention_norm(x), input_pos, kv_end, memory)
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class MusicGenDecoder(nn.Module):
+    """tokens (B, K, T) -> logits (B, K, T, V); setup_caches before the first forward."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        self.embeddings = nn.ModuleList(nn.Embedding(args.vocab_size + 1, args.dim) for _ in range(args.num_codebooks))
+        self.layers = nn.ModuleList(Block(args) for _ in range(args.n_layer))
+        self.norm = nn.LayerNorm(args.dim, eps=args.norm_eps)
+        self.heads = nn.ModuleList(nn.Linear(args.dim, args.vocab_size, bias=False) for _ in range(args.num_codebooks))
+        self.text_projection = nn.Linear(args.text_dim, args.dim) if args.text_dim != args.dim else None
+        self.register_buffer("positions", sinusoids(args.max_positions, args.dim), persistent=False)
+
+    def set_attention_backend(self, backend: str) -> None:
+        if backend not in ATTENTION_BACKENDS:
+            raise ValueError(f"attention backend must be one of {', '.join(ATTENTION_BACKENDS)}, got {backend!r}")
+        for layer in self.layers:
+            layer.attention.backend = layer.cross_attention.backend = backend
+
+    def setup_caches(self, cache_factory) -> None:
+        """cache_factory(layer_index) -> a KVCache; called again when batch or length must grow."""
+        for index, layer in enumerate(self.layers):
+            layer.attention.kv_cache = cache_factory(index)
+
+    def cache_bytes(self) -> int:
+        return sum(layer.attention.kv_cache.nbytes() for layer in self.layers if layer.attention.kv_cache is not None)
+
+    def encode_memory(self, text_states: Tensor, text_mask: Tensor) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """Cross-attention keys/values for every layer, once per request.
+
+        text_states (B, S, text_dim), text_mask (B, S) 1 = real token. Padded tokens
+        are zeroed as transformers does; a row with no real token (the CFG null
+        condition) attends to zeros, which gives exactly zero, as in transformers.
+        """
+        states = self.text_projection(text_states) if self.text_projection is not None else text_states
+        states = states * text_mask[..., None].to(states.dtype)
+        mask = text_mask.bool()
+        mask = mask | ~mask.any(dim=1, keepdim=True)  # (B, S); an empty row sees its zero states
+        mask = mask[:, None, None, :]  # (B, 1, 1, S)
+        memory = []
+        for layer in self.layers:
+            keys, values = layer.cross_attention.project_memory(states)
+            memory.append((keys, values, mask))
+        return memory
+
+    def forward(self, tokens: Tensor, input_pos: Tensor, memory, kv_end: int | None = None,
+                last_only: bool = True) -> Tensor:
+        # tokens (B, K, T); input_pos (T,); kv_end: keys to attend to (None: whole cache, masked; static shapes)
+        x = sum(embedding(tokens[:, k]) for k, embedding in enumerate(self.embeddings))  # (B, T, dim)
+        x = x + self.positions[input_pos].to(x.dtype)
+        for layer, layer_memory in zip(self.layers, memory):
+            x = layer(x, input_pos, kv_end, layer_memory)
+        x = self.norm(x[:, -1:] if last_only else x)
+        return torch.stack([head(x) for head in self.heads], dim=1).float()  # (B, K, T, V)
+
+
+HF_NAME_TABLE: tuple[tuple[str, str], ...] = (
+    (r"^enc_to_dec_proj\.(weight|bias)$", r"text_projection.\1"),
+    (r"^decoder\.model\.decoder\.embed_tokens\.(\d+)\.weight$", r"embeddings.\1.weight"),
+    (r"^decoder\.model\.decoder\.layer_norm\.(weight|bias)$", r"norm.\1"),
+    (r"^decoder\.lm_heads\.(\d+)\.weight$", r"heads.\1.weight"),
+    (r"^decoder\.model\.decoder\.layers\.(\d+)\.self_attn_layer_norm\.(weight|bias)$", r"layers.\1.attention_norm.\2"),
+    (r"^decoder\.model\.decoder\.layers\.(\d+)\.self_attn\.out_proj\.weight$", r"layers.\1.attention.wo.weight"),
+    (r"^decoder\.model\.decoder\.layers\.(\d+)\.encoder_attn_layer_norm\.(weight|bias)$",
+     r"layers.\1.cross_attention_norm.\2"),
+    (r"^decoder\.model\.decoder\.layers\.(\d+)\.encoder_attn\.out_proj\.weight$", r"layers.\1.cross_attention.wo.weight"),
+    (r"^decoder\.model\.decoder\.layers\.(\d+)\.encoder_attn\.q_proj\.weight$", r"layers.\1.cross_attention.wq.weight"),
+    (r"^decoder\.model\.decoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)$", r"layers.\1.ffn_norm.\2"),
+    (r"^decoder\.model\.decoder\.layers\.(\d+)\.fc1\.weight$", r"layers.\1.ffn.w1.weight"),
+    (r"^decoder\.model\.decoder\.layers\.(\d+)\.fc2\.weight$", r"layers.\1.ffn.w2.weight"),
+)
+FUSED = (  # (our name, HF names concatenated along the output dimension)
+    ("layers.{i}.attention.wqkv.weight", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
+    ("layers.{i}.cross_attention.wkv.weight", ("encoder_attn.k_proj", "encoder_attn.v_proj")),
+)
+
+
+def convert_hf_state_dict(hf: dict[str, Tensor], args: ModelArgs) -> dict[str, Tensor]:
+    """Map a MusicgenForConditionalGeneration state dict (decoder + enc_to_dec_proj) onto MusicGenDecoder names."""
+    ours: dict[str, Tensor] = {}
+    for name, tensor in hf.items():
+        for pattern, replacement in HF_NAME_TABLE:
+            if re.match(pattern, name):
+                ours[re.sub(pattern, replacement, name)] = tensor
+                break
+    prefix = "decoder.model.decoder.layers.{i}."
+    for i in range(args.n_layer):
+        for target, parts in FUSED:
+            ours[target.format(i=i)] = torch.cat([hf[prefix.format(i=i) + part + ".weight"] for part in parts])
+    return ours
+
+
+def build_decoder(args: ModelArgs, hf_state: dict[str, Tensor]) -> MusicGenDecoder:
+    """Build on the meta device, then assign the mapped weights (no second copy, no random init)."""
+    with torch.device("meta"):
+        decoder = MusicGenDecoder(args)
+    state = convert_hf_state_dict(hf_state, args)
+    missing, unexpected = decoder.load_state_dict(state, strict=False, assign=True)
+    if missing or unexpected:
+        raise ValueError(f"checkpoint does not fit the MusicGen decoder: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    decoder.positions = sinusoids(args.max_positions, args.dim)
+    return decoder.eval()

@@ -1,0 +1,271 @@
+"""MusicGenEngine: our own decode loop over a MusicGen checkpoint in Hugging Face format.
+
+Same surface as TransformersMusicGen (info, generate, warm_up), so the bridge
+switches engines without change. T5 and EnCodec are transformers modules;
+the decoder is inference.model.MusicGenDecoder with a static KV cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from inference.decode import (
+    Sampler,
+    build_delay_pattern,
+    decode_one_token,
+    generate_codes,
+    pattern_length,
+    teacher_forced_logits,
+)
+from inference.engine import (
+    TRAINED_WINDOW_S,
+    CancelCheck,
+    GeneratedAudio,
+    GenerationRequest,
+    ModelInfo,
+    ProgressCallback,
+    ProgressReporter,
+    RequestChecks,
+)
+from inference.errors import Cancelled, InferenceError
+from inference.kv_cache import DEFAULT_MU, KVCacheMode, build_cache_factory
+from inference.model import ATTENTION_BACKENDS, ModelArgs, MusicGenDecoder, build_decoder
+from inference.quantize import WeightMode, activation_dtype, apply_weight_mode_, resolve_weight_mode, weight_bytes
+
+log = logging.getLogger("continuo.inference")
+
+CACHE_GRANULE = 256  # cache length grows in steps of this many positions
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the decoder runs; every field is chosen by name (presets, flags, `continuo doctor`)."""
+
+    weights: str = "auto"  # WeightMode
+    kv_cache: str = "auto"  # KVCacheMode
+    attention: str = "sdpa"  # sdpa | eager | flash
+    compile: bool = False  # CUDA: torch.compile(mode="reduce-overhead") decode step (CUDA graphs)
+    mu: float = DEFAULT_MU  # mu-law cache companding
+
+
+class MusicGenEngine(RequestChecks):
+    """A loaded MusicGen with our decoder; generate is safe to call repeatedly from one worker thread."""
+
+    def __init__(self, decoder: MusicGenDecoder, text_encoder, codec, tokenizer, info: ModelInfo,
+                 options: EngineOptions, hop: int, weights: WeightMode, kv_cache: KVCacheMode):
+        self.decoder, self.text_encoder, self.codec, self.tokenizer = decoder, text_encoder, codec, tokenizer
+        self.info, self.options, self.hop = info, options, hop
+        self.weights, self.kv_cache = weights, kv_cache
+        self.device = torch.device(info.device)
+        self.args = decoder.args
+        self.delay_codebooks = self.args.num_codebooks // self.args.audio_channels
+        self.cache_shape: tuple[int, int] | None = None  # (batch, positions) of the allocated caches
+        self.step_fn = decode_one_token
+        self.lock = threading.Lock()
+        if options.compile:
+            self.step_fn = compile_step(options, self.device)
+
+    # ---- public surface -------------------------------------------------------------------------------------
+
+    def warm_up(self) -> float:
+        started = time.monotonic()
+        self.generate(GenerationRequest(prompt="warm up", duration_s=2 / self.info.frame_rate, seed=0))
+        return time.monotonic() - started
+
+    def generate(self, request: GenerationRequest, *, on_progress: ProgressCallback | None = None,
+                 should_cancel: CancelCheck | None = None) -> GeneratedAudio:
+        prompt_audio = self.prepare_prompt(request.audio_prompt)
+        prompt_frames = 0 if prompt_audio is None else prompt_audio.shape[-1] // self.hop
+        self.validate(request, prompt_frames)
+        frames = math.ceil(request.duration_s * self.info.frame_rate - 1e-6)
+        total_steps = frames + self.delay_codebooks - 1
+        reporter = ProgressReporter(on_progress, total_steps)
+        started = time.monotonic()
+        with self.lock:
+            codes = self.run(request, prompt_audio, frames, total_steps, reporter, should_cancel)
+            audio = self.decode_audio(codes)[0]
+        audio = audio[:, prompt_frames * self.hop :]
+        if not np.isfinite(audio).all():
+            raise InferenceError("the model produced non-finite audio (NaN or inf); try weights fp32 or another seed")
+        log.info("generated %.2f s (%d steps, %s weights, %s cache) in %.2f s, seed %d",
+                 audio.shape[-1] / self.info.sample_rate, total_steps, self.weights.value, self.kv_cache.value,
+                 time.monotonic() - started, request.seed)
+        return GeneratedAudio(audio=audio, sample_rate=self.info.sample_rate, seed=request.seed)
+
+    def generate_codes(self, request: GenerationRequest, seeds: list[int] | None = None,
+                       on_step=None) -> torch.Tensor:
+        """Codes (B, K, frames) incl. prompt frames; one batched decode for len(seeds) samples (default [seed])."""
+        prompt_audio = self.prepare_prompt(request.audio_prompt)
+        prompt_frames = 0 if prompt_audio is None else prompt_audio.shape[-1] // self.hop
+        self.validate(request, prompt_frames)
+        frames = math.ceil(request.duration_s * self.info.frame_rate - 1e-6)
+        with self.lock, torch.inference_mode():
+            return self.decode(request, prompt_audio, prompt_frames + frames, seeds or [request.seed], on_step)
+
+    def teacher_forced_logits(self, request: GenerationRequest, codes: torch.Tensor) -> torch.Tensor:
+        """Guided logits (B, K, L-1, V) over the delayed sequence of codes (B, K, frames): for quality checks."""
+        cfg = request.guidance_scale if request.guidance_scale > 1 else None
+        batch, _, frames = codes.shape
+        with self.lock, torch.inference_mode():
+            memory = self.condition(request.prompt, batch, cfg is not None)
+            pattern = build_delay_pattern(codes.to(self.device), frames, self.args.audio_channels, self.args.pad_id)
+            self.ensure_caches(batch * (2 if cfg else 1), pattern.shape[2])
+            return teacher_forced_logits(self.decoder, pattern, memory, Sampler(cfg, 0.0, 0, 0.0, None))
+
+    # ---- steps ----------------------------------------------------------------------------------------------
+
+    def run(self, request, prompt_audio, frames, total_steps, reporter, should_cancel) -> torch.Tensor:
+        def on_step(done: int) -> None:
+            if should_cancel is not None and should_cancel():
+                raise Cancelled(f"cancelled after {done} of {total_steps} steps")
+            reporter.step(done)
+
+        try:
+            if should_cancel is not None and should_cancel():
+                raise Cancelled("cancelled before generation started")
+            reporter.stage("conditioning", 0.0)
+            prompt_frames = 0 if prompt_audio is None else prompt_audio.shape[-1] // self.hop
+            with torch.inference_mode():
+                return self.decode(request, prompt_audio, prompt_frames + frames, [request.seed], on_step)
+        except InferenceError:
+            raise
+        except torch.OutOfMemoryError as error:
+            raise self.out_of_memory(error) from error
+        except RuntimeError as error:
+            if "can't allocate memory" in str(error):
+                raise self.out_of_memory(error) from error
+            raise InferenceError(f"generation failed: {type(error).__name__}: {error}") from error
+        except Exception as error:
+            raise InferenceError(f"generation failed: {type(error).__name__}: {error}") from error
+
+    def decode(self, request: GenerationRequest, prompt_audio, frames: int, seeds: list[int], on_step) -> torch.Tensor:
+        """Codes (B, K, frames) for B = len(seeds) samples of one request."""
+        batch = len(seeds)
+        cfg = request.guidance_scale if request.guidance_scale > 1 else None
+        memory = self.condition(request.prompt, batch, cfg is not None)
+        prompt = self.encode_prompt(prompt_audio, batch)
+        self.ensure_caches(batch * (2 if cfg else 1), pattern_length(frames, self.args.num_codebooks,
+                                                                     self.args.audio_channels))
+        generators = None
+        if request.temperature > 0:
+            generators = [torch.Generator(self.device).manual_seed(seed) for seed in seeds]
+        nucleus = request.top_p > 0
+        sampler = Sampler(cfg, request.temperature, 0 if nucleus else request.top_k, request.top_p, generators)
+        return generate_codes(self.decoder, prompt, frames, memory, sampler, on_step, self.step_fn)
+
+    def condition(self, prompt: str, batch: int, cfg: bool):
+        """Cross-attention keys/values for [prompt x batch; null x batch] (CFG) or [prompt x batch]."""
+        tokens = self.tokenizer([prompt], return_tensors="pt", padding=True)
+        ids = tokens["input_ids"].to(self.device)
+        mask = tokens["attention_mask"].to(self.device)
+        states = self.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state  # (1, S, text_dim)
+        states, mask = states.expand(batch, -1, -1), mask.expand(batch, -1)
+        if cfg:
+            states = torch.cat([states, torch.zeros_like(states)])
+            mask = torch.cat([mask, torch.zeros_like(mask)])
+        dtype = next(p.dtype for p in self.decoder.embeddings.parameters())
+        return self.decoder.encode_memory(states.to(dtype), mask)
+
+    def encode_prompt(self, prompt_audio: np.ndarray | None, batch: int) -> torch.Tensor:
+        """(C, T) audio -> codes (B, K, P); stereo models interleave left/right codebooks."""
+        if prompt_audio is None:
+            return torch.zeros((batch, self.args.num_codebooks, 0), dtype=torch.long, device=self.device)
+        audio = torch.from_numpy(prompt_audio).to(self.device)[None]  # (1, C, T)
+        per_channel = [self.codec.encode(audio[:, c : c + 1]).audio_codes[0] for c in range(audio.shape[1])]
+        codes = torch.stack(per_channel, dim=2).flatten(1, 2) if len(per_channel) == 2 else per_channel[0]
+        return codes.expand(batch, -1, -1).long()  # (B, K, P)
+
+    def decode_audio(self, codes: torch.Tensor) -> np.ndarray:
+        """codes (B, K, T) -> audio (B, C, samples) float32."""
+        with torch.inference_mode():
+            channels = [codes] if self.args.audio_channels == 1 else [codes[:, ::2], codes[:, 1::2]]
+            audio = [self.codec.decode(part[None], [None]).audio_values for part in channels]
+            return torch.cat(audio, dim=1).float().cpu().numpy()
+
+    def ensure_caches(self, batch: int, positions: int) -> None:
+        """Reuse the preallocated caches when they fit; otherwise allocate (static mode: the full window)."""
+        if self.options.compile:
+            positions = self.args.max_positions
+        else:
+            positions = min(self.args.max_positions, math.ceil(positions / CACHE_GRANULE) * CACHE_GRANULE)
+        if self.cache_shape is not None and self.cache_shape[0] == batch and self.cache_shape[1] >= positions:
+            return
+        factory = build_cache_factory(
+            self.kv_cache, batch=batch, heads=self.args.n_head, positions=positions, head_dim=self.args.head_dim,
+            activation_dtype=activation_dtype(self.weights), device=self.device, mu=self.options.mu,
+        )
+        self.decoder.setup_caches(factory)
+        self.cache_shape = (batch, positions)
+
+    def cache_bytes(self) -> int:
+        return self.decoder.cache_bytes()
+
+
+def compile_step(options: EngineOptions, device: torch.device):
+    """A torch.compile(mode='reduce-overhead') decode step (CUDA graphs) over the full static cache."""
+    if device.type != "cuda":
+        raise ValueError("compile (CUDA graphs) needs a CUDA device; leave it off on the CPU")
+    compiled = torch.compile(decode_one_token, mode="reduce-overhead", fullgraph=False, dynamic=False)
+
+    def step(model, tokens, position, memory, sampler):
+        return compiled(model, tokens, position, memory, sampler, static=True)
+
+    return step
+
+
+def describe_config(config, *, name: str, source_kind: str, is_random: bool, device: str,
+                    parameters: int) -> ModelInfo:
+    codec, decoder = config.audio_encoder, config.decoder
+    hop = int(np.prod(codec.upsampling_ratios))
+    frame_rate = codec.sampling_rate / hop
+    delay_frames = decoder.num_codebooks // decoder.audio_channels
+    position_limit_s = (decoder.max_position_embeddings - delay_frames) / frame_rate
+    return ModelInfo(
+        name=name, source_kind=source_kind, sample_rate=int(codec.sampling_rate), channels=int(decoder.audio_channels),
+        frame_rate=frame_rate, max_duration_s=min(TRAINED_WINDOW_S, position_limit_s), is_random=is_random,
+        device=device, parameters=parameters,
+    )
+
+
+def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOptions(), device: str | torch.device = "cpu",
+                         name: str = "musicgen", source_kind: str = "local", is_random: bool = False) -> MusicGenEngine:
+    """Build our engine from a loaded MusicgenForConditionalGeneration (its decoder weights are mapped by name).
+
+    The transformers model keeps its decoder; callers that no longer need it drop the model.
+    """
+    device = torch.device(device)
+    weights = resolve_weight_mode(WeightMode.parse(options.weights), device)
+    kv_cache = KVCacheMode.parse(options.kv_cache)
+    if options.attention not in ATTENTION_BACKENDS:
+        raise ValueError(f"attention must be one of {', '.join(ATTENTION_BACKENDS)}, got {options.attention!r}")
+    if options.attention == "flash" and device.type != "cuda":
+        raise ValueError("attention 'flash' needs flash-attn on a CUDA GPU; use sdpa (or eager, the reference)")
+    config = model.config
+    args = ModelArgs.from_hf_config(config.decoder, text_dim=config.text_encoder.hidden_size)
+    hf_state = {name: tensor.detach().float().clone() for name, tensor in model.state_dict().items()
+                if name.startswith(("decoder.", "enc_to_dec_proj."))}
+    decoder = apply_weight_mode_(build_decoder(args, hf_state), weights, device)
+    decoder.set_attention_backend(options.attention)
+    text_encoder = model.text_encoder.to(device=device, dtype=torch.float32).eval()
+    codec = model.audio_encoder.to(device=device, dtype=torch.float32).eval()
+    parameters = sum(p.numel() for p in text_encoder.parameters()) + sum(p.numel() for p in codec.parameters())
+    parameters += sum(p.numel() for p in build_param_counter(args))
+    info = describe_config(config, name=name, source_kind=source_kind, is_random=is_random, device=str(device),
+                           parameters=parameters)
+    hop = int(np.prod(config.audio_encoder.upsampling_ratios))
+    log.info("engine: %s weights (%.1f MB), %s kv cache, %s attention on %s", weights.value,
+             weight_bytes(decoder) / 2**20, kv_cache.value, options.attention, device)
+    return MusicGenEngine(decoder, text_encoder, codec, tokenizer, info, options, hop, weights, kv_cache)
+
+
+def build_param_counter(args: ModelArgs):
+    """Parameter tensors of the decoder's shape on the meta device (counting without memory)."""
+    with torch.device("meta"):
+        return list(MusicGenDecoder(args).parameters())

@@ -1,0 +1,122 @@
+"""Weight modes for the decoder, applied by swapping nn.Linear layers (or casting), chosen by name.
+
+- fp32, fp16, bf16: cast the decoder (fp16 is CUDA-only; bf16 runs on the CPU too, slower there).
+- int8: torch dynamic int8 (fbgemm/x86), the fast CPU path (FACTS: about 8x fp32 per linear).
+- bnb-int8, bnb-nf4: bitsandbytes; the CUDA memory savers. They also run on the CPU, slowly,
+  which the tests use as a parity reference.
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import Enum
+
+import torch
+from torch import nn
+
+log = logging.getLogger("continuo.inference")
+
+
+class WeightMode(str, Enum):
+    AUTO = "auto"  # int8 on the CPU, fp16 on CUDA
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+    INT8 = "int8"
+    BNB_INT8 = "bnb-int8"
+    BNB_NF4 = "bnb-nf4"
+
+    @classmethod
+    def parse(cls, name: str) -> WeightMode:
+        try:
+            return cls(name.strip().lower())
+        except ValueError:
+            names = ", ".join(mode.value for mode in cls)
+            raise ValueError(f"unknown weights mode {name!r}; choose one of {names}") from None
+
+
+def resolve_weight_mode(mode: WeightMode, device: torch.device) -> WeightMode:
+    """auto -> int8 on the CPU, fp16 on CUDA; other modes are checked against the device."""
+    if mode == WeightMode.AUTO:
+        return WeightMode.FP16 if device.type == "cuda" else WeightMode.INT8
+    if mode == WeightMode.FP16 and device.type != "cuda":
+        raise ValueError("weights 'fp16' needs a CUDA GPU (fp16 matmuls are slow or missing on the CPU); use int8 or fp32")
+    if mode == WeightMode.INT8 and device.type != "cpu":
+        raise ValueError("weights 'int8' is torch's CPU int8 path; on CUDA use bnb-int8, bnb-nf4, fp16 or bf16")
+    if mode == WeightMode.INT8 and not cpu_int8_engine():
+        raise ValueError("this torch build has no x86/fbgemm quantized engine for weights 'int8'; use fp32")
+    if mode in (WeightMode.BNB_INT8, WeightMode.BNB_NF4):
+        try:
+            import bitsandbytes  # noqa: F401
+        except Exception as error:
+            raise ValueError(f"weights {mode.value!r} needs bitsandbytes (`pip install bitsandbytes`): {error}") from None
+    return mode
+
+
+def activation_dtype(mode: WeightMode) -> torch.dtype:
+    return {WeightMode.FP16: torch.float16, WeightMode.BF16: torch.bfloat16}.get(mode, torch.float32)
+
+
+def cpu_int8_engine() -> str | None:
+    engines = torch.backends.quantized.supported_engines
+    return next((name for name in ("x86", "fbgemm") if name in engines), None)
+
+
+def apply_weight_mode_(decoder: nn.Module, mode: WeightMode, device: torch.device) -> nn.Module:
+    """Move the decoder to device and apply mode in place; returns it."""
+    if mode in (WeightMode.FP32, WeightMode.FP16, WeightMode.BF16):
+        return decoder.to(device=device, dtype=activation_dtype(mode))
+    if mode == WeightMode.INT8:
+        return quantize_int8_cpu_(decoder.to(device="cpu", dtype=torch.float32))
+    return swap_bnb_(decoder.to(device=device, dtype=torch.float32 if device.type == "cpu" else torch.float16),
+                     mode, device)
+
+
+def quantize_int8_cpu_(decoder: nn.Module) -> nn.Module:
+    """Swap every nn.Linear for torch's dynamic int8 Linear (int8 weights, per-channel scales, fp32 activations)."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+    from torch.ao.quantization import per_channel_dynamic_qconfig
+
+    torch.backends.quantized.engine = cpu_int8_engine()
+    for parent, name, linear in list(linears(decoder)):
+        linear.qconfig = per_channel_dynamic_qconfig
+        setattr(parent, name, DynamicInt8Linear.from_float(linear))
+    return decoder
+
+
+def swap_bnb_(decoder: nn.Module, mode: WeightMode, device: torch.device) -> nn.Module:
+    import bitsandbytes as bnb
+
+    compute = torch.float32 if device.type == "cpu" else torch.float16
+    for parent, name, linear in list(linears(decoder)):
+        if mode == WeightMode.BNB_INT8:
+            swapped = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                                          has_fp16_weights=False, threshold=6.0)
+            swapped.weight = bnb.nn.Int8Params(linear.weight.data.cpu(), requires_grad=False, has_fp16_weights=False)
+        else:
+            swapped = bnb.nn.Linear4bit(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                                        compute_dtype=compute, quant_type="nf4")
+            swapped.weight = bnb.nn.Params4bit(linear.weight.data.cpu(), requires_grad=False, quant_type="nf4")
+        if linear.bias is not None:
+            swapped.bias = nn.Parameter(linear.bias.data.to(compute), requires_grad=False)
+        setattr(parent, name, swapped.to(device))  # bitsandbytes quantizes on the move to the device
+    return decoder
+
+
+def linears(module: nn.Module):
+    """(parent, attribute name, nn.Linear) for every plain nn.Linear below module."""
+    for parent in module.modules():
+        for name, child in parent.named_children():
+            if type(child) is nn.Linear:
+                yield parent, name, child
+
+
+def weight_bytes(module: nn.Module) -> int:
+    """Bytes of parameters, buffers and packed quantized weights (what a decode step reads)."""
+    total = sum(t.numel() * t.element_size() for t in module.parameters())
+    total += sum(t.numel() * t.element_size() for name, t in module.named_buffers() if not name.endswith("positions"))
+    for child in module.modules():
+        if hasattr(child, "weight") and callable(child.weight):  # torch dynamic int8 Linear: packed weight
+            weight = child.weight()
+            total += weight.numel() + weight.q_per_channel_scales().numel() * 8
+    return total

@@ -1,0 +1,103 @@
+"""Stem separation: shapes, rates, the sum-to-mix rule, overlap-add, weights errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from inference.errors import Cancelled, ModelLoadError
+from inference.stems import (
+    STEM_NAMES,
+    SUM_TOLERANCE,
+    SeparatorConfig,
+    StemSeparator,
+    load_separator,
+)
+
+
+def noise(channels: int, seconds: float, rate: int, seed: int = 0) -> np.ndarray:
+    return (0.1 * np.random.default_rng(seed).standard_normal((channels, round(seconds * rate)))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def separator() -> StemSeparator:
+    return load_separator(SeparatorConfig(weights="random", size="low", segment_s=1.0, overlap_s=0.25))
+
+
+@pytest.mark.parametrize("rate", [32000, 44100, 48000])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_stems_sum_to_the_mix_at_the_input_rate(separator, rate, channels):
+    mix = noise(channels, 1.6, rate)
+    stems = separator.separate(mix, rate)
+    assert list(stems) == list(STEM_NAMES)
+    for audio in stems.values():
+        assert audio.shape == mix.shape and audio.dtype == np.float32
+    assert np.abs(sum(stems.values()) - mix).max() < SUM_TOLERANCE
+
+
+def test_a_subset_of_stems_is_returned_in_canonical_order(separator):
+    stems = separator.separate(noise(2, 0.5, 48000), 48000, stems=["vocals", "drums"])
+    assert list(stems) == ["drums", "vocals"]
+
+
+def test_unknown_stem_is_an_error_naming_the_valid_ones(separator):
+    with pytest.raises(ValueError, match="guitar.*drums, bass, other, vocals"):
+        separator.separate(noise(2, 0.5, 48000), 48000, stems=["guitar"])
+
+
+class ScaleModel(torch.nn.Module):
+    """A stand-in separator: source i is the input times gains[i] (exact under overlap-add)."""
+
+    sources = list(STEM_NAMES)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gains = torch.nn.Parameter(torch.tensor([0.1, 0.2, 0.3, 0.4]), requires_grad=False)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (1, 2, T) -> (1, 4, 2, T)
+        self.calls += 1
+        return x[:, None] * self.gains[None, :, None, None]
+
+
+@pytest.mark.parametrize("seconds", [0.3, 1.0, 2.2, 5.03])
+def test_overlap_add_over_chunks_reconstructs_a_linear_model_exactly(seconds):
+    model = ScaleModel()
+    separator = StemSeparator(model, SeparatorConfig(weights="random", segment_s=1.0, overlap_s=0.5), is_random=True)
+    mix = noise(2, seconds, 44100) + 0.05
+    fractions: list[float] = []
+    stems = separator.separate(mix, 44100, on_progress=fractions.append)
+    mean = mix.mean()  # input normalisation: the model sees (mix - mean) / std; each stem gets mean / 4 back
+    for name, gain in zip(("drums", "bass", "vocals"), (0.1, 0.2, 0.4)):
+        assert np.allclose(stems[name], mix * gain + mean * (0.25 - gain), atol=1e-5), name
+    assert model.calls == max(1, int(np.ceil((seconds - 0.5) / 0.5)))
+    assert fractions[-1] == 1.0 and fractions == sorted(fractions)
+
+
+def test_cancel_between_chunks():
+    separator = StemSeparator(ScaleModel(), SeparatorConfig(weights="random", segment_s=1.0, overlap_s=0.0),
+                              is_random=True)
+    with pytest.raises(Cancelled):
+        separator.separate(noise(2, 3.0, 44100), 44100, should_cancel=lambda: True)
+
+
+def test_missing_weights_file_says_how_to_get_weights(tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist.*HDEMUCS_HIGH_MUSDB_PLUS"):
+        load_separator(SeparatorConfig(weights=str(tmp_path / "nope.pt")))
+
+
+def test_weights_file_for_the_wrong_size_is_a_clear_error(tmp_path):
+    path = tmp_path / "low.pt"
+    from torchaudio.models import hdemucs_low
+
+    torch.save(hdemucs_low(sources=list(STEM_NAMES)).state_dict(), path)
+    assert load_separator(SeparatorConfig(weights=str(path), size="low")).is_random is False
+    with pytest.raises(ModelLoadError, match="hdemucs_medium"):
+        load_separator(SeparatorConfig(weights=str(path), size="medium"))
+
+
+@pytest.mark.parametrize("field, value", [("size", "huge"), ("segment_s", 0.1), ("overlap_s", 9.0)])
+def test_bad_config_names_the_field(field, value):
+    with pytest.raises(ModelLoadError, match=field.split("_")[0]):
+        SeparatorConfig(**{field: value})
