@@ -3,7 +3,8 @@
 Suites:
 - ``daemon``: time from `continuo serve` to its ready line, and the wall time of
   one N-bar generate (request sent -> /continuo/done received) end to end.
-- ``engine``: decode speed of our own engine against transformers (not built yet).
+- ``engine``: decode speed of our own engine against transformers' generate, same run, random weights of
+  the real musicgen-small / -medium shapes (inference/benchmark.py); ``--quick``: small only, 2 s of audio.
 """
 
 from __future__ import annotations
@@ -61,8 +62,23 @@ def run_bench(args: argparse.Namespace) -> int:
         print(json.dumps(run_bridge_bench(n=200 if args.quick else 2000)), flush=True)
         return 0
     if args.suite == "engine":
-        print("continuo bench engine: our own decode loop is not built yet (issue 3); "
-              "run `continuo bench daemon` for the end-to-end figures")
-        return 2
+        return bench_engine(args)
     print(json.dumps(bench_daemon(args.bars, args.model)), flush=True)
+    return 0
+
+
+def bench_engine(args: argparse.Namespace) -> int:
+    import torch
+
+    from inference.benchmark import run_engine_suite
+
+    threads = getattr(args, "threads", 0) or 0
+    if threads:
+        torch.set_num_threads(threads)
+    shapes = [args.shape] if getattr(args, "shape", None) else None
+    run_engine_suite(
+        quick=args.quick, shapes=shapes, duration_s=getattr(args, "seconds", None),
+        device=getattr(args, "device", None) or "auto",
+        emit=lambda result: print(json.dumps(result | {"machine": machine()}), flush=True),
+    )
     return 0

@@ -25,7 +25,7 @@ from bridge.jobs import Address, Job, JobQueue, JobStatus, Priority
 from bridge.journal import Journal, JobRecord
 from bridge.limits import RateLimiter
 from bridge.peers import is_peer
-from bridge.retention import RetentionTimer, prune_jobs
+from bridge.retention import RetentionTimer, prune_jobs, remove_partials
 from bridge.transports import Transports
 from bridge.plan import build_plan, job_params
 from bridge.midi import load_midi_maps, midi_map_dirs, start_midi
@@ -80,6 +80,7 @@ class Daemon:
         self.input_roots = settings.resolved_input_roots
         self.journal = Journal(settings.resolved_journal_path)
         retry = self.interrupt_unfinished()
+        remove_partials(self.output_root)
         prune_jobs(self.journal, self.output_root, max_age_s=settings.retention_age_s,
                    max_jobs=settings.retention_max_jobs)
         self.presets: dict[str, Preset] = load_presets(self.preset_dirs())
@@ -270,11 +271,13 @@ class Daemon:
         if bars > self.settings.max_bars:
             raise BadRequest(f"{bars:g} bars is more than this daemon allows ({self.settings.max_bars:g}); "
                              "ask for fewer bars or raise max_bars", job_id=job_id)
-        limit = self.engine.info.max_duration_s - prompt_s
+        info = self.engine.info
+        windowed = info.max_output_s > info.max_duration_s  # our engine re-prompts past the model's window
+        limit = info.max_output_s if windowed else info.max_duration_s - prompt_s
         if duration_s > limit:
             raise BadRequest(
-                f"{bars:g} bars is {duration_s:.1f} s at this tempo; the model renders at most {limit:.1f} s per "
-                f"request{' after the prompt' if prompt_s else ''}; ask for fewer bars (longer output is not built yet)",
+                f"{bars:g} bars is {duration_s:.1f} s at this tempo; this engine renders at most {limit:.1f} s per "
+                f"request{' after the prompt' if prompt_s and not windowed else ''}; ask for fewer bars",
                 job_id=job_id,
             )
 
@@ -393,7 +396,8 @@ def load_model(settings: Settings) -> TransformersMusicGen:
         torch.set_num_threads(settings.cpu_threads)
     source = resolve_model(settings.model, tiny_dir=settings.smoke_model_dir.expanduser(),
                            allow_tiny_fallback=settings.allow_smoke_model)
-    return load_engine(source, device=settings.device)
+    return load_engine(source, device=settings.device, backend=settings.backend, weights=settings.weights,
+                       kv_cache=settings.kv_cache, attention=settings.attention, compile=settings.compile_decode)
 
 
 def memory_gb() -> tuple[float, float]:

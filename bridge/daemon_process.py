@@ -50,7 +50,7 @@ class DaemonProcess:
             cwd=Path(__file__).resolve().parent.parent,
         )
         threading.Thread(target=self._read, daemon=True).start()
-        if not self._ready.wait(self.ready_timeout_s) or self.proc.poll() is not None and not self.port:
+        if not self._ready.wait(self.ready_timeout_s) or not self.port:  # EOF without a ready line: it died
             self.kill()
             raise RuntimeError(f"the daemon did not become ready within {self.ready_timeout_s:.0f} s:\n{self.log}")
         self.startup_s = time.monotonic() - started

@@ -60,7 +60,7 @@ def model_line(settings: Settings) -> str:
 
 
 def run_doctor(settings: Settings) -> int:
-    from inference.device import describe_accelerations, pick_device
+    from inference.device import describe_accelerations, describe_modes, pick_device
 
     import torch
 
@@ -68,6 +68,9 @@ def run_doctor(settings: Settings) -> int:
     print(f"  torch {torch.__version__}; device for --device {settings.device}: {pick_device(settings.device)}")
     print("accelerations:")
     for cap in describe_accelerations():
+        print(f"  [{'yes' if cap.usable else 'no '}] {cap.name:<22} {cap.reason}")
+    print("engine modes (settings weights / kv_cache / attention / compile_decode):")
+    for cap in describe_modes(pick_device(settings.device)):
         print(f"  [{'yes' if cap.usable else 'no '}] {cap.name:<22} {cap.reason}")
     print("packages:")
     for module, purpose in OPTIONAL_PACKAGES.items():

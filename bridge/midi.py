@@ -523,6 +523,16 @@ def start_midi(daemon: Any) -> tuple[MidiController, Any] | None:
     settings = daemon.settings
     if not settings.midi:
         return None
+    controller = build_midi_controller(daemon)
+    port = open_midi_input(settings.midi, controller)
+    log.info("midi: listening to %r with map %s; events to 127.0.0.1:%d", settings.midi, settings.midi_map,
+             settings.midi_reply_port)
+    return controller, port
+
+
+def build_midi_controller(daemon: Any) -> MidiController:
+    """A controller whose jobs, tempo and cancels go to ``daemon`` (see ``start_midi``)."""
+    settings = daemon.settings
     maps = getattr(daemon, "midi_maps", {})
     if settings.midi_map not in maps:
         raise ConfigError(f"midi_map: no MIDI map named {settings.midi_map!r}; known: "
@@ -534,10 +544,7 @@ def start_midi(daemon: Any) -> tuple[MidiController, Any] | None:
                                                             quiet=True)),
         result_path=lambda job_id: mix_path(daemon.journal.get(job_id)),
     )
-    port = open_midi_input(settings.midi, controller)
-    log.info("midi: listening to %r with map %s; events to 127.0.0.1:%d", settings.midi, settings.midi_map,
-             settings.midi_reply_port)
-    return controller, port
+    return controller
 
 
 def mix_path(record: Any) -> str | None:

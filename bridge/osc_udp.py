@@ -1,13 +1,18 @@
 """OSC over UDP: one socket, one receive thread, messages handed to a callback in order.
 
 python-osc's ThreadingOSCUDPServer drops bursts (a thread per packet), so this owns
-the socket: a 4 MiB receive buffer and a single loop that parses and hands on. The
-callback must only validate and enqueue; replies go out through `send` on the same
-socket, so they come from the port the client talks to.
+the socket: a 4 MiB receive buffer, one thread that only drains the socket into an
+in-memory backlog (bounded to BACKLOG_BYTES), and one thread that parses and hands
+each datagram on in order. A burst of 20,000 small datagrams overflows a 4 MiB
+kernel buffer (each costs about 1 KB of it) faster than the handlers run; the
+drain thread keeps up with loopback line rate. The callback must only validate and
+enqueue; replies go out through `send` on the same socket, so they come from the
+port the client talks to.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import socket
 import threading
@@ -24,6 +29,7 @@ RECV_BUFFER_BYTES = 4 * 1024 * 1024
 MAX_DATAGRAM_BYTES = 65535
 POLL_S = 0.2
 MALFORMED_LOG_INTERVAL_S = 1.0
+BACKLOG_BYTES = 32 * 1024 * 1024
 
 
 class OscUdpServer:
@@ -49,6 +55,11 @@ class OscUdpServer:
         self._send_lock = threading.Lock()
         self._malformed_logged_at = float("-inf")
         self._malformed_suppressed = 0
+        self._backlog: collections.deque[tuple[bytes, tuple[str, int]]] = collections.deque()
+        self._backlog_bytes = 0
+        self._backlog_cond = threading.Condition()
+        self._dispatcher: threading.Thread | None = None
+        self.dropped = 0
 
     @property
     def address(self) -> tuple[str, int]:
@@ -79,6 +90,8 @@ class OscUdpServer:
         self._sock = sock
         self._stopping.clear()
         self._thread = threading.Thread(target=self._serve, name="continuo-osc-udp", daemon=True)
+        self._dispatcher = threading.Thread(target=self._dispatch, name="continuo-osc-udp-handle", daemon=True)
+        self._dispatcher.start()
         self._thread.start()
         host, port = self.address
         log.info("listening on udp://%s:%d (SO_RCVBUF %d bytes)", host, port, granted)
@@ -104,6 +117,11 @@ class OscUdpServer:
             thread.join(timeout_s)
             if thread.is_alive():
                 log.warning("receive thread still busy after %.1f s; closing the socket anyway", timeout_s)
+        dispatcher, self._dispatcher = self._dispatcher, None
+        if dispatcher is not None:
+            with self._backlog_cond:
+                self._backlog_cond.notify_all()
+            dispatcher.join(timeout_s)
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()
@@ -142,7 +160,26 @@ class OscUdpServer:
                 continue
             if self._stopping.is_set():
                 break
-            self.handle_datagram(data, (sender[0], sender[1]))
+            with self._backlog_cond:
+                if self._backlog_bytes + len(data) > BACKLOG_BYTES:
+                    self.dropped += 1
+                    self._log_malformed((sender[0], sender[1]), "backlog full; datagram dropped")
+                    continue
+                self._backlog.append((data, (sender[0], sender[1])))
+                self._backlog_bytes += len(data)
+                self._backlog_cond.notify()
+
+    def _dispatch(self) -> None:
+        """Handle backlogged datagrams in arrival order until stopped."""
+        while True:
+            with self._backlog_cond:
+                while not self._backlog and not self._stopping.is_set():
+                    self._backlog_cond.wait(POLL_S)
+                if not self._backlog:
+                    return
+                data, sender = self._backlog.popleft()
+                self._backlog_bytes -= len(data)
+            self.handle_datagram(data, sender)
 
     def handle_datagram(self, data: bytes, sender: tuple[str, int]) -> None:
         """Parse one datagram and call on_message per message; public so tests need no socket."""

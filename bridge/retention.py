@@ -57,3 +57,18 @@ class RetentionTimer(threading.Thread):
 
     def stop(self) -> None:
         self.stopping.set()
+
+
+def remove_partials(output_root: Path) -> int:
+    """Delete `.<name>.partial` files a killed daemon left in job folders; their final names were never visible."""
+    removed = 0
+    for partial in output_root.glob("*/.*.partial"):
+        if partial.is_file() and not partial.is_symlink():
+            try:
+                partial.unlink()
+            except OSError as exc:
+                log.warning("could not remove the left-over %s: %s", partial, exc)
+                continue
+            removed += 1
+            log.warning("job=%s removed the unfinished file %s left by the last run", partial.parent.name, partial)
+    return removed

@@ -40,6 +40,13 @@ class Settings:
     )
     device: str = _setting("auto", "torch device: auto, cpu, cuda, cuda:N")
     cpu_threads: int = _setting(0, "threads torch may use on the CPU (0: all cores)")
+    backend: str = _setting("engine", "engine: our decode loop; transformers: transformers' generate (the reference)")
+    weights: str = _setting(
+        "auto", "decoder weights: auto (int8 on CPU, fp16 on CUDA), fp32, bf16, fp16, int8, bnb-int8, bnb-nf4"
+    )
+    kv_cache: str = _setting("auto", "self-attention cache: auto (the weights' dtype), fp32, fp16, bf16, mulaw8")
+    attention: str = _setting("sdpa", "attention kernel: sdpa, eager (the reference), flash (flash-attn on CUDA)")
+    compile_decode: bool = _setting(False, "CUDA only: compile the decode step with CUDA graphs (slow first render)")
     allow_smoke_model: bool = _setting(
         True, "when no real checkpoint can be had, serve a tiny random model (noise, not music)"
     )
@@ -90,8 +97,8 @@ class Settings:
         "a local state-dict file, or random (tests only)"
     )
     stems_model_size: str = _setting("high", "HDemucs size for a state-dict file or random weights: low, medium, high")
-    midi: str = _setting("", "MIDI input port to listen to (`continuo doctor` lists them); virtual:NAME opens a "
-                             "virtual port where the platform allows; empty: no MIDI")
+    midi: str = _setting("", "MIDI input port to listen to (a wrong name is refused with the list of ports); "
+                             "virtual:NAME opens a virtual port where the platform allows; empty: no MIDI")
     midi_map: str = _setting("default", "MIDI map preset (presets/midi/NAME.toml or <user_presets_dir>/midi/NAME.toml)")
     midi_reply_port: int = _setting(9001, "UDP port on 127.0.0.1 that receives the events of MIDI-triggered jobs")
 
@@ -252,6 +259,10 @@ def validate_settings(settings: Settings) -> None:
     for name in ("ack_interval_s", "retention_age_s", "max_input_s", "max_messages_per_s"):
         if getattr(settings, name) < 0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(settings, name)}")
+    if settings.stems_model_size not in ("low", "medium", "high"):
+        raise ConfigError(f"stems_model_size must be low, medium or high, got {settings.stems_model_size!r}")
+    if not 0 < settings.midi_reply_port <= 65535:
+        raise ConfigError(f"midi_reply_port must be 1..65535, got {settings.midi_reply_port}")
     if settings.cpu_threads < 0:
         raise ConfigError(f"cpu_threads must be 0 (all cores) or more, got {settings.cpu_threads}")
     if settings.max_queue < 1:

@@ -27,7 +27,7 @@ from inference.model import MusicGenDecoder
 
 UNKNOWN = -1  # pattern entry to be predicted
 
-StepCallback = Callable[[int], None]  # called with the number of steps done; may raise to stop
+StepCallback = Callable[[int, Tensor], None]  # (steps done, the sequence so far (B, K, L)); may raise to stop
 
 
 def delay_offsets(num_codebooks: int, channels: int) -> Tensor:
@@ -141,12 +141,12 @@ def decode_n_tokens(model: MusicGenDecoder, pattern: Tensor, start: int, first: 
     sequence = pattern.clone()
     sequence[:, :, start] = first
     if on_step is not None:
-        on_step(1)
+        on_step(1, sequence)
     for position in range(start, sequence.shape[2] - 1):
         predicted = step_fn(model, sequence[:, :, position], position, memory, sampler)
         sequence[:, :, position + 1] = apply_pattern(predicted, pattern[:, :, position + 1])
         if on_step is not None:
-            on_step(position + 2 - start)
+            on_step(position + 2 - start, sequence)
     return sequence
 
 

@@ -162,3 +162,39 @@ def check_sdpa() -> Capability:
     usable = hasattr(torch.nn.functional, "scaled_dot_product_attention")
     reason = "PyTorch fused attention" if usable else "this torch is too old; upgrade to torch 2.x"
     return Capability("sdpa", usable, reason)
+
+
+def describe_modes(device: torch.device | None = None) -> list[Capability]:
+    """One line per engine mode chosen by name (settings weights / kv_cache / attention / compile_decode)."""
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = device.type == "cuda"
+    caps = {cap.name: cap for cap in describe_accelerations()}
+    auto = "fp16" if cuda else "int8"
+    bnb = caps["bitsandbytes"]
+    bnb_installed = "installed" in bnb.reason or bnb.usable
+    rows = [
+        Capability("weights=auto", True, f"picks {auto} on this {device.type}"),
+        Capability("weights=fp32", True, "full precision: the reference (4 bytes per weight)"),
+        Capability("weights=int8", not cuda and caps["cpu_int8"].usable,
+                   caps["cpu_int8"].reason if not cuda else "CPU path; on CUDA use fp16, bnb-int8 or bnb-nf4"),
+        Capability("weights=bf16", caps["bf16"].usable or not cuda,
+                   caps["bf16"].reason if cuda else "runs on the CPU, but slower than fp32 at long context"),
+        Capability("weights=fp16", caps["fp16"].usable, caps["fp16"].reason),
+    ]
+    for name in ("bnb-int8", "bnb-nf4"):
+        if bnb.usable:
+            rows.append(Capability(f"weights={name}", True, "saves GPU memory (decodes slower than fp16)"))
+        elif bnb_installed and not cuda:
+            rows.append(Capability(f"weights={name}", True, "runs on the CPU only slowly: a parity reference"))
+        else:
+            rows.append(Capability(f"weights={name}", False, bnb.reason))
+    rows += [
+        Capability("kv_cache=auto", True, "the weights' activation dtype"),
+        Capability("kv_cache=fp32/fp16/bf16", True, "static preallocated cache"),
+        Capability("kv_cache=mulaw8", True, "int8 mu-law, ~0.27x fp32 bytes; unfused dequantization costs speed"),
+        Capability("attention=sdpa", caps["sdpa"].usable, caps["sdpa"].reason),
+        Capability("attention=eager", True, "plain matmul + softmax: the reference"),
+        Capability("attention=flash", caps["flash_attn"].usable, caps["flash_attn"].reason),
+        Capability("compile_decode", caps["cuda_graphs"].usable, caps["cuda_graphs"].reason),
+    ]
+    return rows

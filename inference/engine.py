@@ -41,6 +41,11 @@ class ModelInfo:
     is_random: bool
     device: str
     parameters: int
+    max_output_s: float = 0.0  # longest output per request; past max_duration_s by windowed re-prompting (0: none)
+
+    def __post_init__(self):
+        if self.max_output_s < self.max_duration_s:
+            object.__setattr__(self, "max_output_s", self.max_duration_s)
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class GenerationRequest:
     top_p: float = 0.0
     guidance_scale: float = 3.0
     audio_prompt: np.ndarray | None = None  # (C, T) float32 at the model's sample rate
+    styles: tuple[tuple[str, float], ...] = ()  # style mixing: (prompt, weight) blended with `prompt` (weight 1)
 
 
 @dataclass
@@ -208,6 +214,8 @@ class TransformersMusicGen(RequestChecks):
         on_progress: ProgressCallback | None = None,
         should_cancel: CancelCheck | None = None,
     ) -> GeneratedAudio:
+        if request.styles:
+            raise InferenceError("style mixing is not built yet on the transformers backend; use backend 'engine'")
         prompt_audio = self.prepare_prompt(request.audio_prompt)
         prompt_frames = 0 if prompt_audio is None else prompt_audio.shape[-1] // self.hop
         self.validate(request, prompt_frames)
@@ -259,6 +267,7 @@ class TransformersMusicGen(RequestChecks):
         return [device.index if device.index is not None else torch.cuda.current_device()]
 
     def build_inputs(self, prompt: str, prompt_audio: np.ndarray | None) -> dict:
+        """The processor's inputs for one prompt (style mixing is built only in MusicGenEngine)."""
         kwargs = {"text": [prompt], "padding": True, "return_tensors": "pt"}
         if prompt_audio is not None:
             kwargs["audio"] = prompt_audio[0] if self.info.channels == 1 else prompt_audio

@@ -53,7 +53,7 @@ class KVCache(nn.Module):
         return keys.to(k.dtype), values.to(v.dtype)
 
     def nbytes(self) -> int:
-        return sum(buffer.numel() * buffer.element_size() for buffer in self.buffers())
+        return sum(buffer.numel() * buffer.element_size() for name, buffer in self.named_buffers() if name != "table")
 
 
 def mulaw_encode(x: Tensor, mu: float = DEFAULT_MU) -> tuple[Tensor, Tensor]:
@@ -64,10 +64,18 @@ def mulaw_encode(x: Tensor, mu: float = DEFAULT_MU) -> tuple[Tensor, Tensor]:
     return torch.round(companded * 127).to(torch.int8), scale.to(torch.float16)
 
 
-def mulaw_decode(codes: Tensor, scale: Tensor, mu: float = DEFAULT_MU, dtype: torch.dtype = torch.float32) -> Tensor:
-    companded = codes.float() / 127
+def mulaw_table(mu: float = DEFAULT_MU, dtype: torch.dtype = torch.float32, device=None) -> Tensor:
+    """(256,) unit value of every int8 code, indexed by code + 128."""
+    companded = torch.arange(-128, 128, dtype=torch.float64) / 127
     unit = torch.sign(companded) * torch.expm1(companded.abs() * math.log1p(mu)) / mu
-    return (unit * scale.float()).to(dtype)
+    return unit.to(dtype=dtype, device=device)
+
+
+def mulaw_decode(codes: Tensor, scale: Tensor, mu: float = DEFAULT_MU, dtype: torch.dtype = torch.float32,
+                 table: Tensor | None = None) -> Tensor:
+    """int8 codes (B, H, T, D) and scales (B, 1, T, 1) -> values; a lookup table, then one multiply."""
+    table = mulaw_table(mu, dtype, codes.device) if table is None else table
+    return table[codes.long() + 128] * scale.to(dtype)
 
 
 class MuLawKVCache(KVCache):
@@ -76,6 +84,7 @@ class MuLawKVCache(KVCache):
     def __init__(self, batch: int, heads: int, positions: int, head_dim: int, mu: float = DEFAULT_MU, device=None):
         nn.Module.__init__(self)
         self.mu = mu
+        self.register_buffer("table", mulaw_table(mu, device=device), persistent=False)
         shape, scale_shape = (batch, heads, positions, head_dim), (batch, 1, positions, 1)
         for name in ("k", "v"):
             self.register_buffer(f"{name}_codes", torch.zeros(shape, dtype=torch.int8, device=device), persistent=False)
@@ -87,8 +96,9 @@ class MuLawKVCache(KVCache):
         for codes, scales, x in ((self.k_codes, self.k_scale, k), (self.v_codes, self.v_scale, v)):
             codes[:, :, input_pos], scales[:, :, input_pos] = mulaw_encode(x, self.mu)
         end = self.k_codes.shape[2] if kv_end is None else kv_end
-        keys = mulaw_decode(self.k_codes[:, :, :end], self.k_scale[:, :, :end], self.mu, k.dtype)
-        values = mulaw_decode(self.v_codes[:, :, :end], self.v_scale[:, :, :end], self.mu, v.dtype)
+        table = self.table.to(k.dtype)
+        keys = mulaw_decode(self.k_codes[:, :, :end], self.k_scale[:, :, :end], self.mu, k.dtype, table)
+        values = mulaw_decode(self.v_codes[:, :, :end], self.v_scale[:, :, :end], self.mu, v.dtype, table)
         return keys, values
 
 

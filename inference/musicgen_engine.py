@@ -11,7 +11,7 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from inference.decode import (
     generate_codes,
     pattern_length,
     teacher_forced_logits,
+    undelay,
 )
 from inference.engine import (
     TRAINED_WINDOW_S,
@@ -37,6 +38,7 @@ from inference.engine import (
 from inference.errors import Cancelled, InferenceError
 from inference.kv_cache import DEFAULT_MU, KVCacheMode, build_cache_factory
 from inference.model import ATTENTION_BACKENDS, ModelArgs, MusicGenDecoder, build_decoder
+from inference.streaming import ChunkCallback, ChunkStreamer
 from inference.quantize import WeightMode, activation_dtype, apply_weight_mode_, resolve_weight_mode, weight_bytes
 
 log = logging.getLogger("continuo.inference")
@@ -53,6 +55,29 @@ class EngineOptions:
     attention: str = "sdpa"  # sdpa | eager | flash
     compile: bool = False  # CUDA: torch.compile(mode="reduce-overhead") decode step (CUDA graphs)
     mu: float = DEFAULT_MU  # mu-law cache companding
+    window_s: float | None = None  # decode window; None: the model's (30 s); longer output re-prompts
+    keep_s: float = 10.0  # seconds of the previous window kept as the next window's prompt
+    chunk_s: float = 1.0  # streaming: audio is emitted every this many seconds of new frames
+    chunk_context_s: float = 0.2  # streaming: code context decoded before each chunk (EnCodec is not causal)
+    crossfade_s: float = 0.01  # streaming: raised-cosine crossfade at each seam
+    max_output_s: float = 300.0  # longest output per request (windowed)
+
+
+def plan_windows(prompt_frames: int, total_frames: int, window: int, keep: int) -> list[tuple[int, int]]:
+    """(context frames, new frames) per decode window until total_frames exist.
+
+    The first window continues the whole prompt; each later one re-prompts with the last `keep` frames
+    (in code space, so the codes decode as one seamless stream: no re-encoding, no crossfade needed).
+    """
+    if prompt_frames >= window:
+        raise ValueError(f"prompt of {prompt_frames} frames leaves no room in a {window}-frame window")
+    plan, have = [], prompt_frames
+    while have < total_frames:
+        context = prompt_frames if not plan else min(keep, have)
+        new = min(window - context, total_frames - have)
+        plan.append((context, new))
+        have += new
+    return plan
 
 
 class MusicGenEngine(RequestChecks):
@@ -80,24 +105,40 @@ class MusicGenEngine(RequestChecks):
         return time.monotonic() - started
 
     def generate(self, request: GenerationRequest, *, on_progress: ProgressCallback | None = None,
-                 should_cancel: CancelCheck | None = None) -> GeneratedAudio:
+                 should_cancel: CancelCheck | None = None, on_chunk=None) -> GeneratedAudio:
+        """on_chunk(audio (C, samples)): streamed audio, every options.chunk_s while decoding (optional)."""
+        forward = None if on_chunk is None else (lambda audio: on_chunk(audio[0]))
+        return self.generate_batch(request, [request.seed], on_progress=on_progress, should_cancel=should_cancel,
+                                   on_chunk=forward)[0]
+
+    def generate_batch(self, request: GenerationRequest, seeds: list[int], *,
+                       on_progress: ProgressCallback | None = None,
+                       should_cancel: CancelCheck | None = None, on_chunk: ChunkCallback | None = None,
+                       ) -> list[GeneratedAudio]:
+        """Variations: len(seeds) samples of one request in one batched decode (one weight read per step).
+
+        on_chunk(audio (B, C, samples)) streams the new audio as it is decoded; the chunks add up to the result.
+        """
+        if not seeds:
+            raise InferenceError("generate_batch needs at least one seed")
         prompt_audio = self.prepare_prompt(request.audio_prompt)
         prompt_frames = 0 if prompt_audio is None else prompt_audio.shape[-1] // self.hop
         self.validate(request, prompt_frames)
         frames = math.ceil(request.duration_s * self.info.frame_rate - 1e-6)
-        total_steps = frames + self.delay_codebooks - 1
+        total_steps = self.total_steps(prompt_frames, frames)
         reporter = ProgressReporter(on_progress, total_steps)
         started = time.monotonic()
         with self.lock:
-            codes = self.run(request, prompt_audio, frames, total_steps, reporter, should_cancel)
-            audio = self.decode_audio(codes)[0]
-        audio = audio[:, prompt_frames * self.hop :]
+            streamer = None if on_chunk is None else self.streamer(prompt_frames, on_chunk)
+            codes = self.run(request, prompt_audio, frames, total_steps, reporter, should_cancel, seeds, streamer)
+            audio = self.decode_audio(codes)[:, :, prompt_frames * self.hop :]
         if not np.isfinite(audio).all():
             raise InferenceError("the model produced non-finite audio (NaN or inf); try weights fp32 or another seed")
-        log.info("generated %.2f s (%d steps, %s weights, %s cache) in %.2f s, seed %d",
-                 audio.shape[-1] / self.info.sample_rate, total_steps, self.weights.value, self.kv_cache.value,
-                 time.monotonic() - started, request.seed)
-        return GeneratedAudio(audio=audio, sample_rate=self.info.sample_rate, seed=request.seed)
+        log.info("generated %d x %.2f s (%d steps, %s weights, %s cache) in %.2f s, seeds %s",
+                 len(seeds), audio.shape[-1] / self.info.sample_rate, total_steps, self.weights.value,
+                 self.kv_cache.value, time.monotonic() - started, seeds)
+        return [GeneratedAudio(audio=np.ascontiguousarray(audio[b]), sample_rate=self.info.sample_rate, seed=seed)
+                for b, seed in enumerate(seeds)]
 
     def generate_codes(self, request: GenerationRequest, seeds: list[int] | None = None,
                        on_step=None) -> torch.Tensor:
@@ -114,15 +155,25 @@ class MusicGenEngine(RequestChecks):
         cfg = request.guidance_scale if request.guidance_scale > 1 else None
         batch, _, frames = codes.shape
         with self.lock, torch.inference_mode():
-            memory = self.condition(request.prompt, batch, cfg is not None)
+            memory = self.condition(request.prompt, batch, cfg is not None, request.styles)
             pattern = build_delay_pattern(codes.to(self.device), frames, self.args.audio_channels, self.args.pad_id)
             self.ensure_caches(batch * (2 if cfg else 1), pattern.shape[2])
             return teacher_forced_logits(self.decoder, pattern, memory, Sampler(cfg, 0.0, 0, 0.0, None))
 
     # ---- steps ----------------------------------------------------------------------------------------------
 
-    def run(self, request, prompt_audio, frames, total_steps, reporter, should_cancel) -> torch.Tensor:
-        def on_step(done: int) -> None:
+    def streamer(self, prompt_frames: int, on_chunk: ChunkCallback) -> ChunkStreamer:
+        frame_rate = self.info.frame_rate
+        return ChunkStreamer(
+            start_frame=prompt_frames, chunk_frames=max(1, round(self.options.chunk_s * frame_rate)),
+            context_frames=max(1, round(self.options.chunk_context_s * frame_rate)),
+            crossfade_samples=max(1, round(self.options.crossfade_s * self.info.sample_rate)), hop=self.hop,
+            decode=self.decode_audio, emit=on_chunk,
+        )
+
+    def run(self, request, prompt_audio, frames, total_steps, reporter, should_cancel, seeds,
+            streamer: ChunkStreamer | None = None) -> torch.Tensor:
+        def on_step(done: int, sequence=None) -> None:
             if should_cancel is not None and should_cancel():
                 raise Cancelled(f"cancelled after {done} of {total_steps} steps")
             reporter.step(done)
@@ -133,7 +184,7 @@ class MusicGenEngine(RequestChecks):
             reporter.stage("conditioning", 0.0)
             prompt_frames = 0 if prompt_audio is None else prompt_audio.shape[-1] // self.hop
             with torch.inference_mode():
-                return self.decode(request, prompt_audio, prompt_frames + frames, [request.seed], on_step)
+                return self.decode(request, prompt_audio, prompt_frames + frames, seeds, on_step, streamer)
         except InferenceError:
             raise
         except torch.OutOfMemoryError as error:
@@ -145,33 +196,105 @@ class MusicGenEngine(RequestChecks):
         except Exception as error:
             raise InferenceError(f"generation failed: {type(error).__name__}: {error}") from error
 
-    def decode(self, request: GenerationRequest, prompt_audio, frames: int, seeds: list[int], on_step) -> torch.Tensor:
-        """Codes (B, K, frames) for B = len(seeds) samples of one request."""
+    def decode(self, request: GenerationRequest, prompt_audio, frames: int, seeds: list[int], on_step,
+               streamer: ChunkStreamer | None = None) -> torch.Tensor:
+        """Codes (B, K, frames) for B = len(seeds) samples of one request, window by window past the model's window."""
         batch = len(seeds)
         cfg = request.guidance_scale if request.guidance_scale > 1 else None
-        memory = self.condition(request.prompt, batch, cfg is not None)
-        prompt = self.encode_prompt(prompt_audio, batch)
-        self.ensure_caches(batch * (2 if cfg else 1), pattern_length(frames, self.args.num_codebooks,
-                                                                     self.args.audio_channels))
+        memory = self.condition(request.prompt, batch, cfg is not None, request.styles)  # once per request
+        codes = self.encode_prompt(prompt_audio, batch)
         generators = None
         if request.temperature > 0:
             generators = [torch.Generator(self.device).manual_seed(seed) for seed in seeds]
         nucleus = request.top_p > 0
         sampler = Sampler(cfg, request.temperature, 0 if nucleus else request.top_k, request.top_p, generators)
-        return generate_codes(self.decoder, prompt, frames, memory, sampler, on_step, self.step_fn)
+        steps_before = 0
+        for context, new in plan_windows(codes.shape[2], frames, self.window_frames(), self.keep_frames()):
+            window = context + new
+            self.ensure_caches(batch * (2 if cfg else 1),
+                               pattern_length(window, self.args.num_codebooks, self.args.audio_channels))
+            step = self.window_step(on_step, streamer, steps_before, codes, context, window)
+            out = generate_codes(self.decoder, codes[:, :, codes.shape[2] - context :], window, memory, sampler, step,
+                                 self.step_fn)
+            codes = torch.cat([codes, out[:, :, context:]], dim=2)
+            steps_before += new + self.delay_codebooks - 1
+        if streamer is not None:
+            streamer.finish(codes)
+        return codes
 
-    def condition(self, prompt: str, batch: int, cfg: bool):
+    def window_step(self, on_step, streamer: ChunkStreamer | None, steps_before: int, codes: torch.Tensor,
+                    context: int, window: int):
+        """The per-step callback of one window: progress/cancel, then any streaming chunk that is complete."""
+        base = codes.shape[2] - context  # global index of the window's first frame
+        channels = self.args.audio_channels
+
+        def step(done: int, sequence: torch.Tensor) -> None:
+            if on_step is not None:
+                on_step(steps_before + done, sequence)
+            if streamer is None:
+                return
+            complete = min(window, max(0, context + done - self.delay_codebooks + 1))  # frames in every codebook
+            streamer.update(base + complete, lambda: torch.cat(
+                [codes, undelay(sequence, complete, channels)[:, :, context:]], dim=2))
+
+        return step
+
+    def window_frames(self) -> int:
+        window_s = self.options.window_s or self.info.max_duration_s
+        return int(min(window_s, self.info.max_duration_s) * self.info.frame_rate + 1e-6)
+
+    def keep_frames(self) -> int:
+        return min(int(self.options.keep_s * self.info.frame_rate + 1e-6), self.window_frames() - 1)
+
+    def total_steps(self, prompt_frames: int, frames: int) -> int:
+        windows = plan_windows(prompt_frames, prompt_frames + frames, self.window_frames(), self.keep_frames())
+        return sum(new + self.delay_codebooks - 1 for _, new in windows)
+
+    def validate(self, request: GenerationRequest, prompt_frames: int) -> None:
+        """As RequestChecks, but past the window is fine (windowed re-prompting) up to max_output_s."""
+        if not (math.isfinite(request.duration_s) and request.duration_s > 0):
+            raise InferenceError(f"duration_s must be a positive number of seconds, got {request.duration_s}")
+        if prompt_frames >= self.window_frames():
+            raise InferenceError(
+                f"audio prompt ({prompt_frames / self.info.frame_rate:.2f} s) fills this model's "
+                f"{self.window_frames() / self.info.frame_rate:.1f} s window; it exceeds what can be continued; "
+                "use a shorter prompt"
+            )
+        if request.duration_s > self.info.max_output_s + 1e-6:
+            raise InferenceError(
+                f"duration_s ({request.duration_s:.2f} s) exceeds this engine's {self.info.max_output_s:.0f} s "
+                "per request (max_output_s); render fewer bars"
+            )
+        super().validate(replace(request, duration_s=min(request.duration_s, 1.0 / self.info.frame_rate)), 0)
+
+    def condition(self, prompt: str, batch: int, cfg: bool, styles: tuple[tuple[str, float], ...] = ()):
         """Cross-attention keys/values for [prompt x batch; null x batch] (CFG) or [prompt x batch]."""
-        tokens = self.tokenizer([prompt], return_tensors="pt", padding=True)
-        ids = tokens["input_ids"].to(self.device)
-        mask = tokens["attention_mask"].to(self.device)
-        states = self.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state  # (1, S, text_dim)
+        states, mask = self.encode_text(prompt, styles)
         states, mask = states.expand(batch, -1, -1), mask.expand(batch, -1)
         if cfg:
             states = torch.cat([states, torch.zeros_like(states)])
             mask = torch.cat([mask, torch.zeros_like(mask)])
         dtype = next(p.dtype for p in self.decoder.embeddings.parameters())
         return self.decoder.encode_memory(states.to(dtype), mask)
+
+    def encode_text(self, prompt: str, styles: tuple[tuple[str, float], ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """T5 states (1, S, text_dim) and mask (1, S); with styles, the weighted blend of every prompt's states.
+
+        Style mixing: prompts are padded to one length, their states (zero at padding) averaged with the
+        weights (prompt has weight 1), and a token is attended to when any prompt has one there.
+        """
+        prompts = [prompt] + [text for text, _ in styles]
+        weights = torch.tensor([1.0] + [float(weight) for _, weight in styles], device=self.device)
+        if (weights < 0).any() or not torch.isfinite(weights).all() or weights.sum() <= 0:
+            raise InferenceError(f"style weights must be >= 0 and not all 0, got {weights.tolist()[1:]}")
+        tokens = self.tokenizer(prompts, return_tensors="pt", padding=True)
+        ids, mask = tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
+        states = self.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state  # (N, S, text_dim)
+        if len(prompts) == 1:
+            return states, mask
+        states = states * mask[..., None]
+        blend = (weights[:, None, None] * states).sum(dim=0, keepdim=True) / weights.sum()
+        return blend, mask.amax(dim=0, keepdim=True)
 
     def encode_prompt(self, prompt_audio: np.ndarray | None, batch: int) -> torch.Tensor:
         """(C, T) audio -> codes (B, K, P); stereo models interleave left/right codebooks."""
@@ -259,6 +382,7 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
     parameters += sum(p.numel() for p in build_param_counter(args))
     info = describe_config(config, name=name, source_kind=source_kind, is_random=is_random, device=str(device),
                            parameters=parameters)
+    info = replace(info, max_output_s=max(options.max_output_s, info.max_duration_s))
     hop = int(np.prod(config.audio_encoder.upsampling_ratios))
     log.info("engine: %s weights (%.1f MB), %s kv cache, %s attention on %s", weights.value,
              weight_bytes(decoder) / 2**20, kv_cache.value, options.attention, device)

@@ -38,6 +38,14 @@ def test_serve_refuses_a_public_bind_with_a_clear_message(capsys):
     assert "allow-list" in capsys.readouterr().err
 
 
-def test_bench_engine_says_it_is_not_built(capsys):
-    assert main(["bench", "engine"]) == 2
-    assert "not built yet" in capsys.readouterr().out
+def test_bench_engine_runs_the_engine_suite(monkeypatch, capsys):
+    seen = {}
+
+    def fake_suite(**kwargs):
+        seen.update(kwargs)
+        kwargs["emit"]({"suite": "engine", "backend": "engine"})
+
+    monkeypatch.setattr("inference.benchmark.run_engine_suite", fake_suite)
+    assert main(["bench", "engine", "--quick", "--seconds", "1.5", "--shape", "musicgen-small"]) == 0
+    assert seen["quick"] and seen["duration_s"] == 1.5 and seen["shapes"] == ["musicgen-small"]
+    assert '"backend": "engine"' in capsys.readouterr().out

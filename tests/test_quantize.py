@@ -111,3 +111,15 @@ def test_compiled_cuda_step_matches_eager(source):
     graphs = load_engine(source, device="cuda", warm_up=False, weights="fp32", kv_cache="fp32", compile=True)
     request = GenerationRequest(prompt="warm piano chords", duration_s=1.0, seed=1, temperature=0.0)
     assert torch.equal(eager.generate_codes(request), graphs.generate_codes(request))
+
+
+def test_doctor_lists_every_mode_with_a_reason():
+    from inference.device import describe_modes
+    from inference.kv_cache import KVCacheMode
+
+    rows = {row.name: row for row in describe_modes(torch.device("cpu"))}
+    for mode in WeightMode:
+        assert f"weights={mode.value}" in rows
+    assert rows["weights=int8"].usable and not rows["weights=fp16"].usable
+    assert rows["kv_cache=mulaw8"].usable and KVCacheMode.parse("MULAW8") == KVCacheMode.MULAW8
+    assert all(row.reason for row in rows.values())

@@ -184,3 +184,13 @@ def test_journal_stores_a_stream_peer_as_transport_and_host(tmp_path):
     journal.insert_job("t1", "generate", {"bars": 1.0}, Peer("127.0.0.1", 5000, "tcp", 3))
     assert journal.get("t1").reply_to == ("tcp:127.0.0.1", 5000)
     journal.close()
+
+
+def test_left_over_partials_are_removed_and_finished_files_kept(tmp_path):
+    from bridge.retention import remove_partials
+
+    (tmp_path / "job-1").mkdir()
+    (tmp_path / "job-1" / ".mix.wav.partial").write_bytes(b"half")
+    (tmp_path / "job-1" / "mix.wav").write_bytes(b"RIFF")
+    assert remove_partials(tmp_path) == 1
+    assert sorted(p.name for p in (tmp_path / "job-1").iterdir()) == ["mix.wav"]
