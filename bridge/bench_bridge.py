@@ -43,6 +43,7 @@ class HeldInfo:
     channels: int = 1
     frame_rate: float = 50.0
     max_duration_s: float = 30.0
+    max_output_s: float = 30.0
     is_random: bool = True
     device: str = "cpu"
     parameters: int = 0
@@ -180,48 +181,6 @@ def time_requests(send, wait, n: int, after=None) -> list[float]:
     return samples
 
 
-def bench_osc(client, n: int, prefix: str) -> dict:
-    from bridge.client import OscClient
-
-    results = {}
-    for i in range(50):  # warm up
-        client.ping(i)
-    results["ping"] = percentiles_ms(time_requests(
-        lambda i: client.send("/continuo/ping", i),
-        lambda i: client.wait_for(lambda a, args: a == "/continuo/pong" and args == [i], 5), n))
-    results["status"] = percentiles_ms(time_requests(
-        lambda i: client.send("/continuo/status"),
-        lambda i: (client.wait_for(lambda a, _: a == "/continuo/status", 5),
-                   client.wait_for(lambda a, _: a == "/continuo/limits", 5)), n))
-    results["generate"] = percentiles_ms(time_requests(
-        lambda i: client.send("/continuo/generate", f"{prefix}-{i}", "default", "bench", 1.0, "priority", "batch"),
-        lambda i: client.wait_for(lambda a, args: a == "/continuo/queued" and args[0] == f"{prefix}-{i}", 5), n,
-        lambda i: (client.send("/continuo/cancel", f"{prefix}-{i}"),
-                   client.wait_for(lambda a, args: a == "/continuo/error" and args[0] == f"{prefix}-{i}", 5))))
-    if isinstance(client, OscClient):
-        client.drain()
-    return results
-
-
-def bench_zmq(client, n: int, prefix: str) -> dict:
-    for i in range(50):
-        client.ping(i)
-    results = {
-        "ping": percentiles_ms(time_requests(
-            lambda i: client.request("ping", {"seq": i}),
-            lambda i: client.wait_for(lambda r: r.event == "pong" and r.args.get("seq") == i, 5), n)),
-        "status": percentiles_ms(time_requests(lambda i: client.status(), lambda i: None, n)),
-        "generate": percentiles_ms(time_requests(
-            lambda i: client.request("generate", {"job_id": f"{prefix}-{i}", "preset": "default", "prompt": "bench",
-                                                  "bars": 1.0}, {"priority": "batch"}),
-            lambda i: client.wait_for(lambda r: r.event == "accepted" and r.job_id == f"{prefix}-{i}", 5), n,
-            lambda i: (client.request("cancel", {"job_id": f"{prefix}-{i}"}),
-                       client.wait_for(lambda r: r.event == "error" and r.job_id == f"{prefix}-{i}", 5)))),
-    }
-    client._pending.clear()
-    return results
-
-
 def bench_pcm(client, inbox: Path, repeats: int) -> dict:
     audio = (0.1 * np.random.default_rng(1).standard_normal((int(PCM_SECONDS * PCM_RATE), 2))).astype(np.float32)
     up, down = [], []
@@ -247,64 +206,56 @@ def bench_pcm(client, inbox: Path, repeats: int) -> dict:
             "round_trip_p50_ms": round(float(np.median(up) + np.median(down)) * 1000, 1)}
 
 
-def run_bridge_bench(n: int = 2000, pcm_repeats: int = 5) -> dict:
+def run_bridge_bench(n: int = 2000, pcm_repeats: int = 5, block: int = 100) -> dict:
+    """Every server runs at once; measurements go in interleaved blocks of `block` requests, so the
+    bare echo servers and the daemon sample the same moments of a shared machine's noise."""
+    import zmq
+
     from bridge.client import OscClient, OscTcpClient
     from bridge.zmq_client import ZmqClient
 
-    result: dict = {"suite": "bridge", "n": n, "load": os.getloadavg()[0]}
-    echo_udp = Child("osc-echo")
-    try:
-        port = int(re.search(r"udp=(\d+)", echo_udp.line)[1])
-        with OscClient("127.0.0.1", port) as client:
-            for i in range(50):
-                client.ping(i)
-            result["bare_python_osc_udp_echo"] = {"ping": percentiles_ms(time_requests(
-                lambda i: client.send("/continuo/ping", i),
-                lambda i: client.wait_for(lambda a, args: a == "/continuo/pong" and args == [i], 5), n))}
-    finally:
-        echo_udp.stop()
-    echo_zmq = Child("zmq-echo")
-    try:
-        import zmq
-
-        port = int(re.search(r"zmq=(\d+)", echo_zmq.line)[1])
+    result: dict = {"suite": "bridge", "n": n, "block": block, "load": os.getloadavg()[0], "machine": _machine()}
+    with tempfile.TemporaryDirectory(prefix="continuo-bench-bridge-") as tmp, \
+            _children(Child("osc-echo"), Child("zmq-echo"), Child("held-daemon", tmp)) as (echo_udp, echo_zmq, daemon):
+        line = daemon.line
         ctx = zmq.Context()
         dealer = ctx.socket(zmq.DEALER)
-        dealer.connect(f"tcp://127.0.0.1:{port}")
+        dealer.setsockopt(zmq.LINGER, 0)
+        echo_zmq_port = int(re.search(r"zmq=(\d+)", echo_zmq.line)[1])
+        dealer.connect(f"tcp://127.0.0.1:{echo_zmq_port}")
         payload = [b"CONTINUO/1", b'{"op":"ping","args":{"seq":1}}']
-        for _ in range(50):
-            dealer.send_multipart(payload)
-            dealer.recv_multipart()
-        result["bare_pyzmq_router_echo"] = {"ping": percentiles_ms(time_requests(
-            lambda i: dealer.send_multipart(payload), lambda i: dealer.recv_multipart(), n))}
-        pcm = np.zeros((int(PCM_SECONDS * PCM_RATE), 2), np.float32)
-        samples = time_requests(lambda i: dealer.send_multipart([payload[0], payload[1], pcm], copy=False),
-                                lambda i: dealer.recv_multipart(copy=False), pcm_repeats)
-        result["bare_pyzmq_router_echo"]["pcm_8_bars"] = percentiles_ms(samples)
+        with OscClient("127.0.0.1", int(re.search(r"udp=(\d+)", echo_udp.line)[1])) as bare_udp, \
+                OscClient("127.0.0.1", int(READY_PATTERN.search(line)["port"])) as udp, \
+                OscTcpClient("127.0.0.1", int(ENDPOINT_PATTERNS["tcp_port"].search(line)[1])) as tcp, \
+                ZmqClient(ENDPOINT_PATTERNS["zmq_endpoint"].search(line)[1]) as zmq_client:
+            udp.hello()
+            tcp.hello()
+            udp.send("/continuo/generate", "hold", "default", "hold", 1.0)  # the held job: later jobs only queue
+            udp.wait_for(lambda a, args: a == "/continuo/queued", 10)
+            suites = {
+                "bare_python_osc_udp_echo": lambda k, first: {"ping": _osc_ping(bare_udp, k, first)},
+                "bare_pyzmq_router_echo": lambda k, first: {"ping": time_requests(
+                    lambda i: dealer.send_multipart(payload), lambda i: dealer.recv_multipart(), k)},
+                "daemon_osc_udp": lambda k, first: _osc_ops(udp, k, first, "udp"),
+                "daemon_osc_tcp": lambda k, first: _osc_ops(tcp, k, first, "tcp"),
+                "daemon_zmq": lambda k, first: _zmq_ops(zmq_client, k, first, "zmq"),
+            }
+            samples: dict[str, dict[str, list[float]]] = {name: {} for name in suites}
+            for name, run in suites.items():  # warm-up, not recorded
+                run(50, 10_000_000)
+            for first in range(0, n, block):
+                for name, run in suites.items():
+                    for op, values in run(min(block, n - first), first).items():
+                        samples[name].setdefault(op, []).extend(values)
+            for name, ops in samples.items():
+                result[name] = {op: percentiles_ms(values) for op, values in ops.items()}
+            pcm = np.zeros((int(PCM_SECONDS * PCM_RATE), 2), np.float32)
+            result["bare_pyzmq_router_echo"]["pcm_8_bars"] = percentiles_ms(time_requests(
+                lambda i: dealer.send_multipart([payload[0], payload[1], pcm], copy=False),
+                lambda i: dealer.recv_multipart(copy=False), pcm_repeats))
+            result["daemon_zmq_inline_pcm_8_bars_48k_stereo"] = bench_pcm(zmq_client, Path(tmp), pcm_repeats)
         dealer.close(0)
         ctx.term()
-    finally:
-        echo_zmq.stop()
-    with tempfile.TemporaryDirectory(prefix="continuo-bench-bridge-") as tmp:
-        daemon = Child("held-daemon", tmp)
-        try:
-            line = daemon.line
-            udp_port = int(READY_PATTERN.search(line)["port"])
-            tcp_port = int(ENDPOINT_PATTERNS["tcp_port"].search(line)[1])
-            zmq_endpoint = ENDPOINT_PATTERNS["zmq_endpoint"].search(line)[1]
-            with OscClient("127.0.0.1", udp_port) as client:
-                client.hello()
-                client.send("/continuo/generate", "hold", "default", "hold", 1.0)  # the held job
-                client.wait_for(lambda a, args: a == "/continuo/queued", 10)
-                result["daemon_osc_udp"] = bench_osc(client, n, "udp")
-            with OscTcpClient("127.0.0.1", tcp_port, framing="slip") as client:
-                client.hello()
-                result["daemon_osc_tcp"] = bench_osc(client, n, "tcp")
-            with ZmqClient(zmq_endpoint) as client:
-                result["daemon_zmq"] = bench_zmq(client, n, "zmq")
-                result["daemon_zmq_inline_pcm_8_bars_48k_stereo"] = bench_pcm(client, Path(tmp), pcm_repeats)
-        finally:
-            daemon.stop()
     for name, bare in (("daemon_osc_udp", "bare_python_osc_udp_echo"), ("daemon_osc_tcp", "bare_python_osc_udp_echo"),
                        ("daemon_zmq", "bare_pyzmq_router_echo")):
         base = result[bare]["ping"]
@@ -315,6 +266,59 @@ def run_bridge_bench(n: int = 2000, pcm_repeats: int = 5) -> dict:
         }
     result["load_after"] = os.getloadavg()[0]
     return result
+
+
+class _children:
+    def __init__(self, *children: Child) -> None:
+        self.children = children
+
+    def __enter__(self) -> tuple[Child, ...]:
+        return self.children
+
+    def __exit__(self, *exc: object) -> None:
+        for child in self.children:
+            child.stop()
+
+
+def _machine() -> str:
+    from bridge.bench import machine
+
+    return machine()
+
+
+def _osc_ping(client, k: int, first: int) -> list[float]:
+    return time_requests(lambda i: client.send("/continuo/ping", first + i),
+                         lambda i: client.wait_for(lambda a, args: a == "/continuo/pong" and args == [first + i], 5), k)
+
+
+def _osc_ops(client, k: int, first: int, prefix: str) -> dict[str, list[float]]:
+    ping = _osc_ping(client, k, first)
+    status = time_requests(lambda i: client.send("/continuo/status"),
+                           lambda i: (client.wait_for(lambda a, _: a == "/continuo/status", 5),
+                                      client.wait_for(lambda a, _: a == "/continuo/limits", 5)), k)
+    job = lambda i: f"{prefix}-{first + i}"  # noqa: E731
+    generate = time_requests(
+        lambda i: client.send("/continuo/generate", job(i), "default", "bench", 1.0, "priority", "batch"),
+        lambda i: client.wait_for(lambda a, args: a == "/continuo/queued" and args[0] == job(i), 5), k,
+        lambda i: (client.send("/continuo/cancel", job(i)),
+                   client.wait_for(lambda a, args: a == "/continuo/error" and args[0] == job(i), 5)))
+    client.drain()
+    return {"ping": ping, "status": status, "generate": generate}
+
+
+def _zmq_ops(client, k: int, first: int, prefix: str) -> dict[str, list[float]]:
+    ping = time_requests(lambda i: client.request("ping", {"seq": first + i}),
+                         lambda i: client.wait_for(lambda r: r.event == "pong" and r.args.get("seq") == first + i, 5), k)
+    status = time_requests(lambda i: client.status(), lambda i: None, k)
+    job = lambda i: f"{prefix}-{first + i}"  # noqa: E731
+    generate = time_requests(
+        lambda i: client.request("generate", {"job_id": job(i), "preset": "default", "prompt": "bench", "bars": 1.0},
+                                 {"priority": "batch"}),
+        lambda i: client.wait_for(lambda r: r.event == "accepted" and r.job_id == job(i), 5), k,
+        lambda i: (client.request("cancel", {"job_id": job(i)}),
+                   client.wait_for(lambda r: r.event == "error" and r.job_id == job(i), 5)))
+    client._pending.clear()
+    return {"ping": ping, "status": status, "generate": generate}
 
 
 def main(argv: list[str]) -> int:

@@ -41,7 +41,6 @@ log = logging.getLogger("continuo.daemon")
 
 JOB_OPS = ("generate", "continue")
 NOT_BUILT_OPS = {
-    "variations": "variations are not built yet; send /continuo/generate several times with different job ids",
     "load_model": "switching models at run time is not built yet; restart with `continuo serve --model NAME`",
 }
 
@@ -69,7 +68,7 @@ class Daemon:
             "generate": self.on_job, "continue": self.on_job, "cancel": self.on_cancel, "get": self.on_get,
             "ack": self.on_ack, "status": self.on_status, "presets": self.on_presets, "models": self.on_models,
         }
-        self.handlers.update(stems=self.on_job, reload_presets=self.on_reload_presets)
+        self.handlers.update(stems=self.on_job, reload_presets=self.on_reload_presets, variations=self.on_job)
 
     # -- phases -----------------------------------------------------------------------------
     def startup(self) -> None:
@@ -181,7 +180,13 @@ class Daemon:
                               "slow down and send again")
             return
         with self._receive_lock:
-            self.handle_message(address, args, sender)
+            try:
+                self.handle_message(address, args, sender)
+            except Exception as exc:  # a handler bug: answer it, keep serving
+                log.exception("job=- handling %s failed", address)
+                session = self.sessions.get(sender)
+                self.events.error(session.reply_to if session else sender, "", "model_error",
+                                  f"internal error handling {address}: {type(exc).__name__}: {exc}")
 
     def handle_message(self, address: str, args: list[Any], sender: Address) -> None:
         session = self.sessions.get(sender)

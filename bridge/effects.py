@@ -14,6 +14,11 @@ plugin out of a multi-plugin bundle, and every other parameter is set by the
 name the plugin reports in ``.parameters``. It is loaded at build time; a
 plugin that cannot be loaded is a ``BadRequest``, never a crash.
 
+``Convolution`` takes ``impulse_response_filename`` (in a preset, relative to
+the preset file; it must exist); ``quality`` of ``Resample`` and
+``GSMFullRateCompressor`` is a ``pedalboard.Resample.Quality`` name, and
+``BrickwallLimiter.true_peak`` a boolean.
+
 Filter frequencies at or above the Nyquist frequency of the rate being
 processed are clamped to ``NYQUIST_FRACTION * sample_rate``, so a preset
 written for 48 kHz still works in a 22.05 kHz session.
@@ -44,6 +49,10 @@ _THRESHOLD_DB = (-60.0, 0.0)
 _ATTACK_MS = (0.01, 1000.0)
 _RELEASE_MS = (1.0, 5000.0)
 _LADDER_MODES = tuple(pedalboard.LadderFilter.Mode.__members__)
+_RESAMPLE_QUALITIES = tuple(pedalboard.Resample.Quality.__members__)
+_BOOL = ("<bool>",)  # a parameter that takes true or false
+_PATH = ("<path>",)  # a file path (relative to the preset file in presets); it must exist
+PATH_PARAMS = frozenset({"impulse_response_filename"})
 
 # plugin -> parameter -> (min, max) inclusive, or the tuple of valid strings.
 PLUGIN_PARAMS: Mapping[str, Mapping[str, tuple[float, float] | tuple[str, ...]]] = {
@@ -55,7 +64,14 @@ PLUGIN_PARAMS: Mapping[str, Mapping[str, tuple[float, float] | tuple[str, ...]]]
         "feedback": (-0.95, 0.95),
         "mix": _UNIT,
     },
+    "BrickwallLimiter": {
+        "ceiling_db": _THRESHOLD_DB,
+        "release_ms": _RELEASE_MS,
+        "lookahead_ms": (0.1, 100.0),
+        "true_peak": _BOOL,
+    },
     "Clipping": {"threshold_db": _THRESHOLD_DB},
+    "Convolution": {"impulse_response_filename": _PATH, "mix": _UNIT},
     "Compressor": {
         "threshold_db": _THRESHOLD_DB,
         "ratio": (1.0, 100.0),
@@ -64,6 +80,7 @@ PLUGIN_PARAMS: Mapping[str, Mapping[str, tuple[float, float] | tuple[str, ...]]]
     },
     "Delay": {"delay_seconds": (0.0, 30.0), "feedback": _UNIT, "mix": _UNIT},
     "Distortion": {"drive_db": (0.0, 60.0)},
+    "GSMFullRateCompressor": {"quality": _RESAMPLE_QUALITIES},
     "Gain": {"gain_db": (-60.0, 24.0)},
     "HighShelfFilter": {"cutoff_frequency_hz": _FREQ_HZ, "gain_db": (-24.0, 24.0), "q": (0.05, 20.0)},
     "HighpassFilter": {"cutoff_frequency_hz": _FREQ_HZ},
@@ -93,7 +110,7 @@ PLUGIN_PARAMS: Mapping[str, Mapping[str, tuple[float, float] | tuple[str, ...]]]
         "mix": _UNIT,
     },
     "PitchShift": {"semitones": (-72.0, 72.0)},
-    "Resample": {"target_sample_rate": (1000.0, 192000.0)},
+    "Resample": {"target_sample_rate": (1000.0, 192000.0), "quality": _RESAMPLE_QUALITIES},
     "Reverb": {
         "room_size": _UNIT,
         "damping": _UNIT,
@@ -212,6 +229,12 @@ def _check_param(plugin: str, table: Mapping, name: str, value: object) -> str:
     if allowed is None:
         valid = ", ".join(table) or "none"
         return f"unknown parameter {name!r} for {plugin}; valid: {valid}"
+    if allowed is _BOOL:
+        return "" if isinstance(value, bool) else f"must be true or false, got {value!r}"
+    if allowed is _PATH:
+        if not isinstance(value, str) or not os.path.isfile(value):
+            return f"must be the path of an existing file (relative to the preset file), got {value!r}"
+        return ""
     if isinstance(allowed[0], str):
         if not isinstance(value, str) or value not in allowed:
             return f"must be one of {', '.join(allowed)}, got {value!r}"
@@ -246,6 +269,8 @@ def _instantiate(spec: EffectSpec, sample_rate: int | None = None) -> pedalboard
     kwargs = dict(spec.params)
     if "mode" in kwargs and spec.plugin == "LadderFilter":
         kwargs["mode"] = pedalboard.LadderFilter.Mode.__members__[kwargs["mode"]]
+    if "quality" in kwargs:
+        kwargs["quality"] = pedalboard.Resample.Quality.__members__[kwargs["quality"]]
     if sample_rate is not None:
         for key in _FREQUENCY_PARAMS.intersection(kwargs):
             kwargs[key] = min(float(kwargs[key]), NYQUIST_FRACTION * sample_rate)

@@ -36,6 +36,7 @@ class RenderPlan:
     loop: bool = False  # fold the tail into the head with an equal-power crossfade
     hard_cut: bool = False  # cut effect tails at the last bar line
     beats: float | None = None  # the length in beats when the request gave one (decides frames exactly)
+    count: int = 1  # variations: outputs variation-1..count, seeds seed, seed + 1, ...
 
     @property
     def duration_s(self) -> float:
@@ -49,7 +50,8 @@ class RenderPlan:
         next downbeat, loop mode the crossfade source."""
         if self.op == "stems":
             return 0.0
-        lead_s = self.context.seconds_for_bars(1) if self.op == "continue" else 0.0
+        continues = self.op == "continue" or (self.op == "variations" and self.input_path is not None)
+        lead_s = self.context.seconds_for_bars(1) if continues else 0.0
         return self.duration_s + lead_s + (LOOP_CROSSFADE_S if self.loop else 0.0)
 
     @property
@@ -74,6 +76,8 @@ def job_params(op: str, args: Mapping[str, Any], settings: Mapping[str, Any], co
         params["settings"] = {"stems": chosen if isinstance(chosen, str) else ",".join(chosen)}
     if "seed" not in settings:
         params["seed"] = secrets.randbelow(2**31 - 1)
+    if op == "variations":
+        params["count"] = int(args.get("count", 1))
     return params
 
 
@@ -101,7 +105,8 @@ def build_plan(op: str, params: Mapping[str, Any], presets: Mapping[str, Preset]
     return RenderPlan(op=op, preset=preset, context=context, bars=bars,
                       prompt=preset.render_prompt(params.get("prompt", ""), context), seed=seed,
                       input_path=input_path, stems=stems, loop=_flag("loop", own.get("loop", 0)),
-                      hard_cut=_flag("hard_cut", own.get("hard_cut", 0)), beats=beats)
+                      hard_cut=_flag("hard_cut", own.get("hard_cut", 0)), beats=beats,
+                      count=int(params.get("count", 1)))
 
 
 def parse_stems(text: object) -> tuple[str, ...]:

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.context import MusicalContext
-from bridge.effects import VST3, EffectSpec, check_effect
+from bridge.effects import PATH_PARAMS, VST3, EffectSpec, check_effect
 from bridge.errors import BadRequest, ConfigError
 
 __all__ = [
@@ -326,6 +326,9 @@ def _parse_chain(key: str, value: object, base: Path, problems: list) -> tuple[E
             continue
         if plugin == VST3 and isinstance(params.get("path"), str):
             params["path"] = str((base / params["path"]).resolve())
+        for name in PATH_PARAMS.intersection(params):
+            if isinstance(params[name], str):
+                params[name] = str((base / params[name]).resolve())
         spec = EffectSpec(plugin, params)
         problems.extend((f"{where}.{name}", reason) for name, reason in check_effect(spec))
         chain.append(spec)

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -150,12 +151,15 @@ class Worker(threading.Thread):
             return self.render_input_stems(job, plan)
         audio_prompt, lead_frames = self.read_prompt(job, plan) if plan.input_path is not None else (None, 0)
         extra_s = lead_frames / plan.context.sample_rate + (LOOP_CROSSFADE_S if plan.loop else 0.0)
+        request = GenerationRequest(
+            prompt=plan.prompt, duration_s=plan.duration_s + extra_s, seed=plan.seed,
+            temperature=plan.preset.temperature, top_k=plan.preset.top_k, top_p=plan.preset.top_p,
+            guidance_scale=plan.preset.guidance_scale, audio_prompt=audio_prompt,
+        )
+        if plan.op == "variations":
+            return self.render_variations(job, plan, request, lead_frames)
         generated = self.engine.generate(
-            GenerationRequest(
-                prompt=plan.prompt, duration_s=plan.duration_s + extra_s, seed=plan.seed,
-                temperature=plan.preset.temperature, top_k=plan.preset.top_k, top_p=plan.preset.top_p,
-                guidance_scale=plan.preset.guidance_scale, audio_prompt=audio_prompt,
-            ),
+            request,
             on_progress=lambda fraction, stage: self.progress(job, stage, fraction),
             should_cancel=lambda: job.cancelled,
         )
@@ -169,6 +173,23 @@ class Worker(threading.Thread):
             extra.update(self.separate(job, lambda progress, cancel: stem_outputs(
                 self.load_separator(), rendered, plan, on_progress=progress, should_cancel=cancel)))
         return self.write_all(job, plan, {"mix": rendered, **extra})
+
+    def render_variations(self, job: Job, plan: RenderPlan, request: GenerationRequest,
+                          lead_frames: int) -> list[OutputRecord]:
+        """/continuo/variations: count takes in one batched decode (seeds seed, seed + 1, ...), variation-1..N."""
+        seeds = [plan.seed + index for index in range(plan.count)]
+        progress = {"on_progress": lambda fraction, stage: self.progress(job, stage, fraction),
+                    "should_cancel": lambda: job.cancelled}
+        if hasattr(self.engine, "generate_batch"):
+            takes = self.engine.generate_batch(request, seeds, **progress)
+        else:  # the transformers reference engine: one take after another
+            takes = [self.engine.generate(replace(request, seed=seed), **progress) for seed in seeds]
+        self.progress(job, "effects", 0.0)
+        rendered = {f"variation-{index}": render_mix(
+            take.audio, take.sample_rate, frames=plan.frames, sample_rate=plan.context.sample_rate,
+            preset=plan.preset, loop=plan.loop, hard_cut=plan.hard_cut, lead_frames=lead_frames)
+            for index, take in enumerate(takes, start=1)}
+        return self.write_all(job, plan, rendered)
 
     def render_input_stems(self, job: Job, plan: RenderPlan) -> list[OutputRecord]:
         """/continuo/stems: the input file's stems at the session rate and the input's level."""
@@ -248,6 +269,8 @@ class Worker(threading.Thread):
             "model": {"name": info.name, "source": info.source_kind, "smoke_model": info.is_random},
             "outputs": [o.__dict__ for o in outputs],
         }
+        if plan.op == "variations":
+            manifest["variation_seeds"] = {f"variation-{i + 1}": plan.seed + i for i in range(plan.count)}
         if info.is_random:
             manifest["warning"] = "rendered by a tiny RANDOM smoke model: this is noise, not music"
         path = self.output_root / job.job_id / "manifest.json"

@@ -2,8 +2,20 @@ import numpy as np
 import pedalboard
 import pytest
 
-from bridge.effects import PLUGIN_PARAMS, EffectSpec, apply_chain, build_pedalboard, check_effect
+import soundfile as sf
+
+from bridge.effects import _BOOL, _PATH, PLUGIN_PARAMS, EffectSpec, apply_chain, build_pedalboard, check_effect
 from bridge.errors import BadRequest
+
+
+@pytest.fixture(scope="module")
+def impulse_response(tmp_path_factory) -> str:
+    """A short decaying-noise impulse response for Convolution."""
+    path = tmp_path_factory.mktemp("ir") / "room.wav"
+    rng = np.random.default_rng(0)
+    ir = (rng.standard_normal(4800) * np.exp(-np.arange(4800) / 800)).astype(np.float32)
+    sf.write(path, ir, 48000)
+    return str(path)
 
 
 def sine(freq_hz: float, sample_rate: int, seconds: float, channels: int = 2, amplitude: float = 0.5):
@@ -15,27 +27,36 @@ def rms_db(audio: np.ndarray) -> float:
     return 10 * np.log10(np.mean(np.square(audio, dtype=np.float64)))
 
 
-def extreme_params(plugin: str, end: int) -> dict:
+def extreme_value(allowed, end: int, path: str):
+    if allowed is _BOOL:
+        return bool(end)
+    if allowed is _PATH:
+        return path
+    return allowed[0 if end == 0 else -1] if isinstance(allowed[0], str) else allowed[end]
+
+
+def extreme_params(plugin: str, end: int, path: str = "") -> dict:
     """Every parameter at its minimum (end=0) or maximum (end=1) from the table."""
-    return {
-        name: allowed[0 if end == 0 else -1] if isinstance(allowed[0], str) else allowed[end]
-        for name, allowed in PLUGIN_PARAMS[plugin].items()
-    }
+    return {name: extreme_value(allowed, end, path) for name, allowed in PLUGIN_PARAMS[plugin].items()}
+
+
+def required_params(plugin: str, path: str) -> dict:
+    return {name: path for name, allowed in PLUGIN_PARAMS[plugin].items() if allowed is _PATH}
 
 
 @pytest.mark.parametrize("plugin", sorted(PLUGIN_PARAMS))
 @pytest.mark.parametrize("end", [0, 1], ids=["min", "max"])
-def test_table_ranges_are_accepted_by_pedalboard(plugin, end):
-    spec = EffectSpec(plugin, extreme_params(plugin, end))
+def test_table_ranges_are_accepted_by_pedalboard(plugin, end, impulse_response):
+    spec = EffectSpec(plugin, extreme_params(plugin, end, impulse_response))
     assert check_effect(spec) == []
     board = build_pedalboard([spec], sample_rate=48000)
     assert isinstance(board[0], getattr(pedalboard, plugin))
 
 
 @pytest.mark.parametrize("plugin", sorted(PLUGIN_PARAMS))
-def test_every_plugin_keeps_shape_and_stays_finite(plugin):
+def test_every_plugin_keeps_shape_and_stays_finite(plugin, impulse_response):
     audio = sine(440.0, 22050, 0.25)
-    out = apply_chain(audio, 22050, [EffectSpec(plugin, {})])
+    out = apply_chain(audio, 22050, [EffectSpec(plugin, required_params(plugin, impulse_response))])
     assert out.shape == audio.shape and out.dtype == np.float32
     assert np.isfinite(out).all()
 
@@ -138,3 +159,33 @@ def test_bad_audio(audio):
 def test_bad_tail():
     with pytest.raises(BadRequest, match="tail_s"):
         apply_chain(sine(440.0, 48000, 0.1), 48000, [], tail_s=-1.0)
+
+
+@pytest.mark.parametrize("params, key, fragment", [
+    ({"impulse_response_filename": "/no/such/ir.wav"}, "impulse_response_filename", "existing file"),
+    ({"impulse_response_filename": 3}, "impulse_response_filename", "existing file"),
+])
+def test_convolution_needs_an_existing_impulse_response(params, key, fragment):
+    assert any(name == key and fragment in reason for name, reason in check_effect(EffectSpec("Convolution", params)))
+
+
+@pytest.mark.parametrize("plugin, params, key, fragment", [
+    ("BrickwallLimiter", {"true_peak": 1}, "true_peak", "true or false"),
+    ("Resample", {"quality": "Best"}, "quality", "WindowedSinc"),
+    ("GSMFullRateCompressor", {"quality": 3}, "quality", "must be one of"),
+])
+def test_new_builtins_validate_their_parameters(plugin, params, key, fragment):
+    assert any(name == key and fragment in reason for name, reason in check_effect(EffectSpec(plugin, params)))
+
+
+def test_convolution_path_in_a_preset_is_relative_to_the_preset_file(tmp_path, impulse_response):
+    from bridge.presets import load_presets
+
+    (tmp_path / "irs").mkdir()
+    (tmp_path / "irs" / "room.wav").write_bytes(open(impulse_response, "rb").read())
+    (tmp_path / "roomy.toml").write_text(
+        '[[master]]\nplugin = "Convolution"\nimpulse_response_filename = "irs/room.wav"\nmix = 0.3\n')
+    spec = load_presets([tmp_path])["roomy"].master[0]
+    assert spec.params["impulse_response_filename"] == str(tmp_path / "irs" / "room.wav")
+    out = apply_chain(sine(440.0, 48000, 0.2), 48000, [spec])
+    assert out.shape == (2, 9600) and np.isfinite(out).all()

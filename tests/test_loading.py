@@ -18,6 +18,7 @@ from inference.device import describe_accelerations, pick_device
 from inference.engine import TransformersMusicGen
 from inference.errors import ModelLoadError
 from inference.loading import ModelSource, load_engine, resolve_model
+from inference.musicgen_engine import MusicGenEngine
 
 UNKNOWN_ID = "nobody-here/no-such-musicgen"
 
@@ -50,7 +51,7 @@ def test_load_engine_round_trip(tiny_model_dir, tmp_path, caplog):
     source = resolve_model(str(tiny_model_dir), tiny_dir=tmp_path / "unused")
     with caplog.at_level(logging.WARNING, logger="continuo.inference"):
         engine = load_engine(source, device="cpu")
-    assert isinstance(engine, TransformersMusicGen)
+    assert isinstance(engine, MusicGenEngine)  # our engine is the default; transformers is the reference
     assert engine.info.source_kind == "local"
     assert engine.info.is_random
     assert "SMOKE" in engine.info.name
@@ -59,6 +60,7 @@ def test_load_engine_round_trip(tiny_model_dir, tmp_path, caplog):
     assert engine.info.device == "cpu"
     assert sum("NOISE, NOT MUSIC" in record.getMessage() for record in caplog.records) == 1
     assert len(caplog.records) >= 5  # a banner, not one line
+    assert isinstance(load_engine(source, device="cpu", warm_up=False, backend="transformers"), TransformersMusicGen)
 
 
 def test_offline_unknown_id_falls_back_to_tiny(tmp_path, empty_cache):
