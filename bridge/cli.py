@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "prefix s: to force a string (s:8)")
     send.add_argument("--host", default="127.0.0.1")
     send.add_argument("--port", type=int, default=9000)
+    send.add_argument("--transport", choices=["udp", "tcp", "zmq"], default="udp",
+                      help="OSC over UDP or TCP (--port), or ZeroMQ (--zmq-port)")
+    send.add_argument("--zmq-port", type=int, default=5570)
     send.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for a job to finish")
     send.add_argument("--no-wait", action="store_true", help="send and return without waiting for replies")
 

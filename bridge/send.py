@@ -37,7 +37,7 @@ def format_event(address: str, args: list[Any]) -> str:
 
 def run_send(args: argparse.Namespace) -> int:
     values = [parse_arg(a) for a in args.args]
-    with OscClient(args.host, args.port) as client:
+    with make_client(args) as client:
         try:
             client.hello(timeout_s=min(5.0, args.timeout))
         except TimeoutError as exc:
@@ -49,6 +49,20 @@ def run_send(args: argparse.Namespace) -> int:
         if args.address in JOB_ADDRESSES and values and isinstance(values[0], str):
             return wait_job(client, values[0], args.timeout)
         return print_replies(client, timeout_s=1.0)
+
+
+def make_client(args: argparse.Namespace):
+    """OSC over UDP (default) or TCP, or ZeroMQ; all with the same send / wait_job / wait_for."""
+    transport = getattr(args, "transport", "udp")
+    if transport == "tcp":
+        from bridge.client import OscTcpClient
+
+        return OscTcpClient(args.host, args.port)
+    if transport == "zmq":
+        from bridge.zmq_client import ZmqOscClient
+
+        return ZmqOscClient(f"tcp://{args.host}:{args.zmq_port}")
+    return OscClient(args.host, args.port)
 
 
 def wait_job(client: OscClient, job_id: str, timeout_s: float) -> int:
@@ -66,7 +80,7 @@ def wait_job(client: OscClient, job_id: str, timeout_s: float) -> int:
         print(format_event(address, event_args), flush=True)
 
     try:
-        events = client.wait_job(job_id, timeout_s, on_event=show)
+        events = client.wait_job(job_id, timeout_s, on_event=show, ack=True)
     except TimeoutError as exc:
         print(f"continuo send: {exc}", file=sys.stderr)
         return 3

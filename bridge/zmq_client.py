@@ -151,3 +151,56 @@ def parse_reply(frames: list[bytes]) -> Reply:
             audio = audio.reshape(int(info["frames"]), int(info["channels"]))
         pcm.append(audio)
     return Reply(event=header["event"], args=header.get("args", {}), header=header, pcm=pcm)
+
+
+class ZmqOscClient:
+    """The OscClient interface over ZeroMQ, for `continuo send --transport zmq`: OSC-style
+    (address, positional args) in, replies back as (address, args list) in the schema's order."""
+
+    def __init__(self, endpoint: str, **kwargs: Any) -> None:
+        from bridge.protocol import load_schema
+
+        self.schema = load_schema()
+        self.client = ZmqClient(endpoint, **kwargs)
+        self.dest = (endpoint, 0)
+
+    def send(self, address: str, *args: Any) -> None:
+        spec = self.schema.requests.get(address)
+        if spec is None:
+            raise ValueError(f"unknown address {address}; send one of {', '.join(self.schema.requests)}")
+        named = dict(zip((arg.name for arg in spec.args), args))
+        rest = list(args[len(spec.args):])
+        settings = dict(zip(rest[0::2], rest[1::2]))
+        self.client.request(spec.op, named, settings)
+
+    def hello(self, timeout_s: float = 5.0) -> list:
+        self.client.request("hello", {"client": "continuo-send"})
+        return self._as_osc(self.client.wait_for(lambda r: r.event in ("welcome", "error"), timeout_s))[1]
+
+    def wait_for(self, predicate, timeout_s: float) -> tuple[str, list]:
+        reply = self.client.wait_for(lambda r: predicate(*self._as_osc(r)), timeout_s)
+        return self._as_osc(reply)
+
+    def wait_job(self, job_id: str, timeout_s: float, on_event=None, *, ack: bool = False) -> list[tuple[str, list]]:
+        events = []
+        for reply in self.client.wait_job(job_id, timeout_s, ack=ack):
+            event = self._as_osc(reply)
+            events.append(event)
+            if on_event is not None:
+                on_event(*event)
+        return events
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> ZmqOscClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _as_osc(self, reply: Reply) -> tuple[str, list]:
+        address = "/continuo/queued" if reply.event == "accepted" else f"/continuo/{reply.event}"
+        spec = self.schema.events.get(address)
+        names = [arg.name for arg in spec.args] if spec is not None else list(reply.args)
+        return address, [reply.args.get(name) for name in names]

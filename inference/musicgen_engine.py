@@ -38,8 +38,8 @@ from inference.engine import (
 from inference.errors import Cancelled, InferenceError
 from inference.kv_cache import DEFAULT_MU, KVCacheMode, build_cache_factory
 from inference.model import ATTENTION_BACKENDS, ModelArgs, MusicGenDecoder, build_decoder
-from inference.streaming import ChunkCallback, ChunkStreamer
 from inference.quantize import WeightMode, activation_dtype, apply_weight_mode_, resolve_weight_mode, weight_bytes
+from inference.streaming import ChunkCallback, ChunkStreamer
 
 log = logging.getLogger("continuo.inference")
 
@@ -372,7 +372,7 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
         raise ValueError("attention 'flash' needs flash-attn on a CUDA GPU; use sdpa (or eager, the reference)")
     config = model.config
     args = ModelArgs.from_hf_config(config.decoder, text_dim=config.text_encoder.hidden_size)
-    hf_state = {name: tensor.detach().float().clone() for name, tensor in model.state_dict().items()
+    hf_state = {name: tensor.detach().float() for name, tensor in model.state_dict().items()  # no copy in fp32
                 if name.startswith(("decoder.", "enc_to_dec_proj."))}
     decoder = apply_weight_mode_(build_decoder(args, hf_state), weights, device)
     decoder.set_attention_backend(options.attention)

@@ -247,3 +247,17 @@ def test_non_loopback_zmq_with_curve_refuses_a_client_without_the_server_key(tin
         with ZmqClient(endpoint, server_public_key=server_public,
                        client_keys=load_keys(keys["client_secret"])) as friend:
             assert friend.ping(2, timeout_s=10) == 2
+
+
+@pytest.mark.parametrize("transport", ["tcp", "zmq"])
+def test_continuo_send_over_tcp_and_zmq(daemon, transport):
+    import subprocess
+    import sys
+
+    where = (["--port", str(daemon.tcp_port)] if transport == "tcp"
+             else ["--zmq-port", daemon.zmq_endpoint.rsplit(":", 1)[1]])
+    result = subprocess.run([sys.executable, "-m", "bridge.cli", "send", "--transport", transport, *where,
+                             "/continuo/generate", f"send-{transport}", "default", "x", "0.5"],
+                            capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr
+    assert f"/continuo/done 'send-{transport}'" in result.stdout
