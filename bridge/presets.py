@@ -364,11 +364,11 @@ def _drop_repeated_phrases(text: str) -> str:
     phrases = []
     for phrase in text.split(","):
         key = " ".join(phrase.lower().split())
-        if key and key in seen:
+        if not key or key in seen:  # an empty prompt leaves an empty phrase: drop it, and repeats
             continue
         seen.add(key)
         phrases.append(phrase)
-    return ",".join(phrases)
+    return ",".join(phrases).strip()
 
 
 def _format_bpm(bpm: float) -> str:
