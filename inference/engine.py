@@ -11,7 +11,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,12 +136,29 @@ class RequestChecks:
     info: ModelInfo
     hop: int
 
+    @contextmanager
+    def generation_errors(self) -> Iterator[None]:
+        """Every failure inside a render becomes an InferenceError; running out of memory, OutOfMemory."""
+        try:
+            yield
+        except InferenceError:
+            raise
+        except torch.OutOfMemoryError as error:
+            raise self.out_of_memory(error) from error
+        except RuntimeError as error:
+            if "can't allocate memory" in str(error):
+                raise self.out_of_memory(error) from error
+            raise InferenceError(f"generation failed: {type(error).__name__}: {error}") from error
+        except Exception as error:
+            raise InferenceError(f"generation failed: {type(error).__name__}: {error}") from error
+
     def out_of_memory(self, error: Exception) -> OutOfMemory:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         return OutOfMemory(
             f"out of memory on {self.info.device} while generating ({error}); "
-            "try a smaller model, fewer bars, or a lower guidance_scale (<= 1 halves the work)"
+            "try int8 weights (--weights int8 on the CPU, bnb-int8 or bnb-nf4 on CUDA), a smaller model or preset, "
+            "fewer bars or variations, or guidance_scale <= 1 (halves the work)"
         )
 
     def validate(self, request: GenerationRequest, prompt_frames: int) -> None:
@@ -238,7 +256,7 @@ class TransformersMusicGen(RequestChecks):
 
     def render(self, request, prompt_audio, total_steps, reporter, should_cancel) -> np.ndarray:
         """(C, T) float32 audio for the prompt frames plus the new ones; errors become inference errors."""
-        try:
+        with self.generation_errors():
             if should_cancel is not None and should_cancel():
                 raise Cancelled("cancelled before generation started")
             reporter.stage("conditioning", 0.0)
@@ -249,16 +267,6 @@ class TransformersMusicGen(RequestChecks):
                 torch.manual_seed(request.seed)
                 values = self.model.generate(**inputs, generation_config=config, stopping_criteria=watcher)
             return values[0].float().cpu().numpy()  # (C, T)
-        except InferenceError:
-            raise
-        except torch.OutOfMemoryError as error:
-            raise self.out_of_memory(error) from error
-        except RuntimeError as error:
-            if "can't allocate memory" in str(error):
-                raise self.out_of_memory(error) from error
-            raise InferenceError(f"generation failed: {type(error).__name__}: {error}") from error
-        except Exception as error:
-            raise InferenceError(f"generation failed: {type(error).__name__}: {error}") from error
 
     def rng_devices(self) -> list[int]:
         device = self.model.device

@@ -178,23 +178,13 @@ class MusicGenEngine(RequestChecks):
                 raise Cancelled(f"cancelled after {done} of {total_steps} steps")
             reporter.step(done)
 
-        try:
+        with self.generation_errors():
             if should_cancel is not None and should_cancel():
                 raise Cancelled("cancelled before generation started")
             reporter.stage("conditioning", 0.0)
             prompt_frames = 0 if prompt_audio is None else prompt_audio.shape[-1] // self.hop
             with torch.inference_mode():
                 return self.decode(request, prompt_audio, prompt_frames + frames, seeds, on_step, streamer)
-        except InferenceError:
-            raise
-        except torch.OutOfMemoryError as error:
-            raise self.out_of_memory(error) from error
-        except RuntimeError as error:
-            if "can't allocate memory" in str(error):
-                raise self.out_of_memory(error) from error
-            raise InferenceError(f"generation failed: {type(error).__name__}: {error}") from error
-        except Exception as error:
-            raise InferenceError(f"generation failed: {type(error).__name__}: {error}") from error
 
     def decode(self, request: GenerationRequest, prompt_audio, frames: int, seeds: list[int], on_step,
                streamer: ChunkStreamer | None = None) -> torch.Tensor:

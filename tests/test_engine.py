@@ -225,3 +225,27 @@ def test_info_describes_the_smoke_model(mono):
     assert info.is_random and "SMOKE" in info.name and "noise" in info.name
     assert (info.sample_rate, info.channels, info.frame_rate) == (RATE, 1, 50.0)
     assert 0 < info.parameters < 5_000_000
+
+
+def test_running_out_of_memory_becomes_out_of_memory_with_a_hint(mono, monkeypatch):
+    from inference.errors import OutOfMemory
+
+    def exhausted(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 GB")
+
+    target = "decode" if hasattr(mono, "decode") else "build_inputs"
+    monkeypatch.setattr(mono, target, exhausted)
+    with pytest.raises(OutOfMemory) as info:
+        mono.generate(request())
+    assert info.value.code == "out_of_memory"
+    assert "int8" in str(info.value) and "fewer bars" in str(info.value)
+
+
+def test_any_other_failure_becomes_an_inference_error(mono, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("shape mismatch")
+
+    target = "decode" if hasattr(mono, "decode") else "build_inputs"
+    monkeypatch.setattr(mono, target, broken)
+    with pytest.raises(InferenceError, match="generation failed: ValueError: shape mismatch"):
+        mono.generate(request())
