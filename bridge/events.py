@@ -88,6 +88,9 @@ class EventSink:
             self._last_progress[job_id] = (now, stage)
         self.emit(dest, "/continuo/progress", job_id, float(min(max(fraction, 0.0), 1.0)), stage)
 
+    def partial(self, dest: Address, job_id: str, index: int, path: str, start_s: float, seconds: float) -> None:
+        self.emit(dest, "/continuo/partial", job_id, index, path, float(start_s), float(seconds))
+
     def output(self, dest: Any, job_id: str, output: OutputRecord, *, replay: bool = False) -> None:
         datagram = self.emit(dest, "/continuo/output", *output.event_args(job_id))
         if datagram is not None and not replay:

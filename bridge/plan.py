@@ -19,7 +19,7 @@ from bridge.render import LOOP_CROSSFADE_S
 
 CONTEXT_KEYS = ("bpm", "beats_per_bar", "beat_unit", "key", "sample_rate")
 # Request settings the plan consumes itself (the rest are preset overrides).
-PLAN_SETTINGS = ("beats", "stems", "loop", "hard_cut")
+PLAN_SETTINGS = ("beats", "stems", "loop", "hard_cut", "stream")
 STEMS_OP_PRESET = "default"  # /continuo/stems takes bit depth from this preset when it exists
 
 
@@ -35,6 +35,7 @@ class RenderPlan:
     stems: tuple[str, ...] = ()  # written beside the mix (generate, continue) or alone (stems)
     loop: bool = False  # fold the tail into the head with an equal-power crossfade
     hard_cut: bool = False  # cut effect tails at the last bar line
+    stream: bool = False  # send preview chunks (/continuo/partial) while rendering
     beats: float | None = None  # the length in beats when the request gave one (decides frames exactly)
     count: int = 1  # variations: outputs variation-1..count, seeds seed, seed + 1, ...
 
@@ -102,7 +103,10 @@ def build_plan(op: str, params: Mapping[str, Any], presets: Mapping[str, Preset]
         raise BadRequest("continue needs an input file: send /continuo/continue <job_id> <preset> <absolute wav path> <bars>")
     if op == "stems" and input_path is None:
         raise BadRequest("stems needs an input file: send /continuo/stems <job_id> <absolute wav path> [stems]")
-    return RenderPlan(op=op, preset=preset, context=context, bars=bars,
+    stream = _flag("stream", own.get("stream", 0))
+    if stream and op not in ("generate", "continue"):
+        raise BadRequest(f"stream 1 works with generate and continue, not {op}; drop the setting")
+    return RenderPlan(op=op, preset=preset, context=context, bars=bars, stream=stream,
                       prompt=preset.render_prompt(params.get("prompt", ""), context), seed=seed,
                       input_path=input_path, stems=stems, loop=_flag("loop", own.get("loop", 0)),
                       hard_cut=_flag("hard_cut", own.get("hard_cut", 0)), beats=beats,

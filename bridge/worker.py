@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from bridge.audio_io import read_audio, write_wav_atomic
-from bridge.errors import BridgeError
+from bridge.errors import BadRequest, BridgeError
 from bridge.events import EventSink
 from bridge.jobs import Job, JobQueue, JobStatus
 from bridge.journal import Journal, OutputRecord
 from bridge.plan import RenderPlan, build_plan
 from bridge.presets import Preset
+from bridge.preview import PreviewWriter
 from bridge.render import LOOP_CROSSFADE_S, map_channels, measured, render_mix, resample
 from bridge.separation import input_stems, stem_outputs
 from inference.engine import GenerationRequest, TransformersMusicGen
@@ -158,11 +159,15 @@ class Worker(threading.Thread):
         )
         if plan.op == "variations":
             return self.render_variations(job, plan, request, lead_frames)
+        preview = self.preview_writer(job, plan) if plan.stream else None
         generated = self.engine.generate(
             request,
             on_progress=lambda fraction, stage: self.progress(job, stage, fraction),
             should_cancel=lambda: job.cancelled,
+            **({"on_chunk": preview} if preview is not None else {}),
         )
+        if preview is not None:
+            preview.finish()
         self.progress(job, "effects", 0.0)
         rendered = render_mix(generated.audio, generated.sample_rate, frames=plan.frames,
                               sample_rate=plan.context.sample_rate, preset=plan.preset, loop=plan.loop,
@@ -173,6 +178,12 @@ class Worker(threading.Thread):
             extra.update(self.separate(job, lambda progress, cancel: stem_outputs(
                 self.load_separator(), rendered, plan, on_progress=progress, should_cancel=cancel)))
         return self.write_all(job, plan, {"mix": rendered, **extra})
+
+    def preview_writer(self, job: Job, plan: RenderPlan) -> PreviewWriter:
+        if not getattr(self.engine, "streams", False):
+            raise BadRequest("stream 1 needs the engine backend (serve with --backend engine, the default)")
+        return PreviewWriter(job, self.events, self.output_root / job.job_id / "preview",
+                             model_rate=self.engine.info.sample_rate, sample_rate=plan.context.sample_rate)
 
     def render_variations(self, job: Job, plan: RenderPlan, request: GenerationRequest,
                           lead_frames: int) -> list[OutputRecord]:

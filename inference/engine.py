@@ -211,6 +211,8 @@ class RequestChecks:
 class TransformersMusicGen(RequestChecks):
     """A loaded MusicGen (model + processor); generate is safe to call repeatedly from one worker thread."""
 
+    streams = False  # transformers' generate hands out audio only at the end
+
     def __init__(self, model, processor, info: ModelInfo):
         self.model = model
         self.processor = processor

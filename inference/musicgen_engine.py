@@ -83,6 +83,8 @@ def plan_windows(prompt_frames: int, total_frames: int, window: int, keep: int) 
 class MusicGenEngine(RequestChecks):
     """A loaded MusicGen with our decoder; generate is safe to call repeatedly from one worker thread."""
 
+    streams = True  # generate takes on_chunk
+
     def __init__(self, decoder: MusicGenDecoder, text_encoder, codec, tokenizer, info: ModelInfo,
                  options: EngineOptions, hop: int, weights: WeightMode, kv_cache: KVCacheMode):
         self.decoder, self.text_encoder, self.codec, self.tokenizer = decoder, text_encoder, codec, tokenizer

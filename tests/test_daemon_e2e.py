@@ -231,3 +231,24 @@ def test_a_bad_user_preset_stops_startup_naming_file_and_key(tiny_model_dir, tmp
         DaemonProcess(daemon_flags(tiny_model_dir, tmp_path), ready_timeout_s=60).start()
     message = str(info.value)
     assert "broken.toml" in message and "temprature" in message
+
+
+def test_stream_sends_preview_chunks_before_the_output(client):
+    client.send("/continuo/generate", "stream-1", "default", "piano", 2.0, "stream", 1)
+    events = client.wait_job("stream-1", JOB_TIMEOUT_S)
+    names = addresses(events)
+    assert names[-1] == "/continuo/done", events[-1]
+    partials = [args for address, args in events if address == "/continuo/partial"]
+    assert len(partials) >= 3  # 4 s of audio in about one-second chunks
+    assert names.index("/continuo/partial") < names.index("/continuo/output")
+    assert [p[1] for p in partials] == list(range(1, len(partials) + 1))
+    assert sum(p[4] for p in partials) == pytest.approx(4.0, abs=0.2)
+    for p in partials:
+        info = sf.info(p[2])
+        assert info.samplerate == 48000 and info.channels == 2 and "/preview/" in p[2]
+
+
+def test_stream_is_refused_where_it_cannot_work(client):
+    client.send("/continuo/variations", "stream-2", "default", "", 2, 1.0, "stream", 1)
+    _, error = client.wait_for(lambda a, args: a == "/continuo/error" and args[0] == "stream-2", 10)
+    assert error[1] == "bad_request" and "stream" in error[2]
