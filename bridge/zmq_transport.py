@@ -42,8 +42,8 @@ from bridge.zmq_protocol import (
 
 log = logging.getLogger("continuo.zmq")
 
-JOB_EVENTS = frozenset({"/continuo/queued", "/continuo/progress", "/continuo/partial", "/continuo/output", "/continuo/done",
-                        "/continuo/error", "/continuo/slot"})
+JOB_EVENTS = frozenset({"/continuo/queued", "/continuo/progress", "/continuo/partial", "/continuo/output",
+                        "/continuo/done", "/continuo/error", "/continuo/slot"})
 MAX_INLINE_JOBS = 4096
 POLL_MS = 200
 
