@@ -19,7 +19,7 @@ from bridge.render import LOOP_CROSSFADE_S
 
 CONTEXT_KEYS = ("bpm", "beats_per_bar", "beat_unit", "key", "sample_rate")
 # Request settings the plan consumes itself (the rest are preset overrides).
-PLAN_SETTINGS = ("beats", "stems", "loop", "hard_cut", "stream")
+PLAN_SETTINGS = ("beats", "stems", "loop", "hard_cut", "stream", "style", "style_weight")
 STEMS_OP_PRESET = "default"  # /continuo/stems takes bit depth from this preset when it exists
 
 
@@ -36,6 +36,7 @@ class RenderPlan:
     loop: bool = False  # fold the tail into the head with an equal-power crossfade
     hard_cut: bool = False  # cut effect tails at the last bar line
     stream: bool = False  # send preview chunks (/continuo/partial) while rendering
+    styles: tuple[tuple[str, float], ...] = ()  # style mixing: (model prompt, weight) blended with prompt (1.0)
     beats: float | None = None  # the length in beats when the request gave one (decides frames exactly)
     count: int = 1  # variations: outputs variation-1..count, seeds seed, seed + 1, ...
 
@@ -106,7 +107,8 @@ def build_plan(op: str, params: Mapping[str, Any], presets: Mapping[str, Preset]
     stream = _flag("stream", own.get("stream", 0))
     if stream and op not in ("generate", "continue"):
         raise BadRequest(f"stream 1 works with generate and continue, not {op}; drop the setting")
-    return RenderPlan(op=op, preset=preset, context=context, bars=bars, stream=stream,
+    styles = _styles(own, preset, context)
+    return RenderPlan(op=op, preset=preset, context=context, bars=bars, stream=stream, styles=styles,
                       prompt=preset.render_prompt(params.get("prompt", ""), context), seed=seed,
                       input_path=input_path, stems=stems, loop=_flag("loop", own.get("loop", 0)),
                       hard_cut=_flag("hard_cut", own.get("hard_cut", 0)), beats=beats,
@@ -128,6 +130,14 @@ def parse_stems(text: object) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise BadRequest(f"stems: {text!r} names a stem twice; name each at most once")
     return tuple(name for name in STEMS if name in names)
+
+
+def _styles(own: Mapping[str, Any], preset: Preset, context: MusicalContext) -> tuple[tuple[str, float], ...]:
+    if "style" not in own:
+        if "style_weight" in own:
+            raise BadRequest("style_weight needs a style: send style \"<prompt>\" style_weight 0.5")
+        return ()
+    return ((preset.render_prompt(str(own["style"]), context), float(own.get("style_weight", 1.0))),)
 
 
 def _flag(name: str, value: object) -> bool:

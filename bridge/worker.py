@@ -155,7 +155,7 @@ class Worker(threading.Thread):
         request = GenerationRequest(
             prompt=plan.prompt, duration_s=plan.duration_s + extra_s, seed=plan.seed,
             temperature=plan.preset.temperature, top_k=plan.preset.top_k, top_p=plan.preset.top_p,
-            guidance_scale=plan.preset.guidance_scale, audio_prompt=audio_prompt,
+            guidance_scale=plan.preset.guidance_scale, audio_prompt=audio_prompt, styles=plan.styles,
         )
         if plan.op == "variations":
             return self.render_variations(job, plan, request, lead_frames)

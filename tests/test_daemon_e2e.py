@@ -252,3 +252,13 @@ def test_stream_is_refused_where_it_cannot_work(client):
     client.send("/continuo/variations", "stream-2", "default", "", 2, 1.0, "stream", 1)
     _, error = client.wait_for(lambda a, args: a == "/continuo/error" and args[0] == "stream-2", 10)
     assert error[1] == "bad_request" and "stream" in error[2]
+
+
+def test_style_mixing_blends_a_second_prompt(client):
+    client.send("/continuo/generate", "style-1", "default", "warm piano", 1.0, "style", "dark techno kick",
+                "style_weight", 0.5, "seed", 11)
+    events = client.wait_job("style-1", JOB_TIMEOUT_S)
+    assert events[-1][0] == "/continuo/done", events[-1]
+    client.send("/continuo/generate", "style-2", "default", "warm piano", 1.0, "style_weight", 0.5)
+    _, error = client.wait_for(lambda a, args: a == "/continuo/error" and args[0] == "style-2", 10)
+    assert error[1] == "bad_request" and "style" in error[2]

@@ -111,3 +111,12 @@ def test_stem_chain_applies_to_its_stem_only_and_reports_each_output():
     assert out["bass"].lufs == measured(stems["bass"], 48000).lufs
     looped = apply_stem_chains(stems, 48000, dataclasses.replace(render_plan, loop=True))
     assert "other-tail" not in looped and looped["other"].audio.shape == (2, 48000)
+
+
+def test_style_settings_become_weighted_model_prompts():
+    styled = plan(settings={"style": "dark techno kick at {bpm}", "style_weight": 0.5}, bpm=128.0)
+    assert styled.styles == (("dark techno kick at 128", 0.5),)
+    assert plan(settings={"style": "strings"}).styles == (("strings", 1.0),)
+    assert plan().styles == ()
+    with pytest.raises(BadRequest, match="style_weight needs a style"):
+        plan(settings={"style_weight": 0.5})
