@@ -75,8 +75,7 @@ def percentiles_ms(samples_s: list[float]) -> dict[str, float]:
 def serve_held_daemon(root: str) -> None:
     import soundfile as sf
 
-    from bridge.daemon import Daemon, serve  # noqa: F401  (serve keeps the import path identical)
-    from bridge.daemon import stop_on_signals
+    from bridge.daemon import serve
     from bridge.jobs import JobStatus
     from bridge.journal import Journal, OutputRecord
     from bridge.settings import load_settings
@@ -101,13 +100,7 @@ def serve_held_daemon(root: str) -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    daemon = Daemon(settings, engine_loader=lambda _settings: HeldEngine())
-    with stop_on_signals(daemon):
-        daemon.startup()
-        try:
-            daemon.run()
-        finally:
-            daemon.shutdown()
+    serve(settings, engine_loader=lambda _settings: HeldEngine())
 
 
 def serve_osc_echo() -> None:

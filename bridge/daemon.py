@@ -437,8 +437,10 @@ def stop_on_signals(daemon: Daemon) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def serve(settings: Settings) -> int:
-    daemon = Daemon(settings)
+def serve(settings: Settings, *,
+          engine_loader: Callable[[Settings], TransformersMusicGen] | None = None) -> int:
+    """startup -> run -> shutdown, stopped by SIGINT/SIGTERM; engine_loader swaps the model (benchmarks)."""
+    daemon = Daemon(settings, engine_loader=engine_loader)
     with stop_on_signals(daemon):
         daemon.startup()
         try:
