@@ -24,6 +24,7 @@ import threading
 from collections.abc import Collection
 
 from bridge.errors import BadRequest
+from bridge.osc_socket import bind_socket, bound_address, deliver
 from bridge.osc_udp import OnMessage
 from bridge.peers import Peer
 from bridge.protocol import Schema, load_schema, parse_datagram
@@ -166,24 +167,18 @@ class OscTcpServer:
 
     @property
     def address(self) -> tuple[str, int]:
-        if self._sock is None:
-            raise RuntimeError("OscTcpServer.address is known after start()")
-        host, port = self._sock.getsockname()[:2]
-        return host, port
+        return bound_address(self._sock, "OscTcpServer")
 
     def start(self) -> None:
         if self._sock is not None:
             raise RuntimeError("OscTcpServer already started")
-        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = bind_socket(self._host, self._port, socket.SOCK_STREAM,
+                           [(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)], timeout_s=POLL_S)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self._host, self._port))
             sock.listen(16)
         except OSError:
             sock.close()
             raise
-        sock.settimeout(POLL_S)
         self._sock = sock
         self._stopping.clear()
         self._thread = threading.Thread(target=self._accept_loop, name="continuo-osc-tcp", daemon=True)
@@ -301,11 +296,7 @@ class OscTcpServer:
         except BadRequest as exc:
             self._reply_error(conn, exc.message)
             return
-        for address, args in messages:
-            try:
-                self._on_message(address, args, conn.peer)
-            except Exception:  # a handler bug must not end the connection
-                log.exception("on_message failed for %s from tcp %s:%d", address, conn.peer.host, conn.peer.port)
+        deliver(messages, self._on_message, conn.peer, f"tcp {conn.peer.host}:{conn.peer.port}")
 
     def _reply_error(self, conn: _Connection, message: str) -> None:
         try:

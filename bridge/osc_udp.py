@@ -20,6 +20,7 @@ import time
 from typing import Callable, Collection
 
 from bridge.errors import BadRequest
+from bridge.osc_socket import bind_socket, bound_address, deliver
 from bridge.protocol import Schema, load_schema, parse_datagram
 
 log = logging.getLogger("continuo.osc")
@@ -64,23 +65,13 @@ class OscUdpServer:
     @property
     def address(self) -> tuple[str, int]:
         """The bound (host, port); port 0 at construction becomes the ephemeral port."""
-        if self._sock is None:
-            raise RuntimeError("OscUdpServer.address is known after start()")
-        host, port = self._sock.getsockname()[:2]
-        return host, port
+        return bound_address(self._sock, "OscUdpServer")
 
     def start(self) -> None:
         if self._sock is not None:
             raise RuntimeError("OscUdpServer already started")
-        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER_BYTES)
-            sock.bind((self._host, self._port))
-        except OSError:
-            sock.close()
-            raise
-        sock.settimeout(POLL_S)
+        sock = bind_socket(self._host, self._port, socket.SOCK_DGRAM,
+                           [(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER_BYTES)], timeout_s=POLL_S)
         granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         if granted < RECV_BUFFER_BYTES:  # Linux reports double what it grants
             log.warning(
@@ -192,11 +183,7 @@ class OscUdpServer:
             self._log_malformed(sender, exc.message)
             self.send(sender, self._schema.build_event("/continuo/error", "", "bad_request", exc.message))
             return
-        for address, args in messages:
-            try:
-                self._on_message(address, args, sender)
-            except Exception:  # a handler bug must not stop the receive loop
-                log.exception("on_message failed for %s from %s:%d", address, *sender)
+        deliver(messages, self._on_message, sender, f"{sender[0]}:{sender[1]}")
 
     def _log_malformed(self, sender: tuple[str, int], reason: str) -> None:
         now = time.monotonic()
