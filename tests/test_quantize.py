@@ -18,7 +18,9 @@ import torch
 
 from inference.engine import GenerationRequest
 from inference.loading import load_engine, resolve_model
-from inference.quantize import WeightMode, resolve_weight_mode
+from inference.quantize import PackedLinear, WeightMode, onednn_linear_available, resolve_weight_mode
+
+needs_onednn = pytest.mark.skipif(not onednn_linear_available(), reason="this torch build has no oneDNN linear ops")
 
 REQUEST = GenerationRequest(prompt="warm piano chords", duration_s=4.0, seed=7, temperature=0.0, guidance_scale=3.0)
 
@@ -74,6 +76,27 @@ def test_int8_swaps_every_decoder_linear(source):
     kinds = {type(module).__name__ for module in engine.decoder.modules()}
     assert "Linear" in kinds  # torch.ao dynamic Linear keeps the class name
     assert not any(type(module) is torch.nn.Linear for module in engine.decoder.modules())
+
+
+@needs_onednn
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(1, 48), (2, 48), (5, 48), (2, 3, 48), (4, 17, 48)])
+def test_packed_linear_matches_linear(dtype, shape):
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(48, 96, bias=True).to(dtype)
+    x = torch.randn(shape, dtype=dtype)
+    expected = linear(x)
+    got = PackedLinear(linear)(x)  # packed for batch 2; every batch and prefill length must still fit
+    assert got.shape == expected.shape and got.dtype == dtype
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+    assert torch.allclose(got.float(), expected.float(), atol=tolerance, rtol=tolerance)
+
+
+@needs_onednn
+def test_fp32_on_cpu_runs_prepacked_linears(source):
+    engine = load_engine(source, device="cpu", warm_up=False, weights="fp32")
+    packed = [module for module in engine.decoder.modules() if isinstance(module, PackedLinear)]
+    assert packed and not any(type(module) is torch.nn.Linear for module in engine.decoder.modules())
 
 
 def test_auto_is_int8_on_cpu_and_fp16_on_cuda():
