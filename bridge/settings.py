@@ -45,7 +45,8 @@ class Settings:
         "auto", "decoder weights: auto (int8 on CPU, fp16 on CUDA), fp32, bf16, fp16, int8, bnb-int8, bnb-nf4"
     )
     kv_cache: str = _setting("auto", "self-attention cache: auto (the weights' dtype), fp32, fp16, bf16, mulaw8")
-    attention: str = _setting("sdpa", "attention kernel: sdpa, eager (the reference), flash (flash-attn on CUDA)")
+    attention: str = _setting("auto", "attention kernel: auto (fused-cpu on the CPU, flash or sdpa on CUDA), sdpa, "
+                                      "eager (the reference), flash (flash-attn on CUDA), fused-cpu (our C++ kernel)")
     compile_decode: bool = _setting(False, "CUDA only: compile the decode step with CUDA graphs (slow first render)")
     allow_smoke_model: bool = _setting(
         True, "when no real checkpoint can be had, serve a tiny random model (noise, not music)"

@@ -36,7 +36,7 @@ class BenchConfig:
     weights: str
     kv_cache: str
     compile: bool = False
-    attention: str = "sdpa"
+    attention: str = "auto"
 
 
 def configs_for(device: torch.device, quick: bool) -> list[BenchConfig]:
@@ -46,8 +46,9 @@ def configs_for(device: torch.device, quick: bool) -> list[BenchConfig]:
                    BenchConfig("engine", "bnb-int8", "fp16"), BenchConfig("engine", "bnb-nf4", "fp16")]
         return configs[:3] if quick else configs
     configs = [BenchConfig("transformers", "fp32", "fp32"), BenchConfig("engine", "fp32", "fp32"),
-               BenchConfig("engine", "int8", "fp32"), BenchConfig("engine", "int8", "mulaw8")]
-    return configs  # bf16 is slower than fp32 on the CPU (FACTS); run it by hand with --shape if wanted
+               BenchConfig("engine", "int8", "fp32"), BenchConfig("engine", "int8", "bf16"),
+               BenchConfig("engine", "int8", "mulaw8"), BenchConfig("engine", "int8", "fp32", attention="sdpa")]
+    return configs[:4] if quick else configs  # bf16 weights are slower than fp32 on the CPU (FACTS)
 
 
 def build_random_musicgen(shape: str, seed: int = 0):
@@ -175,7 +176,8 @@ def bench_config(model, tokenizer, shape: str, config: BenchConfig, duration_s: 
         first_chunk_s = wall_s  # transformers hands over audio only at the end
     result = {
         "suite": "engine", "shape": shape, "backend": config.backend, "weights": config.weights,
-        "kv_cache": config.kv_cache, "compile": config.compile, "attention": config.attention,
+        "kv_cache": config.kv_cache, "compile": config.compile,
+        "attention": engine.options.attention if engine else "sdpa",
         "device": str(device), "cfg": 3.0, "audio_s": duration_s, "steps": steps,
         "steps_per_s": round(clock.steps_per_s(), 2),
         "decoder_rtf": round((clock.times[-1] - clock.started) / duration_s, 3),

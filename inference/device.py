@@ -66,6 +66,7 @@ def describe_accelerations() -> list[Capability]:
         check_flash_attn,
         check_cuda_graphs,
         check_sdpa,
+        check_cpu_kernels,
     )
     return [run_check(check) for check in checks]
 
@@ -114,7 +115,7 @@ def check_cpu_int8() -> Capability:
         return Capability(
             "cpu_int8", False, f"this torch build has no x86/fbgemm quantized engine (has {', '.join(engines)})"
         )
-    return Capability("cpu_int8", True, f"torch dynamic int8 on the CPU via {usable[0]}: the fast CPU path")
+    return Capability("cpu_int8", True, f"torch dynamic int8 on the CPU via {usable[0]}: weights int8 when our kernel cannot be built")
 
 
 def check_bitsandbytes() -> Capability:
@@ -164,19 +165,30 @@ def check_sdpa() -> Capability:
     return Capability("sdpa", usable, reason)
 
 
+def check_cpu_kernels() -> Capability:
+    """Our C++ CPU kernels (inference/csrc): built here on first use, so this check may take about 25 s once."""
+    from inference.cpu_kernels import kernels_status
+
+    status = kernels_status()
+    return Capability("cpu_kernels", status.usable, status.reason)
+
+
 def describe_modes(device: torch.device | None = None) -> list[Capability]:
     """One line per engine mode chosen by name (settings weights / kv_cache / attention / compile_decode)."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device.type == "cuda"
     caps = {cap.name: cap for cap in describe_accelerations()}
     auto = "fp16" if cuda else "int8"
+    kernels = caps["cpu_kernels"]
+    int8_how = ("our int8 kernel: " + kernels.reason if kernels.usable
+                else caps["cpu_int8"].reason + f" (our kernel: {kernels.reason})")
     bnb = caps["bitsandbytes"]
     bnb_installed = "installed" in bnb.reason or bnb.usable
     rows = [
         Capability("weights=auto", True, f"picks {auto} on this {device.type}"),
         Capability("weights=fp32", True, "full precision: the reference (4 bytes per weight)"),
-        Capability("weights=int8", not cuda and caps["cpu_int8"].usable,
-                   caps["cpu_int8"].reason if not cuda else "CPU path; on CUDA use fp16, bnb-int8 or bnb-nf4"),
+        Capability("weights=int8", not cuda and (kernels.usable or caps["cpu_int8"].usable),
+                   int8_how if not cuda else "CPU path; on CUDA use fp16, bnb-int8 or bnb-nf4"),
         Capability("weights=bf16", caps["bf16"].usable or not cuda,
                    caps["bf16"].reason if cuda else "runs on the CPU, but slower than fp32 at long context"),
         Capability("weights=fp16", caps["fp16"].usable, caps["fp16"].reason),
@@ -191,7 +203,12 @@ def describe_modes(device: torch.device | None = None) -> list[Capability]:
     rows += [
         Capability("kv_cache=auto", True, "the weights' activation dtype"),
         Capability("kv_cache=fp32/fp16/bf16", True, "static preallocated cache"),
-        Capability("kv_cache=mulaw8", True, "int8 mu-law, ~0.27x fp32 bytes; unfused dequantization costs speed"),
+        Capability("kv_cache=mulaw8", True, "int8 mu-law, ~0.27x fp32 bytes; dequantized inside fused-cpu attention, "
+                                            "separately (slowly) under sdpa/eager"),
+        Capability("attention=auto", True, "picks " + ("flash if usable, else sdpa" if cuda else
+                                                       "fused-cpu" if kernels.usable else "sdpa")),
+        Capability("attention=fused-cpu", not cuda and kernels.usable,
+                   "our C++ decode attention: " + kernels.reason if not cuda else "CPU only; on CUDA use flash or sdpa"),
         Capability("attention=sdpa", caps["sdpa"].usable, caps["sdpa"].reason),
         Capability("attention=eager", True, "plain matmul + softmax: the reference"),
         Capability("attention=flash", caps["flash_attn"].usable, caps["flash_attn"].reason),

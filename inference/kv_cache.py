@@ -4,6 +4,10 @@ Both hold (B, H, T, D) keys and values for T = max_positions allocated up
 front; update(input_pos, k, v, kv_end) writes in place and returns the keys
 and values to attend to: the first kv_end positions, or the whole buffer when
 kv_end is None (static shapes for CUDA graphs; the caller masks).
+
+For one decode query the fused CPU kernel reads the cache where it lies instead:
+write(input_pos, k, v), then attend_one(q, kv_end, op, scale) (fp32, bf16 and mu-law caches;
+fused_readable says which).
 """
 
 from __future__ import annotations
@@ -46,11 +50,22 @@ class KVCache(nn.Module):
 
     def update(self, input_pos: Tensor, k: Tensor, v: Tensor, kv_end: int | None) -> tuple[Tensor, Tensor]:
         # input_pos (T,), k/v (B, H, T, D)
-        self.k_cache[:, :, input_pos] = k.to(self.k_cache.dtype)
-        self.v_cache[:, :, input_pos] = v.to(self.v_cache.dtype)
+        self.write(input_pos, k, v)
         keys, values = (self.k_cache, self.v_cache) if kv_end is None else (
             self.k_cache[:, :, :kv_end], self.v_cache[:, :, :kv_end])
         return keys.to(k.dtype), values.to(v.dtype)
+
+    def write(self, input_pos: Tensor, k: Tensor, v: Tensor) -> None:
+        self.k_cache.index_copy_(2, input_pos, k.to(self.k_cache.dtype))
+        self.v_cache.index_copy_(2, input_pos, v.to(self.v_cache.dtype))
+
+    @property
+    def fused_readable(self) -> bool:
+        return self.k_cache.device.type == "cpu" and self.k_cache.dtype in (torch.float32, torch.bfloat16)
+
+    def attend_one(self, q: Tensor, kv_end: int, op, scale: float) -> Tensor:
+        """q (B, H, 1, D) fp32 over the first kv_end positions -> (B, 1, H*D), by the fused kernel op."""
+        return op(q, self.k_cache, self.v_cache, kv_end, None, None, None, None, scale)
 
     def nbytes(self) -> int:
         return sum(buffer.numel() * buffer.element_size() for name, buffer in self.named_buffers() if name != "table")
@@ -92,9 +107,23 @@ class MuLawKVCache(KVCache):
                 f"{name}_scale", torch.zeros(scale_shape, dtype=torch.float16, device=device), persistent=False
             )
 
-    def update(self, input_pos: Tensor, k: Tensor, v: Tensor, kv_end: int | None) -> tuple[Tensor, Tensor]:
+    def write(self, input_pos: Tensor, k: Tensor, v: Tensor) -> None:
         for codes, scales, x in ((self.k_codes, self.k_scale, k), (self.v_codes, self.v_scale, v)):
-            codes[:, :, input_pos], scales[:, :, input_pos] = mulaw_encode(x, self.mu)
+            new_codes, new_scales = mulaw_encode(x, self.mu)
+            codes.index_copy_(2, input_pos, new_codes)
+            scales.index_copy_(2, input_pos, new_scales)
+
+    @property
+    def fused_readable(self) -> bool:
+        return self.k_codes.device.type == "cpu"
+
+    def attend_one(self, q: Tensor, kv_end: int, op, scale: float) -> Tensor:
+        batch, positions = self.k_scale.shape[0], self.k_scale.shape[2]
+        return op(q, self.k_codes, self.v_codes, kv_end, self.k_scale.view(batch, positions),
+                  self.v_scale.view(batch, positions), self.mu, None, scale)
+
+    def update(self, input_pos: Tensor, k: Tensor, v: Tensor, kv_end: int | None) -> tuple[Tensor, Tensor]:
+        self.write(input_pos, k, v)
         end = self.k_codes.shape[2] if kv_end is None else kv_end
         table = self.table.to(k.dtype)
         keys = mulaw_decode(self.k_codes[:, :, :end], self.k_scale[:, :, :end], self.mu, k.dtype, table)

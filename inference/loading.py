@@ -317,7 +317,7 @@ def load_engine(
     backend: str = "engine",
     weights: str = "auto",
     kv_cache: str = "auto",
-    attention: str = "sdpa",
+    attention: str = "auto",
     compile: bool = False,
 ) -> MusicGenEngine | TransformersMusicGen:
     """Load source.path and warm it up.

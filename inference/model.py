@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from inference.kv_cache import KVCache
 
-ATTENTION_BACKENDS = ("sdpa", "eager", "flash")
+ATTENTION_BACKENDS = ("sdpa", "eager", "flash", "fused-cpu")
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,8 @@ class Attention(nn.Module):
         self.wo = nn.Linear(args.dim, args.dim, bias=False)
         self.kv_cache: KVCache | None = None
         self.backend = "sdpa"
+        self.decode_op = None  # fused-cpu: torch.ops.continuo_cpu.decode_attention, for one query at a time
+        self.scale = self.head_dim**-0.5
 
     def split_heads(self, x: Tensor) -> Tensor:
         b, t, _ = x.shape
@@ -112,12 +114,19 @@ class Attention(nn.Module):
         return self.split_heads(k), self.split_heads(v)
 
     def forward(self, x: Tensor, input_pos: Tensor, kv_end: int | None, memory=None) -> Tensor:
-        # x (B, T, dim); memory: (keys, values, mask) for cross-attention
+        # x (B, T, dim); memory: (keys, values, mask) for cross-attention, mask None when every key counts
+        fused = self.decode_op is not None and x.shape[1] == 1 and x.dtype == torch.float32
         if self.cross:
             q = self.split_heads(self.wq(x))
             k, v, mask = memory
+            if fused:
+                flat = None if mask is None else mask[:, 0, 0, :].expand(q.shape[0], -1)
+                return self.wo(self.decode_op(q, k, v, k.shape[2], None, None, None, flat, self.scale))
         else:
             q, k, v = (self.split_heads(part) for part in self.wqkv(x).chunk(3, dim=-1))
+            if fused and kv_end is not None and self.kv_cache.fused_readable:
+                self.kv_cache.write(input_pos, k, v)
+                return self.wo(self.kv_cache.attend_one(q, kv_end, self.decode_op, self.scale))
             k, v = self.kv_cache.update(input_pos, k, v, kv_end)
             mask = causal_mask(input_pos, k.shape[2], kv_end)
         y = attend(q, k, v, mask, self.backend)  # (B, H, T, D)
@@ -132,7 +141,7 @@ def causal_mask(input_pos: Tensor, keys: int, kv_end: int | None) -> Tensor | No
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, backend: str) -> Tensor:
-    if backend == "sdpa":
+    if backend in ("sdpa", "fused-cpu"):  # fused-cpu handles one query; many (prefill) go to SDPA
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     if backend == "flash":
         return attend_flash(q, k, v, mask)
@@ -204,8 +213,14 @@ class MusicGenDecoder(nn.Module):
     def set_attention_backend(self, backend: str) -> None:
         if backend not in ATTENTION_BACKENDS:
             raise ValueError(f"attention backend must be one of {', '.join(ATTENTION_BACKENDS)}, got {backend!r}")
+        decode_op = None
+        if backend == "fused-cpu":
+            from inference.cpu_kernels import decode_attention_op
+
+            decode_op = decode_attention_op()  # raises with the reason when it cannot be built here
         for layer in self.layers:
-            layer.attention.backend = layer.cross_attention.backend = backend
+            for attention in (layer.attention, layer.cross_attention):
+                attention.backend, attention.decode_op = backend, decode_op
 
     def setup_caches(self, cache_factory) -> None:
         """cache_factory(layer_index) -> a KVCache; called again when batch or length must grow."""
@@ -226,7 +241,7 @@ class MusicGenDecoder(nn.Module):
         states = states * text_mask[..., None].to(states.dtype)
         mask = text_mask.bool()
         mask = mask | ~mask.any(dim=1, keepdim=True)  # (B, S); an empty row sees its zero states
-        mask = mask[:, None, None, :]  # (B, 1, 1, S)
+        mask = None if bool(mask.all()) else mask[:, None, None, :]  # (B, 1, 1, S); None: every key counts
         memory = []
         for layer in self.layers:
             keys, values = layer.cross_attention.project_memory(states)

@@ -52,7 +52,7 @@ class EngineOptions:
 
     weights: str = "auto"  # WeightMode
     kv_cache: str = "auto"  # KVCacheMode
-    attention: str = "sdpa"  # sdpa | eager | flash
+    attention: str = "auto"  # auto | sdpa | eager | flash | fused-cpu (resolve_attention)
     compile: bool = False  # CUDA: torch.compile(mode="reduce-overhead") decode step (CUDA graphs)
     mu: float = DEFAULT_MU  # mu-law cache companding
     window_s: float | None = None  # decode window; None: the model's (30 s); longer output re-prompts
@@ -358,16 +358,13 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
     device = torch.device(device)
     weights = resolve_weight_mode(WeightMode.parse(options.weights), device)
     kv_cache = KVCacheMode.parse(options.kv_cache)
-    if options.attention not in ATTENTION_BACKENDS:
-        raise ValueError(f"attention must be one of {', '.join(ATTENTION_BACKENDS)}, got {options.attention!r}")
-    if options.attention == "flash" and device.type != "cuda":
-        raise ValueError("attention 'flash' needs flash-attn on a CUDA GPU; use sdpa (or eager, the reference)")
+    attention = resolve_attention(options.attention, device)
     config = model.config
     args = ModelArgs.from_hf_config(config.decoder, text_dim=config.text_encoder.hidden_size)
     hf_state = {name: tensor.detach().float() for name, tensor in model.state_dict().items()  # no copy in fp32
                 if name.startswith(("decoder.", "enc_to_dec_proj."))}
     decoder = apply_weight_mode_(build_decoder(args, hf_state), weights, device)
-    decoder.set_attention_backend(options.attention)
+    decoder.set_attention_backend(attention)
     text_encoder = model.text_encoder.to(device=device, dtype=torch.float32).eval()
     codec = model.audio_encoder.to(device=device, dtype=torch.float32).eval()
     parameters = sum(p.numel() for p in text_encoder.parameters()) + sum(p.numel() for p in codec.parameters())
@@ -377,8 +374,29 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
     info = replace(info, max_output_s=max(options.max_output_s, info.max_duration_s))
     hop = int(np.prod(config.audio_encoder.upsampling_ratios))
     log.info("engine: %s weights (%.1f MB), %s kv cache, %s attention on %s", weights.value,
-             weight_bytes(decoder) / 2**20, kv_cache.value, options.attention, device)
-    return MusicGenEngine(decoder, text_encoder, codec, tokenizer, info, options, hop, weights, kv_cache)
+             weight_bytes(decoder) / 2**20, kv_cache.value, attention, device)
+    return MusicGenEngine(decoder, text_encoder, codec, tokenizer, info, replace(options, attention=attention), hop,
+                          weights, kv_cache)
+
+
+def resolve_attention(name: str, device: torch.device) -> str:
+    """auto -> flash on CUDA when flash-attn is usable, else sdpa; on the CPU our fused kernel when it builds, else sdpa."""
+    name = name.strip().lower()
+    if name == "auto":
+        if device.type == "cuda":
+            from inference.device import check_flash_attn
+
+            return "flash" if check_flash_attn().usable else "sdpa"
+        from inference.cpu_kernels import kernels_status
+
+        return "fused-cpu" if device.type == "cpu" and kernels_status().usable else "sdpa"
+    if name not in ATTENTION_BACKENDS:
+        raise ValueError(f"attention must be auto or one of {', '.join(ATTENTION_BACKENDS)}, got {name!r}")
+    if name == "flash" and device.type != "cuda":
+        raise ValueError("attention 'flash' needs flash-attn on a CUDA GPU; use sdpa (or eager, the reference)")
+    if name == "fused-cpu" and device.type != "cpu":
+        raise ValueError("attention 'fused-cpu' is our CPU kernel; on a GPU use flash or sdpa")
+    return name
 
 
 def build_param_counter(args: ModelArgs):

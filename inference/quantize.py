@@ -3,7 +3,9 @@
 - fp32, fp16, bf16: cast the decoder (fp16 is CUDA-only). On the CPU, fp32 and bf16 linears run as
   oneDNN inner products over weights reordered once at load (PackedLinear): MKL's sgemm reads a
   batch-2 decode's weights at about 9 GB/s here, the prepacked oneDNN kernel at about 40 (fp32) and 57 (bf16).
-- int8: torch dynamic int8 (fbgemm/x86), the fast CPU path (FACTS: about 8x fp32 per linear).
+- int8: int8 weights with one scale per output channel (Int8Linear): our C++ kernel for the few rows of
+  a decode step (AVX-512 VNNI here, bound by reading the weights), one GEMM over the dequantized weight
+  for prefill. Where our kernels cannot be built, torch's dynamic int8 Linear (fbgemm/x86) stands in.
 - bnb-int8, bnb-nf4: bitsandbytes; the CUDA memory savers. They also run on the CPU, slowly,
   which the tests use as a parity reference.
 """
@@ -46,7 +48,12 @@ def resolve_weight_mode(mode: WeightMode, device: torch.device) -> WeightMode:
     if mode == WeightMode.INT8 and device.type != "cpu":
         raise ValueError("weights 'int8' is torch's CPU int8 path; on CUDA use bnb-int8, bnb-nf4, fp16 or bf16")
     if mode == WeightMode.INT8 and not cpu_int8_engine():
-        raise ValueError("this torch build has no x86/fbgemm quantized engine for weights 'int8'; use fp32")
+        from inference.cpu_kernels import kernels_status
+
+        status = kernels_status()
+        if not status.usable:
+            raise ValueError("weights 'int8' needs our CPU kernels or torch's x86/fbgemm int8 engine; neither is "
+                             f"here ({status.reason}); use fp32")
     if mode in (WeightMode.BNB_INT8, WeightMode.BNB_NF4):
         try:
             import bitsandbytes  # noqa: F401
@@ -107,8 +114,42 @@ def prepack_cpu_(decoder: nn.Module) -> nn.Module:
     return decoder
 
 
+class Int8Linear(nn.Module):
+    """int8 weights, one fp32 scale per output channel (symmetric abs-max), fp32 activations in and out."""
+
+    DECODE_ROWS = 16  # up to this many rows of x (a decode step, variations under CFG) run on the int8 kernel
+
+    def __init__(self, linear: nn.Linear, op):
+        super().__init__()
+        self.in_features, self.out_features, self.op = linear.in_features, linear.out_features, op
+        weight = linear.weight.detach().float()
+        scales = (weight.abs().amax(dim=1) / 127).clamp_min(1e-12)
+        codes = torch.round(weight / scales[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+        self.register_buffer("codes", codes, persistent=False)
+        self.register_buffer("scales", scales.contiguous(), persistent=False)
+        self.register_buffer("row_sums", codes.sum(dim=1, dtype=torch.int32), persistent=False)
+        bias = None if linear.bias is None else linear.bias.detach().float()
+        self.register_buffer("bias", bias, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.numel() // self.in_features <= self.DECODE_ROWS:
+            return self.op(x, self.codes, self.scales, self.row_sums, self.bias)
+        # prefill: one GEMM over the dequantized weight beats streaming it once per few rows
+        return nn.functional.linear(x, self.codes.float() * self.scales[:, None], self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
 def quantize_int8_cpu_(decoder: nn.Module) -> nn.Module:
-    """Swap every nn.Linear for torch's dynamic int8 Linear (int8 weights, per-channel scales, fp32 activations)."""
+    """Swap every nn.Linear for Int8Linear; torch's dynamic int8 Linear where our kernels cannot be built."""
+    from inference.cpu_kernels import int8_linear_op
+
+    op = int8_linear_op()
+    if op is not None:
+        for parent, name, linear in list(linears(decoder)):
+            setattr(parent, name, Int8Linear(linear, op))
+        return decoder
     from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
     from torch.ao.quantization import per_channel_dynamic_qconfig
 

@@ -24,3 +24,11 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 def tiny_stereo_model_dir(tmp_path_factory) -> Path:
     """The stereo variant: 8 codebooks, left/right interleaved."""
     return build_tiny_musicgen(tmp_path_factory.mktemp("tiny-musicgen") / "stereo", seed=0, channels=2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cpu_kernels_built():
+    """Build our C++ CPU kernels before any test (cold: about 25 s), so daemons that tests start load them at once."""
+    from inference.cpu_kernels import kernels_status
+
+    return kernels_status()

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from inference.cpu_kernels import kernels_status
 from inference.engine import GenerationRequest
 from inference.loading import load_engine, resolve_model
 from inference.quantize import PackedLinear, WeightMode, onednn_linear_available, resolve_weight_mode
@@ -74,7 +75,7 @@ def test_mode_within_tolerance(source, reference, weights, kv_cache):
 def test_int8_swaps_every_decoder_linear(source):
     engine = load_engine(source, device="cpu", warm_up=False, weights="int8")
     kinds = {type(module).__name__ for module in engine.decoder.modules()}
-    assert "Linear" in kinds  # torch.ao dynamic Linear keeps the class name
+    assert "Int8Linear" in kinds if kernels_status().usable else "Linear" in kinds  # torch.ao keeps the name
     assert not any(type(module) is torch.nn.Linear for module in engine.decoder.modules())
 
 
@@ -145,4 +146,6 @@ def test_doctor_lists_every_mode_with_a_reason():
         assert f"weights={mode.value}" in rows
     assert rows["weights=int8"].usable and not rows["weights=fp16"].usable
     assert rows["kv_cache=mulaw8"].usable and KVCacheMode.parse("MULAW8") == KVCacheMode.MULAW8
+    assert rows["attention=fused-cpu"].usable == kernels_status().usable
+    assert rows["attention=auto"].reason.endswith("fused-cpu" if kernels_status().usable else "sdpa")
     assert all(row.reason for row in rows.values())

@@ -1,0 +1,123 @@
+"""Our C++ CPU kernels (inference/csrc/*.cpp), built on first use and cached; torch's ops stand in where they cannot.
+
+- decode_attention: one decode step's attention (one query per batch row and head) over the KV cache,
+  read in place in its own dtype (fp32, bf16, or mu-law int8 codes dequantized in registers). It is the
+  `fused-cpu` attention backend; prefill (many queries at once) stays on SDPA. Stand-in: SDPA.
+- int8_linear: int8 weights (one scale per output channel) against a few rows of activations, on
+  AVX-512 VNNI where the CPU has it: the int8 weight mode's decode-step linear. Stand-in: torch's
+  dynamic int8 Linear (fbgemm), about 25 % slower per step here.
+
+Building needs a C++ compiler (g++ or clang++) and ninja; torch's extension builder compiles the
+sources once per machine (about 25 s on 2 cores) into its cache (TORCH_EXTENSIONS_DIR, default
+~/.cache/torch_extensions) and later loads take a fraction of a second. The library name carries a
+hash of the source, the flags, torch's version and this CPU's instruction sets, so a changed source or
+another CPU under the same home directory builds afresh instead of loading a stale binary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger("continuo.inference")
+
+SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("decode_attention.cpp", "int8_linear.cpp"))
+FLAGS = ("-O3", "-march=native", "-fopenmp")
+
+
+@dataclass(frozen=True)
+class KernelStatus:
+    usable: bool
+    reason: str
+
+
+_lock = threading.Lock()
+_status: KernelStatus | None = None
+
+
+def cpu_features() -> str:
+    """This CPU's instruction-set flags (Linux), or the machine name: part of the build's identity."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next((line for line in info if line.startswith(("flags", "Features"))), platform.machine())
+    except OSError:
+        return platform.machine()
+
+
+def library_name() -> str:
+    identity = "\n".join([*(source.read_text() for source in SOURCES), " ".join(FLAGS), torch.__version__,
+                          cpu_features()])
+    return "continuo_cpu_" + hashlib.sha1(identity.encode()).hexdigest()[:12]
+
+
+def missing_tools() -> str | None:
+    """Why a build cannot even start here, or None."""
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        return f"no C++ compiler ({compiler!r} is not on PATH); install g++ or clang++, or use attention 'sdpa'"
+    venv_bin = str(Path(sys.executable).parent)
+    if shutil.which("ninja") is None and shutil.which("ninja", path=venv_bin) is None:
+        return "ninja is not installed (`pip install ninja`); or use attention 'sdpa'"
+    return None
+
+
+def build() -> KernelStatus:
+    if sys.platform not in ("linux", "darwin"):
+        return KernelStatus(False, f"CPU kernels are built on Linux and macOS only (this is {sys.platform})")
+    problem = missing_tools()
+    if problem is not None:
+        return KernelStatus(False, problem)
+    venv_bin = str(Path(sys.executable).parent)
+    if venv_bin not in os.environ.get("PATH", "").split(os.pathsep):  # ninja from `pip install ninja` lives here
+        os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime" is not our news
+    from torch.utils.cpp_extension import load_inline
+
+    started = time.monotonic()
+    log.info("CPU kernels: loading %s (the first time on this machine compiles them, about 25 s)", library_name())
+    load_inline(library_name(), cpp_sources=[source.read_text() for source in SOURCES], extra_cflags=list(FLAGS),
+                extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False)
+    ops = torch.ops.continuo_cpu
+    for name in ("decode_attention", "int8_linear"):
+        if not hasattr(ops, name):
+            return KernelStatus(False, f"built, but torch.ops.continuo_cpu.{name} is not registered")
+    isa = "AVX-512 VNNI" if ops.int8_linear_uses_vnni() else "portable fp32 loop (no AVX-512 VNNI here)"
+    return KernelStatus(True, f"decode attention + int8 linear ({isa}), ready in {time.monotonic() - started:.1f} s")
+
+
+def kernels_status() -> KernelStatus:
+    """Build or load the kernel once per process; never raises (a failure is a reason, and SDPA is used)."""
+    global _status
+    with _lock:
+        if _status is None:
+            try:
+                _status = build()
+            except Exception as error:  # a compiler error must cost speed, never the daemon
+                detail = str(error).strip().splitlines()
+                _status = KernelStatus(False, f"build failed ({type(error).__name__}: {detail[-1] if detail else ''})")
+            if not _status.usable:
+                log.warning("CPU kernels unavailable (torch's own ops stand in, slower): %s", _status.reason)
+        return _status
+
+
+def decode_attention_op():
+    """torch.ops.continuo_cpu.decode_attention, building it if needed; raises with the reason when it cannot."""
+    status = kernels_status()
+    if not status.usable:
+        raise RuntimeError(f"attention 'fused-cpu' is not available here: {status.reason}")
+    return torch.ops.continuo_cpu.decode_attention
+
+
+def int8_linear_op():
+    """torch.ops.continuo_cpu.int8_linear, or None when the kernels cannot be built here (the reason is logged)."""
+    return torch.ops.continuo_cpu.int8_linear if kernels_status().usable else None
