@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("dir", type=Path)
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--stereo", action="store_true")
+    tiny.add_argument("--melody", action="store_true", help="a MusicGen-melody checkpoint (chroma conditioning)")
 
     doctor = commands.add_parser("doctor", help="what device, accelerations and optional packages are usable here")
     add_settings_flags(doctor)
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "model":
             from inference.tiny import build_tiny_musicgen
 
-            path = build_tiny_musicgen(args.dir, seed=args.seed, channels=2 if args.stereo else 1)
+            path = build_tiny_musicgen(args.dir, seed=args.seed, channels=2 if args.stereo else 1, melody=args.melody)
             print(f"tiny RANDOM MusicGen checkpoint written to {path} (it makes noise, not music; for tests)")
             return 0
         if args.command == "doctor":

@@ -258,6 +258,11 @@ class Daemon:
         plan = build_plan(op, params, self.presets, self.input_roots)
         if plan.input_path is not None:
             check_input_limits(plan.input_path, self.settings, job_id)
+        if plan.melody_path is not None:
+            if not getattr(self.engine.info, "takes_melody", False):
+                raise BadRequest(f"melody needs a MusicGen-melody model; this daemon serves {self.engine.info.name} "
+                                 "(serve --model facebook/musicgen-melody, or drop the setting)", job_id=job_id)
+            check_input_limits(plan.melody_path, self.settings, job_id)
         self.check_limits(plan.bars, plan.generated_s_max,
                           plan.preset.prompt_seconds if plan.input_path and op != "stems" else 0.0, job_id)
         if len(self.queue) >= self.queue.max_length and priority is not Priority.LIVE:

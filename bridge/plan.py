@@ -19,7 +19,7 @@ from bridge.render import LOOP_CROSSFADE_S
 
 CONTEXT_KEYS = ("bpm", "beats_per_bar", "beat_unit", "key", "sample_rate")
 # Request settings the plan consumes itself (the rest are preset overrides).
-PLAN_SETTINGS = ("beats", "stems", "loop", "hard_cut", "stream", "style", "style_weight")
+PLAN_SETTINGS = ("beats", "stems", "loop", "hard_cut", "stream", "style", "style_weight", "melody")
 STEMS_OP_PRESET = "default"  # /continuo/stems takes bit depth from this preset when it exists
 
 
@@ -39,6 +39,7 @@ class RenderPlan:
     styles: tuple[tuple[str, float], ...] = ()  # style mixing: (model prompt, weight) blended with prompt (1.0)
     beats: float | None = None  # the length in beats when the request gave one (decides frames exactly)
     count: int = 1  # variations: outputs variation-1..count, seeds seed, seed + 1, ...
+    melody_path: Path | None = None  # a tune for a MusicGen-melody model to follow (its chroma conditions it)
 
     @property
     def duration_s(self) -> float:
@@ -108,7 +109,11 @@ def build_plan(op: str, params: Mapping[str, Any], presets: Mapping[str, Preset]
     if stream and op not in ("generate", "continue"):
         raise BadRequest(f"stream 1 works with generate and continue, not {op}; drop the setting")
     styles = _styles(own, preset, context)
+    melody_path = resolve_input(str(own["melody"]), input_roots) if own.get("melody") else None
+    if melody_path is not None and op == "stems":
+        raise BadRequest("melody conditions generation; /continuo/stems generates nothing; drop the setting")
     return RenderPlan(op=op, preset=preset, context=context, bars=bars, stream=stream, styles=styles,
+                      melody_path=melody_path,
                       prompt=preset.render_prompt(params.get("prompt", ""), context), seed=seed,
                       input_path=input_path, stems=stems, loop=_flag("loop", own.get("loop", 0)),
                       hard_cut=_flag("hard_cut", own.get("hard_cut", 0)), beats=beats,

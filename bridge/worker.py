@@ -156,6 +156,7 @@ class Worker(threading.Thread):
             prompt=plan.prompt, duration_s=plan.duration_s + extra_s, seed=plan.seed,
             temperature=plan.preset.temperature, top_k=plan.preset.top_k, top_p=plan.preset.top_p,
             guidance_scale=plan.preset.guidance_scale, audio_prompt=audio_prompt, styles=plan.styles,
+            melody=self.read_melody(plan) if plan.melody_path is not None else None,
         )
         if plan.op == "variations":
             return self.render_variations(job, plan, request, lead_frames)
@@ -249,6 +250,13 @@ class Worker(threading.Thread):
         self.progress(job, "loading", 1.0)
         end_frames = round(audio.shape[1] * plan.context.sample_rate / rate)
         return np.ascontiguousarray(tail, dtype=np.float32), plan.context.frames_to_next_downbeat(end_frames)
+
+    def read_melody(self, plan: RenderPlan) -> np.ndarray:
+        """The melody file as mono at the model's rate (the model reads its chroma: pitch, not timbre)."""
+        assert plan.melody_path is not None
+        audio, rate = read_audio(plan.melody_path)
+        mono = map_channels(resample(audio, rate, self.engine.info.sample_rate), 1)
+        return np.ascontiguousarray(mono, dtype=np.float32)
 
     def write_output(self, job: Job, plan: RenderPlan, name: str, rendered, *,
                      bars: float | None = None) -> OutputRecord:

@@ -156,6 +156,7 @@ def generate_codes(model: MusicGenDecoder, prompt: Tensor, frames: int, memory, 
     args = model.args
     pattern = build_delay_pattern(prompt, frames, args.audio_channels, args.pad_id)
     start = 1 + prompt.shape[2]  # BOS + prompt frames are known in codebook 0
+    model.start_sequence(memory)  # melody models: the conditioning prefix into the cache first
     first = prefill(model, pattern, start, memory, sampler)
     sequence = decode_n_tokens(model, pattern, start, first, memory, sampler, on_step, step_fn)
     return undelay(sequence, frames, args.audio_channels)
@@ -169,5 +170,6 @@ def teacher_forced_logits(model: MusicGenDecoder, sequence: Tensor, memory, samp
     """
     length = sequence.shape[2] - 1
     input_pos = torch.arange(length, device=sequence.device)
+    model.start_sequence(memory)
     logits = model(sampler.expand(sequence[:, :, :length]), input_pos, memory, kv_end=length, last_only=False)
     return guide(logits, sampler.guidance_scale)

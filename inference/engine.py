@@ -43,6 +43,7 @@ class ModelInfo:
     device: str
     parameters: int
     max_output_s: float = 0.0  # longest output per request; past max_duration_s by windowed re-prompting (0: none)
+    takes_melody: bool = False  # a MusicGen-melody checkpoint: requests may carry a melody to follow
 
     def __post_init__(self):
         if self.max_output_s < self.max_duration_s:
@@ -60,6 +61,7 @@ class GenerationRequest:
     guidance_scale: float = 3.0
     audio_prompt: np.ndarray | None = None  # (C, T) float32 at the model's sample rate
     styles: tuple[tuple[str, float], ...] = ()  # style mixing: (prompt, weight) blended with `prompt` (weight 1)
+    melody: np.ndarray | None = None  # (C, T) float32 at the model's sample rate: its chroma conditions a melody model
 
 
 @dataclass

@@ -282,6 +282,13 @@ def is_ours(directory: Path) -> bool:
     return directory.is_dir() and all(entry.name in TINY_FILES for entry in directory.iterdir())
 
 
+def checkpoint_type(directory: Path) -> str | None:
+    try:
+        return json.loads((Path(directory) / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError):
+        return None
+
+
 def checkpoint_problems(directory: Path) -> list[str]:
     """What keeps directory from being a loadable MusicGen checkpoint; empty when nothing does."""
     directory = Path(directory)
@@ -293,10 +300,8 @@ def checkpoint_problems(directory: Path) -> list[str]:
     except (OSError, ValueError) as error:
         return [f"{config_path} is unreadable ({error})"]
     problems = []
-    if model_type in MELODY_TYPES:
-        problems.append(f"{config_path} is a MusicGen-melody checkpoint; melody checkpoints are not served yet")
-    elif model_type not in MUSICGEN_TYPES:
-        problems.append(f"{config_path} has model_type {model_type!r}, expected 'musicgen'")
+    if model_type not in MUSICGEN_TYPES | MELODY_TYPES:
+        problems.append(f"{config_path} has model_type {model_type!r}, expected 'musicgen' or 'musicgen_melody'")
     if not any((directory / name).is_file() for name in WEIGHT_FILES):
         problems.append(f"no weights in {directory} (expected {' or '.join(WEIGHT_FILES)})")
     if not any((directory / name).is_file() for name in FEATURE_EXTRACTOR_FILES):
@@ -326,7 +331,7 @@ def load_engine(
     attention modes; "transformers": transformers' generate (fp32 on CPU, fp16 on CUDA), the reference.
     """
     import torch
-    from transformers import AutoProcessor, MusicgenForConditionalGeneration
+    from transformers import AutoProcessor, MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration
 
     from inference.device import pick_device
     from inference.engine import TransformersMusicGen, describe_model
@@ -343,8 +348,13 @@ def load_engine(
     started = time.monotonic()
     is_random = source.is_random or has_smoke_marker(source.path)
     try:
+        melody = checkpoint_type(source.path) in MELODY_TYPES
+        if melody and backend == "transformers":
+            raise ModelLoadError(f"{source.path} is a MusicGen-melody checkpoint: our engine serves it (backend "
+                                 "'engine'); the transformers reference backend serves plain MusicGen only")
         processor = AutoProcessor.from_pretrained(source.path, local_files_only=True)
-        model = MusicgenForConditionalGeneration.from_pretrained(source.path, dtype=dtype, local_files_only=True)
+        model_class = MusicgenMelodyForConditionalGeneration if melody else MusicgenForConditionalGeneration
+        model = model_class.from_pretrained(source.path, dtype=dtype, local_files_only=True)
         model = model.eval()
         if backend == "transformers":
             model = model.to(target)
@@ -386,6 +396,7 @@ def build_our_engine(model, processor, source: ModelSource, target, is_random: b
     engine = engine_from_hf_model(
         model, processor.tokenizer, options=EngineOptions(**modes), device=target,
         name=display_name(source), source_kind=source.kind, is_random=is_random,
+        chroma_extractor=getattr(processor, "feature_extractor", None),
     )
     del model.decoder  # its weights now live in our decoder
     return engine

@@ -3,6 +3,12 @@
 The text encoder (T5) and the codec (EnCodec) stay transformers modules; this
 file holds only the autoregressive decoder, the part that runs once per step.
 Shapes: B batch, K codebooks, T positions, S text tokens, H heads, D head dim.
+
+Two ways of conditioning, as the checkpoint's config says:
+- "cross" (MusicGen): every layer cross-attends to the projected T5 states.
+- "prefix" (MusicGen-melody): no cross-attention; the projected chroma frames and
+  T5 states are a prefix of the sequence (positions 0..P-1, written into the KV
+  cache by start_sequence), and the codes follow at positions P, P+1, ...
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ class ModelArgs:
     text_dim: int = 768  # T5 hidden size; projected to dim when they differ
     activation: str = "gelu"
     norm_eps: float = 1e-5
+    conditioning: str = "cross"  # "cross" (MusicGen) or "prefix" (MusicGen-melody)
+    num_chroma: int = 0  # melody: chroma bins of the melody condition
+    chroma_length: int = 0  # melody: chroma frames in the prefix (tiled or cut to this length)
 
     @property
     def head_dim(self) -> int:
@@ -50,9 +59,12 @@ class ModelArgs:
         return cls(**NAMED_SHAPES[key])
 
     @classmethod
-    def from_hf_config(cls, decoder_config, text_dim: int) -> ModelArgs:
-        """From transformers' MusicgenDecoderConfig (the checkpoint's config decides mono/stereo/melody sizes)."""
+    def from_hf_config(cls, decoder_config, text_dim: int, melody=None) -> ModelArgs:
+        """From transformers' Musicgen(Melody)DecoderConfig; melody: the MusicgenMelodyConfig, for its chroma sizes."""
+        chroma = {} if melody is None else dict(conditioning="prefix", num_chroma=melody.num_chroma,
+                                                chroma_length=melody.chroma_length)
         return cls(
+            **chroma,
             dim=decoder_config.hidden_size,
             n_layer=decoder_config.num_hidden_layers,
             n_head=decoder_config.num_attention_heads,
@@ -186,15 +198,29 @@ class Block(nn.Module):
         super().__init__()
         self.attention_norm = nn.LayerNorm(args.dim, eps=args.norm_eps)
         self.attention = Attention(args, cross=False)
-        self.cross_attention_norm = nn.LayerNorm(args.dim, eps=args.norm_eps)
-        self.cross_attention = Attention(args, cross=True)
+        self.cross_attention_norm = self.cross_attention = None
+        if args.conditioning == "cross":
+            self.cross_attention_norm = nn.LayerNorm(args.dim, eps=args.norm_eps)
+            self.cross_attention = Attention(args, cross=True)
         self.ffn_norm = nn.LayerNorm(args.dim, eps=args.norm_eps)
         self.ffn = FeedForward(args)
 
     def forward(self, x: Tensor, input_pos: Tensor, kv_end: int | None, memory) -> Tensor:
         x = x + self.attention(self.attention_norm(x), input_pos, kv_end)
-        x = x + self.cross_attention(self.cross_attention_norm(x), input_pos, kv_end, memory)
+        if self.cross_attention is not None:
+            x = x + self.cross_attention(self.cross_attention_norm(x), input_pos, kv_end, memory)
         return x + self.ffn(self.ffn_norm(x))
+
+
+@dataclass
+class Prefix:
+    """The melody conditioning: (B, P, dim) states that sit at positions 0..P-1 ahead of the codes."""
+
+    states: Tensor
+
+    @property
+    def length(self) -> int:
+        return self.states.shape[1]
 
 
 class MusicGenDecoder(nn.Module):
@@ -208,6 +234,8 @@ class MusicGenDecoder(nn.Module):
         self.norm = nn.LayerNorm(args.dim, eps=args.norm_eps)
         self.heads = nn.ModuleList(nn.Linear(args.dim, args.vocab_size, bias=False) for _ in range(args.num_codebooks))
         self.text_projection = nn.Linear(args.text_dim, args.dim) if args.text_dim != args.dim else None
+        self.chroma_projection = (nn.Linear(args.num_chroma, args.dim)
+                                  if args.conditioning == "prefix" and args.num_chroma != args.dim else None)
         self.register_buffer("positions", sinusoids(args.max_positions, args.dim), persistent=False)
 
     def set_attention_backend(self, backend: str) -> None:
@@ -220,7 +248,8 @@ class MusicGenDecoder(nn.Module):
             decode_op = decode_attention_op()  # raises with the reason when it cannot be built here
         for layer in self.layers:
             for attention in (layer.attention, layer.cross_attention):
-                attention.backend, attention.decode_op = backend, decode_op
+                if attention is not None:
+                    attention.backend, attention.decode_op = backend, decode_op
 
     def setup_caches(self, cache_factory) -> None:
         """cache_factory(layer_index) -> a KVCache; called again when batch or length must grow."""
@@ -229,6 +258,29 @@ class MusicGenDecoder(nn.Module):
 
     def cache_bytes(self) -> int:
         return sum(layer.attention.kv_cache.nbytes() for layer in self.layers if layer.attention.kv_cache is not None)
+
+    def encode_prefix(self, text_states: Tensor, text_mask: Tensor, chroma: Tensor) -> Prefix:
+        """Melody conditioning: [projected chroma; projected text] as transformers builds it.
+
+        text_states (B, S, text_dim) with text_mask (B, S): padded tokens are zeroed, yet attended to
+        (transformers passes no mask for the prefix). chroma (B, F, num_chroma): one-hot chroma frames,
+        tiled or cut to chroma_length.
+        """
+        text = self.text_projection(text_states) if self.text_projection is not None else text_states
+        text = text * text_mask[..., None].to(text.dtype)
+        audio = self.chroma_projection(chroma.to(text.dtype)) if self.chroma_projection is not None else chroma
+        length = self.args.chroma_length
+        audio = audio.repeat(1, math.ceil(length / audio.shape[1]), 1)[:, :length]
+        return Prefix(torch.cat([audio, text], dim=1))
+
+    def start_sequence(self, memory) -> None:
+        """Write the melody prefix into the KV cache (positions 0..P-1); nothing for cross-attention models."""
+        if not isinstance(memory, Prefix):
+            return
+        x = memory.states + self.positions[: memory.length].to(memory.states.dtype)
+        input_pos = torch.arange(memory.length, device=x.device)
+        for layer in self.layers:
+            x = layer(x, input_pos, memory.length, None)
 
     def encode_memory(self, text_states: Tensor, text_mask: Tensor) -> list[tuple[Tensor, Tensor, Tensor]]:
         """Cross-attention keys/values for every layer, once per request.
@@ -251,10 +303,16 @@ class MusicGenDecoder(nn.Module):
     def forward(self, tokens: Tensor, input_pos: Tensor, memory, kv_end: int | None = None,
                 last_only: bool = True) -> Tensor:
         # tokens (B, K, T); input_pos (T,); kv_end: keys to attend to (None: whole cache, masked; static shapes)
+        # memory: per-layer cross-attention keys/values, or a Prefix already in the cache (start_sequence)
+        layer_memory = memory
+        if isinstance(memory, Prefix):  # the codes sit after the prefix
+            input_pos = input_pos + memory.length
+            kv_end = None if kv_end is None else kv_end + memory.length
+            layer_memory = [None] * len(self.layers)
         x = sum(embedding(tokens[:, k]) for k, embedding in enumerate(self.embeddings))  # (B, T, dim)
         x = x + self.positions[input_pos].to(x.dtype)
-        for layer, layer_memory in zip(self.layers, memory):
-            x = layer(x, input_pos, kv_end, layer_memory)
+        for layer, per_layer in zip(self.layers, layer_memory):
+            x = layer(x, input_pos, kv_end, per_layer)
         x = self.norm(x[:, -1:] if last_only else x)
         return torch.stack([head(x) for head in self.heads], dim=1).float()  # (B, K, T, V)
 
@@ -278,19 +336,23 @@ FUSED = (  # (our name, HF names concatenated along the output dimension)
     ("layers.{i}.attention.wqkv.weight", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
     ("layers.{i}.cross_attention.wkv.weight", ("encoder_attn.k_proj", "encoder_attn.v_proj")),
 )
+MELODY_NAMES = ((r"^audio_enc_to_dec_proj\.(weight|bias)$", r"chroma_projection.\1"),)
 
 
 def convert_hf_state_dict(hf: dict[str, Tensor], args: ModelArgs) -> dict[str, Tensor]:
     """Map a MusicgenForConditionalGeneration state dict (decoder + enc_to_dec_proj) onto MusicGenDecoder names."""
     ours: dict[str, Tensor] = {}
+    table = HF_NAME_TABLE + (MELODY_NAMES if args.conditioning == "prefix" else ())
     for name, tensor in hf.items():
-        for pattern, replacement in HF_NAME_TABLE:
+        for pattern, replacement in table:
             if re.match(pattern, name):
                 ours[re.sub(pattern, replacement, name)] = tensor
                 break
     prefix = "decoder.model.decoder.layers.{i}."
     for i in range(args.n_layer):
         for target, parts in FUSED:
+            if "cross_attention" in target and args.conditioning != "cross":
+                continue
             ours[target.format(i=i)] = torch.cat([hf[prefix.format(i=i) + part + ".weight"] for part in parts])
     return ours
 

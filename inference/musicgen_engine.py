@@ -37,7 +37,7 @@ from inference.engine import (
 )
 from inference.errors import Cancelled, InferenceError
 from inference.kv_cache import DEFAULT_MU, KVCacheMode, build_cache_factory
-from inference.model import ATTENTION_BACKENDS, ModelArgs, MusicGenDecoder, build_decoder
+from inference.model import ATTENTION_BACKENDS, ModelArgs, MusicGenDecoder, Prefix, build_decoder
 from inference.quantize import WeightMode, activation_dtype, apply_weight_mode_, resolve_weight_mode, weight_bytes
 from inference.streaming import ChunkCallback, ChunkStreamer
 
@@ -86,8 +86,9 @@ class MusicGenEngine(RequestChecks):
     streams = True  # generate takes on_chunk
 
     def __init__(self, decoder: MusicGenDecoder, text_encoder, codec, tokenizer, info: ModelInfo,
-                 options: EngineOptions, hop: int, weights: WeightMode, kv_cache: KVCacheMode):
+                 options: EngineOptions, hop: int, weights: WeightMode, kv_cache: KVCacheMode, chroma_extractor=None):
         self.decoder, self.text_encoder, self.codec, self.tokenizer = decoder, text_encoder, codec, tokenizer
+        self.chroma_extractor = chroma_extractor  # melody checkpoints: audio -> one-hot chroma frames
         self.info, self.options, self.hop = info, options, hop
         self.weights, self.kv_cache = weights, kv_cache
         self.device = torch.device(info.device)
@@ -157,9 +158,9 @@ class MusicGenEngine(RequestChecks):
         cfg = request.guidance_scale if request.guidance_scale > 1 else None
         batch, _, frames = codes.shape
         with self.lock, torch.inference_mode():
-            memory = self.condition(request.prompt, batch, cfg is not None, request.styles)
+            memory = self.condition(request.prompt, batch, cfg is not None, request.styles, request.melody)
             pattern = build_delay_pattern(codes.to(self.device), frames, self.args.audio_channels, self.args.pad_id)
-            self.ensure_caches(batch * (2 if cfg else 1), pattern.shape[2])
+            self.ensure_caches(batch * (2 if cfg else 1), pattern.shape[2] + prefix_length(memory))
             return teacher_forced_logits(self.decoder, pattern, memory, Sampler(cfg, 0.0, 0, 0.0, None))
 
     # ---- steps ----------------------------------------------------------------------------------------------
@@ -193,7 +194,7 @@ class MusicGenEngine(RequestChecks):
         """Codes (B, K, frames) for B = len(seeds) samples of one request, window by window past the model's window."""
         batch = len(seeds)
         cfg = request.guidance_scale if request.guidance_scale > 1 else None
-        memory = self.condition(request.prompt, batch, cfg is not None, request.styles)  # once per request
+        memory = self.condition(request.prompt, batch, cfg is not None, request.styles, request.melody)  # once
         codes = self.encode_prompt(prompt_audio, batch)
         generators = None
         if request.temperature > 0:
@@ -203,8 +204,13 @@ class MusicGenEngine(RequestChecks):
         steps_before = 0
         for context, new in plan_windows(codes.shape[2], frames, self.window_frames(), self.keep_frames()):
             window = context + new
-            self.ensure_caches(batch * (2 if cfg else 1),
-                               pattern_length(window, self.args.num_codebooks, self.args.audio_channels))
+            positions = pattern_length(window, self.args.num_codebooks, self.args.audio_channels)
+            if prefix_length(memory) + positions > self.args.max_positions:
+                raise InferenceError(
+                    f"the text prompt is too long for this melody model: {prefix_length(memory)} conditioning "
+                    f"positions leave fewer than the {positions} a {window / self.info.frame_rate:.1f} s window "
+                    f"needs ({self.args.max_positions} in all); shorten the prompt")
+            self.ensure_caches(batch * (2 if cfg else 1), positions + prefix_length(memory))
             step = self.window_step(on_step, streamer, steps_before, codes, context, window)
             out = generate_codes(self.decoder, codes[:, :, codes.shape[2] - context :], window, memory, sampler, step,
                                  self.step_fn)
@@ -259,15 +265,39 @@ class MusicGenEngine(RequestChecks):
             )
         super().validate(replace(request, duration_s=min(request.duration_s, 1.0 / self.info.frame_rate)), 0)
 
-    def condition(self, prompt: str, batch: int, cfg: bool, styles: tuple[tuple[str, float], ...] = ()):
-        """Cross-attention keys/values for [prompt x batch; null x batch] (CFG) or [prompt x batch]."""
+    def condition(self, prompt: str, batch: int, cfg: bool, styles: tuple[tuple[str, float], ...] = (),
+                  melody: np.ndarray | None = None):
+        """The decoder's conditioning for [prompt x batch; null x batch] (CFG) or [prompt x batch].
+
+        Cross-attention keys/values, or for a melody checkpoint the Prefix of chroma + text states; the
+        null condition is zero text and, as in transformers, chroma bin 0 in every frame.
+        """
+        if melody is not None and self.chroma_extractor is None:
+            raise InferenceError("this checkpoint takes no melody; load a MusicGen-melody checkpoint to follow one")
         states, mask = self.encode_text(prompt, styles)
         states, mask = states.expand(batch, -1, -1), mask.expand(batch, -1)
         if cfg:
             states = torch.cat([states, torch.zeros_like(states)])
             mask = torch.cat([mask, torch.zeros_like(mask)])
         dtype = next(p.dtype for p in self.decoder.embeddings.parameters())
-        return self.decoder.encode_memory(states.to(dtype), mask)
+        if self.chroma_extractor is None:
+            return self.decoder.encode_memory(states.to(dtype), mask)
+        chroma = None if melody is None else self.chroma(melody)
+        null = torch.zeros((1, 1 if chroma is None else chroma.shape[1], self.args.num_chroma), device=self.device)
+        null[:, :, 0] = 1
+        chroma = (null if chroma is None else chroma).expand(batch, -1, -1)
+        if cfg:
+            chroma = torch.cat([chroma, null.expand(batch, -1, -1)])
+        return self.decoder.encode_prefix(states.to(dtype), mask, chroma)
+
+    def chroma(self, melody: np.ndarray) -> torch.Tensor:
+        """(C, T) audio at the model's rate -> (1, frames, num_chroma) one-hot chroma (mono mix, up to 30 s)."""
+        audio = np.asarray(melody, dtype=np.float32)
+        audio = audio.mean(axis=0) if audio.ndim == 2 else audio
+        if audio.ndim != 1 or audio.size == 0 or not np.isfinite(audio).all():
+            raise InferenceError(f"melody must be finite (channels, samples) audio, got shape {np.shape(melody)}")
+        features = self.chroma_extractor(audio, sampling_rate=self.info.sample_rate, return_tensors="pt")
+        return features["input_features"].to(self.device, torch.float32)  # (1, frames, num_chroma)
 
     def encode_text(self, prompt: str, styles: tuple[tuple[str, float], ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """T5 states (1, S, text_dim) and mask (1, S); with styles, the weighted blend of every prompt's states.
@@ -323,6 +353,11 @@ class MusicGenEngine(RequestChecks):
         return self.decoder.cache_bytes()
 
 
+def prefix_length(memory) -> int:
+    """Positions a melody model's conditioning prefix takes ahead of the codes (0 for cross-attention models)."""
+    return memory.length if isinstance(memory, Prefix) else 0
+
+
 def compile_step(options: EngineOptions, device: torch.device):
     """A torch.compile(mode='reduce-overhead') decode step (CUDA graphs) over the full static cache."""
     if device.type != "cuda":
@@ -341,17 +376,29 @@ def describe_config(config, *, name: str, source_kind: str, is_random: bool, dev
     hop = int(np.prod(codec.upsampling_ratios))
     frame_rate = codec.sampling_rate / hop
     delay_frames = decoder.num_codebooks // decoder.audio_channels
-    position_limit_s = (decoder.max_position_embeddings - delay_frames) / frame_rate
+    melody = is_melody_config(config)
+    prefix = config.chroma_length + MELODY_TEXT_ALLOWANCE if melody else 0  # positions the conditioning takes
+    position_limit_s = (decoder.max_position_embeddings - delay_frames - prefix) / frame_rate
     return ModelInfo(
         name=name, source_kind=source_kind, sample_rate=int(codec.sampling_rate), channels=int(decoder.audio_channels),
         frame_rate=frame_rate, max_duration_s=min(TRAINED_WINDOW_S, position_limit_s), is_random=is_random,
-        device=device, parameters=parameters,
+        device=device, parameters=parameters, takes_melody=melody,
     )
 
 
+MELODY_TEXT_ALLOWANCE = 64  # text tokens a melody model's window is sized for (longer prompts are refused per request)
+
+
+def is_melody_config(config) -> bool:
+    return getattr(config, "model_type", "") == "musicgen_melody"
+
+
 def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOptions(), device: str | torch.device = "cpu",
-                         name: str = "musicgen", source_kind: str = "local", is_random: bool = False) -> MusicGenEngine:
-    """Build our engine from a loaded MusicgenForConditionalGeneration (its decoder weights are mapped by name).
+                         name: str = "musicgen", source_kind: str = "local", is_random: bool = False,
+                         chroma_extractor=None) -> MusicGenEngine:
+    """Build our engine from a loaded Musicgen(Melody)ForConditionalGeneration (decoder weights mapped by name).
+
+    Melody checkpoints need chroma_extractor (their processor's MusicgenMelodyFeatureExtractor).
 
     The transformers model keeps its decoder; callers that no longer need it drop the model.
     """
@@ -360,9 +407,13 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
     kv_cache = KVCacheMode.parse(options.kv_cache)
     attention = resolve_attention(options.attention, device)
     config = model.config
-    args = ModelArgs.from_hf_config(config.decoder, text_dim=config.text_encoder.hidden_size)
+    melody = is_melody_config(config)
+    if melody and chroma_extractor is None:
+        raise ValueError("a MusicGen-melody checkpoint needs its chroma feature extractor (the processor's)")
+    args = ModelArgs.from_hf_config(config.decoder, text_dim=config.text_encoder.hidden_size,
+                                    melody=config if melody else None)
     hf_state = {name: tensor.detach().float() for name, tensor in model.state_dict().items()  # no copy in fp32
-                if name.startswith(("decoder.", "enc_to_dec_proj."))}
+                if name.startswith(("decoder.", "enc_to_dec_proj.", "audio_enc_to_dec_proj."))}
     decoder = apply_weight_mode_(build_decoder(args, hf_state), weights, device)
     decoder.set_attention_backend(attention)
     text_encoder = model.text_encoder.to(device=device, dtype=torch.float32).eval()
@@ -376,7 +427,7 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
     log.info("engine: %s weights (%.1f MB), %s kv cache, %s attention on %s", weights.value,
              weight_bytes(decoder) / 2**20, kv_cache.value, attention, device)
     return MusicGenEngine(decoder, text_encoder, codec, tokenizer, info, replace(options, attention=attention), hop,
-                          weights, kv_cache)
+                          weights, kv_cache, chroma_extractor=chroma_extractor if melody else None)
 
 
 def resolve_attention(name: str, device: torch.device) -> str:

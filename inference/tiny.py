@@ -53,27 +53,37 @@ class TinyShape:
     codec_filters: int = 4
 
 
-def build_tiny_musicgen(out_dir: Path, *, seed: int = 0, channels: int = 1) -> Path:
-    """Build a tiny random MusicGen checkpoint and processor in out_dir; return out_dir."""
+def build_tiny_musicgen(out_dir: Path, *, seed: int = 0, channels: int = 1, melody: bool = False) -> Path:
+    """Build a tiny random MusicGen (or MusicGen-melody) checkpoint and processor in out_dir; return out_dir."""
     if channels not in (1, 2):
         raise ValueError(f"channels must be 1 (mono) or 2 (stereo), got {channels}")
-    from transformers import MusicgenForConditionalGeneration, MusicgenProcessor
+    from transformers import (
+        MusicgenForConditionalGeneration,
+        MusicgenMelodyForConditionalGeneration,
+        MusicgenMelodyProcessor,
+        MusicgenProcessor,
+    )
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / SMOKE_MARKER).unlink(missing_ok=True)  # the marker is written last
     shape = TinyShape()
     tokenizer = build_tokenizer()
-    config = build_config(shape, vocab_size=len(tokenizer), channels=channels)
+    config = build_config(shape, vocab_size=len(tokenizer), channels=channels, melody=melody)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = MusicgenForConditionalGeneration(config).eval()
+        model = (MusicgenMelodyForConditionalGeneration if melody else MusicgenForConditionalGeneration)(config).eval()
         calibrate_codebooks_(model)
+        if melody:
+            amplify_chroma_(model)
     model.generation_config = build_generation_config(config)
     model.save_pretrained(out_dir, safe_serialization=True)
-    processor = MusicgenProcessor(feature_extractor=build_feature_extractor(channels), tokenizer=tokenizer)
+    if melody:
+        processor = MusicgenMelodyProcessor(feature_extractor=build_chroma_extractor(), tokenizer=tokenizer)
+    else:
+        processor = MusicgenProcessor(feature_extractor=build_feature_extractor(channels), tokenizer=tokenizer)
     processor.save_pretrained(out_dir)
-    write_marker(out_dir, seed=seed, channels=channels, shape=shape)
+    write_marker(out_dir, seed=seed, channels=channels, shape=shape, melody=melody)
     return out_dir
 
 
@@ -103,6 +113,17 @@ def calibrate_codebooks_(model) -> None:
             residual = residual - codebook.decode(codebook.encode(residual))
 
 
+def amplify_chroma_(model, gain: float = 50.0) -> None:
+    """Scale the chroma projection so the tune visibly steers the tiny model.
+
+    At init (std 0.02) a one-hot chroma frame projects to a vector far smaller than
+    the text states, and the melody changes under 1 % of greedy codes; tests that a
+    melody is followed need it to matter, as it does in a trained checkpoint.
+    """
+    with torch.no_grad():
+        model.audio_enc_to_dec_proj.weight.mul_(gain)
+
+
 def build_tokenizer():
     """A T5-style Unigram tokenizer over CORPUS: <pad>=0, </s>=1, <unk>=2, then whole lowercase words.
 
@@ -128,8 +149,15 @@ def build_tokenizer():
     )
 
 
-def build_config(shape: TinyShape, *, vocab_size: int, channels: int):
-    from transformers import EncodecConfig, MusicgenConfig, MusicgenDecoderConfig, T5Config
+def build_config(shape: TinyShape, *, vocab_size: int, channels: int, melody: bool = False):
+    from transformers import (
+        EncodecConfig,
+        MusicgenConfig,
+        MusicgenDecoderConfig,
+        MusicgenMelodyConfig,
+        MusicgenMelodyDecoderConfig,
+        T5Config,
+    )
 
     text = T5Config(
         vocab_size=vocab_size,
@@ -158,7 +186,7 @@ def build_config(shape: TinyShape, *, vocab_size: int, channels: int):
         norm_type="weight_norm",
     )
     codebooks = codec.num_quantizers * channels
-    decoder = MusicgenDecoderConfig(
+    decoder = (MusicgenMelodyDecoderConfig if melody else MusicgenDecoderConfig)(
         vocab_size=CODEBOOK_SIZE,
         max_position_embeddings=shape.max_positions,
         num_hidden_layers=shape.decoder_layers,
@@ -170,6 +198,9 @@ def build_config(shape: TinyShape, *, vocab_size: int, channels: int):
         pad_token_id=CODEBOOK_SIZE,
         bos_token_id=CODEBOOK_SIZE,
     )
+    if melody:  # chroma conditioning: 12 bins, 235 frames (30 s at 32 kHz / 4096), as the real checkpoints
+        return MusicgenMelodyConfig(text_encoder=text, audio_encoder=codec, decoder=decoder, num_chroma=12,
+                                    chroma_length=235)
     return MusicgenConfig(text_encoder=text, audio_encoder=codec, decoder=decoder)
 
 
@@ -194,7 +225,14 @@ def build_feature_extractor(channels: int):
     return EncodecFeatureExtractor(feature_size=channels, sampling_rate=SAMPLE_RATE, padding_value=0.0)
 
 
-def write_marker(out_dir: Path, *, seed: int, channels: int, shape: TinyShape) -> None:
+def build_chroma_extractor():
+    """The melody checkpoints' chroma feature extractor at MusicGen's rate (12 bins, 4096-sample hop)."""
+    from transformers import MusicgenMelodyFeatureExtractor
+
+    return MusicgenMelodyFeatureExtractor(sampling_rate=SAMPLE_RATE)
+
+
+def write_marker(out_dir: Path, *, seed: int, channels: int, shape: TinyShape, melody: bool = False) -> None:
     marker = {
         "smoke": True,
         "warning": "random weights: produces noise, not music",
@@ -202,6 +240,7 @@ def write_marker(out_dir: Path, *, seed: int, channels: int, shape: TinyShape) -
         "format_version": TINY_FORMAT_VERSION,
         "seed": seed,
         "channels": channels,
+        "melody": melody,
         "shape": asdict(shape),
     }
     (out_dir / SMOKE_MARKER).write_text(json.dumps(marker, indent=2) + "\n")

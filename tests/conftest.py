@@ -26,6 +26,12 @@ def tiny_stereo_model_dir(tmp_path_factory) -> Path:
     return build_tiny_musicgen(tmp_path_factory.mktemp("tiny-musicgen") / "stereo", seed=0, channels=2)
 
 
+@pytest.fixture(scope="session")
+def tiny_melody_model_dir(tmp_path_factory) -> Path:
+    """A tiny random MusicGen-melody checkpoint: chroma + text prefix, no cross-attention."""
+    return build_tiny_musicgen(tmp_path_factory.mktemp("tiny-musicgen") / "melody", seed=0, melody=True)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def cpu_kernels_built():
     """Build our C++ CPU kernels before any test (cold: about 25 s), so daemons that tests start load them at once."""

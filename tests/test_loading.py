@@ -220,13 +220,6 @@ def test_wrong_model_type_is_named(tiny_model_dir, tmp_path):
         load_engine(resolve_model(str(ckpt), tiny_dir=tmp_path / "smoke"))
 
 
-def test_melody_checkpoint_is_not_served_yet(tiny_model_dir, tmp_path):
-    ckpt = shutil.copytree(tiny_model_dir, tmp_path / "ckpt")
-    (ckpt / "config.json").write_text(json.dumps({"model_type": "musicgen_melody"}))
-    with pytest.raises(ModelLoadError, match="melody checkpoints are not served yet"):
-        load_engine(resolve_model(str(ckpt), tiny_dir=tmp_path / "smoke"))
-
-
 @pytest.mark.parametrize("missing", ["model.safetensors", "tokenizer.json", "processor_config.json"])
 def test_missing_files_are_named(tiny_model_dir, tmp_path, missing):
     ckpt = shutil.copytree(tiny_model_dir, tmp_path / "ckpt")
