@@ -8,10 +8,11 @@
   dynamic int8 Linear (fbgemm), about 25 % slower per step here.
 
 Building needs a C++ compiler (g++ or clang++) and ninja; torch's extension builder compiles the
-sources once per machine (about 25 s on 2 cores) into its cache (TORCH_EXTENSIONS_DIR, default
-~/.cache/torch_extensions) and later loads take a fraction of a second. The library name carries a
-hash of the source, the flags, torch's version and this CPU's instruction sets, so a changed source or
-another CPU under the same home directory builds afresh instead of loading a stale binary.
+sources once per machine (about 25 s on 2 cores) into kernels_dir() (CONTINUO_KERNELS_DIR, default
+~/.cache/continuo/kernels) and later starts load the built library directly (a few ms). The library
+name carries a hash of the source, the flags, torch's version and this CPU's instruction sets, so a
+changed source or another CPU under the same home directory builds afresh instead of loading a stale
+binary.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ log = logging.getLogger("continuo.inference")
 
 SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("decode_attention.cpp", "int8_linear.cpp"))
 FLAGS = ("-O3", "-march=native", "-fopenmp")
+STALE_LOCK_S = 600.0  # a build takes about 25 s; a lock this old belongs to a build that died
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,15 @@ def library_name() -> str:
     return "continuo_cpu_" + hashlib.sha1(identity.encode()).hexdigest()[:12]
 
 
+def kernels_dir() -> Path:
+    """Where built libraries live: CONTINUO_KERNELS_DIR, else $XDG_CACHE_HOME/continuo/kernels (~/.cache)."""
+    explicit = os.environ.get("CONTINUO_KERNELS_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
+    return cache / "continuo" / "kernels"
+
+
 def missing_tools() -> str | None:
     """Why a build cannot even start here, or None."""
     compiler = os.environ.get("CXX", "c++")
@@ -74,6 +85,20 @@ def missing_tools() -> str | None:
 def build() -> KernelStatus:
     if sys.platform not in ("linux", "darwin"):
         return KernelStatus(False, f"CPU kernels are built on Linux and macOS only (this is {sys.platform})")
+    started = time.monotonic()
+    name = library_name()
+    directory = kernels_dir() / name
+    built, lock = directory / f"{name}.so", directory / "lock"  # lock: torch's marker of a build in progress
+    if built.is_file() and not lock.exists():
+        try:
+            torch.ops.load_library(str(built))
+            return registered(started)
+        except OSError as error:  # unreadable or truncated: build it again
+            log.warning("CPU kernels: cannot load %s (%s); rebuilding", built, error)
+    if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_S:
+        log.warning("CPU kernels: removing %s, left by a build that stopped %.0f s ago", lock,
+                    time.time() - lock.stat().st_mtime)
+        lock.unlink(missing_ok=True)  # torch would wait on it forever
     problem = missing_tools()
     if problem is not None:
         return KernelStatus(False, problem)
@@ -83,10 +108,14 @@ def build() -> KernelStatus:
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime" is not our news
     from torch.utils.cpp_extension import load_inline
 
-    started = time.monotonic()
-    log.info("CPU kernels: loading %s (the first time on this machine compiles them, about 25 s)", library_name())
-    load_inline(library_name(), cpp_sources=[source.read_text() for source in SOURCES], extra_cflags=list(FLAGS),
-                extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False)
+    log.info("CPU kernels: compiling %s into %s (once per machine, about 25 s)", name, directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    load_inline(name, cpp_sources=[source.read_text() for source in SOURCES], extra_cflags=list(FLAGS),
+                extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False, build_directory=str(directory))
+    return registered(started)
+
+
+def registered(started: float) -> KernelStatus:
     ops = torch.ops.continuo_cpu
     for name in ("decode_attention", "int8_linear"):
         if not hasattr(ops, name):

@@ -163,3 +163,37 @@ def test_fused_decode_agrees_with_sdpa_decode(source, weights, kv_cache, min_agr
     sdpa, fused = (engine.generate_codes(request) for engine in engines)
     assert sdpa.shape[-1] == 200
     assert (sdpa == fused).float().mean().item() >= min_agreement
+
+
+@needs_kernels
+def test_a_built_library_loads_without_any_build_tools(tmp_path):
+    """Later starts load the cached library directly: no compiler, no ninja needed (a fresh process)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    name = cpu_kernels.library_name()
+    built = cpu_kernels.kernels_dir() / name / f"{name}.so"
+    assert built.is_file()
+    (tmp_path / name).mkdir()
+    shutil.copy(built, tmp_path / name / built.name)
+    env = {**os.environ, "CONTINUO_KERNELS_DIR": str(tmp_path), "CXX": "/nonexistent/c++"}
+    script = "from inference.cpu_kernels import kernels_status; print(kernels_status().usable)"
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "True", result.stderr[-2000:]
+
+
+def test_a_stale_build_lock_is_removed_so_no_start_waits_forever(monkeypatch, tmp_path):
+    import os
+    import time
+
+    monkeypatch.setenv("CONTINUO_KERNELS_DIR", str(tmp_path))
+    lock = tmp_path / cpu_kernels.library_name() / "lock"
+    lock.parent.mkdir()
+    lock.touch()
+    an_hour_ago = time.time() - 3600
+    os.utime(lock, (an_hour_ago, an_hour_ago))
+    monkeypatch.setattr(cpu_kernels, "missing_tools", lambda: "stop here")  # build no further in this process
+    status = cpu_kernels.build()
+    assert not lock.exists() and status.reason == "stop here"
