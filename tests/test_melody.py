@@ -119,3 +119,28 @@ def test_a_plain_checkpoint_refuses_a_melody(tiny_model_dir, tmp_path_factory):
     assert not engine.info.takes_melody
     with pytest.raises(InferenceError, match="takes no melody"):
         engine.generate(GenerationRequest(prompt="x", duration_s=0.2, seed=0, melody=melody_audio()))
+
+
+def test_stereo_melody_codes_match_transformers(tmp_path_factory):
+    """musicgen-stereo-melody's layout: left/right codebooks interleaved, one chroma prefix."""
+    import torch
+    from transformers import AutoProcessor, MusicgenMelodyForConditionalGeneration
+
+    from inference.tiny import build_tiny_musicgen
+
+    directory = build_tiny_musicgen(tmp_path_factory.mktemp("stereo-melody"), seed=1, channels=2, melody=True)
+    processor = AutoProcessor.from_pretrained(directory)
+    model = MusicgenMelodyForConditionalGeneration.from_pretrained(directory).eval()
+    captured = []
+    decode = model.audio_encoder.decode
+    model.audio_encoder.decode = lambda codes, *a, **k: (captured.append(codes.clone()), decode(codes, *a, **k))[1]
+    request = greedy(3.0, melody_audio())
+    inputs = processor(text=[request.prompt], audio=request.melody[0], sampling_rate=RATE, padding=True,
+                       return_tensors="pt")
+    with torch.inference_mode():
+        model.generate(**inputs, do_sample=False, guidance_scale=3.0, max_new_tokens=round(0.6 * 50) + 3)
+    left, right = captured[0][0].numpy(), captured[1][0].numpy()  # each (1, 4, frames)
+    expected = np.stack([left, right], axis=2).reshape(1, -1, left.shape[-1])
+    engine = engine_from_hf_model(model, processor.tokenizer, options=FULL_PRECISION,
+                                  chroma_extractor=processor.feature_extractor)
+    np.testing.assert_array_equal(engine.generate_codes(request).numpy(), expected)

@@ -5,7 +5,8 @@ Measured on the tiny random checkpoint, greedy, CFG 3, 200 frames (4 s). Metrics
 - forced_agreement: argmax agreement teacher-forced (each step sees the fp32 history);
 - free_agreement: token agreement of a free-running greedy decode (divergence compounds);
 - snr_db: decoded audio against the fp32 engine's.
-Measured (2026-11-21): int8 0.021 / 0.968 / 0.970 / 87 dB; bnb-int8 0.005 / 0.989 / 0.986;
+Measured (2026-11-22): int8 (our kernel) 0.005 / 0.990 / 0.989 / 91 dB, int8 + mulaw8 the same;
+(2026-11-21) int8 through torch's fbgemm stand-in 0.021 / 0.968 / 0.970 / 87 dB; bnb-int8 0.005 / 0.989 / 0.986;
 bf16 0.009 / 0.979 / 0.973; bnb-nf4 0.24 / 0.33 / 0.31 (4-bit on 32-wide layers is crude: a memory
 saver, held only to a loose bound); mulaw8 cache 0.0001 / 1.0 / 1.0.
 """
@@ -27,13 +28,13 @@ REQUEST = GenerationRequest(prompt="warm piano chords", duration_s=4.0, seed=7, 
 
 # mode -> (max rel_logit_error, min forced_agreement, min free_agreement, min snr_db)
 TOLERANCES = {
-    ("int8", "fp32"): (0.05, 0.93, 0.90, 40.0),
+    ("int8", "fp32"): (0.03, 0.95, 0.93, 60.0),  # bounds both our kernel and the fbgemm stand-in
     ("bnb-int8", "fp32"): (0.03, 0.95, 0.90, 40.0),
     ("bf16", "fp32"): (0.03, 0.95, 0.90, 40.0),
     ("bnb-nf4", "fp32"): (0.35, 0.20, 0.15, 20.0),
     ("fp32", "mulaw8"): (0.01, 0.95, 0.95, 40.0),
     ("fp32", "bf16"): (0.01, 0.99, 0.95, 40.0),
-    ("int8", "mulaw8"): (0.05, 0.93, 0.90, 40.0),
+    ("int8", "mulaw8"): (0.03, 0.95, 0.93, 60.0),
 }
 
 
