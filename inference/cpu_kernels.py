@@ -23,6 +23,7 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -71,6 +72,26 @@ def kernels_dir() -> Path:
     return cache / "continuo" / "kernels"
 
 
+def fallback_dir() -> Path:
+    """Where kernels are built when kernels_dir() cannot be written: a per-user folder in the temp dir."""
+    return Path(tempfile.gettempdir()) / f"continuo-kernels-{os.getuid()}"
+
+
+def writable(directory: Path) -> Path:
+    """directory, created; or a per-user folder under the temp dir when the cache cannot be written."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".write-test"
+        probe.touch()
+        probe.unlink()
+        return directory
+    except OSError as error:
+        fallback = fallback_dir() / directory.name
+        log.warning("CPU kernels: cannot write %s (%s); building in %s instead", directory, error, fallback)
+        fallback.mkdir(parents=True, exist_ok=True)
+        return fallback
+
+
 def missing_tools() -> str | None:
     """Why a build cannot even start here, or None."""
     compiler = os.environ.get("CXX", "c++")
@@ -88,13 +109,15 @@ def build() -> KernelStatus:
     started = time.monotonic()
     name = library_name()
     directory = kernels_dir() / name
-    built, lock = directory / f"{name}.so", directory / "lock"  # lock: torch's marker of a build in progress
-    if built.is_file() and not lock.exists():
-        try:
-            torch.ops.load_library(str(built))
-            return registered(started)
-        except OSError as error:  # unreadable or truncated: build it again
-            log.warning("CPU kernels: cannot load %s (%s); rebuilding", built, error)
+    for place in (directory, fallback_dir() / name):
+        built = place / f"{name}.so"
+        if built.is_file() and not (place / "lock").exists():  # lock: torch's marker of a build in progress
+            try:
+                torch.ops.load_library(str(built))
+                return registered(started)
+            except OSError as error:  # unreadable or truncated: build it again
+                log.warning("CPU kernels: cannot load %s (%s); rebuilding", built, error)
+    lock = directory / "lock"
     if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_S:
         log.warning("CPU kernels: removing %s, left by a build that stopped %.0f s ago", lock,
                     time.time() - lock.stat().st_mtime)
@@ -108,8 +131,8 @@ def build() -> KernelStatus:
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime" is not our news
     from torch.utils.cpp_extension import load_inline
 
+    directory = writable(directory)
     log.info("CPU kernels: compiling %s into %s (once per machine, about 25 s)", name, directory)
-    directory.mkdir(parents=True, exist_ok=True)
     load_inline(name, cpp_sources=[source.read_text() for source in SOURCES], extra_cflags=list(FLAGS),
                 extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False, build_directory=str(directory))
     return registered(started)

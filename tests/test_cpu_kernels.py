@@ -197,3 +197,10 @@ def test_a_stale_build_lock_is_removed_so_no_start_waits_forever(monkeypatch, tm
     monkeypatch.setattr(cpu_kernels, "missing_tools", lambda: "stop here")  # build no further in this process
     status = cpu_kernels.build()
     assert not lock.exists() and status.reason == "stop here"
+
+
+def test_an_unwritable_cache_falls_back_to_the_temp_dir(tmp_path):
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("")
+    chosen = cpu_kernels.writable(blocked / "continuo_cpu_x")
+    assert chosen.is_dir() and chosen.name == "continuo_cpu_x" and not chosen.is_relative_to(blocked)
