@@ -25,7 +25,7 @@ from bridge.jobs import Address, Job, JobQueue, JobStatus, Priority
 from bridge.journal import Journal, JobRecord
 from bridge.limits import RateLimiter
 from bridge.peers import is_peer
-from bridge.retention import RetentionTimer, prune_jobs, remove_partials
+from bridge.retention import RetentionTimer, remove_partials
 from bridge.transports import Transports
 from bridge.plan import build_plan, job_params
 from bridge.midi import load_midi_maps, midi_map_dirs, start_midi
@@ -52,7 +52,15 @@ class ClientSession:
     name: str
     reply_to: Address
     context: MusicalContext
-    jobs: set[str] = field(default_factory=set)
+    jobs: set[str] = field(default_factory=set)  # this client's jobs that may still be waiting or running
+    last_seen: float = field(default_factory=time.monotonic)
+
+
+# Sessions are kept for as long as the daemon runs (a set left open overnight keeps its tempo and reply
+# port), but not without bound: past MAX_SESSIONS senders (every TCP reconnect is a new sender) the one
+# heard from longest ago is forgotten, and a session's job list drops finished jobs past MAX_SESSION_JOBS.
+MAX_SESSIONS = 1024
+MAX_SESSION_JOBS = 256
 
 
 class Daemon:
@@ -80,21 +88,20 @@ class Daemon:
         self.journal = Journal(settings.resolved_journal_path)
         retry = self.interrupt_unfinished()
         remove_partials(self.output_root)
-        prune_jobs(self.journal, self.output_root, max_age_s=settings.retention_age_s,
-                   max_jobs=settings.retention_max_jobs)
+        inbox = next((r for r in self.input_roots if r.name == "inbox"), self.input_roots[0] / ".zmq-inbox")
+        self.retention = RetentionTimer(self.journal, self.output_root, max_age_s=settings.retention_age_s,
+                                        max_jobs=settings.retention_max_jobs, inbox=inbox)
+        self.retention.prune()
         self.presets: dict[str, Preset] = load_presets(self.preset_dirs())
         log.info("presets loaded: %s", ", ".join(sorted(self.presets)))
         self.midi_maps = load_midi_maps(midi_map_dirs(self.preset_dirs()), list(self.presets))
         self.engine = self._engine_loader(settings)
         self.queue = JobQueue(settings.max_queue, on_superseded=self.on_superseded)
-        inbox = next((r for r in self.input_roots if r.name == "inbox"), self.input_roots[0] / ".zmq-inbox")
         self.transports = Transports(settings, self.on_message, inbox=inbox)
         self.transport = self.transports.udp
         self.events = EventSink(self.schema, self.transports.send, resends=settings.ack_resends,
                                 resend_interval_s=settings.ack_interval_s)
         self.rate_limiter = RateLimiter(settings.max_messages_per_s)
-        self.retention = RetentionTimer(self.journal, self.output_root, max_age_s=settings.retention_age_s,
-                                        max_jobs=settings.retention_max_jobs)
         self.worker = Worker(queue=self.queue, journal=self.journal, events=self.events, engine=self.engine,
                              presets=lambda: self.presets, input_roots=self.input_roots, output_root=self.output_root,
                              separator=LazySeparator(separator_config(settings.stems_weights, settings.stems_model_size,
@@ -205,10 +212,24 @@ class Daemon:
             self.events.error(reply_to, exc.job_id, exc.code, exc.message)
 
     def session(self, sender: Address) -> ClientSession:
-        if sender not in self.sessions:
+        session = self.sessions.get(sender)
+        if session is None:
+            if len(self.sessions) >= MAX_SESSIONS:
+                self.forget_least_recent_session()
             context = MusicalContext(bpm=self.settings.bpm, sample_rate=self.settings.sample_rate)
-            self.sessions[sender] = ClientSession(name="", reply_to=sender, context=context)
-        return self.sessions[sender]
+            session = self.sessions[sender] = ClientSession(name="", reply_to=sender, context=context)
+        session.last_seen = time.monotonic()
+        return session
+
+    def forget_least_recent_session(self) -> None:
+        sender, session = min(self.sessions.items(), key=lambda item: item[1].last_seen)
+        del self.sessions[sender]
+        log.info("job=- forgot client %s (%s), silent for %.0f s: over %d clients", session.name or "-", sender,
+                 time.monotonic() - session.last_seen, MAX_SESSIONS)
+
+    def active_job_ids(self) -> set[str]:
+        running = self.worker.running_job()
+        return {job.job_id for job in self.queue.waiting()} | ({running.job_id} if running is not None else set())
 
     # -- handlers ---------------------------------------------------------------------------
     def on_hello(self, request: Request, sender: Address) -> None:
@@ -273,6 +294,8 @@ class Daemon:
         self.journal.insert_job(job.job_id, job.op, params, job.reply_to)
         position = self.queue.put(job)
         session.jobs.add(job.job_id)
+        if len(session.jobs) > MAX_SESSION_JOBS:
+            session.jobs &= self.active_job_ids()
         self.events.queued(job.reply_to, job.job_id, position, self.eta_s(position))
         log.info("job=%s queued op=%s preset=%s bars=%g position=%d priority=%s", job.job_id, job.op,
                  plan.preset.name, plan.bars, position, priority.value)

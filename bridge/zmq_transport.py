@@ -33,6 +33,7 @@ import zmq
 
 from bridge.errors import BadRequest
 from bridge.osc_udp import OnMessage
+from bridge.retention import INLINE_INPUT_PREFIX
 from bridge.peers import Peer
 from bridge.protocol import Schema, load_schema, parse_datagram
 from bridge.settings import Settings, is_loopback
@@ -324,7 +325,7 @@ class ZmqServer:
             raise FrameError("input PCM holds NaN or infinity")
         self._inbox.mkdir(parents=True, exist_ok=True)
         safe = isinstance(job_id, str) and self._schema.patterns["job_id"][0].fullmatch(job_id)
-        stem = f"zmq-{job_id if safe else 'input'}-{uuid.uuid4().hex[:12]}"
+        stem = f"{INLINE_INPUT_PREFIX}{job_id if safe else 'input'}-{uuid.uuid4().hex[:12]}"
         path = self._inbox / f"{stem}.wav"
         partial = self._inbox / f".{stem}.partial"
         sf.write(partial, audio, rate, subtype="FLOAT", format="WAV")

@@ -113,3 +113,30 @@ def test_live_slots_keep_only_the_newest_waiting_job(daemon):
     assert [outcomes[f"pad-{n}"][1][1] for n in (0, 1)] == ["cancelled", "cancelled"]
     assert "replaced by the newer live job" in outcomes["pad-0"][1][2]
     assert outcomes["pad-2"][0] == "/continuo/done"
+
+
+def test_sessions_are_capped_by_forgetting_the_longest_silent(daemon, monkeypatch):
+    import bridge.daemon
+
+    monkeypatch.setattr(bridge.daemon, "MAX_SESSIONS", 3)
+    for port in (50001, 50002, 50003):
+        daemon.on_message("/continuo/hello", ["client", port], ("127.0.0.1", port))
+    daemon.on_message("/continuo/ping", [], ("127.0.0.1", 50001))  # 50001 speaks again: 50002 is now the oldest
+    daemon.session(("127.0.0.1", 50001)).context = daemon.session(("127.0.0.1", 50001)).context.replace(bpm=87.0)
+    daemon.on_message("/continuo/hello", ["newcomer", 50004], ("127.0.0.1", 50004))
+    assert set(daemon.sessions) == {("127.0.0.1", port) for port in (50001, 50003, 50004)}
+    assert daemon.sessions[("127.0.0.1", 50001)].context.bpm == 87.0  # a kept session keeps its context
+
+
+def test_a_sessions_job_list_keeps_only_live_jobs_past_its_cap(daemon, monkeypatch):
+    import bridge.daemon
+
+    monkeypatch.setattr(bridge.daemon, "MAX_SESSION_JOBS", 2)
+    for index in range(3):
+        daemon.on_message("/continuo/generate", [f"cap-{index}", "default", "x", 0.25], SENDER)
+        wait_terminal(daemon, f"cap-{index}")
+    daemon.on_message("/continuo/generate", ["cap-3", "default", "HOLD", 0.25], SENDER)
+    jobs = daemon.sessions[SENDER].jobs
+    assert "cap-3" in jobs and not jobs & {"cap-0", "cap-1"} and len(jobs) <= 2  # finished ones went at the cap
+    daemon.on_message("/continuo/cancel", ["*"], SENDER)
+    assert wait_terminal(daemon, "cap-3")[0] == "/continuo/error"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from bridge.journal import Journal, OutputRecord
 from bridge.limits import RateLimiter
 from bridge.peers import Peer, Router
 from bridge.protocol import load_schema, parse_datagram
-from bridge.retention import prune_jobs
+from bridge.retention import RetentionTimer, prune_inline_inputs, prune_jobs
 
 SCHEMA = load_schema()
 DEST = ("127.0.0.1", 9001)
@@ -176,6 +177,36 @@ def test_retention_never_follows_a_symlinked_job_folder(tmp_path):
     (root / "evil").symlink_to(outside, target_is_directory=True)
     assert prune_jobs(journal, root, max_age_s=0, max_jobs=0) == ["evil"]
     assert (outside / "keep.wav").exists()
+    journal.close()
+
+
+def test_old_inline_inputs_leave_the_inbox_and_user_files_stay(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    old, fresh = inbox / "zmq-job-1-aaaa.wav", inbox / "zmq-job-2-bbbb.wav"
+    mine = inbox / "my-clip.wav"
+    for path in (old, fresh, mine):
+        path.write_bytes(b"RIFF")
+    day_ago = time.time() - 90_000
+    os.utime(old, (day_ago, day_ago))
+    os.utime(mine, (day_ago, day_ago))
+    (inbox / "zmq-link-cccc.wav").symlink_to(mine)
+    assert prune_inline_inputs(inbox, max_age_s=86400) == 1
+    assert not old.exists() and fresh.exists() and mine.exists() and (inbox / "zmq-link-cccc.wav").is_symlink()
+    assert prune_inline_inputs(tmp_path / "no-inbox-yet", max_age_s=0) == 0
+
+
+def test_a_retention_pass_covers_jobs_and_the_inbox(tmp_path):
+    root, inbox = tmp_path / "renders", tmp_path / "inbox"
+    journal = Journal(tmp_path / "journal.sqlite3")
+    folder = finished(journal, "old-1", root, updated_ago_s=3600)
+    inbox.mkdir()
+    upload = inbox / "zmq-old-1-dddd.wav"
+    upload.write_bytes(b"RIFF")
+    two_hours_ago = time.time() - 7200
+    os.utime(upload, (two_hours_ago, two_hours_ago))
+    RetentionTimer(journal, root, max_age_s=600, max_jobs=10, inbox=inbox).prune()  # inputs: min(600 s, a day)
+    assert not folder.exists() and not upload.exists()
     journal.close()
 
 
