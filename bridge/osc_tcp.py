@@ -8,16 +8,20 @@ starts with '/' or '#bundle'; a length prefix under 16 MiB starts with 0x00);
 anything else is a length prefix. Replies go back on the same connection in the
 framing the client used.
 
-One accept thread, one thread per connection (blocking sockets, bounded count).
-Each packet goes through the same `parse_datagram` -> `on_message(address, args,
-peer)` path as UDP; the peer is a `bridge.peers.Peer` so the daemon's events come
-back here through the Router.
+One accept thread, and per connection (bounded count) a reader thread and a
+writer thread. Each packet goes through the same `parse_datagram` ->
+`on_message(address, args, peer)` path as UDP; the peer is a `bridge.peers.Peer`
+so the daemon's events come back here through the Router. Sending only queues the
+packet for the connection's writer, so a client that stops reading never holds up
+the daemon's handlers or other clients: its queue fills (SEND_QUEUE packets) or a
+write stalls past SEND_TIMEOUT_S, and that one connection is closed.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import queue
 import socket
 import struct
 import threading
@@ -35,6 +39,7 @@ SLIP_END, SLIP_ESC, SLIP_ESC_END, SLIP_ESC_ESC = 0xC0, 0xDB, 0xDC, 0xDD
 MAX_FRAME_BYTES = 65536
 MAX_CONNECTIONS = 64
 SEND_TIMEOUT_S = 2.0
+SEND_QUEUE = 1024  # packets waiting for one connection's writer before it counts as stuck
 POLL_S = 0.2
 RECV_BYTES = 65536
 
@@ -130,13 +135,14 @@ class _Connection:
         self.sock = sock
         self.peer = peer
         self.decoder: SlipDecoder | LengthPrefixDecoder | None = None
-        self.send_lock = threading.Lock()
+        self.outbox: queue.Queue[bytes | None] = queue.Queue(SEND_QUEUE)  # None: the writer stops
         self.closed = threading.Event()
+        self.writer: threading.Thread | None = None
 
     def send(self, packet: bytes) -> None:
+        """Queue one packet for the writer; queue.Full when the client has stopped reading."""
         encode = self.decoder.encode if self.decoder is not None else slip_encode
-        with self.send_lock:
-            self.sock.sendall(encode(packet))
+        self.outbox.put_nowait(encode(packet))
 
 
 class OscTcpServer:
@@ -220,8 +226,9 @@ class OscTcpServer:
             return
         try:
             conn.send(datagram)
-        except OSError as exc:
-            log.warning("send to tcp %s:%d failed (%s); closing the connection", dest.host, dest.port, exc)
+        except queue.Full:
+            log.warning("tcp connection %d from %s:%d is not reading (%d replies waiting); closing it",
+                        conn.peer.conn, dest.host, dest.port, SEND_QUEUE)
             self._close(conn)
 
     # -- threads ----------------------------------------------------------------------------
@@ -256,6 +263,9 @@ class OscTcpServer:
             self._connections[peer.conn] = conn  # type: ignore[index]
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(SEND_TIMEOUT_S)
+        conn.writer = threading.Thread(target=self._write, args=(conn,), name=f"continuo-osc-tcp-{peer.conn}-out",
+                                       daemon=True)
+        conn.writer.start()
         threading.Thread(target=self._serve, args=(conn,), name=f"continuo-osc-tcp-{peer.conn}", daemon=True).start()
         log.info("tcp connection %d from %s:%d", peer.conn, *address)
 
@@ -278,9 +288,25 @@ class OscTcpServer:
                     log.warning("tcp connection %d from %s:%d: %s; closing", conn.peer.conn, conn.peer.host,
                                 conn.peer.port, exc)
                     self._reply_error(conn, f"{exc}; closing the connection (send SLIP or int32-length-prefixed OSC)")
+                    self._close(conn, flush=True)
                     break
         finally:
             self._close(conn)
+
+    def _write(self, conn: _Connection) -> None:
+        """The connection's writer: packets in order; a write that stalls past SEND_TIMEOUT_S closes it."""
+        while True:
+            data = conn.outbox.get()
+            if data is None or conn.closed.is_set():
+                return
+            try:
+                conn.sock.sendall(data)
+            except OSError as exc:  # includes socket.timeout: the client stopped reading
+                if not conn.closed.is_set():
+                    log.warning("send to tcp connection %d from %s:%d failed (%s); closing it", conn.peer.conn,
+                                conn.peer.host, conn.peer.port, exc)
+                    self._close(conn)
+                return
 
     def handle_bytes(self, conn: _Connection, data: bytes) -> None:
         """Split received bytes into packets and handle each; FramingError ends the connection."""
@@ -301,15 +327,29 @@ class OscTcpServer:
     def _reply_error(self, conn: _Connection, message: str) -> None:
         try:
             conn.send(self._schema.build_event("/continuo/error", "", "bad_request", message))
-        except (OSError, ValueError) as exc:
-            log.info("tcp connection %d: error reply not sent: %s", conn.peer.conn, exc)
+        except (queue.Full, ValueError) as exc:
+            log.info("tcp connection %d: error reply not sent: %s", conn.peer.conn, exc or "the client is not reading")
 
-    def _close(self, conn: _Connection) -> None:
+    def _close(self, conn: _Connection, *, flush: bool = False) -> None:
+        """Close once; flush: let the writer send what is queued first (at most SEND_TIMEOUT_S)."""
         if conn.closed.is_set():
             return
-        conn.closed.set()
-        with self._lock:
+        writer = conn.writer
+        if flush and writer is not None and writer is not threading.current_thread():
+            try:
+                conn.outbox.put(None, timeout=SEND_TIMEOUT_S)
+                writer.join(SEND_TIMEOUT_S)
+            except queue.Full:
+                pass
+        with self._lock:  # reader, writer and senders may all get here; one closes
+            if conn.closed.is_set():
+                return
+            conn.closed.set()
             self._connections.pop(conn.peer.conn, None)  # type: ignore[arg-type]
+        try:
+            conn.outbox.put_nowait(None)  # wake the writer so it ends
+        except queue.Full:
+            pass  # it is blocked in sendall; closing the socket below ends that
         try:
             conn.sock.shutdown(socket.SHUT_RDWR)
         except OSError as exc:

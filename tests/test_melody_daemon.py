@@ -32,24 +32,24 @@ def write_tune(tmp_path: Path) -> Path:
     return path
 
 
-def test_a_melody_model_renders_with_the_tune(tiny_melody_model_dir, tmp_path):
+def generate_with_melody(model_dir: Path, tmp_path: Path, job_id: str) -> list:
+    """Send one 1-bar generate with the tune as melody; the job's events up to done or error."""
     tune = write_tune(tmp_path)
-    with DaemonProcess(daemon_flags(tiny_melody_model_dir, tmp_path)) as daemon, \
-            OscClient(daemon.host, daemon.port) as client:
+    with DaemonProcess(daemon_flags(model_dir, tmp_path)) as daemon, OscClient(daemon.host, daemon.port) as client:
         client.hello()
-        client.send("/continuo/generate", "mel-1", "default", "warm piano", 1.0, "melody", str(tune))
-        events = client.wait_job("mel-1", 120)
+        client.send("/continuo/generate", job_id, "default", "warm piano", 1.0, "melody", str(tune))
+        return client.wait_job(job_id, 120)
+
+
+def test_a_melody_model_renders_with_the_tune(tiny_melody_model_dir, tmp_path):
+    events = generate_with_melody(tiny_melody_model_dir, tmp_path, "mel-1")
     assert events[-1][0] == "/continuo/done", events[-1]
     outputs = [args for address, args in events if address == "/continuo/output"]
     assert outputs and Path(outputs[0][2]).is_file()
 
 
 def test_a_plain_model_refuses_a_melody_before_queueing(tiny_model_dir, tmp_path):
-    tune = write_tune(tmp_path)
-    with DaemonProcess(daemon_flags(tiny_model_dir, tmp_path)) as daemon, \
-            OscClient(daemon.host, daemon.port) as client:
-        client.hello()
-        client.send("/continuo/generate", "mel-2", "default", "warm piano", 1.0, "melody", str(tune))
-        events = client.wait_job("mel-2", 30)
+    events = generate_with_melody(tiny_model_dir, tmp_path, "mel-2")
     address, args = events[-1]
     assert address == "/continuo/error" and args[1] == "bad_request" and "MusicGen-melody" in args[2]
+    assert "/continuo/queued" not in [name for name, _ in events]

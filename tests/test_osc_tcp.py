@@ -194,3 +194,37 @@ def _eventually(predicate, timeout_s: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return predicate()
+
+
+class StuckSocket:
+    """A connection's socket whose writes hang until released: a client that stopped reading."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock, self.release = sock, threading.Event()
+
+    def sendall(self, data: bytes) -> None:
+        self.release.wait()
+        raise TimeoutError("timed out")
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+def test_a_client_that_stops_reading_never_holds_up_the_sender_or_other_clients(server, echo):
+    from bridge.osc_tcp import SEND_QUEUE
+
+    with OscTcpClient("127.0.0.1", server.address[1]) as stuck, OscTcpClient("127.0.0.1", server.address[1]) as ok:
+        stuck.send("/continuo/status")
+        echo.wait_count(1)
+        peer = echo.calls[0][2]
+        conn = server._connections[peer.conn]
+        conn.sock = StuckSocket(conn.sock)
+        event = SCHEMA.build_event("/continuo/pong", 1)
+        flood = threading.Thread(target=lambda: [server.send(peer, event) for _ in range(SEND_QUEUE + 10)])
+        flood.start()
+        flood.join(30)
+        assert not flood.is_alive(), "send() blocked on a client that does not read"
+        assert _eventually(lambda: peer.conn not in server._connections)  # its queue filled: closed
+        assert ok.ping(7) == 7  # everyone else is served throughout
+        conn.sock.release.set()
+
