@@ -19,7 +19,8 @@ from bridge.render import LOOP_CROSSFADE_S
 
 CONTEXT_KEYS = ("bpm", "beats_per_bar", "beat_unit", "key", "sample_rate")
 # Request settings the plan consumes itself (the rest are preset overrides).
-PLAN_SETTINGS = ("beats", "stems", "loop", "hard_cut", "stream", "style", "style_weight", "melody")
+PLAN_SETTINGS = ("beats", "stems", "loop", "hard_cut", "stream", "style", "style_weight", "melody", "prompt")
+PROMPT_ARG_OPS = ("generate",)  # ops that take their text prompt as an argument, not as the prompt setting
 STEMS_OP_PRESET = "default"  # /continuo/stems takes bit depth from this preset when it exists
 
 
@@ -109,12 +110,19 @@ def build_plan(op: str, params: Mapping[str, Any], presets: Mapping[str, Preset]
     if stream and op not in ("generate", "continue"):
         raise BadRequest(f"stream 1 works with generate and continue, not {op}; drop the setting")
     styles = _styles(own, preset, context)
+    text = params.get("prompt", "")
+    if "prompt" in own:
+        if op in PROMPT_ARG_OPS:
+            raise BadRequest(f"{op} takes its prompt as an argument; drop the prompt setting")
+        if op == "stems":
+            raise BadRequest("stems generates nothing, so it takes no prompt; drop the setting")
+        text = str(own["prompt"])
     melody_path = resolve_input(str(own["melody"]), input_roots) if own.get("melody") else None
     if melody_path is not None and op == "stems":
         raise BadRequest("melody conditions generation; /continuo/stems generates nothing; drop the setting")
     return RenderPlan(op=op, preset=preset, context=context, bars=bars, stream=stream, styles=styles,
                       melody_path=melody_path,
-                      prompt=preset.render_prompt(params.get("prompt", ""), context), seed=seed,
+                      prompt=preset.render_prompt(text, context), seed=seed,
                       input_path=input_path, stems=stems, loop=_flag("loop", own.get("loop", 0)),
                       hard_cut=_flag("hard_cut", own.get("hard_cut", 0)), beats=beats,
                       count=int(params.get("count", 1)))

@@ -113,6 +113,13 @@ def test_stem_chain_applies_to_its_stem_only_and_reports_each_output():
     assert "other-tail" not in looped and looped["other"].audio.shape == (2, 48000)
 
 
+def test_the_prompt_setting_steers_variations_and_continuations_only():
+    assert plan("variations", settings={"prompt": "dark techno at {bpm}"}, bpm=128.0).prompt == \
+        plan("generate", bpm=128.0).prompt.replace("x", "dark techno at 128")
+    with pytest.raises(BadRequest, match="takes its prompt as an argument"):
+        plan("generate", settings={"prompt": "strings"})
+
+
 def test_style_settings_become_weighted_model_prompts():
     styled = plan(settings={"style": "dark techno kick at {bpm}", "style_weight": 0.5}, bpm=128.0)
     assert styled.styles == (("dark techno kick at 128", 0.5),)
