@@ -3,9 +3,10 @@
 - fp32, fp16, bf16: cast the decoder (fp16 is CUDA-only). On the CPU, fp32 and bf16 linears run as
   oneDNN inner products over weights reordered once at load (PackedLinear): MKL's sgemm reads a
   batch-2 decode's weights at about 9 GB/s here, the prepacked oneDNN kernel at about 40 (fp32) and 57 (bf16).
-- int8: int8 weights with one scale per output channel (Int8Linear): our C++ kernel for the few rows of
-  a decode step (AVX-512 VNNI here, bound by reading the weights), one GEMM over the dequantized weight
-  for prefill. Where our kernels cannot be built, torch's dynamic int8 Linear (fbgemm/x86) stands in.
+- int8: int8 weights with one scale per output channel (Int8Linear): our C++ kernel (AVX-512 VNNI here,
+  bound by reading the weights at a decode step's few rows; on CPUs without VNNI, prefill runs one GEMM
+  over the dequantized weight instead). Where our kernels cannot be built, torch's dynamic int8 Linear
+  (fbgemm/x86) stands in.
 - bnb-int8, bnb-nf4: bitsandbytes; the CUDA memory savers. They also run on the CPU, slowly,
   which the tests use as a parity reference.
 """
@@ -117,11 +118,15 @@ def prepack_cpu_(decoder: nn.Module) -> nn.Module:
 class Int8Linear(nn.Module):
     """int8 weights, one fp32 scale per output channel (symmetric abs-max), fp32 activations in and out."""
 
-    DECODE_ROWS = 16  # up to this many rows of x (a decode step, variations under CFG) run on the int8 kernel
+    # Without VNNI the kernel's portable loop is a plain dot product per row: past this many rows of x
+    # (prefill) one GEMM over the dequantized weight is faster. With VNNI the kernel is faster at any
+    # count measured (1000 rows of 1024 -> 4096: 37 ms against 48 ms), so it runs everything.
+    PORTABLE_ROWS = 16
 
-    def __init__(self, linear: nn.Linear, op):
+    def __init__(self, linear: nn.Linear, op, vnni: bool):
         super().__init__()
         self.in_features, self.out_features, self.op = linear.in_features, linear.out_features, op
+        self.max_rows = None if vnni else self.PORTABLE_ROWS
         weight = linear.weight.detach().float()
         scales = (weight.abs().amax(dim=1) / 127).clamp_min(1e-12)
         codes = torch.round(weight / scales[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
@@ -132,9 +137,8 @@ class Int8Linear(nn.Module):
         self.register_buffer("bias", bias, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.numel() // self.in_features <= self.DECODE_ROWS:
+        if self.max_rows is None or x.numel() // self.in_features <= self.max_rows:
             return self.op(x, self.codes, self.scales, self.row_sums, self.bias)
-        # prefill: one GEMM over the dequantized weight beats streaming it once per few rows
         return nn.functional.linear(x, self.codes.float() * self.scales[:, None], self.bias)
 
     def extra_repr(self) -> str:
@@ -147,8 +151,9 @@ def quantize_int8_cpu_(decoder: nn.Module) -> nn.Module:
 
     op = int8_linear_op()
     if op is not None:
+        vnni = bool(torch.ops.continuo_cpu.int8_linear_uses_vnni())
         for parent, name, linear in list(linears(decoder)):
-            setattr(parent, name, Int8Linear(linear, op))
+            setattr(parent, name, Int8Linear(linear, op, vnni))
         return decoder
     from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
     from torch.ao.quantization import per_channel_dynamic_qconfig

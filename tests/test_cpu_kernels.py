@@ -91,16 +91,17 @@ def emulate_int8_linear(x, codes, scales, bias):
 
 
 @needs_kernels
-@pytest.mark.parametrize("rows", [1, 2, 3, 5, 16])
+@pytest.mark.parametrize("rows", [1, 2, 3, 5, 16, 40])
 @pytest.mark.parametrize("bias", [False, True])
-def test_int8_linear_decode_rows(rows, bias):
+@pytest.mark.parametrize("outputs", [96, 99])  # 99: weight rows left over after the 4 x 4 tiles
+def test_int8_linear_rows(rows, bias, outputs):
     torch.manual_seed(rows)
-    linear = torch.nn.Linear(256, 96, bias=bias)
-    int8 = Int8Linear(linear, cpu_kernels.int8_linear_op())
+    linear = torch.nn.Linear(256, outputs, bias=bias)
+    int8 = Int8Linear(linear, cpu_kernels.int8_linear_op(), vnni=bool(torch.ops.continuo_cpu.int8_linear_uses_vnni()))
     x = torch.randn(rows, 256)
     got = int8(x)
     dequantized = F.linear(x, int8.codes.float() * int8.scales[:, None], int8.bias)
-    assert got.shape == (rows, 96)
+    assert got.shape == (rows, outputs)
     assert (got - dequantized).norm() / dequantized.norm() < 0.02  # activations rounded to int8 per row
     if torch.ops.continuo_cpu.int8_linear_uses_vnni():
         torch.testing.assert_close(got, emulate_int8_linear(x, int8.codes, int8.scales, int8.bias),
@@ -108,10 +109,10 @@ def test_int8_linear_decode_rows(rows, bias):
 
 
 @needs_kernels
-def test_int8_linear_prefill_and_odd_widths():
+def test_int8_linear_portable_loop_and_its_prefill_gemm():
     torch.manual_seed(0)
     linear = torch.nn.Linear(48, 32, bias=False)  # 48: not a multiple of 64, so the portable loop runs
-    int8 = Int8Linear(linear, cpu_kernels.int8_linear_op())
+    int8 = Int8Linear(linear, cpu_kernels.int8_linear_op(), vnni=False)
     dequantized = int8.codes.float() * int8.scales[:, None]
     for shape in [(2, 1, 48), (2, 40, 48)]:  # a decode step and a prefill (one GEMM over the dequantized weight)
         x = torch.randn(shape)

@@ -22,6 +22,8 @@
 namespace {
 
 constexpr int64_t ROWS = 4;  // rows of x per pass over a weight row
+constexpr int64_t WEIGHT_BLOCK = 16;  // weight rows kept in cache while the rows of x pass over them
+constexpr int64_t TILE_PREFETCH_ROWS = 8;  // a 4 x 4 tile asks for the weight rows two tiles ahead
 
 #ifdef CONTINUO_VNNI
 constexpr bool kVnni = true;
@@ -55,6 +57,27 @@ inline void dot_rows_vnni(const uint8_t* xq, int64_t K, const int8_t* w, int32_t
     for (int c = 1; c < CHAINS; ++c) total = _mm512_add_epi32(total, acc[r][c]);
     out[r] = _mm512_reduce_add_epi32(total);
   }
+}
+// A 4 x 4 tile: 4 rows of x against 4 consecutive weight rows (row stride K), 16 int32 dot products.
+// Each loaded vector of x or of the weights feeds four vpdpbusd, which is what makes prefill (hundreds
+// of rows of x) bound by arithmetic rather than by loads.
+inline void tile_4x4_vnni(const uint8_t* xq, int64_t K, const int8_t* w, int32_t out[4][4]) {
+  __m512i acc[4][4];
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 4; ++c) acc[r][c] = _mm512_setzero_si512();
+  for (int64_t k = 0; k < K; k += 64) {
+    __m512i wv[4];
+    for (int c = 0; c < 4; ++c) {
+      _mm_prefetch(reinterpret_cast<const char*>(w + (TILE_PREFETCH_ROWS + c) * K + k), _MM_HINT_T0);
+      wv[c] = _mm512_loadu_si512(w + c * K + k);
+    }
+    for (int r = 0; r < 4; ++r) {
+      const __m512i xv = _mm512_loadu_si512(xq + r * K + k);
+      for (int c = 0; c < 4; ++c) acc[r][c] = _mm512_dpbusd_epi32(acc[r][c], xv, wv[c]);
+    }
+  }
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 4; ++c) out[r][c] = _mm512_reduce_add_epi32(acc[r][c]);
 }
 #else
 constexpr bool kVnni = false;
@@ -140,25 +163,46 @@ at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& w, const at::Tenso
       x_scale[m] = scale;
     }
   }
-  at::parallel_for(0, N, 16, [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n) {
-      const int8_t* wr = wp + n * K;
-      const float bias_n = bp != nullptr ? bp[n] : 0.f;
+  at::parallel_for(0, N, WEIGHT_BLOCK, [&](int64_t n0, int64_t n1) {
+    // A block of weight rows stays in L1/L2 while every ROWS-row block of x passes over it, so x is
+    // read from cache once per block, not once per weight row (prefill has hundreds of rows of x).
+    for (int64_t nb = n0; nb < n1; nb += WEIGHT_BLOCK) {
+      const int64_t ne = std::min<int64_t>(nb + WEIGHT_BLOCK, n1);
       for (int64_t m = 0; m < M; m += ROWS) {
         const int64_t rows = std::min<int64_t>(ROWS, M - m);
-        if (vnni) {
+        int64_t n = nb;
 #ifdef CONTINUO_VNNI
-          int32_t dots[ROWS];
-          by_rows(rows, [&](auto mb) { dot_rows_vnni<decltype(mb)::value>(xq.data() + m * K, K, wr, dots); });
-          for (int64_t r = 0; r < rows; ++r) {
-            const int32_t exact = dots[r] - 128 * rs[n];  // undo the +128 offset of the activations
-            op[(m + r) * N + n] = static_cast<float>(exact) * x_scale[m + r] * sp[n] + bias_n;
+        if (vnni && rows == ROWS) {  // full 4 x 4 tiles first; the rest of the block row by row below
+          for (; n + 4 <= ne; n += 4) {
+            int32_t tile[4][4];
+            tile_4x4_vnni(xq.data() + m * K, K, wp + n * K, tile);
+            for (int64_t r = 0; r < 4; ++r)
+              for (int64_t c = 0; c < 4; ++c) {
+                const int32_t exact = tile[r][c] - 128 * rs[n + c];
+                op[(m + r) * N + n + c] = static_cast<float>(exact) * x_scale[m + r] * sp[n + c] +
+                                          (bp != nullptr ? bp[n + c] : 0.f);
+              }
           }
+        }
 #endif
-        } else {
-          float dots[ROWS];
-          by_rows(rows, [&](auto mb) { dot_rows_fp32<decltype(mb)::value>(xp + m * K, K, wr, dots); });
-          for (int64_t r = 0; r < rows; ++r) op[(m + r) * N + n] = dots[r] * sp[n] + bias_n;
+        for (; n < ne; ++n) {
+          const int8_t* wr = wp + n * K;
+          const float bias_n = bp != nullptr ? bp[n] : 0.f;
+          float* out_n = op + m * N + n;
+          if (vnni) {
+#ifdef CONTINUO_VNNI
+            int32_t dots[ROWS];
+            by_rows(rows, [&](auto mb) { dot_rows_vnni<decltype(mb)::value>(xq.data() + m * K, K, wr, dots); });
+            for (int64_t r = 0; r < rows; ++r) {
+              const int32_t exact = dots[r] - 128 * rs[n];  // undo the +128 offset of the activations
+              out_n[r * N] = static_cast<float>(exact) * x_scale[m + r] * sp[n] + bias_n;
+            }
+#endif
+          } else {
+            float dots[ROWS];
+            by_rows(rows, [&](auto mb) { dot_rows_fp32<decltype(mb)::value>(xp + m * K, K, wr, dots); });
+            for (int64_t r = 0; r < rows; ++r) out_n[r * N] = dots[r] * sp[n] + bias_n;
+          }
         }
       }
     }
