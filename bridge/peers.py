@@ -8,6 +8,12 @@ handle (a connection number for TCP, the ROUTER identity for ZeroMQ).
 
 `Router` hands each datagram to the transport that owns its destination; the
 EventSink only ever sees one `send(dest, datagram)`.
+
+After a restart the journal gives back a TCP or ZeroMQ client as a plain tuple
+("tcp:host" or "zmq:host", port): its connection ended with the last run. Events
+of a job re-run for it go, for ZeroMQ, to the PUB socket (subscribers of the
+job id get them), and for TCP nowhere: that client reconnects and asks
+`/continuo/get`.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ def is_peer(dest: Any) -> bool:
     return isinstance(dest, Peer)
 
 
+RESTORED = ("tcp", "zmq")  # transports whose clients the journal keeps as "<transport>:<host>"
+
+
 class Router:
     """send(dest, datagram): UDP tuples to the UDP transport, Peers to the transport they name."""
 
@@ -50,4 +59,16 @@ class Router:
                 return
             send(dest, datagram)
             return
+        transport, sep, host = str(dest[0]).partition(":")
+        if sep and transport in RESTORED:  # an IPv6 host has colons too, but never starts with "tcp:"/"zmq:"
+            self.send_restored(transport, host, datagram)
+            return
         self._udp_send(dest, datagram)
+
+    def send_restored(self, transport: str, host: str, datagram: bytes) -> None:
+        """A connection-based client from before a restart: ZeroMQ events go to PUB only; TCP ones cannot go."""
+        send = self._transports.get(transport)
+        if transport == "zmq" and send is not None:
+            send(None, datagram)  # no ROUTER identity survives a restart; subscribers of the job id hear it
+            return
+        log.debug("event for %s client %s dropped: its connection ended with the last run", transport, host)

@@ -135,8 +135,8 @@ class ZmqServer:
         log.info("stopped")
 
     # -- sending (any thread) ---------------------------------------------------------------------
-    def send(self, dest: Peer, datagram: bytes) -> None:
-        """Re-encode one OSC event for dest (and the PUB socket when it is about a job)."""
+    def send(self, dest: Peer | None, datagram: bytes) -> None:
+        """Re-encode one OSC event for dest (and the PUB socket when it is about a job); dest None: PUB only."""
         try:
             (address, args), = parse_datagram(datagram)
         except (BadRequest, ValueError) as exc:
@@ -147,7 +147,8 @@ class ZmqServer:
         if threading.get_ident() == self._loop_ident:
             self._send_now(dest, frames, args[0] if publish else None, publish)
             return
-        self._outbox.append((dest, frames))
+        if dest is not None:
+            self._outbox.append((dest, frames))
         if publish is not None:
             self._outbox.append((None, [str(args[0]).encode(), *publish]))
         self._wake()

@@ -3,9 +3,9 @@
 - decode_attention: one decode step's attention (one query per batch row and head) over the KV cache,
   read in place in its own dtype (fp32, bf16, or mu-law int8 codes dequantized in registers). It is the
   `fused-cpu` attention backend; prefill (many queries at once) stays on SDPA. Stand-in: SDPA.
-- int8_linear: int8 weights (one scale per output channel) against a few rows of activations, on
-  AVX-512 VNNI where the CPU has it: the int8 weight mode's decode-step linear. Stand-in: torch's
-  dynamic int8 Linear (fbgemm), about 25 % slower per step here.
+- int8_linear: int8 weights (one scale per output channel) against rows of activations, on AVX-512
+  VNNI where the CPU has it (a portable loop elsewhere): the int8 weight mode's linear, decode and
+  prefill. Stand-in: torch's dynamic int8 Linear (fbgemm), about 25 % slower per decode step here.
 
 Building needs a C++ compiler (g++ or clang++) and ninja; torch's extension builder compiles the
 sources once per machine (about 25 s on 2 cores) into kernels_dir() (CONTINUO_KERNELS_DIR, default

@@ -100,6 +100,17 @@ def test_router_sends_peers_to_their_transport():
     assert seen == [("udp", ("127.0.0.1", 1)), ("tcp", 7)]
 
 
+def test_clients_restored_from_the_journal_reach_pub_not_a_udp_port():
+    seen = []
+    router = Router(lambda dest, data: seen.append(("udp", dest)))
+    router.register("zmq", lambda dest, data: seen.append(("zmq", dest)))
+    router.register("tcp", lambda dest, data: seen.append(("tcp", dest)))
+    router.send(("zmq:127.0.0.1", 5570), b"x")  # a re-run job's ZeroMQ client: publish only
+    router.send(("tcp:127.0.0.1", 9000), b"x")  # its TCP connection is gone: dropped
+    router.send(("::1", 9000), b"x")  # IPv6 is still UDP
+    assert seen == [("zmq", None), ("udp", ("::1", 9000))]
+
+
 def job(job_id: str, priority: Priority = Priority.INTERACTIVE, slot: int | None = None) -> Job:
     return Job(job_id=job_id, op="generate", params={"bars": 1.0}, reply_to=DEST, client_key=DEST,
                priority=priority, slot=slot)

@@ -81,6 +81,21 @@ def test_job_events_are_published_with_the_job_id_as_topic(served):
     assert frames[0] == b"z2" and parse_reply(frames).event == "accepted"
 
 
+def test_an_event_without_a_client_is_published_only(served):
+    """After a restart a re-run job's ZeroMQ client has no ROUTER identity: PUB carries its events."""
+    from bridge.protocol import load_schema
+
+    server, _ = served
+    with ZmqClient(server.router_endpoint) as client:
+        sub = client.subscribe(server.pub_endpoint, b"z9")
+        time.sleep(0.3)  # a PUB drops what is sent before the subscription lands
+        server.send(None, load_schema().build_event("/continuo/progress", "z9", 0.5, "decoding"))
+        assert sub.poll(5000)
+        frames = sub.recv_multipart()
+        sub.close(0)
+    assert frames[0] == b"z9" and parse_reply(frames).event == "progress"
+
+
 def test_inline_input_is_written_to_the_inbox_and_named_as_the_path(served, tmp_path):
     server, fake = served
     audio = np.linspace(-0.5, 0.5, 4800 * 2, dtype=np.float32).reshape(4800, 2)
