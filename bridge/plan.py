@@ -107,8 +107,8 @@ def build_plan(op: str, params: Mapping[str, Any], presets: Mapping[str, Preset]
     if op == "stems" and input_path is None:
         raise BadRequest("stems needs an input file: send /continuo/stems <job_id> <absolute wav path> [stems]")
     stream = _flag("stream", own.get("stream", 0))
-    if stream and op not in ("generate", "continue"):
-        raise BadRequest(f"stream 1 works with generate and continue, not {op}; drop the setting")
+    if stream and op not in ("generate", "continue", "variations"):
+        raise BadRequest(f"stream 1 works with generate, continue and variations, not {op}; drop the setting")
     styles = _styles(own, preset, context)
     text = params.get("prompt", "")
     if "prompt" in own:

@@ -180,10 +180,12 @@ class Worker(threading.Thread):
                 self.load_separator(), rendered, plan, on_progress=progress, should_cancel=cancel)))
         return self.write_all(job, plan, {"mix": rendered, **extra})
 
-    def preview_writer(self, job: Job, plan: RenderPlan) -> PreviewWriter:
+    def preview_writer(self, job: Job, plan: RenderPlan, stream_name: str = "") -> PreviewWriter:
+        """Chunks go to <job>/preview/ (or <job>/preview/<stream_name>/ for one of several takes)."""
         if not getattr(self.engine, "streams", False):
             raise BadRequest("stream 1 needs the engine backend (serve with --backend engine, the default)")
-        return PreviewWriter(job, self.events, self.output_root / job.job_id / "preview",
+        folder = self.output_root / job.job_id / "preview"
+        return PreviewWriter(job, self.events, folder / stream_name if stream_name else folder,
                              model_rate=self.engine.info.sample_rate, sample_rate=plan.context.sample_rate)
 
     def render_variations(self, job: Job, plan: RenderPlan, request: GenerationRequest,
@@ -192,10 +194,16 @@ class Worker(threading.Thread):
         seeds = [plan.seed + index for index in range(plan.count)]
         progress = {"on_progress": lambda fraction, stage: self.progress(job, stage, fraction),
                     "should_cancel": lambda: job.cancelled}
+        previews = [self.preview_writer(job, plan, f"variation-{index}")
+                    for index in range(1, plan.count + 1)] if plan.stream else []
+        if previews:  # one preview stream per variation: the batch's chunks arrive together, (B, C, samples)
+            progress["on_chunk"] = lambda audio: [writer(audio[b]) for b, writer in enumerate(previews)]
         if hasattr(self.engine, "generate_batch"):
             takes = self.engine.generate_batch(request, seeds, **progress)
-        else:  # the transformers reference engine: one take after another
+        else:  # the transformers reference engine: one take after another (it cannot stream: refused above)
             takes = [self.engine.generate(replace(request, seed=seed), **progress) for seed in seeds]
+        for writer in previews:
+            writer.finish()
         self.progress(job, "effects", 0.0)
         rendered = {f"variation-{index}": render_mix(
             take.audio, take.sample_rate, frames=plan.frames, sample_rate=plan.context.sample_rate,

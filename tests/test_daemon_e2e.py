@@ -248,10 +248,17 @@ def test_stream_sends_preview_chunks_before_the_output(client):
         assert info.samplerate == 48000 and info.channels == 2 and "/preview/" in p[2]
 
 
-def test_stream_is_refused_where_it_cannot_work(client):
+def test_variations_stream_one_preview_per_take(client):
     client.send("/continuo/variations", "stream-2", "default", "", 2, 1.0, "stream", 1)
-    _, error = client.wait_for(lambda a, args: a == "/continuo/error" and args[0] == "stream-2", 10)
-    assert error[1] == "bad_request" and "stream" in error[2]
+    events = client.wait_job("stream-2", JOB_TIMEOUT_S)
+    assert events[-1][0] == "/continuo/done", events[-1]
+    partials = [args for address, args in events if address == "/continuo/partial"]
+    for take in ("variation-1", "variation-2"):
+        own = [p for p in partials if f"/preview/{take}/" in p[2]]
+        assert [p[1] for p in own] == list(range(1, len(own) + 1)) and len(own) >= 2
+        assert sum(p[4] for p in own) == pytest.approx(2.0, abs=0.2)  # 1 bar at 120 BPM
+    assert len(partials) == sum(1 for p in partials if "/preview/variation-" in p[2])
+
 
 
 def test_style_mixing_blends_a_second_prompt(client):
