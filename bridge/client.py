@@ -14,7 +14,7 @@ import logging
 import socket
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Self
 
 from pythonosc import osc_message_builder
 
@@ -48,6 +48,21 @@ class _EventClient:
 
     def send_raw(self, data: bytes) -> None:
         raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _stop_receiving(self, thread: threading.Thread, sock: socket.socket) -> None:
+        """The end of every close(): the receive thread joins, the socket closes, waiters wake."""
+        thread.join(2 * POLL_S + 1.0)
+        sock.close()
+        self._notify_closed()
 
     def send(self, address: str, *args: Any) -> None:
         """Send one message; types are inferred (str s, int i, float f), nothing is validated."""
@@ -199,15 +214,7 @@ class OscClient(_EventClient):
             self._sock.sendto(b"", ({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port))
         except OSError as exc:
             log.debug("wake-up datagram failed: %s", exc)
-        self._thread.join(2 * POLL_S + 1.0)
-        self._sock.close()
-        self._notify_closed()
-
-    def __enter__(self) -> OscClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        self._stop_receiving(self._thread, self._sock)
 
     def _receive(self) -> None:
         while not self._closed.is_set():
@@ -272,15 +279,7 @@ class OscTcpClient(_EventClient):
         if self._closed.is_set():
             return
         self._closed.set()
-        self._thread.join(2 * POLL_S + 1.0)
-        self._sock.close()
-        self._notify_closed()
-
-    def __enter__(self) -> OscTcpClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        self._stop_receiving(self._thread, self._sock)
 
     def _receive(self) -> None:
         while not self._closed.is_set():
