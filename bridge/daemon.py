@@ -64,8 +64,15 @@ MAX_SESSION_JOBS = 256
 
 
 class Daemon:
-    def __init__(self, settings: Settings, *, engine_loader: Callable[[Settings], TransformersMusicGen] | None = None):
+    def __init__(self, settings: Settings, *, engine_loader: Callable[[Settings], TransformersMusicGen] | None = None,
+                 compute_on_main_thread: bool = False):
         self.settings = settings
+        # True for `continuo serve`: the job loop runs on the main thread, the one that loaded the model, so
+        # torch's OpenMP threads have one master. A second master (a worker thread) makes libgomp throttle
+        # its spin-waits once it manages more threads than cores: every parallel region then sleeps and
+        # wakes through the kernel, and on 2 cores decoding ran at half speed (32 vs 67 steps/s).
+        # In-process users (tests) keep the worker thread so startup() returns.
+        self.compute_on_main_thread = compute_on_main_thread
         self.schema: Schema = load_schema()
         self.stop_requested = threading.Event()
         self.sessions: dict[Address, ClientSession] = {}
@@ -106,7 +113,8 @@ class Daemon:
                              presets=lambda: self.presets, input_roots=self.input_roots, output_root=self.output_root,
                              separator=LazySeparator(separator_config(settings.stems_weights, settings.stems_model_size,
                                                                       settings.device)))
-        self.worker.start()
+        if not self.compute_on_main_thread:
+            self.worker.start()
         self.midi = start_midi(self)
         self.requeue(retry)
         self.retention.start()
@@ -119,7 +127,15 @@ class Daemon:
         )
 
     def run(self) -> None:
+        """Until a stop is requested: the job loop itself on this (main) thread, or just waiting."""
+        if self.compute_on_main_thread:
+            self.worker.run()
         self.stop_requested.wait()
+
+    def request_stop(self) -> None:
+        """Safe from a signal handler: it only sets events; the worker and run() notice them."""
+        self.stop_requested.set()
+        self.worker.stopping.set()
 
     def shutdown(self) -> None:
         log.info("shutting down")
@@ -130,7 +146,8 @@ class Daemon:
         self.worker.stop()
         for job in self.queue.drain():
             self.worker.fail(job, "interrupted", "the daemon stopped before this job started; send it again")
-        self.worker.join(self.settings.shutdown_timeout_s)
+        if self.worker.ident is not None:  # a started thread (not the main-thread loop)
+            self.worker.join(self.settings.shutdown_timeout_s)
         if self.worker.is_alive():
             log.warning("the running job did not stop within %.0f s; leaving it", self.settings.shutdown_timeout_s)
         self.transports.stop()
@@ -454,7 +471,7 @@ def stop_on_signals(daemon: Daemon) -> Iterator[None]:
 
     def handle(signum: int, _frame: Any) -> None:
         log.info("received %s", signal.Signals(signum).name)
-        daemon.stop_requested.set()
+        daemon.request_stop()
 
     for sig in previous:
         signal.signal(sig, handle)
@@ -468,7 +485,7 @@ def stop_on_signals(daemon: Daemon) -> Iterator[None]:
 def serve(settings: Settings, *,
           engine_loader: Callable[[Settings], TransformersMusicGen] | None = None) -> int:
     """startup -> run -> shutdown, stopped by SIGINT/SIGTERM; engine_loader swaps the model (benchmarks)."""
-    daemon = Daemon(settings, engine_loader=engine_loader)
+    daemon = Daemon(settings, engine_loader=engine_loader, compute_on_main_thread=True)
     with stop_on_signals(daemon):
         daemon.startup()
         try:

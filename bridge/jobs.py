@@ -112,6 +112,11 @@ class JobQueue:
         return next((other for other in self._jobs
                      if other.priority is Priority.LIVE and other.slot == job.slot), None)
 
+    @property
+    def closed(self) -> bool:
+        with self._cond:
+            return self._closed
+
     def get(self, timeout_s: float | None = None) -> Job | None:
         """Next job, or None when closed (or on timeout)."""
         with self._cond:

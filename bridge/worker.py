@@ -48,6 +48,9 @@ class Interrupted(Exception):
     """The daemon is stopping while this job runs."""
 
 
+STOP_POLL_S = 0.25  # how often an idle worker looks at `stopping`
+
+
 class Worker(threading.Thread):
     def __init__(
         self,
@@ -77,10 +80,16 @@ class Worker(threading.Thread):
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
+        """Jobs one at a time until stopping is set or the queue closes.
+
+        `continuo serve` calls this on the main thread (see Daemon.run); in-process users start the thread.
+        """
         while not self.stopping.is_set():
-            job = self.queue.get()
+            job = self.queue.get(timeout_s=STOP_POLL_S)  # wakes to notice `stopping`, set from a signal handler
             if job is None:
-                break
+                if self.queue.closed:
+                    break
+                continue
             with self._lock:
                 self.current = job
             try:
@@ -141,8 +150,12 @@ class Worker(threading.Thread):
         self.events.error(job.reply_to, job.job_id, code, message)
         log.info("job=%s %s: %s", job.job_id, code, message)
 
+    def stopped(self, job: Job) -> bool:
+        """The job should end now: cancelled by its client, or the daemon is stopping."""
+        return job.cancelled or self.stopping.is_set()
+
     def progress(self, job: Job, stage: str, fraction: float) -> None:
-        if job.cancelled:
+        if self.stopped(job):
             raise Interrupted() if self.stopping.is_set() else Cancelled()
         low, high = STAGE_SPANS[stage]
         self.events.progress(job.reply_to, job.job_id, low + (high - low) * fraction, stage)
@@ -164,7 +177,7 @@ class Worker(threading.Thread):
         generated = self.engine.generate(
             request,
             on_progress=lambda fraction, stage: self.progress(job, stage, fraction),
-            should_cancel=lambda: job.cancelled,
+            should_cancel=lambda: self.stopped(job),
             **({"on_chunk": preview} if preview is not None else {}),
         )
         if preview is not None:
@@ -193,7 +206,7 @@ class Worker(threading.Thread):
         """/continuo/variations: count takes in one batched decode (seeds seed, seed + 1, ...), variation-1..N."""
         seeds = [plan.seed + index for index in range(plan.count)]
         progress = {"on_progress": lambda fraction, stage: self.progress(job, stage, fraction),
-                    "should_cancel": lambda: job.cancelled}
+                    "should_cancel": lambda: self.stopped(job)}
         previews = [self.preview_writer(job, plan, f"variation-{index}")
                     for index in range(1, plan.count + 1)] if plan.stream else []
         if previews:  # one preview stream per variation: the batch's chunks arrive together, (B, C, samples)
@@ -228,7 +241,7 @@ class Worker(threading.Thread):
     def separate(self, job: Job, run: Callable) -> dict:
         self.progress(job, "separating", 0.0)
         started = time.monotonic()
-        stems = run(lambda fraction: self.progress(job, "separating", fraction), lambda: job.cancelled)
+        stems = run(lambda fraction: self.progress(job, "separating", fraction), lambda: self.stopped(job))
         log.info("job=%s separated stems=%s separating_s=%.2f", job.job_id, ",".join(stems),
                  time.monotonic() - started)
         return stems

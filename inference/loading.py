@@ -367,6 +367,8 @@ def load_engine(
         else:
             engine = build_our_engine(model, processor, source, target, is_random,
                                       weights=weights, kv_cache=kv_cache, attention=attention, compile=compile)
+            del model  # our engine owns copies of what it keeps: the checkpoint's memory map can go
+            release_memory()
     except ModelLoadError:
         raise
     except ValueError as error:  # a mode this device cannot run; the message names the alternatives
@@ -387,6 +389,19 @@ def load_engine(
         except InferenceError as error:
             raise ModelLoadError(f"{source.path} loaded but cannot generate: {error}") from error
     return engine
+
+
+def release_memory() -> None:
+    """Collect what loading left behind and hand freed heap back to the system (glibc), so the daemon's
+    resident size is what it uses, not its peak while loading."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): the allocator keeps its own counsel
+        pass
 
 
 def build_our_engine(model, processor, source: ModelSource, target, is_random: bool, **modes) -> MusicGenEngine:
