@@ -33,9 +33,7 @@ import torch
 
 log = logging.getLogger("continuo.inference")
 
-CSRC = Path(__file__).with_name("csrc")
-SOURCES = tuple(CSRC / name for name in ("decode_attention.cpp", "int8_linear.cpp"))
-HEADERS = (CSRC / "parallel.h",)
+SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("decode_attention.cpp", "int8_linear.cpp"))
 FLAGS = ("-O3", "-march=native", "-fopenmp")
 STALE_LOCK_S = 600.0  # a build takes about 25 s; a lock this old belongs to a build that died
 
@@ -60,8 +58,8 @@ def cpu_features() -> str:
 
 
 def library_name() -> str:
-    identity = "\n".join([*(source.read_text() for source in SOURCES + HEADERS), " ".join(FLAGS),
-                          torch.__version__, cpu_features()])
+    identity = "\n".join([*(source.read_text() for source in SOURCES), " ".join(FLAGS), torch.__version__,
+                          cpu_features()])
     return "continuo_cpu_" + hashlib.sha1(identity.encode()).hexdigest()[:12]
 
 
@@ -136,8 +134,7 @@ def build() -> KernelStatus:
     directory = writable(directory)
     log.info("CPU kernels: compiling %s into %s (once per machine, about 25 s)", name, directory)
     load_inline(name, cpp_sources=[source.read_text() for source in SOURCES], extra_cflags=list(FLAGS),
-                extra_ldflags=["-fopenmp"], extra_include_paths=[str(CSRC)], is_python_module=False, verbose=False,
-                build_directory=str(directory))
+                extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False, build_directory=str(directory))
     return registered(started)
 
 

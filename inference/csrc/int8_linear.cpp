@@ -10,8 +10,6 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include "parallel.h"
-
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -165,7 +163,7 @@ at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& w, const at::Tenso
       x_scale[m] = scale;
     }
   }
-  continuo::parallel_chunks(N, WEIGHT_BLOCK, [&](int64_t n0, int64_t n1) {
+  at::parallel_for(0, N, WEIGHT_BLOCK, [&](int64_t n0, int64_t n1) {
     // A block of weight rows stays in L1/L2 while every ROWS-row block of x passes over it, so x is
     // read from cache once per block, not once per weight row (prefill has hundreds of rows of x).
     for (int64_t nb = n0; nb < n1; nb += WEIGHT_BLOCK) {
