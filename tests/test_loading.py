@@ -11,6 +11,7 @@ import shutil
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -277,3 +278,12 @@ def test_accelerations_survive_a_broken_optional_package(monkeypatch):
     assert not capabilities["bitsandbytes"].usable
     assert "fails to import" in capabilities["bitsandbytes"].reason
     assert not capabilities["flash_attn"].usable
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/self/maps (Linux)")
+def test_our_engine_lets_go_of_the_checkpoint_file_map(tiny_model_dir, tmp_path):
+    """The engine keeps copies, not views of transformers' memory map of model.safetensors (2 GB for small)."""
+    ckpt = shutil.copytree(tiny_model_dir, tmp_path / "own-copy")
+    engine = load_engine(resolve_model(str(ckpt), tiny_dir=tmp_path / "smoke"), warm_up=False)
+    mapped = [line for line in Path("/proc/self/maps").read_text().splitlines() if str(ckpt) in line]
+    assert mapped == [] and engine.info.sample_rate == 32000
