@@ -1,11 +1,11 @@
-// y = x W^T (+ bias) for int8 weights with one fp32 scale per output channel: the decode-step linear,
-// a few rows of x against every weight row, each weight byte read once from memory.
+// y = x W^T (+ bias) for int8 weights with one fp32 scale per output channel. A decode step is a few
+// rows of x against every weight row, each weight byte read once from memory; prefill is hundreds.
 //
 // With AVX-512 VNNI (Zen 4, Ice Lake and newer) each row of x is quantized to int8 with its own
 // abs-max scale and the dot products run on vpdpbusd, 64 multiply-adds per instruction, so a step is
-// bound by memory, not arithmetic. Elsewhere a portable loop widens the weights to fp32 in registers
-// (fp32 activations, slower). Many rows (prefill) are better served by one GEMM over the dequantized
-// weight; the Python side (inference/quantize.py) does that.
+// bound by memory, not arithmetic; many rows go through 4 x 4 register tiles. Elsewhere a portable loop
+// widens the weights to fp32 in registers (fp32 activations, slower); there the Python side
+// (inference/quantize.py) runs prefill as one GEMM over the dequantized weight instead.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -163,6 +163,11 @@ at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& w, const at::Tenso
       x_scale[m] = scale;
     }
   }
+  // out[row, col] from an integer dot product of the +128-offset activations: undo the offset, then scale.
+  auto store_vnni = [&](int64_t row, int64_t col, int32_t dot) {
+    const int32_t exact = dot - 128 * rs[col];
+    op[row * N + col] = static_cast<float>(exact) * x_scale[row] * sp[col] + (bp != nullptr ? bp[col] : 0.f);
+  };
   at::parallel_for(0, N, WEIGHT_BLOCK, [&](int64_t n0, int64_t n1) {
     // A block of weight rows stays in L1/L2 while every ROWS-row block of x passes over it, so x is
     // read from cache once per block, not once per weight row (prefill has hundreds of rows of x).
@@ -177,11 +182,7 @@ at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& w, const at::Tenso
             int32_t tile[4][4];
             tile_4x4_vnni(xq.data() + m * K, K, wp + n * K, tile);
             for (int64_t r = 0; r < 4; ++r)
-              for (int64_t c = 0; c < 4; ++c) {
-                const int32_t exact = tile[r][c] - 128 * rs[n + c];
-                op[(m + r) * N + n + c] = static_cast<float>(exact) * x_scale[m + r] * sp[n + c] +
-                                          (bp != nullptr ? bp[n + c] : 0.f);
-              }
+              for (int64_t c = 0; c < 4; ++c) store_vnni(m + r, n + c, tile[r][c]);
           }
         }
 #endif
@@ -193,10 +194,7 @@ at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& w, const at::Tenso
 #ifdef CONTINUO_VNNI
             int32_t dots[ROWS];
             by_rows(rows, [&](auto mb) { dot_rows_vnni<decltype(mb)::value>(xq.data() + m * K, K, wr, dots); });
-            for (int64_t r = 0; r < rows; ++r) {
-              const int32_t exact = dots[r] - 128 * rs[n];  // undo the +128 offset of the activations
-              out_n[r * N] = static_cast<float>(exact) * x_scale[m + r] * sp[n] + bias_n;
-            }
+            for (int64_t r = 0; r < rows; ++r) store_vnni(m + r, n, dots[r]);
 #endif
           } else {
             float dots[ROWS];
