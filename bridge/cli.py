@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks; results are JSON lines")
     bench.add_argument("suite", nargs="?", default="engine", choices=["engine", "daemon", "bridge", "render"],
-                       help="engine: decode speed, our engine vs transformers; daemon: startup and an 8-bar render end to end; "
+                       help="engine: decode speed, our engine vs transformers; "
+                            "daemon: startup and an 8-bar render end to end; "
                             "bridge: per-request overhead of OSC/UDP, OSC/TCP, ZeroMQ vs bare echo servers; "
                             "render: time outside the model (resample, effects, loudness, stems, write)")
     bench.add_argument("--quick", action="store_true")
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             return serve(settings)
         configure_logging("INFO")
         if args.command == "send":
-            from bridge.send import run_send
+            from bridge.clients.send import run_send
 
             return run_send(args)
         if args.command == "model":
@@ -114,15 +115,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"tiny RANDOM MusicGen checkpoint written to {path} (it makes noise, not music; for tests)")
             return 0
         if args.command == "doctor":
-            from bridge.doctor import run_doctor
+            from bridge.tools.doctor import run_doctor
 
             return run_doctor(settings_from_args(args))
         if args.command == "keys":
-            from bridge.keys import run_keys
+            from bridge.tools.keys import run_keys
 
             return run_keys(args.dir, args.client)
         if args.command == "bench":
-            from bridge.bench import run_bench
+            from bridge.tools.bench import run_bench
 
             return run_bench(args)
     except BridgeError as exc:

@@ -18,22 +18,23 @@ from pathlib import Path
 from typing import Any
 
 from bridge import __version__
-from bridge.context import MusicalContext
+from bridge.audio.context import MusicalContext
+from bridge.audio.presets import Preset, PresetError, builtin_presets_dir, load_presets
+from bridge.audio.stems import LazySeparator, separator_config
 from bridge.errors import BadRequest, BridgeError, Busy, NotFound
-from bridge.events import EventSink
-from bridge.jobs import Address, Job, JobQueue, JobStatus, Priority
-from bridge.journal import Journal, JobRecord
-from bridge.limits import RateLimiter
-from bridge.peers import is_peer
-from bridge.retention import RetentionTimer, remove_partials
-from bridge.transports import Transports
-from bridge.plan import build_plan, job_params
+from bridge.jobs.capabilities import check_capabilities
+from bridge.jobs.events import EventSink
+from bridge.jobs.journal import JobRecord, Journal
+from bridge.jobs.plan import build_plan, job_params
+from bridge.jobs.queue import Address, Job, JobQueue, JobStatus, Priority
+from bridge.jobs.retention import RetentionTimer, remove_partials
+from bridge.jobs.worker import Worker
 from bridge.midi import load_midi_maps, midi_map_dirs, start_midi
-from bridge.presets import Preset, PresetError, builtin_presets_dir, load_presets
-from bridge.separation import LazySeparator, separator_config
-from bridge.protocol import Request, Schema, load_schema
+from bridge.protocol.schema import Request, Schema, load_schema
 from bridge.settings import Settings
-from bridge.worker import Worker
+from bridge.transports.hub import Transports
+from bridge.transports.limits import RateLimiter
+from bridge.transports.peers import is_peer
 from inference.engine import TransformersMusicGen
 from inference.loading import load_engine, resolve_model
 
@@ -171,8 +172,9 @@ class Daemon:
             if record is not None and int(record.params.get("retries", 0)) > 0:
                 retry.append(record)
                 continue
-            self.journal.finish(job_id, JobStatus.INTERRUPTED, error_code="interrupted",
-                                error_message="the daemon stopped before this job finished; send it again with a new id")
+            self.journal.finish(
+                job_id, JobStatus.INTERRUPTED, error_code="interrupted",
+                error_message="the daemon stopped before this job finished; send it again with a new id")
             log.warning("job=%s interrupted by the last shutdown", job_id)
         return retry
 
@@ -296,10 +298,8 @@ class Daemon:
         plan = build_plan(op, params, self.presets, self.input_roots)
         if plan.input_path is not None:
             check_input_limits(plan.input_path, self.settings, job_id)
+        check_capabilities(plan, self.engine.info, job_id)
         if plan.melody_path is not None:
-            if not getattr(self.engine.info, "takes_melody", False):
-                raise BadRequest(f"melody needs a MusicGen-melody model; this daemon serves {self.engine.info.name} "
-                                 "(serve --model facebook/musicgen-melody, or drop the setting)", job_id=job_id)
             check_input_limits(plan.melody_path, self.settings, job_id)
         self.check_limits(plan.bars, plan.generated_s_max,
                           plan.preset.prompt_seconds if plan.input_path and op != "stems" else 0.0, job_id)

@@ -23,7 +23,7 @@ A **MIDI map** is a TOML preset in ``presets/midi/`` or ``<user_presets_dir>/mid
 
     [[cc]]
     cc = 1                      # 0..127
-    setting = "guidance_scale"  # a request setting (bridge.presets.SETTING_RANGES)
+    setting = "guidance_scale"  # a request setting (bridge.audio.presets.SETTING_RANGES)
     min = 1.0                   # optional; default: the setting's range
     max = 6.0
 
@@ -67,9 +67,9 @@ from typing import Any
 
 import mido
 
+from bridge.audio.presets import NAME_PATTERN, SETTING_RANGES, PresetError
 from bridge.errors import ConfigError
-from bridge.jobs import Priority
-from bridge.presets import NAME_PATTERN, SETTING_RANGES, PresetError
+from bridge.jobs.queue import Priority
 
 log = logging.getLogger("continuo.midi")
 

@@ -241,7 +241,8 @@ def validate_settings(settings: Settings) -> None:
         try:
             ipaddress.ip_address(host)
         except ValueError:
-            raise ConfigError(f"osc_allowed_hosts: {host!r} is not an IP address (host names are not resolved)") from None
+            raise ConfigError(
+                f"osc_allowed_hosts: {host!r} is not an IP address (host names are not resolved)") from None
     if settings.zmq_port != -1 and not is_loopback(settings.zmq_host) and settings.zmq_keys_dir is None:
         raise ConfigError(
             f"zmq_host {settings.zmq_host!r} is not a loopback address; serving other machines over ZeroMQ needs "

@@ -115,7 +115,8 @@ def check_cpu_int8() -> Capability:
         return Capability(
             "cpu_int8", False, f"this torch build has no x86/fbgemm quantized engine (has {', '.join(engines)})"
         )
-    return Capability("cpu_int8", True, f"torch dynamic int8 on the CPU via {usable[0]}: weights int8 when our kernel cannot be built")
+    return Capability("cpu_int8", True,
+                      f"torch dynamic int8 on the CPU via {usable[0]}: weights int8 when our kernel cannot be built")
 
 
 def check_bitsandbytes() -> Capability:
@@ -208,7 +209,8 @@ def describe_modes(device: torch.device | None = None) -> list[Capability]:
         Capability("attention=auto", True, "picks " + ("flash if usable, else sdpa" if cuda else
                                                        "fused-cpu" if kernels.usable else "sdpa")),
         Capability("attention=fused-cpu", not cuda and kernels.usable,
-                   "our C++ decode attention: " + kernels.reason if not cuda else "CPU only; on CUDA use flash or sdpa"),
+                   "our C++ decode attention: " + kernels.reason if not cuda
+                   else "CPU only; on CUDA use flash or sdpa"),
         Capability("attention=sdpa", caps["sdpa"].usable, caps["sdpa"].reason),
         Capability("attention=eager", True, "plain matmul + softmax: the reference"),
         Capability("attention=flash", caps["flash_attn"].usable, caps["flash_attn"].reason),

@@ -149,7 +149,8 @@ def check_network(repo_id: str, offline: bool | None, connect_timeout_s: float) 
     if offline is None:
         offline = any(os.environ.get(name, "").strip().lower() in TRUTHY for name in OFFLINE_VARIABLES)
     if offline:
-        return "offline mode is on (HF_HUB_OFFLINE is set, or the caller asked not to download), so nothing was downloaded"
+        return ("offline mode is on (HF_HUB_OFFLINE is set, or the caller asked not to download), "
+                "so nothing was downloaded")
     endpoint = hub_endpoint()
     if not can_connect(endpoint, connect_timeout_s):
         return f"could not reach {endpoint} within {connect_timeout_s:g} s, so nothing was downloaded"

@@ -326,7 +326,8 @@ HF_NAME_TABLE: tuple[tuple[str, str], ...] = (
     (r"^decoder\.model\.decoder\.layers\.(\d+)\.self_attn\.out_proj\.weight$", r"layers.\1.attention.wo.weight"),
     (r"^decoder\.model\.decoder\.layers\.(\d+)\.encoder_attn_layer_norm\.(weight|bias)$",
      r"layers.\1.cross_attention_norm.\2"),
-    (r"^decoder\.model\.decoder\.layers\.(\d+)\.encoder_attn\.out_proj\.weight$", r"layers.\1.cross_attention.wo.weight"),
+    (r"^decoder\.model\.decoder\.layers\.(\d+)\.encoder_attn\.out_proj\.weight$",
+     r"layers.\1.cross_attention.wo.weight"),
     (r"^decoder\.model\.decoder\.layers\.(\d+)\.encoder_attn\.q_proj\.weight$", r"layers.\1.cross_attention.wq.weight"),
     (r"^decoder\.model\.decoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)$", r"layers.\1.ffn_norm.\2"),
     (r"^decoder\.model\.decoder\.layers\.(\d+)\.fc1\.weight$", r"layers.\1.ffn.w1.weight"),
@@ -364,6 +365,7 @@ def build_decoder(args: ModelArgs, hf_state: dict[str, Tensor]) -> MusicGenDecod
     state = convert_hf_state_dict(hf_state, args)
     missing, unexpected = decoder.load_state_dict(state, strict=False, assign=True)
     if missing or unexpected:
-        raise ValueError(f"checkpoint does not fit the MusicGen decoder: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ValueError(f"checkpoint does not fit the MusicGen decoder: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
     decoder.positions = sinusoids(args.max_positions, args.dim)
     return decoder.eval()

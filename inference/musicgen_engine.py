@@ -393,9 +393,9 @@ def is_melody_config(config) -> bool:
     return getattr(config, "model_type", "") == "musicgen_melody"
 
 
-def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOptions(), device: str | torch.device = "cpu",
-                         name: str = "musicgen", source_kind: str = "local", is_random: bool = False,
-                         chroma_extractor=None) -> MusicGenEngine:
+def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOptions(),
+                         device: str | torch.device = "cpu", name: str = "musicgen", source_kind: str = "local",
+                         is_random: bool = False, chroma_extractor=None) -> MusicGenEngine:
     """Build our engine from a loaded Musicgen(Melody)ForConditionalGeneration (decoder weights mapped by name).
 
     Melody checkpoints need chroma_extractor (their processor's MusicgenMelodyFeatureExtractor).
@@ -433,7 +433,8 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
 
 
 def resolve_attention(name: str, device: torch.device) -> str:
-    """auto -> flash on CUDA when flash-attn is usable, else sdpa; on the CPU our fused kernel when it builds, else sdpa."""
+    """auto -> flash on CUDA when flash-attn is usable, else sdpa; on the CPU our fused kernel when it builds,
+    else sdpa."""
     name = name.strip().lower()
     if name == "auto":
         if device.type == "cuda":

@@ -45,7 +45,8 @@ def resolve_weight_mode(mode: WeightMode, device: torch.device) -> WeightMode:
     if mode == WeightMode.AUTO:
         return WeightMode.FP16 if device.type == "cuda" else WeightMode.INT8
     if mode == WeightMode.FP16 and device.type != "cuda":
-        raise ValueError("weights 'fp16' needs a CUDA GPU (fp16 matmuls are slow or missing on the CPU); use int8 or fp32")
+        raise ValueError("weights 'fp16' needs a CUDA GPU (fp16 matmuls are slow or missing on the CPU); "
+                         "use int8 or fp32")
     if mode == WeightMode.INT8 and device.type != "cpu":
         raise ValueError("weights 'int8' is torch's CPU int8 path; on CUDA use bnb-int8, bnb-nf4, fp16 or bf16")
     if mode == WeightMode.INT8 and not cpu_int8_engine():
@@ -59,7 +60,8 @@ def resolve_weight_mode(mode: WeightMode, device: torch.device) -> WeightMode:
         try:
             import bitsandbytes  # noqa: F401
         except Exception as error:
-            raise ValueError(f"weights {mode.value!r} needs bitsandbytes (`pip install bitsandbytes`): {error}") from None
+            raise ValueError(
+                f"weights {mode.value!r} needs bitsandbytes (`pip install bitsandbytes`): {error}") from None
     return mode
 
 

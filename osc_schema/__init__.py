@@ -1,4 +1,4 @@
-"""The machine-readable OSC address space (continuo.json); bridge.protocol reads it."""
+"""The machine-readable OSC address space (continuo.json); bridge.protocol.schema reads it."""
 
 from pathlib import Path
 

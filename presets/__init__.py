@@ -1,4 +1,4 @@
-"""The presets shipped with Continuo: one TOML file each (layout in ``bridge.presets``)."""
+"""The presets shipped with Continuo: one TOML file each (layout in ``bridge.audio.presets``)."""
 
 from pathlib import Path
 

@@ -1,0 +1,109 @@
+"""Stems for the DAW: the separator as the daemon configures it, and the stem outputs of a job.
+
+Decisions (see docs/ARCHITECTURE.md, "Stems"):
+
+- Stems are separated from the **delivered mix** (after the master chain,
+  loop fold and loudness), so without stem chains they sum to ``mix.wav``
+  within ``inference.stems.SUM_TOLERANCE`` (the separator puts the residual in
+  ``other``). They keep the mix's gain: no per-stem loudness normalisation
+  (that would break the sum); their own LUFS and true peak are measured and
+  reported per output.
+- A preset's ``[[stem_chains.<stem>]]`` chain runs on that stem afterwards,
+  with tails handled like the mix (folded in loop mode, a ``<stem>-tail``
+  output otherwise, dropped with ``hard_cut``). A stem with a chain no longer
+  sums to the mix, by design.
+- The separator is loaded on first use and kept warm; separation starts after
+  the generator's intermediate tensors are freed (``release_memory``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from bridge.audio.effects import EffectSpec
+from bridge.audio.render import RenderedAudio, map_channels, measured, resample, shape_length
+from bridge.errors import BadRequest
+from inference.stems import SeparatorConfig, StemSeparator, load_separator, release_memory
+
+ProgressFn = Callable[[float], None]
+
+
+def separator_config(weights: str, size: str, device: str) -> SeparatorConfig:
+    """The separator the daemon's settings ask for (``device`` "auto" picks CUDA when present)."""
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return SeparatorConfig(weights=weights, size=size, device=device)
+
+
+class LazySeparator:
+    """Loads the separator on first use and keeps it (one worker thread calls this)."""
+
+    def __init__(self, config: SeparatorConfig, loader: Callable[[SeparatorConfig], StemSeparator] = load_separator):
+        self.config = config
+        self._loader = loader
+        self._separator: StemSeparator | None = None
+
+    def __call__(self) -> StemSeparator:
+        if self._separator is None:
+            self._separator = self._loader(self.config)
+        return self._separator
+
+
+def stem_outputs(
+    separator: StemSeparator,
+    mix: RenderedAudio,
+    *,
+    stems: Sequence[str],
+    chains: Mapping[str, Sequence[EffectSpec]],
+    loop: bool,
+    hard_cut: bool,
+    on_progress: ProgressFn | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> dict[str, RenderedAudio]:
+    """name -> rendered stem (and ``<stem>-tail`` for chains with a tail), in ``STEMS`` order."""
+    release_memory()
+    separated = separator.separate(mix.audio, mix.sample_rate, stems=tuple(stems), on_progress=on_progress,
+                                   should_cancel=should_cancel)
+    return apply_stem_chains(separated, mix.sample_rate, chains=chains, loop=loop, hard_cut=hard_cut)
+
+
+def apply_stem_chains(stems: Mapping[str, np.ndarray], sample_rate: int, *, chains: Mapping[str, Sequence[EffectSpec]],
+                      loop: bool, hard_cut: bool) -> dict[str, RenderedAudio]:
+    """A preset's per-stem chains (``Preset.stem_chains``) run on their stems; tails as for the mix."""
+    outputs: dict[str, RenderedAudio] = {}
+    for name, audio in stems.items():
+        chain = chains.get(name, ())
+        tail = None
+        if chain:
+            audio, tail = shape_length(audio, sample_rate, frames=audio.shape[1], chain=chain, loop=loop,
+                                       hard_cut=hard_cut)
+        outputs[name] = measured(audio, sample_rate)
+        if tail is not None:
+            outputs[f"{name}-tail"] = measured(tail, sample_rate)
+    return outputs
+
+
+def input_stems(
+    separator: StemSeparator,
+    audio: np.ndarray,
+    rate: int,
+    *,
+    sample_rate: int,
+    stems: Sequence[str],
+    source: str,
+    on_progress: ProgressFn | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> dict[str, RenderedAudio]:
+    """/continuo/stems: the input (C, T) at ``rate`` -> stems at the session's ``sample_rate``, input level."""
+    if audio.shape[0] > 2:
+        audio = map_channels(audio, 2)
+    at_session_rate = resample(audio, rate, sample_rate)
+    if at_session_rate.shape[1] == 0:
+        raise BadRequest(f"input file {source} has no audio frames; send a file with sound in it")
+    separated = separator.separate(at_session_rate, sample_rate, stems=tuple(stems),
+                                   on_progress=on_progress, should_cancel=should_cancel)
+    return {name: measured(stem, sample_rate) for name, stem in separated.items()}

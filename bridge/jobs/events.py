@@ -1,0 +1,175 @@
+"""Events from the daemon to a client: built against the schema, sent to the job's reply destination.
+
+A destination is opaque here: a UDP (host, port) tuple or a bridge.transports.peers.Peer; the
+`send` callable (a bridge.transports.peers.Router in the daemon) knows which transport owns it.
+
+Terminal events of accepted jobs (the outputs and done, or the error) are re-sent
+`resends` times with doubling intervals until the client sends /continuo/ack.
+Rejections (bad_request before a job is queued) and replays are sent once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.jobs.journal import JobRecord, OutputRecord
+from bridge.protocol.schema import Schema
+
+log = logging.getLogger("continuo.events")
+
+Sender = Callable[[Any, bytes], None]
+
+
+@dataclass
+class _Pending:
+    dest: Any
+    datagrams: list[bytes]
+    resends_left: int
+    interval_s: float
+
+
+@dataclass
+class _JobOutbox:
+    """What has been sent of a running job's terminal set so far (its outputs)."""
+
+    dest: Any
+    outputs: list[bytes] = field(default_factory=list)
+
+
+class EventSink:
+    """Builds each event with the schema (so it is valid and < 1 KB) and hands it to a transport."""
+
+    def __init__(self, schema: Schema, send: Sender, *, progress_interval_s: float = 0.25,
+                 resends: int = 0, resend_interval_s: float = 1.0) -> None:
+        self.schema = schema
+        self._send = send
+        self._progress_interval_s = progress_interval_s
+        self._last_progress: dict[str, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+        self._resends = resends
+        self._resend_interval_s = resend_interval_s
+        self._accepted: dict[str, _JobOutbox] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._due: list[tuple[float, str]] = []
+        self._wake = threading.Condition(self._lock)
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        if resends > 0:
+            self._thread = threading.Thread(target=self._resend_loop, name="continuo-resend", daemon=True)
+            self._thread.start()
+
+    def emit(self, dest: Any, address: str, *args: Any) -> bytes | None:
+        try:
+            datagram = self.schema.build_event(address, *args)
+        except ValueError:
+            log.exception("event %s could not be built; not sent", address)
+            return None
+        self._send(dest, datagram)
+        return datagram
+
+    def queued(self, dest: Any, job_id: str, position: int, eta_s: float) -> None:
+        with self._lock:
+            self._accepted.setdefault(job_id, _JobOutbox(dest))
+        self.emit(dest, "/continuo/queued", job_id, position, float(eta_s))
+
+    def progress(self, dest: Any, job_id: str, fraction: float, stage: str) -> None:
+        """At most one progress event per interval, except on a change of stage or completion."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._last_progress.get(job_id)
+            if last is not None and last[1] == stage and fraction < 1.0 and now - last[0] < self._progress_interval_s:
+                return
+            self._last_progress[job_id] = (now, stage)
+        self.emit(dest, "/continuo/progress", job_id, float(min(max(fraction, 0.0), 1.0)), stage)
+
+    def partial(self, dest: Any, job_id: str, index: int, path: str, start_s: float, seconds: float) -> None:
+        self.emit(dest, "/continuo/partial", job_id, index, path, float(start_s), float(seconds))
+
+    def output(self, dest: Any, job_id: str, output: OutputRecord, *, replay: bool = False) -> None:
+        datagram = self.emit(dest, "/continuo/output", *output.event_args(job_id))
+        if datagram is not None and not replay:
+            with self._lock:
+                outbox = self._accepted.get(job_id)
+                if outbox is not None:
+                    outbox.outputs.append(datagram)
+
+    def done(self, dest: Any, job_id: str, outputs: int, seed: int, elapsed_s: float, *, replay: bool = False) -> None:
+        datagram = self.emit(dest, "/continuo/done", job_id, outputs, seed, float(elapsed_s))
+        self._terminal(dest, job_id, datagram, replay)
+
+    def error(self, dest: Any, job_id: str, code: str, message: str, *, replay: bool = False) -> None:
+        datagram = self.emit(dest, "/continuo/error", job_id, code, message)
+        self._terminal(dest, job_id, datagram, replay)
+
+    def replay(self, dest: Any, record: JobRecord) -> None:
+        """Re-send a finished job's terminal events: its outputs then done, or its error."""
+        if record.error_code:
+            self.error(dest, record.job_id, record.error_code, record.error_message or "", replay=True)
+            return
+        for output in record.outputs:
+            self.output(dest, record.job_id, output, replay=True)
+        self.done(dest, record.job_id, len(record.outputs), record.seed or 0, record.elapsed_s or 0.0, replay=True)
+
+    def ack(self, job_id: str) -> bool:
+        """The client has the terminal events: stop re-sending. True when something was pending."""
+        with self._lock:
+            return self._pending.pop(job_id, None) is not None
+
+    def pending_acks(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join(2.0)
+
+    # -- internals -------------------------------------------------------------------------
+    def _terminal(self, dest: Any, job_id: str, datagram: bytes | None, replay: bool) -> None:
+        with self._lock:
+            self._last_progress.pop(job_id, None)
+            outbox = None if replay else self._accepted.pop(job_id, None)
+            if outbox is None or datagram is None or self._resends <= 0:
+                return
+            due = time.monotonic() + self._resend_interval_s
+            self._pending[job_id] = _Pending(dest, [*outbox.outputs, datagram], self._resends, self._resend_interval_s)
+            heapq.heappush(self._due, (due, job_id))
+            self._wake.notify()
+
+    def _resend_loop(self) -> None:
+        with self._wake:
+            while not self._stopping:
+                now = time.monotonic()
+                if not self._due:
+                    self._wake.wait()
+                    continue
+                due, job_id = self._due[0]
+                if due > now:
+                    self._wake.wait(due - now)
+                    continue
+                heapq.heappop(self._due)
+                pending = self._pending.get(job_id)
+                if pending is None:
+                    continue
+                pending.resends_left -= 1
+                pending.interval_s *= 2
+                if pending.resends_left > 0:
+                    heapq.heappush(self._due, (now + pending.interval_s, job_id))
+                else:
+                    del self._pending[job_id]
+                self._wake.release()
+                try:
+                    for datagram in pending.datagrams:
+                        self._send(pending.dest, datagram)
+                    log.info("job=%s terminal events re-sent (no ack yet; %d more tries)", job_id,
+                             pending.resends_left)
+                finally:
+                    self._wake.acquire()

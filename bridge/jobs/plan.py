@@ -1,0 +1,184 @@
+"""From a validated request to a render plan: preset with overrides, musical context, seed, input.
+
+The same function runs when a request arrives (so every mistake is answered at
+once, before anything is queued) and when the worker starts the job.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bridge.audio.context import MusicalContext
+from bridge.audio.presets import STEMS, Preset
+from bridge.audio.render import LOOP_CROSSFADE_S
+from bridge.errors import BadRequest, NotFound
+
+CONTEXT_KEYS = ("bpm", "beats_per_bar", "beat_unit", "key", "sample_rate")
+# Request settings the plan consumes itself (the rest are preset overrides).
+PLAN_SETTINGS = ("beats", "stems", "loop", "hard_cut", "stream", "style", "style_weight", "melody", "prompt")
+PROMPT_ARG_OPS = ("generate",)  # ops that take their text prompt as an argument, not as the prompt setting
+STEMS_OP_PRESET = "default"  # /continuo/stems takes bit depth from this preset when it exists
+
+
+@dataclass(frozen=True)
+class RenderPlan:
+    op: str
+    preset: Preset
+    context: MusicalContext
+    bars: float
+    prompt: str
+    seed: int
+    input_path: Path | None
+    stems: tuple[str, ...] = ()  # written beside the mix (generate, continue) or alone (stems)
+    loop: bool = False  # fold the tail into the head with an equal-power crossfade
+    hard_cut: bool = False  # cut effect tails at the last bar line
+    stream: bool = False  # send preview chunks (/continuo/partial) while rendering
+    styles: tuple[tuple[str, float], ...] = ()  # style mixing: (model prompt, weight) blended with prompt (1.0)
+    beats: float | None = None  # the length in beats when the request gave one (decides frames exactly)
+    count: int = 1  # variations: outputs variation-1..count, seeds seed, seed + 1, ...
+    melody_path: Path | None = None  # a tune for a MusicGen-melody model to follow (its chroma conditions it)
+
+    @property
+    def duration_s(self) -> float:
+        if self.beats is not None:
+            return self.context.seconds_for_beats(self.beats)
+        return self.context.seconds_for_bars(self.bars)
+
+    @property
+    def generated_s_max(self) -> float:
+        """The most audio the model is asked for: a continuation adds up to one bar before the
+        next downbeat, loop mode the crossfade source."""
+        if self.op == "stems":
+            return 0.0
+        continues = self.op == "continue" or (self.op == "variations" and self.input_path is not None)
+        lead_s = self.context.seconds_for_bars(1) if continues else 0.0
+        return self.duration_s + lead_s + (LOOP_CROSSFADE_S if self.loop else 0.0)
+
+    @property
+    def frames(self) -> int:
+        if self.beats is not None:
+            return self.context.frames_for_beats(self.beats)
+        return self.context.frames_for_bars(self.bars)
+
+
+def job_params(op: str, args: Mapping[str, Any], settings: Mapping[str, Any], context: MusicalContext) -> dict:
+    """What the journal keeps to run the job (again): JSON-safe, seed fixed once."""
+    params = {
+        "preset": args.get("preset", STEMS_OP_PRESET),
+        "prompt": args.get("prompt", ""),
+        "bars": float(args.get("bars", 0.0)),
+        "input_path": args.get("input_path") or None,
+        "settings": dict(settings),
+        "context": {key: getattr(context, key) for key in CONTEXT_KEYS},
+    }
+    if op == "stems":
+        chosen = args.get("stems") or STEMS
+        params["settings"] = {"stems": chosen if isinstance(chosen, str) else ",".join(chosen)}
+    if "seed" not in settings:
+        params["seed"] = secrets.randbelow(2**31 - 1)
+    if op == "variations":
+        params["count"] = int(args.get("count", 1))
+    return params
+
+
+def build_plan(op: str, params: Mapping[str, Any], presets: Mapping[str, Preset],
+               input_roots: Sequence[Path]) -> RenderPlan:
+    preset_name = params["preset"]
+    if op == "stems" and preset_name not in presets:
+        presets = {**presets, preset_name: Preset(name=preset_name, path=Path())}
+    if preset_name not in presets:
+        raise NotFound(f"unknown preset {preset_name!r}; known: {', '.join(sorted(presets))} "
+                       "(/continuo/presets lists them)")
+    settings = dict(params.get("settings", {}))
+    context_changes = {key: settings.pop(key) for key in CONTEXT_KEYS if key in settings}
+    context = MusicalContext(**params["context"]).replace(**context_changes)
+    own = {key: settings.pop(key) for key in PLAN_SETTINGS if key in settings}
+    preset = presets[preset_name].with_overrides(settings)
+    stems = parse_stems(own["stems"]) if "stems" in own else preset.stems
+    beats = _check_beats("beats", own.get("beats"))
+    bars = float(params["bars"]) if beats is None else beats / context.beats_per_bar
+    seed = preset.seed if preset.seed is not None else int(params["seed"])
+    input_path = resolve_input(params["input_path"], input_roots) if params.get("input_path") else None
+    if op == "continue" and input_path is None:
+        raise BadRequest("continue needs an input file: "
+                         "send /continuo/continue <job_id> <preset> <absolute wav path> <bars>")
+    if op == "stems" and input_path is None:
+        raise BadRequest("stems needs an input file: send /continuo/stems <job_id> <absolute wav path> [stems]")
+    stream = _flag("stream", own.get("stream", 0))
+    if stream and op not in ("generate", "continue", "variations"):
+        raise BadRequest(f"stream 1 works with generate, continue and variations, not {op}; drop the setting")
+    styles = _styles(own, preset, context)
+    text = params.get("prompt", "")
+    if "prompt" in own:
+        if op in PROMPT_ARG_OPS:
+            raise BadRequest(f"{op} takes its prompt as an argument; drop the prompt setting")
+        if op == "stems":
+            raise BadRequest("stems generates nothing, so it takes no prompt; drop the setting")
+        text = str(own["prompt"])
+    melody_path = resolve_input(str(own["melody"]), input_roots) if own.get("melody") else None
+    if melody_path is not None and op == "stems":
+        raise BadRequest("melody conditions generation; /continuo/stems generates nothing; drop the setting")
+    return RenderPlan(op=op, preset=preset, context=context, bars=bars, stream=stream, styles=styles,
+                      melody_path=melody_path,
+                      prompt=preset.render_prompt(text, context), seed=seed,
+                      input_path=input_path, stems=stems, loop=_flag("loop", own.get("loop", 0)),
+                      hard_cut=_flag("hard_cut", own.get("hard_cut", 0)), beats=beats,
+                      count=int(params.get("count", 1)))
+
+
+def parse_stems(text: object) -> tuple[str, ...]:
+    """"drums,bass" -> ("drums", "bass"); "" -> (); unknown or repeated stems are BadRequest."""
+    if isinstance(text, (list, tuple)):
+        names = [str(name).strip() for name in text]
+    elif isinstance(text, str):
+        names = [name.strip() for name in text.split(",") if name.strip()]
+    else:
+        raise BadRequest(f"stems must be a comma-separated list of {', '.join(STEMS)}, got {text!r}")
+    unknown = [name for name in names if name not in STEMS]
+    if unknown:
+        raise BadRequest(f"stems: unknown stem(s) {', '.join(unknown)}; valid: {', '.join(STEMS)} "
+                         "(comma-separated, e.g. drums,bass)")
+    if len(set(names)) != len(names):
+        raise BadRequest(f"stems: {text!r} names a stem twice; name each at most once")
+    return tuple(name for name in STEMS if name in names)
+
+
+def _styles(own: Mapping[str, Any], preset: Preset, context: MusicalContext) -> tuple[tuple[str, float], ...]:
+    if "style" not in own:
+        if "style_weight" in own:
+            raise BadRequest("style_weight needs a style: send style \"<prompt>\" style_weight 0.5")
+        return ()
+    return ((preset.render_prompt(str(own["style"]), context), float(own.get("style_weight", 1.0))),)
+
+
+def _flag(name: str, value: object) -> bool:
+    if value in (0, 1) and not isinstance(value, float | str):
+        return bool(value)
+    raise BadRequest(f"{name} must be 0 or 1, got {value!r}")
+
+
+def _check_beats(name: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.25 <= value <= 1024:
+        raise BadRequest(f"{name} must be a number of beats from 0.25 to 1024, got {value!r}")
+    return float(value)
+
+
+def resolve_input(raw: str, input_roots: Sequence[Path]) -> Path:
+    """An input path, symlinks resolved, that must lie under one of the input roots and exist."""
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        raise BadRequest(f"input path {raw!r} is not absolute; send the full path, e.g. /Users/me/Music/clip.wav")
+    resolved = path.resolve()
+    if not any(resolved.is_relative_to(root) for root in input_roots):
+        roots = ", ".join(str(r) for r in input_roots)
+        raise BadRequest(f"input path {raw!r} is outside the allowed input folders ({roots}); "
+                         "copy the file into one of them or add its folder to input_roots")
+    if not resolved.is_file():
+        raise NotFound(f"input file {raw!r} does not exist (or is not a file)")
+    return resolved

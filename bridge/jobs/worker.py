@@ -1,0 +1,321 @@
+"""The one thread that owns the model: takes jobs off the queue and runs each step.
+
+Steps of a generate/continue job: plan -> (read the input's tail) -> generate ->
+render (resample, effects, loudness) -> write atomically -> journal -> announce.
+Each output is in the journal before its /continuo/output event is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from bridge.audio.files import read_audio, write_wav_atomic
+from bridge.audio.presets import Preset
+from bridge.audio.render import LOOP_CROSSFADE_S, map_channels, measured, render_mix, resample
+from bridge.audio.stems import input_stems, stem_outputs
+from bridge.errors import BadRequest, BridgeError
+from bridge.jobs.events import EventSink
+from bridge.jobs.journal import Journal, OutputRecord
+from bridge.jobs.plan import RenderPlan, build_plan
+from bridge.jobs.preview import PreviewWriter
+from bridge.jobs.queue import Job, JobQueue, JobStatus
+from inference.engine import GenerationRequest, TransformersMusicGen
+from inference.errors import Cancelled, InferenceError
+
+log = logging.getLogger("continuo.worker")
+
+# Overall progress: each stage owns a slice of [0, 1].
+STAGE_SPANS = {
+    "loading": (0.0, 0.02),
+    "conditioning": (0.02, 0.05),
+    "generating": (0.05, 0.85),
+    "decoding": (0.85, 0.88),
+    "effects": (0.88, 0.9),
+    "separating": (0.9, 0.97),
+    "writing": (0.97, 1.0),
+}
+
+
+class Interrupted(Exception):
+    """The daemon is stopping while this job runs."""
+
+
+STOP_POLL_S = 0.25  # how often an idle worker looks at `stopping`
+
+
+class Worker(threading.Thread):
+    def __init__(
+        self,
+        *,
+        queue: JobQueue,
+        journal: Journal,
+        events: EventSink,
+        engine: TransformersMusicGen,
+        presets: Callable[[], Mapping[str, Preset]],
+        input_roots: Sequence[Path],
+        output_root: Path,
+        separator: Callable[[], object] | None = None,
+    ) -> None:
+        super().__init__(name="continuo-worker", daemon=True)
+        self.queue = queue
+        self.journal = journal
+        self.events = events
+        self.engine = engine
+        self.presets = presets
+        self.input_roots = input_roots
+        self.output_root = output_root
+        self.separator = separator  # () -> inference.stems.StemSeparator, loaded on first use
+        self.current: Job | None = None
+        self.stopping = threading.Event()
+        self.seconds_per_audio_s = 1.0  # measured; used for ETAs
+        self._lock = threading.Lock()
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> None:
+        """Jobs one at a time until stopping is set or the queue closes.
+
+        `continuo serve` calls this on the main thread (see Daemon.run); in-process users start the thread.
+        """
+        while not self.stopping.is_set():
+            job = self.queue.get(timeout_s=STOP_POLL_S)  # wakes to notice `stopping`, set from a signal handler
+            if job is None:
+                if self.queue.closed:
+                    break
+                continue
+            with self._lock:
+                self.current = job
+            try:
+                self.run_job(job)
+            finally:
+                with self._lock:
+                    self.current = None
+
+    def stop(self) -> None:
+        """Ask the running job to stop at its next step; the loop ends after it."""
+        self.stopping.set()
+        with self._lock:
+            if self.current is not None:
+                self.current.cancel()
+
+    def running_job(self) -> Job | None:
+        with self._lock:
+            return self.current
+
+    # -- one job ----------------------------------------------------------------------------
+    def run_job(self, job: Job) -> None:
+        started = time.monotonic()
+        if self.stopping.is_set():
+            self.fail(job, "interrupted", "the daemon stopped before this job started; send it again")
+            return
+        if job.cancelled:
+            self.fail(job, "cancelled", "cancelled before it started")
+            return
+        self.journal.set_status(job.job_id, JobStatus.RUNNING)
+        log.info("job=%s running op=%s", job.job_id, job.op)
+        try:
+            plan = build_plan(job.op, job.params, self.presets(), self.input_roots)
+            outputs = self.render(job, plan)
+        except (Cancelled, Interrupted):
+            if self.stopping.is_set():
+                self.fail(job, "interrupted", "the daemon stopped while this job ran; send it again with a new id")
+            else:
+                self.fail(job, "cancelled", "cancelled")
+            return
+        except (BridgeError, InferenceError) as exc:
+            self.fail(job, exc.code, getattr(exc, "message", str(exc)))
+            return
+        except Exception as exc:  # a bug must not kill the worker: report it and go on
+            log.exception("job=%s failed unexpectedly", job.job_id)
+            self.fail(job, "model_error", f"internal error: {type(exc).__name__}: {exc}")
+            return
+        if job.slot is not None and outputs:
+            self.events.emit(job.reply_to, "/continuo/slot", job.job_id, job.slot, outputs[0].path)
+        elapsed = time.monotonic() - started
+        self.seconds_per_audio_s = 0.7 * self.seconds_per_audio_s + 0.3 * elapsed / max(plan.duration_s, 0.1)
+        self.journal.finish(job.job_id, JobStatus.DONE, seed=plan.seed, elapsed_s=elapsed)
+        self.events.done(job.reply_to, job.job_id, len(outputs), plan.seed, elapsed)
+        log.info("job=%s done outputs=%d seed=%d elapsed_s=%.2f", job.job_id, len(outputs), plan.seed, elapsed)
+
+    def fail(self, job: Job, code: str, message: str) -> None:
+        status = {"cancelled": JobStatus.CANCELLED, "interrupted": JobStatus.INTERRUPTED}.get(code, JobStatus.FAILED)
+        self.journal.finish(job.job_id, status, error_code=code, error_message=message)
+        self.events.error(job.reply_to, job.job_id, code, message)
+        log.info("job=%s %s: %s", job.job_id, code, message)
+
+    def stopped(self, job: Job) -> bool:
+        """The job should end now: cancelled by its client, or the daemon is stopping."""
+        return job.cancelled or self.stopping.is_set()
+
+    def progress(self, job: Job, stage: str, fraction: float) -> None:
+        if self.stopped(job):
+            raise Interrupted() if self.stopping.is_set() else Cancelled()
+        low, high = STAGE_SPANS[stage]
+        self.events.progress(job.reply_to, job.job_id, low + (high - low) * fraction, stage)
+
+    def render(self, job: Job, plan: RenderPlan) -> list[OutputRecord]:
+        if plan.op == "stems":
+            return self.render_input_stems(job, plan)
+        audio_prompt, lead_frames = self.read_prompt(job, plan) if plan.input_path is not None else (None, 0)
+        extra_s = lead_frames / plan.context.sample_rate + (LOOP_CROSSFADE_S if plan.loop else 0.0)
+        request = GenerationRequest(
+            prompt=plan.prompt, duration_s=plan.duration_s + extra_s, seed=plan.seed,
+            temperature=plan.preset.temperature, top_k=plan.preset.top_k, top_p=plan.preset.top_p,
+            guidance_scale=plan.preset.guidance_scale, audio_prompt=audio_prompt, styles=plan.styles,
+            melody=self.read_melody(plan) if plan.melody_path is not None else None,
+        )
+        if plan.op == "variations":
+            return self.render_variations(job, plan, request, lead_frames)
+        preview = self.preview_writer(job, plan) if plan.stream else None
+        generated = self.engine.generate(
+            request,
+            on_progress=lambda fraction, stage: self.progress(job, stage, fraction),
+            should_cancel=lambda: self.stopped(job),
+            **({"on_chunk": preview} if preview is not None else {}),
+        )
+        if preview is not None:
+            preview.finish()
+        self.progress(job, "effects", 0.0)
+        rendered = render_mix(generated.audio, generated.sample_rate, frames=plan.frames,
+                              sample_rate=plan.context.sample_rate, preset=plan.preset, loop=plan.loop,
+                              hard_cut=plan.hard_cut, lead_frames=lead_frames)
+        del generated
+        extra = {"mix-tail": measured(rendered.tail, rendered.sample_rate)} if rendered.tail is not None else {}
+        if plan.stems:
+            extra.update(self.separate(job, lambda progress, cancel: stem_outputs(
+                self.load_separator(), rendered, stems=plan.stems, chains=plan.preset.stem_chains, loop=plan.loop,
+                hard_cut=plan.hard_cut, on_progress=progress, should_cancel=cancel)))
+        return self.write_all(job, plan, {"mix": rendered, **extra})
+
+    def preview_writer(self, job: Job, plan: RenderPlan, stream_name: str = "") -> PreviewWriter:
+        """Chunks go to <job>/preview/ (or <job>/preview/<stream_name>/ for one of several takes)."""
+        if not getattr(self.engine, "streams", False):
+            raise BadRequest("stream 1 needs the engine backend (serve with --backend engine, the default)")
+        folder = self.output_root / job.job_id / "preview"
+        return PreviewWriter(job, self.events, folder / stream_name if stream_name else folder,
+                             model_rate=self.engine.info.sample_rate, sample_rate=plan.context.sample_rate)
+
+    def render_variations(self, job: Job, plan: RenderPlan, request: GenerationRequest,
+                          lead_frames: int) -> list[OutputRecord]:
+        """/continuo/variations: count takes in one batched decode (seeds seed, seed + 1, ...), variation-1..N."""
+        seeds = [plan.seed + index for index in range(plan.count)]
+        progress = {"on_progress": lambda fraction, stage: self.progress(job, stage, fraction),
+                    "should_cancel": lambda: self.stopped(job)}
+        previews = [self.preview_writer(job, plan, f"variation-{index}")
+                    for index in range(1, plan.count + 1)] if plan.stream else []
+        if previews:  # one preview stream per variation: the batch's chunks arrive together, (B, C, samples)
+            progress["on_chunk"] = lambda audio: [writer(audio[b]) for b, writer in enumerate(previews)]
+        if hasattr(self.engine, "generate_batch"):
+            takes = self.engine.generate_batch(request, seeds, **progress)
+        else:  # the transformers reference engine: one take after another (it cannot stream: refused above)
+            takes = [self.engine.generate(replace(request, seed=seed), **progress) for seed in seeds]
+        for writer in previews:
+            writer.finish()
+        self.progress(job, "effects", 0.0)
+        rendered = {f"variation-{index}": render_mix(
+            take.audio, take.sample_rate, frames=plan.frames, sample_rate=plan.context.sample_rate,
+            preset=plan.preset, loop=plan.loop, hard_cut=plan.hard_cut, lead_frames=lead_frames)
+            for index, take in enumerate(takes, start=1)}
+        return self.write_all(job, plan, rendered)
+
+    def render_input_stems(self, job: Job, plan: RenderPlan) -> list[OutputRecord]:
+        """/continuo/stems: the input file's stems at the session rate and the input's level."""
+        assert plan.input_path is not None
+        self.progress(job, "loading", 0.0)
+        audio, rate = read_audio(plan.input_path)
+        stems = self.separate(job, lambda progress, cancel: input_stems(
+            self.load_separator(), audio, rate, sample_rate=plan.context.sample_rate, stems=plan.stems,
+            source=str(plan.input_path), on_progress=progress, should_cancel=cancel))
+        return self.write_all(job, plan, stems)
+
+    def load_separator(self):
+        if self.separator is None:
+            raise BridgeError("stem separation is not configured in this daemon")
+        return self.separator()
+
+    def separate(self, job: Job, run: Callable) -> dict:
+        self.progress(job, "separating", 0.0)
+        started = time.monotonic()
+        stems = run(lambda fraction: self.progress(job, "separating", fraction), lambda: self.stopped(job))
+        log.info("job=%s separated stems=%s separating_s=%.2f", job.job_id, ",".join(stems),
+                 time.monotonic() - started)
+        return stems
+
+    def write_all(self, job: Job, plan: RenderPlan, rendered: Mapping[str, object]) -> list[OutputRecord]:
+        """Write each output (journalled before its /continuo/output), then the manifest."""
+        self.progress(job, "writing", 0.0)
+        bar_s = plan.context.seconds_for_bars(1)
+        outputs = [self.write_output(job, plan, name, audio, bars=plan.bars if plan.bars and audio.frames == plan.frames
+                                     else audio.seconds / bar_s) for name, audio in rendered.items()]
+        self.write_manifest(job, plan, outputs)
+        self.progress(job, "writing", 1.0)
+        return outputs
+
+    def read_prompt(self, job: Job, plan: RenderPlan) -> tuple[np.ndarray, int]:
+        """The input's last prompt_seconds at the model's rate and channel count, and the lead.
+
+        The lead is how many session-rate frames lie between the input's end and
+        the next downbeat (the input is taken to start on a downbeat): the job
+        generates them too and drops them, so the output starts on that downbeat.
+        """
+        self.progress(job, "loading", 0.0)
+        assert plan.input_path is not None
+        audio, rate = read_audio(plan.input_path)
+        tail = audio[:, -max(1, int(round(plan.preset.prompt_seconds * rate))):]
+        tail = map_channels(resample(tail, rate, self.engine.info.sample_rate), self.engine.info.channels)
+        self.progress(job, "loading", 1.0)
+        end_frames = round(audio.shape[1] * plan.context.sample_rate / rate)
+        return np.ascontiguousarray(tail, dtype=np.float32), plan.context.frames_to_next_downbeat(end_frames)
+
+    def read_melody(self, plan: RenderPlan) -> np.ndarray:
+        """The melody file as mono at the model's rate (the model reads its chroma: pitch, not timbre)."""
+        assert plan.melody_path is not None
+        audio, rate = read_audio(plan.melody_path)
+        mono = map_channels(resample(audio, rate, self.engine.info.sample_rate), 1)
+        return np.ascontiguousarray(mono, dtype=np.float32)
+
+    def write_output(self, job: Job, plan: RenderPlan, name: str, rendered, *,
+                     bars: float | None = None) -> OutputRecord:
+        path = self.output_root / job.job_id / f"{name}.wav"
+        write_wav_atomic(path, rendered.audio, rendered.sample_rate, bit_depth=plan.preset.bit_depth)
+        record = OutputRecord(
+            name=name, path=path.as_posix(), sample_rate=rendered.sample_rate, channels=rendered.audio.shape[0],
+            seconds=rendered.audio.shape[1] / rendered.sample_rate, bars=plan.bars if bars is None else bars,
+            lufs=rendered.lufs, peak_db=rendered.peak_db,
+        )
+        self.journal.add_output(job.job_id, record)
+        self.events.output(job.reply_to, job.job_id, record)
+        log.info("job=%s output name=%s path=%s lufs=%.1f peak_db=%.1f", job.job_id, name, record.path,
+                 record.lufs, record.peak_db)
+        return record
+
+    def write_manifest(self, job: Job, plan: RenderPlan, outputs: list[OutputRecord]) -> None:
+        info = self.engine.info
+        manifest = {
+            "job_id": job.job_id,
+            "op": job.op,
+            "preset": plan.preset.name,
+            "prompt": plan.prompt,
+            "bars": plan.bars,
+            "seed": plan.seed,
+            "context": {"bpm": plan.context.bpm, "metre": plan.context.metre, "key": plan.context.key,
+                        "sample_rate": plan.context.sample_rate},
+            "input_path": plan.input_path.as_posix() if plan.input_path else None,
+            "model": {"name": info.name, "source": info.source_kind, "smoke_model": info.is_random},
+            "outputs": [o.__dict__ for o in outputs],
+        }
+        if plan.op == "variations":
+            manifest["variation_seeds"] = {f"variation-{i + 1}": plan.seed + i for i in range(plan.count)}
+        if info.is_random:
+            manifest["warning"] = "rendered by a tiny RANDOM smoke model: this is noise, not music"
+        path = self.output_root / job.job_id / "manifest.json"
+        tmp = path.with_name(".manifest.json.partial")
+        tmp.write_text(json.dumps(manifest, indent=2))
+        tmp.replace(path)

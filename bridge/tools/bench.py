@@ -1,0 +1,74 @@
+"""`continuo bench`: benchmarks that print one JSON line per configuration.
+
+Suites:
+- ``daemon``: time from `continuo serve` to its ready line, and the wall time of
+  one N-bar generate (request sent -> /continuo/done received) end to end.
+- ``engine``: decode speed of our own engine against transformers' generate, same run, random weights of
+  the real musicgen-small / -medium shapes (inference/benchmark.py); ``--quick``: small only, 2 s of audio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+
+from bridge.clients.osc import OscClient
+from bridge.clients.process import DaemonProcess
+from bridge.tools.machine import machine
+
+
+def bench_daemon(bars: float, model: str | None) -> dict:
+    with tempfile.TemporaryDirectory(prefix="continuo-bench-") as tmp:
+        flags = ["--osc-port", "0", "--zmq-port", "0", "--zmq-pub-port", "0", "--output-root", f"{tmp}/renders",
+                 "--user-presets-dir", f"{tmp}/presets"]
+        if model:
+            flags += ["--model", model]
+        with DaemonProcess(flags) as daemon, OscClient(daemon.host, daemon.port) as client:
+            welcome = client.hello()
+            started = time.monotonic()
+            client.send("/continuo/generate", "bench-1", "default", "warm lo-fi piano, {bpm} bpm", float(bars))
+            events = client.wait_job("bench-1", timeout_s=1800)
+            wall_s = time.monotonic() - started
+        if events[-1][0] != "/continuo/done":
+            raise RuntimeError(f"the benchmark job failed: {events[-1]}")
+        return {
+            "suite": "daemon", "model": welcome[1], "device": welcome[3], "bars": bars, "bpm": 120,
+            "startup_to_ready_s": round(daemon.startup_s, 2), "generate_wall_s": round(wall_s, 2),
+            "machine": machine(),
+        }
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    if args.suite == "render":
+        from bridge.tools.bench_render import bench_render
+
+        print(json.dumps(bench_render(args.bars, quick=args.quick, model=args.model)), flush=True)
+        return 0
+    if args.suite == "bridge":
+        from bridge.tools.bench_bridge import run_bridge_bench
+
+        print(json.dumps(run_bridge_bench(n=200 if args.quick else 2000)), flush=True)
+        return 0
+    if args.suite == "engine":
+        return bench_engine(args)
+    print(json.dumps(bench_daemon(args.bars, args.model)), flush=True)
+    return 0
+
+
+def bench_engine(args: argparse.Namespace) -> int:
+    import torch
+
+    from inference.benchmark import run_engine_suite
+
+    threads = getattr(args, "threads", 0) or 0
+    if threads:
+        torch.set_num_threads(threads)
+    shapes = [args.shape] if getattr(args, "shape", None) else None
+    run_engine_suite(
+        quick=args.quick, shapes=shapes, duration_s=getattr(args, "seconds", None),
+        device=getattr(args, "device", None) or "auto",
+        emit=lambda result: print(json.dumps(result | {"machine": machine()}), flush=True),
+    )
+    return 0

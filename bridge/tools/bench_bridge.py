@@ -1,0 +1,326 @@
+"""`continuo bench bridge`: what the bridge adds to a request, per transport, on loopback.
+
+For each of OSC/UDP, OSC/TCP (SLIP) and ZeroMQ the client sends N requests one at a
+time and times request -> reply:
+- `status`: receive, validate, answer (two events back);
+- `generate`: receive, validate, build the plan, journal (SQLite, synchronous=FULL),
+  enqueue, answer `queued` -- the full accept path.
+The daemon runs in its own process with a held engine (its first job waits, doing
+no work, so every later job only queues and the CPU stays free for the
+measurement). A bare python-osc echo server (UDP, BlockingOSCUDPServer) and a bare
+pyzmq ROUTER echo, each in its own process, are timed in the same run: overhead =
+daemon minus bare echo, per percentile. Also the inline PCM round trip of 8 bars
+of 48 kHz stereo (16 s at 120 BPM, 6.1 MB of float32) over ZeroMQ: upload as a
+`continue` input (written to the inbox, validated, queued) and download of an
+8-bar output as a /continuo/get reply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bridge.clients.process import ENDPOINT_PATTERNS, READY_PATTERN
+from bridge.tools.machine import machine
+
+PCM_BARS, PCM_RATE, PCM_SECONDS = 8, 48000, 16.0
+
+
+@dataclass(frozen=True)
+class HeldInfo:
+    name: str = "held-engine (bench: renders nothing)"
+    source_kind: str = "bench"
+    sample_rate: int = 32000
+    channels: int = 1
+    frame_rate: float = 50.0
+    max_duration_s: float = 30.0
+    max_output_s: float = 30.0
+    is_random: bool = True
+    device: str = "cpu"
+    parameters: int = 0
+
+
+class HeldEngine:
+    """An engine whose generate waits until the job is cancelled: jobs queue, nothing renders."""
+
+    info = HeldInfo()
+
+    def generate(self, request, *, on_progress=None, should_cancel=None):
+        from inference.errors import Cancelled
+
+        while should_cancel is None or not should_cancel():
+            time.sleep(0.05)
+        raise Cancelled("cancelled")
+
+    def __getattr__(self, name):  # anything else the worker may ask of an engine
+        raise AttributeError(f"HeldEngine has no {name}")
+
+
+def percentiles_ms(samples_s: list[float]) -> dict[str, float]:
+    values = np.asarray(samples_s) * 1000
+    return {"p50_ms": round(float(np.percentile(values, 50)), 3), "p99_ms": round(float(np.percentile(values, 99)), 3),
+            "n": len(values)}
+
+
+# -- the servers (each runs as `python -m bridge.tools.bench_bridge NAME ...`) -----------------------------
+def serve_held_daemon(root: str) -> None:
+    import soundfile as sf
+
+    from bridge.daemon import serve
+    from bridge.jobs.journal import Journal, OutputRecord
+    from bridge.jobs.queue import JobStatus
+    from bridge.settings import load_settings
+
+    settings = load_settings({
+        "osc_port": "0", "zmq_port": "0", "zmq_pub_port": "0", "output_root": f"{root}/renders",
+        "user_presets_dir": f"{root}/presets", "max_queue": "1000000", "max_messages_per_s": "0",
+        "log_level": "WARNING", "ack_resends": "0",
+    })
+    # One finished 8-bar job to download inline.
+    journal = Journal(settings.resolved_journal_path)
+    folder = settings.resolved_output_root / "bench-pcm"
+    folder.mkdir(parents=True, exist_ok=True)
+    audio = (0.1 * np.random.default_rng(0).standard_normal((int(PCM_SECONDS * PCM_RATE), 2))).astype(np.float32)
+    sf.write(folder / "mix.wav", audio, PCM_RATE, subtype="FLOAT")
+    if journal.get("bench-pcm") is None:
+        journal.insert_job("bench-pcm", "generate", {"bars": 8.0}, ("127.0.0.1", 0))
+        journal.add_output("bench-pcm", OutputRecord("mix", (folder / "mix.wav").as_posix(), PCM_RATE, 2,
+                                                     PCM_SECONDS, 8.0, -20.0, -3.0))
+        journal.finish("bench-pcm", JobStatus.DONE, seed=1, elapsed_s=1.0)
+    journal.close()
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    serve(settings, engine_loader=lambda _settings: HeldEngine())
+
+
+def serve_osc_echo() -> None:
+    from pythonosc import dispatcher, osc_server, udp_client
+
+    clients: dict[tuple, udp_client.SimpleUDPClient] = {}
+
+    def echo(client_address, address, *args):
+        client = clients.get(client_address)
+        if client is None:
+            client = clients[client_address] = udp_client.SimpleUDPClient(*client_address)
+        client.send_message("/continuo/pong", args[0] if args else 0)
+
+    table = dispatcher.Dispatcher()
+    table.map("/continuo/ping", echo, needs_reply_address=True)
+    server = osc_server.BlockingOSCUDPServer(("127.0.0.1", 0), table)
+    print(f"echo ready: udp={server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+def serve_zmq_echo() -> None:
+    import zmq
+
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    print(f"echo ready: zmq={port}", flush=True)
+    while True:
+        router.send_multipart(router.recv_multipart(copy=False), copy=False)
+
+
+# -- the client side ------------------------------------------------------------------------------------
+class Child:
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "bridge.tools.bench_bridge", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True,
+                                     cwd=Path(__file__).resolve().parents[2])
+        self.line = ""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            if "ready" in line:
+                self.line = line
+                break
+        if not self.line:
+            self.stop()
+            raise RuntimeError(f"bench server {args[0]} did not start")
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def time_requests(send, wait, n: int, after=None) -> list[float]:
+    """Times send(i) -> wait(i); after(i) runs untimed (e.g. cancel, so the queue stays short as in a session)."""
+    samples = []
+    for i in range(n):
+        started = time.perf_counter()
+        send(i)
+        wait(i)
+        samples.append(time.perf_counter() - started)
+        if after is not None:
+            after(i)
+    return samples
+
+
+def bench_pcm(client, inbox: Path, repeats: int) -> dict:
+    audio = (0.1 * np.random.default_rng(1).standard_normal((int(PCM_SECONDS * PCM_RATE), 2))).astype(np.float32)
+    up, down = [], []
+    for i in range(repeats):
+        started = time.perf_counter()
+        job_id = f"pcm-up-{i}"
+        client.request("continue", {"job_id": job_id, "preset": "default", "bars": 1.0},
+                       {"priority": "batch"}, inputs=[("input_path", audio, PCM_RATE)])
+        reply = client.wait_for(lambda r: r.event in ("accepted", "error"), 30)
+        up.append(time.perf_counter() - started)
+        if reply.event != "accepted":
+            raise RuntimeError(f"inline upload refused: {reply.args}")
+        client.request("cancel", {"job_id": job_id})
+        client.wait_for(lambda r: r.event == "error" and r.job_id == job_id, 30)
+        started = time.perf_counter()
+        client.request("get", {"job_id": "bench-pcm"}, outputs="inline")
+        output = client.wait_for(lambda r: r.event == "output" and r.job_id == "bench-pcm", 30)
+        client.wait_for(lambda r: r.event == "done" and r.job_id == "bench-pcm", 30)
+        down.append(time.perf_counter() - started)
+        if not output.pcm or output.pcm[0].shape != audio.shape:
+            raise RuntimeError("inline download came back without the expected PCM frame")
+    return {"bytes": audio.nbytes, "upload": percentiles_ms(up), "download": percentiles_ms(down),
+            "round_trip_p50_ms": round(float(np.median(up) + np.median(down)) * 1000, 1)}
+
+
+def run_bridge_bench(n: int = 2000, pcm_repeats: int = 5, block: int = 100) -> dict:
+    """Every server runs at once; measurements go in interleaved blocks of `block` requests, so the
+    bare echo servers and the daemon sample the same moments of a shared machine's noise."""
+    import zmq
+
+    from bridge.clients.osc import OscClient, OscTcpClient
+    from bridge.clients.zmq import ZmqClient
+
+    result: dict = {"suite": "bridge", "n": n, "block": block, "load": os.getloadavg()[0], "machine": machine()}
+    with tempfile.TemporaryDirectory(prefix="continuo-bench-bridge-") as tmp, \
+            _children(Child("osc-echo"), Child("zmq-echo"), Child("held-daemon", tmp)) as (echo_udp, echo_zmq, daemon):
+        line = daemon.line
+        ctx = zmq.Context()
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        echo_zmq_port = int(re.search(r"zmq=(\d+)", echo_zmq.line)[1])
+        dealer.connect(f"tcp://127.0.0.1:{echo_zmq_port}")
+        payload = [b"CONTINUO/1", b'{"op":"ping","args":{"seq":1}}']
+        with OscClient("127.0.0.1", int(re.search(r"udp=(\d+)", echo_udp.line)[1])) as bare_udp, \
+                OscClient("127.0.0.1", int(READY_PATTERN.search(line)["port"])) as udp, \
+                OscTcpClient("127.0.0.1", int(ENDPOINT_PATTERNS["tcp_port"].search(line)[1])) as tcp, \
+                ZmqClient(ENDPOINT_PATTERNS["zmq_endpoint"].search(line)[1]) as zmq_client:
+            udp.hello()
+            tcp.hello()
+            udp.send("/continuo/generate", "hold", "default", "hold", 1.0)  # the held job: later jobs only queue
+            udp.wait_for(lambda a, args: a == "/continuo/queued", 10)
+            suites = {
+                "bare_python_osc_udp_echo": lambda k, first: {"ping": _osc_ping(bare_udp, k, first)},
+                "bare_pyzmq_router_echo": lambda k, first: {"ping": time_requests(
+                    lambda i: dealer.send_multipart(payload), lambda i: dealer.recv_multipart(), k)},
+                "daemon_osc_udp": lambda k, first: _osc_ops(udp, k, first, "udp"),
+                "daemon_osc_tcp": lambda k, first: _osc_ops(tcp, k, first, "tcp"),
+                "daemon_zmq": lambda k, first: _zmq_ops(zmq_client, k, first, "zmq"),
+            }
+            samples: dict[str, dict[str, list[float]]] = {name: {} for name in suites}
+            for name, run in suites.items():  # warm-up, not recorded
+                run(50, 10_000_000)
+            for first in range(0, n, block):
+                for name, run in suites.items():
+                    for op, values in run(min(block, n - first), first).items():
+                        samples[name].setdefault(op, []).extend(values)
+            for name, ops in samples.items():
+                result[name] = {op: percentiles_ms(values) for op, values in ops.items()}
+            pcm = np.zeros((int(PCM_SECONDS * PCM_RATE), 2), np.float32)
+            result["bare_pyzmq_router_echo"]["pcm_8_bars"] = percentiles_ms(time_requests(
+                lambda i: dealer.send_multipart([payload[0], payload[1], pcm], copy=False),
+                lambda i: dealer.recv_multipart(copy=False), pcm_repeats))
+            result["daemon_zmq_inline_pcm_8_bars_48k_stereo"] = bench_pcm(zmq_client, Path(tmp), pcm_repeats)
+        dealer.close(0)
+        ctx.term()
+    for name, bare in (("daemon_osc_udp", "bare_python_osc_udp_echo"), ("daemon_osc_tcp", "bare_python_osc_udp_echo"),
+                       ("daemon_zmq", "bare_pyzmq_router_echo")):
+        base = result[bare]["ping"]
+        result[name]["overhead_vs_bare_echo_ms"] = {
+            op: {"p50": round(result[name][op]["p50_ms"] - base["p50_ms"], 3),
+                 "p99": round(result[name][op]["p99_ms"] - base["p99_ms"], 3)}
+            for op in ("ping", "status", "generate")
+        }
+    result["load_after"] = os.getloadavg()[0]
+    return result
+
+
+class _children:
+    def __init__(self, *children: Child) -> None:
+        self.children = children
+
+    def __enter__(self) -> tuple[Child, ...]:
+        return self.children
+
+    def __exit__(self, *exc: object) -> None:
+        for child in self.children:
+            child.stop()
+
+
+def _osc_ping(client, k: int, first: int) -> list[float]:
+    return time_requests(lambda i: client.send("/continuo/ping", first + i),
+                         lambda i: client.wait_for(lambda a, args: a == "/continuo/pong" and args == [first + i], 5), k)
+
+
+def _osc_ops(client, k: int, first: int, prefix: str) -> dict[str, list[float]]:
+    ping = _osc_ping(client, k, first)
+    status = time_requests(lambda i: client.send("/continuo/status"),
+                           lambda i: (client.wait_for(lambda a, _: a == "/continuo/status", 5),
+                                      client.wait_for(lambda a, _: a == "/continuo/limits", 5)), k)
+    job = lambda i: f"{prefix}-{first + i}"  # noqa: E731
+    generate = time_requests(
+        lambda i: client.send("/continuo/generate", job(i), "default", "bench", 1.0, "priority", "batch"),
+        lambda i: client.wait_for(lambda a, args: a == "/continuo/queued" and args[0] == job(i), 5), k,
+        lambda i: (client.send("/continuo/cancel", job(i)),
+                   client.wait_for(lambda a, args: a == "/continuo/error" and args[0] == job(i), 5)))
+    client.drain()
+    return {"ping": ping, "status": status, "generate": generate}
+
+
+def _zmq_ops(client, k: int, first: int, prefix: str) -> dict[str, list[float]]:
+    ping = time_requests(lambda i: client.request("ping", {"seq": first + i}),
+                         lambda i: client.wait_for(lambda r: r.event == "pong" and r.args.get("seq") == first + i, 5),
+                         k)
+    status = time_requests(lambda i: client.status(), lambda i: None, k)
+    job = lambda i: f"{prefix}-{first + i}"  # noqa: E731
+    generate = time_requests(
+        lambda i: client.request("generate", {"job_id": job(i), "preset": "default", "prompt": "bench", "bars": 1.0},
+                                 {"priority": "batch"}),
+        lambda i: client.wait_for(lambda r: r.event == "accepted" and r.job_id == job(i), 5), k,
+        lambda i: (client.request("cancel", {"job_id": job(i)}),
+                   client.wait_for(lambda r: r.event == "error" and r.job_id == job(i), 5)))
+    client._pending.clear()
+    return {"ping": ping, "status": status, "generate": generate}
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["held-daemon"]:
+        serve_held_daemon(argv[1])
+    elif argv[:1] == ["osc-echo"]:
+        serve_osc_echo()
+    elif argv[:1] == ["zmq-echo"]:
+        serve_zmq_echo()
+    else:
+        print(json.dumps(run_bridge_bench()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,106 @@
+"""`continuo bench render`: time spent outside the model per request, against the generation time.
+
+For ``bars`` bars at 120 BPM, 4/4, rendered for a 48 kHz stereo session from
+model-rate (32 kHz) audio, one JSON line with the seconds of each step:
+
+- ``resample_s``: channel map + soxr VHQ 32 -> 48 kHz;
+- ``effects_s``: the master chain of ``default`` (highpass + compressor) with its tail,
+  and ``effects_reverb_s``: the ``stem_pack`` reverb chain on one stem;
+- ``loudness_s``: BS.1770 normalisation with the true-peak limiter, plus the measurements;
+- ``render_mix_s``: all of the above as the worker runs them (``render_mix``);
+- ``separation_s`` and ``separation_s_per_audio_s``: HDemucs (``stems_size``; random
+  weights cost the same as trained ones) over the whole mix, chunked;
+- ``write_s``: five 24-bit WAVs (mix + four stems), atomic with fsync;
+- ``generate_s``: the engine generating the same length (the tiny smoke model unless
+  ``--model`` names a checkpoint), so the overhead can be read against it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bridge.audio.context import MusicalContext
+from bridge.audio.effects import apply_chain
+from bridge.audio.files import write_wav_atomic
+from bridge.audio.loudness import measure_lufs, normalize_loudness, true_peak_db
+from bridge.audio.presets import builtin_presets_dir, load_presets
+from bridge.audio.render import TAIL_S, map_channels, render_mix, resample
+
+MODEL_RATE = 32000
+
+
+def timed(function: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    """Best wall time of ``repeats`` runs (seconds) and the last result."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = function()
+        best = min(best, time.perf_counter() - started)
+    return best, result
+
+
+def bench_render(bars: float, *, quick: bool, model: str | None, stems_size: str = "high") -> dict:
+    import torch
+
+    from inference.stems import SeparatorConfig, load_separator
+
+    repeats = 1 if quick else 3
+    presets = load_presets([builtin_presets_dir()])
+    context = MusicalContext(bpm=120.0, sample_rate=48000)
+    frames, seconds = context.frames_for_bars(bars), context.seconds_for_bars(bars)
+    rng = np.random.default_rng(0)
+    t = np.arange(round(seconds * MODEL_RATE)) / MODEL_RATE
+    source = (0.3 * np.sin(2 * np.pi * 110 * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)[None]
+
+    resample_s, mixed = timed(lambda: resample(map_channels(source, 2), MODEL_RATE, 48000), repeats)
+    chain = presets["default"].master
+    effects_s, processed = timed(lambda: apply_chain(mixed, 48000, chain, tail_s=0.05), repeats)
+    reverb = presets["stem_pack"].stem_chains["other"]
+    effects_reverb_s, _ = timed(lambda: apply_chain(mixed, 48000, reverb, tail_s=TAIL_S), repeats)
+    loudness_s, final = timed(lambda: _loudness(processed[:, :frames], presets["default"]), repeats)
+    render_mix_s, rendered = timed(lambda: render_mix(source, MODEL_RATE, frames=frames, sample_rate=48000,
+                                                      preset=presets["default"]), repeats)
+    separator = load_separator(SeparatorConfig(weights="random", size=stems_size))
+    separation_s, stems = timed(lambda: separator.separate(rendered.audio, 48000), 1)
+    with tempfile.TemporaryDirectory(prefix="continuo-bench-") as tmp:
+        outputs = {"mix": rendered.audio, **stems}
+        write_s, _ = timed(lambda: [write_wav_atomic(Path(tmp) / f"{name}.wav", audio, 48000, bit_depth=24)
+                                    for name, audio in outputs.items()], repeats)
+    generate_s, engine_name = _generate(seconds, model)
+    outside_s = render_mix_s + separation_s + write_s
+    return {
+        "suite": "render", "bars": bars, "bpm": 120, "sample_rate": 48000, "channels": 2, "audio_s": seconds,
+        "resample_s": round(resample_s, 4), "effects_s": round(effects_s, 4),
+        "effects_reverb_s": round(effects_reverb_s, 4), "loudness_s": round(loudness_s, 4),
+        "render_mix_s": round(render_mix_s, 4), "stems_model": f"hdemucs_{stems_size}",
+        "separation_s": round(separation_s, 3), "separation_s_per_audio_s": round(separation_s / seconds, 4),
+        "write_s": round(write_s, 4), "outside_model_s": round(outside_s, 3),
+        "outside_model_without_stems_s": round(render_mix_s + write_s / 5, 4),
+        "generate_s": round(generate_s, 2), "generate_model": engine_name, "torch_threads": torch.get_num_threads(),
+    }
+
+
+def _loudness(audio: np.ndarray, preset) -> np.ndarray:
+    final = normalize_loudness(audio, 48000, target_lufs=preset.target_lufs, true_peak_db=preset.true_peak_db)
+    measure_lufs(final, 48000)
+    true_peak_db(final, 48000)
+    return final
+
+
+def _generate(seconds: float, model: str | None) -> tuple[float, str]:
+    from inference.engine import GenerationRequest
+    from inference.loading import load_engine, resolve_model
+
+    with tempfile.TemporaryDirectory(prefix="continuo-bench-tiny-") as tmp:
+        source = resolve_model(model or "facebook/musicgen-small", tiny_dir=Path(tmp) / "tiny",
+                               allow_tiny_fallback=True)
+        engine = load_engine(source, device="cpu")
+        started = time.perf_counter()
+        engine.generate(GenerationRequest(prompt="warm lo-fi piano", duration_s=seconds, seed=0))
+        return time.perf_counter() - started, engine.info.name

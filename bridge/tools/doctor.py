@@ -1,0 +1,82 @@
+"""`continuo doctor`: what this machine can do for Continuo, and why not where it can't."""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import sys
+from pathlib import Path
+
+from bridge.settings import Settings
+
+OPTIONAL_PACKAGES = {
+    "pedalboard": "effect chains",
+    "pyloudnorm": "loudness measurement (BS.1770)",
+    "soxr": "high-quality resampling",
+    "soundfile": "WAV reading and writing",
+    "zmq": "ZeroMQ transport",
+    "mido": "MIDI",
+    "rtmidi": "MIDI ports (python-rtmidi)",
+    "bitsandbytes": "int8/NF4 weights on CUDA",
+    "flash_attn": "flash attention on CUDA (optional extra: pip install 'continuo[gpu]')",
+}
+
+
+def package_line(module: str, purpose: str) -> str:
+    try:
+        mod = importlib.import_module(module)
+    except Exception as exc:  # an optional package may fail in many ways; doctor reports, never crashes
+        return f"  [no ] {module:<13} {purpose}: not usable ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})"
+    return f"  [yes] {module:<13} {purpose} ({getattr(mod, '__version__', 'installed')})"
+
+
+def midi_ports_line() -> str:
+    try:
+        import mido
+
+        names = mido.get_input_names()
+    except Exception as exc:
+        return f"  MIDI inputs: none usable ({type(exc).__name__}: {exc})"
+    return f"  MIDI inputs: {', '.join(names) if names else 'none found (no controller connected or no MIDI driver)'}"
+
+
+def model_line(settings: Settings) -> str:
+    """Where --model would come from; the doctor itself never downloads."""
+    from inference.errors import ModelLoadError
+    from inference.loading import check_network, resolve_model
+
+    try:
+        source = resolve_model(settings.model, tiny_dir=Path(settings.smoke_model_dir).expanduser(),
+                               allow_tiny_fallback=False, offline=True)
+    except ModelLoadError as exc:
+        network = check_network(settings.model, None, 2.0) if "/" in settings.model else "not a hub id"
+        if network is None:
+            return f"  model {settings.model!r}: not on this machine yet; `continuo serve` will download it"
+        fallback = ("the daemon would serve the tiny RANDOM smoke model (noise, not music)"
+                    if settings.allow_smoke_model else "the daemon would refuse to start")
+        return f"  model {settings.model!r}: not on this machine: {exc}\n  hub: {network}\n  -> {fallback}"
+    return f"  model {settings.model!r}: {source.kind} at {source.path}" + (
+        "  (RANDOM smoke model: noise, not music)" if source.is_random else "")
+
+
+def run_doctor(settings: Settings) -> int:
+    import torch
+
+    from inference.device import describe_accelerations, describe_modes, pick_device
+
+    print(f"continuo doctor: Python {sys.version.split()[0]} on {platform.platform()}")
+    print(f"  torch {torch.__version__}; device for --device {settings.device}: {pick_device(settings.device)}")
+    print("accelerations:")
+    for cap in describe_accelerations():
+        print(f"  [{'yes' if cap.usable else 'no '}] {cap.name:<22} {cap.reason}")
+    print("engine modes (settings weights / kv_cache / attention / compile_decode):")
+    for cap in describe_modes(pick_device(settings.device)):
+        print(f"  [{'yes' if cap.usable else 'no '}] {cap.name:<22} {cap.reason}")
+    print("packages:")
+    for module, purpose in OPTIONAL_PACKAGES.items():
+        print(package_line(module, purpose))
+    print("MIDI:")
+    print(midi_ports_line())
+    print("model:")
+    print(model_line(settings))
+    return 0

@@ -1,0 +1,51 @@
+import json
+
+import pytest
+
+from bridge.cli import main
+from bridge.clients.send import format_event, parse_arg
+
+
+@pytest.mark.parametrize("text, value", [("8", 8), ("8.0", 8.0), ("-1e3", -1000.0), ("s:8", "8"),
+                                         ("default", "default"), ("warm piano, {bpm} bpm", "warm piano, {bpm} bpm")])
+def test_send_arguments_are_typed_like_a_human_means_them(text, value):
+    parsed = parse_arg(text)
+    assert parsed == value and type(parsed) is type(value)
+
+
+def test_format_event_prints_one_line():
+    assert format_event("/continuo/done", ["job-1", 1, 42, 3.5]) == "/continuo/done 'job-1' 1 42 3.5"
+
+
+def test_make_tiny_writes_a_loadable_smoke_checkpoint(tmp_path, capsys):
+    assert main(["model", "make-tiny", str(tmp_path / "tiny")]) == 0
+    assert "RANDOM" in capsys.readouterr().out
+    assert json.loads((tmp_path / "tiny" / "continuo_smoke.json").read_text())["smoke"] is True
+    assert (tmp_path / "tiny" / "config.json").is_file()
+
+
+def test_doctor_reports_device_accelerations_and_model(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert main(["doctor", "--model", "facebook/musicgen-small"]) == 0
+    out = capsys.readouterr().out
+    for word in ("accelerations:", "cuda", "sdpa", "packages:", "pedalboard", "model:", "smoke model"):
+        assert word in out
+
+
+def test_serve_refuses_a_public_bind_with_a_clear_message(capsys):
+    assert main(["serve", "--osc-host", "0.0.0.0"]) == 2
+    assert "allow-list" in capsys.readouterr().err
+
+
+def test_bench_engine_runs_the_engine_suite(monkeypatch, capsys):
+    seen = {}
+
+    def fake_suite(**kwargs):
+        seen.update(kwargs)
+        kwargs["emit"]({"suite": "engine", "backend": "engine"})
+
+    monkeypatch.setattr("inference.benchmark.run_engine_suite", fake_suite)
+    assert main(["bench", "engine", "--quick", "--seconds", "1.5", "--shape", "musicgen-small"]) == 0
+    assert seen["quick"] and seen["duration_s"] == 1.5 and seen["shapes"] == ["musicgen-small"]
+    assert '"backend": "engine"' in capsys.readouterr().out

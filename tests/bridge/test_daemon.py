@@ -1,0 +1,142 @@
+"""In-process daemon (tiny model, events recorded): out of memory, rate limit, limits in status, live slots."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bridge.daemon import Daemon, load_model
+from bridge.protocol.schema import parse_datagram
+from bridge.settings import load_settings
+from inference.errors import OutOfMemory
+
+SENDER = ("127.0.0.1", 41000)
+
+
+class OomOnce:
+    """Wraps the real engine; the first generate runs out of memory."""
+
+    def __init__(self, engine) -> None:
+        self._engine = engine
+        self.failed = False
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def generate(self, request, **kwargs):
+        if "HOLD" in request.prompt:  # keeps the worker busy until cancelled
+            from inference.errors import Cancelled
+
+            while not kwargs["should_cancel"]():
+                time.sleep(0.02)
+            raise Cancelled("cancelled")
+        if not self.failed:
+            self.failed = True
+            raise OutOfMemory("out of memory on cpu while generating; try a smaller preset, int8 weights, "
+                              "fewer variations or fewer bars")
+        return self._engine.generate(request, **kwargs)
+
+
+@pytest.fixture
+def daemon(tiny_model_dir, tmp_path):
+    settings = load_settings({
+        "model": str(tiny_model_dir), "osc_port": "0", "osc_tcp_port": "-1", "zmq_port": "-1",
+        "output_root": str(tmp_path / "renders"), "user_presets_dir": str(tmp_path / "presets"),
+        "max_messages_per_s": "20", "ack_resends": "0", "max_variations": "3",
+    }, environ={})
+    d = Daemon(settings, engine_loader=lambda s: OomOnce(load_model(s)))
+    d.startup()
+    sent: list[tuple[str, list]] = []
+    d.events._send = lambda dest, datagram: sent.extend(parse_datagram(datagram))
+    d.sent = sent
+    yield d
+    d.stop_requested.set()
+    d.shutdown()
+
+
+def wait_terminal(daemon, job_id: str, timeout_s: float = 120) -> tuple[str, list]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for address, args in list(daemon.sent):
+            if address in ("/continuo/done", "/continuo/error") and args[0] == job_id:
+                return address, args
+        time.sleep(0.05)
+    raise AssertionError(f"{job_id} did not finish")
+
+
+def test_out_of_memory_fails_the_job_with_a_hint_and_the_next_job_runs(daemon):
+    daemon.on_message("/continuo/generate", ["oom-1", "default", "x", 0.5], SENDER)
+    address, args = wait_terminal(daemon, "oom-1")
+    assert address == "/continuo/error" and args[1] == "out_of_memory" and "smaller" in args[2]
+    daemon.on_message("/continuo/generate", ["oom-2", "default", "x", 0.5], SENDER)
+    assert wait_terminal(daemon, "oom-2")[0] == "/continuo/done"
+    assert daemon.journal.get("oom-1").error_code == "out_of_memory"
+
+
+def test_status_is_followed_by_the_limits(daemon):
+    daemon.on_message("/continuo/status", [], SENDER)
+    names = [address for address, _ in daemon.sent]
+    assert names == ["/continuo/status", "/continuo/limits"]
+    limits = daemon.sent[1][1]
+    assert limits[:3] == [16, 64.0, 3] and limits[5] == 20.0
+
+
+def test_a_client_over_its_message_rate_gets_busy(daemon):
+    for seq in range(40):
+        daemon.on_message("/continuo/ping", [seq], SENDER)
+    pongs = sum(1 for address, _ in daemon.sent if address == "/continuo/pong")
+    busy = [args for address, args in daemon.sent if address == "/continuo/error" and args[1] == "busy"]
+    assert 20 <= pongs < 40 and pongs + len(busy) == 40
+    daemon.on_message("/continuo/ping", [99], ("127.0.0.1", 41001))  # another client is not affected
+    assert daemon.sent[-1] == ("/continuo/pong", [99])
+
+
+def test_too_many_variations_are_refused_before_queueing(daemon):
+    with pytest.raises(Exception) as info:
+        daemon.submit("generate", "var-1", {"preset": "default", "prompt": "x", "bars": 0.5, "count": 4}, {}, SENDER)
+    assert getattr(info.value, "code", "") == "bad_request" and "max_variations" in info.value.message
+    assert daemon.journal.get("var-1") is None
+
+
+def test_live_slots_keep_only_the_newest_waiting_job(daemon):
+    daemon.engine.failed = True  # no out-of-memory in this one
+    daemon.on_message("/continuo/generate", ["hold", "default", "HOLD", 8.0], SENDER)  # occupies the worker
+    deadline = time.monotonic() + 30
+    while daemon.worker.running_job() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for n in range(3):
+        daemon.on_message("/continuo/generate", [f"pad-{n}", "default", "x", 0.5, "priority", "live", "slot", 5],
+                          SENDER)
+    daemon.on_message("/continuo/cancel", ["hold"], SENDER)
+    outcomes = {job_id: wait_terminal(daemon, job_id) for job_id in ("pad-0", "pad-1", "pad-2")}
+    assert [outcomes[f"pad-{n}"][1][1] for n in (0, 1)] == ["cancelled", "cancelled"]
+    assert "replaced by the newer live job" in outcomes["pad-0"][1][2]
+    assert outcomes["pad-2"][0] == "/continuo/done"
+
+
+def test_sessions_are_capped_by_forgetting_the_longest_silent(daemon, monkeypatch):
+    import bridge.daemon
+
+    monkeypatch.setattr(bridge.daemon, "MAX_SESSIONS", 3)
+    for port in (50001, 50002, 50003):
+        daemon.on_message("/continuo/hello", ["client", port], ("127.0.0.1", port))
+    daemon.on_message("/continuo/ping", [], ("127.0.0.1", 50001))  # 50001 speaks again: 50002 is now the oldest
+    daemon.session(("127.0.0.1", 50001)).context = daemon.session(("127.0.0.1", 50001)).context.replace(bpm=87.0)
+    daemon.on_message("/continuo/hello", ["newcomer", 50004], ("127.0.0.1", 50004))
+    assert set(daemon.sessions) == {("127.0.0.1", port) for port in (50001, 50003, 50004)}
+    assert daemon.sessions[("127.0.0.1", 50001)].context.bpm == 87.0  # a kept session keeps its context
+
+
+def test_a_sessions_job_list_keeps_only_live_jobs_past_its_cap(daemon, monkeypatch):
+    import bridge.daemon
+
+    monkeypatch.setattr(bridge.daemon, "MAX_SESSION_JOBS", 2)
+    for index in range(3):
+        daemon.on_message("/continuo/generate", [f"cap-{index}", "default", "x", 0.25], SENDER)
+        wait_terminal(daemon, f"cap-{index}")
+    daemon.on_message("/continuo/generate", ["cap-3", "default", "HOLD", 0.25], SENDER)
+    jobs = daemon.sessions[SENDER].jobs
+    assert "cap-3" in jobs and not jobs & {"cap-0", "cap-1"} and len(jobs) <= 2  # finished ones went at the cap
+    daemon.on_message("/continuo/cancel", ["*"], SENDER)
+    assert wait_terminal(daemon, "cap-3")[0] == "/continuo/error"
