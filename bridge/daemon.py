@@ -35,7 +35,7 @@ from bridge.settings import Settings
 from bridge.transports.hub import Transports
 from bridge.transports.limits import RateLimiter
 from bridge.transports.peers import is_peer
-from inference.engine import TransformersMusicGen
+from inference.api import Engine
 from inference.loading import load_engine, resolve_model
 
 log = logging.getLogger("continuo.daemon")
@@ -65,7 +65,7 @@ MAX_SESSION_JOBS = 256
 
 
 class Daemon:
-    def __init__(self, settings: Settings, *, engine_loader: Callable[[Settings], TransformersMusicGen] | None = None,
+    def __init__(self, settings: Settings, *, engine_loader: Callable[[Settings], Engine] | None = None,
                  compute_on_main_thread: bool = False):
         self.settings = settings
         # True for `continuo serve`: the job loop runs on the main thread, the one that loaded the model, so
@@ -439,7 +439,7 @@ def check_input_limits(path: Path, settings: Settings, job_id: str) -> None:
                          f"{settings.max_input_s:g} s (max_input_s)", job_id=job_id)
 
 
-def load_model(settings: Settings) -> TransformersMusicGen:
+def load_model(settings: Settings) -> Engine:
     if settings.cpu_threads:
         import torch
 
@@ -483,7 +483,7 @@ def stop_on_signals(daemon: Daemon) -> Iterator[None]:
 
 
 def serve(settings: Settings, *,
-          engine_loader: Callable[[Settings], TransformersMusicGen] | None = None) -> int:
+          engine_loader: Callable[[Settings], Engine] | None = None) -> int:
     """startup -> run -> shutdown, stopped by SIGINT/SIGTERM; engine_loader swaps the model (benchmarks)."""
     daemon = Daemon(settings, engine_loader=engine_loader, compute_on_main_thread=True)
     with stop_on_signals(daemon):

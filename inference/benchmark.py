@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
-from inference.engine import GenerationRequest
+from inference.api import GenerationRequest
+from inference.engine import EngineOptions, engine_from_hf_model
 from inference.model import ModelArgs
-from inference.musicgen_engine import EngineOptions, engine_from_hf_model
 
 log = logging.getLogger("continuo.inference")
 

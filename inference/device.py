@@ -16,7 +16,12 @@ from inference.errors import ModelLoadError
 
 
 @dataclass(frozen=True)
-class Capability:
+class DeviceCheck:
+    """One row of `continuo doctor`: can this machine use a speed-up or mode, and if not, why not.
+
+    (What a loaded model can do is inference.api.Capability, another thing.)
+    """
+
     name: str
     usable: bool
     reason: str
@@ -55,7 +60,7 @@ def describe_available_devices() -> str:
     return "available: " + ", ".join(names) + " (or 'auto')"
 
 
-def describe_accelerations() -> list[Capability]:
+def describe_accelerations() -> list[DeviceCheck]:
     """One line per speed-up: can this machine use it, and if not, why not."""
     checks = (
         check_cuda,
@@ -71,110 +76,110 @@ def describe_accelerations() -> list[Capability]:
     return [run_check(check) for check in checks]
 
 
-def run_check(check) -> Capability:
+def run_check(check) -> DeviceCheck:
     name = check.__name__.removeprefix("check_")
     try:
         return check()
     except Exception as error:  # a probe must never take the daemon down
-        return Capability(name, False, f"could not check ({type(error).__name__}: {error})")
+        return DeviceCheck(name, False, f"could not check ({type(error).__name__}: {error})")
 
 
-def check_cuda() -> Capability:
+def check_cuda() -> DeviceCheck:
     if not torch.cuda.is_available():
         built = torch.version.cuda
         if built is None:
             why = "this PyTorch build has no CUDA support; install a CUDA build of torch to use an NVIDIA GPU"
         else:
             why = f"no NVIDIA GPU or driver found (torch is built for CUDA {built}); running on the CPU"
-        return Capability("cuda", False, why)
+        return DeviceCheck("cuda", False, why)
     props = torch.cuda.get_device_properties(0)
     memory_gib = props.total_memory / 2**30
     details = f"{props.name}, {memory_gib:.1f} GiB, compute capability {props.major}.{props.minor}"
-    return Capability("cuda", True, details)
+    return DeviceCheck("cuda", True, details)
 
 
-def check_bf16() -> Capability:
+def check_bf16() -> DeviceCheck:
     if not torch.cuda.is_available():
-        return Capability("bf16", False, "needs an NVIDIA GPU; on the CPU the model runs in fp32")
+        return DeviceCheck("bf16", False, "needs an NVIDIA GPU; on the CPU the model runs in fp32")
     if not torch.cuda.is_bf16_supported():
         why = "this GPU has no bfloat16 support (needs an Ampere/RTX 30xx or newer); use fp16"
-        return Capability("bf16", False, why)
-    return Capability("bf16", True, "bfloat16 weights halve GPU memory")
+        return DeviceCheck("bf16", False, why)
+    return DeviceCheck("bf16", True, "bfloat16 weights halve GPU memory")
 
 
-def check_fp16() -> Capability:
+def check_fp16() -> DeviceCheck:
     if not torch.cuda.is_available():
-        return Capability("fp16", False, "needs an NVIDIA GPU; on the CPU the model runs in fp32")
-    return Capability("fp16", True, "float16 weights halve GPU memory")
+        return DeviceCheck("fp16", False, "needs an NVIDIA GPU; on the CPU the model runs in fp32")
+    return DeviceCheck("fp16", True, "float16 weights halve GPU memory")
 
 
-def check_cpu_int8() -> Capability:
+def check_cpu_int8() -> DeviceCheck:
     engines = torch.backends.quantized.supported_engines
     usable = [engine for engine in ("x86", "fbgemm") if engine in engines]
     if not usable:
-        return Capability(
+        return DeviceCheck(
             "cpu_int8", False, f"this torch build has no x86/fbgemm quantized engine (has {', '.join(engines)})"
         )
-    return Capability("cpu_int8", True,
+    return DeviceCheck("cpu_int8", True,
                       f"torch dynamic int8 on the CPU via {usable[0]}: weights int8 when our kernel cannot be built")
 
 
-def check_bitsandbytes() -> Capability:
+def check_bitsandbytes() -> DeviceCheck:
     if importlib.util.find_spec("bitsandbytes") is None:
-        return Capability("bitsandbytes", False, "not installed; `pip install bitsandbytes` to save GPU memory")
+        return DeviceCheck("bitsandbytes", False, "not installed; `pip install bitsandbytes` to save GPU memory")
     try:
         bnb = importlib.import_module("bitsandbytes")
     except Exception as error:
-        return Capability("bitsandbytes", False, f"installed but fails to import ({type(error).__name__}: {error})")
+        return DeviceCheck("bitsandbytes", False, f"installed but fails to import ({type(error).__name__}: {error})")
     version = getattr(bnb, "__version__", "?")
     if not torch.cuda.is_available():
-        return Capability(
+        return DeviceCheck(
             "bitsandbytes", False, f"version {version} installed, but it only saves memory on an NVIDIA GPU"
         )
     backend = getattr(importlib.import_module("bitsandbytes.cextension"), "BNB_BACKEND", "unknown")
     if backend != "CUDA":
-        return Capability(
+        return DeviceCheck(
             "bitsandbytes", False, f"version {version} has no CUDA kernels for this setup (backend {backend})"
         )
-    return Capability("bitsandbytes", True, f"version {version} with CUDA kernels: int8/4-bit weights")
+    return DeviceCheck("bitsandbytes", True, f"version {version} with CUDA kernels: int8/4-bit weights")
 
 
-def check_flash_attn() -> Capability:
+def check_flash_attn() -> DeviceCheck:
     if importlib.util.find_spec("flash_attn") is None:
-        return Capability("flash_attn", False, "not installed; `pip install flash-attn` on an NVIDIA GPU machine")
+        return DeviceCheck("flash_attn", False, "not installed; `pip install flash-attn` on an NVIDIA GPU machine")
     if not torch.cuda.is_available():
-        return Capability("flash_attn", False, "installed, but it needs an NVIDIA GPU")
+        return DeviceCheck("flash_attn", False, "installed, but it needs an NVIDIA GPU")
     major, _minor = torch.cuda.get_device_capability(0)
     if major < 8:
-        return Capability("flash_attn", False, "this GPU is older than Ampere (RTX 30xx / A100); flash-attn needs one")
+        return DeviceCheck("flash_attn", False, "this GPU is older than Ampere (RTX 30xx / A100); flash-attn needs one")
     try:
         module = importlib.import_module("flash_attn")
     except Exception as error:
-        return Capability("flash_attn", False, f"installed but fails to import ({type(error).__name__}: {error})")
-    return Capability("flash_attn", True, f"version {getattr(module, '__version__', '?')}")
+        return DeviceCheck("flash_attn", False, f"installed but fails to import ({type(error).__name__}: {error})")
+    return DeviceCheck("flash_attn", True, f"version {getattr(module, '__version__', '?')}")
 
 
-def check_cuda_graphs() -> Capability:
+def check_cuda_graphs() -> DeviceCheck:
     if not torch.cuda.is_available():
-        return Capability("cuda_graphs", False, "needs an NVIDIA GPU")
-    return Capability("cuda_graphs", True, "replays the decode step without Python overhead")
+        return DeviceCheck("cuda_graphs", False, "needs an NVIDIA GPU")
+    return DeviceCheck("cuda_graphs", True, "replays the decode step without Python overhead")
 
 
-def check_sdpa() -> Capability:
+def check_sdpa() -> DeviceCheck:
     usable = hasattr(torch.nn.functional, "scaled_dot_product_attention")
     reason = "PyTorch fused attention" if usable else "this torch is too old; upgrade to torch 2.x"
-    return Capability("sdpa", usable, reason)
+    return DeviceCheck("sdpa", usable, reason)
 
 
-def check_cpu_kernels() -> Capability:
+def check_cpu_kernels() -> DeviceCheck:
     """Our C++ CPU kernels (inference/csrc): built here on first use, so this check may take about 25 s once."""
     from inference.cpu_kernels import kernels_status
 
     status = kernels_status()
-    return Capability("cpu_kernels", status.usable, status.reason)
+    return DeviceCheck("cpu_kernels", status.usable, status.reason)
 
 
-def describe_modes(device: torch.device | None = None) -> list[Capability]:
+def describe_modes(device: torch.device | None = None) -> list[DeviceCheck]:
     """One line per engine mode chosen by name (settings weights / kv_cache / attention / compile_decode)."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device.type == "cuda"
@@ -186,34 +191,34 @@ def describe_modes(device: torch.device | None = None) -> list[Capability]:
     bnb = caps["bitsandbytes"]
     bnb_installed = "installed" in bnb.reason or bnb.usable
     rows = [
-        Capability("weights=auto", True, f"picks {auto} on this {device.type}"),
-        Capability("weights=fp32", True, "full precision: the reference (4 bytes per weight)"),
-        Capability("weights=int8", not cuda and (kernels.usable or caps["cpu_int8"].usable),
+        DeviceCheck("weights=auto", True, f"picks {auto} on this {device.type}"),
+        DeviceCheck("weights=fp32", True, "full precision: the reference (4 bytes per weight)"),
+        DeviceCheck("weights=int8", not cuda and (kernels.usable or caps["cpu_int8"].usable),
                    int8_how if not cuda else "CPU path; on CUDA use fp16, bnb-int8 or bnb-nf4"),
-        Capability("weights=bf16", caps["bf16"].usable or not cuda,
+        DeviceCheck("weights=bf16", caps["bf16"].usable or not cuda,
                    caps["bf16"].reason if cuda else "runs on the CPU, but slower than fp32 at long context"),
-        Capability("weights=fp16", caps["fp16"].usable, caps["fp16"].reason),
+        DeviceCheck("weights=fp16", caps["fp16"].usable, caps["fp16"].reason),
     ]
     for name in ("bnb-int8", "bnb-nf4"):
         if bnb.usable:
-            rows.append(Capability(f"weights={name}", True, "saves GPU memory (decodes slower than fp16)"))
+            rows.append(DeviceCheck(f"weights={name}", True, "saves GPU memory (decodes slower than fp16)"))
         elif bnb_installed and not cuda:
-            rows.append(Capability(f"weights={name}", True, "runs on the CPU only slowly: a parity reference"))
+            rows.append(DeviceCheck(f"weights={name}", True, "runs on the CPU only slowly: a parity reference"))
         else:
-            rows.append(Capability(f"weights={name}", False, bnb.reason))
+            rows.append(DeviceCheck(f"weights={name}", False, bnb.reason))
     rows += [
-        Capability("kv_cache=auto", True, "the weights' activation dtype"),
-        Capability("kv_cache=fp32/fp16/bf16", True, "static preallocated cache"),
-        Capability("kv_cache=mulaw8", True, "int8 mu-law, ~0.27x fp32 bytes; dequantized inside fused-cpu attention, "
+        DeviceCheck("kv_cache=auto", True, "the weights' activation dtype"),
+        DeviceCheck("kv_cache=fp32/fp16/bf16", True, "static preallocated cache"),
+        DeviceCheck("kv_cache=mulaw8", True, "int8 mu-law, ~0.27x fp32 bytes; dequantized inside fused-cpu attention, "
                                             "separately (slowly) under sdpa/eager"),
-        Capability("attention=auto", True, "picks " + ("flash if usable, else sdpa" if cuda else
+        DeviceCheck("attention=auto", True, "picks " + ("flash if usable, else sdpa" if cuda else
                                                        "fused-cpu" if kernels.usable else "sdpa")),
-        Capability("attention=fused-cpu", not cuda and kernels.usable,
+        DeviceCheck("attention=fused-cpu", not cuda and kernels.usable,
                    "our C++ decode attention: " + kernels.reason if not cuda
                    else "CPU only; on CUDA use flash or sdpa"),
-        Capability("attention=sdpa", caps["sdpa"].usable, caps["sdpa"].reason),
-        Capability("attention=eager", True, "plain matmul + softmax: the reference"),
-        Capability("attention=flash", caps["flash_attn"].usable, caps["flash_attn"].reason),
-        Capability("compile_decode", caps["cuda_graphs"].usable, caps["cuda_graphs"].reason),
+        DeviceCheck("attention=sdpa", caps["sdpa"].usable, caps["sdpa"].reason),
+        DeviceCheck("attention=eager", True, "plain matmul + softmax: the reference"),
+        DeviceCheck("attention=flash", caps["flash_attn"].usable, caps["flash_attn"].reason),
+        DeviceCheck("compile_decode", caps["cuda_graphs"].usable, caps["cuda_graphs"].reason),
     ]
     return rows

@@ -1,8 +1,9 @@
-"""MusicGenEngine: our own decode loop over a MusicGen checkpoint in Hugging Face format.
+"""Our engine, the default: our own decode loop over a MusicGen checkpoint in Hugging Face format.
 
-Same surface as TransformersMusicGen (info, generate, warm_up), so the bridge
-switches engines without change. T5 and EnCodec are transformers modules;
-the decoder is inference.model.MusicGenDecoder with a static KV cache.
+MusicGenEngine satisfies inference.api.Engine, as the transformers reference (inference.reference) does,
+so the bridge switches engines without change. T5 and EnCodec are transformers modules; the decoder is
+inference.model.MusicGenDecoder with a static KV cache. It declares text, continuation, variations (one
+batched decode), streaming and style mixing, and melody for MusicGen-melody checkpoints.
 """
 
 from __future__ import annotations
@@ -11,11 +12,22 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
+from inference.api import (
+    CancelCheck,
+    Capability,
+    ChunkCallback,
+    GeneratedAudio,
+    GenerationRequest,
+    ModelInfo,
+    ProgressCallback,
+)
+from inference.checkpoint import describe_model, hop_length, is_melody_config
 from inference.decode import (
     Sampler,
     build_delay_pattern,
@@ -25,25 +37,19 @@ from inference.decode import (
     teacher_forced_logits,
     undelay,
 )
-from inference.engine import (
-    TRAINED_WINDOW_S,
-    CancelCheck,
-    GeneratedAudio,
-    GenerationRequest,
-    ModelInfo,
-    ProgressCallback,
-    ProgressReporter,
-    RequestChecks,
-)
 from inference.errors import Cancelled, InferenceError
 from inference.kv_cache import DEFAULT_MU, KVCacheMode, build_cache_factory
 from inference.model import ATTENTION_BACKENDS, ModelArgs, MusicGenDecoder, Prefix, build_decoder
+from inference.progress import ProgressReporter
 from inference.quantize import WeightMode, activation_dtype, apply_weight_mode_, resolve_weight_mode, weight_bytes
-from inference.streaming import ChunkCallback, ChunkStreamer
+from inference.request_checks import RequestChecks
+from inference.streaming import ChunkStreamer
 
 log = logging.getLogger("continuo.inference")
 
 CACHE_GRANULE = 256  # cache length grows in steps of this many positions
+ENGINE_CAPABILITIES = frozenset({Capability.TEXT, Capability.CONTINUATION, Capability.VARIATIONS,
+                                 Capability.STREAMING, Capability.STYLES})  # melody checkpoints add MELODY
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,7 @@ def plan_windows(prompt_frames: int, total_frames: int, window: int, keep: int) 
 class MusicGenEngine(RequestChecks):
     """A loaded MusicGen with our decoder; generate is safe to call repeatedly from one worker thread."""
 
-    streams = True  # generate takes on_chunk
+    info: ModelInfo
 
     def __init__(self, decoder: MusicGenDecoder, text_encoder, codec, tokenizer, info: ModelInfo,
                  options: EngineOptions, hop: int, weights: WeightMode, kv_cache: KVCacheMode, chroma_extractor=None):
@@ -108,13 +114,13 @@ class MusicGenEngine(RequestChecks):
         return time.monotonic() - started
 
     def generate(self, request: GenerationRequest, *, on_progress: ProgressCallback | None = None,
-                 should_cancel: CancelCheck | None = None, on_chunk=None) -> GeneratedAudio:
+                 should_cancel: CancelCheck | None = None, on_chunk: ChunkCallback | None = None) -> GeneratedAudio:
         """on_chunk(audio (C, samples)): streamed audio, every options.chunk_s while decoding (optional)."""
         forward = None if on_chunk is None else (lambda audio: on_chunk(audio[0]))
         return self.generate_batch(request, [request.seed], on_progress=on_progress, should_cancel=should_cancel,
                                    on_chunk=forward)[0]
 
-    def generate_batch(self, request: GenerationRequest, seeds: list[int], *,
+    def generate_batch(self, request: GenerationRequest, seeds: Sequence[int], *,
                        on_progress: ProgressCallback | None = None,
                        should_cancel: CancelCheck | None = None, on_chunk: ChunkCallback | None = None,
                        ) -> list[GeneratedAudio]:
@@ -124,6 +130,8 @@ class MusicGenEngine(RequestChecks):
         """
         if not seeds:
             raise InferenceError("generate_batch needs at least one seed")
+        seeds = list(seeds)
+        self.refuse_unsupported(request, seeds=len(seeds), streaming=on_chunk is not None)
         prompt_audio = self.prepare_prompt(request.audio_prompt)
         prompt_frames = 0 if prompt_audio is None else prompt_audio.shape[-1] // self.hop
         self.validate(request, prompt_frames)
@@ -146,6 +154,7 @@ class MusicGenEngine(RequestChecks):
     def generate_codes(self, request: GenerationRequest, seeds: list[int] | None = None,
                        on_step=None) -> torch.Tensor:
         """Codes (B, K, frames) incl. prompt frames; one batched decode for len(seeds) samples (default [seed])."""
+        self.refuse_unsupported(request)
         prompt_audio = self.prepare_prompt(request.audio_prompt)
         prompt_frames = 0 if prompt_audio is None else prompt_audio.shape[-1] // self.hop
         self.validate(request, prompt_frames)
@@ -155,6 +164,7 @@ class MusicGenEngine(RequestChecks):
 
     def teacher_forced_logits(self, request: GenerationRequest, codes: torch.Tensor) -> torch.Tensor:
         """Guided logits (B, K, L-1, V) over the delayed sequence of codes (B, K, frames): for quality checks."""
+        self.refuse_unsupported(request)
         cfg = request.guidance_scale if request.guidance_scale > 1 else None
         batch, _, frames = codes.shape
         with self.lock, torch.inference_mode():
@@ -272,8 +282,6 @@ class MusicGenEngine(RequestChecks):
         Cross-attention keys/values, or for a melody checkpoint the Prefix of chroma + text states; the
         null condition is zero text and, as in transformers, chroma bin 0 in every frame.
         """
-        if melody is not None and self.chroma_extractor is None:
-            raise InferenceError("this checkpoint takes no melody; load a MusicGen-melody checkpoint to follow one")
         states, mask = self.encode_text(prompt, styles)
         states, mask = states.expand(batch, -1, -1), mask.expand(batch, -1)
         if cfg:
@@ -370,29 +378,6 @@ def compile_step(options: EngineOptions, device: torch.device):
     return step
 
 
-def describe_config(config, *, name: str, source_kind: str, is_random: bool, device: str,
-                    parameters: int) -> ModelInfo:
-    codec, decoder = config.audio_encoder, config.decoder
-    hop = int(np.prod(codec.upsampling_ratios))
-    frame_rate = codec.sampling_rate / hop
-    delay_frames = decoder.num_codebooks // decoder.audio_channels
-    melody = is_melody_config(config)
-    prefix = config.chroma_length + MELODY_TEXT_ALLOWANCE if melody else 0  # positions the conditioning takes
-    position_limit_s = (decoder.max_position_embeddings - delay_frames - prefix) / frame_rate
-    return ModelInfo(
-        name=name, source_kind=source_kind, sample_rate=int(codec.sampling_rate), channels=int(decoder.audio_channels),
-        frame_rate=frame_rate, max_duration_s=min(TRAINED_WINDOW_S, position_limit_s), is_random=is_random,
-        device=device, parameters=parameters, takes_melody=melody,
-    )
-
-
-MELODY_TEXT_ALLOWANCE = 64  # text tokens a melody model's window is sized for (longer prompts are refused per request)
-
-
-def is_melody_config(config) -> bool:
-    return getattr(config, "model_type", "") == "musicgen_melody"
-
-
 def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOptions(),
                          device: str | torch.device = "cpu", name: str = "musicgen", source_kind: str = "local",
                          is_random: bool = False, chroma_extractor=None) -> MusicGenEngine:
@@ -422,10 +407,9 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
         own_memory_(module)
     parameters = sum(p.numel() for p in text_encoder.parameters()) + sum(p.numel() for p in codec.parameters())
     parameters += sum(p.numel() for p in build_param_counter(args))
-    info = describe_config(config, name=name, source_kind=source_kind, is_random=is_random, device=str(device),
-                           parameters=parameters)
-    info = replace(info, max_output_s=max(options.max_output_s, info.max_duration_s))
-    hop = int(np.prod(config.audio_encoder.upsampling_ratios))
+    info = describe_model(config, name=name, source_kind=source_kind, is_random=is_random, device=str(device),
+                          parameters=parameters, capabilities=ENGINE_CAPABILITIES, max_output_s=options.max_output_s)
+    hop = hop_length(config)
     log.info("engine: %s weights (%.1f MB), %s kv cache, %s attention on %s", weights.value,
              weight_bytes(decoder) / 2**20, kv_cache.value, attention, device)
     return MusicGenEngine(decoder, text_encoder, codec, tokenizer, info, replace(options, attention=attention), hop,

@@ -25,8 +25,8 @@ from inference.errors import InferenceError, ModelLoadError
 from inference.tiny import SMOKE_MARKER, TINY_FORMAT_VERSION, TINY_NAME, build_tiny_musicgen, read_marker
 
 if TYPE_CHECKING:
-    from inference.engine import TransformersMusicGen
-    from inference.musicgen_engine import MusicGenEngine
+    from inference.api import Engine
+    from inference.engine import MusicGenEngine
 
 log = logging.getLogger("continuo.inference")
 
@@ -325,17 +325,18 @@ def load_engine(
     kv_cache: str = "auto",
     attention: str = "auto",
     compile: bool = False,
-) -> MusicGenEngine | TransformersMusicGen:
+) -> Engine:
     """Load source.path and warm it up.
 
-    backend "engine" (default): our decoder (inference.musicgen_engine) with the named weights / kv_cache /
-    attention modes; "transformers": transformers' generate (fp32 on CPU, fp16 on CUDA), the reference.
+    backend "engine" (default): our decoder (inference.engine.MusicGenEngine) with the named weights / kv_cache /
+    attention modes; "transformers": transformers' generate (fp32 on CPU, fp16 on CUDA), the reference
+    (inference.reference.ReferenceEngine).
     """
     import torch
     from transformers import AutoProcessor, MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration
 
     from inference.device import pick_device
-    from inference.engine import TransformersMusicGen, describe_model
+    from inference.reference import reference_from_hf_model
 
     if backend not in BACKENDS:
         raise ModelLoadError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -358,18 +359,13 @@ def load_engine(
         model = model_class.from_pretrained(source.path, dtype=dtype, local_files_only=True)
         model = model.eval()
         if backend == "transformers":
-            model = model.to(target)
-            engine = TransformersMusicGen(
-                model,
-                processor,
-                describe_model(model, name=display_name(source), source_kind=source.kind, is_random=is_random,
-                               device=str(target)),
-            )
+            engine = reference_from_hf_model(model.to(target), processor, name=display_name(source),
+                                             source_kind=source.kind, is_random=is_random, device=str(target))
         else:
             engine = build_our_engine(model, processor, source, target, is_random,
                                       weights=weights, kv_cache=kv_cache, attention=attention, compile=compile)
             del model  # our engine owns copies of what it keeps: the checkpoint's memory map can go
-            release_memory()
+            trim_heap()
     except ModelLoadError:
         raise
     except ValueError as error:  # a mode this device cannot run; the message names the alternatives
@@ -392,7 +388,7 @@ def load_engine(
     return engine
 
 
-def release_memory() -> None:
+def trim_heap() -> None:
     """Collect what loading left behind and hand freed heap back to the system (glibc), so the daemon's
     resident size is what it uses, not its peak while loading."""
     import ctypes
@@ -407,7 +403,7 @@ def release_memory() -> None:
 
 def build_our_engine(model, processor, source: ModelSource, target, is_random: bool, **modes) -> MusicGenEngine:
     """Our decoder from the checkpoint's weights; transformers' decoder is dropped once mapped."""
-    from inference.musicgen_engine import EngineOptions, engine_from_hf_model
+    from inference.engine import EngineOptions, engine_from_hf_model
 
     engine = engine_from_hf_model(
         model, processor.tokenizer, options=EngineOptions(**modes), device=target,

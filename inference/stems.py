@@ -175,8 +175,9 @@ def load_separator(config: SeparatorConfig) -> StemSeparator:
     return StemSeparator(model.to(config.device), config, is_random=False)
 
 
-def release_memory() -> None:
-    """Return what the generator no longer needs before separating (caches, freed tensors)."""
+def empty_cuda_cache() -> None:
+    """Free what the generator no longer references and hand CUDA's cached blocks back before separating
+    (on the CPU only the collection runs)."""
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

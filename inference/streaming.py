@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-ChunkCallback = Callable[[np.ndarray], None]  # audio (B, C, samples) float32
+from inference.api import ChunkCallback  # here: audio (B, C, samples) float32
 
 
 class ChunkStreamer:

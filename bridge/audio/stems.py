@@ -13,7 +13,7 @@ Decisions (see docs/ARCHITECTURE.md, "Stems"):
   output otherwise, dropped with ``hard_cut``). A stem with a chain no longer
   sums to the mix, by design.
 - The separator is loaded on first use and kept warm; separation starts after
-  the generator's intermediate tensors are freed (``release_memory``).
+  the generator's intermediate tensors are freed (``empty_cuda_cache``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 from bridge.audio.effects import EffectSpec
 from bridge.audio.render import RenderedAudio, map_channels, measured, resample, shape_length
 from bridge.errors import BadRequest
-from inference.stems import SeparatorConfig, StemSeparator, load_separator, release_memory
+from inference.stems import SeparatorConfig, StemSeparator, empty_cuda_cache, load_separator
 
 ProgressFn = Callable[[float], None]
 
@@ -65,7 +65,7 @@ def stem_outputs(
     should_cancel: Callable[[], bool] | None = None,
 ) -> dict[str, RenderedAudio]:
     """name -> rendered stem (and ``<stem>-tail`` for chains with a tail), in ``STEMS`` order."""
-    release_memory()
+    empty_cuda_cache()
     separated = separator.separate(mix.audio, mix.sample_rate, stems=tuple(stems), on_progress=on_progress,
                                    should_cancel=should_cancel)
     return apply_stem_chains(separated, mix.sample_rate, chains=chains, loop=loop, hard_cut=hard_cut)

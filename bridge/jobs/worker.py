@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +20,13 @@ from bridge.audio.files import read_audio, write_wav_atomic
 from bridge.audio.presets import Preset
 from bridge.audio.render import LOOP_CROSSFADE_S, map_channels, measured, render_mix, resample
 from bridge.audio.stems import input_stems, stem_outputs
-from bridge.errors import BadRequest, BridgeError
+from bridge.errors import BridgeError
 from bridge.jobs.events import EventSink
 from bridge.jobs.journal import Journal, OutputRecord
 from bridge.jobs.plan import RenderPlan, build_plan
 from bridge.jobs.preview import PreviewWriter
 from bridge.jobs.queue import Job, JobQueue, JobStatus
-from inference.engine import GenerationRequest, TransformersMusicGen
+from inference.api import Engine, GenerationRequest
 from inference.errors import Cancelled, InferenceError
 
 log = logging.getLogger("continuo.worker")
@@ -58,7 +57,7 @@ class Worker(threading.Thread):
         queue: JobQueue,
         journal: Journal,
         events: EventSink,
-        engine: TransformersMusicGen,
+        engine: Engine,
         presets: Callable[[], Mapping[str, Preset]],
         input_roots: Sequence[Path],
         output_root: Path,
@@ -178,7 +177,7 @@ class Worker(threading.Thread):
             request,
             on_progress=lambda fraction, stage: self.progress(job, stage, fraction),
             should_cancel=lambda: self.stopped(job),
-            **({"on_chunk": preview} if preview is not None else {}),
+            on_chunk=preview,
         )
         if preview is not None:
             preview.finish()
@@ -195,16 +194,20 @@ class Worker(threading.Thread):
         return self.write_all(job, plan, {"mix": rendered, **extra})
 
     def preview_writer(self, job: Job, plan: RenderPlan, stream_name: str = "") -> PreviewWriter:
-        """Chunks go to <job>/preview/ (or <job>/preview/<stream_name>/ for one of several takes)."""
-        if not getattr(self.engine, "streams", False):
-            raise BadRequest("stream 1 needs the engine backend (serve with --backend engine, the default)")
+        """Chunks go to <job>/preview/ (or <job>/preview/<stream_name>/ for one of several takes).
+
+        Only for an engine that declares streaming: admission (bridge.jobs.capabilities) refuses the rest.
+        """
         folder = self.output_root / job.job_id / "preview"
         return PreviewWriter(job, self.events, folder / stream_name if stream_name else folder,
                              model_rate=self.engine.info.sample_rate, sample_rate=plan.context.sample_rate)
 
     def render_variations(self, job: Job, plan: RenderPlan, request: GenerationRequest,
                           lead_frames: int) -> list[OutputRecord]:
-        """/continuo/variations: count takes in one batched decode (seeds seed, seed + 1, ...), variation-1..N."""
+        """/continuo/variations: count takes of one request (seeds seed, seed + 1, ...), variation-1..N.
+
+        Our engine decodes them as one batch; the reference renders them one after another.
+        """
         seeds = [plan.seed + index for index in range(plan.count)]
         progress = {"on_progress": lambda fraction, stage: self.progress(job, stage, fraction),
                     "should_cancel": lambda: self.stopped(job)}
@@ -212,10 +215,7 @@ class Worker(threading.Thread):
                     for index in range(1, plan.count + 1)] if plan.stream else []
         if previews:  # one preview stream per variation: the batch's chunks arrive together, (B, C, samples)
             progress["on_chunk"] = lambda audio: [writer(audio[b]) for b, writer in enumerate(previews)]
-        if hasattr(self.engine, "generate_batch"):
-            takes = self.engine.generate_batch(request, seeds, **progress)
-        else:  # the transformers reference engine: one take after another (it cannot stream: refused above)
-            takes = [self.engine.generate(replace(request, seed=seed), **progress) for seed in seeds]
+        takes = self.engine.generate_batch(request, seeds, **progress)
         for writer in previews:
             writer.finish()
         self.progress(job, "effects", 0.0)
@@ -261,6 +261,10 @@ class Worker(threading.Thread):
     def read_prompt(self, job: Job, plan: RenderPlan) -> tuple[np.ndarray, int]:
         """The input's last prompt_seconds at the model's rate and channel count, and the lead.
 
+        Channels are mapped here, once, and the engine only checks the count: the bridge owns every
+        channel mapping (map_channels also fits each output to the session), so an input with any count
+        (surround included) folds the same way, and the engine takes audio in its own format as it does
+        its own sample rate.
         The lead is how many session-rate frames lie between the input's end and
         the next downbeat (the input is taken to start on a downbeat): the job
         generates them too and drops them, so the output starts on that downbeat.
@@ -275,11 +279,11 @@ class Worker(threading.Thread):
         return np.ascontiguousarray(tail, dtype=np.float32), plan.context.frames_to_next_downbeat(end_frames)
 
     def read_melody(self, plan: RenderPlan) -> np.ndarray:
-        """The melody file as mono at the model's rate (the model reads its chroma: pitch, not timbre)."""
+        """The melody file at the model's rate, its channels as they are: the engine takes the chroma of
+        their mono mix (pitch, not timbre), so nothing is mapped here."""
         assert plan.melody_path is not None
         audio, rate = read_audio(plan.melody_path)
-        mono = map_channels(resample(audio, rate, self.engine.info.sample_rate), 1)
-        return np.ascontiguousarray(mono, dtype=np.float32)
+        return np.ascontiguousarray(resample(audio, rate, self.engine.info.sample_rate), dtype=np.float32)
 
     def write_output(self, job: Job, plan: RenderPlan, name: str, rendered, *,
                      bars: float | None = None) -> OutputRecord:

@@ -25,45 +25,39 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bridge.clients.process import ENDPOINT_PATTERNS, READY_PATTERN
 from bridge.tools.machine import machine
+from inference.api import Capability, ModelInfo
 
 PCM_BARS, PCM_RATE, PCM_SECONDS = 8, 48000, 16.0
 
 
-@dataclass(frozen=True)
-class HeldInfo:
-    name: str = "held-engine (bench: renders nothing)"
-    source_kind: str = "bench"
-    sample_rate: int = 32000
-    channels: int = 1
-    frame_rate: float = 50.0
-    max_duration_s: float = 30.0
-    max_output_s: float = 30.0
-    is_random: bool = True
-    device: str = "cpu"
-    parameters: int = 0
+HELD_INFO = ModelInfo(name="held-engine (bench: renders nothing)", source_kind="bench", sample_rate=32000,
+                      channels=1, frame_rate=50.0, max_duration_s=30.0, is_random=True, device="cpu", parameters=0,
+                      capabilities=frozenset({Capability.TEXT, Capability.CONTINUATION, Capability.VARIATIONS}))
 
 
 class HeldEngine:
-    """An engine whose generate waits until the job is cancelled: jobs queue, nothing renders."""
+    """An Engine whose every render waits until its job is cancelled: jobs queue, nothing renders."""
 
-    info = HeldInfo()
+    info = HELD_INFO
 
-    def generate(self, request, *, on_progress=None, should_cancel=None):
+    def warm_up(self) -> float:
+        return 0.0
+
+    def generate(self, request, *, on_progress=None, should_cancel=None, on_chunk=None):
         from inference.errors import Cancelled
 
         while should_cancel is None or not should_cancel():
             time.sleep(0.05)
         raise Cancelled("cancelled")
 
-    def __getattr__(self, name):  # anything else the worker may ask of an engine
-        raise AttributeError(f"HeldEngine has no {name}")
+    def generate_batch(self, request, seeds, *, on_progress=None, should_cancel=None, on_chunk=None):
+        return [self.generate(request, should_cancel=should_cancel)]
 
 
 def percentiles_ms(samples_s: list[float]) -> dict[str, float]:

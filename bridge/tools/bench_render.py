@@ -94,7 +94,7 @@ def _loudness(audio: np.ndarray, preset) -> np.ndarray:
 
 
 def _generate(seconds: float, model: str | None) -> tuple[float, str]:
-    from inference.engine import GenerationRequest
+    from inference.api import GenerationRequest
     from inference.loading import load_engine, resolve_model
 
     with tempfile.TemporaryDirectory(prefix="continuo-bench-tiny-") as tmp:

@@ -67,11 +67,11 @@ def run_doctor(settings: Settings) -> int:
     print(f"continuo doctor: Python {sys.version.split()[0]} on {platform.platform()}")
     print(f"  torch {torch.__version__}; device for --device {settings.device}: {pick_device(settings.device)}")
     print("accelerations:")
-    for cap in describe_accelerations():
-        print(f"  [{'yes' if cap.usable else 'no '}] {cap.name:<22} {cap.reason}")
+    for row in describe_accelerations():
+        print(f"  [{'yes' if row.usable else 'no '}] {row.name:<22} {row.reason}")
     print("engine modes (settings weights / kv_cache / attention / compile_decode):")
-    for cap in describe_modes(pick_device(settings.device)):
-        print(f"  [{'yes' if cap.usable else 'no '}] {cap.name:<22} {cap.reason}")
+    for row in describe_modes(pick_device(settings.device)):
+        print(f"  [{'yes' if row.usable else 'no '}] {row.name:<22} {row.reason}")
     print("packages:")
     for module, purpose in OPTIONAL_PACKAGES.items():
         print(package_line(module, purpose))

@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 
 import inference.cpu_kernels as cpu_kernels
-from inference.engine import GenerationRequest
+from inference.api import GenerationRequest
+from inference.engine import resolve_attention
 from inference.kv_cache import KVCache, MuLawKVCache, mulaw_decode
 from inference.loading import load_engine, resolve_model
-from inference.musicgen_engine import resolve_attention
 from inference.quantize import Int8Linear, quantize_int8_cpu_
 
 needs_kernels = pytest.mark.skipif(not cpu_kernels.kernels_status().usable,

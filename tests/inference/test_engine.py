@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from inference.engine import GenerationRequest
+from inference.api import GenerationRequest
 from inference.errors import Cancelled, InferenceError
 from inference.loading import load_engine, resolve_model
 
@@ -129,10 +129,15 @@ def test_continuation_depends_on_the_prompt(mono):
     assert not np.allclose(a, b)
 
 
-def test_continuation_mixes_channels(mono, stereo):
+def test_continuation_takes_the_models_channel_count(mono, stereo):
+    """The caller maps channels (the bridge does, once, in Worker.read_prompt); the engine only checks them."""
     sine = np.sin(2 * np.pi * 220 * np.arange(RATE // 2) / RATE).astype(np.float32)
-    assert mono.generate(request(0.4, audio_prompt=np.stack([sine, sine]))).audio.shape == (1, round(0.4 * RATE))
-    assert stereo.generate(request(0.4, audio_prompt=sine[None, :])).audio.shape == (2, round(0.4 * RATE))
+    assert mono.generate(request(0.4, audio_prompt=sine[None, :])).audio.shape == (1, round(0.4 * RATE))
+    assert stereo.generate(request(0.4, audio_prompt=np.stack([sine, sine]))).audio.shape == (2, round(0.4 * RATE))
+    with pytest.raises(InferenceError, match=r"2 channel\(s\); this model takes 1"):
+        mono.generate(request(0.4, audio_prompt=np.stack([sine, sine])))
+    with pytest.raises(InferenceError, match=r"1 channel\(s\); this model takes 2"):
+        stereo.generate(request(0.4, audio_prompt=sine[None, :]))
 
 
 def test_continuation_must_fit_the_window(mono):
@@ -163,7 +168,7 @@ def test_bad_settings_are_named(mono, overrides, match):
 
 
 def test_progress_is_monotonic_and_complete(mono, monkeypatch):
-    monkeypatch.setattr("inference.engine.PROGRESS_INTERVAL_S", 0.0)  # report every step
+    monkeypatch.setattr("inference.progress.PROGRESS_INTERVAL_S", 0.0)  # report every step
     calls = []
     mono.generate(request(0.5), on_progress=lambda fraction, stage: calls.append((fraction, stage)))
     fractions = [fraction for fraction, _ in calls]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.engine import GenerationRequest
+from inference.api import GenerationRequest
+from inference.engine import EngineOptions, engine_from_hf_model
 from inference.errors import InferenceError
 from inference.loading import load_engine, resolve_model
-from inference.musicgen_engine import EngineOptions, engine_from_hf_model
 
 RATE = 32_000
 FULL_PRECISION = EngineOptions(weights="fp32", kv_cache="fp32", attention="sdpa")

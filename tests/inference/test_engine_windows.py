@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.engine import GenerationRequest
+from inference.api import GenerationRequest
+from inference.engine import EngineOptions, plan_windows
 from inference.loading import load_engine, resolve_model
-from inference.musicgen_engine import EngineOptions, plan_windows
 
 RATE = 32_000
 

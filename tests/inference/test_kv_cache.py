@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inference.engine import GenerationRequest
+from inference.api import GenerationRequest
 from inference.kv_cache import KVCache, KVCacheMode, MuLawKVCache, build_cache_factory, mulaw_decode, mulaw_encode
 from inference.loading import load_engine, resolve_model
 

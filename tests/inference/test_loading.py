@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from inference.device import describe_accelerations, pick_device
-from inference.engine import TransformersMusicGen
+from inference.engine import MusicGenEngine
 from inference.errors import ModelLoadError
 from inference.loading import ModelSource, load_engine, resolve_model
-from inference.musicgen_engine import MusicGenEngine
+from inference.reference import ReferenceEngine
 
 UNKNOWN_ID = "nobody-here/no-such-musicgen"
 
@@ -61,7 +61,7 @@ def test_load_engine_round_trip(tiny_model_dir, tmp_path, caplog):
     assert engine.info.device == "cpu"
     assert sum("NOISE, NOT MUSIC" in record.getMessage() for record in caplog.records) == 1
     assert len(caplog.records) >= 5  # a banner, not one line
-    assert isinstance(load_engine(source, device="cpu", warm_up=False, backend="transformers"), TransformersMusicGen)
+    assert isinstance(load_engine(source, device="cpu", warm_up=False, backend="transformers"), ReferenceEngine)
 
 
 def test_offline_unknown_id_falls_back_to_tiny(tmp_path, empty_cache):

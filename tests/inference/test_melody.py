@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.engine import GenerationRequest
+from inference.api import Capability, GenerationRequest
+from inference.engine import EngineOptions, engine_from_hf_model
 from inference.errors import InferenceError, ModelLoadError
 from inference.loading import load_engine, resolve_model
-from inference.musicgen_engine import EngineOptions, engine_from_hf_model
 
 RATE = 32_000
 FULL_PRECISION = EngineOptions(weights="fp32", kv_cache="fp32", attention="sdpa")
@@ -96,7 +96,7 @@ def served(tiny_melody_model_dir, tmp_path_factory):
 
 def test_melody_checkpoints_load_through_the_daemon_path(served):
     _, engine = served
-    assert engine.info.takes_melody and engine.info.max_duration_s == 30.0
+    assert engine.info.supports(Capability.MELODY) and engine.info.max_duration_s == 30.0
     out = engine.generate(GenerationRequest(prompt="dark techno", duration_s=1.0, seed=2, melody=melody_audio(3.0)))
     assert out.audio.shape == (1, RATE) and np.isfinite(out.audio).all()
 
@@ -116,7 +116,7 @@ def test_the_transformers_backend_refuses_melody_with_a_way_out(served):
 def test_a_plain_checkpoint_refuses_a_melody(tiny_model_dir, tmp_path_factory):
     source = resolve_model(str(tiny_model_dir), tiny_dir=tmp_path_factory.mktemp("unused"))
     engine = load_engine(source, device="cpu", warm_up=False)
-    assert not engine.info.takes_melody
+    assert not engine.info.supports(Capability.MELODY)
     with pytest.raises(InferenceError, match="takes no melody"):
         engine.generate(GenerationRequest(prompt="x", duration_s=0.2, seed=0, melody=melody_audio()))
 

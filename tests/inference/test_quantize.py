@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
+from inference.api import GenerationRequest
 from inference.cpu_kernels import kernels_status
-from inference.engine import GenerationRequest
 from inference.loading import load_engine, resolve_model
 from inference.quantize import PackedLinear, WeightMode, onednn_linear_available, resolve_weight_mode
 

@@ -1,0 +1,101 @@
+"""The contract between the bridge and an engine: what a model declares, what a request asks, what comes back.
+
+Every engine (inference.engine.MusicGenEngine, ours; inference.reference.ReferenceEngine, transformers'
+generate) satisfies `Engine`. What a loaded model can do is data, `ModelInfo.capabilities`: the bridge
+refuses a request for anything missing there before it queues it, and an engine refuses it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+ProgressCallback = Callable[[float, str], None]  # (fraction 0..1 of the stage, stage name)
+CancelCheck = Callable[[], bool]  # True: stop at the next step (the engine raises Cancelled)
+ChunkCallback = Callable[[np.ndarray], None]  # streamed audio: (C, samples) from generate, (B, C, samples) batched
+
+
+class Capability(str, Enum):
+    """A kind of request or setting a loaded model supports."""
+
+    TEXT = "text"  # a text prompt conditions generation
+    CONTINUATION = "continuation"  # an audio prompt is continued (continue, variations of an input)
+    VARIATIONS = "variations"  # several takes of one request (generate_batch)
+    MELODY = "melody"  # a tune's chroma conditions generation (MusicGen-melody)
+    STREAMING = "streaming"  # audio in chunks while decoding (on_chunk)
+    STYLES = "styles"  # style mixing: weighted blends of text prompts
+    LYRICS = "lyrics"  # sung words (next model family; declared by no engine yet)
+    REPAINT = "repaint"  # regenerate a span inside given audio (next model family)
+    ADD_LAYER = "add_layer"  # a new part over given audio (next model family)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    source_kind: str
+    sample_rate: int
+    channels: int
+    frame_rate: float
+    max_duration_s: float  # the model's window: prompt + new audio in one decode
+    is_random: bool
+    device: str
+    parameters: int
+    max_output_s: float = 0.0  # longest output per request; past max_duration_s by windowed re-prompting (0: none)
+    capabilities: frozenset[Capability] = frozenset({Capability.TEXT})
+
+    def __post_init__(self):
+        if self.max_output_s < self.max_duration_s:
+            object.__setattr__(self, "max_output_s", self.max_duration_s)
+        object.__setattr__(self, "capabilities", frozenset(Capability(c) for c in self.capabilities))
+
+    def supports(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: str
+    duration_s: float
+    seed: int
+    temperature: float = 1.0
+    top_k: int = 250
+    top_p: float = 0.0
+    guidance_scale: float = 3.0
+    audio_prompt: np.ndarray | None = None  # (C, T) float32 at the model's sample rate and channel count
+    styles: tuple[tuple[str, float], ...] = ()  # style mixing: (prompt, weight) blended with `prompt` (weight 1)
+    melody: np.ndarray | None = None  # (C, T) float32 at the model's sample rate, any C: its chroma (of the mono
+    # mix) conditions a melody model
+
+
+@dataclass
+class GeneratedAudio:
+    audio: np.ndarray  # (C, T) float32 at the model's sample rate
+    sample_rate: int
+    seed: int
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A loaded model; the bridge calls it from one worker thread, one request at a time."""
+
+    info: ModelInfo
+
+    def warm_up(self) -> float:
+        """Run a few decode steps so the first real render pays no set-up; returns seconds."""
+        ...
+
+    def generate(self, request: GenerationRequest, *, on_progress: ProgressCallback | None = None,
+                 should_cancel: CancelCheck | None = None,
+                 on_chunk: ChunkCallback | None = None) -> GeneratedAudio:
+        """One take; on_chunk(audio (C, samples)) only where info declares STREAMING."""
+        ...
+
+    def generate_batch(self, request: GenerationRequest, seeds: Sequence[int], *,
+                       on_progress: ProgressCallback | None = None, should_cancel: CancelCheck | None = None,
+                       on_chunk: ChunkCallback | None = None) -> list[GeneratedAudio]:
+        """One take per seed, in seed order; on_chunk(audio (B, C, samples)) only where STREAMING is declared."""
+        ...
