@@ -1,19 +1,50 @@
 """What a request needs of the loaded model, checked at admission against what the model declares.
 
 A request for something the model cannot do is refused before anything is journalled,
-with a bad_request that names the model and the missing capability.
+with a bad_request that names the model and the missing capability. The engines refuse
+such requests too (an InferenceError), so a job journalled under another model and re-run
+after a restart fails with a clear message instead of rendering something else.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from bridge.errors import BadRequest
 from bridge.jobs.plan import RenderPlan
+from inference.api import Capability, ModelInfo
+
+# How a client gets what it asked for when the model lacks the capability.
+REMEDIES = {
+    Capability.MELODY: "serve a MusicGen-melody checkpoint (serve --model facebook/musicgen-melody) or drop the "
+                       "melody setting",
+    Capability.STREAMING: "serve with --backend engine (the default: our engine streams) or send stream 0",
+    Capability.STYLES: "serve with --backend engine (the default: our engine mixes styles) or drop style and "
+                       "style_weight",
+    Capability.CONTINUATION: "serve a model that continues audio, or send /continuo/generate without an input",
+    Capability.VARIATIONS: "serve a model that renders variations, or send /continuo/generate once per take",
+}
 
 
-def check_capabilities(plan: RenderPlan, info: Any, job_id: str) -> None:
-    """Refuse a plan that needs a capability the model behind ``info`` lacks."""
-    if plan.melody_path is not None and not getattr(info, "takes_melody", False):
-        raise BadRequest(f"melody needs a MusicGen-melody model; this daemon serves {info.name} "
-                         "(serve --model facebook/musicgen-melody, or drop the setting)", job_id=job_id)
+def needed_capabilities(plan: RenderPlan) -> list[tuple[Capability, str]]:
+    """(capability, what in the request asks for it) for every capability the plan needs beyond text."""
+    if plan.op == "stems":
+        return []  # separation only: the generator is not used
+    needs = []
+    if plan.op == "continue" or (plan.op == "variations" and plan.input_path is not None):
+        needs.append((Capability.CONTINUATION, f"/continuo/{plan.op} of an input file"))
+    if plan.op == "variations":
+        needs.append((Capability.VARIATIONS, "/continuo/variations"))
+    if plan.melody_path is not None:
+        needs.append((Capability.MELODY, "the melody setting"))
+    if plan.stream:
+        needs.append((Capability.STREAMING, "stream 1"))
+    if plan.styles:
+        needs.append((Capability.STYLES, "style (style mixing)"))
+    return needs
+
+
+def check_capabilities(plan: RenderPlan, info: ModelInfo, job_id: str) -> None:
+    """Refuse a plan that needs a capability the model behind ``info`` lacks (BadRequest)."""
+    for capability, asked_by in needed_capabilities(plan):
+        if not info.supports(capability):
+            raise BadRequest(f"{asked_by} needs the model capability '{capability.value}'; this daemon serves "
+                             f"{info.name}, which lacks it: {REMEDIES[capability]}", job_id=job_id)

@@ -140,3 +140,57 @@ def test_a_sessions_job_list_keeps_only_live_jobs_past_its_cap(daemon, monkeypat
     assert "cap-3" in jobs and not jobs & {"cap-0", "cap-1"} and len(jobs) <= 2  # finished ones went at the cap
     daemon.on_message("/continuo/cancel", ["*"], SENDER)
     assert wait_terminal(daemon, "cap-3")[0] == "/continuo/error"
+
+
+# -- capabilities: a request the loaded model cannot serve is refused at admission ---------------------------
+@pytest.fixture
+def serve_model(tmp_path):
+    """start(model_dir, backend) -> an in-process daemon (events recorded in .sent), shut down afterwards."""
+    started = []
+
+    def start(model_dir, backend: str = "engine") -> Daemon:
+        settings = load_settings({
+            "model": str(model_dir), "backend": backend, "osc_port": "0", "osc_tcp_port": "-1", "zmq_port": "-1",
+            "output_root": str(tmp_path / "renders"), "user_presets_dir": str(tmp_path / "presets"),
+            "ack_resends": "0",
+        }, environ={})
+        d = Daemon(settings)
+        d.startup()
+        started.append(d)
+        d.sent = []
+        d.events._send = lambda dest, datagram: d.sent.extend(parse_datagram(datagram))
+        return d
+
+    yield start
+    for d in started:
+        d.stop_requested.set()
+        d.shutdown()
+
+
+def assert_refused_before_journalling(daemon, job_id: str, capability: str) -> str:
+    """The request got a bad_request naming the model and the capability; nothing of it was journalled."""
+    errors = [args for address, args in daemon.sent if address == "/continuo/error" and args[0] == job_id]
+    assert len(errors) == 1 and errors[0][1] == "bad_request", daemon.sent
+    message = errors[0][2]
+    assert daemon.engine.info.name in message and f"'{capability}'" in message
+    assert daemon.journal.get(job_id) is None
+    assert "/continuo/queued" not in [address for address, _ in daemon.sent]
+    return message
+
+
+def test_the_reference_backend_refuses_a_stream_request(serve_model, tiny_model_dir):
+    daemon = serve_model(tiny_model_dir, backend="transformers")
+    daemon.on_message("/continuo/generate", ["ref-stream", "default", "x", 0.5, "stream", 1], SENDER)
+    assert "--backend engine" in assert_refused_before_journalling(daemon, "ref-stream", "streaming")
+
+
+def test_a_plain_model_refuses_a_melody_request(serve_model, tiny_model_dir, tmp_path):
+    import numpy as np
+    import soundfile
+
+    tune = tmp_path / "inbox" / "tune.wav"  # the inbox beside the output root is an input root
+    tune.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(tune, 0.3 * np.sin(np.arange(32000) / 10.0), 32000)
+    daemon = serve_model(tiny_model_dir)
+    daemon.on_message("/continuo/generate", ["plain-melody", "default", "x", 0.5, "melody", str(tune)], SENDER)
+    assert "MusicGen-melody" in assert_refused_before_journalling(daemon, "plain-melody", "melody")
