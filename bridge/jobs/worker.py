@@ -261,10 +261,10 @@ class Worker(threading.Thread):
     def read_prompt(self, job: Job, plan: RenderPlan) -> tuple[np.ndarray, int]:
         """The input's last prompt_seconds at the model's rate and channel count, and the lead.
 
-        Channels are mapped here, once, and the engine only checks the count: the bridge owns every
-        channel mapping (map_channels also fits each output to the session), so an input with any count
-        (surround included) folds the same way, and the engine takes audio in its own format as it does
-        its own sample rate.
+        Channels are mapped here, once; the engine only checks the count. The bridge owns channel mapping
+        (map_channels also fits every output to the session, and folds any count, surround included), and
+        the caller already owes the engine its sample rate, so it owes it the channel count too.
+
         The lead is how many session-rate frames lie between the input's end and
         the next downbeat (the input is taken to start on a downbeat): the job
         generates them too and drops them, so the output starts on that downbeat.
