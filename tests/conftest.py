@@ -1,13 +1,23 @@
-"""Shared fixtures: the tiny random MusicGen checkpoints, built once per test session."""
+"""Shared fixtures: the tiny random MusicGen checkpoints (built once per test session) and in-process daemons.
+
+Subprocess daemons for end-to-end tests are in tests/e2e/conftest.py; the helpers both build on
+(flags, settings, the event log, JOB_TIMEOUT_S) are in tests/daemons.py.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch
 
 from inference.tiny import build_tiny_musicgen
+
+if TYPE_CHECKING:
+    from bridge.daemon import Daemon
 
 # The tiny model is no faster on two threads, and two OpenMP threads per process
 # slow down several-fold when other test processes share the two cores.
@@ -38,3 +48,18 @@ def cpu_kernels_built():
     from inference.cpu_kernels import kernels_status
 
     return kernels_status()
+
+
+@pytest.fixture
+def make_daemon_in_process(tiny_model_dir, tmp_path) -> Iterator[Callable[..., Daemon]]:
+    """A factory: ``make_daemon_in_process(engine_loader=None, **settings)`` starts an in-process Daemon on the
+    tiny model with files under tmp_path, its events recorded in ``daemon.sent`` (a tests.daemons.EventLog);
+    every daemon it started is shut down after the test. Settings are overrides by name, e.g. max_queue=2."""
+    from tests.daemons import daemon_settings, running_daemon  # the bridge only where a test asks for a daemon
+
+    with ExitStack() as stack:
+        def make(*, engine_loader: Callable[..., Any] | None = None, **settings: Any) -> Daemon:
+            return stack.enter_context(running_daemon(daemon_settings(tiny_model_dir, tmp_path, **settings),
+                                                      engine_loader=engine_loader))
+
+        yield make

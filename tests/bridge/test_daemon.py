@@ -6,9 +6,7 @@ import time
 
 import pytest
 
-from bridge.daemon import Daemon, load_model
-from bridge.protocol.schema import parse_datagram
-from bridge.settings import load_settings
+from bridge.daemon import load_model
 from inference.errors import OutOfMemory
 
 SENDER = ("127.0.0.1", 41000)
@@ -39,38 +37,18 @@ class OomOnce:
 
 
 @pytest.fixture
-def daemon(tiny_model_dir, tmp_path):
-    settings = load_settings({
-        "model": str(tiny_model_dir), "osc_port": "0", "osc_tcp_port": "-1", "zmq_port": "-1",
-        "output_root": str(tmp_path / "renders"), "user_presets_dir": str(tmp_path / "presets"),
-        "max_messages_per_s": "20", "ack_resends": "0", "max_variations": "3",
-    }, environ={})
-    d = Daemon(settings, engine_loader=lambda s: OomOnce(load_model(s)))
-    d.startup()
-    sent: list[tuple[str, list]] = []
-    d.events._send = lambda dest, datagram: sent.extend(parse_datagram(datagram))
-    d.sent = sent
-    yield d
-    d.stop_requested.set()
-    d.shutdown()
-
-
-def wait_terminal(daemon, job_id: str, timeout_s: float = 120) -> tuple[str, list]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for address, args in list(daemon.sent):
-            if address in ("/continuo/done", "/continuo/error") and args[0] == job_id:
-                return address, args
-        time.sleep(0.05)
-    raise AssertionError(f"{job_id} did not finish")
+def daemon(make_daemon_in_process):
+    """The tiny model behind OomOnce, 20 messages a second per client, at most 3 variations."""
+    return make_daemon_in_process(engine_loader=lambda settings: OomOnce(load_model(settings)),
+                                  max_messages_per_s=20, max_variations=3)
 
 
 def test_out_of_memory_fails_the_job_with_a_hint_and_the_next_job_runs(daemon):
     daemon.on_message("/continuo/generate", ["oom-1", "default", "x", 0.5], SENDER)
-    address, args = wait_terminal(daemon, "oom-1")
+    address, args = daemon.sent.wait_terminal("oom-1")
     assert address == "/continuo/error" and args[1] == "out_of_memory" and "smaller" in args[2]
     daemon.on_message("/continuo/generate", ["oom-2", "default", "x", 0.5], SENDER)
-    assert wait_terminal(daemon, "oom-2")[0] == "/continuo/done"
+    assert daemon.sent.wait_terminal("oom-2")[0] == "/continuo/done"
     assert daemon.journal.get("oom-1").error_code == "out_of_memory"
 
 
@@ -109,7 +87,7 @@ def test_live_slots_keep_only_the_newest_waiting_job(daemon):
         daemon.on_message("/continuo/generate", [f"pad-{n}", "default", "x", 0.5, "priority", "live", "slot", 5],
                           SENDER)
     daemon.on_message("/continuo/cancel", ["hold"], SENDER)
-    outcomes = {job_id: wait_terminal(daemon, job_id) for job_id in ("pad-0", "pad-1", "pad-2")}
+    outcomes = {job_id: daemon.sent.wait_terminal(job_id) for job_id in ("pad-0", "pad-1", "pad-2")}
     assert [outcomes[f"pad-{n}"][1][1] for n in (0, 1)] == ["cancelled", "cancelled"]
     assert "replaced by the newer live job" in outcomes["pad-0"][1][2]
     assert outcomes["pad-2"][0] == "/continuo/done"
@@ -134,37 +112,19 @@ def test_a_sessions_job_list_keeps_only_live_jobs_past_its_cap(daemon, monkeypat
     monkeypatch.setattr(bridge.daemon, "MAX_SESSION_JOBS", 2)
     for index in range(3):
         daemon.on_message("/continuo/generate", [f"cap-{index}", "default", "x", 0.25], SENDER)
-        wait_terminal(daemon, f"cap-{index}")
+        daemon.sent.wait_terminal(f"cap-{index}")
     daemon.on_message("/continuo/generate", ["cap-3", "default", "HOLD", 0.25], SENDER)
     jobs = daemon.sessions[SENDER].jobs
     assert "cap-3" in jobs and not jobs & {"cap-0", "cap-1"} and len(jobs) <= 2  # finished ones went at the cap
     daemon.on_message("/continuo/cancel", ["*"], SENDER)
-    assert wait_terminal(daemon, "cap-3")[0] == "/continuo/error"
+    assert daemon.sent.wait_terminal("cap-3")[0] == "/continuo/error"
 
 
 # -- capabilities: a request the loaded model cannot serve is refused at admission ---------------------------
 @pytest.fixture
-def serve_model(tmp_path):
-    """start(model_dir, backend) -> an in-process daemon (events recorded in .sent), shut down afterwards."""
-    started = []
-
-    def start(model_dir, backend: str = "engine") -> Daemon:
-        settings = load_settings({
-            "model": str(model_dir), "backend": backend, "osc_port": "0", "osc_tcp_port": "-1", "zmq_port": "-1",
-            "output_root": str(tmp_path / "renders"), "user_presets_dir": str(tmp_path / "presets"),
-            "ack_resends": "0",
-        }, environ={})
-        d = Daemon(settings)
-        d.startup()
-        started.append(d)
-        d.sent = []
-        d.events._send = lambda dest, datagram: d.sent.extend(parse_datagram(datagram))
-        return d
-
-    yield start
-    for d in started:
-        d.stop_requested.set()
-        d.shutdown()
+def serve_model(make_daemon_in_process):
+    """start(model_dir, backend) -> an in-process daemon serving that model (events recorded in .sent)."""
+    return lambda model_dir, backend="engine": make_daemon_in_process(model=str(model_dir), backend=backend)
 
 
 def assert_refused_before_journalling(daemon, job_id: str, capability: str) -> str:

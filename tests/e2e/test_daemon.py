@@ -13,35 +13,9 @@ import soundfile as sf
 from bridge.audio.loudness import measure_lufs
 from bridge.clients.osc import OscClient
 from bridge.clients.process import DaemonProcess
+from tests.daemons import JOB_TIMEOUT_S, daemon_flags  # tests/e2e/test_midi.py takes JOB_TIMEOUT_S from here
 
 pytestmark = pytest.mark.slow
-
-JOB_TIMEOUT_S = 120
-
-
-def daemon_flags(tiny_model_dir: Path, root: Path, *extra: str) -> list[str]:
-    return ["--model", str(tiny_model_dir), "--osc-port", "0", "--zmq-port", "0", "--zmq-pub-port", "0",
-            "--output-root", str(root / "renders"),
-            "--user-presets-dir", str(root / "user-presets"), "--cpu-threads", "1", *extra]
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("daemon")
-
-
-@pytest.fixture(scope="module")
-def daemon(tiny_model_dir, root):
-    with DaemonProcess(daemon_flags(tiny_model_dir, root)) as process:
-        yield process
-
-
-@pytest.fixture
-def client(daemon):
-    with OscClient(daemon.host, daemon.port) as osc:
-        osc.hello()
-        yield osc
-
 
 def addresses(events):
     return [address for address, _ in events]
@@ -56,15 +30,15 @@ def check_wav(path: str, *, frames: int, sample_rate: int, reported_lufs: float)
     return audio
 
 
-def test_welcome_names_the_smoke_model(daemon):
-    with OscClient(daemon.host, daemon.port) as osc:
+def test_welcome_names_the_smoke_model(daemon_process):
+    with OscClient(daemon_process.host, daemon_process.port) as osc:
         version, model, sample_rate, device = osc.hello()
     assert "SMOKE" in model and sample_rate == 48000 and device == "cpu"
 
 
-def test_generate_writes_a_bar_exact_file(client, root):
-    client.send("/continuo/generate", "gen-1", "default", "warm lo-fi piano, {bpm} bpm", 1.0)
-    events = client.wait_job("gen-1", JOB_TIMEOUT_S)
+def test_generate_writes_a_bar_exact_file(osc_client, daemon_root):
+    osc_client.send("/continuo/generate", "gen-1", "default", "warm lo-fi piano, {bpm} bpm", 1.0)
+    events = osc_client.wait_job("gen-1", JOB_TIMEOUT_S)
     names = addresses(events)
     assert names[0] == "/continuo/queued" and names[-1] == "/continuo/done"
     assert "/continuo/progress" in names and names.count("/continuo/output") == 1
@@ -72,7 +46,7 @@ def test_generate_writes_a_bar_exact_file(client, root):
     assert fractions == sorted(fractions) and all(0.0 <= f <= 1.0 for f in fractions)
     _, name, path, sample_rate, channels, seconds, bars, lufs, peak_db = next(
         args for address, args in events if address == "/continuo/output")
-    assert Path(path).is_absolute() and Path(path).is_relative_to(root / "renders")
+    assert Path(path).is_absolute() and Path(path).is_relative_to(daemon_root / "renders")
     assert (name, sample_rate, channels, bars) == ("mix", 48000, 2, 1.0)
     assert seconds == pytest.approx(2.0)
     check_wav(path, frames=96000, sample_rate=48000, reported_lufs=lufs)
@@ -83,27 +57,27 @@ def test_generate_writes_a_bar_exact_file(client, root):
 
 
 @pytest.mark.parametrize("bpm, beats, unit, rate, bars", [(90.0, 3, 4, 44100, 2.0), (174.0, 7, 8, 96000, 1.5)])
-def test_session_context_sets_length_and_rate(client, bpm, beats, unit, rate, bars):
-    client.send("/continuo/context", bpm, beats, unit, "A minor", rate)
-    address, args = client.wait_for(lambda a, _args: a == "/continuo/context", 10)
+def test_session_context_sets_length_and_rate(osc_client, bpm, beats, unit, rate, bars):
+    osc_client.send("/continuo/context", bpm, beats, unit, "A minor", rate)
+    address, args = osc_client.wait_for(lambda a, _args: a == "/continuo/context", 10)
     assert args[0] == pytest.approx(bpm) and args[4] == rate
     job_id = f"ctx-{int(bpm)}"
-    client.send("/continuo/generate", job_id, "lofi_tape", "dusty drums in {key}", bars)
-    events = client.wait_job(job_id, JOB_TIMEOUT_S)
+    osc_client.send("/continuo/generate", job_id, "lofi_tape", "dusty drums in {key}", bars)
+    events = osc_client.wait_job(job_id, JOB_TIMEOUT_S)
     assert events[-1][0] == "/continuo/done", events[-1]
     output = next(args for address, args in events if address == "/continuo/output")
     frames = round(bars * beats * 60 / bpm * 4 / unit * rate)
     check_wav(output[2], frames=frames, sample_rate=rate, reported_lufs=output[7])
 
 
-def test_continue_from_an_input_file(client, root):
-    inbox = root / "inbox"
+def test_continue_from_an_input_file(osc_client, daemon_root):
+    inbox = daemon_root / "inbox"
     inbox.mkdir(exist_ok=True)
     t = np.arange(int(32000 * 3.0)) / 32000
     clip = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
     sf.write(inbox / "clip.wav", np.stack([clip, clip], axis=1), 32000, subtype="PCM_16")
-    client.send("/continuo/continue", "cont-1", "default", str(inbox / "clip.wav"), 1.0)
-    events = client.wait_job("cont-1", JOB_TIMEOUT_S)
+    osc_client.send("/continuo/continue", "cont-1", "default", str(inbox / "clip.wav"), 1.0)
+    events = osc_client.wait_job("cont-1", JOB_TIMEOUT_S)
     assert events[-1][0] == "/continuo/done", events[-1]
     output = next(args for address, args in events if address == "/continuo/output")
     check_wav(output[2], frames=96000, sample_rate=48000, reported_lufs=output[7])
@@ -127,49 +101,49 @@ BAD_MESSAGES = [
 
 
 @pytest.mark.parametrize("address, args, code", BAD_MESSAGES, ids=[f"{m[0]}-{i}" for i, m in enumerate(BAD_MESSAGES)])
-def test_bad_input_is_answered_and_the_daemon_keeps_serving(client, address, args, code):
-    client.send(address, *args)
-    _, error = client.wait_for(lambda a, _args: a == "/continuo/error", 10)
+def test_bad_input_is_answered_and_the_daemon_keeps_serving(osc_client, address, args, code):
+    osc_client.send(address, *args)
+    _, error = osc_client.wait_for(lambda a, _args: a == "/continuo/error", 10)
     assert error[1] == code, error
     assert len(error[2]) > 10  # says what is wrong
     if args and isinstance(args[0], str) and args[0].startswith("bad-"):
         assert error[0] == args[0]
-    assert client.ping(7, timeout_s=10) == 7
+    assert osc_client.ping(7, timeout_s=10) == 7
 
 
-def test_missing_input_file_is_not_found(client, root):
-    (root / "inbox").mkdir(exist_ok=True)
-    client.send("/continuo/continue", "missing-1", "default", str(root / "inbox" / "nope.wav"), 1.0)
-    _, error = client.wait_for(lambda a, _args: a == "/continuo/error", 10)
+def test_missing_input_file_is_not_found(osc_client, daemon_root):
+    (daemon_root / "inbox").mkdir(exist_ok=True)
+    osc_client.send("/continuo/continue", "missing-1", "default", str(daemon_root / "inbox" / "nope.wav"), 1.0)
+    _, error = osc_client.wait_for(lambda a, _args: a == "/continuo/error", 10)
     assert error[:2] == ["missing-1", "not_found"]
 
 
-def test_resending_a_job_id_replays_instead_of_rendering_again(client):
-    client.send("/continuo/generate", "idem-1", "default", "bells", 0.5)
-    first = client.wait_job("idem-1", JOB_TIMEOUT_S)
-    client.send("/continuo/generate", "idem-1", "default", "something else", 4.0)
-    second = client.wait_job("idem-1", JOB_TIMEOUT_S)
+def test_resending_a_job_id_replays_instead_of_rendering_again(osc_client):
+    osc_client.send("/continuo/generate", "idem-1", "default", "bells", 0.5)
+    first = osc_client.wait_job("idem-1", JOB_TIMEOUT_S)
+    osc_client.send("/continuo/generate", "idem-1", "default", "something else", 4.0)
+    second = osc_client.wait_job("idem-1", JOB_TIMEOUT_S)
     assert "/continuo/queued" not in addresses(second)
     assert [a for a in second if a[0] == "/continuo/output"] == [a for a in first if a[0] == "/continuo/output"]
 
 
-def test_cancel_a_running_job(client):
-    client.send("/continuo/generate", "long-1", "default", "a long one", 8.0)
-    client.wait_for(lambda a, args: a == "/continuo/progress" and args[0] == "long-1", JOB_TIMEOUT_S)
-    client.send("/continuo/cancel", "long-1")
-    events = client.wait_job("long-1", JOB_TIMEOUT_S)
+def test_cancel_a_running_job(osc_client):
+    osc_client.send("/continuo/generate", "long-1", "default", "a long one", 8.0)
+    osc_client.wait_for(lambda a, args: a == "/continuo/progress" and args[0] == "long-1", JOB_TIMEOUT_S)
+    osc_client.send("/continuo/cancel", "long-1")
+    events = osc_client.wait_job("long-1", JOB_TIMEOUT_S)
     assert events[-1][0] == "/continuo/error" and events[-1][1][1] == "cancelled"
 
 
-def test_status_and_presets(client):
-    client.send("/continuo/status")
-    _, status = client.wait_for(lambda a, _args: a == "/continuo/status", 10)
+def test_status_and_presets(osc_client):
+    osc_client.send("/continuo/status")
+    _, status = osc_client.wait_for(lambda a, _args: a == "/continuo/status", 10)
     assert status[0] in ("idle", "busy") and "SMOKE" in status[1] and status[3] > 0
-    client.send("/continuo/presets")
+    osc_client.send("/continuo/presets")
     names = set()
     while True:
         try:
-            _, args = client.wait_for(lambda a, _args: a == "/continuo/presets", 2)
+            _, args = osc_client.wait_for(lambda a, _args: a == "/continuo/presets", 2)
         except TimeoutError:
             break
         names.add(args[0])
@@ -233,9 +207,9 @@ def test_a_bad_user_preset_stops_startup_naming_file_and_key(tiny_model_dir, tmp
     assert "broken.toml" in message and "temprature" in message
 
 
-def test_stream_sends_preview_chunks_before_the_output(client):
-    client.send("/continuo/generate", "stream-1", "default", "piano", 2.0, "stream", 1)
-    events = client.wait_job("stream-1", JOB_TIMEOUT_S)
+def test_stream_sends_preview_chunks_before_the_output(osc_client):
+    osc_client.send("/continuo/generate", "stream-1", "default", "piano", 2.0, "stream", 1)
+    events = osc_client.wait_job("stream-1", JOB_TIMEOUT_S)
     names = addresses(events)
     assert names[-1] == "/continuo/done", events[-1]
     partials = [args for address, args in events if address == "/continuo/partial"]
@@ -248,9 +222,9 @@ def test_stream_sends_preview_chunks_before_the_output(client):
         assert info.samplerate == 48000 and info.channels == 2 and "/preview/" in p[2]
 
 
-def test_variations_stream_one_preview_per_take(client):
-    client.send("/continuo/variations", "stream-2", "default", "", 2, 1.0, "stream", 1)
-    events = client.wait_job("stream-2", JOB_TIMEOUT_S)
+def test_variations_stream_one_preview_per_take(osc_client):
+    osc_client.send("/continuo/variations", "stream-2", "default", "", 2, 1.0, "stream", 1)
+    events = osc_client.wait_job("stream-2", JOB_TIMEOUT_S)
     assert events[-1][0] == "/continuo/done", events[-1]
     partials = [args for address, args in events if address == "/continuo/partial"]
     for take in ("variation-1", "variation-2"):
@@ -261,11 +235,11 @@ def test_variations_stream_one_preview_per_take(client):
 
 
 
-def test_style_mixing_blends_a_second_prompt(client):
-    client.send("/continuo/generate", "style-1", "default", "warm piano", 1.0, "style", "dark techno kick",
+def test_style_mixing_blends_a_second_prompt(osc_client):
+    osc_client.send("/continuo/generate", "style-1", "default", "warm piano", 1.0, "style", "dark techno kick",
                 "style_weight", 0.5, "seed", 11)
-    events = client.wait_job("style-1", JOB_TIMEOUT_S)
+    events = osc_client.wait_job("style-1", JOB_TIMEOUT_S)
     assert events[-1][0] == "/continuo/done", events[-1]
-    client.send("/continuo/generate", "style-2", "default", "warm piano", 1.0, "style_weight", 0.5)
-    _, error = client.wait_for(lambda a, args: a == "/continuo/error" and args[0] == "style-2", 10)
+    osc_client.send("/continuo/generate", "style-2", "default", "warm piano", 1.0, "style_weight", 0.5)
+    _, error = osc_client.wait_for(lambda a, args: a == "/continuo/error" and args[0] == "style-2", 10)
     assert error[1] == "bad_request" and "style" in error[2]

@@ -10,14 +10,9 @@ import soundfile
 
 from bridge.clients.osc import OscClient
 from bridge.clients.process import DaemonProcess
+from tests.daemons import JOB_TIMEOUT_S, daemon_flags
 
 pytestmark = pytest.mark.slow
-
-
-def daemon_flags(model_dir: Path, tmp_path: Path) -> list[str]:
-    return ["--model", str(model_dir), "--osc-port", "0", "--zmq-port", "0", "--zmq-pub-port", "0",
-            "--output-root", str(tmp_path / "renders"), "--user-presets-dir", str(tmp_path / "presets"),
-            "--cpu-threads", "1"]
 
 
 def write_tune(tmp_path: Path) -> Path:
@@ -38,7 +33,7 @@ def generate_with_melody(model_dir: Path, tmp_path: Path, job_id: str) -> list:
     with DaemonProcess(daemon_flags(model_dir, tmp_path)) as daemon, OscClient(daemon.host, daemon.port) as client:
         client.hello()
         client.send("/continuo/generate", job_id, "default", "warm piano", 1.0, "melody", str(tune))
-        return client.wait_job(job_id, 120)
+        return client.wait_job(job_id, JOB_TIMEOUT_S)
 
 
 def test_a_melody_model_renders_with_the_tune(tiny_melody_model_dir, tmp_path):

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import soundfile as sf
 
-from bridge.clients.osc import OscClient
-from bridge.clients.process import DaemonProcess
 from inference.stems import SUM_TOLERANCE
-from tests.e2e.test_daemon import JOB_TIMEOUT_S, daemon_flags
+from tests.daemons import JOB_TIMEOUT_S
 
 pytestmark = pytest.mark.slow
 
@@ -19,25 +15,9 @@ PCM24_STEP = 2.0 ** -23  # one 24-bit step: each written file is rounded by at m
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("stems-daemon")
-    (root / "user-presets").mkdir()
-    (root / "inbox").mkdir()
-    return root
-
-
-@pytest.fixture(scope="module")
-def daemon(tiny_model_dir, root):
-    flags = daemon_flags(tiny_model_dir, root, "--stems-weights", "random", "--stems-model-size", "low")
-    with DaemonProcess(flags) as process:
-        yield process
-
-
-@pytest.fixture
-def client(daemon):
-    with OscClient(daemon.host, daemon.port) as osc:
-        osc.hello()
-        yield osc
+def daemon_extra_flags() -> tuple[str, ...]:
+    """Random HDemucs weights at the small size: stems without a download."""
+    return ("--stems-weights", "random", "--stems-model-size", "low")
 
 
 def outputs(events) -> dict[str, list]:
@@ -49,9 +29,10 @@ def read(path: str) -> np.ndarray:
     return audio
 
 
-def test_generate_with_stems_writes_the_mix_and_stems_that_sum_to_it(client):
-    client.send("/continuo/generate", "stems-1", "default", "drums and bass", 1.0, "stems", "drums,bass,other,vocals")
-    events = client.wait_job("stems-1", JOB_TIMEOUT_S)
+def test_generate_with_stems_writes_the_mix_and_stems_that_sum_to_it(osc_client):
+    osc_client.send("/continuo/generate", "stems-1", "default", "drums and bass", 1.0,
+                    "stems", "drums,bass,other,vocals")
+    events = osc_client.wait_job("stems-1", JOB_TIMEOUT_S)
     assert events[-1][0] == "/continuo/done", events[-1]
     found = outputs(events)
     assert list(found) == ["mix", "drums", "bass", "other", "vocals"]
@@ -64,12 +45,12 @@ def test_generate_with_stems_writes_the_mix_and_stems_that_sum_to_it(client):
         assert found[name][3:5] == [48000, 2] and found[name][6] == pytest.approx(1.0)
 
 
-def test_stems_of_an_input_file_come_at_the_session_rate(client, root):
+def test_stems_of_an_input_file_come_at_the_session_rate(osc_client, daemon_root):
     rate = 44100
     audio = (0.1 * np.random.default_rng(0).standard_normal((rate, 2))).astype(np.float32)
-    sf.write(root / "inbox" / "loop.wav", audio, rate, subtype="FLOAT")
-    client.send("/continuo/stems", "split-1", str(root / "inbox" / "loop.wav"), "vocals,drums")
-    events = client.wait_job("split-1", JOB_TIMEOUT_S)
+    sf.write(daemon_root / "inbox" / "loop.wav", audio, rate, subtype="FLOAT")
+    osc_client.send("/continuo/stems", "split-1", str(daemon_root / "inbox" / "loop.wav"), "vocals,drums")
+    events = osc_client.wait_job("split-1", JOB_TIMEOUT_S)
     assert events[-1][0] == "/continuo/done", events[-1]
     found = outputs(events)
     assert list(found) == ["drums", "vocals"]
@@ -79,39 +60,39 @@ def test_stems_of_an_input_file_come_at_the_session_rate(client, root):
 
 @pytest.mark.parametrize("settings, frames", [(["loop", 1], 96000), (["beats", 6.0], 144000),
                                                (["beats", 3.0, "beats_per_bar", 3, "beat_unit", 8], 36000)])
-def test_loop_and_beats_lengths_are_exact(client, settings, frames):
+def test_loop_and_beats_lengths_are_exact(osc_client, settings, frames):
     job_id = f"len-{settings[0]}-{frames}"
-    client.send("/continuo/generate", job_id, "default", "pad", 1.0, *settings)
-    events = client.wait_job(job_id, JOB_TIMEOUT_S)
+    osc_client.send("/continuo/generate", job_id, "default", "pad", 1.0, *settings)
+    events = osc_client.wait_job(job_id, JOB_TIMEOUT_S)
     assert events[-1][0] == "/continuo/done", events[-1]
     assert sf.info(outputs(events)["mix"][2]).frames == frames
 
 
-def test_unknown_stem_setting_is_a_bad_request(client):
-    client.send("/continuo/generate", "stems-bad", "default", "x", 1.0, "stems", "drums,guitar")
-    events = client.wait_job("stems-bad", 10)
+def test_unknown_stem_setting_is_a_bad_request(osc_client):
+    osc_client.send("/continuo/generate", "stems-bad", "default", "x", 1.0, "stems", "drums,guitar")
+    events = osc_client.wait_job("stems-bad", 10)
     assert events[-1][0] == "/continuo/error" and "guitar" in events[-1][1][2]
 
 
-def preset_names(client) -> set[str]:
+def preset_names(osc_client) -> set[str]:
     names = set()
     while True:
         try:
-            _, args = client.wait_for(lambda a, _args: a == "/continuo/presets", 2)
+            _, args = osc_client.wait_for(lambda a, _args: a == "/continuo/presets", 2)
         except TimeoutError:
             return names
         names.add(args[0])
 
 
-def test_reload_keeps_the_old_presets_when_new_ones_are_bad(client, root):
-    user = root / "user-presets"
+def test_reload_keeps_the_old_presets_when_new_ones_are_bad(osc_client, daemon_root):
+    user = daemon_root / "user-presets"
     (user / "bright.toml").write_text('[[master]]\nplugin = "Gain"\ngain_db = 99.0\n')
-    client.send("/continuo/presets/reload")
-    _, error = client.wait_for(lambda a, _args: a == "/continuo/error", 10)
+    osc_client.send("/continuo/presets/reload")
+    _, error = osc_client.wait_for(lambda a, _args: a == "/continuo/error", 10)
     assert "bright.toml" in error[2] and "master[0].gain_db" in error[2] and "-60 to 24" in error[2]
-    client.send("/continuo/generate", "reload-1", "bright", "x", 1.0)
-    assert client.wait_job("reload-1", 10)[-1][1][1] == "not_found"
+    osc_client.send("/continuo/generate", "reload-1", "bright", "x", 1.0)
+    assert osc_client.wait_job("reload-1", 10)[-1][1][1] == "not_found"
     (user / "bright.toml").write_text('[[master]]\nplugin = "Gain"\ngain_db = 3.0\n')
-    client.send("/continuo/presets/reload")
-    assert "bright" in preset_names(client)
+    osc_client.send("/continuo/presets/reload")
+    assert "bright" in preset_names(osc_client)
     (user / "bright.toml").unlink()

@@ -22,27 +22,13 @@ from bridge.clients.process import DaemonProcess
 from bridge.clients.zmq import ZmqClient
 from bridge.tools.keys import load_keys, make_keys
 from tests.bridge.transports.test_fuzz import fuzz_packet
+from tests.daemons import JOB_TIMEOUT_S, daemon_flags
 
 pytestmark = pytest.mark.slow
 
-JOB_TIMEOUT_S = 120
-
-
-def flags(tiny_model_dir: Path, root: Path, *extra: str) -> list[str]:
-    return ["--model", str(tiny_model_dir), "--osc-port", "0", "--zmq-port", "0", "--zmq-pub-port", "0",
-            "--output-root", str(root / "renders"), "--user-presets-dir", str(root / "user-presets"),
-            "--cpu-threads", "1", *extra]
-
-
-@pytest.fixture(scope="module")
-def daemon(tiny_model_dir, tmp_path_factory):
-    with DaemonProcess(flags(tiny_model_dir, tmp_path_factory.mktemp("transports"))) as process:
-        yield process
-
-
 @pytest.mark.parametrize("framing", ["slip", "length"])
-def test_a_job_over_osc_tcp_replies_on_the_connection(daemon, framing):
-    with OscTcpClient(daemon.host, daemon.tcp_port, framing=framing) as client:
+def test_a_job_over_osc_tcp_replies_on_the_connection(daemon_process, framing):
+    with OscTcpClient(daemon_process.host, daemon_process.tcp_port, framing=framing) as client:
         client.hello()
         client.send("/continuo/generate", f"tcp-{framing}", "default", "x", 0.5)
         events = client.wait_job(f"tcp-{framing}", JOB_TIMEOUT_S, ack=True)
@@ -50,10 +36,10 @@ def test_a_job_over_osc_tcp_replies_on_the_connection(daemon, framing):
     assert Path(next(args for a, args in events if a == "/continuo/output")[2]).is_file()
 
 
-def test_a_job_over_zmq_with_inline_input_and_output(daemon):
+def test_a_job_over_zmq_with_inline_input_and_output(daemon_process):
     t = np.arange(48000 * 2) / 48000
     clip = np.stack([0.3 * np.sin(2 * np.pi * 220 * t)] * 2, axis=1).astype(np.float32)
-    with ZmqClient(daemon.zmq_endpoint) as client:
+    with ZmqClient(daemon_process.zmq_endpoint) as client:
         client.request("continue", {"job_id": "zmq-inline", "preset": "default", "bars": 0.5},
                        inputs=[("input_path", clip, 48000)], outputs="both")
         replies = client.wait_job("zmq-inline", JOB_TIMEOUT_S, ack=True)
@@ -63,21 +49,21 @@ def test_a_job_over_zmq_with_inline_input_and_output(daemon):
     assert output.pcm[0].shape == on_disk.shape and np.allclose(output.pcm[0], on_disk)
 
 
-def test_zmq_status_snapshot_names_the_limits(daemon):
-    with ZmqClient(daemon.zmq_endpoint) as client:
+def test_zmq_status_snapshot_names_the_limits(daemon_process):
+    with ZmqClient(daemon_process.zmq_endpoint) as client:
         status = client.status()
     assert status["state"] in ("idle", "busy") and status["max_queue"] == 16 and status["max_messages_per_s"] == 1000
 
 
-def test_random_packets_over_real_sockets_then_a_real_job(daemon):
+def test_random_packets_over_real_sockets_then_a_real_job(daemon_process):
     rng = random.Random(5)
-    with OscClient(daemon.host, daemon.port) as udp:
+    with OscClient(daemon_process.host, daemon_process.port) as udp:
         for _ in range(3000):
             udp.send_raw(fuzz_packet(rng))
             time.sleep(0.0002)  # stay under the per-client rate limit
         assert udp.ping(1, timeout_s=10) == 1
     for framing in ("slip", "length"):
-        with OscTcpClient(daemon.host, daemon.tcp_port, framing=framing) as tcp:
+        with OscTcpClient(daemon_process.host, daemon_process.tcp_port, framing=framing) as tcp:
             for _ in range(200):
                 if not tcp.connected:
                     break
@@ -85,20 +71,21 @@ def test_random_packets_over_real_sockets_then_a_real_job(daemon):
                     tcp.send_raw(fuzz_packet(rng))
                 except OSError:
                     break  # the daemon closed a connection whose framing broke
-    with ZmqClient(daemon.zmq_endpoint) as client:
+    with ZmqClient(daemon_process.zmq_endpoint) as client:
         for _ in range(500):
             client.send_frames([bytes(rng.randrange(256) for _ in range(rng.randint(0, 30)))
                                 for _ in range(rng.randint(1, 4))])
         assert client.ping(2, timeout_s=10) == 2
-    with OscClient(daemon.host, daemon.port) as osc:
+    with OscClient(daemon_process.host, daemon_process.port) as osc:
         osc.hello()
         osc.send("/continuo/generate", "after-socket-fuzz", "default", "x", 0.5)
         assert osc.wait_job("after-socket-fuzz", JOB_TIMEOUT_S, ack=True)[-1][0] == "/continuo/done"
-    assert daemon.proc.poll() is None
+    assert daemon_process.proc.poll() is None
 
 
-def test_20000_control_messages_in_a_burst(daemon):
-    clients = [OscClient(daemon.host, daemon.port) for _ in range(20)]  # 1000 each: within the rate limit
+def test_20000_control_messages_in_a_burst(daemon_process):
+    # 1000 each: within the rate limit
+    clients = [OscClient(daemon_process.host, daemon_process.port) for _ in range(20)]
     try:
         for index, client in enumerate(clients):
             for seq in range(1000):
@@ -122,7 +109,7 @@ def test_20000_control_messages_in_a_burst(daemon):
 
 def test_200_jobs_from_4_clients_each_reach_exactly_one_terminal_event(tiny_model_dir, tmp_path):
     per_client = 50
-    with DaemonProcess(flags(tiny_model_dir, tmp_path, "--max-queue", "24")) as process:
+    with DaemonProcess(daemon_flags(tiny_model_dir, tmp_path, "--max-queue", "24")) as process:
         udp_a, udp_b = OscClient(process.host, process.port), OscClient(process.host, process.port)
         tcp = OscTcpClient(process.host, process.tcp_port, framing="length")
         zmq_client = ZmqClient(process.zmq_endpoint)
@@ -187,7 +174,7 @@ def kill_during(process: DaemonProcess, osc: OscClient, job_id: str, stage: str)
 
 @pytest.mark.parametrize("stage", ["generating", "writing"])
 def test_kill_9_mid_job_leaves_no_partial_file_and_a_consistent_journal(tiny_model_dir, tmp_path, stage):
-    run_flags = flags(tiny_model_dir, tmp_path)
+    run_flags = daemon_flags(tiny_model_dir, tmp_path)
     with DaemonProcess(run_flags) as first, OscClient(first.host, first.port) as osc:
         osc.hello()
         osc.send("/continuo/generate", "kept", "default", "x", 0.5)
@@ -220,7 +207,7 @@ def test_kill_9_mid_job_leaves_no_partial_file_and_a_consistent_journal(tiny_mod
 
 
 def test_a_job_that_asked_for_retries_is_rerun_after_kill_9(tiny_model_dir, tmp_path):
-    run_flags = flags(tiny_model_dir, tmp_path)
+    run_flags = daemon_flags(tiny_model_dir, tmp_path)
     with OscClient("127.0.0.1", 9) as osc:  # its reply port outlives both daemons
         with DaemonProcess(run_flags) as first:
             osc.dest = (first.host, first.port)
@@ -237,9 +224,9 @@ def test_a_job_that_asked_for_retries_is_rerun_after_kill_9(tiny_model_dir, tmp_
 
 def test_non_loopback_zmq_with_curve_refuses_a_client_without_the_server_key(tiny_model_dir, tmp_path):
     keys = make_keys(tmp_path / "keys")
-    with DaemonProcess(flags(tiny_model_dir, tmp_path, "--zmq-host", "0.0.0.0", "--zmq-keys-dir",
-                             str(tmp_path / "keys"), "--osc-host", "0.0.0.0",
-                             "--osc-allowed-hosts", "10.11.12.13")) as process:
+    with DaemonProcess(daemon_flags(tiny_model_dir, tmp_path, "--zmq-host", "0.0.0.0", "--zmq-keys-dir",
+                                    str(tmp_path / "keys"), "--osc-host", "0.0.0.0",
+                                    "--osc-allowed-hosts", "10.11.12.13")) as process:
         port = process.zmq_endpoint.rsplit(":", 1)[1]
         endpoint = f"tcp://127.0.0.1:{port}"  # loopback traffic only
         with ZmqClient(endpoint) as stranger, pytest.raises(TimeoutError):
@@ -251,12 +238,12 @@ def test_non_loopback_zmq_with_curve_refuses_a_client_without_the_server_key(tin
 
 
 @pytest.mark.parametrize("transport", ["tcp", "zmq"])
-def test_continuo_send_over_tcp_and_zmq(daemon, transport):
+def test_continuo_send_over_tcp_and_zmq(daemon_process, transport):
     import subprocess
     import sys
 
-    where = (["--port", str(daemon.tcp_port)] if transport == "tcp"
-             else ["--zmq-port", daemon.zmq_endpoint.rsplit(":", 1)[1]])
+    where = (["--port", str(daemon_process.tcp_port)] if transport == "tcp"
+             else ["--zmq-port", daemon_process.zmq_endpoint.rsplit(":", 1)[1]])
     result = subprocess.run([sys.executable, "-m", "bridge.cli", "send", "--transport", transport, *where,
                              "/continuo/generate", f"send-{transport}", "default", "x", "0.5"],
                             capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])

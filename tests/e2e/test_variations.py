@@ -10,18 +10,16 @@ import pytest
 
 from bridge.clients.osc import OscClient
 from bridge.clients.process import DaemonProcess
+from tests.daemons import JOB_TIMEOUT_S, daemon_flags
 
 pytestmark = pytest.mark.slow
 
 
 def test_variations_write_one_output_each(tiny_model_dir, tmp_path):
-    flags = ["--model", str(tiny_model_dir), "--osc-port", "0", "--zmq-port", "0", "--zmq-pub-port", "0",
-             "--output-root", str(tmp_path / "renders"), "--user-presets-dir", str(tmp_path / "presets"),
-             "--cpu-threads", "1"]
-    with DaemonProcess(flags) as daemon, OscClient(daemon.host, daemon.port) as client:
+    with DaemonProcess(daemon_flags(tiny_model_dir, tmp_path)) as daemon, OscClient(daemon.host, daemon.port) as client:
         client.hello()
         client.send("/continuo/variations", "var-1", "default", "", 3, 1.0)
-        events = client.wait_job("var-1", 120)
+        events = client.wait_job("var-1", JOB_TIMEOUT_S)
     names = [address for address, _ in events]
     assert names[-1] == "/continuo/done", events[-1]
     outputs = [args for address, args in events if address == "/continuo/output"]
