@@ -7,7 +7,6 @@ import time
 import pytest
 
 from bridge.daemon import Daemon, load_model
-from bridge.protocol.schema import parse_datagram
 from bridge.settings import load_settings
 from inference.errors import OutOfMemory
 
@@ -48,7 +47,7 @@ def daemon(tiny_model_dir, tmp_path):
     d = Daemon(settings, engine_loader=lambda s: OomOnce(load_model(s)))
     d.startup()
     sent: list[tuple[str, list]] = []
-    d.events._send = lambda dest, datagram: sent.extend(parse_datagram(datagram))
+    d.events._send = lambda dest, address, values: sent.append((address, list(values)))  # as parsed back
     d.sent = sent
     yield d
     d.stop_requested.set()
