@@ -26,10 +26,10 @@ from bridge.jobs.capabilities import check_capabilities
 from bridge.jobs.events import EventSink
 from bridge.jobs.journal import JobRecord, Journal
 from bridge.jobs.plan import build_plan, job_params
-from bridge.jobs.queue import Address, Job, JobQueue, JobStatus, Priority
+from bridge.jobs.queue import Destination, Job, JobQueue, JobStatus, Priority
 from bridge.jobs.retention import RetentionTimer, remove_partials
 from bridge.jobs.worker import Worker
-from bridge.midi import load_midi_maps, midi_map_dirs, start_midi
+from bridge.midi import MidiController, MidiMap, load_midi_maps, midi_map_dirs, mix_path, open_midi_input, pick_midi_map
 from bridge.protocol.schema import Request, Schema, load_schema
 from bridge.settings import Settings
 from bridge.transports.hub import Transports
@@ -40,7 +40,6 @@ from inference.loading import load_engine, resolve_model
 
 log = logging.getLogger("continuo.daemon")
 
-JOB_OPS = ("generate", "continue")
 NOT_BUILT_OPS = {
     "load_model": "switching models at run time is not built yet; restart with `continuo serve --model NAME`",
 }
@@ -51,7 +50,7 @@ class ClientSession:
     """What the daemon knows of one sender (host, source port)."""
 
     name: str
-    reply_to: Address
+    reply_to: Destination
     context: MusicalContext
     jobs: set[str] = field(default_factory=set)  # this client's jobs that may still be waiting or running
     last_seen: float = field(default_factory=time.monotonic)
@@ -76,15 +75,18 @@ class Daemon:
         self.compute_on_main_thread = compute_on_main_thread
         self.schema: Schema = load_schema()
         self.stop_requested = threading.Event()
-        self.sessions: dict[Address, ClientSession] = {}
+        self.sessions: dict[Destination, ClientSession] = {}
         self._engine_loader = engine_loader or load_model
         self._receive_lock = threading.RLock()  # UDP, TCP and ZeroMQ threads take turns in the handlers
-        self.handlers: dict[str, Callable[[Request, Address], None]] = {
+        self.handlers: dict[str, Callable[[Request, Destination], None]] = {
             "hello": self.on_hello, "ping": self.on_ping, "context": self.on_context,
             "generate": self.on_job, "continue": self.on_job, "cancel": self.on_cancel, "get": self.on_get,
             "ack": self.on_ack, "status": self.on_status, "presets": self.on_presets, "models": self.on_models,
         }
         self.handlers.update(stems=self.on_job, reload_presets=self.on_reload_presets, variations=self.on_job)
+        self.midi_maps: dict[str, MidiMap] = {}
+        self.midi_controller: MidiController | None = None  # with settings.midi: set by start_midi
+        self.midi_port: Any = None  # the open mido input that feeds midi_controller
 
     # -- phases -----------------------------------------------------------------------------
     def startup(self) -> None:
@@ -106,7 +108,6 @@ class Daemon:
         self.engine = self._engine_loader(settings)
         self.queue = JobQueue(settings.max_queue, on_superseded=self.on_superseded)
         self.transports = Transports(settings, self.on_message, inbox=inbox)
-        self.transport = self.transports.udp
         self.events = EventSink(self.schema, self.transports.send, resends=settings.ack_resends,
                                 resend_interval_s=settings.ack_interval_s)
         self.rate_limiter = RateLimiter(settings.max_messages_per_s)
@@ -116,7 +117,8 @@ class Daemon:
                                                                       settings.device)))
         if not self.compute_on_main_thread:
             self.worker.start()
-        self.midi = start_midi(self)
+        if settings.midi:
+            self.start_midi()
         self.requeue(retry)
         self.retention.start()
         self.transports.start()
@@ -140,8 +142,8 @@ class Daemon:
 
     def shutdown(self) -> None:
         log.info("shutting down")
-        if getattr(self, "midi", None):
-            self.midi[1].close()
+        if self.midi_port is not None:
+            self.midi_port.close()
         # Keep the socket open until the worker is done, so the last events still reach their clients;
         # requests that arrive meanwhile are answered `busy` by the closed queue.
         self.worker.stop()
@@ -193,11 +195,38 @@ class Daemon:
                 continue
             log.warning("job=%s re-run after the last shutdown (%d retries left)", job.job_id, params["retries"])
 
+    def start_midi(self) -> None:
+        """Listen to the MIDI port settings.midi names, with the map settings.midi_map names."""
+        self.midi_controller = self.build_midi_controller()
+        self.midi_port = open_midi_input(self.settings.midi, self.midi_controller)
+        log.info("midi: listening to %r with map %s; events to %s:%d", self.settings.midi, self.settings.midi_map,
+                 *self.midi_controller.sender)
+
+    def build_midi_controller(self) -> MidiController:
+        """A controller whose jobs, tempo and cancels come here, as the client 127.0.0.1:<midi_reply_port>.
+
+        Its events (queued, output, /continuo/slot, done) go to that port, and the MIDI clock sets that
+        session's tempo. Its calls hold the receive lock, like every transport's messages.
+        """
+        sender = ("127.0.0.1", self.settings.midi_reply_port)
+        return MidiController(
+            pick_midi_map(self.midi_maps, self.settings.midi_map), sender=sender, submit=self.submit,
+            set_tempo=lambda bpm: self.set_tempo(sender, bpm),
+            cancel=lambda job_id: self.cancel(job_id, self.session(sender).reply_to, quiet=True),
+            result_path=lambda job_id: mix_path(self.journal.get(job_id)), lock=self._receive_lock,
+        )
+
+    def set_tempo(self, sender: Destination, bpm: float) -> None:
+        """The MIDI clock's tempo for sender's session (later jobs of that session use it)."""
+        session = self.session(sender)
+        session.context = session.context.replace(bpm=bpm)
+        log.info("job=- midi clock tempo %.2f bpm for %s:%d", bpm, sender[0], sender[1])
+
     def on_superseded(self, old: Job, new: Job) -> None:
         self.worker.fail(old, "cancelled", f"replaced by the newer live job {new.job_id} for slot {new.slot}")
 
     # -- receiving --------------------------------------------------------------------------
-    def on_message(self, address: str, args: list[Any], sender: Address) -> None:
+    def on_message(self, address: str, args: list[Any], sender: Destination) -> None:
         """Every transport's entry: rate limit, then one message at a time through the handlers."""
         if not self.rate_limiter.allow(sender):
             session = self.sessions.get(sender)
@@ -214,7 +243,7 @@ class Daemon:
                 self.events.error(session.reply_to if session else sender, "", "model_error",
                                   f"internal error handling {address}: {type(exc).__name__}: {exc}")
 
-    def handle_message(self, address: str, args: list[Any], sender: Address) -> None:
+    def handle_message(self, address: str, args: list[Any], sender: Destination) -> None:
         session = self.sessions.get(sender)
         reply_to = session.reply_to if session else sender
         request = None
@@ -230,7 +259,7 @@ class Daemon:
             log.info("job=%s rejected %s %s: %s", exc.job_id or "-", address, exc.code, exc.message)
             self.events.error(reply_to, exc.job_id, exc.code, exc.message)
 
-    def session(self, sender: Address) -> ClientSession:
+    def session(self, sender: Destination) -> ClientSession:
         session = self.sessions.get(sender)
         if session is None:
             if len(self.sessions) >= MAX_SESSIONS:
@@ -251,7 +280,7 @@ class Daemon:
         return {job.job_id for job in self.queue.waiting()} | ({running.job_id} if running is not None else set())
 
     # -- handlers ---------------------------------------------------------------------------
-    def on_hello(self, request: Request, sender: Address) -> None:
+    def on_hello(self, request: Request, sender: Destination) -> None:
         session = self.session(sender)
         session.name = request.args["client"]
         port = request.args["reply_port"] or sender[1]
@@ -261,17 +290,17 @@ class Daemon:
         self.events.emit(session.reply_to, "/continuo/welcome", __version__, info.name,
                          session.context.sample_rate, info.device)
 
-    def on_ping(self, request: Request, sender: Address) -> None:
+    def on_ping(self, request: Request, sender: Destination) -> None:
         self.events.emit(self.session(sender).reply_to, "/continuo/pong", request.args["seq"])
 
-    def on_context(self, request: Request, sender: Address) -> None:
+    def on_context(self, request: Request, sender: Destination) -> None:
         session = self.session(sender)
         session.context = session.context.replace(**request.args)
         c = session.context
         self.events.emit(session.reply_to, "/continuo/context", c.bpm, c.beats_per_bar, c.beat_unit, c.key,
                          c.sample_rate)
 
-    def on_job(self, request: Request, sender: Address) -> None:
+    def on_job(self, request: Request, sender: Destination) -> None:
         settings = dict(request.settings)
         priority = Priority(settings.pop("priority", Priority.INTERACTIVE.value))
         slot = settings.pop("slot", None)
@@ -279,7 +308,7 @@ class Daemon:
         self.submit(request.op, request.job_id, request.args, settings, sender, priority=priority, slot=slot,
                     retries=retries)
 
-    def submit(self, op: str, job_id: str, args: Mapping[str, Any], settings: Mapping[str, Any], sender: Address,
+    def submit(self, op: str, job_id: str, args: Mapping[str, Any], settings: Mapping[str, Any], sender: Destination,
                *, priority: Priority = Priority.INTERACTIVE, slot: int | None = None, retries: int = 0) -> None:
         """Validate, journal, enqueue and announce one job; every transport and MIDI come through here."""
         session = self.session(sender)
@@ -339,7 +368,7 @@ class Daemon:
             seconds += MusicalContext(**running.params["context"]).seconds_for_bars(running.params["bars"]) / 2
         return seconds * self.worker.seconds_per_audio_s
 
-    def report_existing(self, record: JobRecord, reply_to: Address) -> None:
+    def report_existing(self, record: JobRecord, reply_to: Destination) -> None:
         """A resent job id never renders twice: report where the first one is."""
         if record.status.terminal:
             self.events.replay(reply_to, record)
@@ -348,14 +377,14 @@ class Daemon:
         position = waiting.index(record.job_id) + 1 if record.job_id in waiting else 0
         self.events.queued(reply_to, record.job_id, position, self.eta_s(position))
 
-    def on_cancel(self, request: Request, sender: Address) -> None:
+    def on_cancel(self, request: Request, sender: Destination) -> None:
         session = self.session(sender)
         everything = request.args["job_id"] == "*"
         targets = sorted(session.jobs) if everything else [request.job_id]
         for job_id in targets:
             self.cancel(job_id, session.reply_to, quiet=everything)
 
-    def cancel(self, job_id: str, reply_to: Address, *, quiet: bool) -> None:
+    def cancel(self, job_id: str, reply_to: Destination, *, quiet: bool) -> None:
         job = self.queue.remove(job_id)
         if job is not None:
             job.cancel()
@@ -371,19 +400,19 @@ class Daemon:
                 raise BadRequest(f"no job {job_id!r} to cancel", job_id=job_id)
             self.events.replay(reply_to, record)
 
-    def on_get(self, request: Request, sender: Address) -> None:
+    def on_get(self, request: Request, sender: Destination) -> None:
         reply_to = self.session(sender).reply_to
         record = self.journal.get(request.job_id)
         if record is None:
             raise NotFound(f"no job {request.job_id!r} in the journal", job_id=request.job_id)
         self.report_existing(record, reply_to)
 
-    def on_ack(self, request: Request, sender: Address) -> None:
+    def on_ack(self, request: Request, sender: Destination) -> None:
         """The client has the terminal events: stop re-sending them. No reply."""
         if self.events.ack(request.job_id):
             log.info("job=%s acknowledged", request.job_id)
 
-    def on_status(self, request: Request, sender: Address) -> None:
+    def on_status(self, request: Request, sender: Destination) -> None:
         used_gb, total_gb = memory_gb()
         state = "busy" if self.worker.running_job() is not None else "idle"
         reply_to = self.session(sender).reply_to
@@ -394,12 +423,12 @@ class Daemon:
                          s.max_input_bytes, float(s.max_input_s), float(s.max_messages_per_s),
                          float(self.worker.seconds_per_audio_s))
 
-    def on_presets(self, request: Request, sender: Address) -> None:
+    def on_presets(self, request: Request, sender: Destination) -> None:
         reply_to = self.session(sender).reply_to
         for name in sorted(self.presets):
             self.events.emit(reply_to, "/continuo/presets", name, self.presets[name].description)
 
-    def on_reload_presets(self, request: Request, sender: Address) -> None:
+    def on_reload_presets(self, request: Request, sender: Destination) -> None:
         """Read the preset folders again; on any problem keep the old presets and report each one."""
         reply_to = self.session(sender).reply_to
         try:
@@ -411,12 +440,12 @@ class Daemon:
                 self.events.error(reply_to, "", "bad_request", f"presets not reloaded: {problem}")
             return
         self.presets = presets
-        if getattr(self, "midi", None) and self.settings.midi_map in self.midi_maps:
-            self.midi[0].map = self.midi_maps[self.settings.midi_map]
+        if self.midi_controller is not None and self.settings.midi_map in self.midi_maps:
+            self.midi_controller.map = self.midi_maps[self.settings.midi_map]
         log.info("presets reloaded: %s", ", ".join(sorted(presets)))
         self.on_presets(request, sender)
 
-    def on_models(self, request: Request, sender: Address) -> None:
+    def on_models(self, request: Request, sender: Destination) -> None:
         info = self.engine.info
         self.events.emit(self.session(sender).reply_to, "/continuo/models", info.name, info.source_kind,
                          info.sample_rate, info.channels)

@@ -1,4 +1,4 @@
-"""MIDI control: a controller's keys, knobs and clock drive jobs through ``Daemon.submit``.
+"""MIDI control: a controller's keys, knobs and clock drive jobs through the callables it is given.
 
 A **MIDI map** is a TOML preset in ``presets/midi/`` or ``<user_presets_dir>/midi/``
 (its name is the file stem). Layout, every key optional::
@@ -49,6 +49,10 @@ in the session's beat unit.
 The input is injectable: ``MidiController.feed(message, now_s)`` takes mido
 messages, so tests need no sound card. ``open_midi_input`` opens a real port
 (or ``virtual:NAME``) and feeds it.
+
+The controller knows no daemon: it is handed ``submit``, ``set_tempo``, ``cancel``
+and ``result_path`` callables and the lock they share with the request handlers
+(the daemon wires them in ``Daemon.start_midi``; tests pass recorders).
 """
 
 from __future__ import annotations
@@ -61,15 +65,17 @@ import time
 import tomllib
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import mido
 
 from bridge.audio.presets import NAME_PATTERN, SETTING_RANGES, PresetError
 from bridge.errors import ConfigError
-from bridge.jobs.queue import Priority
+from bridge.jobs.journal import JobRecord
+from bridge.jobs.queue import Destination, Priority
 
 log = logging.getLogger("continuo.midi")
 
@@ -360,7 +366,11 @@ class MidiClock:
 
 
 # -- the controller ------------------------------------------------------------------------
-SubmitFn = Callable[..., None]  # Daemon.submit(op, job_id, args, settings, sender, *, priority, slot)
+class SubmitJob(Protocol):
+    """Validate, journal and queue one job, or raise a BridgeError (the daemon's ``submit``)."""
+
+    def __call__(self, op: str, job_id: str, args: Mapping[str, Any], settings: Mapping[str, Any],
+                 sender: Destination, *, priority: Priority, slot: int | None) -> None: ...
 
 
 @dataclass
@@ -376,17 +386,20 @@ class MidiController:
         self,
         midi_map: MidiMap,
         *,
-        submit: SubmitFn,
-        sender: tuple[str, int],
+        submit: SubmitJob,
+        sender: Destination,
         set_tempo: Callable[[float], None] | None = None,
         cancel: Callable[[str], None] | None = None,
         result_path: Callable[[str], str | None] | None = None,
+        lock: AbstractContextManager[Any] | None = None,
     ) -> None:
+        """submit, set_tempo and cancel run holding ``lock`` (the one the request handlers hold, so MIDI
+        takes turns with them); result_path (a journal read) runs without it."""
         self.map = midi_map
-        self.submit = submit
         self.sender = sender
-        self.set_tempo = set_tempo
-        self.cancel = cancel
+        self.submit = _holding(lock, submit)
+        self.set_tempo = None if set_tempo is None else _holding(lock, set_tempo)
+        self.cancel = None if cancel is None else _holding(lock, cancel)
         self.result_path = result_path
         self.clock = MidiClock()
         self.preset = midi_map.preset
@@ -512,56 +525,24 @@ def open_midi_input(name: str, controller: MidiController) -> Any:
         raise ConfigError(f"midi: cannot open input port {name!r}: {exc}") from exc
 
 
-# -- the daemon's side ---------------------------------------------------------------------
-def start_midi(daemon: Any) -> tuple[MidiController, Any] | None:
-    """With ``settings.midi`` set: the controller for ``daemon`` and its open port; else None.
-
-    MIDI jobs come from the sender ``127.0.0.1:<midi_reply_port>``: their events
-    (queued, output, /continuo/slot, done) go there, and the MIDI clock sets
-    that session's tempo. Handlers share the daemon's receive lock.
-    """
-    settings = daemon.settings
-    if not settings.midi:
-        return None
-    controller = build_midi_controller(daemon)
-    port = open_midi_input(settings.midi, controller)
-    log.info("midi: listening to %r with map %s; events to 127.0.0.1:%d", settings.midi, settings.midi_map,
-             settings.midi_reply_port)
-    return controller, port
+# -- wiring ------------------------------------------------------------------------------
+def pick_midi_map(maps: Mapping[str, MidiMap], name: str) -> MidiMap:
+    """The map called ``name``; ``ConfigError`` lists the known ones."""
+    if name not in maps:
+        raise ConfigError(f"midi_map: no MIDI map named {name!r}; known: {', '.join(sorted(maps)) or 'none'} "
+                          "(presets/midi/*.toml or <user_presets_dir>/midi/)")
+    return maps[name]
 
 
-def build_midi_controller(daemon: Any) -> MidiController:
-    """A controller whose jobs, tempo and cancels go to ``daemon`` (see ``start_midi``)."""
-    settings = daemon.settings
-    maps = getattr(daemon, "midi_maps", {})
-    if settings.midi_map not in maps:
-        raise ConfigError(f"midi_map: no MIDI map named {settings.midi_map!r}; known: "
-                          f"{', '.join(sorted(maps)) or 'none'} (presets/midi/*.toml or <user_presets_dir>/midi/)")
-    controller = MidiController(
-        maps[settings.midi_map], submit=_locked(daemon, daemon.submit), sender=("127.0.0.1", settings.midi_reply_port),
-        set_tempo=_locked(daemon, lambda bpm: _set_tempo(daemon, bpm)),
-        cancel=_locked(daemon, lambda job_id: daemon.cancel(job_id, daemon.session(controller.sender).reply_to,
-                                                            quiet=True)),
-        result_path=lambda job_id: mix_path(daemon.journal.get(job_id)),
-    )
-    return controller
-
-
-def mix_path(record: Any) -> str | None:
+def mix_path(record: JobRecord | None) -> str | None:
     """The mix of a finished journal record, else None."""
     if record is None or getattr(record.status, "value", record.status) != "done":
         return None
     return next((output.path for output in record.outputs if output.name == "mix"), None)
 
 
-def _set_tempo(daemon: Any, bpm: float) -> None:
-    session = daemon.session(("127.0.0.1", daemon.settings.midi_reply_port))
-    session.context = session.context.replace(bpm=bpm)
-    log.info("job=- midi clock tempo %.2f bpm", bpm)
-
-
-def _locked(daemon: Any, function: Callable[..., Any]) -> Callable[..., Any]:
-    lock = getattr(daemon, "_receive_lock", None)
+def _holding(lock: AbstractContextManager[Any] | None, function: Callable[..., Any]) -> Callable[..., Any]:
+    """function, called with lock held (as it is, without one)."""
     if lock is None:
         return function
 

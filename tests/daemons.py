@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from bridge.daemon import Daemon
-from bridge.protocol.schema import parse_datagram
 from bridge.settings import Settings, load_settings
 
 JOB_TIMEOUT_S = 120  # the longest a test waits for one tiny-model job to end (generous: the cores are shared)
@@ -43,7 +42,8 @@ class EventLog:
     """The events a daemon or a worker sent, decoded to (address, args), in order; thread-safe.
 
     An instance is the ``send`` callable of an EventSink: ``EventSink(schema, log)``. This is the one place
-    that knows what an EventSink hands its transport (today: the destination and an OSC datagram).
+    that knows what an EventSink hands its transport: the destination, the address and the checked values
+    (``Schema.event_values``: what a client decodes, floats as float32).
     ``on_event(address, args)``, when set, runs on the sending thread before the event is recorded.
     """
 
@@ -52,12 +52,12 @@ class EventLog:
         self._events: list[Event] = []
         self._lock = threading.Lock()
 
-    def __call__(self, dest: Any, datagram: bytes) -> None:
-        for address, args in parse_datagram(datagram):
-            if self.on_event is not None:
-                self.on_event(address, args)
-            with self._lock:
-                self._events.append((address, args))
+    def __call__(self, dest: Any, address: str, values: Sequence[Any]) -> None:
+        args = list(values)
+        if self.on_event is not None:
+            self.on_event(address, args)
+        with self._lock:
+            self._events.append((address, args))
 
     def __iter__(self) -> Iterator[Event]:
         with self._lock:

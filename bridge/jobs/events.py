@@ -1,7 +1,9 @@
-"""Events from the daemon to a client: built against the schema, sent to the job's reply destination.
+"""Events from the daemon to a client: checked against the schema, sent to the job's reply destination.
 
-A destination is opaque here: a UDP (host, port) tuple or a bridge.transports.peers.Peer; the
-`send` callable (a bridge.transports.peers.Router in the daemon) knows which transport owns it.
+A `Destination` is opaque here: a UDP (host, port) tuple or a bridge.transports.peers.Peer. Each
+event leaves as (address, values): the values `Schema.event_values` checked and fitted under the
+size limit. The `send` callable (a bridge.transports.peers.Router in the daemon) knows which
+transport owns the destination, and that transport encodes the event (OSC, or ZeroMQ's JSON).
 
 Terminal events of accepted jobs (the outputs and done, or the error) are re-sent
 `resends` times with doubling intervals until the client sends /continuo/ack.
@@ -14,22 +16,24 @@ import heapq
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.jobs.journal import JobRecord, OutputRecord
+from bridge.jobs.queue import Destination
 from bridge.protocol.schema import Schema
 
 log = logging.getLogger("continuo.events")
 
-Sender = Callable[[Any, bytes], None]
+Event = tuple[str, tuple[Any, ...]]  # (address, values checked by Schema.event_values)
+SendEvent = Callable[[Destination, str, Sequence[Any]], None]  # send(dest, address, values)
 
 
 @dataclass
 class _Pending:
-    dest: Any
-    datagrams: list[bytes]
+    dest: Destination
+    events: list[Event]
     resends_left: int
     interval_s: float
 
@@ -38,14 +42,14 @@ class _Pending:
 class _JobOutbox:
     """What has been sent of a running job's terminal set so far (its outputs)."""
 
-    dest: Any
-    outputs: list[bytes] = field(default_factory=list)
+    dest: Destination
+    outputs: list[Event] = field(default_factory=list)
 
 
 class EventSink:
-    """Builds each event with the schema (so it is valid and < 1 KB) and hands it to a transport."""
+    """Checks each event with the schema (so it is valid and < 1 KB) and hands it to a transport."""
 
-    def __init__(self, schema: Schema, send: Sender, *, progress_interval_s: float = 0.25,
+    def __init__(self, schema: Schema, send: SendEvent, *, progress_interval_s: float = 0.25,
                  resends: int = 0, resend_interval_s: float = 1.0) -> None:
         self.schema = schema
         self._send = send
@@ -64,21 +68,22 @@ class EventSink:
             self._thread = threading.Thread(target=self._resend_loop, name="continuo-resend", daemon=True)
             self._thread.start()
 
-    def emit(self, dest: Any, address: str, *args: Any) -> bytes | None:
+    def emit(self, dest: Destination, address: str, *args: Any) -> Event | None:
+        """Check one event against the schema and send it; one that breaks the schema is logged, not sent."""
         try:
-            datagram = self.schema.build_event(address, *args)
+            values = self.schema.event_values(address, *args)
         except ValueError:
             log.exception("event %s could not be built; not sent", address)
             return None
-        self._send(dest, datagram)
-        return datagram
+        self._send(dest, address, values)
+        return address, values
 
-    def queued(self, dest: Any, job_id: str, position: int, eta_s: float) -> None:
+    def queued(self, dest: Destination, job_id: str, position: int, eta_s: float) -> None:
         with self._lock:
             self._accepted.setdefault(job_id, _JobOutbox(dest))
         self.emit(dest, "/continuo/queued", job_id, position, float(eta_s))
 
-    def progress(self, dest: Any, job_id: str, fraction: float, stage: str) -> None:
+    def progress(self, dest: Destination, job_id: str, fraction: float, stage: str) -> None:
         """At most one progress event per interval, except on a change of stage or completion."""
         now = time.monotonic()
         with self._lock:
@@ -88,26 +93,27 @@ class EventSink:
             self._last_progress[job_id] = (now, stage)
         self.emit(dest, "/continuo/progress", job_id, float(min(max(fraction, 0.0), 1.0)), stage)
 
-    def partial(self, dest: Any, job_id: str, index: int, path: str, start_s: float, seconds: float) -> None:
+    def partial(self, dest: Destination, job_id: str, index: int, path: str, start_s: float, seconds: float) -> None:
         self.emit(dest, "/continuo/partial", job_id, index, path, float(start_s), float(seconds))
 
-    def output(self, dest: Any, job_id: str, output: OutputRecord, *, replay: bool = False) -> None:
-        datagram = self.emit(dest, "/continuo/output", *output.event_args(job_id))
-        if datagram is not None and not replay:
+    def output(self, dest: Destination, job_id: str, output: OutputRecord, *, replay: bool = False) -> None:
+        event = self.emit(dest, "/continuo/output", *output.event_args(job_id))
+        if event is not None and not replay:
             with self._lock:
                 outbox = self._accepted.get(job_id)
                 if outbox is not None:
-                    outbox.outputs.append(datagram)
+                    outbox.outputs.append(event)
 
-    def done(self, dest: Any, job_id: str, outputs: int, seed: int, elapsed_s: float, *, replay: bool = False) -> None:
-        datagram = self.emit(dest, "/continuo/done", job_id, outputs, seed, float(elapsed_s))
-        self._terminal(dest, job_id, datagram, replay)
+    def done(self, dest: Destination, job_id: str, outputs: int, seed: int, elapsed_s: float, *,
+             replay: bool = False) -> None:
+        event = self.emit(dest, "/continuo/done", job_id, outputs, seed, float(elapsed_s))
+        self._terminal(dest, job_id, event, replay)
 
-    def error(self, dest: Any, job_id: str, code: str, message: str, *, replay: bool = False) -> None:
-        datagram = self.emit(dest, "/continuo/error", job_id, code, message)
-        self._terminal(dest, job_id, datagram, replay)
+    def error(self, dest: Destination, job_id: str, code: str, message: str, *, replay: bool = False) -> None:
+        event = self.emit(dest, "/continuo/error", job_id, code, message)
+        self._terminal(dest, job_id, event, replay)
 
-    def replay(self, dest: Any, record: JobRecord) -> None:
+    def replay(self, dest: Destination, record: JobRecord) -> None:
         """Re-send a finished job's terminal events: its outputs then done, or its error."""
         if record.error_code:
             self.error(dest, record.job_id, record.error_code, record.error_message or "", replay=True)
@@ -133,14 +139,14 @@ class EventSink:
             self._thread.join(2.0)
 
     # -- internals -------------------------------------------------------------------------
-    def _terminal(self, dest: Any, job_id: str, datagram: bytes | None, replay: bool) -> None:
+    def _terminal(self, dest: Destination, job_id: str, event: Event | None, replay: bool) -> None:
         with self._lock:
             self._last_progress.pop(job_id, None)
             outbox = None if replay else self._accepted.pop(job_id, None)
-            if outbox is None or datagram is None or self._resends <= 0:
+            if outbox is None or event is None or self._resends <= 0:
                 return
             due = time.monotonic() + self._resend_interval_s
-            self._pending[job_id] = _Pending(dest, [*outbox.outputs, datagram], self._resends, self._resend_interval_s)
+            self._pending[job_id] = _Pending(dest, [*outbox.outputs, event], self._resends, self._resend_interval_s)
             heapq.heappush(self._due, (due, job_id))
             self._wake.notify()
 
@@ -167,8 +173,8 @@ class EventSink:
                     del self._pending[job_id]
                 self._wake.release()
                 try:
-                    for datagram in pending.datagrams:
-                        self._send(pending.dest, datagram)
+                    for address, values in pending.events:
+                        self._send(pending.dest, address, values)
                     log.info("job=%s terminal events re-sent (no ack yet; %d more tries)", job_id,
                              pending.resends_left)
                 finally:

@@ -15,7 +15,9 @@ from typing import Any
 
 from bridge.errors import Busy
 
-Address = tuple  # a UDP (host, port), or a bridge.transports.peers.Peer (a named tuple starting with host, port)
+# Where a client's replies and events go: a UDP (host, port), or a bridge.transports.peers.Peer (a named
+# tuple that starts with host, port). The one name for it in every wing; opaque below the transports.
+Destination = tuple
 
 
 class JobStatus(str, Enum):
@@ -46,8 +48,8 @@ class Job:
     job_id: str
     op: str
     params: dict[str, Any]
-    reply_to: Address
-    client_key: Address
+    reply_to: Destination
+    client_key: Destination
     status: JobStatus = JobStatus.QUEUED
     priority: Priority = Priority.INTERACTIVE
     slot: int | None = None  # a MIDI slot: a newer live job for the same slot replaces the waiting one

@@ -329,6 +329,20 @@ class Schema:
         Raises ValueError when an argument breaks the schema or the datagram cannot be
         made small enough by truncating a `truncate` string (paths never are).
         """
+        return self._checked_event(address, args)[1]
+
+    def event_values(self, address: str, *args: Any) -> tuple[Any, ...]:
+        """The values one event carries, as its receiver reads them back from the datagram.
+
+        The same checks as `build_event` (ValueError), the same truncation; floats are the
+        float32 the datagram holds (0.1 -> 0.10000000149011612). Transports that do not speak
+        OSC (ZeroMQ's JSON header) encode these, so every transport carries the same values.
+        """
+        values, _ = self._checked_event(address, args)
+        types = [arg.type for arg in self.events[address].args]
+        return tuple(_float32(value) if kind == "f" else value for kind, value in zip(types, values))
+
+    def _checked_event(self, address: str, args: Sequence[Any]) -> tuple[list[Any], bytes]:
         spec = self.events.get(address)
         if spec is None:
             raise ValueError(f"unknown event {address}; events are {', '.join(self.events)}")
@@ -342,13 +356,13 @@ class Schema:
                 raise ValueError(f"{address}: {arg.name} must be {arg.describe()}, got {exc}") from None
         return self._fit(spec, values)
 
-    def _fit(self, spec: MessageSpec, values: list[Any]) -> bytes:
+    def _fit(self, spec: MessageSpec, values: list[Any]) -> tuple[list[Any], bytes]:
         limit = self.max_message_bytes
         for _ in range(3):
             dgram = _build(spec, values)
             excess = len(dgram) - (limit - 1)
             if excess <= 0:
-                return dgram
+                return values, dgram
             candidates = [i for i, a in enumerate(spec.args) if a.truncate]
             index = max(candidates, key=lambda i: _utf8_len(values[i]), default=None)
             keep = -1 if index is None else _utf8_len(values[index]) - excess - 3 - len(ELLIPSIS.encode())
@@ -556,6 +570,11 @@ def _tidy_float32(value: float) -> float:
         if struct.pack(">f", short) == packed:
             return short
     return value
+
+
+def _float32(value: float) -> float:
+    """The float32 nearest to value, as a double: what an OSC 'f' argument decodes to."""
+    return struct.unpack(">f", struct.pack(">f", value))[0]
 
 
 def _show(value: Any) -> str:

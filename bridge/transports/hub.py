@@ -1,17 +1,18 @@
 """Every transport the daemon serves, built from Settings, started and stopped together.
 
 All of them call the same `on_message(address, args, sender)`; events come back
-through one `send(dest, datagram)` (a bridge.transports.peers.Router) that picks the transport
-owning the destination. Transports never import torch.
+through one `send(dest, address, values)` (a bridge.transports.peers.Router) that picks the
+transport owning the destination, which encodes the event. Transports never import torch.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bridge.jobs.queue import Destination
 from bridge.settings import Settings, allowed_hosts, is_loopback
 from bridge.transports.peers import Router
 from bridge.transports.tcp import OscTcpServer
@@ -21,8 +22,7 @@ log = logging.getLogger("continuo.transports")
 
 
 class Transports:
-    def __init__(self, settings: Settings, on_message: OnMessage, *, inbox: Path | None = None,
-                 job_outputs: Callable[[str], list[Any]] | None = None) -> None:
+    def __init__(self, settings: Settings, on_message: OnMessage, *, inbox: Path | None = None) -> None:
         hosts = allowed_hosts(settings)
         # Loopback binds take every local client; a non-loopback bind takes only the allow-list
         # (validate_settings has made sure there is one), plus this machine's loopback.
@@ -38,11 +38,12 @@ class Transports:
         if settings.zmq_port != -1:
             from bridge.transports.zmq import ZmqServer
 
-            self.zmq = ZmqServer(settings, on_message, inbox=inbox, job_outputs=job_outputs)
+            self.zmq = ZmqServer(settings, on_message, inbox=inbox)
             self.router.register("zmq", self.zmq.send)
 
-    def send(self, dest: Any, datagram: bytes) -> None:
-        self.router.send(dest, datagram)
+    def send(self, dest: Destination, address: str, values: Sequence[Any]) -> None:
+        """One checked event (see bridge.jobs.events) to the transport that owns dest."""
+        self.router.send(dest, address, values)
 
     def start(self) -> None:
         self.udp.start()

@@ -6,8 +6,9 @@ named tuple whose first two fields are still host and port, so logs, the journal
 and allow-lists read them the same way, plus the transport and its connection
 handle (a connection number for TCP, the ROUTER identity for ZeroMQ).
 
-`Router` hands each datagram to the transport that owns its destination; the
-EventSink only ever sees one `send(dest, datagram)`.
+`Router` hands each event, as (address, values), to the transport that owns its
+destination, and that transport encodes it (OSC for UDP and TCP, a JSON header for
+ZeroMQ); the EventSink only ever sees one `send(dest, address, values)`.
 
 After a restart the journal gives back a TCP or ZeroMQ client as a plain tuple
 ("tcp:host" or "zmq:host", port): its connection ended with the last run. Events
@@ -19,12 +20,13 @@ job id get them), and for TCP nowhere: that client reconnects and asks
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-log = logging.getLogger("continuo.routing")
+from bridge.jobs.events import SendEvent
+from bridge.jobs.queue import Destination
 
-Send = Callable[[Any, bytes], None]
+log = logging.getLogger("continuo.routing")
 
 
 class Peer(NamedTuple):
@@ -34,7 +36,7 @@ class Peer(NamedTuple):
     conn: int | bytes  # TCP connection number, or ZeroMQ ROUTER identity
 
 
-def is_peer(dest: Any) -> bool:
+def is_peer(dest: Destination) -> bool:
     return isinstance(dest, Peer)
 
 
@@ -42,33 +44,34 @@ RESTORED = ("tcp", "zmq")  # transports whose clients the journal keeps as "<tra
 
 
 class Router:
-    """send(dest, datagram): UDP tuples to the UDP transport, Peers to the transport they name."""
+    """send(dest, address, values): UDP tuples to the UDP transport, Peers to the transport they name."""
 
-    def __init__(self, udp_send: Send) -> None:
+    def __init__(self, udp_send: SendEvent) -> None:
         self._udp_send = udp_send
-        self._transports: dict[str, Send] = {}
+        self._transports: dict[str, SendEvent] = {}
 
-    def register(self, transport: str, send: Send) -> None:
+    def register(self, transport: str, send: SendEvent) -> None:
         self._transports[transport] = send
 
-    def send(self, dest: Any, datagram: bytes) -> None:
+    def send(self, dest: Destination, address: str, values: Sequence[Any]) -> None:
         if isinstance(dest, Peer):
             send = self._transports.get(dest.transport)
             if send is None:
-                log.warning("no %s transport to send to %s:%s; dropped", dest.transport, dest.host, dest.port)
+                log.warning("no %s transport to send %s to %s:%s; dropped", dest.transport, address, dest.host,
+                            dest.port)
                 return
-            send(dest, datagram)
+            send(dest, address, values)
             return
         transport, sep, host = str(dest[0]).partition(":")
         if sep and transport in RESTORED:  # an IPv6 host has colons too, but never starts with "tcp:"/"zmq:"
-            self.send_restored(transport, host, datagram)
+            self.send_restored(transport, host, address, values)
             return
-        self._udp_send(dest, datagram)
+        self._udp_send(dest, address, values)
 
-    def send_restored(self, transport: str, host: str, datagram: bytes) -> None:
+    def send_restored(self, transport: str, host: str, address: str, values: Sequence[Any]) -> None:
         """A connection-based client from before a restart: ZeroMQ events go to PUB only; TCP ones cannot go."""
         send = self._transports.get(transport)
         if transport == "zmq" and send is not None:
-            send(None, datagram)  # no ROUTER identity survives a restart; subscribers of the job id hear it
+            send(None, address, values)  # no ROUTER identity survives a restart; subscribers of the job id hear it
             return
         log.debug("event for %s client %s dropped: its connection ended with the last run", transport, host)

@@ -18,13 +18,14 @@ import logging
 import queue
 import socket
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from typing import Any
 
 from bridge.errors import BadRequest
 from bridge.protocol.framing import FramingError, LengthPrefixDecoder, SlipDecoder, detect_framing, slip_encode
 from bridge.protocol.schema import Schema, load_schema, parse_datagram
 from bridge.transports.peers import Peer
-from bridge.transports.sockets import bind_socket, bound_address, deliver
+from bridge.transports.sockets import bind_socket, bound_address, deliver, encode_event
 from bridge.transports.udp import OnMessage
 
 log = logging.getLogger("continuo.osc.tcp")
@@ -124,7 +125,13 @@ class OscTcpServer:
         with self._lock:
             return len(self._connections)
 
-    def send(self, dest: Peer, datagram: bytes) -> None:
+    def send(self, dest: Peer, address: str, values: Sequence[Any]) -> None:
+        """Send one event as its OSC packet (the schema builds it, as for UDP); never raises."""
+        packet = encode_event(self._schema, address, values)
+        if packet is not None:
+            self.send_packet(dest, packet)
+
+    def send_packet(self, dest: Peer, datagram: bytes) -> None:
         """Send one packet on the peer's connection; a gone or stuck connection is closed, never raised."""
         with self._lock:
             conn = self._connections.get(dest.conn)  # type: ignore[arg-type]

@@ -6,8 +6,8 @@ in-memory backlog (bounded to BACKLOG_BYTES), and one thread that parses and han
 each datagram on in order. A burst of 20,000 small datagrams overflows a 4 MiB
 kernel buffer (each costs about 1 KB of it) faster than the handlers run; the
 drain thread keeps up with loopback line rate. The callback must only validate and
-enqueue; replies go out through `send` on the same socket, so they come from the
-port the client talks to.
+enqueue; replies go out through `send` (an event, encoded here with the schema) or
+`send_datagram` on the same socket, so they come from the port the client talks to.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
 
 from bridge.errors import BadRequest
+from bridge.jobs.queue import Destination
 from bridge.protocol.schema import Schema, load_schema, parse_datagram
-from bridge.transports.sockets import bind_socket, bound_address, deliver
+from bridge.transports.sockets import bind_socket, bound_address, deliver, encode_event
 
 log = logging.getLogger("continuo.osc")
 
@@ -87,7 +89,13 @@ class OscUdpServer:
         host, port = self.address
         log.info("listening on udp://%s:%d (SO_RCVBUF %d bytes)", host, port, granted)
 
-    def send(self, dest: tuple[str, int], datagram: bytes) -> None:
+    def send(self, dest: Destination, address: str, values: Sequence[Any]) -> None:
+        """Send one event as its OSC datagram (the schema builds it); errors are logged, never raised."""
+        datagram = encode_event(self._schema, address, values)
+        if datagram is not None:
+            self.send_datagram(dest, datagram)
+
+    def send_datagram(self, dest: Destination, datagram: bytes) -> None:
         """Send one datagram from the listening socket; errors are logged, never raised."""
         sock = self._sock
         if sock is None:
@@ -181,7 +189,7 @@ class OscUdpServer:
             messages = parse_datagram(data)
         except BadRequest as exc:
             self._log_malformed(sender, exc.message)
-            self.send(sender, self._schema.build_event("/continuo/error", "", "bad_request", exc.message))
+            self.send(sender, "/continuo/error", ("", "bad_request", exc.message))
             return
         deliver(messages, self._on_message, sender, f"{sender[0]}:{sender[1]}")
 
@@ -194,3 +202,4 @@ class OscUdpServer:
         log.warning("bad datagram from %s:%d: %s%s", sender[0], sender[1], reason, more)
         self._malformed_logged_at = now
         self._malformed_suppressed = 0
+

@@ -3,9 +3,11 @@
 Frame layout and header codec: bridge/protocol/zmq_frames.py. A request header names an
 op and its arguments by the OSC schema's names; this transport turns it into the
 same (address, positional args) an OSC message would be and calls the daemon's
-on_message, so both transports share every check. Events come back as OSC
-datagrams built by the schema (through bridge.transports.peers.Router) and are re-encoded
-here as JSON headers, with inline PCM frames when the request asked for them.
+on_message, so both transports share every check. Events come back through
+bridge.transports.peers.Router as (address, values), the values the schema checked
+(`Schema.event_values`: what an OSC client reads, floats as float32), and are encoded
+here as JSON headers by the event's argument names, with inline PCM frames when the
+request asked for them.
 
 One thread owns both sockets (ZeroMQ sockets are not thread-safe): it polls the
 ROUTER and a wake-up pipe; sends from other threads (the worker) are queued and
@@ -23,7 +25,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,7 @@ import zmq
 
 from bridge.errors import BadRequest
 from bridge.jobs.retention import INLINE_INPUT_PREFIX
-from bridge.protocol.schema import Schema, load_schema, parse_datagram
+from bridge.protocol.schema import Schema, load_schema
 from bridge.protocol.zmq_frames import (
     MAX_FRAMES,
     OUTPUT_MODES,
@@ -59,7 +61,7 @@ POLL_MS = 200
 
 class ZmqServer:
     def __init__(self, settings: Settings, on_message: OnMessage, *, inbox: Path | None = None,
-                 job_outputs: Callable[[str], list[Any]] | None = None, schema: Schema | None = None) -> None:
+                 schema: Schema | None = None) -> None:
         self._settings = settings
         self._on_message = on_message
         self._schema = schema or load_schema()
@@ -143,25 +145,25 @@ class ZmqServer:
         log.info("stopped")
 
     # -- sending (any thread) ---------------------------------------------------------------------
-    def send(self, dest: Peer | None, datagram: bytes) -> None:
-        """Re-encode one OSC event for dest (and the PUB socket when it is about a job); dest None: PUB only."""
-        try:
-            (address, args), = parse_datagram(datagram)
-        except (BadRequest, ValueError) as exc:
-            log.warning("event for zmq not sent: %s", exc)
-            return
-        frames = self.event_frames(address, args)
-        publish = frames[:2] if address in JOB_EVENTS and args and args[0] else None
+    def send(self, dest: Peer | None, address: str, values: Sequence[Any]) -> None:
+        """One event to dest (and to PUB when it is about a job); dest None: PUB only.
+
+        values: the event's arguments as `Schema.event_values` gives them (the EventSink checked them).
+        """
+        frames = self.event_frames(address, values)
+        topic = pub_topic(address, values)
+        publish = frames[:2] if topic is not None else None
         if threading.get_ident() == self._loop_ident:
-            self._send_now(dest, frames, args[0] if publish else None, publish)
+            self._send_now(dest, frames, topic, publish)
             return
         if dest is not None:
             self._outbox.append((dest, frames))
         if publish is not None:
-            self._outbox.append((None, [str(args[0]).encode(), *publish]))
+            self._outbox.append((None, [topic, *publish]))
         self._wake()
 
-    def event_frames(self, address: str, args: list[Any]) -> list[Any]:
+    def event_frames(self, address: str, args: Sequence[Any]) -> list[Any]:
+        """[SIGNATURE, header_json] (+ the PCM frame of an inline output) for one event."""
         spec = self._schema.events.get(address)
         names = [arg.name for arg in spec.args] if spec is not None else [f"arg{i}" for i in range(len(args))]
         header: dict[str, Any] = {"v": VERSION, "event": event_name(address), "args": dict(zip(names, args))}
@@ -176,7 +178,7 @@ class ZmqServer:
         frames.append(encode_header(header))
         return frames
 
-    def _send_now(self, dest: Peer | None, frames: list[Any], topic: Any, publish: list[Any] | None) -> None:
+    def _send_now(self, dest: Peer | None, frames: list[Any], topic: bytes | None, publish: list[Any] | None) -> None:
         if dest is not None and self._router is not None:
             try:
                 self._router.send_multipart([*dest.conn, *frames], copy=False)  # type: ignore[misc]
@@ -184,7 +186,7 @@ class ZmqServer:
                 log.warning("zmq reply to %s dropped: %s", dest.host, exc)
         if publish is not None and self._pub is not None:
             try:
-                self._pub.send_multipart([str(topic).encode(), *publish], copy=False)
+                self._pub.send_multipart([topic, *publish], copy=False)
             except zmq.ZMQError as exc:
                 log.warning("zmq publish dropped: %s", exc)
 
@@ -346,6 +348,11 @@ class ZmqServer:
 # Requests whose `outputs` mode is remembered for the job's output events (get: replay inline).
 INLINE_REQUESTS = frozenset({"/continuo/generate", "/continuo/continue", "/continuo/variations",
                              "/continuo/stems", "/continuo/get"})
+
+
+def pub_topic(address: str, args: Sequence[Any]) -> bytes | None:
+    """The PUB topic of an event about a job (its job id); None for events about none."""
+    return str(args[0]).encode() if address in JOB_EVENTS and args and args[0] else None
 
 
 def _bind(sock: zmq.Socket, host: str, port: int) -> str:

@@ -14,7 +14,9 @@ from bridge.midi import (
     MidiController,
     load_midi_maps,
     midi_map_dirs,
+    mix_path,
     open_midi_input,
+    pick_midi_map,
 )
 
 PRESETS = ["default", "lofi_tape", "club_master", "ambient_wash"]
@@ -206,3 +208,55 @@ def test_opening_a_port_without_a_backend_or_port_is_a_clear_error(default_map):
     midi = MidiController(default_map, submit=Recorder().submit, sender=("127.0.0.1", 9001))
     with pytest.raises(ConfigError, match="midi: "):
         open_midi_input("No Such Controller", midi)
+
+
+class HeldLock:
+    """A lock that records whether it was held at each call the controller made through it."""
+
+    def __init__(self) -> None:
+        self.held = False
+
+    def __enter__(self) -> None:
+        assert not self.held
+        self.held = True
+
+    def __exit__(self, *exc_info) -> None:
+        self.held = False
+
+
+def test_calls_out_hold_the_shared_lock_and_result_lookups_do_not(default_map):
+    lock, seen = HeldLock(), []
+    midi = MidiController(
+        default_map, sender=("127.0.0.1", 9001), lock=lock,
+        submit=lambda *a, **k: seen.append(("submit", lock.held)),
+        set_tempo=lambda bpm: seen.append(("tempo", lock.held)),
+        cancel=lambda job_id: seen.append(("cancel", lock.held)),
+        result_path=lambda job_id: seen.append(("result", lock.held)),
+    )
+    midi.feed(mido.Message("note_on", note=36, velocity=100))  # generate, slot 1
+    for tick in range(TICKS_PER_BEAT):
+        midi.feed(mido.Message("clock"), 10.0 + tick * 0.02)
+    midi.feed(mido.Message("note_on", note=40, velocity=100))  # continue: looks up results first
+    midi.feed(mido.Message("note_on", note=42, velocity=100))  # cancel slot 1
+    assert {name: held for name, held in seen} == {"submit": True, "tempo": True, "result": False, "cancel": True}
+    assert not lock.held
+
+
+def test_an_unknown_map_name_lists_the_known_ones(default_map):
+    assert pick_midi_map({"default": default_map}, "default") is default_map
+    with pytest.raises(ConfigError, match=r"no MIDI map named 'pads'; known: default"):
+        pick_midi_map({"default": default_map}, "pads")
+
+
+def test_mix_path_is_the_mix_of_a_finished_record_only(tmp_path):
+    from bridge.jobs.journal import Journal, OutputRecord
+    from bridge.jobs.queue import JobStatus
+
+    journal = Journal(tmp_path / "j.sqlite3")
+    journal.insert_job("m1", "generate", {"bars": 1.0}, ("127.0.0.1", 9001))
+    journal.add_output("m1", OutputRecord("drums", "/r/m1/drums.wav", 48000, 2, 2.0, 1.0, -14, -1))
+    journal.add_output("m1", OutputRecord("mix", "/r/m1/mix.wav", 48000, 2, 2.0, 1.0, -14, -1))
+    assert mix_path(journal.get("m1")) is None  # still queued
+    journal.finish("m1", JobStatus.DONE, seed=1, elapsed_s=1.0)
+    assert mix_path(journal.get("m1")) == "/r/m1/mix.wav" and mix_path(None) is None
+    journal.close()

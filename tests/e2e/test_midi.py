@@ -7,7 +7,6 @@ import pytest
 
 from bridge.clients.osc import OscClient
 from bridge.daemon import Daemon
-from bridge.midi import build_midi_controller
 from bridge.settings import load_settings
 from tests.e2e.test_daemon import JOB_TIMEOUT_S
 
@@ -24,7 +23,7 @@ def test_note_on_renders_into_its_slot_and_the_clock_sets_the_tempo(tiny_model_d
         daemon = Daemon(settings)
         daemon.startup()
         try:
-            midi = build_midi_controller(daemon)
+            midi = daemon.build_midi_controller()  # start_midi without a port: fed by the test
             for tick in range(48):  # 150 BPM
                 midi.feed(mido.Message("clock"), 100.0 + tick * 60 / 150 / 24)
             midi.feed(mido.Message("note_on", note=37, velocity=100))  # slot 2, preset default, 4 bars

@@ -41,7 +41,8 @@ class Recorder:
         self.sent: list[tuple[object, bytes]] = []
         self.lock = threading.Lock()
 
-    def __call__(self, dest, datagram: bytes) -> None:
+    def __call__(self, dest, address: str, values) -> None:
+        datagram = SCHEMA.build_event(address, *values)  # what the UDP and TCP transports would send
         with self.lock:
             self.sent.append((dest, datagram))
 
@@ -175,7 +176,7 @@ def errors_to(sent, dest=None) -> int:
 @pytest.mark.slow
 def test_100k_random_packets_never_crash_and_invalid_ones_are_answered(daemon):
     rng = random.Random(20261121)
-    udp = daemon.transport
+    udp = daemon.transports.udp
     kinds = {"malformed": 0, "invalid": 0, "valid": 0}
     for index in range(FUZZ_PACKETS):
         data = fuzz_packet(rng)
@@ -247,7 +248,7 @@ def test_hypothesis_any_message_is_answered_or_accepted(daemon, address, args):
     data = builder.build().dgram
     expected = invalid_messages(data)
     before = len(daemon.recorder)
-    daemon.transport.handle_datagram(data, SENDER)
+    daemon.transports.udp.handle_datagram(data, SENDER)
     if expected:
         reply_to = daemon.sessions[SENDER].reply_to if SENDER in daemon.sessions else SENDER
         assert errors_to(daemon.recorder.since(before), reply_to) >= expected
@@ -256,7 +257,7 @@ def test_hypothesis_any_message_is_answered_or_accepted(daemon, address, args):
 @hsettings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(max_size=300))
 def test_hypothesis_random_bytes_never_escape(daemon, data):
-    daemon.transport.handle_datagram(data, SENDER)
+    daemon.transports.udp.handle_datagram(data, SENDER)
     conn = _Connection(sock=None, peer=Peer("127.0.0.1", 1, "tcp", 1))  # type: ignore[arg-type]
     if data:
         conn.decoder = detect_framing(data[0])

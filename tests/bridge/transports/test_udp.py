@@ -133,15 +133,15 @@ def test_bundles_are_delivered_in_order(server, recorder, peer):
 
 
 def test_send_reaches_the_peer_from_the_listening_port(server, peer):
-    server.send(peer.getsockname(), message("/continuo/pong", 9))
+    server.send(peer.getsockname(), "/continuo/pong", (9,))
     data, source = peer.recvfrom(2048)
     assert parse_datagram(data) == [("/continuo/pong", [9])] and source == server.address
 
 
 def test_send_errors_are_logged_not_raised(server, caplog):
     with caplog.at_level(logging.WARNING, "continuo.osc"):
-        server.send(("256.0.0.1", 9), b"/x\x00\x00")  # invalid address
-        server.send(("127.0.0.1", 9), b"x" * 70000)  # too big for UDP
+        server.send_datagram(("256.0.0.1", 9), b"/x\x00\x00")  # invalid address
+        server.send_datagram(("127.0.0.1", 9), b"x" * 70000)  # too big for UDP
     assert sum("send to" in r.getMessage() for r in caplog.records) == 2
 
 
@@ -158,7 +158,7 @@ def test_send_is_thread_safe(server, peer):
 
     def blast(offset: int) -> None:
         for seq in range(200):
-            server.send(peer.getsockname(), message("/continuo/pong", offset + seq))
+            server.send(peer.getsockname(), "/continuo/pong", (offset + seq,))
 
     receiver = threading.Thread(target=receive)
     receiver.start()
