@@ -288,7 +288,7 @@ class Daemon:
             return
         admitted = admit(op, job_id, args, settings, context=session.context, presets=self.presets,
                          input_roots=self.input_roots, limits=self.settings, model=self.engine.info,
-                         queue=self.queue, priority=priority, retries=retries)
+                         queue=self.queue, priority=priority, slot=slot, retries=retries)
         job = Job(job_id=job_id, op=op, params=admitted.params, reply_to=session.reply_to, client_key=sender,
                   priority=priority, slot=slot)
         self.journal.insert_job(job.job_id, job.op, job.params, job.reply_to)

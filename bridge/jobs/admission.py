@@ -11,7 +11,7 @@ client sees, or returns what the daemon journals and enqueues. In order:
 4. input files: size, duration, readable audio (``check_input_file``);
 5. the model: its declared capabilities (``check_capabilities``) and its
    window against the length asked for (``check_length``);
-6. room in the queue for anything but a live job (``check_room``).
+6. room in the queue, or a live job's slot to take over (``check_room``).
 
 Types and ranges are not checked again here: ``Schema.parse`` checked them for
 OSC and ZeroMQ, ``load_midi_maps`` for the values a MIDI knob can send (against
@@ -33,8 +33,6 @@ from bridge.jobs.plan import PROMPT_ARG_OPS, RenderPlan, build_plan, job_params
 from bridge.jobs.queue import JobQueue, Priority
 from bridge.settings import Settings
 
-STREAM_OPS = ("generate", "continue", "variations")  # ops that may send preview chunks
-
 
 @dataclass(frozen=True)
 class Admitted:
@@ -46,7 +44,8 @@ class Admitted:
 
 def admit(op: str, job_id: str, args: Mapping[str, Any], settings: Mapping[str, Any], *,
           context: MusicalContext, presets: Mapping[str, Preset], input_roots: Sequence[Path], limits: Settings,
-          model: Any, queue: JobQueue, priority: Priority = Priority.INTERACTIVE, retries: int = 0) -> Admitted:
+          model: Any, queue: JobQueue, priority: Priority = Priority.INTERACTIVE, slot: int | None = None,
+          retries: int = 0) -> Admitted:
     """Check one job request (``model``: the loaded model's info); raises the BridgeError the client gets."""
     try:
         params = job_params(op, args, settings, context)
@@ -63,7 +62,7 @@ def admit(op: str, job_id: str, args: Mapping[str, Any], settings: Mapping[str, 
         if plan.melody_path is not None:
             check_input_file(plan.melody_path, limits)
         check_length(plan, limits, model)
-        check_room(queue, priority)
+        check_room(queue, priority, slot)
     except BridgeError as exc:
         exc.job_id = exc.job_id or job_id
         raise
@@ -84,8 +83,6 @@ def check_rules(plan: RenderPlan, settings: Mapping[str, Any]) -> None:
                          "send /continuo/continue <job_id> <preset> <absolute wav path> <bars>")
     if op == "stems" and plan.input_path is None:
         raise BadRequest("stems needs an input file: send /continuo/stems <job_id> <absolute wav path> [stems]")
-    if plan.stream and op not in STREAM_OPS:
-        raise BadRequest(f"stream 1 works with generate, continue and variations, not {op}; drop the setting")
     if "style_weight" in settings and "style" not in settings:
         raise BadRequest("style_weight needs a style: send style \"<prompt>\" style_weight 0.5")
     if "prompt" in settings:
@@ -130,7 +127,12 @@ def check_length(plan: RenderPlan, limits: Settings, model: Any) -> None:
         )
 
 
-def check_room(queue: JobQueue, priority: Priority) -> None:
-    """A full queue refuses everything but live jobs (a live job replaces its slot's waiting one)."""
-    if len(queue) >= queue.max_length and priority is not Priority.LIVE:
+def check_room(queue: JobQueue, priority: Priority, slot: int | None) -> None:
+    """A full queue refuses every job but a live one that replaces the live job waiting for its slot
+    (the queue's own rule, checked here so that a job it would refuse is never journalled)."""
+    if len(queue) < queue.max_length:
+        return
+    replaces = priority is Priority.LIVE and slot is not None and any(
+        job.priority is Priority.LIVE and job.slot == slot for job in queue.waiting())
+    if not replaces:
         raise Busy(f"the queue is full ({queue.max_length} waiting); send again after a /continuo/done")
