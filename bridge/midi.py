@@ -16,7 +16,7 @@ A **MIDI map** is a TOML preset in ``presets/midi/`` or ``<user_presets_dir>/mid
                                 # the slot replaces its waiting job (the queue's rule for live jobs)
     preset = "lofi_tape"        # optional
     prompt = "dusty drums"      # optional (generate)
-    bars = 2.0                  # optional, 0.25..256
+    bars = 2.0                  # optional, 0.25..256 (a request's bars range)
     velocity = "temperature"    # optional: velocity 1..127 -> that setting's schema range (or vmin..vmax)
     vmin = 0.7
     vmax = 1.3
@@ -303,8 +303,9 @@ def _bars(table: Mapping, key: str, problems: list, *, where: str | None = None,
     value = _number(table, key, problems, where=where)
     if value is None:
         return default
-    if not 0.25 <= value <= 256:
-        problems.append((_key(where, key), f"must be from 0.25 to 256 bars, got {value!r}"))
+    bars = next(arg for arg in load_schema().requests["/continuo/generate"].args if arg.name == "bars")
+    if not bars.min <= value <= bars.max:  # the range a request's bars argument has
+        problems.append((_key(where, key), f"must be from {bars.min:g} to {bars.max:g} bars, got {value!r}"))
     return value
 
 

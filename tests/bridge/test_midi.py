@@ -194,6 +194,7 @@ def test_channel_filter(tmp_path):
         ('[[cc]]\ncc = 1\nsetting = "volume"\n', "cc[0].setting", "unknown setting"),
         ('[programs]\n300 = "default"\n', "programs.300", "0..127"),
         ("channel = 16\n", "channel", "0 to 15"),
+        ("bars = 300.0\n", "bars", "must be from 0.25 to 256 bars"),  # the schema's bars range
         ("tempo = 3\n", "tempo", "unknown key"),
         ("bars = [\n", "toml", ""),
     ],
