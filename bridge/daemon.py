@@ -22,10 +22,9 @@ from bridge.audio.context import MusicalContext
 from bridge.audio.presets import Preset, PresetError, builtin_presets_dir, load_presets
 from bridge.audio.stems import LazySeparator, separator_config
 from bridge.errors import BadRequest, BridgeError, Busy, NotFound
-from bridge.jobs.capabilities import check_capabilities
+from bridge.jobs.admission import admit
 from bridge.jobs.events import EventSink
 from bridge.jobs.journal import JobRecord, Journal
-from bridge.jobs.plan import build_plan, job_params
 from bridge.jobs.queue import Destination, Job, JobQueue, JobStatus, Priority
 from bridge.jobs.retention import RetentionTimer, remove_partials
 from bridge.jobs.worker import Worker
@@ -310,55 +309,25 @@ class Daemon:
 
     def submit(self, op: str, job_id: str, args: Mapping[str, Any], settings: Mapping[str, Any], sender: Destination,
                *, priority: Priority = Priority.INTERACTIVE, slot: int | None = None, retries: int = 0) -> None:
-        """Validate, journal, enqueue and announce one job; every transport and MIDI come through here."""
+        """Admit, journal, enqueue and announce one job; every transport and MIDI come through here."""
         session = self.session(sender)
         existing = self.journal.get(job_id)
         if existing is not None:
             self.report_existing(existing, session.reply_to)
             return
-        params = job_params(op, args, settings, session.context)
-        if retries:
-            params["retries"] = retries  # re-run this many times if the daemon dies while it runs
-        if priority is not Priority.INTERACTIVE:
-            params["priority"] = priority.value
-        if int(args.get("count", 1)) > self.settings.max_variations:
-            raise BadRequest(f"{args['count']} variations is more than this daemon allows "
-                             f"({self.settings.max_variations}); ask for fewer or raise max_variations", job_id=job_id)
-        plan = build_plan(op, params, self.presets, self.input_roots)
-        if plan.input_path is not None:
-            check_input_limits(plan.input_path, self.settings, job_id)
-        check_capabilities(plan, self.engine.info, job_id)
-        if plan.melody_path is not None:
-            check_input_limits(plan.melody_path, self.settings, job_id)
-        self.check_limits(plan.bars, plan.generated_s_max,
-                          plan.preset.prompt_seconds if plan.input_path and op != "stems" else 0.0, job_id)
-        if len(self.queue) >= self.queue.max_length and priority is not Priority.LIVE:
-            raise Busy(f"the queue is full ({self.queue.max_length} waiting); send again after a /continuo/done",
-                       job_id=job_id)
-        job = Job(job_id=job_id, op=op, params=params, reply_to=session.reply_to, client_key=sender,
+        admitted = admit(op, job_id, args, settings, context=session.context, presets=self.presets,
+                         input_roots=self.input_roots, limits=self.settings, model=self.engine.info,
+                         queue=self.queue, priority=priority, slot=slot, retries=retries)
+        job = Job(job_id=job_id, op=op, params=admitted.params, reply_to=session.reply_to, client_key=sender,
                   priority=priority, slot=slot)
-        self.journal.insert_job(job.job_id, job.op, params, job.reply_to)
+        self.journal.insert_job(job.job_id, job.op, job.params, job.reply_to)
         position = self.queue.put(job)
         session.jobs.add(job.job_id)
         if len(session.jobs) > MAX_SESSION_JOBS:
             session.jobs &= self.active_job_ids()
         self.events.queued(job.reply_to, job.job_id, position, self.eta_s(position))
         log.info("job=%s queued op=%s preset=%s bars=%g position=%d priority=%s", job.job_id, job.op,
-                 plan.preset.name, plan.bars, position, priority.value)
-
-    def check_limits(self, bars: float, duration_s: float, prompt_s: float, job_id: str) -> None:
-        if bars > self.settings.max_bars:
-            raise BadRequest(f"{bars:g} bars is more than this daemon allows ({self.settings.max_bars:g}); "
-                             "ask for fewer bars or raise max_bars", job_id=job_id)
-        info = self.engine.info
-        windowed = info.max_output_s > info.max_duration_s  # our engine re-prompts past the model's window
-        limit = info.max_output_s if windowed else info.max_duration_s - prompt_s
-        if duration_s > limit:
-            raise BadRequest(
-                f"{bars:g} bars is {duration_s:.1f} s at this tempo; this engine renders at most {limit:.1f} s per "
-                f"request{' after the prompt' if prompt_s and not windowed else ''}; ask for fewer bars",
-                job_id=job_id,
-            )
+                 admitted.plan.preset.name, admitted.plan.bars, position, priority.value)
 
     def eta_s(self, position: int) -> float:
         waiting = self.queue.waiting()[: max(position, 0)]
@@ -449,23 +418,6 @@ class Daemon:
         info = self.engine.info
         self.events.emit(self.session(sender).reply_to, "/continuo/models", info.name, info.source_kind,
                          info.sample_rate, info.channels)
-
-
-def check_input_limits(path: Path, settings: Settings, job_id: str) -> None:
-    """Input files over max_input_bytes or max_input_s are refused before anything is queued."""
-    import soundfile
-
-    size = path.stat().st_size
-    if size > settings.max_input_bytes:
-        raise BadRequest(f"input file is {size} bytes; this daemon takes at most {settings.max_input_bytes} "
-                         "(max_input_bytes)", job_id=job_id)
-    try:
-        info = soundfile.info(str(path))
-    except (RuntimeError, soundfile.LibsndfileError) as exc:
-        raise BadRequest(f"input file {path} is not audio this daemon can read: {exc}", job_id=job_id) from None
-    if info.duration > settings.max_input_s:
-        raise BadRequest(f"input file is {info.duration:.1f} s long; this daemon takes at most "
-                         f"{settings.max_input_s:g} s (max_input_s)", job_id=job_id)
 
 
 def load_model(settings: Settings) -> Engine:

@@ -1,7 +1,7 @@
 """The bridge's error tree. Every error carries the stable code the wire sends.
 
 Codes (see osc_schema/continuo.json "error_codes"): bad_request, not_found, busy,
-cancelled, out_of_memory, model_error, io_error, interrupted.
+cancelled, out_of_memory, model_error, io_error, interrupted, audio_error.
 """
 
 from __future__ import annotations
@@ -32,6 +32,12 @@ class Busy(BridgeError):
 
 class IoError(BridgeError):
     code = "io_error"
+
+
+class AudioError(BridgeError):
+    """Processing audio failed (a plugin threw mid-render, the model gave broken samples): not the client's fault."""
+
+    code = "audio_error"
 
 
 class ConfigError(BridgeError):

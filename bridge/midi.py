@@ -16,15 +16,15 @@ A **MIDI map** is a TOML preset in ``presets/midi/`` or ``<user_presets_dir>/mid
                                 # the slot replaces its waiting job (the queue's rule for live jobs)
     preset = "lofi_tape"        # optional
     prompt = "dusty drums"      # optional (generate)
-    bars = 2.0                  # optional, 0.25..256
-    velocity = "temperature"    # optional: velocity 1..127 -> that setting's range (or vmin..vmax)
+    bars = 2.0                  # optional, 0.25..256 (a request's bars range)
+    velocity = "temperature"    # optional: velocity 1..127 -> that setting's schema range (or vmin..vmax)
     vmin = 0.7
     vmax = 1.3
 
     [[cc]]
     cc = 1                      # 0..127
-    setting = "guidance_scale"  # a request setting (bridge.audio.presets.SETTING_RANGES)
-    min = 1.0                   # optional; default: the setting's range
+    setting = "guidance_scale"  # a preset setting (bridge.audio.presets.PRESET_SETTINGS)
+    min = 1.0                   # optional; default: the setting's range in osc_schema/continuo.json
     max = 6.0
 
     [programs]                  # program change -> preset
@@ -72,10 +72,11 @@ from typing import Any, Protocol
 
 import mido
 
-from bridge.audio.presets import NAME_PATTERN, SETTING_RANGES, PresetError
+from bridge.audio.presets import NAME_PATTERN, PRESET_SETTINGS, PresetError
 from bridge.errors import ConfigError
 from bridge.jobs.journal import JobRecord
 from bridge.jobs.queue import Destination, Priority
+from bridge.protocol.schema import load_schema
 
 log = logging.getLogger("continuo.midi")
 
@@ -193,8 +194,8 @@ def _notes(tables: object, problems: list, presets: Sequence[str] | None) -> dic
         if action not in ACTIONS:
             problems.append((f"{where}.action", f"must be one of {', '.join(ACTIONS)}, got {action!r}"))
         velocity = _get(table, "velocity", str, problems, where=where, default=None)
-        if velocity is not None and velocity not in SETTING_RANGES:
-            problems.append((f"{where}.velocity", f"unknown setting {velocity!r}; valid: {', '.join(SETTING_RANGES)}"))
+        if velocity is not None and velocity not in PRESET_SETTINGS:
+            problems.append((f"{where}.velocity", f"unknown setting {velocity!r}; valid: {', '.join(PRESET_SETTINGS)}"))
         entry = NoteAction(
             note=note if note is not None else 0, action=str(action),
             slot=_int(table, "slot", 0, 127, problems, where=where, default=0),
@@ -204,7 +205,7 @@ def _notes(tables: object, problems: list, presets: Sequence[str] | None) -> dic
             velocity=velocity,
             vmin=_number(table, "vmin", problems, where=where), vmax=_number(table, "vmax", problems, where=where),
         )
-        if velocity in SETTING_RANGES:
+        if velocity in PRESET_SETTINGS:
             _check_span(where, velocity, entry.vmin, entry.vmax, problems, ("vmin", "vmax"))
         if note is not None and note in notes:
             problems.append((f"{where}.note", f"note {note} is mapped twice"))
@@ -225,12 +226,12 @@ def _ccs(tables: object, problems: list) -> dict[int, CcSetting]:
                 problems.append((f"{where}.{key}", "unknown key; valid: cc, setting, min, max"))
         number = _int(table, "cc", 0, 127, problems, where=where)
         setting = table.get("setting")
-        if setting not in SETTING_RANGES:
-            problems.append((f"{where}.setting", f"unknown setting {setting!r}; valid: {', '.join(SETTING_RANGES)}"))
+        if setting not in PRESET_SETTINGS:
+            problems.append((f"{where}.setting", f"unknown setting {setting!r}; valid: {', '.join(PRESET_SETTINGS)}"))
             continue
         lo, hi = _number(table, "min", problems, where=where), _number(table, "max", problems, where=where)
         _check_span(where, setting, lo, hi, problems, ("min", "max"))
-        _, range_lo, range_hi = SETTING_RANGES[setting]
+        range_lo, range_hi = setting_range(setting)
         if number is not None:
             ccs[number] = CcSetting(number, setting, range_lo if lo is None else lo, range_hi if hi is None else hi)
     return ccs
@@ -254,11 +255,18 @@ def _programs(table: object, problems: list, presets: Sequence[str] | None) -> d
 
 def _check_span(where: str, setting: str, lo: float | None, hi: float | None, problems: list,
                 names: tuple[str, str]) -> None:
-    _, range_lo, range_hi = SETTING_RANGES[setting]
+    range_lo, range_hi = setting_range(setting)
     for name, value in zip(names, (lo, hi)):
         if value is not None and not range_lo <= value <= range_hi:
             problems.append((f"{where}.{name}", f"must be within {setting}'s range {range_lo:g} to {range_hi:g}, "
                              f"got {value!r}"))
+
+
+def setting_range(setting: str) -> tuple[float, float]:
+    """(min, max) of a preset setting, from the schema: a knob reaches exactly what a request may send."""
+    spec = load_schema().setting(setting)
+    assert spec is not None and spec.min is not None and spec.max is not None, f"{setting} has no schema range"
+    return float(spec.min), float(spec.max)
 
 
 def _key(where: str | None, key: str) -> str:
@@ -301,8 +309,9 @@ def _bars(table: Mapping, key: str, problems: list, *, where: str | None = None,
     value = _number(table, key, problems, where=where)
     if value is None:
         return default
-    if not 0.25 <= value <= 256:
-        problems.append((_key(where, key), f"must be from 0.25 to 256 bars, got {value!r}"))
+    bars = next(arg for arg in load_schema().requests["/continuo/generate"].args if arg.name == "bars")
+    if not bars.min <= value <= bars.max:  # the range a request's bars argument has
+        problems.append((_key(where, key), f"must be from {bars.min:g} to {bars.max:g} bars, got {value!r}"))
     return value
 
 
@@ -456,7 +465,7 @@ class MidiController:
         state = self.slots.setdefault(entry.slot, _SlotState())
         settings = dict(self.settings)
         if entry.velocity is not None:
-            _, lo, hi = SETTING_RANGES[entry.velocity]
+            lo, hi = setting_range(entry.velocity)
             settings[entry.velocity] = _scale(entry.velocity, (velocity - 1) / 126,
                                               lo if entry.vmin is None else entry.vmin,
                                               hi if entry.vmax is None else entry.vmax)
@@ -500,9 +509,10 @@ class MidiController:
 
 
 def _scale(setting: str, fraction: float, lo: float, hi: float) -> float | int:
-    kind = SETTING_RANGES[setting][0]
-    value = lo + (hi - lo) * min(max(fraction, 0.0), 1.0)
-    return int(round(value)) if kind is int else round(value, 4)
+    """``fraction`` 0..1 of the span lo..hi, as the setting's schema type; 1 gives exactly ``hi``."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    value = hi if fraction == 1.0 else lo + (hi - lo) * fraction
+    return int(round(value)) if load_schema().settings[setting].type == "i" else round(value, 4)
 
 
 # -- ports ---------------------------------------------------------------------------------

@@ -52,14 +52,16 @@ def cpu_kernels_built():
 
 @pytest.fixture
 def make_daemon_in_process(tiny_model_dir, tmp_path) -> Iterator[Callable[..., Daemon]]:
-    """A factory: ``make_daemon_in_process(engine_loader=None, **settings)`` starts an in-process Daemon on the
-    tiny model with files under tmp_path, its events recorded in ``daemon.sent`` (a tests.daemons.EventLog);
-    every daemon it started is shut down after the test. Settings are overrides by name, e.g. max_queue=2."""
+    """A factory: ``make_daemon_in_process(engine_loader=None, worker_thread=True, **settings)`` starts an
+    in-process Daemon on the tiny model with files under tmp_path, its events recorded in ``daemon.sent`` (a
+    tests.daemons.EventLog); every daemon it started is shut down after the test. Settings are overrides by
+    name, e.g. max_queue=2."""
     from tests.daemons import daemon_settings, running_daemon  # the bridge only where a test asks for a daemon
 
     with ExitStack() as stack:
-        def make(*, engine_loader: Callable[..., Any] | None = None, **settings: Any) -> Daemon:
+        def make(*, engine_loader: Callable[..., Any] | None = None, worker_thread: bool = True,
+                 **settings: Any) -> Daemon:
             return stack.enter_context(running_daemon(daemon_settings(tiny_model_dir, tmp_path, **settings),
-                                                      engine_loader=engine_loader))
+                                                      engine_loader=engine_loader, worker_thread=worker_thread))
 
         yield make

@@ -87,10 +87,12 @@ class EventLog:
 
 
 @contextmanager
-def running_daemon(settings: Settings, *, engine_loader: Callable[[Settings], Any] | None = None) -> Iterator[Daemon]:
-    """An in-process Daemon (worker on its own thread) whose events go to ``daemon.sent``, an EventLog, instead of
-    the network; shut down on exit. engine_loader: settings -> engine, to wrap or replace the model."""
-    daemon = Daemon(settings, engine_loader=engine_loader)
+def running_daemon(settings: Settings, *, engine_loader: Callable[[Settings], Any] | None = None,
+                   worker_thread: bool = True) -> Iterator[Daemon]:
+    """An in-process Daemon whose events go to ``daemon.sent``, an EventLog, instead of the network; shut down on
+    exit. engine_loader: settings -> engine, to wrap or replace the model. worker_thread=False leaves the worker
+    unstarted (as `continuo serve` does before its main-thread loop): admitted jobs stay queued."""
+    daemon = Daemon(settings, engine_loader=engine_loader, compute_on_main_thread=not worker_thread)
     daemon.startup()
     daemon.sent = EventLog()
     daemon.events._send = daemon.sent  # record instead of sending (the transports stay up)

@@ -12,7 +12,9 @@ against the table first and then by instantiating the plugin.
 its ``path`` parameter is required (and must exist), ``plugin_name`` picks one
 plugin out of a multi-plugin bundle, and every other parameter is set by the
 name the plugin reports in ``.parameters``. It is loaded at build time; a
-plugin that cannot be loaded is a ``BadRequest``, never a crash.
+plugin that cannot be loaded is a ``BadRequest`` (the preset is wrong), never a
+crash. A plugin that throws while processing, or output that is broken, is an
+``AudioError`` (code ``audio_error``): the request was fine, the audio failed.
 
 ``Convolution`` takes ``impulse_response_filename`` (in a preset, relative to
 the preset file; it must exist); ``quality`` of ``Resample`` and
@@ -36,7 +38,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pedalboard
 
-from bridge.errors import BadRequest, BridgeError
+from bridge.audio.samples import as_audio
+from bridge.errors import AudioError, BadRequest
 
 ParamValue = float | int | bool | str
 
@@ -188,7 +191,7 @@ def apply_chain(
     the channel count unchanged. ``chain`` may be a built ``Pedalboard`` (to
     reuse loaded VST3 instances; not thread-safe) or a sequence of specs.
     """
-    audio = _check_audio(audio)
+    audio = as_audio(audio)
     if not (math.isfinite(tail_s) and tail_s >= 0.0):
         raise BadRequest(f"tail_s must be a finite number >= 0, got {tail_s!r}")
     tail_frames = round(tail_s * sample_rate)
@@ -203,21 +206,13 @@ def apply_chain(
     try:
         out = board.process(np.pad(audio, ((0, 0), (0, short))), float(sample_rate), reset=True)
     except Exception as exc:  # pedalboard and plugins raise many types; report, never crash
-        raise BadRequest(f"effect chain failed while processing: {exc}") from exc
+        raise AudioError(f"effect chain failed while processing: {exc}") from exc
     out = out[:, : audio.shape[1]]
     if out.shape != audio.shape:
-        raise BridgeError(f"effect chain changed the shape {audio.shape} to {out.shape}")
+        raise AudioError(f"effect chain changed the shape {audio.shape} to {out.shape}")
     if not np.isfinite(out).all():
-        raise BadRequest("effect chain produced non-finite samples; lower feedback, resonance or gain")
+        raise AudioError("effect chain produced non-finite samples; lower feedback, resonance or gain")
     return np.ascontiguousarray(out, dtype=np.float32)
-
-
-def _check_audio(audio: np.ndarray) -> np.ndarray:
-    if not isinstance(audio, np.ndarray) or audio.ndim != 2:
-        raise BadRequest(f"audio must be a (channels, frames) array, got shape {np.shape(audio)}")
-    if not np.issubdtype(audio.dtype, np.floating):
-        raise BadRequest(f"audio must be floating point, got {audio.dtype}")
-    return np.ascontiguousarray(audio, dtype=np.float32)
 
 
 def _is_number(value: object) -> bool:

@@ -27,7 +27,8 @@ import pyloudnorm
 from scipy.ndimage import correlate1d, minimum_filter1d
 from scipy.signal import firwin
 
-from bridge.errors import BadRequest
+from bridge.audio.samples import as_audio
+from bridge.errors import AudioError
 
 LUFS_FLOOR = -70.0
 PEAK_FLOOR_DB = -150.0
@@ -43,10 +44,10 @@ _MAX_PYLOUDNORM_CHANNELS = 5
 
 def measure_lufs(audio: np.ndarray, sample_rate: int) -> float:
     """Integrated loudness in LUFS; ``LUFS_FLOOR`` for silence or audio under 400 ms."""
-    audio = _as_audio(audio)
+    audio = as_audio(audio)
     channels, frames = audio.shape
     if channels > _MAX_PYLOUDNORM_CHANNELS:
-        raise BadRequest(f"loudness is measured for up to 5 channels, got {channels}")
+        raise AudioError(f"loudness is measured for up to 5 channels, got {channels}")
     meter = pyloudnorm.Meter(sample_rate)
     if frames < meter.block_size * sample_rate:
         return LUFS_FLOOR
@@ -56,7 +57,7 @@ def measure_lufs(audio: np.ndarray, sample_rate: int) -> float:
 
 def true_peak_db(audio: np.ndarray, sample_rate: int) -> float:
     """Maximum true peak over all channels in dBTP; ``PEAK_FLOOR_DB`` for silence."""
-    audio = _as_audio(audio)
+    audio = as_audio(audio)
     if audio.shape[1] == 0:
         return PEAK_FLOOR_DB
     peak = float(_peak_envelope(audio, sample_rate).max())
@@ -108,7 +109,7 @@ def normalize_loudness(
     Silence and audio under 400 ms keep their level (they have no loudness) and
     are only limited. Returns float32 (C, T).
     """
-    audio = _as_audio(audio)
+    audio = as_audio(audio)
     if audio.shape[1] == 0:
         return audio.copy()
     ceiling_db = true_peak_db
@@ -205,11 +206,3 @@ def _moving_average(values: np.ndarray, width: int) -> np.ndarray:
 
 def _to_db(linear: float) -> float:
     return max(20.0 * float(np.log10(linear)), PEAK_FLOOR_DB) if linear > 0 else PEAK_FLOOR_DB
-
-
-def _as_audio(audio: np.ndarray) -> np.ndarray:
-    if not isinstance(audio, np.ndarray) or audio.ndim != 2:
-        raise BadRequest(f"audio must be a (channels, frames) array, got shape {np.shape(audio)}")
-    if not np.issubdtype(audio.dtype, np.floating):
-        raise BadRequest(f"audio must be floating point, got {audio.dtype}")
-    return np.ascontiguousarray(audio, dtype=np.float32)

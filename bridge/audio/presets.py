@@ -10,16 +10,16 @@ key optional::
     [prompt]
     template = "{prompt}, {bpm} bpm, {key}"  # must contain {prompt}; also {metre}
 
-    [generation]
-    temperature = 1.0                        # 0.01 .. 5
+    [generation]                             # ranges: the request settings of osc_schema/continuo.json
+    temperature = 1.0                        # 0.05 .. 4
     top_k = 250                              # 0 .. 2048 (0 = off)
     top_p = 0.0                              # 0 .. 1 (0 = off)
     guidance_scale = 3.0                     # 0 .. 20
-    seed = 1234                              # 0 .. 2**32 - 1; absent = random
-    prompt_seconds = 5.0                     # 0.5 .. 30, audio prompt for continuations
+    seed = 1234                              # 0 .. 2**31 - 1; absent = random
+    prompt_seconds = 5.0                     # 0.5 .. 20, audio prompt for continuations
 
     [loudness]
-    target_lufs = -14.0                      # -40 .. -4
+    target_lufs = -14.0                      # -40 .. -5
     true_peak_db = -1.0                      # -12 .. 0 dBTP
 
     [output]
@@ -41,14 +41,15 @@ key optional::
     room_size = 0.3
 
 ``load_presets`` checks everything and reports all problems of all files at
-once in one ``PresetError``, one line each: ``<file>: <key>: <reason>``.
+once in one ``PresetError``, one line each: ``<file>: <key>: <reason>``. The
+[generation] and [loudness] values are request settings: they are checked
+against the schema's ranges (``bridge.protocol.schema``), the one source of them,
+so a preset holds nothing a request could not ask for.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 import re
 import tomllib
 import types
@@ -59,12 +60,12 @@ from pathlib import Path
 from bridge.audio.context import MusicalContext
 from bridge.audio.effects import PATH_PARAMS, VST3, EffectSpec, check_effect
 from bridge.errors import BadRequest, ConfigError
+from bridge.protocol.schema import InvalidValue, load_schema
 
 __all__ = [
     "BIT_DEPTHS",
     "NAME_PATTERN",
-    "SETTING_ALIASES",
-    "SETTING_RANGES",
+    "PRESET_SETTINGS",
     "STEMS",
     "EffectSpec",
     "Preset",
@@ -78,18 +79,11 @@ STEMS: tuple[str, ...] = ("drums", "bass", "other", "vocals")
 BIT_DEPTHS: tuple[int, ...] = (16, 24, 32)
 PLACEHOLDERS: tuple[str, ...] = ("bpm", "key", "metre")
 
-# Settings a request may override: name -> (type, min, max), inclusive.
-SETTING_RANGES: Mapping[str, tuple[type, float, float]] = {
-    "temperature": (float, 0.01, 5.0),
-    "top_k": (int, 0, 2048),
-    "top_p": (float, 0.0, 1.0),
-    "guidance_scale": (float, 0.0, 20.0),
-    "seed": (int, 0, 2**32 - 1),
-    "prompt_seconds": (float, 0.5, 30.0),
-    "target_lufs": (float, -40.0, -4.0),
-    "true_peak_db": (float, -12.0, 0.0),
-}
-SETTING_ALIASES: Mapping[str, str] = {"cfg": "guidance_scale"}
+# The request settings a preset holds (a request may override each). Their types and ranges are the
+# schema's (load_schema().setting(name)): osc_schema/continuo.json is the one source.
+PRESET_SETTINGS: tuple[str, ...] = (
+    "temperature", "top_k", "top_p", "guidance_scale", "seed", "prompt_seconds", "target_lufs", "true_peak_db",
+)
 
 _SECTIONS: Mapping[str, tuple[str, ...]] = {
     "prompt": ("template",),
@@ -152,28 +146,23 @@ class Preset:
         return _drop_repeated_phrases(text)
 
     def with_overrides(self, settings: Mapping[str, object]) -> Preset:
-        """A copy with request ``settings`` (``SETTING_RANGES`` names, or ``cfg``) applied.
+        """A copy with admitted request ``settings`` (``PRESET_SETTINGS`` names, or an alias) applied.
 
-        ``seed`` may be None (random). Every problem is reported in one ``BadRequest``.
+        The values were checked against the schema where they entered (``Schema.parse`` for OSC and
+        ZeroMQ, ``load_midi_maps`` for MIDI knobs), so here they only take the setting's type.
+        ``seed`` may be None (random). A name that is not a preset setting is a bug: ValueError.
         """
         changes: dict[str, object] = {}
-        problems: list[str] = []
         for given, value in settings.items():
-            name = SETTING_ALIASES.get(given, given)
-            if name not in SETTING_RANGES:
-                valid = ", ".join([*SETTING_RANGES, *SETTING_ALIASES])
-                problems.append(f"{given}: unknown setting; valid: {valid}")
-            elif name in changes:
-                problems.append(f"{given}: given twice (cfg is guidance_scale)")
-            elif name == "seed" and value is None:
-                changes[name] = None
+            spec = load_schema().setting(given)
+            if spec is None or spec.name not in PRESET_SETTINGS:
+                raise ValueError(f"{given} is not a preset setting; preset settings: {', '.join(PRESET_SETTINGS)}")
+            if value is None:
+                if spec.name != "seed":
+                    raise ValueError(f"{given} needs a value; only seed may be None (random)")
+                changes[spec.name] = None
             else:
-                converted, reason = _convert_setting(name, value)
-                if reason:
-                    problems.append(f"{given}: {reason}")
-                changes[name] = converted
-        if problems:
-            raise BadRequest("; ".join(problems))
+                changes[spec.name] = int(value) if spec.type == "i" else float(value)
         return dataclasses.replace(self, **changes) if changes else self
 
 
@@ -343,20 +332,13 @@ def _expect_str(key: str, value: object, problems: list, *, allow_empty: bool) -
 
 
 def _convert_setting(name: str, value: object) -> tuple[object, str]:
-    """``value`` as the type of setting ``name`` and "" if it is valid, else a reason."""
-    kind, lo, hi = SETTING_RANGES[name]
-    if kind is int:
-        integral = isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer())
-        if isinstance(value, bool) or not integral:
-            return value, f"must be an integer from {lo:g} to {hi:g}, got {value!r}"
-        value = int(value)
-    else:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-            return value, f"must be a number from {lo:g} to {hi:g}, got {value!r}"
-        value = float(value)
-    if not lo <= value <= hi:
-        return value, f"must be from {lo:g} to {hi:g}, got {value!r}"
-    return value, ""
+    """``value`` as request setting ``name`` (the schema's type and range) and "" if valid, else a reason."""
+    spec = load_schema().setting(name)
+    assert spec is not None, f"{name} is a preset setting but not a request setting in the schema"
+    try:
+        return spec.check(value), ""
+    except InvalidValue as exc:
+        return value, str(exc)
 
 
 def _drop_repeated_phrases(text: str) -> str:

@@ -40,6 +40,7 @@ import soxr
 from bridge.audio.effects import apply_chain
 from bridge.audio.loudness import measure_lufs, normalize_loudness, true_peak_db
 from bridge.audio.presets import Preset
+from bridge.audio.samples import as_audio
 from bridge.errors import BadRequest
 
 FADE_OUT_S = 0.005
@@ -74,7 +75,7 @@ class RenderedAudio:
 
 def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
     """``audio`` (C, T) resampled with soxr VHQ to (C, ~T * target / source) float32."""
-    audio = _check_audio(audio)
+    audio = as_audio(audio, finite=True)
     _check_rate("source_rate", source_rate)
     _check_rate("target_rate", target_rate)
     if source_rate == target_rate or audio.shape[1] == 0:
@@ -104,7 +105,7 @@ def render_mix(
         raise BadRequest(f"frames must be an integer >= 0, got {frames!r}")
     if isinstance(channels, bool) or channels not in (1, 2):
         raise BadRequest(f"channels must be 1 or 2, got {channels!r}")
-    audio = _check_audio(audio[np.newaxis] if np.ndim(audio) == 1 else audio)
+    audio = as_audio(audio[np.newaxis] if np.ndim(audio) == 1 else audio, finite=True)
     mapped = map_channels(audio, channels)
     if not isinstance(lead_frames, numbers.Integral) or isinstance(lead_frames, bool) or lead_frames < 0:
         raise BadRequest(f"lead_frames must be an integer >= 0, got {lead_frames!r}")
@@ -215,16 +216,6 @@ def fade_out_(audio: np.ndarray, fade_frames: int) -> None:
         return
     ramp = 0.5 * (1.0 + np.cos(np.linspace(0.0, np.pi, fade_frames)))
     audio[:, -fade_frames:] *= ramp.astype(np.float32)
-
-
-def _check_audio(audio: np.ndarray) -> np.ndarray:
-    if not isinstance(audio, np.ndarray) or audio.ndim != 2 or audio.shape[0] == 0:
-        raise BadRequest(f"audio must be a (channels, frames) array, got shape {np.shape(audio)}")
-    if not np.issubdtype(audio.dtype, np.floating):
-        raise BadRequest(f"audio must be floating point, got {audio.dtype}")
-    if not np.isfinite(audio).all():
-        raise BadRequest("audio contains non-finite samples (nan or inf)")
-    return np.ascontiguousarray(audio, dtype=np.float32)
 
 
 def _check_rate(name: str, rate: int) -> None:

@@ -1,7 +1,11 @@
-"""From a validated request to a render plan: preset with overrides, musical context, seed, input.
+"""From admitted params to a render plan: preset with overrides, musical context, seed, input.
 
-The same function runs when a request arrives (so every mistake is answered at
-once, before anything is queued) and when the worker starts the job.
+``build_plan`` runs twice: at admission (``bridge.jobs.admission.admit``, which
+also checks the request's rules, so every mistake is answered before anything
+is journalled) and when the worker starts the job from the journalled params
+(also for replays and retries). It only builds: ranges were checked by the
+schema, the rules between settings by admission. What can change between the
+two runs it still refuses: a preset reloaded away, an input file gone.
 """
 
 from __future__ import annotations
@@ -99,35 +103,17 @@ def build_plan(op: str, params: Mapping[str, Any], presets: Mapping[str, Preset]
     own = {key: settings.pop(key) for key in PLAN_SETTINGS if key in settings}
     preset = presets[preset_name].with_overrides(settings)
     stems = parse_stems(own["stems"]) if "stems" in own else preset.stems
-    beats = _check_beats("beats", own.get("beats"))
+    beats = float(own["beats"]) if own.get("beats") is not None else None
     bars = float(params["bars"]) if beats is None else beats / context.beats_per_bar
     seed = preset.seed if preset.seed is not None else int(params["seed"])
     input_path = resolve_input(params["input_path"], input_roots) if params.get("input_path") else None
-    if op == "continue" and input_path is None:
-        raise BadRequest("continue needs an input file: "
-                         "send /continuo/continue <job_id> <preset> <absolute wav path> <bars>")
-    if op == "stems" and input_path is None:
-        raise BadRequest("stems needs an input file: send /continuo/stems <job_id> <absolute wav path> [stems]")
-    stream = _flag("stream", own.get("stream", 0))
-    if stream and op not in ("generate", "continue", "variations"):
-        raise BadRequest(f"stream 1 works with generate, continue and variations, not {op}; drop the setting")
-    styles = _styles(own, preset, context)
-    text = params.get("prompt", "")
-    if "prompt" in own:
-        if op in PROMPT_ARG_OPS:
-            raise BadRequest(f"{op} takes its prompt as an argument; drop the prompt setting")
-        if op == "stems":
-            raise BadRequest("stems generates nothing, so it takes no prompt; drop the setting")
-        text = str(own["prompt"])
+    text = str(own["prompt"]) if "prompt" in own else params.get("prompt", "")
     melody_path = resolve_input(str(own["melody"]), input_roots) if own.get("melody") else None
-    if melody_path is not None and op == "stems":
-        raise BadRequest("melody conditions generation; /continuo/stems generates nothing; drop the setting")
-    return RenderPlan(op=op, preset=preset, context=context, bars=bars, stream=stream, styles=styles,
-                      melody_path=melody_path,
+    return RenderPlan(op=op, preset=preset, context=context, bars=bars, stream=bool(own.get("stream", 0)),
+                      styles=_styles(own, preset, context), melody_path=melody_path,
                       prompt=preset.render_prompt(text, context), seed=seed,
-                      input_path=input_path, stems=stems, loop=_flag("loop", own.get("loop", 0)),
-                      hard_cut=_flag("hard_cut", own.get("hard_cut", 0)), beats=beats,
-                      count=int(params.get("count", 1)))
+                      input_path=input_path, stems=stems, loop=bool(own.get("loop", 0)),
+                      hard_cut=bool(own.get("hard_cut", 0)), beats=beats, count=int(params.get("count", 1)))
 
 
 def parse_stems(text: object) -> tuple[str, ...]:
@@ -149,24 +135,8 @@ def parse_stems(text: object) -> tuple[str, ...]:
 
 def _styles(own: Mapping[str, Any], preset: Preset, context: MusicalContext) -> tuple[tuple[str, float], ...]:
     if "style" not in own:
-        if "style_weight" in own:
-            raise BadRequest("style_weight needs a style: send style \"<prompt>\" style_weight 0.5")
         return ()
     return ((preset.render_prompt(str(own["style"]), context), float(own.get("style_weight", 1.0))),)
-
-
-def _flag(name: str, value: object) -> bool:
-    if value in (0, 1) and not isinstance(value, float | str):
-        return bool(value)
-    raise BadRequest(f"{name} must be 0 or 1, got {value!r}")
-
-
-def _check_beats(name: str, value: object) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.25 <= value <= 1024:
-        raise BadRequest(f"{name} must be a number of beats from 0.25 to 1024, got {value!r}")
-    return float(value)
 
 
 def resolve_input(raw: str, input_roots: Sequence[Path]) -> Path:

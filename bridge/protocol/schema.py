@@ -44,6 +44,10 @@ class _Invalid(Exception):
     """One value broke its spec; str() is the 'got ...' part of the message."""
 
 
+class InvalidValue(ValueError):
+    """A value broke its spec outside a request (a preset file, a MIDI map): 'must be ..., got ...'."""
+
+
 class _Reject(Exception):
     """A request broke the schema; `setting` names the setting to show in the example."""
 
@@ -139,6 +143,13 @@ class ArgSpec:
         number = _as_int(value) if self.type == "i" else _as_float(value)
         return self._check_number(number)
 
+    def check(self, value: Any) -> Any:
+        """``coerce`` for callers outside this module: raises InvalidValue 'must be <describe>, got <value>'."""
+        try:
+            return self.coerce(value)
+        except _Invalid as exc:
+            raise InvalidValue(f"must be {self.describe()}, got {exc}") from None
+
     def _check_number(self, value: int | float) -> int | float:
         if self.enum is not None and value not in self.enum:
             raise _Invalid(_show(value))
@@ -220,6 +231,12 @@ class Schema:
         self.requests = {a: self._message_spec(a, spec, "requests") for a, spec in data["requests"].items()}
         self.events = {a: self._message_spec(a, spec, "events") for a, spec in data["events"].items()}
         self._check_references()
+
+    def setting(self, name: str) -> ArgSpec | None:
+        """The request setting ``name`` (or an alias of it), None when there is none: its type and range,
+        the one source of both for requests, presets and MIDI maps."""
+        canonical = self._setting_names.get(name)
+        return None if canonical is None else self.settings[canonical]
 
     @property
     def request_addresses(self) -> tuple[str, ...]:

@@ -6,7 +6,7 @@ import mido
 import numpy as np
 import pytest
 
-from bridge.audio.presets import PresetError, builtin_presets_dir
+from bridge.audio.presets import PRESET_SETTINGS, PresetError, builtin_presets_dir
 from bridge.errors import ConfigError
 from bridge.jobs.queue import Priority
 from bridge.midi import (
@@ -18,8 +18,10 @@ from bridge.midi import (
     open_midi_input,
     pick_midi_map,
 )
+from bridge.protocol.schema import load_schema
 
 PRESETS = ["default", "lofi_tape", "club_master", "ambient_wash"]
+SCHEMA = load_schema()
 
 
 @pytest.fixture(scope="module")
@@ -188,9 +190,13 @@ def test_channel_filter(tmp_path):
         ('[[notes]]\nnote = 36\naction = "generate"\n[[notes]]\nnote = 36\naction = "cancel"\n', "notes[1].note",
          "mapped twice"),
         ('[[cc]]\ncc = 1\nsetting = "temperature"\nmax = 99\n', "cc[0].max", "temperature's range"),
+        ('[[cc]]\ncc = 1\nsetting = "temperature"\nmax = 4.5\n', "cc[0].max", "range 0.05 to 4"),  # OSC refuses 4.5
+        ('[[notes]]\nnote = 36\naction = "generate"\nvelocity = "seed"\nvmax = 4294967295\n', "notes[0].vmax",
+         "seed's range 0 to 2.14748e+09"),
         ('[[cc]]\ncc = 1\nsetting = "volume"\n', "cc[0].setting", "unknown setting"),
         ('[programs]\n300 = "default"\n', "programs.300", "0..127"),
         ("channel = 16\n", "channel", "0 to 15"),
+        ("bars = 300.0\n", "bars", "must be from 0.25 to 256 bars"),  # the schema's bars range
         ("tempo = 3\n", "tempo", "unknown key"),
         ("bars = [\n", "toml", ""),
     ],
@@ -202,6 +208,22 @@ def test_map_errors_name_file_key_and_reason(tmp_path, text, key, reason):
         load_midi_maps([tmp_path], PRESETS)
     assert any(line.startswith(f"{path}: {key}: ") and reason in line for line in caught.value.problems), \
         caught.value.problems
+
+
+@pytest.mark.parametrize("setting", PRESET_SETTINGS)
+def test_a_knob_spans_exactly_the_schemas_range(tmp_path, setting):
+    (tmp_path / "knobs.toml").write_text(f'[[cc]]\ncc = 1\nsetting = "{setting}"\n'
+                                         f'[[notes]]\nnote = 36\naction = "generate"\nvelocity = "{setting}"\n')
+    spec = load_schema().setting(setting)
+    recorder = Recorder()
+    midi = controller(load_midi_maps([tmp_path])["knobs"], recorder)
+    for value, velocity, expected in ((0, 1, spec.min), (127, 127, spec.max)):
+        midi.feed(mido.Message("control_change", control=1, value=value))
+        assert midi.settings[setting] == expected and type(midi.settings[setting]) is type(spec.coerce(expected))
+        midi.feed(mido.Message("note_on", note=36, velocity=velocity))
+        assert recorder.jobs[-1]["settings"][setting] == expected
+        assert SCHEMA.parse("/continuo/generate", ["job-1", "default", "x", 1.0, setting, expected]).settings == {
+            setting: expected}  # what a knob sends, OSC accepts
 
 
 def test_opening_a_port_without_a_backend_or_port_is_a_clear_error(default_map):

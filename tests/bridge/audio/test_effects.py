@@ -4,7 +4,7 @@ import pytest
 import soundfile as sf
 
 from bridge.audio.effects import _BOOL, _PATH, PLUGIN_PARAMS, EffectSpec, apply_chain, build_pedalboard, check_effect
-from bridge.errors import BadRequest
+from bridge.errors import AudioError, BadRequest
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,7 @@ def test_effect_spec_params_are_read_only():
 
 @pytest.mark.parametrize("audio", [np.zeros(10, np.float32), np.zeros((2, 10), np.int16), [[0.0]]])
 def test_bad_audio(audio):
-    with pytest.raises(BadRequest, match="audio"):
+    with pytest.raises(AudioError, match="audio"):
         apply_chain(audio, 48000, [EffectSpec("Gain", {})])
 
 

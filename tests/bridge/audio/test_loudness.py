@@ -11,7 +11,7 @@ from bridge.audio.loudness import (
     normalize_loudness,
     true_peak_db,
 )
-from bridge.errors import BadRequest
+from bridge.errors import AudioError
 
 RATES = [44100, 48000, 96000]
 
@@ -62,9 +62,9 @@ def test_floor_for_silence_and_short_audio(audio):
 
 
 def test_measure_rejects_bad_input():
-    with pytest.raises(BadRequest, match="channels"):
+    with pytest.raises(AudioError, match="channels"):
         measure_lufs(np.zeros((6, 48000), np.float32), 48000)
-    with pytest.raises(BadRequest, match="shape"):
+    with pytest.raises(AudioError, match="shape"):
         measure_lufs(np.zeros(48000, np.float32), 48000)
 
 

@@ -9,7 +9,7 @@ from bridge.audio.effects import EffectSpec
 from bridge.audio.loudness import measure_lufs, true_peak_db
 from bridge.audio.presets import Preset, builtin_presets_dir, load_presets
 from bridge.audio.render import FADE_OUT_S, RenderedAudio, map_channels, render_mix, resample
-from bridge.errors import BadRequest
+from bridge.errors import AudioError, BadRequest
 
 MODEL_RATE = 32000
 
@@ -180,8 +180,6 @@ def test_map_channels():
         ({"channels": 3}, "channels"),
         ({"channels": True}, "channels"),
         ({"sample_rate": 0}, "target_rate"),
-        ({"audio": np.full((1, 100), np.nan, np.float32)}, "non-finite"),
-        ({"audio": np.zeros((1, 100), np.int16)}, "floating"),
     ],
 )
 def test_render_rejects_bad_arguments(kwargs, fragment):
@@ -189,6 +187,30 @@ def test_render_rejects_bad_arguments(kwargs, fragment):
     audio = arguments.pop("audio")
     with pytest.raises(BadRequest, match=fragment):
         render_mix(audio, MODEL_RATE, preset=GENTLE, **arguments)
+
+
+@pytest.mark.parametrize("audio, fragment", [(np.full((1, 100), np.nan, np.float32), "non-finite"),
+                                             (np.zeros((1, 100), np.int16), "floating"),
+                                             (np.zeros((0, 100), np.float32), "shape")])
+def test_broken_audio_is_an_audio_error_not_a_bad_request(audio, fragment):
+    with pytest.raises(AudioError, match=fragment):
+        render_mix(audio, MODEL_RATE, frames=4800, sample_rate=48000, preset=GENTLE)
+
+
+def test_a_plugin_that_throws_mid_render_is_an_audio_error(monkeypatch):
+    import bridge.audio.effects
+
+    class ThrowingBoard:
+        def __len__(self) -> int:
+            return 1
+
+        def process(self, *args, **kwargs):
+            raise RuntimeError("plugin crashed in processBlock")
+
+    monkeypatch.setattr(bridge.audio.effects, "build_pedalboard", lambda chain, sample_rate=None: ThrowingBoard())
+    with pytest.raises(AudioError, match="effect chain failed while processing: plugin crashed") as caught:
+        render_mix(sine(440.0, MODEL_RATE, 0.1), MODEL_RATE, frames=4800, sample_rate=48000, preset=GENTLE)
+    assert caught.value.code == "audio_error"
 
 
 def test_render_16_s_is_fast_enough():

@@ -64,11 +64,25 @@ def test_schema_is_json_with_every_section():
 
 def test_error_codes_cover_both_error_trees():
     assert ERROR_CODES == ("bad_request", "not_found", "busy", "cancelled", "out_of_memory", "model_error",
-                           "io_error", "interrupted")
+                           "io_error", "interrupted", "audio_error")
     assert all(RAW["error_codes"][code].strip() for code in ERROR_CODES)
     trees = [errors.BridgeError, inference_errors.InferenceError]
     classes = [c for tree in trees for c in (tree, *tree.__subclasses__())]
     assert {c.code for c in classes} <= set(ERROR_CODES)
+
+
+def test_audio_error_is_its_own_code():
+    assert errors.AudioError("plugin threw").code == "audio_error"
+    assert not issubclass(errors.AudioError, errors.BadRequest)
+
+
+def test_setting_lookup_resolves_aliases_and_checks_values_for_presets_and_maps():
+    assert SCHEMA.setting("cfg") is SCHEMA.settings["guidance_scale"] and SCHEMA.setting("volume") is None
+    temperature = SCHEMA.setting("temperature")
+    assert (temperature.type, temperature.min, temperature.max) == ("f", 0.05, 4)
+    assert temperature.check(4) == 4.0
+    with pytest.raises(ValueError, match=r"^must be a float in 0.05..4, got 4.5$"):
+        temperature.check(4.5)
 
 
 def test_stages_are_the_documented_ones():

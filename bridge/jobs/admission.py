@@ -1,0 +1,138 @@
+"""Admission: every check on a job request, in one place, before anything is journalled.
+
+``admit`` runs on the receive thread (``Daemon.submit``) for every way a job
+comes in: OSC over UDP or TCP, ZeroMQ, MIDI. It refuses with the error the
+client sees, or returns what the daemon journals and enqueues. In order:
+
+1. variations: ``count`` within ``max_variations``;
+2. the plan (``build_plan``): the preset exists, the context and overrides
+   apply, inputs resolve under the input roots and exist;
+3. the rules between settings the schema cannot see (``check_rules``);
+4. input files: size, duration, readable audio (``check_input_file``);
+5. the model: its declared capabilities (``check_capabilities``) and its
+   window against the length asked for (``check_length``);
+6. room in the queue, or a live job's slot to take over (``check_room``).
+
+Types and ranges are not checked again here: ``Schema.parse`` checked them for
+OSC and ZeroMQ, ``load_midi_maps`` for the values a MIDI knob can send (against
+the same schema), so each rule has one check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bridge.audio.context import MusicalContext
+from bridge.audio.presets import Preset
+from bridge.errors import BadRequest, BridgeError, Busy
+from bridge.jobs.capabilities import check_capabilities
+from bridge.jobs.plan import PROMPT_ARG_OPS, RenderPlan, build_plan, job_params
+from bridge.jobs.queue import JobQueue, Priority
+from bridge.settings import Settings
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """An admitted job: what the journal keeps (``params``, JSON-safe, seed fixed) and the plan it gave."""
+
+    params: dict[str, Any]
+    plan: RenderPlan
+
+
+def admit(op: str, job_id: str, args: Mapping[str, Any], settings: Mapping[str, Any], *,
+          context: MusicalContext, presets: Mapping[str, Preset], input_roots: Sequence[Path], limits: Settings,
+          model: Any, queue: JobQueue, priority: Priority = Priority.INTERACTIVE, slot: int | None = None,
+          retries: int = 0) -> Admitted:
+    """Check one job request (``model``: the loaded model's info); raises the BridgeError the client gets."""
+    try:
+        params = job_params(op, args, settings, context)
+        if retries:
+            params["retries"] = retries  # re-run this many times if the daemon dies while it runs
+        if priority is not Priority.INTERACTIVE:
+            params["priority"] = priority.value
+        check_count(int(args.get("count", 1)), limits)
+        plan = build_plan(op, params, presets, input_roots)
+        check_rules(plan, params["settings"])
+        if plan.input_path is not None:
+            check_input_file(plan.input_path, limits)
+        check_capabilities(plan, model, job_id)
+        if plan.melody_path is not None:
+            check_input_file(plan.melody_path, limits)
+        check_length(plan, limits, model)
+        check_room(queue, priority, slot)
+    except BridgeError as exc:
+        exc.job_id = exc.job_id or job_id
+        raise
+    return Admitted(params=params, plan=plan)
+
+
+def check_count(count: int, limits: Settings) -> None:
+    if count > limits.max_variations:
+        raise BadRequest(f"{count} variations is more than this daemon allows ({limits.max_variations}); "
+                         "ask for fewer or raise max_variations")
+
+
+def check_rules(plan: RenderPlan, settings: Mapping[str, Any]) -> None:
+    """The rules between an op and its settings, which the schema checks one value at a time cannot see."""
+    op = plan.op
+    if op == "continue" and plan.input_path is None:
+        raise BadRequest("continue needs an input file: "
+                         "send /continuo/continue <job_id> <preset> <absolute wav path> <bars>")
+    if op == "stems" and plan.input_path is None:
+        raise BadRequest("stems needs an input file: send /continuo/stems <job_id> <absolute wav path> [stems]")
+    if "style_weight" in settings and "style" not in settings:
+        raise BadRequest("style_weight needs a style: send style \"<prompt>\" style_weight 0.5")
+    if "prompt" in settings:
+        if op in PROMPT_ARG_OPS:
+            raise BadRequest(f"{op} takes its prompt as an argument; drop the prompt setting")
+        if op == "stems":
+            raise BadRequest("stems generates nothing, so it takes no prompt; drop the setting")
+    if plan.melody_path is not None and op == "stems":
+        raise BadRequest("melody conditions generation; /continuo/stems generates nothing; drop the setting")
+
+
+def check_input_file(path: Path, limits: Settings) -> None:
+    """Input files over max_input_bytes or max_input_s, or not audio at all, are refused."""
+    import soundfile
+
+    size = path.stat().st_size
+    if size > limits.max_input_bytes:
+        raise BadRequest(f"input file is {size} bytes; this daemon takes at most {limits.max_input_bytes} "
+                         "(max_input_bytes)")
+    try:
+        info = soundfile.info(str(path))
+    except (RuntimeError, soundfile.LibsndfileError) as exc:
+        raise BadRequest(f"input file {path} is not audio this daemon can read: {exc}") from None
+    if info.duration > limits.max_input_s:
+        raise BadRequest(f"input file is {info.duration:.1f} s long; this daemon takes at most "
+                         f"{limits.max_input_s:g} s (max_input_s)")
+
+
+def check_length(plan: RenderPlan, limits: Settings, model: Any) -> None:
+    """Bars within max_bars, and the audio asked of the model within its window (after the audio prompt)."""
+    bars, duration_s = plan.bars, plan.generated_s_max
+    prompt_s = plan.preset.prompt_seconds if plan.input_path and plan.op != "stems" else 0.0
+    if bars > limits.max_bars:
+        raise BadRequest(f"{bars:g} bars is more than this daemon allows ({limits.max_bars:g}); "
+                         "ask for fewer bars or raise max_bars")
+    windowed = model.max_output_s > model.max_duration_s  # our engine re-prompts past the model's window
+    limit = model.max_output_s if windowed else model.max_duration_s - prompt_s
+    if duration_s > limit:
+        raise BadRequest(
+            f"{bars:g} bars is {duration_s:.1f} s at this tempo; this engine renders at most {limit:.1f} s per "
+            f"request{' after the prompt' if prompt_s and not windowed else ''}; ask for fewer bars"
+        )
+
+
+def check_room(queue: JobQueue, priority: Priority, slot: int | None) -> None:
+    """A full queue refuses every job but a live one that replaces the live job waiting for its slot
+    (the queue's own rule, checked here so that a job it would refuse is never journalled)."""
+    if len(queue) < queue.max_length:
+        return
+    replaces = priority is Priority.LIVE and slot is not None and any(
+        job.priority is Priority.LIVE and job.slot == slot for job in queue.waiting())
+    if not replaces:
+        raise Busy(f"the queue is full ({queue.max_length} waiting); send again after a /continuo/done")
