@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from bridge.daemon import Daemon
+from bridge.protocol.schema import Event as CheckedEvent
 from bridge.settings import Settings, load_settings
 
 JOB_TIMEOUT_S = 120  # the longest a test waits for one tiny-model job to end (generous: the cores are shared)
 TERMINAL = ("/continuo/done", "/continuo/error")
 
-Event = tuple[str, list]
+Event = tuple[str, list]  # (address, args) as a client decodes them
 
 
 def daemon_flags(model_dir: Path, root: Path, *extra: str) -> list[str]:
@@ -42,8 +43,8 @@ class EventLog:
     """The events a daemon or a worker sent, decoded to (address, args), in order; thread-safe.
 
     An instance is the ``send`` callable of an EventSink: ``EventSink(schema, log)``. This is the one place
-    that knows what an EventSink hands its transport: the destination, the address and the checked values
-    (``Schema.event_values``: what a client decodes, floats as float32).
+    that knows what an EventSink hands its transport: the destination and the checked ``Event``
+    (``Schema.check_event``; its values are what a client decodes, floats as float32).
     ``on_event(address, args)``, when set, runs on the sending thread before the event is recorded.
     """
 
@@ -52,12 +53,12 @@ class EventLog:
         self._events: list[Event] = []
         self._lock = threading.Lock()
 
-    def __call__(self, dest: Any, address: str, values: Sequence[Any]) -> None:
-        args = list(values)
+    def __call__(self, dest: Any, event: CheckedEvent) -> None:
+        args = list(event.values)
         if self.on_event is not None:
-            self.on_event(address, args)
+            self.on_event(event.address, args)
         with self._lock:
-            self._events.append((address, args))
+            self._events.append((event.address, args))
 
     def __iter__(self) -> Iterator[Event]:
         with self._lock:

@@ -1,9 +1,10 @@
 """Events from the daemon to a client: checked against the schema, sent to the job's reply destination.
 
 A `Destination` is opaque here: a UDP (host, port) tuple or a bridge.transports.peers.Peer. Each
-event leaves as (address, values): the values `Schema.event_values` checked and fitted under the
-size limit. The `send` callable (a bridge.transports.peers.Router in the daemon) knows which
-transport owns the destination, and that transport encodes the event (OSC, or ZeroMQ's JSON).
+event is checked once, by `Schema.check_event`, and leaves as that `Event`: its values (fitted
+under the size limit) and the OSC datagram the check built. The `send` callable (a
+bridge.transports.peers.Router in the daemon) knows which transport owns the destination; UDP and
+TCP send the datagram, ZeroMQ encodes the values as JSON. Re-sends send the stored Event again.
 
 Terminal events of accepted jobs (the outputs and done, or the error) are re-sent
 `resends` times with doubling intervals until the client sends /continuo/ack.
@@ -16,18 +17,17 @@ import heapq
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.jobs.journal import JobRecord, OutputRecord
 from bridge.jobs.queue import Destination
-from bridge.protocol.schema import Schema
+from bridge.protocol.schema import Event, Schema
 
 log = logging.getLogger("continuo.events")
 
-Event = tuple[str, tuple[Any, ...]]  # (address, values checked by Schema.event_values)
-SendEvent = Callable[[Destination, str, Sequence[Any]], None]  # send(dest, address, values)
+SendEvent = Callable[[Destination, Event], None]  # send(dest, event): the event as Schema.check_event made it
 
 
 @dataclass
@@ -71,12 +71,12 @@ class EventSink:
     def emit(self, dest: Destination, address: str, *args: Any) -> Event | None:
         """Check one event against the schema and send it; one that breaks the schema is logged, not sent."""
         try:
-            values = self.schema.event_values(address, *args)
+            event = self.schema.check_event(address, *args)
         except ValueError:
             log.exception("event %s could not be built; not sent", address)
             return None
-        self._send(dest, address, values)
-        return address, values
+        self._send(dest, event)
+        return event
 
     def queued(self, dest: Destination, job_id: str, position: int, eta_s: float) -> None:
         with self._lock:
@@ -173,8 +173,8 @@ class EventSink:
                     del self._pending[job_id]
                 self._wake.release()
                 try:
-                    for address, values in pending.events:
-                        self._send(pending.dest, address, values)
+                    for event in pending.events:
+                        self._send(pending.dest, event)
                     log.info("job=%s terminal events re-sent (no ack yet; %d more tries)", job_id,
                              pending.resends_left)
                 finally:

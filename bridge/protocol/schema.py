@@ -1,9 +1,10 @@
 """Continuo's OSC wire protocol, read from osc_schema/continuo.json.
 
 `Schema.parse` turns a received message into a validated `Request` (or raises
-BadRequest saying what is wrong and what to send instead); `Schema.build_event`
-turns event arguments into a datagram under the size limit; `parse_datagram`
-splits one UDP datagram into its messages. Transports use only these.
+BadRequest saying what is wrong and what to send instead); `Schema.check_event`
+turns event arguments into an `Event` (its values and its datagram, under the size
+limit; `Schema.build_event` is the datagram alone); `parse_datagram` splits one UDP
+datagram into its messages. Transports use only these.
 """
 
 from __future__ import annotations
@@ -68,6 +69,20 @@ class Request:
     job_id: str
     args: Mapping[str, Any]
     settings: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event checked against the schema, as every transport sends it.
+
+    `values` are what a receiver reads back from `osc`: floats as the float32 the datagram holds
+    (0.1 -> 0.10000000149011612), a `truncate` string cut to fit. `osc` is the datagram the size check
+    built (< max_message_bytes); UDP and TCP send it, ZeroMQ encodes `address` and `values`.
+    """
+
+    address: str
+    values: tuple[Any, ...]
+    osc: bytes
 
 
 @dataclass(frozen=True)
@@ -340,24 +355,21 @@ class Schema:
 
     # -- events ----------------------------------------------------------------------
 
-    def build_event(self, address: str, *args: Any) -> bytes:
-        """The datagram for one event, checked against the schema and < max_message_bytes.
+    def check_event(self, address: str, *args: Any) -> Event:
+        """One event, checked against the schema, with its datagram built once (< max_message_bytes).
 
-        Raises ValueError when an argument breaks the schema or the datagram cannot be
-        made small enough by truncating a `truncate` string (paths never are).
+        The size limit is an OSC limit, so the check builds the OSC bytes; they travel in the Event.
+        Raises ValueError when an argument breaks the schema or the datagram cannot be made small
+        enough by truncating a `truncate` string (paths never are).
         """
-        return self._checked_event(address, args)[1]
-
-    def event_values(self, address: str, *args: Any) -> tuple[Any, ...]:
-        """The values one event carries, as its receiver reads them back from the datagram.
-
-        The same checks as `build_event` (ValueError), the same truncation; floats are the
-        float32 the datagram holds (0.1 -> 0.10000000149011612). Transports that do not speak
-        OSC (ZeroMQ's JSON header) encode these, so every transport carries the same values.
-        """
-        values, _ = self._checked_event(address, args)
+        values, dgram = self._checked_event(address, args)
         types = [arg.type for arg in self.events[address].args]
-        return tuple(_float32(value) if kind == "f" else value for kind, value in zip(types, values))
+        return Event(address, tuple(_float32(value) if kind == "f" else value for kind, value in zip(types, values)),
+                     dgram)
+
+    def build_event(self, address: str, *args: Any) -> bytes:
+        """The datagram alone of `check_event` (for clients and tests); the same checks and ValueError."""
+        return self._checked_event(address, args)[1]
 
     def _checked_event(self, address: str, args: Sequence[Any]) -> tuple[list[Any], bytes]:
         spec = self.events.get(address)

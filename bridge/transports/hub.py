@@ -1,18 +1,18 @@
 """Every transport the daemon serves, built from Settings, started and stopped together.
 
 All of them call the same `on_message(address, args, sender)`; events come back
-through one `send(dest, address, values)` (a bridge.transports.peers.Router) that picks the
-transport owning the destination, which encodes the event. Transports never import torch.
+through one `send(dest, event)` (a bridge.transports.peers.Router) that picks the transport
+owning the destination: UDP and TCP send the event's OSC datagram, ZeroMQ encodes its values.
+Transports never import torch.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from bridge.jobs.queue import Destination
+from bridge.protocol.schema import Event
 from bridge.settings import Settings, allowed_hosts, is_loopback
 from bridge.transports.peers import Router
 from bridge.transports.tcp import OscTcpServer
@@ -41,9 +41,9 @@ class Transports:
             self.zmq = ZmqServer(settings, on_message, inbox=inbox)
             self.router.register("zmq", self.zmq.send)
 
-    def send(self, dest: Destination, address: str, values: Sequence[Any]) -> None:
+    def send(self, dest: Destination, event: Event) -> None:
         """One checked event (see bridge.jobs.events) to the transport that owns dest."""
-        self.router.send(dest, address, values)
+        self.router.send(dest, event)
 
     def start(self) -> None:
         self.udp.start()

@@ -6,9 +6,9 @@ named tuple whose first two fields are still host and port, so logs, the journal
 and allow-lists read them the same way, plus the transport and its connection
 handle (a connection number for TCP, the ROUTER identity for ZeroMQ).
 
-`Router` hands each event, as (address, values), to the transport that owns its
-destination, and that transport encodes it (OSC for UDP and TCP, a JSON header for
-ZeroMQ); the EventSink only ever sees one `send(dest, address, values)`.
+`Router` hands each checked event (a bridge.protocol.schema.Event) to the transport that
+owns its destination: UDP and TCP send its OSC datagram, ZeroMQ encodes its values as a
+JSON header; the EventSink only ever sees one `send(dest, event)`.
 
 After a restart the journal gives back a TCP or ZeroMQ client as a plain tuple
 ("tcp:host" or "zmq:host", port): its connection ended with the last run. Events
@@ -20,11 +20,11 @@ job id get them), and for TCP nowhere: that client reconnects and asks
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from bridge.jobs.events import SendEvent
 from bridge.jobs.queue import Destination
+from bridge.protocol.schema import Event
 
 log = logging.getLogger("continuo.routing")
 
@@ -44,7 +44,7 @@ RESTORED = ("tcp", "zmq")  # transports whose clients the journal keeps as "<tra
 
 
 class Router:
-    """send(dest, address, values): UDP tuples to the UDP transport, Peers to the transport they name."""
+    """send(dest, event): UDP tuples to the UDP transport, Peers to the transport they name."""
 
     def __init__(self, udp_send: SendEvent) -> None:
         self._udp_send = udp_send
@@ -53,25 +53,25 @@ class Router:
     def register(self, transport: str, send: SendEvent) -> None:
         self._transports[transport] = send
 
-    def send(self, dest: Destination, address: str, values: Sequence[Any]) -> None:
+    def send(self, dest: Destination, event: Event) -> None:
         if isinstance(dest, Peer):
             send = self._transports.get(dest.transport)
             if send is None:
-                log.warning("no %s transport to send %s to %s:%s; dropped", dest.transport, address, dest.host,
+                log.warning("no %s transport to send %s to %s:%s; dropped", dest.transport, event.address, dest.host,
                             dest.port)
                 return
-            send(dest, address, values)
+            send(dest, event)
             return
         transport, sep, host = str(dest[0]).partition(":")
         if sep and transport in RESTORED:  # an IPv6 host has colons too, but never starts with "tcp:"/"zmq:"
-            self.send_restored(transport, host, address, values)
+            self.send_restored(transport, host, event)
             return
-        self._udp_send(dest, address, values)
+        self._udp_send(dest, event)
 
-    def send_restored(self, transport: str, host: str, address: str, values: Sequence[Any]) -> None:
+    def send_restored(self, transport: str, host: str, event: Event) -> None:
         """A connection-based client from before a restart: ZeroMQ events go to PUB only; TCP ones cannot go."""
         send = self._transports.get(transport)
         if transport == "zmq" and send is not None:
-            send(None, address, values)  # no ROUTER identity survives a restart; subscribers of the job id hear it
+            send(None, event)  # no ROUTER identity survives a restart; subscribers of the job id hear it
             return
         log.debug("event for %s client %s dropped: its connection ended with the last run", transport, host)

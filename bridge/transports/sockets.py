@@ -1,5 +1,4 @@
-"""What the OSC UDP and TCP servers share: binding a socket, its bound address, handing messages on,
-encoding an event."""
+"""What the OSC UDP and TCP servers share: binding a socket, its bound address, handing messages on."""
 
 from __future__ import annotations
 
@@ -7,8 +6,6 @@ import logging
 import socket
 from collections.abc import Callable, Sequence
 from typing import Any
-
-from bridge.protocol.schema import Schema
 
 log = logging.getLogger("continuo.osc")
 
@@ -46,12 +43,3 @@ def deliver(messages: Sequence[tuple[str, list]], on_message: Callable[[str, lis
         except Exception:  # a handler bug must not stop the receive loop or end the connection
             log.exception("on_message failed for %s from %s", address, origin)
 
-
-def encode_event(schema: Schema, address: str, values: Sequence[Any]) -> bytes | None:
-    """One event's OSC datagram, built by the schema (UDP and TCP carry the same bytes); None, logged, if it
-    breaks the schema."""
-    try:
-        return schema.build_event(address, *values)
-    except ValueError as exc:
-        log.warning("event %s not sent: %s", address, exc)
-        return None

@@ -18,14 +18,13 @@ import logging
 import queue
 import socket
 import threading
-from collections.abc import Collection, Sequence
-from typing import Any
+from collections.abc import Collection
 
 from bridge.errors import BadRequest
 from bridge.protocol.framing import FramingError, LengthPrefixDecoder, SlipDecoder, detect_framing, slip_encode
-from bridge.protocol.schema import Schema, load_schema, parse_datagram
+from bridge.protocol.schema import Event, Schema, load_schema, parse_datagram
 from bridge.transports.peers import Peer
-from bridge.transports.sockets import bind_socket, bound_address, deliver, encode_event
+from bridge.transports.sockets import bind_socket, bound_address, deliver
 from bridge.transports.udp import OnMessage
 
 log = logging.getLogger("continuo.osc.tcp")
@@ -125,11 +124,10 @@ class OscTcpServer:
         with self._lock:
             return len(self._connections)
 
-    def send(self, dest: Peer, address: str, values: Sequence[Any]) -> None:
-        """Send one event as its OSC packet (the schema builds it, as for UDP); never raises."""
-        packet = encode_event(self._schema, address, values)
-        if packet is not None:
-            self.send_packet(dest, packet)
+    def send(self, dest: Peer, event: Event) -> None:
+        """Send one checked event as its OSC packet (the datagram UDP sends, framed as the client frames); never
+        raises."""
+        self.send_packet(dest, event.osc)
 
     def send_packet(self, dest: Peer, datagram: bytes) -> None:
         """Send one packet on the peer's connection; a gone or stuck connection is closed, never raised."""

@@ -6,7 +6,7 @@ in-memory backlog (bounded to BACKLOG_BYTES), and one thread that parses and han
 each datagram on in order. A burst of 20,000 small datagrams overflows a 4 MiB
 kernel buffer (each costs about 1 KB of it) faster than the handlers run; the
 drain thread keeps up with loopback line rate. The callback must only validate and
-enqueue; replies go out through `send` (an event, encoded here with the schema) or
+enqueue; replies go out through `send` (a checked event: its OSC datagram) or
 `send_datagram` on the same socket, so they come from the port the client talks to.
 """
 
@@ -17,13 +17,12 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from collections.abc import Callable, Collection
 
 from bridge.errors import BadRequest
 from bridge.jobs.queue import Destination
-from bridge.protocol.schema import Schema, load_schema, parse_datagram
-from bridge.transports.sockets import bind_socket, bound_address, deliver, encode_event
+from bridge.protocol.schema import Event, Schema, load_schema, parse_datagram
+from bridge.transports.sockets import bind_socket, bound_address, deliver
 
 log = logging.getLogger("continuo.osc")
 
@@ -89,11 +88,9 @@ class OscUdpServer:
         host, port = self.address
         log.info("listening on udp://%s:%d (SO_RCVBUF %d bytes)", host, port, granted)
 
-    def send(self, dest: Destination, address: str, values: Sequence[Any]) -> None:
-        """Send one event as its OSC datagram (the schema builds it); errors are logged, never raised."""
-        datagram = encode_event(self._schema, address, values)
-        if datagram is not None:
-            self.send_datagram(dest, datagram)
+    def send(self, dest: Destination, event: Event) -> None:
+        """Send one checked event as its OSC datagram (built by its check); errors are logged, never raised."""
+        self.send_datagram(dest, event.osc)
 
     def send_datagram(self, dest: Destination, datagram: bytes) -> None:
         """Send one datagram from the listening socket; errors are logged, never raised."""
@@ -189,9 +186,15 @@ class OscUdpServer:
             messages = parse_datagram(data)
         except BadRequest as exc:
             self._log_malformed(sender, exc.message)
-            self.send(sender, "/continuo/error", ("", "bad_request", exc.message))
+            self._reply_error(sender, exc.message)
             return
         deliver(messages, self._on_message, sender, f"{sender[0]}:{sender[1]}")
+
+    def _reply_error(self, sender: tuple[str, int], message: str) -> None:
+        try:
+            self.send_datagram(sender, self._schema.build_event("/continuo/error", "", "bad_request", message))
+        except ValueError as exc:
+            log.warning("error reply to %s:%d not sent: %s", sender[0], sender[1], exc)
 
     def _log_malformed(self, sender: tuple[str, int], reason: str) -> None:
         now = time.monotonic()

@@ -4,10 +4,9 @@ Frame layout and header codec: bridge/protocol/zmq_frames.py. A request header n
 op and its arguments by the OSC schema's names; this transport turns it into the
 same (address, positional args) an OSC message would be and calls the daemon's
 on_message, so both transports share every check. Events come back through
-bridge.transports.peers.Router as (address, values), the values the schema checked
-(`Schema.event_values`: what an OSC client reads, floats as float32), and are encoded
-here as JSON headers by the event's argument names, with inline PCM frames when the
-request asked for them.
+bridge.transports.peers.Router as checked `Event`s (`Schema.check_event`); their values
+(what an OSC client reads, floats as float32) are encoded here as JSON headers by the
+event's argument names, with inline PCM frames when the request asked for them.
 
 One thread owns both sockets (ZeroMQ sockets are not thread-safe): it polls the
 ROUTER and a wake-up pipe; sends from other threads (the worker) are queued and
@@ -35,7 +34,7 @@ import zmq
 
 from bridge.errors import BadRequest
 from bridge.jobs.retention import INLINE_INPUT_PREFIX
-from bridge.protocol.schema import Schema, load_schema
+from bridge.protocol.schema import Event, Schema, load_schema
 from bridge.protocol.zmq_frames import (
     MAX_FRAMES,
     OUTPUT_MODES,
@@ -145,13 +144,13 @@ class ZmqServer:
         log.info("stopped")
 
     # -- sending (any thread) ---------------------------------------------------------------------
-    def send(self, dest: Peer | None, address: str, values: Sequence[Any]) -> None:
-        """One event to dest (and to PUB when it is about a job); dest None: PUB only.
+    def send(self, dest: Peer | None, event: Event) -> None:
+        """One checked event to dest (and to PUB when it is about a job); dest None: PUB only.
 
-        values: the event's arguments as `Schema.event_values` gives them (the EventSink checked them).
+        Encoded from event.address and event.values (the EventSink checked them); event.osc is not used.
         """
-        frames = self.event_frames(address, values)
-        topic = pub_topic(address, values)
+        frames = self.event_frames(event.address, event.values)
+        topic = pub_topic(event.address, event.values)
         publish = frames[:2] if topic is not None else None
         if threading.get_ident() == self._loop_ident:
             self._send_now(dest, frames, topic, publish)

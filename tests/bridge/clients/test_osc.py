@@ -37,7 +37,7 @@ class FakeDaemon:
         return self.server.address[1]
 
     def emit(self, sender: tuple[str, int], address: str, *args) -> None:
-        self.server.send(self.reply_to.get(sender, sender), address, SCHEMA.event_values(address, *args))
+        self.server.send(self.reply_to.get(sender, sender), SCHEMA.check_event(address, *args))
 
     def on_message(self, address: str, args: list, sender: tuple[str, int]) -> None:
         try:

@@ -12,7 +12,7 @@ import bridge.jobs.events as events_module
 from bridge.jobs.events import EventSink
 from bridge.jobs.journal import JobRecord, OutputRecord
 from bridge.jobs.queue import JobStatus
-from bridge.protocol.schema import load_schema
+from bridge.protocol.schema import Event, load_schema
 
 SCHEMA = load_schema()
 DEST = ("127.0.0.1", 9001)
@@ -21,15 +21,17 @@ DRUMS = OutputRecord("drums", "/tmp/x/j1/drums.wav", 48000, 2, 2.0, 1.0, -18.0, 
 
 
 class Wire:
-    """A send(dest, address, values) that records, and wakes waiters."""
+    """A send(dest, event) that records (dest, address, values), and wakes waiters."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[object, str, tuple]] = []
+        self.events: list[Event] = []
         self.cond = threading.Condition()
 
-    def __call__(self, dest, address: str, values) -> None:
+    def __call__(self, dest, event: Event) -> None:
         with self.cond:
-            self.sent.append((dest, address, tuple(values)))
+            self.sent.append((dest, event.address, event.values))
+            self.events.append(event)
             self.cond.notify_all()
 
     def addresses(self) -> list[str]:
@@ -129,6 +131,18 @@ def test_an_error_is_resent_a_bounded_number_of_times(wire):
         sink.stop()
 
 
+def test_a_resend_hands_on_the_event_checked_the_first_time(wire):
+    sink = EventSink(SCHEMA, wire, resends=2, resend_interval_s=0.01)
+    try:
+        sink.queued(DEST, "j5", 0, 1.0)
+        sink.error(DEST, "j5", "model_error", "the model ran out of memory")
+        assert wire.wait_for(1 + 3).count("/continuo/error") == 3
+        errors = [event for event in wire.events if event.address == "/continuo/error"]
+        assert all(event is errors[0] for event in errors)  # stored, not checked and built again
+    finally:
+        sink.stop()
+
+
 def test_without_resends_nothing_waits_for_an_ack(wire):
     sink = EventSink(SCHEMA, wire)
     sink.queued(DEST, "j3", 0, 1.0)
@@ -150,8 +164,8 @@ def test_a_finished_record_replays_its_outputs_then_done_once(wire):
         sink.replay(DEST, record())
         time.sleep(0.1)
         assert wire.sent == [
-            (DEST, "/continuo/output", SCHEMA.event_values("/continuo/output", *DRUMS.event_args("j1"))),
-            (DEST, "/continuo/output", SCHEMA.event_values("/continuo/output", *MIX.event_args("j1"))),
+            (DEST, "/continuo/output", SCHEMA.check_event("/continuo/output", *DRUMS.event_args("j1")).values),
+            (DEST, "/continuo/output", SCHEMA.check_event("/continuo/output", *MIX.event_args("j1")).values),
             (DEST, "/continuo/done", ("j1", 2, 42, 3.5)),
         ]
         assert sink.pending_acks() == 0  # a replay is not re-sent

@@ -14,7 +14,7 @@ from bridge.jobs.events import EventSink
 from bridge.jobs.journal import Journal, OutputRecord
 from bridge.jobs.queue import Job, JobQueue, JobStatus, Priority
 from bridge.jobs.retention import RetentionTimer, prune_inline_inputs, prune_jobs
-from bridge.protocol.schema import load_schema
+from bridge.protocol.schema import Event, load_schema
 from bridge.transports.limits import RateLimiter
 from bridge.transports.peers import Peer, Router
 
@@ -28,9 +28,9 @@ class Wire:
         self.sent: list[tuple[object, str, list]] = []
         self.cond = threading.Condition()
 
-    def __call__(self, dest, address: str, values) -> None:
+    def __call__(self, dest, event: Event) -> None:
         with self.cond:
-            self.sent.append((dest, address, list(values)))
+            self.sent.append((dest, event.address, list(event.values)))
             self.cond.notify_all()
 
     def count(self, address: str) -> int:
@@ -91,22 +91,23 @@ def test_rejections_and_replays_are_sent_once(wire):
 
 def test_router_sends_peers_to_their_transport():
     seen = []
-    router = Router(lambda dest, address, values: seen.append(("udp", dest, address, values)))
-    router.register("tcp", lambda dest, address, values: seen.append(("tcp", dest.conn, address, values)))
-    router.send(("127.0.0.1", 1), "/continuo/pong", (1,))
-    router.send(Peer("127.0.0.1", 2, "tcp", 7), "/continuo/pong", (2,))
-    router.send(Peer("127.0.0.1", 3, "zmq", b"id"), "/continuo/pong", (3,))  # no zmq transport: dropped, logged
+    router = Router(lambda dest, event: seen.append(("udp", dest, event.address, event.values)))
+    router.register("tcp", lambda dest, event: seen.append(("tcp", dest.conn, event.address, event.values)))
+    router.send(("127.0.0.1", 1), SCHEMA.check_event("/continuo/pong", 1))
+    router.send(Peer("127.0.0.1", 2, "tcp", 7), SCHEMA.check_event("/continuo/pong", 2))
+    router.send(Peer("127.0.0.1", 3, "zmq", b"id"), SCHEMA.check_event("/continuo/pong", 3))  # no zmq: dropped, logged
     assert seen == [("udp", ("127.0.0.1", 1), "/continuo/pong", (1,)), ("tcp", 7, "/continuo/pong", (2,))]
 
 
 def test_clients_restored_from_the_journal_reach_pub_not_a_udp_port():
     seen = []
-    router = Router(lambda dest, address, values: seen.append(("udp", dest)))
-    router.register("zmq", lambda dest, address, values: seen.append(("zmq", dest)))
-    router.register("tcp", lambda dest, address, values: seen.append(("tcp", dest)))
-    router.send(("zmq:127.0.0.1", 5570), "/continuo/pong", (1,))  # a re-run job's ZeroMQ client: publish only
-    router.send(("tcp:127.0.0.1", 9000), "/continuo/pong", (1,))  # its TCP connection is gone: dropped
-    router.send(("::1", 9000), "/continuo/pong", (1,))  # IPv6 is still UDP
+    router = Router(lambda dest, event: seen.append(("udp", dest)))
+    router.register("zmq", lambda dest, event: seen.append(("zmq", dest)))
+    router.register("tcp", lambda dest, event: seen.append(("tcp", dest)))
+    pong = SCHEMA.check_event("/continuo/pong", 1)
+    router.send(("zmq:127.0.0.1", 5570), pong)  # a re-run job's ZeroMQ client: publish only
+    router.send(("tcp:127.0.0.1", 9000), pong)  # its TCP connection is gone: dropped
+    router.send(("::1", 9000), pong)  # IPv6 is still UDP
     assert seen == [("zmq", None), ("udp", ("::1", 9000))]
 
 

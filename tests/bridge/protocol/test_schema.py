@@ -333,6 +333,21 @@ def test_event_examples_round_trip(address):
     assert [{"s": str, "i": int, "f": float}[t] for t in types] == [type(a) for a in args]
 
 
+@pytest.mark.parametrize("address, args", [
+    *((address, tuple(spec["example"])) for address, spec in RAW["events"].items()),
+    ("/continuo/error", ("job-1", "model_error", "é" * 2000)),  # truncated to fit
+    ("/continuo/progress", ("job-1", 0.1, "decoding")),  # 0.1 is no float32
+])
+def test_check_event_carries_the_datagram_it_checked_and_the_values_read_back_from_it(address, args):
+    event = SCHEMA.check_event(address, *args)
+    assert event.address == address and event.osc == SCHEMA.build_event(address, *args)
+    assert len(event.osc) < MAX_MESSAGE_BYTES
+    assert parse_datagram(event.osc) == [(address, list(event.values))]
+    assert isinstance(event.values, tuple)
+    with pytest.raises(AttributeError):
+        event.osc = b""  # frozen: a stored event is re-sent as it was checked
+
+
 def test_build_event_coerces_numbers_as_declared():
     [(_, args)] = parse_datagram(SCHEMA.build_event("/continuo/done", "job-1", 2.0, 7, 3))
     assert args == ["job-1", 2, 7, 3.0] and type(args[1]) is int and type(args[3]) is float

@@ -1,6 +1,6 @@
 """Every event leaves each transport as the same bytes it did when ZeroMQ re-read the OSC datagram.
 
-The EventSink checks (address, args) with the schema and hands the checked values on;
+The EventSink checks (address, args) with the schema once and hands the checked Event on;
 UDP and TCP must send exactly `Schema.build_event(address, *args)`, and ZeroMQ the
 header (and inline PCM, and PUB topic) that the old path made by parsing that datagram
 back (`legacy_outbox` below is that old path, kept as the reference).
@@ -18,6 +18,7 @@ import pytest
 import soundfile as sf
 from pythonosc.osc_message_builder import OscMessageBuilder
 
+import bridge.protocol.schema as schema_module
 from bridge.jobs.events import EventSink
 from bridge.protocol.framing import SlipDecoder, slip_encode
 from bridge.protocol.schema import load_schema, parse_datagram
@@ -59,7 +60,7 @@ def test_every_event_kind_is_covered():
 def test_checked_values_are_what_an_osc_client_reads_back():
     for address, args in events():
         (parsed_address, parsed), = parse_datagram(SCHEMA.build_event(address, *args))
-        assert (parsed_address, list(SCHEMA.event_values(address, *args))) == (address, parsed)
+        assert (parsed_address, list(SCHEMA.check_event(address, *args).values)) == (address, parsed)
 
 
 # -- UDP and TCP: the schema's datagram, byte for byte ------------------------------------------
@@ -89,7 +90,7 @@ def test_tcp_sends_the_schemas_datagram_in_the_clients_framing():
         assert arrived.wait(5)
         cases = events()
         for address, args in cases:
-            server.send(peers[0], address, SCHEMA.event_values(address, *args))
+            server.send(peers[0], SCHEMA.check_event(address, *args))
         decoder, packets = SlipDecoder(), []
         deadline = time.monotonic() + 10
         while len(packets) < len(cases) and time.monotonic() < deadline:
@@ -99,7 +100,7 @@ def test_tcp_sends_the_schemas_datagram_in_the_clients_framing():
 
 # -- ZeroMQ: the header the old path made from the parsed-back datagram --------------------------
 def legacy_outbox(address: str, args: tuple, dest: Peer | None, inline: dict[str, str]) -> list[tuple]:
-    """What ZmqServer.send queued before (address, values) reached it: parse the OSC datagram back, re-encode."""
+    """What ZmqServer.send queued before checked events reached it: parse the OSC datagram back, re-encode."""
     (address, parsed), = parse_datagram(SCHEMA.build_event(address, *args))
     names = [arg.name for arg in SCHEMA.events[address].args]
     header = {"v": VERSION, "event": event_name(address), "args": dict(zip(names, parsed))}
@@ -146,7 +147,7 @@ def test_zmq_frames_and_topics_equal_the_old_parse_back_path(zmq_server, tmp_pat
     carried_pcm = False
     for address, args in cases:
         zmq_server._outbox.clear()
-        zmq_server.send(dest, address, SCHEMA.event_values(address, *args))
+        zmq_server.send(dest, SCHEMA.check_event(address, *args))
         queued = list(zmq_server._outbox)
         assert as_bytes(queued) == as_bytes(legacy_outbox(address, args, dest, inline)), address
         carried_pcm |= any(isinstance(frames[-1], np.ndarray) for _, frames in queued)
@@ -157,3 +158,26 @@ def test_pub_topic_is_the_job_id_of_job_events_only():
     assert pub_topic("/continuo/progress", ("job-7", 0.5, "decoding")) == b"job-7"
     assert pub_topic("/continuo/error", ("", "busy", "slow down")) is None
     assert pub_topic("/continuo/pong", (1,)) is None
+
+
+# -- one check, one OSC build per event, whichever transport carries it ---------------------------
+def test_each_event_is_checked_and_built_once_on_its_way_to_any_transport(zmq_server, monkeypatch):
+    builds: list[str] = []
+    build = schema_module._build
+
+    def counted(spec, values):
+        builds.append(spec.address)
+        return build(spec, values)
+
+    monkeypatch.setattr(schema_module, "_build", counted)
+    udp = OscUdpServer("127.0.0.1", 0, lambda *a: None)  # never started: its sends are logged and dropped
+    tcp = OscTcpServer("127.0.0.1", 0, lambda *a: None)  # no such connection: dropped
+    router = Router(udp.send)
+    router.register("tcp", tcp.send)
+    router.register("zmq", zmq_server.send)
+    sink = EventSink(SCHEMA, router.send)
+    for dest in [("127.0.0.1", 9), Peer("127.0.0.1", 9, "tcp", 1), Peer("127.0.0.1", 0, "zmq", (b"c",)),
+                 ("zmq:127.0.0.1", 9)]:
+        builds.clear()
+        assert sink.emit(dest, "/continuo/progress", "job-1", 0.5, "decoding") is not None
+        assert builds == ["/continuo/progress"], dest

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from bridge.daemon import Daemon
 from bridge.errors import BadRequest
 from bridge.protocol.framing import FramingError, detect_framing
-from bridge.protocol.schema import load_schema, parse_datagram
+from bridge.protocol.schema import Event, load_schema, parse_datagram
 from bridge.protocol.zmq_frames import SIGNATURE
 from bridge.settings import load_settings
 from bridge.transports.peers import Peer
@@ -41,8 +41,8 @@ class Recorder:
         self.sent: list[tuple[object, bytes]] = []
         self.lock = threading.Lock()
 
-    def __call__(self, dest, address: str, values) -> None:
-        datagram = SCHEMA.build_event(address, *values)  # what the UDP and TCP transports would send
+    def __call__(self, dest, event: Event) -> None:
+        datagram = event.osc  # what the UDP and TCP transports send
         with self.lock:
             self.sent.append((dest, datagram))
 

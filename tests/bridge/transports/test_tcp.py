@@ -47,7 +47,7 @@ class Echo:
             self.calls.append((address, args, peer))
             self.cond.notify_all()
         if address == "/continuo/ping" and self.server is not None:
-            self.server.send(peer, "/continuo/pong", SCHEMA.event_values("/continuo/pong", args[0]))
+            self.server.send(peer, SCHEMA.check_event("/continuo/pong", args[0]))
 
     def wait_count(self, count: int, timeout_s: float = 10.0) -> int:
         deadline = time.monotonic() + timeout_s
@@ -191,7 +191,7 @@ def test_send_to_a_closed_connection_is_dropped_quietly(server, echo):
         echo.wait_count(1)
     peer = echo.calls[0][2]
     assert _eventually(lambda: server.connection_count == 0)
-    server.send(peer, "/continuo/pong", (1,))  # must not raise
+    server.send(peer, SCHEMA.check_event("/continuo/pong", 1))  # must not raise
 
 
 def _eventually(predicate, timeout_s: float = 5.0) -> bool:
@@ -226,8 +226,8 @@ def test_a_client_that_stops_reading_never_holds_up_the_sender_or_other_clients(
         peer = echo.calls[0][2]
         conn = server._connections[peer.conn]
         conn.sock = StuckSocket(conn.sock)
-        flood = threading.Thread(target=lambda: [server.send(peer, "/continuo/pong", (1,))
-                                                 for _ in range(SEND_QUEUE + 10)])
+        pong = SCHEMA.check_event("/continuo/pong", 1)
+        flood = threading.Thread(target=lambda: [server.send(peer, pong) for _ in range(SEND_QUEUE + 10)])
         flood.start()
         flood.join(30)
         assert not flood.is_alive(), "send() blocked on a client that does not read"

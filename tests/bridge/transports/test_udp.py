@@ -13,8 +13,10 @@ import pytest
 from pythonosc import osc_bundle_builder, osc_message, osc_message_builder
 from pythonosc.parsing import osc_types
 
-from bridge.protocol.schema import parse_datagram
+from bridge.protocol.schema import load_schema, parse_datagram
 from bridge.transports.udp import RECV_BUFFER_BYTES, OscUdpServer
+
+SCHEMA = load_schema()
 
 
 def message(address: str, *args) -> bytes:
@@ -133,7 +135,7 @@ def test_bundles_are_delivered_in_order(server, recorder, peer):
 
 
 def test_send_reaches_the_peer_from_the_listening_port(server, peer):
-    server.send(peer.getsockname(), "/continuo/pong", (9,))
+    server.send(peer.getsockname(), SCHEMA.check_event("/continuo/pong", 9))
     data, source = peer.recvfrom(2048)
     assert parse_datagram(data) == [("/continuo/pong", [9])] and source == server.address
 
@@ -158,7 +160,7 @@ def test_send_is_thread_safe(server, peer):
 
     def blast(offset: int) -> None:
         for seq in range(200):
-            server.send(peer.getsockname(), "/continuo/pong", (offset + seq,))
+            server.send(peer.getsockname(), SCHEMA.check_event("/continuo/pong", offset + seq))
 
     receiver = threading.Thread(target=receive)
     receiver.start()

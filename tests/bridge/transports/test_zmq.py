@@ -33,7 +33,7 @@ class Fake:
         with self.cond:
             self.calls.append((address, args, peer))
             self.cond.notify_all()
-        send = lambda event, *a: self.server.send(peer, event, SCHEMA.event_values(event, *a))  # noqa: E731
+        send = lambda event, *a: self.server.send(peer, SCHEMA.check_event(event, *a))  # noqa: E731
         if address == "/continuo/ping":
             send("/continuo/pong", args[0] if args else 0)
         elif address == "/continuo/generate":
@@ -87,7 +87,7 @@ def test_an_event_without_a_client_is_published_only(served):
     with ZmqClient(server.router_endpoint) as client:
         sub = client.subscribe(server.pub_endpoint, b"z9")
         time.sleep(0.3)  # a PUB drops what is sent before the subscription lands
-        server.send(None, "/continuo/progress", ("z9", 0.5, "decoding"))
+        server.send(None, SCHEMA.check_event("/continuo/progress", "z9", 0.5, "decoding"))
         assert sub.poll(5000)
         frames = sub.recv_multipart()
         sub.close(0)
