@@ -1,4 +1,4 @@
-"""The `continuo` command: serve, send, model make-tiny, doctor, bench."""
+"""The `continuo` command: serve, send, model make-tiny, doctor, keys, bench."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Continuo's models: the engine interface (api.py), our MusicGen engine, the transformers reference, stems."""

@@ -1,1 +1,1 @@
-"""audio wing."""
+"""The audio wing: musical context, presets, effects, render, loudness, files and stems glue."""

@@ -1,1 +1,1 @@
-"""jobs wing."""
+"""The jobs wing: queue, admission, plan, worker, journal, retention, events and previews."""

@@ -1,1 +1,1 @@
-"""protocol wing."""
+"""The protocol wing: the wire as data (schema, ZeroMQ frames, OSC stream framing) and the docs made from it."""

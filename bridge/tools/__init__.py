@@ -1,1 +1,1 @@
-"""tools wing."""
+"""The tools wing: `continuo doctor`, `continuo keys` and the benchmarks."""
