@@ -41,6 +41,9 @@ log = logging.getLogger("continuo.daemon")
 
 NOT_BUILT_OPS = {
     "load_model": "switching models at run time is not built yet; restart with `continuo serve --model NAME`",
+    "layer": "/continuo/layer (ACE-Step lego/complete) is not built yet; /continuo/repaint is",
+    "extract": "/continuo/extract (ACE-Step's own extraction) is not built yet; /continuo/stems separates with HDemucs",
+    "cover": "/continuo/cover (ACE-Step cover) is not built yet; /continuo/repaint with a prompt setting is",
 }
 
 

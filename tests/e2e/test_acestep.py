@@ -93,6 +93,10 @@ def test_a_range_past_the_clip_and_a_lyrics_file_outside_the_roots_are_refused(c
     address, args = events[-1]
     assert address == "/continuo/error" and args[1] == "bad_request" and "outside the allowed input" in args[2]
     assert "/continuo/queued" not in [name for name, _ in events]
+    for job_id, address, last in (("ace-6", "/continuo/layer", "bass"), ("ace-7", "/continuo/cover", 0.5)):
+        client.send(address, job_id, str(source), last)
+        address, args = client.wait_job(job_id, JOB_TIMEOUT_S)[-1]
+        assert address == "/continuo/error" and args[1] == "bad_request" and "not built yet" in args[2]
 
 
 def test_a_musicgen_daemon_refuses_repaint_and_lyrics_by_capability(tiny_model_dir, tmp_path):
