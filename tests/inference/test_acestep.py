@@ -119,3 +119,14 @@ def test_a_musicgen_engine_refuses_lyrics_and_repaint(tiny_model_dir):
     with pytest.raises(InferenceError, match="repaint"):
         musicgen.generate(GenerationRequest(prompt="", duration_s=0.1, seed=0, edit=AudioEdit(
             "repaint", np.zeros((1, 3200), dtype=np.float32), 0.0, 0.05)))
+
+
+def test_the_cli_writes_a_pipeline_that_diffusers_loads(tmp_path, capsys):
+    from diffusers import AceStepPipeline
+
+    from bridge.cli import main
+
+    assert main(["model", "make-tiny", "--family", "ace-step", str(tmp_path / "ace")]) == 0
+    assert "NOISE, NOT MUSIC" in capsys.readouterr().out
+    pipeline = AceStepPipeline.from_pretrained(tmp_path / "ace", local_files_only=True)
+    assert pipeline.sample_rate == 48_000 and pipeline.latents_per_second == 25.0
