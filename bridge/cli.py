@@ -60,11 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     model = commands.add_parser("model", help="model tools")
     model_commands = model.add_subparsers(dest="model_command", required=True)
-    tiny = model_commands.add_parser("make-tiny", help="build a tiny RANDOM MusicGen checkpoint (noise, for tests)")
+    tiny = model_commands.add_parser("make-tiny", help="build a tiny RANDOM MusicGen checkpoint or ACE-Step "
+                                                       "pipeline (noise, for tests)")
     tiny.add_argument("dir", type=Path)
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--stereo", action="store_true")
     tiny.add_argument("--melody", action="store_true", help="a MusicGen-melody checkpoint (chroma conditioning)")
+    tiny.add_argument("--family", choices=["musicgen", "ace-step"], default="musicgen",
+                      help="ace-step: a diffusers AceStepPipeline directory (every component, tokenizer too)")
 
     doctor = commands.add_parser("doctor", help="what device, accelerations and optional packages are usable here")
     add_settings_flags(doctor)
@@ -108,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
             from bridge.clients.send import run_send
 
             return run_send(args)
+        if args.command == "model" and args.family == "ace-step":
+            from inference.tiny_acestep import build_tiny_acestep
+
+            path = build_tiny_acestep(args.dir, seed=args.seed)
+            print(f"tiny RANDOM ACE-Step pipeline written to {path}: SMOKE MODEL, it makes NOISE, NOT MUSIC "
+                  "(for tests; serve it with --model)")
+            return 0
         if args.command == "model":
             from inference.tiny import build_tiny_musicgen
 

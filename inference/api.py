@@ -28,9 +28,11 @@ class Capability(str, Enum):
     MELODY = "melody"  # a tune's chroma conditions generation (MusicGen-melody)
     STREAMING = "streaming"  # audio in chunks while decoding (on_chunk)
     STYLES = "styles"  # style mixing: weighted blends of text prompts
-    LYRICS = "lyrics"  # sung words (next model family; declared by no engine yet)
-    REPAINT = "repaint"  # regenerate a span inside given audio (next model family)
-    ADD_LAYER = "add_layer"  # a new part over given audio (next model family)
+    LYRICS = "lyrics"  # sung words, a vocal language, instrumental (ACE-Step)
+    REPAINT = "repaint"  # regenerate a span inside given audio (ACE-Step)
+    ADD_LAYER = "add_layer"  # a new part over given audio (ACE-Step lego/complete; not built yet)
+    EXTRACT = "extract"  # one instrument pulled out of given audio by the model (ACE-Step; not built yet)
+    COVER = "cover"  # given audio restyled by a new prompt (ACE-Step; not built yet)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,33 @@ class GenerationRequest:
     styles: tuple[tuple[str, float], ...] = ()  # style mixing: (prompt, weight) blended with `prompt` (weight 1)
     melody: np.ndarray | None = None  # (C, T) float32 at the model's sample rate, any C: its chroma (of the mono
     # mix) conditions a melody model
+    lyrics: str = ""  # sung words (needs Capability.LYRICS)
+    vocal_language: str = ""  # language code of the lyrics, e.g. "en" ("": the model's default)
+    instrumental: bool = False  # no vocals (needs Capability.LYRICS: the model is told so)
+    bpm: float | None = None  # the session's metadata for models that take it (ACE-Step); MusicGen ignores it
+    keyscale: str = ""  # e.g. "C minor"
+    timesignature: str = ""  # beats per bar, e.g. "4"
+    edit: AudioEdit | None = None  # an edit of given audio instead of new audio (repaint, ...)
+
+
+EDIT_CAPABILITIES = {"repaint": Capability.REPAINT, "lego": Capability.ADD_LAYER, "extract": Capability.EXTRACT,
+                     "cover": Capability.COVER}
+
+
+@dataclass(frozen=True)
+class AudioEdit:
+    """Given audio to edit: `task` names the edit (a key of EDIT_CAPABILITIES); the result is as long as `audio`."""
+
+    task: str
+    audio: np.ndarray  # (C, T) float32 at the model's sample rate and channel count
+    start_s: float = 0.0  # repaint: the span regenerated, in seconds of `audio`
+    end_s: float = 0.0
+    track: str = ""  # lego / extract: the instrument
+    strength: float = 1.0  # cover: how much of the given audio's structure is kept
+
+    def __post_init__(self):
+        if self.task not in EDIT_CAPABILITIES:
+            raise ValueError(f"unknown edit task {self.task!r}; known: {', '.join(EDIT_CAPABILITIES)}")
 
 
 @dataclass

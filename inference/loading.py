@@ -1,4 +1,4 @@
-"""Find a MusicGen checkpoint (local, cache, download, or the tiny smoke model) and load it.
+"""Find a MusicGen checkpoint or ACE-Step pipeline (local, cache, download, or the tiny smoke model) and load it.
 
 resolve_model never stalls offline: the Hub is only asked after a quick TCP
 connect to its endpoint succeeded (DNS included, bounded by connect_timeout_s),
@@ -229,13 +229,14 @@ def download(repo_id: str, cache_dir: Path) -> tuple[Path | None, str]:
         folder = Path(
             snapshot_download(repo_id, cache_dir=cache_dir, endpoint=hub_endpoint(), ignore_patterns=IGNORED_DOWNLOADS)
         )
-        if not any((folder / name).is_file() for name in WEIGHT_FILES):  # a repo with .bin weights only
+        if family(folder) == "musicgen" and not any((folder / name).is_file() for name in WEIGHT_FILES):
+            # a repo with .bin weights only
             folder = Path(snapshot_download(repo_id, cache_dir=cache_dir, endpoint=hub_endpoint()))
     except Exception as error:
         return None, f"download from {hub_endpoint()} failed ({type(error).__name__}: {error})"
     problems = checkpoint_problems(folder)
     if problems:
-        return None, f"downloaded {folder} is not a MusicGen checkpoint: {'; '.join(problems)}"
+        return None, f"downloaded {folder} is not a MusicGen checkpoint or ACE-Step pipeline: {'; '.join(problems)}"
     log.info("model %s: downloaded to %s", repo_id, folder)
     return folder, ""
 
@@ -291,8 +292,13 @@ def checkpoint_type(directory: Path) -> str | None:
 
 
 def checkpoint_problems(directory: Path) -> list[str]:
-    """What keeps directory from being a loadable MusicGen checkpoint; empty when nothing does."""
+    """What keeps directory from being a loadable MusicGen checkpoint (or ACE-Step pipeline, when its
+    model_index.json names one); empty when nothing does."""
+    from inference.acestep import pipeline_family, pipeline_problems
+
     directory = Path(directory)
+    if pipeline_family(directory):
+        return pipeline_problems(directory)
     config_path = directory / "config.json"
     if not config_path.is_file():
         return [f"{config_path} is missing"]
@@ -342,6 +348,8 @@ def load_engine(
         raise ModelLoadError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if source.path is None:
         raise ModelLoadError(f"model {source.spec!r} has no directory to load from")
+    if family(source.path) != "musicgen":  # the config decides the family
+        return load_other_family(source, device=device, warm_up=warm_up, backend=backend)
     problems = checkpoint_problems(source.path)
     if problems:
         raise ModelLoadError(f"cannot load {source.path}: " + "; ".join(problems))
@@ -378,6 +386,38 @@ def load_engine(
         info.name, info.source_kind, backend, info.device, time.monotonic() - started,
         info.parameters, info.sample_rate, info.channels, info.max_duration_s,
     )
+    if info.is_random:
+        warn_random(info.name, source.path)
+    if warm_up:
+        try:
+            log.info("warmed up %s in %.2f s", info.name, engine.warm_up())
+        except InferenceError as error:
+            raise ModelLoadError(f"{source.path} loaded but cannot generate: {error}") from error
+    return engine
+
+
+def family(directory: Path) -> str:
+    """The model family a directory's config names: "ace-step" (model_index.json names AceStepPipeline), else
+    "musicgen" (whose config.json checkpoint_problems checks)."""
+    from inference.acestep import pipeline_family
+
+    return pipeline_family(directory) or "musicgen"
+
+
+def load_other_family(source: ModelSource, *, device: str, warm_up: bool, backend: str) -> Engine:
+    """An ACE-Step pipeline: loaded, named, warned about when random, warmed up like a MusicGen."""
+    from inference.acestep import load_acestep_engine
+
+    if backend != "engine":
+        raise ModelLoadError(f"{source.path} is an ACE-Step pipeline; backend {backend!r} serves MusicGen only "
+                             "(drop --backend or pass --backend engine)")
+    started = time.monotonic()
+    is_random = source.is_random or has_smoke_marker(source.path)
+    engine = load_acestep_engine(source, device=device, name=display_name(source), is_random=is_random)
+    info = engine.info
+    log.info("loaded %s (%s, ace-step) on %s in %.1f s: %d parameters, %d Hz, %d channel(s), up to %.1f s",
+             info.name, info.source_kind, info.device, time.monotonic() - started, info.parameters,
+             info.sample_rate, info.channels, info.max_duration_s)
     if info.is_random:
         warn_random(info.name, source.path)
     if warm_up:

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from inference.api import Capability, GenerationRequest, ModelInfo
+from inference.api import EDIT_CAPABILITIES, Capability, GenerationRequest, ModelInfo
 from inference.errors import InferenceError, OutOfMemory
 
 # What an engine says when a request needs a capability its model does not declare (after the model's name).
@@ -21,6 +21,9 @@ UNSUPPORTED = {
     Capability.STYLES: "cannot mix styles on this engine; use our engine (backend 'engine')",
     Capability.CONTINUATION: "cannot continue an audio prompt; drop audio_prompt",
     Capability.VARIATIONS: "renders one take per request; ask for one seed",
+    Capability.LYRICS: "sings no lyrics (and takes no vocal language or instrumental flag); load an ACE-Step "
+                       "pipeline for songs with words",
+    Capability.REPAINT: "cannot repaint a span of given audio; load an ACE-Step pipeline",
 }
 
 
@@ -37,6 +40,10 @@ def needed_capabilities(request: GenerationRequest, *, seeds: int = 1, streaming
         needs.append(Capability.STYLES)
     if streaming:
         needs.append(Capability.STREAMING)
+    if request.lyrics or request.vocal_language or request.instrumental:
+        needs.append(Capability.LYRICS)
+    if request.edit is not None:
+        needs.append(EDIT_CAPABILITIES[request.edit.task])
     return needs
 
 

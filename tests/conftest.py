@@ -42,6 +42,14 @@ def tiny_melody_model_dir(tmp_path_factory) -> Path:
     return build_tiny_musicgen(tmp_path_factory.mktemp("tiny-musicgen") / "melody", seed=0, melody=True)
 
 
+@pytest.fixture(scope="session")
+def tiny_acestep_dir(tmp_path_factory) -> Path:
+    """A tiny random ACE-Step 1.5 pipeline in diffusers' format (noise, not music), every component included."""
+    from inference.tiny_acestep import build_tiny_acestep
+
+    return build_tiny_acestep(tmp_path_factory.mktemp("tiny-acestep") / "pipeline", seed=0)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def cpu_kernels_built():
     """Build our C++ CPU kernels before any test (cold: about 25 s), so daemons that tests start load them at once."""

@@ -10,7 +10,8 @@ client sees, or returns what the daemon journals and enqueues. In order:
 3. the rules between settings the schema cannot see (``check_rules``);
 4. input files: size, duration, readable audio (``check_input_file``);
 5. the model: its declared capabilities (``check_capabilities``) and its
-   window against the length asked for (``check_length``);
+   window against the length asked for (``check_length``); an edit's range
+   against its input (``check_edit_range``);
 6. room in the queue, or a live job's slot to take over (``check_room``).
 
 Types and ranges are not checked again here: ``Schema.parse`` checked them for
@@ -29,7 +30,7 @@ from bridge.audio.context import MusicalContext
 from bridge.audio.presets import Preset
 from bridge.errors import BadRequest, BridgeError, Busy
 from bridge.jobs.capabilities import check_capabilities
-from bridge.jobs.plan import PROMPT_ARG_OPS, RenderPlan, build_plan, job_params
+from bridge.jobs.plan import EDIT_OPS, PROMPT_ARG_OPS, RenderPlan, build_plan, job_params
 from bridge.jobs.queue import JobQueue, Priority
 from bridge.settings import Settings
 
@@ -62,6 +63,7 @@ def admit(op: str, job_id: str, args: Mapping[str, Any], settings: Mapping[str, 
         if plan.melody_path is not None:
             check_input_file(plan.melody_path, limits)
         check_length(plan, limits, model)
+        check_edit_range(plan)
         check_room(queue, priority, slot)
     except BridgeError as exc:
         exc.job_id = exc.job_id or job_id
@@ -92,6 +94,12 @@ def check_rules(plan: RenderPlan, settings: Mapping[str, Any]) -> None:
             raise BadRequest("stems generates nothing, so it takes no prompt; drop the setting")
     if plan.melody_path is not None and op == "stems":
         raise BadRequest("melody conditions generation; /continuo/stems generates nothing; drop the setting")
+    if op in EDIT_OPS and plan.input_path is None:
+        raise BadRequest(f"{op} needs an input file: send /continuo/{op} <job_id> <absolute wav path> ...")
+    if plan.instrumental and plan.lyrics.strip():
+        raise BadRequest("instrumental 1 and lyrics contradict each other; send lyrics or instrumental 1, not both")
+    if op in EDIT_OPS and any(key in settings for key in ("loop", "beats", "stems", "stream")):
+        raise BadRequest(f"{op} writes back a clip as long as its input; drop loop, beats, stems and stream")
 
 
 def check_input_file(path: Path, limits: Settings) -> None:
@@ -114,7 +122,7 @@ def check_input_file(path: Path, limits: Settings) -> None:
 def check_length(plan: RenderPlan, limits: Settings, model: Any) -> None:
     """Bars within max_bars, and the audio asked of the model within its window (after the audio prompt)."""
     bars, duration_s = plan.bars, plan.generated_s_max
-    prompt_s = plan.preset.prompt_seconds if plan.input_path and plan.op != "stems" else 0.0
+    prompt_s = plan.preset.prompt_seconds if plan.input_path and plan.op not in ("stems", *EDIT_OPS) else 0.0
     if bars > limits.max_bars:
         raise BadRequest(f"{bars:g} bars is more than this daemon allows ({limits.max_bars:g}); "
                          "ask for fewer bars or raise max_bars")
@@ -125,6 +133,20 @@ def check_length(plan: RenderPlan, limits: Settings, model: Any) -> None:
             f"{bars:g} bars is {duration_s:.1f} s at this tempo; this engine renders at most {limit:.1f} s per "
             f"request{' after the prompt' if prompt_s and not windowed else ''}; ask for fewer bars"
         )
+
+
+def check_edit_range(plan: RenderPlan) -> None:
+    """An edit's range (in beats of the session context) lies inside its input and ends after it starts."""
+    if plan.range_beats is None:
+        return
+    start, end = plan.range_beats
+    length_beats = plan.bars * plan.context.beats_per_bar
+    if end <= start:
+        raise BadRequest(f"{plan.op}: end_beat {end:g} must come after start_beat {start:g}")
+    if end > length_beats + 1e-6:
+        raise BadRequest(f"{plan.op}: end_beat {end:g} lies past the input's end (beat {length_beats:.2f} at "
+                         f"{plan.context.bpm:g} bpm, {plan.context.metre}); send a range inside the file or set "
+                         "the session's tempo with /continuo/context")
 
 
 def check_room(queue: JobQueue, priority: Priority, slot: int | None) -> None:

@@ -21,6 +21,10 @@ REMEDIES = {
                        "style_weight",
     Capability.CONTINUATION: "serve a model that continues audio, or send /continuo/generate without an input",
     Capability.VARIATIONS: "serve a model that renders variations, or send /continuo/generate once per take",
+    Capability.LYRICS: "serve an ACE-Step pipeline (serve --model ACE-Step/acestep-v15-xl-turbo-diffusers) or drop "
+                       "lyrics, vocal_language and instrumental",
+    Capability.REPAINT: "serve an ACE-Step pipeline (serve --model ACE-Step/acestep-v15-xl-turbo-diffusers) to "
+                        "repaint a range of a clip",
 }
 
 
@@ -39,6 +43,10 @@ def needed_capabilities(plan: RenderPlan) -> list[tuple[Capability, str]]:
         needs.append((Capability.STREAMING, "stream 1"))
     if plan.styles:
         needs.append((Capability.STYLES, "style (style mixing)"))
+    if plan.lyrics or plan.vocal_language or plan.instrumental:
+        needs.append((Capability.LYRICS, "the lyrics, vocal_language or instrumental setting"))
+    if plan.op == "repaint":
+        needs.append((Capability.REPAINT, "/continuo/repaint"))
     return needs
 
 

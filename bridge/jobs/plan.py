@@ -23,7 +23,10 @@ from bridge.errors import BadRequest, NotFound
 
 CONTEXT_KEYS = ("bpm", "beats_per_bar", "beat_unit", "key", "sample_rate")
 # Request settings the plan consumes itself (the rest are preset overrides).
-PLAN_SETTINGS = ("beats", "stems", "loop", "hard_cut", "stream", "style", "style_weight", "melody", "prompt")
+PLAN_SETTINGS = ("beats", "stems", "loop", "hard_cut", "stream", "style", "style_weight", "melody", "prompt",
+                 "lyrics", "vocal_language", "instrumental")
+EDIT_OPS = ("repaint",)  # ops that edit an input file: the output is as long as the input, no preset argument
+MAX_LYRICS_FILE_BYTES = 16 * 1024
 PROMPT_ARG_OPS = ("generate",)  # ops that take their text prompt as an argument, not as the prompt setting
 STEMS_OP_PRESET = "default"  # /continuo/stems takes bit depth from this preset when it exists
 
@@ -45,6 +48,11 @@ class RenderPlan:
     beats: float | None = None  # the length in beats when the request gave one (decides frames exactly)
     count: int = 1  # variations: outputs variation-1..count, seeds seed, seed + 1, ...
     melody_path: Path | None = None  # a tune for a MusicGen-melody model to follow (its chroma conditions it)
+    lyrics: str = ""  # words to sing (inline, or read from a .txt file under the input roots)
+    vocal_language: str = ""
+    instrumental: bool = False
+    range_beats: tuple[float, float] | None = None  # repaint: the range, in beats from the input's start
+    source_frames: int | None = None  # edit ops: the input's length at the session rate (the output's length)
 
     @property
     def duration_s(self) -> float:
@@ -64,6 +72,8 @@ class RenderPlan:
 
     @property
     def frames(self) -> int:
+        if self.source_frames is not None:
+            return self.source_frames
         if self.beats is not None:
             return self.context.frames_for_beats(self.beats)
         return self.context.frames_for_bars(self.bars)
@@ -86,13 +96,15 @@ def job_params(op: str, args: Mapping[str, Any], settings: Mapping[str, Any], co
         params["seed"] = secrets.randbelow(2**31 - 1)
     if op == "variations":
         params["count"] = int(args.get("count", 1))
+    if op in EDIT_OPS:
+        params["range_beats"] = [float(args["start_beat"]), float(args["end_beat"])]
     return params
 
 
 def build_plan(op: str, params: Mapping[str, Any], presets: Mapping[str, Preset],
                input_roots: Sequence[Path]) -> RenderPlan:
     preset_name = params["preset"]
-    if op == "stems" and preset_name not in presets:
+    if (op == "stems" or op in EDIT_OPS) and preset_name not in presets:
         presets = {**presets, preset_name: Preset(name=preset_name, path=Path())}
     if preset_name not in presets:
         raise NotFound(f"unknown preset {preset_name!r}; known: {', '.join(sorted(presets))} "
@@ -109,11 +121,49 @@ def build_plan(op: str, params: Mapping[str, Any], presets: Mapping[str, Preset]
     input_path = resolve_input(params["input_path"], input_roots) if params.get("input_path") else None
     text = str(own["prompt"]) if "prompt" in own else params.get("prompt", "")
     melody_path = resolve_input(str(own["melody"]), input_roots) if own.get("melody") else None
+    source_frames = input_frames(input_path, context.sample_rate) if op in EDIT_OPS and input_path else None
+    if source_frames is not None:
+        bars = source_frames / context.frames_for_bars(1)
+    range_beats = tuple(params["range_beats"]) if params.get("range_beats") else None
     return RenderPlan(op=op, preset=preset, context=context, bars=bars, stream=bool(own.get("stream", 0)),
+                      lyrics=read_lyrics(str(own.get("lyrics", "")), input_roots),
+                      vocal_language=str(own.get("vocal_language", "")),
+                      instrumental=bool(own.get("instrumental", 0)), range_beats=range_beats,
+                      source_frames=source_frames,
                       styles=_styles(own, preset, context), melody_path=melody_path,
                       prompt=preset.render_prompt(text, context), seed=seed,
                       input_path=input_path, stems=stems, loop=bool(own.get("loop", 0)),
                       hard_cut=bool(own.get("hard_cut", 0)), beats=beats, count=int(params.get("count", 1)))
+
+
+def read_lyrics(raw: str, input_roots: Sequence[Path]) -> str:
+    """The lyrics setting as text: inline words, or the UTF-8 .txt file it names (one line, an absolute path)."""
+    looks_like_path = "\n" not in raw and (raw.startswith("/") or (len(raw) > 2 and raw[1:3] == ":/"))
+    if not looks_like_path:
+        return raw
+    if not raw.lower().endswith(".txt"):
+        raise BadRequest(f"lyrics {raw!r} looks like a path but is not a .txt file; send the words inline or "
+                         "the absolute path of a UTF-8 .txt file under input_roots")
+    path = resolve_input(raw, input_roots)
+    size = path.stat().st_size
+    if size > MAX_LYRICS_FILE_BYTES:
+        raise BadRequest(f"lyrics file {raw} is {size} bytes; at most {MAX_LYRICS_FILE_BYTES} are read "
+                         "(about 4 minutes of a song): shorten it or split the song into parts")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"lyrics file {raw} is not UTF-8 text ({exc.reason}); save it as UTF-8") from None
+
+
+def input_frames(path: Path, sample_rate: int) -> int:
+    """The input file's length in frames at sample_rate (what an edit writes back)."""
+    import soundfile
+
+    try:
+        info = soundfile.info(str(path))
+    except (RuntimeError, soundfile.LibsndfileError) as exc:
+        raise BadRequest(f"input file {path} is not audio this daemon can read: {exc}") from None
+    return round(info.frames * sample_rate / info.samplerate)
 
 
 def parse_stems(text: object) -> tuple[str, ...]:

@@ -26,6 +26,7 @@ from bridge.jobs.journal import Journal, OutputRecord
 from bridge.jobs.plan import RenderPlan, build_plan
 from bridge.jobs.preview import PreviewWriter
 from bridge.jobs.queue import Job, JobQueue, JobStatus
+from bridge.jobs.song import render_repaint, song_fields
 from inference.api import Engine, GenerationRequest
 from inference.errors import Cancelled, InferenceError
 
@@ -162,13 +163,15 @@ class Worker(threading.Thread):
     def render(self, job: Job, plan: RenderPlan) -> list[OutputRecord]:
         if plan.op == "stems":
             return self.render_input_stems(job, plan)
+        if plan.op == "repaint":
+            return render_repaint(self, job, plan)
         audio_prompt, lead_frames = self.read_prompt(job, plan) if plan.input_path is not None else (None, 0)
         extra_s = lead_frames / plan.context.sample_rate + (LOOP_CROSSFADE_S if plan.loop else 0.0)
         request = GenerationRequest(
             prompt=plan.prompt, duration_s=plan.duration_s + extra_s, seed=plan.seed,
             temperature=plan.preset.temperature, top_k=plan.preset.top_k, top_p=plan.preset.top_p,
             guidance_scale=plan.preset.guidance_scale, audio_prompt=audio_prompt, styles=plan.styles,
-            melody=self.read_melody(plan) if plan.melody_path is not None else None,
+            melody=self.read_melody(plan) if plan.melody_path is not None else None, **song_fields(plan),
         )
         if plan.op == "variations":
             return self.render_variations(job, plan, request, lead_frames)

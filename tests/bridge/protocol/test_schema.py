@@ -120,7 +120,7 @@ def test_addresses_ops_and_replies_are_consistent():
     expected = {"/continuo/hello", "/continuo/ping", "/continuo/context", "/continuo/generate", "/continuo/continue",
                 "/continuo/variations", "/continuo/stems", "/continuo/cancel", "/continuo/get", "/continuo/ack",
                 "/continuo/status", "/continuo/presets", "/continuo/presets/reload", "/continuo/models",
-                "/continuo/model/load"}
+                "/continuo/model/load", "/continuo/repaint", "/continuo/layer", "/continuo/extract", "/continuo/cover"}
     assert set(SCHEMA.request_addresses) == expected
     assert {"/continuo/welcome", "/continuo/pong", "/continuo/queued", "/continuo/progress", "/continuo/output",
             "/continuo/done", "/continuo/error", "/continuo/status", "/continuo/context",

@@ -1,0 +1,260 @@
+"""ACE-Step 1.5 (diffusers' AceStepPipeline) as Continuo's second model family, behind the Engine Protocol.
+
+A directory is an ACE-Step pipeline when its model_index.json names AceStepPipeline (`pipeline_family`).
+`AceStepEngine` turns a GenerationRequest into the pipeline's arguments (`pipeline_arguments`: prompt, lyrics,
+vocal language, the session's bpm / keyscale / time signature, a seeded CPU generator, the task of an edit),
+runs the flow-matching steps with progress and cancel between steps (callback_on_step_end, pipe._interrupt),
+and decodes the latents as the pipeline does (`decode_latents`), so our path and a direct pipeline call agree.
+
+Built: text2music with lyrics / vocal_language / instrumental, repaint, variations (one take per seed).
+Not built yet (refused by capability, and by `refuse_unsupported` here): lego/complete (add a layer), extract,
+cover, LoRA, streaming previews, style mixing, three-phase memory, int8 DiT linears.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inference.api import (
+    CancelCheck,
+    Capability,
+    ChunkCallback,
+    GeneratedAudio,
+    GenerationRequest,
+    ModelInfo,
+    ProgressCallback,
+)
+from inference.errors import Cancelled, InferenceError, ModelLoadError
+from inference.progress import ProgressReporter
+from inference.request_checks import RequestChecks
+
+log = logging.getLogger("continuo.inference")
+
+PIPELINE_CLASS = "AceStepPipeline"
+FAMILY = "ace-step"
+REQUIRED_COMPONENTS = ("vae", "text_encoder", "tokenizer", "transformer", "condition_encoder", "scheduler")
+CAPABILITIES = frozenset({Capability.TEXT, Capability.LYRICS, Capability.REPAINT, Capability.VARIATIONS})
+TURBO_STEPS = 8  # the turbo checkpoints are distilled for 8 steps
+BASE_STEPS = 30
+SHIFT = 3.0  # the pipeline's default timestep shift
+MAX_TEXT_TOKENS = 256  # the pipeline's max_text_length
+MAX_LYRIC_TOKENS = 2048  # the pipeline's max_lyric_length: longer lyrics are refused, never cut silently
+DEFAULT_LANGUAGE = "en"
+INSTRUMENTAL_LYRICS = "[Instrumental]"  # how ACE-Step is told there are no vocals
+PEAK_TARGET = 10.0 ** (-1.0 / 20.0)  # the pipeline normalises every take to a -1 dBFS peak
+WARM_UP_S = 0.2
+
+
+def pipeline_family(directory: Path) -> str | None:
+    """FAMILY when directory holds a diffusers pipeline whose model_index.json names AceStepPipeline."""
+    try:
+        index = json.loads((Path(directory) / "model_index.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return FAMILY if index.get("_class_name") == PIPELINE_CLASS else None
+
+
+def pipeline_problems(directory: Path) -> list[str]:
+    """What keeps directory from being a loadable ACE-Step pipeline; empty when nothing does."""
+    directory = Path(directory)
+    index_path = directory / "model_index.json"
+    try:
+        index = json.loads(index_path.read_text())
+    except (OSError, ValueError) as error:
+        return [f"{index_path} is missing or unreadable ({error})"]
+    problems = []
+    if index.get("_class_name") != PIPELINE_CLASS:
+        problems.append(f"{index_path} names {index.get('_class_name')!r}, expected {PIPELINE_CLASS!r}")
+    for name in REQUIRED_COMPONENTS:
+        folder = directory / name
+        if name not in index:
+            problems.append(f"{index_path} lists no {name}")
+        elif not folder.is_dir() or not any(folder.iterdir()):
+            problems.append(f"component folder {folder} is missing or empty")
+    for name in ("vae", "transformer", "condition_encoder", "text_encoder"):
+        folder = directory / name
+        if folder.is_dir() and not any(p.suffix in (".safetensors", ".bin") or p.name.endswith(".index.json")
+                                       for p in folder.iterdir()):
+            problems.append(f"no weights in {folder}")
+    return problems
+
+
+class AceStepEngine(RequestChecks):
+    """A loaded AceStepPipeline; generate is called from one worker thread, one request at a time."""
+
+    def __init__(self, pipeline, info: ModelInfo, *, steps: int):
+        self.pipeline, self.info, self.steps = pipeline, info, steps
+        self.device = torch.device(info.device)
+        self.hop = int(round(info.sample_rate / info.frame_rate))
+        self.lock = threading.Lock()
+        pipeline.set_progress_bar_config(disable=True)
+
+    # ---- the Engine Protocol --------------------------------------------------------------------------------
+
+    def warm_up(self) -> float:
+        started = time.monotonic()
+        self.generate(GenerationRequest(prompt="warm up", duration_s=WARM_UP_S, seed=0))
+        return time.monotonic() - started
+
+    def generate(self, request: GenerationRequest, *, on_progress: ProgressCallback | None = None,
+                 should_cancel: CancelCheck | None = None, on_chunk: ChunkCallback | None = None) -> GeneratedAudio:
+        self.refuse_unsupported(request, streaming=on_chunk is not None)
+        with self.lock, self.generation_errors():
+            latents = self.sample(request, on_progress=on_progress, should_cancel=should_cancel)
+            if on_progress is not None:
+                on_progress(0.0, "decoding")
+            audio = self.decode_latents(latents)[0]
+            if on_progress is not None:
+                on_progress(1.0, "decoding")
+        return GeneratedAudio(audio=audio, sample_rate=self.info.sample_rate, seed=request.seed)
+
+    def generate_batch(self, request: GenerationRequest, seeds: Sequence[int], *,
+                       on_progress: ProgressCallback | None = None, should_cancel: CancelCheck | None = None,
+                       on_chunk: ChunkCallback | None = None) -> list[GeneratedAudio]:
+        """One take per seed, one after another (the pipeline's batch would need one generator per take)."""
+        if not seeds:
+            raise InferenceError("generate_batch needs at least one seed")
+        self.refuse_unsupported(request, seeds=len(seeds), streaming=on_chunk is not None)
+        takes = []
+        for index, seed in enumerate(seeds):
+            def progress(fraction: float, stage: str, index=index) -> None:
+                if on_progress is not None:
+                    on_progress((index + fraction) / len(seeds), stage)
+            takes.append(self.generate(replace_seed(request, seed), on_progress=progress,
+                                       should_cancel=should_cancel))
+        return takes
+
+    # ---- the steps ------------------------------------------------------------------------------------------
+
+    def pipeline_arguments(self, request: GenerationRequest) -> dict:
+        """The AceStepPipeline keyword arguments for request (output_type and callbacks aside)."""
+        self.check_request(request)
+        lyrics = INSTRUMENTAL_LYRICS if request.instrumental else request.lyrics
+        arguments = dict(
+            prompt=request.prompt, lyrics=lyrics, vocal_language=request.vocal_language or DEFAULT_LANGUAGE,
+            audio_duration=request.duration_s, num_inference_steps=self.steps, shift=SHIFT,
+            guidance_scale=1.0 if self.pipeline.is_turbo else request.guidance_scale,
+            generator=torch.Generator(device="cpu").manual_seed(request.seed),
+            bpm=int(round(request.bpm)) if request.bpm else None, keyscale=request.keyscale or None,
+            timesignature=request.timesignature or None,
+            max_text_length=MAX_TEXT_TOKENS, max_lyric_length=MAX_LYRIC_TOKENS,
+        )
+        edit = request.edit
+        if edit is not None:
+            source = torch.from_numpy(np.ascontiguousarray(edit.audio, dtype=np.float32))
+            arguments.update(task_type=edit.task, src_audio=source, audio_duration=None)
+            if edit.task == "repaint":
+                arguments.update(repainting_start=edit.start_s, repainting_end=edit.end_s)
+        return arguments
+
+    def check_request(self, request: GenerationRequest) -> None:
+        if not (math.isfinite(request.duration_s) and request.duration_s > 0):
+            raise InferenceError(f"duration_s must be a positive number of seconds, got {request.duration_s}")
+        if request.duration_s > self.info.max_duration_s + 1e-6:
+            raise InferenceError(f"{request.duration_s:.1f} s is longer than this model renders "
+                                 f"({self.info.max_duration_s:.0f} s); render fewer bars")
+        if request.lyrics and request.instrumental:
+            raise InferenceError("lyrics and instrumental 1 contradict each other; send one of them")
+        tokens = len(self.pipeline.tokenizer(request.lyrics).input_ids) if request.lyrics else 0
+        if tokens > MAX_LYRIC_TOKENS - 16:  # room for the language header
+            raise InferenceError(f"the lyrics are {tokens} tokens long; this model reads at most "
+                                 f"{MAX_LYRIC_TOKENS - 16}: shorten them or split the song into parts")
+        edit = request.edit
+        if edit is None:
+            return
+        audio = np.asarray(edit.audio)
+        if audio.ndim != 2 or audio.shape[0] != self.info.channels:
+            raise InferenceError(f"edit audio must be ({self.info.channels}, samples) at the model's rate, "
+                                 f"got shape {audio.shape}")
+        seconds = audio.shape[1] / self.info.sample_rate
+        if edit.task == "repaint" and not 0.0 <= edit.start_s < edit.end_s <= seconds + 1e-6:
+            raise InferenceError(f"repaint span {edit.start_s:.2f}-{edit.end_s:.2f} s must lie inside the "
+                                 f"{seconds:.2f} s of audio and end after it starts")
+
+    def sample(self, request: GenerationRequest, *, on_progress: ProgressCallback | None = None,
+               should_cancel: CancelCheck | None = None) -> torch.Tensor:
+        """The flow-matching steps; the final latents (B, T, D), progress per step, cancel between steps."""
+        arguments = self.pipeline_arguments(request)
+        reporter = ProgressReporter(on_progress, self.steps)
+        cancelled = []
+
+        def on_step_end(pipeline, step: int, timestep, tensors: dict) -> dict:
+            if should_cancel is not None and should_cancel():
+                cancelled.append(step + 1)
+                pipeline._interrupt = True  # the pipeline stops before the next step
+            elif step + 1 < self.steps:
+                reporter.step(step + 1)
+            else:
+                reporter.stage("generating", 1.0)
+            return tensors
+
+        if should_cancel is not None and should_cancel():
+            raise Cancelled("cancelled before generation started")
+        reporter.stage("conditioning", 0.0)
+        with torch.inference_mode():
+            latents = self.pipeline(**arguments, output_type="latent", callback_on_step_end=on_step_end).audios
+        if cancelled:
+            raise Cancelled(f"cancelled after {cancelled[0]} of {self.steps} steps")
+        return latents
+
+    def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
+        """(B, T, D) latents -> (B, C, samples) float32, normalised to a -1 dBFS peak as the pipeline does."""
+        with torch.inference_mode():
+            audio = self.pipeline.vae.decode(latents.transpose(1, 2).to(self.pipeline.vae.dtype)).sample.float()
+            peak = audio.abs().amax(dim=[1, 2], keepdim=True)
+            if torch.any(peak > 1.0):
+                audio = audio / peak.clamp(min=1.0)
+            peak = audio.abs().amax(dim=[1, 2], keepdim=True).clamp(min=1e-6)
+            audio = audio * (PEAK_TARGET / peak)
+        return np.ascontiguousarray(audio.cpu().numpy(), dtype=np.float32)
+
+
+def replace_seed(request: GenerationRequest, seed: int) -> GenerationRequest:
+    from dataclasses import replace
+
+    return replace(request, seed=seed)
+
+
+def load_acestep_engine(source, *, device: str = "auto", name: str, is_random: bool) -> AceStepEngine:
+    """Load an ACE-Step pipeline directory (source.path) onto device: fp32 on the CPU, bf16 on CUDA."""
+    from diffusers import AceStepPipeline
+
+    from inference.device import pick_device
+
+    problems = pipeline_problems(source.path)
+    if problems:
+        raise ModelLoadError(f"cannot load {source.path} as an ACE-Step pipeline: " + "; ".join(problems))
+    target = pick_device(device)
+    dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
+    try:
+        pipeline = AceStepPipeline.from_pretrained(source.path, dtype=dtype, local_files_only=True)
+        pipeline = pipeline.to(target)
+    except Exception as error:
+        raise ModelLoadError(f"cannot load {source.path} as an ACE-Step pipeline: "
+                             f"{type(error).__name__}: {error}") from error
+    return AceStepEngine(pipeline, describe_pipeline(pipeline, name=name, source_kind=source.kind,
+                                                     is_random=is_random, device=str(target)),
+                         steps=TURBO_STEPS if pipeline.is_turbo else BASE_STEPS)
+
+
+def describe_pipeline(pipeline, *, name: str, source_kind: str, is_random: bool, device: str) -> ModelInfo:
+    """ModelInfo from the pipeline's configs: 48 kHz stereo, 25 latent frames per second, the silence latent's
+    length as the window (the longest source the condition encoder has silence for)."""
+    vae = pipeline.vae.config
+    frames = pipeline.condition_encoder.silence_latent.shape[1]
+    parameters = sum(p.numel() for module in (pipeline.transformer, pipeline.condition_encoder,
+                                              pipeline.text_encoder, pipeline.vae) for p in module.parameters())
+    return ModelInfo(
+        name=name, source_kind=source_kind, sample_rate=int(vae.sampling_rate), channels=int(vae.audio_channels),
+        frame_rate=pipeline.latents_per_second, max_duration_s=frames / pipeline.latents_per_second,
+        is_random=is_random, device=device, parameters=parameters, capabilities=CAPABILITIES,
+    )

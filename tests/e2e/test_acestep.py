@@ -1,0 +1,117 @@
+"""ACE-Step over OSC: a real `continuo serve` on the tiny random pipeline (noise, not music).
+
+Generate with lyrics ends in a bar-exact WAV; repaint leaves the clip outside its range sample-identical; a
+lyrics file outside the input roots is refused; a MusicGen daemon refuses repaint by capability.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from bridge.clients.osc import OscClient
+from bridge.clients.process import DaemonProcess
+from tests.daemons import JOB_TIMEOUT_S, daemon_flags
+
+pytestmark = pytest.mark.slow
+
+RATE = 48_000
+BAR_FRAMES = 96_000  # one 4/4 bar at 120 bpm, 48 kHz (the default session context)
+
+
+@pytest.fixture(scope="module")
+def acestep_daemon(tiny_acestep_dir, daemon_root) -> Iterator[DaemonProcess]:
+    with DaemonProcess(daemon_flags(tiny_acestep_dir, daemon_root)) as process:
+        yield process
+
+
+@pytest.fixture
+def client(acestep_daemon) -> Iterator[OscClient]:
+    with OscClient(acestep_daemon.host, acestep_daemon.port) as osc:
+        osc.hello()
+        yield osc
+
+
+def outputs(events: list) -> list[list]:
+    return [args for address, args in events if address == "/continuo/output"]
+
+
+def test_generate_with_lyrics_from_a_file_ends_in_a_bar_exact_wav(client, daemon_root):
+    lyrics = daemon_root / "inbox" / "song.txt"
+    lyrics.write_text("[verse]\nNeon rain on the window\n[chorus]\nHold the line\n", encoding="utf-8")
+    client.send("/continuo/generate", "ace-1", "default", "synth pop", 1.0, "lyrics", str(lyrics),
+                "vocal_language", "en")
+    events = client.wait_job("ace-1", JOB_TIMEOUT_S)
+    assert events[-1][0] == "/continuo/done", events[-1]
+    path = Path(outputs(events)[0][2])
+    info = soundfile.info(str(path))
+    assert (info.frames, info.samplerate, info.channels) == (BAR_FRAMES, RATE, 2)
+    manifest = json.loads((path.parent / "manifest.json").read_text())
+    assert manifest["model"]["smoke_model"] is True and "noise, not music" in manifest["warning"]
+
+
+def test_instrumental_generate_renders(client):
+    client.send("/continuo/generate", "ace-2", "default", "ambient pads", 0.5, "instrumental", 1)
+    events = client.wait_job("ace-2", JOB_TIMEOUT_S)
+    assert events[-1][0] == "/continuo/done", events[-1]
+    assert soundfile.info(outputs(events)[0][2]).frames == BAR_FRAMES // 2
+
+
+def test_repaint_changes_the_range_and_leaves_the_rest_sample_identical(client, daemon_root):
+    frames = 2 * BAR_FRAMES
+    t = np.arange(frames) / RATE
+    clip = np.stack([0.4 * np.sin(2 * np.pi * 220 * t), 0.4 * np.sin(2 * np.pi * 330 * t)], axis=1)
+    source = daemon_root / "inbox" / "clip.wav"
+    soundfile.write(source, clip, RATE, subtype="PCM_24")
+    client.send("/continuo/repaint", "ace-3", str(source), 2.0, 6.0, "prompt", "drum fill", "lyrics", "hey")
+    events = client.wait_job("ace-3", JOB_TIMEOUT_S)
+    assert events[-1][0] == "/continuo/done", events[-1]
+    written, rate = soundfile.read(outputs(events)[0][2], dtype="int32")
+    original, _ = soundfile.read(source, dtype="int32")
+    assert rate == RATE and written.shape == original.shape
+    start, end = BAR_FRAMES // 2, 3 * BAR_FRAMES // 2  # beats 2 and 6 at 120 bpm
+    assert np.array_equal(written[:start], original[:start])
+    assert np.array_equal(written[end:], original[end:])
+    assert not np.array_equal(written[start:end], original[start:end])
+
+
+def test_a_range_past_the_clip_and_a_lyrics_file_outside_the_roots_are_refused(client, daemon_root, tmp_path):
+    source = daemon_root / "inbox" / "short.wav"
+    soundfile.write(source, np.zeros((BAR_FRAMES, 2)), RATE)
+    client.send("/continuo/repaint", "ace-4", str(source), 2.0, 8.0)
+    address, args = client.wait_job("ace-4", JOB_TIMEOUT_S)[-1]
+    assert address == "/continuo/error" and args[1] == "bad_request" and "past the input's end" in args[2]
+    outside = tmp_path / "secret.txt"
+    outside.write_text("la la")
+    client.send("/continuo/generate", "ace-5", "default", "", 1.0, "lyrics", str(outside))
+    events = client.wait_job("ace-5", JOB_TIMEOUT_S)
+    address, args = events[-1]
+    assert address == "/continuo/error" and args[1] == "bad_request" and "outside the allowed input" in args[2]
+    assert "/continuo/queued" not in [name for name, _ in events]
+    for job_id, address, last in (("ace-6", "/continuo/layer", "bass"), ("ace-7", "/continuo/cover", 0.5)):
+        client.send(address, job_id, str(source), last)
+        address, args = client.wait_job(job_id, JOB_TIMEOUT_S)[-1]
+        assert address == "/continuo/error" and args[1] == "bad_request" and "not built yet" in args[2]
+
+
+def test_a_musicgen_daemon_refuses_repaint_and_lyrics_by_capability(tiny_model_dir, tmp_path):
+    source = tmp_path / "inbox" / "clip.wav"
+    source.parent.mkdir()
+    soundfile.write(source, np.zeros((BAR_FRAMES, 2)), RATE)
+    with DaemonProcess(daemon_flags(tiny_model_dir, tmp_path)) as daemon, \
+            OscClient(daemon.host, daemon.port) as osc:
+        osc.hello()
+        osc.send("/continuo/repaint", "mg-1", str(source), 0.0, 2.0)
+        events = osc.wait_job("mg-1", JOB_TIMEOUT_S)
+        address, args = events[-1]
+        assert address == "/continuo/error" and args[1] == "bad_request"
+        assert "'repaint'" in args[2] and "tiny-random-musicgen" in args[2]
+        assert "/continuo/queued" not in [name for name, _ in events]
+        osc.send("/continuo/generate", "mg-2", "default", "", 1.0, "lyrics", "la la")
+        address, args = osc.wait_job("mg-2", JOB_TIMEOUT_S)[-1]
+        assert address == "/continuo/error" and "'lyrics'" in args[2]
