@@ -1,0 +1,3140 @@
+{
+ "patcher": {
+  "fileversion": 1,
+  "appversion": {
+   "major": 8,
+   "minor": 6,
+   "revision": 0,
+   "architecture": "x64",
+   "modernui": 1
+  },
+  "classnamespace": "box",
+  "rect": [
+   100.0,
+   100.0,
+   1500.0,
+   900.0
+  ],
+  "openinpresentation": 0,
+  "default_fontsize": 12.0,
+  "default_fontface": 0,
+  "default_fontname": "Arial",
+  "gridsize": [
+   15.0,
+   15.0
+  ],
+  "devicewidth": 0.0,
+  "description": "Continuo: generate, continue, variations and stems from the Continuo daemon over OSC",
+  "boxes": [
+   {
+    "box": {
+     "id": "obj-start",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      150.0,
+      20.0,
+      150.0,
+      22.0
+     ],
+     "text": "loadbang"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-drop",
+     "maxclass": "dropfile",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      400.0,
+      20.0,
+      150.0,
+      22.0
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-udpsend",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "outlettype": [],
+     "patching_rect": [
+      20.0,
+      20.0,
+      150.0,
+      22.0
+     ],
+     "text": "udpsend 127.0.0.1 9000"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-udpreceive",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      20.0,
+      50.0,
+      150.0,
+      22.0
+     ],
+     "text": "udpreceive 9002"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-hello",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      200.0,
+      20.0,
+      150.0,
+      22.0
+     ],
+     "text": "/continuo/hello max 9002"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-ask-presets",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      200.0,
+      50.0,
+      150.0,
+      22.0
+     ],
+     "text": "/continuo/presets"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-events",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 15,
+     "outlettype": [
+      "",
+      "",
+      "",
+      "",
+      "",
+      "",
+      "",
+      "",
+      "",
+      "",
+      "",
+      "",
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      20.0,
+      80.0,
+      150.0,
+      22.0
+     ],
+     "text": "route /continuo/context /continuo/done /continuo/error /continuo/limits /continuo/models /continuo/output /continuo/partial /continuo/pong /continuo/presets /continuo/progress /continuo/queued /continuo/slot /continuo/status /continuo/welcome"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-log",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "outlettype": [],
+     "patching_rect": [
+      400.0,
+      50.0,
+      150.0,
+      22.0
+     ],
+     "text": "print continuo"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-queued",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      560.0,
+      20.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack s i f"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-queue-box",
+     "maxclass": "number",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      560.0,
+      50.0,
+      150.0,
+      22.0
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-progress",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      700.0,
+      20.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack s f s"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-progress-box",
+     "maxclass": "flonum",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      700.0,
+      50.0,
+      150.0,
+      22.0
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stage",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      700.0,
+      80.0,
+      150.0,
+      22.0
+     ],
+     "text": "prepend set"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stage-box",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      700.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": ""
+    }
+   },
+   {
+    "box": {
+     "id": "obj-error",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      860.0,
+      20.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack s s s"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-error-text",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      860.0,
+      50.0,
+      150.0,
+      22.0
+     ],
+     "text": "prepend set"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-error-box",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      860.0,
+      80.0,
+      150.0,
+      22.0
+     ],
+     "text": ""
+    }
+   },
+   {
+    "box": {
+     "id": "obj-error-job",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1000.0,
+      20.0,
+      150.0,
+      22.0
+     ],
+     "text": "t b s"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-error-job-keep",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1000.0,
+      50.0,
+      150.0,
+      22.0
+     ],
+     "text": "zl.reg"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-ack-error",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1000.0,
+      80.0,
+      150.0,
+      22.0
+     ],
+     "text": "pack max"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-done",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 4,
+     "outlettype": [
+      "",
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1150.0,
+      20.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack s i i f"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-seed-box",
+     "maxclass": "number",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1150.0,
+      50.0,
+      150.0,
+      22.0
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-ack",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1000.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "prepend /continuo/ack"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-welcome",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      200.0,
+      80.0,
+      150.0,
+      22.0
+     ],
+     "text": "t b b"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-clear-presets",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      200.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "clear"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-preset-item",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      200.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack s s"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-preset-append",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      200.0,
+      170.0,
+      150.0,
+      22.0
+     ],
+     "text": "prepend append"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-preset-menu",
+     "maxclass": "umenu",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      200.0,
+      200.0,
+      150.0,
+      22.0
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-outputs",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 9,
+     "outlettype": [
+      "",
+      "",
+      "",
+      "",
+      "",
+      "",
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1300.0,
+      20.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack s s s i i f f f f"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-output-list",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1300.0,
+      50.0,
+      150.0,
+      22.0
+     ],
+     "text": "prepend append"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-output-menu",
+     "maxclass": "umenu",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1300.0,
+      80.0,
+      150.0,
+      22.0
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-current-job",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1450.0,
+      20.0,
+      150.0,
+      22.0
+     ],
+     "text": "zl.reg"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-prompt",
+     "maxclass": "textedit",
+     "numinlets": 1,
+     "numoutlets": 4,
+     "outlettype": [
+      "",
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      20.0,
+      110.0,
+      150.0,
+      22.0
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-prompt-symbol",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      20.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "tosymbol"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-bars",
+     "maxclass": "number",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      150.0,
+      50.0,
+      150.0,
+      22.0
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-bars-float",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      150.0,
+      80.0,
+      150.0,
+      22.0
+     ],
+     "text": "t f"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-count",
+     "maxclass": "number",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      260.0,
+      20.0,
+      150.0,
+      22.0
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-path",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      400.0,
+      80.0,
+      150.0,
+      22.0
+     ],
+     "text": "conformpath slash boot"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-path-keep",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      400.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "t s"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-generate-button",
+     "maxclass": "textbutton",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      560.0,
+      80.0,
+      150.0,
+      22.0
+     ],
+     "text": "Generate"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-continue-button",
+     "maxclass": "textbutton",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      560.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "Continue"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-variations-button",
+     "maxclass": "textbutton",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      560.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "Variations"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stems-button",
+     "maxclass": "textbutton",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      560.0,
+      170.0,
+      150.0,
+      22.0
+     ],
+     "text": "Stems"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-cancel-button",
+     "maxclass": "textbutton",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      560.0,
+      200.0,
+      150.0,
+      22.0
+     ],
+     "text": "Cancel"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-generate-pack",
+     "maxclass": "newobj",
+     "numinlets": 4,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      560.0,
+      230.0,
+      150.0,
+      22.0
+     ],
+     "text": "pack max default piano 4."
+    }
+   },
+   {
+    "box": {
+     "id": "obj-generate-address",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      560.0,
+      260.0,
+      150.0,
+      22.0
+     ],
+     "text": "prepend /continuo/generate"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-generate-ticks",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      560.0,
+      290.0,
+      150.0,
+      22.0
+     ],
+     "text": "ticks"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-generate-date",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      560.0,
+      320.0,
+      150.0,
+      22.0
+     ],
+     "text": "date"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-generate-id",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      560.0,
+      350.0,
+      150.0,
+      22.0
+     ],
+     "text": "sprintf symout max-%ld"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-generate-id-tee",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      560.0,
+      380.0,
+      150.0,
+      22.0
+     ],
+     "text": "t s s"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-continue-pack",
+     "maxclass": "newobj",
+     "numinlets": 4,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      760.0,
+      20.0,
+      150.0,
+      22.0
+     ],
+     "text": "pack max default none 4."
+    }
+   },
+   {
+    "box": {
+     "id": "obj-continue-address",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      760.0,
+      50.0,
+      150.0,
+      22.0
+     ],
+     "text": "prepend /continuo/continue"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-continue-ticks",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      760.0,
+      80.0,
+      150.0,
+      22.0
+     ],
+     "text": "ticks"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-continue-date",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      760.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "date"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-continue-id",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      760.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "sprintf symout max-%ld"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-continue-id-tee",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      760.0,
+      170.0,
+      150.0,
+      22.0
+     ],
+     "text": "t s s"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-variations-pack",
+     "maxclass": "newobj",
+     "numinlets": 5,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      960.0,
+      20.0,
+      150.0,
+      22.0
+     ],
+     "text": "pack max default none 4 4."
+    }
+   },
+   {
+    "box": {
+     "id": "obj-variations-address",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      960.0,
+      50.0,
+      150.0,
+      22.0
+     ],
+     "text": "prepend /continuo/variations"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-variations-ticks",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      960.0,
+      80.0,
+      150.0,
+      22.0
+     ],
+     "text": "ticks"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-variations-date",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      960.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "date"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-variations-id",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      960.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "sprintf symout max-%ld"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-variations-id-tee",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      960.0,
+      170.0,
+      150.0,
+      22.0
+     ],
+     "text": "t s s"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stems-pack",
+     "maxclass": "newobj",
+     "numinlets": 3,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1160.0,
+      20.0,
+      150.0,
+      22.0
+     ],
+     "text": "pack max none drums,bass,other,vocals"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stems-address",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1160.0,
+      50.0,
+      150.0,
+      22.0
+     ],
+     "text": "prepend /continuo/stems"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stems-ticks",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1160.0,
+      80.0,
+      150.0,
+      22.0
+     ],
+     "text": "ticks"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stems-date",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1160.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "date"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stems-id",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1160.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "sprintf symout max-%ld"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stems-id-tee",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1160.0,
+      170.0,
+      150.0,
+      22.0
+     ],
+     "text": "t s s"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-cancel-pack",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1450.0,
+      50.0,
+      150.0,
+      22.0
+     ],
+     "text": "pack max"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-cancel-address",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1450.0,
+      80.0,
+      150.0,
+      22.0
+     ],
+     "text": "prepend /continuo/cancel"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-context-pack",
+     "maxclass": "newobj",
+     "numinlets": 5,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      20.0,
+      170.0,
+      150.0,
+      22.0
+     ],
+     "text": "pack 120. 4 4 C 48000"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-context-address",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      20.0,
+      200.0,
+      150.0,
+      22.0
+     ],
+     "text": "prepend /continuo/context"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-context-beats",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      20.0,
+      230.0,
+      150.0,
+      22.0
+     ],
+     "text": "t b i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-context-unit",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      20.0,
+      260.0,
+      150.0,
+      22.0
+     ],
+     "text": "t b i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-context-key",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      20.0,
+      290.0,
+      150.0,
+      22.0
+     ],
+     "text": "t b s"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-context-rate",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      20.0,
+      320.0,
+      150.0,
+      22.0
+     ],
+     "text": "t b i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-context-rate-source",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 4,
+     "outlettype": [
+      "",
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      20.0,
+      350.0,
+      150.0,
+      22.0
+     ],
+     "text": "dspstate~"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-poll",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      150.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "metro 500"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-transport",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 9,
+     "outlettype": [
+      "",
+      "",
+      "",
+      "",
+      "",
+      "",
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      150.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "transport"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-tempo",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      150.0,
+      170.0,
+      150.0,
+      22.0
+     ],
+     "text": "t f"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-metre",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      150.0,
+      200.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack i i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-buffer-read",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1300.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "prepend replace"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-buffer",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1300.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "buffer~ continuo-out"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-play-button",
+     "maxclass": "textbutton",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1450.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "Play"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-play-start",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1450.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "start"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-player",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1450.0,
+      170.0,
+      150.0,
+      22.0
+     ],
+     "text": "play~ continuo-out"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-dac",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 0,
+     "outlettype": [],
+     "patching_rect": [
+      1450.0,
+      200.0,
+      150.0,
+      22.0
+     ],
+     "text": "ezdac~"
+    }
+   }
+  ],
+  "lines": [
+   {
+    "patchline": {
+     "source": [
+      "obj-start",
+      0
+     ],
+     "destination": [
+      "obj-hello",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-hello",
+      0
+     ],
+     "destination": [
+      "obj-udpsend",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-ask-presets",
+      0
+     ],
+     "destination": [
+      "obj-udpsend",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-udpreceive",
+      0
+     ],
+     "destination": [
+      "obj-events",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      0
+     ],
+     "destination": [
+      "obj-log",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      1
+     ],
+     "destination": [
+      "obj-log",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      2
+     ],
+     "destination": [
+      "obj-log",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      3
+     ],
+     "destination": [
+      "obj-log",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      4
+     ],
+     "destination": [
+      "obj-log",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      5
+     ],
+     "destination": [
+      "obj-log",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      6
+     ],
+     "destination": [
+      "obj-log",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      7
+     ],
+     "destination": [
+      "obj-log",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      8
+     ],
+     "destination": [
+      "obj-log",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      9
+     ],
+     "destination": [
+      "obj-log",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      10
+     ],
+     "destination": [
+      "obj-log",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      11
+     ],
+     "destination": [
+      "obj-log",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      12
+     ],
+     "destination": [
+      "obj-log",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      13
+     ],
+     "destination": [
+      "obj-log",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      14
+     ],
+     "destination": [
+      "obj-log",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      10
+     ],
+     "destination": [
+      "obj-queued",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-queued",
+      1
+     ],
+     "destination": [
+      "obj-queue-box",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      9
+     ],
+     "destination": [
+      "obj-progress",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-progress",
+      1
+     ],
+     "destination": [
+      "obj-progress-box",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-progress",
+      2
+     ],
+     "destination": [
+      "obj-stage",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-stage",
+      0
+     ],
+     "destination": [
+      "obj-stage-box",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      2
+     ],
+     "destination": [
+      "obj-error",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-error",
+      2
+     ],
+     "destination": [
+      "obj-error-text",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-error-text",
+      0
+     ],
+     "destination": [
+      "obj-error-box",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-error",
+      0
+     ],
+     "destination": [
+      "obj-error-job",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-error-job",
+      1
+     ],
+     "destination": [
+      "obj-error-job-keep",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-error-job",
+      0
+     ],
+     "destination": [
+      "obj-error-job-keep",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-error-job-keep",
+      0
+     ],
+     "destination": [
+      "obj-ack-error",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      1
+     ],
+     "destination": [
+      "obj-done",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-done",
+      2
+     ],
+     "destination": [
+      "obj-seed-box",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-done",
+      0
+     ],
+     "destination": [
+      "obj-ack",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-ack-error",
+      0
+     ],
+     "destination": [
+      "obj-ack",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-ack",
+      0
+     ],
+     "destination": [
+      "obj-udpsend",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      13
+     ],
+     "destination": [
+      "obj-welcome",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-welcome",
+      1
+     ],
+     "destination": [
+      "obj-clear-presets",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-welcome",
+      0
+     ],
+     "destination": [
+      "obj-ask-presets",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      8
+     ],
+     "destination": [
+      "obj-preset-item",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-preset-item",
+      0
+     ],
+     "destination": [
+      "obj-preset-append",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-preset-append",
+      0
+     ],
+     "destination": [
+      "obj-preset-menu",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-clear-presets",
+      0
+     ],
+     "destination": [
+      "obj-preset-menu",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      5
+     ],
+     "destination": [
+      "obj-outputs",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-outputs",
+      2
+     ],
+     "destination": [
+      "obj-output-list",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-output-list",
+      0
+     ],
+     "destination": [
+      "obj-output-menu",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-prompt",
+      0
+     ],
+     "destination": [
+      "obj-prompt-symbol",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-bars",
+      0
+     ],
+     "destination": [
+      "obj-bars-float",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-drop",
+      0
+     ],
+     "destination": [
+      "obj-path",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-path",
+      0
+     ],
+     "destination": [
+      "obj-path-keep",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-generate-pack",
+      0
+     ],
+     "destination": [
+      "obj-generate-address",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-generate-address",
+      0
+     ],
+     "destination": [
+      "obj-udpsend",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-generate-button",
+      0
+     ],
+     "destination": [
+      "obj-generate-ticks",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-generate-ticks",
+      0
+     ],
+     "destination": [
+      "obj-generate-date",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-generate-date",
+      2
+     ],
+     "destination": [
+      "obj-generate-id",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-generate-id",
+      0
+     ],
+     "destination": [
+      "obj-generate-id-tee",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-generate-id-tee",
+      1
+     ],
+     "destination": [
+      "obj-current-job",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-generate-id-tee",
+      0
+     ],
+     "destination": [
+      "obj-generate-pack",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-preset-menu",
+      1
+     ],
+     "destination": [
+      "obj-generate-pack",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-prompt-symbol",
+      0
+     ],
+     "destination": [
+      "obj-generate-pack",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-bars-float",
+      0
+     ],
+     "destination": [
+      "obj-generate-pack",
+      3
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-continue-pack",
+      0
+     ],
+     "destination": [
+      "obj-continue-address",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-continue-address",
+      0
+     ],
+     "destination": [
+      "obj-udpsend",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-continue-button",
+      0
+     ],
+     "destination": [
+      "obj-continue-ticks",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-continue-ticks",
+      0
+     ],
+     "destination": [
+      "obj-continue-date",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-continue-date",
+      2
+     ],
+     "destination": [
+      "obj-continue-id",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-continue-id",
+      0
+     ],
+     "destination": [
+      "obj-continue-id-tee",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-continue-id-tee",
+      1
+     ],
+     "destination": [
+      "obj-current-job",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-continue-id-tee",
+      0
+     ],
+     "destination": [
+      "obj-continue-pack",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-preset-menu",
+      1
+     ],
+     "destination": [
+      "obj-continue-pack",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-path-keep",
+      0
+     ],
+     "destination": [
+      "obj-continue-pack",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-bars-float",
+      0
+     ],
+     "destination": [
+      "obj-continue-pack",
+      3
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-variations-pack",
+      0
+     ],
+     "destination": [
+      "obj-variations-address",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-variations-address",
+      0
+     ],
+     "destination": [
+      "obj-udpsend",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-variations-button",
+      0
+     ],
+     "destination": [
+      "obj-variations-ticks",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-variations-ticks",
+      0
+     ],
+     "destination": [
+      "obj-variations-date",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-variations-date",
+      2
+     ],
+     "destination": [
+      "obj-variations-id",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-variations-id",
+      0
+     ],
+     "destination": [
+      "obj-variations-id-tee",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-variations-id-tee",
+      1
+     ],
+     "destination": [
+      "obj-current-job",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-variations-id-tee",
+      0
+     ],
+     "destination": [
+      "obj-variations-pack",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-preset-menu",
+      1
+     ],
+     "destination": [
+      "obj-variations-pack",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-path-keep",
+      0
+     ],
+     "destination": [
+      "obj-variations-pack",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-count",
+      0
+     ],
+     "destination": [
+      "obj-variations-pack",
+      3
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-bars-float",
+      0
+     ],
+     "destination": [
+      "obj-variations-pack",
+      4
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-stems-pack",
+      0
+     ],
+     "destination": [
+      "obj-stems-address",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-stems-address",
+      0
+     ],
+     "destination": [
+      "obj-udpsend",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-stems-button",
+      0
+     ],
+     "destination": [
+      "obj-stems-ticks",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-stems-ticks",
+      0
+     ],
+     "destination": [
+      "obj-stems-date",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-stems-date",
+      2
+     ],
+     "destination": [
+      "obj-stems-id",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-stems-id",
+      0
+     ],
+     "destination": [
+      "obj-stems-id-tee",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-stems-id-tee",
+      1
+     ],
+     "destination": [
+      "obj-current-job",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-stems-id-tee",
+      0
+     ],
+     "destination": [
+      "obj-stems-pack",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-path-keep",
+      0
+     ],
+     "destination": [
+      "obj-stems-pack",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-cancel-pack",
+      0
+     ],
+     "destination": [
+      "obj-cancel-address",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-cancel-address",
+      0
+     ],
+     "destination": [
+      "obj-udpsend",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-cancel-button",
+      0
+     ],
+     "destination": [
+      "obj-current-job",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-current-job",
+      0
+     ],
+     "destination": [
+      "obj-cancel-pack",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-context-pack",
+      0
+     ],
+     "destination": [
+      "obj-context-address",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-context-address",
+      0
+     ],
+     "destination": [
+      "obj-udpsend",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-context-beats",
+      1
+     ],
+     "destination": [
+      "obj-context-pack",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-context-beats",
+      0
+     ],
+     "destination": [
+      "obj-context-pack",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-context-unit",
+      1
+     ],
+     "destination": [
+      "obj-context-pack",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-context-unit",
+      0
+     ],
+     "destination": [
+      "obj-context-pack",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-context-key",
+      1
+     ],
+     "destination": [
+      "obj-context-pack",
+      3
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-context-key",
+      0
+     ],
+     "destination": [
+      "obj-context-pack",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-context-rate",
+      1
+     ],
+     "destination": [
+      "obj-context-pack",
+      4
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-context-rate",
+      0
+     ],
+     "destination": [
+      "obj-context-pack",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-context-rate-source",
+      1
+     ],
+     "destination": [
+      "obj-context-rate",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-start",
+      0
+     ],
+     "destination": [
+      "obj-poll",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-poll",
+      0
+     ],
+     "destination": [
+      "obj-transport",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-transport",
+      4
+     ],
+     "destination": [
+      "obj-tempo",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-tempo",
+      0
+     ],
+     "destination": [
+      "obj-context-pack",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-transport",
+      5
+     ],
+     "destination": [
+      "obj-metre",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-metre",
+      1
+     ],
+     "destination": [
+      "obj-context-unit",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-metre",
+      0
+     ],
+     "destination": [
+      "obj-context-beats",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-outputs",
+      2
+     ],
+     "destination": [
+      "obj-buffer-read",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-buffer-read",
+      0
+     ],
+     "destination": [
+      "obj-buffer",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-play-button",
+      0
+     ],
+     "destination": [
+      "obj-play-start",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-play-start",
+      0
+     ],
+     "destination": [
+      "obj-player",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-player",
+      0
+     ],
+     "destination": [
+      "obj-dac",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-player",
+      0
+     ],
+     "destination": [
+      "obj-dac",
+      1
+     ]
+    }
+   }
+  ]
+ }
+}

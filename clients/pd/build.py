@@ -1,0 +1,693 @@
+"""Writes clients/pd/continuo.pd, the Pure Data client, from a description in Python (run it after editing).
+
+    python clients/pd/build.py          # rewrite continuo.pd
+    python clients/pd/build.py --check  # exit 1 when continuo.pd differs from what this script writes
+
+The patch is Pd vanilla 0.51+ only: netsend -u -b, netreceive -u -b, oscformat, oscparse, fudiformat,
+soundfiler, text define; no externals. Open it as a patch (daemon on port 9000, replies on 9001) or use it as
+an abstraction, [continuo <daemon_port> <reply_port>]: one inlet takes the commands below, three outlets give
+outputs (left), status (middle) and errors (right). tests/clients/test_pd.py drives it in a real Pd.
+
+Commands (to the inlet, or from the message boxes on the patch):
+    connect <host> <port>      listen <port>      hello      status      presets      play
+    tempo <bpm>   metre <beats_per_bar> <beat_unit>   key <words...>   rate <Hz>       (each sends /continuo/context)
+    preset <name>   bars <n>   seed <n, 0 = daemon picks; at most 16777215>
+    generate <prompt words...>   continue <path>   variations <count>   stems <path> [drums,bass,...]   cancel
+Every OSC message the patch sends is checked against osc_schema/continuo.json by tests/clients/test_pd.py.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PATCH = HERE / "continuo.pd"
+MAX_EXACT_SEED = 16_777_215  # 2^24 - 1: the largest integer every float32 above it cannot skip
+SESSION_FILE = "continuo-session.txt"  # beside the patch: a counter, so job ids never repeat across sessions
+
+
+def escape(text: str) -> str:
+    """Pd's file escapes: $ , ; in box text."""
+    return text.replace("$", "\\$").replace(",", " \\,").replace(";", " \\;")
+
+
+@dataclass
+class Box:
+    kind: str  # obj, msg, text, floatatom, symbolatom, canvas (a subpatch), graph (an array)
+    text: str
+    x: int
+    y: int
+    children: Canvas | None = None
+
+
+@dataclass
+class Canvas:
+    """One Pd canvas: boxes by name, connections by name; lines() writes it in Pd's file format."""
+
+    name: str = ""
+    size: tuple[int, int] = (900, 700)
+    boxes: dict[str, Box] = field(default_factory=dict)
+    cords: list[tuple[str, int, str, int]] = field(default_factory=list)
+
+    def add(self, key: str, kind: str, text: str, x: int, y: int, children: Canvas | None = None) -> str:
+        assert key not in self.boxes, key
+        self.boxes[key] = Box(kind, text, x, y, children)
+        return key
+
+    def obj(self, key: str, text: str, x: int, y: int) -> str:
+        return self.add(key, "obj", text, x, y)
+
+    def msg(self, key: str, text: str, x: int, y: int) -> str:
+        return self.add(key, "msg", text, x, y)
+
+    def wire(self, source: str, outlet: int, sink: str, inlet: int = 0) -> None:
+        self.cords.append((source, outlet, sink, inlet))
+
+    def chain(self, *keys: str) -> None:
+        """Outlet 0 of each box into inlet 0 of the next."""
+        for source, sink in zip(keys, keys[1:]):
+            self.wire(source, 0, sink, 0)
+
+    def lines(self, x: int = 0, y: int = 0) -> list[str]:
+        head = f"#N canvas {x} {y} {self.size[0]} {self.size[1]} " + (f"{self.name} 0;" if self.name else "12;")
+        out = [head]
+        index = {key: n for n, key in enumerate(self.boxes)}
+        for box in self.boxes.values():
+            if box.kind == "canvas":
+                assert box.children is not None
+                out += box.children.lines(40, 40)
+                out.append(f"#X restore {box.x} {box.y} pd {box.children.name};")
+            elif box.kind == "graph":
+                name, size = box.text.split()
+                out += ["#N canvas 0 50 450 250 (subpatch) 0;", f"#X array {escape(name)} {size} float 2;",
+                        f"#X coords 0 1 {size} -1 300 80 1 0 0;", f"#X restore {box.x} {box.y} graph;"]
+            elif box.kind in ("floatatom", "symbolatom"):
+                width, label = box.text.split(maxsplit=1)
+                out.append(f"#X {box.kind} {box.x} {box.y} {width} 0 0 1 {label} - -;")
+            else:
+                text = f" {escape(box.text)}" if box.text else ""
+                out.append(f"#X {box.kind} {box.x} {box.y}{text};")
+        unknown = [cord for cord in self.cords if cord[0] not in index or cord[2] not in index]
+        assert not unknown, f"cords to boxes that do not exist: {unknown}"
+        out += [f"#X connect {index[a]} {o} {index[b]} {i};" for a, o, b, i in self.cords]
+        return out
+
+
+class Column:
+    """Places boxes top to bottom at one x, so the description below reads as the patch does."""
+
+    def __init__(self, canvas: Canvas, x: int, y: int = 20, step: int = 28) -> None:
+        self.canvas, self.x, self.y, self.step = canvas, x, y, step
+
+    def _next(self, dx: int) -> tuple[int, int]:
+        at = (self.x + dx, self.y)
+        self.y += self.step
+        return at
+
+    def obj(self, key: str, text: str, dx: int = 0) -> str:
+        return self.canvas.obj(key, text, *self._next(dx))
+
+    def msg(self, key: str, text: str, dx: int = 0) -> str:
+        return self.canvas.msg(key, text, *self._next(dx))
+
+
+COMMANDS = ("connect", "listen", "hello", "tempo", "metre", "key", "rate", "bars", "preset", "seed", "generate",
+            "continue", "variations", "stems", "cancel", "status", "presets", "play")
+
+# (route key, oscformat types, address, setting names): every request the patch can send; tests/clients/test_pd.py
+# checks each against the schema
+REQUESTS = (("hello", "si", "hello", ()), ("context", "fiisi", "context", ()), ("generate", "sssf", "generate", ()),
+            ("generate-seed", "sssfsi", "generate", ("seed",)), ("continue", "sssf", "continue", ()),
+            ("variations", "sssifss", "variations", ("prompt",)), ("stems", "sss", "stems", ()),
+            ("cancel", "s", "cancel", ()), ("ack", "s", "ack", ()), ("status", "", "status", ()),
+            ("presets", "", "presets", ()))
+
+
+def osc_out(c: Canvas) -> None:
+    """[s $0-send] <kind> <args...> -> the kind's [oscformat] -> netsend."""
+    col = Column(c, 20)
+    col.obj("send", "r $0-send")
+    col.obj("sendtrim", "list trim")
+    col.obj("sendroute", "route " + " ".join(key for key, *_ in REQUESTS))
+    c.chain("send", "sendtrim", "sendroute")
+    for n, (key, types, address, _) in enumerate(REQUESTS):
+        flag = f"-f {types} " if types else ""
+        c.obj(f"list-{key}", "list", 20 + 15 * n - 10, col.y)
+        col.obj(f"fmt-{key}", f"oscformat {flag}continuo {address}", dx=15 * n + 40)
+        c.wire("sendroute", n, f"list-{key}")  # route passes "pd 9001" on as a message named pd: make it a list
+        c.wire(f"list-{key}", 0, f"fmt-{key}")
+        c.wire(f"fmt-{key}", 0, "bytes")
+    col.obj("bytes", "list prepend send")
+    col.obj("bytestrim", "list trim")
+    col.obj("netsend", "netsend -u -b")
+    c.obj("connect", "r $0-connect", 200, col.y - 3 * col.step)
+    c.chain("bytes", "bytestrim", "netsend")
+    c.wire("connect", 0, "netsend")
+
+
+def strip_job(c: Canvas, col: Column, name: str, event_outlet: int, sink: str) -> None:
+    """<job> <args...> -> <name> <args...> to sink."""
+    col.obj(f"{name}-split", "list split 1")
+    col.obj(f"{name}-prepend", f"list prepend {name}")
+    c.wire(f"as-list-{name}", 0, f"{name}-split")
+    c.wire(f"{name}-split", 1, f"{name}-prepend")
+    c.wire(f"{name}-prepend", 0, sink)
+
+
+def osc_in(c: Canvas) -> None:
+    """netreceive -> oscparse -> one branch per event; done and error are acknowledged at once."""
+    col = Column(c, 420)
+    col.obj("listen", "r $0-listen")
+    col.obj("netreceive", "netreceive -u -b")
+    col.obj("oscparse", "oscparse")
+    col.obj("intrim", "list trim")
+    col.obj("incontinuo", "route continuo")
+    col.obj("events", "route output error done queued progress")
+    c.chain("listen", "netreceive", "oscparse", "intrim", "incontinuo", "events")
+    for n, name in enumerate(("output", "error", "done", "queued", "progress")):
+        c.obj(f"as-list-{name}", "list", 420 + 60 * n, col.y)
+        c.wire("events", n, f"as-list-{name}")  # "<job> ..." would be a message named after the job
+    col.y += col.step
+    c.obj("status", "list trim", 760, col.y)  # "queued 0 1.5": a message named by its kind, for [route]
+    c.obj("status-send", "s $0-status", 760, col.y + col.step)
+    c.wire("status", 0, "status-send")
+    c.wire("events", 5, "status")  # welcome, context, presets, status, limits, partial, slot, models, pong
+    # output <job> <name> <path> <sr> <ch> <seconds> <bars> <lufs> <peak>: read into the arrays, then
+    # "<name> <path> <bars> <samples read>" to the left outlet
+    col.obj("out-split", "list split 1")
+    col.obj("out-fields", "unpack s s f f f f")
+    col.obj("out-pack", "pack s s f")
+    col.obj("out-tee", "t a a")
+    col.obj("out-arrays", "list append $0-l $0-r")
+    col.msg("out-read", "read -resize $2 $4 $5")
+    col.obj("soundfiler", "soundfiler")
+    col.obj("out-append", "list prepend")
+    col.obj("out-send", "s $0-output")
+    c.wire("as-list-output", 0, "out-split")
+    c.wire("out-split", 1, "out-fields")
+    c.wire("out-fields", 5, "out-pack", 2)  # unpack fires right to left: bars, then path, then name (hot)
+    c.wire("out-fields", 1, "out-pack", 1)
+    c.wire("out-fields", 0, "out-pack", 0)
+    c.wire("out-pack", 0, "out-tee")
+    c.wire("out-tee", 1, "out-append", 1)
+    c.wire("out-tee", 0, "out-arrays")
+    c.wire("out-arrays", 0, "out-read")
+    c.chain("out-read", "soundfiler", "out-append", "out-send")
+    # the rest keep their job id off: queued <position> <eta_s>, progress <fraction> <stage>, done <...>
+    col.y += 10
+    strip_job(c, col, "queued", 3, "status")
+    strip_job(c, col, "progress", 4, "status")
+    # error <job> <code> <message>: to the error outlet, then ack
+    col = Column(c, 640, 200)
+    col.obj("err-tee", "t a a")
+    col.obj("err-send", "s $0-error")
+    c.wire("as-list-error", 0, "err-tee")
+    c.wire("err-tee", 1, "err-send")
+    col.obj("err-job", "list split 1")
+    c.wire("err-tee", 0, "err-job")
+    c.wire("err-job", 0, "ack-job")
+    # done <job> <outputs> <seed> <elapsed>: status, the seed kept when Pd holds it exactly, then ack
+    col = Column(c, 800, 200)
+    col.obj("done-tee", "t a a a")
+    col.obj("done-seed", "unpack s f f f", dx=80)
+    col.obj("done-seedok", "moses 16777216", dx=80)
+    col.obj("done-keep", "s $0-lastseed", dx=80)
+    col.msg("done-unusable", "seed-unusable $1", dx=80)
+    col.obj("done-split", "list split 1")
+    col.obj("done-prepend", "list prepend done")
+    c.wire("as-list-done", 0, "done-tee")
+    c.wire("done-tee", 2, "done-seed")
+    c.wire("done-seed", 2, "done-seedok")
+    c.wire("done-seedok", 0, "done-keep")
+    c.wire("done-seedok", 1, "done-unusable")
+    c.wire("done-unusable", 0, "status")
+    c.wire("done-tee", 1, "done-split")
+    c.wire("done-split", 1, "done-prepend")
+    c.wire("done-prepend", 0, "status")
+    c.wire("done-tee", 0, "done-job")
+    c.obj("done-job", "list split 1", 700, col.y)
+    c.wire("done-job", 0, "ack-job")
+    # ack <job>, unless the job id is empty (an error about no job)
+    col = Column(c, 640, col.y + 40)
+    col.obj("ack-job", "unpack s")
+    col.obj("ack-tee", "t s s")
+    col.obj("ack-chars", "list fromsymbol")
+    col.obj("ack-length", "list length")
+    col.obj("ack-nonempty", "moses 1")
+    col.obj("ack-id", "symbol", dx=80)
+    col.msg("ack-msg", "ack $1", dx=80)
+    col.obj("ack-send", "s $0-send", dx=80)
+    c.chain("ack-job", "ack-tee")
+    c.wire("ack-tee", 1, "ack-id", 1)
+    c.wire("ack-tee", 0, "ack-chars")
+    c.chain("ack-chars", "ack-length", "ack-nonempty")
+    c.wire("ack-nonempty", 1, "ack-go")
+    c.obj("ack-go", "t b", 720, c.boxes["ack-nonempty"].y)
+    c.wire("ack-go", 0, "ack-id")
+    c.chain("ack-id", "ack-msg", "ack-send")
+
+
+def join_words(c: Canvas, col: Column, name: str, source: str, outlet: int, sink: str, inlet: int) -> None:
+    """Words (symbols and numbers) -> one symbol joined by spaces, or the empty symbol for none."""
+    col.obj(f"{name}-mark", f"list prepend {name}")
+    col.obj(f"{name}-trim", "list trim")
+    col.obj(f"{name}-fudi", "fudiformat -u")
+    col.obj(f"{name}-split", f"list split {len(name) + 1}")  # the codes of "<name> "
+    col.obj(f"{name}-symbol", "list tosymbol")
+    c.msg(f"{name}-none", "symbol", col.x + 90, col.y - col.step)
+    c.wire(source, outlet, f"{name}-mark")
+    c.chain(f"{name}-mark", f"{name}-trim", f"{name}-fudi", f"{name}-split")
+    c.wire(f"{name}-split", 1, f"{name}-symbol")  # the words after the "<name> " marker
+    c.wire(f"{name}-split", 2, f"{name}-none")
+    c.wire(f"{name}-symbol", 0, sink, inlet)
+    c.wire(f"{name}-none", 0, sink, inlet)
+
+
+def commands(c: Canvas) -> None:
+    """[r $0-cmd] -> settings kept in the patch, the session context, and jobs."""
+    col = Column(c, 20, 600)
+    col.obj("cmd", "r $0-cmd")
+    col.obj("cmds", "route " + " ".join(COMMANDS))
+    c.wire("cmd", 0, "cmds")
+    n = {name: index for index, name in enumerate(COMMANDS)}
+    c.obj("to-send", "s $0-send", 20, 1500)
+    col.obj("connect-list", "list")
+    col.msg("connect-msg", "connect $1 $2")
+    col.obj("connect-send", "s $0-connect")
+    c.wire("cmds", n["connect"], "connect-list")
+    c.wire("connect-list", 0, "connect-msg")
+    c.chain("connect-msg", "connect-send")
+    col.obj("listen-port", "t f f")
+    col.msg("listen-msg", "listen $1")
+    col.obj("listen-send", "s $0-listen")
+    c.wire("cmds", n["listen"], "listen-port")
+    c.chain("listen-port", "listen-msg", "listen-send")
+    col.obj("reply-port", "f 9001")
+    c.wire("listen-port", 1, "reply-port", 1)
+    c.wire("cmds", n["hello"], "reply-port")
+    col.msg("hello-msg", "hello pd $1")
+    c.chain("reply-port", "hello-msg", "to-send")
+    context(c, n)
+    settings(c, n)
+    job_ids(c)
+    generate(c, n)
+    file_jobs(c, n)
+    col = Column(c, 1900, 660)
+    col.obj("cancel-job", "symbol")
+    col.msg("cancel-msg", "cancel $1")
+    c.obj("cancel-id", "r $0-newid", 1980, 660)
+    c.wire("cancel-id", 0, "cancel-job", 1)
+    c.wire("cmds", n["cancel"], "cancel-job")
+    c.chain("cancel-job", "cancel-msg", "to-send")
+    for name, x in (("status", 2000), ("presets", 2100)):
+        c.msg(f"{name}-msg", name, x, 720)
+        c.wire("cmds", n[name], f"{name}-msg")
+        c.wire(f"{name}-msg", 0, "to-send")
+    c.obj("play-send", "s $0-play", 2200, 720)
+    c.wire("cmds", n["play"], "play-send")
+
+
+def context(c: Canvas, n: dict[str, int]) -> None:
+    """tempo, metre, key and rate each change their part, then /continuo/context goes out whole."""
+    col = Column(c, 200, 660)
+    col.obj("tempo-set", "t b f")
+    c.wire("cmds", n["tempo"], "tempo-set")
+    col.obj("metre-set", "unpack f f")
+    col.obj("metre-on", "t b f")
+    c.wire("cmds", n["metre"], "metre-set")
+    c.wire("metre-set", 0, "metre-on")
+    col.obj("rate-set", "t b f")
+    c.wire("cmds", n["rate"], "rate-set")
+    col = Column(c, 420, 660)
+    join_words(c, col, "key", "cmds", n["key"], "key-set", 0)
+    col.obj("key-set", "t b s")
+    col = Column(c, 200, 860)
+    col.obj("context-go", "t b b b b b")
+    row = col.y
+    parts = [("bpm", "f 120"), ("beats", "f 4"), ("unit", "f 4"), ("key", "symbol C\\ major"), ("rate", "f 48000")]
+    for index, (name, text) in enumerate(parts):
+        c.obj(f"ctx-{name}", text, 200 + 70 * index, row)
+        c.wire("context-go", index, f"ctx-{name}")  # the trigger fires right to left: rate first, bpm (hot) last
+    col.y += col.step
+    col.obj("context-pack", "pack f f f s f")
+    col.msg("context-msg", "context $1 $2 $3 $4 $5")
+    c.chain("context-pack", "context-msg", "to-send")
+    for index, (name, _) in enumerate(parts):
+        c.wire(f"ctx-{name}", 0, "context-pack", index)
+    for setter, part in (("tempo-set", "bpm"), ("metre-on", "beats"), ("rate-set", "rate"), ("key-set", "key")):
+        c.wire(setter, 1, f"ctx-{part}", 1)
+        c.wire(setter, 0, "context-go")
+    c.wire("metre-set", 1, "ctx-unit", 1)
+
+
+def settings(c: Canvas, n: dict[str, int]) -> None:
+    """bars, preset and seed for the next job; "seed last" takes the seed of the last done job."""
+    col = Column(c, 640, 660)
+    col.obj("bars", "f 4")
+    c.wire("cmds", n["bars"], "bars")
+    col.obj("preset", "symbol default")
+    c.wire("cmds", n["preset"], "preset")
+    col.obj("seed-arg", "route last")
+    col.obj("seed-last", "f")
+    col.obj("seed-clip", f"clip 0 {MAX_EXACT_SEED}")
+    col.obj("seed", "f 0")
+    c.obj("seed-done", "r $0-lastseed", 760, 660 + 3 * 28)
+    c.wire("seed-done", 0, "seed-last", 1)
+    c.wire("cmds", n["seed"], "seed-arg")
+    c.wire("seed-arg", 0, "seed-last")
+    c.wire("seed-arg", 1, "seed-clip")
+    c.wire("seed-last", 0, "seed-clip")
+    c.wire("seed-clip", 0, "seed")
+    # the stores pass each new value on to the jobs' own stores; at load they pass their defaults
+    c.obj("settings-load", "r $0-load", 760, 660)
+    c.obj("settings-order", "t b b b", 760, 688)
+    c.wire("settings-load", 0, "settings-order")
+    for outlet, store in enumerate(("bars", "preset", "seed")):
+        c.wire("settings-order", outlet, store)
+
+
+def job_ids(c: Canvas) -> None:
+    """[s $0-newjob] bang -> [s $0-newid] pd-<session>-<n>; the session counts up in continuo-session.txt."""
+    col = Column(c, 20, 1100)
+    col.obj("newjob", "r $0-newjob")
+    col.obj("job-count", "f")
+    col.obj("job-next", "+ 1")
+    col.obj("job-order", "t f b")
+    col.obj("job-session", "f 0", dx=60)
+    col.obj("job-pack", "pack f f")
+    col.msg("job-words", "pd-$1-$2")
+    col.obj("job-fudi", "fudiformat -u")
+    col.obj("job-symbol", "list tosymbol")
+    col.obj("job-send", "s $0-newid")
+    c.chain("newjob", "job-count", "job-next", "job-order")
+    c.wire("job-next", 0, "job-count", 1)
+    c.wire("job-order", 1, "job-session")
+    c.wire("job-session", 0, "job-pack", 0)
+    c.wire("job-order", 0, "job-pack", 1)
+    c.wire("job-pack", 0, "job-words")
+    c.chain("job-words", "job-fudi", "job-symbol", "job-send")
+    # the session: read the counter file beside the patch, add one, write it back
+    col = Column(c, 200, 1100)
+    col.obj("session-load", "r $0-load")
+    col.obj("session-steps", "t b b b b")
+    col.msg("session-read", f"read -c {SESSION_FILE}", dx=120)
+    col.obj("session-text", "text define $0-session", dx=120)
+    col.msg("session-line", "0", dx=60)
+    col.obj("session-get", "text get $0-session", dx=60)
+    col.obj("session-first", "list split 1", dx=60)
+    col.obj("session-last", "f")
+    col.obj("session-next", "+ 1")
+    col.obj("session-keep", "text fromlist $0-session", dx=60)
+    col.msg("session-write", f"write -c {SESSION_FILE}")
+    c.chain("session-load", "session-steps")
+    c.wire("session-steps", 3, "session-read")
+    c.wire("session-read", 0, "session-text")
+    c.wire("session-steps", 2, "session-line")
+    c.chain("session-line", "session-get", "session-first")
+    c.wire("session-first", 0, "session-last", 1)
+    c.wire("session-steps", 1, "session-last")
+    c.chain("session-last", "session-next", "session-keep")
+    c.wire("session-next", 0, "job-session", 1)
+    c.wire("session-steps", 0, "session-write")
+    c.wire("session-write", 0, "session-text")
+
+
+def generate(c: Canvas, n: dict[str, int]) -> None:
+    """generate <prompt words...> (or a MIDI note: the last prompt again) -> /continuo/generate, with
+    "seed <n>" only when a seed is set (0: the daemon picks)."""
+    col = Column(c, 1100, 660)
+    join_words(c, col, "prompt", "cmds", n["generate"], "prompt-set", 0)
+    col.obj("prompt-set", "t b s")
+    col.obj("prompt", "symbol")
+    c.wire("prompt-set", 1, "prompt")
+    c.obj("midi", "r $0-midi", 1250, col.y)
+    col.obj("gen-go", "t b b b b b b")
+    c.wire("prompt-set", 0, "gen-go")
+    c.wire("midi", 0, "gen-go")
+    row = col.y
+    c.obj("gen-id", "symbol", 1100, row)
+    c.obj("gen-newid", "r $0-newid", 1100, row - 2 * col.step + 4)
+    c.wire("gen-newid", 0, "gen-id", 1)
+    c.obj("gen-preset", "symbol", 1170, row)
+    c.obj("gen-prompt", "symbol", 1240, row)
+    c.obj("gen-bars", "f", 1310, row)
+    c.obj("gen-seed", "f", 1360, row)
+    c.obj("gen-newjob", "s $0-newjob", 1420, row)
+    c.wire("gen-go", 5, "gen-newjob")
+    for outlet, key in ((4, "gen-seed"), (3, "gen-bars"), (2, "gen-prompt"), (1, "gen-preset"), (0, "gen-id")):
+        c.wire("gen-go", outlet, key)
+    c.wire("seed", 0, "gen-seed", 1)
+    c.wire("bars", 0, "gen-bars", 1)
+    c.wire("prompt", 0, "gen-prompt", 1)
+    c.wire("preset", 0, "gen-preset", 1)
+    # gen-go's outlets bang the stores, which hold what the patch keeps: wire the kept values in
+    col.y += col.step
+    col.obj("gen-pack", "pack s s s f f")
+    for index, key in enumerate(("gen-id", "gen-preset", "gen-prompt", "gen-bars", "gen-seed")):
+        c.wire(key, 0, "gen-pack", index)
+    col.obj("gen-split", "list split 4")
+    c.wire("gen-pack", 0, "gen-split")
+    # the seed (middle outlet) fires first: it picks the request kind and what to append
+    c.obj("gen-seed0", "sel 0", 1250, col.y)
+    c.wire("gen-split", 1, "gen-seed0")
+    c.obj("gen-none", "t b b", 1250, col.y + 28)
+    c.obj("gen-some", "t b f", 1330, col.y + 28)
+    c.wire("gen-seed0", 0, "gen-none")
+    c.wire("gen-seed0", 1, "gen-some")
+    c.msg("gen-kind-plain", "list generate", 1250, col.y + 56)
+    c.msg("gen-kind-seed", "list generate-seed", 1380, col.y + 84)
+    c.msg("gen-seedpair", "list seed $1", 1330, col.y + 112)
+    c.wire("gen-none", 1, "gen-kind-plain")
+    c.wire("gen-some", 1, "gen-seedpair")
+    c.wire("gen-some", 0, "gen-kind-seed")
+    col.obj("gen-append", "list append")
+    col.y += 3 * col.step
+    col.obj("gen-kind", "list prepend generate")
+    c.wire("gen-none", 0, "gen-append", 1)  # a bang empties the right inlet: no seed pair
+    c.wire("gen-seedpair", 0, "gen-append", 1)
+    c.wire("gen-kind-plain", 0, "gen-kind", 1)
+    c.wire("gen-kind-seed", 0, "gen-kind", 1)
+    c.wire("gen-split", 0, "gen-append")
+    c.chain("gen-append", "gen-kind", "to-send")
+
+
+def file_jobs(c: Canvas, n: dict[str, int]) -> None:
+    """continue <path>, variations <count> (of the last prompt), stems <path> [stems]."""
+    # continue <path> -> continue <job> <preset> <path> <bars>
+    col = Column(c, 1500, 660)
+    col.obj("cont-path", "symbol")
+    col.obj("cont-go", "t b b b s b")
+    c.wire("cmds", n["continue"], "cont-path")
+    c.chain("cont-path", "cont-go")
+    row = col.y
+    col.y += col.step
+    col.obj("cont-pack", "pack s s s f")
+    col.obj("cont-kind", "list prepend continue")
+    c.chain("cont-pack", "cont-kind", "to-send")
+    c.obj("cont-newjob", "s $0-newjob", 1700, row - col.step)
+    c.wire("cont-go", 4, "cont-newjob")
+    c.wire("cont-go", 3, "cont-pack", 2)
+    stores(c, "cont", row, 1500, ("id", "preset", "bars"), (0, 1, 3), "cont-go", (0, 1, 2), "cont-pack")
+    # variations <count> -> variations <job> <preset> "" <count> <bars> prompt <last prompt>
+    col = Column(c, 1500, 900)
+    col.obj("var-count", "f")
+    col.obj("var-go", "t b b b b f b")
+    c.wire("cmds", n["variations"], "var-count")
+    c.chain("var-count", "var-go")
+    row = col.y
+    col.y += col.step
+    col.obj("var-pack", "pack s s s f f s s")
+    col.obj("var-kind", "list prepend variations")
+    c.chain("var-pack", "var-kind", "to-send")
+    c.obj("var-newjob", "s $0-newjob", 1700, row - col.step)
+    c.wire("var-go", 5, "var-newjob")
+    c.wire("var-go", 4, "var-pack", 3)
+    c.msg("var-empty", "symbol", 1800, row)
+    c.msg("var-setting", "symbol prompt", 1870, row)
+    c.wire("var-go", 3, "var-promptfill")
+    c.obj("var-promptfill", "t b b b", 1960, row - col.step)
+    c.wire("var-promptfill", 2, "var-empty")
+    c.wire("var-promptfill", 1, "var-setting")
+    c.wire("var-promptfill", 0, "var-prompt")
+    c.obj("var-prompt", "symbol", 2000, row)
+    c.wire("prompt", 0, "var-prompt", 1)
+    c.wire("var-empty", 0, "var-pack", 2)
+    c.wire("var-setting", 0, "var-pack", 5)
+    c.wire("var-prompt", 0, "var-pack", 6)
+    stores(c, "var", row, 1500, ("id", "preset", "bars"), (0, 1, 4), "var-go", (0, 1, 2), "var-pack")
+    # stems <path> [stems] -> stems <job> <path> <stems, default all four>
+    col = Column(c, 2200, 800)
+    col.obj("stems-args", "list append drums,bass,other,vocals")
+    col.obj("stems-two", "list split 2")
+    col.obj("stems-go", "t b a b")
+    c.wire("cmds", n["stems"], "stems-args")
+    c.chain("stems-args", "stems-two")
+    c.wire("stems-two", 0, "stems-go")
+    c.wire("stems-two", 2, "stems-go")  # "stems <path>" alone when the default was not appended (impossible)
+    c.obj("stems-newjob", "s $0-newjob", 2400, col.y - col.step)
+    c.wire("stems-go", 2, "stems-newjob")
+    col.obj("stems-id", "symbol")
+    c.obj("stems-newid", "r $0-newid", 2300, col.y - col.step)
+    c.wire("stems-newid", 0, "stems-id", 1)
+    col.obj("stems-append", "list append")
+    col.obj("stems-kind", "list prepend stems")
+    c.wire("stems-go", 1, "stems-append", 1)
+    c.wire("stems-go", 0, "stems-id")
+    c.chain("stems-id", "stems-append", "stems-kind", "to-send")
+
+
+def stores(c: Canvas, prefix: str, row: int, x: int, names: tuple[str, ...], inlets: tuple[int, ...], go: str,
+           outlets: tuple[int, ...], pack: str) -> None:
+    """One store per kept value (the job id, the preset, the bars), banged by go into pack's inlets."""
+    sources = {"id": None, "preset": "preset", "bars": "bars"}
+    for index, (name, inlet, outlet) in enumerate(zip(names, inlets, outlets)):
+        key = f"{prefix}-{name}"
+        c.obj(key, "f" if name == "bars" else "symbol", x + 80 * index, row)
+        c.wire(go, outlet, key)
+        c.wire(key, 0, pack, inlet)
+        if sources[name] is None:
+            c.obj(f"{key}-new", "r $0-newid", x + 80 * index, row - 56)
+            c.wire(f"{key}-new", 0, key, 1)
+        else:
+            c.wire(sources[name], 0, key, 1)
+
+
+def machinery() -> Canvas:
+    c = Canvas(name="osc", size=(1400, 900))
+    osc_out(c)
+    osc_in(c)
+    commands(c)
+    return c
+
+
+CONTROLS = (  # (message box, x, y): what a musician clicks; each goes to [s $0-cmd]
+    ("generate warm lo-fi piano", 20, 90), ("variations 4", 230, 90), ("cancel", 340, 90),
+    ("continue /path/to/clip.wav", 20, 120), ("stems /path/to/mix.wav drums,bass", 230, 120),
+    ("tempo 92", 20, 180), ("metre 4 4", 100, 180), ("key C minor", 180, 180), ("rate 48000", 280, 180),
+    ("bars 8", 20, 210), ("preset default", 80, 210), ("seed 0", 200, 210), ("seed last", 260, 210),
+    ("hello", 20, 240), ("connect 127.0.0.1 9000", 80, 240), ("status", 270, 240), ("presets", 330, 240),
+    ("play", 20, 520),
+)
+
+
+def main() -> Canvas:
+    """The window a musician sees: message boxes, what came back, the arrays; the machinery in [pd osc]."""
+    c = Canvas(size=(760, 640))
+    c.add("title", "text", "Continuo: click a message. Replies: queue \\, progress \\, errors below. "
+          "As an abstraction: [continuo <daemon_port> <reply_port>]", 20, 10)
+    c.add("help", "text", "generate <prompt>: new audio. continue <path>: continue a file. variations <n>: of "
+          "the last prompt. stems <path> [stems]. A MIDI note generates the last prompt again.", 20, 40)
+    c.obj("inlet", "inlet", 20, 290)
+    c.obj("cmd", "s $0-cmd", 20, 330)
+    c.wire("inlet", 0, "cmd")
+    for n, (text, x, y) in enumerate(CONTROLS):
+        c.msg(f"control-{n}", text, x, y)
+        c.wire(f"control-{n}", 0, "cmd")
+    c.msg("open-continue", "bang", 460, 120)
+    c.obj("open-panel", "openpanel", 460, 150)
+    c.obj("open-prepend", "list prepend continue", 460, 180)
+    c.obj("open-trim", "list trim", 460, 210)
+    c.add("open-text", "text", "<- pick a file to continue", 510, 120)
+    c.chain("open-continue", "open-panel", "open-prepend", "open-trim", "cmd")
+    # what came back
+    c.obj("status", "r $0-status", 100, 290)
+    c.obj("status-kinds", "route queued progress done", 100, 330)
+    c.obj("queued", "unpack f f", 100, 360)
+    c.add("queue-box", "floatatom", "4 queue", 100, 390)
+    c.obj("progress", "unpack f s", 220, 360)
+    c.add("progress-box", "floatatom", "5 progress", 220, 390)
+    c.add("stage-box", "symbolatom", "12 stage", 220, 420)
+    c.obj("done", "unpack f f f", 380, 360)
+    c.add("seed-box", "floatatom", "9 seed", 380, 390)
+    c.obj("status-print", "print continuo", 500, 330)
+    c.chain("status", "status-kinds", "queued", "queue-box")
+    c.wire("status-kinds", 1, "progress")
+    c.wire("progress", 0, "progress-box")
+    c.wire("progress", 1, "stage-box")
+    c.wire("status-kinds", 2, "done")
+    c.wire("done", 1, "seed-box")
+    c.wire("status", 0, "status-print")
+    c.obj("error", "r $0-error", 100, 450)
+    c.obj("error-fields", "unpack s s s", 100, 480)
+    c.add("code-box", "symbolatom", "12 error", 160, 510)
+    c.add("message-box", "symbolatom", "40 message", 300, 510)
+    c.obj("error-print", "print continuo-error", 250, 450)
+    c.chain("error", "error-fields")
+    c.wire("error-fields", 1, "code-box")
+    c.wire("error-fields", 2, "message-box")
+    c.wire("error", 0, "error-print")
+    c.obj("output", "r $0-output", 500, 450)
+    c.obj("output-print", "print continuo-output", 500, 480)
+    c.chain("output", "output-print")
+    # outlets, left to right: outputs, status, errors
+    for n, name in enumerate(("output", "status", "error")):
+        c.obj(f"outlet-{name}-r", f"r $0-{name}", 600 + 50 * n - 20, 540 + 0 * n)
+        c.obj(f"outlet-{name}", "outlet", 600 + 50 * n, 600)
+        c.wire(f"outlet-{name}-r", 0, f"outlet-{name}")
+    # audition: the last output read into $0-l / $0-r
+    c.obj("play", "r $0-play", 80, 520)
+    c.obj("play-both", "t b b", 80, 550)
+    c.obj("play-l", "tabplay~ $0-l", 80, 580)
+    c.obj("play-r", "tabplay~ $0-r", 200, 580)
+    c.obj("dac", "dac~", 80, 610)
+    c.chain("play", "play-both")
+    c.wire("play-both", 1, "play-r")
+    c.wire("play-both", 0, "play-l")
+    c.wire("play-l", 0, "dac", 0)
+    c.wire("play-r", 0, "dac", 1)
+    c.add("array-l", "graph", "$0-l 100", 420, 560)
+    c.add("array-r", "graph", "$0-r 100", 420, 660)
+    # a MIDI note (any channel, note-on) generates the last prompt again
+    c.obj("notein", "notein", 620, 290)
+    c.obj("stripnote", "stripnote", 620, 320)
+    c.obj("note", "t b", 620, 350)
+    c.obj("midi", "s $0-midi", 620, 380)
+    c.chain("notein", "stripnote", "note", "midi")
+    # at load: the session counter and settings, listen, connect, hello, then the context at Pd's rate
+    c.obj("load", "loadbang", 20, 700)
+    c.obj("load-steps", "t b b b b b", 20, 730)
+    c.obj("load-send", "s $0-load", 300, 760)
+    c.obj("reply-arg", "f $2", 230, 760)
+    c.obj("reply-default", "sel 0", 230, 790)
+    c.msg("reply-9001", "9001", 230, 820)
+    c.msg("listen-msg", "listen $1", 230, 850)
+    c.obj("daemon-arg", "f $1", 130, 760)
+    c.obj("daemon-default", "sel 0", 130, 790)
+    c.msg("daemon-9000", "9000", 130, 820)
+    c.msg("connect-msg", "connect 127.0.0.1 $1", 130, 850)
+    c.msg("hello-msg", "hello", 70, 880)
+    c.obj("samplerate", "samplerate~", 20, 760)
+    c.obj("rate-msg", "list prepend rate", 20, 790)
+    c.wire("load", 0, "load-steps")
+    c.wire("load-steps", 4, "load-send")
+    c.wire("load-steps", 3, "reply-arg")
+    c.wire("reply-arg", 0, "reply-default")
+    c.wire("reply-default", 0, "reply-9001")
+    c.wire("reply-default", 1, "listen-msg")
+    c.wire("reply-9001", 0, "listen-msg")
+    c.wire("load-steps", 2, "daemon-arg")
+    c.wire("daemon-arg", 0, "daemon-default")
+    c.wire("daemon-default", 0, "daemon-9000")
+    c.wire("daemon-default", 1, "connect-msg")
+    c.wire("daemon-9000", 0, "connect-msg")
+    c.wire("load-steps", 1, "hello-msg")
+    c.wire("load-steps", 0, "samplerate")
+    c.chain("samplerate", "rate-msg")
+    for key in ("listen-msg", "connect-msg", "hello-msg", "rate-msg"):
+        c.wire(key, 0, "cmd")
+    c.add("machinery", "canvas", "", 500, 700, children=machinery())
+    return c
+
+
+def render() -> str:
+    return "\n".join(main().lines()) + "\n"
+
+
+if __name__ == "__main__":
+    text = render()
+    if "--check" in sys.argv[1:]:
+        sys.exit(0 if PATCH.exists() and PATCH.read_text() == text else 1)
+    PATCH.write_text(text)
+    print(f"wrote {PATCH}")

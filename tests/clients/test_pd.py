@@ -1,0 +1,183 @@
+"""The Pure Data client (clients/pd/continuo.pd) in a real Pd against a real `continuo serve` on the tiny model.
+
+A harness patch, written here beside a copy of continuo.pd, uses it as the abstraction [continuo <port> <reply>],
+sets the context, generates 4 bars with a seed, then continues a file that is not there; it logs every message
+from continuo's three outlets (outputs, status, errors) to a file and quits. The test reads that log, the daemon's
+journal and log, and the output file. Pd: Debian's puredata (.ci/debian-packages); the test skips only where no
+`pd` is installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile
+
+from tests.clients.osc_signatures import signature_problems
+from tests.daemons import JOB_TIMEOUT_S
+
+ROOT = Path(__file__).resolve().parents[2]
+PD_DIR = ROOT / "clients" / "pd"
+PD = shutil.which("pd")
+needs_pd = pytest.mark.skipif(PD is None, reason="no `pd` here: bash .ci/install-debian-packages installs Debian's "
+                                                 "puredata (listed in .ci/debian-packages); it could not run here")
+
+
+def load_build():
+    spec = importlib.util.spec_from_file_location("continuo_pd_build", PD_DIR / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+build = load_build()
+
+
+def test_committed_patch_is_what_build_writes():
+    assert (PD_DIR / "continuo.pd").read_text() == build.render(), "run: python clients/pd/build.py"
+
+
+def oscformat_boxes(text: str) -> list[tuple[str, str]]:
+    """(address, types) of every [oscformat] in a Pd file."""
+    found = []
+    for match in re.finditer(r"#X obj \d+ \d+ oscformat (?:-f (\S+) )?((?:\S+ ?)+);", text):
+        types, address = match[1] or "", "/" + match[2].replace(" ", "/")
+        found.append((address, types))
+    return found
+
+
+def test_every_message_the_patch_sends_is_in_the_schema():
+    boxes = oscformat_boxes((PD_DIR / "continuo.pd").read_text())
+    assert len(boxes) == len(build.REQUESTS)
+    names = {(f"/continuo/{address}", types): settings for _, types, address, settings in build.REQUESTS}
+    for address, types in boxes:
+        assert signature_problems(address, types, names[(address, types)]) == []
+
+
+def test_the_schema_check_catches_a_wrong_type_and_an_unknown_address():
+    assert signature_problems("/continuo/generate", "sssi")  # bars as an int
+    assert signature_problems("/continuo/generate", "sssfsi", ("colour",))  # no such setting
+    assert signature_problems("/continuo/summon", "s")
+    assert oscformat_boxes("#X obj 1 2 oscformat -f sssf continuo generate;") == [("/continuo/generate", "sssf")]
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def harness(port: int, reply_port: int, log_path: Path, missing: Path) -> str:
+    """A patch around [continuo port reply_port]: context, a seeded 4-bar generate, then a continue that fails."""
+    c = build.Canvas(size=(900, 600))
+    c.obj("continuo", f"continuo {port} {reply_port}", 20, 200)
+    c.obj("start", "loadbang", 20, 20)
+    c.obj("wait", "delay 300", 20, 50)
+    c.msg("job", "rate 32000, tempo 120, metre 4 4, key C minor, bars 4, seed 1234, generate pd harness test",
+          20, 80)
+    c.chain("start", "wait", "job", "continuo")
+    for n, kind in enumerate(("output", "status", "error")):
+        c.obj(f"tag-{kind}", f"list prepend {kind}", 20 + 200 * n, 260)
+        c.wire("continuo", n, f"tag-{kind}")
+        c.wire(f"tag-{kind}", 0, "add")
+    c.obj("add", "list prepend add", 20, 300)
+    c.obj("add-trim", "list trim", 20, 330)
+    c.obj("write-after", "t b a", 20, 360)
+    c.obj("textfile", "textfile", 20, 420)
+    c.msg("write", f"write {log_path} cr", 100, 390)
+    c.chain("add", "add-trim", "write-after")
+    c.wire("write-after", 1, "textfile")
+    c.wire("write-after", 0, "write")
+    c.wire("write", 0, "textfile")
+    # the first done sends one continue of a file that is not there; any error then ends the run
+    c.obj("status-kind", "route done", 220, 300)
+    c.obj("once", "spigot 1", 220, 330)
+    c.obj("once-close", "t b b", 220, 360)
+    c.msg("close", "0", 300, 390)
+    c.msg("continue", f"continue {missing}", 220, 420)
+    c.wire("continuo", 1, "status-kind")
+    c.chain("status-kind", "once", "once-close")
+    c.wire("once-close", 1, "close")
+    c.wire("close", 0, "once", 1)
+    c.wire("once-close", 0, "continue")
+    c.wire("continue", 0, "continuo")
+    c.obj("error-bang", "t b", 420, 270)
+    c.obj("error-then", "delay 200", 420, 300)
+    c.msg("quit", "; pd quit", 420, 330)
+    c.wire("continuo", 2, "error-bang")
+    c.chain("error-bang", "error-then", "quit")
+    return "\n".join(c.lines()) + "\n"
+
+
+def read_log(path: Path) -> list[list[str]]:
+    """The harness's log: one entry per message, split into atoms (escaped spaces kept inside atoms)."""
+    if not path.exists():
+        return []
+    text = path.read_text().replace("\\ ", "\0")
+    return [[atom.replace("\0", " ") for atom in line.split()] for line in text.splitlines() if line.strip()]
+
+
+@needs_pd
+@pytest.mark.slow
+def test_pd_patch_round_trip_against_the_daemon(daemon_process, daemon_root, tmp_path):
+    folder = tmp_path / "pd"
+    folder.mkdir()
+    shutil.copy(PD_DIR / "continuo.pd", folder / "continuo.pd")
+    reply_port, log_path = free_udp_port(), tmp_path / "arrived.txt"
+    missing = daemon_root / "inbox" / "not-there.wav"
+    (folder / "harness.pd").write_text(harness(daemon_process.port, reply_port, log_path, missing))
+    pd = subprocess.Popen([PD, "-nogui", "-nosound", "-nomidi", "-stderr", "harness.pd"], cwd=folder,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:  # the harness quits on its own after the error; a time limit in case it never comes
+        said, _ = pd.communicate(timeout=JOB_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pd.kill()
+        said = pd.communicate()[0] + f"\n(killed after {JOB_TIMEOUT_S} s)"
+    log = read_log(log_path)
+    context = f"pd said:\n{said}\nthe patch's outlets gave:\n{log}\ndaemon:\n{daemon_process.log[-3000:]}"
+    assert "couldn't create" not in said and "connection failed" not in said, context
+    # Pd's only complaint: no session counter file yet on a first run
+    assert [line for line in said.splitlines() if "error" in line and "continuo-session.txt" not in line
+            and not line.startswith("continuo-error:")] == [], context
+
+    # hello went through, with the patch's reply port, and the context came back
+    assert re.search(rf"client pd at 127\.0\.0\.1:\d+ replies to port {reply_port}\b", daemon_process.log), context
+    kinds = [entry[:2] for entry in log]
+    assert ["status", "welcome"] in kinds and ["status", "context"] in kinds, context
+    assert any(entry[:2] == ["status", "context"] and entry[2:4] == ["120", "4"] and "C minor" in entry
+               and entry[-1] == "32000" for entry in log), context
+
+    # generate: journalled as the patch's job, done with the patch's seed, one 4-bar output, acknowledged
+    journal = sqlite3.connect(daemon_root / "renders" / "journal.sqlite3")
+    jobs = journal.execute("SELECT job_id, op, status, seed, reply_port FROM jobs WHERE job_id LIKE 'pd-%'").fetchall()
+    assert len(jobs) == 1, (jobs, context)
+    job_id, op, status, seed, journal_reply_port = jobs[0]
+    assert (op, status, seed, journal_reply_port) == ("generate", "done", 1234, reply_port), context
+    (path, bars, sample_rate, seconds), = journal.execute(
+        "SELECT path, bars, sample_rate, seconds FROM outputs WHERE job_id = ? AND name = 'mix'", (job_id,))
+    assert bars == pytest.approx(4.0) and sample_rate == 32000
+    info = soundfile.info(path)
+    assert info.samplerate == 32000 and info.frames == pytest.approx(8.0 * 32000, abs=2)  # 4 bars of 4/4 at 120
+    assert f"job={job_id} acknowledged" in daemon_process.log, context
+
+    # progress reached the status outlet; the output was read into the patch's arrays (soundfiler's count)
+    fractions = [float(entry[2]) for entry in log if entry[:2] == ["status", "progress"]]
+    assert fractions and 0 < max(fractions) <= 1, context
+    outputs = [entry for entry in log if entry[0] == "output"]
+    assert ["output", "mix", path, "4", str(info.frames)] in outputs, context
+    assert any(entry[:2] == ["status", "done"] and entry[3] == "1234" for entry in log), context
+
+    # the continue of a missing file came back on the error outlet, as the daemon sent it
+    errors = [entry for entry in log if entry[0] == "error"]
+    assert len(errors) == 1 and errors[0][2] in ("not_found", "bad_request"), context
+    continue_id = errors[0][1]
+    assert continue_id.startswith("pd-") and continue_id != job_id and "not-there.wav" in " ".join(errors[0])
