@@ -97,7 +97,9 @@ class Daemon:
         self.journal = Journal(settings.resolved_journal_path)
         retry = self.interrupt_unfinished()
         remove_partials(self.output_root)
-        inbox = next((r for r in self.input_roots if r.name == "inbox"), self.input_roots[0] / ".zmq-inbox")
+        # Inline ZeroMQ inputs land here, and /continuo/welcome names it for clients that copy inputs in.
+        self.inbox = inbox = next((r for r in self.input_roots if r.name == "inbox"),
+                                  self.input_roots[0] / ".zmq-inbox")
         self.retention = RetentionTimer(self.journal, self.output_root, max_age_s=settings.retention_age_s,
                                         max_jobs=settings.retention_max_jobs, inbox=inbox)
         self.retention.prune()
@@ -302,7 +304,7 @@ class Daemon:
         info = self.engine.info
         log.info("client %s at %s:%d replies to port %d", session.name, sender[0], sender[1], port)
         self.events.emit(session.reply_to, "/continuo/welcome", __version__, info.name,
-                         session.context.sample_rate, info.device)
+                         session.context.sample_rate, info.device, self.inbox.as_posix())
 
     def on_ping(self, request: Request, sender: Destination) -> None:
         self.events.emit(self.session(sender).reply_to, "/continuo/pong", request.args["seq"])
