@@ -131,7 +131,8 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
                           f'continuo generate "warm lo-fi piano" --bars 8 --bpm 92. {intro}')
     generate.add_argument("prompt", help="text prompt, added to the preset's template")
     add_job_flags(generate, bars=8.0)
-    generate.add_argument("--stems", dest="stems_setting", default=None, metavar="LIST", help="also write stems, e.g. drums,bass")
+    generate.add_argument("--stems", dest="stems_setting", default=None, metavar="LIST",
+                          help="also write stems, e.g. drums,bass")
     generate.add_argument("--loop", action="store_true", help="fold the tail into the head so the file loops")
 
     cont = job_parser("continue", "continue an audio file from its end (on the next downbeat)",
@@ -139,7 +140,8 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
     cont.add_argument("input", help="audio file to continue")
     add_job_flags(cont, bars=4.0)
     cont.add_argument("--prompt", dest="prompt_setting", default=None, help="text prompt for the continuation")
-    cont.add_argument("--stems", dest="stems_setting", default=None, metavar="LIST", help="also write stems, e.g. drums,bass")
+    cont.add_argument("--stems", dest="stems_setting", default=None, metavar="LIST",
+                      help="also write stems, e.g. drums,bass")
     cont.add_argument("--loop", action="store_true", help="fold the tail into the head so the file loops")
 
     variations = job_parser("variations", "several takes of a prompt, or of an audio file",

@@ -90,7 +90,8 @@ def run(daemon, *argv: str) -> int:
 
 def test_every_error_code_of_the_schema_has_its_own_exit_status():
     codes = [commands.EXIT_CODES.get(code) for code in SCHEMA.error_codes]
-    assert None not in codes, f"error codes without an exit status: {set(SCHEMA.error_codes) - set(commands.EXIT_CODES)}"
+    missing = set(SCHEMA.error_codes) - set(commands.EXIT_CODES)
+    assert None not in codes, f"error codes without an exit status: {missing}"
     reserved = {commands.EXIT_DONE, commands.EXIT_UNKNOWN_ERROR, commands.EXIT_USAGE, commands.EXIT_NO_REPLY,
                 commands.EXIT_CTRL_C}
     assert len(set(codes)) == len(codes) and not reserved & set(codes)
