@@ -182,7 +182,7 @@ def run_job_command(ns: argparse.Namespace, *, client_factory: Callable[..., Osc
             try:
                 staged = stage_input(raw, inbox)
             except InputMissing as exc:
-                printer.note("error", str(exc), code="not_found")
+                printer.note("error", f"not_found: {exc}", code="not_found")
                 return EXIT_CODES["not_found"]
             request.args[index] = staged.path.as_posix()
             report_copy(printer, staged)
