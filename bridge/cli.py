@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for a job to finish")
     send.add_argument("--no-wait", action="store_true", help="send and return without waiting for replies")
 
+    add_job_commands(commands)
+
     model = commands.add_parser("model", help="model tools")
     model_commands = model.add_subparsers(dest="model_command", required=True)
     tiny = model_commands.add_parser("make-tiny", help="build a tiny RANDOM MusicGen checkpoint or ACE-Step "
@@ -92,6 +94,80 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_job_commands(commands: argparse._SubParsersAction) -> None:
+    """generate, continue, variations, stems, status: bridge/clients/commands.py runs them."""
+    from bridge.clients.commands import exit_code_table, parse_metre
+
+    def job_parser(name: str, help: str, description: str) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, help=help, description=description, epilog=exit_code_table(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_connection_flags(parser)
+        return parser
+
+    def add_connection_flags(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1", help="the daemon's address (default 127.0.0.1)")
+        parser.add_argument("--port", type=int, default=9000, help="the daemon's OSC port (default 9000)")
+        parser.add_argument("--json", action="store_true", help="print one JSON object per event on stdout")
+        parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the job (default 3600)")
+
+    def add_job_flags(parser: argparse.ArgumentParser, *, bars: float, preset: bool = True) -> None:
+        if bars:
+            parser.add_argument("--bars", type=float, default=bars, help=f"length in bars (default {bars:g})")
+        if preset:
+            parser.add_argument("--preset", default="default", help="preset name (default: default)")
+        parser.add_argument("--bpm", type=float, default=120.0, help="tempo (default 120)")
+        parser.add_argument("--metre", "--time-signature", type=parse_metre, default="4/4",
+                            help="time signature (default 4/4)")
+        parser.add_argument("--key", default="C major", help="musical key, e.g. 'F# minor' (default C major)")
+        parser.add_argument("--sample-rate", type=int, default=0, help="output rate in Hz (default: the daemon's)")
+        parser.add_argument("--job-id", default="", help="your own job id (default: cli-<op>-<time>-<random>)")
+        parser.add_argument("--no-wait", action="store_true", help="print the job id once accepted and return")
+        if preset:
+            parser.add_argument("--seed", type=int, default=None, help="random seed (the done line names the one used)")
+            parser.add_argument("--set", action="append", metavar="NAME=VALUE",
+                                help="any request setting of docs/osc.md, e.g. --set temperature=0.9 (repeatable)")
+
+    intro = ("Says hello, sets the context, sends the request and waits, with a progress bar; prints the output "
+             "paths (stable <job>/<name>.wav; the DAW-friendly names follow on stderr). An input file outside "
+             "the daemon's inbox is copied into it first.")
+    generate = job_parser("generate", "render new audio from a text prompt",
+                          f'continuo generate "warm lo-fi piano" --bars 8 --bpm 92. {intro}')
+    generate.add_argument("prompt", help="text prompt, added to the preset's template")
+    add_job_flags(generate, bars=8.0)
+    generate.add_argument("--stems", dest="stems_setting", default=None, metavar="LIST",
+                          help="also write stems, e.g. drums,bass")
+    generate.add_argument("--loop", action="store_true", help="fold the tail into the head so the file loops")
+
+    cont = job_parser("continue", "continue an audio file from its end (on the next downbeat)",
+                      f"continuo continue clip.wav --bars 4. {intro}")
+    cont.add_argument("input", help="audio file to continue")
+    add_job_flags(cont, bars=4.0)
+    cont.add_argument("--prompt", dest="prompt_setting", default=None, help="text prompt for the continuation")
+    cont.add_argument("--stems", dest="stems_setting", default=None, metavar="LIST",
+                      help="also write stems, e.g. drums,bass")
+    cont.add_argument("--loop", action="store_true", help="fold the tail into the head so the file loops")
+
+    variations = job_parser("variations", "several takes of a prompt, or of an audio file",
+                            f"continuo variations --count 4 --prompt 'dark techno'. {intro}")
+    variations.add_argument("input", nargs="?", default="", help="audio file to vary (default: the prompt alone)")
+    add_job_flags(variations, bars=8.0)
+    variations.add_argument("--count", type=int, default=4, help="number of variations (default 4)")
+    variations.add_argument("--prompt", dest="prompt_setting", default=None, help="text prompt")
+
+    stems = job_parser("stems", "split an audio file into stems",
+                       f"continuo stems mix.wav --stems drums,bass. {intro}")
+    stems.add_argument("input", help="audio file to split")
+    stems.add_argument("--stems", default="drums,bass,other,vocals", help="stems to write (default: all four)")
+    add_job_flags(stems, bars=0.0, preset=False)
+
+    status = commands.add_parser("status", help="the daemon's state, model, queue and limits",
+                                 epilog=exit_code_table(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_connection_flags(status)
+
+
+JOB_COMMANDS = ("generate", "continue", "variations", "stems")
+
+
 def settings_from_args(args: argparse.Namespace):
     flags = {f.name: getattr(args, f.name, None) for f in setting_fields()}
     return load_settings(flags, config_path=args.config)
@@ -107,6 +183,14 @@ def main(argv: list[str] | None = None) -> int:
 
             return serve(settings)
         configure_logging("INFO")
+        if args.command in JOB_COMMANDS:
+            from bridge.clients.commands import run_job_command
+
+            return run_job_command(args)
+        if args.command == "status":
+            from bridge.clients.commands import run_status
+
+            return run_status(args)
         if args.command == "send":
             from bridge.clients.send import run_send
 

@@ -101,7 +101,9 @@ class Daemon:
         self.journal = Journal(settings.resolved_journal_path)
         retry = self.interrupt_unfinished()
         remove_partials(self.output_root)
-        inbox = next((r for r in self.input_roots if r.name == "inbox"), self.input_roots[0] / ".zmq-inbox")
+        # Inline ZeroMQ inputs land here, and /continuo/welcome names it for clients that copy inputs in.
+        self.inbox = inbox = next((r for r in self.input_roots if r.name == "inbox"),
+                                  self.input_roots[0] / ".zmq-inbox")
         self.retention = RetentionTimer(self.journal, self.output_root, max_age_s=settings.retention_age_s,
                                         max_jobs=settings.retention_max_jobs, inbox=inbox)
         self.retention.prune()
@@ -233,7 +235,7 @@ class Daemon:
         """Every transport's entry: rate limit, then one message at a time through the handlers."""
         if not self.rate_limiter.allow(sender):
             session = self.sessions.get(sender)
-            self.events.error(session.reply_to if session else sender, "", "busy",
+            self.events.error(session.reply_to if session else self.default_reply_to(sender), "", "busy",
                               f"over {self.settings.max_messages_per_s:g} messages per second from this client; "
                               "slow down and send again")
             return
@@ -243,15 +245,16 @@ class Daemon:
             except Exception as exc:  # a handler bug: answer it, keep serving
                 log.exception("job=- handling %s failed", address)
                 session = self.sessions.get(sender)
-                self.events.error(session.reply_to if session else sender, "", "model_error",
+                self.events.error(session.reply_to if session else self.default_reply_to(sender), "", "model_error",
                                   f"internal error handling {address}: {type(exc).__name__}: {exc}")
 
     def handle_message(self, address: str, args: list[Any], sender: Destination) -> None:
         session = self.sessions.get(sender)
-        reply_to = session.reply_to if session else sender
+        reply_to = session.reply_to if session else self.default_reply_to(sender)
         request = None
         try:
             request = self.schema.parse(address, args)
+            reply_to = self.request_reply_to(request, sender) or reply_to
             handler = self.handlers.get(request.op)
             if handler is None:
                 raise BadRequest(NOT_BUILT_OPS.get(request.op, f"{address} is not handled"), job_id=request.job_id)
@@ -268,9 +271,23 @@ class Daemon:
             if len(self.sessions) >= MAX_SESSIONS:
                 self.forget_least_recent_session()
             context = MusicalContext(bpm=self.settings.bpm, sample_rate=self.settings.sample_rate)
-            session = self.sessions[sender] = ClientSession(name="", reply_to=sender, context=context)
+            session = self.sessions[sender] = ClientSession(name="", reply_to=self.default_reply_to(sender),
+                                                            context=context)
         session.last_seen = time.monotonic()
         return session
+
+    def default_reply_to(self, sender: Destination) -> Destination:
+        """Where a sender that never said hello is answered: its source port, or (UDP, with the
+        default_reply_port setting) that port on its host, for hosts that listen on a fixed port."""
+        port = self.settings.default_reply_port
+        return sender if is_peer(sender) or not port else (sender[0], port)
+
+    @staticmethod
+    def request_reply_to(request: Request, sender: Destination) -> Destination | None:
+        """A job request's own reply port (the reply_port setting) on the sender's host, for senders whose
+        source port changes with every message; None without one, or for TCP and ZeroMQ (their connection)."""
+        port = request.settings.get("reply_port")
+        return None if not port or is_peer(sender) else (sender[0], port)
 
     def forget_least_recent_session(self) -> None:
         sender, session = min(self.sessions.items(), key=lambda item: item[1].last_seen)
@@ -291,7 +308,7 @@ class Daemon:
         info = self.engine.info
         log.info("client %s at %s:%d replies to port %d", session.name, sender[0], sender[1], port)
         self.events.emit(session.reply_to, "/continuo/welcome", __version__, info.name,
-                         session.context.sample_rate, info.device)
+                         session.context.sample_rate, info.device, self.inbox.as_posix())
 
     def on_ping(self, request: Request, sender: Destination) -> None:
         self.events.emit(self.session(sender).reply_to, "/continuo/pong", request.args["seq"])
@@ -308,21 +325,27 @@ class Daemon:
         priority = Priority(settings.pop("priority", Priority.INTERACTIVE.value))
         slot = settings.pop("slot", None)
         retries = settings.pop("retries", 0)
+        settings.pop("reply_port", None)
         self.submit(request.op, request.job_id, request.args, settings, sender, priority=priority, slot=slot,
-                    retries=retries)
+                    retries=retries, reply_to=self.request_reply_to(request, sender))
 
     def submit(self, op: str, job_id: str, args: Mapping[str, Any], settings: Mapping[str, Any], sender: Destination,
-               *, priority: Priority = Priority.INTERACTIVE, slot: int | None = None, retries: int = 0) -> None:
-        """Admit, journal, enqueue and announce one job; every transport and MIDI come through here."""
+               *, priority: Priority = Priority.INTERACTIVE, slot: int | None = None, retries: int = 0,
+               reply_to: Destination | None = None) -> None:
+        """Admit, journal, enqueue and announce one job; every transport and MIDI come through here.
+
+        The job's events go to reply_to when given (a request's reply_port), else to the session's reply port.
+        """
         session = self.session(sender)
+        reply_to = reply_to or session.reply_to
         existing = self.journal.get(job_id)
         if existing is not None:
-            self.report_existing(existing, session.reply_to)
+            self.report_existing(existing, reply_to)
             return
         admitted = admit(op, job_id, args, settings, context=session.context, presets=self.presets,
                          input_roots=self.input_roots, limits=self.settings, model=self.engine.info,
                          queue=self.queue, priority=priority, slot=slot, retries=retries)
-        job = Job(job_id=job_id, op=op, params=admitted.params, reply_to=session.reply_to, client_key=sender,
+        job = Job(job_id=job_id, op=op, params=admitted.params, reply_to=reply_to, client_key=sender,
                   priority=priority, slot=slot)
         self.journal.insert_job(job.job_id, job.op, job.params, job.reply_to)
         position = self.queue.put(job)

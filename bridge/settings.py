@@ -62,6 +62,10 @@ class Settings:
     osc_allowed_hosts: str = _setting(
         "", "comma-separated client IP addresses allowed to talk OSC; required when osc_host is not loopback"
     )
+    default_reply_port: int = _setting(
+        0, "UDP port on the sender's host for the replies to a sender that never sent /continuo/hello "
+        "(hosts with a fixed reply port, oscsend); 0: its source port"
+    )
     zmq_host: str = _setting("127.0.0.1", "address the ZeroMQ ROUTER and PUB sockets bind (loopback by default)")
     zmq_port: int = _setting(5570, "ZeroMQ ROUTER port for requests (0 picks a free one; -1: ZeroMQ off)")
     zmq_pub_port: int = _setting(5571, "ZeroMQ PUB port for events, topic = job id (0 picks a free one)")
@@ -263,6 +267,9 @@ def validate_settings(settings: Settings) -> None:
             raise ConfigError(f"{name} must be >= 0, got {getattr(settings, name)}")
     if settings.stems_model_size not in ("low", "medium", "high"):
         raise ConfigError(f"stems_model_size must be low, medium or high, got {settings.stems_model_size!r}")
+    if not 0 <= settings.default_reply_port <= 65535:
+        raise ConfigError(f"default_reply_port must be 0 (the source port) or a port up to 65535, "
+                          f"got {settings.default_reply_port}")
     if not 0 < settings.midi_reply_port <= 65535:
         raise ConfigError(f"midi_reply_port must be 1..65535, got {settings.midi_reply_port}")
     if settings.cpu_threads < 0:

@@ -8,6 +8,7 @@ so a reader sees either no file or the complete one, also after a crash.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +93,54 @@ def _remove_partial(partial: Path) -> str:
     except OSError as exc:
         return f" (and could not remove {partial}: {exc})"
     return ""
+
+
+def daw_file_name(job_id: str, output_name: str, *, bars: float, bpm: float, key: str = "") -> str:
+    """A name a musician can drop into any DAW and still read: ``<job>_<stem>_<bars>bars_<bpm>bpm_<key>.wav``.
+
+    ``job-1``, ``mix``, 8 bars, 92 BPM, "F# minor" -> ``job-1_mix_8bars_92bpm_F#min.wav``; without a key the
+    last part is left out. Numbers keep at most two decimals (``1.5bars``, ``133.33bpm``).
+    """
+    parts = [job_id, output_name, f"{_short_number(bars)}bars", f"{_short_number(bpm)}bpm"]
+    key_text = short_key(key)
+    if key_text:
+        parts.append(key_text)
+    return "_".join(parts) + ".wav"
+
+
+def short_key(key: str) -> str:
+    """"C minor" -> "Cmin", "eb major" -> "Ebmaj", "Bbm" -> "Bbmin", "F#" -> "F#", "" -> ""."""
+    text = key.strip().replace(" ", "")
+    if not text:
+        return ""
+    root = text[0].upper() + (text[1] if len(text) > 1 and text[1] in "#b" else "")
+    mode = text[len(root):].lower()
+    return root + {"": "", "major": "maj", "maj": "maj", "minor": "min", "min": "min", "m": "min"}.get(mode, mode)
+
+
+def _short_number(value: float) -> str:
+    return f"{round(float(value), 2):g}"
+
+
+def link_or_copy_atomic(source: Path, target: Path) -> str:
+    """Give ``source`` a second name ``target``: a hard link (no extra disk space; both names are the same bytes),
+    or a copy where the filesystem cannot link (FAT/exFAT drives, some network shares). Atomic like
+    ``write_wav_atomic`` (a ``.partial`` name renamed into place, replacing an older ``target``); returns "link" or
+    "copy". A failure is ``IoError`` and leaves no partial file behind."""
+    partial = target.parent / f".{target.name}.partial"
+    if target.exists() and os.path.samefile(source, target):
+        return "link"  # already (renaming a link onto the same file would do nothing and leave the partial)
+    try:
+        partial.unlink(missing_ok=True)
+        try:
+            os.link(source, partial)
+            how = "link"
+        except OSError:
+            shutil.copyfile(source, partial)
+            how = "copy"
+        os.replace(partial, target)
+        _fsync_directory(target.parent)
+    except OSError as exc:
+        note = _remove_partial(partial)
+        raise IoError(f"cannot give {source} the second name {target.name}: {exc}{note}") from exc
+    return how

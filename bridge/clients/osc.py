@@ -73,7 +73,7 @@ class _EventClient:
         self.send_raw(builder.build().dgram)
 
     def hello(self, timeout_s: float = 5.0) -> list:
-        """Say hello; returns the welcome's args [version, model, sample_rate, device]."""
+        """Say hello; returns the welcome's args [version, model, sample_rate, device, inbox]."""
         self.send("/continuo/hello", self.name, self._reply_port)
         address, args = self._wait_reply(
             lambda a, args: a == "/continuo/welcome" or (a == "/continuo/error" and args[:1] == [""]),

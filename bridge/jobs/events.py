@@ -60,6 +60,7 @@ class EventSink:
         self._resend_interval_s = resend_interval_s
         self._accepted: dict[str, _JobOutbox] = {}
         self._pending: dict[str, _Pending] = {}
+        self._acked_early: set[str] = set()  # acks that overtook their job's terminal bookkeeping (see ack)
         self._due: list[tuple[float, str]] = []
         self._wake = threading.Condition(self._lock)
         self._stopping = False
@@ -125,7 +126,14 @@ class EventSink:
     def ack(self, job_id: str) -> bool:
         """The client has the terminal events: stop re-sending. True when something was pending."""
         with self._lock:
-            return self._pending.pop(job_id, None) is not None
+            if self._pending.pop(job_id, None) is not None:
+                return True
+            if job_id in self._accepted:
+                # The done/error went out and a fast client (the CLI, a patch) acked it before the sending thread
+                # recorded it as pending: remember the ack, so the terminal set is not re-sent for nothing.
+                self._acked_early.add(job_id)
+                return True
+            return False
 
     def pending_acks(self) -> int:
         with self._lock:
@@ -143,7 +151,9 @@ class EventSink:
         with self._lock:
             self._last_progress.pop(job_id, None)
             outbox = None if replay else self._accepted.pop(job_id, None)
-            if outbox is None or event is None or self._resends <= 0:
+            acked = job_id in self._acked_early
+            self._acked_early.discard(job_id)
+            if outbox is None or event is None or self._resends <= 0 or acked:
                 return
             due = time.monotonic() + self._resend_interval_s
             self._pending[job_id] = _Pending(dest, [*outbox.outputs, event], self._resends, self._resend_interval_s)

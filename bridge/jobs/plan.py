@@ -29,6 +29,12 @@ EDIT_OPS = ("repaint",)  # ops that edit an input file: the output is as long as
 MAX_LYRICS_FILE_BYTES = 16 * 1024
 PROMPT_ARG_OPS = ("generate",)  # ops that take their text prompt as an argument, not as the prompt setting
 STEMS_OP_PRESET = "default"  # /continuo/stems takes bit depth from this preset when it exists
+# Seeds the daemon picks stay below 2**24, so a patching environment that holds every number as a float32 (Pd,
+# Max's flonum) reads a /continuo/done seed exactly and can send it back. Variations use seed .. seed + count - 1
+# (count at most MAX_VARIATION_COUNT, the schema's bound), so those stay below 2**24 too.
+FLOAT32_EXACT_INT_LIMIT = 2**24
+MAX_VARIATION_COUNT = 16
+PICKED_SEED_LIMIT = FLOAT32_EXACT_INT_LIMIT - MAX_VARIATION_COUNT + 1
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,7 @@ def job_params(op: str, args: Mapping[str, Any], settings: Mapping[str, Any], co
         chosen = args.get("stems") or STEMS
         params["settings"] = {"stems": chosen if isinstance(chosen, str) else ",".join(chosen)}
     if "seed" not in settings:
-        params["seed"] = secrets.randbelow(2**31 - 1)
+        params["seed"] = secrets.randbelow(PICKED_SEED_LIMIT)
     if op == "variations":
         params["count"] = int(args.get("count", 1))
     if op in EDIT_OPS:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge.audio.files import read_audio, write_wav_atomic
+from bridge.audio.files import daw_file_name, link_or_copy_atomic, read_audio, write_wav_atomic
 from bridge.audio.presets import Preset
 from bridge.audio.render import LOOP_CROSSFADE_S, map_channels, measured, render_mix, resample
 from bridge.audio.stems import input_stems, stem_outputs
@@ -297,11 +297,18 @@ class Worker(threading.Thread):
             seconds=rendered.audio.shape[1] / rendered.sample_rate, bars=plan.bars if bars is None else bars,
             lufs=rendered.lufs, peak_db=rendered.peak_db,
         )
+        link_or_copy_atomic(path, self.daw_path(job, plan, record))  # before the event: both names are there
         self.journal.add_output(job.job_id, record)
         self.events.output(job.reply_to, job.job_id, record)
         log.info("job=%s output name=%s path=%s lufs=%.1f peak_db=%.1f", job.job_id, name, record.path,
                  record.lufs, record.peak_db)
         return record
+
+    def daw_path(self, job: Job, plan: RenderPlan, record: OutputRecord) -> Path:
+        """The output's second name, for dropping into a DAW: <job>_<name>_<bars>bars_<bpm>bpm_<key>.wav beside
+        the stable <name>.wav that events, the journal and /continuo/get carry."""
+        return Path(record.path).with_name(daw_file_name(job.job_id, record.name, bars=record.bars,
+                                                         bpm=plan.context.bpm, key=plan.context.key))
 
     def write_manifest(self, job: Job, plan: RenderPlan, outputs: list[OutputRecord]) -> None:
         info = self.engine.info
@@ -316,7 +323,7 @@ class Worker(threading.Thread):
                         "sample_rate": plan.context.sample_rate},
             "input_path": plan.input_path.as_posix() if plan.input_path else None,
             "model": {"name": info.name, "source": info.source_kind, "smoke_model": info.is_random},
-            "outputs": [o.__dict__ for o in outputs],
+            "outputs": [{**o.__dict__, "daw_path": self.daw_path(job, plan, o).as_posix()} for o in outputs],
         }
         if plan.op == "variations":
             manifest["variation_seeds"] = {f"variation-{i + 1}": plan.seed + i for i in range(plan.count)}

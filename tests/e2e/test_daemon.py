@@ -30,10 +30,11 @@ def check_wav(path: str, *, frames: int, sample_rate: int, reported_lufs: float)
     return audio
 
 
-def test_welcome_names_the_smoke_model(daemon_process):
+def test_welcome_names_the_smoke_model(daemon_process, daemon_root):
     with OscClient(daemon_process.host, daemon_process.port) as osc:
-        version, model, sample_rate, device = osc.hello()
+        version, model, sample_rate, device, inbox = osc.hello()
     assert "SMOKE" in model and sample_rate == 48000 and device == "cpu"
+    assert inbox == (daemon_root / "inbox").as_posix()  # an input root: clients copy inputs there
 
 
 def test_generate_writes_a_bar_exact_file(osc_client, daemon_root):

@@ -176,3 +176,31 @@ def test_reads_other_formats_channels_first(tmp_path, fmt, suffix):
     assert rate == 32000 and read.shape == (2, 8000) and read.flags.c_contiguous
     if fmt != "OGG":
         assert np.allclose(read[1], -audio, atol=2e-4)
+
+
+@pytest.mark.parametrize("job_id, name, bars, bpm, key, expected", [
+    ("job-1", "mix", 8.0, 92.0, "", "job-1_mix_8bars_92bpm.wav"),
+    ("job-1", "drums", 4.0, 120.0, "C minor", "job-1_drums_4bars_120bpm_Cmin.wav"),
+    ("a.b", "variation-2", 1.5, 133.333, "f# major", "a.b_variation-2_1.5bars_133.33bpm_F#maj.wav"),
+    ("x", "mix-tail", 0.3333333, 97.5, "Bbm", "x_mix-tail_0.33bars_97.5bpm_Bbmin.wav"),
+    ("x", "bass", 2.0, 60.0, "Eb", "x_bass_2bars_60bpm_Eb.wav"),
+])
+def test_daw_file_names(job_id, name, bars, bpm, key, expected):
+    assert audio_io.daw_file_name(job_id, name, bars=bars, bpm=bpm, key=key) == expected
+
+
+def test_a_second_name_is_a_hard_link_or_a_copy_where_links_fail(tmp_path, monkeypatch):
+    source = tmp_path / "mix.wav"
+    write_wav_atomic(source, np.zeros((1, 100), np.float32), 48000)
+    assert audio_io.link_or_copy_atomic(source, tmp_path / "a.wav") == "link"
+    assert os.path.samefile(source, tmp_path / "a.wav")
+    assert audio_io.link_or_copy_atomic(source, tmp_path / "a.wav") == "link"  # again: replaces, no error
+
+    def no_links(*_args):
+        raise OSError(1, "Operation not permitted")  # what exFAT answers
+
+    monkeypatch.setattr(audio_io.os, "link", no_links)
+    assert audio_io.link_or_copy_atomic(source, tmp_path / "b.wav") == "copy"
+    assert not os.path.samefile(source, tmp_path / "b.wav")
+    assert (tmp_path / "b.wav").read_bytes() == source.read_bytes()
+    assert not list(tmp_path.glob(".*.partial"))

@@ -50,7 +50,7 @@ class FakeDaemon:
         if self.refuse_hello:
             raise BadRequest("no more clients today")
         self.reply_to[sender] = (sender[0], request.args["reply_port"] or sender[1])
-        self.emit(sender, "/continuo/welcome", "0.1.0", "fake/model", 48000, "cpu")
+        self.emit(sender, "/continuo/welcome", "0.1.0", "fake/model", 48000, "cpu", "/tmp/inbox")
 
     def on_ping(self, request, sender) -> None:
         self.emit(sender, "/continuo/pong", request.args["seq"])
@@ -95,7 +95,7 @@ def free_udp_port() -> int:
 
 
 def test_hello_returns_the_welcome(client):
-    assert client.hello(timeout_s=5) == ["0.1.0", "fake/model", 48000, "cpu"]
+    assert client.hello(timeout_s=5) == ["0.1.0", "fake/model", 48000, "cpu", "/tmp/inbox"]
 
 
 def test_hello_with_an_explicit_reply_port(daemon):

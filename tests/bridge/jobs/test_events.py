@@ -206,3 +206,21 @@ def test_a_terminal_event_that_cannot_be_built_leaves_nothing_to_resend(wire, ca
         assert wire.addresses() == ["/continuo/queued"] and sink.pending_acks() == 0
     finally:
         sink.stop()
+
+
+def test_an_ack_that_overtakes_the_terminal_bookkeeping_still_stops_the_resends(wire):
+    """A client may ack the moment done arrives, before the sending thread has recorded the job as pending."""
+    def send(dest, address: str, values) -> None:
+        wire(dest, address, values)
+        if address == "/continuo/done":
+            assert sink.ack("j9") is True  # acked while done is still on its way out
+
+    sink = EventSink(SCHEMA, send, resends=3, resend_interval_s=0.02)
+    try:
+        sink.queued(DEST, "j9", 0, 1.0)
+        sink.done(DEST, "j9", 0, 1, 1.0)
+        time.sleep(0.3)
+        assert wire.addresses().count("/continuo/done") == 1 and sink.pending_acks() == 0
+        assert sink.ack("j9") is False  # nothing left to acknowledge
+    finally:
+        sink.stop()

@@ -129,3 +129,21 @@ def test_build_plan_trusts_admitted_params():
     replay = plan(settings={"loop": 1, "hard_cut": 0, "stream": 1, "beats": 6, "temperature": 0.5, "cfg": 2})
     assert (replay.loop, replay.hard_cut, replay.stream, replay.beats) == (True, False, True, 6.0)
     assert (replay.preset.temperature, replay.preset.guidance_scale) == (0.5, 2.0)
+
+
+def test_picked_seeds_stay_exact_in_a_float32(monkeypatch):
+    """Seeds the daemon picks (and variations' seed + N) stay below 2**24, where float32 (Pd, Max) is exact."""
+    import secrets
+
+    from bridge.jobs import plan
+    from bridge.protocol.schema import load_schema
+
+    count = next(a for a in load_schema().requests["/continuo/variations"].args if a.name == "count")
+    assert count.max == plan.MAX_VARIATION_COUNT  # the schema's bound is the one the limit assumes
+    highest = []
+    monkeypatch.setattr(secrets, "randbelow", lambda n: highest.append(n - 1) or n - 1)  # the largest pick
+    params = job_params("variations", {"preset": "default", "count": count.max, "bars": 1.0}, {}, MusicalContext())
+    assert params["seed"] == highest[0]
+    assert params["seed"] + count.max - 1 == 2**24 - 1
+    assert job_params("generate", {"preset": "default", "bars": 1.0}, {"seed": 2**30}, MusicalContext()).get(
+        "seed") is None  # a seed the client chose is its own (in the settings), never replaced

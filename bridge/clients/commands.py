@@ -1,0 +1,350 @@
+"""`continuo generate | continue | variations | stems | status`: one job from the command line, over OSC/UDP.
+
+Each job command says hello, sets the session context (/continuo/context), sends one request and, by default,
+waits for it: a live progress bar on a terminal (queue position, then progress and stage, then each output as
+it lands), then the output paths on stdout, one per line. ``--json`` prints one JSON object per event on stdout
+instead (the schema's argument names; an output also names its DAW-friendly file, ``daw_path``). ``--no-wait``
+prints the job id once the daemon has accepted the job. Terminal events are acknowledged (/continuo/ack).
+Ctrl-C cancels the job (/continuo/cancel) and exits 130. The exit status says how it ended: EXIT_CODES.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from bridge.clients.inbox import InputMissing, StagedInput, stage_input
+from bridge.clients.osc import TERMINAL_EVENTS, OscClient
+from bridge.clients.progress import JobProgress
+from bridge.clients.send import parse_arg
+from bridge.protocol.schema import Schema, load_schema
+from bridge.settings import is_loopback
+
+# The exit status of every job command, in one place (`continuo generate --help` and docs/quickstart.md show it).
+# One code per error code of the schema (osc_schema/continuo.json); tests/bridge/clients/test_commands.py fails
+# when the schema gains a code this table lacks.
+EXIT_DONE = 0
+EXIT_UNKNOWN_ERROR = 1  # an error code this client does not know (a newer daemon), or a bug
+EXIT_USAGE = 2  # a command line argparse refused
+EXIT_NO_REPLY = 3  # no reply from the daemon in time: is `continuo serve` running, on this port?
+EXIT_CODES: dict[str, int] = {
+    "bad_request": 10,
+    "not_found": 11,  # also: the input file does not exist here
+    "busy": 12,
+    "cancelled": 13,
+    "out_of_memory": 14,
+    "model_error": 15,
+    "io_error": 16,
+    "interrupted": 17,
+    "audio_error": 18,
+}
+EXIT_CTRL_C = 130  # Ctrl-C (SIGINT): the job was cancelled
+CANCEL_WAIT_S = 5.0  # after Ctrl-C, how long to wait for the daemon to confirm the cancel
+SMOKE_WARNING = ("the daemon serves a tiny RANDOM smoke model: this renders noise, not music "
+                 "(start `continuo serve --model <checkpoint>` for music)")
+
+
+def exit_code_table() -> str:
+    """The exit codes as --help shows them."""
+    rows = [(EXIT_DONE, "done"), (EXIT_UNKNOWN_ERROR, "an error code this client does not know"),
+            (EXIT_USAGE, "bad command line"),
+            (EXIT_NO_REPLY, "no reply from the daemon (is `continuo serve` running?)")]
+    rows += [(code, f"error {name}") for name, code in EXIT_CODES.items()]
+    rows.append((EXIT_CTRL_C, "Ctrl-C: the job was cancelled"))
+    return "exit status:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in rows)
+
+
+def exit_code_for(error_code: str) -> int:
+    return EXIT_CODES.get(error_code, EXIT_UNKNOWN_ERROR)
+
+
+@dataclass
+class JobRequest:
+    """One job request to send: the address and its positional arguments, then name/value settings."""
+
+    address: str
+    job_id: str
+    args: list[Any]
+    settings: list[Any] = field(default_factory=list)
+    inputs: dict[int, str] = field(default_factory=dict)  # index in args -> input file to stage first
+
+    def message(self) -> list[Any]:
+        return [*self.args, *self.settings]
+
+
+def new_job_id(op: str) -> str:
+    return f"cli-{op}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def build_request(ns: argparse.Namespace) -> JobRequest:
+    """The request the parsed command line asks for."""
+    op = ns.command
+    job_id = ns.job_id or new_job_id(op)
+    settings: list[Any] = []
+    for name in ("seed", "stems_setting", "loop", "prompt_setting"):
+        value = getattr(ns, name, None)
+        if value is not None and value is not False:
+            settings += [name.removesuffix("_setting"), int(value) if isinstance(value, bool) else value]
+    for item in getattr(ns, "set", None) or []:
+        name, _, value = item.partition("=")
+        settings += [name, parse_arg(value)]
+    if op == "generate":
+        return JobRequest("/continuo/generate", job_id, [job_id, ns.preset, ns.prompt, float(ns.bars)], settings)
+    if op == "continue":
+        return JobRequest("/continuo/continue", job_id, [job_id, ns.preset, ns.input, float(ns.bars)], settings,
+                          inputs={2: ns.input})
+    if op == "variations":
+        inputs = {2: ns.input} if ns.input else {}
+        return JobRequest("/continuo/variations", job_id, [job_id, ns.preset, ns.input or "", int(ns.count),
+                                                           float(ns.bars)], settings, inputs=inputs)
+    if op == "stems":
+        return JobRequest("/continuo/stems", job_id, [job_id, ns.input, ns.stems], inputs={1: ns.input})
+    raise ValueError(f"not a job command: {op}")
+
+
+class EventPrinter:
+    """Shows events: JSON lines on stdout (--json), or the progress bar and messages on stderr."""
+
+    def __init__(self, schema: Schema, *, as_json: bool, out: TextIO | None = None, err: TextIO | None = None):
+        self.schema = schema
+        self.as_json = as_json
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.progress: JobProgress | None = None
+
+    def event_object(self, address: str, args: list[Any]) -> dict[str, Any]:
+        spec = self.schema.events.get(address)
+        names = [arg.name for arg in spec.args] if spec else [f"arg{i}" for i in range(len(args))]
+        values = [float(f"{v:.7g}") if isinstance(v, float) else v for v in args]  # float32s as they were sent
+        return {"event": address.removeprefix("/continuo/"), **dict(zip(names, values))}
+
+    def json_line(self, obj: dict[str, Any]) -> None:
+        print(json.dumps(obj), file=self.out, flush=True)
+
+    def event(self, address: str, args: list[Any]) -> None:
+        if self.as_json:
+            obj = self.event_object(address, args)
+            if address == "/continuo/output":
+                obj["daw_path"] = daw_path_of(obj)
+            self.json_line(obj)
+        elif self.progress is not None:
+            self.progress.event(address, args)
+
+    def note(self, event: str, message: str, **fields: Any) -> None:
+        """A client-side event (copied an input, a warning): a JSON object, or a line on stderr."""
+        if self.as_json:
+            self.json_line({"event": event, **fields, "message": message})
+        else:
+            print(f"continuo: {message}", file=self.err, flush=True)
+
+    def start_job(self, job_id: str) -> None:
+        if not self.as_json:
+            self.progress = JobProgress(job_id, file=self.err)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
+            self.progress = None
+
+
+def daw_path_of(output: dict[str, Any]) -> str:
+    """The output's DAW-friendly second name (<job>_<name>_...bars_...bpm[_key].wav), found beside its stable
+    path (the daemon makes it before the event); "" when there is none (another machine, an older daemon)."""
+    path = Path(str(output.get("path", "")))
+    prefix = f"{output.get('job_id')}_{output.get('name')}_"
+    try:
+        found = sorted(p for p in path.parent.glob(f"{prefix}*bars_*bpm*.wav")
+                       if p.name[len(prefix):].split("_", 1)[0].endswith("bars"))
+    except OSError:
+        return ""
+    return found[0].as_posix() if found else ""
+
+
+def run_job_command(ns: argparse.Namespace, *, client_factory: Callable[..., OscClient] = OscClient) -> int:
+    """generate / continue / variations / stems: the whole command; returns the exit status."""
+    schema = load_schema()
+    printer = EventPrinter(schema, as_json=ns.json)
+    request = build_request(ns)
+    with client_factory(ns.host, ns.port, name="continuo-cli", schema=schema) as client:
+        welcome = say_hello(client, printer, ns)
+        if welcome is None:
+            return EXIT_NO_REPLY
+        inbox = welcome[4] if len(welcome) > 4 and is_loopback(ns.host) else None
+        for index, raw in request.inputs.items():
+            try:
+                staged = stage_input(raw, inbox)
+            except InputMissing as exc:
+                printer.note("error", f"not_found: {exc}", code="not_found")
+                return EXIT_CODES["not_found"]
+            request.args[index] = staged.path.as_posix()
+            report_copy(printer, staged)
+        status = set_context(client, printer, ns, sample_rate=welcome[2])
+        if status is not None:
+            return status
+        return send_and_wait(client, printer, request, ns)
+
+
+def say_hello(client: OscClient, printer: EventPrinter, ns: argparse.Namespace) -> list | None:
+    try:
+        welcome = client.hello(timeout_s=min(5.0, ns.timeout))
+    except TimeoutError as exc:
+        printer.note("error", str(exc), code="no_reply")
+        return None
+    if printer.as_json:
+        printer.event("/continuo/welcome", welcome)
+    if "SMOKE" in str(welcome[1]).upper():
+        printer.note("warning", SMOKE_WARNING, model=welcome[1])
+    return welcome
+
+
+def report_copy(printer: EventPrinter, staged: StagedInput) -> None:
+    if staged.copied_from is None:
+        return
+    printer.note("copied", f"copied {staged.copied_from} into the daemon's inbox as {staged.path} "
+                 "(it reads inputs only from its input folders)",
+                 source=staged.copied_from.as_posix(), path=staged.path.as_posix())
+
+
+def set_context(client: OscClient, printer: EventPrinter, ns: argparse.Namespace, *, sample_rate: int) -> int | None:
+    """/continuo/context from the flags; None when set, else the exit status."""
+    beats_per_bar, beat_unit = ns.metre
+    client.send("/continuo/context", float(ns.bpm), beats_per_bar, beat_unit, ns.key,
+                int(ns.sample_rate or sample_rate))
+    try:
+        address, args = client.wait_for(
+            lambda a, args: a == "/continuo/context" or (a == "/continuo/error" and args[:1] == [""]), 5.0)
+    except TimeoutError as exc:
+        printer.note("error", f"no answer to /continuo/context: {exc}", code="no_reply")
+        return EXIT_NO_REPLY
+    printer.event(address, args)
+    if address == "/continuo/error":
+        if not printer.as_json:
+            printer.note("error", f"{args[1]}: {args[2]}")
+        return exit_code_for(args[1])
+    return None
+
+
+def parse_metre(text: str) -> tuple[int, int]:
+    """"4/4" -> (4, 4), "6/8" -> (6, 8); argparse shows a ValueError's message."""
+    top, slash, bottom = text.partition("/")
+    if not slash or not top.strip().isdigit() or not bottom.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"a time signature such as 4/4 or 6/8, got {text!r}")
+    return int(top), int(bottom)
+
+
+def send_and_wait(client: OscClient, printer: EventPrinter, request: JobRequest, ns: argparse.Namespace) -> int:
+    job_id = request.job_id
+    client.send(request.address, *request.message())
+    if ns.no_wait:
+        return await_acceptance(client, printer, job_id)
+    printer.start_job(job_id)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C cancels, also when inherited off
+    try:
+        try:
+            events = client.wait_job(job_id, ns.timeout, on_event=printer.event)
+        except TimeoutError as exc:
+            printer.close()
+            printer.note("error", f"{exc}; it may still finish: `continuo send /continuo/get {job_id}`",
+                         code="no_reply")
+            return EXIT_NO_REPLY
+        except KeyboardInterrupt:
+            return cancel(client, printer, job_id)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        printer.close()
+    client.send("/continuo/ack", job_id)
+    return finish(printer, events)
+
+
+def await_acceptance(client: OscClient, printer: EventPrinter, job_id: str) -> int:
+    """--no-wait: the daemon's first answer (queued, or a refusal), then the job id on stdout."""
+    try:
+        address, args = client.wait_for(
+            lambda a, args: a in ("/continuo/queued", "/continuo/error", *TERMINAL_EVENTS) and args[:1] == [job_id],
+            5.0)
+    except TimeoutError as exc:
+        printer.note("error", str(exc), code="no_reply")
+        return EXIT_NO_REPLY
+    printer.event(address, args)
+    if address == "/continuo/error":
+        client.send("/continuo/ack", job_id)
+        if not printer.as_json:
+            printer.note("error", f"{job_id} {args[1]}: {args[2]}")
+        return exit_code_for(args[1])
+    if not printer.as_json:
+        print(job_id, file=printer.out, flush=True)
+    return EXIT_DONE
+
+
+def cancel(client: OscClient, printer: EventPrinter, job_id: str) -> int:
+    """Ctrl-C: cancel the job, show how it ended (cancelled, or done when it was just finishing), ack, 130."""
+    printer.close()
+    client.send("/continuo/cancel", job_id)
+    try:
+        address, args = client.wait_for(lambda a, args: a in TERMINAL_EVENTS and args[:1] == [job_id], CANCEL_WAIT_S)
+    except (TimeoutError, KeyboardInterrupt):
+        printer.note("cancel", f"asked the daemon to cancel {job_id}; no answer within {CANCEL_WAIT_S:g} s",
+                     job_id=job_id)
+        return EXIT_CTRL_C
+    client.send("/continuo/ack", job_id)
+    printer.event(address, args)
+    if not printer.as_json:
+        printer.note("cancel", f"{job_id}: {args[1]}" if address == "/continuo/error" else f"{job_id} had finished")
+    return EXIT_CTRL_C
+
+
+def finish(printer: EventPrinter, events: list[tuple[str, list]]) -> int:
+    address, args = events[-1]
+    if address == "/continuo/error":
+        if not printer.as_json:
+            printer.note("error", f"{args[0]} {args[1]}: {args[2]}")
+        return exit_code_for(args[1])
+    if not printer.as_json:
+        outputs = [printer.event_object(a, o) for a, o in events if a == "/continuo/output"]
+        for output in outputs:
+            print(output["path"], file=printer.out, flush=True)
+        _, count, seed, elapsed_s = args
+        daw = [p for p in (daw_path_of(o) for o in outputs) if p]
+        printer.note("done", f"{args[0]} done in {elapsed_s:.1f} s: {count} file(s), seed {seed} "
+                     f"(--seed {seed} renders it again)" + "".join(f"\n  for your DAW: {p}" for p in daw))
+    return EXIT_DONE
+
+
+def run_status(ns: argparse.Namespace, *, client_factory: Callable[..., OscClient] = OscClient) -> int:
+    """`continuo status`: the daemon's state and limits."""
+    schema = load_schema()
+    printer = EventPrinter(schema, as_json=ns.json)
+    with client_factory(ns.host, ns.port, name="continuo-cli", schema=schema) as client:
+        welcome = say_hello(client, printer, ns)
+        if welcome is None:
+            return EXIT_NO_REPLY
+        client.send("/continuo/status")
+        try:
+            events = [client.wait_for(lambda a, _args: a == address, 5.0)
+                      for address in ("/continuo/status", "/continuo/limits")]
+        except TimeoutError as exc:
+            printer.note("error", str(exc), code="no_reply")
+            return EXIT_NO_REPLY
+    if ns.json:
+        for address, args in events:
+            printer.event(address, args)
+        return EXIT_DONE
+    status = printer.event_object(*events[0])
+    limits = printer.event_object(*events[1])
+    lines = [f"daemon    continuo {welcome[0]} at {ns.host}:{ns.port}, device {welcome[3]}",
+             f"state     {status['state']}, {status['queue_length']} job(s) queued or running",
+             f"model     {status['model']}",
+             f"memory    {status['mem_used_gb']:.2f} of {status['mem_total_gb']:.1f} GB",
+             f"inbox     {welcome[4] if len(welcome) > 4 else '(not named by this daemon)'}",
+             "limits    " + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                                      for k, v in limits.items() if k != "event")]
+    print("\n".join(lines), file=printer.out, flush=True)
+    return EXIT_DONE

@@ -1,0 +1,206 @@
+"""`continuo generate | continue | variations | stems | status` against a fake daemon (the schema's events, made-up
+results): one exit status per error code, JSON lines, --no-wait, acks, the inbox copy. tests/e2e/test_cli.py runs
+the same commands against a real `continuo serve`."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from bridge.cli import build_parser, main
+from bridge.clients import commands
+from bridge.clients.inbox import content_hash, stage_input
+from bridge.errors import BadRequest
+from bridge.protocol.schema import load_schema
+from bridge.transports.udp import OscUdpServer
+
+SCHEMA = load_schema()
+
+
+class FakeDaemon:
+    """Answers hello, context, generate, continue, ack and status like the daemon; a prompt "error:<code>" ends
+    the job with that error code, "refuse:<code>" refuses it before queueing."""
+
+    def __init__(self, inbox: str) -> None:
+        self.server = OscUdpServer("127.0.0.1", 0, self.on_message)
+        self.inbox = inbox
+        self.received: list[tuple[str, list]] = []
+        self.acked = threading.Event()
+
+    def __enter__(self) -> FakeDaemon:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.stop()
+
+    @property
+    def port(self) -> int:
+        return self.server.address[1]
+
+    def emit(self, to, address: str, *args) -> None:
+        self.server.send(to, address, SCHEMA.event_values(address, *args))
+
+    def on_message(self, address: str, args: list, sender) -> None:
+        self.received.append((address, args))
+        try:
+            request = SCHEMA.parse(address, args)
+        except BadRequest as exc:
+            self.emit(sender, "/continuo/error", exc.job_id, exc.code, exc.message)
+            return
+        if request.op == "hello":
+            self.emit(sender, "/continuo/welcome", "0.1.0", "fake/model", 48000, "cpu", self.inbox)
+        elif request.op == "context":
+            self.emit(sender, "/continuo/context", *request.args.values())
+        elif request.op == "ack":
+            self.acked.set()
+        elif request.op == "status":
+            self.emit(sender, "/continuo/status", "idle", "fake/model", 0.5, 16.0, 0)
+            self.emit(sender, "/continuo/limits", 16, 64.0, 8, 1000, 600.0, 1000.0, 0.25)
+        elif request.op in ("generate", "continue"):
+            self.on_job(request, sender)
+
+    def on_job(self, request, sender) -> None:
+        job_id = request.job_id
+        text = str(request.args.get("prompt", request.settings.get("prompt", "")))
+        if text.startswith("refuse:"):
+            self.emit(sender, "/continuo/error", job_id, text.split(":")[1], "refused")
+            return
+        self.emit(sender, "/continuo/queued", job_id, 0, 1.0)
+        self.emit(sender, "/continuo/progress", job_id, 0.5, "generating")
+        if text.startswith("error:"):
+            self.emit(sender, "/continuo/error", job_id, text.split(":")[1], "it went wrong")
+            return
+        self.emit(sender, "/continuo/output", job_id, "mix", f"/renders/{job_id}/mix.wav", 48000, 2, 2.0,
+                  request.args["bars"], -14.0, -1.0)
+        self.emit(sender, "/continuo/done", job_id, 1, 42, 0.1)
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    with FakeDaemon((tmp_path / "inbox").as_posix()) as fake:
+        yield fake
+
+
+def run(daemon, *argv: str) -> int:
+    return main([*argv, "--port", str(daemon.port), "--timeout", "10"])
+
+
+def test_every_error_code_of_the_schema_has_its_own_exit_status():
+    codes = [commands.EXIT_CODES.get(code) for code in SCHEMA.error_codes]
+    missing = set(SCHEMA.error_codes) - set(commands.EXIT_CODES)
+    assert None not in codes, f"error codes without an exit status: {missing}"
+    reserved = {commands.EXIT_DONE, commands.EXIT_UNKNOWN_ERROR, commands.EXIT_USAGE, commands.EXIT_NO_REPLY,
+                commands.EXIT_CTRL_C}
+    assert len(set(codes)) == len(codes) and not reserved & set(codes)
+    assert all(0 < code < 126 for code in codes)  # 126+ mean "not executable", signals
+    table = commands.exit_code_table()
+    assert all(f"{code:>3}  error {name}" in table for name, code in commands.EXIT_CODES.items())
+
+
+@pytest.mark.parametrize("code", list(SCHEMA.error_codes))
+def test_a_job_error_exits_with_its_code_and_is_acknowledged(daemon, code, capsys):
+    assert run(daemon, "generate", f"error:{code}", "--bars", "1") == commands.EXIT_CODES[code]
+    assert daemon.acked.wait(2)
+    assert code in capsys.readouterr().err
+
+
+def test_a_refusal_before_the_queue_exits_with_its_code(daemon):
+    assert run(daemon, "generate", "refuse:busy") == commands.EXIT_CODES["busy"]
+
+
+def test_an_unknown_error_code_exits_1():
+    assert commands.exit_code_for("a_code_from_the_future") == commands.EXIT_UNKNOWN_ERROR
+
+
+def test_done_prints_the_output_paths_on_stdout_and_acks(daemon, capsys):
+    assert run(daemon, "generate", "warm lo-fi piano", "--bars", "8", "--bpm", "92", "--key", "F# minor",
+               "--metre", "6/8") == 0
+    out = capsys.readouterr()
+    job_id = next(args[0] for address, args in daemon.received if address == "/continuo/generate")
+    assert out.out.splitlines() == [f"/renders/{job_id}/mix.wav"]
+    assert "seed 42" in out.err
+    assert ("/continuo/context", [92.0, 6, 8, "F# minor", 48000]) in daemon.received
+    assert ("/continuo/generate", [job_id, "default", "warm lo-fi piano", 8.0]) in daemon.received
+    assert ("/continuo/ack", [job_id]) in daemon.received
+
+
+def test_json_prints_one_object_per_event(daemon, capsys):
+    assert run(daemon, "generate", "x", "--json", "--job-id", "j-1", "--seed", "7", "--set", "temperature=0.5") == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["event"] for line in lines] == ["welcome", "context", "queued", "progress", "output", "done"]
+    assert lines[3] == {"event": "progress", "job_id": "j-1", "fraction": 0.5, "stage": "generating"}
+    assert lines[4]["path"] == "/renders/j-1/mix.wav" and lines[4]["daw_path"] == ""  # no such folder here
+    assert lines[5] == {"event": "done", "job_id": "j-1", "outputs": 1, "seed": 42, "elapsed_s": 0.1}
+    assert ("/continuo/generate", ["j-1", "default", "x", 8.0, "seed", 7, "temperature", 0.5]) in daemon.received
+
+
+def test_no_wait_prints_the_job_id_once_accepted(daemon, capsys):
+    assert run(daemon, "generate", "x", "--no-wait", "--job-id", "nw-1") == 0
+    assert capsys.readouterr().out == "nw-1\n"
+    assert run(daemon, "generate", "refuse:bad_request", "--no-wait") == commands.EXIT_CODES["bad_request"]
+
+
+def test_no_daemon_exits_3(capsys):
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        assert main(["status", "--port", str(port), "--timeout", "0.3"]) == commands.EXIT_NO_REPLY
+    assert "continuo serve" in capsys.readouterr().err
+
+
+def test_status_prints_state_model_and_limits(daemon, capsys):
+    assert run(daemon, "status") == 0
+    out = capsys.readouterr().out
+    assert "idle" in out and "fake/model" in out and "max_queue 16" in out and "inbox" in out
+
+
+def test_continue_copies_an_input_from_outside_the_inbox(daemon, tmp_path, capsys):
+    clip = tmp_path / "elsewhere" / "clip.wav"
+    clip.parent.mkdir()
+    clip.write_bytes(b"RIFF....WAVE")
+    assert run(daemon, "continue", str(clip), "--bars", "4", "--prompt", "x") == 0
+    copy = tmp_path / "inbox" / f"clip-{content_hash(clip)}.wav"
+    assert copy.read_bytes() == clip.read_bytes()
+    sent = next(args for address, args in daemon.received if address == "/continuo/continue")
+    assert sent[2] == copy.as_posix() and sent[4:] == ["prompt", "x"]
+    assert "copied" in capsys.readouterr().err
+
+
+def test_a_missing_input_exits_not_found_without_sending(daemon, tmp_path):
+    assert run(daemon, "continue", str(tmp_path / "nope.wav")) == commands.EXIT_CODES["not_found"]
+    assert not [a for a, _ in daemon.received if a == "/continuo/continue"]
+
+
+def test_stage_input_keeps_a_file_in_the_inbox_and_copies_once(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    inside = inbox / "a.wav"
+    inside.write_bytes(b"a")
+    assert stage_input(inside, inbox.as_posix()).path == inside
+    outside = tmp_path / "b.WAV"
+    outside.write_bytes(b"b")
+    first = stage_input(outside, inbox.as_posix())
+    assert first.copied_from == outside and first.path.parent == inbox and first.path.suffix == ".wav"
+    assert stage_input(outside, inbox.as_posix()).path == first.path  # the same bytes: the same copy
+    assert stage_input(outside, None).path == outside  # a daemon on another machine: sent as it is
+    assert not list(inbox.glob(".*.partial"))
+
+
+def test_daw_path_is_found_beside_the_stable_path(tmp_path):
+    folder = tmp_path / "j-1"
+    folder.mkdir()
+    (folder / "mix.wav").write_bytes(b"x")
+    (folder / "j-1_mix-tail_1bars_120bpm.wav").write_bytes(b"x")
+    (folder / "j-1_mix_8bars_92bpm_F#min.wav").write_bytes(b"x")
+    output = {"job_id": "j-1", "name": "mix", "path": (folder / "mix.wav").as_posix()}
+    assert commands.daw_path_of(output) == (folder / "j-1_mix_8bars_92bpm_F#min.wav").as_posix()
+
+
+def test_the_help_lists_the_exit_codes():
+    text = build_parser()._subparsers._group_actions[0].choices["generate"].format_help()
+    assert "130" in text and "error not_found" in text
