@@ -16,7 +16,7 @@ SENDER = ("127.0.0.1", 40001)
 
 def record_destinations(daemon) -> list[tuple[object, str, list]]:
     sent: list[tuple[object, str, list]] = []
-    daemon.events._send = lambda dest, address, values: sent.append((dest, address, list(values)))
+    daemon.events._send = lambda dest, event: sent.append((dest, event.address, list(event.values)))
     return sent
 
 

@@ -41,7 +41,7 @@ class FakeDaemon:
         return self.server.address[1]
 
     def emit(self, to, address: str, *args) -> None:
-        self.server.send(to, address, SCHEMA.event_values(address, *args))
+        self.server.send(to, SCHEMA.check_event(address, *args))
 
     def on_message(self, address: str, args: list, sender) -> None:
         self.received.append((address, args))

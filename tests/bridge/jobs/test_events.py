@@ -210,9 +210,9 @@ def test_a_terminal_event_that_cannot_be_built_leaves_nothing_to_resend(wire, ca
 
 def test_an_ack_that_overtakes_the_terminal_bookkeeping_still_stops_the_resends(wire):
     """A client may ack the moment done arrives, before the sending thread has recorded the job as pending."""
-    def send(dest, address: str, values) -> None:
-        wire(dest, address, values)
-        if address == "/continuo/done":
+    def send(dest, event: Event) -> None:
+        wire(dest, event)
+        if event.address == "/continuo/done":
             assert sink.ack("j9") is True  # acked while done is still on its way out
 
     sink = EventSink(SCHEMA, send, resends=3, resend_interval_s=0.02)
