@@ -374,3 +374,44 @@ def test_bf16_needs_a_gpu_that_has_it(monkeypatch):
 
 def teardown_module():
     gc.collect()
+
+
+# ---- the same on a real GPU (run by `continuo bench gpu`'s tests step) ----------------------------------------------
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "cuda-graphs"])
+def test_cuda_decode_loop_never_syncs(source, monkeypatch, compile):
+    """torch's sync debug mode raises on any host sync inside the decode loop (CUDA graphs: after capture)."""
+    cuda = load_engine(source, device="cuda", warm_up=False, weights="fp16", attention="sdpa", compile=compile)
+    request = GenerationRequest(prompt=SHORT, duration_s=0.5, seed=1)
+    cuda.generate_codes(request)  # compile and capture first
+    real_loop = inference.decode.decode_n_tokens
+
+    def loop(*args, **kwargs):
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            return real_loop(*args, **kwargs)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+    monkeypatch.setattr(inference.decode, "decode_n_tokens", loop)
+    assert cuda.generate_codes(request).shape == (1, 4, 25)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_graphs_are_one_per_batch_size(source):
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    cuda = load_engine(source, device="cuda", warm_up=False, weights="fp16", attention="sdpa", compile=True)
+    before = counters["stats"]["unique_graphs"]
+    for prompt in (SHORT, LONG):
+        for preset in PRESETS:
+            cuda.generate_codes(GenerationRequest(prompt=prompt, duration_s=0.5, seed=3, **preset))
+    assert counters["stats"]["unique_graphs"] - before == 1
+    assert not counters["inductor"].get("cudagraph_skips"), dict(counters["inductor"])
