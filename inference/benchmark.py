@@ -209,6 +209,32 @@ def bench_config(model, tokenizer, shape: str, config: BenchConfig, duration_s: 
     return result
 
 
+def cache_attention_ms(device: torch.device, positions: int, *, dtype: torch.dtype = torch.float32, batch: int = 2,
+                       heads: int = 16, head_dim: int = 64, repeats: int = 30) -> dict[str, float]:
+    """One layer's cache update + SDPA for one decode query (musicgen-small's shape, CFG batch), per cache mode:
+    the best of 7 runs of `repeats`, in ms. mulaw8 here dequantizes the used cache as every CUDA path does."""
+    from inference.kv_cache import KVCache, MuLawKVCache
+
+    q, k, v = (torch.randn(batch, heads, 1, head_dim, dtype=dtype, device=device) for _ in range(3))
+    input_pos = torch.arange(positions - 1, positions, device=device)
+    caches = {"cache": KVCache(batch, heads, 2048, head_dim, dtype, device=device),
+              "mulaw8": MuLawKVCache(batch, heads, 2048, head_dim, device=device)}
+    clock = StepClock(1, device)
+    timings = {}
+    for name, cache in caches.items():
+        best = float("inf")
+        for _ in range(7):
+            clock.sync()
+            started = time.perf_counter()
+            for _ in range(repeats):
+                keys, values = cache.update(input_pos, k, v, positions)
+                torch.nn.functional.scaled_dot_product_attention(q, keys, values)
+            clock.sync()
+            best = min(best, (time.perf_counter() - started) / repeats * 1e3)
+        timings[name] = round(best, 4)
+    return timings
+
+
 def compile_counts() -> dict[str, int]:
     """Dynamo's running totals: graphs compiled, graph breaks, CUDA graph captures skipped (a delta is one run's)."""
     from torch._dynamo.utils import counters

@@ -253,8 +253,9 @@ def describe_modes(device: torch.device | None = None) -> list[DeviceCheck]:
     rows += [
         DeviceCheck("kv_cache=auto", True, "the weights' activation dtype"),
         DeviceCheck("kv_cache=fp32/fp16/bf16", True, "static preallocated cache"),
-        DeviceCheck("kv_cache=mulaw8", True, "int8 mu-law, ~0.27x fp32 bytes; dequantized inside fused-cpu attention, "
-                                            "separately (slowly) under sdpa/eager"),
+        DeviceCheck("kv_cache=mulaw8", True, "int8 mu-law, ~0.27x fp32 bytes; read inside fused-cpu attention; under "
+                                            "sdpa/flash/eager (every CUDA path) the used cache is dequantized each "
+                                            "step: saves memory, costs time"),
         DeviceCheck("attention=auto", True, "picks " + ("flash if usable, else sdpa" if cuda else
                                                        "fused-cpu" if kernels.usable else "sdpa")),
         DeviceCheck("attention=fused-cpu", not cuda and kernels.usable,
@@ -263,6 +264,7 @@ def describe_modes(device: torch.device | None = None) -> list[DeviceCheck]:
         DeviceCheck("attention=sdpa", caps["sdpa"].usable, caps["sdpa"].reason),
         DeviceCheck("attention=eager", True, "plain matmul + softmax: the reference"),
         DeviceCheck("attention=flash", caps["flash_attn"].usable, caps["flash_attn"].reason),
-        DeviceCheck("compile_decode", caps["cuda_graphs"].usable, caps["cuda_graphs"].reason),
+        DeviceCheck("compile_decode", caps["cuda_graphs"].usable,
+                    caps["cuda_graphs"].reason + ("; one graph per batch size, not with bnb weights" if cuda else "")),
     ]
     return rows

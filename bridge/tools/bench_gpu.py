@@ -9,6 +9,8 @@ One JSON line per step (and per mode), then a summary line:
    differ by batch size on a GPU), and what decoding them one by one would cost.
 4. ``speed``: per mode, steps/s, decoder RTF, RTF, first chunk and peak memory, against transformers fp16 in the
    same run; compiled decode adds its graphs, graph breaks and CUDA graph skips.
+   ``mulaw8``: one layer's cache update + attention at 250 and 1500 positions, the activation-dtype cache against
+   mulaw8 (what dequantizing the cache every step costs on this device).
 5. ``stems``: HDemucs RTF and peak memory.
 6. ``tests``: the GPU tests (``pytest -m gpu``).
 7. ``summary``: the targets (musicgen-small RTF <= 0.06, musicgen-medium <= 0.15 on an H100-class GPU) against
@@ -108,6 +110,7 @@ def run_gpu_bench(*, dry_run: bool, device: str = "auto", quick: bool = False, e
             ("parity", lambda: parity(plan, models, target)),
             ("variations", lambda: [variations(plan, models, target)]),
             ("speed", lambda: speed(plan, models, target)),
+            ("mulaw8", lambda: mulaw8(target, repeats=3 if dry_run else 30)),
             ("stems", lambda: [stems(plan, target)]),
             ("tests", lambda: [gpu_tests(dry_run)]),
         ]
@@ -263,6 +266,21 @@ def speed(plan: GpuBenchPlan, models: ModelCache, device) -> list[dict]:
                 continue
             result.pop("suite", None)
             results.append({"status": "ok"} | result)
+    return results
+
+
+def mulaw8(device, repeats: int) -> list[dict]:
+    import torch
+
+    from inference.benchmark import cache_attention_ms
+
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    results = []
+    for positions in (250, 1500):
+        timings = cache_attention_ms(device, positions, dtype=dtype, repeats=repeats)
+        results.append({"status": "ok", "positions": positions, "cache_dtype": str(dtype).removeprefix("torch."),
+                        "cache_ms": timings["cache"], "mulaw8_ms": timings["mulaw8"],
+                        "mulaw8_over_cache": round(timings["mulaw8"] / timings["cache"], 2)})
     return results
 
 

@@ -18,7 +18,8 @@ def test_dry_run_runs_the_whole_plan_on_the_cpu(capsys):
     for line in lines:
         assert line["suite"] == "gpu" and line["dry_run"] is True
         by_step.setdefault(line["step"], []).append(line)
-    assert list(by_step) == ["environment", "parity", "variations", "speed", "stems", "tests", "summary"]
+    assert list(by_step) == ["environment", "parity", "variations", "speed", "mulaw8", "stems", "tests",
+                            "summary"]
     assert by_step["environment"][0]["versions"]["torch"]
     parity = {(r["weights"], r["kv_cache"]): r for r in by_step["parity"]}
     assert parity[("fp16", "fp16")]["status"] == "skipped" and "CUDA" in parity[("fp16", "fp16")]["reason"]
@@ -28,6 +29,7 @@ def test_dry_run_runs_the_whole_plan_on_the_cpu(capsys):
     assert {r["backend"] for r in speed if r["status"] == "ok"} == {"transformers", "engine"}
     compiled = next(r for r in speed if r.get("compile") and r["status"] == "ok")
     assert compiled["graphs"] <= 1 and compiled["graph_breaks"] == 0 and compiled["steps_per_s"] > 0
+    assert [r["positions"] for r in by_step["mulaw8"]] == [250, 1500] and by_step["mulaw8"][0]["mulaw8_ms"] > 0
     assert by_step["stems"][0]["status"] == "ok" and by_step["stems"][0]["rtf"] > 0
     assert by_step["tests"][0]["status"] == "ok" and by_step["tests"][0]["collected"] >= 1
     summary = by_step["summary"][0]
@@ -43,6 +45,7 @@ def fake_steps(monkeypatch, **overrides):
              "parity": lambda plan, models, device: [{"weights": "bf16", "kv_cache": "bf16", "status": "ok"}],
              "variations": lambda plan, models, device: {"status": "ok"},
              "speed": lambda plan, models, device: [],
+             "mulaw8": lambda device, repeats: [],
              "stems": lambda plan, device: {"status": "ok"},
              "gpu_tests": lambda dry_run: {"status": "ok"}}
     for name, step in (steps | overrides).items():
