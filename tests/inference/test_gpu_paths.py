@@ -77,6 +77,24 @@ def test_compiled_decode_is_one_whole_graph_per_batch_size(tiny_model_dir):
     assert not counters["graph_break"], dict(counters["graph_break"])
 
 
+@pytest.mark.slow
+def test_compiled_decode_of_a_melody_model_folds_the_prefix_into_the_position(tiny_melody_model_dir,
+                                                                               tmp_path_factory):
+    from dataclasses import replace
+
+    from inference.engine import compile_step
+
+    melody_source = resolve_model(str(tiny_melody_model_dir), tiny_dir=tmp_path_factory.mktemp("unused"))
+    eager = load_engine(melody_source, device="cpu", warm_up=False, weights="fp32", kv_cache="fp32", attention="sdpa")
+    compiled = load_engine(melody_source, device="cpu", warm_up=False, weights="fp32", kv_cache="fp32",
+                           attention="sdpa")
+    compiled.options = replace(compiled.options, compile=True, compile_backend="eager")
+    compiled.static = compiled.step_fn = compile_step(compiled.options, compiled.device)
+    for prompt in (SHORT, LONG):  # prefix lengths differ with the text
+        request = GenerationRequest(prompt=prompt, duration_s=0.5, seed=3, temperature=0.0)
+        assert torch.equal(compiled.generate_codes(request), eager.generate_codes(request))
+
+
 def test_compile_refuses_what_it_cannot_capture(tiny_model_dir):
     with pytest.raises(ValueError, match="CUDA"):
         build(tiny_model_dir, weights="fp32", compile=True)  # inductor + CUDA graphs on the CPU
