@@ -170,8 +170,7 @@ def environment(device) -> dict:
         props = torch.cuda.get_device_properties(device)
         result |= {"gpu": props.name, "capability": f"{props.major}.{props.minor}",
                    "memory_gib": round(props.total_memory / 2**30, 1), "bf16": torch.cuda.is_bf16_supported(),
-                   "h100_class": props.name.upper().startswith("NVIDIA " + name for name in H100_CLASS)
-                   or any(name in props.name.upper() for name in H100_CLASS)}
+                   "h100_class": any(name in props.name.upper() for name in H100_CLASS)}
     missing = [package for package in ("bitsandbytes", "flash-attn") if versions[package] is None]
     if missing:
         result["skipped"] = [f"{package}: not installed (its modes are skipped)" for package in missing]

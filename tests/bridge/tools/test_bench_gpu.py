@@ -95,3 +95,18 @@ def test_the_gpu_plan_covers_every_mode_and_compiled_decode():
     assert {c.weights for c in small if c.backend == "engine"} >= {"fp16", "bf16", "bnb-int8", "bnb-nf4"}
     assert any(c.compile for c in small) and any(c.kv_cache == "mulaw8" for c in small)
     assert {mode for mode, _ in plan.parity_modes} == {"fp16", "bf16", "bnb-int8", "bnb-nf4"}
+
+
+@pytest.mark.parametrize("name, h100_class", [("NVIDIA H100 80GB HBM3", True), ("NVIDIA H200", True),
+                                              ("NVIDIA GeForce RTX 4090", False)])
+def test_environment_describes_the_gpu(monkeypatch, name, h100_class):
+    import types
+
+    import torch
+
+    props = types.SimpleNamespace(name=name, major=9, minor=0, total_memory=80 * 2**30)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: props)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    result = bench_gpu.environment(torch.device("cuda:0"))
+    assert result["gpu"] == name and result["capability"] == "9.0" and result["memory_gib"] == 80.0
+    assert result["h100_class"] is h100_class and result["bf16"] is True
