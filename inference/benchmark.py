@@ -37,6 +37,7 @@ class BenchConfig:
     kv_cache: str
     compile: bool = False
     attention: str = "auto"
+    compile_backend: str = "inductor"  # eager: Dynamo's trace alone, for the CPU dry run of `bench gpu`
 
 
 def configs_for(device: torch.device, quick: bool) -> list[BenchConfig]:
@@ -80,14 +81,25 @@ def build_random_musicgen(shape: str, seed: int = 0):
 
 
 class StepClock:
-    """Timestamps of decode steps; steps_per_s over steps 2..N, first_chunk_s when a chunk of frames is complete."""
+    """Timestamps of decode steps; steps_per_s over steps 2..N, first_chunk_s when a chunk of frames is complete.
 
-    def __init__(self, chunk_steps: int):
+    On CUDA every tick waits for the device first: kernels are queued, and without it the clock would time the
+    launches, not the work (and a sync-free decode loop would look as fast as Python can queue).
+    """
+
+    def __init__(self, chunk_steps: int, device: torch.device | None = None):
         self.chunk_steps = chunk_steps
+        self.device = device if device is not None and device.type == "cuda" else None
+        self.sync()
         self.started = time.perf_counter()
         self.times: list[float] = []
 
+    def sync(self) -> None:
+        if self.device is not None:
+            torch.cuda.synchronize(self.device)
+
     def __call__(self, steps_done: int, *_args) -> None:
+        self.sync()
         self.times.append(time.perf_counter())
 
     def steps_per_s(self) -> float:
@@ -148,9 +160,10 @@ def bench_config(model, tokenizer, shape: str, config: BenchConfig, duration_s: 
     engine = None
     if config.backend == "engine":
         options = EngineOptions(weights=config.weights, kv_cache=config.kv_cache, attention=config.attention,
-                                compile=config.compile)
+                                compile=config.compile, compile_backend=config.compile_backend)
         engine = engine_from_hf_model(model, tokenizer, options=options, device=device, name=shape)
-        engine.generate(GenerationRequest(prompt=PROMPT, duration_s=0.1, seed=seed))  # warm up
+        graphs_before = compile_counts()
+        engine.generate(GenerationRequest(prompt=PROMPT, duration_s=0.1, seed=seed))  # warm up (and compile)
     else:
         model.to(device=device, dtype=torch.float16 if config.weights == "fp16" else torch.float32)
         run_transformers(model, tokenizer, 0.1, StepClock(1), seed)
@@ -159,18 +172,19 @@ def bench_config(model, tokenizer, shape: str, config: BenchConfig, duration_s: 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         torch.cuda.synchronize()
-    clock = StepClock(chunk_steps)
+    clock = StepClock(chunk_steps, device)
     first_chunk_s = None
     if engine is not None:
         request = GenerationRequest(prompt=PROMPT, duration_s=duration_s, seed=seed)
         codes = engine.generate_codes(request, on_step=clock)
-        engine.decode_audio(codes)
+        engine.decode_audio(codes)  # returns numpy: waits for the device
         wall_s = time.perf_counter() - clock.started
         chunk_started = time.perf_counter()
         engine.decode_audio(codes[:, :, :50])  # what a streaming emit of the first second costs
         first_chunk_s = clock.chunk_ready_s() + (time.perf_counter() - chunk_started)
     else:
         run_transformers(model, tokenizer, duration_s, clock, seed)
+        clock.sync()
         wall_s = time.perf_counter() - clock.started
     if first_chunk_s is None:
         first_chunk_s = wall_s  # transformers hands over audio only at the end
@@ -187,9 +201,47 @@ def bench_config(model, tokenizer, shape: str, config: BenchConfig, duration_s: 
         "kv_cache_bytes": engine.cache_bytes() if engine else transformers_cache_bytes(model, steps, 2),
         "threads": torch.get_num_threads(), "load_1min": round(os.getloadavg()[0], 2),
     }
+    if config.compile and engine is not None:
+        result |= {name: count - graphs_before[name] for name, count in compile_counts().items()}
+        result["compile_backend"] = config.compile_backend
     del engine
     gc.collect()
     return result
+
+
+def cache_attention_ms(device: torch.device, positions: int, *, dtype: torch.dtype = torch.float32, batch: int = 2,
+                       heads: int = 16, head_dim: int = 64, repeats: int = 30) -> dict[str, float]:
+    """One layer's cache update + SDPA for one decode query (musicgen-small's shape, CFG batch), per cache mode:
+    the best of 7 runs of `repeats`, in ms. mulaw8 here dequantizes the used cache as every CUDA path does."""
+    from inference.kv_cache import KVCache, MuLawKVCache
+
+    q, k, v = (torch.randn(batch, heads, 1, head_dim, dtype=dtype, device=device) for _ in range(3))
+    input_pos = torch.arange(positions - 1, positions, device=device)
+    caches = {"cache": KVCache(batch, heads, 2048, head_dim, dtype, device=device),
+              "mulaw8": MuLawKVCache(batch, heads, 2048, head_dim, device=device)}
+    clock = StepClock(1, device)
+    timings = {}
+    for name, cache in caches.items():
+        best = float("inf")
+        for _ in range(7):
+            clock.sync()
+            started = time.perf_counter()
+            for _ in range(repeats):
+                keys, values = cache.update(input_pos, k, v, positions)
+                torch.nn.functional.scaled_dot_product_attention(q, keys, values)
+            clock.sync()
+            best = min(best, (time.perf_counter() - started) / repeats * 1e3)
+        timings[name] = round(best, 4)
+    return timings
+
+
+def compile_counts() -> dict[str, int]:
+    """Dynamo's running totals: graphs compiled, graph breaks, CUDA graph captures skipped (a delta is one run's)."""
+    from torch._dynamo.utils import counters
+
+    return {"graphs": int(counters["stats"]["unique_graphs"]),
+            "graph_breaks": int(sum(counters["graph_break"].values())),
+            "cudagraph_skips": int(sum(counters["inductor"].get(name, 0) for name in ("cudagraph_skips",)))}
 
 
 def run_engine_suite(*, quick: bool, shapes: list[str] | None = None, duration_s: float | None = None,

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from inference.model import MusicGenDecoder
+from inference.model import MusicGenDecoder, Prefix
 
 UNKNOWN = -1  # pattern entry to be predicted
 
@@ -127,12 +127,74 @@ def prefill(model: MusicGenDecoder, pattern: Tensor, start: int, memory, sampler
     return apply_pattern(sampler(logits), pattern[:, :, start])
 
 
-def decode_one_token(model: MusicGenDecoder, tokens: Tensor, position: int, memory, sampler: Sampler,
-                     static: bool = False) -> Tensor:
-    """tokens (B, K) at position -> tokens (B, K) predicted for position + 1 (before the pattern is applied)."""
-    input_pos = torch.tensor([position], device=tokens.device)
-    logits = model(sampler.expand(tokens[:, :, None]), input_pos, memory, kv_end=None if static else position + 1)
+def decode_one_token(model: MusicGenDecoder, tokens: Tensor, position: int, memory, sampler: Sampler) -> Tensor:
+    """tokens (B, K) at position -> tokens (B, K) predicted for position + 1 (before the pattern is applied).
+
+    The position goes to the device as a kernel argument (arange), never as host data (torch.tensor([...],
+    device=cuda) would be a blocking copy every step).
+    """
+    input_pos = torch.arange(position, position + 1, device=tokens.device)
+    logits = model(sampler.expand(tokens[:, :, None]), input_pos, memory, kv_end=position + 1)
     return sampler(logits)
+
+
+MEMORY_SLOTS = 64  # text tokens the compiled step's cross-attention buffers hold; doubled when a prompt needs more
+
+
+def static_logits(model: MusicGenDecoder, tokens: Tensor, input_pos: Tensor, layer_memory) -> Tensor:
+    """The one function compiled decode traces: one query over the full-length caches, masked by position."""
+    return model.logits(tokens, input_pos, layer_memory, None, True)
+
+
+class StaticStep:
+    """Compiled decode: the decoder's one-token forward as one graph per batch size; sampling stays eager.
+
+    Every tensor the graph reads keeps its shape and address from step to step: the caches are full length
+    (attention masks by position), the position is a device tensor written in place (fill_, no host copy),
+    and the text memory sits padded to memory_slots tokens in buffers kept for the current batch
+    (pad_memory), with its mask always present. compile_fn(function) -> the compiled function
+    (torch.compile(fullgraph=True, dynamic=False) in the engine; inductor with CUDA graphs on a GPU, the
+    eager backend in the CPU tests). Melody models fold their prefix length into the position.
+    """
+
+    def __init__(self, compile_fn: Callable, device: torch.device, memory_slots: int = MEMORY_SLOTS):
+        self.compiled = compile_fn(static_logits)
+        self.position = torch.zeros(1, dtype=torch.long, device=device)
+        self.memory_slots = memory_slots
+        self.memory: list[tuple[Tensor, Tensor, Tensor]] | None = None
+
+    def pad_memory(self, memory):
+        """Per-layer cross-attention (keys, values, mask) -> the same in the fixed buffers; a Prefix passes."""
+        if isinstance(memory, Prefix):
+            return memory
+        batch, heads, length, head_dim = memory[0][0].shape
+        while self.memory_slots < length:  # a longer prompt than ever: bigger buffers, one more graph
+            self.memory_slots *= 2
+        shape = (batch, heads, self.memory_slots, head_dim)
+        keys = memory[0][0]
+        if (self.memory is None or len(self.memory) != len(memory) or self.memory[0][0].shape != shape
+                or self.memory[0][0].dtype != keys.dtype):
+            self.memory = None  # let the old buffers go before the new ones are allocated
+            self.memory = [(torch.zeros(shape, dtype=keys.dtype, device=keys.device),
+                            torch.zeros(shape, dtype=keys.dtype, device=keys.device),
+                            torch.zeros((batch, 1, 1, self.memory_slots), dtype=torch.bool, device=keys.device))
+                           for _ in memory]
+        for (k, v, mask), (k_buffer, v_buffer, mask_buffer) in zip(memory, self.memory):
+            k_buffer.zero_()
+            v_buffer.zero_()
+            k_buffer[:, :, :length] = k
+            v_buffer[:, :, :length] = v
+            mask_buffer.zero_()
+            mask_buffer[..., :length] = True if mask is None else mask
+        return self.memory
+
+    def __call__(self, model: MusicGenDecoder, tokens: Tensor, position: int, memory, sampler: Sampler) -> Tensor:
+        prefix = isinstance(memory, Prefix)
+        self.position.fill_(position + (memory.length if prefix else 0))
+        layer_memory = [None] * len(model.layers) if prefix else memory
+        torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs are consumed
+        logits = self.compiled(model, sampler.expand(tokens[:, :, None]), self.position, layer_memory)
+        return sampler(logits)
 
 
 def decode_n_tokens(model: MusicGenDecoder, pattern: Tensor, start: int, first: Tensor, memory, sampler: Sampler,

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 from dataclasses import dataclass
 
 import torch
 
 from inference.errors import ModelLoadError
+
+log = logging.getLogger("continuo.inference")
+
+MIN_FREE_GPU_BYTES = 2 * 2**30  # 'auto' skips a GPU with less free (musicgen-small fp16 + caches: ~1.5 GiB)
 
 
 @dataclass(frozen=True)
@@ -28,10 +33,18 @@ class DeviceCheck:
 
 
 def pick_device(requested: str = "auto") -> torch.device:
-    """auto: the first CUDA GPU if there is one, else the CPU; anything else must be available."""
+    """auto: the first CUDA GPU this torch has kernels for and with MIN_FREE_GPU_BYTES free, else the CPU (the
+    log says why each GPU was passed over); anything else must be available."""
     wanted = requested.strip().lower()
     if wanted == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        for index in range(torch.cuda.device_count()):
+            why_not = gpu_unusable_reason(index)
+            if why_not is None:
+                return torch.device(f"cuda:{index}")
+            log.warning("device auto: skipping cuda:%d: %s", index, why_not)
+        return torch.device("cpu")
     try:
         device = torch.device(wanted)
     except (RuntimeError, ValueError):
@@ -39,6 +52,35 @@ def pick_device(requested: str = "auto") -> torch.device:
     if not is_device_available(device):
         raise ModelLoadError(f"device {requested!r} is not available on this machine; {describe_available_devices()}")
     return device
+
+
+def gpu_unusable_reason(index: int) -> str | None:
+    """Why 'auto' should not pick GPU index: no kernels in this torch for its architecture, or too little free."""
+    major, minor = torch.cuda.get_device_capability(index)
+    if not arch_supported(major, minor, torch.cuda.get_arch_list()):
+        return (f"compute capability {major}.{minor} is not in this torch's kernels "
+                f"({' '.join(torch.cuda.get_arch_list())}); install a torch build for it")
+    free, _total = torch.cuda.mem_get_info(index)
+    if free < MIN_FREE_GPU_BYTES:
+        return f"only {free / 2**30:.1f} GiB free (needs {MIN_FREE_GPU_BYTES / 2**30:.0f}); free the GPU or pick one"
+    return None
+
+
+def arch_supported(major: int, minor: int, arch_list: list[str]) -> bool:
+    """sm_XY kernels run on X.Y exactly (and X.Z for Z > Y of the same major); compute_XY PTX JIT-compiles
+    for any X.Y at or above it."""
+    capability = major * 10 + minor
+    for arch in arch_list:
+        kind, _, number = arch.partition("_")
+        digits = "".join(ch for ch in number if ch.isdigit())
+        if not digits:
+            continue
+        built = int(digits)
+        if kind == "sm" and built // 10 == major and built <= capability:
+            return True
+        if kind == "compute" and built <= capability:
+            return True
+    return False
 
 
 def is_device_available(device: torch.device) -> bool:
@@ -92,7 +134,7 @@ def check_cuda() -> DeviceCheck:
         else:
             why = f"no NVIDIA GPU or driver found (torch is built for CUDA {built}); running on the CPU"
         return DeviceCheck("cuda", False, why)
-    props = torch.cuda.get_device_properties(0)
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
     memory_gib = props.total_memory / 2**30
     details = f"{props.name}, {memory_gib:.1f} GiB, compute capability {props.major}.{props.minor}"
     return DeviceCheck("cuda", True, details)
@@ -144,12 +186,14 @@ def check_bitsandbytes() -> DeviceCheck:
     return DeviceCheck("bitsandbytes", True, f"version {version} with CUDA kernels: int8/4-bit weights")
 
 
-def check_flash_attn() -> DeviceCheck:
+def check_flash_attn(device: torch.device | None = None) -> DeviceCheck:
+    """device: the GPU the model runs on (default: the current one)."""
     if importlib.util.find_spec("flash_attn") is None:
         return DeviceCheck("flash_attn", False, "not installed; `pip install flash-attn` on an NVIDIA GPU machine")
     if not torch.cuda.is_available():
         return DeviceCheck("flash_attn", False, "installed, but it needs an NVIDIA GPU")
-    major, _minor = torch.cuda.get_device_capability(0)
+    index = device.index if device is not None and device.index is not None else torch.cuda.current_device()
+    major, _minor = torch.cuda.get_device_capability(index)
     if major < 8:
         return DeviceCheck("flash_attn", False, "this GPU is older than Ampere (RTX 30xx / A100); flash-attn needs one")
     try:
@@ -209,8 +253,9 @@ def describe_modes(device: torch.device | None = None) -> list[DeviceCheck]:
     rows += [
         DeviceCheck("kv_cache=auto", True, "the weights' activation dtype"),
         DeviceCheck("kv_cache=fp32/fp16/bf16", True, "static preallocated cache"),
-        DeviceCheck("kv_cache=mulaw8", True, "int8 mu-law, ~0.27x fp32 bytes; dequantized inside fused-cpu attention, "
-                                            "separately (slowly) under sdpa/eager"),
+        DeviceCheck("kv_cache=mulaw8", True, "int8 mu-law, ~0.27x fp32 bytes; read inside fused-cpu attention; under "
+                                            "sdpa/flash/eager (every CUDA path) the used cache is dequantized each "
+                                            "step: saves memory, costs time"),
         DeviceCheck("attention=auto", True, "picks " + ("flash if usable, else sdpa" if cuda else
                                                        "fused-cpu" if kernels.usable else "sdpa")),
         DeviceCheck("attention=fused-cpu", not cuda and kernels.usable,
@@ -219,6 +264,7 @@ def describe_modes(device: torch.device | None = None) -> list[DeviceCheck]:
         DeviceCheck("attention=sdpa", caps["sdpa"].usable, caps["sdpa"].reason),
         DeviceCheck("attention=eager", True, "plain matmul + softmax: the reference"),
         DeviceCheck("attention=flash", caps["flash_attn"].usable, caps["flash_attn"].reason),
-        DeviceCheck("compile_decode", caps["cuda_graphs"].usable, caps["cuda_graphs"].reason),
+        DeviceCheck("compile_decode", caps["cuda_graphs"].usable,
+                    caps["cuda_graphs"].reason + ("; one graph per batch size, not with bnb weights" if cuda else "")),
     ]
     return rows

@@ -30,6 +30,7 @@ from inference.api import (
 from inference.checkpoint import describe_model, hop_length, is_melody_config
 from inference.decode import (
     Sampler,
+    StaticStep,
     build_delay_pattern,
     decode_one_token,
     generate_codes,
@@ -39,6 +40,7 @@ from inference.decode import (
 )
 from inference.errors import Cancelled, InferenceError
 from inference.kv_cache import DEFAULT_MU, KVCacheMode, build_cache_factory
+from inference.memory import release_memory
 from inference.model import ATTENTION_BACKENDS, ModelArgs, MusicGenDecoder, Prefix, build_decoder
 from inference.progress import ProgressReporter
 from inference.quantize import WeightMode, activation_dtype, apply_weight_mode_, resolve_weight_mode, weight_bytes
@@ -59,7 +61,8 @@ class EngineOptions:
     weights: str = "auto"  # WeightMode
     kv_cache: str = "auto"  # KVCacheMode
     attention: str = "auto"  # auto | sdpa | eager | flash | fused-cpu (resolve_attention)
-    compile: bool = False  # CUDA: torch.compile(mode="reduce-overhead") decode step (CUDA graphs)
+    compile: bool = False  # compiled decode: the decoder's step as one graph per batch size (decode.StaticStep)
+    compile_backend: str = "inductor"  # inductor: CUDA graphs (CUDA only); eager: Dynamo's trace alone (CPU checks)
     mu: float = DEFAULT_MU  # mu-law cache companding
     window_s: float | None = None  # decode window; None: the model's (30 s); longer output re-prompts
     keep_s: float = 10.0  # seconds of the previous window kept as the next window's prompt
@@ -101,10 +104,9 @@ class MusicGenEngine(RequestChecks):
         self.args = decoder.args
         self.delay_codebooks = self.args.num_codebooks // self.args.audio_channels
         self.cache_shape: tuple[int, int] | None = None  # (batch, positions) of the allocated caches
-        self.step_fn = decode_one_token
         self.lock = threading.Lock()
-        if options.compile:
-            self.step_fn = compile_step(options, self.device)
+        self.static = compile_step(options, self.device) if options.compile else None
+        self.step_fn = self.static or decode_one_token
 
     # ---- public surface -------------------------------------------------------------------------------------
 
@@ -142,7 +144,8 @@ class MusicGenEngine(RequestChecks):
         with self.lock:
             streamer = None if on_chunk is None else self.streamer(prompt_frames, on_chunk)
             codes = self.run(request, prompt_audio, frames, total_steps, reporter, should_cancel, seeds, streamer)
-            audio = self.decode_audio(codes)[:, :, prompt_frames * self.hop :]
+            with self.generation_errors():  # the codec can run out of memory too
+                audio = self.decode_audio(codes)[:, :, prompt_frames * self.hop :]
         if not np.isfinite(audio).all():
             raise InferenceError("the model produced non-finite audio (NaN or inf); try weights fp32 or another seed")
         log.info("generated %d x %.2f s (%d steps, %s weights, %s cache) in %.2f s, seeds %s",
@@ -205,6 +208,8 @@ class MusicGenEngine(RequestChecks):
         batch = len(seeds)
         cfg = request.guidance_scale if request.guidance_scale > 1 else None
         memory = self.condition(request.prompt, batch, cfg is not None, request.styles, request.melody)  # once
+        if self.static is not None:
+            memory = self.static.pad_memory(memory)  # the compiled step's fixed buffers
         codes = self.encode_prompt(prompt_audio, batch)
         generators = None
         if request.temperature > 0:
@@ -343,19 +348,38 @@ class MusicGenEngine(RequestChecks):
             return torch.cat(audio, dim=1).float().cpu().numpy()
 
     def ensure_caches(self, batch: int, positions: int) -> None:
-        """Reuse the preallocated caches when they fit; otherwise allocate (static mode: the full window)."""
+        """Reuse the preallocated caches when they fit; otherwise allocate (compiled: the full window).
+
+        Caches are sized for this request's batch, and shrink when it needs less than half of what is held
+        (a memset to reallocate, against holding the largest request's memory for ever). The old caches go
+        before the new ones are allocated, so the peak is one set; if allocating fails (out of memory),
+        no layer keeps a cache and the next request allocates afresh.
+        """
         if self.options.compile:
             positions = self.args.max_positions
         else:
             positions = min(self.args.max_positions, math.ceil(positions / CACHE_GRANULE) * CACHE_GRANULE)
-        if self.cache_shape is not None and self.cache_shape[0] == batch and self.cache_shape[1] >= positions:
+        if (self.cache_shape is not None and self.cache_shape[0] == batch
+                and positions <= self.cache_shape[1] < 2 * positions):
             return
+        self.release_caches()
         factory = build_cache_factory(
             self.kv_cache, batch=batch, heads=self.args.n_head, positions=positions, head_dim=self.args.head_dim,
-            activation_dtype=activation_dtype(self.weights), device=self.device, mu=self.options.mu,
+            activation_dtype=activation_dtype(self.weights, self.device), device=self.device, mu=self.options.mu,
         )
-        self.decoder.setup_caches(factory)
+        try:
+            self.decoder.setup_caches(factory)
+        except BaseException:
+            self.release_caches()
+            raise
         self.cache_shape = (batch, positions)
+
+    def release_caches(self) -> None:
+        had = self.cache_shape is not None
+        self.cache_shape = None
+        self.decoder.setup_caches(lambda index: None)
+        if had and self.device.type == "cuda":
+            release_memory()  # the caching allocator hands the old caches back
 
     def cache_bytes(self) -> int:
         return self.decoder.cache_bytes()
@@ -366,16 +390,25 @@ def prefix_length(memory) -> int:
     return memory.length if isinstance(memory, Prefix) else 0
 
 
-def compile_step(options: EngineOptions, device: torch.device):
-    """A torch.compile(mode='reduce-overhead') decode step (CUDA graphs) over the full static cache."""
-    if device.type != "cuda":
-        raise ValueError("compile (CUDA graphs) needs a CUDA device; leave it off on the CPU")
-    compiled = torch.compile(decode_one_token, mode="reduce-overhead", fullgraph=False, dynamic=False)
+COMPILE_BACKENDS = ("inductor", "eager")
 
-    def step(model, tokens, position, memory, sampler):
-        return compiled(model, tokens, position, memory, sampler, static=True)
 
-    return step
+def compile_step(options: EngineOptions, device: torch.device) -> StaticStep:
+    """The compiled decode step (decode.StaticStep): inductor with CUDA graphs (mode reduce-overhead) on a GPU;
+    the eager backend traces the same graph anywhere (the CPU tests' check that it is whole and replayed)."""
+    backend = options.compile_backend
+    if backend not in COMPILE_BACKENDS:
+        raise ValueError(f"compile_backend must be one of {', '.join(COMPILE_BACKENDS)}, got {backend!r}")
+    if backend == "inductor":
+        if device.type != "cuda":
+            raise ValueError("compile (CUDA graphs) needs a CUDA device; leave it off on the CPU")
+
+        def compile_fn(function):
+            return torch.compile(function, mode="reduce-overhead", fullgraph=True, dynamic=False)
+    else:
+        def compile_fn(function):
+            return torch.compile(function, backend=backend, fullgraph=True, dynamic=False)
+    return StaticStep(compile_fn, device)
 
 
 def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOptions(),
@@ -388,9 +421,12 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
     The transformers model keeps its decoder; callers that no longer need it drop the model.
     """
     device = torch.device(device)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # flash-attn, bitsandbytes and the probes use the current device
     weights = resolve_weight_mode(WeightMode.parse(options.weights), device)
     kv_cache = KVCacheMode.parse(options.kv_cache)
-    attention = resolve_attention(options.attention, device)
+    attention = resolve_attention(options.attention, device, compile=options.compile)
+    check_compile(options, weights, attention)
     config = model.config
     melody = is_melody_config(config)
     if melody and chroma_extractor is None:
@@ -405,6 +441,8 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
     codec = model.audio_encoder.to(device=device, dtype=torch.float32).eval()
     for module in (decoder, text_encoder, codec):
         own_memory_(module)
+    if device.type == "cuda":
+        release_memory()  # what loading staged on the GPU goes back before the first request
     parameters = sum(p.numel() for p in text_encoder.parameters()) + sum(p.numel() for p in codec.parameters())
     parameters += sum(p.numel() for p in build_param_counter(args))
     info = describe_model(config, name=name, source_kind=source_kind, is_random=is_random, device=str(device),
@@ -416,18 +454,29 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
                           weights, kv_cache, chroma_extractor=chroma_extractor if melody else None)
 
 
-def resolve_attention(name: str, device: torch.device) -> str:
-    """auto -> flash on CUDA when flash-attn is usable, else sdpa; on the CPU our fused kernel when it builds,
-    else sdpa."""
+def check_compile(options: EngineOptions, weights: WeightMode, attention: str) -> None:
+    """Modes compiled decode cannot run; the message names what to change."""
+    if not options.compile:
+        return
+    if weights in (WeightMode.BNB_INT8, WeightMode.BNB_NF4):
+        raise ValueError(f"compile_decode cannot capture bitsandbytes layers (weights {weights.value!r}); "
+                         "use weights fp16 or bf16 with compile_decode, or turn compile_decode off")
+    if attention == "fused-cpu":
+        raise ValueError("compile_decode cannot trace our CPU attention kernel; use attention sdpa")
+
+
+def resolve_attention(name: str, device: torch.device, compile: bool = False) -> str:
+    """auto -> flash on CUDA when flash-attn is usable, else sdpa; on the CPU our fused kernel when it builds
+    (sdpa when compiled), else sdpa."""
     name = name.strip().lower()
     if name == "auto":
         if device.type == "cuda":
             from inference.device import check_flash_attn
 
-            return "flash" if check_flash_attn().usable else "sdpa"
+            return "flash" if check_flash_attn(device).usable else "sdpa"
         from inference.cpu_kernels import kernels_status
 
-        return "fused-cpu" if device.type == "cpu" and kernels_status().usable else "sdpa"
+        return "fused-cpu" if device.type == "cpu" and not compile and kernels_status().usable else "sdpa"
     if name not in ATTENTION_BACKENDS:
         raise ValueError(f"attention must be auto or one of {', '.join(ATTENTION_BACKENDS)}, got {name!r}")
     if name == "flash" and device.type != "cuda":

@@ -168,9 +168,12 @@ def attend_eager(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor
     return torch.softmax(scores.float(), dim=-1).to(q.dtype) @ v
 
 
+FLASH_DEVICE_TYPES = ("cuda",)  # where flash-attn runs (the CPU tests add "cpu" with a stand-in module)
+
+
 def attend_flash(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
     """flash-attn on CUDA for the unmasked cases (one decode query, full cross-attention); SDPA otherwise."""
-    if mask is not None or q.device.type != "cuda" or q.dtype not in (torch.float16, torch.bfloat16):
+    if mask is not None or q.device.type not in FLASH_DEVICE_TYPES or q.dtype not in (torch.float16, torch.bfloat16):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     from flash_attn import flash_attn_func
 
@@ -309,6 +312,12 @@ class MusicGenDecoder(nn.Module):
             input_pos = input_pos + memory.length
             kv_end = None if kv_end is None else kv_end + memory.length
             layer_memory = [None] * len(self.layers)
+        return self.logits(tokens, input_pos, layer_memory, kv_end, last_only)
+
+    def logits(self, tokens: Tensor, input_pos: Tensor, layer_memory, kv_end: int | None = None,
+               last_only: bool = True) -> Tensor:
+        """forward's body once the prefix offset is in input_pos; layer_memory: per layer (keys, values, mask) or
+        None. With kv_end None and fixed-shape inputs it is the one graph compiled decode replays."""
         x = sum(embedding(tokens[:, k]) for k, embedding in enumerate(self.embeddings))  # (B, T, dim)
         x = x + self.positions[input_pos].to(x.dtype)
         for layer, per_layer in zip(self.layers, layer_memory):

@@ -44,6 +44,8 @@ def resolve_weight_mode(mode: WeightMode, device: torch.device) -> WeightMode:
     """auto -> int8 on the CPU, fp16 on CUDA; other modes are checked against the device."""
     if mode == WeightMode.AUTO:
         return WeightMode.FP16 if device.type == "cuda" else WeightMode.INT8
+    if mode == WeightMode.BF16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError("weights 'bf16' needs a GPU with bfloat16 (Ampere / RTX 30xx or newer); use fp16")
     if mode == WeightMode.FP16 and device.type != "cuda":
         raise ValueError("weights 'fp16' needs a CUDA GPU (fp16 matmuls are slow or missing on the CPU); "
                          "use int8 or fp32")
@@ -65,7 +67,10 @@ def resolve_weight_mode(mode: WeightMode, device: torch.device) -> WeightMode:
     return mode
 
 
-def activation_dtype(mode: WeightMode) -> torch.dtype:
+def activation_dtype(mode: WeightMode, device: torch.device | None = None) -> torch.dtype:
+    """The dtype activations (and kv_cache auto) run in; bitsandbytes computes in fp16 on CUDA."""
+    if mode in (WeightMode.BNB_INT8, WeightMode.BNB_NF4) and device is not None and device.type == "cuda":
+        return torch.float16
     return {WeightMode.FP16: torch.float16, WeightMode.BF16: torch.bfloat16}.get(mode, torch.float32)
 
 
@@ -81,8 +86,8 @@ def apply_weight_mode_(decoder: nn.Module, mode: WeightMode, device: torch.devic
         return prepack_cpu_(decoder) if device.type == "cpu" and onednn_linear_available() else decoder
     if mode == WeightMode.INT8:
         return quantize_int8_cpu_(decoder.to(device="cpu", dtype=torch.float32))
-    return swap_bnb_(decoder.to(device=device, dtype=torch.float32 if device.type == "cpu" else torch.float16),
-                     mode, device)
+    swap_bnb_(decoder.to(dtype=activation_dtype(mode, device)), mode, device)  # cast where it lies (the CPU)
+    return decoder.to(device=device)  # what is left: heads, norms, embeddings (bnb layers are there already)
 
 
 def onednn_linear_available() -> bool:
@@ -167,22 +172,40 @@ def quantize_int8_cpu_(decoder: nn.Module) -> nn.Module:
     return decoder
 
 
+BNB_KEEP = ("heads.",)  # stay in the activation dtype, as transformers keeps lm_head: logits need the precision
+
+
 def swap_bnb_(decoder: nn.Module, mode: WeightMode, device: torch.device) -> nn.Module:
+    """Swap every nn.Linear (but the heads) for a bitsandbytes layer, one at a time, from wherever the decoder
+    lies (the CPU at load): each layer is quantized on its move to the device, so the device never holds the
+    unquantized decoder, and the bnb layers are built on the meta device (no random fp32 weights first).
+
+    LLM.int8 runs with threshold 0: no outlier decomposition, whose `if outliers.any()` is a host sync in
+    every linear of every step (and stops graph capture); the weights are int8 with one scale per row either way.
+    """
     import bitsandbytes as bnb
 
-    compute = torch.float32 if device.type == "cpu" else torch.float16
+    compute = activation_dtype(mode, device)
+    keep = {id(module) for name, module in decoder.named_modules() if name.startswith(BNB_KEEP)}
     for parent, name, linear in list(linears(decoder)):
+        if id(linear) in keep:
+            continue
+        with torch.device("meta"):
+            if mode == WeightMode.BNB_INT8:
+                swapped = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                                              has_fp16_weights=False, threshold=0.0)
+            else:
+                swapped = bnb.nn.Linear4bit(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                                            compute_dtype=compute, quant_type="nf4")
+        weight = linear.weight.data.cpu()
         if mode == WeightMode.BNB_INT8:
-            swapped = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, bias=linear.bias is not None,
-                                          has_fp16_weights=False, threshold=6.0)
-            swapped.weight = bnb.nn.Int8Params(linear.weight.data.cpu(), requires_grad=False, has_fp16_weights=False)
+            swapped.weight = bnb.nn.Int8Params(weight, requires_grad=False, has_fp16_weights=False)
         else:
-            swapped = bnb.nn.Linear4bit(linear.in_features, linear.out_features, bias=linear.bias is not None,
-                                        compute_dtype=compute, quant_type="nf4")
-            swapped.weight = bnb.nn.Params4bit(linear.weight.data.cpu(), requires_grad=False, quant_type="nf4")
+            swapped.weight = bnb.nn.Params4bit(weight, requires_grad=False, quant_type="nf4")
         if linear.bias is not None:
             swapped.bias = nn.Parameter(linear.bias.data.to(compute), requires_grad=False)
         setattr(parent, name, swapped.to(device))  # bitsandbytes quantizes on the move to the device
+        del linear, weight
     return decoder
 
 

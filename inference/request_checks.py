@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
-import torch
 
 from inference.api import EDIT_CAPABILITIES, Capability, GenerationRequest, ModelInfo
 from inference.errors import InferenceError, OutOfMemory
+from inference.memory import first_line, is_out_of_memory, release_memory
 
 # What an engine says when a request needs a capability its model does not declare (after the model's name).
 UNSUPPORTED = {
@@ -66,20 +66,15 @@ class RequestChecks:
             yield
         except InferenceError:
             raise
-        except torch.OutOfMemoryError as error:
-            raise self.out_of_memory(error) from error
-        except RuntimeError as error:
-            if "can't allocate memory" in str(error):
-                raise self.out_of_memory(error) from error
-            raise InferenceError(f"generation failed: {type(error).__name__}: {error}") from error
         except Exception as error:
+            if is_out_of_memory(error):
+                release_memory(error)  # the failed frames' tensors first, then CUDA's cached blocks
+                raise self.out_of_memory(error) from error
             raise InferenceError(f"generation failed: {type(error).__name__}: {error}") from error
 
     def out_of_memory(self, error: Exception) -> OutOfMemory:
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
         return OutOfMemory(
-            f"out of memory on {self.info.device} while generating ({error}); "
+            f"out of memory on {self.info.device} while generating ({first_line(error)}); "
             "try int8 weights (--weights int8 on the CPU, bnb-int8 or bnb-nf4 on CUDA), a smaller model or preset, "
             "fewer bars or variations, or guidance_scale <= 1 (halves the work)"
         )

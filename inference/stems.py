@@ -38,6 +38,7 @@ import soxr
 import torch
 
 from inference.errors import Cancelled, ModelLoadError
+from inference.memory import out_of_memory_errors
 
 log = logging.getLogger("continuo.stems")
 
@@ -87,6 +88,7 @@ class StemSeparator:
         self.is_random = is_random
         self.sources: tuple[str, ...] = tuple(model.sources)
 
+    @out_of_memory_errors("separating stems", "try a smaller stems_model_size, fewer bars, or --device cpu")
     @torch.inference_mode()
     def separate(
         self,

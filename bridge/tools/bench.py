@@ -5,6 +5,7 @@ Suites:
   one N-bar generate (request sent -> /continuo/done received) end to end.
 - ``engine``: decode speed of our own engine against transformers' generate, same run, random weights of
   the real musicgen-small / -medium shapes (inference/benchmark.py); ``--quick``: small only, 2 s of audio.
+- ``gpu``: the first-run GPU smoke (bridge/tools/bench_gpu.py); ``--dry-run`` runs its plan on the CPU.
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ def run_bench(args: argparse.Namespace) -> int:
         return 0
     if args.suite == "engine":
         return bench_engine(args)
+    if args.suite == "gpu":
+        from bridge.tools.bench_gpu import run_gpu_bench
+
+        results = run_gpu_bench(dry_run=args.dry_run, device=args.device, quick=args.quick,
+                                emit=lambda result: print(json.dumps(result | {"machine": machine()}), flush=True))
+        return 0 if results[-1]["status"] == "ok" else 1
     print(json.dumps(bench_daemon(args.bars, args.model)), flush=True)
     return 0
 

@@ -96,17 +96,18 @@ def test_eager_attention_matches_sdpa(mono, tiny_model_dir, tmp_path_factory):
 
 
 def test_static_cache_step_matches_trimmed(mono):
-    """The static-shape step (whole cache + mask, as CUDA graphs need) decodes the same codes on the CPU."""
-    from inference.decode import decode_one_token
+    """The static-shape step (whole cache + mask, padded text memory, position buffer: what compiled decode
+    traces), run uncompiled, decodes the same codes on the CPU."""
+    from inference.decode import StaticStep, decode_one_token
 
     _, ours, _ = mono
     request = greedy(0.6)
     expected = ours.generate_codes(request).numpy()
-    ours.step_fn = lambda *args: decode_one_token(*args, static=True)
+    ours.static = ours.step_fn = StaticStep(lambda function: function, ours.device)
     try:
         np.testing.assert_array_equal(ours.generate_codes(request).numpy(), expected)
     finally:
-        ours.step_fn = decode_one_token
+        ours.static, ours.step_fn = None, decode_one_token
 
 
 def test_variations_are_one_batch_with_a_seed_each(mono):

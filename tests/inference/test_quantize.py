@@ -164,3 +164,80 @@ def test_doctor_lists_every_mode_with_a_reason():
     assert rows["attention=fused-cpu"].usable == kernels_status().usable
     assert rows["attention=auto"].reason.endswith("fused-cpu" if kernels_status().usable else "sdpa")
     assert all(row.reason for row in rows.values())
+
+
+# ---- CPU twins of the CUDA dtype paths (issue 15) -----------------------------------------------------------------
+
+def test_bf16_weights_with_mulaw8_cache_under_sdpa(source, reference):
+    """mulaw8 read through the SDPA path (as on CUDA: dequantized, then attended) under bf16 activations."""
+    engine = load_engine(source, device="cpu", warm_up=False, weights="bf16", kv_cache="mulaw8", attention="sdpa")
+    assert engine.options.attention == "sdpa"
+    assert_within_tolerance(engine, reference, TOLERANCES[("bf16", "fp32")])
+
+
+def fp16_on_the_cpu(source, monkeypatch, **modes):
+    """weights fp16 as on CUDA, run on the CPU: the same dtype flow (fp16 decoder, kv_cache auto in fp16, fp32
+    logits), only slower. resolve_weight_mode refuses fp16 on the CPU for users; the test lets it through."""
+    import inference.engine
+    import inference.quantize
+
+    real = inference.engine.resolve_weight_mode
+    monkeypatch.setattr(inference.engine, "resolve_weight_mode",
+                        lambda mode, device: mode if mode == WeightMode.FP16 else real(mode, device))
+    monkeypatch.setattr(inference.quantize, "onednn_linear_available", lambda: False)
+    return load_engine(source, device="cpu", warm_up=False, weights="fp16", **modes)
+
+
+def test_fp16_on_the_cpu_matches_fp32_teacher_forced(source, reference, monkeypatch):
+    _, codes, logits, _ = reference
+    engine = fp16_on_the_cpu(source, monkeypatch, attention="sdpa")
+    assert engine.decoder.norm.weight.dtype == torch.float16
+    forced = engine.teacher_forced_logits(REQUEST, codes)
+    assert forced.dtype == torch.float32
+    assert engine.decoder.layers[0].attention.kv_cache.k_cache.dtype == torch.float16  # kv_cache auto
+    error = ((forced - logits).norm() / logits.norm()).item()
+    agreement = (forced.argmax(-1) == logits.argmax(-1)).float().mean().item()
+    assert error <= 1e-2, f"fp16 relative logit error {error:.4f}"  # measured 2026-12-01: 7e-4
+    assert agreement >= 0.97, f"fp16 teacher-forced agreement {agreement:.3f}"
+
+
+def flash_attn_stand_in(calls: list):
+    """A flash_attn module whose flash_attn_func has flash-attn 2's signature and layout rules, computed by SDPA."""
+    import types
+
+    def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0,
+                        alibi_slopes=None, deterministic=False, return_attn_probs=False):
+        # (B, T, H, D), fp16/bf16, last dim contiguous, as flash-attn requires
+        assert q.dtype in (torch.float16, torch.bfloat16) and k.dtype == v.dtype == q.dtype
+        assert q.dim() == k.dim() == 4 and q.shape[0] == k.shape[0] and q.shape[3] == k.shape[3]
+        assert k.shape == v.shape and q.shape[2] % k.shape[2] == 0
+        assert q.stride(-1) == k.stride(-1) == v.stride(-1) == 1
+        assert dropout_p == 0.0 and not causal and window_size == (-1, -1)
+        calls.append(tuple(q.shape))
+        out = torch.nn.functional.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
+                                                               v.transpose(1, 2), scale=softmax_scale)
+        return out.transpose(1, 2)
+
+    return types.SimpleNamespace(flash_attn_func=flash_attn_func, __version__="2.8.3 (stand-in)")
+
+
+def test_flash_attention_path_with_a_stand_in_module(source, monkeypatch):
+    """The flash backend hands flash-attn (B, T, H, D) tensors and gets the codes SDPA gives."""
+    import sys
+
+    import inference.model
+
+    request = GenerationRequest(prompt="warm piano chords", duration_s=1.0, seed=7, temperature=0.0)
+    engine = load_engine(source, device="cpu", warm_up=False, weights="bf16", kv_cache="auto", attention="sdpa")
+    expected_codes = engine.generate_codes(request)
+    expected_logits = engine.teacher_forced_logits(request, expected_codes)
+    calls: list = []
+    monkeypatch.setitem(sys.modules, "flash_attn", flash_attn_stand_in(calls))
+    monkeypatch.setattr(inference.model, "FLASH_DEVICE_TYPES", ("cuda", "cpu"))
+    engine.decoder.set_attention_backend("flash")
+    codes = engine.generate_codes(request)
+    logits = engine.teacher_forced_logits(request, expected_codes)
+    heads = engine.args.n_head
+    assert any(shape[1] == 1 and shape[2] == heads for shape in calls), "no one-query decode step went to flash"
+    assert torch.equal(codes, expected_codes)
+    assert torch.allclose(logits, expected_logits, atol=2e-2, rtol=2e-2)
