@@ -380,20 +380,7 @@ def load_engine(
         raise ModelLoadError(f"cannot load {source.path}: {error}") from error
     except Exception as error:
         raise ModelLoadError(f"cannot load {source.path}: {type(error).__name__}: {error}") from error
-    info = engine.info
-    log.info(
-        "loaded %s (%s, %s backend) on %s in %.1f s: %d parameters, %d Hz, %d channel(s), up to %.1f s",
-        info.name, info.source_kind, backend, info.device, time.monotonic() - started,
-        info.parameters, info.sample_rate, info.channels, info.max_duration_s,
-    )
-    if info.is_random:
-        warn_random(info.name, source.path)
-    if warm_up:
-        try:
-            log.info("warmed up %s in %.2f s", info.name, engine.warm_up())
-        except InferenceError as error:
-            raise ModelLoadError(f"{source.path} loaded but cannot generate: {error}") from error
-    return engine
+    return announce_loaded(engine, source, f"{backend} backend", started, warm_up=warm_up)
 
 
 def family(directory: Path) -> str:
@@ -414,9 +401,14 @@ def load_other_family(source: ModelSource, *, device: str, warm_up: bool, backen
     started = time.monotonic()
     is_random = source.is_random or has_smoke_marker(source.path)
     engine = load_acestep_engine(source, device=device, name=display_name(source), is_random=is_random)
+    return announce_loaded(engine, source, "ace-step", started, warm_up=warm_up)
+
+
+def announce_loaded(engine: Engine, source: ModelSource, how: str, started: float, *, warm_up: bool) -> Engine:
+    """Every family's last step of loading: one log line, the smoke-model warning, the warm-up."""
     info = engine.info
-    log.info("loaded %s (%s, ace-step) on %s in %.1f s: %d parameters, %d Hz, %d channel(s), up to %.1f s",
-             info.name, info.source_kind, info.device, time.monotonic() - started, info.parameters,
+    log.info("loaded %s (%s, %s) on %s in %.1f s: %d parameters, %d Hz, %d channel(s), up to %.1f s",
+             info.name, info.source_kind, how, info.device, time.monotonic() - started, info.parameters,
              info.sample_rate, info.channels, info.max_duration_s)
     if info.is_random:
         warn_random(info.name, source.path)

@@ -55,11 +55,17 @@ def test_zmq_status_snapshot_names_the_limits(daemon_process):
     assert status["state"] in ("idle", "busy") and status["max_queue"] == 16 and status["max_messages_per_s"] == 1000
 
 
+MAX_UDP_PAYLOAD = 65507  # IPv4: 65535 - 8 (UDP header) - 20 (IP header)
+
+
 def test_random_packets_over_real_sockets_then_a_real_job(daemon_process):
     rng = random.Random(5)
     with OscClient(daemon_process.host, daemon_process.port) as udp:
         for _ in range(3000):
-            udp.send_raw(fuzz_packet(rng))
+            packet = fuzz_packet(rng)
+            if len(packet) > MAX_UDP_PAYLOAD:  # a deep random bundle can outgrow what one datagram carries
+                continue
+            udp.send_raw(packet)
             time.sleep(0.0002)  # stay under the per-client rate limit
         assert udp.ping(1, timeout_s=10) == 1
     for framing in ("slip", "length"):
