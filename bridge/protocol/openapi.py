@@ -68,7 +68,7 @@ def request_from_json(spec: MessageSpec, body: Any) -> list[Any]:
         raise FormError(f"{event_name(spec.address)} takes no settings")
     args = {name: value for name, value in body.items() if name not in ("op", "settings")}
     for name, value in (*args.items(), *settings.items()):
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        if not isinstance(value, (str, int, float)):  # booleans go on: the schema refuses them as OSC does
             raise FormError(f"{name}: {json.dumps(value)[:60]} is not a string or a number")
     positional: list[Any] = []
     for arg in spec.args:
