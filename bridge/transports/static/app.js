@@ -119,10 +119,10 @@ async function submit(op) {
 
 async function upload(file) {
   showFormError("");
-  $("drop").textContent = `uploading ${file.name}…`;
+  $("drop-state").textContent = `uploading ${file.name}…`;
   const { ok, data } = await api("POST", `/api/inputs?name=${encodeURIComponent(safeName(file.name))}`, file,
                                  "application/octet-stream");
-  restoreDrop();
+  $("drop-state").textContent = ok ? `${file.name}: ${data.seconds.toFixed(1)} s uploaded` : "";
   if (!ok) { showFormError(`upload: ${data.error.message}`); return; }
   $("input-path").value = data.path;
 }
@@ -131,8 +131,6 @@ function safeName(name) {
   return name.replace(/[^A-Za-z0-9 ._-]/g, "_").replace(/^[^A-Za-z0-9]+/, "").slice(0, 120) || "clip.wav";
 }
 
-let dropChildren = null;
-function restoreDrop() { if (dropChildren) $("drop").replaceChildren(...dropChildren); }
 
 // -- jobs ---------------------------------------------------------------------------------------------------
 function upsertJob(data) {
@@ -187,10 +185,15 @@ function statusForError(code) {
 function handleEvent(event) {
   const a = event.args;
   if (!a || !a.job_id) return;
+  // A job this page has not seen appears when it is accepted (any client's); a refusal is shown at the form.
+  if (!jobs.has(a.job_id) && event.event !== "queued") return;
   const job = jobs.get(a.job_id) || upsertJob({ job_id: a.job_id, op: "", status: "queued", params: {} });
   const d = job.data;
   if (event.event === "queued" && !TERMINAL.has(d.status)) Object.assign(d, { status: d.status === "running" ? "running" : "queued", position: a.position });
-  if (event.event === "progress") Object.assign(d, { status: "running", fraction: a.fraction, stage: a.stage });
+  if (event.event === "progress") {
+    Object.assign(d, { status: "running", fraction: a.fraction, stage: a.stage });
+    job.el.dataset.progressEvents = String(Number(job.el.dataset.progressEvents || 0) + 1);
+  }
   if (event.event === "partial") playPreview(job, a);
   if (event.event === "output") addOutput(job, a);
   if (event.event === "done") Object.assign(d, { status: "done", seed: a.seed, elapsed_s: a.elapsed_s });
@@ -312,7 +315,6 @@ function wire() {
     for (const [id, job] of jobs) if (!TERMINAL.has(job.data.status)) cancelJob(id);
   });
   const drop = $("drop");
-  dropChildren = [...drop.childNodes];
   $("file").addEventListener("change", (e) => { if (e.target.files[0]) upload(e.target.files[0]); });
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
@@ -323,5 +325,6 @@ function wire() {
 }
 
 wire();
-loadStatus().then(loadLibrary).then(loadHistory).then(connectEvents);
+loadStatus().then(loadLibrary).then(loadHistory).then(connectEvents)
+  .finally(() => { document.body.dataset.ready = "1"; });
 setInterval(loadStatus, 5000);
