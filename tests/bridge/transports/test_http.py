@@ -466,3 +466,16 @@ def test_http_off_and_the_ready_line(tiny_model_dir, tmp_path, capsys):
         d.request_stop()
         d.shutdown()
     assert " http=" not in capsys.readouterr().out
+
+
+def test_continuo_keys_writes_a_usable_token(tmp_path):
+    from bridge.tools.keys import make_keys
+
+    made = make_keys(tmp_path / "keys")
+    token = made["http_token"].read_text().strip()
+    assert oct(made["http_token"].stat().st_mode)[-3:] == "600"
+    settings = load_settings({"http_host": "0.0.0.0", "http_port": "0", "http_token_file": str(made["http_token"]),
+                              "output_root": str(tmp_path / "renders")}, environ={})
+    server = HttpServer(settings, lambda *a: None, inbox=None, journal=None)
+    assert server._token == token
+    assert make_keys(tmp_path / "keys", client="other")["http_token"].read_text().strip() == token  # kept
