@@ -182,7 +182,11 @@ class HttpServer:
         # TCP_NODELAY is inherited by accepted sockets; asyncio sets it only on sockets made with IPPROTO_TCP, and
         # without it a response's headers and body wait for the client's delayed ACK (40 ms on Linux).
         options = [(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1), (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-        self._sock = bind_socket(self._settings.http_host, self._settings.http_port, socket.SOCK_STREAM, options)
+        try:
+            self._sock = bind_socket(self._settings.http_host, self._settings.http_port, socket.SOCK_STREAM, options)
+        except OSError as exc:
+            raise RuntimeError(f"cannot serve HTTP on {self._settings.http_host}:{self._settings.http_port}: {exc}; "
+                               "pick another --http-port (0: any free one) or turn HTTP off: --http-port -1") from exc
         self._sock.listen(128)
         config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=1, ws="none", timeout_keep_alive=KEEP_ALIVE_S)

@@ -479,3 +479,15 @@ def test_continuo_keys_writes_a_usable_token(tmp_path):
     server = HttpServer(settings, lambda *a: None, inbox=None, journal=None)
     assert server._token == token
     assert make_keys(tmp_path / "keys", client="other")["http_token"].read_text().strip() == token  # kept
+
+
+def test_a_taken_port_names_the_setting(tmp_path):
+    first = HttpServer(load_settings({"http_port": "0", "output_root": str(tmp_path / "r")}, environ={}),
+                       lambda *a: None, inbox=None, journal=None)
+    first.start()
+    try:
+        taken = load_settings({"http_port": str(first.address[1]), "output_root": str(tmp_path / "r")}, environ={})
+        with pytest.raises(RuntimeError, match="--http-port"):
+            HttpServer(taken, lambda *a: None, inbox=None, journal=None).start()
+    finally:
+        first.stop()
