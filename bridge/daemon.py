@@ -112,7 +112,7 @@ class Daemon:
         self.midi_maps = load_midi_maps(midi_map_dirs(self.preset_dirs()), list(self.presets))
         self.engine = self._engine_loader(settings)
         self.queue = JobQueue(settings.max_queue, on_superseded=self.on_superseded)
-        self.transports = Transports(settings, self.on_message, inbox=inbox)
+        self.transports = Transports(settings, self.on_message, inbox=inbox, journal=self.journal, about=self.about)
         self.events = EventSink(self.schema, self.transports.send, resends=settings.ack_resends,
                                 resend_interval_s=settings.ack_interval_s)
         self.rate_limiter = RateLimiter(settings.max_messages_per_s)
@@ -163,6 +163,14 @@ class Daemon:
         self.retention.stop()
         self.journal.close()
         log.info("stopped")
+
+    def about(self) -> dict[str, Any]:
+        """What the control room shows at the top and beside the presets (any thread; reads only)."""
+        info = self.engine.info
+        return {"version": __version__, "model": info.name, "device": info.device, "smoke_model": info.is_random,
+                "model_sample_rate": info.sample_rate, "capabilities": sorted(c.value for c in info.capabilities),
+                "session_sample_rate": self.settings.sample_rate, "session_bpm": self.settings.bpm,
+                "midi_maps": [{"name": m.name, "description": m.description} for m in self.midi_maps.values()]}
 
     def preset_dirs(self) -> list[Path]:
         dirs = [builtin_presets_dir()]

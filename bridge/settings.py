@@ -73,6 +73,12 @@ class Settings:
         None, "CURVE keys made by `continuo keys DIR`: server.key_secret and clients/*.key; "
         "required when zmq_host is not loopback"
     )
+    http_host: str = _setting("127.0.0.1", "address the HTTP API and control room page bind (loopback by default)")
+    http_port: int = _setting(9080, "HTTP port of the API and the control room page at / (0 picks a free one; -1: off)")
+    http_token_file: Path | None = _setting(
+        None, "file holding the bearer token HTTP clients must send (`continuo keys DIR` writes DIR/http.token); "
+        "required when http_host is not loopback"
+    )
     ack_resends: int = _setting(3, "terminal events are re-sent this many times until /continuo/ack (0: never)")
     ack_interval_s: float = _setting(1.0, "seconds before the first re-send of a terminal event; doubles each time")
     retention_age_s: float = _setting(7 * 86400.0, "finished jobs (journal rows and files) are removed after this age")
@@ -253,9 +259,15 @@ def validate_settings(settings: Settings) -> None:
             "CURVE keys: run `continuo keys DIR`, copy each client's public key into DIR/clients/, and set "
             "zmq_keys_dir DIR (or bind 127.0.0.1, the default, or turn ZeroMQ off with zmq_port -1)."
         )
+    if settings.http_port != -1 and not is_loopback(settings.http_host) and settings.http_token_file is None:
+        raise ConfigError(
+            f"http_host {settings.http_host!r} is not a loopback address; serving other machines over HTTP needs a "
+            "bearer token: run `continuo keys DIR` and set http_token_file DIR/http.token (or bind 127.0.0.1, the "
+            "default, or turn HTTP off with http_port -1)."
+        )
     if not 0 <= settings.osc_port <= 65535:
         raise ConfigError(f"osc_port must be 0..65535, got {settings.osc_port}")
-    for name in ("osc_tcp_port", "zmq_port", "zmq_pub_port"):
+    for name in ("osc_tcp_port", "zmq_port", "zmq_pub_port", "http_port"):
         value = getattr(settings, name)
         if value is not None and not -1 <= value <= 65535:
             raise ConfigError(f"{name} must be -1 (off), 0 (a free port) or a port up to 65535, got {value}")

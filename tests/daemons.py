@@ -24,7 +24,7 @@ Event = tuple[str, list]  # (address, args) as a client decodes them
 
 def daemon_flags(model_dir: Path, root: Path, *extra: str) -> list[str]:
     """`continuo serve` flags for a test daemon: the model, every port chosen by the OS, files under root."""
-    return ["--model", str(model_dir), "--osc-port", "0", "--zmq-port", "0", "--zmq-pub-port", "0",
+    return ["--model", str(model_dir), "--osc-port", "0", "--zmq-port", "0", "--zmq-pub-port", "0", "--http-port", "0",
             "--output-root", str(root / "renders"), "--user-presets-dir", str(root / "user-presets"),
             "--cpu-threads", "1", *extra]
 
@@ -33,7 +33,7 @@ def daemon_settings(model_dir: Path, root: Path, **overrides: Any) -> Settings:
     """Settings for an in-process test daemon: UDP on a free port, TCP and ZeroMQ off, no re-sends, files under
     root, nothing read from the environment or a config file. Overrides are settings by name (as strings)."""
     return load_settings({
-        "model": str(model_dir), "osc_port": "0", "osc_tcp_port": "-1", "zmq_port": "-1",
+        "model": str(model_dir), "osc_port": "0", "osc_tcp_port": "-1", "zmq_port": "-1", "http_port": "-1",
         "output_root": str(root / "renders"), "user_presets_dir": str(root / "presets"), "ack_resends": "0",
         **{name: str(value) for name, value in overrides.items()},
     }, environ={})

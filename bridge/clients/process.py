@@ -18,6 +18,7 @@ ENDPOINT_PATTERNS = {
     "tcp_port": re.compile(r" osc_tcp=tcp://[^\s]+:(\d+)"),
     "zmq_endpoint": re.compile(r" zmq=(tcp://\S+)"),
     "zmq_pub_endpoint": re.compile(r" zmq_pub=(tcp://\S+)"),
+    "http_url": re.compile(r" http=(http://\S+)"),
 }
 
 
@@ -34,6 +35,7 @@ class DaemonProcess:
         self.tcp_port = 0  # OSC over TCP; 0 when off
         self.zmq_endpoint = ""  # ZeroMQ ROUTER and PUB; "" when off
         self.zmq_pub_endpoint = ""
+        self.http_url = ""  # the HTTP API and control room page; "" when off
         self.startup_s = 0.0
         self._ready = threading.Event()
         self.proc: subprocess.Popen[str] | None = None

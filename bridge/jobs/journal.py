@@ -216,6 +216,13 @@ class Journal:
             error_code=row[10], error_message=row[11], outputs=tuple(OutputRecord(*o) for o in outputs),
         )
 
+    def recent(self, limit: int = 50) -> list[JobRecord]:
+        """The newest `limit` jobs, newest first (the control room's history)."""
+        with self._lock:
+            rows = self._db.execute("SELECT job_id FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                                    (limit,)).fetchall()
+        return [record for record in (self.get(row[0]) for row in rows) if record is not None]
+
     def unfinished(self) -> list[str]:
         with self._lock:
             rows = self._db.execute(

@@ -22,7 +22,8 @@ from bridge.tools.machine import machine
 
 def bench_daemon(bars: float, model: str | None) -> dict:
     with tempfile.TemporaryDirectory(prefix="continuo-bench-") as tmp:
-        flags = ["--osc-port", "0", "--zmq-port", "0", "--zmq-pub-port", "0", "--output-root", f"{tmp}/renders",
+        flags = ["--osc-port", "0", "--zmq-port", "0", "--zmq-pub-port", "0", "--http-port", "0",
+                 "--output-root", f"{tmp}/renders",
                  "--user-presets-dir", f"{tmp}/presets"]
         if model:
             flags += ["--model", model]

@@ -13,10 +13,17 @@ daemon minus bare echo, per percentile. Also the inline PCM round trip of 8 bars
 of 48 kHz stereo (16 s at 120 BPM, 6.1 MB of float32) over ZeroMQ: upload as a
 `continue` input (written to the inbox, validated, queued) and download of an
 8-bar output as a /continuo/get reply.
+
+HTTP (keep-alive http.client, the daemon's Starlette on uvicorn) in the same interleaved blocks: ping
+(POST /api/requests/ping), status (GET /api/status), generate (POST /api/jobs), against a bare Starlette +
+uvicorn echo; an SSE client on /api/events times request sent -> its event (queued, and the terminal
+`cancelled` error of DELETE /api/jobs/{id}) arriving on the stream; and the download of the 8-bar 48 kHz
+stereo output (GET /api/jobs/{id}/files/mix).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -76,7 +83,7 @@ def serve_held_daemon(root: str) -> None:
     from bridge.settings import load_settings
 
     settings = load_settings({
-        "osc_port": "0", "zmq_port": "0", "zmq_pub_port": "0", "output_root": f"{root}/renders",
+        "osc_port": "0", "zmq_port": "0", "zmq_pub_port": "0", "http_port": "0", "output_root": f"{root}/renders",
         "user_presets_dir": f"{root}/presets", "max_queue": "1000000", "max_messages_per_s": "0",
         "log_level": "WARNING", "ack_resends": "0",
     })
@@ -125,6 +132,125 @@ def serve_zmq_echo() -> None:
     print(f"echo ready: zmq={port}", flush=True)
     while True:
         router.send_multipart(router.recv_multipart(copy=False), copy=False)
+
+
+def serve_http_echo() -> None:
+    import asyncio
+    import socket
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def echo(request: Request) -> JSONResponse:
+        return JSONResponse({"events": [{"event": "pong", "args": await request.json()}]})
+
+    sock = socket.socket()
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as the daemon's (bridge/transports/http.py)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    print(f"echo ready: http={sock.getsockname()[1]}", flush=True)
+    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/echo", echo, methods=["POST"])]),
+                                           log_level="warning", access_log=False, lifespan="off",
+                                           timeout_keep_alive=60))
+    asyncio.run(server.serve(sockets=[sock]))
+
+
+class HttpBench:
+    """A keep-alive HTTP client of the daemon, and an SSE reader noting when each job's events arrive."""
+
+    def __init__(self, base: str) -> None:
+        url = base.removeprefix("http://").rstrip("/")
+        self.host, port = url.rsplit(":", 1)
+        self.port = int(port)
+        self.conn = _connect(self.host, self.port)
+        self.arrived: dict[tuple[str, str], float] = {}
+        self._stream = http.client.HTTPConnection(self.host, self.port, timeout=None)
+        self._stream.request("GET", "/api/events")
+        self._response = self._stream.getresponse()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        name = ""
+        for raw in self._response:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                job_id = json.loads(line[6:])["args"].get("job_id", "")
+                self.arrived[(name, job_id)] = time.perf_counter()
+
+    def call(self, method: str, path: str, body: dict | None = None) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        self.conn.request(method, path, body=data, headers={"content-type": "application/json"} if data else {})
+        response = self.conn.getresponse()
+        payload = response.read()
+        return json.loads(payload) if response.headers.get("content-type", "").startswith("application/json") else {}
+
+    def wait_event(self, name: str, job_id: str, timeout_s: float = 5.0) -> float:
+        deadline = time.monotonic() + timeout_s
+        while (name, job_id) not in self.arrived:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no {name} event for {job_id} on the SSE stream")
+            time.sleep(0.0002)
+        return self.arrived.pop((name, job_id))
+
+    def ops(self, k: int, first: int, sse: dict[str, list[float]]) -> dict[str, list[float]]:
+        ping = time_requests(lambda i: self.call("POST", "/api/requests/ping", {"seq": first + i}), lambda i: None, k)
+        status = time_requests(lambda i: self.call("GET", "/api/status"), lambda i: None, k)
+        job = lambda i: f"http-{first + i}"  # noqa: E731
+        sent: dict[str, float] = {}
+
+        def post(i: int) -> None:
+            sent[job(i)] = time.perf_counter()
+            reply = self.call("POST", "/api/jobs", {"op": "generate", "job_id": job(i), "preset": "default",
+                                                     "prompt": "bench", "bars": 1.0, "settings": {"priority": "batch"}})
+            if reply["events"][0]["event"] != "queued":
+                raise RuntimeError(f"HTTP generate refused: {reply}")
+
+        def cancel(i: int) -> None:
+            sse["queued"].append(self.wait_event("queued", job(i)) - sent[job(i)])
+            started = time.perf_counter()
+            self.call("DELETE", f"/api/jobs/{job(i)}")
+            sse["cancelled"].append(self.wait_event("error", job(i)) - started)
+
+        generate = time_requests(post, lambda i: None, k, cancel)
+        return {"ping": ping, "status": status, "generate": generate}
+
+    def download(self, repeats: int) -> dict:
+        samples, size = [], 0
+        for _ in range(repeats):
+            started = time.perf_counter()
+            self.conn.request("GET", "/api/jobs/bench-pcm/files/mix")
+            response = self.conn.getresponse()
+            size = len(response.read())
+            samples.append(time.perf_counter() - started)
+            if response.status != 200:
+                raise RuntimeError(f"HTTP download failed: {response.status}")
+        return {"bytes": size, **percentiles_ms(samples),
+                "mb_per_s_p50": round(size / float(np.median(samples)) / 1e6, 1)}
+
+
+def _connect(host: str, port: int) -> http.client.HTTPConnection:
+    """A keep-alive connection with TCP_NODELAY, as browsers and HTTP libraries use (without it a small request
+    written in two segments waits for the peer's delayed ACK, about 40 ms on Linux)."""
+    import socket
+
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.connect()
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return conn
+
+
+def _http_echo(conn: http.client.HTTPConnection, k: int, first: int) -> list[float]:
+    def send(i: int) -> None:
+        conn.request("POST", "/echo", body=json.dumps({"seq": first + i}).encode(),
+                     headers={"content-type": "application/json"})
+        conn.getresponse().read()
+
+    return time_requests(send, lambda i: None, k)
 
 
 # -- the client side ------------------------------------------------------------------------------------
@@ -204,7 +330,8 @@ def run_bridge_bench(n: int = 2000, pcm_repeats: int = 5, block: int = 100) -> d
 
     result: dict = {"suite": "bridge", "n": n, "block": block, "load": os.getloadavg()[0], "machine": machine()}
     with tempfile.TemporaryDirectory(prefix="continuo-bench-bridge-") as tmp, \
-            _children(Child("osc-echo"), Child("zmq-echo"), Child("held-daemon", tmp)) as (echo_udp, echo_zmq, daemon):
+            _children(Child("osc-echo"), Child("zmq-echo"), Child("http-echo"), Child("held-daemon", tmp)) as \
+            (echo_udp, echo_zmq, echo_http, daemon):
         line = daemon.line
         ctx = zmq.Context()
         dealer = ctx.socket(zmq.DEALER)
@@ -220,6 +347,9 @@ def run_bridge_bench(n: int = 2000, pcm_repeats: int = 5, block: int = 100) -> d
             tcp.hello()
             udp.send("/continuo/generate", "hold", "default", "hold", 1.0)  # the held job: later jobs only queue
             udp.wait_for(lambda a, args: a == "/continuo/queued", 10)
+            web = HttpBench(ENDPOINT_PATTERNS["http_url"].search(line)[1])
+            bare_http = _connect("127.0.0.1", int(re.search(r"http=(\d+)", echo_http.line)[1]))
+            sse: dict[str, list[float]] = {"queued": [], "cancelled": []}
             suites = {
                 "bare_python_osc_udp_echo": lambda k, first: {"ping": _osc_ping(bare_udp, k, first)},
                 "bare_pyzmq_router_echo": lambda k, first: {"ping": time_requests(
@@ -227,10 +357,14 @@ def run_bridge_bench(n: int = 2000, pcm_repeats: int = 5, block: int = 100) -> d
                 "daemon_osc_udp": lambda k, first: _osc_ops(udp, k, first, "udp"),
                 "daemon_osc_tcp": lambda k, first: _osc_ops(tcp, k, first, "tcp"),
                 "daemon_zmq": lambda k, first: _zmq_ops(zmq_client, k, first, "zmq"),
+                "bare_starlette_uvicorn_echo": lambda k, first: {"ping": _http_echo(bare_http, k, first)},
+                "daemon_http": lambda k, first: web.ops(k, first, sse),
             }
             samples: dict[str, dict[str, list[float]]] = {name: {} for name in suites}
             for name, run in suites.items():  # warm-up, not recorded
                 run(50, 10_000_000)
+            sse["queued"].clear()
+            sse["cancelled"].clear()
             for first in range(0, n, block):
                 for name, run in suites.items():
                     for op, values in run(min(block, n - first), first).items():
@@ -242,10 +376,13 @@ def run_bridge_bench(n: int = 2000, pcm_repeats: int = 5, block: int = 100) -> d
                 lambda i: dealer.send_multipart([payload[0], payload[1], pcm], copy=False),
                 lambda i: dealer.recv_multipart(copy=False), pcm_repeats))
             result["daemon_zmq_inline_pcm_8_bars_48k_stereo"] = bench_pcm(zmq_client, Path(tmp), pcm_repeats)
+            result["daemon_http_sse_event_after_request_sent"] = {name: percentiles_ms(values)
+                                                                 for name, values in sse.items()}
+            result["daemon_http_download_8_bars_48k_stereo_float32"] = web.download(max(pcm_repeats, 20))
         dealer.close(0)
         ctx.term()
     for name, bare in (("daemon_osc_udp", "bare_python_osc_udp_echo"), ("daemon_osc_tcp", "bare_python_osc_udp_echo"),
-                       ("daemon_zmq", "bare_pyzmq_router_echo")):
+                       ("daemon_zmq", "bare_pyzmq_router_echo"), ("daemon_http", "bare_starlette_uvicorn_echo")):
         base = result[bare]["ping"]
         result[name]["overhead_vs_bare_echo_ms"] = {
             op: {"p50": round(result[name][op]["p50_ms"] - base["p50_ms"], 3),
@@ -311,6 +448,8 @@ def main(argv: list[str]) -> int:
         serve_osc_echo()
     elif argv[:1] == ["zmq-echo"]:
         serve_zmq_echo()
+    elif argv[:1] == ["http-echo"]:
+        serve_http_echo()
     else:
         print(json.dumps(run_bridge_bench()), flush=True)
     return 0

@@ -32,15 +32,15 @@ log = logging.getLogger("continuo.routing")
 class Peer(NamedTuple):
     host: str
     port: int
-    transport: str  # "tcp" or "zmq"
-    conn: int | bytes  # TCP connection number, or ZeroMQ ROUTER identity
+    transport: str  # "tcp", "zmq" or "http"
+    conn: int | bytes | str  # TCP connection number, ZeroMQ ROUTER identity, or "http" (one client per host)
 
 
 def is_peer(dest: Destination) -> bool:
     return isinstance(dest, Peer)
 
 
-RESTORED = ("tcp", "zmq")  # transports whose clients the journal keeps as "<transport>:<host>"
+RESTORED = ("tcp", "zmq", "http")  # transports whose clients the journal keeps as "<transport>:<host>"
 
 
 class Router:
@@ -69,9 +69,10 @@ class Router:
         self._udp_send(dest, event)
 
     def send_restored(self, transport: str, host: str, event: Event) -> None:
-        """A connection-based client from before a restart: ZeroMQ events go to PUB only; TCP ones cannot go."""
+        """A connection-based client from before a restart: ZeroMQ events go to PUB only, HTTP ones to its
+        event stream; TCP ones cannot go."""
         send = self._transports.get(transport)
-        if transport == "zmq" and send is not None:
+        if transport in ("zmq", "http") and send is not None:
             send(None, event)  # no ROUTER identity survives a restart; subscribers of the job id hear it
             return
         log.debug("event for %s client %s dropped: its connection ended with the last run", transport, host)

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 def test_note_on_renders_into_its_slot_and_the_clock_sets_the_tempo(tiny_model_dir, tmp_path):
     with OscClient("127.0.0.1", 9, name="max-patch") as patch:  # only listens: MIDI job events come here
         settings = load_settings({
-            "model": str(tiny_model_dir), "osc_port": 0, "zmq_port": -1, "osc_tcp_port": -1,
+            "model": str(tiny_model_dir), "osc_port": 0, "zmq_port": -1, "osc_tcp_port": -1, "http_port": -1,
             "output_root": str(tmp_path / "renders"), "user_presets_dir": str(tmp_path / "user"),
             "cpu_threads": 1, "midi_reply_port": patch.reply_address[1],
         }, environ={})

@@ -59,7 +59,7 @@ class Recorder:
 def daemon(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz")
     settings = load_settings({
-        "model": str(tiny_model_dir), "osc_port": "0", "zmq_port": "0", "zmq_pub_port": "0",
+        "model": str(tiny_model_dir), "osc_port": "0", "zmq_port": "0", "zmq_pub_port": "0", "http_port": "0",
         "output_root": str(root / "renders"), "user_presets_dir": str(root / "presets"),
         "max_messages_per_s": "0", "ack_resends": "0", "max_queue": "4",
     }, environ={})

@@ -1,0 +1,330 @@
+// Continuo control room: plain JS against the daemon's HTTP API (docs/openapi.json); no build step, no CDN.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const jobs = new Map(); // job_id -> {data, el}
+const TERMINAL = new Set(["done", "failed", "cancelled", "interrupted"]);
+const SAMPLE_RATES = [22050, 32000, 44100, 48000, 88200, 96000, 176400, 192000];
+let audioContext = null;
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) if (child) node.append(child);
+  return node;
+}
+
+async function api(method, path, body, contentType = "application/json") {
+  const init = { method, headers: {} };
+  if (body !== undefined) {
+    init.body = contentType === "application/json" ? JSON.stringify(body) : body;
+    init.headers["content-type"] = contentType;
+  }
+  const response = await fetch(path, init);
+  let data = {};
+  try { data = await response.json(); } catch (e) { data = { error: { message: `HTTP ${response.status}` } }; }
+  return { ok: response.ok, status: response.status, data };
+}
+
+function showFormError(message) {
+  const box = $("form-error");
+  box.textContent = message || "";
+  box.hidden = !message;
+}
+
+// -- the top line: model, device, memory, smoke warning ------------------------------------------------
+async function loadStatus() {
+  const { ok, data } = await api("GET", "/api/status");
+  if (!ok) { $("daemon-line").textContent = "status unavailable: " + (data.error || {}).message; return; }
+  const status = (data.events.find((e) => e.event === "status") || {}).args || {};
+  const daemon = data.daemon || {};
+  $("daemon-line").textContent =
+    `model ${daemon.model || status.model} on ${daemon.device || "?"} · ` +
+    `memory ${status.mem_used_gb.toFixed(1)} of ${status.mem_total_gb.toFixed(1)} GB · ` +
+    `${status.state}, ${status.queue_length} job(s) queued or running · Continuo ${daemon.version || ""}`;
+  $("smoke-warning").hidden = !daemon.smoke_model;
+  if (!$("sample-rate").dataset.filled && daemon.session_sample_rate) {
+    $("sample-rate").value = String(daemon.session_sample_rate);
+    $("bpm").value = String(daemon.session_bpm);
+    $("sample-rate").dataset.filled = "1";
+  }
+}
+
+async function loadLibrary() {
+  const { ok, data } = await api("GET", "/api/presets");
+  if (!ok) return;
+  const select = $("preset"), list = $("preset-list"), midi = $("midi-list");
+  const chosen = select.value || "default";
+  select.replaceChildren(); list.replaceChildren(); midi.replaceChildren();
+  for (const event of data.events.filter((e) => e.event === "presets")) {
+    select.append(el("option", { value: event.args.name, text: event.args.name }));
+    list.append(el("li", { text: event.args.name }, el("small", { text: event.args.description })));
+  }
+  select.value = [...select.options].some((o) => o.value === chosen) ? chosen : (select.options[0] || {}).value;
+  for (const map of data.midi_maps || []) midi.append(el("li", { text: map.name }, el("small", { text: map.description })));
+  if (!(data.midi_maps || []).length) midi.append(el("li", { class: "muted", text: "none" }));
+}
+
+// -- requests ---------------------------------------------------------------------------------------------
+function newJobId(op) {
+  return `web-${op.slice(0, 4)}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
+}
+
+function numberOrText(value) {
+  return value.trim() !== "" && !Number.isNaN(Number(value)) ? Number(value) : value;
+}
+
+function formSettings(op) {
+  const settings = {};
+  if (op === "stems") return settings;
+  settings.bpm = numberOrText($("bpm").value);
+  settings.beats_per_bar = numberOrText($("beats-per-bar").value);
+  settings.beat_unit = numberOrText($("beat-unit").value);
+  settings.sample_rate = numberOrText($("sample-rate").value);
+  if ($("key").value.trim()) settings.key = $("key").value.trim();
+  if ($("seed").value.trim()) settings.seed = numberOrText($("seed").value);
+  if ($("loop").checked) settings.loop = 1;
+  if ($("stream").checked) settings.stream = 1;
+  if ($("stems").value.trim()) settings.stems = $("stems").value.trim();
+  if ($("length-unit").value === "beats") settings.beats = numberOrText($("length").value);
+  if (op !== "generate" && $("prompt").value.trim()) settings.prompt = $("prompt").value;
+  return settings;
+}
+
+async function submit(op) {
+  showFormError("");
+  ensureAudio();
+  const job_id = newJobId(op);
+  const body = { op, job_id };
+  const length = numberOrText($("length").value);
+  const bars = $("length-unit").value === "beats" ? 1 : length;
+  const input = $("input-path").value.trim();
+  if (op === "generate") Object.assign(body, { preset: $("preset").value, prompt: $("prompt").value, bars });
+  if (op === "continue") Object.assign(body, { preset: $("preset").value, input_path: input, bars });
+  if (op === "variations") Object.assign(body, { preset: $("preset").value, input_path: input,
+                                                  count: numberOrText($("count").value), bars });
+  if (op === "stems") { body.input_path = input; if ($("stems").value.trim()) body.stems = $("stems").value.trim(); }
+  body.settings = formSettings(op);
+  if (op === "stems") delete body.settings;
+  const { ok, data } = await api("POST", "/api/jobs", body);
+  if (!ok) { showFormError(`${op}: ${data.error.code}: ${data.error.message}`); return; }
+  upsertJob({ job_id, op, status: "queued", params: { prompt: body.prompt || body.settings?.prompt || "",
+                                                      bars, loop: !!(body.settings || {}).loop }, outputs: [] });
+  for (const event of data.events) handleEvent(event);
+}
+
+async function upload(file) {
+  showFormError("");
+  $("drop-state").textContent = `uploading ${file.name}…`;
+  const { ok, data } = await api("POST", `/api/inputs?name=${encodeURIComponent(safeName(file.name))}`, file,
+                                 "application/octet-stream");
+  $("drop-state").textContent = ok ? `${file.name}: ${data.seconds.toFixed(1)} s uploaded` : "";
+  if (!ok) { showFormError(`upload: ${data.error.message}`); return; }
+  $("input-path").value = data.path;
+}
+
+function safeName(name) {
+  return name.replace(/[^A-Za-z0-9 ._-]/g, "_").replace(/^[^A-Za-z0-9]+/, "").slice(0, 120) || "clip.wav";
+}
+
+
+// -- jobs ---------------------------------------------------------------------------------------------------
+function upsertJob(data) {
+  let job = jobs.get(data.job_id);
+  if (!job) {
+    job = { data: { outputs: [], ...data }, el: null, outputs: new Map(), preview: null };
+    jobs.set(data.job_id, job);
+    job.el = renderJob(job);
+    $("jobs").prepend(job.el);
+  } else {
+    Object.assign(job.data, data);
+  }
+  updateJob(job);
+  for (const output of data.outputs || []) addOutput(job, output);
+  return job;
+}
+
+function renderJob(job) {
+  const d = job.data;
+  const cancel = el("button", { class: "small cancel", type: "button", text: "cancel" });
+  cancel.addEventListener("click", () => cancelJob(d.job_id));
+  const node = el("div", { class: "job", "data-job-id": d.job_id },
+    el("header", {}, el("span", { class: "id", text: d.job_id }), el("span", { class: "op", text: d.op }),
+       el("span", { class: "status" }), el("span", { class: "stage muted" }), cancel),
+    el("div", { class: "prompt" }), el("progress", { max: "1", value: "0" }),
+    el("div", { class: "error", role: "alert" }), el("div", { class: "outputs" }));
+  return node;
+}
+
+function updateJob(job) {
+  const d = job.data, node = job.el;
+  node.className = `job ${d.status}`;
+  let status = d.status;
+  if (d.status === "queued" && d.position !== undefined) status = d.position === 0 ? "next" : `queued, position ${d.position}`;
+  if (d.status === "done" && d.elapsed_s != null) status = `done in ${Number(d.elapsed_s).toFixed(1)} s (seed ${d.seed})`;
+  node.querySelector(".status").textContent = status;
+  node.querySelector(".stage").textContent = d.status === "running" && d.stage ? d.stage : "";
+  const params = d.params || {};
+  node.querySelector(".prompt").textContent = [params.prompt, params.bars ? `${params.bars} bars` : ""]
+    .filter(Boolean).join(" · ");
+  const bar = node.querySelector("progress");
+  bar.value = d.status === "done" ? 1 : d.fraction || 0;
+  bar.hidden = TERMINAL.has(d.status) && d.status !== "done";
+  node.querySelector(".error").textContent = d.error_message ? `${d.error_code}: ${d.error_message}` : "";
+  node.querySelector(".cancel").hidden = TERMINAL.has(d.status);
+}
+
+function statusForError(code) {
+  return code === "cancelled" ? "cancelled" : code === "interrupted" ? "interrupted" : "failed";
+}
+
+function handleEvent(event) {
+  const a = event.args;
+  if (!a || !a.job_id) return;
+  // A job this page has not seen appears when it is accepted (any client's); a refusal is shown at the form.
+  if (!jobs.has(a.job_id) && event.event !== "queued") return;
+  const job = jobs.get(a.job_id) || upsertJob({ job_id: a.job_id, op: "", status: "queued", params: {} });
+  const d = job.data;
+  if (event.event === "queued" && !TERMINAL.has(d.status)) Object.assign(d, { status: d.status === "running" ? "running" : "queued", position: a.position });
+  if (event.event === "progress") {
+    Object.assign(d, { status: "running", fraction: a.fraction, stage: a.stage });
+    job.el.dataset.progressEvents = String(Number(job.el.dataset.progressEvents || 0) + 1);
+  }
+  if (event.event === "partial") playPreview(job, a);
+  if (event.event === "output") addOutput(job, a);
+  if (event.event === "done") Object.assign(d, { status: "done", seed: a.seed, elapsed_s: a.elapsed_s });
+  if (event.event === "error") Object.assign(d, { status: statusForError(a.code), error_code: a.code, error_message: a.message });
+  updateJob(job);
+}
+
+async function cancelJob(jobId) {
+  const { ok, data } = await api("DELETE", `/api/jobs/${encodeURIComponent(jobId)}`);
+  const job = jobs.get(jobId);
+  if (!ok && job) { job.data.error_code = data.error.code; job.data.error_message = data.error.message; updateJob(job); }
+  for (const event of data.events || []) handleEvent(event);
+}
+
+// -- outputs: waveform, play/stop, loop, LUFS and true peak, drag out ----------------------------------------
+function addOutput(job, o) {
+  if (job.outputs.has(o.name)) return;
+  const url = o.url || `/api/jobs/${job.data.job_id}/files/${o.name}`;
+  const filename = `${job.data.job_id}-${o.name}.wav`;
+  const audio = el("audio", { controls: "", preload: "metadata", src: url });
+  if ((job.data.params || {}).loop || ((job.data.params || {}).settings || {}).loop) audio.loop = true;
+  const link = el("a", { class: "drag", href: url, download: filename, draggable: "true", text: `⇩ ${o.name}` });
+  link.title = "drag into your DAW or onto the desktop; click to download";
+  link.addEventListener("dragstart", (e) => {
+    const absolute = new URL(url, location.href).href;
+    e.dataTransfer.setData("DownloadURL", `audio/wav:${filename}:${absolute}`); // Chromium: drop makes the file
+    e.dataTransfer.setData("text/uri-list", absolute);
+  });
+  const canvas = el("canvas", { width: "600", height: "48" });
+  const meta = el("div", { class: "meta", text:
+    `${Number(o.seconds).toFixed(2)} s · ${Number(o.bars).toFixed(2)} bars · ${o.sample_rate} Hz · ${o.channels} ch · ` +
+    `${o.lufs == null ? "-" : Number(o.lufs).toFixed(1)} LUFS · true peak ${o.peak_db == null ? "-" : Number(o.peak_db).toFixed(1)} dBTP` });
+  const row = el("div", { class: "output", "data-output": o.name }, link, audio, canvas, meta);
+  job.el.querySelector(".outputs").append(row);
+  job.outputs.set(o.name, row);
+  drawWaveform(canvas, url);
+}
+
+function ensureAudio() {
+  if (!audioContext && window.AudioContext) audioContext = new AudioContext();
+  if (audioContext && audioContext.state === "suspended") audioContext.resume();
+  return audioContext;
+}
+
+async function drawWaveform(canvas, url) {
+  try {
+    const response = await fetch(url);
+    const buffer = await response.arrayBuffer();
+    const context = new OfflineAudioContext(1, 1, 8000);
+    const audio = await context.decodeAudioData(buffer);
+    const data = audio.getChannelData(0);
+    const g = canvas.getContext("2d"), w = canvas.width, h = canvas.height;
+    g.fillStyle = "#6cc3ff";
+    const step = Math.max(1, Math.floor(data.length / w));
+    for (let x = 0; x < w; x++) {
+      let lo = 1, hi = -1;
+      for (let i = x * step; i < Math.min(data.length, (x + 1) * step); i++) { lo = Math.min(lo, data[i]); hi = Math.max(hi, data[i]); }
+      if (hi < lo) continue;
+      g.fillRect(x, ((1 - hi) / 2) * h, 1, Math.max(1, ((hi - lo) / 2) * h));
+    }
+  } catch (e) {
+    canvas.title = `no waveform: ${e}`;
+  }
+}
+
+// Streaming previews (stream 1): each chunk is decoded and scheduled right after the previous one.
+async function playPreview(job, a) {
+  if (!a.url) return;
+  const context = ensureAudio();
+  if (!context) return;
+  const key = a.path.includes("/variation-") && !a.path.includes("/variation-1/") ? null : "main";
+  if (!key) return; // variations: only the first one's stream is played
+  job.preview = job.preview || { at: 0, chain: Promise.resolve() };
+  const preview = job.preview;
+  preview.chain = preview.chain.then(async () => {
+    const buffer = await (await fetch(a.url)).arrayBuffer();
+    const audio = await context.decodeAudioData(buffer);
+    const source = context.createBufferSource();
+    source.buffer = audio;
+    source.connect(context.destination);
+    preview.at = Math.max(preview.at, context.currentTime + 0.05);
+    source.start(preview.at);
+    preview.at += audio.duration;
+    job.el.querySelector(".stage").textContent = `previewing chunk ${a.index}`;
+  }).catch(() => {});
+}
+
+// -- history (the journal) and live events ---------------------------------------------------------------------
+async function loadHistory() {
+  const { ok, data } = await api("GET", "/api/jobs?limit=50");
+  if (!ok) return;
+  for (const record of data.jobs.reverse()) {
+    upsertJob({ ...record, params: { ...record.params, loop: ((record.params || {}).settings || {}).loop } });
+    if (!TERMINAL.has(record.status)) {
+      const reply = await api("GET", `/api/jobs/${encodeURIComponent(record.job_id)}`);
+      for (const event of reply.data.events || []) handleEvent(event);
+    }
+  }
+}
+
+function connectEvents() {
+  const source = new EventSource("/api/events");
+  for (const name of ["queued", "progress", "partial", "output", "done", "error"]) {
+    source.addEventListener(name, (message) => handleEvent(JSON.parse(message.data)));
+  }
+  source.addEventListener("reset", () => loadHistory());
+  source.addEventListener("open", () => { $("link-state").textContent = ""; });
+  source.addEventListener("error", () => { $("link-state").textContent = "reconnecting to the daemon…"; });
+}
+
+function wire() {
+  for (const rate of SAMPLE_RATES) $("sample-rate").append(el("option", { value: String(rate), text: `${rate / 1000} kHz` }));
+  $("sample-rate").value = "48000";
+  $("generate").addEventListener("click", () => submit("generate"));
+  $("continue").addEventListener("click", () => submit("continue"));
+  $("variations").addEventListener("click", () => submit("variations"));
+  $("stems-button").addEventListener("click", () => submit("stems"));
+  $("cancel-all").addEventListener("click", () => {
+    for (const [id, job] of jobs) if (!TERMINAL.has(job.data.status)) cancelJob(id);
+  });
+  const drop = $("drop");
+  $("file").addEventListener("change", (e) => { if (e.target.files[0]) upload(e.target.files[0]); });
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault(); drop.classList.remove("over");
+    if (e.dataTransfer.files[0]) upload(e.dataTransfer.files[0]);
+  });
+}
+
+wire();
+loadStatus().then(loadLibrary).then(loadHistory).then(connectEvents)
+  .finally(() => { document.body.dataset.ready = "1"; });
+setInterval(loadStatus, 5000);

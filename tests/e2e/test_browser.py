@@ -1,0 +1,145 @@
+"""The control room in a real browser: Debian's chromium driven by Playwright, against `continuo serve` (tiny model).
+
+Playwright's own browser download is unreachable here; `chromium.launch(executable_path=...)` drives the
+chromium that .ci/install-debian-packages installs. Skips, saying why, only where no chromium is installed or
+Playwright is missing. CONTINUO_SCREENSHOT=path saves a screenshot of the page after a render there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytestmark = pytest.mark.slow
+
+JOB_TIMEOUT_MS = 120_000
+
+
+def chromium_path() -> str | None:
+    for candidate in ("/usr/lib/chromium/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is missing: pip install -e '.[test]'")
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("no chromium installed (bash .ci/install-debian-packages installs Debian's chromium)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox", "--autoplay-policy="
+                                                                                              "no-user-gesture-required"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, daemon_process):
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.problems = []  # console errors and uncaught exceptions
+    page.on("console", lambda message: message.type == "error" and page.problems.append(message.text))
+    page.on("pageerror", lambda error: page.problems.append(str(error)))
+    page.goto(daemon_process.http_url)
+    page.wait_for_selector("body[data-ready='1']", state="attached")  # presets, history and events loaded
+    yield page
+    context.close()
+
+
+def job_card(page, job_id: str):
+    return page.locator(f'.job[data-job-id="{job_id}"]')
+
+
+def submit(page, button: str = "#generate", *, bars: str = "1", prompt: str = "a test", **fields: str) -> str:
+    """Fill the form, click, return the job id of the card that appears (or "" when refused)."""
+    page.fill("#prompt", prompt)
+    page.fill("#length", bars)
+    for selector, value in fields.items():
+        page.fill(f"#{selector.replace('_', '-')}", value)
+    before = page.locator(".job").count()
+    page.click(button)
+    page.wait_for_function("([n]) => document.querySelectorAll('.job').length > n || "
+                           "!document.getElementById('form-error').hidden", arg=[before])
+    cards = page.locator(".job")
+    return cards.first.get_attribute("data-job-id") if cards.count() > before else ""
+
+
+def test_page_loads_with_no_console_errors(page, daemon_process):
+    page.wait_for_function("() => document.getElementById('daemon-line').textContent.includes('model')")
+    top = page.inner_text("#daemon-line")
+    assert "tiny-random-musicgen" in top and "cpu" in top and "GB" in top
+    assert page.is_visible("#smoke-warning") and "noise, not music" in page.inner_text("#smoke-warning")
+    assert "default" in page.inner_text("#preset-list") and "default" in page.inner_text("#midi-list")
+    assert page.problems == []
+
+
+def test_generate_shows_progress_and_a_playable_audio_of_the_right_length(page, tmp_path):
+    job_id = submit(page, bars="2", bpm="100")
+    card = job_card(page, job_id)
+    card.locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+    assert card.get_attribute("data-progress-events") not in (None, "0")  # progress reached the page live
+    duration = card.locator("audio").evaluate(
+        "a => new Promise(ok => a.readyState >= 1 ? ok(a.duration) : a.addEventListener('loadedmetadata', "
+        "() => ok(a.duration)))")
+    assert duration == pytest.approx(2 * 4 * 60 / 100, abs=0.01)  # 2 bars of 4/4 at 100 BPM
+    assert "done" in card.locator(".status").inner_text()
+    assert "LUFS" in card.locator(".meta").inner_text() and "true peak" in card.locator(".meta").inner_text()
+    played = card.locator("audio").evaluate("a => a.play().then(() => { a.pause(); return true; })")
+    assert played is True
+    link = card.locator("a.drag")
+    assert link.get_attribute("draggable") == "true" and link.get_attribute("download") == f"{job_id}-mix.wav"
+    page.wait_for_timeout(300)  # the waveform is drawn from the decoded file
+    assert card.locator("canvas").evaluate(
+        "c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some((v, i) => i % 4 === 3 && v > 0)")
+    screenshot = os.environ.get("CONTINUO_SCREENSHOT") or str(tmp_path / "control-room.png")
+    page.screenshot(path=screenshot, full_page=True)
+    assert page.problems == []
+
+
+def test_bad_inputs_show_the_daemons_message(page, daemon_root):
+    assert submit(page, bars="0") == ""
+    assert "bars must be a float in 0.25..256, got 0.0" in page.inner_text("#form-error")
+    page.fill("#input-path", (daemon_root / "inbox" / "missing.wav").as_posix())
+    assert submit(page, "#continue") == ""
+    message = page.inner_text("#form-error")
+    assert "not_found" in message and "missing.wav" in message
+
+
+def test_drop_a_file_to_continue_it(page, daemon_root, tmp_path):
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, (np.random.default_rng(0).standard_normal((32000, 1)) * 0.1).astype(np.float32), 32000)
+    page.set_input_files("#file", str(clip))
+    page.wait_for_function("() => document.getElementById('input-path').value.includes('clip.wav')")
+    assert page.input_value("#input-path").startswith((daemon_root / "inbox").as_posix())
+    job_id = submit(page, "#continue")
+    job_card(page, job_id).locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+
+
+def test_a_reload_keeps_the_history(page):
+    job_id = submit(page)
+    job_card(page, job_id).locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+    page.reload()
+    card = job_card(page, job_id)
+    card.locator("audio").wait_for(timeout=10_000)
+    assert "done" in card.locator(".status").inner_text()
+    assert page.problems == []
+
+
+def test_cancel_works(page):
+    running = submit(page, bars="16")
+    waiting = submit(page, bars="16")
+    job_card(page, waiting).locator(".cancel").click()
+    page.wait_for_function("([id]) => document.querySelector(`.job[data-job-id='${id}'] .status`).textContent"
+                           ".includes('cancelled')", arg=[waiting], timeout=JOB_TIMEOUT_MS)
+    job_card(page, running).locator(".cancel").click()
+    page.wait_for_function("([id]) => document.querySelector(`.job[data-job-id='${id}'] .status`).textContent"
+                           ".includes('cancelled')", arg=[running], timeout=JOB_TIMEOUT_MS)
+    assert "cancelled" in job_card(page, running).locator(".error").inner_text()
+    assert page.problems == []
