@@ -41,7 +41,7 @@ class MusicalContext:
     bpm: float = 120.0
     beats_per_bar: int = 4
     beat_unit: int = 4
-    key: str = "C major"
+    key: str = "C major"  # "" for none, as the schema allows
     sample_rate: int = 48000
 
     def __post_init__(self) -> None:
@@ -110,9 +110,9 @@ class MusicalContext:
             raise BadRequest(
                 f"beat_unit must be one of {', '.join(map(str, BEAT_UNITS))}, got {self.beat_unit!r}"
             )
-        if not isinstance(self.key, str) or not self.key.strip() or len(self.key) > KEY_MAX_CHARS:
+        if not isinstance(self.key, str) or (self.key and not self.key.strip()) or len(self.key) > KEY_MAX_CHARS:
             raise BadRequest(
-                f"key must be a non-empty string of at most {KEY_MAX_CHARS} characters, got {self.key!r}"
+                f"key must be a string of at most {KEY_MAX_CHARS} characters (empty for none), got {self.key!r}"
             )
         if not _is_int(self.sample_rate) or self.sample_rate not in SAMPLE_RATES:
             raise BadRequest(

@@ -67,7 +67,6 @@ def test_metre(metre):
         ("beats_per_bar", 4.0, "1 to 32"),
         ("beat_unit", 3, "1, 2, 4, 8, 16, 32"),
         ("beat_unit", 64, "1, 2, 4, 8, 16, 32"),
-        ("key", "", "32 characters"),
         ("key", "   ", "32 characters"),
         ("key", "x" * 33, "32 characters"),
         ("key", 5, "32 characters"),
@@ -84,6 +83,20 @@ def test_validation_names_field_value_and_range(field, value, range_text):
     assert repr(value) in message
     assert range_text in message
     assert info.value.code == "bad_request"
+
+
+def test_an_empty_key_means_none_as_the_schema_says():
+    """osc_schema/continuo.json: /continuo/context's key is "empty for none"; only blanks and over-long keys fail."""
+    assert MusicalContext(key="").key == ""
+    assert MusicalContext().replace(key="").key == ""
+
+
+def test_the_daemon_takes_an_empty_key_on_context(make_daemon_in_process):
+    daemon = make_daemon_in_process()
+    sender = ("127.0.0.1", 41999)
+    daemon.on_message("/continuo/context", [100.0, 3, 4, "", 48000], sender)
+    assert list(daemon.sent) == [("/continuo/context", [100.0, 3, 4, "", 48000])]
+    assert daemon.session(sender).context.key == ""
 
 
 def test_replace_validates():
