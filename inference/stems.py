@@ -44,6 +44,7 @@ import soxr
 import torch
 
 from inference import stems_paths
+from inference.device import DeviceCheck, cpu_bf16
 from inference.errors import Cancelled, ModelLoadError
 from inference.stems_paths import PATHS, PathUnavailable, SegmentFn
 
@@ -226,20 +227,35 @@ def candidate_paths(requested: str) -> tuple[str, ...]:
     """The paths to try for ``requested`` ("auto": by CPU feature and installed packages), fp32 last."""
     if requested != "auto":
         return (requested,) if requested == "fp32" else (requested, "fp32")
-    from inference.device import cpu_bf16
-
     return stems_paths.auto_order(cpu_bf16() is None, stems_paths.openvino_usable() is None)
+
+
+def describe_paths(requested: str = "auto") -> list[DeviceCheck]:
+    """`continuo doctor`: each separation path on this machine, and the one ``requested`` runs (without
+    building it: an OpenVINO export may take minutes; a path that then fails falls back to fp32)."""
+    bf16_why = cpu_bf16()
+    openvino_why = stems_paths.openvino_usable()
+    chosen = next(path for path in candidate_paths(requested)
+                  if not (bf16_why and "bf16" in path) and not (openvino_why and path.startswith("openvino")))
+    reasons = {
+        "fp32": (True, "PyTorch float32: the reference, and every path's fallback"),
+        "bf16": (bf16_why is None, bf16_why or "PyTorch CPU autocast to bfloat16 (oneDNN, AVX-512 BF16 / AMX)"),
+        "openvino-fp32": (openvino_why is None, openvino_why or "OpenVINO float32 (exported once, cached)"),
+        "openvino-bf16": (openvino_why is None and bf16_why is None,
+                          openvino_why or bf16_why or "OpenVINO bfloat16 (exported once, cached)"),
+    }
+    rows = [DeviceCheck(f"stems={requested}", True, f"picks {chosen} on this machine")]
+    return rows + [DeviceCheck(f"stems={path}", *reasons[path]) for path in PATHS]
 
 
 def build_path(path: str, model: torch.nn.Module, config: SeparatorConfig) -> SegmentFn:
     """One path's segment function; ``PathUnavailable`` (or the exporter's error) when it cannot run here."""
     if path in ("fp32", "bf16"):
-        if path == "bf16":
-            from inference.device import cpu_bf16
-
-            why = cpu_bf16()
-            if why:
-                raise PathUnavailable(why)
+        if path == "bf16" and cpu_bf16():
+            raise PathUnavailable(cpu_bf16())
+        return stems_paths.torch_path(model, bf16=path == "bf16")
+    if path == "openvino-bf16" and cpu_bf16():
+        raise PathUnavailable(cpu_bf16())
         return stems_paths.torch_path(model, bf16=path == "bf16")
     frames = round(config.segment_s * MODEL_SAMPLE_RATE)
     return stems_paths.openvino_path(model, frames=frames, bf16=path == "openvino-bf16",
