@@ -256,7 +256,6 @@ def build_path(path: str, model: torch.nn.Module, config: SeparatorConfig) -> Se
         return stems_paths.torch_path(model, bf16=path == "bf16")
     if path == "openvino-bf16" and cpu_bf16():
         raise PathUnavailable(cpu_bf16())
-        return stems_paths.torch_path(model, bf16=path == "bf16")
     frames = round(config.segment_s * MODEL_SAMPLE_RATE)
     return stems_paths.openvino_path(model, frames=frames, bf16=path == "openvino-bf16",
                                      export_dir=export_dir_for(config),
