@@ -24,6 +24,7 @@ import importlib.util
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -134,7 +135,8 @@ def openvino_path(model: torch.nn.Module, *, frames: int, bf16: bool, export_dir
         started = time.monotonic()
         log.info("stems: exporting HDemucs to OpenVINO once for %d-frame segments (minutes on a small CPU) -> %s",
                  frames, xml)
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shapes are fixed per export, by design
             exported = ov.convert_model(core, example_input=tuple(torch.zeros(shape) for shape in shapes),
                                         input=[ov.PartialShape(list(shape)) for shape in shapes])
         partial = xml.with_name(f".{xml.stem}.{os.getpid()}.xml")
