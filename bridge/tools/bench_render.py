@@ -15,7 +15,8 @@ model-rate (32 kHz) audio, one JSON line with the seconds of each step:
   today's ``fp32`` included) usable here, timed side by side in the same run (interleaved
   rounds; ``_spread`` is the slowest round over the fastest), with ``stems_<path>_build_s``
   (export/compile, not in the time) and ``stems_<path>_error_db`` (the worst stem's error
-  energy relative to fp32, dB); ``stems_speedup`` is fp32 over the chosen path;
+  energy relative to fp32, dB); ``stems_speedup`` is fp32 over the chosen path, both from
+  those same rounds;
   ``load_before`` / ``load_after`` are the 1-minute load averages and ``machine`` the CPU;
 - ``write_s``: five 24-bit WAVs (mix + four stems), atomic with fsync;
 - ``generate_s``: the engine generating the same length (the tiny smoke model unless
@@ -96,7 +97,7 @@ def bench_render(bars: float, *, quick: bool, model: str | None, stems_size: str
         "outside_model_without_stems_s": round(render_mix_s + write_s / 5, 4),
         "generate_s": round(generate_s, 2), "generate_model": engine_name, "torch_threads": torch.get_num_threads(),
         "stems_path": separator.path, **paths,
-        "stems_speedup": round(paths["stems_fp32_s_per_audio_s"] / (separation_s / seconds), 2),
+        "stems_speedup": round(paths["stems_fp32_s_per_audio_s"] / paths[f"stems_{separator.path}_s_per_audio_s"], 2),
         "machine": machine(), "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
     }
 
