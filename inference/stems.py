@@ -15,7 +15,8 @@ with ``overlap_s`` of linear cross-fade between neighbours, normalised by the
 summed window (overlap-add), so memory stays bounded however long the file is.
 
 **Paths.** Each segment is computed by one of ``inference.stems_paths.PATHS`` (fp32, bf16 autocast,
-OpenVINO), ``SeparatorConfig.path`` ("auto" picks by CPU feature and installed packages). A fast path
+OpenVINO), ``SeparatorConfig.path`` ("auto" picks by CPU feature and installed packages; with random
+weights, the tests' weights, it skips the OpenVINO paths and their minutes-long export). A fast path
 that fails to build or to run falls back to fp32 with one log line, for that segment and the rest;
 ``StemSeparator.path`` says which one runs now.
 
@@ -110,9 +111,11 @@ class StemSeparator:
 
     def _build_path(self) -> tuple[str, SegmentFn]:
         device = next(self.model.parameters()).device
-        if device.type != "cpu":
+        if device.type != "cpu" or not stems_paths.is_hdemucs(self.model):
             return "fp32", stems_paths.torch_path(self.model, bf16=False)
         candidates = candidate_paths(self.config.path)
+        if self.is_random and self.config.path == "auto":  # tests' weights: no minutes-long export on auto
+            candidates = tuple(path for path in candidates if not path.startswith("openvino"))
         for path in candidates:
             try:
                 return path, build_path(path, self.model, self.config)
@@ -230,13 +233,19 @@ def candidate_paths(requested: str) -> tuple[str, ...]:
     return stems_paths.auto_order(cpu_bf16() is None, stems_paths.openvino_usable() is None)
 
 
+def pick_path(requested: str = "auto") -> str:
+    """The path ``requested`` runs on this machine for trained weights, without building it (an OpenVINO
+    export may take minutes; a path that then fails still falls back to fp32)."""
+    bf16_why, openvino_why = cpu_bf16(), stems_paths.openvino_usable()
+    return next(path for path in candidate_paths(requested)
+                if not (bf16_why and "bf16" in path) and not (openvino_why and path.startswith("openvino")))
+
+
 def describe_paths(requested: str = "auto") -> list[DeviceCheck]:
-    """`continuo doctor`: each separation path on this machine, and the one ``requested`` runs (without
-    building it: an OpenVINO export may take minutes; a path that then fails falls back to fp32)."""
+    """`continuo doctor`: each separation path on this machine, and the one ``requested`` picks."""
     bf16_why = cpu_bf16()
     openvino_why = stems_paths.openvino_usable()
-    chosen = next(path for path in candidate_paths(requested)
-                  if not (bf16_why and "bf16" in path) and not (openvino_why and path.startswith("openvino")))
+    chosen = pick_path(requested)
     reasons = {
         "fp32": (True, "PyTorch float32: the reference, and every path's fallback"),
         "bf16": (bf16_why is None, bf16_why or "PyTorch CPU autocast to bfloat16 (oneDNN, AVX-512 BF16 / AMX)"),

@@ -112,6 +112,13 @@ def torch_path(model: torch.nn.Module, *, bf16: bool) -> SegmentFn:
     return run
 
 
+def is_hdemucs(model: torch.nn.Module) -> bool:
+    """Fast paths know torchaudio's HDemucs only; any other module (a test's stand-in) runs as it is."""
+    from torchaudio.models import HDemucs
+
+    return isinstance(model, HDemucs)
+
+
 def openvino_usable() -> str | None:
     """None when OpenVINO can be imported, else why not (with the install line)."""
     if importlib.util.find_spec("openvino") is None:

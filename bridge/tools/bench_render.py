@@ -58,7 +58,7 @@ def timed(function: Callable[[], Any], repeats: int) -> tuple[float, Any]:
 def bench_render(bars: float, *, quick: bool, model: str | None, stems_size: str = "high") -> dict:
     import torch
 
-    from inference.stems import SeparatorConfig, load_separator
+    from inference.stems import SeparatorConfig, load_separator, pick_path
 
     repeats = 1 if quick else 3
     load_before = os.getloadavg()[0]
@@ -77,7 +77,8 @@ def bench_render(bars: float, *, quick: bool, model: str | None, stems_size: str
     loudness_s, final = timed(lambda: _loudness(processed[:, :frames], presets["default"]), repeats)
     render_mix_s, rendered = timed(lambda: render_mix(source, MODEL_RATE, frames=frames, sample_rate=48000,
                                                       preset=presets["default"]), repeats)
-    separator = load_separator(SeparatorConfig(weights="random", size=stems_size))
+    # the path auto picks here for trained weights (auto skips OpenVINO for random ones: no export in tests)
+    separator = load_separator(SeparatorConfig(weights="random", size=stems_size, path=pick_path("auto")))
     separator.segment_fn()  # the chosen path's one-time export/compile is not separation time
     separation_s, stems = timed(lambda: separator.separate(rendered.audio, 48000), 1)
     paths = bench_stem_paths(rendered.audio, seconds, stems_size, rounds=2 if quick else 3)

@@ -187,3 +187,17 @@ def test_the_quality_bound_catches_a_path_that_drifts():
     reference = synthetic_mix(1.0)
     assert not error_db(reference * 1.011, reference) < ERROR_DB
     assert not abs(energy_db(reference * 10 ** (0.6 / 20)) - energy_db(reference)) < ENERGY_DB
+
+
+def test_auto_skips_the_openvino_export_for_random_weights_and_stand_ins_run_as_they_are(low, monkeypatch):
+    monkeypatch.setattr(stems_paths, "openvino_usable", lambda: None)
+    monkeypatch.setattr(stems_paths, "openvino_path", lambda *a, **k: pytest.fail("auto exported random weights"))
+    separator = StemSeparator(low.model, SeparatorConfig(weights="random", size="low", segment_s=1.0,
+                                                         overlap_s=0.25), is_random=True)
+    separator.segment_fn()
+    assert separator.path == ("fp32" if cpu_bf16() else "bf16")
+    model = torch.nn.Linear(1, 1)
+    model.sources = list(STEM_NAMES)
+    stand_in = StemSeparator(model, SeparatorConfig(weights="random", path="bf16"), is_random=True)
+    stand_in.segment_fn()
+    assert stand_in.path == "fp32"
