@@ -246,14 +246,16 @@ def describe_paths(requested: str = "auto") -> list[DeviceCheck]:
     bf16_why = cpu_bf16()
     openvino_why = stems_paths.openvino_usable()
     chosen = pick_path(requested)
+    exported = " (exported on the first stems job, minutes on a small CPU, then cached beside the weights)"
     reasons = {
         "fp32": (True, "PyTorch float32: the reference, and every path's fallback"),
         "bf16": (bf16_why is None, bf16_why or "PyTorch CPU autocast to bfloat16 (oneDNN, AVX-512 BF16 / AMX)"),
-        "openvino-fp32": (openvino_why is None, openvino_why or "OpenVINO float32 (exported once, cached)"),
+        "openvino-fp32": (openvino_why is None, openvino_why or f"OpenVINO float32{exported}"),
         "openvino-bf16": (openvino_why is None and bf16_why is None,
-                          openvino_why or bf16_why or "OpenVINO bfloat16 (exported once, cached)"),
+                          openvino_why or bf16_why or f"OpenVINO bfloat16{exported}"),
     }
-    rows = [DeviceCheck(f"stems={requested}", True, f"picks {chosen} on this machine")]
+    rows = [DeviceCheck(f"stems={requested}", True,
+                        f"picks {chosen} on this machine (random test weights: PyTorch paths only)")]
     return rows + [DeviceCheck(f"stems={path}", *reasons[path]) for path in PATHS]
 
 
