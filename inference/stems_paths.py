@@ -154,6 +154,7 @@ def openvino_path(model: torch.nn.Module, *, frames: int, bf16: bool, export_dir
     config = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32", "PERFORMANCE_HINT": "LATENCY",
               "INFERENCE_NUM_THREADS": torch.get_num_threads()}
     request = ov.Core().compile_model(str(xml), "CPU", config).create_infer_request()
+    request.infer([torch.zeros(shape).numpy() for shape in shapes])  # the first inference repacks weights: not in a job
 
     def middle(x: torch.Tensor, xt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         result = request.infer([x.contiguous().numpy(), xt.contiguous().numpy()])
