@@ -155,6 +155,20 @@ def check_fp16() -> DeviceCheck:
     return DeviceCheck("fp16", True, "float16 weights halve GPU memory")
 
 
+def cpu_bf16() -> str | None:
+    """None when this CPU computes bfloat16 in hardware (AVX-512 BF16 or AMX on x86, BF16 on Arm), else why not.
+
+    Read from the CPU's flags like inference/cpu_kernels.py picks its kernels; without them, CPU autocast to
+    bf16 is emulated and slower than fp32, so the stems' bf16 paths are not picked.
+    """
+    from inference.cpu_kernels import cpu_features
+
+    flags = set(cpu_features().split())
+    if flags & {"avx512_bf16", "amx_bf16", "bf16"}:
+        return None
+    return "this CPU has no bfloat16 instructions (AVX-512 BF16 / AMX / Arm BF16); bf16 would be emulated"
+
+
 def check_cpu_int8() -> DeviceCheck:
     engines = torch.backends.quantized.supported_engines
     usable = [engine for engine in ("x86", "fbgemm") if engine in engines]

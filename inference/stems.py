@@ -14,6 +14,12 @@ Separation runs at the model's rate (44.1 kHz) in segments of ``segment_s``
 with ``overlap_s`` of linear cross-fade between neighbours, normalised by the
 summed window (overlap-add), so memory stays bounded however long the file is.
 
+**Paths.** Each segment is computed by one of ``inference.stems_paths.PATHS`` (fp32, bf16 autocast,
+OpenVINO), ``SeparatorConfig.path`` ("auto" picks by CPU feature and installed packages; with random
+weights, the tests' weights, it skips the OpenVINO paths and their minutes-long export). A fast path
+that fails to build or to run falls back to fp32 with one log line, for that segment and the rest;
+``StemSeparator.path`` says which one runs now.
+
 **Stems sum to the mix.** The four stems are made to sum to the input exactly
 (within float32 rounding, ``SUM_TOLERANCE``): after the stems are resampled
 back to the input rate, ``other`` is replaced by ``mix - drums - bass - vocals``.
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,8 +44,11 @@ import numpy as np
 import soxr
 import torch
 
+from inference import stems_paths
+from inference.device import DeviceCheck, cpu_bf16
 from inference.errors import Cancelled, ModelLoadError
 from inference.memory import out_of_memory_errors
+from inference.stems_paths import PATHS, PathUnavailable, SegmentFn
 
 log = logging.getLogger("continuo.stems")
 
@@ -64,8 +74,12 @@ class SeparatorConfig:
     segment_s: float = 10.0
     overlap_s: float = 1.0
     seed: int = 0  # for "random" weights
+    path: str = "auto"  # auto | fp32 | bf16 | openvino-fp32 | openvino-bf16 (inference/stems_paths.py)
+    export_dir: str = ""  # where OpenVINO exports are cached; "" = beside the weights (see export_dir_for)
 
     def __post_init__(self) -> None:
+        if self.path != "auto" and self.path not in PATHS:
+            raise ModelLoadError(f"stems path must be auto or one of {', '.join(PATHS)}, got {self.path!r}")
         if self.size not in MODEL_SIZES:
             raise ModelLoadError(f"stems model size must be one of {', '.join(MODEL_SIZES)}, got {self.size!r}")
         if not 1.0 <= self.segment_s <= 60.0:
@@ -87,6 +101,43 @@ class StemSeparator:
         self.config = config
         self.is_random = is_random
         self.sources: tuple[str, ...] = tuple(model.sources)
+        self.path = "fp32"  # the path that runs now; chosen on the first segment (an export may take minutes)
+        self._segment_fn: SegmentFn | None = None
+
+    def segment_fn(self) -> SegmentFn:
+        """The chosen path's segment function, built on first use: the first candidate that builds, else fp32."""
+        if self._segment_fn is None:
+            self.path, self._segment_fn = self._build_path()
+        return self._segment_fn
+
+    def _build_path(self) -> tuple[str, SegmentFn]:
+        device = next(self.model.parameters()).device
+        if device.type != "cpu" or not stems_paths.is_hdemucs(self.model):
+            return "fp32", stems_paths.torch_path(self.model, bf16=False)
+        candidates = candidate_paths(self.config.path)
+        if self.is_random and self.config.path == "auto":  # tests' weights: no minutes-long export on auto
+            candidates = tuple(path for path in candidates if not path.startswith("openvino"))
+        for path in candidates:
+            try:
+                return path, build_path(path, self.model, self.config)
+            except Exception as exc:  # a fast path may fail in many ways (missing package, exporter error)
+                if path != "fp32":
+                    log.warning("stems: path %s unavailable, trying the next (%s: %s)", path, type(exc).__name__,
+                                str(exc).splitlines()[0][:200] if str(exc) else "")
+        return "fp32", stems_paths.torch_path(self.model, bf16=False)
+
+    def _run_segment(self, segment: torch.Tensor) -> torch.Tensor:
+        """One (1, 2, L) segment through the chosen path; a fast path that fails falls back to fp32 for good."""
+        run = self.segment_fn()
+        if self.path == "fp32":
+            return run(segment)
+        try:
+            return run(segment)
+        except Exception as exc:  # the fallback must never break a job
+            log.warning("stems: path %s failed (%s: %s); falling back to fp32", self.path, type(exc).__name__,
+                        str(exc).splitlines()[0][:200] if str(exc) else "")
+            self.path, self._segment_fn = "fp32", stems_paths.torch_path(self.model, bf16=False)
+            return self._segment_fn(segment)
 
     @out_of_memory_errors("separating stems", "try a smaller stems_model_size, fewer bars, or --device cpu")
     @torch.inference_mode()
@@ -143,7 +194,7 @@ class StemSeparator:
             chunk = normalised[:, start:start + segment]
             length = chunk.shape[-1]
             padded = torch.nn.functional.pad(chunk, (0, segment - length))
-            estimate = self.model(padded[None].to(device))[0, ..., :length].float().cpu()  # (S, 2, length)
+            estimate = self._run_segment(padded[None].to(device))[0, ..., :length].float().cpu()  # (S, 2, length)
             out[..., start:start + length] += estimate * window[:length]
             weight[start:start + length] += window[:length]
             if on_progress is not None:
@@ -175,6 +226,67 @@ def load_separator(config: SeparatorConfig) -> StemSeparator:
         raise ModelLoadError(f"cannot load stems weights {str(path)!r} into hdemucs_{config.size}: {exc}; "
                              "check that the file is a state dict for that size") from exc
     return StemSeparator(model.to(config.device), config, is_random=False)
+
+
+def candidate_paths(requested: str) -> tuple[str, ...]:
+    """The paths to try for ``requested`` ("auto": by CPU feature and installed packages), fp32 last."""
+    if requested != "auto":
+        return (requested,) if requested == "fp32" else (requested, "fp32")
+    return stems_paths.auto_order(cpu_bf16() is None, stems_paths.openvino_usable() is None)
+
+
+def pick_path(requested: str = "auto") -> str:
+    """The path ``requested`` runs on this machine for trained weights, without building it (an OpenVINO
+    export may take minutes; a path that then fails still falls back to fp32)."""
+    bf16_why, openvino_why = cpu_bf16(), stems_paths.openvino_usable()
+    return next(path for path in candidate_paths(requested)
+                if not (bf16_why and "bf16" in path) and not (openvino_why and path.startswith("openvino")))
+
+
+def describe_paths(requested: str = "auto") -> list[DeviceCheck]:
+    """`continuo doctor`: each separation path on this machine, and the one ``requested`` picks."""
+    bf16_why = cpu_bf16()
+    openvino_why = stems_paths.openvino_usable()
+    chosen = pick_path(requested)
+    exported = " (exported on the first stems job, minutes on a small CPU, then cached beside the weights)"
+    reasons = {
+        "fp32": (True, "PyTorch float32: the reference, and every path's fallback"),
+        "bf16": (bf16_why is None, bf16_why or "PyTorch CPU autocast to bfloat16 (oneDNN, AVX-512 BF16 / AMX)"),
+        "openvino-fp32": (openvino_why is None, openvino_why or f"OpenVINO float32{exported}"),
+        "openvino-bf16": (openvino_why is None and bf16_why is None,
+                          openvino_why or bf16_why or f"OpenVINO bfloat16{exported}"),
+    }
+    rows = [DeviceCheck(f"stems={requested}", True,
+                        f"picks {chosen} on this machine (random test weights: PyTorch paths only)")]
+    return rows + [DeviceCheck(f"stems={path}", *reasons[path]) for path in PATHS]
+
+
+def build_path(path: str, model: torch.nn.Module, config: SeparatorConfig) -> SegmentFn:
+    """One path's segment function; ``PathUnavailable`` (or the exporter's error) when it cannot run here."""
+    if path in ("fp32", "bf16"):
+        if path == "bf16" and cpu_bf16():
+            raise PathUnavailable(cpu_bf16())
+        return stems_paths.torch_path(model, bf16=path == "bf16")
+    if path == "openvino-bf16" and cpu_bf16():
+        raise PathUnavailable(cpu_bf16())
+    frames = round(config.segment_s * MODEL_SAMPLE_RATE)
+    return stems_paths.openvino_path(model, frames=frames, bf16=path == "openvino-bf16",
+                                     export_dir=export_dir_for(config),
+                                     identity=f"{config.size}-{stems_paths.weights_identity(model)}")
+
+
+def export_dir_for(config: SeparatorConfig) -> Path:
+    """Where a path's export is cached: ``export_dir`` if set, beside a state-dict file, in the torch hub's
+    checkpoints for the pipeline, else the user cache (random weights)."""
+    if config.export_dir:
+        return Path(config.export_dir).expanduser()
+    if config.weights == "pipeline":
+        return Path(torch.hub.get_dir()) / "checkpoints" / "continuo-stems"
+    if config.weights != "random":
+        path = Path(config.weights).expanduser()
+        return path.with_name(path.name + ".continuo-stems")
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
+    return cache / "continuo" / "stems"
 
 
 def empty_cuda_cache() -> None:

@@ -9,7 +9,15 @@ model-rate (32 kHz) audio, one JSON line with the seconds of each step:
 - ``loudness_s``: BS.1770 normalisation with the true-peak limiter, plus the measurements;
 - ``render_mix_s``: all of the above as the worker runs them (``render_mix``);
 - ``separation_s`` and ``separation_s_per_audio_s``: HDemucs (``stems_size``; random
-  weights cost the same as trained ones) over the whole mix, chunked;
+  weights cost the same as trained ones) over the whole mix, chunked, on the path ``auto``
+  picks here (``stems_path``);
+- ``stems_<path>_s_per_audio_s`` for every separation path (``inference.stems_paths.PATHS``,
+  today's ``fp32`` included) usable here, timed side by side in the same run (interleaved
+  rounds; ``_spread`` is the slowest round over the fastest), with ``stems_<path>_build_s``
+  (export/compile, not in the time) and ``stems_<path>_error_db`` (the worst stem's error
+  energy relative to fp32, dB); ``stems_speedup`` is fp32 over the chosen path, both from
+  those same rounds;
+  ``load_before`` / ``load_after`` are the 1-minute load averages and ``machine`` the CPU;
 - ``write_s``: five 24-bit WAVs (mix + four stems), atomic with fsync;
 - ``generate_s``: the engine generating the same length (the tiny smoke model unless
   ``--model`` names a checkpoint), so the overhead can be read against it.
@@ -17,6 +25,7 @@ model-rate (32 kHz) audio, one JSON line with the seconds of each step:
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,6 +40,7 @@ from bridge.audio.files import write_wav_atomic
 from bridge.audio.loudness import measure_lufs, normalize_loudness, true_peak_db
 from bridge.audio.presets import builtin_presets_dir, load_presets
 from bridge.audio.render import TAIL_S, map_channels, render_mix, resample
+from bridge.tools.machine import machine
 
 MODEL_RATE = 32000
 
@@ -48,9 +58,10 @@ def timed(function: Callable[[], Any], repeats: int) -> tuple[float, Any]:
 def bench_render(bars: float, *, quick: bool, model: str | None, stems_size: str = "high") -> dict:
     import torch
 
-    from inference.stems import SeparatorConfig, load_separator
+    from inference.stems import SeparatorConfig, load_separator, pick_path
 
     repeats = 1 if quick else 3
+    load_before = os.getloadavg()[0]
     presets = load_presets([builtin_presets_dir()])
     context = MusicalContext(bpm=120.0, sample_rate=48000)
     frames, seconds = context.frames_for_bars(bars), context.seconds_for_bars(bars)
@@ -66,8 +77,11 @@ def bench_render(bars: float, *, quick: bool, model: str | None, stems_size: str
     loudness_s, final = timed(lambda: _loudness(processed[:, :frames], presets["default"]), repeats)
     render_mix_s, rendered = timed(lambda: render_mix(source, MODEL_RATE, frames=frames, sample_rate=48000,
                                                       preset=presets["default"]), repeats)
-    separator = load_separator(SeparatorConfig(weights="random", size=stems_size))
+    # the path auto picks here for trained weights (auto skips OpenVINO for random ones: no export in tests)
+    separator = load_separator(SeparatorConfig(weights="random", size=stems_size, path=pick_path("auto")))
+    separator.segment_fn()  # the chosen path's one-time export/compile is not separation time
     separation_s, stems = timed(lambda: separator.separate(rendered.audio, 48000), 1)
+    paths = bench_stem_paths(rendered.audio, seconds, stems_size, rounds=2 if quick else 3)
     with tempfile.TemporaryDirectory(prefix="continuo-bench-") as tmp:
         outputs = {"mix": rendered.audio, **stems}
         write_s, _ = timed(lambda: [write_wav_atomic(Path(tmp) / f"{name}.wav", audio, 48000, bit_depth=24)
@@ -83,7 +97,48 @@ def bench_render(bars: float, *, quick: bool, model: str | None, stems_size: str
         "write_s": round(write_s, 4), "outside_model_s": round(outside_s, 3),
         "outside_model_without_stems_s": round(render_mix_s + write_s / 5, 4),
         "generate_s": round(generate_s, 2), "generate_model": engine_name, "torch_threads": torch.get_num_threads(),
+        "stems_path": separator.path, **paths,
+        "stems_speedup": round(paths["stems_fp32_s_per_audio_s"] / paths[f"stems_{separator.path}_s_per_audio_s"], 2),
+        "machine": machine(), "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
     }
+
+
+def bench_stem_paths(audio: np.ndarray, seconds: float, size: str, *, rounds: int) -> dict:
+    """Every separation path usable here on the same mix, interleaved round by round (best of ``rounds``)."""
+    from inference.stems import SeparatorConfig, build_path, load_separator
+    from inference.stems_paths import PATHS
+
+    separators, out = {}, {}
+    for path in PATHS:
+        separator = load_separator(SeparatorConfig(weights="random", size=size, path=path))
+        started = time.perf_counter()
+        try:
+            separator._segment_fn = build_path(path, separator.model, separator.config)
+        except Exception as exc:  # a path this machine cannot run is reported, not fatal
+            out[f"stems_{path}_unavailable"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+            continue
+        separator.path = path
+        out[f"stems_{path}_build_s"] = round(time.perf_counter() - started, 2)
+        separators[path] = separator
+    times: dict[str, list[float]] = {path: [] for path in separators}
+    results: dict[str, dict] = {}
+    for _ in range(rounds):
+        for path, separator in separators.items():
+            started = time.perf_counter()
+            results[path] = separator.separate(audio, 48000)
+            times[path].append(time.perf_counter() - started)
+    for path, spent in times.items():
+        out[f"stems_{path}_s_per_audio_s"] = round(min(spent) / seconds, 4)
+        out[f"stems_{path}_spread"] = round(max(spent) / min(spent), 2)
+        if path != "fp32":
+            out[f"stems_{path}_error_db"] = round(max(_error_db(results[path][name], results["fp32"][name])
+                                                      for name in results["fp32"]), 1)
+    return out
+
+
+def _error_db(estimate: np.ndarray, reference: np.ndarray) -> float:
+    noise = float(np.sum((estimate.astype(np.float64) - reference) ** 2))
+    return 10 * np.log10(max(noise, 1e-30) / max(float(np.sum(reference.astype(np.float64) ** 2)), 1e-30))
 
 
 def _loudness(audio: np.ndarray, preset) -> np.ndarray:

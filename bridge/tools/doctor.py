@@ -19,6 +19,7 @@ OPTIONAL_PACKAGES = {
     "rtmidi": "MIDI ports (python-rtmidi)",
     "bitsandbytes": "int8/NF4 weights on CUDA",
     "flash_attn": "flash attention on CUDA (optional extra: pip install 'continuo[gpu]')",
+    "openvino": "faster stems on the CPU (optional extra: pip install 'continuo[stems-fast]')",
 }
 
 
@@ -71,6 +72,11 @@ def run_doctor(settings: Settings) -> int:
         print(f"  [{'yes' if row.usable else 'no '}] {row.name:<22} {row.reason}")
     print("engine modes (settings weights / kv_cache / attention / compile_decode):")
     for row in describe_modes(pick_device(settings.device)):
+        print(f"  [{'yes' if row.usable else 'no '}] {row.name:<22} {row.reason}")
+    print("stems separation paths (inference/stems_paths.py; auto falls back to fp32 if a path fails):")
+    from inference.stems import describe_paths
+
+    for row in describe_paths():
         print(f"  [{'yes' if row.usable else 'no '}] {row.name:<22} {row.reason}")
     print("packages:")
     for module, purpose in OPTIONAL_PACKAGES.items():
