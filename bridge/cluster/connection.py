@@ -8,18 +8,23 @@ gateway there, so a restarted gateway finds its replicas running and attaches to
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bridge.cluster.spec import ClusterSpec, parse_cluster, require_ray
+from bridge.errors import ConfigError
 from bridge.settings import Settings
 
 log = logging.getLogger("continuo.cluster")
 
 INFO_TIMEOUT_S = 600.0  # the first request loads the model on a replica
 MB = 1024 * 1024
+TOKEN_PATH = Path("~/.ray/auth_token")
 
 
 @dataclass
@@ -56,11 +61,37 @@ def start_ray(settings: Settings, spec: ClusterSpec) -> Any:
     else:
         options.pop("include_dashboard")
         options["address"] = spec.address
+        check_reachable(spec.address)
+        use_token_auth()
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     ray.init(**options)
     for sig, handler in handlers.items():  # ray.init takes SIGTERM (sys.exit); the daemon's phases keep it
         signal.signal(sig, handler)
     return ray
+
+
+def check_reachable(address: str, timeout_s: float = 3.0) -> None:
+    """A ConfigError at once where nothing listens at HOST:PORT (ray.init would retry the GCS for minutes)."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(f"cluster {address!r}: nothing answers there ({exc}); start the cluster (`ray start "
+                          "--head`) or fix the address: HOST:PORT of the GCS, or ray://HOST:PORT of the Ray Client "
+                          "server") from None
+
+
+def use_token_auth() -> None:
+    """Ray 2.5x clusters started with `ray start` want a token; a driver attaching does not send one unless told.
+
+    Where a token is at hand (RAY_AUTH_TOKEN, or ~/.ray/auth_token that `ray start` wrote) and RAY_AUTH_MODE is
+    unset, attach with it, rather than retrying the GCS for minutes with "InvalidAuthToken".
+    """
+    if "RAY_AUTH_MODE" not in os.environ and (os.environ.get("RAY_AUTH_TOKEN") or TOKEN_PATH.expanduser().is_file()):
+        os.environ["RAY_AUTH_MODE"] = "token"
+        log.info("cluster: attaching with Ray's auth token (RAY_AUTH_MODE=token; set it to disabled to opt out)")
 
 
 def build_app(settings: Settings, plan: ClusterPlan):
@@ -130,3 +161,38 @@ def disconnect(spec: ClusterSpec) -> None:
         serve.shutdown()
     ray.shutdown()
     log.info("cluster: %s", "stopped the local Ray instance" if spec.local else "detached; the replicas keep running")
+
+
+def describe_cluster(settings: Settings) -> list[str]:
+    """`continuo doctor`'s cluster lines: the application, then each live replica (node, pid, device, warm models).
+
+    Attaches to the cluster the `cluster` setting names and deploys nothing; `local:N` lives inside its
+    gateway, whose log line `continuo cluster: ... ray=ADDRESS` names the address to pass instead.
+    """
+    spec = parse_cluster(settings.cluster, replicas=settings.cluster_replicas)
+    if spec is None:
+        return ["  no cluster set: the engine runs inside `continuo serve` (--cluster local:N or ADDRESS for Ray)"]
+    if spec.local:
+        return [f"  {spec.text}: a local cluster lives inside its gateway; run doctor with --cluster ADDRESS, "
+                "the ray= address on the gateway's `continuo cluster:` line"]
+    from ray import serve
+
+    from bridge.cluster.registry import APP_NAME, live_replicas
+
+    ray = start_ray(settings, spec)
+    try:
+        resources = ray.cluster_resources()
+        lines = [f"  ray {ray.__version__} at {ray.get_runtime_context().gcs_address}: "
+                 f"{len(ray.nodes())} node(s), CPU {resources.get('CPU', 0):g}, GPU {resources.get('GPU', 0):g}"]
+        app = serve.status().applications.get(APP_NAME)
+        if app is None:
+            return lines + [f"  no {APP_NAME!r} application: `continuo serve --cluster {spec.text}` deploys it"]
+        lines.append(f"  application {APP_NAME!r}: {app.status}; replicas {replica_states(app)}")
+        for replica in live_replicas():
+            state = "busy" if replica.get("busy") else "idle"
+            lines.append(f"  replica {replica['replica_id']}: node {replica.get('node', '?')} pid "
+                         f"{replica.get('pid', '?')} device {replica.get('device', '?')} {state}; warm: "
+                         f"{', '.join(replica.get('models', [])) or 'none yet'}")
+        return lines
+    finally:
+        ray.shutdown()

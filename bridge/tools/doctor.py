@@ -19,6 +19,7 @@ OPTIONAL_PACKAGES = {
     "rtmidi": "MIDI ports (python-rtmidi)",
     "bitsandbytes": "int8/NF4 weights on CUDA",
     "flash_attn": "flash attention on CUDA (optional extra: pip install 'continuo[gpu]')",
+    "ray": "Ray Serve replicas, --cluster (optional extra: pip install 'continuo[cluster]')",
 }
 
 
@@ -79,4 +80,24 @@ def run_doctor(settings: Settings) -> int:
     print(midi_ports_line())
     print("model:")
     print(model_line(settings))
+    print("cluster:")
+    for line in cluster_lines(settings):
+        print(line)
     return 0
+
+
+def cluster_lines(settings: Settings) -> list[str]:
+    """The cluster the `cluster` setting names: its replicas, their devices and warm models."""
+    if not settings.cluster:
+        return ["  none set (--cluster local:N or ADDRESS runs the engine as Ray Serve replicas)"]
+    from bridge.cluster.connection import describe_cluster
+    from bridge.cluster.spec import require_ray
+    from bridge.errors import ConfigError
+
+    try:
+        require_ray()
+        return describe_cluster(settings)
+    except ConfigError as exc:
+        return [f"  {exc.message}"]
+    except Exception as exc:  # an unreachable cluster is reported, never a crash
+        return [f"  cannot reach {settings.cluster}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"]
