@@ -439,9 +439,7 @@ class Daemon:
 def load_model(settings: Settings) -> Engine:
     if settings.cluster:  # the engine as Ray Serve replicas; Ray is imported only here
         from bridge.cluster.connection import connect_engine
-        from bridge.cluster.spec import require_ray
 
-        require_ray()
         return connect_engine(settings)
     if settings.cpu_threads:
         import torch

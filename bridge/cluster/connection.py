@@ -8,12 +8,10 @@ gateway there, so a restarted gateway finds its replicas running and attaches to
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import socket
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from bridge.cluster.spec import ClusterSpec, parse_cluster, require_ray
@@ -24,7 +22,6 @@ log = logging.getLogger("continuo.cluster")
 
 INFO_TIMEOUT_S = 600.0  # the first request loads the model on a replica
 MB = 1024 * 1024
-TOKEN_PATH = Path("~/.ray/auth_token")
 
 
 @dataclass
@@ -51,7 +48,7 @@ def plan_replicas(settings: Settings, spec: ClusterSpec, resources: dict[str, fl
 
 
 def start_ray(settings: Settings, spec: ClusterSpec) -> Any:
-    ray = require_ray()
+    ray = require_ray(attach=not spec.local)
     options: dict[str, Any] = {"namespace": "continuo", "include_dashboard": False,
                                "log_to_driver": settings.log_level.upper() == "DEBUG"}
     if spec.local:
@@ -62,7 +59,6 @@ def start_ray(settings: Settings, spec: ClusterSpec) -> Any:
         options.pop("include_dashboard")
         options["address"] = spec.address
         check_reachable(spec.address)
-        use_token_auth()
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     ray.init(**options)
     for sig, handler in handlers.items():  # ray.init takes SIGTERM (sys.exit); the daemon's phases keep it
@@ -83,17 +79,6 @@ def check_reachable(address: str, timeout_s: float = 3.0) -> None:
                           "server") from None
 
 
-def use_token_auth() -> None:
-    """Ray 2.5x clusters started with `ray start` want a token; a driver attaching does not send one unless told.
-
-    Where a token is at hand (RAY_AUTH_TOKEN, or ~/.ray/auth_token that `ray start` wrote) and RAY_AUTH_MODE is
-    unset, attach with it, rather than retrying the GCS for minutes with "InvalidAuthToken".
-    """
-    if "RAY_AUTH_MODE" not in os.environ and (os.environ.get("RAY_AUTH_TOKEN") or TOKEN_PATH.expanduser().is_file()):
-        os.environ["RAY_AUTH_MODE"] = "token"
-        log.info("cluster: attaching with Ray's auth token (RAY_AUTH_MODE=token; set it to disabled to opt out)")
-
-
 def build_app(settings: Settings, plan: ClusterPlan):
     from ray import serve
 
@@ -108,15 +93,15 @@ def build_app(settings: Settings, plan: ClusterPlan):
 
 def connect_engine(settings: Settings):
     """The cluster as an Engine for the daemon: Ray started or attached, the replicas deployed or found."""
+    spec = parse_cluster(settings.cluster, replicas=settings.cluster_replicas)
+    assert spec is not None
+    started = time.monotonic()
+    ray = start_ray(settings, spec)  # first: it checks Ray is installed and sets up auth before Ray is imported
     from ray import serve
 
     from bridge.cluster.proxy import ClusterEngine
     from bridge.cluster.registry import APP_NAME, get_registry
 
-    spec = parse_cluster(settings.cluster, replicas=settings.cluster_replicas)
-    assert spec is not None
-    started = time.monotonic()
-    ray = start_ray(settings, spec)
     address = ray.get_runtime_context().gcs_address
     get_registry(create=True)
     serve.start(proxy_location="Disabled")
@@ -175,11 +160,11 @@ def describe_cluster(settings: Settings) -> list[str]:
     if spec.local:
         return [f"  {spec.text}: a local cluster lives inside its gateway; run doctor with --cluster ADDRESS, "
                 "the ray= address on the gateway's `continuo cluster:` line"]
+    ray = start_ray(settings, spec)
     from ray import serve
 
     from bridge.cluster.registry import APP_NAME, live_replicas
 
-    ray = start_ray(settings, spec)
     try:
         resources = ray.cluster_resources()
         lines = [f"  ray {ray.__version__} at {ray.get_runtime_context().gcs_address}: "

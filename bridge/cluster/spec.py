@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 
 from bridge.errors import ConfigError
 
+log = logging.getLogger("continuo.cluster")
+
+TOKEN_PATH = Path("~/.ray/auth_token")
 INSTALL_HINT = "pip install 'continuo[cluster]'"
 LOCAL = re.compile(r"^local:(\d+)$")
 REMOTE = re.compile(r"^(ray://)?[\w.-]+:\d+$")
@@ -44,8 +50,10 @@ def parse_cluster(text: str, *, replicas: int = 0) -> ClusterSpec | None:
                       "(Ray Client), HOST:PORT (the cluster's GCS address) or auto")
 
 
-def require_ray() -> ModuleType:
-    """The ray module, or a ConfigError that says how to install it."""
+def require_ray(*, attach: bool = False) -> ModuleType:
+    """The ray module, or a ConfigError that says how to install it. attach: to a running cluster (token auth)."""
+    if attach:
+        use_token_auth()
     try:
         ray = importlib.import_module("ray")
         importlib.import_module("ray.serve")
@@ -53,3 +61,15 @@ def require_ray() -> ModuleType:
         raise ConfigError(f"--cluster needs Ray Serve, which is not installed ({exc}); run `{INSTALL_HINT}` "
                           "(on the gateway and on every node of the cluster), or drop --cluster") from None
     return ray
+
+
+def use_token_auth() -> None:
+    """Clusters started by `ray start` (Ray 2.5x) want a token; a driver attaching sends one only when told.
+
+    Where a token is at hand (RAY_AUTH_TOKEN, or ~/.ray/auth_token that `ray start` wrote) and RAY_AUTH_MODE is
+    unset, attach with it, rather than retry the GCS for minutes with "InvalidAuthToken". Ray reads the mode
+    when it is first imported, so this runs before that.
+    """
+    if "RAY_AUTH_MODE" not in os.environ and (os.environ.get("RAY_AUTH_TOKEN") or TOKEN_PATH.expanduser().is_file()):
+        os.environ["RAY_AUTH_MODE"] = "token"
+        log.info("cluster: attaching with Ray's auth token (RAY_AUTH_MODE=token; set it to disabled to opt out)")

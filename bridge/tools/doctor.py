@@ -90,12 +90,11 @@ def cluster_lines(settings: Settings) -> list[str]:
     """The cluster the `cluster` setting names: its replicas, their devices and warm models."""
     if not settings.cluster:
         return ["  none set (--cluster local:N or ADDRESS runs the engine as Ray Serve replicas)"]
-    from bridge.cluster.connection import describe_cluster
-    from bridge.cluster.spec import require_ray
     from bridge.errors import ConfigError
 
     try:
-        require_ray()
+        from bridge.cluster.connection import describe_cluster
+
         return describe_cluster(settings)
     except ConfigError as exc:
         return [f"  {exc.message}"]
