@@ -5,6 +5,7 @@ Suites:
   one N-bar generate (request sent -> /continuo/done received) end to end.
 - ``engine``: decode speed of our own engine against transformers' generate, same run, random weights of
   the real musicgen-small / -medium shapes (inference/benchmark.py); ``--quick``: small only, 2 s of audio.
+- ``throughput --cluster``: in process against 1 and 2 local Ray Serve replicas (bridge/tools/bench_cluster.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 
 from bridge.clients.osc import OscClient
 from bridge.clients.process import DaemonProcess
+from bridge.errors import BadRequest
 from bridge.tools.machine import machine
 
 
@@ -53,7 +55,21 @@ def run_bench(args: argparse.Namespace) -> int:
         return 0
     if args.suite == "engine":
         return bench_engine(args)
+    if args.suite == "throughput":
+        return bench_throughput(args)
     print(json.dumps(bench_daemon(args.bars, args.model)), flush=True)
+    return 0
+
+
+def bench_throughput(args: argparse.Namespace) -> int:
+    if not getattr(args, "cluster", False):
+        raise BadRequest("bench throughput on one engine needs batched decoding (issue 11 part 1), which is not "
+                         "built yet; `continuo bench throughput --cluster` measures Ray Serve replicas")
+    from bridge.tools.bench_cluster import bench_cluster_throughput
+
+    bars = args.bars if args.bars != 8.0 else 4.0  # the default 8 bars is the daemon suite's
+    bench_cluster_throughput(jobs=args.jobs, bars=bars, repeats=3 if args.quick else 5,
+                             emit=lambda result: print(json.dumps(result), flush=True))
     return 0
 
 
