@@ -50,6 +50,9 @@ def is_replica_death(exc: BaseException) -> bool:
 class ClusterEngine:
     """Engine (inference/api.py) whose takes run on Serve replicas; `concurrent_jobs` workers may use it at once."""
 
+    info: ModelInfo
+    concurrent_jobs: int  # the daemon runs this many workers (bridge/daemon.py:concurrent_jobs): one per replica
+
     def __init__(self, handle: Any, model_id: str, info: ModelInfo, *, concurrent_jobs: int,
                  shared_dir: Path | None = None, close: Any = None) -> None:
         self.handle = handle
