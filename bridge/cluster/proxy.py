@@ -109,6 +109,7 @@ class ClusterEngine:
         response = self.handle.options(stream=True, multiplexed_model_id=self.model_id).generate.remote(
             request, seeds, shared)
         watcher = CancelWatcher(response, should_cancel)
+        sent = time.monotonic()
         try:
             for item in response:
                 kind = item[0]
@@ -122,8 +123,12 @@ class ClusterEngine:
                 elif kind == "chunk" and on_chunk is not None:
                     on_chunk(item[1])
                 elif kind == "done":
-                    return [GeneratedAudio(audio=self.read_audio(audio), sample_rate=rate, seed=seed)
-                            for audio, rate, seed in item[1]]
+                    takes = [GeneratedAudio(audio=self.read_audio(audio), sample_rate=rate, seed=seed)
+                             for audio, rate, seed in item[1]]
+                    take_s = time.monotonic() - sent
+                    log.info("take done on replica=%s take_s=%.3f engine_s=%.3f overhead_s=%.3f",
+                             started.get("replica_id"), take_s, item[2], take_s - item[2])
+                    return takes
                 elif kind == "error":
                     if item[1] == "cancelled":
                         raise Cancelled(item[2])

@@ -7,7 +7,8 @@ the engine runs on a thread and the generator yields what it reports, as plain t
     ("started", replica)           who took it: replica id, node, pid, device (the gateway logs it)
     ("progress", fraction, stage)  at most every PROGRESS_INTERVAL_S, and at each change of stage
     ("chunk", audio)               a streamed preview chunk, (C, samples) or (B, C, samples) batched
-    ("done", takes)                [(audio (C, T) | shared file path, sample_rate, seed)], one per seed
+    ("done", takes, engine_s)      [(audio (C, T) | shared file path, sample_rate, seed)], one per seed;
+                                   engine_s: the engine's own seconds (the rest of a take is Ray's)
     ("error", code, message)       the engine's own error with its wire code (cancelled included)
 
 Cancel: the gateway cancels the Serve request; the generator's cleanup sets the engine's cancel flag and
@@ -153,11 +154,12 @@ class EngineReplica:
         streams = engine.info.supports("streaming")
         hooks = {"on_progress": on_progress, "should_cancel": cancel.is_set,
                  "on_chunk": (lambda audio: put(("chunk", np.asarray(audio, dtype=np.float32)))) if streams else None}
+        started = time.monotonic()
         try:
             takes = ([engine.generate(request, **hooks)] if seeds is None
                      else engine.generate_batch(request, list(seeds), **hooks))
             put(("done", [(write_shared_take(Path(shared_dir), take.audio) if shared_dir else take.audio,
-                           take.sample_rate, take.seed) for take in takes]))
+                           take.sample_rate, take.seed) for take in takes], time.monotonic() - started))
         except InferenceError as exc:  # Cancelled too: its code is "cancelled"
             put(("error", exc.code, str(exc) or type(exc).__name__))
         except Exception as exc:  # reported, never a dead stream: the gateway fails the job with model_error

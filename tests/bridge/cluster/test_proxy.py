@@ -68,7 +68,7 @@ def engine(*responses: FakeResponse) -> tuple[ClusterEngine, FakeHandle]:
 def test_progress_chunks_and_the_take_come_back_through_the_stream():
     audio = np.linspace(-1, 1, 320, dtype=np.float32)[None]
     response = FakeResponse([STARTED, ("progress", 0.5, "generating"), ("chunk", audio[:, :160]),
-                             ("done", [(audio, 32000, 7)])])
+                             ("done", [(audio, 32000, 7)], 0.1)])
     proxy, handle = engine(response)
     progress, chunks = [], []
     take = proxy.generate(REQUEST, on_progress=lambda f, s: progress.append((f, s)), on_chunk=chunks.append)
@@ -81,7 +81,7 @@ def test_progress_chunks_and_the_take_come_back_through_the_stream():
 
 def test_a_batch_sends_its_seeds_and_gets_one_take_each():
     takes = [(np.zeros((1, 4), np.float32), 32000, seed) for seed in (3, 4)]
-    proxy, handle = engine(FakeResponse([STARTED, ("done", takes)]))
+    proxy, handle = engine(FakeResponse([STARTED, ("done", takes, 0.1)]))
     assert [t.seed for t in proxy.generate_batch(REQUEST, [3, 4])] == [3, 4]
     assert handle.calls[0][1] == [3, 4]
 
@@ -89,7 +89,7 @@ def test_a_batch_sends_its_seeds_and_gets_one_take_each():
 def test_a_take_in_the_shared_folder_is_read_and_removed(tmp_path):
     path = tmp_path / "take-1.npy"
     np.save(path, np.ones((1, 8), np.float32))
-    proxy, _ = engine(FakeResponse([STARTED, ("done", [(str(path), 32000, 1)])]))
+    proxy, _ = engine(FakeResponse([STARTED, ("done", [(str(path), 32000, 1)], 0.1)]))
     proxy.shared_dir = tmp_path
     assert proxy.generate(REQUEST).audio.sum() == 8 and not path.exists()
 
@@ -131,7 +131,7 @@ def test_a_stopping_worker_stops_the_take_and_the_request_is_cancelled():
 def test_a_replica_that_dies_before_the_take_is_routed_around_and_one_that_dies_mid_take_is_lost():
     exceptions = pytest.importorskip("ray.exceptions", reason="Ray is not installed: pip install 'continuo[cluster]'")
     death = exceptions.ActorDiedError()
-    ok = FakeResponse([STARTED, ("done", [(np.zeros((1, 4), np.float32), 32000, 7)])])
+    ok = FakeResponse([STARTED, ("done", [(np.zeros((1, 4), np.float32), 32000, 7)], 0.1)])
     proxy, handle = engine(FakeResponse([death]), ok)
     assert proxy.generate(REQUEST).seed == 7 and len(handle.calls) == 2  # retried, not the job's retry
     proxy, handle = engine(FakeResponse([STARTED, ("progress", 0.3, "generating"), death]), ok)
