@@ -164,6 +164,12 @@ def test_the_gateway_restarts_while_replicas_live(tiny_model_dir, tmp_path, ray_
                 assert events[-1][0] == "/continuo/done", events[-1]
                 assert takes(second)[0][1] == pid  # the same replica process, still warm
                 assert "re-run after the last shutdown" in second.log
+                doctor = subprocess.run(
+                    [sys.executable, "-m", "bridge.cli", "doctor", "--cluster", ray_head,
+                     "--model", str(tiny_model_dir)], capture_output=True, text=True, timeout=180)
+                cluster = doctor.stdout[doctor.stdout.index("\ncluster:\n"):]
+                assert "application 'continuo': RUNNING" in cluster, doctor.stdout + doctor.stderr
+                assert f"pid {pid} device cpu idle; warm: {tiny_model_dir}" in cluster, cluster
             finally:
                 second.stop()
     finally:
