@@ -119,3 +119,17 @@ def test_the_core_package_imports_without_ray():
             "bridge.cluster.spec, bridge.cluster.proxy, bridge.tools.bench_cluster")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_requeued_job_goes_first_of_its_priority_but_after_live_jobs():
+    from bridge.jobs.queue import Job, JobQueue, Priority
+
+    def job(job_id: str, priority: Priority) -> Job:
+        return Job(job_id=job_id, op="generate", params={}, reply_to=SENDER, client_key=SENDER, priority=priority)
+
+    queue = JobQueue(8)
+    for job_id, priority in [("batch", Priority.BATCH), ("i1", Priority.INTERACTIVE), ("live", Priority.LIVE),
+                             ("i2", Priority.INTERACTIVE)]:
+        queue.put(job(job_id, priority))
+    assert queue.put(job("lost", Priority.INTERACTIVE), front=True) == 2
+    assert [j.job_id for j in queue.waiting()] == ["live", "lost", "i1", "i2", "batch"]
