@@ -129,7 +129,8 @@ def replica_states(status: Any) -> dict[str, int]:
     states: dict[str, int] = {}
     for deployment in status.deployments.values():
         for state, count in deployment.replica_states.items():
-            states[str(state)] = states.get(str(state), 0) + count
+            name = str(getattr(state, "value", state))
+            states[name] = states.get(name, 0) + count
     return states
 
 
@@ -172,7 +173,8 @@ def describe_cluster(settings: Settings) -> list[str]:
         app = serve.status().applications.get(APP_NAME)
         if app is None:
             return lines + [f"  no {APP_NAME!r} application: `continuo serve --cluster {spec.text}` deploys it"]
-        lines.append(f"  application {APP_NAME!r}: {app.status}; replicas {replica_states(app)}")
+        lines.append(f"  application {APP_NAME!r}: {getattr(app.status, 'value', app.status)}; "
+                     f"replicas {replica_states(app)}")
         for replica in live_replicas():
             state = "busy" if replica.get("busy") else "idle"
             lines.append(f"  replica {replica['replica_id']}: node {replica.get('node', '?')} pid "

@@ -81,6 +81,7 @@ class EngineReplica:
         async def load(model_id: str) -> Engine:  # a plain function: Serve keeps its model cache on it
             return await self.load_model(model_id)
 
+        self.model_loader = load  # Serve keeps its model cache on this function (see warm_models)
         self.get_engine = serve.multiplexed(max_num_models_per_replica=models_per_replica)(load)
         self.report(node=socket.gethostname(), pid=os.getpid(), device=self.preloaded[1].info.device,
                     models=[settings.model], busy=False)
@@ -105,7 +106,7 @@ class EngineReplica:
 
     def warm_models(self) -> list[str]:
         """The models Serve's multiplexing cache holds on this replica (least recently used first)."""
-        cache = getattr(self.get_engine, "__serve_multiplex_wrapper", None)
+        cache = getattr(self.model_loader, "__serve_multiplex_wrapper", None)
         return list(cache.models) if cache is not None else []
 
     async def info(self) -> ModelInfo:

@@ -65,6 +65,10 @@ def run_doctor(settings: Settings) -> int:
 
     from inference.device import describe_accelerations, describe_modes, pick_device
 
+    if settings.cluster and not settings.cluster.startswith("local:"):
+        from bridge.cluster.spec import use_token_auth
+
+        use_token_auth()  # before the package list imports Ray: Ray reads its auth mode when first imported
     print(f"continuo doctor: Python {sys.version.split()[0]} on {platform.platform()}")
     print(f"  torch {torch.__version__}; device for --device {settings.device}: {pick_device(settings.device)}")
     print("accelerations:")
