@@ -79,13 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--client", default="client", help="name of the client key pair to make")
 
     bench = commands.add_parser("bench", help="benchmarks; results are JSON lines")
-    bench.add_argument("suite", nargs="?", default="engine", choices=["engine", "daemon", "bridge", "render", "gpu"],
+    bench.add_argument("suite", nargs="?", default="engine",
+                       choices=["engine", "daemon", "bridge", "render", "gpu", "throughput"],
                        help="engine: decode speed, our engine vs transformers; "
                             "daemon: startup and an 8-bar render end to end; "
                             "bridge: per-request overhead of OSC/UDP, OSC/TCP, ZeroMQ vs bare echo servers; "
                             "render: time outside the model (resample, effects, loudness, stems, write); "
                             "gpu: the first-run GPU smoke (versions, parity, speed per mode, compiled decode, "
-                            "stems, the GPU tests) against the RTF targets")
+                            "stems, the GPU tests) against the RTF targets; "
+                            "throughput --cluster: in process vs 1 and 2 local Ray Serve replicas")
     bench.add_argument("--quick", action="store_true")
     bench.add_argument("--seconds", type=float, default=None, help="engine: audio per run (default 10; --quick 2)")
     bench.add_argument("--shape", default=None, help="engine: one shape, e.g. musicgen-small or musicgen-medium")
@@ -93,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="auto", help="engine, gpu: auto, cpu or cuda[:N]")
     bench.add_argument("--dry-run", action="store_true", help="gpu: run the whole plan on the CPU, small (tests it)")
     bench.add_argument("--bars", type=float, default=8.0)
+    bench.add_argument("--cluster", action="store_true",
+                       help="throughput: in process against 1 and 2 local Ray Serve replicas (tiny model)")
+    bench.add_argument("--jobs", type=int, default=8, help="throughput: jobs sent at once")
     bench.add_argument("--model", default=None, help="checkpoint for the daemon suite (default: the daemon's default)")
     return parser
 

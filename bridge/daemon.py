@@ -116,12 +116,11 @@ class Daemon:
         self.events = EventSink(self.schema, self.transports.send, resends=settings.ack_resends,
                                 resend_interval_s=settings.ack_interval_s)
         self.rate_limiter = RateLimiter(settings.max_messages_per_s)
-        self.worker = Worker(queue=self.queue, journal=self.journal, events=self.events, engine=self.engine,
-                             presets=lambda: self.presets, input_roots=self.input_roots, output_root=self.output_root,
-                             separator=LazySeparator(separator_config(settings.stems_weights, settings.stems_model_size,
-                                                                      settings.device)))
-        if not self.compute_on_main_thread:
-            self.worker.start()
+        self.worker = self.new_worker(settings)
+        # A cluster engine takes one job per replica at once: one more worker thread per extra replica.
+        self.workers = [self.worker] + [self.new_worker(settings) for _ in range(concurrent_jobs(self.engine) - 1)]
+        for worker in self.workers[0 if not self.compute_on_main_thread else 1:]:
+            worker.start()
         if settings.midi:
             self.start_midi()
         self.requeue(retry)
@@ -134,6 +133,19 @@ class Daemon:
             flush=True,
         )
 
+    def new_worker(self, settings: Settings) -> Worker:
+        return Worker(queue=self.queue, journal=self.journal, events=self.events, engine=self.engine,
+                      presets=lambda: self.presets, input_roots=self.input_roots, output_root=self.output_root,
+                      separator=LazySeparator(separator_config(settings.stems_weights, settings.stems_model_size,
+                                                               settings.device)))
+
+    def all_workers(self) -> list[Worker]:
+        """The worker, and one more per extra replica of a cluster engine."""
+        return getattr(self, "workers", None) or [self.worker]
+
+    def running_jobs(self) -> list[Job]:
+        return [job for worker in self.all_workers() if (job := worker.running_job()) is not None]
+
     def run(self) -> None:
         """Until a stop is requested: the job loop itself on this (main) thread, or just waiting."""
         if self.compute_on_main_thread:
@@ -143,7 +155,8 @@ class Daemon:
     def request_stop(self) -> None:
         """Safe from a signal handler: it only sets events; the worker and run() notice them."""
         self.stop_requested.set()
-        self.worker.stopping.set()
+        for worker in self.all_workers():
+            worker.stopping.set()
 
     def shutdown(self) -> None:
         log.info("shutting down")
@@ -151,13 +164,18 @@ class Daemon:
             self.midi_port.close()
         # Keep the socket open until the worker is done, so the last events still reach their clients;
         # requests that arrive meanwhile are answered `busy` by the closed queue.
-        self.worker.stop()
+        for worker in self.all_workers():
+            worker.stop()
         for job in self.queue.drain():
             self.worker.fail(job, "interrupted", "the daemon stopped before this job started; send it again")
-        if self.worker.ident is not None:  # a started thread (not the main-thread loop)
-            self.worker.join(self.settings.shutdown_timeout_s)
-        if self.worker.is_alive():
-            log.warning("the running job did not stop within %.0f s; leaving it", self.settings.shutdown_timeout_s)
+        for worker in self.all_workers():
+            if worker.ident is not None:  # a started thread (not the main-thread loop)
+                worker.join(self.settings.shutdown_timeout_s)
+            if worker.is_alive():
+                log.warning("the running job did not stop within %.0f s; leaving it", self.settings.shutdown_timeout_s)
+        close = getattr(self.engine, "close", None)  # a cluster engine leaves (or stops) its cluster
+        if close is not None:
+            close()
         self.transports.stop()
         self.events.stop()
         self.retention.stop()
@@ -304,8 +322,7 @@ class Daemon:
                  time.monotonic() - session.last_seen, MAX_SESSIONS)
 
     def active_job_ids(self) -> set[str]:
-        running = self.worker.running_job()
-        return {job.job_id for job in self.queue.waiting()} | ({running.job_id} if running is not None else set())
+        return {job.job_id for job in self.queue.waiting()} | {job.job_id for job in self.running_jobs()}
 
     # -- handlers ---------------------------------------------------------------------------
     def on_hello(self, request: Request, sender: Destination) -> None:
@@ -367,10 +384,9 @@ class Daemon:
     def eta_s(self, position: int) -> float:
         waiting = self.queue.waiting()[: max(position, 0)]
         seconds = sum(MusicalContext(**job.params["context"]).seconds_for_bars(job.params["bars"]) for job in waiting)
-        running = self.worker.running_job()
-        if running is not None:
+        for running in self.running_jobs():
             seconds += MusicalContext(**running.params["context"]).seconds_for_bars(running.params["bars"]) / 2
-        return seconds * self.worker.seconds_per_audio_s
+        return seconds * self.worker.seconds_per_audio_s / len(self.all_workers())
 
     def report_existing(self, record: JobRecord, reply_to: Destination) -> None:
         """A resent job id never renders twice: report where the first one is."""
@@ -394,8 +410,8 @@ class Daemon:
             job.cancel()
             self.worker.fail(job, "cancelled", "cancelled before it started")
             return
-        running = self.worker.running_job()
-        if running is not None and running.job_id == job_id:
+        running = next((job for job in self.running_jobs() if job.job_id == job_id), None)
+        if running is not None:
             running.cancel()  # the worker reports `cancelled` after the current step
             return
         if not quiet:
@@ -418,7 +434,7 @@ class Daemon:
 
     def on_status(self, request: Request, sender: Destination) -> None:
         used_gb, total_gb = memory_gb()
-        state = "busy" if self.worker.running_job() is not None else "idle"
+        state = "busy" if self.running_jobs() else "idle"
         reply_to = self.session(sender).reply_to
         self.events.emit(reply_to, "/continuo/status", state, self.engine.info.name,
                          used_gb, total_gb, len(self.queue))
@@ -456,6 +472,10 @@ class Daemon:
 
 
 def load_model(settings: Settings) -> Engine:
+    if settings.cluster:  # the engine as Ray Serve replicas; Ray is imported only here
+        from bridge.cluster.connection import connect_engine
+
+        return connect_engine(settings)
     if settings.cpu_threads:
         import torch
 
@@ -464,6 +484,11 @@ def load_model(settings: Settings) -> Engine:
                            allow_tiny_fallback=settings.allow_smoke_model)
     return load_engine(source, device=settings.device, backend=settings.backend, weights=settings.weights,
                        kv_cache=settings.kv_cache, attention=settings.attention, compile=settings.compile_decode)
+
+
+def concurrent_jobs(engine: Engine) -> int:
+    """Jobs the engine runs at once: 1 in process; a cluster engine says how many replicas it has."""
+    return max(1, int(getattr(engine, "concurrent_jobs", 1)))
 
 
 def memory_gb() -> tuple[float, float]:

@@ -44,3 +44,9 @@ class ConfigError(BridgeError):
     """A settings file, preset or flag is wrong; raised at startup, never on the wire."""
 
     code = "bad_request"
+
+
+class ReplicaLost(BridgeError):
+    """The cluster replica running a job died mid-take; the worker re-queues the job once."""
+
+    code = "model_error"

@@ -112,6 +112,19 @@ class Settings:
                              "virtual:NAME opens a virtual port where the platform allows; empty: no MIDI")
     midi_map: str = _setting("default", "MIDI map preset (presets/midi/NAME.toml or <user_presets_dir>/midi/NAME.toml)")
     midi_reply_port: int = _setting(9001, "UDP port on 127.0.0.1 that receives the events of MIDI-triggered jobs")
+    cluster: str = _setting(
+        "", "run the engine as Ray Serve replicas (pip install 'continuo[cluster]'): local:N starts Ray here with N "
+        "replicas; ray://HOST:PORT or HOST:PORT attaches to a running cluster; empty: the engine in this process"
+    )
+    cluster_replicas: int = _setting(0, "replicas on an attached cluster (0: one per GPU, or one without GPUs)")
+    cluster_cpus_per_replica: float = _setting(1.0, "CPUs each replica reserves")
+    cluster_gpus_per_replica: float = _setting(-1.0, "GPUs each replica reserves, fractions allowed "
+                                                     "(-1: one where the cluster has GPUs, else none)")
+    cluster_models_per_replica: int = _setting(1, "models a replica keeps warm (Serve multiplexing, LRU)")
+    cluster_object_store_mb: int = _setting(0, "local:N only: Ray's object store size in MiB (0: Ray's default)")
+    cluster_shared_dir: Path | None = _setting(
+        None, "a folder the gateway and every replica see (NFS): takes travel as files there, not through Ray"
+    )
 
     @property
     def resolved_output_root(self) -> Path:
@@ -292,5 +305,9 @@ def validate_settings(settings: Settings) -> None:
         raise ConfigError(f"max_bars must be positive, got {settings.max_bars}")
     if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
+    if settings.cluster_replicas < 0 or settings.cluster_models_per_replica < 1:
+        raise ConfigError("cluster_replicas must be >= 0 and cluster_models_per_replica >= 1")
+    if settings.cluster_cpus_per_replica < 0 or settings.cluster_object_store_mb < 0:
+        raise ConfigError("cluster_cpus_per_replica and cluster_object_store_mb must be >= 0")
     if settings.shutdown_timeout_s < 0:
         raise ConfigError(f"shutdown_timeout_s must be >= 0, got {settings.shutdown_timeout_s}")

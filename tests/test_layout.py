@@ -19,6 +19,7 @@ WINGS = (
     ("bridge.protocol",),
     ("bridge.audio",),
     ("bridge.jobs",),
+    ("bridge.cluster",),  # the engine as Ray Serve replicas: glue between jobs and inference; the daemon picks it
     ("bridge.transports",),
     ("bridge.clients",),
     ("bridge.midi",),

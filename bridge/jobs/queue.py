@@ -53,6 +53,7 @@ class Job:
     status: JobStatus = JobStatus.QUEUED
     priority: Priority = Priority.INTERACTIVE
     slot: int | None = None  # a MIDI slot: a newer live job for the same slot replaces the waiting one
+    lost_replicas: int = 0  # times its cluster replica died mid-take (re-queued once: Worker.requeue_lost)
     created_at: float = field(default_factory=time.time)
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -83,8 +84,11 @@ class JobQueue:
         self._closed = False
         self._on_superseded = on_superseded
 
-    def put(self, job: Job) -> int:
-        """Enqueue and return the 1-based position; raises Busy when full."""
+    def put(self, job: Job, *, front: bool = False) -> int:
+        """Enqueue and return the 1-based position; raises Busy when full.
+
+        front: first of its priority (a job re-queued after its cluster replica died has waited already).
+        """
         with self._cond:
             if self._closed:
                 raise Busy("the daemon is shutting down; send the request again once it is back", job_id=job.job_id)
@@ -98,8 +102,8 @@ class JobQueue:
             if replaced is not None:
                 self._jobs.remove(replaced)
             rank = PRIORITY_ORDER[job.priority]
-            index = next((i for i, other in enumerate(self._jobs) if PRIORITY_ORDER[other.priority] > rank),
-                         len(self._jobs))
+            index = next((i for i, other in enumerate(self._jobs)
+                          if PRIORITY_ORDER[other.priority] > rank - (0.5 if front else 0)), len(self._jobs))
             self._jobs.insert(index, job)
             self._cond.notify()
         if replaced is not None:

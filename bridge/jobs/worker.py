@@ -20,7 +20,7 @@ from bridge.audio.files import daw_file_name, link_or_copy_atomic, read_audio, w
 from bridge.audio.presets import Preset
 from bridge.audio.render import LOOP_CROSSFADE_S, map_channels, measured, render_mix, resample
 from bridge.audio.stems import input_stems, stem_outputs
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, Busy, ReplicaLost
 from bridge.jobs.events import EventSink
 from bridge.jobs.journal import Journal, OutputRecord
 from bridge.jobs.plan import RenderPlan, build_plan
@@ -48,6 +48,7 @@ class Interrupted(Exception):
     """The daemon is stopping while this job runs."""
 
 
+MAX_LOST_REPLICAS = 1  # a job whose cluster replica dies mid-take is re-queued this often
 STOP_POLL_S = 0.25  # how often an idle worker looks at `stopping`
 
 
@@ -129,6 +130,9 @@ class Worker(threading.Thread):
             else:
                 self.fail(job, "cancelled", "cancelled")
             return
+        except ReplicaLost as exc:
+            self.requeue_lost(job, exc)
+            return
         except (BridgeError, InferenceError) as exc:
             self.fail(job, exc.code, getattr(exc, "message", str(exc)))
             return
@@ -149,6 +153,26 @@ class Worker(threading.Thread):
         self.journal.finish(job.job_id, status, error_code=code, error_message=message)
         self.events.error(job.reply_to, job.job_id, code, message)
         log.info("job=%s %s: %s", job.job_id, code, message)
+
+    def requeue_lost(self, job: Job, exc: ReplicaLost) -> None:
+        """A cluster replica died mid-take: Serve restarts it; the job runs again, once, on a healthy replica.
+
+        Nothing of the take was written (outputs are written after the take), so no output is duplicated; the
+        client gets `queued` again and progress restarts from the beginning.
+        """
+        if job.lost_replicas >= MAX_LOST_REPLICAS or self.stopped(job):
+            self.fail(job, exc.code, f"{exc.message}; it was re-run {job.lost_replicas} time(s) already: "
+                                     "send it again with a new id")
+            return
+        job.lost_replicas += 1
+        self.journal.set_status(job.job_id, JobStatus.QUEUED)
+        try:
+            position = self.queue.put(job, front=True)
+        except Busy as busy:
+            self.fail(job, exc.code, f"{exc.message}; not re-queued: {busy.message}")
+            return
+        self.events.queued(job.reply_to, job.job_id, position, 0.0)
+        log.warning("job=%s re-queued (position %d): %s", job.job_id, position, exc.message)
 
     def stopped(self, job: Job) -> bool:
         """The job should end now: cancelled by its client, or the daemon is stopping."""

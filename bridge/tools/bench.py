@@ -6,6 +6,7 @@ Suites:
 - ``engine``: decode speed of our own engine against transformers' generate, same run, random weights of
   the real musicgen-small / -medium shapes (inference/benchmark.py); ``--quick``: small only, 2 s of audio.
 - ``gpu``: the first-run GPU smoke (bridge/tools/bench_gpu.py); ``--dry-run`` runs its plan on the CPU.
+- ``throughput --cluster``: in process against 1 and 2 local Ray Serve replicas (bridge/tools/bench_cluster.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 
 from bridge.clients.osc import OscClient
 from bridge.clients.process import DaemonProcess
+from bridge.errors import BadRequest
 from bridge.tools.machine import machine
 
 
@@ -61,7 +63,21 @@ def run_bench(args: argparse.Namespace) -> int:
         results = run_gpu_bench(dry_run=args.dry_run, device=args.device, quick=args.quick,
                                 emit=lambda result: print(json.dumps(result | {"machine": machine()}), flush=True))
         return 0 if results[-1]["status"] == "ok" else 1
+    if args.suite == "throughput":
+        return bench_throughput(args)
     print(json.dumps(bench_daemon(args.bars, args.model)), flush=True)
+    return 0
+
+
+def bench_throughput(args: argparse.Namespace) -> int:
+    if not getattr(args, "cluster", False):
+        raise BadRequest("bench throughput on one engine needs batched decoding (issue 11 part 1), which is not "
+                         "built yet; `continuo bench throughput --cluster` measures Ray Serve replicas")
+    from bridge.tools.bench_cluster import bench_cluster_throughput
+
+    bars = args.bars if args.bars != 8.0 else 4.0  # the default 8 bars is the daemon suite's
+    bench_cluster_throughput(jobs=args.jobs, bars=bars, repeats=3 if args.quick else 5,
+                             emit=lambda result: print(json.dumps(result), flush=True))
     return 0
 
 

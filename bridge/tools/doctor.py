@@ -20,6 +20,7 @@ OPTIONAL_PACKAGES = {
     "bitsandbytes": "int8/NF4 weights on CUDA",
     "flash_attn": "flash attention on CUDA (optional extra: pip install 'continuo[gpu]')",
     "openvino": "faster stems on the CPU (optional extra: pip install 'continuo[stems-fast]')",
+    "ray": "Ray Serve replicas, --cluster (optional extra: pip install 'continuo[cluster]')",
 }
 
 
@@ -65,6 +66,10 @@ def run_doctor(settings: Settings) -> int:
 
     from inference.device import describe_accelerations, describe_modes, pick_device
 
+    if settings.cluster and not settings.cluster.startswith("local:"):
+        from bridge.cluster.spec import use_token_auth
+
+        use_token_auth()  # before the package list imports Ray: Ray reads its auth mode when first imported
     print(f"continuo doctor: Python {sys.version.split()[0]} on {platform.platform()}")
     print(f"  torch {torch.__version__}; device for --device {settings.device}: {pick_device(settings.device)}")
     print("accelerations:")
@@ -85,4 +90,23 @@ def run_doctor(settings: Settings) -> int:
     print(midi_ports_line())
     print("model:")
     print(model_line(settings))
+    print("cluster:")
+    for line in cluster_lines(settings):
+        print(line)
     return 0
+
+
+def cluster_lines(settings: Settings) -> list[str]:
+    """The cluster the `cluster` setting names: its replicas, their devices and warm models."""
+    if not settings.cluster:
+        return ["  none set (--cluster local:N or ADDRESS runs the engine as Ray Serve replicas)"]
+    from bridge.errors import ConfigError
+
+    try:
+        from bridge.cluster.connection import describe_cluster
+
+        return describe_cluster(settings)
+    except ConfigError as exc:
+        return [f"  {exc.message}"]
+    except Exception as exc:  # an unreachable cluster is reported, never a crash
+        return [f"  cannot reach {settings.cluster}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"]
