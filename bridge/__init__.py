@@ -1,4 +1,4 @@
-"""Continuo's daemon: transports, jobs, journal, musical context, rendering and MIDI."""
+"""Continuo's daemon, in wings: protocol, audio, jobs, cluster, transports, clients, tools; daemon, cli, midi on top."""
 
 from importlib.metadata import PackageNotFoundError, version
 

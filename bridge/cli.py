@@ -1,4 +1,4 @@
-"""The `continuo` command: serve, send, model make-tiny, doctor, keys, bench."""
+"""The `continuo` command: serve; generate, continue, variations, stems, status; send, model, doctor, keys, bench."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""The clients wing: OSC and ZeroMQ clients, the daemon process helper and `continuo send`."""
+"""The clients wing: OSC and ZeroMQ clients, `continuo generate` and the other job commands, `continuo send`."""

@@ -1,1 +1,1 @@
-"""The transports wing: UDP, TCP and ZeroMQ servers, socket binding, peers and routing, rate limits."""
+"""The transports wing: OSC over UDP and TCP, ZeroMQ and HTTP servers, socket binding, routing, rate limits."""
