@@ -150,7 +150,10 @@ class AceStepEngine(RequestChecks):
                                             local_files_only=True)
             self.pipeline.set_adapters([ADAPTER_SLOT], [float(adapter.weight)])
         except Exception as error:
-            self.remove_adapters()
+            try:
+                self.remove_adapters()  # whatever the failed load injected
+            except Exception as cleanup:  # e.g. no PEFT backend: nothing was injected; the load error says why
+                log.warning("lora=%s nothing to remove after the failed load: %s", adapter.name, cleanup)
             raise InferenceError(
                 f"LoRA adapter {adapter.name!r} ({adapter.path}) cannot be applied to {self.info.name}: "
                 f"{error_summary(error)}; it must be a LoRA for this model's transformer in diffusers' format "

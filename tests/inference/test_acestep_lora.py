@@ -89,3 +89,13 @@ def test_a_musicgen_engine_refuses_an_adapter(tiny_model_dir, tiny_lora_dir):
     with pytest.raises(InferenceError, match="LoRA"):
         musicgen.generate(GenerationRequest(prompt="", duration_s=0.1, seed=0,
                                             adapter=LoraAdapter("grain", tiny_lora_dir / "grain")))
+
+
+def test_a_load_error_is_reported_even_when_there_is_nothing_to_remove(engine, tiny_lora_dir, monkeypatch):
+    def no_backend(*args, **kwargs):
+        raise ValueError("PEFT backend is required for this method.")
+
+    monkeypatch.setattr(engine.pipeline, "load_lora_weights", no_backend)
+    monkeypatch.setattr(engine.pipeline, "unload_lora_weights", no_backend)
+    with pytest.raises(InferenceError, match="cannot be applied to .*PEFT backend is required"):
+        engine.generate(with_adapter(find_adapters(tiny_lora_dir), "grain"))
