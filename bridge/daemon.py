@@ -34,6 +34,7 @@ from bridge.settings import Settings
 from bridge.transports.hub import Transports
 from bridge.transports.limits import RateLimiter
 from bridge.transports.peers import is_peer
+from inference.adapters import find_adapters
 from inference.api import Engine
 from inference.loading import load_engine, resolve_model
 
@@ -188,7 +189,8 @@ class Daemon:
         return {"version": __version__, "model": info.name, "device": info.device, "smoke_model": info.is_random,
                 "model_sample_rate": info.sample_rate, "capabilities": sorted(c.value for c in info.capabilities),
                 "session_sample_rate": self.settings.sample_rate, "session_bpm": self.settings.bpm,
-                "midi_maps": [{"name": m.name, "description": m.description} for m in self.midi_maps.values()]}
+                "midi_maps": [{"name": m.name, "description": m.description} for m in self.midi_maps.values()],
+                "lora_adapters": list(find_adapters(self.settings.resolved_lora_dir))}
 
     def preset_dirs(self) -> list[Path]:
         dirs = [builtin_presets_dir()]

@@ -97,6 +97,10 @@ class Settings:
     user_presets_dir: Path = _setting(
         Path("~/.config/continuo/presets"), "your own presets; a name here overrides a built-in one"
     )
+    lora_dir: Path = _setting(
+        Path("~/.config/continuo/loras"), "LoRA adapters a job may apply with lora NAME (ACE-Step): NAME.safetensors "
+        "or NAME/pytorch_lora_weights.safetensors, in diffusers' LoRA format"
+    )
     max_queue: int = _setting(16, "jobs waiting at most; more get a 'busy' error")
     max_bars: float = _setting(64.0, "bars per request at most (the model's window may allow fewer)")
     sample_rate: int = _setting(48000, "session sample rate until a client sends /continuo/context")
@@ -134,6 +138,10 @@ class Settings:
     def resolved_input_roots(self) -> tuple[Path, ...]:
         roots = self.input_roots or (self.output_root, self.output_root.expanduser().parent / "inbox")
         return tuple(root.expanduser().resolve() for root in roots)
+
+    @property
+    def resolved_lora_dir(self) -> Path:
+        return self.lora_dir.expanduser().resolve()
 
     @property
     def resolved_journal_path(self) -> Path:

@@ -6,9 +6,10 @@ vocal language, the session's bpm / keyscale / time signature, a seeded CPU gene
 runs the flow-matching steps with progress and cancel between steps (callback_on_step_end, pipe._interrupt),
 and decodes the latents as the pipeline does (`decode_latents`), so our path and a direct pipeline call agree.
 
-Built: text2music with lyrics / vocal_language / instrumental, repaint, variations (one take per seed).
-Not built yet (refused by capability, and by `refuse_unsupported` here): lego/complete (add a layer), extract,
-cover, LoRA, streaming previews, style mixing, three-phase memory, int8 DiT linears.
+Built: text2music with lyrics / vocal_language / instrumental, repaint, variations (one take per seed), a LoRA
+adapter per request (`adapter_applied`: loaded at its weight, removed after the request, a bad file an
+InferenceError). Not built yet (refused by capability, and by `refuse_unsupported` here): lego/complete (add a
+layer), extract, cover, streaming previews, style mixing, three-phase memory, int8 DiT linears.
 """
 
 from __future__ import annotations
@@ -18,18 +19,21 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from inference.adapters import weight_file
 from inference.api import (
     CancelCheck,
     Capability,
     ChunkCallback,
     GeneratedAudio,
     GenerationRequest,
+    LoraAdapter,
     ModelInfo,
     ProgressCallback,
 )
@@ -42,7 +46,8 @@ log = logging.getLogger("continuo.inference")
 PIPELINE_CLASS = "AceStepPipeline"
 FAMILY = "ace-step"
 REQUIRED_COMPONENTS = ("vae", "text_encoder", "tokenizer", "transformer", "condition_encoder", "scheduler")
-CAPABILITIES = frozenset({Capability.TEXT, Capability.LYRICS, Capability.REPAINT, Capability.VARIATIONS})
+CAPABILITIES = frozenset({Capability.TEXT, Capability.LYRICS, Capability.REPAINT, Capability.VARIATIONS,
+                          Capability.LORA})
 TURBO_STEPS = 8  # the turbo checkpoints are distilled for 8 steps
 BASE_STEPS = 30
 SHIFT = 3.0  # the pipeline's default timestep shift
@@ -52,6 +57,7 @@ DEFAULT_LANGUAGE = "en"
 INSTRUMENTAL_LYRICS = "[Instrumental]"  # how ACE-Step is told there are no vocals
 PEAK_TARGET = 10.0 ** (-1.0 / 20.0)  # the pipeline normalises every take to a -1 dBFS peak
 WARM_UP_S = 0.2
+ADAPTER_SLOT = "continuo"  # the one adapter name the transformer holds while a request runs
 
 
 def pipeline_family(directory: Path) -> str | None:
@@ -108,14 +114,8 @@ class AceStepEngine(RequestChecks):
     def generate(self, request: GenerationRequest, *, on_progress: ProgressCallback | None = None,
                  should_cancel: CancelCheck | None = None, on_chunk: ChunkCallback | None = None) -> GeneratedAudio:
         self.refuse_unsupported(request, streaming=on_chunk is not None)
-        with self.lock, self.generation_errors():
-            latents = self.sample(request, on_progress=on_progress, should_cancel=should_cancel)
-            if on_progress is not None:
-                on_progress(0.0, "decoding")
-            audio = self.decode_latents(latents)[0]
-            if on_progress is not None:
-                on_progress(1.0, "decoding")
-        return GeneratedAudio(audio=audio, sample_rate=self.info.sample_rate, seed=request.seed)
+        with self.lock, self.adapter_applied(request.adapter), self.generation_errors():
+            return self.render(request, on_progress=on_progress, should_cancel=should_cancel)
 
     def generate_batch(self, request: GenerationRequest, seeds: Sequence[int], *,
                        on_progress: ProgressCallback | None = None, should_cancel: CancelCheck | None = None,
@@ -125,13 +125,61 @@ class AceStepEngine(RequestChecks):
             raise InferenceError("generate_batch needs at least one seed")
         self.refuse_unsupported(request, seeds=len(seeds), streaming=on_chunk is not None)
         takes = []
-        for index, seed in enumerate(seeds):
-            def progress(fraction: float, stage: str, index=index) -> None:
-                if on_progress is not None:
-                    on_progress((index + fraction) / len(seeds), stage)
-            takes.append(self.generate(replace_seed(request, seed), on_progress=progress,
-                                       should_cancel=should_cancel))
+        with self.lock, self.adapter_applied(request.adapter), self.generation_errors():
+            for index, seed in enumerate(seeds):
+                def progress(fraction: float, stage: str, index=index) -> None:
+                    if on_progress is not None:
+                        on_progress((index + fraction) / len(seeds), stage)
+                takes.append(self.render(replace_seed(request, seed), on_progress=progress,
+                                         should_cancel=should_cancel))
         return takes
+
+    # ---- LoRA -----------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def adapter_applied(self, adapter: LoraAdapter | None) -> Iterator[None]:
+        """The adapter loaded into the transformer at its weight for the block, removed after it (also when the
+        block fails), so the next request runs on the bare model. A file that does not load is an InferenceError
+        naming it; the engine is left clean and serves the next request."""
+        if adapter is None:
+            yield
+            return
+        started = time.monotonic()
+        try:
+            self.pipeline.load_lora_weights(str(weight_file(adapter.path)), adapter_name=ADAPTER_SLOT,
+                                            local_files_only=True)
+            self.pipeline.set_adapters([ADAPTER_SLOT], [float(adapter.weight)])
+        except Exception as error:
+            try:
+                self.remove_adapters()  # whatever the failed load injected
+            except Exception as cleanup:  # e.g. no PEFT backend: nothing was injected; the load error says why
+                log.warning("lora=%s nothing to remove after the failed load: %s", adapter.name, cleanup)
+            raise InferenceError(
+                f"LoRA adapter {adapter.name!r} ({adapter.path}) cannot be applied to {self.info.name}: "
+                f"{error_summary(error)}; it must be a LoRA for this model's transformer in diffusers' format "
+                "(AceStepPipeline.save_lora_weights): replace the file or send the job without lora"
+            ) from error
+        log.info("lora=%s weight=%g loaded in %.2f s", adapter.name, adapter.weight, time.monotonic() - started)
+        try:
+            yield
+        finally:
+            self.remove_adapters()
+
+    def remove_adapters(self) -> None:
+        """Every LoRA layer out of the transformer (its own modules back in place)."""
+        self.pipeline.unload_lora_weights()
+
+    # ---- one take -------------------------------------------------------------------------------------------
+
+    def render(self, request: GenerationRequest, *, on_progress: ProgressCallback | None = None,
+               should_cancel: CancelCheck | None = None) -> GeneratedAudio:
+        latents = self.sample(request, on_progress=on_progress, should_cancel=should_cancel)
+        if on_progress is not None:
+            on_progress(0.0, "decoding")
+        audio = self.decode_latents(latents)[0]
+        if on_progress is not None:
+            on_progress(1.0, "decoding")
+        return GeneratedAudio(audio=audio, sample_rate=self.info.sample_rate, seed=request.seed)
 
     # ---- the steps ------------------------------------------------------------------------------------------
 
@@ -216,6 +264,13 @@ class AceStepEngine(RequestChecks):
             peak = audio.abs().amax(dim=[1, 2], keepdim=True).clamp(min=1e-6)
             audio = audio * (PEAK_TARGET / peak)
         return np.ascontiguousarray(audio.cpu().numpy(), dtype=np.float32)
+
+
+def error_summary(error: Exception, limit: int = 300) -> str:
+    """The first two non-empty lines of an error, at most limit characters (size-mismatch reports run long)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()][:2]
+    text = f"{type(error).__name__}: {' '.join(lines)}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def replace_seed(request: GenerationRequest, seed: int) -> GenerationRequest:

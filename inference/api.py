@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -33,6 +34,7 @@ class Capability(str, Enum):
     ADD_LAYER = "add_layer"  # a new part over given audio (ACE-Step lego/complete; not built yet)
     EXTRACT = "extract"  # one instrument pulled out of given audio by the model (ACE-Step; not built yet)
     COVER = "cover"  # given audio restyled by a new prompt (ACE-Step; not built yet)
+    LORA = "lora"  # a LoRA adapter applied for one request, removed after it (ACE-Step)
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class GenerationRequest:
     keyscale: str = ""  # e.g. "C minor"
     timesignature: str = ""  # beats per bar, e.g. "4"
     edit: AudioEdit | None = None  # an edit of given audio instead of new audio (repaint, ...)
+    adapter: LoraAdapter | None = None  # a LoRA applied for this request only (needs Capability.LORA)
 
 
 EDIT_CAPABILITIES = {"repaint": Capability.REPAINT, "lego": Capability.ADD_LAYER, "extract": Capability.EXTRACT,
@@ -98,6 +101,15 @@ class AudioEdit:
     def __post_init__(self):
         if self.task not in EDIT_CAPABILITIES:
             raise ValueError(f"unknown edit task {self.task!r}; known: {', '.join(EDIT_CAPABILITIES)}")
+
+
+@dataclass(frozen=True)
+class LoraAdapter:
+    """A LoRA adapter file in diffusers' format, applied at `weight` (0: no effect, 1: as trained)."""
+
+    name: str
+    path: Path  # a .safetensors file, or a directory holding pytorch_lora_weights.safetensors
+    weight: float = 1.0
 
 
 @dataclass

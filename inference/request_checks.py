@@ -24,6 +24,7 @@ UNSUPPORTED = {
     Capability.LYRICS: "sings no lyrics (and takes no vocal language or instrumental flag); load an ACE-Step "
                        "pipeline for songs with words",
     Capability.REPAINT: "cannot repaint a span of given audio; load an ACE-Step pipeline",
+    Capability.LORA: "takes no LoRA adapter; load an ACE-Step pipeline to apply one",
 }
 
 
@@ -44,6 +45,8 @@ def needed_capabilities(request: GenerationRequest, *, seeds: int = 1, streaming
         needs.append(Capability.LYRICS)
     if request.edit is not None:
         needs.append(EDIT_CAPABILITIES[request.edit.task])
+    if request.adapter is not None:
+        needs.append(Capability.LORA)
     return needs
 
 

@@ -162,3 +162,23 @@ def write_marker(out_dir: Path, *, seed: int, shape: AceStepShape) -> None:
         "shape": asdict(shape),
     }
     (out_dir / SMOKE_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+
+
+def build_tiny_lora(pipeline_dir: Path, out_dir: Path, *, rank: int = 4, seed: int = 0, scale: float = 0.5,
+                    shape_offset: int = 0) -> Path:
+    """Write a random LoRA (rank `rank`, on every linear layer of the transformer in pipeline_dir) in diffusers'
+    LoRA format (AceStepPipeline.save_lora_weights: out_dir/pytorch_lora_weights.safetensors). Noise, not a
+    style: it exists to prove that an adapter loads, changes the output and unloads. shape_offset > 0 makes
+    every B matrix that many rows too tall: an adapter for another model, which must fail to load."""
+    from diffusers import AceStepPipeline, AceStepTransformer1DModel
+
+    transformer = AceStepTransformer1DModel.from_pretrained(Path(pipeline_dir) / "transformer")
+    generator = torch.Generator().manual_seed(seed)
+    layers = {}
+    for name, module in transformer.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            layers[f"{name}.lora_A.weight"] = torch.randn(rank, module.in_features, generator=generator) * scale
+            layers[f"{name}.lora_B.weight"] = torch.randn(module.out_features + shape_offset, rank,
+                                                          generator=generator) * scale
+    AceStepPipeline.save_lora_weights(out_dir, transformer_lora_layers=layers)
+    return Path(out_dir)

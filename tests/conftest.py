@@ -50,6 +50,23 @@ def tiny_acestep_dir(tmp_path_factory) -> Path:
     return build_tiny_acestep(tmp_path_factory.mktemp("tiny-acestep") / "pipeline", seed=0)
 
 
+@pytest.fixture(scope="session")
+def tiny_lora_dir(tiny_acestep_dir, tmp_path_factory) -> Path:
+    """A LoRA directory for the tiny ACE-Step pipeline: "grain" (a random adapter in diffusers' format, a
+    directory), "grain-file" (the same weights as one .safetensors file), "corrupt" (not safetensors at all) and
+    "misfit" (an adapter whose shapes fit another model)."""
+    import shutil
+
+    from inference.tiny_acestep import build_tiny_lora
+
+    root = tmp_path_factory.mktemp("loras")
+    build_tiny_lora(tiny_acestep_dir, root / "grain", seed=1)
+    shutil.copy(root / "grain" / "pytorch_lora_weights.safetensors", root / "grain-file.safetensors")
+    (root / "corrupt.safetensors").write_bytes(b"not a safetensors file" * 8)
+    build_tiny_lora(tiny_acestep_dir, root / "misfit", seed=2, shape_offset=1)
+    return root
+
+
 @pytest.fixture(scope="session", autouse=True)
 def cpu_kernels_built():
     """Build our C++ CPU kernels before any test (cold: about 25 s), so daemons that tests start load them at once."""

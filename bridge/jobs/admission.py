@@ -4,7 +4,8 @@
 comes in: OSC over UDP or TCP, ZeroMQ, MIDI. It refuses with the error the
 client sees, or returns what the daemon journals and enqueues. In order:
 
-1. variations: ``count`` within ``max_variations``;
+1. variations: ``count`` within ``max_variations``; a LoRA adapter's name, where the model takes one,
+   found in ``lora_dir`` (its path is journalled with the job);
 2. the plan (``build_plan``): the preset exists, the context and overrides
    apply, inputs resolve under the input roots and exist;
 3. the rules between settings the schema cannot see (``check_rules``);
@@ -33,6 +34,8 @@ from bridge.jobs.capabilities import check_capabilities
 from bridge.jobs.plan import EDIT_OPS, PROMPT_ARG_OPS, RenderPlan, build_plan, job_params
 from bridge.jobs.queue import JobQueue, Priority
 from bridge.settings import Settings
+from inference.adapters import find_adapters
+from inference.api import Capability
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ def admit(op: str, job_id: str, args: Mapping[str, Any], settings: Mapping[str, 
         if priority is not Priority.INTERACTIVE:
             params["priority"] = priority.value
         check_count(int(args.get("count", 1)), limits)
+        if "lora" in params["settings"] and model.supports(Capability.LORA):  # else: refused by capability below
+            params["lora_path"] = str(find_adapter(str(params["settings"]["lora"]), limits))
         plan = build_plan(op, params, presets, input_roots)
         check_rules(plan, params["settings"])
         if plan.input_path is not None:
@@ -98,8 +103,21 @@ def check_rules(plan: RenderPlan, settings: Mapping[str, Any]) -> None:
         raise BadRequest(f"{op} needs an input file: send /continuo/{op} <job_id> <absolute wav path> ...")
     if plan.instrumental and plan.lyrics.strip():
         raise BadRequest("instrumental 1 and lyrics contradict each other; send lyrics or instrumental 1, not both")
+    if "lora_weight" in settings and "lora" not in settings:
+        raise BadRequest("lora_weight needs an adapter: send lora \"<name>\" lora_weight 0.8")
     if op in EDIT_OPS and any(key in settings for key in ("loop", "beats", "stems", "stream")):
         raise BadRequest(f"{op} writes back a clip as long as its input; drop loop, beats, stems and stream")
+
+
+def find_adapter(name: str, limits: Settings) -> Path:
+    """The file or directory of the LoRA adapter `name` in lora_dir; BadRequest listing the known ones."""
+    adapters = find_adapters(limits.resolved_lora_dir)
+    if name not in adapters:
+        known = ", ".join(adapters) if adapters else "none"
+        raise BadRequest(f"unknown LoRA adapter {name!r}; known in {limits.resolved_lora_dir}: {known} (put "
+                         "NAME.safetensors or NAME/pytorch_lora_weights.safetensors there, in diffusers' LoRA "
+                         "format)")
+    return adapters[name]
 
 
 def check_input_file(path: Path, limits: Settings) -> None:

@@ -25,6 +25,8 @@ REMEDIES = {
                        "lyrics, vocal_language and instrumental",
     Capability.REPAINT: "serve an ACE-Step pipeline (serve --model ACE-Step/acestep-v15-xl-turbo-diffusers) to "
                         "repaint a range of a clip",
+    Capability.LORA: "serve an ACE-Step pipeline (serve --model ACE-Step/acestep-v15-xl-turbo-diffusers) to apply "
+                     "a LoRA adapter, or drop lora and lora_weight",
 }
 
 
@@ -47,6 +49,8 @@ def needed_capabilities(plan: RenderPlan) -> list[tuple[Capability, str]]:
         needs.append((Capability.LYRICS, "the lyrics, vocal_language or instrumental setting"))
     if plan.op == "repaint":
         needs.append((Capability.REPAINT, "/continuo/repaint"))
+    if plan.lora:
+        needs.append((Capability.LORA, "the lora setting"))
     return needs
 
 

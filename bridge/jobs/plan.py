@@ -24,7 +24,7 @@ from bridge.errors import BadRequest, NotFound
 CONTEXT_KEYS = ("bpm", "beats_per_bar", "beat_unit", "key", "sample_rate")
 # Request settings the plan consumes itself (the rest are preset overrides).
 PLAN_SETTINGS = ("beats", "stems", "loop", "hard_cut", "stream", "style", "style_weight", "melody", "prompt",
-                 "lyrics", "vocal_language", "instrumental")
+                 "lyrics", "vocal_language", "instrumental", "lora", "lora_weight")
 EDIT_OPS = ("repaint",)  # ops that edit an input file: the output is as long as the input, no preset argument
 MAX_LYRICS_FILE_BYTES = 16 * 1024
 PROMPT_ARG_OPS = ("generate",)  # ops that take their text prompt as an argument, not as the prompt setting
@@ -59,6 +59,9 @@ class RenderPlan:
     instrumental: bool = False
     range_beats: tuple[float, float] | None = None  # repaint: the range, in beats from the input's start
     source_frames: int | None = None  # edit ops: the input's length at the session rate (the output's length)
+    lora: str = ""  # a LoRA adapter's name, applied for this job only
+    lora_weight: float = 1.0
+    lora_path: Path | None = None  # where admission found the adapter in lora_dir (journalled as lora_path)
 
     @property
     def duration_s(self) -> float:
@@ -135,6 +138,8 @@ def build_plan(op: str, params: Mapping[str, Any], presets: Mapping[str, Preset]
                       lyrics=read_lyrics(str(own.get("lyrics", "")), input_roots),
                       vocal_language=str(own.get("vocal_language", "")),
                       instrumental=bool(own.get("instrumental", 0)), range_beats=range_beats,
+                      lora=str(own.get("lora", "")), lora_weight=float(own.get("lora_weight", 1.0)),
+                      lora_path=Path(params["lora_path"]) if params.get("lora_path") else None,
                       source_frames=source_frames,
                       styles=_styles(own, preset, context), melody_path=melody_path,
                       prompt=preset.render_prompt(text, context), seed=seed,

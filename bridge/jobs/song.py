@@ -1,7 +1,8 @@
 """What a song model (ACE-Step) gets beyond MusicGen's request, and the edits of given audio it renders.
 
-``song_fields``: the plan's lyrics, vocal language and instrumental flag, and the session's tempo, metre and
-key as the model's metadata (bpm, timesignature, keyscale). A MusicGen engine ignores the metadata and refuses
+``song_fields``: the plan's lyrics, vocal language and instrumental flag, its LoRA adapter (name, the path
+admission found, weight), and the session's tempo, metre and key as the model's metadata (bpm, timesignature,
+keyscale). A MusicGen engine ignores the metadata and refuses
 the rest by capability. ``render_repaint``: /continuo/repaint on the worker: the model regenerates the range,
 the render chain (resample, effects, loudness) runs on its take, and the take is spliced into the input so the
 audio outside the range stays the input's, sample for sample, with crossfades inside the range.
@@ -22,7 +23,7 @@ from bridge.audio.splice import SEAM_CROSSFADE_S, match_level, splice_range
 from bridge.jobs.journal import OutputRecord
 from bridge.jobs.plan import RenderPlan
 from bridge.jobs.queue import Job
-from inference.api import AudioEdit, Engine, GenerationRequest
+from inference.api import AudioEdit, Engine, GenerationRequest, LoraAdapter
 
 log = logging.getLogger("continuo.worker")
 
@@ -54,9 +55,10 @@ def keyscale(key: str) -> str:
 def song_fields(plan: RenderPlan) -> dict[str, Any]:
     """GenerationRequest fields from the plan's song settings and its musical context."""
     context = plan.context
+    adapter = LoraAdapter(plan.lora, plan.lora_path, plan.lora_weight) if plan.lora_path is not None else None
     return {"lyrics": plan.lyrics, "vocal_language": plan.vocal_language, "instrumental": plan.instrumental,
             "bpm": float(context.bpm), "keyscale": keyscale(context.key),
-            "timesignature": str(context.beats_per_bar)}
+            "timesignature": str(context.beats_per_bar), "adapter": adapter}
 
 
 def render_repaint(worker: Worker, job: Job, plan: RenderPlan) -> list[OutputRecord]:

@@ -246,7 +246,8 @@ def build_openapi(schema: Schema, version: str) -> dict[str, Any]:
                                 "smoke-model flag.", "responses": {"200": _replies("status and limits events")}}},
         "/api/presets": {"get": {"summary": all_ops["presets"].description + " Plus the MIDI maps.",
                                  "responses": {"200": _replies("one presets event per preset")}}},
-        "/api/models": {"get": {"summary": all_ops["models"].description,
+        "/api/models": {"get": {"summary": all_ops["models"].description + " Plus lora_adapters: the names of "
+                                "the LoRA adapters in the daemon's lora_dir (the lora setting takes one).",
                                 "responses": {"200": _replies("one models event per model")}}},
     }
     for op, spec in all_ops.items():

@@ -513,7 +513,8 @@ class HttpServer:
         return self.reply(events, midi_maps=self._about().get("midi_maps", []))
 
     async def models(self, request: Request) -> Response:
-        return self.reply(self.call(self._ops["models"].address, [], self.peer(request)))
+        return self.reply(self.call(self._ops["models"].address, [], self.peer(request)),
+                          lora_adapters=self._about().get("lora_adapters", []))
 
 
 class Guard:

@@ -1,7 +1,8 @@
 """ACE-Step over OSC: a real `continuo serve` on the tiny random pipeline (noise, not music).
 
 Generate with lyrics ends in a bar-exact WAV; repaint leaves the clip outside its range sample-identical; a
-lyrics file outside the input roots is refused; a MusicGen daemon refuses repaint by capability.
+lyrics file outside the input roots is refused; a MusicGen daemon refuses repaint by capability; a LoRA from
+--lora-dir changes the take, is gone for the next job, and a corrupt one fails only its own job.
 """
 
 from __future__ import annotations
@@ -115,3 +116,33 @@ def test_a_musicgen_daemon_refuses_repaint_and_lyrics_by_capability(tiny_model_d
         osc.send("/continuo/generate", "mg-2", "default", "", 1.0, "lyrics", "la la")
         address, args = osc.wait_job("mg-2", JOB_TIMEOUT_S)[-1]
         assert address == "/continuo/error" and "'lyrics'" in args[2]
+        osc.send("/continuo/generate", "mg-3", "default", "", 1.0, "lora", "grain")
+        events = osc.wait_job("mg-3", JOB_TIMEOUT_S)
+        assert events[-1][0] == "/continuo/error" and "'lora'" in events[-1][1][2]
+        assert "/continuo/queued" not in [name for name, _ in events]
+
+
+def test_a_lora_over_osc_changes_the_take_and_a_bad_one_fails_only_its_job(tiny_acestep_dir, tiny_lora_dir,
+                                                                           tmp_path):
+    flags = daemon_flags(tiny_acestep_dir, tmp_path, "--lora-dir", str(tiny_lora_dir))
+    with DaemonProcess(flags) as daemon, OscClient(daemon.host, daemon.port) as osc:
+        osc.hello()
+
+        def take(job_id: str, *settings) -> np.ndarray:
+            osc.send("/continuo/generate", job_id, "default", "pads", 0.5, "seed", 9, "instrumental", 1, *settings)
+            events = osc.wait_job(job_id, JOB_TIMEOUT_S)
+            assert events[-1][0] == "/continuo/done", events[-1]
+            return soundfile.read(outputs(events)[0][2], dtype="int32")[0]
+
+        bare = take("lo-1")
+        styled = take("lo-2", "lora", "grain", "lora_weight", 0.8)
+        assert styled.shape == bare.shape == (BAR_FRAMES // 2, 2) and not np.array_equal(styled, bare)
+        assert np.array_equal(take("lo-3"), bare)  # unloaded: the next job is the bare model's
+        osc.send("/continuo/generate", "lo-4", "default", "pads", 0.5, "lora", "corrupt")
+        address, args = osc.wait_job("lo-4", JOB_TIMEOUT_S)[-1]
+        assert address == "/continuo/error" and args[1] == "model_error" and "LoRA adapter 'corrupt'" in args[2]
+        osc.send("/continuo/generate", "lo-5", "default", "pads", 0.5, "lora", "nobody")
+        events = osc.wait_job("lo-5", JOB_TIMEOUT_S)
+        assert events[-1][0] == "/continuo/error" and "known in" in events[-1][1][2] and "grain" in events[-1][1][2]
+        assert "/continuo/queued" not in [name for name, _ in events]
+        assert np.array_equal(take("lo-6"), bare)  # the daemon is up and clean after both

@@ -69,6 +69,10 @@ REFUSALS = [
      "generate takes its prompt as an argument; drop the prompt setting"),
     ("style_weight alone", ["/continuo/generate", "default", "x", 1.0, "style_weight", 0.5], "bad_request",
      "style_weight needs a style"),
+    ("lora on a model without it", ["/continuo/generate", "default", "x", 1.0, "lora", "grain"], "bad_request",
+     "the lora setting needs the model capability 'lora'; this daemon serves"),
+    ("lora_weight alone", ["/continuo/generate", "default", "x", 1.0, "lora_weight", 0.5], "bad_request",
+     "lora_weight needs an adapter"),
 ]
 
 

@@ -29,6 +29,7 @@ CASES = {  # name -> (plan, the capability it needs, words the refusal must carr
     "variations of an input": (replace(PLAN, op="variations", input_path=INPUT, count=2), Capability.CONTINUATION,
                                "/continuo/variations of an input"),
     "variations": (replace(PLAN, op="variations", count=2), Capability.VARIATIONS, "/continuo/variations"),
+    "lora": (replace(PLAN, lora="grain"), Capability.LORA, "the lora setting"),
 }
 
 

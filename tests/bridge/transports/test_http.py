@@ -33,7 +33,9 @@ SCHEMA = load_schema()
 def daemon(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("http")
     (root / "inbox").mkdir()
-    settings = daemon_settings(tiny_model_dir, root, http_port=0, cpu_threads=1,
+    (root / "loras").mkdir()
+    (root / "loras" / "tape.safetensors").write_bytes(b"listed by name; never loaded here")
+    settings = daemon_settings(tiny_model_dir, root, http_port=0, cpu_threads=1, lora_dir=root / "loras",
                                input_roots=f"{root / 'renders'}:{root / 'inbox'}")
     d = Daemon(settings)
     d.startup()
@@ -223,6 +225,8 @@ def test_status_presets_models_and_requests(client, daemon):
     assert "default" in [m["name"] for m in presets["midi_maps"]]
     models = client.get("/api/models").json()
     assert models["events"][0]["args"]["name"] == daemon.engine.info.name
+    assert models["lora_adapters"] == ["tape"]  # HTTP lists the adapters; /continuo/models stays one event
+    assert [e["event"] for e in models["events"]] == ["models"]
     pong = client.post("/api/requests/ping", json={"seq": 5}).json()
     assert pong["events"] == [{"event": "pong", "args": {"seq": 5}}]
     context = client.post("/api/requests/context", json={"bpm": 90, "beats_per_bar": 3, "beat_unit": 4,
