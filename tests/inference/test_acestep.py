@@ -105,11 +105,37 @@ def test_repaint_returns_the_whole_clip(engine):
                                           edit=AudioEdit("repaint", clip, start_s=0.8, end_s=0.2)))
 
 
+def test_extract_is_the_pipelines_extract_of_that_track(engine, tiny_acestep_dir):
+    from diffusers import AceStepPipeline
+
+    clip = engine.generate(REQUEST).audio
+    assert engine.info.supports(Capability.EXTRACT)
+    request = GenerationRequest(prompt="", duration_s=1.0, seed=5, bpm=120.0, timesignature="4",
+                                edit=AudioEdit("extract", clip, track="bass"))
+    ours = engine.sample(request)
+    direct = AceStepPipeline.from_pretrained(tiny_acestep_dir, local_files_only=True)
+    direct.set_progress_bar_config(disable=True)
+    torch.manual_seed(5)  # the pipeline samples the clip's VAE latents from the global RNG; ours seeds it too
+    theirs = direct(prompt="", lyrics="", vocal_language="en", audio_duration=None, num_inference_steps=8,
+                    bpm=120, timesignature="4", guidance_scale=1.0, task_type="extract", track_name="bass",
+                    src_audio=torch.from_numpy(clip), generator=torch.Generator().manual_seed(5),
+                    output_type="latent").audios
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(engine.sample(request), ours)  # same seed and clip: the same take, every call
+    stem = engine.generate(request).audio
+    assert stem.shape == clip.shape
+    drums = engine.generate(GenerationRequest(**{**request.__dict__, "edit": AudioEdit("extract", clip,
+                                                                                        track="drums")}))
+    assert not np.allclose(drums.audio, stem)  # the track is in the model's instruction
+    with pytest.raises(ValueError, match="needs a track"):
+        AudioEdit("extract", clip, track="kazoo")
+
+
 def test_edits_not_built_are_refused_by_capability(engine):
     clip = np.zeros((2, 48_000), dtype=np.float32)
-    for task in ("lego", "extract", "cover"):
-        with pytest.raises(InferenceError):
-            engine.generate(GenerationRequest(prompt="", duration_s=1.0, seed=0, edit=AudioEdit(task, clip)))
+    for edit in (AudioEdit("lego", clip, track="bass"), AudioEdit("cover", clip)):
+        with pytest.raises(InferenceError, match="cannot"):
+            engine.generate(GenerationRequest(prompt="", duration_s=1.0, seed=0, edit=edit))
 
 
 def test_a_musicgen_engine_refuses_lyrics_and_repaint(tiny_model_dir):
@@ -119,6 +145,9 @@ def test_a_musicgen_engine_refuses_lyrics_and_repaint(tiny_model_dir):
     with pytest.raises(InferenceError, match="repaint"):
         musicgen.generate(GenerationRequest(prompt="", duration_s=0.1, seed=0, edit=AudioEdit(
             "repaint", np.zeros((1, 3200), dtype=np.float32), 0.0, 0.05)))
+    with pytest.raises(InferenceError, match="cannot extract"):
+        musicgen.generate(GenerationRequest(prompt="", duration_s=0.1, seed=0, edit=AudioEdit(
+            "extract", np.zeros((1, 3200), dtype=np.float32), track="vocals")))
 
 
 def test_the_cli_writes_a_pipeline_that_diffusers_loads(tmp_path, capsys):
