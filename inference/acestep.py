@@ -7,10 +7,11 @@ runs the flow-matching steps with progress and cancel between steps (callback_on
 and decodes the latents as the pipeline does (`decode_latents`), so our path and a direct pipeline call agree.
 
 Built: text2music with lyrics / vocal_language / instrumental, repaint, extract (one track of given audio, the
-pipeline's task `extract` with `track_name`), variations (one take per seed), a LoRA
-adapter per request (`adapter_applied`: loaded at its weight, removed after the request, a bad file an
-InferenceError). Not built yet (refused by capability, and by `refuse_unsupported` here): lego/complete (add a
-layer), cover, streaming previews, style mixing, three-phase memory, int8 DiT linears.
+pipeline's task `extract` with `track_name`), lego (a new track over given audio: `lego` with `track_name`, the
+whole clip as context; `complete` writes the whole arrangement back, not one stem), variations (one take per
+seed), a LoRA adapter per request (`adapter_applied`: loaded at its weight, removed after the request, a bad file
+an InferenceError). Not built yet (refused by capability, and by `refuse_unsupported` here): complete, cover,
+streaming previews, style mixing, three-phase memory, int8 DiT linears.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ PIPELINE_CLASS = "AceStepPipeline"
 FAMILY = "ace-step"
 REQUIRED_COMPONENTS = ("vae", "text_encoder", "tokenizer", "transformer", "condition_encoder", "scheduler")
 CAPABILITIES = frozenset({Capability.TEXT, Capability.LYRICS, Capability.REPAINT, Capability.VARIATIONS,
-                          Capability.LORA, Capability.EXTRACT})
+                          Capability.LORA, Capability.EXTRACT, Capability.ADD_LAYER})
 TURBO_STEPS = 8  # the turbo checkpoints are distilled for 8 steps
 BASE_STEPS = 30
 SHIFT = 3.0  # the pipeline's default timestep shift
@@ -203,7 +204,7 @@ class AceStepEngine(RequestChecks):
             arguments.update(task_type=edit.task, src_audio=source, audio_duration=None)
             if edit.task == "repaint":
                 arguments.update(repainting_start=edit.start_s, repainting_end=edit.end_s)
-            elif edit.task == "extract":
+            elif edit.task in ("extract", "lego"):  # lego: the whole clip is its context (no repainting span)
                 arguments.update(track_name=edit.track)
         return arguments
 

@@ -31,7 +31,7 @@ class Capability(str, Enum):
     STYLES = "styles"  # style mixing: weighted blends of text prompts
     LYRICS = "lyrics"  # sung words, a vocal language, instrumental (ACE-Step)
     REPAINT = "repaint"  # regenerate a span inside given audio (ACE-Step)
-    ADD_LAYER = "add_layer"  # a new part over given audio (ACE-Step lego/complete; not built yet)
+    ADD_LAYER = "add_layer"  # a new part over given audio (ACE-Step lego)
     EXTRACT = "extract"  # one instrument pulled out of given audio by the model (ACE-Step extract)
     COVER = "cover"  # given audio restyled by a new prompt (ACE-Step; not built yet)
     LORA = "lora"  # a LoRA adapter applied for one request, removed after it (ACE-Step)

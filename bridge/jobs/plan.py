@@ -25,8 +25,9 @@ CONTEXT_KEYS = ("bpm", "beats_per_bar", "beat_unit", "key", "sample_rate")
 # Request settings the plan consumes itself (the rest are preset overrides).
 PLAN_SETTINGS = ("beats", "stems", "loop", "hard_cut", "stream", "style", "style_weight", "melody", "prompt",
                  "lyrics", "vocal_language", "instrumental", "lora", "lora_weight")
-EDIT_OPS = ("repaint", "extract")  # ops that edit an input file: outputs as long as the input, no preset argument
-TRACK_OPS = ("extract",)  # edit ops that name an instrument (the track argument)
+# Ops that edit an input file: outputs as long as the input, no preset argument.
+EDIT_OPS = ("repaint", "extract", "layer")
+TRACK_OPS = ("extract", "layer")  # edit ops that name an instrument (the track argument)
 MAX_LYRICS_FILE_BYTES = 16 * 1024
 PROMPT_ARG_OPS = ("generate",)  # ops that take their text prompt as an argument, not as the prompt setting
 STEMS_OP_PRESET = "default"  # /continuo/stems takes bit depth from this preset when it exists

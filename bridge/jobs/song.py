@@ -6,7 +6,8 @@ keyscale). A MusicGen engine ignores the metadata and refuses
 the rest by capability. ``render_repaint``: /continuo/repaint on the worker: the model regenerates the range,
 the render chain (resample, effects, loudness) runs on its take, and the take is spliced into the input so the
 audio outside the range stays the input's, sample for sample, with crossfades inside the range.
-``render_extract``: /continuo/extract: the model's own take of one track of the input (``render_edit``: the whole
+``render_extract``: /continuo/extract: the model's own take of one track of the input; ``render_layer``:
+/continuo/layer, a new track over the input (ACE-Step lego), alone and mixed with it (``render_edit``: the whole
 input edited by the model, through the render chain, as long as the input).
 """
 
@@ -101,6 +102,19 @@ def render_extract(worker: Worker, job: Job, plan: RenderPlan) -> list[OutputRec
     stem = render_edit(worker, job, plan, task="extract")
     log.info("job=%s extracted track=%s frames=%d", job.job_id, plan.track, plan.frames)
     return worker.write_all(job, plan, {plan.track: stem})
+
+
+def render_layer(worker: Worker, job: Job, plan: RenderPlan) -> list[OutputRecord]:
+    """/continuo/layer: a new plan.track over the input (ACE-Step lego), returned alone and mixed with the input.
+    The stem is level-matched to the input before the sum, and the mix goes through the render chain again."""
+    stem = render_edit(worker, job, plan, task="lego")
+    audio, rate = read_audio(plan.input_path)
+    original = fit_frames(map_channels(resample(audio, rate, plan.context.sample_rate), OUTPUT_CHANNELS),
+                          plan.frames)
+    mix = render_mix(original + match_level(original, stem.audio), plan.context.sample_rate, frames=plan.frames,
+                     sample_rate=plan.context.sample_rate, preset=plan.preset, hard_cut=True)
+    log.info("job=%s layered track=%s frames=%d", job.job_id, plan.track, plan.frames)
+    return worker.write_all(job, plan, {"mix": mix, plan.track: stem})
 
 
 def render_edit(worker: Worker, job: Job, plan: RenderPlan, *, task: str, **edit: Any) -> RenderedAudio:

@@ -52,7 +52,7 @@ def test_the_loader_picks_the_family_from_the_config_and_declares_capabilities(e
     assert (info.sample_rate, info.channels, info.frame_rate) == (48_000, 2, 25.0)
     assert info.is_random and "SMOKE" in info.name
     assert {Capability.LYRICS, Capability.REPAINT} <= info.capabilities
-    assert not info.supports(Capability.STREAMING) and not info.supports(Capability.ADD_LAYER)
+    assert not info.supports(Capability.STREAMING) and not info.supports(Capability.COVER)
 
 
 def test_our_path_matches_a_direct_pipeline_call(engine, tiny_acestep_dir):
@@ -131,11 +131,30 @@ def test_extract_is_the_pipelines_extract_of_that_track(engine, tiny_acestep_dir
         AudioEdit("extract", clip, track="kazoo")
 
 
+def test_lego_is_the_pipelines_lego_of_that_track_over_the_whole_clip(engine, tiny_acestep_dir):
+    from diffusers import AceStepPipeline
+
+    clip = engine.generate(REQUEST).audio
+    assert engine.info.supports(Capability.ADD_LAYER)
+    request = GenerationRequest(prompt="funk", duration_s=1.0, seed=6, edit=AudioEdit("lego", clip, track="bass"))
+    ours = engine.sample(request)
+    direct = AceStepPipeline.from_pretrained(tiny_acestep_dir, local_files_only=True)
+    direct.set_progress_bar_config(disable=True)
+    torch.manual_seed(6)
+    theirs = direct(prompt="funk", lyrics="", vocal_language="en", audio_duration=None, num_inference_steps=8,
+                    guidance_scale=1.0, task_type="lego", track_name="bass", src_audio=torch.from_numpy(clip),
+                    generator=torch.Generator().manual_seed(6), output_type="latent").audios
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+    extracted = engine.sample(GenerationRequest(**{**request.__dict__, "edit": AudioEdit("extract", clip,
+                                                                                          track="bass")}))
+    assert not torch.allclose(ours, extracted)  # another task, another instruction
+    assert engine.generate(request).audio.shape == clip.shape
+
+
 def test_edits_not_built_are_refused_by_capability(engine):
     clip = np.zeros((2, 48_000), dtype=np.float32)
-    for edit in (AudioEdit("lego", clip, track="bass"), AudioEdit("cover", clip)):
-        with pytest.raises(InferenceError, match="cannot"):
-            engine.generate(GenerationRequest(prompt="", duration_s=1.0, seed=0, edit=edit))
+    with pytest.raises(InferenceError, match="cannot cover"):
+        engine.generate(GenerationRequest(prompt="", duration_s=1.0, seed=0, edit=AudioEdit("cover", clip)))
 
 
 def test_a_musicgen_engine_refuses_lyrics_and_repaint(tiny_model_dir):
@@ -145,6 +164,9 @@ def test_a_musicgen_engine_refuses_lyrics_and_repaint(tiny_model_dir):
     with pytest.raises(InferenceError, match="repaint"):
         musicgen.generate(GenerationRequest(prompt="", duration_s=0.1, seed=0, edit=AudioEdit(
             "repaint", np.zeros((1, 3200), dtype=np.float32), 0.0, 0.05)))
+    with pytest.raises(InferenceError, match="cannot add a layer"):
+        musicgen.generate(GenerationRequest(prompt="", duration_s=0.1, seed=0, edit=AudioEdit(
+            "lego", np.zeros((1, 3200), dtype=np.float32), track="bass")))
     with pytest.raises(InferenceError, match="cannot extract"):
         musicgen.generate(GenerationRequest(prompt="", duration_s=0.1, seed=0, edit=AudioEdit(
             "extract", np.zeros((1, 3200), dtype=np.float32), track="vocals")))
