@@ -8,9 +8,10 @@ and decodes the latents as the pipeline does (`decode_latents`), so our path and
 
 Built: text2music with lyrics / vocal_language / instrumental, repaint, extract (one track of given audio, the
 pipeline's task `extract` with `track_name`), lego (a new track over given audio: `lego` with `track_name`, the
-whole clip as context; `complete` writes the whole arrangement back, not one stem), variations (one take per
+whole clip as context; `complete` writes the whole arrangement back, not one stem), cover (`cover` with
+audio_cover_strength, where the pipeline has its audio tokenizer: `capabilities`), variations (one take per
 seed), a LoRA adapter per request (`adapter_applied`: loaded at its weight, removed after the request, a bad file
-an InferenceError). Not built yet (refused by capability, and by `refuse_unsupported` here): complete, cover,
+an InferenceError). Not built yet (refused by capability, and by `refuse_unsupported` here): complete,
 streaming previews, style mixing, three-phase memory, int8 DiT linears.
 """
 
@@ -204,6 +205,8 @@ class AceStepEngine(RequestChecks):
             arguments.update(task_type=edit.task, src_audio=source, audio_duration=None)
             if edit.task == "repaint":
                 arguments.update(repainting_start=edit.start_s, repainting_end=edit.end_s)
+            elif edit.task == "cover":
+                arguments.update(audio_cover_strength=edit.strength)
             elif edit.task in ("extract", "lego"):  # lego: the whole clip is its context (no repainting span)
                 arguments.update(track_name=edit.track)
         return arguments
@@ -328,5 +331,13 @@ def describe_pipeline(pipeline, *, name: str, source_kind: str, is_random: bool,
     return ModelInfo(
         name=name, source_kind=source_kind, sample_rate=int(vae.sampling_rate), channels=int(vae.audio_channels),
         frame_rate=pipeline.latents_per_second, max_duration_s=frames / pipeline.latents_per_second,
-        is_random=is_random, device=device, parameters=parameters, capabilities=CAPABILITIES,
+        is_random=is_random, device=device, parameters=parameters, capabilities=capabilities(pipeline),
     )
+
+
+def capabilities(pipeline) -> frozenset[Capability]:
+    """CAPABILITIES, and COVER where the pipeline holds its optional audio tokenizer and detokenizer (the cover
+    task quantises the given audio to 5 Hz tokens and back; without them diffusers raises)."""
+    has_tokenizers = getattr(pipeline, "audio_tokenizer", None) is not None and \
+        getattr(pipeline, "audio_token_detokenizer", None) is not None
+    return CAPABILITIES | {Capability.COVER} if has_tokenizers else CAPABILITIES

@@ -33,7 +33,7 @@ class Capability(str, Enum):
     REPAINT = "repaint"  # regenerate a span inside given audio (ACE-Step)
     ADD_LAYER = "add_layer"  # a new part over given audio (ACE-Step lego)
     EXTRACT = "extract"  # one instrument pulled out of given audio by the model (ACE-Step extract)
-    COVER = "cover"  # given audio restyled by a new prompt (ACE-Step; not built yet)
+    COVER = "cover"  # given audio restyled by a new prompt (ACE-Step with its audio tokenizer)
     LORA = "lora"  # a LoRA adapter applied for one request, removed after it (ACE-Step)
 
 

@@ -7,8 +7,9 @@ the rest by capability. ``render_repaint``: /continuo/repaint on the worker: the
 the render chain (resample, effects, loudness) runs on its take, and the take is spliced into the input so the
 audio outside the range stays the input's, sample for sample, with crossfades inside the range.
 ``render_extract``: /continuo/extract: the model's own take of one track of the input; ``render_layer``:
-/continuo/layer, a new track over the input (ACE-Step lego), alone and mixed with it (``render_edit``: the whole
-input edited by the model, through the render chain, as long as the input).
+/continuo/layer, a new track over the input (ACE-Step lego), alone and mixed with it; ``render_cover``:
+/continuo/cover, the input restyled by the prompt setting (``render_edit``: the whole input edited by the model,
+through the render chain, as long as the input).
 """
 
 from __future__ import annotations
@@ -115,6 +116,13 @@ def render_layer(worker: Worker, job: Job, plan: RenderPlan) -> list[OutputRecor
                      sample_rate=plan.context.sample_rate, preset=plan.preset, hard_cut=True)
     log.info("job=%s layered track=%s frames=%d", job.job_id, plan.track, plan.frames)
     return worker.write_all(job, plan, {"mix": mix, plan.track: stem})
+
+
+def render_cover(worker: Worker, job: Job, plan: RenderPlan) -> list[OutputRecord]:
+    """/continuo/cover: the input restyled by the prompt setting, keeping plan.strength of its structure."""
+    take = render_edit(worker, job, plan, task="cover", strength=plan.strength)
+    log.info("job=%s covered strength=%g frames=%d", job.job_id, plan.strength, plan.frames)
+    return worker.write_all(job, plan, {"mix": take})
 
 
 def render_edit(worker: Worker, job: Job, plan: RenderPlan, *, task: str, **edit: Any) -> RenderedAudio:
