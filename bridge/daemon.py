@@ -42,9 +42,6 @@ log = logging.getLogger("continuo.daemon")
 
 NOT_BUILT_OPS = {
     "load_model": "switching models at run time is not built yet; restart with `continuo serve --model NAME`",
-    "layer": "/continuo/layer (ACE-Step lego/complete) is not built yet; /continuo/repaint is",
-    "extract": "/continuo/extract (ACE-Step's own extraction) is not built yet; /continuo/stems separates with HDemucs",
-    "cover": "/continuo/cover (ACE-Step cover) is not built yet; /continuo/repaint with a prompt setting is",
 }
 
 
@@ -87,7 +84,8 @@ class Daemon:
             "ack": self.on_ack, "status": self.on_status, "presets": self.on_presets, "models": self.on_models,
         }
         self.handlers.update(stems=self.on_job, reload_presets=self.on_reload_presets, variations=self.on_job)
-        self.handlers.update(repaint=self.on_job)  # ACE-Step edits (bridge/jobs/song.py)
+        # ACE-Step edits (bridge/jobs/song.py)
+        self.handlers.update(repaint=self.on_job, extract=self.on_job, layer=self.on_job, cover=self.on_job)
         self.midi_maps: dict[str, MidiMap] = {}
         self.midi_controller: MidiController | None = None  # with settings.midi: set by start_midi
         self.midi_port: Any = None  # the open mido input that feeds midi_controller

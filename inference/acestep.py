@@ -6,10 +6,13 @@ vocal language, the session's bpm / keyscale / time signature, a seeded CPU gene
 runs the flow-matching steps with progress and cancel between steps (callback_on_step_end, pipe._interrupt),
 and decodes the latents as the pipeline does (`decode_latents`), so our path and a direct pipeline call agree.
 
-Built: text2music with lyrics / vocal_language / instrumental, repaint, variations (one take per seed), a LoRA
-adapter per request (`adapter_applied`: loaded at its weight, removed after the request, a bad file an
-InferenceError). Not built yet (refused by capability, and by `refuse_unsupported` here): lego/complete (add a
-layer), extract, cover, streaming previews, style mixing, three-phase memory, int8 DiT linears.
+Built: text2music with lyrics / vocal_language / instrumental, repaint, extract (one track of given audio, the
+pipeline's task `extract` with `track_name`), lego (a new track over given audio: `lego` with `track_name`, the
+whole clip as context; `complete` writes the whole arrangement back, not one stem), cover (`cover` with
+audio_cover_strength, where the pipeline has its audio tokenizer: `capabilities`), variations (one take per
+seed), a LoRA adapter per request (`adapter_applied`: loaded at its weight, removed after the request, a bad file
+an InferenceError). Not built yet (refused by capability, and by `refuse_unsupported` here): complete,
+streaming previews, style mixing, three-phase memory, int8 DiT linears.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ PIPELINE_CLASS = "AceStepPipeline"
 FAMILY = "ace-step"
 REQUIRED_COMPONENTS = ("vae", "text_encoder", "tokenizer", "transformer", "condition_encoder", "scheduler")
 CAPABILITIES = frozenset({Capability.TEXT, Capability.LYRICS, Capability.REPAINT, Capability.VARIATIONS,
-                          Capability.LORA})
+                          Capability.LORA, Capability.EXTRACT, Capability.ADD_LAYER})
 TURBO_STEPS = 8  # the turbo checkpoints are distilled for 8 steps
 BASE_STEPS = 30
 SHIFT = 3.0  # the pipeline's default timestep shift
@@ -202,6 +205,10 @@ class AceStepEngine(RequestChecks):
             arguments.update(task_type=edit.task, src_audio=source, audio_duration=None)
             if edit.task == "repaint":
                 arguments.update(repainting_start=edit.start_s, repainting_end=edit.end_s)
+            elif edit.task == "cover":
+                arguments.update(audio_cover_strength=edit.strength)
+            elif edit.task in ("extract", "lego"):  # lego: the whole clip is its context (no repainting span)
+                arguments.update(track_name=edit.track)
         return arguments
 
     def check_request(self, request: GenerationRequest) -> None:
@@ -248,11 +255,24 @@ class AceStepEngine(RequestChecks):
         if should_cancel is not None and should_cancel():
             raise Cancelled("cancelled before generation started")
         reporter.stage("conditioning", 0.0)
-        with torch.inference_mode():
+        with torch.inference_mode(), self.seeded_encoding(request):
             latents = self.pipeline(**arguments, output_type="latent", callback_on_step_end=on_step_end).audios
         if cancelled:
             raise Cancelled(f"cancelled after {cancelled[0]} of {self.steps} steps")
         return latents
+
+    @contextmanager
+    def seeded_encoding(self, request: GenerationRequest) -> Iterator[None]:
+        """The global RNG seeded by the request for an edit, restored after: the pipeline encodes the given audio
+        with vae.encode(...).latent_dist.sample() and no generator, so without this the same seed and clip gave
+        another take on every call."""
+        if request.edit is None:
+            yield
+            return
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(request.seed)
+            yield
 
     def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
         """(B, T, D) latents -> (B, C, samples) float32, normalised to a -1 dBFS peak as the pipeline does."""
@@ -311,5 +331,13 @@ def describe_pipeline(pipeline, *, name: str, source_kind: str, is_random: bool,
     return ModelInfo(
         name=name, source_kind=source_kind, sample_rate=int(vae.sampling_rate), channels=int(vae.audio_channels),
         frame_rate=pipeline.latents_per_second, max_duration_s=frames / pipeline.latents_per_second,
-        is_random=is_random, device=device, parameters=parameters, capabilities=CAPABILITIES,
+        is_random=is_random, device=device, parameters=parameters, capabilities=capabilities(pipeline),
     )
+
+
+def capabilities(pipeline) -> frozenset[Capability]:
+    """CAPABILITIES, and COVER where the pipeline holds its optional audio tokenizer and detokenizer (the cover
+    task quantises the given audio to 5 Hz tokens and back; without them diffusers raises)."""
+    has_tokenizers = getattr(pipeline, "audio_tokenizer", None) is not None and \
+        getattr(pipeline, "audio_token_detokenizer", None) is not None
+    return CAPABILITIES | {Capability.COVER} if has_tokenizers else CAPABILITIES

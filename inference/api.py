@@ -31,9 +31,9 @@ class Capability(str, Enum):
     STYLES = "styles"  # style mixing: weighted blends of text prompts
     LYRICS = "lyrics"  # sung words, a vocal language, instrumental (ACE-Step)
     REPAINT = "repaint"  # regenerate a span inside given audio (ACE-Step)
-    ADD_LAYER = "add_layer"  # a new part over given audio (ACE-Step lego/complete; not built yet)
-    EXTRACT = "extract"  # one instrument pulled out of given audio by the model (ACE-Step; not built yet)
-    COVER = "cover"  # given audio restyled by a new prompt (ACE-Step; not built yet)
+    ADD_LAYER = "add_layer"  # a new part over given audio (ACE-Step lego)
+    EXTRACT = "extract"  # one instrument pulled out of given audio by the model (ACE-Step extract)
+    COVER = "cover"  # given audio restyled by a new prompt (ACE-Step with its audio tokenizer)
     LORA = "lora"  # a LoRA adapter applied for one request, removed after it (ACE-Step)
 
 
@@ -83,6 +83,11 @@ class GenerationRequest:
     adapter: LoraAdapter | None = None  # a LoRA applied for this request only (needs Capability.LORA)
 
 
+# The instruments ACE-Step's extract and lego tasks were trained on (ACE-Step's own TRACK_NAMES; diffusers'
+# AceStepPipeline puts any track_name into its instruction, upper-cased, so the list is checked here).
+TRACKS = ("woodwinds", "brass", "fx", "synth", "strings", "percussion", "keyboard", "guitar", "bass", "drums",
+          "backing_vocals", "vocals")
+
 EDIT_CAPABILITIES = {"repaint": Capability.REPAINT, "lego": Capability.ADD_LAYER, "extract": Capability.EXTRACT,
                      "cover": Capability.COVER}
 
@@ -101,6 +106,8 @@ class AudioEdit:
     def __post_init__(self):
         if self.task not in EDIT_CAPABILITIES:
             raise ValueError(f"unknown edit task {self.task!r}; known: {', '.join(EDIT_CAPABILITIES)}")
+        if self.task in ("lego", "extract") and self.track not in TRACKS:
+            raise ValueError(f"{self.task} needs a track, one of {', '.join(TRACKS)}; got {self.track!r}")
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,10 @@ UNSUPPORTED = {
     Capability.LYRICS: "sings no lyrics (and takes no vocal language or instrumental flag); load an ACE-Step "
                        "pipeline for songs with words",
     Capability.REPAINT: "cannot repaint a span of given audio; load an ACE-Step pipeline",
+    Capability.EXTRACT: "cannot extract a track from given audio; load an ACE-Step pipeline (or separate with "
+                        "HDemucs stems)",
+    Capability.ADD_LAYER: "cannot add a layer over given audio; load an ACE-Step pipeline",
+    Capability.COVER: "cannot cover (restyle) given audio; load an ACE-Step pipeline with its audio tokenizer",
     Capability.LORA: "takes no LoRA adapter; load an ACE-Step pipeline to apply one",
 }
 

@@ -1,7 +1,8 @@
 """A tiny random ACE-Step 1.5 pipeline built in code, saved in diffusers' own on-disk format.
 
 Every component of `diffusers.AceStepPipeline` is there (Qwen3 text encoder, its tokenizer, the condition
-encoder, the DiT, the Oobleck VAE, the flow-matching scheduler), so `AceStepPipeline.from_pretrained(DIR)`
+encoder, the DiT, the Oobleck VAE, the flow-matching scheduler, and the optional audio tokenizer and detokenizer
+that the cover task needs), so `AceStepPipeline.from_pretrained(DIR)`
 loads it and `continuo serve --model DIR` serves it. The rates are the real ones (48 kHz stereo, a VAE hop of
 1920 samples: 25 latent frames per second, 64-dim latents in the real model); only widths and depths are tiny.
 The weights are random: the pipeline produces noise, never music, and it says so (SMOKE_MARKER).
@@ -136,7 +137,20 @@ def build_pipeline(shape: AceStepShape = AceStepShape(), *, seed: int = 0):
         torch.manual_seed(seed)
         components = build_components(shape, vocab_size=shape.text_vocab or len(tokenizer))
         components["condition_encoder"].silence_latent.normal_(0.0, 0.5)  # a random model has no real silence
+        components.update(build_audio_tokenizers(shape))  # after the rest, so their weights stay as they were
     return AceStepPipeline(tokenizer=tokenizer, **components)
+
+
+def build_audio_tokenizers(shape: AceStepShape) -> dict:
+    """The 25 Hz -> 5 Hz audio tokenizer and its detokenizer (the pipeline's optional components, which its
+    cover task needs), randomly initialised at `shape`."""
+    from diffusers import AceStepAudioTokenDetokenizer, AceStepAudioTokenizer
+
+    common = dict(hidden_size=shape.condition_hidden, intermediate_size=shape.intermediate,
+                  audio_acoustic_hidden_dim=shape.latent_dim, num_attention_heads=shape.heads,
+                  num_key_value_heads=shape.kv_heads, head_dim=shape.head_dim, sliding_window=shape.sliding_window)
+    return {"audio_tokenizer": AceStepAudioTokenizer(fsq_dim=shape.condition_hidden, **common),
+            "audio_token_detokenizer": AceStepAudioTokenDetokenizer(**common)}
 
 
 def build_tiny_acestep(out_dir: Path, *, seed: int = 0) -> Path:

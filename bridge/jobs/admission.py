@@ -31,11 +31,11 @@ from bridge.audio.context import MusicalContext
 from bridge.audio.presets import Preset
 from bridge.errors import BadRequest, BridgeError, Busy
 from bridge.jobs.capabilities import check_capabilities
-from bridge.jobs.plan import EDIT_OPS, PROMPT_ARG_OPS, RenderPlan, build_plan, job_params
+from bridge.jobs.plan import EDIT_OPS, PROMPT_ARG_OPS, TRACK_OPS, RenderPlan, build_plan, job_params
 from bridge.jobs.queue import JobQueue, Priority
 from bridge.settings import Settings
 from inference.adapters import find_adapters
-from inference.api import Capability
+from inference.api import TRACKS, Capability
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,11 @@ def check_rules(plan: RenderPlan, settings: Mapping[str, Any]) -> None:
         raise BadRequest("instrumental 1 and lyrics contradict each other; send lyrics or instrumental 1, not both")
     if "lora_weight" in settings and "lora" not in settings:
         raise BadRequest("lora_weight needs an adapter: send lora \"<name>\" lora_weight 0.8")
+    if op == "cover" and not str(settings.get("prompt", "")).strip():
+        raise BadRequest("cover restyles the clip by a new prompt: send /continuo/cover <job_id> <wav path> "
+                         "<strength> prompt \"<the new style>\"")
+    if op in TRACK_OPS and plan.track not in TRACKS:
+        raise BadRequest(f"{op}: unknown track {plan.track!r}; the model knows {', '.join(TRACKS)}")
     if op in EDIT_OPS and any(key in settings for key in ("loop", "beats", "stems", "stream")):
         raise BadRequest(f"{op} writes back a clip as long as its input; drop loop, beats, stems and stream")
 

@@ -25,9 +25,20 @@ REMEDIES = {
                        "lyrics, vocal_language and instrumental",
     Capability.REPAINT: "serve an ACE-Step pipeline (serve --model ACE-Step/acestep-v15-xl-turbo-diffusers) to "
                         "repaint a range of a clip",
+    Capability.EXTRACT: "serve an ACE-Step pipeline (serve --model ACE-Step/acestep-v15-xl-turbo-diffusers) to "
+                        "extract a track with the model, or separate with /continuo/stems (HDemucs)",
+    Capability.ADD_LAYER: "serve an ACE-Step pipeline (serve --model ACE-Step/acestep-v15-xl-turbo-diffusers) to "
+                          "add a layer to a clip",
+    Capability.COVER: "serve an ACE-Step pipeline with its audio tokenizer (serve --model "
+                      "ACE-Step/acestep-v15-xl-turbo-diffusers) to cover a clip",
     Capability.LORA: "serve an ACE-Step pipeline (serve --model ACE-Step/acestep-v15-xl-turbo-diffusers) to apply "
                      "a LoRA adapter, or drop lora and lora_weight",
 }
+
+
+# The edit requests and what each needs of the model.
+EDIT_OP_CAPABILITIES = {"repaint": Capability.REPAINT, "extract": Capability.EXTRACT, "layer": Capability.ADD_LAYER,
+                        "cover": Capability.COVER}
 
 
 def needed_capabilities(plan: RenderPlan) -> list[tuple[Capability, str]]:
@@ -47,8 +58,8 @@ def needed_capabilities(plan: RenderPlan) -> list[tuple[Capability, str]]:
         needs.append((Capability.STYLES, "style (style mixing)"))
     if plan.lyrics or plan.vocal_language or plan.instrumental:
         needs.append((Capability.LYRICS, "the lyrics, vocal_language or instrumental setting"))
-    if plan.op == "repaint":
-        needs.append((Capability.REPAINT, "/continuo/repaint"))
+    if plan.op in EDIT_OP_CAPABILITIES:
+        needs.append((EDIT_OP_CAPABILITIES[plan.op], f"/continuo/{plan.op}"))
     if plan.lora:
         needs.append((Capability.LORA, "the lora setting"))
     return needs

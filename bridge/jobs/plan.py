@@ -25,7 +25,9 @@ CONTEXT_KEYS = ("bpm", "beats_per_bar", "beat_unit", "key", "sample_rate")
 # Request settings the plan consumes itself (the rest are preset overrides).
 PLAN_SETTINGS = ("beats", "stems", "loop", "hard_cut", "stream", "style", "style_weight", "melody", "prompt",
                  "lyrics", "vocal_language", "instrumental", "lora", "lora_weight")
-EDIT_OPS = ("repaint",)  # ops that edit an input file: the output is as long as the input, no preset argument
+# Ops that edit an input file: outputs as long as the input, no preset argument.
+EDIT_OPS = ("repaint", "extract", "layer", "cover")
+TRACK_OPS = ("extract", "layer")  # edit ops that name an instrument (the track argument)
 MAX_LYRICS_FILE_BYTES = 16 * 1024
 PROMPT_ARG_OPS = ("generate",)  # ops that take their text prompt as an argument, not as the prompt setting
 STEMS_OP_PRESET = "default"  # /continuo/stems takes bit depth from this preset when it exists
@@ -62,6 +64,8 @@ class RenderPlan:
     lora: str = ""  # a LoRA adapter's name, applied for this job only
     lora_weight: float = 1.0
     lora_path: Path | None = None  # where admission found the adapter in lora_dir (journalled as lora_path)
+    track: str = ""  # extract / layer: the instrument, one of inference.api.TRACKS once admitted
+    strength: float = 1.0  # cover: how much of the input's structure is kept (the pipeline's audio_cover_strength)
 
     @property
     def duration_s(self) -> float:
@@ -105,8 +109,12 @@ def job_params(op: str, args: Mapping[str, Any], settings: Mapping[str, Any], co
         params["seed"] = secrets.randbelow(PICKED_SEED_LIMIT)
     if op == "variations":
         params["count"] = int(args.get("count", 1))
-    if op in EDIT_OPS:
+    if op == "repaint":
         params["range_beats"] = [float(args["start_beat"]), float(args["end_beat"])]
+    if op in TRACK_OPS:
+        params["track"] = track_name(str(args["track"]))
+    if op == "cover":
+        params["strength"] = float(args["strength"])
     return params
 
 
@@ -140,11 +148,17 @@ def build_plan(op: str, params: Mapping[str, Any], presets: Mapping[str, Preset]
                       instrumental=bool(own.get("instrumental", 0)), range_beats=range_beats,
                       lora=str(own.get("lora", "")), lora_weight=float(own.get("lora_weight", 1.0)),
                       lora_path=Path(params["lora_path"]) if params.get("lora_path") else None,
-                      source_frames=source_frames,
+                      source_frames=source_frames, track=str(params.get("track", "")),
+                      strength=float(params.get("strength", 1.0)),
                       styles=_styles(own, preset, context), melody_path=melody_path,
                       prompt=preset.render_prompt(text, context), seed=seed,
                       input_path=input_path, stems=stems, loop=bool(own.get("loop", 0)),
                       hard_cut=bool(own.get("hard_cut", 0)), beats=beats, count=int(params.get("count", 1)))
+
+
+def track_name(raw: str) -> str:
+    """The track argument as ACE-Step names instruments: "backing vocals" / "backing-vocals" -> "backing_vocals"."""
+    return "_".join(raw.strip().lower().replace("-", " ").split())
 
 
 def read_lyrics(raw: str, input_roots: Sequence[Path]) -> str:

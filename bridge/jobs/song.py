@@ -6,6 +6,10 @@ keyscale). A MusicGen engine ignores the metadata and refuses
 the rest by capability. ``render_repaint``: /continuo/repaint on the worker: the model regenerates the range,
 the render chain (resample, effects, loudness) runs on its take, and the take is spliced into the input so the
 audio outside the range stays the input's, sample for sample, with crossfades inside the range.
+``render_extract``: /continuo/extract: the model's own take of one track of the input; ``render_layer``:
+/continuo/layer, a new track over the input (ACE-Step lego), alone and mixed with it; ``render_cover``:
+/continuo/cover, the input restyled by the prompt setting (``render_edit``: the whole input edited by the model,
+through the render chain, as long as the input).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from bridge.audio.files import read_audio
-from bridge.audio.render import map_channels, measured, render_mix, resample
+from bridge.audio.render import RenderedAudio, map_channels, measured, render_mix, resample
 from bridge.audio.splice import SEAM_CROSSFADE_S, match_level, splice_range
 from bridge.jobs.journal import OutputRecord
 from bridge.jobs.plan import RenderPlan
@@ -92,6 +96,54 @@ def render_repaint(worker: Worker, job: Job, plan: RenderPlan) -> list[OutputRec
     log.info("job=%s repainted beats=%g-%g frames=%d-%d of %d", job.job_id, start_beat, end_beat, start, end,
              plan.frames)
     return worker.write_all(job, plan, {"mix": measured(spliced, plan.context.sample_rate)})
+
+
+def render_extract(worker: Worker, job: Job, plan: RenderPlan) -> list[OutputRecord]:
+    """/continuo/extract: the model's take of plan.track alone, as long as the input, one output named by it."""
+    stem = render_edit(worker, job, plan, task="extract")
+    log.info("job=%s extracted track=%s frames=%d", job.job_id, plan.track, plan.frames)
+    return worker.write_all(job, plan, {plan.track: stem})
+
+
+def render_layer(worker: Worker, job: Job, plan: RenderPlan) -> list[OutputRecord]:
+    """/continuo/layer: a new plan.track over the input (ACE-Step lego), returned alone and mixed with the input.
+    The stem is level-matched to the input before the sum, and the mix goes through the render chain again."""
+    stem = render_edit(worker, job, plan, task="lego")
+    audio, rate = read_audio(plan.input_path)
+    original = fit_frames(map_channels(resample(audio, rate, plan.context.sample_rate), OUTPUT_CHANNELS),
+                          plan.frames)
+    mix = render_mix(original + match_level(original, stem.audio), plan.context.sample_rate, frames=plan.frames,
+                     sample_rate=plan.context.sample_rate, preset=plan.preset, hard_cut=True)
+    log.info("job=%s layered track=%s frames=%d", job.job_id, plan.track, plan.frames)
+    return worker.write_all(job, plan, {"mix": mix, plan.track: stem})
+
+
+def render_cover(worker: Worker, job: Job, plan: RenderPlan) -> list[OutputRecord]:
+    """/continuo/cover: the input restyled by the prompt setting, keeping plan.strength of its structure."""
+    take = render_edit(worker, job, plan, task="cover", strength=plan.strength)
+    log.info("job=%s covered strength=%g frames=%d", job.job_id, plan.strength, plan.frames)
+    return worker.write_all(job, plan, {"mix": take})
+
+
+def render_edit(worker: Worker, job: Job, plan: RenderPlan, *, task: str, **edit: Any) -> RenderedAudio:
+    """The model's edit (task) of the whole input, through the render chain to exactly plan.frames at the
+    session rate: the input's own length, so the take lines up with the clip bar for bar."""
+    assert plan.input_path is not None
+    worker.progress(job, "loading", 0.0)
+    audio, rate = read_audio(plan.input_path)
+    info = worker.engine.info
+    source = np.ascontiguousarray(map_channels(resample(audio, rate, info.sample_rate), info.channels))
+    worker.progress(job, "loading", 1.0)
+    request = GenerationRequest(
+        prompt=plan.prompt, duration_s=source.shape[1] / info.sample_rate, seed=plan.seed,
+        guidance_scale=plan.preset.guidance_scale, **song_fields(plan),
+        edit=AudioEdit(task, source, track=plan.track, **edit),
+    )
+    generated = worker.engine.generate(request, should_cancel=lambda: worker.stopped(job),
+                                       on_progress=lambda fraction, stage: worker.progress(job, stage, fraction))
+    worker.progress(job, "effects", 0.0)
+    return render_mix(generated.audio, generated.sample_rate, frames=plan.frames,
+                      sample_rate=plan.context.sample_rate, preset=plan.preset, hard_cut=True)
 
 
 def fit_frames(audio: np.ndarray, frames: int) -> np.ndarray:

@@ -26,7 +26,7 @@ from bridge.jobs.journal import Journal, OutputRecord
 from bridge.jobs.plan import RenderPlan, build_plan
 from bridge.jobs.preview import PreviewWriter
 from bridge.jobs.queue import Job, JobQueue, JobStatus
-from bridge.jobs.song import render_repaint, song_fields
+from bridge.jobs.song import render_cover, render_extract, render_layer, render_repaint, song_fields
 from inference.api import Engine, GenerationRequest
 from inference.errors import Cancelled, InferenceError
 
@@ -189,6 +189,12 @@ class Worker(threading.Thread):
             return self.render_input_stems(job, plan)
         if plan.op == "repaint":
             return render_repaint(self, job, plan)
+        if plan.op == "extract":
+            return render_extract(self, job, plan)
+        if plan.op == "layer":
+            return render_layer(self, job, plan)
+        if plan.op == "cover":
+            return render_cover(self, job, plan)
         audio_prompt, lead_frames = self.read_prompt(job, plan) if plan.input_path is not None else (None, 0)
         extra_s = lead_frames / plan.context.sample_rate + (LOOP_CROSSFADE_S if plan.loop else 0.0)
         request = GenerationRequest(

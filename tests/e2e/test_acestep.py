@@ -1,8 +1,9 @@
 """ACE-Step over OSC: a real `continuo serve` on the tiny random pipeline (noise, not music).
 
-Generate with lyrics ends in a bar-exact WAV; repaint leaves the clip outside its range sample-identical; a
-lyrics file outside the input roots is refused; a MusicGen daemon refuses repaint by capability; a LoRA from
---lora-dir changes the take, is gone for the next job, and a corrupt one fails only its own job.
+Generate with lyrics ends in a bar-exact WAV; extract returns one bar-exact stem, layer a stem and a mix, cover
+one mix; repaint leaves the clip outside its range sample-identical; a lyrics file outside the input roots is
+refused; a MusicGen daemon refuses repaint, extract, layer and cover by capability; a LoRA from --lora-dir changes
+the take, is gone for the next job, and a corrupt one fails only its own job.
 """
 
 from __future__ import annotations
@@ -81,6 +82,56 @@ def test_repaint_changes_the_range_and_leaves_the_rest_sample_identical(client, 
     assert not np.array_equal(written[start:end], original[start:end])
 
 
+def test_extract_returns_one_bar_exact_stem_of_the_input_at_the_session_rate(client, daemon_root):
+    frames = 2 * 88_200  # two bars at 44.1 kHz: the stem comes back at the session's 48 kHz, two bars exactly
+    t = np.arange(frames) / 44_100
+    source = daemon_root / "inbox" / "mix-44k.wav"
+    soundfile.write(source, np.stack([0.3 * np.sin(2 * np.pi * 110 * t)] * 2, axis=1), 44_100)
+    client.send("/continuo/extract", "ace-8", str(source), "backing vocals")
+    events = client.wait_job("ace-8", JOB_TIMEOUT_S)
+    assert events[-1][0] == "/continuo/done", events[-1]
+    [output] = outputs(events)
+    assert output[1] == "backing_vocals"
+    info = soundfile.info(output[2])
+    assert (info.frames, info.samplerate, info.channels) == (2 * BAR_FRAMES, RATE, 2)
+    client.send("/continuo/extract", "ace-9", str(source), "kazoo")
+    events = client.wait_job("ace-9", JOB_TIMEOUT_S)
+    address, args = events[-1]
+    assert address == "/continuo/error" and args[1] == "bad_request" and "unknown track 'kazoo'" in args[2]
+    assert "/continuo/queued" not in [name for name, _ in events]
+
+
+def test_layer_returns_the_new_stem_and_the_mix_both_bar_exact(client, daemon_root):
+    frames = 2 * BAR_FRAMES
+    t = np.arange(frames) / RATE
+    source = daemon_root / "inbox" / "drums.wav"
+    soundfile.write(source, np.stack([0.3 * np.sign(np.sin(2 * np.pi * 2 * t))] * 2, axis=1), RATE)
+    client.send("/continuo/layer", "ace-10", str(source), "bass", "prompt", "walking bass")
+    events = client.wait_job("ace-10", JOB_TIMEOUT_S)
+    assert events[-1][0] == "/continuo/done", events[-1]
+    written = {args[1]: args[2] for args in outputs(events)}
+    assert set(written) == {"mix", "bass"}
+    for path in written.values():
+        info = soundfile.info(path)
+        assert (info.frames, info.samplerate, info.channels) == (frames, RATE, 2)
+    mix, _ = soundfile.read(written["mix"])
+    stem, _ = soundfile.read(written["bass"])
+    assert not np.allclose(mix, stem, atol=1e-3)  # the mix holds the input too, not only the new stem
+
+
+def test_cover_restyles_the_clip_into_one_bar_exact_mix(client, daemon_root):
+    frames = 3 * BAR_FRAMES // 2  # a bar and a half: the output keeps the input's length, not whole bars
+    t = np.arange(frames) / RATE
+    source = daemon_root / "inbox" / "tune.wav"
+    soundfile.write(source, np.stack([0.3 * np.sin(2 * np.pi * 262 * t)] * 2, axis=1), RATE)
+    client.send("/continuo/cover", "ace-11", str(source), 0.7, "prompt", "bossa nova guitar")
+    events = client.wait_job("ace-11", JOB_TIMEOUT_S)
+    assert events[-1][0] == "/continuo/done", events[-1]
+    [output] = outputs(events)
+    info = soundfile.info(output[2])
+    assert output[1] == "mix" and (info.frames, info.samplerate, info.channels) == (frames, RATE, 2)
+
+
 def test_a_range_past_the_clip_and_a_lyrics_file_outside_the_roots_are_refused(client, daemon_root, tmp_path):
     source = daemon_root / "inbox" / "short.wav"
     soundfile.write(source, np.zeros((BAR_FRAMES, 2)), RATE)
@@ -94,10 +145,11 @@ def test_a_range_past_the_clip_and_a_lyrics_file_outside_the_roots_are_refused(c
     address, args = events[-1]
     assert address == "/continuo/error" and args[1] == "bad_request" and "outside the allowed input" in args[2]
     assert "/continuo/queued" not in [name for name, _ in events]
-    for job_id, address, last in (("ace-6", "/continuo/layer", "bass"), ("ace-7", "/continuo/cover", 0.5)):
-        client.send(address, job_id, str(source), last)
-        address, args = client.wait_job(job_id, JOB_TIMEOUT_S)[-1]
-        assert address == "/continuo/error" and args[1] == "bad_request" and "not built yet" in args[2]
+    client.send("/continuo/cover", "ace-7", str(source), 0.5)
+    events = client.wait_job("ace-7", JOB_TIMEOUT_S)
+    address, args = events[-1]
+    assert address == "/continuo/error" and args[1] == "bad_request" and "new prompt" in args[2]
+    assert "/continuo/queued" not in [name for name, _ in events]
 
 
 def test_a_musicgen_daemon_refuses_repaint_and_lyrics_by_capability(tiny_model_dir, tmp_path):
@@ -113,6 +165,14 @@ def test_a_musicgen_daemon_refuses_repaint_and_lyrics_by_capability(tiny_model_d
         assert address == "/continuo/error" and args[1] == "bad_request"
         assert "'repaint'" in args[2] and "tiny-random-musicgen" in args[2]
         assert "/continuo/queued" not in [name for name, _ in events]
+        for job_id, address, capability in (("mg-4", "/continuo/extract", "'extract'"),
+                                             ("mg-5", "/continuo/layer", "'add_layer'"),
+                                             ("mg-6", "/continuo/cover", "'cover'")):
+            last = 0.5 if address == "/continuo/cover" else "vocals"
+            osc.send(address, job_id, str(source), last, "prompt", "jazz")
+            events = osc.wait_job(job_id, JOB_TIMEOUT_S)
+            assert events[-1][0] == "/continuo/error" and capability in events[-1][1][2]
+            assert "/continuo/queued" not in [name for name, _ in events]
         osc.send("/continuo/generate", "mg-2", "default", "", 1.0, "lyrics", "la la")
         address, args = osc.wait_job("mg-2", JOB_TIMEOUT_S)[-1]
         assert address == "/continuo/error" and "'lyrics'" in args[2]

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from inference.acestep import MAX_LYRIC_TOKENS, TURBO_STEPS, AceStepEngine, pipeline_problems
+from inference.acestep import MAX_LYRIC_TOKENS, TURBO_STEPS, AceStepEngine, capabilities, pipeline_problems
 from inference.api import AudioEdit, Capability, Engine, GenerationRequest
 from inference.errors import Cancelled, InferenceError
 from inference.loading import checkpoint_problems, family, load_engine, resolve_model
@@ -29,7 +30,8 @@ def engine(tiny_acestep_dir) -> AceStepEngine:
 def test_make_tiny_writes_every_component_and_a_smoke_marker(tiny_acestep_dir):
     index = json.loads((tiny_acestep_dir / "model_index.json").read_text())
     assert index["_class_name"] == "AceStepPipeline"
-    for name in ("vae", "text_encoder", "tokenizer", "transformer", "condition_encoder", "scheduler"):
+    for name in ("vae", "text_encoder", "tokenizer", "transformer", "condition_encoder", "scheduler",
+                 "audio_tokenizer", "audio_token_detokenizer"):
         assert (tiny_acestep_dir / name).is_dir(), name
     marker = read_marker(tiny_acestep_dir)
     assert marker["smoke"] is True and "noise, not music" in marker["warning"] and marker["family"] == "ace-step"
@@ -52,7 +54,8 @@ def test_the_loader_picks_the_family_from_the_config_and_declares_capabilities(e
     assert (info.sample_rate, info.channels, info.frame_rate) == (48_000, 2, 25.0)
     assert info.is_random and "SMOKE" in info.name
     assert {Capability.LYRICS, Capability.REPAINT} <= info.capabilities
-    assert not info.supports(Capability.STREAMING) and not info.supports(Capability.ADD_LAYER)
+    assert {Capability.EXTRACT, Capability.ADD_LAYER, Capability.COVER} <= info.capabilities  # tokenizers: cover
+    assert not info.supports(Capability.STREAMING)
 
 
 def test_our_path_matches_a_direct_pipeline_call(engine, tiny_acestep_dir):
@@ -105,11 +108,80 @@ def test_repaint_returns_the_whole_clip(engine):
                                           edit=AudioEdit("repaint", clip, start_s=0.8, end_s=0.2)))
 
 
-def test_edits_not_built_are_refused_by_capability(engine):
+def test_extract_is_the_pipelines_extract_of_that_track(engine, tiny_acestep_dir):
+    from diffusers import AceStepPipeline
+
+    clip = engine.generate(REQUEST).audio
+    assert engine.info.supports(Capability.EXTRACT)
+    request = GenerationRequest(prompt="", duration_s=1.0, seed=5, bpm=120.0, timesignature="4",
+                                edit=AudioEdit("extract", clip, track="bass"))
+    ours = engine.sample(request)
+    direct = AceStepPipeline.from_pretrained(tiny_acestep_dir, local_files_only=True)
+    direct.set_progress_bar_config(disable=True)
+    torch.manual_seed(5)  # the pipeline samples the clip's VAE latents from the global RNG; ours seeds it too
+    theirs = direct(prompt="", lyrics="", vocal_language="en", audio_duration=None, num_inference_steps=8,
+                    bpm=120, timesignature="4", guidance_scale=1.0, task_type="extract", track_name="bass",
+                    src_audio=torch.from_numpy(clip), generator=torch.Generator().manual_seed(5),
+                    output_type="latent").audios
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(engine.sample(request), ours)  # same seed and clip: the same take, every call
+    stem = engine.generate(request).audio
+    assert stem.shape == clip.shape
+    drums = engine.generate(GenerationRequest(**{**request.__dict__, "edit": AudioEdit("extract", clip,
+                                                                                        track="drums")}))
+    assert not np.allclose(drums.audio, stem)  # the track is in the model's instruction
+    with pytest.raises(ValueError, match="needs a track"):
+        AudioEdit("extract", clip, track="kazoo")
+
+
+def test_lego_is_the_pipelines_lego_of_that_track_over_the_whole_clip(engine, tiny_acestep_dir):
+    from diffusers import AceStepPipeline
+
+    clip = engine.generate(REQUEST).audio
+    assert engine.info.supports(Capability.ADD_LAYER)
+    request = GenerationRequest(prompt="funk", duration_s=1.0, seed=6, edit=AudioEdit("lego", clip, track="bass"))
+    ours = engine.sample(request)
+    direct = AceStepPipeline.from_pretrained(tiny_acestep_dir, local_files_only=True)
+    direct.set_progress_bar_config(disable=True)
+    torch.manual_seed(6)
+    theirs = direct(prompt="funk", lyrics="", vocal_language="en", audio_duration=None, num_inference_steps=8,
+                    guidance_scale=1.0, task_type="lego", track_name="bass", src_audio=torch.from_numpy(clip),
+                    generator=torch.Generator().manual_seed(6), output_type="latent").audios
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+    extracted = engine.sample(GenerationRequest(**{**request.__dict__, "edit": AudioEdit("extract", clip,
+                                                                                          track="bass")}))
+    assert not torch.allclose(ours, extracted)  # another task, another instruction
+    assert engine.generate(request).audio.shape == clip.shape
+
+
+def test_cover_is_the_pipelines_cover_at_that_strength(engine, tiny_acestep_dir):
+    from diffusers import AceStepPipeline
+
+    clip = engine.generate(REQUEST).audio
+    request = GenerationRequest(prompt="bossa nova", duration_s=1.0, seed=4,
+                                edit=AudioEdit("cover", clip, strength=0.6))
+    ours = engine.sample(request)
+    direct = AceStepPipeline.from_pretrained(tiny_acestep_dir, local_files_only=True)
+    direct.set_progress_bar_config(disable=True)
+    torch.manual_seed(4)
+    theirs = direct(prompt="bossa nova", lyrics="", vocal_language="en", audio_duration=None, num_inference_steps=8,
+                    guidance_scale=1.0, task_type="cover", audio_cover_strength=0.6, src_audio=torch.from_numpy(clip),
+                    generator=torch.Generator().manual_seed(4), output_type="latent").audios
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+    full = engine.sample(GenerationRequest(**{**request.__dict__, "edit": AudioEdit("cover", clip, strength=1.0)}))
+    assert not torch.allclose(ours, full)  # below 1 the text-only condition is blended in
+    assert engine.generate(request).audio.shape == clip.shape
+
+
+def test_a_pipeline_without_its_audio_tokenizer_refuses_cover(engine):
+    from types import SimpleNamespace
+
+    bare = SimpleNamespace(audio_tokenizer=None, audio_token_detokenizer=engine.pipeline.audio_token_detokenizer)
+    assert Capability.COVER not in capabilities(bare) and Capability.COVER in capabilities(engine.pipeline)
+    without = AceStepEngine(engine.pipeline, replace(engine.info, capabilities=capabilities(bare)), steps=TURBO_STEPS)
     clip = np.zeros((2, 48_000), dtype=np.float32)
-    for task in ("lego", "extract", "cover"):
-        with pytest.raises(InferenceError):
-            engine.generate(GenerationRequest(prompt="", duration_s=1.0, seed=0, edit=AudioEdit(task, clip)))
+    with pytest.raises(InferenceError, match="cannot cover"):
+        without.generate(GenerationRequest(prompt="", duration_s=1.0, seed=0, edit=AudioEdit("cover", clip)))
 
 
 def test_a_musicgen_engine_refuses_lyrics_and_repaint(tiny_model_dir):
@@ -119,6 +191,15 @@ def test_a_musicgen_engine_refuses_lyrics_and_repaint(tiny_model_dir):
     with pytest.raises(InferenceError, match="repaint"):
         musicgen.generate(GenerationRequest(prompt="", duration_s=0.1, seed=0, edit=AudioEdit(
             "repaint", np.zeros((1, 3200), dtype=np.float32), 0.0, 0.05)))
+    with pytest.raises(InferenceError, match="cannot add a layer"):
+        musicgen.generate(GenerationRequest(prompt="", duration_s=0.1, seed=0, edit=AudioEdit(
+            "lego", np.zeros((1, 3200), dtype=np.float32), track="bass")))
+    with pytest.raises(InferenceError, match="cannot cover"):
+        musicgen.generate(GenerationRequest(prompt="", duration_s=0.1, seed=0, edit=AudioEdit(
+            "cover", np.zeros((1, 3200), dtype=np.float32), strength=0.5)))
+    with pytest.raises(InferenceError, match="cannot extract"):
+        musicgen.generate(GenerationRequest(prompt="", duration_s=0.1, seed=0, edit=AudioEdit(
+            "extract", np.zeros((1, 3200), dtype=np.float32), track="vocals")))
 
 
 def test_the_cli_writes_a_pipeline_that_diffusers_loads(tmp_path, capsys):
