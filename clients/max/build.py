@@ -140,6 +140,18 @@ def new_job_id(p: Patcher, key: str, x: int) -> str:
     return f"{key}-id-tee"
 
 
+def job_request(p: Patcher, key: str, signature: str, pack_args: str, x: int,
+                sources: tuple[tuple[str, int], ...]) -> str:
+    """A job request (``signature``: its address, then its arguments): its button makes a fresh job id for the
+    pack's first inlet; ``sources`` (box, outlet) feed the next inlets in order. Returns the pack's key."""
+    pack = request(p, key, signature.split()[0], pack_args, x)
+    p.wire(f"{key}-button", 0, f"{key}-ticks")
+    p.wire(new_job_id(p, key, x), 0, pack, 0)
+    for inlet, (source, outlet) in enumerate(sources, start=1):
+        p.wire(source, outlet, pack, inlet)
+    return pack
+
+
 def network(p: Patcher) -> None:
     """udpsend / udpreceive, hello at load, and every event the daemon sends routed somewhere."""
     p.add("udpsend", f"udpsend 127.0.0.1 {DAEMON_PORT}", 20)
@@ -233,33 +245,15 @@ def controls(p: Patcher, file_source: str) -> None:
     for key, label in (("generate", "Generate"), ("continue", "Continue"), ("variations", "Variations"),
                        ("stems", "Stems"), ("cancel", "Cancel")):
         p.add(f"{key}-button", label, 560, "textbutton", {"text": label})
-    # /continuo/generate <job> <preset> <prompt> <bars>
-    generate = request(p, "generate", "/continuo/generate", "max default piano 4.", 560)
-    p.wire("generate-button", 0, "generate-ticks")
-    p.wire(new_job_id(p, "generate", 560), 0, generate, 0)
-    p.wire("preset-menu", 1, generate, 1)
-    p.wire("prompt-symbol", 0, generate, 2)
-    p.wire("bars-float", 0, generate, 3)
-    # /continuo/continue <job> <preset> <path> <bars>
-    cont = request(p, "continue", "/continuo/continue", "max default none 4.", 760)
-    p.wire("continue-button", 0, "continue-ticks")
-    p.wire(new_job_id(p, "continue", 760), 0, cont, 0)
-    p.wire("preset-menu", 1, cont, 1)
-    p.wire("path-keep", 0, cont, 2)
-    p.wire("bars-float", 0, cont, 3)
-    # /continuo/variations <job> <preset> <path> <count> <bars>
-    variations = request(p, "variations", "/continuo/variations", "max default none 4 4.", 960)
-    p.wire("variations-button", 0, "variations-ticks")
-    p.wire(new_job_id(p, "variations", 960), 0, variations, 0)
-    p.wire("preset-menu", 1, variations, 1)
-    p.wire("path-keep", 0, variations, 2)
-    p.wire("count", 0, variations, 3)
-    p.wire("bars-float", 0, variations, 4)
-    # /continuo/stems <job> <path> <stems>
-    stems = request(p, "stems", "/continuo/stems", "max none drums,bass,other,vocals", 1160)
-    p.wire("stems-button", 0, "stems-ticks")
-    p.wire(new_job_id(p, "stems", 1160), 0, stems, 0)
-    p.wire("path-keep", 0, stems, 1)
+    preset, bars = ("preset-menu", 1), ("bars-float", 0)
+    job_request(p, "generate", "/continuo/generate <job> <preset> <prompt> <bars>", "max default piano 4.", 560,
+                (preset, ("prompt-symbol", 0), bars))
+    job_request(p, "continue", "/continuo/continue <job> <preset> <path> <bars>", "max default none 4.", 760,
+                (preset, ("path-keep", 0), bars))
+    job_request(p, "variations", "/continuo/variations <job> <preset> <path> <count> <bars>", "max default none 4 4.",
+                960, (preset, ("path-keep", 0), ("count", 0), bars))
+    job_request(p, "stems", "/continuo/stems <job> <path> <stems>", "max none drums,bass,other,vocals", 1160,
+                (("path-keep", 0),))
     # /continuo/cancel <job>: the newest job
     cancel = request(p, "cancel", "/continuo/cancel", "max", 1450)
     p.wire("cancel-button", 0, "current-job")
