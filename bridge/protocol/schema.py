@@ -596,7 +596,7 @@ def _tidy_float32(value: float) -> float:
         return value
     for digits in range(1, 10):
         short = float(f"{value:.{digits}g}")
-        if struct.pack(">f", short) == packed:
+        if abs(short) <= FLOAT32_MAX and struct.pack(">f", short) == packed:  # 3.4025e38 rounds up past the max
             return short
     return value
 

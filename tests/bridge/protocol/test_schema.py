@@ -488,3 +488,9 @@ def test_parse_never_raises_anything_but_bad_request(args, address):
         assert exc.message and ("send e.g." in exc.message)
     else:
         assert request.address == address
+
+
+def test_a_float_near_the_float32_maximum_is_refused_by_range_not_by_a_crash():
+    """3.4025e38 fits a float32, but its 4-digit decimal (3.403e38) does not: tidying it must not overflow."""
+    with pytest.raises(BadRequest, match="bpm"):
+        SCHEMA.parse("/continuo/context", [3.4025001647762064e38, 4, 4, "C", 48000])
