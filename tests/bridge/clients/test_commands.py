@@ -124,6 +124,7 @@ def test_done_prints_the_output_paths_on_stdout_and_acks(daemon, capsys):
     assert "seed 42" in out.err
     assert ("/continuo/context", [92.0, 6, 8, "F# minor", 48000]) in daemon.received
     assert ("/continuo/generate", [job_id, "default", "warm lo-fi piano", 8.0]) in daemon.received
+    assert daemon.acked.wait(2)  # the ack is the CLI's last datagram: the fake daemon may read it after main returns
     assert ("/continuo/ack", [job_id]) in daemon.received
 
 
