@@ -120,6 +120,8 @@ class Daemon:
         self.workers = [self.worker] + [self.new_worker(settings) for _ in range(concurrent_jobs(self.engine) - 1)]
         for worker in self.workers[0 if not self.compute_on_main_thread else 1:]:
             worker.start()
+        if settings.stems_prepare_at_start and isinstance(self.worker.separator, LazySeparator):
+            self.worker.separator.start_background_preparation()  # other workers wait on the export's file lock
         if settings.midi:
             self.start_midi()
         self.requeue(retry)

@@ -20,6 +20,12 @@ weights, the tests' weights, it skips the OpenVINO paths and their minutes-long 
 that fails to build or to run falls back to fp32 with one log line, for that segment and the rest;
 ``StemSeparator.path`` says which one runs now.
 
+**Preparation.** A path is built once per separator, on its own thread (``StemSeparator.start_preparing``):
+the daemon may start it at low priority when it starts, and a job waits for it (``StemSeparator.prepare``,
+cancellable between polls; a cancelled wait leaves the preparation running for the next job), so one
+separator never builds twice. ``StemSeparator.needs_preparation`` says whether that wait may be long (an
+OpenVINO export not yet cached: about 3 minutes on 2 cores), so the job can say so first.
+
 **Stems sum to the mix.** The four stems are made to sum to the input exactly
 (within float32 rounding, ``SUM_TOLERANCE``): after the stems are resampled
 back to the input rate, ``other`` is replaced by ``mix - drums - bass - vocals``.
@@ -35,6 +41,8 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -91,6 +99,8 @@ class SeparatorConfig:
 
 ProgressFn = Callable[[float], None]
 CancelFn = Callable[[], bool]
+EXPORT_TYPICAL = "about 3 minutes on 2 cores"  # the one-time OpenVINO export, docs/benchmarks.md "Stems"
+PREPARE_POLL_S = 0.25  # how often a job waiting for the preparation looks at its cancel flag
 
 
 class StemSeparator:
@@ -103,20 +113,84 @@ class StemSeparator:
         self.sources: tuple[str, ...] = tuple(model.sources)
         self.path = "fp32"  # the path that runs now; chosen on the first segment (an export may take minutes)
         self._segment_fn: SegmentFn | None = None
+        self._preparer: threading.Thread | None = None
+        self._prepared = threading.Event()
+        self._preparer_lock = threading.Lock()
 
     def segment_fn(self) -> SegmentFn:
         """The chosen path's segment function, built on first use: the first candidate that builds, else fp32."""
         if self._segment_fn is None:
-            self.path, self._segment_fn = self._build_path()
+            self.prepare()
+        assert self._segment_fn is not None
         return self._segment_fn
 
-    def _build_path(self) -> tuple[str, SegmentFn]:
+    # -- preparation: the path is built once, on its own thread --------------------------------------
+    def preparing(self) -> bool:
+        """A preparation thread is building the path now."""
+        return self._preparer is not None and not self._prepared.is_set()
+
+    def needs_preparation(self) -> bool:
+        """Getting the path ready may take minutes: an OpenVINO export runs now or is still to be made."""
+        if self._segment_fn is not None:
+            return False
+        if self.preparing():
+            return True
+        path = self.planned_path()
+        if not path.startswith("openvino"):
+            return False
+        return not export_file_for(self.model, self.config).is_file()
+
+    def planned_path(self) -> str:
+        """The path the preparation will try first (it may still fall back to fp32)."""
+        bf16_why, openvino_why = cpu_bf16(), stems_paths.openvino_usable()
+        return next(path for path in self._candidates()
+                    if not (bf16_why and "bf16" in path) and not (openvino_why and path.startswith("openvino")))
+
+    def start_preparing(self, *, low_priority: bool = False) -> None:
+        """Build the path on a thread unless one has started already (``low_priority``: nice +10 on Linux)."""
+        with self._preparer_lock:
+            if self._preparer is not None or self._segment_fn is not None:
+                return
+            self._preparer = threading.Thread(target=self._prepare_now, args=(low_priority,),
+                                              name="continuo-stems-prepare", daemon=True)
+            self._preparer.start()
+
+    def prepare(self, should_cancel: CancelFn | None = None) -> None:
+        """Wait until the path is built (starting the build if nobody has); ``Cancelled`` when ``should_cancel``
+        says so between polls, leaving the build running for the next job."""
+        if self._segment_fn is not None:
+            return
+        self.start_preparing()
+        while not self._prepared.wait(PREPARE_POLL_S):
+            if should_cancel is not None and should_cancel():
+                raise Cancelled("stem separation cancelled while its path was being prepared "
+                                "(the preparation goes on for the next job)")
+        if self._segment_fn is None:  # the build thread died on something _build_path does not catch
+            self.path, self._segment_fn = "fp32", stems_paths.torch_path(self.model, bf16=False)
+
+    def _prepare_now(self, low_priority: bool) -> None:
+        if low_priority:
+            _lower_thread_priority()
+        try:
+            self.path, self._segment_fn = self._build_path()
+        except Exception:  # _build_path falls back itself; this is a bug's last resort, prepare() uses fp32
+            log.exception("stems: preparing the separation path failed; using fp32")
+        finally:
+            self._prepared.set()
+
+    def _candidates(self) -> tuple[str, ...]:
         device = next(self.model.parameters()).device
         if device.type != "cpu" or not stems_paths.is_hdemucs(self.model):
-            return "fp32", stems_paths.torch_path(self.model, bf16=False)
+            return ("fp32",)
         candidates = candidate_paths(self.config.path)
         if self.is_random and self.config.path == "auto":  # tests' weights: no minutes-long export on auto
             candidates = tuple(path for path in candidates if not path.startswith("openvino"))
+        return candidates
+
+    def _build_path(self) -> tuple[str, SegmentFn]:
+        candidates = self._candidates()
+        if candidates == ("fp32",):
+            return "fp32", stems_paths.torch_path(self.model, bf16=False)
         for path in candidates:
             try:
                 return path, build_path(path, self.model, self.config)
@@ -271,8 +345,29 @@ def build_path(path: str, model: torch.nn.Module, config: SeparatorConfig) -> Se
         raise PathUnavailable(cpu_bf16())
     frames = round(config.segment_s * MODEL_SAMPLE_RATE)
     return stems_paths.openvino_path(model, frames=frames, bf16=path == "openvino-bf16",
-                                     export_dir=export_dir_for(config),
-                                     identity=f"{config.size}-{stems_paths.weights_identity(model)}")
+                                     export_dir=export_dir_for(config), identity=_export_identity(model, config))
+
+
+def _export_identity(model: torch.nn.Module, config: SeparatorConfig) -> str:
+    return f"{config.size}-{stems_paths.weights_identity(model)}"
+
+
+def export_file_for(model: torch.nn.Module, config: SeparatorConfig) -> Path:
+    """The OpenVINO export these weights and ``segment_s`` use (present once exported)."""
+    return stems_paths.export_file(export_dir_for(config), _export_identity(model, config),
+                                   round(config.segment_s * MODEL_SAMPLE_RATE))
+
+
+def _lower_thread_priority(step: int = 10) -> None:
+    """Nice this thread (and the threads it starts) by ``step``: Linux nices threads one by one; elsewhere
+    the call would nice the whole process, so it is left alone."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + step))
+    except OSError as exc:
+        log.debug("stems: cannot lower the preparation thread's priority: %s", exc)
 
 
 def export_dir_for(config: SeparatorConfig) -> Path:

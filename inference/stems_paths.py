@@ -23,6 +23,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -35,6 +36,8 @@ log = logging.getLogger("continuo.stems")
 PATHS: tuple[str, ...] = ("fp32", "bf16", "openvino-fp32", "openvino-bf16")
 SegmentFn = Callable[[torch.Tensor], torch.Tensor]  # (1, 2, L) -> (1, S, 2, L), float32
 CoreFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # HDemucsCore's signature
+_EXPORT_LOCKS: dict[Path, threading.Lock] = {}  # one export per file at a time in this process (several workers)
+_EXPORT_LOCKS_LOCK = threading.Lock()
 
 
 class PathUnavailable(RuntimeError):
@@ -136,21 +139,24 @@ def openvino_path(model: torch.nn.Module, *, frames: int, bf16: bool, export_dir
 
     core = HDemucsCore(model).eval()
     shapes = core_input_shapes(model, frames)
-    xml = export_dir / f"hdemucs-core-{identity}-{frames}.xml"
-    if not xml.is_file():
-        export_dir.mkdir(parents=True, exist_ok=True)
-        started = time.monotonic()
-        log.info("stems: exporting HDemucs to OpenVINO once for %d-frame segments (minutes on a small CPU) -> %s",
-                 frames, xml)
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shapes are fixed per export, by design
-            exported = ov.convert_model(core, example_input=tuple(torch.zeros(shape) for shape in shapes),
-                                        input=[ov.PartialShape(list(shape)) for shape in shapes])
-        partial = xml.with_name(f".{xml.stem}.{os.getpid()}.xml")
-        ov.save_model(exported, partial, compress_to_fp16=False)
-        partial.with_suffix(".bin").replace(xml.with_suffix(".bin"))
-        partial.replace(xml)
-        log.info("stems: OpenVINO export done in %.0f s", time.monotonic() - started)
+    xml = export_file(export_dir, identity, frames)
+    with _EXPORT_LOCKS_LOCK:
+        lock = _EXPORT_LOCKS.setdefault(xml, threading.Lock())
+    with lock:  # a second separator in this process waits for the first one's export, then finds the file
+        if not xml.is_file():
+            export_dir.mkdir(parents=True, exist_ok=True)
+            started = time.monotonic()
+            log.info("stems: exporting HDemucs to OpenVINO once for %d-frame segments (minutes on a small CPU) -> %s",
+                     frames, xml)
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shapes are fixed per export, by design
+                exported = ov.convert_model(core, example_input=tuple(torch.zeros(shape) for shape in shapes),
+                                            input=[ov.PartialShape(list(shape)) for shape in shapes])
+            partial = xml.with_name(f".{xml.stem}.{os.getpid()}.{threading.get_ident()}.xml")
+            ov.save_model(exported, partial, compress_to_fp16=False)
+            partial.with_suffix(".bin").replace(xml.with_suffix(".bin"))
+            partial.replace(xml)
+            log.info("stems: OpenVINO export done in %.0f s", time.monotonic() - started)
     config = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32", "PERFORMANCE_HINT": "LATENCY",
               "INFERENCE_NUM_THREADS": torch.get_num_threads()}
     request = ov.Core().compile_model(str(xml), "CPU", config).create_infer_request()
@@ -161,6 +167,11 @@ def openvino_path(model: torch.nn.Module, *, frames: int, bf16: bool, export_dir
         return torch.from_numpy(result[0].copy()), torch.from_numpy(result[1].copy())
 
     return lambda segment: split_forward(model, middle, segment)
+
+
+def export_file(export_dir: Path, identity: str, frames: int) -> Path:
+    """Where the core's OpenVINO IR for these weights and segment length is cached (its .bin lies beside it)."""
+    return export_dir / f"hdemucs-core-{identity}-{frames}.xml"
 
 
 def core_input_shapes(model: torch.nn.Module, frames: int) -> tuple[tuple[int, ...], tuple[int, ...]]:

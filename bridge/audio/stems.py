@@ -14,10 +14,18 @@ Decisions (see docs/ARCHITECTURE.md, "Stems"):
   sums to the mix, by design.
 - The separator is loaded on first use and kept warm; separation starts after
   the generator's intermediate tensors are freed (``empty_cuda_cache``).
+- Where the path ``auto`` picks needs a one-time OpenVINO export (trained
+  weights, OpenVINO installed, nothing cached yet), the daemon starts it when it
+  starts, on a low-priority thread (``LazySeparator.start_background_preparation``,
+  setting ``stems_prepare_at_start``), so the first stems job usually finds it
+  ready; a job that comes earlier waits for that one with a ``preparing`` stage.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -25,9 +33,10 @@ import numpy as np
 from bridge.audio.effects import EffectSpec
 from bridge.audio.render import RenderedAudio, map_channels, measured, resample, shape_length
 from bridge.errors import BadRequest
-from inference.stems import SeparatorConfig, StemSeparator, empty_cuda_cache, load_separator
+from inference.stems import EXPORT_TYPICAL, SeparatorConfig, StemSeparator, empty_cuda_cache, load_separator, pick_path
 
 ProgressFn = Callable[[float], None]
+log = logging.getLogger("continuo.stems")
 
 
 def separator_config(weights: str, size: str, device: str) -> SeparatorConfig:
@@ -40,17 +49,46 @@ def separator_config(weights: str, size: str, device: str) -> SeparatorConfig:
 
 
 class LazySeparator:
-    """Loads the separator on first use and keeps it (one worker thread calls this)."""
+    """Loads the separator on first use and keeps it (its worker, and the background preparation, call this)."""
 
     def __init__(self, config: SeparatorConfig, loader: Callable[[SeparatorConfig], StemSeparator] = load_separator):
         self.config = config
         self._loader = loader
         self._separator: StemSeparator | None = None
+        self._lock = threading.Lock()
 
     def __call__(self) -> StemSeparator:
-        if self._separator is None:
-            self._separator = self._loader(self.config)
-        return self._separator
+        with self._lock:
+            if self._separator is None:
+                self._separator = self._loader(self.config)
+            return self._separator
+
+    def start_background_preparation(self) -> threading.Thread | None:
+        """Daemon start: load the separator and, if its path still needs its one-time export, make it on a
+        low-priority thread. Only where that can be: trained weights (random ones, the tests', never export on
+        auto), the CPU, and a path that picks OpenVINO here; the thread, or None when there is nothing to do."""
+        if self.config.weights == "random" or self.config.device != "cpu" \
+                or not pick_path(self.config.path).startswith("openvino"):
+            return None
+        thread = threading.Thread(target=self._prepare_in_background, name="continuo-stems-load", daemon=True)
+        thread.start()
+        return thread
+
+    def _prepare_in_background(self) -> None:
+        try:
+            separator = self()
+        except Exception as exc:  # the first stems job reports the same error to its client
+            log.warning("stems: not preparing the separator at start: %s", str(exc).splitlines()[0][:300])
+            return
+        if not separator.needs_preparation():
+            return
+        started = time.monotonic()
+        log.info("stems: preparing path=%s in the background at low priority (a one-time export, %s)",
+                 separator.planned_path(), EXPORT_TYPICAL)
+        separator.start_preparing(low_priority=True)
+        separator.prepare()
+        log.info("stems: background preparation done path=%s preparing_s=%.1f", separator.path,
+                 time.monotonic() - started)
 
 
 def stem_outputs(

@@ -29,6 +29,7 @@ from bridge.jobs.queue import Job, JobQueue, JobStatus
 from bridge.jobs.song import render_cover, render_extract, render_layer, render_repaint, song_fields
 from inference.api import Engine, GenerationRequest
 from inference.errors import Cancelled, InferenceError
+from inference.stems import EXPORT_TYPICAL
 
 log = logging.getLogger("continuo.worker")
 
@@ -39,6 +40,7 @@ STAGE_SPANS = {
     "generating": (0.05, 0.85),
     "decoding": (0.85, 0.88),
     "effects": (0.88, 0.9),
+    "preparing": (0.9, 0.9),  # the stems path's one-time export (minutes): no fractions, it reports its start
     "separating": (0.9, 0.97),
     "writing": (0.97, 1.0),
 }
@@ -274,12 +276,30 @@ class Worker(threading.Thread):
         return self.separator()
 
     def separate(self, job: Job, run: Callable) -> dict:
+        self.prepare_separator(job)
         self.progress(job, "separating", 0.0)
         started = time.monotonic()
         stems = run(lambda fraction: self.progress(job, "separating", fraction), lambda: self.stopped(job))
         log.info("job=%s separated stems=%s separating_s=%.2f", job.job_id, ",".join(stems),
                  time.monotonic() - started)
         return stems
+
+    def prepare_separator(self, job: Job) -> None:
+        """The separator's path may need a one-time export (minutes): say so with a `preparing` stage, then wait
+        for it (a preparation the daemon started in the background included), cancellable. A path that is
+        ready or quick to build sends nothing new."""
+        if self.separator is None:
+            return  # load_separator says it is not configured
+        separator = self.load_separator()
+        if not separator.needs_preparation():
+            return
+        self.progress(job, "preparing", 0.0)
+        started = time.monotonic()
+        log.info("job=%s preparing stems path=%s: a one-time export, %s; later jobs start at once", job.job_id,
+                 separator.planned_path(), EXPORT_TYPICAL)
+        separator.prepare(should_cancel=lambda: self.stopped(job))
+        log.info("job=%s prepared stems path=%s preparing_s=%.1f", job.job_id, separator.path,
+                 time.monotonic() - started)
 
     def write_all(self, job: Job, plan: RenderPlan, rendered: Mapping[str, object]) -> list[OutputRecord]:
         """Write each output (journalled before its /continuo/output), then the manifest."""

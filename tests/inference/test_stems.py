@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
 
+from inference import stems, stems_paths
 from inference.errors import Cancelled, ModelLoadError
 from inference.stems import (
     STEM_NAMES,
@@ -101,3 +104,53 @@ def test_weights_file_for_the_wrong_size_is_a_clear_error(tmp_path):
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(ModelLoadError, match=field.split("_")[0]):
         SeparatorConfig(**{field: value})
+
+
+class SlowBuild:
+    """A stand-in for ``inference.stems.build_path``: each build blocks until released (no real export)."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.release = threading.Event()
+
+    def __call__(self, path: str, model: torch.nn.Module, config: SeparatorConfig):
+        self.calls.append(path)
+        assert self.release.wait(30), "the slow build was never released"
+        return stems_paths.torch_path(model, bf16=False)
+
+
+@pytest.fixture
+def slow_openvino(monkeypatch, tmp_path) -> tuple[StemSeparator, SlowBuild]:
+    """Random low HDemucs asked for openvino-fp32 (OpenVINO taken as installed), its export not cached."""
+    build = SlowBuild()
+    monkeypatch.setattr(stems, "build_path", build)
+    monkeypatch.setattr(stems_paths, "openvino_usable", lambda: None)
+    config = SeparatorConfig(weights="random", size="low", segment_s=1.0, overlap_s=0.25, path="openvino-fp32",
+                             export_dir=str(tmp_path))
+    return load_separator(config), build
+
+
+def test_a_pending_export_is_announced_and_built_once_however_many_wait(slow_openvino):
+    separator, build = slow_openvino
+    assert separator.planned_path() == "openvino-fp32" and separator.needs_preparation()
+    separator.start_preparing(low_priority=True)  # what the daemon does at start
+    separator.start_preparing()
+    with pytest.raises(Cancelled, match="goes on for the next job"):
+        separator.prepare(should_cancel=lambda: True)  # a cancelled job stops waiting, not the build
+    assert separator.preparing() and separator.needs_preparation()
+    waiters = [threading.Thread(target=separator.prepare) for _ in range(2)]
+    for waiter in waiters:
+        waiter.start()
+    build.release.set()
+    for waiter in waiters:
+        waiter.join(30)
+    stems_out = separator.separate(noise(2, 1.5, 44100), 44100)
+    assert build.calls == ["openvino-fp32"] and separator.path == "openvino-fp32"
+    assert not separator.needs_preparation() and set(stems_out) == set(STEM_NAMES)
+
+
+def test_a_cached_export_or_a_pytorch_path_needs_no_announced_preparation(slow_openvino, separator):
+    openvino, _ = slow_openvino
+    stems.export_file_for(openvino.model, openvino.config).touch()
+    assert not openvino.needs_preparation()  # compiling a cached export takes seconds, not minutes
+    assert separator.planned_path() in ("fp32", "bf16") and not separator.needs_preparation()  # random, auto

@@ -8,24 +8,30 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import soundfile as sf
 
 from bridge.audio.context import MusicalContext
 from bridge.audio.presets import Preset, builtin_presets_dir, load_presets
+from bridge.audio.stems import LazySeparator
 from bridge.jobs.events import EventSink
 from bridge.jobs.journal import JobRecord, Journal
 from bridge.jobs.plan import job_params
 from bridge.jobs.queue import Job, JobQueue, JobStatus
 from bridge.jobs.worker import Worker
 from bridge.protocol.schema import load_schema
+from inference import stems, stems_paths
 from inference.errors import InferenceError
 from inference.loading import load_engine, resolve_model
+from inference.stems import SeparatorConfig, StemSeparator, load_separator
 from tests.daemons import EventLog
 
 SENDER = ("127.0.0.1", 41000)
@@ -266,3 +272,115 @@ def test_each_output_also_gets_a_name_for_a_daw_before_its_event(make_bench):
     assert (output["path"], output["daw_path"]) == (stable.as_posix(), daw.as_posix())
     (event,) = [args for address, args in bench.sent.of("daw-1") if address == "/continuo/output"]
     assert event[2] == stable.as_posix()
+
+
+class SlowPathBuild:
+    """A stand-in for ``inference.stems.build_path`` (no real export): blocks until released, counts builds."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.release = threading.Event()
+        self.released_in_time = False
+
+    def __call__(self, path: str, model, config):
+        self.calls.append(path)
+        self.nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        self.released_in_time = self.release.wait(20)
+        return stems_paths.torch_path(model, bf16=False)
+
+
+@pytest.fixture
+def slow_export(make_bench, monkeypatch, tmp_path) -> tuple[Bench, StemSeparator, SlowPathBuild]:
+    """A worker whose separator's path (openvino-fp32, OpenVINO taken as installed) still needs its export."""
+    build = SlowPathBuild()
+    monkeypatch.setattr(stems, "build_path", build)
+    monkeypatch.setattr(stems_paths, "openvino_usable", lambda: None)
+    separator = load_separator(SeparatorConfig(weights="random", size="low", segment_s=1.0, overlap_s=0.25,
+                                               path="openvino-fp32", export_dir=str(tmp_path / "exports")))
+    bench = make_bench()
+    bench.worker.separator = lambda: separator
+    return bench, separator, build
+
+
+def submit_stems(bench: Bench, job_id: str) -> None:
+    wav = bench.output_root.parent / "inbox" / "input.wav"
+    wav.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(wav, 0.1 * np.random.default_rng(0).standard_normal((48000, 2)), 48000)
+    params = job_params("stems", {"input_path": str(wav), "stems": ["drums"]}, {}, MusicalContext())
+    bench.journal.insert_job(job_id, "stems", params, SENDER)
+    bench.queue.put(Job(job_id=job_id, op="stems", params=params, reply_to=SENDER, client_key=SENDER))
+
+
+def progress_stages(bench: Bench, job_id: str) -> list[tuple[float, str]]:
+    return [(s.args[1], s.args[2]) for s in bench.of(job_id) if s.address == "/continuo/progress"]
+
+
+def test_a_stems_job_says_preparing_before_a_slow_path_export_and_then_separates(slow_export):
+    bench, separator, build = slow_export
+    bench.when("/continuo/progress", "preparing", then=build.release.set)  # the build waits for the event
+    submit_stems(bench, "stems-1")
+    bench.worker.start()
+    address, args = bench.sent.wait_terminal("stems-1")
+    assert address == "/continuo/done", args
+    assert build.released_in_time and build.calls == ["openvino-fp32"]
+    stages = progress_stages(bench, "stems-1")
+    assert [stage for _, stage in stages][:3] == ["loading", "preparing", "separating"]
+    assert stages[1] == (pytest.approx(0.9), "preparing")
+
+
+def test_a_stems_job_during_a_background_preparation_waits_for_it_and_never_builds_twice(slow_export):
+    bench, separator, build = slow_export
+    separator.start_preparing(low_priority=True)  # the daemon's start, before any job
+    bench.when("/continuo/progress", "preparing", then=build.release.set)
+    submit_stems(bench, "stems-2")
+    bench.worker.start()
+    address, args = bench.sent.wait_terminal("stems-2")
+    assert address == "/continuo/done", args
+    assert build.calls == ["openvino-fp32"] and "preparing" in [stage for _, stage in progress_stages(bench, "stems-2")]
+
+
+def test_a_stems_job_cancelled_while_preparing_ends_cancelled_and_the_preparation_goes_on(slow_export):
+    bench, separator, build = slow_export
+    bench.when("/continuo/progress", "preparing", then=lambda: bench.worker.current.cancel())
+    submit_stems(bench, "stems-3")
+    bench.worker.start()
+    address, args = bench.sent.wait_terminal("stems-3")
+    assert address == "/continuo/error" and args[1] == "cancelled", args
+    assert separator.preparing()
+    build.release.set()
+    separator.prepare()
+    assert build.calls == ["openvino-fp32"] and not separator.needs_preparation()
+
+
+def test_a_ready_separator_sends_no_preparing_stage(slow_export):
+    bench, separator, build = slow_export
+    build.release.set()
+    separator.prepare()
+    submit_stems(bench, "stems-4")
+    bench.worker.start()
+    assert bench.sent.wait_terminal("stems-4")[0] == "/continuo/done"
+    assert "preparing" not in [stage for _, stage in progress_stages(bench, "stems-4")]
+
+
+def test_the_daemon_start_prepares_a_missing_export_at_low_priority_and_the_first_job_waits_for_it(slow_export):
+    bench, separator, build = slow_export
+    random = LazySeparator(SeparatorConfig(weights="random"), loader=lambda config: separator)
+    assert random.start_background_preparation() is None  # the tests' weights: never an export at start
+    lazy = LazySeparator(SeparatorConfig(weights="trained.pt"), loader=lambda config: separator)
+    thread = lazy.start_background_preparation()
+    assert thread is not None
+    for _ in range(200):
+        if build.calls:
+            break
+        thread.join(0.05)
+    assert build.calls == ["openvino-fp32"]  # started before any job
+    if sys.platform.startswith("linux"):  # Linux nices one thread; elsewhere the process is left alone
+        assert build.nice > os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    bench.worker.separator = lazy
+    bench.when("/continuo/progress", "preparing", then=build.release.set)
+    submit_stems(bench, "stems-5")
+    bench.worker.start()
+    assert bench.sent.wait_terminal("stems-5")[0] == "/continuo/done"
+    thread.join(30)
+    assert not thread.is_alive() and build.calls == ["openvino-fp32"]
+    assert "preparing" in [stage for _, stage in progress_stages(bench, "stems-5")]

@@ -86,7 +86,8 @@ def test_setting_lookup_resolves_aliases_and_checks_values_for_presets_and_maps(
 
 
 def test_stages_are_the_documented_ones():
-    assert STAGES == ("loading", "conditioning", "generating", "decoding", "separating", "effects", "writing")
+    assert STAGES == ("loading", "conditioning", "generating", "decoding", "preparing", "separating", "effects",
+                      "writing")
 
 
 def _arg_specs():
