@@ -113,8 +113,9 @@ class Settings:
     )
     stems_model_size: str = _setting("high", "HDemucs size for a state-dict file or random weights: low, medium, high")
     stems_prepare_at_start: bool = _setting(
-        True, "at start, make the stems path's one-time OpenVINO export on a low-priority thread when it is missing "
-        "(trained weights only; about 3 minutes on 2 cores), so the first stems job does not wait for it"
+        False, "at start, load the stems separator and make its path's one-time OpenVINO export on a low-priority "
+        "thread when it is missing (trained weights; about 3 minutes on 2 cores), so the first stems job does not "
+        "wait for it; off by default: it loads HDemucs (and may download its weights) before anyone asks for stems"
     )
     midi: str = _setting("", "MIDI input port to listen to (a wrong name is refused with the list of ports); "
                              "virtual:NAME opens a virtual port where the platform allows; empty: no MIDI")
