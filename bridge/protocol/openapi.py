@@ -70,16 +70,9 @@ def request_from_json(spec: MessageSpec, body: Any) -> list[Any]:
     for name, value in (*args.items(), *settings.items()):
         if not isinstance(value, (str, int, float)):  # booleans go on: the schema refuses them as OSC does
             raise FormError(f"{name}: {json.dumps(value)[:60]} is not a string or a number")
-    positional: list[Any] = []
-    for arg in spec.args:
-        if arg.name in args:
-            positional.append(args.pop(arg.name))
-        elif not arg.optional:
-            break  # the schema names what is missing
-    if args:
-        raise FormError(f"unknown argument(s) {', '.join(sorted(args))}; {spec.op} takes {spec.signature()}")
-    for name, value in settings.items():
-        positional += [name, value]
+    positional, unknown = spec.positional(args, settings)
+    if unknown:
+        raise FormError(f"unknown argument(s) {', '.join(unknown)}; {spec.op} takes {spec.signature()}")
     return positional
 
 

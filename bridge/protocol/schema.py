@@ -221,6 +221,21 @@ class MessageSpec:
             names.append("[name value]...")
         return " ".join(names) or "no arguments"
 
+    def positional(self, args: Mapping[str, Any], settings: Mapping[str, Any]) -> tuple[list[Any], list[str]]:
+        """Named arguments and settings (ZeroMQ's and HTTP's JSON forms) as the OSC argument list: the args in this
+        message's order up to the first missing required one (parse names what is missing), then the settings as
+        name/value pairs; and the names this message does not take, for the caller to refuse in its own words."""
+        remaining = dict(args)
+        values: list[Any] = []
+        for arg in self.args:
+            if arg.name in remaining:
+                values.append(remaining.pop(arg.name))
+            elif not arg.optional:
+                break
+        for name, value in settings.items():
+            values += [name, value]
+        return values, sorted(map(str, remaining))
+
     def example_text(self, extra: Sequence[Any] = ()) -> str:
         return " ".join([self.address, *(_fmt_example(v) for v in (*self.example, *extra))])
 

@@ -301,17 +301,9 @@ class ZmqServer:
             if name not in {a.name for a in spec.args} or not name.endswith("path"):
                 raise FrameError(f"input {described!r} must name a path argument of {op}")
             args[name] = self.store_input(described, pcm, args.get("job_id"))
-        positional = []
-        for arg in spec.args:
-            if arg.name in args:
-                positional.append(args.pop(arg.name))
-            elif not arg.optional:
-                break  # the schema names what is missing
-        if args:
-            raise FrameError(f"unknown args for {op}: {', '.join(sorted(map(str, args)))}; "
-                             f"{op} takes {spec.signature()}")
-        for name, value in settings.items():
-            positional += [name, value]
+        positional, unknown = spec.positional(args, settings)
+        if unknown:
+            raise FrameError(f"unknown args for {op}: {', '.join(unknown)}; {op} takes {spec.signature()}")
         return spec.address, positional, outputs
 
     def store_input(self, described: dict[str, Any], pcm: bytes, job_id: Any) -> str:
