@@ -14,7 +14,9 @@ from typing import Any
 
 from bridge.daemon import Daemon
 from bridge.protocol.schema import Event as CheckedEvent
+from bridge.protocol.schema import load_schema
 from bridge.settings import Settings, load_settings
+from bridge.transports.udp import OscUdpServer
 
 JOB_TIMEOUT_S = 120  # the longest a test waits for one tiny-model job to end (generous: the cores are shared)
 TERMINAL = ("/continuo/done", "/continuo/error")
@@ -102,3 +104,30 @@ def running_daemon(settings: Settings, *, engine_loader: Callable[[Settings], An
     finally:
         daemon.stop_requested.set()
         daemon.shutdown()
+
+
+class FakeOscDaemon:
+    """A stand-in daemon for client tests: an OscUdpServer on a free loopback port calling the subclass's
+    ``on_message(address, args, sender)``; ``send_event`` answers with an event the schema checked."""
+
+    schema = load_schema()
+
+    def __init__(self) -> None:
+        self.server = OscUdpServer("127.0.0.1", 0, self.on_message)
+
+    def on_message(self, address: str, args: list, sender: Any) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.stop()
+
+    @property
+    def port(self) -> int:
+        return self.server.address[1]
+
+    def send_event(self, dest: Any, address: str, *args: Any) -> None:
+        self.server.send(dest, self.schema.check_event(address, *args))

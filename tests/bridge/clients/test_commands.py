@@ -14,34 +14,23 @@ from bridge.clients import commands
 from bridge.clients.inbox import content_hash, stage_input
 from bridge.errors import BadRequest
 from bridge.protocol.schema import load_schema
-from bridge.transports.udp import OscUdpServer
+from tests.daemons import FakeOscDaemon
 
 SCHEMA = load_schema()
 
 
-class FakeDaemon:
+class FakeDaemon(FakeOscDaemon):
     """Answers hello, context, generate, continue, ack and status like the daemon; a prompt "error:<code>" ends
     the job with that error code, "refuse:<code>" refuses it before queueing."""
 
     def __init__(self, inbox: str) -> None:
-        self.server = OscUdpServer("127.0.0.1", 0, self.on_message)
+        super().__init__()
         self.inbox = inbox
         self.received: list[tuple[str, list]] = []
         self.acked = threading.Event()
 
-    def __enter__(self) -> FakeDaemon:
-        self.server.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.stop()
-
-    @property
-    def port(self) -> int:
-        return self.server.address[1]
-
     def emit(self, to, address: str, *args) -> None:
-        self.server.send(to, SCHEMA.check_event(address, *args))
+        self.send_event(to, address, *args)
 
     def on_message(self, address: str, args: list, sender) -> None:
         self.received.append((address, args))

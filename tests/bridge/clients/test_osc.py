@@ -10,34 +10,23 @@ import pytest
 from bridge.clients.osc import OscClient
 from bridge.errors import BadRequest, BridgeError
 from bridge.protocol.schema import load_schema
-from bridge.transports.udp import OscUdpServer
+from tests.daemons import FakeOscDaemon
 
 SCHEMA = load_schema()
 
 
-class FakeDaemon:
+class FakeDaemon(FakeOscDaemon):
     """Answers hello, ping and generate the way the real daemon does, with made-up results."""
 
     def __init__(self) -> None:
-        self.server = OscUdpServer("127.0.0.1", 0, self.on_message)
+        super().__init__()
         self.reply_to: dict[tuple[str, int], tuple[str, int]] = {}
         self.acked: list[str] = []
         self.acked_event = threading.Event()
         self.refuse_hello = False
 
-    def __enter__(self) -> FakeDaemon:
-        self.server.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.stop()
-
-    @property
-    def port(self) -> int:
-        return self.server.address[1]
-
     def emit(self, sender: tuple[str, int], address: str, *args) -> None:
-        self.server.send(self.reply_to.get(sender, sender), SCHEMA.check_event(address, *args))
+        self.send_event(self.reply_to.get(sender, sender), address, *args)
 
     def on_message(self, address: str, args: list, sender: tuple[str, int]) -> None:
         try:
