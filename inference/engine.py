@@ -4,6 +4,11 @@ MusicGenEngine satisfies inference.api.Engine, as the transformers reference (in
 so the bridge switches engines without change. T5 and EnCodec are transformers modules; the decoder is
 inference.model.MusicGenDecoder with a static KV cache. It declares text, continuation, variations (one
 batched decode), streaming and style mixing, and melody for MusicGen-melody checkpoints.
+
+Concurrent requests share the decode steps (inference.batching.BatchScheduler): a request that arrives while
+others decode joins them at the next step, and every torch call of the engine runs on one compute thread.
+`concurrent_jobs` tells the daemon how many jobs to run at once (options.max_batch); compiled decode (fixed
+shapes for CUDA graphs) decodes one request at a time on its own path (decode_compiled).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from inference.api import (
     ModelInfo,
     ProgressCallback,
 )
+from inference.batching import BatchScheduler, Ticket
 from inference.checkpoint import describe_model, hop_length, is_melody_config
 from inference.decode import (
     Sampler,
@@ -70,6 +76,7 @@ class EngineOptions:
     chunk_context_s: float = 0.2  # streaming: code context decoded before each chunk (EnCodec is not causal)
     crossfade_s: float = 0.01  # streaming: raised-cosine crossfade at each seam
     max_output_s: float = 300.0  # longest output per request (windowed)
+    max_batch: int = 4  # jobs decoded together at most (continuous batching); 1: one job at a time
 
 
 def plan_windows(prompt_frames: int, total_frames: int, window: int, keep: int) -> list[tuple[int, int]]:
@@ -103,10 +110,22 @@ class MusicGenEngine(RequestChecks):
         self.device = torch.device(info.device)
         self.args = decoder.args
         self.delay_codebooks = self.args.num_codebooks // self.args.audio_channels
-        self.cache_shape: tuple[int, int] | None = None  # (batch, positions) of the allocated caches
-        self.lock = threading.Lock()
+        self.cache_shape: tuple[int, int] | None = None  # (batch, positions) of the engine's own caches
+        self.own_caches: list = []
+        self.lock = threading.Lock()  # the compiled path and the engine-level caches (teacher forcing)
         self.static = compile_step(options, self.device) if options.compile else None
         self.step_fn = self.static or decode_one_token
+        self.scheduler = BatchScheduler(decoder, self.batch_cache_factory, self.generation_errors,
+                                        max_positions=self.args.max_positions)
+
+    @property
+    def concurrent_jobs(self) -> int:
+        """Jobs the daemon may run at once: max_batch decode together; compiled decode takes one at a time."""
+        return 1 if self.static is not None else max(1, self.options.max_batch)
+
+    def serve(self, stop: threading.Event) -> None:
+        """Every torch call of the engine on this thread until stop (the daemon's main thread)."""
+        self.scheduler.serve(stop)
 
     # ---- public surface -------------------------------------------------------------------------------------
 
@@ -141,11 +160,10 @@ class MusicGenEngine(RequestChecks):
         total_steps = self.total_steps(prompt_frames, frames)
         reporter = ProgressReporter(on_progress, total_steps)
         started = time.monotonic()
-        with self.lock:
-            streamer = None if on_chunk is None else self.streamer(prompt_frames, on_chunk)
-            codes = self.run(request, prompt_audio, frames, total_steps, reporter, should_cancel, seeds, streamer)
-            with self.generation_errors():  # the codec can run out of memory too
-                audio = self.decode_audio(codes)[:, :, prompt_frames * self.hop :]
+        streamer = None if on_chunk is None else self.streamer(prompt_frames, on_chunk)
+        codes = self.run(request, prompt_audio, frames, total_steps, reporter, should_cancel, seeds, streamer)
+        with self.generation_errors():  # the codec can run out of memory too
+            audio = self.decode_audio(codes)[:, :, prompt_frames * self.hop :]
         if not np.isfinite(audio).all():
             raise InferenceError("the model produced non-finite audio (NaN or inf); try weights fp32 or another seed")
         log.info("generated %d x %.2f s (%d steps, %s weights, %s cache) in %.2f s, seeds %s",
@@ -162,7 +180,7 @@ class MusicGenEngine(RequestChecks):
         prompt_frames = 0 if prompt_audio is None else prompt_audio.shape[-1] // self.hop
         self.validate(request, prompt_frames)
         frames = math.ceil(request.duration_s * self.info.frame_rate - 1e-6)
-        with self.lock, torch.inference_mode():
+        with torch.inference_mode():
             return self.decode(request, prompt_audio, prompt_frames + frames, seeds or [request.seed], on_step)
 
     def teacher_forced_logits(self, request: GenerationRequest, codes: torch.Tensor) -> torch.Tensor:
@@ -170,11 +188,16 @@ class MusicGenEngine(RequestChecks):
         self.refuse_unsupported(request)
         cfg = request.guidance_scale if request.guidance_scale > 1 else None
         batch, _, frames = codes.shape
-        with self.lock, torch.inference_mode():
-            memory = self.condition(request.prompt, batch, cfg is not None, request.styles, request.melody)
-            pattern = build_delay_pattern(codes.to(self.device), frames, self.args.audio_channels, self.args.pad_id)
-            self.ensure_caches(batch * (2 if cfg else 1), pattern.shape[2] + prefix_length(memory))
-            return teacher_forced_logits(self.decoder, pattern, memory, Sampler(cfg, 0.0, 0, 0.0, None))
+
+        def logits() -> torch.Tensor:
+            with self.lock, torch.inference_mode():
+                memory = self.condition(request.prompt, batch, cfg is not None, request.styles, request.melody)
+                pattern = build_delay_pattern(codes.to(self.device), frames, self.args.audio_channels,
+                                              self.args.pad_id)
+                self.ensure_caches(batch * (2 if cfg else 1), pattern.shape[2] + prefix_length(memory))
+                return teacher_forced_logits(self.decoder, pattern, memory, Sampler(cfg, 0.0, 0, 0.0, None))
+
+        return self.scheduler.call(logits)
 
     # ---- steps ----------------------------------------------------------------------------------------------
 
@@ -204,20 +227,69 @@ class MusicGenEngine(RequestChecks):
 
     def decode(self, request: GenerationRequest, prompt_audio, frames: int, seeds: list[int], on_step,
                streamer: ChunkStreamer | None = None) -> torch.Tensor:
-        """Codes (B, K, frames) for B = len(seeds) samples of one request, window by window past the model's window."""
+        """Codes (B, K, frames) for B = len(seeds) samples of one request, window by window past the model's
+        window: a ticket of the batch scheduler, decoded with every other request running."""
+        if self.static is not None:
+            return self.scheduler.call(lambda: self.decode_compiled(request, prompt_audio, frames, seeds, on_step,
+                                                                    streamer))
         batch = len(seeds)
         cfg = request.guidance_scale if request.guidance_scale > 1 else None
-        memory = self.condition(request.prompt, batch, cfg is not None, request.styles, request.melody)  # once
-        if self.static is not None:
+
+        def prepare() -> tuple:
+            with torch.inference_mode():
+                memory = self.condition(request.prompt, batch, cfg is not None, request.styles, request.melody)
+                return memory, self.encode_prompt(prompt_audio, batch)
+
+        memory, codes = self.scheduler.call(prepare)
+        windows = self.windows_for(codes.shape[2], frames, memory)
+
+        def window_step(steps_before: int, codes: torch.Tensor, context: int, window: int):
+            return self.window_step(on_step, streamer, steps_before, codes, context, window)
+
+        ticket = Ticket(codes=codes, windows=windows, memory=memory, sampler=self.sampler(request, cfg, seeds),
+                        window_step=window_step, delay_steps=self.delay_codebooks - 1,
+                        channels=self.args.audio_channels, label=f"seeds {seeds}")
+        codes = self.scheduler.run(ticket)
+        if streamer is not None:
+            self.scheduler.call(lambda: streamer.finish(codes))
+        return codes
+
+    def decode_compiled(self, request: GenerationRequest, prompt_audio, frames: int, seeds: list[int], on_step,
+                        streamer: ChunkStreamer | None = None) -> torch.Tensor:
+        """decode for compiled decode (decode.StaticStep): one request at a time, caches at full length."""
+        batch = len(seeds)
+        cfg = request.guidance_scale if request.guidance_scale > 1 else None
+        with self.lock, torch.inference_mode():
+            memory = self.condition(request.prompt, batch, cfg is not None, request.styles, request.melody)
             memory = self.static.pad_memory(memory)  # the compiled step's fixed buffers
-        codes = self.encode_prompt(prompt_audio, batch)
+            codes = self.encode_prompt(prompt_audio, batch)
+            sampler = self.sampler(request, cfg, seeds)
+            steps_before = 0
+            for context, new in self.windows_for(codes.shape[2], frames, memory):
+                window = context + new
+                positions = pattern_length(window, self.args.num_codebooks, self.args.audio_channels)
+                self.ensure_caches(batch * (2 if cfg else 1), positions + prefix_length(memory))
+                step = self.window_step(on_step, streamer, steps_before, codes, context, window)
+                out = generate_codes(self.decoder, codes[:, :, codes.shape[2] - context :], window, memory,
+                                     sampler, step, self.step_fn)
+                codes = torch.cat([codes, out[:, :, context:]], dim=2)
+                steps_before += new + self.delay_codebooks - 1
+            if streamer is not None:
+                streamer.finish(codes)
+            return codes
+
+    def sampler(self, request: GenerationRequest, cfg: float | None, seeds: list[int]) -> Sampler:
+        """Guidance and sampling of one request; one generator per seed (each sample draws from its own)."""
         generators = None
         if request.temperature > 0:
             generators = [torch.Generator(self.device).manual_seed(seed) for seed in seeds]
         nucleus = request.top_p > 0
-        sampler = Sampler(cfg, request.temperature, 0 if nucleus else request.top_k, request.top_p, generators)
-        steps_before = 0
-        for context, new in plan_windows(codes.shape[2], frames, self.window_frames(), self.keep_frames()):
+        return Sampler(cfg, request.temperature, 0 if nucleus else request.top_k, request.top_p, generators)
+
+    def windows_for(self, prompt_frames: int, frames: int, memory) -> list[tuple[int, int]]:
+        """The decode windows of a request (plan_windows), refused when a melody prefix leaves too little room."""
+        windows = plan_windows(prompt_frames, frames, self.window_frames(), self.keep_frames())
+        for context, new in windows:
             window = context + new
             positions = pattern_length(window, self.args.num_codebooks, self.args.audio_channels)
             if prefix_length(memory) + positions > self.args.max_positions:
@@ -225,15 +297,7 @@ class MusicGenEngine(RequestChecks):
                     f"the text prompt is too long for this melody model: {prefix_length(memory)} conditioning "
                     f"positions leave fewer than the {positions} a {window / self.info.frame_rate:.1f} s window "
                     f"needs ({self.args.max_positions} in all); shorten the prompt")
-            self.ensure_caches(batch * (2 if cfg else 1), positions + prefix_length(memory))
-            step = self.window_step(on_step, streamer, steps_before, codes, context, window)
-            out = generate_codes(self.decoder, codes[:, :, codes.shape[2] - context :], window, memory, sampler, step,
-                                 self.step_fn)
-            codes = torch.cat([codes, out[:, :, context:]], dim=2)
-            steps_before += new + self.delay_codebooks - 1
-        if streamer is not None:
-            streamer.finish(codes)
-        return codes
+        return windows
 
     def window_step(self, on_step, streamer: ChunkStreamer | None, steps_before: int, codes: torch.Tensor,
                     context: int, window: int):
@@ -341,19 +405,24 @@ class MusicGenEngine(RequestChecks):
         return codes.expand(batch, -1, -1).long()  # (B, K, P)
 
     def decode_audio(self, codes: torch.Tensor) -> np.ndarray:
-        """codes (B, K, T) -> audio (B, C, samples) float32."""
-        with torch.inference_mode():
-            channels = [codes] if self.args.audio_channels == 1 else [codes[:, ::2], codes[:, 1::2]]
-            audio = [self.codec.decode(part[None], [None]).audio_values for part in channels]
-            return torch.cat(audio, dim=1).float().cpu().numpy()
+        """codes (B, K, T) -> audio (B, C, samples) float32 (on the compute thread)."""
+        def decode() -> np.ndarray:
+            with torch.inference_mode():
+                channels = [codes] if self.args.audio_channels == 1 else [codes[:, ::2], codes[:, 1::2]]
+                audio = [self.codec.decode(part[None], [None]).audio_values for part in channels]
+                return torch.cat(audio, dim=1).float().cpu().numpy()
+
+        return self.scheduler.call(decode)
 
     def ensure_caches(self, batch: int, positions: int) -> None:
-        """Reuse the preallocated caches when they fit; otherwise allocate (compiled: the full window).
+        """The compiled path's and teacher forcing's own caches in every layer: reused when they fit,
+        otherwise allocated (compiled: the full window).
 
         Caches are sized for this request's batch, and shrink when it needs less than half of what is held
         (a memset to reallocate, against holding the largest request's memory for ever). The old caches go
         before the new ones are allocated, so the peak is one set; if allocating fails (out of memory),
-        no layer keeps a cache and the next request allocates afresh.
+        no layer keeps a cache and the next request allocates afresh. The batch scheduler sets its own
+        caches into the layers for each step, so these are set again every time.
         """
         if self.options.compile:
             positions = self.args.max_positions
@@ -361,6 +430,8 @@ class MusicGenEngine(RequestChecks):
             positions = min(self.args.max_positions, math.ceil(positions / CACHE_GRANULE) * CACHE_GRANULE)
         if (self.cache_shape is not None and self.cache_shape[0] == batch
                 and positions <= self.cache_shape[1] < 2 * positions):
+            for layer, cache in zip(self.decoder.layers, self.own_caches):
+                layer.attention.kv_cache = cache
             return
         self.release_caches()
         factory = build_cache_factory(
@@ -372,17 +443,27 @@ class MusicGenEngine(RequestChecks):
         except BaseException:
             self.release_caches()
             raise
+        self.own_caches = [layer.attention.kv_cache for layer in self.decoder.layers]
         self.cache_shape = (batch, positions)
 
     def release_caches(self) -> None:
         had = self.cache_shape is not None
         self.cache_shape = None
+        self.own_caches = []
         self.decoder.setup_caches(lambda index: None)
         if had and self.device.type == "cuda":
             release_memory()  # the caching allocator hands the old caches back
 
     def cache_bytes(self) -> int:
-        return self.decoder.cache_bytes()
+        """Bytes of the decode caches: the batch scheduler's, and the compiled path's own."""
+        return sum(cache.nbytes() for cache in self.own_caches) + self.scheduler.cache_bytes()
+
+    def batch_cache_factory(self, rows: int, positions: int):
+        """The scheduler's caches: this engine's cache mode, rows x positions."""
+        return build_cache_factory(
+            self.kv_cache, batch=rows, heads=self.args.n_head, positions=positions, head_dim=self.args.head_dim,
+            activation_dtype=activation_dtype(self.weights, self.device), device=self.device, mu=self.options.mu,
+        )
 
 
 def prefix_length(memory) -> int:

@@ -8,10 +8,16 @@ kv_end is None (static shapes for CUDA graphs; the caller masks).
 For one decode query the fused CPU kernel reads the cache where it lies instead:
 write(input_pos, k, v), then attend_one(q, kv_end, op, scale) (fp32, bf16 and mu-law caches;
 fused_readable says which).
+
+Batched decoding of several jobs (inference.batching) gives each row its own position: write_rows puts
+one token per row at that row's position, read returns the first kv_end positions of every row (a row's
+later positions are masked by the caller), row_view is a cache over a range of rows (the same memory),
+and copy_into / move_rows keep the rows when the scheduler grows the cache or packs its rows.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from enum import Enum
 
@@ -59,16 +65,57 @@ class KVCache(nn.Module):
         self.k_cache.index_copy_(2, input_pos, k.to(self.k_cache.dtype))
         self.v_cache.index_copy_(2, input_pos, v.to(self.v_cache.dtype))
 
+    def write_rows(self, positions: Tensor, k: Tensor, v: Tensor) -> None:
+        """One token per row at that row's own position: positions (B,), k/v (B, H, 1, D)."""
+        rows = torch.arange(positions.shape[0], device=positions.device)
+        self.k_cache[rows, :, positions] = k[:, :, 0].to(self.k_cache.dtype)
+        self.v_cache[rows, :, positions] = v[:, :, 0].to(self.v_cache.dtype)
+
+    def read(self, kv_end: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """Keys and values (B, H, kv_end, D) of every row, in dtype."""
+        return self.k_cache[:, :, :kv_end].to(dtype), self.v_cache[:, :, :kv_end].to(dtype)
+
     @property
     def fused_readable(self) -> bool:
         return self.k_cache.device.type == "cpu" and self.k_cache.dtype in (torch.float32, torch.bfloat16)
 
-    def attend_one(self, q: Tensor, kv_end: int, op, scale: float) -> Tensor:
-        """q (B, H, 1, D) fp32 over the first kv_end positions -> (B, 1, H*D), by the fused kernel op."""
-        return op(q, self.k_cache, self.v_cache, kv_end, None, None, None, None, scale)
+    def attend_one(self, q: Tensor, kv_end: int, op, scale: float, mask: Tensor | None = None) -> Tensor:
+        """q (B, H, 1, D) fp32 over the first kv_end positions -> (B, 1, H*D), by the fused kernel op.
+
+        mask (B, kv_end) bool: the keys each row sees (rows at different positions); None: all of them."""
+        return op(q, self.k_cache, self.v_cache, kv_end, None, None, None, mask, scale)
 
     def nbytes(self) -> int:
         return sum(buffer.numel() * buffer.element_size() for name, buffer in self.named_buffers() if name != "table")
+
+    @property
+    def rows(self) -> int:
+        return self.row_buffers()[0].shape[0]
+
+    @property
+    def positions(self) -> int:
+        return self.row_buffers()[0].shape[2]
+
+    def row_buffers(self) -> list[Tensor]:
+        """The buffers that hold rows (B, ., T, .): everything but a lookup table."""
+        return [buffer for name, buffer in self._buffers.items() if name != "table"]
+
+    def row_view(self, start: int, stop: int) -> KVCache:
+        """A cache over rows start..stop-1 of this one: the same memory, writes land here."""
+        view = copy.copy(self)
+        view._buffers = {name: buffer if name == "table" else buffer[start:stop]
+                         for name, buffer in self._buffers.items()}
+        return view
+
+    def copy_into(self, other: KVCache) -> None:
+        """Every row and position of this cache into the first rows and positions of a larger one."""
+        for mine, theirs in zip(self.row_buffers(), other.row_buffers()):
+            theirs[: mine.shape[0], :, : mine.shape[2]].copy_(mine)
+
+    def move_rows(self, source: int, target: int, count: int, positions: int) -> None:
+        """Rows source..source+count-1 (their first positions) to target..target+count-1."""
+        for buffer in self.row_buffers():
+            buffer[target : target + count, :, :positions] = buffer[source : source + count, :, :positions].clone()
 
 
 def mulaw_encode(x: Tensor, mu: float = DEFAULT_MU) -> tuple[Tensor, Tensor]:
@@ -113,22 +160,31 @@ class MuLawKVCache(KVCache):
             codes.index_copy_(2, input_pos, new_codes)
             scales.index_copy_(2, input_pos, new_scales)
 
+    def write_rows(self, positions: Tensor, k: Tensor, v: Tensor) -> None:
+        rows = torch.arange(positions.shape[0], device=positions.device)
+        for codes, scales, x in ((self.k_codes, self.k_scale, k), (self.v_codes, self.v_scale, v)):
+            new_codes, new_scales = mulaw_encode(x, self.mu)  # the scale is per (row, token): rows stay apart
+            codes[rows, :, positions] = new_codes[:, :, 0]
+            scales[rows, :, positions] = new_scales[:, :, 0]
+
+    def read(self, kv_end: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        table = self.table.to(dtype)
+        keys = mulaw_decode(self.k_codes[:, :, :kv_end], self.k_scale[:, :, :kv_end], self.mu, dtype, table)
+        values = mulaw_decode(self.v_codes[:, :, :kv_end], self.v_scale[:, :, :kv_end], self.mu, dtype, table)
+        return keys, values
+
     @property
     def fused_readable(self) -> bool:
         return self.k_codes.device.type == "cpu"
 
-    def attend_one(self, q: Tensor, kv_end: int, op, scale: float) -> Tensor:
+    def attend_one(self, q: Tensor, kv_end: int, op, scale: float, mask: Tensor | None = None) -> Tensor:
         batch, positions = self.k_scale.shape[0], self.k_scale.shape[2]
         return op(q, self.k_codes, self.v_codes, kv_end, self.k_scale.view(batch, positions),
-                  self.v_scale.view(batch, positions), self.mu, None, scale)
+                  self.v_scale.view(batch, positions), self.mu, mask, scale)
 
     def update(self, input_pos: Tensor, k: Tensor, v: Tensor, kv_end: int | None) -> tuple[Tensor, Tensor]:
         self.write(input_pos, k, v)
-        end = self.k_codes.shape[2] if kv_end is None else kv_end
-        table = self.table.to(k.dtype)
-        keys = mulaw_decode(self.k_codes[:, :, :end], self.k_scale[:, :, :end], self.mu, k.dtype, table)
-        values = mulaw_decode(self.v_codes[:, :, :end], self.v_scale[:, :, :end], self.mu, v.dtype, table)
-        return keys, values
+        return self.read(self.k_codes.shape[2] if kv_end is None else kv_end, k.dtype)
 
 
 def build_cache_factory(mode: KVCacheMode, *, batch: int, heads: int, positions: int, head_dim: int,

@@ -9,6 +9,9 @@ Two ways of conditioning, as the checkpoint's config says:
 - "prefix" (MusicGen-melody): no cross-attention; the projected chroma frames and
   T5 states are a prefix of the sequence (positions 0..P-1, written into the KV
   cache by start_sequence), and the codes follow at positions P, P+1, ...
+
+Batched decoding of several jobs (inference.batching) runs decode_rows: one token per row, each row at its
+own position (RowPositions), every row's cache read up to the furthest row and masked per row.
 """
 
 from __future__ import annotations
@@ -99,6 +102,23 @@ def sinusoids(positions: int, dim: int) -> Tensor:
     return F.pad(table, (0, dim % 2))
 
 
+@dataclass
+class RowPositions:
+    """One decode step of rows at different positions: positions (B,), and mask (B, kv_end) bool of the keys
+    each row sees (None when every row is at the last position: no mask, as a lone request runs)."""
+
+    positions: Tensor
+    mask: Tensor | None
+
+    @classmethod
+    def build(cls, positions: Tensor, last: int, uniform: bool) -> RowPositions:
+        """positions (B,) long on the device; last: the furthest of them, and uniform: all equal, both known
+        on the host (no device-to-host read per step). Attend over last + 1 keys."""
+        if uniform:
+            return cls(positions, None)
+        return cls(positions, torch.arange(last + 1, device=positions.device)[None, :] <= positions[:, None])
+
+
 class Attention(nn.Module):
     """Self-attention (fused qkv, KV cache) or cross-attention (keys/values computed once per request)."""
 
@@ -125,8 +145,10 @@ class Attention(nn.Module):
         k, v = self.wkv(memory).chunk(2, dim=-1)
         return self.split_heads(k), self.split_heads(v)
 
-    def forward(self, x: Tensor, input_pos: Tensor, kv_end: int | None, memory=None) -> Tensor:
+    def forward(self, x: Tensor, input_pos: Tensor, kv_end: int | None, memory=None,
+                rows: RowPositions | None = None) -> Tensor:
         # x (B, T, dim); memory: (keys, values, mask) for cross-attention, mask None when every key counts
+        # rows: one token per row at its own position (decode_rows); input_pos is then unused
         fused = self.decode_op is not None and x.shape[1] == 1 and x.dtype == torch.float32
         if self.cross:
             q = self.split_heads(self.wq(x))
@@ -134,6 +156,13 @@ class Attention(nn.Module):
             if fused:
                 flat = None if mask is None else mask[:, 0, 0, :].expand(q.shape[0], -1)
                 return self.wo(self.decode_op(q, k, v, k.shape[2], None, None, None, flat, self.scale))
+        elif rows is not None:
+            q, k, v = (self.split_heads(part) for part in self.wqkv(x).chunk(3, dim=-1))
+            self.kv_cache.write_rows(rows.positions, k, v)
+            if fused and self.kv_cache.fused_readable:
+                return self.wo(self.kv_cache.attend_one(q, kv_end, self.decode_op, self.scale, rows.mask))
+            k, v = self.kv_cache.read(kv_end, q.dtype)
+            mask = None if rows.mask is None else rows.mask[:, None, None, :]
         else:
             q, k, v = (self.split_heads(part) for part in self.wqkv(x).chunk(3, dim=-1))
             if fused and kv_end is not None and self.kv_cache.fused_readable:
@@ -208,8 +237,9 @@ class Block(nn.Module):
         self.ffn_norm = nn.LayerNorm(args.dim, eps=args.norm_eps)
         self.ffn = FeedForward(args)
 
-    def forward(self, x: Tensor, input_pos: Tensor, kv_end: int | None, memory) -> Tensor:
-        x = x + self.attention(self.attention_norm(x), input_pos, kv_end)
+    def forward(self, x: Tensor, input_pos: Tensor, kv_end: int | None, memory,
+                rows: RowPositions | None = None) -> Tensor:
+        x = x + self.attention(self.attention_norm(x), input_pos, kv_end, rows=rows)
         if self.cross_attention is not None:
             x = x + self.cross_attention(self.cross_attention_norm(x), input_pos, kv_end, memory)
         return x + self.ffn(self.ffn_norm(x))
@@ -322,8 +352,20 @@ class MusicGenDecoder(nn.Module):
         x = x + self.positions[input_pos].to(x.dtype)
         for layer, per_layer in zip(self.layers, layer_memory):
             x = layer(x, input_pos, kv_end, per_layer)
-        x = self.norm(x[:, -1:] if last_only else x)
+        return self.head_logits(x[:, -1:] if last_only else x)
+
+    def head_logits(self, x: Tensor) -> Tensor:
+        x = self.norm(x)
         return torch.stack([head(x) for head in self.heads], dim=1).float()  # (B, K, T, V)
+
+    def decode_rows(self, tokens: Tensor, rows: RowPositions, kv_end: int, layer_memory) -> Tensor:
+        """One token per row, each at its own position (a melody prefix already counted in rows.positions):
+        tokens (B, K, 1) -> logits (B, K, 1, V). layer_memory: per layer (keys, values, mask) or None."""
+        x = sum(embedding(tokens[:, k]) for k, embedding in enumerate(self.embeddings))  # (B, 1, dim)
+        x = x + self.positions[rows.positions][:, None].to(x.dtype)
+        for layer, per_layer in zip(self.layers, layer_memory):
+            x = layer(x, rows.positions, kv_end, per_layer, rows)
+        return self.head_logits(x)
 
 
 HF_NAME_TABLE: tuple[tuple[str, str], ...] = (

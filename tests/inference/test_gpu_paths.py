@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+import inference.batching
 import inference.decode
 import inference.engine
 from inference.api import GenerationRequest
@@ -122,20 +123,35 @@ def refuse_device_tensors(monkeypatch):
 
 @pytest.mark.parametrize("static", [False, True], ids=["eager-step", "static-step"])
 def test_no_host_data_goes_to_the_device_per_step(engine, monkeypatch, static):
-    real_loop = inference.decode.decode_n_tokens
+    """The compiled path's loop (decode_n_tokens) and the batch scheduler's step (the eager path, where the
+    rows' positions go to the device once per change of rows, then move on the device)."""
+    real_loop, real_step = inference.decode.decode_n_tokens, inference.batching.BatchScheduler.step
+    guarded_steps = []
 
     def loop(*args, **kwargs):
         with pytest.MonkeyPatch.context() as inner:
             refuse_device_tensors(inner)
             return real_loop(*args, **kwargs)
 
+    def step(scheduler):
+        guarded_steps.append(scheduler.row_positions is not None)
+        if scheduler.row_positions is None:  # the first step after the rows changed: the one copy
+            return real_step(scheduler)
+        with pytest.MonkeyPatch.context() as inner:
+            refuse_device_tensors(inner)
+            return real_step(scheduler)
+
     monkeypatch.setattr(inference.decode, "decode_n_tokens", loop)
+    monkeypatch.setattr(inference.batching.BatchScheduler, "step", step)
     if static:
         monkeypatch.setattr(engine, "static", inference.decode.StaticStep(lambda function: function, engine.device))
         monkeypatch.setattr(engine, "step_fn", engine.static)
     for preset in PRESETS:
         codes = engine.generate_codes(GenerationRequest(prompt=SHORT, duration_s=0.5, seed=1, **preset), [1, 2])
         assert codes.shape == (2, 4, 25)
+    if not static:
+        assert sum(guarded_steps) >= len(PRESETS) * 20, "the scheduler's steps ran unguarded"
+    engine.release_caches()  # the compiled path's own caches: the module's engine goes on uncompiled
 
 
 # ---- bitsandbytes ------------------------------------------------------------------------------------------------
@@ -307,14 +323,14 @@ def test_caches_shrink_back_and_go_before_new_ones_come(engine, monkeypatch):
     monkeypatch.setattr(inference.engine, "build_cache_factory", spy)
     engine.generate(short())
     args = engine.args
-    assert engine.cache_shape == (2, 256)
+    assert engine.scheduler.cache_shape == (2, 256)
     assert engine.cache_bytes() == args.n_layer * 2 * (2 * args.n_head * 256 * args.head_dim) * 4 < big / 3
     assert still_held and still_held[0] == 0, "the old caches were still held while new ones were allocated"
     monkeypatch.undo()
     engine.generate(GenerationRequest(prompt=SHORT, duration_s=6.0, seed=1))  # same batch, 512 positions
-    assert engine.cache_shape == (2, 512)
+    assert engine.scheduler.cache_shape == (2, 512)
     engine.generate(short())
-    assert engine.cache_shape == (2, 256), "a short request after a long one keeps the long one's caches"
+    assert engine.scheduler.cache_shape == (2, 256), "a short request after a long one shrinks the caches again"
 
 
 # ---- timing and device choice -------------------------------------------------------------------------------------

@@ -53,5 +53,9 @@ def test_mulaw_cache_argmax_agrees_with_fp32_cache(tiny_model_dir, tmp_path_fact
     expected, got = full.teacher_forced_logits(request, codes), mulaw.teacher_forced_logits(request, codes)
     assert got.shape[2] >= 200
     assert (got.argmax(-1) == expected.argmax(-1)).float().mean() >= 0.95
-    assert isinstance(mulaw.decoder.layers[0].attention.kv_cache, MuLawKVCache)
+    assert isinstance(mulaw.decoder.layers[0].attention.kv_cache, MuLawKVCache)  # teacher forcing's own
+    mulaw.generate_codes(request)  # and the decode caches of the batch scheduler
+    assert isinstance(mulaw.scheduler.caches[0], MuLawKVCache)
+    full.generate_codes(request)
+    assert mulaw.scheduler.cache_shape == full.scheduler.cache_shape
     assert mulaw.cache_bytes() <= 0.30 * full.cache_bytes()
