@@ -331,12 +331,13 @@ def load_engine(
     kv_cache: str = "auto",
     attention: str = "auto",
     compile: bool = False,
+    max_batch: int = 4,
 ) -> Engine:
     """Load source.path and warm it up.
 
     backend "engine" (default): our decoder (inference.engine.MusicGenEngine) with the named weights / kv_cache /
-    attention modes; "transformers": transformers' generate (fp32 on CPU, fp16 on CUDA), the reference
-    (inference.reference.ReferenceEngine).
+    attention modes, decoding up to max_batch concurrent jobs together; "transformers": transformers' generate
+    (fp32 on CPU, fp16 on CUDA), the reference (inference.reference.ReferenceEngine).
     """
     import torch
     from transformers import AutoProcessor, MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration
@@ -371,7 +372,8 @@ def load_engine(
                                              source_kind=source.kind, is_random=is_random, device=str(target))
         else:
             engine = build_our_engine(model, processor, source, target, is_random,
-                                      weights=weights, kv_cache=kv_cache, attention=attention, compile=compile)
+                                      weights=weights, kv_cache=kv_cache, attention=attention, compile=compile,
+                                      max_batch=max_batch)
             del model  # our engine owns copies of what it keeps: the checkpoint's memory map can go
             trim_heap()
     except ModelLoadError:
