@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "render: time outside the model (resample, effects, loudness, stems, write); "
                             "gpu: the first-run GPU smoke (versions, parity, speed per mode, compiled decode, "
                             "stems, the GPU tests) against the RTF targets; "
+                            "throughput: 1/2/4/8 concurrent jobs on one engine, batched vs one at a time; "
                             "throughput --cluster: in process vs 1 and 2 local Ray Serve replicas")
     bench.add_argument("--quick", action="store_true")
     bench.add_argument("--seconds", type=float, default=None, help="engine: audio per run (default 10; --quick 2)")

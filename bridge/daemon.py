@@ -116,10 +116,16 @@ class Daemon:
                                 resend_interval_s=settings.ack_interval_s)
         self.rate_limiter = RateLimiter(settings.max_messages_per_s)
         self.worker = self.new_worker(settings)
-        # A cluster engine takes one job per replica at once: one more worker thread per extra replica.
-        self.workers = [self.worker] + [self.new_worker(settings) for _ in range(concurrent_jobs(self.engine) - 1)]
-        for worker in self.workers[0 if not self.compute_on_main_thread else 1:]:
-            worker.start()
+        # Jobs at once: our engine decodes up to max_batch together (continuous batching), a cluster engine
+        # takes one per replica; one worker thread per job, and one more kept for live jobs where they batch.
+        jobs = concurrent_jobs(self.engine)
+        self.workers = [self.worker] + [self.new_worker(settings) for _ in range(jobs - 1)]
+        if jobs > 1 and self.engine_serves():
+            self.workers.append(self.new_worker(settings, live_only=True))
+        if not self.compute_on_main_thread:
+            self.start_workers()
+        elif not self.engine_serves():
+            self.start_workers(self.workers[1:])  # the first worker's loop is run()'s, on the main thread
         if settings.stems_prepare_at_start and isinstance(self.worker.separator, LazySeparator):
             self.worker.separator.start_background_preparation()  # other workers wait on the export's file lock
         if settings.midi:
@@ -134,11 +140,16 @@ class Daemon:
             flush=True,
         )
 
-    def new_worker(self, settings: Settings) -> Worker:
+    def new_worker(self, settings: Settings, *, live_only: bool = False) -> Worker:
         return Worker(queue=self.queue, journal=self.journal, events=self.events, engine=self.engine,
                       presets=lambda: self.presets, input_roots=self.input_roots, output_root=self.output_root,
                       separator=LazySeparator(separator_config(settings.stems_weights, settings.stems_model_size,
-                                                               settings.device)))
+                                                               settings.device)), live_only=live_only)
+
+    def engine_serves(self) -> bool:
+        """The engine runs its torch calls on a thread it is given (our engine's batch scheduler): in `continuo
+        serve` that is the main thread, and every worker is a thread that hands it work."""
+        return callable(getattr(self.engine, "serve", None))
 
     def all_workers(self) -> list[Worker]:
         """The worker, and one more per extra replica of a cluster engine."""
@@ -150,8 +161,17 @@ class Daemon:
     def run(self) -> None:
         """Until a stop is requested: the job loop itself on this (main) thread, or just waiting."""
         if self.compute_on_main_thread:
-            self.worker.run()
+            if self.engine_serves():
+                self.start_workers()  # they hand the engine work; this thread runs it
+                self.engine.serve(self.stop_requested)  # returns once stopping and nothing runs
+            else:
+                self.worker.run()
         self.stop_requested.wait()
+
+    def start_workers(self, workers: list[Worker] | None = None) -> None:
+        for worker in self.workers if workers is None else workers:
+            if worker.ident is None:
+                worker.start()
 
     def request_stop(self) -> None:
         """Safe from a signal handler: it only sets events; the worker and run() notice them."""
@@ -485,11 +505,13 @@ def load_model(settings: Settings) -> Engine:
     source = resolve_model(settings.model, tiny_dir=settings.smoke_model_dir.expanduser(),
                            allow_tiny_fallback=settings.allow_smoke_model)
     return load_engine(source, device=settings.device, backend=settings.backend, weights=settings.weights,
-                       kv_cache=settings.kv_cache, attention=settings.attention, compile=settings.compile_decode)
+                       kv_cache=settings.kv_cache, attention=settings.attention, compile=settings.compile_decode,
+                       max_batch=settings.max_batch)
 
 
 def concurrent_jobs(engine: Engine) -> int:
-    """Jobs the engine runs at once: 1 in process; a cluster engine says how many replicas it has."""
+    """Jobs the engine runs at once: our engine's max_batch (1 when compiled); a cluster engine's replicas;
+    1 for the others."""
     return max(1, int(getattr(engine, "concurrent_jobs", 1)))
 
 

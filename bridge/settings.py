@@ -48,6 +48,10 @@ class Settings:
     attention: str = _setting("auto", "attention kernel: auto (fused-cpu on the CPU, flash or sdpa on CUDA), sdpa, "
                                       "eager (the reference), flash (flash-attn on CUDA), fused-cpu (our C++ kernel)")
     compile_decode: bool = _setting(False, "CUDA only: compile the decode step with CUDA graphs (slow first render)")
+    max_batch: int = _setting(
+        4, "jobs whose decode steps run together (continuous batching; measured in docs/benchmarks.md); "
+           "1: one job at a time. A live job always joins the running ones"
+    )
     allow_smoke_model: bool = _setting(
         True, "when no real checkpoint can be had, serve a tiny random model (noise, not music)"
     )
@@ -314,6 +318,8 @@ def validate_settings(settings: Settings) -> None:
         raise ConfigError(f"cpu_threads must be 0 (all cores) or more, got {settings.cpu_threads}")
     if settings.max_queue < 1:
         raise ConfigError(f"max_queue must be at least 1, got {settings.max_queue}")
+    if not 1 <= settings.max_batch <= 64:
+        raise ConfigError(f"max_batch must be 1..64 jobs, got {settings.max_batch}")
     if settings.max_bars <= 0:
         raise ConfigError(f"max_bars must be positive, got {settings.max_bars}")
     if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:

@@ -53,7 +53,8 @@ def load_replica_engine(settings: Settings, model: str) -> Engine:
     source = resolve_model(model, tiny_dir=Path(settings.smoke_model_dir).expanduser(),
                            allow_tiny_fallback=settings.allow_smoke_model)
     return load_engine(source, device=settings.device, backend=settings.backend, weights=settings.weights,
-                       kv_cache=settings.kv_cache, attention=settings.attention, compile=settings.compile_decode)
+                       kv_cache=settings.kv_cache, attention=settings.attention, compile=settings.compile_decode,
+                       max_batch=settings.max_batch)
 
 
 def write_shared_take(folder: Path, audio: np.ndarray) -> str:

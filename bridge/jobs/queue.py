@@ -105,7 +105,7 @@ class JobQueue:
             index = next((i for i, other in enumerate(self._jobs)
                           if PRIORITY_ORDER[other.priority] > rank - (0.5 if front else 0)), len(self._jobs))
             self._jobs.insert(index, job)
-            self._cond.notify()
+            self._cond.notify_all()  # the live worker and the others wait on one condition
         if replaced is not None:
             replaced.cancel()
             if self._on_superseded is not None:
@@ -123,16 +123,21 @@ class JobQueue:
         with self._cond:
             return self._closed
 
-    def get(self, timeout_s: float | None = None) -> Job | None:
-        """Next job, or None when closed (or on timeout)."""
+    def get(self, timeout_s: float | None = None, *, live_only: bool = False) -> Job | None:
+        """Next job, or None when closed (or on timeout). live_only: the next live job (the worker kept for live
+        jobs, so that one never waits behind a batch of others)."""
         with self._cond:
             deadline = None if timeout_s is None else time.monotonic() + timeout_s
-            while not self._jobs and not self._closed:
+            while not self._closed:
+                index = next((i for i, job in enumerate(self._jobs)
+                              if not live_only or job.priority is Priority.LIVE), None)
+                if index is not None:
+                    return self._jobs.pop(index)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return None
                 self._cond.wait(remaining)
-            return self._jobs.pop(0) if self._jobs else None
+            return None
 
     def remove(self, job_id: str) -> Job | None:
         with self._cond:

@@ -66,8 +66,10 @@ class Worker(threading.Thread):
         input_roots: Sequence[Path],
         output_root: Path,
         separator: Callable[[], object] | None = None,
+        live_only: bool = False,
     ) -> None:
-        super().__init__(name="continuo-worker", daemon=True)
+        super().__init__(name="continuo-live-worker" if live_only else "continuo-worker", daemon=True)
+        self.live_only = live_only  # takes live jobs only: one never waits behind a batch of others
         self.queue = queue
         self.journal = journal
         self.events = events
@@ -88,7 +90,8 @@ class Worker(threading.Thread):
         `continuo serve` calls this on the main thread (see Daemon.run); in-process users start the thread.
         """
         while not self.stopping.is_set():
-            job = self.queue.get(timeout_s=STOP_POLL_S)  # wakes to notice `stopping`, set from a signal handler
+            # wakes to notice `stopping`, set from a signal handler
+            job = self.queue.get(timeout_s=STOP_POLL_S, live_only=self.live_only)
             if job is None:
                 if self.queue.closed:
                     break

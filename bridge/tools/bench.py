@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 
 from bridge.clients.osc import OscClient
 from bridge.clients.process import DaemonProcess
-from bridge.errors import BadRequest
 from bridge.tools.machine import machine
 
 
@@ -71,13 +71,30 @@ def run_bench(args: argparse.Namespace) -> int:
 
 def bench_throughput(args: argparse.Namespace) -> int:
     if not getattr(args, "cluster", False):
-        raise BadRequest("bench throughput on one engine needs batched decoding (issue 11 part 1), which is not "
-                         "built yet; `continuo bench throughput --cluster` measures Ray Serve replicas")
+        return bench_batching(args)
     from bridge.tools.bench_cluster import bench_cluster_throughput
 
     bars = args.bars if args.bars != 8.0 else 4.0  # the default 8 bars is the daemon suite's
     bench_cluster_throughput(jobs=args.jobs, bars=bars, repeats=3 if args.quick else 5,
                              emit=lambda result: print(json.dumps(result), flush=True))
+    return 0
+
+
+def bench_batching(args: argparse.Namespace) -> int:
+    """1, 2, 4, 8 concurrent jobs (up to --jobs) on one engine, batched against one at a time (random weights of
+    --shape, musicgen-small by default); --quick: 2 bars, up to 4 jobs."""
+    import torch
+
+    from inference.throughput import run_throughput_suite
+
+    if getattr(args, "threads", 0):
+        torch.set_num_threads(args.threads)
+    jobs = min(args.jobs, 4) if args.quick else args.jobs
+    counts = tuple(count for count in (1, 2, 4, 8, 16) if count <= max(1, jobs))
+    run_throughput_suite(shape=getattr(args, "shape", None) or "musicgen-small", counts=counts,
+                         bars=2.0 if args.quick else args.bars, device="cpu",
+                         emit=lambda result: print(json.dumps(result | {"machine": machine()}), flush=True),
+                         progress=lambda text: print(f"bench throughput: {text}", file=sys.stderr, flush=True))
     return 0
 
 

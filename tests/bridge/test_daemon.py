@@ -38,9 +38,10 @@ class OomOnce:
 
 @pytest.fixture
 def daemon(make_daemon_in_process):
-    """The tiny model behind OomOnce, 20 messages a second per client, at most 3 variations."""
+    """The tiny model behind OomOnce, 20 messages a second per client, at most 3 variations, one job at a time
+    (max_batch 1: a running job occupies the worker, and the others wait)."""
     return make_daemon_in_process(engine_loader=lambda settings: OomOnce(load_model(settings)),
-                                  max_messages_per_s=20, max_variations=3)
+                                  max_messages_per_s=20, max_variations=3, max_batch=1)
 
 
 def test_out_of_memory_fails_the_job_with_a_hint_and_the_next_job_runs(daemon):

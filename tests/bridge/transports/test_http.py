@@ -36,7 +36,8 @@ def daemon(tiny_model_dir, tmp_path_factory):
     (root / "loras").mkdir()
     (root / "loras" / "tape.safetensors").write_bytes(b"listed by name; never loaded here")
     settings = daemon_settings(tiny_model_dir, root, http_port=0, cpu_threads=1, lora_dir=root / "loras",
-                               input_roots=f"{root / 'renders'}:{root / 'inbox'}")
+                               input_roots=f"{root / 'renders'}:{root / 'inbox'}",
+                               max_batch=1)  # one job at a time: a held job keeps the next one queued
     d = Daemon(settings)
     d.startup()
     yield d
