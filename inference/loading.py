@@ -411,7 +411,7 @@ def announce_loaded(engine: Engine, source: ModelSource, how: str, started: floa
              info.name, info.source_kind, how, info.device, time.monotonic() - started, info.parameters,
              info.sample_rate, info.channels, info.max_duration_s)
     if info.is_random:
-        warn_random(info.name, source.path)
+        warn_random(info.name, source.path, family(source.path) if source.path is not None else "musicgen")
     if warm_up:
         try:
             log.info("warmed up %s in %.2f s", info.name, engine.warm_up())
@@ -455,15 +455,22 @@ def display_name(source: ModelSource) -> str:
     return source.spec
 
 
-def warn_random(name: str, path: Path) -> None:
+# What to pass for music, per family: (a hub id, a local directory of that family)
+REAL_MODELS = {"musicgen": ("facebook/musicgen-small", "/path/to/a/musicgen/checkpoint"),
+               "ace-step": ("ACE-Step/acestep-v15-xl-turbo-diffusers", "/path/to/an/ace-step/diffusers/pipeline")}
+
+
+def warn_random(name: str, path: Path, family: str = "musicgen") -> None:
+    """The loud smoke-model warning, naming a real model of the same family to load instead."""
+    hub_id, local = REAL_MODELS.get(family, REAL_MODELS["musicgen"])
     bar = "!" * 72
     for line in (
         bar,
         f"!!  RANDOM SMOKE MODEL: {name}",
         f"!!  loaded from {path}",
         "!!  Its weights are random: every render is NOISE, NOT MUSIC.",
-        "!!  For music: pass --model facebook/musicgen-small (needs network once)",
-        "!!  or --model /path/to/a/musicgen/checkpoint.",
+        f"!!  For music: pass --model {hub_id} (needs network once)",
+        f"!!  or --model {local}.",
         bar,
     ):
         log.warning(line)
