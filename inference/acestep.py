@@ -332,6 +332,7 @@ def describe_pipeline(pipeline, *, name: str, source_kind: str, is_random: bool,
         name=name, source_kind=source_kind, sample_rate=int(vae.sampling_rate), channels=int(vae.audio_channels),
         frame_rate=pipeline.latents_per_second, max_duration_s=frames / pipeline.latents_per_second,
         is_random=is_random, device=device, parameters=parameters, capabilities=capabilities(pipeline),
+        family=FAMILY,
     )
 
 

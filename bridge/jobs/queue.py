@@ -82,6 +82,7 @@ class JobQueue:
         self._jobs: list[Job] = []
         self._cond = threading.Condition()
         self._closed = False
+        self._held = False  # a model switch waits to run: get hands out no job (bridge/jobs/model_switch.py)
         self._on_superseded = on_superseded
 
     def put(self, job: Job, *, front: bool = False) -> int:
@@ -123,16 +124,27 @@ class JobQueue:
         with self._cond:
             return self._closed
 
+    def hold(self) -> None:
+        """Hand out no job until release (jobs are still taken in); a waiting get returns None at once."""
+        with self._cond:
+            self._held = True
+            self._cond.notify_all()
+
+    def release(self) -> None:
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+
     def get(self, timeout_s: float | None = None) -> Job | None:
-        """Next job, or None when closed (or on timeout)."""
+        """Next job, or None when closed, held (or on timeout)."""
         with self._cond:
             deadline = None if timeout_s is None else time.monotonic() + timeout_s
-            while not self._jobs and not self._closed:
+            while not self._jobs and not self._closed and not self._held:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return None
                 self._cond.wait(remaining)
-            return self._jobs.pop(0) if self._jobs else None
+            return self._jobs.pop(0) if self._jobs and not self._held else None
 
     def remove(self, job_id: str) -> Job | None:
         with self._cond:

@@ -21,6 +21,7 @@ from bridge.audio.presets import Preset
 from bridge.audio.render import LOOP_CROSSFADE_S, map_channels, measured, render_mix, resample
 from bridge.audio.stems import input_stems, stem_outputs
 from bridge.errors import BridgeError, Busy, ReplicaLost
+from bridge.jobs.admission import check_model
 from bridge.jobs.events import EventSink
 from bridge.jobs.journal import Journal, OutputRecord
 from bridge.jobs.plan import RenderPlan, build_plan
@@ -79,6 +80,7 @@ class Worker(threading.Thread):
         self.current: Job | None = None
         self.stopping = threading.Event()
         self.seconds_per_audio_s = 1.0  # measured; used for ETAs
+        self.between_jobs: Callable[[], None] | None = None  # run before each job: a model switch's turn
         self._lock = threading.Lock()
 
     # -- the loop ---------------------------------------------------------------------------
@@ -88,6 +90,8 @@ class Worker(threading.Thread):
         `continuo serve` calls this on the main thread (see Daemon.run); in-process users start the thread.
         """
         while not self.stopping.is_set():
+            if self.between_jobs is not None:
+                self.between_jobs()
             job = self.queue.get(timeout_s=STOP_POLL_S)  # wakes to notice `stopping`, set from a signal handler
             if job is None:
                 if self.queue.closed:
@@ -125,6 +129,7 @@ class Worker(threading.Thread):
         log.info("job=%s running op=%s", job.job_id, job.op)
         try:
             plan = build_plan(job.op, job.params, self.presets(), self.input_roots)
+            check_model(plan, self.engine.info, job.job_id)  # the model may have been switched since admission
             outputs = self.render(job, plan)
         except (Cancelled, Interrupted):
             if self.stopping.is_set():
