@@ -541,7 +541,8 @@ def load_model(settings: Settings) -> Engine:
     source = resolve_model(settings.model, tiny_dir=settings.smoke_model_dir.expanduser(),
                            allow_tiny_fallback=settings.allow_smoke_model)
     return load_engine(source, device=settings.device, backend=settings.backend, weights=settings.weights,
-                       kv_cache=settings.kv_cache, attention=settings.attention, compile=settings.compile_decode)
+                       kv_cache=settings.kv_cache, attention=settings.attention, compile=settings.compile_decode,
+                       memory_budget_gb=settings.memory_budget_gb)
 
 
 def concurrent_jobs(engine: Engine) -> int:

@@ -331,12 +331,13 @@ def load_engine(
     kv_cache: str = "auto",
     attention: str = "auto",
     compile: bool = False,
+    memory_budget_gb: float = 0.0,
 ) -> Engine:
     """Load source.path and warm it up.
 
     backend "engine" (default): our decoder (inference.engine.MusicGenEngine) with the named weights / kv_cache /
     attention modes; "transformers": transformers' generate (fp32 on CPU, fp16 on CUDA), the reference
-    (inference.reference.ReferenceEngine).
+    (inference.reference.ReferenceEngine). memory_budget_gb: ACE-Step's three-phase placement on CUDA.
     """
     import torch
     from transformers import AutoProcessor, MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration
@@ -349,7 +350,8 @@ def load_engine(
     if source.path is None:
         raise ModelLoadError(f"model {source.spec!r} has no directory to load from")
     if family(source.path) != "musicgen":  # the config decides the family
-        return load_other_family(source, device=device, warm_up=warm_up, backend=backend)
+        return load_other_family(source, device=device, warm_up=warm_up, backend=backend,
+                                 memory_budget_gb=memory_budget_gb)
     problems = checkpoint_problems(source.path)
     if problems:
         raise ModelLoadError(f"cannot load {source.path}: " + "; ".join(problems))
@@ -391,7 +393,8 @@ def family(directory: Path) -> str:
     return pipeline_family(directory) or "musicgen"
 
 
-def load_other_family(source: ModelSource, *, device: str, warm_up: bool, backend: str) -> Engine:
+def load_other_family(source: ModelSource, *, device: str, warm_up: bool, backend: str,
+                      memory_budget_gb: float = 0.0) -> Engine:
     """An ACE-Step pipeline: loaded, named, warned about when random, warmed up like a MusicGen."""
     from inference.acestep import load_acestep_engine
 
@@ -400,7 +403,8 @@ def load_other_family(source: ModelSource, *, device: str, warm_up: bool, backen
                              "(drop --backend or pass --backend engine)")
     started = time.monotonic()
     is_random = source.is_random or has_smoke_marker(source.path)
-    engine = load_acestep_engine(source, device=device, name=display_name(source), is_random=is_random)
+    engine = load_acestep_engine(source, device=device, name=display_name(source), is_random=is_random,
+                                 memory_budget_gb=memory_budget_gb)
     return announce_loaded(engine, source, "ace-step", started, warm_up=warm_up)
 
 
