@@ -76,9 +76,12 @@ def test_musicgen_to_ace_step_and_back_over_osc(make_daemon_in_process, tiny_mod
     send(daemon, "/continuo/generate", "mg-lyrics", "default", "x", 0.5, "lyrics", "la la")
     assert daemon.sent.wait_terminal("mg-lyrics", 5)[1][1] == "bad_request"  # MusicGen: no lyrics
 
+    before = len(daemon.sent)
     send(daemon, "/continuo/model/load", str(tiny_acestep_dir), "to-ace")
-    assert ["/continuo/queued", "/continuo/status"] == [a for a, _ in list(daemon.sent)[-3:-1]]
-    assert daemon.sent.of("to-ace")[0] == ("/continuo/queued", ["to-ace", 0, -1.0])
+    answered = list(daemon.sent)[before:before + 3]  # sent before the worker may start the switch
+    assert answered[0] == ("/continuo/queued", ["to-ace", 0, -1.0])
+    assert answered[1][0] == "/continuo/status" and answered[1][1][0] == "loading" and answered[2][0] == \
+        "/continuo/limits"
     done(daemon, "to-ace")
     event, adapters = models(daemon)
     assert event[0] == daemon.engine.info.name and event[4] == "ace-step" and adapters == ["tape"]
@@ -163,10 +166,17 @@ def test_release_first_when_the_new_model_does_not_fit_and_the_old_comes_back_on
     daemon = make_daemon_in_process(engine_loader=loader)
     loader.daemon = daemon
     daemon.switch.free_bytes = lambda device: 0  # nothing free: release the old model first
-    name = daemon.engine.info.name
-    send(daemon, "/continuo/model/load", str(tmp_path / "missing-dir"), "rf-bad")
-    assert daemon.sent.wait_terminal("rf-bad")[1][1] == "model_error"
+    name, first = daemon.engine.info.name, daemon.engine
+    broken = tmp_path / "broken-pipeline"  # resolves (a local directory), then fails to load: after the release
+    broken.mkdir()
+    (broken / "model_index.json").write_text(json.dumps({"_class_name": "AceStepPipeline"}))
+    (broken / "transformer").mkdir()  # some weights, so its estimate is more than the nothing free
+    (broken / "transformer" / "diffusion_pytorch_model.safetensors").write_bytes(b"0" * 1024)
+    send(daemon, "/continuo/model/load", str(broken), "rf-bad")
+    address, args = daemon.sent.wait_terminal("rf-bad")
+    assert args[1] == "model_error" and f"still serving {name}" in args[2], args
     assert daemon.engine.info.name == name and not isinstance(daemon.engine, UnloadedEngine)
+    assert daemon.engine is not first and daemon.worker.engine is daemon.engine  # released, then loaded again
     send(daemon, "/continuo/generate", "after-rf", "default", "x", 0.5)
     done(daemon, "after-rf")
     send(daemon, "/continuo/model/load", str(tiny_stereo_model_dir), "rf-ok")
