@@ -25,9 +25,10 @@ from bridge.errors import BadRequest, BridgeError, Busy, NotFound
 from bridge.jobs.admission import admit
 from bridge.jobs.events import EventSink
 from bridge.jobs.journal import JobRecord, Journal
+from bridge.jobs.model_switch import ModelSwitch, UnloadedEngine
 from bridge.jobs.queue import Destination, Job, JobQueue, JobStatus, Priority
 from bridge.jobs.retention import RetentionTimer, remove_partials
-from bridge.jobs.worker import Worker
+from bridge.jobs.worker import STOP_POLL_S, Worker
 from bridge.midi import MidiController, MidiMap, load_midi_maps, midi_map_dirs, mix_path, open_midi_input, pick_midi_map
 from bridge.protocol.schema import Request, Schema, load_schema
 from bridge.settings import Settings
@@ -40,9 +41,7 @@ from inference.loading import load_engine, resolve_model
 
 log = logging.getLogger("continuo.daemon")
 
-NOT_BUILT_OPS = {
-    "load_model": "switching models at run time is not built yet; restart with `continuo serve --model NAME`",
-}
+NOT_BUILT_OPS: dict[str, str] = {}  # op -> why it is refused: requests the schema has and this daemon does not build
 
 
 @dataclass
@@ -82,6 +81,7 @@ class Daemon:
             "hello": self.on_hello, "ping": self.on_ping, "context": self.on_context,
             "generate": self.on_job, "continue": self.on_job, "cancel": self.on_cancel, "get": self.on_get,
             "ack": self.on_ack, "status": self.on_status, "presets": self.on_presets, "models": self.on_models,
+            "load_model": self.on_load_model,
         }
         self.handlers.update(stems=self.on_job, reload_presets=self.on_reload_presets, variations=self.on_job)
         # ACE-Step edits (bridge/jobs/song.py)
@@ -110,6 +110,7 @@ class Daemon:
         log.info("presets loaded: %s", ", ".join(sorted(self.presets)))
         self.midi_maps = load_midi_maps(midi_map_dirs(self.preset_dirs()), list(self.presets))
         self.engine = self._engine_loader(settings)
+        self.model_spec = settings.model  # what the served engine was loaded from (a switch changes both)
         self.queue = JobQueue(settings.max_queue, on_superseded=self.on_superseded)
         self.transports = Transports(settings, self.on_message, inbox=inbox, journal=self.journal, about=self.about)
         self.events = EventSink(self.schema, self.transports.send, resends=settings.ack_resends,
@@ -122,10 +123,18 @@ class Daemon:
         self.workers = [self.worker] + [self.new_worker(settings) for _ in range(jobs - 1)]
         if jobs > 1 and self.engine_serves():
             self.workers.append(self.new_worker(settings, live_only=True))
+        self.switch = ModelSwitch(settings=settings, loader=self._engine_loader, queue=self.queue,
+                                  journal=self.journal, events=self.events, install=self.install_engine,
+                                  served=lambda: (self.engine, self.model_spec), answer=self.answer_model)
+        for worker in self.workers:  # a cluster does not switch; the last idle worker runs a switch
+            worker.between_jobs = self.between_jobs
+        take_lock = threading.Lock()  # the live worker counts against no one: it keeps its own
+        for worker in self.workers:
+            worker.may_take = lambda worker=worker: self.may_take(worker)
+            if not worker.live_only:
+                worker.take_lock = take_lock
         if not self.compute_on_main_thread:
-            self.start_workers()
-        elif not self.engine_serves():
-            self.start_workers(self.workers[1:])  # the first worker's loop is run()'s, on the main thread
+            self.start_workers()  # `continuo serve` starts them in run(), beside the engine's compute loop
         if settings.stems_prepare_at_start and isinstance(self.worker.separator, LazySeparator):
             self.worker.separator.start_background_preparation()  # other workers wait on the export's file lock
         if settings.midi:
@@ -159,14 +168,34 @@ class Daemon:
         return [job for worker in self.all_workers() if (job := worker.running_job()) is not None]
 
     def run(self) -> None:
-        """Until a stop is requested: the job loop itself on this (main) thread, or just waiting."""
-        if self.compute_on_main_thread:
-            if self.engine_serves():
-                self.start_workers()  # they hand the engine work; this thread runs it
-                self.engine.serve(self.stop_requested)  # returns once stopping and nothing runs
+        """Until a stop is requested. `continuo serve`: the workers start, and this (main) thread runs the
+        engine's torch calls (our engine's compute loop; the one that loaded the model, so torch's OpenMP
+        threads have one master), following a model switch; an engine without a compute loop (ACE-Step, the
+        transformers reference, a cluster) runs on its workers' threads. In process: just waiting."""
+        if not self.compute_on_main_thread:
+            self.stop_requested.wait()
+            return
+        self.start_workers()
+        while not self.stop_requested.is_set():
+            engine = self.engine
+            if callable(getattr(engine, "serve", None)):
+                engine.serve(ServingStop(self, engine))  # returns once stopping (or switched) and nothing runs
             else:
-                self.worker.run()
-        self.stop_requested.wait()
+                self.stop_requested.wait(STOP_POLL_S)
+            del engine  # a switched-out engine must not be held here
+
+    def may_take(self, worker: Worker) -> bool:
+        """Whether worker may take a job now: fewer jobs run than the engine takes at once (a model switch can
+        change that); the live worker only beside an engine that decodes jobs together."""
+        jobs = concurrent_jobs(self.engine)
+        if worker.live_only:
+            return jobs > 1 and self.engine_serves()
+        return sum(1 for other in self.workers if not other.live_only and other.running_job()) < jobs
+
+    def between_jobs(self) -> None:
+        """A worker's hook between jobs: a waiting model switch runs once no job runs (the queue is held)."""
+        if self.switch.active and not self.running_jobs():
+            self.switch.run_pending()
 
     def start_workers(self, workers: list[Worker] | None = None) -> None:
         for worker in self.workers if workers is None else workers:
@@ -187,6 +216,7 @@ class Daemon:
         # requests that arrive meanwhile are answered `busy` by the closed queue.
         for worker in self.all_workers():
             worker.stop()
+        self.switch.abandon()
         for job in self.queue.drain():
             self.worker.fail(job, "interrupted", "the daemon stopped before this job started; send it again")
         for worker in self.all_workers():
@@ -210,7 +240,17 @@ class Daemon:
                 "model_sample_rate": info.sample_rate, "capabilities": sorted(c.value for c in info.capabilities),
                 "session_sample_rate": self.settings.sample_rate, "session_bpm": self.settings.bpm,
                 "midi_maps": [{"name": m.name, "description": m.description} for m in self.midi_maps.values()],
-                "lora_adapters": list(find_adapters(self.settings.resolved_lora_dir))}
+                "lora_adapters": self.adapter_names()}
+
+    def adapter_names(self) -> list[str]:
+        """The LoRA adapters in lora_dir, by name: what /continuo/models lists (and HTTP with it)."""
+        return list(find_adapters(self.settings.resolved_lora_dir))
+
+    def install_engine(self, engine: Engine, spec: str) -> None:
+        """The switch's last step (worker thread, between jobs): the daemon and every worker serve engine."""
+        self.engine, self.model_spec = engine, spec
+        for worker in self.all_workers():
+            worker.engine = engine
 
     def preset_dirs(self) -> list[Path]:
         dirs = [builtin_presets_dir()]
@@ -390,7 +430,8 @@ class Daemon:
             self.report_existing(existing, reply_to)
             return
         admitted = admit(op, job_id, args, settings, context=session.context, presets=self.presets,
-                         input_roots=self.input_roots, limits=self.settings, model=self.engine.info,
+                         input_roots=self.input_roots, limits=self.settings,
+                         model=None if self.switch.active else self.engine.info,  # a switch: checked at the start
                          queue=self.queue, priority=priority, slot=slot, retries=retries)
         job = Job(job_id=job_id, op=op, params=admitted.params, reply_to=reply_to, client_key=sender,
                   priority=priority, slot=slot)
@@ -408,7 +449,7 @@ class Daemon:
         seconds = sum(MusicalContext(**job.params["context"]).seconds_for_bars(job.params["bars"]) for job in waiting)
         for running in self.running_jobs():
             seconds += MusicalContext(**running.params["context"]).seconds_for_bars(running.params["bars"]) / 2
-        return seconds * self.worker.seconds_per_audio_s / len(self.all_workers())
+        return seconds * self.worker.seconds_per_audio_s / concurrent_jobs(self.engine)
 
     def report_existing(self, record: JobRecord, reply_to: Destination) -> None:
         """A resent job id never renders twice: report where the first one is."""
@@ -427,6 +468,8 @@ class Daemon:
             self.cancel(job_id, session.reply_to, quiet=everything)
 
     def cancel(self, job_id: str, reply_to: Destination, *, quiet: bool) -> None:
+        if self.switch.cancel(job_id):  # a model switch job that has not started
+            return
         job = self.queue.remove(job_id)
         if job is not None:
             job.cancel()
@@ -455,9 +498,11 @@ class Daemon:
             log.info("job=%s acknowledged", request.job_id)
 
     def on_status(self, request: Request, sender: Destination) -> None:
+        self.send_status(self.session(sender).reply_to)
+
+    def send_status(self, reply_to: Destination) -> None:
         used_gb, total_gb = memory_gb()
-        state = "busy" if self.running_jobs() else "idle"
-        reply_to = self.session(sender).reply_to
+        state = "loading" if self.switch.active else "busy" if self.running_jobs() else "idle"
         self.events.emit(reply_to, "/continuo/status", state, self.engine.info.name,
                          used_gb, total_gb, len(self.queue))
         s = self.settings
@@ -488,9 +533,44 @@ class Daemon:
         self.on_presets(request, sender)
 
     def on_models(self, request: Request, sender: Destination) -> None:
+        self.send_models(self.session(sender).reply_to)
+
+    def send_models(self, reply_to: Destination) -> None:
+        """The served model (family, capabilities), then one /continuo/adapters event per LoRA adapter."""
         info = self.engine.info
-        self.events.emit(self.session(sender).reply_to, "/continuo/models", info.name, info.source_kind,
-                         info.sample_rate, info.channels)
+        adapters = self.adapter_names()
+        self.events.emit(reply_to, "/continuo/models", info.name, info.source_kind, info.sample_rate, info.channels,
+                         info.family, ",".join(sorted(c.value for c in info.capabilities)), len(adapters))
+        for name in adapters:
+            self.events.emit(reply_to, "/continuo/adapters", name)
+
+    def answer_model(self, reply_to: Destination, models: bool) -> None:
+        """A switch's answers: the status (and limits), and once it is done the models listing."""
+        self.send_status(reply_to)
+        if models:
+            self.send_models(reply_to)
+
+    def on_load_model(self, request: Request, sender: Destination) -> None:
+        """/continuo/model/load NAME [JOB_ID]: switch the served model between jobs (bridge/jobs/model_switch.py)."""
+        reply_to = self.session(sender).reply_to
+        name, job_id = request.args["name"].strip(), request.args["job_id"] or ""
+        existing = self.journal.get(job_id) if job_id else None
+        if existing is not None:
+            self.report_existing(existing, reply_to)
+            return
+        if self.settings.cluster or concurrent_jobs(self.engine) > 1:
+            raise BadRequest("switching models is not built for a cluster engine (--cluster: each replica keeps "
+                             f"its models, cluster_models_per_replica); restart with --model {name}", job_id=job_id)
+        served = not isinstance(self.engine, UnloadedEngine) and name in (self.model_spec, self.engine.info.name)
+        if served and not self.switch.active:
+            log.info("job=%s model %s is already served", job_id or "-", name)
+            if job_id:
+                self.journal.insert_job(job_id, "load_model", {"model": name}, reply_to)
+                self.journal.finish(job_id, JobStatus.DONE, seed=0, elapsed_s=0.0)
+                self.events.done(reply_to, job_id, 0, 0, 0.0)
+            self.answer_model(reply_to, True)
+            return
+        self.switch.request(name, reply_to, job_id)
 
 
 def load_model(settings: Settings) -> Engine:
@@ -506,7 +586,17 @@ def load_model(settings: Settings) -> Engine:
                            allow_tiny_fallback=settings.allow_smoke_model)
     return load_engine(source, device=settings.device, backend=settings.backend, weights=settings.weights,
                        kv_cache=settings.kv_cache, attention=settings.attention, compile=settings.compile_decode,
-                       max_batch=settings.max_batch)
+                       max_batch=settings.max_batch, memory_budget_gb=settings.memory_budget_gb)
+
+
+class ServingStop:
+    """The stop of one engine's compute loop: the daemon stops, or a model switch installed another engine."""
+
+    def __init__(self, daemon: Daemon, engine: Engine) -> None:
+        self.daemon, self.engine = daemon, engine
+
+    def is_set(self) -> bool:
+        return self.daemon.stop_requested.is_set() or self.daemon.engine is not self.engine
 
 
 def concurrent_jobs(engine: Engine) -> int:

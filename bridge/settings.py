@@ -47,6 +47,12 @@ class Settings:
     kv_cache: str = _setting("auto", "self-attention cache: auto (the weights' dtype), fp32, fp16, bf16, mulaw8")
     attention: str = _setting("auto", "attention kernel: auto (fused-cpu on the CPU, flash or sdpa on CUDA), sdpa, "
                                       "eager (the reference), flash (flash-attn on CUDA), fused-cpu (our C++ kernel)")
+    memory_budget_gb: float = _setting(
+        0.0, "GPU memory the model may hold, in GB (0: no budget, every component stays on the GPU). ACE-Step on "
+        "CUDA: components idle in a phase (text and lyric encoding, DiT sampling, VAE decode) wait on the CPU when "
+        "all of them would not fit; no effect on the CPU. A model switch loads the new model beside the old one "
+        "only when both fit in it"
+    )
     compile_decode: bool = _setting(False, "CUDA only: compile the decode step with CUDA graphs (slow first render)")
     max_batch: int = _setting(
         4, "jobs whose decode steps run together (continuous batching; measured in docs/benchmarks.md); "
@@ -304,7 +310,7 @@ def validate_settings(settings: Settings) -> None:
     for name in ("ack_resends", "retention_max_jobs", "max_variations", "max_input_bytes"):
         if getattr(settings, name) < 0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(settings, name)}")
-    for name in ("ack_interval_s", "retention_age_s", "max_input_s", "max_messages_per_s"):
+    for name in ("ack_interval_s", "retention_age_s", "max_input_s", "max_messages_per_s", "memory_budget_gb"):
         if getattr(settings, name) < 0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(settings, name)}")
     if settings.stems_model_size not in ("low", "medium", "high"):

@@ -11,8 +11,10 @@ pipeline's task `extract` with `track_name`), lego (a new track over given audio
 whole clip as context; `complete` writes the whole arrangement back, not one stem), cover (`cover` with
 audio_cover_strength, where the pipeline has its audio tokenizer: `capabilities`), variations (one take per
 seed), a LoRA adapter per request (`adapter_applied`: loaded at its weight, removed after the request, a bad file
-an InferenceError). Not built yet (refused by capability, and by `refuse_unsupported` here): complete,
-streaming previews, style mixing, three-phase memory, int8 DiT linears.
+an InferenceError), three memory phases (`inference/phases.py`: encode, sample, decode; with memory_budget_gb
+on CUDA the components idle in a phase wait on the CPU; `AceStepEngine.phases.subscribe(listener)` hears each
+phase start). Not built yet (refused by capability, and by `refuse_unsupported` here): complete, streaming
+previews, style mixing, int8 DiT linears.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from inference.api import (
     ProgressCallback,
 )
 from inference.errors import Cancelled, InferenceError, ModelLoadError
+from inference.phases import GB, IDLE, PhasePlacement, PhaseTracker, component_bytes, move_module, plan_placement
 from inference.progress import ProgressReporter
 from inference.request_checks import RequestChecks
 
@@ -49,6 +52,8 @@ log = logging.getLogger("continuo.inference")
 PIPELINE_CLASS = "AceStepPipeline"
 FAMILY = "ace-step"
 REQUIRED_COMPONENTS = ("vae", "text_encoder", "tokenizer", "transformer", "condition_encoder", "scheduler")
+MODEL_COMPONENTS = ("text_encoder", "condition_encoder", "audio_tokenizer", "audio_token_detokenizer", "transformer",
+                    "vae")  # the torch modules, the ones the three phases place
 CAPABILITIES = frozenset({Capability.TEXT, Capability.LYRICS, Capability.REPAINT, Capability.VARIATIONS,
                           Capability.LORA, Capability.EXTRACT, Capability.ADD_LAYER})
 TURBO_STEPS = 8  # the turbo checkpoints are distilled for 8 steps
@@ -100,12 +105,17 @@ def pipeline_problems(directory: Path) -> list[str]:
 class AceStepEngine(RequestChecks):
     """A loaded AceStepPipeline; generate is called from one worker thread, one request at a time."""
 
-    def __init__(self, pipeline, info: ModelInfo, *, steps: int):
+    def __init__(self, pipeline, info: ModelInfo, *, steps: int, placement: PhasePlacement | None = None,
+                 mover=move_module):
         self.pipeline, self.info, self.steps = pipeline, info, steps
         self.device = torch.device(info.device)
         self.hop = int(round(info.sample_rate / info.frame_rate))
         self.lock = threading.Lock()
         pipeline.set_progress_bar_config(disable=True)
+        # The phase boundaries: encode (sample() before the pipeline call), sample (the DiT's first forward, from
+        # inside the pipeline's __call__), decode (decode_latents), idle (after it). Listeners: phases.subscribe.
+        self.phases = PhaseTracker(components(pipeline), placement, mover)
+        pipeline.transformer.register_forward_pre_hook(lambda _module, _args: self.phases.enter("sample"))
 
     # ---- the Engine Protocol --------------------------------------------------------------------------------
 
@@ -176,10 +186,13 @@ class AceStepEngine(RequestChecks):
 
     def render(self, request: GenerationRequest, *, on_progress: ProgressCallback | None = None,
                should_cancel: CancelCheck | None = None) -> GeneratedAudio:
-        latents = self.sample(request, on_progress=on_progress, should_cancel=should_cancel)
-        if on_progress is not None:
-            on_progress(0.0, "decoding")
-        audio = self.decode_latents(latents)[0]
+        try:
+            latents = self.sample(request, on_progress=on_progress, should_cancel=should_cancel)
+            if on_progress is not None:
+                on_progress(0.0, "decoding")
+            audio = self.decode_latents(latents)[0]
+        finally:
+            self.phases.enter(IDLE)
         if on_progress is not None:
             on_progress(1.0, "decoding")
         return GeneratedAudio(audio=audio, sample_rate=self.info.sample_rate, seed=request.seed)
@@ -255,6 +268,7 @@ class AceStepEngine(RequestChecks):
         if should_cancel is not None and should_cancel():
             raise Cancelled("cancelled before generation started")
         reporter.stage("conditioning", 0.0)
+        self.phases.enter("encode")
         with torch.inference_mode(), self.seeded_encoding(request):
             latents = self.pipeline(**arguments, output_type="latent", callback_on_step_end=on_step_end).audios
         if cancelled:
@@ -276,6 +290,7 @@ class AceStepEngine(RequestChecks):
 
     def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
         """(B, T, D) latents -> (B, C, samples) float32, normalised to a -1 dBFS peak as the pipeline does."""
+        self.phases.enter("decode")
         with torch.inference_mode():
             audio = self.pipeline.vae.decode(latents.transpose(1, 2).to(self.pipeline.vae.dtype)).sample.float()
             peak = audio.abs().amax(dim=[1, 2], keepdim=True)
@@ -299,8 +314,10 @@ def replace_seed(request: GenerationRequest, seed: int) -> GenerationRequest:
     return replace(request, seed=seed)
 
 
-def load_acestep_engine(source, *, device: str = "auto", name: str, is_random: bool) -> AceStepEngine:
-    """Load an ACE-Step pipeline directory (source.path) onto device: fp32 on the CPU, bf16 on CUDA."""
+def load_acestep_engine(source, *, device: str = "auto", name: str, is_random: bool,
+                        memory_budget_gb: float = 0.0) -> AceStepEngine:
+    """Load an ACE-Step pipeline directory (source.path) onto device: fp32 on the CPU, bf16 on CUDA; with a
+    memory budget on CUDA that all components would not fit in, the three-phase placement (`place_components`)."""
     from diffusers import AceStepPipeline
 
     from inference.device import pick_device
@@ -312,13 +329,41 @@ def load_acestep_engine(source, *, device: str = "auto", name: str, is_random: b
     dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
     try:
         pipeline = AceStepPipeline.from_pretrained(source.path, dtype=dtype, local_files_only=True)
-        pipeline = pipeline.to(target)
+        placement = place_components(pipeline, target, memory_budget_gb)
+    except ModelLoadError:
+        raise
     except Exception as error:
         raise ModelLoadError(f"cannot load {source.path} as an ACE-Step pipeline: "
                              f"{type(error).__name__}: {error}") from error
     return AceStepEngine(pipeline, describe_pipeline(pipeline, name=name, source_kind=source.kind,
                                                      is_random=is_random, device=str(target)),
-                         steps=TURBO_STEPS if pipeline.is_turbo else BASE_STEPS)
+                         steps=TURBO_STEPS if pipeline.is_turbo else BASE_STEPS, placement=placement)
+
+
+def components(pipeline) -> dict[str, torch.nn.Module]:
+    """The pipeline's torch modules by name (the optional audio tokenizers only where present)."""
+    return {name: module for name in MODEL_COMPONENTS
+            if isinstance(module := getattr(pipeline, name, None), torch.nn.Module)}
+
+
+def place_components(pipeline, target: torch.device, memory_budget_gb: float) -> PhasePlacement | None:
+    """Everything onto target, or (a placement: a budget on CUDA that not all components fit in) only the
+    resident components; the others wait on the CPU for their phase. On the CPU the budget changes nothing."""
+    if memory_budget_gb > 0 and target.type == "cpu":
+        log.info("memory_budget_gb %g: no effect on the CPU (every component stays in RAM; the three-phase "
+                 "placement moves components to and from a GPU)", memory_budget_gb)
+    modules = components(pipeline)
+    placement = plan_placement(component_bytes(modules), int(memory_budget_gb * GB), target)
+    if placement is None:
+        pipeline.to(target)
+        return None
+    for name in placement.resident:
+        modules[name].to(target)
+    sizes = component_bytes(modules)
+    log.info("memory_budget_gb %g on %s: resident %s (%.2f GB); moved per phase: %s", memory_budget_gb, target,
+             ", ".join(sorted(placement.resident)) or "none", sum(sizes[n] for n in placement.resident) / GB,
+             ", ".join(sorted(set(modules) - placement.resident)))
+    return placement
 
 
 def describe_pipeline(pipeline, *, name: str, source_kind: str, is_random: bool, device: str) -> ModelInfo:
@@ -332,6 +377,7 @@ def describe_pipeline(pipeline, *, name: str, source_kind: str, is_random: bool,
         name=name, source_kind=source_kind, sample_rate=int(vae.sampling_rate), channels=int(vae.audio_channels),
         frame_rate=pipeline.latents_per_second, max_duration_s=frames / pipeline.latents_per_second,
         is_random=is_random, device=device, parameters=parameters, capabilities=capabilities(pipeline),
+        family=FAMILY,
     )
 
 

@@ -50,6 +50,7 @@ class ModelInfo:
     parameters: int
     max_output_s: float = 0.0  # longest output per request; past max_duration_s by windowed re-prompting (0: none)
     capabilities: frozenset[Capability] = frozenset({Capability.TEXT})
+    family: str = "musicgen"  # the family its config names: "musicgen" or "ace-step" (inference/loading.py:family)
 
     def __post_init__(self):
         if self.max_output_s < self.max_duration_s:

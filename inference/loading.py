@@ -332,12 +332,14 @@ def load_engine(
     attention: str = "auto",
     compile: bool = False,
     max_batch: int = 4,
+    memory_budget_gb: float = 0.0,
 ) -> Engine:
     """Load source.path and warm it up.
 
     backend "engine" (default): our decoder (inference.engine.MusicGenEngine) with the named weights / kv_cache /
     attention modes, decoding up to max_batch concurrent jobs together; "transformers": transformers' generate
-    (fp32 on CPU, fp16 on CUDA), the reference (inference.reference.ReferenceEngine).
+    (fp32 on CPU, fp16 on CUDA), the reference (inference.reference.ReferenceEngine). memory_budget_gb: ACE-Step's
+    three-phase placement on CUDA.
     """
     import torch
     from transformers import AutoProcessor, MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration
@@ -350,7 +352,8 @@ def load_engine(
     if source.path is None:
         raise ModelLoadError(f"model {source.spec!r} has no directory to load from")
     if family(source.path) != "musicgen":  # the config decides the family
-        return load_other_family(source, device=device, warm_up=warm_up, backend=backend)
+        return load_other_family(source, device=device, warm_up=warm_up, backend=backend,
+                                 memory_budget_gb=memory_budget_gb)
     problems = checkpoint_problems(source.path)
     if problems:
         raise ModelLoadError(f"cannot load {source.path}: " + "; ".join(problems))
@@ -393,7 +396,8 @@ def family(directory: Path) -> str:
     return pipeline_family(directory) or "musicgen"
 
 
-def load_other_family(source: ModelSource, *, device: str, warm_up: bool, backend: str) -> Engine:
+def load_other_family(source: ModelSource, *, device: str, warm_up: bool, backend: str,
+                      memory_budget_gb: float = 0.0) -> Engine:
     """An ACE-Step pipeline: loaded, named, warned about when random, warmed up like a MusicGen."""
     from inference.acestep import load_acestep_engine
 
@@ -402,7 +406,8 @@ def load_other_family(source: ModelSource, *, device: str, warm_up: bool, backen
                              "(drop --backend or pass --backend engine)")
     started = time.monotonic()
     is_random = source.is_random or has_smoke_marker(source.path)
-    engine = load_acestep_engine(source, device=device, name=display_name(source), is_random=is_random)
+    engine = load_acestep_engine(source, device=device, name=display_name(source), is_random=is_random,
+                                 memory_budget_gb=memory_budget_gb)
     return announce_loaded(engine, source, "ace-step", started, warm_up=warm_up)
 
 
@@ -413,7 +418,7 @@ def announce_loaded(engine: Engine, source: ModelSource, how: str, started: floa
              info.name, info.source_kind, how, info.device, time.monotonic() - started, info.parameters,
              info.sample_rate, info.channels, info.max_duration_s)
     if info.is_random:
-        warn_random(info.name, source.path)
+        warn_random(info.name, source.path, family(source.path) if source.path is not None else "musicgen")
     if warm_up:
         try:
             log.info("warmed up %s in %.2f s", info.name, engine.warm_up())
@@ -457,15 +462,22 @@ def display_name(source: ModelSource) -> str:
     return source.spec
 
 
-def warn_random(name: str, path: Path) -> None:
+# What to pass for music, per family: (a hub id, a local directory of that family)
+REAL_MODELS = {"musicgen": ("facebook/musicgen-small", "/path/to/a/musicgen/checkpoint"),
+               "ace-step": ("ACE-Step/acestep-v15-xl-turbo-diffusers", "/path/to/an/ace-step/diffusers/pipeline")}
+
+
+def warn_random(name: str, path: Path, family: str = "musicgen") -> None:
+    """The loud smoke-model warning, naming a real model of the same family to load instead."""
+    hub_id, local = REAL_MODELS.get(family, REAL_MODELS["musicgen"])
     bar = "!" * 72
     for line in (
         bar,
         f"!!  RANDOM SMOKE MODEL: {name}",
         f"!!  loaded from {path}",
         "!!  Its weights are random: every render is NOISE, NOT MUSIC.",
-        "!!  For music: pass --model facebook/musicgen-small (needs network once)",
-        "!!  or --model /path/to/a/musicgen/checkpoint.",
+        f"!!  For music: pass --model {hub_id} (needs network once)",
+        f"!!  or --model {local}.",
         bar,
     ):
         log.warning(line)

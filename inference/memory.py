@@ -1,4 +1,4 @@
-"""Device memory: recognising an out-of-memory failure, and giving the memory back after one.
+"""Device memory: recognising an out-of-memory failure, giving the memory back after one, and what is free.
 
 CUDA reports running out of memory as torch.OutOfMemoryError from the caching allocator, but also as a
 plain RuntimeError from libraries that allocate on their own (cuBLAS workspaces, cuDNN, flash-attn,
@@ -14,6 +14,7 @@ import gc
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -61,3 +62,29 @@ def out_of_memory_errors(doing: str, hint: str) -> Iterator[None]:
             raise
         release_memory(error)
         raise OutOfMemory(f"out of memory while {doing} ({first_line(error)}); {hint}") from error
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def weight_bytes(directory: Path) -> int:
+    """Bytes of the weight files under directory (a checkpoint, or a pipeline's component folders); links are
+    followed, as in a Hugging Face cache snapshot."""
+    return sum(path.stat().st_size for path in Path(directory).rglob("*")
+               if path.suffix in WEIGHT_SUFFIXES and path.is_file())
+
+
+def free_memory_bytes(device: str) -> int:
+    """Memory free for a new model on device: the GPU's free memory for CUDA, MemAvailable of the machine for the
+    CPU (0 when it cannot be read: the caller then takes the careful way)."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return int(free)
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

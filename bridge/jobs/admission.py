@@ -11,8 +11,10 @@ client sees, or returns what the daemon journals and enqueues. In order:
 3. the rules between settings the schema cannot see (``check_rules``);
 4. input files: size, duration, readable audio (``check_input_file``);
 5. the model: its declared capabilities (``check_capabilities``) and its
-   window against the length asked for (``check_length``); an edit's range
-   against its input (``check_edit_range``);
+   window against the length asked for (``check_window``), skipped while a
+   model switch is under way (``model`` None: the worker checks them against
+   the new model when the job starts, ``check_model``); bars within max_bars
+   (``check_length``); an edit's range against its input (``check_edit_range``);
 6. room in the queue, or a live job's slot to take over (``check_room``).
 
 Types and ranges are not checked again here: ``Schema.parse`` checked them for
@@ -35,7 +37,7 @@ from bridge.jobs.plan import EDIT_OPS, PROMPT_ARG_OPS, TRACK_OPS, RenderPlan, bu
 from bridge.jobs.queue import JobQueue, Priority
 from bridge.settings import Settings
 from inference.adapters import find_adapters
-from inference.api import TRACKS, Capability
+from inference.api import TRACKS, Capability, ModelInfo
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,10 @@ class Admitted:
 
 def admit(op: str, job_id: str, args: Mapping[str, Any], settings: Mapping[str, Any], *,
           context: MusicalContext, presets: Mapping[str, Preset], input_roots: Sequence[Path], limits: Settings,
-          model: Any, queue: JobQueue, priority: Priority = Priority.INTERACTIVE, slot: int | None = None,
-          retries: int = 0) -> Admitted:
-    """Check one job request (``model``: the loaded model's info); raises the BridgeError the client gets."""
+          model: ModelInfo | None, queue: JobQueue, priority: Priority = Priority.INTERACTIVE,
+          slot: int | None = None, retries: int = 0) -> Admitted:
+    """Check one job request (``model``: the loaded model's info, None while a switch is under way); raises the
+    BridgeError the client gets."""
     try:
         params = job_params(op, args, settings, context)
         if retries:
@@ -58,16 +61,20 @@ def admit(op: str, job_id: str, args: Mapping[str, Any], settings: Mapping[str, 
         if priority is not Priority.INTERACTIVE:
             params["priority"] = priority.value
         check_count(int(args.get("count", 1)), limits)
-        if "lora" in params["settings"] and model.supports(Capability.LORA):  # else: refused by capability below
+        if "lora" in params["settings"] and (model is None or model.supports(Capability.LORA)):  # else: refused
+            # by capability below
             params["lora_path"] = str(find_adapter(str(params["settings"]["lora"]), limits))
         plan = build_plan(op, params, presets, input_roots)
         check_rules(plan, params["settings"])
         if plan.input_path is not None:
             check_input_file(plan.input_path, limits)
-        check_capabilities(plan, model, job_id)
+        if model is not None:
+            check_capabilities(plan, model, job_id)
         if plan.melody_path is not None:
             check_input_file(plan.melody_path, limits)
-        check_length(plan, limits, model)
+        check_length(plan, limits)
+        if model is not None:
+            check_window(plan, model)
         check_edit_range(plan)
         check_room(queue, priority, slot)
     except BridgeError as exc:
@@ -142,13 +149,28 @@ def check_input_file(path: Path, limits: Settings) -> None:
                          f"{limits.max_input_s:g} s (max_input_s)")
 
 
-def check_length(plan: RenderPlan, limits: Settings, model: Any) -> None:
-    """Bars within max_bars, and the audio asked of the model within its window (after the audio prompt)."""
+def check_model(plan: RenderPlan, model: ModelInfo, job_id: str) -> None:
+    """What the served model must do for plan: its capabilities and its window. At admission, and again by the
+    worker when the job starts (a model switch may have come between; bridge/jobs/model_switch.py)."""
+    try:
+        check_capabilities(plan, model, job_id)
+        check_window(plan, model)
+    except BridgeError as exc:
+        exc.job_id = exc.job_id or job_id
+        raise
+
+
+def check_length(plan: RenderPlan, limits: Settings) -> None:
+    """Bars within max_bars."""
+    if plan.bars > limits.max_bars:
+        raise BadRequest(f"{plan.bars:g} bars is more than this daemon allows ({limits.max_bars:g}); "
+                         "ask for fewer bars or raise max_bars")
+
+
+def check_window(plan: RenderPlan, model: ModelInfo) -> None:
+    """The audio asked of the model within its window (after the audio prompt)."""
     bars, duration_s = plan.bars, plan.generated_s_max
     prompt_s = plan.preset.prompt_seconds if plan.input_path and plan.op not in ("stems", *EDIT_OPS) else 0.0
-    if bars > limits.max_bars:
-        raise BadRequest(f"{bars:g} bars is more than this daemon allows ({limits.max_bars:g}); "
-                         "ask for fewer bars or raise max_bars")
     windowed = model.max_output_s > model.max_duration_s  # our engine re-prompts past the model's window
     limit = model.max_output_s if windowed else model.max_duration_s - prompt_s
     if duration_s > limit:

@@ -82,6 +82,7 @@ class JobQueue:
         self._jobs: list[Job] = []
         self._cond = threading.Condition()
         self._closed = False
+        self._held = False  # a model switch waits to run: get hands out no job (bridge/jobs/model_switch.py)
         self._on_superseded = on_superseded
 
     def put(self, job: Job, *, front: bool = False) -> int:
@@ -123,20 +124,34 @@ class JobQueue:
         with self._cond:
             return self._closed
 
+    def hold(self) -> None:
+        """Hand out no job until release (jobs are still taken in); a waiting get returns None at once, and a get
+        while held waits for its timeout (no spinning), then returns None."""
+        with self._cond:
+            self._held = True
+            self._cond.notify_all()
+
+    def release(self) -> None:
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+
     def get(self, timeout_s: float | None = None, *, live_only: bool = False) -> Job | None:
-        """Next job, or None when closed (or on timeout). live_only: the next live job (the worker kept for live
-        jobs, so that one never waits behind a batch of others)."""
+        """Next job, or None when closed, held (or on timeout). live_only: the next live job (the worker kept
+        for live jobs, so that one never waits behind a batch of others)."""
         with self._cond:
             deadline = None if timeout_s is None else time.monotonic() + timeout_s
             while not self._closed:
-                index = next((i for i, job in enumerate(self._jobs)
-                              if not live_only or job.priority is Priority.LIVE), None)
+                index = None if self._held else next(
+                    (i for i, job in enumerate(self._jobs) if not live_only or job.priority is Priority.LIVE), None)
                 if index is not None:
                     return self._jobs.pop(index)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return None
                 self._cond.wait(remaining)
+                if self._held:  # held (now or while waiting): back to the worker, whose hook runs the switch
+                    return None
             return None
 
     def remove(self, job_id: str) -> Job | None:

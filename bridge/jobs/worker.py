@@ -21,6 +21,7 @@ from bridge.audio.presets import Preset
 from bridge.audio.render import LOOP_CROSSFADE_S, map_channels, measured, render_mix, resample
 from bridge.audio.stems import input_stems, stem_outputs
 from bridge.errors import BridgeError, Busy, ReplicaLost
+from bridge.jobs.admission import check_model
 from bridge.jobs.events import EventSink
 from bridge.jobs.journal import Journal, OutputRecord
 from bridge.jobs.plan import RenderPlan, build_plan
@@ -81,23 +82,30 @@ class Worker(threading.Thread):
         self.current: Job | None = None
         self.stopping = threading.Event()
         self.seconds_per_audio_s = 1.0  # measured; used for ETAs
+        self.between_jobs: Callable[[], None] | None = None  # run before each job: a model switch's turn
+        self.may_take: Callable[[], bool] | None = None  # whether a job may start now (the daemon's count)
+        self.take_lock = threading.Lock()  # shared by the workers that count against one another
         self._lock = threading.Lock()
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
-        """Jobs one at a time until stopping is set or the queue closes.
-
-        `continuo serve` calls this on the main thread (see Daemon.run); in-process users start the thread.
-        """
+        """Jobs one at a time until stopping is set or the queue closes (the daemon runs one worker thread per
+        job the engine takes at once)."""
         while not self.stopping.is_set():
-            # wakes to notice `stopping`, set from a signal handler
-            job = self.queue.get(timeout_s=STOP_POLL_S, live_only=self.live_only)
+            if self.between_jobs is not None:
+                self.between_jobs()
+            with self.take_lock:  # workers take turns: at most the engine's number of jobs run at once
+                allowed = self.may_take is None or self.may_take()
+                # wakes to notice `stopping`, set from a signal handler
+                job = self.queue.get(timeout_s=STOP_POLL_S, live_only=self.live_only) if allowed else None
+                with self._lock:
+                    self.current = job
             if job is None:
                 if self.queue.closed:
                     break
+                if not allowed:
+                    self.stopping.wait(STOP_POLL_S)
                 continue
-            with self._lock:
-                self.current = job
             try:
                 self.run_job(job)
             finally:
@@ -128,6 +136,7 @@ class Worker(threading.Thread):
         log.info("job=%s running op=%s", job.job_id, job.op)
         try:
             plan = build_plan(job.op, job.params, self.presets(), self.input_roots)
+            check_model(plan, self.engine.info, job.job_id)  # the model may have been switched since admission
             outputs = self.render(job, plan)
         except (Cancelled, Interrupted):
             if self.stopping.is_set():

@@ -513,8 +513,9 @@ class HttpServer:
         return self.reply(events, midi_maps=self._about().get("midi_maps", []))
 
     async def models(self, request: Request) -> Response:
-        return self.reply(self.call(self._ops["models"].address, [], self.peer(request)),
-                          lora_adapters=self._about().get("lora_adapters", []))
+        events = self.call(self._ops["models"].address, [], self.peer(request))
+        return self.reply(events, lora_adapters=[event.values[0] for event in events  # the OSC listing's
+                                                 if event.address == "/continuo/adapters"])
 
 
 class Guard:

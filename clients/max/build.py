@@ -222,9 +222,9 @@ def network(p: Patcher) -> None:
     p.add("output-menu", "", 1300, "umenu")
     p.wire("outputs", 2, "output-list")
     p.chain("output-list", "output-menu")  # every output listed: pick one, drag its path into the DAW
-    # the rest are shown in the console only: context, status, limits, models, pong, partial, slot
+    # the rest are shown in the console only: context, status, limits, models, adapters, pong, partial, slot
     for address in ("/continuo/context", "/continuo/status", "/continuo/limits", "/continuo/models",
-                    "/continuo/pong", "/continuo/partial", "/continuo/slot"):
+                    "/continuo/adapters", "/continuo/pong", "/continuo/partial", "/continuo/slot"):
         assert address in outlet, address
 
 

@@ -137,8 +137,9 @@
      "id": "obj-events",
      "maxclass": "newobj",
      "numinlets": 2,
-     "numoutlets": 15,
+     "numoutlets": 16,
      "outlettype": [
+      "",
       "",
       "",
       "",
@@ -161,7 +162,7 @@
       150.0,
       22.0
      ],
-     "text": "route /continuo/context /continuo/done /continuo/error /continuo/limits /continuo/models /continuo/output /continuo/partial /continuo/pong /continuo/presets /continuo/progress /continuo/queued /continuo/slot /continuo/status /continuo/welcome"
+     "text": "route /continuo/adapters /continuo/context /continuo/done /continuo/error /continuo/limits /continuo/models /continuo/output /continuo/partial /continuo/pong /continuo/presets /continuo/progress /continuo/queued /continuo/slot /continuo/status /continuo/welcome"
     }
    },
    {
@@ -1903,7 +1904,19 @@
     "patchline": {
      "source": [
       "obj-events",
-      10
+      15
+     ],
+     "destination": [
+      "obj-log",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      11
      ],
      "destination": [
       "obj-queued",
@@ -1927,7 +1940,7 @@
     "patchline": {
      "source": [
       "obj-events",
-      9
+      10
      ],
      "destination": [
       "obj-progress",
@@ -1975,7 +1988,7 @@
     "patchline": {
      "source": [
       "obj-events",
-      2
+      3
      ],
      "destination": [
       "obj-error",
@@ -2059,7 +2072,7 @@
     "patchline": {
      "source": [
       "obj-events",
-      1
+      2
      ],
      "destination": [
       "obj-done",
@@ -2119,7 +2132,7 @@
     "patchline": {
      "source": [
       "obj-events",
-      13
+      14
      ],
      "destination": [
       "obj-welcome",
@@ -2155,7 +2168,7 @@
     "patchline": {
      "source": [
       "obj-events",
-      8
+      9
      ],
      "destination": [
       "obj-preset-item",
@@ -2203,7 +2216,7 @@
     "patchline": {
      "source": [
       "obj-events",
-      5
+      6
      ],
      "destination": [
       "obj-outputs",

@@ -173,7 +173,7 @@ def osc_in(c: Canvas) -> None:
     c.obj("status", "list trim", 760, col.y)  # "queued 0 1.5": a message named by its kind, for [route]
     c.obj("status-send", "s $0-status", 760, col.y + col.step)
     c.wire("status", 0, "status-send")
-    c.wire("events", 5, "status")  # welcome, context, presets, status, limits, partial, slot, models, pong
+    c.wire("events", 5, "status")  # welcome, context, presets, status, limits, partial, slot, models, adapters, pong
     # output <job> <name> <path> <sr> <ch> <seconds> <bars> <lufs> <peak>: read into the arrays, then
     # "<name> <path> <bars> <samples read>" to the left outlet
     col.obj("out-split", "list split 1")

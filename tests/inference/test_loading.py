@@ -287,3 +287,16 @@ def test_our_engine_lets_go_of_the_checkpoint_file_map(tiny_model_dir, tmp_path)
     engine = load_engine(resolve_model(str(ckpt), tiny_dir=tmp_path / "smoke"), warm_up=False)
     mapped = [line for line in Path("/proc/self/maps").read_text().splitlines() if str(ckpt) in line]
     assert mapped == [] and engine.info.sample_rate == 32000
+
+
+@pytest.mark.parametrize("family, suggested", [("musicgen", "facebook/musicgen-small"),
+                                               ("ace-step", "ACE-Step/acestep-v15-xl-turbo-diffusers")])
+def test_the_smoke_warning_suggests_a_real_model_of_the_same_family(caplog, family, suggested):
+    from inference.loading import REAL_MODELS, warn_random
+
+    with caplog.at_level("WARNING", logger="continuo.inference"):
+        warn_random("tiny", Path("/tmp/tiny"), family)
+    text = caplog.text
+    assert f"--model {suggested}" in text and "NOISE, NOT MUSIC" in text
+    other = next(hub_id for name, (hub_id, _) in REAL_MODELS.items() if name != family)
+    assert other not in text

@@ -125,7 +125,7 @@ def test_addresses_ops_and_replies_are_consistent():
     assert set(SCHEMA.request_addresses) == expected
     assert {"/continuo/welcome", "/continuo/pong", "/continuo/queued", "/continuo/progress", "/continuo/output",
             "/continuo/done", "/continuo/error", "/continuo/status", "/continuo/context",
-            "/continuo/presets", "/continuo/models", "/continuo/slot", "/continuo/limits",
+            "/continuo/presets", "/continuo/models", "/continuo/adapters", "/continuo/slot", "/continuo/limits",
             "/continuo/partial"} == set(SCHEMA.event_addresses)
     ops = [spec.op for spec in SCHEMA.requests.values()]
     assert len(set(ops)) == len(ops) and all(re.fullmatch(r"[a-z_]+", op) for op in ops)
@@ -218,7 +218,8 @@ VALID = [
     ("/continuo/status", [], {}, {}),
     ("/continuo/presets", [], {}, {}),
     ("/continuo/models", [], {}, {}),
-    ("/continuo/model/load", ["facebook/musicgen-small"], {"name": "facebook/musicgen-small"}, {}),
+    ("/continuo/model/load", ["facebook/musicgen-small"], {"name": "facebook/musicgen-small", "job_id": None}, {}),
+    ("/continuo/model/load", ["/models/ace", "load-1"], {"name": "/models/ace", "job_id": "load-1"}, {}),
 ]
 
 
@@ -231,7 +232,7 @@ def test_valid_messages_parse(address, args, expected_args, expected_settings):
     assert dict(request.args) == expected_args and dict(request.settings) == expected_settings
     for name, value in request.args.items():  # types exactly as declared, not just equal
         assert type(value) is type(expected_args[name]), name
-    job_id = expected_args.get("job_id", "")
+    job_id = expected_args.get("job_id") or ""  # an optional job id left out (None) is the request's ""
     assert request.job_id == ("" if job_id == "*" else job_id)
 
 

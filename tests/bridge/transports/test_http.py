@@ -226,16 +226,24 @@ def test_status_presets_models_and_requests(client, daemon):
     assert "default" in [m["name"] for m in presets["midi_maps"]]
     models = client.get("/api/models").json()
     assert models["events"][0]["args"]["name"] == daemon.engine.info.name
-    assert models["lora_adapters"] == ["tape"]  # HTTP lists the adapters; /continuo/models stays one event
-    assert [e["event"] for e in models["events"]] == ["models"]
+    assert models["lora_adapters"] == ["tape"]  # HTTP lists the adapters the OSC listing gives, one source
+    assert [e["event"] for e in models["events"]] == ["models", "adapters"]
+    assert models["events"][0]["args"]["family"] == "musicgen" and models["events"][0]["args"]["adapters"] == 1
+    assert "repaint" not in models["events"][0]["args"]["capabilities"].split(",")
+    assert models["events"][1]["args"] == {"name": "tape"}
     pong = client.post("/api/requests/ping", json={"seq": 5}).json()
     assert pong["events"] == [{"event": "pong", "args": {"seq": 5}}]
     context = client.post("/api/requests/context", json={"bpm": 90, "beats_per_bar": 3, "beat_unit": 4,
                                                          "key": "C minor", "sample_rate": 44100}).json()
     assert context["events"][0]["args"].get("bpm") == 90.0, context
     assert client.post("/api/requests/nothing", json={}).status_code == 404
-    refused = client.post("/api/requests/load_model", json={"name": "x"})
-    assert refused.status_code == 400 and "not built yet" in refused.json()["error"]["message"]
+    switching = client.post("/api/requests/load_model", json={"name": "/no/such/model"})
+    assert switching.status_code == 200 and switching.json()["events"][0]["args"]["state"] == "loading"
+    deadline = time.monotonic() + 30
+    while daemon.switch.active and time.monotonic() < deadline:  # the switch fails: no such directory
+        time.sleep(0.05)
+    assert not daemon.switch.active and client.get("/api/models").json()["events"][0]["args"]["name"] == \
+        daemon.engine.info.name
     client.post("/api/requests/context", json={"bpm": 120, "beats_per_bar": 4, "beat_unit": 4, "key": "C minor",
                                                "sample_rate": 48000})
 
