@@ -558,7 +558,7 @@ class Daemon:
         if existing is not None:
             self.report_existing(existing, reply_to)
             return
-        if self.settings.cluster or concurrent_jobs(self.engine) > 1:
+        if self.settings.cluster:
             raise BadRequest("switching models is not built for a cluster engine (--cluster: each replica keeps "
                              f"its models, cluster_models_per_replica); restart with --model {name}", job_id=job_id)
         served = not isinstance(self.engine, UnloadedEngine) and name in (self.model_spec, self.engine.info.name)
