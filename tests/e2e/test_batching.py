@@ -31,3 +31,21 @@ def test_a_short_job_overtakes_a_long_one_and_renders_as_alone(osc_client):
     assert long_events[-1][0] == "/continuo/done"
     osc_client.send("/continuo/generate", "short-2", "default", "snare fill", 0.5, "seed", 9)
     np.testing.assert_array_equal(mix_of(osc_client.wait_job("short-2", JOB_TIMEOUT_S, ack=True)), short)
+
+
+def test_the_main_threads_compute_loop_follows_a_model_switch(osc_client, tiny_acestep_dir, tiny_model_dir):
+    """MusicGen (served by the main thread's loop) -> ACE-Step (run on a worker's thread) -> MusicGen again
+    (the main thread serves the new engine): a job renders after each switch."""
+    for step, model in enumerate((tiny_acestep_dir, tiny_model_dir)):
+        osc_client.send("/continuo/model/load", str(model), f"switch-{step}")
+        assert osc_client.wait_job(f"switch-{step}", JOB_TIMEOUT_S, ack=True)[-1][0] == "/continuo/done"
+        osc_client.send("/continuo/generate", f"after-{step}", "default", "pad", 0.5, "seed", 1)
+        events = osc_client.wait_job(f"after-{step}", JOB_TIMEOUT_S, ack=True)
+        assert events[-1][0] == "/continuo/done", events[-1]
+    osc_client.send("/continuo/generate", "long-2", "default", "drone", 8.0, "seed", 2)  # batching is back
+    osc_client.send("/continuo/generate", "short-3", "default", "hit", 0.5, "seed", 3)
+    osc_client.wait_job("short-3", JOB_TIMEOUT_S, ack=True)
+    with pytest.raises(TimeoutError):
+        osc_client.wait_for(lambda a, args: a in ("/continuo/done", "/continuo/error") and args[:1] == ["long-2"],
+                            0.0)
+    assert osc_client.wait_job("long-2", JOB_TIMEOUT_S, ack=True)[-1][0] == "/continuo/done"
