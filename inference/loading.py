@@ -349,7 +349,7 @@ def load_engine(
     if source.path is None:
         raise ModelLoadError(f"model {source.spec!r} has no directory to load from")
     if family(source.path) != "musicgen":  # the config decides the family
-        return load_other_family(source, device=device, warm_up=warm_up, backend=backend)
+        return load_other_family(source, device=device, warm_up=warm_up, backend=backend, weights=weights)
     problems = checkpoint_problems(source.path)
     if problems:
         raise ModelLoadError(f"cannot load {source.path}: " + "; ".join(problems))
@@ -391,8 +391,10 @@ def family(directory: Path) -> str:
     return pipeline_family(directory) or "musicgen"
 
 
-def load_other_family(source: ModelSource, *, device: str, warm_up: bool, backend: str) -> Engine:
-    """An ACE-Step pipeline: loaded, named, warned about when random, warmed up like a MusicGen."""
+def load_other_family(source: ModelSource, *, device: str, warm_up: bool, backend: str,
+                      weights: str = "auto") -> Engine:
+    """An ACE-Step pipeline: loaded (its DiT's linears on the CPU as `weights` says), named, warned about when
+    random, warmed up like a MusicGen."""
     from inference.acestep import load_acestep_engine
 
     if backend != "engine":
@@ -400,7 +402,8 @@ def load_other_family(source: ModelSource, *, device: str, warm_up: bool, backen
                              "(drop --backend or pass --backend engine)")
     started = time.monotonic()
     is_random = source.is_random or has_smoke_marker(source.path)
-    engine = load_acestep_engine(source, device=device, name=display_name(source), is_random=is_random)
+    engine = load_acestep_engine(source, device=device, name=display_name(source), is_random=is_random,
+                                 weights=weights)
     return announce_loaded(engine, source, "ace-step", started, warm_up=warm_up)
 
 
