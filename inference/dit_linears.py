@@ -199,7 +199,7 @@ def plan_dit_linears(transformer: nn.Module, mode: str, *, timer=time_ms) -> Lin
         if mode == "fp32" or (mode == "auto" and linear.in_features * linear.out_features < MIN_WEIGHTS):
             plan.choices[key] = FP32
             continue
-        x = torch.randn(rows, linear.in_features)
+        x = torch.randn(rows, linear.in_features, generator=torch.Generator().manual_seed(0))  # global RNG untouched
         timings = {kind: round(timer(build_linear(kind, linear, rows), x), 4) for kind in kinds}
         plan.timings_ms[key] = timings
         plan.choices[key] = min(timings, key=timings.get)

@@ -75,6 +75,13 @@ def test_modes_from_the_weights_setting():
         assert resolve_dit_mode(name, torch.device("cuda")) == FP32
 
 
+def test_measuring_leaves_the_global_random_state_alone():
+    layers = model()
+    state = torch.random.get_rng_state()
+    plan_dit_linears(layers, "int8", timer=fake_timer("int8", INT8_KINDS[0]))
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
 def test_auto_picks_the_measured_fastest_and_keeps_small_linears_fp32():
     fastest = next(kind for kind in candidate_kinds("auto") if kind != FP32)
     layers = model()
@@ -91,6 +98,17 @@ def test_auto_keeps_fp32_where_it_measures_fastest_and_int8_never_does():
     assert set(plan.choices.values()) == {FP32} and not plan.active
     plan = plan_dit_linears(model(), "int8", timer=fake_timer("int8", FP32))
     assert set(plan.choices.values()) <= set(INT8_KINDS)
+
+
+@pytest.mark.parametrize("kind", candidate_kinds("auto"))
+def test_every_kind_computes_the_same_linear(kind):
+    torch.manual_seed(0)
+    linear = nn.Linear(256, 192)
+    x = torch.randn(2, 7, 256)  # (B, T, D) as the DiT feeds them
+    with torch.inference_mode():
+        reference, ours = linear(x), dit_linears.build_linear(kind, linear, 7)(x)
+    assert ours.shape == reference.shape and ours.dtype == torch.float32
+    assert ((ours - reference).norm() / reference.norm()).item() < {FP32: 1e-6, "bf16": 0.01}.get(kind, 0.03)
 
 
 def test_fp32_converts_nothing_and_auto_leaves_the_tiny_pipeline_as_diffusers_built_it(fp32_engine, tiny_acestep_dir):
