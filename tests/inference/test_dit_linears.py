@@ -25,7 +25,7 @@ from inference.loading import load_engine, resolve_model
 
 CPU = torch.device("cpu")
 REQUEST = GenerationRequest(prompt="warm piano", duration_s=1.0, seed=5, instrumental=True)
-INT8_TOLERANCE = 0.05  # relative L2 distance of the final latents, int8 DiT linears against fp32 (tiny pipeline)
+INT8_TOLERANCE = 0.02  # relative L2 distance of the final latents, int8 DiT linears against fp32 (tiny pipeline)
 
 
 def load(tiny_acestep_dir, weights: str) -> AceStepEngine:
