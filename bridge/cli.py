@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true")
     bench.add_argument("--seconds", type=float, default=None, help="engine: audio per run (default 10; --quick 2)")
     bench.add_argument("--shape", default=None, help="engine: one shape, e.g. musicgen-small or musicgen-medium")
+    bench.add_argument("--family", default="musicgen", choices=["musicgen", "ace-step"],
+                       help="engine: musicgen (our decoder vs transformers) or ace-step (our AceStepEngine vs "
+                            "diffusers' AceStepPipeline call, 1.5 turbo shapes, per-phase time and memory)")
     bench.add_argument("--threads", type=int, default=0, help="engine: torch CPU threads (0: torch's default)")
     bench.add_argument("--device", default="auto", help="engine, gpu: auto, cpu or cuda[:N]")
     bench.add_argument("--dry-run", action="store_true", help="gpu: run the whole plan on the CPU, small (tests it)")

@@ -42,7 +42,9 @@ class Settings:
     cpu_threads: int = _setting(0, "threads torch may use on the CPU (0: all cores)")
     backend: str = _setting("engine", "engine: our decode loop; transformers: transformers' generate (the reference)")
     weights: str = _setting(
-        "auto", "decoder weights: auto (int8 on CPU, fp16 on CUDA), fp32, bf16, fp16, int8, bnb-int8, bnb-nf4"
+        "auto", "decoder weights: auto (int8 on CPU, fp16 on CUDA), fp32, bf16, fp16, int8, bnb-int8, bnb-nf4; "
+                "for ACE-Step, how the DiT's linears run on the CPU: auto (int8 or bf16 where measured faster), "
+                "int8, bf16, fp32 (off: diffusers' own layers)"
     )
     kv_cache: str = _setting("auto", "self-attention cache: auto (the weights' dtype), fp32, fp16, bf16, mulaw8")
     attention: str = _setting("auto", "attention kernel: auto (fused-cpu on the CPU, flash or sdpa on CUDA), sdpa, "

@@ -13,8 +13,9 @@ audio_cover_strength, where the pipeline has its audio tokenizer: `capabilities`
 seed), a LoRA adapter per request (`adapter_applied`: loaded at its weight, removed after the request, a bad file
 an InferenceError), three memory phases (`inference/phases.py`: encode, sample, decode; with memory_budget_gb
 on CUDA the components idle in a phase wait on the CPU; `AceStepEngine.phases.subscribe(listener)` hears each
-phase start). Not built yet (refused by capability, and by `refuse_unsupported` here): complete, streaming
-previews, style mixing, int8 DiT linears.
+phase start). On the CPU the DiT's linears run int8 or bf16 where measured faster (inference.dit_linears, the
+`weights` setting; fp32 keeps the pipeline's own layers and parity). Not built yet (refused by capability, and by
+`refuse_unsupported` here): complete, streaming previews, style mixing.
 """
 
 from __future__ import annotations
@@ -106,8 +107,9 @@ class AceStepEngine(RequestChecks):
     """A loaded AceStepPipeline; generate is called from one worker thread, one request at a time."""
 
     def __init__(self, pipeline, info: ModelInfo, *, steps: int, placement: PhasePlacement | None = None,
-                 mover=move_module):
+                 mover=move_module, dit_linears=None):
         self.pipeline, self.info, self.steps = pipeline, info, steps
+        self.dit_linears = dit_linears  # inference.dit_linears.LinearPlan, or None: the DiT's own fp32 linears
         self.device = torch.device(info.device)
         self.hop = int(round(info.sample_rate / info.frame_rate))
         self.lock = threading.Lock()
@@ -157,6 +159,10 @@ class AceStepEngine(RequestChecks):
         if adapter is None:
             yield
             return
+        if self.dit_linears is not None and self.dit_linears.active:
+            raise InferenceError(f"LoRA adapter {adapter.name!r} needs the DiT's own linear layers; this engine runs "
+                                 f"them converted ({self.dit_linears.summary()}): restart with --weights fp32 to "
+                                 "apply adapters, or send the job without lora")
         started = time.monotonic()
         try:
             self.pipeline.load_lora_weights(str(weight_file(adapter.path)), adapter_name=ADAPTER_SLOT,
@@ -315,12 +321,15 @@ def replace_seed(request: GenerationRequest, seed: int) -> GenerationRequest:
 
 
 def load_acestep_engine(source, *, device: str = "auto", name: str, is_random: bool,
-                        memory_budget_gb: float = 0.0) -> AceStepEngine:
+                        memory_budget_gb: float = 0.0, weights: str = "auto") -> AceStepEngine:
     """Load an ACE-Step pipeline directory (source.path) onto device: fp32 on the CPU, bf16 on CUDA; with a
-    memory budget on CUDA that all components would not fit in, the three-phase placement (`place_components`)."""
+    memory budget on CUDA that all components would not fit in, the three-phase placement (`place_components`);
+    on the CPU the DiT's linears then run as `weights` says (inference.dit_linears: auto, int8, bf16; fp32
+    converts none)."""
     from diffusers import AceStepPipeline
 
     from inference.device import pick_device
+    from inference.dit_linears import convert_dit_linears_, resolve_dit_mode
 
     problems = pipeline_problems(source.path)
     if problems:
@@ -328,8 +337,13 @@ def load_acestep_engine(source, *, device: str = "auto", name: str, is_random: b
     target = pick_device(device)
     dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
     try:
+        mode = resolve_dit_mode(weights, target)
+    except ValueError as error:
+        raise ModelLoadError(f"cannot load {source.path}: {error}") from error
+    try:
         pipeline = AceStepPipeline.from_pretrained(source.path, dtype=dtype, local_files_only=True)
         placement = place_components(pipeline, target, memory_budget_gb)
+        plan = convert_dit_linears_(pipeline.transformer, mode)
     except ModelLoadError:
         raise
     except Exception as error:
@@ -337,7 +351,8 @@ def load_acestep_engine(source, *, device: str = "auto", name: str, is_random: b
                              f"{type(error).__name__}: {error}") from error
     return AceStepEngine(pipeline, describe_pipeline(pipeline, name=name, source_kind=source.kind,
                                                      is_random=is_random, device=str(target)),
-                         steps=TURBO_STEPS if pipeline.is_turbo else BASE_STEPS, placement=placement)
+                         steps=TURBO_STEPS if pipeline.is_turbo else BASE_STEPS, placement=placement,
+                         dit_linears=plan)
 
 
 def components(pipeline) -> dict[str, torch.nn.Module]:

@@ -353,7 +353,7 @@ def load_engine(
         raise ModelLoadError(f"model {source.spec!r} has no directory to load from")
     if family(source.path) != "musicgen":  # the config decides the family
         return load_other_family(source, device=device, warm_up=warm_up, backend=backend,
-                                 memory_budget_gb=memory_budget_gb)
+                                 memory_budget_gb=memory_budget_gb, weights=weights)
     problems = checkpoint_problems(source.path)
     if problems:
         raise ModelLoadError(f"cannot load {source.path}: " + "; ".join(problems))
@@ -397,8 +397,9 @@ def family(directory: Path) -> str:
 
 
 def load_other_family(source: ModelSource, *, device: str, warm_up: bool, backend: str,
-                      memory_budget_gb: float = 0.0) -> Engine:
-    """An ACE-Step pipeline: loaded, named, warned about when random, warmed up like a MusicGen."""
+                      memory_budget_gb: float = 0.0, weights: str = "auto") -> Engine:
+    """An ACE-Step pipeline: loaded (its DiT's linears on the CPU as `weights` says), named, warned about when
+    random, warmed up like a MusicGen."""
     from inference.acestep import load_acestep_engine
 
     if backend != "engine":
@@ -407,7 +408,7 @@ def load_other_family(source: ModelSource, *, device: str, warm_up: bool, backen
     started = time.monotonic()
     is_random = source.is_random or has_smoke_marker(source.path)
     engine = load_acestep_engine(source, device=device, name=display_name(source), is_random=is_random,
-                                 memory_budget_gb=memory_budget_gb)
+                                 memory_budget_gb=memory_budget_gb, weights=weights)
     return announce_loaded(engine, source, "ace-step", started, warm_up=warm_up)
 
 

@@ -5,6 +5,9 @@ Suites:
   one N-bar generate (request sent -> /continuo/done received) end to end.
 - ``engine``: decode speed of our own engine against transformers' generate, same run, random weights of
   the real musicgen-small / -medium shapes (inference/benchmark.py); ``--quick``: small only, 2 s of audio.
+  ``--family ace-step``: our AceStepEngine against diffusers' AceStepPipeline call, random weights of the real
+  1.5 turbo shapes, 10 s at 8 steps, seconds and peak memory per phase (inference/acestep_benchmark.py);
+  ``--quick``: the tiny pipeline, 2 s (a smoke test of the plumbing, no figure).
 - ``gpu``: the first-run GPU smoke (bridge/tools/bench_gpu.py); ``--dry-run`` runs its plan on the CPU.
 - ``throughput --cluster``: in process against 1 and 2 local Ray Serve replicas (bridge/tools/bench_cluster.py).
 """
@@ -106,6 +109,13 @@ def bench_engine(args: argparse.Namespace) -> int:
     threads = getattr(args, "threads", 0) or 0
     if threads:
         torch.set_num_threads(threads)
+    if getattr(args, "family", "musicgen") == "ace-step":
+        from inference.acestep_benchmark import run_acestep_suite
+
+        run_acestep_suite(quick=args.quick, duration_s=getattr(args, "seconds", None),
+                          device=getattr(args, "device", None) or "auto",
+                          emit=lambda result: print(json.dumps(result | {"machine": machine()}), flush=True))
+        return 0
     shapes = [args.shape] if getattr(args, "shape", None) else None
     run_engine_suite(
         quick=args.quick, shapes=shapes, duration_s=getattr(args, "seconds", None),
