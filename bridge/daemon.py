@@ -28,7 +28,7 @@ from bridge.jobs.journal import JobRecord, Journal
 from bridge.jobs.model_switch import ModelSwitch, UnloadedEngine
 from bridge.jobs.queue import Destination, Job, JobQueue, JobStatus, Priority
 from bridge.jobs.retention import RetentionTimer, remove_partials
-from bridge.jobs.worker import STOP_POLL_S, Worker
+from bridge.jobs.worker import Worker
 from bridge.midi import MidiController, MidiMap, load_midi_maps, midi_map_dirs, mix_path, open_midi_input, pick_midi_map
 from bridge.protocol.schema import Request, Schema, load_schema
 from bridge.settings import Settings
@@ -37,6 +37,7 @@ from bridge.transports.limits import RateLimiter
 from bridge.transports.peers import is_peer
 from inference.adapters import find_adapters
 from inference.api import Engine
+from inference.compute import ComputeThread
 from inference.loading import load_engine, resolve_model
 
 log = logging.getLogger("continuo.daemon")
@@ -116,6 +117,8 @@ class Daemon:
         self.events = EventSink(self.schema, self.transports.send, resends=settings.ack_resends,
                                 resend_interval_s=settings.ack_interval_s)
         self.rate_limiter = RateLimiter(settings.max_messages_per_s)
+        self.shared_compute = ComputeThread()  # for an in-process engine without its own (ACE-Step, reference)
+        self.compute = self.compute_for(self.engine)
         self.worker = self.new_worker(settings)
         # Jobs at once: our engine decodes up to max_batch together (continuous batching), a cluster engine
         # takes one per replica; one worker thread per job, and one more kept for live jobs where they batch.
@@ -123,7 +126,7 @@ class Daemon:
         self.workers = [self.worker] + [self.new_worker(settings) for _ in range(jobs - 1)]
         if jobs > 1 and self.engine_serves():
             self.workers.append(self.new_worker(settings, live_only=True))
-        self.switch = ModelSwitch(settings=settings, loader=self._engine_loader, queue=self.queue,
+        self.switch = ModelSwitch(settings=settings, loader=self.load_on_compute, queue=self.queue,
                                   journal=self.journal, events=self.events, install=self.install_engine,
                                   served=lambda: (self.engine, self.model_spec), answer=self.answer_model)
         for worker in self.workers:  # a cluster does not switch; the last idle worker runs a switch
@@ -150,15 +153,29 @@ class Daemon:
         )
 
     def new_worker(self, settings: Settings, *, live_only: bool = False) -> Worker:
-        return Worker(queue=self.queue, journal=self.journal, events=self.events, engine=self.engine,
-                      presets=lambda: self.presets, input_roots=self.input_roots, output_root=self.output_root,
-                      separator=LazySeparator(separator_config(settings.stems_weights, settings.stems_model_size,
-                                                               settings.device)), live_only=live_only)
+        worker = Worker(queue=self.queue, journal=self.journal, events=self.events, engine=self.engine,
+                        presets=lambda: self.presets, input_roots=self.input_roots, output_root=self.output_root,
+                        separator=LazySeparator(separator_config(settings.stems_weights, settings.stems_model_size,
+                                                                 settings.device)), live_only=live_only)
+        worker.compute = self.compute
+        return worker
+
+    def compute_for(self, engine: Engine) -> ComputeThread | None:
+        """The thread that runs engine's torch calls and the workers' other torch work (stems): our engine's own
+        (its batch scheduler), else the daemon's shared one; None for a cluster engine (its replicas compute)."""
+        own = getattr(engine, "compute", None)
+        if own is not None:
+            return own
+        return None if self.settings.cluster else self.shared_compute
+
+    def load_on_compute(self, settings: Settings) -> Engine:
+        """A model switch's load, on the compute thread (the main thread in `continuo serve`), like the first."""
+        return self.compute.call(lambda: self._engine_loader(settings)) if self.compute else \
+            self._engine_loader(settings)
 
     def engine_serves(self) -> bool:
-        """The engine runs its torch calls on a thread it is given (our engine's batch scheduler): in `continuo
-        serve` that is the main thread, and every worker is a thread that hands it work."""
-        return callable(getattr(self.engine, "serve", None))
+        """The engine decodes jobs together on its own compute thread (our engine's batch scheduler)."""
+        return getattr(self.engine, "compute", None) is not None
 
     def all_workers(self) -> list[Worker]:
         """The worker, and one more per extra replica of a cluster engine."""
@@ -168,21 +185,22 @@ class Daemon:
         return [job for worker in self.all_workers() if (job := worker.running_job()) is not None]
 
     def run(self) -> None:
-        """Until a stop is requested. `continuo serve`: the workers start, and this (main) thread runs the
-        engine's torch calls (our engine's compute loop; the one that loaded the model, so torch's OpenMP
-        threads have one master), following a model switch; an engine without a compute loop (ACE-Step, the
-        transformers reference, a cluster) runs on its workers' threads. In process: just waiting."""
+        """Until a stop is requested. `continuo serve`: this (main) thread, the one that loaded the model, runs
+        every torch call of the engine and the workers (the engine's compute thread, following a model switch),
+        and the workers start once it serves. In process: just waiting (the callers compute themselves)."""
         if not self.compute_on_main_thread:
             self.stop_requested.wait()
             return
-        self.start_workers()
         while not self.stop_requested.is_set():
-            engine = self.engine
-            if callable(getattr(engine, "serve", None)):
-                engine.serve(ServingStop(self, engine))  # returns once stopping (or switched) and nothing runs
-            else:
-                self.stop_requested.wait(STOP_POLL_S)
-            del engine  # a switched-out engine must not be held here
+            compute = self.compute
+            if compute is None:  # a cluster: the replicas compute
+                self.start_workers()
+                self.stop_requested.wait()
+                break
+            # returns once stopping (or switched to another engine) and nothing runs; the workers start once it
+            # serves (before, their first torch call would run on their own thread)
+            compute.serve(ServingStop(self, compute), on_ready=self.start_workers)
+            del compute  # a switched-out engine must not be held here
 
     def may_take(self, worker: Worker) -> bool:
         """Whether worker may take a job now: fewer jobs run than the engine takes at once (a model switch can
@@ -249,8 +267,9 @@ class Daemon:
     def install_engine(self, engine: Engine, spec: str) -> None:
         """The switch's last step (worker thread, between jobs): the daemon and every worker serve engine."""
         self.engine, self.model_spec = engine, spec
+        self.compute = self.compute_for(engine)
         for worker in self.all_workers():
-            worker.engine = engine
+            worker.engine, worker.compute = engine, self.compute
 
     def preset_dirs(self) -> list[Path]:
         dirs = [builtin_presets_dir()]
@@ -590,13 +609,13 @@ def load_model(settings: Settings) -> Engine:
 
 
 class ServingStop:
-    """The stop of one engine's compute loop: the daemon stops, or a model switch installed another engine."""
+    """The stop of one compute thread's loop: the daemon stops, or a model switch installed another."""
 
-    def __init__(self, daemon: Daemon, engine: Engine) -> None:
-        self.daemon, self.engine = daemon, engine
+    def __init__(self, daemon: Daemon, compute: ComputeThread) -> None:
+        self.daemon, self.compute = daemon, compute
 
     def is_set(self) -> bool:
-        return self.daemon.stop_requested.is_set() or self.daemon.engine is not self.engine
+        return self.daemon.stop_requested.is_set() or self.daemon.compute is not self.compute
 
 
 def concurrent_jobs(engine: Engine) -> int:

@@ -24,11 +24,10 @@ Text conditioning. Each ticket's cross-attention keys/values (rows, H, S_j, D) a
 masked, rebuilt only when the tickets change. Melody checkpoints carry their prefix in the cache: a ticket's
 positions are offset by its prefix length, and there is no cross-attention.
 
-The compute thread. Every torch call of the engine (conditioning, prompt encoding, steps, codec decodes)
-runs on one thread (`BatchScheduler.call`): torch's OpenMP pool then has one master, which matters on a
-small CPU (a second master throttles libgomp's spin-waits; decoding ran at half speed). `continuo serve`
-gives the scheduler its main thread (`serve`); without a serving thread, the calling thread drives the steps
-itself until its ticket is done (`run`), and a waiting caller takes over from it.
+The compute thread. The scheduler is the engine's inference.compute.ComputeThread: every torch call of the
+engine (conditioning, prompt encoding, steps, codec decodes) runs on one thread (`call`), between steps.
+`continuo serve` gives it the main thread (`serve`); without a serving thread the calling thread drives the
+steps itself until its ticket is done (`run`), and a waiting caller takes over from it.
 """
 
 from __future__ import annotations
@@ -42,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from inference.compute import ComputeThread
 from inference.decode import Sampler, apply_pattern, build_delay_pattern, pattern_length, prefill, undelay
 from inference.errors import Cancelled
 from inference.kv_cache import KVCache
@@ -102,18 +102,8 @@ class Ticket:
         return self.codes
 
 
-@dataclass(eq=False)
-class Task:
-    """A call to run on the compute thread between steps."""
-
-    function: Callable[[], object]
-    done: threading.Event = field(default_factory=threading.Event)
-    value: object = None
-    error: BaseException | None = None
-
-
-class BatchScheduler:
-    """The decode loop of every ticket of one decoder, and the one thread that runs the engine's torch calls.
+class BatchScheduler(ComputeThread):
+    """The decode loop of every ticket of one decoder, on the compute thread that runs the engine's torch calls.
 
     cache_factory(rows, positions) -> a layer_index -> KVCache callable (the engine's cache mode).
     guard(): the engine's context turning failures into InferenceError / OutOfMemory (a failed step fails every
@@ -122,35 +112,16 @@ class BatchScheduler:
 
     def __init__(self, decoder: MusicGenDecoder, cache_factory: Callable[[int, int], Callable[[int], KVCache]],
                  guard: Callable, *, max_positions: int):
+        super().__init__()
         self.decoder, self.cache_factory, self.guard = decoder, cache_factory, guard
         self.max_positions = max_positions
         self.active: list[Ticket] = []
         self.pending: list[Ticket] = []
-        self.tasks: list[Task] = []
-        self.cond = threading.Condition()
-        self.driving = threading.RLock()  # held by the thread running torch calls: the serving one or a caller
-        self.thread: int | None = None  # that thread
-        self.serving = False
         self.caches: list[KVCache] | None = None
         self.memory_cache: list | None = None  # the active tickets' memory, combined (rebuilt when they change)
         self.row_positions: Tensor | None = None  # (rows,) on the device, rebuilt when the rows change
         self.steps = 0
         self.max_rows = 0  # the most rows one step has run
-
-    # ---- what callers use -----------------------------------------------------------------------------------
-
-    def call(self, function: Callable[[], object]) -> object:
-        """function() on the compute thread, between steps; its value, or its exception raised here."""
-        if self.owns_thread():
-            return function()
-        task = Task(function)
-        with self.cond:
-            self.tasks.append(task)
-            self.cond.notify_all()
-        self.wait_for(task.done)
-        if task.error is not None:
-            raise task.error
-        return task.value
 
     def run(self, ticket: Ticket) -> Tensor:
         """Decode ticket with whatever else runs: its codes (n, K, frames), or its error raised here."""
@@ -160,58 +131,22 @@ class BatchScheduler:
         self.wait_for(ticket.done)
         return ticket.result()
 
-    def wait_for(self, done: threading.Event) -> None:
-        """Until done: the serving thread works, or else this thread drives while no other caller does."""
-        while not done.is_set():
-            if self.serving:
-                done.wait(0.5)
-            elif self.driving.acquire(timeout=0.05):
-                try:
-                    self.thread = threading.get_ident()
-                    while not done.is_set() and not self.serving:
-                        self.iterate()
-                finally:
-                    self.thread = None
-                    self.driving.release()
+    # ---- between tasks: joins, then one step ----------------------------------------------------------------
 
-    def serve(self, stop: threading.Event) -> None:
-        """Run every ticket and task on this thread until stop is set and nothing is left (`continuo serve`)."""
-        with self.driving:
-            self.serving, self.thread = True, threading.get_ident()
-        try:
-            while True:
-                with self.cond:
-                    while not (self.tasks or self.pending or self.active):
-                        if stop.is_set():
-                            return
-                        self.cond.wait(0.25)
-                with self.driving:
-                    self.iterate()
-        finally:
-            with self.driving:
-                self.serving, self.thread = False, None
-                self.fail_all(Cancelled("the engine stopped serving; send the request again"))
+    def has_work(self) -> bool:
+        return bool(self.pending or self.active)
 
-    def owns_thread(self) -> bool:
-        return self.thread == threading.get_ident()
-
-    # ---- one iteration: tasks, joins, one step ------------------------------------------------------------
-
-    def iterate(self) -> None:
-        """Waiting tasks, then waiting tickets join (prefill), then one step of every active ticket."""
+    def work(self) -> None:
+        """Waiting tickets join (prefill), then one step of every active ticket."""
         with self.cond:
-            tasks, self.tasks = self.tasks, []
             joining, self.pending = self.pending, []
-        for task in tasks:
-            try:
-                task.value = task.function()
-            except BaseException as error:  # the caller raises it
-                task.error = error
-            task.done.set()
         for ticket in joining:
             self.join(ticket)
         if self.active:
             self.step()
+
+    def stopped(self, error: BaseException) -> None:
+        self.fail_all(error)
 
     def join(self, ticket: Ticket) -> None:
         ticket.row = self.rows()
@@ -321,16 +256,14 @@ class BatchScheduler:
             log.info("batch: %s left: %s: %s", ticket.label, type(error).__name__, error)
 
     def fail_all(self, error: BaseException) -> None:
+        """Every ticket, waiting or running, and every waiting task fails with error."""
         for ticket in list(self.active):
             self.leave(ticket, error)
         with self.cond:
             waiting, self.pending = self.pending, []
-            tasks, self.tasks = self.tasks, []
         for ticket in waiting:
             ticket.finish(error)
-        for task in tasks:
-            task.error = error
-            task.done.set()
+        super().stopped(error)
 
     # ---- caches and memory --------------------------------------------------------------------------------
 

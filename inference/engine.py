@@ -123,9 +123,11 @@ class MusicGenEngine(RequestChecks):
         """Jobs the daemon may run at once: max_batch decode together; compiled decode takes one at a time."""
         return 1 if self.static is not None else max(1, self.options.max_batch)
 
-    def serve(self, stop: threading.Event) -> None:
-        """Every torch call of the engine on this thread until stop (the daemon's main thread)."""
-        self.scheduler.serve(stop)
+    @property
+    def compute(self) -> BatchScheduler:
+        """The engine's compute thread (inference.compute.ComputeThread): its scheduler, which runs every torch
+        call of the engine; callers hand it other torch work too (compute.call), so it stays the only one."""
+        return self.scheduler
 
     # ---- public surface -------------------------------------------------------------------------------------
 

@@ -158,7 +158,10 @@ class Attention(nn.Module):
                 return self.wo(self.decode_op(q, k, v, k.shape[2], None, None, None, flat, self.scale))
         elif rows is not None:
             q, k, v = (self.split_heads(part) for part in self.wqkv(x).chunk(3, dim=-1))
-            self.kv_cache.write_rows(rows.positions, k, v)
+            if rows.mask is None:  # every row at one position: one index copy, as a lone request writes
+                self.kv_cache.write(rows.positions[:1], k, v)
+            else:
+                self.kv_cache.write_rows(rows.positions, k, v)
             if fused and self.kv_cache.fused_readable:
                 return self.wo(self.kv_cache.attend_one(q, kv_end, self.decode_op, self.scale, rows.mask))
             k, v = self.kv_cache.read(kv_end, q.dtype)

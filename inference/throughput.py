@@ -49,11 +49,14 @@ def run_batched(engine: MusicGenEngine, requests: list[GenerationRequest]) -> tu
             errors.append(error)
 
     threads = [threading.Thread(target=job, args=(index,), name=f"bench-job-{index}") for index in range(len(requests))]
-    for thread in threads:
-        thread.start()
     waiter = threading.Thread(target=lambda: ([thread.join() for thread in threads], stop.set()))
-    waiter.start()
-    engine.serve(stop)  # this (main) thread runs every torch call, as `continuo serve` does
+
+    def start() -> None:
+        for thread in threads:
+            thread.start()
+        waiter.start()
+
+    engine.compute.serve(stop, on_ready=start)  # this (main) thread runs every torch call, as `continuo serve` does
     waiter.join()
     if errors:
         raise errors[0]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import numpy as np
@@ -43,6 +43,8 @@ class Worker(Protocol):
     def progress(self, job: Job, stage: str, fraction: float) -> None: ...
 
     def stopped(self, job: Job) -> bool: ...
+
+    def engine_call(self, function: Callable[[], Any]) -> Any: ...
 
     def write_all(self, job: Job, plan: RenderPlan, rendered: Mapping[str, object]) -> list[OutputRecord]: ...
 
@@ -82,8 +84,9 @@ def render_repaint(worker: Worker, job: Job, plan: RenderPlan) -> list[OutputRec
         guidance_scale=plan.preset.guidance_scale, **song_fields(plan),
         edit=AudioEdit("repaint", source, start_s=start_s, end_s=min(end_s, source.shape[1] / info.sample_rate)),
     )
-    generated = worker.engine.generate(request, should_cancel=lambda: worker.stopped(job),
-                                       on_progress=lambda fraction, stage: worker.progress(job, stage, fraction))
+    generated = worker.engine_call(lambda: worker.engine.generate(
+        request, should_cancel=lambda: worker.stopped(job),
+        on_progress=lambda fraction, stage: worker.progress(job, stage, fraction)))
     worker.progress(job, "effects", 0.0)
     take = render_mix(generated.audio, generated.sample_rate, frames=plan.frames,
                       sample_rate=plan.context.sample_rate, preset=plan.preset, hard_cut=True)
@@ -139,8 +142,9 @@ def render_edit(worker: Worker, job: Job, plan: RenderPlan, *, task: str, **edit
         guidance_scale=plan.preset.guidance_scale, **song_fields(plan),
         edit=AudioEdit(task, source, track=plan.track, **edit),
     )
-    generated = worker.engine.generate(request, should_cancel=lambda: worker.stopped(job),
-                                       on_progress=lambda fraction, stage: worker.progress(job, stage, fraction))
+    generated = worker.engine_call(lambda: worker.engine.generate(
+        request, should_cancel=lambda: worker.stopped(job),
+        on_progress=lambda fraction, stage: worker.progress(job, stage, fraction)))
     worker.progress(job, "effects", 0.0)
     return render_mix(generated.audio, generated.sample_rate, frames=plan.frames,
                       sample_rate=plan.context.sample_rate, preset=plan.preset, hard_cut=True)

@@ -29,6 +29,7 @@ from bridge.jobs.preview import PreviewWriter
 from bridge.jobs.queue import Job, JobQueue, JobStatus
 from bridge.jobs.song import render_cover, render_extract, render_layer, render_repaint, song_fields
 from inference.api import Engine, GenerationRequest
+from inference.compute import ComputeThread
 from inference.errors import Cancelled, InferenceError
 from inference.stems import EXPORT_TYPICAL
 
@@ -84,6 +85,7 @@ class Worker(threading.Thread):
         self.seconds_per_audio_s = 1.0  # measured; used for ETAs
         self.between_jobs: Callable[[], None] | None = None  # run before each job: a model switch's turn
         self.may_take: Callable[[], bool] | None = None  # whether a job may start now (the daemon's count)
+        self.compute: ComputeThread | None = None  # where torch runs (inference.compute); None: on this thread
         self.take_lock = threading.Lock()  # shared by the workers that count against one another
         self._lock = threading.Lock()
 
@@ -111,6 +113,17 @@ class Worker(threading.Thread):
             finally:
                 with self._lock:
                     self.current = None
+
+    def on_compute(self, function: Callable[[], object]) -> object:
+        """function() on the compute thread (every torch call runs there: inference.compute), or here."""
+        return function() if self.compute is None else self.compute.call(function)
+
+    def engine_call(self, function: Callable[[], object]) -> object:
+        """function() with the engine: directly when the engine hands its torch work to its own compute thread
+        (ours: it must wait for its steps there, not run inside them), else as on_compute."""
+        if getattr(self.engine, "compute", None) is not None:
+            return function()
+        return self.on_compute(function)
 
     def stop(self) -> None:
         """Ask the running job to stop at its next step; the loop ends after it."""
@@ -220,12 +233,12 @@ class Worker(threading.Thread):
         if plan.op == "variations":
             return self.render_variations(job, plan, request, lead_frames)
         preview = self.preview_writer(job, plan) if plan.stream else None
-        generated = self.engine.generate(
+        generated = self.engine_call(lambda: self.engine.generate(
             request,
             on_progress=lambda fraction, stage: self.progress(job, stage, fraction),
             should_cancel=lambda: self.stopped(job),
             on_chunk=preview,
-        )
+        ))
         if preview is not None:
             preview.finish()
         self.progress(job, "effects", 0.0)
@@ -262,7 +275,7 @@ class Worker(threading.Thread):
                     for index in range(1, plan.count + 1)] if plan.stream else []
         if previews:  # one preview stream per variation: the batch's chunks arrive together, (B, C, samples)
             progress["on_chunk"] = lambda audio: [writer(audio[b]) for b, writer in enumerate(previews)]
-        takes = self.engine.generate_batch(request, seeds, **progress)
+        takes = self.engine_call(lambda: self.engine.generate_batch(request, seeds, **progress))
         for writer in previews:
             writer.finish()
         self.progress(job, "effects", 0.0)
@@ -291,7 +304,8 @@ class Worker(threading.Thread):
         self.prepare_separator(job)
         self.progress(job, "separating", 0.0)
         started = time.monotonic()
-        stems = run(lambda fraction: self.progress(job, "separating", fraction), lambda: self.stopped(job))
+        stems = self.on_compute(lambda: run(lambda fraction: self.progress(job, "separating", fraction),
+                                            lambda: self.stopped(job)))
         log.info("job=%s separated stems=%s separating_s=%.2f", job.job_id, ",".join(stems),
                  time.monotonic() - started)
         return stems

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -155,3 +156,47 @@ def test_a_plain_model_refuses_a_melody_request(serve_model, tiny_model_dir, tmp
     daemon = serve_model(tiny_model_dir)
     daemon.on_message("/continuo/generate", ["plain-melody", "default", "x", 0.5, "melody", str(tune)], SENDER)
     assert "MusicGen-melody" in assert_refused_before_journalling(daemon, "plain-melody", "melody")
+
+
+class OwnThreadless:
+    """An in-process engine without a compute thread of its own (as ACE-Step and the reference are): records
+    the thread of each generate."""
+
+    def __init__(self, engine) -> None:
+        self._engine, self.info, self.threads = engine, engine.info, []
+
+    def warm_up(self) -> float:
+        return 0.0
+
+    def generate(self, request, **kwargs):
+        self.threads.append(threading.get_ident())
+        return self._engine.generate(request, **kwargs)
+
+    def generate_batch(self, request, seeds, **kwargs):
+        self.threads.append(threading.get_ident())
+        return self._engine.generate_batch(request, seeds, **kwargs)
+
+
+@pytest.mark.parametrize("own_compute", [True, False], ids=["our-engine", "engine-without-one"])
+def test_serve_runs_every_torch_call_on_the_serving_thread(make_daemon_in_process, own_compute):
+    """As `continuo serve`: run() on a thread of its own stands for the main thread; the workers are other
+    threads, and neither the decode (our engine's codec here) nor another engine's generate runs on them."""
+    wrap = (lambda engine: engine) if own_compute else OwnThreadless
+    daemon = make_daemon_in_process(engine_loader=lambda settings: wrap(load_model(settings)), worker_thread=False)
+    seen: list[int] = []
+    if own_compute:
+        real = daemon.engine.codec.decode
+        daemon.engine.codec.decode = lambda *args, **kwargs: (seen.append(threading.get_ident()), real(*args,
+                                                                                                      **kwargs))[1]
+    main = threading.Thread(target=daemon.run, name="stands-for-main")
+    main.start()
+    for index in range(2):
+        daemon.on_message("/continuo/generate", [f"on-main-{index}", "default", "x", 0.5], SENDER)
+    for index in range(2):
+        assert daemon.sent.wait_terminal(f"on-main-{index}")[0] == "/continuo/done"
+    threads = seen if own_compute else daemon.engine.threads
+    assert threads and set(threads) == {main.ident}, "torch ran on a worker's thread"
+    assert main.ident not in {worker.ident for worker in daemon.workers}
+    daemon.request_stop()
+    main.join(30)
+    assert not main.is_alive()

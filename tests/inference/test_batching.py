@@ -170,7 +170,7 @@ def test_generate_gives_the_same_audio_alone_or_in_a_batch(engine):
 def test_a_serving_thread_runs_every_torch_call(engine):
     """With serve() on a thread, callers only wait: the steps and the codec run on the serving thread."""
     stop = threading.Event()
-    server = threading.Thread(target=engine.serve, args=(stop,))
+    server = threading.Thread(target=engine.compute.serve, args=(stop,))
     server.start()
     try:
         seen: set[int] = set()
