@@ -201,3 +201,28 @@ def test_combine_memory_pads_and_masks_shorter_texts():
     assert mask[:2, 0, 0].tolist() == [[True] * 3 + [False] * 2] * 2 and bool(mask[2].all())
     same = combine_memory([[(keys[0], keys[0], None)], [(keys[0], keys[0], None)]], 1)
     assert same[0][2] is None, "equal texts need no mask"
+
+
+def test_a_streamed_request_in_a_batch_streams_what_it_renders(engine):
+    """Previews of one request while another decodes beside it: its chunks add up to its own render, which is
+    the render it gives alone; the other request is untouched."""
+    streamed_request = GenerationRequest(prompt="warm piano chords", duration_s=2.3, seed=2)
+    other = GenerationRequest(prompt="dark techno kick", duration_s=1.5, seed=3)
+    alone = engine.generate(streamed_request).audio
+    alone_other = engine.generate(other).audio
+    chunks, results = [], {}
+
+    def stream() -> None:
+        results["streamed"] = engine.generate(streamed_request, on_chunk=chunks.append).audio
+
+    threads = [threading.Thread(target=stream),
+               threading.Thread(target=lambda: results.__setitem__("other", engine.generate(other).audio))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert np.array_equal(results["streamed"], alone) and np.array_equal(results["other"], alone_other)
+    streamed = np.concatenate(chunks, axis=-1)
+    assert streamed.shape == alone.shape and len(chunks) >= 2
+    error = ((streamed - alone) ** 2).sum() / (alone**2).sum()
+    assert 10 * np.log10(1 / max(error, 1e-20)) > 20  # the crossfaded seams, as a lone stream's
