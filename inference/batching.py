@@ -137,16 +137,20 @@ class BatchScheduler(ComputeThread):
         return bool(self.pending or self.active)
 
     def work(self) -> None:
-        """Waiting tickets join (prefill), then one step of every active ticket."""
+        """Waiting tickets join (prefill), then one step of every active ticket. Always in inference mode, which
+        is the thread's own: the driver may be any caller, in it or not (an in-place update of a tensor made in
+        inference mode fails outside it)."""
         with self.cond:
             joining, self.pending = self.pending, []
-        for ticket in joining:
-            self.join(ticket)
-        if self.active:
-            self.step()
+        with torch.inference_mode():
+            for ticket in joining:
+                self.join(ticket)
+            if self.active:
+                self.step()
 
     def stopped(self, error: BaseException) -> None:
-        self.fail_all(error)
+        with torch.inference_mode():  # leaving moves cache rows, made in inference mode
+            self.fail_all(error)
 
     def join(self, ticket: Ticket) -> None:
         ticket.row = self.rows()

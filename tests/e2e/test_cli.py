@@ -125,7 +125,8 @@ def test_a_job_cancelled_elsewhere_exits_cancelled(daemon_process):
 
 
 def test_a_full_queue_exits_busy(daemon_process):
-    ids = [f"cli-busy-{n}" for n in range(4)]  # one runs, two wait (max_queue 2), the next is refused
+    # max_batch (4) run together, two wait (max_queue 2), the next is refused
+    ids = [f"cli-busy-{n}" for n in range(7)]
     codes = [cli(daemon_process, "generate", "x", "--bars", "32", "--no-wait", "--job-id", job_id).returncode
              for job_id in ids]
     with OscClient(daemon_process.host, daemon_process.port) as osc:

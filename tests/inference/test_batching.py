@@ -226,3 +226,4 @@ def test_a_streamed_request_in_a_batch_streams_what_it_renders(engine):
     assert streamed.shape == alone.shape and len(chunks) >= 2
     error = ((streamed - alone) ** 2).sum() / (alone**2).sum()
     assert 10 * np.log10(1 / max(error, 1e-20)) > 20  # the crossfaded seams, as a lone stream's
+
