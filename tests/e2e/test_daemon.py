@@ -152,7 +152,8 @@ def test_status_and_presets(osc_client):
 
 
 def test_queue_full_gets_busy(tiny_model_dir, tmp_path):
-    with DaemonProcess(daemon_flags(tiny_model_dir, tmp_path, "--max-queue", "1")) as process, \
+    # one job at a time (max_batch 1): q-0 runs, q-1 waits, the rest find the queue full
+    with DaemonProcess(daemon_flags(tiny_model_dir, tmp_path, "--max-queue", "1", "--max-batch", "1")) as process, \
             OscClient(process.host, process.port) as osc:
         osc.hello()
         osc.send("/continuo/generate", "q-0", "default", "x", 8.0)
