@@ -115,7 +115,7 @@ class MusicGenEngine(RequestChecks):
         self.lock = threading.Lock()  # the compiled path and the engine-level caches (teacher forcing)
         self.static = compile_step(options, self.device) if options.compile else None
         self.step_fn = self.static or decode_one_token
-        self.scheduler = BatchScheduler(decoder, self.batch_cache_factory, self.generation_errors,
+        self.scheduler = BatchScheduler(decoder, self.cache_factory, self.generation_errors,
                                         max_positions=self.args.max_positions)
 
     @property
@@ -436,10 +436,7 @@ class MusicGenEngine(RequestChecks):
                 layer.attention.kv_cache = cache
             return
         self.release_caches()
-        factory = build_cache_factory(
-            self.kv_cache, batch=batch, heads=self.args.n_head, positions=positions, head_dim=self.args.head_dim,
-            activation_dtype=activation_dtype(self.weights, self.device), device=self.device, mu=self.options.mu,
-        )
+        factory = self.cache_factory(batch, positions)
         try:
             self.decoder.setup_caches(factory)
         except BaseException:
@@ -460,8 +457,8 @@ class MusicGenEngine(RequestChecks):
         """Bytes of the decode caches: the batch scheduler's, and the compiled path's own."""
         return sum(cache.nbytes() for cache in self.own_caches) + self.scheduler.cache_bytes()
 
-    def batch_cache_factory(self, rows: int, positions: int):
-        """The scheduler's caches: this engine's cache mode, rows x positions."""
+    def cache_factory(self, rows: int, positions: int):
+        """Caches in this engine's cache mode, rows x positions: the scheduler's, and the compiled path's own."""
         return build_cache_factory(
             self.kv_cache, batch=rows, heads=self.args.n_head, positions=positions, head_dim=self.args.head_dim,
             activation_dtype=activation_dtype(self.weights, self.device), device=self.device, mu=self.options.mu,
