@@ -39,6 +39,7 @@ from inference.adapters import find_adapters
 from inference.api import Engine
 from inference.compute import ComputeThread
 from inference.loading import load_engine, resolve_model
+from inference.memory import freeze_heap
 
 log = logging.getLogger("continuo.daemon")
 
@@ -191,6 +192,7 @@ class Daemon:
         if not self.compute_on_main_thread:
             self.stop_requested.wait()
             return
+        freeze_heap()  # this process serves: no full collection stalls the compute or the receive threads
         while not self.stop_requested.is_set():
             compute = self.compute
             if compute is None:  # a cluster: the replicas compute

@@ -44,6 +44,24 @@ def release_memory(error: BaseException | None = None) -> None:
         torch.cuda.empty_cache()
 
 
+def freeze_heap() -> None:
+    """Collect, then take every object alive now (the loaded model, the imports: about 200,000 objects) out of
+    the cyclic collector's sight for good (gc.freeze). A full collection over them costs 0.3-0.5 s with every
+    thread stopped: in a serving process that is a step of audio late, and a burst of control messages dropped
+    by the kernel while the receive thread waits (8,267 of 20,000 in one measured burst). Frozen objects are
+    still freed by their reference counts; a model switch thaws them to collect the old engine's cycles
+    (thaw_heap) and freezes again. For a process that serves: a test process would freeze its earlier tests."""
+    gc.collect()
+    gc.freeze()
+
+
+def thaw_heap() -> bool:
+    """Give frozen objects back to the collector (the next collection sees them); whether any were frozen."""
+    frozen = gc.get_freeze_count() > 0
+    gc.unfreeze()
+    return frozen
+
+
 def first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}"

@@ -262,9 +262,15 @@ def default_free_bytes(device: str) -> int:
 
 
 def release_memory() -> None:
-    """Collect the released engine and give its memory back (CUDA's cached blocks, glibc's free heap)."""
+    """Collect the released engine and give its memory back (CUDA's cached blocks, glibc's free heap). In a
+    serving process the heap is frozen (inference.memory.freeze_heap): thawed first, so the old engine's cycles
+    are collected too, and frozen again with what is alive now."""
     from inference.loading import trim_heap
+    from inference.memory import freeze_heap, thaw_heap
     from inference.memory import release_memory as release_device_memory
 
+    frozen = thaw_heap()
     release_device_memory()
     trim_heap()
+    if frozen:
+        freeze_heap()

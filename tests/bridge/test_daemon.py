@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
@@ -197,6 +198,7 @@ def test_serve_runs_every_torch_call_on_the_serving_thread(make_daemon_in_proces
     threads = seen if own_compute else daemon.engine.threads
     assert threads and set(threads) == {main.ident}, "torch ran on a worker's thread"
     assert main.ident not in {worker.ident for worker in daemon.workers}
+    assert gc.get_freeze_count() > 0  # serving froze the heap: no full collection stalls a step or the sockets
     daemon.request_stop()
     main.join(30)
     assert not main.is_alive()

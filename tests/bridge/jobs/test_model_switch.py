@@ -5,14 +5,17 @@ failure path; a switch job cancelled before it starts."""
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
+import weakref
 from pathlib import Path
 
 import pytest
 
 from bridge.daemon import load_model
 from bridge.jobs.model_switch import SwitchOrder, UnloadedEngine, switch_order
+from inference.memory import freeze_heap, thaw_heap
 
 SENDER = ("127.0.0.1", 41000)
 
@@ -204,6 +207,25 @@ def test_the_served_model_is_answered_without_a_reload(make_daemon_in_process, t
     send(daemon, "/continuo/model/load", str(tiny_model_dir), "same")
     assert daemon.sent.wait_terminal("same", 5)[0] == "/continuo/done" and daemon.engine is engine
     assert last(daemon, "/continuo/status")[0] == "idle" and not daemon.switch.active
+
+
+def test_a_switch_in_a_frozen_heap_frees_the_old_engine_and_freezes_the_new(make_daemon_in_process,
+                                                                          tiny_stereo_model_dir):
+    # `continuo serve` freezes its heap after the load (no full collection stalls it); the old engine's cycles
+    # must still be collected at a switch, or every switch would keep a model's memory
+    daemon = make_daemon_in_process()
+    old = daemon.engine
+    old.cycle = [old]  # only the cyclic collector frees this
+    old_ref = weakref.ref(old)
+    del old
+    freeze_heap()
+    try:
+        send(daemon, "/continuo/model/load", str(tiny_stereo_model_dir), "sw-frozen")
+        done(daemon, "sw-frozen")
+        assert old_ref() is None
+        assert gc.get_freeze_count() > 0 and daemon.engine.info.channels == 2
+    finally:
+        thaw_heap()  # this test process goes on collecting
 
 
 @pytest.mark.parametrize("new, free, old, budget, order", [
