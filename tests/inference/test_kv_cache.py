@@ -59,3 +59,31 @@ def test_mulaw_cache_argmax_agrees_with_fp32_cache(tiny_model_dir, tmp_path_fact
     full.generate_codes(request)
     assert mulaw.scheduler.cache_shape == full.scheduler.cache_shape
     assert mulaw.cache_bytes() <= 0.30 * full.cache_bytes()
+
+
+@pytest.mark.parametrize("make", [
+    lambda rows: KVCache(rows, 3, 10, 4, torch.float32),
+    lambda rows: KVCache(rows, 3, 10, 4, torch.bfloat16),
+    lambda rows: MuLawKVCache(rows, 3, 10, 4),
+], ids=["fp32", "bf16", "mulaw8"])
+def test_write_rows_puts_each_row_at_its_own_position_and_nothing_else(make):
+    """Rows at different positions (batched jobs), through a view of rows 1..4 of a larger cache, then a
+    decode step of every row at one position: each token lands where a one-row write of it would."""
+    torch.manual_seed(0)
+    cache, expected = make(5), make(5)
+    for buffer, twin in zip(cache.row_buffers(), expected.row_buffers()):  # not zeros: a stray write shows
+        buffer.copy_(torch.randint(-50, 50, buffer.shape).to(buffer.dtype))
+        twin.copy_(buffer)
+    k, v = torch.randn(3, 3, 1, 4), torch.randn(3, 3, 1, 4)
+    positions = torch.tensor([7, 0, 3])
+    cache.row_view(1, 4).write_rows(positions, k, v)
+    for row, position in enumerate(positions.tolist()):
+        expected.row_view(1 + row, 2 + row).write(torch.tensor([position]), k[row : row + 1], v[row : row + 1])
+    for got, want in zip(cache.row_buffers(), expected.row_buffers()):
+        assert torch.equal(got, want)
+    k, v = torch.randn(5, 3, 1, 4), torch.randn(5, 3, 1, 4)
+    cache.write(torch.tensor([9]), k, v)
+    for row in range(5):  # one row at a time
+        expected.row_view(row, row + 1).write(torch.tensor([9]), k[row : row + 1], v[row : row + 1])
+    for got, want in zip(cache.row_buffers(), expected.row_buffers()):
+        assert torch.equal(got, want)
