@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--cluster", action="store_true",
                        help="throughput: in process against 1 and 2 local Ray Serve replicas (tiny model)")
     bench.add_argument("--jobs", type=int, default=8, help="throughput: jobs sent at once")
+    bench.add_argument("--kv-cache", default="auto",
+                       help="throughput: the engine's kv_cache (auto, fp32, bf16, mulaw8, int8)")
     bench.add_argument("--model", default=None, help="checkpoint for the daemon suite (default: the daemon's default)")
     return parser
 

@@ -33,6 +33,7 @@ class KVCacheMode(str, Enum):
     FP16 = "fp16"
     BF16 = "bf16"
     MULAW8 = "mulaw8"  # int8 mu-law codes + one fp16 abs-max scale per token
+    INT8 = "int8"  # int8 linear codes + one fp32 abs-max scale per head and token
 
     @classmethod
     def parse(cls, name: str) -> KVCacheMode:
@@ -154,16 +155,20 @@ class MuLawKVCache(KVCache):
                 f"{name}_scale", torch.zeros(scale_shape, dtype=torch.float16, device=device), persistent=False
             )
 
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, H, T, D) -> (codes, scales) as this cache stores them."""
+        return mulaw_encode(x, self.mu)
+
     def write(self, input_pos: Tensor, k: Tensor, v: Tensor) -> None:
         for codes, scales, x in ((self.k_codes, self.k_scale, k), (self.v_codes, self.v_scale, v)):
-            new_codes, new_scales = mulaw_encode(x, self.mu)
+            new_codes, new_scales = self.encode(x)
             codes.index_copy_(2, input_pos, new_codes)
             scales.index_copy_(2, input_pos, new_scales)
 
     def write_rows(self, positions: Tensor, k: Tensor, v: Tensor) -> None:
         rows = torch.arange(positions.shape[0], device=positions.device)
         for codes, scales, x in ((self.k_codes, self.k_scale, k), (self.v_codes, self.v_scale, v)):
-            new_codes, new_scales = mulaw_encode(x, self.mu)  # the scale is per (row, token): rows stay apart
+            new_codes, new_scales = self.encode(x)  # the scale is per row and token: rows stay apart
             codes[rows, :, positions] = new_codes[:, :, 0]
             scales[rows, :, positions] = new_scales[:, :, 0]
 
@@ -187,10 +192,47 @@ class MuLawKVCache(KVCache):
         return self.read(self.k_codes.shape[2] if kv_end is None else kv_end, k.dtype)
 
 
+class Int8KVCache(MuLawKVCache):
+    """int8 keys/values, linear, one fp32 abs-max scale per (row, head, token): about 0.27x of fp32.
+
+    The batching cache: a step of 8 rows at 350 positions read 550 MB of fp32 cache (36 ms of a 99 ms step,
+    bound by memory), so its bytes are the cost of every row added. Linear codes are read by the fused kernel
+    with a convert and a multiply per element (mu-law needs an exp), and the scale is per head, so a quiet
+    head keeps its own resolution."""
+
+    def __init__(self, batch: int, heads: int, positions: int, head_dim: int, device=None):
+        nn.Module.__init__(self)
+        self.mu = None
+        shape, scale_shape = (batch, heads, positions, head_dim), (batch, heads, positions, 1)
+        for name in ("k", "v"):
+            self.register_buffer(f"{name}_codes", torch.zeros(shape, dtype=torch.int8, device=device), persistent=False)
+            self.register_buffer(f"{name}_scale", torch.zeros(scale_shape, dtype=torch.float32, device=device),
+                                 persistent=False)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return int8_encode(x)
+
+    def read(self, kv_end: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        return tuple(codes[:, :, :kv_end].to(dtype) * scales[:, :, :kv_end].to(dtype)
+                     for codes, scales in ((self.k_codes, self.k_scale), (self.v_codes, self.v_scale)))
+
+    def attend_one(self, q: Tensor, kv_end: int, op, scale: float, mask: Tensor | None = None) -> Tensor:
+        return op(q, self.k_codes, self.v_codes, kv_end, self.k_scale[..., 0], self.v_scale[..., 0], None, mask,
+                  scale)
+
+
+def int8_encode(x: Tensor) -> tuple[Tensor, Tensor]:
+    """x (B, H, T, D) -> int8 codes (B, H, T, D) and one fp32 abs-max scale per (row, head, token) (B, H, T, 1)."""
+    scale = (x.abs().amax(dim=3, keepdim=True).float() / 127).clamp_min(1e-12)
+    return torch.round(x.float() / scale).clamp(-127, 127).to(torch.int8), scale
+
+
 def build_cache_factory(mode: KVCacheMode, *, batch: int, heads: int, positions: int, head_dim: int,
                         activation_dtype: torch.dtype, device, mu: float = DEFAULT_MU):
     """A layer_index -> cache callable for MusicGenDecoder.setup_caches."""
     if mode == KVCacheMode.MULAW8:
         return lambda index: MuLawKVCache(batch, heads, positions, head_dim, mu=mu, device=device)
+    if mode == KVCacheMode.INT8:
+        return lambda index: Int8KVCache(batch, heads, positions, head_dim, device=device)
     dtype = DTYPES.get(mode, activation_dtype)
     return lambda index: KVCache(batch, heads, positions, head_dim, dtype, device=device)

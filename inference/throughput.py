@@ -72,13 +72,14 @@ def run_one_at_a_time(engine: MusicGenEngine, requests: list[GenerationRequest])
 
 
 def run_throughput_suite(*, shape: str = "musicgen-small", counts: tuple[int, ...] = (1, 2, 4, 8),
-                         bars: float = 8.0, bpm: float = 120.0, device: str = "cpu",
+                         bars: float = 8.0, bpm: float = 120.0, device: str = "cpu", kv_cache: str = "auto",
                          emit: Callable[[dict], None] = print,
                          progress: Callable[[str], None] | None = None) -> list[dict]:
     """One dict per (mode, jobs); the summary dict last (4 jobs batched against one job, the 1.6x target)."""
     duration_s = bars * 4 * 60.0 / bpm
     model, tokenizer = build_random_musicgen(shape)
-    engine = engine_from_hf_model(model, tokenizer, options=EngineOptions(weights="auto", max_batch=max(counts)),
+    options = EngineOptions(weights="auto", max_batch=max(counts), kv_cache=kv_cache)
+    engine = engine_from_hf_model(model, tokenizer, options=options,
                                   device=device, name=f"{shape} (random weights)", is_random=True)
     del model
     engine.generate(GenerationRequest(prompt="warm up", duration_s=0.5, seed=0))
@@ -91,7 +92,8 @@ def run_throughput_suite(*, shape: str = "musicgen-small", counts: tuple[int, ..
             engine.options = replace(engine.options, max_batch=1 if mode == "one-at-a-time" else count)
             steps_before = engine.scheduler.steps
             wall, latencies = (run_batched if mode == "batched" else run_one_at_a_time)(engine, requests)
-            result = {"suite": "throughput", "shape": shape, "weights": engine.weights.value, "mode": mode,
+            result = {"suite": "throughput", "shape": shape, "weights": engine.weights.value,
+                      "kv_cache": engine.kv_cache.value, "mode": mode,
                       "jobs": count, "bars": bars, "audio_s": round(duration_s, 2), "wall_s": round(wall, 2),
                       "jobs_per_min": round(60.0 * count / wall, 2),
                       "latency_s": [round(latency, 2) for latency in latencies],

@@ -95,6 +95,7 @@ def bench_batching(args: argparse.Namespace) -> int:
     jobs = min(args.jobs, 4) if args.quick else args.jobs
     counts = tuple(count for count in (1, 2, 4, 8, 16) if count <= max(1, jobs))
     run_throughput_suite(shape=getattr(args, "shape", None) or "musicgen-small", counts=counts,
+                         kv_cache=getattr(args, "kv_cache", "auto"),
                          bars=2.0 if args.quick else args.bars, device="cpu",
                          emit=lambda result: print(json.dumps(result | {"machine": machine()}), flush=True),
                          progress=lambda text: print(f"bench throughput: {text}", file=sys.stderr, flush=True))

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import inference.cpu_kernels as cpu_kernels
 from inference.api import GenerationRequest
 from inference.engine import resolve_attention
-from inference.kv_cache import KVCache, MuLawKVCache, mulaw_decode
+from inference.kv_cache import Int8KVCache, KVCache, MuLawKVCache, mulaw_decode
 from inference.loading import load_engine, resolve_model
 from inference.quantize import Int8Linear, quantize_int8_cpu_
 
@@ -35,7 +35,7 @@ def reference_attention(q, k, v, n, mask=None):
 @needs_kernels
 @pytest.mark.parametrize("head_dim", [64, 8])  # 64: the compiled-in MusicGen size; 8: the run-time path
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("n", [1, 7, 130])
+@pytest.mark.parametrize("n", [1, 7, 16, 33, 130])  # 16 keys a vector block at head size 64, and the rest
 def test_decode_attention_matches_sdpa(head_dim, dtype, n):
     torch.manual_seed(n)
     op = cpu_kernels.decode_attention_op()
@@ -69,6 +69,23 @@ def test_decode_attention_reads_the_mulaw_cache_in_place(mu):
     keys = mulaw_decode(cache.k_codes, cache.k_scale, mu)
     values = mulaw_decode(cache.v_codes, cache.v_scale, mu)
     torch.testing.assert_close(got, reference_attention(q, keys, values, 40), atol=1e-4, rtol=1e-4)
+
+
+@needs_kernels
+@pytest.mark.parametrize("n", [5, 40])
+def test_decode_attention_reads_the_int8_cache_in_place_with_a_scale_per_head(n):
+    torch.manual_seed(n)
+    cache = Int8KVCache(2, 4, 64, 64)
+    k, v = torch.randn(2, 4, 40, 64), torch.randn(2, 4, 40, 64)
+    k[:, 1] *= 0.01  # a quiet head keeps its own scale
+    cache.write(torch.arange(40), k, v)
+    q = torch.randn(2, 4, 1, 64)
+    mask = torch.rand(2, n) < 0.8
+    mask[:, 0] = True
+    got = cache.attend_one(q, n, cpu_kernels.decode_attention_op(), 0.125, mask)
+    keys, values = cache.read(n, torch.float32)
+    torch.testing.assert_close(got, reference_attention(q, keys, values, n, mask), atol=1e-4, rtol=1e-4)
+    assert (keys[:, 1] - k[:, 1, :n]).abs().max() < 0.01 * k[:, 1].abs().max()  # per-head resolution
 
 
 @needs_kernels
@@ -153,6 +170,7 @@ def source(tiny_model_dir, tmp_path_factory):
 @needs_kernels
 @pytest.mark.parametrize("weights, kv_cache, min_agreement", [
     ("fp32", "fp32", 1.0), ("fp32", "bf16", 1.0), ("int8", "fp32", 1.0), ("fp32", "mulaw8", 0.98),
+    ("int8", "int8", 0.98),
 ])
 def test_fused_decode_agrees_with_sdpa_decode(source, weights, kv_cache, min_agreement):
     """The decode path itself (one query per step), 200 greedy steps under CFG: fused kernel vs SDPA."""

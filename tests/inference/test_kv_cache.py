@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from inference.api import GenerationRequest
-from inference.kv_cache import KVCache, KVCacheMode, MuLawKVCache, build_cache_factory, mulaw_decode, mulaw_encode
+from inference.kv_cache import (
+    Int8KVCache,
+    KVCache,
+    KVCacheMode,
+    MuLawKVCache,
+    build_cache_factory,
+    mulaw_decode,
+    mulaw_encode,
+)
 from inference.loading import load_engine, resolve_model
 
 
@@ -39,33 +47,37 @@ def test_mulaw_cache_memory(heads, head_dim):
 
     fp32 = size(KVCacheMode.FP32)
     assert size(KVCacheMode.MULAW8) <= 0.30 * fp32
+    assert size(KVCacheMode.INT8) <= 0.30 * fp32 if head_dim >= 64 else size(KVCacheMode.INT8) < 0.5 * fp32
     assert size(KVCacheMode.MULAW8) <= 0.55 * size(KVCacheMode.FP16)  # about half of fp16
     assert size(KVCacheMode.FP16) == fp32 // 2 == size(KVCacheMode.BF16)
 
 
-def test_mulaw_cache_argmax_agrees_with_fp32_cache(tiny_model_dir, tmp_path_factory):
+@pytest.mark.parametrize("mode, kind", [("mulaw8", MuLawKVCache), ("int8", Int8KVCache)])
+def test_an_int8_cache_argmax_agrees_with_fp32_cache(tiny_model_dir, tmp_path_factory, mode, kind):
     """>= 95 % argmax agreement over 200 teacher-forced steps (the issue's target)."""
     source = resolve_model(str(tiny_model_dir), tiny_dir=tmp_path_factory.mktemp("unused"))
     request = GenerationRequest(prompt="dark techno kick", duration_s=4.0, seed=3, temperature=1.0)
     full = load_engine(source, device="cpu", warm_up=False, weights="fp32", kv_cache="fp32")
-    mulaw = load_engine(source, device="cpu", warm_up=False, weights="fp32", kv_cache="mulaw8")
+    mulaw = load_engine(source, device="cpu", warm_up=False, weights="fp32", kv_cache=mode)
     codes = full.generate_codes(request)  # sampled, so the history is not the cache's own greedy path
     expected, got = full.teacher_forced_logits(request, codes), mulaw.teacher_forced_logits(request, codes)
     assert got.shape[2] >= 200
     assert (got.argmax(-1) == expected.argmax(-1)).float().mean() >= 0.95
-    assert isinstance(mulaw.decoder.layers[0].attention.kv_cache, MuLawKVCache)  # teacher forcing's own
+    assert isinstance(mulaw.decoder.layers[0].attention.kv_cache, kind)  # teacher forcing's own
     mulaw.generate_codes(request)  # and the decode caches of the batch scheduler
-    assert isinstance(mulaw.scheduler.caches[0], MuLawKVCache)
+    assert isinstance(mulaw.scheduler.caches[0], kind)
     full.generate_codes(request)
     assert mulaw.scheduler.cache_shape == full.scheduler.cache_shape
-    assert mulaw.cache_bytes() <= 0.30 * full.cache_bytes()
+    head_dim = full.decoder.args.head_dim  # int8: a byte per value and a 4-byte scale per head and token
+    assert mulaw.cache_bytes() <= (0.30 if mode == "mulaw8" else (1 + 4 / head_dim) / 4) * full.cache_bytes()
 
 
 @pytest.mark.parametrize("make", [
     lambda rows: KVCache(rows, 3, 10, 4, torch.float32),
     lambda rows: KVCache(rows, 3, 10, 4, torch.bfloat16),
     lambda rows: MuLawKVCache(rows, 3, 10, 4),
-], ids=["fp32", "bf16", "mulaw8"])
+    lambda rows: Int8KVCache(rows, 3, 10, 4),
+], ids=["fp32", "bf16", "mulaw8", "int8"])
 def test_write_rows_puts_each_row_at_its_own_position_and_nothing_else(make):
     """Rows at different positions (batched jobs), through a view of rows 1..4 of a larger cache, then a
     decode step of every row at one position: each token lands where a one-row write of it would."""
