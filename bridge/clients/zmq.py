@@ -36,12 +36,18 @@ class Reply:
 
 
 class ZmqClient:
+    """send_timeout_s: how long a send may wait for a connection. A DEALER with no connected peer blocks on send
+    (after a refused CURVE handshake, between reconnects): past it, TimeoutError says why, never a hang."""
+
     def __init__(self, endpoint: str, *, server_public_key: bytes | None = None,
-                 client_keys: tuple[bytes, bytes] | None = None, context: zmq.Context | None = None) -> None:
+                 client_keys: tuple[bytes, bytes] | None = None, context: zmq.Context | None = None,
+                 send_timeout_s: float = 5.0) -> None:
         self._own_ctx = context is None
         self._ctx = context or zmq.Context()
+        self.endpoint = endpoint
         self.sock = self._ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.SNDTIMEO, int(send_timeout_s * 1000))
         self.sock.setsockopt(zmq.RCVHWM, 100000)
         self._curve = None
         if server_public_key is not None:
@@ -71,7 +77,13 @@ class ZmqClient:
 
     def send_frames(self, frames: list[Any]) -> None:
         """Send raw frames as they are (fuzz tests); PCM buffers go zero-copy."""
-        self.sock.send_multipart(frames, copy=False)
+        try:
+            self.sock.send_multipart(frames, copy=False)
+        except zmq.Again:
+            timeout_s = self.sock.getsockopt(zmq.SNDTIMEO) / 1000
+            raise TimeoutError(f"could not send to {self.endpoint} within {timeout_s:g} s: no daemon accepted the "
+                               "connection (is `continuo serve` running there, and with this server's CURVE key "
+                               "if it has one?)") from None
 
     # -- receiving --------------------------------------------------------------------------
     def recv(self, timeout_s: float) -> Reply:

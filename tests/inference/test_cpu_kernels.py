@@ -108,7 +108,7 @@ def emulate_int8_linear(x, codes, scales, bias):
 
 
 @needs_kernels
-@pytest.mark.parametrize("rows", [1, 2, 3, 5, 16, 40])
+@pytest.mark.parametrize("rows", [1, 2, 3, 5, 8, 13, 16, 40])  # 8 x 2 tiles from 8 rows, 4 x 4 after them
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("outputs", [96, 99])  # 99: weight rows left over after the 4 x 4 tiles
 def test_int8_linear_rows(rows, bias, outputs):

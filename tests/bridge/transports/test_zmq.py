@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from pathlib import Path
@@ -179,3 +180,17 @@ def test_keys_command_makes_pairs_and_authorizes_the_client(tmp_path):
     made = make_keys(tmp_path / "k", client="laptop")
     assert made["server_secret"].stat().st_mode & 0o077 == 0
     assert (tmp_path / "k" / "clients" / "laptop.key").is_file()
+
+
+def test_a_client_whose_sends_cannot_go_anywhere_times_out_with_a_reason():
+    """A DEALER without a connected daemon blocks on send once its queue is full (or at once, after a refused
+    CURVE handshake): the client gives up after send_timeout_s with a TimeoutError, never hangs."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with ZmqClient(f"tcp://127.0.0.1:{port}", send_timeout_s=0.2) as client:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match=r"could not send to tcp://127\.0\.0\.1:\d+ within 0\.2 s"):
+            for seq in range(100_000):  # past the send queue's high-water mark (1000)
+                client.send_frames([SIGNATURE, encode_header({"op": "ping", "args": {"seq": seq}})])
+        assert time.monotonic() - started < 10
