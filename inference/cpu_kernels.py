@@ -3,6 +3,8 @@
 - decode_attention: one decode step's attention (one query per batch row and head) over the KV cache,
   read in place in its own dtype (fp32, bf16, or mu-law int8 codes dequantized in registers). It is the
   `fused-cpu` attention backend; prefill (many queries at once) stays on SDPA. Stand-in: SDPA.
+- cache_write: one new token per row into a KV cache (fp32, bf16, or int8 with its scales), each row at its own
+  position, in one pass. Stand-in: torch's indexing writes (inference/kv_cache.py).
 - int8_linear: int8 weights (one scale per output channel) against rows of activations, on AVX-512
   VNNI where the CPU has it (a portable loop elsewhere): the int8 weight mode's linear, decode and
   prefill. Stand-in: torch's dynamic int8 Linear (fbgemm), about 25 % slower per decode step here.
@@ -168,6 +170,11 @@ def decode_attention_op():
     if not status.usable:
         raise RuntimeError(f"attention 'fused-cpu' is not available here: {status.reason}")
     return torch.ops.continuo_cpu.decode_attention
+
+
+def cache_write_op():
+    """torch.ops.continuo_cpu.cache_write, or None where the kernels cannot be built (torch's indexing writes)."""
+    return torch.ops.continuo_cpu.cache_write if kernels_status().usable else None
 
 
 def int8_linear_op():

@@ -45,6 +45,7 @@ class KVCacheMode(str, Enum):
 
 
 DTYPES = {KVCacheMode.FP32: torch.float32, KVCacheMode.FP16: torch.float16, KVCacheMode.BF16: torch.bfloat16}
+WRITE_OP_DTYPES = (torch.float32, torch.bfloat16, torch.int8)  # what inference/csrc's cache_write stores
 DEFAULT_MU = 64.0
 
 
@@ -63,11 +64,28 @@ class KVCache(nn.Module):
         return keys.to(k.dtype), values.to(v.dtype)
 
     def write(self, input_pos: Tensor, k: Tensor, v: Tensor) -> None:
+        """Every row's tokens at positions input_pos (T,): k/v (B, H, T, D)."""
+        if input_pos.shape[0] == 1 and self.write_op(k) is not None:  # a decode step
+            self.write_rows(input_pos.expand(k.shape[0]), k, v)
+            return
         self.k_cache.index_copy_(2, input_pos, k.to(self.k_cache.dtype))
         self.v_cache.index_copy_(2, input_pos, v.to(self.v_cache.dtype))
 
+    def write_op(self, k: Tensor):
+        """Our CPU kernel's cache_write where it takes this cache and k, else None (torch writes)."""
+        buffer = self.row_buffers()[0]
+        if buffer.device.type != "cpu" or k.dtype != torch.float32 or buffer.dtype not in WRITE_OP_DTYPES:
+            return None
+        from inference.cpu_kernels import cache_write_op
+
+        return cache_write_op()
+
     def write_rows(self, positions: Tensor, k: Tensor, v: Tensor) -> None:
         """One token per row at that row's own position: positions (B,), k/v (B, H, 1, D)."""
+        op = self.write_op(k)
+        if op is not None:
+            op(self.k_cache, self.v_cache, k, v, positions, None, None)
+            return
         rows = torch.arange(positions.shape[0], device=positions.device)
         self.k_cache[rows, :, positions] = k[:, :, 0].to(self.k_cache.dtype)
         self.v_cache[rows, :, positions] = v[:, :, 0].to(self.v_cache.dtype)
@@ -159,13 +177,23 @@ class MuLawKVCache(KVCache):
         """x (B, H, T, D) -> (codes, scales) as this cache stores them."""
         return mulaw_encode(x, self.mu)
 
+    def write_op(self, k: Tensor):
+        return None  # the kernel's writes are linear int8 (Int8KVCache)
+
     def write(self, input_pos: Tensor, k: Tensor, v: Tensor) -> None:
+        if input_pos.shape[0] == 1 and self.write_op(k) is not None:  # a decode step
+            self.write_rows(input_pos.expand(k.shape[0]), k, v)
+            return
         for codes, scales, x in ((self.k_codes, self.k_scale, k), (self.v_codes, self.v_scale, v)):
             new_codes, new_scales = self.encode(x)
             codes.index_copy_(2, input_pos, new_codes)
             scales.index_copy_(2, input_pos, new_scales)
 
     def write_rows(self, positions: Tensor, k: Tensor, v: Tensor) -> None:
+        op = self.write_op(k)
+        if op is not None:
+            op(self.k_codes, self.v_codes, k, v, positions, self.k_scale, self.v_scale)
+            return
         rows = torch.arange(positions.shape[0], device=positions.device)
         for codes, scales, x in ((self.k_codes, self.k_scale, k), (self.v_codes, self.v_scale, v)):
             new_codes, new_scales = self.encode(x)  # the scale is per row and token: rows stay apart
@@ -211,6 +239,9 @@ class Int8KVCache(MuLawKVCache):
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return int8_encode(x)
+
+    def write_op(self, k: Tensor):
+        return KVCache.write_op(self, k)
 
     def read(self, kv_end: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         return tuple(codes[:, :, :kv_end].to(dtype) * scales[:, :, :kv_end].to(dtype)
