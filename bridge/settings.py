@@ -46,8 +46,8 @@ class Settings:
                 "for ACE-Step, how the DiT's linears run on the CPU: auto (int8 or bf16 where measured faster), "
                 "int8, bf16, fp32 (off: diffusers' own layers)"
     )
-    kv_cache: str = _setting("auto", "self-attention cache: auto (the weights' dtype), fp32, fp16, bf16, mulaw8, "
-                                        "int8 (a quarter of fp32's memory; the fastest batched decode on the CPU)")
+    kv_cache: str = _setting("auto", "self-attention cache: auto (int8 under int8 weights on the CPU, else the "
+                                        "weights' dtype), fp32, fp16, bf16, mulaw8, int8 (a quarter of fp32's memory)")
     attention: str = _setting("auto", "attention kernel: auto (fused-cpu on the CPU, flash or sdpa on CUDA), sdpa, "
                                       "eager (the reference), flash (flash-attn on CUDA), fused-cpu (our C++ kernel)")
     memory_budget_gb: float = _setting(

@@ -504,8 +504,8 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
     if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)  # flash-attn, bitsandbytes and the probes use the current device
     weights = resolve_weight_mode(WeightMode.parse(options.weights), device)
-    kv_cache = KVCacheMode.parse(options.kv_cache)
     attention = resolve_attention(options.attention, device, compile=options.compile)
+    kv_cache = resolve_kv_cache(KVCacheMode.parse(options.kv_cache), weights, attention)
     check_compile(options, weights, attention)
     config = model.config
     melody = is_melody_config(config)
@@ -532,6 +532,16 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
              weight_bytes(decoder) / 2**20, kv_cache.value, attention, device)
     return MusicGenEngine(decoder, text_encoder, codec, tokenizer, info, replace(options, attention=attention), hop,
                           weights, kv_cache, chroma_extractor=chroma_extractor if melody else None)
+
+
+def resolve_kv_cache(mode: KVCacheMode, weights: WeightMode, attention: str) -> KVCacheMode:
+    """auto: int8 where the weights are int8 and our CPU kernel reads the cache (the CPU default), else the
+    weights' activation dtype. With batched jobs the cache's bytes are the cost of each row added: 4 jobs took
+    1.32-1.56x one job's time with int8 against 1.68x with fp32, in a quarter of the memory
+    (docs/benchmarks.md, "Batching"); teacher-forced argmax agreement with fp32 is tested (>= 95 %)."""
+    if mode is KVCacheMode.AUTO and weights is WeightMode.INT8 and attention == "fused-cpu":
+        return KVCacheMode.INT8
+    return mode
 
 
 def check_compile(options: EngineOptions, weights: WeightMode, attention: str) -> None:

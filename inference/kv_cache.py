@@ -28,7 +28,7 @@ from torch import Tensor, nn
 class KVCacheMode(str, Enum):
     """How the self-attention cache stores keys and values."""
 
-    AUTO = "auto"  # the weights' activation dtype
+    AUTO = "auto"  # int8 under int8 weights and our CPU attention, else the weights' activation dtype
     FP32 = "fp32"
     FP16 = "fp16"
     BF16 = "bf16"
@@ -75,6 +75,8 @@ class KVCache(nn.Module):
         """Our CPU kernel's cache_write where it takes this cache and k, else None (torch writes)."""
         buffer = self.row_buffers()[0]
         if buffer.device.type != "cpu" or k.dtype != torch.float32 or buffer.dtype not in WRITE_OP_DTYPES:
+            return None
+        if torch.compiler.is_compiling():  # compiled decode traces torch's writes (the kernel is opaque to it)
             return None
         from inference.cpu_kernels import cache_write_op
 
