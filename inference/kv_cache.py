@@ -63,18 +63,25 @@ class KVCache(nn.Module):
             self.k_cache[:, :, :kv_end], self.v_cache[:, :, :kv_end])
         return keys.to(k.dtype), values.to(v.dtype)
 
+    kernel_writes = True  # inference/csrc's cache_write stores this cache's format (not mu-law)
+
     def write(self, input_pos: Tensor, k: Tensor, v: Tensor) -> None:
         """Every row's tokens at positions input_pos (T,): k/v (B, H, T, D)."""
         if input_pos.shape[0] == 1 and self.write_op(k) is not None:  # a decode step
             self.write_rows(input_pos.expand(k.shape[0]), k, v)
-            return
+        else:
+            self.write_span(input_pos, k, v)
+
+    def write_span(self, input_pos: Tensor, k: Tensor, v: Tensor) -> None:
+        """Torch's write of every row's tokens at input_pos (a prefill, or where the kernel does not write)."""
         self.k_cache.index_copy_(2, input_pos, k.to(self.k_cache.dtype))
         self.v_cache.index_copy_(2, input_pos, v.to(self.v_cache.dtype))
 
     def write_op(self, k: Tensor):
         """Our CPU kernel's cache_write where it takes this cache and k, else None (torch writes)."""
         buffer = self.row_buffers()[0]
-        if buffer.device.type != "cpu" or k.dtype != torch.float32 or buffer.dtype not in WRITE_OP_DTYPES:
+        if not self.kernel_writes or buffer.device.type != "cpu" or k.dtype != torch.float32 \
+                or buffer.dtype not in WRITE_OP_DTYPES:
             return None
         if torch.compiler.is_compiling():  # compiled decode traces torch's writes (the kernel is opaque to it)
             return None
@@ -179,13 +186,9 @@ class MuLawKVCache(KVCache):
         """x (B, H, T, D) -> (codes, scales) as this cache stores them."""
         return mulaw_encode(x, self.mu)
 
-    def write_op(self, k: Tensor):
-        return None  # the kernel's writes are linear int8 (Int8KVCache)
+    kernel_writes = False  # the kernel's int8 writes are linear (Int8KVCache)
 
-    def write(self, input_pos: Tensor, k: Tensor, v: Tensor) -> None:
-        if input_pos.shape[0] == 1 and self.write_op(k) is not None:  # a decode step
-            self.write_rows(input_pos.expand(k.shape[0]), k, v)
-            return
+    def write_span(self, input_pos: Tensor, k: Tensor, v: Tensor) -> None:
         for codes, scales, x in ((self.k_codes, self.k_scale, k), (self.v_codes, self.v_scale, v)):
             new_codes, new_scales = self.encode(x)
             codes.index_copy_(2, input_pos, new_codes)
@@ -239,11 +242,10 @@ class Int8KVCache(MuLawKVCache):
             self.register_buffer(f"{name}_scale", torch.zeros(scale_shape, dtype=torch.float32, device=device),
                                  persistent=False)
 
+    kernel_writes = True
+
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return int8_encode(x)
-
-    def write_op(self, k: Tensor):
-        return KVCache.write_op(self, k)
 
     def read(self, kv_end: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         return tuple(codes[:, :, :kv_end].to(dtype) * scales[:, :, :kv_end].to(dtype)
