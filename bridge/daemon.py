@@ -37,9 +37,9 @@ from bridge.transports.limits import RateLimiter
 from bridge.transports.peers import is_peer
 from inference.adapters import find_adapters
 from inference.api import Engine
-from inference.compute import ComputeThread
 from inference.loading import load_engine, resolve_model
-from inference.memory import freeze_heap
+from inference.runtime.compute import ComputeThread
+from inference.runtime.memory import freeze_heap
 
 log = logging.getLogger("continuo.daemon")
 

@@ -45,8 +45,8 @@ from inference.api import (
 )
 from inference.errors import Cancelled, InferenceError, ModelLoadError
 from inference.phases import GB, IDLE, PhasePlacement, PhaseTracker, component_bytes, move_module, plan_placement
-from inference.progress import ProgressReporter
-from inference.request_checks import RequestChecks
+from inference.runtime.progress import ProgressReporter
+from inference.runtime.request_checks import RequestChecks
 
 log = logging.getLogger("continuo.inference")
 
@@ -328,8 +328,8 @@ def load_acestep_engine(source, *, device: str = "auto", name: str, is_random: b
     converts none)."""
     from diffusers import AceStepPipeline
 
-    from inference.device import pick_device
     from inference.dit_linears import convert_dit_linears_, resolve_dit_mode
+    from inference.runtime.device import pick_device
 
     problems = pipeline_problems(source.path)
     if problems:

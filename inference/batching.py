@@ -24,7 +24,7 @@ Text conditioning. Each ticket's cross-attention keys/values (rows, H, S_j, D) a
 masked, rebuilt only when the tickets change. Melody checkpoints carry their prefix in the cache: a ticket's
 positions are offset by its prefix length, and there is no cross-attention.
 
-The compute thread. The scheduler is the engine's inference.compute.ComputeThread: every torch call of the
+The compute thread. The scheduler is the engine's inference.runtime.compute.ComputeThread: every torch call of the
 engine (conditioning, prompt encoding, steps, codec decodes) runs on one thread (`call`), between steps.
 `continuo serve` gives it the main thread (`serve`); without a serving thread the calling thread drives the
 steps itself until its ticket is done (`run`), and a waiting caller takes over from it.
@@ -41,11 +41,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from inference.compute import ComputeThread
 from inference.decode import Sampler, apply_pattern, build_delay_pattern, pattern_length, prefill, undelay
 from inference.errors import Cancelled
 from inference.kv_cache import KVCache
 from inference.model import MusicGenDecoder, Prefix, RowPositions
+from inference.runtime.compute import ComputeThread
 
 log = logging.getLogger("continuo.inference")
 

@@ -246,7 +246,7 @@ def compile_counts() -> dict[str, int]:
 
 def run_engine_suite(*, quick: bool, shapes: list[str] | None = None, duration_s: float | None = None,
                      device: str = "auto", emit=print) -> list[dict]:
-    from inference.device import pick_device
+    from inference.runtime.device import pick_device
 
     target = pick_device(device)
     shapes = shapes or (["musicgen-small"] if quick else ["musicgen-small", "musicgen-medium"])

@@ -9,7 +9,7 @@ bf16 through oneDNN (AMX) about 5x, and torch's dynamic int8 Linear packed by on
 Kinds, each a way to run one nn.Linear (`build_linear`): fp32 (left as it is), bf16 (weights in bf16, reordered
 once for oneDNN; fp32 in and out), onednn-int8 and x86-int8 (torch.ao's dynamic int8 Linear: int8 weights with
 one scale per output channel, activations quantized per call; the engine decides who packs the weight), ours-int8
-(inference.quantize.Int8Linear, our C++ kernel).
+(inference.runtime.quantize.Int8Linear, our C++ kernel).
 
 `convert_dit_linears_` picks one kind per group of linears of the same shape and row count (`plan_dit_linears`
 times each candidate kind on that group's first weight at its rows, best of a few runs) and swaps every linear of
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from inference.quantize import Int8Linear, cpu_int8_engine, linears
+from inference.runtime.quantize import Int8Linear, cpu_int8_engine, linears
 
 log = logging.getLogger("continuo.inference")
 
@@ -72,7 +72,7 @@ def kind_available(kind: str) -> bool:
         return "onednn" in torch.backends.quantized.supported_engines
     if kind == X86_INT8:
         return cpu_int8_engine() is not None
-    from inference.cpu_kernels import int8_linear_op
+    from inference.runtime.kernels import int8_linear_op
 
     return int8_linear_op() is not None
 
@@ -137,7 +137,7 @@ def build_linear(kind: str, linear: nn.Linear, rows_hint: int = ROWS) -> nn.Modu
     if kind == X86_INT8:
         return dynamic_int8(linear, cpu_int8_engine())
     if kind == OURS_INT8:
-        from inference.cpu_kernels import int8_linear_op
+        from inference.runtime.kernels import int8_linear_op
 
         return Int8Linear(linear, int8_linear_op(), bool(torch.ops.continuo_cpu.int8_linear_uses_vnni()))
     raise ValueError(f"unknown DiT linear kind {kind!r}")

@@ -46,11 +46,17 @@ from inference.decode import (
 )
 from inference.errors import Cancelled, InferenceError
 from inference.kv_cache import DEFAULT_MU, KVCacheMode, build_cache_factory
-from inference.memory import release_memory
 from inference.model import ATTENTION_BACKENDS, ModelArgs, MusicGenDecoder, Prefix, build_decoder
-from inference.progress import ProgressReporter
-from inference.quantize import WeightMode, activation_dtype, apply_weight_mode_, resolve_weight_mode, weight_bytes
-from inference.request_checks import RequestChecks
+from inference.runtime.memory import release_memory
+from inference.runtime.progress import ProgressReporter
+from inference.runtime.quantize import (
+    WeightMode,
+    activation_dtype,
+    apply_weight_mode_,
+    resolve_weight_mode,
+    weight_bytes,
+)
+from inference.runtime.request_checks import RequestChecks
 from inference.streaming import ChunkStreamer
 
 log = logging.getLogger("continuo.inference")
@@ -125,7 +131,7 @@ class MusicGenEngine(RequestChecks):
 
     @property
     def compute(self) -> BatchScheduler:
-        """The engine's compute thread (inference.compute.ComputeThread): its scheduler, which runs every torch
+        """The engine's compute thread (inference.runtime.compute.ComputeThread): its scheduler, which runs every torch
         call of the engine; callers hand it other torch work too (compute.call), so it stays the only one."""
         return self.scheduler
 
@@ -561,10 +567,10 @@ def resolve_attention(name: str, device: torch.device, compile: bool = False) ->
     name = name.strip().lower()
     if name == "auto":
         if device.type == "cuda":
-            from inference.device import check_flash_attn
+            from inference.runtime.device import check_flash_attn
 
             return "flash" if check_flash_attn(device).usable else "sdpa"
-        from inference.cpu_kernels import kernels_status
+        from inference.runtime.kernels import kernels_status
 
         return "fused-cpu" if device.type == "cpu" and not compile and kernels_status().usable else "sdpa"
     if name not in ATTENTION_BACKENDS:

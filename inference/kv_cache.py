@@ -45,7 +45,7 @@ class KVCacheMode(str, Enum):
 
 
 DTYPES = {KVCacheMode.FP32: torch.float32, KVCacheMode.FP16: torch.float16, KVCacheMode.BF16: torch.bfloat16}
-WRITE_OP_DTYPES = (torch.float32, torch.bfloat16, torch.int8)  # what inference/csrc's cache_write stores
+WRITE_OP_DTYPES = (torch.float32, torch.bfloat16, torch.int8)  # what inference/runtime/csrc's cache_write stores
 DEFAULT_MU = 64.0
 
 
@@ -63,7 +63,7 @@ class KVCache(nn.Module):
             self.k_cache[:, :, :kv_end], self.v_cache[:, :, :kv_end])
         return keys.to(k.dtype), values.to(v.dtype)
 
-    kernel_writes = True  # inference/csrc's cache_write stores this cache's format (not mu-law)
+    kernel_writes = True  # inference/runtime/csrc's cache_write stores this cache's format (not mu-law)
 
     def write(self, input_pos: Tensor, k: Tensor, v: Tensor) -> None:
         """Every row's tokens at positions input_pos (T,): k/v (B, H, T, D)."""
@@ -85,7 +85,7 @@ class KVCache(nn.Module):
             return None
         if torch.compiler.is_compiling():  # compiled decode traces torch's writes (the kernel is opaque to it)
             return None
-        from inference.cpu_kernels import cache_write_op
+        from inference.runtime.kernels import cache_write_op
 
         return cache_write_op()
 

@@ -344,8 +344,8 @@ def load_engine(
     import torch
     from transformers import AutoProcessor, MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration
 
-    from inference.device import pick_device
     from inference.reference import reference_from_hf_model
+    from inference.runtime.device import pick_device
 
     if backend not in BACKENDS:
         raise ModelLoadError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -279,7 +279,7 @@ class MusicGenDecoder(nn.Module):
             raise ValueError(f"attention backend must be one of {', '.join(ATTENTION_BACKENDS)}, got {backend!r}")
         decode_op = None
         if backend == "fused-cpu":
-            from inference.cpu_kernels import decode_attention_op
+            from inference.runtime.kernels import decode_attention_op
 
             decode_op = decode_attention_op()  # raises with the reason when it cannot be built here
         for layer in self.layers:

@@ -30,8 +30,8 @@ from inference.api import (
 )
 from inference.checkpoint import describe_model, hop_length
 from inference.errors import Cancelled, InferenceError
-from inference.progress import ProgressReporter
-from inference.request_checks import RequestChecks
+from inference.runtime.progress import ProgressReporter
+from inference.runtime.request_checks import RequestChecks
 
 log = logging.getLogger("continuo.inference")
 

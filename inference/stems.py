@@ -53,9 +53,9 @@ import soxr
 import torch
 
 from inference import stems_paths
-from inference.device import DeviceCheck, cpu_bf16
 from inference.errors import Cancelled, ModelLoadError
-from inference.memory import out_of_memory_errors
+from inference.runtime.device import DeviceCheck, cpu_bf16
+from inference.runtime.memory import out_of_memory_errors
 from inference.stems_paths import PATHS, PathUnavailable, SegmentFn
 
 log = logging.getLogger("continuo.stems")

@@ -5,7 +5,7 @@ A path turns one segment (1, 2, L) at 44.1 kHz into (1, S, 2, L) stems, exactly 
 - ``fp32``: PyTorch in float32, the reference (and the fallback every other path falls back to).
 - ``bf16``: PyTorch under CPU autocast to bfloat16 (oneDNN runs the convolutions and LSTMs in bf16 on
   AVX-512 BF16 / AMX; the STFT, ISTFT and the masks stay float32). Picked only where the CPU has
-  bf16 in hardware (``inference.device.cpu_bf16``); elsewhere autocast emulates it and is slower.
+  bf16 in hardware (``inference.runtime.device.cpu_bf16``); elsewhere autocast emulates it and is slower.
 - ``openvino-bf16`` / ``openvino-fp32``: the network between the STFT and the ISTFT (``HDemucsCore``)
   exported once to OpenVINO IR, cached beside the weights, compiled for this CPU (the optional extra
   ``continuo[stems-fast]``). The STFT, normalisation, masks and ISTFT stay in PyTorch float32.

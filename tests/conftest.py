@@ -70,7 +70,7 @@ def tiny_lora_dir(tiny_acestep_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def cpu_kernels_built():
     """Build our C++ CPU kernels before any test (cold: about 25 s), so daemons that tests start load them at once."""
-    from inference.cpu_kernels import kernels_status
+    from inference.runtime.kernels import kernels_status
 
     return kernels_status()
 

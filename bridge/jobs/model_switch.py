@@ -60,7 +60,7 @@ def switch_order(new_bytes: int, free_bytes: int, *, old_bytes: int = 0, budget_
 
 def estimate_bytes(directory, device: str) -> int:
     """Memory a model from directory takes on device while it loads: its weight files, doubled on the CPU."""
-    from inference.memory import weight_bytes
+    from inference.runtime.memory import weight_bytes
 
     size = weight_bytes(directory)
     return int(size * (1.0 if device.startswith("cuda") else CPU_LOAD_FACTOR))
@@ -256,18 +256,18 @@ class ModelSwitch:
 
 
 def default_free_bytes(device: str) -> int:
-    from inference.memory import free_memory_bytes
+    from inference.runtime.memory import free_memory_bytes
 
     return free_memory_bytes(device)
 
 
 def release_memory() -> None:
     """Collect the released engine and give its memory back (CUDA's cached blocks, glibc's free heap). In a
-    serving process the heap is frozen (inference.memory.freeze_heap): thawed first, so the old engine's cycles
+    serving process the heap is frozen (inference.runtime.memory.freeze_heap): thawed first, so the old engine's cycles
     are collected too, and frozen again with what is alive now."""
     from inference.loading import trim_heap
-    from inference.memory import freeze_heap, thaw_heap
-    from inference.memory import release_memory as release_device_memory
+    from inference.runtime.memory import freeze_heap, thaw_heap
+    from inference.runtime.memory import release_memory as release_device_memory
 
     frozen = thaw_heap()
     release_device_memory()

@@ -29,8 +29,8 @@ from bridge.jobs.preview import PreviewWriter
 from bridge.jobs.queue import Job, JobQueue, JobStatus
 from bridge.jobs.song import render_cover, render_extract, render_layer, render_repaint, song_fields
 from inference.api import Engine, GenerationRequest
-from inference.compute import ComputeThread
 from inference.errors import Cancelled, InferenceError
+from inference.runtime.compute import ComputeThread
 from inference.stems import EXPORT_TYPICAL
 
 log = logging.getLogger("continuo.worker")
@@ -85,7 +85,7 @@ class Worker(threading.Thread):
         self.seconds_per_audio_s = 1.0  # measured; used for ETAs
         self.between_jobs: Callable[[], None] | None = None  # run before each job: a model switch's turn
         self.may_take: Callable[[], bool] | None = None  # whether a job may start now (the daemon's count)
-        self.compute: ComputeThread | None = None  # where torch runs (inference.compute); None: on this thread
+        self.compute: ComputeThread | None = None  # where torch runs (inference.runtime.compute); None: on this thread
         self.take_lock = threading.Lock()  # shared by the workers that count against one another
         self._lock = threading.Lock()
 
@@ -115,7 +115,7 @@ class Worker(threading.Thread):
                     self.current = None
 
     def on_compute(self, function: Callable[[], object]) -> object:
-        """function() on the compute thread (every torch call runs there: inference.compute), or here."""
+        """function() on the compute thread (every torch call runs there: inference.runtime.compute), or here."""
         return function() if self.compute is None else self.compute.call(function)
 
     def engine_call(self, function: Callable[[], object]) -> object:

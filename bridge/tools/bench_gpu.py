@@ -87,7 +87,7 @@ def run_gpu_bench(*, dry_run: bool, device: str = "auto", quick: bool = False, e
     """Run every step of the plan, emitting one dict per result; the last one is the summary."""
     import torch
 
-    from inference.device import pick_device
+    from inference.runtime.device import pick_device
 
     target = torch.device("cpu") if dry_run else pick_device(device)
     results: list[dict] = []

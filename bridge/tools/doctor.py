@@ -64,7 +64,7 @@ def model_line(settings: Settings) -> str:
 def run_doctor(settings: Settings) -> int:
     import torch
 
-    from inference.device import describe_accelerations, describe_modes, pick_device
+    from inference.runtime.device import describe_accelerations, describe_modes, pick_device
 
     if settings.cluster and not settings.cluster.startswith("local:"):
         from bridge.cluster.spec import use_token_auth

@@ -168,7 +168,7 @@ def test_bad_settings_are_named(mono, overrides, match):
 
 
 def test_progress_is_monotonic_and_complete(mono, monkeypatch):
-    monkeypatch.setattr("inference.progress.PROGRESS_INTERVAL_S", 0.0)  # report every step
+    monkeypatch.setattr("inference.runtime.progress.PROGRESS_INTERVAL_S", 0.0)  # report every step
     calls = []
     mono.generate(request(0.5), on_progress=lambda fraction, stage: calls.append((fraction, stage)))
     fractions = [fraction for fraction, _ in calls]

@@ -163,7 +163,7 @@ needs_bnb = pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None,
 @needs_bnb
 def test_bnb_kv_cache_auto_is_fp16_on_cuda(source, monkeypatch):
     """kv_cache auto under bnb on CUDA is the fp16 cache its fp16 activations need, not fp32 cast every step."""
-    from inference.quantize import WeightMode, activation_dtype
+    from inference.runtime.quantize import WeightMode, activation_dtype
 
     assert activation_dtype(WeightMode.BNB_INT8, torch.device("cuda")) == torch.float16
     assert activation_dtype(WeightMode.BNB_NF4, torch.device("cuda:1")) == torch.float16
@@ -367,7 +367,7 @@ class FakeGpus:
 
 
 def test_auto_device_skips_unsupported_and_full_gpus(monkeypatch, caplog):
-    from inference.device import arch_supported, pick_device
+    from inference.runtime.device import arch_supported, pick_device
 
     FakeGpus(monkeypatch)
     assert pick_device("auto") == torch.device("cuda:1")  # cuda:0 is sm_35: no kernels in this torch
@@ -384,7 +384,7 @@ def test_flash_attn_check_reads_the_gpu_the_model_runs_on(monkeypatch):
     import sys
     import types
 
-    from inference.device import check_flash_attn
+    from inference.runtime.device import check_flash_attn
 
     gpus = FakeGpus(monkeypatch, capabilities=((7, 5), (9, 0)))
     real_find_spec = importlib.util.find_spec
@@ -397,7 +397,7 @@ def test_flash_attn_check_reads_the_gpu_the_model_runs_on(monkeypatch):
 
 
 def test_bf16_needs_a_gpu_that_has_it(monkeypatch):
-    from inference.quantize import WeightMode, resolve_weight_mode
+    from inference.runtime.quantize import WeightMode, resolve_weight_mode
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     with pytest.raises(ValueError, match="fp16"):

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from inference.api import GenerationRequest
-from inference.cpu_kernels import kernels_status
 from inference.kv_cache import (
     Int8KVCache,
     KVCache,
@@ -17,6 +16,7 @@ from inference.kv_cache import (
     mulaw_encode,
 )
 from inference.loading import load_engine, resolve_model
+from inference.runtime.kernels import kernels_status
 
 
 def test_update_writes_in_place_and_returns_the_prefix():

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from inference import stems_paths
-from inference.device import cpu_bf16
 from inference.errors import Cancelled, ModelLoadError
+from inference.runtime.device import cpu_bf16
 from inference.stems import (
     STEM_NAMES,
     SUM_TOLERANCE,

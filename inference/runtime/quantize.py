@@ -52,7 +52,7 @@ def resolve_weight_mode(mode: WeightMode, device: torch.device) -> WeightMode:
     if mode == WeightMode.INT8 and device.type != "cpu":
         raise ValueError("weights 'int8' is torch's CPU int8 path; on CUDA use bnb-int8, bnb-nf4, fp16 or bf16")
     if mode == WeightMode.INT8 and not cpu_int8_engine():
-        from inference.cpu_kernels import kernels_status
+        from inference.runtime.kernels import kernels_status
 
         status = kernels_status()
         if not status.usable:
@@ -154,7 +154,7 @@ class Int8Linear(nn.Module):
 
 def quantize_int8_cpu_(decoder: nn.Module) -> nn.Module:
     """Swap every nn.Linear for Int8Linear; torch's dynamic int8 Linear where our kernels cannot be built."""
-    from inference.cpu_kernels import int8_linear_op
+    from inference.runtime.kernels import int8_linear_op
 
     op = int8_linear_op()
     if op is not None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from inference.api import EDIT_CAPABILITIES, Capability, GenerationRequest, ModelInfo
 from inference.errors import InferenceError, OutOfMemory
-from inference.memory import first_line, is_out_of_memory, release_memory
+from inference.runtime.memory import first_line, is_out_of_memory, release_memory
 
 # What an engine says when a request needs a capability its model does not declare (after the model's name).
 UNSUPPORTED = {

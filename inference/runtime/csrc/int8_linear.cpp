@@ -5,7 +5,7 @@
 // abs-max scale and the dot products run on vpdpbusd, 64 multiply-adds per instruction, so a step is
 // bound by memory, not arithmetic; many rows go through 8 x 2 and 4 x 4 register tiles. Elsewhere a portable loop
 // widens the weights to fp32 in registers (fp32 activations, slower); there the Python side
-// (inference/quantize.py) runs prefill as one GEMM over the dequantized weight instead.
+// (inference/runtime/quantize.py) runs prefill as one GEMM over the dequantized weight instead.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>

@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from inference.api import GenerationRequest
-from inference.cpu_kernels import kernels_status
 from inference.loading import load_engine, resolve_model
-from inference.quantize import PackedLinear, WeightMode, onednn_linear_available, resolve_weight_mode
+from inference.runtime.kernels import kernels_status
+from inference.runtime.quantize import PackedLinear, WeightMode, onednn_linear_available, resolve_weight_mode
 
 needs_onednn = pytest.mark.skipif(not onednn_linear_available(), reason="this torch build has no oneDNN linear ops")
 
@@ -64,9 +64,9 @@ def test_mode_within_tolerance(source, reference, weights, kv_cache):
 
 def test_int8_stand_in_within_tolerance(source, reference, monkeypatch):
     """Where our kernels cannot be built, torch's dynamic int8 Linear runs weights int8: same bounds."""
-    import inference.cpu_kernels
+    import inference.runtime.kernels
 
-    monkeypatch.setattr(inference.cpu_kernels, "int8_linear_op", lambda: None)
+    monkeypatch.setattr(inference.runtime.kernels, "int8_linear_op", lambda: None)
     engine = load_engine(source, device="cpu", warm_up=False, weights="int8", kv_cache="fp32", attention="sdpa")
     assert not any(type(module).__name__ == "Int8Linear" for module in engine.decoder.modules())
     assert_within_tolerance(engine, reference, TOLERANCES[("int8", "fp32")])
@@ -153,8 +153,8 @@ def test_compiled_cuda_step_matches_eager(source):
 
 
 def test_doctor_lists_every_mode_with_a_reason():
-    from inference.device import describe_modes
     from inference.kv_cache import KVCacheMode
+    from inference.runtime.device import describe_modes
 
     rows = {row.name: row for row in describe_modes(torch.device("cpu"))}
     for mode in WeightMode:
@@ -179,12 +179,12 @@ def fp16_on_the_cpu(source, monkeypatch, **modes):
     """weights fp16 as on CUDA, run on the CPU: the same dtype flow (fp16 decoder, kv_cache auto in fp16, fp32
     logits), only slower. resolve_weight_mode refuses fp16 on the CPU for users; the test lets it through."""
     import inference.engine
-    import inference.quantize
+    import inference.runtime.quantize
 
     real = inference.engine.resolve_weight_mode
     monkeypatch.setattr(inference.engine, "resolve_weight_mode",
                         lambda mode, device: mode if mode == WeightMode.FP16 else real(mode, device))
-    monkeypatch.setattr(inference.quantize, "onednn_linear_available", lambda: False)
+    monkeypatch.setattr(inference.runtime.quantize, "onednn_linear_available", lambda: False)
     return load_engine(source, device="cpu", warm_up=False, weights="fp16", **modes)
 
 

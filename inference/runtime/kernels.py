@@ -1,4 +1,4 @@
-"""Our C++ CPU kernels (inference/csrc/*.cpp), built on first use and cached; torch's ops stand in where they cannot.
+"""Our C++ CPU kernels (runtime/csrc/*.cpp), built on first use and cached; torch's ops stand in where they cannot.
 
 - decode_attention: one decode step's attention (one query per batch row and head) over the KV cache,
   read in place in its own dtype (fp32, bf16, or mu-law int8 codes dequantized in registers). It is the

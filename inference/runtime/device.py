@@ -158,10 +158,10 @@ def check_fp16() -> DeviceCheck:
 def cpu_bf16() -> str | None:
     """None when this CPU computes bfloat16 in hardware (AVX-512 BF16 or AMX on x86, BF16 on Arm), else why not.
 
-    Read from the CPU's flags like inference/cpu_kernels.py picks its kernels; without them, CPU autocast to
+    Read from the CPU's flags like inference/runtime/kernels.py picks its kernels; without them, CPU autocast to
     bf16 is emulated and slower than fp32, so the stems' bf16 paths are not picked.
     """
-    from inference.cpu_kernels import cpu_features
+    from inference.runtime.kernels import cpu_features
 
     flags = set(cpu_features().split())
     if flags & {"avx512_bf16", "amx_bf16", "bf16"}:
@@ -230,8 +230,8 @@ def check_sdpa() -> DeviceCheck:
 
 
 def check_cpu_kernels() -> DeviceCheck:
-    """Our C++ CPU kernels (inference/csrc): built here on first use, so this check may take about 25 s once."""
-    from inference.cpu_kernels import kernels_status
+    """Our C++ CPU kernels (inference/runtime/csrc): built here on first use, so this check may take about 25 s once."""
+    from inference.runtime.kernels import kernels_status
 
     status = kernels_status()
     return DeviceCheck("cpu_kernels", status.usable, status.reason)

@@ -1,4 +1,4 @@
-"""Our C++ CPU kernels (inference/csrc) against torch's reference ops, and the stand-ins when they cannot build."""
+"""Our C++ CPU kernels (inference/runtime/csrc) against torch's reference ops, and their stand-ins."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import inference.cpu_kernels as cpu_kernels
+import inference.runtime.kernels as cpu_kernels
 from inference.api import GenerationRequest
 from inference.engine import resolve_attention
 from inference.kv_cache import Int8KVCache, KVCache, MuLawKVCache, mulaw_decode
 from inference.loading import load_engine, resolve_model
-from inference.quantize import Int8Linear, quantize_int8_cpu_
+from inference.runtime.quantize import Int8Linear, quantize_int8_cpu_
 
 needs_kernels = pytest.mark.skipif(not cpu_kernels.kernels_status().usable,
                                    reason=f"CPU kernels unavailable: {cpu_kernels.kernels_status().reason}")
@@ -198,7 +198,7 @@ def test_a_built_library_loads_without_any_build_tools(tmp_path):
     (tmp_path / name).mkdir()
     shutil.copy(built, tmp_path / name / built.name)
     env = {**os.environ, "CONTINUO_KERNELS_DIR": str(tmp_path), "CXX": "/nonexistent/c++"}
-    script = "from inference.cpu_kernels import kernels_status; print(kernels_status().usable)"
+    script = "from inference.runtime.kernels import kernels_status; print(kernels_status().usable)"
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "True", result.stderr[-2000:]
 
