@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                   "(for tests; serve it with --model)")
             return 0
         if args.command == "model":
-            from inference.tiny import build_tiny_musicgen
+            from inference.musicgen.tiny import build_tiny_musicgen
 
             path = build_tiny_musicgen(args.dir, seed=args.seed, channels=2 if args.stereo else 1, melody=args.melody)
             print(f"tiny RANDOM MusicGen checkpoint written to {path} (it makes noise, not music; for tests)")

@@ -1,7 +1,7 @@
 """The contract between the bridge and an engine: what a model declares, what a request asks, what comes back.
 
-Every engine (inference.engine.MusicGenEngine, ours; inference.reference.ReferenceEngine, transformers'
-generate) satisfies `Engine`. What a loaded model can do is data, `ModelInfo.capabilities`: the bridge
+Every engine (inference.musicgen.engine.MusicGenEngine, ours; inference.musicgen.reference.ReferenceEngine,
+transformers' generate) satisfies `Engine`. What a loaded model can do is data, `ModelInfo.capabilities`: the bridge
 refuses a request for anything missing there before it queues it, and an engine refuses it too.
 """
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from inference.api import GenerationRequest
-from inference.engine import EngineOptions, engine_from_hf_model
-from inference.model import ModelArgs
+from inference.musicgen.engine import EngineOptions, engine_from_hf_model
+from inference.musicgen.model import ModelArgs
 
 log = logging.getLogger("continuo.inference")
 
@@ -56,7 +56,7 @@ def build_random_musicgen(shape: str, seed: int = 0):
     """(model, tokenizer): random weights, real widths/depths of shape (T5-base, EnCodec 32 kHz)."""
     from transformers import EncodecConfig, MusicgenConfig, MusicgenDecoderConfig, T5Config
 
-    from inference.tiny import build_tokenizer
+    from inference.musicgen.tiny import build_tokenizer
 
     args = ModelArgs.from_name(shape)
     config = MusicgenConfig(
@@ -213,7 +213,7 @@ def cache_attention_ms(device: torch.device, positions: int, *, dtype: torch.dty
                        heads: int = 16, head_dim: int = 64, repeats: int = 30) -> dict[str, float]:
     """One layer's cache update + SDPA for one decode query (musicgen-small's shape, CFG batch), per cache mode:
     the best of 7 runs of `repeats`, in ms. mulaw8 here dequantizes the used cache as every CUDA path does."""
-    from inference.kv_cache import KVCache, MuLawKVCache
+    from inference.musicgen.kv_cache import KVCache, MuLawKVCache
 
     q, k, v = (torch.randn(batch, heads, 1, head_dim, dtype=dtype, device=device) for _ in range(3))
     input_pos = torch.arange(positions - 1, positions, device=device)

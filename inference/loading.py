@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from inference.errors import InferenceError, ModelLoadError
-from inference.tiny import SMOKE_MARKER, TINY_FORMAT_VERSION, TINY_NAME, build_tiny_musicgen, read_marker
+from inference.musicgen.tiny import SMOKE_MARKER, TINY_FORMAT_VERSION, TINY_NAME, build_tiny_musicgen, read_marker
 
 if TYPE_CHECKING:
     from inference.api import Engine
-    from inference.engine import MusicGenEngine
+    from inference.musicgen.engine import MusicGenEngine
 
 log = logging.getLogger("continuo.inference")
 
@@ -336,15 +336,15 @@ def load_engine(
 ) -> Engine:
     """Load source.path and warm it up.
 
-    backend "engine" (default): our decoder (inference.engine.MusicGenEngine) with the named weights / kv_cache /
-    attention modes, decoding up to max_batch concurrent jobs together; "transformers": transformers' generate
-    (fp32 on CPU, fp16 on CUDA), the reference (inference.reference.ReferenceEngine). memory_budget_gb: ACE-Step's
-    three-phase placement on CUDA.
+    backend "engine" (default): our decoder (inference.musicgen.engine.MusicGenEngine) with the named weights /
+    kv_cache / attention modes, decoding up to max_batch concurrent jobs together; "transformers": transformers'
+    generate (fp32 on CPU, fp16 on CUDA), the reference (inference.musicgen.reference.ReferenceEngine).
+    memory_budget_gb: ACE-Step's three-phase placement on CUDA.
     """
     import torch
     from transformers import AutoProcessor, MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration
 
-    from inference.reference import reference_from_hf_model
+    from inference.musicgen.reference import reference_from_hf_model
     from inference.runtime.device import pick_device
 
     if backend not in BACKENDS:
@@ -443,7 +443,7 @@ def trim_heap() -> None:
 
 def build_our_engine(model, processor, source: ModelSource, target, is_random: bool, **modes) -> MusicGenEngine:
     """Our decoder from the checkpoint's weights; transformers' decoder is dropped once mapped."""
-    from inference.engine import EngineOptions, engine_from_hf_model
+    from inference.musicgen.engine import EngineOptions, engine_from_hf_model
 
     engine = engine_from_hf_model(
         model, processor.tokenizer, options=EngineOptions(**modes), device=target,

@@ -22,7 +22,7 @@ import torch
 
 from inference.api import GenerationRequest
 from inference.benchmark import build_random_musicgen
-from inference.engine import EngineOptions, MusicGenEngine, engine_from_hf_model
+from inference.musicgen.engine import EngineOptions, MusicGenEngine, engine_from_hf_model
 
 log = logging.getLogger("continuo.inference")
 

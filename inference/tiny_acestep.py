@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from inference.tiny import SMOKE_MARKER
+from inference.musicgen.tiny import SMOKE_MARKER
 
 TINY_ACESTEP_NAME = "tiny-random-ace-step (SMOKE: noise, not music)"
 TINY_ACESTEP_FORMAT_VERSION = 1

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import torch
 
-from inference.tiny import build_tiny_musicgen
+from inference.musicgen.tiny import build_tiny_musicgen
 
 if TYPE_CHECKING:
     from bridge.daemon import Daemon

@@ -146,7 +146,7 @@ class ModelCache:
             return build_random_musicgen(shape)
         from transformers import AutoProcessor, MusicgenForConditionalGeneration
 
-        from inference.tiny import build_tiny_musicgen
+        from inference.musicgen.tiny import build_tiny_musicgen
 
         path = build_tiny_musicgen(self.tmp / "tiny", seed=0)
         model = MusicgenForConditionalGeneration.from_pretrained(path, local_files_only=True).eval()
@@ -191,7 +191,7 @@ def parity(plan: GpuBenchPlan, models: ModelCache, device) -> list[dict]:
     import torch
 
     from inference.api import GenerationRequest
-    from inference.engine import EngineOptions, engine_from_hf_model
+    from inference.musicgen.engine import EngineOptions, engine_from_hf_model
 
     model, tokenizer = models.get(plan.parity_shape)
     request = GenerationRequest(prompt="warm lo-fi piano with soft drums", duration_s=1.0 if plan.dry_run else 2.0,
@@ -226,7 +226,7 @@ def variations(plan: GpuBenchPlan, models: ModelCache, device) -> dict:
     import torch
 
     from inference.api import GenerationRequest
-    from inference.engine import EngineOptions, engine_from_hf_model
+    from inference.musicgen.engine import EngineOptions, engine_from_hf_model
 
     model, tokenizer = models.get(plan.parity_shape)
     weights = "fp16" if device.type == "cuda" else "fp32"

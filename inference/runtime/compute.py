@@ -9,7 +9,7 @@ model for good. So callers hand their torch work to a ComputeThread (`call`) and
 `continuo serve` gives it the main thread (`serve`, the thread that loaded the model). Without a serving
 thread (tests, benchmarks, in-process use), the calling thread runs the work itself, one caller at a time
 (`wait_for`): the first caller drives, and a waiting caller takes over when it is done. Subclasses add work
-of their own between tasks (`inference/batching.py:BatchScheduler`: the decode steps of every request).
+of their own between tasks (`inference/musicgen/batching.py:BatchScheduler`: the decode steps of every request).
 """
 
 from __future__ import annotations

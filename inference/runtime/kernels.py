@@ -4,7 +4,7 @@
   read in place in its own dtype (fp32, bf16, or mu-law int8 codes dequantized in registers). It is the
   `fused-cpu` attention backend; prefill (many queries at once) stays on SDPA. Stand-in: SDPA.
 - cache_write: one new token per row into a KV cache (fp32, bf16, or int8 with its scales), each row at its own
-  position, in one pass. Stand-in: torch's indexing writes (inference/kv_cache.py).
+  position, in one pass. Stand-in: torch's indexing writes (inference/musicgen/kv_cache.py).
 - int8_linear: int8 weights (one scale per output channel) against rows of activations, on AVX-512
   VNNI where the CPU has it (a portable loop elsewhere): the int8 weight mode's linear, decode and
   prefill. Stand-in: torch's dynamic int8 Linear (fbgemm), about 25 % slower per decode step here.

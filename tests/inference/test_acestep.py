@@ -15,7 +15,7 @@ from inference.acestep import MAX_LYRIC_TOKENS, TURBO_STEPS, AceStepEngine, capa
 from inference.api import AudioEdit, Capability, Engine, GenerationRequest
 from inference.errors import Cancelled, InferenceError
 from inference.loading import checkpoint_problems, family, load_engine, resolve_model
-from inference.tiny import read_marker
+from inference.musicgen.tiny import read_marker
 
 REQUEST = GenerationRequest(prompt="warm piano", duration_s=1.0, seed=7, lyrics="[verse]\nneon rain",
                             vocal_language="en", bpm=120.0, keyscale="C minor", timesignature="4")

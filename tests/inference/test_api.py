@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from inference.api import Capability, Engine, GenerationRequest, ModelInfo
-from inference.engine import MusicGenEngine
 from inference.errors import InferenceError
 from inference.loading import load_engine, resolve_model
-from inference.reference import ReferenceEngine
+from inference.musicgen.engine import MusicGenEngine
+from inference.musicgen.reference import ReferenceEngine
 
 RATE = 32_000
 NEXT_FAMILY = {Capability.LYRICS, Capability.REPAINT, Capability.ADD_LAYER}

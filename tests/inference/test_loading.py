@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from inference.engine import MusicGenEngine
 from inference.errors import ModelLoadError
 from inference.loading import ModelSource, load_engine, resolve_model
-from inference.reference import ReferenceEngine
+from inference.musicgen.engine import MusicGenEngine
+from inference.musicgen.reference import ReferenceEngine
 from inference.runtime.device import describe_accelerations, pick_device
 
 UNKNOWN_ID = "nobody-here/no-such-musicgen"

@@ -299,7 +299,7 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::
 
 // One new token per row into the cache, each row at its own position: k_cache (B, H, T, D) fp32, bf16 or int8
 // (then k_scale (B, H, T, 1) fp32 gets one abs-max scale per row, head and token, as
-// inference/kv_cache.py:int8_encode computes it, rounding half to even); k (B, H, 1, D) fp32; positions (B,).
+// inference/musicgen/kv_cache.py:int8_encode computes it, rounding half to even); k (B, H, 1, D) fp32; positions (B,).
 // Indexing a (B, H, T, D) cache at (rows, :, positions) in torch costs a few us per call standalone, and 4-5 ms
 // a step of 8 rows in the decode (48 calls, each on cache lines not read for a step); this is one pass.
 template <typename T>

@@ -8,9 +8,9 @@ import torch.nn.functional as F
 
 import inference.runtime.kernels as cpu_kernels
 from inference.api import GenerationRequest
-from inference.engine import resolve_attention
-from inference.kv_cache import Int8KVCache, KVCache, MuLawKVCache, mulaw_decode
 from inference.loading import load_engine, resolve_model
+from inference.musicgen.engine import resolve_attention
+from inference.musicgen.kv_cache import Int8KVCache, KVCache, MuLawKVCache, mulaw_decode
 from inference.runtime.quantize import Int8Linear, quantize_int8_cpu_
 
 needs_kernels = pytest.mark.skipif(not cpu_kernels.kernels_status().usable,

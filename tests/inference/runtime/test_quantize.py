@@ -153,7 +153,7 @@ def test_compiled_cuda_step_matches_eager(source):
 
 
 def test_doctor_lists_every_mode_with_a_reason():
-    from inference.kv_cache import KVCacheMode
+    from inference.musicgen.kv_cache import KVCacheMode
     from inference.runtime.device import describe_modes
 
     rows = {row.name: row for row in describe_modes(torch.device("cpu"))}
@@ -178,11 +178,11 @@ def test_bf16_weights_with_mulaw8_cache_under_sdpa(source, reference):
 def fp16_on_the_cpu(source, monkeypatch, **modes):
     """weights fp16 as on CUDA, run on the CPU: the same dtype flow (fp16 decoder, kv_cache auto in fp16, fp32
     logits), only slower. resolve_weight_mode refuses fp16 on the CPU for users; the test lets it through."""
-    import inference.engine
+    import inference.musicgen.engine
     import inference.runtime.quantize
 
-    real = inference.engine.resolve_weight_mode
-    monkeypatch.setattr(inference.engine, "resolve_weight_mode",
+    real = inference.musicgen.engine.resolve_weight_mode
+    monkeypatch.setattr(inference.musicgen.engine, "resolve_weight_mode",
                         lambda mode, device: mode if mode == WeightMode.FP16 else real(mode, device))
     monkeypatch.setattr(inference.runtime.quantize, "onednn_linear_available", lambda: False)
     return load_engine(source, device="cpu", warm_up=False, weights="fp16", **modes)
@@ -225,7 +225,7 @@ def test_flash_attention_path_with_a_stand_in_module(source, monkeypatch):
     """The flash backend hands flash-attn (B, T, H, D) tensors and gets the codes SDPA gives."""
     import sys
 
-    import inference.model
+    import inference.musicgen.model
 
     request = GenerationRequest(prompt="warm piano chords", duration_s=1.0, seed=7, temperature=0.0)
     engine = load_engine(source, device="cpu", warm_up=False, weights="bf16", kv_cache="auto", attention="sdpa")
@@ -233,7 +233,7 @@ def test_flash_attention_path_with_a_stand_in_module(source, monkeypatch):
     expected_logits = engine.teacher_forced_logits(request, expected_codes)
     calls: list = []
     monkeypatch.setitem(sys.modules, "flash_attn", flash_attn_stand_in(calls))
-    monkeypatch.setattr(inference.model, "FLASH_DEVICE_TYPES", ("cuda", "cpu"))
+    monkeypatch.setattr(inference.musicgen.model, "FLASH_DEVICE_TYPES", ("cuda", "cpu"))
     engine.decoder.set_attention_backend("flash")
     codes = engine.generate_codes(request)
     logits = engine.teacher_forced_logits(request, expected_codes)

@@ -10,7 +10,7 @@ Two ways of conditioning, as the checkpoint's config says:
   T5 states are a prefix of the sequence (positions 0..P-1, written into the KV
   cache by start_sequence), and the codes follow at positions P, P+1, ...
 
-Batched decoding of several jobs (inference.batching) runs decode_rows: one token per row, each row at its
+Batched decoding of several jobs (inference.musicgen.batching) runs decode_rows: one token per row, each row at its
 own position (RowPositions), every row's cache read up to the furthest row and masked per row.
 """
 
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inference.kv_cache import KVCache
+from inference.musicgen.kv_cache import KVCache
 
 ATTENTION_BACKENDS = ("sdpa", "eager", "flash", "fused-cpu")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inference.decode import (
+from inference.musicgen.decode import (
     UNKNOWN,
     apply_pattern,
     build_delay_pattern,

@@ -1,4 +1,4 @@
-"""Continuous batching (inference/batching.py): concurrent requests decoded in one forward per step give the
+"""Continuous batching (inference/musicgen/batching.py): concurrent requests decoded in one forward per step give the
 same codes as each alone, greedy and seeded; requests join mid-decode and leave without stopping the others;
 a cancelled one leaves alone."""
 
@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from inference.api import GenerationRequest
-from inference.batching import combine_memory
 from inference.errors import Cancelled
 from inference.loading import load_engine, resolve_model
+from inference.musicgen.batching import combine_memory
 
 RATE = 32_000
 

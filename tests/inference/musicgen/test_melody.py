@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from inference.api import Capability, GenerationRequest
-from inference.engine import EngineOptions, engine_from_hf_model
 from inference.errors import InferenceError, ModelLoadError
 from inference.loading import load_engine, resolve_model
+from inference.musicgen.engine import EngineOptions, engine_from_hf_model
 
 RATE = 32_000
 FULL_PRECISION = EngineOptions(weights="fp32", kv_cache="fp32", attention="sdpa")
@@ -126,7 +126,7 @@ def test_stereo_melody_codes_match_transformers(tmp_path_factory):
     import torch
     from transformers import AutoProcessor, MusicgenMelodyForConditionalGeneration
 
-    from inference.tiny import build_tiny_musicgen
+    from inference.musicgen.tiny import build_tiny_musicgen
 
     directory = build_tiny_musicgen(tmp_path_factory.mktemp("stereo-melody"), seed=1, channels=2, melody=True)
     processor = AutoProcessor.from_pretrained(directory)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from inference.model import MusicGenDecoder, Prefix
+from inference.musicgen.model import MusicGenDecoder, Prefix
 
 UNKNOWN = -1  # pattern entry to be predicted
 

@@ -1,6 +1,6 @@
 """The reference engine: transformers' MusicGen generate, seeded, cancellable, with progress.
 
-Tests and `continuo bench` hold our engine (inference.engine) to it; `serve --backend transformers`
+Tests and `continuo bench` hold our engine (inference.musicgen.engine) to it; `serve --backend transformers`
 serves it. It declares what transformers' generate gives: text, continuation and variations (one take
 after another), no streaming, no style mixing, no melody (load_engine refuses melody checkpoints here).
 """
@@ -28,8 +28,8 @@ from inference.api import (
     ModelInfo,
     ProgressCallback,
 )
-from inference.checkpoint import describe_model, hop_length
 from inference.errors import Cancelled, InferenceError
+from inference.musicgen.checkpoint import describe_model, hop_length
 from inference.runtime.progress import ProgressReporter
 from inference.runtime.request_checks import RequestChecks
 

@@ -9,7 +9,7 @@ For one decode query the fused CPU kernel reads the cache where it lies instead:
 write(input_pos, k, v), then attend_one(q, kv_end, op, scale) (fp32, bf16 and mu-law caches;
 fused_readable says which).
 
-Batched decoding of several jobs (inference.batching) gives each row its own position: write_rows puts
+Batched decoding of several jobs (inference.musicgen.batching) gives each row its own position: write_rows puts
 one token per row at that row's position, read returns the first kv_end positions of every row (a row's
 later positions are masked by the caller), row_view is a cache over a range of rows (the same memory),
 and copy_into / move_rows keep the rows when the scheduler grows the cache or packs its rows.

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from inference.api import GenerationRequest
-from inference.engine import EngineOptions, engine_from_hf_model
 from inference.errors import InferenceError
 from inference.loading import load_engine, resolve_model
+from inference.musicgen.engine import EngineOptions, engine_from_hf_model
 
 RATE = 32_000
 FULL_PRECISION = EngineOptions(weights="fp32", kv_cache="fp32", attention="sdpa")
@@ -98,7 +98,7 @@ def test_eager_attention_matches_sdpa(mono, tiny_model_dir, tmp_path_factory):
 def test_static_cache_step_matches_trimmed(mono):
     """The static-shape step (whole cache + mask, padded text memory, position buffer: what compiled decode
     traces), run uncompiled, decodes the same codes on the CPU."""
-    from inference.decode import StaticStep, decode_one_token
+    from inference.musicgen.decode import StaticStep, decode_one_token
 
     _, ours, _ = mono
     request = greedy(0.6)

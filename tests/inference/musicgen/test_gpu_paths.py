@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 import torch
 
-import inference.batching
-import inference.decode
-import inference.engine
+import inference.musicgen.batching
+import inference.musicgen.decode
+import inference.musicgen.engine
 from inference.api import GenerationRequest
-from inference.engine import EngineOptions, engine_from_hf_model
 from inference.errors import OutOfMemory
 from inference.loading import load_engine, resolve_model
+from inference.musicgen.engine import EngineOptions, engine_from_hf_model
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_compiled_decode_of_a_melody_model_folds_the_prefix_into_the_position(ti
                                                                                tmp_path_factory):
     from dataclasses import replace
 
-    from inference.engine import compile_step
+    from inference.musicgen.engine import compile_step
 
     melody_source = resolve_model(str(tiny_melody_model_dir), tiny_dir=tmp_path_factory.mktemp("unused"))
     eager = load_engine(melody_source, device="cpu", warm_up=False, weights="fp32", kv_cache="fp32", attention="sdpa")
@@ -125,7 +125,7 @@ def refuse_device_tensors(monkeypatch):
 def test_no_host_data_goes_to_the_device_per_step(engine, monkeypatch, static):
     """The compiled path's loop (decode_n_tokens) and the batch scheduler's step (the eager path, where the
     rows' positions go to the device once per change of rows, then move on the device)."""
-    real_loop, real_step = inference.decode.decode_n_tokens, inference.batching.BatchScheduler.step
+    real_loop, real_step = inference.musicgen.decode.decode_n_tokens, inference.musicgen.batching.BatchScheduler.step
     guarded_steps = []
 
     def loop(*args, **kwargs):
@@ -141,10 +141,11 @@ def test_no_host_data_goes_to_the_device_per_step(engine, monkeypatch, static):
             refuse_device_tensors(inner)
             return real_step(scheduler)
 
-    monkeypatch.setattr(inference.decode, "decode_n_tokens", loop)
-    monkeypatch.setattr(inference.batching.BatchScheduler, "step", step)
+    monkeypatch.setattr(inference.musicgen.decode, "decode_n_tokens", loop)
+    monkeypatch.setattr(inference.musicgen.batching.BatchScheduler, "step", step)
     if static:
-        monkeypatch.setattr(engine, "static", inference.decode.StaticStep(lambda function: function, engine.device))
+        static_step = inference.musicgen.decode.StaticStep(lambda function: function, engine.device)
+        monkeypatch.setattr(engine, "static", static_step)
         monkeypatch.setattr(engine, "step_fn", engine.static)
     for preset in PRESETS:
         codes = engine.generate_codes(GenerationRequest(prompt=SHORT, duration_s=0.5, seed=1, **preset), [1, 2])
@@ -168,12 +169,12 @@ def test_bnb_kv_cache_auto_is_fp16_on_cuda(source, monkeypatch):
     assert activation_dtype(WeightMode.BNB_INT8, torch.device("cuda")) == torch.float16
     assert activation_dtype(WeightMode.BNB_NF4, torch.device("cuda:1")) == torch.float16
     bnb_engine = load_engine(source, device="cpu", warm_up=False, weights="bnb-int8", kv_cache="auto")
-    real = inference.engine.build_cache_factory
+    real = inference.musicgen.engine.build_cache_factory
 
     def on_the_cpu(mode, **kwargs):
         return real(mode, **(kwargs | {"device": "cpu"}))
 
-    monkeypatch.setattr(inference.engine, "build_cache_factory", on_the_cpu)
+    monkeypatch.setattr(inference.musicgen.engine, "build_cache_factory", on_the_cpu)
     monkeypatch.setattr(bnb_engine, "device", torch.device("cuda"))  # the engine as it would be on a GPU
     bnb_engine.ensure_caches(2, 256)
     args = bnb_engine.args
@@ -192,7 +193,7 @@ def test_bnb_is_quantized_layer_by_layer_and_keeps_the_heads(source, monkeypatch
 
     def to(self, *args, **kwargs):
         device = torch._C._nn._parse_to(*args, **kwargs)[0]
-        if device is not None and type(self).__module__ == "inference.model":  # the decoder and its parts
+        if device is not None and type(self).__module__ == "inference.musicgen.model":  # the decoder and its parts
             moved.extend(type(self).__name__ for m in self.modules()
                          if type(m) is torch.nn.Linear and m.out_features != vocab)
         return real_to(self, *args, **kwargs)
@@ -230,13 +231,13 @@ def short(seed=1):
 
 def test_oom_in_cache_setup_leaves_the_engine_usable(engine, monkeypatch):
     engine.generate(short())  # caches for batch 2 (CFG)
-    real = inference.engine.build_cache_factory
+    real = inference.musicgen.engine.build_cache_factory
 
     def failing(mode, **kwargs):
         factory = real(mode, **kwargs)
         return lambda index: oom() if index == 1 else factory(index)  # layer 0 gets its new cache first
 
-    monkeypatch.setattr(inference.engine, "build_cache_factory", failing)
+    monkeypatch.setattr(inference.musicgen.engine, "build_cache_factory", failing)
     with pytest.raises(OutOfMemory) as info:
         engine.generate_batch(short(), [1, 2])  # batch 4: new caches
     assert_out_of_memory(info)
@@ -309,7 +310,7 @@ def test_caches_shrink_back_and_go_before_new_ones_come(engine, monkeypatch):
     engine.generate_batch(GenerationRequest(prompt=SHORT, duration_s=6.0, seed=1), [1, 2, 3])
     big = engine.cache_bytes()
     still_held: list[int] = []
-    real = inference.engine.build_cache_factory
+    real = inference.musicgen.engine.build_cache_factory
 
     def spy(mode, **kwargs):
         factory = real(mode, **kwargs)
@@ -320,7 +321,7 @@ def test_caches_shrink_back_and_go_before_new_ones_come(engine, monkeypatch):
 
         return make
 
-    monkeypatch.setattr(inference.engine, "build_cache_factory", spy)
+    monkeypatch.setattr(inference.musicgen.engine, "build_cache_factory", spy)
     engine.generate(short())
     args = engine.args
     assert engine.scheduler.cache_shape == (2, 256)
@@ -423,7 +424,7 @@ def test_cuda_decode_loop_never_syncs(source, monkeypatch, compile):
     cuda = load_engine(source, device="cuda", warm_up=False, weights="fp16", attention="sdpa", compile=compile)
     request = GenerationRequest(prompt=SHORT, duration_s=0.5, seed=1)
     cuda.generate_codes(request)  # compile and capture first
-    real_loop = inference.decode.decode_n_tokens
+    real_loop = inference.musicgen.decode.decode_n_tokens
 
     def loop(*args, **kwargs):
         torch.cuda.set_sync_debug_mode("error")
@@ -432,7 +433,7 @@ def test_cuda_decode_loop_never_syncs(source, monkeypatch, compile):
         finally:
             torch.cuda.set_sync_debug_mode("default")
 
-    monkeypatch.setattr(inference.decode, "decode_n_tokens", loop)
+    monkeypatch.setattr(inference.musicgen.decode, "decode_n_tokens", loop)
     assert cuda.generate_codes(request).shape == (1, 4, 25)
 
 

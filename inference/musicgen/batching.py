@@ -10,7 +10,7 @@ contiguous in the cache, tickets in the order they joined (`Ticket.row`). A leav
 (`KVCache.move_rows`), so the live rows are always the cache's first rows and the fused kernel reads them in
 place.
 
-Positions. Every row has its own position (`inference.model.RowPositions`): the step writes each row's key
+Positions. Every row has its own position (`inference.musicgen.model.RowPositions`): the step writes each row's key
 and value at that row's position and attends over the first kv_end = furthest position + 1 keys, the later
 ones masked per row. We chose per-row positions over left-aligned padding: padding would need a joining
 request's prompt shifted to the running rows' position (a new prefill of everyone at every join, or a
@@ -18,7 +18,7 @@ request waiting for the others), and it would feed masked pad positions into the
 melody prefix. With per-row positions a joining request prefills its own rows only, at positions 0..P, as it
 would alone; each row's sum runs over the same keys as alone (masked keys add exact zeros in the fused CPU
 kernel), and the int8 linears quantise each row on its own scale, so a request gives the same codes alone or
-in a batch (tests/inference/test_batching.py, greedy and seeded).
+in a batch (tests/inference/musicgen/test_batching.py, greedy and seeded).
 
 Text conditioning. Each ticket's cross-attention keys/values (rows, H, S_j, D) are padded to the longest S and
 masked, rebuilt only when the tickets change. Melody checkpoints carry their prefix in the cache: a ticket's
@@ -41,10 +41,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from inference.decode import Sampler, apply_pattern, build_delay_pattern, pattern_length, prefill, undelay
 from inference.errors import Cancelled
-from inference.kv_cache import KVCache
-from inference.model import MusicGenDecoder, Prefix, RowPositions
+from inference.musicgen.decode import Sampler, apply_pattern, build_delay_pattern, pattern_length, prefill, undelay
+from inference.musicgen.kv_cache import KVCache
+from inference.musicgen.model import MusicGenDecoder, Prefix, RowPositions
 from inference.runtime.compute import ComputeThread
 
 log = logging.getLogger("continuo.inference")

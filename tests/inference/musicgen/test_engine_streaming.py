@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from inference.api import GenerationRequest
-from inference.engine import EngineOptions
 from inference.loading import load_engine, resolve_model
+from inference.musicgen.engine import EngineOptions
 
 RATE = 32_000
 

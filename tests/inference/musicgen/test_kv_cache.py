@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from inference.api import GenerationRequest
-from inference.kv_cache import (
+from inference.loading import load_engine, resolve_model
+from inference.musicgen.kv_cache import (
     Int8KVCache,
     KVCache,
     KVCacheMode,
@@ -15,7 +16,6 @@ from inference.kv_cache import (
     mulaw_decode,
     mulaw_encode,
 )
-from inference.loading import load_engine, resolve_model
 from inference.runtime.kernels import kernels_status
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from transformers import AutoProcessor, MusicgenForConditionalGeneration
 
-from inference.tiny import SMOKE_MARKER, build_tiny_musicgen
+from inference.musicgen.tiny import SMOKE_MARKER, build_tiny_musicgen
 
 
 @pytest.fixture(scope="module")

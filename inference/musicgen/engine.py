@@ -1,11 +1,11 @@
 """Our engine, the default: our own decode loop over a MusicGen checkpoint in Hugging Face format.
 
-MusicGenEngine satisfies inference.api.Engine, as the transformers reference (inference.reference) does,
+MusicGenEngine satisfies inference.api.Engine, as the transformers reference (inference.musicgen.reference) does,
 so the bridge switches engines without change. T5 and EnCodec are transformers modules; the decoder is
-inference.model.MusicGenDecoder with a static KV cache. It declares text, continuation, variations (one
+inference.musicgen.model.MusicGenDecoder with a static KV cache. It declares text, continuation, variations (one
 batched decode), streaming and style mixing, and melody for MusicGen-melody checkpoints.
 
-Concurrent requests share the decode steps (inference.batching.BatchScheduler): a request that arrives while
+Concurrent requests share the decode steps (inference.musicgen.batching.BatchScheduler): a request that arrives while
 others decode joins them at the next step, and every torch call of the engine runs on one compute thread.
 `concurrent_jobs` tells the daemon how many jobs to run at once (options.max_batch); compiled decode (fixed
 shapes for CUDA graphs) decodes one request at a time on its own path (decode_compiled).
@@ -32,9 +32,10 @@ from inference.api import (
     ModelInfo,
     ProgressCallback,
 )
-from inference.batching import BatchScheduler, Ticket
-from inference.checkpoint import describe_model, hop_length, is_melody_config
-from inference.decode import (
+from inference.errors import Cancelled, InferenceError
+from inference.musicgen.batching import BatchScheduler, Ticket
+from inference.musicgen.checkpoint import describe_model, hop_length, is_melody_config
+from inference.musicgen.decode import (
     Sampler,
     StaticStep,
     build_delay_pattern,
@@ -44,9 +45,9 @@ from inference.decode import (
     teacher_forced_logits,
     undelay,
 )
-from inference.errors import Cancelled, InferenceError
-from inference.kv_cache import DEFAULT_MU, KVCacheMode, build_cache_factory
-from inference.model import ATTENTION_BACKENDS, ModelArgs, MusicGenDecoder, Prefix, build_decoder
+from inference.musicgen.kv_cache import DEFAULT_MU, KVCacheMode, build_cache_factory
+from inference.musicgen.model import ATTENTION_BACKENDS, ModelArgs, MusicGenDecoder, Prefix, build_decoder
+from inference.musicgen.streaming import ChunkStreamer
 from inference.runtime.memory import release_memory
 from inference.runtime.progress import ProgressReporter
 from inference.runtime.quantize import (
@@ -57,7 +58,6 @@ from inference.runtime.quantize import (
     weight_bytes,
 )
 from inference.runtime.request_checks import RequestChecks
-from inference.streaming import ChunkStreamer
 
 log = logging.getLogger("continuo.inference")
 

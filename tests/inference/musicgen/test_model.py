@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inference.model import ModelArgs, MusicGenDecoder, build_decoder
+from inference.musicgen.model import ModelArgs, MusicGenDecoder, build_decoder
 
 
 def parameters(args: ModelArgs) -> int:
