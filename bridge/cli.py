@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_send(args)
         if args.command == "model" and args.family == "ace-step":
-            from inference.tiny_acestep import build_tiny_acestep
+            from inference.acestep.tiny import build_tiny_acestep
 
             path = build_tiny_acestep(args.dir, seed=args.seed)
             print(f"tiny RANDOM ACE-Step pipeline written to {path}: SMOKE MODEL, it makes NOISE, NOT MUSIC "

@@ -1,9 +1,9 @@
 """The ACE-Step engine benchmark: diffusers' own AceStepPipeline call against our AceStepEngine, in one run.
 
-Random weights of the real 1.5 turbo shapes (inference.tiny_acestep.SHAPES), built once and shared: the direct
+Random weights of the real 1.5 turbo shapes (inference.acestep.tiny.SHAPES), built once and shared: the direct
 pipeline call runs first on the fp32 pipeline; then the DiT's linears are converted in place
-(inference.dit_linears, mode auto: each fp32 weight freed as its replacement lands) and our engine runs on the same
-pipeline object, so the process never holds two DiTs. Each path renders the same request twice (a warm-up of
+(inference.acestep.dit_linears, mode auto: each fp32 weight freed as its replacement lands) and our engine runs on
+the same pipeline object, so the process never holds two DiTs. Each path renders the same request twice (a warm-up of
 WARM_UP_S, then the measured one); per phase (text + lyric encoding, DiT sampling, VAE decode) it reports the
 seconds and the peak memory: CUDA max_memory_allocated, or on the CPU the kernel's resident high-water mark
 (VmHWM, reset at each phase boundary through /proc/self/clear_refs).
@@ -47,7 +47,7 @@ class AceStepBenchPlan:
     shape: str = "acestep-v15-turbo"
     duration_s: float = 10.0
     share_encoder_layers: bool = True  # phase-1 encoders share one layer's weights (see the module docstring)
-    dit_mode: str = "auto"  # our path's DiT linears (inference.dit_linears)
+    dit_mode: str = "auto"  # our path's DiT linears (inference.acestep.dit_linears)
     seed: int = 0
 
     @classmethod
@@ -75,8 +75,8 @@ def build_random_pipeline(plan: AceStepBenchPlan):
     """An fp32 AceStepPipeline of random weights at plan.shape (no audio tokenizers: text2music needs none)."""
     from diffusers import AceStepPipeline
 
+    from inference.acestep.tiny import AceStepShape, build_components, build_tokenizer
     from inference.random_weights import fill_layers_, uninitialised_layers
-    from inference.tiny_acestep import AceStepShape, build_components, build_tokenizer
 
     shape = AceStepShape.from_name(plan.shape)
     tokenizer = build_tokenizer()
@@ -240,8 +240,8 @@ def run_direct(pipeline, arguments: dict) -> None:
 
 def run_acestep_suite(*, quick: bool, duration_s: float | None = None, device: str = "auto",
                       emit=print) -> list[dict]:
-    from inference.acestep import TURBO_STEPS, AceStepEngine, describe_pipeline
-    from inference.dit_linears import convert_dit_linears_, resolve_dit_mode
+    from inference.acestep.dit_linears import convert_dit_linears_, resolve_dit_mode
+    from inference.acestep.engine import TURBO_STEPS, AceStepEngine, describe_pipeline
     from inference.loading import trim_heap
     from inference.runtime.device import pick_device
 

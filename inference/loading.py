@@ -294,7 +294,7 @@ def checkpoint_type(directory: Path) -> str | None:
 def checkpoint_problems(directory: Path) -> list[str]:
     """What keeps directory from being a loadable MusicGen checkpoint (or ACE-Step pipeline, when its
     model_index.json names one); empty when nothing does."""
-    from inference.acestep import pipeline_family, pipeline_problems
+    from inference.acestep.engine import pipeline_family, pipeline_problems
 
     directory = Path(directory)
     if pipeline_family(directory):
@@ -391,7 +391,7 @@ def load_engine(
 def family(directory: Path) -> str:
     """The model family a directory's config names: "ace-step" (model_index.json names AceStepPipeline), else
     "musicgen" (whose config.json checkpoint_problems checks)."""
-    from inference.acestep import pipeline_family
+    from inference.acestep.engine import pipeline_family
 
     return pipeline_family(directory) or "musicgen"
 
@@ -400,7 +400,7 @@ def load_other_family(source: ModelSource, *, device: str, warm_up: bool, backen
                       memory_budget_gb: float = 0.0, weights: str = "auto") -> Engine:
     """An ACE-Step pipeline: loaded (its DiT's linears on the CPU as `weights` says), named, warned about when
     random, warmed up like a MusicGen."""
-    from inference.acestep import load_acestep_engine
+    from inference.acestep.engine import load_acestep_engine
 
     if backend != "engine":
         raise ModelLoadError(f"{source.path} is an ACE-Step pipeline; backend {backend!r} serves MusicGen only "

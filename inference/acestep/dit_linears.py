@@ -18,7 +18,7 @@ the group for it. Modes (the `weights` setting, resolved by `resolve_dit_mode`):
   (overhead-bound: nothing to gain, and the tiny test pipeline keeps its exact parity with diffusers);
 - int8: the fastest int8 kind per group, every linear; bf16: bf16, every linear;
 - fp32: nothing is converted (the path that equals a direct pipeline call).
-Only on the CPU: on CUDA the pipeline runs bf16 (inference.acestep) and auto converts nothing.
+Only on the CPU: on CUDA the pipeline runs bf16 (inference.acestep.engine) and auto converts nothing.
 """
 
 from __future__ import annotations

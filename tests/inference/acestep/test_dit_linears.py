@@ -1,4 +1,4 @@
-"""The ACE-Step DiT's linears on the CPU (inference.dit_linears): which kind is picked where, how close the
+"""The ACE-Step DiT's linears on the CPU (inference.acestep.dit_linears): which kind is picked where, how close the
 converted pipeline stays to fp32, that the weights setting turns it off, and the benchmark's random weights and
 phase meter on the tiny pipeline."""
 
@@ -8,10 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from inference import dit_linears
-from inference.acestep import TURBO_STEPS, AceStepEngine
-from inference.api import GenerationRequest, LoraAdapter
-from inference.dit_linears import (
+from inference.acestep import dit_linears
+from inference.acestep.dit_linears import (
     FP32,
     INT8_KINDS,
     MIN_WEIGHTS,
@@ -20,6 +18,8 @@ from inference.dit_linears import (
     plan_dit_linears,
     resolve_dit_mode,
 )
+from inference.acestep.engine import TURBO_STEPS, AceStepEngine
+from inference.api import GenerationRequest, LoraAdapter
 from inference.errors import InferenceError
 from inference.loading import load_engine, resolve_model
 

@@ -11,9 +11,9 @@ pipeline's task `extract` with `track_name`), lego (a new track over given audio
 whole clip as context; `complete` writes the whole arrangement back, not one stem), cover (`cover` with
 audio_cover_strength, where the pipeline has its audio tokenizer: `capabilities`), variations (one take per
 seed), a LoRA adapter per request (`adapter_applied`: loaded at its weight, removed after the request, a bad file
-an InferenceError), three memory phases (`inference/phases.py`: encode, sample, decode; with memory_budget_gb
+an InferenceError), three memory phases (`inference/acestep/phases.py`: encode, sample, decode; with memory_budget_gb
 on CUDA the components idle in a phase wait on the CPU; `AceStepEngine.phases.subscribe(listener)` hears each
-phase start). On the CPU the DiT's linears run int8 or bf16 where measured faster (inference.dit_linears, the
+phase start). On the CPU the DiT's linears run int8 or bf16 where measured faster (inference.acestep.dit_linears, the
 `weights` setting; fp32 keeps the pipeline's own layers and parity). Not built yet (refused by capability, and by
 `refuse_unsupported` here): complete, streaming previews, style mixing.
 """
@@ -32,6 +32,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from inference.acestep.phases import (
+    GB,
+    IDLE,
+    PhasePlacement,
+    PhaseTracker,
+    component_bytes,
+    move_module,
+    plan_placement,
+)
 from inference.adapters import weight_file
 from inference.api import (
     CancelCheck,
@@ -44,7 +53,6 @@ from inference.api import (
     ProgressCallback,
 )
 from inference.errors import Cancelled, InferenceError, ModelLoadError
-from inference.phases import GB, IDLE, PhasePlacement, PhaseTracker, component_bytes, move_module, plan_placement
 from inference.runtime.progress import ProgressReporter
 from inference.runtime.request_checks import RequestChecks
 
@@ -109,7 +117,7 @@ class AceStepEngine(RequestChecks):
     def __init__(self, pipeline, info: ModelInfo, *, steps: int, placement: PhasePlacement | None = None,
                  mover=move_module, dit_linears=None):
         self.pipeline, self.info, self.steps = pipeline, info, steps
-        self.dit_linears = dit_linears  # inference.dit_linears.LinearPlan, or None: the DiT's own fp32 linears
+        self.dit_linears = dit_linears  # inference.acestep.dit_linears.LinearPlan, or None: the DiT's own fp32 linears
         self.device = torch.device(info.device)
         self.hop = int(round(info.sample_rate / info.frame_rate))
         self.lock = threading.Lock()
@@ -324,11 +332,11 @@ def load_acestep_engine(source, *, device: str = "auto", name: str, is_random: b
                         memory_budget_gb: float = 0.0, weights: str = "auto") -> AceStepEngine:
     """Load an ACE-Step pipeline directory (source.path) onto device: fp32 on the CPU, bf16 on CUDA; with a
     memory budget on CUDA that all components would not fit in, the three-phase placement (`place_components`);
-    on the CPU the DiT's linears then run as `weights` says (inference.dit_linears: auto, int8, bf16; fp32
+    on the CPU the DiT's linears then run as `weights` says (inference.acestep.dit_linears: auto, int8, bf16; fp32
     converts none)."""
     from diffusers import AceStepPipeline
 
-    from inference.dit_linears import convert_dit_linears_, resolve_dit_mode
+    from inference.acestep.dit_linears import convert_dit_linears_, resolve_dit_mode
     from inference.runtime.device import pick_device
 
     problems = pipeline_problems(source.path)

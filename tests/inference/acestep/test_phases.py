@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from inference.acestep import AceStepEngine, components, load_acestep_engine
+from inference.acestep.engine import AceStepEngine, components, load_acestep_engine
+from inference.acestep.phases import ACTIVATION_SHARE, WORKING_SETS, PhasePlacement, component_bytes, plan_placement
 from inference.api import AudioEdit, GenerationRequest
 from inference.errors import ModelLoadError
 from inference.loading import resolve_model
-from inference.phases import ACTIVATION_SHARE, WORKING_SETS, PhasePlacement, component_bytes, plan_placement
 
 CUDA = torch.device("cuda")
 SIZES = {"text_encoder": 4, "condition_encoder": 1, "transformer": 8, "vae": 1}
@@ -123,6 +123,6 @@ def test_the_phases_run_and_nothing_moves_on_the_cpu(tiny_acestep_dir, caplog):
 
 
 def _info(pipeline):
-    from inference.acestep import describe_pipeline
+    from inference.acestep.engine import describe_pipeline
 
     return describe_pipeline(pipeline, name="tiny", source_kind="local", is_random=True, device="cpu")

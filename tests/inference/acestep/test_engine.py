@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from inference.acestep import MAX_LYRIC_TOKENS, TURBO_STEPS, AceStepEngine, capabilities, pipeline_problems
+from inference.acestep.engine import MAX_LYRIC_TOKENS, TURBO_STEPS, AceStepEngine, capabilities, pipeline_problems
 from inference.api import AudioEdit, Capability, Engine, GenerationRequest
 from inference.errors import Cancelled, InferenceError
 from inference.loading import checkpoint_problems, family, load_engine, resolve_model
