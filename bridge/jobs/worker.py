@@ -31,7 +31,7 @@ from bridge.jobs.song import render_cover, render_extract, render_layer, render_
 from inference.api import Engine, GenerationRequest
 from inference.errors import Cancelled, InferenceError
 from inference.runtime.compute import ComputeThread
-from inference.stems import EXPORT_TYPICAL
+from inference.stems.separator import EXPORT_TYPICAL
 
 log = logging.getLogger("continuo.worker")
 
@@ -79,7 +79,7 @@ class Worker(threading.Thread):
         self.presets = presets
         self.input_roots = input_roots
         self.output_root = output_root
-        self.separator = separator  # () -> inference.stems.StemSeparator, loaded on first use
+        self.separator = separator  # () -> inference.stems.separator.StemSeparator, loaded on first use
         self.current: Job | None = None
         self.stopping = threading.Event()
         self.seconds_per_audio_s = 1.0  # measured; used for ETAs

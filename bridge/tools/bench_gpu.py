@@ -61,7 +61,7 @@ class GpuBenchPlan:
 
 
 def build_plan(device: str, *, dry_run: bool, quick: bool = False) -> GpuBenchPlan:
-    from inference.benchmark import BenchConfig
+    from inference.bench.musicgen import BenchConfig
 
     if dry_run:
         configs = (BenchConfig("transformers", "fp32", "fp32"), BenchConfig("engine", "fp32", "fp32", attention="sdpa"),
@@ -141,7 +141,7 @@ class ModelCache:
 
     def build(self, shape: str):
         if shape != "tiny":
-            from inference.benchmark import build_random_musicgen
+            from inference.bench.musicgen import build_random_musicgen
 
             return build_random_musicgen(shape)
         from transformers import AutoProcessor, MusicgenForConditionalGeneration
@@ -250,7 +250,7 @@ def variations(plan: GpuBenchPlan, models: ModelCache, device) -> dict:
 
 
 def speed(plan: GpuBenchPlan, models: ModelCache, device) -> list[dict]:
-    from inference.benchmark import bench_config
+    from inference.bench.musicgen import bench_config
 
     results = []
     for shape in plan.shapes:
@@ -271,7 +271,7 @@ def speed(plan: GpuBenchPlan, models: ModelCache, device) -> list[dict]:
 def mulaw8(device, repeats: int) -> list[dict]:
     import torch
 
-    from inference.benchmark import cache_attention_ms
+    from inference.bench.musicgen import cache_attention_ms
 
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     results = []
@@ -287,7 +287,7 @@ def stems(plan: GpuBenchPlan, device) -> dict:
     import numpy as np
     import torch
 
-    from inference.stems import SeparatorConfig, load_separator
+    from inference.stems.separator import SeparatorConfig, load_separator
 
     separator = load_separator(SeparatorConfig(weights="random", size=plan.stems_size, device=str(device),
                                                segment_s=plan.stems_segment_s, overlap_s=plan.stems_segment_s / 10))

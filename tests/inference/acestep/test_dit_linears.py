@@ -1,6 +1,5 @@
 """The ACE-Step DiT's linears on the CPU (inference.acestep.dit_linears): which kind is picked where, how close the
-converted pipeline stays to fp32, that the weights setting turns it off, and the benchmark's random weights and
-phase meter on the tiny pipeline."""
+converted pipeline stays to fp32 and that the weights setting turns it off."""
 
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from inference.acestep.dit_linears import (
     plan_dit_linears,
     resolve_dit_mode,
 )
-from inference.acestep.engine import TURBO_STEPS, AceStepEngine
+from inference.acestep.engine import AceStepEngine
 from inference.api import GenerationRequest, LoraAdapter
 from inference.errors import InferenceError
 from inference.loading import load_engine, resolve_model
@@ -136,30 +135,3 @@ def test_a_lora_request_on_converted_linears_says_how_to_apply_it(int8_engine, t
     with pytest.raises(InferenceError, match="--weights fp32"):
         int8_engine.generate(request)
     assert int8_engine.generate(REQUEST).audio.shape[0] == 2  # and the engine still renders
-
-
-def test_random_weights_fill_linears_and_only_the_tokenizers_embedding_rows():
-    from inference.random_weights import fill_layers_, uninitialised_layers
-
-    with uninitialised_layers():
-        layers = nn.Sequential(nn.Embedding(4096, 64), nn.Linear(64, 256))
-    layers[0].weight.data.fill_(7.0)  # stands for "never touched"
-    fill_layers_(layers, seed=3, rows=300, embedding_scale=0.05)
-    embedding, linear = layers[0].weight, layers[1].weight
-    assert embedding[:300].abs().max() <= 0.05 and (embedding[300:] == 7.0).all()
-    assert linear.abs().max() <= 64**-0.5 and linear.std() > 0.3 * 64**-0.5 and (layers[1].bias == 0).all()
-    assert nn.Linear(2, 2).weight.abs().sum() > 0  # the patch is gone after the block
-
-
-def test_shared_layers_count_once_and_the_meter_sees_three_phases(fp32_engine):
-    from inference.acestep_benchmark import PHASES, absent_bytes, metered, share_layer_weights_, weight_bytes
-
-    layers = nn.ModuleList([nn.Sequential(nn.Linear(8, 8)) for _ in range(3)])
-    share_layer_weights_(layers)
-    assert layers[2][0].weight is layers[0][0].weight
-    assert weight_bytes([layers]) == (3 * 72 * 4, 72 * 4) and absent_bytes([layers], rows=0) == 2 * 72 * 4
-    meter = metered(fp32_engine.pipeline, CPU, lambda: fp32_engine.generate(REQUEST))
-    assert list(meter.seconds) == list(PHASES) and meter.steps == TURBO_STEPS
-    assert all(seconds > 0 for seconds in meter.seconds.values())
-    assert all(peak is None or peak > 0 for peak in meter.peak_bytes.values())
-    assert "decode" not in vars(fp32_engine.pipeline.vae)  # the meter's hook is gone

@@ -291,7 +291,7 @@ def test_memory_is_released_after_the_failed_frames_let_go(engine, monkeypatch):
 
 @pytest.mark.slow
 def test_oom_in_stems_is_out_of_memory_and_the_next_separation_works(monkeypatch):
-    from inference.stems import SeparatorConfig, load_separator
+    from inference.stems.separator import SeparatorConfig, load_separator
 
     separator = load_separator(SeparatorConfig(weights="random", size="low", segment_s=1.0, overlap_s=0.1))
     mix = np.random.default_rng(0).standard_normal((2, 22050)).astype(np.float32) * 0.1
@@ -334,20 +334,7 @@ def test_caches_shrink_back_and_go_before_new_ones_come(engine, monkeypatch):
     assert engine.scheduler.cache_shape == (2, 256), "a short request after a long one shrinks the caches again"
 
 
-# ---- timing and device choice -------------------------------------------------------------------------------------
-
-def test_step_clock_waits_for_cuda(monkeypatch):
-    from inference.benchmark import StepClock
-
-    synced: list = []
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: synced.append(device))
-    clock = StepClock(2, torch.device("cuda:1"))
-    for step in range(3):
-        clock(step)
-    assert len(synced) == 4 and all(device == torch.device("cuda:1") for device in synced)
-    StepClock(2, torch.device("cpu"))(0)
-    assert len(synced) == 4
-
+# ---- device choice ---------------------------------------------------------------------------------------------------
 
 class FakeGpus:
     """torch.cuda as two GPUs: index 0 too old for the installed kernels, index 1 an H100 with `free` bytes."""

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from inference import stems, stems_paths
 from inference.errors import Cancelled, ModelLoadError
-from inference.stems import (
+from inference.stems import paths as stems_paths
+from inference.stems import separator as stems
+from inference.stems.separator import (
     STEM_NAMES,
     SUM_TOLERANCE,
     SeparatorConfig,
@@ -107,7 +108,7 @@ def test_bad_config_names_the_field(field, value):
 
 
 class SlowBuild:
-    """A stand-in for ``inference.stems.build_path``: each build blocks until released (no real export)."""
+    """A stand-in for ``inference.stems.separator.build_path``: each build blocks until released (no real export)."""
 
     def __init__(self) -> None:
         self.calls: list[str] = []

@@ -21,7 +21,7 @@ from dataclasses import replace
 import torch
 
 from inference.api import GenerationRequest
-from inference.benchmark import build_random_musicgen
+from inference.bench.musicgen import build_random_musicgen
 from inference.musicgen.engine import EngineOptions, MusicGenEngine, engine_from_hf_model
 
 log = logging.getLogger("continuo.inference")

@@ -12,7 +12,7 @@ A path turns one segment (1, 2, L) at 44.1 kHz into (1, S, 2, L) stems, exactly 
 
 ``auto`` picks the fastest usable one (measured in docs/benchmarks.md): openvino-bf16 where the CPU has
 bf16 and OpenVINO is installed, then bf16, then openvino-fp32, then fp32. A path that fails to build or to
-run falls back to fp32 with one log line (``inference.stems.StemSeparator``); it never breaks a job.
+run falls back to fp32 with one log line (``inference.stems.separator.StemSeparator``); it never breaks a job.
 
 This module never imports ``bridge``.
 """

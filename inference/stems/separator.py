@@ -14,7 +14,7 @@ Separation runs at the model's rate (44.1 kHz) in segments of ``segment_s``
 with ``overlap_s`` of linear cross-fade between neighbours, normalised by the
 summed window (overlap-add), so memory stays bounded however long the file is.
 
-**Paths.** Each segment is computed by one of ``inference.stems_paths.PATHS`` (fp32, bf16 autocast,
+**Paths.** Each segment is computed by one of ``inference.stems.paths.PATHS`` (fp32, bf16 autocast,
 OpenVINO), ``SeparatorConfig.path`` ("auto" picks by CPU feature and installed packages; with random
 weights, the tests' weights, it skips the OpenVINO paths and their minutes-long export). A fast path
 that fails to build or to run falls back to fp32 with one log line, for that segment and the rest;
@@ -52,11 +52,11 @@ import numpy as np
 import soxr
 import torch
 
-from inference import stems_paths
 from inference.errors import Cancelled, ModelLoadError
 from inference.runtime.device import DeviceCheck, cpu_bf16
 from inference.runtime.memory import out_of_memory_errors
-from inference.stems_paths import PATHS, PathUnavailable, SegmentFn
+from inference.stems import paths as stems_paths
+from inference.stems.paths import PATHS, PathUnavailable, SegmentFn
 
 log = logging.getLogger("continuo.stems")
 
@@ -82,7 +82,7 @@ class SeparatorConfig:
     segment_s: float = 10.0
     overlap_s: float = 1.0
     seed: int = 0  # for "random" weights
-    path: str = "auto"  # auto | fp32 | bf16 | openvino-fp32 | openvino-bf16 (inference/stems_paths.py)
+    path: str = "auto"  # auto | fp32 | bf16 | openvino-fp32 | openvino-bf16 (inference/stems/paths.py)
     export_dir: str = ""  # where OpenVINO exports are cached; "" = beside the weights (see export_dir_for)
 
     def __post_init__(self) -> None:

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from inference import stems_paths
 from inference.errors import Cancelled, ModelLoadError
 from inference.runtime.device import cpu_bf16
-from inference.stems import (
+from inference.stems import paths as stems_paths
+from inference.stems.paths import PATHS, HDemucsCore, auto_order, split_forward
+from inference.stems.separator import (
     STEM_NAMES,
     SUM_TOLERANCE,
     SeparatorConfig,
@@ -20,7 +21,6 @@ from inference.stems import (
     export_dir_for,
     load_separator,
 )
-from inference.stems_paths import PATHS, HDemucsCore, auto_order, split_forward
 
 RATE = 44100
 ERROR_DB = -40.0  # each stem's error energy relative to the fp32 separation

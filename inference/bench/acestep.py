@@ -76,7 +76,7 @@ def build_random_pipeline(plan: AceStepBenchPlan):
     from diffusers import AceStepPipeline
 
     from inference.acestep.tiny import AceStepShape, build_components, build_tokenizer
-    from inference.random_weights import fill_layers_, uninitialised_layers
+    from inference.bench.random_weights import fill_layers_, uninitialised_layers
 
     shape = AceStepShape.from_name(plan.shape)
     tokenizer = build_tokenizer()
