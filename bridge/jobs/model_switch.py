@@ -263,10 +263,9 @@ def default_free_bytes(device: str) -> int:
 
 def release_memory() -> None:
     """Collect the released engine and give its memory back (CUDA's cached blocks, glibc's free heap). In a
-    serving process the heap is frozen (inference.runtime.memory.freeze_heap): thawed first, so the old engine's cycles
-    are collected too, and frozen again with what is alive now."""
-    from inference.loading import trim_heap
-    from inference.runtime.memory import freeze_heap, thaw_heap
+    serving process the heap is frozen (inference.runtime.memory.freeze_heap): thawed first, so the old engine's
+    cycles are collected too, and frozen again with what is alive now."""
+    from inference.runtime.memory import freeze_heap, thaw_heap, trim_heap
     from inference.runtime.memory import release_memory as release_device_memory
 
     frozen = thaw_heap()

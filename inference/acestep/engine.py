@@ -1,6 +1,6 @@
 """ACE-Step 1.5 (diffusers' AceStepPipeline) as Continuo's second model family, behind the Engine Protocol.
 
-A directory is an ACE-Step pipeline when its model_index.json names AceStepPipeline (`pipeline_family`).
+Loaded by inference/acestep/family.py (a directory whose model_index.json names AceStepPipeline).
 `AceStepEngine` turns a GenerationRequest into the pipeline's arguments (`pipeline_arguments`: prompt, lyrics,
 vocal language, the session's bpm / keyscale / time signature, a seeded CPU generator, the task of an edit),
 runs the flow-matching steps with progress and cancel between steps (callback_on_step_end, pipe._interrupt),
@@ -9,7 +9,7 @@ and decodes the latents as the pipeline does (`decode_latents`), so our path and
 Built: text2music with lyrics / vocal_language / instrumental, repaint, extract (one track of given audio, the
 pipeline's task `extract` with `track_name`), lego (a new track over given audio: `lego` with `track_name`, the
 whole clip as context; `complete` writes the whole arrangement back, not one stem), cover (`cover` with
-audio_cover_strength, where the pipeline has its audio tokenizer: `capabilities`), variations (one take per
+audio_cover_strength, where the pipeline has its audio tokenizer: family.capabilities), variations (one take per
 seed), a LoRA adapter per request (`adapter_applied`: loaded at its weight, removed after the request, a bad file
 an InferenceError), three memory phases (`inference/acestep/phases.py`: encode, sample, decode; with memory_budget_gb
 on CUDA the components idle in a phase wait on the CPU; `AceStepEngine.phases.subscribe(listener)` hears each
@@ -20,31 +20,20 @@ phase start). On the CPU the DiT's linears run int8 or bf16 where measured faste
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from inference.acestep.phases import (
-    GB,
-    IDLE,
-    PhasePlacement,
-    PhaseTracker,
-    component_bytes,
-    move_module,
-    plan_placement,
-)
+from inference.acestep.phases import IDLE, PhasePlacement, PhaseTracker, move_module
 from inference.adapters import weight_file
 from inference.api import (
     CancelCheck,
-    Capability,
     ChunkCallback,
     GeneratedAudio,
     GenerationRequest,
@@ -52,19 +41,14 @@ from inference.api import (
     ModelInfo,
     ProgressCallback,
 )
-from inference.errors import Cancelled, InferenceError, ModelLoadError
+from inference.errors import Cancelled, InferenceError
 from inference.runtime.progress import ProgressReporter
 from inference.runtime.request_checks import RequestChecks
 
 log = logging.getLogger("continuo.inference")
 
-PIPELINE_CLASS = "AceStepPipeline"
-FAMILY = "ace-step"
-REQUIRED_COMPONENTS = ("vae", "text_encoder", "tokenizer", "transformer", "condition_encoder", "scheduler")
 MODEL_COMPONENTS = ("text_encoder", "condition_encoder", "audio_tokenizer", "audio_token_detokenizer", "transformer",
                     "vae")  # the torch modules, the ones the three phases place
-CAPABILITIES = frozenset({Capability.TEXT, Capability.LYRICS, Capability.REPAINT, Capability.VARIATIONS,
-                          Capability.LORA, Capability.EXTRACT, Capability.ADD_LAYER})
 TURBO_STEPS = 8  # the turbo checkpoints are distilled for 8 steps
 BASE_STEPS = 30
 SHIFT = 3.0  # the pipeline's default timestep shift
@@ -75,40 +59,6 @@ INSTRUMENTAL_LYRICS = "[Instrumental]"  # how ACE-Step is told there are no voca
 PEAK_TARGET = 10.0 ** (-1.0 / 20.0)  # the pipeline normalises every take to a -1 dBFS peak
 WARM_UP_S = 0.2
 ADAPTER_SLOT = "continuo"  # the one adapter name the transformer holds while a request runs
-
-
-def pipeline_family(directory: Path) -> str | None:
-    """FAMILY when directory holds a diffusers pipeline whose model_index.json names AceStepPipeline."""
-    try:
-        index = json.loads((Path(directory) / "model_index.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return FAMILY if index.get("_class_name") == PIPELINE_CLASS else None
-
-
-def pipeline_problems(directory: Path) -> list[str]:
-    """What keeps directory from being a loadable ACE-Step pipeline; empty when nothing does."""
-    directory = Path(directory)
-    index_path = directory / "model_index.json"
-    try:
-        index = json.loads(index_path.read_text())
-    except (OSError, ValueError) as error:
-        return [f"{index_path} is missing or unreadable ({error})"]
-    problems = []
-    if index.get("_class_name") != PIPELINE_CLASS:
-        problems.append(f"{index_path} names {index.get('_class_name')!r}, expected {PIPELINE_CLASS!r}")
-    for name in REQUIRED_COMPONENTS:
-        folder = directory / name
-        if name not in index:
-            problems.append(f"{index_path} lists no {name}")
-        elif not folder.is_dir() or not any(folder.iterdir()):
-            problems.append(f"component folder {folder} is missing or empty")
-    for name in ("vae", "transformer", "condition_encoder", "text_encoder"):
-        folder = directory / name
-        if folder.is_dir() and not any(p.suffix in (".safetensors", ".bin") or p.name.endswith(".index.json")
-                                       for p in folder.iterdir()):
-            problems.append(f"no weights in {folder}")
-    return problems
 
 
 class AceStepEngine(RequestChecks):
@@ -328,85 +278,9 @@ def replace_seed(request: GenerationRequest, seed: int) -> GenerationRequest:
     return replace(request, seed=seed)
 
 
-def load_acestep_engine(source, *, device: str = "auto", name: str, is_random: bool,
-                        memory_budget_gb: float = 0.0, weights: str = "auto") -> AceStepEngine:
-    """Load an ACE-Step pipeline directory (source.path) onto device: fp32 on the CPU, bf16 on CUDA; with a
-    memory budget on CUDA that all components would not fit in, the three-phase placement (`place_components`);
-    on the CPU the DiT's linears then run as `weights` says (inference.acestep.dit_linears: auto, int8, bf16; fp32
-    converts none)."""
-    from diffusers import AceStepPipeline
-
-    from inference.acestep.dit_linears import convert_dit_linears_, resolve_dit_mode
-    from inference.runtime.device import pick_device
-
-    problems = pipeline_problems(source.path)
-    if problems:
-        raise ModelLoadError(f"cannot load {source.path} as an ACE-Step pipeline: " + "; ".join(problems))
-    target = pick_device(device)
-    dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
-    try:
-        mode = resolve_dit_mode(weights, target)
-    except ValueError as error:
-        raise ModelLoadError(f"cannot load {source.path}: {error}") from error
-    try:
-        pipeline = AceStepPipeline.from_pretrained(source.path, dtype=dtype, local_files_only=True)
-        placement = place_components(pipeline, target, memory_budget_gb)
-        plan = convert_dit_linears_(pipeline.transformer, mode)
-    except ModelLoadError:
-        raise
-    except Exception as error:
-        raise ModelLoadError(f"cannot load {source.path} as an ACE-Step pipeline: "
-                             f"{type(error).__name__}: {error}") from error
-    return AceStepEngine(pipeline, describe_pipeline(pipeline, name=name, source_kind=source.kind,
-                                                     is_random=is_random, device=str(target)),
-                         steps=TURBO_STEPS if pipeline.is_turbo else BASE_STEPS, placement=placement,
-                         dit_linears=plan)
-
-
 def components(pipeline) -> dict[str, torch.nn.Module]:
     """The pipeline's torch modules by name (the optional audio tokenizers only where present)."""
     return {name: module for name in MODEL_COMPONENTS
             if isinstance(module := getattr(pipeline, name, None), torch.nn.Module)}
 
 
-def place_components(pipeline, target: torch.device, memory_budget_gb: float) -> PhasePlacement | None:
-    """Everything onto target, or (a placement: a budget on CUDA that not all components fit in) only the
-    resident components; the others wait on the CPU for their phase. On the CPU the budget changes nothing."""
-    if memory_budget_gb > 0 and target.type == "cpu":
-        log.info("memory_budget_gb %g: no effect on the CPU (every component stays in RAM; the three-phase "
-                 "placement moves components to and from a GPU)", memory_budget_gb)
-    modules = components(pipeline)
-    placement = plan_placement(component_bytes(modules), int(memory_budget_gb * GB), target)
-    if placement is None:
-        pipeline.to(target)
-        return None
-    for name in placement.resident:
-        modules[name].to(target)
-    sizes = component_bytes(modules)
-    log.info("memory_budget_gb %g on %s: resident %s (%.2f GB); moved per phase: %s", memory_budget_gb, target,
-             ", ".join(sorted(placement.resident)) or "none", sum(sizes[n] for n in placement.resident) / GB,
-             ", ".join(sorted(set(modules) - placement.resident)))
-    return placement
-
-
-def describe_pipeline(pipeline, *, name: str, source_kind: str, is_random: bool, device: str) -> ModelInfo:
-    """ModelInfo from the pipeline's configs: 48 kHz stereo, 25 latent frames per second, the silence latent's
-    length as the window (the longest source the condition encoder has silence for)."""
-    vae = pipeline.vae.config
-    frames = pipeline.condition_encoder.silence_latent.shape[1]
-    parameters = sum(p.numel() for module in (pipeline.transformer, pipeline.condition_encoder,
-                                              pipeline.text_encoder, pipeline.vae) for p in module.parameters())
-    return ModelInfo(
-        name=name, source_kind=source_kind, sample_rate=int(vae.sampling_rate), channels=int(vae.audio_channels),
-        frame_rate=pipeline.latents_per_second, max_duration_s=frames / pipeline.latents_per_second,
-        is_random=is_random, device=device, parameters=parameters, capabilities=capabilities(pipeline),
-        family=FAMILY,
-    )
-
-
-def capabilities(pipeline) -> frozenset[Capability]:
-    """CAPABILITIES, and COVER where the pipeline holds its optional audio tokenizer and detokenizer (the cover
-    task quantises the given audio to 5 Hz tokens and back; without them diffusers raises)."""
-    has_tokenizers = getattr(pipeline, "audio_tokenizer", None) is not None and \
-        getattr(pipeline, "audio_token_detokenizer", None) is not None
-    return CAPABILITIES | {Capability.COVER} if has_tokenizers else CAPABILITIES

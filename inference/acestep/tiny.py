@@ -12,17 +12,19 @@ The weights are random: the pipeline produces noise, never music, and it says so
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from inference.musicgen.tiny import SMOKE_MARKER
+from inference.acestep.family import NAME
+from inference.smoke import SMOKE_MARKER, write_marker
 
-TINY_ACESTEP_NAME = "tiny-random-ace-step (SMOKE: noise, not music)"
-TINY_ACESTEP_FORMAT_VERSION = 1
-FAMILY = "ace-step"
+TINY_NAME = "tiny-random-ace-step (SMOKE: noise, not music)"
+TINY_FILES = frozenset({  # what a build writes: a folder holding only these is an earlier (partial) build
+    "model_index.json", "scheduler", "tokenizer", "text_encoder", "condition_encoder", "transformer", "vae",
+    "audio_tokenizer", "audio_token_detokenizer", SMOKE_MARKER,
+})
 SAMPLE_RATE = 48_000
 DOWNSAMPLING_RATIOS = (2, 4, 4, 6, 10)  # 1920 samples per latent frame -> 25 Hz, as ACE-Step 1.5's VAE
 ENDOFTEXT = "<|endoftext|>"  # the pipeline's prompt templates end with it; Qwen3 pads with it
@@ -161,21 +163,8 @@ def build_tiny_acestep(out_dir: Path, *, seed: int = 0) -> Path:
     shape = SHAPES["tiny"]
     pipeline = build_pipeline(shape, seed=seed)
     pipeline.save_pretrained(out_dir, safe_serialization=True)
-    write_marker(out_dir, seed=seed, shape=shape)
+    write_marker(out_dir, name=TINY_NAME, family=NAME, seed=seed, shape=asdict(shape))
     return out_dir
-
-
-def write_marker(out_dir: Path, *, seed: int, shape: AceStepShape) -> None:
-    marker = {
-        "smoke": True,
-        "warning": "random weights: produces noise, not music",
-        "name": TINY_ACESTEP_NAME,
-        "family": FAMILY,
-        "format_version": TINY_ACESTEP_FORMAT_VERSION,
-        "seed": seed,
-        "shape": asdict(shape),
-    }
-    (out_dir / SMOKE_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
 
 
 def build_tiny_lora(pipeline_dir: Path, out_dir: Path, *, rank: int = 4, seed: int = 0, scale: float = 0.5,

@@ -241,9 +241,10 @@ def run_direct(pipeline, arguments: dict) -> None:
 def run_acestep_suite(*, quick: bool, duration_s: float | None = None, device: str = "auto",
                       emit=print) -> list[dict]:
     from inference.acestep.dit_linears import convert_dit_linears_, resolve_dit_mode
-    from inference.acestep.engine import TURBO_STEPS, AceStepEngine, describe_pipeline
-    from inference.loading import trim_heap
+    from inference.acestep.engine import TURBO_STEPS, AceStepEngine
+    from inference.acestep.family import describe_pipeline
     from inference.runtime.device import pick_device
+    from inference.runtime.memory import trim_heap
 
     plan = AceStepBenchPlan.for_run(quick, duration_s)
     target = pick_device(device)

@@ -8,15 +8,18 @@ random: the model produces noise, never music.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-SMOKE_MARKER = "continuo_smoke.json"
+from inference.smoke import SMOKE_MARKER, write_marker
+
 TINY_NAME = "tiny-random-musicgen (SMOKE: noise, not music)"
-TINY_FORMAT_VERSION = 1
+TINY_FILES = frozenset({  # what a build writes: a folder holding only these is an earlier (partial) build
+    "config.json", "generation_config.json", "model.safetensors", "processor_config.json",
+    "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", SMOKE_MARKER,
+})
 
 SAMPLE_RATE = 32_000
 UPSAMPLING_RATIOS = (8, 5, 4, 4)  # hop 640 samples -> 50 frames/s
@@ -83,7 +86,7 @@ def build_tiny_musicgen(out_dir: Path, *, seed: int = 0, channels: int = 1, melo
     else:
         processor = MusicgenProcessor(feature_extractor=build_feature_extractor(channels), tokenizer=tokenizer)
     processor.save_pretrained(out_dir)
-    write_marker(out_dir, seed=seed, channels=channels, shape=shape, melody=melody)
+    write_marker(out_dir, name=TINY_NAME, seed=seed, channels=channels, melody=melody, shape=asdict(shape))
     return out_dir
 
 
@@ -230,28 +233,3 @@ def build_chroma_extractor():
     from transformers import MusicgenMelodyFeatureExtractor
 
     return MusicgenMelodyFeatureExtractor(sampling_rate=SAMPLE_RATE)
-
-
-def write_marker(out_dir: Path, *, seed: int, channels: int, shape: TinyShape, melody: bool = False) -> None:
-    marker = {
-        "smoke": True,
-        "warning": "random weights: produces noise, not music",
-        "name": TINY_NAME,
-        "format_version": TINY_FORMAT_VERSION,
-        "seed": seed,
-        "channels": channels,
-        "melody": melody,
-        "shape": asdict(shape),
-    }
-    (out_dir / SMOKE_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-
-
-def read_marker(directory: Path) -> dict | None:
-    """The smoke marker of a checkpoint directory, or None when it carries none."""
-    path = Path(directory) / SMOKE_MARKER
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {"smoke": True, "unreadable": True}

@@ -1,4 +1,4 @@
-"""Device memory: recognising an out-of-memory failure, giving the memory back after one, and what is free.
+"""Memory: recognising an out-of-memory failure, giving the memory back after one, what is free, and the heap.
 
 CUDA reports running out of memory as torch.OutOfMemoryError from the caching allocator, but also as a
 plain RuntimeError from libraries that allocate on their own (cuBLAS workspaces, cuDNN, flash-attn,
@@ -53,6 +53,18 @@ def freeze_heap() -> None:
     (thaw_heap) and freezes again. For a process that serves: a test process would freeze its earlier tests."""
     gc.collect()
     gc.freeze()
+
+
+def trim_heap() -> None:
+    """Collect what loading left behind and hand freed heap back to the system (glibc), so the daemon's
+    resident size is what it uses, not its peak while loading."""
+    import ctypes
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): the allocator keeps its own counsel
+        pass
 
 
 def thaw_heap() -> bool:

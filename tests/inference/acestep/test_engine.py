@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from inference.acestep.engine import MAX_LYRIC_TOKENS, TURBO_STEPS, AceStepEngine, capabilities, pipeline_problems
+from inference.acestep.engine import MAX_LYRIC_TOKENS, TURBO_STEPS, AceStepEngine
+from inference.acestep.family import capabilities, problems
 from inference.api import AudioEdit, Capability, Engine, GenerationRequest
 from inference.errors import Cancelled, InferenceError
 from inference.loading import checkpoint_problems, family, load_engine, resolve_model
-from inference.musicgen.tiny import read_marker
+from inference.smoke import read_marker
 
 REQUEST = GenerationRequest(prompt="warm piano", duration_s=1.0, seed=7, lyrics="[verse]\nneon rain",
                             vocal_language="en", bpm=120.0, keyscale="C minor", timesignature="4")
@@ -42,8 +43,8 @@ def test_a_broken_pipeline_is_named_not_loaded(tiny_acestep_dir, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(tiny_acestep_dir, broken)
     shutil.rmtree(broken / "transformer")
-    problems = pipeline_problems(broken)
-    assert any("transformer" in problem for problem in problems)
+    found = problems(broken)
+    assert any("transformer" in problem for problem in found)
     with pytest.raises(InferenceError, match="transformer"):
         load_engine(resolve_model(str(broken), tiny_dir=tmp_path / "unused"), warm_up=False)
 

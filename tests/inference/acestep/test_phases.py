@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from inference.acestep.engine import AceStepEngine, components, load_acestep_engine
+from inference.acestep import family
+from inference.acestep.engine import AceStepEngine, components
 from inference.acestep.phases import ACTIVATION_SHARE, WORKING_SETS, PhasePlacement, component_bytes, plan_placement
 from inference.api import AudioEdit, GenerationRequest
 from inference.errors import ModelLoadError
@@ -112,7 +113,8 @@ def test_the_real_flow_moves_each_component_in_for_its_phase_only(pipeline):
 def test_the_phases_run_and_nothing_moves_on_the_cpu(tiny_acestep_dir, caplog):
     source = resolve_model(str(tiny_acestep_dir), tiny_dir=tiny_acestep_dir.parent / "unused")
     with caplog.at_level(logging.INFO, logger="continuo.inference"):
-        engine = load_acestep_engine(source, device="cpu", name="tiny", is_random=True, memory_budget_gb=0.001)
+        engine = family.load(source.path, name="tiny", source_kind=source.kind, is_random=True, device="cpu",
+                             memory_budget_gb=0.001)
     assert "no effect on the CPU" in caplog.text and engine.phases.placement is None
     heard: list[str] = []
     engine.phases.subscribe(heard.append)
@@ -123,6 +125,4 @@ def test_the_phases_run_and_nothing_moves_on_the_cpu(tiny_acestep_dir, caplog):
 
 
 def _info(pipeline):
-    from inference.acestep.engine import describe_pipeline
-
-    return describe_pipeline(pipeline, name="tiny", source_kind="local", is_random=True, device="cpu")
+    return family.describe_pipeline(pipeline, name="tiny", source_kind="local", is_random=True, device="cpu")
