@@ -32,6 +32,7 @@ from bridge.jobs.queue import Destination, JobQueue, JobStatus
 from bridge.settings import Settings
 from inference.api import Engine, GeneratedAudio, ModelInfo
 from inference.errors import InferenceError
+from inference.runtime.compute import ComputeThread
 
 log = logging.getLogger("continuo.switch")
 
@@ -70,16 +71,25 @@ class UnloadedEngine:
     """Stands in while no model is loaded (between releasing the old model and installing the new one, or after
     both failed to load): it keeps the last model's info for status and admission; a job fails saying why."""
 
+    info: ModelInfo
+    concurrent_jobs = 1
+    compute: ComputeThread
+
     def __init__(self, info: ModelInfo, reason: str) -> None:
         self.info, self.reason = info, reason
+        self.compute = ComputeThread()  # idle: the next model loads on it (served by the main thread meanwhile)
+
+    def close(self) -> None:
+        """Nothing to let go of."""
 
     def warm_up(self) -> float:
         return 0.0
 
-    def generate(self, request, **_kwargs) -> GeneratedAudio:
+    def generate(self, request, *, on_progress=None, should_cancel=None, on_chunk=None) -> GeneratedAudio:
         raise InferenceError(self.reason)
 
-    def generate_batch(self, request, seeds: Sequence[int], **_kwargs) -> list[GeneratedAudio]:
+    def generate_batch(self, request, seeds: Sequence[int], *, on_progress=None, should_cancel=None,
+                       on_chunk=None) -> list[GeneratedAudio]:
         raise InferenceError(self.reason)
 
 

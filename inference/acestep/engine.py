@@ -42,6 +42,7 @@ from inference.api import (
     ProgressCallback,
 )
 from inference.errors import Cancelled, InferenceError
+from inference.runtime.compute import ComputeThread, runs_on_compute
 from inference.runtime.progress import ProgressReporter
 from inference.runtime.request_checks import RequestChecks
 
@@ -62,11 +63,16 @@ ADAPTER_SLOT = "continuo"  # the one adapter name the transformer holds while a 
 
 
 class AceStepEngine(RequestChecks):
-    """A loaded AceStepPipeline; generate is called from one worker thread, one request at a time."""
+    """A loaded AceStepPipeline: one request at a time, from any thread, on its own compute thread."""
+
+    info: ModelInfo
+    concurrent_jobs = 1  # the pipeline renders one request per call (its batch would need a generator per take)
+    compute: ComputeThread
 
     def __init__(self, pipeline, info: ModelInfo, *, steps: int, placement: PhasePlacement | None = None,
                  mover=move_module, dit_linears=None):
         self.pipeline, self.info, self.steps = pipeline, info, steps
+        self.compute = ComputeThread()
         self.dit_linears = dit_linears  # inference.acestep.dit_linears.LinearPlan, or None: the DiT's own fp32 linears
         self.device = torch.device(info.device)
         self.hop = int(round(info.sample_rate / info.frame_rate))
@@ -79,17 +85,23 @@ class AceStepEngine(RequestChecks):
 
     # ---- the Engine Protocol --------------------------------------------------------------------------------
 
+    def close(self) -> None:
+        """Nothing outside this process to let go of."""
+
+    @runs_on_compute
     def warm_up(self) -> float:
         started = time.monotonic()
         self.generate(GenerationRequest(prompt="warm up", duration_s=WARM_UP_S, seed=0))
         return time.monotonic() - started
 
+    @runs_on_compute
     def generate(self, request: GenerationRequest, *, on_progress: ProgressCallback | None = None,
                  should_cancel: CancelCheck | None = None, on_chunk: ChunkCallback | None = None) -> GeneratedAudio:
         self.refuse_unsupported(request, streaming=on_chunk is not None)
         with self.lock, self.adapter_applied(request.adapter), self.generation_errors():
             return self.render(request, on_progress=on_progress, should_cancel=should_cancel)
 
+    @runs_on_compute
     def generate_batch(self, request: GenerationRequest, seeds: Sequence[int], *,
                        on_progress: ProgressCallback | None = None, should_cancel: CancelCheck | None = None,
                        on_chunk: ChunkCallback | None = None) -> list[GeneratedAudio]:

@@ -103,7 +103,8 @@ def plan_windows(prompt_frames: int, total_frames: int, window: int, keep: int) 
 
 
 class MusicGenEngine(RequestChecks):
-    """A loaded MusicGen with our decoder; generate is safe to call repeatedly from one worker thread."""
+    """A loaded MusicGen with our decoder: callers on any threads, up to concurrent_jobs of them at once, decode
+    together on the engine's compute thread (its batch scheduler)."""
 
     info: ModelInfo
 
@@ -131,9 +132,12 @@ class MusicGenEngine(RequestChecks):
 
     @property
     def compute(self) -> BatchScheduler:
-        """The engine's compute thread (inference.runtime.compute.ComputeThread): its scheduler, which runs every torch
-        call of the engine; callers hand it other torch work too (compute.call), so it stays the only one."""
+        """The engine's compute thread (inference.runtime.compute.ComputeThread): its scheduler, which runs every
+        torch call of the engine; callers hand it other torch work too (compute.call), so it stays the only one."""
         return self.scheduler
+
+    def close(self) -> None:
+        """Nothing outside this process to let go of."""
 
     # ---- public surface -------------------------------------------------------------------------------------
 

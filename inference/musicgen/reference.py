@@ -30,6 +30,7 @@ from inference.api import (
 )
 from inference.errors import Cancelled, InferenceError
 from inference.musicgen.checkpoint import describe_model, hop_length
+from inference.runtime.compute import ComputeThread, runs_on_compute
 from inference.runtime.progress import ProgressReporter
 from inference.runtime.request_checks import RequestChecks
 
@@ -56,10 +57,12 @@ class StepWatcher(StoppingCriteria):
 
 
 class ReferenceEngine(RequestChecks):
-    """transformers' MusicGen (model + processor) behind the Engine surface; safe to call repeatedly from one
-    worker thread."""
+    """transformers' MusicGen (model + processor) behind the Engine surface: one request at a time, from any
+    thread, on its own compute thread."""
 
     info: ModelInfo
+    concurrent_jobs = 1  # transformers' generate takes one request per call
+    compute: ComputeThread
 
     def __init__(self, model, processor, info: ModelInfo):
         self.model = model
@@ -68,13 +71,19 @@ class ReferenceEngine(RequestChecks):
         self.hop = hop_length(model.config)
         self.delay_codebooks = model.config.decoder.num_codebooks // model.config.decoder.audio_channels
         self.lock = threading.Lock()
+        self.compute = ComputeThread()
 
+    def close(self) -> None:
+        """Nothing outside this process to let go of."""
+
+    @runs_on_compute
     def warm_up(self) -> float:
         """Run a few decode steps so the first real render does not pay for kernel set-up; returns seconds."""
         started = time.monotonic()
         self.generate(GenerationRequest(prompt="warm up", duration_s=2 / self.info.frame_rate, seed=0))
         return time.monotonic() - started
 
+    @runs_on_compute
     def generate_batch(self, request: GenerationRequest, seeds: Sequence[int], *,
                        on_progress: ProgressCallback | None = None, should_cancel: CancelCheck | None = None,
                        on_chunk: ChunkCallback | None = None) -> list[GeneratedAudio]:
@@ -85,6 +94,7 @@ class ReferenceEngine(RequestChecks):
         return [self.generate(replace(request, seed=seed), on_progress=on_progress, should_cancel=should_cancel)
                 for seed in seeds]
 
+    @runs_on_compute
     def generate(
         self,
         request: GenerationRequest,
