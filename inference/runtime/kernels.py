@@ -1,4 +1,5 @@
-"""Our C++ CPU kernels (runtime/csrc/*.cpp), built on first use and cached; torch's ops stand in where they cannot.
+"""Our C++ CPU kernels (runtime/csrc/: one file per kernel, ops.cpp the op library), built on first use and cached;
+torch's ops stand in where they cannot.
 
 - decode_attention: one decode step's attention (one query per batch row and head) over the KV cache,
   read in place in its own dtype (fp32, bf16, or mu-law int8 codes dequantized in registers). It is the
@@ -35,7 +36,11 @@ import torch
 
 log = logging.getLogger("continuo.inference")
 
-SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("decode_attention.cpp", "int8_linear.cpp"))
+# ops.cpp declares the op library (every schema); each kernel file registers its implementation. Built as one
+# library: torch's extension builder compiles the sources together.
+SOURCES = tuple(Path(__file__).with_name("csrc") / name
+                for name in ("ops.cpp", "decode_attention.cpp", "cache_write.cpp", "int8_linear.cpp"))
+OPS = ("decode_attention", "cache_write", "int8_linear", "int8_linear_uses_vnni")
 FLAGS = ("-O3", "-march=native", "-fopenmp")
 STALE_LOCK_S = 600.0  # a build takes about 25 s; a lock this old belongs to a build that died
 
@@ -142,7 +147,7 @@ def build() -> KernelStatus:
 
 def registered(started: float) -> KernelStatus:
     ops = torch.ops.continuo_cpu
-    for name in ("decode_attention", "int8_linear"):
+    for name in OPS:
         if not hasattr(ops, name):
             return KernelStatus(False, f"built, but torch.ops.continuo_cpu.{name} is not registered")
     isa = "AVX-512 VNNI" if ops.int8_linear_uses_vnni() else "portable fp32 loop (no AVX-512 VNNI here)"

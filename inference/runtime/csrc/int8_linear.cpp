@@ -252,10 +252,5 @@ bool int8_linear_uses_vnni() { return kVnni; }
 
 }  // namespace
 
-TORCH_LIBRARY_FRAGMENT(continuo_cpu, m) {
-  m.def("int8_linear(Tensor x, Tensor w, Tensor scales, Tensor row_sums, Tensor? bias) -> Tensor");
-  m.def("int8_linear_uses_vnni() -> bool");
-}
-
 TORCH_LIBRARY_IMPL(continuo_cpu, CPU, m) { m.impl("int8_linear", &int8_linear); }
 TORCH_LIBRARY_IMPL(continuo_cpu, CatchAll, m) { m.impl("int8_linear_uses_vnni", &int8_linear_uses_vnni); }
