@@ -7,8 +7,8 @@ that accepts connections but never answers cannot hang start-up either.
 
 The config decides the family: FAMILIES is asked in order (ACE-Step's model_index.json first), and a folder no
 family recognises is judged as a MusicGen checkpoint, whose problems say what it lacks. Each family is one package
-whose __init__ hands on its entry (the `Family` members: detect, problems, load, its tiny builder); this module
-knows no family's insides, and a third family is one folder and one row here.
+whose family.py is its entry (the `Family` members: detect, problems, load, its tiny build); this module knows
+no family's insides, and a third family is one folder and one row here.
 """
 
 from __future__ import annotations
@@ -25,16 +25,17 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from inference import acestep, musicgen
+from inference.acestep import family as acestep
 from inference.api import Engine
 from inference.errors import InferenceError, ModelLoadError
+from inference.musicgen import family as musicgen
 from inference.smoke import FORMAT_VERSION, has_marker, read_marker
 
 log = logging.getLogger("continuo.inference")
 
 
 class Family(Protocol):
-    """A model family's entry, handed on by its package's __init__ (inference/musicgen/, inference/acestep/)."""
+    """A model family's entry: its package's family.py (inference/musicgen/family.py, inference/acestep/family.py)."""
 
     NAME: str  # what ModelInfo.family says
     REAL_MODEL: tuple[str, str]  # (a hub id, a local folder) to name when a smoke model of the family is loaded

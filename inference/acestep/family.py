@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from inference.acestep.tiny import TINY_FILES, build_tiny_acestep
 from inference.api import Capability, Engine, ModelInfo
 from inference.errors import ModelLoadError
 
@@ -26,7 +27,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("continuo.inference")
 
-NAME = "ace-step"  # ModelInfo.family
+__all__ = ["NAME", "REAL_MODEL", "TINY_FILES", "build_tiny", "detect", "load", "problems"]
+
+NAME = "ace-step"  # ModelInfo.family (and the tiny build's marker: acestep/tiny.py:FAMILY)
 REAL_MODEL = ("ACE-Step/acestep-v15-xl-turbo-diffusers", "/path/to/an/ace-step/diffusers/pipeline")  # hub id, folder
 PIPELINE_CLASS = "AceStepPipeline"
 REQUIRED_COMPONENTS = ("vae", "text_encoder", "tokenizer", "transformer", "condition_encoder", "scheduler")
@@ -105,6 +108,11 @@ def load(path: Path, *, name: str, source_kind: str, is_random: bool, device: st
                                                      is_random=is_random, device=str(target)),
                          steps=TURBO_STEPS if pipeline.is_turbo else BASE_STEPS, placement=placement,
                          dit_linears=plan)
+
+
+def build_tiny(out_dir: Path) -> Path:
+    """The tiny random ACE-Step pipeline (inference/acestep/tiny.py)."""
+    return build_tiny_acestep(out_dir)
 
 
 def place_components(pipeline, target: torch.device, memory_budget_gb: float) -> PhasePlacement | None:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from inference.acestep.family import NAME
 from inference.smoke import SMOKE_MARKER, write_marker
 
 TINY_NAME = "tiny-random-ace-step (SMOKE: noise, not music)"
+FAMILY = "ace-step"  # what its marker says built it (family.py:NAME)
 TINY_FILES = frozenset({  # what a build writes: a folder holding only these is an earlier (partial) build
     "model_index.json", "scheduler", "tokenizer", "text_encoder", "condition_encoder", "transformer", "vae",
     "audio_tokenizer", "audio_token_detokenizer", SMOKE_MARKER,
@@ -163,7 +163,7 @@ def build_tiny_acestep(out_dir: Path, *, seed: int = 0) -> Path:
     shape = SHAPES["tiny"]
     pipeline = build_pipeline(shape, seed=seed)
     pipeline.save_pretrained(out_dir, safe_serialization=True)
-    write_marker(out_dir, name=TINY_NAME, family=NAME, seed=seed, shape=asdict(shape))
+    write_marker(out_dir, name=TINY_NAME, family=FAMILY, seed=seed, shape=asdict(shape))
     return out_dir
 
 

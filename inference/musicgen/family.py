@@ -17,6 +17,7 @@ from pathlib import Path
 
 from inference.api import Engine
 from inference.errors import ModelLoadError
+from inference.musicgen.tiny import TINY_FILES, build_tiny_musicgen
 
 NAME = "musicgen"  # ModelInfo.family
 REAL_MODEL = ("facebook/musicgen-small", "/path/to/a/musicgen/checkpoint")  # a hub id, a local folder
@@ -27,6 +28,9 @@ WEIGHT_FILES = (
 )
 FEATURE_EXTRACTOR_FILES = ("preprocessor_config.json", "processor_config.json")
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model")
+
+
+__all__ = ["NAME", "REAL_MODEL", "TINY_FILES", "build_tiny", "detect", "load", "problems"]
 
 
 def checkpoint_type(directory: Path) -> str | None:
@@ -117,3 +121,8 @@ def build_our_engine(model, processor, target, *, name: str, source_kind: str, i
     )
     del model.decoder  # its weights now live in our decoder
     return engine
+
+
+def build_tiny(out_dir: Path) -> Path:
+    """The tiny random MusicGen (inference/musicgen/tiny.py), the smoke model loading builds."""
+    return build_tiny_musicgen(out_dir)
