@@ -3,6 +3,10 @@
 Every tiny builder (inference/musicgen/tiny.py, inference/acestep/tiny.py) writes SMOKE_MARKER last into the
 folder it builds; inference/loading.py reads it to call a model random wherever it was found (local, cache,
 download), to name it ("... (SMOKE: noise, not music)") and to reuse a tiny build only when its format is current.
+With no real checkpoint (no --model directory, nothing in the Hugging Face cache, no network) the daemon serves a
+tiny random MusicGen (inference/musicgen/tiny.py, the real architecture and rates) and says so loudly: a log
+banner (inference/loading.py:warn_random, naming a real model of the family), the model name every client sees,
+and each manifest.json. --no-allow-smoke-model makes that a startup error.
 """
 
 from __future__ import annotations

@@ -10,6 +10,14 @@ listeners the phase's name, also where nothing moves (the CPU, or no budget), so
 per phase. AceStepEngine enters "encode" before the pipeline call, "sample" at the DiT's first forward (a
 forward pre-hook: the pipeline's __call__ runs encoding and sampling itself), "decode" in its own VAE decode, and
 "idle" after it.
+
+A phase that alone does not fit the budget (less ACTIVATION_SHARE for activations) is a load error naming the
+budget; on the CPU the budget changes nothing. diffusers' enable_model_cpu_offload was the reference: it moves
+every model for every call regardless of room, chains offloads in a fixed sequence that leaves the VAE on the
+GPU through sampling after an edit's encode, and refuses a CPU device, so its policy could not be tested here.
+Ours are `module.to` at the three boundaries, and the CPU twin test runs the real pipeline with a fake mover whose
+ledger each submodule's pre-hook checks (tests/inference/acestep/test_phases.py). Moves go from pageable memory
+(pinned buffers would be the next step if the transfer shows up; not measured: no GPU here).
 """
 
 from __future__ import annotations

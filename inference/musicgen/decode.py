@@ -155,6 +155,9 @@ class StaticStep:
     (pad_memory), with its mask always present. compile_fn(function) -> the compiled function
     (torch.compile(fullgraph=True, dynamic=False) in the engine; inductor with CUDA graphs on a GPU, the
     eager backend in the CPU tests). Melody models fold their prefix length into the position.
+    torch.compiler.cudagraph_mark_step_begin() runs before each step. Before this, a Python-int position, the
+    sampler and the text length were in the trace: each step was a new graph until Dynamo's limit of 8, then
+    silently eager over all 2048 positions (tests/inference/musicgen/test_gpu_paths.py holds the CPU twin).
     """
 
     def __init__(self, compile_fn: Callable, device: torch.device, memory_slots: int = MEMORY_SLOTS):

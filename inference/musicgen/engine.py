@@ -5,10 +5,29 @@ so the bridge switches engines without change. T5 and EnCodec are transformers m
 inference.musicgen.model.MusicGenDecoder with a static KV cache. It declares text, continuation, variations (one
 batched decode), streaming and style mixing, and melody for MusicGen-melody checkpoints.
 
-Concurrent requests share the decode steps (inference.musicgen.batching.BatchScheduler): a request that arrives while
-others decode joins them at the next step, and every torch call of the engine runs on one compute thread.
+Concurrent requests share the decode steps (inference.musicgen.batching.BatchScheduler): a request that arrives
+while others decode joins them at the next step, and every torch call of the engine runs on one compute thread.
 `concurrent_jobs` tells the daemon how many jobs to run at once (options.max_batch); compiled decode (fixed
-shapes for CUDA graphs) decodes one request at a time on its own path (decode_compiled).
+shapes for CUDA graphs) decodes one request at a time on its own path (decode_compiled): batching under CUDA
+graphs (fixed row buckets) is not built. The anchor is gpt-fast: ModelArgs with a name table, a preallocated
+KVCache, prefill / decode_one_token / decode_n_tokens split so that only the hot step is compiled.
+
+Modes are chosen by name (EngineOptions): `weights` (auto: int8 on the CPU, fp16 on CUDA;
+inference/runtime/quantize.py), `kv_cache` (auto: int8 under int8 weights and `fused-cpu`, else the weights'
+dtype; `resolve_kv_cache`), `attention` (auto | sdpa | eager | flash | fused-cpu), `compile`. Greedy fp32
+decoding gives transformers' codes (tests). Past the model's 30 s window, windowed re-prompting in code space
+(`plan_windows`) renders up to max_output_s (300 s) per request.
+
+Melody checkpoints (the config's model_type decides): the decoder has no cross-attention; the projected chroma
+frames (235, tiled or cut) and T5 states are a prefix of the sequence (inference/musicgen/model.py:Prefix),
+written into the cache once per window. The CFG null row is zero text and chroma bin 0, as in transformers, and
+greedy codes equal transformers' with and without a melody. The chroma extractor is the checkpoint's own; drums
+and bass are not stripped first as audiocraft does with Demucs (send a melodic stem).
+
+Not fixed (measured by `continuo bench gpu`, no GPU here): on a GPU a variation may not reproduce from its seed
+alone (kernels differ by batch size; on the CPU it does, tested); mulaw8 under SDPA / flash dequantizes the used
+cache every layer and step (a memory saver at a cost, docs/benchmarks.md), and compiled decode with mulaw8 the
+whole 2048-position cache.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Static, preallocated self-attention caches: full precision, and mu-law int8.
+"""Static, preallocated self-attention caches: full precision, mu-law int8 and linear int8 (KVCacheMode).
+
+MuLawKVCache holds int8 mu-law codes with a scale per token; Int8KVCache linear codes with an fp32 scale per row,
+head and token (a quarter of fp32's bytes; mu-law's per-element exp made the fused kernel compute-bound).
 
 Both hold (B, H, T, D) keys and values for T = max_positions allocated up
 front; update(input_pos, k, v, kv_end) writes in place and returns the keys

@@ -3,7 +3,8 @@
 EnCodec's decoder is not causal, so each chunk is decoded with a little code
 context before it (context_frames) and starts crossfade_samples early; those
 samples are blended with the tail held back from the previous chunk, so the
-chunks join without a click. Time to first audio is one chunk of frames.
+chunks join without a click. Time to first audio is one chunk of frames. The engine's defaults
+(EngineOptions): chunks of 1 s, 0.2 s of code context, a 10 ms raised-cosine crossfade.
 """
 
 from __future__ import annotations

@@ -15,7 +15,28 @@ sources once per machine (about 25 s on 2 cores) into kernels_dir() (CONTINUO_KE
 ~/.cache/continuo/kernels) and later starts load the built library directly (a few ms). The library
 name carries a hash of the source, the flags, torch's version and this CPU's instruction sets, so a
 changed source or another CPU under the same home directory builds afresh instead of loading a stale
-binary.
+binary. A failed build is logged with its reason and torch's ops stand in: slower, never broken (`continuo doctor`
+shows which). JIT rather than a compiled wheel: building at `pip install` time needs torch inside pip's isolated
+build environment (another 7 GB) and ties the wheel to one torch ABI.
+
+Why our own, measured on the 2-core development machine (musicgen-small shapes, 72 weight matrices of
+1024x4096; docs/benchmarks.md). A decode step is a batch of two rows (CFG) against every weight, so it is bound by
+reading memory, and torch's stock ops read it badly at that shape:
+- torch's dynamic int8 Linear (fbgemm) took 11 ms for the 302 MB, barely faster on two threads than one. Our
+  int8_linear quantizes each row of x with its own abs-max scale and runs VNNI dot products with software
+  prefetch: 7.9 ms, the speed this machine reads memory at all (38 GB/s), and more accurate (relative error
+  0.011 against fp32, fbgemm's 0.017). Prefill runs the same kernel in 4 x 4 register tiles over cache-held
+  blocks of 16 weight rows: 1000 rows against a 1024x4096 weight in 10 ms, as fast as fbgemm and 5x a
+  dequantize-then-GEMM (48 ms). (fp32 / bf16 go through oneDNN instead: inference/runtime/quantize.py.)
+- SDPA costs 40-60 us per call at one query; self- plus cross-attention is 48 calls a step, about 3 ms before any
+  key is read. decode_attention reads the cache where it lies, in its own dtype (dequantizing the mu-law cache
+  into a temporary made it 3x slower than fp32), straight into the layout the output projection takes.
+- Batched jobs made attention the cost of each row added (8 rows at 300-400 positions: 36 of 99 ms, against 9.5
+  for 2 rows), so the kernel prefetches 16 keys ahead (the hardware prefetch restarts at every 4 KiB page),
+  scores 16 keys per block at head size 64 and accumulates values two keys at a time; with the int8 cache
+  (a quarter of the bytes), 24 layers at 400 positions, 8 rows: fp32 35.0 -> 31.2 ms, bf16 26.2 -> 20.0,
+  int8 37.2 -> 13.9. New keys and values go in by cache_write (one pass, every target line asked for first).
+Together: an int8 step at 250 positions of context from 22.2 ms to 14.9 ms.
 """
 
 from __future__ import annotations

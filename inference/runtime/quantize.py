@@ -8,7 +8,10 @@
   over the dequantized weight instead). Where our kernels cannot be built, torch's dynamic int8 Linear
   (fbgemm/x86) stands in.
 - bnb-int8, bnb-nf4: bitsandbytes; the CUDA memory savers. They also run on the CPU, slowly,
-  which the tests use as a parity reference.
+  which the tests use as a parity reference. To save the memory they are for, layers are swapped one at a
+  time where the decoder lies and quantized on their way to the device (built on the meta device); the heads
+  stay fp16 linears as transformers keeps lm_head; LLM.int8 runs with threshold 0 (its outlier pass is an
+  .any() host sync in every linear; bnb-int8 stays within its CPU tolerance without it).
 """
 
 from __future__ import annotations
