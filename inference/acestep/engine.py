@@ -107,9 +107,7 @@ class AceStepEngine(RequestChecks):
                        on_progress: ProgressCallback | None = None, should_cancel: CancelCheck | None = None,
                        on_chunk: ChunkCallback | None = None) -> list[GeneratedAudio]:
         """One take per seed, one after another (the pipeline's batch would need one generator per take)."""
-        if not seeds:
-            raise InferenceError("generate_batch needs at least one seed")
-        self.refuse_unsupported(request, seeds=len(seeds), streaming=on_chunk is not None)
+        self.refuse_batch(request, seeds, streaming=on_chunk is not None)
         takes = []
         with self.lock, self.adapter_applied(request.adapter), self.generation_errors():
             for index, seed in enumerate(seeds):

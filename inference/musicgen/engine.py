@@ -180,10 +180,8 @@ class MusicGenEngine(RequestChecks):
 
         on_chunk(audio (B, C, samples)) streams the new audio as it is decoded; the chunks add up to the result.
         """
-        if not seeds:
-            raise InferenceError("generate_batch needs at least one seed")
         seeds = list(seeds)
-        self.refuse_unsupported(request, seeds=len(seeds), streaming=on_chunk is not None)
+        self.refuse_batch(request, seeds, streaming=on_chunk is not None)
         prompt_audio = self.prepare_prompt(request.audio_prompt)
         prompt_frames = 0 if prompt_audio is None else prompt_audio.shape[-1] // self.hop
         self.validate(request, prompt_frames)

@@ -88,9 +88,7 @@ class ReferenceEngine(RequestChecks):
                        on_progress: ProgressCallback | None = None, should_cancel: CancelCheck | None = None,
                        on_chunk: ChunkCallback | None = None) -> list[GeneratedAudio]:
         """One take per seed, one after another (transformers' generate samples one sequence per call here)."""
-        if not seeds:
-            raise InferenceError("generate_batch needs at least one seed")
-        self.refuse_unsupported(request, seeds=len(seeds), streaming=on_chunk is not None)
+        self.refuse_batch(request, seeds, streaming=on_chunk is not None)
         return [self.generate(replace(request, seed=seed), on_progress=on_progress, should_cancel=should_cancel)
                 for seed in seeds]
 

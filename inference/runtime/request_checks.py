@@ -4,7 +4,7 @@ its audio prompt; and failures inside a render turned into InferenceError / OutO
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -65,6 +65,12 @@ class RequestChecks:
         for capability in needed_capabilities(request, seeds=seeds, streaming=streaming):
             if not self.info.supports(capability):
                 raise InferenceError(f"{self.info.name} {UNSUPPORTED.get(capability, f'lacks {capability.value}')}")
+
+    def refuse_batch(self, request: GenerationRequest, seeds: Sequence[int], *, streaming: bool = False) -> None:
+        """generate_batch's checks: at least one seed, then refuse_unsupported for that many takes."""
+        if not seeds:
+            raise InferenceError("generate_batch needs at least one seed")
+        self.refuse_unsupported(request, seeds=len(seeds), streaming=streaming)
 
     @contextmanager
     def generation_errors(self) -> Iterator[None]:
