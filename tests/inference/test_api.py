@@ -163,3 +163,9 @@ def test_the_reference_refuses_streaming_with_a_way_out(engines):
 def test_a_plain_model_refuses_a_melody_in_its_own_words(engines):
     with pytest.raises(InferenceError, match="takes no melody; load a MusicGen-melody checkpoint"):
         engines["ours"].generate(request(melody=sine(1.0)))
+
+
+@pytest.mark.parametrize("name", ["reference", "ours"])
+def test_a_batch_without_seeds_is_refused(engines, name):
+    with pytest.raises(InferenceError, match="at least one seed"):
+        engines[name].generate_batch(request(), [])
