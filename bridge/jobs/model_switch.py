@@ -198,9 +198,9 @@ class ModelSwitch:
                 pending.spec, old_info, old_spec)
         except Exception as error:  # ModelLoadError, or anything a loader raises: the old model stays
             served = self.served()[0]
-            message = f"could not load {pending.spec}: {error}"
-            if not isinstance(served, UnloadedEngine):
-                message += f"; still serving {served.info.name}"
+            # What still serves comes before the reason: a long reason is cut to fit the 1 KB error event
+            still = "" if isinstance(served, UnloadedEngine) else f" (still serving {served.info.name})"
+            message = f"could not load {pending.spec}{still}: {error}"
             log.warning("job=%s model switch failed: %s", pending.job_id or "-", message)
             return "model_error", message, time.monotonic() - started
         self.install(new, pending.spec)  # the old engine's last references go here

@@ -58,11 +58,12 @@ def problems(directory: Path) -> list[str]:
     found = []
     if index.get("_class_name") != PIPELINE_CLASS:
         found.append(f"{index_path} names {index.get('_class_name')!r}, expected {PIPELINE_CLASS!r}")
+    unlisted = [name for name in REQUIRED_COMPONENTS if name not in index]
+    if unlisted:  # one line, the path once: the message travels in a 1 KB error event
+        found.append(f"{index_path} lists no {', '.join(unlisted)}")
     for name in REQUIRED_COMPONENTS:
         folder = directory / name
-        if name not in index:
-            found.append(f"{index_path} lists no {name}")
-        elif not folder.is_dir() or not any(folder.iterdir()):
+        if name in index and (not folder.is_dir() or not any(folder.iterdir())):
             found.append(f"component folder {folder} is missing or empty")
     for name in WEIGHTED_COMPONENTS:
         folder = directory / name
