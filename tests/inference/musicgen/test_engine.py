@@ -104,9 +104,8 @@ def test_greedy_is_deterministic_across_seeds(mono):
     np.testing.assert_array_equal(first, second)
 
 
+@pytest.mark.parametrize("mono", ["transformers"], indirect=True)  # our engine has no generation config
 def test_shared_generation_config_untouched(mono):
-    if not hasattr(mono, "model"):
-        pytest.skip("our engine has no transformers generation config")
     before = mono.model.generation_config.to_dict()
     mono.generate(request(0.3, top_p=0.5, temperature=0.5, guidance_scale=1.0))
     assert mono.model.generation_config.to_dict() == before
