@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bridge import __version__
 from bridge.errors import BridgeError
-from bridge.settings import env_name, field_type, load_settings, setting_fields
+from bridge.settings import env_name, field_type, load_settings, numeric_fields, setting_fields, value_meanings
 
 log = logging.getLogger("continuo")
 
@@ -26,10 +26,12 @@ def configure_logging(level: str = "INFO") -> None:
 def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per Settings field; defaults stay None so 'not given' is visible."""
     parser.add_argument("--config", type=Path, help=f"TOML settings file (also ${env_name('config')})")
+    numbers = numeric_fields()
     for f in setting_fields():
         flag = "--" + f.name.replace("_", "-")
-        helptext = f"{f.metadata['help']} (env {env_name(f.name)}; default {f.default!r})"
         kind = field_type(f)
+        values = f"; takes {value_meanings(f)}" if f in numbers else ""
+        helptext = f"{f.metadata['help']} (env {env_name(f.name)}; default {f.default!r}{values})"
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=helptext)
         elif f.name == "input_roots":
