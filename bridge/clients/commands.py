@@ -45,6 +45,8 @@ EXIT_CODES: dict[str, int] = {
     "io_error": 16,
     "interrupted": 17,
     "audio_error": 18,
+    "id_conflict": 19,  # the job id belongs to another job: send it with a new id
+    "disk_full": 20,  # the output disk is full: continuo prune, then send it again
 }
 EXIT_CTRL_C = 130  # Ctrl-C (SIGINT): the job was cancelled
 CANCEL_WAIT_S = 5.0  # after Ctrl-C, how long to wait for the daemon to confirm the cancel

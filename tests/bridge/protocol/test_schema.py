@@ -64,7 +64,7 @@ def test_schema_is_json_with_every_section():
 
 def test_error_codes_cover_both_error_trees():
     assert ERROR_CODES == ("bad_request", "not_found", "busy", "cancelled", "out_of_memory", "model_error",
-                           "io_error", "interrupted", "audio_error")
+                           "io_error", "interrupted", "audio_error", "id_conflict", "disk_full")
     assert all(RAW["error_codes"][code].strip() for code in ERROR_CODES)
     trees = [errors.BridgeError, inference_errors.InferenceError]
     classes = [c for tree in trees for c in (tree, *tree.__subclasses__())]
