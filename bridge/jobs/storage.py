@@ -28,6 +28,7 @@ from bridge.audio.files import FREE_SPACE_HINT
 from bridge.errors import DiskFull
 from bridge.jobs.plan import EDIT_OPS, RenderPlan, input_frames
 
+MANIFEST = "manifest.json"  # <output_root>/<job_id>/manifest.json: what the job was and wrote (bridge/jobs/worker.py)
 TRASH_DIR = ".trash"  # <output_root>/.trash/<job_id>/: pruned jobs, until the trash is emptied (bridge/jobs/trash.py)
 DISK_RESERVE_BYTES = 16 * 1024 * 1024  # kept free beyond a render's estimate: the journal, manifests, headroom
 CHANNELS_AT_MOST = 2  # outputs are mapped to the session's stereo (bridge.audio.render.map_channels)

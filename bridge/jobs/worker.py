@@ -35,7 +35,7 @@ from bridge.jobs.plan import RenderPlan, build_plan
 from bridge.jobs.preview import PreviewWriter
 from bridge.jobs.queue import Job, JobQueue, JobStatus
 from bridge.jobs.song import render_cover, render_extract, render_layer, render_repaint, song_fields
-from bridge.jobs.storage import check_room
+from bridge.jobs.storage import MANIFEST, check_room
 from inference.api import Engine, GenerationRequest
 from inference.compute import ComputeThread
 from inference.errors import Cancelled, InferenceError
@@ -431,4 +431,4 @@ class Worker(threading.Thread):
             manifest["variation_seeds"] = {f"variation-{i + 1}": plan.seed + i for i in range(plan.count)}
         if info.is_random:
             manifest["warning"] = "rendered by a tiny RANDOM smoke model: this is noise, not music"
-        write_bytes_atomic(self.output_root / job.job_id / "manifest.json", json.dumps(manifest, indent=2).encode())
+        write_bytes_atomic(self.output_root / job.job_id / MANIFEST, json.dumps(manifest, indent=2).encode())

@@ -121,12 +121,14 @@ def test_addresses_ops_and_replies_are_consistent():
     expected = {"/continuo/hello", "/continuo/ping", "/continuo/context", "/continuo/generate", "/continuo/continue",
                 "/continuo/variations", "/continuo/stems", "/continuo/cancel", "/continuo/get", "/continuo/ack",
                 "/continuo/status", "/continuo/presets", "/continuo/presets/reload", "/continuo/models",
-                "/continuo/model/load", "/continuo/repaint", "/continuo/layer", "/continuo/extract", "/continuo/cover"}
+                "/continuo/model/load", "/continuo/repaint", "/continuo/layer", "/continuo/extract", "/continuo/cover",
+                "/continuo/prune", "/continuo/trash/restore", "/continuo/trash/empty"}
     assert set(SCHEMA.request_addresses) == expected
     assert {"/continuo/welcome", "/continuo/pong", "/continuo/queued", "/continuo/progress", "/continuo/output",
             "/continuo/done", "/continuo/error", "/continuo/status", "/continuo/context",
             "/continuo/presets", "/continuo/models", "/continuo/adapters", "/continuo/slot", "/continuo/limits",
-            "/continuo/partial"} == set(SCHEMA.event_addresses)
+            "/continuo/partial", "/continuo/storage", "/continuo/trash/job", "/continuo/trash/result"} == set(
+        SCHEMA.event_addresses)
     ops = [spec.op for spec in SCHEMA.requests.values()]
     assert len(set(ops)) == len(ops) and all(re.fullmatch(r"[a-z_]+", op) for op in ops)
     for spec in SCHEMA.requests.values():
