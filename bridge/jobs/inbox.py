@@ -88,14 +88,15 @@ def is_owned_copy(path: Path, sha256: str | None = None) -> bool:
 
 
 def write_owned(path: Path, data: bytes | memoryview, *, made_by: str) -> None:
-    """data as the inbox file path (atomic, unique temporary name), marked as Continuo's."""
-    write_bytes_atomic(path, data)
+    """data as the inbox file path (atomic, unique temporary name), marked as Continuo's (the marker first: a
+    copy is never visible unmarked, so another stager never takes it for a person's file)."""
     mark_owned(path, size=len(memoryview(data).cast("B")), sha256=hashlib.sha256(data).hexdigest(), made_by=made_by)
+    write_bytes_atomic(path, data)
 
 
 def copy_verified(source: Path, target: Path, *, sha256: str, made_by: str) -> None:
     """Copy source to target through a temporary name of its own; rename only a copy whose size and sha256
-    match source's (sha256, hashed before); mark it as Continuo's. IoError (or DiskFull) otherwise, nothing left."""
+    match source's (sha256, hashed before), marked as Continuo's. IoError (or DiskFull) otherwise, nothing left."""
     partial = partial_name(target)
     try:
         size = source.stat().st_size
@@ -104,14 +105,16 @@ def copy_verified(source: Path, target: Path, *, sha256: str, made_by: str) -> N
         with open(partial, "rb") as handle:
             os.fsync(handle.fileno())
         if partial.stat().st_size != size or sha256_of(partial) != sha256:
-            partial.unlink(missing_ok=True)
             raise IoError(f"the copy of {source} did not match it (the file changed while it was copied, or the "
                           "write was short); nothing was staged: send it again")
+        mark_owned(target, size=size, sha256=sha256, made_by=made_by)  # before the copy is visible (write_owned)
         os.replace(partial, target)
     except OSError as exc:
         partial.unlink(missing_ok=True)
         raise disk_error(exc, target) from exc
-    mark_owned(target, size=size, sha256=sha256, made_by=made_by)
+    except BaseException:  # a copy that did not match, a marker that could not be written: nothing is left
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def prune_inbox(inbox: Path, *, max_age_s: float, in_use: Collection[Path] = (), now: float | None = None) -> int:

@@ -471,8 +471,8 @@ class HttpServer:
             problem, info = check_audio(partial, self._settings.max_input_s)
             if problem is not None:
                 return self.refuse("bad_request", f"{name}: {problem}", status=413 if "longer" in problem else 400)
-            os.replace(partial, path)
             mark_owned(path, size=size, sha256=digest.hexdigest(), made_by="http")  # retention may remove it
+            os.replace(partial, path)
         except OSError as exc:  # a full disk under the inbox: said as such, nothing half-written kept
             error = disk_error(exc, path)
             return self.refuse(error.code, error.message)
