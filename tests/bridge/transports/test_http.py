@@ -123,9 +123,12 @@ def test_generate_download_and_replay(client, daemon):
     assert part.status_code == 206 and part.content == whole.content[100:200]
     assert part.headers["content-range"] == f"bytes 100-199/{len(whole.content)}"
     assert client.get(output["url"], headers={"Range": f"bytes={len(whole.content) + 10}-"}).status_code == 416
-    again = client.post("/api/jobs", json={"op": "generate", "job_id": "h-gen", "preset": "default",
-                                           "prompt": "test", "bars": 1})
+    body = {"op": "generate", "job_id": "h-gen", "preset": "default", "prompt": "test", "bars": 1,
+            "settings": {"bpm": 120, "seed": 7}}
+    again = client.post("/api/jobs", json=body)  # a resend: replayed
     assert again.status_code == 200 and [e["event"] for e in again.json()["events"]] == ["output", "done"]
+    other = client.post("/api/jobs", json={**body, "prompt": "another idea"})  # the id is taken: 409
+    assert other.status_code == 409 and other.json()["error"]["code"] == "id_conflict"
     history = client.get("/api/jobs").json()["jobs"]
     assert history[0]["job_id"] == "h-gen" and history[0]["outputs"][0]["url"] == output["url"]
 
@@ -219,7 +222,7 @@ def test_cancel_a_queued_job(client, daemon):
 
 def test_status_presets_models_and_requests(client, daemon):
     status = client.get("/api/status").json()
-    assert [e["event"] for e in status["events"]] == ["status", "limits"]
+    assert [e["event"] for e in status["events"]] == ["status", "limits", "storage"]
     assert status["daemon"]["smoke_model"] is True and status["daemon"]["device"] == "cpu"
     presets = client.get("/api/presets").json()
     assert "default" in [e["args"]["name"] for e in presets["events"]]
