@@ -84,7 +84,9 @@ class JobRequest:
 
 
 def new_job_id(op: str) -> str:
-    return f"cli-{op}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    """cli-<op>-<date>-<time>-<8 random hex from the OS>: unique across reboots and across machines (the daemon
+    refuses a reused id with another request, id_conflict)."""
+    return f"cli-{op}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
 
 
 def build_request(ns: argparse.Namespace) -> JobRequest:

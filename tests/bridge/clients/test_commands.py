@@ -249,3 +249,16 @@ def test_daw_path_is_found_beside_the_stable_path(tmp_path):
 def test_the_help_lists_the_exit_codes():
     text = build_parser()._subparsers._group_actions[0].choices["generate"].format_help()
     assert "130" in text and "error not_found" in text
+
+
+def test_cli_job_ids_carry_the_date_and_time_and_os_randomness():
+    """Unique across reboots (the calendar time, not a counter) and machines (32 random bits from the OS)."""
+    import re
+    import time as clock
+
+    ids = {commands.new_job_id("generate") for _ in range(200)}
+    assert len(ids) == 200
+    for job_id in ids:
+        found = re.fullmatch(r"cli-generate-(\d{8})-(\d{6})-([0-9a-f]{8})", job_id)
+        assert found and found[1] <= clock.strftime("%Y%m%d")  # (a run across midnight: yesterday)
+        assert SCHEMA.patterns["job_id"][0].fullmatch(job_id)
