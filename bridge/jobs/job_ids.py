@@ -48,13 +48,18 @@ def find_job(journal: Journal, output_root: Path, job_id: str) -> JobRecord | No
 
 
 def record_from_folder(job_id: str, folder: Path) -> JobRecord:
-    """A finished job as its folder describes it (manifest.json); a folder without one is a job of unknown
-    request (op "" : no request matches it)."""
+    """A finished job as its folder describes it (manifest.json). A folder without one is no request's (op "":
+    every request with its id conflicts), and /continuo/get says so."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
         stamp = (folder / MANIFEST).stat().st_mtime
     except (OSError, ValueError):
-        manifest, stamp = {}, folder.stat().st_mtime
+        return JobRecord(job_id=job_id, op="", params={}, reply_to=("", 0), status=JobStatus.FAILED,
+                         created_at=folder.stat().st_mtime, updated_at=folder.stat().st_mtime, seed=None,
+                         elapsed_s=None, error_code="not_found", outputs=(),
+                         error_message=f"job {job_id} is not in the journal, and its folder {folder} has no "
+                                       "manifest.json (a job that did not finish, or a folder that is no job's); "
+                                       "its id stays taken: send a new job with a new id")
     outputs = tuple(OutputRecord(**{key: output[key] for key in OUTPUT_FIELDS})
                     for output in manifest.get("outputs", []) if all(key in output for key in OUTPUT_FIELDS))
     return JobRecord(job_id=job_id, op=str(manifest.get("op", "")), params=dict(manifest.get("params", {})),

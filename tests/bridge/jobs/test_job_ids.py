@@ -101,6 +101,9 @@ def test_a_folder_of_that_name_takes_the_id_even_without_a_journal_row_or_manife
     address, args = send_generate(daemon, "mine", "x")
     assert address == "/continuo/error" and args[1] == "id_conflict" and "no manifest" in args[2]
     assert (folder / "mix.wav").read_bytes() == b"a person's file" and daemon.engine.generated == 0
+    daemon.on_message("/continuo/get", ["mine"], SENDER)  # said as it is, not "done, 0 outputs"
+    address, args = daemon.sent.of("mine")[-1]
+    assert address == "/continuo/error" and args[1] == "not_found" and "no manifest.json" in args[2]
 
 
 def test_a_job_in_the_trash_keeps_its_id_and_get_says_where_its_files_went(daemon):
