@@ -498,3 +498,15 @@ def test_a_float_near_the_float32_maximum_is_refused_by_range_not_by_a_crash():
     """3.4025e38 fits a float32, but its 4-digit decimal (3.403e38) does not: tidying it must not overflow."""
     with pytest.raises(BadRequest, match="bpm"):
         SCHEMA.parse("/continuo/context", [3.4025001647762064e38, 4, 4, "C", 48000])
+
+
+def test_named_arguments_skip_optional_ones_without_shifting_the_rest():
+    """HTTP and ZeroMQ name arguments: naming a later optional one gives the earlier ones their defaults (before,
+    {"older_than_days": 30} for /continuo/prune landed in apply's place)."""
+    spec = SCHEMA.requests["/continuo/prune"]
+    values, unknown = spec.positional({"older_than_days": 30.0}, {})
+    assert values == [0, 30.0] and unknown == []
+    assert SCHEMA.parse("/continuo/prune", values).args == {"apply": 0, "older_than_days": 30.0, "keep_newest": 0,
+                                                            "max_total_gb": 0.0, "keep_used_days": 7.0}
+    assert spec.positional({"keep_used_days": 1.0, "apply": 1}, {})[0] == [1, 0.0, 0, 0.0, 1.0]
+    assert spec.positional({}, {})[0] == []

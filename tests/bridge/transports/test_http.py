@@ -234,6 +234,13 @@ def test_status_presets_models_and_requests(client, daemon):
     assert models["events"][0]["args"]["family"] == "musicgen" and models["events"][0]["args"]["adapters"] == 1
     assert "repaint" not in models["events"][0]["args"]["capabilities"].split(",")
     assert models["events"][1]["args"] == {"name": "tape"}
+    storage = status["events"][2]["args"]  # where renders live, their space and what is free
+    assert storage["output_root"] == daemon.output_root.as_posix() and storage["free_mb"] > 0
+    dry = client.post("/api/requests/prune", json={"older_than_days": 3650})  # the HTTP form of /continuo/prune
+    assert dry.status_code == 200 and [e["event"] for e in dry.json()["events"]][-2:] == ["trash/result", "storage"]
+    assert dry.json()["events"][-2]["args"]["action"] == "would_move"
+    refused = client.post("/api/requests/prune", json={"apply": 1})  # no rule: refused, nothing moved
+    assert refused.status_code == 400 and "say which renders" in refused.json()["error"]["message"]
     pong = client.post("/api/requests/ping", json={"seq": 5}).json()
     assert pong["events"] == [{"event": "pong", "args": {"seq": 5}}]
     context = client.post("/api/requests/context", json={"bpm": 90, "beats_per_bar": 3, "beat_unit": 4,
