@@ -68,16 +68,22 @@ def estimate_bytes(plan: RenderPlan) -> int:
 
 def free_bytes(folder: Path) -> int:
     """Bytes an unprivileged writer may still use on the disk holding folder (or its nearest existing parent)."""
+    return _usage(folder).free
+
+
+def _usage(folder: Path):
     while not folder.exists() and folder.parent != folder:
         folder = folder.parent
-    return shutil.disk_usage(folder).free
+    return shutil.disk_usage(folder)
 
 
 def check_room(output_root: Path, plan: RenderPlan, job_id: str) -> None:
-    """DiskFull when the job's estimate and the reserve do not fit in what is free under output_root."""
+    """DiskFull when the job's estimate and the reserve do not fit in what is free under output_root. A filesystem
+    that reports no size at all (some network and FUSE mounts) is not judged: the write itself will say."""
     need = estimate_bytes(plan) + DISK_RESERVE_BYTES
-    free = free_bytes(output_root)
-    if free < need:
+    usage = _usage(output_root)
+    free = usage.free
+    if usage.total > 0 and free < need:
         raise DiskFull(f"not enough free space for this render in {output_root}: it needs about "
                        f"{_mb(need)} (with {_mb(DISK_RESERVE_BYTES)} kept free for the journal) and "
                        f"{_mb(free)} is free; nothing was rendered: {FREE_SPACE_HINT}", job_id=job_id)

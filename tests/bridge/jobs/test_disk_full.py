@@ -231,3 +231,30 @@ def test_a_journal_that_cannot_record_the_end_does_not_stop_the_worker(make_daem
     assert address == "/continuo/done"
     assert daemon.journal.get("nojournal-1").status is JobStatus.RUNNING
     assert_next_job_runs(daemon)
+
+
+def test_the_estimate_grows_with_what_the_job_writes_and_a_sizeless_filesystem_is_not_judged(tmp_path, monkeypatch):
+    import collections
+
+    import bridge.jobs.storage as storage
+    from bridge.audio.presets import builtin_presets_dir, load_presets
+    from bridge.errors import DiskFull
+    from bridge.jobs.plan import build_plan
+
+    presets = load_presets([builtin_presets_dir()])
+
+    def plan(**params):
+        base = {"preset": "default", "prompt": "x", "bars": 8.0, "input_path": None, "settings": {}, "seed": 1,
+                "context": {"bpm": 120.0, "beats_per_bar": 4, "beat_unit": 4, "key": "", "sample_rate": 48000}}
+        return build_plan(params.pop("op", "generate"), {**base, **params}, presets, [tmp_path])
+
+    mix = storage.estimate_bytes(plan())
+    assert mix >= 16 * 48000 * 2 * 3  # 8 bars at 120 BPM, stereo, 24-bit: at least the mix itself
+    assert storage.estimate_bytes(plan(settings={"stems": "drums,bass"})) > mix
+    assert storage.estimate_bytes(plan(op="variations", count=4)) > mix
+    Usage = collections.namedtuple("Usage", "total used free")
+    monkeypatch.setattr(storage.shutil, "disk_usage", lambda _path: Usage(10**9, 10**9, mix))
+    with pytest.raises(DiskFull, match="not enough free space"):
+        storage.check_room(tmp_path, plan(), "j")
+    monkeypatch.setattr(storage.shutil, "disk_usage", lambda _path: Usage(0, 0, 0))  # a mount that reports nothing
+    storage.check_room(tmp_path, plan(), "j")
