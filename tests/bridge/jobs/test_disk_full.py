@@ -86,6 +86,15 @@ class DiskHog:
         self.filler.unlink()
 
 
+@pytest.fixture
+def hogged(small_disk, make_daemon_in_process):
+    """A daemon whose output root (journal included) is the small disk, and the DiskHog around its engine."""
+    hogs: list[DiskHog] = []
+    daemon = make_daemon_in_process(engine_loader=lambda settings: hogs.append(
+        DiskHog(load_model(settings), small_disk)) or hogs[-1], output_root=str(small_disk / "renders"))
+    return daemon, hogs[0]
+
+
 def job_folder_files(daemon, job_id: str) -> list[str]:
     folder = daemon.output_root / job_id
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
@@ -109,16 +118,8 @@ def assert_next_job_runs(daemon, job_id: str = "after-1") -> None:
     assert sf.info(str(mix)).frames > 0 and daemon.journal.get(job_id).status is JobStatus.DONE
 
 
-def test_disk_full_mid_render_fails_the_job_and_the_next_one_runs_once_space_is_freed(small_disk,
-                                                                                    make_daemon_in_process):
-    hog: DiskHog | None = None
-
-    def loader(settings):
-        nonlocal hog
-        hog = DiskHog(load_model(settings), small_disk)
-        return hog
-
-    daemon = make_daemon_in_process(engine_loader=loader, output_root=str(small_disk / "renders"))
+def test_disk_full_mid_render_fails_the_job_and_the_next_one_runs_once_space_is_freed(hogged):
+    daemon, hog = hogged
     address, args = generate(daemon, "full-1", "FILL the disk")
     assert address == "/continuo/error" and args[1] == "disk_full", args
     assert "full" in args[2] and "mix.wav" in args[2] and "continuo prune" in args[2]
@@ -131,15 +132,8 @@ def test_disk_full_mid_render_fails_the_job_and_the_next_one_runs_once_space_is_
     assert_next_job_runs(daemon)
 
 
-def test_a_render_that_cannot_fit_is_refused_before_the_model_runs(small_disk, make_daemon_in_process):
-    hog: DiskHog | None = None
-
-    def loader(settings):
-        nonlocal hog
-        hog = DiskHog(load_model(settings), small_disk)
-        return hog
-
-    daemon = make_daemon_in_process(engine_loader=loader, output_root=str(small_disk / "renders"))
+def test_a_render_that_cannot_fit_is_refused_before_the_model_runs(hogged):
+    daemon, hog = hogged
     hog.leave_bytes = DISK_RESERVE_BYTES // 2
     hog.fill()
     address, args = generate(daemon, "early-1", "plain")
