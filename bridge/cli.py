@@ -221,14 +221,14 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_send(args)
         if args.command == "model" and args.family == "ace-step":
-            from inference.tiny_acestep import build_tiny_acestep
+            from inference.acestep.tiny import build_tiny_acestep
 
             path = build_tiny_acestep(args.dir, seed=args.seed)
             print(f"tiny RANDOM ACE-Step pipeline written to {path}: SMOKE MODEL, it makes NOISE, NOT MUSIC "
                   "(for tests; serve it with --model)")
             return 0
         if args.command == "model":
-            from inference.tiny import build_tiny_musicgen
+            from inference.musicgen.tiny import build_tiny_musicgen
 
             path = build_tiny_musicgen(args.dir, seed=args.seed, channels=2 if args.stereo else 1, melody=args.melody)
             print(f"tiny RANDOM MusicGen checkpoint written to {path} (it makes noise, not music; for tests)")

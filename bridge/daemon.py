@@ -1,7 +1,8 @@
 """The daemon: startup -> run -> shutdown, and the OSC handlers.
 
-Receivers only parse, validate and enqueue; the model is touched by the worker
-thread alone. Handlers run on the OSC receive thread and must return quickly.
+Receivers only parse, validate and enqueue; the model is touched by the worker threads alone (one per job the
+engine takes at once), through the engine's own compute thread (inference/api.py:Engine). Handlers run on the
+OSC receive thread and must return quickly.
 """
 
 from __future__ import annotations
@@ -38,10 +39,9 @@ from bridge.transports.hub import Transports
 from bridge.transports.limits import RateLimiter
 from bridge.transports.peers import is_peer
 from inference.adapters import find_adapters
-from inference.api import Engine
-from inference.compute import ComputeThread
+from inference.api import Compute, Engine
 from inference.loading import load_engine, resolve_model
-from inference.memory import freeze_heap
+from inference.runtime.memory import freeze_heap
 
 log = logging.getLogger("continuo.daemon")
 
@@ -122,7 +122,6 @@ class Daemon:
         self.events = EventSink(self.schema, self.transports.send, resends=settings.ack_resends,
                                 resend_interval_s=settings.ack_interval_s)
         self.rate_limiter = RateLimiter(settings.max_messages_per_s)
-        self.shared_compute = ComputeThread()  # for an in-process engine without its own (ACE-Step, reference)
         self.compute = self.compute_for(self.engine)
         self.worker = self.new_worker(settings)
         # Jobs at once: our engine decodes up to max_batch together (continuous batching), a cluster engine
@@ -167,13 +166,11 @@ class Daemon:
         worker.compute = self.compute
         return worker
 
-    def compute_for(self, engine: Engine) -> ComputeThread | None:
-        """The thread that runs engine's torch calls and the workers' other torch work (stems): our engine's own
-        (its batch scheduler), else the daemon's shared one; None for a cluster engine (its replicas compute)."""
-        own = getattr(engine, "compute", None)
-        if own is not None:
-            return own
-        return None if self.settings.cluster else self.shared_compute
+    def compute_for(self, engine: Engine) -> Compute | None:
+        """The thread that runs engine's torch calls and the workers' other torch work (stems): the engine's own
+        (our engine's batch scheduler; the reference's and ACE-Step's); None for a cluster engine (its replicas
+        compute)."""
+        return engine.compute
 
     def load_on_compute(self, settings: Settings) -> Engine:
         """A model switch's load, on the compute thread (the main thread in `continuo serve`), like the first."""
@@ -182,7 +179,7 @@ class Daemon:
 
     def engine_serves(self) -> bool:
         """The engine decodes jobs together on its own compute thread (our engine's batch scheduler)."""
-        return getattr(self.engine, "compute", None) is not None
+        return self.engine.compute is not None and concurrent_jobs(self.engine) > 1
 
     def all_workers(self) -> list[Worker]:
         """The worker, and one more per extra replica of a cluster engine."""
@@ -250,9 +247,7 @@ class Daemon:
                 worker.join(self.settings.shutdown_timeout_s)
             if worker.is_alive():
                 log.warning("the running job did not stop within %.0f s; leaving it", self.settings.shutdown_timeout_s)
-        close = getattr(self.engine, "close", None)  # a cluster engine leaves (or stops) its cluster
-        if close is not None:
-            close()
+        self.engine.close()  # a cluster engine leaves (or stops) its cluster
         self.transports.stop()
         self.events.stop()
         self.retention.stop()
@@ -658,7 +653,7 @@ def load_model(settings: Settings) -> Engine:
 class ServingStop:
     """The stop of one compute thread's loop: the daemon stops, or a model switch installed another."""
 
-    def __init__(self, daemon: Daemon, compute: ComputeThread) -> None:
+    def __init__(self, daemon: Daemon, compute: Compute) -> None:
         self.daemon, self.compute = daemon, compute
 
     def is_set(self) -> bool:
@@ -668,7 +663,7 @@ class ServingStop:
 def concurrent_jobs(engine: Engine) -> int:
     """Jobs the engine runs at once: our engine's max_batch (1 when compiled); a cluster engine's replicas;
     1 for the others."""
-    return max(1, int(getattr(engine, "concurrent_jobs", 1)))
+    return max(1, int(engine.concurrent_jobs))
 
 
 def memory_gb() -> tuple[float, float]:

@@ -1,4 +1,5 @@
-"""The one thread that owns the model: takes jobs off the queue and runs each step.
+"""A worker thread: takes jobs off the queue and runs each step (the daemon runs one per job the engine takes at
+once; the engine's torch work runs on its own compute thread, inference/api.py:Engine.compute).
 
 Steps of a generate/continue job: plan -> (read the input's tail) -> generate ->
 render (resample, effects, loudness) -> write atomically -> journal -> announce.
@@ -36,10 +37,9 @@ from bridge.jobs.preview import PreviewWriter
 from bridge.jobs.queue import Job, JobQueue, JobStatus
 from bridge.jobs.song import render_cover, render_extract, render_layer, render_repaint, song_fields
 from bridge.jobs.storage import MANIFEST, check_room
-from inference.api import Engine, GenerationRequest
-from inference.compute import ComputeThread
+from inference.api import Compute, Engine, GenerationRequest
 from inference.errors import Cancelled, InferenceError
-from inference.stems import EXPORT_TYPICAL
+from inference.stems.separator import EXPORT_TYPICAL
 
 log = logging.getLogger("continuo.worker")
 
@@ -87,13 +87,13 @@ class Worker(threading.Thread):
         self.presets = presets
         self.input_roots = input_roots
         self.output_root = output_root
-        self.separator = separator  # () -> inference.stems.StemSeparator, loaded on first use
+        self.separator = separator  # () -> inference.stems.separator.StemSeparator, loaded on first use
         self.current: Job | None = None
         self.stopping = threading.Event()
         self.seconds_per_audio_s = 1.0  # measured; used for ETAs
         self.between_jobs: Callable[[], None] | None = None  # run before each job: a model switch's turn
         self.may_take: Callable[[], bool] | None = None  # whether a job may start now (the daemon's count)
-        self.compute: ComputeThread | None = None  # where torch runs (inference.compute); None: on this thread
+        self.compute: Compute | None = None  # where torch runs (the engine's compute thread); None: on this thread
         self.take_lock = threading.Lock()  # shared by the workers that count against one another
         self._lock = threading.Lock()
 
@@ -123,15 +123,13 @@ class Worker(threading.Thread):
                     self.current = None
 
     def on_compute(self, function: Callable[[], object]) -> object:
-        """function() on the compute thread (every torch call runs there: inference.compute), or here."""
+        """function() on the compute thread (every torch call runs there: inference/api.py:Compute), or here."""
         return function() if self.compute is None else self.compute.call(function)
 
     def engine_call(self, function: Callable[[], object]) -> object:
-        """function() with the engine: directly when the engine hands its torch work to its own compute thread
-        (ours: it must wait for its steps there, not run inside them), else as on_compute."""
-        if getattr(self.engine, "compute", None) is not None:
-            return function()
-        return self.on_compute(function)
+        """function() with the engine, here: every engine hands its torch work to its own compute thread (ours
+        must wait for its steps there, not run inside them), or has none (a cluster: its replicas compute)."""
+        return function()
 
     def stop(self) -> None:
         """Ask the running job to stop at its next step; the loop ends after it."""

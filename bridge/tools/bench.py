@@ -4,9 +4,9 @@ Suites:
 - ``daemon``: time from `continuo serve` to its ready line, and the wall time of
   one N-bar generate (request sent -> /continuo/done received) end to end.
 - ``engine``: decode speed of our own engine against transformers' generate, same run, random weights of
-  the real musicgen-small / -medium shapes (inference/benchmark.py); ``--quick``: small only, 2 s of audio.
+  the real musicgen-small / -medium shapes (inference/bench/musicgen.py); ``--quick``: small only, 2 s of audio.
   ``--family ace-step``: our AceStepEngine against diffusers' AceStepPipeline call, random weights of the real
-  1.5 turbo shapes, 10 s at 8 steps, seconds and peak memory per phase (inference/acestep_benchmark.py);
+  1.5 turbo shapes, 10 s at 8 steps, seconds and peak memory per phase (inference/bench/acestep.py);
   ``--quick``: the tiny pipeline, 2 s (a smoke test of the plumbing, no figure).
 - ``gpu``: the first-run GPU smoke (bridge/tools/bench_gpu.py); ``--dry-run`` runs its plan on the CPU.
 - ``throughput --cluster``: in process against 1 and 2 local Ray Serve replicas (bridge/tools/bench_cluster.py).
@@ -88,7 +88,7 @@ def bench_batching(args: argparse.Namespace) -> int:
     --shape, musicgen-small by default); --quick: 2 bars, up to 4 jobs."""
     import torch
 
-    from inference.throughput import run_throughput_suite
+    from inference.bench.throughput import run_throughput_suite
 
     if getattr(args, "threads", 0):
         torch.set_num_threads(args.threads)
@@ -105,13 +105,13 @@ def bench_batching(args: argparse.Namespace) -> int:
 def bench_engine(args: argparse.Namespace) -> int:
     import torch
 
-    from inference.benchmark import run_engine_suite
+    from inference.bench.musicgen import run_engine_suite
 
     threads = getattr(args, "threads", 0) or 0
     if threads:
         torch.set_num_threads(threads)
     if getattr(args, "family", "musicgen") == "ace-step":
-        from inference.acestep_benchmark import run_acestep_suite
+        from inference.bench.acestep import run_acestep_suite
 
         run_acestep_suite(quick=args.quick, duration_s=getattr(args, "seconds", None),
                           device=getattr(args, "device", None) or "auto",

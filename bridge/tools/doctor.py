@@ -64,7 +64,7 @@ def model_line(settings: Settings) -> str:
 def run_doctor(settings: Settings) -> int:
     import torch
 
-    from inference.device import describe_accelerations, describe_modes, pick_device
+    from inference.runtime.device import describe_accelerations, describe_modes, pick_device
 
     if settings.cluster and not settings.cluster.startswith("local:"):
         from bridge.cluster.spec import use_token_auth
@@ -78,8 +78,8 @@ def run_doctor(settings: Settings) -> int:
     print("engine modes (settings weights / kv_cache / attention / compile_decode):")
     for row in describe_modes(pick_device(settings.device)):
         print(f"  [{'yes' if row.usable else 'no '}] {row.name:<22} {row.reason}")
-    print("stems separation paths (inference/stems_paths.py; auto falls back to fp32 if a path fails):")
-    from inference.stems import describe_paths
+    print("stems separation paths (inference/stems/paths.py; auto falls back to fp32 if a path fails):")
+    from inference.stems.separator import describe_paths
 
     for row in describe_paths():
         print(f"  [{'yes' if row.usable else 'no '}] {row.name:<22} {row.reason}")

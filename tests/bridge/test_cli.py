@@ -45,7 +45,7 @@ def test_bench_engine_runs_the_engine_suite(monkeypatch, capsys):
         seen.update(kwargs)
         kwargs["emit"]({"suite": "engine", "backend": "engine"})
 
-    monkeypatch.setattr("inference.benchmark.run_engine_suite", fake_suite)
+    monkeypatch.setattr("inference.bench.musicgen.run_engine_suite", fake_suite)
     assert main(["bench", "engine", "--quick", "--seconds", "1.5", "--shape", "musicgen-small"]) == 0
     assert seen["quick"] and seen["duration_s"] == 1.5 and seen["shapes"] == ["musicgen-small"]
     assert '"backend": "engine"' in capsys.readouterr().out

@@ -15,7 +15,7 @@ import pytest
 
 from bridge.daemon import load_model
 from bridge.jobs.model_switch import SwitchOrder, UnloadedEngine, switch_order
-from inference.memory import freeze_heap, thaw_heap
+from inference.runtime.memory import freeze_heap, thaw_heap
 
 SENDER = ("127.0.0.1", 41000)
 
