@@ -25,10 +25,12 @@ from bridge.audio.stems import LazySeparator, separator_config
 from bridge.errors import BadRequest, BridgeError, Busy, NotFound
 from bridge.jobs.admission import admit
 from bridge.jobs.events import EventSink
+from bridge.jobs.job_ids import check_resend, check_same_model, files_gone, find_job
 from bridge.jobs.journal import JobRecord, Journal
 from bridge.jobs.model_switch import ModelSwitch, UnloadedEngine
 from bridge.jobs.queue import Destination, Job, JobQueue, JobStatus, Priority
 from bridge.jobs.retention import RetentionTimer, remove_partials
+from bridge.jobs.trash import Report, Rules, send_report, send_storage
 from bridge.jobs.worker import Worker
 from bridge.midi import MidiController, MidiMap, load_midi_maps, midi_map_dirs, mix_path, open_midi_input, pick_midi_map
 from bridge.protocol.schema import Request, Schema, load_schema
@@ -88,6 +90,8 @@ class Daemon:
         self.handlers.update(stems=self.on_job, reload_presets=self.on_reload_presets, variations=self.on_job)
         # ACE-Step edits (bridge/jobs/song.py)
         self.handlers.update(repaint=self.on_job, extract=self.on_job, layer=self.on_job, cover=self.on_job)
+        # freeing space, explicitly (bridge/jobs/trash.py)
+        self.handlers.update(prune=self.on_prune, trash_restore=self.on_trash_restore, trash_empty=self.on_trash_empty)
         self.midi_maps: dict[str, MidiMap] = {}
         self.midi_controller: MidiController | None = None  # with settings.midi: set by start_midi
         self.midi_port: Any = None  # the open mido input that feeds midi_controller
@@ -105,8 +109,8 @@ class Daemon:
         # Inline ZeroMQ inputs land here, and /continuo/welcome names it for clients that copy inputs in.
         self.inbox = inbox = next((r for r in self.input_roots if r.name == "inbox"),
                                   self.input_roots[0] / ".zmq-inbox")
-        self.retention = RetentionTimer(self.journal, self.output_root, max_age_s=settings.retention_age_s,
-                                        max_jobs=settings.retention_max_jobs, inbox=inbox)
+        self.retention = RetentionTimer(self.journal, self.output_root, settings, inbox=inbox,
+                                        in_use=self.inputs_in_use)
         self.retention.prune()
         self.presets: dict[str, Preset] = load_presets(self.preset_dirs())
         log.info("presets loaded: %s", ", ".join(sorted(self.presets)))
@@ -148,7 +152,9 @@ class Daemon:
         info = self.engine.info
         print(
             f"continuo ready: {self.transports.ready_text()} model={info.name} device={info.device} "
-            f"output_root={self.output_root} startup_s={time.monotonic() - started:.1f}",
+            f"output_root={self.output_root} renders=kept auto_trash="
+            f"{f'{settings.auto_trash_days:g}d' if settings.auto_trash_days else 'off'} "
+            f"startup_s={time.monotonic() - started:.1f}",
             flush=True,
         )
 
@@ -402,6 +408,12 @@ class Daemon:
     def active_job_ids(self) -> set[str]:
         return {job.job_id for job in self.queue.waiting()} | {job.job_id for job in self.running_jobs()}
 
+    def inputs_in_use(self) -> set[Path]:
+        """The input files queued and running jobs read: retention leaves those inbox copies alone."""
+        jobs = [*self.queue.waiting(), *self.running_jobs()] if hasattr(self, "queue") else []
+        return {Path(path) for job in jobs for path in (job.params.get("input_path"),
+                                                        job.params.get("settings", {}).get("melody")) if path}
+
     # -- handlers ---------------------------------------------------------------------------
     def on_hello(self, request: Request, sender: Destination) -> None:
         session = self.session(sender)
@@ -441,8 +453,9 @@ class Daemon:
         """
         session = self.session(sender)
         reply_to = reply_to or session.reply_to
-        existing = self.journal.get(job_id)
-        if existing is not None:
+        existing = find_job(self.journal, self.output_root, job_id)
+        if existing is not None:  # a resend is told where its job is; another request gets id_conflict
+            check_resend(existing, op, args, settings, session.context)
             self.report_existing(existing, reply_to)
             return
         admitted = admit(op, job_id, args, settings, context=session.context, presets=self.presets,
@@ -468,8 +481,13 @@ class Daemon:
         return seconds * self.worker.seconds_per_audio_s / concurrent_jobs(self.engine)
 
     def report_existing(self, record: JobRecord, reply_to: Destination) -> None:
-        """A resent job id never renders twice: report where the first one is."""
+        """A resent job id never renders twice: report where the first one is (or where its files went)."""
         if record.status.terminal:
+            self.journal.mark_used(record.job_id)  # fetched: a prune leaves it alone for a while
+            gone = files_gone(record, self.output_root)
+            if gone is not None:
+                self.events.error(reply_to, record.job_id, "not_found", gone, replay=True)
+                return
             self.events.replay(reply_to, record)
             return
         waiting = [job.job_id for job in self.queue.waiting()]
@@ -503,9 +521,10 @@ class Daemon:
 
     def on_get(self, request: Request, sender: Destination) -> None:
         reply_to = self.session(sender).reply_to
-        record = self.journal.get(request.job_id)
+        record = find_job(self.journal, self.output_root, request.job_id)
         if record is None:
-            raise NotFound(f"no job {request.job_id!r} in the journal", job_id=request.job_id)
+            raise NotFound(f"no job {request.job_id!r} in the journal or under {self.output_root}",
+                           job_id=request.job_id)
         self.report_existing(record, reply_to)
 
     def on_ack(self, request: Request, sender: Destination) -> None:
@@ -525,6 +544,31 @@ class Daemon:
         self.events.emit(reply_to, "/continuo/limits", s.max_queue, float(s.max_bars), s.max_variations,
                          s.max_input_bytes, float(s.max_input_s), float(s.max_messages_per_s),
                          float(self.worker.seconds_per_audio_s))
+        self.send_storage(reply_to)
+
+    def send_storage(self, reply_to: Destination) -> None:
+        send_storage(self.events, reply_to, self.retention.space, output_root=self.output_root,
+                     auto_trash_days=self.settings.auto_trash_days)
+
+    def on_prune(self, request: Request, sender: Destination) -> None:
+        """/continuo/prune: select finished jobs and (apply 1) move them to the trash (bridge/jobs/trash.py)."""
+        a = request.args
+        rules = Rules(older_than_days=a["older_than_days"], keep_newest=a["keep_newest"],
+                      max_total_gb=a["max_total_gb"], keep_used_days=a["keep_used_days"])
+        self.answer_trash(sender, self.retention.trash.prune(rules, apply=bool(a["apply"]),
+                                                             active=self.active_job_ids()))
+
+    def on_trash_restore(self, request: Request, sender: Destination) -> None:
+        self.answer_trash(sender, self.retention.trash.restore(request.args["job_id"]))
+
+    def on_trash_empty(self, request: Request, sender: Destination) -> None:
+        self.answer_trash(sender, self.retention.trash.empty(apply=bool(request.args["apply"])))
+
+    def answer_trash(self, sender: Destination, report: Report) -> None:
+        reply_to = self.session(sender).reply_to
+        send_report(self.events, reply_to, report)
+        self.retention.measure()
+        self.send_storage(reply_to)
 
     def on_presets(self, request: Request, sender: Destination) -> None:
         reply_to = self.session(sender).reply_to
@@ -570,8 +614,9 @@ class Daemon:
         """/continuo/model/load NAME [JOB_ID]: switch the served model between jobs (bridge/jobs/model_switch.py)."""
         reply_to = self.session(sender).reply_to
         name, job_id = request.args["name"].strip(), request.args["job_id"] or ""
-        existing = self.journal.get(job_id) if job_id else None
+        existing = find_job(self.journal, self.output_root, job_id) if job_id else None
         if existing is not None:
+            check_same_model(existing, name)
             self.report_existing(existing, reply_to)
             return
         if self.settings.cluster:

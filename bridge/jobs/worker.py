@@ -17,11 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge.audio.files import daw_file_name, link_or_copy_atomic, read_audio, write_wav_atomic
+from bridge.audio.files import (
+    daw_file_name,
+    disk_error,
+    link_or_copy_atomic,
+    read_audio,
+    write_bytes_atomic,
+    write_wav_atomic,
+)
 from bridge.audio.presets import Preset
 from bridge.audio.render import LOOP_CROSSFADE_S, map_channels, measured, render_mix, resample
 from bridge.audio.stems import input_stems, stem_outputs
-from bridge.errors import BridgeError, Busy, ReplicaLost
+from bridge.errors import BridgeError, Busy, IoError, ReplicaLost
 from bridge.jobs.admission import check_model
 from bridge.jobs.events import EventSink
 from bridge.jobs.journal import Journal, OutputRecord
@@ -29,6 +36,7 @@ from bridge.jobs.plan import RenderPlan, build_plan
 from bridge.jobs.preview import PreviewWriter
 from bridge.jobs.queue import Job, JobQueue, JobStatus
 from bridge.jobs.song import render_cover, render_extract, render_layer, render_repaint, song_fields
+from bridge.jobs.storage import MANIFEST, check_room
 from inference.api import Compute, Engine, GenerationRequest
 from inference.errors import Cancelled, InferenceError
 from inference.stems.separator import EXPORT_TYPICAL
@@ -148,6 +156,7 @@ class Worker(threading.Thread):
         try:
             plan = build_plan(job.op, job.params, self.presets(), self.input_roots)
             check_model(plan, self.engine.info, job.job_id)  # the model may have been switched since admission
+            check_room(self.output_root, plan, job.job_id)  # a render that cannot fit fails now, not when written
             outputs = self.render(job, plan)
         except (Cancelled, Interrupted):
             if self.stopping.is_set():
@@ -161,6 +170,10 @@ class Worker(threading.Thread):
         except (BridgeError, InferenceError) as exc:
             self.fail(job, exc.code, getattr(exc, "message", str(exc)))
             return
+        except OSError as exc:  # a write outside bridge.audio.files (a folder, a copy): what the disk said
+            error = disk_error(exc, Path(exc.filename or self.output_root / job.job_id))
+            self.fail(job, error.code, error.message)
+            return
         except Exception as exc:  # a bug must not kill the worker: report it and go on
             log.exception("job=%s failed unexpectedly", job.job_id)
             self.fail(job, "model_error", f"internal error: {type(exc).__name__}: {exc}")
@@ -169,15 +182,25 @@ class Worker(threading.Thread):
             self.events.emit(job.reply_to, "/continuo/slot", job.job_id, job.slot, outputs[0].path)
         elapsed = time.monotonic() - started
         self.seconds_per_audio_s = 0.7 * self.seconds_per_audio_s + 0.3 * elapsed / max(plan.duration_s, 0.1)
-        self.journal.finish(job.job_id, JobStatus.DONE, seed=plan.seed, elapsed_s=elapsed)
+        self.journal_end(job, JobStatus.DONE, seed=plan.seed, elapsed_s=elapsed)
         self.events.done(job.reply_to, job.job_id, len(outputs), plan.seed, elapsed)
         log.info("job=%s done outputs=%d seed=%d elapsed_s=%.2f", job.job_id, len(outputs), plan.seed, elapsed)
 
     def fail(self, job: Job, code: str, message: str) -> None:
         status = {"cancelled": JobStatus.CANCELLED, "interrupted": JobStatus.INTERRUPTED}.get(code, JobStatus.FAILED)
-        self.journal.finish(job.job_id, status, error_code=code, error_message=message)
+        self.journal_end(job, status, error_code=code, error_message=message)
         self.events.error(job.reply_to, job.job_id, code, message)
         log.info("job=%s %s: %s", job.job_id, code, message)
+
+    def journal_end(self, job: Job, status: JobStatus, **details) -> None:
+        """The job's end in the journal. A journal that cannot be written (its disk is full) loses only this
+        row's update: the client still gets its terminal event, the worker goes on, and the row, still
+        `running`, becomes `interrupted` at the next start (SQLite keeps the file itself consistent)."""
+        try:
+            self.journal.finish(job.job_id, status, **details)
+        except IoError as exc:
+            log.error("job=%s could not journal its end (%s): %s; it stays `running` there until the next start "
+                      "marks it interrupted", job.job_id, status.value, exc.message)
 
     def requeue_lost(self, job: Job, exc: ReplicaLost) -> None:
         """A cluster replica died mid-take: Serve restarts it; the job runs again, once, on a healthy replica.
@@ -398,12 +421,12 @@ class Worker(threading.Thread):
             "input_path": plan.input_path.as_posix() if plan.input_path else None,
             "model": {"name": info.name, "source": info.source_kind, "smoke_model": info.is_random},
             "outputs": [{**o.__dict__, "daw_path": self.daw_path(job, plan, o).as_posix()} for o in outputs],
+            # the request as journalled: /continuo/get and a resent id find the job here once the journal has
+            # forgotten it (bridge/jobs/retention.py)
+            "params": job.params,
         }
         if plan.op == "variations":
             manifest["variation_seeds"] = {f"variation-{i + 1}": plan.seed + i for i in range(plan.count)}
         if info.is_random:
             manifest["warning"] = "rendered by a tiny RANDOM smoke model: this is noise, not music"
-        path = self.output_root / job.job_id / "manifest.json"
-        tmp = path.with_name(".manifest.json.partial")
-        tmp.write_text(json.dumps(manifest, indent=2))
-        tmp.replace(path)
+        write_bytes_atomic(self.output_root / job.job_id / MANIFEST, json.dumps(manifest, indent=2).encode())

@@ -59,7 +59,7 @@ def test_out_of_memory_fails_the_job_with_a_hint_and_the_next_job_runs(daemon):
 def test_status_is_followed_by_the_limits(daemon):
     daemon.on_message("/continuo/status", [], SENDER)
     names = [address for address, _ in daemon.sent]
-    assert names == ["/continuo/status", "/continuo/limits"]
+    assert names == ["/continuo/status", "/continuo/limits", "/continuo/storage"]
     limits = daemon.sent[1][1]
     assert limits[:3] == [16, 64.0, 3] and limits[5] == 20.0
 
