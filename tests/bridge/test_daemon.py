@@ -198,6 +198,8 @@ def test_serve_runs_every_torch_call_on_the_serving_thread(make_daemon_in_proces
         real = daemon.engine.codec.decode
         daemon.engine.codec.decode = lambda *args, **kwargs: (seen.append(threading.get_ident()), real(*args,
                                                                                                       **kwargs))[1]
+    # frozen by startup, before the ready line: a client that bursts on "ready" meets no full collection
+    assert gc.get_freeze_count() > 0
     main = threading.Thread(target=daemon.run, name="stands-for-main")
     main.start()
     for index in range(2):
@@ -207,7 +209,7 @@ def test_serve_runs_every_torch_call_on_the_serving_thread(make_daemon_in_proces
     threads = seen if own_compute else daemon.engine.threads
     assert threads and set(threads) == {main.ident}, "torch ran on a worker's thread"
     assert main.ident not in {worker.ident for worker in daemon.workers}
-    assert gc.get_freeze_count() > 0  # serving froze the heap: no full collection stalls a step or the sockets
+    assert gc.get_freeze_count() > 0  # still frozen while serving: no full collection stalls a step or the sockets
     daemon.request_stop()
     main.join(30)
     assert not main.is_alive()
