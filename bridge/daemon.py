@@ -26,13 +26,14 @@ from bridge.errors import BadRequest, BridgeError, Busy, NotFound
 from bridge.jobs.admission import admit
 from bridge.jobs.events import EventSink
 from bridge.jobs.job_ids import check_resend, check_same_model, files_gone, find_job
-from bridge.jobs.journal import JobRecord, Journal
+from bridge.jobs.journal import JobRecord, Journal, JournalReads
 from bridge.jobs.model_switch import ModelSwitch, UnloadedEngine
-from bridge.jobs.queue import Destination, Job, JobQueue, JobStatus, Priority
+from bridge.jobs.queue import Job, JobQueue, JobStatus, Priority
 from bridge.jobs.retention import RetentionTimer, remove_partials
 from bridge.jobs.trash import Report, Rules, send_report, send_storage
 from bridge.jobs.worker import Worker
 from bridge.midi import MidiController, MidiMap, load_midi_maps, midi_map_dirs, mix_path, open_midi_input, pick_midi_map
+from bridge.protocol.destinations import Destination
 from bridge.protocol.schema import Request, Schema, load_schema
 from bridge.settings import Settings
 from bridge.transports.hub import Transports
@@ -118,7 +119,8 @@ class Daemon:
         self.engine = self._engine_loader(settings)
         self.model_spec = settings.model  # what the served engine was loaded from (a switch changes both)
         self.queue = JobQueue(settings.max_queue, on_superseded=self.on_superseded)
-        self.transports = Transports(settings, self.on_message, inbox=inbox, journal=self.journal, about=self.about)
+        self.transports = Transports(settings, self.on_message, inbox=inbox, jobs=JournalReads(self.journal),
+                                     about=self.about)
         self.events = EventSink(self.schema, self.transports.send, resends=settings.ack_resends,
                                 resend_interval_s=settings.ack_interval_s)
         self.rate_limiter = RateLimiter(settings.max_messages_per_s)

@@ -28,7 +28,8 @@ from enum import Enum
 from bridge.errors import BadRequest, Busy
 from bridge.jobs.events import EventSink
 from bridge.jobs.journal import Journal
-from bridge.jobs.queue import Destination, JobQueue, JobStatus
+from bridge.jobs.queue import JobQueue, JobStatus
+from bridge.protocol.destinations import Destination
 from bridge.settings import Settings
 from inference.api import Engine, GeneratedAudio, ModelInfo
 from inference.errors import InferenceError

@@ -34,8 +34,8 @@ from pathlib import Path
 from bridge.errors import BadRequest, NotFound
 from bridge.jobs.events import EventSink
 from bridge.jobs.journal import Journal
-from bridge.jobs.queue import Destination
 from bridge.jobs.storage import MANIFEST, TRASH_DIR, Space, folder_bytes, measure
+from bridge.protocol.destinations import Destination
 from bridge.protocol.schema import load_schema
 
 log = logging.getLogger("continuo.trash")

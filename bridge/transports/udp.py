@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Collection
 
 from bridge.errors import BadRequest
-from bridge.jobs.queue import Destination
+from bridge.protocol.destinations import Destination
 from bridge.protocol.schema import Event, Schema, load_schema, parse_datagram
 from bridge.transports.sockets import bind_socket, bound_address, deliver
 

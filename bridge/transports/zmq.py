@@ -33,8 +33,8 @@ import numpy as np
 import soundfile as sf
 import zmq
 
+from bridge.audio.inbox import write_owned
 from bridge.errors import BridgeError
-from bridge.jobs.inbox import write_owned
 from bridge.protocol.schema import Event, Schema, load_schema
 from bridge.protocol.zmq_frames import (
     MAX_FRAMES,

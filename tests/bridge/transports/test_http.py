@@ -267,7 +267,7 @@ def test_every_error_code_has_its_status(tmp_path, code):
         server.send(sender, SCHEMA.check_event("/continuo/error", args[0], code, f"scripted {code}"))
 
     settings = load_settings({"http_port": "0", "output_root": str(tmp_path / "renders")}, environ={})
-    server = HttpServer(settings, on_message, inbox=tmp_path / "inbox", journal=None)
+    server = HttpServer(settings, on_message, inbox=tmp_path / "inbox")
     server.start()
     try:
         reply = httpx.post(server.url + "api/jobs", json={"op": "generate", "job_id": "x", "preset": "default",
@@ -367,7 +367,7 @@ def test_bad_uploads_are_refused(client, daemon, name, body, status, words):
 def test_upload_size_and_length_limits(tmp_path):
     settings = load_settings({"http_port": "0", "output_root": str(tmp_path / "renders"), "max_input_bytes": "50000",
                               "max_input_s": "0.5"}, environ={})
-    server = HttpServer(settings, lambda *a: None, inbox=tmp_path / "inbox", journal=None)
+    server = HttpServer(settings, lambda *a: None, inbox=tmp_path / "inbox")
     server.start()
     try:
         big = httpx.post(server.url + "api/inputs", content=b"\0" * 60000)
@@ -460,7 +460,7 @@ def test_bearer_token(tmp_path):
     token_file.write_text("s3cret-token-0123456789\n")
     settings = load_settings({"http_port": "0", "http_token_file": str(token_file),
                               "output_root": str(tmp_path / "renders")}, environ={})
-    server = HttpServer(settings, lambda *a: None, inbox=None, journal=None)
+    server = HttpServer(settings, lambda *a: None, inbox=None)
     server.start()
     try:
         url = server.url
@@ -477,7 +477,7 @@ def test_bearer_token(tmp_path):
         server.stop()
     token_file.write_text("short")
     with pytest.raises(RuntimeError, match="16 or more"):
-        HttpServer(settings, lambda *a: None, inbox=None, journal=None)
+        HttpServer(settings, lambda *a: None, inbox=None)
 
 
 def test_http_off_and_the_ready_line(tiny_model_dir, tmp_path, capsys):
@@ -500,18 +500,18 @@ def test_continuo_keys_writes_a_usable_token(tmp_path):
     assert oct(made["http_token"].stat().st_mode)[-3:] == "600"
     settings = load_settings({"http_host": "0.0.0.0", "http_port": "0", "http_token_file": str(made["http_token"]),
                               "output_root": str(tmp_path / "renders")}, environ={})
-    server = HttpServer(settings, lambda *a: None, inbox=None, journal=None)
+    server = HttpServer(settings, lambda *a: None, inbox=None)
     assert server._token == token
     assert make_keys(tmp_path / "keys", client="other")["http_token"].read_text().strip() == token  # kept
 
 
 def test_a_taken_port_names_the_setting(tmp_path):
     first = HttpServer(load_settings({"http_port": "0", "output_root": str(tmp_path / "r")}, environ={}),
-                       lambda *a: None, inbox=None, journal=None)
+                       lambda *a: None, inbox=None)
     first.start()
     try:
         taken = load_settings({"http_port": str(first.address[1]), "output_root": str(tmp_path / "r")}, environ={})
         with pytest.raises(RuntimeError, match="--http-port"):
-            HttpServer(taken, lambda *a: None, inbox=None, journal=None).start()
+            HttpServer(taken, lambda *a: None, inbox=None).start()
     finally:
         first.stop()
