@@ -8,9 +8,11 @@ import time
 
 import pytest
 
-from bridge.daemon import load_model
+from bridge.daemon import Daemon, load_model
+from bridge.jobs.worker import RENDERERS
 from inference.errors import OutOfMemory
 from inference.runtime.compute import ComputeThread, runs_on_compute
+from tests.daemons import daemon_settings
 
 SENDER = ("127.0.0.1", 41000)
 
@@ -54,6 +56,13 @@ def test_out_of_memory_fails_the_job_with_a_hint_and_the_next_job_runs(daemon):
     daemon.on_message("/continuo/generate", ["oom-2", "default", "x", 0.5], SENDER)
     assert daemon.sent.wait_terminal("oom-2")[0] == "/continuo/done"
     assert daemon.journal.get("oom-1").error_code == "out_of_memory"
+
+
+def test_every_op_the_daemon_queues_has_a_renderer(tiny_model_dir, tmp_path):
+    """The worker's op table (bridge/jobs/worker.py:RENDERERS) and the ops the handlers queue are one set: a new
+    job request needs its renderer, and a renderer no request reaches is dead."""
+    daemon = Daemon(daemon_settings(tiny_model_dir, tmp_path))  # not started: the handler table alone
+    assert {op for op, handler in daemon.handlers.items() if handler == daemon.on_job} == set(RENDERERS)
 
 
 def test_status_is_followed_by_the_limits(daemon):
