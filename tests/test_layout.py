@@ -23,6 +23,7 @@ WINGS = (
     ("bridge.jobs",),
     ("bridge.cluster",),  # the engine as Ray Serve replicas (imports no job module); the daemon picks it
     ("bridge.clients",),
+    ("bridge.sessions",),  # what the daemon knows of each client: its reply address, musical context, jobs
     ("bridge.midi",),
     ("bridge.daemon",),
     ("bridge.tools",),

@@ -51,7 +51,7 @@ class ClusterEngine:
     """Engine (inference/api.py) whose takes run on Serve replicas; `concurrent_jobs` workers may use it at once."""
 
     info: ModelInfo
-    concurrent_jobs: int  # the daemon runs this many workers (bridge/daemon.py:concurrent_jobs): one per replica
+    concurrent_jobs: int  # the daemon runs this many workers (bridge/jobs/pool.py:concurrent_jobs): one per replica
     compute = None  # its replicas run the torch; a take runs on the calling worker, waiting on the stream
 
     def __init__(self, handle: Any, model_id: str, info: ModelInfo, *, concurrent_jobs: int,

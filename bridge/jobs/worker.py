@@ -76,7 +76,15 @@ class Worker(threading.Thread):
         output_root: Path,
         separator: Callable[[], object] | None = None,
         live_only: bool = False,
+        compute: Compute | None = None,
+        may_take: Callable[[], bool] | None = None,
+        between_jobs: Callable[[], None] | None = None,
+        take_lock: threading.Lock | None = None,
     ) -> None:
+        """The hooks come from the pool (bridge/jobs/pool.py): compute, where torch runs (the engine's compute
+        thread; None: on this thread); may_take, whether a job may start now (None: always); between_jobs, run
+        before each job (a model switch's turn); take_lock, shared by the workers that count against one another
+        (None: one of its own)."""
         super().__init__(name="continuo-live-worker" if live_only else "continuo-worker", daemon=True)
         self.live_only = live_only  # takes live jobs only: one never waits behind a batch of others
         self.queue = queue
@@ -91,16 +99,16 @@ class Worker(threading.Thread):
         self.current: Job | None = None
         self.stopping = threading.Event()
         self.seconds_per_audio_s = 1.0  # measured; used for ETAs
-        self.between_jobs: Callable[[], None] | None = None  # run before each job: a model switch's turn
-        self.may_take: Callable[[], bool] | None = None  # whether a job may start now (the daemon's count)
-        self.compute: Compute | None = None  # where torch runs (the engine's compute thread); None: on this thread
-        self.take_lock = threading.Lock()  # shared by the workers that count against one another
+        self.compute = compute
+        self.may_take = may_take
+        self.between_jobs = between_jobs
+        self.take_lock = take_lock or threading.Lock()
         self._lock = threading.Lock()
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
-        """Jobs one at a time until stopping is set or the queue closes (the daemon runs one worker thread per
-        job the engine takes at once)."""
+        """Jobs one at a time until stopping is set or the queue closes (the pool runs one worker thread per job
+        the engine takes at once)."""
         while not self.stopping.is_set():
             if self.between_jobs is not None:
                 self.between_jobs()

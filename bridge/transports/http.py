@@ -10,7 +10,7 @@ with Last-Event-ID gets what it missed from an in-memory ring, or a `reset` even
 to reload the journal's history (GET /api/jobs) when the ring has moved on or the daemon restarted.
 
 uvicorn runs its own event loop on its own thread (never the main thread that decodes);
-events from the worker thread reach it through `call_soon_threadsafe`. Every HTTP client of
+events from the worker threads reach it through `call_soon_threadsafe`. Every HTTP client of
 one host is one daemon client: Peer(host, 0, "http", "http").
 
 Security: a loopback bind takes only loopback Host headers (DNS rebinding) and needs no

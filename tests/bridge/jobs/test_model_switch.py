@@ -180,7 +180,7 @@ def test_release_first_when_the_new_model_does_not_fit_and_the_old_comes_back_on
     address, args = daemon.sent.wait_terminal("rf-bad")
     assert args[1] == "model_error" and f"still serving {name}" in args[2], args
     assert daemon.engine.info.name == name and not isinstance(daemon.engine, UnloadedEngine)
-    assert daemon.engine is not first and daemon.worker.engine is daemon.engine  # released, then loaded again
+    assert daemon.engine is not first and daemon.pool.workers[0].engine is daemon.engine  # released, then loaded again
     send(daemon, "/continuo/generate", "after-rf", "default", "x", 0.5)
     done(daemon, "after-rf")
     send(daemon, "/continuo/model/load", str(tiny_stereo_model_dir), "rf-ok")
@@ -188,7 +188,7 @@ def test_release_first_when_the_new_model_does_not_fit_and_the_old_comes_back_on
     assert isinstance(loader.engine_while_gated, UnloadedEngine)  # the old engine was released before the load
     loader.gate.set()
     done(daemon, "rf-ok")
-    assert daemon.engine.info.channels == 2 and daemon.worker.engine is daemon.engine
+    assert daemon.engine.info.channels == 2 and daemon.pool.workers[0].engine is daemon.engine
 
 
 def test_a_switch_job_cancelled_before_it_starts_keeps_the_old_model(make_daemon_in_process, tiny_acestep_dir):

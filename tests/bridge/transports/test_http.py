@@ -193,17 +193,17 @@ def test_get_and_cancel_errors(client):
 
 
 def test_cancel_a_queued_job(client, daemon):
-    daemon.worker.stopping.clear()
+    daemon.pool.workers[0].stopping.clear()
     started = threading.Event()
     release = threading.Event()
-    original = daemon.worker.run_job
+    original = daemon.pool.workers[0].run_job
 
     def slow(job):  # hold the worker so the next job waits in the queue
         started.set()
         release.wait(30)
         return original(job)
 
-    daemon.worker.run_job = slow
+    daemon.pool.workers[0].run_job = slow
     try:
         first = {"op": "generate", "job_id": "h-hold", "preset": "default", "prompt": "", "bars": 1}
         assert client.post("/api/jobs", json=first).status_code == 202
@@ -214,7 +214,7 @@ def test_cancel_a_queued_job(client, daemon):
         assert reply.status_code == 200, reply.text
         assert reply.json()["events"][0]["args"]["code"] == "cancelled"
     finally:
-        daemon.worker.run_job = original
+        daemon.pool.workers[0].run_job = original
         release.set()
     assert wait_job(client, "h-cancel")["job"]["status"] == "cancelled"
     wait_job(client, "h-hold")
