@@ -1,8 +1,5 @@
-"""What a song model (ACE-Step) gets beyond MusicGen's request, and the edits of given audio it renders.
-
-``song_fields``: the plan's lyrics, vocal language and instrumental flag, its LoRA adapter (name, the path
-admission found, weight), and the session's tempo, metre and key as the model's metadata (bpm, timesignature,
-keyscale). A MusicGen engine ignores the metadata and refuses the rest by capability.
+"""The edits of given audio a song model (ACE-Step) renders; what it gets beyond MusicGen's request is the plan's
+(bridge/jobs/plan.py:song_fields).
 
 The renderers (the worker's op table picks them; each gets a bridge/jobs/job_context.py:JobContext):
 ``render_repaint``: /continuo/repaint, the model regenerates the range, the render chain (resample, effects,
@@ -16,7 +13,6 @@ lego), alone and mixed with it; ``render_cover``: /continuo/cover, the input res
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from bridge.audio.prompts import load_prompt
@@ -24,31 +20,12 @@ from bridge.audio.render import RenderedAudio, measured, render_mix
 from bridge.audio.splice import SEAM_CROSSFADE_S, match_level, splice_range
 from bridge.jobs.job_context import JobContext
 from bridge.jobs.journal import OutputRecord
-from bridge.jobs.plan import RenderPlan
-from inference.api import AudioEdit, GenerationRequest, LoraAdapter
+from bridge.jobs.plan import RenderPlan, song_fields
+from inference.api import AudioEdit, GenerationRequest
 
 log = logging.getLogger("continuo.worker")
 
-KEY_PATTERN = re.compile(r"^([A-Ga-g])([#b]?)\s*(major|minor|maj|min|m)?$")
 OUTPUT_CHANNELS = 2  # render_mix's default: every output is stereo
-
-
-def keyscale(key: str) -> str:
-    """The session key as ACE-Step writes it: "Bbm" -> "Bb minor", "F#" -> "F# major", "" -> ""."""
-    match = KEY_PATTERN.match(key.strip())
-    if not match:
-        return ""
-    root, accidental, mode = match.groups()
-    return f"{root.upper()}{accidental} {'minor' if mode in ('minor', 'min', 'm') else 'major'}"
-
-
-def song_fields(plan: RenderPlan) -> dict[str, Any]:
-    """GenerationRequest fields from the plan's song settings and its musical context."""
-    context = plan.context
-    adapter = LoraAdapter(plan.lora, plan.lora_path, plan.lora_weight) if plan.lora_path is not None else None
-    return {"lyrics": plan.lyrics, "vocal_language": plan.vocal_language, "instrumental": plan.instrumental,
-            "bpm": float(context.bpm), "keyscale": keyscale(context.key),
-            "timesignature": str(context.beats_per_bar), "adapter": adapter}
 
 
 def render_repaint(ctx: JobContext, plan: RenderPlan) -> list[OutputRecord]:

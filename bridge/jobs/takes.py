@@ -18,8 +18,7 @@ from bridge.audio.render import LOOP_CROSSFADE_S, measured, render_mix
 from bridge.audio.stems import input_stems, stem_outputs
 from bridge.jobs.job_context import JobContext
 from bridge.jobs.journal import OutputRecord
-from bridge.jobs.plan import RenderPlan
-from bridge.jobs.song import song_fields
+from bridge.jobs.plan import RenderPlan, song_fields
 from inference.api import GenerationRequest
 
 log = logging.getLogger("continuo.worker")
