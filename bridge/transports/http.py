@@ -18,7 +18,16 @@ token; any other bind needs `http_token_file` (settings refuse to start without 
 `Authorization: Bearer` (or once as /?token=... for the page, which sets a cookie). A request
 that changes something and carries a foreign Origin is refused (CSRF); no CORS headers are
 ever sent. Job ids and file names come from the schema's patterns, and a file is served only
-when the journal names it and it lies under the output root.
+when the journal names it and it lies under the output root (preview chunks by pattern), with Range.
+Uploads stream into `<inbox>/.web-*.partial` (counted against max_input_bytes), are checked
+(readable audio, max_input_s, finite) and renamed, marked as Continuo's copies (bridge/audio/inbox.py).
+Job records are read through the daemon (`JobRecords`), never from the journal itself.
+
+Why SSE and not a WebSocket: one direction is all events need, EventSource reconnects and resumes by
+itself, and nothing else is needed on either side. Why Starlette and not FastAPI: the API is generated
+from osc_schema/ (bridge/protocol/openapi.py), not from Python types, so FastAPI's model layer would be
+a second schema. The page is plain HTML/CSS/JS in the package (static/: no build step, no CDN), under a
+strict Content-Security-Policy.
 """
 
 from __future__ import annotations
