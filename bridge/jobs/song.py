@@ -32,7 +32,7 @@ def render_repaint(ctx: JobContext, plan: RenderPlan) -> list[OutputRecord]:
     """Regenerate plan.range_beats of the input; the rest of the clip is the input's own samples."""
     assert plan.input_path is not None and plan.range_beats is not None
     ctx.progress("loading", 0.0)
-    info = ctx.engine.info
+    info, fields = ctx.engine.info, song_fields(plan)
     original = load_prompt(plan.input_path, sample_rate=plan.context.sample_rate, channels=OUTPUT_CHANNELS,
                            frames=plan.frames).audio
     source = load_prompt(plan.input_path, sample_rate=info.sample_rate, channels=info.channels)
@@ -40,9 +40,8 @@ def render_repaint(ctx: JobContext, plan: RenderPlan) -> list[OutputRecord]:
     start_s, end_s = plan.context.seconds_for_beats(start_beat), plan.context.seconds_for_beats(end_beat)
     ctx.progress("loading", 1.0)
     request = GenerationRequest(
-        prompt=plan.prompt, duration_s=source.seconds, seed=plan.seed,
-        guidance_scale=plan.preset.guidance_scale, **song_fields(plan),
-        edit=AudioEdit("repaint", source.audio, start_s=start_s, end_s=min(end_s, source.seconds)),
+        prompt=plan.prompt, duration_s=source.seconds, seed=plan.seed, guidance_scale=plan.preset.guidance_scale,
+        **fields, edit=AudioEdit("repaint", source.audio, start_s=start_s, end_s=min(end_s, source.seconds)),
     )
     generated = ctx.generate(request)
     ctx.progress("effects", 0.0)
@@ -90,13 +89,12 @@ def render_edit(ctx: JobContext, plan: RenderPlan, *, task: str, **edit: Any) ->
     session rate: the input's own length, so the take lines up with the clip bar for bar."""
     assert plan.input_path is not None
     ctx.progress("loading", 0.0)
-    info = ctx.engine.info
+    info, fields = ctx.engine.info, song_fields(plan)
     source = load_prompt(plan.input_path, sample_rate=info.sample_rate, channels=info.channels)
     ctx.progress("loading", 1.0)
     request = GenerationRequest(
-        prompt=plan.prompt, duration_s=source.seconds, seed=plan.seed,
-        guidance_scale=plan.preset.guidance_scale, **song_fields(plan),
-        edit=AudioEdit(task, source.audio, track=plan.track, **edit),
+        prompt=plan.prompt, duration_s=source.seconds, seed=plan.seed, guidance_scale=plan.preset.guidance_scale,
+        **fields, edit=AudioEdit(task, source.audio, track=plan.track, **edit),
     )
     generated = ctx.generate(request)
     ctx.progress("effects", 0.0)

@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+from anyio import open_file  # noqa: F401  see below
 
 from bridge.daemon import Daemon
 from bridge.errors import ConfigError
@@ -25,6 +26,11 @@ from bridge.protocol.schema import load_schema
 from bridge.settings import load_settings
 from bridge.transports.http import HttpServer
 from tests.daemons import daemon_settings
+
+# anyio imports open_file lazily, on the first download: on uvicorn's thread, where pytest (anyio is one of its
+# plugins, so its modules are rewritten) parses the module while other threads run. Python 3.11's AST builder then
+# failed now and again ("SystemError: AST constructor recursion depth mismatch"): a download that ended without its
+# body, in full runs only. Imported above, on the main thread, before any server starts.
 
 SCHEMA = load_schema()
 
