@@ -47,13 +47,14 @@ class Outputs:
     def write_output(self, job: Job, plan: RenderPlan, name: str, rendered: RenderedAudio, *,
                      bars: float) -> OutputRecord:
         path = self.output_root / job.job_id / f"{name}.wav"
-        write_wav_atomic(path, rendered.audio, rendered.sample_rate, bit_depth=plan.preset.bit_depth)
         record = OutputRecord(
             name=name, path=path.as_posix(), sample_rate=rendered.sample_rate, channels=rendered.audio.shape[0],
             seconds=rendered.audio.shape[1] / rendered.sample_rate, bars=bars, lufs=rendered.lufs,
             peak_db=rendered.peak_db,
         )
-        link_or_copy_atomic(path, daw_path(job, plan, record))  # before the event: both names are there
+        daw = daw_path(job, plan, record)
+        write_wav_atomic(path, rendered.audio, rendered.sample_rate, bit_depth=plan.preset.bit_depth)
+        link_or_copy_atomic(path, daw)  # before the event: both names are there
         self.journal.add_output(job.job_id, record)
         self.events.output(job.reply_to, job.job_id, record)
         log.info("job=%s output name=%s path=%s lufs=%.1f peak_db=%.1f", job.job_id, name, record.path,
