@@ -429,8 +429,8 @@ def announce_loaded(engine: Engine, source: ModelSource, how: str, started: floa
 
 
 def trim_heap() -> None:
-    """Collect what loading left behind and hand freed heap back to the system (glibc), so the daemon's
-    resident size is what it uses, not its peak while loading."""
+    """Collect, and hand freed heap back to the system (glibc), so the daemon's resident size is what it uses, not
+    its peak: after loading, and after each job (its transient peak: a stems separation's activations)."""
     import ctypes
     import gc
 
