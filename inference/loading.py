@@ -428,13 +428,16 @@ def announce_loaded(engine: Engine, source: ModelSource, how: str, started: floa
     return engine
 
 
-def trim_heap() -> None:
-    """Collect, and hand freed heap back to the system (glibc), so the daemon's resident size is what it uses, not
-    its peak: after loading, and after each job (its transient peak: a stems separation's activations)."""
+def trim_heap(*, collect: bool = True) -> None:
+    """Collect (unless ``collect`` is False), and hand freed heap back to the system (glibc), so the daemon's
+    resident size is what it uses, not its peak: after loading, and after each job (its transient peak: a stems
+    separation's activations). A worker's trim after a job does not collect: a full collection of an unfrozen heap
+    stops every thread for 0.1-0.5 s, and the collector frees per-job garbage on its own."""
     import ctypes
     import gc
 
-    gc.collect()
+    if collect:
+        gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc (macOS, musl): the allocator keeps its own counsel

@@ -122,7 +122,7 @@ class Worker(threading.Thread):
         free heap (the separation's activations), 40-50 ms of malloc_trim hands it back, and the next separation
         runs as fast (docs/benchmarks.md, "Soak")."""
         started = time.monotonic()
-        trim_heap()
+        trim_heap(collect=False)
         log.debug("job=%s heap trimmed in %.1f ms", job.job_id, 1000 * (time.monotonic() - started))
 
     def on_compute(self, function: Callable[[], object]) -> object:
