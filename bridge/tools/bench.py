@@ -136,26 +136,28 @@ def bench_soak(args: argparse.Namespace) -> int:
     Exit status 1 when RSS grew past the target."""
     from bridge.tools.bench_soak import bench_soak as run_soak
 
-    jobs = args.jobs or (30 if args.quick else 200)
-    show = SoakProgress(jobs)
+    jobs = args.jobs or (1_000_000 if args.duration_s > 0 else 30 if args.quick else 200)  # --duration-s bounds it
+    show = SoakProgress(None if args.duration_s > 0 else jobs)
     try:
         result = run_soak(jobs=jobs, duration_s=args.duration_s, warmup_jobs=args.warmup_jobs, model=args.model,
                           progress=show)
     finally:
         show.close()
     print(json.dumps(result), flush=True)
-    print(f"bench soak: RSS {result['rss_start_mb']:.0f} -> {result['rss_middle_mb']:.0f} -> "
-          f"{result['rss_end_mb']:.0f} MB after warm-up ({result['growth_pct']:+.1f} %, target "
+    middle = result["rss_middle_mb"]
+    print(f"bench soak: RSS {result['rss_start_mb']:.0f} -> {'-' if middle is None else f'{middle:.0f}'} -> "
+          f"{result['rss_end_mb']:.0f} MB idle after warm-up ({result['growth_pct']:+.1f} %, target "
           f"{result['target_growth_pct']} %): {'passed' if result['passed'] else 'FAILED'}; {result['jobs']} jobs, "
           f"{sum(result['failed'].values())} failed", file=sys.stderr, flush=True)
     return 0 if result["passed"] else 1
 
 
 class SoakProgress:
-    """progress(done, total, rss_mb): a tqdm bar on a terminal, else a line every tenth of the jobs."""
+    """progress(done, total, rss_mb): a tqdm bar on a terminal, else a line every tenth of the jobs (total None:
+    a run bounded by time, a line every 20 jobs)."""
 
-    def __init__(self, total: int) -> None:
-        self.bar = None
+    def __init__(self, total: int | None) -> None:
+        self.total, self.bar = total, None
         if sys.stderr.isatty():
             from tqdm import tqdm
 
@@ -165,8 +167,8 @@ class SoakProgress:
         if self.bar is not None:
             self.bar.update(done - self.bar.n)
             self.bar.set_postfix_str(f"RSS {rss_mb:.0f} MB")
-        elif done % max(1, total // 10) == 0 or done == total:
-            print(f"bench soak: {done}/{total} jobs, RSS {rss_mb:.0f} MB", file=sys.stderr, flush=True)
+        elif done % (max(1, self.total // 10) if self.total else 20) == 0 or done == self.total:
+            print(f"bench soak: {done}/{self.total or '-'} jobs, RSS {rss_mb:.0f} MB", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -11,11 +11,12 @@ between jobs, polls like its front end does: status, get, the history.
 The daemon's resident memory (VmRSS, and RssAnon: the heap without the mapped files) is sampled every second and
 after every job. Warm-up is the first ``warmup_jobs`` jobs (by default a fifth, and at least one of every kind
 from every client): what loads once (the separator, code paths, the decode caches at their largest batch) loads
-then. The result is one JSON line: RSS when warm-up ends (``rss_start_mb``), halfway through the rest
-(``rss_middle_mb``) and at the end, once the last job's files and acks settled (``rss_end_mb``); each is the
-lowest sample in a window around that moment (what the daemon keeps, not the activations of the jobs running at
-that instant; ``rss_peak_mb`` is the highest). Then the growth in % and per 100 jobs, jobs done and failed by
-kind, and ``passed``: growth within ``TARGET_GROWTH`` (10 %). A target lives in this benchmark, not in a timed test.
+then. Three times the soak lets the daemon go quiet (no new job until every job out has ended, then 2 s): after
+warm-up, halfway through the rest and at the end; RSS then is what the daemon keeps, not the activations of the
+jobs running at that instant, so the three compare like with like. The result is one JSON line: those three
+(``rss_start_mb``, ``rss_middle_mb``, ``rss_end_mb``), the peak and the mean while jobs ran, the growth in % (end
+over start) and per 100 jobs, jobs done and failed by kind, and ``passed``: growth within ``TARGET_GROWTH``
+(10 %). A target lives in this benchmark, not in a timed test.
 
 Where memory goes when it grows: docs/benchmarks.md, "Soak", has the causes found with it and how they were found.
 """
@@ -51,7 +52,7 @@ CLIENTS = ("osc_udp", "osc_tcp", "zmq", "http", "cli")
 INPUT_SECONDS, INPUT_RATE = 2.0, 48000
 JOB_TIMEOUT_S = 600.0  # one short job on a shared 2-core machine, queued behind the others
 SAMPLE_INTERVAL_S = 1.0
-WINDOW_S = 10.0  # each RSS figure is the lowest sample in a window this long at least (see growth_figures)
+SETTLE_S = 2.0  # at a quiet checkpoint, the wait after the last job's end before RSS is read
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -76,35 +77,64 @@ class Sample:
 
 
 class Tally:
-    """Hands out job numbers until ``jobs`` are out or the deadline passes; counts the ends. Thread-safe."""
+    """Hands out job numbers until ``jobs`` are out or the deadline passes, and counts the ends. With a warm-up it
+    pauses twice: after handing out job ``warmup_jobs`` and halfway through the rest (by count; with a deadline, by
+    time), no job goes out until every job out has ended; then ``on_quiet(label)`` runs ("start", "middle") and
+    handing goes on. Thread-safe."""
 
-    def __init__(self, jobs: int, deadline: float | None, on_done: Callable[[int], None]) -> None:
+    def __init__(self, jobs: int, deadline: float | None, on_done: Callable[[int], None], *, warmup_jobs: int = 0,
+                 on_quiet: Callable[[str], None] | None = None) -> None:
         self.jobs, self.deadline, self.on_done = jobs, deadline, on_done
+        self.warmup_jobs, self.on_quiet = warmup_jobs, on_quiet
+        paused = warmup_jobs > 0 and deadline is None  # no warm-up: no quiet checkpoints
+        self.middle_job = warmup_jobs + (jobs - warmup_jobs) // 2 if paused else None
+        self.middle_time: float | None = None  # with a deadline: set when warm-up ends
         self.handed = 0
         self.done = 0
+        self.pause: str | None = None  # the quiet checkpoint being waited for
+        self.quiet: list[str] = []  # the checkpoints reached
         self.by_kind: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()  # "<kind>:<error code>"
         self.client_errors: list[str] = []
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
 
     def take(self) -> int | None:
-        with self._lock:
-            if self.handed >= self.jobs or (self.deadline is not None and time.monotonic() > self.deadline):
+        with self._cond:
+            while self.pause is not None:
+                self._cond.wait()
+            now = time.monotonic()
+            if self.handed >= self.jobs or (self.deadline is not None and now > self.deadline):
                 return None
             self.handed += 1
+            if self.handed == self.warmup_jobs > 0:
+                self.pause = "start"
+            elif "middle" not in self.quiet and self.handed > self.warmup_jobs and (
+                    self.handed == self.middle_job or (self.middle_time is not None and now >= self.middle_time)):
+                self.pause = "middle"
             return self.handed
 
     def finish(self, kind: str, error_code: str = "") -> None:
-        with self._lock:
+        with self._cond:
             self.done += 1
             self.by_kind[kind] += 1
             if error_code:
                 self.failed[f"{kind}:{error_code}"] += 1
             done = self.done
+            quiet = self.pause if self.pause is not None and done == self.handed else None
         self.on_done(done)
+        if quiet is None:
+            return
+        if self.on_quiet is not None:
+            self.on_quiet(quiet)
+        with self._cond:
+            self.quiet.append(quiet)
+            if quiet == "start" and self.deadline is not None:
+                self.middle_time = time.monotonic() + (self.deadline - time.monotonic()) / 2
+            self.pause = None
+            self._cond.notify_all()
 
     def client_error(self, client: str, error: BaseException) -> None:
-        with self._lock:
+        with self._cond:
             self.client_errors.append(f"{client}: {type(error).__name__}: {str(error)[:200]}")
 
 
@@ -435,34 +465,26 @@ def served_model(daemon: DaemonProcess) -> str:
     return found[1] if found else "?"
 
 
-def growth_figures(samples: list[Sample], warmup_jobs: int) -> dict[str, Any]:
-    """RSS when warm-up ended, halfway (in time) through the rest, and at the end, each the lowest sample of a window
-    (a tenth of the measured time, at least WINDOW_S) so that it is what the daemon keeps, not what the jobs
-    running at that instant hold; growth in % (end over start) and per 100 jobs (least squares over the
-    samples after warm-up); the peak."""
-    if not samples:
-        raise RuntimeError("no RSS sample was taken: the daemon ended before the soak began")
-    after = [s for s in samples if s.jobs_done >= warmup_jobs] or samples[-1:]
-    first, last = after[0].t_s, after[-1].t_s
-    window_s = max(WINDOW_S, (last - first) / 10)
-
-    def floor(centre_s: float) -> Sample:
-        low, high = max(first, centre_s - window_s / 2), min(last, centre_s + window_s / 2)
-        return min((s for s in after if low <= s.t_s <= high), key=lambda s: s.rss_mb)
-
-    start, middle, end = floor(first), floor((first + last) / 2), floor(last)
+def growth_figures(samples: list[Sample], quiet: dict[str, Sample]) -> dict[str, Any]:
+    """RSS with no job running (the quiet samples: after warm-up, halfway, at the end), the growth end over start in
+    % and in MB per 100 jobs, the peak and the mean while jobs ran after warm-up."""
+    if "start" not in quiet or "end" not in quiet:
+        raise RuntimeError(f"the soak ended before its quiet samples after warm-up and at the end ({sorted(quiet)})")
+    start, end = quiet["start"], quiet["end"]
+    middle = quiet.get("middle")
     growth = (end.rss_mb - start.rss_mb) / start.rss_mb
-    jobs = np.array([s.jobs_done for s in after], dtype=float)
-    slope = float(np.polyfit(jobs, [s.rss_mb for s in after], 1)[0]) if np.ptp(jobs) > 0 else 0.0
-    return {
-        "rss_ready_mb": round(samples[0].rss_mb, 1), "rss_start_mb": round(start.rss_mb, 1),
-        "rss_middle_mb": round(middle.rss_mb, 1), "rss_end_mb": round(end.rss_mb, 1),
+    after = [s for s in samples if s.t_s >= start.t_s]
+    per_job = (end.rss_mb - start.rss_mb) / max(1, end.jobs_done - start.jobs_done)
+    figures = {"rss_ready_mb": round(samples[0].rss_mb, 1)}
+    for name, sample in (("start", start), ("middle", middle), ("end", end)):
+        figures[f"rss_{name}_mb"] = None if sample is None else round(sample.rss_mb, 1)
+        figures[f"anon_{name}_mb"] = None if sample is None else round(sample.anon_mb, 1)
+        figures[f"jobs_at_{name}"] = None if sample is None else sample.jobs_done
+    return figures | {
         "rss_peak_mb": round(max(s.rss_mb for s in samples), 1),
-        "anon_start_mb": round(start.anon_mb, 1), "anon_middle_mb": round(middle.anon_mb, 1),
-        "anon_end_mb": round(end.anon_mb, 1),
-        "growth_pct": round(100 * growth, 1), "growth_mb_per_100_jobs": round(100 * slope, 1),
-        "jobs_at_start": start.jobs_done, "jobs_at_middle": middle.jobs_done, "jobs_at_end": end.jobs_done,
-        "window_s": round(window_s, 1), "passed": growth <= TARGET_GROWTH,
+        "rss_busy_mean_mb": round(float(np.mean([s.rss_mb for s in after])), 1),
+        "growth_pct": round(100 * growth, 1), "growth_mb_per_100_jobs": round(100 * per_job, 1),
+        "passed": growth <= TARGET_GROWTH,
     }
 
 
@@ -472,7 +494,8 @@ def bench_soak(*, jobs: int = 200, duration_s: float = 0.0, warmup_jobs: int = 0
                keep_dir: Path | None = None) -> dict[str, Any]:
     """Run the soak; the result as one JSON-ready dict. duration_s > 0 stops handing out jobs after that long.
     progress(jobs_done, jobs, rss_mb) after each job ends."""
-    warmup_jobs = warmup_jobs or max(len(clients) * len(KINDS), jobs // 5)
+    if not warmup_jobs:  # a fifth of the jobs, or with a deadline (jobs then only a cap) twice every kind per client
+        warmup_jobs = max(len(clients) * len(KINDS), jobs // 5) if duration_s <= 0 else 2 * len(clients) * len(KINDS)
     if warmup_jobs >= jobs:
         raise ValueError(f"{jobs} jobs leave nothing after a warm-up of {warmup_jobs}; ask for more --jobs")
     load_before = os.getloadavg()[0]
@@ -503,7 +526,14 @@ def run_clients(daemon: DaemonProcess, root: Path, *, jobs: int, duration_s: flo
         if progress is not None:
             progress(done, jobs, sample.rss_mb if sample else 0.0)
 
-    tally = Tally(jobs, started + duration_s if duration_s > 0 else None, on_done)
+    quiet: dict[str, Sample] = {}
+
+    def on_quiet(label: str) -> None:  # no job runs now: let the last one's acks, downloads and trim settle
+        time.sleep(SETTLE_S)
+        quiet[label] = sampler.sample()
+
+    tally = Tally(jobs, started + duration_s if duration_s > 0 else None, on_done, warmup_jobs=warmup_jobs,
+                  on_quiet=on_quiet)
     sampler = RssSampler(pid, tally)
     sampler.sample()
     sampler.start()
@@ -513,8 +543,7 @@ def run_clients(daemon: DaemonProcess, root: Path, *, jobs: int, duration_s: flo
         thread.start()
     for thread in threads:
         thread.join()
-    time.sleep(2 * SAMPLE_INTERVAL_S)  # the last job's events, acks and files settle
-    sampler.sample()
+    on_quiet("end")
     sampler.stop()
     for client in made:
         client.close()
@@ -525,6 +554,6 @@ def run_clients(daemon: DaemonProcess, root: Path, *, jobs: int, duration_s: flo
         "suite": "soak", "jobs": tally.done, "jobs_asked": jobs, "warmup_jobs": warmup_jobs,
         "clients": list(clients), "by_kind": dict(tally.by_kind), "failed": dict(tally.failed),
         "client_errors": tally.client_errors[:20], "wall_s": round(wall_s, 1),
-        "target_growth_pct": round(100 * TARGET_GROWTH), **growth_figures(sampler.samples, warmup_jobs),
+        "target_growth_pct": round(100 * TARGET_GROWTH), **growth_figures(sampler.samples, quiet),
         "samples": [[round(s.t_s, 1), s.jobs_done, round(s.rss_mb, 1)] for s in sampler.samples[::10]],
     }
