@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from inference.runtime.quantize import Int8Linear, cpu_int8_engine, linears
+from inference.runtime.quantize import Bf16Linear, Int8Linear, cpu_int8_engine, linears, onednn_bf16_available
 
 log = logging.getLogger("continuo.inference")
 
@@ -82,31 +82,6 @@ def kind_available(kind: str) -> bool:
     from inference.runtime.kernels import int8_linear_op
 
     return int8_linear_op() is not None
-
-
-def onednn_bf16_available() -> bool:
-    ops = torch.ops.mkldnn
-    return (torch.backends.mkldnn.is_available() and hasattr(ops, "_linear_pointwise")
-            and hasattr(ops, "_reorder_linear_weight") and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-class Bf16Linear(nn.Module):
-    """bf16 weights reordered once for oneDNN (AMX where the CPU has it); fp32 activations in and out."""
-
-    def __init__(self, linear: nn.Linear, rows_hint: int = ROWS):
-        super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        weight = linear.weight.detach().to(torch.bfloat16)
-        self.register_buffer("packed", torch.ops.mkldnn._reorder_linear_weight(weight, max(rows_hint, 1)),
-                             persistent=False)
-        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float(), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), self.packed, None, "none", [], "").float()
-        return out if self.bias is None else out + self.bias
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
 @contextmanager

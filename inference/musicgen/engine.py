@@ -53,6 +53,7 @@ from inference.api import (
 )
 from inference.errors import Cancelled, InferenceError
 from inference.musicgen.batching import BatchScheduler, Ticket
+from inference.musicgen.calibration import calibrate, calibration_inputs
 from inference.musicgen.checkpoint import describe_model, hop_length, is_melody_config
 from inference.musicgen.decode import (
     Sampler,
@@ -62,9 +63,10 @@ from inference.musicgen.decode import (
     generate_codes,
     pattern_length,
     teacher_forced_logits,
+    teacher_forced_steps,
     undelay,
 )
-from inference.musicgen.kv_cache import DEFAULT_MU, KVCacheMode, build_cache_factory
+from inference.musicgen.kv_cache import DEFAULT_MU, LOSSY_CACHES, KVCacheMode, build_cache_factory
 from inference.musicgen.model import ATTENTION_BACKENDS, ModelArgs, MusicGenDecoder, Prefix, build_decoder
 from inference.musicgen.streaming import ChunkStreamer
 from inference.runtime.memory import release_memory
@@ -102,6 +104,10 @@ class EngineOptions:
     crossfade_s: float = 0.01  # streaming: raised-cosine crossfade at each seam
     max_output_s: float = 300.0  # longest output per request (windowed)
     max_batch: int = 4  # jobs decoded together at most (continuous batching); 1: one job at a time
+    # Lossy CPU modes are equalised at load and, when auto chose them, measured against fp32 within a budget
+    # (inference/musicgen/calibration.py). False: as before calibration existed (no equalisation, no gate, the LM
+    # heads int8 too): the quality benchmark's "before" rows.
+    calibrate: bool = True
 
 
 def plan_windows(prompt_frames: int, total_frames: int, window: int, keep: int) -> list[tuple[int, int]]:
@@ -212,8 +218,10 @@ class MusicGenEngine(RequestChecks):
         with torch.inference_mode():
             return self.decode(request, prompt_audio, prompt_frames + frames, seeds or [request.seed], on_step)
 
-    def teacher_forced_logits(self, request: GenerationRequest, codes: torch.Tensor) -> torch.Tensor:
-        """Guided logits (B, K, L-1, V) over the delayed sequence of codes (B, K, frames): for quality checks."""
+    def teacher_forced_logits(self, request: GenerationRequest, codes: torch.Tensor, *,
+                              stepwise: bool = False) -> torch.Tensor:
+        """Guided logits (B, K, L-1, V) over the delayed sequence of codes (B, K, frames): for quality checks.
+        stepwise: one decode step per position (decode.teacher_forced_steps), else one prefill of them all."""
         self.refuse_unsupported(request)
         cfg = request.guidance_scale if request.guidance_scale > 1 else None
         batch, _, frames = codes.shape
@@ -224,7 +232,8 @@ class MusicGenEngine(RequestChecks):
                 pattern = build_delay_pattern(codes.to(self.device), frames, self.args.audio_channels,
                                               self.args.pad_id)
                 self.ensure_caches(batch * (2 if cfg else 1), pattern.shape[2] + prefix_length(memory))
-                return teacher_forced_logits(self.decoder, pattern, memory, Sampler(cfg, 0.0, 0, 0.0, None))
+                forced = teacher_forced_steps if stepwise else teacher_forced_logits
+                return forced(self.decoder, pattern, memory, Sampler(cfg, 0.0, 0, 0.0, None))
 
         return self.scheduler.call(logits)
 
@@ -530,9 +539,10 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
     device = torch.device(device)
     if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)  # flash-attn, bitsandbytes and the probes use the current device
-    weights = resolve_weight_mode(WeightMode.parse(options.weights), device)
+    asked_weights, asked_cache = WeightMode.parse(options.weights), KVCacheMode.parse(options.kv_cache)
+    weights = resolve_weight_mode(asked_weights, device)
     attention = resolve_attention(options.attention, device, compile=options.compile)
-    kv_cache = resolve_kv_cache(KVCacheMode.parse(options.kv_cache), weights, attention)
+    kv_cache = resolve_kv_cache(asked_cache, weights, attention)
     check_compile(options, weights, attention)
     config = model.config
     melody = is_melody_config(config)
@@ -542,18 +552,32 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
                                     melody=config if melody else None)
     hf_state = {name: tensor.detach().float() for name, tensor in model.state_dict().items()  # no copy in fp32
                 if name.startswith(("decoder.", "enc_to_dec_proj.", "audio_enc_to_dec_proj."))}
-    decoder = apply_weight_mode_(build_decoder(args, hf_state), weights, device)
-    decoder.set_attention_backend(attention)
+    decoder = build_decoder(args, hf_state)
     text_encoder = model.text_encoder.to(device=device, dtype=torch.float32).eval()
     codec = model.audio_encoder.to(device=device, dtype=torch.float32).eval()
+    calibration = None
+    if options.calibrate and device.type == "cpu" and (weights is WeightMode.INT8 or kv_cache in LOSSY_CACHES):
+        inputs = calibration_inputs(text_encoder, tokenizer, codec, args, hop=hop_length(config), device=device,
+                                    sample_rate=config.audio_encoder.sampling_rate)
+        decoder, calibration = calibrate(decoder, inputs, weights=weights, kv_cache=kv_cache,
+                                         gate_weights=asked_weights is WeightMode.AUTO and weights is WeightMode.INT8,
+                                         gate_cache=asked_cache is KVCacheMode.AUTO and kv_cache in LOSSY_CACHES)
+        weights, kv_cache = WeightMode(calibration.weights), KVCacheMode(calibration.kv_cache)
+        log.info("engine calibration %s", calibration.summary() + "".join(f"; {d}" for d in calibration.decisions))
+    if weights is not WeightMode.INT8 or calibration is None:  # calibrate returns int8 weights already swapped
+        decoder = apply_weight_mode_(decoder, weights, device, keep=None if options.calibrate else {})
+    decoder.set_attention_backend(attention)
     for module in (decoder, text_encoder, codec):
         own_memory_(module)
     if device.type == "cuda":
         release_memory()  # what loading staged on the GPU goes back before the first request
     parameters = sum(p.numel() for p in text_encoder.parameters()) + sum(p.numel() for p in codec.parameters())
     parameters += sum(p.numel() for p in build_param_counter(args))
+    modes = {"weights": weights.value, "kv_cache": kv_cache.value, "attention": attention,
+             "calibration": None if calibration is None else calibration.as_dict()}
     info = describe_model(config, name=name, source_kind=source_kind, is_random=is_random, device=str(device),
-                          parameters=parameters, capabilities=ENGINE_CAPABILITIES, max_output_s=options.max_output_s)
+                          parameters=parameters, capabilities=ENGINE_CAPABILITIES, max_output_s=options.max_output_s,
+                          modes=modes)
     hop = hop_length(config)
     log.info("engine: %s weights (%.1f MB), %s kv cache, %s attention on %s", weights.value,
              weight_bytes(decoder) / 2**20, kv_cache.value, attention, device)

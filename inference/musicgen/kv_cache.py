@@ -48,6 +48,7 @@ class KVCacheMode(str, Enum):
 
 
 DTYPES = {KVCacheMode.FP32: torch.float32, KVCacheMode.FP16: torch.float16, KVCacheMode.BF16: torch.bfloat16}
+LOSSY_CACHES = (KVCacheMode.INT8, KVCacheMode.MULAW8)  # calibrated at load on the CPU (musicgen/calibration.py)
 WRITE_OP_DTYPES = (torch.float32, torch.bfloat16, torch.int8)  # what inference/runtime/csrc's cache_write stores
 DEFAULT_MU = 64.0
 
