@@ -81,24 +81,35 @@ class Calibration:
     kv_cache: str
     equalized: bool
     gated: bool  # False: the modes were named, not chosen by auto (measured nothing)
+    budget: str = ""
     floor: Fidelity | None = None
     measured: dict[str, Fidelity] = field(default_factory=dict)
     decisions: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    reused: bool = False  # the gate's decision is an earlier load's, saved for this checkpoint and machine
 
     def summary(self) -> str:
         figures = ", ".join(f"{name}: KL {f.kl:.2e}, agreement {f.agreement:.3f}" for name, f in self.measured.items())
         floor = f"bf16 floor KL {self.floor.kl:.2e}; " if self.floor is not None else ""
-        how = "calibrated" if self.gated else "named"
+        how = ("reused calibration" if self.reused else "calibrated") if self.gated else "named"
         return (f"{how}: weights {self.weights}, kv_cache {self.kv_cache} ({floor}{figures or 'no gate'}; "
                 f"{'equalised' if self.equalized else 'not equalised'}; {self.seconds:.1f} s)")
 
     def as_dict(self) -> dict:
         return {"weights": self.weights, "kv_cache": self.kv_cache, "equalized": self.equalized,
-                "gated": self.gated, "budget": BUDGET.describe() if self.gated else None,
+                "gated": self.gated, "budget": self.budget if self.gated else None,
                 "floor": self.floor.row() if self.floor else None,
                 "measured": {name: f.row() for name, f in self.measured.items()}, "decisions": list(self.decisions),
-                "seconds": round(self.seconds, 2)}
+                "seconds": round(self.seconds, 2), "reused": self.reused, "summary": self.summary()}
+
+    @classmethod
+    def from_dict(cls, record: dict) -> Calibration:
+        """A saved decision (as_dict) as a Calibration, marked reused."""
+        floor = record.get("floor")
+        return cls(weights=record["weights"], kv_cache=record["kv_cache"], equalized=True, gated=True,
+                   budget=record.get("budget") or "", floor=Fidelity(**floor) if floor else None,
+                   measured={name: Fidelity(**row) for name, row in record.get("measured", {}).items()},
+                   decisions=list(record.get("decisions", [])), reused=True)
 
 
 @dataclass
@@ -266,16 +277,23 @@ def variant(decoder: MusicGenDecoder, kind: str) -> MusicGenDecoder:
 
 
 def calibrate(decoder: MusicGenDecoder, inputs: CalibrationInputs, *, weights: WeightMode, kv_cache: KVCacheMode,
-              gate_weights: bool, gate_cache: bool, budget: Budget = BUDGET) -> tuple[MusicGenDecoder, Calibration]:
+              gate_weights: bool, gate_cache: bool, budget: Budget | None = None, decided: dict | None = None,
+              ) -> tuple[MusicGenDecoder, Calibration]:
     """decoder (fp32, on the CPU) equalised for the lossy modes, and the decoder to serve: int8 weights as
     Int8Linear (heads bf16), fp32 as it is. A mode chosen by auto (gate_*) is measured first and falls back to
-    fp32 beyond the budget. Returns (decoder, what was done)."""
-    started = time.monotonic()
+    fp32 beyond the budget; decided: an earlier load's decision (Calibration.as_dict, inference/runtime/plans.py),
+    taken instead of measuring. Returns (decoder, what was done)."""
+    started, budget = time.monotonic(), budget or BUDGET
     with recording(decoder) as stats:
         reference = forced_logits(decoder, inputs, KVCacheMode.FP32)
     equalize_(decoder, stats)
+    if decided is not None and (gate_weights or gate_cache):
+        result = Calibration.from_dict(decided)
+        served = variant(decoder, "int8") if result.weights == WeightMode.INT8.value else None
+        result.seconds = time.monotonic() - started
+        return (served if served is not None else decoder), result
     result = Calibration(weights=weights.value, kv_cache=kv_cache.value, equalized=True,
-                         gated=gate_weights or gate_cache)
+                         gated=gate_weights or gate_cache, budget=budget.describe())
     lossy_cache = kv_cache if kv_cache in (KVCacheMode.INT8, KVCacheMode.MULAW8) else None
     served = variant(decoder, "int8") if weights is WeightMode.INT8 else None
     if result.gated:

@@ -38,6 +38,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -70,6 +71,7 @@ from inference.musicgen.kv_cache import DEFAULT_MU, LOSSY_CACHES, KVCacheMode, b
 from inference.musicgen.model import ATTENTION_BACKENDS, ModelArgs, MusicGenDecoder, Prefix, build_decoder
 from inference.musicgen.streaming import ChunkStreamer
 from inference.runtime.memory import release_memory
+from inference.runtime.plans import PlanKey, checkpoint_fingerprint, load_plan, save_plan
 from inference.runtime.progress import ProgressReporter
 from inference.runtime.quantize import (
     WeightMode,
@@ -529,10 +531,12 @@ def compile_step(options: EngineOptions, device: torch.device) -> StaticStep:
 
 def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOptions(),
                          device: str | torch.device = "cpu", name: str = "musicgen", source_kind: str = "local",
-                         is_random: bool = False, chroma_extractor=None) -> MusicGenEngine:
+                         is_random: bool = False, chroma_extractor=None,
+                         checkpoint: Path | None = None) -> MusicGenEngine:
     """Build our engine from a loaded Musicgen(Melody)ForConditionalGeneration (decoder weights mapped by name).
 
-    Melody checkpoints need chroma_extractor (their processor's MusicgenMelodyFeatureExtractor).
+    Melody checkpoints need chroma_extractor (their processor's MusicgenMelodyFeatureExtractor). checkpoint: the
+    folder it was read from, whose calibration decision is saved and reused (inference/runtime/plans.py).
 
     The transformers model keeps its decoder; callers that no longer need it drop the model.
     """
@@ -559,9 +563,16 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
     if options.calibrate and device.type == "cpu" and (weights is WeightMode.INT8 or kv_cache in LOSSY_CACHES):
         inputs = calibration_inputs(text_encoder, tokenizer, codec, args, hop=hop_length(config), device=device,
                                     sample_rate=config.audio_encoder.sampling_rate)
-        decoder, calibration = calibrate(decoder, inputs, weights=weights, kv_cache=kv_cache,
-                                         gate_weights=asked_weights is WeightMode.AUTO and weights is WeightMode.INT8,
-                                         gate_cache=asked_cache is KVCacheMode.AUTO and kv_cache in LOSSY_CACHES)
+        gate_weights = asked_weights is WeightMode.AUTO and weights is WeightMode.INT8
+        gate_cache = asked_cache is KVCacheMode.AUTO and kv_cache in LOSSY_CACHES
+        key = None if checkpoint is None or not (gate_weights or gate_cache) else PlanKey(
+            "musicgen-calibration", checkpoint_fingerprint(checkpoint),
+            f"weights={asked_weights.value} kv_cache={asked_cache.value} attention={attention}")
+        decided = None if key is None else load_plan(key)
+        decoder, calibration = calibrate(decoder, inputs, weights=weights, kv_cache=kv_cache, gate_weights=gate_weights,
+                                         gate_cache=gate_cache, decided=decided)
+        if key is not None and decided is None:
+            save_plan(key, calibration.as_dict())
         weights, kv_cache = WeightMode(calibration.weights), KVCacheMode(calibration.kv_cache)
         log.info("engine calibration %s", calibration.summary() + "".join(f"; {d}" for d in calibration.decisions))
     if weights is not WeightMode.INT8 or calibration is None:  # calibrate returns int8 weights already swapped
