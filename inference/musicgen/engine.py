@@ -14,7 +14,9 @@ KVCache, prefill / decode_one_token / decode_n_tokens split so that only the hot
 
 Modes are chosen by name (EngineOptions): `weights` (auto: int8 on the CPU, fp16 on CUDA;
 inference/runtime/quantize.py), `kv_cache` (auto: int8 under int8 weights and `fused-cpu`, else the weights'
-dtype; `resolve_kv_cache`), `attention` (auto | sdpa | eager | flash | fused-cpu), `compile`. Greedy fp32
+dtype; `resolve_kv_cache`), `attention` (auto | sdpa | eager | flash | fused-cpu), `compile`. On the CPU the lossy
+modes are equalised at load, and what auto chose is measured against fp32 within a budget, else fp32
+(inference/musicgen/calibration.py); ModelInfo.modes says what runs and why. Greedy fp32
 decoding gives transformers' codes (tests). Past the model's 30 s window, windowed re-prompting in code space
 (`plan_windows`) renders up to max_output_s (300 s) per request.
 
@@ -600,7 +602,9 @@ def resolve_kv_cache(mode: KVCacheMode, weights: WeightMode, attention: str) -> 
     """auto: int8 where the weights are int8 and our CPU kernel reads the cache (the CPU default), else the
     weights' activation dtype. With batched jobs the cache's bytes are the cost of each row added: 4 jobs took
     1.32-1.56x one job's time with int8 against 1.68x with fp32, in a quarter of the memory
-    (docs/benchmarks.md, "Batching"); teacher-forced argmax agreement with fp32 is tested (>= 95 %)."""
+    (docs/benchmarks.md, "Batching"). Calibration at load then equalises K and V channels into the weights and
+    keeps auto's int8 only within its KL budget against fp32 (inference/musicgen/calibration.py; measured where
+    attention matters: docs/benchmarks.md, "Quality")."""
     if mode is KVCacheMode.AUTO and weights is WeightMode.INT8 and attention == "fused-cpu":
         return KVCacheMode.INT8
     return mode

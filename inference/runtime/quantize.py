@@ -6,7 +6,9 @@
 - int8: int8 weights with one scale per output channel (Int8Linear): our C++ kernel (AVX-512 VNNI here,
   bound by reading the weights at a decode step's few rows; on CPUs without VNNI, prefill runs one GEMM
   over the dequantized weight instead). Where our kernels cannot be built, torch's dynamic int8 Linear
-  (fbgemm/x86) stands in.
+  (fbgemm/x86) stands in. The LM heads stay bf16 (INT8_KEEP: the logits sampling reads; 1.2 ms more per step
+  than int8 heads, read cold at 1 thread, docs/benchmarks.md "Quality"); activation outlier channels are
+  folded into the weights at load (inference/musicgen/calibration.py).
 - bnb-int8, bnb-nf4: bitsandbytes; the CUDA memory savers. They also run on the CPU, slowly,
   which the tests use as a parity reference. To save the memory they are for, layers are swapped one at a
   time where the decoder lies and quantized on their way to the device (built on the meta device); the heads
