@@ -95,11 +95,16 @@ def library_name() -> str:
 
 def kernels_dir() -> Path:
     """Where built libraries live: CONTINUO_KERNELS_DIR, else $XDG_CACHE_HOME/continuo/kernels (~/.cache)."""
-    explicit = os.environ.get("CONTINUO_KERNELS_DIR")
+    return cache_dir("CONTINUO_KERNELS_DIR", "kernels")
+
+
+def cache_dir(variable: str, folder: str) -> Path:
+    """The folder an environment variable names, else $XDG_CACHE_HOME/continuo/<folder> (~/.cache by default)."""
+    explicit = os.environ.get(variable)
     if explicit:
         return Path(explicit).expanduser()
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
-    return cache / "continuo" / "kernels"
+    return cache / "continuo" / folder
 
 
 def fallback_dir() -> Path:

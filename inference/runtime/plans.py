@@ -31,11 +31,9 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
 def plans_dir() -> Path:
-    explicit = os.environ.get("CONTINUO_PLANS_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
-    return cache / "continuo" / "plans"
+    from inference.runtime.kernels import cache_dir
+
+    return cache_dir("CONTINUO_PLANS_DIR", "plans")
 
 
 def checkpoint_fingerprint(directory: Path) -> str:
