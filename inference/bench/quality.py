@@ -318,7 +318,7 @@ def attention_errors(gain: float, *, keys: int = 1500, logit_std: float = 3.0, s
     classes and the fused kernel: int8 per token as before; int8 after equalisation (factors from 256 other keys
     of the same distribution, as calibration measures them at load); mu-law; bf16."""
     from inference.musicgen.calibration import per_head_unit
-    from inference.musicgen.kv_cache import Int8KVCache, KVCache, MuLawKVCache
+    from inference.musicgen.kv_cache import Int8KVCache, KVCache, MuLawKVCache, int8_encode
     from inference.runtime.kernels import decode_attention_op
 
     op = decode_attention_op()
@@ -332,13 +332,19 @@ def attention_errors(gain: float, *, keys: int = 1500, logit_std: float = 3.0, s
     q = q * logit_std / ((q @ k.transpose(-1, -2)) * scale).std()
     positions = torch.arange(keys)
 
-    def attend(cache, query, key) -> torch.Tensor:
-        cache.write_span(positions, key, v)
+    def attend(cache, query, key, value=v) -> torch.Tensor:
+        cache.write_span(positions, key, value)
         return cache.attend_one(query, keys, op, scale)
 
     exact = attend(KVCache(1, 1, keys, HEAD_DIM, torch.float32), q, k)
     unit = per_head_unit(calibration.abs().amax(dim=0), 1)
+    # KIVI's scheme, simulated (not built; docs/benchmarks.md says why): K per channel over every key, V per token
+    k_scale = k.abs().amax(dim=2, keepdim=True) / 127
+    kivi_k = torch.round(k / k_scale).clamp(-127, 127) * k_scale
+    codes, v_scale = int8_encode(v)
+    kivi = attend(KVCache(1, 1, keys, HEAD_DIM, torch.float32), q, kivi_k, codes.float() * v_scale)
     outputs = {"int8, before": attend(Int8KVCache(1, 1, keys, HEAD_DIM), q, k),
+               "int8 K per channel, V per token (KIVI, simulated)": kivi,
                "int8 equalised": attend(Int8KVCache(1, 1, keys, HEAD_DIM), q * unit, k / unit),
                "mulaw8 equalised": attend(MuLawKVCache(1, 1, keys, HEAD_DIM), q * unit, k / unit),
                "bf16": attend(KVCache(1, 1, keys, HEAD_DIM, torch.bfloat16), q, k)}
