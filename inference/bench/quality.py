@@ -197,7 +197,7 @@ def coarse_weights_(model, bits: int = 3) -> None:
     quantiser, applied in place in fp32)."""
     levels = 2 ** (bits - 1) - 1
     for name, tensor in model.state_dict().items():
-        if name.startswith(DECODER + "layers.") and name.endswith("proj.weight") or "fc" in name and "weight" in name:
+        if name.startswith(DECODER + "layers.") and name.endswith(("proj.weight", "fc1.weight", "fc2.weight")):
             scale = tensor.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / levels
             tensor.copy_(torch.round(tensor / scale) * scale)
 
