@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks; results are JSON lines")
     bench.add_argument("suite", nargs="?", default="engine",
-                       choices=["engine", "daemon", "bridge", "render", "gpu", "throughput"],
+                       choices=["engine", "daemon", "bridge", "render", "gpu", "throughput", "quality"],
                        help="engine: decode speed, our engine vs transformers; "
                             "daemon: startup and an 8-bar render end to end; "
                             "bridge: per-request overhead of OSC/UDP, OSC/TCP, ZeroMQ vs bare echo servers; "
@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "gpu: the first-run GPU smoke (versions, parity, speed per mode, compiled decode, "
                             "stems, the GPU tests) against the RTF targets; "
                             "throughput: 1/2/4/8 concurrent jobs on one engine, batched vs one at a time; "
-                            "throughput --cluster: in process vs 1 and 2 local Ray Serve replicas")
+                            "throughput --cluster: in process vs 1 and 2 local Ray Serve replicas; "
+                            "quality: lossy modes vs fp32 on the quality harness (KL, top-k overlap, agreement)")
     bench.add_argument("--quick", action="store_true")
     bench.add_argument("--seconds", type=float, default=None, help="engine: audio per run (default 10; --quick 2)")
     bench.add_argument("--shape", default=None, help="engine: one shape, e.g. musicgen-small or musicgen-medium")

@@ -419,7 +419,8 @@ class Worker(threading.Thread):
             "context": {"bpm": plan.context.bpm, "metre": plan.context.metre, "key": plan.context.key,
                         "sample_rate": plan.context.sample_rate},
             "input_path": plan.input_path.as_posix() if plan.input_path else None,
-            "model": {"name": info.name, "source": info.source_kind, "smoke_model": info.is_random},
+            "model": {"name": info.name, "source": info.source_kind, "smoke_model": info.is_random,
+                      "modes": info.modes},  # weights, cache, calibration figures, DiT linear plan
             "outputs": [{**o.__dict__, "daw_path": self.daw_path(job, plan, o).as_posix()} for o in outputs],
             # the request as journalled: /continuo/get and a resent id find the job here once the journal has
             # forgotten it (bridge/jobs/retention.py)

@@ -10,6 +10,10 @@ Suites:
   ``--quick``: the tiny pipeline, 2 s (a smoke test of the plumbing, no figure).
 - ``gpu``: the first-run GPU smoke (bridge/tools/bench_gpu.py); ``--dry-run`` runs its plan on the CPU.
 - ``throughput --cluster``: in process against 1 and 2 local Ray Serve replicas (bridge/tools/bench_cluster.py).
+- ``quality``: every lossy mode against fp32 on the quality harness (inference/bench/quality.py): per stress
+  (outlier channels, sharp attention) and option, the guided top-250 KL at CFG 3, top-k overlap and agreement
+  beside the bf16 floor, the controls, and the cache's attention error per K-channel gain; ``--quick``: 300
+  positions and four stresses.
 """
 
 from __future__ import annotations
@@ -68,6 +72,8 @@ def run_bench(args: argparse.Namespace) -> int:
         return 0 if results[-1]["status"] == "ok" else 1
     if args.suite == "throughput":
         return bench_throughput(args)
+    if args.suite == "quality":
+        return bench_quality(args)
     print(json.dumps(bench_daemon(args.bars, args.model)), flush=True)
     return 0
 
@@ -99,6 +105,25 @@ def bench_batching(args: argparse.Namespace) -> int:
                          bars=2.0 if args.quick else args.bars, device="cpu",
                          emit=lambda result: print(json.dumps(result | {"machine": machine()}), flush=True),
                          progress=lambda text: print(f"bench throughput: {text}", file=sys.stderr, flush=True))
+    return 0
+
+
+def bench_quality(args: argparse.Namespace) -> int:
+    import torch
+
+    from inference.bench.quality import STRESSES, run_attention_suite, run_quality_suite
+
+    if getattr(args, "threads", 0):
+        torch.set_num_threads(args.threads)
+
+    def emit(result: dict) -> None:
+        print(json.dumps(result | {"machine": machine()}), flush=True)
+
+    run_attention_suite(emit=emit)
+    stresses = tuple(s for s in STRESSES if s.name in ("none", "k x30", "ln x100", "outliers x100")) \
+        if args.quick else STRESSES
+    run_quality_suite(frames=300 if args.quick else 1500, stresses=stresses, emit=emit,
+                      progress=lambda text: print(f"bench quality: {text}", file=sys.stderr, flush=True))
     return 0
 
 
