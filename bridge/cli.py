@@ -1,4 +1,5 @@
-"""The `continuo` command: serve; generate, continue, variations, stems, status; send, model, doctor, keys, bench."""
+"""The `continuo` command: serve; generate, continue, variations, stems, status; prune, trash; send, model, doctor,
+keys, bench."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from bridge import __version__
 from bridge.errors import BridgeError
-from bridge.settings import env_name, field_type, load_settings, setting_fields
+from bridge.settings import env_name, field_type, load_settings, numeric_fields, setting_fields, value_meanings
 
 log = logging.getLogger("continuo")
 
@@ -26,10 +27,12 @@ def configure_logging(level: str = "INFO") -> None:
 def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per Settings field; defaults stay None so 'not given' is visible."""
     parser.add_argument("--config", type=Path, help=f"TOML settings file (also ${env_name('config')})")
+    numbers = numeric_fields()
     for f in setting_fields():
         flag = "--" + f.name.replace("_", "-")
-        helptext = f"{f.metadata['help']} (env {env_name(f.name)}; default {f.default!r})"
         kind = field_type(f)
+        values = f"; takes {value_meanings(f)}" if f in numbers else ""
+        helptext = f"{f.metadata['help']} (env {env_name(f.name)}; default {f.default!r}{values})"
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=helptext)
         elif f.name == "input_roots":
@@ -80,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks; results are JSON lines")
     bench.add_argument("suite", nargs="?", default="engine",
-                       choices=["engine", "daemon", "bridge", "render", "gpu", "throughput", "soak"],
+                       choices=["engine", "daemon", "bridge", "render", "gpu", "throughput", "quality", "soak"],
                        help="engine: decode speed, our engine vs transformers; "
                             "daemon: startup and an 8-bar render end to end; "
                             "bridge: per-request overhead of OSC/UDP, OSC/TCP, ZeroMQ vs bare echo servers; "
@@ -89,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "stems, the GPU tests) against the RTF targets; "
                             "throughput: 1/2/4/8 concurrent jobs on one engine, batched vs one at a time; "
                             "throughput --cluster: in process vs 1 and 2 local Ray Serve replicas; "
+                            "quality: lossy modes vs fp32 on the quality harness (KL, top-k overlap, agreement); "
                             "soak: many short jobs of every kind from OSC, TCP, ZeroMQ, HTTP and CLI clients at "
                             "once; the daemon's RSS after warm-up, halfway and at the end (target: within 10 %%)")
     bench.add_argument("--quick", action="store_true")
@@ -116,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_connection_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="the daemon's address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=9000, help="the daemon's OSC port (default 9000)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per event on stdout")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the job (default 3600)")
+
+
 def add_job_commands(commands: argparse._SubParsersAction) -> None:
     """generate, continue, variations, stems, status: bridge/clients/commands.py runs them."""
     from bridge.clients.commands import exit_code_table, parse_metre
@@ -125,12 +136,6 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
         add_connection_flags(parser)
         return parser
-
-    def add_connection_flags(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--host", default="127.0.0.1", help="the daemon's address (default 127.0.0.1)")
-        parser.add_argument("--port", type=int, default=9000, help="the daemon's OSC port (default 9000)")
-        parser.add_argument("--json", action="store_true", help="print one JSON object per event on stdout")
-        parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the job (default 3600)")
 
     def add_job_flags(parser: argparse.ArgumentParser, *, bars: float, preset: bool = True) -> None:
         if bars:
@@ -185,6 +190,9 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
     status = commands.add_parser("status", help="the daemon's state, model, queue and limits",
                                  epilog=exit_code_table(), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_connection_flags(status)
+    from bridge.clients.prune import add_space_commands
+
+    add_space_commands(commands, add_connection_flags)
 
 
 JOB_COMMANDS = ("generate", "continue", "variations", "stems")
@@ -213,19 +221,23 @@ def main(argv: list[str] | None = None) -> int:
             from bridge.clients.commands import run_status
 
             return run_status(args)
+        if args.command in ("prune", "trash"):
+            from bridge.clients.prune import run_prune, run_trash
+
+            return run_prune(args) if args.command == "prune" else run_trash(args)
         if args.command == "send":
             from bridge.clients.send import run_send
 
             return run_send(args)
         if args.command == "model" and args.family == "ace-step":
-            from inference.tiny_acestep import build_tiny_acestep
+            from inference.acestep.tiny import build_tiny_acestep
 
             path = build_tiny_acestep(args.dir, seed=args.seed)
             print(f"tiny RANDOM ACE-Step pipeline written to {path}: SMOKE MODEL, it makes NOISE, NOT MUSIC "
                   "(for tests; serve it with --model)")
             return 0
         if args.command == "model":
-            from inference.tiny import build_tiny_musicgen
+            from inference.musicgen.tiny import build_tiny_musicgen
 
             path = build_tiny_musicgen(args.dir, seed=args.seed, channels=2 if args.stereo else 1, melody=args.melody)
             print(f"tiny RANDOM MusicGen checkpoint written to {path} (it makes noise, not music; for tests)")

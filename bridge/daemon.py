@@ -1,7 +1,8 @@
 """The daemon: startup -> run -> shutdown, and the OSC handlers.
 
-Receivers only parse, validate and enqueue; the model is touched by the worker
-thread alone. Handlers run on the OSC receive thread and must return quickly.
+Receivers only parse, validate and enqueue; the model is touched by the worker threads alone (one per job the
+engine takes at once), through the engine's own compute thread (inference/api.py:Engine). Handlers run on the
+OSC receive thread and must return quickly.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from bridge.audio.stems import LazySeparator, separator_config
 from bridge.errors import BadRequest, BridgeError, Busy, NotFound
 from bridge.jobs.admission import admit
 from bridge.jobs.events import EventSink
+from bridge.jobs.job_ids import check_resend, check_same_model, files_gone, find_job
 from bridge.jobs.journal import JobRecord, Journal
 from bridge.jobs.model_switch import ModelSwitch, UnloadedEngine
 from bridge.jobs.queue import Destination, Job, JobQueue, JobStatus, Priority
 from bridge.jobs.retention import RetentionTimer, remove_partials
+from bridge.jobs.trash import Report, Rules, send_report, send_storage
 from bridge.jobs.worker import Worker
 from bridge.midi import MidiController, MidiMap, load_midi_maps, midi_map_dirs, mix_path, open_midi_input, pick_midi_map
 from bridge.protocol.schema import Request, Schema, load_schema
@@ -36,10 +39,9 @@ from bridge.transports.hub import Transports
 from bridge.transports.limits import RateLimiter
 from bridge.transports.peers import is_peer
 from inference.adapters import find_adapters
-from inference.api import Engine
-from inference.compute import ComputeThread
+from inference.api import Compute, Engine
 from inference.loading import load_engine, resolve_model
-from inference.memory import freeze_heap
+from inference.runtime.memory import freeze_heap
 
 log = logging.getLogger("continuo.daemon")
 
@@ -88,6 +90,8 @@ class Daemon:
         self.handlers.update(stems=self.on_job, reload_presets=self.on_reload_presets, variations=self.on_job)
         # ACE-Step edits (bridge/jobs/song.py)
         self.handlers.update(repaint=self.on_job, extract=self.on_job, layer=self.on_job, cover=self.on_job)
+        # freeing space, explicitly (bridge/jobs/trash.py)
+        self.handlers.update(prune=self.on_prune, trash_restore=self.on_trash_restore, trash_empty=self.on_trash_empty)
         self.midi_maps: dict[str, MidiMap] = {}
         self.midi_controller: MidiController | None = None  # with settings.midi: set by start_midi
         self.midi_port: Any = None  # the open mido input that feeds midi_controller
@@ -105,8 +109,8 @@ class Daemon:
         # Inline ZeroMQ inputs land here, and /continuo/welcome names it for clients that copy inputs in.
         self.inbox = inbox = next((r for r in self.input_roots if r.name == "inbox"),
                                   self.input_roots[0] / ".zmq-inbox")
-        self.retention = RetentionTimer(self.journal, self.output_root, max_age_s=settings.retention_age_s,
-                                        max_jobs=settings.retention_max_jobs, inbox=inbox)
+        self.retention = RetentionTimer(self.journal, self.output_root, settings, inbox=inbox,
+                                        in_use=self.inputs_in_use)
         self.retention.prune()
         self.presets: dict[str, Preset] = load_presets(self.preset_dirs())
         log.info("presets loaded: %s", ", ".join(sorted(self.presets)))
@@ -118,7 +122,6 @@ class Daemon:
         self.events = EventSink(self.schema, self.transports.send, resends=settings.ack_resends,
                                 resend_interval_s=settings.ack_interval_s)
         self.rate_limiter = RateLimiter(settings.max_messages_per_s)
-        self.shared_compute = ComputeThread()  # for an in-process engine without its own (ACE-Step, reference)
         self.compute = self.compute_for(self.engine)
         # One separator for every worker, loaded on the first stems job: separations run one at a time on the
         # compute thread anyway, and one per worker grew the soak's RSS by a model at each worker's first
@@ -150,11 +153,17 @@ class Daemon:
             self.start_midi()
         self.requeue(retry)
         self.retention.start()
+        if self.compute_on_main_thread:
+            # before the ready line: its full collection stops every thread for 0.3-0.5 s, and a client that
+            # bursts on "ready" lost 9,918 of 20,000 datagrams to it at the daemon's socket
+            freeze_heap()
         self.transports.start()
         info = self.engine.info
         print(
             f"continuo ready: {self.transports.ready_text()} model={info.name} device={info.device} "
-            f"output_root={self.output_root} startup_s={time.monotonic() - started:.1f}",
+            f"output_root={self.output_root} renders=kept auto_trash="
+            f"{f'{settings.auto_trash_days:g}d' if settings.auto_trash_days else 'off'} "
+            f"startup_s={time.monotonic() - started:.1f}",
             flush=True,
         )
 
@@ -165,13 +174,11 @@ class Daemon:
         worker.compute = self.compute
         return worker
 
-    def compute_for(self, engine: Engine) -> ComputeThread | None:
-        """The thread that runs engine's torch calls and the workers' other torch work (stems): our engine's own
-        (its batch scheduler), else the daemon's shared one; None for a cluster engine (its replicas compute)."""
-        own = getattr(engine, "compute", None)
-        if own is not None:
-            return own
-        return None if self.settings.cluster else self.shared_compute
+    def compute_for(self, engine: Engine) -> Compute | None:
+        """The thread that runs engine's torch calls and the workers' other torch work (stems): the engine's own
+        (our engine's batch scheduler; the reference's and ACE-Step's); None for a cluster engine (its replicas
+        compute)."""
+        return engine.compute
 
     def load_on_compute(self, settings: Settings) -> Engine:
         """A model switch's load, on the compute thread (the main thread in `continuo serve`), like the first."""
@@ -180,7 +187,7 @@ class Daemon:
 
     def engine_serves(self) -> bool:
         """The engine decodes jobs together on its own compute thread (our engine's batch scheduler)."""
-        return getattr(self.engine, "compute", None) is not None
+        return self.engine.compute is not None and concurrent_jobs(self.engine) > 1
 
     def all_workers(self) -> list[Worker]:
         """The worker, and one more per extra replica of a cluster engine."""
@@ -196,7 +203,6 @@ class Daemon:
         if not self.compute_on_main_thread:
             self.stop_requested.wait()
             return
-        freeze_heap()  # this process serves: no full collection stalls the compute or the receive threads
         while not self.stop_requested.is_set():
             compute = self.compute
             if compute is None:  # a cluster: the replicas compute
@@ -248,9 +254,7 @@ class Daemon:
                 worker.join(self.settings.shutdown_timeout_s)
             if worker.is_alive():
                 log.warning("the running job did not stop within %.0f s; leaving it", self.settings.shutdown_timeout_s)
-        close = getattr(self.engine, "close", None)  # a cluster engine leaves (or stops) its cluster
-        if close is not None:
-            close()
+        self.engine.close()  # a cluster engine leaves (or stops) its cluster
         self.transports.stop()
         self.events.stop()
         self.retention.stop()
@@ -411,6 +415,12 @@ class Daemon:
     def active_job_ids(self) -> set[str]:
         return {job.job_id for job in self.queue.waiting()} | {job.job_id for job in self.running_jobs()}
 
+    def inputs_in_use(self) -> set[Path]:
+        """The input files queued and running jobs read: retention leaves those inbox copies alone."""
+        jobs = [*self.queue.waiting(), *self.running_jobs()] if hasattr(self, "queue") else []
+        return {Path(path) for job in jobs for path in (job.params.get("input_path"),
+                                                        job.params.get("settings", {}).get("melody")) if path}
+
     # -- handlers ---------------------------------------------------------------------------
     def on_hello(self, request: Request, sender: Destination) -> None:
         session = self.session(sender)
@@ -450,8 +460,9 @@ class Daemon:
         """
         session = self.session(sender)
         reply_to = reply_to or session.reply_to
-        existing = self.journal.get(job_id)
-        if existing is not None:
+        existing = find_job(self.journal, self.output_root, job_id)
+        if existing is not None:  # a resend is told where its job is; another request gets id_conflict
+            check_resend(existing, op, args, settings, session.context)
             self.report_existing(existing, reply_to)
             return
         admitted = admit(op, job_id, args, settings, context=session.context, presets=self.presets,
@@ -477,8 +488,13 @@ class Daemon:
         return seconds * self.worker.seconds_per_audio_s / concurrent_jobs(self.engine)
 
     def report_existing(self, record: JobRecord, reply_to: Destination) -> None:
-        """A resent job id never renders twice: report where the first one is."""
+        """A resent job id never renders twice: report where the first one is (or where its files went)."""
         if record.status.terminal:
+            self.journal.mark_used(record.job_id)  # fetched: a prune leaves it alone for a while
+            gone = files_gone(record, self.output_root)
+            if gone is not None:
+                self.events.error(reply_to, record.job_id, "not_found", gone, replay=True)
+                return
             self.events.replay(reply_to, record)
             return
         waiting = [job.job_id for job in self.queue.waiting()]
@@ -512,9 +528,10 @@ class Daemon:
 
     def on_get(self, request: Request, sender: Destination) -> None:
         reply_to = self.session(sender).reply_to
-        record = self.journal.get(request.job_id)
+        record = find_job(self.journal, self.output_root, request.job_id)
         if record is None:
-            raise NotFound(f"no job {request.job_id!r} in the journal", job_id=request.job_id)
+            raise NotFound(f"no job {request.job_id!r} in the journal or under {self.output_root}",
+                           job_id=request.job_id)
         self.report_existing(record, reply_to)
 
     def on_ack(self, request: Request, sender: Destination) -> None:
@@ -534,6 +551,31 @@ class Daemon:
         self.events.emit(reply_to, "/continuo/limits", s.max_queue, float(s.max_bars), s.max_variations,
                          s.max_input_bytes, float(s.max_input_s), float(s.max_messages_per_s),
                          float(self.worker.seconds_per_audio_s))
+        self.send_storage(reply_to)
+
+    def send_storage(self, reply_to: Destination) -> None:
+        send_storage(self.events, reply_to, self.retention.space, output_root=self.output_root,
+                     auto_trash_days=self.settings.auto_trash_days)
+
+    def on_prune(self, request: Request, sender: Destination) -> None:
+        """/continuo/prune: select finished jobs and (apply 1) move them to the trash (bridge/jobs/trash.py)."""
+        a = request.args
+        rules = Rules(older_than_days=a["older_than_days"], keep_newest=a["keep_newest"],
+                      max_total_gb=a["max_total_gb"], keep_used_days=a["keep_used_days"])
+        self.answer_trash(sender, self.retention.trash.prune(rules, apply=bool(a["apply"]),
+                                                             active=self.active_job_ids()))
+
+    def on_trash_restore(self, request: Request, sender: Destination) -> None:
+        self.answer_trash(sender, self.retention.trash.restore(request.args["job_id"]))
+
+    def on_trash_empty(self, request: Request, sender: Destination) -> None:
+        self.answer_trash(sender, self.retention.trash.empty(apply=bool(request.args["apply"])))
+
+    def answer_trash(self, sender: Destination, report: Report) -> None:
+        reply_to = self.session(sender).reply_to
+        send_report(self.events, reply_to, report)
+        self.retention.measure()
+        self.send_storage(reply_to)
 
     def on_presets(self, request: Request, sender: Destination) -> None:
         reply_to = self.session(sender).reply_to
@@ -579,8 +621,9 @@ class Daemon:
         """/continuo/model/load NAME [JOB_ID]: switch the served model between jobs (bridge/jobs/model_switch.py)."""
         reply_to = self.session(sender).reply_to
         name, job_id = request.args["name"].strip(), request.args["job_id"] or ""
-        existing = self.journal.get(job_id) if job_id else None
+        existing = find_job(self.journal, self.output_root, job_id) if job_id else None
         if existing is not None:
+            check_same_model(existing, name)
             self.report_existing(existing, reply_to)
             return
         if self.settings.cluster:
@@ -617,7 +660,7 @@ def load_model(settings: Settings) -> Engine:
 class ServingStop:
     """The stop of one compute thread's loop: the daemon stops, or a model switch installed another."""
 
-    def __init__(self, daemon: Daemon, compute: ComputeThread) -> None:
+    def __init__(self, daemon: Daemon, compute: Compute) -> None:
         self.daemon, self.compute = daemon, compute
 
     def is_set(self) -> bool:
@@ -627,7 +670,7 @@ class ServingStop:
 def concurrent_jobs(engine: Engine) -> int:
     """Jobs the engine runs at once: our engine's max_batch (1 when compiled); a cluster engine's replicas;
     1 for the others."""
-    return max(1, int(getattr(engine, "concurrent_jobs", 1)))
+    return max(1, int(engine.concurrent_jobs))
 
 
 def memory_gb() -> tuple[float, float]:

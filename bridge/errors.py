@@ -1,7 +1,7 @@
 """The bridge's error tree. Every error carries the stable code the wire sends.
 
 Codes (see osc_schema/continuo.json "error_codes"): bad_request, not_found, busy,
-cancelled, out_of_memory, model_error, io_error, interrupted, audio_error.
+cancelled, out_of_memory, model_error, io_error, interrupted, audio_error, id_conflict, disk_full.
 """
 
 from __future__ import annotations
@@ -32,6 +32,19 @@ class Busy(BridgeError):
 
 class IoError(BridgeError):
     code = "io_error"
+
+
+class IdConflict(BridgeError):
+    """A job id that belongs to another job (other request parameters, or files of that id on disk or in the trash):
+    refused, never answered with the other job's files."""
+
+    code = "id_conflict"
+
+
+class DiskFull(BridgeError):
+    """The output disk is full or over its quota (ENOSPC, EDQUOT), or too full for a render's estimated size."""
+
+    code = "disk_full"
 
 
 class AudioError(BridgeError):

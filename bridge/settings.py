@@ -10,7 +10,9 @@ and be missing in another.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
+import math
 import os
 import tomllib
 import typing
@@ -25,10 +27,15 @@ ENV_PREFIX = "CONTINUO_"
 DEFAULT_HOME = Path("~/Music/Continuo")
 
 
-def _setting(default: Any, help: str) -> Any:
+def _setting(default: Any, help: str, *, zero: str | None = None, minus_one: str | None = None,
+             low: float | None = None, high: float | None = None) -> Any:
+    """One field. For a number: ``zero`` is what 0 means (an "off", "no limit" or automatic choice; None: 0 is
+    refused), ``minus_one`` what -1 means where it means something (None: refused, like every other negative),
+    ``low``/``high`` the range of the other values (inclusive; the lowest is above 0 unless given)."""
     if isinstance(default, (list, dict)):
         raise TypeError("mutable defaults are not allowed in Settings")
-    return field(default=default, metadata={"help": help})
+    return field(default=default, metadata={"help": help, "zero": zero, "minus_one": minus_one, "low": low,
+                                            "high": high})
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,7 @@ class Settings:
         "a download, then (with allow_smoke_model) a tiny random smoke model",
     )
     device: str = _setting("auto", "torch device: auto, cpu, cuda, cuda:N")
-    cpu_threads: int = _setting(0, "threads torch may use on the CPU (0: all cores)")
+    cpu_threads: int = _setting(0, "threads torch may use on the CPU", zero="all cores", high=1024)
     backend: str = _setting("engine", "engine: our decode loop; transformers: transformers' generate (the reference)")
     weights: str = _setting(
         "auto", "decoder weights: auto (int8 on CPU, fp16 on CUDA), fp32, bf16, fp16, int8, bnb-int8, bnb-nf4; "
@@ -51,15 +58,15 @@ class Settings:
     attention: str = _setting("auto", "attention kernel: auto (fused-cpu on the CPU, flash or sdpa on CUDA), sdpa, "
                                       "eager (the reference), flash (flash-attn on CUDA), fused-cpu (our C++ kernel)")
     memory_budget_gb: float = _setting(
-        0.0, "GPU memory the model may hold, in GB (0: no budget, every component stays on the GPU). ACE-Step on "
-        "CUDA: components idle in a phase (text and lyric encoding, DiT sampling, VAE decode) wait on the CPU when "
-        "all of them would not fit; no effect on the CPU. A model switch loads the new model beside the old one "
-        "only when both fit in it"
+        0.0, "GPU memory the model may hold, in GB. ACE-Step on CUDA: components idle in a phase (text and lyric "
+        "encoding, DiT sampling, VAE decode) wait on the CPU when all of them would not fit; no effect on the CPU. "
+        "A model switch loads the new model beside the old one only when both fit in it",
+        zero="no budget, every component stays on the GPU",
     )
     compile_decode: bool = _setting(False, "CUDA only: compile the decode step with CUDA graphs (slow first render)")
     max_batch: int = _setting(
         4, "jobs whose decode steps run together (continuous batching; measured in docs/benchmarks.md); "
-           "1: one job at a time. A live job always joins the running ones"
+           "1: one job at a time. A live job always joins the running ones", low=1, high=64
     )
     allow_smoke_model: bool = _setting(
         True, "when no real checkpoint can be had, serve a tiny random model (noise, not music)"
@@ -68,41 +75,62 @@ class Settings:
         Path("~/.cache/continuo/tiny-musicgen"), "where the tiny random smoke model is built"
     )
     osc_host: str = _setting("127.0.0.1", "address the OSC UDP server binds (loopback by default)")
-    osc_port: int = _setting(9000, "OSC UDP port (0 picks a free one; the ready line names it)")
+    osc_port: int = _setting(9000, "OSC UDP port", zero="a free port (the ready line names it)", high=65535)
     osc_tcp_port: int | None = _setting(
-        None, "OSC TCP port, SLIP or int32-length-prefix framing (default: the UDP port's number; -1: off)"
+        None, "OSC TCP port, SLIP or int32-length-prefix framing (default: the UDP port's number)",
+        zero="a free port", minus_one="off", high=65535,
     )
     osc_allowed_hosts: str = _setting(
         "", "comma-separated client IP addresses allowed to talk OSC; required when osc_host is not loopback"
     )
     default_reply_port: int = _setting(
         0, "UDP port on the sender's host for the replies to a sender that never sent /continuo/hello "
-        "(hosts with a fixed reply port, oscsend); 0: its source port"
+        "(hosts with a fixed reply port, oscsend)", zero="its source port", high=65535,
     )
     zmq_host: str = _setting("127.0.0.1", "address the ZeroMQ ROUTER and PUB sockets bind (loopback by default)")
-    zmq_port: int = _setting(5570, "ZeroMQ ROUTER port for requests (0 picks a free one; -1: ZeroMQ off)")
-    zmq_pub_port: int = _setting(5571, "ZeroMQ PUB port for events, topic = job id (0 picks a free one)")
+    zmq_port: int = _setting(5570, "ZeroMQ ROUTER port for requests", zero="a free port", minus_one="ZeroMQ off",
+                             high=65535)
+    zmq_pub_port: int = _setting(5571, "ZeroMQ PUB port for events, topic = job id", zero="a free port",
+                                 high=65535)
     zmq_keys_dir: Path | None = _setting(
         None, "CURVE keys made by `continuo keys DIR`: server.key_secret and clients/*.key; "
         "required when zmq_host is not loopback"
     )
     http_host: str = _setting("127.0.0.1", "address the HTTP API and control room page bind (loopback by default)")
-    http_port: int = _setting(9080, "HTTP port of the API and the control room page at / (0 picks a free one; -1: off)")
+    http_port: int = _setting(9080, "HTTP port of the API and the control room page at /", zero="a free port",
+                              minus_one="HTTP off", high=65535)
     http_token_file: Path | None = _setting(
         None, "file holding the bearer token HTTP clients must send (`continuo keys DIR` writes DIR/http.token); "
         "required when http_host is not loopback"
     )
-    ack_resends: int = _setting(3, "terminal events are re-sent this many times until /continuo/ack (0: never)")
-    ack_interval_s: float = _setting(1.0, "seconds before the first re-send of a terminal event; doubles each time")
-    retention_age_s: float = _setting(7 * 86400.0, "finished jobs (journal rows and files) are removed after this age")
-    retention_max_jobs: int = _setting(1000, "finished jobs kept at most; the oldest beyond this are removed")
-    max_variations: int = _setting(8, "variations per request at most")
-    max_input_bytes: int = _setting(256 * 1024 * 1024, "input file (or inline PCM) size at most, in bytes")
+    ack_resends: int = _setting(3, "terminal events are re-sent this many times until /continuo/ack",
+                                zero="never", high=100)
+    ack_interval_s: float = _setting(1.0, "seconds before the first re-send of a terminal event; doubles each time "
+                                          "(no re-sends at all: ack_resends 0)", high=3600)
+    retention_age_s: float = _setting(
+        90 * 86400.0, "the journal forgets a finished job after this age; its files stay, and /continuo/get then "
+        "answers from the job's manifest.json (renders are never removed automatically: `continuo prune`)",
+        zero="never forgotten")
+    retention_max_jobs: int = _setting(
+        10000, "finished jobs the journal keeps at most; the oldest beyond this are forgotten as with "
+               "retention_age_s (their files stay)", zero="no limit")
+    auto_trash_days: float = _setting(
+        0.0, "opt-in: finished jobs older than this many days, and not fetched in that time, are moved to the "
+             "trash (<output_root>/.trash/, restorable; emptied only by `continuo prune --empty-trash --yes`)",
+        zero="off: renders stay where they are until you prune them")
+    inbox_copies_age_s: float = _setting(
+        86400.0, "input copies the daemon and its clients made in the inbox (uploads, inline ZeroMQ audio, the "
+                 "CLI's copies; marked as theirs) are removed after this age; your own files there never are",
+        zero="kept for ever")
+    max_variations: int = _setting(8, "variations per request at most", low=1, high=64)
+    max_input_bytes: int = _setting(256 * 1024 * 1024, "input file (or inline PCM) size at most, in bytes", low=1)
     max_input_s: float = _setting(600.0, "input audio duration at most, in seconds")
     max_messages_per_s: float = _setting(
-        1000.0, "messages per second per client (token bucket, burst of one second); over it: busy (0: no limit)"
+        1000.0, "messages per second per client (token bucket, burst of one second); over it: busy",
+        zero="no limit",
     )
-    output_root: Path = _setting(DEFAULT_HOME / "renders", "rendered files go under <output_root>/<job_id>/")
+    output_root: Path = _setting(DEFAULT_HOME / "renders", "rendered files go under <output_root>/<job_id>/ and "
+                                 "stay there: the daemon never removes a render by itself")
     input_roots: tuple[Path, ...] = _setting(
         (), "folders input files may be read from (default: the output root and an inbox/ beside it)"
     )
@@ -114,11 +142,13 @@ class Settings:
         Path("~/.config/continuo/loras"), "LoRA adapters a job may apply with lora NAME (ACE-Step): NAME.safetensors "
         "or NAME/pytorch_lora_weights.safetensors, in diffusers' LoRA format"
     )
-    max_queue: int = _setting(16, "jobs waiting at most; more get a 'busy' error")
+    max_queue: int = _setting(16, "jobs waiting at most; more get a 'busy' error", low=1)
     max_bars: float = _setting(64.0, "bars per request at most (the model's window may allow fewer)")
-    sample_rate: int = _setting(48000, "session sample rate until a client sends /continuo/context")
-    bpm: float = _setting(120.0, "session tempo until a client sends /continuo/context")
-    shutdown_timeout_s: float = _setting(10.0, "on SIGINT/SIGTERM, how long the running job may take to stop")
+    sample_rate: int = _setting(48000, "session sample rate until a client sends /continuo/context", low=8000,
+                                high=384000)
+    bpm: float = _setting(120.0, "session tempo until a client sends /continuo/context", low=20, high=400)
+    shutdown_timeout_s: float = _setting(10.0, "on SIGINT/SIGTERM, how long the running job may take to stop",
+                                         zero="no wait: a running job is interrupted at once")
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR")
     stems_weights: str = _setting(
         "pipeline", "HDemucs stem weights: pipeline (torchaudio HDEMUCS_HIGH_MUSDB_PLUS, downloaded once), "
@@ -133,17 +163,19 @@ class Settings:
     midi: str = _setting("", "MIDI input port to listen to (a wrong name is refused with the list of ports); "
                              "virtual:NAME opens a virtual port where the platform allows; empty: no MIDI")
     midi_map: str = _setting("default", "MIDI map preset (presets/midi/NAME.toml or <user_presets_dir>/midi/NAME.toml)")
-    midi_reply_port: int = _setting(9001, "UDP port on 127.0.0.1 that receives the events of MIDI-triggered jobs")
+    midi_reply_port: int = _setting(9001, "UDP port on 127.0.0.1 that receives the events of MIDI-triggered jobs",
+                                    low=1, high=65535)
     cluster: str = _setting(
         "", "run the engine as Ray Serve replicas (pip install 'continuo[cluster]'): local:N starts Ray here with N "
         "replicas; ray://HOST:PORT or HOST:PORT attaches to a running cluster; empty: the engine in this process"
     )
-    cluster_replicas: int = _setting(0, "replicas on an attached cluster (0: one per GPU, or one without GPUs)")
-    cluster_cpus_per_replica: float = _setting(1.0, "CPUs each replica reserves")
-    cluster_gpus_per_replica: float = _setting(-1.0, "GPUs each replica reserves, fractions allowed "
-                                                     "(-1: one where the cluster has GPUs, else none)")
-    cluster_models_per_replica: int = _setting(1, "models a replica keeps warm (Serve multiplexing, LRU)")
-    cluster_object_store_mb: int = _setting(0, "local:N only: Ray's object store size in MiB (0: Ray's default)")
+    cluster_replicas: int = _setting(0, "replicas on an attached cluster", zero="one per GPU, or one without GPUs")
+    cluster_cpus_per_replica: float = _setting(1.0, "CPUs each replica reserves", zero="none reserved")
+    cluster_gpus_per_replica: float = _setting(-1.0, "GPUs each replica reserves, fractions allowed", zero="none",
+                                               minus_one="one where the cluster has GPUs, else none")
+    cluster_models_per_replica: int = _setting(1, "models a replica keeps warm (Serve multiplexing, LRU)", low=1)
+    cluster_object_store_mb: int = _setting(0, "local:N only: Ray's object store size in MiB",
+                                            zero="Ray's default")
     cluster_shared_dir: Path | None = _setting(
         None, "a folder the gateway and every replica see (NFS): takes travel as files there, not through Ray"
     )
@@ -173,7 +205,48 @@ def setting_fields() -> list[dataclasses.Field]:
 
 
 def field_type(f: dataclasses.Field) -> Any:
-    return typing.get_type_hints(Settings)[f.name]
+    return _type_hints()[f.name]
+
+
+@functools.cache
+def _type_hints() -> dict[str, Any]:
+    return typing.get_type_hints(Settings)
+
+
+def numeric_fields() -> list[dataclasses.Field]:
+    """The settings that are numbers (int, float, or one of them or None)."""
+    numbers = (int, float)
+    return [f for f in setting_fields()
+            if field_type(f) in numbers or any(arg in numbers for arg in typing.get_args(field_type(f)))]
+
+
+def value_meanings(f: dataclasses.Field) -> str:
+    """What a number setting takes, in words: "0 (no limit) or more", "1..64", "-1 (off), 0 (a free port) or ..."."""
+    meta = f.metadata
+    low, high = meta["low"], meta["high"]
+    rest = f"{_number(low)}..{_number(high)}" if low is not None and high is not None else \
+        f"at least {_number(low)}" if low is not None else f"up to {_number(high)}" if high is not None else \
+        "more than 0"
+    special = ([f"-1 ({meta['minus_one']})"] if meta["minus_one"] else []) + \
+        ([f"0 ({meta['zero']})"] if meta["zero"] else [])
+    return f"{', '.join(special)} or {rest}" if special else rest
+
+
+def check_number(f: dataclasses.Field, value: float | None) -> None:
+    """One rule for every number: 0 means what the field declares (off, no limit, automatic) or is refused;
+    -1 likewise; other negatives, non-finite values and values out of range are refused, naming the setting."""
+    meta = f.metadata
+    if value is None or (value == -1 and meta["minus_one"]) or (value == 0 and meta["zero"]):
+        return
+    low, high = meta["low"], meta["high"]
+    if not math.isfinite(value) or value <= 0 or (low is not None and value < low) or \
+            (high is not None and value > high):
+        why = " (0 is refused: it would not mean off here)" if value == 0 else ""
+        raise ConfigError(f"{f.name} must be {value_meanings(f)}{why}, got {value:g}")
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
 
 
 def env_name(name: str) -> str:
@@ -304,38 +377,9 @@ def validate_settings(settings: Settings) -> None:
             "bearer token: run `continuo keys DIR` and set http_token_file DIR/http.token (or bind 127.0.0.1, the "
             "default, or turn HTTP off with http_port -1)."
         )
-    if not 0 <= settings.osc_port <= 65535:
-        raise ConfigError(f"osc_port must be 0..65535, got {settings.osc_port}")
-    for name in ("osc_tcp_port", "zmq_port", "zmq_pub_port", "http_port"):
-        value = getattr(settings, name)
-        if value is not None and not -1 <= value <= 65535:
-            raise ConfigError(f"{name} must be -1 (off), 0 (a free port) or a port up to 65535, got {value}")
-    for name in ("ack_resends", "retention_max_jobs", "max_variations", "max_input_bytes"):
-        if getattr(settings, name) < 0:
-            raise ConfigError(f"{name} must be >= 0, got {getattr(settings, name)}")
-    for name in ("ack_interval_s", "retention_age_s", "max_input_s", "max_messages_per_s", "memory_budget_gb"):
-        if getattr(settings, name) < 0:
-            raise ConfigError(f"{name} must be >= 0, got {getattr(settings, name)}")
+    for f in numeric_fields():
+        check_number(f, getattr(settings, f.name))
     if settings.stems_model_size not in ("low", "medium", "high"):
         raise ConfigError(f"stems_model_size must be low, medium or high, got {settings.stems_model_size!r}")
-    if not 0 <= settings.default_reply_port <= 65535:
-        raise ConfigError(f"default_reply_port must be 0 (the source port) or a port up to 65535, "
-                          f"got {settings.default_reply_port}")
-    if not 0 < settings.midi_reply_port <= 65535:
-        raise ConfigError(f"midi_reply_port must be 1..65535, got {settings.midi_reply_port}")
-    if settings.cpu_threads < 0:
-        raise ConfigError(f"cpu_threads must be 0 (all cores) or more, got {settings.cpu_threads}")
-    if settings.max_queue < 1:
-        raise ConfigError(f"max_queue must be at least 1, got {settings.max_queue}")
-    if not 1 <= settings.max_batch <= 64:
-        raise ConfigError(f"max_batch must be 1..64 jobs, got {settings.max_batch}")
-    if settings.max_bars <= 0:
-        raise ConfigError(f"max_bars must be positive, got {settings.max_bars}")
     if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
-    if settings.cluster_replicas < 0 or settings.cluster_models_per_replica < 1:
-        raise ConfigError("cluster_replicas must be >= 0 and cluster_models_per_replica >= 1")
-    if settings.cluster_cpus_per_replica < 0 or settings.cluster_object_store_mb < 0:
-        raise ConfigError("cluster_cpus_per_replica and cluster_object_store_mb must be >= 0")
-    if settings.shutdown_timeout_s < 0:
-        raise ConfigError(f"shutdown_timeout_s must be >= 0, got {settings.shutdown_timeout_s}")

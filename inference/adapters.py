@@ -2,7 +2,7 @@
 
 An adapter named NAME is either the file NAME.safetensors or the directory NAME/ holding diffusers' default
 weight file (pytorch_lora_weights.safetensors, what `AceStepPipeline.save_lora_weights` writes). Loading one
-into a model is the engine's (`inference/acestep.py:AceStepEngine.adapter_applied`).
+into a model is the engine's (`inference/acestep/engine.py:AceStepEngine.adapter_applied`).
 """
 
 from __future__ import annotations

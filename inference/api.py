@@ -1,23 +1,27 @@
 """The contract between the bridge and an engine: what a model declares, what a request asks, what comes back.
 
-Every engine (inference.engine.MusicGenEngine, ours; inference.reference.ReferenceEngine, transformers'
-generate) satisfies `Engine`. What a loaded model can do is data, `ModelInfo.capabilities`: the bridge
+Every engine satisfies `Engine`: ours for MusicGen (inference/musicgen/engine.py), transformers' reference
+(inference/musicgen/reference.py), ACE-Step's (inference/acestep/engine.py), and the bridge's proxy of a cluster
+(bridge/cluster/proxy.py). The bridge uses nothing else of an engine (tests/bridge/test_engine_contract.py walks
+bridge/ for it) and never probes one. What a loaded model can do is data, `ModelInfo.capabilities`: the bridge
 refuses a request for anything missing there before it queues it, and an engine refuses it too.
+`ModelInfo.max_output_s` says how long one request may be (past the model's window where the engine re-prompts).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
 ProgressCallback = Callable[[float, str], None]  # (fraction 0..1 of the stage, stage name)
 CancelCheck = Callable[[], bool]  # True: stop at the next step (the engine raises Cancelled)
 ChunkCallback = Callable[[np.ndarray], None]  # streamed audio: (C, samples) from generate, (B, C, samples) batched
+T = TypeVar("T")
 
 
 class Capability(str, Enum):
@@ -51,6 +55,9 @@ class ModelInfo:
     max_output_s: float = 0.0  # longest output per request; past max_duration_s by windowed re-prompting (0: none)
     capabilities: frozenset[Capability] = frozenset({Capability.TEXT})
     family: str = "musicgen"  # the family its config names: "musicgen" or "ace-step" (inference/loading.py:family)
+    # How it runs, as resolved at load (weights, cache, the calibration's decision and figures, a DiT linear plan):
+    # JSON-ready, written into every job's manifest.
+    modes: dict = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self):
         if self.max_output_s < self.max_duration_s:
@@ -127,11 +134,43 @@ class GeneratedAudio:
     seed: int
 
 
+class StopSignal(Protocol):
+    def is_set(self) -> bool: ...
+
+
+class Compute(Protocol):
+    """The one thread that runs torch for an engine (inference/runtime/compute.py:ComputeThread is the one).
+
+    A second thread running torch makes a second OpenMP team, and decoding ran at half speed on 2 cores, so every
+    torch call of an engine, and the bridge's other torch work while it serves (stems, the next model's load),
+    goes through `call`. `continuo serve` hands the main thread to `serve`; without a serving thread, the callers
+    take turns running the work themselves.
+    """
+
+    def call(self, function: Callable[[], T]) -> T:
+        """function() on the compute thread; its value, or its exception raised here."""
+        ...
+
+    def serve(self, stop: StopSignal, on_ready: Callable[[], None] | None = None) -> None:
+        """Run every call on this thread until stop.is_set() and nothing is left; on_ready() once serving."""
+        ...
+
+
 @runtime_checkable
 class Engine(Protocol):
-    """A loaded model; the bridge calls it from one worker thread, one request at a time."""
+    """A loaded model, as the bridge uses it: everything the bridge touches of an engine is declared here.
+
+    Threads: the bridge runs `concurrent_jobs` worker threads on an engine, one job each, and they call generate
+    and generate_batch at the same time. The engine's torch work runs on one compute thread, `compute`, whoever
+    calls: our MusicGen engine's is its batch scheduler, which decodes the jobs of every caller together
+    (continuous batching); the reference and ACE-Step run one request at a time on theirs. The bridge hands
+    `compute` its other torch work too, and `continuo serve` runs it on the main thread. An engine whose work
+    runs elsewhere (the cluster's proxy: its replicas compute) has none, and its calls run on the caller.
+    """
 
     info: ModelInfo
+    concurrent_jobs: int  # jobs the bridge runs on it at once (1: one after another)
+    compute: Compute | None  # the thread its torch calls run on; None: it runs no torch here, calls run on the caller
 
     def warm_up(self) -> float:
         """Run a few decode steps so the first real render pays no set-up; returns seconds."""
@@ -147,4 +186,9 @@ class Engine(Protocol):
                        on_progress: ProgressCallback | None = None, should_cancel: CancelCheck | None = None,
                        on_chunk: ChunkCallback | None = None) -> list[GeneratedAudio]:
         """One take per seed, in seed order; on_chunk(audio (B, C, samples)) only where STREAMING is declared."""
+        ...
+
+    def close(self) -> None:
+        """Let go of what the engine holds outside this process (a cluster engine leaves or stops its cluster).
+        In-process engines hold nothing there: their memory goes with their last reference."""
         ...

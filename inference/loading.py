@@ -1,14 +1,18 @@
-"""Find a MusicGen checkpoint or ACE-Step pipeline (local, cache, download, or the tiny smoke model) and load it.
+"""Find a model (local, cache, download, or the tiny smoke model) and load it through its family's entry.
 
 resolve_model never stalls offline: the Hub is only asked after a quick TCP
 connect to its endpoint succeeded (DNS included, bounded by connect_timeout_s),
 and then only by one small HTTP request bounded the same way, so an endpoint
 that accepts connections but never answers cannot hang start-up either.
+
+The config decides the family: FAMILIES is asked in order (ACE-Step's model_index.json first), and a folder no
+family recognises is judged as a MusicGen checkpoint, whose problems say what it lacks. Each family is one package
+whose family.py is its entry (the `Family` members: detect, problems, load, its tiny build); this module knows
+no family's insides, and a third family is one folder and one row here.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -18,33 +22,50 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import urlsplit
 
+from inference.acestep import family as acestep
+from inference.api import Engine
 from inference.errors import InferenceError, ModelLoadError
-from inference.tiny import SMOKE_MARKER, TINY_FORMAT_VERSION, TINY_NAME, build_tiny_musicgen, read_marker
-
-if TYPE_CHECKING:
-    from inference.api import Engine
-    from inference.engine import MusicGenEngine
+from inference.musicgen import family as musicgen
+from inference.smoke import FORMAT_VERSION, has_marker, read_marker
 
 log = logging.getLogger("continuo.inference")
 
+
+class Family(Protocol):
+    """A model family's entry: its package's family.py (inference/musicgen/family.py, inference/acestep/family.py)."""
+
+    NAME: str  # what ModelInfo.family says
+    REAL_MODEL: tuple[str, str]  # (a hub id, a local folder) to name when a smoke model of the family is loaded
+    TINY_FILES: frozenset[str]  # what build_tiny writes into its folder
+
+    def detect(self, directory: Path) -> bool:
+        """directory's config names this family."""
+        ...
+
+    def problems(self, directory: Path) -> list[str]:
+        """What keeps directory from loading as this family; empty when nothing does."""
+        ...
+
+    def load(self, path: Path, *, name: str, source_kind: str, is_random: bool, **modes) -> Engine:
+        """The model in path, not warmed up; modes (device, backend, weights, ...) the family does not take are
+        ignored, a backend it does not serve is a ModelLoadError."""
+        ...
+
+    def build_tiny(self, out_dir: Path) -> Path:
+        """A tiny random model of the family's real architecture in out_dir, smoke marker last."""
+        ...
+
+
+FAMILIES: dict[str, Family] = {entry.NAME: entry for entry in (acestep, musicgen)}  # asked in this order
+DEFAULT_FAMILY = musicgen.NAME  # a folder no family recognises is judged as one of these
+SMOKE_FAMILY = musicgen.NAME  # the smoke model: a tiny MusicGen (built in seconds, every request type it serves)
 TINY_SPEC = "tiny"  # asks for the tiny smoke model directly
 DEFAULT_ENDPOINT = "https://huggingface.co"
 HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-WEIGHT_FILES = (
-    "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
-)
-FEATURE_EXTRACTOR_FILES = ("preprocessor_config.json", "processor_config.json")
-TOKENIZER_FILES = ("tokenizer.json", "spiece.model")
 IGNORED_DOWNLOADS = ["*.bin", "*.msgpack", "*.h5", "*.ot", "*.onnx", "*.tflite", "*.mlmodel"]
-TINY_FILES = {
-    "config.json", "generation_config.json", "model.safetensors", "processor_config.json",
-    "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-}
-MUSICGEN_TYPES = {"musicgen"}
-MELODY_TYPES = {"musicgen_melody"}
 TRUTHY = {"1", "true", "yes", "on"}
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 PROBE_TIMEOUT_FACTOR = 2.0  # the HTTP probe may take this many connect timeouts (TLS + one round trip)
@@ -73,7 +94,7 @@ def resolve_model(
     local = Path(spec).expanduser()
     if local.is_dir():
         log.info("model %s: local directory %s", spec, local)
-        return ModelSource(spec, local.resolve(), "local", is_random=has_smoke_marker(local))
+        return ModelSource(spec, local.resolve(), "local", is_random=has_marker(local))
     if not is_hub_id(spec):
         raise ModelLoadError(
             f"model {spec!r} is neither an existing directory nor a Hugging Face model id like "
@@ -84,13 +105,13 @@ def resolve_model(
     cached = find_in_cache(spec, cache_dir)
     if cached is not None:
         log.info("model %s: found in the Hugging Face cache at %s", spec, cached)
-        return ModelSource(spec, cached, "cache", is_random=has_smoke_marker(cached))
+        return ModelSource(spec, cached, "cache", is_random=has_marker(cached))
     tried.append(f"not complete in the Hugging Face cache at {cache_dir}")
     network = check_network(spec, offline, connect_timeout_s)
     if network is None:
         downloaded, problem = download(spec, cache_dir)
         if downloaded is not None:
-            return ModelSource(spec, downloaded, "download", is_random=has_smoke_marker(downloaded))
+            return ModelSource(spec, downloaded, "download", is_random=has_marker(downloaded))
         tried.append(problem)
     else:
         tried.append(network)
@@ -106,10 +127,6 @@ def resolve_model(
 
 def is_hub_id(spec: str) -> bool:
     return bool(HUB_ID_PATTERN.match(spec)) and ".." not in spec and "--" not in spec
-
-
-def has_smoke_marker(directory: Path) -> bool:
-    return (Path(directory) / SMOKE_MARKER).is_file()
 
 
 def hub_cache_dir() -> Path:
@@ -229,14 +246,13 @@ def download(repo_id: str, cache_dir: Path) -> tuple[Path | None, str]:
         folder = Path(
             snapshot_download(repo_id, cache_dir=cache_dir, endpoint=hub_endpoint(), ignore_patterns=IGNORED_DOWNLOADS)
         )
-        if family(folder) == "musicgen" and not any((folder / name).is_file() for name in WEIGHT_FILES):
-            # a repo with .bin weights only
+        if checkpoint_problems(folder):  # e.g. a repo with .bin weights only: fetch it whole, once
             folder = Path(snapshot_download(repo_id, cache_dir=cache_dir, endpoint=hub_endpoint()))
     except Exception as error:
         return None, f"download from {hub_endpoint()} failed ({type(error).__name__}: {error})"
     problems = checkpoint_problems(folder)
     if problems:
-        return None, f"downloaded {folder} is not a MusicGen checkpoint or ACE-Step pipeline: {'; '.join(problems)}"
+        return None, f"downloaded {folder} is not a model any family loads: {'; '.join(problems)}"
     log.info("model %s: downloaded to %s", repo_id, folder)
     return folder, ""
 
@@ -252,7 +268,7 @@ def ensure_tiny(spec: str, tiny_dir: Path) -> ModelSource:
 
 def is_valid_tiny(directory: Path) -> bool:
     marker = read_marker(directory)
-    return bool(marker) and marker.get("format_version") == TINY_FORMAT_VERSION and not checkpoint_problems(directory)
+    return bool(marker) and marker.get("format_version") == FORMAT_VERSION and not checkpoint_problems(directory)
 
 
 def build_tiny_into(tiny_dir: Path) -> None:
@@ -265,7 +281,7 @@ def build_tiny_into(tiny_dir: Path) -> None:
     staging = tiny_dir.with_name(f"{tiny_dir.name}.building-{os.getpid()}-{threading.get_ident()}")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        build_tiny_musicgen(staging)
+        FAMILIES[SMOKE_FAMILY].build_tiny(staging)
         if tiny_dir.exists():
             shutil.rmtree(tiny_dir)
         staging.rename(tiny_dir)
@@ -279,46 +295,28 @@ def build_tiny_into(tiny_dir: Path) -> None:
 
 def is_ours(directory: Path) -> bool:
     """True for an earlier (maybe partial) tiny build: a marker, or only files a tiny build writes."""
-    if has_smoke_marker(directory):
+    if has_marker(directory):
         return True
-    return directory.is_dir() and all(entry.name in TINY_FILES for entry in directory.iterdir())
+    tiny_files = FAMILIES[SMOKE_FAMILY].TINY_FILES
+    return directory.is_dir() and all(entry.name in tiny_files for entry in directory.iterdir())
 
 
-def checkpoint_type(directory: Path) -> str | None:
-    try:
-        return json.loads((Path(directory) / "config.json").read_text()).get("model_type")
-    except (OSError, ValueError):
-        return None
+def family_of(directory: Path) -> Family:
+    """The family whose config directory holds, asked in FAMILIES' order; else DEFAULT_FAMILY's."""
+    return next((entry for entry in FAMILIES.values() if entry.detect(directory)), FAMILIES[DEFAULT_FAMILY])
+
+
+def family(directory: Path) -> str:
+    """The name of family_of(directory): "ace-step", "musicgen", ..."""
+    return family_of(directory).NAME
 
 
 def checkpoint_problems(directory: Path) -> list[str]:
-    """What keeps directory from being a loadable MusicGen checkpoint (or ACE-Step pipeline, when its
-    model_index.json names one); empty when nothing does."""
-    from inference.acestep import pipeline_family, pipeline_problems
-
-    directory = Path(directory)
-    if pipeline_family(directory):
-        return pipeline_problems(directory)
-    config_path = directory / "config.json"
-    if not config_path.is_file():
-        return [f"{config_path} is missing"]
-    try:
-        model_type = json.loads(config_path.read_text()).get("model_type")
-    except (OSError, ValueError) as error:
-        return [f"{config_path} is unreadable ({error})"]
-    problems = []
-    if model_type not in MUSICGEN_TYPES | MELODY_TYPES:
-        problems.append(f"{config_path} has model_type {model_type!r}, expected 'musicgen' or 'musicgen_melody'")
-    if not any((directory / name).is_file() for name in WEIGHT_FILES):
-        problems.append(f"no weights in {directory} (expected {' or '.join(WEIGHT_FILES)})")
-    if not any((directory / name).is_file() for name in FEATURE_EXTRACTOR_FILES):
-        problems.append(f"no processor config in {directory} (expected {' or '.join(FEATURE_EXTRACTOR_FILES)})")
-    if not any((directory / name).is_file() for name in TOKENIZER_FILES):
-        problems.append(f"no tokenizer in {directory} (expected {' or '.join(TOKENIZER_FILES)})")
-    return problems
+    """What keeps directory from loading as its family; empty when nothing does."""
+    return family_of(directory).problems(Path(directory))
 
 
-BACKENDS = ("engine", "transformers")
+BACKENDS = ("engine", "transformers")  # the family's own engine; transformers' generate (MusicGen's reference)
 
 
 def load_engine(
@@ -334,82 +332,24 @@ def load_engine(
     max_batch: int = 4,
     memory_budget_gb: float = 0.0,
 ) -> Engine:
-    """Load source.path and warm it up.
+    """Load source.path through its family's entry and warm it up.
 
-    backend "engine" (default): our decoder (inference.engine.MusicGenEngine) with the named weights / kv_cache /
-    attention modes, decoding up to max_batch concurrent jobs together; "transformers": transformers' generate
-    (fp32 on CPU, fp16 on CUDA), the reference (inference.reference.ReferenceEngine). memory_budget_gb: ACE-Step's
-    three-phase placement on CUDA.
+    The modes go to the family's load, which takes the ones it knows: MusicGen the weights / kv_cache /
+    attention / compile modes and max_batch (concurrent jobs decoded together) for our engine, or backend
+    "transformers" for the reference; ACE-Step the DiT's weights and memory_budget_gb (its three-phase
+    placement on CUDA).
     """
-    import torch
-    from transformers import AutoProcessor, MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration
-
-    from inference.device import pick_device
-    from inference.reference import reference_from_hf_model
-
     if backend not in BACKENDS:
         raise ModelLoadError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if source.path is None:
         raise ModelLoadError(f"model {source.spec!r} has no directory to load from")
-    if family(source.path) != "musicgen":  # the config decides the family
-        return load_other_family(source, device=device, warm_up=warm_up, backend=backend,
-                                 memory_budget_gb=memory_budget_gb, weights=weights)
-    problems = checkpoint_problems(source.path)
-    if problems:
-        raise ModelLoadError(f"cannot load {source.path}: " + "; ".join(problems))
-    target = pick_device(device)
-    dtype = torch.float16 if target.type == "cuda" and backend == "transformers" else torch.float32
+    entry = family_of(source.path)
     started = time.monotonic()
-    is_random = source.is_random or has_smoke_marker(source.path)
-    try:
-        melody = checkpoint_type(source.path) in MELODY_TYPES
-        if melody and backend == "transformers":
-            raise ModelLoadError(f"{source.path} is a MusicGen-melody checkpoint: our engine serves it (backend "
-                                 "'engine'); the transformers reference backend serves plain MusicGen only")
-        processor = AutoProcessor.from_pretrained(source.path, local_files_only=True)
-        model_class = MusicgenMelodyForConditionalGeneration if melody else MusicgenForConditionalGeneration
-        model = model_class.from_pretrained(source.path, dtype=dtype, local_files_only=True)
-        model = model.eval()
-        if backend == "transformers":
-            engine = reference_from_hf_model(model.to(target), processor, name=display_name(source),
-                                             source_kind=source.kind, is_random=is_random, device=str(target))
-        else:
-            engine = build_our_engine(model, processor, source, target, is_random,
-                                      weights=weights, kv_cache=kv_cache, attention=attention, compile=compile,
-                                      max_batch=max_batch)
-            del model  # our engine owns copies of what it keeps: the checkpoint's memory map can go
-            trim_heap()
-    except ModelLoadError:
-        raise
-    except ValueError as error:  # a mode this device cannot run; the message names the alternatives
-        raise ModelLoadError(f"cannot load {source.path}: {error}") from error
-    except Exception as error:
-        raise ModelLoadError(f"cannot load {source.path}: {type(error).__name__}: {error}") from error
-    return announce_loaded(engine, source, f"{backend} backend", started, warm_up=warm_up)
-
-
-def family(directory: Path) -> str:
-    """The model family a directory's config names: "ace-step" (model_index.json names AceStepPipeline), else
-    "musicgen" (whose config.json checkpoint_problems checks)."""
-    from inference.acestep import pipeline_family
-
-    return pipeline_family(directory) or "musicgen"
-
-
-def load_other_family(source: ModelSource, *, device: str, warm_up: bool, backend: str,
-                      memory_budget_gb: float = 0.0, weights: str = "auto") -> Engine:
-    """An ACE-Step pipeline: loaded (its DiT's linears on the CPU as `weights` says), named, warned about when
-    random, warmed up like a MusicGen."""
-    from inference.acestep import load_acestep_engine
-
-    if backend != "engine":
-        raise ModelLoadError(f"{source.path} is an ACE-Step pipeline; backend {backend!r} serves MusicGen only "
-                             "(drop --backend or pass --backend engine)")
-    started = time.monotonic()
-    is_random = source.is_random or has_smoke_marker(source.path)
-    engine = load_acestep_engine(source, device=device, name=display_name(source), is_random=is_random,
-                                 memory_budget_gb=memory_budget_gb, weights=weights)
-    return announce_loaded(engine, source, "ace-step", started, warm_up=warm_up)
+    engine = entry.load(source.path, name=display_name(source), source_kind=source.kind,
+                        is_random=source.is_random or has_marker(source.path), device=device, backend=backend,
+                        weights=weights, kv_cache=kv_cache, attention=attention, compile=compile,
+                        max_batch=max_batch, memory_budget_gb=memory_budget_gb)
+    return announce_loaded(engine, source, f"{entry.NAME}, {backend} backend", started, warm_up=warm_up)
 
 
 def announce_loaded(engine: Engine, source: ModelSource, how: str, started: float, *, warm_up: bool) -> Engine:
@@ -419,7 +359,7 @@ def announce_loaded(engine: Engine, source: ModelSource, how: str, started: floa
              info.name, info.source_kind, how, info.device, time.monotonic() - started, info.parameters,
              info.sample_rate, info.channels, info.max_duration_s)
     if info.is_random:
-        warn_random(info.name, source.path, family(source.path) if source.path is not None else "musicgen")
+        warn_random(info.name, source.path, family(source.path) if source.path is not None else DEFAULT_FAMILY)
     if warm_up:
         try:
             log.info("warmed up %s in %.2f s", info.name, engine.warm_up())
@@ -428,52 +368,17 @@ def announce_loaded(engine: Engine, source: ModelSource, how: str, started: floa
     return engine
 
 
-def trim_heap(*, collect: bool = True) -> None:
-    """Collect (unless ``collect`` is False), and hand freed heap back to the system (glibc), so the daemon's
-    resident size is what it uses, not its peak: after loading, and after each job (its transient peak: a stems
-    separation's activations). A worker's trim after a job does not collect: a full collection of an unfrozen heap
-    stops every thread for 0.1-0.5 s, and the collector frees per-job garbage on its own."""
-    import ctypes
-    import gc
-
-    if collect:
-        gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): the allocator keeps its own counsel
-        pass
-
-
-def build_our_engine(model, processor, source: ModelSource, target, is_random: bool, **modes) -> MusicGenEngine:
-    """Our decoder from the checkpoint's weights; transformers' decoder is dropped once mapped."""
-    from inference.engine import EngineOptions, engine_from_hf_model
-
-    engine = engine_from_hf_model(
-        model, processor.tokenizer, options=EngineOptions(**modes), device=target,
-        name=display_name(source), source_kind=source.kind, is_random=is_random,
-        chroma_extractor=getattr(processor, "feature_extractor", None),
-    )
-    del model.decoder  # its weights now live in our decoder
-    return engine
-
-
 def display_name(source: ModelSource) -> str:
-    if source.path is not None and has_smoke_marker(source.path):
+    """The smoke marker's name for a random model (the tiny one always has a marker), else what was asked for."""
+    if source.path is not None and has_marker(source.path):
         marker = read_marker(source.path) or {}
         return marker.get("name") or f"{source.path.name} (SMOKE: noise, not music)"
-    if source.kind == "tiny":
-        return TINY_NAME
     return source.spec
 
 
-# What to pass for music, per family: (a hub id, a local directory of that family)
-REAL_MODELS = {"musicgen": ("facebook/musicgen-small", "/path/to/a/musicgen/checkpoint"),
-               "ace-step": ("ACE-Step/acestep-v15-xl-turbo-diffusers", "/path/to/an/ace-step/diffusers/pipeline")}
-
-
-def warn_random(name: str, path: Path, family: str = "musicgen") -> None:
+def warn_random(name: str, path: Path, family: str = DEFAULT_FAMILY) -> None:
     """The loud smoke-model warning, naming a real model of the same family to load instead."""
-    hub_id, local = REAL_MODELS.get(family, REAL_MODELS["musicgen"])
+    hub_id, local = FAMILIES.get(family, FAMILIES[DEFAULT_FAMILY]).REAL_MODEL
     bar = "!" * 72
     for line in (
         bar,

@@ -6,6 +6,8 @@ Subprocess daemons for end-to-end tests are in tests/e2e/conftest.py; the helper
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import torch
 
-from inference.tiny import build_tiny_musicgen
+from inference.musicgen.tiny import build_tiny_musicgen
 
 if TYPE_CHECKING:
     from bridge.daemon import Daemon
@@ -22,6 +24,9 @@ if TYPE_CHECKING:
 # The tiny model is no faster on two threads, and two OpenMP threads per process
 # slow down several-fold when other test processes share the two cores.
 torch.set_num_threads(1)
+# Decisions measured at load (inference/runtime/plans.py) are saved in a folder of this run, never the user's cache:
+# each run measures afresh, and daemons the tests start inherit it.
+os.environ.setdefault("CONTINUO_PLANS_DIR", tempfile.mkdtemp(prefix="continuo-test-plans-"))
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +50,7 @@ def tiny_melody_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_acestep_dir(tmp_path_factory) -> Path:
     """A tiny random ACE-Step 1.5 pipeline in diffusers' format (noise, not music), every component included."""
-    from inference.tiny_acestep import build_tiny_acestep
+    from inference.acestep.tiny import build_tiny_acestep
 
     return build_tiny_acestep(tmp_path_factory.mktemp("tiny-acestep") / "pipeline", seed=0)
 
@@ -57,7 +62,7 @@ def tiny_lora_dir(tiny_acestep_dir, tmp_path_factory) -> Path:
     "misfit" (an adapter whose shapes fit another model)."""
     import shutil
 
-    from inference.tiny_acestep import build_tiny_lora
+    from inference.acestep.tiny import build_tiny_lora
 
     root = tmp_path_factory.mktemp("loras")
     build_tiny_lora(tiny_acestep_dir, root / "grain", seed=1)
@@ -70,7 +75,7 @@ def tiny_lora_dir(tiny_acestep_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def cpu_kernels_built():
     """Build our C++ CPU kernels before any test (cold: about 25 s), so daemons that tests start load them at once."""
-    from inference.cpu_kernels import kernels_status
+    from inference.runtime.kernels import kernels_status
 
     return kernels_status()
 

@@ -17,7 +17,7 @@ from bridge.protocol.schema import Event as CheckedEvent
 from bridge.protocol.schema import load_schema
 from bridge.settings import Settings, load_settings
 from bridge.transports.udp import OscUdpServer
-from inference.memory import thaw_heap
+from inference.runtime.memory import thaw_heap
 
 JOB_TIMEOUT_S = 120  # the longest a test waits for one tiny-model job to end (generous: the cores are shared)
 TERMINAL = ("/continuo/done", "/continuo/error")

@@ -1,4 +1,5 @@
-"""The house: bridge/ in wings stacked in one order, no import cycles, inference/ never imports bridge/.
+"""The house: bridge/ and inference/ each in wings stacked in one order, no import cycles, inference/ never
+imports bridge/, and the model families side by side, never importing each other.
 
 Every import counts, the ones inside functions too (a lazy import is still an arrow a reader follows).
 """
@@ -30,6 +31,19 @@ WINGS = (
 # Wings that carry bytes and never touch the model: no torch, no inference.
 NO_MODEL = ("bridge.protocol", "bridge.transports", "bridge.clients")
 
+# inference/, bottom to top: the contract, the runtime under every family, the families side by side, loading
+# (resolve, then a family's entry from its table) and the benchmarks over all of them.
+INFERENCE_WINGS = (
+    ("inference", "inference.errors", "inference.api", "inference.adapters", "inference.smoke"),
+    ("inference.runtime",),
+    ("inference.musicgen", "inference.acestep", "inference.stems"),
+    ("inference.loading",),
+    ("inference.bench",),
+)
+SIDE_BY_SIDE = ("inference.musicgen", "inference.acestep", "inference.stems")  # never import each other
+# The contract modules the bridge's torch-free wings and admission read: no torch.
+TORCH_FREE = ("inference", "inference.errors", "inference.api", "inference.adapters", "inference.smoke")
+
 
 def module_name(path: Path) -> str:
     parts = path.relative_to(ROOT).with_suffix("").parts
@@ -54,10 +68,10 @@ def import_graph(packages: tuple[str, ...] = ("bridge", "inference")) -> dict[st
     return {name: {m for m in imports_of(path) if m in files and m != name} for name, path in files.items()}
 
 
-def wing_rank(module: str) -> int:
-    """The index in WINGS of the longest wing prefix of module."""
+def wing_rank(module: str, wings: tuple[tuple[str, ...], ...] = WINGS) -> int:
+    """The index in wings of the longest wing prefix of module."""
     best, rank = -1, -1
-    for index, wing in enumerate(WINGS):
+    for index, wing in enumerate(wings):
         for prefix in wing:
             if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
                 best, rank = len(prefix), index
@@ -66,9 +80,24 @@ def wing_rank(module: str) -> int:
     return rank
 
 
-def upward_imports(graph: dict[str, set[str]]) -> list[str]:
-    return sorted(f"{a} -> {b}" for a, targets in graph.items() if a.startswith("bridge")
-                  for b in targets if b.startswith("bridge") and wing_rank(b) > wing_rank(a))
+def in_package(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def upward_imports(graph: dict[str, set[str]], package: str = "bridge",
+                   wings: tuple[tuple[str, ...], ...] = WINGS) -> list[str]:
+    """Imports inside package from a module to one of a higher wing."""
+    return sorted(f"{a} -> {b}" for a, targets in graph.items() if in_package(a, package)
+                  for b in targets if in_package(b, package) and wing_rank(b, wings) > wing_rank(a, wings))
+
+
+def crossings(graph: dict[str, set[str]], apart: tuple[str, ...] = SIDE_BY_SIDE) -> list[str]:
+    """Imports from one of the side-by-side wings into another."""
+    def owner(module: str) -> str | None:
+        return next((wing for wing in apart if in_package(module, wing)), None)
+
+    return sorted(f"{a} -> {b}" for a, targets in graph.items() if owner(a)
+                  for b in targets if owner(b) and owner(b) != owner(a))
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -111,6 +140,20 @@ def test_every_bridge_module_belongs_to_a_wing_and_imports_only_down():
     assert upward_imports(graph) == []
 
 
+def test_every_inference_module_belongs_to_a_wing_and_imports_only_down():
+    assert upward_imports(import_graph(), "inference", INFERENCE_WINGS) == []
+
+
+def test_the_model_families_never_import_each_other():
+    assert crossings(import_graph()) == []
+
+
+def test_the_contract_modules_never_import_torch():
+    files = {module_name(p): p for p in (ROOT / "inference").rglob("*.py")}
+    assert set(TORCH_FREE) <= set(files)
+    assert sorted(f"{m} -> {i}" for m in TORCH_FREE for i in imports_of(files[m]) if i.split(".")[0] == "torch") == []
+
+
 def test_there_is_no_import_cycle():
     assert cycles(import_graph()) == []
 
@@ -138,3 +181,22 @@ def test_the_checks_catch_a_broken_layout():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
     with pytest.raises(AssertionError, match="in no wing"):
         wing_rank("bridge_extra.module")
+
+
+def test_the_checks_catch_a_broken_inference_layout():
+    """Inference's order: the runtime reaching a family, a family reaching loading, two families importing each
+    other, and a module outside every wing are each caught; stems beside a family and loading over both pass."""
+    broken = {
+        "inference.runtime.compute": {"inference.musicgen.batching"},
+        "inference.acestep.family": {"inference.loading", "inference.musicgen.tiny"},
+        "inference.musicgen.tiny": {"inference.smoke"},
+        "inference.loading": {"inference.acestep", "inference.musicgen", "inference.api"},
+        "inference.bench.musicgen": {"inference.loading", "inference.musicgen.engine", "inference.runtime.device"},
+    }
+    assert upward_imports(broken, "inference", INFERENCE_WINGS) == [
+        "inference.acestep.family -> inference.loading", "inference.runtime.compute -> inference.musicgen.batching"]
+    assert crossings(broken) == ["inference.acestep.family -> inference.musicgen.tiny"]
+    assert crossings({"inference.musicgen.engine": {"inference.runtime.compute"}}) == []
+    assert upward_imports({"inference.loading": {"bridge.daemon"}}, "inference", INFERENCE_WINGS) == []  # elsewhere
+    with pytest.raises(AssertionError, match="in no wing"):
+        wing_rank("inference_extra.module", INFERENCE_WINGS)

@@ -1,20 +1,31 @@
 """Reading input audio and writing results atomically.
 
-``write_wav_atomic`` writes ``<dir>/.<name>.partial``, flushes and fsyncs it,
-renames it onto the final name with ``os.replace`` and fsyncs the directory,
-so a reader sees either no file or the complete one, also after a crash.
+``write_bytes_atomic`` (and ``write_wav_atomic`` on it) writes ``<dir>/.<name>.<random>.partial`` with plain
+``os.write`` calls, fsyncs it, renames it onto the final name with ``os.replace`` and fsyncs the directory, so
+a reader sees either no file or the complete one, also after a crash or a full disk. The WAV is encoded in
+memory first: libsndfile writing into a file swallows the OS error of a full disk (soundfile's callback cannot
+raise through it) and reports a bare failure, so the write itself is ours and its errno survives.
+
+A failed write is reported by what the disk said (``disk_error``): a full disk or quota (ENOSPC, EDQUOT) is
+``DiskFull`` (the wire's ``disk_full``); a read-only filesystem, an I/O error or a permission problem is
+``IoError`` with that reason in words. Each partial name is unique, so two writers never share one.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 import numpy as np
 import soundfile
 
-from bridge.errors import BadRequest, IoError, NotFound
+from bridge.errors import BadRequest, BridgeError, DiskFull, IoError, NotFound
+
+FREE_SPACE_HINT = "free space (`continuo prune`, then `continuo prune --empty-trash --yes`) and send it again"
 
 WAV_SUBTYPES: dict[int, str] = {16: "PCM_16", 24: "PCM_24", 32: "FLOAT"}
 
@@ -45,8 +56,9 @@ def write_wav_atomic(path: Path, audio: np.ndarray, sample_rate: int, *, bit_dep
     Samples are clipped to [-1, 1]; ``bit_depth`` 16 and 24 are PCM, 32 is
     float. A missing parent directory is created (``<output_root>/<job_id>/``).
     Bad arguments (bit depth, shape, non-finite samples) are ``BadRequest`` and
-    touch nothing on disk; any failure while writing is ``IoError`` and leaves
-    no partial file behind (an existing file at ``path`` is left as it was).
+    touch nothing on disk; a failure while writing is ``DiskFull`` or ``IoError``
+    (``write_bytes_atomic``) and leaves no partial file behind (an existing file
+    at ``path`` is left as it was).
     """
     path = Path(path)
     subtype = WAV_SUBTYPES.get(bit_depth)
@@ -57,25 +69,62 @@ def write_wav_atomic(path: Path, audio: np.ndarray, sample_rate: int, *, bit_dep
         raise BadRequest(f"audio must be a (channels, frames) array, got shape {np.shape(audio)}")
     if not np.isfinite(audio).all():
         raise BadRequest("audio contains non-finite samples (nan or inf)")
-    frames = np.clip(audio.T, -1.0, 1.0).astype(np.float32)
-    partial = path.parent / f".{path.name}.partial"
+    encoded = io.BytesIO()
+    soundfile.write(encoded, np.clip(audio.T, -1.0, 1.0).astype(np.float32), sample_rate, subtype=subtype,
+                    format="WAV")
+    write_bytes_atomic(path, encoded.getbuffer())
+
+
+def write_bytes_atomic(path: Path, data: bytes | memoryview) -> None:
+    """``data`` as the file ``path``, atomically (a unique partial, fsynced, renamed, the directory fsynced); a
+    missing parent directory is created. A failure is ``disk_error``'s DiskFull or IoError, and no partial is
+    left behind (an existing file at ``path`` stays as it was)."""
+    path = Path(path)
+    partial = partial_name(path)
     try:
         created = not path.parent.is_dir()
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(partial, "wb") as handle:
-            soundfile.write(handle, frames, sample_rate, subtype=subtype, format="WAV")
-            handle.flush()
-            os.fsync(handle.fileno())
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(data).cast("B")
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(partial, path)
         _fsync_directory(path.parent)
         if created:
             _fsync_directory(path.parent.parent)
-    except Exception as exc:  # any failure: no partial file is left, the caller gets IoError
-        note = _remove_partial(partial)
-        raise IoError(f"cannot write {path}: {exc}{note}") from exc
+    except OSError as exc:  # no partial is left, the caller gets what the disk said
+        raise disk_error(exc, path, _remove_partial(partial)) from exc
     except BaseException:
         _remove_partial(partial)
         raise
+
+
+def partial_name(path: Path) -> Path:
+    """A name no other writer uses, beside path, hidden, ending in .partial (left-overs are found by that)."""
+    return path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.partial"
+
+
+def disk_error(exc: OSError, path: Path, note: str = "") -> BridgeError:
+    """What a failed write of path means to a musician: DiskFull for a full disk or quota, IoError otherwise,
+    each with the reason in words and what to do."""
+    folder = path.parent
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = "is full" if exc.errno == errno.ENOSPC else "is over its quota"
+        return DiskFull(f"cannot write {path.name}: the disk holding {folder} {what} ({exc.strerror}); nothing "
+                        f"half-written was left: {FREE_SPACE_HINT}{note}")
+    if exc.errno == errno.EROFS:
+        return IoError(f"cannot write {path}: {folder} is on a read-only filesystem (a drive mounted read-only, or "
+                       f"remounted after errors); point output_root at a writable folder{note}")
+    if exc.errno == errno.EIO:
+        return IoError(f"cannot write {path}: the disk reported an input/output error (EIO: a failing drive, or "
+                       f"a network or USB drive that went away); check the drive{note}")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return IoError(f"cannot write {path}: no permission to write in {folder} ({exc.strerror}){note}")
+    return IoError(f"cannot write {path}: {exc}{note}")
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -126,12 +175,11 @@ def link_or_copy_atomic(source: Path, target: Path) -> str:
     """Give ``source`` a second name ``target``: a hard link (no extra disk space; both names are the same bytes),
     or a copy where the filesystem cannot link (FAT/exFAT drives, some network shares). Atomic like
     ``write_wav_atomic`` (a ``.partial`` name renamed into place, replacing an older ``target``); returns "link" or
-    "copy". A failure is ``IoError`` and leaves no partial file behind."""
-    partial = target.parent / f".{target.name}.partial"
+    "copy". A failure is ``disk_error``'s DiskFull or IoError and leaves no partial file behind."""
+    partial = partial_name(target)
     if target.exists() and os.path.samefile(source, target):
         return "link"  # already (renaming a link onto the same file would do nothing and leave the partial)
     try:
-        partial.unlink(missing_ok=True)
         try:
             os.link(source, partial)
             how = "link"
@@ -141,6 +189,5 @@ def link_or_copy_atomic(source: Path, target: Path) -> str:
         os.replace(partial, target)
         _fsync_directory(target.parent)
     except OSError as exc:
-        note = _remove_partial(partial)
-        raise IoError(f"cannot give {source} the second name {target.name}: {exc}{note}") from exc
+        raise disk_error(exc, target, _remove_partial(partial)) from exc
     return how

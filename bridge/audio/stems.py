@@ -4,7 +4,7 @@ Decisions (see docs/ARCHITECTURE.md, "Stems"):
 
 - Stems are separated from the **delivered mix** (after the master chain,
   loop fold and loudness), so without stem chains they sum to ``mix.wav``
-  within ``inference.stems.SUM_TOLERANCE`` (the separator puts the residual in
+  within ``inference.stems.separator.SUM_TOLERANCE`` (the separator puts the residual in
   ``other``). They keep the mix's gain: no per-stem loudness normalisation
   (that would break the sum); their own LUFS and true peak are measured and
   reported per output.
@@ -33,7 +33,14 @@ import numpy as np
 from bridge.audio.effects import EffectSpec
 from bridge.audio.render import RenderedAudio, map_channels, measured, resample, shape_length
 from bridge.errors import BadRequest
-from inference.stems import EXPORT_TYPICAL, SeparatorConfig, StemSeparator, empty_cuda_cache, load_separator, pick_path
+from inference.stems.separator import (
+    EXPORT_TYPICAL,
+    SeparatorConfig,
+    StemSeparator,
+    empty_cuda_cache,
+    load_separator,
+    pick_path,
+)
 
 ProgressFn = Callable[[float], None]
 log = logging.getLogger("continuo.stems")

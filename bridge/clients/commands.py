@@ -25,6 +25,7 @@ from bridge.clients.inbox import InputMissing, StagedInput, stage_input
 from bridge.clients.osc import TERMINAL_EVENTS, OscClient
 from bridge.clients.progress import JobProgress
 from bridge.clients.send import parse_arg
+from bridge.errors import BridgeError
 from bridge.protocol.schema import Schema, load_schema
 from bridge.settings import is_loopback
 
@@ -45,6 +46,8 @@ EXIT_CODES: dict[str, int] = {
     "io_error": 16,
     "interrupted": 17,
     "audio_error": 18,
+    "id_conflict": 19,  # the job id belongs to another job: send it with a new id
+    "disk_full": 20,  # the output disk is full: continuo prune, then send it again
 }
 EXIT_CTRL_C = 130  # Ctrl-C (SIGINT): the job was cancelled
 CANCEL_WAIT_S = 5.0  # after Ctrl-C, how long to wait for the daemon to confirm the cancel
@@ -81,7 +84,9 @@ class JobRequest:
 
 
 def new_job_id(op: str) -> str:
-    return f"cli-{op}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    """cli-<op>-<date>-<time>-<8 random hex from the OS>: unique across reboots and across machines (the daemon
+    refuses a reused id with another request, id_conflict)."""
+    return f"cli-{op}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
 
 
 def build_request(ns: argparse.Namespace) -> JobRequest:
@@ -184,6 +189,9 @@ def run_job_command(ns: argparse.Namespace, *, client_factory: Callable[..., Osc
             except InputMissing as exc:
                 printer.note("error", f"not_found: {exc}", code="not_found")
                 return EXIT_CODES["not_found"]
+            except BridgeError as exc:  # the copy into the inbox failed (a full disk, a copy that did not match)
+                printer.note("error", f"{exc.code}: {exc.message}", code=exc.code)
+                return exit_code_for(exc.code)
             request.args[index] = staged.path.as_posix()
             report_copy(printer, staged)
         status = set_context(client, printer, ns, sample_rate=welcome[2])
@@ -318,6 +326,19 @@ def finish(printer: EventPrinter, events: list[tuple[str, list]]) -> int:
     return EXIT_DONE
 
 
+def storage_line(storage: dict[str, Any]) -> str:
+    """/continuo/storage in words (`continuo status`, `continuo prune`)."""
+    auto = storage["auto_trash_days"]
+    return (f"renders {_size(storage['renders_mb'])} in {storage['jobs']} job folder(s) under "
+            f"{storage['output_root']} (kept until you prune them); trash {_size(storage['trash_mb'])}; "
+            f"{_size(storage['free_mb'])} free; auto-trash "
+            + (f"on: jobs unfetched for {auto:g} days move to the trash" if auto else "off"))
+
+
+def _size(mb: float) -> str:
+    return f"{mb / 1000:.1f} GB" if mb >= 1000 else f"{mb:.1f} MB"
+
+
 def run_status(ns: argparse.Namespace, *, client_factory: Callable[..., OscClient] = OscClient) -> int:
     """`continuo status`: the daemon's state and limits."""
     schema = load_schema()
@@ -329,7 +350,7 @@ def run_status(ns: argparse.Namespace, *, client_factory: Callable[..., OscClien
         client.send("/continuo/status")
         try:
             events = [client.wait_for(lambda a, _args: a == address, 5.0)
-                      for address in ("/continuo/status", "/continuo/limits")]
+                      for address in ("/continuo/status", "/continuo/limits", "/continuo/storage")]
         except TimeoutError as exc:
             printer.note("error", str(exc), code="no_reply")
             return EXIT_NO_REPLY
@@ -339,12 +360,14 @@ def run_status(ns: argparse.Namespace, *, client_factory: Callable[..., OscClien
         return EXIT_DONE
     status = printer.event_object(*events[0])
     limits = printer.event_object(*events[1])
+    storage = printer.event_object(*events[2])
     lines = [f"daemon    continuo {welcome[0]} at {ns.host}:{ns.port}, device {welcome[3]}",
              f"state     {status['state']}, {status['queue_length']} job(s) queued or running",
              f"model     {status['model']}",
              f"memory    {status['mem_used_gb']:.2f} of {status['mem_total_gb']:.1f} GB",
              f"inbox     {welcome[4] if len(welcome) > 4 else '(not named by this daemon)'}",
              "limits    " + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
-                                      for k, v in limits.items() if k != "event")]
+                                      for k, v in limits.items() if k != "event"),
+             f"space     {storage_line(storage)}"]
     print("\n".join(lines), file=printer.out, flush=True)
     return EXIT_DONE

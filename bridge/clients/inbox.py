@@ -8,19 +8,23 @@ Where the inbox is comes over the wire (``/continuo/welcome`` names it), not fro
 daemon may have been started with other ``--output-root`` / ``--input-roots`` flags, another ``--config`` or
 other ``CONTINUO_*`` variables than this shell has, and only the daemon knows which ones won. The welcome does not
 list every input root, so a file is sent where it lies only when it is under the inbox; anything else (a previous
-render included) is copied. A copy is named ``<stem>-<hash of its bytes>`` so the same file is copied once.
+render included) is copied. A copy is named ``<stem>-<hash of its bytes>`` so the same file is copied once; it is
+written and checked by bridge/jobs/inbox.py (a temporary name of its own, size and hash verified before the
+rename, marked as Continuo's copy so the daemon may remove it after inbox_copies_age_s). Reusing a copy makes it
+young again. A file of that name that is not Continuo's intact copy is never overwritten: the copy gets a name
+of its own.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge.jobs.inbox import copy_verified, is_owned_copy, sha256_of
+
 HASH_CHARS = 10
-CHUNK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,8 @@ class InputMissing(FileNotFoundError):
 
 def stage_input(raw: str | os.PathLike, inbox: str | None) -> StagedInput:
     """The absolute path to send for the input file ``raw``: itself when it lies under ``inbox`` (or when no
-    inbox is known: a daemon on another machine), else a copy in ``inbox``. InputMissing when it is not a file."""
+    inbox is known: a daemon on another machine), else a verified copy in ``inbox``. InputMissing when it is not
+    a file; IoError or DiskFull (bridge.errors) when the copy cannot be made."""
     path = Path(raw).expanduser().absolute()
     if not path.is_file():
         raise InputMissing(f"input file {raw} does not exist (or is not a file)")
@@ -47,18 +52,17 @@ def stage_input(raw: str | os.PathLike, inbox: str | None) -> StagedInput:
     resolved = path.resolve()
     if resolved.is_relative_to(folder.resolve()):
         return StagedInput(path)
-    target = folder / f"{path.stem}-{content_hash(resolved)}{path.suffix.lower()}"
-    if not target.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f".{target.name}.partial"
-        shutil.copyfile(resolved, partial)
-        os.replace(partial, target)
+    sha256 = sha256_of(resolved)
+    target = folder / f"{path.stem}-{sha256[:HASH_CHARS]}{path.suffix.lower()}"
+    if is_owned_copy(target, sha256):
+        os.utime(target)  # reused: young again, so retention does not take it from under the job
+        return StagedInput(target, copied_from=path)
+    if target.exists() or target.is_symlink():  # someone's own file of that name: never overwritten
+        target = target.with_name(f"{path.stem}-{sha256[:HASH_CHARS]}-{uuid.uuid4().hex[:6]}{path.suffix.lower()}")
+    copy_verified(resolved, target, sha256=sha256, made_by="cli")
     return StagedInput(target, copied_from=path)
 
 
 def content_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()[:HASH_CHARS]
+    """The short hash a copy's name carries."""
+    return sha256_of(path)[:HASH_CHARS]

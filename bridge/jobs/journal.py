@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     seed INTEGER,
     elapsed_s REAL,
     error_code TEXT,
-    error_message TEXT
+    error_message TEXT,
+    used_at REAL
 );
 CREATE TABLE IF NOT EXISTS outputs (
     job_id TEXT NOT NULL REFERENCES jobs(job_id) ON DELETE CASCADE,
@@ -88,6 +89,7 @@ class JobRecord:
     error_code: str | None
     error_message: str | None
     outputs: tuple[OutputRecord, ...]
+    used_at: float | None = None  # when a client last fetched the job (/continuo/get, a resend, a download)
 
 
 def _reply_host(reply_to: tuple) -> str:
@@ -109,6 +111,9 @@ class Journal:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run on their own thread: see _checkpoints
             self._db.executescript(SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+            if "used_at" not in columns:  # a journal from before used_at (issue 21)
+                self._db.execute("ALTER TABLE jobs ADD COLUMN used_at REAL")
         except (OSError, sqlite3.Error) as exc:
             raise IoError(f"cannot open the job journal {path}: {exc}; check the folder is writable") from exc
         self._lock = threading.Lock()
@@ -200,7 +205,7 @@ class Journal:
         with self._lock:
             row = self._db.execute(
                 "SELECT job_id, op, params, reply_host, reply_port, status, created_at, updated_at, seed, elapsed_s,"
-                " error_code, error_message FROM jobs WHERE job_id = ?",
+                " error_code, error_message, used_at FROM jobs WHERE job_id = ?",
                 (job_id,),
             ).fetchone()
             if row is None:
@@ -214,6 +219,7 @@ class Journal:
             job_id=row[0], op=row[1], params=json.loads(row[2]), reply_to=(row[3], row[4]),
             status=JobStatus(row[5]), created_at=row[6], updated_at=row[7], seed=row[8], elapsed_s=row[9],
             error_code=row[10], error_message=row[11], outputs=tuple(OutputRecord(*o) for o in outputs),
+            used_at=row[12],
         )
 
     def recent(self, limit: int = 50) -> list[JobRecord]:
@@ -231,31 +237,42 @@ class Journal:
             ).fetchall()
         return [r[0] for r in rows]
 
-    def prune(self, *, max_age_s: float, max_jobs: int, now: float | None = None) -> list[str]:
-        """Delete finished jobs older than max_age_s, and the oldest beyond max_jobs; returns their ids.
+    def mark_used(self, job_id: str) -> None:
+        """A client fetched the job's results: `continuo prune` leaves it alone for a while (bridge/jobs/trash.py)."""
+        self._write("UPDATE jobs SET used_at = ? WHERE job_id = ?", (time.time(), job_id), durable=False)
 
-        Queued and running jobs are never pruned. The caller removes the jobs' files.
-        """
+    def expired(self, *, max_age_s: float, max_jobs: int, now: float | None = None) -> list[str]:
+        """Finished jobs last updated or used more than max_age_s ago, and the oldest beyond max_jobs (each rule
+        off at 0), oldest first. Queued and running jobs never are. The caller decides what to forget."""
         now = time.time() if now is None else now
         terminal = tuple(s.value for s in JobStatus if s.terminal)
         marks = ",".join("?" * len(terminal))
+        last = "MAX(updated_at, COALESCE(used_at, 0))"
+        found: dict[str, float] = {}
         with self._lock:
             try:
-                old = self._db.execute(
-                    f"SELECT job_id FROM jobs WHERE status IN ({marks}) AND updated_at < ?",
-                    (*terminal, now - max_age_s),
-                ).fetchall()
-                extra = self._db.execute(
-                    f"SELECT job_id FROM jobs WHERE status IN ({marks}) ORDER BY updated_at DESC LIMIT -1 OFFSET ?",
-                    (*terminal, max_jobs),
-                ).fetchall()
-                ids = sorted({row[0] for row in old} | {row[0] for row in extra})
-                for start in range(0, len(ids), 500):
-                    chunk = ids[start:start + 500]
-                    self._db.execute(f"DELETE FROM jobs WHERE job_id IN ({','.join('?' * len(chunk))})", chunk)
+                if max_age_s > 0:
+                    found.update(self._db.execute(
+                        f"SELECT job_id, {last} FROM jobs WHERE status IN ({marks}) AND {last} < ?",
+                        (*terminal, now - max_age_s)).fetchall())
+                if max_jobs > 0:
+                    found.update(self._db.execute(
+                        f"SELECT job_id, {last} FROM jobs WHERE status IN ({marks}) ORDER BY {last} DESC, rowid DESC"
+                        " LIMIT -1 OFFSET ?", (*terminal, max_jobs)).fetchall())
             except sqlite3.Error as exc:
-                raise IoError(f"job journal {self.path}: pruning failed: {exc}") from exc
-        return ids
+                raise IoError(f"job journal {self.path}: {exc}") from exc
+        return sorted(found, key=lambda job_id: (found[job_id], job_id))
+
+    def forget(self, job_ids: list[str]) -> int:
+        """Delete these finished jobs' rows and their outputs' rows (files are the caller's business; a queued or
+        running job is never deleted); how many went."""
+        terminal = tuple(s.value for s in JobStatus if s.terminal)
+        removed = 0
+        for start in range(0, len(job_ids), 500):
+            chunk = tuple(job_ids[start:start + 500])
+            removed += self._write(f"DELETE FROM jobs WHERE job_id IN ({','.join('?' * len(chunk))}) AND status IN "
+                                   f"({','.join('?' * len(terminal))})", chunk + terminal)
+        return removed
 
     def count(self) -> int:
         with self._lock:

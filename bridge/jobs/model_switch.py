@@ -32,6 +32,7 @@ from bridge.jobs.queue import Destination, JobQueue, JobStatus
 from bridge.settings import Settings
 from inference.api import Engine, GeneratedAudio, ModelInfo
 from inference.errors import InferenceError
+from inference.runtime.compute import ComputeThread
 
 log = logging.getLogger("continuo.switch")
 
@@ -60,7 +61,7 @@ def switch_order(new_bytes: int, free_bytes: int, *, old_bytes: int = 0, budget_
 
 def estimate_bytes(directory, device: str) -> int:
     """Memory a model from directory takes on device while it loads: its weight files, doubled on the CPU."""
-    from inference.memory import weight_bytes
+    from inference.runtime.memory import weight_bytes
 
     size = weight_bytes(directory)
     return int(size * (1.0 if device.startswith("cuda") else CPU_LOAD_FACTOR))
@@ -70,16 +71,25 @@ class UnloadedEngine:
     """Stands in while no model is loaded (between releasing the old model and installing the new one, or after
     both failed to load): it keeps the last model's info for status and admission; a job fails saying why."""
 
+    info: ModelInfo
+    concurrent_jobs = 1
+    compute: ComputeThread
+
     def __init__(self, info: ModelInfo, reason: str) -> None:
         self.info, self.reason = info, reason
+        self.compute = ComputeThread()  # idle: the next model loads on it (served by the main thread meanwhile)
+
+    def close(self) -> None:
+        """Nothing to let go of."""
 
     def warm_up(self) -> float:
         return 0.0
 
-    def generate(self, request, **_kwargs) -> GeneratedAudio:
+    def generate(self, request, *, on_progress=None, should_cancel=None, on_chunk=None) -> GeneratedAudio:
         raise InferenceError(self.reason)
 
-    def generate_batch(self, request, seeds: Sequence[int], **_kwargs) -> list[GeneratedAudio]:
+    def generate_batch(self, request, seeds: Sequence[int], *, on_progress=None, should_cancel=None,
+                       on_chunk=None) -> list[GeneratedAudio]:
         raise InferenceError(self.reason)
 
 
@@ -188,9 +198,9 @@ class ModelSwitch:
                 pending.spec, old_info, old_spec)
         except Exception as error:  # ModelLoadError, or anything a loader raises: the old model stays
             served = self.served()[0]
-            message = f"could not load {pending.spec}: {error}"
-            if not isinstance(served, UnloadedEngine):
-                message += f"; still serving {served.info.name}"
+            # What still serves comes before the reason: a long reason is cut to fit the 1 KB error event
+            still = "" if isinstance(served, UnloadedEngine) else f" (still serving {served.info.name})"
+            message = f"could not load {pending.spec}{still}: {error}"
             log.warning("job=%s model switch failed: %s", pending.job_id or "-", message)
             return "model_error", message, time.monotonic() - started
         self.install(new, pending.spec)  # the old engine's last references go here
@@ -256,18 +266,17 @@ class ModelSwitch:
 
 
 def default_free_bytes(device: str) -> int:
-    from inference.memory import free_memory_bytes
+    from inference.runtime.memory import free_memory_bytes
 
     return free_memory_bytes(device)
 
 
 def release_memory() -> None:
     """Collect the released engine and give its memory back (CUDA's cached blocks, glibc's free heap). In a
-    serving process the heap is frozen (inference.memory.freeze_heap): thawed first, so the old engine's cycles
-    are collected too, and frozen again with what is alive now."""
-    from inference.loading import trim_heap
-    from inference.memory import freeze_heap, thaw_heap
-    from inference.memory import release_memory as release_device_memory
+    serving process the heap is frozen (inference.runtime.memory.freeze_heap): thawed first, so the old engine's
+    cycles are collected too, and frozen again with what is alive now."""
+    from inference.runtime.memory import freeze_heap, thaw_heap, trim_heap
+    from inference.runtime.memory import release_memory as release_device_memory
 
     frozen = thaw_heap()
     release_device_memory()

@@ -1,7 +1,7 @@
 """Streamed previews: the engine's audio chunks, as files, while the job still renders.
 
 With the request setting ``stream 1`` each chunk the engine decodes (about one
-second; seams already crossfaded by inference/streaming.py) is resampled to the
+second; seams already crossfaded by inference/musicgen/streaming.py) is resampled to the
 session rate with one continuous soxr stream, written as
 ``<job>/preview/chunk-NNNN.wav`` (16-bit, atomic) and announced with
 ``/continuo/partial job_id index path start_s seconds``. Played back to back the

@@ -69,7 +69,7 @@ PRIORITY_ORDER = {Priority.LIVE: 0, Priority.INTERACTIVE: 1, Priority.BATCH: 2}
 
 
 class JobQueue:
-    """A bounded queue of waiting jobs that one worker thread drains.
+    """A bounded queue of waiting jobs that the worker threads drain (one per job the engine takes at once).
 
     Order: live before interactive before batch, first come first served within each.
     A live job with a slot replaces the live job waiting for the same slot (only the

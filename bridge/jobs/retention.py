@@ -1,80 +1,74 @@
-"""Retention: finished jobs older than an age, or beyond a count, go with their files; so do inline inputs.
+"""Retention: what the daemon tidies by itself. Only what is its own alone; never a finished render.
 
-The journal rows are deleted first (so /continuo/get stops announcing the files),
-then `<output_root>/<job_id>/`. A job id is checked against the schema's job id
-pattern and the folder must resolve to a direct child of the output root before
-anything is deleted, so a corrupt row can never remove a file elsewhere.
+Renders belong to the musician: a Live set or a Reaper project points at ``<output_root>/<job_id>/`` (the stable
+``<name>.wav`` and the DAW-named file beside it) and must still play months later. So the passes here (at
+startup, then every minute) remove only:
 
-Inputs that arrived inline over ZeroMQ are written to the inbox as
-`zmq-<job>-<id>.wav`; they are needed only until their job has run, so they go
-after INLINE_INPUT_AGE_S (or the job age, if shorter). Files a user put in the
-inbox never match that name and are never touched.
+- journal rows of jobs finished (or last fetched) longer ago than retention_age_s, or beyond the newest
+  retention_max_jobs, and only where the job stays findable without its row: a finished job with outputs must
+  have its ``manifest.json`` (in its folder or in the trash), from which /continuo/get still answers and a
+  resent id is still recognised (bridge/jobs/job_ids.py); 0 turns either rule off;
+- ``.partial`` files a killed daemon left in job folders (at startup only: a running job may be writing one);
+- staging left-overs and the copies Continuo made in the inbox, marked as its own, after inbox_copies_age_s
+  (bridge/jobs/inbox.py); never an unmarked file, whatever its name, and never an input a waiting job reads.
+
+Freeing the space renders take is an explicit act (`continuo prune`, bridge/jobs/trash.py). The one automatic
+mode is opt-in (auto_trash_days, off by default, shown in the ready line and `continuo status`): it moves old,
+unfetched renders to the trash inside the output root, from where they can be restored; it never empties it.
+Each pass also measures the space renders, the trash and the free disk take, for status and the control room.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
-import time
+from collections.abc import Callable, Collection
 from pathlib import Path
 
+from bridge.jobs.inbox import prune_inbox
 from bridge.jobs.journal import Journal
-from bridge.protocol.schema import load_schema
+from bridge.jobs.queue import JobStatus
+from bridge.jobs.storage import MANIFEST, TRASH_DIR, Space
+from bridge.jobs.trash import Trash
+from bridge.settings import Settings
 
 log = logging.getLogger("continuo.retention")
 
-INLINE_INPUT_PREFIX = "zmq-"  # the inbox name of an input uploaded inline (bridge/transports/zmq.py)
-INLINE_INPUT_AGE_S = 86400.0
+PASS_INTERVAL_S = 60.0
 
 
-def prune_inline_inputs(inbox: Path, *, max_age_s: float, now: float | None = None) -> int:
-    """Delete inline inputs (zmq-*.wav, regular files) in inbox older than max_age_s; returns how many."""
-    if not inbox.is_dir():
-        return 0
-    cutoff = (time.time() if now is None else now) - max_age_s
-    removed = 0
-    for path in inbox.glob(f"{INLINE_INPUT_PREFIX}*.wav"):
-        try:
-            if path.is_symlink() or not path.is_file() or path.stat().st_mtime > cutoff:
-                continue
-            path.unlink()
-        except OSError as exc:
-            log.warning("retention: could not remove the inline input %s: %s", path, exc)
-            continue
-        removed += 1
-    if removed:
-        log.info("retention: removed %d inline input(s) older than %.0f s from %s", removed, max_age_s, inbox)
-    return removed
+def forget_old_rows(journal: Journal, output_root: Path, *, max_age_s: float, max_jobs: int) -> list[str]:
+    """Forget expired journal rows whose jobs stay findable without them (see the module's docstring); returns
+    the ids forgotten. No file is touched."""
+    forgettable = [job_id for job_id in journal.expired(max_age_s=max_age_s, max_jobs=max_jobs)
+                   if findable_without_row(journal, output_root, job_id)]
+    journal.forget(forgettable)
+    if forgettable:
+        log.info("retention: the journal forgot %d finished job(s) (their files and manifests stay)",
+                 len(forgettable))
+    return forgettable
 
 
-def prune_jobs(journal: Journal, output_root: Path, *, max_age_s: float, max_jobs: int) -> list[str]:
-    """Remove expired finished jobs and their folders; returns the ids removed."""
-    job_id_pattern = load_schema().patterns["job_id"][0]
-    removed = journal.prune(max_age_s=max_age_s, max_jobs=max_jobs)
-    root = output_root.resolve()
-    for job_id in removed:
-        folder = (root / job_id)
-        if not job_id_pattern.fullmatch(job_id) or folder.resolve().parent != root or folder.is_symlink():
-            log.warning("job=%s retention: folder %s is not a job folder under %s; left alone", job_id, folder, root)
-            continue
-        if folder.is_dir():
-            try:
-                shutil.rmtree(folder)
-            except OSError as exc:
-                log.warning("job=%s retention: could not remove %s: %s", job_id, folder, exc)
-        log.info("job=%s removed by retention (journal row and files)", job_id)
-    return removed
+def findable_without_row(journal: Journal, output_root: Path, job_id: str) -> bool:
+    """A job without outputs (failed, cancelled, a model switch) needs no row to be safe; one with outputs needs
+    its manifest, where it lies or in the trash."""
+    record = journal.get(job_id)
+    if record is None or record.status is not JobStatus.DONE or not record.outputs:
+        return True
+    return any((folder / MANIFEST).is_file() for folder in (output_root / job_id, output_root / TRASH_DIR / job_id))
 
 
 class RetentionTimer(threading.Thread):
-    """Prunes every interval_s until stopped."""
+    """One pass at startup (``prune``), then one every interval_s until stopped. ``in_use`` gives the input files
+    that queued or running jobs read; ``space`` is the last measure."""
 
-    def __init__(self, journal: Journal, output_root: Path, *, max_age_s: float, max_jobs: int,
-                 inbox: Path | None = None, interval_s: float = 60.0) -> None:
+    def __init__(self, journal: Journal, output_root: Path, settings: Settings, *, inbox: Path | None = None,
+                 in_use: Callable[[], Collection[Path]] = tuple, interval_s: float = PASS_INTERVAL_S) -> None:
         super().__init__(name="continuo-retention", daemon=True)
-        self.journal, self.output_root, self.inbox = journal, output_root, inbox
-        self.max_age_s, self.max_jobs, self.interval_s = max_age_s, max_jobs, interval_s
+        self.journal, self.output_root, self.settings, self.inbox = journal, output_root, settings, inbox
+        self.in_use, self.interval_s = in_use, interval_s
+        self.trash = Trash(journal, output_root)
+        self.space: Space | None = None
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -82,27 +76,42 @@ class RetentionTimer(threading.Thread):
             self.prune()
 
     def prune(self) -> None:
+        s = self.settings
         try:
-            prune_jobs(self.journal, self.output_root, max_age_s=self.max_age_s, max_jobs=self.max_jobs)
+            forget_old_rows(self.journal, self.output_root, max_age_s=s.retention_age_s,
+                            max_jobs=s.retention_max_jobs)
+            if s.auto_trash_days > 0:
+                self.trash.auto_trash(s.auto_trash_days)
             if self.inbox is not None:
-                prune_inline_inputs(self.inbox, max_age_s=min(self.max_age_s, INLINE_INPUT_AGE_S))
+                prune_inbox(self.inbox, max_age_s=s.inbox_copies_age_s, in_use=self.in_use())
         except Exception:  # a full disk or a locked journal must not end retention for good
             log.exception("retention pass failed; trying again in %.0f s", self.interval_s)
+        self.measure()
+
+    def measure(self) -> Space | None:
+        try:
+            self.space = self.trash.space()
+        except OSError as exc:
+            log.warning("could not measure the space renders take under %s: %s", self.output_root, exc)
+        return self.space
 
     def stop(self) -> None:
         self.stopping.set()
 
 
 def remove_partials(output_root: Path) -> int:
-    """Delete `.<name>.partial` files a killed daemon left in job folders; their final names were never visible."""
+    """Delete the ``.*.partial`` files a killed daemon left in job folders (their previews included); their final
+    names were never visible. At startup, before any job runs."""
     removed = 0
-    for partial in output_root.glob("*/.*.partial"):
-        if partial.is_file() and not partial.is_symlink():
-            try:
-                partial.unlink()
-            except OSError as exc:
-                log.warning("could not remove the left-over %s: %s", partial, exc)
-                continue
-            removed += 1
-            log.warning("job=%s removed the unfinished file %s left by the last run", partial.parent.name, partial)
+    for pattern in ("*/.*.partial", "*/preview/.*.partial", "*/preview/*/.*.partial"):
+        for partial in output_root.glob(pattern):
+            if partial.is_file() and not partial.is_symlink():
+                try:
+                    partial.unlink()
+                except OSError as exc:
+                    log.warning("could not remove the left-over %s: %s", partial, exc)
+                    continue
+                removed += 1
+                log.warning("job=%s removed the unfinished file %s left by the last run",
+                            partial.relative_to(output_root).parts[0], partial)
     return removed

@@ -1,4 +1,5 @@
-"""The one thread that owns the model: takes jobs off the queue and runs each step.
+"""A worker thread: takes jobs off the queue and runs each step (the daemon runs one per job the engine takes at
+once; the engine's torch work runs on its own compute thread, inference/api.py:Engine.compute).
 
 Steps of a generate/continue job: plan -> (read the input's tail) -> generate ->
 render (resample, effects, loudness) -> write atomically -> journal -> announce.
@@ -16,11 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge.audio.files import daw_file_name, link_or_copy_atomic, read_audio, write_wav_atomic
+from bridge.audio.files import (
+    daw_file_name,
+    disk_error,
+    link_or_copy_atomic,
+    read_audio,
+    write_bytes_atomic,
+    write_wav_atomic,
+)
 from bridge.audio.presets import Preset
 from bridge.audio.render import LOOP_CROSSFADE_S, map_channels, measured, render_mix, resample
 from bridge.audio.stems import input_stems, stem_outputs
-from bridge.errors import BridgeError, Busy, ReplicaLost
+from bridge.errors import BridgeError, Busy, IoError, ReplicaLost
 from bridge.jobs.admission import check_model
 from bridge.jobs.events import EventSink
 from bridge.jobs.journal import Journal, OutputRecord
@@ -28,11 +36,11 @@ from bridge.jobs.plan import RenderPlan, build_plan
 from bridge.jobs.preview import PreviewWriter
 from bridge.jobs.queue import Job, JobQueue, JobStatus
 from bridge.jobs.song import render_cover, render_extract, render_layer, render_repaint, song_fields
-from inference.api import Engine, GenerationRequest
-from inference.compute import ComputeThread
+from bridge.jobs.storage import MANIFEST, check_room
+from inference.api import Compute, Engine, GenerationRequest
 from inference.errors import Cancelled, InferenceError
-from inference.loading import trim_heap
-from inference.stems import EXPORT_TYPICAL
+from inference.runtime.memory import trim_heap
+from inference.stems.separator import EXPORT_TYPICAL
 
 log = logging.getLogger("continuo.worker")
 
@@ -80,13 +88,13 @@ class Worker(threading.Thread):
         self.presets = presets
         self.input_roots = input_roots
         self.output_root = output_root
-        self.separator = separator  # () -> inference.stems.StemSeparator, loaded on first use
+        self.separator = separator  # () -> inference.stems.separator.StemSeparator, loaded on first use
         self.current: Job | None = None
         self.stopping = threading.Event()
         self.seconds_per_audio_s = 1.0  # measured; used for ETAs
         self.between_jobs: Callable[[], None] | None = None  # run before each job: a model switch's turn
         self.may_take: Callable[[], bool] | None = None  # whether a job may start now (the daemon's count)
-        self.compute: ComputeThread | None = None  # where torch runs (inference.compute); None: on this thread
+        self.compute: Compute | None = None  # where torch runs (the engine's compute thread); None: on this thread
         self.take_lock = threading.Lock()  # shared by the workers that count against one another
         self._lock = threading.Lock()
 
@@ -117,11 +125,12 @@ class Worker(threading.Thread):
             self.give_back_memory(job)
 
     def give_back_memory(self, job: Job) -> None:
-        """After a job, when no other waits, the heap it freed goes back to the system (inference.loading.trim_heap).
-        glibc keeps a job's peak as free heap otherwise: after one stems job on the smoke model 460 MB of the
-        daemon's RSS was free heap (the separation's activations). The trim took 10.6 ms at the median, 79 ms at
-        the 90th percentile and 179 ms at most in the soak (60 jobs, 2 shared cores); a waiting job does not wait
-        for it, and the next separation runs as fast (docs/benchmarks.md, "Soak")."""
+        """After a job, when no other waits, the heap it freed goes back to the system
+        (inference/runtime/memory.py:trim_heap). glibc keeps a job's peak as free heap otherwise: after one stems
+        job on the smoke model 460 MB of the daemon's RSS was free heap (the separation's activations). The trim
+        took 10.6 ms at the median, 79 ms at the 90th percentile and 179 ms at most in the soak (60 jobs, 2 shared
+        cores); a waiting job does not wait for it, and the next separation runs as fast (docs/benchmarks.md,
+        "Soak")."""
         if len(self.queue):
             return
         started = time.monotonic()
@@ -129,15 +138,13 @@ class Worker(threading.Thread):
         log.debug("job=%s heap trimmed in %.1f ms", job.job_id, 1000 * (time.monotonic() - started))
 
     def on_compute(self, function: Callable[[], object]) -> object:
-        """function() on the compute thread (every torch call runs there: inference.compute), or here."""
+        """function() on the compute thread (every torch call runs there: inference/api.py:Compute), or here."""
         return function() if self.compute is None else self.compute.call(function)
 
     def engine_call(self, function: Callable[[], object]) -> object:
-        """function() with the engine: directly when the engine hands its torch work to its own compute thread
-        (ours: it must wait for its steps there, not run inside them), else as on_compute."""
-        if getattr(self.engine, "compute", None) is not None:
-            return function()
-        return self.on_compute(function)
+        """function() with the engine, here: every engine hands its torch work to its own compute thread (ours
+        must wait for its steps there, not run inside them), or has none (a cluster: its replicas compute)."""
+        return function()
 
     def stop(self) -> None:
         """Ask the running job to stop at its next step; the loop ends after it."""
@@ -164,6 +171,7 @@ class Worker(threading.Thread):
         try:
             plan = build_plan(job.op, job.params, self.presets(), self.input_roots)
             check_model(plan, self.engine.info, job.job_id)  # the model may have been switched since admission
+            check_room(self.output_root, plan, job.job_id)  # a render that cannot fit fails now, not when written
             outputs = self.render(job, plan)
         except (Cancelled, Interrupted):
             if self.stopping.is_set():
@@ -177,6 +185,10 @@ class Worker(threading.Thread):
         except (BridgeError, InferenceError) as exc:
             self.fail(job, exc.code, getattr(exc, "message", str(exc)))
             return
+        except OSError as exc:  # a write outside bridge.audio.files (a folder, a copy): what the disk said
+            error = disk_error(exc, Path(exc.filename or self.output_root / job.job_id))
+            self.fail(job, error.code, error.message)
+            return
         except Exception as exc:  # a bug must not kill the worker: report it and go on
             log.exception("job=%s failed unexpectedly", job.job_id)
             self.fail(job, "model_error", f"internal error: {type(exc).__name__}: {exc}")
@@ -185,15 +197,25 @@ class Worker(threading.Thread):
             self.events.emit(job.reply_to, "/continuo/slot", job.job_id, job.slot, outputs[0].path)
         elapsed = time.monotonic() - started
         self.seconds_per_audio_s = 0.7 * self.seconds_per_audio_s + 0.3 * elapsed / max(plan.duration_s, 0.1)
-        self.journal.finish(job.job_id, JobStatus.DONE, seed=plan.seed, elapsed_s=elapsed)
+        self.journal_end(job, JobStatus.DONE, seed=plan.seed, elapsed_s=elapsed)
         self.events.done(job.reply_to, job.job_id, len(outputs), plan.seed, elapsed)
         log.info("job=%s done outputs=%d seed=%d elapsed_s=%.2f", job.job_id, len(outputs), plan.seed, elapsed)
 
     def fail(self, job: Job, code: str, message: str) -> None:
         status = {"cancelled": JobStatus.CANCELLED, "interrupted": JobStatus.INTERRUPTED}.get(code, JobStatus.FAILED)
-        self.journal.finish(job.job_id, status, error_code=code, error_message=message)
+        self.journal_end(job, status, error_code=code, error_message=message)
         self.events.error(job.reply_to, job.job_id, code, message)
         log.info("job=%s %s: %s", job.job_id, code, message)
+
+    def journal_end(self, job: Job, status: JobStatus, **details) -> None:
+        """The job's end in the journal. A journal that cannot be written (its disk is full) loses only this
+        row's update: the client still gets its terminal event, the worker goes on, and the row, still
+        `running`, becomes `interrupted` at the next start (SQLite keeps the file itself consistent)."""
+        try:
+            self.journal.finish(job.job_id, status, **details)
+        except IoError as exc:
+            log.error("job=%s could not journal its end (%s): %s; it stays `running` there until the next start "
+                      "marks it interrupted", job.job_id, status.value, exc.message)
 
     def requeue_lost(self, job: Job, exc: ReplicaLost) -> None:
         """A cluster replica died mid-take: Serve restarts it; the job runs again, once, on a healthy replica.
@@ -412,14 +434,15 @@ class Worker(threading.Thread):
             "context": {"bpm": plan.context.bpm, "metre": plan.context.metre, "key": plan.context.key,
                         "sample_rate": plan.context.sample_rate},
             "input_path": plan.input_path.as_posix() if plan.input_path else None,
-            "model": {"name": info.name, "source": info.source_kind, "smoke_model": info.is_random},
+            "model": {"name": info.name, "source": info.source_kind, "smoke_model": info.is_random,
+                      "modes": info.modes},  # weights, cache, calibration figures, DiT linear plan
             "outputs": [{**o.__dict__, "daw_path": self.daw_path(job, plan, o).as_posix()} for o in outputs],
+            # the request as journalled: /continuo/get and a resent id find the job here once the journal has
+            # forgotten it (bridge/jobs/retention.py)
+            "params": job.params,
         }
         if plan.op == "variations":
             manifest["variation_seeds"] = {f"variation-{i + 1}": plan.seed + i for i in range(plan.count)}
         if info.is_random:
             manifest["warning"] = "rendered by a tiny RANDOM smoke model: this is noise, not music"
-        path = self.output_root / job.job_id / "manifest.json"
-        tmp = path.with_name(".manifest.json.partial")
-        tmp.write_text(json.dumps(manifest, indent=2))
-        tmp.replace(path)
+        write_bytes_atomic(self.output_root / job.job_id / MANIFEST, json.dumps(manifest, indent=2).encode())

@@ -27,7 +27,8 @@ PREFIX = "/continuo/"
 # The wire's error code -> the HTTP status of a refused request. A job that failed later is not a failed
 # HTTP request: GET /api/jobs/{id} answers 200 with the job's error in it.
 HTTP_STATUS = {"bad_request": 400, "not_found": 404, "busy": 503, "cancelled": 409, "out_of_memory": 507,
-               "model_error": 500, "io_error": 500, "interrupted": 503, "audio_error": 500}
+               "model_error": 500, "io_error": 500, "interrupted": 503, "audio_error": 500,
+               "id_conflict": 409, "disk_full": 507}
 UNKNOWN_CODE_STATUS = 500
 UPLOAD_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,127}$"  # an uploaded input's name: no folders
 CHUNK_PATTERN = r"^(variation-\d{1,2}/)?chunk-\d{4,6}\.wav$"  # a preview chunk under <job>/preview/

@@ -223,15 +223,18 @@ class MessageSpec:
 
     def positional(self, args: Mapping[str, Any], settings: Mapping[str, Any]) -> tuple[list[Any], list[str]]:
         """Named arguments and settings (ZeroMQ's and HTTP's JSON forms) as the OSC argument list: the args in this
-        message's order up to the first missing required one (parse names what is missing), then the settings as
-        name/value pairs; and the names this message does not take, for the caller to refuse in its own words."""
+        message's order up to the first missing required one (parse names what is missing; a missing optional one
+        before a named one takes its default, so the named one keeps its place), then the settings as name/value
+        pairs; and the names this message does not take, for the caller to refuse in its own words."""
         remaining = dict(args)
         values: list[Any] = []
-        for arg in self.args:
+        for index, arg in enumerate(self.args):
             if arg.name in remaining:
                 values.append(remaining.pop(arg.name))
             elif not arg.optional:
                 break
+            elif any(later.name in remaining for later in self.args[index + 1:]):
+                values.append(arg.default)
         for name, value in settings.items():
             values += [name, value]
         return values, sorted(map(str, remaining))

@@ -4,12 +4,16 @@ Suites:
 - ``daemon``: time from `continuo serve` to its ready line, and the wall time of
   one N-bar generate (request sent -> /continuo/done received) end to end.
 - ``engine``: decode speed of our own engine against transformers' generate, same run, random weights of
-  the real musicgen-small / -medium shapes (inference/benchmark.py); ``--quick``: small only, 2 s of audio.
+  the real musicgen-small / -medium shapes (inference/bench/musicgen.py); ``--quick``: small only, 2 s of audio.
   ``--family ace-step``: our AceStepEngine against diffusers' AceStepPipeline call, random weights of the real
-  1.5 turbo shapes, 10 s at 8 steps, seconds and peak memory per phase (inference/acestep_benchmark.py);
+  1.5 turbo shapes, 10 s at 8 steps, seconds and peak memory per phase (inference/bench/acestep.py);
   ``--quick``: the tiny pipeline, 2 s (a smoke test of the plumbing, no figure).
 - ``gpu``: the first-run GPU smoke (bridge/tools/bench_gpu.py); ``--dry-run`` runs its plan on the CPU.
 - ``throughput --cluster``: in process against 1 and 2 local Ray Serve replicas (bridge/tools/bench_cluster.py).
+- ``quality``: every lossy mode against fp32 on the quality harness (inference/bench/quality.py): per stress
+  (outlier channels, sharp attention) and option, the guided top-250 KL at CFG 3, top-k overlap and agreement
+  beside the bf16 floor, the controls, and the cache's attention error per K-channel gain; ``--quick``: 300
+  positions and four stresses.
 - ``soak``: many short jobs of every kind from five clients at once (OSC/UDP, OSC/TCP, ZeroMQ, HTTP, the CLI) to a
   real daemon on the smoke model; its RSS after warm-up, halfway and at the end, against 10 % growth
   (bridge/tools/bench_soak.py).
@@ -71,6 +75,8 @@ def run_bench(args: argparse.Namespace) -> int:
         return 0 if results[-1]["status"] == "ok" else 1
     if args.suite == "throughput":
         return bench_throughput(args)
+    if args.suite == "quality":
+        return bench_quality(args)
     if args.suite == "soak":
         return bench_soak(args)
     print(json.dumps(bench_daemon(args.bars, args.model)), flush=True)
@@ -93,7 +99,7 @@ def bench_batching(args: argparse.Namespace) -> int:
     --shape, musicgen-small by default); --quick: 2 bars, up to 4 jobs."""
     import torch
 
-    from inference.throughput import run_throughput_suite
+    from inference.bench.throughput import run_throughput_suite
 
     if getattr(args, "threads", 0):
         torch.set_num_threads(args.threads)
@@ -107,16 +113,35 @@ def bench_batching(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench_quality(args: argparse.Namespace) -> int:
+    import torch
+
+    from inference.bench.quality import STRESSES, run_attention_suite, run_quality_suite
+
+    if getattr(args, "threads", 0):
+        torch.set_num_threads(args.threads)
+
+    def emit(result: dict) -> None:
+        print(json.dumps(result | {"machine": machine()}), flush=True)
+
+    run_attention_suite(emit=emit)
+    stresses = tuple(s for s in STRESSES if s.name in ("none", "k x30", "ln x100", "outliers x100")) \
+        if args.quick else STRESSES
+    run_quality_suite(frames=300 if args.quick else 1500, stresses=stresses, emit=emit,
+                      progress=lambda text: print(f"bench quality: {text}", file=sys.stderr, flush=True))
+    return 0
+
+
 def bench_engine(args: argparse.Namespace) -> int:
     import torch
 
-    from inference.benchmark import run_engine_suite
+    from inference.bench.musicgen import run_engine_suite
 
     threads = getattr(args, "threads", 0) or 0
     if threads:
         torch.set_num_threads(threads)
     if getattr(args, "family", "musicgen") == "ace-step":
-        from inference.acestep_benchmark import run_acestep_suite
+        from inference.bench.acestep import run_acestep_suite
 
         run_acestep_suite(quick=args.quick, duration_s=getattr(args, "seconds", None),
                           device=getattr(args, "device", None) or "auto",

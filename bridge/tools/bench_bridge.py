@@ -52,6 +52,11 @@ class HeldEngine:
     """An Engine whose every render waits until its job is cancelled: jobs queue, nothing renders."""
 
     info = HELD_INFO
+    concurrent_jobs = 1
+    compute = None  # it computes nothing: a render waits on the calling worker
+
+    def close(self) -> None:
+        """Nothing to let go of."""
 
     def warm_up(self) -> float:
         return 0.0

@@ -84,7 +84,7 @@ def kill_mid_job(process: DaemonProcess, osc: OscClient, bars: float) -> dict:
 
 def bench_cluster_throughput(*, jobs: int = 8, bars: float = 4.0, repeats: int = 5, kill_bars: float = 16.0,
                              emit: Callable[[dict], None] = print) -> None:
-    from inference.tiny import build_tiny_musicgen
+    from inference.musicgen.tiny import build_tiny_musicgen
 
     with tempfile.TemporaryDirectory(prefix="continuo-bench-cluster-") as tmp:
         model = build_tiny_musicgen(Path(tmp) / "tiny", seed=0)

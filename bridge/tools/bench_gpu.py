@@ -61,7 +61,7 @@ class GpuBenchPlan:
 
 
 def build_plan(device: str, *, dry_run: bool, quick: bool = False) -> GpuBenchPlan:
-    from inference.benchmark import BenchConfig
+    from inference.bench.musicgen import BenchConfig
 
     if dry_run:
         configs = (BenchConfig("transformers", "fp32", "fp32"), BenchConfig("engine", "fp32", "fp32", attention="sdpa"),
@@ -87,7 +87,7 @@ def run_gpu_bench(*, dry_run: bool, device: str = "auto", quick: bool = False, e
     """Run every step of the plan, emitting one dict per result; the last one is the summary."""
     import torch
 
-    from inference.device import pick_device
+    from inference.runtime.device import pick_device
 
     target = torch.device("cpu") if dry_run else pick_device(device)
     results: list[dict] = []
@@ -141,12 +141,12 @@ class ModelCache:
 
     def build(self, shape: str):
         if shape != "tiny":
-            from inference.benchmark import build_random_musicgen
+            from inference.bench.musicgen import build_random_musicgen
 
             return build_random_musicgen(shape)
         from transformers import AutoProcessor, MusicgenForConditionalGeneration
 
-        from inference.tiny import build_tiny_musicgen
+        from inference.musicgen.tiny import build_tiny_musicgen
 
         path = build_tiny_musicgen(self.tmp / "tiny", seed=0)
         model = MusicgenForConditionalGeneration.from_pretrained(path, local_files_only=True).eval()
@@ -191,7 +191,7 @@ def parity(plan: GpuBenchPlan, models: ModelCache, device) -> list[dict]:
     import torch
 
     from inference.api import GenerationRequest
-    from inference.engine import EngineOptions, engine_from_hf_model
+    from inference.musicgen.engine import EngineOptions, engine_from_hf_model
 
     model, tokenizer = models.get(plan.parity_shape)
     request = GenerationRequest(prompt="warm lo-fi piano with soft drums", duration_s=1.0 if plan.dry_run else 2.0,
@@ -226,7 +226,7 @@ def variations(plan: GpuBenchPlan, models: ModelCache, device) -> dict:
     import torch
 
     from inference.api import GenerationRequest
-    from inference.engine import EngineOptions, engine_from_hf_model
+    from inference.musicgen.engine import EngineOptions, engine_from_hf_model
 
     model, tokenizer = models.get(plan.parity_shape)
     weights = "fp16" if device.type == "cuda" else "fp32"
@@ -250,7 +250,7 @@ def variations(plan: GpuBenchPlan, models: ModelCache, device) -> dict:
 
 
 def speed(plan: GpuBenchPlan, models: ModelCache, device) -> list[dict]:
-    from inference.benchmark import bench_config
+    from inference.bench.musicgen import bench_config
 
     results = []
     for shape in plan.shapes:
@@ -271,7 +271,7 @@ def speed(plan: GpuBenchPlan, models: ModelCache, device) -> list[dict]:
 def mulaw8(device, repeats: int) -> list[dict]:
     import torch
 
-    from inference.benchmark import cache_attention_ms
+    from inference.bench.musicgen import cache_attention_ms
 
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     results = []
@@ -287,7 +287,7 @@ def stems(plan: GpuBenchPlan, device) -> dict:
     import numpy as np
     import torch
 
-    from inference.stems import SeparatorConfig, load_separator
+    from inference.stems.separator import SeparatorConfig, load_separator
 
     separator = load_separator(SeparatorConfig(weights="random", size=plan.stems_size, device=str(device),
                                                segment_s=plan.stems_segment_s, overlap_s=plan.stems_segment_s / 10))

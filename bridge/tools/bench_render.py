@@ -11,7 +11,7 @@ model-rate (32 kHz) audio, one JSON line with the seconds of each step:
 - ``separation_s`` and ``separation_s_per_audio_s``: HDemucs (``stems_size``; random
   weights cost the same as trained ones) over the whole mix, chunked, on the path ``auto``
   picks here (``stems_path``);
-- ``stems_<path>_s_per_audio_s`` for every separation path (``inference.stems_paths.PATHS``,
+- ``stems_<path>_s_per_audio_s`` for every separation path (``inference.stems.paths.PATHS``,
   today's ``fp32`` included) usable here, timed side by side in the same run (interleaved
   rounds; ``_spread`` is the slowest round over the fastest), with ``stems_<path>_build_s``
   (export/compile, not in the time) and ``stems_<path>_error_db`` (the worst stem's error
@@ -58,7 +58,7 @@ def timed(function: Callable[[], Any], repeats: int) -> tuple[float, Any]:
 def bench_render(bars: float, *, quick: bool, model: str | None, stems_size: str = "high") -> dict:
     import torch
 
-    from inference.stems import SeparatorConfig, load_separator, pick_path
+    from inference.stems.separator import SeparatorConfig, load_separator, pick_path
 
     repeats = 1 if quick else 3
     load_before = os.getloadavg()[0]
@@ -105,8 +105,8 @@ def bench_render(bars: float, *, quick: bool, model: str | None, stems_size: str
 
 def bench_stem_paths(audio: np.ndarray, seconds: float, size: str, *, rounds: int) -> dict:
     """Every separation path usable here on the same mix, interleaved round by round (best of ``rounds``)."""
-    from inference.stems import SeparatorConfig, build_path, load_separator
-    from inference.stems_paths import PATHS
+    from inference.stems.paths import PATHS
+    from inference.stems.separator import SeparatorConfig, build_path, load_separator
 
     separators, out = {}, {}
     for path in PATHS:

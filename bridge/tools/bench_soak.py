@@ -502,7 +502,7 @@ def bench_soak(*, jobs: int = 200, duration_s: float = 0.0, warmup_jobs: int = 0
     with tempfile.TemporaryDirectory(prefix="continuo-soak-", dir=keep_dir) as tmp:
         root = Path(tmp)
         if model is None:
-            from inference.tiny import build_tiny_musicgen
+            from inference.musicgen.tiny import build_tiny_musicgen
 
             model = str(build_tiny_musicgen(root / "tiny-musicgen", seed=0))
         with DaemonProcess(daemon_flags(model, root, daemon_extra or []), env=env) as daemon:

@@ -57,14 +57,31 @@ def model_line(settings: Settings) -> str:
         fallback = ("the daemon would serve the tiny RANDOM smoke model (noise, not music)"
                     if settings.allow_smoke_model else "the daemon would refuse to start")
         return f"  model {settings.model!r}: not on this machine: {exc}\n  hub: {network}\n  -> {fallback}"
-    return f"  model {settings.model!r}: {source.kind} at {source.path}" + (
+    line = f"  model {settings.model!r}: {source.kind} at {source.path}" + (
         "  (RANDOM smoke model: noise, not music)" if source.is_random else "")
+    return "\n".join([line, *quality_lines(source.path)])
+
+
+def quality_lines(path: Path | None) -> list[str]:
+    """The lossy-mode decisions saved for this checkpoint on this machine (calibration, DiT plan)."""
+    from inference.runtime.plans import describe_plans
+
+    if path is None:
+        return []
+    try:
+        saved = describe_plans(path)
+    except OSError as exc:
+        return [f"  quality decisions: unreadable ({exc})"]
+    if not saved:
+        return ["  quality decisions: none saved yet (the first load measures lossy modes against fp32, "
+                "a few seconds)"]
+    return [f"  quality decision: {line}" for line in saved]
 
 
 def run_doctor(settings: Settings) -> int:
     import torch
 
-    from inference.device import describe_accelerations, describe_modes, pick_device
+    from inference.runtime.device import describe_accelerations, describe_modes, pick_device
 
     if settings.cluster and not settings.cluster.startswith("local:"):
         from bridge.cluster.spec import use_token_auth
@@ -78,8 +95,8 @@ def run_doctor(settings: Settings) -> int:
     print("engine modes (settings weights / kv_cache / attention / compile_decode):")
     for row in describe_modes(pick_device(settings.device)):
         print(f"  [{'yes' if row.usable else 'no '}] {row.name:<22} {row.reason}")
-    print("stems separation paths (inference/stems_paths.py; auto falls back to fp32 if a path fails):")
-    from inference.stems import describe_paths
+    print("stems separation paths (inference/stems/paths.py; auto falls back to fp32 if a path fails):")
+    from inference.stems.separator import describe_paths
 
     for row in describe_paths():
         print(f"  [{'yes' if row.usable else 'no '}] {row.name:<22} {row.reason}")

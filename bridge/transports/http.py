@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import hmac
 import json
 import logging
@@ -49,6 +50,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bridge.audio.files import disk_error, partial_name
+from bridge.errors import BridgeError
+from bridge.jobs.inbox import mark_owned
 from bridge.jobs.journal import JobRecord, Journal
 from bridge.protocol.openapi import (
     CHUNK_PATTERN,
@@ -417,6 +421,7 @@ class HttpServer:
         output = next((o for o in record.outputs if o.name == name), None) if record is not None else None
         if output is None:
             return self.refuse("not_found", f"job {job_id} has no output {name!r}", job_id=job_id)
+        self._journal.mark_used(job_id)  # fetched: `continuo prune` leaves it alone for a while
         return self.file(Path(output.path), f"{job_id}-{name}.wav", job_id)
 
     async def preview(self, request: Request) -> Response:
@@ -445,11 +450,12 @@ class HttpServer:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return self.refuse("bad_request", f"the upload is {declared} bytes; at most {limit} (max_input_bytes)",
                                status=413)
-        self._inbox.mkdir(parents=True, exist_ok=True)
         stem = f"{INPUT_PREFIX}{uuid.uuid4().hex[:12]}-{name.replace(' ', '_')}"
-        partial = self._inbox / f".{stem}.partial"
-        size = 0
+        path = self._inbox / (stem if Path(stem).suffix else f"{stem}.wav")
+        partial = partial_name(path)
+        size, digest = 0, hashlib.sha256()
         try:
+            self._inbox.mkdir(parents=True, exist_ok=True)
             with partial.open("wb") as handle:
                 async for chunk in request.stream():
                     size += len(chunk)
@@ -457,6 +463,7 @@ class HttpServer:
                         return self.refuse("bad_request", f"the upload is over {limit} bytes (max_input_bytes)",
                                            status=413)
                     handle.write(chunk)
+                    digest.update(chunk)
                 handle.flush()
                 os.fsync(handle.fileno())
             if size == 0:
@@ -464,8 +471,13 @@ class HttpServer:
             problem, info = check_audio(partial, self._settings.max_input_s)
             if problem is not None:
                 return self.refuse("bad_request", f"{name}: {problem}", status=413 if "longer" in problem else 400)
-            path = self._inbox / (stem if Path(stem).suffix else f"{stem}.wav")
+            mark_owned(path, size=size, sha256=digest.hexdigest(), made_by="http")  # retention may remove it
             os.replace(partial, path)
+        except OSError as exc:  # a full disk under the inbox: said as such, nothing half-written kept
+            error = disk_error(exc, path)
+            return self.refuse(error.code, error.message)
+        except BridgeError as exc:
+            return self.refuse(exc.code, exc.message)
         finally:
             partial.unlink(missing_ok=True)
         log.info("job=- input uploaded %s (%d bytes, %.1f s)", path.name, size, info["seconds"])

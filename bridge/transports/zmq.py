@@ -20,6 +20,7 @@ and only clients whose public keys are in DIR/clients/ are let in.
 from __future__ import annotations
 
 import collections
+import io
 import logging
 import os
 import threading
@@ -32,8 +33,8 @@ import numpy as np
 import soundfile as sf
 import zmq
 
-from bridge.errors import BadRequest
-from bridge.jobs.retention import INLINE_INPUT_PREFIX
+from bridge.errors import BridgeError
+from bridge.jobs.inbox import write_owned
 from bridge.protocol.schema import Event, Schema, load_schema
 from bridge.protocol.zmq_frames import (
     MAX_FRAMES,
@@ -50,6 +51,7 @@ from bridge.settings import Settings, is_loopback
 from bridge.transports.peers import Peer
 from bridge.transports.udp import OnMessage
 
+INLINE_INPUT_PREFIX = "zmq-"  # the start of an inline input's inbox name (a name only: the marker makes it ours)
 log = logging.getLogger("continuo.zmq")
 
 JOB_EVENTS = frozenset({"/continuo/queued", "/continuo/progress", "/continuo/partial", "/continuo/output",
@@ -265,9 +267,9 @@ class ZmqServer:
                 raise FrameError("no header frame after the signature")
             header = decode_header(raw[split + 1])
             address, args, outputs = self.request_from_header(header, raw[split + 2:len(frames)])
-        except (FrameError, BadRequest) as exc:
-            message = exc.message if isinstance(exc, BadRequest) else str(exc)
-            self._send_now(peer, self.event_frames("/continuo/error", ["", "bad_request", message[:900]]), None, None)
+        except (FrameError, BridgeError) as exc:  # a bad frame, or an inline input that could not be stored
+            code, message = (exc.code, exc.message) if isinstance(exc, BridgeError) else ("bad_request", str(exc))
+            self._send_now(peer, self.event_frames("/continuo/error", ["", code, message[:900]]), None, None)
             return
         job_id = args[0] if args and isinstance(args[0], str) and address in INLINE_REQUESTS else None
         if job_id and outputs != "path":
@@ -326,13 +328,11 @@ class ZmqServer:
         audio = np.frombuffer(pcm, dtype=PCM_DTYPE).reshape(frames, channels)
         if not np.isfinite(audio).all():
             raise FrameError("input PCM holds NaN or infinity")
-        self._inbox.mkdir(parents=True, exist_ok=True)
         safe = isinstance(job_id, str) and self._schema.patterns["job_id"][0].fullmatch(job_id)
-        stem = f"{INLINE_INPUT_PREFIX}{job_id if safe else 'input'}-{uuid.uuid4().hex[:12]}"
-        path = self._inbox / f"{stem}.wav"
-        partial = self._inbox / f".{stem}.partial"
-        sf.write(partial, audio, rate, subtype="FLOAT", format="WAV")
-        os.replace(partial, path)
+        path = self._inbox / f"{INLINE_INPUT_PREFIX}{job_id if safe else 'input'}-{uuid.uuid4().hex[:12]}.wav"
+        encoded = io.BytesIO()
+        sf.write(encoded, audio, rate, subtype="FLOAT", format="WAV")
+        write_owned(path, encoded.getbuffer(), made_by="zmq")  # marked: retention may remove it, nothing else
         return path.as_posix()
 
 

@@ -43,7 +43,7 @@ FIXED_COUNTS: dict[str, tuple[int, int]] = {
     "dropfile": (1, 2), "transport": (2, 9), "buffer~": (1, 2), "play~": (1, 2), "ezdac~": (2, 0),
     "dspstate~": (1, 4), "live.thisdevice": (1, 3), "live.path": (1, 3), "live.observer": (2, 2),
     "live.object": (2, 1), "live.drop": (1, 2), "plugin~": (2, 2), "plugout~": (2, 2), "metro": (2, 1),
-    "deferlow": (1, 1), "counter": (5, 4),
+    "deferlow": (1, 1), "counter": (5, 4), "random": (2, 1),
     # boxes that are not newobj: their maxclass
     "message": (2, 1), "comment": (1, 0), "number": (1, 2), "flonum": (1, 2), "umenu": (1, 3),
     "textedit": (1, 4), "textbutton": (1, 3), "live.text": (1, 2), "live.numbox": (1, 2),
@@ -128,13 +128,38 @@ def request(p: Patcher, key: str, address: str, pack_args: str, x: int) -> str:
 
 
 def new_job_id(p: Patcher, key: str, x: int) -> str:
-    """A button's bang -> a fresh job id, max-<ticks>: the machine's clock in 1/60 s, so ids never repeat."""
-    p.add(f"{key}-ticks", "ticks", x, "message")
+    """A button's bang -> a fresh job id, max-<YYYYMMDD>-<HHMMSS>-<random 0..999999>: the calendar date and time
+    (not [date]'s ticks, which restart with the machine: after a reboot a new prompt got an old take) and a
+    random number, so ids differ across reboots and across two machines in the same second.
+
+    [t b b b] fires right to left: the random number and the time fill sprintf's cold inlets, then the date: its
+    month and day go to their inlets first ([t l l]'s right outlet), its year last, into the hot inlet."""
+    p.add(f"{key}-ticks", "t b b b", x)
+    p.add(f"{key}-random", "random 1000000", x)
+    p.add(f"{key}-ask-time", "time", x, "message")
+    p.add(f"{key}-ask-date", "date", x, "message")
     p.add(f"{key}-date", "date", x)
-    p.add(f"{key}-id", "sprintf symout max-%ld", x)
+    p.add(f"{key}-hms", "unpack i i i", x)
+    p.add(f"{key}-ymd", "t l l", x)
+    p.add(f"{key}-md", "unpack i i i", x)
+    p.add(f"{key}-year", "$3", x, "message")
+    p.add(f"{key}-id", "sprintf symout max-%04ld%02ld%02ld-%02ld%02ld%02ld-%06ld", x)
     p.add(f"{key}-id-tee", "t s s", x)
-    p.chain(f"{key}-ticks", f"{key}-date")
-    p.wire(f"{key}-date", 2, f"{key}-id")
+    p.wire(f"{key}-ticks", 2, f"{key}-random")
+    p.wire(f"{key}-random", 0, f"{key}-id", 6)
+    p.wire(f"{key}-ticks", 1, f"{key}-ask-time")
+    p.wire(f"{key}-ticks", 0, f"{key}-ask-date")
+    p.wire(f"{key}-ask-time", 0, f"{key}-date")
+    p.wire(f"{key}-ask-date", 0, f"{key}-date")
+    p.wire(f"{key}-date", 1, f"{key}-hms")  # hour minute second
+    for n in range(3):
+        p.wire(f"{key}-hms", n, f"{key}-id", 3 + n)
+    p.wire(f"{key}-date", 0, f"{key}-ymd")  # month day year
+    p.wire(f"{key}-ymd", 1, f"{key}-md")
+    p.wire(f"{key}-md", 0, f"{key}-id", 1)
+    p.wire(f"{key}-md", 1, f"{key}-id", 2)
+    p.wire(f"{key}-ymd", 0, f"{key}-year")
+    p.wire(f"{key}-year", 0, f"{key}-id", 0)
     p.chain(f"{key}-id", f"{key}-id-tee")
     p.wire(f"{key}-id-tee", 1, "current-job", 1)  # cancel acts on the newest job
     return f"{key}-id-tee"

@@ -137,8 +137,11 @@
      "id": "obj-events",
      "maxclass": "newobj",
      "numinlets": 2,
-     "numoutlets": 16,
+     "numoutlets": 19,
      "outlettype": [
+      "",
+      "",
+      "",
       "",
       "",
       "",
@@ -162,7 +165,7 @@
       150.0,
       22.0
      ],
-     "text": "route /continuo/adapters /continuo/context /continuo/done /continuo/error /continuo/limits /continuo/models /continuo/output /continuo/partial /continuo/pong /continuo/presets /continuo/progress /continuo/queued /continuo/slot /continuo/status /continuo/welcome"
+     "text": "route /continuo/adapters /continuo/context /continuo/done /continuo/error /continuo/limits /continuo/models /continuo/output /continuo/partial /continuo/pong /continuo/presets /continuo/progress /continuo/queued /continuo/slot /continuo/status /continuo/storage /continuo/trash/job /continuo/trash/result /continuo/welcome"
     }
    },
    {
@@ -905,10 +908,12 @@
    {
     "box": {
      "id": "obj-generate-ticks",
-     "maxclass": "message",
-     "numinlets": 2,
-     "numoutlets": 1,
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
      "outlettype": [
+      "",
+      "",
       ""
      ],
      "patching_rect": [
@@ -917,7 +922,61 @@
       150.0,
       22.0
      ],
-     "text": "ticks"
+     "text": "t b b b"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-generate-random",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      560.0,
+      320.0,
+      150.0,
+      22.0
+     ],
+     "text": "random 1000000"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-generate-ask-time",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      560.0,
+      350.0,
+      150.0,
+      22.0
+     ],
+     "text": "time"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-generate-ask-date",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      560.0,
+      380.0,
+      150.0,
+      22.0
+     ],
+     "text": "date"
     }
    },
    {
@@ -933,7 +992,7 @@
      ],
      "patching_rect": [
       560.0,
-      320.0,
+      410.0,
       150.0,
       22.0
      ],
@@ -942,20 +1001,97 @@
    },
    {
     "box": {
-     "id": "obj-generate-id",
+     "id": "obj-generate-hms",
      "maxclass": "newobj",
      "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      560.0,
+      440.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack i i i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-generate-ymd",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      560.0,
+      470.0,
+      150.0,
+      22.0
+     ],
+     "text": "t l l"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-generate-md",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      560.0,
+      500.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack i i i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-generate-year",
+     "maxclass": "message",
+     "numinlets": 2,
      "numoutlets": 1,
      "outlettype": [
       ""
      ],
      "patching_rect": [
       560.0,
-      350.0,
+      530.0,
       150.0,
       22.0
      ],
-     "text": "sprintf symout max-%ld"
+     "text": "$3"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-generate-id",
+     "maxclass": "newobj",
+     "numinlets": 7,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      560.0,
+      560.0,
+      150.0,
+      22.0
+     ],
+     "text": "sprintf symout max-%04ld%02ld%02ld-%02ld%02ld%02ld-%06ld"
     }
    },
    {
@@ -970,7 +1106,7 @@
      ],
      "patching_rect": [
       560.0,
-      380.0,
+      590.0,
       150.0,
       22.0
      ],
@@ -1016,10 +1152,12 @@
    {
     "box": {
      "id": "obj-continue-ticks",
-     "maxclass": "message",
-     "numinlets": 2,
-     "numoutlets": 1,
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
      "outlettype": [
+      "",
+      "",
       ""
      ],
      "patching_rect": [
@@ -1028,7 +1166,61 @@
       150.0,
       22.0
      ],
-     "text": "ticks"
+     "text": "t b b b"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-continue-random",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      760.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "random 1000000"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-continue-ask-time",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      760.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "time"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-continue-ask-date",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      760.0,
+      170.0,
+      150.0,
+      22.0
+     ],
+     "text": "date"
     }
    },
    {
@@ -1044,7 +1236,7 @@
      ],
      "patching_rect": [
       760.0,
-      110.0,
+      200.0,
       150.0,
       22.0
      ],
@@ -1053,20 +1245,97 @@
    },
    {
     "box": {
-     "id": "obj-continue-id",
+     "id": "obj-continue-hms",
      "maxclass": "newobj",
      "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      760.0,
+      230.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack i i i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-continue-ymd",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      760.0,
+      260.0,
+      150.0,
+      22.0
+     ],
+     "text": "t l l"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-continue-md",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      760.0,
+      290.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack i i i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-continue-year",
+     "maxclass": "message",
+     "numinlets": 2,
      "numoutlets": 1,
      "outlettype": [
       ""
      ],
      "patching_rect": [
       760.0,
-      140.0,
+      320.0,
       150.0,
       22.0
      ],
-     "text": "sprintf symout max-%ld"
+     "text": "$3"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-continue-id",
+     "maxclass": "newobj",
+     "numinlets": 7,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      760.0,
+      350.0,
+      150.0,
+      22.0
+     ],
+     "text": "sprintf symout max-%04ld%02ld%02ld-%02ld%02ld%02ld-%06ld"
     }
    },
    {
@@ -1081,7 +1350,7 @@
      ],
      "patching_rect": [
       760.0,
-      170.0,
+      380.0,
       150.0,
       22.0
      ],
@@ -1127,10 +1396,12 @@
    {
     "box": {
      "id": "obj-variations-ticks",
-     "maxclass": "message",
-     "numinlets": 2,
-     "numoutlets": 1,
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
      "outlettype": [
+      "",
+      "",
       ""
      ],
      "patching_rect": [
@@ -1139,7 +1410,61 @@
       150.0,
       22.0
      ],
-     "text": "ticks"
+     "text": "t b b b"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-variations-random",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      960.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "random 1000000"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-variations-ask-time",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      960.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "time"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-variations-ask-date",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      960.0,
+      170.0,
+      150.0,
+      22.0
+     ],
+     "text": "date"
     }
    },
    {
@@ -1155,7 +1480,7 @@
      ],
      "patching_rect": [
       960.0,
-      110.0,
+      200.0,
       150.0,
       22.0
      ],
@@ -1164,20 +1489,97 @@
    },
    {
     "box": {
-     "id": "obj-variations-id",
+     "id": "obj-variations-hms",
      "maxclass": "newobj",
      "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      960.0,
+      230.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack i i i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-variations-ymd",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      960.0,
+      260.0,
+      150.0,
+      22.0
+     ],
+     "text": "t l l"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-variations-md",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      960.0,
+      290.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack i i i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-variations-year",
+     "maxclass": "message",
+     "numinlets": 2,
      "numoutlets": 1,
      "outlettype": [
       ""
      ],
      "patching_rect": [
       960.0,
-      140.0,
+      320.0,
       150.0,
       22.0
      ],
-     "text": "sprintf symout max-%ld"
+     "text": "$3"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-variations-id",
+     "maxclass": "newobj",
+     "numinlets": 7,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      960.0,
+      350.0,
+      150.0,
+      22.0
+     ],
+     "text": "sprintf symout max-%04ld%02ld%02ld-%02ld%02ld%02ld-%06ld"
     }
    },
    {
@@ -1192,7 +1594,7 @@
      ],
      "patching_rect": [
       960.0,
-      170.0,
+      380.0,
       150.0,
       22.0
      ],
@@ -1238,10 +1640,12 @@
    {
     "box": {
      "id": "obj-stems-ticks",
-     "maxclass": "message",
-     "numinlets": 2,
-     "numoutlets": 1,
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
      "outlettype": [
+      "",
+      "",
       ""
      ],
      "patching_rect": [
@@ -1250,7 +1654,61 @@
       150.0,
       22.0
      ],
-     "text": "ticks"
+     "text": "t b b b"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stems-random",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1160.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "random 1000000"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stems-ask-time",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1160.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "time"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stems-ask-date",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1160.0,
+      170.0,
+      150.0,
+      22.0
+     ],
+     "text": "date"
     }
    },
    {
@@ -1266,7 +1724,7 @@
      ],
      "patching_rect": [
       1160.0,
-      110.0,
+      200.0,
       150.0,
       22.0
      ],
@@ -1275,20 +1733,97 @@
    },
    {
     "box": {
-     "id": "obj-stems-id",
+     "id": "obj-stems-hms",
      "maxclass": "newobj",
      "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1160.0,
+      230.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack i i i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stems-ymd",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1160.0,
+      260.0,
+      150.0,
+      22.0
+     ],
+     "text": "t l l"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stems-md",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1160.0,
+      290.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack i i i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stems-year",
+     "maxclass": "message",
+     "numinlets": 2,
      "numoutlets": 1,
      "outlettype": [
       ""
      ],
      "patching_rect": [
       1160.0,
-      140.0,
+      320.0,
       150.0,
       22.0
      ],
-     "text": "sprintf symout max-%ld"
+     "text": "$3"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stems-id",
+     "maxclass": "newobj",
+     "numinlets": 7,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1160.0,
+      350.0,
+      150.0,
+      22.0
+     ],
+     "text": "sprintf symout max-%04ld%02ld%02ld-%02ld%02ld%02ld-%06ld"
     }
    },
    {
@@ -1303,7 +1838,7 @@
      ],
      "patching_rect": [
       1160.0,
-      170.0,
+      380.0,
       150.0,
       22.0
      ],
@@ -1916,6 +2451,42 @@
     "patchline": {
      "source": [
       "obj-events",
+      16
+     ],
+     "destination": [
+      "obj-log",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      17
+     ],
+     "destination": [
+      "obj-log",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
+      18
+     ],
+     "destination": [
+      "obj-log",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-events",
       11
      ],
      "destination": [
@@ -2132,7 +2703,7 @@
     "patchline": {
      "source": [
       "obj-events",
-      14
+      17
      ],
      "destination": [
       "obj-welcome",
@@ -2336,6 +2907,66 @@
     "patchline": {
      "source": [
       "obj-generate-ticks",
+      2
+     ],
+     "destination": [
+      "obj-generate-random",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-generate-random",
+      0
+     ],
+     "destination": [
+      "obj-generate-id",
+      6
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-generate-ticks",
+      1
+     ],
+     "destination": [
+      "obj-generate-ask-time",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-generate-ticks",
+      0
+     ],
+     "destination": [
+      "obj-generate-ask-date",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-generate-ask-time",
+      0
+     ],
+     "destination": [
+      "obj-generate-date",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-generate-ask-date",
       0
      ],
      "destination": [
@@ -2348,7 +2979,115 @@
     "patchline": {
      "source": [
       "obj-generate-date",
+      1
+     ],
+     "destination": [
+      "obj-generate-hms",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-generate-hms",
+      0
+     ],
+     "destination": [
+      "obj-generate-id",
+      3
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-generate-hms",
+      1
+     ],
+     "destination": [
+      "obj-generate-id",
+      4
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-generate-hms",
       2
+     ],
+     "destination": [
+      "obj-generate-id",
+      5
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-generate-date",
+      0
+     ],
+     "destination": [
+      "obj-generate-ymd",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-generate-ymd",
+      1
+     ],
+     "destination": [
+      "obj-generate-md",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-generate-md",
+      0
+     ],
+     "destination": [
+      "obj-generate-id",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-generate-md",
+      1
+     ],
+     "destination": [
+      "obj-generate-id",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-generate-ymd",
+      0
+     ],
+     "destination": [
+      "obj-generate-year",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-generate-year",
+      0
      ],
      "destination": [
       "obj-generate-id",
@@ -2468,6 +3207,66 @@
     "patchline": {
      "source": [
       "obj-continue-ticks",
+      2
+     ],
+     "destination": [
+      "obj-continue-random",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-continue-random",
+      0
+     ],
+     "destination": [
+      "obj-continue-id",
+      6
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-continue-ticks",
+      1
+     ],
+     "destination": [
+      "obj-continue-ask-time",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-continue-ticks",
+      0
+     ],
+     "destination": [
+      "obj-continue-ask-date",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-continue-ask-time",
+      0
+     ],
+     "destination": [
+      "obj-continue-date",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-continue-ask-date",
       0
      ],
      "destination": [
@@ -2480,7 +3279,115 @@
     "patchline": {
      "source": [
       "obj-continue-date",
+      1
+     ],
+     "destination": [
+      "obj-continue-hms",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-continue-hms",
+      0
+     ],
+     "destination": [
+      "obj-continue-id",
+      3
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-continue-hms",
+      1
+     ],
+     "destination": [
+      "obj-continue-id",
+      4
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-continue-hms",
       2
+     ],
+     "destination": [
+      "obj-continue-id",
+      5
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-continue-date",
+      0
+     ],
+     "destination": [
+      "obj-continue-ymd",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-continue-ymd",
+      1
+     ],
+     "destination": [
+      "obj-continue-md",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-continue-md",
+      0
+     ],
+     "destination": [
+      "obj-continue-id",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-continue-md",
+      1
+     ],
+     "destination": [
+      "obj-continue-id",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-continue-ymd",
+      0
+     ],
+     "destination": [
+      "obj-continue-year",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-continue-year",
+      0
      ],
      "destination": [
       "obj-continue-id",
@@ -2600,6 +3507,66 @@
     "patchline": {
      "source": [
       "obj-variations-ticks",
+      2
+     ],
+     "destination": [
+      "obj-variations-random",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-variations-random",
+      0
+     ],
+     "destination": [
+      "obj-variations-id",
+      6
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-variations-ticks",
+      1
+     ],
+     "destination": [
+      "obj-variations-ask-time",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-variations-ticks",
+      0
+     ],
+     "destination": [
+      "obj-variations-ask-date",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-variations-ask-time",
+      0
+     ],
+     "destination": [
+      "obj-variations-date",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-variations-ask-date",
       0
      ],
      "destination": [
@@ -2612,7 +3579,115 @@
     "patchline": {
      "source": [
       "obj-variations-date",
+      1
+     ],
+     "destination": [
+      "obj-variations-hms",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-variations-hms",
+      0
+     ],
+     "destination": [
+      "obj-variations-id",
+      3
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-variations-hms",
+      1
+     ],
+     "destination": [
+      "obj-variations-id",
+      4
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-variations-hms",
       2
+     ],
+     "destination": [
+      "obj-variations-id",
+      5
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-variations-date",
+      0
+     ],
+     "destination": [
+      "obj-variations-ymd",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-variations-ymd",
+      1
+     ],
+     "destination": [
+      "obj-variations-md",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-variations-md",
+      0
+     ],
+     "destination": [
+      "obj-variations-id",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-variations-md",
+      1
+     ],
+     "destination": [
+      "obj-variations-id",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-variations-ymd",
+      0
+     ],
+     "destination": [
+      "obj-variations-year",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-variations-year",
+      0
      ],
      "destination": [
       "obj-variations-id",
@@ -2744,6 +3819,66 @@
     "patchline": {
      "source": [
       "obj-stems-ticks",
+      2
+     ],
+     "destination": [
+      "obj-stems-random",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-stems-random",
+      0
+     ],
+     "destination": [
+      "obj-stems-id",
+      6
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-stems-ticks",
+      1
+     ],
+     "destination": [
+      "obj-stems-ask-time",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-stems-ticks",
+      0
+     ],
+     "destination": [
+      "obj-stems-ask-date",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-stems-ask-time",
+      0
+     ],
+     "destination": [
+      "obj-stems-date",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-stems-ask-date",
       0
      ],
      "destination": [
@@ -2756,7 +3891,115 @@
     "patchline": {
      "source": [
       "obj-stems-date",
+      1
+     ],
+     "destination": [
+      "obj-stems-hms",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-stems-hms",
+      0
+     ],
+     "destination": [
+      "obj-stems-id",
+      3
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-stems-hms",
+      1
+     ],
+     "destination": [
+      "obj-stems-id",
+      4
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-stems-hms",
       2
+     ],
+     "destination": [
+      "obj-stems-id",
+      5
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-stems-date",
+      0
+     ],
+     "destination": [
+      "obj-stems-ymd",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-stems-ymd",
+      1
+     ],
+     "destination": [
+      "obj-stems-md",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-stems-md",
+      0
+     ],
+     "destination": [
+      "obj-stems-id",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-stems-md",
+      1
+     ],
+     "destination": [
+      "obj-stems-id",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-stems-ymd",
+      0
+     ],
+     "destination": [
+      "obj-stems-year",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-stems-year",
+      0
      ],
      "destination": [
       "obj-stems-id",

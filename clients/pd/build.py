@@ -3,10 +3,10 @@
     python clients/pd/build.py          # rewrite continuo.pd
     python clients/pd/build.py --check  # exit 1 when continuo.pd differs from what this script writes
 
-The patch is Pd vanilla 0.51+ only: netsend -u -b, netreceive -u -b, oscformat, oscparse, fudiformat,
-soundfiler, text define; no externals. Open it as a patch (daemon on port 9000, replies on 9001) or use it as
-an abstraction, [continuo <daemon_port> <reply_port>]: one inlet takes the commands below, three outlets give
-outputs (left), status (middle) and errors (right). tests/clients/test_pd.py drives it in a real Pd.
+The patch is Pd vanilla 0.52+ only: netsend -u -b, netreceive -u -b, oscformat, oscparse, fudiformat,
+soundfiler, text define, file, pdcontrol; no externals. Open it as a patch (daemon on port 9000, replies on 9001)
+or use it as an abstraction, [continuo <daemon_port> <reply_port>]: one inlet takes the commands below, three
+outlets give outputs (left), status (middle) and errors (right). tests/clients/test_pd.py drives it in a real Pd.
 
 Commands (to the inlet, or from the message boxes on the patch):
     connect <host> <port>      listen <port>      hello      status      presets      play
@@ -25,7 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PATCH = HERE / "continuo.pd"
 MAX_EXACT_SEED = 16_777_215  # 2^24 - 1: the largest integer every float32 above it cannot skip
-SESSION_FILE = "continuo-session.txt"  # beside the patch: a counter, so job ids never repeat across sessions
+SESSION_FILE = "continuo-session.txt"  # beside the patch, written at load: its modification time is the job ids' date
 
 
 def escape(text: str) -> str:
@@ -369,49 +369,82 @@ def settings(c: Canvas, n: dict[str, int]) -> None:
 
 
 def job_ids(c: Canvas) -> None:
-    """[s $0-newjob] bang -> [s $0-newid] pd-<session>-<n>; the session counts up in continuo-session.txt."""
+    """[s $0-newjob] bang -> [s $0-newid] pd-<Y>-<M>-<D>-<h>-<m>-<s>-<random>-<n>: when the patch was opened, a
+    random number and a count, so ids stay unique across reboots and across machines (a reused id with another
+    request is refused by the daemon, id_conflict; before, pd-<session>-<n> began again on every new machine).
+
+    Pd vanilla has no clock object, so at load the patch writes continuo-session.txt beside itself and reads the
+    time back as the file's modification time ([file stat], Pd 0.52+). The random part is three bytes of
+    /dev/urandom ([file handle]); where there is none (Windows), a [random] seeded with [realtime]'s jitter ([random]
+    alone starts from the same seed in every Pd)."""
     col = Column(c, 20, 1100)
     col.obj("newjob", "r $0-newjob")
     col.obj("job-count", "f")
     col.obj("job-next", "+ 1")
-    col.obj("job-order", "t f b")
-    col.obj("job-session", "f 0", dx=60)
-    col.obj("job-pack", "pack f f")
-    col.msg("job-words", "pd-$1-$2")
+    col.obj("job-order", "t b f")
+    col.obj("job-stamp", "list")  # holds Y M D h m s random (its right inlet, at load)
+    col.obj("job-with-count", "list append")
+    col.msg("job-words", "pd-$1-$2-$3-$4-$5-$6-$7-$8")
     col.obj("job-fudi", "fudiformat -u")
     col.obj("job-symbol", "list tosymbol")
     col.obj("job-send", "s $0-newid")
     c.chain("newjob", "job-count", "job-next", "job-order")
     c.wire("job-next", 0, "job-count", 1)
-    c.wire("job-order", 1, "job-session")
-    c.wire("job-session", 0, "job-pack", 0)
-    c.wire("job-order", 0, "job-pack", 1)
-    c.wire("job-pack", 0, "job-words")
-    c.chain("job-words", "job-fudi", "job-symbol", "job-send")
-    # the session: read the counter file beside the patch, add one, write it back
+    c.wire("job-order", 1, "job-with-count", 1)
+    c.wire("job-order", 0, "job-stamp")
+    c.chain("job-stamp", "job-with-count", "job-words", "job-fudi", "job-symbol", "job-send")
+    # at load (right to left): the session file's path; a random part (jitter-seeded, then /dev/urandom where it
+    # can be read); the file written; its time read back
     col = Column(c, 200, 1100)
     col.obj("session-load", "r $0-load")
-    col.obj("session-steps", "t b b b b")
-    col.msg("session-read", f"read -c {SESSION_FILE}", dx=120)
+    col.obj("session-steps", "t b b b b b b")
+    col.obj("session-clock", "realtime", dx=240)
+    col.msg("session-dir", "dir", dx=120)
+    col.obj("session-here", "pdcontrol", dx=120)
+    col.obj("session-name", f"list append {SESSION_FILE}", dx=120)
+    col.obj("session-join", "file join", dx=120)
+    col.obj("session-elapsed", "t b f", dx=240)
+    col.obj("session-micro", "* 1000", dx=280)
+    col.msg("session-seed", "seed $1", dx=280)
+    col.obj("session-jitter", "random 1000000", dx=240)
+    col.msg("session-urandom", "open /dev/urandom r, 3, close", dx=360)
+    col.obj("session-bytes", "file handle", dx=360)
+    col.obj("session-number", "expr $f1 + 256*$f2 + 65536*$f3", dx=360)
+    col.obj("session-six", "mod 1000000", dx=360)
+    col.obj("session-random", "f", dx=240)
+    col.obj("session-drawn", "t b f f", dx=240)
+    col.msg("session-set", "set $1", dx=120)
     col.obj("session-text", "text define $0-session", dx=120)
-    col.msg("session-line", "0", dx=60)
-    col.obj("session-get", "text get $0-session", dx=60)
-    col.obj("session-first", "list split 1", dx=60)
-    col.obj("session-last", "f")
-    col.obj("session-next", "+ 1")
-    col.obj("session-keep", "text fromlist $0-session", dx=60)
-    col.msg("session-write", f"write -c {SESSION_FILE}")
+    col.msg("session-write", f"write -c {SESSION_FILE}", dx=120)
+    col.obj("session-path", "symbol")
+    col.obj("session-stat", "file stat")
+    col.obj("session-mtime", "route mtime")
+    col.obj("session-time", "list split 6")
+    col.obj("session-stamp", "list append")
     c.chain("session-load", "session-steps")
-    c.wire("session-steps", 3, "session-read")
-    c.wire("session-read", 0, "session-text")
-    c.wire("session-steps", 2, "session-line")
-    c.chain("session-line", "session-get", "session-first")
-    c.wire("session-first", 0, "session-last", 1)
-    c.wire("session-steps", 1, "session-last")
-    c.chain("session-last", "session-next", "session-keep")
-    c.wire("session-next", 0, "job-session", 1)
-    c.wire("session-steps", 0, "session-write")
+    c.wire("session-steps", 5, "session-clock")  # start timing
+    c.wire("session-steps", 4, "session-dir")
+    c.chain("session-dir", "session-here", "session-name", "session-join")
+    c.wire("session-join", 0, "session-path", 1)  # <patch folder>/continuo-session.txt
+    c.wire("session-steps", 3, "session-clock", 1)  # stop: the elapsed ms, jitter in its last digits
+    c.wire("session-clock", 0, "session-elapsed")
+    c.wire("session-elapsed", 1, "session-micro")
+    c.chain("session-micro", "session-seed", "session-jitter")
+    c.wire("session-elapsed", 0, "session-jitter")
+    c.wire("session-jitter", 0, "session-random", 1)
+    c.wire("session-steps", 2, "session-urandom")  # where it can be read, it replaces the jitter's number
+    c.chain("session-urandom", "session-bytes", "session-number", "session-six")
+    c.wire("session-six", 0, "session-random", 1)
+    c.wire("session-steps", 1, "session-random")
+    c.chain("session-random", "session-drawn")
+    c.wire("session-drawn", 2, "session-stamp", 1)
+    c.wire("session-drawn", 1, "session-set")
+    c.wire("session-set", 0, "session-text")
+    c.wire("session-drawn", 0, "session-write")
     c.wire("session-write", 0, "session-text")
+    c.wire("session-steps", 0, "session-path")
+    c.chain("session-path", "session-stat", "session-mtime", "session-time", "session-stamp")
+    c.wire("session-stamp", 0, "job-stamp", 1)
 
 
 def generate(c: Canvas, n: dict[str, int]) -> None:

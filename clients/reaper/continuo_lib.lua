@@ -31,7 +31,10 @@ local function number_text(value)
 end
 
 -- opts: op ("continue" or "stems"), input (path), bars, bpm, beats_per_bar, beat_unit, stems ("drums,bass"),
--- key, port, program, windows. Returns one command line; the CLI prints one JSON object per event.
+-- key, port, program, windows. Returns one command line; the CLI prints one JSON object per event. No --job-id:
+-- the CLI makes a fresh one for every run (cli-<op>-<date>-<time>-<8 random hex from the OS>), unique across
+-- reboots and machines, so an action never gets an earlier take back (the daemon refuses a reused id with
+-- another request: id_conflict).
 function M.build_command(opts)
   assert(opts.op == "continue" or opts.op == "stems", "op must be continue or stems")
   assert(opts.input and opts.input ~= "", "an input file is needed")

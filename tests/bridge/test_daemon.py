@@ -10,6 +10,7 @@ import pytest
 
 from bridge.daemon import load_model
 from inference.errors import OutOfMemory
+from inference.runtime.compute import ComputeThread, runs_on_compute
 
 SENDER = ("127.0.0.1", 41000)
 
@@ -58,7 +59,7 @@ def test_out_of_memory_fails_the_job_with_a_hint_and_the_next_job_runs(daemon):
 def test_status_is_followed_by_the_limits(daemon):
     daemon.on_message("/continuo/status", [], SENDER)
     names = [address for address, _ in daemon.sent]
-    assert names == ["/continuo/status", "/continuo/limits"]
+    assert names == ["/continuo/status", "/continuo/limits", "/continuo/storage"]
     limits = daemon.sent[1][1]
     assert limits[:3] == [16, 64.0, 3] and limits[5] == 20.0
 
@@ -168,36 +169,46 @@ def test_a_plain_model_refuses_a_melody_request(serve_model, tiny_model_dir, tmp
     assert "MusicGen-melody" in assert_refused_before_journalling(daemon, "plain-melody", "melody")
 
 
-class OwnThreadless:
-    """An in-process engine without a compute thread of its own (as ACE-Step and the reference are): records
-    the thread of each generate."""
+class OneAtATime:
+    """An in-process engine that renders one request at a time on a compute thread of its own, as ACE-Step and
+    the reference do (inference/runtime/compute.py:runs_on_compute): records the thread of each generate."""
+
+    concurrent_jobs = 1
 
     def __init__(self, engine) -> None:
         self._engine, self.info, self.threads = engine, engine.info, []
+        self.compute = ComputeThread()
+
+    def close(self) -> None:
+        pass
 
     def warm_up(self) -> float:
         return 0.0
 
+    @runs_on_compute
     def generate(self, request, **kwargs):
         self.threads.append(threading.get_ident())
         return self._engine.generate(request, **kwargs)
 
+    @runs_on_compute
     def generate_batch(self, request, seeds, **kwargs):
         self.threads.append(threading.get_ident())
         return self._engine.generate_batch(request, seeds, **kwargs)
 
 
-@pytest.mark.parametrize("own_compute", [True, False], ids=["our-engine", "engine-without-one"])
+@pytest.mark.parametrize("own_compute", [True, False], ids=["our-engine", "one-at-a-time"])
 def test_serve_runs_every_torch_call_on_the_serving_thread(make_daemon_in_process, own_compute):
     """As `continuo serve`: run() on a thread of its own stands for the main thread; the workers are other
     threads, and neither the decode (our engine's codec here) nor another engine's generate runs on them."""
-    wrap = (lambda engine: engine) if own_compute else OwnThreadless
+    wrap = (lambda engine: engine) if own_compute else OneAtATime
     daemon = make_daemon_in_process(engine_loader=lambda settings: wrap(load_model(settings)), worker_thread=False)
     seen: list[int] = []
     if own_compute:
         real = daemon.engine.codec.decode
         daemon.engine.codec.decode = lambda *args, **kwargs: (seen.append(threading.get_ident()), real(*args,
                                                                                                       **kwargs))[1]
+    # frozen by startup, before the ready line: a client that bursts on "ready" meets no full collection
+    assert gc.get_freeze_count() > 0
     main = threading.Thread(target=daemon.run, name="stands-for-main")
     main.start()
     for index in range(2):
@@ -207,7 +218,7 @@ def test_serve_runs_every_torch_call_on_the_serving_thread(make_daemon_in_proces
     threads = seen if own_compute else daemon.engine.threads
     assert threads and set(threads) == {main.ident}, "torch ran on a worker's thread"
     assert main.ident not in {worker.ident for worker in daemon.workers}
-    assert gc.get_freeze_count() > 0  # serving froze the heap: no full collection stalls a step or the sockets
+    assert gc.get_freeze_count() > 0  # still frozen while serving: no full collection stalls a step or the sockets
     daemon.request_stop()
     main.join(30)
     assert not main.is_alive()

@@ -4,7 +4,7 @@ import pytest
 
 from bridge.cli import build_parser, settings_from_args
 from bridge.errors import ConfigError
-from bridge.settings import Settings, load_settings
+from bridge.settings import Settings, field_type, load_settings, numeric_fields, value_meanings
 
 
 def test_defaults_when_nothing_is_given():
@@ -87,3 +87,64 @@ def test_default_input_roots_are_output_root_and_inbox_beside_it(tmp_path):
     settings = Settings(output_root=tmp_path / "renders")
     assert settings.resolved_input_roots == ((tmp_path / "renders").resolve(), (tmp_path / "inbox").resolve())
     assert settings.resolved_journal_path == (tmp_path / "renders" / "journal.sqlite3").resolve()
+
+
+# -- one meaning for 0 (issue 21): every number setting, found from the dataclass, so a new one is covered --------
+NUMBERS = [f.name for f in numeric_fields()]
+
+
+def test_the_number_settings_are_all_found():
+    assert {"retention_age_s", "retention_max_jobs", "max_queue", "osc_tcp_port", "ack_interval_s",
+            "cluster_gpus_per_replica", "inbox_copies_age_s", "auto_trash_days"} <= set(NUMBERS)
+    assert "allow_smoke_model" not in NUMBERS and "model" not in NUMBERS  # a bool is not a number here
+
+
+@pytest.mark.parametrize("name", NUMBERS)
+def test_zero_means_off_or_is_refused_naming_the_setting(name):
+    f = next(f for f in numeric_fields() if f.name == name)
+    try:
+        settings = load_settings({name: "0"}, environ={})
+    except ConfigError as exc:
+        assert name in exc.message and "0 is refused" in exc.message
+        assert f.metadata["zero"] is None
+        return
+    assert getattr(settings, name) == 0
+    meaning = f.metadata["zero"]
+    assert meaning, f"{name} takes 0 without saying what it means"
+    assert f"0 ({meaning})" in value_meanings(f)  # what --help and the errors show
+    assert not any(word in meaning.lower() for word in ("delete", "remove", "everything", "all jobs")), meaning
+
+
+@pytest.mark.parametrize("name", NUMBERS)
+@pytest.mark.parametrize("value", ["-2", "-0.5", "nan", "inf"])
+def test_negative_and_non_finite_numbers_are_refused_naming_the_setting(name, value):
+    f = next(f for f in numeric_fields() if f.name == name)
+    if field_type(f) in (int, int | None) and value in ("-0.5", "nan", "inf"):
+        value = "-2"  # whole numbers: the converter refuses a fraction itself
+    with pytest.raises(ConfigError) as info:
+        load_settings({name: value}, environ={})
+    assert name in info.value.message
+
+
+@pytest.mark.parametrize("name", [n for n in NUMBERS if next(
+    f for f in numeric_fields() if f.name == n).metadata["minus_one"] is None])
+def test_minus_one_is_refused_where_it_means_nothing(name):
+    with pytest.raises(ConfigError, match=name):
+        load_settings({name: "-1"}, environ={})
+
+
+def test_the_rule_catches_a_setting_that_breaks_it():
+    """The control: the old checks let these through (0 deleted every finished job within a minute)."""
+    import dataclasses
+
+    from bridge.settings import check_number
+
+    declared = {f.name: f for f in numeric_fields()}
+    check_number(declared["retention_age_s"], 0)  # 0: never forgotten (declared)
+    bare = dataclasses.field(metadata={"help": "", "zero": None, "minus_one": None, "low": None, "high": None})
+    bare.name = "some_limit"
+    with pytest.raises(ConfigError, match="some_limit"):
+        check_number(bare, 0)
+    with pytest.raises(ConfigError, match="some_limit"):
+        check_number(bare, -1)
+    check_number(bare, 3)

@@ -9,6 +9,7 @@ journal and log, and the output file. Pd: Debian's puredata (.ci/debian-packages
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import re
 import shutil
@@ -162,6 +163,12 @@ def test_pd_patch_round_trip_against_the_daemon(daemon_process, daemon_root, tmp
     assert len(jobs) == 1, (jobs, context)
     job_id, op, status, seed, journal_reply_port = jobs[0]
     assert (op, status, seed, journal_reply_port) == ("generate", "done", 1234, reply_port), context
+    # the id: when the patch was opened (date and time), a random part and a count: unique across reboots and
+    # machines (before: pd-<session>-<n>, which began again at pd-1-1 on every new machine)
+    stamp = re.fullmatch(r"pd-(\d{4})-(\d{1,2})-(\d{1,2})-(\d{1,2})-(\d{1,2})-(\d{1,2})-(\d{1,6})-1", job_id)
+    assert stamp, (job_id, context)
+    opened = datetime.datetime(*map(int, stamp.groups()[:6]))
+    assert abs((datetime.datetime.now() - opened).total_seconds()) < JOB_TIMEOUT_S + 60, (job_id, opened)
     (path, bars, sample_rate, seconds), = journal.execute(
         "SELECT path, bars, sample_rate, seconds FROM outputs WHERE job_id = ? AND name = 'mix'", (job_id,))
     assert bars == pytest.approx(4.0) and sample_rate == 32000
@@ -180,4 +187,4 @@ def test_pd_patch_round_trip_against_the_daemon(daemon_process, daemon_root, tmp
     errors = [entry for entry in log if entry[0] == "error"]
     assert len(errors) == 1 and errors[0][2] in ("not_found", "bad_request"), context
     continue_id = errors[0][1]
-    assert continue_id.startswith("pd-") and continue_id != job_id and "not-there.wav" in " ".join(errors[0])
+    assert continue_id == job_id[:-1] + "2" and "not-there.wav" in " ".join(errors[0])  # the same session, next

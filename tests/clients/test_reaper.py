@@ -39,6 +39,7 @@ def test_the_command_is_one_the_real_cli_parses():
     ns = build_parser().parse_args(argv[1:])
     assert (ns.command, ns.input, ns.bars, ns.bpm, ns.metre, ns.key, ns.port, ns.json) == (
         "continue", "/My Loops/it's a loop.wav", 4.0, 92.5, (7, 8), "F# minor", 9123, True)
+    assert ns.job_id == ""  # no fixed id: the CLI makes a fresh, date-and-random one for every run
     stems = shlex.split(lua('print(lib.build_command{op="stems", input="/a.wav", stems="drums,bass", bpm=120, '
                             'beats_per_bar=4, beat_unit=4})'))
     ns = build_parser().parse_args(stems[1:])

@@ -8,6 +8,7 @@ Playwright is missing. CONTINUO_SCREENSHOT=path saves a screenshot of the page a
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -75,6 +76,9 @@ def test_page_loads_with_no_console_errors(page, daemon_process):
     page.wait_for_function("() => document.getElementById('daemon-line').textContent.includes('model')")
     top = page.inner_text("#daemon-line")
     assert "tiny-random-musicgen" in top and "cpu" in top and "GB" in top
+    page.wait_for_function("() => document.getElementById('storage-line').textContent.includes('free')")
+    space = page.inner_text("#storage-line")  # where renders live, the space they take, what is free
+    assert "renders" in space and "kept until you prune them" in space and "auto-trash off" in space
     assert page.is_visible("#smoke-warning") and "noise, not music" in page.inner_text("#smoke-warning")
     assert "default" in page.inner_text("#preset-list") and "default" in page.inner_text("#midi-list")
     assert page.problems == []
@@ -82,6 +86,7 @@ def test_page_loads_with_no_console_errors(page, daemon_process):
 
 def test_generate_shows_progress_and_a_playable_audio_of_the_right_length(page, tmp_path):
     job_id = submit(page, bars="2", bpm="100")
+    assert re.fullmatch(r"web-gene-\d{8}-\d{6}-[0-9a-f]{8}", job_id)  # date, time, 32 random bits: never repeats
     card = job_card(page, job_id)
     card.locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
     assert card.get_attribute("data-progress-events") not in (None, "0")  # progress reached the page live

@@ -54,6 +54,8 @@ def test_generate_writes_a_bar_exact_file(osc_client, daemon_root):
     assert peak_db <= -1.0 + 0.2  # the default preset's true-peak ceiling
     manifest = json.loads((Path(path).parent / "manifest.json").read_text())
     assert manifest["model"]["smoke_model"] is True and "noise" in manifest["warning"]
+    modes = manifest["model"]["modes"]  # how it ran: auto's calibrated decision and its figures
+    assert modes["calibration"]["gated"] and modes["weights"] == modes["calibration"]["weights"]
     assert events[-1][1][1] == 1  # outputs
 
 
@@ -122,10 +124,21 @@ def test_missing_input_file_is_not_found(osc_client, daemon_root):
 def test_resending_a_job_id_replays_instead_of_rendering_again(osc_client):
     osc_client.send("/continuo/generate", "idem-1", "default", "bells", 0.5)
     first = osc_client.wait_job("idem-1", JOB_TIMEOUT_S)
-    osc_client.send("/continuo/generate", "idem-1", "default", "something else", 4.0)
+    osc_client.send("/continuo/generate", "idem-1", "default", "bells", 0.5)  # the same request: a resend
     second = osc_client.wait_job("idem-1", JOB_TIMEOUT_S)
     assert "/continuo/queued" not in addresses(second)
     assert [a for a in second if a[0] == "/continuo/output"] == [a for a in first if a[0] == "/continuo/output"]
+
+
+def test_a_job_id_reused_for_another_request_is_refused_never_answered_with_the_old_take(osc_client):
+    """The control: before, "something else" got the bells' files back (the Max patch's ids restarted with the
+    machine, so a new prompt could receive an old take)."""
+    osc_client.send("/continuo/generate", "idem-2", "default", "bells", 0.5)
+    osc_client.wait_job("idem-2", JOB_TIMEOUT_S, ack=True)
+    osc_client.send("/continuo/generate", "idem-2", "default", "something else", 4.0)
+    refused = osc_client.wait_job("idem-2", JOB_TIMEOUT_S)
+    assert [a for a, _ in refused] == ["/continuo/error"] and refused[0][1][1] == "id_conflict"
+    assert "idem-2" in refused[0][1][2] and '"bells' in refused[0][1][2]
 
 
 def test_cancel_a_running_job(osc_client):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from inference.stems import SUM_TOLERANCE
+from inference.stems.separator import SUM_TOLERANCE
 from tests.daemons import JOB_TIMEOUT_S
 
 pytestmark = pytest.mark.slow

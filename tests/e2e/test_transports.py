@@ -98,6 +98,12 @@ def test_random_packets_over_real_sockets_then_a_real_job(daemon_process):
     assert daemon_process.proc.poll() is None
 
 
+def snapshot(client: OscClient) -> list:
+    """The client's queued events, copied under its lock (its receive thread appends meanwhile)."""
+    with client._cond:
+        return list(client._events)
+
+
 def test_20000_control_messages_in_a_burst(daemon_process):
     # 1000 each: within the rate limit
     clients = [OscClient(daemon_process.host, daemon_process.port) for _ in range(20)]
@@ -112,7 +118,7 @@ def test_20000_control_messages_in_a_burst(daemon_process):
         answered = 0
         while time.monotonic() < deadline:
             time.sleep(0.5)
-            counts = [Counter(a for a, _ in client._events) for client in clients]
+            counts = [Counter(a for a, _ in snapshot(client)) for client in clients]
             answered = sum(c["/continuo/pong"] + c["/continuo/status"] for c in counts)
             if answered >= 20000:
                 break

@@ -1,4 +1,4 @@
-"""The engine interface: both engines have every member of inference.api.Engine with its parameters, and
+"""The engine interface: every engine has every member of inference.api.Engine with its parameters, and
 what each declares in ModelInfo.capabilities is what it does (declared: it works; not declared: refused)."""
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ import re
 import numpy as np
 import pytest
 
+from inference.acestep.engine import AceStepEngine
 from inference.api import Capability, Engine, GenerationRequest, ModelInfo
-from inference.engine import MusicGenEngine
 from inference.errors import InferenceError
 from inference.loading import load_engine, resolve_model
-from inference.reference import ReferenceEngine
+from inference.musicgen.engine import MusicGenEngine
+from inference.musicgen.reference import ReferenceEngine
 
 RATE = 32_000
 NEXT_FAMILY = {Capability.LYRICS, Capability.REPAINT, Capability.ADD_LAYER}
@@ -40,13 +41,19 @@ def protocol_gaps(cls: type, protocol: type = Engine) -> list[str]:
     return gaps
 
 
-@pytest.mark.parametrize("cls", [MusicGenEngine, ReferenceEngine])
-def test_both_engines_have_every_member_of_the_protocol(cls):
+@pytest.mark.parametrize("cls", [MusicGenEngine, ReferenceEngine, AceStepEngine])
+def test_every_engine_has_every_member_of_the_protocol(cls):
     assert protocol_gaps(cls) == []
 
 
 class Undeclared:
-    """Every method of the protocol, no info."""
+    """Every member of the protocol but info."""
+
+    concurrent_jobs = 1
+    compute = None
+
+    def close(self) -> None:
+        pass
 
     def warm_up(self) -> float:
         return 0.0
@@ -156,3 +163,9 @@ def test_the_reference_refuses_streaming_with_a_way_out(engines):
 def test_a_plain_model_refuses_a_melody_in_its_own_words(engines):
     with pytest.raises(InferenceError, match="takes no melody; load a MusicGen-melody checkpoint"):
         engines["ours"].generate(request(melody=sine(1.0)))
+
+
+@pytest.mark.parametrize("name", ["reference", "ours"])
+def test_a_batch_without_seeds_is_refused(engines, name):
+    with pytest.raises(InferenceError, match="at least one seed"):
+        engines[name].generate_batch(request(), [])

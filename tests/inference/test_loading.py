@@ -15,11 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from inference.device import describe_accelerations, pick_device
-from inference.engine import MusicGenEngine
 from inference.errors import ModelLoadError
-from inference.loading import ModelSource, load_engine, resolve_model
-from inference.reference import ReferenceEngine
+from inference.loading import (
+    DEFAULT_FAMILY,
+    FAMILIES,
+    Family,
+    ModelSource,
+    checkpoint_problems,
+    family_of,
+    load_engine,
+    resolve_model,
+)
+from inference.musicgen.engine import MusicGenEngine
+from inference.musicgen.reference import ReferenceEngine
+from inference.runtime.device import describe_accelerations, pick_device
 
 UNKNOWN_ID = "nobody-here/no-such-musicgen"
 
@@ -292,11 +301,56 @@ def test_our_engine_lets_go_of_the_checkpoint_file_map(tiny_model_dir, tmp_path)
 @pytest.mark.parametrize("family, suggested", [("musicgen", "facebook/musicgen-small"),
                                                ("ace-step", "ACE-Step/acestep-v15-xl-turbo-diffusers")])
 def test_the_smoke_warning_suggests_a_real_model_of_the_same_family(caplog, family, suggested):
-    from inference.loading import REAL_MODELS, warn_random
+    from inference.loading import FAMILIES, warn_random
 
     with caplog.at_level("WARNING", logger="continuo.inference"):
         warn_random("tiny", Path("/tmp/tiny"), family)
     text = caplog.text
     assert f"--model {suggested}" in text and "NOISE, NOT MUSIC" in text
-    other = next(hub_id for name, (hub_id, _) in REAL_MODELS.items() if name != family)
+    other = next(entry.REAL_MODEL[0] for name, entry in FAMILIES.items() if name != family)
     assert other not in text
+
+
+# -- the families' table -------------------------------------------------------------------------------------------
+def family_gaps(entry) -> list[str]:
+    """Members of loading.Family that entry (a family package) lacks or defines as something else."""
+    gaps = []
+    for name, value in vars(Family).items():
+        if name.startswith("_"):
+            continue
+        if not hasattr(entry, name):
+            gaps.append(f"no {name}")
+        elif callable(value) and not callable(getattr(entry, name)):
+            gaps.append(f"{name} is not callable")
+    for name in Family.__annotations__:
+        if not hasattr(entry, name):
+            gaps.append(f"no {name}")
+    return sorted(gaps)
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_every_family_hands_on_the_whole_entry(name):
+    assert family_gaps(FAMILIES[name]) == [] and FAMILIES[name].NAME == name
+
+
+def test_the_entry_check_fails_on_a_family_without_load():
+    import types
+
+    from inference.musicgen import family as musicgen
+
+    partial = types.SimpleNamespace(**{key: getattr(musicgen, key) for key in musicgen.__all__ if key != "load"})
+    assert family_gaps(partial) == ["no load"]
+
+
+def test_a_tiny_build_writes_only_what_its_family_says(tiny_model_dir, tiny_acestep_dir):
+    """TINY_FILES is what lets loading replace an earlier, partial smoke build and nothing else."""
+    for family_name, folder in (("musicgen", tiny_model_dir), ("ace-step", tiny_acestep_dir)):
+        written = {entry.name for entry in folder.iterdir()}
+        assert written <= FAMILIES[family_name].TINY_FILES, family_name
+        assert FAMILIES[family_name].detect(folder) and family_of(folder) is FAMILIES[family_name]
+
+
+def test_a_folder_no_family_recognises_is_judged_as_the_default_family(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    assert not any(entry.detect(tmp_path) for entry in FAMILIES.values())
+    assert family_of(tmp_path) is FAMILIES[DEFAULT_FAMILY] and "expected 'musicgen'" in checkpoint_problems(tmp_path)[0]

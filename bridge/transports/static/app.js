@@ -47,11 +47,26 @@ async function loadStatus() {
     `memory ${status.mem_used_gb.toFixed(1)} of ${status.mem_total_gb.toFixed(1)} GB · ` +
     `${status.state}, ${status.queue_length} job(s) queued or running · Continuo ${daemon.version || ""}`;
   $("smoke-warning").hidden = !daemon.smoke_model;
+  showStorage((data.events.find((e) => e.event === "storage") || {}).args);
   if (!$("sample-rate").dataset.filled && daemon.session_sample_rate) {
     $("sample-rate").value = String(daemon.session_sample_rate);
     $("bpm").value = String(daemon.session_bpm);
     $("sample-rate").dataset.filled = "1";
   }
+}
+
+// where renders live, the space they take and what is free (/continuo/storage, after status)
+function megabytes(mb) {
+  return mb >= 1000 ? `${(mb / 1000).toFixed(1)} GB` : `${mb.toFixed(1)} MB`;
+}
+
+function showStorage(storage) {
+  if (!storage) return;
+  const auto = storage.auto_trash_days ? `auto-trash after ${storage.auto_trash_days} days` : "auto-trash off";
+  $("storage-line").textContent =
+    `renders ${megabytes(storage.renders_mb)} in ${storage.jobs} job(s), kept until you prune them · ` +
+    `trash ${megabytes(storage.trash_mb)} · ${megabytes(storage.free_mb)} free · ${auto} · ${storage.output_root}`;
+  $("storage-line").classList.toggle("low", storage.free_mb < 1000);
 }
 
 async function loadLibrary() {
@@ -70,8 +85,16 @@ async function loadLibrary() {
 }
 
 // -- requests ---------------------------------------------------------------------------------------------
+// web-<op>-<YYYYMMDD>-<HHMMSS>-<8 hex>: the date and time (not a counter) and 32 random bits from the browser's
+// crypto, so ids stay unique across reloads, reboots and machines; the daemon refuses a reused id with another
+// request (id_conflict) rather than hand back an old take
 function newJobId(op) {
-  return `web-${op.slice(0, 4)}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
+  const now = new Date();
+  const two = (n) => String(n).padStart(2, "0");
+  const stamp = `${now.getFullYear()}${two(now.getMonth() + 1)}${two(now.getDate())}-` +
+    `${two(now.getHours())}${two(now.getMinutes())}${two(now.getSeconds())}`;
+  const random = Array.from(crypto.getRandomValues(new Uint8Array(4)), (b) => b.toString(16).padStart(2, "0")).join("");
+  return `web-${op.slice(0, 4)}-${stamp}-${random}`;
 }
 
 function numberOrText(value) {

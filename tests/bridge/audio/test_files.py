@@ -1,4 +1,6 @@
+import errno
 import os
+import re
 
 import numpy as np
 import pytest
@@ -6,7 +8,7 @@ import soundfile
 
 import bridge.audio.files as audio_io
 from bridge.audio.files import read_audio, write_wav_atomic
-from bridge.errors import BadRequest, IoError, NotFound
+from bridge.errors import BadRequest, DiskFull, IoError, NotFound
 
 TOLERANCE = {16: 2.0**-14, 24: 2.0**-22, 32: 0.0}
 
@@ -82,20 +84,42 @@ def test_bad_audio_touches_nothing(tmp_path, audio):
     assert os.listdir(tmp_path) == []
 
 
-def test_failure_mid_write_leaves_no_partial_and_keeps_old_file(tmp_path, monkeypatch):
+@pytest.mark.parametrize("error, kind, words", [
+    (errno.ENOSPC, DiskFull, "is full"), (errno.EDQUOT, DiskFull, "over its quota"),
+    (errno.EIO, IoError, "input/output error"), (errno.EROFS, IoError, "read-only filesystem"),
+])
+def test_failure_mid_write_leaves_no_partial_and_keeps_old_file(tmp_path, monkeypatch, error, kind, words):
     path = tmp_path / "out.wav"
     write_wav_atomic(path, noise(2, 100), 48000)
     before = path.read_bytes()
+    real_write = os.write
+    calls = []
 
-    def broken_write(handle, *args, **kwargs):
-        handle.write(b"RIFF\x00\x00")  # some bytes, then the disk fills up
-        raise OSError(28, "No space left on device")
+    def broken_write(fd, data):
+        calls.append(len(data))
+        if len(calls) > 1:
+            raise OSError(error, os.strerror(error))  # some bytes went out, then the disk said no
+        return real_write(fd, bytes(data)[:1000])
 
-    monkeypatch.setattr(audio_io.soundfile, "write", broken_write)
-    with pytest.raises(IoError, match="No space left"):
+    monkeypatch.setattr(audio_io.os, "write", broken_write)
+    with pytest.raises(kind, match=words) as info:
         write_wav_atomic(path, noise(2, 48000), 48000)
+    assert info.value.code == ("disk_full" if kind is DiskFull else "io_error")
+    assert "out.wav" in info.value.message
     assert leftovers(tmp_path) == []
     assert path.read_bytes() == before
+
+
+def test_a_full_disk_is_reported_even_where_libsndfile_would_hide_it(tmp_path, monkeypatch):
+    """The control for encoding in memory: libsndfile writing to a file turns ENOSPC into a bare failure
+    (its write callback cannot raise), so the errno must come from our own os.write."""
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(audio_io.os, "write", full)
+    with pytest.raises(DiskFull):
+        write_wav_atomic(tmp_path / "out.wav", noise(2, 4800), 48000)
+    assert os.listdir(tmp_path) == []
 
 
 def test_failed_rename_leaves_no_partial(tmp_path, monkeypatch):
@@ -123,7 +147,7 @@ def test_final_name_appears_only_complete(tmp_path, monkeypatch):
         # Just before the rename: the final name does not exist yet, and the
         # partial is complete, readable and already on disk.
         assert os.fspath(target) == os.fspath(path) and not path.exists()
-        assert os.path.basename(source) == ".out.wav.partial"
+        assert re.fullmatch(r"\.out\.wav\.[0-9a-f]{8}\.partial", os.path.basename(source))
         data, _ = soundfile.read(source, dtype="float32", always_2d=True)
         assert data.shape == (96000, 2)
         assert os.stat(source).st_ino in fsynced

@@ -95,9 +95,10 @@ def test_true_peak_floor_for_silence():
 @pytest.mark.parametrize("target_lufs", [-23.0, -14.0, -9.0])
 @pytest.mark.parametrize("sample_rate", [44100, 48000])
 @pytest.mark.parametrize("channels", [1, 2])
-def test_normalize_hits_target_under_ceiling(kind, target_lufs, sample_rate, channels):
-    if (kind, target_lufs, channels) == ("kicks", -9.0, 1):
-        pytest.skip("a bare mono kick at -9 LUFS / -1 dBTP needs more than the 12 dB of limiting allowed")
+def test_normalize_hits_target_under_ceiling(request, kind, target_lufs, sample_rate, channels):
+    if (kind, target_lufs, channels) == ("kicks", -9.0, 1):  # strict: passing would mean the limiter changed
+        request.applymarker(pytest.mark.xfail(
+            strict=True, reason="a bare mono kick at -9 LUFS / -1 dBTP needs more than the 12 dB of limiting allowed"))
     ceiling = -1.0
     audio = SIGNALS[kind](sample_rate, 3.0, channels)
     out = normalize_loudness(audio, sample_rate, target_lufs=target_lufs, true_peak_db=ceiling)

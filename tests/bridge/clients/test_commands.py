@@ -48,8 +48,16 @@ class FakeDaemon(FakeOscDaemon):
         elif request.op == "status":
             self.emit(sender, "/continuo/status", "idle", "fake/model", 0.5, 16.0, 0)
             self.emit(sender, "/continuo/limits", 16, 64.0, 8, 1000, 600.0, 1000.0, 0.25)
+            self.storage(sender)
+        elif request.op in ("prune", "trash_restore", "trash_empty"):
+            self.emit(sender, "/continuo/trash/job", "old-1", 12.5, 41.0, "/renders/old-1")
+            self.emit(sender, "/continuo/trash/result", "would_move", 1, 12.5, 1, 0, "would move 1 job(s) (12.5 MB)")
+            self.storage(sender)
         elif request.op in ("generate", "continue"):
             self.on_job(request, sender)
+
+    def storage(self, sender) -> None:
+        self.emit(sender, "/continuo/storage", 1250.0, 0.0, 81234.0, 212, 0.0, "/renders")
 
     def on_job(self, request, sender) -> None:
         job_id = request.job_id
@@ -149,6 +157,53 @@ def test_status_prints_state_model_and_limits(daemon, capsys):
     assert "idle" in out and "fake/model" in out and "max_queue 16" in out and "inbox" in out
 
 
+def test_status_prints_where_renders_live_the_space_they_take_and_what_is_free(daemon, capsys):
+    assert run(daemon, "status") == 0
+    out = capsys.readouterr().out
+    assert "renders 1.2 GB in 212 job folder(s) under /renders (kept until you prune them)" in out
+    assert "81.2 GB free" in out and "auto-trash off" in out
+
+
+@pytest.mark.parametrize("argv, sent", [
+    (["prune", "--older-than", "30d"], ["/continuo/prune", [0, 30.0, 0, 0.0, 7.0]]),
+    (["prune", "--keep", "200", "--yes"], ["/continuo/prune", [1, 0.0, 200, 0.0, 7.0]]),
+    (["prune", "--max-size", "500M", "--keep-fetched", "2w"], ["/continuo/prune", [0, 0.0, 0, 0.5, 14.0]]),
+    (["trash", "list"], ["/continuo/trash/empty", [0]]),
+    (["trash", "empty"], ["/continuo/trash/empty", [0]]),  # a dry run without --yes
+    (["trash", "empty", "--yes"], ["/continuo/trash/empty", [1]]),
+    (["trash", "restore", "all"], ["/continuo/trash/restore", ["*"]]),
+    (["trash", "restore", "old-1"], ["/continuo/trash/restore", ["old-1"]]),
+])
+def test_prune_and_trash_send_their_request_and_print_jobs_result_and_space(daemon, capsys, argv, sent):
+    assert run(daemon, *argv) == 0
+    address, args = [(a, v) for a, v in daemon.received if a not in ("/continuo/hello",)][-1]
+    assert [address, [round(v, 6) if isinstance(v, float) else v for v in args]] == sent
+    out = capsys.readouterr().out.splitlines()
+    assert "old-1" in out[0] and "12.5 MB" in out[0] and out[1] == "would move 1 job(s) (12.5 MB)"
+    assert out[2].startswith("renders 1.2 GB")
+
+
+@pytest.mark.parametrize("text, days", [("30d", 30.0), ("12h", 0.5), ("2w", 14.0), ("45", 45.0), ("6m", 180.0)])
+def test_ages_read_as_days(text, days):
+    from bridge.clients.prune import parse_age_days
+
+    assert parse_age_days(text) == pytest.approx(days)
+
+
+@pytest.mark.parametrize("text, gb", [("20G", 20.0), ("500M", 0.5), ("1T", 1000.0), ("20", 20.0), ("2GB", 2.0)])
+def test_sizes_read_as_gb(text, gb):
+    from bridge.clients.prune import parse_size_gb
+
+    assert parse_size_gb(text) == pytest.approx(gb)
+
+
+@pytest.mark.parametrize("argv", [["prune", "--older-than", "soon"], ["prune", "--max-size", "-5G"]])
+def test_a_bad_age_or_size_is_a_usage_error(daemon, argv):
+    with pytest.raises(SystemExit) as info:
+        run(daemon, *argv)
+    assert info.value.code == 2
+
+
 def test_continue_copies_an_input_from_outside_the_inbox(daemon, tmp_path, capsys):
     clip = tmp_path / "elsewhere" / "clip.wav"
     clip.parent.mkdir()
@@ -194,3 +249,16 @@ def test_daw_path_is_found_beside_the_stable_path(tmp_path):
 def test_the_help_lists_the_exit_codes():
     text = build_parser()._subparsers._group_actions[0].choices["generate"].format_help()
     assert "130" in text and "error not_found" in text
+
+
+def test_cli_job_ids_carry_the_date_and_time_and_os_randomness():
+    """Unique across reboots (the calendar time, not a counter) and machines (32 random bits from the OS)."""
+    import re
+    import time as clock
+
+    ids = {commands.new_job_id("generate") for _ in range(200)}
+    assert len(ids) == 200
+    for job_id in ids:
+        found = re.fullmatch(r"cli-generate-(\d{8})-(\d{6})-([0-9a-f]{8})", job_id)
+        assert found and found[1] <= clock.strftime("%Y%m%d")  # (a run across midnight: yesterday)
+        assert SCHEMA.patterns["job_id"][0].fullmatch(job_id)

@@ -213,24 +213,47 @@ def test_a_folder_that_cannot_be_made_is_an_io_error(tmp_path):
     assert "cannot open the job journal" in str(info.value)
 
 
-def test_prune_removes_old_and_surplus_finished_jobs_never_unfinished_ones(journal):
+def test_expired_finds_old_and_surplus_finished_jobs_never_unfinished_ones(journal):
     for job_id in ("old", "newer", "newest", "waiting", "running"):
         journal.insert_job(job_id, "generate", PARAMS, SENDER)
     journal.add_output("old", output("mix"))
     for job_id in ("old", "newer", "newest"):
         journal.finish(job_id, JobStatus.DONE, seed=1, elapsed_s=0.1)
-        time.sleep(0.002)  # distinct finish times: prune orders by them
+        time.sleep(0.002)  # distinct finish times: expired orders by them
     journal.set_status("running", JobStatus.RUNNING)
     now = journal.get("newest").updated_at
-    assert journal.prune(max_age_s=3600, max_jobs=100, now=now) == []
-    pruned = journal.prune(max_age_s=3600, max_jobs=2, now=now)  # three finished: the oldest goes
-    assert pruned == ["old"] and journal.get("old") is None
-    journal.insert_job("old", "generate", PARAMS, SENDER)
-    assert journal.get("old").outputs == ()  # its outputs went with it
-    journal.finish("old", JobStatus.DONE, seed=1, elapsed_s=0.1)
-    assert journal.prune(max_age_s=3600, max_jobs=2, now=now) == ["newer"]
-    assert journal.prune(max_age_s=-1, max_jobs=100, now=now + 10) == ["newest", "old"]  # older than the cut
-    assert sorted(journal.unfinished()) == ["running", "waiting"] and journal.count() == 2
+    assert journal.expired(max_age_s=3600, max_jobs=100, now=now) == []
+    assert journal.expired(max_age_s=3600, max_jobs=2, now=now) == ["old"]  # three finished: the oldest
+    assert journal.expired(max_age_s=0.0005, max_jobs=0, now=now) == ["old", "newer"]  # by age, oldest first
+    assert journal.expired(max_age_s=0, max_jobs=0, now=now + 1e6) == []  # 0: each rule off
+    journal.mark_used("old")  # fetched just now: young again
+    assert journal.expired(max_age_s=3600, max_jobs=2, now=now) == ["newer"]
+    assert journal.forget(["newer", "waiting", "running"]) == 1  # never an unfinished job
+    assert journal.get("newer") is None and journal.get("waiting") is not None
+    journal.insert_job("newer", "generate", PARAMS, SENDER)
+    assert journal.get("newer").outputs == ()
+    assert sorted(journal.unfinished()) == ["newer", "running", "waiting"]
+
+
+def test_a_journal_from_before_used_at_gains_the_column(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA_WITHOUT_USED_AT)
+    db.execute("INSERT INTO jobs VALUES ('j', 'generate', '{}', 'h', 1, 'done', 1, 1, 1, 1, NULL, NULL)")
+    db.commit()
+    db.close()
+    journal = Journal(path)
+    assert journal.get("j").used_at is None
+    journal.mark_used("j")
+    assert journal.get("j").used_at > 0
+    journal.close()
+
+
+SCHEMA_WITHOUT_USED_AT = """CREATE TABLE jobs (job_id TEXT PRIMARY KEY, op TEXT NOT NULL, params TEXT NOT NULL,
+    reply_host TEXT NOT NULL, reply_port INTEGER NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL,
+    updated_at REAL NOT NULL, seed INTEGER, elapsed_s REAL, error_code TEXT, error_message TEXT);"""
 
 
 def test_writes_from_many_threads_all_land(journal):

@@ -15,7 +15,7 @@ import pytest
 
 from bridge.daemon import load_model
 from bridge.jobs.model_switch import SwitchOrder, UnloadedEngine, switch_order
-from inference.memory import freeze_heap, thaw_heap
+from inference.runtime.memory import freeze_heap, thaw_heap
 
 SENDER = ("127.0.0.1", 41000)
 
@@ -111,8 +111,9 @@ def test_musicgen_to_ace_step_and_back_over_osc(make_daemon_in_process, tiny_mod
 def test_a_failed_load_leaves_the_old_model_serving(make_daemon_in_process, tmp_path):
     daemon = make_daemon_in_process()
     name = daemon.engine.info.name
-    broken = tmp_path / "broken-pipeline"
-    broken.mkdir()
+    # A deep folder, as users' are: what still serves must survive the 1 KB error event whatever the reason says
+    broken = tmp_path / ("a-folder-of-a-musicians-models-" * 3) / "broken-pipeline"
+    broken.mkdir(parents=True)
     (broken / "model_index.json").write_text(json.dumps({"_class_name": "AceStepPipeline"}))
     for spec, job_id in ((str(tmp_path / "missing"), "bad-1"), (str(broken), "bad-2")):
         send(daemon, "/continuo/model/load", spec, job_id)

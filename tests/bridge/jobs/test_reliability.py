@@ -1,19 +1,16 @@
-"""Terminal re-sends until ack, priorities and live slots, retention, the rate limit: no sockets."""
+"""Terminal re-sends until ack, priorities and live slots, the rate limit: no sockets (retention: test_retention.py)."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from bridge.errors import Busy
 from bridge.jobs.events import EventSink
 from bridge.jobs.journal import Journal, OutputRecord
-from bridge.jobs.queue import Job, JobQueue, JobStatus, Priority
-from bridge.jobs.retention import RetentionTimer, prune_inline_inputs, prune_jobs
+from bridge.jobs.queue import Job, JobQueue, Priority
 from bridge.protocol.schema import Event, load_schema
 from bridge.transports.limits import RateLimiter
 from bridge.transports.peers import Peer, Router
@@ -149,78 +146,6 @@ def test_rate_limiter_is_a_token_bucket_per_client():
     assert RateLimiter(0).allow("x")  # 0 turns it off
 
 
-def finished(journal: Journal, job_id: str, root: Path, updated_ago_s: float = 0.0) -> Path:
-    journal.insert_job(job_id, "generate", {"bars": 1.0}, DEST)
-    folder = root / job_id
-    folder.mkdir(parents=True)
-    (folder / "mix.wav").write_bytes(b"RIFF")
-    journal.add_output(job_id, OutputRecord("mix", (folder / "mix.wav").as_posix(), 48000, 2, 2.0, 1.0, -14, -1))
-    journal.finish(job_id, JobStatus.DONE, seed=1, elapsed_s=1.0)
-    if updated_ago_s:
-        journal._write("UPDATE jobs SET updated_at = ? WHERE job_id = ?", (time.time() - updated_ago_s, job_id))
-    return folder
-
-
-def test_retention_removes_old_and_excess_jobs_with_their_files(tmp_path):
-    root = tmp_path / "renders"
-    journal = Journal(tmp_path / "journal.sqlite3")
-    old = finished(journal, "old-1", root, updated_ago_s=3600)
-    newer = [finished(journal, f"new-{i}", root, updated_ago_s=10 - i) for i in range(4)]
-    journal.insert_job("waiting", "generate", {"bars": 1.0}, DEST)  # never pruned while queued
-    removed = prune_jobs(journal, root, max_age_s=600, max_jobs=2)
-    assert sorted(removed) == ["new-0", "new-1", "old-1"]
-    assert not old.exists() and not newer[0].exists() and not newer[1].exists()
-    assert newer[2].exists() and newer[3].exists()
-    assert journal.get("old-1") is None and journal.get("new-3") is not None
-    assert journal.get("waiting").status is JobStatus.QUEUED
-    journal.close()
-
-
-def test_retention_never_follows_a_symlinked_job_folder(tmp_path):
-    root = tmp_path / "renders"
-    outside = tmp_path / "precious"
-    outside.mkdir()
-    (outside / "keep.wav").write_bytes(b"RIFF")
-    journal = Journal(tmp_path / "journal.sqlite3")
-    journal.insert_job("evil", "generate", {"bars": 1.0}, DEST)
-    journal.finish("evil", JobStatus.DONE)
-    root.mkdir()
-    (root / "evil").symlink_to(outside, target_is_directory=True)
-    assert prune_jobs(journal, root, max_age_s=0, max_jobs=0) == ["evil"]
-    assert (outside / "keep.wav").exists()
-    journal.close()
-
-
-def test_old_inline_inputs_leave_the_inbox_and_user_files_stay(tmp_path):
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    old, fresh = inbox / "zmq-job-1-aaaa.wav", inbox / "zmq-job-2-bbbb.wav"
-    mine = inbox / "my-clip.wav"
-    for path in (old, fresh, mine):
-        path.write_bytes(b"RIFF")
-    day_ago = time.time() - 90_000
-    os.utime(old, (day_ago, day_ago))
-    os.utime(mine, (day_ago, day_ago))
-    (inbox / "zmq-link-cccc.wav").symlink_to(mine)
-    assert prune_inline_inputs(inbox, max_age_s=86400) == 1
-    assert not old.exists() and fresh.exists() and mine.exists() and (inbox / "zmq-link-cccc.wav").is_symlink()
-    assert prune_inline_inputs(tmp_path / "no-inbox-yet", max_age_s=0) == 0
-
-
-def test_a_retention_pass_covers_jobs_and_the_inbox(tmp_path):
-    root, inbox = tmp_path / "renders", tmp_path / "inbox"
-    journal = Journal(tmp_path / "journal.sqlite3")
-    folder = finished(journal, "old-1", root, updated_ago_s=3600)
-    inbox.mkdir()
-    upload = inbox / "zmq-old-1-dddd.wav"
-    upload.write_bytes(b"RIFF")
-    two_hours_ago = time.time() - 7200
-    os.utime(upload, (two_hours_ago, two_hours_ago))
-    RetentionTimer(journal, root, max_age_s=600, max_jobs=10, inbox=inbox).prune()  # inputs: min(600 s, a day)
-    assert not folder.exists() and not upload.exists()
-    journal.close()
-
-
 def test_journal_stores_a_stream_peer_as_transport_and_host(tmp_path):
     journal = Journal(tmp_path / "j.sqlite3")
     journal.insert_job("t1", "generate", {"bars": 1.0}, Peer("127.0.0.1", 5000, "tcp", 3))
@@ -228,11 +153,3 @@ def test_journal_stores_a_stream_peer_as_transport_and_host(tmp_path):
     journal.close()
 
 
-def test_left_over_partials_are_removed_and_finished_files_kept(tmp_path):
-    from bridge.jobs.retention import remove_partials
-
-    (tmp_path / "job-1").mkdir()
-    (tmp_path / "job-1" / ".mix.wav.partial").write_bytes(b"half")
-    (tmp_path / "job-1" / "mix.wav").write_bytes(b"RIFF")
-    assert remove_partials(tmp_path) == 1
-    assert sorted(p.name for p in (tmp_path / "job-1").iterdir()) == ["mix.wav"]

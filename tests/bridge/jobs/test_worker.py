@@ -29,10 +29,11 @@ from bridge.jobs.plan import job_params
 from bridge.jobs.queue import Job, JobQueue, JobStatus
 from bridge.jobs.worker import Worker
 from bridge.protocol.schema import load_schema
-from inference import stems, stems_paths
 from inference.errors import InferenceError
 from inference.loading import load_engine, resolve_model
-from inference.stems import SeparatorConfig, StemSeparator, load_separator
+from inference.stems import paths as stems_paths
+from inference.stems import separator as stems
+from inference.stems.separator import SeparatorConfig, StemSeparator, load_separator
 from tests.daemons import EventLog
 
 SENDER = ("127.0.0.1", 41000)
@@ -276,7 +277,7 @@ def test_each_output_also_gets_a_name_for_a_daw_before_its_event(make_bench):
 
 
 class SlowPathBuild:
-    """A stand-in for ``inference.stems.build_path`` (no real export): blocks until released, counts builds."""
+    """A stand-in for ``inference.stems.separator.build_path`` (no export): blocks until released, counts builds."""
 
     def __init__(self) -> None:
         self.calls: list[str] = []

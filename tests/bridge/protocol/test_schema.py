@@ -64,7 +64,7 @@ def test_schema_is_json_with_every_section():
 
 def test_error_codes_cover_both_error_trees():
     assert ERROR_CODES == ("bad_request", "not_found", "busy", "cancelled", "out_of_memory", "model_error",
-                           "io_error", "interrupted", "audio_error")
+                           "io_error", "interrupted", "audio_error", "id_conflict", "disk_full")
     assert all(RAW["error_codes"][code].strip() for code in ERROR_CODES)
     trees = [errors.BridgeError, inference_errors.InferenceError]
     classes = [c for tree in trees for c in (tree, *tree.__subclasses__())]
@@ -121,12 +121,14 @@ def test_addresses_ops_and_replies_are_consistent():
     expected = {"/continuo/hello", "/continuo/ping", "/continuo/context", "/continuo/generate", "/continuo/continue",
                 "/continuo/variations", "/continuo/stems", "/continuo/cancel", "/continuo/get", "/continuo/ack",
                 "/continuo/status", "/continuo/presets", "/continuo/presets/reload", "/continuo/models",
-                "/continuo/model/load", "/continuo/repaint", "/continuo/layer", "/continuo/extract", "/continuo/cover"}
+                "/continuo/model/load", "/continuo/repaint", "/continuo/layer", "/continuo/extract", "/continuo/cover",
+                "/continuo/prune", "/continuo/trash/restore", "/continuo/trash/empty"}
     assert set(SCHEMA.request_addresses) == expected
     assert {"/continuo/welcome", "/continuo/pong", "/continuo/queued", "/continuo/progress", "/continuo/output",
             "/continuo/done", "/continuo/error", "/continuo/status", "/continuo/context",
             "/continuo/presets", "/continuo/models", "/continuo/adapters", "/continuo/slot", "/continuo/limits",
-            "/continuo/partial"} == set(SCHEMA.event_addresses)
+            "/continuo/partial", "/continuo/storage", "/continuo/trash/job", "/continuo/trash/result"} == set(
+        SCHEMA.event_addresses)
     ops = [spec.op for spec in SCHEMA.requests.values()]
     assert len(set(ops)) == len(ops) and all(re.fullmatch(r"[a-z_]+", op) for op in ops)
     for spec in SCHEMA.requests.values():
@@ -496,3 +498,15 @@ def test_a_float_near_the_float32_maximum_is_refused_by_range_not_by_a_crash():
     """3.4025e38 fits a float32, but its 4-digit decimal (3.403e38) does not: tidying it must not overflow."""
     with pytest.raises(BadRequest, match="bpm"):
         SCHEMA.parse("/continuo/context", [3.4025001647762064e38, 4, 4, "C", 48000])
+
+
+def test_named_arguments_skip_optional_ones_without_shifting_the_rest():
+    """HTTP and ZeroMQ name arguments: naming a later optional one gives the earlier ones their defaults (before,
+    {"older_than_days": 30} for /continuo/prune landed in apply's place)."""
+    spec = SCHEMA.requests["/continuo/prune"]
+    values, unknown = spec.positional({"older_than_days": 30.0}, {})
+    assert values == [0, 30.0] and unknown == []
+    assert SCHEMA.parse("/continuo/prune", values).args == {"apply": 0, "older_than_days": 30.0, "keep_newest": 0,
+                                                            "max_total_gb": 0.0, "keep_used_days": 7.0}
+    assert spec.positional({"keep_used_days": 1.0, "apply": 1}, {})[0] == [1, 0.0, 0, 0.0, 1.0]
+    assert spec.positional({}, {})[0] == []

@@ -123,9 +123,12 @@ def test_generate_download_and_replay(client, daemon):
     assert part.status_code == 206 and part.content == whole.content[100:200]
     assert part.headers["content-range"] == f"bytes 100-199/{len(whole.content)}"
     assert client.get(output["url"], headers={"Range": f"bytes={len(whole.content) + 10}-"}).status_code == 416
-    again = client.post("/api/jobs", json={"op": "generate", "job_id": "h-gen", "preset": "default",
-                                           "prompt": "test", "bars": 1})
+    body = {"op": "generate", "job_id": "h-gen", "preset": "default", "prompt": "test", "bars": 1,
+            "settings": {"bpm": 120, "seed": 7}}
+    again = client.post("/api/jobs", json=body)  # a resend: replayed
     assert again.status_code == 200 and [e["event"] for e in again.json()["events"]] == ["output", "done"]
+    other = client.post("/api/jobs", json={**body, "prompt": "another idea"})  # the id is taken: 409
+    assert other.status_code == 409 and other.json()["error"]["code"] == "id_conflict"
     history = client.get("/api/jobs").json()["jobs"]
     assert history[0]["job_id"] == "h-gen" and history[0]["outputs"][0]["url"] == output["url"]
 
@@ -219,7 +222,7 @@ def test_cancel_a_queued_job(client, daemon):
 
 def test_status_presets_models_and_requests(client, daemon):
     status = client.get("/api/status").json()
-    assert [e["event"] for e in status["events"]] == ["status", "limits"]
+    assert [e["event"] for e in status["events"]] == ["status", "limits", "storage"]
     assert status["daemon"]["smoke_model"] is True and status["daemon"]["device"] == "cpu"
     presets = client.get("/api/presets").json()
     assert "default" in [e["args"]["name"] for e in presets["events"]]
@@ -231,6 +234,13 @@ def test_status_presets_models_and_requests(client, daemon):
     assert models["events"][0]["args"]["family"] == "musicgen" and models["events"][0]["args"]["adapters"] == 1
     assert "repaint" not in models["events"][0]["args"]["capabilities"].split(",")
     assert models["events"][1]["args"] == {"name": "tape"}
+    storage = status["events"][2]["args"]  # where renders live, their space and what is free
+    assert storage["output_root"] == daemon.output_root.as_posix() and storage["free_mb"] > 0
+    dry = client.post("/api/requests/prune", json={"older_than_days": 3650})  # the HTTP form of /continuo/prune
+    assert dry.status_code == 200 and [e["event"] for e in dry.json()["events"]][-2:] == ["trash/result", "storage"]
+    assert dry.json()["events"][-2]["args"]["action"] == "would_move"
+    refused = client.post("/api/requests/prune", json={"apply": 1})  # no rule: refused, nothing moved
+    assert refused.status_code == 400 and "say which renders" in refused.json()["error"]["message"]
     pong = client.post("/api/requests/ping", json={"seq": 5}).json()
     assert pong["events"] == [{"event": "pong", "args": {"seq": 5}}]
     context = client.post("/api/requests/context", json={"bpm": 90, "beats_per_bar": 3, "beat_unit": 4,

@@ -1,0 +1,266 @@
+"""The engine benchmark: random-weight MusicGen models of the real shapes, our engine and transformers in one run.
+
+One dict per configuration (the bridge prints them as JSON lines). steps_per_s
+is measured the same way for both backends: decode steps after the first,
+over the time between the first and the last step.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+
+from inference.api import GenerationRequest
+from inference.musicgen.engine import EngineOptions, engine_from_hf_model
+from inference.musicgen.model import ModelArgs
+
+log = logging.getLogger("continuo.inference")
+
+PROMPT = "warm lo-fi piano with soft drums"
+T5_BASE = dict(d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12, vocab_size=32128)
+ENCODEC_32KHZ = dict(
+    sampling_rate=32_000, audio_channels=1, hidden_size=128, num_filters=64, upsampling_ratios=[8, 5, 4, 4],
+    num_lstm_layers=2, codebook_size=2048, target_bandwidths=[2.2], use_causal_conv=False, normalize=False,
+    use_conv_shortcut=False, norm_type="weight_norm",
+)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    backend: str  # engine | transformers
+    weights: str
+    kv_cache: str
+    compile: bool = False
+    attention: str = "auto"
+    compile_backend: str = "inductor"  # eager: Dynamo's trace alone, for the CPU dry run of `bench gpu`
+
+
+def configs_for(device: torch.device, quick: bool) -> list[BenchConfig]:
+    if device.type == "cuda":
+        configs = [BenchConfig("transformers", "fp16", "fp16"), BenchConfig("engine", "fp16", "fp16"),
+                   BenchConfig("engine", "fp16", "fp16", compile=True), BenchConfig("engine", "bf16", "mulaw8"),
+                   BenchConfig("engine", "bnb-int8", "fp16"), BenchConfig("engine", "bnb-nf4", "fp16")]
+        return configs[:3] if quick else configs
+    configs = [BenchConfig("transformers", "fp32", "fp32"), BenchConfig("engine", "fp32", "fp32"),
+               BenchConfig("engine", "int8", "fp32"), BenchConfig("engine", "int8", "bf16"),
+               BenchConfig("engine", "int8", "mulaw8"), BenchConfig("engine", "int8", "fp32", attention="sdpa")]
+    return configs[:4] if quick else configs  # bf16 weights are slower than fp32 on the CPU (FACTS)
+
+
+def build_random_musicgen(shape: str, seed: int = 0):
+    """(model, tokenizer): random weights, real widths/depths of shape (T5-base, EnCodec 32 kHz)."""
+    from transformers import EncodecConfig, MusicgenConfig, MusicgenDecoderConfig, T5Config
+
+    from inference.musicgen.tiny import build_tokenizer
+
+    args = ModelArgs.from_name(shape)
+    config = MusicgenConfig(
+        text_encoder=T5Config(**T5_BASE, feed_forward_proj="relu", pad_token_id=0, eos_token_id=1,
+                              decoder_start_token_id=0),
+        audio_encoder=EncodecConfig(**ENCODEC_32KHZ),
+        decoder=MusicgenDecoderConfig(
+            vocab_size=args.vocab_size, max_position_embeddings=args.max_positions, num_hidden_layers=args.n_layer,
+            ffn_dim=args.ffn_dim, num_attention_heads=args.n_head, hidden_size=args.dim,
+            num_codebooks=args.num_codebooks, audio_channels=args.audio_channels,
+            pad_token_id=args.pad_id, bos_token_id=args.pad_id,
+        ),
+    )
+    from transformers import MusicgenForConditionalGeneration
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = MusicgenForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = model.generation_config.decoder_start_token_id = args.pad_id
+    model.generation_config.bos_token_id = args.pad_id
+    return model, build_tokenizer()
+
+
+class StepClock:
+    """Timestamps of decode steps; steps_per_s over steps 2..N, first_chunk_s when a chunk of frames is complete.
+
+    On CUDA every tick waits for the device first: kernels are queued, and without it the clock would time the
+    launches, not the work (and a sync-free decode loop would look as fast as Python can queue).
+    """
+
+    def __init__(self, chunk_steps: int, device: torch.device | None = None):
+        self.chunk_steps = chunk_steps
+        self.device = device if device is not None and device.type == "cuda" else None
+        self.sync()
+        self.started = time.perf_counter()
+        self.times: list[float] = []
+
+    def sync(self) -> None:
+        if self.device is not None:
+            torch.cuda.synchronize(self.device)
+
+    def __call__(self, steps_done: int, *_args) -> None:
+        self.sync()
+        self.times.append(time.perf_counter())
+
+    def steps_per_s(self) -> float:
+        return (len(self.times) - 1) / (self.times[-1] - self.times[0])
+
+    def chunk_ready_s(self) -> float:
+        return self.times[min(self.chunk_steps, len(self.times)) - 1] - self.started
+
+
+def run_transformers(model, processor_like, duration_s: float, clock: StepClock, seed: int) -> None:
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class Tick(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            clock(0)
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    frames = round(duration_s * 50)
+    inputs = processor_like([PROMPT], return_tensors="pt", padding=True)
+    inputs = {name: value.to(model.device) for name, value in inputs.items()}
+    torch.manual_seed(seed)
+    with torch.inference_mode():
+        model.generate(**inputs, max_new_tokens=frames + 3, do_sample=True, top_k=250, guidance_scale=3.0,
+                       stopping_criteria=StoppingCriteriaList([Tick()]))
+
+
+def reset_peak_rss() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith("VmHWM"))
+        return int(line.split()[1]) / 1024
+    except (OSError, StopIteration):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def transformers_cache_bytes(model, steps: int, batch: int) -> int:
+    """Self-attention DynamicCache at the end of the run (keys + values, every layer), for comparison."""
+    decoder = model.config.decoder
+    element = next(model.decoder.parameters()).element_size()
+    return decoder.num_hidden_layers * 2 * batch * steps * decoder.hidden_size * element
+
+
+def bench_config(model, tokenizer, shape: str, config: BenchConfig, duration_s: float, device: torch.device,
+                 seed: int = 0) -> dict:
+    frames = round(duration_s * 50)
+    steps = frames + 3
+    chunk_steps = 50 + 3  # the first second of all four codebooks
+    engine = None
+    if config.backend == "engine":
+        options = EngineOptions(weights=config.weights, kv_cache=config.kv_cache, attention=config.attention,
+                                compile=config.compile, compile_backend=config.compile_backend)
+        engine = engine_from_hf_model(model, tokenizer, options=options, device=device, name=shape)
+        graphs_before = compile_counts()
+        engine.generate(GenerationRequest(prompt=PROMPT, duration_s=0.1, seed=seed))  # warm up (and compile)
+    else:
+        model.to(device=device, dtype=torch.float16 if config.weights == "fp16" else torch.float32)
+        run_transformers(model, tokenizer, 0.1, StepClock(1), seed)
+    gc.collect()
+    reset_peak_rss()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.synchronize()
+    clock = StepClock(chunk_steps, device)
+    first_chunk_s = None
+    if engine is not None:
+        request = GenerationRequest(prompt=PROMPT, duration_s=duration_s, seed=seed)
+        codes = engine.generate_codes(request, on_step=clock)
+        engine.decode_audio(codes)  # returns numpy: waits for the device
+        wall_s = time.perf_counter() - clock.started
+        chunk_started = time.perf_counter()
+        engine.decode_audio(codes[:, :, :50])  # what a streaming emit of the first second costs
+        first_chunk_s = clock.chunk_ready_s() + (time.perf_counter() - chunk_started)
+    else:
+        run_transformers(model, tokenizer, duration_s, clock, seed)
+        clock.sync()
+        wall_s = time.perf_counter() - clock.started
+    if first_chunk_s is None:
+        first_chunk_s = wall_s  # transformers hands over audio only at the end
+    result = {
+        "suite": "engine", "shape": shape, "backend": config.backend, "weights": config.weights,
+        "kv_cache": config.kv_cache, "compile": config.compile,
+        "attention": engine.options.attention if engine else "sdpa",
+        "device": str(device), "cfg": 3.0, "audio_s": duration_s, "steps": steps,
+        "steps_per_s": round(clock.steps_per_s(), 2),
+        "decoder_rtf": round((clock.times[-1] - clock.started) / duration_s, 3),
+        "rtf": round(wall_s / duration_s, 3), "wall_s": round(wall_s, 2), "first_chunk_s": round(first_chunk_s, 2),
+        "peak_rss_mb": round(peak_rss_mb()),
+        "device_mem_mb": round(torch.cuda.max_memory_allocated() / 2**20) if device.type == "cuda" else None,
+        "kv_cache_bytes": engine.cache_bytes() if engine else transformers_cache_bytes(model, steps, 2),
+        "threads": torch.get_num_threads(), "load_1min": round(os.getloadavg()[0], 2),
+    }
+    if config.compile and engine is not None:
+        result |= {name: count - graphs_before[name] for name, count in compile_counts().items()}
+        result["compile_backend"] = config.compile_backend
+    del engine
+    gc.collect()
+    return result
+
+
+def cache_attention_ms(device: torch.device, positions: int, *, dtype: torch.dtype = torch.float32, batch: int = 2,
+                       heads: int = 16, head_dim: int = 64, repeats: int = 30) -> dict[str, float]:
+    """One layer's cache update + SDPA for one decode query (musicgen-small's shape, CFG batch), per cache mode:
+    the best of 7 runs of `repeats`, in ms. mulaw8 here dequantizes the used cache as every CUDA path does."""
+    from inference.musicgen.kv_cache import KVCache, MuLawKVCache
+
+    q, k, v = (torch.randn(batch, heads, 1, head_dim, dtype=dtype, device=device) for _ in range(3))
+    input_pos = torch.arange(positions - 1, positions, device=device)
+    caches = {"cache": KVCache(batch, heads, 2048, head_dim, dtype, device=device),
+              "mulaw8": MuLawKVCache(batch, heads, 2048, head_dim, device=device)}
+    clock = StepClock(1, device)
+    timings = {}
+    for name, cache in caches.items():
+        best = float("inf")
+        for _ in range(7):
+            clock.sync()
+            started = time.perf_counter()
+            for _ in range(repeats):
+                keys, values = cache.update(input_pos, k, v, positions)
+                torch.nn.functional.scaled_dot_product_attention(q, keys, values)
+            clock.sync()
+            best = min(best, (time.perf_counter() - started) / repeats * 1e3)
+        timings[name] = round(best, 4)
+    return timings
+
+
+def compile_counts() -> dict[str, int]:
+    """Dynamo's running totals: graphs compiled, graph breaks, CUDA graph captures skipped (a delta is one run's)."""
+    from torch._dynamo.utils import counters
+
+    return {"graphs": int(counters["stats"]["unique_graphs"]),
+            "graph_breaks": int(sum(counters["graph_break"].values())),
+            "cudagraph_skips": int(sum(counters["inductor"].get(name, 0) for name in ("cudagraph_skips",)))}
+
+
+def run_engine_suite(*, quick: bool, shapes: list[str] | None = None, duration_s: float | None = None,
+                     device: str = "auto", emit=print) -> list[dict]:
+    from inference.runtime.device import pick_device
+
+    target = pick_device(device)
+    shapes = shapes or (["musicgen-small"] if quick else ["musicgen-small", "musicgen-medium"])
+    duration_s = duration_s or (2.0 if quick else 10.0)
+    results = []
+    for shape in shapes:
+        started = time.perf_counter()
+        model, tokenizer = build_random_musicgen(shape)
+        log.info("built random %s in %.1f s", shape, time.perf_counter() - started)
+        for config in configs_for(target, quick):
+            result = bench_config(model, tokenizer, shape, config, duration_s, target)
+            emit(result)
+            results.append(result)
+        del model
+        gc.collect()
+    return results
+

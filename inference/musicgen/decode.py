@@ -1,0 +1,253 @@
+"""The decode loop: delay pattern (pure functions), sampling, prefill / decode_one_token / decode_n_tokens.
+
+Delay pattern. Sequence position 0 holds BOS (the pad id) in every codebook.
+Codebook k is delayed by offset(k) = k // channels positions (stereo models
+interleave left/right codebooks, which share a delay), so frame j of codebook
+k sits at position j + 1 + offset(k). Positions before and after a codebook's
+frames hold the pad id. With 4 mono codebooks and 3 frames (P = pad):
+
+    k=0: P a0 a1 a2 P  P  P
+    k=1: P P  b0 b1 b2 P  P
+    k=2: P P  P  c0 c1 c2 P
+    k=3: P P  P  P  d0 d1 d2
+
+Generation predicts position t + 1 from positions <= t; where the pattern
+already knows position t + 1 (pad, or a code of the audio prompt) the
+prediction is overwritten with it, exactly as transformers does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from inference.musicgen.model import MusicGenDecoder, Prefix
+
+UNKNOWN = -1  # pattern entry to be predicted
+
+StepCallback = Callable[[int, Tensor], None]  # (steps done, the sequence so far (B, K, L)); may raise to stop
+
+
+def delay_offsets(num_codebooks: int, channels: int) -> Tensor:
+    """(K,) delay of each codebook in positions."""
+    return torch.arange(num_codebooks) // channels
+
+
+def pattern_length(frames: int, num_codebooks: int, channels: int) -> int:
+    """Positions for BOS + frames + the longest delay."""
+    return 1 + frames + int(delay_offsets(num_codebooks, channels).max())
+
+
+def build_delay_pattern(prompt: Tensor, frames: int, channels: int, pad_id: int) -> Tensor:
+    """prompt codes (B, K, P) -> pattern (B, K, L): prompt codes and pads placed, UNKNOWN where to predict.
+
+    frames is the total (prompt + new) frame count; L = pattern_length(frames, K, channels).
+    """
+    batch, codebooks, prompt_frames = prompt.shape
+    length = pattern_length(frames, codebooks, channels)
+    pattern = torch.full((batch, codebooks, length), pad_id, dtype=torch.long, device=prompt.device)
+    for k, offset in enumerate(delay_offsets(codebooks, channels).tolist()):
+        pattern[:, k, 1 + offset : 1 + offset + frames] = UNKNOWN
+        pattern[:, k, 1 + offset : 1 + offset + prompt_frames] = prompt[:, k]
+    return pattern
+
+
+def undelay(sequence: Tensor, frames: int, channels: int) -> Tensor:
+    """sequence (B, K, L) in the delay pattern -> codes (B, K, frames) aligned in time."""
+    offsets = delay_offsets(sequence.shape[1], channels).tolist()
+    return torch.stack([sequence[:, k, 1 + offset : 1 + offset + frames] for k, offset in enumerate(offsets)], dim=1)
+
+
+def apply_pattern(tokens: Tensor, pattern_column: Tensor) -> Tensor:
+    """tokens (B, K) predicted for one position; keep them only where the pattern says UNKNOWN."""
+    return torch.where(pattern_column == UNKNOWN, tokens, pattern_column)
+
+
+def guide(logits: Tensor, guidance_scale: float | None) -> Tensor:
+    """CFG: logits (2B, K, V) as [conditional; null] -> (B, K, V). None: no CFG, logits returned as is."""
+    if guidance_scale is None:
+        return logits
+    conditional, null = logits.chunk(2, dim=0)
+    return null + (conditional - null) * guidance_scale
+
+
+def filter_logits(logits: Tensor, temperature: float, top_k: int, top_p: float) -> Tensor:
+    """logits (..., V) scaled by temperature, then top-p (when > 0) or else top-k (when > 0) kept."""
+    logits = logits / temperature
+    if top_p > 0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        drop = cumulative - torch.softmax(sorted_logits, dim=-1) > top_p  # keep the first token past top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        return torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    if 0 < top_k < logits.shape[-1]:
+        threshold = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < threshold, float("-inf"))
+    return logits
+
+
+def sample(logits: Tensor, generators: list[torch.Generator] | None, temperature: float, top_k: int,
+           top_p: float) -> Tensor:
+    """logits (B, K, V) -> tokens (B, K). Greedy when temperature is 0; row b draws from generators[b]."""
+    if temperature <= 0 or generators is None:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(filter_logits(logits, temperature, top_k, top_p), dim=-1)
+    rows = []
+    for b, generator in enumerate(generators):  # one generator per sample: each variation has its own seed
+        noise = torch.empty_like(probs[b]).exponential_(1, generator=generator)
+        rows.append(torch.argmax(probs[b] / noise, dim=-1))  # Gumbel-style draw, same law as multinomial
+    return torch.stack(rows)
+
+
+class Sampler:
+    """Guidance + sampling settings for one request."""
+
+    def __init__(self, guidance_scale: float | None, temperature: float, top_k: int, top_p: float,
+                 generators: list[torch.Generator] | None):
+        self.guidance_scale = guidance_scale
+        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+        self.generators = generators
+
+    def __call__(self, logits: Tensor) -> Tensor:
+        # logits (B', K, 1, V) from the decoder -> tokens (B, K)
+        guided = guide(logits[:, :, -1], self.guidance_scale)
+        return sample(guided, self.generators, self.temperature, self.top_k, self.top_p)
+
+    def expand(self, tokens: Tensor) -> Tensor:
+        """(B, K, T) -> the decoder batch: [tokens; tokens] under CFG."""
+        return tokens if self.guidance_scale is None else torch.cat([tokens, tokens], dim=0)
+
+
+def prefill(model: MusicGenDecoder, pattern: Tensor, start: int, memory, sampler: Sampler) -> Tensor:
+    """Run positions 0..start-1 (BOS + the known prompt) at once; returns tokens (B, K) for position start."""
+    input_pos = torch.arange(start, device=pattern.device)
+    logits = model(sampler.expand(pattern[:, :, :start]), input_pos, memory, kv_end=start)
+    return apply_pattern(sampler(logits), pattern[:, :, start])
+
+
+def decode_one_token(model: MusicGenDecoder, tokens: Tensor, position: int, memory, sampler: Sampler) -> Tensor:
+    """tokens (B, K) at position -> tokens (B, K) predicted for position + 1 (before the pattern is applied).
+
+    The position goes to the device as a kernel argument (arange), never as host data (torch.tensor([...],
+    device=cuda) would be a blocking copy every step).
+    """
+    input_pos = torch.arange(position, position + 1, device=tokens.device)
+    logits = model(sampler.expand(tokens[:, :, None]), input_pos, memory, kv_end=position + 1)
+    return sampler(logits)
+
+
+MEMORY_SLOTS = 64  # text tokens the compiled step's cross-attention buffers hold; doubled when a prompt needs more
+
+
+def static_logits(model: MusicGenDecoder, tokens: Tensor, input_pos: Tensor, layer_memory) -> Tensor:
+    """The one function compiled decode traces: one query over the full-length caches, masked by position."""
+    return model.logits(tokens, input_pos, layer_memory, None, True)
+
+
+class StaticStep:
+    """Compiled decode: the decoder's one-token forward as one graph per batch size; sampling stays eager.
+
+    Every tensor the graph reads keeps its shape and address from step to step: the caches are full length
+    (attention masks by position), the position is a device tensor written in place (fill_, no host copy),
+    and the text memory sits padded to memory_slots tokens in buffers kept for the current batch
+    (pad_memory), with its mask always present. compile_fn(function) -> the compiled function
+    (torch.compile(fullgraph=True, dynamic=False) in the engine; inductor with CUDA graphs on a GPU, the
+    eager backend in the CPU tests). Melody models fold their prefix length into the position.
+    torch.compiler.cudagraph_mark_step_begin() runs before each step. Before this, a Python-int position, the
+    sampler and the text length were in the trace: each step was a new graph until Dynamo's limit of 8, then
+    silently eager over all 2048 positions (tests/inference/musicgen/test_gpu_paths.py holds the CPU twin).
+    """
+
+    def __init__(self, compile_fn: Callable, device: torch.device, memory_slots: int = MEMORY_SLOTS):
+        self.compiled = compile_fn(static_logits)
+        self.position = torch.zeros(1, dtype=torch.long, device=device)
+        self.memory_slots = memory_slots
+        self.memory: list[tuple[Tensor, Tensor, Tensor]] | None = None
+
+    def pad_memory(self, memory):
+        """Per-layer cross-attention (keys, values, mask) -> the same in the fixed buffers; a Prefix passes."""
+        if isinstance(memory, Prefix):
+            return memory
+        batch, heads, length, head_dim = memory[0][0].shape
+        while self.memory_slots < length:  # a longer prompt than ever: bigger buffers, one more graph
+            self.memory_slots *= 2
+        shape = (batch, heads, self.memory_slots, head_dim)
+        keys = memory[0][0]
+        if (self.memory is None or len(self.memory) != len(memory) or self.memory[0][0].shape != shape
+                or self.memory[0][0].dtype != keys.dtype):
+            self.memory = None  # let the old buffers go before the new ones are allocated
+            self.memory = [(torch.zeros(shape, dtype=keys.dtype, device=keys.device),
+                            torch.zeros(shape, dtype=keys.dtype, device=keys.device),
+                            torch.zeros((batch, 1, 1, self.memory_slots), dtype=torch.bool, device=keys.device))
+                           for _ in memory]
+        for (k, v, mask), (k_buffer, v_buffer, mask_buffer) in zip(memory, self.memory):
+            k_buffer.zero_()
+            v_buffer.zero_()
+            k_buffer[:, :, :length] = k
+            v_buffer[:, :, :length] = v
+            mask_buffer.zero_()
+            mask_buffer[..., :length] = True if mask is None else mask
+        return self.memory
+
+    def __call__(self, model: MusicGenDecoder, tokens: Tensor, position: int, memory, sampler: Sampler) -> Tensor:
+        prefix = isinstance(memory, Prefix)
+        self.position.fill_(position + (memory.length if prefix else 0))
+        layer_memory = [None] * len(model.layers) if prefix else memory
+        torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs are consumed
+        logits = self.compiled(model, sampler.expand(tokens[:, :, None]), self.position, layer_memory)
+        return sampler(logits)
+
+
+def decode_n_tokens(model: MusicGenDecoder, pattern: Tensor, start: int, first: Tensor, memory, sampler: Sampler,
+                    on_step: StepCallback | None = None, step_fn=decode_one_token) -> Tensor:
+    """Fill pattern positions start..L-1; first holds position start (from prefill). Returns the sequence (B, K, L)."""
+    sequence = pattern.clone()
+    sequence[:, :, start] = first
+    if on_step is not None:
+        on_step(1, sequence)
+    for position in range(start, sequence.shape[2] - 1):
+        predicted = step_fn(model, sequence[:, :, position], position, memory, sampler)
+        sequence[:, :, position + 1] = apply_pattern(predicted, pattern[:, :, position + 1])
+        if on_step is not None:
+            on_step(position + 2 - start, sequence)
+    return sequence
+
+
+def generate_codes(model: MusicGenDecoder, prompt: Tensor, frames: int, memory, sampler: Sampler,
+                   on_step: StepCallback | None = None, step_fn=decode_one_token) -> Tensor:
+    """prompt codes (B, K, P) -> codes (B, K, frames) including the prompt; the caches must be set up."""
+    args = model.args
+    pattern = build_delay_pattern(prompt, frames, args.audio_channels, args.pad_id)
+    start = 1 + prompt.shape[2]  # BOS + prompt frames are known in codebook 0
+    model.start_sequence(memory)  # melody models: the conditioning prefix into the cache first
+    first = prefill(model, pattern, start, memory, sampler)
+    sequence = decode_n_tokens(model, pattern, start, first, memory, sampler, on_step, step_fn)
+    return undelay(sequence, frames, args.audio_channels)
+
+
+def teacher_forced_logits(model: MusicGenDecoder, sequence: Tensor, memory, sampler: Sampler) -> Tensor:
+    """Guided logits (B, K, L-1, V) for positions 1..L-1 given the whole delayed sequence (B, K, L) at once.
+
+    Equivalent to L-1 decode steps fed the true tokens (the cache holds the same keys either way);
+    the quality tests compare weight and cache modes with it.
+    """
+    length = sequence.shape[2] - 1
+    input_pos = torch.arange(length, device=sequence.device)
+    model.start_sequence(memory)
+    logits = model(sampler.expand(sequence[:, :, :length]), input_pos, memory, kv_end=length, last_only=False)
+    return guide(logits, sampler.guidance_scale)
+
+
+def teacher_forced_steps(model: MusicGenDecoder, sequence: Tensor, memory, sampler: Sampler) -> Tensor:
+    """As teacher_forced_logits, but one decode step per position: the path generation takes (our fused CPU
+    attention reading the cache in place, the cache write kernel), so a cache mode is measured where it runs."""
+    model.start_sequence(memory)
+    steps = []
+    for position in range(sequence.shape[2] - 1):
+        input_pos = torch.arange(position, position + 1, device=sequence.device)
+        logits = model(sampler.expand(sequence[:, :, position : position + 1]), input_pos, memory,
+                       kv_end=position + 1)
+        steps.append(guide(logits[:, :, -1], sampler.guidance_scale))
+    return torch.stack(steps, dim=2)

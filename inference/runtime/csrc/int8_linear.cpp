@@ -1,0 +1,256 @@
+// y = x W^T (+ bias) for int8 weights with one fp32 scale per output channel. A decode step is a few
+// rows of x against every weight row, each weight byte read once from memory; prefill is hundreds.
+//
+// With AVX-512 VNNI (Zen 4, Ice Lake and newer) each row of x is quantized to int8 with its own
+// abs-max scale and the dot products run on vpdpbusd, 64 multiply-adds per instruction, so a step is
+// bound by memory, not arithmetic; many rows go through 8 x 2 and 4 x 4 register tiles. Elsewhere a portable loop
+// widens the weights to fp32 in registers (fp32 activations, slower); there the Python side
+// (inference/runtime/quantize.py) runs prefill as one GEMM over the dequantized weight instead.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#define CONTINUO_VNNI 1
+#include <immintrin.h>
+#endif
+
+namespace {
+
+constexpr int64_t ROWS = 4;  // rows of x per pass over a weight row
+constexpr int64_t WEIGHT_BLOCK = 16;  // weight rows kept in cache while the rows of x pass over them
+constexpr int64_t TILE_PREFETCH_ROWS = 8;  // a 4 x 4 tile asks for the weight rows two tiles ahead
+
+#ifdef CONTINUO_VNNI
+constexpr bool kVnni = true;
+
+// x rows quantized to uint8 (int8 + 128) -> MB int32 dot products with one int8 weight row; K % 64 == 0.
+constexpr int64_t PREFETCH_BYTES = 8192;  // weights are read in order: ask for them this far ahead
+
+template <int MB>
+inline void dot_rows_vnni(const uint8_t* xq, int64_t K, const int8_t* w, int32_t* out) {
+  constexpr int CHAINS = 4;  // independent accumulators per row: vpdpbusd's latency is hidden behind the others
+  __m512i acc[MB][CHAINS];
+  for (int r = 0; r < MB; ++r)
+    for (int c = 0; c < CHAINS; ++c) acc[r][c] = _mm512_setzero_si512();
+  int64_t k = 0;
+  for (; k + 64 * CHAINS <= K; k += 64 * CHAINS) {
+    __m512i wv[CHAINS];
+    for (int c = 0; c < CHAINS; ++c) {
+      _mm_prefetch(reinterpret_cast<const char*>(w + PREFETCH_BYTES + k + 64 * c), _MM_HINT_T0);
+      wv[c] = _mm512_loadu_si512(w + k + 64 * c);
+    }
+    for (int r = 0; r < MB; ++r)
+      for (int c = 0; c < CHAINS; ++c)
+        acc[r][c] = _mm512_dpbusd_epi32(acc[r][c], _mm512_loadu_si512(xq + r * K + k + 64 * c), wv[c]);
+  }
+  for (; k < K; k += 64) {
+    const __m512i w0 = _mm512_loadu_si512(w + k);
+    for (int r = 0; r < MB; ++r) acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], _mm512_loadu_si512(xq + r * K + k), w0);
+  }
+  for (int r = 0; r < MB; ++r) {
+    __m512i total = acc[r][0];
+    for (int c = 1; c < CHAINS; ++c) total = _mm512_add_epi32(total, acc[r][c]);
+    out[r] = _mm512_reduce_add_epi32(total);
+  }
+}
+// A 4 x 4 tile: 4 rows of x against 4 consecutive weight rows (row stride K), 16 int32 dot products.
+// Each loaded vector of x or of the weights feeds four vpdpbusd, which is what makes prefill (hundreds
+// of rows of x) bound by arithmetic rather than by loads.
+inline void tile_4x4_vnni(const uint8_t* xq, int64_t K, const int8_t* w, int32_t out[4][4]) {
+  __m512i acc[4][4];
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 4; ++c) acc[r][c] = _mm512_setzero_si512();
+  for (int64_t k = 0; k < K; k += 64) {
+    __m512i wv[4];
+    for (int c = 0; c < 4; ++c) {
+      _mm_prefetch(reinterpret_cast<const char*>(w + (TILE_PREFETCH_ROWS + c) * K + k), _MM_HINT_T0);
+      wv[c] = _mm512_loadu_si512(w + c * K + k);
+    }
+    for (int r = 0; r < 4; ++r) {
+      const __m512i xv = _mm512_loadu_si512(xq + r * K + k);
+      for (int c = 0; c < 4; ++c) acc[r][c] = _mm512_dpbusd_epi32(acc[r][c], xv, wv[c]);
+    }
+  }
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 4; ++c) out[r][c] = _mm512_reduce_add_epi32(acc[r][c]);
+}
+// An 8 x 2 tile: 8 rows of x against 2 consecutive weight rows. Batched decoding runs 8 rows (4 jobs under
+// CFG): two 4 x 4 passes read each weight block twice and spent the second pass on arithmetic alone (a step's
+// linears 40 ms against 31 for 4 rows); this reads each weight row once for all 8 rows.
+inline void tile_8x2_vnni(const uint8_t* xq, int64_t K, const int8_t* w, int32_t out[8][2]) {
+  __m512i acc[8][2];
+  for (int r = 0; r < 8; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+  for (int64_t k = 0; k < K; k += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(w + TILE_PREFETCH_ROWS * K + k), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(w + (TILE_PREFETCH_ROWS + 1) * K + k), _MM_HINT_T0);
+    const __m512i w0 = _mm512_loadu_si512(w + k), w1 = _mm512_loadu_si512(w + K + k);
+    for (int r = 0; r < 8; ++r) {
+      const __m512i xv = _mm512_loadu_si512(xq + r * K + k);
+      acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], xv, w0);
+      acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], xv, w1);
+    }
+  }
+  for (int r = 0; r < 8; ++r) {
+    out[r][0] = _mm512_reduce_add_epi32(acc[r][0]);
+    out[r][1] = _mm512_reduce_add_epi32(acc[r][1]);
+  }
+}
+#else
+constexpr bool kVnni = false;
+#endif
+
+// MB rows of fp32 x against one int8 weight row widened to fp32; LANES partial sums per row keep the
+// FMA units busy (one running sum would wait on the previous FMA's latency every step).
+constexpr int64_t LANES = 64;
+
+template <int MB>
+inline void dot_rows_fp32(const float* x, int64_t K, const int8_t* w, float* out) {
+  float acc[MB][LANES] = {};
+  int64_t k = 0;
+  for (; k + LANES <= K; k += LANES) {
+#pragma omp simd
+    for (int64_t j = 0; j < LANES; ++j) {
+      const float wk = static_cast<float>(w[k + j]);
+      for (int r = 0; r < MB; ++r) acc[r][j] += x[r * K + k + j] * wk;
+    }
+  }
+  for (int r = 0; r < MB; ++r) {
+    float total = 0.f;
+#pragma omp simd reduction(+ : total)
+    for (int64_t j = 0; j < LANES; ++j) total += acc[r][j];
+    for (int64_t tail = k; tail < K; ++tail) total += x[r * K + tail] * static_cast<float>(w[tail]);
+    out[r] = total;
+  }
+}
+
+template <typename F>
+inline void by_rows(int64_t rows, F&& f) {
+  switch (rows) {
+    case 4: f(std::integral_constant<int, 4>{}); break;
+    case 3: f(std::integral_constant<int, 3>{}); break;
+    case 2: f(std::integral_constant<int, 2>{}); break;
+    default: f(std::integral_constant<int, 1>{}); break;
+  }
+}
+
+// x (..., K) fp32; w (N, K) int8; scales (N,) fp32 per output channel; row_sums (N,) int32 = sum_k w[n, k];
+// bias (N,) or undefined -> (..., N) fp32.
+at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scales, const at::Tensor& row_sums,
+                       const std::optional<at::Tensor>& bias) {
+  TORCH_CHECK(x.scalar_type() == at::kFloat, "int8_linear: x must be float32, got ", x.scalar_type());
+  TORCH_CHECK(w.scalar_type() == at::kChar && w.dim() == 2 && w.is_contiguous(), "int8_linear: w must be (N, K) int8");
+  const int64_t N = w.size(0), K = w.size(1);
+  TORCH_CHECK(x.size(-1) == K, "int8_linear: x has ", x.size(-1), " features, the weight takes ", K);
+  TORCH_CHECK(scales.scalar_type() == at::kFloat && scales.numel() == N && scales.is_contiguous(),
+              "int8_linear: scales must be (N,) float32");
+  TORCH_CHECK(row_sums.scalar_type() == at::kInt && row_sums.numel() == N && row_sums.is_contiguous(),
+              "int8_linear: row_sums must be (N,) int32");
+  const at::Tensor x2 = x.reshape({-1, K}).contiguous();
+  const int64_t M = x2.size(0);
+  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
+  out_shape.back() = N;
+  at::Tensor out = at::empty({M, N}, x.options());
+  const float* xp = x2.data_ptr<float>();
+  const int8_t* wp = w.data_ptr<int8_t>();
+  const float* sp = scales.data_ptr<float>();
+  const int32_t* rs = row_sums.data_ptr<int32_t>();
+  at::Tensor b;
+  const float* bp = nullptr;
+  if (bias && bias->defined()) {
+    b = bias->to(at::kFloat).contiguous();
+    TORCH_CHECK(b.numel() == N, "int8_linear: bias must have ", N, " entries");
+    bp = b.data_ptr<float>();
+  }
+  float* op = out.data_ptr<float>();
+
+  const bool vnni = kVnni && K % 64 == 0;
+  std::vector<uint8_t> xq(vnni ? M * K : 0);
+  std::vector<float> x_scale(M, 1.f);
+  if (vnni) {  // per row: int8 = round(x / (absmax / 127)), stored + 128 for vpdpbusd's unsigned operand
+    for (int64_t m = 0; m < M; ++m) {
+      const float* row = xp + m * K;
+      float peak = 0.f;
+      for (int64_t k = 0; k < K; ++k) peak = std::max(peak, std::fabs(row[k]));
+      const float scale = peak > 0.f ? peak / 127.f : 1.f;
+      const float inverse = 1.f / scale;
+      for (int64_t k = 0; k < K; ++k) {
+        xq[m * K + k] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(row[k] * inverse)) + 128);
+      }
+      x_scale[m] = scale;
+    }
+  }
+  // out[row, col] from an integer dot product of the +128-offset activations: undo the offset, then scale.
+  auto store_vnni = [&](int64_t row, int64_t col, int32_t dot) {
+    const int32_t exact = dot - 128 * rs[col];
+    op[row * N + col] = static_cast<float>(exact) * x_scale[row] * sp[col] + (bp != nullptr ? bp[col] : 0.f);
+  };
+  at::parallel_for(0, N, WEIGHT_BLOCK, [&](int64_t n0, int64_t n1) {
+    // A block of weight rows stays in L1/L2 while every ROWS-row block of x passes over it, so x is
+    // read from cache once per block, not once per weight row (prefill has hundreds of rows of x).
+    for (int64_t nb = n0; nb < n1; nb += WEIGHT_BLOCK) {
+      const int64_t ne = std::min<int64_t>(nb + WEIGHT_BLOCK, n1);
+      int64_t m = 0;
+#ifdef CONTINUO_VNNI
+      for (; vnni && m + 8 <= M; m += 8) {  // 8 rows at a time, then the rest below
+        int64_t n = nb;
+        for (; n + 2 <= ne; n += 2) {
+          int32_t tile[8][2];
+          tile_8x2_vnni(xq.data() + m * K, K, wp + n * K, tile);
+          for (int64_t r = 0; r < 8; ++r)
+            for (int64_t c = 0; c < 2; ++c) store_vnni(m + r, n + c, tile[r][c]);
+        }
+        for (; n < ne; ++n) {  // an odd weight row left in the block
+          for (int64_t half = 0; half < 8; half += 4) {
+            int32_t dots[4];
+            dot_rows_vnni<4>(xq.data() + (m + half) * K, K, wp + n * K, dots);
+            for (int64_t r = 0; r < 4; ++r) store_vnni(m + half + r, n, dots[r]);
+          }
+        }
+      }
+#endif
+      for (; m < M; m += ROWS) {
+        const int64_t rows = std::min<int64_t>(ROWS, M - m);
+        int64_t n = nb;
+#ifdef CONTINUO_VNNI
+        if (vnni && rows == ROWS) {  // full 4 x 4 tiles first; the rest of the block row by row below
+          for (; n + 4 <= ne; n += 4) {
+            int32_t tile[4][4];
+            tile_4x4_vnni(xq.data() + m * K, K, wp + n * K, tile);
+            for (int64_t r = 0; r < 4; ++r)
+              for (int64_t c = 0; c < 4; ++c) store_vnni(m + r, n + c, tile[r][c]);
+          }
+        }
+#endif
+        for (; n < ne; ++n) {
+          const int8_t* wr = wp + n * K;
+          const float bias_n = bp != nullptr ? bp[n] : 0.f;
+          float* out_n = op + m * N + n;
+          if (vnni) {
+#ifdef CONTINUO_VNNI
+            int32_t dots[ROWS];
+            by_rows(rows, [&](auto mb) { dot_rows_vnni<decltype(mb)::value>(xq.data() + m * K, K, wr, dots); });
+            for (int64_t r = 0; r < rows; ++r) store_vnni(m + r, n, dots[r]);
+#endif
+          } else {
+            float dots[ROWS];
+            by_rows(rows, [&](auto mb) { dot_rows_fp32<decltype(mb)::value>(xp + m * K, K, wr, dots); });
+            for (int64_t r = 0; r < rows; ++r) out_n[r * N] = dots[r] * sp[n] + bias_n;
+          }
+        }
+      }
+    }
+  });
+  return out.view(out_shape);
+}
+
+bool int8_linear_uses_vnni() { return kVnni; }
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(continuo_cpu, CPU, m) { m.impl("int8_linear", &int8_linear); }
+TORCH_LIBRARY_IMPL(continuo_cpu, CatchAll, m) { m.impl("int8_linear_uses_vnni", &int8_linear_uses_vnni); }

@@ -1,0 +1,16 @@
+// The op library of our CPU kernels: every schema of torch.ops.continuo_cpu, in one place. Each kernel lives in
+// its own file (decode_attention.cpp, cache_write.cpp, int8_linear.cpp) and registers its implementation there
+// (TORCH_LIBRARY_IMPL); inference/runtime/kernels.py builds them together and says which ops must be there.
+#include <torch/library.h>
+
+TORCH_LIBRARY(continuo_cpu, m) {
+  // One decode step's attention over the KV cache, read in place in its own dtype (decode_attention.cpp).
+  m.def("decode_attention(Tensor q, Tensor k, Tensor v, int n, Tensor? k_scales, Tensor? v_scales, "
+        "float? mu, Tensor? mask, float scale) -> Tensor");
+  // One new token per row into the KV cache, each row at its own position (cache_write.cpp).
+  m.def("cache_write(Tensor(a!) k_cache, Tensor(b!) v_cache, Tensor k, Tensor v, Tensor positions, "
+        "Tensor(c!)? k_scale, Tensor(d!)? v_scale) -> ()");
+  // int8 weights (a scale per output channel) against rows of fp32 activations (int8_linear.cpp).
+  m.def("int8_linear(Tensor x, Tensor w, Tensor scales, Tensor row_sums, Tensor? bias) -> Tensor");
+  m.def("int8_linear_uses_vnni() -> bool");
+}

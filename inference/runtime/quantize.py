@@ -1,0 +1,283 @@
+"""Weight modes for the decoder, applied by swapping nn.Linear layers (or casting), chosen by name.
+
+- fp32, fp16, bf16: cast the decoder (fp16 is CUDA-only). On the CPU, fp32 and bf16 linears run as
+  oneDNN inner products over weights reordered once at load (PackedLinear): MKL's sgemm reads a
+  batch-2 decode's weights at about 9 GB/s here, the prepacked oneDNN kernel at about 40 (fp32) and 57 (bf16).
+- int8: int8 weights with one scale per output channel (Int8Linear): our C++ kernel (AVX-512 VNNI here,
+  bound by reading the weights at a decode step's few rows; on CPUs without VNNI, prefill runs one GEMM
+  over the dequantized weight instead). Where our kernels cannot be built, torch's dynamic int8 Linear
+  (fbgemm/x86) stands in. The LM heads stay bf16 (INT8_KEEP: the logits sampling reads; 1.2 ms more per step
+  than int8 heads, read cold at 1 thread, docs/benchmarks.md "Quality"); activation outlier channels are
+  folded into the weights at load (inference/musicgen/calibration.py).
+- bnb-int8, bnb-nf4: bitsandbytes; the CUDA memory savers. They also run on the CPU, slowly,
+  which the tests use as a parity reference. To save the memory they are for, layers are swapped one at a
+  time where the decoder lies and quantized on their way to the device (built on the meta device); the heads
+  stay fp16 linears as transformers keeps lm_head; LLM.int8 runs with threshold 0 (its outlier pass is an
+  .any() host sync in every linear; bnb-int8 stays within its CPU tolerance without it).
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import Enum
+
+import torch
+from torch import nn
+
+log = logging.getLogger("continuo.inference")
+
+
+class WeightMode(str, Enum):
+    AUTO = "auto"  # int8 on the CPU, fp16 on CUDA
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+    INT8 = "int8"
+    BNB_INT8 = "bnb-int8"
+    BNB_NF4 = "bnb-nf4"
+
+    @classmethod
+    def parse(cls, name: str) -> WeightMode:
+        try:
+            return cls(name.strip().lower())
+        except ValueError:
+            names = ", ".join(mode.value for mode in cls)
+            raise ValueError(f"unknown weights mode {name!r}; choose one of {names}") from None
+
+
+def resolve_weight_mode(mode: WeightMode, device: torch.device) -> WeightMode:
+    """auto -> int8 on the CPU, fp16 on CUDA; other modes are checked against the device."""
+    if mode == WeightMode.AUTO:
+        return WeightMode.FP16 if device.type == "cuda" else WeightMode.INT8
+    if mode == WeightMode.BF16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError("weights 'bf16' needs a GPU with bfloat16 (Ampere / RTX 30xx or newer); use fp16")
+    if mode == WeightMode.FP16 and device.type != "cuda":
+        raise ValueError("weights 'fp16' needs a CUDA GPU (fp16 matmuls are slow or missing on the CPU); "
+                         "use int8 or fp32")
+    if mode == WeightMode.INT8 and device.type != "cpu":
+        raise ValueError("weights 'int8' is torch's CPU int8 path; on CUDA use bnb-int8, bnb-nf4, fp16 or bf16")
+    if mode == WeightMode.INT8 and not cpu_int8_engine():
+        from inference.runtime.kernels import kernels_status
+
+        status = kernels_status()
+        if not status.usable:
+            raise ValueError("weights 'int8' needs our CPU kernels or torch's x86/fbgemm int8 engine; neither is "
+                             f"here ({status.reason}); use fp32")
+    if mode in (WeightMode.BNB_INT8, WeightMode.BNB_NF4):
+        try:
+            import bitsandbytes  # noqa: F401
+        except Exception as error:
+            raise ValueError(
+                f"weights {mode.value!r} needs bitsandbytes (`pip install bitsandbytes`): {error}") from None
+    return mode
+
+
+def activation_dtype(mode: WeightMode, device: torch.device | None = None) -> torch.dtype:
+    """The dtype activations (and kv_cache auto) run in; bitsandbytes computes in fp16 on CUDA."""
+    if mode in (WeightMode.BNB_INT8, WeightMode.BNB_NF4) and device is not None and device.type == "cuda":
+        return torch.float16
+    return {WeightMode.FP16: torch.float16, WeightMode.BF16: torch.bfloat16}.get(mode, torch.float32)
+
+
+def cpu_int8_engine() -> str | None:
+    engines = torch.backends.quantized.supported_engines
+    return next((name for name in ("x86", "fbgemm") if name in engines), None)
+
+
+def apply_weight_mode_(decoder: nn.Module, mode: WeightMode, device: torch.device,
+                       keep: dict[str, str] | None = None) -> nn.Module:
+    """Move the decoder to device and apply mode in place; returns it. keep: int8's linears left in higher
+    precision (quantize_int8_cpu_), INT8_KEEP by default."""
+    if mode in (WeightMode.FP32, WeightMode.FP16, WeightMode.BF16):
+        decoder = decoder.to(device=device, dtype=activation_dtype(mode))
+        return prepack_cpu_(decoder) if device.type == "cpu" and onednn_linear_available() else decoder
+    if mode == WeightMode.INT8:
+        keep = INT8_KEEP if keep is None else keep
+        return quantize_int8_cpu_(decoder.to(device="cpu", dtype=torch.float32), keep=keep)
+    swap_bnb_(decoder.to(dtype=activation_dtype(mode, device)), mode, device)  # cast where it lies (the CPU)
+    return decoder.to(device=device)  # what is left: heads, norms, embeddings (bnb layers are there already)
+
+
+def onednn_linear_available() -> bool:
+    """torch built with oneDNN (mkldnn) and its prepacked linear ops: every x86 and arm64 wheel."""
+    ops = torch.ops.mkldnn
+    return (torch.backends.mkldnn.is_available() and hasattr(ops, "_linear_pointwise")
+            and hasattr(ops, "_reorder_linear_weight"))
+
+
+class PackedLinear(nn.Module):
+    """nn.Linear whose weight oneDNN reordered once into its blocked layout; same arithmetic, faster small batches."""
+
+    def __init__(self, linear: nn.Linear, batch_hint: int = 2):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        weight = linear.weight.detach()
+        self.register_buffer("packed", torch.ops.mkldnn._reorder_linear_weight(weight, batch_hint), persistent=False)
+        bias = None if linear.bias is None else linear.bias.detach()
+        self.register_buffer("bias", bias, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+def prepack_cpu_(decoder: nn.Module) -> nn.Module:
+    """Swap every nn.Linear (fp32 or bf16, on the CPU) for PackedLinear."""
+    for parent, name, linear in list(linears(decoder)):
+        setattr(parent, name, PackedLinear(linear))
+    return decoder
+
+
+def onednn_bf16_available() -> bool:
+    ops = torch.ops.mkldnn
+    return (torch.backends.mkldnn.is_available() and hasattr(ops, "_linear_pointwise")
+            and hasattr(ops, "_reorder_linear_weight") and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+class Bf16Linear(nn.Module):
+    """bf16 weights reordered once for oneDNN (AMX where the CPU has it); fp32 activations in and out."""
+
+    def __init__(self, linear: nn.Linear, rows_hint: int = 2):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        weight = linear.weight.detach().to(torch.bfloat16)
+        self.register_buffer("packed", torch.ops.mkldnn._reorder_linear_weight(weight, max(rows_hint, 1)),
+                             persistent=False)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), self.packed, None, "none", [], "").float()
+        return out if self.bias is None else out + self.bias
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Int8Linear(nn.Module):
+    """int8 weights, one fp32 scale per output channel (symmetric abs-max), fp32 activations in and out."""
+
+    # Without VNNI the kernel's portable loop is a plain dot product per row: past this many rows of x
+    # (prefill) one GEMM over the dequantized weight is faster. With VNNI the kernel's 4 x 4 tiles are
+    # faster at any count measured (1000 rows of 1024 -> 4096: 10 ms against 48 ms), so it runs everything.
+    PORTABLE_ROWS = 16
+
+    def __init__(self, linear: nn.Linear, op, vnni: bool):
+        super().__init__()
+        self.in_features, self.out_features, self.op = linear.in_features, linear.out_features, op
+        self.max_rows = None if vnni else self.PORTABLE_ROWS
+        weight = linear.weight.detach().float()
+        scales = (weight.abs().amax(dim=1) / 127).clamp_min(1e-12)
+        codes = torch.round(weight / scales[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+        self.register_buffer("codes", codes, persistent=False)
+        self.register_buffer("scales", scales.contiguous(), persistent=False)
+        self.register_buffer("row_sums", codes.sum(dim=1, dtype=torch.int32), persistent=False)
+        bias = None if linear.bias is None else linear.bias.detach().float()
+        self.register_buffer("bias", bias, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.max_rows is None or x.numel() // self.in_features <= self.max_rows:
+            return self.op(x, self.codes, self.scales, self.row_sums, self.bias)
+        return nn.functional.linear(x, self.codes.float() * self.scales[:, None], self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+def quantize_int8_cpu_(decoder: nn.Module, keep: dict[str, str] | None = None) -> nn.Module:
+    """Swap every nn.Linear for Int8Linear; torch's dynamic int8 Linear where our kernels cannot be built.
+
+    keep: name prefix -> "bf16" or "fp32": the linears under it stay in that precision (kept_linear)."""
+    from inference.runtime.kernels import int8_linear_op
+
+    keep = keep or {}
+    names = {id(module): name for name, module in decoder.named_modules()}
+
+    def kept(linear: nn.Linear) -> str | None:
+        name = names[id(linear)]
+        return next((kind for prefix, kind in keep.items() if name.startswith(prefix)), None)
+
+    op = int8_linear_op()
+    if op is None:
+        from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+        from torch.ao.quantization import per_channel_dynamic_qconfig
+
+        torch.backends.quantized.engine = cpu_int8_engine()
+    vnni = op is not None and bool(torch.ops.continuo_cpu.int8_linear_uses_vnni())
+    for parent, name, linear in list(linears(decoder)):
+        kind = kept(linear)
+        if kind is not None:
+            setattr(parent, name, kept_linear(linear, kind))
+        elif op is not None:
+            setattr(parent, name, Int8Linear(linear, op, vnni))
+        else:
+            linear.qconfig = per_channel_dynamic_qconfig
+            setattr(parent, name, DynamicInt8Linear.from_float(linear))
+    return decoder
+
+
+def kept_linear(linear: nn.Linear, kind: str) -> nn.Module:
+    """A linear left out of int8: bf16 weights through oneDNN (fp32 in and out) where it has bf16 kernels, else
+    fp32, prepacked where oneDNN is."""
+    if kind == "bf16" and onednn_bf16_available():
+        return Bf16Linear(linear)
+    return PackedLinear(linear) if onednn_linear_available() else linear
+
+
+INT8_KEEP = {"heads.": "bf16"}  # int8 weights keep the LM heads bf16: the logits sampling reads (measured cost:
+# docs/benchmarks.md, "Quality")
+BNB_KEEP = ("heads.",)  # stay in the activation dtype, as transformers keeps lm_head: logits need the precision
+
+
+def swap_bnb_(decoder: nn.Module, mode: WeightMode, device: torch.device) -> nn.Module:
+    """Swap every nn.Linear (but the heads) for a bitsandbytes layer, one at a time, from wherever the decoder
+    lies (the CPU at load): each layer is quantized on its move to the device, so the device never holds the
+    unquantized decoder, and the bnb layers are built on the meta device (no random fp32 weights first).
+
+    LLM.int8 runs with threshold 0: no outlier decomposition, whose `if outliers.any()` is a host sync in
+    every linear of every step (and stops graph capture); the weights are int8 with one scale per row either way.
+    """
+    import bitsandbytes as bnb
+
+    compute = activation_dtype(mode, device)
+    keep = {id(module) for name, module in decoder.named_modules() if name.startswith(BNB_KEEP)}
+    for parent, name, linear in list(linears(decoder)):
+        if id(linear) in keep:
+            continue
+        with torch.device("meta"):
+            if mode == WeightMode.BNB_INT8:
+                swapped = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                                              has_fp16_weights=False, threshold=0.0)
+            else:
+                swapped = bnb.nn.Linear4bit(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                                            compute_dtype=compute, quant_type="nf4")
+        weight = linear.weight.data.cpu()
+        if mode == WeightMode.BNB_INT8:
+            swapped.weight = bnb.nn.Int8Params(weight, requires_grad=False, has_fp16_weights=False)
+        else:
+            swapped.weight = bnb.nn.Params4bit(weight, requires_grad=False, quant_type="nf4")
+        if linear.bias is not None:
+            swapped.bias = nn.Parameter(linear.bias.data.to(compute), requires_grad=False)
+        setattr(parent, name, swapped.to(device))  # bitsandbytes quantizes on the move to the device
+        del linear, weight
+    return decoder
+
+
+def linears(module: nn.Module):
+    """(parent, attribute name, nn.Linear) for every plain nn.Linear below module."""
+    for parent in module.modules():
+        for name, child in parent.named_children():
+            if type(child) is nn.Linear:
+                yield parent, name, child
+
+
+def weight_bytes(module: nn.Module) -> int:
+    """Bytes of parameters, buffers and packed quantized weights (what a decode step reads)."""
+    total = sum(t.numel() * t.element_size() for t in module.parameters())
+    total += sum(t.numel() * t.element_size() for name, t in module.named_buffers() if not name.endswith("positions"))
+    for child in module.modules():
+        if hasattr(child, "weight") and callable(child.weight):  # torch dynamic int8 Linear: packed weight
+            weight = child.weight()
+            total += weight.numel() + weight.q_per_channel_scales().numel() * 8
+    return total
