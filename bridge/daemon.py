@@ -123,13 +123,18 @@ class Daemon:
                                 resend_interval_s=settings.ack_interval_s)
         self.rate_limiter = RateLimiter(settings.max_messages_per_s)
         self.compute = self.compute_for(self.engine)
-        self.worker = self.new_worker(settings)
+        # One separator for every worker, loaded on the first stems job: separations run one at a time on the
+        # compute thread anyway, and one per worker grew the soak's RSS by a model at each worker's first
+        # stems job, after warm-up (bridge/tools/bench_soak.py; docs/benchmarks.md, "Soak").
+        self.separator = LazySeparator(separator_config(settings.stems_weights, settings.stems_model_size,
+                                                        settings.device))
+        self.worker = self.new_worker()
         # Jobs at once: our engine decodes up to max_batch together (continuous batching), a cluster engine
         # takes one per replica; one worker thread per job, and one more kept for live jobs where they batch.
         jobs = concurrent_jobs(self.engine)
-        self.workers = [self.worker] + [self.new_worker(settings) for _ in range(jobs - 1)]
+        self.workers = [self.worker] + [self.new_worker() for _ in range(jobs - 1)]
         if jobs > 1 and self.engine_serves():
-            self.workers.append(self.new_worker(settings, live_only=True))
+            self.workers.append(self.new_worker(live_only=True))
         self.switch = ModelSwitch(settings=settings, loader=self.load_on_compute, queue=self.queue,
                                   journal=self.journal, events=self.events, install=self.install_engine,
                                   served=lambda: (self.engine, self.model_spec), answer=self.answer_model)
@@ -142,8 +147,8 @@ class Daemon:
                 worker.take_lock = take_lock
         if not self.compute_on_main_thread:
             self.start_workers()  # `continuo serve` starts them in run(), beside the engine's compute loop
-        if settings.stems_prepare_at_start and isinstance(self.worker.separator, LazySeparator):
-            self.worker.separator.start_background_preparation()  # other workers wait on the export's file lock
+        if settings.stems_prepare_at_start:
+            self.separator.start_background_preparation()  # a stems job meanwhile waits for it
         if settings.midi:
             self.start_midi()
         self.requeue(retry)
@@ -162,11 +167,10 @@ class Daemon:
             flush=True,
         )
 
-    def new_worker(self, settings: Settings, *, live_only: bool = False) -> Worker:
+    def new_worker(self, *, live_only: bool = False) -> Worker:
         worker = Worker(queue=self.queue, journal=self.journal, events=self.events, engine=self.engine,
                         presets=lambda: self.presets, input_roots=self.input_roots, output_root=self.output_root,
-                        separator=LazySeparator(separator_config(settings.stems_weights, settings.stems_model_size,
-                                                                 settings.device)), live_only=live_only)
+                        separator=self.separator, live_only=live_only)
         worker.compute = self.compute
         return worker
 

@@ -56,7 +56,8 @@ def separator_config(weights: str, size: str, device: str) -> SeparatorConfig:
 
 
 class LazySeparator:
-    """Loads the separator on first use and keeps it (its worker, and the background preparation, call this)."""
+    """Loads the separator on first use and keeps it: the daemon's one, shared by every worker (and the background
+    preparation); thread-safe."""
 
     def __init__(self, config: SeparatorConfig, loader: Callable[[SeparatorConfig], StemSeparator] = load_separator):
         self.config = config
