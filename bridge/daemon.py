@@ -103,6 +103,8 @@ class Daemon:
         self.rate_limiter = RateLimiter(settings.max_messages_per_s)
         self.switch = ModelSwitch(settings=settings, queue=self.queue, journal=self.journal, events=self.events,
                                   answer=lambda reply_to, models: self.status.answer_switch(reply_to, models))
+        # One separator for every worker: separations run one at a time on the compute thread anyway, and one each
+        # grew the soak's RSS by a model at each worker's first stems job (docs/benchmarks.md, "Soak").
         separator = LazySeparator(separator_config(settings.stems_weights, settings.stems_model_size,
                                                    settings.device))
         self.pool = WorkerPool(engine, settings.model, loader=self._engine_loader, queue=self.queue,

@@ -11,7 +11,7 @@ refuses a request for anything missing there before it queues it, and an engine 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
@@ -55,6 +55,9 @@ class ModelInfo:
     max_output_s: float = 0.0  # longest output per request; past max_duration_s by windowed re-prompting (0: none)
     capabilities: frozenset[Capability] = frozenset({Capability.TEXT})
     family: str = "musicgen"  # the family its config names: "musicgen" or "ace-step" (inference/loading.py:family)
+    # How it runs, as resolved at load (weights, cache, the calibration's decision and figures, a DiT linear plan):
+    # JSON-ready, written into every job's manifest.
+    modes: dict = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self):
         if self.max_output_s < self.max_duration_s:

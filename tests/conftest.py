@@ -6,6 +6,8 @@ Subprocess daemons for end-to-end tests are in tests/e2e/conftest.py; the helper
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -22,6 +24,9 @@ if TYPE_CHECKING:
 # The tiny model is no faster on two threads, and two OpenMP threads per process
 # slow down several-fold when other test processes share the two cores.
 torch.set_num_threads(1)
+# Decisions measured at load (inference/runtime/plans.py) are saved in a folder of this run, never the user's cache:
+# each run measures afresh, and daemons the tests start inherit it.
+os.environ.setdefault("CONTINUO_PLANS_DIR", tempfile.mkdtemp(prefix="continuo-test-plans-"))
 
 
 @pytest.fixture(scope="session")

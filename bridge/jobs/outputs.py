@@ -72,7 +72,8 @@ class Outputs:
             "context": {"bpm": plan.context.bpm, "metre": plan.context.metre, "key": plan.context.key,
                         "sample_rate": plan.context.sample_rate},
             "input_path": plan.input_path.as_posix() if plan.input_path else None,
-            "model": {"name": model.name, "source": model.source_kind, "smoke_model": model.is_random},
+            "model": {"name": model.name, "source": model.source_kind, "smoke_model": model.is_random,
+                      "modes": model.modes},  # weights, cache, calibration figures, DiT linear plan
             "outputs": [{**o.__dict__, "daw_path": daw_path(job, plan, o).as_posix()} for o in outputs],
             "params": job.params,  # the request as journalled
         }

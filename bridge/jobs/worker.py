@@ -33,6 +33,7 @@ from bridge.jobs.storage import check_room
 from bridge.jobs.takes import render_input_stems, render_take, render_variations
 from inference.api import Compute, Engine
 from inference.errors import Cancelled, InferenceError
+from inference.runtime.memory import trim_heap
 from inference.stems.separator import EXPORT_TYPICAL
 
 log = logging.getLogger("continuo.worker")
@@ -129,6 +130,20 @@ class Worker(threading.Thread):
             finally:
                 with self._lock:
                     self.current = None
+            self.give_back_memory(job)
+
+    def give_back_memory(self, job: Job) -> None:
+        """After a job, when no other waits, the heap it freed goes back to the system
+        (inference/runtime/memory.py:trim_heap). glibc keeps a job's peak as free heap otherwise: after one stems
+        job on the smoke model 460 MB of the daemon's RSS was free heap (the separation's activations). The trim
+        took 10.6 ms at the median, 79 ms at the 90th percentile and 179 ms at most in the soak (60 jobs, 2 shared
+        cores); a waiting job does not wait for it, and the next separation runs as fast (docs/benchmarks.md,
+        "Soak")."""
+        if len(self.queue):
+            return
+        started = time.monotonic()
+        trim_heap(collect=False)
+        log.debug("job=%s heap trimmed in %.1f ms", job.job_id, 1000 * (time.monotonic() - started))
 
     def on_compute(self, function: Callable[[], object]) -> object:
         """function() on the compute thread (every torch call runs there: inference/api.py:Compute), or here."""

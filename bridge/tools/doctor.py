@@ -57,8 +57,25 @@ def model_line(settings: Settings) -> str:
         fallback = ("the daemon would serve the tiny RANDOM smoke model (noise, not music)"
                     if settings.allow_smoke_model else "the daemon would refuse to start")
         return f"  model {settings.model!r}: not on this machine: {exc}\n  hub: {network}\n  -> {fallback}"
-    return f"  model {settings.model!r}: {source.kind} at {source.path}" + (
+    line = f"  model {settings.model!r}: {source.kind} at {source.path}" + (
         "  (RANDOM smoke model: noise, not music)" if source.is_random else "")
+    return "\n".join([line, *quality_lines(source.path)])
+
+
+def quality_lines(path: Path | None) -> list[str]:
+    """The lossy-mode decisions saved for this checkpoint on this machine (calibration, DiT plan)."""
+    from inference.runtime.plans import describe_plans
+
+    if path is None:
+        return []
+    try:
+        saved = describe_plans(path)
+    except OSError as exc:
+        return [f"  quality decisions: unreadable ({exc})"]
+    if not saved:
+        return ["  quality decisions: none saved yet (the first load measures lossy modes against fp32, "
+                "a few seconds)"]
+    return [f"  quality decision: {line}" for line in saved]
 
 
 def run_doctor(settings: Settings) -> int:

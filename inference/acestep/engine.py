@@ -13,20 +13,23 @@ audio_cover_strength, where the pipeline has its audio tokenizer: family.capabil
 seed), a LoRA adapter per request (`adapter_applied`: loaded at its weight, removed after the request, a bad file
 an InferenceError), three memory phases (`inference/acestep/phases.py`: encode, sample, decode; with memory_budget_gb
 on CUDA the components idle in a phase wait on the CPU; `AceStepEngine.phases.subscribe(listener)` hears each
-phase start). On the CPU the DiT's linears run int8 or bf16 where measured faster (inference.acestep.dit_linears, the
-`weights` setting; fp32 keeps the pipeline's own layers and parity). Not built yet (refused by capability, and by
+phase start). On the CPU the DiT's linears run as the `weights` setting says (inference.acestep.dit_linears: auto
+keeps fp32/bf16 but where int8 is measured within an error budget, a plan saved per checkpoint and machine;
+`convert_linears`); fp32 keeps the pipeline's own layers and parity. Not built yet (refused by capability, and by
 `refuse_unsupported` here): complete, streaming previews, style mixing. Lyrics longer than the pipeline reads
 (2048 tokens) are refused, never cut. An edit seeds the global RNG from the request (`seeded_encoding`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -61,6 +64,9 @@ INSTRUMENTAL_LYRICS = "[Instrumental]"  # how ACE-Step is told there are no voca
 PEAK_TARGET = 10.0 ** (-1.0 / 20.0)  # the pipeline normalises every take to a -1 dBFS peak
 WARM_UP_S = 0.2
 ADAPTER_SLOT = "continuo"  # the one adapter name the transformer holds while a request runs
+# What auto's DiT linear plan measures at load (inference.acestep.dit_linears): a short clip at two timesteps
+CALIBRATION = GenerationRequest(prompt="warm piano chords over soft drums", duration_s=2.0, seed=0, instrumental=True)
+CALIBRATION_STEPS = 2
 
 
 class AceStepEngine(RequestChecks):
@@ -117,6 +123,38 @@ class AceStepEngine(RequestChecks):
                 takes.append(self.render(replace_seed(request, seed), on_progress=progress,
                                          should_cancel=should_cancel))
         return takes
+
+    # ---- the DiT's linears ----------------------------------------------------------------------------------
+
+    def convert_linears(self, mode: str, *, checkpoint: Path | None = None):
+        """The DiT's linears as mode says (inference.acestep.dit_linears; auto measures on this engine's own
+        calibration renders); auto's plan is saved for checkpoint on this machine and reused (inference/runtime/
+        plans.py). The plan goes into info.modes (the manifest). Returns it."""
+        from inference.acestep.dit_linears import convert_dit_linears_
+        from inference.runtime.plans import PlanKey, checkpoint_fingerprint, load_plan, save_plan
+
+        key = saved = None
+        if mode == "auto" and checkpoint is not None:
+            key = PlanKey("acestep-dit-linears", checkpoint_fingerprint(checkpoint), f"weights={mode}")
+            saved = load_plan(key)
+        plan = convert_dit_linears_(self.pipeline.transformer, mode, run=lambda: self.calibration_latents(0),
+                                    render=self.calibration_latents, saved=saved)
+        if key is not None and saved is None:
+            save_plan(key, plan.as_dict())
+        self.dit_linears = plan
+        self.info = dataclasses.replace(self.info, modes={"weights": mode, "dit_linears": plan.as_dict()})
+        return plan
+
+    def calibration_latents(self, seed: int) -> torch.Tensor:
+        """Final latents (B, T, D) of the calibration clip (CALIBRATION at CALIBRATION_STEPS steps) for seed."""
+        request = dataclasses.replace(CALIBRATION, seed=seed,
+                                      duration_s=min(CALIBRATION.duration_s, self.info.max_duration_s))
+        arguments = self.pipeline_arguments(request) | {"num_inference_steps": CALIBRATION_STEPS}
+        try:
+            with torch.inference_mode():
+                return self.pipeline(**arguments, output_type="latent").audios.float()
+        finally:
+            self.phases.enter(IDLE)
 
     # ---- LoRA -----------------------------------------------------------------------------------------------
 

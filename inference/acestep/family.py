@@ -6,7 +6,8 @@ Resolution (local, cache, download, offline error, the smoke fallback) is loadin
 With `memory_budget_gb` on CUDA and components that do not all fit in it, the three-phase placement
 (inference/acestep/phases.py) keeps the largest that leave every phase room resident and moves the rest in for
 their phase only. On the CPU the DiT's linears then run as the `weights` setting says (inference/acestep/
-dit_linears.py: auto times each kind at load; fp32 converts none and keeps parity with diffusers).
+dit_linears.py: auto measures each kind on captured activations within an error budget, then times the ones
+within it, and saves the plan per checkpoint and machine; fp32 converts none and keeps parity with diffusers).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def load(path: Path, *, name: str, source_kind: str, is_random: bool, device: st
     import torch
     from diffusers import AceStepPipeline
 
-    from inference.acestep.dit_linears import convert_dit_linears_, resolve_dit_mode
+    from inference.acestep.dit_linears import resolve_dit_mode
     from inference.acestep.engine import BASE_STEPS, TURBO_STEPS, AceStepEngine
     from inference.runtime.device import pick_device
 
@@ -99,16 +100,16 @@ def load(path: Path, *, name: str, source_kind: str, is_random: bool, device: st
     try:
         pipeline = AceStepPipeline.from_pretrained(path, dtype=dtype, local_files_only=True)
         placement = place_components(pipeline, target, memory_budget_gb)
-        plan = convert_dit_linears_(pipeline.transformer, mode)
+        engine = AceStepEngine(pipeline, describe_pipeline(pipeline, name=name, source_kind=source_kind,
+                                                           is_random=is_random, device=str(target)),
+                               steps=TURBO_STEPS if pipeline.is_turbo else BASE_STEPS, placement=placement)
+        engine.convert_linears(mode, checkpoint=Path(path))
     except ModelLoadError:
         raise
     except Exception as error:
         raise ModelLoadError(f"cannot load {path} as an ACE-Step pipeline: "
                              f"{type(error).__name__}: {error}") from error
-    return AceStepEngine(pipeline, describe_pipeline(pipeline, name=name, source_kind=source_kind,
-                                                     is_random=is_random, device=str(target)),
-                         steps=TURBO_STEPS if pipeline.is_turbo else BASE_STEPS, placement=placement,
-                         dit_linears=plan)
+    return engine
 
 
 def build_tiny(out_dir: Path) -> Path:

@@ -240,7 +240,7 @@ def run_direct(pipeline, arguments: dict) -> None:
 
 def run_acestep_suite(*, quick: bool, duration_s: float | None = None, device: str = "auto",
                       emit=print) -> list[dict]:
-    from inference.acestep.dit_linears import convert_dit_linears_, resolve_dit_mode
+    from inference.acestep.dit_linears import resolve_dit_mode
     from inference.acestep.engine import TURBO_STEPS, AceStepEngine
     from inference.acestep.family import describe_pipeline
     from inference.runtime.device import pick_device
@@ -271,8 +271,7 @@ def run_acestep_suite(*, quick: bool, duration_s: float | None = None, device: s
     emit(results[-1])
 
     converted = time.perf_counter()
-    linear_plan = convert_dit_linears_(pipeline.transformer, resolve_dit_mode(plan.dit_mode, target))
-    engine.dit_linears = linear_plan
+    linear_plan = engine.convert_linears(resolve_dit_mode(plan.dit_mode, target))
     trim_heap()
     convert_s = time.perf_counter() - converted
     engine.generate(warm)
@@ -280,7 +279,10 @@ def run_acestep_suite(*, quick: bool, duration_s: float | None = None, device: s
     results.append(phase_report("ours AceStepEngine", meter, plan, absent,
                                 common | {"dit_linears": linear_plan.summary(),
                                           "dit_linear_choices": linear_plan.choices,
-                                          "dit_linear_ms": linear_plan.timings_ms, "convert_s": round(convert_s, 1)}))
+                                          "dit_linear_errors": linear_plan.errors,
+                                          "dit_linear_ms": linear_plan.timings_ms,
+                                          "dit_end_to_end": linear_plan.end_to_end,
+                                          "convert_s": round(convert_s, 1)}))
     emit(results[-1])
     reference, ours = results
     comparison = {"suite": "engine", "family": "ace-step", "compare": "ours vs diffusers", "shape": plan.shape,

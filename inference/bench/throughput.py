@@ -78,7 +78,9 @@ def run_throughput_suite(*, shape: str = "musicgen-small", counts: tuple[int, ..
     """One dict per (mode, jobs); the summary dict last (4 jobs batched against one job, the 1.6x target)."""
     duration_s = bars * 4 * 60.0 / bpm
     model, tokenizer = build_random_musicgen(shape)
-    options = EngineOptions(weights="auto", max_batch=max(counts), kv_cache=kv_cache)
+    # int8 named: random weights say nothing about quality, so auto's calibration would measure noise (and on
+    # random musicgen-small weights it keeps fp32); the benchmark times the CPU serving modes
+    options = EngineOptions(weights="int8", max_batch=max(counts), kv_cache=kv_cache)
     engine = engine_from_hf_model(model, tokenizer, options=options,
                                   device=device, name=f"{shape} (random weights)", is_random=True)
     del model

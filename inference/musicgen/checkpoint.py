@@ -16,7 +16,8 @@ MELODY_TEXT_ALLOWANCE = 64  # text tokens a melody model's window is sized for (
 
 
 def describe_model(config, *, name: str, source_kind: str, is_random: bool, device: str, parameters: int,
-                   capabilities: Iterable[Capability], max_output_s: float = 0.0) -> ModelInfo:
+                   capabilities: Iterable[Capability], max_output_s: float = 0.0,
+                   modes: dict | None = None) -> ModelInfo:
     """ModelInfo from a Musicgen(Melody)Config; a melody checkpoint adds Capability.MELODY to `capabilities`.
 
     The window is the trained 30 s, or less where the decoder's positions (less the delay pattern's tail and,
@@ -32,7 +33,7 @@ def describe_model(config, *, name: str, source_kind: str, is_random: bool, devi
         name=name, source_kind=source_kind, sample_rate=int(codec.sampling_rate), channels=int(decoder.audio_channels),
         frame_rate=frame_rate, max_duration_s=min(TRAINED_WINDOW_S, position_limit_s), is_random=is_random,
         device=device, parameters=parameters, max_output_s=max_output_s,
-        capabilities=frozenset(capabilities) | ({Capability.MELODY} if melody else set()),
+        capabilities=frozenset(capabilities) | ({Capability.MELODY} if melody else set()), modes=modes or {},
     )
 
 

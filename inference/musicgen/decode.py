@@ -238,3 +238,16 @@ def teacher_forced_logits(model: MusicGenDecoder, sequence: Tensor, memory, samp
     model.start_sequence(memory)
     logits = model(sampler.expand(sequence[:, :, :length]), input_pos, memory, kv_end=length, last_only=False)
     return guide(logits, sampler.guidance_scale)
+
+
+def teacher_forced_steps(model: MusicGenDecoder, sequence: Tensor, memory, sampler: Sampler) -> Tensor:
+    """As teacher_forced_logits, but one decode step per position: the path generation takes (our fused CPU
+    attention reading the cache in place, the cache write kernel), so a cache mode is measured where it runs."""
+    model.start_sequence(memory)
+    steps = []
+    for position in range(sequence.shape[2] - 1):
+        input_pos = torch.arange(position, position + 1, device=sequence.device)
+        logits = model(sampler.expand(sequence[:, :, position : position + 1]), input_pos, memory,
+                       kv_end=position + 1)
+        steps.append(guide(logits[:, :, -1], sampler.guidance_scale))
+    return torch.stack(steps, dim=2)

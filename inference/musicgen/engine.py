@@ -14,7 +14,9 @@ KVCache, prefill / decode_one_token / decode_n_tokens split so that only the hot
 
 Modes are chosen by name (EngineOptions): `weights` (auto: int8 on the CPU, fp16 on CUDA;
 inference/runtime/quantize.py), `kv_cache` (auto: int8 under int8 weights and `fused-cpu`, else the weights'
-dtype; `resolve_kv_cache`), `attention` (auto | sdpa | eager | flash | fused-cpu), `compile`. Greedy fp32
+dtype; `resolve_kv_cache`), `attention` (auto | sdpa | eager | flash | fused-cpu), `compile`. On the CPU the lossy
+modes are equalised at load, and what auto chose is measured against fp32 within a budget, else fp32
+(inference/musicgen/calibration.py); ModelInfo.modes says what runs and why. Greedy fp32
 decoding gives transformers' codes (tests). Past the model's 30 s window, windowed re-prompting in code space
 (`plan_windows`) renders up to max_output_s (300 s) per request.
 
@@ -38,6 +40,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -53,6 +56,7 @@ from inference.api import (
 )
 from inference.errors import Cancelled, InferenceError
 from inference.musicgen.batching import BatchScheduler, Ticket
+from inference.musicgen.calibration import calibrate, calibration_inputs
 from inference.musicgen.checkpoint import describe_model, hop_length, is_melody_config
 from inference.musicgen.decode import (
     Sampler,
@@ -62,12 +66,14 @@ from inference.musicgen.decode import (
     generate_codes,
     pattern_length,
     teacher_forced_logits,
+    teacher_forced_steps,
     undelay,
 )
-from inference.musicgen.kv_cache import DEFAULT_MU, KVCacheMode, build_cache_factory
+from inference.musicgen.kv_cache import DEFAULT_MU, LOSSY_CACHES, KVCacheMode, build_cache_factory
 from inference.musicgen.model import ATTENTION_BACKENDS, ModelArgs, MusicGenDecoder, Prefix, build_decoder
 from inference.musicgen.streaming import ChunkStreamer
 from inference.runtime.memory import release_memory
+from inference.runtime.plans import PlanKey, checkpoint_fingerprint, load_plan, save_plan
 from inference.runtime.progress import ProgressReporter
 from inference.runtime.quantize import (
     WeightMode,
@@ -102,6 +108,10 @@ class EngineOptions:
     crossfade_s: float = 0.01  # streaming: raised-cosine crossfade at each seam
     max_output_s: float = 300.0  # longest output per request (windowed)
     max_batch: int = 4  # jobs decoded together at most (continuous batching); 1: one job at a time
+    # Lossy CPU modes are equalised at load and, when auto chose them, measured against fp32 within a budget
+    # (inference/musicgen/calibration.py). False: as before calibration existed (no equalisation, no gate, the LM
+    # heads int8 too): the quality benchmark's "before" rows.
+    calibrate: bool = True
 
 
 def plan_windows(prompt_frames: int, total_frames: int, window: int, keep: int) -> list[tuple[int, int]]:
@@ -212,8 +222,10 @@ class MusicGenEngine(RequestChecks):
         with torch.inference_mode():
             return self.decode(request, prompt_audio, prompt_frames + frames, seeds or [request.seed], on_step)
 
-    def teacher_forced_logits(self, request: GenerationRequest, codes: torch.Tensor) -> torch.Tensor:
-        """Guided logits (B, K, L-1, V) over the delayed sequence of codes (B, K, frames): for quality checks."""
+    def teacher_forced_logits(self, request: GenerationRequest, codes: torch.Tensor, *,
+                              stepwise: bool = False) -> torch.Tensor:
+        """Guided logits (B, K, L-1, V) over the delayed sequence of codes (B, K, frames): for quality checks.
+        stepwise: one decode step per position (decode.teacher_forced_steps), else one prefill of them all."""
         self.refuse_unsupported(request)
         cfg = request.guidance_scale if request.guidance_scale > 1 else None
         batch, _, frames = codes.shape
@@ -224,7 +236,8 @@ class MusicGenEngine(RequestChecks):
                 pattern = build_delay_pattern(codes.to(self.device), frames, self.args.audio_channels,
                                               self.args.pad_id)
                 self.ensure_caches(batch * (2 if cfg else 1), pattern.shape[2] + prefix_length(memory))
-                return teacher_forced_logits(self.decoder, pattern, memory, Sampler(cfg, 0.0, 0, 0.0, None))
+                forced = teacher_forced_steps if stepwise else teacher_forced_logits
+                return forced(self.decoder, pattern, memory, Sampler(cfg, 0.0, 0, 0.0, None))
 
         return self.scheduler.call(logits)
 
@@ -520,19 +533,22 @@ def compile_step(options: EngineOptions, device: torch.device) -> StaticStep:
 
 def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOptions(),
                          device: str | torch.device = "cpu", name: str = "musicgen", source_kind: str = "local",
-                         is_random: bool = False, chroma_extractor=None) -> MusicGenEngine:
+                         is_random: bool = False, chroma_extractor=None,
+                         checkpoint: Path | None = None) -> MusicGenEngine:
     """Build our engine from a loaded Musicgen(Melody)ForConditionalGeneration (decoder weights mapped by name).
 
-    Melody checkpoints need chroma_extractor (their processor's MusicgenMelodyFeatureExtractor).
+    Melody checkpoints need chroma_extractor (their processor's MusicgenMelodyFeatureExtractor). checkpoint: the
+    folder it was read from, whose calibration decision is saved and reused (inference/runtime/plans.py).
 
     The transformers model keeps its decoder; callers that no longer need it drop the model.
     """
     device = torch.device(device)
     if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)  # flash-attn, bitsandbytes and the probes use the current device
-    weights = resolve_weight_mode(WeightMode.parse(options.weights), device)
+    asked_weights, asked_cache = WeightMode.parse(options.weights), KVCacheMode.parse(options.kv_cache)
+    weights = resolve_weight_mode(asked_weights, device)
     attention = resolve_attention(options.attention, device, compile=options.compile)
-    kv_cache = resolve_kv_cache(KVCacheMode.parse(options.kv_cache), weights, attention)
+    kv_cache = resolve_kv_cache(asked_cache, weights, attention)
     check_compile(options, weights, attention)
     config = model.config
     melody = is_melody_config(config)
@@ -542,18 +558,39 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
                                     melody=config if melody else None)
     hf_state = {name: tensor.detach().float() for name, tensor in model.state_dict().items()  # no copy in fp32
                 if name.startswith(("decoder.", "enc_to_dec_proj.", "audio_enc_to_dec_proj."))}
-    decoder = apply_weight_mode_(build_decoder(args, hf_state), weights, device)
-    decoder.set_attention_backend(attention)
+    decoder = build_decoder(args, hf_state)
     text_encoder = model.text_encoder.to(device=device, dtype=torch.float32).eval()
     codec = model.audio_encoder.to(device=device, dtype=torch.float32).eval()
+    calibration = None
+    if options.calibrate and device.type == "cpu" and (weights is WeightMode.INT8 or kv_cache in LOSSY_CACHES):
+        inputs = calibration_inputs(text_encoder, tokenizer, codec, args, hop=hop_length(config), device=device,
+                                    sample_rate=config.audio_encoder.sampling_rate)
+        gate_weights = asked_weights is WeightMode.AUTO and weights is WeightMode.INT8
+        gate_cache = asked_cache is KVCacheMode.AUTO and kv_cache in LOSSY_CACHES
+        key = None if checkpoint is None or not (gate_weights or gate_cache) else PlanKey(
+            "musicgen-calibration", checkpoint_fingerprint(checkpoint),
+            f"weights={asked_weights.value} kv_cache={asked_cache.value} attention={attention}")
+        decided = None if key is None else load_plan(key)
+        decoder, calibration = calibrate(decoder, inputs, weights=weights, kv_cache=kv_cache, gate_weights=gate_weights,
+                                         gate_cache=gate_cache, decided=decided)
+        if key is not None and decided is None:
+            save_plan(key, calibration.as_dict())
+        weights, kv_cache = WeightMode(calibration.weights), KVCacheMode(calibration.kv_cache)
+        log.info("engine calibration %s", calibration.summary() + "".join(f"; {d}" for d in calibration.decisions))
+    if weights is not WeightMode.INT8 or calibration is None:  # calibrate returns int8 weights already swapped
+        decoder = apply_weight_mode_(decoder, weights, device, keep=None if options.calibrate else {})
+    decoder.set_attention_backend(attention)
     for module in (decoder, text_encoder, codec):
         own_memory_(module)
     if device.type == "cuda":
         release_memory()  # what loading staged on the GPU goes back before the first request
     parameters = sum(p.numel() for p in text_encoder.parameters()) + sum(p.numel() for p in codec.parameters())
     parameters += sum(p.numel() for p in build_param_counter(args))
+    modes = {"weights": weights.value, "kv_cache": kv_cache.value, "attention": attention,
+             "calibration": None if calibration is None else calibration.as_dict()}
     info = describe_model(config, name=name, source_kind=source_kind, is_random=is_random, device=str(device),
-                          parameters=parameters, capabilities=ENGINE_CAPABILITIES, max_output_s=options.max_output_s)
+                          parameters=parameters, capabilities=ENGINE_CAPABILITIES, max_output_s=options.max_output_s,
+                          modes=modes)
     hop = hop_length(config)
     log.info("engine: %s weights (%.1f MB), %s kv cache, %s attention on %s", weights.value,
              weight_bytes(decoder) / 2**20, kv_cache.value, attention, device)
@@ -565,7 +602,9 @@ def resolve_kv_cache(mode: KVCacheMode, weights: WeightMode, attention: str) -> 
     """auto: int8 where the weights are int8 and our CPU kernel reads the cache (the CPU default), else the
     weights' activation dtype. With batched jobs the cache's bytes are the cost of each row added: 4 jobs took
     1.32-1.56x one job's time with int8 against 1.68x with fp32, in a quarter of the memory
-    (docs/benchmarks.md, "Batching"); teacher-forced argmax agreement with fp32 is tested (>= 95 %)."""
+    (docs/benchmarks.md, "Batching"). Calibration at load then equalises K and V channels into the weights and
+    keeps auto's int8 only within its KL budget against fp32 (inference/musicgen/calibration.py; measured where
+    attention matters: docs/benchmarks.md, "Quality")."""
     if mode is KVCacheMode.AUTO and weights is WeightMode.INT8 and attention == "fused-cpu":
         return KVCacheMode.INT8
     return mode

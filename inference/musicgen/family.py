@@ -98,8 +98,8 @@ def load(path: Path, *, name: str, source_kind: str, is_random: bool, device: st
             return reference_from_hf_model(model.to(target), processor, name=name, source_kind=source_kind,
                                            is_random=is_random, device=str(target))
         engine = build_our_engine(model, processor, target, name=name, source_kind=source_kind, is_random=is_random,
-                                  weights=weights, kv_cache=kv_cache, attention=attention, compile=compile,
-                                  max_batch=max_batch)
+                                  checkpoint=Path(path), weights=weights, kv_cache=kv_cache, attention=attention,
+                                  compile=compile, max_batch=max_batch)
         del model  # our engine owns copies of what it keeps: the checkpoint's memory map can go
         trim_heap()
         return engine
@@ -111,13 +111,15 @@ def load(path: Path, *, name: str, source_kind: str, is_random: bool, device: st
         raise ModelLoadError(f"cannot load {path}: {type(error).__name__}: {error}") from error
 
 
-def build_our_engine(model, processor, target, *, name: str, source_kind: str, is_random: bool, **modes) -> Engine:
+def build_our_engine(model, processor, target, *, name: str, source_kind: str, is_random: bool,
+                     checkpoint: Path | None = None, **modes) -> Engine:
     """Our decoder from the checkpoint's weights; transformers' decoder is dropped once mapped."""
     from inference.musicgen.engine import EngineOptions, engine_from_hf_model
 
     engine = engine_from_hf_model(
         model, processor.tokenizer, options=EngineOptions(**modes), device=target, name=name,
         source_kind=source_kind, is_random=is_random, chroma_extractor=getattr(processor, "feature_extractor", None),
+        checkpoint=checkpoint,
     )
     del model.decoder  # its weights now live in our decoder
     return engine

@@ -8,6 +8,7 @@ random: the model produces noise, never music.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -56,8 +57,12 @@ class TinyShape:
     codec_filters: int = 4
 
 
-def build_tiny_musicgen(out_dir: Path, *, seed: int = 0, channels: int = 1, melody: bool = False) -> Path:
-    """Build a tiny random MusicGen (or MusicGen-melody) checkpoint and processor in out_dir; return out_dir."""
+def build_tiny_musicgen(out_dir: Path, *, seed: int = 0, channels: int = 1, melody: bool = False,
+                        shape: TinyShape | None = None, edit: Callable | None = None) -> Path:
+    """Build a tiny random MusicGen (or MusicGen-melody) checkpoint and processor in out_dir; return out_dir.
+
+    shape: other widths (the quality harness's head size 64: inference/bench/quality.py); edit(model): a change to
+    the transformers model before it is saved (the harness programs its decoder's weights there)."""
     if channels not in (1, 2):
         raise ValueError(f"channels must be 1 (mono) or 2 (stereo), got {channels}")
     from transformers import (
@@ -70,7 +75,7 @@ def build_tiny_musicgen(out_dir: Path, *, seed: int = 0, channels: int = 1, melo
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / SMOKE_MARKER).unlink(missing_ok=True)  # the marker is written last
-    shape = TinyShape()
+    shape = shape or TinyShape()
     tokenizer = build_tokenizer()
     config = build_config(shape, vocab_size=len(tokenizer), channels=channels, melody=melody)
     with torch.random.fork_rng(devices=[]):
@@ -79,6 +84,8 @@ def build_tiny_musicgen(out_dir: Path, *, seed: int = 0, channels: int = 1, melo
         calibrate_codebooks_(model)
         if melody:
             amplify_chroma_(model)
+        if edit is not None:
+            edit(model)
     model.generation_config = build_generation_config(config)
     model.save_pretrained(out_dir, safe_serialization=True)
     if melody:

@@ -249,7 +249,9 @@ def describe_modes(device: torch.device | None = None) -> list[DeviceCheck]:
     bnb = caps["bitsandbytes"]
     bnb_installed = "installed" in bnb.reason or bnb.usable
     rows = [
-        DeviceCheck("weights=auto", True, f"picks {auto} on this {device.type}"),
+        DeviceCheck("weights=auto", True, f"picks {auto} on this {device.type}" + (
+            "" if cuda else ", if calibration at load measures it within budget (else fp32; "
+                            "inference/musicgen/calibration.py)")),
         DeviceCheck("weights=fp32", True, "full precision: the reference (4 bytes per weight)"),
         DeviceCheck("weights=int8", not cuda and (kernels.usable or caps["cpu_int8"].usable),
                    int8_how if not cuda else "CPU path; on CUDA use fp16, bnb-int8 or bnb-nf4"),
@@ -265,7 +267,9 @@ def describe_modes(device: torch.device | None = None) -> list[DeviceCheck]:
         else:
             rows.append(DeviceCheck(f"weights={name}", False, bnb.reason))
     rows += [
-        DeviceCheck("kv_cache=auto", True, "the weights' activation dtype"),
+        DeviceCheck("kv_cache=auto", True, "the weights' activation dtype" if cuda else
+                    "int8 under int8 weights and fused-cpu attention, if calibration at load measures it within "
+                    "budget (else fp32); else the weights' activation dtype"),
         DeviceCheck("kv_cache=fp32/fp16/bf16", True, "static preallocated cache"),
         DeviceCheck("kv_cache=mulaw8", True, "int8 mu-law, ~0.27x fp32 bytes; read inside fused-cpu attention; under "
                                             "sdpa/flash/eager (every CUDA path) the used cache is dequantized each "

@@ -3,7 +3,9 @@ torch's ops stand in where they cannot.
 
 - decode_attention: one decode step's attention (one query per batch row and head) over the KV cache,
   read in place in its own dtype (fp32, bf16, or mu-law int8 codes dequantized in registers). It is the
-  `fused-cpu` attention backend; prefill (many queries at once) stays on SDPA. Stand-in: SDPA.
+  `fused-cpu` attention backend; prefill (many queries at once) stays on SDPA. Stand-in: SDPA. Each row's result
+  depends on its own keys alone (its own count, masked keys exactly 0, fixed summation order): a row batched with
+  others gives the bits it gives alone (inference/musicgen/batching.py).
 - cache_write: one new token per row into a KV cache (fp32, bf16, or int8 with its scales), each row at its own
   position, in one pass. Stand-in: torch's indexing writes (inference/musicgen/kv_cache.py).
 - int8_linear: int8 weights (one scale per output channel) against rows of activations, on AVX-512
@@ -93,11 +95,16 @@ def library_name() -> str:
 
 def kernels_dir() -> Path:
     """Where built libraries live: CONTINUO_KERNELS_DIR, else $XDG_CACHE_HOME/continuo/kernels (~/.cache)."""
-    explicit = os.environ.get("CONTINUO_KERNELS_DIR")
+    return cache_dir("CONTINUO_KERNELS_DIR", "kernels")
+
+
+def cache_dir(variable: str, folder: str) -> Path:
+    """The folder an environment variable names, else $XDG_CACHE_HOME/continuo/<folder> (~/.cache by default)."""
+    explicit = os.environ.get(variable)
     if explicit:
         return Path(explicit).expanduser()
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
-    return cache / "continuo" / "kernels"
+    return cache / "continuo" / folder
 
 
 def fallback_dir() -> Path:

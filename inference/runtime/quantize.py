@@ -6,7 +6,9 @@
 - int8: int8 weights with one scale per output channel (Int8Linear): our C++ kernel (AVX-512 VNNI here,
   bound by reading the weights at a decode step's few rows; on CPUs without VNNI, prefill runs one GEMM
   over the dequantized weight instead). Where our kernels cannot be built, torch's dynamic int8 Linear
-  (fbgemm/x86) stands in.
+  (fbgemm/x86) stands in. The LM heads stay bf16 (INT8_KEEP: the logits sampling reads; 1.2 ms more per step
+  than int8 heads, read cold at 1 thread, docs/benchmarks.md "Quality"); activation outlier channels are
+  folded into the weights at load (inference/musicgen/calibration.py).
 - bnb-int8, bnb-nf4: bitsandbytes; the CUDA memory savers. They also run on the CPU, slowly,
   which the tests use as a parity reference. To save the memory they are for, layers are swapped one at a
   time where the decoder lies and quantized on their way to the device (built on the meta device); the heads
@@ -82,13 +84,16 @@ def cpu_int8_engine() -> str | None:
     return next((name for name in ("x86", "fbgemm") if name in engines), None)
 
 
-def apply_weight_mode_(decoder: nn.Module, mode: WeightMode, device: torch.device) -> nn.Module:
-    """Move the decoder to device and apply mode in place; returns it."""
+def apply_weight_mode_(decoder: nn.Module, mode: WeightMode, device: torch.device,
+                       keep: dict[str, str] | None = None) -> nn.Module:
+    """Move the decoder to device and apply mode in place; returns it. keep: int8's linears left in higher
+    precision (quantize_int8_cpu_), INT8_KEEP by default."""
     if mode in (WeightMode.FP32, WeightMode.FP16, WeightMode.BF16):
         decoder = decoder.to(device=device, dtype=activation_dtype(mode))
         return prepack_cpu_(decoder) if device.type == "cpu" and onednn_linear_available() else decoder
     if mode == WeightMode.INT8:
-        return quantize_int8_cpu_(decoder.to(device="cpu", dtype=torch.float32))
+        keep = INT8_KEEP if keep is None else keep
+        return quantize_int8_cpu_(decoder.to(device="cpu", dtype=torch.float32), keep=keep)
     swap_bnb_(decoder.to(dtype=activation_dtype(mode, device)), mode, device)  # cast where it lies (the CPU)
     return decoder.to(device=device)  # what is left: heads, norms, embeddings (bnb layers are there already)
 
@@ -125,6 +130,31 @@ def prepack_cpu_(decoder: nn.Module) -> nn.Module:
     return decoder
 
 
+def onednn_bf16_available() -> bool:
+    ops = torch.ops.mkldnn
+    return (torch.backends.mkldnn.is_available() and hasattr(ops, "_linear_pointwise")
+            and hasattr(ops, "_reorder_linear_weight") and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+class Bf16Linear(nn.Module):
+    """bf16 weights reordered once for oneDNN (AMX where the CPU has it); fp32 activations in and out."""
+
+    def __init__(self, linear: nn.Linear, rows_hint: int = 2):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        weight = linear.weight.detach().to(torch.bfloat16)
+        self.register_buffer("packed", torch.ops.mkldnn._reorder_linear_weight(weight, max(rows_hint, 1)),
+                             persistent=False)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), self.packed, None, "none", [], "").float()
+        return out if self.bias is None else out + self.bias
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
 class Int8Linear(nn.Module):
     """int8 weights, one fp32 scale per output channel (symmetric abs-max), fp32 activations in and out."""
 
@@ -155,26 +185,48 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
-def quantize_int8_cpu_(decoder: nn.Module) -> nn.Module:
-    """Swap every nn.Linear for Int8Linear; torch's dynamic int8 Linear where our kernels cannot be built."""
+def quantize_int8_cpu_(decoder: nn.Module, keep: dict[str, str] | None = None) -> nn.Module:
+    """Swap every nn.Linear for Int8Linear; torch's dynamic int8 Linear where our kernels cannot be built.
+
+    keep: name prefix -> "bf16" or "fp32": the linears under it stay in that precision (kept_linear)."""
     from inference.runtime.kernels import int8_linear_op
 
-    op = int8_linear_op()
-    if op is not None:
-        vnni = bool(torch.ops.continuo_cpu.int8_linear_uses_vnni())
-        for parent, name, linear in list(linears(decoder)):
-            setattr(parent, name, Int8Linear(linear, op, vnni))
-        return decoder
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
-    from torch.ao.quantization import per_channel_dynamic_qconfig
+    keep = keep or {}
+    names = {id(module): name for name, module in decoder.named_modules()}
 
-    torch.backends.quantized.engine = cpu_int8_engine()
+    def kept(linear: nn.Linear) -> str | None:
+        name = names[id(linear)]
+        return next((kind for prefix, kind in keep.items() if name.startswith(prefix)), None)
+
+    op = int8_linear_op()
+    if op is None:
+        from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+        from torch.ao.quantization import per_channel_dynamic_qconfig
+
+        torch.backends.quantized.engine = cpu_int8_engine()
+    vnni = op is not None and bool(torch.ops.continuo_cpu.int8_linear_uses_vnni())
     for parent, name, linear in list(linears(decoder)):
-        linear.qconfig = per_channel_dynamic_qconfig
-        setattr(parent, name, DynamicInt8Linear.from_float(linear))
+        kind = kept(linear)
+        if kind is not None:
+            setattr(parent, name, kept_linear(linear, kind))
+        elif op is not None:
+            setattr(parent, name, Int8Linear(linear, op, vnni))
+        else:
+            linear.qconfig = per_channel_dynamic_qconfig
+            setattr(parent, name, DynamicInt8Linear.from_float(linear))
     return decoder
 
 
+def kept_linear(linear: nn.Linear, kind: str) -> nn.Module:
+    """A linear left out of int8: bf16 weights through oneDNN (fp32 in and out) where it has bf16 kernels, else
+    fp32, prepacked where oneDNN is."""
+    if kind == "bf16" and onednn_bf16_available():
+        return Bf16Linear(linear)
+    return PackedLinear(linear) if onednn_linear_available() else linear
+
+
+INT8_KEEP = {"heads.": "bf16"}  # int8 weights keep the LM heads bf16: the logits sampling reads (measured cost:
+# docs/benchmarks.md, "Quality")
 BNB_KEEP = ("heads.",)  # stay in the activation dtype, as transformers keeps lm_head: logits need the precision
 
 

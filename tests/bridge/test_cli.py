@@ -33,6 +33,19 @@ def test_doctor_reports_device_accelerations_and_model(capsys, monkeypatch, tmp_
         assert word in out
 
 
+def test_doctor_shows_the_quality_decision_saved_for_the_model(capsys, monkeypatch, tmp_path, tiny_model_dir):
+    """After a load measured auto's lossy modes, doctor shows that decision for the checkpoint; before, none."""
+    from inference.loading import load_engine, resolve_model
+
+    monkeypatch.setenv("CONTINUO_PLANS_DIR", str(tmp_path / "plans"))
+    assert main(["doctor", "--model", str(tiny_model_dir)]) == 0
+    assert "quality decisions: none saved yet" in capsys.readouterr().out
+    load_engine(resolve_model(str(tiny_model_dir), tiny_dir=tmp_path / "unused"), device="cpu", warm_up=False)
+    assert main(["doctor", "--model", str(tiny_model_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "quality decision: musicgen-calibration (weights=auto kv_cache=auto" in out and "bf16 floor KL" in out
+
+
 def test_serve_refuses_a_public_bind_with_a_clear_message(capsys):
     assert main(["serve", "--osc-host", "0.0.0.0"]) == 2
     assert "allow-list" in capsys.readouterr().err

@@ -122,6 +122,15 @@ def test_a_sessions_job_list_keeps_only_live_jobs_past_its_cap(daemon, monkeypat
     assert daemon.sent.wait_terminal("cap-3")[0] == "/continuo/error"
 
 
+def test_every_worker_shares_one_stems_separator(make_daemon_in_process):
+    """One separator however many workers: one each grew the daemon's RSS by a model at each worker's first stems
+    job, long after warm-up (the soak, docs/benchmarks.md)."""
+    daemon = make_daemon_in_process(max_batch=2, stems_weights="random", stems_model_size="low")
+    assert len(daemon.pool.workers) >= 2
+    separators = {id(worker.load_separator()) for worker in daemon.pool.workers}
+    assert len(separators) == 1
+
+
 # -- capabilities: a request the loaded model cannot serve is refused at admission ---------------------------
 @pytest.fixture
 def serve_model(make_daemon_in_process):

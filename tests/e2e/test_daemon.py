@@ -54,6 +54,8 @@ def test_generate_writes_a_bar_exact_file(osc_client, daemon_root):
     assert peak_db <= -1.0 + 0.2  # the default preset's true-peak ceiling
     manifest = json.loads((Path(path).parent / "manifest.json").read_text())
     assert manifest["model"]["smoke_model"] is True and "noise" in manifest["warning"]
+    modes = manifest["model"]["modes"]  # how it ran: auto's calibrated decision and its figures
+    assert modes["calibration"]["gated"] and modes["weights"] == modes["calibration"]["weights"]
     assert events[-1][1][1] == 1  # outputs
 
 

@@ -1,5 +1,11 @@
 // One decode step of attention on the CPU: a single query per (batch, head) over n cached keys/values.
 //
+// A row's result depends only on its own keys, never on how many a call holds: each row attends over its own
+// count, up to its last unmasked key (a batched row at position p sees p + 1 keys, as it does alone), its 16-key
+// blocks start at absolute position 0, masked keys inside it weigh exactly 0 (not exp(-87)), and every sum runs in
+// a fixed order. So a row alone and the same row in a batch give the same bits (tests/inference/runtime/
+// test_kernels.py, tests/inference/musicgen/test_batching.py).
+//
 // Why: at one query, torch's SDPA pays a fixed cost per call (about 40-60 us here) and reads the
 // cache at about 20 GB/s; this kernel reads each key and value once, in place, in the cache's own
 // dtype (fp32, bf16, or int8 codes, linear or mu-law, dequantized in registers), and writes the output straight
@@ -24,8 +30,10 @@ namespace {
 
 // exp(x) for x <= 0 (softmax after subtracting the max), written so the compiler vectorizes it:
 // 2^n * p(r) with x = n ln2 + r, |r| <= ln2 / 2, and a degree-6 polynomial (relative error ~2e-7).
+// Below -87 (and for a masked key's -inf) it is exactly 0: a masked key adds nothing at all to the sums.
 inline float exp_nonpositive(float x) {
-  x = x < -87.f ? -87.f : x;
+  const bool vanishes = x < -87.f;
+  x = vanishes ? -87.f : x;
   const float n = std::nearbyint(x * 1.44269504088896341f);
   const float r = x - n * 0.693145751953125f - n * 1.42860682030941723e-6f;
   float p = 1.f / 720.f;
@@ -38,7 +46,25 @@ inline float exp_nonpositive(float x) {
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
   float two_n;
   std::memcpy(&two_n, &bits, sizeof(two_n));
-  return p * two_n;
+  return vanishes ? 0.f : p * two_n;
+}
+
+// sum of x[0..n) in a fixed order for a given n: 16 lanes over whole blocks, the lanes added pairwise, then the
+// tail in order (an `omp simd` reduction may split the loop where the compiler likes).
+inline float sum_fixed(const float* x, int64_t n) {
+  int64_t t = 0;
+  float total = 0.f;
+#ifdef CONTINUO_AVX512
+  __m512 acc = _mm512_setzero_ps();
+  for (; t + 16 <= n; t += 16) acc = _mm512_add_ps(acc, _mm512_loadu_ps(x + t));
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, acc);
+  for (int width = 8; width >= 1; width /= 2)
+    for (int i = 0; i < width; ++i) lanes[i] += lanes[i + width];
+  total = lanes[0];
+#endif
+  for (; t < n; ++t) total += x[t];
+  return total;
 }
 
 // Each (batch, head) reads its own short run of keys and values: crossing 4 KiB pages, the hardware's
@@ -176,12 +202,16 @@ void attend_one(const float* q, const typename Kind::T* k, const typename Kind::
 #ifdef CONTINUO_AVX512
   if constexpr (DIM == 64 && Kind::kVectorLoad) t = scores_64x16<Kind>(qs, k, k_step, n, k_scales, scores);
 #endif
-  for (; t < n; ++t) {
+  for (; t < n; ++t) {  // the keys past the last whole block, and every key off the 64-wide path
     const typename Kind::T* row = k + t * k_step;
     prefetch_row(k + (t + PREFETCH_KEYS) * k_step, dim * sizeof(typename Kind::T));
-    float dot = 0.f;
-#pragma omp simd reduction(+ : dot)
-    for (int64_t d = 0; d < dim; ++d) dot += qs[d] * Kind::at(row[d], mu_param);
+    float partial[8] = {};  // eight interleaved partial sums, added in a fixed order
+    int64_t d = 0;
+    for (; d + 8 <= dim; d += 8)
+      for (int i = 0; i < 8; ++i) partial[i] += qs[d + i] * Kind::at(row[d + i], mu_param);
+    float dot = ((partial[0] + partial[4]) + (partial[1] + partial[5])) +
+                ((partial[2] + partial[6]) + (partial[3] + partial[7]));
+    for (; d < dim; ++d) dot += qs[d] * Kind::at(row[d], mu_param);
     scores[t] = dot * qscale * (k_scales != nullptr ? k_scales[t] : 1.f);
   }
   if (mask != nullptr) {
@@ -194,13 +224,9 @@ void attend_one(const float* q, const typename Kind::T* k, const typename Kind::
     for (int64_t d = 0; d < dim; ++d) out[d] = 0.f;
     return;
   }
-  float total = 0.f;
-#pragma omp simd reduction(+ : total)
-  for (int64_t t = 0; t < n; ++t) {
-    const float p = exp_nonpositive(scores[t] - best);
-    scores[t] = p;
-    total += p;
-  }
+#pragma omp simd
+  for (int64_t t = 0; t < n; ++t) scores[t] = exp_nonpositive(scores[t] - best);
+  const float total = sum_fixed(scores, n);
   if (v_scales != nullptr) {
 #pragma omp simd
     for (int64_t t = 0; t < n; ++t) scores[t] *= v_scales[t];
@@ -268,6 +294,16 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::
 
   const float mu_param = mulaw ? static_cast<float>(std::log1p(*mu)) : 0.f;
   auto scale_offset = [&](int64_t b, int64_t h) { return (b * scale_heads + (scale_heads > 1 ? h : 0)) * positions; };
+  // Each row's own key count: up to its last unmasked key (all n without a mask). Keys past it are not read.
+  std::vector<int64_t> lengths(batch, n);
+  if (msk.defined()) {
+    const bool* m = msk.data_ptr<bool>();
+    for (int64_t b = 0; b < batch; ++b) {
+      int64_t last = n;
+      while (last > 0 && !m[b * n + last - 1]) --last;
+      lengths[b] = last;
+    }
+  }
   auto run = [&](auto kind, const auto* k_ptr, const auto* v_ptr) {
     using Kind = decltype(kind);
     auto one = dim == 64 ? &attend_one<Kind, 64> : &attend_one<Kind, 0>;
@@ -275,8 +311,12 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::
       std::vector<float> scores(n), acc(dim);
       for (int64_t i = begin; i < end; ++i) {
         const int64_t b = i / heads, h = i % heads;
+        if (lengths[b] == 0) {  // every key masked: zeros, as SDPA's math path gives
+          std::fill_n(out_ptr + b * heads * dim + h * dim, dim, 0.f);
+          continue;
+        }
         one(q_ptr + b * q.stride(0) + h * q.stride(1), k_ptr + b * k.stride(0) + h * k.stride(1),
-                         v_ptr + b * v.stride(0) + h * v.stride(1), k.stride(2), v.stride(2), n, dim, fscale,
+                         v_ptr + b * v.stride(0) + h * v.stride(1), k.stride(2), v.stride(2), lengths[b], dim, fscale,
                          codes ? ks.data_ptr<float>() + scale_offset(b, h) : nullptr,
                          codes ? vs.data_ptr<float>() + scale_offset(b, h) : nullptr,
                          msk.defined() ? msk.data_ptr<bool>() + b * n : nullptr,

@@ -89,10 +89,10 @@ def test_the_manifest_holds_the_request_the_model_and_each_variations_seed(parts
     outputs, journal, _ = parts
     job = job_for(journal, "var-1", op="variations")
     outputs.write_all(job, plan_for("variations", count=2), {"variation-1": take(2.0), "variation-2": take(2.0)},
-                      model=MODEL)
+                      model=replace(MODEL, modes={"weights": "int8"}))
     manifest = json.loads((outputs.output_root / "var-1" / "manifest.json").read_text())
     assert manifest["params"] == job.params and manifest["op"] == "variations" and manifest["seed"] == 7
-    assert manifest["model"] == {"name": "tiny", "source": "local", "smoke_model": False}
+    assert manifest["model"] == {"name": "tiny", "source": "local", "smoke_model": False, "modes": {"weights": "int8"}}
     assert manifest["variation_seeds"] == {"variation-1": 7, "variation-2": 8}
     assert "warning" not in manifest
 

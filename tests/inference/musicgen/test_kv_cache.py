@@ -55,7 +55,10 @@ def test_mulaw_cache_memory(heads, head_dim):
 
 @pytest.mark.parametrize("mode, kind", [("mulaw8", MuLawKVCache), ("int8", Int8KVCache)])
 def test_an_int8_cache_argmax_agrees_with_fp32_cache(tiny_model_dir, tmp_path_factory, mode, kind):
-    """>= 95 % argmax agreement over 200 teacher-forced steps (the issue's target)."""
+    """The int8 caches in place: teacher forcing's own and the scheduler's, their bytes, and >= 95 % argmax
+    agreement on the tiny model. That bound cannot fail here (the tiny model's attention is uniform: with
+    self-attention removed it still agrees 97 %); what the caches do where attention matters, with controls that
+    fail, is tests/inference/bench/test_quality.py."""
     source = resolve_model(str(tiny_model_dir), tiny_dir=tmp_path_factory.mktemp("unused"))
     request = GenerationRequest(prompt="dark techno kick", duration_s=4.0, seed=3, temperature=1.0)
     full = load_engine(source, device="cpu", warm_up=False, weights="fp32", kv_cache="fp32")

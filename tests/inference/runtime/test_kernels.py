@@ -223,3 +223,50 @@ def test_an_unwritable_cache_falls_back_to_the_temp_dir(tmp_path):
     blocked.write_text("")
     chosen = cpu_kernels.writable(blocked / "continuo_cpu_x")
     assert chosen.is_dir() and chosen.name == "continuo_cpu_x" and not chosen.is_relative_to(blocked)
+
+
+@needs_kernels
+@pytest.mark.parametrize("make", [
+    lambda rows: KVCache(rows, 4, 1536, 64, torch.float32),
+    lambda rows: KVCache(rows, 4, 1536, 64, torch.bfloat16),
+    lambda rows: Int8KVCache(rows, 4, 1536, 64),
+    lambda rows: MuLawKVCache(rows, 4, 1536, 64),
+], ids=["fp32", "bf16", "int8", "mulaw8"])
+def test_a_row_alone_and_in_a_batch_gives_the_same_bits_at_head_size_64(make):
+    """Rows at positions up to 1499 (block edges, the tail, position 0) in one call with a mask give each row the
+    bits it gets alone over its own keys: the batching claim at MusicGen's head size. The control: SDPA, one kernel
+    over every key of the call, does not (so bitwise equality is something this kernel must earn)."""
+    torch.manual_seed(0)
+    positions = torch.tensor([1499, 37, 640, 1023, 16, 0, 1100, 15, 31])
+    rows, n = len(positions), int(positions.max()) + 1
+    cache = make(rows)
+    cache.write_span(torch.arange(1536), torch.randn(rows, 4, 1536, 64) * 2, torch.randn(rows, 4, 1536, 64))
+    q = torch.randn(rows, 4, 1, 64) * 2
+    mask = torch.arange(n)[None, :] <= positions[:, None]
+    op = cpu_kernels.decode_attention_op()
+    batched = cache.attend_one(q, n, op, 0.125, mask)
+    for row, position in enumerate(positions.tolist()):
+        alone = cache.row_view(row, row + 1).attend_one(q[row : row + 1], position + 1, op, 0.125)
+        assert torch.equal(alone[0], batched[row]), f"row at position {position} differs alone and batched"
+    keys, values = cache.read(n, torch.float32)
+    sdpa_batched = reference_attention(q, keys, values, n, mask)
+    sdpa_alone = [reference_attention(q[r : r + 1], keys[r : r + 1], values[r : r + 1], p + 1)[0]
+                  for r, p in enumerate(positions.tolist())]
+    assert any(not torch.equal(alone, sdpa_batched[r]) for r, alone in enumerate(sdpa_alone))
+
+
+@needs_kernels
+def test_masked_keys_inside_a_row_weigh_exactly_nothing():
+    """A masked key before a row's last key adds 0, not exp(-87): the row equals the same keys with that one
+    left out (removed from the cache, so the sums run over the others alone)."""
+    torch.manual_seed(1)
+    op = cpu_kernels.decode_attention_op()
+    q, k, v = torch.randn(1, 2, 1, 64), torch.randn(1, 2, 40, 64), torch.randn(1, 2, 40, 64)
+    k[:, :, 5] = 10.0 * q[:, :, 0].sign()  # a key that would dominate: masked, it must vanish
+    mask = torch.ones(1, 40, dtype=torch.bool)
+    mask[0, 5] = False
+    keep = [t for t in range(40) if t != 5]
+    with_mask = op(q, k, v, 40, None, None, None, mask, 0.125)
+    without = op(q, k[:, :, keep].contiguous(), v[:, :, keep].contiguous(), 39, None, None, None, None, 0.125)
+    torch.testing.assert_close(with_mask, without, rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(with_mask, op(q, k, v, 40, None, None, None, None, 0.125))

@@ -1,0 +1,119 @@
+"""Calibration at load (inference/musicgen/calibration.py): equalisation keeps the fp32 function and flattens the
+channels int8 would lose; the gate takes a lossy mode only within its budget, falls back otherwise, and says so."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import inference.musicgen.calibration as calibration
+from inference.loading import load_engine, resolve_model
+from inference.musicgen.calibration import (
+    Budget,
+    CalibrationInputs,
+    equalize_,
+    forced_logits,
+    recording,
+)
+from inference.musicgen.kv_cache import KVCacheMode
+from inference.musicgen.model import ModelArgs, MusicGenDecoder, sinusoids
+
+
+@pytest.fixture
+def source(tiny_model_dir, tmp_path_factory, monkeypatch, tmp_path):
+    """The smoke model, with no decision saved for it yet (each test measures)."""
+    monkeypatch.setenv("CONTINUO_PLANS_DIR", str(tmp_path / "plans"))
+    return resolve_model(str(tiny_model_dir), tiny_dir=tmp_path_factory.mktemp("unused"))
+
+
+def outlier_decoder(gain: float) -> tuple[MusicGenDecoder, CalibrationInputs]:
+    """A random decoder of head size 64 whose layer-0 K channel 3 is x gain (Q / gain: same function) and whose
+    final LayerNorm channel 5 is x gain (heads' column / gain), with calibration rows for it. (What equalisation
+    buys int8 is measured on the harness, where attention matters: tests/inference/bench/test_quality.py.)"""
+    torch.manual_seed(0)
+    args = ModelArgs(dim=128, n_layer=2, n_head=2, ffn_dim=128, vocab_size=64, text_dim=16, max_positions=128)
+    decoder = MusicGenDecoder(args).eval()
+    decoder.positions = sinusoids(args.max_positions, args.dim)
+    with torch.no_grad():
+        for module in decoder.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.bias.normal_(0, 0.1)
+        wqkv = decoder.layers[0].attention.wqkv.weight
+        wqkv[args.dim + 3] *= gain
+        wqkv[3] /= gain
+        decoder.norm.weight[5] *= gain
+        decoder.norm.bias[5] *= gain
+        for head in decoder.heads:
+            head.weight[:, 5] /= gain
+    inputs = CalibrationInputs(torch.randn(2, 5, 16), torch.ones(2, 5, dtype=torch.long),
+                               torch.randint(64, (1, 4, 24)))
+    inputs.text_states[1] = 0  # the CFG null row
+    inputs.text_mask[1] = 0
+    return decoder, inputs
+
+
+def test_equalisation_keeps_the_function_and_flattens_the_loud_channels():
+    decoder, inputs = outlier_decoder(100.0)
+    with recording(decoder) as stats:
+        before = forced_logits(decoder, inputs, KVCacheMode.FP32)
+    keys = stats.keys[0].view(2, 64)
+    assert keys[0, 3] > 20 * keys[0].median()  # the control: the loud K channel is there to flatten
+    equalize_(decoder, stats)
+    after = forced_logits(decoder, inputs, KVCacheMode.FP32)
+    assert ((after - before).norm() / before.norm()).item() < 1e-5
+    with recording(decoder) as flat:
+        forced_logits(decoder, inputs, KVCacheMode.FP32)
+    keys = flat.keys[0].view(2, 64)
+    assert keys.amax(dim=1).div(keys.amin(dim=1)).max() < 1.01  # every K channel of a head spans one range
+    assert flat.norms["norm"].max() < 5 * flat.norms["norm"].median()
+
+
+def test_auto_on_the_smoke_model_is_calibrated_and_recorded(source):
+    engine = load_engine(source, device="cpu", warm_up=False)
+    record = engine.info.modes["calibration"]
+    assert record["gated"] and record["equalized"] and record["floor"]["steps"] > 0
+    assert set(record["measured"]) == {"int8 weights", "int8 weights + int8 cache"}
+    assert engine.info.modes["weights"] == record["weights"] == engine.weights.value
+    assert engine.info.modes["kv_cache"] == record["kv_cache"] == engine.kv_cache.value
+    assert record["seconds"] < 5.0  # the smoke model pays little for it
+
+
+def test_auto_falls_back_beyond_the_budget(source, monkeypatch):
+    """A budget nothing meets: auto serves fp32 weights and an fp32 cache, and records why."""
+    monkeypatch.setattr(calibration, "BUDGET", Budget(kl_factor=0.0, min_kl=0.0, min_agreement=1.01))
+    engine = load_engine(source, device="cpu", warm_up=False)
+    assert engine.weights.value == "fp32" and engine.kv_cache.value == "fp32"
+    assert not any(type(module).__name__ == "Int8Linear" for module in engine.decoder.modules())
+    decisions = engine.info.modes["calibration"]["decisions"]
+    assert any("int8 weights beyond the budget" in line for line in decisions)
+    assert any("int8 cache beyond the budget" in line for line in decisions)
+
+
+def test_named_modes_are_equalised_but_not_gated(source, monkeypatch):
+    monkeypatch.setattr(calibration, "BUDGET", Budget(kl_factor=0.0, min_kl=0.0, min_agreement=1.01))
+    engine = load_engine(source, device="cpu", warm_up=False, weights="int8", kv_cache="int8")
+    record = engine.info.modes["calibration"]
+    assert engine.weights.value == "int8" and engine.kv_cache.value == "int8"
+    assert record["equalized"] and not record["gated"] and not record["measured"]
+    heads = {type(head).__name__ for head in engine.decoder.heads}
+    assert "Int8Linear" not in heads  # the LM heads stay bf16 (or fp32 without oneDNN bf16)
+
+
+def test_exact_modes_skip_calibration(source):
+    engine = load_engine(source, device="cpu", warm_up=False, weights="fp32", kv_cache="fp32")
+    assert engine.info.modes["calibration"] is None
+
+
+def test_a_decision_is_saved_per_checkpoint_and_reused(source, monkeypatch, tmp_path):
+    """The second load takes the first one's decision without measuring: a budget nothing meets changes nothing
+    then, while with no saved decision the same budget makes auto fall back (the control)."""
+    first = load_engine(source, device="cpu", warm_up=False).info.modes
+    assert not first["calibration"]["reused"] and len(list((tmp_path / "plans").glob("*.json"))) == 1
+    monkeypatch.setattr(calibration, "BUDGET", Budget(kl_factor=0.0, min_kl=0.0, min_agreement=1.01))
+    again = load_engine(source, device="cpu", warm_up=False).info.modes
+    assert again["calibration"]["reused"]
+    assert (again["weights"], again["kv_cache"]) == (first["weights"], first["kv_cache"])
+    assert again["calibration"]["measured"] == first["calibration"]["measured"]
+    monkeypatch.setenv("CONTINUO_PLANS_DIR", str(tmp_path / "fresh"))
+    fresh = load_engine(source, device="cpu", warm_up=False).info.modes
+    assert (fresh["weights"], fresh["kv_cache"]) == ("fp32", "fp32")
