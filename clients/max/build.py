@@ -131,7 +131,7 @@ MAX_BARS = 64  # the daemon's default max_bars (bridge/settings.py); more is ref
 assert BARS["min"] <= 1 and MAX_BARS <= BARS["max"]
 PARAMETERS = {
     "prompt": Parameter("Prompt", "Prompt", BLOB, STORED_ONLY,
-                        "Words for the music you want; added to the preset's prompt."),
+                        "Words for the music you want (press Return); added to the preset's prompt."),
     "preset-store": Parameter("Preset", "Preset", BLOB, STORED_ONLY,
                               "The preset the requests use (the daemon lists them).", initial=("default",)),
     "bars": Parameter("Bars", "Bars", INT, AUTOMATED_AND_STORED, "Length of each take, in bars of Live's metre.",
@@ -139,7 +139,7 @@ PARAMETERS = {
     "count": Parameter("Variation Count", "Count", INT, AUTOMATED_AND_STORED, "How many takes Variations makes.",
                        COUNT["min"], COUNT["max"], (4,)),
     "drop": Parameter("Input Clip", "Clip", FILE, STORED_ONLY,
-                      "Drop a clip or an audio file here for Continue, Variations and Stems."),
+                      "Drop an audio file here for Continue, Variations and Stems."),
 }
 BUTTONS = {
     "generate": ("Generate", "Make a new take from the prompt and the preset."),
@@ -418,8 +418,8 @@ def preset_choice(p: Patcher) -> tuple[str, int]:
 def controls(p: Patcher, file_source: str) -> None:
     """Prompt, bars, preset, generate, continue, variations, stems and cancel; file_source gives a dropped path."""
     p.add("current-job", "zl.reg", 1450)
-    p.control("prompt", "", 20, "textedit", shown=(4, 4, 236, 34))
-    p.add("prompt-text", "route text", 20)  # textedit sends "text <words>"
+    p.control("prompt", "", 20, "textedit", {"keymode": 1}, (4, 4, 236, 34))  # Return sends the words
+    p.add("prompt-text", "route text", 20)  # as "text <words>": Ableton's devices follow a textedit with this
     p.add("prompt-symbol", "tosymbol", 20)
     p.chain("prompt", "prompt-text", "prompt-symbol")
     if p.device:
@@ -474,7 +474,7 @@ def device(table: maxref.Table = TABLE) -> Patcher:
     p.add("plugout", "plugout~", 20)
     p.wire("plugin", 0, "plugout", 0)
     p.wire("plugin", 1, "plugout", 1)
-    p.control("drop", "", 400, "live.drop", {"legend": "Drop a clip: Continue, Variations, Stems"},
+    p.control("drop", "", 400, "live.drop", {"legend": "Drop audio: Continue, Variations, Stems"},
               (248, 4, 200, 58))
     p.add("queue-label", "Queue", 560, "live.comment", shown=(248, 66, 38, 18))
     p.add("seed-label", "Seed", 1150, "live.comment", shown=(330, 66, 30, 18))

@@ -738,6 +738,7 @@
    {
     "box": {
      "id": "obj-prompt",
+     "keymode": 1,
      "maxclass": "textedit",
      "numinlets": 1,
      "numoutlets": 4,
