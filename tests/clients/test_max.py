@@ -351,6 +351,27 @@ def test_the_prompt_loses_textedit_s_text_selector(name):
     assert after == ["route text"]
 
 
+JOB_ID_FORMAT = "max-%04ld%02ld%02ld-%02ld%02ld%02ld-%06ld"
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_each_job_gets_a_dated_random_id(name):
+    """The ids of #21, max-<YYYYMMDD>-<HHMMSS>-<random>: [sprintf] fed the year (hot), month and day by [date],
+    hour, minute and second by its time, and [random 1000000]; the id is the first argument of each job request."""
+    patcher = patcher_of(FILES[name].read_bytes())
+    boxes, lines = boxes_of(patcher), lines_of(patcher)
+    text = {box_id: box.get("text", "") for box_id, box in boxes.items()}
+    for job in ("generate", "continue", "variations", "stems"):
+        sprintf = f"obj-{job}-id"
+        assert text[sprintf] == f"sprintf symout {JOB_ID_FORMAT}"
+        feeds = {inlet: text[source] for source, _, sink, inlet in lines if sink == sprintf}
+        assert feeds == {0: "$3", 1: "unpack i i i", 2: "unpack i i i", 3: "unpack i i i", 4: "unpack i i i",
+                         5: "unpack i i i", 6: "random 1000000"}
+        assert (f"obj-{job}-id-tee", 0, f"obj-{job}-pack", 0) in lines
+    example = JOB_ID_FORMAT.replace("%04ld", "2031").replace("%02ld", "07", 5).replace("%06ld", "999999")
+    assert re.fullmatch(SCHEMA["patterns"]["job_id"]["regex"], example), example
+
+
 def test_device_header():
     assert header_problems(FILES["Continuo.amxd"].read_bytes()) == []
 
@@ -530,25 +551,18 @@ def stale_parameter_index(patcher):
     patcher["parameters"]["obj-count"] = ["Count", "Count", 0]
 
 
-def a_print(patcher):
-    patcher["boxes"].append({"box": {"id": "obj-debug", "maxclass": "newobj", "text": "print debug",
-                                     "numinlets": 1, "numoutlets": 0}})
+def adding(text: str, dependency: dict | None = None):
+    """A change that adds an object box with this text (and a dependency_cache entry)."""
+    def change(patcher):
+        outlets = 0 if text.split()[0] in ("print", "s") else 1
+        patcher["boxes"].append({"box": {"id": "obj-added", "maxclass": "newobj", "text": text, "numinlets": 1,
+                                         "numoutlets": outlets, "outlettype": [""] * outlets}})
+        patcher["dependency_cache"] += [dependency] if dependency else []
+    return change
 
 
-def a_global_send(patcher):
-    patcher["boxes"].append({"box": {"id": "obj-send", "maxclass": "newobj", "text": "s continuo-jobs",
-                                     "numinlets": 1, "numoutlets": 0}})
-
-
-def a_script(patcher):
-    patcher["boxes"].append({"box": {"id": "obj-js", "maxclass": "newobj", "text": "js helper.js",
-                                     "numinlets": 1, "numoutlets": 1, "outlettype": [""]}})
-    patcher["dependency_cache"].append({"name": "helper.js", "bootpath": "~/Documents", "type": "TEXT"})
-
-
-def an_abstraction(patcher):
-    patcher["boxes"].append({"box": {"id": "obj-abs", "maxclass": "newobj", "text": "continuo.helper",
-                                     "numinlets": 1, "numoutlets": 1, "outlettype": [""]}})
+a_print, a_global_send, an_abstraction = adding("print debug"), adding("s continuo-jobs"), adding("continuo.helper")
+a_script = adding("js helper.js", {"name": "helper.js", "bootpath": "~/Documents", "type": "TEXT"})
 
 
 def overlapping_controls(patcher):
@@ -592,10 +606,7 @@ def test_each_max_for_live_convention_fails_on_a_broken_device(breakage):
 
 
 def test_a_local_name_passes():
-    def local_send(patcher):
-        patcher["boxes"].append({"box": {"id": "obj-send", "maxclass": "newobj", "text": "s ---continuo-jobs",
-                                         "numinlets": 1, "numoutlets": 0}})
-    assert local_name_problems(broken("Continuo.amxd", local_send)) == []
+    assert local_name_problems(broken("Continuo.amxd", adding("s ---continuo-jobs"))) == []
 
 
 # -- the vendored table against the full harvest, where it is here --------------------------------------------------
