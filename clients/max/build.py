@@ -15,14 +15,14 @@ As real Max saves them:
 - Counts: each box's numinlets, numoutlets and outlettype come from maxref.json, the part of a harvest of 6,124
   Max-saved patches that covers the objects used here (maxref.py: a rule trusted on the corpus, else what Max 8
   saved). An object the table does not know stops the build (re-extract with --vendor).
-- Version: both files say Max 8.6.4 (APPVERSION), the Max that Live 12.0 bundles, and the one that saved Ableton's
-  own "CPU Reporter.amxd" (Ableton/maxdevtools), whose patcher keys (and, for the device, its audio-effect
-  `project` block) are the ones written here.
+- Version: both files say Max 8.6.4 (APPVERSION), of the Max 8.6 series that Live 12.0 bundles, and the version
+  that saved Ableton's own "CPU Reporter.amxd" (Ableton/maxdevtools), whose patcher keys (and, for the device, its
+  audio-effect `project` block) are the ones written here. (Without an appversion a patch counts as Max 5's.)
 
 The device follows Live's tempo, time signature and (Live 12) root note and scale with live.path live_set +
-live.observer, takes a dropped clip (live.drop) for continue, variations and stems, and puts each finished output
-into the next clip slot of an audio track it creates (ClipSlot.create_audio_clip, Live 12); every output is
-also listed in a menu, so on Live 11 the file can be dragged in from there. The plain patch does the same with
+live.observer, takes a dropped audio file (live.drop) for continue, variations and stems, and puts each finished
+output into the next clip slot of an audio track it creates (ClipSlot.create_audio_clip, Live 12); every output's
+path is also listed in a menu, so on Live 11 the file can be found in Live's browser. The plain patch does the same with
 [transport] and [dropfile], and auditions outputs in [buffer~] / [play~].
 
 Max for Live production conventions (Ableton's Max for Live Production Guidelines, in Ableton/maxdevtools), kept
@@ -30,8 +30,8 @@ by the device and checked by the tests:
 - Parameters are live.* objects with stable long names (Live recalls a value by its long name: never rename one):
   Bars and Variation Count (live.numbox) are Automated and Stored. Text and file values, for which Live has no
   live.* object, are Stored Only, the way Ableton's own devices keep them: the prompt (textedit, blob), the preset
-  name ([pattr], blob) and the dropped clip (live.drop, file). The five buttons are live.text in button mode, and
-  Hidden, as the guidelines ask for buttons (a Stored button adds an undo step to the set on every press).
+  name ([pattr], blob) and the dropped file (live.drop, file). The five buttons are live.text in button mode, and
+  Hidden, as the guidelines ask for a live.text in button mode.
 - Nothing prints to the Max console: the device has no [print]; what the daemon says shows in the device (model,
   queue, progress, errors, and a line for every other event). The plain patch also logs to the console.
 - Local names start with ---: the device names nothing global (no send/receive/value/buffer~); the plain patch's

@@ -332,6 +332,14 @@ def test_every_generated_patch_agrees_with_real_max():
                                                       "modernui": 1}
 
 
+def test_the_build_stops_at_an_object_real_max_has_not_saved():
+    """build.py never guesses counts: an object missing from the table stops it, naming the object and the fix."""
+    table = maxref.Table({k: v for k, v in TABLE.objects.items() if k != "zl.reg"}, {}, {})
+    with pytest.raises(maxref.UnknownObject, match="'zl.reg' is not in maxref.json.*--vendor"):
+        build.render(table)
+    assert build.problems(build.render()) == []
+
+
 @pytest.mark.parametrize("name", FILES)
 def test_patch_sends_each_request_a_musician_needs(name):
     addresses = {address for address, _, _ in sent_messages(patcher_of(FILES[name].read_bytes()))}
