@@ -19,6 +19,12 @@ import soundfile as sf
 pytestmark = pytest.mark.slow
 
 JOB_TIMEOUT_MS = 120_000
+ACK_INTERVAL_S = 0.3  # the module daemon re-sends an unacked job's terminal events after 0.3, 0.9 and 2.1 s
+
+
+@pytest.fixture(scope="module")
+def daemon_extra_flags() -> tuple[str, ...]:
+    return ("--ack-interval-s", str(ACK_INTERVAL_S))
 
 
 def chromium_path() -> str | None:
@@ -48,6 +54,9 @@ def page(browser, daemon_process):
     page.problems = []  # console errors and uncaught exceptions
     page.on("console", lambda message: message.type == "error" and page.problems.append(message.text))
     page.on("pageerror", lambda error: page.problems.append(str(error)))
+    page.posts = []  # (path, JSON body) of every POST the page makes
+    page.on("request", lambda request: request.method == "POST" and page.posts.append(
+        (request.url.split("://", 1)[1].partition("/")[2], request.post_data)))
     page.goto(daemon_process.http_url)
     page.wait_for_selector("body[data-ready='1']", state="attached")  # presets, history and events loaded
     yield page
@@ -137,9 +146,18 @@ def test_a_reload_keeps_the_history(page):
     assert page.problems == []
 
 
-def test_cancel_works(page):
+def status_is(page, job_id: str, word: str) -> None:
+    page.wait_for_function("([id, word]) => (document.querySelector(`.job[data-job-id='${id}'] .status`) || {})"
+                           ".textContent?.includes(word)", arg=[job_id, word], timeout=JOB_TIMEOUT_MS)
+
+
+def test_cancel_works_and_the_header_follows_the_jobs_live(page):
     running = submit(page, bars="16")
     waiting = submit(page, bars="16")
+    page.wait_for_function("([id]) => Number(document.querySelector(`.job[data-job-id='${id}']`).dataset"
+                           ".progressEvents || 0) > 0", arg=[running], timeout=JOB_TIMEOUT_MS)
+    # from the event stream, not the 5 s status poll (which said "idle" while the job ran)
+    assert "rendering 1 job, 1 waiting" in page.inner_text("#daemon-line")
     job_card(page, waiting).locator(".cancel").click()
     page.wait_for_function("([id]) => document.querySelector(`.job[data-job-id='${id}'] .status`).textContent"
                            ".includes('cancelled')", arg=[waiting], timeout=JOB_TIMEOUT_MS)
@@ -147,4 +165,27 @@ def test_cancel_works(page):
     page.wait_for_function("([id]) => document.querySelector(`.job[data-job-id='${id}'] .status`).textContent"
                            ".includes('cancelled')", arg=[running], timeout=JOB_TIMEOUT_MS)
     assert "cancelled" in job_card(page, running).locator(".error").inner_text()
+    page.wait_for_function("() => document.getElementById('daemon-line').textContent.includes(' idle ')")
+    assert page.problems == []
+
+
+def test_a_job_error_from_another_client_leaves_the_connection_notice_clear(page, osc_client):
+    """The daemon's SSE `error` event (a job failed) is not a lost connection: no "reconnecting" notice."""
+    osc_client.send("/continuo/generate", "osc-refused-1", "no-such-preset", "x", 1.0)  # refused: not_found
+    osc_client.send("/continuo/generate", "osc-cancel-1", "default", "x", 16.0)
+    osc_client.wait_for(lambda a, args: a == "/continuo/queued" and args[0] == "osc-cancel-1", 10)
+    osc_client.send("/continuo/cancel", "osc-cancel-1")
+    status_is(page, "osc-cancel-1", "cancelled")  # the other client's job error reached the page
+    page.wait_for_timeout(2500)  # its re-sends too (the OSC client does not ack here)
+    assert page.inner_text("#link-state") == ""
+    assert page.get_attribute("body", "data-link") == "open"
+    assert page.problems == []
+
+
+def test_the_page_acks_its_jobs_so_nothing_is_re_sent(page):
+    job_id = submit(page)
+    status_is(page, job_id, "done")
+    page.wait_for_timeout(ACK_INTERVAL_S * 1000 * 5)  # past the first two re-sends, had there been no ack
+    assert ("api/requests/ack", f'{{"job_id":"{job_id}"}}') in page.posts
+    assert job_card(page, job_id).get_attribute("data-terminal-events") == "1"
     assert page.problems == []

@@ -36,16 +36,16 @@ function showFormError(message) {
   box.hidden = !message;
 }
 
-// -- the top line: model, device, memory, smoke warning ------------------------------------------------
+// -- the top line: model, device, memory, smoke warning; its state live from the event stream ----------------
+let daemonStatus = null; // the last /api/status: {status, daemon}
+
 async function loadStatus() {
   const { ok, data } = await api("GET", "/api/status");
   if (!ok) { $("daemon-line").textContent = "status unavailable: " + (data.error || {}).message; return; }
   const status = (data.events.find((e) => e.event === "status") || {}).args || {};
   const daemon = data.daemon || {};
-  $("daemon-line").textContent =
-    `model ${daemon.model || status.model} on ${daemon.device || "?"} · ` +
-    `memory ${status.mem_used_gb.toFixed(1)} of ${status.mem_total_gb.toFixed(1)} GB · ` +
-    `${status.state}, ${status.queue_length} job(s) queued or running · Continuo ${daemon.version || ""}`;
+  daemonStatus = { status, daemon };
+  showHeader();
   $("smoke-warning").hidden = !daemon.smoke_model;
   showStorage((data.events.find((e) => e.event === "storage") || {}).args);
   if (!$("sample-rate").dataset.filled && daemon.session_sample_rate) {
@@ -53,6 +53,29 @@ async function loadStatus() {
     $("bpm").value = String(daemon.session_bpm);
     $("sample-rate").dataset.filled = "1";
   }
+}
+
+// The state is the jobs the page knows (every client's: the event stream carries them all, the history the ones
+// from before the page loaded), so it changes with each event; the daemon's own word counts while it loads a model.
+function liveState(daemonState) {
+  if (daemonState !== "idle" && daemonState !== "busy") return daemonState;
+  let running = 0, waiting = 0;
+  for (const job of jobs.values()) {
+    if (job.data.status === "running") running += 1;
+    else if (job.data.status === "queued") waiting += 1;
+  }
+  if (!running && !waiting) return "idle";
+  return [running ? `rendering ${running} job${running > 1 ? "s" : ""}` : "",
+          waiting ? `${waiting} waiting` : ""].filter(Boolean).join(", ");
+}
+
+function showHeader() {
+  if (!daemonStatus) return;
+  const { status, daemon } = daemonStatus;
+  const line = $("daemon-line");
+  line.textContent =
+    `model ${daemon.model || status.model} on ${daemon.device || "?"} · ${liveState(status.state)} · ` +
+    `memory ${status.mem_used_gb.toFixed(1)} of ${status.mem_total_gb.toFixed(1)} GB · Continuo ${daemon.version || ""}`;
 }
 
 // where renders live, the space they take and what is free (/continuo/storage, after status)
@@ -168,6 +191,7 @@ function upsertJob(data) {
   }
   updateJob(job);
   for (const output of data.outputs || []) addOutput(job, output);
+  showHeader();
   return job;
 }
 
@@ -221,7 +245,22 @@ function handleEvent(event) {
   if (event.event === "output") addOutput(job, a);
   if (event.event === "done") Object.assign(d, { status: "done", seed: a.seed, elapsed_s: a.elapsed_s });
   if (event.event === "error") Object.assign(d, { status: statusForError(a.code), error_code: a.code, error_message: a.message });
+  if (event.event === "done" || event.event === "error") {
+    job.el.dataset.terminalEvents = String(Number(job.el.dataset.terminalEvents || 0) + 1);
+    ackJob(a.job_id);
+  }
   updateJob(job);
+  showHeader();
+}
+
+// The page's jobs (web-…, this tab's or an earlier one's) are acked once their done or error arrives, so the daemon
+// does not re-send them (the event stream resumes by itself after a drop; re-sends would only repeat them).
+// Other clients' jobs are left to those clients: their re-sends are theirs.
+const acked = new Set();
+function ackJob(jobId) {
+  if (!jobId.startsWith("web-") || acked.has(jobId)) return;
+  acked.add(jobId);
+  api("POST", "/api/requests/ack", { job_id: jobId }).catch(() => acked.delete(jobId));
 }
 
 async function cancelJob(jobId) {
@@ -317,14 +356,25 @@ async function loadHistory() {
   }
 }
 
+// The connection notice reflects the connection alone. The daemon's `error` event (a job failed, any client's) and
+// a lost connection both reach EventSource's "error" listener: the job's event carries data, a lost connection none.
 function connectEvents() {
   const source = new EventSource("/api/events");
-  for (const name of ["queued", "progress", "partial", "output", "done", "error"]) {
+  for (const name of ["queued", "progress", "partial", "output", "done"]) {
     source.addEventListener(name, (message) => handleEvent(JSON.parse(message.data)));
   }
   source.addEventListener("reset", () => loadHistory());
-  source.addEventListener("open", () => { $("link-state").textContent = ""; });
-  source.addEventListener("error", () => { $("link-state").textContent = "reconnecting to the daemon…"; });
+  source.addEventListener("open", () => showLink(""));
+  source.addEventListener("error", (message) => {
+    if (typeof message.data === "string") { handleEvent(JSON.parse(message.data)); return; }
+    showLink(source.readyState === EventSource.OPEN ? "" : "reconnecting to the daemon…");
+    if (source.readyState === EventSource.CLOSED) { source.close(); setTimeout(connectEvents, 2000); }
+  });
+}
+
+function showLink(text) {
+  $("link-state").textContent = text;
+  document.body.dataset.link = text ? "lost" : "open";
 }
 
 function wire() {
