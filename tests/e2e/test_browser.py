@@ -136,6 +136,27 @@ def test_drop_a_file_to_continue_it(page, daemon_root, tmp_path):
     job_card(page, job_id).locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
 
 
+def audio_seconds(card) -> float:
+    return card.locator("audio").first.evaluate(
+        "a => new Promise(ok => a.readyState >= 1 ? ok(a.duration) : a.addEventListener('loadedmetadata', "
+        "() => ok(a.duration)))")
+
+
+def test_continuing_a_render_keeps_its_tempo_and_no_key_is_invented(page):
+    """A 92 BPM render continued with the Tempo field empty renders at 92 (the daemon read its manifest); the old
+    page sent its 120 BPM default. With no key given, the prompt names none."""
+    made = submit(page, prompt="pad", bpm="92")
+    job_card(page, made).locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+    record = page.evaluate("([id]) => fetch(`/api/jobs/${id}`).then(r => r.json())", [made])["job"]
+    assert "major" not in str(record) and "minor" not in str(record)
+    page.fill("#bpm", "")
+    page.fill("#input-path", record["outputs"][0]["path"])
+    continued = submit(page, "#continue")
+    card = job_card(page, continued)
+    card.locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+    assert audio_seconds(card) == pytest.approx(4 * 60 / 92, abs=0.01)
+
+
 def test_a_reload_keeps_the_history(page):
     job_id = submit(page)
     job_card(page, job_id).locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)

@@ -50,7 +50,7 @@ async function loadStatus() {
   showStorage((data.events.find((e) => e.event === "storage") || {}).args);
   if (!$("sample-rate").dataset.filled && daemon.session_sample_rate) {
     $("sample-rate").value = String(daemon.session_sample_rate);
-    $("bpm").value = String(daemon.session_bpm);
+    $("bpm").placeholder = `${daemon.session_bpm} (session)`;
     $("sample-rate").dataset.filled = "1";
   }
 }
@@ -127,9 +127,13 @@ function numberOrText(value) {
 function formSettings(op) {
   const settings = {};
   if (op === "stems") return settings;
-  settings.bpm = numberOrText($("bpm").value);
-  settings.beats_per_bar = numberOrText($("beats-per-bar").value);
-  settings.beat_unit = numberOrText($("beat-unit").value);
+  // Tempo, metre and key go only when filled in: the daemon then takes an input file's own (a file it made) or
+  // the session's, and no key is ever invented.
+  if ($("bpm").value.trim()) settings.bpm = numberOrText($("bpm").value);
+  if ($("beats-per-bar").value.trim()) {
+    settings.beats_per_bar = numberOrText($("beats-per-bar").value);
+    settings.beat_unit = numberOrText($("beat-unit").value);
+  }
   settings.sample_rate = numberOrText($("sample-rate").value);
   if ($("key").value.trim()) settings.key = $("key").value.trim();
   if ($("seed").value.trim()) settings.seed = numberOrText($("seed").value);
