@@ -2,7 +2,9 @@
 
 Playwright's own browser download is unreachable here; `chromium.launch(executable_path=...)` drives the
 chromium that .ci/install-debian-packages installs. Skips, saying why, only where no chromium is installed or
-Playwright is missing. CONTINUO_SCREENSHOT=path saves a screenshot of the page after a render there.
+Playwright is missing. CONTINUO_SCREENSHOT=path saves a screenshot of the page after a render there;
+CONTINUO_SCREENSHOT_DIR=docs/images saves the page at each tested size (control-room-<w>x<h>.png) there:
+  CONTINUO_SCREENSHOT_DIR=docs/images .venv/bin/python -m pytest tests/e2e/test_browser.py -k every_size
 """
 
 from __future__ import annotations
@@ -79,6 +81,31 @@ def submit(page, button: str = "#generate", *, bars: str = "1", prompt: str = "a
                            "!document.getElementById('form-error').hidden", arg=[before])
     cards = page.locator(".job")
     return cards.first.get_attribute("data-job-id") if cards.count() > before else ""
+
+
+SIZES = [(1440, 900), (390, 844), (360, 740)]  # a laptop, a phone, the narrowest phone in use
+
+
+def test_the_page_fits_every_size_with_jobs_and_stems_in_reach(page, browser, daemon_process):
+    """No horizontal scroll from 1440 down to 360 px (the old fixed 3-column grid was 977 px wide at 390), and
+    the Jobs column and the Stems button lie inside the screen's width."""
+    if page.locator(".job audio").count() == 0:
+        job_card(page, submit(page)).locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+    shots = os.environ.get("CONTINUO_SCREENSHOT_DIR")
+    for width, height in SIZES:
+        context = browser.new_context(viewport={"width": width, "height": height})
+        sized = context.new_page()
+        sized.goto(daemon_process.http_url)
+        sized.wait_for_selector(".job audio", state="attached")
+        measured = sized.evaluate("() => ({doc: document.documentElement.scrollWidth, body: document.body.scrollWidth,"
+                                  " view: window.innerWidth})")
+        assert measured["doc"] <= width and measured["body"] <= width, (width, measured)
+        for selector in ("#queue", "#stems-button", ".job a.drag"):
+            box = sized.locator(selector).first.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (width, selector, box)
+        if shots:
+            sized.screenshot(path=f"{shots}/control-room-{width}x{height}.png", full_page=width < 900)
+        context.close()
 
 
 def test_page_loads_with_no_console_errors(page, daemon_process):

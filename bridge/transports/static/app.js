@@ -50,7 +50,8 @@ async function loadStatus() {
   showStorage((data.events.find((e) => e.event === "storage") || {}).args);
   if (!$("sample-rate").dataset.filled && daemon.session_sample_rate) {
     $("sample-rate").value = String(daemon.session_sample_rate);
-    $("bpm").placeholder = `${daemon.session_bpm} (session)`;
+    $("bpm").placeholder = String(daemon.session_bpm);
+    $("bpm").title = `empty: the input file's own tempo (a file Continuo made), else the session's (${daemon.session_bpm})`;
     $("sample-rate").dataset.filled = "1";
   }
 }
