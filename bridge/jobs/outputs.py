@@ -1,8 +1,9 @@
 """A job's files in ``<output_root>/<job_id>/``: each output, then manifest.json.
 
 Each output is written atomically as ``<name>.wav`` (the stable name that events, the journal and /continuo/get
-carry), linked (or copied) to its DAW name ``<job>_<name>_<bars>bars_<bpm>bpm_<key>.wav`` before its event, so
-both names are there when the client hears of it, journalled, and only then announced with /continuo/output.
+carry; its waveform's peaks beside it as ``<name>.peaks``), linked (or copied) to its DAW name
+``<job>_<name>_<bars>bars_<bpm>bpm_<key>.wav`` before its event, so both names are there when the client hears
+of it, journalled, and only then announced with /continuo/output.
 The manifest follows the outputs: the request as journalled (``params``), so /continuo/get and a resent id find
 the job there once the journal has forgotten it (bridge/jobs/retention.py), the model that rendered it, and a
 loud warning when that was the random smoke model. Every write is bridge/audio/files.py's: atomic, and a full
@@ -22,7 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from bridge.audio.context import MusicalContext
-from bridge.audio.files import daw_file_name, link_or_copy_atomic, write_bytes_atomic, write_wav_atomic
+from bridge.audio.files import daw_file_name, link_or_copy_atomic, peaks_path, write_bytes_atomic, write_wav_atomic
+from bridge.audio.loudness import waveform_peaks
 from bridge.audio.render import RenderedAudio
 from bridge.errors import BridgeError
 from bridge.jobs.events import EventSink
@@ -62,6 +64,7 @@ class Outputs:
         daw = daw_path(job, plan, record)
         write_wav_atomic(path, rendered.audio, rendered.sample_rate, bit_depth=plan.preset.bit_depth)
         link_or_copy_atomic(path, daw)  # before the event: both names are there
+        write_bytes_atomic(peaks_path(path), waveform_peaks(rendered.audio))  # the page's waveform, from full rate
         self.journal.add_output(job.job_id, record)
         self.events.output(job.reply_to, job.job_id, record)
         log.info("job=%s output name=%s path=%s lufs=%.1f peak_db=%.1f", job.job_id, name, record.path,

@@ -280,7 +280,7 @@ function addOutput(job, o) {
   if (job.outputs.has(o.name)) return;
   const url = o.url || `/api/jobs/${job.data.job_id}/files/${o.name}`;
   const filename = `${job.data.job_id}-${o.name}.wav`;
-  const audio = el("audio", { controls: "", preload: "metadata", src: url });
+  const audio = el("audio", { controls: "", preload: "none", src: url }); // the audio is fetched only to play it
   if ((job.data.params || {}).loop || ((job.data.params || {}).settings || {}).loop) audio.loop = true;
   const link = el("a", { class: "drag", href: url, download: filename, draggable: "true", text: `⇩ ${o.name}` });
   link.title = "drag into your DAW or onto the desktop; click to download";
@@ -296,7 +296,7 @@ function addOutput(job, o) {
   const row = el("div", { class: "output", "data-output": o.name }, link, audio, canvas, meta);
   job.el.querySelector(".outputs").append(row);
   job.outputs.set(o.name, row);
-  drawWaveform(canvas, url);
+  drawWaveform(canvas, `/api/jobs/${encodeURIComponent(job.data.job_id)}/peaks/${encodeURIComponent(o.name)}`);
 }
 
 function ensureAudio() {
@@ -305,22 +305,21 @@ function ensureAudio() {
   return audioContext;
 }
 
-async function drawWaveform(canvas, url) {
+// The waveform from the daemon's peaks (1 KiB per file, measured at the full rate: (min, max) int8 pairs), never from
+// the audio itself, so a history of 50 jobs loads without downloading any of their audio.
+async function drawWaveform(canvas, peaksUrl) {
   try {
-    const response = await fetch(url);
-    const buffer = await response.arrayBuffer();
-    const context = new OfflineAudioContext(1, 1, 8000);
-    const audio = await context.decodeAudioData(buffer);
-    const data = audio.getChannelData(0);
-    const g = canvas.getContext("2d"), w = canvas.width, h = canvas.height;
+    const response = await fetch(peaksUrl);
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const peaks = new Int8Array(await response.arrayBuffer());
+    const g = canvas.getContext("2d"), w = canvas.width, h = canvas.height, buckets = peaks.length / 2;
     g.fillStyle = "#6cc3ff";
-    const step = Math.max(1, Math.floor(data.length / w));
     for (let x = 0; x < w; x++) {
-      let lo = 1, hi = -1;
-      for (let i = x * step; i < Math.min(data.length, (x + 1) * step); i++) { lo = Math.min(lo, data[i]); hi = Math.max(hi, data[i]); }
-      if (hi < lo) continue;
+      const b = Math.floor((x * buckets) / w);
+      const lo = peaks[2 * b] / 127, hi = peaks[2 * b + 1] / 127;
       g.fillRect(x, ((1 - hi) / 2) * h, 1, Math.max(1, ((hi - lo) / 2) * h));
     }
+    canvas.dataset.drawn = "1";
   } catch (e) {
     canvas.title = `no waveform: ${e}`;
   }

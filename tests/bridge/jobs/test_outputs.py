@@ -67,7 +67,8 @@ def test_each_output_is_on_disk_under_both_names_and_journalled_when_its_event_l
     sent.on_event = lambda address, args: at_event.append(
         (sorted(p.name for p in folder.iterdir()), [o.name for o in journal.get("daw-1").outputs]))
     (record,) = outputs.write_all(job, plan_for(), {"mix": take(2.0)}, model=MODEL)
-    assert at_event == [(sorted([daw.name, "mix.wav"]), ["mix"])]
+    assert at_event == [(sorted([daw.name, "mix.peaks", "mix.wav"]), ["mix"])]  # its waveform's peaks too
+    assert len((folder / "mix.peaks").read_bytes()) == 1024
     assert os.path.samefile(daw, folder / "mix.wav") and record.path == (folder / "mix.wav").as_posix()
     (output,) = json.loads((folder / "manifest.json").read_text())["outputs"]
     assert (output["path"], output["daw_path"]) == (record.path, daw.as_posix())
