@@ -265,3 +265,44 @@ def test_a_history_of_50_jobs_loads_under_1_mb_without_any_audio(browser, daemon
     assert sum(sizes) < 1_000_000, f"{sum(sizes)} bytes for the page and its history"
     assert older.stat().st_size == 1024  # measured again from the file, kept
     context.close()
+
+
+def contrast(page, selector: str, panel: str) -> float:
+    """WCAG contrast ratio of selector's text colour on panel's background."""
+    def luminance(css: str) -> float:
+        channels = [int(v) / 255 for v in re.findall(r"\d+", css)[:3]]
+        lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    fg = page.eval_on_selector(selector, "e => getComputedStyle(e).color")
+    bg = page.eval_on_selector(panel, "e => getComputedStyle(e).backgroundColor")
+    light, dark = sorted([luminance(fg), luminance(bg)], reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_keyboard_and_screen_reader(page):
+    """Ctrl+Enter generates from the prompt; Enter on the drop zone opens the file chooser; status changes are
+    announced (aria-live); each cancel button names its job; the API link has AA contrast (4.5:1)."""
+    page.focus("#prompt")
+    page.keyboard.type("keys only")
+    page.fill("#length", "1")
+    before = page.locator(".job").count()
+    page.focus("#prompt")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_function("([n]) => document.querySelectorAll('.job').length > n", arg=[before])
+    job_id = page.locator(".job").first.get_attribute("data-job-id")
+    assert job_id.startswith("web-gene-")
+    status_is(page, job_id, "done")
+    page.wait_for_function("([id]) => document.getElementById('announce').textContent.includes(id)", arg=[job_id])
+    assert page.get_attribute("#announce", "aria-live") == "polite" and "done" in page.inner_text("#announce")
+    assert page.get_attribute("#link-state", "aria-live") == "polite"
+    labels = page.eval_on_selector_all(".job .cancel", "bs => bs.map(b => b.getAttribute('aria-label'))")
+    assert labels and all(label and label.startswith("cancel ") for label in labels)
+    assert len(set(labels)) == len(labels)  # one per job, not "cancel" each
+    page.evaluate("() => document.getElementById('file').addEventListener('click', e => { "
+                  "window.chooserOpened = (window.chooserOpened || 0) + 1; e.preventDefault(); })")
+    page.focus("#drop")
+    page.keyboard.press("Enter")  # opens the file chooser (the click on the file input that a mouse would make)
+    page.keyboard.press(" ")
+    assert page.evaluate("() => window.chooserOpened") == 2
+    assert contrast(page, "#api-link", "#library") >= 4.5
+    assert page.problems == []

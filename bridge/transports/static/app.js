@@ -202,7 +202,8 @@ function upsertJob(data) {
 
 function renderJob(job) {
   const d = job.data;
-  const cancel = el("button", { class: "small cancel", type: "button", text: "cancel" });
+  const cancel = el("button", { class: "small cancel", type: "button", text: "cancel",
+                                 "aria-label": `cancel ${d.op || "job"} ${d.job_id}` });
   cancel.addEventListener("click", () => cancelJob(d.job_id));
   const node = el("div", { class: "job", "data-job-id": d.job_id },
     el("header", {}, el("span", { class: "id", text: d.job_id }), el("span", { class: "op", text: d.op }),
@@ -218,6 +219,11 @@ function updateJob(job) {
   let status = d.status;
   if (d.status === "queued" && d.position !== undefined) status = d.position === 0 ? "next" : `queued, position ${d.position}`;
   if (d.status === "done" && d.elapsed_s != null) status = `done in ${Number(d.elapsed_s).toFixed(1)} s (seed ${d.seed})`;
+  if (node.querySelector(".status").textContent !== status && (TERMINAL.has(d.status) || d.status === "running")
+      && job.announced !== d.status) {
+    job.announced = d.status; // once per change: a screen reader hears "started" and how it ended, not each step
+    $("announce").textContent = `${d.op || "job"} ${d.job_id}: ${status}`;
+  }
   node.querySelector(".status").textContent = status;
   node.querySelector(".stage").textContent = d.status === "running" && d.stage ? d.stage : "";
   const params = d.params || {};
@@ -391,7 +397,15 @@ function wire() {
   $("cancel-all").addEventListener("click", () => {
     for (const [id, job] of jobs) if (!TERMINAL.has(job.data.status)) cancelJob(id);
   });
+  // Ctrl+Enter (Cmd+Enter) anywhere in the form generates: Generate is many Tab stops from the prompt.
+  $("request").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); submit("generate"); }
+  });
   const drop = $("drop");
+  // The drop zone works from the keyboard: Enter or Space opens the file chooser.
+  drop.addEventListener("keydown", (e) => {
+    if ((e.key === "Enter" || e.key === " ") && e.target === drop) { e.preventDefault(); $("file").click(); }
+  });
   $("file").addEventListener("change", (e) => { if (e.target.files[0]) upload(e.target.files[0]); });
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
