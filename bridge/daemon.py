@@ -285,7 +285,12 @@ class Daemon:
 
     # -- handlers: the daemon's state ---------------------------------------------------------
     def on_status(self, request: Request, sender: Destination) -> None:
-        self.status.send(self.sessions.session(sender).reply_to)
+        """/continuo/status, limits and storage, then /continuo/session: this client's context and the page's URL."""
+        session = self.sessions.session(sender)
+        self.status.send(session.reply_to)
+        c, http = session.context, self.transports.http
+        self.events.emit(session.reply_to, "/continuo/session", c.bpm, c.beats_per_bar, c.beat_unit, c.key,
+                         c.sample_rate, http.url if http is not None else "")
 
     def on_trash(self, request: Request, sender: Destination) -> None:
         """/continuo/prune, /continuo/trash/restore and /continuo/trash/empty (bridge/jobs/trash.py): the report,

@@ -157,6 +157,23 @@ def daw_file_name(job_id: str, output_name: str, *, bars: float, bpm: float, key
     return "_".join(parts) + ".wav"
 
 
+def daw_path_beside(wav: Path) -> Path | None:
+    """The DAW-named second name of the output ``wav`` (``daw_file_name``), found beside it: the other ``.wav`` in
+    its folder that is the same file (a hard link), or, where the filesystem copied, has the same bytes; None when
+    there is none (another machine's path, an older render's folder gone)."""
+    wav = Path(wav)
+    try:
+        others = [p for p in wav.parent.glob("*.wav") if p.name != wav.name and "_" in p.name]
+        linked = [p for p in others if os.path.samefile(p, wav)]
+        if linked:
+            return sorted(linked)[0]
+        size = wav.stat().st_size
+        return next((p for p in sorted(others) if p.stat().st_size == size and p.read_bytes() == wav.read_bytes()),
+                    None)
+    except OSError:
+        return None
+
+
 def peaks_path(wav: Path) -> Path:
     """Where an output's waveform peaks lie: ``<name>.peaks`` beside ``<name>.wav`` (bridge/audio/loudness.py:
     waveform_peaks; the worker writes them with the file, HTTP serves them and measures an older render's once)."""

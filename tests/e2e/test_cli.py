@@ -206,7 +206,7 @@ def test_stems_and_variations_and_status(daemon_process, daemon_root):
     assert stems.returncode == 0, stems.stderr
     names = [e["name"] for e in json_events(stems.stdout) if e["event"] == "output"]
     assert names == ["drums", "bass"]
-    takes = cli(daemon_process, "variations", "--count", "2", "--bars", "0.25", "--prompt", "dark techno")
+    takes = cli(daemon_process, "variations", "dark techno", "--count", "2", "--bars", "0.25")  # the prompt, positional
     assert takes.returncode == 0 and [Path(p).name for p in takes.stdout.split()] == ["variation-1.wav",
                                                                                      "variation-2.wav"]
     status = cli(daemon_process, "status")

@@ -127,7 +127,8 @@ def test_addresses_ops_and_replies_are_consistent():
     assert {"/continuo/welcome", "/continuo/pong", "/continuo/queued", "/continuo/progress", "/continuo/output",
             "/continuo/done", "/continuo/error", "/continuo/status", "/continuo/context",
             "/continuo/presets", "/continuo/models", "/continuo/adapters", "/continuo/slot", "/continuo/limits",
-            "/continuo/partial", "/continuo/storage", "/continuo/trash/job", "/continuo/trash/result"} == set(
+            "/continuo/partial", "/continuo/storage", "/continuo/session", "/continuo/trash/job",
+            "/continuo/trash/result"} == set(
         SCHEMA.event_addresses)
     ops = [spec.op for spec in SCHEMA.requests.values()]
     assert len(set(ops)) == len(ops) and all(re.fullmatch(r"[a-z_]+", op) for op in ops)

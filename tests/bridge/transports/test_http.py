@@ -228,7 +228,8 @@ def test_cancel_a_queued_job(client, daemon):
 
 def test_status_presets_models_and_requests(client, daemon):
     status = client.get("/api/status").json()
-    assert [e["event"] for e in status["events"]] == ["status", "limits", "storage"]
+    assert [e["event"] for e in status["events"]] == ["status", "limits", "storage", "session"]
+    assert status["events"][3]["args"]["page_url"] == daemon.transports.http.url  # the page names itself
     assert status["daemon"]["smoke_model"] is True and status["daemon"]["device"] == "cpu"
     presets = client.get("/api/presets").json()
     assert "default" in [e["args"]["name"] for e in presets["events"]]
