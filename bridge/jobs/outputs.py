@@ -1,8 +1,9 @@
 """A job's files in ``<output_root>/<job_id>/``: each output, then manifest.json.
 
 Each output is written atomically as ``<name>.wav`` (the stable name that events, the journal and /continuo/get
-carry; its waveform's peaks beside it as ``<name>.peaks``), linked (or copied) to its DAW name
-``<job>_<name>_<bars>bars_<bpm>bpm_<key>.wav`` before its event, so both names are there when the client hears
+carry; its waveform's peaks beside it as ``<name>.peaks``), linked (or copied) to its
+DAW name ``<prompt words>[_<stem>]_<bars>bars_<bpm>bpm[_<key>].wav`` (at most 40 characters: a clip lane; the one
+naming rule is bridge/audio/files.py:daw_file_name) before its event, so both names are there when the client hears
 of it, journalled, and only then announced with /continuo/output.
 The manifest follows the outputs: the request as journalled (``params``), so /continuo/get and a resent id find
 the job there once the journal has forgotten it (bridge/jobs/retention.py), the model that rendered it, and a
@@ -23,7 +24,15 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from bridge.audio.context import MusicalContext
-from bridge.audio.files import daw_file_name, link_or_copy_atomic, peaks_path, write_bytes_atomic, write_wav_atomic
+from bridge.audio.files import (
+    daw_file_name,
+    daw_path_beside,
+    link_or_copy_atomic,
+    musical_title,
+    peaks_path,
+    write_bytes_atomic,
+    write_wav_atomic,
+)
 from bridge.audio.loudness import waveform_peaks
 from bridge.audio.render import RenderedAudio
 from bridge.errors import BridgeError
@@ -95,9 +104,22 @@ class Outputs:
 
 
 def daw_path(job: Job, plan: RenderPlan, record: OutputRecord) -> Path:
-    """The output's second name, for dropping into a DAW, beside the stable <name>.wav."""
-    return Path(record.path).with_name(daw_file_name(job.job_id, record.name, bars=record.bars,
-                                                     bpm=plan.context.bpm, key=plan.context.key))
+    """The output's second name, for dropping into a DAW, beside the stable <name>.wav: musical, from the words the
+    client gave (the prompt, else the source clip's name), the bars, the tempo and the key it was rendered in."""
+    return Path(record.path).with_name(daw_file_name(job_title(job.params, plan.input_path), record.name,
+                                                     bars=record.bars, bpm=plan.context.bpm, key=plan.context.key))
+
+
+def job_title(params: Mapping[str, object], input_path: Path | None) -> str:
+    """The job's words for its DAW names: its prompt (the argument, or the prompt setting), else its source clip's
+    name (a render's DAW name, where the source is one: the continuation of 'dark-techno' is 'dark-techno' too)."""
+    settings = params.get("settings") or {}
+    prompt = str((settings.get("prompt") if isinstance(settings, Mapping) else None) or params.get("prompt") or "")
+    source = ""
+    if input_path is not None:
+        made = (input_path.parent / MANIFEST).is_file()  # a render: its DAW name beside it carries its words
+        source = ((daw_path_beside(input_path) if made else None) or input_path).name
+    return musical_title(prompt, source)
 
 
 MADE_CONTEXT_KEYS = ("bpm", "beats_per_bar", "beat_unit", "key")  # what a made file carries to the next job

@@ -60,7 +60,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bridge.audio.files import disk_error, partial_name, peaks_path, write_bytes_atomic
+from bridge.audio.files import daw_path_beside, disk_error, partial_name, peaks_path, write_bytes_atomic
 from bridge.audio.inbox import mark_owned
 from bridge.audio.loudness import waveform_peaks
 from bridge.errors import BridgeError
@@ -276,6 +276,7 @@ class HttpServer:
         args = data["args"]
         if event.address == "/continuo/output":
             args["url"] = f"/api/jobs/{args['job_id']}/files/{args['name']}"
+            args["daw_name"] = daw_name(args["path"], args["job_id"], args["name"])
         elif event.address == "/continuo/partial":
             relative = self.preview_relative(args["job_id"], args["path"])
             if relative is not None:
@@ -424,15 +425,25 @@ class HttpServer:
         jobs = self._jobs.recent(limit) if self._jobs is not None else []
         return JSONResponse({"jobs": [self.job_data(job) for job in jobs]})
 
-    @staticmethod
-    def job_data(job: JobData) -> dict[str, Any]:
+    def job_data(self, job: JobData) -> dict[str, Any]:
         """A job as GET /api/jobs shows it: the history's params, and each output with its download url."""
         params = job["params"]
+        source = Path(str(params["input_path"])) if params.get("input_path") else None
         return {
             **job, "params": {key: params[key] for key in JOB_PARAMS if key in params},
+            "source": self.source_name(source),
             "outputs": [{**o, "lufs": _finite(o["lufs"]), "peak_db": _finite(o["peak_db"]),
+                         "daw_name": daw_name(o["path"], job["job_id"], o["name"]),
                          "url": f"/api/jobs/{job['job_id']}/files/{o['name']}"} for o in job["outputs"]],
         }
+
+    def source_name(self, source: Path | None) -> str:
+        """The clip a job came from, as the card shows it: a render by its musical (DAW) name, any other file by
+        its own; "" for none."""
+        if source is None:
+            return ""
+        is_render = source.is_relative_to(self._output_root) and self._output_name.fullmatch(source.stem)
+        return ((daw_path_beside(source) if is_render else None) or source).name
 
     async def download(self, request: Request) -> Response:
         job_id, name = request.path_params["job_id"], request.path_params["name"]
@@ -444,7 +455,7 @@ class HttpServer:
         if output is None:
             return self.refuse("not_found", f"job {job_id} has no output {name!r}", job_id=job_id)
         self._jobs.fetched(job_id)  # a found job: `continuo prune` leaves it alone for a while
-        return self.file(Path(output["path"]), f"{job_id}-{name}.wav", job_id)
+        return self.file(Path(output["path"]), daw_name(output["path"], job_id, name), job_id)
 
     async def peaks(self, request: Request) -> Response:
         """An output's waveform: 1 KiB of (min, max) int8 pairs measured at the full rate (bridge/audio/loudness.py:
@@ -622,6 +633,13 @@ class Guard:
             if name == TOKEN_COOKIE and hmac.compare_digest(value.encode(), self.token.encode()):
                 return True
         return False
+
+
+def daw_name(path: str, job_id: str, name: str) -> str:
+    """The name a download carries: the output's musical DAW name (bridge/audio/files.py:daw_file_name, found beside
+    it), else <job>-<name>.wav (an older render, a folder without one)."""
+    found = daw_path_beside(Path(path))
+    return found.name if found is not None else f"{job_id}-{name}.wav"
 
 
 def load_token(path: Path) -> str:

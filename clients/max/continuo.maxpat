@@ -155,9 +155,10 @@
     "box": {
      "id": "obj-events",
      "maxclass": "newobj",
-     "numinlets": 19,
-     "numoutlets": 19,
+     "numinlets": 20,
+     "numoutlets": 20,
      "outlettype": [
+      "",
       "",
       "",
       "",
@@ -184,7 +185,7 @@
       150.0,
       22.0
      ],
-     "text": "route /continuo/adapters /continuo/context /continuo/done /continuo/error /continuo/limits /continuo/models /continuo/output /continuo/partial /continuo/pong /continuo/presets /continuo/progress /continuo/queued /continuo/slot /continuo/status /continuo/storage /continuo/trash/job /continuo/trash/result /continuo/welcome"
+     "text": "route /continuo/adapters /continuo/context /continuo/done /continuo/error /continuo/limits /continuo/models /continuo/output /continuo/partial /continuo/pong /continuo/presets /continuo/progress /continuo/queued /continuo/session /continuo/slot /continuo/status /continuo/storage /continuo/trash/job /continuo/trash/result /continuo/welcome"
     }
    },
    {
@@ -2593,7 +2594,7 @@
      ],
      "source": [
       "obj-events",
-      17
+      18
      ]
     }
    },
@@ -2605,7 +2606,7 @@
      ],
      "source": [
       "obj-events",
-      17
+      18
      ]
     }
    },
@@ -2978,6 +2979,18 @@
      "source": [
       "obj-events",
       18
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      19
      ]
     }
    },

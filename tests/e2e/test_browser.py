@@ -139,7 +139,7 @@ def test_generate_shows_progress_and_a_playable_audio_of_the_right_length(page, 
     played = card.locator("audio").evaluate("a => a.play().then(() => { a.pause(); return true; })")
     assert played is True
     link = card.locator("a.drag")
-    assert link.get_attribute("draggable") == "true" and link.get_attribute("download") == f"{job_id}-mix.wav"
+    assert link.get_attribute("draggable") == "true" and link.get_attribute("download") == "test_2bars_100bpm.wav"
     card.locator("canvas[data-drawn='1']").wait_for(timeout=10_000)  # drawn from the daemon's peaks
     assert card.locator("canvas").evaluate(
         "c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some((v, i) => i % 4 === 3 && v > 0)")
@@ -182,6 +182,32 @@ def test_continuing_a_render_keeps_its_tempo_and_no_key_is_invented(page):
     card = job_card(page, continued)
     card.locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
     assert audio_seconds(card) == pytest.approx(4 * 60 / 92, abs=0.01)
+
+
+def test_cards_and_downloads_carry_musical_names_bpm_key_and_the_source(page):
+    """A card is titled with the musical name (prompt words, bars, BPM, key), shows BPM and key, and a continuation
+    its source clip; the download carries the same name (the old card and file: web-gene-…-mix.wav)."""
+    made = submit(page, prompt="Warm lo-fi piano", bpm="100", key="F# minor")
+    card = job_card(page, made)
+    card.locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+    assert card.locator(".title").inner_text() == "warm-lofi-piano_1bars_100bpm_F#min"
+    facts = card.locator(".prompt").inner_text()
+    assert "100 BPM" in facts and "F# minor" in facts and "1 bar" in facts
+    with page.expect_download() as download:
+        card.locator("a.drag").click()
+    assert download.value.suggested_filename == "warm-lofi-piano_1bars_100bpm_F#min.wav"
+    record = page.evaluate("([id]) => fetch(`/api/jobs/${id}`).then(r => r.json())", [made])["job"]
+    page.fill("#bpm", "")
+    page.fill("#key", "")
+    page.fill("#input-path", record["outputs"][0]["path"])
+    continued = job_card(page, submit(page, "#continue", prompt=""))
+    continued.locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+    page.wait_for_function("([id]) => document.querySelector(`.job[data-job-id='${id}'] .prompt`).textContent"
+                           ".includes('BPM')", arg=[continued.get_attribute("data-job-id")])
+    facts = continued.locator(".prompt").inner_text()  # the file's own tempo and key, from the daemon's journal
+    assert "from warm-lofi-piano_1bars_100bpm_F#min.wav" in facts and "100 BPM" in facts and "F# minor" in facts, facts
+    assert continued.locator(".title").inner_text() == "warm-lofi-piano_1bars_100bpm_F#min"  # the source's words
+    assert page.problems == []
 
 
 def test_a_reload_keeps_the_history(page):

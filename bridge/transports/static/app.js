@@ -164,7 +164,9 @@ async function submit(op) {
   const { ok, data } = await api("POST", "/api/jobs", body);
   if (!ok) { showFormError(`${op}: ${data.error.code}: ${data.error.message}`); return; }
   upsertJob({ job_id, op, status: "queued", params: { prompt: body.prompt || body.settings?.prompt || "",
-                                                      bars, loop: !!(body.settings || {}).loop }, outputs: [] });
+                                                      bars: op === "stems" ? undefined : bars, input_path: body.input_path,
+                                                      settings: body.settings || {}, loop: !!(body.settings || {}).loop },
+              outputs: [] });
   for (const event of data.events) handleEvent(event);
 }
 
@@ -206,9 +208,10 @@ function renderJob(job) {
                                  "aria-label": `cancel ${d.op || "job"} ${d.job_id}` });
   cancel.addEventListener("click", () => cancelJob(d.job_id));
   const node = el("div", { class: "job", "data-job-id": d.job_id },
-    el("header", {}, el("span", { class: "id", text: d.job_id }), el("span", { class: "op", text: d.op }),
+    el("header", {}, el("span", { class: "title" }), el("span", { class: "op", text: d.op }),
        el("span", { class: "status" }), el("span", { class: "stage muted" }), cancel),
-    el("div", { class: "prompt" }), el("progress", { max: "1", value: "0" }),
+    el("div", { class: "prompt" }), el("div", { class: "id muted", text: d.job_id }),
+    el("progress", { max: "1", value: "0" }),
     el("div", { class: "error", role: "alert" }), el("div", { class: "outputs" }));
   return node;
 }
@@ -226,14 +229,33 @@ function updateJob(job) {
   }
   node.querySelector(".status").textContent = status;
   node.querySelector(".stage").textContent = d.status === "running" && d.stage ? d.stage : "";
-  const params = d.params || {};
-  node.querySelector(".prompt").textContent = [params.prompt, params.bars ? `${params.bars} bars` : ""]
-    .filter(Boolean).join(" · ");
+  node.querySelector(".title").textContent = cardTitle(job);
+  node.querySelector(".prompt").textContent = musicalFacts(d.params || {}, d.source).join(" · ");
   const bar = node.querySelector("progress");
   bar.value = d.status === "done" ? 1 : d.fraction || 0;
   bar.hidden = TERMINAL.has(d.status) && d.status !== "done";
   node.querySelector(".error").textContent = d.error_message ? `${d.error_code}: ${d.error_message}` : "";
   node.querySelector(".cancel").hidden = TERMINAL.has(d.status);
+}
+
+// A card is titled with its musical name (the first output's DAW name: prompt words, bars, BPM, key), or, until
+// an output exists, the prompt's words; the job id stays below it, small.
+function cardTitle(job) {
+  const first = [...job.outputs.values()][0];
+  if (first && first.dataset.dawName) return first.dataset.dawName.replace(/\.wav$/, "");
+  const params = job.data.params || {};
+  return (params.prompt || params.settings?.prompt || "").trim() || job.data.op || "job";
+}
+
+// prompt · bars · BPM · key · the source clip: the tempo and key the job asked for, else its context (the session's,
+// or, for a file Continuo made, that file's, as the daemon journalled it); no key, none shown.
+function musicalFacts(params, source) {
+  const settings = params.settings || {}, context = params.context || {};
+  const bpm = settings.bpm ?? context.bpm, key = settings.key ?? context.key;
+  const bars = params.bars ? `${Number(params.bars)} bar${Number(params.bars) === 1 ? "" : "s"}` : "";
+  const clip = source || (params.input_path || "").split("/").pop();
+  return [params.prompt || settings.prompt, bars, bpm ? `${Number(bpm)} BPM` : "", key || "", clip ? `from ${clip}` : ""]
+    .filter(Boolean);
 }
 
 function statusForError(code) {
@@ -254,7 +276,10 @@ function handleEvent(event) {
   }
   if (event.event === "partial") playPreview(job, a);
   if (event.event === "output") addOutput(job, a);
-  if (event.event === "done") Object.assign(d, { status: "done", seed: a.seed, elapsed_s: a.elapsed_s });
+  if (event.event === "done") {
+    Object.assign(d, { status: "done", seed: a.seed, elapsed_s: a.elapsed_s });
+    refreshParams(job);
+  }
   if (event.event === "error") Object.assign(d, { status: statusForError(a.code), error_code: a.code, error_message: a.message });
   if (event.event === "done" || event.event === "error") {
     job.el.dataset.terminalEvents = String(Number(job.el.dataset.terminalEvents || 0) + 1);
@@ -274,6 +299,15 @@ function ackJob(jobId) {
   api("POST", "/api/requests/ack", { job_id: jobId }).catch(() => acked.delete(jobId));
 }
 
+// The journal's params (the context the daemon rendered in: an input's own tempo and key) once a job is done.
+async function refreshParams(job) {
+  const { ok, data } = await api("GET", `/api/jobs/${encodeURIComponent(job.data.job_id)}`);
+  if (ok && data.job) {
+    Object.assign(job.data, { params: { ...job.data.params, ...data.job.params }, source: data.job.source });
+    updateJob(job);
+  }
+}
+
 async function cancelJob(jobId) {
   const { ok, data } = await api("DELETE", `/api/jobs/${encodeURIComponent(jobId)}`);
   const job = jobs.get(jobId);
@@ -285,7 +319,7 @@ async function cancelJob(jobId) {
 function addOutput(job, o) {
   if (job.outputs.has(o.name)) return;
   const url = o.url || `/api/jobs/${job.data.job_id}/files/${o.name}`;
-  const filename = `${job.data.job_id}-${o.name}.wav`;
+  const filename = o.daw_name || `${job.data.job_id}-${o.name}.wav`; // the musical name, as the DAW shows it
   const audio = el("audio", { controls: "", preload: "none", src: url }); // the audio is fetched only to play it
   if ((job.data.params || {}).loop || ((job.data.params || {}).settings || {}).loop) audio.loop = true;
   const link = el("a", { class: "drag", href: url, download: filename, draggable: "true", text: `⇩ ${o.name}` });
@@ -300,8 +334,10 @@ function addOutput(job, o) {
     `${Number(o.seconds).toFixed(2)} s · ${Number(o.bars).toFixed(2)} bars · ${o.sample_rate} Hz · ${o.channels} ch · ` +
     `${o.lufs == null ? "-" : Number(o.lufs).toFixed(1)} LUFS · true peak ${o.peak_db == null ? "-" : Number(o.peak_db).toFixed(1)} dBTP` });
   const row = el("div", { class: "output", "data-output": o.name }, link, audio, canvas, meta);
+  row.dataset.dawName = filename;
   job.el.querySelector(".outputs").append(row);
   job.outputs.set(o.name, row);
+  updateJob(job);
   drawWaveform(canvas, `/api/jobs/${encodeURIComponent(job.data.job_id)}/peaks/${encodeURIComponent(o.name)}`);
 }
 
