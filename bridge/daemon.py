@@ -117,7 +117,7 @@ class Daemon:
                              pool=self.pool, switch=self.switch, presets=lambda: self.presets,
                              input_roots=self.input_roots, output_root=self.output_root)
         self.status = Status(settings=settings, events=self.events, pool=self.pool, switch=self.switch,
-                             retention=self.retention)
+                             retention=self.retention, stems_unavailable=separator.unavailable)
         if not self.compute_on_main_thread:
             self.pool.start()  # `continuo serve` starts them in run(), beside the engine's compute loop
         if settings.stems_prepare_at_start:
@@ -221,7 +221,7 @@ class Daemon:
         reply_to = self.sessions.reply_to(sender)
         request = None
         try:
-            request = self.schema.parse(address, args)
+            request = self.schema.parse(address, args, limits=self.settings.request_limits)
             reply_to = self.sessions.request_reply_to(request, sender) or reply_to
             handler = self.handlers.get(request.op)
             if handler is None:

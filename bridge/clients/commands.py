@@ -27,7 +27,7 @@ from bridge.clients.osc import TERMINAL_EVENTS, OscClient
 from bridge.clients.progress import JobProgress
 from bridge.clients.send import parse_arg
 from bridge.errors import BridgeError
-from bridge.protocol.schema import Schema, load_schema
+from bridge.protocol.schema import Schema, load_schema, read_refusal, without_osc_example
 from bridge.settings import Settings, is_loopback
 
 # The exit status of every job command, in one place (`continuo generate --help` and docs/quickstart.md show it).
@@ -119,6 +119,34 @@ def file_and_prompt(ns: argparse.Namespace) -> None:
                          + (f"; {prompts[0]!r} is no file here" if prompts else ""))
     ns.input = files[0] if files else ""
     ns.prompt_setting = prompts[0] if prompts else None
+
+
+# The CLI's name for each request argument and setting (the schema's names): a refusal is said with the flag to
+# change. A setting not here is the --set NAME=VALUE it came as.
+CLI_NAMES = {"bars": "--bars", "count": "--count", "preset": "--preset", "seed": "--seed", "bpm": "--bpm",
+             "key": "--key", "beats_per_bar": "--metre", "beat_unit": "--metre", "sample_rate": "--sample-rate",
+             "stems": "--stems", "loop": "--loop", "job_id": "--job-id", "prompt": "the prompt",
+             "input_path": "the input file"}
+CLI_EXAMPLES = {"--metre": "6/8", "--loop": "", "--key": "'F# minor'", "--bars": "8", "--count": "4",
+                "--preset": "default"}  # the schema's examples are OSC values; these are what a flag takes
+
+
+def cli_words(message: str, schema: Schema) -> str:
+    """A refusal in the CLI's terms, from the schema's one wording (bridge/protocol/schema.py:read_refusal): the flag
+    to change and an example of it ("--bars must be a number in 0.25..64, got 0.0; e.g. --bars 8"), not OSC's
+    "send e.g. /continuo/generate ..."; any other message without its OSC example."""
+    refusal = read_refusal(message)
+    if refusal is None:
+        return without_osc_example(message)
+    name = CLI_NAMES.get(refusal.field)
+    spec = schema.setting(refusal.field)
+    example = CLI_EXAMPLES.get(name or "", spec.example if spec is not None else None)
+    if name is None:
+        name = f"--set {refusal.field}"
+        fix = f"; e.g. --set {refusal.field}={example}" if example is not None else ""
+    else:
+        fix = f"; e.g. {name} {example}".rstrip() if name.startswith("--") and example is not None else ""
+    return f"{name} must be {refusal.rule}, got {refusal.got}{fix}"
 
 
 def looks_like_file(word: str) -> bool:
@@ -356,7 +384,7 @@ def await_acceptance(client: OscClient, printer: EventPrinter, job_id: str) -> i
     if address == "/continuo/error":
         client.send("/continuo/ack", job_id)
         if not printer.as_json:
-            printer.note("error", f"{job_id} {args[1]}: {args[2]}")
+            printer.note("error", f"{job_id} {args[1]}: {cli_words(args[2], printer.schema)}")
         return exit_code_for(args[1])
     if not printer.as_json:
         print(job_id, file=printer.out, flush=True)
@@ -384,7 +412,7 @@ def finish(printer: EventPrinter, events: list[tuple[str, list]]) -> int:
     address, args = events[-1]
     if address == "/continuo/error":
         if not printer.as_json:
-            printer.note("error", f"{args[0]} {args[1]}: {args[2]}")
+            printer.note("error", f"{args[0]} {args[1]}: {cli_words(args[2], printer.schema)}")
         return exit_code_for(args[1])
     if not printer.as_json:
         outputs = [printer.event_object(a, o) for a, o in events if a == "/continuo/output"]

@@ -75,7 +75,7 @@ from bridge.protocol.openapi import (
     ops,
     request_from_json,
 )
-from bridge.protocol.schema import Event, Schema, load_schema
+from bridge.protocol.schema import ArgSpec, Event, Schema, load_schema, read_refusal, without_osc_example
 from bridge.settings import Settings, is_loopback
 from bridge.transports.peers import Peer
 from bridge.transports.sockets import bind_socket, bound_address
@@ -346,7 +346,7 @@ class HttpServer:
         accepted = any(event.address in ("/continuo/queued", "/continuo/done") for event in events)
         if errors and not accepted:
             job_id, code, message = errors[0].values
-            body["error"] = {"job_id": job_id, "code": code, "message": message}
+            body["error"] = {"job_id": job_id, "code": code, **http_words(message)}
             status = http_status(code)
         return JSONResponse(body, status_code=status, headers={"retry-after": "1"} if status == 503 else None)
 
@@ -570,7 +570,13 @@ class HttpServer:
 
     async def status(self, request: Request) -> Response:
         events = self.call(self._ops["status"].address, [], self.peer(request))
-        return self.reply(events, daemon=self._about())
+        return self.reply(events, daemon=self._about(), form=self.form())
+
+    def form(self) -> dict[str, dict[str, Any]]:
+        """What the control room's fields take: the schema's ranges, capped by this daemon's limits (max_bars,
+        max_variations), and the rule in words for the page's own refusals."""
+        return {name: {"min": arg.min, "max": arg.max, "rule": read_rule(arg)}
+                for name, arg in self.schema.ranges(FORM_FIELDS, self._settings.request_limits).items()}
 
     async def presets(self, request: Request) -> Response:
         events = self.call(self._ops["presets"].address, [], self.peer(request))
@@ -633,6 +639,26 @@ class Guard:
             if name == TOKEN_COOKIE and hmac.compare_digest(value.encode(), self.token.encode()):
                 return True
         return False
+
+
+FORM_FIELDS = ("bars", "count", "bpm", "beats_per_bar", "seed")  # the control room's number fields, by schema name
+
+
+def read_rule(arg: ArgSpec) -> str:
+    """'a number in 0.25..64': ArgSpec.describe in plain words, as read_refusal gives a refusal's rule."""
+    refusal = read_refusal(f"{arg.name} must be {arg.describe()}, got -")
+    return refusal.rule if refusal is not None else arg.describe()
+
+
+def http_words(message: str) -> dict[str, str]:
+    """A refusal in HTTP's terms: the schema's words without the OSC example (HTTP clients send JSON), and, where a
+    value was refused, which field (the JSON name), what it must be and what came, for the page to put in its own
+    words ("Length must be a number in 0.25..64") beside the field."""
+    refusal = read_refusal(message)
+    if refusal is None:
+        return {"message": without_osc_example(message)}
+    return {"message": f"{refusal.field} must be {refusal.rule}, got {refusal.got}", "field": refusal.field,
+            "rule": refusal.rule, "got": refusal.got}
 
 
 def daw_name(path: str, job_id: str, name: str) -> str:

@@ -148,13 +148,39 @@ def test_generate_shows_progress_and_a_playable_audio_of_the_right_length(page, 
     assert page.problems == []
 
 
-def test_bad_inputs_show_the_daemons_message(page, daemon_root):
-    assert submit(page, bars="0") == ""
-    assert "bars must be a float in 0.25..256, got 0.0" in page.inner_text("#form-error")
+def test_the_form_takes_the_daemons_limits_and_refuses_in_plain_words(page, daemon_root):
+    """The fields' ranges come from /api/status (the schema's, capped by max_bars 64 and max_variations 8: the old
+    form allowed 16 variations and a length of 0); a value outside is refused on the page naming the field, with no
+    OSC in sight (old: "bars must be a float in 0.25..256, got 0.0; send e.g. /continuo/generate …"); Continue
+    without a file says to drop or choose one (old: "input_path must be an absolute path…"); a refusal only the
+    daemon can make is worded with the page's label too; Stems is greyed, saying why, where its weights are
+    missing (this offline daemon's), not the torch download command."""
+    assert (page.get_attribute("#length", "min"), page.get_attribute("#length", "max")) == ("0.25", "64")
+    assert (page.get_attribute("#count", "min"), page.get_attribute("#count", "max")) == ("1", "8")
+    for fields, words in [({"bars": "0"}, "Length must be from 0.25 to 64 bars, not 0."),
+                          ({"bars": "65"}, "Length must be from 0.25 to 64 bars, not 65."),
+                          ({"bpm": "5"}, "Tempo must be from 20 to 400 BPM, not 5.")]:
+        assert submit(page, **fields) == ""
+        assert page.inner_text("#form-error") == words
+    page.fill("#bpm", "")
+    page.fill("#count", "9")
+    assert submit(page, "#variations") == ""
+    assert page.inner_text("#form-error") == "Variations must be a whole number from 1 to 8, not 9."
+    page.fill("#count", "2")
+    page.fill("#input-path", "")
+    assert submit(page, "#continue") == ""
+    assert page.inner_text("#form-error").startswith("Drop or choose a file first")
+    page.fill("#key", "H# major")  # only the daemon knows keys: its refusal, said with the page's label
+    assert submit(page) == ""
+    said = page.inner_text("#form-error")
+    assert said.startswith("Key must be") and "/continuo" not in said and "send e.g." not in said, said
+    page.fill("#key", "")
     page.fill("#input-path", (daemon_root / "inbox" / "missing.wav").as_posix())
     assert submit(page, "#continue") == ""
-    message = page.inner_text("#form-error")
-    assert "not_found" in message and "missing.wav" in message
+    assert "missing.wav" in page.inner_text("#form-error")
+    assert page.is_disabled("#stems-button")
+    note = page.inner_text("#stems-note")
+    assert "weights" in note and "python -c" not in note and "torchaudio" not in note and len(note) < 90, note
 
 
 def test_drop_a_file_to_continue_it(page, daemon_root, tmp_path):

@@ -48,6 +48,8 @@ async function loadStatus() {
   showHeader();
   $("smoke-warning").hidden = !daemon.smoke_model;
   showStorage((data.events.find((e) => e.event === "storage") || {}).args);
+  applyFormLimits(data.form || {});
+  showStemsState(daemon.stems_unavailable || "");
   if (!$("sample-rate").dataset.filled && daemon.session_sample_rate) {
     $("sample-rate").value = String(daemon.session_sample_rate);
     $("bpm").placeholder = String(daemon.session_bpm);
@@ -108,6 +110,71 @@ async function loadLibrary() {
   if (!(data.midi_maps || []).length) midi.append(el("li", { class: "muted", text: "none" }));
 }
 
+// -- the form's limits and its refusals, in plain words --------------------------------------------------------
+// Each number field takes the range /api/status gives (the schema's, capped by this daemon's max_bars and
+// max_variations), and the page refuses a value outside it before sending, naming the field as the page labels it.
+const FIELDS = { // schema name -> [the page's control, its label, the unit after a number]
+  bars: ["length", "Length", " bars"], beats: ["length", "Length", " beats"], count: ["count", "Variations", ""],
+  bpm: ["bpm", "Tempo", " BPM"], beats_per_bar: ["beats-per-bar", "Metre", " beats per bar"], seed: ["seed", "Seed", ""],
+  key: ["key", "Key", ""], stems: ["stems", "Stems", ""], sample_rate: ["sample-rate", "Rate", ""],
+  prompt: ["prompt", "Prompt", ""], preset: ["preset", "Preset", ""], input_path: ["input-path", "Input", ""],
+};
+let formLimits = {};
+
+function applyFormLimits(form) {
+  formLimits = form;
+  for (const [name, range] of Object.entries(form)) {
+    const input = FIELDS[name] && $(FIELDS[name][0]);
+    if (!input) continue;
+    if (range.min != null) input.min = String(range.min);
+    if (range.max != null) input.max = String(range.max);
+  }
+}
+
+// "Length must be from 0.25 to 64 bars, not 0": the field's value checked against its range; "" when it fits
+function outOfRange(name, text) {
+  const range = formLimits[name], [, label, unit] = FIELDS[name];
+  const value = Number(text);
+  if (!range || text.trim() === "") return "";
+  if (Number.isNaN(value) || (range.min != null && value < range.min) || (range.max != null && value > range.max)
+      || (/whole/.test(range.rule || "") && !Number.isInteger(value))) {
+    const whole = /whole/.test(range.rule || "") ? "a whole number " : "";
+    return `${label} must be ${whole}from ${range.min} to ${range.max}${unit}, not ${text.trim()}.`;
+  }
+  return "";
+}
+
+function formProblem(op) {
+  const input = $("input-path").value.trim();
+  if ((op === "continue" || op === "stems") && !input) {
+    return op === "continue" ? "Drop or choose a file first: Continue carries on from the end of an audio file."
+                             : "Drop or choose a file first: Stems splits an audio file.";
+  }
+  const checks = [["bpm", $("bpm").value], ["beats_per_bar", $("beats-per-bar").value], ["seed", $("seed").value]];
+  if (op !== "stems" && $("length-unit").value === "bars") checks.unshift(["bars", $("length").value || " "]);
+  if (op === "variations") checks.push(["count", $("count").value]);
+  for (const [name, text] of checks) {
+    const problem = name === "bars" && text.trim() === "" ? "Length: give a number of bars." : outOfRange(name, text);
+    if (problem) return problem;
+  }
+  return "";
+}
+
+// The daemon's refusal (HTTP gives the field, the rule and the value) said with the page's label for that field.
+function refusalText(op, error) {
+  const field = FIELDS[error.field];
+  if (!field) return `${op}: ${error.message}`;
+  return `${field[1]} must be ${error.rule}${field[2]}, not ${error.got}.`;
+}
+
+// Stems cannot work without their weights (offline, never downloaded): the button is greyed and says why, short.
+function showStemsState(reason) {
+  const button = $("stems-button");
+  button.disabled = !!reason;
+  button.title = reason ? `Stems are off: ${reason}` : "split the input file into stems";
+  $("stems-note").textContent = reason ? `Stems off: ${reason}.` : "";
+}
+
 // -- requests ---------------------------------------------------------------------------------------------
 // web-<op>-<YYYYMMDD>-<HHMMSS>-<8 hex>: the date and time (not a counter) and 32 random bits from the browser's
 // crypto, so ids stay unique across reloads, reboots and machines; the daemon refuses a reused id with another
@@ -147,7 +214,8 @@ function formSettings(op) {
 }
 
 async function submit(op) {
-  showFormError("");
+  showFormError(formProblem(op));
+  if (formProblem(op)) return;
   ensureAudio();
   const job_id = newJobId(op);
   const body = { op, job_id };
@@ -162,7 +230,7 @@ async function submit(op) {
   body.settings = formSettings(op);
   if (op === "stems") delete body.settings;
   const { ok, data } = await api("POST", "/api/jobs", body);
-  if (!ok) { showFormError(`${op}: ${data.error.code}: ${data.error.message}`); return; }
+  if (!ok) { showFormError(data.error.field ? refusalText(op, data.error) : `${op}: ${data.error.message}`); return; }
   upsertJob({ job_id, op, status: "queued", params: { prompt: body.prompt || body.settings?.prompt || "",
                                                       bars: op === "stems" ? undefined : bars, input_path: body.input_path,
                                                       settings: body.settings || {}, loop: !!(body.settings || {}).loop },

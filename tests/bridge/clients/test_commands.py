@@ -37,7 +37,7 @@ class FakeDaemon(FakeOscDaemon):
     def on_message(self, address: str, args: list, sender) -> None:
         self.received.append((address, args))
         try:
-            request = SCHEMA.parse(address, args)
+            request = SCHEMA.parse(address, args, limits={"bars": 64.0, "count": 8.0})  # as the daemon does
         except BadRequest as exc:
             self.emit(sender, "/continuo/error", exc.job_id, exc.code, exc.message)
             return
@@ -336,3 +336,19 @@ def test_status_shows_the_page_the_renders_the_session_and_the_presets(daemon, c
     assert "renders   /renders" in out
     assert "session   92 BPM, 6/8, no key, 48 kHz" in out
     assert "presets   default, lofi" in out
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["generate", "x", "--bars", "0"], "--bars must be a number in 0.25..64, got 0.0; e.g. --bars 8"),
+    (["generate", "x", "--bars", "100"], "--bars must be a number in 0.25..64, got 100.0; e.g. --bars 8"),
+    (["variations", "x", "--count", "9"], "--count must be a whole number in 1..8, got 9; e.g. --count 4"),
+    (["generate", "x", "--bpm", "5"], "--bpm must be a number in 20..400, got 5.0; e.g. --bpm 120"),
+    (["generate", "x", "--set", "temperature=99"], "--set temperature must be a number in 0.05..4, got 99.0; "
+                                                   "e.g. --set temperature=1.0"),
+])
+def test_a_refusal_is_said_with_the_flag_to_change_not_in_osc(daemon, capsys, argv, said):
+    """The daemon's refusal (the schema's words, with its limits: max_bars 64, not the schema's 256) in the CLI's
+    terms; the old CLI printed "bars must be a float in 0.25..256, got 0.0; send e.g. /continuo/generate ..."."""
+    assert run(daemon, *argv) == commands.EXIT_CODES["bad_request"]
+    err = capsys.readouterr().err
+    assert said in err and "/continuo" not in err and "send e.g." not in err, err

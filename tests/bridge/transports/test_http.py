@@ -141,7 +141,7 @@ def test_generate_download_and_replay(client, daemon):
 
 @pytest.mark.parametrize("body, status, code, words", [
     ({"op": "generate", "job_id": "h-b1", "preset": "default", "prompt": "", "bars": 0}, 400, "bad_request",
-     "bars must be a float in 0.25..256, got 0.0"),
+     "bars must be a number in 0.25..64, got 0.0"),  # the daemon's max_bars, in plain words
     ({"op": "generate", "job_id": "h-b2", "preset": "nope", "prompt": "", "bars": 1}, 404, "not_found",
      "unknown preset 'nope'"),
     ({"op": "continue", "job_id": "h-b3", "preset": "default", "input_path": "/nowhere/clip.wav", "bars": 1}, 400,
@@ -164,15 +164,20 @@ def test_refused_jobs_carry_the_daemons_code_and_message(client, body, status, c
     assert reply.json()["events"][-1]["event"] == "error"
 
 
-def test_the_same_message_as_osc(client, daemon):
-    """The HTTP refusal is the OSC one: Schema.parse's text, word for word."""
+def test_the_osc_refusal_in_https_terms(client, daemon):
+    """The same refusal as OSC's, from the same schema, without the OSC example (an HTTP client sends JSON), with
+    the field, the rule and the value for the page to word beside its control; the event keeps OSC's words."""
     from bridge.errors import BadRequest
 
     with pytest.raises(BadRequest) as osc:
-        SCHEMA.parse("/continuo/generate", ["h-same", "default", "", 300.0])
+        SCHEMA.parse("/continuo/generate", ["h-same", "default", "", 300.0], limits=daemon.settings.request_limits)
     reply = client.post("/api/jobs", json={"op": "generate", "job_id": "h-same", "preset": "default", "prompt": "",
                                            "bars": 300})
-    assert reply.json()["error"]["message"] == osc.value.message
+    error = reply.json()["error"]
+    assert osc.value.message.startswith("bars must be a float in 0.25..64, got 300.0; send e.g. /continuo/generate")
+    assert error["message"] == "bars must be a number in 0.25..64, got 300.0" and "/continuo" not in str(error)
+    assert (error["field"], error["rule"], error["got"]) == ("bars", "a number in 0.25..64", "300.0")
+    assert reply.json()["events"][-1]["args"]["message"] == osc.value.message
 
 
 def test_a_missing_input_file_under_the_inbox_is_not_found(client, daemon):
