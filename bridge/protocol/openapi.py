@@ -223,6 +223,14 @@ def build_openapi(schema: Schema, version: str) -> dict[str, Any]:
                     "responses": {"200": {"description": "The peaks", "content": {"application/octet-stream": {}}},
                                   "404": _replies("No such job or output")}},
         },
+        "/api/jobs/{job_id}/join": {
+            "get": {"summary": "Hear a finished continuation's seam: its input's last 2 bars, the silence up to the "
+                               "next downbeat (where the continuation starts), then the new mix's first 2 bars, as "
+                               "a 16-bit WAV made on request (not kept).",
+                    "parameters": [job_id],
+                    "responses": {"200": {"description": "The join", "content": {"audio/wav": {}}},
+                                  "404": _replies("No such finished continuation, or its input is gone")}},
+        },
         "/api/jobs/{job_id}/preview/{chunk}": {
             "get": {"summary": "A streamed preview chunk (stream 1), as named by its partial event's url.",
                     "parameters": [job_id, {"name": "chunk", "in": "path", "required": True, "schema": {

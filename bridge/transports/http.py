@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import hashlib
 import hmac
+import io
 import json
 import logging
 import math
@@ -60,9 +62,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bridge.audio.files import daw_path_beside, disk_error, partial_name, peaks_path, write_bytes_atomic
+from bridge.audio.context import MusicalContext
+from bridge.audio.files import daw_path_beside, disk_error, partial_name, peaks_path, read_audio, write_bytes_atomic
 from bridge.audio.inbox import mark_owned
 from bridge.audio.loudness import waveform_peaks
+from bridge.audio.splice import join_preview
 from bridge.errors import BridgeError
 from bridge.protocol.openapi import (
     CHUNK_PATTERN,
@@ -310,6 +314,7 @@ class HttpServer:
             Route("/api/jobs/{job_id}", self.cancel_job, methods=["DELETE"]),
             Route("/api/jobs/{job_id}/files/{name}", self.download, methods=["GET", "HEAD"]),
             Route("/api/jobs/{job_id}/peaks/{name}", self.peaks, methods=["GET"]),
+            Route("/api/jobs/{job_id}/join", self.join, methods=["GET"]),
             Route("/api/jobs/{job_id}/preview/{chunk:path}", self.preview, methods=["GET", "HEAD"]),
             Route("/api/inputs", self.upload, methods=["POST"]),
             Route("/api/events", self.events, methods=["GET"]),
@@ -475,6 +480,24 @@ class HttpServer:
         except (OSError, sf.LibsndfileError, BridgeError) as exc:
             return self.refuse("io_error", f"{wav.name}: no waveform ({exc})", job_id=job_id)
         return Response(data, media_type="application/octet-stream", headers={"cache-control": "max-age=86400"})
+
+    async def join(self, request: Request) -> Response:
+        """A finished continuation's seam to hear (bridge/audio/splice.py:join_preview): its input's last 2 bars, the
+        silence to the next downbeat, the new mix's first 2 bars, as a 16-bit WAV made here (not kept)."""
+        job_id = request.path_params["job_id"]
+        if not self._job_id.fullmatch(job_id):
+            return self.refuse("bad_request", "a job id names a continuation", job_id="")
+        job = self._jobs.job(job_id) if self._jobs is not None else None
+        mix = next((o for o in job["outputs"] if o["name"] == "mix"), None) if job is not None else None
+        if job is None or job["op"] != "continue" or mix is None:
+            return self.refuse("not_found", f"{job_id} is no finished continuation: no join to hear", job_id=job_id)
+        try:
+            data = await run_in_threadpool(join_wav, Path(str(job["params"]["input_path"])), Path(mix["path"]),
+                                           job["params"])
+        except (OSError, sf.LibsndfileError, BridgeError) as exc:
+            return self.refuse("not_found", f"{job_id}: the join cannot be made ({exc}); its input may be gone",
+                               job_id=job_id)
+        return Response(data, media_type="audio/wav", headers={"cache-control": "max-age=3600"})
 
     async def preview(self, request: Request) -> Response:
         job_id, chunk = request.path_params["job_id"], request.path_params["chunk"]
@@ -677,6 +700,20 @@ def load_token(path: Path) -> str:
         raise RuntimeError(f"http_token_file {path} must hold one token of 16 or more printable characters; "
                            "`continuo keys DIR` writes one")
     return token
+
+
+def join_wav(source: Path, mix: Path, params: dict[str, Any]) -> bytes:
+    """The join of a continuation as WAV bytes, in the job's context (its tempo and metre: the session's or its
+    input's own, then its own settings) at the mix's rate."""
+    audio, rate = read_audio(mix)
+    original, original_rate = read_audio(source)
+    fields = {f.name for f in dataclasses.fields(MusicalContext)}
+    changes = {key: value for key, value in (params.get("settings") or {}).items() if key in fields}
+    context = MusicalContext(**params["context"]).replace(**{**changes, "sample_rate": rate})
+    encoded = io.BytesIO()
+    sf.write(encoded, np.clip(join_preview(original, original_rate, audio, context).T, -1.0, 1.0), rate,
+             subtype="PCM_16", format="WAV")
+    return encoded.getvalue()
 
 
 def measured_peaks(wav: Path) -> bytes:

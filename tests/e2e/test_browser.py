@@ -236,6 +236,42 @@ def test_cards_and_downloads_carry_musical_names_bpm_key_and_the_source(page):
     assert page.problems == []
 
 
+def test_results_chain_without_download_or_upload_and_the_join_can_be_heard(page):
+    """Every output has Continue / Vary / Stems beside its download: a chained job is sent with the output's path
+    where the daemon keeps it (no upload, no download; the old card had no such buttons), in the file's own tempo;
+    a continuation has a "hear the join" player: the input's end, the gap to the next downbeat, the new bars."""
+    made = submit(page, prompt="pad", bpm="92")
+    card = job_card(page, made)
+    card.locator("audio").first.wait_for(timeout=JOB_TIMEOUT_MS)
+    assert card.locator(".chain button").all_inner_texts() == ["Continue", "Vary", "Stems"]
+    assert card.locator("[data-chain='stems']").is_disabled()  # this daemon has no stems weights: greyed, says why
+    assert "weights" in card.locator("[data-chain='stems']").get_attribute("title")
+    path = page.evaluate("([id]) => fetch(`/api/jobs/${id}`).then(r => r.json())", [made])["job"]["outputs"][0]["path"]
+    page.fill("#bpm", "")
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(f"{request.method} {request.url}"))
+    before = page.locator(".job").count()
+    card.locator("[data-chain='continue']").click()
+    page.wait_for_function("([n]) => document.querySelectorAll('.job').length > n", arg=[before])
+    continued = page.locator(".job").first
+    continued.locator(".join audio").wait_for(timeout=JOB_TIMEOUT_MS)
+    status_is(page, continued.get_attribute("data-job-id"), "done")
+    assert not [r for r in requests if "/api/inputs" in r or "/files/" in r], requests  # nothing moved twice
+    record = page.evaluate("([id]) => fetch(`/api/jobs/${id}`).then(r => r.json())",
+                           [continued.get_attribute("data-job-id")])["job"]
+    assert record["op"] == "continue" and record["params"]["input_path"] == path
+    bar_s = 4 * 60 / 92  # the render's own tempo: the field was empty
+    assert audio_seconds(continued) == pytest.approx(bar_s, abs=0.01)
+    joined = continued.locator(".join audio").evaluate(
+        "a => new Promise(ok => { a.addEventListener('loadedmetadata', () => ok(a.duration)); a.preload = 'metadata';"
+        " a.load(); })")
+    assert joined == pytest.approx(2 * bar_s, abs=0.01)  # one bar of input (on the grid: no gap), one new bar
+    card.locator("[data-chain='variations']").click()
+    page.wait_for_function("() => document.querySelector('.job').dataset.jobId.startsWith('web-vari-')")
+    assert page.locator(".job").first.locator(".prompt").inner_text().endswith("from pad_1bars_92bpm.wav")
+    assert page.problems == []
+
+
 def test_a_reload_keeps_the_history(page):
     job_id = submit(page)
     job_card(page, job_id).locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)

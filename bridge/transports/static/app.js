@@ -167,12 +167,15 @@ function refusalText(op, error) {
   return `${field[1]} must be ${error.rule}${field[2]}, not ${error.got}.`;
 }
 
-// Stems cannot work without their weights (offline, never downloaded): the button is greyed and says why, short.
-function showStemsState(reason) {
-  const button = $("stems-button");
-  button.disabled = !!reason;
-  button.title = reason ? `Stems are off: ${reason}` : "split the input file into stems";
-  $("stems-note").textContent = reason ? `Stems off: ${reason}.` : "";
+// Stems cannot work without their weights (offline, never downloaded): the buttons are greyed and say why, short.
+let stemsReason = "";
+function showStemsState(reason, within = document) {
+  stemsReason = reason;
+  for (const button of within.querySelectorAll("#stems-button, [data-chain='stems']")) {
+    button.disabled = !!reason;
+    button.title = reason ? `Stems are off: ${reason}` : "split into stems";
+  }
+  if (within === document) $("stems-note").textContent = reason ? `Stems off: ${reason}.` : "";
 }
 
 // -- requests ---------------------------------------------------------------------------------------------
@@ -213,7 +216,7 @@ function formSettings(op) {
   return settings;
 }
 
-async function submit(op) {
+async function submit(op, source = "") {
   showFormError(formProblem(op));
   if (formProblem(op)) return;
   ensureAudio();
@@ -234,7 +237,7 @@ async function submit(op) {
   upsertJob({ job_id, op, status: "queued", params: { prompt: body.prompt || body.settings?.prompt || "",
                                                       bars: op === "stems" ? undefined : bars, input_path: body.input_path,
                                                       settings: body.settings || {}, loop: !!(body.settings || {}).loop },
-              outputs: [] });
+              outputs: [], source: source || undefined });
   for (const event of data.events) handleEvent(event);
 }
 
@@ -371,7 +374,9 @@ function ackJob(jobId) {
 async function refreshParams(job) {
   const { ok, data } = await api("GET", `/api/jobs/${encodeURIComponent(job.data.job_id)}`);
   if (ok && data.job) {
-    Object.assign(job.data, { params: { ...job.data.params, ...data.job.params }, source: data.job.source });
+    Object.assign(job.data, { params: { ...job.data.params, ...data.job.params }, source: data.job.source,
+                              op: job.data.op || data.job.op });
+    addJoin(job);
     updateJob(job);
   }
 }
@@ -390,7 +395,8 @@ function addOutput(job, o) {
   const filename = o.daw_name || `${job.data.job_id}-${o.name}.wav`; // the musical name, as the DAW shows it
   const audio = el("audio", { controls: "", preload: "none", src: url }); // the audio is fetched only to play it
   if ((job.data.params || {}).loop || ((job.data.params || {}).settings || {}).loop) audio.loop = true;
-  const link = el("a", { class: "drag", href: url, download: filename, draggable: "true", text: `⇩ ${o.name}` });
+  const link = el("a", { class: "drag", href: url, download: filename, draggable: "true", text: `⇩ ${o.name}`,
+                         "aria-label": `download ${filename}` });
   link.title = "drag into your DAW or onto the desktop; click to download";
   link.addEventListener("dragstart", (e) => {
     const absolute = new URL(url, location.href).href;
@@ -401,12 +407,47 @@ function addOutput(job, o) {
   const meta = el("div", { class: "meta", text:
     `${Number(o.seconds).toFixed(2)} s · ${Number(o.bars).toFixed(2)} bars · ${o.sample_rate} Hz · ${o.channels} ch · ` +
     `${o.lufs == null ? "-" : Number(o.lufs).toFixed(1)} LUFS · true peak ${o.peak_db == null ? "-" : Number(o.peak_db).toFixed(1)} dBTP` });
-  const row = el("div", { class: "output", "data-output": o.name }, link, audio, canvas, meta);
+  const row = el("div", { class: "output", "data-output": o.name }, link, audio, canvas, meta, chainButtons(o, filename));
   row.dataset.dawName = filename;
   job.el.querySelector(".outputs").append(row);
   job.outputs.set(o.name, row);
+  addJoin(job);
   updateJob(job);
   drawWaveform(canvas, `/api/jobs/${encodeURIComponent(job.data.job_id)}/peaks/${encodeURIComponent(o.name)}`);
+}
+
+// Results you can chain: Continue / Vary / Stems of this output, sent with its path where the daemon already keeps
+// it (under its output root, an input folder): nothing is downloaded or uploaded again. The form's other fields
+// apply; an empty Tempo or Key takes the file's own (the daemon reads its manifest).
+const CHAINS = [["continue", "Continue"], ["variations", "Vary"], ["stems", "Stems"]];
+
+function chainButtons(o, filename) {
+  const box = el("div", { class: "chain" });
+  for (const [op, text] of CHAINS) {
+    const button = el("button", { class: "small", type: "button", text, "data-chain": op,
+                                  "aria-label": `${text.toLowerCase()} ${filename}` });
+    button.addEventListener("click", () => chain(op, o.path, filename));
+    box.append(button);
+  }
+  if (o.path) showStemsState(stemsReason, box);
+  else for (const button of box.querySelectorAll("button")) button.disabled = true; // another machine's path
+  return box;
+}
+
+function chain(op, path, filename) {
+  $("input-path").value = path;
+  $("drop-state").textContent = `${filename} (a render of this daemon's, not uploaded again)`;
+  submit(op, filename);
+}
+
+// A continuation's seam: the input's last bars, the silence to the next downbeat, the new bars (GET …/join, made by
+// the daemon on request; fetched only when played).
+function addJoin(job) {
+  const mix = job.outputs.get("mix");
+  if (job.data.op !== "continue" || !mix || mix.querySelector(".join")) return;
+  const player = el("audio", { controls: "", preload: "none",
+                               src: `/api/jobs/${encodeURIComponent(job.data.job_id)}/join` });
+  mix.append(el("div", { class: "join" }, el("span", { class: "muted", text: "hear the join" }), player));
 }
 
 function ensureAudio() {
