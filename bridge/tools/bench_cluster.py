@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bridge.clients.osc import OscClient
 from bridge.clients.process import DaemonProcess
-from bridge.tools.machine import machine
+from bridge.tools.machine import load_average, machine
 
 TAKE = re.compile(r"take on replica=(\S+) node=\S+ pid=(\d+)")
 TAKE_DONE = re.compile(r"take done on replica=\S+ take_s=([\d.]+) engine_s=([\d.]+) overhead_s=(-?[\d.]+)")
@@ -108,7 +108,7 @@ def bench_cluster_throughput(*, jobs: int = 8, bars: float = 4.0, repeats: int =
                 wall_s, latencies = run_jobs(osc, "many", jobs, bars)
                 result.update(wall_s=round(wall_s, 2), jobs_per_min=round(60 * jobs / wall_s, 1),
                               latency_median_s=round(statistics.median(latencies), 2),
-                              latency_max_s=round(max(latencies), 2), load_avg=os.getloadavg()[0])
+                              latency_max_s=round(max(latencies), 2), load_avg=load_average())
                 if cluster == "local:2":
                     result["replica_killed"] = kill_mid_job(process, osc, kill_bars)
                 emit(result | {"machine": machine()})
