@@ -70,7 +70,7 @@ def kill_mid_job(process: DaemonProcess, osc: OscClient, bars: float) -> dict:
     while len(TAKE.findall(process.log)) <= seen and time.monotonic() < deadline:
         time.sleep(0.02)
     pid = int(TAKE.findall(process.log)[seen][1])
-    os.kill(pid, signal.SIGKILL)
+    os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))  # Windows: SIGTERM is TerminateProcess, as abrupt
     killed = time.monotonic()
     queued_again = osc.wait_for(lambda a, args: a == "/continuo/queued" and args[:1] == ["killed"], 300)
     requeued_s = time.monotonic() - killed
