@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import importlib.util
 import logging
 import os
 import platform
@@ -224,7 +225,9 @@ def missing_tools() -> str | None:
                 f"{fallback}")
     venv_bin = str(Path(sys.executable).parent)
     if shutil.which("ninja") is None and shutil.which("ninja", path=venv_bin) is None:
-        return f"ninja is not installed: run `{Path(sys.executable).name} -m pip install ninja`; {fallback}"
+        return f"ninja is not installed: run `{sys.executable} -m pip install ninja`; {fallback}"
+    if importlib.util.find_spec("setuptools") is None:  # torch.utils.cpp_extension imports it
+        return f"setuptools is not installed: run `{sys.executable} -m pip install setuptools`; {fallback}"
     return None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import shutil
 import subprocess
 import sys
 
@@ -292,3 +293,14 @@ def test_the_fallback_folder_needs_no_uid(monkeypatch):
     monkeypatch.delenv("USER", raising=False)
     monkeypatch.delenv("LNAME", raising=False)
     assert cpu_kernels.fallback_dir().name == "continuo-kernels-musician"
+
+
+def test_an_environment_without_setuptools_says_so(monkeypatch):
+    """torch's extension builder imports setuptools, which environments made by uv (and pipx on Python 3.12+)
+    lack: found by hand in a `uv tool install` (now a dependency); the control is this environment, which has it."""
+    assert cpu_kernels.missing_tools() is None or "setuptools" not in cpu_kernels.missing_tools()
+    real = cpu_kernels.importlib.util.find_spec
+    monkeypatch.setattr(cpu_kernels.importlib.util, "find_spec",
+                        lambda name, *args: None if name == "setuptools" else real(name, *args))
+    if shutil.which(cpu_kernels.compiler()) is not None:
+        assert "pip install setuptools" in cpu_kernels.missing_tools()
