@@ -142,10 +142,13 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
             parser.add_argument("--bars", type=float, default=bars, help=f"length in bars (default {bars:g})")
         if preset:
             parser.add_argument("--preset", default="default", help="preset name (default: default)")
-        parser.add_argument("--bpm", type=float, default=120.0, help="tempo (default 120)")
-        parser.add_argument("--metre", "--time-signature", type=parse_metre, default="4/4",
-                            help="time signature (default 4/4)")
-        parser.add_argument("--key", default="C major", help="musical key, e.g. 'F# minor' (default C major)")
+        parser.add_argument("--bpm", type=float, default=None,
+                            help="tempo (default: an input file's own when Continuo made it, else the daemon's "
+                                 "session tempo)")
+        parser.add_argument("--metre", "--time-signature", type=parse_metre, default=None,
+                            help="time signature such as 6/8 (default: as --bpm)")
+        parser.add_argument("--key", default=None, help="musical key, e.g. 'F# minor' (default: as --bpm; none is "
+                                                        "no key, never an invented one)")
         parser.add_argument("--sample-rate", type=int, default=0, help="output rate in Hz (default: the daemon's)")
         parser.add_argument("--job-id", default="", help="your own job id (default: cli-<op>-<time>-<random>)")
         parser.add_argument("--no-wait", action="store_true", help="print the job id once accepted and return")

@@ -184,6 +184,12 @@ def daw_file_name(job_id: str, output_name: str, *, bars: float, bpm: float, key
     return "_".join(parts) + ".wav"
 
 
+def peaks_path(wav: Path) -> Path:
+    """Where an output's waveform peaks lie: ``<name>.peaks`` beside ``<name>.wav`` (bridge/audio/loudness.py:
+    waveform_peaks; the worker writes them with the file, HTTP serves them and measures an older render's once)."""
+    return Path(wav).with_suffix(".peaks")
+
+
 def short_key(key: str) -> str:
     """"C minor" -> "Cmin", "eb major" -> "Ebmaj", "Bbm" -> "Bbmin", "F#" -> "F#", "" -> ""."""
     text = key.strip().replace(" ", "")

@@ -27,7 +27,7 @@ from bridge.clients.progress import JobProgress
 from bridge.clients.send import parse_arg
 from bridge.errors import BridgeError
 from bridge.protocol.schema import Schema, load_schema
-from bridge.settings import is_loopback
+from bridge.settings import Settings, is_loopback
 
 # The exit status of every job command, in one place (`continuo generate --help` and docs/quickstart.md show it).
 # One code per error code of the schema (osc_schema/continuo.json); tests/bridge/clients/test_commands.py fails
@@ -49,6 +49,7 @@ EXIT_CODES: dict[str, int] = {
     "id_conflict": 19,  # the job id belongs to another job: send it with a new id
     "disk_full": 20,  # the output disk is full: continuo prune, then send it again
 }
+SESSION_BPM = Settings.bpm  # a stems --key without --bpm: the daemon's default tempo (a file Continuo made: its own)
 EXIT_CTRL_C = 130  # Ctrl-C (SIGINT): the job was cancelled
 CANCEL_WAIT_S = 5.0  # after Ctrl-C, how long to wait for the daemon to confirm the cancel
 SMOKE_WARNING = ("the daemon serves a tiny RANDOM smoke model: this renders noise, not music "
@@ -101,6 +102,8 @@ def build_request(ns: argparse.Namespace) -> JobRequest:
     for item in getattr(ns, "set", None) or []:
         name, _, value = item.partition("=")
         settings += [name, parse_arg(value)]
+    if op != "stems":  # stems takes no settings: its flags go in the session context (set_context)
+        settings += context_settings(ns)
     if op == "generate":
         return JobRequest("/continuo/generate", job_id, [job_id, ns.preset, ns.prompt, float(ns.bars)], settings)
     if op == "continue":
@@ -113,6 +116,21 @@ def build_request(ns: argparse.Namespace) -> JobRequest:
     if op == "stems":
         return JobRequest("/continuo/stems", job_id, [job_id, ns.input, ns.stems], inputs={1: ns.input})
     raise ValueError(f"not a job command: {op}")
+
+
+def context_settings(ns: argparse.Namespace) -> list[Any]:
+    """The tempo, metre, key and rate flags given, as job settings; none given, none sent: the daemon then takes an
+    input file's own (from its manifest, when Continuo made it) or the session's, and a key is never invented."""
+    settings: list[Any] = []
+    if ns.bpm is not None:
+        settings += ["bpm", float(ns.bpm)]
+    if ns.metre is not None:
+        settings += ["beats_per_bar", ns.metre[0], "beat_unit", ns.metre[1]]
+    if ns.key is not None:
+        settings += ["key", ns.key]
+    if ns.sample_rate:
+        settings += ["sample_rate", int(ns.sample_rate)]
+    return settings
 
 
 class EventPrinter:
@@ -183,9 +201,10 @@ def run_job_command(ns: argparse.Namespace, *, client_factory: Callable[..., Osc
         if welcome is None:
             return EXIT_NO_REPLY
         inbox = welcome[4] if len(welcome) > 4 and is_loopback(ns.host) else None
+        readable = output_root(client) if inbox and request.inputs else None
         for index, raw in request.inputs.items():
             try:
-                staged = stage_input(raw, inbox)
+                staged = stage_input(raw, inbox, readable)
             except InputMissing as exc:
                 printer.note("error", f"not_found: {exc}", code="not_found")
                 return EXIT_CODES["not_found"]
@@ -194,10 +213,23 @@ def run_job_command(ns: argparse.Namespace, *, client_factory: Callable[..., Osc
                 return exit_code_for(exc.code)
             request.args[index] = staged.path.as_posix()
             report_copy(printer, staged)
-        status = set_context(client, printer, ns, sample_rate=welcome[2])
-        if status is not None:
-            return status
+        if ns.command == "stems" and (ns.bpm is not None or ns.metre is not None or ns.key is not None
+                                      or ns.sample_rate):
+            status = set_context(client, printer, ns, sample_rate=welcome[2])
+            if status is not None:
+                return status
         return send_and_wait(client, printer, request, ns)
+
+
+def output_root(client: OscClient) -> str | None:
+    """The daemon's output root (/continuo/storage names it), where its renders lie: a render is sent where it lies,
+    so the daemon knows it as its own (its manifest's tempo and key apply), not as a copy in the inbox."""
+    client.send("/continuo/status")
+    try:
+        _address, args = client.wait_for(lambda a, _args: a == "/continuo/storage", 5.0)
+    except TimeoutError:
+        return None
+    return str(args[-1])
 
 
 def say_hello(client: OscClient, printer: EventPrinter, ns: argparse.Namespace) -> list | None:
@@ -222,9 +254,10 @@ def report_copy(printer: EventPrinter, staged: StagedInput) -> None:
 
 
 def set_context(client: OscClient, printer: EventPrinter, ns: argparse.Namespace, *, sample_rate: int) -> int | None:
-    """/continuo/context from the flags; None when set, else the exit status."""
-    beats_per_bar, beat_unit = ns.metre
-    client.send("/continuo/context", float(ns.bpm), beats_per_bar, beat_unit, ns.key,
+    """/continuo/context from the flags (stems, which takes no settings; a flag not given: the daemon's default);
+    None when set, else the exit status."""
+    beats_per_bar, beat_unit = ns.metre or (4, 4)
+    client.send("/continuo/context", float(ns.bpm or SESSION_BPM), beats_per_bar, beat_unit, ns.key or "",
                 int(ns.sample_rate or sample_rate))
     try:
         address, args = client.wait_for(

@@ -25,6 +25,7 @@ from bridge.jobs.events import EventSink
 from bridge.jobs.job_ids import check_resend, files_gone, find_job
 from bridge.jobs.journal import JobRecord, Journal
 from bridge.jobs.model_switch import ModelSwitch
+from bridge.jobs.outputs import made_context
 from bridge.jobs.pool import WorkerPool
 from bridge.jobs.queue import Job, JobQueue, Priority
 from bridge.protocol.destinations import Destination
@@ -45,6 +46,7 @@ class Intake:
                context: MusicalContext, reply_to: Destination, client_key: Destination,
                priority: Priority = Priority.INTERACTIVE, slot: int | None = None, retries: int = 0) -> Job | None:
         """The queued job, or None when job_id named one already (a resend: reported); raises the refusal."""
+        context = self.input_context(job_id, args, settings, context)
         existing = self.find(job_id)
         if existing is not None:  # a resend is told where its job is; another request gets id_conflict
             check_resend(existing, op, args, settings, context)
@@ -62,6 +64,19 @@ class Intake:
         log.info("job=%s queued op=%s preset=%s bars=%g position=%d priority=%s", job.job_id, job.op,
                  admitted.plan.preset.name, admitted.plan.bars, position, priority.value)
         return job
+
+    def input_context(self, job_id: str, args: Mapping[str, Any], settings: Mapping[str, Any],
+                      context: MusicalContext) -> MusicalContext:
+        """The session's context, with the tempo, metre and key of an input file Continuo made (its manifest)
+        where the request's settings do not name them."""
+        made = made_context(str(args.get("input_path") or ""), self.output_root) if args.get("input_path") else None
+        if not made:
+            return context
+        changes = {key: value for key, value in made.items() if key not in settings}
+        if changes:
+            log.info("job=%s %s from its input's manifest", job_id,
+                     ", ".join(f"{key} {value}" for key, value in changes.items()))
+        return context.replace(**changes)
 
     def find(self, job_id: str) -> JobRecord | None:
         """The job job_id names: its journal row, else its folder (or its folder in the trash)."""

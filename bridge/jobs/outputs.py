@@ -1,12 +1,18 @@
 """A job's files in ``<output_root>/<job_id>/``: each output, then manifest.json.
 
 Each output is written atomically as ``<name>.wav`` (the stable name that events, the journal and /continuo/get
-carry), linked (or copied) to its DAW name ``<job>_<name>_<bars>bars_<bpm>bpm_<key>.wav`` before its event, so
-both names are there when the client hears of it, journalled, and only then announced with /continuo/output.
+carry; its waveform's peaks beside it as ``<name>.peaks``), linked (or copied) to its DAW name
+``<job>_<name>_<bars>bars_<bpm>bpm_<key>.wav`` before its event, so both names are there when the client hears
+of it, journalled, and only then announced with /continuo/output.
 The manifest follows the outputs: the request as journalled (``params``), so /continuo/get and a resent id find
 the job there once the journal has forgotten it (bridge/jobs/retention.py), the model that rendered it, and a
 loud warning when that was the random smoke model. Every write is bridge/audio/files.py's: atomic, and a full
 disk is ``disk_full`` with nothing half-written under a final name.
+
+A file Continuo made keeps its tempo, metre and key in that manifest, so continuing, varying or splitting it later
+renders in them (``made_context``) rather than in whatever the session says: a 92 BPM clip continued in a 120 BPM
+session would not join. A request's own bpm, metre or key settings still win; a file Continuo did not make gets the
+session's (or, once audio analysis lands, what it infers).
 """
 
 from __future__ import annotations
@@ -16,8 +22,11 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from bridge.audio.files import daw_file_name, link_or_copy_atomic, write_bytes_atomic, write_wav_atomic
+from bridge.audio.context import MusicalContext
+from bridge.audio.files import daw_file_name, link_or_copy_atomic, peaks_path, write_bytes_atomic, write_wav_atomic
+from bridge.audio.loudness import waveform_peaks
 from bridge.audio.render import RenderedAudio
+from bridge.errors import BridgeError
 from bridge.jobs.events import EventSink
 from bridge.jobs.journal import Journal, OutputRecord
 from bridge.jobs.plan import RenderPlan
@@ -55,6 +64,7 @@ class Outputs:
         daw = daw_path(job, plan, record)
         write_wav_atomic(path, rendered.audio, rendered.sample_rate, bit_depth=plan.preset.bit_depth)
         link_or_copy_atomic(path, daw)  # before the event: both names are there
+        write_bytes_atomic(peaks_path(path), waveform_peaks(rendered.audio))  # the page's waveform, from full rate
         self.journal.add_output(job.job_id, record)
         self.events.output(job.reply_to, job.job_id, record)
         log.info("job=%s output name=%s path=%s lufs=%.1f peak_db=%.1f", job.job_id, name, record.path,
@@ -88,3 +98,26 @@ def daw_path(job: Job, plan: RenderPlan, record: OutputRecord) -> Path:
     """The output's second name, for dropping into a DAW, beside the stable <name>.wav."""
     return Path(record.path).with_name(daw_file_name(job.job_id, record.name, bars=record.bars,
                                                      bpm=plan.context.bpm, key=plan.context.key))
+
+
+MADE_CONTEXT_KEYS = ("bpm", "beats_per_bar", "beat_unit", "key")  # what a made file carries to the next job
+
+
+def made_context(input_path: str, output_root: Path) -> dict[str, object] | None:
+    """The tempo, metre and key a file under ``output_root`` was rendered in, from its job's manifest; None for a
+    file Continuo did not make (elsewhere, no manifest, or one it cannot read)."""
+    try:
+        relative = Path(input_path).resolve().relative_to(output_root)
+    except (OSError, ValueError):
+        return None
+    if len(relative.parts) < 2 or relative.parts[0].startswith("."):  # a job folder, not the trash or the journal
+        return None
+    try:
+        context = json.loads((output_root / relative.parts[0] / MANIFEST).read_text())["context"]
+        top, _, bottom = str(context["metre"]).partition("/")
+        made = MusicalContext(bpm=float(context["bpm"]), beats_per_bar=int(top), beat_unit=int(bottom),
+                              key=str(context["key"]))
+    except (OSError, ValueError, KeyError, TypeError, BridgeError):
+        log.warning("job=- %s: its manifest has no readable tempo and key; the session's apply", input_path)
+        return None
+    return {key: getattr(made, key) for key in MADE_CONTEXT_KEYS}

@@ -119,19 +119,27 @@ def test_done_prints_the_output_paths_on_stdout_and_acks(daemon, capsys):
     job_id = next(args[0] for address, args in daemon.received if address == "/continuo/generate")
     assert out.out.splitlines() == [f"/renders/{job_id}/mix.wav"]
     assert "seed 42" in out.err
-    assert ("/continuo/context", [92.0, 6, 8, "F# minor", 48000]) in daemon.received
-    assert ("/continuo/generate", [job_id, "default", "warm lo-fi piano", 8.0]) in daemon.received
+    assert ("/continuo/generate", [job_id, "default", "warm lo-fi piano", 8.0, "bpm", 92.0, "beats_per_bar", 6,
+                                   "beat_unit", 8, "key", "F# minor"]) in daemon.received
     assert daemon.acked.wait(2)  # the ack is the CLI's last datagram: the fake daemon may read it after main returns
     assert ("/continuo/ack", [job_id]) in daemon.received
+
+
+def test_tempo_metre_and_key_are_sent_only_when_given(daemon):
+    """No flag, no value: the daemon takes an input's own tempo and key (its manifest) or the session's, and no
+    key is invented (the old CLI sent /continuo/context 120 4/4 "C major" with every job)."""
+    assert run(daemon, "generate", "x", "--job-id", "plain-1") == 0
+    assert [(a, args) for a, args in daemon.received if a not in ("/continuo/hello", "/continuo/ack")] == [
+        ("/continuo/generate", ["plain-1", "default", "x", 8.0])]
 
 
 def test_json_prints_one_object_per_event(daemon, capsys):
     assert run(daemon, "generate", "x", "--json", "--job-id", "j-1", "--seed", "7", "--set", "temperature=0.5") == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [line["event"] for line in lines] == ["welcome", "context", "queued", "progress", "output", "done"]
-    assert lines[3] == {"event": "progress", "job_id": "j-1", "fraction": 0.5, "stage": "generating"}
-    assert lines[4]["path"] == "/renders/j-1/mix.wav" and lines[4]["daw_path"] == ""  # no such folder here
-    assert lines[5] == {"event": "done", "job_id": "j-1", "outputs": 1, "seed": 42, "elapsed_s": 0.1}
+    assert [line["event"] for line in lines] == ["welcome", "queued", "progress", "output", "done"]
+    assert lines[2] == {"event": "progress", "job_id": "j-1", "fraction": 0.5, "stage": "generating"}
+    assert lines[3]["path"] == "/renders/j-1/mix.wav" and lines[3]["daw_path"] == ""  # no such folder here
+    assert lines[4] == {"event": "done", "job_id": "j-1", "outputs": 1, "seed": 42, "elapsed_s": 0.1}
     assert ("/continuo/generate", ["j-1", "default", "x", 8.0, "seed", 7, "temperature", 0.5]) in daemon.received
 
 
