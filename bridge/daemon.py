@@ -347,10 +347,16 @@ def load_model(settings: Settings) -> Engine:
     return load_local_engine(settings)
 
 
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGBREAK")  # Ctrl+C; kill and service managers; Ctrl+Break (Windows)
+
+
 @contextmanager
 def stop_on_signals(daemon: Daemon) -> Iterator[None]:
-    """SIGINT and SIGTERM ask the daemon to stop; the previous handlers come back afterwards."""
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    """SIGINT (Ctrl+C), SIGTERM and, on Windows, SIGBREAK (Ctrl+Break, what DaemonProcess.stop sends there: Windows
+    has no way to send another process SIGTERM but killing it) ask the daemon to stop; whichever of them this
+    platform has. The previous handlers come back afterwards."""
+    found = (getattr(signal, name, None) for name in STOP_SIGNALS)
+    previous = {sig: signal.getsignal(sig) for sig in found if sig is not None}
 
     def handle(signum: int, _frame: Any) -> None:
         log.info("received %s", signal.Signals(signum).name)
@@ -366,7 +372,7 @@ def stop_on_signals(daemon: Daemon) -> Iterator[None]:
 
 
 def serve(settings: Settings, *, engine_loader: Callable[[Settings], Engine] | None = None) -> int:
-    """startup -> run -> shutdown, stopped by SIGINT/SIGTERM; engine_loader swaps the model (benchmarks)."""
+    """startup -> run -> shutdown, stopped by stop_on_signals; engine_loader swaps the model (benchmarks)."""
     daemon = Daemon(settings, engine_loader=engine_loader, compute_on_main_thread=True)
     with stop_on_signals(daemon):
         daemon.startup()

@@ -63,7 +63,15 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge.audio.context import MusicalContext
-from bridge.audio.files import daw_path_beside, disk_error, partial_name, peaks_path, read_audio, write_bytes_atomic
+from bridge.audio.files import (
+    daw_path_beside,
+    disk_error,
+    partial_name,
+    peaks_path,
+    read_audio,
+    replace_file,
+    write_bytes_atomic,
+)
 from bridge.audio.inbox import mark_owned
 from bridge.audio.loudness import waveform_peaks
 from bridge.audio.splice import join_preview
@@ -547,7 +555,7 @@ class HttpServer:
             if problem is not None:
                 return self.refuse("bad_request", f"{name}: {problem}", status=413 if "longer" in problem else 400)
             mark_owned(path, size=size, sha256=digest.hexdigest(), made_by="http")  # retention may remove it
-            os.replace(partial, path)
+            replace_file(partial, path)
         except OSError as exc:  # a full disk under the inbox: said as such, nothing half-written kept
             error = disk_error(exc, path)
             return self.refuse(error.code, error.message)

@@ -7,7 +7,7 @@ local M = {}
 
 -- The continuo program: CONTINUO_BIN from the environment, else `continuo` on the PATH. Reaper started from
 -- the Dock or Finder does not see your shell's PATH: set CONTINUO_BIN to the full path, e.g.
--- /Users/me/continuo/.venv/bin/continuo.
+-- /Users/me/continuo/.venv/bin/continuo, or on Windows C:\Users\me\.local\bin\continuo.exe (pipx, uv).
 M.default_program = "continuo"
 
 function M.program()

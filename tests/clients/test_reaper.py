@@ -53,6 +53,58 @@ def test_windows_quoting_keeps_paths_with_spaces_and_quotes_whole():
     assert out.splitlines() == ['"C:\\My Loops\\a \\"b\\".wav"', '"C:\\x\\\\"']
 
 
+def windows_argv(line: str) -> list[str]:
+    """A command line split as Windows programs split it (CommandLineToArgvW / the C runtime's rules): 2n
+    backslashes before a quote are n and the quote toggles quoting, 2n+1 are n and a literal quote; other
+    backslashes are literal; whitespace outside quotes separates."""
+    argv, current, quoted, i, started = [], [], False, 0, False
+    while i < len(line):
+        slashes = len(line[i:]) - len(line[i:].lstrip("\\"))
+        if slashes:
+            i += slashes
+            if i < len(line) and line[i] == '"':
+                current.append("\\" * (slashes // 2))
+                if slashes % 2:
+                    current.append('"')
+                    i += 1
+            else:
+                current.append("\\" * slashes)
+            started = True
+            continue
+        char = line[i]
+        if char == '"':
+            quoted, started = not quoted, True
+        elif char in " \t" and not quoted:
+            if started:
+                argv.append("".join(current))
+            current, started = [], False
+        else:
+            current.append(char)
+            started = True
+        i += 1
+    if started:
+        argv.append("".join(current))
+    return argv
+
+
+def test_the_windows_command_reaches_the_cli_whole():
+    """What Reaper's ExecProcess runs on Windows (no shell) is split by the C runtime's rules into the arguments
+    the real parser takes, paths with spaces, quotes and a trailing backslash whole. The control: the POSIX line
+    split that way keeps its single quotes (so the windows flag matters)."""
+    program = "C:\\Users\\Me\\.local\\bin\\continuo.exe"
+    clip = 'D:\\My Loops\\take "1" \\a.wav'
+    code = (f'local cmd = lib.build_command{{op="continue", input=[[{clip}]], bars=4, bpm=92, beats_per_bar=4, '
+            f'beat_unit=4, key="F# minor", program=[[{program}]], windows=true}}\n'
+            'print(lib.exec_line(cmd, true))')
+    argv = windows_argv(lua(code).rstrip("\n"))
+    assert argv[0] == program
+    ns = build_parser().parse_args(argv[1:])
+    assert (ns.command, ns.input, ns.bars, ns.key) == ("continue", clip, 4.0, "F# minor")
+    assert windows_argv(subprocess.list2cmdline(["a b", 'c"d', "e\\"])) == ["a b", 'c"d', "e\\"]  # the splitter
+    posix = lua(code.replace("windows=true", "windows=false")).rstrip("\n")
+    assert clip not in windows_argv(posix)
+
+
 def cli_json_lines(tmp_path: Path) -> str:
     """What `continuo continue --json` prints for a job with two outputs, made by the CLI's own printer."""
     import io
