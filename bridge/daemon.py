@@ -46,6 +46,7 @@ from bridge.settings import Settings
 from bridge.transports.hub import Transports
 from bridge.transports.limits import RateLimiter
 from inference.api import Engine
+from inference.loading import quiet_third_party
 from inference.runtime.memory import freeze_heap
 
 log = logging.getLogger("continuo.daemon")
@@ -132,9 +133,10 @@ class Daemon:
             freeze_heap()
         self.transports.start()
         info, trash_days = self.engine.info, settings.auto_trash_days
-        print(f"continuo ready: {self.transports.ready_text()} model={info.name} device={info.device} "
-              f"output_root={self.output_root} renders=kept auto_trash={f'{trash_days:g}d' if trash_days else 'off'} "
-              f"startup_s={time.monotonic() - started:.1f}", flush=True)
+        print(f"continuo endpoints: {self.transports.ready_text()} output_root={self.output_root} renders=kept "
+              f"auto_trash={f'{trash_days:g}d' if trash_days else 'off'}", flush=True)
+        print(ready_line(time.monotonic() - started, self.transports.page_url, self.transports.udp.address,
+                         f"{info.name} on {info.device}"), flush=True)
 
     @property
     def engine(self) -> Engine:
@@ -288,9 +290,9 @@ class Daemon:
         """/continuo/status, limits and storage, then /continuo/session: this client's context and the page's URL."""
         session = self.sessions.session(sender)
         self.status.send(session.reply_to)
-        c, http = session.context, self.transports.http
+        c = session.context
         self.events.emit(session.reply_to, "/continuo/session", c.bpm, c.beats_per_bar, c.beat_unit, c.key,
-                         c.sample_rate, http.url if http is not None else "")
+                         c.sample_rate, self.transports.page_url)
 
     def on_trash(self, request: Request, sender: Destination) -> None:
         """/continuo/prune, /continuo/trash/restore and /continuo/trash/empty (bridge/jobs/trash.py): the report,
@@ -371,8 +373,18 @@ def stop_on_signals(daemon: Daemon) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def ready_line(startup_s: float, page_url: str, osc: tuple[str, int], model: str) -> str:
+    """What a musician reads when the daemon is up, the page first: 'continuo ready in 7.0 s: open
+    http://127.0.0.1:9080/, OSC on udp://127.0.0.1:9000, model ... on cpu'. Every endpoint and
+    the output root are on the line before it ('continuo endpoints: osc=udp://… http=… output_root=…', which
+    bridge/clients/process.py reads)."""
+    page = f"open {page_url}, " if page_url else ""
+    return f"continuo ready in {startup_s:.1f} s: {page}OSC on udp://{osc[0]}:{osc[1]}, model {model}"
+
+
 def serve(settings: Settings, *, engine_loader: Callable[[Settings], Engine] | None = None) -> int:
     """startup -> run -> shutdown, stopped by stop_on_signals; engine_loader swaps the model (benchmarks)."""
+    quiet_third_party()  # a start log of ours alone (no transformers pad-token warnings, no loading bars)
     daemon = Daemon(settings, engine_loader=engine_loader, compute_on_main_thread=True)
     with stop_on_signals(daemon):
         daemon.startup()
