@@ -97,7 +97,7 @@ def test_the_page_fits_every_size_with_jobs_and_stems_in_reach(page, browser, da
     """No horizontal scroll from 1440 down to 360 px (the old fixed 3-column grid was 977 px wide at 390), and
     the Jobs column and the Stems button lie inside the screen's width."""
     if page.locator(".job audio").count() == 0:
-        job_card(page, submit(page)).locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+        job_card(page, submit(page)).locator("audio").first.wait_for(timeout=JOB_TIMEOUT_MS)
     shots = os.environ.get("CONTINUO_SCREENSHOT_DIR")
     for width, height in SIZES:
         context = browser.new_context(viewport={"width": width, "height": height})
@@ -131,7 +131,7 @@ def test_generate_shows_progress_and_a_playable_audio_of_the_right_length(page, 
     job_id = submit(page, bars="2", bpm="100")
     assert re.fullmatch(r"web-gene-\d{8}-\d{6}-[0-9a-f]{8}", job_id)  # date, time, 32 random bits: never repeats
     card = job_card(page, job_id)
-    card.locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+    card.locator("audio").first.wait_for(timeout=JOB_TIMEOUT_MS)
     assert card.get_attribute("data-progress-events") not in (None, "0")  # progress reached the page live
     assert audio_seconds(card) == pytest.approx(2 * 4 * 60 / 100, abs=0.01)  # 2 bars of 4/4 at 100 BPM
     assert "done" in card.locator(".status").inner_text()
@@ -190,7 +190,7 @@ def test_drop_a_file_to_continue_it(page, daemon_root, tmp_path):
     page.wait_for_function("() => document.getElementById('input-path').value.includes('clip.wav')")
     assert page.input_value("#input-path").startswith((daemon_root / "inbox").as_posix())
     job_id = submit(page, "#continue")
-    job_card(page, job_id).locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+    job_card(page, job_id).locator("audio").first.wait_for(timeout=JOB_TIMEOUT_MS)
 
 
 
@@ -199,14 +199,14 @@ def test_continuing_a_render_keeps_its_tempo_and_no_key_is_invented(page):
     """A 92 BPM render continued with the Tempo field empty renders at 92 (the daemon read its manifest); the old
     page sent its 120 BPM default. With no key given, the prompt names none."""
     made = submit(page, prompt="pad", bpm="92")
-    job_card(page, made).locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+    job_card(page, made).locator("audio").first.wait_for(timeout=JOB_TIMEOUT_MS)
     record = page.evaluate("([id]) => fetch(`/api/jobs/${id}`).then(r => r.json())", [made])["job"]
     assert "major" not in str(record) and "minor" not in str(record)
     page.fill("#bpm", "")
     page.fill("#input-path", record["outputs"][0]["path"])
     continued = submit(page, "#continue")
     card = job_card(page, continued)
-    card.locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+    card.locator("audio").first.wait_for(timeout=JOB_TIMEOUT_MS)
     assert audio_seconds(card) == pytest.approx(4 * 60 / 92, abs=0.01)
 
 
@@ -215,7 +215,7 @@ def test_cards_and_downloads_carry_musical_names_bpm_key_and_the_source(page):
     its source clip; the download carries the same name (the old card and file: web-gene-…-mix.wav)."""
     made = submit(page, prompt="Warm lo-fi piano", bpm="100", key="F# minor")
     card = job_card(page, made)
-    card.locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+    card.locator("audio").first.wait_for(timeout=JOB_TIMEOUT_MS)
     assert card.locator(".title").inner_text() == "warm-lofi-piano_1bars_100bpm_F#min"
     facts = card.locator(".prompt").inner_text()
     assert "100 BPM" in facts and "F# minor" in facts and "1 bar" in facts
@@ -227,7 +227,7 @@ def test_cards_and_downloads_carry_musical_names_bpm_key_and_the_source(page):
     page.fill("#key", "")
     page.fill("#input-path", record["outputs"][0]["path"])
     continued = job_card(page, submit(page, "#continue", prompt=""))
-    continued.locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+    continued.locator("audio").first.wait_for(timeout=JOB_TIMEOUT_MS)
     page.wait_for_function("([id]) => document.querySelector(`.job[data-job-id='${id}'] .prompt`).textContent"
                            ".includes('BPM')", arg=[continued.get_attribute("data-job-id")])
     facts = continued.locator(".prompt").inner_text()  # the file's own tempo and key, from the daemon's journal
@@ -274,10 +274,10 @@ def test_results_chain_without_download_or_upload_and_the_join_can_be_heard(page
 
 def test_a_reload_keeps_the_history(page):
     job_id = submit(page)
-    job_card(page, job_id).locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+    job_card(page, job_id).locator("audio").first.wait_for(timeout=JOB_TIMEOUT_MS)
     page.reload()
     card = job_card(page, job_id)
-    card.locator("audio").wait_for(timeout=10_000)
+    card.locator("audio").first.wait_for(timeout=10_000)
     assert "done" in card.locator(".status").inner_text()
     assert page.problems == []
 

@@ -370,10 +370,15 @@ function ackJob(jobId) {
   api("POST", "/api/requests/ack", { job_id: jobId }).catch(() => acked.delete(jobId));
 }
 
-// The journal's params (the context the daemon rendered in: an input's own tempo and key) once a job is done.
+// The journal's params (the context the daemon rendered in: an input's own tempo and key) once a job is done, from
+// the history listing: GET /api/jobs/{id} would replay the job's events to every page (its done again, and so on).
 async function refreshParams(job) {
-  const { ok, data } = await api("GET", `/api/jobs/${encodeURIComponent(job.data.job_id)}`);
-  if (ok && data.job) {
+  if (job.refreshed) return;
+  job.refreshed = true;
+  const { ok, data: listing } = await api("GET", "/api/jobs?limit=20");
+  const record = ok ? listing.jobs.find((j) => j.job_id === job.data.job_id) : null;
+  const data = { job: record };
+  if (record) {
     Object.assign(job.data, { params: { ...job.data.params, ...data.job.params }, source: data.job.source,
                               op: job.data.op || data.job.op });
     addJoin(job);
