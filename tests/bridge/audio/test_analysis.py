@@ -1,0 +1,119 @@
+"""Listening against signals whose truth is exact (bridge/tools/listen_truth.py): tempo within 2 %, the metre,
+downbeats within 30 ms, the key (exact or relative). Each check has a control that must fail it: a click at
+another tempo, a truth in another metre or key, downbeats a beat late. Accuracy over the whole set is
+`continuo bench listen` (docs/benchmarks.md); here, a spread of cases and bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bridge.audio.analysis import analyze, estimate_key, fit_grid
+from bridge.audio.loudness import measure_lufs
+from bridge.audio.render import resample
+from bridge.tools import listen_truth as truth_sets
+from bridge.tools.listen_truth import Truth, click_track, drum_pattern, score_rhythm
+
+CASES = [("click", "4/4", 60), ("click", "4/4", 180), ("click", "3/4", 75), ("click", "3/4", 165),
+         ("click", "6/8", 60), ("click", "6/8", 150), ("drums", "4/4", 90), ("drums", "4/4", 135),
+         ("drums", "3/4", 120), ("drums", "6/8", 105), ("drums", "6/8", 180)]
+
+
+def build(kind: str, metre: str, bpm: float, **kwargs) -> Truth:
+    return (click_track if kind == "click" else drum_pattern)(bpm, metre, **kwargs)
+
+
+@pytest.mark.parametrize(("kind", "metre", "bpm"), CASES)
+def test_tempo_metre_and_downbeats_of_clicks_and_drums(kind, metre, bpm):
+    truth = build(kind, metre, bpm, bars=6)
+    found = analyze(truth.audio, truth.sample_rate)
+    score = score_rhythm(found.bpm, found.metre, found.downbeats_s, truth)
+    assert score.passed, (found.bpm, found.metre, score)
+    assert abs(found.bpm / bpm - 1) < 0.002  # the line through the beats: far inside the 2 % bound
+    assert found.bpm_confidence > 0.3 and found.metre_confidence > 0.3
+    per_bar, unit = truth_sets.METRES[metre]
+    assert found.bars == pytest.approx(found.seconds / (per_bar * 60 / bpm * 4 / unit), rel=0.01)
+    assert len(found.beats_s) >= per_bar * 5  # beats are beat_unit notes: eighths in 6/8
+    assert np.allclose(np.diff(found.beats_s), 60 / bpm * 4 / unit, rtol=0.05)
+
+
+def test_the_rhythm_check_fails_on_a_wrong_tempo_metre_or_downbeat():
+    """Controls: the analysis of a 126 BPM click is not a 120 BPM click; a 4/4 answer is not 3/4; downbeats a
+    beat late are not downbeats; a double-time answer is an octave error, counted apart."""
+    asked = click_track(120, "4/4", bars=6)
+    other = analyze(click_track(126, "4/4", bars=6).audio, asked.sample_rate)
+    assert score_rhythm(other.bpm, other.metre, other.downbeats_s, asked).tempo == "wrong"
+    found = analyze(asked.audio, asked.sample_rate)
+    assert score_rhythm(found.bpm, found.metre, found.downbeats_s, asked).passed
+    assert not score_rhythm(found.bpm, "3/4", found.downbeats_s, asked).passed
+    late = tuple(t + 0.5 for t in found.downbeats_s)
+    assert score_rhythm(found.bpm, found.metre, late, asked).downbeat_f1 < 0.2
+    assert score_rhythm(found.bpm * 2, found.metre, found.downbeats_s, asked).tempo == "octave"
+
+
+def test_the_grid_line_gives_tempo_to_hundredths_of_a_bpm():
+    truth = click_track(123.4, "4/4", bars=8)
+    assert analyze(truth.audio, truth.sample_rate).bpm == pytest.approx(123.4, abs=0.05)
+
+
+def test_the_grid_line_ignores_an_outlying_beat():
+    beats = 0.1 + 0.5 * np.arange(12)
+    beats[5] += 0.2  # a beat the tracker put on a stray hit
+    grid = fit_grid(beats, 0.49)
+    assert grid.period_s == pytest.approx(0.5, abs=1e-6)
+    assert grid.inliers == pytest.approx(11 / 12)
+
+
+def test_stereo_48k_and_mono_44k_agree():
+    truth = drum_pattern(100, "4/4", bars=6)
+    mono = analyze(truth.audio, truth.sample_rate)
+    stereo = resample(np.vstack([truth.audio, 0.5 * truth.audio]), truth.sample_rate, 48000)
+    other = analyze(stereo, 48000)
+    assert other.bpm == pytest.approx(mono.bpm, rel=0.002)
+    assert other.metre == mono.metre
+    assert np.allclose(other.downbeats_s[:4], mono.downbeats_s[:4], atol=0.01)
+
+
+def test_loudness_is_the_loudness_module_s():
+    truth = click_track(90, "3/4", bars=4)
+    assert analyze(truth.audio, truth.sample_rate).lufs == pytest.approx(measure_lufs(truth.audio, 44100))
+
+
+def test_silence_and_a_short_clip_have_no_tempo():
+    silent = analyze(np.zeros((2, 44100 * 4), np.float32), 44100)
+    assert (silent.bpm, silent.beats_s, silent.key, silent.bars) == (0.0, (), "", 0.0)
+    short = click_track(120, "4/4", bars=1, lead_beats=0)  # 2 s and a little
+    clipped = analyze(short.audio[:, : int(1.5 * 44100)], 44100)
+    assert clipped.bpm == 0.0 and clipped.bpm_confidence == 0.0
+
+
+KEYS = [(0, "major"), (9, "minor"), (6, "major"), (3, "minor"), (10, "major"), (4, "minor")]
+
+
+@pytest.mark.parametrize(("tonic", "mode"), KEYS)
+def test_key_of_chord_progressions(tonic, mode):
+    progression = truth_sets.chord_progression(tonic, mode, variant=tonic % 2)
+    found = analyze(progression.audio, progression.sample_rate)
+    assert found.key in (progression.key, truth_sets.relative_key(progression.key))
+    assert found.key == progression.key  # these progressions carry their tonic: the exact key
+    assert found.key_confidence > 0.6
+
+
+def test_the_key_check_fails_on_another_key():
+    """Control: C major's progression is not in F# major (nor its relative), and a key a fifth away is wrong."""
+    found = analyze(truth_sets.chord_progression(0, "major").audio, 44100)
+    assert found.key == "C major"
+    assert found.key not in ("F# major", truth_sets.relative_key("F# major"), "G major")
+
+
+def test_key_needs_pitch_content():
+    assert estimate_key(np.zeros((12, 10))) == ("", 0.0)
+    assert estimate_key(np.ones((12, 10))) == ("", 0.0)  # every pitch class alike: no key
+
+
+def test_analysis_json_is_plain_and_rounded():
+    truth = click_track(120, "4/4", bars=4)
+    data = analyze(truth.audio, truth.sample_rate).to_json()
+    assert data["metre"] == "4/4" and data["bpm"] == pytest.approx(120, abs=0.05)
+    assert isinstance(data["beats_s"], list) and data["first_downbeat_s"] == data["downbeats_s"][0]
+    assert all(isinstance(value, (int, float, str, list)) for value in data.values())
