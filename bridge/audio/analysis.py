@@ -125,6 +125,7 @@ class Envelopes:
 
     onset: np.ndarray  # (N,) all bands
     bands: np.ndarray  # (3, N): under LOW_BAND_HZ (kick), between, over HIGH_BAND_HZ (hats)
+    power: np.ndarray  # (3, N): the same three groups' power (linear), for what a hit is made of
     chroma: np.ndarray  # (12, M)
 
 
@@ -229,15 +230,19 @@ _BAND_LOW_EDGE_HZ = np.array([np.nonzero(row)[0][0] * ANALYSIS_RATE / N_FFT for 
 
 
 def onset_envelopes(mono: np.ndarray) -> Envelopes:
-    """The onset envelopes (all bands, low bands) at FPS and the chroma (12, M), of the analysis-rate signal."""
+    """The onset envelopes (all bands; low, middle and high), the three groups' power at FPS, and the chroma
+    (12, M), of the analysis-rate signal."""
     magnitude = stft_magnitude(mono, N_FFT, HOP)
-    bands = np.log1p(100.0 * (_BANDS @ magnitude))  # (B, N)
+    linear = _BANDS @ magnitude  # (B, N)
+    bands = np.log1p(100.0 * linear)
     previous = maximum_filter1d(bands, size=3, axis=0)  # SuperFlux: the neighbours' max a frame before
     rise = np.maximum(bands[:, 1:] - previous[:, :-1], 0.0)
     rise = np.concatenate([np.zeros((bands.shape[0], 1), dtype=rise.dtype), rise], axis=1)
     low, high = _BAND_LOW_EDGE_HZ < LOW_BAND_HZ, _BAND_LOW_EDGE_HZ >= HIGH_BAND_HZ
-    split = np.stack([rise[low].sum(axis=0), rise[~low & ~high].sum(axis=0), rise[high].sum(axis=0)])
-    return Envelopes(onset=rise.sum(axis=0), bands=split, chroma=chroma(mono))
+    groups = (low, ~low & ~high, high)
+    split = np.stack([rise[group].sum(axis=0) for group in groups])
+    power = np.stack([(linear[group] ** 2).sum(axis=0) for group in groups])
+    return Envelopes(onset=rise.sum(axis=0), bands=split, power=power, chroma=chroma(mono))
 
 
 def pulse_period(onset: np.ndarray) -> tuple[float, float]:

@@ -100,7 +100,7 @@ def kick(sample_rate: int) -> np.ndarray:
     t = np.arange(int(0.35 * sample_rate)) / sample_rate
     frequency = 50.0 + 90.0 * np.exp(-t / 0.04)
     phase = 2 * np.pi * np.cumsum(frequency) / sample_rate
-    return (np.sin(phase) * np.exp(-t / 0.12)).astype(np.float32)
+    return _faded(np.sin(phase) * np.exp(-t / 0.12), sample_rate)
 
 
 def snare(sample_rate: int, seed: int = 1) -> np.ndarray:
@@ -108,14 +108,22 @@ def snare(sample_rate: int, seed: int = 1) -> np.ndarray:
     noise = np.random.default_rng(seed).standard_normal(t.size)
     noise = np.diff(noise, prepend=0.0)  # brighter than white
     body = np.sin(2 * np.pi * 190.0 * t) * np.exp(-t / 0.03)
-    return (0.35 * noise * np.exp(-t / 0.05) + 0.6 * body).astype(np.float32)
+    return _faded(0.35 * noise * np.exp(-t / 0.05) + 0.6 * body, sample_rate)
 
 
 def hat(sample_rate: int, seed: int = 2) -> np.ndarray:
     t = np.arange(int(0.06 * sample_rate)) / sample_rate
     noise = np.random.default_rng(seed).standard_normal(t.size)
     noise = np.diff(np.diff(noise, prepend=0.0), prepend=0.0)  # high-passed
-    return (0.15 * noise * np.exp(-t / 0.012)).astype(np.float32)
+    return _faded(0.15 * noise * np.exp(-t / 0.012), sample_rate)
+
+
+def _faded(sound: np.ndarray, sample_rate: int, fade_s: float = 0.02) -> np.ndarray:
+    """sound with a raised-cosine fade over its last fade_s: a cut would click (an onset of its own)."""
+    frames = min(sound.size, int(fade_s * sample_rate))
+    sound = sound.copy()
+    sound[-frames:] *= 0.5 * (1 + np.cos(np.linspace(0, np.pi, frames)))
+    return sound.astype(np.float32)
 
 
 # Which drum plays where, per eighth note of the bar (6/8: per eighth; 3/4 and 4/4: two per beat).
