@@ -69,6 +69,8 @@ KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69,
 MIN_SECONDS = 2.0  # shorter clips have no tempo worth a number
 BAR_RANGE_S = (0.9, 4.5)  # a bar lasts this long: 4/4 from 53 to 267 BPM, 3/4 and 6/8 from 40 to 200
 BAR_TATUMS = (2, 3, 4, 6, 8, 12, 16)  # tatums per bar the metre search tries
+KICK_WEIGHT = 2.0  # the low band's power rise in a downbeat's accent, against the onset's 1
+LOW_SHARE = 0.05  # ... counted where the low band holds this share of the clip's power rises
 
 
 @dataclass(frozen=True)
@@ -367,17 +369,36 @@ def refine_peaks(envelope: np.ndarray, frames: np.ndarray) -> np.ndarray:
 
 
 def tatum_features(envelopes: Envelopes, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    """Per tracked tatum: (features (B, 4), accent (B,)). Features are the low, middle and high band onsets and
-    the chord change across the tatum (scaled to the onsets' mean), all over one common scale (the onsets'
-    spread), so a band with nothing in it adds no noise; the accent is the onset, the low band counted twice
-    more, and the chord change."""
+    """Per tracked tatum: (features (B, 4), accent (B,)).
+
+    Features: the low, middle and high band onsets and the chord change across the tatum (scaled to the onsets'
+    mean), all over one common scale (the onsets' spread), so a band with nothing in it adds no noise. Accent
+    (what marks a downbeat): the onset over its largest, the low band's power rise over its largest counted
+    ``KICK_WEIGHT`` times (where the clip's low band holds ``LOW_SHARE`` of its power rise: a kick, a bass note;
+    a snare's crack is loud in every band but carries little power down there), and the chord change (0-1)."""
     frames = np.clip(np.round((grid.beats_s - ONSET_DELAY_S) * FPS).astype(int), 0, envelopes.onset.size - 1)
     onset = _rise_near(envelopes.onset, frames)
     bands = np.stack([_rise_near(band, frames) for band in envelopes.bands])
-    change = float(np.mean(onset)) * _chroma_change(envelopes.chroma, grid.beats_s, grid.period_s)
-    features = np.vstack([bands, change]).T
+    change = _chroma_change(envelopes.chroma, grid.beats_s, grid.period_s)
+    features = np.vstack([bands, float(np.mean(onset)) * change]).T
     features = (features - features.mean(axis=0)) / max(float(onset.std()), 1e-9)
-    return features, onset + 2.0 * bands[0] + change
+    power = power_rises(envelopes.power, frames)
+    accent = onset / max(float(onset.max()), 1e-12) + change
+    if power[:, 0].sum() >= LOW_SHARE * power.sum():
+        accent = accent + KICK_WEIGHT * power[:, 0] / max(float(power[:, 0].max()), 1e-12)
+    return features, accent
+
+
+def power_rises(power: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """(H, 3): how much each band group's power rose at each frame (its most over the next 3 frames less its
+    mean over the 3 before)."""
+    count = power.shape[1]
+    rises = np.zeros((frames.size, power.shape[0]))
+    for k, frame in enumerate(frames):
+        after = power[:, frame: min(count, frame + 4)].max(axis=1)
+        before = power[:, max(0, frame - 4): max(1, frame - 1)].mean(axis=1)
+        rises[k] = np.maximum(after - before, 0.0)
+    return rises
 
 
 def _chroma_change(chroma_frames: np.ndarray, times_s: np.ndarray, span_s: float) -> np.ndarray:

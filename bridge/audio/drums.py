@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import maximum_filter1d
 
-from bridge.audio.analysis import FPS, ONSET_DELAY_S, mono_at_analysis_rate, onset_envelopes
+from bridge.audio.analysis import FPS, ONSET_DELAY_S, mono_at_analysis_rate, onset_envelopes, power_rises
 from inference.transcription.notes import Note
 
 GM_DRUMS = {"kick": 36, "snare": 38, "hat": 42}  # General MIDI: bass drum 1, acoustic snare, closed hi-hat
@@ -69,18 +69,6 @@ def hit_frames(onset: np.ndarray) -> np.ndarray:
         if not kept or frame - kept[-1] > gap:
             kept.append(int(frame))
     return np.array(kept, dtype=int)
-
-
-def power_rises(power: np.ndarray, frames: np.ndarray) -> np.ndarray:
-    """(H, 3): how much each band group's power rose at each hit (its most over the next 3 frames less its mean
-    over the 3 before)."""
-    count = power.shape[1]
-    rises = np.zeros((frames.size, 3))
-    for k, frame in enumerate(frames):
-        after = power[:, frame: min(count, frame + 4)].max(axis=1)
-        before = power[:, max(0, frame - 4): max(1, frame - 1)].mean(axis=1)
-        rises[k] = np.maximum(after - before, 0.0)
-    return rises
 
 
 def classify_hits(rises: np.ndarray) -> list[list[tuple[str, float]]]:
