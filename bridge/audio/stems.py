@@ -1,6 +1,6 @@
 """Stems for the DAW: the separator as the daemon configures it, and the stem outputs of a job.
 
-Decisions (see docs/ARCHITECTURE.md, "Stems"):
+Decisions:
 
 - Stems are separated from the **delivered mix** (after the master chain,
   loop fold and loudness), so without stem chains they sum to ``mix.wav``

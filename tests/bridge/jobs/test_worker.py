@@ -257,25 +257,6 @@ def test_a_preset_gone_by_the_time_the_job_runs_is_not_found_and_the_worker_goes
     assert bench.sent.wait_terminal("back-1")[0] == "/continuo/done"
 
 
-def test_each_output_also_gets_a_name_for_a_daw_before_its_event(make_bench):
-    """<job>_<name>_<bars>bars_<bpm>bpm[_<key>].wav beside the stable mix.wav: the same file (a hard link here),
-    there when /continuo/output goes out; the manifest keeps both paths, the event the stable one."""
-    bench = make_bench()
-    daw = bench.output_root / "daw-1" / "daw-1_mix_1bars_120bpm_Cmaj.wav"  # the default context: 120 BPM, C major
-    there_at_output: list = []
-    bench.when("/continuo/output", then=lambda: there_at_output.append(sorted(p.name for p in daw.parent.iterdir())))
-    bench.submit("daw-1")
-    bench.worker.start()
-    assert bench.sent.wait_terminal("daw-1")[0] == "/continuo/done"
-    assert daw.name in there_at_output[0], there_at_output
-    stable = bench.output_root / "daw-1" / "mix.wav"
-    assert os.path.samefile(daw, stable)
-    (output,) = json.loads((bench.output_root / "daw-1" / "manifest.json").read_text())["outputs"]
-    assert (output["path"], output["daw_path"]) == (stable.as_posix(), daw.as_posix())
-    (event,) = [args for address, args in bench.sent.of("daw-1") if address == "/continuo/output"]
-    assert event[2] == stable.as_posix()
-
-
 class SlowPathBuild:
     """A stand-in for ``inference.stems.separator.build_path`` (no export): blocks until released, counts builds."""
 
