@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks; results are JSON lines")
     bench.add_argument("suite", nargs="?", default="engine",
-                       choices=["engine", "daemon", "bridge", "render", "gpu", "throughput", "quality", "soak"],
+                       choices=["engine", "daemon", "bridge", "render", "gpu", "throughput", "quality", "soak",
+                                "listen"],
                        help="engine: decode speed, our engine vs transformers; "
                             "daemon: startup and an 8-bar render end to end; "
                             "bridge: per-request overhead of OSC/UDP, OSC/TCP, ZeroMQ vs bare echo servers; "
@@ -94,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "throughput --cluster: in process vs 1 and 2 local Ray Serve replicas; "
                             "quality: lossy modes vs fp32 on the quality harness (KL, top-k overlap, agreement); "
                             "soak: many short jobs of every kind from OSC, TCP, ZeroMQ, HTTP and CLI clients at "
-                            "once; the daemon's RSS after warm-up, halfway and at the end (target: within 10 %%)")
+                            "once; the daemon's RSS after warm-up, halfway and at the end (target: within 10 %%); "
+                            "listen: tempo, downbeats, metre, key, notes and drums against exact truth, and speed")
     bench.add_argument("--quick", action="store_true")
     bench.add_argument("--seconds", type=float, default=None, help="engine: audio per run (default 10; --quick 2)")
     bench.add_argument("--shape", default=None, help="engine: one shape, e.g. musicgen-small or musicgen-medium")
@@ -115,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="soak: jobs before the first RSS figure (default: a fifth, at least 20)")
     bench.add_argument("--kv-cache", default="auto",
                        help="throughput: the engine's kv_cache (auto, fp32, bf16, mulaw8, int8)")
+    bench.add_argument("--real", type=Path, default=None, metavar="DIR",
+                       help="listen: also analyse and transcribe the first 30 s of each recording in DIR")
     bench.add_argument("--model", default=None, help="checkpoint for the daemon suite (default: the daemon's "
                                                       "default) and the soak (default: a tiny random smoke model)")
     return parser

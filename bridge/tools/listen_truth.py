@@ -13,7 +13,11 @@ metre's secondary strong beat (beat 3 of 4/4, the fourth eighth of 6/8) next, th
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -308,3 +312,78 @@ DOWNBEAT_TOLERANCE_S = 0.03
 def score_rhythm(bpm: float, metre: str, downbeats_s: tuple[float, ...], truth: Truth) -> RhythmScore:
     return RhythmScore(tempo=tempo_octave(bpm, truth.bpm), metre_ok=metre == truth.metre,
                        downbeat_f1=onset_f1(downbeats_s, truth.downbeats_s, DOWNBEAT_TOLERANCE_S))
+
+
+SOUNDFONTS = (Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"), Path("/usr/share/sounds/sf2/default-GM.sf2"))
+
+
+def find_soundfont() -> Path | None:
+    """A General MIDI SoundFont and fluidsynth to play it (Debian: fluidsynth, fluid-soundfont-gm, MIT), or None."""
+    if shutil.which("fluidsynth") is None:
+        return None
+    return next((path for path in SOUNDFONTS if path.is_file()), None)
+
+
+def render_sampled(notes: list[Note], *, bpm: float, soundfont: Path, program: str = "other", drums: bool = False,
+                   sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """notes played by recorded instruments (fluidsynth and a GM SoundFont): (C, T) float32. The truth stays the
+    notes; the timbres are real samples (a piano, a fingered bass, a drum kit), attacks and all."""
+    from bridge.audio.files import read_audio
+    from bridge.audio.midi_files import MidiTrack, midi_bytes
+
+    track = MidiTrack(name=program, bpm=bpm, drums=drums)
+    with tempfile.TemporaryDirectory(prefix="continuo-truth-") as folder:
+        midi, wav = Path(folder) / "notes.mid", Path(folder) / "notes.wav"
+        midi.write_bytes(midi_bytes([_as_midi_note(n) for n in notes], track))
+        subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(sample_rate), "-F", str(wav),
+                        str(soundfont), str(midi)], check=True, capture_output=True, timeout=120)
+        audio, _rate = read_audio(wav)
+    return audio
+
+
+def _as_midi_note(note: Note):
+    from inference.transcription.notes import Note as MidiNote
+
+    return MidiNote(pitch=note.pitch, start_s=note.start_s, end_s=note.end_s, velocity=note.velocity)
+
+
+def drum_notes(truth: Truth) -> list[Note]:
+    """A drum pattern's hits as General MIDI drum notes (kick 36, snare 38, closed hat 42), the downbeat's kick
+    loudest."""
+    pitches = {"kick": 36, "snare": 38, "hat": 42}
+    first_downbeats = set(round(t, 6) for t in truth.downbeats_s)
+    notes = []
+    for name, times in truth.drums.items():
+        for time_s in times:
+            velocity = 120 if name == "kick" and round(time_s, 6) in first_downbeats else 70 if name == "hat" else 100
+            notes.append(Note(pitches[name], time_s, time_s + 0.1, velocity))
+    return sorted(notes, key=lambda n: (n.start_s, n.pitch))
+
+
+def sampled_song(tonic: int, mode: str, *, bpm: float, metre: str = "4/4", bars: int = 8,
+                 soundfont: Path, sample_rate: int = SAMPLE_RATE) -> tuple[Truth, dict[str, np.ndarray]]:
+    """Drums, a bass on the chord roots and piano chords, each played from the SoundFont: (the mix's truth, the
+    stems). The drums start half a bar early (a pickup); chords change on the downbeats."""
+    kit = drum_pattern(bpm, metre, bars=bars, sample_rate=sample_rate)
+    steps = MAJOR_STEPS if mode == "major" else HARMONIC_MINOR_STEPS
+    per_bar, unit = METRES[metre]
+    bar_s = per_bar * beat_seconds(bpm, metre)
+    chords, bass = [], []
+    for index, downbeat in enumerate(kit.downbeats_s):
+        degree = PROGRESSIONS[mode][0][index % 4]
+        root = 48 + tonic % 12 + steps[degree]
+        triad = [48 + tonic % 12 + steps[(degree + k) % 7] + 12 * ((degree + k) // 7) for k in (0, 2, 4)]
+        chords.extend(Note(p + 12, downbeat, downbeat + bar_s * 0.95, 75) for p in triad)
+        bass.append(Note(root - 24 if root - 24 >= 28 else root - 12, downbeat, downbeat + bar_s * 0.45, 100))
+        bass.append(Note(root - 24 if root - 24 >= 28 else root - 12, downbeat + bar_s / 2,
+                         downbeat + bar_s * 0.95, 90))
+    stems = {"drums": render_sampled(drum_notes(kit), bpm=bpm, soundfont=soundfont, drums=True,
+                                     sample_rate=sample_rate),
+             "bass": render_sampled(bass, bpm=bpm, soundfont=soundfont, program="bass", sample_rate=sample_rate),
+             "other": render_sampled(chords, bpm=bpm, soundfont=soundfont, sample_rate=sample_rate)}
+    frames = max(stem.shape[1] for stem in stems.values())
+    mix = sum(np.pad(stem, ((0, 0), (0, frames - stem.shape[1]))) for stem in stems.values())
+    truth = Truth(audio=mix.astype(np.float32), sample_rate=sample_rate, bpm=bpm, metre=metre,
+                  beats_s=kit.beats_s, downbeats_s=kit.downbeats_s, key=f"{PITCH_CLASSES[tonic % 12]} {mode}",
+                  notes=tuple(sorted(bass + chords, key=lambda n: (n.start_s, n.pitch))), drums=kit.drums)
+    return truth, stems

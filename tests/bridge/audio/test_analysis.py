@@ -117,3 +117,15 @@ def test_analysis_json_is_plain_and_rounded():
     assert data["metre"] == "4/4" and data["bpm"] == pytest.approx(120, abs=0.05)
     assert isinstance(data["beats_s"], list) and data["first_downbeat_s"] == data["downbeats_s"][0]
     assert all(isinstance(value, (int, float, str, list)) for value in data.values())
+
+
+@pytest.mark.skipif(truth_sets.find_soundfont() is None,
+                    reason="fluidsynth and a GM SoundFont are not installed (apt-get install fluidsynth "
+                           "fluid-soundfont-gm): recorded instruments are checked where they are")
+def test_a_mix_of_recorded_instruments_in_a_minor_key():
+    """Drums, a fingered bass and piano chords from FluidR3: the tempo, metre, downbeats and the minor key (the
+    bass's fifth partial feeds the major third; Krumhansl-Kessler's profile took it for A major)."""
+    truth, _stems = truth_sets.sampled_song(9, "minor", bpm=128.0, soundfont=truth_sets.find_soundfont())
+    found = analyze(truth.audio, truth.sample_rate)
+    assert score_rhythm(found.bpm, found.metre, found.downbeats_s, truth).passed
+    assert found.key == "A minor"
