@@ -1,5 +1,5 @@
 """The `continuo` command: serve; generate, continue, variations, stems, status; prune, trash; send, model, doctor,
-keys, bench."""
+keys, bench; analyze, midi (on this machine, bridge/tools/listen.py)."""
 
 from __future__ import annotations
 
@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--no-wait", action="store_true", help="send and return without waiting for replies")
 
     add_job_commands(commands)
+    from bridge.tools.listen import add_listen_commands
+
+    add_listen_commands(commands)
 
     model = commands.add_parser("model", help="model tools")
     model_commands = model.add_subparsers(dest="model_command", required=True)
@@ -254,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
             from bridge.tools.keys import run_keys
 
             return run_keys(args.dir, args.client)
+        if args.command in ("analyze", "midi"):
+            from bridge.tools.listen import run_analyze, run_midi
+
+            return run_analyze(args) if args.command == "analyze" else run_midi(args)
         if args.command == "bench":
             from bridge.tools.bench import run_bench
 

@@ -560,3 +560,47 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a - a.mean(), b - b.mean()
     norm = float(np.linalg.norm(a) * np.linalg.norm(b))
     return float(a @ b) / norm if norm > 1e-12 else 0.0
+
+
+@dataclass(frozen=True)
+class GridCheck:
+    """How a render sits on the grid it was asked for: the tempo heard against the asked one, and how far the
+    downbeats heard lie from the asked bar lines (where the metre heard differs, the beats from the asked beats)."""
+
+    bpm_heard: float
+    bpm_confidence: float
+    tempo_error_pct: float | None  # heard against asked (against x2, x1/2, ... when octave); None: no tempo heard
+    octave: str  # "" when the tempo heard is the asked one, else the ratio heard ("2", "1/2", "3/2", ...)
+    offset_ms: float | None  # median signed distance of the marks heard from the asked grid's; + is late
+    against: str  # "downbeats" or "beats": which marks were compared
+
+    def to_json(self) -> dict:
+        return {"bpm_heard": round(self.bpm_heard, 3), "bpm_confidence": round(self.bpm_confidence, 3),
+                "tempo_error_pct": None if self.tempo_error_pct is None else round(self.tempo_error_pct, 3),
+                "octave": self.octave,
+                "offset_ms": None if self.offset_ms is None else round(self.offset_ms, 1), "against": self.against}
+
+
+OCTAVES = {"2": 2.0, "1/2": 0.5, "3": 3.0, "1/3": 1 / 3, "3/2": 1.5, "2/3": 2 / 3}
+
+
+def check_grid(audio: np.ndarray, sample_rate: int, context: MusicalContext, *, origin_s: float = 0.0) -> GridCheck:
+    """Beat-track a render (C, T) and measure it against the grid of context: its downbeats at origin_s +
+    seconds_for_bars(n) (bar 0 at the file's start unless the render keeps an input whose first downbeat was
+    heard later)."""
+    found = analyze(audio, sample_rate)
+    if not found.bpm:
+        return GridCheck(0.0, 0.0, None, "", None, "")
+    ratio, octave = 1.0, ""
+    if abs(found.bpm / context.bpm - 1.0) > 0.02:
+        name = min(OCTAVES, key=lambda key: abs(found.bpm / (context.bpm * OCTAVES[key]) - 1.0))
+        if abs(found.bpm / (context.bpm * OCTAVES[name]) - 1.0) <= 0.02:
+            ratio, octave = OCTAVES[name], name
+    error = 100.0 * (found.bpm / (context.bpm * ratio) - 1.0)
+    same_metre = (found.beats_per_bar, found.beat_unit) == (context.beats_per_bar, context.beat_unit)
+    marks, step = (found.downbeats_s, context.seconds_for_bars(1)) if same_metre else (
+        found.beats_s, context.seconds_for_beats(1))
+    offsets = [(t - origin_s) - round((t - origin_s) / step) * step for t in marks]
+    offset_ms = 1000.0 * float(np.median(offsets)) if offsets else None
+    return GridCheck(found.bpm, found.bpm_confidence, error, octave, offset_ms,
+                     "downbeats" if same_metre else "beats")

@@ -37,6 +37,7 @@ class StemMidi:
     stem: str
     notes: tuple[Note, ...]
     data: bytes
+    seconds: float  # the audio it came from
 
 
 def transcribe_stem(audio: np.ndarray, sample_rate: int, stem: str, *, model: BasicPitch | None = None,
@@ -68,4 +69,5 @@ def stem_midi(audio: np.ndarray, sample_rate: int, stem: str, *, context: Musica
         notes = quantize(notes, bpm=context.bpm, division=grid, origin_s=origin_s)
     track = MidiTrack(name=stem, bpm=context.bpm, beats_per_bar=context.beats_per_bar, beat_unit=context.beat_unit,
                       drums=stem == "drums")
-    return StemMidi(stem=stem, notes=tuple(notes), data=midi_bytes(notes, track))
+    return StemMidi(stem=stem, notes=tuple(notes), data=midi_bytes(notes, track),
+                    seconds=audio.shape[-1] / sample_rate)

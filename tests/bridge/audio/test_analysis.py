@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bridge.audio.analysis import analyze, estimate_key, fit_grid
+from bridge.audio.analysis import analyze, check_grid, estimate_key, fit_grid
+from bridge.audio.context import MusicalContext
 from bridge.audio.loudness import measure_lufs
 from bridge.audio.render import resample
 from bridge.tools import listen_truth as truth_sets
@@ -129,3 +130,22 @@ def test_a_mix_of_recorded_instruments_in_a_minor_key():
     found = analyze(truth.audio, truth.sample_rate)
     assert score_rhythm(found.bpm, found.metre, found.downbeats_s, truth).passed
     assert found.key == "A minor"
+
+
+def test_the_grid_check_measures_a_render_against_the_asked_grid():
+    truth = truth_sets.click_track(120.0, "4/4", bars=8, lead_beats=0)  # bar 0 at 0.05 s
+    on_grid = check_grid(truth.audio, truth.sample_rate, MusicalContext(bpm=120.0), origin_s=0.05)
+    assert abs(on_grid.tempo_error_pct) < 0.5 and on_grid.octave == "" and on_grid.against == "downbeats"
+    assert abs(on_grid.offset_ms) < 15.0
+    assert check_grid(truth.audio, truth.sample_rate, MusicalContext(bpm=120.0)).offset_ms == pytest.approx(50, abs=15)
+    # controls: a take 5 % fast, one 100 ms late, one asked at half its tempo, one in another metre
+    fast = check_grid(truth.audio, truth.sample_rate, MusicalContext(bpm=120.0 / 1.05))
+    assert fast.tempo_error_pct == pytest.approx(5.0, abs=0.5)
+    late = np.concatenate([np.zeros((1, 4410), np.float32), truth.audio], axis=1)
+    assert check_grid(late, truth.sample_rate, MusicalContext(bpm=120.0), origin_s=0.05).offset_ms == pytest.approx(
+        100.0, abs=15)
+    half = check_grid(truth.audio, truth.sample_rate, MusicalContext(bpm=60.0))
+    assert half.octave == "2" and abs(half.tempo_error_pct) < 0.5
+    waltz = check_grid(truth.audio, truth.sample_rate, MusicalContext(bpm=120.0, beats_per_bar=3), origin_s=0.05)
+    assert waltz.against == "beats" and abs(waltz.offset_ms) < 15.0
+    assert check_grid(np.zeros((1, 44100), np.float32), 44100, MusicalContext()).tempo_error_pct is None
