@@ -144,15 +144,18 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
         add_connection_flags(parser)
         return parser
 
-    def add_job_flags(parser: argparse.ArgumentParser, *, bars: float, preset: bool = True) -> None:
+    def add_job_flags(parser: argparse.ArgumentParser, *, bars: float, preset: bool = True,
+                      hears: bool = False) -> None:
         if bars:
             parser.add_argument("--bars", type=float, default=bars, help=f"length in bars (default {bars:g})")
         if preset:
             parser.add_argument("--preset", default="default", help="preset name (default: default)")
-        parser.add_argument("--bpm", type=float, default=120.0, help="tempo (default 120)")
-        parser.add_argument("--metre", "--time-signature", type=parse_metre, default="4/4",
-                            help="time signature (default 4/4)")
-        parser.add_argument("--key", default="C major", help="musical key, e.g. 'F# minor' (default C major)")
+        parser.add_argument("--bpm", type=float, default=None if hears else 120.0,
+                            help="tempo (default: the one the daemon hears in the input file, else 120)" if hears
+                            else "tempo (default 120)")
+        parser.add_argument("--metre", "--time-signature", type=parse_metre, default=None,
+                            help="time signature (default 4/4" + (", or the one heard)" if hears else ")"))
+        parser.add_argument("--key", default=None, help="musical key, e.g. 'F# minor' (default C major)")
         parser.add_argument("--sample-rate", type=int, default=0, help="output rate in Hz (default: the daemon's)")
         parser.add_argument("--job-id", default="", help="your own job id (default: cli-<op>-<time>-<random>)")
         parser.add_argument("--no-wait", action="store_true", help="print the job id once accepted and return")
@@ -175,7 +178,7 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
     cont = job_parser("continue", "continue an audio file from its end (on the next downbeat)",
                       f"continuo continue clip.wav --bars 4. {intro}")
     cont.add_argument("input", help="audio file to continue")
-    add_job_flags(cont, bars=4.0)
+    add_job_flags(cont, bars=4.0, hears=True)
     cont.add_argument("--prompt", dest="prompt_setting", default=None, help="text prompt for the continuation")
     cont.add_argument("--stems", dest="stems_setting", default=None, metavar="LIST",
                       help="also write stems, e.g. drums,bass")
@@ -184,7 +187,7 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
     variations = job_parser("variations", "several takes of a prompt, or of an audio file",
                             f"continuo variations --count 4 --prompt 'dark techno'. {intro}")
     variations.add_argument("input", nargs="?", default="", help="audio file to vary (default: the prompt alone)")
-    add_job_flags(variations, bars=8.0)
+    add_job_flags(variations, bars=8.0, hears=True)
     variations.add_argument("--count", type=int, default=4, help="number of variations (default 4)")
     variations.add_argument("--prompt", dest="prompt_setting", default=None, help="text prompt")
 
@@ -192,7 +195,8 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
                        f"continuo stems mix.wav --stems drums,bass. {intro}")
     stems.add_argument("input", help="audio file to split")
     stems.add_argument("--stems", default="drums,bass,other,vocals", help="stems to write (default: all four)")
-    add_job_flags(stems, bars=0.0, preset=False)
+    stems.add_argument("--midi", action="store_true", help="also each stem's notes as a .mid beside it")
+    add_job_flags(stems, bars=0.0, preset=False, hears=True)
 
     status = commands.add_parser("status", help="the daemon's state, model, queue and limits",
                                  epilog=exit_code_table(), formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -101,6 +101,8 @@ def build_request(ns: argparse.Namespace) -> JobRequest:
     for item in getattr(ns, "set", None) or []:
         name, _, value = item.partition("=")
         settings += [name, parse_arg(value)]
+    if ns.bpm is None and op != "stems":  # the tempo is heard in the input: the rest of the context goes as settings
+        settings += context_settings(ns)
     if op == "generate":
         return JobRequest("/continuo/generate", job_id, [job_id, ns.preset, ns.prompt, float(ns.bars)], settings)
     if op == "continue":
@@ -111,7 +113,8 @@ def build_request(ns: argparse.Namespace) -> JobRequest:
         return JobRequest("/continuo/variations", job_id, [job_id, ns.preset, ns.input or "", int(ns.count),
                                                            float(ns.bars)], settings, inputs=inputs)
     if op == "stems":
-        return JobRequest("/continuo/stems", job_id, [job_id, ns.input, ns.stems], inputs={1: ns.input})
+        return JobRequest("/continuo/stems", job_id, [job_id, ns.input, ns.stems, int(getattr(ns, "midi", False))],
+                          inputs={1: ns.input})
     raise ValueError(f"not a job command: {op}")
 
 
@@ -221,10 +224,30 @@ def report_copy(printer: EventPrinter, staged: StagedInput) -> None:
                  source=staged.copied_from.as_posix(), path=staged.path.as_posix())
 
 
+def context_settings(ns: argparse.Namespace) -> list[Any]:
+    """The metre, key and rate flags given, as request settings (without --bpm no /continuo/context is sent, so
+    the daemon hears the input's tempo: bridge/jobs/listening.py)."""
+    settings: list[Any] = []
+    if ns.metre is not None:
+        settings += ["beats_per_bar", ns.metre[0], "beat_unit", ns.metre[1]]
+    if ns.key is not None:
+        settings += ["key", ns.key]
+    if ns.sample_rate:
+        settings += ["sample_rate", int(ns.sample_rate)]
+    return settings
+
+
 def set_context(client: OscClient, printer: EventPrinter, ns: argparse.Namespace, *, sample_rate: int) -> int | None:
-    """/continuo/context from the flags; None when set, else the exit status."""
-    beats_per_bar, beat_unit = ns.metre
-    client.send("/continuo/context", float(ns.bpm), beats_per_bar, beat_unit, ns.key,
+    """/continuo/context from the flags; None when set (or left to the daemon's ears: no --bpm on an input),
+    else the exit status."""
+    if ns.bpm is None:
+        if ns.command == "stems" and (ns.metre or ns.key or ns.sample_rate):
+            printer.note("error", "stems without --bpm takes the tempo it hears in the file; give --bpm too to "
+                         "set --metre, --key or --sample-rate", code="bad_request")
+            return EXIT_USAGE
+        return None
+    beats_per_bar, beat_unit = ns.metre or (4, 4)
+    client.send("/continuo/context", float(ns.bpm), beats_per_bar, beat_unit, "C major" if ns.key is None else ns.key,
                 int(ns.sample_rate or sample_rate))
     try:
         address, args = client.wait_for(
