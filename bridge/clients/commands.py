@@ -164,12 +164,13 @@ class EventPrinter:
 
 
 def daw_path_of(output: dict[str, Any]) -> str:
-    """The output's DAW-friendly second name (<job>_<name>_...bars_...bpm[_key].wav), found beside its stable
+    """The output's DAW-friendly second name (<job>_<name>_...bars_...bpm[_key].wav, or .mid), found beside its stable
     path (the daemon makes it before the event); "" when there is none (another machine, an older daemon)."""
     path = Path(str(output.get("path", "")))
-    prefix = f"{output.get('job_id')}_{output.get('name')}_"
+    midi = path.suffix == ".mid"  # a stem's MIDI file (output <stem>-midi) takes the stem's DAW name, .mid
+    prefix = f"{output.get('job_id')}_{str(output.get('name')).removesuffix('-midi') if midi else output.get('name')}_"
     try:
-        found = sorted(p for p in path.parent.glob(f"{prefix}*bars_*bpm*.wav")
+        found = sorted(p for p in path.parent.glob(f"{prefix}*bars_*bpm*{'.mid' if midi else '.wav'}")
                        if p.name[len(prefix):].split("_", 1)[0].endswith("bars"))
     except OSError:
         return ""
