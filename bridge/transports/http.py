@@ -441,7 +441,8 @@ class HttpServer:
         if output is None:
             return self.refuse("not_found", f"job {job_id} has no output {name!r}", job_id=job_id)
         self._jobs.fetched(job_id)  # a found job: `continuo prune` leaves it alone for a while
-        return self.file(Path(output["path"]), f"{job_id}-{name}.wav", job_id)
+        path = Path(output["path"])  # a WAV, or a stem's MIDI file (<stem>.mid, output <stem>-midi)
+        return self.file(path, f"{job_id}-{name}{'.mid' if path.suffix == '.mid' else '.wav'}", job_id)
 
     async def preview(self, request: Request) -> Response:
         job_id, chunk = request.path_params["job_id"], request.path_params["chunk"]
@@ -454,7 +455,8 @@ class HttpServer:
         resolved = path.resolve()
         if not resolved.is_relative_to(self._output_root) or not resolved.is_file():
             return self.refuse("not_found", f"{filename} is not (or no longer) on disk", job_id=job_id)
-        return FileResponse(resolved, media_type="audio/wav", filename=filename, content_disposition_type="inline")
+        return FileResponse(resolved, media_type="audio/midi" if resolved.suffix == ".mid" else "audio/wav",
+                            filename=filename, content_disposition_type="inline")
 
     async def upload(self, request: Request) -> Response:
         """The raw file as the body -> <inbox>/web-<id>-<name>, atomically, checked like every input."""

@@ -87,7 +87,7 @@ def test_setting_lookup_resolves_aliases_and_checks_values_for_presets_and_maps(
 
 def test_stages_are_the_documented_ones():
     assert STAGES == ("loading", "conditioning", "generating", "decoding", "preparing", "separating", "effects",
-                      "writing")
+                      "transcribing", "writing")
 
 
 def _arg_specs():
