@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="throughput: the engine's kv_cache (auto, fp32, bf16, mulaw8, int8)")
     bench.add_argument("--real", type=Path, default=None, metavar="DIR",
                        help="listen: also analyse and transcribe the first 30 s of each recording in DIR")
+    bench.add_argument("--renders", type=Path, default=None, metavar="DIR",
+                       help="listen: sum up the grid checks in the manifests under DIR (a daemon's output root)")
     bench.add_argument("--model", default=None, help="checkpoint for the daemon suite (default: the daemon's "
                                                       "default) and the soak (default: a tiny random smoke model)")
     return parser

@@ -16,12 +16,22 @@ One JSON line per part (bridge/tools/listen_truth.py builds every signal):
   seconds to transcribe a 30 s stem with onnxruntime on 2 threads and on 1, and drums; with the load average.
 - ``real``: with ``--real DIR``, each audio file there (its first 30 s): what was found and how long it took.
   No truth: a smoke check that real recordings go through, with the confidence each figure carries.
+- ``grid``: the musical-fit claim as a number. A real `continuo serve` (``--model``, else a tiny random smoke
+  checkpoint built for the run) renders a set of takes at several tempos and metres; each manifest holds the
+  render's grid check (bridge/audio/analysis.py:check_grid: the tempo heard against the asked one, octave errors
+  apart, and the median offset of the downbeats heard from the asked bar lines); the line sums them up. On the
+  smoke model the takes are noise, not music: there the figures only prove that every render is checked, not
+  that a model keeps time (``smoke_model`` says which). Beside them the checker's controls: a click track on the
+  asked grid (error ~0) and the same clicks asked 5 % slower (error ~5 %). ``--renders DIR`` sums up the grid
+  checks already in the manifests under DIR instead (a daemon's output root: a real model's renders).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -29,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge.audio.analysis import analyze
+from bridge.audio.analysis import analyze, check_grid
+from bridge.audio.context import MusicalContext
 from bridge.audio.drums import GM_DRUMS, transcribe_drums
 from bridge.audio.files import read_audio
 from bridge.tools import listen_truth as truth_sets
@@ -40,8 +51,8 @@ Emit = Callable[[dict], None]
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
 
 
-def run_listen_bench(*, quick: bool, emit: Emit, real_dir: Path | None = None,
-                     progress: Callable[[str], None] = lambda text: None) -> None:
+def run_listen_bench(*, quick: bool, emit: Emit, real_dir: Path | None = None, renders_dir: Path | None = None,
+                     model_path: str | None = None, progress: Callable[[str], None] = lambda text: None) -> None:
     common = {"suite": "listen", "machine": machine()}
     model = BasicPitch(threads=2)
     parts: list[tuple[str, Callable[[], dict]]] = [
@@ -51,6 +62,7 @@ def run_listen_bench(*, quick: bool, emit: Emit, real_dir: Path | None = None,
     ]
     if real_dir is not None:
         parts.append(("real", lambda: bench_real(real_dir, model)))
+    parts.append(("grid", lambda: bench_grid(quick, renders_dir=renders_dir, model_path=model_path)))
     for name, part in parts:
         progress(name)
         load_before = os.getloadavg()[0]
@@ -253,6 +265,89 @@ def bench_real(folder: Path, model: BasicPitch) -> dict:
                      "analysis_cpu_s": round(analysis_cpu, 3), "notes": len(notes),
                      "transcribe_wall_s": round(time.perf_counter() - started, 2)})
     return {"folder": folder.as_posix(), "files": rows}
+
+
+GRID_CASES = [(bpm, metre) for metre in ("4/4", "3/4", "6/8") for bpm in (80.0, 100.0, 120.0, 140.0, 170.0)]
+
+
+def bench_grid(quick: bool, *, renders_dir: Path | None = None, model_path: str | None = None) -> dict:
+    """Grid checks over a set of renders: rendered here by a real daemon, or read from renders_dir's manifests."""
+    controls = grid_controls()
+    if renders_dir is not None:
+        entries, smoke = manifest_grid_entries(sorted(renders_dir.glob("*/manifest.json")))
+        return {"source": renders_dir.as_posix(), "smoke_model": smoke, **summarize_grid(entries), **controls}
+    with tempfile.TemporaryDirectory(prefix="continuo-bench-grid-") as tmp:
+        root = Path(tmp)
+        if model_path is None:
+            from inference.musicgen.tiny import build_tiny_musicgen
+
+            model_path = str(build_tiny_musicgen(root / "smoke", seed=0))
+        cases = GRID_CASES[::5] if quick else GRID_CASES
+        manifests = render_grid_set(model_path, root, cases)
+        entries, smoke = manifest_grid_entries(manifests)
+    note = ("smoke model: its renders are noise, not music; these figures prove only that every render is "
+            "beat-tracked and checked, not that a model keeps time") if smoke else "a real model's renders"
+    return {"source": "rendered", "model": model_path, "smoke_model": smoke, "note": note, "bars": 2,
+            **summarize_grid(entries), **controls}
+
+
+def render_grid_set(model_path: str, root: Path, cases: list[tuple[float, str]]) -> list[Path]:
+    """2-bar generates at each (bpm, metre) by `continuo serve`; the paths of their manifests."""
+    from bridge.clients.osc import OscClient
+    from bridge.clients.process import DaemonProcess
+
+    flags = ["--model", model_path, "--osc-port", "0", "--zmq-port", "-1", "--http-port", "-1",
+             "--output-root", str(root / "renders"), "--user-presets-dir", str(root / "presets")]
+    manifests = []
+    with DaemonProcess(flags) as daemon, OscClient(daemon.host, daemon.port) as client:
+        client.hello()
+        for index, (bpm, metre) in enumerate(cases):
+            beats_per_bar, beat_unit = truth_sets.METRES[metre]
+            job_id = f"grid-{index}"
+            client.send("/continuo/generate", job_id, "default", "drums and bass", 2.0, "bpm", bpm,
+                        "beats_per_bar", beats_per_bar, "beat_unit", beat_unit, "seed", index)
+            events = client.wait_job(job_id, timeout_s=600, ack=True)
+            if events[-1][0] != "/continuo/done":
+                raise RuntimeError(f"the grid render {job_id} failed: {events[-1]}")
+            manifests.append(root / "renders" / job_id / "manifest.json")
+    return manifests
+
+
+def manifest_grid_entries(manifests: list[Path]) -> tuple[list[dict], bool]:
+    """Every output's grid check in the manifests (with the tempo asked), and whether any came from a smoke model."""
+    entries, smoke = [], False
+    for path in manifests:
+        manifest = json.loads(path.read_text())
+        smoke = smoke or bool(manifest.get("model", {}).get("smoke_model"))
+        for output in manifest.get("outputs", []):
+            if "grid" in output:
+                entries.append({**output["grid"], "asked_bpm": manifest["context"]["bpm"],
+                                "metre": manifest["context"]["metre"], "job_id": manifest["job_id"]})
+    return entries, smoke
+
+
+def summarize_grid(entries: list[dict]) -> dict:
+    heard = [e for e in entries if e["tempo_error_pct"] is not None]
+    on_tempo = [e for e in heard if not e["octave"] and abs(e["tempo_error_pct"]) <= 2.0]
+    octave = [e for e in heard if e["octave"]]
+    offsets = [abs(e["offset_ms"]) for e in heard if e["offset_ms"] is not None]
+    return {"renders": len(entries), "tempo_heard": len(heard), "tempo_within_2pct": len(on_tempo),
+            "tempo_octave": len(octave), "tempo_wrong": len(heard) - len(on_tempo) - len(octave),
+            "tempo_error_pct_median": round(statistics.median(abs(e["tempo_error_pct"]) for e in heard), 3)
+            if heard else None,
+            "offset_ms_median": round(statistics.median(offsets), 1) if offsets else None,
+            "offset_within_30ms": sum(offset <= 30.0 for offset in offsets),
+            "against_downbeats": sum(e["against"] == "downbeats" for e in heard)}
+
+
+def grid_controls() -> dict:
+    """The checker against known truth: clicks on the asked grid, and the same clicks asked 5 % slower."""
+    truth = truth_sets.click_track(120.0, "4/4", bars=8, lead_beats=0)
+    on = check_grid(truth.audio, truth.sample_rate, MusicalContext(bpm=120.0), origin_s=0.05)
+    slow = check_grid(truth.audio, truth.sample_rate, MusicalContext(bpm=120.0 / 1.05), origin_s=0.05)
+    return {"control_on_grid_error_pct": round(on.tempo_error_pct or 0.0, 3),
+            "control_on_grid_offset_ms": round(on.offset_ms or 0.0, 1), "control_asked_5pct_slower_error_pct":
+            round(slow.tempo_error_pct or 0.0, 3)}
 
 
 def _cpu_s(function: Callable[[], object]) -> float:

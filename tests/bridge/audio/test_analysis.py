@@ -149,3 +149,18 @@ def test_the_grid_check_measures_a_render_against_the_asked_grid():
     waltz = check_grid(truth.audio, truth.sample_rate, MusicalContext(bpm=120.0, beats_per_bar=3), origin_s=0.05)
     assert waltz.against == "beats" and abs(waltz.offset_ms) < 15.0
     assert check_grid(np.zeros((1, 44100), np.float32), 44100, MusicalContext()).tempo_error_pct is None
+
+
+def test_the_bench_sums_up_grid_checks_and_its_controls_move():
+    from bridge.tools.bench_listen import grid_controls, summarize_grid
+
+    entry = {"bpm_heard": 120.0, "bpm_confidence": 0.8, "tempo_error_pct": 0.4, "octave": "", "offset_ms": 12.0,
+             "against": "downbeats"}
+    entries = [entry, {**entry, "tempo_error_pct": 0.1, "octave": "2", "offset_ms": -40.0},
+               {**entry, "tempo_error_pct": 9.0}, {**entry, "tempo_error_pct": None, "offset_ms": None}]
+    summary = summarize_grid(entries)
+    assert (summary["renders"], summary["tempo_heard"], summary["tempo_within_2pct"], summary["tempo_octave"],
+            summary["tempo_wrong"], summary["offset_within_30ms"]) == (4, 3, 1, 1, 1, 2)
+    controls = grid_controls()
+    assert abs(controls["control_on_grid_error_pct"]) < 0.5
+    assert controls["control_asked_5pct_slower_error_pct"] == pytest.approx(5.0, abs=0.5)
