@@ -277,7 +277,7 @@ def pulse_period(onset: np.ndarray) -> tuple[float, float]:
     peaks = inner[(acf[inner] > acf[inner - 1]) & (acf[inner] >= acf[inner + 1]) & (acf[inner] > 0.05)]
     if peaks.size == 0:
         return 0.0, 0.0
-    lags = np.array([_parabolic(acf, int(p)) for p in peaks])
+    lags = np.array([parabolic_peak(acf, int(p)) for p in peaks])
     heights = acf[peaks]
     strong = heights >= 0.5 * heights.max()
 
@@ -291,7 +291,7 @@ def pulse_period(onset: np.ndarray) -> tuple[float, float]:
     return float(lags[chosen]), float(heights[chosen])
 
 
-def _parabolic(values: np.ndarray, index: int) -> float:
+def parabolic_peak(values: np.ndarray, index: int) -> float:
     """The vertex of the parabola through values[index - 1 .. index + 1]: a peak's fractional position."""
     if index <= 0 or index >= values.size - 1:
         return float(index)
@@ -371,7 +371,7 @@ def refine_peaks(envelope: np.ndarray, frames: np.ndarray) -> np.ndarray:
             continue
         peak = lo + int(np.argmax(envelope[lo: hi + 1]))
         if envelope[peak] > envelope[peak - 1] and envelope[peak] >= envelope[peak + 1]:
-            refined[k] = _parabolic(envelope, peak)
+            refined[k] = parabolic_peak(envelope, peak)
     return refined
 
 

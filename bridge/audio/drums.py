@@ -25,7 +25,14 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import maximum_filter1d
 
-from bridge.audio.analysis import FPS, ONSET_DELAY_S, mono_at_analysis_rate, onset_envelopes, power_rises
+from bridge.audio.analysis import (
+    FPS,
+    ONSET_DELAY_S,
+    mono_at_analysis_rate,
+    onset_envelopes,
+    parabolic_peak,
+    power_rises,
+)
 from inference.transcription.notes import Note
 
 GM_DRUMS = {"kick": 36, "snare": 38, "hat": 42}  # General MIDI: bass drum 1, acoustic snare, closed hi-hat
@@ -47,7 +54,7 @@ def transcribe_drums(audio: np.ndarray, sample_rate: int) -> list[Note]:
         return []
     notes = []
     for frame, drums in zip(frames, classify_hits(power_rises(envelopes.power, frames)), strict=True):
-        start = max(0.0, _vertex(envelopes.onset, int(frame)) / FPS + ONSET_DELAY_S)
+        start = max(0.0, parabolic_peak(envelopes.onset, int(frame)) / FPS + ONSET_DELAY_S)
         for name, strength in drums:
             velocity = int(np.clip(round(40 + 87 * min(strength, 1.0)), 1, 127))
             notes.append(Note(pitch=GM_DRUMS[name], start_s=start, end_s=start + NOTE_S, velocity=velocity))
@@ -108,11 +115,3 @@ def _strong(values: np.ndarray, led: np.ndarray) -> float:
     """The 90th percentile of values over the hits a drum leads; infinite when it leads none (a drum that
     never leads a hit is not in the clip: a kick's attack alone is not a snare)."""
     return max(float(np.percentile(values[led], 90)), 1e-12) if led.any() else np.inf
-
-
-def _vertex(envelope: np.ndarray, frame: int) -> float:
-    if frame <= 0 or frame >= envelope.size - 1:
-        return float(frame)
-    a, b, c = envelope[frame - 1], envelope[frame], envelope[frame + 1]
-    denominator = a - 2 * b + c
-    return float(frame) if denominator == 0 else float(frame + 0.5 * (a - c) / denominator)
