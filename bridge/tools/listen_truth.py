@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.transcription.notes import Note  # the truth's notes are the transcriber's kind: one Note
+
 SAMPLE_RATE = 44100
 PITCH_CLASSES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 METRES: dict[str, tuple[int, int]] = {"4/4": (4, 4), "3/4": (3, 4), "6/8": (6, 8)}
@@ -30,16 +32,6 @@ ACCENTS: dict[str, tuple[float, ...]] = {
     "3/4": (1.0, 0.35, 0.35),
     "6/8": (1.0, 0.3, 0.3, 0.6, 0.3, 0.3),
 }
-
-
-@dataclass(frozen=True)
-class Note:
-    """A note the truth holds: MIDI pitch, start and end in seconds, velocity 1-127."""
-
-    pitch: int
-    start_s: float
-    end_s: float
-    velocity: int = 100
 
 
 @dataclass
@@ -334,17 +326,11 @@ def render_sampled(notes: list[Note], *, bpm: float, soundfont: Path, program: s
     track = MidiTrack(name=program, bpm=bpm, drums=drums)
     with tempfile.TemporaryDirectory(prefix="continuo-truth-") as folder:
         midi, wav = Path(folder) / "notes.mid", Path(folder) / "notes.wav"
-        midi.write_bytes(midi_bytes([_as_midi_note(n) for n in notes], track))
+        midi.write_bytes(midi_bytes(notes, track))
         subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(sample_rate), "-F", str(wav),
                         str(soundfont), str(midi)], check=True, capture_output=True, timeout=120)
         audio, _rate = read_audio(wav)
     return audio
-
-
-def _as_midi_note(note: Note):
-    from inference.transcription.notes import Note as MidiNote
-
-    return MidiNote(pitch=note.pitch, start_s=note.start_s, end_s=note.end_s, velocity=note.velocity)
 
 
 def drum_notes(truth: Truth) -> list[Note]:
