@@ -171,17 +171,19 @@ def _remove_partial(partial: Path) -> str:
     return ""
 
 
-def daw_file_name(job_id: str, output_name: str, *, bars: float, bpm: float, key: str = "") -> str:
+def daw_file_name(job_id: str, output_name: str, *, bars: float, bpm: float, key: str = "",
+                  suffix: str = ".wav") -> str:
     """A name a musician can drop into any DAW and still read: ``<job>_<stem>_<bars>bars_<bpm>bpm_<key>.wav``.
 
     ``job-1``, ``mix``, 8 bars, 92 BPM, "F# minor" -> ``job-1_mix_8bars_92bpm_F#min.wav``; without a key the
-    last part is left out. Numbers keep at most two decimals (``1.5bars``, ``133.33bpm``).
+    last part is left out. Numbers keep at most two decimals (``1.5bars``, ``133.33bpm``). A stem's MIDI file
+    takes the same name with ``suffix=".mid"``, so it sorts beside its audio.
     """
     parts = [job_id, output_name, f"{_short_number(bars)}bars", f"{_short_number(bpm)}bpm"]
     key_text = short_key(key)
     if key_text:
         parts.append(key_text)
-    return "_".join(parts) + ".wav"
+    return "_".join(parts) + suffix
 
 
 def peaks_path(wav: Path) -> Path:
