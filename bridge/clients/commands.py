@@ -27,7 +27,7 @@ from bridge.clients.progress import JobProgress
 from bridge.clients.send import parse_arg
 from bridge.errors import BridgeError
 from bridge.protocol.schema import Schema, load_schema
-from bridge.settings import Settings, is_loopback
+from bridge.settings import is_loopback
 
 # The exit status of every job command, in one place (`continuo generate --help` and docs/quickstart.md show it).
 # One code per error code of the schema (osc_schema/continuo.json); tests/bridge/clients/test_commands.py fails
