@@ -66,7 +66,8 @@ class FakeDaemon(FakeOscDaemon):
             self.emit(sender, "/continuo/error", job_id, text.split(":")[1], "refused")
             return
         self.emit(sender, "/continuo/queued", job_id, 0, 1.0)
-        if request.op == "continue" and not any(address == "/continuo/context" for address, _ in self.received):
+        tempo_set = "bpm" in request.settings or any(address == "/continuo/context" for address, _ in self.received)
+        if request.op == "continue" and not tempo_set:
             self.emit(sender, "/continuo/analysis", job_id, request.args["input_path"], 96.0, 0.8, 3, 4, 0.7, 0.25,
                       4.0, "A minor", 0.6, -14.0, -1.0, 7.75)  # what the daemon heard, with no tempo set
         self.emit(sender, "/continuo/progress", job_id, 0.5, "generating")
@@ -236,9 +237,11 @@ def test_continue_without_bpm_leaves_the_tempo_to_the_daemons_ears(daemon, tmp_p
     sent = next(args for address, args in daemon.received if address == "/continuo/continue")
     assert sent[4:] == ["beats_per_bar", 3, "beat_unit", 4]
     assert "heard 96.00 BPM (confidence 0.80), 3/4, A minor" in capsys.readouterr().err
-    # control: --bpm sets the session's tempo, and the daemon has nothing to hear
+    # control: --bpm goes with the request as its tempo, and the daemon has nothing to hear
     assert run(daemon, "continue", str(clip), "--bpm", "90", "--job-id", "h-2") == 0
-    assert ("/continuo/context", [90.0, 4, 4, "C major", 48000]) in daemon.received
+    sent = [args for address, args in daemon.received if address == "/continuo/continue"][-1]
+    assert sent[4:] == ["bpm", 90.0]
+    assert "/continuo/context" not in [address for address, _ in daemon.received]
     assert "heard" not in capsys.readouterr().err
 
 
