@@ -179,7 +179,8 @@ _STOP_WORDS = frozenset("a an and the of with in on at for to by from some very 
 _OUTPUT_TAGS = {"mix": "", "mix-tail": "tail"}  # variation-N -> vN; a stem keeps its name (drums, bass, ...)
 
 
-def daw_file_name(title: str, output_name: str, *, bars: float, bpm: float, key: str = "") -> str:
+def daw_file_name(title: str, output_name: str, *, bars: float, bpm: float, key: str = "",
+                  suffix: str = ".wav") -> str:
     """A name a musician can drop into a DAW's clip lane and still read: ``<words>[_<stem>]_<bars>bars_<bpm>bpm[_<key>]
     .wav``, at most DAW_NAME_CHARS before ``.wav`` (the words are shortened to fit).
 
@@ -187,6 +188,7 @@ def daw_file_name(title: str, output_name: str, *, bars: float, bpm: float, key:
     .wav``; ``drums`` -> ``warm-lofi-piano_drums_8bars_...``, ``variation-2`` -> ``..._v2_...``. Without a key the last
     part is left out: a key is never invented. Numbers keep at most two decimals (``1.5bars``, ``133.33bpm``). The
     name is unique within its job's folder (one per output); the stable ``<name>.wav`` beside it is what events carry.
+    A stem's MIDI file takes its stem's name with ``suffix=".mid"``, so it sorts beside its audio.
     """
     tag = _OUTPUT_TAGS.get(output_name, output_name.replace("variation-", "v"))
     rest = [tag] if tag else []
@@ -200,7 +202,7 @@ def daw_file_name(title: str, output_name: str, *, bars: float, bpm: float, key:
     if len(words) > room:  # shortened at a word's end where one is in reach
         cut = words[:room + 1].rfind("-")
         words = words[:cut] if cut > 0 else words[:room]
-    return f"{words}_{tail}.wav"
+    return f"{words}_{tail}{suffix}"
 
 
 def musical_title(prompt: str, source: str = "") -> str:
@@ -225,12 +227,12 @@ def musical_title(prompt: str, source: str = "") -> str:
 
 
 def daw_path_beside(wav: Path) -> Path | None:
-    """The DAW-named second name of the output ``wav`` (``daw_file_name``), found beside it: the other ``.wav`` in
-    its folder that is the same file (a hard link), or, where the filesystem copied, has the same bytes; None when
-    there is none (another machine's path, an older render's folder gone)."""
+    """The DAW-named second name of the output ``wav`` (``daw_file_name``; a stem's ``.mid`` too), found beside it:
+    the other file of its suffix in its folder that is the same file (a hard link), or, where the filesystem copied,
+    has the same bytes; None when there is none (another machine's path, an older render's folder gone)."""
     wav = Path(wav)
     try:
-        others = [p for p in wav.parent.glob("*.wav") if p.name != wav.name and "_" in p.name]
+        others = [p for p in wav.parent.glob(f"*{wav.suffix}") if p.name != wav.name and "_" in p.name]
         linked = [p for p in others if os.path.samefile(p, wav)]
         if linked:
             return sorted(linked)[0]

@@ -28,7 +28,7 @@ from bridge.clients.progress import JobProgress
 from bridge.clients.send import parse_arg
 from bridge.errors import BridgeError
 from bridge.protocol.schema import Schema, load_schema, read_refusal, without_osc_example
-from bridge.settings import Settings, is_loopback
+from bridge.settings import is_loopback
 
 # The exit status of every job command, in one place (`continuo generate --help` and docs/quickstart.md show it).
 # One code per error code of the schema (osc_schema/continuo.json); tests/bridge/clients/test_commands.py fails
@@ -50,7 +50,6 @@ EXIT_CODES: dict[str, int] = {
     "id_conflict": 19,  # the job id belongs to another job: send it with a new id
     "disk_full": 20,  # the output disk is full: continuo prune, then send it again
 }
-SESSION_BPM = Settings.bpm  # a stems --key without --bpm: the daemon's default tempo (a file Continuo made: its own)
 EXIT_CTRL_C = 130  # Ctrl-C (SIGINT): the job was cancelled
 CANCEL_WAIT_S = 5.0  # after Ctrl-C, how long to wait for the daemon to confirm the cancel
 SMOKE_WARNING = ("the daemon serves a tiny RANDOM smoke model: this renders noise, not music "
@@ -182,7 +181,8 @@ def build_request(ns: argparse.Namespace) -> JobRequest:
         return JobRequest("/continuo/variations", job_id, [job_id, ns.preset, ns.input or "", int(ns.count),
                                                            float(ns.bars)], settings, inputs=inputs)
     if op == "stems":
-        return JobRequest("/continuo/stems", job_id, [job_id, ns.input, ns.stems], inputs={1: ns.input})
+        return JobRequest("/continuo/stems", job_id, [job_id, ns.input, ns.stems, int(getattr(ns, "midi", False))],
+                          inputs={1: ns.input})
     raise ValueError(f"not a job command: {op}")
 
 
@@ -247,8 +247,9 @@ class EventPrinter:
 
 
 def daw_path_of(output: dict[str, Any]) -> str:
-    """The output's DAW-friendly second name (bridge/audio/files.py:daw_file_name), found beside its stable path (the
-    daemon makes it before the event); "" when there is none (another machine, an older daemon)."""
+    """The output's DAW-friendly second name (bridge/audio/files.py:daw_file_name; a stem's .mid too), found beside
+    its stable path (the daemon makes it before the event); "" when there is none (another machine, an older
+    daemon)."""
     found = daw_path_beside(Path(str(output.get("path", ""))))
     return found.as_posix() if found is not None else ""
 
@@ -320,10 +321,15 @@ def report_copy(printer: EventPrinter, staged: StagedInput) -> None:
 
 
 def set_context(client: OscClient, printer: EventPrinter, ns: argparse.Namespace, *, sample_rate: int) -> int | None:
-    """/continuo/context from the flags (stems, which takes no settings; a flag not given: the daemon's default);
-    None when set, else the exit status."""
+    """/continuo/context from the flags (stems, which takes no settings); None when set, else the exit status.
+    Without --bpm the tempo is the file's own or the one the daemon hears, so --metre, --key and --sample-rate
+    alone would fix an invented tempo: refused with what to do."""
+    if ns.bpm is None:
+        printer.note("error", "stems without --bpm takes the tempo of the file (its own, or the one heard); give "
+                     "--bpm too to set --metre, --key or --sample-rate", code="bad_request")
+        return EXIT_USAGE
     beats_per_bar, beat_unit = ns.metre or (4, 4)
-    client.send("/continuo/context", float(ns.bpm or SESSION_BPM), beats_per_bar, beat_unit, ns.key or "",
+    client.send("/continuo/context", float(ns.bpm), beats_per_bar, beat_unit, ns.key or "",
                 int(ns.sample_rate or sample_rate))
     try:
         address, args = client.wait_for(

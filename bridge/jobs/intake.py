@@ -24,6 +24,7 @@ from bridge.jobs.admission import admit
 from bridge.jobs.events import EventSink
 from bridge.jobs.job_ids import check_resend, files_gone, find_job
 from bridge.jobs.journal import JobRecord, Journal
+from bridge.jobs.listening import Listening
 from bridge.jobs.model_switch import ModelSwitch
 from bridge.jobs.outputs import made_context
 from bridge.jobs.pool import WorkerPool
@@ -37,30 +38,42 @@ log = logging.getLogger("continuo.daemon")
 class Intake:
     def __init__(self, *, settings: Settings, journal: Journal, events: EventSink, queue: JobQueue,
                  pool: WorkerPool, switch: ModelSwitch, presets: Callable[[], Mapping[str, Preset]],
-                 input_roots: list[Path], output_root: Path) -> None:
+                 input_roots: list[Path], output_root: Path, listening: Listening | None = None) -> None:
         self.settings, self.journal, self.events, self.queue = settings, journal, events, queue
         self.pool, self.switch, self.presets = pool, switch, presets
         self.input_roots, self.output_root = input_roots, output_root
+        self.listening = listening
 
     def submit(self, op: str, job_id: str, args: Mapping[str, Any], settings: Mapping[str, Any], *,
                context: MusicalContext, reply_to: Destination, client_key: Destination,
-               priority: Priority = Priority.INTERACTIVE, slot: int | None = None, retries: int = 0) -> Job | None:
-        """The queued job, or None when job_id named one already (a resend: reported); raises the refusal."""
-        context = self.input_context(job_id, args, settings, context)
+               priority: Priority = Priority.INTERACTIVE, slot: int | None = None, retries: int = 0,
+               tempo_given: bool = True) -> Job | None:
+        """The queued job, or None when job_id named one already (a resend: reported); raises the refusal. The
+        tempo, in order: the request's settings, the manifest of an input Continuo made (input_context), the
+        session's when it set one (tempo_given), else the tempo heard in the input, told right after `queued`
+        (bridge/jobs/listening.py)."""
+        made = self.input_context(job_id, args, settings, context)
+        tempo_given = tempo_given or made is not context  # a file Continuo made keeps its own tempo, not one heard
+        context = made
         existing = self.find(job_id)
         if existing is not None:  # a resend is told where its job is; another request gets id_conflict
             check_resend(existing, op, args, settings, context)
             self.report(existing, reply_to)
             return None
+        heard = self.listening.infer(op, args, settings, tempo_given=tempo_given) if self.listening else None
         admitted = admit(op, job_id, args, settings, context=context, presets=self.presets(),
                          input_roots=self.input_roots, limits=self.settings,
                          model=None if self.switch.active else self.pool.engine.info,  # a switch: checked at start
-                         queue=self.queue, priority=priority, slot=slot, retries=retries)
+                         queue=self.queue, priority=priority, slot=slot, retries=retries,
+                         inferred=heard[0] if heard else None)
         job = Job(job_id=job_id, op=op, params=admitted.params, reply_to=reply_to, client_key=client_key,
                   priority=priority, slot=slot)
         self.journal.insert_job(job.job_id, job.op, job.params, job.reply_to)
         position = self.queue.put(job)
         self.events.queued(job.reply_to, job.job_id, position, self.pool.eta_s(position))
+        if heard is not None and self.listening is not None:
+            self.listening.send(job.reply_to, job.job_id, heard[1], heard[2])
+            log.info("job=%s inferred from the input: %s", job.job_id, heard[0])
         log.info("job=%s queued op=%s preset=%s bars=%g position=%d priority=%s", job.job_id, job.op,
                  admitted.plan.preset.name, admitted.plan.bars, position, priority.value)
         return job

@@ -97,7 +97,7 @@ log = logging.getLogger("continuo.http")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 JOB_EVENTS = frozenset({"/continuo/queued", "/continuo/progress", "/continuo/partial", "/continuo/output",
-                        "/continuo/done", "/continuo/error", "/continuo/slot"})
+                        "/continuo/done", "/continuo/error", "/continuo/slot", "/continuo/analysis", "/continuo/beats"})
 RING_EVENTS = 4096  # events kept for clients that reconnect with Last-Event-ID
 SUBSCRIBER_QUEUE = 1024  # events waiting for one slow SSE client before it is dropped (it reconnects and resumes)
 HEARTBEAT_S = 15.0
@@ -468,7 +468,8 @@ class HttpServer:
         if output is None:
             return self.refuse("not_found", f"job {job_id} has no output {name!r}", job_id=job_id)
         self._jobs.fetched(job_id)  # a found job: `continuo prune` leaves it alone for a while
-        return self.file(Path(output["path"]), daw_name(output["path"], job_id, name), job_id)
+        path = Path(output["path"])  # a WAV, or a stem's MIDI file (<stem>.mid, output <stem>-midi)
+        return self.file(path, daw_name(output["path"], job_id, name), job_id)
 
     async def peaks(self, request: Request) -> Response:
         """An output's waveform: 1 KiB of (min, max) int8 pairs measured at the full rate (bridge/audio/loudness.py:
@@ -518,7 +519,8 @@ class HttpServer:
         resolved = path.resolve()
         if not resolved.is_relative_to(self._output_root) or not resolved.is_file():
             return self.refuse("not_found", f"{filename} is not (or no longer) on disk", job_id=job_id)
-        return FileResponse(resolved, media_type="audio/wav", filename=filename, content_disposition_type="inline")
+        return FileResponse(resolved, media_type="audio/midi" if resolved.suffix == ".mid" else "audio/wav",
+                            filename=filename, content_disposition_type="inline")
 
     async def upload(self, request: Request) -> Response:
         """The raw file as the body -> <inbox>/web-<id>-<name>, atomically, checked like every input."""
@@ -696,7 +698,7 @@ def daw_name(path: str, job_id: str, name: str) -> str:
     """The name a download carries: the output's musical DAW name (bridge/audio/files.py:daw_file_name, found beside
     it), else <job>-<name>.wav (an older render, a folder without one)."""
     found = daw_path_beside(Path(path))
-    return found.name if found is not None else f"{job_id}-{name}.wav"
+    return found.name if found is not None else f"{job_id}-{name}{Path(path).suffix or '.wav'}"
 
 
 def load_token(path: Path) -> str:

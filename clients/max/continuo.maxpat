@@ -155,9 +155,11 @@
     "box": {
      "id": "obj-events",
      "maxclass": "newobj",
-     "numinlets": 20,
-     "numoutlets": 20,
+     "numinlets": 22,
+     "numoutlets": 22,
      "outlettype": [
+      "",
+      "",
       "",
       "",
       "",
@@ -185,7 +187,7 @@
       150.0,
       22.0
      ],
-     "text": "route /continuo/adapters /continuo/context /continuo/done /continuo/error /continuo/limits /continuo/models /continuo/output /continuo/partial /continuo/pong /continuo/presets /continuo/progress /continuo/queued /continuo/session /continuo/slot /continuo/status /continuo/storage /continuo/trash/job /continuo/trash/result /continuo/welcome"
+     "text": "route /continuo/adapters /continuo/analysis /continuo/beats /continuo/context /continuo/done /continuo/error /continuo/limits /continuo/models /continuo/output /continuo/partial /continuo/pong /continuo/presets /continuo/progress /continuo/queued /continuo/session /continuo/slot /continuo/status /continuo/storage /continuo/trash/job /continuo/trash/result /continuo/welcome"
     }
    },
    {
@@ -704,6 +706,62 @@
    },
    {
     "box": {
+     "id": "obj-output-path",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1300.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "zl.reg"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-skip",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "bang",
+      ""
+     ],
+     "patching_rect": [
+      1300.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "sel mix-midi"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-audio-gate",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      "bang"
+     ],
+     "patching_rect": [
+      1300.0,
+      170.0,
+      150.0,
+      22.0
+     ],
+     "text": "t b"
+    }
+   },
+   {
+    "box": {
      "id": "obj-log",
      "maxclass": "newobj",
      "numinlets": 1,
@@ -967,7 +1025,7 @@
    },
    {
     "box": {
-     "id": "obj-cancel-button",
+     "id": "obj-midi-button",
      "maxclass": "textbutton",
      "numinlets": 1,
      "numoutlets": 3,
@@ -979,6 +1037,26 @@
      "patching_rect": [
       560.0,
       200.0,
+      150.0,
+      22.0
+     ],
+     "text": "MIDI"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-cancel-button",
+     "maxclass": "textbutton",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      "int"
+     ],
+     "patching_rect": [
+      560.0,
+      230.0,
       150.0,
       22.0
      ],
@@ -996,7 +1074,7 @@
      ],
      "patching_rect": [
       560.0,
-      230.0,
+      260.0,
       150.0,
       22.0
      ],
@@ -1014,7 +1092,7 @@
      ],
      "patching_rect": [
       560.0,
-      260.0,
+      290.0,
       150.0,
       22.0
      ],
@@ -1034,7 +1112,7 @@
      ],
      "patching_rect": [
       560.0,
-      290.0,
+      320.0,
       150.0,
       22.0
      ],
@@ -1052,7 +1130,7 @@
      ],
      "patching_rect": [
       560.0,
-      320.0,
+      350.0,
       150.0,
       22.0
      ],
@@ -1070,7 +1148,7 @@
      ],
      "patching_rect": [
       560.0,
-      350.0,
+      380.0,
       150.0,
       22.0
      ],
@@ -1088,7 +1166,7 @@
      ],
      "patching_rect": [
       560.0,
-      380.0,
+      410.0,
       150.0,
       22.0
      ],
@@ -1108,7 +1186,7 @@
      ],
      "patching_rect": [
       560.0,
-      410.0,
+      440.0,
       150.0,
       22.0
      ],
@@ -1128,7 +1206,7 @@
      ],
      "patching_rect": [
       560.0,
-      440.0,
+      470.0,
       150.0,
       22.0
      ],
@@ -1147,7 +1225,7 @@
      ],
      "patching_rect": [
       560.0,
-      470.0,
+      500.0,
       150.0,
       22.0
      ],
@@ -1167,7 +1245,7 @@
      ],
      "patching_rect": [
       560.0,
-      500.0,
+      530.0,
       150.0,
       22.0
      ],
@@ -1185,7 +1263,7 @@
      ],
      "patching_rect": [
       560.0,
-      530.0,
+      560.0,
       150.0,
       22.0
      ],
@@ -1203,7 +1281,7 @@
      ],
      "patching_rect": [
       560.0,
-      560.0,
+      590.0,
       150.0,
       22.0
      ],
@@ -1222,7 +1300,7 @@
      ],
      "patching_rect": [
       560.0,
-      590.0,
+      620.0,
       150.0,
       22.0
      ],
@@ -1963,6 +2041,250 @@
    },
    {
     "box": {
+     "id": "obj-midi-pack",
+     "maxclass": "newobj",
+     "numinlets": 3,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1600.0,
+      20.0,
+      150.0,
+      22.0
+     ],
+     "text": "pack max none mix"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-address",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1600.0,
+      50.0,
+      150.0,
+      22.0
+     ],
+     "text": "prepend /continuo/midi"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-ticks",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "bang",
+      "bang",
+      "bang"
+     ],
+     "patching_rect": [
+      1600.0,
+      80.0,
+      150.0,
+      22.0
+     ],
+     "text": "t b b b"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-random",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      "int"
+     ],
+     "patching_rect": [
+      1600.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "random 1000000"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-ask-time",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1600.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "time"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-ask-date",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1600.0,
+      170.0,
+      150.0,
+      22.0
+     ],
+     "text": "date"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-date",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "list",
+      "list",
+      "int"
+     ],
+     "patching_rect": [
+      1600.0,
+      200.0,
+      150.0,
+      22.0
+     ],
+     "text": "date"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-hms",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "int",
+      "int",
+      "int"
+     ],
+     "patching_rect": [
+      1600.0,
+      230.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack i i i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-ymd",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1600.0,
+      260.0,
+      150.0,
+      22.0
+     ],
+     "text": "t l l"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-md",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "int",
+      "int",
+      "int"
+     ],
+     "patching_rect": [
+      1600.0,
+      290.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack i i i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-year",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1600.0,
+      320.0,
+      150.0,
+      22.0
+     ],
+     "text": "$3"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-id",
+     "maxclass": "newobj",
+     "numinlets": 7,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1600.0,
+      350.0,
+      150.0,
+      22.0
+     ],
+     "text": "sprintf symout max-%04ld%02ld%02ld-%02ld%02ld%02ld-%06ld"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-id-tee",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1600.0,
+      380.0,
+      150.0,
+      22.0
+     ],
+     "text": "t s s"
+    }
+   },
+   {
+    "box": {
      "id": "obj-cancel-pack",
      "maxclass": "newobj",
      "numinlets": 1,
@@ -2222,7 +2544,7 @@
      ],
      "patching_rect": [
       1300.0,
-      110.0,
+      200.0,
       150.0,
       22.0
      ],
@@ -2241,7 +2563,7 @@
      ],
      "patching_rect": [
       1300.0,
-      140.0,
+      230.0,
       150.0,
       22.0
      ],
@@ -2378,7 +2700,7 @@
      ],
      "source": [
       "obj-events",
-      11
+      13
      ]
     }
    },
@@ -2402,7 +2724,7 @@
      ],
      "source": [
       "obj-events",
-      10
+      12
      ]
     }
    },
@@ -2450,7 +2772,7 @@
      ],
      "source": [
       "obj-events",
-      3
+      5
      ]
     }
    },
@@ -2534,7 +2856,7 @@
      ],
      "source": [
       "obj-events",
-      2
+      4
      ]
     }
    },
@@ -2594,7 +2916,7 @@
      ],
      "source": [
       "obj-events",
-      18
+      20
      ]
     }
    },
@@ -2606,7 +2928,7 @@
      ],
      "source": [
       "obj-events",
-      18
+      20
      ]
     }
    },
@@ -2666,7 +2988,7 @@
      ],
      "source": [
       "obj-events",
-      9
+      11
      ]
     }
    },
@@ -2726,7 +3048,7 @@
      ],
      "source": [
       "obj-events",
-      6
+      8
      ]
     }
    },
@@ -2750,6 +3072,54 @@
      ],
      "source": [
       "obj-output-list",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-output-path",
+      1
+     ],
+     "source": [
+      "obj-outputs",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-skip",
+      0
+     ],
+     "source": [
+      "obj-outputs",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-audio-gate",
+      0
+     ],
+     "source": [
+      "obj-midi-skip",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-output-path",
+      0
+     ],
+     "source": [
+      "obj-audio-gate",
       0
      ]
     }
@@ -2991,6 +3361,30 @@
      "source": [
       "obj-events",
       19
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      20
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      21
      ]
     }
    },
@@ -4245,6 +4639,282 @@
    {
     "patchline": {
      "destination": [
+      "obj-midi-address",
+      0
+     ],
+     "source": [
+      "obj-midi-pack",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-udpsend",
+      0
+     ],
+     "source": [
+      "obj-midi-address",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-ticks",
+      0
+     ],
+     "source": [
+      "obj-midi-button",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-random",
+      0
+     ],
+     "source": [
+      "obj-midi-ticks",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-id",
+      6
+     ],
+     "source": [
+      "obj-midi-random",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-ask-time",
+      0
+     ],
+     "source": [
+      "obj-midi-ticks",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-ask-date",
+      0
+     ],
+     "source": [
+      "obj-midi-ticks",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-date",
+      0
+     ],
+     "source": [
+      "obj-midi-ask-time",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-date",
+      0
+     ],
+     "source": [
+      "obj-midi-ask-date",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-hms",
+      0
+     ],
+     "source": [
+      "obj-midi-date",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-id",
+      3
+     ],
+     "source": [
+      "obj-midi-hms",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-id",
+      4
+     ],
+     "source": [
+      "obj-midi-hms",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-id",
+      5
+     ],
+     "source": [
+      "obj-midi-hms",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-ymd",
+      0
+     ],
+     "source": [
+      "obj-midi-date",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-md",
+      0
+     ],
+     "source": [
+      "obj-midi-ymd",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-id",
+      1
+     ],
+     "source": [
+      "obj-midi-md",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-id",
+      2
+     ],
+     "source": [
+      "obj-midi-md",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-year",
+      0
+     ],
+     "source": [
+      "obj-midi-ymd",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-id",
+      0
+     ],
+     "source": [
+      "obj-midi-year",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-id-tee",
+      0
+     ],
+     "source": [
+      "obj-midi-id",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-current-job",
+      1
+     ],
+     "source": [
+      "obj-midi-id-tee",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-pack",
+      0
+     ],
+     "source": [
+      "obj-midi-id-tee",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-pack",
+      1
+     ],
+     "source": [
+      "obj-path-keep",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
       "obj-cancel-address",
       0
      ],
@@ -4513,8 +5183,8 @@
       0
      ],
      "source": [
-      "obj-outputs",
-      2
+      "obj-output-path",
+      0
      ]
     }
    },

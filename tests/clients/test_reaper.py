@@ -99,6 +99,7 @@ def test_the_windows_command_reaches_the_cli_whole():
     argv = windows_argv(lua(code).rstrip("\n"))
     assert argv[0] == program
     ns = build_parser().parse_args(argv[1:])
+    file_and_prompt(ns)
     assert (ns.command, ns.input, ns.bars, ns.key) == ("continue", clip, 4.0, "F# minor")
     assert windows_argv(subprocess.list2cmdline(["a b", 'c"d', "e\\"])) == ["a b", 'c"d', "e\\"]  # the splitter
     posix = lua(code.replace("windows=true", "windows=false")).rstrip("\n")
@@ -179,3 +180,26 @@ def test_stems_go_at_the_items_start_and_an_error_is_shown_not_inserted(tmp_path
                         exit_code=12)
     assert [c[0] for c in failed[:2]] == ["ExecProcess", "ShowMessageBox"]  # the message spans lines
     assert "busy (exit 12)" in failed[1][1] and not [c for c in failed if c[0] in ("InsertMedia", "Undo_BeginBlock")]
+
+
+def test_stems_and_midi_inserts_each_stems_mid_on_a_new_track(tmp_path):
+    import io
+
+    out = io.StringIO()
+    printer = EventPrinter(load_schema(), as_json=True, out=out)
+    job = tmp_path / "s-1"
+    job.mkdir()
+    for name in ("bass.wav", "bass.mid", "s-1_bass_4bars_92.5bpm_Cmaj.wav", "s-1_bass_4bars_92.5bpm_Cmaj.mid"):
+        (job / name).write_bytes(b"x")
+    printer.event("/continuo/output", ["s-1", "bass", (job / "bass.wav").as_posix(), 48000, 2, 7.78, 4.0, -14.0, -1.0])
+    printer.event("/continuo/output", ["s-1", "bass-midi", (job / "bass.mid").as_posix(), 48000, 1, 7.78, 4.0,
+                                       -120.0, -120.0])
+    printer.event("/continuo/done", ["s-1", 2, 1, 3.5])
+    calls = run_action(tmp_path, "stems-midi", out.getvalue())
+    ns = build_parser().parse_args(shlex.split(calls[0][1][len('/bin/sh -c "'):-1])[1:])
+    assert (ns.command, ns.midi, ns.bpm) == ("stems", True, 92.5)  # the project's tempo: the .mid's tempo
+    inserted = [c[1] for c in calls if c[0] == "InsertMedia"]
+    assert inserted == [f"{job}/s-1_bass_4bars_92.5bpm_Cmaj.wav", f"{job}/s-1_bass_4bars_92.5bpm_Cmaj.mid"]
+    assert ["TrackName", "track1", "Continuo bass-midi"] in calls
+    plain = run_action(tmp_path, "stems", out.getvalue())  # control: the plain stems action asks for no MIDI
+    assert "--midi" not in plain[0][1]

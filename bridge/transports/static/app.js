@@ -213,6 +213,7 @@ function formSettings(op) {
   if ($("stems").value.trim()) settings.stems = $("stems").value.trim();
   if ($("length-unit").value === "beats") settings.beats = numberOrText($("length").value);
   if (op !== "generate" && $("prompt").value.trim()) settings.prompt = $("prompt").value;
+  if ($("midi").checked && op !== "variations") settings.midi = 1;
   return settings;
 }
 
@@ -230,6 +231,7 @@ async function submit(op, source = "") {
   if (op === "variations") Object.assign(body, { preset: $("preset").value, input_path: input,
                                                   count: numberOrText($("count").value), bars });
   if (op === "stems") { body.input_path = input; if ($("stems").value.trim()) body.stems = $("stems").value.trim(); }
+  if (op === "stems" && $("midi").checked) body.midi = 1;
   body.settings = formSettings(op);
   if (op === "stems") delete body.settings;
   const { ok, data } = await api("POST", "/api/jobs", body);
@@ -249,6 +251,7 @@ async function upload(file) {
   $("drop-state").textContent = ok ? `${file.name}: ${data.seconds.toFixed(1)} s uploaded` : "";
   if (!ok) { showFormError(`upload: ${data.error.message}`); return; }
   $("input-path").value = data.path;
+  analyzeInput(data.path, file);
 }
 
 function safeName(name) {
@@ -346,6 +349,7 @@ function handleEvent(event) {
     job.el.dataset.progressEvents = String(Number(job.el.dataset.progressEvents || 0) + 1);
   }
   if (event.event === "partial") playPreview(job, a);
+  if (event.event === "analysis") d.params = { ...d.params, prompt: [d.params?.prompt, heardLine(a)].filter(Boolean).join(" · ") };
   if (event.event === "output") addOutput(job, a);
   if (event.event === "done") {
     Object.assign(d, { status: "done", seed: a.seed, elapsed_s: a.elapsed_s });
@@ -396,6 +400,7 @@ async function cancelJob(jobId) {
 // -- outputs: waveform, play/stop, loop, LUFS and true peak, drag out ----------------------------------------
 function addOutput(job, o) {
   if (job.outputs.has(o.name)) return;
+  if (String(o.path || "").endsWith(".mid")) { addMidiOutput(job, o); return; }
   const url = o.url || `/api/jobs/${job.data.job_id}/files/${o.name}`;
   const filename = o.daw_name || `${job.data.job_id}-${o.name}.wav`; // the musical name, as the DAW shows it
   const audio = el("audio", { controls: "", preload: "none", src: url }); // the audio is fetched only to play it
@@ -481,6 +486,29 @@ async function drawWaveform(canvas, peaksUrl) {
   }
 }
 
+// A dropped file's waveform, decoded here (the file is already in the browser) at 48 kHz, so bright material is not
+// lost as at 8 kHz; marks ({beat: [s], downbeat: [s]}) as lines over it, downbeats bright
+async function drawPeaks(canvas, buffer, marks) {
+  const context = new OfflineAudioContext(1, 1, 48000);
+  const audio = await context.decodeAudioData(buffer);
+  const data = audio.getChannelData(0);
+  const g = canvas.getContext("2d"), w = canvas.width, h = canvas.height;
+  g.fillStyle = "#6cc3ff";
+  const step = Math.max(1, Math.floor(data.length / w));
+  for (let x = 0; x < w; x++) {
+    let lo = 1, hi = -1;
+    for (let i = x * step; i < Math.min(data.length, (x + 1) * step); i++) { lo = Math.min(lo, data[i]); hi = Math.max(hi, data[i]); }
+    if (hi < lo) continue;
+    g.fillRect(x, ((1 - hi) / 2) * h, 1, Math.max(1, ((hi - lo) / 2) * h));
+  }
+  for (const [kind, color, width] of [["beat", "#7d848c", 1], ["downbeat", "#ffcf5c", 2]]) {
+    const times = (marks || {})[kind] || [];
+    g.fillStyle = color;
+    for (const t of times) g.fillRect(Math.round((t / audio.duration) * w), 0, width, h);
+    canvas.dataset[`${kind}s`] = String(times.length);
+  }
+}
+
 // Streaming previews (stream 1): each chunk is decoded and scheduled right after the previous one.
 async function playPreview(job, a) {
   if (!a.url) return;
@@ -520,7 +548,7 @@ async function loadHistory() {
 // a lost connection both reach EventSource's "error" listener: the job's event carries data, a lost connection none.
 function connectEvents() {
   const source = new EventSource("/api/events");
-  for (const name of ["queued", "progress", "partial", "output", "done"]) {
+  for (const name of ["queued", "progress", "partial", "output", "done", "analysis"]) {
     source.addEventListener(name, (message) => handleEvent(JSON.parse(message.data)));
   }
   source.addEventListener("reset", () => loadHistory());
@@ -563,6 +591,49 @@ function wire() {
     e.preventDefault(); drop.classList.remove("over");
     if (e.dataTransfer.files[0]) upload(e.dataTransfer.files[0]);
   });
+}
+
+// -- listening: a dropped file's tempo, metre and key (/continuo/analyze), its beats on its waveform; MIDI files --
+async function analyzeInput(path, file) {
+  const box = $("analysis"), canvas = $("drop-wave");
+  box.textContent = "listening…";
+  const { ok, data } = await api("POST", "/api/requests/analyze", { input_path: path });
+  const found = ok ? (data.events.find((e) => e.event === "analysis") || {}).args : null;
+  if (!found) { box.textContent = ok ? "" : `not analysed: ${data.error.message}`; return; }
+  const marks = { beat: [], downbeat: [] };
+  for (const e of data.events.filter((e) => e.event === "beats")) {
+    marks[e.args.kind].push(...e.args.times.split(",").filter(Boolean).map(Number));
+  }
+  box.textContent = heardLine(found) + ` · ${found.bars.toFixed(2)} bars · ${found.lufs.toFixed(1)} LUFS`;
+  box.dataset.bpm = String(found.bpm);
+  box.dataset.key = found.key;
+  if (found.bpm) {  // the form takes what was heard: send it as it is, or correct it
+    $("bpm").value = found.bpm.toFixed(2);
+    $("beats-per-bar").value = String(found.beats_per_bar);
+    $("beat-unit").value = String(found.beat_unit);
+  }
+  if (found.key) $("key").value = found.key;
+  canvas.hidden = false;
+  canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+  try { await drawPeaks(canvas, await file.arrayBuffer(), marks); } catch (e) { canvas.title = `no waveform: ${e}`; }
+}
+
+function heardLine(a) {
+  const tempo = a.bpm ? `${a.bpm.toFixed(2)} BPM (confidence ${a.bpm_confidence.toFixed(2)}) · ${a.beats_per_bar}/${a.beat_unit}`
+    : "no steady tempo heard";
+  return `heard ${tempo} · ${a.key ? `${a.key} (confidence ${a.key_confidence.toFixed(2)})` : "no key heard"}`;
+}
+
+// a stem's notes (output <stem>-midi, a .mid): a download link beside the stem it came from
+function addMidiOutput(job, o) {
+  const stem = o.name.replace(/-midi$/, "");
+  const url = o.url || `/api/jobs/${job.data.job_id}/files/${o.name}`;
+  const link = el("a", { class: "midi", href: url, download: `${job.data.job_id}-${o.name}.mid`, text: `⇩ MIDI ${stem}` });
+  link.title = "the stem's notes as a standard MIDI file at the session's tempo";
+  const row = job.outputs.get(stem) || el("div", { class: "output", "data-output": o.name });
+  row.querySelector(".meta") ? row.insertBefore(link, row.querySelector(".meta")) : row.append(link);
+  if (!row.isConnected) job.el.querySelector(".outputs").append(row);
+  job.outputs.set(o.name, row);
 }
 
 wire();

@@ -72,6 +72,10 @@ class FakeDaemon(FakeOscDaemon):
             self.emit(sender, "/continuo/error", job_id, text.split(":")[1], "refused")
             return
         self.emit(sender, "/continuo/queued", job_id, 0, 1.0)
+        tempo_set = "bpm" in request.settings or any(address == "/continuo/context" for address, _ in self.received)
+        if request.op == "continue" and not tempo_set:
+            self.emit(sender, "/continuo/analysis", job_id, request.args["input_path"], 96.0, 0.8, 3, 4, 0.7, 0.25,
+                      4.0, "A minor", 0.6, -14.0, -1.0, 7.75)  # what the daemon heard, with no tempo set
         self.emit(sender, "/continuo/progress", job_id, 0.5, "generating")
         if text.startswith("error:"):
             self.emit(sender, "/continuo/error", job_id, text.split(":")[1], "it went wrong")
@@ -228,6 +232,35 @@ def test_continue_copies_an_input_from_outside_the_inbox(daemon, tmp_path, capsy
     sent = next(args for address, args in daemon.received if address == "/continuo/continue")
     assert sent[2] == copy.as_posix() and sent[4:] == ["prompt", "x"]
     assert "copied" in capsys.readouterr().err
+
+
+def test_continue_without_bpm_leaves_the_tempo_to_the_daemons_ears(daemon, tmp_path, capsys):
+    clip = tmp_path / "inbox" / "clip.wav"
+    clip.parent.mkdir()
+    clip.write_bytes(b"RIFF....WAVE")
+    assert run(daemon, "continue", str(clip), "--metre", "3/4", "--job-id", "h-1") == 0
+    assert "/continuo/context" not in [address for address, _ in daemon.received]
+    sent = next(args for address, args in daemon.received if address == "/continuo/continue")
+    assert sent[4:] == ["beats_per_bar", 3, "beat_unit", 4]
+    assert "heard 96.00 BPM (confidence 0.80), 3/4, A minor" in capsys.readouterr().err
+    # control: --bpm goes with the request as its tempo, and the daemon has nothing to hear
+    assert run(daemon, "continue", str(clip), "--bpm", "90", "--job-id", "h-2") == 0
+    sent = [args for address, args in daemon.received if address == "/continuo/continue"][-1]
+    assert sent[4:] == ["bpm", 90.0]
+    assert "/continuo/context" not in [address for address, _ in daemon.received]
+    assert "heard" not in capsys.readouterr().err
+
+
+def test_stems_with_midi_sends_the_midi_argument_and_metre_needs_bpm(daemon, tmp_path, capsys):
+    clip = tmp_path / "inbox" / "mix.wav"
+    clip.parent.mkdir()
+    clip.write_bytes(b"RIFF....WAVE")
+    ns = build_parser().parse_args(["stems", str(clip), "--stems", "bass", "--midi"])
+    assert commands.build_request(ns).message()[1:] == [str(clip), "bass", 1]
+    plain = build_parser().parse_args(["stems", str(clip)])
+    assert commands.build_request(plain).args[1:] == [str(clip), "drums,bass,other,vocals", 0]
+    assert run(daemon, "stems", str(clip), "--key", "A minor") == commands.EXIT_USAGE
+    assert "give --bpm too" in capsys.readouterr().err
 
 
 def test_a_missing_input_exits_not_found_without_sending(daemon, tmp_path):
