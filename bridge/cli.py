@@ -179,20 +179,19 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
     generate.add_argument("--loop", action="store_true", help="fold the tail into the head so the file loops")
 
     cont = job_parser("continue", "continue an audio file from its end (on the next downbeat)",
-                      f"continuo continue clip.wav --bars 4. {intro}")
-    cont.add_argument("input", help="audio file to continue")
+                      f'continuo continue clip.wav "dreamy strings" --bars 4. {intro} {POSITIONALS}')
+    add_file_and_prompt(cont, "audio file to continue", "text prompt for the continuation")
     add_job_flags(cont, bars=4.0, hears=True)
-    cont.add_argument("--prompt", dest="prompt_setting", default=None, help="text prompt for the continuation")
     cont.add_argument("--stems", dest="stems_setting", default=None, metavar="LIST",
                       help="also write stems, e.g. drums,bass")
     cont.add_argument("--loop", action="store_true", help="fold the tail into the head so the file loops")
 
     variations = job_parser("variations", "several takes of a prompt, or of an audio file",
-                            f"continuo variations --count 4 --prompt 'dark techno'. {intro}")
-    variations.add_argument("input", nargs="?", default="", help="audio file to vary (default: the prompt alone)")
+                            f'continuo variations "dark techno" --count 4, or continuo variations clip.wav. {intro} '
+                            f"{POSITIONALS}")
+    add_file_and_prompt(variations, "audio file to vary (default: the prompt alone)", "text prompt")
     add_job_flags(variations, bars=8.0, hears=True)
     variations.add_argument("--count", type=int, default=4, help="number of variations (default 4)")
-    variations.add_argument("--prompt", dest="prompt_setting", default=None, help="text prompt")
 
     stems = job_parser("stems", "split an audio file into stems",
                        f"continuo stems mix.wav --stems drums,bass. {intro}")
@@ -210,6 +209,17 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
 
 
 JOB_COMMANDS = ("generate", "continue", "variations", "stems")
+POSITIONALS = ("A word after the verb is the input file when it names a file here or ends in an audio suffix "
+               "(.wav, .aif, .flac, ...), else the prompt; --input FILE and --prompt TEXT say which outright.")
+
+
+def add_file_and_prompt(parser: argparse.ArgumentParser, file_help: str, prompt_help: str) -> None:
+    """continue and variations: the file and the prompt, each positional or by flag (bridge/clients/commands.py:
+    file_and_prompt tells a positional file from a prompt)."""
+    parser.add_argument("words", nargs="*", metavar="FILE_OR_PROMPT", help="the input file and/or the prompt, "
+                        "in any order: continuo variations \"dark techno\" or continuo continue clip.wav \"strings\"")
+    parser.add_argument("--input", dest="input_file", default=None, metavar="FILE", help=file_help)
+    parser.add_argument("--prompt", dest="prompt_setting", default=None, help=prompt_help)
 
 
 def settings_from_args(args: argparse.Namespace):

@@ -47,6 +47,7 @@ from bridge.settings import Settings
 from bridge.transports.hub import Transports
 from bridge.transports.limits import RateLimiter
 from inference.api import Engine
+from inference.loading import quiet_third_party
 from inference.runtime.memory import freeze_heap
 
 log = logging.getLogger("continuo.daemon")
@@ -119,7 +120,7 @@ class Daemon:
                              pool=self.pool, switch=self.switch, presets=lambda: self.presets,
                              input_roots=self.input_roots, output_root=self.output_root, listening=self.listening)
         self.status = Status(settings=settings, events=self.events, pool=self.pool, switch=self.switch,
-                             retention=self.retention)
+                             retention=self.retention, stems_unavailable=separator.unavailable)
         if not self.compute_on_main_thread:
             self.pool.start()  # `continuo serve` starts them in run(), beside the engine's compute loop
         if settings.stems_prepare_at_start:
@@ -134,9 +135,10 @@ class Daemon:
             freeze_heap()
         self.transports.start()
         info, trash_days = self.engine.info, settings.auto_trash_days
-        print(f"continuo ready: {self.transports.ready_text()} model={info.name} device={info.device} "
-              f"output_root={self.output_root} renders=kept auto_trash={f'{trash_days:g}d' if trash_days else 'off'} "
-              f"startup_s={time.monotonic() - started:.1f}", flush=True)
+        print(f"continuo endpoints: {self.transports.ready_text()} output_root={self.output_root} renders=kept "
+              f"auto_trash={f'{trash_days:g}d' if trash_days else 'off'}", flush=True)
+        print(ready_line(time.monotonic() - started, self.transports.page_url, self.transports.udp.address,
+                         f"{info.name} on {info.device}"), flush=True)
 
     @property
     def engine(self) -> Engine:
@@ -223,7 +225,7 @@ class Daemon:
         reply_to = self.sessions.reply_to(sender)
         request = None
         try:
-            request = self.schema.parse(address, args)
+            request = self.schema.parse(address, args, limits=self.settings.request_limits)
             reply_to = self.sessions.request_reply_to(request, sender) or reply_to
             handler = self.handlers.get(request.op)
             if handler is None:
@@ -289,7 +291,12 @@ class Daemon:
 
     # -- handlers: the daemon's state ---------------------------------------------------------
     def on_status(self, request: Request, sender: Destination) -> None:
-        self.status.send(self.sessions.session(sender).reply_to)
+        """/continuo/status, limits and storage, then /continuo/session: this client's context and the page's URL."""
+        session = self.sessions.session(sender)
+        self.status.send(session.reply_to)
+        c = session.context
+        self.events.emit(session.reply_to, "/continuo/session", c.bpm, c.beats_per_bar, c.beat_unit, c.key,
+                         c.sample_rate, self.transports.page_url)
 
     def on_analyze(self, request: Request, sender: Destination) -> None:
         """/continuo/analyze: what is heard in the file (bridge/jobs/listening.py), on this thread."""
@@ -374,8 +381,18 @@ def stop_on_signals(daemon: Daemon) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def ready_line(startup_s: float, page_url: str, osc: tuple[str, int], model: str) -> str:
+    """What a musician reads when the daemon is up, the page first: 'continuo ready in 7.0 s: open
+    http://127.0.0.1:9080/, OSC on udp://127.0.0.1:9000, model ... on cpu'. Every endpoint and
+    the output root are on the line before it ('continuo endpoints: osc=udp://… http=… output_root=…', which
+    bridge/clients/process.py reads)."""
+    page = f"open {page_url}, " if page_url else ""
+    return f"continuo ready in {startup_s:.1f} s: {page}OSC on udp://{osc[0]}:{osc[1]}, model {model}"
+
+
 def serve(settings: Settings, *, engine_loader: Callable[[Settings], Engine] | None = None) -> int:
     """startup -> run -> shutdown, stopped by stop_on_signals; engine_loader swaps the model (benchmarks)."""
+    quiet_third_party()  # a start log of ours alone (no transformers pad-token warnings, no loading bars)
     daemon = Daemon(settings, engine_loader=engine_loader, compute_on_main_thread=True)
     with stop_on_signals(daemon):
         daemon.startup()

@@ -181,6 +181,12 @@ class Settings:
     )
 
     @property
+    def request_limits(self) -> dict[str, float]:
+        """This daemon's own maxima of request arguments, by the schema's names: a refusal states them (not the
+        schema's wider range), and the control room's form takes them (HTTP's /api/status `form`)."""
+        return {"bars": float(self.max_bars), "count": float(self.max_variations)}
+
+    @property
     def resolved_output_root(self) -> Path:
         return self.output_root.expanduser().resolve()
 

@@ -13,6 +13,8 @@ no family's insides, and a third family is one folder and one row here.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import os
 import re
@@ -317,6 +319,24 @@ def checkpoint_problems(directory: Path) -> list[str]:
 
 
 BACKENDS = ("engine", "transformers")  # the family's own engine; transformers' generate (MusicGen's reference)
+
+
+QUIET_LIBRARIES = ("transformers", "diffusers")  # their warnings and progress bars stay out of the daemon's log
+
+
+def quiet_third_party() -> None:
+    """The daemon's start: transformers' and diffusers' own warnings below ERROR (e.g. "Model config: pad_token_id
+    must be `None` or an integer within the vocabulary", which MusicGen's checkpoints trip by design: their pad id
+    is the codebook size) and no "Loading weights: 100%" bars; their errors still show. Our own log says what was
+    loaded and how."""
+    for library in QUIET_LIBRARIES:
+        os.environ.setdefault(f"{library.upper()}_VERBOSITY", "error")  # read when the library sets its logger up
+        if importlib.util.find_spec(library) is None:
+            continue
+        library_logging = importlib.import_module(f"{library}.utils.logging")
+        library_logging.set_verbosity_error()
+        library_logging.disable_progress_bar()
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def load_engine(

@@ -21,8 +21,10 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import shutil
 import time
+import unicodedata
 import uuid
 from pathlib import Path
 
@@ -171,19 +173,74 @@ def _remove_partial(partial: Path) -> str:
     return ""
 
 
-def daw_file_name(job_id: str, output_name: str, *, bars: float, bpm: float, key: str = "",
-                  suffix: str = ".wav") -> str:
-    """A name a musician can drop into any DAW and still read: ``<job>_<stem>_<bars>bars_<bpm>bpm_<key>.wav``.
+DAW_NAME_CHARS = 40  # a DAW's clip lane shows about this many characters: a DAW name (without .wav) is no longer
+TITLE_CHARS = 20  # the prompt's words take at most this many of them
+_STOP_WORDS = frozenset("a an and the of with in on at for to by from some very bpm".split())
+_OUTPUT_TAGS = {"mix": "", "mix-tail": "tail"}  # variation-N -> vN; a stem keeps its name (drums, bass, ...)
 
-    ``job-1``, ``mix``, 8 bars, 92 BPM, "F# minor" -> ``job-1_mix_8bars_92bpm_F#min.wav``; without a key the
-    last part is left out. Numbers keep at most two decimals (``1.5bars``, ``133.33bpm``). A stem's MIDI file
-    takes the same name with ``suffix=".mid"``, so it sorts beside its audio.
+
+def daw_file_name(title: str, output_name: str, *, bars: float, bpm: float, key: str = "",
+                  suffix: str = ".wav") -> str:
+    """A name a musician can drop into a DAW's clip lane and still read: ``<words>[_<stem>]_<bars>bars_<bpm>bpm[_<key>]
+    .wav``, at most DAW_NAME_CHARS before ``.wav`` (the words are shortened to fit).
+
+    "warm-lofi-piano" (``musical_title``), ``mix``, 8 bars, 92 BPM, "F# minor" -> ``warm-lofi-piano_8bars_92bpm_F#min
+    .wav``; ``drums`` -> ``warm-lofi-piano_drums_8bars_...``, ``variation-2`` -> ``..._v2_...``. Without a key the last
+    part is left out: a key is never invented. Numbers keep at most two decimals (``1.5bars``, ``133.33bpm``). The
+    name is unique within its job's folder (one per output); the stable ``<name>.wav`` beside it is what events carry.
+    A stem's MIDI file takes its stem's name with ``suffix=".mid"``, so it sorts beside its audio.
     """
-    parts = [job_id, output_name, f"{_short_number(bars)}bars", f"{_short_number(bpm)}bpm"]
+    tag = _OUTPUT_TAGS.get(output_name, output_name.replace("variation-", "v"))
+    rest = [tag] if tag else []
+    rest += [f"{_short_number(bars)}bars", f"{_short_number(bpm)}bpm"]
     key_text = short_key(key)
     if key_text:
-        parts.append(key_text)
-    return "_".join(parts) + suffix
+        rest.append(key_text)
+    tail = "_".join(rest)
+    room = max(1, DAW_NAME_CHARS - len(tail) - 1)
+    words = title or "take"
+    if len(words) > room:  # shortened at a word's end where one is in reach
+        cut = words[:room + 1].rfind("-")
+        words = words[:cut] if cut > 0 else words[:room]
+    return f"{words}_{tail}{suffix}"
+
+
+def musical_title(prompt: str, source: str = "") -> str:
+    """A clip's words for its DAW name: the prompt's first words, else the source clip's (a continuation or stems of
+    a file without a prompt); "" when neither has any. "Warm lo-fi piano, 92 BPM" -> "warm-lofi-piano";
+    "Ambient pad with the rain" -> "ambient-pad-rain"; a source "/inbox/my clip-0a1b2c3d4e.wav" -> "my-clip"; a
+    source that is another render's DAW name, "dark-techno_8bars_120bpm.wav" -> "dark-techno"."""
+    text = prompt.strip()
+    if not text and source:
+        stem = Path(source).stem.split("_", 1)[0]
+        text = re.sub(r"-[0-9a-f]{10}(-[0-9a-f]{6})?$", "", stem).replace("-", " ")  # less the inbox copy's hash
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    words = [w for w in re.split(r"[^a-z0-9]+", ascii_text.replace("-", "").replace("'", ""))
+             if w and w not in _STOP_WORDS and not w.isdigit()]
+    title = ""
+    for word in words:
+        joined = f"{title}-{word}" if title else word
+        if len(joined) > TITLE_CHARS:
+            return title or word[:TITLE_CHARS]
+        title = joined
+    return title
+
+
+def daw_path_beside(wav: Path) -> Path | None:
+    """The DAW-named second name of the output ``wav`` (``daw_file_name``; a stem's ``.mid`` too), found beside it:
+    the other file of its suffix in its folder that is the same file (a hard link), or, where the filesystem copied,
+    has the same bytes; None when there is none (another machine's path, an older render's folder gone)."""
+    wav = Path(wav)
+    try:
+        others = [p for p in wav.parent.glob(f"*{wav.suffix}") if p.name != wav.name and "_" in p.name]
+        linked = [p for p in others if os.path.samefile(p, wav)]
+        if linked:
+            return sorted(linked)[0]
+        size = wav.stat().st_size
+        return next((p for p in sorted(others) if p.stat().st_size == size and p.read_bytes() == wav.read_bytes()),
+                    None)
+    except OSError:
+        return None
 
 
 def peaks_path(wav: Path) -> Path:

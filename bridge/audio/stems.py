@@ -40,6 +40,7 @@ from inference.stems.separator import (
     empty_cuda_cache,
     load_separator,
     pick_path,
+    weights_missing,
 )
 
 ProgressFn = Callable[[float], None]
@@ -64,6 +65,11 @@ class LazySeparator:
         self._loader = loader
         self._separator: StemSeparator | None = None
         self._lock = threading.Lock()
+
+    def unavailable(self) -> str:
+        """Why stems cannot run here now, in a few words for a greyed button; "" when they can (loaded already, or
+        weights on disk to load)."""
+        return "" if self._separator is not None else weights_missing(self.config)
 
     def __call__(self) -> StemSeparator:
         with self._lock:

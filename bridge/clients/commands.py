@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from bridge.audio.files import daw_path_beside
 from bridge.clients.inbox import InputMissing, StagedInput, stage_input
 from bridge.clients.osc import TERMINAL_EVENTS, OscClient
 from bridge.clients.progress import JobProgress
 from bridge.clients.send import parse_arg
 from bridge.errors import BridgeError
-from bridge.protocol.schema import Schema, load_schema
+from bridge.protocol.schema import Schema, load_schema, read_refusal, without_osc_example
 from bridge.settings import is_loopback
 
 # The exit status of every job command, in one place (`continuo generate --help` and docs/quickstart.md show it).
@@ -89,9 +90,76 @@ def new_job_id(op: str) -> str:
     return f"cli-{op}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
 
 
+AUDIO_SUFFIXES = (".wav", ".wave", ".aif", ".aiff", ".flac", ".ogg", ".mp3", ".m4a")
+
+
+class UsageError(Exception):
+    """A command line the parser took but that cannot mean a job; the message says what to type instead."""
+
+
+def file_and_prompt(ns: argparse.Namespace) -> None:
+    """continue / variations: sort the words after the verb into ns.input and ns.prompt_setting. A word is the input
+    file when it names a file here or ends in an audio suffix (so a missing clip.wav is reported as missing, not sent
+    as a prompt), else the prompt; --input and --prompt say which outright. Raises UsageError on two of either, or
+    on continue without a file."""
+    files = [ns.input_file] if ns.input_file else []
+    prompts = [ns.prompt_setting] if ns.prompt_setting is not None else []
+    for word in ns.words:
+        (files if looks_like_file(word) else prompts).append(word)
+    verb = f"continuo {ns.command}"
+    if len(files) > 1:
+        raise UsageError(f"{verb} takes one input file, got {', '.join(map(repr, files))}; a prompt that looks like "
+                         "a file name goes as --prompt TEXT")
+    if len(prompts) > 1:
+        raise UsageError(f"{verb} takes one prompt, got {', '.join(map(repr, prompts))}: quote the prompt as one "
+                         f"word ({verb} \"{' '.join(prompts)}\"), or give a file that is not here as --input FILE")
+    if ns.command == "continue" and not files:
+        raise UsageError(f"{verb} needs an audio file to continue: {verb} clip.wav [\"prompt\"] (or --input FILE)"
+                         + (f"; {prompts[0]!r} is no file here" if prompts else ""))
+    ns.input = files[0] if files else ""
+    ns.prompt_setting = prompts[0] if prompts else None
+
+
+# The CLI's name for each request argument and setting (the schema's names): a refusal is said with the flag to
+# change. A setting not here is the --set NAME=VALUE it came as.
+CLI_NAMES = {"bars": "--bars", "count": "--count", "preset": "--preset", "seed": "--seed", "bpm": "--bpm",
+             "key": "--key", "beats_per_bar": "--metre", "beat_unit": "--metre", "sample_rate": "--sample-rate",
+             "stems": "--stems", "loop": "--loop", "job_id": "--job-id", "prompt": "the prompt",
+             "input_path": "the input file"}
+CLI_EXAMPLES = {"--metre": "6/8", "--loop": "", "--key": "'F# minor'", "--bars": "8", "--count": "4",
+                "--preset": "default"}  # the schema's examples are OSC values; these are what a flag takes
+
+
+def cli_words(message: str, schema: Schema) -> str:
+    """A refusal in the CLI's terms, from the schema's one wording (bridge/protocol/schema.py:read_refusal): the flag
+    to change and an example of it ("--bars must be a number in 0.25..64, got 0.0; e.g. --bars 8"), not OSC's
+    "send e.g. /continuo/generate ..."; any other message without its OSC example."""
+    refusal = read_refusal(message)
+    if refusal is None:
+        return without_osc_example(message)
+    name = CLI_NAMES.get(refusal.field)
+    spec = schema.setting(refusal.field)
+    example = CLI_EXAMPLES.get(name or "", spec.example if spec is not None else None)
+    if name is None:
+        name = f"--set {refusal.field}"
+        fix = f"; e.g. --set {refusal.field}={example}" if example is not None else ""
+    else:
+        fix = f"; e.g. {name} {example}".rstrip() if name.startswith("--") and example is not None else ""
+    return f"{name} must be {refusal.rule}, got {refusal.got}{fix}"
+
+
+def looks_like_file(word: str) -> bool:
+    try:
+        return Path(word).suffix.lower() in AUDIO_SUFFIXES or Path(word).expanduser().is_file()
+    except (OSError, ValueError):  # a name too long for the filesystem, a NUL: words, not a file
+        return False
+
+
 def build_request(ns: argparse.Namespace) -> JobRequest:
     """The request the parsed command line asks for."""
     op = ns.command
+    if hasattr(ns, "words"):
+        file_and_prompt(ns)
     job_id = ns.job_id or new_job_id(op)
     settings: list[Any] = []
     for name in ("seed", "stems_setting", "loop", "prompt_setting"):
@@ -179,24 +247,22 @@ class EventPrinter:
 
 
 def daw_path_of(output: dict[str, Any]) -> str:
-    """The output's DAW-friendly second name (<job>_<name>_...bars_...bpm[_key].wav, or .mid), found beside its stable
-    path (the daemon makes it before the event); "" when there is none (another machine, an older daemon)."""
-    path = Path(str(output.get("path", "")))
-    midi = path.suffix == ".mid"  # a stem's MIDI file (output <stem>-midi) takes the stem's DAW name, .mid
-    prefix = f"{output.get('job_id')}_{str(output.get('name')).removesuffix('-midi') if midi else output.get('name')}_"
-    try:
-        found = sorted(p for p in path.parent.glob(f"{prefix}*bars_*bpm*{'.mid' if midi else '.wav'}")
-                       if p.name[len(prefix):].split("_", 1)[0].endswith("bars"))
-    except OSError:
-        return ""
-    return found[0].as_posix() if found else ""
+    """The output's DAW-friendly second name (bridge/audio/files.py:daw_file_name; a stem's .mid too), found beside
+    its stable path (the daemon makes it before the event); "" when there is none (another machine, an older
+    daemon)."""
+    found = daw_path_beside(Path(str(output.get("path", ""))))
+    return found.as_posix() if found is not None else ""
 
 
 def run_job_command(ns: argparse.Namespace, *, client_factory: Callable[..., OscClient] = OscClient) -> int:
     """generate / continue / variations / stems: the whole command; returns the exit status."""
     schema = load_schema()
     printer = EventPrinter(schema, as_json=ns.json)
-    request = build_request(ns)
+    try:
+        request = build_request(ns)
+    except UsageError as exc:
+        printer.note("error", str(exc), code="usage")
+        return EXIT_USAGE
     with client_factory(ns.host, ns.port, name="continuo-cli", schema=schema) as client:
         welcome = say_hello(client, printer, ns)
         if welcome is None:
@@ -324,7 +390,7 @@ def await_acceptance(client: OscClient, printer: EventPrinter, job_id: str) -> i
     if address == "/continuo/error":
         client.send("/continuo/ack", job_id)
         if not printer.as_json:
-            printer.note("error", f"{job_id} {args[1]}: {args[2]}")
+            printer.note("error", f"{job_id} {args[1]}: {cli_words(args[2], printer.schema)}")
         return exit_code_for(args[1])
     if not printer.as_json:
         print(job_id, file=printer.out, flush=True)
@@ -352,17 +418,24 @@ def finish(printer: EventPrinter, events: list[tuple[str, list]]) -> int:
     address, args = events[-1]
     if address == "/continuo/error":
         if not printer.as_json:
-            printer.note("error", f"{args[0]} {args[1]}: {args[2]}")
+            printer.note("error", f"{args[0]} {args[1]}: {cli_words(args[2], printer.schema)}")
         return exit_code_for(args[1])
     if not printer.as_json:
         outputs = [printer.event_object(a, o) for a, o in events if a == "/continuo/output"]
         for output in outputs:
             print(output["path"], file=printer.out, flush=True)
-        _, count, seed, elapsed_s = args
-        daw = [p for p in (daw_path_of(o) for o in outputs) if p]
-        printer.note("done", f"{args[0]} done in {elapsed_s:.1f} s: {count} file(s), seed {seed} "
-                     f"(--seed {seed} renders it again)" + "".join(f"\n  for your DAW: {p}" for p in daw))
+        printer.note("done", summary_line(outputs, seed=args[2], elapsed_s=args[3]))
     return EXIT_DONE
+
+
+def summary_line(outputs: list[dict[str, Any]], *, seed: int, elapsed_s: float) -> str:
+    """One line after a job: its files by their musical (DAW) names, the folder they lie in, the seed and the time,
+    e.g. 'done in 3.1 s, seed 42 (--seed 42 renders it again): dark-techno_8bars_120bpm_Fmin.wav in /renders/j/'."""
+    paths = [Path(daw_path_of(o) or o["path"]) for o in outputs]
+    folders = {p.parent.as_posix() for p in paths}
+    where = f" in {folders.pop()}/" if len(folders) == 1 else ""
+    names = ", ".join(p.name if where else p.as_posix() for p in paths) or "no files"
+    return f"done in {elapsed_s:.1f} s, seed {seed} (--seed {seed} renders it again): {names}{where}"
 
 
 def storage_line(storage: dict[str, Any]) -> str:
@@ -379,13 +452,15 @@ def _size(mb: float) -> str:
 
 
 def run_status(ns: argparse.Namespace, *, client_factory: Callable[..., OscClient] = OscClient) -> int:
-    """`continuo status`: the daemon's state and limits."""
+    """`continuo status`: the daemon's state and limits, where its page and renders are, the session's tempo, metre
+    and key (a new client's: what a job without its own gets), and the presets."""
     schema = load_schema()
     printer = EventPrinter(schema, as_json=ns.json)
     with client_factory(ns.host, ns.port, name="continuo-cli", schema=schema) as client:
         welcome = say_hello(client, printer, ns)
         if welcome is None:
             return EXIT_NO_REPLY
+        client.send("/continuo/presets")
         client.send("/continuo/status")
         try:
             events = [client.wait_for(lambda a, _args: a == address, 5.0)
@@ -393,20 +468,55 @@ def run_status(ns: argparse.Namespace, *, client_factory: Callable[..., OscClien
         except TimeoutError as exc:
             printer.note("error", str(exc), code="no_reply")
             return EXIT_NO_REPLY
+        try:
+            events.append(client.wait_for(lambda a, _args: a == "/continuo/session", 2.0))
+        except TimeoutError:
+            pass  # a daemon older than protocol 1.9 does not say
+        presets = drain(client, "/continuo/presets")  # sent before the status: arrived before it
     if ns.json:
-        for address, args in events:
+        for address, args in [*presets, *events]:
             printer.event(address, args)
         return EXIT_DONE
-    status = printer.event_object(*events[0])
-    limits = printer.event_object(*events[1])
-    storage = printer.event_object(*events[2])
+    status, limits, storage = (printer.event_object(*event) for event in events[:3])
+    session = printer.event_object(*events[3]) if len(events) > 3 else None
     lines = [f"daemon    continuo {welcome[0]} at {ns.host}:{ns.port}, device {welcome[3]}",
+             f"page      {session_page(session)}",
              f"state     {status['state']}, {status['queue_length']} job(s) queued or running",
              f"model     {status['model']}",
+             f"session   {session_text(session)}",
              f"memory    {status['mem_used_gb']:.2f} of {status['mem_total_gb']:.1f} GB",
+             f"renders   {storage['output_root']}",
              f"inbox     {welcome[4] if len(welcome) > 4 else '(not named by this daemon)'}",
+             "presets   " + (", ".join(str(args[0]) for _address, args in presets) or "(none)"),
              "limits    " + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
                                       for k, v in limits.items() if k != "event"),
              f"space     {storage_line(storage)}"]
     print("\n".join(lines), file=printer.out, flush=True)
     return EXIT_DONE
+
+
+def drain(client: OscClient, address: str) -> list[tuple[str, list]]:
+    """Every queued event of ``address``, in order."""
+    found = []
+    while True:
+        try:
+            found.append(client.wait_for(lambda a, _args: a == address, 0.0))
+        except TimeoutError:
+            return found
+
+
+def session_page(session: dict[str, Any] | None) -> str:
+    if session is None:
+        return "(this daemon does not say; its ready line names it)"
+    return session["page_url"] or "off (HTTP is off: http_port -1)"
+
+
+def session_text(session: dict[str, Any] | None) -> str:
+    """'120 BPM, 4/4, no key, 48 kHz (what a job without its own tempo and key gets; a file Continuo made keeps
+    its own)'."""
+    if session is None:
+        return "(this daemon does not say)"
+    key = session["key"] or "no key"
+    return (f"{session['bpm']:g} BPM, {session['beats_per_bar']}/{session['beat_unit']}, {key}, "
+            f"{session['sample_rate'] / 1000:g} kHz (what a job without its own tempo and key gets; a file "
+            "Continuo made keeps its own)")

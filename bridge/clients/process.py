@@ -12,8 +12,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-READY_PATTERN = re.compile(r"continuo ready: osc=udp://(?P<host>[^:\s]+):(?P<port>\d+)")
-# Optional parts of the ready line, after osc=udp://...: each transport that is on names its endpoint.
+# The endpoints line (bridge/daemon.py prints it just before the ready line; an older daemon's ready line had them).
+ENDPOINTS_PATTERN = re.compile(r"continuo (?:endpoints|ready): osc=udp://(?P<host>[^:\s]+):(?P<port>\d+)")
+# Optional parts of the endpoints line, after osc=udp://...: each transport that is on names its endpoint.
 ENDPOINT_PATTERNS = {
     "tcp_port": re.compile(r" osc_tcp=tcp://[^\s]+:(\d+)"),
     "zmq_endpoint": re.compile(r" zmq=(tcp://\S+)"),
@@ -64,13 +65,14 @@ class DaemonProcess:
         assert self.proc is not None and self.proc.stdout is not None
         for line in self.proc.stdout:
             self.lines.append(line)
-            match = READY_PATTERN.search(line)
+            match = ENDPOINTS_PATTERN.search(line)
             if match:
                 self.host, self.port = match["host"], int(match["port"])
                 for name, pattern in ENDPOINT_PATTERNS.items():
                     found = pattern.search(line)
                     if found:
                         setattr(self, name, int(found[1]) if name == "tcp_port" else found[1])
+            if line.startswith("continuo ready"):
                 self._ready.set()
         self._ready.set()  # the process ended
 

@@ -2,15 +2,16 @@
 
 Each output is written atomically as ``<name>.wav`` (the stable name that events, the journal and /continuo/get
 carry; its waveform's peaks beside it as ``<name>.peaks``), linked (or copied) to its DAW name
-``<job>_<name>_<bars>bars_<bpm>bpm_<key>.wav`` before its event, so both names are there when the client hears
-of it, journalled, and only then announced with /continuo/output. A stem's MIDI file (midi 1, /continuo/midi) is
-``<stem>.mid``, output ``<stem>-midi``, linked to ``<job>_<stem>_<bars>bars_<bpm>bpm_<key>.mid`` beside the stem's
-WAV. Each render's grid check (the tempo and downbeats heard in it against the asked grid,
-bridge/audio/analysis.py:check_grid) is in its manifest entry, and a request whose tempo was heard in its input keeps
-what was heard as ``inferred``. The manifest follows the outputs: the request as journalled (``params``), so
-/continuo/get and a resent id find the job there once the journal has forgotten it (bridge/jobs/retention.py), the
-model that rendered it, and a loud warning when that was the random smoke model. Every write is
-bridge/audio/files.py's: atomic, and a full disk is ``disk_full`` with nothing half-written under a final name.
+``<prompt words>[_<stem>]_<bars>bars_<bpm>bpm[_<key>].wav`` (at most 40 characters: a clip lane; the one naming rule
+is bridge/audio/files.py:daw_file_name) before its event, so both names are there when the client hears of it,
+journalled, and only then announced with /continuo/output. A stem's MIDI file (midi 1, /continuo/midi) is
+``<stem>.mid``, output ``<stem>-midi``, linked to the stem's DAW name with ``.mid`` beside the stem's WAV. Each
+render's grid check (the tempo and downbeats heard in it against the asked grid, bridge/audio/analysis.py:check_grid)
+is in its manifest entry, and a request whose tempo was heard in its input keeps what was heard as ``inferred``. The
+manifest follows the outputs: the request as journalled (``params``), so /continuo/get and a resent id find the job
+there once the journal has forgotten it (bridge/jobs/retention.py), the model that rendered it, and a loud warning
+when that was the random smoke model. Every write is bridge/audio/files.py's: atomic, and a full disk is
+``disk_full`` with nothing half-written under a final name.
 
 A file Continuo made keeps its tempo, metre and key in that manifest, so continuing, varying or splitting it later
 renders in them (``made_context``) rather than in whatever the session says: a 92 BPM clip continued in a 120 BPM
@@ -27,7 +28,15 @@ from pathlib import Path
 
 from bridge.audio.analysis import GridCheck
 from bridge.audio.context import MusicalContext
-from bridge.audio.files import daw_file_name, link_or_copy_atomic, peaks_path, write_bytes_atomic, write_wav_atomic
+from bridge.audio.files import (
+    daw_file_name,
+    daw_path_beside,
+    link_or_copy_atomic,
+    musical_title,
+    peaks_path,
+    write_bytes_atomic,
+    write_wav_atomic,
+)
 from bridge.audio.loudness import waveform_peaks
 from bridge.audio.render import RenderedAudio
 from bridge.audio.transcription import StemMidi
@@ -121,12 +130,26 @@ class Outputs:
 
 
 def daw_path(job: Job, plan: RenderPlan, record: OutputRecord) -> Path:
-    """The output's second name, for dropping into a DAW, beside the stable <name>.wav (a stem's MIDI file takes
-    the stem's name with .mid: job-1_bass_8bars_92bpm_F#min.mid)."""
+    """The output's second name, for dropping into a DAW, beside the stable <name>.wav: musical, from the words the
+    client gave (the prompt, else the source clip's name), the bars, the tempo and the key it was rendered in (a
+    stem's MIDI file takes the stem's name with .mid: warm-piano_bass_8bars_92bpm_F#min.mid)."""
     midi = record.path.endswith(".mid")
     name = record.name.removesuffix("-midi") if midi else record.name
-    return Path(record.path).with_name(daw_file_name(job.job_id, name, bars=record.bars, bpm=plan.context.bpm,
-                                                     key=plan.context.key, suffix=".mid" if midi else ".wav"))
+    return Path(record.path).with_name(daw_file_name(job_title(job.params, plan.input_path), name, bars=record.bars,
+                                                     bpm=plan.context.bpm, key=plan.context.key,
+                                                     suffix=".mid" if midi else ".wav"))
+
+
+def job_title(params: Mapping[str, object], input_path: Path | None) -> str:
+    """The job's words for its DAW names: its prompt (the argument, or the prompt setting), else its source clip's
+    name (a render's DAW name, where the source is one: the continuation of 'dark-techno' is 'dark-techno' too)."""
+    settings = params.get("settings") or {}
+    prompt = str((settings.get("prompt") if isinstance(settings, Mapping) else None) or params.get("prompt") or "")
+    source = ""
+    if input_path is not None:
+        made = (input_path.parent / MANIFEST).is_file()  # a render: its DAW name beside it carries its words
+        source = ((daw_path_beside(input_path) if made else None) or input_path).name
+    return musical_title(prompt, source)
 
 
 MADE_CONTEXT_KEYS = ("bpm", "beats_per_bar", "beat_unit", "key")  # what a made file carries to the next job

@@ -11,7 +11,7 @@ HTTP's GET /api/models takes its `lora_adapters` from those events. A model swit
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from bridge import __version__
@@ -28,8 +28,9 @@ from inference.runtime.memory import resident_bytes, total_memory_bytes
 
 class Status:
     def __init__(self, *, settings: Settings, events: EventSink, pool: WorkerPool, switch: ModelSwitch,
-                 retention: RetentionTimer) -> None:
+                 retention: RetentionTimer, stems_unavailable: Callable[[], str] = lambda: "") -> None:
         self.settings, self.events, self.pool, self.switch, self.retention = settings, events, pool, switch, retention
+        self.stems_unavailable = stems_unavailable  # why stems cannot run here now ("" when they can)
 
     def send(self, reply_to: Destination) -> None:
         """/continuo/status, then /continuo/limits and /continuo/storage."""
@@ -69,7 +70,7 @@ class Status:
                 "model_sample_rate": info.sample_rate, "capabilities": sorted(c.value for c in info.capabilities),
                 "session_sample_rate": self.settings.sample_rate, "session_bpm": self.settings.bpm,
                 "midi_maps": [{"name": m.name, "description": m.description} for m in midi_maps.values()],
-                "lora_adapters": self.adapters()}
+                "lora_adapters": self.adapters(), "stems_unavailable": self.stems_unavailable()}
 
     def adapters(self) -> list[str]:
         """The LoRA adapters in lora_dir, by name."""

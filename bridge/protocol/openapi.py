@@ -168,7 +168,13 @@ def build_openapi(schema: Schema, version: str) -> dict[str, Any]:
                   "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
                                  "error": {"type": "object", "properties": {
                                      "job_id": {"type": "string"}, "code": {"enum": codes},
-                                     "message": {"type": "string"}}}},
+                                     "message": {"type": "string", "description": "The daemon's words, without "
+                                                 "the OSC example an OSC client gets"},
+                                     "field": {"type": "string", "description": "A refused value's argument or "
+                                               "setting name (with rule and got), for a form to word its way"},
+                                     "rule": {"type": "string", "description": "What the field must be, e.g. "
+                                              "'a number in 0.25..64' (this daemon's limits)"},
+                                     "got": {"type": "string", "description": "The value refused"}}}},
                   "required": ["events"]},
     }
     for address, spec in schema.events.items():
@@ -217,6 +223,14 @@ def build_openapi(schema: Schema, version: str) -> dict[str, Any]:
                     "responses": {"200": {"description": "The peaks", "content": {"application/octet-stream": {}}},
                                   "404": _replies("No such job or output")}},
         },
+        "/api/jobs/{job_id}/join": {
+            "get": {"summary": "Hear a finished continuation's seam: its input's last 2 bars, the silence up to the "
+                               "next downbeat (where the continuation starts), then the new mix's first 2 bars, as "
+                               "a 16-bit WAV made on request (not kept).",
+                    "parameters": [job_id],
+                    "responses": {"200": {"description": "The join", "content": {"audio/wav": {}}},
+                                  "404": _replies("No such finished continuation, or its input is gone")}},
+        },
         "/api/jobs/{job_id}/preview/{chunk}": {
             "get": {"summary": "A streamed preview chunk (stream 1), as named by its partial event's url.",
                     "parameters": [job_id, {"name": "chunk", "in": "path", "required": True, "schema": {
@@ -246,7 +260,10 @@ def build_openapi(schema: Schema, version: str) -> dict[str, Any]:
                                           "content": {"text/event-stream": {}}}}},
         },
         "/api/status": {"get": {"summary": all_ops["status"].description + " Plus this daemon's model, device and "
-                                "smoke-model flag.", "responses": {"200": _replies("status and limits events")}}},
+                                "smoke-model flag, why stems cannot run here (`daemon.stems_unavailable`, empty when "
+                                "they can), and `form`: each number field's min and max (the schema's, capped by "
+                                "max_bars and max_variations) and its rule in words.",
+                                "responses": {"200": _replies("status, limits, storage and session events")}}},
         "/api/presets": {"get": {"summary": all_ops["presets"].description + " Plus the MIDI maps.",
                                  "responses": {"200": _replies("one presets event per preset")}}},
         "/api/models": {"get": {"summary": all_ops["models"].description + " Plus lora_adapters: the names of "

@@ -9,6 +9,7 @@ datagram into its messages. Transports use only these.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import json
@@ -271,6 +272,17 @@ class Schema:
         canonical = self._setting_names.get(name)
         return None if canonical is None else self.settings[canonical]
 
+    def ranges(self, names: Sequence[str], limits: Mapping[str, float]) -> dict[str, ArgSpec]:
+        """The numeric arguments and settings ``names`` (each the first request argument, else the setting, of that
+        name) with their maxima capped by ``limits``: what a form may offer (the control room's min and max)."""
+        found: dict[str, ArgSpec] = {}
+        for name in names:
+            arg = next((a for spec in self.requests.values() for a in spec.args if a.name == name), None)
+            arg = arg or self.setting(name)
+            if arg is not None:
+                found[name] = capped(arg, limits.get(name))
+        return found
+
     @property
     def request_addresses(self) -> tuple[str, ...]:
         return tuple(self.requests)
@@ -281,19 +293,23 @@ class Schema:
 
     # -- requests --------------------------------------------------------------------
 
-    def parse(self, address: str, args: Sequence[Any]) -> Request:
-        """Validate one received message; raises BadRequest naming the argument at fault."""
+    def parse(self, address: str, args: Sequence[Any], *, limits: Mapping[str, float] | None = None) -> Request:
+        """Validate one received message; raises BadRequest naming the argument at fault. ``limits`` lowers the
+        schema's maximum of the arguments it names to a daemon's own (bars: max_bars, count: max_variations), so a
+        refusal states the range that daemon takes, not a wider one it would refuse anyway."""
         args = list(args)
         spec = self.requests.get(address)
         if spec is None:
             raise BadRequest(self._unknown_address(address), job_id=self._guess_job_id(args))
         job_id = self._guess_job_id(args) if spec.args and spec.args[0].name == "job_id" else ""
+        if limits:
+            spec = dataclasses.replace(spec, args=tuple(capped(arg, limits.get(arg.name)) for arg in spec.args))
         try:
             values = self._parse_positional(spec, args)
             settings = self._parse_settings(spec, args[len(spec.args):]) if spec.settings else {}
         except _Reject as exc:
             extra = () if exc.setting is None else (exc.setting, self.settings[exc.setting].example)
-            raise BadRequest(f"{exc}; send e.g. {spec.example_text(extra)}", job_id=job_id) from None
+            raise BadRequest(f"{exc}{SEND_EXAMPLE}{spec.example_text(extra)}", job_id=job_id) from None
         job_id = values.get("job_id") or ""
         return Request(
             address=address,
@@ -647,6 +663,46 @@ def _closest(name: str, choices: list[str]) -> list[str]:
 
 def _fmt_num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def capped(arg: ArgSpec, limit: float | None) -> ArgSpec:
+    """``arg`` with its maximum lowered to ``limit`` (a daemon's own limit); as it is when there is none."""
+    if limit is None or (arg.max is not None and arg.max <= limit):
+        return arg
+    return dataclasses.replace(arg, max=limit)
+
+
+SEND_EXAMPLE = "; send e.g. "  # what parse appends to a refusal: the fix in OSC's syntax
+_REFUSAL = re.compile(r"^(?:setting )?(?P<field>[a-z_]+) must be (?P<rule>.+?), got (?P<got>.+?)(?:; send e\.g\. .*)?$",
+                      re.S)
+_PLAIN_NOUNS = {"a float": "a number", "an integer": "a whole number"}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A value ``parse`` refused, read back from its message so each front end can say it in its own terms: the
+    CLI with its flags (--bars), the page with its labels (Length), OSC as sent (with an OSC example)."""
+
+    field: str  # the argument or setting name, as the schema has it
+    rule: str  # what a valid value is, in plain words: "a number in 0.25..64"
+    got: str  # the value refused, as the message showed it
+
+
+def read_refusal(message: str) -> Refusal | None:
+    """The refusal in a BadRequest message of ``Schema.parse`` ("bars must be a float in 0.25..64, got 0.0; send
+    e.g. ..."), None for any other message."""
+    found = _REFUSAL.match(message)
+    if found is None:
+        return None
+    rule = found["rule"]
+    for noun, plain in _PLAIN_NOUNS.items():
+        rule = rule.replace(noun, plain, 1) if rule.startswith(noun) else rule
+    return Refusal(found["field"], rule, found["got"])
+
+
+def without_osc_example(message: str) -> str:
+    """A refusal's message less the OSC example parse appended (for front ends that do not speak OSC)."""
+    return message.split(SEND_EXAMPLE, 1)[0]
 
 
 def _fmt_example(value: Any) -> str:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge.clients.process import ENDPOINT_PATTERNS, READY_PATTERN
+from bridge.clients.process import ENDPOINT_PATTERNS, ENDPOINTS_PATTERN
 from bridge.tools.machine import load_average, machine
 from inference.api import Capability, ModelInfo
 
@@ -263,16 +263,16 @@ class Child:
         self.proc = subprocess.Popen([sys.executable, "-m", "bridge.tools.bench_bridge", *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True,
                                      cwd=Path(__file__).resolve().parents[2])
-        self.line = ""
+        self.line = ""  # its lines up to its ready line (the daemon's endpoints line comes just before it)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line:
                 break
+            self.line += line
             if "ready" in line:
-                self.line = line
                 break
-        if not self.line:
+        if "ready" not in self.line:
             self.stop()
             raise RuntimeError(f"bench server {args[0]} did not start")
         threading.Thread(target=self.proc.stdout.read, daemon=True).start()
@@ -344,7 +344,7 @@ def run_bridge_bench(n: int = 2000, pcm_repeats: int = 5, block: int = 100) -> d
         dealer.connect(f"tcp://127.0.0.1:{echo_zmq_port}")
         payload = [b"CONTINUO/1", b'{"op":"ping","args":{"seq":1}}']
         with OscClient("127.0.0.1", int(re.search(r"udp=(\d+)", echo_udp.line)[1])) as bare_udp, \
-                OscClient("127.0.0.1", int(READY_PATTERN.search(line)["port"])) as udp, \
+                OscClient("127.0.0.1", int(ENDPOINTS_PATTERN.search(line)["port"])) as udp, \
                 OscTcpClient("127.0.0.1", int(ENDPOINT_PATTERNS["tcp_port"].search(line)[1])) as tcp, \
                 ZmqClient(ENDPOINT_PATTERNS["zmq_endpoint"].search(line)[1]) as zmq_client:
             udp.hello()

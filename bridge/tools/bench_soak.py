@@ -458,7 +458,7 @@ def daemon_flags(model: Path | str, root: Path, extra: list[str]) -> list[str]:
 
 def served_model(daemon: DaemonProcess) -> str:
     """The model the daemon's ready line names."""
-    found = re.search(r"continuo ready: .* model=(.+?) device=", daemon.log)
+    found = re.search(r"continuo ready in .*, model (.+) on \S+$", daemon.log, re.M)
     return found[1] if found else "?"
 
 

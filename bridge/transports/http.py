@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import hashlib
 import hmac
+import io
 import json
 import logging
 import math
@@ -60,9 +62,19 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bridge.audio.files import disk_error, partial_name, peaks_path, replace_file, write_bytes_atomic
+from bridge.audio.context import MusicalContext
+from bridge.audio.files import (
+    daw_path_beside,
+    disk_error,
+    partial_name,
+    peaks_path,
+    read_audio,
+    replace_file,
+    write_bytes_atomic,
+)
 from bridge.audio.inbox import mark_owned
 from bridge.audio.loudness import waveform_peaks
+from bridge.audio.splice import join_preview
 from bridge.errors import BridgeError
 from bridge.protocol.openapi import (
     CHUNK_PATTERN,
@@ -75,7 +87,7 @@ from bridge.protocol.openapi import (
     ops,
     request_from_json,
 )
-from bridge.protocol.schema import Event, Schema, load_schema
+from bridge.protocol.schema import ArgSpec, Event, Schema, load_schema, read_refusal, without_osc_example
 from bridge.settings import Settings, is_loopback
 from bridge.transports.peers import Peer
 from bridge.transports.sockets import bind_socket, bound_address
@@ -276,6 +288,7 @@ class HttpServer:
         args = data["args"]
         if event.address == "/continuo/output":
             args["url"] = f"/api/jobs/{args['job_id']}/files/{args['name']}"
+            args["daw_name"] = daw_name(args["path"], args["job_id"], args["name"])
         elif event.address == "/continuo/partial":
             relative = self.preview_relative(args["job_id"], args["path"])
             if relative is not None:
@@ -309,6 +322,7 @@ class HttpServer:
             Route("/api/jobs/{job_id}", self.cancel_job, methods=["DELETE"]),
             Route("/api/jobs/{job_id}/files/{name}", self.download, methods=["GET", "HEAD"]),
             Route("/api/jobs/{job_id}/peaks/{name}", self.peaks, methods=["GET"]),
+            Route("/api/jobs/{job_id}/join", self.join, methods=["GET"]),
             Route("/api/jobs/{job_id}/preview/{chunk:path}", self.preview, methods=["GET", "HEAD"]),
             Route("/api/inputs", self.upload, methods=["POST"]),
             Route("/api/events", self.events, methods=["GET"]),
@@ -345,7 +359,7 @@ class HttpServer:
         accepted = any(event.address in ("/continuo/queued", "/continuo/done") for event in events)
         if errors and not accepted:
             job_id, code, message = errors[0].values
-            body["error"] = {"job_id": job_id, "code": code, "message": message}
+            body["error"] = {"job_id": job_id, "code": code, **http_words(message)}
             status = http_status(code)
         return JSONResponse(body, status_code=status, headers={"retry-after": "1"} if status == 503 else None)
 
@@ -424,15 +438,25 @@ class HttpServer:
         jobs = self._jobs.recent(limit) if self._jobs is not None else []
         return JSONResponse({"jobs": [self.job_data(job) for job in jobs]})
 
-    @staticmethod
-    def job_data(job: JobData) -> dict[str, Any]:
+    def job_data(self, job: JobData) -> dict[str, Any]:
         """A job as GET /api/jobs shows it: the history's params, and each output with its download url."""
         params = job["params"]
+        source = Path(str(params["input_path"])) if params.get("input_path") else None
         return {
             **job, "params": {key: params[key] for key in JOB_PARAMS if key in params},
+            "source": self.source_name(source),
             "outputs": [{**o, "lufs": _finite(o["lufs"]), "peak_db": _finite(o["peak_db"]),
+                         "daw_name": daw_name(o["path"], job["job_id"], o["name"]),
                          "url": f"/api/jobs/{job['job_id']}/files/{o['name']}"} for o in job["outputs"]],
         }
+
+    def source_name(self, source: Path | None) -> str:
+        """The clip a job came from, as the card shows it: a render by its musical (DAW) name, any other file by
+        its own; "" for none."""
+        if source is None:
+            return ""
+        is_render = source.is_relative_to(self._output_root) and self._output_name.fullmatch(source.stem)
+        return ((daw_path_beside(source) if is_render else None) or source).name
 
     async def download(self, request: Request) -> Response:
         job_id, name = request.path_params["job_id"], request.path_params["name"]
@@ -445,7 +469,7 @@ class HttpServer:
             return self.refuse("not_found", f"job {job_id} has no output {name!r}", job_id=job_id)
         self._jobs.fetched(job_id)  # a found job: `continuo prune` leaves it alone for a while
         path = Path(output["path"])  # a WAV, or a stem's MIDI file (<stem>.mid, output <stem>-midi)
-        return self.file(path, f"{job_id}-{name}{'.mid' if path.suffix == '.mid' else '.wav'}", job_id)
+        return self.file(path, daw_name(output["path"], job_id, name), job_id)
 
     async def peaks(self, request: Request) -> Response:
         """An output's waveform: 1 KiB of (min, max) int8 pairs measured at the full rate (bridge/audio/loudness.py:
@@ -465,6 +489,24 @@ class HttpServer:
         except (OSError, sf.LibsndfileError, BridgeError) as exc:
             return self.refuse("io_error", f"{wav.name}: no waveform ({exc})", job_id=job_id)
         return Response(data, media_type="application/octet-stream", headers={"cache-control": "max-age=86400"})
+
+    async def join(self, request: Request) -> Response:
+        """A finished continuation's seam to hear (bridge/audio/splice.py:join_preview): its input's last 2 bars, the
+        silence to the next downbeat, the new mix's first 2 bars, as a 16-bit WAV made here (not kept)."""
+        job_id = request.path_params["job_id"]
+        if not self._job_id.fullmatch(job_id):
+            return self.refuse("bad_request", "a job id names a continuation", job_id="")
+        job = self._jobs.job(job_id) if self._jobs is not None else None
+        mix = next((o for o in job["outputs"] if o["name"] == "mix"), None) if job is not None else None
+        if job is None or job["op"] != "continue" or mix is None:
+            return self.refuse("not_found", f"{job_id} is no finished continuation: no join to hear", job_id=job_id)
+        try:
+            data = await run_in_threadpool(join_wav, Path(str(job["params"]["input_path"])), Path(mix["path"]),
+                                           job["params"])
+        except (OSError, sf.LibsndfileError, BridgeError) as exc:
+            return self.refuse("not_found", f"{job_id}: the join cannot be made ({exc}); its input may be gone",
+                               job_id=job_id)
+        return Response(data, media_type="audio/wav", headers={"cache-control": "max-age=3600"})
 
     async def preview(self, request: Request) -> Response:
         job_id, chunk = request.path_params["job_id"], request.path_params["chunk"]
@@ -561,7 +603,13 @@ class HttpServer:
 
     async def status(self, request: Request) -> Response:
         events = self.call(self._ops["status"].address, [], self.peer(request))
-        return self.reply(events, daemon=self._about())
+        return self.reply(events, daemon=self._about(), form=self.form())
+
+    def form(self) -> dict[str, dict[str, Any]]:
+        """What the control room's fields take: the schema's ranges, capped by this daemon's limits (max_bars,
+        max_variations), and the rule in words for the page's own refusals."""
+        return {name: {"min": arg.min, "max": arg.max, "rule": read_rule(arg)}
+                for name, arg in self.schema.ranges(FORM_FIELDS, self._settings.request_limits).items()}
 
     async def presets(self, request: Request) -> Response:
         events = self.call(self._ops["presets"].address, [], self.peer(request))
@@ -626,6 +674,33 @@ class Guard:
         return False
 
 
+FORM_FIELDS = ("bars", "count", "bpm", "beats_per_bar", "seed")  # the control room's number fields, by schema name
+
+
+def read_rule(arg: ArgSpec) -> str:
+    """'a number in 0.25..64': ArgSpec.describe in plain words, as read_refusal gives a refusal's rule."""
+    refusal = read_refusal(f"{arg.name} must be {arg.describe()}, got -")
+    return refusal.rule if refusal is not None else arg.describe()
+
+
+def http_words(message: str) -> dict[str, str]:
+    """A refusal in HTTP's terms: the schema's words without the OSC example (HTTP clients send JSON), and, where a
+    value was refused, which field (the JSON name), what it must be and what came, for the page to put in its own
+    words ("Length must be a number in 0.25..64") beside the field."""
+    refusal = read_refusal(message)
+    if refusal is None:
+        return {"message": without_osc_example(message)}
+    return {"message": f"{refusal.field} must be {refusal.rule}, got {refusal.got}", "field": refusal.field,
+            "rule": refusal.rule, "got": refusal.got}
+
+
+def daw_name(path: str, job_id: str, name: str) -> str:
+    """The name a download carries: the output's musical DAW name (bridge/audio/files.py:daw_file_name, found beside
+    it), else <job>-<name>.wav (an older render, a folder without one)."""
+    found = daw_path_beside(Path(path))
+    return found.name if found is not None else f"{job_id}-{name}{Path(path).suffix or '.wav'}"
+
+
 def load_token(path: Path) -> str:
     try:
         token = path.expanduser().read_text().strip()
@@ -635,6 +710,20 @@ def load_token(path: Path) -> str:
         raise RuntimeError(f"http_token_file {path} must hold one token of 16 or more printable characters; "
                            "`continuo keys DIR` writes one")
     return token
+
+
+def join_wav(source: Path, mix: Path, params: dict[str, Any]) -> bytes:
+    """The join of a continuation as WAV bytes, in the job's context (its tempo and metre: the session's or its
+    input's own, then its own settings) at the mix's rate."""
+    audio, rate = read_audio(mix)
+    original, original_rate = read_audio(source)
+    fields = {f.name for f in dataclasses.fields(MusicalContext)}
+    changes = {key: value for key, value in (params.get("settings") or {}).items() if key in fields}
+    context = MusicalContext(**params["context"]).replace(**{**changes, "sample_rate": rate})
+    encoded = io.BytesIO()
+    sf.write(encoded, np.clip(join_preview(original, original_rate, audio, context).T, -1.0, 1.0), rate,
+             subtype="PCM_16", format="WAV")
+    return encoded.getvalue()
 
 
 def measured_peaks(wav: Path) -> bytes:

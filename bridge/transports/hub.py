@@ -75,8 +75,13 @@ class Transports:
             if transport is not None:
                 transport.stop()
 
+    @property
+    def page_url(self) -> str:
+        """The control room's address; "" when HTTP is off."""
+        return self.http.url if self.http is not None else ""
+
     def ready_text(self) -> str:
-        """`osc=udp://h:p osc_tcp=tcp://h:p zmq=tcp://h:p zmq_pub=tcp://h:p http=http://h:p/` for the ready line."""
+        """`osc=udp://h:p osc_tcp=tcp://h:p zmq=tcp://h:p zmq_pub=tcp://h:p http=http://h:p/` for the endpoints line."""
         host, port = self.udp.address
         parts = [f"osc=udp://{host}:{port}"]
         if self.tcp is not None:

@@ -155,9 +155,10 @@
     "box": {
      "id": "obj-events",
      "maxclass": "newobj",
-     "numinlets": 21,
-     "numoutlets": 21,
+     "numinlets": 22,
+     "numoutlets": 22,
      "outlettype": [
+      "",
       "",
       "",
       "",
@@ -186,7 +187,7 @@
       150.0,
       22.0
      ],
-     "text": "route /continuo/adapters /continuo/analysis /continuo/beats /continuo/context /continuo/done /continuo/error /continuo/limits /continuo/models /continuo/output /continuo/partial /continuo/pong /continuo/presets /continuo/progress /continuo/queued /continuo/slot /continuo/status /continuo/storage /continuo/trash/job /continuo/trash/result /continuo/welcome"
+     "text": "route /continuo/adapters /continuo/analysis /continuo/beats /continuo/context /continuo/done /continuo/error /continuo/limits /continuo/models /continuo/output /continuo/partial /continuo/pong /continuo/presets /continuo/progress /continuo/queued /continuo/session /continuo/slot /continuo/status /continuo/storage /continuo/trash/job /continuo/trash/result /continuo/welcome"
     }
    },
    {
@@ -2915,7 +2916,7 @@
      ],
      "source": [
       "obj-events",
-      19
+      20
      ]
     }
    },
@@ -2927,7 +2928,7 @@
      ],
      "source": [
       "obj-events",
-      19
+      20
      ]
     }
    },
@@ -3372,6 +3373,18 @@
      "source": [
       "obj-events",
       20
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      21
      ]
     }
    },

@@ -54,6 +54,7 @@ Together: an int8 step at 250 positions of context from 22.2 ms to 14.9 ms.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import importlib.util
@@ -66,6 +67,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -326,12 +328,36 @@ def build() -> KernelStatus:
 
     directory = writable(directory)
     flags, link, notes = usable_flags(build_flags())
-    log.info("CPU kernels: compiling %s into %s with %s (once per machine, about 25 s)%s", name, directory,
+    log.info("compiling CPU kernels (once per machine, about 25-50 s): %s into %s with %s%s", name, directory,
              " ".join(flags), "".join(f"; {note}" for note in notes))
     (directory / NOTES_FILE).write_text("".join(f"{note}\n" for note in notes))
-    load_inline(name, cpp_sources=[source.read_text() for source in SOURCES], extra_cflags=flags,
-                extra_ldflags=link, is_python_module=False, verbose=False, build_directory=str(directory))
+    with progress_lines("compiling CPU kernels (once per machine)"):
+        load_inline(name, cpp_sources=[source.read_text() for source in SOURCES], extra_cflags=flags,
+                    extra_ldflags=link, is_python_module=False, verbose=False, build_directory=str(directory))
     return registered(started, directory)
+
+
+PROGRESS_EVERY_S = 10.0  # a long silent step says it is still going this often
+
+
+@contextlib.contextmanager
+def progress_lines(what: str, every_s: float = PROGRESS_EVERY_S) -> Iterator[None]:
+    """One log line every ``every_s`` while the block runs ("compiling CPU kernels (once per machine): 20 s so far"),
+    then one when it is done, so a first start that compiles does not look hung."""
+    started, done = time.monotonic(), threading.Event()
+
+    def tick() -> None:
+        while not done.wait(every_s):
+            log.info("%s: %.0f s so far", what, time.monotonic() - started)
+
+    ticker = threading.Thread(target=tick, name="continuo-progress", daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
+        log.info("%s: done in %.1f s", what, time.monotonic() - started)
 
 
 def registered(started: float, directory: Path) -> KernelStatus:

@@ -392,6 +392,21 @@ def empty_cuda_cache() -> None:
         torch.cuda.empty_cache()
 
 
+def weights_missing(config: SeparatorConfig) -> str:
+    """Why ``load_separator`` cannot load this config's weights from this machine, in a few words ("" when it can):
+    a state-dict file that is not there, or the pipeline's weights not yet in the torch hub cache (its first use
+    downloads them, which fails offline). Checks files only: cheap enough to ask on every status."""
+    if config.weights == "random":
+        return ""
+    if config.weights == "pipeline":
+        from torchaudio.pipelines import HDEMUCS_HIGH_MUSDB_PLUS
+
+        # where torchaudio's _download_asset keeps it: <torch hub dir>/torchaudio/<key>
+        cached = (Path(torch.hub.get_dir()) / "torchaudio" / HDEMUCS_HIGH_MUSDB_PLUS._model_path).is_file()
+        return "" if cached else "the stems weights are not on this machine yet (downloaded once, online)"
+    return "" if Path(config.weights).expanduser().is_file() else "the stems weights file is missing"
+
+
 def _load_pipeline() -> torch.nn.Module:
     from torchaudio.pipelines import HDEMUCS_HIGH_MUSDB_PLUS
 

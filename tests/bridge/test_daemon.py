@@ -71,9 +71,11 @@ def test_every_request_of_the_schema_is_handled_and_every_job_op_rendered(tiny_m
 def test_status_is_followed_by_the_limits(daemon):
     daemon.on_message("/continuo/status", [], SENDER)
     names = [address for address, _ in daemon.sent]
-    assert names == ["/continuo/status", "/continuo/limits", "/continuo/storage"]
+    assert names == ["/continuo/status", "/continuo/limits", "/continuo/storage", "/continuo/session"]
     limits = daemon.sent[1][1]
     assert limits[:3] == [16, 64.0, 3] and limits[5] == 20.0
+    # the client's session (a new one: the daemon's defaults, no key) and the page's address (HTTP is off here)
+    assert daemon.sent[3][1] == [120.0, 4, 4, "", 48000, ""]
 
 
 def test_a_client_over_its_message_rate_gets_busy(daemon):

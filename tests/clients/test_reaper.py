@@ -6,6 +6,7 @@ prints, and the actions drive Reaper's API (a recording stand-in: Reaper itself 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import build_parser
-from bridge.clients.commands import EventPrinter
+from bridge.clients.commands import EventPrinter, file_and_prompt
 from bridge.protocol.schema import load_schema
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +38,7 @@ def test_the_command_is_one_the_real_cli_parses():
     argv = shlex.split(line)
     assert argv[0] == "/opt/continuo bin/continuo"
     ns = build_parser().parse_args(argv[1:])
+    file_and_prompt(ns)  # the file positional, told from a prompt as the CLI does
     assert (ns.command, ns.input, ns.bars, ns.bpm, ns.metre, ns.key, ns.port, ns.json) == (
         "continue", "/My Loops/it's a loop.wav", 4.0, 92.5, (7, 8), "F# minor", 9123, True)
     assert ns.job_id == ""  # no fixed id: the CLI makes a fresh, date-and-random one for every run
@@ -97,6 +99,7 @@ def test_the_windows_command_reaches_the_cli_whole():
     argv = windows_argv(lua(code).rstrip("\n"))
     assert argv[0] == program
     ns = build_parser().parse_args(argv[1:])
+    file_and_prompt(ns)
     assert (ns.command, ns.input, ns.bars, ns.key) == ("continue", clip, 4.0, "F# minor")
     assert windows_argv(subprocess.list2cmdline(["a b", 'c"d', "e\\"])) == ["a b", 'c"d', "e\\"]  # the splitter
     posix = lua(code.replace("windows=true", "windows=false")).rstrip("\n")
@@ -116,8 +119,8 @@ def cli_json_lines(tmp_path: Path) -> str:
     job = tmp_path / "j-1"
     job.mkdir()
     for name in ("mix", "mix-tail"):
-        (job / f"{name}.wav").write_bytes(b"x")
-    (job / "j-1_mix_4bars_92.5bpm_Cmaj.wav").write_bytes(b"x")
+        (job / f"{name}.wav").write_bytes(name.encode())
+    os.link(job / "mix.wav", job / "loop_4bars_92.5bpm_Cmaj.wav")  # the mix's DAW name, as the daemon links it
     printer.event("/continuo/output", ["j-1", "mix", (job / "mix.wav").as_posix(), 48000, 2, 7.78, 4.0, -14.0, -1.0])
     printer.event("/continuo/output", ["j-1", "mix-tail", (job / "mix-tail.wav").as_posix(), 48000, 2, 1.5, 0.75,
                                        -30.0, -12.0])
@@ -133,7 +136,7 @@ def test_it_reads_the_real_clis_json_lines(tmp_path):
               'for _, o in ipairs(outputs) do print(o.name, lib.file_to_insert(o)) end', str(canned))
     lines = out.splitlines()
     assert lines[0] == "7\ttrue\t123456"
-    assert lines[1:] == [f"mix\t{tmp_path}/j-1/j-1_mix_4bars_92.5bpm_Cmaj.wav",
+    assert lines[1:] == [f"mix\t{tmp_path}/j-1/loop_4bars_92.5bpm_Cmaj.wav",
                          f"mix-tail\t{tmp_path}/j-1/mix-tail.wav"]
 
 
@@ -158,11 +161,12 @@ def test_continue_sends_tempo_and_metre_and_puts_each_output_on_a_new_track_at_t
     (_, line, timeout) = calls[0]
     assert timeout == "0" and line.startswith('/bin/sh -c "') and line.endswith('"')
     ns = build_parser().parse_args(shlex.split(line[len('/bin/sh -c "'):-1])[1:])
+    file_and_prompt(ns)
     assert (ns.command, ns.input, ns.bpm, ns.metre, ns.bars, ns.json) == (
         "continue", "/Users/me/My Loops/it's a loop.wav", 92.5, (3, 4), 4.0, True)
     inserted = [c for c in calls if c[0] in ("SetEditCurPos", "InsertMedia", "InsertTrackAtIndex")]
     assert inserted == [["InsertTrackAtIndex", "0"], ["SetEditCurPos", "8.000"],
-                        ["InsertMedia", f"{tmp_path}/j-1/j-1_mix_4bars_92.5bpm_Cmaj.wav", "0"],
+                        ["InsertMedia", f"{tmp_path}/j-1/loop_4bars_92.5bpm_Cmaj.wav", "0"],
                         ["InsertTrackAtIndex", "1"], ["SetEditCurPos", "8.000"],
                         ["InsertMedia", f"{tmp_path}/j-1/mix-tail.wav", "0"]]
     assert calls[-1] == ["Undo_EndBlock", "Continuo continue (2 file(s))"]

@@ -97,7 +97,7 @@ def test_the_page_fits_every_size_with_jobs_and_stems_in_reach(page, browser, da
     """No horizontal scroll from 1440 down to 360 px (the old fixed 3-column grid was 977 px wide at 390), and
     the Jobs column and the Stems button lie inside the screen's width."""
     if page.locator(".job audio").count() == 0:
-        job_card(page, submit(page)).locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+        job_card(page, submit(page)).locator("audio").first.wait_for(timeout=JOB_TIMEOUT_MS)
     shots = os.environ.get("CONTINUO_SCREENSHOT_DIR")
     for width, height in SIZES:
         context = browser.new_context(viewport={"width": width, "height": height})
@@ -131,7 +131,7 @@ def test_generate_shows_progress_and_a_playable_audio_of_the_right_length(page, 
     job_id = submit(page, bars="2", bpm="100")
     assert re.fullmatch(r"web-gene-\d{8}-\d{6}-[0-9a-f]{8}", job_id)  # date, time, 32 random bits: never repeats
     card = job_card(page, job_id)
-    card.locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+    card.locator("audio").first.wait_for(timeout=JOB_TIMEOUT_MS)
     assert card.get_attribute("data-progress-events") not in (None, "0")  # progress reached the page live
     assert audio_seconds(card) == pytest.approx(2 * 4 * 60 / 100, abs=0.01)  # 2 bars of 4/4 at 100 BPM
     assert "done" in card.locator(".status").inner_text()
@@ -139,7 +139,7 @@ def test_generate_shows_progress_and_a_playable_audio_of_the_right_length(page, 
     played = card.locator("audio").evaluate("a => a.play().then(() => { a.pause(); return true; })")
     assert played is True
     link = card.locator("a.drag")
-    assert link.get_attribute("draggable") == "true" and link.get_attribute("download") == f"{job_id}-mix.wav"
+    assert link.get_attribute("draggable") == "true" and link.get_attribute("download") == "test_2bars_100bpm.wav"
     card.locator("canvas[data-drawn='1']").wait_for(timeout=10_000)  # drawn from the daemon's peaks
     assert card.locator("canvas").evaluate(
         "c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some((v, i) => i % 4 === 3 && v > 0)")
@@ -148,13 +148,39 @@ def test_generate_shows_progress_and_a_playable_audio_of_the_right_length(page, 
     assert page.problems == []
 
 
-def test_bad_inputs_show_the_daemons_message(page, daemon_root):
-    assert submit(page, bars="0") == ""
-    assert "bars must be a float in 0.25..256, got 0.0" in page.inner_text("#form-error")
+def test_the_form_takes_the_daemons_limits_and_refuses_in_plain_words(page, daemon_root):
+    """The fields' ranges come from /api/status (the schema's, capped by max_bars 64 and max_variations 8: the old
+    form allowed 16 variations and a length of 0); a value outside is refused on the page naming the field, with no
+    OSC in sight (old: "bars must be a float in 0.25..256, got 0.0; send e.g. /continuo/generate …"); Continue
+    without a file says to drop or choose one (old: "input_path must be an absolute path…"); a refusal only the
+    daemon can make is worded with the page's label too; Stems is greyed, saying why, where its weights are
+    missing (this offline daemon's), not the torch download command."""
+    assert (page.get_attribute("#length", "min"), page.get_attribute("#length", "max")) == ("0.25", "64")
+    assert (page.get_attribute("#count", "min"), page.get_attribute("#count", "max")) == ("1", "8")
+    for fields, words in [({"bars": "0"}, "Length must be from 0.25 to 64 bars, not 0."),
+                          ({"bars": "65"}, "Length must be from 0.25 to 64 bars, not 65."),
+                          ({"bpm": "5"}, "Tempo must be from 20 to 400 BPM, not 5.")]:
+        assert submit(page, **fields) == ""
+        assert page.inner_text("#form-error") == words
+    page.fill("#bpm", "")
+    page.fill("#count", "9")
+    assert submit(page, "#variations") == ""
+    assert page.inner_text("#form-error") == "Variations must be a whole number from 1 to 8, not 9."
+    page.fill("#count", "2")
+    page.fill("#input-path", "")
+    assert submit(page, "#continue") == ""
+    assert page.inner_text("#form-error").startswith("Drop or choose a file first")
+    page.fill("#key", "H# major")  # only the daemon knows keys: its refusal, said with the page's label
+    assert submit(page) == ""
+    said = page.inner_text("#form-error")
+    assert said.startswith("Key must be") and "/continuo" not in said and "send e.g." not in said, said
+    page.fill("#key", "")
     page.fill("#input-path", (daemon_root / "inbox" / "missing.wav").as_posix())
     assert submit(page, "#continue") == ""
-    message = page.inner_text("#form-error")
-    assert "not_found" in message and "missing.wav" in message
+    assert "missing.wav" in page.inner_text("#form-error")
+    assert page.is_disabled("#stems-button")
+    note = page.inner_text("#stems-note")
+    assert "weights" in note and "python -c" not in note and "torchaudio" not in note and len(note) < 90, note
 
 
 def test_drop_a_file_to_continue_it(page, daemon_root, tmp_path):
@@ -164,7 +190,7 @@ def test_drop_a_file_to_continue_it(page, daemon_root, tmp_path):
     page.wait_for_function("() => document.getElementById('input-path').value.includes('clip.wav')")
     assert page.input_value("#input-path").startswith((daemon_root / "inbox").as_posix())
     job_id = submit(page, "#continue")
-    job_card(page, job_id).locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+    job_card(page, job_id).locator("audio").first.wait_for(timeout=JOB_TIMEOUT_MS)
 
 
 
@@ -173,23 +199,85 @@ def test_continuing_a_render_keeps_its_tempo_and_no_key_is_invented(page):
     """A 92 BPM render continued with the Tempo field empty renders at 92 (the daemon read its manifest); the old
     page sent its 120 BPM default. With no key given, the prompt names none."""
     made = submit(page, prompt="pad", bpm="92")
-    job_card(page, made).locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+    job_card(page, made).locator("audio").first.wait_for(timeout=JOB_TIMEOUT_MS)
     record = page.evaluate("([id]) => fetch(`/api/jobs/${id}`).then(r => r.json())", [made])["job"]
     assert "major" not in str(record) and "minor" not in str(record)
     page.fill("#bpm", "")
     page.fill("#input-path", record["outputs"][0]["path"])
     continued = submit(page, "#continue")
     card = job_card(page, continued)
-    card.locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+    card.locator("audio").first.wait_for(timeout=JOB_TIMEOUT_MS)
     assert audio_seconds(card) == pytest.approx(4 * 60 / 92, abs=0.01)
+
+
+def test_cards_and_downloads_carry_musical_names_bpm_key_and_the_source(page):
+    """A card is titled with the musical name (prompt words, bars, BPM, key), shows BPM and key, and a continuation
+    its source clip; the download carries the same name (the old card and file: web-gene-…-mix.wav)."""
+    made = submit(page, prompt="Warm lo-fi piano", bpm="100", key="F# minor")
+    card = job_card(page, made)
+    card.locator("audio").first.wait_for(timeout=JOB_TIMEOUT_MS)
+    assert card.locator(".title").inner_text() == "warm-lofi-piano_1bars_100bpm_F#min"
+    facts = card.locator(".prompt").inner_text()
+    assert "100 BPM" in facts and "F# minor" in facts and "1 bar" in facts
+    with page.expect_download() as download:
+        card.locator("a.drag").click()
+    assert download.value.suggested_filename == "warm-lofi-piano_1bars_100bpm_F#min.wav"
+    record = page.evaluate("([id]) => fetch(`/api/jobs/${id}`).then(r => r.json())", [made])["job"]
+    page.fill("#bpm", "")
+    page.fill("#key", "")
+    page.fill("#input-path", record["outputs"][0]["path"])
+    continued = job_card(page, submit(page, "#continue", prompt=""))
+    continued.locator("audio").first.wait_for(timeout=JOB_TIMEOUT_MS)
+    page.wait_for_function("([id]) => document.querySelector(`.job[data-job-id='${id}'] .prompt`).textContent"
+                           ".includes('BPM')", arg=[continued.get_attribute("data-job-id")])
+    facts = continued.locator(".prompt").inner_text()  # the file's own tempo and key, from the daemon's journal
+    assert "from warm-lofi-piano_1bars_100bpm_F#min.wav" in facts and "100 BPM" in facts and "F# minor" in facts, facts
+    assert continued.locator(".title").inner_text() == "warm-lofi-piano_1bars_100bpm_F#min"  # the source's words
+    assert page.problems == []
+
+
+def test_results_chain_without_download_or_upload_and_the_join_can_be_heard(page):
+    """Every output has Continue / Vary / Stems beside its download: a chained job is sent with the output's path
+    where the daemon keeps it (no upload, no download; the old card had no such buttons), in the file's own tempo;
+    a continuation has a "hear the join" player: the input's end, the gap to the next downbeat, the new bars."""
+    made = submit(page, prompt="pad", bpm="92")
+    card = job_card(page, made)
+    card.locator("audio").first.wait_for(timeout=JOB_TIMEOUT_MS)
+    assert card.locator(".chain button").all_inner_texts() == ["Continue", "Vary", "Stems"]
+    assert card.locator("[data-chain='stems']").is_disabled()  # this daemon has no stems weights: greyed, says why
+    assert "weights" in card.locator("[data-chain='stems']").get_attribute("title")
+    path = page.evaluate("([id]) => fetch(`/api/jobs/${id}`).then(r => r.json())", [made])["job"]["outputs"][0]["path"]
+    page.fill("#bpm", "")
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(f"{request.method} {request.url}"))
+    before = page.locator(".job").count()
+    card.locator("[data-chain='continue']").click()
+    page.wait_for_function("([n]) => document.querySelectorAll('.job').length > n", arg=[before])
+    continued = page.locator(".job").first
+    continued.locator(".join audio").wait_for(timeout=JOB_TIMEOUT_MS)
+    status_is(page, continued.get_attribute("data-job-id"), "done")
+    assert not [r for r in requests if "/api/inputs" in r or "/files/" in r], requests  # nothing moved twice
+    record = page.evaluate("([id]) => fetch(`/api/jobs/${id}`).then(r => r.json())",
+                           [continued.get_attribute("data-job-id")])["job"]
+    assert record["op"] == "continue" and record["params"]["input_path"] == path
+    bar_s = 4 * 60 / 92  # the render's own tempo: the field was empty
+    assert audio_seconds(continued) == pytest.approx(bar_s, abs=0.01)
+    joined = continued.locator(".join audio").evaluate(
+        "a => new Promise(ok => { a.addEventListener('loadedmetadata', () => ok(a.duration)); a.preload = 'metadata';"
+        " a.load(); })")
+    assert joined == pytest.approx(2 * bar_s, abs=0.01)  # one bar of input (on the grid: no gap), one new bar
+    card.locator("[data-chain='variations']").click()
+    page.wait_for_function("() => document.querySelector('.job').dataset.jobId.startsWith('web-vari-')")
+    assert page.locator(".job").first.locator(".prompt").inner_text().endswith("from pad_1bars_92bpm.wav")
+    assert page.problems == []
 
 
 def test_a_reload_keeps_the_history(page):
     job_id = submit(page)
-    job_card(page, job_id).locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+    job_card(page, job_id).locator("audio").first.wait_for(timeout=JOB_TIMEOUT_MS)
     page.reload()
     card = job_card(page, job_id)
-    card.locator("audio").wait_for(timeout=10_000)
+    card.locator("audio").first.wait_for(timeout=10_000)
     assert "done" in card.locator(".status").inner_text()
     assert page.problems == []
 

@@ -64,7 +64,7 @@ def test_generate_prints_the_paths_and_exits_0(daemon_process):
     path = Path(done.stdout.strip())
     assert path.name == "mix.wav" and sf.info(str(path)).frames == round(60 / 92 * 4 * 48000)
     assert "noise, not music" in done.stderr  # the smoke model is never presented as music
-    assert "cli-1_mix_1bars_92bpm.wav" in done.stderr  # the DAW name, shown; no key given, none invented
+    assert "warm-lofi-piano_1bars_92bpm.wav in " in done.stderr  # the musical name; no key given, none invented
     deadline = time.monotonic() + 10
     while "job=cli-1 acknowledged" not in daemon_process.log and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -81,7 +81,7 @@ def test_json_prints_every_event_and_the_daw_name(daemon_process):
     assert "progress" in kinds and kinds.count("output") == 1
     output, finished = first_output(events), events[-1]
     assert output["path"].endswith("/cli-json/mix.wav")
-    assert Path(output["daw_path"]).name == "cli-json_mix_1bars_120bpm_F#min.wav"
+    assert Path(output["daw_path"]).name == "pad_1bars_120bpm_F#min.wav"
     assert os.path.samefile(output["path"], output["daw_path"])
     manifest = json.loads((Path(output["path"]).parent / "manifest.json").read_text())
     assert manifest["outputs"][0]["daw_path"] == output["daw_path"]
@@ -193,7 +193,7 @@ def test_a_render_continued_without_bpm_keeps_its_own_tempo_and_key(daemon_proce
     assert not [e for e in events if e["event"] == "copied"]
     output = first_output(events)
     assert sf.info(output["path"]).frames == round(4 * 60 / 92 * 48000)  # one bar at 92, not at 120
-    assert Path(output["daw_path"]).name == "cli-cont-92_mix_1bars_92bpm_F#min.wav"
+    assert Path(output["daw_path"]).name == "x_1bars_92bpm_F#min.wav"  # the source clip's words
     manifest = json.loads((Path(output["path"]).parent / "manifest.json").read_text())
     assert manifest["input_path"] == clip and manifest["context"]["bpm"] == 92
     faster = json_events(cli(daemon_process, "continue", clip, "--bars", "1", "--bpm", "100", "--json").stdout)
@@ -206,7 +206,7 @@ def test_stems_and_variations_and_status(daemon_process, daemon_root):
     assert stems.returncode == 0, stems.stderr
     names = [e["name"] for e in json_events(stems.stdout) if e["event"] == "output"]
     assert names == ["drums", "bass"]
-    takes = cli(daemon_process, "variations", "--count", "2", "--bars", "0.25", "--prompt", "dark techno")
+    takes = cli(daemon_process, "variations", "dark techno", "--count", "2", "--bars", "0.25")  # the prompt, positional
     assert takes.returncode == 0 and [Path(p).name for p in takes.stdout.split()] == ["variation-1.wav",
                                                                                      "variation-2.wav"]
     status = cli(daemon_process, "status")

@@ -37,6 +37,20 @@ def test_welcome_names_the_smoke_model(daemon_process, daemon_root):
     assert inbox == (daemon_root / "inbox").as_posix()  # an input root: clients copy inputs there
 
 
+def test_the_start_log_is_ours_and_the_ready_line_short_with_the_page_first(daemon_process):
+    """The ready line leads with the control room's address, then OSC and the model, in under 160 characters (the
+    old one was ~330, the page fifth); every endpoint is on the line before it, where DaemonProcess found them; no
+    transformers pad-token warning (the tiny model trips it, as MusicGen's do) and no "Loading weights" bar."""
+    log = daemon_process.log
+    (ready,) = [line for line in log.splitlines() if line.startswith("continuo ready")]
+    assert ready.startswith("continuo ready in ") and f": open {daemon_process.http_url}, OSC" in ready
+    assert f"OSC on udp://{daemon_process.host}:{daemon_process.port}" in ready and "SMOKE" in ready
+    assert len(ready) < 160, len(ready)
+    (endpoints,) = [line for line in log.splitlines() if line.startswith("continuo endpoints:")]
+    assert "output_root=" in endpoints and daemon_process.zmq_endpoint in endpoints
+    assert "pad_token_id must be" not in log and "Loading weights" not in log and "[transformers]" not in log
+
+
 def test_generate_writes_a_bar_exact_file(osc_client, daemon_root):
     osc_client.send("/continuo/generate", "gen-1", "default", "warm lo-fi piano, {bpm} bpm", 1.0)
     events = osc_client.wait_job("gen-1", JOB_TIMEOUT_S)

@@ -32,7 +32,7 @@ def test_prune_dry_run_then_yes_then_trash_restore_and_empty(daemon_process, dae
         done = cli(daemon_process, "generate", "x", "--bars", "0.5", "--job-id", job_id)
         assert done.returncode == 0, done.stderr
     old, new = files(renders / "prune-old"), files(renders / "prune-new")
-    assert any(name.startswith("prune-old_mix_") for name in old)  # the DAW-named file a project would use
+    assert "x_0.5bars_120bpm.wav" in old  # the DAW-named file a project would use
 
     dry = cli(daemon_process, "prune", "--keep", "1")
     assert dry.returncode == 0, dry.stderr

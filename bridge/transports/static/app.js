@@ -48,6 +48,8 @@ async function loadStatus() {
   showHeader();
   $("smoke-warning").hidden = !daemon.smoke_model;
   showStorage((data.events.find((e) => e.event === "storage") || {}).args);
+  applyFormLimits(data.form || {});
+  showStemsState(daemon.stems_unavailable || "");
   if (!$("sample-rate").dataset.filled && daemon.session_sample_rate) {
     $("sample-rate").value = String(daemon.session_sample_rate);
     $("bpm").placeholder = String(daemon.session_bpm);
@@ -108,6 +110,74 @@ async function loadLibrary() {
   if (!(data.midi_maps || []).length) midi.append(el("li", { class: "muted", text: "none" }));
 }
 
+// -- the form's limits and its refusals, in plain words --------------------------------------------------------
+// Each number field takes the range /api/status gives (the schema's, capped by this daemon's max_bars and
+// max_variations), and the page refuses a value outside it before sending, naming the field as the page labels it.
+const FIELDS = { // schema name -> [the page's control, its label, the unit after a number]
+  bars: ["length", "Length", " bars"], beats: ["length", "Length", " beats"], count: ["count", "Variations", ""],
+  bpm: ["bpm", "Tempo", " BPM"], beats_per_bar: ["beats-per-bar", "Metre", " beats per bar"], seed: ["seed", "Seed", ""],
+  key: ["key", "Key", ""], stems: ["stems", "Stems", ""], sample_rate: ["sample-rate", "Rate", ""],
+  prompt: ["prompt", "Prompt", ""], preset: ["preset", "Preset", ""], input_path: ["input-path", "Input", ""],
+};
+let formLimits = {};
+
+function applyFormLimits(form) {
+  formLimits = form;
+  for (const [name, range] of Object.entries(form)) {
+    const input = FIELDS[name] && $(FIELDS[name][0]);
+    if (!input) continue;
+    if (range.min != null) input.min = String(range.min);
+    if (range.max != null) input.max = String(range.max);
+  }
+}
+
+// "Length must be from 0.25 to 64 bars, not 0": the field's value checked against its range; "" when it fits
+function outOfRange(name, text) {
+  const range = formLimits[name], [, label, unit] = FIELDS[name];
+  const value = Number(text);
+  if (!range || text.trim() === "") return "";
+  if (Number.isNaN(value) || (range.min != null && value < range.min) || (range.max != null && value > range.max)
+      || (/whole/.test(range.rule || "") && !Number.isInteger(value))) {
+    const whole = /whole/.test(range.rule || "") ? "a whole number " : "";
+    return `${label} must be ${whole}from ${range.min} to ${range.max}${unit}, not ${text.trim()}.`;
+  }
+  return "";
+}
+
+function formProblem(op) {
+  const input = $("input-path").value.trim();
+  if ((op === "continue" || op === "stems") && !input) {
+    return op === "continue" ? "Drop or choose a file first: Continue carries on from the end of an audio file."
+                             : "Drop or choose a file first: Stems splits an audio file.";
+  }
+  const checks = [["bpm", $("bpm").value], ["beats_per_bar", $("beats-per-bar").value], ["seed", $("seed").value]];
+  if (op !== "stems" && $("length-unit").value === "bars") checks.unshift(["bars", $("length").value || " "]);
+  if (op === "variations") checks.push(["count", $("count").value]);
+  for (const [name, text] of checks) {
+    const problem = name === "bars" && text.trim() === "" ? "Length: give a number of bars." : outOfRange(name, text);
+    if (problem) return problem;
+  }
+  return "";
+}
+
+// The daemon's refusal (HTTP gives the field, the rule and the value) said with the page's label for that field.
+function refusalText(op, error) {
+  const field = FIELDS[error.field];
+  if (!field) return `${op}: ${error.message}`;
+  return `${field[1]} must be ${error.rule}${field[2]}, not ${error.got}.`;
+}
+
+// Stems cannot work without their weights (offline, never downloaded): the buttons are greyed and say why, short.
+let stemsReason = "";
+function showStemsState(reason, within = document) {
+  stemsReason = reason;
+  for (const button of within.querySelectorAll("#stems-button, [data-chain='stems']")) {
+    button.disabled = !!reason;
+    button.title = reason ? `Stems are off: ${reason}` : "split into stems";
+  }
+  if (within === document) $("stems-note").textContent = reason ? `Stems off: ${reason}.` : "";
+}
+
 // -- requests ---------------------------------------------------------------------------------------------
 // web-<op>-<YYYYMMDD>-<HHMMSS>-<8 hex>: the date and time (not a counter) and 32 random bits from the browser's
 // crypto, so ids stay unique across reloads, reboots and machines; the daemon refuses a reused id with another
@@ -147,8 +217,9 @@ function formSettings(op) {
   return settings;
 }
 
-async function submit(op) {
-  showFormError("");
+async function submit(op, source = "") {
+  showFormError(formProblem(op));
+  if (formProblem(op)) return;
   ensureAudio();
   const job_id = newJobId(op);
   const body = { op, job_id };
@@ -164,9 +235,11 @@ async function submit(op) {
   body.settings = formSettings(op);
   if (op === "stems") delete body.settings;
   const { ok, data } = await api("POST", "/api/jobs", body);
-  if (!ok) { showFormError(`${op}: ${data.error.code}: ${data.error.message}`); return; }
+  if (!ok) { showFormError(data.error.field ? refusalText(op, data.error) : `${op}: ${data.error.message}`); return; }
   upsertJob({ job_id, op, status: "queued", params: { prompt: body.prompt || body.settings?.prompt || "",
-                                                      bars, loop: !!(body.settings || {}).loop }, outputs: [] });
+                                                      bars: op === "stems" ? undefined : bars, input_path: body.input_path,
+                                                      settings: body.settings || {}, loop: !!(body.settings || {}).loop },
+              outputs: [], source: source || undefined });
   for (const event of data.events) handleEvent(event);
 }
 
@@ -209,9 +282,10 @@ function renderJob(job) {
                                  "aria-label": `cancel ${d.op || "job"} ${d.job_id}` });
   cancel.addEventListener("click", () => cancelJob(d.job_id));
   const node = el("div", { class: "job", "data-job-id": d.job_id },
-    el("header", {}, el("span", { class: "id", text: d.job_id }), el("span", { class: "op", text: d.op }),
+    el("header", {}, el("span", { class: "title" }), el("span", { class: "op", text: d.op }),
        el("span", { class: "status" }), el("span", { class: "stage muted" }), cancel),
-    el("div", { class: "prompt" }), el("progress", { max: "1", value: "0" }),
+    el("div", { class: "prompt" }), el("div", { class: "id muted", text: d.job_id }),
+    el("progress", { max: "1", value: "0" }),
     el("div", { class: "error", role: "alert" }), el("div", { class: "outputs" }));
   return node;
 }
@@ -229,14 +303,33 @@ function updateJob(job) {
   }
   node.querySelector(".status").textContent = status;
   node.querySelector(".stage").textContent = d.status === "running" && d.stage ? d.stage : "";
-  const params = d.params || {};
-  node.querySelector(".prompt").textContent = [params.prompt, params.bars ? `${params.bars} bars` : ""]
-    .filter(Boolean).join(" · ");
+  node.querySelector(".title").textContent = cardTitle(job);
+  node.querySelector(".prompt").textContent = musicalFacts(d.params || {}, d.source).join(" · ");
   const bar = node.querySelector("progress");
   bar.value = d.status === "done" ? 1 : d.fraction || 0;
   bar.hidden = TERMINAL.has(d.status) && d.status !== "done";
   node.querySelector(".error").textContent = d.error_message ? `${d.error_code}: ${d.error_message}` : "";
   node.querySelector(".cancel").hidden = TERMINAL.has(d.status);
+}
+
+// A card is titled with its musical name (the first output's DAW name: prompt words, bars, BPM, key), or, until
+// an output exists, the prompt's words; the job id stays below it, small.
+function cardTitle(job) {
+  const first = [...job.outputs.values()][0];
+  if (first && first.dataset.dawName) return first.dataset.dawName.replace(/\.wav$/, "");
+  const params = job.data.params || {};
+  return (params.prompt || params.settings?.prompt || "").trim() || job.data.op || "job";
+}
+
+// prompt · bars · BPM · key · the source clip: the tempo and key the job asked for, else its context (the session's,
+// or, for a file Continuo made, that file's, as the daemon journalled it); no key, none shown.
+function musicalFacts(params, source) {
+  const settings = params.settings || {}, context = params.context || {};
+  const bpm = settings.bpm ?? context.bpm, key = settings.key ?? context.key;
+  const bars = params.bars ? `${Number(params.bars)} bar${Number(params.bars) === 1 ? "" : "s"}` : "";
+  const clip = source || (params.input_path || "").split("/").pop();
+  return [params.prompt || settings.prompt, bars, bpm ? `${Number(bpm)} BPM` : "", key || "", clip ? `from ${clip}` : ""]
+    .filter(Boolean);
 }
 
 function statusForError(code) {
@@ -258,7 +351,10 @@ function handleEvent(event) {
   if (event.event === "partial") playPreview(job, a);
   if (event.event === "analysis") d.params = { ...d.params, prompt: [d.params?.prompt, heardLine(a)].filter(Boolean).join(" · ") };
   if (event.event === "output") addOutput(job, a);
-  if (event.event === "done") Object.assign(d, { status: "done", seed: a.seed, elapsed_s: a.elapsed_s });
+  if (event.event === "done") {
+    Object.assign(d, { status: "done", seed: a.seed, elapsed_s: a.elapsed_s });
+    refreshParams(job);
+  }
   if (event.event === "error") Object.assign(d, { status: statusForError(a.code), error_code: a.code, error_message: a.message });
   if (event.event === "done" || event.event === "error") {
     job.el.dataset.terminalEvents = String(Number(job.el.dataset.terminalEvents || 0) + 1);
@@ -278,6 +374,22 @@ function ackJob(jobId) {
   api("POST", "/api/requests/ack", { job_id: jobId }).catch(() => acked.delete(jobId));
 }
 
+// The journal's params (the context the daemon rendered in: an input's own tempo and key) once a job is done, from
+// the history listing: GET /api/jobs/{id} would replay the job's events to every page (its done again, and so on).
+async function refreshParams(job) {
+  if (job.refreshed) return;
+  job.refreshed = true;
+  const { ok, data: listing } = await api("GET", "/api/jobs?limit=20");
+  const record = ok ? listing.jobs.find((j) => j.job_id === job.data.job_id) : null;
+  const data = { job: record };
+  if (record) {
+    Object.assign(job.data, { params: { ...job.data.params, ...data.job.params }, source: data.job.source,
+                              op: job.data.op || data.job.op });
+    addJoin(job);
+    updateJob(job);
+  }
+}
+
 async function cancelJob(jobId) {
   const { ok, data } = await api("DELETE", `/api/jobs/${encodeURIComponent(jobId)}`);
   const job = jobs.get(jobId);
@@ -290,10 +402,11 @@ function addOutput(job, o) {
   if (job.outputs.has(o.name)) return;
   if (String(o.path || "").endsWith(".mid")) { addMidiOutput(job, o); return; }
   const url = o.url || `/api/jobs/${job.data.job_id}/files/${o.name}`;
-  const filename = `${job.data.job_id}-${o.name}.wav`;
+  const filename = o.daw_name || `${job.data.job_id}-${o.name}.wav`; // the musical name, as the DAW shows it
   const audio = el("audio", { controls: "", preload: "none", src: url }); // the audio is fetched only to play it
   if ((job.data.params || {}).loop || ((job.data.params || {}).settings || {}).loop) audio.loop = true;
-  const link = el("a", { class: "drag", href: url, download: filename, draggable: "true", text: `⇩ ${o.name}` });
+  const link = el("a", { class: "drag", href: url, download: filename, draggable: "true", text: `⇩ ${o.name}`,
+                         "aria-label": `download ${filename}` });
   link.title = "drag into your DAW or onto the desktop; click to download";
   link.addEventListener("dragstart", (e) => {
     const absolute = new URL(url, location.href).href;
@@ -304,10 +417,47 @@ function addOutput(job, o) {
   const meta = el("div", { class: "meta", text:
     `${Number(o.seconds).toFixed(2)} s · ${Number(o.bars).toFixed(2)} bars · ${o.sample_rate} Hz · ${o.channels} ch · ` +
     `${o.lufs == null ? "-" : Number(o.lufs).toFixed(1)} LUFS · true peak ${o.peak_db == null ? "-" : Number(o.peak_db).toFixed(1)} dBTP` });
-  const row = el("div", { class: "output", "data-output": o.name }, link, audio, canvas, meta);
+  const row = el("div", { class: "output", "data-output": o.name }, link, audio, canvas, meta, chainButtons(o, filename));
+  row.dataset.dawName = filename;
   job.el.querySelector(".outputs").append(row);
   job.outputs.set(o.name, row);
+  addJoin(job);
+  updateJob(job);
   drawWaveform(canvas, `/api/jobs/${encodeURIComponent(job.data.job_id)}/peaks/${encodeURIComponent(o.name)}`);
+}
+
+// Results you can chain: Continue / Vary / Stems of this output, sent with its path where the daemon already keeps
+// it (under its output root, an input folder): nothing is downloaded or uploaded again. The form's other fields
+// apply; an empty Tempo or Key takes the file's own (the daemon reads its manifest).
+const CHAINS = [["continue", "Continue"], ["variations", "Vary"], ["stems", "Stems"]];
+
+function chainButtons(o, filename) {
+  const box = el("div", { class: "chain" });
+  for (const [op, text] of CHAINS) {
+    const button = el("button", { class: "small", type: "button", text, "data-chain": op,
+                                  "aria-label": `${text.toLowerCase()} ${filename}` });
+    button.addEventListener("click", () => chain(op, o.path, filename));
+    box.append(button);
+  }
+  if (o.path) showStemsState(stemsReason, box);
+  else for (const button of box.querySelectorAll("button")) button.disabled = true; // another machine's path
+  return box;
+}
+
+function chain(op, path, filename) {
+  $("input-path").value = path;
+  $("drop-state").textContent = `${filename} (a render of this daemon's, not uploaded again)`;
+  submit(op, filename);
+}
+
+// A continuation's seam: the input's last bars, the silence to the next downbeat, the new bars (GET …/join, made by
+// the daemon on request; fetched only when played).
+function addJoin(job) {
+  const mix = job.outputs.get("mix");
+  if (job.data.op !== "continue" || !mix || mix.querySelector(".join")) return;
+  const player = el("audio", { controls: "", preload: "none",
+                               src: `/api/jobs/${encodeURIComponent(job.data.job_id)}/join` });
+  mix.append(el("div", { class: "join" }, el("span", { class: "muted", text: "hear the join" }), player));
 }
 
 function ensureAudio() {

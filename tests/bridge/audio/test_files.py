@@ -202,15 +202,33 @@ def test_reads_other_formats_channels_first(tmp_path, fmt, suffix):
         assert np.allclose(read[1], -audio, atol=2e-4)
 
 
-@pytest.mark.parametrize("job_id, name, bars, bpm, key, expected", [
-    ("job-1", "mix", 8.0, 92.0, "", "job-1_mix_8bars_92bpm.wav"),
-    ("job-1", "drums", 4.0, 120.0, "C minor", "job-1_drums_4bars_120bpm_Cmin.wav"),
-    ("a.b", "variation-2", 1.5, 133.333, "f# major", "a.b_variation-2_1.5bars_133.33bpm_F#maj.wav"),
-    ("x", "mix-tail", 0.3333333, 97.5, "Bbm", "x_mix-tail_0.33bars_97.5bpm_Bbmin.wav"),
-    ("x", "bass", 2.0, 60.0, "Eb", "x_bass_2bars_60bpm_Eb.wav"),
+@pytest.mark.parametrize("title, name, bars, bpm, key, expected", [
+    ("warm-lofi-piano", "mix", 8.0, 92.0, "", "warm-lofi-piano_8bars_92bpm.wav"),
+    ("dark-techno", "drums", 4.0, 120.0, "C minor", "dark-techno_drums_4bars_120bpm_Cmin.wav"),
+    ("pad", "variation-2", 1.5, 133.333, "f# major", "pad_v2_1.5bars_133.33bpm_F#maj.wav"),
+    ("x", "mix-tail", 0.3333333, 97.5, "Bbm", "x_tail_0.33bars_97.5bpm_Bbmin.wav"),
+    ("", "bass", 2.0, 60.0, "Eb", "take_bass_2bars_60bpm_Eb.wav"),
+    ("ambient-pad-rain-stor", "variation-12", 0.3333, 133.333, "Bb minor",
+     "ambient-pad_v12_0.33bars_133.33bpm_Bbmin.wav"),
 ])
-def test_daw_file_names(job_id, name, bars, bpm, key, expected):
-    assert audio_io.daw_file_name(job_id, name, bars=bars, bpm=bpm, key=key) == expected
+def test_daw_file_names_are_musical_and_fit_a_clip_lane(title, name, bars, bpm, key, expected):
+    """The prompt's words, the stem, bars, BPM and key (when known), at most 40 characters before .wav (a DAW's
+    clip lane), the words shortened at a word's end; the old names were <job id>_<name>_..., 60+ characters with
+    none of the prompt's words."""
+    assert audio_io.daw_file_name(title, name, bars=bars, bpm=bpm, key=key) == expected
+    assert len(expected) - len(".wav") <= audio_io.DAW_NAME_CHARS
+
+
+@pytest.mark.parametrize("prompt, source, title", [
+    ("Warm lo-fi piano, 92 BPM", "", "warm-lofi-piano"),
+    ("Ambient pad with the rain", "", "ambient-pad-rain"),
+    ("Café del Mar sunset groove, very long", "", "cafe-del-mar-sunset"),  # at most 20 characters, whole words
+    ("", "/inbox/my clip-0a1b2c3d4e.wav", "my-clip"),  # the source clip, less the inbox copy's hash
+    ("", "/renders/j/dark-techno_8bars_120bpm.wav", "dark-techno"),  # another render's DAW name: its words
+    ("", "", ""),
+])
+def test_musical_titles_come_from_the_prompt_or_the_source_clip(prompt, source, title):
+    assert audio_io.musical_title(prompt, source) == title
 
 
 def test_a_second_name_is_a_hard_link_or_a_copy_where_links_fail(tmp_path, monkeypatch):

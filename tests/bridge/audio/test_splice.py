@@ -47,3 +47,24 @@ def test_match_level_brings_the_new_part_to_the_clip_level():
     matched = match_level(quiet, loud)
     np.testing.assert_allclose(np.sqrt(np.mean(matched**2)), np.sqrt(np.mean(quiet**2)), rtol=1e-4)
     assert match_level(np.zeros_like(quiet), loud) is loud  # a silent clip gives no level to match
+
+
+def test_the_join_is_the_inputs_end_the_gap_to_the_downbeat_and_the_new_bars():
+    """1.5 bars of a mono input at 24 kHz, a stereo continuation at 48 kHz: the join is the input's last 1.5 bars
+    (all of it) resampled and doubled to stereo, half a bar of silence (the continuation starts on the next
+    downbeat), then the continuation's first 2 bars; a control continuation that started at the input's end
+    would have no gap."""
+    from bridge.audio.context import MusicalContext
+    from bridge.audio.splice import join_preview
+
+    context = MusicalContext(bpm=120.0, sample_rate=48000)  # a bar is 2 s
+    bar = context.frames_for_bars(1)
+    source = np.full((1, int(1.5 * bar / 2)), 0.5, np.float32)  # 1.5 bars at 24 kHz
+    continuation = np.full((2, 3 * bar), -0.25, np.float32)
+    joined = join_preview(source, 24000, continuation, context)
+    assert joined.shape == (2, int(1.5 * bar) + bar // 2 + 2 * bar)
+    assert np.allclose(joined[:, bar // 4:bar], 0.5, atol=1e-3)  # the input, away from the resampler's edges
+    assert not joined[:, int(1.5 * bar):2 * bar].any()  # the gap to the downbeat
+    assert np.array_equal(joined[:, 2 * bar:], continuation[:, :2 * bar])
+    on_grid = join_preview(np.full((1, bar), 0.5, np.float32), 48000, continuation, context)
+    assert on_grid.shape[1] == 3 * bar  # an input of whole bars: no gap

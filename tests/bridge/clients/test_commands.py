@@ -5,6 +5,7 @@ the same commands against a real `continuo serve`."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 
 import pytest
@@ -26,6 +27,7 @@ class FakeDaemon(FakeOscDaemon):
     def __init__(self, inbox: str) -> None:
         super().__init__()
         self.inbox = inbox
+        self.root = "/renders"  # where the outputs the fake daemon names lie
         self.received: list[tuple[str, list]] = []
         self.acked = threading.Event()
 
@@ -35,7 +37,7 @@ class FakeDaemon(FakeOscDaemon):
     def on_message(self, address: str, args: list, sender) -> None:
         self.received.append((address, args))
         try:
-            request = SCHEMA.parse(address, args)
+            request = SCHEMA.parse(address, args, limits={"bars": 64.0, "count": 8.0})  # as the daemon does
         except BadRequest as exc:
             self.emit(sender, "/continuo/error", exc.job_id, exc.code, exc.message)
             return
@@ -49,11 +51,15 @@ class FakeDaemon(FakeOscDaemon):
             self.emit(sender, "/continuo/status", "idle", "fake/model", 0.5, 16.0, 0)
             self.emit(sender, "/continuo/limits", 16, 64.0, 8, 1000, 600.0, 1000.0, 0.25)
             self.storage(sender)
+            self.emit(sender, "/continuo/session", 92.0, 6, 8, "", 48000, "http://127.0.0.1:9080/")
+        elif request.op == "presets":
+            for name in ("default", "lofi"):
+                self.emit(sender, "/continuo/presets", name, f"the {name} preset")
         elif request.op in ("prune", "trash_restore", "trash_empty"):
             self.emit(sender, "/continuo/trash/job", "old-1", 12.5, 41.0, "/renders/old-1")
             self.emit(sender, "/continuo/trash/result", "would_move", 1, 12.5, 1, 0, "would move 1 job(s) (12.5 MB)")
             self.storage(sender)
-        elif request.op in ("generate", "continue"):
+        elif request.op in ("generate", "continue", "variations"):
             self.on_job(request, sender)
 
     def storage(self, sender) -> None:
@@ -74,7 +80,7 @@ class FakeDaemon(FakeOscDaemon):
         if text.startswith("error:"):
             self.emit(sender, "/continuo/error", job_id, text.split(":")[1], "it went wrong")
             return
-        self.emit(sender, "/continuo/output", job_id, "mix", f"/renders/{job_id}/mix.wav", 48000, 2, 2.0,
+        self.emit(sender, "/continuo/output", job_id, "mix", f"{self.root}/{job_id}/mix.wav", 48000, 2, 2.0,
                   request.args["bars"], -14.0, -1.0)
         self.emit(sender, "/continuo/done", job_id, 1, 42, 0.1)
 
@@ -278,13 +284,20 @@ def test_stage_input_keeps_a_file_in_the_inbox_and_copies_once(tmp_path):
 
 
 def test_daw_path_is_found_beside_the_stable_path(tmp_path):
+    """The DAW name is a hard link to the stable one (or, on a filesystem that cannot link, a copy of it): found by
+    being the same file, whatever its name says; the tail's name beside it is another file."""
     folder = tmp_path / "j-1"
     folder.mkdir()
-    (folder / "mix.wav").write_bytes(b"x")
-    (folder / "j-1_mix-tail_1bars_120bpm.wav").write_bytes(b"x")
-    (folder / "j-1_mix_8bars_92bpm_F#min.wav").write_bytes(b"x")
+    (folder / "mix.wav").write_bytes(b"the mix")
+    (folder / "mix-tail.wav").write_bytes(b"the tail")
+    os.link(folder / "mix-tail.wav", folder / "pad_tail_1bars_120bpm.wav")
+    os.link(folder / "mix.wav", folder / "pad_8bars_92bpm_F#min.wav")
     output = {"job_id": "j-1", "name": "mix", "path": (folder / "mix.wav").as_posix()}
-    assert commands.daw_path_of(output) == (folder / "j-1_mix_8bars_92bpm_F#min.wav").as_posix()
+    assert commands.daw_path_of(output) == (folder / "pad_8bars_92bpm_F#min.wav").as_posix()
+    (folder / "pad_8bars_92bpm_F#min.wav").unlink()
+    assert commands.daw_path_of(output) == ""  # no second name: none invented
+    (folder / "pad_8bars_92bpm_F#min.wav").write_bytes(b"the mix")  # a copy (exFAT)
+    assert commands.daw_path_of(output) == (folder / "pad_8bars_92bpm_F#min.wav").as_posix()
 
 
 def test_the_help_lists_the_exit_codes():
@@ -303,3 +316,72 @@ def test_cli_job_ids_carry_the_date_and_time_and_os_randomness():
         found = re.fullmatch(r"cli-generate-(\d{8})-(\d{6})-([0-9a-f]{8})", job_id)
         assert found and found[1] <= clock.strftime("%Y%m%d")  # (a run across midnight: yesterday)
         assert SCHEMA.patterns["job_id"][0].fullmatch(job_id)
+
+
+@pytest.mark.parametrize("argv, input_path, prompt", [
+    (["variations", "dark techno"], "", "dark techno"),  # the old CLI read the prompt as an input file: not_found
+    (["variations", "--prompt", "dark techno"], "", "dark techno"),
+    (["continue", "CLIP", "dreamy strings"], "CLIP", "dreamy strings"),
+    (["continue", "dreamy strings", "CLIP"], "CLIP", "dreamy strings"),
+    (["continue", "--input", "CLIP", "strings.wav, please"], "CLIP", "strings.wav, please"),  # --input: no guess
+    (["variations", "CLIP"], "CLIP", None),
+])
+def test_continue_and_variations_take_the_prompt_positionally(daemon, tmp_path, argv, input_path, prompt):
+    clip = tmp_path / "inbox" / "clip.wav"
+    clip.parent.mkdir()
+    clip.write_bytes(b"RIFF....WAVE")
+    argv = [clip.as_posix() if word == "CLIP" else word for word in argv]
+    assert run(daemon, *argv, "--bars", "1", "--job-id", "pos-1") == 0
+    sent = next(args for address, args in daemon.received if address.endswith(("/continue", "/variations")))
+    assert sent[2] == (clip.as_posix() if input_path else "")
+    settings = dict(zip(sent[4 + (argv[0] == "variations"):][::2], sent[5 + (argv[0] == "variations"):][::2]))
+    assert settings.get("prompt") == prompt
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["continue", "dreamy strings"], ["needs an audio file", "continuo continue clip.wav", "--input FILE"]),
+    (["variations", "dark", "techno"], ["one prompt", '"dark techno"']),
+    (["variations", "a.wav", "b.wav"], ["one input file", "--prompt TEXT"]),
+])
+def test_a_command_line_that_cannot_mean_a_job_says_what_to_type(daemon, capsys, argv, words):
+    assert run(daemon, *argv) == commands.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert all(word in err for word in words), err
+    assert not [a for a, _ in daemon.received if a.endswith(("/continue", "/variations"))]  # nothing sent
+
+
+def test_a_job_ends_with_one_summary_line_of_musical_names(daemon, tmp_path, capsys):
+    daemon.root = (tmp_path / "renders").as_posix()
+    folder = tmp_path / "renders" / "sum-1"
+    folder.mkdir(parents=True)
+    (folder / "mix.wav").write_bytes(b"x")
+    os.link(folder / "mix.wav", folder / "dark-techno_8bars_120bpm_Fmin.wav")
+    assert run(daemon, "generate", "dark techno", "--job-id", "sum-1") == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "done" in line]
+    assert lines == ["continuo: done in 0.1 s, seed 42 (--seed 42 renders it again): "
+                     f"dark-techno_8bars_120bpm_Fmin.wav in {folder.as_posix()}/"]
+
+
+def test_status_shows_the_page_the_renders_the_session_and_the_presets(daemon, capsys):
+    assert run(daemon, "status") == 0
+    out = capsys.readouterr().out
+    assert "page      http://127.0.0.1:9080/" in out
+    assert "renders   /renders" in out
+    assert "session   92 BPM, 6/8, no key, 48 kHz" in out
+    assert "presets   default, lofi" in out
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["generate", "x", "--bars", "0"], "--bars must be a number in 0.25..64, got 0.0; e.g. --bars 8"),
+    (["generate", "x", "--bars", "100"], "--bars must be a number in 0.25..64, got 100.0; e.g. --bars 8"),
+    (["variations", "x", "--count", "9"], "--count must be a whole number in 1..8, got 9; e.g. --count 4"),
+    (["generate", "x", "--bpm", "5"], "--bpm must be a number in 20..400, got 5.0; e.g. --bpm 120"),
+    (["generate", "x", "--set", "temperature=99"], "--set temperature must be a number in 0.05..4, got 99.0; "
+                                                   "e.g. --set temperature=1.0"),
+])
+def test_a_refusal_is_said_with_the_flag_to_change_not_in_osc(daemon, capsys, argv, said):
+    """The daemon's refusal (the schema's words, with its limits: max_bars 64, not the schema's 256) in the CLI's
+    terms; the old CLI printed "bars must be a float in 0.25..256, got 0.0; send e.g. /continuo/generate ..."."""
+    assert run(daemon, *argv) == commands.EXIT_CODES["bad_request"]
+    err = capsys.readouterr().err
+    assert said in err and "/continuo" not in err and "send e.g." not in err, err

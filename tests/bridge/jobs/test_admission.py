@@ -52,10 +52,11 @@ REFUSALS = [
     ("input outside the roots", ["/continuo/continue", "default", "/etc/hostname", 1.0], "bad_request",
      "outside the allowed input folders"),
     ("missing input", ["/continuo/continue", "default", "{inbox}/gone.wav", 1.0], "not_found", "does not exist"),
+    # the daemon's limits are the ranges its refusals state (Settings.request_limits), not the schema's wider ones
     ("too many variations", ["/continuo/variations", "default", "", 4, 1.0], "bad_request",
-     "4 variations is more than this daemon allows (3); ask for fewer or raise max_variations"),
+     "count must be an integer in 1..3, got 4"),
     ("too many bars", ["/continuo/generate", "default", "x", 65.0], "bad_request",
-     "65 bars is more than this daemon allows (64); ask for fewer bars or raise max_bars"),
+     "bars must be a float in 0.25..64, got 65.0"),
     ("past the model's window", ["/continuo/generate", "default", "x", 64.0, "bpm", 20.0], "bad_request",
      "64 bars is 768.0 s at this tempo; this engine renders at most"),
     ("input too large", ["/continuo/continue", "default", "{inbox}/big.wav", 1.0], "bad_request",

@@ -132,7 +132,7 @@ def test_midi_of_a_file_is_a_standard_midi_file_named_for_the_daw(daemon):
     assert note_f1(found, want) >= 0.8
     assert note_f1(found, [(pitch + 1, start) for pitch, start in want]) < 0.2  # control: a semitone off fails
     (entry,) = manifest(daemon, "notes-1")["outputs"]
-    assert re.fullmatch(r"notes-1_mix_[0-9.]+bars_110bpm_Cmaj\.mid", Path(entry["daw_path"]).name)
+    assert re.fullmatch(r"line_[0-9.]+bars_110bpm_Cmaj\.mid", Path(entry["daw_path"]).name)  # the source clip's words
     assert Path(entry["daw_path"]).read_bytes() == Path(output[2]).read_bytes()
 
 
@@ -160,6 +160,6 @@ def test_stems_with_midi_write_a_midi_file_beside_each_stem(make_daemon_in_proce
     assert names == ["drums", "bass", "drums-midi", "bass-midi"]
     folder = daemon.settings.output_root / "split-1"
     for stem in ("drums", "bass"):
-        wav, mid = sorted(folder.glob(f"split-1_{stem}_*.wav")), sorted(folder.glob(f"split-1_{stem}_*.mid"))
+        wav, mid = sorted(folder.glob(f"beat_{stem}_*.wav")), sorted(folder.glob(f"beat_{stem}_*.mid"))  # its words
         assert len(wav) == len(mid) == 1 and wav[0].stem == mid[0].stem  # one DAW name, two files
         assert read_midi_notes(folder / f"{stem}.mid")[1] == pytest.approx(120.0, rel=0.02)  # the tempo heard

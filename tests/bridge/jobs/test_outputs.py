@@ -57,12 +57,12 @@ def take(seconds: float, sample_rate: int = 48000):
 
 
 def test_each_output_is_on_disk_under_both_names_and_journalled_when_its_event_leaves(parts):
-    """<job>_<name>_<bars>bars_<bpm>bpm[_<key>].wav beside the stable mix.wav: the same file (a hard link here),
+    """<prompt words>[_<stem>]_<bars>bars_<bpm>bpm[_<key>].wav beside the stable mix.wav: the same file (a hard link),
     there when /continuo/output goes out; the manifest keeps both paths, the event the stable one."""
     outputs, journal, sent = parts
     job = job_for(journal, "daw-1")
     folder = outputs.output_root / "daw-1"
-    daw = folder / "daw-1_mix_1bars_120bpm_F#min.wav"
+    daw = folder / "keys_1bars_120bpm_F#min.wav"
     at_event: list = []
     sent.on_event = lambda address, args: at_event.append(
         (sorted(p.name for p in folder.iterdir()), [o.name for o in journal.get("daw-1").outputs]))
@@ -83,7 +83,7 @@ def test_an_output_as_long_as_the_plan_counts_its_bars_and_any_other_counts_by_t
     mix, tail = take(2.0), take(1.0)
     records = outputs.write_all(job, plan, {"mix": mix, "mix-tail": tail}, model=MODEL)
     assert [(r.name, r.bars) for r in records] == [("mix", 1.0), ("mix-tail", 0.5)]
-    assert Path(records[1].path).with_name("bars-1_mix-tail_0.5bars_120bpm_F#min.wav").exists()
+    assert Path(records[1].path).with_name("keys_tail_0.5bars_120bpm_F#min.wav").exists()
 
 
 def test_the_manifest_holds_the_request_the_model_and_each_variations_seed(parts):
@@ -112,7 +112,7 @@ def test_a_file_continuo_made_carries_its_tempo_metre_and_key_to_the_next_job(pa
     (record,) = outputs.write_all(job_for(journal, "made-1"), plan, {"mix": take(2.0)}, model=MODEL)
     made = {"bpm": 92.0, "beats_per_bar": 6, "beat_unit": 8, "key": "F# minor"}
     assert made_context(record.path, outputs.output_root) == made
-    daw = next(p for p in Path(record.path).parent.iterdir() if p.name.startswith("made-1_mix_"))
+    daw = next(p for p in Path(record.path).parent.iterdir() if p.name.startswith("keys_"))
     assert made_context(daw.as_posix(), outputs.output_root) == made  # its DAW name too
     elsewhere = tmp_path / "mine.wav"  # control: a file Continuo did not make
     elsewhere.write_bytes(Path(record.path).read_bytes())

@@ -52,7 +52,7 @@ def test_a_render_referenced_by_its_daw_name_survives_a_startup_and_aggressive_r
         daemon.on_message("/continuo/generate", ["daw-1", "default", "keep me", 0.5], SENDER)
         assert daemon.sent.wait_terminal("daw-1")[0] == "/continuo/done"
         root = daemon.output_root
-    daw_file = next(root.glob("daw-1/daw-1_mix_*bars_*bpm*.wav"))  # what the Reaper script and Live users link
+    daw_file = next(root.glob("daw-1/keep-me_*bars_*bpm*.wav"))  # what the Reaper script and Live users link
     before = snapshot(root / "daw-1")
     aggressive = daemon_settings(tiny_model_dir, tmp_path, retention_age_s=0.001, retention_max_jobs=1,
                                  inbox_copies_age_s=0.001)

@@ -164,6 +164,6 @@ def test_the_osc_requests_answer_with_jobs_a_result_and_the_space(make_daemon_in
     daemon.on_message("/continuo/prune", [1], SENDER)  # no rule: refused, nothing moved
     assert daemon.sent[-1][0] == "/continuo/error" and daemon.sent[-1][1][1] == "bad_request"
     daemon.on_message("/continuo/status", [], SENDER)
-    assert [address for address, _ in daemon.sent][-3:] == ["/continuo/status", "/continuo/limits",
-                                                            "/continuo/storage"]
-    assert daemon.sent[-1][1][4] == 0.0  # auto_trash_days: off
+    assert [address for address, _ in daemon.sent][-4:] == ["/continuo/status", "/continuo/limits",
+                                                            "/continuo/storage", "/continuo/session"]
+    assert daemon.sent[-2][1][4] == 0.0  # auto_trash_days: off

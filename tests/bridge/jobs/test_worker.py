@@ -412,3 +412,16 @@ def test_the_worker_hands_a_jobs_freed_heap_back_to_the_system(make_bench, engin
     while rss_mb() > baseline + 100 and time.monotonic() < deadline:  # the trim follows the done event
         time.sleep(0.05)
     assert rss_mb() < baseline + 100, f"{rss_mb() - baseline:.0f} MiB more than before the job: its freed heap stayed"
+
+
+def test_stems_say_why_they_cannot_run_before_anyone_asks(tmp_path):
+    """A greyed Stems button's reason: weights that are not on this machine, in a few words, not the download
+    command; random weights (tests) and a present file can run."""
+    from bridge.audio.stems import LazySeparator
+    from inference.stems.separator import SeparatorConfig
+
+    assert LazySeparator(SeparatorConfig(weights="random")).unavailable() == ""
+    missing = LazySeparator(SeparatorConfig(weights=str(tmp_path / "hdemucs.pt"))).unavailable()
+    assert missing == "the stems weights file is missing"
+    (tmp_path / "hdemucs.pt").write_bytes(b"weights")
+    assert LazySeparator(SeparatorConfig(weights=str(tmp_path / "hdemucs.pt"))).unavailable() == ""

@@ -128,8 +128,8 @@ def test_addresses_ops_and_replies_are_consistent():
     assert {"/continuo/welcome", "/continuo/pong", "/continuo/queued", "/continuo/progress", "/continuo/output",
             "/continuo/done", "/continuo/error", "/continuo/status", "/continuo/context",
             "/continuo/presets", "/continuo/models", "/continuo/adapters", "/continuo/slot", "/continuo/limits",
-            "/continuo/partial", "/continuo/storage", "/continuo/trash/job", "/continuo/trash/result",
-            "/continuo/analysis", "/continuo/beats"} == set(
+            "/continuo/partial", "/continuo/storage", "/continuo/session", "/continuo/trash/job",
+            "/continuo/trash/result", "/continuo/analysis", "/continuo/beats"} == set(
         SCHEMA.event_addresses)
     ops = [spec.op for spec in SCHEMA.requests.values()]
     assert len(set(ops)) == len(ops) and all(re.fullmatch(r"[a-z_]+", op) for op in ops)
@@ -519,3 +519,24 @@ def test_named_arguments_skip_optional_ones_without_shifting_the_rest():
                                                             "max_total_gb": 0.0, "keep_used_days": 7.0}
     assert spec.positional({"keep_used_days": 1.0, "apply": 1}, {})[0] == [1, 0.0, 0, 0.0, 1.0]
     assert spec.positional({}, {})[0] == []
+
+
+def test_a_refusal_reads_back_for_each_front_end_with_the_daemons_limits():
+    """parse with a daemon's limits states that daemon's range (max_bars 64, not the schema's 256); read_refusal
+    gets the field, the rule in plain words and the value back from the one wording, for the CLI and the page to
+    say in theirs; a message that is no value refusal reads as None, and loses only its OSC example."""
+    from bridge.errors import BadRequest
+    from bridge.protocol.schema import read_refusal, without_osc_example
+
+    with pytest.raises(BadRequest) as caught:
+        SCHEMA.parse("/continuo/generate", ["j", "default", "x", 100.0], limits={"bars": 64.0})
+    refusal = read_refusal(caught.value.message)
+    assert (refusal.field, refusal.rule, refusal.got) == ("bars", "a number in 0.25..64", "100.0")
+    SCHEMA.parse("/continuo/generate", ["j", "default", "x", 100.0])  # without limits: the schema's range
+    with pytest.raises(BadRequest) as caught:
+        SCHEMA.parse("/continuo/generate", ["j", "default", "x", 4.0, "seed", -1])
+    assert read_refusal(caught.value.message).rule == "a whole number in 0..2147483647"
+    with pytest.raises(BadRequest) as caught:
+        SCHEMA.parse("/continuo/generate", ["j", "default", "x", 4.0, "colour", "red"])
+    assert read_refusal(caught.value.message) is None
+    assert "send e.g." in caught.value.message and "send e.g." not in without_osc_example(caught.value.message)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -141,7 +142,7 @@ def test_generate_download_and_replay(client, daemon):
 
 @pytest.mark.parametrize("body, status, code, words", [
     ({"op": "generate", "job_id": "h-b1", "preset": "default", "prompt": "", "bars": 0}, 400, "bad_request",
-     "bars must be a float in 0.25..256, got 0.0"),
+     "bars must be a number in 0.25..64, got 0.0"),  # the daemon's max_bars, in plain words
     ({"op": "generate", "job_id": "h-b2", "preset": "nope", "prompt": "", "bars": 1}, 404, "not_found",
      "unknown preset 'nope'"),
     ({"op": "continue", "job_id": "h-b3", "preset": "default", "input_path": "/nowhere/clip.wav", "bars": 1}, 400,
@@ -164,15 +165,20 @@ def test_refused_jobs_carry_the_daemons_code_and_message(client, body, status, c
     assert reply.json()["events"][-1]["event"] == "error"
 
 
-def test_the_same_message_as_osc(client, daemon):
-    """The HTTP refusal is the OSC one: Schema.parse's text, word for word."""
+def test_the_osc_refusal_in_https_terms(client, daemon):
+    """The same refusal as OSC's, from the same schema, without the OSC example (an HTTP client sends JSON), with
+    the field, the rule and the value for the page to word beside its control; the event keeps OSC's words."""
     from bridge.errors import BadRequest
 
     with pytest.raises(BadRequest) as osc:
-        SCHEMA.parse("/continuo/generate", ["h-same", "default", "", 300.0])
+        SCHEMA.parse("/continuo/generate", ["h-same", "default", "", 300.0], limits=daemon.settings.request_limits)
     reply = client.post("/api/jobs", json={"op": "generate", "job_id": "h-same", "preset": "default", "prompt": "",
                                            "bars": 300})
-    assert reply.json()["error"]["message"] == osc.value.message
+    error = reply.json()["error"]
+    assert osc.value.message.startswith("bars must be a float in 0.25..64, got 300.0; send e.g. /continuo/generate")
+    assert error["message"] == "bars must be a number in 0.25..64, got 300.0" and "/continuo" not in str(error)
+    assert (error["field"], error["rule"], error["got"]) == ("bars", "a number in 0.25..64", "300.0")
+    assert reply.json()["events"][-1]["args"]["message"] == osc.value.message
 
 
 def test_a_missing_input_file_under_the_inbox_is_not_found(client, daemon):
@@ -228,7 +234,8 @@ def test_cancel_a_queued_job(client, daemon):
 
 def test_status_presets_models_and_requests(client, daemon):
     status = client.get("/api/status").json()
-    assert [e["event"] for e in status["events"]] == ["status", "limits", "storage"]
+    assert [e["event"] for e in status["events"]] == ["status", "limits", "storage", "session"]
+    assert status["events"][3]["args"]["page_url"] == daemon.transports.http.url  # the page names itself
     assert status["daemon"]["smoke_model"] is True and status["daemon"]["device"] == "cpu"
     presets = client.get("/api/presets").json()
     assert "default" in [e["args"]["name"] for e in presets["events"]]
@@ -547,4 +554,5 @@ def test_analyze_answers_in_the_reply_and_a_midi_output_downloads_as_midi(client
     assert output["name"] == "mix-midi" and output["url"] == "/api/jobs/h-midi/files/mix-midi"
     midi = client.get(output["url"])
     assert midi.status_code == 200 and midi.headers["content-type"] == "audio/midi"
-    assert midi.content[:4] == b"MThd" and 'filename="h-midi-mix-midi.mid"' in midi.headers["content-disposition"]
+    assert midi.content[:4] == b"MThd" and re.search(r'filename="line_[0-9.]+bars_[0-9.]+bpm[^"]*\.mid"',
+                                                     midi.headers["content-disposition"])  # its DAW name

@@ -270,3 +270,17 @@ def test_masked_keys_inside_a_row_weigh_exactly_nothing():
     without = op(q, k[:, :, keep].contiguous(), v[:, :, keep].contiguous(), 39, None, None, None, None, 0.125)
     torch.testing.assert_close(with_mask, without, rtol=1e-6, atol=1e-6)
     assert not torch.allclose(with_mask, op(q, k, v, 40, None, None, None, None, 0.125))
+
+
+def test_a_long_compile_says_it_is_still_going(caplog):
+    """The first start's kernel build logs 'compiling CPU kernels (once per machine): N s so far' while it runs and
+    'done in' after, so it does not look hung (it took ~49 s on a cold 2-core start with one line before)."""
+    import logging
+    import time
+
+    from inference.runtime.kernels import progress_lines
+
+    with caplog.at_level(logging.INFO, logger="continuo.inference"), progress_lines("compiling x", every_s=0.05):
+        time.sleep(0.23)
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("so far" in line for line in lines) >= 3 and lines[-1].startswith("compiling x: done in")
