@@ -12,8 +12,9 @@ shapes for CUDA graphs) decodes one request at a time on its own path (decode_co
 graphs (fixed row buckets) is not built. The anchor is gpt-fast: ModelArgs with a name table, a preallocated
 KVCache, prefill / decode_one_token / decode_n_tokens split so that only the hot step is compiled.
 
-Modes are chosen by name (EngineOptions): `weights` (auto: int8 on the CPU, fp16 on CUDA;
-inference/runtime/quantize.py), `kv_cache` (auto: int8 under int8 weights and `fused-cpu`, else the weights'
+Modes are chosen by name (EngineOptions): `weights` (auto: int4 or int8 on the CPU as calibration allows, fp16 on
+CUDA; int4 is bnb-nf4 on CUDA;
+inference/runtime/quantize.py), `kv_cache` (auto: int8 under int8 / int4 weights and `fused-cpu`, else the weights'
 dtype; `resolve_kv_cache`), `attention` (auto | sdpa | eager | flash | fused-cpu), `compile`. On the CPU the lossy
 modes are equalised at load, and what auto chose is measured against fp32 within a budget, else fp32
 (inference/musicgen/calibration.py); ModelInfo.modes says what runs and why. Greedy fp32
@@ -562,22 +563,26 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
     text_encoder = model.text_encoder.to(device=device, dtype=torch.float32).eval()
     codec = model.audio_encoder.to(device=device, dtype=torch.float32).eval()
     calibration = None
-    if options.calibrate and device.type == "cpu" and (weights is WeightMode.INT8 or kv_cache in LOSSY_CACHES):
+    quantized = (WeightMode.INT8, WeightMode.INT4)
+    if options.calibrate and device.type == "cpu" and (weights in quantized or kv_cache in LOSSY_CACHES):
         inputs = calibration_inputs(text_encoder, tokenizer, codec, args, hop=hop_length(config), device=device,
                                     sample_rate=config.audio_encoder.sampling_rate)
         gate_weights = asked_weights is WeightMode.AUTO and weights is WeightMode.INT8
         gate_cache = asked_cache is KVCacheMode.AUTO and kv_cache in LOSSY_CACHES
-        key = None if checkpoint is None or not (gate_weights or gate_cache) else PlanKey(
+        try_int4 = gate_weights and int4_available()
+        key = None if checkpoint is None or not (gate_weights or gate_cache) else PlanKey(  # int4: another choice
             "musicgen-calibration", checkpoint_fingerprint(checkpoint),
-            f"weights={asked_weights.value} kv_cache={asked_cache.value} attention={attention}")
+            f"weights={asked_weights.value} kv_cache={asked_cache.value} attention={attention}"
+            + (" candidates=int4,int8" if try_int4 else ""))
         decided = None if key is None else load_plan(key)
         decoder, calibration = calibrate(decoder, inputs, weights=weights, kv_cache=kv_cache, gate_weights=gate_weights,
-                                         gate_cache=gate_cache, decided=decided)
+                                         gate_cache=gate_cache, decided=decided,
+                                         try_int4=try_int4)
         if key is not None and decided is None:
             save_plan(key, calibration.as_dict())
         weights, kv_cache = WeightMode(calibration.weights), KVCacheMode(calibration.kv_cache)
         log.info("engine calibration %s", calibration.summary() + "".join(f"; {d}" for d in calibration.decisions))
-    if weights is not WeightMode.INT8 or calibration is None:  # calibrate returns int8 weights already swapped
+    if weights not in quantized or calibration is None:  # calibrate returns int8 / int4 weights already swapped
         decoder = apply_weight_mode_(decoder, weights, device, keep=None if options.calibrate else {})
     decoder.set_attention_backend(attention)
     for module in (decoder, text_encoder, codec):
@@ -605,9 +610,16 @@ def resolve_kv_cache(mode: KVCacheMode, weights: WeightMode, attention: str) -> 
     (docs/benchmarks.md, "Batching"). Calibration at load then equalises K and V channels into the weights and
     keeps auto's int8 only within its KL budget against fp32 (inference/musicgen/calibration.py; measured where
     attention matters: docs/benchmarks.md, "Quality")."""
-    if mode is KVCacheMode.AUTO and weights is WeightMode.INT8 and attention == "fused-cpu":
+    if mode is KVCacheMode.AUTO and weights in (WeightMode.INT8, WeightMode.INT4) and attention == "fused-cpu":
         return KVCacheMode.INT8
     return mode
+
+
+def int4_available() -> bool:
+    """Our int4 kernel runs here (auto's calibration measures int4 weights first only then)."""
+    from inference.runtime.kernels import kernels_status
+
+    return kernels_status().usable
 
 
 def check_compile(options: EngineOptions, weights: WeightMode, attention: str) -> None:

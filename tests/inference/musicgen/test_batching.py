@@ -268,11 +268,12 @@ LONG = [(GenerationRequest(prompt="dark techno kick", duration_s=6.0, seed=4, te
 def test_per_step_logits_alone_and_batched_are_the_same_bits_at_head_size_64(copy_dir, tmp_path_factory):
     """The claim, stated where a near-tie would show it: at head size 64 (the quality harness model, whose attention
     matters), over a 300-step job with another joining after 40 steps, every step's logits of each request are
-    bitwise those it gets alone, with the CPU defaults (int8 weights, LM heads bf16, int8 cache, fused attention).
+    bitwise those it gets alone, with the CPU defaults (int4 or int8 weights as calibration allows, LM heads bf16,
+    int8 cache, fused attention).
     The control: fp32 weights through SDPA (GEMMs whose blocking follows the row count, one masked SDPA over the
     batch) do not give the same bits, so this is a property of our kernels, not of any path."""
     engine = engine_for(copy_dir, tmp_path_factory)
-    assert (engine.weights.value, engine.kv_cache.value) == ("int8", "int8")
+    assert engine.weights.value in ("int4", "int8") and engine.kv_cache.value == "int8"  # int4: within budget here
     alone, batched = recorded(engine, LONG, batched=False), recorded(engine, LONG, batched=True)
     assert len(alone[0]) >= 300
     for steps, expected in zip(batched, alone):
