@@ -63,8 +63,8 @@ log = logging.getLogger("continuo.inference")
 # library: torch's extension builder compiles the sources together.
 SOURCES = tuple(Path(__file__).with_name("csrc") / name
                 for name in ("ops.cpp", "decode_attention.cpp", "cache_write.cpp", "int8_linear.cpp",
-                             "int4_linear.cpp"))
-OPS = ("decode_attention", "cache_write", "int8_linear", "int8_linear_uses_vnni", "int4_linear")
+                             "int4_linear.cpp", "decode_layers.cpp"))
+OPS = ("decode_attention", "cache_write", "int8_linear", "int8_linear_uses_vnni", "int4_linear", "decode_layers")
 FLAGS = ("-O3", "-march=native", "-fopenmp")
 STALE_LOCK_S = 600.0  # a build takes about 25 s; a lock this old belongs to a build that died
 
