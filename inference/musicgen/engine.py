@@ -59,6 +59,7 @@ from inference.errors import Cancelled, InferenceError
 from inference.musicgen.batching import BatchScheduler, Ticket
 from inference.musicgen.calibration import calibrate, calibration_inputs
 from inference.musicgen.checkpoint import describe_model, hop_length, is_melody_config
+from inference.musicgen.codec import CodecStream, FastCodecDecoder, supported
 from inference.musicgen.decode import (
     Sampler,
     StaticStep,
@@ -72,7 +73,7 @@ from inference.musicgen.decode import (
 )
 from inference.musicgen.kv_cache import DEFAULT_MU, LOSSY_CACHES, KVCacheMode, build_cache_factory
 from inference.musicgen.model import ATTENTION_BACKENDS, ModelArgs, MusicGenDecoder, Prefix, build_decoder
-from inference.musicgen.streaming import ChunkStreamer
+from inference.musicgen.streaming import ChunkStreamer, ExactStreamer
 from inference.runtime.memory import release_memory
 from inference.runtime.plans import PlanKey, checkpoint_fingerprint, load_plan, save_plan
 from inference.runtime.progress import ProgressReporter
@@ -105,6 +106,7 @@ class EngineOptions:
     window_s: float | None = None  # decode window; None: the model's (30 s); longer output re-prompts
     keep_s: float = 10.0  # seconds of the previous window kept as the next window's prompt
     chunk_s: float = 1.0  # streaming: audio is emitted every this many seconds of new frames
+    first_chunk_s: float = 0.5  # streaming with the exact codec stream: the first chunk (first audio sooner)
     chunk_context_s: float = 0.2  # streaming: code context decoded before each chunk (EnCodec is not causal)
     crossfade_s: float = 0.01  # streaming: raised-cosine crossfade at each seam
     max_output_s: float = 300.0  # longest output per request (windowed)
@@ -154,6 +156,8 @@ class MusicGenEngine(RequestChecks):
         self.step_fn = self.static or decode_one_token
         self.scheduler = BatchScheduler(decoder, self.cache_factory, self.generation_errors,
                                         max_positions=self.args.max_positions)
+        # EnCodec's decode, fast and streaming where the codec is one it knows (inference/musicgen/codec.py)
+        self.fast_codec = FastCodecDecoder(codec).eval() if codec is not None and supported(codec) is None else None
 
     @property
     def concurrent_jobs(self) -> int:
@@ -202,8 +206,12 @@ class MusicGenEngine(RequestChecks):
         started = time.monotonic()
         streamer = None if on_chunk is None else self.streamer(prompt_frames, on_chunk)
         codes = self.run(request, prompt_audio, frames, total_steps, reporter, should_cancel, seeds, streamer)
-        with self.generation_errors():  # the codec can run out of memory too
-            audio = self.decode_audio(codes)[:, :, prompt_frames * self.hop :]
+        streamed = streamer.audio() if isinstance(streamer, ExactStreamer) else None
+        if streamed is not None and streamed.shape[-1] == (codes.shape[2] - prompt_frames) * self.hop:
+            audio = streamed  # decoded while the steps ran, equal to the whole decode (codec.py)
+        else:
+            with self.generation_errors():  # the codec can run out of memory too
+                audio = self.decode_audio(codes)[:, :, prompt_frames * self.hop :]
         if not np.isfinite(audio).all():
             raise InferenceError("the model produced non-finite audio (NaN or inf); try weights fp32 or another seed")
         log.info("generated %d x %.2f s (%d steps, %s weights, %s cache) in %.2f s, seeds %s",
@@ -244,8 +252,14 @@ class MusicGenEngine(RequestChecks):
 
     # ---- steps ----------------------------------------------------------------------------------------------
 
-    def streamer(self, prompt_frames: int, on_chunk: ChunkCallback) -> ChunkStreamer:
+    def streamer(self, prompt_frames: int, on_chunk: ChunkCallback) -> ChunkStreamer | ExactStreamer:
         frame_rate = self.info.frame_rate
+        if self.fast_codec is not None:
+            return ExactStreamer(
+                start_frame=prompt_frames, first_frames=max(1, round(self.options.first_chunk_s * frame_rate)),
+                chunk_frames=max(1, round(self.options.chunk_s * frame_rate)),
+                streams=[CodecStream(self.fast_codec, prompt_frames) for _ in range(self.args.audio_channels)],
+                emit=on_chunk)
         return ChunkStreamer(
             start_frame=prompt_frames, chunk_frames=max(1, round(self.options.chunk_s * frame_rate)),
             context_frames=max(1, round(self.options.chunk_context_s * frame_rate)),
@@ -452,7 +466,10 @@ class MusicGenEngine(RequestChecks):
         def decode() -> np.ndarray:
             with torch.inference_mode():
                 channels = [codes] if self.args.audio_channels == 1 else [codes[:, ::2], codes[:, 1::2]]
-                audio = [self.codec.decode(part[None], [None]).audio_values for part in channels]
+                if self.fast_codec is not None:
+                    audio = [self.fast_codec(part) for part in channels]
+                else:
+                    audio = [self.codec.decode(part[None], [None]).audio_values for part in channels]
                 return torch.cat(audio, dim=1).float().cpu().numpy()
 
         return self.scheduler.call(decode)
