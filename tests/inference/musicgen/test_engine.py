@@ -253,3 +253,21 @@ def test_any_other_failure_becomes_an_inference_error(mono, monkeypatch):
     monkeypatch.setattr(mono, target, broken)
     with pytest.raises(InferenceError, match="generation failed: ValueError: shape mismatch"):
         mono.generate(request())
+
+
+def test_a_repeated_prompt_skips_the_text_encoder(tiny_model_dir, tmp_path_factory):
+    """T5 conditioning cached per (prompt, styles): the second render of a prompt runs no T5 pass and gives the same
+    audio; a new prompt or a style does run it (the control)."""
+    source = resolve_model(str(tiny_model_dir), tiny_dir=tmp_path_factory.mktemp("unused"))
+    engine = load_engine(source, device="cpu", weights="fp32")
+    passes = []
+    encoder = engine.text_encoder
+    original = encoder.forward
+    encoder.forward = lambda *args, **kwargs: passes.append(1) or original(*args, **kwargs)
+    first = engine.generate(request())
+    assert len(passes) == 1
+    again = engine.generate(request())
+    assert len(passes) == 1 and np.array_equal(first.audio, again.audio)
+    engine.generate(GenerationRequest(prompt="dark techno kick", duration_s=0.5, seed=7))
+    engine.generate(request(styles=(("ambient pad", 0.5),)))
+    assert len(passes) == 3
