@@ -382,6 +382,11 @@ class MusicGenDecoder(nn.Module):
 
     fast_step = True  # False: decode_rows keeps the layer loop in Python (the A/B and the tests' reference)
 
+    def fast_weights_built(self) -> bool:
+        """Whether the last decode step ran the one-call path (decode_layers.cpp) as far as the weights go."""
+        weights = self.__dict__.get("_fast_weights")
+        return bool(self.fast_step and weights is not None and weights[1] is not None)
+
     def fast_layers(self, x: Tensor, layer_memory):
         """(params, kinds, caches, memory, vnni) for decode_layers when every layer runs the CPU fast path: int4 or
         int8 linears on our kernels, fused attention, fp32 activations, caches our kernels write and read in
