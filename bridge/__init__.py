@@ -1,4 +1,5 @@
-"""Continuo's daemon, in wings: protocol, audio, jobs, cluster, transports, clients, tools; daemon, cli, midi on top."""
+"""Continuo's daemon, in wings: protocol, audio, transports, jobs, cluster, clients, tools; sessions, midi, daemon
+and cli on top."""
 
 from importlib.metadata import PackageNotFoundError, version
 

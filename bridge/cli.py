@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks; results are JSON lines")
     bench.add_argument("suite", nargs="?", default="engine",
-                       choices=["engine", "daemon", "bridge", "render", "gpu", "throughput", "quality"],
+                       choices=["engine", "daemon", "bridge", "render", "gpu", "throughput", "quality", "soak"],
                        help="engine: decode speed, our engine vs transformers; "
                             "daemon: startup and an 8-bar render end to end; "
                             "bridge: per-request overhead of OSC/UDP, OSC/TCP, ZeroMQ vs bare echo servers; "
@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "stems, the GPU tests) against the RTF targets; "
                             "throughput: 1/2/4/8 concurrent jobs on one engine, batched vs one at a time; "
                             "throughput --cluster: in process vs 1 and 2 local Ray Serve replicas; "
-                            "quality: lossy modes vs fp32 on the quality harness (KL, top-k overlap, agreement)")
+                            "quality: lossy modes vs fp32 on the quality harness (KL, top-k overlap, agreement); "
+                            "soak: many short jobs of every kind from OSC, TCP, ZeroMQ, HTTP and CLI clients at "
+                            "once; the daemon's RSS after warm-up, halfway and at the end (target: within 10 %%)")
     bench.add_argument("--quick", action="store_true")
     bench.add_argument("--seconds", type=float, default=None, help="engine: audio per run (default 10; --quick 2)")
     bench.add_argument("--shape", default=None, help="engine: one shape, e.g. musicgen-small or musicgen-medium")
@@ -105,10 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--bars", type=float, default=8.0)
     bench.add_argument("--cluster", action="store_true",
                        help="throughput: in process against 1 and 2 local Ray Serve replicas (tiny model)")
-    bench.add_argument("--jobs", type=int, default=8, help="throughput: jobs sent at once")
+    bench.add_argument("--jobs", type=int, default=None,
+                       help="throughput: jobs sent at once (default 8); soak: jobs in all (default 200; --quick 30)")
+    bench.add_argument("--duration-s", type=float, default=0.0,
+                       help="soak: stop handing out jobs after this many seconds (default 0: when --jobs are done)")
+    bench.add_argument("--warmup-jobs", type=int, default=0,
+                       help="soak: jobs before the first RSS figure (default: a fifth, at least 20)")
     bench.add_argument("--kv-cache", default="auto",
                        help="throughput: the engine's kv_cache (auto, fp32, bf16, mulaw8, int8)")
-    bench.add_argument("--model", default=None, help="checkpoint for the daemon suite (default: the daemon's default)")
+    bench.add_argument("--model", default=None, help="checkpoint for the daemon suite (default: the daemon's "
+                                                      "default) and the soak (default: a tiny random smoke model)")
     return parser
 
 

@@ -75,7 +75,8 @@ import mido
 from bridge.audio.presets import NAME_PATTERN, PRESET_SETTINGS, PresetError
 from bridge.errors import ConfigError
 from bridge.jobs.journal import JobRecord
-from bridge.jobs.queue import Destination, Priority
+from bridge.jobs.queue import Priority
+from bridge.protocol.destinations import Destination
 from bridge.protocol.schema import load_schema
 
 log = logging.getLogger("continuo.midi")

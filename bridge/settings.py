@@ -353,6 +353,10 @@ def allowed_hosts(settings: Settings) -> tuple[str, ...]:
 
 
 def validate_settings(settings: Settings) -> None:
+    """Refuse settings that would expose the daemon: an osc_host other than loopback needs osc_allowed_hosts (IP
+    addresses only: names are not resolved, so DNS cannot widen it; others' datagrams and connections are dropped,
+    loopback always allowed); a zmq_host other than loopback needs zmq_keys_dir (CURVE on ROUTER and PUB); an
+    http_host other than loopback needs http_token_file. The ConfigError names the setting."""
     if not is_loopback(settings.osc_host) and not allowed_hosts(settings):
         raise ConfigError(
             f"osc_host {settings.osc_host!r} is not a loopback address; serving other machines needs an allow-list "

@@ -310,7 +310,7 @@ def test_an_import_order_that_differs_from_the_layout_test_is_caught():
     order = ", ".join(layout_order())
     doc = f"Import order, bottom to top: {order}.\n\n## Decisions\n"
     assert stated_order(doc) == layout_order()
-    swapped = doc.replace("audio, jobs", "jobs, audio")
+    swapped = doc.replace("protocol, audio", "audio, protocol")
     assert swapped != doc and stated_order(swapped) != layout_order()
     with pytest.raises(AssertionError, match="Import order"):
         stated_order("No order here.\n\n## Decisions\n")

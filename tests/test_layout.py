@@ -19,10 +19,11 @@ WINGS = (
     ("bridge.settings",),
     ("bridge.protocol",),
     ("bridge.audio",),
+    ("bridge.transports",),  # never reach jobs: they hand requests to the daemon and read jobs through it
     ("bridge.jobs",),
-    ("bridge.cluster",),  # the engine as Ray Serve replicas: glue between jobs and inference; the daemon picks it
-    ("bridge.transports",),
+    ("bridge.cluster",),  # the engine as Ray Serve replicas (imports no job module); the daemon picks it
     ("bridge.clients",),
+    ("bridge.sessions",),  # what the daemon knows of each client: its reply address, musical context, jobs
     ("bridge.midi",),
     ("bridge.daemon",),
     ("bridge.tools",),
@@ -177,6 +178,9 @@ def test_the_checks_catch_a_broken_layout():
     """The checks themselves: an upward arrow, a cycle and an unplaced module are each caught."""
     broken = {"bridge.audio.render": {"bridge.jobs.plan"}, "bridge.jobs.plan": {"bridge.audio.render"}}
     assert upward_imports(broken) == ["bridge.audio.render -> bridge.jobs.plan"]
+    # the rule the tree at 99dfb52 broke: a transport that reads the journal itself
+    assert upward_imports({"bridge.transports.http": {"bridge.jobs.journal", "bridge.protocol.destinations"}}) == [
+        "bridge.transports.http -> bridge.jobs.journal"]
     assert cycles(broken) == [["bridge.audio.render", "bridge.jobs.plan"]]
     assert cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
     with pytest.raises(AssertionError, match="in no wing"):

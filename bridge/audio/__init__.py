@@ -1,1 +1,2 @@
-"""The audio wing: musical context, presets, effects, render, loudness, files and stems glue."""
+"""The audio wing: musical context, presets, effects, render, loudness, files (atomic writes, and the inbox's marked
+copies that clients, transports and retention share) and stems glue."""

@@ -166,6 +166,12 @@ class Preset:
         return dataclasses.replace(self, **changes) if changes else self
 
 
+def preset_dirs(user_dir: Path) -> list[Path]:
+    """The folders presets (and MIDI maps, in their midi/) are read from: the built-in one, then the user's."""
+    user = user_dir.expanduser()
+    return [builtin_presets_dir(), user] if user.is_dir() else [builtin_presets_dir()]
+
+
 def builtin_presets_dir() -> Path:
     """The presets shipped with Continuo (the repository's ``presets/``)."""
     from presets import PRESETS_DIR

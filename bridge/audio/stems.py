@@ -1,6 +1,6 @@
 """Stems for the DAW: the separator as the daemon configures it, and the stem outputs of a job.
 
-Decisions (see docs/ARCHITECTURE.md, "Stems"):
+Decisions:
 
 - Stems are separated from the **delivered mix** (after the master chain,
   loop fold and loudness), so without stem chains they sum to ``mix.wav``
@@ -56,7 +56,8 @@ def separator_config(weights: str, size: str, device: str) -> SeparatorConfig:
 
 
 class LazySeparator:
-    """Loads the separator on first use and keeps it (its worker, and the background preparation, call this)."""
+    """Loads the separator on first use and keeps it: the daemon's one, shared by every worker (and the background
+    preparation); thread-safe."""
 
     def __init__(self, config: SeparatorConfig, loader: Callable[[SeparatorConfig], StemSeparator] = load_separator):
         self.config = config

@@ -9,7 +9,7 @@ daemon may have been started with other ``--output-root`` / ``--input-roots`` fl
 other ``CONTINUO_*`` variables than this shell has, and only the daemon knows which ones won. The welcome does not
 list every input root, so a file is sent where it lies only when it is under the inbox; anything else (a previous
 render included) is copied. A copy is named ``<stem>-<hash of its bytes>`` so the same file is copied once; it is
-written and checked by bridge/jobs/inbox.py (a temporary name of its own, size and hash verified before the
+written and checked by bridge/audio/inbox.py (a temporary name of its own, size and hash verified before the
 rename, marked as Continuo's copy so the daemon may remove it after inbox_copies_age_s). Reusing a copy makes it
 young again. A file of that name that is not Continuo's intact copy is never overwritten: the copy gets a name
 of its own.
@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridge.jobs.inbox import copy_verified, is_owned_copy, sha256_of
+from bridge.audio.inbox import copy_verified, is_owned_copy, sha256_of
 
 HASH_CHARS = 10
 

@@ -1,8 +1,19 @@
 """Reaching the cluster: start or attach to Ray, deploy the replicas (or find them running), hand back the Engine.
 
-`local:N` starts Ray inside the gateway (object store capped by `cluster_object_store_mb`) and N replicas;
-it ends with the gateway. An address attaches to a running cluster; the Serve application outlives the
-gateway there, so a restarted gateway finds its replicas running and attaches to them, warm.
+`local:N` starts Ray inside the gateway (`start_ray`, object store capped by `cluster_object_store_mb`) and N
+replicas; Ray and the replicas end with the gateway. An address (`ray://HOST:PORT`, or the GCS `HOST:PORT`)
+attaches to a running cluster, whose Serve application is detached and outlives the gateway: a restarted gateway
+attaches to its replicas, warm (no redeploy), and replays its journal as always (unfinished jobs `interrupted`,
+or run again with `retries N`); the take the dead gateway was streaming is cancelled by Serve when its caller
+goes. When the Ray head dies the replicas go with it: takes fail as lost replicas, jobs once their retry is
+spent; restart the cluster, then the gateway.
+
+Attaching checks the address first (`check_reachable`: a ConfigError at once, where ray.init would retry for
+minutes) and uses Ray's auth token when one is at hand (bridge/cluster/spec.py:use_token_auth: `ray start` in
+Ray 2.5x writes ~/.ray/auth_token, which a driver only sends when RAY_AUTH_MODE=token is set before Ray is
+imported). ray.init takes SIGTERM; the gateway puts its own handlers back so its shutdown phases still run. Every
+node needs the same Continuo installed. Replicas log to Ray's session logs (`log_level DEBUG` forwards them into
+the gateway's); the gateway logs each take's replica, pid and Ray's share of its time (`take done ... overhead_s`).
 """
 
 from __future__ import annotations

@@ -2,9 +2,16 @@
 
 Each generate / generate_batch is one streaming request through the deployment handle: progress and preview
 chunks come back as they happen, the takes (PCM, or a file in the shared folder) at the end. The worker's
-cancel check is polled here, on the gateway, and a cancel becomes a cancelled Serve request, which stops the
-engine on the replica. A replica that dies before it took the request is tried again at once (Serve routes
-around it); one that dies mid-take raises ReplicaLost, and the worker re-queues the job once.
+cancel check is polled here, on the gateway (`CancelWatcher`, every 50 ms), and a cancel becomes a cancelled
+Serve request, which stops the engine on the replica; a worker that stops (shutdown) cancels too.
+
+When a replica dies: mid-take, Ray fails the stream at once (about 0.02 s) and Serve starts a new replica (its
+health check also replaces a hung one within `health_check_timeout_s`); this raises bridge/errors.py:ReplicaLost
+and the worker re-queues the job once, first of its priority (bridge/jobs/worker.py:Worker.requeue_lost): the
+client gets `queued` again and progress restarts, a second loss fails it with `model_error`. Outputs are written
+only after the take, so nothing is written twice; Serve does not retry in-flight requests, the gateway does. A
+replica that died before it took the request (dead but still routed to) gets it again, up to UNSTARTED_RETRIES
+times UNSTARTED_BACKOFF_S apart, without spending the job's retry.
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ class ClusterEngine:
     """Engine (inference/api.py) whose takes run on Serve replicas; `concurrent_jobs` workers may use it at once."""
 
     info: ModelInfo
-    concurrent_jobs: int  # the daemon runs this many workers (bridge/daemon.py:concurrent_jobs): one per replica
+    concurrent_jobs: int  # the daemon runs this many workers (bridge/jobs/pool.py:concurrent_jobs): one per replica
     compute = None  # its replicas run the torch; a take runs on the calling worker, waiting on the stream
 
     def __init__(self, handle: Any, model_id: str, info: ModelInfo, *, concurrent_jobs: int,

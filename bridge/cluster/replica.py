@@ -11,6 +11,14 @@ the engine runs on a thread and the generator yields what it reports, as plain t
                                    engine_s: the engine's own seconds (the rest of a take is Ray's)
     ("error", code, message)       the engine's own error with its wire code (cancelled included)
 
+Audio comes back as float32 PCM through Ray or, with `cluster_shared_dir` (a folder every node sees), as a .npy
+file there that the gateway reads and deletes (`write_shared_take`).
+
+Models: every replica loads the gateway's model before Serve sends it traffic (each starts warm). The deployment
+is multiplexed (`cluster_models_per_replica`, least recently used out): a request carries its model as Serve's
+multiplexed model id, and Serve routes it to a replica that has it warm. bridge/cluster/registry.py holds what
+each replica reported (node, pid, device, warm models, busy) for `continuo doctor --cluster ADDRESS`.
+
 Cancel: the gateway cancels the Serve request; the generator's cleanup sets the engine's cancel flag and
 waits for the engine to stop at its next step before the replica takes another request.
 """

@@ -1,6 +1,6 @@
 """Events from the daemon to a client: checked against the schema, sent to the job's reply destination.
 
-A `Destination` is opaque here: a UDP (host, port) tuple or a bridge.transports.peers.Peer. Each
+A `Destination` (bridge/protocol/destinations.py) is opaque here: a UDP (host, port) or a Peer. Each
 event is checked once, by `Schema.check_event`, and leaves as that `Event`: its values (fitted
 under the size limit) and the OSC datagram the check built. The `send` callable (a
 bridge.transports.peers.Router in the daemon) knows which transport owns the destination; UDP and
@@ -17,17 +17,14 @@ import heapq
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.jobs.journal import JobRecord, OutputRecord
-from bridge.jobs.queue import Destination
+from bridge.protocol.destinations import Destination, SendEvent
 from bridge.protocol.schema import Event, Schema
 
 log = logging.getLogger("continuo.events")
-
-SendEvent = Callable[[Destination, Event], None]  # send(dest, event): the event as Schema.check_event made it
 
 
 @dataclass

@@ -91,6 +91,13 @@ class JobRecord:
     outputs: tuple[OutputRecord, ...]
     used_at: float | None = None  # when a client last fetched the job (/continuo/get, a resend, a download)
 
+    def data(self) -> dict[str, Any]:
+        """The record as plain data, without the reply address and used_at: what HTTP shows of a job."""
+        return {"job_id": self.job_id, "op": self.op, "status": self.status.value, "created_at": self.created_at,
+                "updated_at": self.updated_at, "seed": self.seed, "elapsed_s": self.elapsed_s,
+                "error_code": self.error_code, "error_message": self.error_message, "params": self.params,
+                "outputs": [dict(output.__dict__) for output in self.outputs]}
+
 
 def _reply_host(reply_to: tuple) -> str:
     """A UDP host as it is; a TCP or ZeroMQ peer as "tcp:host" (its connection ends with the daemon)."""
@@ -287,3 +294,21 @@ class Journal:
             except sqlite3.Error as exc:
                 log.warning("journal checkpoint at close failed: %s", exc)
             self._db.close()
+
+
+class JournalReads:
+    """The journal as a transport sees it (bridge/transports/http.py:JobRecords): records as plain data, and a
+    download's mark; nothing else of the store. HTTP reads jobs through it as OSC reads them through /continuo/get."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        record = self._journal.get(job_id)
+        return None if record is None else record.data()
+
+    def recent(self, limit: int) -> list[dict[str, Any]]:
+        return [record.data() for record in self._journal.recent(limit)]
+
+    def fetched(self, job_id: str) -> None:
+        self._journal.mark_used(job_id)

@@ -1,13 +1,14 @@
-"""Switching the served model at run time (/continuo/model/load): asked on the receive thread, done on the
+"""Switching the served model at run time (/continuo/model/load): asked on the receive thread, done on a
 worker's thread between jobs, never while a job runs.
 
 `ModelSwitch.request` holds the queue (jobs are still admitted, their model checks left to the worker) and
-answers `status loading`. The worker's between-jobs hook, `ModelSwitch.run_pending`, runs it once the running
-job has ended and before any waiting job: resolve the model (local directory, Hugging Face cache, download; no
-smoke-model fallback: a switch loads what was asked for or fails), choose the memory order (`switch_order`), load
-it with the daemon's loader (the config decides the family), install it in the daemon and every worker, then
-release the queue: the jobs that waited run on the new model, checked against it when they start
-(`bridge/jobs/admission.py:check_model`). A failed load leaves the old model served and the daemon up.
+answers `status loading`. The workers' between-jobs hook (bridge/jobs/pool.py:WorkerPool.between_jobs) runs it
+through `ModelSwitch.run_pending` once no job runs and before any waiting job: resolve the model (local directory,
+Hugging Face cache, download; no smoke-model fallback: a switch loads what was asked for or fails), choose the
+memory order (`switch_order`), load it with the daemon's loader on the compute thread (the config decides the
+family), install it in the pool and every worker (`Serving`), then release the queue: the jobs that waited run
+on the new model, checked against it when they start (`bridge/jobs/admission.py:check_model`). A failed load
+leaves the old model served and the daemon up.
 
 Memory: the new model loads beside the old one when it fits (free memory, and memory_budget_gb when set), so a
 failed load costs nothing. When it does not fit (a large model beside the DAW), the old one is released first
@@ -24,11 +25,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol
 
 from bridge.errors import BadRequest, Busy
 from bridge.jobs.events import EventSink
 from bridge.jobs.journal import Journal
-from bridge.jobs.queue import Destination, JobQueue, JobStatus
+from bridge.jobs.queue import JobQueue, JobStatus
+from bridge.protocol.destinations import Destination
 from bridge.settings import Settings
 from inference.api import Engine, GeneratedAudio, ModelInfo
 from inference.errors import InferenceError
@@ -102,17 +105,26 @@ class PendingSwitch:
     started: bool = False
 
 
-class ModelSwitch:
-    """One switch at a time. The daemon gives it the loader and three callables: `served()` (the engine and the
-    spec it was loaded from), `install(engine, spec)` (into the daemon and every worker) and `answer(dest,
-    models)` (the status and limits events, and with models the /continuo/models listing)."""
+class Serving(Protocol):
+    """What a switch changes (bridge/jobs/pool.py:WorkerPool): the served engine and the spec it was loaded from;
+    `load` runs the daemon's loader on the compute thread, `install` puts an engine in the pool and every worker."""
 
-    def __init__(self, *, settings: Settings, loader: Callable[[Settings], Engine], queue: JobQueue,
-                 journal: Journal, events: EventSink, served: Callable[[], tuple[Engine, str]],
-                 install: Callable[[Engine, str], None], answer: Callable[[Destination, bool], None],
-                 free_bytes: Callable[[str], int] | None = None) -> None:
-        self.settings, self.loader, self.queue, self.journal, self.events = settings, loader, queue, journal, events
-        self.served, self.install, self.answer = served, install, answer
+    engine: Engine
+    spec: str
+
+    def load(self, settings: Settings) -> Engine: ...
+
+    def install(self, engine: Engine, spec: str) -> None: ...
+
+
+class ModelSwitch:
+    """One switch at a time. `answer(dest, models)` (the daemon's) sends the status and limits events, and with
+    models the /continuo/models listing; what it switches comes to `run_pending` (a `Serving`)."""
+
+    def __init__(self, *, settings: Settings, queue: JobQueue, journal: Journal, events: EventSink,
+                 answer: Callable[[Destination, bool], None], free_bytes: Callable[[str], int] | None = None) -> None:
+        self.settings, self.queue, self.journal, self.events = settings, queue, journal, events
+        self.answer = answer
         self.free_bytes = free_bytes or default_free_bytes
         self._pending: PendingSwitch | None = None
         self._lock = threading.RLock()  # request answers under it; the answer reads `active`
@@ -129,8 +141,21 @@ class ModelSwitch:
         with self._lock:
             return self._pending is not None and self._pending.started
 
-    def request(self, spec: str, reply_to: Destination, job_id: str = "") -> None:
-        """Hold the queue and announce the switch; it runs in the worker's place once the running job ends."""
+    def request(self, spec: str, reply_to: Destination, job_id: str, serving: Serving) -> None:
+        """Switch serving to spec: refused for a cluster engine; done at once when spec already serves and no switch
+        waits; else hold the queue and announce the switch: it runs in a worker's place once no job runs."""
+        if self.settings.cluster:
+            raise BadRequest("switching models is not built for a cluster engine (--cluster: each replica keeps "
+                             f"its models, cluster_models_per_replica); restart with --model {spec}", job_id=job_id)
+        engine = serving.engine
+        if not isinstance(engine, UnloadedEngine) and spec in (serving.spec, engine.info.name) and not self.active:
+            log.info("job=%s model %s is already served", job_id or "-", spec)
+            if job_id:
+                self.journal.insert_job(job_id, OP, {"model": spec}, reply_to)
+                self.journal.finish(job_id, JobStatus.DONE, seed=0, elapsed_s=0.0)
+                self.events.done(reply_to, job_id, 0, 0, 0.0)
+            self.answer(reply_to, True)
+            return
         with self._lock:
             if self._pending is not None:
                 raise Busy(f"a switch to {self._pending.spec} is under way; send /continuo/model/load again after "
@@ -167,43 +192,42 @@ class ModelSwitch:
             self.finish(pending, "interrupted", "the daemon stopped before the switch ran; send it again")
 
     # -- the worker's thread ------------------------------------------------------------------
-    def run_pending(self) -> None:
-        """The worker's between-jobs hook: run the waiting switch, if any, then let the jobs go."""
+    def run_pending(self, serving: Serving) -> None:
+        """The workers' between-jobs turn: run the waiting switch, if any, on serving, then let the jobs go."""
         with self._lock:
             pending = self._pending
             if pending is None or pending.started:
                 return
             pending.started = True
         try:
-            code, message, elapsed_s = self.switch(pending)
+            code, message, elapsed_s = self.switch(pending, serving)
         finally:
             with self._lock:
                 self._pending = None
                 self.queue.release()
         self.finish(pending, code, message, elapsed_s=elapsed_s)  # on this thread: no job starts before it
 
-    def switch(self, pending: PendingSwitch) -> tuple[str, str, float]:
+    def switch(self, pending: PendingSwitch, serving: Serving) -> tuple[str, str, float]:
         """Load and install; (error code, message, seconds): code "" when the new model serves."""
         started = time.monotonic()
-        engine, old_spec = self.served()
-        old_info = engine.info
-        del engine  # no reference here: a release-first switch must be able to free it
+        old_info, old_spec = serving.engine.info, serving.spec  # no reference to the engine: a release-first
+        # switch must be able to free it
         if pending.job_id:
             self.journal.set_status(pending.job_id, JobStatus.RUNNING)
         self.progress(pending, 0.0)
         try:
             order = self.plan_order(pending.spec, old_info)
             self.progress(pending, 0.1)
-            new = self.load(pending.spec) if order is SwitchOrder.BESIDE else self.load_after_release(
-                pending.spec, old_info, old_spec)
+            new = self.load(serving, pending.spec) if order is SwitchOrder.BESIDE else self.load_after_release(
+                serving, pending.spec, old_info, old_spec)
         except Exception as error:  # ModelLoadError, or anything a loader raises: the old model stays
-            served = self.served()[0]
+            served = serving.engine
             # What still serves comes before the reason: a long reason is cut to fit the 1 KB error event
             still = "" if isinstance(served, UnloadedEngine) else f" (still serving {served.info.name})"
             message = f"could not load {pending.spec}{still}: {error}"
             log.warning("job=%s model switch failed: %s", pending.job_id or "-", message)
             return "model_error", message, time.monotonic() - started
-        self.install(new, pending.spec)  # the old engine's last references go here
+        serving.install(new, pending.spec)  # the old engine's last references go here
         release_memory()
         elapsed = time.monotonic() - started
         log.info("job=%s model switch to %s (%s, %s) done in %.1f s (%s)", pending.job_id or "-", new.info.name,
@@ -225,22 +249,22 @@ class ModelSwitch:
                  new_bytes / GB, device, free / GB, f"{budget / GB:.2f} GB" if budget else "none", order.value)
         return order
 
-    def load(self, spec: str) -> Engine:
-        return self.loader(dataclasses.replace(self.settings, model=spec, allow_smoke_model=False))
+    def load(self, serving: Serving, spec: str) -> Engine:
+        return serving.load(dataclasses.replace(self.settings, model=spec, allow_smoke_model=False))
 
-    def load_after_release(self, spec: str, info: ModelInfo, old_spec: str) -> Engine:
+    def load_after_release(self, serving: Serving, spec: str, info: ModelInfo, old_spec: str) -> Engine:
         """Release the old engine (info: its description), load spec; on failure load old_spec again (or serve
         none) and re-raise."""
-        self.install(UnloadedEngine(info, f"the model is being switched to {spec}"), old_spec)
+        serving.install(UnloadedEngine(info, f"the model is being switched to {spec}"), old_spec)
         release_memory()
         try:
-            return self.load(spec)
+            return self.load(serving, spec)
         except Exception as error:
             try:
-                self.install(self.load(old_spec), old_spec)
+                serving.install(self.load(serving, old_spec), old_spec)
             except Exception as reload_error:
                 log.error("could not load %s again after the failed switch: %s", old_spec, reload_error)
-                self.install(UnloadedEngine(info, f"no model is loaded: the switch to {spec} failed ({error}) and "
+                serving.install(UnloadedEngine(info, f"no model is loaded: the switch to {spec} failed ({error}) and "
                                                   f"{old_spec} could not be loaded again ({reload_error}); send "
                                                   "/continuo/model/load NAME"), old_spec)
             raise

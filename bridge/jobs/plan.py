@@ -10,6 +10,7 @@ two runs it still refuses: a preset reloaded away, an input file gone.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,9 @@ from bridge.audio.context import MusicalContext
 from bridge.audio.presets import STEMS, Preset
 from bridge.audio.render import LOOP_CROSSFADE_S
 from bridge.errors import BadRequest, NotFound
+from inference.api import LoraAdapter
 
+KEY_PATTERN = re.compile(r"^([A-Ga-g])([#b]?)\s*(major|minor|maj|min|m)?$")
 CONTEXT_KEYS = ("bpm", "beats_per_bar", "beat_unit", "key", "sample_rate")
 # Request settings the plan consumes itself (the rest are preset overrides).
 PLAN_SETTINGS = ("beats", "stems", "loop", "hard_cut", "stream", "style", "style_weight", "melody", "prompt",
@@ -90,6 +93,27 @@ class RenderPlan:
         if self.beats is not None:
             return self.context.frames_for_beats(self.beats)
         return self.context.frames_for_bars(self.bars)
+
+
+def song_fields(plan: RenderPlan) -> dict[str, Any]:
+    """What a song model (ACE-Step) gets beyond MusicGen's request, as GenerationRequest fields: the plan's lyrics,
+    vocal language and instrumental flag, its LoRA adapter (name, the path admission found, weight), and the
+    session's tempo, metre and key as the model's metadata (bpm, timesignature, keyscale). A MusicGen engine
+    ignores the metadata and refuses the rest by capability."""
+    context = plan.context
+    adapter = LoraAdapter(plan.lora, plan.lora_path, plan.lora_weight) if plan.lora_path is not None else None
+    return {"lyrics": plan.lyrics, "vocal_language": plan.vocal_language, "instrumental": plan.instrumental,
+            "bpm": float(context.bpm), "keyscale": keyscale(context.key),
+            "timesignature": str(context.beats_per_bar), "adapter": adapter}
+
+
+def keyscale(key: str) -> str:
+    """The session key as ACE-Step writes it: "Bbm" -> "Bb minor", "F#" -> "F# major", "" -> ""."""
+    match = KEY_PATTERN.match(key.strip())
+    if not match:
+        return ""
+    root, accidental, mode = match.groups()
+    return f"{root.upper()}{accidental} {'minor' if mode in ('minor', 'min', 'm') else 'major'}"
 
 
 def job_params(op: str, args: Mapping[str, Any], settings: Mapping[str, Any], context: MusicalContext) -> dict:

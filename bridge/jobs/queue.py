@@ -14,10 +14,7 @@ from enum import Enum
 from typing import Any
 
 from bridge.errors import Busy
-
-# Where a client's replies and events go: a UDP (host, port), or a bridge.transports.peers.Peer (a named
-# tuple that starts with host, port). The one name for it in every wing; opaque below the transports.
-Destination = tuple
+from bridge.protocol.destinations import Destination
 
 
 class JobStatus(str, Enum):

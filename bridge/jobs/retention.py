@@ -10,7 +10,7 @@ startup, then every minute) remove only:
   resent id is still recognised (bridge/jobs/job_ids.py); 0 turns either rule off;
 - ``.partial`` files a killed daemon left in job folders (at startup only: a running job may be writing one);
 - staging left-overs and the copies Continuo made in the inbox, marked as its own, after inbox_copies_age_s
-  (bridge/jobs/inbox.py); never an unmarked file, whatever its name, and never an input a waiting job reads.
+  (bridge/audio/inbox.py); never an unmarked file, whatever its name, and never an input a waiting job reads.
 
 Freeing the space renders take is an explicit act (`continuo prune`, bridge/jobs/trash.py). The one automatic
 mode is opt-in (auto_trash_days, off by default, shown in the ready line and `continuo status`): it moves old,
@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-from bridge.jobs.inbox import prune_inbox
+from bridge.audio.inbox import prune_inbox
 from bridge.jobs.journal import Journal
 from bridge.jobs.queue import JobStatus
 from bridge.jobs.storage import MANIFEST, TRASH_DIR, Space

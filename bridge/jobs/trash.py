@@ -27,15 +27,16 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bridge.errors import BadRequest, NotFound
 from bridge.jobs.events import EventSink
 from bridge.jobs.journal import Journal
-from bridge.jobs.queue import Destination
 from bridge.jobs.storage import MANIFEST, TRASH_DIR, Space, folder_bytes, measure
+from bridge.protocol.destinations import Destination
 from bridge.protocol.schema import load_schema
 
 log = logging.getLogger("continuo.trash")
@@ -152,6 +153,17 @@ class Trash:
             moved.entries.append(Entry(entry.job_id, target, entry.size, entry.finished_at, entry.used_at))
             log.info("job=%s moved to the trash (%s): %s", entry.job_id, _mb(entry.size), target)
         return moved
+
+    def answer(self, op: str, args: Mapping[str, Any], *, active: Callable[[], Collection[str]]) -> Report:
+        """A request's report, by its op and its schema arguments: prune (rules; apply 1 moves), trash_restore
+        (a job id, or * for all), trash_empty (apply 1 deletes). active: the queued and running jobs' ids."""
+        if op == "prune":
+            rules = Rules(older_than_days=args["older_than_days"], keep_newest=args["keep_newest"],
+                          max_total_gb=args["max_total_gb"], keep_used_days=args["keep_used_days"])
+            return self.prune(rules, apply=bool(args["apply"]), active=active())
+        if op == "trash_restore":
+            return self.restore(args["job_id"])
+        return self.empty(apply=bool(args["apply"]))
 
     def restore(self, job_id: str) -> Report:
         """Move a job (``*``: every job) from the trash back to where it was."""

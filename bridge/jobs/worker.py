@@ -1,44 +1,39 @@
-"""A worker thread: takes jobs off the queue and runs each step (the daemon runs one per job the engine takes at
-once; the engine's torch work runs on its own compute thread, inference/api.py:Engine.compute).
+"""A worker thread: takes jobs off the queue and runs each (the daemon runs one per job the engine takes at
+once, bridge/jobs/pool.py; the engine's torch work runs on its own compute thread, inference/api.py:Engine.compute).
 
-Steps of a generate/continue job: plan -> (read the input's tail) -> generate ->
-render (resample, effects, loudness) -> write atomically -> journal -> announce.
-Each output is in the journal before its /continuo/output event is sent.
+Steps of a job: plan (again: the model may have been switched since admission) -> the free-space check -> the
+renderer the op names (`RENDERERS`, over a bridge/jobs/job_context.py:JobContext: read the input, generate, render,
+write atomically, journal, announce) -> done. Each output is in the journal before its /continuo/output event is
+sent (bridge/jobs/outputs.py). A cancel or a stop is noticed at the job's next progress step.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
-import numpy as np
-
-from bridge.audio.files import (
-    daw_file_name,
-    disk_error,
-    link_or_copy_atomic,
-    read_audio,
-    write_bytes_atomic,
-    write_wav_atomic,
-)
+from bridge.audio.files import disk_error
 from bridge.audio.presets import Preset
-from bridge.audio.render import LOOP_CROSSFADE_S, map_channels, measured, render_mix, resample
-from bridge.audio.stems import input_stems, stem_outputs
+from bridge.audio.render import RenderedAudio
 from bridge.errors import BridgeError, Busy, IoError, ReplicaLost
 from bridge.jobs.admission import check_model
 from bridge.jobs.events import EventSink
+from bridge.jobs.job_context import JobContext, Separation
 from bridge.jobs.journal import Journal, OutputRecord
+from bridge.jobs.outputs import Outputs
 from bridge.jobs.plan import RenderPlan, build_plan
 from bridge.jobs.preview import PreviewWriter
 from bridge.jobs.queue import Job, JobQueue, JobStatus
-from bridge.jobs.song import render_cover, render_extract, render_layer, render_repaint, song_fields
-from bridge.jobs.storage import MANIFEST, check_room
-from inference.api import Compute, Engine, GenerationRequest
+from bridge.jobs.song import render_cover, render_extract, render_layer, render_repaint
+from bridge.jobs.storage import check_room
+from bridge.jobs.takes import render_input_stems, render_take, render_variations
+from inference.api import Compute, Engine
 from inference.errors import Cancelled, InferenceError
+from inference.runtime.memory import trim_heap
 from inference.stems.separator import EXPORT_TYPICAL
 
 log = logging.getLogger("continuo.worker")
@@ -60,6 +55,11 @@ class Interrupted(Exception):
     """The daemon is stopping while this job runs."""
 
 
+Renderer = Callable[[JobContext, RenderPlan], list[OutputRecord]]
+RENDERERS: dict[str, Renderer] = {
+    "generate": render_take, "continue": render_take, "variations": render_variations, "stems": render_input_stems,
+    "repaint": render_repaint, "extract": render_extract, "layer": render_layer, "cover": render_cover,
+}
 MAX_LOST_REPLICAS = 1  # a job whose cluster replica dies mid-take is re-queued this often
 STOP_POLL_S = 0.25  # how often an idle worker looks at `stopping`
 
@@ -77,7 +77,15 @@ class Worker(threading.Thread):
         output_root: Path,
         separator: Callable[[], object] | None = None,
         live_only: bool = False,
+        compute: Compute | None = None,
+        may_take: Callable[[], bool] | None = None,
+        between_jobs: Callable[[], None] | None = None,
+        take_lock: threading.Lock | None = None,
     ) -> None:
+        """The hooks come from the pool (bridge/jobs/pool.py): compute, where torch runs (the engine's compute
+        thread; None: on this thread); may_take, whether a job may start now (None: always); between_jobs, run
+        before each job (a model switch's turn); take_lock, shared by the workers that count against one another
+        (None: one of its own)."""
         super().__init__(name="continuo-live-worker" if live_only else "continuo-worker", daemon=True)
         self.live_only = live_only  # takes live jobs only: one never waits behind a batch of others
         self.queue = queue
@@ -87,20 +95,21 @@ class Worker(threading.Thread):
         self.presets = presets
         self.input_roots = input_roots
         self.output_root = output_root
+        self.outputs = Outputs(output_root, journal, events)
         self.separator = separator  # () -> inference.stems.separator.StemSeparator, loaded on first use
         self.current: Job | None = None
         self.stopping = threading.Event()
         self.seconds_per_audio_s = 1.0  # measured; used for ETAs
-        self.between_jobs: Callable[[], None] | None = None  # run before each job: a model switch's turn
-        self.may_take: Callable[[], bool] | None = None  # whether a job may start now (the daemon's count)
-        self.compute: Compute | None = None  # where torch runs (the engine's compute thread); None: on this thread
-        self.take_lock = threading.Lock()  # shared by the workers that count against one another
+        self.compute = compute
+        self.may_take = may_take
+        self.between_jobs = between_jobs
+        self.take_lock = take_lock or threading.Lock()
         self._lock = threading.Lock()
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
-        """Jobs one at a time until stopping is set or the queue closes (the daemon runs one worker thread per
-        job the engine takes at once)."""
+        """Jobs one at a time until stopping is set or the queue closes (the pool runs one worker thread per job
+        the engine takes at once)."""
         while not self.stopping.is_set():
             if self.between_jobs is not None:
                 self.between_jobs()
@@ -121,15 +130,24 @@ class Worker(threading.Thread):
             finally:
                 with self._lock:
                     self.current = None
+            self.give_back_memory(job)
+
+    def give_back_memory(self, job: Job) -> None:
+        """After a job, when no other waits, the heap it freed goes back to the system
+        (inference/runtime/memory.py:trim_heap). glibc keeps a job's peak as free heap otherwise: after one stems
+        job on the smoke model 460 MB of the daemon's RSS was free heap (the separation's activations). The trim
+        took 10.6 ms at the median, 79 ms at the 90th percentile and 179 ms at most in the soak (60 jobs, 2 shared
+        cores); a waiting job does not wait for it, and the next separation runs as fast (docs/benchmarks.md,
+        "Soak")."""
+        if len(self.queue):
+            return
+        started = time.monotonic()
+        trim_heap(collect=False)
+        log.debug("job=%s heap trimmed in %.1f ms", job.job_id, 1000 * (time.monotonic() - started))
 
     def on_compute(self, function: Callable[[], object]) -> object:
         """function() on the compute thread (every torch call runs there: inference/api.py:Compute), or here."""
         return function() if self.compute is None else self.compute.call(function)
-
-    def engine_call(self, function: Callable[[], object]) -> object:
-        """function() with the engine, here: every engine hands its torch work to its own compute thread (ours
-        must wait for its steps there, not run inside them), or has none (a cluster: its replicas compute)."""
-        return function()
 
     def stop(self) -> None:
         """Ask the running job to stop at its next step; the loop ends after it."""
@@ -233,46 +251,15 @@ class Worker(threading.Thread):
         self.events.progress(job.reply_to, job.job_id, low + (high - low) * fraction, stage)
 
     def render(self, job: Job, plan: RenderPlan) -> list[OutputRecord]:
-        if plan.op == "stems":
-            return self.render_input_stems(job, plan)
-        if plan.op == "repaint":
-            return render_repaint(self, job, plan)
-        if plan.op == "extract":
-            return render_extract(self, job, plan)
-        if plan.op == "layer":
-            return render_layer(self, job, plan)
-        if plan.op == "cover":
-            return render_cover(self, job, plan)
-        audio_prompt, lead_frames = self.read_prompt(job, plan) if plan.input_path is not None else (None, 0)
-        extra_s = lead_frames / plan.context.sample_rate + (LOOP_CROSSFADE_S if plan.loop else 0.0)
-        request = GenerationRequest(
-            prompt=plan.prompt, duration_s=plan.duration_s + extra_s, seed=plan.seed,
-            temperature=plan.preset.temperature, top_k=plan.preset.top_k, top_p=plan.preset.top_p,
-            guidance_scale=plan.preset.guidance_scale, audio_prompt=audio_prompt, styles=plan.styles,
-            melody=self.read_melody(plan) if plan.melody_path is not None else None, **song_fields(plan),
-        )
-        if plan.op == "variations":
-            return self.render_variations(job, plan, request, lead_frames)
-        preview = self.preview_writer(job, plan) if plan.stream else None
-        generated = self.engine_call(lambda: self.engine.generate(
-            request,
-            on_progress=lambda fraction, stage: self.progress(job, stage, fraction),
-            should_cancel=lambda: self.stopped(job),
-            on_chunk=preview,
-        ))
-        if preview is not None:
-            preview.finish()
-        self.progress(job, "effects", 0.0)
-        rendered = render_mix(generated.audio, generated.sample_rate, frames=plan.frames,
-                              sample_rate=plan.context.sample_rate, preset=plan.preset, loop=plan.loop,
-                              hard_cut=plan.hard_cut, lead_frames=lead_frames)
-        del generated
-        extra = {"mix-tail": measured(rendered.tail, rendered.sample_rate)} if rendered.tail is not None else {}
-        if plan.stems:
-            extra.update(self.separate(job, lambda progress, cancel: stem_outputs(
-                self.load_separator(), rendered, stems=plan.stems, chains=plan.preset.stem_chains, loop=plan.loop,
-                hard_cut=plan.hard_cut, on_progress=progress, should_cancel=cancel)))
-        return self.write_all(job, plan, {"mix": rendered, **extra})
+        """The op's renderer over this job's context. The engine is called here, on this thread: every engine
+        hands its torch work to its own compute thread (ours must wait for its steps there, not run inside them),
+        or has none (a cluster: its replicas compute)."""
+        return RENDERERS[plan.op](self.context(job), plan)
+
+    def context(self, job: Job) -> JobContext:
+        return JobContext(job=job, engine=self.engine, progress=partial(self.progress, job),
+                          stopped=partial(self.stopped, job), preview=partial(self.preview_writer, job),
+                          separate=partial(self.separate, job), write_all=partial(self.write_all, job))
 
     def preview_writer(self, job: Job, plan: RenderPlan, stream_name: str = "") -> PreviewWriter:
         """Chunks go to <job>/preview/ (or <job>/preview/<stream_name>/ for one of several takes).
@@ -283,49 +270,24 @@ class Worker(threading.Thread):
         return PreviewWriter(job, self.events, folder / stream_name if stream_name else folder,
                              model_rate=self.engine.info.sample_rate, sample_rate=plan.context.sample_rate)
 
-    def render_variations(self, job: Job, plan: RenderPlan, request: GenerationRequest,
-                          lead_frames: int) -> list[OutputRecord]:
-        """/continuo/variations: count takes of one request (seeds seed, seed + 1, ...), variation-1..N.
-
-        Our engine decodes them as one batch; the reference renders them one after another.
-        """
-        seeds = [plan.seed + index for index in range(plan.count)]
-        progress = {"on_progress": lambda fraction, stage: self.progress(job, stage, fraction),
-                    "should_cancel": lambda: self.stopped(job)}
-        previews = [self.preview_writer(job, plan, f"variation-{index}")
-                    for index in range(1, plan.count + 1)] if plan.stream else []
-        if previews:  # one preview stream per variation: the batch's chunks arrive together, (B, C, samples)
-            progress["on_chunk"] = lambda audio: [writer(audio[b]) for b, writer in enumerate(previews)]
-        takes = self.engine_call(lambda: self.engine.generate_batch(request, seeds, **progress))
-        for writer in previews:
-            writer.finish()
-        self.progress(job, "effects", 0.0)
-        rendered = {f"variation-{index}": render_mix(
-            take.audio, take.sample_rate, frames=plan.frames, sample_rate=plan.context.sample_rate,
-            preset=plan.preset, loop=plan.loop, hard_cut=plan.hard_cut, lead_frames=lead_frames)
-            for index, take in enumerate(takes, start=1)}
-        return self.write_all(job, plan, rendered)
-
-    def render_input_stems(self, job: Job, plan: RenderPlan) -> list[OutputRecord]:
-        """/continuo/stems: the input file's stems at the session rate and the input's level."""
-        assert plan.input_path is not None
-        self.progress(job, "loading", 0.0)
-        audio, rate = read_audio(plan.input_path)
-        stems = self.separate(job, lambda progress, cancel: input_stems(
-            self.load_separator(), audio, rate, sample_rate=plan.context.sample_rate, stems=plan.stems,
-            source=str(plan.input_path), on_progress=progress, should_cancel=cancel))
-        return self.write_all(job, plan, stems)
+    def write_all(self, job: Job, plan: RenderPlan, rendered: Mapping[str, RenderedAudio]) -> list[OutputRecord]:
+        self.progress(job, "writing", 0.0)
+        outputs = self.outputs.write_all(job, plan, rendered, model=self.engine.info)
+        self.progress(job, "writing", 1.0)
+        return outputs
 
     def load_separator(self):
         if self.separator is None:
             raise BridgeError("stem separation is not configured in this daemon")
         return self.separator()
 
-    def separate(self, job: Job, run: Callable) -> dict:
+    def separate(self, job: Job, run: Separation) -> dict[str, RenderedAudio]:
+        """run(separator, on_progress, should_cancel) on the compute thread, after the separator's preparation."""
         self.prepare_separator(job)
         self.progress(job, "separating", 0.0)
         started = time.monotonic()
-        stems = self.on_compute(lambda: run(lambda fraction: self.progress(job, "separating", fraction),
+        stems = self.on_compute(lambda: run(self.load_separator(),
+                                            lambda fraction: self.progress(job, "separating", fraction),
                                             lambda: self.stopped(job)))
         log.info("job=%s separated stems=%s separating_s=%.2f", job.job_id, ",".join(stems),
                  time.monotonic() - started)
@@ -347,87 +309,3 @@ class Worker(threading.Thread):
         separator.prepare(should_cancel=lambda: self.stopped(job))
         log.info("job=%s prepared stems path=%s preparing_s=%.1f", job.job_id, separator.path,
                  time.monotonic() - started)
-
-    def write_all(self, job: Job, plan: RenderPlan, rendered: Mapping[str, object]) -> list[OutputRecord]:
-        """Write each output (journalled before its /continuo/output), then the manifest."""
-        self.progress(job, "writing", 0.0)
-        bar_s = plan.context.seconds_for_bars(1)
-        outputs = [self.write_output(job, plan, name, audio, bars=plan.bars if plan.bars and audio.frames == plan.frames
-                                     else audio.seconds / bar_s) for name, audio in rendered.items()]
-        self.write_manifest(job, plan, outputs)
-        self.progress(job, "writing", 1.0)
-        return outputs
-
-    def read_prompt(self, job: Job, plan: RenderPlan) -> tuple[np.ndarray, int]:
-        """The input's last prompt_seconds at the model's rate and channel count, and the lead.
-
-        Channels are mapped here, once; the engine only checks the count. The bridge owns channel mapping
-        (map_channels also fits every output to the session, and folds any count, surround included), and
-        the caller already owes the engine its sample rate, so it owes it the channel count too.
-
-        The lead is how many session-rate frames lie between the input's end and
-        the next downbeat (the input is taken to start on a downbeat): the job
-        generates them too and drops them, so the output starts on that downbeat.
-        """
-        self.progress(job, "loading", 0.0)
-        assert plan.input_path is not None
-        audio, rate = read_audio(plan.input_path)
-        tail = audio[:, -max(1, int(round(plan.preset.prompt_seconds * rate))):]
-        tail = map_channels(resample(tail, rate, self.engine.info.sample_rate), self.engine.info.channels)
-        self.progress(job, "loading", 1.0)
-        end_frames = round(audio.shape[1] * plan.context.sample_rate / rate)
-        return np.ascontiguousarray(tail, dtype=np.float32), plan.context.frames_to_next_downbeat(end_frames)
-
-    def read_melody(self, plan: RenderPlan) -> np.ndarray:
-        """The melody file at the model's rate, its channels as they are: the engine takes the chroma of
-        their mono mix (pitch, not timbre), so nothing is mapped here."""
-        assert plan.melody_path is not None
-        audio, rate = read_audio(plan.melody_path)
-        return np.ascontiguousarray(resample(audio, rate, self.engine.info.sample_rate), dtype=np.float32)
-
-    def write_output(self, job: Job, plan: RenderPlan, name: str, rendered, *,
-                     bars: float | None = None) -> OutputRecord:
-        path = self.output_root / job.job_id / f"{name}.wav"
-        write_wav_atomic(path, rendered.audio, rendered.sample_rate, bit_depth=plan.preset.bit_depth)
-        record = OutputRecord(
-            name=name, path=path.as_posix(), sample_rate=rendered.sample_rate, channels=rendered.audio.shape[0],
-            seconds=rendered.audio.shape[1] / rendered.sample_rate, bars=plan.bars if bars is None else bars,
-            lufs=rendered.lufs, peak_db=rendered.peak_db,
-        )
-        link_or_copy_atomic(path, self.daw_path(job, plan, record))  # before the event: both names are there
-        self.journal.add_output(job.job_id, record)
-        self.events.output(job.reply_to, job.job_id, record)
-        log.info("job=%s output name=%s path=%s lufs=%.1f peak_db=%.1f", job.job_id, name, record.path,
-                 record.lufs, record.peak_db)
-        return record
-
-    def daw_path(self, job: Job, plan: RenderPlan, record: OutputRecord) -> Path:
-        """The output's second name, for dropping into a DAW: <job>_<name>_<bars>bars_<bpm>bpm_<key>.wav beside
-        the stable <name>.wav that events, the journal and /continuo/get carry."""
-        return Path(record.path).with_name(daw_file_name(job.job_id, record.name, bars=record.bars,
-                                                         bpm=plan.context.bpm, key=plan.context.key))
-
-    def write_manifest(self, job: Job, plan: RenderPlan, outputs: list[OutputRecord]) -> None:
-        info = self.engine.info
-        manifest = {
-            "job_id": job.job_id,
-            "op": job.op,
-            "preset": plan.preset.name,
-            "prompt": plan.prompt,
-            "bars": plan.bars,
-            "seed": plan.seed,
-            "context": {"bpm": plan.context.bpm, "metre": plan.context.metre, "key": plan.context.key,
-                        "sample_rate": plan.context.sample_rate},
-            "input_path": plan.input_path.as_posix() if plan.input_path else None,
-            "model": {"name": info.name, "source": info.source_kind, "smoke_model": info.is_random,
-                      "modes": info.modes},  # weights, cache, calibration figures, DiT linear plan
-            "outputs": [{**o.__dict__, "daw_path": self.daw_path(job, plan, o).as_posix()} for o in outputs],
-            # the request as journalled: /continuo/get and a resent id find the job here once the journal has
-            # forgotten it (bridge/jobs/retention.py)
-            "params": job.params,
-        }
-        if plan.op == "variations":
-            manifest["variation_seeds"] = {f"variation-{i + 1}": plan.seed + i for i in range(plan.count)}
-        if info.is_random:
-            manifest["warning"] = "rendered by a tiny RANDOM smoke model: this is noise, not music"
-        write_bytes_atomic(self.output_root / job.job_id / MANIFEST, json.dumps(manifest, indent=2).encode())

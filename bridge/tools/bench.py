@@ -14,6 +14,9 @@ Suites:
   (outlier channels, sharp attention) and option, the guided top-250 KL at CFG 3, top-k overlap and agreement
   beside the bf16 floor, the controls, and the cache's attention error per K-channel gain; ``--quick``: 300
   positions and four stresses.
+- ``soak``: many short jobs of every kind from five clients at once (OSC/UDP, OSC/TCP, ZeroMQ, HTTP, the CLI) to a
+  real daemon on the smoke model; its RSS after warm-up, halfway and at the end, against 10 % growth
+  (bridge/tools/bench_soak.py).
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ def run_bench(args: argparse.Namespace) -> int:
         return bench_throughput(args)
     if args.suite == "quality":
         return bench_quality(args)
+    if args.suite == "soak":
+        return bench_soak(args)
     print(json.dumps(bench_daemon(args.bars, args.model)), flush=True)
     return 0
 
@@ -84,7 +89,7 @@ def bench_throughput(args: argparse.Namespace) -> int:
     from bridge.tools.bench_cluster import bench_cluster_throughput
 
     bars = args.bars if args.bars != 8.0 else 4.0  # the default 8 bars is the daemon suite's
-    bench_cluster_throughput(jobs=args.jobs, bars=bars, repeats=3 if args.quick else 5,
+    bench_cluster_throughput(jobs=args.jobs or 8, bars=bars, repeats=3 if args.quick else 5,
                              emit=lambda result: print(json.dumps(result), flush=True))
     return 0
 
@@ -98,7 +103,7 @@ def bench_batching(args: argparse.Namespace) -> int:
 
     if getattr(args, "threads", 0):
         torch.set_num_threads(args.threads)
-    jobs = min(args.jobs, 4) if args.quick else args.jobs
+    jobs = min(args.jobs or 8, 4) if args.quick else args.jobs or 8
     counts = tuple(count for count in (1, 2, 4, 8, 16) if count <= max(1, jobs))
     run_throughput_suite(shape=getattr(args, "shape", None) or "musicgen-small", counts=counts,
                          kv_cache=getattr(args, "kv_cache", "auto"),
@@ -149,3 +154,47 @@ def bench_engine(args: argparse.Namespace) -> int:
         emit=lambda result: print(json.dumps(result | {"machine": machine()}), flush=True),
     )
     return 0
+
+
+def bench_soak(args: argparse.Namespace) -> int:
+    """The soak's JSON line on stdout; a progress bar (a line per tenth on a pipe) with the RSS on stderr.
+    Exit status 1 when RSS grew past the target."""
+    from bridge.tools.bench_soak import bench_soak as run_soak
+
+    jobs = args.jobs or (1_000_000 if args.duration_s > 0 else 30 if args.quick else 200)  # --duration-s bounds it
+    show = SoakProgress(None if args.duration_s > 0 else jobs)
+    try:
+        result = run_soak(jobs=jobs, duration_s=args.duration_s, warmup_jobs=args.warmup_jobs, model=args.model,
+                          progress=show)
+    finally:
+        show.close()
+    print(json.dumps(result), flush=True)
+    middle = result["rss_middle_mb"]
+    print(f"bench soak: RSS {result['rss_start_mb']:.0f} -> {'-' if middle is None else f'{middle:.0f}'} -> "
+          f"{result['rss_end_mb']:.0f} MB idle after warm-up ({result['growth_pct']:+.1f} %, target "
+          f"{result['target_growth_pct']} %): {'passed' if result['passed'] else 'FAILED'}; {result['jobs']} jobs, "
+          f"{sum(result['failed'].values())} failed", file=sys.stderr, flush=True)
+    return 0 if result["passed"] else 1
+
+
+class SoakProgress:
+    """progress(done, total, rss_mb): a tqdm bar on a terminal, else a line every tenth of the jobs (total None:
+    a run bounded by time, a line every 20 jobs)."""
+
+    def __init__(self, total: int | None) -> None:
+        self.total, self.bar = total, None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="job", desc="bench soak", file=sys.stderr)
+
+    def __call__(self, done: int, total: int, rss_mb: float) -> None:
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+            self.bar.set_postfix_str(f"RSS {rss_mb:.0f} MB")
+        elif done % (max(1, self.total // 10) if self.total else 20) == 0 or done == self.total:
+            print(f"bench soak: {done}/{self.total or '-'} jobs, RSS {rss_mb:.0f} MB", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -10,7 +10,7 @@ with Last-Event-ID gets what it missed from an in-memory ring, or a `reset` even
 to reload the journal's history (GET /api/jobs) when the ring has moved on or the daemon restarted.
 
 uvicorn runs its own event loop on its own thread (never the main thread that decodes);
-events from the worker thread reach it through `call_soon_threadsafe`. Every HTTP client of
+events from the worker threads reach it through `call_soon_threadsafe`. Every HTTP client of
 one host is one daemon client: Peer(host, 0, "http", "http").
 
 Security: a loopback bind takes only loopback Host headers (DNS rebinding) and needs no
@@ -18,7 +18,16 @@ token; any other bind needs `http_token_file` (settings refuse to start without 
 `Authorization: Bearer` (or once as /?token=... for the page, which sets a cookie). A request
 that changes something and carries a foreign Origin is refused (CSRF); no CORS headers are
 ever sent. Job ids and file names come from the schema's patterns, and a file is served only
-when the journal names it and it lies under the output root.
+when the journal names it and it lies under the output root (preview chunks by pattern), with Range.
+Uploads stream into `<inbox>/.web-*.partial` (counted against max_input_bytes), are checked
+(readable audio, max_input_s, finite) and renamed, marked as Continuo's copies (bridge/audio/inbox.py).
+Job records are read through the daemon (`JobRecords`), never from the journal itself.
+
+Why SSE and not a WebSocket: one direction is all events need, EventSource reconnects and resumes by
+itself, and nothing else is needed on either side. Why Starlette and not FastAPI: the API is generated
+from osc_schema/ (bridge/protocol/openapi.py), not from Python types, so FastAPI's model layer would be
+a second schema. The page is plain HTML/CSS/JS in the package (static/: no build step, no CDN), under a
+strict Content-Security-Policy.
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import soundfile as sf
@@ -51,9 +60,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge.audio.files import disk_error, partial_name
+from bridge.audio.inbox import mark_owned
 from bridge.errors import BridgeError
-from bridge.jobs.inbox import mark_owned
-from bridge.jobs.journal import JobRecord, Journal
 from bridge.protocol.openapi import (
     CHUNK_PATTERN,
     UPLOAD_NAME_PATTERN,
@@ -94,6 +102,19 @@ PAGE_HEADERS = {
 }
 JOB_PARAMS = ("preset", "prompt", "bars", "input_path", "context", "settings", "count")  # shown in the history
 AboutDaemon = Callable[[], dict[str, Any]]
+JobData = dict[str, Any]  # a job as plain data (bridge/jobs/journal.py:JobRecord.data)
+
+
+class JobRecords(Protocol):
+    """What HTTP reads of the job store, handed in by the daemon (bridge/jobs/journal.py:JournalReads), as OSC
+    reads a job through /continuo/get: one job, the newest ones, and a download's mark (`fetched`: the job was
+    used, so `continuo prune` leaves it alone for a while). HTTP never holds the journal."""
+
+    def job(self, job_id: str) -> JobData | None: ...
+
+    def recent(self, limit: int) -> list[JobData]: ...
+
+    def fetched(self, job_id: str) -> None: ...
 
 
 class EventBus:
@@ -158,12 +179,12 @@ class _Collector(threading.local):
 
 
 class HttpServer:
-    def __init__(self, settings: Settings, on_message: OnMessage, *, inbox: Path | None, journal: Journal | None,
+    def __init__(self, settings: Settings, on_message: OnMessage, *, inbox: Path | None, jobs: JobRecords | None = None,
                  about: AboutDaemon | None = None, schema: Schema | None = None) -> None:
         self._settings = settings
         self._on_message = on_message
         self._inbox = inbox
-        self._journal = journal
+        self._jobs = jobs  # None: a transport alone (tests), no job known
         self._about = about or (lambda: {})
         self.schema = schema or load_schema()
         self._ops = ops(self.schema)
@@ -375,10 +396,10 @@ class HttpServer:
         if not self._job_id.fullmatch(job_id):
             return self.refuse("bad_request", f"job id {job_id[:80]!r} must be {self.schema.patterns['job_id'][1]}")
         events = self.call(self._ops["get"].address, [job_id], self.peer(request))
-        record = self._journal.get(job_id) if self._journal is not None else None
-        if record is None:
+        job = self._jobs.job(job_id) if self._jobs is not None else None
+        if job is None:
             return self.reply(events)
-        return self.reply(events, ok_status=200, job=self.job_data(record))
+        return self.reply(events, ok_status=200, job=self.job_data(job))
 
     async def cancel_job(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
@@ -397,19 +418,17 @@ class HttpServer:
             limit = min(max(int(request.query_params.get("limit", "50")), 1), 500)
         except ValueError:
             return self.refuse("bad_request", "limit must be a whole number 1..500")
-        records = self._journal.recent(limit) if self._journal is not None else []
-        return JSONResponse({"jobs": [self.job_data(record) for record in records]})
+        jobs = self._jobs.recent(limit) if self._jobs is not None else []
+        return JSONResponse({"jobs": [self.job_data(job) for job in jobs]})
 
-    def job_data(self, record: JobRecord) -> dict[str, Any]:
-        params = record.params
+    @staticmethod
+    def job_data(job: JobData) -> dict[str, Any]:
+        """A job as GET /api/jobs shows it: the history's params, and each output with its download url."""
+        params = job["params"]
         return {
-            "job_id": record.job_id, "op": record.op, "status": record.status.value,
-            "created_at": record.created_at, "updated_at": record.updated_at, "seed": record.seed,
-            "elapsed_s": record.elapsed_s, "error_code": record.error_code, "error_message": record.error_message,
-            "params": {key: params[key] for key in JOB_PARAMS if key in params},
-            "outputs": [{"name": o.name, "path": o.path, "sample_rate": o.sample_rate, "channels": o.channels,
-                         "seconds": o.seconds, "bars": o.bars, "lufs": _finite(o.lufs), "peak_db": _finite(o.peak_db),
-                         "url": f"/api/jobs/{record.job_id}/files/{o.name}"} for o in record.outputs],
+            **job, "params": {key: params[key] for key in JOB_PARAMS if key in params},
+            "outputs": [{**o, "lufs": _finite(o["lufs"]), "peak_db": _finite(o["peak_db"]),
+                         "url": f"/api/jobs/{job['job_id']}/files/{o['name']}"} for o in job["outputs"]],
         }
 
     async def download(self, request: Request) -> Response:
@@ -417,12 +436,12 @@ class HttpServer:
         if not self._job_id.fullmatch(job_id) or not self._output_name.fullmatch(name):
             return self.refuse("bad_request", "a job id and an output name (such as mix or drums) name a file; "
                                               "paths are refused", job_id="")
-        record = self._journal.get(job_id) if self._journal is not None else None
-        output = next((o for o in record.outputs if o.name == name), None) if record is not None else None
+        job = self._jobs.job(job_id) if self._jobs is not None else None
+        output = next((o for o in job["outputs"] if o["name"] == name), None) if job is not None else None
         if output is None:
             return self.refuse("not_found", f"job {job_id} has no output {name!r}", job_id=job_id)
-        self._journal.mark_used(job_id)  # fetched: `continuo prune` leaves it alone for a while
-        return self.file(Path(output.path), f"{job_id}-{name}.wav", job_id)
+        self._jobs.fetched(job_id)  # a found job: `continuo prune` leaves it alone for a while
+        return self.file(Path(output["path"]), f"{job_id}-{name}.wav", job_id)
 
     async def preview(self, request: Request) -> Response:
         job_id, chunk = request.path_params["job_id"], request.path_params["chunk"]

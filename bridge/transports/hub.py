@@ -14,8 +14,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bridge.jobs.journal import Journal
-from bridge.jobs.queue import Destination
+from bridge.protocol.destinations import Destination
 from bridge.protocol.schema import Event
 from bridge.settings import Settings, allowed_hosts, is_loopback
 from bridge.transports.peers import Router
@@ -23,14 +22,14 @@ from bridge.transports.tcp import OscTcpServer
 from bridge.transports.udp import OnMessage, OscUdpServer
 
 if TYPE_CHECKING:
-    from bridge.transports.http import AboutDaemon
+    from bridge.transports.http import AboutDaemon, JobRecords
 
 log = logging.getLogger("continuo.transports")
 
 
 class Transports:
     def __init__(self, settings: Settings, on_message: OnMessage, *, inbox: Path | None = None,
-                 journal: Journal | None = None, about: AboutDaemon | None = None) -> None:
+                 jobs: JobRecords | None = None, about: AboutDaemon | None = None) -> None:
         hosts = allowed_hosts(settings)
         # Loopback binds take every local client; a non-loopback bind takes only the allow-list
         # (validate_settings has made sure there is one), plus this machine's loopback.
@@ -52,7 +51,7 @@ class Transports:
         if settings.http_port != -1:
             from bridge.transports.http import HttpServer
 
-            self.http = HttpServer(settings, on_message, inbox=inbox, journal=journal, about=about)
+            self.http = HttpServer(settings, on_message, inbox=inbox, jobs=jobs, about=about)
             self.router.register("http", self.http.send)
 
     def send(self, dest: Destination, event: Event) -> None:

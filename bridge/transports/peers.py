@@ -22,8 +22,7 @@ from __future__ import annotations
 import logging
 from typing import NamedTuple
 
-from bridge.jobs.events import SendEvent
-from bridge.jobs.queue import Destination
+from bridge.protocol.destinations import Destination, SendEvent
 from bridge.protocol.schema import Event
 
 log = logging.getLogger("continuo.routing")

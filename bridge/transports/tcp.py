@@ -8,7 +8,8 @@ writer thread. Each packet goes through the same `parse_datagram` ->
 so the daemon's events come back here through the Router. Sending only queues the
 packet for the connection's writer, so a client that stops reading never holds up
 the daemon's handlers or other clients: its queue fills (SEND_QUEUE packets) or a
-write stalls past SEND_TIMEOUT_S, and that one connection is closed.
+write stalls past SEND_TIMEOUT_S, and that one connection is closed. Broken framing is
+answered with one `bad_request`, and the connection is closed.
 """
 
 from __future__ import annotations

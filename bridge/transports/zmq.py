@@ -12,6 +12,11 @@ One thread owns both sockets (ZeroMQ sockets are not thread-safe): it polls the
 ROUTER and a wake-up pipe; sends from other threads (the worker) are queued and
 the pipe wakes the loop. Sends from the loop itself (immediate replies) go out at once.
 
+Inline inputs are checked (shape, max_input_bytes, max_input_s, finite) and written as a WAV to the inbox,
+marked as Continuo's copy (bridge/audio/inbox.py), so the worker reads inputs one way only; inline outputs are
+read back from the finished file and sent zero-copy. A `status` request answers /continuo/status and
+/continuo/limits: the snapshot a late PUB subscriber missed.
+
 Security: a loopback bind needs nothing. Any other bind needs CURVE (settings
 refuse to start without zmq_keys_dir): the server key pair is DIR/server.key_secret
 and only clients whose public keys are in DIR/clients/ are let in.
@@ -33,8 +38,8 @@ import numpy as np
 import soundfile as sf
 import zmq
 
+from bridge.audio.inbox import write_owned
 from bridge.errors import BridgeError
-from bridge.jobs.inbox import write_owned
 from bridge.protocol.schema import Event, Schema, load_schema
 from bridge.protocol.zmq_frames import (
     MAX_FRAMES,

@@ -1,23 +1,48 @@
 """Writes clients/max/continuo.maxpat (Max 8/9) and clients/max/Continuo.amxd (Max for Live audio effect).
 
-    python clients/max/build.py          # rewrite both
-    python clients/max/build.py --check  # exit 1 when a committed file differs from what this script writes
+    python clients/max/build.py            # rewrite both
+    python clients/max/build.py --check    # exit 1 when a committed file differs from what this script writes,
+                                           #   or when either disagrees with real Max (maxref.py)
+    python clients/max/build.py --vendor ../shared/maxref/objects.json   # re-extract maxref.json from the harvest
 
 Both patches are described here, once, from osc_schema/continuo.json: the events the daemon sends are read
 from the schema (each gets a [route] outlet), and every request goes out through [pack <types>] ->
 [prepend <address>] -> [udpsend], so its OSC types are the schema's. Max cannot run here: tests/clients/test_max.py
-checks the files structurally (objects and their inlet/outlet counts, patch lines, every message against the
-schema, every event routed, the reply port, the .amxd header).
+checks the files structurally (every box against real Max data, patch lines, every message against the schema,
+every event routed, the reply port, the .amxd header, the Max for Live conventions below).
+
+As real Max saves them:
+- Counts: each box's numinlets, numoutlets and outlettype come from maxref.json, the part of a harvest of 6,124
+  Max-saved patches that covers the objects used here (maxref.py: a rule trusted on the corpus, else what Max 8
+  saved). An object the table does not know stops the build (re-extract with --vendor).
+- Version: both files say Max 8.6.4 (APPVERSION), of the Max 8.6 series that Live 12.0 bundles, and the version
+  that saved Ableton's own "CPU Reporter.amxd" (Ableton/maxdevtools), whose patcher keys (and, for the device, its
+  audio-effect `project` block) are the ones written here. (Without an appversion a patch counts as Max 5's.)
 
 The device follows Live's tempo, time signature and (Live 12) root note and scale with live.path live_set +
-live.observer, takes a dropped clip (live.drop) for continue, variations and stems, and puts each finished output
-into the next clip slot of an audio track it creates (ClipSlot.create_audio_clip, Live 12); every output is
-also listed in a menu, so on Live 11 the file can be dragged in from there. The plain patch does the same with
+live.observer, takes a dropped audio file (live.drop) for continue, variations and stems, and puts each finished
+output into the next clip slot of an audio track it creates (ClipSlot.create_audio_clip, Live 12); every output's
+path is also listed in a menu, so on Live 11 the file can be found in Live's browser. The plain patch does the same with
 [transport] and [dropfile], and auditions outputs in [buffer~] / [play~].
+
+Max for Live production conventions (Ableton's Max for Live Production Guidelines, in Ableton/maxdevtools), kept
+by the device and checked by the tests:
+- Parameters are live.* objects with stable long names (Live recalls a value by its long name: never rename one):
+  Bars and Variation Count (live.numbox) are Automated and Stored. Text and file values, for which Live has no
+  live.* object, are Stored Only, the way Ableton's own devices keep them: the prompt (textedit, blob), the preset
+  name ([pattr], blob) and the dropped file (live.drop, file). The five buttons are live.text in button mode, and
+  Hidden, as the guidelines ask for a live.text in button mode.
+- Nothing prints to the Max console: the device has no [print]; what the daemon says shows in the device (model,
+  queue, progress, errors, and a line for every other event). The plain patch also logs to the console.
+- Local names start with ---: the device names nothing global (no send/receive/value/buffer~); the plain patch's
+  buffer~ is a Max patch's own.
+- A frozen device embeds what it needs: this one needs nothing (Max's built-in objects only, an empty
+  dependency_cache), so it works unfrozen on any machine with Live 11 or 12.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import struct
 import sys
@@ -31,70 +56,140 @@ MAXPAT = HERE / "continuo.maxpat"
 AMXD = HERE / "Continuo.amxd"
 DAEMON_PORT = 9000
 REPLY_PORT = 9002  # the Pd patch listens on 9001: both can run beside each other
+APPVERSION = {"major": 8, "minor": 6, "revision": 4, "architecture": "x64", "modernui": 1}
+VERSION = "{major}.{minor}.{revision}".format(**APPVERSION)
+DEVICE_SIZE = (452, 169)  # Live's device view is 169 pixels high
+AUDIO_EFFECT = b"aaaa"
+TEXT_CLASSES = ("newobj", "message", "comment", "live.comment")
 
-# Inlet and outlet counts of every object the patches use, as Max creates them: fixed counts from Cycling '74's
-# reference pages (the .maxref.xml files, as bundled by shakfu/py2max in py2max/maxref/data/bundle.json.gz);
-# live.path, live.observer, live.object and udpsend, which those pages leave out, as Max saves them in public
-# .maxpat files (live.path live_set 1/3, live.observer 2/2, live.object 2/1, udpsend 1/0). Objects whose counts
-# depend on their arguments are computed by box_counts below, from the same reference pages' rules.
-FIXED_COUNTS: dict[str, tuple[int, int]] = {
-    "loadbang": (1, 1), "udpreceive": (1, 1), "udpsend": (1, 0), "print": (1, 0), "prepend": (1, 1),
-    "tosymbol": (1, 1), "conformpath": (1, 2), "date": (1, 3), "zl.reg": (2, 2), "zl.lookup": (2, 2),
-    "dropfile": (1, 2), "transport": (2, 9), "buffer~": (1, 2), "play~": (1, 2), "ezdac~": (2, 0),
-    "dspstate~": (1, 4), "live.thisdevice": (1, 3), "live.path": (1, 3), "live.observer": (2, 2),
-    "live.object": (2, 1), "live.drop": (1, 2), "plugin~": (2, 2), "plugout~": (2, 2), "metro": (2, 1),
-    "deferlow": (1, 1), "counter": (5, 4), "random": (2, 1),
-    # boxes that are not newobj: their maxclass
-    "message": (2, 1), "comment": (1, 0), "number": (1, 2), "flonum": (1, 2), "umenu": (1, 3),
-    "textedit": (1, 4), "textbutton": (1, 3), "live.text": (1, 2), "live.numbox": (1, 2),
+
+def load_sibling(name: str):
+    """A module beside this script (clients/max is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"continuo_max_{name}", HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+maxref = load_sibling("maxref")
+TABLE = maxref.Table.load() if maxref.TABLE_PATH.exists() else None  # None only before the first --vendor
+
+# -- Max for Live parameters --------------------------------------------------------------------------------------
+AUTOMATED_AND_STORED, STORED_ONLY, HIDDEN = 0, 1, 2  # Parameter Visibility, saved as parameter_invisible
+FLOAT, INT, ENUM, BLOB, FILE = 0, 1, 2, 3, 4  # parameter_type
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A Max for Live parameter, saved the way Max 8 saves it (saved_attribute_attributes.valueof)."""
+
+    longname: str  # Live recalls the value by this name: never change it once released
+    shortname: str
+    kind: int
+    visibility: int
+    info: str  # Live's Info View text
+    minimum: float | None = None
+    maximum: float | None = None
+    initial: tuple = ()
+    enum: tuple[str, ...] = ()
+
+    def valueof(self) -> dict:
+        value = {"parameter_longname": self.longname, "parameter_shortname": self.shortname,
+                 "parameter_type": self.kind, "parameter_modmode": 0}
+        if self.visibility != AUTOMATED_AND_STORED:  # Max leaves the default out
+            value["parameter_invisible"] = self.visibility
+        if self.minimum is not None:
+            value["parameter_mmin"] = self.minimum
+        if self.maximum is not None:
+            value["parameter_mmax"] = self.maximum
+        if self.enum:
+            value["parameter_enum"] = list(self.enum)
+        if self.initial:
+            value["parameter_initial"] = list(self.initial)
+            value["parameter_initial_enable"] = 1
+        if self.kind in (INT, FLOAT):
+            value["parameter_unitstyle"] = 0 if self.kind == INT else 1
+        return dict(sorted(value.items()))
+
+    def attributes(self) -> dict:
+        """The box attributes of a UI object that is this parameter."""
+        return {"annotation": self.info, "annotation_name": self.longname, "parameter_enable": 1,
+                "saved_attribute_attributes": {"valueof": self.valueof()}, "varname": self.longname}
+
+    def object_attributes(self) -> dict:
+        """The box attributes of a [pattr] that is this parameter (Max keeps its switch in saved_object_attributes)."""
+        return {"saved_attribute_attributes": {"valueof": self.valueof()},
+                "saved_object_attributes": {"initial": list(self.initial), "parameter_enable": 1,
+                                            "parameter_mappable": 0},
+                "varname": self.longname}
+
+
+BARS = next(arg for arg in SCHEMA["requests"]["/continuo/generate"]["args"] if arg["name"] == "bars")
+COUNT = next(arg for arg in SCHEMA["requests"]["/continuo/variations"]["args"] if arg["name"] == "count")
+MAX_BARS = 64  # the daemon's default max_bars (bridge/settings.py); more is refused unless the daemon allows it
+assert BARS["min"] <= 1 and MAX_BARS <= BARS["max"]
+PARAMETERS = {
+    "prompt": Parameter("Prompt", "Prompt", BLOB, STORED_ONLY,
+                        "Words for the music you want (press Return); added to the preset's prompt."),
+    "preset-store": Parameter("Preset", "Preset", BLOB, STORED_ONLY,
+                              "The preset the requests use (the daemon lists them).", initial=("default",)),
+    "bars": Parameter("Bars", "Bars", INT, AUTOMATED_AND_STORED, "Length of each take, in bars of Live's metre.",
+                      1, MAX_BARS, (4,)),
+    "count": Parameter("Variation Count", "Count", INT, AUTOMATED_AND_STORED, "How many takes Variations makes.",
+                       COUNT["min"], COUNT["max"], (4,)),
+    "drop": Parameter("Input Clip", "Clip", FILE, STORED_ONLY,
+                      "Drop an audio file here for Continue, Variations and Stems."),
 }
-UI_CLASSES = ("message", "comment", "number", "flonum", "umenu", "textedit", "textbutton", "live.text",
-              "live.numbox", "live.drop")
+BUTTONS = {
+    "generate": ("Generate", "Make a new take from the prompt and the preset."),
+    "continue": ("Continue", "Continue the dropped clip from its end, on the next downbeat."),
+    "variations": ("Variations", "Make variations of the dropped clip (or of the prompt, with no clip)."),
+    "stems": ("Stems", "Split the dropped clip into drums, bass, other and vocals."),
+    "cancel": ("Cancel", "Cancel the newest job."),
+}
+PARAMETERS |= {f"{key}-button": Parameter(name, name, ENUM, HIDDEN, info, maximum=1, enum=("val1", "val2"))
+               for key, (name, info) in BUTTONS.items()}
 
 
-def box_counts(maxclass: str, text: str) -> tuple[int, int]:
-    """(inlets, outlets) of a box. KeyError for an object not in the table."""
-    if maxclass != "newobj":
-        return FIXED_COUNTS[maxclass]
-    name, *args = text.split()
-    if name in ("t", "trigger"):
-        return 1, len(args)
-    if name == "route":
-        return 2, len(args) + 1
-    if name == "pack":
-        return len(args), 1
-    if name == "unpack":
-        return 1, len(args)
-    if name in ("sel", "select"):
-        return (2 if len(args) == 1 else 1), len(args) + 1
-    if name == "sprintf":
-        specs = sum(1 for arg in args for _ in range(arg.count("%")))
-        return max(specs, 1), 1
-    if name in ("+", "-", "/", "*"):
-        return 2, 1
-    return FIXED_COUNTS[name]
-
-
+# -- the patcher ----------------------------------------------------------------------------------------------------
 @dataclass
 class Patcher:
-    """Boxes and lines by name; patcher() writes Max's JSON."""
+    """Boxes and lines by name; patcher() writes Max's JSON. Counts come from the table of real Max data."""
 
+    table: maxref.Table = field(default_factory=lambda: TABLE)
+    device: bool = False
     boxes: dict[str, dict] = field(default_factory=dict)
     lines: list[tuple[str, int, str, int]] = field(default_factory=list)
     y: dict[int, int] = field(default_factory=dict)
 
-    def add(self, key: str, text: str, x: int, maxclass: str = "newobj", attributes: dict | None = None) -> str:
+    def add(self, key: str, text: str, x: int, maxclass: str = "newobj", attributes: dict | None = None,
+            shown: tuple[int, int, int, int] | None = None) -> str:
+        """A box; `shown` puts it in the device's presentation at (x, y, width, height), whole pixels."""
         assert key not in self.boxes, key
         y = self.y.get(x, 20)
         self.y[x] = y + 30
-        inlets, outlets = box_counts(maxclass, text)
-        box = {"id": f"obj-{key}", "maxclass": maxclass, "numinlets": inlets, "numoutlets": outlets,
-               "outlettype": [""] * outlets, "patching_rect": [float(x), float(y), 150.0, 22.0]}
-        if maxclass in ("newobj", "message", "comment"):
+        box: dict = {"id": f"obj-{key}", "maxclass": maxclass}
+        if maxclass in TEXT_CLASSES:
             box["text"] = text
+        inlets, outlets, types = self.table.expected(box, VERSION)
+        box.update(numinlets=inlets, numoutlets=outlets, patching_rect=[float(x), float(y), 150.0, 22.0])
+        if outlets:
+            box["outlettype"] = types
+        if shown and self.device:
+            box.update(presentation=1, presentation_rect=[float(v) for v in shown])
         box.update(attributes or {})
-        self.boxes[key] = box
+        self.boxes[key] = dict(sorted(box.items()))  # Max writes a box's keys in this order
         return key
+
+    def control(self, key: str, text: str, x: int, maxclass: str, attributes: dict | None = None,
+                shown: tuple[int, int, int, int] | None = None) -> str:
+        """A UI object: in the device, a parameter where PARAMETERS names it, else parameter_enable 0 as Max
+        saves a UI object that is not one."""
+        extra = dict(attributes or {})
+        if self.device:
+            extra.update(PARAMETERS[key].attributes() if key in PARAMETERS else {"parameter_enable": 0})
+        return self.add(key, text, x, maxclass, extra, shown)
 
     def wire(self, source: str, outlet: int, sink: str, inlet: int = 0) -> None:
         self.lines.append((source, outlet, sink, inlet))
@@ -103,20 +198,53 @@ class Patcher:
         for source, sink in zip(keys, keys[1:]):
             self.wire(source, 0, sink, 0)
 
-    def patcher(self, *, device: bool) -> dict:
+    def parameters(self) -> dict:
+        """The patcher's parameter index, as Max writes it: box id -> [long name, short name, 0]."""
+        found = {box["id"]: [value["parameter_longname"], value["parameter_shortname"], 0]
+                 for box in self.boxes.values()
+                 if (value := box.get("saved_attribute_attributes", {}).get("valueof"))}
+        return {**dict(sorted(found.items())), "inherited_shortname": 1}
+
+    def patcher(self) -> dict:
         missing = [line for line in self.lines if line[0] not in self.boxes or line[2] not in self.boxes]
         assert not missing, f"lines to boxes that do not exist: {missing}"
-        return {"patcher": {
-            "fileversion": 1,
-            "appversion": {"major": 8, "minor": 6, "revision": 0, "architecture": "x64", "modernui": 1},
-            "classnamespace": "box", "rect": [100.0, 100.0, 1500.0, 900.0], "openinpresentation": 0,
-            "default_fontsize": 12.0, "default_fontface": 0, "default_fontname": "Arial", "gridsize": [15.0, 15.0],
-            "devicewidth": 600.0 if device else 0.0,
+        width, height = DEVICE_SIZE if self.device else (0, 0)
+        head = {
+            "fileversion": 1, "appversion": dict(APPVERSION), "classnamespace": "box",
+            "rect": [100.0, 100.0, 1500.0, 900.0],
+        }
+        if self.device:
+            head["openrect"] = [0.0, 0.0, float(width), float(height)]
+        head.update({
+            "bglocked": 0, "openinpresentation": int(self.device),
+            "default_fontsize": 10.0 if self.device else 12.0, "default_fontface": 0,
+            "default_fontname": "Arial Bold" if self.device else "Arial", "gridonopen": 1,
+            "gridsize": [15.0, 15.0], "gridsnaponopen": 1, "objectsnaponopen": 1, "statusbarvisible": 2,
+            "toolbarvisible": 1, "lefttoolbarpinned": 0, "toptoolbarpinned": 0, "righttoolbarpinned": 0,
+            "bottomtoolbarpinned": 0, "toolbars_unpinned_last_save": 0, "tallnewobj": 0, "boxanimatetime": 200,
+            "enablehscroll": 1, "enablevscroll": 1, "devicewidth": float(width),
             "description": "Continuo: generate, continue, variations and stems from the Continuo daemon over OSC",
+            "digest": "", "tags": "", "style": "", "subpatcher_template": "", "assistshowspatchername": 0,
             "boxes": [{"box": box} for box in self.boxes.values()],
-            "lines": [{"patchline": {"source": [f"obj-{a}", o], "destination": [f"obj-{b}", i]}}
+            "lines": [{"patchline": {"destination": [f"obj-{b}", i], "source": [f"obj-{a}", o]}}
                       for a, o, b, i in self.lines],
-        }}
+        })
+        if self.device:
+            head["parameters"] = self.parameters()
+        head["dependency_cache"] = []  # built-in objects only: nothing to freeze
+        if self.device:
+            head.update({
+                "latency": 0, "is_mpe": 0, "minimum_live_version": "", "minimum_max_version": "",
+                "platform_compatibility": 0,
+                "project": {"version": 1, "creationdate": 3590052493, "modificationdate": 3590052493,
+                            "viewrect": [0.0, 0.0, 300.0, 500.0], "autoorganize": 1, "hideprojectwindow": 1,
+                            "showdependencies": 1, "autolocalize": 0, "contents": {"patchers": {}}, "layout": {},
+                            "searchpath": {}, "detailsvisible": 0,
+                            "amxdtype": struct.unpack(">I", AUDIO_EFFECT)[0], "readonly": 0, "devpathtype": 0,
+                            "devpath": ".", "sortmode": 0, "viewmode": 0, "includepackages": 0},
+            })
+        head["autosave"] = 0
+        return {"patcher": head}
 
 
 def request(p: Patcher, key: str, address: str, pack_args: str, x: int) -> str:
@@ -177,8 +305,18 @@ def job_request(p: Patcher, key: str, signature: str, pack_args: str, x: int,
     return pack
 
 
+def show(p: Patcher, key: str, source: tuple[str, int], x: int, shown: tuple[int, int, int, int],
+         prefix: str = "set") -> None:
+    """A message box that shows what `source` sends ([prepend set] -> message box)."""
+    p.add(f"{key}-text", f"prepend {prefix}", x)
+    p.add(f"{key}-box", "", x, "message", shown=shown)
+    p.wire(*source, f"{key}-text")
+    p.chain(f"{key}-text", f"{key}-box")
+
+
 def network(p: Patcher) -> None:
-    """udpsend / udpreceive, hello at load, and every event the daemon sends routed somewhere."""
+    """udpsend / udpreceive, and every event the daemon sends routed somewhere: the plain patch logs each one to
+    the Max console; the device prints nothing and shows the events it does not otherwise use on an info line."""
     p.add("udpsend", f"udpsend 127.0.0.1 {DAEMON_PORT}", 20)
     p.add("udpreceive", f"udpreceive {REPLY_PORT}", 20)
     p.add("hello", f"/continuo/hello max {REPLY_PORT}", 200, "message")
@@ -188,31 +326,21 @@ def network(p: Patcher) -> None:
     events = sorted(SCHEMA["events"])
     p.add("events", "route " + " ".join(events), 20)
     p.wire("udpreceive", 0, "events")
-    p.add("log", "print continuo", 400)
-    for n, address in enumerate(events):
-        p.wire("events", n, "log")  # everything the daemon says shows in the Max console
-    p.wire("events", len(events), "log")
     outlet = {address: n for n, address in enumerate(events)}
     # queue position and progress
     p.add("queued", "unpack s i f", 560)
-    p.add("queue-box", "", 560, "number")
+    p.control("queue-box", "", 560, "number", shown=(288, 66, 36, 18))
     p.wire("events", outlet["/continuo/queued"], "queued")
     p.wire("queued", 1, "queue-box")
     p.add("progress", "unpack s f s", 700)
-    p.add("progress-box", "", 700, "flonum")
-    p.add("stage", "prepend set", 700)
-    p.add("stage-box", "", 700, "message")
+    p.control("progress-box", "", 700, "flonum", shown=(248, 88, 50, 18))
     p.wire("events", outlet["/continuo/progress"], "progress")
     p.wire("progress", 1, "progress-box")
-    p.wire("progress", 2, "stage")
-    p.chain("stage", "stage-box")
+    show(p, "stage", ("progress", 2), 700, (302, 88, 146, 22))
     # errors: shown, and acknowledged when about a job
     p.add("error", "unpack s s s", 860)
-    p.add("error-text", "prepend set", 860)
-    p.add("error-box", "", 860, "message")
     p.wire("events", outlet["/continuo/error"], "error")
-    p.wire("error", 2, "error-text")
-    p.chain("error-text", "error-box")
+    show(p, "error", ("error", 2), 860, (248, 114, 200, 22))
     p.add("error-job", "t b s", 1000)
     p.add("error-job-keep", "zl.reg", 1000)
     p.wire("error", 0, "error-job")
@@ -222,55 +350,96 @@ def network(p: Patcher) -> None:
     p.wire("error-job-keep", 0, "ack-error")
     # done: the seed shown, then acknowledged
     p.add("done", "unpack s i i f", 1150)
-    p.add("seed-box", "", 1150, "number")
+    p.control("seed-box", "", 1150, "number", shown=(362, 66, 86, 18))
     p.wire("events", outlet["/continuo/done"], "done")
     p.wire("done", 2, "seed-box")
     p.add("ack", "prepend /continuo/ack", 1000)
     p.wire("done", 0, "ack")
     p.wire("ack-error", 0, "ack")
     p.wire("ack", 0, "udpsend")
-    # presets: the daemon lists them after welcome; the menu offers them
+    # welcome: the model shown (a smoke model says "SMOKE: noise, not music"), then the presets asked for
     p.add("welcome", "t b b", 200)
+    p.add("welcome-info", "unpack s s i s s", 200)
     p.add("clear-presets", "clear", 200, "message")
     p.wire("events", outlet["/continuo/welcome"], "welcome")
+    p.wire("events", outlet["/continuo/welcome"], "welcome-info")
+    show(p, "model", ("welcome-info", 1), 200, (4, 110, 236, 22), "set model:")
     p.wire("welcome", 1, "clear-presets")
     p.wire("welcome", 0, "ask-presets")
+    # presets: the daemon lists them after welcome; the menu offers them
     p.add("preset-item", "unpack s s", 200)
+    p.add("preset-listed", "t b s", 200)
     p.add("preset-append", "prepend append", 200)
-    p.add("preset-menu", "", 200, "umenu")
+    p.control("preset-menu", "", 200, "umenu", shown=(4, 42, 236, 20))
     p.wire("events", outlet["/continuo/presets"], "preset-item")
-    p.chain("preset-item", "preset-append", "preset-menu")
+    p.chain("preset-item", "preset-listed")
+    p.wire("preset-listed", 1, "preset-append")
+    p.chain("preset-append", "preset-menu")
     p.wire("clear-presets", 0, "preset-menu")
     p.add("outputs", "unpack s s s i i f f f f", 1300)
     p.wire("events", outlet["/continuo/output"], "outputs")
     p.add("output-list", "prepend append", 1300)
-    p.add("output-menu", "", 1300, "umenu")
+    p.control("output-menu", "", 1300, "umenu", shown=(248, 140, 200, 20))
     p.wire("outputs", 2, "output-list")
     p.chain("output-list", "output-menu")  # every output listed: pick one, drag its path into the DAW
-    # the rest are shown in the console only: context, status, limits, models, adapters, pong, partial, slot
-    for address in ("/continuo/context", "/continuo/status", "/continuo/limits", "/continuo/models",
-                    "/continuo/adapters", "/continuo/pong", "/continuo/partial", "/continuo/slot"):
-        assert address in outlet, address
+    used = {"/continuo/queued", "/continuo/progress", "/continuo/error", "/continuo/done", "/continuo/welcome",
+            "/continuo/presets", "/continuo/output"}
+    if not p.device:
+        p.add("log", "print continuo", 400)
+        for n in range(len(events) + 1):
+            p.wire("events", n, "log")  # everything the daemon says shows in the Max console
+        return
+    p.add("info-box", "", 400, "message", shown=(4, 136, 236, 22))
+    for address in events:  # context, status, limits, models, slot, storage, ... on one line, named
+        if address not in used:
+            name = address.removeprefix("/continuo/").replace("/", "-")
+            p.add(f"info-{name}", f"prepend set {name}:", 400)
+            p.wire("events", outlet[address], f"info-{name}")
+            p.wire(f"info-{name}", 0, "info-box")
+
+
+def preset_choice(p: Patcher) -> tuple[str, int]:
+    """The preset name the requests use; returns its (box, outlet). In the device the name is a Stored Only
+    parameter ([pattr], Live keeps it with the set), re-selected in the menu each time the daemon lists presets."""
+    if not p.device:
+        return "preset-menu", 1
+    p.add("preset-store", "pattr preset", 200, attributes=PARAMETERS["preset-store"].object_attributes())
+    p.add("preset-chosen", "t s s", 200)
+    p.add("preset-keep", "zl.reg", 200)
+    p.add("preset-select", "prepend setsymbol", 200)
+    p.wire("preset-menu", 1, "preset-store")  # a pick: stored, and sent on
+    p.chain("preset-store", "preset-chosen")
+    p.wire("preset-chosen", 1, "preset-keep", 1)
+    p.wire("preset-listed", 0, "preset-keep")  # after each listed preset: select the stored one again
+    p.chain("preset-keep", "preset-select", "preset-menu")
+    return "preset-chosen", 0
 
 
 def controls(p: Patcher, file_source: str) -> None:
     """Prompt, bars, preset, generate, continue, variations, stems and cancel; file_source gives a dropped path."""
     p.add("current-job", "zl.reg", 1450)
-    p.add("prompt", "", 20, "textedit")
+    p.control("prompt", "", 20, "textedit", {"keymode": 1}, (4, 4, 236, 34))  # Return sends the words
+    p.add("prompt-text", "route text", 20)  # as "text <words>": Ableton's devices follow a textedit with this
     p.add("prompt-symbol", "tosymbol", 20)
-    p.wire("prompt", 0, "prompt-symbol")
-    p.add("bars", "", 150, "number")
+    p.chain("prompt", "prompt-text", "prompt-symbol")
+    if p.device:
+        p.add("bars-label", "Bars", 150, "live.comment", shown=(4, 66, 34, 18))
+        p.add("count-label", "Count", 260, "live.comment", shown=(88, 66, 40, 18))
+    numbox = "live.numbox" if p.device else "number"
+    p.control("bars", "", 150, numbox, shown=(40, 67, 40, 15))
     p.add("bars-float", "t f", 150)
     p.wire("bars", 0, "bars-float")
-    p.add("count", "", 260, "number")
+    p.control("count", "", 260, numbox, shown=(130, 67, 40, 15))
     p.add("path", "conformpath slash boot", 400)
     p.wire(file_source, 0, "path")  # Max paths (Macintosh HD:/Users/...) become /Users/...
     p.add("path-keep", "t s", 400)
     p.wire("path", 0, "path-keep")
-    for key, label in (("generate", "Generate"), ("continue", "Continue"), ("variations", "Variations"),
-                       ("stems", "Stems"), ("cancel", "Cancel")):
-        p.add(f"{key}-button", label, 560, "textbutton", {"text": label})
-    preset, bars = ("preset-menu", 1), ("bars-float", 0)
+    places = {"generate": (4, 88, 50, 16), "continue": (56, 88, 50, 16), "variations": (108, 88, 52, 16),
+              "stems": (162, 88, 38, 16), "cancel": (202, 88, 38, 16)}
+    for key, (label, _) in BUTTONS.items():
+        button = {"mode": 0, "text": label} if p.device else {"text": label}
+        p.control(f"{key}-button", label, 560, "live.text" if p.device else "textbutton", button, places[key])
+    preset, bars = preset_choice(p), ("bars-float", 0)
     job_request(p, "generate", "/continuo/generate <job> <preset> <prompt> <bars>", "max default piano 4.", 560,
                 (preset, ("prompt-symbol", 0), bars))
     job_request(p, "continue", "/continuo/continue <job> <preset> <path> <bars>", "max default none 4.", 760,
@@ -298,14 +467,17 @@ def context(p: Patcher) -> str:
     return pack
 
 
-def device() -> Patcher:
+def device(table: maxref.Table = TABLE) -> Patcher:
     """The Max for Live audio effect: audio passes through; Live's set drives the context."""
-    p = Patcher()
+    p = Patcher(table, device=True)
     p.add("plugin", "plugin~", 20)
     p.add("plugout", "plugout~", 20)
     p.wire("plugin", 0, "plugout", 0)
     p.wire("plugin", 1, "plugout", 1)
-    p.add("drop", "", 400, "live.drop")
+    p.control("drop", "", 400, "live.drop", {"legend": "Drop audio: Continue, Variations, Stems"},
+              (248, 4, 200, 58))
+    p.add("queue-label", "Queue", 560, "live.comment", shown=(248, 66, 38, 18))
+    p.add("seed-label", "Seed", 1150, "live.comment", shown=(330, 66, 30, 18))
     network(p)
     controls(p, "drop")
     pack = context(p)
@@ -368,9 +540,9 @@ def device() -> Patcher:
     return p
 
 
-def plain() -> Patcher:
+def plain(table: maxref.Table = TABLE) -> Patcher:
     """The plain Max patch: the transport's tempo and metre, dropped files, outputs auditioned in buffer~."""
-    p = Patcher()
+    p = Patcher(table)
     p.add("start", "loadbang", 150)
     p.wire("start", 0, "hello")
     p.add("drop", "", 400, "dropfile")
@@ -403,7 +575,7 @@ def plain() -> Patcher:
     return p
 
 
-def amxd(patcher: dict, device_type: bytes = b"aaaa") -> bytes:
+def amxd(patcher: dict, device_type: bytes = AUDIO_EFFECT) -> bytes:
     """The .amxd container: 'ampf', a 4-byte little-endian 4, the device type ('aaaa' audio effect),
     a 'meta' chunk of 4 zero bytes, then a 'ptch' chunk holding the patcher JSON."""
     payload = json.dumps(patcher, indent=1).encode() + b"\n\x00"
@@ -411,16 +583,53 @@ def amxd(patcher: dict, device_type: bytes = b"aaaa") -> bytes:
             + b"ptch" + struct.pack("<I", len(payload)) + payload)
 
 
-def render() -> dict[Path, bytes]:
-    maxpat = json.dumps(plain().patcher(device=False), indent=1) + "\n"
-    return {MAXPAT: maxpat.encode(), AMXD: amxd(device().patcher(device=True))}
+def render(table: maxref.Table = TABLE) -> dict[Path, bytes]:
+    maxpat = json.dumps(plain(table).patcher(), indent=1) + "\n"
+    return {MAXPAT: maxpat.encode(), AMXD: amxd(device(table).patcher())}
 
 
-if __name__ == "__main__":
+def problems(files: dict[Path, bytes], table: maxref.Table = TABLE) -> list[str]:
+    """What maxref.py finds in the written files (errors and warnings alike)."""
+    return [f"{finding}" for path, data in files.items()
+            for label, patch in maxref.load_patches(data, path.name)
+            for finding in maxref.check_patch(patch, table, label)[1]]
+
+
+def vendor(objects_json: Path) -> Path:
+    """Re-extract maxref.json: build both patches against the full harvest, keep the objects they use."""
+    doc = json.loads(objects_json.read_text())
+    full = maxref.Table(doc["objects"], doc.get("attribute_effects", {}), {})
+    keys = {record.key for data in (plain(full).patcher(), device(full).patcher())
+            for _, _, record in maxref.walk(data["patcher"])}
+    table = maxref.extract(doc, keys, objects_json)
+    objects = ",\n".join(f"  {json.dumps(key)}: {json.dumps(entry)}" for key, entry in table.pop("objects").items())
+    head = ",\n".join(f" {json.dumps(key)}: " + json.dumps(value, indent=1).replace("\n", "\n ")
+                      for key, value in table.items())
+    maxref.TABLE_PATH.write_text(f"{{\n{head},\n \"objects\": {{\n{objects}\n }}\n}}\n")  # an object a line
+    return maxref.TABLE_PATH
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--vendor"] and len(argv) == 2:
+        print(f"wrote {vendor(Path(argv[1]))}")
+        return 0
     files = render()
-    if "--check" in sys.argv[1:]:
+    found = problems(files)
+    if "--check" in argv:
         stale = [path.name for path, data in files.items() if not path.exists() or path.read_bytes() != data]
-        sys.exit(f"stale: {', '.join(stale)}; run python clients/max/build.py" if stale else 0)
+        for line in found:
+            print(line)
+        if stale:
+            print(f"stale: {', '.join(stale)}; run python clients/max/build.py")
+        return 1 if stale or found else 0
+    if found:
+        print("\n".join(found + ["not written: the patches disagree with real Max (above)"]))
+        return 1
     for path, data in files.items():
         path.write_bytes(data)
         print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

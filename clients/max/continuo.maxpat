@@ -4,7 +4,7 @@
   "appversion": {
    "major": 8,
    "minor": 6,
-   "revision": 0,
+   "revision": 4,
    "architecture": "x64",
    "modernui": 1
   },
@@ -15,16 +15,36 @@
    1500.0,
    900.0
   ],
+  "bglocked": 0,
   "openinpresentation": 0,
   "default_fontsize": 12.0,
   "default_fontface": 0,
   "default_fontname": "Arial",
+  "gridonopen": 1,
   "gridsize": [
    15.0,
    15.0
   ],
+  "gridsnaponopen": 1,
+  "objectsnaponopen": 1,
+  "statusbarvisible": 2,
+  "toolbarvisible": 1,
+  "lefttoolbarpinned": 0,
+  "toptoolbarpinned": 0,
+  "righttoolbarpinned": 0,
+  "bottomtoolbarpinned": 0,
+  "toolbars_unpinned_last_save": 0,
+  "tallnewobj": 0,
+  "boxanimatetime": 200,
+  "enablehscroll": 1,
+  "enablevscroll": 1,
   "devicewidth": 0.0,
   "description": "Continuo: generate, continue, variations and stems from the Continuo daemon over OSC",
+  "digest": "",
+  "tags": "",
+  "style": "",
+  "subpatcher_template": "",
+  "assistshowspatchername": 0,
   "boxes": [
    {
     "box": {
@@ -33,7 +53,7 @@
      "numinlets": 1,
      "numoutlets": 1,
      "outlettype": [
-      ""
+      "bang"
      ],
      "patching_rect": [
       150.0,
@@ -68,7 +88,6 @@
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 0,
-     "outlettype": [],
      "patching_rect": [
       20.0,
       20.0,
@@ -136,7 +155,7 @@
     "box": {
      "id": "obj-events",
      "maxclass": "newobj",
-     "numinlets": 2,
+     "numinlets": 19,
      "numoutlets": 19,
      "outlettype": [
       "",
@@ -170,30 +189,14 @@
    },
    {
     "box": {
-     "id": "obj-log",
-     "maxclass": "newobj",
-     "numinlets": 1,
-     "numoutlets": 0,
-     "outlettype": [],
-     "patching_rect": [
-      400.0,
-      50.0,
-      150.0,
-      22.0
-     ],
-     "text": "print continuo"
-    }
-   },
-   {
-    "box": {
      "id": "obj-queued",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
      "outlettype": [
       "",
-      "",
-      ""
+      "int",
+      "float"
      ],
      "patching_rect": [
       560.0,
@@ -212,7 +215,7 @@
      "numoutlets": 2,
      "outlettype": [
       "",
-      ""
+      "bang"
      ],
      "patching_rect": [
       560.0,
@@ -230,7 +233,7 @@
      "numoutlets": 3,
      "outlettype": [
       "",
-      "",
+      "float",
       ""
      ],
      "patching_rect": [
@@ -250,7 +253,7 @@
      "numoutlets": 2,
      "outlettype": [
       "",
-      ""
+      "bang"
      ],
      "patching_rect": [
       700.0,
@@ -262,7 +265,7 @@
    },
    {
     "box": {
-     "id": "obj-stage",
+     "id": "obj-stage-text",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -359,7 +362,7 @@
      "numinlets": 1,
      "numoutlets": 2,
      "outlettype": [
-      "",
+      "bang",
       ""
      ],
      "patching_rect": [
@@ -416,9 +419,9 @@
      "numoutlets": 4,
      "outlettype": [
       "",
-      "",
-      "",
-      ""
+      "int",
+      "int",
+      "float"
      ],
      "patching_rect": [
       1150.0,
@@ -437,7 +440,7 @@
      "numoutlets": 2,
      "outlettype": [
       "",
-      ""
+      "bang"
      ],
      "patching_rect": [
       1150.0,
@@ -472,8 +475,8 @@
      "numinlets": 1,
      "numoutlets": 2,
      "outlettype": [
-      "",
-      ""
+      "bang",
+      "bang"
      ],
      "patching_rect": [
       200.0,
@@ -482,6 +485,28 @@
       22.0
      ],
      "text": "t b b"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-welcome-info",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 5,
+     "outlettype": [
+      "",
+      "",
+      "int",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      200.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack s s i s s"
     }
    },
    {
@@ -495,11 +520,47 @@
      ],
      "patching_rect": [
       200.0,
-      110.0,
+      140.0,
       150.0,
       22.0
      ],
      "text": "clear"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-model-text",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      200.0,
+      170.0,
+      150.0,
+      22.0
+     ],
+     "text": "prepend set model:"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-model-box",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      200.0,
+      200.0,
+      150.0,
+      22.0
+     ],
+     "text": ""
     }
    },
    {
@@ -514,11 +575,30 @@
      ],
      "patching_rect": [
       200.0,
-      140.0,
+      230.0,
       150.0,
       22.0
      ],
      "text": "unpack s s"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-preset-listed",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "bang",
+      ""
+     ],
+     "patching_rect": [
+      200.0,
+      260.0,
+      150.0,
+      22.0
+     ],
+     "text": "t b s"
     }
    },
    {
@@ -532,7 +612,7 @@
      ],
      "patching_rect": [
       200.0,
-      170.0,
+      290.0,
       150.0,
       22.0
      ],
@@ -546,13 +626,13 @@
      "numinlets": 1,
      "numoutlets": 3,
      "outlettype": [
-      "",
+      "int",
       "",
       ""
      ],
      "patching_rect": [
       200.0,
-      200.0,
+      320.0,
       150.0,
       22.0
      ]
@@ -568,12 +648,12 @@
       "",
       "",
       "",
-      "",
-      "",
-      "",
-      "",
-      "",
-      ""
+      "int",
+      "int",
+      "float",
+      "float",
+      "float",
+      "float"
      ],
      "patching_rect": [
       1300.0,
@@ -609,7 +689,7 @@
      "numinlets": 1,
      "numoutlets": 3,
      "outlettype": [
-      "",
+      "int",
       "",
       ""
      ],
@@ -619,6 +699,21 @@
       150.0,
       22.0
      ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-log",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      400.0,
+      50.0,
+      150.0,
+      22.0
+     ],
+     "text": "print continuo"
     }
    },
    {
@@ -643,12 +738,13 @@
    {
     "box": {
      "id": "obj-prompt",
+     "keymode": 1,
      "maxclass": "textedit",
      "numinlets": 1,
      "numoutlets": 4,
      "outlettype": [
       "",
-      "",
+      "int",
       "",
       ""
      ],
@@ -662,6 +758,25 @@
    },
    {
     "box": {
+     "id": "obj-prompt-text",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      20.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "route text"
+    }
+   },
+   {
+    "box": {
      "id": "obj-prompt-symbol",
      "maxclass": "newobj",
      "numinlets": 1,
@@ -671,7 +786,7 @@
      ],
      "patching_rect": [
       20.0,
-      140.0,
+      170.0,
       150.0,
       22.0
      ],
@@ -686,7 +801,7 @@
      "numoutlets": 2,
      "outlettype": [
       "",
-      ""
+      "bang"
      ],
      "patching_rect": [
       150.0,
@@ -703,7 +818,7 @@
      "numinlets": 1,
      "numoutlets": 1,
      "outlettype": [
-      ""
+      "float"
      ],
      "patching_rect": [
       150.0,
@@ -722,7 +837,7 @@
      "numoutlets": 2,
      "outlettype": [
       "",
-      ""
+      "bang"
      ],
      "patching_rect": [
       260.0,
@@ -740,7 +855,7 @@
      "numoutlets": 2,
      "outlettype": [
       "",
-      ""
+      "int"
      ],
      "patching_rect": [
       400.0,
@@ -778,7 +893,7 @@
      "outlettype": [
       "",
       "",
-      ""
+      "int"
      ],
      "patching_rect": [
       560.0,
@@ -798,7 +913,7 @@
      "outlettype": [
       "",
       "",
-      ""
+      "int"
      ],
      "patching_rect": [
       560.0,
@@ -818,7 +933,7 @@
      "outlettype": [
       "",
       "",
-      ""
+      "int"
      ],
      "patching_rect": [
       560.0,
@@ -838,7 +953,7 @@
      "outlettype": [
       "",
       "",
-      ""
+      "int"
      ],
      "patching_rect": [
       560.0,
@@ -858,7 +973,7 @@
      "outlettype": [
       "",
       "",
-      ""
+      "int"
      ],
      "patching_rect": [
       560.0,
@@ -912,9 +1027,9 @@
      "numinlets": 1,
      "numoutlets": 3,
      "outlettype": [
-      "",
-      "",
-      ""
+      "bang",
+      "bang",
+      "bang"
      ],
      "patching_rect": [
       560.0,
@@ -932,7 +1047,7 @@
      "numinlets": 2,
      "numoutlets": 1,
      "outlettype": [
-      ""
+      "int"
      ],
      "patching_rect": [
       560.0,
@@ -986,9 +1101,9 @@
      "numinlets": 1,
      "numoutlets": 3,
      "outlettype": [
-      "",
-      "",
-      ""
+      "list",
+      "list",
+      "int"
      ],
      "patching_rect": [
       560.0,
@@ -1006,9 +1121,9 @@
      "numinlets": 1,
      "numoutlets": 3,
      "outlettype": [
-      "",
-      "",
-      ""
+      "int",
+      "int",
+      "int"
      ],
      "patching_rect": [
       560.0,
@@ -1045,9 +1160,9 @@
      "numinlets": 1,
      "numoutlets": 3,
      "outlettype": [
-      "",
-      "",
-      ""
+      "int",
+      "int",
+      "int"
      ],
      "patching_rect": [
       560.0,
@@ -1156,9 +1271,9 @@
      "numinlets": 1,
      "numoutlets": 3,
      "outlettype": [
-      "",
-      "",
-      ""
+      "bang",
+      "bang",
+      "bang"
      ],
      "patching_rect": [
       760.0,
@@ -1176,7 +1291,7 @@
      "numinlets": 2,
      "numoutlets": 1,
      "outlettype": [
-      ""
+      "int"
      ],
      "patching_rect": [
       760.0,
@@ -1230,9 +1345,9 @@
      "numinlets": 1,
      "numoutlets": 3,
      "outlettype": [
-      "",
-      "",
-      ""
+      "list",
+      "list",
+      "int"
      ],
      "patching_rect": [
       760.0,
@@ -1250,9 +1365,9 @@
      "numinlets": 1,
      "numoutlets": 3,
      "outlettype": [
-      "",
-      "",
-      ""
+      "int",
+      "int",
+      "int"
      ],
      "patching_rect": [
       760.0,
@@ -1289,9 +1404,9 @@
      "numinlets": 1,
      "numoutlets": 3,
      "outlettype": [
-      "",
-      "",
-      ""
+      "int",
+      "int",
+      "int"
      ],
      "patching_rect": [
       760.0,
@@ -1400,9 +1515,9 @@
      "numinlets": 1,
      "numoutlets": 3,
      "outlettype": [
-      "",
-      "",
-      ""
+      "bang",
+      "bang",
+      "bang"
      ],
      "patching_rect": [
       960.0,
@@ -1420,7 +1535,7 @@
      "numinlets": 2,
      "numoutlets": 1,
      "outlettype": [
-      ""
+      "int"
      ],
      "patching_rect": [
       960.0,
@@ -1474,9 +1589,9 @@
      "numinlets": 1,
      "numoutlets": 3,
      "outlettype": [
-      "",
-      "",
-      ""
+      "list",
+      "list",
+      "int"
      ],
      "patching_rect": [
       960.0,
@@ -1494,9 +1609,9 @@
      "numinlets": 1,
      "numoutlets": 3,
      "outlettype": [
-      "",
-      "",
-      ""
+      "int",
+      "int",
+      "int"
      ],
      "patching_rect": [
       960.0,
@@ -1533,9 +1648,9 @@
      "numinlets": 1,
      "numoutlets": 3,
      "outlettype": [
-      "",
-      "",
-      ""
+      "int",
+      "int",
+      "int"
      ],
      "patching_rect": [
       960.0,
@@ -1644,9 +1759,9 @@
      "numinlets": 1,
      "numoutlets": 3,
      "outlettype": [
-      "",
-      "",
-      ""
+      "bang",
+      "bang",
+      "bang"
      ],
      "patching_rect": [
       1160.0,
@@ -1664,7 +1779,7 @@
      "numinlets": 2,
      "numoutlets": 1,
      "outlettype": [
-      ""
+      "int"
      ],
      "patching_rect": [
       1160.0,
@@ -1718,9 +1833,9 @@
      "numinlets": 1,
      "numoutlets": 3,
      "outlettype": [
-      "",
-      "",
-      ""
+      "list",
+      "list",
+      "int"
      ],
      "patching_rect": [
       1160.0,
@@ -1738,9 +1853,9 @@
      "numinlets": 1,
      "numoutlets": 3,
      "outlettype": [
-      "",
-      "",
-      ""
+      "int",
+      "int",
+      "int"
      ],
      "patching_rect": [
       1160.0,
@@ -1777,9 +1892,9 @@
      "numinlets": 1,
      "numoutlets": 3,
      "outlettype": [
-      "",
-      "",
-      ""
+      "int",
+      "int",
+      "int"
      ],
      "patching_rect": [
       1160.0,
@@ -1892,7 +2007,7 @@
      ],
      "patching_rect": [
       20.0,
-      170.0,
+      200.0,
       150.0,
       22.0
      ],
@@ -1910,7 +2025,7 @@
      ],
      "patching_rect": [
       20.0,
-      200.0,
+      230.0,
       150.0,
       22.0
      ],
@@ -1924,12 +2039,12 @@
      "numinlets": 1,
      "numoutlets": 2,
      "outlettype": [
-      "",
-      ""
+      "bang",
+      "int"
      ],
      "patching_rect": [
       20.0,
-      230.0,
+      260.0,
       150.0,
       22.0
      ],
@@ -1943,12 +2058,12 @@
      "numinlets": 1,
      "numoutlets": 2,
      "outlettype": [
-      "",
-      ""
+      "bang",
+      "int"
      ],
      "patching_rect": [
       20.0,
-      260.0,
+      290.0,
       150.0,
       22.0
      ],
@@ -1962,12 +2077,12 @@
      "numinlets": 1,
      "numoutlets": 2,
      "outlettype": [
-      "",
+      "bang",
       ""
      ],
      "patching_rect": [
       20.0,
-      290.0,
+      320.0,
       150.0,
       22.0
      ],
@@ -1981,12 +2096,12 @@
      "numinlets": 1,
      "numoutlets": 2,
      "outlettype": [
-      "",
-      ""
+      "bang",
+      "int"
      ],
      "patching_rect": [
       20.0,
-      320.0,
+      350.0,
       150.0,
       22.0
      ],
@@ -2000,14 +2115,14 @@
      "numinlets": 1,
      "numoutlets": 4,
      "outlettype": [
-      "",
-      "",
-      "",
-      ""
+      "int",
+      "float",
+      "int",
+      "int"
      ],
      "patching_rect": [
       20.0,
-      350.0,
+      380.0,
       150.0,
       22.0
      ],
@@ -2021,7 +2136,7 @@
      "numinlets": 2,
      "numoutlets": 1,
      "outlettype": [
-      ""
+      "bang"
      ],
      "patching_rect": [
       150.0,
@@ -2039,14 +2154,14 @@
      "numinlets": 2,
      "numoutlets": 9,
      "outlettype": [
+      "int",
+      "int",
+      "float",
+      "float",
+      "float",
       "",
-      "",
-      "",
-      "",
-      "",
-      "",
-      "",
-      "",
+      "int",
+      "float",
       ""
      ],
      "patching_rect": [
@@ -2065,7 +2180,7 @@
      "numinlets": 1,
      "numoutlets": 1,
      "outlettype": [
-      ""
+      "float"
      ],
      "patching_rect": [
       150.0,
@@ -2083,8 +2198,8 @@
      "numinlets": 1,
      "numoutlets": 2,
      "outlettype": [
-      "",
-      ""
+      "int",
+      "int"
      ],
      "patching_rect": [
       150.0,
@@ -2120,8 +2235,8 @@
      "numinlets": 1,
      "numoutlets": 2,
      "outlettype": [
-      "",
-      ""
+      "float",
+      "bang"
      ],
      "patching_rect": [
       1300.0,
@@ -2141,7 +2256,7 @@
      "outlettype": [
       "",
       "",
-      ""
+      "int"
      ],
      "patching_rect": [
       1450.0,
@@ -2177,8 +2292,8 @@
      "numinlets": 1,
      "numoutlets": 2,
      "outlettype": [
-      "",
-      ""
+      "signal",
+      "bang"
      ],
      "patching_rect": [
       1450.0,
@@ -2195,7 +2310,6 @@
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 0,
-     "outlettype": [],
      "patching_rect": [
       1450.0,
       200.0,
@@ -2209,539 +2323,359 @@
   "lines": [
    {
     "patchline": {
+     "destination": [
+      "obj-hello",
+      0
+     ],
      "source": [
       "obj-start",
       0
-     ],
-     "destination": [
-      "obj-hello",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-hello",
-      0
-     ],
      "destination": [
       "obj-udpsend",
       0
+     ],
+     "source": [
+      "obj-hello",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-udpsend",
+      0
+     ],
      "source": [
       "obj-ask-presets",
       0
-     ],
-     "destination": [
-      "obj-udpsend",
-      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-events",
+      0
+     ],
      "source": [
       "obj-udpreceive",
       0
-     ],
-     "destination": [
-      "obj-events",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-events",
-      0
-     ],
-     "destination": [
-      "obj-log",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-events",
-      1
-     ],
-     "destination": [
-      "obj-log",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-events",
-      2
-     ],
-     "destination": [
-      "obj-log",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-events",
-      3
-     ],
-     "destination": [
-      "obj-log",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-events",
-      4
-     ],
-     "destination": [
-      "obj-log",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-events",
-      5
-     ],
-     "destination": [
-      "obj-log",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-events",
-      6
-     ],
-     "destination": [
-      "obj-log",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-events",
-      7
-     ],
-     "destination": [
-      "obj-log",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-events",
-      8
-     ],
-     "destination": [
-      "obj-log",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-events",
-      9
-     ],
-     "destination": [
-      "obj-log",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-events",
-      10
-     ],
-     "destination": [
-      "obj-log",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-events",
-      11
-     ],
-     "destination": [
-      "obj-log",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-events",
-      12
-     ],
-     "destination": [
-      "obj-log",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-events",
-      13
-     ],
-     "destination": [
-      "obj-log",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-events",
-      14
-     ],
-     "destination": [
-      "obj-log",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-events",
-      15
-     ],
-     "destination": [
-      "obj-log",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-events",
-      16
-     ],
-     "destination": [
-      "obj-log",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-events",
-      17
-     ],
-     "destination": [
-      "obj-log",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-events",
-      18
-     ],
-     "destination": [
-      "obj-log",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-events",
-      11
-     ],
      "destination": [
       "obj-queued",
       0
+     ],
+     "source": [
+      "obj-events",
+      11
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-queued",
-      1
-     ],
      "destination": [
       "obj-queue-box",
       0
+     ],
+     "source": [
+      "obj-queued",
+      1
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-progress",
+      0
+     ],
      "source": [
       "obj-events",
       10
-     ],
-     "destination": [
-      "obj-progress",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-progress",
-      1
-     ],
      "destination": [
       "obj-progress-box",
       0
+     ],
+     "source": [
+      "obj-progress",
+      1
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-stage-text",
+      0
+     ],
      "source": [
       "obj-progress",
       2
-     ],
-     "destination": [
-      "obj-stage",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-stage",
-      0
-     ],
      "destination": [
       "obj-stage-box",
       0
+     ],
+     "source": [
+      "obj-stage-text",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-error",
+      0
+     ],
      "source": [
       "obj-events",
       3
-     ],
-     "destination": [
-      "obj-error",
-      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-error-text",
+      0
+     ],
      "source": [
       "obj-error",
       2
-     ],
-     "destination": [
-      "obj-error-text",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-error-text",
-      0
-     ],
      "destination": [
       "obj-error-box",
       0
+     ],
+     "source": [
+      "obj-error-text",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-error-job",
+      0
+     ],
      "source": [
       "obj-error",
       0
-     ],
-     "destination": [
-      "obj-error-job",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-error-job",
-      1
-     ],
      "destination": [
       "obj-error-job-keep",
+      1
+     ],
+     "source": [
+      "obj-error-job",
       1
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-error-job",
-      0
-     ],
      "destination": [
       "obj-error-job-keep",
+      0
+     ],
+     "source": [
+      "obj-error-job",
       0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-error-job-keep",
-      0
-     ],
      "destination": [
       "obj-ack-error",
       0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-events",
-      2
      ],
-     "destination": [
-      "obj-done",
+     "source": [
+      "obj-error-job-keep",
       0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
+     "destination": [
       "obj-done",
-      2
+      0
      ],
+     "source": [
+      "obj-events",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
      "destination": [
       "obj-seed-box",
       0
+     ],
+     "source": [
+      "obj-done",
+      2
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-ack",
+      0
+     ],
      "source": [
       "obj-done",
       0
-     ],
-     "destination": [
-      "obj-ack",
-      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-ack",
+      0
+     ],
      "source": [
       "obj-ack-error",
       0
-     ],
-     "destination": [
-      "obj-ack",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-ack",
-      0
-     ],
      "destination": [
       "obj-udpsend",
       0
+     ],
+     "source": [
+      "obj-ack",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-welcome",
+      0
+     ],
      "source": [
       "obj-events",
       17
-     ],
+     ]
+    }
+   },
+   {
+    "patchline": {
      "destination": [
-      "obj-welcome",
+      "obj-welcome-info",
+      0
+     ],
+     "source": [
+      "obj-events",
+      17
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-model-text",
+      0
+     ],
+     "source": [
+      "obj-welcome-info",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-model-box",
+      0
+     ],
+     "source": [
+      "obj-model-text",
       0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-welcome",
-      1
-     ],
      "destination": [
       "obj-clear-presets",
       0
+     ],
+     "source": [
+      "obj-welcome",
+      1
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-welcome",
-      0
-     ],
      "destination": [
       "obj-ask-presets",
       0
+     ],
+     "source": [
+      "obj-welcome",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-preset-item",
+      0
+     ],
      "source": [
       "obj-events",
       9
-     ],
+     ]
+    }
+   },
+   {
+    "patchline": {
      "destination": [
+      "obj-preset-listed",
+      0
+     ],
+     "source": [
       "obj-preset-item",
       0
      ]
@@ -2749,191 +2683,455 @@
    },
    {
     "patchline": {
-     "source": [
-      "obj-preset-item",
-      0
-     ],
      "destination": [
       "obj-preset-append",
       0
+     ],
+     "source": [
+      "obj-preset-listed",
+      1
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-preset-append",
-      0
-     ],
      "destination": [
       "obj-preset-menu",
       0
+     ],
+     "source": [
+      "obj-preset-append",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-preset-menu",
+      0
+     ],
      "source": [
       "obj-clear-presets",
       0
-     ],
-     "destination": [
-      "obj-preset-menu",
-      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-outputs",
+      0
+     ],
      "source": [
       "obj-events",
       6
-     ],
-     "destination": [
-      "obj-outputs",
-      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-output-list",
+      0
+     ],
      "source": [
       "obj-outputs",
       2
-     ],
-     "destination": [
-      "obj-output-list",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-output-list",
-      0
-     ],
      "destination": [
       "obj-output-menu",
       0
+     ],
+     "source": [
+      "obj-output-list",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      3
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      4
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      5
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      6
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      7
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      8
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      9
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      10
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      11
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      12
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      13
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      14
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      15
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      16
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      17
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      18
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-prompt-text",
+      0
+     ],
      "source": [
       "obj-prompt",
       0
-     ],
+     ]
+    }
+   },
+   {
+    "patchline": {
      "destination": [
       "obj-prompt-symbol",
+      0
+     ],
+     "source": [
+      "obj-prompt-text",
       0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-bars-float",
+      0
+     ],
      "source": [
       "obj-bars",
       0
-     ],
-     "destination": [
-      "obj-bars-float",
-      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-path",
+      0
+     ],
      "source": [
       "obj-drop",
       0
-     ],
-     "destination": [
-      "obj-path",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-path",
-      0
-     ],
      "destination": [
       "obj-path-keep",
       0
+     ],
+     "source": [
+      "obj-path",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-generate-address",
+      0
+     ],
      "source": [
       "obj-generate-pack",
       0
-     ],
-     "destination": [
-      "obj-generate-address",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-generate-address",
-      0
-     ],
      "destination": [
       "obj-udpsend",
       0
+     ],
+     "source": [
+      "obj-generate-address",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-generate-ticks",
+      0
+     ],
      "source": [
       "obj-generate-button",
       0
-     ],
-     "destination": [
-      "obj-generate-ticks",
-      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-generate-random",
+      0
+     ],
      "source": [
       "obj-generate-ticks",
       2
-     ],
-     "destination": [
-      "obj-generate-random",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-generate-random",
-      0
-     ],
      "destination": [
       "obj-generate-id",
       6
+     ],
+     "source": [
+      "obj-generate-random",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-generate-ask-time",
+      0
+     ],
      "source": [
       "obj-generate-ticks",
       1
-     ],
+     ]
+    }
+   },
+   {
+    "patchline": {
      "destination": [
+      "obj-generate-ask-date",
+      0
+     ],
+     "source": [
+      "obj-generate-ticks",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-generate-date",
+      0
+     ],
+     "source": [
       "obj-generate-ask-time",
       0
      ]
@@ -2941,11 +3139,11 @@
    },
    {
     "patchline": {
-     "source": [
-      "obj-generate-ticks",
+     "destination": [
+      "obj-generate-date",
       0
      ],
-     "destination": [
+     "source": [
       "obj-generate-ask-date",
       0
      ]
@@ -2953,287 +3151,287 @@
    },
    {
     "patchline": {
-     "source": [
-      "obj-generate-ask-time",
+     "destination": [
+      "obj-generate-hms",
       0
      ],
-     "destination": [
-      "obj-generate-date",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-generate-ask-date",
-      0
-     ],
-     "destination": [
-      "obj-generate-date",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
      "source": [
       "obj-generate-date",
       1
-     ],
-     "destination": [
-      "obj-generate-hms",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-generate-hms",
-      0
-     ],
      "destination": [
       "obj-generate-id",
       3
+     ],
+     "source": [
+      "obj-generate-hms",
+      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-generate-hms",
-      1
-     ],
      "destination": [
       "obj-generate-id",
       4
+     ],
+     "source": [
+      "obj-generate-hms",
+      1
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-generate-hms",
-      2
-     ],
      "destination": [
       "obj-generate-id",
       5
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-generate-date",
-      0
      ],
-     "destination": [
-      "obj-generate-ymd",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
      "source": [
-      "obj-generate-ymd",
-      1
-     ],
-     "destination": [
-      "obj-generate-md",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-generate-md",
-      0
-     ],
-     "destination": [
-      "obj-generate-id",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-generate-md",
-      1
-     ],
-     "destination": [
-      "obj-generate-id",
+      "obj-generate-hms",
       2
      ]
     }
    },
    {
     "patchline": {
-     "source": [
+     "destination": [
       "obj-generate-ymd",
       0
      ],
-     "destination": [
-      "obj-generate-year",
+     "source": [
+      "obj-generate-date",
       0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-generate-year",
+     "destination": [
+      "obj-generate-md",
       0
      ],
-     "destination": [
-      "obj-generate-id",
-      0
+     "source": [
+      "obj-generate-ymd",
+      1
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-generate-id",
-      0
-     ],
      "destination": [
-      "obj-generate-id-tee",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-generate-id-tee",
+      "obj-generate-id",
       1
      ],
+     "source": [
+      "obj-generate-md",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-generate-id",
+      2
+     ],
+     "source": [
+      "obj-generate-md",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-generate-year",
+      0
+     ],
+     "source": [
+      "obj-generate-ymd",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-generate-id",
+      0
+     ],
+     "source": [
+      "obj-generate-year",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-generate-id-tee",
+      0
+     ],
+     "source": [
+      "obj-generate-id",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
      "destination": [
       "obj-current-job",
       1
+     ],
+     "source": [
+      "obj-generate-id-tee",
+      1
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-generate-pack",
+      0
+     ],
      "source": [
       "obj-generate-id-tee",
       0
-     ],
-     "destination": [
-      "obj-generate-pack",
-      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-generate-pack",
+      1
+     ],
      "source": [
       "obj-preset-menu",
       1
-     ],
-     "destination": [
-      "obj-generate-pack",
-      1
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-generate-pack",
+      2
+     ],
      "source": [
       "obj-prompt-symbol",
       0
-     ],
-     "destination": [
-      "obj-generate-pack",
-      2
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-bars-float",
-      0
-     ],
      "destination": [
       "obj-generate-pack",
       3
+     ],
+     "source": [
+      "obj-bars-float",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-continue-address",
+      0
+     ],
      "source": [
       "obj-continue-pack",
       0
-     ],
-     "destination": [
-      "obj-continue-address",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-continue-address",
-      0
-     ],
      "destination": [
       "obj-udpsend",
       0
+     ],
+     "source": [
+      "obj-continue-address",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-continue-ticks",
+      0
+     ],
      "source": [
       "obj-continue-button",
       0
-     ],
-     "destination": [
-      "obj-continue-ticks",
-      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-continue-random",
+      0
+     ],
      "source": [
       "obj-continue-ticks",
       2
-     ],
-     "destination": [
-      "obj-continue-random",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-continue-random",
-      0
-     ],
      "destination": [
       "obj-continue-id",
       6
+     ],
+     "source": [
+      "obj-continue-random",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-continue-ask-time",
+      0
+     ],
      "source": [
       "obj-continue-ticks",
       1
-     ],
+     ]
+    }
+   },
+   {
+    "patchline": {
      "destination": [
+      "obj-continue-ask-date",
+      0
+     ],
+     "source": [
+      "obj-continue-ticks",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-continue-date",
+      0
+     ],
+     "source": [
       "obj-continue-ask-time",
       0
      ]
@@ -3241,11 +3439,11 @@
    },
    {
     "patchline": {
-     "source": [
-      "obj-continue-ticks",
+     "destination": [
+      "obj-continue-date",
       0
      ],
-     "destination": [
+     "source": [
       "obj-continue-ask-date",
       0
      ]
@@ -3253,131 +3451,119 @@
    },
    {
     "patchline": {
-     "source": [
-      "obj-continue-ask-time",
+     "destination": [
+      "obj-continue-hms",
       0
      ],
-     "destination": [
-      "obj-continue-date",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-continue-ask-date",
-      0
-     ],
-     "destination": [
-      "obj-continue-date",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
      "source": [
       "obj-continue-date",
       1
-     ],
-     "destination": [
-      "obj-continue-hms",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-continue-hms",
-      0
-     ],
      "destination": [
       "obj-continue-id",
       3
+     ],
+     "source": [
+      "obj-continue-hms",
+      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-continue-hms",
-      1
-     ],
      "destination": [
       "obj-continue-id",
       4
+     ],
+     "source": [
+      "obj-continue-hms",
+      1
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-continue-hms",
-      2
-     ],
      "destination": [
       "obj-continue-id",
       5
+     ],
+     "source": [
+      "obj-continue-hms",
+      2
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-continue-ymd",
+      0
+     ],
      "source": [
       "obj-continue-date",
       0
-     ],
-     "destination": [
-      "obj-continue-ymd",
-      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-continue-md",
+      0
+     ],
      "source": [
       "obj-continue-ymd",
       1
-     ],
-     "destination": [
-      "obj-continue-md",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-continue-md",
-      0
-     ],
      "destination": [
       "obj-continue-id",
       1
+     ],
+     "source": [
+      "obj-continue-md",
+      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-continue-md",
-      1
-     ],
      "destination": [
       "obj-continue-id",
       2
+     ],
+     "source": [
+      "obj-continue-md",
+      1
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-continue-year",
+      0
+     ],
      "source": [
       "obj-continue-ymd",
       0
-     ],
+     ]
+    }
+   },
+   {
+    "patchline": {
      "destination": [
+      "obj-continue-id",
+      0
+     ],
+     "source": [
       "obj-continue-year",
       0
      ]
@@ -3385,11 +3571,11 @@
    },
    {
     "patchline": {
-     "source": [
-      "obj-continue-year",
+     "destination": [
+      "obj-continue-id-tee",
       0
      ],
-     "destination": [
+     "source": [
       "obj-continue-id",
       0
      ]
@@ -3397,143 +3583,155 @@
    },
    {
     "patchline": {
-     "source": [
-      "obj-continue-id",
-      0
-     ],
-     "destination": [
-      "obj-continue-id-tee",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-continue-id-tee",
-      1
-     ],
      "destination": [
       "obj-current-job",
       1
+     ],
+     "source": [
+      "obj-continue-id-tee",
+      1
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-continue-pack",
+      0
+     ],
      "source": [
       "obj-continue-id-tee",
       0
-     ],
-     "destination": [
-      "obj-continue-pack",
-      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-continue-pack",
+      1
+     ],
      "source": [
       "obj-preset-menu",
       1
-     ],
-     "destination": [
-      "obj-continue-pack",
-      1
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-path-keep",
-      0
-     ],
      "destination": [
       "obj-continue-pack",
       2
+     ],
+     "source": [
+      "obj-path-keep",
+      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-bars-float",
-      0
-     ],
      "destination": [
       "obj-continue-pack",
       3
+     ],
+     "source": [
+      "obj-bars-float",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-variations-address",
+      0
+     ],
      "source": [
       "obj-variations-pack",
       0
-     ],
-     "destination": [
-      "obj-variations-address",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-variations-address",
-      0
-     ],
      "destination": [
       "obj-udpsend",
       0
+     ],
+     "source": [
+      "obj-variations-address",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-variations-ticks",
+      0
+     ],
      "source": [
       "obj-variations-button",
       0
-     ],
-     "destination": [
-      "obj-variations-ticks",
-      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-variations-random",
+      0
+     ],
      "source": [
       "obj-variations-ticks",
       2
-     ],
-     "destination": [
-      "obj-variations-random",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-variations-random",
-      0
-     ],
      "destination": [
       "obj-variations-id",
       6
+     ],
+     "source": [
+      "obj-variations-random",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-variations-ask-time",
+      0
+     ],
      "source": [
       "obj-variations-ticks",
       1
-     ],
+     ]
+    }
+   },
+   {
+    "patchline": {
      "destination": [
+      "obj-variations-ask-date",
+      0
+     ],
+     "source": [
+      "obj-variations-ticks",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-variations-date",
+      0
+     ],
+     "source": [
       "obj-variations-ask-time",
       0
      ]
@@ -3541,11 +3739,11 @@
    },
    {
     "patchline": {
-     "source": [
-      "obj-variations-ticks",
+     "destination": [
+      "obj-variations-date",
       0
      ],
-     "destination": [
+     "source": [
       "obj-variations-ask-date",
       0
      ]
@@ -3553,299 +3751,299 @@
    },
    {
     "patchline": {
-     "source": [
-      "obj-variations-ask-time",
+     "destination": [
+      "obj-variations-hms",
       0
      ],
-     "destination": [
-      "obj-variations-date",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-variations-ask-date",
-      0
-     ],
-     "destination": [
-      "obj-variations-date",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
      "source": [
       "obj-variations-date",
       1
-     ],
-     "destination": [
-      "obj-variations-hms",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-variations-hms",
-      0
-     ],
      "destination": [
       "obj-variations-id",
       3
+     ],
+     "source": [
+      "obj-variations-hms",
+      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-variations-hms",
-      1
-     ],
      "destination": [
       "obj-variations-id",
       4
+     ],
+     "source": [
+      "obj-variations-hms",
+      1
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-variations-hms",
-      2
-     ],
      "destination": [
       "obj-variations-id",
       5
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-variations-date",
-      0
      ],
-     "destination": [
-      "obj-variations-ymd",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
      "source": [
-      "obj-variations-ymd",
-      1
-     ],
-     "destination": [
-      "obj-variations-md",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-variations-md",
-      0
-     ],
-     "destination": [
-      "obj-variations-id",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-variations-md",
-      1
-     ],
-     "destination": [
-      "obj-variations-id",
+      "obj-variations-hms",
       2
      ]
     }
    },
    {
     "patchline": {
-     "source": [
+     "destination": [
       "obj-variations-ymd",
       0
      ],
-     "destination": [
-      "obj-variations-year",
+     "source": [
+      "obj-variations-date",
       0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-variations-year",
+     "destination": [
+      "obj-variations-md",
       0
      ],
-     "destination": [
-      "obj-variations-id",
-      0
+     "source": [
+      "obj-variations-ymd",
+      1
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-variations-id",
-      0
-     ],
      "destination": [
-      "obj-variations-id-tee",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-variations-id-tee",
+      "obj-variations-id",
       1
      ],
+     "source": [
+      "obj-variations-md",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-variations-id",
+      2
+     ],
+     "source": [
+      "obj-variations-md",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-variations-year",
+      0
+     ],
+     "source": [
+      "obj-variations-ymd",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-variations-id",
+      0
+     ],
+     "source": [
+      "obj-variations-year",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-variations-id-tee",
+      0
+     ],
+     "source": [
+      "obj-variations-id",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
      "destination": [
       "obj-current-job",
       1
+     ],
+     "source": [
+      "obj-variations-id-tee",
+      1
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-variations-id-tee",
-      0
-     ],
      "destination": [
       "obj-variations-pack",
       0
+     ],
+     "source": [
+      "obj-variations-id-tee",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-variations-pack",
+      1
+     ],
      "source": [
       "obj-preset-menu",
       1
-     ],
-     "destination": [
-      "obj-variations-pack",
-      1
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-path-keep",
-      0
-     ],
      "destination": [
       "obj-variations-pack",
       2
+     ],
+     "source": [
+      "obj-path-keep",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-variations-pack",
+      3
+     ],
      "source": [
       "obj-count",
       0
-     ],
-     "destination": [
-      "obj-variations-pack",
-      3
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-variations-pack",
+      4
+     ],
      "source": [
       "obj-bars-float",
       0
-     ],
-     "destination": [
-      "obj-variations-pack",
-      4
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-stems-address",
+      0
+     ],
      "source": [
       "obj-stems-pack",
       0
-     ],
-     "destination": [
-      "obj-stems-address",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-stems-address",
-      0
-     ],
      "destination": [
       "obj-udpsend",
       0
+     ],
+     "source": [
+      "obj-stems-address",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-stems-ticks",
+      0
+     ],
      "source": [
       "obj-stems-button",
       0
-     ],
-     "destination": [
-      "obj-stems-ticks",
-      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-stems-random",
+      0
+     ],
      "source": [
       "obj-stems-ticks",
       2
-     ],
-     "destination": [
-      "obj-stems-random",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-stems-random",
-      0
-     ],
      "destination": [
       "obj-stems-id",
       6
+     ],
+     "source": [
+      "obj-stems-random",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-stems-ask-time",
+      0
+     ],
      "source": [
       "obj-stems-ticks",
       1
-     ],
+     ]
+    }
+   },
+   {
+    "patchline": {
      "destination": [
+      "obj-stems-ask-date",
+      0
+     ],
+     "source": [
+      "obj-stems-ticks",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-stems-date",
+      0
+     ],
+     "source": [
       "obj-stems-ask-time",
       0
      ]
@@ -3853,11 +4051,11 @@
    },
    {
     "patchline": {
-     "source": [
-      "obj-stems-ticks",
+     "destination": [
+      "obj-stems-date",
       0
      ],
-     "destination": [
+     "source": [
       "obj-stems-ask-date",
       0
      ]
@@ -3865,532 +4063,510 @@
    },
    {
     "patchline": {
-     "source": [
-      "obj-stems-ask-time",
+     "destination": [
+      "obj-stems-hms",
       0
      ],
-     "destination": [
-      "obj-stems-date",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-stems-ask-date",
-      0
-     ],
-     "destination": [
-      "obj-stems-date",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
      "source": [
       "obj-stems-date",
       1
-     ],
-     "destination": [
-      "obj-stems-hms",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-stems-hms",
-      0
-     ],
      "destination": [
       "obj-stems-id",
       3
+     ],
+     "source": [
+      "obj-stems-hms",
+      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-stems-hms",
-      1
-     ],
      "destination": [
       "obj-stems-id",
       4
+     ],
+     "source": [
+      "obj-stems-hms",
+      1
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-stems-hms",
-      2
-     ],
      "destination": [
       "obj-stems-id",
       5
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-stems-date",
-      0
      ],
-     "destination": [
-      "obj-stems-ymd",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
      "source": [
-      "obj-stems-ymd",
-      1
-     ],
-     "destination": [
-      "obj-stems-md",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-stems-md",
-      0
-     ],
-     "destination": [
-      "obj-stems-id",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-stems-md",
-      1
-     ],
-     "destination": [
-      "obj-stems-id",
+      "obj-stems-hms",
       2
      ]
     }
    },
    {
     "patchline": {
-     "source": [
+     "destination": [
       "obj-stems-ymd",
       0
      ],
-     "destination": [
-      "obj-stems-year",
+     "source": [
+      "obj-stems-date",
       0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-stems-year",
+     "destination": [
+      "obj-stems-md",
       0
      ],
-     "destination": [
-      "obj-stems-id",
-      0
+     "source": [
+      "obj-stems-ymd",
+      1
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-stems-id",
-      0
-     ],
      "destination": [
-      "obj-stems-id-tee",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-stems-id-tee",
+      "obj-stems-id",
       1
      ],
+     "source": [
+      "obj-stems-md",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-stems-id",
+      2
+     ],
+     "source": [
+      "obj-stems-md",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-stems-year",
+      0
+     ],
+     "source": [
+      "obj-stems-ymd",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-stems-id",
+      0
+     ],
+     "source": [
+      "obj-stems-year",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-stems-id-tee",
+      0
+     ],
+     "source": [
+      "obj-stems-id",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
      "destination": [
       "obj-current-job",
       1
+     ],
+     "source": [
+      "obj-stems-id-tee",
+      1
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-stems-id-tee",
-      0
-     ],
      "destination": [
       "obj-stems-pack",
       0
+     ],
+     "source": [
+      "obj-stems-id-tee",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-stems-pack",
+      1
+     ],
      "source": [
       "obj-path-keep",
       0
-     ],
-     "destination": [
-      "obj-stems-pack",
-      1
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-cancel-address",
+      0
+     ],
      "source": [
       "obj-cancel-pack",
       0
-     ],
-     "destination": [
-      "obj-cancel-address",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-cancel-address",
-      0
-     ],
      "destination": [
       "obj-udpsend",
       0
+     ],
+     "source": [
+      "obj-cancel-address",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-current-job",
+      0
+     ],
      "source": [
       "obj-cancel-button",
       0
-     ],
-     "destination": [
-      "obj-current-job",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-current-job",
-      0
-     ],
      "destination": [
       "obj-cancel-pack",
       0
+     ],
+     "source": [
+      "obj-current-job",
+      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-context-pack",
-      0
-     ],
      "destination": [
       "obj-context-address",
       0
+     ],
+     "source": [
+      "obj-context-pack",
+      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-context-address",
-      0
-     ],
      "destination": [
       "obj-udpsend",
       0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-context-beats",
-      1
      ],
-     "destination": [
-      "obj-context-pack",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
      "source": [
-      "obj-context-beats",
-      0
-     ],
-     "destination": [
-      "obj-context-pack",
+      "obj-context-address",
       0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-context-unit",
+     "destination": [
+      "obj-context-pack",
       1
      ],
+     "source": [
+      "obj-context-beats",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-context-pack",
+      0
+     ],
+     "source": [
+      "obj-context-beats",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
      "destination": [
       "obj-context-pack",
       2
+     ],
+     "source": [
+      "obj-context-unit",
+      1
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-context-unit",
-      0
-     ],
      "destination": [
       "obj-context-pack",
       0
+     ],
+     "source": [
+      "obj-context-unit",
+      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-context-key",
-      1
-     ],
      "destination": [
       "obj-context-pack",
       3
+     ],
+     "source": [
+      "obj-context-key",
+      1
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-context-pack",
+      0
+     ],
      "source": [
       "obj-context-key",
       0
-     ],
-     "destination": [
-      "obj-context-pack",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-context-rate",
-      1
-     ],
      "destination": [
       "obj-context-pack",
       4
+     ],
+     "source": [
+      "obj-context-rate",
+      1
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-context-rate",
-      0
-     ],
      "destination": [
       "obj-context-pack",
       0
+     ],
+     "source": [
+      "obj-context-rate",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-context-rate",
+      0
+     ],
      "source": [
       "obj-context-rate-source",
       1
-     ],
-     "destination": [
-      "obj-context-rate",
-      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-poll",
+      0
+     ],
      "source": [
       "obj-start",
       0
-     ],
-     "destination": [
-      "obj-poll",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-poll",
-      0
-     ],
      "destination": [
       "obj-transport",
       0
+     ],
+     "source": [
+      "obj-poll",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-tempo",
+      0
+     ],
      "source": [
       "obj-transport",
       4
-     ],
-     "destination": [
-      "obj-tempo",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-tempo",
-      0
-     ],
      "destination": [
       "obj-context-pack",
       0
+     ],
+     "source": [
+      "obj-tempo",
+      0
      ]
     }
    },
    {
     "patchline": {
+     "destination": [
+      "obj-metre",
+      0
+     ],
      "source": [
       "obj-transport",
       5
-     ],
-     "destination": [
-      "obj-metre",
-      0
      ]
     }
    },
    {
     "patchline": {
-     "source": [
-      "obj-metre",
-      1
-     ],
      "destination": [
       "obj-context-unit",
       0
-     ]
-    }
-   },
-   {
-    "patchline": {
+     ],
      "source": [
       "obj-metre",
-      0
-     ],
-     "destination": [
-      "obj-context-beats",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-outputs",
-      2
-     ],
-     "destination": [
-      "obj-buffer-read",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-buffer-read",
-      0
-     ],
-     "destination": [
-      "obj-buffer",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-play-button",
-      0
-     ],
-     "destination": [
-      "obj-play-start",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-play-start",
-      0
-     ],
-     "destination": [
-      "obj-player",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-player",
-      0
-     ],
-     "destination": [
-      "obj-dac",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-player",
-      0
-     ],
-     "destination": [
-      "obj-dac",
       1
      ]
     }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-context-beats",
+      0
+     ],
+     "source": [
+      "obj-metre",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-buffer-read",
+      0
+     ],
+     "source": [
+      "obj-outputs",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-buffer",
+      0
+     ],
+     "source": [
+      "obj-buffer-read",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-play-start",
+      0
+     ],
+     "source": [
+      "obj-play-button",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-player",
+      0
+     ],
+     "source": [
+      "obj-play-start",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-dac",
+      0
+     ],
+     "source": [
+      "obj-player",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-dac",
+      1
+     ],
+     "source": [
+      "obj-player",
+      0
+     ]
+    }
    }
-  ]
+  ],
+  "dependency_cache": [],
+  "autosave": 0
  }
 }

@@ -55,12 +55,15 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
-def trim_heap() -> None:
-    """Collect what loading left behind and hand freed heap back to the system (glibc), so the daemon's
-    resident size is what it uses, not its peak while loading."""
+def trim_heap(*, collect: bool = True) -> None:
+    """Collect (unless ``collect`` is False), and hand freed heap back to the system (glibc), so the daemon's
+    resident size is what it uses, not its peak: after loading, and after each job (its transient peak: a stems
+    separation's activations). A worker's trim after a job does not collect: a full collection of an unfrozen heap
+    stops every thread for 0.1-0.5 s, and the collector frees per-job garbage on its own."""
     import ctypes
 
-    gc.collect()
+    if collect:
+        gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc (macOS, musl): the allocator keeps its own counsel

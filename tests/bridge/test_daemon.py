@@ -8,9 +8,11 @@ import time
 
 import pytest
 
-from bridge.daemon import load_model
+from bridge.daemon import NOT_BUILT_OPS, Daemon, load_model
+from bridge.jobs.worker import RENDERERS
 from inference.errors import OutOfMemory
 from inference.runtime.compute import ComputeThread, runs_on_compute
+from tests.daemons import daemon_settings
 
 SENDER = ("127.0.0.1", 41000)
 
@@ -56,6 +58,15 @@ def test_out_of_memory_fails_the_job_with_a_hint_and_the_next_job_runs(daemon):
     assert daemon.journal.get("oom-1").error_code == "out_of_memory"
 
 
+def test_every_request_of_the_schema_is_handled_and_every_job_op_rendered(tiny_model_dir, tmp_path):
+    """A request the schema has is handled, or refused with a reason (NOT_BUILT_OPS); the ops the handlers queue
+    are the worker's op table (bridge/jobs/worker.py:RENDERERS), so a new job request needs its renderer."""
+    daemon = Daemon(daemon_settings(tiny_model_dir, tmp_path))  # not started: the handler table alone
+    assert {spec.op for spec in daemon.schema.requests.values()} == set(daemon.handlers) | set(NOT_BUILT_OPS)
+    assert {op for op, handler in daemon.handlers.items() if handler == daemon.on_job} == set(RENDERERS)
+    assert {"generate", "continue", "variations", "stems", "repaint", "extract", "layer", "cover"} == set(RENDERERS)
+
+
 def test_status_is_followed_by_the_limits(daemon):
     daemon.on_message("/continuo/status", [], SENDER)
     names = [address for address, _ in daemon.sent]
@@ -85,7 +96,7 @@ def test_live_slots_keep_only_the_newest_waiting_job(daemon):
     daemon.engine.failed = True  # no out-of-memory in this one
     daemon.on_message("/continuo/generate", ["hold", "default", "HOLD", 8.0], SENDER)  # occupies the worker
     deadline = time.monotonic() + 30
-    while daemon.worker.running_job() is None and time.monotonic() < deadline:
+    while daemon.pool.workers[0].running_job() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     for n in range(3):
         daemon.on_message("/continuo/generate", [f"pad-{n}", "default", "x", 0.5, "priority", "live", "slot", 5],
@@ -97,23 +108,10 @@ def test_live_slots_keep_only_the_newest_waiting_job(daemon):
     assert outcomes["pad-2"][0] == "/continuo/done"
 
 
-def test_sessions_are_capped_by_forgetting_the_longest_silent(daemon, monkeypatch):
-    import bridge.daemon
-
-    monkeypatch.setattr(bridge.daemon, "MAX_SESSIONS", 3)
-    for port in (50001, 50002, 50003):
-        daemon.on_message("/continuo/hello", ["client", port], ("127.0.0.1", port))
-    daemon.on_message("/continuo/ping", [], ("127.0.0.1", 50001))  # 50001 speaks again: 50002 is now the oldest
-    daemon.session(("127.0.0.1", 50001)).context = daemon.session(("127.0.0.1", 50001)).context.replace(bpm=87.0)
-    daemon.on_message("/continuo/hello", ["newcomer", 50004], ("127.0.0.1", 50004))
-    assert set(daemon.sessions) == {("127.0.0.1", port) for port in (50001, 50003, 50004)}
-    assert daemon.sessions[("127.0.0.1", 50001)].context.bpm == 87.0  # a kept session keeps its context
-
-
 def test_a_sessions_job_list_keeps_only_live_jobs_past_its_cap(daemon, monkeypatch):
-    import bridge.daemon
+    import bridge.sessions
 
-    monkeypatch.setattr(bridge.daemon, "MAX_SESSION_JOBS", 2)
+    monkeypatch.setattr(bridge.sessions, "MAX_SESSION_JOBS", 2)
     for index in range(3):
         daemon.on_message("/continuo/generate", [f"cap-{index}", "default", "x", 0.25], SENDER)
         daemon.sent.wait_terminal(f"cap-{index}")
@@ -122,6 +120,15 @@ def test_a_sessions_job_list_keeps_only_live_jobs_past_its_cap(daemon, monkeypat
     assert "cap-3" in jobs and not jobs & {"cap-0", "cap-1"} and len(jobs) <= 2  # finished ones went at the cap
     daemon.on_message("/continuo/cancel", ["*"], SENDER)
     assert daemon.sent.wait_terminal("cap-3")[0] == "/continuo/error"
+
+
+def test_every_worker_shares_one_stems_separator(make_daemon_in_process):
+    """One separator however many workers: one each grew the daemon's RSS by a model at each worker's first stems
+    job, long after warm-up (the soak, docs/benchmarks.md)."""
+    daemon = make_daemon_in_process(max_batch=2, stems_weights="random", stems_model_size="low")
+    assert len(daemon.pool.workers) >= 2
+    separators = {id(worker.load_separator()) for worker in daemon.pool.workers}
+    assert len(separators) == 1
 
 
 # -- capabilities: a request the loaded model cannot serve is refused at admission ---------------------------
@@ -208,7 +215,7 @@ def test_serve_runs_every_torch_call_on_the_serving_thread(make_daemon_in_proces
         assert daemon.sent.wait_terminal(f"on-main-{index}")[0] == "/continuo/done"
     threads = seen if own_compute else daemon.engine.threads
     assert threads and set(threads) == {main.ident}, "torch ran on a worker's thread"
-    assert main.ident not in {worker.ident for worker in daemon.workers}
+    assert main.ident not in {worker.ident for worker in daemon.pool.workers}
     assert gc.get_freeze_count() > 0  # still frozen while serving: no full collection stalls a step or the sockets
     daemon.request_stop()
     main.join(30)

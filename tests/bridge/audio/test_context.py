@@ -96,7 +96,7 @@ def test_the_daemon_takes_an_empty_key_on_context(make_daemon_in_process):
     sender = ("127.0.0.1", 41999)
     daemon.on_message("/continuo/context", [100.0, 3, 4, "", 48000], sender)
     assert list(daemon.sent) == [("/continuo/context", [100.0, 3, 4, "", 48000])]
-    assert daemon.session(sender).context.key == ""
+    assert daemon.sessions.session(sender).context.key == ""
 
 
 def test_replace_validates():

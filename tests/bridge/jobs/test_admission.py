@@ -180,7 +180,7 @@ def test_a_plugin_that_throws_mid_render_ends_the_job_with_audio_error_and_the_w
     monkeypatch.setattr(bridge.audio.effects, "build_pedalboard", build_or_throw)
     daemon.on_message("/continuo/generate", ["crash", "crashy", "x", 0.25], SENDER)
     daemon.on_message("/continuo/generate", ["after", "default", "x", 0.25], SENDER)
-    daemon.worker.start()
+    daemon.pool.workers[0].start()
     outcomes = {job_id: daemon.sent.wait_terminal(job_id) for job_id in ("crash", "after")}
     address, args = outcomes["crash"]
     assert address == "/continuo/error" and args[1] == "audio_error"

@@ -50,12 +50,12 @@ def test_a_live_job_joins_a_full_batch_at_once(make_daemon_in_process):
     for index in range(2):
         generate(daemon, f"long-{index}", "drone", 20 + index, bars=8.0, priority="batch")
     deadline = time.monotonic() + 60
-    while len(daemon.running_jobs()) < 2 and time.monotonic() < deadline:
+    while len(daemon.pool.running_jobs()) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert len(daemon.running_jobs()) == 2
+    assert len(daemon.pool.running_jobs()) == 2
     generate(daemon, "live-1", "stab", 5, bars=0.5, priority="live")
     assert daemon.sent.wait_terminal("live-1")[0] == "/continuo/done"
-    still_running = {job.job_id for job in daemon.running_jobs()}
+    still_running = {job.job_id for job in daemon.pool.running_jobs()}
     assert {"long-0", "long-1"} <= still_running, "the live job waited for the batch"
     for index in range(2):
         assert daemon.sent.wait_terminal(f"long-{index}")[0] == "/continuo/done"
@@ -66,7 +66,7 @@ def test_cancel_one_job_of_a_batch_and_the_others_finish(make_daemon_in_process)
     for index in range(3):
         generate(daemon, f"job-{index}", "loop", 30 + index, bars=4.0)
     deadline = time.monotonic() + 60
-    while len(daemon.running_jobs()) < 3 and time.monotonic() < deadline:
+    while len(daemon.pool.running_jobs()) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
     daemon.on_message("/continuo/cancel", ["job-1"], SENDER)
     assert daemon.sent.wait_terminal("job-1")[1][1] == "cancelled"

@@ -119,7 +119,7 @@ def test_a_job_in_the_trash_keeps_its_id_and_get_says_where_its_files_went(daemo
 
 
 def test_a_model_switch_job_id_reused_for_a_render_is_a_conflict(daemon):
-    daemon.on_message("/continuo/model/load", [str(daemon.model_spec), "switch-1"], SENDER)  # already served
+    daemon.on_message("/continuo/model/load", [str(daemon.pool.spec), "switch-1"], SENDER)  # already served
     assert daemon.sent.wait_terminal("switch-1")[0] == "/continuo/done"
     assert send_generate(daemon, "switch-1", "x")[1][1] == "id_conflict"
     daemon.on_message("/continuo/model/load", ["another/model", "switch-1"], SENDER)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import json
 import threading
+import time
 import weakref
 from pathlib import Path
 
@@ -26,6 +27,21 @@ def send(daemon, address: str, *args) -> None:
 
 def last(daemon, address: str) -> list:
     return [args for a, args in daemon.sent if a == address][-1]
+
+
+def answered_after(daemon, job_id: str, address: str, timeout_s: float = 10.0) -> list:
+    """The first `address` event after job_id's terminal one: a switch answers (status, then models) after its done,
+    from the worker's thread, so a test thread that saw the done may be there first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        sent = list(daemon.sent)
+        end = next(i for i, (a, args) in enumerate(sent) if a in ("/continuo/done", "/continuo/error") and
+                   args[:1] == [job_id])
+        found = [args for a, args in sent[end + 1:] if a == address]
+        if found:
+            return found[0]
+        time.sleep(0.02)
+    raise AssertionError(f"no {address} after {job_id} ended")
 
 
 def models(daemon) -> tuple[list, list[str]]:
@@ -89,7 +105,7 @@ def test_musicgen_to_ace_step_and_back_over_osc(make_daemon_in_process, tiny_mod
     event, adapters = models(daemon)
     assert event[0] == daemon.engine.info.name and event[4] == "ace-step" and adapters == ["tape"]
     assert {"lyrics", "repaint", "lora"} <= set(event[5].split(",")) and event[6] == 1
-    assert last(daemon, "/continuo/status")[:2] == ["idle", daemon.engine.info.name]
+    assert answered_after(daemon, "to-ace", "/continuo/status")[:2] == ["idle", daemon.engine.info.name]
     assert {args[2] for address, args in daemon.sent.of("to-ace") if address == "/continuo/progress"} == {"loading"}
     assert daemon.journal.get("to-ace").status.value == "done"
     send(daemon, "/continuo/generate", "ace-lyrics", "default", "x", 0.5, "lyrics", "la la")
@@ -180,7 +196,7 @@ def test_release_first_when_the_new_model_does_not_fit_and_the_old_comes_back_on
     address, args = daemon.sent.wait_terminal("rf-bad")
     assert args[1] == "model_error" and f"still serving {name}" in args[2], args
     assert daemon.engine.info.name == name and not isinstance(daemon.engine, UnloadedEngine)
-    assert daemon.engine is not first and daemon.worker.engine is daemon.engine  # released, then loaded again
+    assert daemon.engine is not first and daemon.pool.workers[0].engine is daemon.engine  # released, then loaded again
     send(daemon, "/continuo/generate", "after-rf", "default", "x", 0.5)
     done(daemon, "after-rf")
     send(daemon, "/continuo/model/load", str(tiny_stereo_model_dir), "rf-ok")
@@ -188,7 +204,7 @@ def test_release_first_when_the_new_model_does_not_fit_and_the_old_comes_back_on
     assert isinstance(loader.engine_while_gated, UnloadedEngine)  # the old engine was released before the load
     loader.gate.set()
     done(daemon, "rf-ok")
-    assert daemon.engine.info.channels == 2 and daemon.worker.engine is daemon.engine
+    assert daemon.engine.info.channels == 2 and daemon.pool.workers[0].engine is daemon.engine
 
 
 def test_a_switch_job_cancelled_before_it_starts_keeps_the_old_model(make_daemon_in_process, tiny_acestep_dir):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.jobs.inbox import MARKER_DIR, mark_owned, prune_inbox, sha256_of, write_owned
+from bridge.audio.inbox import MARKER_DIR, mark_owned, prune_inbox, sha256_of, write_owned
 from bridge.jobs.journal import Journal, OutputRecord
 from bridge.jobs.queue import JobStatus
 from bridge.jobs.retention import RetentionTimer, forget_old_rows, remove_partials

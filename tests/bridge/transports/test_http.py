@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+from anyio import open_file  # noqa: F401  see below
 
 from bridge.daemon import Daemon
 from bridge.errors import ConfigError
@@ -25,6 +26,11 @@ from bridge.protocol.schema import load_schema
 from bridge.settings import load_settings
 from bridge.transports.http import HttpServer
 from tests.daemons import daemon_settings
+
+# anyio imports open_file lazily, on the first download: on uvicorn's thread, where pytest (anyio is one of its
+# plugins, so its modules are rewritten) parses the module while other threads run. Python 3.11's AST builder then
+# failed now and again ("SystemError: AST constructor recursion depth mismatch"): a download that ended without its
+# body, in full runs only. Imported above, on the main thread, before any server starts.
 
 SCHEMA = load_schema()
 
@@ -193,17 +199,17 @@ def test_get_and_cancel_errors(client):
 
 
 def test_cancel_a_queued_job(client, daemon):
-    daemon.worker.stopping.clear()
+    daemon.pool.workers[0].stopping.clear()
     started = threading.Event()
     release = threading.Event()
-    original = daemon.worker.run_job
+    original = daemon.pool.workers[0].run_job
 
     def slow(job):  # hold the worker so the next job waits in the queue
         started.set()
         release.wait(30)
         return original(job)
 
-    daemon.worker.run_job = slow
+    daemon.pool.workers[0].run_job = slow
     try:
         first = {"op": "generate", "job_id": "h-hold", "preset": "default", "prompt": "", "bars": 1}
         assert client.post("/api/jobs", json=first).status_code == 202
@@ -214,7 +220,7 @@ def test_cancel_a_queued_job(client, daemon):
         assert reply.status_code == 200, reply.text
         assert reply.json()["events"][0]["args"]["code"] == "cancelled"
     finally:
-        daemon.worker.run_job = original
+        daemon.pool.workers[0].run_job = original
         release.set()
     assert wait_job(client, "h-cancel")["job"]["status"] == "cancelled"
     wait_job(client, "h-hold")
@@ -267,7 +273,7 @@ def test_every_error_code_has_its_status(tmp_path, code):
         server.send(sender, SCHEMA.check_event("/continuo/error", args[0], code, f"scripted {code}"))
 
     settings = load_settings({"http_port": "0", "output_root": str(tmp_path / "renders")}, environ={})
-    server = HttpServer(settings, on_message, inbox=tmp_path / "inbox", journal=None)
+    server = HttpServer(settings, on_message, inbox=tmp_path / "inbox")
     server.start()
     try:
         reply = httpx.post(server.url + "api/jobs", json={"op": "generate", "job_id": "x", "preset": "default",
@@ -367,7 +373,7 @@ def test_bad_uploads_are_refused(client, daemon, name, body, status, words):
 def test_upload_size_and_length_limits(tmp_path):
     settings = load_settings({"http_port": "0", "output_root": str(tmp_path / "renders"), "max_input_bytes": "50000",
                               "max_input_s": "0.5"}, environ={})
-    server = HttpServer(settings, lambda *a: None, inbox=tmp_path / "inbox", journal=None)
+    server = HttpServer(settings, lambda *a: None, inbox=tmp_path / "inbox")
     server.start()
     try:
         big = httpx.post(server.url + "api/inputs", content=b"\0" * 60000)
@@ -460,7 +466,7 @@ def test_bearer_token(tmp_path):
     token_file.write_text("s3cret-token-0123456789\n")
     settings = load_settings({"http_port": "0", "http_token_file": str(token_file),
                               "output_root": str(tmp_path / "renders")}, environ={})
-    server = HttpServer(settings, lambda *a: None, inbox=None, journal=None)
+    server = HttpServer(settings, lambda *a: None, inbox=None)
     server.start()
     try:
         url = server.url
@@ -477,7 +483,7 @@ def test_bearer_token(tmp_path):
         server.stop()
     token_file.write_text("short")
     with pytest.raises(RuntimeError, match="16 or more"):
-        HttpServer(settings, lambda *a: None, inbox=None, journal=None)
+        HttpServer(settings, lambda *a: None, inbox=None)
 
 
 def test_http_off_and_the_ready_line(tiny_model_dir, tmp_path, capsys):
@@ -500,18 +506,18 @@ def test_continuo_keys_writes_a_usable_token(tmp_path):
     assert oct(made["http_token"].stat().st_mode)[-3:] == "600"
     settings = load_settings({"http_host": "0.0.0.0", "http_port": "0", "http_token_file": str(made["http_token"]),
                               "output_root": str(tmp_path / "renders")}, environ={})
-    server = HttpServer(settings, lambda *a: None, inbox=None, journal=None)
+    server = HttpServer(settings, lambda *a: None, inbox=None)
     assert server._token == token
     assert make_keys(tmp_path / "keys", client="other")["http_token"].read_text().strip() == token  # kept
 
 
 def test_a_taken_port_names_the_setting(tmp_path):
     first = HttpServer(load_settings({"http_port": "0", "output_root": str(tmp_path / "r")}, environ={}),
-                       lambda *a: None, inbox=None, journal=None)
+                       lambda *a: None, inbox=None)
     first.start()
     try:
         taken = load_settings({"http_port": str(first.address[1]), "output_root": str(tmp_path / "r")}, environ={})
         with pytest.raises(RuntimeError, match="--http-port"):
-            HttpServer(taken, lambda *a: None, inbox=None, journal=None).start()
+            HttpServer(taken, lambda *a: None, inbox=None).start()
     finally:
         first.stop()

@@ -269,22 +269,25 @@ LONG = [(GenerationRequest(prompt="dark techno kick", duration_s=6.0, seed=4, te
         (GenerationRequest(prompt="warm piano chords", duration_s=3.0, seed=9, temperature=1.0), [9, 10])]
 
 
+def same_bits(batched: list[list], alone: list[list]) -> bool:
+    return all(len(steps) == len(expected) and all(torch.equal(got, want) for got, want in zip(steps, expected))
+               for steps, expected in zip(batched, alone, strict=True))
+
+
 def test_per_step_logits_alone_and_batched_are_the_same_bits_at_head_size_64(copy_dir, tmp_path_factory):
     """The claim, stated where a near-tie would show it: at head size 64 (the quality harness model, whose attention
     matters), over a 300-step job with another joining after 40 steps, every step's logits of each request are
     bitwise those it gets alone, with the CPU defaults (int4 or int8 weights as calibration allows, LM heads bf16,
     int8 cache, fused attention).
-    The control: fp32 weights through SDPA (GEMMs whose blocking follows the row count, one masked SDPA over the
-    batch) do not give the same bits, so this is a property of our kernels, not of any path."""
+    The control: the same comparison fails when one logit of one late step of the joined request is one ulp off.
+    (An earlier control ran fp32 weights through SDPA and expected different bits; on some CPUs oneDNN's GEMM
+    blocking does not follow the row count and they match, so it proved nothing about the comparison.)"""
     engine = engine_for(copy_dir, tmp_path_factory)
     assert engine.weights.value in ("int4", "int8") and engine.kv_cache.value == "int8"  # int4: within budget here
     alone, batched = recorded(engine, LONG, batched=False), recorded(engine, LONG, batched=True)
     assert len(alone[0]) >= 300
-    for steps, expected in zip(batched, alone):
-        assert len(steps) == len(expected)
-        assert all(torch.equal(got, want) for got, want in zip(steps, expected))
-    control = engine_for(copy_dir, tmp_path_factory, weights="fp32", kv_cache="fp32", attention="sdpa")
-    short = [(replace(request, duration_s=1.0), seeds) for request, seeds in LONG]
-    alone, batched = recorded(control, short, batched=False), recorded(control, short, batched=True)
-    assert not all(torch.equal(got, want) for steps, expected in zip(batched, alone)
-                   for got, want in zip(steps, expected))
+    assert same_bits(batched, alone)
+    late = batched[1][-1].clone()
+    flat = late.view(-1)
+    flat[7] = torch.nextafter(flat[7], torch.tensor(float("inf"), dtype=flat.dtype))
+    assert not same_bits([batched[0], [*batched[1][:-1], late]], alone)

@@ -129,7 +129,8 @@ def test_continuation_depends_on_the_prompt(mono):
 
 
 def test_continuation_takes_the_models_channel_count(mono, stereo):
-    """The caller maps channels (the bridge does, once, in Worker.read_prompt); the engine only checks them."""
+    """The caller maps channels (the bridge does, once, in bridge/audio/prompts.py:load_prompt); the engine only
+    checks them."""
     sine = np.sin(2 * np.pi * 220 * np.arange(RATE // 2) / RATE).astype(np.float32)
     assert mono.generate(request(0.4, audio_prompt=sine[None, :])).audio.shape == (1, round(0.4 * RATE))
     assert stereo.generate(request(0.4, audio_prompt=np.stack([sine, sine]))).audio.shape == (2, round(0.4 * RATE))

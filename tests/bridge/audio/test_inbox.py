@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-import bridge.jobs.inbox as inbox_module
+import bridge.audio.inbox as inbox_module
+from bridge.audio.inbox import MARKER_DIR, is_owned_copy, read_marker
 from bridge.clients.inbox import stage_input
 from bridge.errors import IoError
-from bridge.jobs.inbox import MARKER_DIR, is_owned_copy, read_marker
 
 ROOT = Path(__file__).resolve().parents[3]
 

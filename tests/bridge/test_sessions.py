@@ -1,17 +1,51 @@
-"""Where the daemon answers (in process, no sockets): hello's reply port, the default_reply_port setting for
-senders that never say hello, a job request's reply_port setting. tests/e2e/test_reply_port.py drives the same
-with liblo's oscsend and oscdump."""
+"""Client sessions (bridge/sessions.py): the cap on senders, and where the daemon answers (in process, no
+sockets): hello's reply port, the default_reply_port setting for senders that never say hello, a job request's
+reply_port setting. tests/e2e/test_reply_port.py drives the same with liblo's oscsend and oscdump."""
 
 from __future__ import annotations
 
 import pytest
 
+import bridge.sessions
 from bridge.errors import ConfigError
+from bridge.sessions import ClientSession, Sessions
 from bridge.settings import load_settings
 from bridge.transports.peers import Peer
 from tests.daemons import JOB_TIMEOUT_S
 
 SENDER = ("127.0.0.1", 40001)
+
+
+def test_sessions_are_capped_by_forgetting_the_longest_silent(monkeypatch):
+    monkeypatch.setattr(bridge.sessions, "MAX_SESSIONS", 3)
+    sessions = Sessions(load_settings({}, environ={}))
+    for port in (50001, 50002, 50003):
+        sessions.hello(("127.0.0.1", port), "client", port)
+    sessions.session(("127.0.0.1", 50001)).context = sessions[("127.0.0.1", 50001)].context.replace(bpm=87.0)
+    sessions.hello(("127.0.0.1", 50004), "newcomer", 50004)  # 50001 spoke again: 50002 is now the oldest
+    assert set(sessions) == {("127.0.0.1", port) for port in (50001, 50003, 50004)}
+    assert sessions[("127.0.0.1", 50001)].context.bpm == 87.0  # a kept session keeps its context
+
+
+def test_a_sessions_job_list_drops_finished_jobs_only_past_its_cap(monkeypatch):
+    monkeypatch.setattr(bridge.sessions, "MAX_SESSION_JOBS", 2)
+    session = ClientSession(name="", reply_to=SENDER, context=Sessions(load_settings({}, environ={})).session(
+        SENDER).context)
+    asked = []
+    for job_id in ("a", "b"):
+        session.add_job(job_id, lambda: asked.append(True) or set())
+    assert session.jobs == {"a", "b"} and not asked  # under the cap: nothing asked, nothing dropped
+    session.add_job("c", lambda: {"b", "c"})
+    assert session.jobs == {"b", "c"}
+
+
+def test_hello_names_the_reply_port_on_the_senders_host_and_keeps_a_connection():
+    sessions = Sessions(load_settings({}, environ={}))
+    assert sessions.hello(SENDER, "patch", 9200).reply_to == ("127.0.0.1", 9200)
+    assert sessions.hello(("127.0.0.1", 40002), "other", 0).reply_to == ("127.0.0.1", 40002)
+    peer = Peer("127.0.0.1", 40005, "tcp", 7)
+    assert sessions.hello(peer, "tcp client", 9300).reply_to is peer
+    assert sessions[SENDER].name == "patch" and sessions.reply_to(("10.0.0.9", 1)) == ("10.0.0.9", 1)
 
 
 def record_destinations(daemon) -> list[tuple[object, str, list]]:
@@ -54,7 +88,7 @@ def test_default_reply_port_answers_senders_that_never_said_hello(make_daemon_in
 def test_default_reply_port_leaves_connections_alone(make_daemon_in_process):
     daemon = make_daemon_in_process(default_reply_port=9123)
     peer = Peer("127.0.0.1", 40005, "tcp", 7)
-    assert daemon.default_reply_to(peer) is peer
+    assert daemon.sessions.default_reply_to(peer) is peer
 
 
 def test_a_job_reply_port_sends_that_jobs_events_there(make_daemon_in_process):

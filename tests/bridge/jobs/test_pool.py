@@ -1,0 +1,117 @@
+"""bridge/jobs/pool.py: the workers the engine gets, what each may take, a switch's turn and its install.
+
+The workers are stand-ins that record the hooks the pool hands them (the real Worker is tests/bridge/jobs/
+test_worker.py's); the engines are stand-ins with the contract's concurrent_jobs and compute.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from bridge.jobs.pool import ServingStop, WorkerPool
+from bridge.jobs.queue import Job, JobQueue
+from inference.runtime.compute import ComputeThread
+
+
+@dataclass
+class Engine:
+    concurrent_jobs: int
+    compute: ComputeThread | None = field(default_factory=ComputeThread)
+
+
+class StubWorker:
+    def __init__(self, *, engine, compute, live_only=False, may_take=None, between_jobs=None, take_lock=None):
+        self.engine, self.compute, self.live_only = engine, compute, live_only
+        self.may_take, self.between_jobs, self.take_lock = may_take, between_jobs, take_lock
+        self.job: Job | None = None
+
+    def running_job(self) -> Job | None:
+        return self.job
+
+
+class Switch:
+    active = False
+
+    def __init__(self) -> None:
+        self.turns: list[object] = []
+
+    def run_pending(self, serving) -> None:
+        self.turns.append(serving)
+
+
+def pool_for(engine: Engine, switch: Switch | None = None) -> WorkerPool:
+    return WorkerPool(engine, "spec", loader=lambda settings: engine, queue=JobQueue(8), switch=switch or Switch(),
+                      worker=StubWorker)
+
+
+def job(job_id: str) -> Job:
+    return Job(job_id=job_id, op="generate", params={}, reply_to=("h", 1), client_key=("h", 1))
+
+
+def test_one_counted_worker_per_job_the_engine_takes_and_a_live_one_beside_an_engine_that_batches():
+    batching = pool_for(Engine(3))
+    assert [w.live_only for w in batching.workers] == [False, False, False, True]
+    counted = {id(w.take_lock) for w in batching.workers if not w.live_only}
+    assert len(counted) == 1 and batching.workers[-1].take_lock is None  # the live worker keeps a lock of its own
+    assert [w.live_only for w in pool_for(Engine(3, compute=None)).workers] == [False] * 3  # a cluster: replicas
+    assert [w.live_only for w in pool_for(Engine(1)).workers] == [False]
+
+
+def test_a_counted_worker_may_take_a_job_while_fewer_run_than_the_engine_takes():
+    pool = pool_for(Engine(2))
+    first, second, live = pool.workers
+    assert first.may_take() and live.may_take()
+    first.job = job("a")
+    assert second.may_take()
+    second.job, live.job = job("b"), job("live")
+    assert not first.may_take() and not second.may_take()  # two run: the engine's count
+    assert live.may_take()  # the live worker counts against no one
+    assert [j.job_id for j in pool.running_jobs()] == ["a", "b", "live"]
+
+
+def test_a_switch_to_a_one_at_a_time_engine_is_respected_at_once():
+    pool = pool_for(Engine(2))
+    first, second, live = pool.workers
+    first.job = job("a")
+    pool.install(Engine(1, compute=None), "other")
+    assert not second.may_take() and not live.may_take()
+    assert all(w.engine is pool.engine and w.compute is None for w in pool.workers) and pool.spec == "other"
+
+
+def test_a_waiting_switch_gets_its_turn_only_when_no_job_runs():
+    switch = Switch()
+    pool = pool_for(Engine(2), switch)
+    pool.workers[0].between_jobs()
+    assert switch.turns == []  # none waits
+    switch.active = True
+    pool.workers[1].job = job("a")
+    pool.workers[0].between_jobs()
+    assert switch.turns == []  # a job runs
+    pool.workers[1].job = None
+    pool.workers[0].between_jobs()
+    assert switch.turns == [pool]
+
+
+def test_a_switch_ends_the_loop_serving_the_old_compute_thread():
+    engine = Engine(2)
+    pool, stop = pool_for(engine), threading.Event()
+    serving = ServingStop(stop, pool, engine.compute)
+    assert not serving.is_set()
+    pool.install(Engine(2), "new")
+    assert serving.is_set()
+    assert ServingStop(stop, pool, pool.compute).is_set() is False
+    stop.set()
+    assert ServingStop(stop, pool, pool.compute).is_set()
+
+
+def test_the_eta_counts_the_waiting_jobs_and_half_of_each_running_one_shared_by_the_engines_jobs():
+    pool = pool_for(Engine(2))
+    context = {"bpm": 120.0, "beats_per_bar": 4, "beat_unit": 4, "key": "", "sample_rate": 48000}
+    waiting = Job(job_id="w", op="generate", params={"context": context, "bars": 2.0}, reply_to=("h", 1),
+                  client_key=("h", 1))
+    pool.queue.put(waiting)
+    pool.workers[0].job = Job(job_id="r", op="generate", params={"context": context, "bars": 4.0},
+                              reply_to=("h", 1), client_key=("h", 1))
+    pool.workers[0].seconds_per_audio_s = 0.5
+    assert pool.eta_s(1) == (4.0 + 8.0 / 2) * 0.5 / 2  # 2 bars = 4 s waiting, half of 8 s running, 2 at once
