@@ -7,8 +7,10 @@ Our engine is timed as a user gets it from a warm engine: one generate with stre
 the steps run, inference/musicgen/codec.py), a prompt it has not seen (T5 included). first_audio_s: request to
 the first streamed chunk (first_chunk_s, 0.5 s of audio); rtf: request to the whole render. Beside it, in the same
 run: a memory-bandwidth probe (`bandwidth_gbs`), the bytes one step reads (`step_bytes`: every linear's weights,
-the LM heads, the cache at the mean position) and so the roofline (`roofline_steps_per_s`) and the fraction of it
-reached; and each configuration's wall against transformers' (`vs_transformers`). The targets (issue 24):
+the LM heads, the cache at the mean position) and so the roofline (`roofline_steps_per_s`, `roofline_step_ms`);
+the median step (`step_ms`: a decode step alone, the streamed codec's chunks fall between a few), the fraction of
+the roofline it reaches (`roofline_fraction`) and what it spends past the bytes (`overhead_ms`: dispatch, compute,
+attention); and each configuration's wall against transformers' (`vs_transformers`). The targets (issue 24):
 `TARGETS`, checked per row (`targets`).
 """
 
@@ -25,6 +27,7 @@ import torch
 from inference.api import GenerationRequest
 from inference.musicgen.engine import EngineOptions, engine_from_hf_model
 from inference.musicgen.model import ModelArgs
+from inference.runtime.quantize import weight_bytes
 
 log = logging.getLogger("continuo.inference")
 
@@ -112,6 +115,11 @@ class StepClock:
     def steps_per_s(self) -> float:
         return (len(self.times) - 1) / (self.times[-1] - self.times[0])
 
+    def median_step_s(self) -> float:
+        """The median interval between steps: a decode step alone (the streamed codec runs between a few)."""
+        intervals = sorted(b - a for a, b in zip(self.times, self.times[1:]))
+        return intervals[len(intervals) // 2]
+
     def chunk_ready_s(self) -> float:
         return self.times[min(self.chunk_steps, len(self.times)) - 1] - self.started
 
@@ -179,7 +187,8 @@ def memory_bandwidth_gbs(megabytes: int = 512, repeats: int = 5) -> float:
 
 def step_bytes(engine, position: int, rows: int = 2) -> int:
     """Bytes one decode step of engine reads: the layers' and heads' weights as stored (codes, scales, packed
-    blocks, LayerNorms), and the self-attention cache of rows (CFG: 2) up to position."""
+    blocks, LayerNorms), and the self-attention cache of rows (CFG: 2) up to position. Not the cross-attention's
+    key/value projection (run once per request on the text: encode_memory), nor the few text keys it reads."""
     decoder = engine.decoder
 
     def nbytes(module) -> int:
@@ -187,6 +196,7 @@ def step_bytes(engine, position: int, rows: int = 2) -> int:
         return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
     total = sum(nbytes(layer) for layer in decoder.layers) + sum(nbytes(head) for head in decoder.heads)
+    total -= sum(nbytes(layer.cross_attention.wkv) for layer in decoder.layers if layer.cross_attention is not None)
     cache = decoder.layers[0].attention.kv_cache
     if cache is not None:
         total -= sum(cache.nbytes() for cache in (layer.attention.kv_cache for layer in decoder.layers))
@@ -250,13 +260,18 @@ def bench_config(model, tokenizer, shape: str, config: BenchConfig, duration_s: 
     }
     if engine is not None:
         result["resolved"] = f"{engine.weights.value} weights, {engine.kv_cache.value} cache"
+        result["decoder_weights_mb"] = round(weight_bytes(engine.decoder) / 2**20)
         position = steps // 2  # the mean position of the run's steps
-        result["step_mb"] = round(step_bytes(engine, position) / 1e6, 1)
-        result["fast_step"] = engine.decoder.fast_weights_built()
-        if bandwidth_gbs:
-            roofline = bandwidth_gbs * 1e9 / step_bytes(engine, position)
-            result |= {"bandwidth_gbs": round(bandwidth_gbs, 1), "roofline_steps_per_s": round(roofline, 1),
-                       "roofline_fraction": round(result["steps_per_s"] / roofline, 3)}
+        read = step_bytes(engine, position)
+        step_s = clock.median_step_s()
+        result |= {"step_mb": round(read / 1e6, 1), "fast_step": engine.decoder.fast_weights_built(),
+                   "step_ms": round(step_s * 1e3, 2)}
+        if bandwidth_gbs:  # the wall: a step can go no faster than its bytes at the probe's bandwidth
+            roofline_s = read / (bandwidth_gbs * 1e9)
+            result |= {"bandwidth_gbs": round(bandwidth_gbs, 1), "roofline_steps_per_s": round(1 / roofline_s, 1),
+                       "roofline_step_ms": round(roofline_s * 1e3, 2),
+                       "overhead_ms": round((step_s - roofline_s) * 1e3, 2),
+                       "roofline_fraction": round(roofline_s / step_s, 3)}
     if config.compile and engine is not None:
         result |= {name: count - graphs_before[name] for name, count in compile_counts().items()}
         result["compile_backend"] = config.compile_backend
