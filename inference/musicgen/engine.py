@@ -31,17 +31,22 @@ Not fixed (measured by `continuo bench gpu`, no GPU here): on a GPU a variation 
 alone (kernels differ by batch size; on the CPU it does, tested); mulaw8 under SDPA / flash dequantizes the used
 cache every layer and step (a memory saver at a cost, docs/benchmarks.md), and compiled decode with mulaw8 the
 whole 2048-position cache.
+
+Speed on this machine: warm_up times a 1 s take (`measure_speed`) into `measured_speed` and saves it beside the
+calibration (inference/runtime/plans.py, kind musicgen-speed) for `continuo doctor`; the daemon's ETAs start from
+it (bridge/jobs/pool.py:RealTime).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +58,7 @@ from inference.api import (
     ChunkCallback,
     GeneratedAudio,
     GenerationRequest,
+    MeasuredSpeed,
     ModelInfo,
     ProgressCallback,
 )
@@ -76,7 +82,7 @@ from inference.musicgen.kv_cache import DEFAULT_MU, LOSSY_CACHES, KVCacheMode, b
 from inference.musicgen.model import ATTENTION_BACKENDS, ModelArgs, MusicGenDecoder, Prefix, build_decoder
 from inference.musicgen.streaming import ChunkStreamer, ExactStreamer
 from inference.runtime.memory import release_memory
-from inference.runtime.plans import PlanKey, checkpoint_fingerprint, load_plan, save_plan
+from inference.runtime.plans import SPEED, PlanKey, checkpoint_fingerprint, load_plan, save_plan
 from inference.runtime.progress import ProgressReporter
 from inference.runtime.quantize import (
     WeightMode,
@@ -89,6 +95,8 @@ from inference.runtime.request_checks import RequestChecks
 
 log = logging.getLogger("continuo.inference")
 
+WARM_UP_PROMPT = "warm up"
+SPEED_TAKE_S = 1.0  # the take warm_up times (measure_speed): 50 steps of every codebook and their codec decode
 CACHE_GRANULE = 256  # cache length grows in steps of this many positions
 TEXT_CACHE = 64  # prompts whose T5 states are kept (encode_text)
 ENGINE_CAPABILITIES = frozenset({Capability.TEXT, Capability.CONTINUATION, Capability.VARIATIONS,
@@ -141,6 +149,7 @@ class MusicGenEngine(RequestChecks):
     together on the engine's compute thread (its batch scheduler)."""
 
     info: ModelInfo
+    measured_speed: MeasuredSpeed | None  # warm_up's take (measure_speed)
 
     def __init__(self, decoder: MusicGenDecoder, text_encoder, codec, tokenizer, info: ModelInfo,
                  options: EngineOptions, hop: int, weights: WeightMode, kv_cache: KVCacheMode, chroma_extractor=None):
@@ -162,6 +171,8 @@ class MusicGenEngine(RequestChecks):
                                         max_positions=self.args.max_positions)
         # EnCodec's decode, fast and streaming where the codec is one it knows (inference/musicgen/codec.py)
         self.fast_codec = FastCodecDecoder(codec).eval() if codec is not None and supported(codec) is None else None
+        self.measured_speed = None
+        self.speed_key: PlanKey | None = None  # where the measured speed is saved for `continuo doctor`
 
     @property
     def concurrent_jobs(self) -> int:
@@ -180,9 +191,25 @@ class MusicGenEngine(RequestChecks):
     # ---- public surface -------------------------------------------------------------------------------------
 
     def warm_up(self) -> float:
+        """Two steps (kernels, caches, the warm-up prompt's T5 states), then measure_speed."""
         started = time.monotonic()
-        self.generate(GenerationRequest(prompt="warm up", duration_s=2 / self.info.frame_rate, seed=0))
+        self.generate(GenerationRequest(prompt=WARM_UP_PROMPT, duration_s=2 / self.info.frame_rate, seed=0))
+        self.measured_speed = self.measure_speed()
         return time.monotonic() - started
+
+    def measure_speed(self, audio_s: float = SPEED_TAKE_S, clock=time.perf_counter) -> MeasuredSpeed:
+        """The real-time factor on this machine now: one take of audio_s on the warm-up prompt, whose T5 states are
+        cached (as a repeated prompt runs: the steps and the codec), at batch 1 with CFG. Saved per checkpoint,
+        machine and modes (speed_key) for `continuo doctor`; the daemon refines it from finished jobs."""
+        started = clock()
+        self.generate(GenerationRequest(prompt=WARM_UP_PROMPT, duration_s=audio_s, seed=0))
+        speed = MeasuredSpeed(rtf=round((clock() - started) / audio_s, 3), audio_s=audio_s,
+                              source="warm-up", load_1min=round(os.getloadavg()[0], 2))
+        log.info("%s: %s", self.info.name, speed.describe())
+        if self.speed_key is not None:
+            save_plan(self.speed_key, {**asdict(speed), "measured": time.strftime("%Y-%m-%d %H:%M"),
+                                       "summary": f"{speed.describe()}, {time.strftime('%Y-%m-%d %H:%M')}"})
+        return speed
 
     def generate(self, request: GenerationRequest, *, on_progress: ProgressCallback | None = None,
                  should_cancel: CancelCheck | None = None, on_chunk: ChunkCallback | None = None) -> GeneratedAudio:
@@ -641,8 +668,13 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
     hop = hop_length(config)
     log.info("engine: %s weights (%.1f MB), %s kv cache, %s attention on %s", weights.value,
              weight_bytes(decoder) / 2**20, kv_cache.value, attention, device)
-    return MusicGenEngine(decoder, text_encoder, codec, tokenizer, info, replace(options, attention=attention), hop,
-                          weights, kv_cache, chroma_extractor=chroma_extractor if melody else None)
+    engine = MusicGenEngine(decoder, text_encoder, codec, tokenizer, info, replace(options, attention=attention),
+                            hop, weights, kv_cache, chroma_extractor=chroma_extractor if melody else None)
+    if checkpoint is not None:
+        engine.speed_key = PlanKey("musicgen" + SPEED, checkpoint_fingerprint(checkpoint),
+                                   f"weights={weights.value} kv_cache={kv_cache.value} attention={attention} "
+                                   f"threads={torch.get_num_threads()}")
+    return engine
 
 
 def resolve_kv_cache(mode: KVCacheMode, weights: WeightMode, attention: str) -> KVCacheMode:

@@ -172,6 +172,7 @@ class OneAtATime:
     the reference do (inference/runtime/compute.py:runs_on_compute): records the thread of each generate."""
 
     concurrent_jobs = 1
+    measured_speed = None
 
     def __init__(self, engine) -> None:
         self._engine, self.info, self.threads = engine, engine.info, []
