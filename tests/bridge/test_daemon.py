@@ -203,8 +203,8 @@ def test_serve_runs_every_torch_call_on_the_serving_thread(make_daemon_in_proces
     daemon = make_daemon_in_process(engine_loader=lambda settings: wrap(load_model(settings)), worker_thread=False)
     seen: list[int] = []
     if own_compute:
-        real = daemon.engine.codec.decode
-        daemon.engine.codec.decode = lambda *args, **kwargs: (seen.append(threading.get_ident()), real(*args,
+        real = daemon.engine.codec_decode  # the fast codec or transformers' EnCodec: every decode goes through it
+        daemon.engine.codec_decode = lambda *args, **kwargs: (seen.append(threading.get_ident()), real(*args,
                                                                                                       **kwargs))[1]
     # frozen by startup, before the ready line: a client that bursts on "ready" meets no full collection
     assert gc.get_freeze_count() > 0
