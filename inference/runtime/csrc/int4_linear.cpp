@@ -105,20 +105,6 @@ inline void tile_portable(const float* x, int64_t K, const uint8_t* w, const c10
   }
 }
 
-template <typename F>
-inline void by_rows8(int64_t rows, F&& f) {
-  switch (rows) {
-    case 8: f(std::integral_constant<int, 8>{}); break;
-    case 7: f(std::integral_constant<int, 7>{}); break;
-    case 6: f(std::integral_constant<int, 6>{}); break;
-    case 5: f(std::integral_constant<int, 5>{}); break;
-    case 4: f(std::integral_constant<int, 4>{}); break;
-    case 3: f(std::integral_constant<int, 3>{}); break;
-    case 2: f(std::integral_constant<int, 2>{}); break;
-    default: f(std::integral_constant<int, 1>{}); break;
-  }
-}
-
 // x (..., K) fp32; packed (N/16, K/32, 4, 64) uint8; scales (N/16, K/32, 2, 16) fp16; bias (N,) or undefined.
 at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales,
                        const std::optional<at::Tensor>& bias, bool quantize_x) {
@@ -129,23 +115,13 @@ at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& packed, const at::
   const int64_t tiles = packed.size(0), G = packed.size(1), N = tiles * TILE, K = G * GROUP;
   TORCH_CHECK(scales.scalar_type() == at::kHalf && scales.is_contiguous() && scales.numel() == tiles * G * 2 * TILE,
               "int4_linear: scales must be (N/16, K/32, 2, 16) float16");
-  TORCH_CHECK(x.size(-1) == K, "int4_linear: x has ", x.size(-1), " features, the weight takes ", K);
-  const at::Tensor x2 = x.reshape({-1, K}).contiguous();
-  const int64_t M = x2.size(0);
-  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
-  out_shape.back() = N;
-  at::Tensor out = at::empty({M, N}, x.options());
-  const float* xp = x2.data_ptr<float>();
+  const continuo::LinearIO io = continuo::linear_io("int4_linear", x, K, N, bias);  // int8_linear.cpp
+  const int64_t M = io.M;
+  const float* xp = io.x2.data_ptr<float>();
   const uint8_t* wp = packed.data_ptr<uint8_t>();
   const c10::Half* sp = scales.data_ptr<c10::Half>();
-  at::Tensor b;
-  const float* bp = nullptr;
-  if (bias && bias->defined()) {
-    b = bias->to(at::kFloat).contiguous();
-    TORCH_CHECK(b.numel() == N, "int4_linear: bias must have ", N, " entries");
-    bp = b.data_ptr<float>();
-  }
-  float* op = out.data_ptr<float>();
+  const float* bp = io.bias_ptr;
+  float* op = io.out.data_ptr<float>();
 #ifdef CONTINUO_VNNI4
   const bool vnni = quantize_x;
 #else
@@ -157,9 +133,7 @@ at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& packed, const at::
   if (vnni) {  // per row: int8 = round(x / (absmax / 127)); and the sum of each group's codes
     for (int64_t m = 0; m < M; ++m) {
       const float* row = xp + m * K;
-      float peak = 0.f;
-      for (int64_t k = 0; k < K; ++k) peak = std::max(peak, std::fabs(row[k]));
-      const float scale = peak > 0.f ? peak / 127.f : 1.f;
+      const float scale = continuo::int8_row_scale(row, K);
       const float inverse = 1.f / scale;
       for (int64_t g = 0; g < G; ++g) {
         int32_t total = 0;
@@ -181,7 +155,7 @@ at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& packed, const at::
       for (int64_t m = 0; m < M; m += MAX_ROWS) {
         const int64_t rows = std::min<int64_t>(MAX_ROWS, M - m);
         float tile[MAX_ROWS][TILE];
-        by_rows8(rows, [&](auto mb) {
+        continuo::by_rows<MAX_ROWS>(rows, [&](auto mb) {
           constexpr int MB = decltype(mb)::value;
 #ifdef CONTINUO_VNNI4
           if (vnni) {
@@ -199,7 +173,7 @@ at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& packed, const at::
       }
     }
   });
-  return out.view(out_shape);
+  return io.out.view(io.shape);
 }
 
 }  // namespace
