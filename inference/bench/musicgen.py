@@ -27,6 +27,7 @@ import torch
 from inference.api import GenerationRequest
 from inference.musicgen.engine import EngineOptions, engine_from_hf_model
 from inference.musicgen.model import ModelArgs
+from inference.runtime.memory import trim_heap
 from inference.runtime.quantize import weight_bytes
 
 log = logging.getLogger("continuo.inference")
@@ -281,7 +282,7 @@ def bench_config(model, tokenizer, shape: str, config: BenchConfig, duration_s: 
         result |= {name: count - graphs_before[name] for name, count in compile_counts().items()}
         result["compile_backend"] = config.compile_backend
     del engine
-    gc.collect()
+    trim_heap()  # the next configuration starts from what is held, not this one's freed heap (RSS grew per row)
     return result
 
 
