@@ -1,5 +1,5 @@
 """The `continuo` command: serve; generate, continue, variations, stems, status; prune, trash; send, model, doctor,
-keys, bench."""
+keys, bench; analyze, midi (on this machine, bridge/tools/listen.py)."""
 
 from __future__ import annotations
 
@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--no-wait", action="store_true", help="send and return without waiting for replies")
 
     add_job_commands(commands)
+    from bridge.tools.listen import add_listen_commands
+
+    add_listen_commands(commands)
 
     model = commands.add_parser("model", help="model tools")
     model_commands = model.add_subparsers(dest="model_command", required=True)
@@ -83,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks; results are JSON lines")
     bench.add_argument("suite", nargs="?", default="engine",
-                       choices=["engine", "daemon", "bridge", "render", "gpu", "throughput", "quality", "soak"],
+                       choices=["engine", "daemon", "bridge", "render", "gpu", "throughput", "quality", "soak",
+                                "listen"],
                        help="engine: decode speed, our engine vs transformers; "
                             "daemon: startup and an 8-bar render end to end; "
                             "bridge: per-request overhead of OSC/UDP, OSC/TCP, ZeroMQ vs bare echo servers; "
@@ -94,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "throughput --cluster: in process vs 1 and 2 local Ray Serve replicas; "
                             "quality: lossy modes vs fp32 on the quality harness (KL, top-k overlap, agreement); "
                             "soak: many short jobs of every kind from OSC, TCP, ZeroMQ, HTTP and CLI clients at "
-                            "once; the daemon's RSS after warm-up, halfway and at the end (target: within 10 %%)")
+                            "once; the daemon's RSS after warm-up, halfway and at the end (target: within 10 %%); "
+                            "listen: tempo, downbeats, metre, key, notes and drums against exact truth, and speed")
     bench.add_argument("--quick", action="store_true")
     bench.add_argument("--seconds", type=float, default=None, help="engine: audio per run (default 10; --quick 2)")
     bench.add_argument("--shape", default=None, help="engine: one shape, e.g. musicgen-small or musicgen-medium")
@@ -115,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="soak: jobs before the first RSS figure (default: a fifth, at least 20)")
     bench.add_argument("--kv-cache", default="auto",
                        help="throughput: the engine's kv_cache (auto, fp32, bf16, mulaw8, int8)")
+    bench.add_argument("--real", type=Path, default=None, metavar="DIR",
+                       help="listen: also analyse and transcribe the first 30 s of each recording in DIR")
+    bench.add_argument("--renders", type=Path, default=None, metavar="DIR",
+                       help="listen: sum up the grid checks in the manifests under DIR (a daemon's output root)")
     bench.add_argument("--model", default=None, help="checkpoint for the daemon suite (default: the daemon's "
                                                       "default) and the soak (default: a tiny random smoke model)")
     return parser
@@ -137,15 +146,19 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
         add_connection_flags(parser)
         return parser
 
-    def add_job_flags(parser: argparse.ArgumentParser, *, bars: float, preset: bool = True) -> None:
+    def add_job_flags(parser: argparse.ArgumentParser, *, bars: float, preset: bool = True,
+                      hears: bool = False) -> None:
         if bars:
             parser.add_argument("--bars", type=float, default=bars, help=f"length in bars (default {bars:g})")
         if preset:
             parser.add_argument("--preset", default="default", help="preset name (default: default)")
-        parser.add_argument("--bpm", type=float, default=120.0, help="tempo (default 120)")
-        parser.add_argument("--metre", "--time-signature", type=parse_metre, default="4/4",
-                            help="time signature (default 4/4)")
-        parser.add_argument("--key", default="C major", help="musical key, e.g. 'F# minor' (default C major)")
+        parser.add_argument("--bpm", type=float, default=None,
+                            help=("tempo (default: an input file's own when Continuo made it, else the one the "
+                                  "daemon hears in it)" if hears else "tempo (default: the daemon's session tempo)"))
+        parser.add_argument("--metre", "--time-signature", type=parse_metre, default=None,
+                            help="time signature such as 6/8 (default: as --bpm)")
+        parser.add_argument("--key", default=None, help="musical key, e.g. 'F# minor' (default: as --bpm; none is "
+                                                        "no key, never an invented one)")
         parser.add_argument("--sample-rate", type=int, default=0, help="output rate in Hz (default: the daemon's)")
         parser.add_argument("--job-id", default="", help="your own job id (default: cli-<op>-<time>-<random>)")
         parser.add_argument("--no-wait", action="store_true", help="print the job id once accepted and return")
@@ -168,7 +181,7 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
     cont = job_parser("continue", "continue an audio file from its end (on the next downbeat)",
                       f"continuo continue clip.wav --bars 4. {intro}")
     cont.add_argument("input", help="audio file to continue")
-    add_job_flags(cont, bars=4.0)
+    add_job_flags(cont, bars=4.0, hears=True)
     cont.add_argument("--prompt", dest="prompt_setting", default=None, help="text prompt for the continuation")
     cont.add_argument("--stems", dest="stems_setting", default=None, metavar="LIST",
                       help="also write stems, e.g. drums,bass")
@@ -177,7 +190,7 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
     variations = job_parser("variations", "several takes of a prompt, or of an audio file",
                             f"continuo variations --count 4 --prompt 'dark techno'. {intro}")
     variations.add_argument("input", nargs="?", default="", help="audio file to vary (default: the prompt alone)")
-    add_job_flags(variations, bars=8.0)
+    add_job_flags(variations, bars=8.0, hears=True)
     variations.add_argument("--count", type=int, default=4, help="number of variations (default 4)")
     variations.add_argument("--prompt", dest="prompt_setting", default=None, help="text prompt")
 
@@ -185,7 +198,8 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
                        f"continuo stems mix.wav --stems drums,bass. {intro}")
     stems.add_argument("input", help="audio file to split")
     stems.add_argument("--stems", default="drums,bass,other,vocals", help="stems to write (default: all four)")
-    add_job_flags(stems, bars=0.0, preset=False)
+    stems.add_argument("--midi", action="store_true", help="also each stem's notes as a .mid beside it")
+    add_job_flags(stems, bars=0.0, preset=False, hears=True)
 
     status = commands.add_parser("status", help="the daemon's state, model, queue and limits",
                                  epilog=exit_code_table(), formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -250,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
             from bridge.tools.keys import run_keys
 
             return run_keys(args.dir, args.client)
+        if args.command in ("analyze", "midi"):
+            from bridge.tools.listen import run_analyze, run_midi
+
+            return run_analyze(args) if args.command == "analyze" else run_midi(args)
         if args.command == "bench":
             from bridge.tools.bench import run_bench
 

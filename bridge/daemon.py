@@ -30,6 +30,7 @@ from bridge.jobs.events import EventSink
 from bridge.jobs.intake import Intake
 from bridge.jobs.job_ids import check_same_model
 from bridge.jobs.journal import Journal, JournalReads
+from bridge.jobs.listening import Listening
 from bridge.jobs.model_switch import ModelSwitch
 from bridge.jobs.pool import WorkerPool, load_local_engine
 from bridge.jobs.queue import Job, JobQueue, Priority
@@ -71,7 +72,7 @@ class Daemon:
             hello=self.on_hello, ping=self.on_ping, context=self.on_context, cancel=self.on_cancel, get=self.on_get,
             ack=self.on_ack, status=self.on_status, presets=self.on_presets, reload_presets=self.on_reload_presets,
             models=self.on_models, load_model=self.on_load_model,
-            prune=self.on_trash, trash_restore=self.on_trash, trash_empty=self.on_trash)
+            prune=self.on_trash, trash_restore=self.on_trash, trash_empty=self.on_trash, analyze=self.on_analyze)
         self.midi_maps: dict[str, MidiMap] = {}
         self.midi_controller: MidiController | None = None  # with settings.midi: set by start_midi
         self.midi_port: Any = None  # the open mido input that feeds midi_controller
@@ -113,9 +114,10 @@ class Daemon:
                                    presets=lambda: self.presets, input_roots=self.input_roots,
                                    output_root=self.output_root, separator=separator))
         del engine  # the pool holds the served engine (a switch replaces it there)
+        self.listening = Listening(events=self.events, input_roots=self.input_roots, limits=settings)
         self.intake = Intake(settings=settings, journal=self.journal, events=self.events, queue=self.queue,
                              pool=self.pool, switch=self.switch, presets=lambda: self.presets,
-                             input_roots=self.input_roots, output_root=self.output_root)
+                             input_roots=self.input_roots, output_root=self.output_root, listening=self.listening)
         self.status = Status(settings=settings, events=self.events, pool=self.pool, switch=self.switch,
                              retention=self.retention)
         if not self.compute_on_main_thread:
@@ -246,6 +248,7 @@ class Daemon:
     def on_context(self, request: Request, sender: Destination) -> None:
         session = self.sessions.session(sender)
         session.context = c = session.context.replace(**request.args)
+        session.tempo_set = session.tempo_set or "bpm" in request.args
         self.events.emit(session.reply_to, "/continuo/context", c.bpm, c.beats_per_bar, c.beat_unit, c.key,
                          c.sample_rate)
 
@@ -265,7 +268,8 @@ class Daemon:
         to reply_to when given (a request's reply_port), else to the session's reply port."""
         session = self.sessions.session(sender)
         job = self.intake.submit(op, job_id, args, settings, context=session.context, client_key=sender,
-                                 reply_to=reply_to or session.reply_to, priority=priority, slot=slot, retries=retries)
+                                 reply_to=reply_to or session.reply_to, priority=priority, slot=slot, retries=retries,
+                                 tempo_given=session.tempo_set)
         if job is not None:
             session.add_job(job.job_id, self.pool.active_job_ids)
 
@@ -286,6 +290,10 @@ class Daemon:
     # -- handlers: the daemon's state ---------------------------------------------------------
     def on_status(self, request: Request, sender: Destination) -> None:
         self.status.send(self.sessions.session(sender).reply_to)
+
+    def on_analyze(self, request: Request, sender: Destination) -> None:
+        """/continuo/analyze: what is heard in the file (bridge/jobs/listening.py), on this thread."""
+        self.listening.answer(request.args["input_path"], self.sessions.session(sender).reply_to)
 
     def on_trash(self, request: Request, sender: Destination) -> None:
         """/continuo/prune, /continuo/trash/restore and /continuo/trash/empty (bridge/jobs/trash.py): the report,
@@ -342,10 +350,16 @@ def load_model(settings: Settings) -> Engine:
     return load_local_engine(settings)
 
 
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGBREAK")  # Ctrl+C; kill and service managers; Ctrl+Break (Windows)
+
+
 @contextmanager
 def stop_on_signals(daemon: Daemon) -> Iterator[None]:
-    """SIGINT and SIGTERM ask the daemon to stop; the previous handlers come back afterwards."""
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    """SIGINT (Ctrl+C), SIGTERM and, on Windows, SIGBREAK (Ctrl+Break, what DaemonProcess.stop sends there: Windows
+    has no way to send another process SIGTERM but killing it) ask the daemon to stop; whichever of them this
+    platform has. The previous handlers come back afterwards."""
+    found = (getattr(signal, name, None) for name in STOP_SIGNALS)
+    previous = {sig: signal.getsignal(sig) for sig in found if sig is not None}
 
     def handle(signum: int, _frame: Any) -> None:
         log.info("received %s", signal.Signals(signum).name)
@@ -361,7 +375,7 @@ def stop_on_signals(daemon: Daemon) -> Iterator[None]:
 
 
 def serve(settings: Settings, *, engine_loader: Callable[[Settings], Engine] | None = None) -> int:
-    """startup -> run -> shutdown, stopped by SIGINT/SIGTERM; engine_loader swaps the model (benchmarks)."""
+    """startup -> run -> shutdown, stopped by stop_on_signals; engine_loader swaps the model (benchmarks)."""
     daemon = Daemon(settings, engine_loader=engine_loader, compute_on_main_thread=True)
     with stop_on_signals(daemon):
         daemon.startup()

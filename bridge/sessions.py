@@ -43,6 +43,7 @@ class ClientSession:
     context: MusicalContext
     jobs: set[str] = field(default_factory=set)  # this client's jobs that may still be waiting or running
     last_seen: float = field(default_factory=time.monotonic)
+    tempo_set: bool = False  # the client set the tempo (/continuo/context, the MIDI clock): inputs are not asked
 
     def add_job(self, job_id: str, active: Callable[[], set[str]]) -> None:
         """Remember job_id; past MAX_SESSION_JOBS keep only the jobs still active (waiting or running)."""
@@ -111,6 +112,7 @@ class Sessions:
         """The MIDI clock's tempo for sender's session (later jobs of that session use it)."""
         session = self.session(sender)
         session.context = session.context.replace(bpm=bpm)
+        session.tempo_set = True
         log.info("job=- midi clock tempo %.2f bpm for %s:%d", bpm, sender[0], sender[1])
 
     def forget_least_recent(self) -> None:

@@ -37,11 +37,12 @@ NO_MODEL = ("bridge.protocol", "bridge.transports", "bridge.clients")
 INFERENCE_WINGS = (
     ("inference", "inference.errors", "inference.api", "inference.adapters", "inference.smoke"),
     ("inference.runtime",),
-    ("inference.musicgen", "inference.acestep", "inference.stems"),
+    ("inference.musicgen", "inference.acestep", "inference.stems", "inference.transcription"),
     ("inference.loading",),
     ("inference.bench",),
 )
-SIDE_BY_SIDE = ("inference.musicgen", "inference.acestep", "inference.stems")  # never import each other
+SIDE_BY_SIDE = ("inference.musicgen", "inference.acestep", "inference.stems",  # never import each other
+                "inference.transcription")
 # The contract modules the bridge's torch-free wings and admission read: no torch.
 TORCH_FREE = ("inference", "inference.errors", "inference.api", "inference.adapters", "inference.smoke")
 

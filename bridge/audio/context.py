@@ -41,7 +41,7 @@ class MusicalContext:
     bpm: float = 120.0
     beats_per_bar: int = 4
     beat_unit: int = 4
-    key: str = "C major"  # "" for none, as the schema allows
+    key: str = ""  # none until a client names one: a key is never invented (the prompt and file names leave it out)
     sample_rate: int = 48000
 
     def __post_init__(self) -> None:

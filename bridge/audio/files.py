@@ -9,6 +9,11 @@ raise through it) and reports a bare failure, so the write itself is ours and it
 A failed write is reported by what the disk said (``disk_error``): a full disk or quota (ENOSPC, EDQUOT) is
 ``DiskFull`` (the wire's ``disk_full``); a read-only filesystem, an I/O error or a permission problem is
 ``IoError`` with that reason in words. Each partial name is unique, so two writers never share one.
+
+Windows: files are opened binary (O_BINARY: no newline translation inside a WAV); a directory cannot be opened to
+fsync it, and NTFS journals the rename itself, so that step is skipped there; a rename onto a file another program
+holds open (a virus scanner, the search indexer, a player) is refused with "access denied", so ``replace_file``
+tries again for about 1.5 s, and what is still refused after that is said as "open in another program".
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import errno
 import io
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -28,6 +34,7 @@ from bridge.errors import BadRequest, BridgeError, DiskFull, IoError, NotFound
 FREE_SPACE_HINT = "free space (`continuo prune`, then `continuo prune --empty-trash --yes`) and send it again"
 
 WAV_SUBTYPES: dict[int, str] = {16: "PCM_16", 24: "PCM_24", 32: "FLOAT"}
+REPLACE_RETRY_WAITS_S = (0.05, 0.1, 0.2, 0.4, 0.8)  # Windows: a scanner or indexer lets go of a file within these
 
 
 def read_audio(path: Path) -> tuple[np.ndarray, int]:
@@ -84,7 +91,7 @@ def write_bytes_atomic(path: Path, data: bytes | memoryview) -> None:
     try:
         created = not path.parent.is_dir()
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
         try:
             view = memoryview(data).cast("B")
             while view:
@@ -92,7 +99,7 @@ def write_bytes_atomic(path: Path, data: bytes | memoryview) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(partial, path)
+        replace_file(partial, path)
         _fsync_directory(path.parent)
         if created:
             _fsync_directory(path.parent.parent)
@@ -101,6 +108,20 @@ def write_bytes_atomic(path: Path, data: bytes | memoryview) -> None:
     except BaseException:
         _remove_partial(partial)
         raise
+
+
+def replace_file(source: Path, target: Path) -> None:
+    """os.replace (atomic on POSIX filesystems and on NTFS). On Windows, a target another program holds open
+    refuses it with PermissionError for as long as it is held: tried again after each of REPLACE_RETRY_WAITS_S, then
+    the error is raised (disk_error says "open in another program"). Elsewhere the first error is raised."""
+    for wait in (*REPLACE_RETRY_WAITS_S, None):
+        try:
+            os.replace(source, target)
+            return
+        except PermissionError:
+            if os.name != "nt" or wait is None:
+                raise
+            time.sleep(wait)
 
 
 def partial_name(path: Path) -> Path:
@@ -122,12 +143,18 @@ def disk_error(exc: OSError, path: Path, note: str = "") -> BridgeError:
     if exc.errno == errno.EIO:
         return IoError(f"cannot write {path}: the disk reported an input/output error (EIO: a failing drive, or "
                        f"a network or USB drive that went away); check the drive{note}")
+    if exc.errno in (errno.EACCES, errno.EPERM) and os.name == "nt" and path.exists():
+        return IoError(f"cannot replace {path}: it is open in another program (your DAW, a media player or a virus "
+                       f"scanner; Windows keeps an open file from being replaced): close it there and send again{note}")
     if exc.errno in (errno.EACCES, errno.EPERM):
         return IoError(f"cannot write {path}: no permission to write in {folder} ({exc.strerror}){note}")
     return IoError(f"cannot write {path}: {exc}{note}")
 
 
 def _fsync_directory(directory: Path) -> None:
+    """Make a rename in directory durable (POSIX). Windows cannot open a directory, and NTFS journals the rename."""
+    if os.name == "nt":
+        return
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -144,17 +171,25 @@ def _remove_partial(partial: Path) -> str:
     return ""
 
 
-def daw_file_name(job_id: str, output_name: str, *, bars: float, bpm: float, key: str = "") -> str:
+def daw_file_name(job_id: str, output_name: str, *, bars: float, bpm: float, key: str = "",
+                  suffix: str = ".wav") -> str:
     """A name a musician can drop into any DAW and still read: ``<job>_<stem>_<bars>bars_<bpm>bpm_<key>.wav``.
 
     ``job-1``, ``mix``, 8 bars, 92 BPM, "F# minor" -> ``job-1_mix_8bars_92bpm_F#min.wav``; without a key the
-    last part is left out. Numbers keep at most two decimals (``1.5bars``, ``133.33bpm``).
+    last part is left out. Numbers keep at most two decimals (``1.5bars``, ``133.33bpm``). A stem's MIDI file
+    takes the same name with ``suffix=".mid"``, so it sorts beside its audio.
     """
     parts = [job_id, output_name, f"{_short_number(bars)}bars", f"{_short_number(bpm)}bpm"]
     key_text = short_key(key)
     if key_text:
         parts.append(key_text)
-    return "_".join(parts) + ".wav"
+    return "_".join(parts) + suffix
+
+
+def peaks_path(wav: Path) -> Path:
+    """Where an output's waveform peaks lie: ``<name>.peaks`` beside ``<name>.wav`` (bridge/audio/loudness.py:
+    waveform_peaks; the worker writes them with the file, HTTP serves them and measures an older render's once)."""
+    return Path(wav).with_suffix(".peaks")
 
 
 def short_key(key: str) -> str:
@@ -186,7 +221,7 @@ def link_or_copy_atomic(source: Path, target: Path) -> str:
         except OSError:
             shutil.copyfile(source, partial)
             how = "copy"
-        os.replace(partial, target)
+        replace_file(partial, target)
         _fsync_directory(target.parent)
     except OSError as exc:
         raise disk_error(exc, target, _remove_partial(partial)) from exc

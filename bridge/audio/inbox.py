@@ -28,7 +28,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridge.audio.files import disk_error, partial_name, write_bytes_atomic
+from bridge.audio.files import disk_error, partial_name, replace_file, write_bytes_atomic
 from bridge.errors import IoError
 
 log = logging.getLogger("continuo.inbox")
@@ -102,13 +102,13 @@ def copy_verified(source: Path, target: Path, *, sha256: str, made_by: str) -> N
         size = source.stat().st_size
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, partial)
-        with open(partial, "rb") as handle:
+        with open(partial, "rb+") as handle:  # Windows' fsync (_commit) refuses a handle opened read-only
             os.fsync(handle.fileno())
         if partial.stat().st_size != size or sha256_of(partial) != sha256:
             raise IoError(f"the copy of {source} did not match it (the file changed while it was copied, or the "
                           "write was short); nothing was staged: send it again")
         mark_owned(target, size=size, sha256=sha256, made_by=made_by)  # before the copy is visible (write_owned)
-        os.replace(partial, target)
+        replace_file(partial, target)
     except OSError as exc:
         partial.unlink(missing_ok=True)
         raise disk_error(exc, target) from exc

@@ -16,6 +16,8 @@ All functions take audio as (C, T) float arrays.
   the limiter re-run, so the result lands within 0.2 LU of target whenever the
   ceiling allows it; material too peaky for the target ends up as loud as
   12 dB of extra limiting makes it.
+- ``waveform_peaks``: what a waveform is drawn from, measured once at the full rate (a page that decoded the file
+  at 8 kHz drew hi-hats as a flat line): PEAK_BUCKETS pairs of (min, max) over every channel, as int8 bytes.
 """
 
 from __future__ import annotations
@@ -40,6 +42,25 @@ _LUFS_TOLERANCE = 0.2  # stop iterating the gain once this close to target
 _MAX_ITERATIONS = 5
 _MAX_EXTRA_GAIN_DB = 12.0  # the most gain added over the static gain to make up for limiting
 _MAX_PYLOUDNORM_CHANNELS = 5
+
+
+PEAK_BUCKETS = 512  # a waveform's columns: 1 KiB per file, whatever its length (the page scales it to its width)
+
+
+def waveform_peaks(audio: np.ndarray, buckets: int = PEAK_BUCKETS) -> bytes:
+    """(min, max) of every sample of every channel in each of ``buckets`` equal spans of (C, T) ``audio``, as
+    2 * buckets int8 bytes (min0, max0, min1, max1, ...; -127..127 is -1..1, clipped). Spans past a short file's
+    end are silent (0, 0)."""
+    audio = as_audio(audio)
+    frames = audio.shape[1]
+    edges = np.linspace(0, frames, buckets + 1).astype(np.int64)
+    peaks = np.zeros((buckets, 2), dtype=np.float32)
+    filled = edges[1:] > edges[:-1]
+    if frames:
+        starts = edges[:-1][filled]
+        peaks[filled, 0] = np.minimum.reduceat(audio.min(axis=0), starts)
+        peaks[filled, 1] = np.maximum.reduceat(audio.max(axis=0), starts)
+    return np.clip(np.round(peaks * 127), -127, 127).astype(np.int8).tobytes()
 
 
 def measure_lufs(audio: np.ndarray, sample_rate: int) -> float:

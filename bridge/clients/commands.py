@@ -101,6 +101,8 @@ def build_request(ns: argparse.Namespace) -> JobRequest:
     for item in getattr(ns, "set", None) or []:
         name, _, value = item.partition("=")
         settings += [name, parse_arg(value)]
+    if op != "stems":  # stems takes no settings: its flags go in the session context (set_context)
+        settings += context_settings(ns)
     if op == "generate":
         return JobRequest("/continuo/generate", job_id, [job_id, ns.preset, ns.prompt, float(ns.bars)], settings)
     if op == "continue":
@@ -111,8 +113,24 @@ def build_request(ns: argparse.Namespace) -> JobRequest:
         return JobRequest("/continuo/variations", job_id, [job_id, ns.preset, ns.input or "", int(ns.count),
                                                            float(ns.bars)], settings, inputs=inputs)
     if op == "stems":
-        return JobRequest("/continuo/stems", job_id, [job_id, ns.input, ns.stems], inputs={1: ns.input})
+        return JobRequest("/continuo/stems", job_id, [job_id, ns.input, ns.stems, int(getattr(ns, "midi", False))],
+                          inputs={1: ns.input})
     raise ValueError(f"not a job command: {op}")
+
+
+def context_settings(ns: argparse.Namespace) -> list[Any]:
+    """The tempo, metre, key and rate flags given, as job settings; none given, none sent: the daemon then takes an
+    input file's own (from its manifest, when Continuo made it) or the session's, and a key is never invented."""
+    settings: list[Any] = []
+    if ns.bpm is not None:
+        settings += ["bpm", float(ns.bpm)]
+    if ns.metre is not None:
+        settings += ["beats_per_bar", ns.metre[0], "beat_unit", ns.metre[1]]
+    if ns.key is not None:
+        settings += ["key", ns.key]
+    if ns.sample_rate:
+        settings += ["sample_rate", int(ns.sample_rate)]
+    return settings
 
 
 class EventPrinter:
@@ -161,12 +179,13 @@ class EventPrinter:
 
 
 def daw_path_of(output: dict[str, Any]) -> str:
-    """The output's DAW-friendly second name (<job>_<name>_...bars_...bpm[_key].wav), found beside its stable
+    """The output's DAW-friendly second name (<job>_<name>_...bars_...bpm[_key].wav, or .mid), found beside its stable
     path (the daemon makes it before the event); "" when there is none (another machine, an older daemon)."""
     path = Path(str(output.get("path", "")))
-    prefix = f"{output.get('job_id')}_{output.get('name')}_"
+    midi = path.suffix == ".mid"  # a stem's MIDI file (output <stem>-midi) takes the stem's DAW name, .mid
+    prefix = f"{output.get('job_id')}_{str(output.get('name')).removesuffix('-midi') if midi else output.get('name')}_"
     try:
-        found = sorted(p for p in path.parent.glob(f"{prefix}*bars_*bpm*.wav")
+        found = sorted(p for p in path.parent.glob(f"{prefix}*bars_*bpm*{'.mid' if midi else '.wav'}")
                        if p.name[len(prefix):].split("_", 1)[0].endswith("bars"))
     except OSError:
         return ""
@@ -183,9 +202,10 @@ def run_job_command(ns: argparse.Namespace, *, client_factory: Callable[..., Osc
         if welcome is None:
             return EXIT_NO_REPLY
         inbox = welcome[4] if len(welcome) > 4 and is_loopback(ns.host) else None
+        readable = output_root(client) if inbox and request.inputs else None
         for index, raw in request.inputs.items():
             try:
-                staged = stage_input(raw, inbox)
+                staged = stage_input(raw, inbox, readable)
             except InputMissing as exc:
                 printer.note("error", f"not_found: {exc}", code="not_found")
                 return EXIT_CODES["not_found"]
@@ -194,10 +214,23 @@ def run_job_command(ns: argparse.Namespace, *, client_factory: Callable[..., Osc
                 return exit_code_for(exc.code)
             request.args[index] = staged.path.as_posix()
             report_copy(printer, staged)
-        status = set_context(client, printer, ns, sample_rate=welcome[2])
-        if status is not None:
-            return status
+        if ns.command == "stems" and (ns.bpm is not None or ns.metre is not None or ns.key is not None
+                                      or ns.sample_rate):
+            status = set_context(client, printer, ns, sample_rate=welcome[2])
+            if status is not None:
+                return status
         return send_and_wait(client, printer, request, ns)
+
+
+def output_root(client: OscClient) -> str | None:
+    """The daemon's output root (/continuo/storage names it), where its renders lie: a render is sent where it lies,
+    so the daemon knows it as its own (its manifest's tempo and key apply), not as a copy in the inbox."""
+    client.send("/continuo/status")
+    try:
+        _address, args = client.wait_for(lambda a, _args: a == "/continuo/storage", 5.0)
+    except TimeoutError:
+        return None
+    return str(args[-1])
 
 
 def say_hello(client: OscClient, printer: EventPrinter, ns: argparse.Namespace) -> list | None:
@@ -222,9 +255,15 @@ def report_copy(printer: EventPrinter, staged: StagedInput) -> None:
 
 
 def set_context(client: OscClient, printer: EventPrinter, ns: argparse.Namespace, *, sample_rate: int) -> int | None:
-    """/continuo/context from the flags; None when set, else the exit status."""
-    beats_per_bar, beat_unit = ns.metre
-    client.send("/continuo/context", float(ns.bpm), beats_per_bar, beat_unit, ns.key,
+    """/continuo/context from the flags (stems, which takes no settings); None when set, else the exit status.
+    Without --bpm the tempo is the file's own or the one the daemon hears, so --metre, --key and --sample-rate
+    alone would fix an invented tempo: refused with what to do."""
+    if ns.bpm is None:
+        printer.note("error", "stems without --bpm takes the tempo of the file (its own, or the one heard); give "
+                     "--bpm too to set --metre, --key or --sample-rate", code="bad_request")
+        return EXIT_USAGE
+    beats_per_bar, beat_unit = ns.metre or (4, 4)
+    client.send("/continuo/context", float(ns.bpm), beats_per_bar, beat_unit, ns.key or "",
                 int(ns.sample_rate or sample_rate))
     try:
         address, args = client.wait_for(

@@ -7,8 +7,9 @@ have to know that: the CLI copies such a file into the inbox, says so, and sends
 Where the inbox is comes over the wire (``/continuo/welcome`` names it), not from this client's settings: the
 daemon may have been started with other ``--output-root`` / ``--input-roots`` flags, another ``--config`` or
 other ``CONTINUO_*`` variables than this shell has, and only the daemon knows which ones won. The welcome does not
-list every input root, so a file is sent where it lies only when it is under the inbox; anything else (a previous
-render included) is copied. A copy is named ``<stem>-<hash of its bytes>`` so the same file is copied once; it is
+list every input root, so a file is sent where it lies only when it is under the inbox or the output root (a
+previous render, found through /continuo/storage; the daemon reads its output root unless input_roots leave it
+out); anything else is copied. A copy is named ``<stem>-<hash of its bytes>`` so the same file is copied once; it is
 written and checked by bridge/audio/inbox.py (a temporary name of its own, size and hash verified before the
 rename, marked as Continuo's copy so the daemon may remove it after inbox_copies_age_s). Reusing a copy makes it
 young again. A file of that name that is not Continuo's intact copy is never overwritten: the copy gets a name
@@ -39,10 +40,11 @@ class InputMissing(FileNotFoundError):
     """The input file does not exist on this machine."""
 
 
-def stage_input(raw: str | os.PathLike, inbox: str | None) -> StagedInput:
-    """The absolute path to send for the input file ``raw``: itself when it lies under ``inbox`` (or when no
-    inbox is known: a daemon on another machine), else a verified copy in ``inbox``. InputMissing when it is not
-    a file; IoError or DiskFull (bridge.errors) when the copy cannot be made."""
+def stage_input(raw: str | os.PathLike, inbox: str | None, output_root: str | None = None) -> StagedInput:
+    """The absolute path to send for the input file ``raw``: itself when it lies under ``inbox`` or the daemon's
+    ``output_root`` (a render: the daemon then knows it as its own), or when no inbox is known (a daemon on another
+    machine), else a verified copy in ``inbox``. InputMissing when it is not a file; IoError or DiskFull
+    (bridge.errors) when the copy cannot be made."""
     path = Path(raw).expanduser().absolute()
     if not path.is_file():
         raise InputMissing(f"input file {raw} does not exist (or is not a file)")
@@ -50,7 +52,7 @@ def stage_input(raw: str | os.PathLike, inbox: str | None) -> StagedInput:
         return StagedInput(path)
     folder = Path(inbox)
     resolved = path.resolve()
-    if resolved.is_relative_to(folder.resolve()):
+    if any(resolved.is_relative_to(Path(root).resolve()) for root in (inbox, output_root) if root):
         return StagedInput(path)
     sha256 = sha256_of(resolved)
     target = folder / f"{path.stem}-{sha256[:HASH_CHARS]}{path.suffix.lower()}"

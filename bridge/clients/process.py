@@ -46,10 +46,12 @@ class DaemonProcess:
 
     def start(self) -> DaemonProcess:
         started = time.monotonic()
+        # Windows: a process group of its own, so stop() can send it Ctrl+Break (and not to this console)
+        group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt" else {}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bridge.cli", "serve", *self.flags],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env,
-            cwd=Path(__file__).resolve().parents[2],
+            cwd=Path(__file__).resolve().parents[2], **group,
         )
         threading.Thread(target=self._read, daemon=True).start()
         if not self._ready.wait(self.ready_timeout_s) or not self.port:  # EOF without a ready line: it died
@@ -72,16 +74,19 @@ class DaemonProcess:
                 self._ready.set()
         self._ready.set()  # the process ended
 
-    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
-        """Send a signal and return the exit code."""
+    def stop(self, sig: int | None = None, timeout_s: float = 30.0) -> int:
+        """Send a signal (by default the one that lets the daemon shut down in order: SIGTERM, or Ctrl+Break on
+        Windows, where SIGTERM would kill it outright) and return the exit code."""
         assert self.proc is not None
+        if sig is None:
+            sig = signal.CTRL_BREAK_EVENT if os.name == "nt" else signal.SIGTERM
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise RuntimeError(f"the daemon did not exit within {timeout_s:.0f} s after {signal.Signals(sig).name}")
+            raise RuntimeError(f"the daemon did not exit within {timeout_s:.0f} s after signal {sig}") from None
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -37,6 +37,10 @@ class JobProgress:
             self.write(f"{args[1]}: {args[2]} ({args[6]:g} bars, {args[7]:.1f} LUFS)")
         elif address == "/continuo/partial":
             self.show_state(f"preview chunk {args[1]}")
+        elif address == "/continuo/analysis":  # what the daemon heard in the input, for a request without a tempo
+            key = f", {args[9]}" if args[9] else ""
+            self.write(f"{self.job_id}: heard {args[2]:.2f} BPM (confidence {args[3]:.2f}), {args[4]}/{args[5]}{key} "
+                       f"in {args[1]}: rendering at that tempo (give --bpm to set it)")
 
     def show_state(self, text: str) -> None:
         if self.bar is not None:

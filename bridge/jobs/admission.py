@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from bridge.audio.context import MusicalContext
+from bridge.audio.midi_files import GRID_DIVISIONS
 from bridge.audio.presets import Preset
 from bridge.errors import BadRequest, BridgeError, Busy
 from bridge.jobs.capabilities import check_capabilities
-from bridge.jobs.plan import EDIT_OPS, PROMPT_ARG_OPS, TRACK_OPS, RenderPlan, build_plan, job_params
+from bridge.jobs.plan import EDIT_OPS, INPUT_OPS, PROMPT_ARG_OPS, TRACK_OPS, RenderPlan, build_plan, job_params
 from bridge.jobs.queue import JobQueue, Priority
 from bridge.settings import Settings
 from inference.adapters import find_adapters
@@ -51,11 +52,14 @@ class Admitted:
 def admit(op: str, job_id: str, args: Mapping[str, Any], settings: Mapping[str, Any], *,
           context: MusicalContext, presets: Mapping[str, Preset], input_roots: Sequence[Path], limits: Settings,
           model: ModelInfo | None, queue: JobQueue, priority: Priority = Priority.INTERACTIVE,
-          slot: int | None = None, retries: int = 0) -> Admitted:
-    """Check one job request (``model``: the loaded model's info, None while a switch is under way); raises the
-    BridgeError the client gets."""
+          slot: int | None = None, retries: int = 0, inferred: Mapping[str, Any] | None = None) -> Admitted:
+    """Check one job request (``model``: the loaded model's info, None while a switch is under way; ``inferred``:
+    what the input's analysis gave a request without a tempo, bridge/jobs/listening.py); raises the BridgeError
+    the client gets."""
     try:
         params = job_params(op, args, settings, context)
+        if inferred:
+            params["inferred"] = dict(inferred)
         if retries:
             params["retries"] = retries  # re-run this many times if the daemon dies while it runs
         if priority is not Priority.INTERACTIVE:
@@ -119,6 +123,32 @@ def check_rules(plan: RenderPlan, settings: Mapping[str, Any]) -> None:
         raise BadRequest(f"{op}: unknown track {plan.track!r}; the model knows {', '.join(TRACKS)}")
     if op in EDIT_OPS and any(key in settings for key in ("loop", "beats", "stems", "stream")):
         raise BadRequest(f"{op} writes back a clip as long as its input; drop loop, beats, stems and stream")
+    check_midi_rules(plan, settings)
+
+
+MIDI_OPS = ("generate", "continue", "stems", "midi")  # the ops that write MIDI outputs (midi 1)
+GENERATING = ("prompt", "melody", "style", "style_weight", "loop", "beats", "stream", "lyrics", "vocal_language",
+              "instrumental", "lora", "lora_weight", "hard_cut")
+
+
+def check_midi_rules(plan: RenderPlan, settings: Mapping[str, Any]) -> None:
+    """MIDI outputs: the ops that write them, a grid the quantiser knows, and /continuo/midi's own rules."""
+    op = plan.op
+    if settings.get("midi") and op not in MIDI_OPS:
+        raise BadRequest(f"midi 1 is built for {', '.join(MIDI_OPS[:-1])}; for {op}'s outputs send /continuo/midi "
+                         "with the output's path")
+    if settings.get("quantize") and not plan.midi:
+        raise BadRequest("quantize snaps MIDI notes: send it with midi 1 (or in /continuo/midi)")
+    if plan.quantize and plan.quantize not in GRID_DIVISIONS:
+        raise BadRequest(f"quantize {plan.quantize} is not a grid: 1, 2, 4, 8, 16 or 32 (1/N notes), 3, 6, 12 or 24 "
+                         "(triplets), or 0 for as played")
+    if op == "midi":
+        if plan.input_path is None:
+            raise BadRequest("midi needs an input file: send /continuo/midi <job_id> <absolute wav path> mix")
+        given = sorted(key for key in GENERATING if key in settings)
+        if given or "stems" in settings:
+            raise BadRequest(f"/continuo/midi transcribes a file and generates nothing; drop "
+                             f"{', '.join(given) or 'stems'} (name the stems in its third argument)")
 
 
 def find_adapter(name: str, limits: Settings) -> Path:
@@ -170,7 +200,7 @@ def check_length(plan: RenderPlan, limits: Settings) -> None:
 def check_window(plan: RenderPlan, model: ModelInfo) -> None:
     """The audio asked of the model within its window (after the audio prompt)."""
     bars, duration_s = plan.bars, plan.generated_s_max
-    prompt_s = plan.preset.prompt_seconds if plan.input_path and plan.op not in ("stems", *EDIT_OPS) else 0.0
+    prompt_s = plan.preset.prompt_seconds if plan.input_path and plan.op not in (*INPUT_OPS, *EDIT_OPS) else 0.0
     windowed = model.max_output_s > model.max_duration_s  # our engine re-prompts past the model's window
     limit = model.max_output_s if windowed else model.max_duration_s - prompt_s
     if duration_s > limit:

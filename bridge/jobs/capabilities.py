@@ -9,7 +9,7 @@ after a restart fails with a clear message instead of rendering something else.
 from __future__ import annotations
 
 from bridge.errors import BadRequest
-from bridge.jobs.plan import RenderPlan
+from bridge.jobs.plan import INPUT_OPS, RenderPlan
 from inference.api import Capability, ModelInfo
 
 # How a client gets what it asked for when the model lacks the capability.
@@ -43,8 +43,8 @@ EDIT_OP_CAPABILITIES = {"repaint": Capability.REPAINT, "extract": Capability.EXT
 
 def needed_capabilities(plan: RenderPlan) -> list[tuple[Capability, str]]:
     """(capability, what in the request asks for it) for every capability the plan needs beyond text."""
-    if plan.op == "stems":
-        return []  # separation only: the generator is not used
+    if plan.op in INPUT_OPS:
+        return []  # separation and transcription only: the generator is not used
     needs = []
     if plan.op == "continue" or (plan.op == "variations" and plan.input_path is not None):
         needs.append((Capability.CONTINUATION, f"/continuo/{plan.op} of an input file"))

@@ -24,7 +24,9 @@ from bridge.jobs.admission import admit
 from bridge.jobs.events import EventSink
 from bridge.jobs.job_ids import check_resend, files_gone, find_job
 from bridge.jobs.journal import JobRecord, Journal
+from bridge.jobs.listening import Listening
 from bridge.jobs.model_switch import ModelSwitch
+from bridge.jobs.outputs import made_context
 from bridge.jobs.pool import WorkerPool
 from bridge.jobs.queue import Job, JobQueue, Priority
 from bridge.protocol.destinations import Destination
@@ -36,32 +38,58 @@ log = logging.getLogger("continuo.daemon")
 class Intake:
     def __init__(self, *, settings: Settings, journal: Journal, events: EventSink, queue: JobQueue,
                  pool: WorkerPool, switch: ModelSwitch, presets: Callable[[], Mapping[str, Preset]],
-                 input_roots: list[Path], output_root: Path) -> None:
+                 input_roots: list[Path], output_root: Path, listening: Listening | None = None) -> None:
         self.settings, self.journal, self.events, self.queue = settings, journal, events, queue
         self.pool, self.switch, self.presets = pool, switch, presets
         self.input_roots, self.output_root = input_roots, output_root
+        self.listening = listening
 
     def submit(self, op: str, job_id: str, args: Mapping[str, Any], settings: Mapping[str, Any], *,
                context: MusicalContext, reply_to: Destination, client_key: Destination,
-               priority: Priority = Priority.INTERACTIVE, slot: int | None = None, retries: int = 0) -> Job | None:
-        """The queued job, or None when job_id named one already (a resend: reported); raises the refusal."""
+               priority: Priority = Priority.INTERACTIVE, slot: int | None = None, retries: int = 0,
+               tempo_given: bool = True) -> Job | None:
+        """The queued job, or None when job_id named one already (a resend: reported); raises the refusal. The
+        tempo, in order: the request's settings, the manifest of an input Continuo made (input_context), the
+        session's when it set one (tempo_given), else the tempo heard in the input, told right after `queued`
+        (bridge/jobs/listening.py)."""
+        made = self.input_context(job_id, args, settings, context)
+        tempo_given = tempo_given or made is not context  # a file Continuo made keeps its own tempo, not one heard
+        context = made
         existing = self.find(job_id)
         if existing is not None:  # a resend is told where its job is; another request gets id_conflict
             check_resend(existing, op, args, settings, context)
             self.report(existing, reply_to)
             return None
+        heard = self.listening.infer(op, args, settings, tempo_given=tempo_given) if self.listening else None
         admitted = admit(op, job_id, args, settings, context=context, presets=self.presets(),
                          input_roots=self.input_roots, limits=self.settings,
                          model=None if self.switch.active else self.pool.engine.info,  # a switch: checked at start
-                         queue=self.queue, priority=priority, slot=slot, retries=retries)
+                         queue=self.queue, priority=priority, slot=slot, retries=retries,
+                         inferred=heard[0] if heard else None)
         job = Job(job_id=job_id, op=op, params=admitted.params, reply_to=reply_to, client_key=client_key,
                   priority=priority, slot=slot)
         self.journal.insert_job(job.job_id, job.op, job.params, job.reply_to)
         position = self.queue.put(job)
         self.events.queued(job.reply_to, job.job_id, position, self.pool.eta_s(position))
+        if heard is not None and self.listening is not None:
+            self.listening.send(job.reply_to, job.job_id, heard[1], heard[2])
+            log.info("job=%s inferred from the input: %s", job.job_id, heard[0])
         log.info("job=%s queued op=%s preset=%s bars=%g position=%d priority=%s", job.job_id, job.op,
                  admitted.plan.preset.name, admitted.plan.bars, position, priority.value)
         return job
+
+    def input_context(self, job_id: str, args: Mapping[str, Any], settings: Mapping[str, Any],
+                      context: MusicalContext) -> MusicalContext:
+        """The session's context, with the tempo, metre and key of an input file Continuo made (its manifest)
+        where the request's settings do not name them."""
+        made = made_context(str(args.get("input_path") or ""), self.output_root) if args.get("input_path") else None
+        if not made:
+            return context
+        changes = {key: value for key, value in made.items() if key not in settings}
+        if changes:
+            log.info("job=%s %s from its input's manifest", job_id,
+                     ", ".join(f"{key} {value}" for key, value in changes.items()))
+        return context.replace(**changes)
 
     def find(self, job_id: str) -> JobRecord | None:
         """The job job_id names: its journal row, else its folder (or its folder in the trash)."""

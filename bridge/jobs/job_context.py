@@ -9,7 +9,7 @@ and the outputs' writer reach it as these callables.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ class JobContext:
     stopped: Callable[[], bool]  # cancelled by its client, or the daemon stopping
     preview: Callable[[RenderPlan, str], PreviewWriter]  # a stream's chunk writer: "" for the take, or its name
     separate: Callable[[Separation], dict[str, RenderedAudio]]  # stems, with the `preparing`/`separating` stages
-    write_all: Callable[[RenderPlan, Mapping[str, RenderedAudio]], list[OutputRecord]]  # files, journal, events
+    write_all: Callable[..., list[OutputRecord]]  # (plan, rendered, *, midi={}, checks={}): files, journal, events
 
     def generate(self, request: GenerationRequest, **chunks: Any) -> GeneratedAudio:
         """engine.generate with the job's progress and cancel (and on_chunk when given)."""

@@ -20,6 +20,7 @@ from typing import Any
 from bridge.audio.context import MusicalContext
 from bridge.audio.presets import STEMS, Preset
 from bridge.audio.render import LOOP_CROSSFADE_S
+from bridge.audio.transcription import MIDI_STEMS
 from bridge.errors import BadRequest, NotFound
 from inference.api import LoraAdapter
 
@@ -27,7 +28,8 @@ KEY_PATTERN = re.compile(r"^([A-Ga-g])([#b]?)\s*(major|minor|maj|min|m)?$")
 CONTEXT_KEYS = ("bpm", "beats_per_bar", "beat_unit", "key", "sample_rate")
 # Request settings the plan consumes itself (the rest are preset overrides).
 PLAN_SETTINGS = ("beats", "stems", "loop", "hard_cut", "stream", "style", "style_weight", "melody", "prompt",
-                 "lyrics", "vocal_language", "instrumental", "lora", "lora_weight")
+                 "lyrics", "vocal_language", "instrumental", "lora", "lora_weight", "midi", "quantize", "heard_key")
+INPUT_OPS = ("stems", "midi")  # ops on an input file that generate nothing: no preset argument, no model
 # Ops that edit an input file: outputs as long as the input, no preset argument.
 EDIT_OPS = ("repaint", "extract", "layer", "cover")
 TRACK_OPS = ("extract", "layer")  # edit ops that name an instrument (the track argument)
@@ -69,6 +71,10 @@ class RenderPlan:
     lora_path: Path | None = None  # where admission found the adapter in lora_dir (journalled as lora_path)
     track: str = ""  # extract / layer: the instrument, one of inference.api.TRACKS once admitted
     strength: float = 1.0  # cover: how much of the input's structure is kept (the pipeline's audio_cover_strength)
+    midi: bool = False  # also each stem's (or the mix's) notes as a MIDI file; /continuo/midi: its whole point
+    quantize: int = 0  # MIDI outputs: snap to 1/quantize notes from the first downbeat; 0: as played
+    midi_stems: tuple[str, ...] = ()  # /continuo/midi: mix and/or stems to transcribe
+    input_downbeat_s: float | None = None  # where the input's first downbeat lies, as heard (bridge/jobs/listening.py)
 
     @property
     def duration_s(self) -> float:
@@ -80,7 +86,7 @@ class RenderPlan:
     def generated_s_max(self) -> float:
         """The most audio the model is asked for: a continuation adds up to one bar before the
         next downbeat, loop mode the crossfade source."""
-        if self.op == "stems":
+        if self.op in INPUT_OPS:
             return 0.0
         continues = self.op == "continue" or (self.op == "variations" and self.input_path is not None)
         lead_s = self.context.seconds_for_bars(1) if continues else 0.0
@@ -129,6 +135,11 @@ def job_params(op: str, args: Mapping[str, Any], settings: Mapping[str, Any], co
     if op == "stems":
         chosen = args.get("stems") or STEMS
         params["settings"] = {"stems": chosen if isinstance(chosen, str) else ",".join(chosen)}
+        if args.get("midi"):
+            params["settings"]["midi"] = 1
+    if op == "midi":
+        chosen = args.get("stems") or ("mix",)
+        params["midi_stems"] = chosen.split(",") if isinstance(chosen, str) else list(chosen)
     if "seed" not in settings:
         params["seed"] = secrets.randbelow(PICKED_SEED_LIMIT)
     if op == "variations":
@@ -145,17 +156,22 @@ def job_params(op: str, args: Mapping[str, Any], settings: Mapping[str, Any], co
 def build_plan(op: str, params: Mapping[str, Any], presets: Mapping[str, Preset],
                input_roots: Sequence[Path]) -> RenderPlan:
     preset_name = params["preset"]
-    if (op == "stems" or op in EDIT_OPS) and preset_name not in presets:
+    if (op in INPUT_OPS or op in EDIT_OPS) and preset_name not in presets:
         presets = {**presets, preset_name: Preset(name=preset_name, path=Path())}
     if preset_name not in presets:
         raise NotFound(f"unknown preset {preset_name!r}; known: {', '.join(sorted(presets))} "
                        "(/continuo/presets lists them)")
     settings = dict(params.get("settings", {}))
     context_changes = {key: settings.pop(key) for key in CONTEXT_KEYS if key in settings}
-    context = MusicalContext(**params["context"]).replace(**context_changes)
+    heard = params.get("inferred") or {}  # what the input's analysis gave where the request set no tempo
+    context = MusicalContext(**params["context"]).replace(
+        **{**{key: heard[key] for key in CONTEXT_KEYS if key in heard}, **context_changes})  # the request's win
     own = {key: settings.pop(key) for key in PLAN_SETTINGS if key in settings}
     preset = presets[preset_name].with_overrides(settings)
-    stems = parse_stems(own["stems"]) if "stems" in own else preset.stems
+    stems = parse_stems(own["stems"]) if "stems" in own else preset.stems if op != "midi" else ()
+    midi_stems = parse_midi_stems(params.get("midi_stems", ())) if op == "midi" else ()
+    if op == "midi":
+        stems = tuple(stem for stem in midi_stems if stem in STEMS)  # what to separate first
     beats = float(own["beats"]) if own.get("beats") is not None else None
     bars = float(params["bars"]) if beats is None else beats / context.beats_per_bar
     seed = preset.seed if preset.seed is not None else int(params["seed"])
@@ -177,7 +193,9 @@ def build_plan(op: str, params: Mapping[str, Any], presets: Mapping[str, Preset]
                       styles=_styles(own, preset, context), melody_path=melody_path,
                       prompt=preset.render_prompt(text, context), seed=seed,
                       input_path=input_path, stems=stems, loop=bool(own.get("loop", 0)),
-                      hard_cut=bool(own.get("hard_cut", 0)), beats=beats, count=int(params.get("count", 1)))
+                      hard_cut=bool(own.get("hard_cut", 0)), beats=beats, count=int(params.get("count", 1)),
+                      midi=bool(own.get("midi", 0)) or op == "midi", quantize=int(own.get("quantize", 0)),
+                      midi_stems=midi_stems, input_downbeat_s=heard.get("first_downbeat_s"))
 
 
 def track_name(raw: str) -> str:
@@ -230,6 +248,15 @@ def parse_stems(text: object) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise BadRequest(f"stems: {text!r} names a stem twice; name each at most once")
     return tuple(name for name in STEMS if name in names)
+
+
+def parse_midi_stems(names: Sequence[str]) -> tuple[str, ...]:
+    """/continuo/midi's list: mix and the stems, each at most once, in MIDI_STEMS order."""
+    names = [str(name).strip() for name in names if str(name).strip()]
+    if not names or any(name not in MIDI_STEMS for name in names) or len(set(names)) != len(names):
+        raise BadRequest(f"midi: stems must be a comma-separated list of {', '.join(MIDI_STEMS)}, each at most once, "
+                         f"got {','.join(names)!r}")
+    return tuple(name for name in MIDI_STEMS if name in names)
 
 
 def _styles(own: Mapping[str, Any], preset: Preset, context: MusicalContext) -> tuple[tuple[str, float], ...]:

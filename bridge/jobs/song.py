@@ -7,7 +7,8 @@ loudness) runs on its take, and the take is spliced into the input so the audio 
 input's, sample for sample, with crossfades inside the range. ``render_extract``: /continuo/extract, the model's
 own take of one track of the input; ``render_layer``: /continuo/layer, a new track over the input (ACE-Step
 lego), alone and mixed with it; ``render_cover``: /continuo/cover, the input restyled by the prompt setting
-(``render_edit``: the whole input edited by the model, through the render chain, as long as the input).
+(``render_edit``: the whole input edited by the model, through the render chain, as long as the input). Each mix
+is beat-tracked against the input's grid (``edit_checks``) for the manifest, as a take is.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from bridge.audio.analysis import GridCheck
 from bridge.audio.prompts import load_prompt
 from bridge.audio.render import RenderedAudio, measured, render_mix
 from bridge.audio.splice import SEAM_CROSSFADE_S, match_level, splice_range
 from bridge.jobs.job_context import JobContext
 from bridge.jobs.journal import OutputRecord
 from bridge.jobs.plan import RenderPlan, song_fields
+from bridge.jobs.takes import grid_checks
 from inference.api import AudioEdit, GenerationRequest
 
 log = logging.getLogger("continuo.worker")
@@ -55,7 +58,8 @@ def render_repaint(ctx: JobContext, plan: RenderPlan) -> list[OutputRecord]:
                            crossfade_frames=round(SEAM_CROSSFADE_S * plan.context.sample_rate))
     log.info("job=%s repainted beats=%g-%g frames=%d-%d of %d", ctx.job.job_id, start_beat, end_beat, start, end,
              plan.frames)
-    return ctx.write_all(plan, {"mix": measured(spliced, plan.context.sample_rate)})
+    rendered = {"mix": measured(spliced, plan.context.sample_rate)}
+    return ctx.write_all(plan, rendered, checks=edit_checks(plan, rendered))
 
 
 def render_extract(ctx: JobContext, plan: RenderPlan) -> list[OutputRecord]:
@@ -74,14 +78,19 @@ def render_layer(ctx: JobContext, plan: RenderPlan) -> list[OutputRecord]:
     mix = render_mix(original + match_level(original, stem.audio), plan.context.sample_rate, frames=plan.frames,
                      sample_rate=plan.context.sample_rate, preset=plan.preset, hard_cut=True)
     log.info("job=%s layered track=%s frames=%d", ctx.job.job_id, plan.track, plan.frames)
-    return ctx.write_all(plan, {"mix": mix, plan.track: stem})
+    return ctx.write_all(plan, {"mix": mix, plan.track: stem}, checks=edit_checks(plan, {"mix": mix}))
 
 
 def render_cover(ctx: JobContext, plan: RenderPlan) -> list[OutputRecord]:
     """/continuo/cover: the input restyled by the prompt setting, keeping plan.strength of its structure."""
     take = render_edit(ctx, plan, task="cover", strength=plan.strength)
     log.info("job=%s covered strength=%g frames=%d", ctx.job.job_id, plan.strength, plan.frames)
-    return ctx.write_all(plan, {"mix": take})
+    return ctx.write_all(plan, {"mix": take}, checks=edit_checks(plan, {"mix": take}))
+
+
+def edit_checks(plan: RenderPlan, rendered: dict[str, RenderedAudio]) -> dict[str, GridCheck]:
+    """The grid check of an edit's mix: against the input's own grid (its first downbeat where it was heard)."""
+    return grid_checks(plan, rendered, origin_s=plan.input_downbeat_s or 0.0)
 
 
 def render_edit(ctx: JobContext, plan: RenderPlan, *, task: str, **edit: Any) -> RenderedAudio:

@@ -11,7 +11,6 @@ HTTP's GET /api/models takes its `lora_adapters` from those events. A model swit
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +23,7 @@ from bridge.jobs.trash import send_storage
 from bridge.protocol.destinations import Destination
 from bridge.settings import Settings
 from inference.adapters import find_adapters
+from inference.runtime.memory import resident_bytes, total_memory_bytes
 
 
 class Status:
@@ -77,11 +77,5 @@ class Status:
 
 
 def memory_gb() -> tuple[float, float]:
-    """(resident memory of this process, total memory of the machine) in GB."""
-    used = 0.0
-    try:
-        with open("/proc/self/status") as status:
-            used = next((int(line.split()[1]) * 1024 / 1e9 for line in status if line.startswith("VmRSS:")), 0.0)
-    except OSError:
-        pass
-    return used, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    """(resident memory of this process, total memory of the machine) in GB; 0 where the system cannot tell."""
+    return (resident_bytes() or 0) / 1e9, (total_memory_bytes() or 0) / 1e9

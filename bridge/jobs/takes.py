@@ -6,19 +6,27 @@ resample, effects, bar-exact length, loudness), the stems of the delivered mix w
 ``render_variations``: /continuo/variations, count takes of one request (seeds seed, seed + 1, ...) named
 variation-1..N: our engine decodes them as one batch, the reference one after another.
 ``render_input_stems``: /continuo/stems, the input file's stems at the session rate and the input's level.
+Every take is beat-tracked against the grid it was asked for (``grid_checks``: the tempo heard and the downbeats'
+offset, in the manifest), and with midi 1 the stems (or the mix) are written as MIDI files too
+(bridge/jobs/notes.py). A continuation whose input's tempo was heard (bridge/jobs/listening.py) takes its prompt
+from a downbeat and starts its output on the next downbeat of the input's own grid (``take_request``).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Mapping
 
+from bridge.audio.analysis import GridCheck, check_grid
 from bridge.audio.files import read_audio
 from bridge.audio.prompts import load_prompt
-from bridge.audio.render import LOOP_CROSSFADE_S, measured, render_mix
+from bridge.audio.render import LOOP_CROSSFADE_S, RenderedAudio, measured, render_mix
 from bridge.audio.stems import input_stems, stem_outputs
 from bridge.jobs.job_context import JobContext
 from bridge.jobs.journal import OutputRecord
-from bridge.jobs.plan import RenderPlan, song_fields
+from bridge.jobs.notes import midi_of
+from bridge.jobs.plan import RenderPlan, input_frames, song_fields
 from inference.api import GenerationRequest
 
 log = logging.getLogger("continuo.worker")
@@ -32,11 +40,17 @@ def take_request(ctx: JobContext, plan: RenderPlan) -> tuple[GenerationRequest, 
     audio_prompt, lead_frames = None, 0
     if plan.input_path is not None:
         ctx.progress("loading", 0.0)
-        prompt = load_prompt(plan.input_path, sample_rate=info.sample_rate, channels=info.channels,
-                             tail_s=plan.preset.prompt_seconds)
+        rate = plan.context.sample_rate
+        downbeat_s = plan.input_downbeat_s or 0.0
+        tail_s = plan.preset.prompt_seconds
+        if plan.input_downbeat_s is not None:  # heard in the input: the prompt starts on a downbeat
+            tail_s = prompt_tail_s(input_frames(plan.input_path, rate) / rate, tail_s, downbeat_s,
+                                   plan.context.seconds_for_bars(1))
+        prompt = load_prompt(plan.input_path, sample_rate=info.sample_rate, channels=info.channels, tail_s=tail_s)
         ctx.progress("loading", 1.0)
         audio_prompt = prompt.audio
-        lead_frames = plan.context.frames_to_next_downbeat(prompt.source_frames_at(plan.context.sample_rate))
+        past_downbeat = max(0, prompt.source_frames_at(rate) - round(downbeat_s * rate))
+        lead_frames = plan.context.frames_to_next_downbeat(past_downbeat)
     melody = load_prompt(plan.melody_path, sample_rate=info.sample_rate) if plan.melody_path is not None else None
     extra_s = lead_frames / plan.context.sample_rate + (LOOP_CROSSFADE_S if plan.loop else 0.0)
     request = GenerationRequest(
@@ -48,8 +62,32 @@ def take_request(ctx: JobContext, plan: RenderPlan) -> tuple[GenerationRequest, 
     return request, lead_frames
 
 
+def prompt_tail_s(duration_s: float, prompt_s: float, downbeat_s: float, bar_s: float) -> float:
+    """How much of an input's end the prompt takes: from the first downbeat (downbeat_s + n * bar_s) at most
+    prompt_s before the end, so the model hears whole bars; prompt_s itself where no downbeat lies in that span."""
+    start = downbeat_s + math.ceil((duration_s - prompt_s - downbeat_s) / bar_s - 1e-9) * bar_s
+    if start < 0:
+        start += math.ceil(-start / bar_s) * bar_s
+    return duration_s - start if start < duration_s - 1e-6 else prompt_s
+
+
+def grid_checks(plan: RenderPlan, rendered: Mapping[str, RenderedAudio], *,
+                origin_s: float = 0.0) -> dict[str, GridCheck]:
+    """Each render beat-tracked against the grid it was asked for (bridge/audio/analysis.py:check_grid; bar 0 at
+    origin_s), for the manifest; one log line each."""
+    checks = {}
+    for name, audio in rendered.items():
+        checks[name] = check = check_grid(audio.audio, audio.sample_rate, plan.context, origin_s=origin_s)
+        log.info("grid check %s: heard %.2f bpm (asked %.2f, error %s %%%s), offset %s ms against the %s", name,
+                 check.bpm_heard, plan.context.bpm, "-" if check.tempo_error_pct is None else
+                 f"{check.tempo_error_pct:+.2f}", f", x{check.octave}" if check.octave else "",
+                 "-" if check.offset_ms is None else f"{check.offset_ms:+.1f}", check.against or "grid")
+    return checks
+
+
 def render_take(ctx: JobContext, plan: RenderPlan) -> list[OutputRecord]:
-    """One take through the render chain: mix (and mix-tail), then its stems when asked."""
+    """One take through the render chain: mix (and mix-tail), then its stems when asked, the grid check of the mix,
+    and MIDI files of the stems (or of the mix) with midi 1."""
     request, lead_frames = take_request(ctx, plan)
     preview = ctx.preview(plan, "") if plan.stream else None
     generated = ctx.generate(request, on_chunk=preview)
@@ -65,7 +103,9 @@ def render_take(ctx: JobContext, plan: RenderPlan) -> list[OutputRecord]:
         extra.update(ctx.separate(lambda separator, progress, cancel: stem_outputs(
             separator, rendered, stems=plan.stems, chains=plan.preset.stem_chains, loop=plan.loop,
             hard_cut=plan.hard_cut, on_progress=progress, should_cancel=cancel)))
-    return ctx.write_all(plan, {"mix": rendered, **extra})
+    midi = midi_of(ctx, plan, {name: extra[name] for name in plan.stems} if plan.stems else {"mix": rendered}) \
+        if plan.midi else {}
+    return ctx.write_all(plan, {"mix": rendered, **extra}, midi=midi, checks=grid_checks(plan, {"mix": rendered}))
 
 
 def render_variations(ctx: JobContext, plan: RenderPlan) -> list[OutputRecord]:
@@ -84,7 +124,7 @@ def render_variations(ctx: JobContext, plan: RenderPlan) -> list[OutputRecord]:
         take.audio, take.sample_rate, frames=plan.frames, sample_rate=plan.context.sample_rate,
         preset=plan.preset, loop=plan.loop, hard_cut=plan.hard_cut, lead_frames=lead_frames)
         for index, take in enumerate(takes, start=1)}
-    return ctx.write_all(plan, rendered)
+    return ctx.write_all(plan, rendered, checks=grid_checks(plan, rendered))
 
 
 def render_input_stems(ctx: JobContext, plan: RenderPlan) -> list[OutputRecord]:
@@ -95,4 +135,5 @@ def render_input_stems(ctx: JobContext, plan: RenderPlan) -> list[OutputRecord]:
     stems = ctx.separate(lambda separator, progress, cancel: input_stems(
         separator, audio, rate, sample_rate=plan.context.sample_rate, stems=plan.stems,
         source=str(plan.input_path), on_progress=progress, should_cancel=cancel))
-    return ctx.write_all(plan, stems)
+    midi = midi_of(ctx, plan, stems, origin_s=plan.input_downbeat_s or 0.0) if plan.midi else {}
+    return ctx.write_all(plan, stems, midi=midi)

@@ -16,14 +16,17 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
+from bridge.audio.analysis import GridCheck
 from bridge.audio.files import disk_error
 from bridge.audio.presets import Preset
 from bridge.audio.render import RenderedAudio
+from bridge.audio.transcription import StemMidi
 from bridge.errors import BridgeError, Busy, IoError, ReplicaLost
 from bridge.jobs.admission import check_model
 from bridge.jobs.events import EventSink
 from bridge.jobs.job_context import JobContext, Separation
 from bridge.jobs.journal import Journal, OutputRecord
+from bridge.jobs.notes import render_midi
 from bridge.jobs.outputs import Outputs
 from bridge.jobs.plan import RenderPlan, build_plan
 from bridge.jobs.preview import PreviewWriter
@@ -47,6 +50,7 @@ STAGE_SPANS = {
     "effects": (0.88, 0.9),
     "preparing": (0.9, 0.9),  # the stems path's one-time export (minutes): no fractions, it reports its start
     "separating": (0.9, 0.97),
+    "transcribing": (0.97, 0.97),  # audio to MIDI: a few seconds a stem; its fractions stay in the slice's start
     "writing": (0.97, 1.0),
 }
 
@@ -59,6 +63,7 @@ Renderer = Callable[[JobContext, RenderPlan], list[OutputRecord]]
 RENDERERS: dict[str, Renderer] = {
     "generate": render_take, "continue": render_take, "variations": render_variations, "stems": render_input_stems,
     "repaint": render_repaint, "extract": render_extract, "layer": render_layer, "cover": render_cover,
+    "midi": render_midi,
 }
 MAX_LOST_REPLICAS = 1  # a job whose cluster replica dies mid-take is re-queued this often
 STOP_POLL_S = 0.25  # how often an idle worker looks at `stopping`
@@ -272,9 +277,12 @@ class Worker(threading.Thread):
         return PreviewWriter(job, self.events, folder / stream_name if stream_name else folder,
                              model_rate=self.engine.info.sample_rate, sample_rate=plan.context.sample_rate)
 
-    def write_all(self, job: Job, plan: RenderPlan, rendered: Mapping[str, RenderedAudio]) -> list[OutputRecord]:
+    def write_all(self, job: Job, plan: RenderPlan, rendered: Mapping[str, RenderedAudio], *,
+                  midi: Mapping[str, StemMidi] | None = None,
+                  checks: Mapping[str, GridCheck] | None = None) -> list[OutputRecord]:
         self.progress(job, "writing", 0.0)
-        outputs = self.outputs.write_all(job, plan, rendered, model=self.engine.info)
+        outputs = self.outputs.write_all(job, plan, rendered, model=self.engine.info, midi=midi or {},
+                                         checks=checks or {})
         self.progress(job, "writing", 1.0)
         return outputs
 

@@ -208,6 +208,15 @@ def build_openapi(schema: Schema, version: str) -> dict[str, Any]:
                                   "206": {"description": "The requested byte range"},
                                   "404": _replies("No such job or output")}},
         },
+        "/api/jobs/{job_id}/peaks/{name}": {
+            "get": {"summary": "One output's waveform, measured at its full rate: 512 (min, max) pairs of int8 "
+                               "(-127..127 is -1..1), 1024 bytes whatever its length; what the page draws instead "
+                               "of downloading the audio.",
+                    "parameters": [job_id, {"name": "name", "in": "path", "required": True, "schema": {
+                        "type": "string", "pattern": schema.patterns["output_name"][0].pattern}}],
+                    "responses": {"200": {"description": "The peaks", "content": {"application/octet-stream": {}}},
+                                  "404": _replies("No such job or output")}},
+        },
         "/api/jobs/{job_id}/preview/{chunk}": {
             "get": {"summary": "A streamed preview chunk (stream 1), as named by its partial event's url.",
                     "parameters": [job_id, {"name": "chunk", "in": "path", "required": True, "schema": {

@@ -14,6 +14,9 @@ Suites:
   (outlier channels, sharp attention) and option, the guided top-250 KL at CFG 3, top-k overlap and agreement
   beside the bf16 floor, the controls, and the cache's attention error per K-channel gain; ``--quick``: 300
   positions and four stresses.
+- ``listen``: tempo, downbeats, metre, key, notes and drums against signals of exact truth, recorded instruments
+  where fluidsynth is installed, the speed of each, and ``--real DIR``'s recordings; the grid check of a set of
+  renders (``--model``, else the smoke model; ``--renders DIR``: a daemon's renders) (bridge/tools/bench_listen.py).
 - ``soak``: many short jobs of every kind from five clients at once (OSC/UDP, OSC/TCP, ZeroMQ, HTTP, the CLI) to a
   real daemon on the smoke model; its RSS after warm-up, halfway and at the end, against 10 % growth
   (bridge/tools/bench_soak.py).
@@ -79,6 +82,14 @@ def run_bench(args: argparse.Namespace) -> int:
         return bench_quality(args)
     if args.suite == "soak":
         return bench_soak(args)
+    if args.suite == "listen":
+        from bridge.tools.bench_listen import run_listen_bench
+
+        run_listen_bench(quick=args.quick, real_dir=getattr(args, "real", None),
+                         renders_dir=getattr(args, "renders", None), model_path=args.model,
+                         emit=lambda result: print(json.dumps(result), flush=True),
+                         progress=lambda part: print(f"bench listen: {part}", file=sys.stderr, flush=True))
+        return 0
     print(json.dumps(bench_daemon(args.bars, args.model)), flush=True)
     return 0
 

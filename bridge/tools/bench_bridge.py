@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from bridge.clients.process import ENDPOINT_PATTERNS, READY_PATTERN
-from bridge.tools.machine import machine
+from bridge.tools.machine import load_average, machine
 from inference.api import Capability, ModelInfo
 
 PCM_BARS, PCM_RATE, PCM_SECONDS = 8, 48000, 16.0
@@ -334,7 +333,7 @@ def run_bridge_bench(n: int = 2000, pcm_repeats: int = 5, block: int = 100) -> d
     from bridge.clients.osc import OscClient, OscTcpClient
     from bridge.clients.zmq import ZmqClient
 
-    result: dict = {"suite": "bridge", "n": n, "block": block, "load": os.getloadavg()[0], "machine": machine()}
+    result: dict = {"suite": "bridge", "n": n, "block": block, "load": load_average(), "machine": machine()}
     with tempfile.TemporaryDirectory(prefix="continuo-bench-bridge-") as tmp, \
             _children(Child("osc-echo"), Child("zmq-echo"), Child("http-echo"), Child("held-daemon", tmp)) as \
             (echo_udp, echo_zmq, echo_http, daemon):
@@ -395,7 +394,7 @@ def run_bridge_bench(n: int = 2000, pcm_repeats: int = 5, block: int = 100) -> d
                  "p99": round(result[name][op]["p99_ms"] - base["p99_ms"], 3)}
             for op in ("ping", "status", "generate")
         }
-    result["load_after"] = os.getloadavg()[0]
+    result["load_after"] = load_average()
     return result
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bridge.clients.osc import OscClient
 from bridge.clients.process import DaemonProcess
-from bridge.tools.machine import machine
+from bridge.tools.machine import load_average, machine
 
 TAKE = re.compile(r"take on replica=(\S+) node=\S+ pid=(\d+)")
 TAKE_DONE = re.compile(r"take done on replica=\S+ take_s=([\d.]+) engine_s=([\d.]+) overhead_s=(-?[\d.]+)")
@@ -70,7 +70,7 @@ def kill_mid_job(process: DaemonProcess, osc: OscClient, bars: float) -> dict:
     while len(TAKE.findall(process.log)) <= seen and time.monotonic() < deadline:
         time.sleep(0.02)
     pid = int(TAKE.findall(process.log)[seen][1])
-    os.kill(pid, signal.SIGKILL)
+    os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))  # Windows: SIGTERM is TerminateProcess, as abrupt
     killed = time.monotonic()
     queued_again = osc.wait_for(lambda a, args: a == "/continuo/queued" and args[:1] == ["killed"], 300)
     requeued_s = time.monotonic() - killed
@@ -108,7 +108,7 @@ def bench_cluster_throughput(*, jobs: int = 8, bars: float = 4.0, repeats: int =
                 wall_s, latencies = run_jobs(osc, "many", jobs, bars)
                 result.update(wall_s=round(wall_s, 2), jobs_per_min=round(60 * jobs / wall_s, 1),
                               latency_median_s=round(statistics.median(latencies), 2),
-                              latency_max_s=round(max(latencies), 2), load_avg=os.getloadavg()[0])
+                              latency_max_s=round(max(latencies), 2), load_avg=load_average())
                 if cluster == "local:2":
                     result["replica_killed"] = kill_mid_job(process, osc, kill_bars)
                 emit(result | {"machine": machine()})

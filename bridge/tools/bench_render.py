@@ -25,7 +25,6 @@ model-rate (32 kHz) audio, one JSON line with the seconds of each step:
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -40,7 +39,7 @@ from bridge.audio.files import write_wav_atomic
 from bridge.audio.loudness import measure_lufs, normalize_loudness, true_peak_db
 from bridge.audio.presets import builtin_presets_dir, load_presets
 from bridge.audio.render import TAIL_S, map_channels, render_mix, resample
-from bridge.tools.machine import machine
+from bridge.tools.machine import load_average, machine
 
 MODEL_RATE = 32000
 
@@ -61,7 +60,7 @@ def bench_render(bars: float, *, quick: bool, model: str | None, stems_size: str
     from inference.stems.separator import SeparatorConfig, load_separator, pick_path
 
     repeats = 1 if quick else 3
-    load_before = os.getloadavg()[0]
+    load_before = load_average()
     presets = load_presets([builtin_presets_dir()])
     context = MusicalContext(bpm=120.0, sample_rate=48000)
     frames, seconds = context.frames_for_bars(bars), context.seconds_for_bars(bars)
@@ -99,7 +98,7 @@ def bench_render(bars: float, *, quick: bool, model: str | None, stems_size: str
         "generate_s": round(generate_s, 2), "generate_model": engine_name, "torch_threads": torch.get_num_threads(),
         "stems_path": separator.path, **paths,
         "stems_speedup": round(paths["stems_fp32_s_per_audio_s"] / paths[f"stems_{separator.path}_s_per_audio_s"], 2),
-        "machine": machine(), "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
+        "machine": machine(), "load_before": load_before, "load_after": load_average(),
     }
 
 

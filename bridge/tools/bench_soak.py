@@ -44,7 +44,7 @@ import numpy as np
 import soundfile as sf
 
 from bridge.clients.process import DaemonProcess
-from bridge.tools.machine import machine
+from bridge.tools.machine import load_average, machine
 
 TARGET_GROWTH = 0.10  # RSS at the end may exceed RSS after warm-up by at most this fraction
 KINDS = ("generate", "continue", "variations", "stems")
@@ -57,15 +57,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def read_rss_mb(pid: int) -> dict[str, float]:
-    """VmRSS and RssAnon of process pid in MB (MiB), from /proc/<pid>/status (Linux)."""
-    values = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            name, _, rest = line.partition(":")
-            if name in ("VmRSS", "RssAnon", "RssFile"):
-                values[name] = int(rest.split()[0]) / 1024
-    return {"rss_mb": values.get("VmRSS", 0.0), "anon_mb": values.get("RssAnon", 0.0),
-            "file_mb": values.get("RssFile", 0.0)}
+    """VmRSS, RssAnon and RssFile of process pid in MB (MiB), from /proc/<pid>/status; off Linux the resident size
+    alone (psutil), the other two 0."""
+    from inference.runtime.memory import proc_status_bytes, resident_bytes
+
+    values = {name: (proc_status_bytes(name, pid) or 0) / 2**20 for name in ("RssAnon", "RssFile")}
+    return {"rss_mb": (resident_bytes(pid) or 0) / 2**20, "anon_mb": values["RssAnon"], "file_mb": values["RssFile"]}
 
 
 @dataclass
@@ -498,7 +495,7 @@ def bench_soak(*, jobs: int = 200, duration_s: float = 0.0, warmup_jobs: int = 0
         warmup_jobs = max(len(clients) * len(KINDS), jobs // 5) if duration_s <= 0 else 2 * len(clients) * len(KINDS)
     if warmup_jobs >= jobs:
         raise ValueError(f"{jobs} jobs leave nothing after a warm-up of {warmup_jobs}; ask for more --jobs")
-    load_before = os.getloadavg()[0]
+    load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="continuo-soak-", dir=keep_dir) as tmp:
         root = Path(tmp)
         if model is None:
@@ -509,7 +506,7 @@ def bench_soak(*, jobs: int = 200, duration_s: float = 0.0, warmup_jobs: int = 0
             return run_clients(daemon, root, jobs=jobs, duration_s=duration_s, warmup_jobs=warmup_jobs,
                                clients=clients, progress=progress) | {
                 "model": served_model(daemon),
-                "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
+                "load_before": load_before, "load_after": load_average(),
                 "machine": machine(), "cpu_count": os.cpu_count()}
 
 

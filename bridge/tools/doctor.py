@@ -9,6 +9,10 @@ from pathlib import Path
 
 from bridge.settings import Settings
 
+PIP_NAMES = {"zmq": "pyzmq", "rtmidi": "python-rtmidi", "flash_attn": "flash-attn", "ray": "ray[serve]"}
+NVIDIA_ONLY = ("bitsandbytes", "flash_attn")  # nothing to install on a Mac for these
+CHECKOUT = Path(__file__).resolve().parents[2]
+
 OPTIONAL_PACKAGES = {
     "pedalboard": "effect chains",
     "pyloudnorm": "loudness measurement (BS.1770)",
@@ -28,8 +32,65 @@ def package_line(module: str, purpose: str) -> str:
     try:
         mod = importlib.import_module(module)
     except Exception as exc:  # an optional package may fail in many ways; doctor reports, never crashes
-        return f"  [no ] {module:<13} {purpose}: not usable ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})"
+        why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}" if str(exc) else type(exc).__name__
+        if module in NVIDIA_ONLY and sys.platform == "darwin":
+            return f"  [no ] {module:<13} {purpose}: NVIDIA GPUs only, nothing to install on a Mac"
+        fix = install_command(PIP_NAMES.get(module, module))
+        return f"  [no ] {module:<13} {purpose}: not usable ({why}); fix: `{fix}`"
     return f"  [yes] {module:<13} {purpose} ({getattr(mod, '__version__', 'installed')})"
+
+
+def install_kind(prefix: str | None = None) -> str:
+    """How this Continuo was installed, from the receipt its installer left in the environment: pipx
+    (pipx_metadata.json), uv (uv-receipt.toml, `uv tool install`), else pip."""
+    folder = Path(prefix or sys.prefix)
+    if (folder / "pipx_metadata.json").is_file():
+        return "pipx"
+    if (folder / "uv-receipt.toml").is_file():
+        return "uv"
+    return "pip"
+
+
+def install_command(package: str, prefix: str | None = None) -> str:
+    """The one command that adds package to the environment Continuo runs in."""
+    kind = install_kind(prefix)
+    if kind == "pipx":
+        return f"pipx inject continuo '{package}'"
+    if kind == "uv":
+        return f"uv tool install --reinstall continuo --with '{package}'"
+    python = str(Path(sys.executable))
+    return f'"{python}" -m pip install "{package}"' if " " in python else f"{python} -m pip install '{package}'"
+
+
+def clients_dir() -> Path | None:
+    """The DAW and patcher clients: clients/ of a checkout, or <env>/share/continuo/clients from the wheel."""
+    for folder in (CHECKOUT / "clients", Path(sys.prefix) / "share" / "continuo" / "clients"):
+        if (folder / "max" / "Continuo.amxd").is_file():
+            return folder
+    return None
+
+
+def platform_lines() -> list[str]:
+    """What this platform still lacks for Continuo, each with the one command that fixes it; and where the clients
+    are."""
+    from inference.runtime.kernels import missing_tools
+
+    lines = []
+    tools = missing_tools()
+    if tools is not None:
+        lines.append(f"  [no ] C++ kernels: {tools}")
+    if sys.platform == "darwin" and platform.machine() == "arm64":
+        from inference.runtime.device import check_mps
+
+        mps = check_mps()
+        if not mps.usable:
+            lines.append(f"  [no ] Apple GPU: {mps.reason}")
+    folder = clients_dir()
+    lines.append(f"  clients (Max device, Pd patch, Reaper scripts): {folder}" if folder is not None else
+                 "  clients: not found with this install; get them from the project's clients/ folder")
+    if len(lines) == 1:
+        lines.insert(0, f"  [yes] nothing missing on {sys.platform} ({platform.machine()})")
+    return lines
 
 
 def midi_ports_line() -> str:
@@ -94,6 +155,9 @@ def run_doctor(settings: Settings) -> int:
         use_token_auth()  # before the package list imports Ray: Ray reads its auth mode when first imported
     print(f"continuo doctor: Python {sys.version.split()[0]} on {platform.platform()}")
     print(f"  torch {torch.__version__}; device for --device {settings.device}: {pick_device(settings.device)}")
+    print(f"this platform ({install_kind()} install at {sys.prefix}):")
+    for line in platform_lines():
+        print(line)
     print("accelerations:")
     for row in describe_accelerations():
         print(f"  [{'yes' if row.usable else 'no '}] {row.name:<22} {row.reason}")

@@ -53,14 +53,16 @@ import numpy as np
 import soundfile as sf
 import uvicorn
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bridge.audio.files import disk_error, partial_name
+from bridge.audio.files import disk_error, partial_name, peaks_path, replace_file, write_bytes_atomic
 from bridge.audio.inbox import mark_owned
+from bridge.audio.loudness import waveform_peaks
 from bridge.errors import BridgeError
 from bridge.protocol.openapi import (
     CHUNK_PATTERN,
@@ -83,7 +85,7 @@ log = logging.getLogger("continuo.http")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 JOB_EVENTS = frozenset({"/continuo/queued", "/continuo/progress", "/continuo/partial", "/continuo/output",
-                        "/continuo/done", "/continuo/error", "/continuo/slot"})
+                        "/continuo/done", "/continuo/error", "/continuo/slot", "/continuo/analysis", "/continuo/beats"})
 RING_EVENTS = 4096  # events kept for clients that reconnect with Last-Event-ID
 SUBSCRIBER_QUEUE = 1024  # events waiting for one slow SSE client before it is dropped (it reconnects and resumes)
 HEARTBEAT_S = 15.0
@@ -306,6 +308,7 @@ class HttpServer:
             Route("/api/jobs/{job_id}", self.get_job, methods=["GET"]),
             Route("/api/jobs/{job_id}", self.cancel_job, methods=["DELETE"]),
             Route("/api/jobs/{job_id}/files/{name}", self.download, methods=["GET", "HEAD"]),
+            Route("/api/jobs/{job_id}/peaks/{name}", self.peaks, methods=["GET"]),
             Route("/api/jobs/{job_id}/preview/{chunk:path}", self.preview, methods=["GET", "HEAD"]),
             Route("/api/inputs", self.upload, methods=["POST"]),
             Route("/api/events", self.events, methods=["GET"]),
@@ -441,7 +444,27 @@ class HttpServer:
         if output is None:
             return self.refuse("not_found", f"job {job_id} has no output {name!r}", job_id=job_id)
         self._jobs.fetched(job_id)  # a found job: `continuo prune` leaves it alone for a while
-        return self.file(Path(output["path"]), f"{job_id}-{name}.wav", job_id)
+        path = Path(output["path"])  # a WAV, or a stem's MIDI file (<stem>.mid, output <stem>-midi)
+        return self.file(path, f"{job_id}-{name}{'.mid' if path.suffix == '.mid' else '.wav'}", job_id)
+
+    async def peaks(self, request: Request) -> Response:
+        """An output's waveform: 1 KiB of (min, max) int8 pairs measured at the full rate (bridge/audio/loudness.py:
+        waveform_peaks), so the page draws every output without downloading its audio. Written with the output; an
+        older render's are measured once, here, and kept beside it. Reading them is not using the render (prune)."""
+        job_id, name = request.path_params["job_id"], request.path_params["name"]
+        if not self._job_id.fullmatch(job_id) or not self._output_name.fullmatch(name):
+            return self.refuse("bad_request", "a job id and an output name (such as mix or drums) name a waveform",
+                               job_id="")
+        job = self._jobs.job(job_id) if self._jobs is not None else None
+        output = next((o for o in job["outputs"] if o["name"] == name), None) if job is not None else None
+        wav = Path(output["path"]).resolve() if output is not None else None
+        if wav is None or not wav.is_relative_to(self._output_root) or not wav.is_file():
+            return self.refuse("not_found", f"job {job_id} has no output {name!r} on disk", job_id=job_id)
+        try:
+            data = await run_in_threadpool(measured_peaks, wav)
+        except (OSError, sf.LibsndfileError, BridgeError) as exc:
+            return self.refuse("io_error", f"{wav.name}: no waveform ({exc})", job_id=job_id)
+        return Response(data, media_type="application/octet-stream", headers={"cache-control": "max-age=86400"})
 
     async def preview(self, request: Request) -> Response:
         job_id, chunk = request.path_params["job_id"], request.path_params["chunk"]
@@ -454,7 +477,8 @@ class HttpServer:
         resolved = path.resolve()
         if not resolved.is_relative_to(self._output_root) or not resolved.is_file():
             return self.refuse("not_found", f"{filename} is not (or no longer) on disk", job_id=job_id)
-        return FileResponse(resolved, media_type="audio/wav", filename=filename, content_disposition_type="inline")
+        return FileResponse(resolved, media_type="audio/midi" if resolved.suffix == ".mid" else "audio/wav",
+                            filename=filename, content_disposition_type="inline")
 
     async def upload(self, request: Request) -> Response:
         """The raw file as the body -> <inbox>/web-<id>-<name>, atomically, checked like every input."""
@@ -491,7 +515,7 @@ class HttpServer:
             if problem is not None:
                 return self.refuse("bad_request", f"{name}: {problem}", status=413 if "longer" in problem else 400)
             mark_owned(path, size=size, sha256=digest.hexdigest(), made_by="http")  # retention may remove it
-            os.replace(partial, path)
+            replace_file(partial, path)
         except OSError as exc:  # a full disk under the inbox: said as such, nothing half-written kept
             error = disk_error(exc, path)
             return self.refuse(error.code, error.message)
@@ -611,6 +635,20 @@ def load_token(path: Path) -> str:
         raise RuntimeError(f"http_token_file {path} must hold one token of 16 or more printable characters; "
                            "`continuo keys DIR` writes one")
     return token
+
+
+def measured_peaks(wav: Path) -> bytes:
+    """The peaks beside wav, measured from it (at its full rate) and kept there when they are not yet."""
+    path = peaks_path(wav)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    audio, _rate = sf.read(str(wav), dtype="float32", always_2d=True)
+    data = waveform_peaks(audio.T)
+    write_bytes_atomic(path, data)
+    log.info("job=%s waveform peaks measured for %s", wav.parent.name, wav.name)
+    return data
 
 
 def check_audio(path: Path, max_input_s: float) -> tuple[str | None, dict[str, Any]]:

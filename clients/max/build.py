@@ -20,7 +20,8 @@ As real Max saves them:
   audio-effect `project` block) are the ones written here. (Without an appversion a patch counts as Max 5's.)
 
 The device follows Live's tempo, time signature and (Live 12) root note and scale with live.path live_set +
-live.observer, takes a dropped audio file (live.drop) for continue, variations and stems, and puts each finished
+live.observer, takes a dropped audio file (live.drop) for continue, variations, stems and MIDI (/continuo/midi: the
+clip's notes as a .mid, listed in the output menu and kept out of the clip slots), and puts each finished audio
 output into the next clip slot of an audio track it creates (ClipSlot.create_audio_clip, Live 12); every output's
 path is also listed in a menu, so on Live 11 the file can be found in Live's browser. The plain patch does the same with
 [transport] and [dropfile], and auditions outputs in [buffer~] / [play~].
@@ -30,7 +31,7 @@ by the device and checked by the tests:
 - Parameters are live.* objects with stable long names (Live recalls a value by its long name: never rename one):
   Bars and Variation Count (live.numbox) are Automated and Stored. Text and file values, for which Live has no
   live.* object, are Stored Only, the way Ableton's own devices keep them: the prompt (textedit, blob), the preset
-  name ([pattr], blob) and the dropped file (live.drop, file). The five buttons are live.text in button mode, and
+  name ([pattr], blob) and the dropped file (live.drop, file). The six buttons are live.text in button mode, and
   Hidden, as the guidelines ask for a live.text in button mode.
 - Nothing prints to the Max console: the device has no [print]; what the daemon says shows in the device (model,
   queue, progress, errors, and a line for every other event). The plain patch also logs to the console.
@@ -146,6 +147,8 @@ BUTTONS = {
     "continue": ("Continue", "Continue the dropped clip from its end, on the next downbeat."),
     "variations": ("Variations", "Make variations of the dropped clip (or of the prompt, with no clip)."),
     "stems": ("Stems", "Split the dropped clip into drums, bass, other and vocals."),
+    "midi": ("MIDI", "The dropped clip's notes as a MIDI file at Live's tempo: it is listed in the file menu, drag "
+                     "it onto a MIDI track."),
     "cancel": ("Cancel", "Cancel the newest job."),
 }
 PARAMETERS |= {f"{key}-button": Parameter(name, name, ENUM, HIDDEN, info, maximum=1, enum=("val1", "val2"))
@@ -382,6 +385,14 @@ def network(p: Patcher) -> None:
     p.control("output-menu", "", 1300, "umenu", shown=(248, 140, 200, 20))
     p.wire("outputs", 2, "output-list")
     p.chain("output-list", "output-menu")  # every output listed: pick one, drag its path into the DAW
+    # the paths of outputs that are sound: the MIDI button's .mid (output mix-midi) is only listed
+    p.add("output-path", "zl.reg", 1300)
+    p.wire("outputs", 2, "output-path", 1)  # unpack fires right to left: the path is kept before its name comes
+    p.add("midi-skip", "sel mix-midi", 1300)
+    p.wire("outputs", 1, "midi-skip")
+    p.add("audio-gate", "t b", 1300)
+    p.wire("midi-skip", 1, "audio-gate")
+    p.wire("audio-gate", 0, "output-path")
     used = {"/continuo/queued", "/continuo/progress", "/continuo/error", "/continuo/done", "/continuo/welcome",
             "/continuo/presets", "/continuo/output"}
     if not p.device:
@@ -435,7 +446,7 @@ def controls(p: Patcher, file_source: str) -> None:
     p.add("path-keep", "t s", 400)
     p.wire("path", 0, "path-keep")
     places = {"generate": (4, 88, 50, 16), "continue": (56, 88, 50, 16), "variations": (108, 88, 52, 16),
-              "stems": (162, 88, 38, 16), "cancel": (202, 88, 38, 16)}
+              "stems": (162, 88, 38, 16), "cancel": (202, 88, 38, 16), "midi": (176, 67, 64, 16)}
     for key, (label, _) in BUTTONS.items():
         button = {"mode": 0, "text": label} if p.device else {"text": label}
         p.control(f"{key}-button", label, 560, "live.text" if p.device else "textbutton", button, places[key])
@@ -448,6 +459,7 @@ def controls(p: Patcher, file_source: str) -> None:
                 960, (preset, ("path-keep", 0), ("count", 0), bars))
     job_request(p, "stems", "/continuo/stems <job> <path> <stems>", "max none drums,bass,other,vocals", 1160,
                 (("path-keep", 0),))
+    job_request(p, "midi", "/continuo/midi <job> <path> <stems>", "max none mix", 1600, (("path-keep", 0),))
     # /continuo/cancel <job>: the newest job
     cancel = request(p, "cancel", "/continuo/cancel", "max", 1450)
     p.wire("cancel-button", 0, "current-job")
@@ -520,7 +532,7 @@ def device(table: maxref.Table = TABLE) -> Patcher:
     p.wire("live-set", 0, "clip-set", 1)
     p.wire("clip-track", 0, "clip-set")
     p.add("first-output", "t s b", 1300)
-    p.wire("outputs", 2, "first-output")
+    p.wire("output-path", 0, "first-output")
     p.add("slot-count", "counter", 1300)
     p.wire("first-output", 1, "slot-count")
     p.add("slot-path", "sprintf path live_set tracks 0 clip_slots %ld", 1300)  # the track made below
@@ -563,7 +575,7 @@ def plain(table: maxref.Table = TABLE) -> Patcher:
     # audition: each output replaces the buffer; click Play
     p.add("buffer-read", "prepend replace", 1300)
     p.add("buffer", "buffer~ continuo-out", 1300)
-    p.wire("outputs", 2, "buffer-read")
+    p.wire("output-path", 0, "buffer-read")
     p.chain("buffer-read", "buffer")
     p.add("play-button", "Play", 1450, "textbutton", {"text": "Play"})
     p.add("play-start", "start", 1450, "message")

@@ -155,9 +155,11 @@
     "box": {
      "id": "obj-events",
      "maxclass": "newobj",
-     "numinlets": 19,
-     "numoutlets": 19,
+     "numinlets": 21,
+     "numoutlets": 21,
      "outlettype": [
+      "",
+      "",
       "",
       "",
       "",
@@ -184,7 +186,7 @@
       150.0,
       22.0
      ],
-     "text": "route /continuo/adapters /continuo/context /continuo/done /continuo/error /continuo/limits /continuo/models /continuo/output /continuo/partial /continuo/pong /continuo/presets /continuo/progress /continuo/queued /continuo/slot /continuo/status /continuo/storage /continuo/trash/job /continuo/trash/result /continuo/welcome"
+     "text": "route /continuo/adapters /continuo/analysis /continuo/beats /continuo/context /continuo/done /continuo/error /continuo/limits /continuo/models /continuo/output /continuo/partial /continuo/pong /continuo/presets /continuo/progress /continuo/queued /continuo/slot /continuo/status /continuo/storage /continuo/trash/job /continuo/trash/result /continuo/welcome"
     }
    },
    {
@@ -703,6 +705,62 @@
    },
    {
     "box": {
+     "id": "obj-output-path",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1300.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "zl.reg"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-skip",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "bang",
+      ""
+     ],
+     "patching_rect": [
+      1300.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "sel mix-midi"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-audio-gate",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      "bang"
+     ],
+     "patching_rect": [
+      1300.0,
+      170.0,
+      150.0,
+      22.0
+     ],
+     "text": "t b"
+    }
+   },
+   {
+    "box": {
      "id": "obj-log",
      "maxclass": "newobj",
      "numinlets": 1,
@@ -966,7 +1024,7 @@
    },
    {
     "box": {
-     "id": "obj-cancel-button",
+     "id": "obj-midi-button",
      "maxclass": "textbutton",
      "numinlets": 1,
      "numoutlets": 3,
@@ -978,6 +1036,26 @@
      "patching_rect": [
       560.0,
       200.0,
+      150.0,
+      22.0
+     ],
+     "text": "MIDI"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-cancel-button",
+     "maxclass": "textbutton",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      "int"
+     ],
+     "patching_rect": [
+      560.0,
+      230.0,
       150.0,
       22.0
      ],
@@ -995,7 +1073,7 @@
      ],
      "patching_rect": [
       560.0,
-      230.0,
+      260.0,
       150.0,
       22.0
      ],
@@ -1013,7 +1091,7 @@
      ],
      "patching_rect": [
       560.0,
-      260.0,
+      290.0,
       150.0,
       22.0
      ],
@@ -1033,7 +1111,7 @@
      ],
      "patching_rect": [
       560.0,
-      290.0,
+      320.0,
       150.0,
       22.0
      ],
@@ -1051,7 +1129,7 @@
      ],
      "patching_rect": [
       560.0,
-      320.0,
+      350.0,
       150.0,
       22.0
      ],
@@ -1069,7 +1147,7 @@
      ],
      "patching_rect": [
       560.0,
-      350.0,
+      380.0,
       150.0,
       22.0
      ],
@@ -1087,7 +1165,7 @@
      ],
      "patching_rect": [
       560.0,
-      380.0,
+      410.0,
       150.0,
       22.0
      ],
@@ -1107,7 +1185,7 @@
      ],
      "patching_rect": [
       560.0,
-      410.0,
+      440.0,
       150.0,
       22.0
      ],
@@ -1127,7 +1205,7 @@
      ],
      "patching_rect": [
       560.0,
-      440.0,
+      470.0,
       150.0,
       22.0
      ],
@@ -1146,7 +1224,7 @@
      ],
      "patching_rect": [
       560.0,
-      470.0,
+      500.0,
       150.0,
       22.0
      ],
@@ -1166,7 +1244,7 @@
      ],
      "patching_rect": [
       560.0,
-      500.0,
+      530.0,
       150.0,
       22.0
      ],
@@ -1184,7 +1262,7 @@
      ],
      "patching_rect": [
       560.0,
-      530.0,
+      560.0,
       150.0,
       22.0
      ],
@@ -1202,7 +1280,7 @@
      ],
      "patching_rect": [
       560.0,
-      560.0,
+      590.0,
       150.0,
       22.0
      ],
@@ -1221,7 +1299,7 @@
      ],
      "patching_rect": [
       560.0,
-      590.0,
+      620.0,
       150.0,
       22.0
      ],
@@ -1962,6 +2040,250 @@
    },
    {
     "box": {
+     "id": "obj-midi-pack",
+     "maxclass": "newobj",
+     "numinlets": 3,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1600.0,
+      20.0,
+      150.0,
+      22.0
+     ],
+     "text": "pack max none mix"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-address",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1600.0,
+      50.0,
+      150.0,
+      22.0
+     ],
+     "text": "prepend /continuo/midi"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-ticks",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "bang",
+      "bang",
+      "bang"
+     ],
+     "patching_rect": [
+      1600.0,
+      80.0,
+      150.0,
+      22.0
+     ],
+     "text": "t b b b"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-random",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      "int"
+     ],
+     "patching_rect": [
+      1600.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "random 1000000"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-ask-time",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1600.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "time"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-ask-date",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1600.0,
+      170.0,
+      150.0,
+      22.0
+     ],
+     "text": "date"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-date",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "list",
+      "list",
+      "int"
+     ],
+     "patching_rect": [
+      1600.0,
+      200.0,
+      150.0,
+      22.0
+     ],
+     "text": "date"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-hms",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "int",
+      "int",
+      "int"
+     ],
+     "patching_rect": [
+      1600.0,
+      230.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack i i i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-ymd",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1600.0,
+      260.0,
+      150.0,
+      22.0
+     ],
+     "text": "t l l"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-md",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "int",
+      "int",
+      "int"
+     ],
+     "patching_rect": [
+      1600.0,
+      290.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack i i i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-year",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1600.0,
+      320.0,
+      150.0,
+      22.0
+     ],
+     "text": "$3"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-id",
+     "maxclass": "newobj",
+     "numinlets": 7,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1600.0,
+      350.0,
+      150.0,
+      22.0
+     ],
+     "text": "sprintf symout max-%04ld%02ld%02ld-%02ld%02ld%02ld-%06ld"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-midi-id-tee",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1600.0,
+      380.0,
+      150.0,
+      22.0
+     ],
+     "text": "t s s"
+    }
+   },
+   {
+    "box": {
      "id": "obj-cancel-pack",
      "maxclass": "newobj",
      "numinlets": 1,
@@ -2221,7 +2543,7 @@
      ],
      "patching_rect": [
       1300.0,
-      110.0,
+      200.0,
       150.0,
       22.0
      ],
@@ -2240,7 +2562,7 @@
      ],
      "patching_rect": [
       1300.0,
-      140.0,
+      230.0,
       150.0,
       22.0
      ],
@@ -2377,7 +2699,7 @@
      ],
      "source": [
       "obj-events",
-      11
+      13
      ]
     }
    },
@@ -2401,7 +2723,7 @@
      ],
      "source": [
       "obj-events",
-      10
+      12
      ]
     }
    },
@@ -2449,7 +2771,7 @@
      ],
      "source": [
       "obj-events",
-      3
+      5
      ]
     }
    },
@@ -2533,7 +2855,7 @@
      ],
      "source": [
       "obj-events",
-      2
+      4
      ]
     }
    },
@@ -2593,7 +2915,7 @@
      ],
      "source": [
       "obj-events",
-      17
+      19
      ]
     }
    },
@@ -2605,7 +2927,7 @@
      ],
      "source": [
       "obj-events",
-      17
+      19
      ]
     }
    },
@@ -2665,7 +2987,7 @@
      ],
      "source": [
       "obj-events",
-      9
+      11
      ]
     }
    },
@@ -2725,7 +3047,7 @@
      ],
      "source": [
       "obj-events",
-      6
+      8
      ]
     }
    },
@@ -2749,6 +3071,54 @@
      ],
      "source": [
       "obj-output-list",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-output-path",
+      1
+     ],
+     "source": [
+      "obj-outputs",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-skip",
+      0
+     ],
+     "source": [
+      "obj-outputs",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-audio-gate",
+      0
+     ],
+     "source": [
+      "obj-midi-skip",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-output-path",
+      0
+     ],
+     "source": [
+      "obj-audio-gate",
       0
      ]
     }
@@ -2978,6 +3348,30 @@
      "source": [
       "obj-events",
       18
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      19
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      20
      ]
     }
    },
@@ -4232,6 +4626,282 @@
    {
     "patchline": {
      "destination": [
+      "obj-midi-address",
+      0
+     ],
+     "source": [
+      "obj-midi-pack",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-udpsend",
+      0
+     ],
+     "source": [
+      "obj-midi-address",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-ticks",
+      0
+     ],
+     "source": [
+      "obj-midi-button",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-random",
+      0
+     ],
+     "source": [
+      "obj-midi-ticks",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-id",
+      6
+     ],
+     "source": [
+      "obj-midi-random",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-ask-time",
+      0
+     ],
+     "source": [
+      "obj-midi-ticks",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-ask-date",
+      0
+     ],
+     "source": [
+      "obj-midi-ticks",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-date",
+      0
+     ],
+     "source": [
+      "obj-midi-ask-time",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-date",
+      0
+     ],
+     "source": [
+      "obj-midi-ask-date",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-hms",
+      0
+     ],
+     "source": [
+      "obj-midi-date",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-id",
+      3
+     ],
+     "source": [
+      "obj-midi-hms",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-id",
+      4
+     ],
+     "source": [
+      "obj-midi-hms",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-id",
+      5
+     ],
+     "source": [
+      "obj-midi-hms",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-ymd",
+      0
+     ],
+     "source": [
+      "obj-midi-date",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-md",
+      0
+     ],
+     "source": [
+      "obj-midi-ymd",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-id",
+      1
+     ],
+     "source": [
+      "obj-midi-md",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-id",
+      2
+     ],
+     "source": [
+      "obj-midi-md",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-year",
+      0
+     ],
+     "source": [
+      "obj-midi-ymd",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-id",
+      0
+     ],
+     "source": [
+      "obj-midi-year",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-id-tee",
+      0
+     ],
+     "source": [
+      "obj-midi-id",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-current-job",
+      1
+     ],
+     "source": [
+      "obj-midi-id-tee",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-pack",
+      0
+     ],
+     "source": [
+      "obj-midi-id-tee",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-midi-pack",
+      1
+     ],
+     "source": [
+      "obj-path-keep",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
       "obj-cancel-address",
       0
      ],
@@ -4500,8 +5170,8 @@
       0
      ],
      "source": [
-      "obj-outputs",
-      2
+      "obj-output-path",
+      0
      ]
     }
    },

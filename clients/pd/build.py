@@ -114,15 +114,15 @@ class Column:
 
 
 COMMANDS = ("connect", "listen", "hello", "tempo", "metre", "key", "rate", "bars", "preset", "seed", "generate",
-            "continue", "variations", "stems", "cancel", "status", "presets", "play")
+            "continue", "variations", "stems", "cancel", "status", "presets", "play", "midi")
 
 # (route key, oscformat types, address, setting names): every request the patch can send; tests/clients/test_pd.py
 # checks each against the schema
 REQUESTS = (("hello", "si", "hello", ()), ("context", "fiisi", "context", ()), ("generate", "sssf", "generate", ()),
             ("generate-seed", "sssfsi", "generate", ("seed",)), ("continue", "sssf", "continue", ()),
             ("variations", "sssifss", "variations", ("prompt",)), ("stems", "sss", "stems", ()),
-            ("cancel", "s", "cancel", ()), ("ack", "s", "ack", ()), ("status", "", "status", ()),
-            ("presets", "", "presets", ()))
+            ("midi", "sss", "midi", ()), ("cancel", "s", "cancel", ()), ("ack", "s", "ack", ()),
+            ("status", "", "status", ()), ("presets", "", "presets", ()))
 
 
 def osc_out(c: Canvas) -> None:
@@ -189,7 +189,21 @@ def osc_in(c: Canvas) -> None:
     c.wire("out-split", 1, "out-fields")
     c.wire("out-fields", 5, "out-pack", 2)  # unpack fires right to left: bars, then path, then name (hot)
     c.wire("out-fields", 1, "out-pack", 1)
-    c.wire("out-fields", 0, "out-pack", 0)
+    # a MIDI file (output <stem>-midi, a .mid) is not sound: "<name> <path> <bars> 0" without soundfiler
+    c.obj("out-name", "t s s", 1100, col.y - 5 * col.step)
+    c.obj("out-midi", "select mix-midi drums-midi bass-midi other-midi vocals-midi", 1100, col.y - 4 * col.step)
+    c.obj("out-midi-name", "symbol", 1100, col.y - 3 * col.step)
+    c.obj("out-midi-pack", "pack s s f", 1100, col.y - 2 * col.step)
+    c.obj("out-midi-read", "list append 0", 1100, col.y - col.step)
+    c.wire("out-fields", 0, "out-name")
+    c.wire("out-name", 1, "out-midi-name", 1)  # t fires right to left: the name is kept, then tested
+    c.wire("out-name", 0, "out-midi")
+    for outlet in range(5):
+        c.wire("out-midi", outlet, "out-midi-name")
+    c.wire("out-midi", 5, "out-pack", 0)  # any other name: a sound file, read into the arrays
+    c.wire("out-fields", 5, "out-midi-pack", 2)
+    c.wire("out-fields", 1, "out-midi-pack", 1)
+    c.chain("out-midi-name", "out-midi-pack", "out-midi-read", "out-send")
     c.wire("out-pack", 0, "out-tee")
     c.wire("out-tee", 1, "out-append", 1)
     c.wire("out-tee", 0, "out-arrays")
@@ -551,24 +565,31 @@ def file_jobs(c: Canvas, n: dict[str, int]) -> None:
     c.wire("var-prompt", 0, "var-pack", 6)
     stores(c, "var", row, 1500, ("id", "preset", "bars"), (0, 1, 4), "var-go", (0, 1, 2), "var-pack")
     # stems <path> [stems] -> stems <job> <path> <stems, default all four>
-    col = Column(c, 2200, 800)
-    col.obj("stems-args", "list append drums,bass,other,vocals")
-    col.obj("stems-two", "list split 2")
-    col.obj("stems-go", "t b a b")
-    c.wire("cmds", n["stems"], "stems-args")
-    c.chain("stems-args", "stems-two")
-    c.wire("stems-two", 0, "stems-go")
-    c.wire("stems-two", 2, "stems-go")  # "stems <path>" alone when the default was not appended (impossible)
-    c.obj("stems-newjob", "s $0-newjob", 2400, col.y - col.step)
-    c.wire("stems-go", 2, "stems-newjob")
-    col.obj("stems-id", "symbol")
-    c.obj("stems-newid", "r $0-newid", 2300, col.y - col.step)
-    c.wire("stems-newid", 0, "stems-id", 1)
-    col.obj("stems-append", "list append")
-    col.obj("stems-kind", "list prepend stems")
-    c.wire("stems-go", 1, "stems-append", 1)
-    c.wire("stems-go", 0, "stems-id")
-    c.chain("stems-id", "stems-append", "stems-kind", "to-send")
+    path_job(c, n, "stems", "drums,bass,other,vocals", 2200, 800)
+    # midi <path> [mix|stems] -> midi <job> <path> <what to transcribe, default mix>: .mid files at the session tempo
+    path_job(c, n, "midi", "mix", 2200, 1100)
+
+
+def path_job(c: Canvas, n: dict[str, int], kind: str, default: str, x: int, y: int) -> None:
+    """<kind> <path> [list] -> <kind> <job> <path> <list, default ``default``>."""
+    col = Column(c, x, y)
+    col.obj(f"{kind}-args", f"list append {default}")
+    col.obj(f"{kind}-two", "list split 2")
+    col.obj(f"{kind}-go", "t b a b")
+    c.wire("cmds", n[kind], f"{kind}-args")
+    c.chain(f"{kind}-args", f"{kind}-two")
+    c.wire(f"{kind}-two", 0, f"{kind}-go")
+    c.wire(f"{kind}-two", 2, f"{kind}-go")  # "<kind> <path>" alone when the default was not appended (impossible)
+    c.obj(f"{kind}-newjob", "s $0-newjob", x + 200, col.y - col.step)
+    c.wire(f"{kind}-go", 2, f"{kind}-newjob")
+    col.obj(f"{kind}-id", "symbol")
+    c.obj(f"{kind}-newid", "r $0-newid", x + 100, col.y - col.step)
+    c.wire(f"{kind}-newid", 0, f"{kind}-id", 1)
+    col.obj(f"{kind}-append", "list append")
+    col.obj(f"{kind}-kind", f"list prepend {kind}")
+    c.wire(f"{kind}-go", 1, f"{kind}-append", 1)
+    c.wire(f"{kind}-go", 0, f"{kind}-id")
+    c.chain(f"{kind}-id", f"{kind}-append", f"{kind}-kind", "to-send")
 
 
 def stores(c: Canvas, prefix: str, row: int, x: int, names: tuple[str, ...], inlets: tuple[int, ...], go: str,
@@ -598,6 +619,7 @@ def machinery() -> Canvas:
 CONTROLS = (  # (message box, x, y): what a musician clicks; each goes to [s $0-cmd]
     ("generate warm lo-fi piano", 20, 90), ("variations 4", 230, 90), ("cancel", 340, 90),
     ("continue /path/to/clip.wav", 20, 120), ("stems /path/to/mix.wav drums,bass", 230, 120),
+    ("midi /path/to/clip.wav mix", 20, 150),
     ("tempo 92", 20, 180), ("metre 4 4", 100, 180), ("key C minor", 180, 180), ("rate 48000", 280, 180),
     ("bars 8", 20, 210), ("preset default", 80, 210), ("seed 0", 200, 210), ("seed last", 260, 210),
     ("hello", 20, 240), ("connect 127.0.0.1 9000", 80, 240), ("status", 270, 240), ("presets", 330, 240),
@@ -611,7 +633,8 @@ def main() -> Canvas:
     c.add("title", "text", "Continuo: click a message. Replies: queue \\, progress \\, errors below. "
           "As an abstraction: [continuo <daemon_port> <reply_port>]", 20, 10)
     c.add("help", "text", "generate <prompt>: new audio. continue <path>: continue a file. variations <n>: of "
-          "the last prompt. stems <path> [stems]. A MIDI note generates the last prompt again.", 20, 40)
+          "the last prompt. stems <path> [stems]. midi <path> [mix or stems]: .mid files. A MIDI note generates "
+          "the last prompt again.", 20, 40)
     c.obj("inlet", "inlet", 20, 290)
     c.obj("cmd", "s $0-cmd", 20, 330)
     c.wire("inlet", 0, "cmd")

@@ -1,8 +1,9 @@
 -- continuo_actions.lua: what Continuo's two Reaper actions do, with Reaper's API (`reaper`). The pure part (the
 -- command line, reading the CLI's JSON lines) is continuo_lib.lua.
 --
--- run(op): the selected item's source file, the project's tempo and time signature at the item, sent to
--- `continuo continue ... --json` (op "continue") or `continuo stems ... --json` (op "stems"); Reaper waits for the
+-- run(action): the selected item's source file, the project's tempo and time signature at the item, sent to
+-- `continuo continue ... --json` ("continue"), `continuo stems ... --json` ("stems") or `continuo stems ... --midi
+-- --json` ("stems-midi": each stem's .mid too, inserted as a MIDI item on its own new track); Reaper waits for the
 -- CLI (a progress bar is not possible inside a blocking ReaScript call: the CLI's own timeout applies); then each
 -- output goes on a new track: a continuation at the item's end, stems at the item's start (they line up with it).
 local here = debug.getinfo(1, "S").source:match("^@?(.*[/\\])") or "./"
@@ -36,13 +37,15 @@ local function insert_on_new_track(file, position, name)
   reaper.InsertMedia(file, 0)  -- 0: on the selected track at the edit cursor
 end
 
-function M.run(op)
+function M.run(action)
+  local op, midi = action, false
+  if action == "stems-midi" then op, midi = "stems", true end  -- stems, and each stem's notes as a MIDI item
   local source, problem = selected_source()
   if not source then return message(problem) end
   local beats_per_bar, beat_unit, bpm = reaper.TimeMap_GetTimeSigAtTime(0, source.start)
   local windows = reaper.GetOS():match("^Win") ~= nil
   local command = lib.build_command {
-    op = op, input = source.path, bars = M.settings.bars, stems = M.settings.stems, port = M.settings.port,
+    op = op, input = source.path, bars = M.settings.bars, stems = M.settings.stems, port = M.settings.port, midi = midi,
     bpm = bpm, beats_per_bar = beats_per_bar, beat_unit = beat_unit, windows = windows,
   }
   local result = reaper.ExecProcess(lib.exec_line(command, windows), 0)  -- 0: wait until it ends

@@ -7,7 +7,7 @@ local M = {}
 
 -- The continuo program: CONTINUO_BIN from the environment, else `continuo` on the PATH. Reaper started from
 -- the Dock or Finder does not see your shell's PATH: set CONTINUO_BIN to the full path, e.g.
--- /Users/me/continuo/.venv/bin/continuo.
+-- /Users/me/continuo/.venv/bin/continuo, or on Windows C:\Users\me\.local\bin\continuo.exe (pipx, uv).
 M.default_program = "continuo"
 
 function M.program()
@@ -31,7 +31,7 @@ local function number_text(value)
 end
 
 -- opts: op ("continue" or "stems"), input (path), bars, bpm, beats_per_bar, beat_unit, stems ("drums,bass"),
--- key, port, program, windows. Returns one command line; the CLI prints one JSON object per event. No --job-id:
+-- midi (stems: each stem's notes as a .mid too), key, port, program, windows. Returns one command line; the CLI prints one JSON object per event. No --job-id:
 -- the CLI makes a fresh one for every run (cli-<op>-<date>-<time>-<8 random hex from the OS>), unique across
 -- reboots and machines, so an action never gets an earlier take back (the daemon refuses a reused id with
 -- another request: id_conflict).
@@ -46,6 +46,7 @@ function M.build_command(opts)
   if opts.op == "stems" and opts.stems then
     parts[#parts + 1] = "--stems " .. q(opts.stems)
   end
+  if opts.op == "stems" and opts.midi then parts[#parts + 1] = "--midi" end
   if opts.bpm then parts[#parts + 1] = "--bpm " .. number_text(opts.bpm) end
   if opts.beats_per_bar and opts.beat_unit then
     parts[#parts + 1] = "--metre " .. number_text(opts.beats_per_bar) .. "/" .. number_text(opts.beat_unit)

@@ -83,7 +83,7 @@ def load(path: Path, *, name: str, source_kind: str, is_random: bool, device: st
 
     from inference.acestep.dit_linears import resolve_dit_mode
     from inference.acestep.engine import BASE_STEPS, TURBO_STEPS, AceStepEngine
-    from inference.runtime.device import pick_device
+    from inference.runtime.device import mps_bf16_supported, pick_device
 
     if backend != "engine":
         raise ModelLoadError(f"{path} is an ACE-Step pipeline; backend {backend!r} serves MusicGen only "
@@ -92,7 +92,8 @@ def load(path: Path, *, name: str, source_kind: str, is_random: bool, device: st
     if found:
         raise ModelLoadError(f"cannot load {path} as an ACE-Step pipeline: " + "; ".join(found))
     target = pick_device(device)
-    dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
+    dtype = torch.bfloat16 if target.type == "cuda" or (target.type == "mps" and mps_bf16_supported()) \
+        else torch.float32
     try:
         mode = resolve_dit_mode(weights, target)
     except ValueError as error:

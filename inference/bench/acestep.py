@@ -123,11 +123,9 @@ def weight_bytes(modules) -> tuple[int, int]:
 # ---- phases -----------------------------------------------------------------------------------------------------
 
 def read_hwm_bytes() -> int | None:
-    try:
-        with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM"))
-    except (OSError, StopIteration):
-        return None
+    from inference.runtime.memory import proc_status_bytes
+
+    return proc_status_bytes("VmHWM")  # None off Linux: the phases' peaks are then not measured
 
 
 def reset_hwm() -> bool:

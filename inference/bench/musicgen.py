@@ -151,14 +151,9 @@ def reset_peak_rss() -> None:
 
 
 def peak_rss_mb() -> float:
-    try:
-        with open("/proc/self/status") as status:
-            line = next(line for line in status if line.startswith("VmHWM"))
-        return int(line.split()[1]) / 1024
-    except (OSError, StopIteration):
-        import resource
+    from inference.runtime.memory import peak_resident_bytes
 
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return (peak_resident_bytes() or 0) / 2**20
 
 
 def transformers_cache_bytes(model, steps: int, batch: int) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -33,18 +34,17 @@ class DeviceCheck:
 
 
 def pick_device(requested: str = "auto") -> torch.device:
-    """auto: the first CUDA GPU this torch has kernels for and with MIN_FREE_GPU_BYTES free, else the CPU (the
-    log says why each GPU was passed over); anything else must be available."""
+    """auto: the first CUDA GPU this torch has kernels for and with MIN_FREE_GPU_BYTES free, else Apple's GPU
+    (mps) where torch reports it, else the CPU (the log says why each GPU was passed over); anything else must be
+    available."""
     wanted = requested.strip().lower()
     if wanted == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        for index in range(torch.cuda.device_count()):
+        for index in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
             why_not = gpu_unusable_reason(index)
             if why_not is None:
                 return torch.device(f"cuda:{index}")
             log.warning("device auto: skipping cuda:%d: %s", index, why_not)
-        return torch.device("cpu")
+        return torch.device("mps") if torch.backends.mps.is_available() else torch.device("cpu")
     try:
         device = torch.device(wanted)
     except (RuntimeError, ValueError):
@@ -106,6 +106,7 @@ def describe_accelerations() -> list[DeviceCheck]:
     """One line per speed-up: can this machine use it, and if not, why not."""
     checks = (
         check_cuda,
+        check_mps,
         check_bf16,
         check_fp16,
         check_cpu_int8,
@@ -140,9 +141,38 @@ def check_cuda() -> DeviceCheck:
     return DeviceCheck("cuda", True, details)
 
 
+def check_mps(system: str | None = None) -> DeviceCheck:
+    """Apple's GPU (Metal Performance Shaders): Apple Silicon Macs, macOS 12.3 or newer, torch's macOS wheel."""
+    system = system or sys.platform
+    if torch.backends.mps.is_available():
+        bf16 = "fp16 and bf16" if mps_bf16_supported() else "fp16 (bf16 needs macOS 14)"
+        return DeviceCheck("mps", True, f"Apple GPU (Metal): {bf16} weights; 'auto' picks it when no CUDA GPU is there")
+    if system != "darwin":
+        return DeviceCheck("mps", False, "Apple's GPU, on Apple Silicon Macs only")
+    if not torch.backends.mps.is_built():
+        return DeviceCheck("mps", False, "this torch has no MPS support: `pip install --force-reinstall torch` "
+                                         "(the macOS arm64 wheel has it); an Intel Mac runs on the CPU")
+    return DeviceCheck("mps", False, "needs an Apple Silicon Mac with macOS 12.3 or newer; running on the CPU")
+
+
+def mps_bf16_supported() -> bool:
+    """Whether Apple's GPU takes bfloat16 here (macOS 14 and newer): asked of torch by making one such tensor."""
+    if not torch.backends.mps.is_available():
+        return False
+    try:
+        torch.ones(1, dtype=torch.bfloat16, device="mps")
+    except (RuntimeError, TypeError):
+        return False
+    return True
+
+
 def check_bf16() -> DeviceCheck:
+    if torch.backends.mps.is_available() and not torch.cuda.is_available():
+        if mps_bf16_supported():
+            return DeviceCheck("bf16", True, "bfloat16 weights on Apple's GPU")
+        return DeviceCheck("bf16", False, "Apple's GPU takes bfloat16 from macOS 14 on; use fp16")
     if not torch.cuda.is_available():
-        return DeviceCheck("bf16", False, "needs an NVIDIA GPU; on the CPU the model runs in fp32")
+        return DeviceCheck("bf16", False, "needs an NVIDIA GPU or Apple's GPU; on the CPU the model runs in fp32")
     if not torch.cuda.is_bf16_supported():
         why = "this GPU has no bfloat16 support (needs an Ampere/RTX 30xx or newer); use fp16"
         return DeviceCheck("bf16", False, why)
@@ -150,8 +180,8 @@ def check_bf16() -> DeviceCheck:
 
 
 def check_fp16() -> DeviceCheck:
-    if not torch.cuda.is_available():
-        return DeviceCheck("fp16", False, "needs an NVIDIA GPU; on the CPU the model runs in fp32")
+    if not torch.cuda.is_available() and not torch.backends.mps.is_available():
+        return DeviceCheck("fp16", False, "needs an NVIDIA GPU or Apple's GPU; on the CPU the model runs in fp32")
     return DeviceCheck("fp16", True, "float16 weights halve GPU memory")
 
 
@@ -239,7 +269,9 @@ def check_cpu_kernels() -> DeviceCheck:
 
 def describe_modes(device: torch.device | None = None) -> list[DeviceCheck]:
     """One line per engine mode chosen by name (settings weights / kv_cache / attention / compile_decode)."""
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or pick_device("auto")
+    if device.type == "mps":
+        return describe_mps_modes()
     cuda = device.type == "cuda"
     caps = {cap.name: cap for cap in describe_accelerations()}
     auto = "fp16" if cuda else "int8"
@@ -290,3 +322,28 @@ def describe_modes(device: torch.device | None = None) -> list[DeviceCheck]:
                     caps["cuda_graphs"].reason + ("; one graph per batch size, not with bnb weights" if cuda else "")),
     ]
     return rows
+
+
+def describe_mps_modes() -> list[DeviceCheck]:
+    """describe_modes on Apple's GPU: fp16 (or bf16) weights and cache, SDPA; the CPU's and CUDA's own paths are
+    named as such."""
+    bf16 = mps_bf16_supported()
+    on_cpu, on_cuda = "a CPU path (--device cpu)", "CUDA only"
+    return [
+        DeviceCheck("weights=auto", True, "picks fp16 on Apple's GPU"),
+        DeviceCheck("weights=fp32", True, "full precision: the reference (4 bytes per weight)"),
+        DeviceCheck("weights=fp16", True, "float16 weights: half the memory of fp32"),
+        DeviceCheck("weights=bf16", bf16, "bfloat16 weights" if bf16 else "bfloat16 on Apple's GPU needs macOS 14"),
+        DeviceCheck("weights=int8", False, f"{on_cpu}: our int8 kernels; on Apple's GPU use fp16"),
+        DeviceCheck("weights=bnb-int8", False, f"bitsandbytes is {on_cuda}; on Apple's GPU use fp16"),
+        DeviceCheck("weights=bnb-nf4", False, f"bitsandbytes is {on_cuda}; on Apple's GPU use fp16"),
+        DeviceCheck("kv_cache=auto", True, "the weights' activation dtype"),
+        DeviceCheck("kv_cache=fp32/fp16/bf16", True, "static preallocated cache"),
+        DeviceCheck("kv_cache=mulaw8", True, "int8 mu-law: saves memory, dequantized each step (costs time)"),
+        DeviceCheck("attention=auto", True, "picks sdpa"),
+        DeviceCheck("attention=sdpa", True, "PyTorch fused attention on Metal"),
+        DeviceCheck("attention=eager", True, "plain matmul + softmax: the reference"),
+        DeviceCheck("attention=fused-cpu", False, f"{on_cpu}: our C++ decode attention"),
+        DeviceCheck("attention=flash", False, f"flash-attn is {on_cuda}"),
+        DeviceCheck("compile_decode", False, f"CUDA graphs are {on_cuda}"),
+    ]

@@ -21,6 +21,17 @@ binary. A failed build is logged with its reason and torch's ops stand in: slowe
 shows which). JIT rather than a compiled wheel: building at `pip install` time needs torch inside pip's isolated
 build environment (another 7 GB) and ties the wheel to one torch ABI.
 
+Platforms (build_flags): every kernel keeps its x86 intrinsics behind the compiler's own ISA macros (__AVX512F__,
+__AVX512VNNI__, ...) beside a portable loop, so which path a build takes is decided by its flags alone, for every
+source in SOURCES, including ones added later. x86-64 builds with -march=native; arm64 with -mcpu=native (Linux)
+or -mcpu=apple-m1 (macOS: every Apple Silicon chip has at least its instructions), which leaves the x86 macros
+undefined, so the portable loops compile, auto-vectorized to NEON. CONTINUO_KERNELS_PORTABLE=1 builds that same
+portable path on x86 (-mno-avx512f, no -march=native; a library of its own name): the tests build it a second time
+and run the kernel tests against it, and read the library's instructions to show no AVX-512 is in it
+(tests/inference/runtime/test_portable_kernels.py). Flags a compiler refuses are probed before the build and left
+out (Apple's clang has no -fopenmp: the kernels then run on one thread, and doctor says so); what the build used
+is kept beside the library (build-notes.txt). Windows builds nothing: torch's ops stand in (MSVC is not verified).
+
 Why our own, measured on the 2-core development machine (musicgen-small shapes, 72 weight matrices of
 1024x4096; docs/benchmarks.md). A decode step is a batch of two rows (CFG) against every weight, so it is bound by
 reading memory, and torch's stock ops read it badly at that shape:
@@ -43,11 +54,14 @@ Together: an int8 step at 250 positions of context from 22.2 ms to 14.9 ms.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
+import importlib.util
 import logging
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -65,8 +79,11 @@ SOURCES = tuple(Path(__file__).with_name("csrc") / name
                 for name in ("ops.cpp", "decode_attention.cpp", "cache_write.cpp", "int8_linear.cpp",
                              "int4_linear.cpp", "decode_layers.cpp"))
 OPS = ("decode_attention", "cache_write", "int8_linear", "int8_linear_uses_vnni", "int4_linear", "decode_layers")
-FLAGS = ("-O3", "-march=native", "-fopenmp")
+PORTABLE_VARIABLE = "CONTINUO_KERNELS_PORTABLE"  # "1": build the portable loops only (the tests' second build)
 STALE_LOCK_S = 600.0  # a build takes about 25 s; a lock this old belongs to a build that died
+NOTES_FILE = "build-notes.txt"  # beside the library: what its build left out (flags the compiler refused)
+X86_MACHINES = ("x86_64", "amd64", "i386", "i686")
+ARM_MACHINES = ("arm64", "aarch64")
 
 
 @dataclass(frozen=True)
@@ -80,16 +97,66 @@ _status: KernelStatus | None = None
 
 
 def cpu_features() -> str:
-    """This CPU's instruction-set flags (Linux), or the machine name: part of the build's identity."""
+    """This CPU's instruction-set flags, lower case: /proc/cpuinfo (Linux), sysctl (macOS), else the machine name.
+    Part of the build's identity, and what cpu_bf16 reads."""
     try:
         with open("/proc/cpuinfo") as info:
-            return next((line for line in info if line.startswith(("flags", "Features"))), platform.machine())
+            line = next((line for line in info if line.startswith(("flags", "Features"))), None)
+            if line is not None:
+                return line
     except OSError:
-        return platform.machine()
+        pass
+    if sys.platform == "darwin":
+        return sysctl_features() or platform.machine()
+    return platform.machine()
+
+
+def sysctl_features() -> str:
+    """macOS: the instruction sets sysctl reports (hw.optional.arm.FEAT_BF16: 1 -> bf16, hw.optional.avx512f: 1
+    -> avx512f, Intel's machdep.cpu.features words), space-separated; "" when sysctl cannot be run."""
+    try:
+        listing = subprocess.run(["sysctl", "hw.optional", "machdep.cpu.features", "machdep.cpu.leaf7_features"],
+                                 capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    found = []
+    for line in listing.splitlines():
+        key, _, value = line.partition(":")
+        if key.startswith("hw.optional.") and value.strip() == "1":
+            found.append(key.removeprefix("hw.optional.").removeprefix("arm.").removeprefix("FEAT_").lower())
+        elif key.startswith("machdep.cpu."):
+            found += value.lower().replace(".", "_").split()
+    return " ".join(found)
+
+
+def portable_build() -> bool:
+    """CONTINUO_KERNELS_PORTABLE=1: build the portable loops even where the CPU has AVX-512."""
+    return os.environ.get(PORTABLE_VARIABLE, "").strip() not in ("", "0")
+
+
+def build_flags(machine: str | None = None, system: str | None = None, portable: bool | None = None
+                ) -> tuple[str, ...]:
+    """The flags a build asks for on this machine (the build leaves out any the compiler refuses: usable_flags).
+
+    x86-64: -march=native (the AVX-512 VNNI paths where the CPU has them); portable: -mno-avx512f, so the x86
+    macros stay undefined even where a compiler's default target has AVX-512. arm64: -mcpu=native on Linux,
+    -mcpu=apple-m1 on macOS; no x86 macro is defined there, so every kernel builds its portable loop."""
+    machine = (machine or platform.machine()).lower()
+    system = system or sys.platform
+    portable = portable_build() if portable is None else portable
+    flags = ["-O3"]
+    if machine in X86_MACHINES:
+        flags.append("-mno-avx512f" if portable else "-march=native")
+    elif machine in ARM_MACHINES and not portable:
+        flags.append("-mcpu=apple-m1" if system == "darwin" else "-mcpu=native")
+    flags.append("-fopenmp")
+    return tuple(flags)
 
 
 def library_name() -> str:
-    identity = "\n".join([*(source.read_text() for source in SOURCES), " ".join(FLAGS), torch.__version__,
+    """The library's name: a hash of the sources, the flags asked for, torch's version and this CPU (no compiler
+    is run, so a built library is found without one)."""
+    identity = "\n".join([*(source.read_text() for source in SOURCES), " ".join(build_flags()), torch.__version__,
                           cpu_features()])
     return "continuo_cpu_" + hashlib.sha1(identity.encode()).hexdigest()[:12]
 
@@ -110,7 +177,18 @@ def cache_dir(variable: str, folder: str) -> Path:
 
 def fallback_dir() -> Path:
     """Where kernels are built when kernels_dir() cannot be written: a per-user folder in the temp dir."""
-    return Path(tempfile.gettempdir()) / f"continuo-kernels-{os.getuid()}"
+    return Path(tempfile.gettempdir()) / f"continuo-kernels-{user_tag()}"
+
+
+def user_tag() -> str:
+    """This user, for a per-user folder name: the uid where there is one (POSIX), else the login name (Windows)."""
+    getuid = getattr(os, "getuid", None)
+    if getuid is not None:
+        return str(getuid())
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in the environment either
+        return "user"
 
 
 def writable(directory: Path) -> Path:
@@ -128,20 +206,100 @@ def writable(directory: Path) -> Path:
         return fallback
 
 
+def compiler() -> str:
+    """The C++ compiler torch's extension builder runs: $CXX, else c++."""
+    return os.environ.get("CXX", "c++")
+
+
 def missing_tools() -> str | None:
-    """Why a build cannot even start here, or None."""
-    compiler = os.environ.get("CXX", "c++")
-    if shutil.which(compiler) is None:
-        return f"no C++ compiler ({compiler!r} is not on PATH); install g++ or clang++, or use attention 'sdpa'"
+    """Why a build cannot even start here, in the words of this platform, with the one command that fixes it; or
+    None."""
+    fallback = "until then torch's own (slower) kernels run"
+    if sys.platform not in ("linux", "darwin"):
+        return (f"our CPU kernels are built on Linux and macOS only (this is {sys.platform}): torch's own kernels "
+                "run instead (slower, same results); nothing to install")
+    if shutil.which(compiler()) is None:
+        return f"no C++ compiler ({compiler()!r} is not on PATH): {compiler_install_hint()}; {fallback}"
+    if sys.platform == "darwin" and "CXX" not in os.environ and not xcode_tools_installed():
+        # /usr/bin/c++ is always there on macOS: a stub that asks to install the tools and fails
+        return (f"no C++ compiler (the Xcode Command Line Tools are not installed): {compiler_install_hint()}; "
+                f"{fallback}")
     venv_bin = str(Path(sys.executable).parent)
     if shutil.which("ninja") is None and shutil.which("ninja", path=venv_bin) is None:
-        return "ninja is not installed (`pip install ninja`); or use attention 'sdpa'"
+        return f"ninja is not installed: run `{sys.executable} -m pip install ninja`; {fallback}"
+    if importlib.util.find_spec("setuptools") is None:  # torch.utils.cpp_extension imports it
+        return f"setuptools is not installed: run `{sys.executable} -m pip install setuptools`; {fallback}"
     return None
+
+
+def xcode_tools_installed() -> bool:
+    """macOS: whether the Command Line Tools (or Xcode) are installed, as `xcode-select -p` answers."""
+    try:
+        return subprocess.run(["xcode-select", "-p"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def compiler_install_hint(system: str | None = None, os_release: Path = Path("/etc/os-release")) -> str:
+    """The one command that installs a C++ compiler here."""
+    system = system or sys.platform
+    if system == "darwin":
+        return "run `xcode-select --install`"
+    try:
+        fields = dict(line.split("=", 1) for line in os_release.read_text().splitlines() if "=" in line)
+    except OSError:
+        fields = {}
+    family = " ".join(fields.get(key, "").strip('"').lower() for key in ("ID", "ID_LIKE")).split()
+    for names, command in ((("debian", "ubuntu"), "sudo apt install g++"),
+                           (("fedora", "rhel", "centos"), "sudo dnf install gcc-c++"),
+                           (("arch",), "sudo pacman -S gcc"), (("opensuse", "suse"), "sudo zypper install gcc-c++"),
+                           (("alpine",), "sudo apk add g++")):
+        if any(name in family for name in names):
+            return f"run `{command}`"
+    return "install g++ or clang++ with your system's package manager"
+
+
+def usable_flags(flags: tuple[str, ...]) -> tuple[list[str], list[str], list[str]]:
+    """(compile flags, link flags, notes): flags minus those this compiler refuses, each asked of it on a tiny
+    program. -fopenmp needs the compiler's OpenMP (Apple's clang has none): without it, -fopenmp-simd keeps the
+    vector loops and the kernels run on one thread."""
+    kept, link, notes = [], [], []
+    for flag in flags:
+        if flag == "-fopenmp":
+            if compiles(["-fopenmp"], "#include <omp.h>\nint main() { return omp_get_max_threads() > 0 ? 0 : 1; }\n",
+                        link=True):
+                kept.append(flag)
+                link.append(flag)
+                continue
+            notes.append(f"one thread: {compiler()} has no OpenMP"
+                         + (" (`brew install libomp` does not help Apple's clang; the kernels still vectorize)"
+                            if sys.platform == "darwin" else ""))
+            if compiles(["-fopenmp-simd"], "int main() { return 0; }\n"):
+                kept.append("-fopenmp-simd")
+        elif flag == "-O3" or compiles([flag], "int main() { return 0; }\n"):
+            kept.append(flag)
+        else:
+            notes.append(f"{compiler()} refuses {flag}: built without it")
+    return kept, link, notes
+
+
+def compiles(flags: list[str], program: str, *, link: bool = False) -> bool:
+    """Whether the compiler builds program with flags (linked into an executable when link)."""
+    with tempfile.TemporaryDirectory(prefix="continuo-probe-") as folder:
+        source = Path(folder) / "probe.cpp"
+        source.write_text(program)
+        command = [compiler(), *flags, str(source), "-o", str(Path(folder) / "probe")]
+        if not link:
+            command.insert(1, "-c")
+        try:
+            return subprocess.run(command, capture_output=True, timeout=60).returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            return False
 
 
 def build() -> KernelStatus:
     if sys.platform not in ("linux", "darwin"):
-        return KernelStatus(False, f"CPU kernels are built on Linux and macOS only (this is {sys.platform})")
+        return KernelStatus(False, missing_tools() or f"not built on {sys.platform}")
     started = time.monotonic()
     name = library_name()
     directory = kernels_dir() / name
@@ -150,7 +308,7 @@ def build() -> KernelStatus:
         if built.is_file() and not (place / "lock").exists():  # lock: torch's marker of a build in progress
             try:
                 torch.ops.load_library(str(built))
-                return registered(started)
+                return registered(started, place)
             except OSError as error:  # unreadable or truncated: build it again
                 log.warning("CPU kernels: cannot load %s (%s); rebuilding", built, error)
     lock = directory / "lock"
@@ -168,19 +326,30 @@ def build() -> KernelStatus:
     from torch.utils.cpp_extension import load_inline
 
     directory = writable(directory)
-    log.info("CPU kernels: compiling %s into %s (once per machine, about 25 s)", name, directory)
-    load_inline(name, cpp_sources=[source.read_text() for source in SOURCES], extra_cflags=list(FLAGS),
-                extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False, build_directory=str(directory))
-    return registered(started)
+    flags, link, notes = usable_flags(build_flags())
+    log.info("CPU kernels: compiling %s into %s with %s (once per machine, about 25 s)%s", name, directory,
+             " ".join(flags), "".join(f"; {note}" for note in notes))
+    (directory / NOTES_FILE).write_text("".join(f"{note}\n" for note in notes))
+    load_inline(name, cpp_sources=[source.read_text() for source in SOURCES], extra_cflags=flags,
+                extra_ldflags=link, is_python_module=False, verbose=False, build_directory=str(directory))
+    return registered(started, directory)
 
 
-def registered(started: float) -> KernelStatus:
+def registered(started: float, directory: Path) -> KernelStatus:
     ops = torch.ops.continuo_cpu
     for name in OPS:
         if not hasattr(ops, name):
             return KernelStatus(False, f"built, but torch.ops.continuo_cpu.{name} is not registered")
-    isa = "AVX-512 VNNI" if ops.int8_linear_uses_vnni() else "portable fp32 loop (no AVX-512 VNNI here)"
-    return KernelStatus(True, f"decode attention + int8 linear ({isa}), ready in {time.monotonic() - started:.1f} s")
+    isa = "AVX-512 VNNI" if ops.int8_linear_uses_vnni() else "portable loops (no AVX-512 VNNI in this build)"
+    try:
+        notes = (directory / NOTES_FILE).read_text().split("\n")
+    except OSError:
+        notes = []
+    if portable_build():
+        notes.insert(0, f"portable build ({PORTABLE_VARIABLE})")
+    extra = "".join(f"; {note}" for note in notes if note)
+    return KernelStatus(True, f"decode attention + int8 linear ({isa}{extra}), ready in "
+                              f"{time.monotonic() - started:.1f} s")
 
 
 def kernels_status() -> KernelStatus:

@@ -32,7 +32,7 @@ log = logging.getLogger("continuo.inference")
 
 
 class WeightMode(str, Enum):
-    AUTO = "auto"  # int8 on the CPU, fp16 on CUDA
+    AUTO = "auto"  # int8 on the CPU, fp16 on CUDA and mps
     FP32 = "fp32"
     FP16 = "fp16"
     BF16 = "bf16"
@@ -50,13 +50,21 @@ class WeightMode(str, Enum):
             raise ValueError(f"unknown weights mode {name!r}; choose one of {names}") from None
 
 
+GPU_TYPES = ("cuda", "mps")  # where fp16 weights run: NVIDIA's GPUs and Apple's (Metal)
+
+
 def resolve_weight_mode(mode: WeightMode, device: torch.device) -> WeightMode:
-    """auto -> int8 on the CPU (calibration may take int4 within its budget), fp16 on CUDA; int4 on CUDA is
-    bitsandbytes nf4 (its 4-bit format there); other modes are checked against the device."""
+    """auto -> int8 on the CPU (calibration may take int4 within its budget), fp16 on CUDA and on Apple's GPU (mps);
+    int4 on CUDA is bitsandbytes nf4 (its 4-bit format there); other modes are checked against the device.
+
+    On mps: fp16 and fp32 always, bf16 where Metal takes it (macOS 14); int8 and int4 (our CPU kernels) and
+    bitsandbytes (CUDA kernels) are refused with the mode to use instead."""
     if mode == WeightMode.AUTO:
-        return WeightMode.FP16 if device.type == "cuda" else WeightMode.INT8
+        return WeightMode.FP16 if device.type in GPU_TYPES else WeightMode.INT8
     if mode == WeightMode.INT4 and device.type == "cuda":
         mode = WeightMode.BNB_NF4
+    if mode == WeightMode.INT4 and device.type != "cpu":
+        raise ValueError(f"weights 'int4' is a CPU path (our kernels); on {device.type} use fp16")
     if mode == WeightMode.INT4:
         from inference.runtime.kernels import kernels_status
 
@@ -66,11 +74,20 @@ def resolve_weight_mode(mode: WeightMode, device: torch.device) -> WeightMode:
                              "use int8 or fp32")
     if mode == WeightMode.BF16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError("weights 'bf16' needs a GPU with bfloat16 (Ampere / RTX 30xx or newer); use fp16")
-    if mode == WeightMode.FP16 and device.type != "cuda":
-        raise ValueError("weights 'fp16' needs a CUDA GPU (fp16 matmuls are slow or missing on the CPU); "
-                         "use int8 or fp32")
+    if mode == WeightMode.BF16 and device.type == "mps":
+        from inference.runtime.device import mps_bf16_supported
+
+        if not mps_bf16_supported():
+            raise ValueError("weights 'bf16' on Apple's GPU needs macOS 14 or newer; use fp16")
+    if mode == WeightMode.FP16 and device.type not in GPU_TYPES:
+        raise ValueError("weights 'fp16' needs a GPU, NVIDIA's (CUDA) or Apple's (mps) (fp16 matmuls are slow or "
+                         "missing on the CPU); use int8 or fp32")
     if mode == WeightMode.INT8 and device.type != "cpu":
-        raise ValueError("weights 'int8' is torch's CPU int8 path; on CUDA use bnb-int8, bnb-nf4, fp16 or bf16")
+        raise ValueError("weights 'int8' is torch's CPU int8 path; on CUDA use bnb-int8, bnb-nf4, fp16 or bf16"
+                         if device.type == "cuda" else f"weights 'int8' is a CPU path; on {device.type} use fp16")
+    if mode in (WeightMode.BNB_INT8, WeightMode.BNB_NF4) and device.type == "mps":
+        raise ValueError(f"weights {mode.value!r} needs bitsandbytes' CUDA kernels, which Apple's GPU has not; "
+                         "use fp16")
     if mode == WeightMode.INT8 and not cpu_int8_engine():
         from inference.runtime.kernels import kernels_status
 

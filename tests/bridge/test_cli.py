@@ -74,3 +74,30 @@ def test_bench_engine_runs_the_engine_suite(monkeypatch, capsys):
     assert main(["bench", "engine", "--quick", "--seconds", "1.5", "--shape", "musicgen-small"]) == 0
     assert seen["quick"] and seen["duration_s"] == 1.5 and seen["shapes"] == ["musicgen-small"]
     assert '"backend": "engine"' in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_analyze_and_midi_listen_to_a_file_on_this_machine(tmp_path, capsys):
+    import soundfile as sf
+
+    from bridge.audio.midi_files import read_midi_notes
+    from bridge.tools.listen_truth import drum_pattern, melody, note_f1
+
+    beat = drum_pattern(96.0, "6/8", bars=6)
+    sf.write(tmp_path / "beat.wav", beat.audio.T, beat.sample_rate)
+    assert main(["analyze", str(tmp_path / "beat.wav"), "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["bpm"] == pytest.approx(96.0, rel=0.02) and found["metre"] == "6/8" and found["downbeats_s"]
+    assert main(["analyze", str(tmp_path / "beat.wav")]) == 0
+    assert "BPM (confidence" in capsys.readouterr().out
+    line = melody(seed=2, count=10)
+    sf.write(tmp_path / "line.wav", line.audio.T, line.sample_rate)
+    assert main(["midi", str(tmp_path / "line.wav"), "--bpm", "110", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["path"] == (tmp_path / "line.mid").as_posix() and summary["bpm_from"] == "--bpm"
+    notes, bpm = read_midi_notes(tmp_path / "line.mid")
+    assert bpm == pytest.approx(110.0)
+    assert note_f1([(n.pitch, n.start_s) for n in notes], [(n.pitch, n.start_s) for n in line.notes]) >= 0.8
+    before = (tmp_path / "line.mid").read_bytes()  # control: a second run never overwrites the file
+    assert main(["midi", str(tmp_path / "line.wav"), "--bpm", "90"]) == 2
+    assert "exists" in capsys.readouterr().err and (tmp_path / "line.mid").read_bytes() == before

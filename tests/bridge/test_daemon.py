@@ -64,7 +64,8 @@ def test_every_request_of_the_schema_is_handled_and_every_job_op_rendered(tiny_m
     daemon = Daemon(daemon_settings(tiny_model_dir, tmp_path))  # not started: the handler table alone
     assert {spec.op for spec in daemon.schema.requests.values()} == set(daemon.handlers) | set(NOT_BUILT_OPS)
     assert {op for op, handler in daemon.handlers.items() if handler == daemon.on_job} == set(RENDERERS)
-    assert {"generate", "continue", "variations", "stems", "repaint", "extract", "layer", "cover"} == set(RENDERERS)
+    assert {"generate", "continue", "variations", "stems", "repaint", "extract", "layer", "cover",
+            "midi"} == set(RENDERERS)
 
 
 def test_status_is_followed_by_the_limits(daemon):

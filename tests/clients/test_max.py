@@ -185,7 +185,7 @@ RELEASED_PARAMETERS = {
     "Prompt": (BLOB, STORED_ONLY), "Preset": (BLOB, STORED_ONLY), "Input Clip": (FILE, STORED_ONLY),
     "Bars": (1, AUTOMATED_AND_STORED), "Variation Count": (1, AUTOMATED_AND_STORED),
     "Generate": (ENUM, HIDDEN), "Continue": (ENUM, HIDDEN), "Variations": (ENUM, HIDDEN), "Stems": (ENUM, HIDDEN),
-    "Cancel": (ENUM, HIDDEN),
+    "Cancel": (ENUM, HIDDEN), "MIDI": (ENUM, HIDDEN),
 }
 LIVE_PARAMETER_CLASSES = {"live.dial", "live.numbox", "live.slider", "live.text", "live.toggle", "live.button",
                           "live.menu", "live.tab", "live.drop", "live.gain~"}
@@ -345,7 +345,7 @@ def test_patch_sends_each_request_a_musician_needs(name):
     addresses = {address for address, _, _ in sent_messages(patcher_of(FILES[name].read_bytes()))}
     assert {"/continuo/hello", "/continuo/context", "/continuo/generate", "/continuo/continue",
             "/continuo/variations", "/continuo/stems", "/continuo/cancel", "/continuo/ack",
-            "/continuo/presets"} <= addresses
+            "/continuo/presets", "/continuo/midi"} <= addresses
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -369,7 +369,7 @@ def test_each_job_gets_a_dated_random_id(name):
     patcher = patcher_of(FILES[name].read_bytes())
     boxes, lines = boxes_of(patcher), lines_of(patcher)
     text = {box_id: box.get("text", "") for box_id, box in boxes.items()}
-    for job in ("generate", "continue", "variations", "stems"):
+    for job in ("generate", "continue", "variations", "stems", "midi"):
         sprintf = f"obj-{job}-id"
         assert text[sprintf] == f"sprintf symout {JOB_ID_FORMAT}"
         feeds = {inlet: text[source] for source, _, sink, inlet in lines if sink == sprintf}
@@ -404,6 +404,45 @@ def test_device_shows_the_model_so_a_smoke_model_is_seen_without_the_console():
     box = box_with(patcher, "prepend set model:")
     shown = [sink for source, _, sink, _ in lines_of(patcher) if source == box["id"]]
     assert [boxes_of(patcher)[sink].get("presentation") for sink in shown] == [1]
+
+
+AUDIO_SINKS = ("prepend call create_audio_clip", "prepend replace")  # a Live clip slot, the plain patch's buffer~
+
+
+def midi_path_problems(patcher: dict) -> list[str]:
+    """The .mid of the MIDI button (output mix-midi) is listed in the menu but must never reach a clip slot or
+    buffer~: a path from [unpack] reaches those only through a [zl.reg] (cold inlet: kept) that [sel mix-midi]'s
+    no-match outlet bangs."""
+    boxes, lines = boxes_of(patcher), lines_of(patcher)
+    text = {box_id: box.get("text", "") for box_id, box in boxes.items()}
+    unpack = next(box_id for box_id, t in text.items() if t == "unpack s s s i i f f f f")
+    problems, seen, todo = [], set(), [(unpack, 2)]
+    while todo:  # every box the path flows into hot (a cold inlet stores it)
+        source, outlet = todo.pop()
+        for start, out, sink, inlet in lines:
+            if (start, out) != (source, outlet) or (sink, inlet) in seen:
+                continue
+            seen.add((sink, inlet))
+            if text[sink] in AUDIO_SINKS:
+                problems.append(f"every output's path reaches {text[sink]!r} (a .mid too)")
+            elif inlet == 0 or not text[sink].startswith("zl.reg"):
+                todo.extend((sink, n) for n in range(boxes[sink].get("numoutlets", 0)))
+    gates = [sink for start, out, sink, _ in lines if (start, out) == (unpack, 1) and text[sink] == "sel mix-midi"]
+    if not gates:
+        problems.append("no [sel mix-midi] on the output's name")
+    return problems
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_the_midi_file_is_listed_and_kept_out_of_clips_and_buffer(name):
+    patcher = patcher_of(FILES[name].read_bytes())
+    assert midi_path_problems(patcher) == []
+    # control: the path wired straight to the clip slot (or buffer~), as before the MIDI button, fails
+    sink = next(box_id for box_id, box in boxes_of(patcher).items() if box.get("text") in AUDIO_SINKS)
+    unpack = next(box_id for box_id, box in boxes_of(patcher).items() if box.get("text") == "unpack s s s i i f f f f")
+    broken_copy = json.loads(json.dumps(patcher))
+    broken_copy["lines"].append({"patchline": {"source": [unpack, 2], "destination": [sink, 0]}})
+    assert any("reaches" in problem for problem in midi_path_problems(broken_copy))
 
 
 def test_plain_patch_uses_transport_dropfile_and_buffer():

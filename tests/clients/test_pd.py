@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 import soundfile
 
+from bridge.audio.midi_files import read_midi_notes
+from bridge.tools.listen_truth import melody, note_f1
 from tests.clients.osc_signatures import signature_problems
 from tests.daemons import JOB_TIMEOUT_S
 
@@ -77,8 +79,9 @@ def free_udp_port() -> int:
         return probe.getsockname()[1]
 
 
-def harness(port: int, reply_port: int, log_path: Path, missing: Path) -> str:
-    """A patch around [continuo port reply_port]: context, a seeded 4-bar generate, then a continue that fails."""
+def harness(port: int, reply_port: int, log_path: Path, missing: Path, melody: Path) -> str:
+    """A patch around [continuo port reply_port]: context, a seeded 4-bar generate, the notes of a melody as MIDI,
+    then a continue that fails."""
     c = build.Canvas(size=(900, 600))
     c.obj("continuo", f"continuo {port} {reply_port}", 20, 200)
     c.obj("start", "loadbang", 20, 20)
@@ -99,17 +102,22 @@ def harness(port: int, reply_port: int, log_path: Path, missing: Path) -> str:
     c.wire("write-after", 1, "textfile")
     c.wire("write-after", 0, "write")
     c.wire("write", 0, "textfile")
-    # the first done sends one continue of a file that is not there; any error then ends the run
+    # the first done sends midi of the melody, the second one continue of a file that is not there; any error
+    # then ends the run
     c.obj("status-kind", "route done", 220, 300)
-    c.obj("once", "spigot 1", 220, 330)
-    c.obj("once-close", "t b b", 220, 360)
-    c.msg("close", "0", 300, 390)
-    c.msg("continue", f"continue {missing}", 220, 420)
+    c.obj("done-bang", "t b", 220, 330)
+    c.obj("done-count", "f", 220, 360)
+    c.obj("done-next", "+ 1", 260, 360)
+    c.obj("done-which", "sel 0 1", 220, 390)
+    c.msg("midi", f"midi {melody} mix", 220, 420)
+    c.msg("continue", f"continue {missing}", 320, 420)
     c.wire("continuo", 1, "status-kind")
-    c.chain("status-kind", "once", "once-close")
-    c.wire("once-close", 1, "close")
-    c.wire("close", 0, "once", 1)
-    c.wire("once-close", 0, "continue")
+    c.chain("status-kind", "done-bang", "done-count", "done-which")
+    c.wire("done-count", 0, "done-next")
+    c.wire("done-next", 0, "done-count", 1)
+    c.wire("done-which", 0, "midi")
+    c.wire("done-which", 1, "continue")
+    c.wire("midi", 0, "continuo")
     c.wire("continue", 0, "continuo")
     c.obj("error-bang", "t b", 420, 270)
     c.obj("error-then", "delay 200", 420, 300)
@@ -135,7 +143,11 @@ def test_pd_patch_round_trip_against_the_daemon(daemon_process, daemon_root, tmp
     shutil.copy(PD_DIR / "continuo.pd", folder / "continuo.pd")
     reply_port, log_path = free_udp_port(), tmp_path / "arrived.txt"
     missing = daemon_root / "inbox" / "not-there.wav"
-    (folder / "harness.pd").write_text(harness(daemon_process.port, reply_port, log_path, missing))
+    line = melody(seed=5, count=8)
+    melody_path = daemon_root / "inbox" / "melody.wav"
+    melody_path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(melody_path, line.audio.T, line.sample_rate)
+    (folder / "harness.pd").write_text(harness(daemon_process.port, reply_port, log_path, missing, melody_path))
     pd = subprocess.Popen([PD, "-nogui", "-nosound", "-nomidi", "-stderr", "harness.pd"], cwd=folder,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:  # the harness quits on its own after the error; a time limit in case it never comes
@@ -159,7 +171,8 @@ def test_pd_patch_round_trip_against_the_daemon(daemon_process, daemon_root, tmp
 
     # generate: journalled as the patch's job, done with the patch's seed, one 4-bar output, acknowledged
     journal = sqlite3.connect(daemon_root / "renders" / "journal.sqlite3")
-    jobs = journal.execute("SELECT job_id, op, status, seed, reply_port FROM jobs WHERE job_id LIKE 'pd-%'").fetchall()
+    jobs = journal.execute("SELECT job_id, op, status, seed, reply_port FROM jobs WHERE job_id LIKE 'pd-%' "
+                           "AND op = 'generate'").fetchall()
     assert len(jobs) == 1, (jobs, context)
     job_id, op, status, seed, journal_reply_port = jobs[0]
     assert (op, status, seed, journal_reply_port) == ("generate", "done", 1234, reply_port), context
@@ -187,4 +200,11 @@ def test_pd_patch_round_trip_against_the_daemon(daemon_process, daemon_root, tmp
     errors = [entry for entry in log if entry[0] == "error"]
     assert len(errors) == 1 and errors[0][2] in ("not_found", "bad_request"), context
     continue_id = errors[0][1]
-    assert continue_id == job_id[:-1] + "2" and "not-there.wav" in " ".join(errors[0])  # the same session, next
+    assert continue_id == job_id[:-1] + "3" and "not-there.wav" in " ".join(errors[0])  # the same session, next
+
+    # midi: the melody's notes as a .mid at the session's tempo, reported on the outputs outlet (no soundfiler)
+    (midi_output,) = [entry for entry in outputs if entry[1] == "mix-midi"]
+    assert midi_output[2].endswith("/mix.mid") and midi_output[4] == "0", context
+    notes, bpm = read_midi_notes(Path(midi_output[2]))
+    assert bpm == pytest.approx(120.0)
+    assert note_f1([(n.pitch, n.start_s) for n in notes], [(n.pitch, n.start_s) for n in line.notes]) >= 0.8

@@ -51,6 +51,58 @@ def test_windows_quoting_keeps_paths_with_spaces_and_quotes_whole():
     assert out.splitlines() == ['"C:\\My Loops\\a \\"b\\".wav"', '"C:\\x\\\\"']
 
 
+def windows_argv(line: str) -> list[str]:
+    """A command line split as Windows programs split it (CommandLineToArgvW / the C runtime's rules): 2n
+    backslashes before a quote are n and the quote toggles quoting, 2n+1 are n and a literal quote; other
+    backslashes are literal; whitespace outside quotes separates."""
+    argv, current, quoted, i, started = [], [], False, 0, False
+    while i < len(line):
+        slashes = len(line[i:]) - len(line[i:].lstrip("\\"))
+        if slashes:
+            i += slashes
+            if i < len(line) and line[i] == '"':
+                current.append("\\" * (slashes // 2))
+                if slashes % 2:
+                    current.append('"')
+                    i += 1
+            else:
+                current.append("\\" * slashes)
+            started = True
+            continue
+        char = line[i]
+        if char == '"':
+            quoted, started = not quoted, True
+        elif char in " \t" and not quoted:
+            if started:
+                argv.append("".join(current))
+            current, started = [], False
+        else:
+            current.append(char)
+            started = True
+        i += 1
+    if started:
+        argv.append("".join(current))
+    return argv
+
+
+def test_the_windows_command_reaches_the_cli_whole():
+    """What Reaper's ExecProcess runs on Windows (no shell) is split by the C runtime's rules into the arguments
+    the real parser takes, paths with spaces, quotes and a trailing backslash whole. The control: the POSIX line
+    split that way keeps its single quotes (so the windows flag matters)."""
+    program = "C:\\Users\\Me\\.local\\bin\\continuo.exe"
+    clip = 'D:\\My Loops\\take "1" \\a.wav'
+    code = (f'local cmd = lib.build_command{{op="continue", input=[[{clip}]], bars=4, bpm=92, beats_per_bar=4, '
+            f'beat_unit=4, key="F# minor", program=[[{program}]], windows=true}}\n'
+            'print(lib.exec_line(cmd, true))')
+    argv = windows_argv(lua(code).rstrip("\n"))
+    assert argv[0] == program
+    ns = build_parser().parse_args(argv[1:])
+    assert (ns.command, ns.input, ns.bars, ns.key) == ("continue", clip, 4.0, "F# minor")
+    assert windows_argv(subprocess.list2cmdline(["a b", 'c"d', "e\\"])) == ["a b", 'c"d', "e\\"]  # the splitter
+    posix = lua(code.replace("windows=true", "windows=false")).rstrip("\n")
+    assert clip not in windows_argv(posix)
+
+
 def cli_json_lines(tmp_path: Path) -> str:
     """What `continuo continue --json` prints for a job with two outputs, made by the CLI's own printer."""
     import io
@@ -124,3 +176,26 @@ def test_stems_go_at_the_items_start_and_an_error_is_shown_not_inserted(tmp_path
                         exit_code=12)
     assert [c[0] for c in failed[:2]] == ["ExecProcess", "ShowMessageBox"]  # the message spans lines
     assert "busy (exit 12)" in failed[1][1] and not [c for c in failed if c[0] in ("InsertMedia", "Undo_BeginBlock")]
+
+
+def test_stems_and_midi_inserts_each_stems_mid_on_a_new_track(tmp_path):
+    import io
+
+    out = io.StringIO()
+    printer = EventPrinter(load_schema(), as_json=True, out=out)
+    job = tmp_path / "s-1"
+    job.mkdir()
+    for name in ("bass.wav", "bass.mid", "s-1_bass_4bars_92.5bpm_Cmaj.wav", "s-1_bass_4bars_92.5bpm_Cmaj.mid"):
+        (job / name).write_bytes(b"x")
+    printer.event("/continuo/output", ["s-1", "bass", (job / "bass.wav").as_posix(), 48000, 2, 7.78, 4.0, -14.0, -1.0])
+    printer.event("/continuo/output", ["s-1", "bass-midi", (job / "bass.mid").as_posix(), 48000, 1, 7.78, 4.0,
+                                       -120.0, -120.0])
+    printer.event("/continuo/done", ["s-1", 2, 1, 3.5])
+    calls = run_action(tmp_path, "stems-midi", out.getvalue())
+    ns = build_parser().parse_args(shlex.split(calls[0][1][len('/bin/sh -c "'):-1])[1:])
+    assert (ns.command, ns.midi, ns.bpm) == ("stems", True, 92.5)  # the project's tempo: the .mid's tempo
+    inserted = [c[1] for c in calls if c[0] == "InsertMedia"]
+    assert inserted == [f"{job}/s-1_bass_4bars_92.5bpm_Cmaj.wav", f"{job}/s-1_bass_4bars_92.5bpm_Cmaj.mid"]
+    assert ["TrackName", "track1", "Continuo bass-midi"] in calls
+    plain = run_action(tmp_path, "stems", out.getvalue())  # control: the plain stems action asks for no MIDI
+    assert "--midi" not in plain[0][1]

@@ -2,7 +2,9 @@
 
 Playwright's own browser download is unreachable here; `chromium.launch(executable_path=...)` drives the
 chromium that .ci/install-debian-packages installs. Skips, saying why, only where no chromium is installed or
-Playwright is missing. CONTINUO_SCREENSHOT=path saves a screenshot of the page after a render there.
+Playwright is missing. CONTINUO_SCREENSHOT=path saves a screenshot of the page after a render there;
+CONTINUO_SCREENSHOT_DIR=docs/images saves the page at each tested size (control-room-<w>x<h>.png) there:
+  CONTINUO_SCREENSHOT_DIR=docs/images .venv/bin/python -m pytest tests/e2e/test_browser.py -k every_size
 """
 
 from __future__ import annotations
@@ -19,6 +21,12 @@ import soundfile as sf
 pytestmark = pytest.mark.slow
 
 JOB_TIMEOUT_MS = 120_000
+ACK_INTERVAL_S = 0.3  # the module daemon re-sends an unacked job's terminal events after 0.3, 0.9 and 2.1 s
+
+
+@pytest.fixture(scope="module")
+def daemon_extra_flags() -> tuple[str, ...]:
+    return ("--ack-interval-s", str(ACK_INTERVAL_S))
 
 
 def chromium_path() -> str | None:
@@ -48,10 +56,20 @@ def page(browser, daemon_process):
     page.problems = []  # console errors and uncaught exceptions
     page.on("console", lambda message: message.type == "error" and page.problems.append(message.text))
     page.on("pageerror", lambda error: page.problems.append(str(error)))
+    page.posts = []  # (path, JSON body) of every POST the page makes
+    page.on("request", lambda request: request.method == "POST" and page.posts.append(
+        (request.url.split("://", 1)[1].partition("/")[2], request.post_data)))
     page.goto(daemon_process.http_url)
     page.wait_for_selector("body[data-ready='1']", state="attached")  # presets, history and events loaded
     yield page
     context.close()
+
+
+def audio_seconds(card) -> float:
+    """The file's length as the browser reads it (the page leaves audio unloaded until it is played)."""
+    return card.locator("audio").first.evaluate(
+        "a => new Promise(ok => { if (a.readyState >= 1) return ok(a.duration); "
+        "a.addEventListener('loadedmetadata', () => ok(a.duration)); a.preload = 'metadata'; a.load(); })")
 
 
 def job_card(page, job_id: str):
@@ -72,6 +90,31 @@ def submit(page, button: str = "#generate", *, bars: str = "1", prompt: str = "a
     return cards.first.get_attribute("data-job-id") if cards.count() > before else ""
 
 
+SIZES = [(1440, 900), (390, 844), (360, 740)]  # a laptop, a phone, the narrowest phone in use
+
+
+def test_the_page_fits_every_size_with_jobs_and_stems_in_reach(page, browser, daemon_process):
+    """No horizontal scroll from 1440 down to 360 px (the old fixed 3-column grid was 977 px wide at 390), and
+    the Jobs column and the Stems button lie inside the screen's width."""
+    if page.locator(".job audio").count() == 0:
+        job_card(page, submit(page)).locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+    shots = os.environ.get("CONTINUO_SCREENSHOT_DIR")
+    for width, height in SIZES:
+        context = browser.new_context(viewport={"width": width, "height": height})
+        sized = context.new_page()
+        sized.goto(daemon_process.http_url)
+        sized.wait_for_selector(".job audio", state="attached")
+        measured = sized.evaluate("() => ({doc: document.documentElement.scrollWidth, body: document.body.scrollWidth,"
+                                  " view: window.innerWidth})")
+        assert measured["doc"] <= width and measured["body"] <= width, (width, measured)
+        for selector in ("#queue", "#stems-button", ".job a.drag"):
+            box = sized.locator(selector).first.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (width, selector, box)
+        if shots:
+            sized.screenshot(path=f"{shots}/control-room-{width}x{height}.png", full_page=width < 900)
+        context.close()
+
+
 def test_page_loads_with_no_console_errors(page, daemon_process):
     page.wait_for_function("() => document.getElementById('daemon-line').textContent.includes('model')")
     top = page.inner_text("#daemon-line")
@@ -90,17 +133,14 @@ def test_generate_shows_progress_and_a_playable_audio_of_the_right_length(page, 
     card = job_card(page, job_id)
     card.locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
     assert card.get_attribute("data-progress-events") not in (None, "0")  # progress reached the page live
-    duration = card.locator("audio").evaluate(
-        "a => new Promise(ok => a.readyState >= 1 ? ok(a.duration) : a.addEventListener('loadedmetadata', "
-        "() => ok(a.duration)))")
-    assert duration == pytest.approx(2 * 4 * 60 / 100, abs=0.01)  # 2 bars of 4/4 at 100 BPM
+    assert audio_seconds(card) == pytest.approx(2 * 4 * 60 / 100, abs=0.01)  # 2 bars of 4/4 at 100 BPM
     assert "done" in card.locator(".status").inner_text()
     assert "LUFS" in card.locator(".meta").inner_text() and "true peak" in card.locator(".meta").inner_text()
     played = card.locator("audio").evaluate("a => a.play().then(() => { a.pause(); return true; })")
     assert played is True
     link = card.locator("a.drag")
     assert link.get_attribute("draggable") == "true" and link.get_attribute("download") == f"{job_id}-mix.wav"
-    page.wait_for_timeout(300)  # the waveform is drawn from the decoded file
+    card.locator("canvas[data-drawn='1']").wait_for(timeout=10_000)  # drawn from the daemon's peaks
     assert card.locator("canvas").evaluate(
         "c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some((v, i) => i % 4 === 3 && v > 0)")
     screenshot = os.environ.get("CONTINUO_SCREENSHOT") or str(tmp_path / "control-room.png")
@@ -127,6 +167,23 @@ def test_drop_a_file_to_continue_it(page, daemon_root, tmp_path):
     job_card(page, job_id).locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
 
 
+
+
+def test_continuing_a_render_keeps_its_tempo_and_no_key_is_invented(page):
+    """A 92 BPM render continued with the Tempo field empty renders at 92 (the daemon read its manifest); the old
+    page sent its 120 BPM default. With no key given, the prompt names none."""
+    made = submit(page, prompt="pad", bpm="92")
+    job_card(page, made).locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+    record = page.evaluate("([id]) => fetch(`/api/jobs/${id}`).then(r => r.json())", [made])["job"]
+    assert "major" not in str(record) and "minor" not in str(record)
+    page.fill("#bpm", "")
+    page.fill("#input-path", record["outputs"][0]["path"])
+    continued = submit(page, "#continue")
+    card = job_card(page, continued)
+    card.locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
+    assert audio_seconds(card) == pytest.approx(4 * 60 / 92, abs=0.01)
+
+
 def test_a_reload_keeps_the_history(page):
     job_id = submit(page)
     job_card(page, job_id).locator("audio").wait_for(timeout=JOB_TIMEOUT_MS)
@@ -137,9 +194,19 @@ def test_a_reload_keeps_the_history(page):
     assert page.problems == []
 
 
-def test_cancel_works(page):
+def status_is(page, job_id: str, word: str) -> None:
+    page.wait_for_function("([id, word]) => (document.querySelector(`.job[data-job-id='${id}'] .status`) || {})"
+                           ".textContent?.includes(word)", arg=[job_id, word], timeout=JOB_TIMEOUT_MS)
+
+
+def test_cancel_works_and_the_header_follows_the_jobs_live(page):
     running = submit(page, bars="16")
     waiting = submit(page, bars="16")
+    page.wait_for_function("([id]) => Number(document.querySelector(`.job[data-job-id='${id}']`).dataset"
+                           ".progressEvents || 0) > 0", arg=[running], timeout=JOB_TIMEOUT_MS)
+    # from the event stream, not the 5 s status poll (which said "idle" while the job ran)
+    header = page.inner_text("#daemon-line")  # one running, one waiting; or both, where the daemon batches them
+    assert ("rendering 1 job, 1 waiting" in header or "rendering 2 jobs" in header) and "idle" not in header
     job_card(page, waiting).locator(".cancel").click()
     page.wait_for_function("([id]) => document.querySelector(`.job[data-job-id='${id}'] .status`).textContent"
                            ".includes('cancelled')", arg=[waiting], timeout=JOB_TIMEOUT_MS)
@@ -147,4 +214,95 @@ def test_cancel_works(page):
     page.wait_for_function("([id]) => document.querySelector(`.job[data-job-id='${id}'] .status`).textContent"
                            ".includes('cancelled')", arg=[running], timeout=JOB_TIMEOUT_MS)
     assert "cancelled" in job_card(page, running).locator(".error").inner_text()
+    page.wait_for_function("() => document.getElementById('daemon-line').textContent.includes(' idle ')")
+    assert page.problems == []
+
+
+def test_a_job_error_from_another_client_leaves_the_connection_notice_clear(page, osc_client):
+    """The daemon's SSE `error` event (a job failed) is not a lost connection: no "reconnecting" notice."""
+    osc_client.send("/continuo/generate", "osc-refused-1", "no-such-preset", "x", 1.0)  # refused: not_found
+    osc_client.send("/continuo/generate", "osc-cancel-1", "default", "x", 16.0)
+    osc_client.wait_for(lambda a, args: a == "/continuo/queued" and args[0] == "osc-cancel-1", 10)
+    osc_client.send("/continuo/cancel", "osc-cancel-1")
+    status_is(page, "osc-cancel-1", "cancelled")  # the other client's job error reached the page
+    page.wait_for_timeout(2500)  # its re-sends too (the OSC client does not ack here)
+    assert page.inner_text("#link-state") == ""
+    assert page.get_attribute("body", "data-link") == "open"
+    assert page.problems == []
+
+
+def test_the_page_acks_its_jobs_so_nothing_is_re_sent(page):
+    job_id = submit(page)
+    status_is(page, job_id, "done")
+    page.wait_for_timeout(ACK_INTERVAL_S * 1000 * 5)  # past the first two re-sends, had there been no ack
+    assert ("api/requests/ack", f'{{"job_id":"{job_id}"}}') in page.posts
+    assert job_card(page, job_id).get_attribute("data-terminal-events") == "1"
+    assert page.problems == []
+
+
+def test_a_history_of_50_jobs_loads_under_1_mb_without_any_audio(browser, daemon_process, daemon_root, osc_client):
+    """Waveforms come from the daemon's peaks (1 KiB a file), not from the files (the old page downloaded every
+    WAV of the history: 61 MB for 15 outputs); audio is fetched only to play it. An older render without peaks
+    gets them measured once, kept beside it."""
+    for n in range(50):
+        osc_client.send("/continuo/generate", f"hist-{n}", "default", "x", 0.25, "sample_rate", 22050)
+        osc_client.wait_job(f"hist-{n}", 60, ack=True)
+    older = daemon_root / "renders" / "hist-49" / "mix.peaks"
+    assert older.stat().st_size == 1024
+    older.unlink()  # as a render from before peaks were written
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    sizes, urls = [], []
+    page.on("requestfinished", lambda request: (urls.append(request.url), sizes.append(
+        request.sizes()["responseBodySize"] + request.sizes()["responseHeadersSize"])))
+    page.goto(daemon_process.http_url)
+    page.wait_for_selector("body[data-ready='1']", state="attached")
+    page.wait_for_function("() => document.querySelectorAll('.job canvas').length >= 50 && "
+                           "[...document.querySelectorAll('.job canvas')].slice(0, 50).every(c => c.dataset.drawn)")
+    assert page.locator(".job").count() >= 50
+    assert not [url for url in urls if "/files/" in url or "/preview/" in url]  # no audio before a play
+    print(f"history of {page.locator('.job').count()} jobs: {sum(sizes)} bytes in {len(sizes)} requests")
+    assert sum(sizes) < 1_000_000, f"{sum(sizes)} bytes for the page and its history"
+    assert older.stat().st_size == 1024  # measured again from the file, kept
+    context.close()
+
+
+def contrast(page, selector: str, panel: str) -> float:
+    """WCAG contrast ratio of selector's text colour on panel's background."""
+    def luminance(css: str) -> float:
+        channels = [int(v) / 255 for v in re.findall(r"\d+", css)[:3]]
+        lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    fg = page.eval_on_selector(selector, "e => getComputedStyle(e).color")
+    bg = page.eval_on_selector(panel, "e => getComputedStyle(e).backgroundColor")
+    light, dark = sorted([luminance(fg), luminance(bg)], reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_keyboard_and_screen_reader(page):
+    """Ctrl+Enter generates from the prompt; Enter on the drop zone opens the file chooser; status changes are
+    announced (aria-live); each cancel button names its job; the API link has AA contrast (4.5:1)."""
+    page.focus("#prompt")
+    page.keyboard.type("keys only")
+    page.fill("#length", "1")
+    before = page.locator(".job").count()
+    page.focus("#prompt")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_function("([n]) => document.querySelectorAll('.job').length > n", arg=[before])
+    job_id = page.locator(".job").first.get_attribute("data-job-id")
+    assert job_id.startswith("web-gene-")
+    status_is(page, job_id, "done")
+    page.wait_for_function("([id]) => document.getElementById('announce').textContent.includes(id)", arg=[job_id])
+    assert page.get_attribute("#announce", "aria-live") == "polite" and "done" in page.inner_text("#announce")
+    assert page.get_attribute("#link-state", "aria-live") == "polite"
+    labels = page.eval_on_selector_all(".job .cancel", "bs => bs.map(b => b.getAttribute('aria-label'))")
+    assert labels and all(label and label.startswith("cancel ") for label in labels)
+    assert len(set(labels)) == len(labels)  # one per job, not "cancel" each
+    page.evaluate("() => document.getElementById('file').addEventListener('click', e => { "
+                  "window.chooserOpened = (window.chooserOpened || 0) + 1; e.preventDefault(); })")
+    page.focus("#drop")
+    page.keyboard.press("Enter")  # opens the file chooser (the click on the file input that a mouse would make)
+    page.keyboard.press(" ")
+    assert page.evaluate("() => window.chooserOpened") == 2
+    assert contrast(page, "#api-link", "#library") >= 4.5
     assert page.problems == []

@@ -64,7 +64,7 @@ def test_generate_prints_the_paths_and_exits_0(daemon_process):
     path = Path(done.stdout.strip())
     assert path.name == "mix.wav" and sf.info(str(path)).frames == round(60 / 92 * 4 * 48000)
     assert "noise, not music" in done.stderr  # the smoke model is never presented as music
-    assert "cli-1_mix_1bars_92bpm_Cmaj.wav" in done.stderr  # the DAW name, shown
+    assert "cli-1_mix_1bars_92bpm.wav" in done.stderr  # the DAW name, shown; no key given, none invented
     deadline = time.monotonic() + 10
     while "job=cli-1 acknowledged" not in daemon_process.log and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -77,7 +77,7 @@ def test_json_prints_every_event_and_the_daw_name(daemon_process):
     assert done.returncode == 0, done.stderr
     events = json_events(done.stdout)
     kinds = [e["event"] for e in events]
-    assert kinds[:4] == ["welcome", "warning", "context", "queued"] and kinds[-1] == "done"
+    assert kinds[:3] == ["welcome", "warning", "queued"] and kinds[-1] == "done"
     assert "progress" in kinds and kinds.count("output") == 1
     output, finished = first_output(events), events[-1]
     assert output["path"].endswith("/cli-json/mix.wav")
@@ -179,6 +179,25 @@ def test_an_input_outside_the_input_roots_is_copied_into_the_inbox(daemon_proces
     assert Path(copied["path"]).read_bytes() == clip.read_bytes()
     manifest = json.loads((Path(first_output(events)["path"]).parent / "manifest.json").read_text())
     assert manifest["input_path"] == copied["path"]
+
+
+def test_a_render_continued_without_bpm_keeps_its_own_tempo_and_key(daemon_process, daemon_root):
+    """The daemon wrote the clip's manifest (92 BPM, F# minor): continuing it renders at 92 in F# minor, where
+    the old CLI's --bpm default of 120 won; the render is sent where it lies, not copied into the inbox."""
+    made = json_events(cli(daemon_process, "generate", "x", "--bars", "0.5", "--bpm", "92", "--key", "F# minor",
+                           "--json").stdout)
+    clip = first_output(made)["path"]
+    result = cli(daemon_process, "continue", clip, "--bars", "1", "--json", "--job-id", "cli-cont-92")
+    assert result.returncode == 0, result.stderr
+    events = json_events(result.stdout)
+    assert not [e for e in events if e["event"] == "copied"]
+    output = first_output(events)
+    assert sf.info(output["path"]).frames == round(4 * 60 / 92 * 48000)  # one bar at 92, not at 120
+    assert Path(output["daw_path"]).name == "cli-cont-92_mix_1bars_92bpm_F#min.wav"
+    manifest = json.loads((Path(output["path"]).parent / "manifest.json").read_text())
+    assert manifest["input_path"] == clip and manifest["context"]["bpm"] == 92
+    faster = json_events(cli(daemon_process, "continue", clip, "--bars", "1", "--bpm", "100", "--json").stdout)
+    assert sf.info(first_output(faster)["path"]).frames == round(4 * 60 / 100 * 48000)  # a flag still wins
 
 
 def test_stems_and_variations_and_status(daemon_process, daemon_root):

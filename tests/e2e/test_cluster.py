@@ -101,9 +101,9 @@ def test_a_replica_killed_mid_job_is_replaced_and_the_job_runs_once_more(cluster
     assert len(retry) == 2 and retry[1][1] != pid, retry  # one retry, on a live replica
     assert "job=killed re-queued" in cluster_gateway.log
     folder = cluster_gateway.root / "renders" / "killed"
-    # One take's files, nothing twice: the mix, its DAW-named link, the manifest.
-    daw_name = daw_file_name("killed", "mix", bars=24.0, bpm=120.0, key="C major")
-    assert sorted(p.name for p in folder.iterdir()) == sorted([daw_name, "manifest.json", "mix.wav"])
+    # One take's files, nothing twice: the mix, its DAW-named link, its waveform's peaks, the manifest.
+    daw_name = daw_file_name("killed", "mix", bars=24.0, bpm=120.0)  # no key given: none in the name
+    assert sorted(p.name for p in folder.iterdir()) == sorted([daw_name, "manifest.json", "mix.peaks", "mix.wav"])
     print(f"replica killed mid-job: the job completed {recovered_s:.1f} s later")
 
 

@@ -267,7 +267,7 @@ def test_pick_device_names_what_is_available(monkeypatch, requested):
 def test_accelerations_cover_every_speed_up():
     capabilities = describe_accelerations()
     names = [capability.name for capability in capabilities]
-    assert names == ["cuda", "bf16", "fp16", "cpu_int8", "bitsandbytes", "flash_attn", "cuda_graphs", "sdpa",
+    assert names == ["cuda", "mps", "bf16", "fp16", "cpu_int8", "bitsandbytes", "flash_attn", "cuda_graphs", "sdpa",
                      "cpu_kernels"]
     assert all(capability.reason for capability in capabilities)
     assert {c.name: c for c in capabilities}["sdpa"].usable

@@ -36,23 +36,47 @@ function showFormError(message) {
   box.hidden = !message;
 }
 
-// -- the top line: model, device, memory, smoke warning ------------------------------------------------
+// -- the top line: model, device, memory, smoke warning; its state live from the event stream ----------------
+let daemonStatus = null; // the last /api/status: {status, daemon}
+
 async function loadStatus() {
   const { ok, data } = await api("GET", "/api/status");
   if (!ok) { $("daemon-line").textContent = "status unavailable: " + (data.error || {}).message; return; }
   const status = (data.events.find((e) => e.event === "status") || {}).args || {};
   const daemon = data.daemon || {};
-  $("daemon-line").textContent =
-    `model ${daemon.model || status.model} on ${daemon.device || "?"} · ` +
-    `memory ${status.mem_used_gb.toFixed(1)} of ${status.mem_total_gb.toFixed(1)} GB · ` +
-    `${status.state}, ${status.queue_length} job(s) queued or running · Continuo ${daemon.version || ""}`;
+  daemonStatus = { status, daemon };
+  showHeader();
   $("smoke-warning").hidden = !daemon.smoke_model;
   showStorage((data.events.find((e) => e.event === "storage") || {}).args);
   if (!$("sample-rate").dataset.filled && daemon.session_sample_rate) {
     $("sample-rate").value = String(daemon.session_sample_rate);
-    $("bpm").value = String(daemon.session_bpm);
+    $("bpm").placeholder = String(daemon.session_bpm);
+    $("bpm").title = `empty: the input file's own tempo (a file Continuo made), else the session's (${daemon.session_bpm})`;
     $("sample-rate").dataset.filled = "1";
   }
+}
+
+// The state is the jobs the page knows (every client's: the event stream carries them all, the history the ones
+// from before the page loaded), so it changes with each event; the daemon's own word counts while it loads a model.
+function liveState(daemonState) {
+  if (daemonState !== "idle" && daemonState !== "busy") return daemonState;
+  let running = 0, waiting = 0;
+  for (const job of jobs.values()) {
+    if (job.data.status === "running") running += 1;
+    else if (job.data.status === "queued") waiting += 1;
+  }
+  if (!running && !waiting) return "idle";
+  return [running ? `rendering ${running} job${running > 1 ? "s" : ""}` : "",
+          waiting ? `${waiting} waiting` : ""].filter(Boolean).join(", ");
+}
+
+function showHeader() {
+  if (!daemonStatus) return;
+  const { status, daemon } = daemonStatus;
+  const line = $("daemon-line");
+  line.textContent =
+    `model ${daemon.model || status.model} on ${daemon.device || "?"} · ${liveState(status.state)} · ` +
+    `memory ${status.mem_used_gb.toFixed(1)} of ${status.mem_total_gb.toFixed(1)} GB · Continuo ${daemon.version || ""}`;
 }
 
 // where renders live, the space they take and what is free (/continuo/storage, after status)
@@ -104,9 +128,13 @@ function numberOrText(value) {
 function formSettings(op) {
   const settings = {};
   if (op === "stems") return settings;
-  settings.bpm = numberOrText($("bpm").value);
-  settings.beats_per_bar = numberOrText($("beats-per-bar").value);
-  settings.beat_unit = numberOrText($("beat-unit").value);
+  // Tempo, metre and key go only when filled in: the daemon then takes an input file's own (a file it made) or
+  // the session's, and no key is ever invented.
+  if ($("bpm").value.trim()) settings.bpm = numberOrText($("bpm").value);
+  if ($("beats-per-bar").value.trim()) {
+    settings.beats_per_bar = numberOrText($("beats-per-bar").value);
+    settings.beat_unit = numberOrText($("beat-unit").value);
+  }
   settings.sample_rate = numberOrText($("sample-rate").value);
   if ($("key").value.trim()) settings.key = $("key").value.trim();
   if ($("seed").value.trim()) settings.seed = numberOrText($("seed").value);
@@ -115,6 +143,7 @@ function formSettings(op) {
   if ($("stems").value.trim()) settings.stems = $("stems").value.trim();
   if ($("length-unit").value === "beats") settings.beats = numberOrText($("length").value);
   if (op !== "generate" && $("prompt").value.trim()) settings.prompt = $("prompt").value;
+  if ($("midi").checked && op !== "variations") settings.midi = 1;
   return settings;
 }
 
@@ -131,6 +160,7 @@ async function submit(op) {
   if (op === "variations") Object.assign(body, { preset: $("preset").value, input_path: input,
                                                   count: numberOrText($("count").value), bars });
   if (op === "stems") { body.input_path = input; if ($("stems").value.trim()) body.stems = $("stems").value.trim(); }
+  if (op === "stems" && $("midi").checked) body.midi = 1;
   body.settings = formSettings(op);
   if (op === "stems") delete body.settings;
   const { ok, data } = await api("POST", "/api/jobs", body);
@@ -148,6 +178,7 @@ async function upload(file) {
   $("drop-state").textContent = ok ? `${file.name}: ${data.seconds.toFixed(1)} s uploaded` : "";
   if (!ok) { showFormError(`upload: ${data.error.message}`); return; }
   $("input-path").value = data.path;
+  analyzeInput(data.path, file);
 }
 
 function safeName(name) {
@@ -168,12 +199,14 @@ function upsertJob(data) {
   }
   updateJob(job);
   for (const output of data.outputs || []) addOutput(job, output);
+  showHeader();
   return job;
 }
 
 function renderJob(job) {
   const d = job.data;
-  const cancel = el("button", { class: "small cancel", type: "button", text: "cancel" });
+  const cancel = el("button", { class: "small cancel", type: "button", text: "cancel",
+                                 "aria-label": `cancel ${d.op || "job"} ${d.job_id}` });
   cancel.addEventListener("click", () => cancelJob(d.job_id));
   const node = el("div", { class: "job", "data-job-id": d.job_id },
     el("header", {}, el("span", { class: "id", text: d.job_id }), el("span", { class: "op", text: d.op }),
@@ -189,6 +222,11 @@ function updateJob(job) {
   let status = d.status;
   if (d.status === "queued" && d.position !== undefined) status = d.position === 0 ? "next" : `queued, position ${d.position}`;
   if (d.status === "done" && d.elapsed_s != null) status = `done in ${Number(d.elapsed_s).toFixed(1)} s (seed ${d.seed})`;
+  if (node.querySelector(".status").textContent !== status && (TERMINAL.has(d.status) || d.status === "running")
+      && job.announced !== d.status) {
+    job.announced = d.status; // once per change: a screen reader hears "started" and how it ended, not each step
+    $("announce").textContent = `${d.op || "job"} ${d.job_id}: ${status}`;
+  }
   node.querySelector(".status").textContent = status;
   node.querySelector(".stage").textContent = d.status === "running" && d.stage ? d.stage : "";
   const params = d.params || {};
@@ -218,10 +256,26 @@ function handleEvent(event) {
     job.el.dataset.progressEvents = String(Number(job.el.dataset.progressEvents || 0) + 1);
   }
   if (event.event === "partial") playPreview(job, a);
+  if (event.event === "analysis") d.params = { ...d.params, prompt: [d.params?.prompt, heardLine(a)].filter(Boolean).join(" · ") };
   if (event.event === "output") addOutput(job, a);
   if (event.event === "done") Object.assign(d, { status: "done", seed: a.seed, elapsed_s: a.elapsed_s });
   if (event.event === "error") Object.assign(d, { status: statusForError(a.code), error_code: a.code, error_message: a.message });
+  if (event.event === "done" || event.event === "error") {
+    job.el.dataset.terminalEvents = String(Number(job.el.dataset.terminalEvents || 0) + 1);
+    ackJob(a.job_id);
+  }
   updateJob(job);
+  showHeader();
+}
+
+// The page's jobs (web-…, this tab's or an earlier one's) are acked once their done or error arrives, so the daemon
+// does not re-send them (the event stream resumes by itself after a drop; re-sends would only repeat them).
+// Other clients' jobs are left to those clients: their re-sends are theirs.
+const acked = new Set();
+function ackJob(jobId) {
+  if (!jobId.startsWith("web-") || acked.has(jobId)) return;
+  acked.add(jobId);
+  api("POST", "/api/requests/ack", { job_id: jobId }).catch(() => acked.delete(jobId));
 }
 
 async function cancelJob(jobId) {
@@ -234,9 +288,10 @@ async function cancelJob(jobId) {
 // -- outputs: waveform, play/stop, loop, LUFS and true peak, drag out ----------------------------------------
 function addOutput(job, o) {
   if (job.outputs.has(o.name)) return;
+  if (String(o.path || "").endsWith(".mid")) { addMidiOutput(job, o); return; }
   const url = o.url || `/api/jobs/${job.data.job_id}/files/${o.name}`;
   const filename = `${job.data.job_id}-${o.name}.wav`;
-  const audio = el("audio", { controls: "", preload: "metadata", src: url });
+  const audio = el("audio", { controls: "", preload: "none", src: url }); // the audio is fetched only to play it
   if ((job.data.params || {}).loop || ((job.data.params || {}).settings || {}).loop) audio.loop = true;
   const link = el("a", { class: "drag", href: url, download: filename, draggable: "true", text: `⇩ ${o.name}` });
   link.title = "drag into your DAW or onto the desktop; click to download";
@@ -252,7 +307,7 @@ function addOutput(job, o) {
   const row = el("div", { class: "output", "data-output": o.name }, link, audio, canvas, meta);
   job.el.querySelector(".outputs").append(row);
   job.outputs.set(o.name, row);
-  drawWaveform(canvas, url);
+  drawWaveform(canvas, `/api/jobs/${encodeURIComponent(job.data.job_id)}/peaks/${encodeURIComponent(o.name)}`);
 }
 
 function ensureAudio() {
@@ -261,24 +316,46 @@ function ensureAudio() {
   return audioContext;
 }
 
-async function drawWaveform(canvas, url) {
+// The waveform from the daemon's peaks (1 KiB per file, measured at the full rate: (min, max) int8 pairs), never from
+// the audio itself, so a history of 50 jobs loads without downloading any of their audio.
+async function drawWaveform(canvas, peaksUrl) {
   try {
-    const response = await fetch(url);
-    const buffer = await response.arrayBuffer();
-    const context = new OfflineAudioContext(1, 1, 8000);
-    const audio = await context.decodeAudioData(buffer);
-    const data = audio.getChannelData(0);
-    const g = canvas.getContext("2d"), w = canvas.width, h = canvas.height;
+    const response = await fetch(peaksUrl);
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const peaks = new Int8Array(await response.arrayBuffer());
+    const g = canvas.getContext("2d"), w = canvas.width, h = canvas.height, buckets = peaks.length / 2;
     g.fillStyle = "#6cc3ff";
-    const step = Math.max(1, Math.floor(data.length / w));
     for (let x = 0; x < w; x++) {
-      let lo = 1, hi = -1;
-      for (let i = x * step; i < Math.min(data.length, (x + 1) * step); i++) { lo = Math.min(lo, data[i]); hi = Math.max(hi, data[i]); }
-      if (hi < lo) continue;
+      const b = Math.floor((x * buckets) / w);
+      const lo = peaks[2 * b] / 127, hi = peaks[2 * b + 1] / 127;
       g.fillRect(x, ((1 - hi) / 2) * h, 1, Math.max(1, ((hi - lo) / 2) * h));
     }
+    canvas.dataset.drawn = "1";
   } catch (e) {
     canvas.title = `no waveform: ${e}`;
+  }
+}
+
+// A dropped file's waveform, decoded here (the file is already in the browser) at 48 kHz, so bright material is not
+// lost as at 8 kHz; marks ({beat: [s], downbeat: [s]}) as lines over it, downbeats bright
+async function drawPeaks(canvas, buffer, marks) {
+  const context = new OfflineAudioContext(1, 1, 48000);
+  const audio = await context.decodeAudioData(buffer);
+  const data = audio.getChannelData(0);
+  const g = canvas.getContext("2d"), w = canvas.width, h = canvas.height;
+  g.fillStyle = "#6cc3ff";
+  const step = Math.max(1, Math.floor(data.length / w));
+  for (let x = 0; x < w; x++) {
+    let lo = 1, hi = -1;
+    for (let i = x * step; i < Math.min(data.length, (x + 1) * step); i++) { lo = Math.min(lo, data[i]); hi = Math.max(hi, data[i]); }
+    if (hi < lo) continue;
+    g.fillRect(x, ((1 - hi) / 2) * h, 1, Math.max(1, ((hi - lo) / 2) * h));
+  }
+  for (const [kind, color, width] of [["beat", "#7d848c", 1], ["downbeat", "#ffcf5c", 2]]) {
+    const times = (marks || {})[kind] || [];
+    g.fillStyle = color;
+    for (const t of times) g.fillRect(Math.round((t / audio.duration) * w), 0, width, h);
+    canvas.dataset[`${kind}s`] = String(times.length);
   }
 }
 
@@ -317,14 +394,25 @@ async function loadHistory() {
   }
 }
 
+// The connection notice reflects the connection alone. The daemon's `error` event (a job failed, any client's) and
+// a lost connection both reach EventSource's "error" listener: the job's event carries data, a lost connection none.
 function connectEvents() {
   const source = new EventSource("/api/events");
-  for (const name of ["queued", "progress", "partial", "output", "done", "error"]) {
+  for (const name of ["queued", "progress", "partial", "output", "done", "analysis"]) {
     source.addEventListener(name, (message) => handleEvent(JSON.parse(message.data)));
   }
   source.addEventListener("reset", () => loadHistory());
-  source.addEventListener("open", () => { $("link-state").textContent = ""; });
-  source.addEventListener("error", () => { $("link-state").textContent = "reconnecting to the daemon…"; });
+  source.addEventListener("open", () => showLink(""));
+  source.addEventListener("error", (message) => {
+    if (typeof message.data === "string") { handleEvent(JSON.parse(message.data)); return; }
+    showLink(source.readyState === EventSource.OPEN ? "" : "reconnecting to the daemon…");
+    if (source.readyState === EventSource.CLOSED) { source.close(); setTimeout(connectEvents, 2000); }
+  });
+}
+
+function showLink(text) {
+  $("link-state").textContent = text;
+  document.body.dataset.link = text ? "lost" : "open";
 }
 
 function wire() {
@@ -337,7 +425,15 @@ function wire() {
   $("cancel-all").addEventListener("click", () => {
     for (const [id, job] of jobs) if (!TERMINAL.has(job.data.status)) cancelJob(id);
   });
+  // Ctrl+Enter (Cmd+Enter) anywhere in the form generates: Generate is many Tab stops from the prompt.
+  $("request").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); submit("generate"); }
+  });
   const drop = $("drop");
+  // The drop zone works from the keyboard: Enter or Space opens the file chooser.
+  drop.addEventListener("keydown", (e) => {
+    if ((e.key === "Enter" || e.key === " ") && e.target === drop) { e.preventDefault(); $("file").click(); }
+  });
   $("file").addEventListener("change", (e) => { if (e.target.files[0]) upload(e.target.files[0]); });
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
@@ -345,6 +441,49 @@ function wire() {
     e.preventDefault(); drop.classList.remove("over");
     if (e.dataTransfer.files[0]) upload(e.dataTransfer.files[0]);
   });
+}
+
+// -- listening: a dropped file's tempo, metre and key (/continuo/analyze), its beats on its waveform; MIDI files --
+async function analyzeInput(path, file) {
+  const box = $("analysis"), canvas = $("drop-wave");
+  box.textContent = "listening…";
+  const { ok, data } = await api("POST", "/api/requests/analyze", { input_path: path });
+  const found = ok ? (data.events.find((e) => e.event === "analysis") || {}).args : null;
+  if (!found) { box.textContent = ok ? "" : `not analysed: ${data.error.message}`; return; }
+  const marks = { beat: [], downbeat: [] };
+  for (const e of data.events.filter((e) => e.event === "beats")) {
+    marks[e.args.kind].push(...e.args.times.split(",").filter(Boolean).map(Number));
+  }
+  box.textContent = heardLine(found) + ` · ${found.bars.toFixed(2)} bars · ${found.lufs.toFixed(1)} LUFS`;
+  box.dataset.bpm = String(found.bpm);
+  box.dataset.key = found.key;
+  if (found.bpm) {  // the form takes what was heard: send it as it is, or correct it
+    $("bpm").value = found.bpm.toFixed(2);
+    $("beats-per-bar").value = String(found.beats_per_bar);
+    $("beat-unit").value = String(found.beat_unit);
+  }
+  if (found.key) $("key").value = found.key;
+  canvas.hidden = false;
+  canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+  try { await drawPeaks(canvas, await file.arrayBuffer(), marks); } catch (e) { canvas.title = `no waveform: ${e}`; }
+}
+
+function heardLine(a) {
+  const tempo = a.bpm ? `${a.bpm.toFixed(2)} BPM (confidence ${a.bpm_confidence.toFixed(2)}) · ${a.beats_per_bar}/${a.beat_unit}`
+    : "no steady tempo heard";
+  return `heard ${tempo} · ${a.key ? `${a.key} (confidence ${a.key_confidence.toFixed(2)})` : "no key heard"}`;
+}
+
+// a stem's notes (output <stem>-midi, a .mid): a download link beside the stem it came from
+function addMidiOutput(job, o) {
+  const stem = o.name.replace(/-midi$/, "");
+  const url = o.url || `/api/jobs/${job.data.job_id}/files/${o.name}`;
+  const link = el("a", { class: "midi", href: url, download: `${job.data.job_id}-${o.name}.mid`, text: `⇩ MIDI ${stem}` });
+  link.title = "the stem's notes as a standard MIDI file at the session's tempo";
+  const row = job.outputs.get(stem) || el("div", { class: "output", "data-output": o.name });
+  row.querySelector(".meta") ? row.insertBefore(link, row.querySelector(".meta")) : row.append(link);
+  if (!row.isConnected) job.el.querySelector(".outputs").append(row);
+  job.outputs.set(o.name, row);
 }
 
 wire();

@@ -175,3 +175,23 @@ def test_normalize_is_fast_enough():
         normalize_loudness(audio, 48000, target_lufs=-9.0, true_peak_db=-1.0)
         best = min(best, time.perf_counter() - start)
     assert best < 1.0
+
+
+def test_waveform_peaks_of_hi_hats_are_not_flat_where_an_8_khz_decode_was():
+    """Bright material (hi-hat-like bursts of noise above 8 kHz) at 48 kHz: the peaks measured at the full rate
+    reach the bursts' level; the control, the same audio decoded at 8 kHz as the old page did, is a flat line."""
+    from scipy.signal import butter, resample_poly, sosfilt
+
+    from bridge.audio.loudness import PEAK_BUCKETS, waveform_peaks
+
+    rate = 48000
+    noise = np.random.default_rng(0).standard_normal(rate * 2)
+    hats = sosfilt(butter(8, 8000, "highpass", fs=rate, output="sos"), noise)
+    hats *= (np.arange(hats.size) % (rate // 4) < rate // 40)  # a 25 ms hat every quarter second
+    hats = (0.5 * hats / np.abs(hats).max()).astype(np.float32)[None, :]
+    peaks = np.frombuffer(waveform_peaks(np.vstack([hats, hats])), dtype=np.int8).reshape(PEAK_BUCKETS, 2)
+    assert peaks[:, 1].max() >= 60 and peaks[:, 0].min() <= -60  # about 0.5 of full scale, both ways
+    assert (peaks[:, 1] > 20).sum() >= 30  # every hat shows (8 hats, each over several columns)
+    at_8k = resample_poly(hats[0], 1, 6).astype(np.float32)[None, :]
+    assert np.abs(np.frombuffer(waveform_peaks(at_8k), dtype=np.int8)).max() <= 6  # the control: flat
+    assert len(waveform_peaks(hats[:, :100])) == 2 * PEAK_BUCKETS  # a short file: silent columns past its end

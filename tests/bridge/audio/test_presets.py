@@ -303,5 +303,5 @@ def test_render_prompt_keeps_a_repeated_phrase_once():
     default = load_presets([builtin_presets_dir()])["default"]
     text = default.render_prompt("warm lo-fi piano, {bpm} bpm", MusicalContext(bpm=120.0))
     assert text.count("120 bpm") == 1 and text.startswith("warm lo-fi piano, 120 bpm")
-    assert "C major" in text and "4/4" in text
-    assert default.render_prompt("", MusicalContext(bpm=120.0)) == "120 bpm, C major, 4/4"
+    assert "4/4" in text and "major" not in text
+    assert default.render_prompt("", MusicalContext(bpm=120.0)) == "120 bpm, 4/4"  # no key given: none invented

@@ -66,6 +66,10 @@ class FakeDaemon(FakeOscDaemon):
             self.emit(sender, "/continuo/error", job_id, text.split(":")[1], "refused")
             return
         self.emit(sender, "/continuo/queued", job_id, 0, 1.0)
+        tempo_set = "bpm" in request.settings or any(address == "/continuo/context" for address, _ in self.received)
+        if request.op == "continue" and not tempo_set:
+            self.emit(sender, "/continuo/analysis", job_id, request.args["input_path"], 96.0, 0.8, 3, 4, 0.7, 0.25,
+                      4.0, "A minor", 0.6, -14.0, -1.0, 7.75)  # what the daemon heard, with no tempo set
         self.emit(sender, "/continuo/progress", job_id, 0.5, "generating")
         if text.startswith("error:"):
             self.emit(sender, "/continuo/error", job_id, text.split(":")[1], "it went wrong")
@@ -119,19 +123,27 @@ def test_done_prints_the_output_paths_on_stdout_and_acks(daemon, capsys):
     job_id = next(args[0] for address, args in daemon.received if address == "/continuo/generate")
     assert out.out.splitlines() == [f"/renders/{job_id}/mix.wav"]
     assert "seed 42" in out.err
-    assert ("/continuo/context", [92.0, 6, 8, "F# minor", 48000]) in daemon.received
-    assert ("/continuo/generate", [job_id, "default", "warm lo-fi piano", 8.0]) in daemon.received
+    assert ("/continuo/generate", [job_id, "default", "warm lo-fi piano", 8.0, "bpm", 92.0, "beats_per_bar", 6,
+                                   "beat_unit", 8, "key", "F# minor"]) in daemon.received
     assert daemon.acked.wait(2)  # the ack is the CLI's last datagram: the fake daemon may read it after main returns
     assert ("/continuo/ack", [job_id]) in daemon.received
+
+
+def test_tempo_metre_and_key_are_sent_only_when_given(daemon):
+    """No flag, no value: the daemon takes an input's own tempo and key (its manifest) or the session's, and no
+    key is invented (the old CLI sent /continuo/context 120 4/4 "C major" with every job)."""
+    assert run(daemon, "generate", "x", "--job-id", "plain-1") == 0
+    assert [(a, args) for a, args in daemon.received if a not in ("/continuo/hello", "/continuo/ack")] == [
+        ("/continuo/generate", ["plain-1", "default", "x", 8.0])]
 
 
 def test_json_prints_one_object_per_event(daemon, capsys):
     assert run(daemon, "generate", "x", "--json", "--job-id", "j-1", "--seed", "7", "--set", "temperature=0.5") == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [line["event"] for line in lines] == ["welcome", "context", "queued", "progress", "output", "done"]
-    assert lines[3] == {"event": "progress", "job_id": "j-1", "fraction": 0.5, "stage": "generating"}
-    assert lines[4]["path"] == "/renders/j-1/mix.wav" and lines[4]["daw_path"] == ""  # no such folder here
-    assert lines[5] == {"event": "done", "job_id": "j-1", "outputs": 1, "seed": 42, "elapsed_s": 0.1}
+    assert [line["event"] for line in lines] == ["welcome", "queued", "progress", "output", "done"]
+    assert lines[2] == {"event": "progress", "job_id": "j-1", "fraction": 0.5, "stage": "generating"}
+    assert lines[3]["path"] == "/renders/j-1/mix.wav" and lines[3]["daw_path"] == ""  # no such folder here
+    assert lines[4] == {"event": "done", "job_id": "j-1", "outputs": 1, "seed": 42, "elapsed_s": 0.1}
     assert ("/continuo/generate", ["j-1", "default", "x", 8.0, "seed", 7, "temperature", 0.5]) in daemon.received
 
 
@@ -214,6 +226,35 @@ def test_continue_copies_an_input_from_outside_the_inbox(daemon, tmp_path, capsy
     sent = next(args for address, args in daemon.received if address == "/continuo/continue")
     assert sent[2] == copy.as_posix() and sent[4:] == ["prompt", "x"]
     assert "copied" in capsys.readouterr().err
+
+
+def test_continue_without_bpm_leaves_the_tempo_to_the_daemons_ears(daemon, tmp_path, capsys):
+    clip = tmp_path / "inbox" / "clip.wav"
+    clip.parent.mkdir()
+    clip.write_bytes(b"RIFF....WAVE")
+    assert run(daemon, "continue", str(clip), "--metre", "3/4", "--job-id", "h-1") == 0
+    assert "/continuo/context" not in [address for address, _ in daemon.received]
+    sent = next(args for address, args in daemon.received if address == "/continuo/continue")
+    assert sent[4:] == ["beats_per_bar", 3, "beat_unit", 4]
+    assert "heard 96.00 BPM (confidence 0.80), 3/4, A minor" in capsys.readouterr().err
+    # control: --bpm goes with the request as its tempo, and the daemon has nothing to hear
+    assert run(daemon, "continue", str(clip), "--bpm", "90", "--job-id", "h-2") == 0
+    sent = [args for address, args in daemon.received if address == "/continuo/continue"][-1]
+    assert sent[4:] == ["bpm", 90.0]
+    assert "/continuo/context" not in [address for address, _ in daemon.received]
+    assert "heard" not in capsys.readouterr().err
+
+
+def test_stems_with_midi_sends_the_midi_argument_and_metre_needs_bpm(daemon, tmp_path, capsys):
+    clip = tmp_path / "inbox" / "mix.wav"
+    clip.parent.mkdir()
+    clip.write_bytes(b"RIFF....WAVE")
+    ns = build_parser().parse_args(["stems", str(clip), "--stems", "bass", "--midi"])
+    assert commands.build_request(ns).message()[1:] == [str(clip), "bass", 1]
+    plain = build_parser().parse_args(["stems", str(clip)])
+    assert commands.build_request(plain).args[1:] == [str(clip), "drums,bass,other,vocals", 0]
+    assert run(daemon, "stems", str(clip), "--key", "A minor") == commands.EXIT_USAGE
+    assert "give --bpm too" in capsys.readouterr().err
 
 
 def test_a_missing_input_exits_not_found_without_sending(daemon, tmp_path):

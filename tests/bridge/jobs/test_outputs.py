@@ -19,7 +19,7 @@ from bridge.audio.presets import builtin_presets_dir, load_presets
 from bridge.audio.render import measured
 from bridge.jobs.events import EventSink
 from bridge.jobs.journal import Journal
-from bridge.jobs.outputs import Outputs
+from bridge.jobs.outputs import Outputs, made_context
 from bridge.jobs.plan import RenderPlan
 from bridge.jobs.queue import Job
 from bridge.protocol.schema import load_schema
@@ -67,7 +67,8 @@ def test_each_output_is_on_disk_under_both_names_and_journalled_when_its_event_l
     sent.on_event = lambda address, args: at_event.append(
         (sorted(p.name for p in folder.iterdir()), [o.name for o in journal.get("daw-1").outputs]))
     (record,) = outputs.write_all(job, plan_for(), {"mix": take(2.0)}, model=MODEL)
-    assert at_event == [(sorted([daw.name, "mix.wav"]), ["mix"])]
+    assert at_event == [(sorted([daw.name, "mix.peaks", "mix.wav"]), ["mix"])]  # its waveform's peaks too
+    assert len((folder / "mix.peaks").read_bytes()) == 1024
     assert os.path.samefile(daw, folder / "mix.wav") and record.path == (folder / "mix.wav").as_posix()
     (output,) = json.loads((folder / "manifest.json").read_text())["outputs"]
     assert (output["path"], output["daw_path"]) == (record.path, daw.as_posix())
@@ -103,3 +104,18 @@ def test_a_smoke_models_render_says_so_in_its_manifest(parts):
                       model=replace(MODEL, is_random=True))
     manifest = json.loads((outputs.output_root / "smoke-1" / "manifest.json").read_text())
     assert manifest["model"]["smoke_model"] is True and "noise, not music" in manifest["warning"]
+
+
+def test_a_file_continuo_made_carries_its_tempo_metre_and_key_to_the_next_job(parts, tmp_path):
+    outputs, journal, _ = parts
+    plan = replace(plan_for(), context=MusicalContext(bpm=92.0, beats_per_bar=6, beat_unit=8, key="F# minor"))
+    (record,) = outputs.write_all(job_for(journal, "made-1"), plan, {"mix": take(2.0)}, model=MODEL)
+    made = {"bpm": 92.0, "beats_per_bar": 6, "beat_unit": 8, "key": "F# minor"}
+    assert made_context(record.path, outputs.output_root) == made
+    daw = next(p for p in Path(record.path).parent.iterdir() if p.name.startswith("made-1_mix_"))
+    assert made_context(daw.as_posix(), outputs.output_root) == made  # its DAW name too
+    elsewhere = tmp_path / "mine.wav"  # control: a file Continuo did not make
+    elsewhere.write_bytes(Path(record.path).read_bytes())
+    assert made_context(elsewhere.as_posix(), outputs.output_root) is None
+    (outputs.output_root / "made-1" / "manifest.json").write_text("{broken")
+    assert made_context(record.path, outputs.output_root) is None  # an unreadable manifest: the session's apply

@@ -87,7 +87,7 @@ def test_setting_lookup_resolves_aliases_and_checks_values_for_presets_and_maps(
 
 def test_stages_are_the_documented_ones():
     assert STAGES == ("loading", "conditioning", "generating", "decoding", "preparing", "separating", "effects",
-                      "writing")
+                      "transcribing", "writing")
 
 
 def _arg_specs():
@@ -122,12 +122,14 @@ def test_addresses_ops_and_replies_are_consistent():
                 "/continuo/variations", "/continuo/stems", "/continuo/cancel", "/continuo/get", "/continuo/ack",
                 "/continuo/status", "/continuo/presets", "/continuo/presets/reload", "/continuo/models",
                 "/continuo/model/load", "/continuo/repaint", "/continuo/layer", "/continuo/extract", "/continuo/cover",
-                "/continuo/prune", "/continuo/trash/restore", "/continuo/trash/empty"}
+                "/continuo/prune", "/continuo/trash/restore", "/continuo/trash/empty", "/continuo/analyze",
+                "/continuo/midi"}
     assert set(SCHEMA.request_addresses) == expected
     assert {"/continuo/welcome", "/continuo/pong", "/continuo/queued", "/continuo/progress", "/continuo/output",
             "/continuo/done", "/continuo/error", "/continuo/status", "/continuo/context",
             "/continuo/presets", "/continuo/models", "/continuo/adapters", "/continuo/slot", "/continuo/limits",
-            "/continuo/partial", "/continuo/storage", "/continuo/trash/job", "/continuo/trash/result"} == set(
+            "/continuo/partial", "/continuo/storage", "/continuo/trash/job", "/continuo/trash/result",
+            "/continuo/analysis", "/continuo/beats"} == set(
         SCHEMA.event_addresses)
     ops = [spec.op for spec in SCHEMA.requests.values()]
     assert len(set(ops)) == len(ops) and all(re.fullmatch(r"[a-z_]+", op) for op in ops)
@@ -210,9 +212,15 @@ VALID = [
     ("/continuo/variations", ["v-2", "default", "/a.wav", 1, 2.0],
      {"job_id": "v-2", "preset": "default", "input_path": "/a.wav", "count": 1, "bars": 2.0}, {}),
     ("/continuo/stems", ["s-1", "/mix.wav", "drums, vocals"],
-     {"job_id": "s-1", "input_path": "/mix.wav", "stems": ("drums", "vocals")}, {}),
+     {"job_id": "s-1", "input_path": "/mix.wav", "stems": ("drums", "vocals"), "midi": 0}, {}),
     ("/continuo/stems", ["s-2", "/mix.wav"],
-     {"job_id": "s-2", "input_path": "/mix.wav", "stems": ("drums", "bass", "other", "vocals")}, {}),
+     {"job_id": "s-2", "input_path": "/mix.wav", "stems": ("drums", "bass", "other", "vocals"), "midi": 0}, {}),
+    ("/continuo/stems", ["s-3", "/mix.wav", "bass", 1],
+     {"job_id": "s-3", "input_path": "/mix.wav", "stems": ("bass",), "midi": 1}, {}),
+    ("/continuo/midi", ["m-1", "/mix.wav", "mix"], {"job_id": "m-1", "input_path": "/mix.wav", "stems": ("mix",)}, {}),
+    ("/continuo/midi", ["m-2", "/mix.wav", "bass,drums", "quantize", 16],
+     {"job_id": "m-2", "input_path": "/mix.wav", "stems": ("bass", "drums")}, {"quantize": 16}),
+    ("/continuo/analyze", ["/loop.wav"], {"input_path": "/loop.wav"}, {}),
     ("/continuo/cancel", ["*"], {"job_id": "*"}, {}),
     ("/continuo/cancel", ["job-1"], {"job_id": "job-1"}, {}),
     ("/continuo/get", ["job-1"], {"job_id": "job-1"}, {}),
@@ -297,6 +305,7 @@ INVALID = [
     ("/continuo/variations", ["v-1", "default", "", 0, 1.0], ["count must be an integer in 1..16"], "v-1"),
     ("/continuo/stems", ["s-1", "/mix.wav", "drums,piano"], ["stems must be", "drums, bass"], "s-1"),
     ("/continuo/stems", ["s-1", "/mix.wav", "drums,drums"], ["stems must be"], "s-1"),
+    ("/continuo/midi", ["m-1", "/mix.wav", "piano"], ["stems must be", "mix, drums"], "m-1"),
     ("/continuo/hello", ["max", 70000], ["reply_port", "0..65535"], ""),
     ("/continuo/cancel", ["**"], ["job_id", "or *"], ""),
     ("/continuo/model/load", [" spaced"], ["name must be", "model name"], ""),

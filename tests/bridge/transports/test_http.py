@@ -87,7 +87,7 @@ def test_openapi_doc_is_current():
 def test_openapi_follows_the_schema(tmp_path):
     data = json.loads(openapi.DOC_PATH.read_text())
     job_bodies = data["paths"]["/api/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
-    built = {"generate", "continue", "variations", "stems", "repaint", "extract", "layer", "cover"}  # job requests
+    built = {"generate", "continue", "variations", "stems", "repaint", "extract", "layer", "cover", "midi"}  # jobs
     assert {ref["$ref"].rsplit(".", 1)[1] for ref in job_bodies} == built
     assert set(data["paths"]) >= {f"/api/requests/{spec.op}" for spec in SCHEMA.requests.values()}
     bars = data["components"]["schemas"]["request.generate"]["properties"]["bars"]
@@ -521,3 +521,30 @@ def test_a_taken_port_names_the_setting(tmp_path):
             HttpServer(taken, lambda *a: None, inbox=None).start()
     finally:
         first.stop()
+
+
+def test_analyze_answers_in_the_reply_and_a_midi_output_downloads_as_midi(client, daemon):
+    from bridge.tools.listen_truth import drum_pattern, melody
+
+    inbox = daemon.input_roots[1]
+    beat = drum_pattern(90.0, "4/4", bars=4)
+    sf.write(inbox / "beat.wav", beat.audio.T, beat.sample_rate)
+    reply = client.post("/api/requests/analyze", json={"input_path": (inbox / "beat.wav").as_posix()})
+    assert reply.status_code == 200, reply.text
+    events = reply.json()["events"]
+    assert [e["event"] for e in events] == ["analysis", "beats", "beats"]
+    assert events[0]["args"]["job_id"] == "" and events[0]["args"]["bpm"] == pytest.approx(90.0, rel=0.02)
+    assert {e["args"]["kind"] for e in events[1:]} == {"beat", "downbeat"}
+    missing = client.post("/api/requests/analyze", json={"input_path": (inbox / "nope.wav").as_posix()})
+    assert missing.status_code == 404  # control: a file that is not there is refused, not analysed
+    line = melody(seed=4, count=6)
+    sf.write(inbox / "line.wav", line.audio.T, line.sample_rate)
+    posted = client.post("/api/jobs", json={"op": "midi", "job_id": "h-midi", "stems": "mix",
+                                            "input_path": (inbox / "line.wav").as_posix(), "settings": {}})
+    assert posted.status_code == 202, posted.text
+    job = wait_job(client, "h-midi")
+    (output,) = [e["args"] for e in job["events"] if e["event"] == "output"]
+    assert output["name"] == "mix-midi" and output["url"] == "/api/jobs/h-midi/files/mix-midi"
+    midi = client.get(output["url"])
+    assert midi.status_code == 200 and midi.headers["content-type"] == "audio/midi"
+    assert midi.content[:4] == b"MThd" and 'filename="h-midi-mix-midi.mid"' in midi.headers["content-disposition"]
