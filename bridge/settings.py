@@ -49,11 +49,12 @@ class Settings:
     cpu_threads: int = _setting(0, "threads torch may use on the CPU", zero="all cores", high=1024)
     backend: str = _setting("engine", "engine: our decode loop; transformers: transformers' generate (the reference)")
     weights: str = _setting(
-        "auto", "decoder weights: auto (int8 on CPU, fp16 on CUDA), fp32, bf16, fp16, int8, bnb-int8, bnb-nf4; "
+        "auto", "decoder weights: auto (int4 or int8 on CPU as calibration allows, fp16 on CUDA), fp32, bf16, "
+                "fp16, int8, int4 (bnb-nf4 on CUDA), bnb-int8, bnb-nf4; "
                 "for ACE-Step, how the DiT's linears run on the CPU: auto (int8 or bf16 where measured faster), "
                 "int8, bf16, fp32 (off: diffusers' own layers)"
     )
-    kv_cache: str = _setting("auto", "self-attention cache: auto (int8 under int8 weights on the CPU, else the "
+    kv_cache: str = _setting("auto", "self-attention cache: auto (int8 under int8 or int4 weights on the CPU, else the "
                                         "weights' dtype), fp32, fp16, bf16, mulaw8, int8 (a quarter of fp32's memory)")
     attention: str = _setting("auto", "attention kernel: auto (fused-cpu on the CPU, flash or sdpa on CUDA), sdpa, "
                                       "eager (the reference), flash (flash-attn on CUDA), fused-cpu (our C++ kernel)")

@@ -69,6 +69,28 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class MeasuredSpeed:
+    """How fast a loaded model renders on this machine: seconds of work per second of audio (`rtf`; under 1 keeps
+    up with real time). `source` says how it was measured: "warm-up" (a take at load, before any job) or "finished
+    jobs" (the daemon's running figure); `load_1min` the machine's load then (shared machines differ ~2x)."""
+
+    rtf: float
+    audio_s: float  # the audio the figure was measured over
+    source: str
+    load_1min: float = 0.0
+
+    def keeps_up(self) -> bool:
+        return self.rtf < 1.0
+
+    def describe(self) -> str:
+        """One line for a musician: the figure, how it was measured, and whether it keeps up with playback."""
+        how = f"RTF {self.rtf:.2f} measured at {self.source} ({self.audio_s:g} s of audio, load {self.load_1min:.1f})"
+        if self.keeps_up():
+            return f"{how}: faster than real time ({1 / self.rtf:.1f}x), keeps up with playback"
+        return f"{how}: SLOWER than real time: a 4 s bar takes {4 * self.rtf:.1f} s; render ahead, not live"
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     prompt: str
     duration_s: float
@@ -171,9 +193,11 @@ class Engine(Protocol):
     info: ModelInfo
     concurrent_jobs: int  # jobs the bridge runs on it at once (1: one after another)
     compute: Compute | None  # the thread its torch calls run on; None: it runs no torch here, calls run on the caller
+    measured_speed: MeasuredSpeed | None  # measured by warm_up on this machine; None: not measured
 
     def warm_up(self) -> float:
-        """Run a few decode steps so the first real render pays no set-up; returns seconds."""
+        """Run a few decode steps so the first real render pays no set-up (and, where the engine measures it, set
+        measured_speed); returns seconds."""
         ...
 
     def generate(self, request: GenerationRequest, *, on_progress: ProgressCallback | None = None,

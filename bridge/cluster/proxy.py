@@ -60,6 +60,7 @@ class ClusterEngine:
     info: ModelInfo
     concurrent_jobs: int  # the daemon runs this many workers (bridge/jobs/pool.py:concurrent_jobs): one per replica
     compute = None  # its replicas run the torch; a take runs on the calling worker, waiting on the stream
+    measured_speed = None  # each replica measures its own at warm-up (its machine's doctor shows it)
 
     def __init__(self, handle: Any, model_id: str, info: ModelInfo, *, concurrent_jobs: int,
                  shared_dir: Path | None = None, close: Any = None) -> None:

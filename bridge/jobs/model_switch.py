@@ -76,6 +76,7 @@ class UnloadedEngine:
 
     info: ModelInfo
     concurrent_jobs = 1
+    measured_speed = None
     compute: ComputeThread
 
     def __init__(self, info: ModelInfo, reason: str) -> None:

@@ -19,6 +19,11 @@ workers start only once it serves. Workers hand it every torch call: the engine 
 separation goes through bridge/jobs/worker.py:Worker.on_compute, a switch's load through `WorkerPool.load`.
 In process (tests) there is no serving thread: the calling worker drives the compute thread itself.
 
+Speed. ETAs and /continuo/limits use `RealTime`: seconds of work per second of audio on this machine, from the
+engine's measurement at warm-up (inference/api.py:MeasuredSpeed; our MusicGen engine times a 1 s take) until
+jobs finish, then from finished jobs (each job's wall over its audio, a running mean). A model switch starts it
+afresh from the new engine's warm-up. `continuo doctor` shows the warm-up figure saved on this machine.
+
 A model switch (bridge/jobs/model_switch.py) runs in a worker's place between jobs, once none runs
 (`WorkerPool.between_jobs`), and installs the new engine into the pool and every worker (`WorkerPool.install`).
 """
@@ -51,13 +56,16 @@ class WorkerPool:
         self.compute: Compute | None = engine.compute
         self.queue, self.switch = queue, switch
         self._loader = loader
+        self.real_time = RealTime(engine)
         take_lock = threading.Lock()  # the live worker counts against no one: it keeps its own
         jobs = concurrent_jobs(engine)
         self.workers = [worker(engine=engine, compute=self.compute, may_take=self.may_take, take_lock=take_lock,
-                               between_jobs=self.between_jobs) for _ in range(jobs)]
+                               between_jobs=self.between_jobs, finished=self.real_time.finished)
+                        for _ in range(jobs)]
         if jobs > 1 and self.engine_serves():
             self.workers.append(worker(engine=engine, compute=self.compute, live_only=True,
-                                       may_take=self.may_take_live, between_jobs=self.between_jobs))
+                                       may_take=self.may_take_live, between_jobs=self.between_jobs,
+                                       finished=self.real_time.finished))
 
     # -- the served engine ------------------------------------------------------------------
     def engine_serves(self) -> bool:
@@ -72,6 +80,7 @@ class WorkerPool:
         """The switch's last step (a worker's thread, between jobs): the pool and every worker serve engine."""
         self.engine, self.spec = engine, spec
         self.compute = engine.compute
+        self.real_time.restart(engine)
         for worker in self.workers:
             worker.engine, worker.compute = engine, self.compute
 
@@ -144,8 +153,8 @@ class WorkerPool:
 
     @property
     def seconds_per_audio_s(self) -> float:
-        """Seconds of work per second of audio, as the first worker measured it (ETAs, /continuo/limits)."""
-        return self.workers[0].seconds_per_audio_s
+        """Seconds of work per second of audio on this machine (ETAs, /continuo/limits): `RealTime`."""
+        return self.real_time.seconds_per_audio_s
 
     def eta_s(self, position: int) -> float:
         """Seconds until a job at position (1: next) starts and ends: the waiting ones before it, half of each
@@ -159,6 +168,35 @@ class WorkerPool:
     def fail(self, job: Job, code: str, message: str) -> None:
         """A job that never reached a worker ends: journalled, and its client told (bridge/jobs/worker.py)."""
         self.workers[0].fail(job, code, message)
+
+
+class RealTime:
+    """Seconds of work per second of audio for the served engine: its warm-up measurement (engine.measured_speed),
+    1.0 where it has none (assumed: real time), then a running mean over finished jobs (each job's wall over its
+    audio, recent jobs weighing more). `source` says which: "warm-up", "assumed" or "finished jobs"."""
+
+    WEIGHT = 0.3  # a finished job's share of the running figure
+
+    def __init__(self, engine: Engine) -> None:
+        self.lock = threading.Lock()
+        self.restart(engine)
+
+    def restart(self, engine: Engine) -> None:
+        """Afresh for engine (at start and after a model switch)."""
+        speed = engine.measured_speed
+        with self.lock:
+            self.seconds_per_audio_s = speed.rtf if speed is not None else 1.0
+            self.source = speed.source if speed is not None else "assumed"
+            self.jobs = 0
+        if speed is not None:
+            log.info("model %s: %s", engine.info.name, speed.describe())
+
+    def finished(self, elapsed_s: float, audio_s: float) -> None:
+        """A job ended after elapsed_s with audio_s of audio."""
+        with self.lock:
+            rate = elapsed_s / max(audio_s, 0.1)
+            self.seconds_per_audio_s += self.WEIGHT * (rate - self.seconds_per_audio_s)
+            self.source, self.jobs = "finished jobs", self.jobs + 1
 
 
 class ServingStop:

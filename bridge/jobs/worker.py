@@ -86,11 +86,12 @@ class Worker(threading.Thread):
         may_take: Callable[[], bool] | None = None,
         between_jobs: Callable[[], None] | None = None,
         take_lock: threading.Lock | None = None,
+        finished: Callable[[float, float], None] | None = None,
     ) -> None:
         """The hooks come from the pool (bridge/jobs/pool.py): compute, where torch runs (the engine's compute
         thread; None: on this thread); may_take, whether a job may start now (None: always); between_jobs, run
         before each job (a model switch's turn); take_lock, shared by the workers that count against one another
-        (None: one of its own)."""
+        (None: one of its own); finished(elapsed_s, audio_s) after each job done (the pool's RealTime: ETAs)."""
         super().__init__(name="continuo-live-worker" if live_only else "continuo-worker", daemon=True)
         self.live_only = live_only  # takes live jobs only: one never waits behind a batch of others
         self.queue = queue
@@ -104,7 +105,7 @@ class Worker(threading.Thread):
         self.separator = separator  # () -> inference.stems.separator.StemSeparator, loaded on first use
         self.current: Job | None = None
         self.stopping = threading.Event()
-        self.seconds_per_audio_s = 1.0  # measured; used for ETAs
+        self.finished = finished
         self.compute = compute
         self.may_take = may_take
         self.between_jobs = between_jobs
@@ -204,7 +205,8 @@ class Worker(threading.Thread):
         if job.slot is not None and outputs:
             self.events.emit(job.reply_to, "/continuo/slot", job.job_id, job.slot, outputs[0].path)
         elapsed = time.monotonic() - started
-        self.seconds_per_audio_s = 0.7 * self.seconds_per_audio_s + 0.3 * elapsed / max(plan.duration_s, 0.1)
+        if self.finished is not None:
+            self.finished(elapsed, plan.duration_s)
         self.journal_end(job, JobStatus.DONE, seed=plan.seed, elapsed_s=elapsed)
         self.events.done(job.reply_to, job.job_id, len(outputs), plan.seed, elapsed)
         log.info("job=%s done outputs=%d seed=%d elapsed_s=%.2f", job.job_id, len(outputs), plan.seed, elapsed)

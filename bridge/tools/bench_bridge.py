@@ -52,6 +52,7 @@ class HeldEngine:
 
     info = HELD_INFO
     concurrent_jobs = 1
+    measured_speed = None
     compute = None  # it computes nothing: a render waits on the calling worker
 
     def close(self) -> None:

@@ -124,8 +124,9 @@ def model_line(settings: Settings) -> str:
 
 
 def quality_lines(path: Path | None) -> list[str]:
-    """The lossy-mode decisions saved for this checkpoint on this machine (calibration, DiT plan)."""
-    from inference.runtime.plans import describe_plans
+    """The lossy-mode decisions saved for this checkpoint on this machine (calibration, DiT plan), and the speed
+    the engine measured at its last warm-up here (the real-time factor: does it keep up with playback)."""
+    from inference.runtime.plans import SPEED, describe_plans
 
     if path is None:
         return []
@@ -133,10 +134,14 @@ def quality_lines(path: Path | None) -> list[str]:
         saved = describe_plans(path)
     except OSError as exc:
         return [f"  quality decisions: unreadable ({exc})"]
-    if not saved:
-        return ["  quality decisions: none saved yet (the first load measures lossy modes against fp32, "
-                "a few seconds)"]
-    return [f"  quality decision: {line}" for line in saved]
+    decisions = [f"  quality decision: {kind} ({settings}): {summary}" for kind, settings, summary in saved
+                 if not kind.endswith(SPEED)]
+    speeds = [f"  speed on this machine: {summary} [{settings}]" for kind, settings, summary in saved
+              if kind.endswith(SPEED)]
+    return [*(decisions or ["  quality decisions: none saved yet (the first load measures lossy modes against "
+                            "fp32, a few seconds)"]),
+            *(speeds or ["  speed on this machine: not measured yet (`continuo serve` times a 1 s take at warm-up; "
+                         "a running daemon's figure from finished jobs: `continuo status`, seconds_per_audio_s)"])]
 
 
 def run_doctor(settings: Settings) -> int:

@@ -74,6 +74,7 @@ class AceStepEngine(RequestChecks):
 
     info: ModelInfo
     concurrent_jobs = 1  # the pipeline renders one request per call (its batch would need a generator per take)
+    measured_speed = None  # not measured: a diffusion render's time barely follows its length
     compute: ComputeThread
 
     def __init__(self, pipeline, info: ModelInfo, *, steps: int, placement: PhasePlacement | None = None,

@@ -245,7 +245,8 @@ BEFORE = (Option("int8 cache, before", kv_cache="int8", calibrate=False),
           Option("auto, before (int8 + int8 cache)", "auto", "auto", "auto", calibrate=False))
 OPTIONS = (Option("bf16 cache", kv_cache="bf16"), Option("int8 cache", kv_cache="int8"),
            Option("mulaw8 cache", kv_cache="mulaw8"), Option("int8 weights", weights="int8"),
-           Option("int8 weights + int8 cache", weights="int8", kv_cache="int8"), Option("auto", "auto", "auto", "auto"))
+           Option("int8 weights + int8 cache", weights="int8", kv_cache="int8"), Option("int4 weights", weights="int4"),
+           Option("int4 weights + int8 cache", weights="int4", kv_cache="int8"), Option("auto", "auto", "auto", "auto"))
 CONTROLS = (Option("control: attention removed", prepare=remove_attention_),
             Option("control: 3-bit weights", prepare=coarse_weights_))
 

@@ -1,9 +1,9 @@
 """The throughput benchmark of continuous batching: N concurrent jobs on one engine, batched against one at a time.
 
-Random weights of a real MusicGen shape (musicgen-small by default: T5-base, EnCodec 32 kHz), int8 weights on
-the CPU as the daemon serves them. As in `continuo serve`, every torch call runs on the calling (main) thread
-(`MusicGenEngine.serve`), and the jobs are threads that hand it work. Each job is a whole generate: text,
-decode steps, codec. All jobs are sent at t0; a job's latency is from t0 to its audio.
+Random weights of a real MusicGen shape (musicgen-small by default: T5-base, EnCodec 32 kHz), int4 weights on
+the CPU where our kernel runs (else int8), as the daemon serves them. As in `continuo serve`, every torch call
+runs on the calling (main) thread (`MusicGenEngine.serve`), and the jobs are threads that hand it work. Each job
+is a whole generate: text, decode steps, codec. All jobs are sent at t0; a job's latency is from t0 to its audio.
 
 - batched: N threads call generate at once (the scheduler decodes them together);
 - one at a time: the same N jobs, each sent when the one before is done (max_batch 1 as the daemon runs it).
@@ -12,6 +12,7 @@ decode steps, codec. All jobs are sent at t0; a job's latency is from t0 to its 
 from __future__ import annotations
 
 import logging
+import os
 import statistics
 import threading
 import time
@@ -22,7 +23,7 @@ import torch
 
 from inference.api import GenerationRequest
 from inference.bench.musicgen import build_random_musicgen
-from inference.musicgen.engine import EngineOptions, MusicGenEngine, engine_from_hf_model
+from inference.musicgen.engine import EngineOptions, MusicGenEngine, engine_from_hf_model, int4_available
 
 log = logging.getLogger("continuo.inference")
 
@@ -73,14 +74,17 @@ def run_one_at_a_time(engine: MusicGenEngine, requests: list[GenerationRequest])
 
 def run_throughput_suite(*, shape: str = "musicgen-small", counts: tuple[int, ...] = (1, 2, 4, 8),
                          bars: float = 8.0, bpm: float = 120.0, device: str = "cpu", kv_cache: str = "auto",
-                         emit: Callable[[dict], None] = print,
+                         weights: str | None = None, emit: Callable[[dict], None] = print,
                          progress: Callable[[str], None] | None = None) -> list[dict]:
-    """One dict per (mode, jobs); the summary dict last (4 jobs batched against one job, the 1.6x target)."""
+    """One dict per (mode, jobs); the summary dict last (4 jobs batched against one job, the 1.6x target; a lone
+    job batched against one at a time, `lone_batched_overhead`)."""
     duration_s = bars * 4 * 60.0 / bpm
     model, tokenizer = build_random_musicgen(shape)
-    # int8 named: random weights say nothing about quality, so auto's calibration would measure noise (and on
-    # random musicgen-small weights it keeps fp32); the benchmark times the CPU serving modes
-    options = EngineOptions(weights="int8", max_batch=max(counts), kv_cache=kv_cache)
+    # named, not auto: random weights say nothing about quality, so auto's calibration would measure noise (and on
+    # random musicgen-small weights it keeps fp32); the benchmark times the CPU serving modes (int4 where our
+    # kernel runs, else int8)
+    weights = weights or ("int4" if int4_available() else "int8")
+    options = EngineOptions(weights=weights, max_batch=max(counts), kv_cache=kv_cache)
     engine = engine_from_hf_model(model, tokenizer, options=options,
                                   device=device, name=f"{shape} (random weights)", is_random=True)
     del model
@@ -93,6 +97,7 @@ def run_throughput_suite(*, shape: str = "musicgen-small", counts: tuple[int, ..
             requests = job_requests(count, duration_s)
             engine.options = replace(engine.options, max_batch=1 if mode == "one-at-a-time" else count)
             steps_before = engine.scheduler.steps
+            engine.text_cache.clear()  # every mode encodes its prompts (the T5 cache would favour the second)
             wall, latencies = (run_batched if mode == "batched" else run_one_at_a_time)(engine, requests)
             result = {"suite": "throughput", "shape": shape, "weights": engine.weights.value,
                       "kv_cache": engine.kv_cache.value, "mode": mode,
@@ -101,12 +106,15 @@ def run_throughput_suite(*, shape: str = "musicgen-small", counts: tuple[int, ..
                       "latency_s": [round(latency, 2) for latency in latencies],
                       "latency_p50_s": round(statistics.median(latencies), 2),
                       "steps": engine.scheduler.steps - steps_before,
-                      "rows_max": engine.scheduler.max_rows, "threads": torch.get_num_threads()}
+                      "rows_max": engine.scheduler.max_rows, "threads": torch.get_num_threads(),
+                      "load_1min": round(os.getloadavg()[0], 2)}
             log.info("throughput %s jobs=%d wall_s=%.1f", mode, count, wall)
             emit(result)
             results.append(result)
     one = next(r["wall_s"] for r in results if r["jobs"] == 1 and r["mode"] == "batched")
-    summary = {"suite": "throughput-summary", "shape": shape, "one_job_s": one}
+    alone = next(r["wall_s"] for r in results if r["jobs"] == 1 and r["mode"] == "one-at-a-time")
+    summary = {"suite": "throughput-summary", "shape": shape, "weights": engine.weights.value, "one_job_s": one,
+               "lone_batched_overhead": round(one / alone - 1, 3), "load_1min": round(os.getloadavg()[0], 2)}
     for count in counts[1:]:
         batched = next(r["wall_s"] for r in results if r["jobs"] == count and r["mode"] == "batched")
         serial = next(r["wall_s"] for r in results if r["jobs"] == count and r["mode"] == "one-at-a-time")

@@ -42,7 +42,14 @@ from inference.musicgen.decode import Sampler, build_delay_pattern, teacher_forc
 from inference.musicgen.fidelity import GUIDANCE, Fidelity, compare
 from inference.musicgen.kv_cache import KVCacheMode, build_cache_factory
 from inference.musicgen.model import MusicGenDecoder
-from inference.runtime.quantize import INT8_KEEP, WeightMode, kept_linear, linears, quantize_int8_cpu_
+from inference.runtime.quantize import (
+    INT8_KEEP,
+    WeightMode,
+    kept_linear,
+    linears,
+    quantize_int4_cpu_,
+    quantize_int8_cpu_,
+)
 
 log = logging.getLogger("continuo.inference")
 
@@ -264,43 +271,59 @@ def norm_readers(decoder: MusicGenDecoder) -> list[tuple[nn.LayerNorm, list[nn.L
 
 
 def variant(decoder: MusicGenDecoder, kind: str) -> MusicGenDecoder:
-    """A decoder sharing decoder's tensors whose linears run as kind: "int8" (LM heads bf16), "bf16" or "fp32"
-    (the same modules, unpacked). No fp32 weight is copied."""
+    """A decoder sharing decoder's tensors whose linears run as kind: "int8" or "int4" (LM heads bf16), "bf16" or
+    "fp32" (the same modules, unpacked). No fp32 weight is copied."""
     memo = {id(tensor): tensor for tensor in [*decoder.parameters(), *decoder.buffers()]}
     twin = copy.deepcopy(decoder, memo)
     if kind == "int8":
         return quantize_int8_cpu_(twin, keep=INT8_KEEP)
+    if kind == "int4":
+        return quantize_int4_cpu_(twin, keep=INT8_KEEP)
     if kind == "bf16":
         for parent, name, linear in list(linears(twin)):
             setattr(parent, name, kept_linear(linear, "bf16"))
     return twin
 
 
+QUANTIZED = (WeightMode.INT8.value, WeightMode.INT4.value)
+
+
 def calibrate(decoder: MusicGenDecoder, inputs: CalibrationInputs, *, weights: WeightMode, kv_cache: KVCacheMode,
               gate_weights: bool, gate_cache: bool, budget: Budget | None = None, decided: dict | None = None,
-              ) -> tuple[MusicGenDecoder, Calibration]:
-    """decoder (fp32, on the CPU) equalised for the lossy modes, and the decoder to serve: int8 weights as
-    Int8Linear (heads bf16), fp32 as it is. A mode chosen by auto (gate_*) is measured first and falls back to
-    fp32 beyond the budget; decided: an earlier load's decision (Calibration.as_dict, inference/runtime/plans.py),
-    taken instead of measuring. Returns (decoder, what was done)."""
+              try_int4: bool = False) -> tuple[MusicGenDecoder, Calibration]:
+    """decoder (fp32, on the CPU) equalised for the lossy modes, and the decoder to serve: int8 / int4 weights as
+    Int8Linear / Int4Linear (heads bf16), fp32 as it is. A mode chosen by auto (gate_*) is measured first and falls
+    back beyond the budget: try_int4 (auto on a CPU with our kernels) measures int4 weights first and takes them
+    within the budget, else int8 as before, else fp32; decided: an earlier load's decision (Calibration.as_dict,
+    inference/runtime/plans.py), taken instead of measuring. Returns (decoder, what was done)."""
     started, budget = time.monotonic(), budget or BUDGET
     with recording(decoder) as stats:
         reference = forced_logits(decoder, inputs, KVCacheMode.FP32)
     equalize_(decoder, stats)
     if decided is not None and (gate_weights or gate_cache):
         result = Calibration.from_dict(decided)
-        served = variant(decoder, "int8") if result.weights == WeightMode.INT8.value else None
+        served = variant(decoder, result.weights) if result.weights in QUANTIZED else None
         result.seconds = time.monotonic() - started
         return (served if served is not None else decoder), result
     result = Calibration(weights=weights.value, kv_cache=kv_cache.value, equalized=True,
                          gated=gate_weights or gate_cache, budget=budget.describe())
     lossy_cache = kv_cache if kv_cache in (KVCacheMode.INT8, KVCacheMode.MULAW8) else None
-    served = variant(decoder, "int8") if weights is WeightMode.INT8 else None
+    served = variant(decoder, weights.value) if weights.value in QUANTIZED and not (gate_weights and try_int4) \
+        else None
     if result.gated:
         floor_decoder = variant(decoder, "bf16")
         result.floor = compare(reference, forced_logits(floor_decoder, inputs, KVCacheMode.BF16))
         del floor_decoder
-    if served is not None and gate_weights:
+    if gate_weights and try_int4:
+        served = variant(decoder, "int4")
+        fidelity = result.measured["int4 weights"] = compare(reference, forced_logits(served, inputs,
+                                                                                      KVCacheMode.FP32))
+        if budget.allows(fidelity, result.floor):
+            result.weights = WeightMode.INT4.value
+        else:
+            result.decisions.append(f"int4 weights beyond the budget (KL {fidelity.kl:.2e}): int8 measured next")
+            served = variant(decoder, "int8")
+    if served is not None and gate_weights and result.weights == WeightMode.INT8.value:
         fidelity = result.measured["int8 weights"] = compare(reference, forced_logits(served, inputs,
                                                                                       KVCacheMode.FP32))
         if not budget.allows(fidelity, result.floor):
@@ -308,7 +331,7 @@ def calibrate(decoder: MusicGenDecoder, inputs: CalibrationInputs, *, weights: W
             served, result.weights = None, WeightMode.FP32.value
     if lossy_cache is not None and gate_cache:
         measured = served if served is not None else variant(decoder, "fp32")
-        name = f"{'int8 weights + ' if served is not None else ''}{lossy_cache.value} cache"
+        name = f"{result.weights + ' weights + ' if served is not None else ''}{lossy_cache.value} cache"
         fidelity = result.measured[name] = compare(reference, forced_logits(measured, inputs, lossy_cache))
         if not budget.allows(fidelity, result.floor):
             result.decisions.append(f"{name} beyond the budget (KL {fidelity.kl:.2e}): fp32 cache")

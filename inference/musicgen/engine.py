@@ -12,8 +12,9 @@ shapes for CUDA graphs) decodes one request at a time on its own path (decode_co
 graphs (fixed row buckets) is not built. The anchor is gpt-fast: ModelArgs with a name table, a preallocated
 KVCache, prefill / decode_one_token / decode_n_tokens split so that only the hot step is compiled.
 
-Modes are chosen by name (EngineOptions): `weights` (auto: int8 on the CPU, fp16 on CUDA;
-inference/runtime/quantize.py), `kv_cache` (auto: int8 under int8 weights and `fused-cpu`, else the weights'
+Modes are chosen by name (EngineOptions): `weights` (auto: int4 or int8 on the CPU as calibration allows, fp16 on
+CUDA; int4 is bnb-nf4 on CUDA;
+inference/runtime/quantize.py), `kv_cache` (auto: int8 under int8 / int4 weights and `fused-cpu`, else the weights'
 dtype; `resolve_kv_cache`), `attention` (auto | sdpa | eager | flash | fused-cpu), `compile`. On the CPU the lossy
 modes are equalised at load, and what auto chose is measured against fp32 within a budget, else fp32
 (inference/musicgen/calibration.py); ModelInfo.modes says what runs and why. Greedy fp32
@@ -30,16 +31,22 @@ Not fixed (measured by `continuo bench gpu`, no GPU here): on a GPU a variation 
 alone (kernels differ by batch size; on the CPU it does, tested); mulaw8 under SDPA / flash dequantizes the used
 cache every layer and step (a memory saver at a cost, docs/benchmarks.md), and compiled decode with mulaw8 the
 whole 2048-position cache.
+
+Speed on this machine: warm_up times a 1 s take (`measure_speed`) into `measured_speed` and saves it beside the
+calibration (inference/runtime/plans.py, kind musicgen-speed) for `continuo doctor`; the daemon's ETAs start from
+it (bridge/jobs/pool.py:RealTime).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +58,7 @@ from inference.api import (
     ChunkCallback,
     GeneratedAudio,
     GenerationRequest,
+    MeasuredSpeed,
     ModelInfo,
     ProgressCallback,
 )
@@ -58,6 +66,7 @@ from inference.errors import Cancelled, InferenceError
 from inference.musicgen.batching import BatchScheduler, Ticket
 from inference.musicgen.calibration import calibrate, calibration_inputs
 from inference.musicgen.checkpoint import describe_model, hop_length, is_melody_config
+from inference.musicgen.codec import CodecStream, FastCodecDecoder, supported
 from inference.musicgen.decode import (
     Sampler,
     StaticStep,
@@ -71,9 +80,9 @@ from inference.musicgen.decode import (
 )
 from inference.musicgen.kv_cache import DEFAULT_MU, LOSSY_CACHES, KVCacheMode, build_cache_factory
 from inference.musicgen.model import ATTENTION_BACKENDS, ModelArgs, MusicGenDecoder, Prefix, build_decoder
-from inference.musicgen.streaming import ChunkStreamer
+from inference.musicgen.streaming import ChunkStreamer, ExactStreamer
 from inference.runtime.memory import release_memory
-from inference.runtime.plans import PlanKey, checkpoint_fingerprint, load_plan, save_plan
+from inference.runtime.plans import SPEED, PlanKey, checkpoint_fingerprint, load_plan, save_plan
 from inference.runtime.progress import ProgressReporter
 from inference.runtime.quantize import (
     WeightMode,
@@ -86,7 +95,10 @@ from inference.runtime.request_checks import RequestChecks
 
 log = logging.getLogger("continuo.inference")
 
+WARM_UP_PROMPT = "warm up"
+SPEED_TAKE_S = 1.0  # the take warm_up times (measure_speed): 50 steps of every codebook and their codec decode
 CACHE_GRANULE = 256  # cache length grows in steps of this many positions
+TEXT_CACHE = 64  # prompts whose T5 states are kept (encode_text)
 ENGINE_CAPABILITIES = frozenset({Capability.TEXT, Capability.CONTINUATION, Capability.VARIATIONS,
                                  Capability.STREAMING, Capability.STYLES})  # melody checkpoints add MELODY
 
@@ -104,6 +116,7 @@ class EngineOptions:
     window_s: float | None = None  # decode window; None: the model's (30 s); longer output re-prompts
     keep_s: float = 10.0  # seconds of the previous window kept as the next window's prompt
     chunk_s: float = 1.0  # streaming: audio is emitted every this many seconds of new frames
+    first_chunk_s: float = 0.5  # streaming with the exact codec stream: the first chunk (first audio sooner)
     chunk_context_s: float = 0.2  # streaming: code context decoded before each chunk (EnCodec is not causal)
     crossfade_s: float = 0.01  # streaming: raised-cosine crossfade at each seam
     max_output_s: float = 300.0  # longest output per request (windowed)
@@ -136,6 +149,7 @@ class MusicGenEngine(RequestChecks):
     together on the engine's compute thread (its batch scheduler)."""
 
     info: ModelInfo
+    measured_speed: MeasuredSpeed | None  # warm_up's take (measure_speed)
 
     def __init__(self, decoder: MusicGenDecoder, text_encoder, codec, tokenizer, info: ModelInfo,
                  options: EngineOptions, hop: int, weights: WeightMode, kv_cache: KVCacheMode, chroma_extractor=None):
@@ -149,10 +163,16 @@ class MusicGenEngine(RequestChecks):
         self.cache_shape: tuple[int, int] | None = None  # (batch, positions) of the engine's own caches
         self.own_caches: list = []
         self.lock = threading.Lock()  # the compiled path and the engine-level caches (teacher forcing)
+        self.text_cache: OrderedDict = OrderedDict()  # (prompt, styles) -> T5 states and mask (encode_text)
+        self.text_lock = threading.Lock()
         self.static = compile_step(options, self.device) if options.compile else None
         self.step_fn = self.static or decode_one_token
         self.scheduler = BatchScheduler(decoder, self.cache_factory, self.generation_errors,
                                         max_positions=self.args.max_positions)
+        # EnCodec's decode, fast and streaming where the codec is one it knows (inference/musicgen/codec.py)
+        self.fast_codec = FastCodecDecoder(codec).eval() if codec is not None and supported(codec) is None else None
+        self.measured_speed = None
+        self.speed_key: PlanKey | None = None  # where the measured speed is saved for `continuo doctor`
 
     @property
     def concurrent_jobs(self) -> int:
@@ -171,9 +191,25 @@ class MusicGenEngine(RequestChecks):
     # ---- public surface -------------------------------------------------------------------------------------
 
     def warm_up(self) -> float:
+        """Two steps (kernels, caches, the warm-up prompt's T5 states), then measure_speed."""
         started = time.monotonic()
-        self.generate(GenerationRequest(prompt="warm up", duration_s=2 / self.info.frame_rate, seed=0))
+        self.generate(GenerationRequest(prompt=WARM_UP_PROMPT, duration_s=2 / self.info.frame_rate, seed=0))
+        self.measured_speed = self.measure_speed()
         return time.monotonic() - started
+
+    def measure_speed(self, audio_s: float = SPEED_TAKE_S, clock=time.perf_counter) -> MeasuredSpeed:
+        """The real-time factor on this machine now: one take of audio_s on the warm-up prompt, whose T5 states are
+        cached (as a repeated prompt runs: the steps and the codec), at batch 1 with CFG. Saved per checkpoint,
+        machine and modes (speed_key) for `continuo doctor`; the daemon refines it from finished jobs."""
+        started = clock()
+        self.generate(GenerationRequest(prompt=WARM_UP_PROMPT, duration_s=audio_s, seed=0))
+        speed = MeasuredSpeed(rtf=round((clock() - started) / audio_s, 3), audio_s=audio_s,
+                              source="warm-up", load_1min=round(os.getloadavg()[0], 2))
+        log.info("%s: %s", self.info.name, speed.describe())
+        if self.speed_key is not None:
+            save_plan(self.speed_key, {**asdict(speed), "measured": time.strftime("%Y-%m-%d %H:%M"),
+                                       "summary": f"{speed.describe()}, {time.strftime('%Y-%m-%d %H:%M')}"})
+        return speed
 
     def generate(self, request: GenerationRequest, *, on_progress: ProgressCallback | None = None,
                  should_cancel: CancelCheck | None = None, on_chunk: ChunkCallback | None = None) -> GeneratedAudio:
@@ -201,8 +237,12 @@ class MusicGenEngine(RequestChecks):
         started = time.monotonic()
         streamer = None if on_chunk is None else self.streamer(prompt_frames, on_chunk)
         codes = self.run(request, prompt_audio, frames, total_steps, reporter, should_cancel, seeds, streamer)
-        with self.generation_errors():  # the codec can run out of memory too
-            audio = self.decode_audio(codes)[:, :, prompt_frames * self.hop :]
+        streamed = streamer.audio() if isinstance(streamer, ExactStreamer) else None
+        if streamed is not None and streamed.shape[-1] == (codes.shape[2] - prompt_frames) * self.hop:
+            audio = streamed  # decoded while the steps ran, equal to the whole decode (codec.py)
+        else:
+            with self.generation_errors():  # the codec can run out of memory too
+                audio = self.decode_audio(codes)[:, :, prompt_frames * self.hop :]
         if not np.isfinite(audio).all():
             raise InferenceError("the model produced non-finite audio (NaN or inf); try weights fp32 or another seed")
         log.info("generated %d x %.2f s (%d steps, %s weights, %s cache) in %.2f s, seeds %s",
@@ -243,8 +283,14 @@ class MusicGenEngine(RequestChecks):
 
     # ---- steps ----------------------------------------------------------------------------------------------
 
-    def streamer(self, prompt_frames: int, on_chunk: ChunkCallback) -> ChunkStreamer:
+    def streamer(self, prompt_frames: int, on_chunk: ChunkCallback) -> ChunkStreamer | ExactStreamer:
         frame_rate = self.info.frame_rate
+        if self.fast_codec is not None:
+            return ExactStreamer(
+                start_frame=prompt_frames, first_frames=max(1, round(self.options.first_chunk_s * frame_rate)),
+                chunk_frames=max(1, round(self.options.chunk_s * frame_rate)),
+                streams=[CodecStream(self.fast_codec, prompt_frames) for _ in range(self.args.audio_channels)],
+                emit=on_chunk)
         return ChunkStreamer(
             start_frame=prompt_frames, chunk_frames=max(1, round(self.options.chunk_s * frame_rate)),
             context_frames=max(1, round(self.options.chunk_context_s * frame_rate)),
@@ -421,8 +467,26 @@ class MusicGenEngine(RequestChecks):
     def encode_text(self, prompt: str, styles: tuple[tuple[str, float], ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """T5 states (1, S, text_dim) and mask (1, S); with styles, the weighted blend of every prompt's states.
 
-        Style mixing: prompts are padded to one length, their states (zero at padding) averaged with the
-        weights (prompt has weight 1), and a token is attended to when any prompt has one there.
+        Cached per (prompt, styles), TEXT_CACHE of them, most recent kept: a repeated or unchanged prompt (a jam's
+        next take, a variation, a loop re-rendered) costs no T5 pass (T5-base on 2 cores: tens of ms per prompt).
+        The states are read-only (the callers expand and concatenate them into new tensors).
+        """
+        key = (prompt, tuple((text, float(weight)) for text, weight in styles))
+        with self.text_lock:
+            cached = self.text_cache.get(key)
+            if cached is not None:
+                self.text_cache.move_to_end(key)
+                return cached
+        encoded = self.run_text_encoder(prompt, styles)
+        with self.text_lock:
+            self.text_cache[key] = encoded
+            while len(self.text_cache) > TEXT_CACHE:
+                self.text_cache.popitem(last=False)
+        return encoded
+
+    def run_text_encoder(self, prompt: str, styles: tuple[tuple[str, float], ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """encode_text's work. Style mixing: prompts are padded to one length, their states (zero at padding)
+        averaged with the weights (prompt has weight 1), and a token is attended to when any prompt has one there.
         """
         prompts = [prompt] + [text for text, _ in styles]
         weights = torch.tensor([1.0] + [float(weight) for _, weight in styles], device=self.device)
@@ -451,10 +515,16 @@ class MusicGenEngine(RequestChecks):
         def decode() -> np.ndarray:
             with torch.inference_mode():
                 channels = [codes] if self.args.audio_channels == 1 else [codes[:, ::2], codes[:, 1::2]]
-                audio = [self.codec.decode(part[None], [None]).audio_values for part in channels]
+                audio = [self.codec_decode(part) for part in channels]
                 return torch.cat(audio, dim=1).float().cpu().numpy()
 
         return self.scheduler.call(decode)
+
+    def codec_decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """One channel's codes (B, K, T) -> audio (B, 1, samples): the fast decoder where it applies (codec.py)."""
+        if self.fast_codec is not None:
+            return self.fast_codec(codes)
+        return self.codec.decode(codes[None], [None]).audio_values
 
     def ensure_caches(self, batch: int, positions: int) -> None:
         """The compiled path's and teacher forcing's own caches in every layer: reused when they fit,
@@ -562,22 +632,26 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
     text_encoder = model.text_encoder.to(device=device, dtype=torch.float32).eval()
     codec = model.audio_encoder.to(device=device, dtype=torch.float32).eval()
     calibration = None
-    if options.calibrate and device.type == "cpu" and (weights is WeightMode.INT8 or kv_cache in LOSSY_CACHES):
+    quantized = (WeightMode.INT8, WeightMode.INT4)
+    if options.calibrate and device.type == "cpu" and (weights in quantized or kv_cache in LOSSY_CACHES):
         inputs = calibration_inputs(text_encoder, tokenizer, codec, args, hop=hop_length(config), device=device,
                                     sample_rate=config.audio_encoder.sampling_rate)
         gate_weights = asked_weights is WeightMode.AUTO and weights is WeightMode.INT8
         gate_cache = asked_cache is KVCacheMode.AUTO and kv_cache in LOSSY_CACHES
-        key = None if checkpoint is None or not (gate_weights or gate_cache) else PlanKey(
+        try_int4 = gate_weights and int4_available()
+        key = None if checkpoint is None or not (gate_weights or gate_cache) else PlanKey(  # int4: another choice
             "musicgen-calibration", checkpoint_fingerprint(checkpoint),
-            f"weights={asked_weights.value} kv_cache={asked_cache.value} attention={attention}")
+            f"weights={asked_weights.value} kv_cache={asked_cache.value} attention={attention}"
+            + (" candidates=int4,int8" if try_int4 else ""))
         decided = None if key is None else load_plan(key)
         decoder, calibration = calibrate(decoder, inputs, weights=weights, kv_cache=kv_cache, gate_weights=gate_weights,
-                                         gate_cache=gate_cache, decided=decided)
+                                         gate_cache=gate_cache, decided=decided,
+                                         try_int4=try_int4)
         if key is not None and decided is None:
             save_plan(key, calibration.as_dict())
         weights, kv_cache = WeightMode(calibration.weights), KVCacheMode(calibration.kv_cache)
         log.info("engine calibration %s", calibration.summary() + "".join(f"; {d}" for d in calibration.decisions))
-    if weights is not WeightMode.INT8 or calibration is None:  # calibrate returns int8 weights already swapped
+    if weights not in quantized or calibration is None:  # calibrate returns int8 / int4 weights already swapped
         decoder = apply_weight_mode_(decoder, weights, device, keep=None if options.calibrate else {})
     decoder.set_attention_backend(attention)
     for module in (decoder, text_encoder, codec):
@@ -594,8 +668,13 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
     hop = hop_length(config)
     log.info("engine: %s weights (%.1f MB), %s kv cache, %s attention on %s", weights.value,
              weight_bytes(decoder) / 2**20, kv_cache.value, attention, device)
-    return MusicGenEngine(decoder, text_encoder, codec, tokenizer, info, replace(options, attention=attention), hop,
-                          weights, kv_cache, chroma_extractor=chroma_extractor if melody else None)
+    engine = MusicGenEngine(decoder, text_encoder, codec, tokenizer, info, replace(options, attention=attention),
+                            hop, weights, kv_cache, chroma_extractor=chroma_extractor if melody else None)
+    if checkpoint is not None:
+        engine.speed_key = PlanKey("musicgen" + SPEED, checkpoint_fingerprint(checkpoint),
+                                   f"weights={weights.value} kv_cache={kv_cache.value} attention={attention} "
+                                   f"threads={torch.get_num_threads()}")
+    return engine
 
 
 def resolve_kv_cache(mode: KVCacheMode, weights: WeightMode, attention: str) -> KVCacheMode:
@@ -605,9 +684,16 @@ def resolve_kv_cache(mode: KVCacheMode, weights: WeightMode, attention: str) -> 
     (docs/benchmarks.md, "Batching"). Calibration at load then equalises K and V channels into the weights and
     keeps auto's int8 only within its KL budget against fp32 (inference/musicgen/calibration.py; measured where
     attention matters: docs/benchmarks.md, "Quality")."""
-    if mode is KVCacheMode.AUTO and weights is WeightMode.INT8 and attention == "fused-cpu":
+    if mode is KVCacheMode.AUTO and weights in (WeightMode.INT8, WeightMode.INT4) and attention == "fused-cpu":
         return KVCacheMode.INT8
     return mode
+
+
+def int4_available() -> bool:
+    """Our int4 kernel runs here (auto's calibration measures int4 weights first only then)."""
+    from inference.runtime.kernels import kernels_status
+
+    return kernels_status().usable
 
 
 def check_compile(options: EngineOptions, weights: WeightMode, attention: str) -> None:

@@ -363,12 +363,117 @@ class MusicGenDecoder(nn.Module):
 
     def decode_rows(self, tokens: Tensor, rows: RowPositions, kv_end: int, layer_memory) -> Tensor:
         """One token per row, each at its own position (a melody prefix already counted in rows.positions):
-        tokens (B, K, 1) -> logits (B, K, 1, V). layer_memory: per layer (keys, values, mask) or None."""
+        tokens (B, K, 1) -> logits (B, K, 1, V). layer_memory: per layer (keys, values, mask) or None.
+
+        On the CPU fast path (fast_layers) every layer runs in one C++ call (decode_layers.cpp)."""
         x = sum(embedding(tokens[:, k]) for k, embedding in enumerate(self.embeddings))  # (B, 1, dim)
         x = x + self.positions[rows.positions][:, None].to(x.dtype)
+        fast = self.fast_layers(x, layer_memory)
+        if fast is not None:
+            params, kinds, caches, memory, vnni = fast
+            layer = self.layers[0]
+            x = torch.ops.continuo_cpu.decode_layers(
+                x, params, kinds, caches, memory, rows.positions, kv_end, rows.mask, layer.attention.scale,
+                self.args.n_head, self.args.activation == "gelu", layer.attention_norm.eps, vnni)
+            return self.head_logits(x)
         for layer, per_layer in zip(self.layers, layer_memory):
             x = layer(x, rows.positions, kv_end, per_layer, rows)
         return self.head_logits(x)
+
+    fast_step = True  # False: decode_rows keeps the layer loop in Python (the A/B and the tests' reference)
+
+    def fast_weights_built(self) -> bool:
+        """Whether the last decode step ran the one-call path (decode_layers.cpp) as far as the weights go."""
+        weights = self.__dict__.get("_fast_weights")
+        return bool(self.fast_step and weights is not None and weights[1] is not None)
+
+    def fast_layers(self, x: Tensor, layer_memory):
+        """(params, kinds, caches, memory, vnni) for decode_layers when every layer runs the CPU fast path: int4 or
+        int8 linears on our kernels, fused attention, fp32 activations, caches our kernels write and read in
+        place (fp32, bf16, linear int8); else None. The weights' list is built once per set of modules."""
+        from inference.musicgen.kv_cache import Int8KVCache, MuLawKVCache
+
+        if not self.fast_step or x.dtype != torch.float32 or x.device.type != "cpu":
+            return None
+        weights = self.__dict__.get("_fast_weights")
+        key = tuple(id(module) for layer in self.layers for module in (
+            layer.attention.wqkv, layer.attention.wo, layer.ffn.w1, layer.ffn.w2, layer.attention_norm,
+            layer.attention.decode_op, layer.cross_attention and layer.cross_attention.wq))
+        if weights is None or weights[0] != key:
+            weights = (key, fast_weights(self))
+            self.__dict__["_fast_weights"] = weights
+        if weights[1] is None:
+            return None
+        params, kinds, vnni = weights[1]
+        caches = []
+        for layer in self.layers:
+            cache = layer.attention.kv_cache
+            if isinstance(cache, Int8KVCache):
+                caches += [cache.k_codes, cache.v_codes, cache.k_scale, cache.v_scale]
+            elif isinstance(cache, MuLawKVCache) or cache is None or cache.k_cache.dtype not in (torch.float32,
+                                                                                              torch.bfloat16):
+                return None
+            else:
+                caches += [cache.k_cache, cache.v_cache, None, None]
+        memory = []
+        for per_layer in layer_memory:
+            if per_layer is None:
+                memory += [None, None, None]
+            else:
+                keys, values, mask = per_layer
+                memory += [keys, values, None if mask is None else mask[:, 0, 0, :].expand(x.shape[0], -1)]
+        return params, kinds, caches, memory, vnni
+
+
+def fast_weights(decoder: MusicGenDecoder) -> tuple[list, list[int], bool] | None:
+    """The per-layer slots decode_layers.cpp takes (its header), or None when a layer is off its fast path."""
+    from inference.runtime.quantize import Int4Linear, Int8Linear
+
+    params: list = []
+    kinds: list[int] = []
+    vnni = None
+
+    def linear(module) -> bool:
+        nonlocal vnni
+        if module is None:
+            params.extend([None] * 4)
+            kinds.append(0)
+            return True
+        if isinstance(module, Int4Linear):
+            if vnni is not None and vnni != module.vnni:
+                return False
+            vnni = module.vnni
+            params.extend([module.packed, module.scales, None, module.bias])
+            kinds.append(4)
+            return True
+        if isinstance(module, Int8Linear) and module.op is not None:
+            params.extend([module.codes, module.scales, module.row_sums, module.bias])
+            kinds.append(8)
+            return True
+        return False
+
+    def norm(module) -> bool:
+        if module is None:
+            params.extend([None, None])
+            return True
+        if not isinstance(module, nn.LayerNorm) or module.weight is None or module.weight.dtype != torch.float32:
+            return False
+        params.extend([module.weight.detach(), module.bias.detach()])
+        return True
+
+    for layer in decoder.layers:
+        cross = layer.cross_attention
+        if layer.attention.decode_op is None or (cross is not None and cross.decode_op is None):
+            return None
+        if layer.ffn.activation not in ("gelu", "relu"):
+            return None
+        steps = (norm(layer.attention_norm), linear(layer.attention.wqkv), linear(layer.attention.wo),
+                 norm(layer.cross_attention_norm), linear(None if cross is None else cross.wq),
+                 linear(None if cross is None else cross.wo), norm(layer.ffn_norm), linear(layer.ffn.w1),
+                 linear(layer.ffn.w2))
+        if not all(steps):
+            return None
+    return params, kinds, bool(vnni) if vnni is not None else True
 
 
 HF_NAME_TABLE: tuple[tuple[str, str], ...] = (

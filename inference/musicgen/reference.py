@@ -62,6 +62,7 @@ class ReferenceEngine(RequestChecks):
 
     info: ModelInfo
     concurrent_jobs = 1  # transformers' generate takes one request per call
+    measured_speed = None  # not measured: the reference for tests and benchmarks, not a live instrument
     compute: ComputeThread
 
     def __init__(self, model, processor, info: ModelInfo):

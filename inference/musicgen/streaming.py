@@ -1,4 +1,10 @@
-"""Streaming: decoded audio in chunks while the decoder runs, with a short crossfade at each seam.
+"""Streaming: decoded audio in chunks while the decoder runs.
+
+ExactStreamer, wherever the codec is one inference/musicgen/codec.py knows (MusicGen's EnCodec): the codec's own
+stream, LSTM state carried and the convolutions' lookahead waited for, so chunks join exactly and the render is
+assembled from them; first audio after first_chunk_s (0.5 s) of frames plus 4 steps of lookahead.
+
+ChunkStreamer, elsewhere: each chunk decoded whole with a little context and a short crossfade at each seam.
 
 EnCodec's decoder is not causal, so each chunk is decoded with a little code
 context before it (context_frames) and starts crossfade_samples early; those
@@ -67,3 +73,54 @@ class ChunkStreamer:
         self.emitted_frames = end
         if out.shape[-1]:
             self.emit(np.ascontiguousarray(out, dtype=np.float32))
+
+
+class ExactStreamer:
+    """Streaming through CodecStream (inference/musicgen/codec.py): chunks that join exactly, no crossfade, and the
+    whole result assembled from them (no second decode at the end). The first chunk is first_frames of audio, the
+    later ones chunk_frames (larger chunks decode faster: the late layers' activations stay in cache); each waits
+    for codec.LAG frames after it (the codec's lookahead). Stereo models stream each channel's codebooks apart."""
+
+    def __init__(self, *, start_frame: int, first_frames: int, chunk_frames: int, streams: list,
+                 emit: ChunkCallback | None):
+        from inference.musicgen.codec import LAG
+
+        self.start, self.first_frames, self.chunk_frames, self.lag = start_frame, first_frames, chunk_frames, LAG
+        self.streams, self.emit = streams, emit
+        for stream in streams:
+            stream.emitted = start_frame  # the prompt's frames go through the LSTM, not to the output
+        self.fed = 0  # frames pushed
+        self.pieces: list[np.ndarray] = []
+
+    @property
+    def emitted_frames(self) -> int:
+        return self.streams[0].emitted
+
+    def due(self, complete_frames: int) -> bool:
+        wanted = self.first_frames if self.emitted_frames <= self.start else self.chunk_frames
+        return complete_frames - self.lag - self.emitted_frames >= wanted
+
+    def update(self, complete_frames: int, codes: Callable[[], torch.Tensor]) -> None:
+        """codes() -> all complete codes (B, K, complete_frames); only called when a chunk is due."""
+        if self.due(complete_frames):
+            self.push(codes()[:, :, self.fed : complete_frames], final=False)
+            self.fed = complete_frames
+
+    def finish(self, codes: torch.Tensor) -> None:
+        """Everything up to codes.shape[2]: the last chunk ends where the whole decode does."""
+        self.push(codes[:, :, self.fed :], final=True)
+        self.fed = codes.shape[2]
+
+    def push(self, codes: torch.Tensor, final: bool) -> None:
+        channels = [codes] if len(self.streams) == 1 else [codes[:, ::2], codes[:, 1::2]]
+        parts = [stream.push(part, final=final) for stream, part in zip(self.streams, channels)]
+        if parts[0] is None or not parts[0].shape[-1]:
+            return
+        piece = np.ascontiguousarray(torch.cat(parts, dim=1).float().cpu().numpy(), dtype=np.float32)
+        self.pieces.append(piece)
+        if self.emit is not None:
+            self.emit(piece)
+
+    def audio(self) -> np.ndarray | None:
+        """The streamed audio (B, C, samples) from start_frame on, once finished; None before any."""
+        return np.concatenate(self.pieces, axis=-1) if self.pieces else None

@@ -282,11 +282,15 @@ def describe_modes(device: torch.device | None = None) -> list[DeviceCheck]:
     bnb_installed = "installed" in bnb.reason or bnb.usable
     rows = [
         DeviceCheck("weights=auto", True, f"picks {auto} on this {device.type}" + (
-            "" if cuda else ", if calibration at load measures it within budget (else fp32; "
-                            "inference/musicgen/calibration.py)")),
+            "" if cuda else " (int4 first where our kernels run), if calibration at load measures it within budget "
+                            "(else int8, else fp32; inference/musicgen/calibration.py)")),
         DeviceCheck("weights=fp32", True, "full precision: the reference (4 bytes per weight)"),
         DeviceCheck("weights=int8", not cuda and (kernels.usable or caps["cpu_int8"].usable),
                    int8_how if not cuda else "CPU path; on CUDA use fp16, bnb-int8 or bnb-nf4"),
+        DeviceCheck("weights=int4", kernels.usable or (cuda and bnb.usable),
+                    ("our 4-bit kernel (groups of 32, about 5 bits a weight, 0.62x int8's bytes): " + kernels.reason
+                     if kernels.usable else kernels.reason) if not cuda else
+                    "bitsandbytes nf4 on CUDA: " + bnb.reason),
         DeviceCheck("weights=bf16", caps["bf16"].usable or not cuda,
                    caps["bf16"].reason if cuda else "runs on the CPU, but slower than fp32 at long context"),
         DeviceCheck("weights=fp16", caps["fp16"].usable, caps["fp16"].reason),

@@ -78,8 +78,9 @@ log = logging.getLogger("continuo.inference")
 # ops.cpp declares the op library (every schema); each kernel file registers its implementation. Built as one
 # library: torch's extension builder compiles the sources together.
 SOURCES = tuple(Path(__file__).with_name("csrc") / name
-                for name in ("ops.cpp", "decode_attention.cpp", "cache_write.cpp", "int8_linear.cpp"))
-OPS = ("decode_attention", "cache_write", "int8_linear", "int8_linear_uses_vnni")
+                for name in ("ops.cpp", "decode_attention.cpp", "cache_write.cpp", "int8_linear.cpp",
+                             "int4_linear.cpp", "decode_layers.cpp"))
+OPS = ("decode_attention", "cache_write", "int8_linear", "int8_linear_uses_vnni", "int4_linear", "decode_layers")
 PORTABLE_VARIABLE = "CONTINUO_KERNELS_PORTABLE"  # "1": build the portable loops only (the tests' second build)
 STALE_LOCK_S = 600.0  # a build takes about 25 s; a lock this old belongs to a build that died
 NOTES_FILE = "build-notes.txt"  # beside the library: what its build left out (flags the compiler refused)
@@ -403,6 +404,11 @@ def decode_attention_op():
 def cache_write_op():
     """torch.ops.continuo_cpu.cache_write, or None where the kernels cannot be built (torch's indexing writes)."""
     return torch.ops.continuo_cpu.cache_write if kernels_status().usable else None
+
+
+def int4_linear_op():
+    """torch.ops.continuo_cpu.int4_linear, or None when the kernels cannot be built here (the reason is logged)."""
+    return torch.ops.continuo_cpu.int4_linear if kernels_status().usable else None
 
 
 def int8_linear_op():

@@ -6,7 +6,8 @@ side of its budget when it is close, so two loads could serve one seed different
 saved here and later loads on this machine reuse it. The key (`PlanKey`) is the checkpoint's content
 (`checkpoint_fingerprint`), this CPU's instruction sets, torch's version, the settings the decision answered and a
 format version: another checkpoint, CPU, torch or setting measures afresh. `continuo doctor` lists the saved
-decisions for the configured model (`describe_plans`).
+decisions for the configured model (`describe_plans`), and the speed the engine measured at warm-up beside them
+(kinds ending in SPEED: a record of this machine, not a decision).
 
 Files: one JSON per decision in plans_dir() (CONTINUO_PLANS_DIR, default ~/.cache/continuo/plans), written
 atomically; an unreadable file is measured again, an unwritable folder is logged and the decision used anyway.
@@ -118,8 +119,12 @@ def save_plan(key: PlanKey, decision: dict) -> Path | None:
         return None
 
 
-def describe_plans(directory: Path) -> list[str]:
-    """One line per decision saved for the checkpoint in directory, on this machine (for `continuo doctor`)."""
+SPEED = "-speed"  # a kind ending so is a measured speed (inference/musicgen/engine.py:measure_speed), not a decision
+
+
+def describe_plans(directory: Path) -> list[tuple[str, str, str]]:
+    """(kind, settings, summary) per record saved for the checkpoint in directory, on this machine (for
+    `continuo doctor`)."""
     fingerprint = checkpoint_fingerprint(directory)
     lines = []
     for path in sorted(plans_dir().glob("*.json")) if plans_dir().is_dir() else []:
@@ -132,5 +137,5 @@ def describe_plans(directory: Path) -> list[str]:
         if PlanKey(record.get("kind", ""), fingerprint, record.get("settings", "")).path().name != path.name:
             continue  # saved under another CPU or torch: this machine would measure again
         decision = record.get("decision") or {}
-        lines.append(f"{record.get('kind')} ({record.get('settings')}): {decision.get('summary', decision)}")
+        lines.append((record.get("kind", ""), str(record.get("settings")), str(decision.get("summary", decision))))
     return lines

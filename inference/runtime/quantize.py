@@ -9,6 +9,10 @@
   (fbgemm/x86) stands in. The LM heads stay bf16 (INT8_KEEP: the logits sampling reads; 1.2 ms more per step
   than int8 heads, read cold at 1 thread, docs/benchmarks.md "Quality"); activation outlier channels are
   folded into the weights at load (inference/musicgen/calibration.py).
+- int4: 4-bit weights in groups of 32 with an fp16 scale and minimum each (Int4Linear, about 5 bits a weight):
+  our C++ kernel with int8 activations on AVX-512 VNNI (portable loop elsewhere), the LM heads bf16 as for int8;
+  0.62x int8's bytes per step. On CUDA `int4` means bnb-nf4. Lossier than int8: auto takes it only where
+  calibration measures it within budget (inference/musicgen/calibration.py).
 - bnb-int8, bnb-nf4: bitsandbytes; the CUDA memory savers. They also run on the CPU, slowly,
   which the tests use as a parity reference. To save the memory they are for, layers are swapped one at a
   time where the decoder lies and quantized on their way to the device (built on the meta device); the heads
@@ -33,6 +37,7 @@ class WeightMode(str, Enum):
     FP16 = "fp16"
     BF16 = "bf16"
     INT8 = "int8"
+    INT4 = "int4"  # CPU: our 4-bit kernel; CUDA: bitsandbytes nf4
     BNB_INT8 = "bnb-int8"
     BNB_NF4 = "bnb-nf4"
 
@@ -49,12 +54,24 @@ GPU_TYPES = ("cuda", "mps")  # where fp16 weights run: NVIDIA's GPUs and Apple's
 
 
 def resolve_weight_mode(mode: WeightMode, device: torch.device) -> WeightMode:
-    """auto -> int8 on the CPU, fp16 on CUDA and on Apple's GPU (mps); other modes are checked against the device.
+    """auto -> int8 on the CPU (calibration may take int4 within its budget), fp16 on CUDA and on Apple's GPU (mps);
+    int4 on CUDA is bitsandbytes nf4 (its 4-bit format there); other modes are checked against the device.
 
-    On mps: fp16 and fp32 always, bf16 where Metal takes it (macOS 14); int8 (our CPU kernels) and bitsandbytes
-    (CUDA kernels) are refused with the mode to use instead."""
+    On mps: fp16 and fp32 always, bf16 where Metal takes it (macOS 14); int8 and int4 (our CPU kernels) and
+    bitsandbytes (CUDA kernels) are refused with the mode to use instead."""
     if mode == WeightMode.AUTO:
         return WeightMode.FP16 if device.type in GPU_TYPES else WeightMode.INT8
+    if mode == WeightMode.INT4 and device.type == "cuda":
+        mode = WeightMode.BNB_NF4
+    if mode == WeightMode.INT4 and device.type != "cpu":
+        raise ValueError(f"weights 'int4' is a CPU path (our kernels); on {device.type} use fp16")
+    if mode == WeightMode.INT4:
+        from inference.runtime.kernels import kernels_status
+
+        status = kernels_status()
+        if not status.usable:
+            raise ValueError(f"weights 'int4' needs our CPU kernels, which are not here ({status.reason}); "
+                             "use int8 or fp32")
     if mode == WeightMode.BF16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError("weights 'bf16' needs a GPU with bfloat16 (Ampere / RTX 30xx or newer); use fp16")
     if mode == WeightMode.BF16 and device.type == "mps":
@@ -106,9 +123,10 @@ def apply_weight_mode_(decoder: nn.Module, mode: WeightMode, device: torch.devic
     if mode in (WeightMode.FP32, WeightMode.FP16, WeightMode.BF16):
         decoder = decoder.to(device=device, dtype=activation_dtype(mode))
         return prepack_cpu_(decoder) if device.type == "cpu" and onednn_linear_available() else decoder
-    if mode == WeightMode.INT8:
+    if mode in (WeightMode.INT8, WeightMode.INT4):
         keep = INT8_KEEP if keep is None else keep
-        return quantize_int8_cpu_(decoder.to(device="cpu", dtype=torch.float32), keep=keep)
+        quantize = quantize_int8_cpu_ if mode == WeightMode.INT8 else quantize_int4_cpu_
+        return quantize(decoder.to(device="cpu", dtype=torch.float32), keep=keep)
     swap_bnb_(decoder.to(dtype=activation_dtype(mode, device)), mode, device)  # cast where it lies (the CPU)
     return decoder.to(device=device)  # what is left: heads, norms, embeddings (bnb layers are there already)
 
@@ -198,6 +216,121 @@ class Int8Linear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+INT4_GROUP = 32  # inputs per scale and minimum
+INT4_TILE = 16  # output rows per block of the kernel's layout
+
+
+def int4_codes(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """weight (N, K) -> codes (N, K) uint8 in 0..15, d and m (N, K/32) fp16: w ~ d * q + m per group of 32.
+
+    Each group takes the better (smaller squared error) of two fits: min/max (Q4_1: d = (max - min) / 15,
+    m = min) and that code refitted twice by least squares (d, m for the codes, then the codes again). The
+    refit is 6 % closer on Gaussian weights, min/max closer on heavy tails (an outlier it keeps exact); relative
+    error 0.073 Gaussian, 0.091 Student-t(3), against Q4_0's 0.086 / 0.115 (symmetric, one scale).
+    The codes are those of the fp16-rounded d and m the kernel reads."""
+    groups = weight.detach().float().reshape(weight.shape[0], -1, INT4_GROUP)
+    low, high = groups.amin(dim=2, keepdim=True), groups.amax(dim=2, keepdim=True)
+    fits = [(((high - low) / 15).clamp_min(1e-8), low)]
+    d, m = fits[0]
+    for _ in range(2):
+        q = torch.clamp(torch.round((groups - m) / d), 0, 15)
+        count, sum_q, sum_qq = INT4_GROUP, q.sum(2, keepdim=True), (q * q).sum(2, keepdim=True)
+        sum_w, sum_qw = groups.sum(2, keepdim=True), (q * groups).sum(2, keepdim=True)
+        det = count * sum_qq - sum_q * sum_q
+        solvable = det > 1e-6
+        d = torch.where(solvable, (count * sum_qw - sum_q * sum_w) / det.clamp_min(1e-6), d).clamp_min(1e-8)
+        m = torch.where(solvable, (sum_w - d * sum_q) / count, m)
+    fits.append((d, m))
+    best = None
+    for d, m in fits:
+        d, m = d.half().float().clamp_min(6e-8), m.half().float()  # what the kernel reads
+        q = torch.clamp(torch.round((groups - m) / d), 0, 15)
+        error = ((q * d + m - groups) ** 2).sum(2, keepdim=True)
+        if best is None:
+            best = (error, q, d, m)
+        else:
+            better = error < best[0]
+            best = tuple(torch.where(better, new, old) for new, old in zip((error, q, d, m), best))
+    _, q, d, m = best
+    return q.reshape(weight.shape).to(torch.uint8), d[..., 0].half(), m[..., 0].half()
+
+
+def int4_pack(codes: torch.Tensor, d: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """codes (N, K) uint8, d and m (N, K/32) -> the kernel's packed (N/16, K/32, 4, 64) uint8 and scales
+    (N/16, K/32, 2, 16) fp16 (layout: inference/runtime/csrc/int4_linear.cpp)."""
+    n, k = codes.shape
+    tiles, groups = n // INT4_TILE, k // INT4_GROUP
+    # k = 32 g + 8 o + 4 h + i; byte (o, 4 r + i) holds h = 0 low, h = 1 high
+    q = codes.reshape(tiles, INT4_TILE, groups, 4, 2, 4).permute(0, 2, 3, 4, 1, 5)  # (t, g, o, h, r, i)
+    packed = (q[:, :, :, 0] | (q[:, :, :, 1] << 4)).reshape(tiles, groups, 4, 64).contiguous()
+    scales = torch.stack([part.reshape(tiles, INT4_TILE, groups).transpose(1, 2) for part in (d, m)], dim=2)
+    return packed, scales.contiguous()
+
+
+def int4_unpack(packed: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """The fp32 weight (N, K) the packed codes stand for (the reference the kernel is tested against)."""
+    tiles, groups = packed.shape[:2]
+    low, high = packed & 0x0F, packed >> 4
+    q = torch.stack([low.reshape(tiles, groups, 4, 16, 4), high.reshape(tiles, groups, 4, 16, 4)], dim=3)
+    q = q.permute(0, 4, 1, 2, 3, 5).reshape(tiles * INT4_TILE, groups, INT4_GROUP).float()  # (t, r, g, o, h, i)
+    d, m = (scales[:, :, part].transpose(1, 2).reshape(tiles * INT4_TILE, groups, 1).float() for part in (0, 1))
+    return (q * d + m).reshape(tiles * INT4_TILE, groups * INT4_GROUP)
+
+
+def int4_fits(linear: nn.Linear) -> bool:
+    """The kernel's layout takes this linear: outputs a multiple of 16, inputs of 32."""
+    return linear.out_features % INT4_TILE == 0 and linear.in_features % INT4_GROUP == 0
+
+
+class Int4Linear(nn.Module):
+    """4-bit weights in groups of 32 (fp16 scale and minimum each, about 5 bits a weight), fp32 activations in and
+    out: int4_linear, with int8 activations on AVX-512 VNNI. Without VNNI, more rows than PORTABLE_ROWS (prefill)
+    run one GEMM over the dequantized weight, as Int8Linear does."""
+
+    PORTABLE_ROWS = 16
+
+    def __init__(self, linear: nn.Linear, op, vnni: bool):
+        super().__init__()
+        self.in_features, self.out_features, self.op, self.vnni = linear.in_features, linear.out_features, op, vnni
+        packed, scales = int4_pack(*int4_codes(linear.weight))
+        self.register_buffer("packed", packed, persistent=False)
+        self.register_buffer("scales", scales, persistent=False)
+        bias = None if linear.bias is None else linear.bias.detach().float()
+        self.register_buffer("bias", bias, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.vnni or x.numel() // self.in_features <= self.PORTABLE_ROWS:
+            return self.op(x, self.packed, self.scales, self.bias, self.vnni)
+        return nn.functional.linear(x, int4_unpack(self.packed, self.scales), self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+def quantize_int4_cpu_(decoder: nn.Module, keep: dict[str, str] | None = None) -> nn.Module:
+    """Swap every nn.Linear for Int4Linear (our kernel; int8 where the layout does not fit it); keep as for
+    quantize_int8_cpu_ (INT8_KEEP: the LM heads bf16)."""
+    from inference.runtime.kernels import int4_linear_op, int8_linear_op
+
+    op = int4_linear_op()
+    if op is None:
+        from inference.runtime.kernels import kernels_status
+
+        raise ValueError(f"weights 'int4' needs our CPU kernels ({kernels_status().reason}); use int8 or fp32")
+    keep = keep or {}
+    names = {id(module): name for name, module in decoder.named_modules()}
+    vnni = bool(torch.ops.continuo_cpu.int8_linear_uses_vnni())
+    for parent, name, linear in list(linears(decoder)):
+        kind = next((kind for prefix, kind in keep.items() if names[id(linear)].startswith(prefix)), None)
+        if kind is not None:
+            setattr(parent, name, kept_linear(linear, kind))
+        elif int4_fits(linear):
+            setattr(parent, name, Int4Linear(linear, op, vnni))
+        else:
+            setattr(parent, name, Int8Linear(linear, int8_linear_op(), vnni))
+    return decoder
 
 
 def quantize_int8_cpu_(decoder: nn.Module, keep: dict[str, str] | None = None) -> nn.Module:

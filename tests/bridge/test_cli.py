@@ -33,17 +33,29 @@ def test_doctor_reports_device_accelerations_and_model(capsys, monkeypatch, tmp_
         assert word in out
 
 
-def test_doctor_shows_the_quality_decision_saved_for_the_model(capsys, monkeypatch, tmp_path, tiny_model_dir):
-    """After a load measured auto's lossy modes, doctor shows that decision for the checkpoint; before, none."""
+def test_doctor_shows_the_quality_decision_and_the_speed_saved_for_the_model(capsys, monkeypatch, tmp_path,
+                                                                            tiny_model_dir):
+    """After a load measured auto's lossy modes, doctor shows that decision for the checkpoint; before, none. After
+    a warm-up, the real-time factor it measured on this machine, the loaded engine's figure (not another)."""
     from inference.loading import load_engine, resolve_model
 
     monkeypatch.setenv("CONTINUO_PLANS_DIR", str(tmp_path / "plans"))
     assert main(["doctor", "--model", str(tiny_model_dir)]) == 0
-    assert "quality decisions: none saved yet" in capsys.readouterr().out
-    load_engine(resolve_model(str(tiny_model_dir), tiny_dir=tmp_path / "unused"), device="cpu", warm_up=False)
+    out = capsys.readouterr().out
+    assert "quality decisions: none saved yet" in out and "speed on this machine: not measured yet" in out
+    engine = load_engine(resolve_model(str(tiny_model_dir), tiny_dir=tmp_path / "unused"), device="cpu",
+                         warm_up=False)
     assert main(["doctor", "--model", str(tiny_model_dir)]) == 0
     out = capsys.readouterr().out
     assert "quality decision: musicgen-calibration (weights=auto kv_cache=auto" in out and "bf16 floor KL" in out
+    assert "speed on this machine: not measured yet" in out
+    engine.warm_up()
+    assert main(["doctor", "--model", str(tiny_model_dir)]) == 0
+    out = capsys.readouterr().out
+    speed = engine.measured_speed
+    line = next(line for line in out.splitlines() if "speed on this machine" in line)
+    assert f"RTF {speed.rtf:.2f} measured at warm-up (1 s of audio" in line and "threads=" in line
+    assert f"RTF {speed.rtf + 0.5:.2f} " not in out  # the control: another figure is not what it shows
 
 
 def test_serve_refuses_a_public_bind_with_a_clear_message(capsys):

@@ -175,6 +175,7 @@ class OneAtATime:
     the reference do (inference/runtime/compute.py:runs_on_compute): records the thread of each generate."""
 
     concurrent_jobs = 1
+    measured_speed = None
 
     def __init__(self, engine) -> None:
         self._engine, self.info, self.threads = engine, engine.info, []
@@ -205,8 +206,8 @@ def test_serve_runs_every_torch_call_on_the_serving_thread(make_daemon_in_proces
     daemon = make_daemon_in_process(engine_loader=lambda settings: wrap(load_model(settings)), worker_thread=False)
     seen: list[int] = []
     if own_compute:
-        real = daemon.engine.codec.decode
-        daemon.engine.codec.decode = lambda *args, **kwargs: (seen.append(threading.get_ident()), real(*args,
+        real = daemon.engine.codec_decode  # the fast codec or transformers' EnCodec: every decode goes through it
+        daemon.engine.codec_decode = lambda *args, **kwargs: (seen.append(threading.get_ident()), real(*args,
                                                                                                       **kwargs))[1]
     # frozen by startup, before the ready line: a client that bursts on "ready" meets no full collection
     assert gc.get_freeze_count() > 0

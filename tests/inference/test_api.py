@@ -50,6 +50,7 @@ class Undeclared:
     """Every member of the protocol but info."""
 
     concurrent_jobs = 1
+    measured_speed = None
     compute = None
 
     def close(self) -> None:

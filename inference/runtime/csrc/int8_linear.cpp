@@ -19,6 +19,53 @@
 #include <immintrin.h>
 #endif
 
+// Shared with int4_linear.cpp (kernels.py builds every source as one unit, this file before that one).
+namespace continuo {
+
+// What a linear kernel starts from: x as (M, K) rows, the (M, N) output, the output's shape (x's with N last), the
+// bias as fp32 (nullptr: none).
+struct LinearIO {
+  at::Tensor x2, out, bias;
+  std::vector<int64_t> shape;
+  int64_t M = 0;
+  const float* bias_ptr = nullptr;
+};
+
+inline LinearIO linear_io(const char* op, const at::Tensor& x, int64_t K, int64_t N,
+                          const std::optional<at::Tensor>& bias) {
+  TORCH_CHECK(x.size(-1) == K, op, ": x has ", x.size(-1), " features, the weight takes ", K);
+  LinearIO io;
+  io.x2 = x.reshape({-1, K}).contiguous();
+  io.M = io.x2.size(0);
+  io.shape.assign(x.sizes().begin(), x.sizes().end());
+  io.shape.back() = N;
+  io.out = at::empty({io.M, N}, x.options());
+  if (bias && bias->defined()) {
+    io.bias = bias->to(at::kFloat).contiguous();
+    TORCH_CHECK(io.bias.numel() == N, op, ": bias must have ", N, " entries");
+    io.bias_ptr = io.bias.data_ptr<float>();
+  }
+  return io;
+}
+
+// f(std::integral_constant<int, rows>) for 1 <= rows <= MAX: kernels unrolled for each row count.
+template <int MAX, typename F>
+inline void by_rows(int64_t rows, F&& f) {
+  if constexpr (MAX > 1) {
+    if (rows < MAX) return by_rows<MAX - 1>(rows, f);
+  }
+  f(std::integral_constant<int, MAX>{});
+}
+
+// A row of activations' int8 scale: abs-max / 127 (1 for a row of zeros); codes are round(x / scale).
+inline float int8_row_scale(const float* row, int64_t K) {
+  float peak = 0.f;
+  for (int64_t k = 0; k < K; ++k) peak = std::max(peak, std::fabs(row[k]));
+  return peak > 0.f ? peak / 127.f : 1.f;
+}
+
+}  // namespace continuo
+
 namespace {
 
 constexpr int64_t ROWS = 4;  // rows of x per pass over a weight row
@@ -128,16 +175,6 @@ inline void dot_rows_fp32(const float* x, int64_t K, const int8_t* w, float* out
   }
 }
 
-template <typename F>
-inline void by_rows(int64_t rows, F&& f) {
-  switch (rows) {
-    case 4: f(std::integral_constant<int, 4>{}); break;
-    case 3: f(std::integral_constant<int, 3>{}); break;
-    case 2: f(std::integral_constant<int, 2>{}); break;
-    default: f(std::integral_constant<int, 1>{}); break;
-  }
-}
-
 // x (..., K) fp32; w (N, K) int8; scales (N,) fp32 per output channel; row_sums (N,) int32 = sum_k w[n, k];
 // bias (N,) or undefined -> (..., N) fp32.
 at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scales, const at::Tensor& row_sums,
@@ -145,28 +182,18 @@ at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& w, const at::Tenso
   TORCH_CHECK(x.scalar_type() == at::kFloat, "int8_linear: x must be float32, got ", x.scalar_type());
   TORCH_CHECK(w.scalar_type() == at::kChar && w.dim() == 2 && w.is_contiguous(), "int8_linear: w must be (N, K) int8");
   const int64_t N = w.size(0), K = w.size(1);
-  TORCH_CHECK(x.size(-1) == K, "int8_linear: x has ", x.size(-1), " features, the weight takes ", K);
   TORCH_CHECK(scales.scalar_type() == at::kFloat && scales.numel() == N && scales.is_contiguous(),
               "int8_linear: scales must be (N,) float32");
   TORCH_CHECK(row_sums.scalar_type() == at::kInt && row_sums.numel() == N && row_sums.is_contiguous(),
               "int8_linear: row_sums must be (N,) int32");
-  const at::Tensor x2 = x.reshape({-1, K}).contiguous();
-  const int64_t M = x2.size(0);
-  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
-  out_shape.back() = N;
-  at::Tensor out = at::empty({M, N}, x.options());
-  const float* xp = x2.data_ptr<float>();
+  const continuo::LinearIO io = continuo::linear_io("int8_linear", x, K, N, bias);
+  const int64_t M = io.M;
+  const float* xp = io.x2.data_ptr<float>();
   const int8_t* wp = w.data_ptr<int8_t>();
   const float* sp = scales.data_ptr<float>();
   const int32_t* rs = row_sums.data_ptr<int32_t>();
-  at::Tensor b;
-  const float* bp = nullptr;
-  if (bias && bias->defined()) {
-    b = bias->to(at::kFloat).contiguous();
-    TORCH_CHECK(b.numel() == N, "int8_linear: bias must have ", N, " entries");
-    bp = b.data_ptr<float>();
-  }
-  float* op = out.data_ptr<float>();
+  const float* bp = io.bias_ptr;
+  float* op = io.out.data_ptr<float>();
 
   const bool vnni = kVnni && K % 64 == 0;
   std::vector<uint8_t> xq(vnni ? M * K : 0);
@@ -174,9 +201,7 @@ at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& w, const at::Tenso
   if (vnni) {  // per row: int8 = round(x / (absmax / 127)), stored + 128 for vpdpbusd's unsigned operand
     for (int64_t m = 0; m < M; ++m) {
       const float* row = xp + m * K;
-      float peak = 0.f;
-      for (int64_t k = 0; k < K; ++k) peak = std::max(peak, std::fabs(row[k]));
-      const float scale = peak > 0.f ? peak / 127.f : 1.f;
+      const float scale = continuo::int8_row_scale(row, K);
       const float inverse = 1.f / scale;
       for (int64_t k = 0; k < K; ++k) {
         xq[m * K + k] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(row[k] * inverse)) + 128);
@@ -233,19 +258,23 @@ at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& w, const at::Tenso
           if (vnni) {
 #ifdef CONTINUO_VNNI
             int32_t dots[ROWS];
-            by_rows(rows, [&](auto mb) { dot_rows_vnni<decltype(mb)::value>(xq.data() + m * K, K, wr, dots); });
+            continuo::by_rows<ROWS>(rows, [&](auto mb) {
+              dot_rows_vnni<decltype(mb)::value>(xq.data() + m * K, K, wr, dots);
+            });
             for (int64_t r = 0; r < rows; ++r) store_vnni(m + r, n, dots[r]);
 #endif
           } else {
             float dots[ROWS];
-            by_rows(rows, [&](auto mb) { dot_rows_fp32<decltype(mb)::value>(xp + m * K, K, wr, dots); });
+            continuo::by_rows<ROWS>(rows, [&](auto mb) {
+              dot_rows_fp32<decltype(mb)::value>(xp + m * K, K, wr, dots);
+            });
             for (int64_t r = 0; r < rows; ++r) out_n[r * N] = dots[r] * sp[n] + bias_n;
           }
         }
       }
     }
   });
-  return out.view(out_shape);
+  return io.out.view(io.shape);
 }
 
 bool int8_linear_uses_vnni() { return kVnni; }

@@ -1,5 +1,6 @@
 // The op library of our CPU kernels: every schema of torch.ops.continuo_cpu, in one place. Each kernel lives in
-// its own file (decode_attention.cpp, cache_write.cpp, int8_linear.cpp) and registers its implementation there
+// its own file (decode_attention.cpp, cache_write.cpp, int8_linear.cpp,
+// int4_linear.cpp, decode_layers.cpp) and registers its implementation there
 // (TORCH_LIBRARY_IMPL); inference/runtime/kernels.py builds them together and says which ops must be there.
 #include <torch/library.h>
 
@@ -13,4 +14,10 @@ TORCH_LIBRARY(continuo_cpu, m) {
   // int8 weights (a scale per output channel) against rows of fp32 activations (int8_linear.cpp).
   m.def("int8_linear(Tensor x, Tensor w, Tensor scales, Tensor row_sums, Tensor? bias) -> Tensor");
   m.def("int8_linear_uses_vnni() -> bool");
+  // 4-bit weights in groups of 32 with an fp16 scale and minimum each, 16 output rows to a block (int4_linear.cpp).
+  // quantize_x: int8 activations on VNNI (the fast path); false, or a CPU without VNNI: the portable fp32 loop.
+  m.def("int4_linear(Tensor x, Tensor packed, Tensor scales, Tensor? bias, bool quantize_x) -> Tensor");
+  // One decode step through every layer (the CPU fast path: int4 / int8 linears, fused attention; decode_layers.cpp).
+  m.def("decode_layers(Tensor x, Tensor?[] params, int[] kinds, Tensor?[] caches, Tensor?[] memory, Tensor positions, "
+        "int kv_end, Tensor? mask, float scale, int n_head, bool gelu, float eps, bool vnni) -> Tensor");
 }

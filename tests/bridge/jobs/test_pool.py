@@ -1,7 +1,8 @@
 """bridge/jobs/pool.py: the workers the engine gets, what each may take, a switch's turn and its install.
 
 The workers are stand-ins that record the hooks the pool hands them (the real Worker is tests/bridge/jobs/
-test_worker.py's); the engines are stand-ins with the contract's concurrent_jobs and compute.
+test_worker.py's); the engines are stand-ins with the contract's concurrent_jobs, compute, info and
+measured_speed.
 """
 
 from __future__ import annotations
@@ -9,20 +10,29 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from bridge.jobs.pool import ServingStop, WorkerPool
+from bridge.jobs.pool import RealTime, ServingStop, WorkerPool
 from bridge.jobs.queue import Job, JobQueue
+from inference.api import MeasuredSpeed
 from inference.runtime.compute import ComputeThread
+
+
+@dataclass
+class Info:
+    name: str = "stand-in"
 
 
 @dataclass
 class Engine:
     concurrent_jobs: int
     compute: ComputeThread | None = field(default_factory=ComputeThread)
+    measured_speed: MeasuredSpeed | None = None
+    info: Info = field(default_factory=Info)
 
 
 class StubWorker:
-    def __init__(self, *, engine, compute, live_only=False, may_take=None, between_jobs=None, take_lock=None):
-        self.engine, self.compute, self.live_only = engine, compute, live_only
+    def __init__(self, *, engine, compute, live_only=False, may_take=None, between_jobs=None, take_lock=None,
+                 finished=None):
+        self.engine, self.compute, self.live_only, self.finished = engine, compute, live_only, finished
         self.may_take, self.between_jobs, self.take_lock = may_take, between_jobs, take_lock
         self.job: Job | None = None
 
@@ -113,5 +123,30 @@ def test_the_eta_counts_the_waiting_jobs_and_half_of_each_running_one_shared_by_
     pool.queue.put(waiting)
     pool.workers[0].job = Job(job_id="r", op="generate", params={"context": context, "bars": 4.0},
                               reply_to=("h", 1), client_key=("h", 1))
-    pool.workers[0].seconds_per_audio_s = 0.5
+    pool.real_time.seconds_per_audio_s = 0.5
     assert pool.eta_s(1) == (4.0 + 8.0 / 2) * 0.5 / 2  # 2 bars = 4 s waiting, half of 8 s running, 2 at once
+
+
+def test_the_speed_starts_from_the_warm_up_measurement_then_follows_finished_jobs_of_any_worker():
+    """ETAs use the engine's measured RTF before any job (not an assumed 1.0), then what jobs took, whichever
+    worker ran them; a switch starts again from the new engine's measurement."""
+    pool = pool_for(Engine(2, measured_speed=MeasuredSpeed(rtf=0.4, audio_s=1.0, source="warm-up")))
+    assert (pool.seconds_per_audio_s, pool.real_time.source) == (0.4, "warm-up")
+    context = {"bpm": 120.0, "beats_per_bar": 4, "beat_unit": 4, "key": "", "sample_rate": 48000}
+    pool.queue.put(Job(job_id="w", op="generate", params={"context": context, "bars": 2.0}, reply_to=("h", 1),
+                       client_key=("h", 1)))
+    assert pool.eta_s(1) == 4.0 * 0.4 / 2  # 2 bars at 120 bpm, at the measured speed, 2 at once (1.0 assumed: 2.0)
+    assert all(w.finished == pool.real_time.finished for w in pool.workers)
+    pool.workers[2].finished(8.0, 4.0)  # the live worker's job: 2 s of work per second of audio
+    assert pool.seconds_per_audio_s == 0.4 + RealTime.WEIGHT * (2.0 - 0.4)
+    assert (pool.real_time.source, pool.real_time.jobs) == ("finished jobs", 1)
+    pool.install(Engine(2), "unmeasured")
+    assert (pool.seconds_per_audio_s, pool.real_time.source, pool.real_time.jobs) == (1.0, "assumed", 0)
+
+
+def test_a_measured_speed_tells_a_musician_whether_it_keeps_up():
+    fast, slow = MeasuredSpeed(0.5, 1.0, "warm-up", 1.2), MeasuredSpeed(1.25, 1.0, "finished jobs")
+    assert fast.keeps_up() and not slow.keeps_up()
+    assert fast.describe() == ("RTF 0.50 measured at warm-up (1 s of audio, load 1.2): faster than real time "
+                               "(2.0x), keeps up with playback")
+    assert "SLOWER than real time: a 4 s bar takes 5.0 s" in slow.describe()

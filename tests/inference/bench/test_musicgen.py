@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 
@@ -16,3 +17,32 @@ def test_step_clock_waits_for_cuda(monkeypatch):
     assert len(synced) == 4 and all(device == torch.device("cuda:1") for device in synced)
     StepClock(2, torch.device("cpu"))(0)
     assert len(synced) == 4
+
+
+def test_the_roofline_pieces_count_what_a_step_reads(tiny_model_dir, tmp_path_factory):
+    """step_bytes: int4 weights read fewer bytes than int8, and a longer context more cache; the probe reads at a
+    plausible speed; check_targets compares within one run."""
+    from inference.bench.musicgen import StepClock, check_targets, memory_bandwidth_gbs, step_bytes
+    from inference.loading import load_engine, resolve_model
+
+    source = resolve_model(str(tiny_model_dir), tiny_dir=tmp_path_factory.mktemp("unused"))
+    engines = {weights: load_engine(source, device="cpu", weights=weights, kv_cache="int8")
+               for weights in ("int8", "int4")}
+    assert step_bytes(engines["int4"], 100) < step_bytes(engines["int8"], 100) < step_bytes(engines["int8"], 400)
+    assert 0.1 < memory_bandwidth_gbs(megabytes=64, repeats=2) < 10_000
+    def nbytes(module) -> int:
+        return sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
+
+    decoder = engines["int4"].decoder
+    caches = sum(layer.attention.kv_cache.nbytes() for layer in decoder.layers)
+    weights = sum(map(nbytes, decoder.layers)) + sum(map(nbytes, decoder.heads)) - caches
+    cross = sum(nbytes(layer.cross_attention.wkv) for layer in decoder.layers)
+    assert step_bytes(engines["int4"], 0) == weights - cross  # the text's keys and values: once per request
+    clock = StepClock(1)
+    clock.times = [0.0, 0.01, 0.02, 0.03, 0.5]  # a streamed codec chunk between the last two steps
+    assert clock.median_step_s() == pytest.approx(0.01)
+    row = {"backend": "engine", "device": "cpu", "shape": "musicgen-small", "wall_s": 4.0, "steps_per_s": 100.0,
+           "rtf": 0.4, "decoder_rtf": 0.45, "first_audio_s": 0.2, "roofline_fraction": 0.8}
+    checked = check_targets(row, {"wall_s": 80.0, "steps_per_s": 6.0})
+    assert checked["vs_transformers"] == 20.0 and checked["targets"] == {
+        "rtf": True, "decoder_rtf": False, "first_audio_s": True, "vs_transformers": True, "roofline_fraction": True}

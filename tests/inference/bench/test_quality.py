@@ -57,7 +57,7 @@ def test_auto_stays_within_the_budget_under_outliers(stressed, floor):
     """The issue's target: at head size 64 over 200+ positions with outliers x100 (K channels and LayerNorm
     channels, and V), what auto resolves to on the CPU agrees >= 95 % with fp32, mean KL within the budget."""
     auto = stressed.measure(AUTO)
-    assert stressed.last_modes["weights"] == "int8" and stressed.last_modes["kv_cache"] == "int8"  # lossy, gated
+    assert stressed.last_modes["weights"] in ("int4", "int8") and stressed.last_modes["kv_cache"] == "int8"  # gated
     assert auto.steps >= 4 * FRAMES  # codebooks x positions (guided: one row), >= 200 positions
     assert auto.agreement >= 0.95 and BUDGET.allows(auto, floor), (auto, floor)
 

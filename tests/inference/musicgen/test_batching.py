@@ -5,6 +5,7 @@ a cancelled one leaves alone."""
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -71,6 +72,7 @@ def together(engine, cases, *, join_after_steps: int = 3, cancel: int | None = N
             steps[0] += 1
             if index == 0 and steps[0] >= join_after_steps:
                 started.set()
+                time.sleep(0.005)  # the one-call step decodes the tiny model in 1 ms: the others need time to join
             if index == cancel and steps[0] >= 4:
                 raise Cancelled("cancelled by the test")
 
@@ -175,17 +177,17 @@ def test_a_serving_thread_runs_every_torch_call(engine):
     server.start()
     try:
         seen: set[int] = set()
-        real = engine.codec.decode
+        real = engine.codec_decode
 
         def decode(*args, **kwargs):
             seen.add(threading.get_ident())
             return real(*args, **kwargs)
 
-        engine.codec.decode = decode
+        engine.codec_decode = decode
         try:
             audio = engine.generate(GenerationRequest(prompt="kick", duration_s=0.3, seed=1)).audio
         finally:
-            del engine.codec.decode
+            del engine.codec_decode
         assert seen == {server.ident} and np.isfinite(audio).all()
     finally:
         stop.set()
@@ -209,7 +211,9 @@ def test_a_streamed_request_in_a_batch_streams_what_it_renders(engine):
     the render it gives alone; the other request is untouched."""
     streamed_request = GenerationRequest(prompt="warm piano chords", duration_s=2.3, seed=2)
     other = GenerationRequest(prompt="dark techno kick", duration_s=1.5, seed=3)
-    alone = engine.generate(streamed_request).audio
+    alone = engine.generate(streamed_request, on_chunk=lambda audio: None).audio  # streamed alone
+    assert 10 * np.log10(1 / max(((engine.generate(streamed_request).audio - alone) ** 2).sum()
+                                 / (alone**2).sum(), 1e-30)) > 100  # = the one-shot render, to rounding
     alone_other = engine.generate(other).audio
     chunks, results = [], {}
 
@@ -226,7 +230,7 @@ def test_a_streamed_request_in_a_batch_streams_what_it_renders(engine):
     streamed = np.concatenate(chunks, axis=-1)
     assert streamed.shape == alone.shape and len(chunks) >= 2
     error = ((streamed - alone) ** 2).sum() / (alone**2).sum()
-    assert 10 * np.log10(1 / max(error, 1e-20)) > 20  # the crossfaded seams, as a lone stream's
+    assert 10 * np.log10(1 / max(error, 1e-20)) > 60  # the render is the chunks (codec stream, exact seams)
 
 
 
@@ -273,12 +277,13 @@ def same_bits(batched: list[list], alone: list[list]) -> bool:
 def test_per_step_logits_alone_and_batched_are_the_same_bits_at_head_size_64(copy_dir, tmp_path_factory):
     """The claim, stated where a near-tie would show it: at head size 64 (the quality harness model, whose attention
     matters), over a 300-step job with another joining after 40 steps, every step's logits of each request are
-    bitwise those it gets alone, with the CPU defaults (int8 weights, LM heads bf16, int8 cache, fused attention).
+    bitwise those it gets alone, with the CPU defaults (int4 or int8 weights as calibration allows, LM heads bf16,
+    int8 cache, fused attention).
     The control: the same comparison fails when one logit of one late step of the joined request is one ulp off.
     (An earlier control ran fp32 weights through SDPA and expected different bits; on some CPUs oneDNN's GEMM
     blocking does not follow the row count and they match, so it proved nothing about the comparison.)"""
     engine = engine_for(copy_dir, tmp_path_factory)
-    assert (engine.weights.value, engine.kv_cache.value) == ("int8", "int8")
+    assert engine.weights.value in ("int4", "int8") and engine.kv_cache.value == "int8"  # int4: within budget here
     alone, batched = recorded(engine, LONG, batched=False), recorded(engine, LONG, batched=True)
     assert len(alone[0]) >= 300
     assert same_bits(batched, alone)

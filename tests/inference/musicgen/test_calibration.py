@@ -72,7 +72,8 @@ def test_auto_on_the_smoke_model_is_calibrated_and_recorded(source):
     engine = load_engine(source, device="cpu", warm_up=False)
     record = engine.info.modes["calibration"]
     assert record["gated"] and record["equalized"] and record["floor"]["steps"] > 0
-    assert set(record["measured"]) == {"int8 weights", "int8 weights + int8 cache"}
+    assert set(record["measured"]) == {"int4 weights", "int4 weights + int8 cache"}  # int4 within budget here
+    assert engine.weights.value == "int4"
     assert engine.info.modes["weights"] == record["weights"] == engine.weights.value
     assert engine.info.modes["kv_cache"] == record["kv_cache"] == engine.kv_cache.value
     assert record["seconds"] < 5.0  # the smoke model pays little for it
@@ -85,8 +86,29 @@ def test_auto_falls_back_beyond_the_budget(source, monkeypatch):
     assert engine.weights.value == "fp32" and engine.kv_cache.value == "fp32"
     assert not any(type(module).__name__ == "Int8Linear" for module in engine.decoder.modules())
     decisions = engine.info.modes["calibration"]["decisions"]
+    assert any("int4 weights beyond the budget" in line for line in decisions)
     assert any("int8 weights beyond the budget" in line for line in decisions)
     assert any("int8 cache beyond the budget" in line for line in decisions)
+
+
+def test_auto_takes_int8_where_int4_is_beyond_the_budget(source, monkeypatch):
+    """int4 is measured first; refused, int8 is measured next and served (the budget here refuses only the first
+    weight mode it is asked about: int4)."""
+    asked = []
+
+    class RefusesInt4(Budget):
+        def allows(self, fidelity, floor) -> bool:
+            asked.append(fidelity)
+            return len(asked) > 1
+
+    monkeypatch.setattr(calibration, "BUDGET", RefusesInt4())
+    engine = load_engine(source, device="cpu", warm_up=False)
+    record = engine.info.modes["calibration"]
+    assert engine.weights.value == "int8" and "int8 weights" in record["measured"]
+    assert record["measured"]["int4 weights"]["kl"] >= 0 and "int8 weights + int8 cache" in record["measured"]
+    assert any("int4 weights beyond the budget" in line for line in record["decisions"])
+    assert any(type(module).__name__ == "Int8Linear" for module in engine.decoder.modules())
+    assert not any(type(module).__name__ == "Int4Linear" for module in engine.decoder.modules())
 
 
 def test_named_modes_are_equalised_but_not_gated(source, monkeypatch):

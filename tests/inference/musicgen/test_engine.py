@@ -254,3 +254,44 @@ def test_any_other_failure_becomes_an_inference_error(mono, monkeypatch):
     monkeypatch.setattr(mono, target, broken)
     with pytest.raises(InferenceError, match="generation failed: ValueError: shape mismatch"):
         mono.generate(request())
+
+
+def test_a_repeated_prompt_skips_the_text_encoder(tiny_model_dir, tmp_path_factory):
+    """T5 conditioning cached per (prompt, styles): the second render of a prompt runs no T5 pass and gives the same
+    audio; a new prompt or a style does run it (the control)."""
+    source = resolve_model(str(tiny_model_dir), tiny_dir=tmp_path_factory.mktemp("unused"))
+    engine = load_engine(source, device="cpu", weights="fp32")
+    passes = []
+    encoder = engine.text_encoder
+    original = encoder.forward
+    encoder.forward = lambda *args, **kwargs: passes.append(1) or original(*args, **kwargs)
+    first = engine.generate(request())
+    assert len(passes) == 1
+    again = engine.generate(request())
+    assert len(passes) == 1 and np.array_equal(first.audio, again.audio)
+    engine.generate(GenerationRequest(prompt="dark techno kick", duration_s=0.5, seed=7))
+    engine.generate(request(styles=(("ambient pad", 0.5),)))
+    assert len(passes) == 3
+
+
+def test_warm_up_measures_the_real_time_factor_and_saves_it_for_doctor(tiny_model_dir, tmp_path_factory):
+    """warm_up times a 1 s take on the warm-up prompt (its T5 states cached: no T5 pass in the take) into
+    measured_speed, saved per checkpoint and modes; the figure is the take's wall over its audio (a fake clock:
+    0.75 s over 1 s is 0.75, over 0.5 s it is 1.5 and does not keep up: the control of the divisor)."""
+    from inference.runtime.plans import load_plan
+
+    source = resolve_model(str(tiny_model_dir), tiny_dir=tmp_path_factory.mktemp("unused"))
+    engine = load_engine(source, device="cpu", weights="fp32")  # warmed up
+    speed = engine.measured_speed
+    assert speed is not None and (speed.source, speed.audio_s) == ("warm-up", 1.0) and speed.rtf > 0
+    assert engine.speed_key.settings.startswith(f"weights=fp32 kv_cache={engine.kv_cache.value} ")
+    assert load_plan(engine.speed_key)["rtf"] == speed.rtf
+    passes = []
+    original = engine.text_encoder.forward
+    engine.text_encoder.forward = lambda *args, **kwargs: passes.append(1) or original(*args, **kwargs)
+    times = iter([10.0, 10.75, 20.0, 20.75])
+    timed = engine.measure_speed(clock=lambda: next(times))
+    assert (timed.rtf, timed.keeps_up()) == (0.75, True) and passes == []
+    short = engine.measure_speed(0.5, clock=lambda: next(times))
+    assert (short.rtf, short.keeps_up()) == (1.5, False)
+    assert load_plan(engine.speed_key)["rtf"] == 1.5  # the last measurement is what doctor shows

@@ -1,4 +1,5 @@
-"""Streaming: chunks while decoding, adding up to (nearly) the one-shot render; seams crossfaded."""
+"""Streaming: chunks while decoding, adding up to the one-shot render (exactly with the codec stream; the crossfading
+ChunkStreamer where the codec is one it does not know)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,23 @@ def test_streaming_a_continuation_and_long_windows(engine):
         assert np.concatenate(chunks, axis=-1).shape == out.audio.shape == (1, round(1.7 * RATE))
     finally:
         engine.options = EngineOptions(weights="fp32")
+
+
+def test_streamed_render_is_the_one_shot_render_and_starts_after_half_a_second(engine):
+    """With the codec streaming exactly (inference/musicgen/codec.py), the streamed render is the one-shot render
+    within -60 dB (no crossfade), assembled from the chunks (no second decode), and the first chunk is
+    first_chunk_s of audio, handed out while the steps run."""
+    from inference.musicgen.streaming import ExactStreamer
+
+    assert engine.fast_codec is not None and isinstance(engine.streamer(0, lambda audio: None), ExactStreamer)
+    request = GenerationRequest(prompt="warm piano chords", duration_s=2.3, seed=5)
+    chunks, steps = [], []
+    streamed = engine.generate(request, on_chunk=lambda audio: chunks.append((audio, len(steps))),
+                               should_cancel=lambda: steps.append(1) is not None)  # asked once per step
+    whole = engine.generate(request)
+    assert streamed.audio.shape == whole.audio.shape
+    assert snr_db(streamed.audio, whole.audio) > 60
+    assert snr_db(np.concatenate([audio for audio, _ in chunks], axis=-1), whole.audio) > 60
+    first, steps_before = chunks[0]
+    assert first.shape[-1] == round(engine.options.first_chunk_s * RATE)
+    assert steps_before < len(steps) / 2  # first audio long before the end

@@ -247,7 +247,7 @@ def test_oom_in_cache_setup_leaves_the_engine_usable(engine, monkeypatch):
 
 
 def test_oom_in_the_codec_decode_is_out_of_memory(engine, monkeypatch):
-    monkeypatch.setattr(engine.codec, "decode", oom)
+    monkeypatch.setattr(engine, "codec_decode", oom)
     with pytest.raises(OutOfMemory) as info:
         engine.generate(short())
     assert_out_of_memory(info)

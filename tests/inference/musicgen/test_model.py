@@ -44,3 +44,57 @@ def test_weights_map_by_name_and_a_missing_one_is_named(tiny_model_dir):
     del state["decoder.lm_heads.3.weight"]
     with pytest.raises(ValueError, match="heads.3.weight"):
         build_decoder(args, state)
+
+
+def random_fast_decoder(weights: str, cache: str, args: ModelArgs = ModelArgs(dim=128, n_layer=3, n_head=2,
+                                                                             ffn_dim=256, vocab_size=64, text_dim=64)):
+    """A random decoder of head size 64 quantised to weights, fused attention, caches of mode cache for 2 rows."""
+    from inference.musicgen.kv_cache import KVCacheMode, build_cache_factory
+    from inference.musicgen.model import sinusoids
+    from inference.runtime.quantize import INT8_KEEP, quantize_int4_cpu_, quantize_int8_cpu_
+
+    torch.manual_seed(0)
+    decoder = MusicGenDecoder(args).eval()
+    decoder.positions = sinusoids(args.max_positions, args.dim)
+    decoder = (quantize_int4_cpu_ if weights == "int4" else quantize_int8_cpu_)(decoder, keep=INT8_KEEP)
+    decoder.set_attention_backend("fused-cpu")
+    decoder.setup_caches(build_cache_factory(KVCacheMode(cache), batch=2, heads=args.n_head, positions=64,
+                                             head_dim=args.head_dim, activation_dtype=torch.float32, device="cpu"))
+    return decoder
+
+
+def step_logits(decoder, fast: bool, steps: int = 12) -> list[torch.Tensor]:
+    from inference.musicgen.model import RowPositions
+
+    decoder.fast_step = fast
+    text, mask = torch.randn(2, 5, 64, generator=torch.Generator().manual_seed(1)), torch.ones(2, 5, dtype=torch.long)
+    mask[1] = 0  # the CFG null row
+    memory = decoder.encode_memory(text, mask)
+    tokens = torch.randint(64, (2, 4, steps), generator=torch.Generator().manual_seed(2))
+    out = []
+    with torch.inference_mode():
+        for position in range(steps):
+            positions = torch.tensor([position, max(0, position - 3)])  # rows at their own positions: masked
+            rows = RowPositions.build(positions, position, bool(positions[0] == positions[1]))
+            out.append(decoder.decode_rows(tokens[:, :, position : position + 1], rows, position + 1, memory))
+    return out
+
+
+@pytest.mark.parametrize("weights, cache", [("int4", "int8"), ("int8", "int8"), ("int4", "fp32"), ("int8", "bf16")])
+def test_the_one_call_step_equals_the_python_layer_loop(weights, cache):
+    """decode_layers.cpp (every layer in one C++ call) against the Python layer loop it replaces: the same logits to
+    LayerNorm rounding, rows at their own positions, cross-attention with a null row; and it is the path taken."""
+    from inference.runtime.kernels import kernels_status
+
+    if not kernels_status().usable:
+        pytest.skip(kernels_status().reason)
+    decoder = random_fast_decoder(weights, cache)
+    slow = step_logits(decoder, fast=False)
+    x = torch.zeros(2, 1, 128)
+    assert decoder.fast_layers(x, [None] * 3) is None  # fast_step is off: the loop ran
+    fast = step_logits(decoder, fast=True)
+    assert decoder.fast_layers(x, [None] * 3) is not None
+    for got, want in zip(fast, slow):
+        assert ((got - want).norm() / want.norm()).item() < 2e-3
+    decoder.layers[1].ffn.w1 = torch.nn.Linear(128, 256, bias=False)  # a layer off the fast path: the loop runs
+    assert decoder.fast_layers(x, [None] * 3) is None

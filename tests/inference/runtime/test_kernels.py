@@ -11,7 +11,7 @@ from inference.api import GenerationRequest
 from inference.loading import load_engine, resolve_model
 from inference.musicgen.engine import resolve_attention
 from inference.musicgen.kv_cache import Int8KVCache, KVCache, MuLawKVCache, mulaw_decode
-from inference.runtime.quantize import Int8Linear, quantize_int8_cpu_
+from inference.runtime.quantize import Int4Linear, Int8Linear, int4_codes, int4_pack, int4_unpack, quantize_int8_cpu_
 
 needs_kernels = pytest.mark.skipif(not cpu_kernels.kernels_status().usable,
                                    reason=f"CPU kernels unavailable: {cpu_kernels.kernels_status().reason}")
@@ -135,6 +135,61 @@ def test_int8_linear_portable_loop_and_its_prefill_gemm():
         x = torch.randn(shape)
         torch.testing.assert_close(int8(x), F.linear(x, dequantized), atol=1e-4, rtol=1e-4)
     assert (dequantized - linear.weight).abs().max() <= int8.scales.max() / 2 + 1e-7  # round-to-nearest codes
+
+
+def emulate_int4_linear(x, weight, bias):
+    """int4_linear's VNNI arithmetic: x rounded to int8 per row (abs-max / 127), times the dequantized weight."""
+    x_scale = (x.abs().amax(dim=-1, keepdim=True) / 127).clamp_min(1e-30)
+    out = torch.round(x / x_scale).double() @ weight.double().T * x_scale.double()
+    return (out if bias is None else out + bias.double()).float()
+
+
+def test_int4_codes_pack_and_unpack_to_the_fit():
+    """The layout round trip: unpack(pack(codes)) is d * q + m of every group, and the fit beats Q4_0's error."""
+    torch.manual_seed(0)
+    weight = torch.randn(32, 128)
+    codes, d, m = int4_codes(weight)
+    assert codes.dtype == torch.uint8 and int(codes.max()) <= 15 and d.shape == (32, 4)
+    fitted = codes.float().view(32, 4, 32) * d.float()[..., None] + m.float()[..., None]
+    unpacked = int4_unpack(*int4_pack(codes, d, m))
+    assert torch.equal(unpacked, fitted.view(32, 128))
+    assert (unpacked - weight).norm() / weight.norm() < 0.08  # Q4_0 (one symmetric scale) measured 0.086
+    swapped = int4_unpack(*int4_pack(codes.view(32, 4, 4, 2, 4).flip(3).reshape(32, 128), d, m))  # control
+    assert (swapped - weight).norm() / weight.norm() > 0.3
+
+
+@needs_kernels
+@pytest.mark.parametrize("rows", [1, 2, 3, 8, 11, 40])  # 8 rows per pass over a tile, and the rest
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("inputs", [64, 1024])
+def test_int4_linear_matches_its_reference(rows, bias, inputs):
+    torch.manual_seed(rows)
+    linear = torch.nn.Linear(inputs, 48, bias=bias)
+    vnni = bool(torch.ops.continuo_cpu.int8_linear_uses_vnni())
+    int4 = Int4Linear(linear, cpu_kernels.int4_linear_op(), vnni)
+    weight = int4_unpack(int4.packed, int4.scales)
+    x = torch.randn(2, rows, inputs)
+    got = int4(x)
+    assert got.shape == (2, rows, 48)
+    if vnni:
+        torch.testing.assert_close(got, emulate_int4_linear(x, weight, int4.bias), atol=1e-4, rtol=1e-4)
+    portable = cpu_kernels.int4_linear_op()(x, int4.packed, int4.scales, int4.bias, False)
+    torch.testing.assert_close(portable, F.linear(x, weight, int4.bias), atol=1e-4, rtol=1e-4)
+    broken = int4.packed.clone()
+    broken[0, 0, 0, 0] ^= 0x11  # control: one byte of one block flipped shows
+    assert not torch.allclose(cpu_kernels.int4_linear_op()(x, broken, int4.scales, int4.bias, False), portable)
+
+
+@needs_kernels
+@pytest.mark.parametrize("quantize_x", [True, False])
+def test_int4_row_alone_and_batched_give_the_same_bits(quantize_x):
+    torch.manual_seed(0)
+    int4 = Int4Linear(torch.nn.Linear(256, 64, bias=False), cpu_kernels.int4_linear_op(), True)
+    x = torch.randn(9, 256)
+    op = cpu_kernels.int4_linear_op()
+    together = op(x, int4.packed, int4.scales, None, quantize_x)
+    for row in range(9):
+        assert torch.equal(op(x[row : row + 1], int4.packed, int4.scales, None, quantize_x), together[row : row + 1])
 
 
 def test_int8_falls_back_to_torch_dynamic_int8_without_our_kernels(monkeypatch):

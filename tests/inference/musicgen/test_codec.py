@@ -1,0 +1,81 @@
+"""EnCodec's decoder, fast and streaming (inference/musicgen/codec.py): the same function as transformers' decode, and
+chunks that add up to the whole decode within -60 dB however the frames arrive; a stream without its lookahead is the
+control that fails."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import inference.musicgen.codec as codec_module
+from inference.musicgen.codec import CodecStream, FastCodecDecoder, supported
+
+
+def error_db(audio: torch.Tensor, expected: torch.Tensor) -> float:
+    noise = float(((audio - expected) ** 2).sum())
+    return -300.0 if noise == 0 else 10 * np.log10(noise / float((expected**2).sum()))
+
+
+@pytest.fixture(scope="module")
+def codec():
+    """MusicGen's EnCodec 32 kHz layout (random weights) at a quarter of its widths: the same layers and strides."""
+    from transformers import EncodecConfig, EncodecModel
+
+    from inference.bench.musicgen import ENCODEC_32KHZ
+
+    torch.manual_seed(0)
+    config = EncodecConfig(**{**ENCODEC_32KHZ, "hidden_size": 32, "num_filters": 16})
+    return EncodecModel(config).eval()
+
+
+@pytest.fixture(scope="module")
+def codes():
+    return torch.randint(0, 2048, (2, 4, 60), generator=torch.Generator().manual_seed(1))
+
+
+def streamed(fast, codes, chunks, start=0):
+    stream, pieces, position = CodecStream(fast, start), [], 0
+    for size in chunks:
+        piece = stream.push(codes[:, :, position : position + size])
+        position += size
+        if piece is not None:
+            pieces.append(piece)
+    last = stream.push(codes[:, :, position:], final=True)
+    return torch.cat(pieces + ([last] if last is not None else []), dim=-1)
+
+
+def test_the_fast_decoder_is_transformers_decode(codec, codes):
+    assert supported(codec) is None
+    with torch.inference_mode():
+        expected = codec.decode(codes[None], [None]).audio_values
+        got = FastCodecDecoder(codec)(codes)
+    assert got.shape == expected.shape == (2, 1, 60 * 640)
+    assert error_db(got, expected) < -100
+
+
+@pytest.mark.parametrize("chunks", [[1] * 60, [25, 25], [7, 30, 2, 5], [60]], ids=["frames", "halves", "odd", "one"])
+def test_chunks_add_up_to_the_whole_decode(codec, codes, chunks):
+    fast = FastCodecDecoder(codec)
+    with torch.inference_mode():
+        whole = fast(codes)
+        assert error_db(streamed(fast, codes, chunks), whole) < -60
+        tail = streamed(fast, codes, chunks, start=20)  # a continuation: the prompt's 20 frames are not output
+    assert tail.shape[-1] == 40 * 640 and error_db(tail, whole[..., 20 * 640 :]) < -60
+
+
+def test_a_stream_without_its_lookahead_has_audible_seams(codec, codes, monkeypatch):
+    """The control: the upsampling stack's receptive field reaches a frame each way; without that frame a seam is
+    wrong, so the -60 dB check above can fail."""
+    fast = FastCodecDecoder(codec)
+    monkeypatch.setattr(codec_module, "LOOKAHEAD", 0)
+    with torch.inference_mode():
+        assert error_db(streamed(fast, codes, [10] * 6), fast(codes)) > -60
+
+
+def test_an_unknown_codec_is_left_to_transformers(codec):
+    from transformers import EncodecConfig, EncodecModel
+
+    causal = EncodecModel(EncodecConfig(**{**codec.config.to_dict(), "use_causal_conv": True}))
+    assert "causal" in supported(causal)
+    assert supported(torch.nn.Linear(2, 2)) is not None
