@@ -191,8 +191,12 @@ class CodecStream:
         self.state = None
         self.emitted = start_frame  # frames whose audio is out (or not wanted: a prompt's)
 
+    @torch.inference_mode()
     def push(self, codes: Tensor, final: bool = False) -> Tensor | None:
-        """codes (B, K, n): the next n frames (n may be 0 with final). Returns the audio that is now final, or None."""
+        """codes (B, K, n): the next n frames (n may be 0 with final). Returns the audio that is now final, or None.
+        Always in inference mode, whichever thread calls it: the engine pushes from its decode loop (in inference
+        mode) and finishes the stream from the compute thread (not), and the state carried between the two is an
+        inference tensor that the LSTM's parameters (they require grad) may not meet outside it."""
         decoder = self.decoder
         if codes.shape[2]:
             new = decoder.embed(codes)

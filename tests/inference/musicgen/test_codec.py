@@ -73,6 +73,23 @@ def test_a_stream_without_its_lookahead_has_audible_seams(codec, codes, monkeypa
         assert error_db(streamed(fast, codes, [10] * 6), fast(codes)) > -60
 
 
+def test_a_stream_begun_in_inference_mode_finishes_outside_it(codec, codes):
+    """The engine pushes frames from its decode loop (inference mode) and finishes the stream from the compute thread
+    (not in inference mode): the LSTM state carried between them is an inference tensor. The daemon's streamed
+    generate failed there ("Inference tensors cannot be saved for backward"). The control: the LSTM itself, given
+    that state outside inference mode, still fails, so the test covers the case that broke."""
+    fast = FastCodecDecoder(codec)
+    stream = CodecStream(fast)
+    with torch.inference_mode():
+        stream.push(codes[:, :, :20])
+    tail = stream.push(codes[:, :, 20:], final=True)
+    assert tail is not None and tail.shape[2] > 0
+    with torch.inference_mode():
+        state = fast.recurrent(torch.zeros(2, fast.lstm.input_size, 3))[1]
+    with pytest.raises(RuntimeError, match="Inference tensors"):
+        fast.recurrent(torch.zeros(2, fast.lstm.input_size, 3), state)
+
+
 def test_an_unknown_codec_is_left_to_transformers(codec):
     from transformers import EncodecConfig, EncodecModel
 
