@@ -306,6 +306,37 @@ def test_cancel_works_and_the_header_follows_the_jobs_live(page):
     assert page.problems == []
 
 
+HOLD_THE_FORM_REPLY = """
+(() => {
+  const fetch0 = window.fetch;
+  window.fetch = async (url, options) => {
+    const response = await fetch0(url, options);
+    if (!(options && options.method === "POST" && String(url).endsWith("/api/jobs"))) return response;
+    const id = JSON.parse(options.body).job_id;
+    for (let i = 0; i < 1200; i += 1) {  // until the event stream has brought the job's done (at most 120 s)
+      if (document.querySelector(`.job[data-job-id='${id}']`)?.dataset.terminalEvents) break;
+      await new Promise((ok) => setTimeout(ok, 100));
+    }
+    window.formRepliesReleased = (window.formRepliesReleased || 0) + 1;
+    return response;
+  };
+})();
+"""
+
+
+def test_a_late_form_reply_does_not_put_a_finished_job_back_in_the_queue(page):
+    """The POST's reply can reach the page after the event stream brought the job's progress or done (CI saw the
+    header say "2 waiting" while one rendered). Holding the reply until the done is in makes the race certain: the
+    old page set the job back to queued, and it stayed there."""
+    page.evaluate(HOLD_THE_FORM_REPLY)
+    job_id = submit(page)  # the card comes from the stream's queued event, before the reply
+    page.wait_for_function("() => window.formRepliesReleased === 1", timeout=JOB_TIMEOUT_MS)
+    page.wait_for_timeout(300)  # the reply is handled on the next turns of the event loop
+    assert "done" in job_card(page, job_id).locator(".status").inner_text()
+    assert " idle " in page.inner_text("#daemon-line")
+    assert page.problems == []
+
+
 def test_a_job_error_from_another_client_leaves_the_connection_notice_clear(page, osc_client):
     """The daemon's SSE `error` event (a job failed) is not a lost connection: no "reconnecting" notice."""
     osc_client.send("/continuo/generate", "osc-refused-1", "no-such-preset", "x", 1.0)  # refused: not_found

@@ -236,10 +236,11 @@ async function submit(op, source = "") {
   if (op === "stems") delete body.settings;
   const { ok, data } = await api("POST", "/api/jobs", body);
   if (!ok) { showFormError(data.error.field ? refusalText(op, data.error) : `${op}: ${data.error.message}`); return; }
-  upsertJob({ job_id, op, status: "queued", params: { prompt: body.prompt || body.settings?.prompt || "",
-                                                      bars: op === "stems" ? undefined : bars, input_path: body.input_path,
-                                                      settings: body.settings || {}, loop: !!(body.settings || {}).loop },
-              outputs: [], source: source || undefined });
+  // The event stream can bring this job's queued, progress, outputs, even its done, before this reply: keep them.
+  const live = jobs.get(job_id)?.data;
+  upsertJob({ job_id, op, status: live?.status ?? "queued", outputs: live?.outputs ?? [], source: source || undefined,
+              params: { prompt: body.prompt || body.settings?.prompt || "", bars: op === "stems" ? undefined : bars,
+                        input_path: body.input_path, settings: body.settings || {}, loop: !!(body.settings || {}).loop } });
   for (const event of data.events) handleEvent(event);
 }
 
