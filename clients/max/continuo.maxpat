@@ -155,9 +155,12 @@
     "box": {
      "id": "obj-events",
      "maxclass": "newobj",
-     "numinlets": 22,
-     "numoutlets": 22,
+     "numinlets": 25,
+     "numoutlets": 25,
      "outlettype": [
+      "",
+      "",
+      "",
       "",
       "",
       "",
@@ -187,7 +190,7 @@
       150.0,
       22.0
      ],
-     "text": "route /continuo/adapters /continuo/analysis /continuo/beats /continuo/context /continuo/done /continuo/error /continuo/limits /continuo/models /continuo/output /continuo/partial /continuo/pong /continuo/presets /continuo/progress /continuo/queued /continuo/session /continuo/slot /continuo/status /continuo/storage /continuo/trash/job /continuo/trash/result /continuo/welcome"
+     "text": "route /continuo/adapters /continuo/analysis /continuo/beats /continuo/context /continuo/done /continuo/error /continuo/jam/chunk /continuo/jam/scheduled /continuo/jam/state /continuo/limits /continuo/models /continuo/output /continuo/partial /continuo/pong /continuo/presets /continuo/progress /continuo/queued /continuo/session /continuo/slot /continuo/status /continuo/storage /continuo/trash/job /continuo/trash/result /continuo/welcome"
     }
    },
    {
@@ -2700,7 +2703,7 @@
      ],
      "source": [
       "obj-events",
-      13
+      16
      ]
     }
    },
@@ -2724,7 +2727,7 @@
      ],
      "source": [
       "obj-events",
-      12
+      15
      ]
     }
    },
@@ -2916,7 +2919,7 @@
      ],
      "source": [
       "obj-events",
-      20
+      23
      ]
     }
    },
@@ -2928,7 +2931,7 @@
      ],
      "source": [
       "obj-events",
-      20
+      23
      ]
     }
    },
@@ -2988,7 +2991,7 @@
      ],
      "source": [
       "obj-events",
-      11
+      14
      ]
     }
    },
@@ -3048,7 +3051,7 @@
      ],
      "source": [
       "obj-events",
-      8
+      11
      ]
     }
    },
@@ -3385,6 +3388,42 @@
      "source": [
       "obj-events",
       21
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      22
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      23
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      24
      ]
     }
    },
