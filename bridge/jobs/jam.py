@@ -57,11 +57,12 @@ from bridge.audio.effects import build_pedalboard
 from bridge.audio.files import daw_file_name, musical_title, partial_name, write_wav_atomic
 from bridge.audio.playback import JamChunk, JamSink
 from bridge.audio.presets import Preset
-from bridge.errors import BadRequest
+from bridge.errors import BadRequest, BridgeError
 from inference.api import Capability, Engine, GenerationRequest
 
 log = logging.getLogger("continuo.jam")
 
+TEMPO_CLOCKS = ("internal", "link")  # clocks that take a tempo from the jam (the others follow their sender)
 CONTROLS = ("prompt", "preset", "temperature", "guidance", "bpm", "keep_loop", "mute", "stop")
 SOUND_CONTROLS = ("prompt", "preset", "temperature", "guidance")  # a change makes a new prompt_id
 STATES = ("starting", "playing", "stopping", "stopped", "failed")
@@ -261,8 +262,8 @@ class JamSession:
         self.origin_bar: int | None = None  # the clock's bar where jam bar 0 starts
         self.next_bar = 0  # the next jam bar to hand to the outputs
         self.out_start = 0.0  # where it starts, in samples from bar 0 (fractional: the carried remainder)
-        # the tempo the internal clock was given for the bars handed out (None: the clock's own, a host's)
-        self.told_bpm: float | None = settings.bpm if callable(getattr(clock, "set_tempo", None)) else None
+        # the tempo the clock was given for the bars handed out (None: the clock's own, a host's or MIDI's)
+        self.told_bpm: float | None = settings.bpm if clock.kind in TEMPO_CLOCKS else None
         self.making_bar: int | None = None  # the bar the generator is making (controls land after it)
         self.last: Bar | None = None  # the last bar handed out (held bars repeat it)
         self.history: list[Bar] = []  # the last bars handed out (keep_loop repeats them), at most BANK of them
@@ -374,7 +375,7 @@ class JamSession:
         low, high = ranges[name]
         if not (low <= number <= high) or not math.isfinite(number):
             raise BadRequest(f"jam control {name} must be {low:g}..{high:g}, got {text}", job_id=jam_id)
-        if name == "bpm" and not callable(getattr(self.clock, "set_tempo", None)):
+        if name == "bpm" and self.clock.kind not in TEMPO_CLOCKS:
             raise BadRequest(f"this jam follows the {self.clock.kind} clock's tempo; change the tempo there "
                              "(only an internal clock takes bpm)", job_id=jam_id)
         if name in ("keep_loop", "mute"):
@@ -571,9 +572,11 @@ class JamSession:
                          sample_rate=self.sample_rate, prompt_id=bar.prompt_id, held=held)
         if self.recording is not None:
             chunk = replace(chunk, path=self.recording.write(chunk))
-        set_tempo = getattr(self.clock, "set_tempo", None)
-        if callable(set_tempo) and self.told_bpm is not None and abs(self.told_bpm - bpm) > 1e-6:
-            set_tempo(bpm, chunk.start_beat)  # the internal clock takes the new tempo at this bar line
+        if self.told_bpm is not None and abs(self.told_bpm - bpm) > 1e-6:
+            try:  # the clock takes the new tempo at this bar's line (a line still to come: bars go out ahead)
+                self.clock.set_tempo(bpm, bar=self.origin_bar + index)
+            except BridgeError as error:
+                log.warning("job=%s jam tempo %g not set on the clock: %s", self.settings.jam_id, bpm, error)
             self.told_bpm = bpm
         for sink in self.sinks:
             try:
@@ -642,7 +645,7 @@ class JamSession:
             self.status_.take_path = take
             if self.status_.state != "failed":
                 self.status_.state = "stopped"
-                self.status_.message = self.status_.message or (f"take: {take}" if take else "no bar was played")
+                self.status_.message = f"take: {take}" if take else self.status_.message or "no bar was played"
         self.finished.set()
         for sink in self.sinks:
             try:

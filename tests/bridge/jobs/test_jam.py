@@ -64,10 +64,13 @@ class FakeClock:
             start_s, beat, bpm = [s for s in self.segments if s[0] <= at][-1]
         return ClockReading(at, beat + (at - start_s) * bpm / 60.0, bpm, self.beats_per_bar, self.playing)
 
-    def set_tempo(self, bpm: float, at_beat: float) -> None:
+    def set_tempo(self, bpm: float, at_s: float | None = None, bar: int | None = None) -> int:
+        """As bridge/audio/clocks.py:InternalClock's: the change lands at `bar`'s line."""
         with self.lock:
+            at_beat = float(bar * self.beats_per_bar)
             when = self.reading().time_of_beat(at_beat)
             self.segments.append((when, at_beat, bpm))
+        return bar
 
     def close(self) -> None:
         pass
@@ -265,7 +268,7 @@ def test_bad_controls_are_refused_by_name(engine):
             session.control("temperature", "9")
         with pytest.raises(BadRequest, match="unknown preset 'nope'"):
             session.control("preset", "nope")
-        clock.set_tempo = None  # a host's clock: its tempo is the host's
+        clock.kind = "host"  # a host's clock: its tempo is the host's
         with pytest.raises(BadRequest, match="internal clock takes bpm"):
             session.control("bpm", "100")
     finally:
