@@ -89,6 +89,8 @@ class JamSettings:
     lookahead_bars: int = 0  # 0: adapt to the measured speed
     crossfade_s: float = 0.01
     guard_s: float = 0.15  # a held bar goes out this long before its bar line when the generated one is not there
+    count_in: bool = True  # the first bar continues a bar of clicks at the session tempo (the model's context on
+    # the grid: MusicGen takes no tempo); the clicks are never played
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,20 @@ def crossfade(before: np.ndarray | None, after: np.ndarray) -> np.ndarray:
     out = after.copy()
     out[:, :n] = before[:, :n] * (1.0 - ramp) + after[:, :n] * ramp
     return out
+
+
+def click_bar(bpm: float, beats_per_bar: int, sample_rate: int, channels: int) -> np.ndarray:
+    """One bar of clicks at bpm, (channels, samples), whole codec frames long: a decaying 1.5 kHz burst on every
+    beat, the downbeat louder. What the first bar continues (JamSettings.count_in)."""
+    samples = round(bar_samples(bpm, beats_per_bar, sample_rate))
+    t = np.arange(round(0.03 * sample_rate)) / sample_rate
+    burst = (np.sin(2 * np.pi * 1500.0 * t) * np.exp(-t / 0.012)).astype(np.float32)
+    bar = np.zeros(samples, np.float32)
+    for beat in range(beats_per_bar):
+        start = round(beat * 60.0 / bpm * sample_rate)
+        piece = burst[: samples - start] * (0.6 if beat == 0 else 0.3)
+        bar[start : start + piece.size] += piece
+    return np.repeat(bar[None], channels, axis=0)
 
 
 def fit_length(audio: np.ndarray, samples: int) -> np.ndarray:
@@ -513,12 +529,15 @@ class JamSession:
         need = math.ceil((last + self.fade) / self.hop) - have
         context_frames = round(self.settings.context_bars * exact / self.hop)
         prompt_codes = None if stream.codes is None else stream.codes[:, max(0, have - context_frames):]
+        count_in = None
+        if stream.codes is None and self.settings.count_in:
+            count_in = click_bar(sound.bpm, self.settings.beats_per_bar, self.sample_rate, self.channels)
         preset = sound.preset
         context = MusicalContext(bpm=sound.bpm, beats_per_bar=self.settings.beats_per_bar, key=self.settings.key)
         request = GenerationRequest(
             prompt=preset.render_prompt(sound.prompt, context), duration_s=need / self.engine.info.frame_rate,
             seed=self.settings.seed + self.made, temperature=sound.temperature, top_k=preset.top_k,
-            top_p=preset.top_p, guidance_scale=sound.guidance, prompt_codes=prompt_codes)
+            top_p=preset.top_p, guidance_scale=sound.guidance, prompt_codes=prompt_codes, audio_prompt=count_in)
         out = self.engine.generate(request)
         if out.codes is None or out.codes.shape[-1] != need:
             raise RuntimeError(f"the engine gave {None if out.codes is None else out.codes.shape[-1]} frames of codes "

@@ -29,7 +29,7 @@ from bridge.jobs.jam import JamRecording, JamSession, JamSettings, JamStatus, ch
 from bridge.jobs.journal import Journal
 from bridge.protocol.destinations import Destination
 from bridge.settings import Settings
-from inference.api import Engine
+from inference.api import Capability, Engine
 
 log = logging.getLogger("continuo.jam")
 
@@ -96,6 +96,9 @@ class Jams:
         if refused:
             raise BadRequest(f"a jam takes no {', '.join(refused)} (job settings); drop them", job_id=jam_id)
         engine = self.engine()
+        if not engine.info.supports(Capability.CODE_PROMPT):
+            raise BadRequest(f"{engine.info.name} cannot jam: a jam continues the model's own codes bar after bar; "
+                             "serve a MusicGen model with our engine (backend 'engine')", job_id=jam_id)
         preset = self.preset(str(settings.get("preset", "default")), jam_id)
         overrides = {k: settings[k] for k in ("temperature", "top_k", "top_p", "guidance_scale", "seed")
                      if k in settings}
@@ -204,12 +207,15 @@ class Jams:
             clock.feed(message, now_s)
 
     def device_output(self, settings: Mapping[str, Any], clock: Any, jam_id: str) -> JamSink:
-        output = getattr(playback, "DeviceOutput", None)
-        if output is None:
-            raise BadRequest("the audio device output is not built into this daemon yet; use outputs clients,record",
+        """The local audio device (bridge/audio/playback.py:DeviceOutput) with the request's device, block, latency."""
+        output, wire = getattr(playback, "DeviceOutput", None), getattr(playback, "PlaybackSettings", None)
+        if output is None or wire is None:
+            raise BadRequest("the audio device output is not built into this daemon; use outputs clients,record",
                              job_id=jam_id)
-        options = {key: settings[key] for key in ("device", "block", "latency") if key in settings}
-        return output(clock=clock, **options)
+        latency = float(settings.get("latency", 0.0))
+        chosen = wire.from_wire(device=str(settings.get("device") or ""), block=int(settings.get("block", 0)),
+                                latency=latency if latency > 0 else "")
+        return output(clock, chosen)
 
     def tell(self, dest: Destination, status: JamStatus) -> None:
         self.events.emit(dest, "/continuo/jam/state", status.jam_id, status.state, status.bar, float(status.lead_s),
