@@ -34,7 +34,7 @@ def state_of(jam_id: str, state: str):
 def test_a_jam_plays_bar_exact_chunks_takes_a_prompt_at_the_next_bar_and_stops_at_a_bar_end(
         osc_client: OscClient, daemon_process, daemon_root):
     osc_client.send("/continuo/jam/start", "jam-e2e", "dark techno", "bpm", BPM, "lookahead_bars", 1,
-                    "guidance_scale", 1.0)
+                    "guidance_scale", 1.0, "behind_ok", 1)  # the smoke model's warm-up figure swings with the load
     osc_client.wait_for(state_of("jam-e2e", "starting"), TIMEOUT_S)
     chunks = [osc_client.wait_for(chunk_of("jam-e2e", 0), TIMEOUT_S)[1]]
     osc_client.wait_for(state_of("jam-e2e", "playing"), TIMEOUT_S)
