@@ -26,6 +26,7 @@ from bridge.audio.presets import Preset
 from bridge.errors import BadRequest, IdConflict, NotFound
 from bridge.jobs.events import EventSink
 from bridge.jobs.jam import JamRecording, JamSession, JamSettings, JamStatus, check_speed
+from bridge.jobs.job_ids import find_job
 from bridge.jobs.journal import Journal
 from bridge.protocol.destinations import Destination
 from bridge.settings import Settings
@@ -161,9 +162,9 @@ class Jams:
     def check_id(self, jam_id: str) -> None:
         with self.lock:
             known = jam_id in self.jams
-        record = self.journal.get(jam_id)
+        record = None if known else find_job(self.journal, self.output_root, jam_id)  # a job, its folder, the trash
         if known or record is not None or (self.output_root / jam_id).exists():
-            what = "a jam of this daemon" if known else "a job" if record is not None else "a folder in the output root"
+            what = "a jam of this daemon" if known else "a job or a folder in the output root (or its trash)"
             raise IdConflict(f"jam id {jam_id!r} is already used by {what}; nothing was started and its files are not "
                              "this jam's: start again with a new jam id", job_id=jam_id)
 
