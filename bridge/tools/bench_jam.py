@@ -97,8 +97,9 @@ def bench_one(engine, shape: str, seconds: float, folder: Path, progress: Callab
     while time.monotonic() - started < seconds:
         time.sleep(0.05)
         now = time.monotonic()
-        if now >= next_control and session.origin_bar is not None:
-            playing = session.clock.reading(now).bar_of(session.clock.reading(now).beat) - session.origin_bar
+        reading = session.clock.reading(now)
+        playing = None if session.origin_bar is None else reading.bar_of(reading.beat) - session.origin_bar
+        if now >= next_control and playing is not None and playing >= 0:
             landing = session.control("prompt", PROMPTS[(len(controls) + 1) % 2])
             controls.append((now, playing, landing))
             next_control = now + CONTROL_EVERY_BARS * bar_s + rng.uniform(0, bar_s)
