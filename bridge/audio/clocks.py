@@ -285,7 +285,9 @@ class MidiClockSource:
     """A jam clock slaved to MIDI clock. `feed(message, now_s)` is what a mido input port's callback calls.
 
     `bpm` is the tempo assumed until the clock's own is measured (half a beat of ticks); the metre is
-    `beats_per_bar` quarter notes from song position 0 (MIDI clock carries no metre).
+    `beats_per_bar` quarter notes from song position 0 (MIDI clock carries no metre). A reading plays from the first
+    tick after Start or Continue until Stop, or until no tick came for CLOCK_GAP_S before now (`now()`, whatever
+    `at_s` asks about: a reading ahead of time extrapolates at the settled tempo).
     """
 
     kind = "midi"
@@ -420,12 +422,10 @@ class LinkClock:
 
     def reading(self, at_s: float | None = None) -> ClockReading:
         with self._lock:
-            state, link_us = self._capture(at_s)
-            quantum = float(self.beats_per_bar)
+            state, link_us, at_s = self._capture(at_s)
             pending = self._pending
-        now_s = time.monotonic() if at_s is None else at_s
-        return ClockReading(at_s=now_s, beat=state.beatAtTime(link_us, quantum), bpm=float(state.tempo()),
-                            beats_per_bar=self.beats_per_bar,
+        return ClockReading(at_s=at_s, beat=state.beatAtTime(link_us, float(self.beats_per_bar)),
+                            bpm=float(state.tempo()), beats_per_bar=self.beats_per_bar,
                             playing=bool(state.isPlaying()) if self.start_stop_sync else True,
                             change_beat=None if pending is None else pending[0],
                             change_bpm=None if pending is None else pending[1])
@@ -450,7 +450,7 @@ class LinkClock:
     def set_playing(self, playing: bool) -> None:
         """Start or stop the Link session now (peers with start/stop sync follow)."""
         with self._lock:
-            state, link_us = self._capture(None)
+            state, link_us, _ = self._capture(None)
             state.setIsPlaying(bool(playing), link_us)
             self._link.commitSessionState(state)
 
@@ -461,17 +461,17 @@ class LinkClock:
                 self._pending = None
         self._link.enabled = False
 
-    def _capture(self, at_s: float | None) -> tuple[Any, int]:
-        """The session state, and `at_s` (default now) on Link's clock in microseconds."""
-        link_now_us = self._clock.micros()
-        offset_s = 0.0 if at_s is None else at_s - time.monotonic()
-        return self._link.captureSessionState(), int(link_now_us + round(offset_s * 1e6))
+    def _capture(self, at_s: float | None) -> tuple[Any, int, float]:
+        """The session state, and `at_s` (default now) on Link's clock (microseconds) and on time.monotonic()."""
+        link_now_us, now_s = self._clock.micros(), time.monotonic()
+        at_s = now_s if at_s is None else at_s
+        return self._link.captureSessionState(), int(link_now_us + round((at_s - now_s) * 1e6)), at_s
 
     def _commit_tempo(self, beat: float, bpm: float) -> None:
         with self._lock:
             if self._pending is None or self._pending[:2] != (beat, bpm):
                 return  # replaced or closed meanwhile
-            state, _ = self._capture(None)
+            state, _, _ = self._capture(None)
             state.setTempo(bpm, state.timeAtBeat(beat, float(self.beats_per_bar)))
             self._link.commitSessionState(state)
             self._pending = None
