@@ -437,14 +437,10 @@ class LinkClock:
         reading = self.reading(at_s)
         land_bar = _landing_bar(reading, bar, "clock link")
         land_beat = float(land_bar * self.beats_per_bar)
-        delay_s = max(0.0, reading.time_of_beat(land_beat) - time.monotonic())
-        timer = threading.Timer(delay_s, self._commit_tempo, args=(land_beat, bpm))
-        timer.daemon = True
         with self._lock:
             if self._pending is not None:
                 self._pending[2].cancel()
-            self._pending = (land_beat, bpm, timer)
-        timer.start()
+            self._arm(land_beat, bpm, reading.time_of_beat(land_beat) - time.monotonic())
         return land_bar
 
     def set_playing(self, playing: bool) -> None:
@@ -463,16 +459,33 @@ class LinkClock:
 
     def _capture(self, at_s: float | None) -> tuple[Any, int, float]:
         """The session state, and `at_s` (default now) on Link's clock (microseconds) and on time.monotonic()."""
-        link_now_us, now_s = self._clock.micros(), time.monotonic()
+        for _ in range(3):  # one instant on both clocks: retried where a thread switch fell between the reads
+            before_s = time.monotonic()
+            link_now_us = self._clock.micros()
+            now_s = time.monotonic()
+            if now_s - before_s < 1e-4:
+                break
+        now_s = (before_s + now_s) / 2
         at_s = now_s if at_s is None else at_s
         return self._link.captureSessionState(), int(link_now_us + round((at_s - now_s) * 1e6)), at_s
+
+    def _arm(self, beat: float, bpm: float, delay_s: float) -> None:
+        """Commit the tempo change at `beat` in delay_s (holding the lock)."""
+        timer = threading.Timer(max(0.0, delay_s), self._commit_tempo, args=(beat, bpm))
+        timer.daemon = True
+        self._pending = (beat, bpm, timer)
+        timer.start()
 
     def _commit_tempo(self, beat: float, bpm: float) -> None:
         with self._lock:
             if self._pending is None or self._pending[:2] != (beat, bpm):
                 return  # replaced or closed meanwhile
-            state, _, _ = self._capture(None)
-            state.setTempo(bpm, state.timeAtBeat(beat, float(self.beats_per_bar)))
+            state, now_us, _ = self._capture(None)
+            line_us = state.timeAtBeat(beat, float(self.beats_per_bar))
+            if line_us - now_us > 2000:  # a peer slowed the session since: the line is still to come
+                self._arm(beat, bpm, (line_us - now_us) / 1e6)
+                return
+            state.setTempo(bpm, line_us)
             self._link.commitSessionState(state)
             self._pending = None
 
