@@ -12,6 +12,7 @@ import math
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mido
@@ -186,7 +187,7 @@ def test_midi_clock_on_a_virtual_port():
             out.send(mido.Message("start"))
             for _ in range(2 * TICKS_PER_BEAT):
                 out.send(mido.Message("clock"))
-                __import__("time").sleep(60.0 / 120.0 / TICKS_PER_BEAT)
+                time.sleep(60.0 / 120.0 / TICKS_PER_BEAT)
         reading = source.reading()
         assert reading.playing and abs(reading.bpm - 120.0) < 2.0
     finally:
