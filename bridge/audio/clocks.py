@@ -25,7 +25,11 @@ times computed ahead):
   (/continuo/jam/transport bpm, beat, playing, beats_per_bar), stamped on arrival. Between messages the beat is
   extrapolated at the host's tempo; arrival jitter is smoothed (`BeatLine`: each message pulls the line a fifth of
   the way), while a new tempo, a locate or a loop jump (over `HOST_SNAP_S` off) re-anchors at once: smoothing never
-  lags a tempo change.
+  lags a tempo change. Measured (tests/bridge/audio/test_clocks.py, messages every 50 ms arriving 0-8 ms late): the
+  spread of the beat read falls from 2.3 ms (each message as it came) to 0.7 ms, and the reading is within 4 ms of
+  a new tempo's beat from the first message after the change (an easing smoother: 20 ms off). The messages carry no
+  send time, so the mean delay on the way (here 4 ms) stays as a constant offset; extrapolation goes on while the
+  DAW plays, however long since its last message.
 - **link** (`LinkClock`, Ableton Link through LinkPython-extern, import name `link`; `pip install 'continuo[link]'`;
   Link is GPLv2+, so it stays an optional extra): quantum = one bar, so bar lines agree with every peer (Link shares
   the phase; the beat count is this peer's own, so bar *numbers* need not agree: the jam numbers its own bars).
