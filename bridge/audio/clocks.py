@@ -21,6 +21,9 @@ times computed ahead):
   (the song position pointer's position), the next tick *is* that position, each later tick one tick on (the MIDI
   spec's rule): the beat is followed from the ticks with a `BeatLine` and extrapolated between them. A clock that
   stops arriving for `CLOCK_GAP_S` reads as stopped (a pulled cable does not run the jam on into nothing).
+  Measured (tests/bridge/audio/test_clocks.py, ticks at 120 BPM with +-2 ms of jitter): the beat read between ticks
+  is 0.42 ms RMS off, against 1.1 ms taking each tick as it came; a jump from 120 to 150 BPM is followed within two
+  beats.
 - **host** (`HostTransportClock`): the DAW's own transport, sent by the Max for Live and Pd clients
   (/continuo/jam/transport bpm, beat, playing, beats_per_bar), stamped on arrival. Between messages the beat is
   extrapolated at the host's tempo; arrival jitter is smoothed (`BeatLine`: each message pulls the line a fifth of
