@@ -283,13 +283,14 @@ class DeviceOutput:
         self._start = (0, 0.0)  # (stream frame, time.monotonic()) at which chunk 0's frame 0 sounds
         self._last_block = (0, 0.0)  # (stream frame, time.monotonic() it sounds) of the latest callback
         # Feeder side
-        self._queue: queue.SimpleQueue[tuple[np.ndarray, int, float] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[JamChunk, float] | None] = queue.SimpleQueue()
         self._handed_frames = 0  # device frames play() queued (the jam's thread stores it)
         self._fed_frames = 0  # ... of which the feeder has taken (the feeder stores it)
         self._resampler: Any = None
         self._resampler_rate = 0
         self._queued_frames = 0.0  # device frames handed to the ring so far (the last chunk's position)
         self._last_chunk = (0.0, 0.0)  # (ring position in frames, its clock time) of the last chunk queued
+        self._end_beat: float | None = None  # where the last chunk queued ends on the clock's timeline
         self._error = ""
         self._closing = False
         try:
@@ -331,7 +332,7 @@ class DeviceOutput:
             raise AudioError("This audio output is closed; start a new jam to play again.")
         clock_time_s = self.clock.reading().time_of_beat(chunk.start_beat)
         self._handed_frames += round(chunk.audio.shape[1] * self.sample_rate / chunk.sample_rate)
-        self._queue.put((chunk.audio, chunk.sample_rate, clock_time_s))
+        self._queue.put((chunk, clock_time_s))
 
     def status(self) -> PlaybackStatus:
         rate = self.sample_rate
@@ -343,7 +344,8 @@ class DeviceOutput:
         return PlaybackStatus(
             device=self.device_name, host_api=self.host_api, sample_rate=rate, channels=self.channels,
             block_frames=self.settings.block_frames, latency_s=float(self._stream.latency),
-            buffered_s=(self._ring.readable() + max(0, self._handed_frames - self._fed_frames)) / rate, started=self._started,
+            buffered_s=(self._ring.readable() + max(0, self._handed_frames - self._fed_frames)) / rate,
+            started=self._started,
             blocks=self._blocks, frames_played=self._frames_played, underruns=self._underruns,
             underrun_frames=self._underrun_frames, xruns=self._xruns, late_start_s=self._late_frames / rate,
             drift_s=drift_s, clock_offset_s=offset_s, error=self._error)
@@ -377,24 +379,45 @@ class DeviceOutput:
         """The feeder thread: chunks -> device rate and channels -> ring, in order, waiting for room."""
         try:
             while (item := self._queue.get()) is not None:
-                audio, rate, clock_time_s = item
-                frames = self._to_device(audio, rate)
+                chunk, clock_time_s = item
+                after_gap = self._skip_to(chunk)
                 self._last_chunk = (self._queued_frames, clock_time_s)
-                self._queued_frames += audio.shape[1] * self.sample_rate / rate
-                self._fed_frames += round(audio.shape[1] * self.sample_rate / rate)
+                self._queued_frames += chunk.audio.shape[1] * self.sample_rate / chunk.sample_rate
+                self._end_beat = chunk.start_beat + chunk.beats
+                frames = self._to_device(chunk.audio, chunk.sample_rate)
+                if after_gap:  # sound comes back from silence with a fade-in, as after an underrun
+                    count = min(len(frames), len(self._rise))
+                    frames[:count] *= self._rise[:count]
                 self._write(frames)
+                self._fed_frames += round(chunk.audio.shape[1] * self.sample_rate / chunk.sample_rate)
                 if self._anchor_s is None:
                     self._anchor_s = clock_time_s  # published once its audio is in the ring
-            if self._resampler is not None:  # the resampler's last few frames
-                self._write(self._resampler.resample_chunk(np.zeros((0, self.channels), np.float32), last=True))
+            self._flush_resampler()
         except Exception as error:  # the jam keeps going; status() and the log say why the device went quiet
             self._error = f"{type(error).__name__}: {error}"
             log.exception("playback feeder failed: %s", self._error)
 
+    def _skip_to(self, chunk: JamChunk) -> bool:
+        """Bars the jam left out (it skipped ahead) become silence, so the chunk still lands on its own beat."""
+        if self._end_beat is None or chunk.start_beat <= self._end_beat + 1e-9:
+            return False
+        self._flush_resampler()
+        gap = round((chunk.start_beat - self._end_beat) * 60.0 / chunk.bpm * self.sample_rate)
+        self._queued_frames += gap
+        log.info("playback: bars skipped by the jam, %d frames of silence before beat %.2f", gap, chunk.start_beat)
+        self._write(np.zeros((gap, self.channels), np.float32))
+        return True
+
+    def _flush_resampler(self) -> None:
+        """Write the resampler's last few frames; the next chunk at another rate or after a gap starts a new one."""
+        if self._resampler is not None:
+            self._write(self._resampler.resample_chunk(np.zeros((0, self.channels), np.float32), last=True))
+            self._resampler, self._resampler_rate = None, 0
+
     def _to_device(self, audio: np.ndarray, rate: int) -> np.ndarray:
         """(C, T) at `rate` -> (T', channels) float32 at the device rate."""
         audio = map_channels(np.asarray(audio, dtype=np.float32), self.channels)
-        frames = np.ascontiguousarray(audio.T)
+        frames = np.array(audio.T, order="C")  # a copy: the jam's chunk stays as it was
         if rate == self.sample_rate:
             return frames
         if self._resampler_rate != rate:  # one stream for the whole jam; a new one only if the model rate changes
