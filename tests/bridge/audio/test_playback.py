@@ -8,10 +8,12 @@ ring that receives every frame it outputs. When the first chunk sounds is checke
 
 from __future__ import annotations
 
+import importlib.abc
 import os
 import random
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -22,7 +24,7 @@ import pytest
 
 from bridge.audio.clocks import ClockReading
 from bridge.audio.playback import DeviceOutput, JamChunk, PlaybackSettings, RingBuffer, list_devices, load_sounddevice
-from bridge.errors import AudioError
+from bridge.errors import AudioError, BadRequest
 
 RATE = 48000
 PERIOD = 256  # the JACK server's block
@@ -320,5 +322,39 @@ def test_model_rate_chunks_are_resampled_seamlessly_to_the_device_rate(open_outp
 
 
 def test_unknown_device_says_how_to_list_them(jack_server: str) -> None:
-    with pytest.raises(Exception, match="--list-devices"):
+    with pytest.raises(BadRequest, match="--list-devices"):
         DeviceOutput(FixedClock(time.monotonic()), PlaybackSettings(device="no such device anywhere"))
+
+
+def test_missing_sounddevice_or_portaudio_says_what_to_install(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "sounddevice", None)  # as if the package were not installed
+    with pytest.raises(AudioError, match="pip install sounddevice") as missing:
+        load_sounddevice()
+    assert "apt-get install libportaudio2" in missing.value.message
+
+    class NoPortAudio(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "sounddevice":
+                raise OSError("PortAudio library not found")  # what sounddevice raises at import without it
+            return None
+
+    monkeypatch.delitem(sys.modules, "sounddevice")
+    monkeypatch.setattr(sys, "meta_path", [NoPortAudio(), *sys.meta_path])
+    with pytest.raises(AudioError, match="PortAudio library could not be loaded.*libportaudio2.*dnf install portaudio"):
+        load_sounddevice()
+
+
+def test_close_without_a_chunk_returns_at_once(open_output) -> None:
+    output, _, _ = open_output()
+    began = time.monotonic()
+    output.close(drain=True)
+    assert time.monotonic() - began < 1.0 and not output.status().started
+
+
+def test_settings_from_the_wire() -> None:
+    assert PlaybackSettings.from_wire() == PlaybackSettings()
+    assert PlaybackSettings.from_wire("3", 512, "0.02") == PlaybackSettings(device=3, block_frames=512, latency=0.02)
+    assert PlaybackSettings.from_wire("Focusrite", 0, "high").device == "Focusrite"
+    for bad in ({"latency": "soon"}, {"block": -1}, {"latency": 5.0}):
+        with pytest.raises(BadRequest, match="latency|block"):
+            PlaybackSettings.from_wire(**bad)
