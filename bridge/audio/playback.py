@@ -8,8 +8,13 @@ session recording.
 
 from __future__ import annotations
 
+import atexit
+import ctypes
+import ctypes.util
 import logging
+import os
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -132,13 +137,80 @@ PORTAUDIO_HINT = (
     "PortAudio). Without it, leave `device` out of the jam's outputs (clients and the recording still play)."
 )
 _open_streams = 0  # DeviceOutputs whose stream is open: PortAudio is only rescanned while this is 0
+JACK_LOST = ("The JACK server this Continuo process played through has quit. PortAudio cannot reconnect to JACK "
+             "inside a running process: restart Continuo to play on an audio device again (clients and the recording "
+             "still get the jam).")
+
+
+class JackWatch:
+    """A JACK client of our own beside PortAudio's, only to hear when the JACK server quits.
+
+    After that, PortAudio's JACK host API aborts the whole process in Pa_Terminate (an assert in pa_jack.c, which
+    Debian's build keeps) and hangs in Pa_StopStream: checked here with a killed `jackd -d dummy`. So once the server
+    is gone Continuo never rescans PortAudio, never stops a JACK stream, and drops sounddevice's exit handler (it
+    would do both at exit). The client has no ports and no process callback.
+    """
+
+    def __init__(self, server: str) -> None:
+        self.server, self.lost, self._client = server, False, None
+        name = ctypes.util.find_library("jack") or "libjack.so.0"
+        try:
+            self._lib = ctypes.CDLL(name)
+        except OSError:
+            return  # no libjack of our own: PortAudio's JACK host API found one, so this is unexpected; watch nothing
+        self._lib.jack_client_open.restype = ctypes.c_void_p
+        self._quiet = ctypes.CFUNCTYPE(None, ctypes.c_char_p)(lambda message: None)
+        self._lib.jack_set_error_function(self._quiet)  # "server is not running" is an answer here, not an error
+        self._lib.jack_set_info_function(self._quiet)
+        self._on_shutdown = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(self._shutdown)
+        status = ctypes.c_int(0)
+        no_start_server, server_name = 0x01, 0x04
+        client = self._lib.jack_client_open(b"continuo-watch", ctypes.c_int(no_start_server | server_name),
+                                            ctypes.byref(status), server.encode())
+        if client:
+            self._lib.jack_on_shutdown(ctypes.c_void_p(client), self._on_shutdown, None)
+            self._lib.jack_activate(ctypes.c_void_p(client))
+            self._client = client
+        else:
+            self.lost = True  # PortAudio connected a moment ago and the server is already gone
+
+    def _shutdown(self, _arg: int) -> None:  # JACK's thread
+        self.lost = True
+
+    def close(self) -> None:
+        if self._client is not None and not self.lost:
+            self._lib.jack_client_close(ctypes.c_void_p(self._client))
+        self._client = None
+
+
+_jack_watch: JackWatch | None = None
+_loaded = False  # load_sounddevice has set up the watch and the exit hook
+
+
+def jack_lost() -> bool:
+    """The JACK server PortAudio is connected to in this process has quit (see JackWatch)."""
+    return _jack_watch is not None and _jack_watch.lost
+
+
+def _watch_jack(sounddevice: Any) -> None:
+    global _jack_watch
+    if any("JACK" in host_api["name"] for host_api in sounddevice.query_hostapis()):
+        _jack_watch = JackWatch(os.environ.get("JACK_DEFAULT_SERVER") or "default")
+
+
+def _skip_portaudio_exit() -> None:
+    """At exit, after JACK quit: sounddevice's own exit handler would abort or hang the process (see JackWatch)."""
+    if jack_lost():
+        atexit.unregister(sys.modules["sounddevice"]._exit_handler)
 
 
 def load_sounddevice(*, rescan: bool = False) -> Any:
     """The sounddevice module, imported on first use; `rescan` re-reads the devices (a JACK server started later).
 
-    Raises AudioError saying what to install where the package or the PortAudio library is missing.
+    Raises AudioError saying what to install where the package or the PortAudio library is missing, and, on a rescan,
+    where the JACK server PortAudio was connected to has quit (only a new process can reconnect).
     """
+    global _jack_watch, _loaded
     try:
         import sounddevice
     except ImportError as error:
@@ -146,9 +218,19 @@ def load_sounddevice(*, rescan: bool = False) -> Any:
                          f"{PORTAUDIO_HINT}") from error
     except OSError as error:  # sounddevice raises OSError('PortAudio library not found') at import
         raise AudioError(f"The PortAudio library could not be loaded ({error}). {PORTAUDIO_HINT}") from error
+    if not _loaded:
+        _loaded = True
+        atexit.register(_skip_portaudio_exit)  # registered after sounddevice's, so it runs first
+        _watch_jack(sounddevice)
     if rescan and _open_streams == 0:
+        if jack_lost():
+            raise AudioError(JACK_LOST)
+        if _jack_watch is not None:
+            _jack_watch.close()
+            _jack_watch = None
         sounddevice._terminate()  # the documented way to see devices that appeared after import
         sounddevice._initialize()
+        _watch_jack(sounddevice)
     return sounddevice
 
 
@@ -326,12 +408,18 @@ class DeviceOutput:
         self._end_beat: float | None = None  # where the last chunk queued ends on the clock's timeline
         self._error = ""
         self._closing = False
+        if monitor is not None and monitor.channels != self.channels:
+            raise ValueError(f"the monitor ring has {monitor.channels} channels, the output {self.channels}")
+        self.sample_rate = rate
+        self._stream = None
         try:
             self._stream = sd.OutputStream(
                 samplerate=rate, blocksize=settings.block_frames, device=info["index"], channels=self.channels,
-                dtype="float32", latency=settings.latency, callback=self._callback)
+                dtype="float32", latency=settings.latency, callback=self._callback, finished_callback=self._finished)
             self._stream.start()
         except (sd.PortAudioError, ValueError) as error:
+            if self._stream is not None:
+                self._stream.close()
             raise AudioError(f"Could not open the audio device {info['name']!r} at {rate} Hz, block "
                              f"{settings.block_frames or 'auto'}, latency {settings.latency}: {error}. Try another "
                              "device, rate or block size (`continuo jam --list-devices`).") from error
@@ -381,7 +469,8 @@ class DeviceOutput:
             started=self._started,
             blocks=self._blocks, frames_played=self._frames_played, underruns=self._underruns,
             underrun_frames=self._underrun_frames, xruns=self._xruns, late_start_s=self._late_frames / rate,
-            drift_s=drift_s, clock_offset_s=offset_s, error=self._error)
+            drift_s=drift_s, clock_offset_s=offset_s,
+            error=self._error or (JACK_LOST if jack_lost() and "JACK" in self.host_api else ""))
 
     def close(self, *, drain: bool = True, timeout_s: float | None = None) -> None:
         """Stop the output. `drain` plays what is queued to its end first (waiting up to `timeout_s`, default: the
@@ -391,7 +480,7 @@ class DeviceOutput:
             return
         self._closing = True
         self._queue.put(None)
-        if drain:
+        if drain and not jack_lost():
             if timeout_s is None:  # what is buffered, after the wait for the first chunk's clock time
                 timeout_s = self.status().buffered_s + max(0.0, (self._anchor_s or 0.0) - time.monotonic()) + 2.0
             deadline = time.monotonic() + timeout_s
@@ -402,8 +491,11 @@ class DeviceOutput:
                 time.sleep(0.01)
         self._ending = True
         self._feeder.join(1.0)
-        self._stream.stop()  # waits for the callback to return
-        self._stream.close()
+        if jack_lost() and "JACK" in self.host_api:
+            log.warning("playback device=%r: the JACK server quit; the stream is left as it is", self.device_name)
+        else:
+            self._stream.stop()  # waits for the callback to return
+            self._stream.close()
         _open_streams -= 1
         status = self.status()
         log.info("playback closed device=%r underruns=%d xruns=%d played_s=%.2f", self.device_name, status.underruns,
@@ -472,6 +564,19 @@ class DeviceOutput:
     def _callback(self, out: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         if status.output_underflow:
             self._xruns += 1
+        try:
+            self._fill(out, frames, time_info)
+        except Exception as error:  # never let a bug stop the stream mid-set: silence, and status() says why
+            out.fill(0.0)
+            self._error = self._error or f"audio callback: {type(error).__name__}: {error}"
+
+    def _finished(self) -> None:
+        """PortAudio's thread, once the stream has stopped: by close(), or by itself (JACK quit, device unplugged)."""
+        if not self._closing:
+            self._error = self._error or "the audio device stopped (the JACK server quit or the device went away)"
+            log.warning("playback device=%r stopped by itself", self.device_name)
+
+    def _fill(self, out: np.ndarray, frames: int, time_info: Any) -> None:
         block_s = self._block_time_s(time_info)
         block_frame = self._frames_out
         self._frames_out = block_frame + frames

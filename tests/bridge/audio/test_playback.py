@@ -358,3 +358,61 @@ def test_settings_from_the_wire() -> None:
     for bad in ({"latency": "soon"}, {"block": -1}, {"latency": 5.0}):
         with pytest.raises(BadRequest, match="latency|block"):
             PlaybackSettings.from_wire(**bad)
+
+
+JACK_QUITS = """
+import os, subprocess, sys, time
+import numpy as np
+name = sys.argv[1]
+server = subprocess.Popen(["jackd", "-t", "5000", "-n", name, "-d", "dummy", "-r", "48000", "-p", "256"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+subprocess.run(["jack_wait", "-s", name, "-w", "-t", "5"], capture_output=True, timeout=10)
+os.environ["JACK_DEFAULT_SERVER"], os.environ["JACK_NO_START_SERVER"] = name, "1"
+if sys.argv[2] == "unguarded":  # the control: what PortAudio does on its own after the server quits
+    import sounddevice
+    server.terminate(); server.wait(5); time.sleep(0.3)
+    sounddevice._terminate()
+    print("survived"); sys.exit(0)
+from bridge.audio.clocks import ClockReading
+from bridge.audio.playback import DeviceOutput, JamChunk, PlaybackSettings, list_devices
+from bridge.errors import AudioError
+class Clock:
+    kind = "internal"
+    def reading(self, at_s=None):
+        return ClockReading(at_s=time.monotonic(), beat=-1.0, bpm=120.0, beats_per_bar=4, playing=True)
+jack = next(d for d in list_devices() if "JACK" in d.host_api)
+output = DeviceOutput(Clock(), PlaybackSettings(device=jack.index))
+output.play(JamChunk("t", 0, 0.0, 4.0, 120.0, np.full((2, 96000), 0.1, np.float32), 48000, 0))
+time.sleep(0.3)
+server.terminate(); server.wait(5)
+deadline = time.monotonic() + 5
+while not output.status().error and time.monotonic() < deadline:
+    time.sleep(0.05)
+print("error:", output.status().error)
+began = time.monotonic(); output.close(); print("closed in", round(time.monotonic() - began, 2))
+try:
+    list_devices()
+except AudioError as error:
+    print("rescan refused:", error.message)
+print("survived")
+"""
+
+
+def run_jack_quits(mode: str) -> subprocess.CompletedProcess:
+    name = f"continuo-quit-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-c", JACK_QUITS, name, mode], capture_output=True, text=True, timeout=30,
+                          env=env)
+
+
+def test_jack_quitting_mid_jam_neither_crashes_nor_hangs_the_process(jack_server: str) -> None:
+    done = run_jack_quits("guarded")
+    assert done.returncode == 0 and "survived" in done.stdout, (done.returncode, done.stdout, done.stderr[-2000:])
+    assert "error: The JACK server this Continuo process played through has quit" in done.stdout
+    assert "rescan refused: The JACK server" in done.stdout
+    assert float(done.stdout.split("closed in ")[1].split()[0]) < 2.0
+
+
+def test_control_unguarded_portaudio_aborts_when_jack_has_quit(jack_server: str) -> None:
+    done = run_jack_quits("unguarded")
+    assert done.returncode != 0 and "survived" not in done.stdout  # what the guard above prevents
