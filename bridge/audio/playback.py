@@ -410,7 +410,7 @@ class DeviceOutput:
         self._closing = False
         if monitor is not None and monitor.channels != self.channels:
             raise ValueError(f"the monitor ring has {monitor.channels} channels, the output {self.channels}")
-        self.sample_rate = rate
+        self.sample_rate, self.device_name = rate, info["name"]
         self._stream = None
         try:
             self._stream = sd.OutputStream(
@@ -425,7 +425,6 @@ class DeviceOutput:
                              "device, rate or block size (`continuo jam --list-devices`).") from error
         _open_streams += 1
         self.sample_rate = int(self._stream.samplerate)
-        self.device_name = info["name"]
         self.host_api = sd.query_hostapis(info["hostapi"])["name"]
         self._feeder = threading.Thread(target=self._feed, name="continuo-playback-feeder", daemon=True)
         self._feeder.start()

@@ -280,7 +280,7 @@ def test_starved_output_counts_underruns_fades_to_silence_and_keeps_the_grid(ope
     while output.status().underrun_frames < 0.05 * RATE and time.monotonic() < deadline:  # the ring runs dry
         time.sleep(0.01)
     starved = output.status()
-    due = int(np.ceil((time.monotonic() + 0.15 - origin_s) / bar_s))  # the jam comes back with bars due next
+    due = int(np.ceil((time.monotonic() + 0.25 - origin_s) / bar_s))  # the jam comes back with bars due next
     for index in (due, due + 1):
         output.play(counter_chunk(index, frames))
     output.close(drain=True)
