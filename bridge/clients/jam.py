@@ -93,10 +93,9 @@ def live_line(state: list[Any]) -> str:
 
 def run_jam(ns: argparse.Namespace, *, client_factory=OscClient) -> int:
     if ns.list_devices:
-        from bridge.audio import playback
+        from bridge.audio.playback import describe_devices
 
-        describe = getattr(playback, "describe_devices", None)
-        print(describe() if describe else "audio device listing is not built into this install")
+        print(describe_devices())
         return 0
     schema = load_schema()
     printer = EventPrinter(schema, as_json=ns.json)

@@ -668,12 +668,12 @@ class JamSession:
             if self.status_.state != "failed":
                 self.status_.state = "stopped"
                 self.status_.message = f"take: {take}" if take else self.status_.message or "no bar was played"
-        self.finished.set()
-        for sink in self.sinks:
+        for sink in self.sinks:  # the device plays out what it holds (the last bar's end has passed)
             try:
                 sink.close()
             except Exception:
                 log.exception("job=%s jam output %s failed to close", self.settings.jam_id, sink.name)
+        self.finished.set()
         self._tell()
         log.info("job=%s jam stopped after %d bars (%d held), take %s", self.settings.jam_id, self.next_bar,
                  self.status_.held_bars, take)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bridge.audio import playback
-from bridge.audio.playback import JamChunk, JamSink
+from bridge.audio.clocks import make_clock
+from bridge.audio.playback import DeviceOutput, JamChunk, JamSink, PlaybackSettings
 from bridge.audio.presets import Preset
 from bridge.errors import BadRequest, IdConflict, NotFound
 from bridge.jobs.events import EventSink
@@ -41,16 +41,6 @@ def load_1min() -> float:
         return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError):
         return 0.0
-
-
-def make_clock(kind: str, **settings: Any):
-    """bridge/audio/clocks.py:make_clock, or a clear refusal where this daemon was built without the jam clocks."""
-    from bridge.audio import clocks
-
-    build = getattr(clocks, "make_clock", None)
-    if build is None:
-        raise BadRequest(f"the {kind} jam clock is not built into this daemon (bridge/audio/clocks.py:make_clock)")
-    return build(kind, **settings)
 
 JOB_ONLY_SETTINGS = ("stems", "loop", "hard_cut", "stream", "melody", "lyrics", "vocal_language", "instrumental",
                      "lora", "lora_weight", "midi", "quantize", "heard_key", "beats", "style", "style_weight",
@@ -238,14 +228,10 @@ class Jams:
 
     def device_output(self, settings: Mapping[str, Any], clock: Any, jam_id: str) -> JamSink:
         """The local audio device (bridge/audio/playback.py:DeviceOutput) with the request's device, block, latency."""
-        output, wire = getattr(playback, "DeviceOutput", None), getattr(playback, "PlaybackSettings", None)
-        if output is None or wire is None:
-            raise BadRequest("the audio device output is not built into this daemon; use outputs clients,record",
-                             job_id=jam_id)
         latency = float(settings.get("latency", 0.0))
-        chosen = wire.from_wire(device=str(settings.get("device") or ""), block=int(settings.get("block", 0)),
-                                latency=latency if latency > 0 else "")
-        return output(clock, chosen)
+        chosen = PlaybackSettings.from_wire(device=str(settings.get("device") or ""),
+                                            block=int(settings.get("block", 0)), latency=latency if latency > 0 else "")
+        return DeviceOutput(clock, chosen)
 
     def on_state(self, dest: Destination, engine: Engine, status: JamStatus, bar_s: float) -> None:
         self.tell(dest, status)

@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from bridge.audio.analysis import analyze
+from bridge.audio.clocks import make_clock
 from bridge.audio.playback import JamChunk
 from bridge.audio.presets import Preset
 from bridge.jobs.jam import JamRecording, JamSession, JamSettings, check_speed
-from bridge.jobs.jams import make_clock
 from bridge.tools.machine import load_average, machine
 
 BPM = 120.0

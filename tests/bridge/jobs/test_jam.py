@@ -26,6 +26,7 @@ from bridge.jobs.jam import (
 )
 from inference.api import MeasuredSpeed
 from inference.loading import load_engine, resolve_model
+from tests.bridge.audio.test_playback import jack_server  # noqa: F401 (a fixture: our own jackd -d dummy)
 
 RATE = 32_000
 PLAIN = Preset(name="plain", path=Path("plain.toml"), guidance_scale=1.0)  # no effects, no CFG: fast
@@ -317,3 +318,28 @@ def test_crossfade_joins_the_two_renditions():
     out = crossfade(before, after)
     assert out[0, 0] > 0.99 and out[0, 319] < 0.01 and np.all(np.diff(out[0, :320]) <= 0)
     assert np.array_equal(out[:, 320:], after[:, 320:]) and np.array_equal(crossfade(None, after), after)
+
+
+@pytest.mark.slow
+def test_a_jam_plays_through_a_real_jack_device_with_no_underrun(engine, jack_server):
+    """The real clock (make_clock internal) and the real device output (PortAudio on `jackd -d dummy`): every bar
+    the jam made reaches the device, on time, without an underrun from the callback."""
+    from bridge.audio.clocks import make_clock
+    from bridge.audio.playback import DeviceOutput, PlaybackSettings, list_devices
+
+    jack = next(device for device in list_devices() if "JACK" in device.host_api)
+    clock = make_clock("internal", bpm=240.0, beats_per_bar=4)
+    output = DeviceOutput(clock, PlaybackSettings(device=jack.index))
+    sink = ListSink()
+    settings = JamSettings(jam_id="jam-jack", prompt="dark techno", preset=PLAIN, bpm=240.0, context_bars=2,
+                           lookahead_bars=2)
+    session = JamSession(settings, engine, clock, [sink, output])
+    session.start()
+    wait_for(lambda: len(sink.chunks) >= 4)
+    session.stop()
+    assert session.wait(30.0)
+    status = output.status()
+    assert status.started and status.underruns == 0, status
+    late = round(status.late_start_s * status.sample_rate)  # a stalled start skips what is already late
+    played_s = (status.frames_played + late) / status.sample_rate
+    assert played_s == pytest.approx(sum(c.audio.shape[-1] for c in sink.chunks) / RATE, abs=2 / status.sample_rate)
