@@ -321,7 +321,8 @@ def test_crossfade_joins_the_two_renditions():
 
 
 @pytest.mark.slow
-def test_a_jam_plays_through_a_real_jack_device_with_no_underrun(engine, jack_server):
+@pytest.mark.usefixtures("jack_server")
+def test_a_jam_plays_through_a_real_jack_device_with_no_underrun(engine):
     """The real clock (make_clock internal) and the real device output (PortAudio on `jackd -d dummy`): every bar
     the jam made reaches the device, on time, without an underrun from the callback."""
     from bridge.audio.clocks import make_clock
