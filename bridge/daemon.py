@@ -1,8 +1,9 @@
 """The daemon: startup -> run -> shutdown, and the request handlers.
 
 The composition root: `Daemon.startup` builds the journal, presets, the engine, the queue, the worker pool
-(bridge/jobs/pool.py: the threads that run jobs, and the compute thread `continuo serve` gives the main thread)
-and the transports, then prints the ready line. Every transport and MIDI enter through `Daemon.on_message` (rate
+(bridge/jobs/pool.py: the threads that run jobs, and the compute thread `continuo serve` gives the main thread),
+the jams (bridge/jobs/jams.py: /continuo/jam/..., their torch work on the same compute thread) and the transports,
+then prints the ready line. Every transport and MIDI enter through `Daemon.on_message` (rate
 limit, then one message at a time under the receive lock: handlers only validate and enqueue, so they return
 quickly; a handler bug is answered `model_error` and the daemon keeps serving). Client sessions are
 bridge/sessions.py's, restart recovery bridge/jobs/recovery.py's. Signals only set events

@@ -7,7 +7,8 @@ the request says behind_ok 1 (`bridge/jobs/jam.py:check_speed`). The clock comes
 bridge/audio/clocks.py:make_clock (one host clock, fed by /continuo/jam/transport, serves every host jam); the
 outputs are the recording (always: a chunk event names its bar's WAV), the clients (`ClientsSink`: a
 /continuo/jam/chunk event per bar to whoever started the jam; HTTP's event stream sees every jam's events) and the
-local audio device (bridge/audio/playback.py:DeviceOutput).
+local audio device (bridge/audio/playback.py:DeviceOutput). Not built: ZeroMQ clients get the chunk event (its path
+and url), not the bar's PCM inline.
 """
 
 from __future__ import annotations
