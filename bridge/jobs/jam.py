@@ -87,7 +87,9 @@ class JamSettings:
     seed: int = 0
     temperature: float | None = None  # None: the preset's
     guidance: float | None = None
-    context_bars: int = 4  # the sliding context each bar continues, in bars
+    # the sliding context each bar continues, in bars: prefilled again for every bar, so it costs; on the
+    # musicgen-small shape here 2 bars ran at RTF 1.50 and 4 bars at 3.69 (docs/benchmarks.md, "Jam")
+    context_bars: int = 2
     lookahead_bars: int = 0  # 0: adapt to the measured speed
     crossfade_s: float = 0.01
     guard_s: float = 0.15  # a held bar goes out this long before its bar line when the generated one is not there

@@ -116,7 +116,8 @@ class Jams:
             jam_id=jam_id, prompt=prompt, preset=preset, bpm=bpm, beats_per_bar=beats_per_bar,
             key=str(settings.get("key", context.key) or ""),
             seed=int(preset.seed) if preset.seed is not None else secrets.randbelow(2**24),
-            context_bars=int(settings.get("context_bars", 4)), lookahead_bars=int(settings.get("lookahead_bars", 0)))
+            context_bars=int(settings.get("context_bars", JamSettings.context_bars)),
+            lookahead_bars=int(settings.get("lookahead_bars", 0)))
         clock = self.clock(str(settings.get("clock", "internal")), bpm, beats_per_bar, jam_id)
         outputs = tuple(settings.get("outputs", DEFAULT_OUTPUTS))
         sinks: list[JamSink] = []

@@ -82,7 +82,8 @@ def build_engine(shape: str, folder: Path):
     return engine
 
 
-def bench_one(engine, shape: str, seconds: float, folder: Path, progress: Callable[[str], None]) -> dict:
+def bench_one(engine, shape: str, seconds: float, folder: Path, progress: Callable[[str], None],
+              context_bars: int = JamSettings.context_bars) -> dict:
     """The jam, its controls and its figures on a thread of their own, while this (main) thread serves the engine's
     compute thread, as `continuo serve` does: a jam thread driving torch itself would make a second OpenMP team
     (half speed on 2 cores: inference/runtime/compute.py). Measured: without it the small shape's jam ran at RTF
@@ -92,7 +93,7 @@ def bench_one(engine, shape: str, seconds: float, folder: Path, progress: Callab
 
     def drive() -> None:
         try:
-            result.update(jam_and_measure(engine, shape, seconds, folder, progress))
+            result.update(jam_and_measure(engine, shape, seconds, folder, progress, context_bars))
         finally:
             done.set()
 
@@ -108,13 +109,15 @@ def bench_one(engine, shape: str, seconds: float, folder: Path, progress: Callab
     return result
 
 
-def jam_and_measure(engine, shape: str, seconds: float, folder: Path, progress: Callable[[str], None]) -> dict:
+def jam_and_measure(engine, shape: str, seconds: float, folder: Path, progress: Callable[[str], None],
+                    context_bars: int = JamSettings.context_bars) -> dict:
     told = check_speed(engine, BPM, BEATS_PER_BAR)
     clock = make_clock("internal", bpm=BPM, beats_per_bar=BEATS_PER_BAR)
     sink = MeasureSink(clock)
     settings = JamSettings(jam_id=f"bench-{shape}", prompt=PROMPTS[0], preset=Preset(name="bench", path=Path()),
-                           bpm=BPM, beats_per_bar=BEATS_PER_BAR, seed=1)
-    recording = JamRecording(folder / f"jam-{shape}", engine.info.sample_rate, engine.info.channels)
+                           bpm=BPM, beats_per_bar=BEATS_PER_BAR, seed=1, context_bars=context_bars)
+    recording = JamRecording(folder / f"jam-{shape}-{context_bars}-{time.monotonic_ns()}", engine.info.sample_rate,
+                             engine.info.channels)
     session = JamSession(settings, engine, clock, [sink], recording=recording)
     load_before = load_average()
     started = time.monotonic()
@@ -136,7 +139,8 @@ def jam_and_measure(engine, shape: str, seconds: float, folder: Path, progress: 
     session.stop()
     session.wait(max(120.0, 20 * bar_s))
     status = session.status()
-    return summarise(shape, engine, told, session, status, sink, controls, seconds, load_before)
+    return summarise(shape, engine, told, session, status, sink, controls, seconds, load_before) | {
+        "context_bars": context_bars}
 
 
 def summarise(shape, engine, told, session, status, sink, controls, seconds, load_before) -> dict:
