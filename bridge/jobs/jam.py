@@ -6,7 +6,9 @@ codes (`GenerationRequest.prompt_codes`: a sliding context of `context_bars`, ke
 audio), and hands each bar to the outputs (`bridge/audio/playback.py:JamSink`) as soon as it is made: the lead
 over the playhead is the buffer. Its watch thread keeps time: when the next bar is due within `guard_s` and the
 generator has not made it, the last bar is played again at the bar line (a held bar, said in /continuo/jam/state),
-never a gap or a click mid-bar; the generated bar then takes the next free bar line.
+never a gap or a click mid-bar; the generated bar then takes the next free bar line. A bar the measured speed says
+will be late is held at once, not at the last moment: on a busy machine the watch itself was once held up and a
+held bar went out 0.38 s after its line (docs/benchmarks.md, "Jam").
 
 Bar-exact. The model makes 50 frames a second and a bar is rarely a whole number of frames (4 beats at 127 BPM:
 94.49 frames, 60472.4 samples at 32 kHz). The stream keeps one timeline in samples: bar n spans
@@ -286,6 +288,7 @@ class JamSession:
         # the tempo the clock was given for the bars handed out (None: the clock's own, a host's or MIDI's)
         self.told_bpm: float | None = settings.bpm if clock.kind in TEMPO_CLOCKS else None
         self.making_bar: int | None = None  # the bar the generator is making (controls land after it)
+        self.making_since = 0.0  # clock time it began
         self.last: Bar | None = None  # the last bar handed out (held bars repeat it)
         self.history: list[Bar] = []  # the last bars handed out (keep_loop repeats them), at most BANK of them
         self.loop: list[Bar] = []  # keep_loop's bars while it holds
@@ -485,7 +488,7 @@ class JamSession:
                     self._hand_out(self.loop[self.loop_index % len(self.loop)], held=True, chosen=True)
                     self.loop_index += 1
                     continue
-                self.making_bar = self.next_bar
+                self.making_bar, self.making_since = self.next_bar, self.now()
                 sound, stream = self.sound, self.stream
             bar = self.make_bar(sound, stream)
             with self.lock:
@@ -641,14 +644,23 @@ class JamSession:
             with self.lock:
                 if self.origin_bar is not None and self.last is not None and not self.loop and (
                         self.stop_bar is None or self.next_bar < self.stop_bar):
-                    due = self.bar_time(self.next_bar) - self.settings.guard_s
-                    if self.now() >= due:
+                    line = self.bar_time(self.next_bar)
+                    due = line - self.settings.guard_s
+                    soon = self.now() >= line - self.bar_seconds(self.sound.bpm)  # the bar after the one playing
+                    if self.now() >= due or (soon and self._predicted_late(due)):
                         self._hand_out(self.last, held=True)
                         continue
                     wait = min(0.02, max(0.001, due - self.now()))
                 else:
                     wait = 0.02
                 self.changed.wait(wait)
+
+    def _predicted_late(self, due: float) -> bool:
+        """The bar being made will not be there by due, at the measured speed (under the lock)."""
+        if self.making_bar is None or self.made == 0:
+            return False
+        bar_s = self.bar_seconds(self.sound.bpm)
+        return self.making_since + self.rtf * bar_s > due
 
     def _finish(self) -> None:
         """After the last bar: its end passes, the take is written, the state is stopped (or failed)."""

@@ -98,11 +98,15 @@ class TimedEngine:
 class ListSink:
     name = "list"
 
-    def __init__(self) -> None:
+    def __init__(self, clock: FakeClock | None = None) -> None:
         self.chunks: list[JamChunk] = []
+        self.clock, self.leads = clock, []  # per chunk: its bar line's clock time minus when it arrived
 
     def play(self, chunk: JamChunk) -> None:
         self.chunks.append(chunk)
+        if self.clock is not None:
+            reading = self.clock.reading()
+            self.leads.append(reading.time_of_beat(chunk.start_beat) - reading.at_s)
 
     def close(self) -> None:
         pass
@@ -117,7 +121,7 @@ def engine(tiny_model_dir, tmp_path_factory):
 def jam(engine, clock, tmp_path=None, model_s: float = 0.0, **overrides) -> tuple[JamSession, ListSink]:
     settings = JamSettings(**({"jam_id": "jam-1", "prompt": "dark techno", "preset": PLAIN, "bpm": 127.0,
                                "context_bars": 2, "lookahead_bars": 2} | overrides))
-    sink = ListSink()
+    sink = ListSink(clock)
     recording = None if tmp_path is None else JamRecording(tmp_path / settings.jam_id, engine.info.sample_rate, 1)
     session = JamSession(settings, TimedEngine(engine, clock, model_s), clock, [sink],
                          presets=lambda: {"plain": PLAIN, "other": OTHER},
@@ -233,6 +237,9 @@ def test_held_bars_when_the_model_falls_behind(engine):
     assert [chunk.bar for chunk in sink.chunks] == list(range(len(sink.chunks)))  # no bar line missed
     for chunk in held:  # each a whole bar, handed out before its bar line
         assert chunk.audio.shape[-1] == round(bar_samples(240.0, 4, RATE))
+    # the measured speed says the bar being made will be late: held at once, not at the last moment, so a watch held
+    # up (here: the clock jumps while the model works) still hands it out before its line (the old watch: -0.41 s)
+    assert min(lead for chunk, lead in zip(sink.chunks, sink.leads) if chunk.held) > 0
     fast_session, fast = jam(engine, FakeClock(240.0), bpm=240.0, jam_id="jam-2")  # control: keeping up
     wait_for(lambda: len(fast.chunks) >= 4)
     fast_session.close()
