@@ -1,5 +1,6 @@
 """The `continuo` command: serve; generate, continue, variations, stems, status; prune, trash; send, model, doctor,
-keys, bench; analyze, midi (on this machine, bridge/tools/listen.py)."""
+keys, bench; analyze, midi (on this machine, bridge/tools/listen.py); train-style (on this machine,
+bridge/tools/train_style.py)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bridge.tools.listen import add_listen_commands
 
     add_listen_commands(commands)
+    from bridge.tools.train_style import add_train_commands
+
+    add_train_commands(commands, add_settings_flags)
 
     model = commands.add_parser("model", help="model tools")
     model_commands = model.add_subparsers(dest="model_command", required=True)
@@ -278,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
             from bridge.tools.listen import run_analyze, run_midi
 
             return run_analyze(args) if args.command == "analyze" else run_midi(args)
+        if args.command == "train-style":
+            from bridge.tools.train_style import run_train_style
+
+            return run_train_style(args, settings_from_args(args))
         if args.command == "bench":
             from bridge.tools.bench import run_bench
 

@@ -689,7 +689,7 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
              "calibration": None if calibration is None else calibration.as_dict()}
     if options.lora:
         modes["lora"] = {"merged": options.lora, "weight": options.lora_weight}
-    per_request_lora = not options.compile and (calibration is None or not calibration.equalized)
+    per_request_lora = not (melody or options.compile) and (calibration is None or not calibration.equalized)
     info = describe_model(config, name=name, source_kind=source_kind, is_random=is_random, device=str(device),
                           parameters=parameters, max_output_s=options.max_output_s,
                           capabilities=ENGINE_CAPABILITIES | ({Capability.LORA} if per_request_lora else set()),
