@@ -16,7 +16,8 @@ name, folder and options continues from its last checkpoint; the folder goes onc
 step and `PLAN_STEPS` timed ones on the first batch) for steps/s and peak memory, and the estimate for the whole
 run. On a CPU with a real-size model (inference/musicgen/training.py:GPU_JOB_PARAMETERS) it says plainly that
 this is a GPU job, and measures one `EXCERPT_S` clip instead of a batch of 30 s ones (scaled by frames: a full
-batch's memory on a shared laptop is what it must not risk). The peak memory is the process's (CUDA's allocator peak on a GPU).
+batch's memory on a shared laptop is what it must not risk). The peak memory is the process's (CUDA's allocator
+peak on a GPU).
 
 Where it runs: `continuo train-style` runs it in its own process (this version). In the daemon's queue at batch
 priority, yielding to renders between steps, it is not wired yet: `between_steps` is the hook for it.
