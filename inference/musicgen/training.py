@@ -196,13 +196,7 @@ class StyleTrainer:
         if step is not None and self.options.caption_dropout > 0:
             draws = torch.rand(len(clips), generator=torch.Generator().manual_seed(self.options.seed * 7919 + step))
             drop = (draws < self.options.caption_dropout).tolist()
-        memory = self.condition([clip.caption for clip in clips], drop)
-        length = pattern.shape[2] - 1
-        input_pos = torch.arange(length, device=self.device)
-        logits = self.decoder.logits(pattern[:, :, :length], input_pos, memory, None, last_only=False)
-        targets = pattern[:, :, 1:]
-        valid = targets != self.args.pad_id
-        return F.cross_entropy(logits[valid], targets[valid])
+        return pattern_loss(self.decoder, pattern, self.condition([clip.caption for clip in clips], drop))
 
     def condition(self, captions: list[str], drop: list[bool]):
         """Cross-attention memory for one caption per row (T5 frozen; the projections carry gradients); a dropped
@@ -317,6 +311,17 @@ class StyleTrainer:
         log.info("style training resumed at step %d of %d from %s", self.step_index, self.total_steps,
                  self.checkpoint_path)
         return self.step_index
+
+
+def pattern_loss(decoder, pattern: torch.Tensor, memory) -> torch.Tensor:
+    """Mean cross-entropy of positions 1..L-1 of a delayed pattern (B, K, L) of known codes, each predicted from the
+    positions before it (one causal forward, no cache); pads are not targets."""
+    length = pattern.shape[2] - 1
+    input_pos = torch.arange(length, device=pattern.device)
+    logits = decoder.logits(pattern[:, :, :length], input_pos, memory, None, last_only=False)  # (B, K, L-1, V)
+    targets = pattern[:, :, 1:]
+    valid = targets != decoder.args.pad_id
+    return F.cross_entropy(logits[valid], targets[valid])
 
 
 def inject_lora_(decoder: torch.nn.Module, options: TrainingOptions) -> dict[str, torch.nn.Module]:
