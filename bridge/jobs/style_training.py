@@ -19,8 +19,15 @@ this is a GPU job, and measures one `EXCERPT_S` clip instead of a batch of 30 s 
 batch's memory on a shared laptop is what it must not risk). The peak memory is the process's (CUDA's allocator
 peak on a GPU).
 
-Where it runs: `continuo train-style` runs it in its own process (this version). In the daemon's queue at batch
-priority, yielding to renders between steps, it is not wired yet: `between_steps` is the hook for it.
+Where it runs: `continuo train-style` runs it in its own process; `/continuo/train_style` (OSC, and HTTP's POST
+/api/jobs) queues it in the daemon (`submit_style`): a job at batch priority, journalled, whose worker runs
+`run_style_job` in a render's place. Renders keep priority: before each step the job waits while any render runs
+or waits (`renders_busy`); a step that has started finishes first (on a real model on a CPU, seconds to minutes),
+and its torch work runs on the engine's compute thread between the renders' decode steps. Each step sends
+/continuo/progress (stage training) and /continuo/training (epoch, step, loss, ETA); cancel stops it between steps;
+the same request again resumes from the checkpoint. The model trained is the one served when the job was admitted
+(its folder in the job's params). The job holds one of the pool's workers while it runs: with max_batch 1 (one
+worker) renders wait for the whole training; a worker of its own for training is not built.
 ACE-Step style training is not built (refused with that message).
 """
 
@@ -37,12 +44,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.audio.training_clips import PreparedClips, prepare_clips
-from bridge.errors import BadRequest
+from bridge.errors import BadRequest, NotFound
+from bridge.jobs.job_ids import conflict
+from bridge.jobs.queue import Job, Priority
+from bridge.protocol.destinations import Destination
 from inference.adapters import ADAPTER_NAME, find_adapters
 from inference.loading import family
 
 log = logging.getLogger("continuo.training")
 
+STYLE_OP = "train_style"  # the schema's op (osc_schema/continuo.json: /continuo/train_style)
+REQUESTED = ("folder", "name", "text", "epochs")  # what makes two train_style requests the same one
+RENDER_POLL_S = 0.2  # how often a waiting training step looks whether the renders are done
 TRAINING_DIR = ".training"  # lora_dir/.training/NAME/: a run's checkpoint until its adapter is written
 PLAN_STEPS = 2  # timed steps of the plan's measured run (after one warm-up step)
 EXCERPT_S = 5.0  # a GPU job's plan on a CPU measures one clip of this length, not a whole batch
@@ -139,25 +152,27 @@ def encode(engine, prepared: PreparedClips, count: int | None = None) -> list:
 
 def train_style(request: StyleRequest, *, model_dir: Path, lora_dir: Path, device: str = "cpu",
                 on_report: Callable[[str], None] | None = None, on_progress: Callable | None = None,
-                should_cancel: Callable[[], bool] | None = None,
-                between_steps: Callable[[], None] | None = None) -> Path:
-    """Train and write lora_dir/NAME (module docstring); the adapter's directory."""
+                should_cancel: Callable[[], bool] | None = None, between_steps: Callable[[], None] | None = None,
+                call: Callable | None = None) -> Path:
+    """Train and write lora_dir/NAME (module docstring); the adapter's directory. call(function): where the torch
+    work runs (the daemon's compute thread: the load, the encoding, each step); None: here."""
     from inference.musicgen.lora import FORMAT, write_adapter_dir
     from inference.musicgen.training import StyleTrainer, load_training_engine
 
+    call = call or (lambda function: function())
     lora_dir = Path(lora_dir).expanduser()
     target = check_name(lora_dir, request.name)
     check_family(model_dir)
-    engine = load_training_engine(model_dir, device=device)
+    engine = call(lambda: load_training_engine(model_dir, device=device))
     prepared = prepare(request, engine)
     if on_report is not None:
         on_report(prepared.report())
     work_dir = lora_dir / TRAINING_DIR / request.name
-    trainer = StyleTrainer(engine, encode(engine, prepared), request.options(), work_dir)
+    trainer = StyleTrainer(engine, call(lambda: encode(engine, prepared)), request.options(), work_dir)
     resumed = trainer.resume()
     if resumed and on_report is not None:
         on_report(f"resuming from the checkpoint of step {resumed} in {work_dir}")
-    result = trainer.run(on_step=on_progress, should_cancel=should_cancel, between_steps=between_steps)
+    result = trainer.run(on_step=on_progress, should_cancel=should_cancel, between_steps=between_steps, call=call)
     card = build_card(request, prepared, result, model_dir=model_dir, fingerprint=engine.fingerprint,
                       format_name=FORMAT)
     write_adapter_dir(target, result.lora, card)
@@ -220,6 +235,83 @@ def plan_style(request: StyleRequest, *, model_dir: Path, device: str = "cpu") -
                      peak_memory_gb=peak_memory_bytes(engine.device) / 2**30, device=str(engine.device),
                      parameters=parameters, gpu_job=gpu_job, report=prepared.report(),
                      extrapolated=scale != 1.0)
+
+
+# ---- in the daemon's queue ----------------------------------------------------------------------------------------
+
+def submit_style(intake, job_id: str, args: dict, *, reply_to: Destination, client_key: Destination, settings,
+                 model_spec: str, device: str) -> Job | None:
+    """/continuo/train_style: journalled, queued at batch priority and announced; None for a resend of a known id
+    (reported as any job is), IdConflict for another request under that id; BadRequest / NotFound before anything
+    is queued (module docstring)."""
+    requested = {key: args[key] for key in REQUESTED}
+    existing = intake.find(job_id)
+    if existing is not None:
+        if existing.op != STYLE_OP or {key: existing.params.get(key) for key in REQUESTED} != requested:
+            raise conflict(existing)
+        intake.report(existing, reply_to)
+        return None
+    folder = resolve_folder(str(args["folder"]), intake.input_roots)
+    lora_dir = settings.resolved_lora_dir
+    check_name(lora_dir, str(args["name"]))
+    busy = [job.job_id for job in [*intake.queue.waiting(), *intake.pool.running_jobs()]
+            if job.op == STYLE_OP and job.params.get("name") == args["name"]]
+    if busy:
+        raise BadRequest(f"job {busy[0]} already trains an adapter named {args['name']!r}; wait for it or cancel it")
+    from inference.loading import resolve_model
+
+    source = resolve_model(model_spec, tiny_dir=settings.smoke_model_dir.expanduser(),
+                           allow_tiny_fallback=settings.allow_smoke_model)
+    check_family(source.path)
+    params = {**requested, "resolved_folder": str(folder), "lora_dir": str(lora_dir), "model_dir": str(source.path),
+              "device": device, "retries": 0, "priority": Priority.BATCH.value}
+    job = Job(job_id=job_id, op=STYLE_OP, params=params, reply_to=reply_to, client_key=client_key,
+              priority=Priority.BATCH)
+    intake.journal.insert_job(job.job_id, job.op, job.params, job.reply_to)
+    position = intake.queue.put(job)
+    intake.events.queued(job.reply_to, job.job_id, position, -1.0)
+    log.info("job=%s queued op=%s name=%s folder=%s position=%d priority=batch", job_id, STYLE_OP, args["name"],
+             folder, position)
+    return job
+
+
+def resolve_folder(raw: str, input_roots) -> Path:
+    """The recordings' folder, symlinks resolved: under one of the input roots, and a folder."""
+    resolved = Path(raw).expanduser().resolve()
+    if not any(resolved.is_relative_to(root) for root in input_roots):
+        roots = ", ".join(str(root) for root in input_roots)
+        raise BadRequest(f"folder {raw!r} is outside the allowed input folders ({roots}); move the recordings into "
+                         "one of them or add their folder to input_roots")
+    if not resolved.is_dir():
+        raise NotFound(f"no such folder of recordings: {raw}")
+    return resolved
+
+
+def run_style_job(job: Job, *, events, call: Callable, stopped: Callable[[], bool],
+                  renders_busy: Callable[[], bool]) -> Path:
+    """A queued train_style job, in a worker's place: training that waits for the renders between its steps."""
+    params = job.params
+    request = StyleRequest(folder=Path(params["resolved_folder"]), name=str(params["name"]), text=str(params["text"]),
+                           epochs=int(params["epochs"]))
+
+    def between_steps() -> None:
+        while renders_busy() and not stopped():
+            time.sleep(RENDER_POLL_S)
+
+    def on_progress(progress) -> None:
+        events.progress(job.reply_to, job.job_id, progress.step / progress.steps, "training")
+        events.emit(job.reply_to, "/continuo/training", job.job_id, progress.epoch, progress.epochs, progress.step,
+                    progress.steps, float(progress.loss), float(progress.eta_s))
+        log.info("job=%s training epoch %d/%d step %d/%d loss %.4f eta_s %.0f", job.job_id, progress.epoch,
+                 progress.epochs, progress.step, progress.steps, progress.loss, progress.eta_s)
+
+    def on_report(text: str) -> None:
+        for line in text.splitlines():
+            log.info("job=%s %s", job.job_id, line.strip())
+
+    return train_style(request, model_dir=Path(params["model_dir"]), lora_dir=Path(params["lora_dir"]),
+                       device=str(params["device"]), on_report=on_report, on_progress=on_progress,
+                       should_cancel=stopped, between_steps=between_steps, call=call)
 
 
 def format_duration(seconds: float) -> str:

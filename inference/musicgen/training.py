@@ -113,14 +113,16 @@ def load_training_engine(checkpoint: Path, device: str = "cpu"):
 
     checkpoint = Path(checkpoint)
     target = pick_device(device)
-    processor = AutoProcessor.from_pretrained(checkpoint, local_files_only=True)
-    model = MusicgenForConditionalGeneration.from_pretrained(checkpoint, dtype=torch.float32,
-                                                             local_files_only=True).eval()
-    engine = engine_from_hf_model(model, processor.tokenizer, device=target, name=checkpoint.name,
-                                  options=EngineOptions(weights="fp32", attention="sdpa", calibrate=False, max_batch=1))
-    state = {name: tensor.detach() for name, tensor in model.state_dict().items()
-             if name.startswith(("decoder.", "enc_to_dec_proj."))}
-    engine.decoder = build_decoder(engine.args, state).to(target)  # plain layers; the packed ones go
+    with torch.inference_mode(False):  # a serving compute thread runs in inference mode: these weights need autograd
+        processor = AutoProcessor.from_pretrained(checkpoint, local_files_only=True)
+        model = MusicgenForConditionalGeneration.from_pretrained(checkpoint, dtype=torch.float32,
+                                                                 local_files_only=True).eval()
+        engine = engine_from_hf_model(model, processor.tokenizer, device=target, name=checkpoint.name,
+                                      options=EngineOptions(weights="fp32", attention="sdpa", calibrate=False,
+                                                            max_batch=1))
+        state = {name: tensor.detach() for name, tensor in model.state_dict().items()
+                 if name.startswith(("decoder.", "enc_to_dec_proj."))}
+        engine.decoder = build_decoder(engine.args, state).to(target)  # plain layers; the packed ones go
     engine.decoder.set_attention_backend("sdpa")
     engine.fingerprint = checkpoint_fingerprint(checkpoint)
     return engine
@@ -132,7 +134,8 @@ def encode_clip(engine, audio: np.ndarray) -> torch.Tensor:
     prompt = engine.prepare_prompt(audio)
     with torch.inference_mode():
         codes = engine.encode_prompt(prompt, 1)[0]
-    return codes.clone().cpu()
+    with torch.inference_mode(False):
+        return codes.clone().cpu()
 
 
 def clips_hash(clips: Sequence[TrainingClip], options: TrainingOptions) -> str:
@@ -213,12 +216,14 @@ class StyleTrainer:
         return self.decoder.encode_memory(states, mask)
 
     def train_step(self) -> float:
-        """One optimiser step on the next batch; its loss."""
+        """One optimiser step on the next batch; its loss. Also on a thread in inference mode (the daemon's compute
+        thread): gradients on here."""
         self.decoder.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss(self.batch_indices(self.step_index), self.step_index)
-        loss.backward()
-        self.optimizer.step()
+        with torch.inference_mode(False), torch.enable_grad():
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.loss(self.batch_indices(self.step_index), self.step_index)
+            loss.backward()
+            self.optimizer.step()
         self.step_index += 1
         value = float(loss.detach())
         self.losses.append(value)
@@ -239,9 +244,10 @@ class StyleTrainer:
 
     def run(self, *, on_step: Callable[[TrainingProgress], None] | None = None,
             should_cancel: Callable[[], bool] | None = None, between_steps: Callable[[], None] | None = None,
-            stop_after: int | None = None) -> TrainingResult:
+            stop_after: int | None = None, call: Callable | None = None) -> TrainingResult:
         """Train to total_steps (or stop_after steps in all), checkpointing; Cancelled when should_cancel() says so
-        between steps (the last checkpoint is kept for resume)."""
+        between steps (the last checkpoint is kept for resume). call(function): where each step's torch work runs
+        (a serving engine's compute thread, inference/api.py:Compute.call); None: here."""
         started, first = time.monotonic(), self.step_index
         end = self.total_steps if stop_after is None else min(self.total_steps, stop_after)
         while self.step_index < end:
@@ -250,7 +256,7 @@ class StyleTrainer:
             if should_cancel is not None and should_cancel():
                 raise Cancelled(f"style training cancelled after {self.step_index} of {self.total_steps} steps; "
                                 f"the checkpoint of step {self.saved_step()} is kept: run it again to resume")
-            loss = self.train_step()
+            loss = self.train_step() if call is None else call(self.train_step)
             if self.step_index % self.options.checkpoint_every == 0 or self.step_index == self.total_steps:
                 self.save_checkpoint()
             if on_step is not None:

@@ -107,3 +107,50 @@ def test_the_cli_trains_and_refuses_a_taken_name(recordings, tiny_model_dir, tmp
     assert main(argv[:2] + argv[4:] + ["--plan"]) == 0
     assert "steps/s" in capsys.readouterr().out
     assert style_training.PLAN_STEPS == 2
+
+
+SENDER = ("127.0.0.1", 41000)
+
+
+@pytest.fixture
+def style_daemon(recordings, tiny_model_dir, tmp_path):
+    import shutil
+
+    from tests.daemons import daemon_settings, running_daemon
+
+    shutil.copytree(recordings, tmp_path / "inbox" / "band")  # under the daemon's input roots
+    with running_daemon(daemon_settings(tiny_model_dir, tmp_path, lora_dir=tmp_path / "loras")) as daemon:
+        yield daemon
+
+
+def test_the_daemon_queues_training_at_batch_priority_after_the_renders(style_daemon, tmp_path):
+    daemon, folder = style_daemon, str(tmp_path / "inbox" / "band")
+    daemon.on_message("/continuo/train_style", ["train-1", folder, "band", "soft chords", 1], SENDER)
+    daemon.on_message("/continuo/generate", ["render-1", "default", "warm piano", 1.0], SENDER)
+    address, args = daemon.sent.wait_terminal("train-1", 120)
+    assert address == "/continuo/done", args
+    events = list(daemon.sent)
+    render_done = events.index(("/continuo/done", next(a for ad, a in events if ad == "/continuo/done"
+                                                       and a[0] == "render-1")))
+    first_step = next(i for i, (ad, a) in enumerate(events) if ad == "/continuo/training")
+    assert render_done < first_step  # the render went first: training waited before its first step
+    steps = [a for ad, a in daemon.sent.of("train-1") if ad == "/continuo/training"]
+    assert [s[3] for s in steps] == [1, 2] and steps[-1][1:5] == [1, 1, 2, 2]  # epoch, epochs, step, steps
+    assert ("/continuo/progress", ["train-1", 1.0, "training"]) in daemon.sent.of("train-1")
+    assert find_adapters(tmp_path / "loras") == {"band": tmp_path / "loras" / "band"}
+    record = daemon.journal.get("train-1")
+    assert record.status.value == "done" and record.params["name"] == "band"
+    daemon.on_message("/continuo/train_style", ["train-1", folder, "band", "soft chords", 1], SENDER)  # a resend
+    assert daemon.sent.wait_terminal("train-1", 5)[0] == "/continuo/done"
+
+
+def test_the_daemon_refuses_before_queueing(style_daemon, tmp_path):
+    daemon = style_daemon
+    (tmp_path / "loras").mkdir()
+    (tmp_path / "loras" / "taken.safetensors").write_bytes(b"x")
+    for job_id, folder, name, words in [("out-1", str(tmp_path), "x", "outside the allowed input folders"),
+                                        ("taken-1", str(tmp_path / "inbox" / "band"), "taken", "already exists")]:
+        daemon.on_message("/continuo/train_style", [job_id, folder, name, "", 1], SENDER)
+        address, args = daemon.sent.wait_terminal(job_id, 5)
+        assert address == "/continuo/error" and args[1] == "bad_request" and words in args[2], args
+        assert daemon.journal.get(job_id) is None
