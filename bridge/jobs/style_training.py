@@ -46,6 +46,7 @@ from pathlib import Path
 from bridge.audio.training_clips import PreparedClips, prepare_clips
 from bridge.errors import BadRequest, NotFound
 from bridge.jobs.job_ids import conflict
+from bridge.jobs.plan import under_input_roots
 from bridge.jobs.queue import Job, Priority
 from bridge.protocol.destinations import Destination
 from inference.adapters import ADAPTER_NAME, find_adapters
@@ -277,11 +278,7 @@ def submit_style(intake, job_id: str, args: dict, *, reply_to: Destination, clie
 
 def resolve_folder(raw: str, input_roots) -> Path:
     """The recordings' folder, symlinks resolved: under one of the input roots, and a folder."""
-    resolved = Path(raw).expanduser().resolve()
-    if not any(resolved.is_relative_to(root) for root in input_roots):
-        roots = ", ".join(str(root) for root in input_roots)
-        raise BadRequest(f"folder {raw!r} is outside the allowed input folders ({roots}); move the recordings into "
-                         "one of them or add their folder to input_roots")
+    resolved = under_input_roots(raw, input_roots, "folder", "move the recordings")
     if not resolved.is_dir():
         raise NotFound(f"no such folder of recordings: {raw}")
     return resolved

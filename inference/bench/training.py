@@ -7,17 +7,19 @@ states (random weights of the shape, inference/bench/random_weights.py: noise, t
   inference/musicgen/training.py:pattern_loss, as `continuo train-style` runs it;
 - **plain peft**: transformers' MusicgenForCausalLM of the same shape, `peft.get_peft_model` on q/k/v/out_proj of
   self- and cross-attention, its own `labels` loss: the loop a peft tutorial would write.
-Each side runs one warm-up step then `steps` timed ones, at batch 1 over `clip_s` of codes; the peak memory is the
-process's peak resident set from the side's start (/proc clear_refs; both sides' weights are alive during the
-second). The estimate for 10 minutes of audio (20 clips of 30 s, 4 epochs of batch 2: 40 steps of 2 x 1500 frames)
+Both sides are built and warmed up (one step each), then their steps alternate `steps` times (A B A B ...: a change
+in the shared machine's load falls on both alike) at batch 1 over `clip_s` of codes; steps/s is one over the median
+step. Each side's memory is the peak resident set its build and warm-up step added (/proc clear_refs), over what
+the process held before it. The estimate for 10 minutes of audio (20 clips of 30 s, `continuo train-style`'s
+default 4 epochs of batch 2: 40 steps of 2 x 1500 frames; and per 1000 such steps, what a longer fine-tune takes)
 scales the measured step by frames (the linears dominate at these lengths; attention's quadratic part is not
 scaled up, so it is a lower bound). ACE-Step's turbo shape is not measured: its training is not built.
 """
 
 from __future__ import annotations
 
-import math
 import os
+import statistics
 import time
 
 import torch
@@ -62,21 +64,24 @@ def random_hf_decoder(shape: str, seed: int = 0):
     return model
 
 
-def timed_steps(step, steps: int) -> float:
-    """steps/s over `steps` calls of step() after one warm-up call."""
-    step()
-    started = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps / (time.perf_counter() - started)
-
-
-def bench_ours(codes: torch.Tensor, states: torch.Tensor, steps: int, shape: str) -> dict:
+def side_memory_mb(build) -> tuple[object, float]:
+    """(build(), the peak resident memory it added in MB: its weights, a warm-up step's activations and AdamW's
+    state), measured from the resident set before it (/proc clear_refs resets the peak)."""
     from inference.bench.musicgen import peak_rss_mb, reset_peak_rss
+    from inference.runtime.memory import resident_bytes
+
+    before = (resident_bytes() or 0) / 2**20
+    reset_peak_rss()
+    step = build()
+    step()  # warm-up: allocations, oneDNN's first calls
+    return step, peak_rss_mb() - before
+
+
+def ours_step(codes: torch.Tensor, states: torch.Tensor, shape: str):
+    """One training step of ours (a callable), and its trainable / total weights."""
     from inference.musicgen.decode import build_delay_pattern
     from inference.musicgen.training import TrainingOptions, inject_lora_, pattern_loss
 
-    reset_peak_rss()
     decoder = random_decoder(shape)
     inject_lora_(decoder, TrainingOptions())
     trainable = [p for p in decoder.parameters() if p.requires_grad]
@@ -90,18 +95,17 @@ def bench_ours(codes: torch.Tensor, states: torch.Tensor, steps: int, shape: str
         pattern_loss(decoder, pattern, decoder.encode_memory(states, mask)).backward()
         optimizer.step()
 
-    rate = timed_steps(step, steps)
-    return {"side": "ours", "steps_per_s": round(rate, 4), "peak_rss_mb": round(peak_rss_mb()),
-            "trainable": sum(p.numel() for p in trainable), "weights": sum(p.numel() for p in decoder.parameters())}
+    step.trainable = sum(p.numel() for p in trainable)
+    step.weights = sum(p.numel() for p in decoder.parameters())
+    return step
 
 
-def bench_plain_peft(codes: torch.Tensor, states: torch.Tensor, steps: int, shape: str) -> dict:
+def plain_peft_step(codes: torch.Tensor, states: torch.Tensor, shape: str):
+    """One training step of the plain peft loop over transformers' decoder (a callable)."""
     from peft import LoraConfig, get_peft_model
 
-    from inference.bench.musicgen import peak_rss_mb, reset_peak_rss
     from inference.musicgen.decode import build_delay_pattern
 
-    reset_peak_rss()
     model = random_hf_decoder(shape)
     config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
                         target_modules=["q_proj", "k_proj", "v_proj", "out_proj"])
@@ -116,13 +120,11 @@ def bench_plain_peft(codes: torch.Tensor, states: torch.Tensor, steps: int, shap
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        out = model(input_ids=inputs, encoder_hidden_states=states, labels=labels)
-        out.loss.backward()
+        model(input_ids=inputs, encoder_hidden_states=states, labels=labels).loss.backward()
         optimizer.step()
 
-    rate = timed_steps(step, steps)
-    return {"side": "plain peft (transformers' MusicgenForCausalLM)", "steps_per_s": round(rate, 4),
-            "peak_rss_mb": round(peak_rss_mb()), "trainable": sum(p.numel() for p in trainable)}
+    step.trainable = sum(p.numel() for p in trainable)
+    return step
 
 
 def run_train_bench(*, quick: bool = False, clip_s: float | None = None, steps: int | None = None,
@@ -139,15 +141,27 @@ def run_train_bench(*, quick: bool = False, clip_s: float | None = None, steps: 
     text_states = torch.randn((1, TEXT_TOKENS, args.text_dim), generator=generator) * 0.1  # T5's, ours projects
     projected = torch.randn((1, TEXT_TOKENS, args.dim), generator=generator) * 0.1  # what MusicgenForCausalLM takes
     common = {"shape": shape, "clip_s": clip_s, "batch": 1, "timed_steps": steps, "threads": torch.get_num_threads(),
-              "load_1min": round(os.getloadavg()[0], 2)}
-    ours = bench_ours(codes, text_states, steps, shape) | common
-    plain = bench_plain_peft(codes, projected, steps, shape) | common
+              "load_1min_before": round(os.getloadavg()[0], 2)}
+    ours, ours_mb = side_memory_mb(lambda: ours_step(codes, text_states, shape))
+    plain, plain_mb = side_memory_mb(lambda: plain_peft_step(codes, projected, shape))
+    times = {"ours": [], "plain": []}
+    for _ in range(steps):  # alternated: a change in the machine's load falls on both sides alike
+        for name, step in (("ours", ours), ("plain", plain)):
+            started = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - started)
+    common["load_1min_after"] = round(os.getloadavg()[0], 2)
+    rate = {name: 1.0 / statistics.median(values) for name, values in times.items()}
+    ours_row = {"side": "ours", "steps_per_s": round(rate["ours"], 4), "peak_added_mb": round(ours_mb),
+                "trainable": ours.trainable, "weights": ours.weights,
+                "vs_plain_peft": round(rate["ours"] / rate["plain"], 2)} | common
+    plain_row = {"side": "plain peft (transformers' MusicgenForCausalLM)", "steps_per_s": round(rate["plain"], 4),
+                 "peak_added_mb": round(plain_mb), "trainable": plain.trainable} | common
     scale = TEN_MINUTES_FRAMES_PER_STEP / frames
     estimate = {"side": "estimate: 10 min of audio here (ours)", "steps": TEN_MINUTES_STEPS,
-                "seconds_per_step": round(scale / ours["steps_per_s"], 1),
-                "hours": round(TEN_MINUTES_STEPS * scale / ours["steps_per_s"] / 3600, 2),
+                "seconds_per_step": round(scale / rate["ours"], 1),
+                "hours": round(TEN_MINUTES_STEPS * scale / rate["ours"] / 3600, 2),
+                "hours_per_1000_steps": round(1000 * scale / rate["ours"] / 3600, 1),
                 "note": "measured step scaled by frames (linear; a lower bound); a GPU figure is on paper until a "
                         "device is lent"} | common
-    if math.isfinite(ours["steps_per_s"]) and plain["steps_per_s"] > 0:
-        ours["vs_plain_peft"] = round(ours["steps_per_s"] / plain["steps_per_s"], 2)
-    return [ours, plain, estimate]
+    return [ours_row, plain_row, estimate]

@@ -42,6 +42,7 @@ def request(folder, name="my-band", **changes) -> StyleRequest:
                                             batch_size=4, learning_rate=1e-2, checkpoint_every=2), **changes)
 
 
+@pytest.mark.slow
 def test_a_folder_becomes_an_adapter_with_its_card(recordings, tiny_model_dir, tmp_path):
     reports, steps = [], []
     target = train_style(request(recordings), model_dir=tiny_model_dir, lora_dir=tmp_path, on_report=reports.append,
@@ -75,6 +76,7 @@ def test_names_are_checked_first(tmp_path):
     assert check_name(tmp_path, "free") == tmp_path / "free"  # the control
 
 
+@pytest.mark.slow
 def test_cancel_keeps_the_checkpoint_and_the_same_run_resumes(recordings, tiny_model_dir, tmp_path):
     done = []
     with pytest.raises(Cancelled, match="checkpoint of step 2 is kept"):
@@ -96,6 +98,7 @@ def test_plan_measures_and_says_when_it_is_a_gpu_job(recordings, tiny_model_dir,
     assert big.gpu_job and big.extrapolated and "This is a GPU job" in big.describe()
 
 
+@pytest.mark.slow
 def test_the_cli_trains_and_refuses_a_taken_name(recordings, tiny_model_dir, tmp_path, capsys):
     argv = ["train-style", str(recordings), "--name", "cli-band", "--model", str(tiny_model_dir), "--lora-dir",
             str(tmp_path), "--clip-s", "4", "--epochs", "1", "--batch-size", "8", "--device", "cpu"]
@@ -119,10 +122,12 @@ def style_daemon(recordings, tiny_model_dir, tmp_path):
     from tests.daemons import daemon_settings, running_daemon
 
     shutil.copytree(recordings, tmp_path / "inbox" / "band")  # under the daemon's input roots
-    with running_daemon(daemon_settings(tiny_model_dir, tmp_path, lora_dir=tmp_path / "loras")) as daemon:
+    with running_daemon(daemon_settings(tiny_model_dir, tmp_path, lora_dir=tmp_path / "loras",
+                                        weights="fp32")) as daemon:  # fp32: our engine takes a LoRA per request
         yield daemon
 
 
+@pytest.mark.slow
 def test_the_daemon_queues_training_at_batch_priority_after_the_renders(style_daemon, tmp_path):
     daemon, folder = style_daemon, str(tmp_path / "inbox" / "band")
     daemon.on_message("/continuo/train_style", ["train-1", folder, "band", "soft chords", 1], SENDER)
@@ -142,6 +147,13 @@ def test_the_daemon_queues_training_at_batch_priority_after_the_renders(style_da
     assert record.status.value == "done" and record.params["name"] == "band"
     daemon.on_message("/continuo/train_style", ["train-1", folder, "band", "soft chords", 1], SENDER)  # a resend
     assert daemon.sent.wait_terminal("train-1", 5)[0] == "/continuo/done"
+    takes = {}
+    for job_id, settings in [("plain-1", []), ("styled-1", ["lora", "band"])]:  # the adapter, as a downloaded one
+        daemon.on_message("/continuo/generate", [job_id, "default", "warm piano", 1.0, "seed", 3, *settings], SENDER)
+        assert daemon.sent.wait_terminal(job_id, 60)[0] == "/continuo/done"
+        output = [a for ad, a in daemon.sent.of(job_id) if ad == "/continuo/output"][0][2]
+        takes[job_id] = soundfile.read(output, dtype="float32")[0]
+    assert takes["plain-1"].shape == takes["styled-1"].shape and not np.allclose(takes["plain-1"], takes["styled-1"])
 
 
 def test_the_daemon_refuses_before_queueing(style_daemon, tmp_path):

@@ -12,7 +12,7 @@ def test_both_sides_run_and_report():
     ours, plain, estimate = run_train_bench(quick=True, shape="tiny", steps=1)
     assert ours["side"] == "ours" and plain["side"].startswith("plain peft")
     for row in (ours, plain):
-        assert row["steps_per_s"] > 0 and row["peak_rss_mb"] > 0 and row["trainable"] > 0
+        assert row["steps_per_s"] > 0 and row["peak_added_mb"] >= 0 and row["trainable"] > 0
     assert ours["trainable"] < ours["weights"] / 10  # a LoRA, not the model
     assert estimate["steps"] == 40 and estimate["hours"] > 0 and "vs_plain_peft" in ours
 
