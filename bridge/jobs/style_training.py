@@ -55,7 +55,7 @@ from inference.loading import family
 log = logging.getLogger("continuo.training")
 
 STYLE_OP = "train_style"  # the schema's op (osc_schema/continuo.json: /continuo/train_style)
-REQUESTED = ("folder", "name", "text", "epochs")  # what makes two train_style requests the same one
+REQUESTED = ("folder", "name", "text", "epochs", "learning_rate")  # what makes two train_style requests the same one
 RENDER_POLL_S = 0.2  # how often a waiting training step looks whether the renders are done
 TRAINING_DIR = ".training"  # lora_dir/.training/NAME/: a run's checkpoint until its adapter is written
 PLAN_STEPS = 2  # timed steps of the plan's measured run (after one warm-up step)
@@ -289,7 +289,7 @@ def run_style_job(job: Job, *, events, call: Callable, stopped: Callable[[], boo
     """A queued train_style job, in a worker's place: training that waits for the renders between its steps."""
     params = job.params
     request = StyleRequest(folder=Path(params["resolved_folder"]), name=str(params["name"]), text=str(params["text"]),
-                           epochs=int(params["epochs"]))
+                           epochs=int(params["epochs"]), learning_rate=float(params["learning_rate"]))
 
     def between_steps() -> None:
         while renders_busy() and not stopped():

@@ -130,7 +130,7 @@ def style_daemon(recordings, tiny_model_dir, tmp_path):
 @pytest.mark.slow
 def test_the_daemon_queues_training_at_batch_priority_after_the_renders(style_daemon, tmp_path):
     daemon, folder = style_daemon, str(tmp_path / "inbox" / "band")
-    daemon.on_message("/continuo/train_style", ["train-1", folder, "band", "soft chords", 1], SENDER)
+    daemon.on_message("/continuo/train_style", ["train-1", folder, "band", "soft chords", 2, 0.03], SENDER)
     daemon.on_message("/continuo/generate", ["render-1", "default", "warm piano", 1.0], SENDER)
     address, args = daemon.sent.wait_terminal("train-1", 120)
     assert address == "/continuo/done", args
@@ -140,12 +140,12 @@ def test_the_daemon_queues_training_at_batch_priority_after_the_renders(style_da
     first_step = next(i for i, (ad, a) in enumerate(events) if ad == "/continuo/training")
     assert render_done < first_step  # the render went first: training waited before its first step
     steps = [a for ad, a in daemon.sent.of("train-1") if ad == "/continuo/training"]
-    assert [s[3] for s in steps] == [1, 2] and steps[-1][1:5] == [1, 1, 2, 2]  # epoch, epochs, step, steps
+    assert [s[3] for s in steps] == [1, 2, 3, 4] and steps[-1][1:5] == [2, 2, 4, 4]  # epoch, epochs, step, steps
     assert ("/continuo/progress", ["train-1", 1.0, "training"]) in daemon.sent.of("train-1")
     assert find_adapters(tmp_path / "loras") == {"band": tmp_path / "loras" / "band"}
     record = daemon.journal.get("train-1")
     assert record.status.value == "done" and record.params["name"] == "band"
-    daemon.on_message("/continuo/train_style", ["train-1", folder, "band", "soft chords", 1], SENDER)  # a resend
+    daemon.on_message("/continuo/train_style", ["train-1", folder, "band", "soft chords", 2, 0.03], SENDER)  # resent
     assert daemon.sent.wait_terminal("train-1", 5)[0] == "/continuo/done"
     takes = {}
     for job_id, settings in [("plain-1", []), ("styled-1", ["lora", "band"])]:  # the adapter, as a downloaded one
