@@ -181,7 +181,13 @@ class Worker(threading.Thread):
         log.info("job=%s running op=%s", job.job_id, job.op)
         try:
             if job.op == STYLE_OP:  # not a render: a style adapter trained (bridge/jobs/style_training.py)
-                self.train_style(job)
+                try:
+                    self.train_style(job)
+                except Cancelled as error:  # its message says the checkpoint kept and how to resume
+                    if self.stopping.is_set():
+                        raise
+                    self.fail(job, "cancelled", str(error))
+                    return
                 elapsed = time.monotonic() - started
                 self.journal_end(job, JobStatus.DONE, seed=0, elapsed_s=elapsed)
                 self.events.done(job.reply_to, job.job_id, 0, 0, elapsed)

@@ -254,8 +254,12 @@ class StyleTrainer:
             if between_steps is not None:
                 between_steps()
             if should_cancel is not None and should_cancel():
+                saved = self.saved_step()
+                kept = (f"the checkpoint of step {saved} is kept: run it again to resume" if saved else
+                        f"no checkpoint yet (one every {self.options.checkpoint_every} steps): run it again to start "
+                        "over")
                 raise Cancelled(f"style training cancelled after {self.step_index} of {self.total_steps} steps; "
-                                f"the checkpoint of step {self.saved_step()} is kept: run it again to resume")
+                                + kept)
             loss = self.train_step() if call is None else call(self.train_step)
             if self.step_index % self.options.checkpoint_every == 0 or self.step_index == self.total_steps:
                 self.save_checkpoint()

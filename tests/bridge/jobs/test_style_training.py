@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import time
 
 import numpy as np
 import pytest
@@ -166,3 +168,19 @@ def test_the_daemon_refuses_before_queueing(style_daemon, tmp_path):
         address, args = daemon.sent.wait_terminal(job_id, 5)
         assert address == "/continuo/error" and args[1] == "bad_request" and words in args[2], args
         assert daemon.journal.get(job_id) is None
+
+
+@pytest.mark.slow
+def test_the_daemon_cancels_training_between_steps_and_keeps_the_checkpoint(style_daemon, tmp_path):
+    daemon, folder = style_daemon, str(tmp_path / "inbox" / "band")
+    daemon.on_message("/continuo/train_style", ["long-1", folder, "long", "", 100, 0.001], SENDER)
+    deadline = time.monotonic() + 60
+    while len([a for ad, a in daemon.sent.of("long-1") if ad == "/continuo/training"]) < 2:
+        assert time.monotonic() < deadline, list(daemon.sent.of("long-1"))
+        time.sleep(0.05)
+    daemon.on_message("/continuo/cancel", ["long-1"], SENDER)
+    address, args = daemon.sent.wait_terminal("long-1", 30)
+    assert address == "/continuo/error" and args[1] == "cancelled", args
+    assert re.search(r"cancelled after \d+ of 200 steps; no checkpoint yet \(one every 50 steps\)", args[2]), args
+    assert daemon.journal.get("long-1").status.value == "cancelled"
+    assert find_adapters(tmp_path / "loras") == {}  # nothing half-trained is offered as an adapter
