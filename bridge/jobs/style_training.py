@@ -28,7 +28,8 @@ and its torch work runs on the engine's compute thread between the renders' deco
 the same request again resumes from the checkpoint. The model trained is the one served when the job was admitted
 (its folder in the job's params). The job holds one of the pool's workers while it runs: with max_batch 1 (one
 worker) renders wait for the whole training; a worker of its own for training is not built.
-ACE-Step style training is not built (refused with that message).
+ACE-Step: inference/acestep/training.py trains a LoRA in diffusers' format (tested on the tiny pipeline), but this
+job does not drive it yet: an ACE-Step model is refused here with that message.
 """
 
 from __future__ import annotations
@@ -134,8 +135,8 @@ def check_name(lora_dir: Path, name: str) -> Path:
 def check_family(model_dir: Path) -> None:
     kind = family(model_dir)
     if kind != "musicgen":
-        raise BadRequest(f"style training for {kind} models is not built yet; train with a MusicGen checkpoint "
-                         "(--model facebook/musicgen-small or a local MusicGen folder)")
+        raise BadRequest(f"style training for {kind} models is not wired into this job yet; train with a MusicGen "
+                         "checkpoint (--model facebook/musicgen-small or a local MusicGen folder)")
 
 
 def prepare(request: StyleRequest, engine) -> PreparedClips:
