@@ -12,8 +12,8 @@ diffusers format the engine's `lora` path loads (inference/acestep/engine.py:Ace
 - **Loss**: flow matching as the pipeline samples (x_t = (1 - t) x_0 + t noise, the DiT predicts v = noise - x_0;
   MSE), t uniform in (0, 1), t and noise drawn from a generator seeded by (seed, step), so a step's draw depends
   on its index alone.
-- **Saved**: `AceStepPipeline.save_lora_weights(dir, transformer_lora_layers=...)`: dir/pytorch_lora_weights.safetensors,
-  which the request's `lora` setting loads as it loads a downloaded adapter.
+- **Saved**: `AceStepPipeline.save_lora_weights(dir, transformer_lora_layers=...)`:
+  dir/pytorch_lora_weights.safetensors, which the request's `lora` setting loads as it loads a downloaded adapter.
 
 Built for the tiny pipeline's tests and the CPU; not wired into `continuo train-style` or the daemon's job (which
 refuse ACE-Step models with "not built yet"); no checkpoint/resume, no QLoRA.
