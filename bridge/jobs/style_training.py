@@ -27,8 +27,10 @@ and its torch work runs on the engine's compute thread between the renders' deco
 /continuo/progress (stage training) and /continuo/training (epoch, step, loss, ETA); cancel stops it between steps;
 the same request again resumes from the checkpoint. The model trained is the one served when the job was admitted
 (its folder in the job's params), loaded again at fp32 for the job: a second copy of the model in memory while it
-runs (musicgen-small: about 2.5 GB more, docs/benchmarks.md "Style training"). The job holds one of the pool's workers while it runs: with max_batch 1 (one
-worker) renders wait for the whole training; a worker of its own for training is not built.
+runs (musicgen-small: about 2.5 GB more, docs/benchmarks.md "Style training"). The job holds one of the pool's
+workers while it runs: with max_batch 1 (one worker) renders wait for the whole training; a worker of its own for
+training is not built.
+
 ACE-Step: inference/acestep/training.py trains a LoRA in diffusers' format (tested on the tiny pipeline), but this
 job does not drive it yet: an ACE-Step model is refused here with that message.
 """

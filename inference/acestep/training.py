@@ -30,17 +30,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from inference.adapters import LoraHyperparameters
+
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 INSTRUMENTAL = "[Instrumental]"
 
 
 @dataclass(frozen=True)
-class AceStepTrainingOptions:
-    rank: int = 8
-    alpha: float = 16.0
-    learning_rate: float = 1e-4
-    steps: int = 100
-    seed: int = 0
+class AceStepTrainingOptions(LoraHyperparameters):
+    steps: int = 100  # one clip per step, in turn
 
 
 def clip_latents(pipeline, audio: np.ndarray) -> torch.Tensor:

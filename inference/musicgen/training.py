@@ -42,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from inference.adapters import LoraHyperparameters
 from inference.errors import Cancelled, InferenceError
 from inference.musicgen.decode import build_delay_pattern
 from inference.musicgen.lora import PEFT_TARGETS, LoraWeights
@@ -53,15 +54,11 @@ GPU_JOB_PARAMETERS = 100_000_000  # a decoder above this many weights is a GPU j
 
 
 @dataclass(frozen=True)
-class TrainingOptions:
+class TrainingOptions(LoraHyperparameters):
     """How a style adapter is trained; every field by name (CLI flags, the request's settings)."""
 
-    rank: int = 8
-    alpha: float = 16.0
-    learning_rate: float = 1e-4
     epochs: int = 4
     batch_size: int = 2
-    seed: int = 0
     checkpoint_every: int = 50
     caption_dropout: float = 0.1
     weight_decay: float = 0.0
