@@ -25,7 +25,7 @@ Where it runs: `continuo train-style` runs it in its own process; `/continuo/tra
 or waits (`renders_busy`); a step that has started finishes first (on a real model on a CPU, seconds to minutes),
 and its torch work runs on the engine's compute thread between the renders' decode steps. Each step sends
 /continuo/progress (stage training) and /continuo/training (epoch, step, loss, ETA); cancel stops it between steps;
-the same request again resumes from the checkpoint. The model trained is the one served when the job was admitted
+a new job (new id) with the same name, folder and options resumes from the checkpoint. The model trained is the one served when the job was admitted
 (its folder in the job's params), loaded again at fp32 for the job: a second copy of the model in memory while it
 runs (musicgen-small: about 2.5 GB more, docs/benchmarks.md "Style training"). The job holds one of the pool's
 workers while it runs: with max_batch 1 (one worker) renders wait for the whole training; a worker of its own for
