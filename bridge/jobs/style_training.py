@@ -21,15 +21,15 @@ peak on a GPU).
 
 Where it runs: `continuo train-style` runs it in its own process; `/continuo/train_style` (OSC, and HTTP's POST
 /api/jobs) queues it in the daemon (`submit_style`): a job at batch priority, journalled, whose worker runs
-`run_style_job` in a render's place. Renders keep priority: before each step the job waits while any render runs
-or waits (`renders_busy`); a step that has started finishes first (on a real model on a CPU, seconds to minutes),
-and its torch work runs on the engine's compute thread between the renders' decode steps. Each step sends
+`run_style_job` in a render's place. Renders keep priority: before each step the job waits while any render runs or
+waits (`renders_busy`); a step that has started finishes first (on a real model on a CPU, seconds to minutes), and
+its torch work runs on the engine's compute thread between the renders' decode steps. Each step sends
 /continuo/progress (stage training) and /continuo/training (epoch, step, loss, ETA); cancel stops it between steps;
-a new job (new id) with the same name, folder and options resumes from the checkpoint. The model trained is the one served when the job was admitted
-(its folder in the job's params), loaded again at fp32 for the job: a second copy of the model in memory while it
-runs (musicgen-small: about 2.5 GB more, docs/benchmarks.md "Style training"). The job holds one of the pool's
-workers while it runs: with max_batch 1 (one worker) renders wait for the whole training; a worker of its own for
-training is not built.
+a new job (new id) with the same name, folder and options resumes from the checkpoint. The model trained is the one
+served when the job was admitted (its folder in the job's params), loaded again at fp32 for the job: a second copy
+of the model in memory while it runs (musicgen-small: about 2.5 GB more, docs/benchmarks.md "Style training"). The
+job holds one of the pool's workers while it runs: with max_batch 1 (one worker) renders wait for the whole
+training; a worker of its own for training is not built.
 
 ACE-Step: inference/acestep/training.py trains a LoRA in diffusers' format (tested on the tiny pipeline), but this
 job does not drive it yet: an ACE-Step model is refused here with that message.
