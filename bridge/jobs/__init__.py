@@ -1,2 +1,2 @@
 """The jobs wing: queue, admission, plan, worker, journal, job ids, retention, storage and the trash, events and
-previews."""
+previews; style training (style_training.py: a folder of recordings -> a LoRA adapter in lora_dir)."""

@@ -155,9 +155,10 @@
     "box": {
      "id": "obj-events",
      "maxclass": "newobj",
-     "numinlets": 22,
-     "numoutlets": 22,
+     "numinlets": 23,
+     "numoutlets": 23,
      "outlettype": [
+      "",
       "",
       "",
       "",
@@ -187,7 +188,7 @@
       150.0,
       22.0
      ],
-     "text": "route /continuo/adapters /continuo/analysis /continuo/beats /continuo/context /continuo/done /continuo/error /continuo/limits /continuo/models /continuo/output /continuo/partial /continuo/pong /continuo/presets /continuo/progress /continuo/queued /continuo/session /continuo/slot /continuo/status /continuo/storage /continuo/trash/job /continuo/trash/result /continuo/welcome"
+     "text": "route /continuo/adapters /continuo/analysis /continuo/beats /continuo/context /continuo/done /continuo/error /continuo/limits /continuo/models /continuo/output /continuo/partial /continuo/pong /continuo/presets /continuo/progress /continuo/queued /continuo/session /continuo/slot /continuo/status /continuo/storage /continuo/training /continuo/trash/job /continuo/trash/result /continuo/welcome"
     }
    },
    {
@@ -2916,7 +2917,7 @@
      ],
      "source": [
       "obj-events",
-      20
+      21
      ]
     }
    },
@@ -2928,7 +2929,7 @@
      ],
      "source": [
       "obj-events",
-      20
+      21
      ]
     }
    },
@@ -3385,6 +3386,18 @@
      "source": [
       "obj-events",
       21
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      22
      ]
     }
    },
