@@ -1,5 +1,6 @@
 """The `continuo` command: serve; generate, continue, variations, stems, status; prune, trash; send, model, doctor,
-keys, bench; analyze, midi (on this machine, bridge/tools/listen.py)."""
+keys, bench; analyze, midi (on this machine, bridge/tools/listen.py); train-style (on this machine,
+bridge/tools/train_style.py)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bridge.tools.listen import add_listen_commands
 
     add_listen_commands(commands)
+    from bridge.tools.train_style import add_train_commands
+
+    add_train_commands(commands, add_settings_flags)
 
     model = commands.add_parser("model", help="model tools")
     model_commands = model.add_subparsers(dest="model_command", required=True)
@@ -90,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="benchmarks; results are JSON lines")
     bench.add_argument("suite", nargs="?", default="engine",
                        choices=["engine", "daemon", "bridge", "render", "gpu", "throughput", "quality", "soak",
-                                "listen", "jam"],
+                                "listen", "train", "jam"],
                        help="engine: decode speed, our engine vs transformers; "
                             "daemon: startup and an 8-bar render end to end; "
                             "bridge: per-request overhead of OSC/UDP, OSC/TCP, ZeroMQ vs bare echo servers; "
@@ -103,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "soak: many short jobs of every kind from OSC, TCP, ZeroMQ, HTTP and CLI clients at "
                             "once; the daemon's RSS after warm-up, halfway and at the end (target: within 10 %%); "
                             "listen: tempo, downbeats, metre, key, notes and drums against exact truth, and speed; "
+                            "train: LoRA training steps/s and peak memory (musicgen-small shape; --seconds per clip) "
+                            "against a plain peft loop, and the hours 10 minutes of audio would take here; "
                             "jam: a live jam on the tiny model and the musicgen-small shape (random weights): "
                             "underruns per minute, lead, control-to-heard latency, bar-boundary error, tempo heard")
     bench.add_argument("--quick", action="store_true")
@@ -283,6 +289,10 @@ def main(argv: list[str] | None = None) -> int:
             from bridge.tools.listen import run_analyze, run_midi
 
             return run_analyze(args) if args.command == "analyze" else run_midi(args)
+        if args.command == "train-style":
+            from bridge.tools.train_style import run_train_style
+
+            return run_train_style(args, settings_from_args(args))
         if args.command == "jam":
             from bridge.clients.jam import run_jam
 

@@ -39,6 +39,7 @@ from bridge.jobs.queue import Job, JobQueue, Priority
 from bridge.jobs.recovery import interrupt_unfinished, requeue
 from bridge.jobs.retention import RetentionTimer, remove_partials
 from bridge.jobs.status import Status
+from bridge.jobs.style_training import submit_style
 from bridge.jobs.trash import send_report
 from bridge.jobs.worker import RENDERERS, Worker
 from bridge.midi import MidiController, MidiMap, load_midi_maps, midi_map_dirs, mix_path, open_midi_input, pick_midi_map
@@ -76,8 +77,8 @@ class Daemon:
             ack=self.on_ack, status=self.on_status, presets=self.on_presets, reload_presets=self.on_reload_presets,
             models=self.on_models, load_model=self.on_load_model,
             prune=self.on_trash, trash_restore=self.on_trash, trash_empty=self.on_trash, analyze=self.on_analyze,
-            jam_start=self.on_jam_start, jam_control=self.on_jam, jam_stop=self.on_jam, jam_bank=self.on_jam,
-            jam_transport=self.on_jam_transport)
+            train_style=self.on_train_style, jam_start=self.on_jam_start, jam_control=self.on_jam,
+            jam_stop=self.on_jam, jam_bank=self.on_jam, jam_transport=self.on_jam_transport)
         self.midi_maps: dict[str, MidiMap] = {}
         self.midi_controller: MidiController | None = None  # with settings.midi: set by start_midi
         self.midi_port: Any = None  # the open mido input that feeds midi_controller
@@ -281,6 +282,14 @@ class Daemon:
         job = self.intake.submit(op, job_id, args, settings, context=session.context, client_key=sender,
                                  reply_to=reply_to or session.reply_to, priority=priority, slot=slot, retries=retries,
                                  tempo_given=session.tempo_set)
+        if job is not None:
+            session.add_job(job.job_id, self.pool.active_job_ids)
+
+    def on_train_style(self, request: Request, sender: Destination) -> None:
+        """/continuo/train_style: a style adapter trained at batch priority (bridge/jobs/style_training.py)."""
+        session = self.sessions.session(sender)
+        job = submit_style(self.intake, request.job_id, request.args, reply_to=session.reply_to, client_key=sender,
+                           settings=self.settings, model_spec=self.pool.spec, device=self.engine.info.device)
         if job is not None:
             session.add_job(job.job_id, self.pool.active_job_ids)
 

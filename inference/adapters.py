@@ -8,10 +8,22 @@ into a model is the engine's (`inference/acestep/engine.py:AceStepEngine.adapter
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 WEIGHT_NAME = "pytorch_lora_weights.safetensors"  # diffusers' LORA_WEIGHT_NAME_SAFE
 ADAPTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # the schema's adapter name pattern
+
+
+@dataclass(frozen=True)
+class LoraHyperparameters:
+    """What every family's LoRA training is asked (inference/musicgen/training.py, inference/acestep/training.py
+    add their own schedule): rank, alpha (the adapter adds alpha / rank * B A), AdamW's learning rate, the seed."""
+
+    rank: int = 8
+    alpha: float = 16.0
+    learning_rate: float = 1e-4
+    seed: int = 0
 
 
 def find_adapters(directory: Path | None) -> dict[str, Path]:

@@ -351,13 +351,14 @@ def load_engine(
     compile: bool = False,
     max_batch: int = 4,
     memory_budget_gb: float = 0.0,
+    lora: str = "",
 ) -> Engine:
     """Load source.path through its family's entry and warm it up.
 
     The modes go to the family's load, which takes the ones it knows: MusicGen the weights / kv_cache /
     attention / compile modes and max_batch (concurrent jobs decoded together) for our engine, or backend
     "transformers" for the reference; ACE-Step the DiT's weights and memory_budget_gb (its three-phase
-    placement on CUDA).
+    placement on CUDA). lora: a MusicGen adapter merged into our engine's weights at load (inference/musicgen/lora.py).
     """
     if backend not in BACKENDS:
         raise ModelLoadError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -368,7 +369,7 @@ def load_engine(
     engine = entry.load(source.path, name=display_name(source), source_kind=source.kind,
                         is_random=source.is_random or has_marker(source.path), device=device, backend=backend,
                         weights=weights, kv_cache=kv_cache, attention=attention, compile=compile,
-                        max_batch=max_batch, memory_budget_gb=memory_budget_gb)
+                        max_batch=max_batch, memory_budget_gb=memory_budget_gb, lora=lora)
     return announce_loaded(engine, source, f"{entry.NAME}, {backend} backend", started, warm_up=warm_up)
 
 

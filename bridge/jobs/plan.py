@@ -267,14 +267,21 @@ def _styles(own: Mapping[str, Any], preset: Preset, context: MusicalContext) -> 
 
 def resolve_input(raw: str, input_roots: Sequence[Path]) -> Path:
     """An input path, symlinks resolved, that must lie under one of the input roots and exist."""
+    resolved = under_input_roots(raw, input_roots)
+    if not resolved.is_file():
+        raise NotFound(f"input file {raw!r} does not exist (or is not a file)")
+    return resolved
+
+
+def under_input_roots(raw: str, input_roots: Sequence[Path], what: str = "input path",
+                      move: str = "copy the file") -> Path:
+    """raw, absolute and symlinks resolved, under one of the input roots (a file or a folder); BadRequest else."""
     path = Path(raw).expanduser()
     if not path.is_absolute():
-        raise BadRequest(f"input path {raw!r} is not absolute; send the full path, e.g. /Users/me/Music/clip.wav")
+        raise BadRequest(f"{what} {raw!r} is not absolute; send the full path, e.g. /Users/me/Music/clip.wav")
     resolved = path.resolve()
     if not any(resolved.is_relative_to(root) for root in input_roots):
         roots = ", ".join(str(r) for r in input_roots)
-        raise BadRequest(f"input path {raw!r} is outside the allowed input folders ({roots}); "
-                         "copy the file into one of them or add its folder to input_roots")
-    if not resolved.is_file():
-        raise NotFound(f"input file {raw!r} does not exist (or is not a file)")
+        raise BadRequest(f"{what} {raw!r} is outside the allowed input folders ({roots}); "
+                         f"{move} into one of them or add its folder to input_roots")
     return resolved

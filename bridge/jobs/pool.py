@@ -66,6 +66,8 @@ class WorkerPool:
             self.workers.append(worker(engine=engine, compute=self.compute, live_only=True,
                                        may_take=self.may_take_live, between_jobs=self.between_jobs,
                                        finished=self.real_time.finished))
+        for each in self.workers:
+            each.running_jobs = self.running_jobs  # a training job waits for the renders (renders_busy)
 
     # -- the served engine ------------------------------------------------------------------
     def engine_serves(self) -> bool:
@@ -159,10 +161,11 @@ class WorkerPool:
     def eta_s(self, position: int) -> float:
         """Seconds until a job at position (1: next) starts and ends: the waiting ones before it, half of each
         running one, at the measured speed, shared by the jobs the engine takes at once."""
-        waiting = self.queue.waiting()[: max(position, 0)]
+        waiting = [job for job in self.queue.waiting()[: max(position, 0)] if "context" in job.params]  # renders
         seconds = sum(MusicalContext(**job.params["context"]).seconds_for_bars(job.params["bars"]) for job in waiting)
         for running in self.running_jobs():
-            seconds += MusicalContext(**running.params["context"]).seconds_for_bars(running.params["bars"]) / 2
+            if "context" in running.params:  # a training job has no length in audio (and waits for renders)
+                seconds += MusicalContext(**running.params["context"]).seconds_for_bars(running.params["bars"]) / 2
         return seconds * self.seconds_per_audio_s / concurrent_jobs(self.engine)
 
     def fail(self, job: Job, code: str, message: str) -> None:

@@ -33,6 +33,7 @@ from bridge.jobs.preview import PreviewWriter
 from bridge.jobs.queue import Job, JobQueue, JobStatus
 from bridge.jobs.song import render_cover, render_extract, render_layer, render_repaint
 from bridge.jobs.storage import check_room
+from bridge.jobs.style_training import STYLE_OP, run_style_job
 from bridge.jobs.takes import render_input_stems, render_take, render_variations
 from inference.api import Compute, Engine
 from inference.errors import Cancelled, InferenceError
@@ -111,6 +112,7 @@ class Worker(threading.Thread):
         self.between_jobs = between_jobs
         self.take_lock = take_lock or threading.Lock()
         self._lock = threading.Lock()
+        self.running_jobs: Callable[[], list[Job]] | None = None  # every worker's running job (the pool's)
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -178,6 +180,19 @@ class Worker(threading.Thread):
         self.journal.set_status(job.job_id, JobStatus.RUNNING)
         log.info("job=%s running op=%s", job.job_id, job.op)
         try:
+            if job.op == STYLE_OP:  # not a render: a style adapter trained (bridge/jobs/style_training.py)
+                try:
+                    self.train_style(job)
+                except Cancelled as error:  # its message says the checkpoint kept and how to resume
+                    if self.stopping.is_set():
+                        raise
+                    self.fail(job, "cancelled", str(error))
+                    return
+                elapsed = time.monotonic() - started
+                self.journal_end(job, JobStatus.DONE, seed=0, elapsed_s=elapsed)
+                self.events.done(job.reply_to, job.job_id, 0, 0, elapsed)
+                log.info("job=%s done op=%s elapsed_s=%.2f", job.job_id, job.op, elapsed)
+                return
             plan = build_plan(job.op, job.params, self.presets(), self.input_roots)
             check_model(plan, self.engine.info, job.job_id)  # the model may have been switched since admission
             check_room(self.output_root, plan, job.job_id)  # a render that cannot fit fails now, not when written
@@ -256,6 +271,16 @@ class Worker(threading.Thread):
             raise Interrupted() if self.stopping.is_set() else Cancelled()
         low, high = STAGE_SPANS[stage]
         self.events.progress(job.reply_to, job.job_id, low + (high - low) * fraction, stage)
+
+    def train_style(self, job: Job) -> None:
+        """A train_style job: its torch work on the compute thread, each step after the renders (renders_busy)."""
+        run_style_job(job, events=self.events, call=self.on_compute, stopped=partial(self.stopped, job),
+                      renders_busy=partial(self.renders_busy, job))
+
+    def renders_busy(self, job: Job) -> bool:
+        """A render runs beside this job, or waits in the queue: training waits before its next step."""
+        others = [*self.queue.waiting(), *(self.running_jobs() if self.running_jobs is not None else [])]
+        return any(other.op != STYLE_OP for other in others if other is not job)
 
     def render(self, job: Job, plan: RenderPlan) -> list[OutputRecord]:
         """The op's renderer over this job's context. The engine is called here, on this thread: every engine

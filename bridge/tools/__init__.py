@@ -1,1 +1,1 @@
-"""The tools wing: `continuo doctor`, `continuo keys` and the benchmarks."""
+"""The tools wing: `continuo doctor`, `continuo keys`, `continuo train-style` (train_style.py) and the benchmarks."""

@@ -23,6 +23,9 @@ Suites:
 - ``soak``: many short jobs of every kind from five clients at once (OSC/UDP, OSC/TCP, ZeroMQ, HTTP, the CLI) to a
   real daemon on the smoke model; its RSS after warm-up, halfway and at the end, against 10 % growth
   (bridge/tools/bench_soak.py).
+- ``train``: LoRA training steps/s and peak memory for the musicgen-small shape on this machine, ours against a
+  plain peft loop over transformers' decoder in the same run, and the hours 10 minutes of audio would take here
+  (inference/bench/training.py; ``--seconds``: codes per clip, ``--shape``).
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ def run_bench(args: argparse.Namespace) -> int:
         return 0
     if args.suite == "engine":
         return bench_engine(args)
+    if args.suite == "train":
+        return bench_train(args)
     if args.suite == "gpu":
         from bridge.tools.bench_gpu import run_gpu_bench
 
@@ -174,6 +179,20 @@ def bench_engine(args: argparse.Namespace) -> int:
         device=getattr(args, "device", None) or "auto",
         emit=lambda result: print(json.dumps(result | {"machine": machine()}), flush=True),
     )
+    return 0
+
+
+def bench_train(args: argparse.Namespace) -> int:
+    """LoRA training steps/s and peak memory (inference/bench/training.py), one JSON line per side."""
+    import torch
+
+    from inference.bench.training import SHAPE, run_train_bench
+
+    if getattr(args, "threads", 0):
+        torch.set_num_threads(args.threads)
+    for row in run_train_bench(quick=args.quick, clip_s=getattr(args, "seconds", None),
+                               shape=getattr(args, "shape", None) or SHAPE):
+        print(json.dumps(row | {"machine": machine()}), flush=True)
     return 0
 
 

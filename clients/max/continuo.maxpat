@@ -155,9 +155,10 @@
     "box": {
      "id": "obj-events",
      "maxclass": "newobj",
-     "numinlets": 25,
-     "numoutlets": 25,
+     "numinlets": 26,
+     "numoutlets": 26,
      "outlettype": [
+      "",
       "",
       "",
       "",
@@ -190,7 +191,7 @@
       150.0,
       22.0
      ],
-     "text": "route /continuo/adapters /continuo/analysis /continuo/beats /continuo/context /continuo/done /continuo/error /continuo/jam/chunk /continuo/jam/scheduled /continuo/jam/state /continuo/limits /continuo/models /continuo/output /continuo/partial /continuo/pong /continuo/presets /continuo/progress /continuo/queued /continuo/session /continuo/slot /continuo/status /continuo/storage /continuo/trash/job /continuo/trash/result /continuo/welcome"
+     "text": "route /continuo/adapters /continuo/analysis /continuo/beats /continuo/context /continuo/done /continuo/error /continuo/jam/chunk /continuo/jam/scheduled /continuo/jam/state /continuo/limits /continuo/models /continuo/output /continuo/partial /continuo/pong /continuo/presets /continuo/progress /continuo/queued /continuo/session /continuo/slot /continuo/status /continuo/storage /continuo/training /continuo/trash/job /continuo/trash/result /continuo/welcome"
     }
    },
    {
@@ -2919,7 +2920,7 @@
      ],
      "source": [
       "obj-events",
-      23
+      24
      ]
     }
    },
@@ -2931,7 +2932,7 @@
      ],
      "source": [
       "obj-events",
-      23
+      24
      ]
     }
    },
@@ -3424,6 +3425,18 @@
      "source": [
       "obj-events",
       24
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      25
      ]
     }
    },

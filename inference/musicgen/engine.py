@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from inference.adapters import weight_file
 from inference.api import (
     CancelCheck,
     Capability,
@@ -79,6 +80,7 @@ from inference.musicgen.decode import (
     undelay,
 )
 from inference.musicgen.kv_cache import DEFAULT_MU, LOSSY_CACHES, KVCacheMode, build_cache_factory
+from inference.musicgen.lora import adapter_applied, load_adapter, merge_
 from inference.musicgen.model import ATTENTION_BACKENDS, ModelArgs, MusicGenDecoder, Prefix, build_decoder
 from inference.musicgen.streaming import ChunkStreamer, ExactStreamer
 from inference.runtime.memory import release_memory
@@ -129,6 +131,8 @@ class EngineOptions:
     # (inference/musicgen/calibration.py). False: as before calibration existed (no equalisation, no gate, the LM
     # heads int8 too): the quality benchmark's "before" rows.
     calibrate: bool = True
+    lora: str = ""  # a MusicGen LoRA adapter (inference/musicgen/lora.py) merged into the weights at load
+    lora_weight: float = 1.0
 
 
 def plan_windows(prompt_frames: int, total_frames: int, window: int, keep: int) -> list[tuple[int, int]]:
@@ -177,6 +181,7 @@ class MusicGenEngine(RequestChecks):
         self.fast_codec = FastCodecDecoder(codec).eval() if codec is not None and supported(codec) is None else None
         self.measured_speed = None
         self.speed_key: PlanKey | None = None  # where the measured speed is saved for `continuo doctor`
+        self.fingerprint = ""  # the checkpoint's (plans.checkpoint_fingerprint), which adapters name as their base
 
     @property
     def concurrent_jobs(self) -> int:
@@ -351,6 +356,9 @@ class MusicGenEngine(RequestChecks):
                streamer: ChunkStreamer | None = None) -> torch.Tensor:
         """Codes (B, K, frames) for B = len(seeds) samples of one request, window by window past the model's
         window: a ticket of the batch scheduler, decoded with every other request running."""
+        if request.adapter is not None:
+            return self.scheduler.call(lambda: self.decode_adapted(request, prompt_audio, frames, seeds, on_step,
+                                                                   streamer))
         if self.static is not None:
             return self.scheduler.call(lambda: self.decode_compiled(request, prompt_audio, frames, seeds, on_step,
                                                                     streamer))
@@ -378,12 +386,14 @@ class MusicGenEngine(RequestChecks):
 
     def decode_compiled(self, request: GenerationRequest, prompt_audio, frames: int, seeds: list[int], on_step,
                         streamer: ChunkStreamer | None = None) -> torch.Tensor:
-        """decode for compiled decode (decode.StaticStep): one request at a time, caches at full length."""
+        """decode for compiled decode (decode.StaticStep): one request at a time, caches at full length. Also a
+        request with a LoRA adapter (decode_adapted), uncompiled."""
         batch = len(seeds)
         cfg = request.guidance_scale if request.guidance_scale > 1 else None
         with self.lock, torch.inference_mode():
             memory = self.condition(request.prompt, batch, cfg is not None, request.styles, request.melody)
-            memory = self.static.pad_memory(memory)  # the compiled step's fixed buffers
+            if self.static is not None:
+                memory = self.static.pad_memory(memory)  # the compiled step's fixed buffers
             codes = self.prompt_codes(request, prompt_audio, batch)
             sampler = self.sampler(request, cfg, seeds)
             steps_before = 0
@@ -399,6 +409,19 @@ class MusicGenEngine(RequestChecks):
             if streamer is not None:
                 streamer.finish(codes)
             return codes
+
+    def decode_adapted(self, request: GenerationRequest, prompt_audio, frames: int, seeds: list[int], on_step,
+                       streamer: ChunkStreamer | None = None) -> torch.Tensor:
+        """A request with a LoRA adapter (inference/musicgen/lora.py): the adapter's side path in for this request
+        alone, decoded on the compute thread while the batch's other requests wait, the decoder's own layers back
+        after it. A file that is not a MusicGen adapter for this model is an InferenceError naming it."""
+        adapter = request.adapter
+        lora = load_adapter(weight_file(adapter.path))
+        if lora.base_fingerprint and self.fingerprint and lora.base_fingerprint != self.fingerprint:
+            log.warning("lora=%s was trained on another checkpoint (%s..., this one %s...)", adapter.name,
+                        lora.base_fingerprint[:12], self.fingerprint[:12])
+        with adapter_applied(self.decoder, lora, adapter.weight, adapter.name):
+            return self.decode_compiled(request, prompt_audio, frames, seeds, on_step, streamer)
 
     def sampler(self, request: GenerationRequest, cfg: float | None, seeds: list[int]) -> Sampler:
         """Guidance and sampling of one request; one generator per seed (each sample draws from its own)."""
@@ -663,6 +686,8 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
     hf_state = {name: tensor.detach().float() for name, tensor in model.state_dict().items()  # no copy in fp32
                 if name.startswith(("decoder.", "enc_to_dec_proj.", "audio_enc_to_dec_proj."))}
     decoder = build_decoder(args, hf_state)
+    if options.lora:  # before equalisation and quantisation: the adapter rides along into int8 / int4
+        merge_(decoder, load_adapter(adapter_file(options.lora)), options.lora_weight, Path(options.lora).stem)
     text_encoder = model.text_encoder.to(device=device, dtype=torch.float32).eval()
     codec = model.audio_encoder.to(device=device, dtype=torch.float32).eval()
     calibration = None
@@ -696,8 +721,12 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
     parameters += sum(p.numel() for p in build_param_counter(args))
     modes = {"weights": weights.value, "kv_cache": kv_cache.value, "attention": attention,
              "calibration": None if calibration is None else calibration.as_dict()}
+    if options.lora:
+        modes["lora"] = {"merged": options.lora, "weight": options.lora_weight}
+    per_request_lora = not (melody or options.compile) and (calibration is None or not calibration.equalized)
     info = describe_model(config, name=name, source_kind=source_kind, is_random=is_random, device=str(device),
-                          parameters=parameters, capabilities=ENGINE_CAPABILITIES, max_output_s=options.max_output_s,
+                          parameters=parameters, max_output_s=options.max_output_s,
+                          capabilities=ENGINE_CAPABILITIES | ({Capability.LORA} if per_request_lora else set()),
                           modes=modes)
     hop = hop_length(config)
     log.info("engine: %s weights (%.1f MB), %s kv cache, %s attention on %s", weights.value,
@@ -705,10 +734,16 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
     engine = MusicGenEngine(decoder, text_encoder, codec, tokenizer, info, replace(options, attention=attention),
                             hop, weights, kv_cache, chroma_extractor=chroma_extractor if melody else None)
     if checkpoint is not None:
+        engine.fingerprint = checkpoint_fingerprint(checkpoint)
         engine.speed_key = PlanKey("musicgen" + SPEED, checkpoint_fingerprint(checkpoint),
                                    f"weights={weights.value} kv_cache={kv_cache.value} attention={attention} "
                                    f"threads={torch.get_num_threads()}")
     return engine
+
+
+def adapter_file(path: str) -> Path:
+    """The weight file of an adapter path (a .safetensors file, or a directory holding one)."""
+    return weight_file(Path(path).expanduser())
 
 
 def resolve_kv_cache(mode: KVCacheMode, weights: WeightMode, attention: str) -> KVCacheMode:

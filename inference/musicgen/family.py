@@ -69,10 +69,11 @@ def problems(directory: Path) -> list[str]:
 
 def load(path: Path, *, name: str, source_kind: str, is_random: bool, device: str = "auto",
          backend: str = "engine", weights: str = "auto", kv_cache: str = "auto", attention: str = "auto",
-         compile: bool = False, max_batch: int = 4, **_other_modes) -> Engine:
+         compile: bool = False, max_batch: int = 4, lora: str = "", lora_weight: float = 1.0,
+         **_other_modes) -> Engine:
     """The checkpoint in path served by `backend` (not warmed up). Our engine takes the named weights / kv_cache /
-    attention modes and decodes up to max_batch jobs together; modes of other families (memory_budget_gb) do not
-    apply."""
+    attention modes, decodes up to max_batch jobs together and merges the MusicGen LoRA at `lora` (a path) into its
+    weights at load (inference/musicgen/lora.py); modes of other families (memory_budget_gb) do not apply."""
     import torch
     from transformers import AutoProcessor, MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration
 
@@ -99,7 +100,7 @@ def load(path: Path, *, name: str, source_kind: str, is_random: bool, device: st
                                            is_random=is_random, device=str(target))
         engine = build_our_engine(model, processor, target, name=name, source_kind=source_kind, is_random=is_random,
                                   checkpoint=Path(path), weights=weights, kv_cache=kv_cache, attention=attention,
-                                  compile=compile, max_batch=max_batch)
+                                  compile=compile, max_batch=max_batch, lora=lora, lora_weight=lora_weight)
         del model  # our engine owns copies of what it keeps: the checkpoint's memory map can go
         trim_heap()
         return engine

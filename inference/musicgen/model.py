@@ -168,11 +168,14 @@ class Attention(nn.Module):
             mask = None if rows.mask is None else rows.mask[:, None, None, :]
         else:
             q, k, v = (self.split_heads(part) for part in self.wqkv(x).chunk(3, dim=-1))
-            if fused and kv_end is not None and self.kv_cache.fused_readable:
+            if self.kv_cache is None:  # training (inference/musicgen/training.py): the whole sequence, no cache
+                mask = causal_mask(input_pos, k.shape[2], None)
+            elif fused and kv_end is not None and self.kv_cache.fused_readable:
                 self.kv_cache.write(input_pos, k, v)
                 return self.wo(self.kv_cache.attend_one(q, kv_end, self.decode_op, self.scale))
-            k, v = self.kv_cache.update(input_pos, k, v, kv_end)
-            mask = causal_mask(input_pos, k.shape[2], kv_end)
+            else:
+                k, v = self.kv_cache.update(input_pos, k, v, kv_end)
+                mask = causal_mask(input_pos, k.shape[2], kv_end)
         y = attend(q, k, v, mask, self.backend)  # (B, H, T, D)
         return self.wo(y.transpose(1, 2).reshape(x.shape))
 

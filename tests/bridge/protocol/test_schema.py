@@ -87,7 +87,7 @@ def test_setting_lookup_resolves_aliases_and_checks_values_for_presets_and_maps(
 
 def test_stages_are_the_documented_ones():
     assert STAGES == ("loading", "conditioning", "generating", "decoding", "preparing", "separating", "effects",
-                      "transcribing", "writing")
+                      "transcribing", "writing", "training")
 
 
 def _arg_specs():
@@ -123,15 +123,15 @@ def test_addresses_ops_and_replies_are_consistent():
                 "/continuo/status", "/continuo/presets", "/continuo/presets/reload", "/continuo/models",
                 "/continuo/model/load", "/continuo/repaint", "/continuo/layer", "/continuo/extract", "/continuo/cover",
                 "/continuo/prune", "/continuo/trash/restore", "/continuo/trash/empty", "/continuo/analyze",
-                "/continuo/midi", "/continuo/jam/start", "/continuo/jam/control", "/continuo/jam/stop",
-                "/continuo/jam/bank", "/continuo/jam/transport"}
+                "/continuo/midi", "/continuo/train_style", "/continuo/jam/start", "/continuo/jam/control",
+                "/continuo/jam/stop", "/continuo/jam/bank", "/continuo/jam/transport"}
     assert set(SCHEMA.request_addresses) == expected
     assert {"/continuo/welcome", "/continuo/pong", "/continuo/queued", "/continuo/progress", "/continuo/output",
             "/continuo/done", "/continuo/error", "/continuo/status", "/continuo/context",
             "/continuo/presets", "/continuo/models", "/continuo/adapters", "/continuo/slot", "/continuo/limits",
             "/continuo/partial", "/continuo/storage", "/continuo/session", "/continuo/trash/job",
-            "/continuo/trash/result", "/continuo/analysis", "/continuo/beats", "/continuo/jam/chunk",
-            "/continuo/jam/state", "/continuo/jam/scheduled"} == set(
+            "/continuo/trash/result", "/continuo/analysis", "/continuo/beats", "/continuo/training",
+            "/continuo/jam/chunk", "/continuo/jam/state", "/continuo/jam/scheduled"} == set(
         SCHEMA.event_addresses)
     ops = [spec.op for spec in SCHEMA.requests.values()]
     assert len(set(ops)) == len(ops) and all(re.fullmatch(r"[a-z_]+", op) for op in ops)

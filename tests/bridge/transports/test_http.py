@@ -88,7 +88,8 @@ def test_openapi_doc_is_current():
 def test_openapi_follows_the_schema(tmp_path):
     data = json.loads(openapi.DOC_PATH.read_text())
     job_bodies = data["paths"]["/api/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
-    built = {"generate", "continue", "variations", "stems", "repaint", "extract", "layer", "cover", "midi"}  # jobs
+    built = {"generate", "continue", "variations", "stems", "repaint", "extract", "layer", "cover", "midi",
+             "train_style"}  # jobs
     assert {ref["$ref"].rsplit(".", 1)[1] for ref in job_bodies} == built
     assert set(data["paths"]) >= {f"/api/requests/{spec.op}" for spec in SCHEMA.requests.values()}
     bars = data["components"]["schemas"]["request.generate"]["properties"]["bars"]

@@ -1,0 +1,325 @@
+"""A style-training job: a musician's folder of recordings -> a MusicGen LoRA in lora_dir with its card (issue #29).
+
+`train_style(request, ...)`, in order: the name is checked (the schema's adapter-name pattern; not taken in
+lora_dir, where nothing is ever overwritten), the folder made into clips (bridge/audio/training_clips.py: the
+report of what was used and skipped), the checkpoint's fp32 training copy loaded and the clips encoded by its
+codec, the LoRA trained (inference/musicgen/training.py: progress per step with epoch, loss and ETA; cancel and
+`between_steps` between steps), then `lora_dir/NAME/` written: `pytorch_lora_weights.safetensors` (our MusicGen
+format, inference/musicgen/lora.py) and `card.json` (`build_card`: source files and their sha256, minutes of
+audio, steps, final loss, base-model fingerprint, date). The `lora` request setting then takes NAME as it takes a
+downloaded adapter, on an engine whose weights are the checkpoint's (fp32 / bf16 / fp16), or merged at load.
+
+Resume: the checkpoint lives in `lora_dir/.training/NAME/` (a hidden folder: not an adapter); a run with the same
+name, folder and options continues from its last checkpoint; the folder goes once the adapter is written.
+
+`plan_style(...)` (`continuo train-style --plan`): the same preparation, then a short measured run (one warm-up
+step and `PLAN_STEPS` timed ones on the first batch) for steps/s and peak memory, and the estimate for the whole
+run. On a CPU with a real-size model (inference/musicgen/training.py:GPU_JOB_PARAMETERS) it says plainly that
+this is a GPU job, and measures one `EXCERPT_S` clip instead of a batch of 30 s ones (scaled by frames: a full
+batch's memory on a shared laptop is what it must not risk). The peak memory is the process's (CUDA's allocator
+peak on a GPU).
+
+Where it runs: `continuo train-style` runs it in its own process; `/continuo/train_style` (OSC, and HTTP's POST
+/api/jobs) queues it in the daemon (`submit_style`): a job at batch priority, journalled, whose worker runs
+`run_style_job` in a render's place. Renders keep priority: before each step the job waits while any render runs or
+waits (`renders_busy`); a step that has started finishes first (on a real model on a CPU, seconds to minutes), and
+its torch work runs on the engine's compute thread between the renders' decode steps. Each step sends
+/continuo/progress (stage training) and /continuo/training (epoch, step, loss, ETA); cancel stops it between steps;
+a new job (new id) with the same name, folder and options resumes from the checkpoint. The model trained is the one
+served when the job was admitted (its folder in the job's params), loaded again at fp32 for the job: a second copy
+of the model in memory while it runs (musicgen-small: about 2.5 GB more, docs/benchmarks.md "Style training"). The
+job holds one of the pool's workers while it runs: with max_batch 1 (one worker) renders wait for the whole
+training; a worker of its own for training is not built.
+
+ACE-Step: inference/acestep/training.py trains a LoRA in diffusers' format (tested on the tiny pipeline), but this
+job does not drive it yet: an ACE-Step model is refused here with that message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bridge.audio.training_clips import PreparedClips, prepare_clips
+from bridge.errors import BadRequest, NotFound
+from bridge.jobs.job_ids import conflict
+from bridge.jobs.plan import under_input_roots
+from bridge.jobs.queue import Job, Priority
+from bridge.protocol.destinations import Destination
+from inference.adapters import ADAPTER_NAME, find_adapters
+from inference.loading import family
+
+log = logging.getLogger("continuo.training")
+
+STYLE_OP = "train_style"  # the schema's op (osc_schema/continuo.json: /continuo/train_style)
+REQUESTED = ("folder", "name", "text", "epochs", "learning_rate")  # what makes two train_style requests the same one
+RENDER_POLL_S = 0.2  # how often a waiting training step looks whether the renders are done
+TRAINING_DIR = ".training"  # lora_dir/.training/NAME/: a run's checkpoint until its adapter is written
+PLAN_STEPS = 2  # timed steps of the plan's measured run (after one warm-up step)
+EXCERPT_S = 5.0  # a GPU job's plan on a CPU measures one clip of this length, not a whole batch
+DEFAULT_TEXT = ""
+
+
+@dataclass(frozen=True)
+class StyleRequest:
+    folder: Path
+    name: str
+    text: str = DEFAULT_TEXT  # the musician's words for their sound; tempo and key heard are added per file
+    clip_s: float = 0.0  # 0: the model's window (30 s for MusicGen)
+    rank: int = 8
+    epochs: int = 4
+    batch_size: int = 2
+    learning_rate: float = 1e-4
+    seed: int = 0
+    checkpoint_every: int = 50
+
+    def options(self):
+        from inference.musicgen.training import TrainingOptions
+
+        return TrainingOptions(rank=self.rank, alpha=2.0 * self.rank, learning_rate=self.learning_rate,
+                               epochs=self.epochs, batch_size=self.batch_size, seed=self.seed,
+                               checkpoint_every=self.checkpoint_every)
+
+
+@dataclass
+class StylePlan:
+    """The estimate of `continuo train-style --plan`, from a short measured run on this machine."""
+
+    minutes: float
+    clips: int
+    steps: int
+    steps_per_s: float
+    peak_memory_gb: float
+    device: str
+    parameters: int
+    gpu_job: bool
+    report: str
+    extrapolated: bool = False  # measured on one EXCERPT_S clip, scaled to a full batch's frames
+
+    @property
+    def estimated_s(self) -> float:
+        return self.steps / self.steps_per_s if self.steps_per_s > 0 else math.inf
+
+    def describe(self) -> str:
+        lines = [self.report, "",
+                 f"plan: {self.minutes:.1f} min of audio in {self.clips} clips, {self.steps} steps; measured here "
+                 f"({self.device}{', one 5 s clip scaled to a batch' if self.extrapolated else ''}): "
+                 f"{self.steps_per_s:.3g} steps/s, peak memory {self.peak_memory_gb:.2f} GB; "
+                 f"estimated {format_duration(self.estimated_s)}"]
+        if self.gpu_job:
+            lines.append(f"This is a GPU job: a {self.parameters / 1e6:.0f}M-weight decoder trains at "
+                         f"{self.steps_per_s:.3g} steps/s on this CPU ({format_duration(self.estimated_s)} for this "
+                         "folder). Run it on a machine with a CUDA GPU (--device cuda; the design plans an hour or "
+                         "two for 10 minutes of audio on one 8 GB GPU). Handing it to a cluster replica is not "
+                         "built yet.")
+        return "\n".join(lines)
+
+
+def check_name(lora_dir: Path, name: str) -> Path:
+    """lora_dir/name for a new adapter; BadRequest when the name is not a valid adapter name or is taken."""
+    if not ADAPTER_NAME.fullmatch(name):
+        raise BadRequest(f"adapter name {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a "
+                         "letter or digit (e.g. my-band)")
+    taken = find_adapters(lora_dir).get(name)
+    target = Path(lora_dir) / name
+    if taken is not None or target.exists() or (Path(lora_dir) / f"{name}.safetensors").exists():
+        raise BadRequest(f"an adapter named {name!r} already exists in {lora_dir} ({taken or target}); choose "
+                         "another --name, or move that one away first (it is never overwritten)")
+    return target
+
+
+def check_family(model_dir: Path) -> None:
+    kind = family(model_dir)
+    if kind != "musicgen":
+        raise BadRequest(f"style training for {kind} models is not wired into this job yet; train with a MusicGen "
+                         "checkpoint (--model facebook/musicgen-small or a local MusicGen folder)")
+
+
+def prepare(request: StyleRequest, engine) -> PreparedClips:
+    clip_s = request.clip_s or engine.info.max_duration_s
+    return prepare_clips(request.folder, sample_rate=engine.info.sample_rate, channels=engine.info.channels,
+                         clip_s=clip_s, text=request.text)
+
+
+def encode(engine, prepared: PreparedClips, count: int | None = None) -> list:
+    from inference.musicgen.training import TrainingClip, encode_clip
+
+    clips = prepared.clips if count is None else prepared.clips[:count]
+    return [TrainingClip(encode_clip(engine, clip.audio), clip.caption) for clip in clips]
+
+
+def train_style(request: StyleRequest, *, model_dir: Path, lora_dir: Path, device: str = "cpu",
+                on_report: Callable[[str], None] | None = None, on_progress: Callable | None = None,
+                should_cancel: Callable[[], bool] | None = None, between_steps: Callable[[], None] | None = None,
+                call: Callable | None = None) -> Path:
+    """Train and write lora_dir/NAME (module docstring); the adapter's directory. call(function): where the torch
+    work runs (the daemon's compute thread: the load, the encoding, each step); None: here."""
+    from inference.musicgen.lora import FORMAT, write_adapter_dir
+    from inference.musicgen.training import StyleTrainer, load_training_engine
+
+    call = call or (lambda function: function())
+    lora_dir = Path(lora_dir).expanduser()
+    target = check_name(lora_dir, request.name)
+    check_family(model_dir)
+    engine = call(lambda: load_training_engine(model_dir, device=device))
+    prepared = prepare(request, engine)
+    if on_report is not None:
+        on_report(prepared.report())
+    work_dir = lora_dir / TRAINING_DIR / request.name
+    trainer = StyleTrainer(engine, call(lambda: encode(engine, prepared)), request.options(), work_dir)
+    resumed = trainer.resume()
+    if resumed and on_report is not None:
+        on_report(f"resuming from the checkpoint of step {resumed} in {work_dir}")
+    result = trainer.run(on_step=on_progress, should_cancel=should_cancel, between_steps=between_steps, call=call)
+    card = build_card(request, prepared, result, model_dir=model_dir, fingerprint=engine.fingerprint,
+                      format_name=FORMAT)
+    write_adapter_dir(target, result.lora, card)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    log.info("style %s trained: %d steps, final loss %.4f, %.1f min of audio -> %s", request.name, result.steps,
+             result.final_loss, prepared.minutes, target)
+    return target
+
+
+def build_card(request: StyleRequest, prepared: PreparedClips, result, *, model_dir: Path, fingerprint: str,
+               format_name: str) -> dict:
+    """What the adapter was made from and how: for the musician, and for whoever loads it later."""
+    return {
+        "name": request.name, "family": "musicgen", "format": format_name, "text": request.text,
+        "base_model": str(model_dir), "base_fingerprint": fingerprint,
+        "source_files": [{"name": f.name, "sha256": f.sha256, "used_s": round(f.used_s, 3), "skipped": f.skipped}
+                         for f in prepared.files],
+        "minutes_of_audio": round(prepared.minutes, 3), "clips": len(prepared.clips), "clip_s": prepared.clip_s,
+        "steps": result.steps, "final_loss": round(result.final_loss, 5),
+        "options": dataclasses.asdict(request.options()),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def plan_style(request: StyleRequest, *, model_dir: Path, device: str = "cpu") -> StylePlan:
+    """The estimate from a short measured run (module docstring); nothing is written."""
+    import tempfile
+
+    from inference.musicgen.training import (
+        GPU_JOB_PARAMETERS,
+        StyleTrainer,
+        load_training_engine,
+        peak_memory_bytes,
+    )
+
+    check_family(model_dir)
+    engine = load_training_engine(model_dir, device=device)
+    prepared = prepare(request, engine)
+    options = request.options()
+    clips = encode(engine, prepared, count=options.batch_size)
+    parameters = sum(p.numel() for p in engine.decoder.parameters())
+    gpu_job = engine.device.type == "cpu" and parameters > GPU_JOB_PARAMETERS
+    scale = 1.0  # measured step time -> a full step's
+    if gpu_job:  # one clip of EXCERPT_S measured, scaled by the frames a full batch holds (the linears dominate)
+        frames = max(1, round(EXCERPT_S * engine.info.frame_rate))
+        full = min(clip.codes.shape[-1] for clip in clips) * options.batch_size
+        clips = [dataclasses.replace(clips[0], codes=clips[0].codes[:, :frames])]
+        scale = full / clips[0].codes.shape[-1]
+    with tempfile.TemporaryDirectory() as work:
+        measured = dataclasses.replace(options, epochs=1, batch_size=len(clips), checkpoint_every=10**9)
+        trainer = StyleTrainer(engine, clips, measured, Path(work))
+        trainer.train_step()  # warm-up: allocations, kernels
+        started = time.perf_counter()
+        for _ in range(PLAN_STEPS):
+            trainer.step_index = 0  # the same batch again: one epoch of these clips is one step
+            trainer.train_step()
+        steps_per_s = PLAN_STEPS / (time.perf_counter() - started) / scale
+    steps = options.epochs * math.ceil(len(prepared.clips) / options.batch_size)
+    return StylePlan(minutes=prepared.minutes, clips=len(prepared.clips), steps=steps, steps_per_s=steps_per_s,
+                     peak_memory_gb=peak_memory_bytes(engine.device) / 2**30, device=str(engine.device),
+                     parameters=parameters, gpu_job=gpu_job, report=prepared.report(),
+                     extrapolated=scale != 1.0)
+
+
+# ---- in the daemon's queue ----------------------------------------------------------------------------------------
+
+def submit_style(intake, job_id: str, args: dict, *, reply_to: Destination, client_key: Destination, settings,
+                 model_spec: str, device: str) -> Job | None:
+    """/continuo/train_style: journalled, queued at batch priority and announced; None for a resend of a known id
+    (reported as any job is), IdConflict for another request under that id; BadRequest / NotFound before anything
+    is queued (module docstring)."""
+    requested = {key: args[key] for key in REQUESTED}
+    existing = intake.find(job_id)
+    if existing is not None:
+        if existing.op != STYLE_OP or {key: existing.params.get(key) for key in REQUESTED} != requested:
+            raise conflict(existing)
+        intake.report(existing, reply_to)
+        return None
+    folder = resolve_folder(str(args["folder"]), intake.input_roots)
+    lora_dir = settings.resolved_lora_dir
+    check_name(lora_dir, str(args["name"]))
+    busy = [job.job_id for job in [*intake.queue.waiting(), *intake.pool.running_jobs()]
+            if job.op == STYLE_OP and job.params.get("name") == args["name"]]
+    if busy:
+        raise BadRequest(f"job {busy[0]} already trains an adapter named {args['name']!r}; wait for it or cancel it")
+    from inference.loading import resolve_model
+
+    source = resolve_model(model_spec, tiny_dir=settings.smoke_model_dir.expanduser(),
+                           allow_tiny_fallback=settings.allow_smoke_model)
+    check_family(source.path)
+    params = {**requested, "resolved_folder": str(folder), "lora_dir": str(lora_dir), "model_dir": str(source.path),
+              "device": device, "retries": 0, "priority": Priority.BATCH.value}
+    job = Job(job_id=job_id, op=STYLE_OP, params=params, reply_to=reply_to, client_key=client_key,
+              priority=Priority.BATCH)
+    intake.journal.insert_job(job.job_id, job.op, job.params, job.reply_to)
+    position = intake.queue.put(job)
+    intake.events.queued(job.reply_to, job.job_id, position, -1.0)
+    log.info("job=%s queued op=%s name=%s folder=%s position=%d priority=batch", job_id, STYLE_OP, args["name"],
+             folder, position)
+    return job
+
+
+def resolve_folder(raw: str, input_roots) -> Path:
+    """The recordings' folder, symlinks resolved: under one of the input roots, and a folder."""
+    resolved = under_input_roots(raw, input_roots, "folder", "move the recordings")
+    if not resolved.is_dir():
+        raise NotFound(f"no such folder of recordings: {raw}")
+    return resolved
+
+
+def run_style_job(job: Job, *, events, call: Callable, stopped: Callable[[], bool],
+                  renders_busy: Callable[[], bool]) -> Path:
+    """A queued train_style job, in a worker's place: training that waits for the renders between its steps."""
+    params = job.params
+    request = StyleRequest(folder=Path(params["resolved_folder"]), name=str(params["name"]), text=str(params["text"]),
+                           epochs=int(params["epochs"]), learning_rate=float(params["learning_rate"]))
+
+    def between_steps() -> None:
+        while renders_busy() and not stopped():
+            time.sleep(RENDER_POLL_S)
+
+    def on_progress(progress) -> None:
+        events.progress(job.reply_to, job.job_id, progress.step / progress.steps, "training")
+        events.emit(job.reply_to, "/continuo/training", job.job_id, progress.epoch, progress.epochs, progress.step,
+                    progress.steps, float(progress.loss), float(progress.eta_s))
+        log.info("job=%s training epoch %d/%d step %d/%d loss %.4f eta_s %.0f", job.job_id, progress.epoch,
+                 progress.epochs, progress.step, progress.steps, progress.loss, progress.eta_s)
+
+    def on_report(text: str) -> None:
+        for line in text.splitlines():
+            log.info("job=%s %s", job.job_id, line.strip())
+
+    return train_style(request, model_dir=Path(params["model_dir"]), lora_dir=Path(params["lora_dir"]),
+                       device=str(params["device"]), on_report=on_report, on_progress=on_progress,
+                       should_cancel=stopped, between_steps=between_steps, call=call)
+
+
+def format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "unknown"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,108 @@
+"""`continuo train-style DIR --name my-band`: a style adapter from a folder of recordings, on this machine.
+
+Runs bridge/jobs/style_training.py in this process with the settings' model, device and lora_dir: the folder's
+report (what was used, what was skipped and why), a progress bar (epoch, step, loss, ETA; one line per tenth when
+stderr is not a terminal), Ctrl-C cancels between steps and the same command resumes from the last checkpoint.
+`--plan` prints the estimate from a short measured run and writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from bridge.jobs.style_training import StyleRequest, format_duration, plan_style, train_style
+
+
+def add_train_commands(commands: argparse._SubParsersAction, add_settings_flags) -> None:
+    parser = commands.add_parser(
+        "train-style", help="train a style adapter (LoRA) from a folder of your recordings",
+        description="continuo train-style ~/my-band-recordings --name my-band --text 'dusty soul drums'. Writes "
+                    "<lora_dir>/NAME/ (the adapter and its card); then render with lora NAME. --plan first says "
+                    "how long it would take here.")
+    parser.add_argument("folder", type=Path, help="the folder of recordings (WAV, FLAC, AIFF, OGG, MP3)")
+    parser.add_argument("--name", default="", help="the adapter's name in lora_dir (required unless --plan)")
+    parser.add_argument("--text", default="", help="words for your sound; tempo and key heard are added per file")
+    parser.add_argument("--plan", action="store_true", help="estimate time and peak memory here; train nothing")
+    parser.add_argument("--clip-s", type=float, default=0.0, help="clip length (default: the model's window)")
+    parser.add_argument("--rank", type=int, default=8, help="LoRA rank (default 8)")
+    parser.add_argument("--epochs", type=int, default=4, help="passes over the clips (default 4)")
+    parser.add_argument("--batch-size", type=int, default=2, help="clips per step (default 2)")
+    parser.add_argument("--learning-rate", type=float, default=1e-4, help="AdamW's (default 1e-4)")
+    parser.add_argument("--training-seed", type=int, default=0, help="seed of the adapter's start and the order")
+    parser.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (default 50)")
+    add_settings_flags(parser)
+
+
+def request_from_args(args: argparse.Namespace) -> StyleRequest:
+    return StyleRequest(folder=args.folder, name=args.name, text=args.text, clip_s=args.clip_s, rank=args.rank,
+                        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                        seed=args.training_seed, checkpoint_every=args.checkpoint_every)
+
+
+def run_train_style(args: argparse.Namespace, settings) -> int:
+    from bridge.errors import BadRequest
+    from inference.errors import Cancelled
+    from inference.loading import resolve_model
+
+    request = request_from_args(args)
+    if not args.plan and not request.name:
+        raise BadRequest("train-style needs --name NAME (the adapter's name in lora_dir), or --plan")
+    source = resolve_model(settings.model, tiny_dir=settings.smoke_model_dir.expanduser(),
+                           allow_tiny_fallback=settings.allow_smoke_model)
+    device = "cpu" if settings.device == "auto" and not cuda_available() else settings.device
+    if args.plan:
+        print(plan_style(request, model_dir=source.path, device=device).describe())
+        return 0
+    cancel = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    bar = ProgressLine(file=sys.stderr)
+    try:
+        target = train_style(request, model_dir=source.path, lora_dir=settings.resolved_lora_dir, device=device,
+                             on_report=print, on_progress=bar.update, should_cancel=cancel.is_set)
+    except Cancelled as error:
+        bar.close()
+        print(f"continuo: {error}", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    bar.close()
+    print(f"adapter written to {target} (card: {target / 'card.json'}); render with lora {request.name} on an "
+          "engine with weights fp32, bf16 or fp16")
+    return 0
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+class ProgressLine:
+    """A tqdm bar when the file is a terminal, else one line per tenth of the run."""
+
+    def __init__(self, *, file) -> None:
+        self.file, self.bar, self.shown = file, None, -1
+
+    def update(self, progress) -> None:
+        text = (f"epoch {progress.epoch}/{progress.epochs} step {progress.step}/{progress.steps} "
+                f"loss {progress.loss:.4f} ETA {format_duration(progress.eta_s)}")
+        if self.file.isatty():
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=progress.steps, unit="step", desc="training", file=self.file)
+            self.bar.n = progress.step
+            self.bar.set_postfix_str(text, refresh=True)
+            return
+        tenth = progress.step * 10 // progress.steps
+        if tenth != self.shown:
+            self.shown = tenth
+            print(text, file=self.file, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,23 @@
+"""`continuo bench train` (inference/bench/training.py) on the tiny shape: both sides run a LoRA, and the rows carry
+what docs/benchmarks.md reports."""
+
+from __future__ import annotations
+
+import torch
+
+from inference.bench.training import random_decoder, run_train_bench
+
+
+def test_both_sides_run_and_report():
+    ours, plain, estimate = run_train_bench(quick=True, shape="tiny", steps=1)
+    assert ours["side"] == "ours" and plain["side"].startswith("plain peft")
+    for row in (ours, plain):
+        assert row["steps_per_s"] > 0 and row["peak_added_mb"] >= 0 and row["trainable"] > 0
+    assert ours["trainable"] < ours["weights"] / 10  # a LoRA, not the model
+    assert estimate["steps"] == 40 and estimate["seconds_per_step"] > 0 and "vs_plain_peft" in ours
+
+
+def test_the_random_decoder_is_filled():
+    decoder = random_decoder("tiny")
+    weight = decoder.layers[0].attention.wqkv.weight
+    assert torch.isfinite(weight).all() and weight.abs().max() > 0
