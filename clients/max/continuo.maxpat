@@ -155,9 +155,12 @@
     "box": {
      "id": "obj-events",
      "maxclass": "newobj",
-     "numinlets": 23,
-     "numoutlets": 23,
+     "numinlets": 26,
+     "numoutlets": 26,
      "outlettype": [
+      "",
+      "",
+      "",
       "",
       "",
       "",
@@ -188,7 +191,7 @@
       150.0,
       22.0
      ],
-     "text": "route /continuo/adapters /continuo/analysis /continuo/beats /continuo/context /continuo/done /continuo/error /continuo/limits /continuo/models /continuo/output /continuo/partial /continuo/pong /continuo/presets /continuo/progress /continuo/queued /continuo/session /continuo/slot /continuo/status /continuo/storage /continuo/training /continuo/trash/job /continuo/trash/result /continuo/welcome"
+     "text": "route /continuo/adapters /continuo/analysis /continuo/beats /continuo/context /continuo/done /continuo/error /continuo/jam/chunk /continuo/jam/scheduled /continuo/jam/state /continuo/limits /continuo/models /continuo/output /continuo/partial /continuo/pong /continuo/presets /continuo/progress /continuo/queued /continuo/session /continuo/slot /continuo/status /continuo/storage /continuo/training /continuo/trash/job /continuo/trash/result /continuo/welcome"
     }
    },
    {
@@ -2701,7 +2704,7 @@
      ],
      "source": [
       "obj-events",
-      13
+      16
      ]
     }
    },
@@ -2725,7 +2728,7 @@
      ],
      "source": [
       "obj-events",
-      12
+      15
      ]
     }
    },
@@ -2917,7 +2920,7 @@
      ],
      "source": [
       "obj-events",
-      21
+      24
      ]
     }
    },
@@ -2929,7 +2932,7 @@
      ],
      "source": [
       "obj-events",
-      21
+      24
      ]
     }
    },
@@ -2989,7 +2992,7 @@
      ],
      "source": [
       "obj-events",
-      11
+      14
      ]
     }
    },
@@ -3049,7 +3052,7 @@
      ],
      "source": [
       "obj-events",
-      8
+      11
      ]
     }
    },
@@ -3398,6 +3401,42 @@
      "source": [
       "obj-events",
       22
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      23
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      24
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      25
      ]
     }
    },
