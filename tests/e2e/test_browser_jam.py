@@ -55,10 +55,10 @@ def routed(page):  # noqa: F811
     def requests(route):
         body = json.loads(route.request.post_data or "{}")
         page.jam_posts.append((route.request.url.rsplit("/api/requests/", 1)[1], body))
-        events = [state_event(body["jam_id"], "starting")] if route.request.url.endswith("/start") else []
+        events = [state_event(body["jam_id"], "starting")] if route.request.url.endswith("/jam_start") else []
         route.fulfill(status=200, content_type="application/json", body=json.dumps({"events": events}))
 
-    page.route("**/api/requests/jam/*", requests)
+    page.route("**/api/requests/jam_*", requests)
     page.route("**/fake-jam/**", lambda route: route.fulfill(status=200, content_type="audio/wav",
                                                              body=bar_wav(2.0, 0.1)))
     return page
@@ -100,7 +100,7 @@ def test_the_page_schedules_bars_contiguously_on_their_beats_and_steers_at_the_n
     jam_id = start(page)
     assert jam_id.startswith("web-jam-")
     op, body = page.jam_posts[0]
-    assert op == "jam/start" and body["prompt"] == "drums and bass"
+    assert op == "jam_start" and body["prompt"] == "drums and bass"
     assert body["settings"]["bpm"] == 120 and body["settings"]["beats_per_bar"] == 4
     assert page.is_disabled("#jam-start") and not page.is_disabled("#jam-stop")
     assert not page.is_disabled("#jam-send-prompt")
@@ -139,10 +139,10 @@ def test_the_page_schedules_bars_contiguously_on_their_beats_and_steers_at_the_n
     page.fill("#jam-slot", "3")
     page.click("#jam-save")
     page.wait_for_function("() => document.getElementById('jam-scheduled').textContent.includes('slot 3')")
-    controls = [(op, body) for op, body in page.jam_posts if op != "jam/start"]
-    assert ("jam/control", {"jam_id": jam_id, "name": "prompt", "value": "add strings"}) in controls
-    assert ("jam/control", {"jam_id": jam_id, "name": "keep_loop", "value": "2"}) in controls
-    assert ("jam/bank", {"jam_id": jam_id, "action": "save", "slot": 3}) in controls
+    controls = [(op, body) for op, body in page.jam_posts if op != "jam_start"]
+    assert ("jam_control", {"jam_id": jam_id, "name": "prompt", "value": "add strings"}) in controls
+    assert ("jam_control", {"jam_id": jam_id, "name": "keep_loop", "value": "2"}) in controls
+    assert ("jam_bank", {"jam_id": jam_id, "action": "save", "slot": 3}) in controls
     send(page, {"event": "jam/scheduled", "args": {"jam_id": jam_id, "name": "prompt", "value": "add strings",
                                                    "bar": 6}})
     assert page.inner_text("#jam-scheduled") == "prompt “add strings” from bar 7"
@@ -152,7 +152,7 @@ def test_the_page_schedules_bars_contiguously_on_their_beats_and_steers_at_the_n
     assert len(scheduled(page)) == 4
 
     page.click("#jam-stop")
-    assert page.jam_posts[-1] == ("jam/stop", {"jam_id": jam_id})
+    assert page.jam_posts[-1] == ("jam_stop", {"jam_id": jam_id})
     send(page, state_event(jam_id, "stopped"))
     assert not page.is_disabled("#jam-start") and page.is_disabled("#jam-send-prompt")
     assert page.problems == []
