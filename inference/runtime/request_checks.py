@@ -29,6 +29,8 @@ UNSUPPORTED = {
     Capability.ADD_LAYER: "cannot add a layer over given audio; load an ACE-Step pipeline",
     Capability.COVER: "cannot cover (restyle) given audio; load an ACE-Step pipeline with its audio tokenizer",
     Capability.LORA: "takes no LoRA adapter; load an ACE-Step pipeline to apply one",
+    Capability.CODE_PROMPT: "cannot continue from codes (prompt_codes: a jam's context); serve a MusicGen model "
+                            "with our engine (backend 'engine') to jam",
 }
 
 
@@ -37,6 +39,8 @@ def needed_capabilities(request: GenerationRequest, *, seeds: int = 1, streaming
     needs = []
     if request.audio_prompt is not None:
         needs.append(Capability.CONTINUATION)
+    if request.prompt_codes is not None:
+        needs.append(Capability.CODE_PROMPT)
     if seeds > 1:
         needs.append(Capability.VARIATIONS)
     if request.melody is not None:
