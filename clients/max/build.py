@@ -24,7 +24,8 @@ live.observer, takes a dropped audio file (live.drop) for continue, variations, 
 clip's notes as a .mid, listed in the output menu and kept out of the clip slots), and puts each finished audio
 output into the next clip slot of an audio track it creates (ClipSlot.create_audio_clip, Live 12); every output's
 path is also listed in a menu, so on Live 11 the file can be found in Live's browser. The plain patch does the same with
-[transport] and [dropfile], and auditions outputs in [buffer~] / [play~].
+[transport] and [dropfile], and auditions outputs in [buffer~] / [play~]. Both have a jam mode (jam(): the
+transport sent to the daemon's host clock, each bar's file played at the host's next bar line, double-buffered).
 
 Max for Live production conventions (Ableton's Max for Live Production Guidelines, in Ableton/maxdevtools), kept
 by the device and checked by the tests:

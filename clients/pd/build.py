@@ -13,6 +13,8 @@ Commands (to the inlet, or from the message boxes on the patch):
     tempo <bpm>   metre <beats_per_bar> <beat_unit>   key <words...>   rate <Hz>       (each sends /continuo/context)
     preset <name>   bars <n>   seed <n, 0 = daemon picks; at most 16777215>
     generate <prompt words...>   continue <path>   variations <count>   stems <path> [drums,bass,...]   cancel
+    jam <prompt words...>   jamstop   jamprompt <words...>   jamset <name> <number>   jambank save|recall <slot>
+    transport 1|0   jamlevel <0..1>                        (jam mode: [pd jam], see jam_transport and jam_player)
 Every OSC message the patch sends is checked against osc_schema/continuo.json by tests/clients/test_pd.py.
 """
 
