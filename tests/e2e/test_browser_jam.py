@@ -87,25 +87,29 @@ def seam_problems(bars: list[dict]) -> list[str]:
             if abs(after["when"] - (before["when"] + before["seconds"])) > 1e-9]
 
 
-def start(page) -> str:  # noqa: F811
+def start(page, *, bpm: str = "120", preset: str = "default") -> str:  # noqa: F811
     page.fill("#jam-prompt", "drums and bass")
-    page.fill("#jam-bpm", "120")
+    page.fill("#jam-bpm", bpm)
     page.fill("#jam-beats-per-bar", "4")
+    page.select_option("#jam-preset", preset)
     page.click("#jam-start")
     page.wait_for_function("() => jam.id !== null && document.getElementById('jam').dataset.state === 'starting'")
     return page.evaluate("() => jam.id")
 
 
 def test_the_page_schedules_bars_contiguously_on_their_beats_and_steers_at_the_next_bar(page, routed):  # noqa: F811
-    jam_id = start(page)
+    jam_id = start(page, preset="lofi_tape")
     assert jam_id.startswith("web-jam-")
     op, body = page.jam_posts[0]
     assert op == "jam_start" and body["prompt"] == "drums and bass"
-    assert body["settings"]["bpm"] == 120 and body["settings"]["beats_per_bar"] == 4
+    assert body["settings"] == {"bpm": 120, "beats_per_bar": 4}  # the schema's start takes no preset: a control
+    page.wait_for_function("() => document.getElementById('jam').dataset.state === 'starting'")
+    page.wait_for_timeout(200)
+    assert ("jam_control", {"jam_id": jam_id, "name": "preset", "value": "lofi_tape"}) in page.jam_posts
     assert page.is_disabled("#jam-start") and not page.is_disabled("#jam-stop")
     assert not page.is_disabled("#jam-send-prompt")
 
-    send(page, state_event(jam_id, "playing", lead_s=1.25, rtf=0.42, held_bars=1, underruns=2))
+    send(page, state_event(jam_id, "playing", bar=-1, lead_s=1.25, rtf=0.42, held_bars=1, underruns=2))
     for bar in range(3):
         send(page, chunk_event(jam_id, bar))
     wait_scheduled(page, 3)
@@ -163,7 +167,8 @@ def test_a_late_bar_moves_the_timeline_on_by_whole_bars_never_mid_bar(page, rout
     send(page, chunk_event(jam_id, 0))
     wait_scheduled(page, 1)
     first = scheduled(page)[0]
-    page.wait_for_timeout(2600)  # bar 0 has ended and bar 1 is due by now: it comes late
+    page.wait_for_function("([t]) => audioContext.currentTime > t", arg=[first["when"] + 2.1],
+                           timeout=10_000)  # bar 0 has ended and bar 1 was due: it comes late
     send(page, chunk_event(jam_id, 1))
     wait_scheduled(page, 2)
     late = scheduled(page)[1]
@@ -175,6 +180,20 @@ def test_a_late_bar_moves_the_timeline_on_by_whole_bars_never_mid_bar(page, rout
     send(page, chunk_event(jam_id, 2))
     wait_scheduled(page, 3)
     assert scheduled(page)[2]["when"] == pytest.approx(late["when"] + 2.0, abs=1e-9)  # contiguous again
+    assert page.problems == []
+
+
+def test_the_first_bar_starts_where_the_daemons_playhead_will_be_plus_the_pages_latency(page, routed):  # noqa: F811
+    """The state after bar 0 says the stream runs 5 s ahead of the daemon's playhead: bar 0 (2 s) starts 3 s after
+    that state came, plus the page's own latency (JAM_LEAD_S), not as soon as it could: the page plays on the jam
+    clock's beats (a DAW on the host clock hears them at the same time, bar for bar)."""
+    jam_id = start(page)
+    sent_at = page.evaluate("(event) => { jamEvent(event); return audioContext.currentTime; }",
+                            state_event(jam_id, "playing", bar=0, lead_s=5.0))
+    send(page, chunk_event(jam_id, 0))
+    wait_scheduled(page, 1)
+    latency = page.evaluate("() => JAM_LEAD_S")
+    assert scheduled(page)[0]["when"] == pytest.approx(sent_at + 5.0 - 2.0 + latency, abs=0.05)
     assert page.problems == []
 
 
@@ -213,3 +232,64 @@ def test_the_jam_panel_fits_a_phone_and_is_labelled(browser, daemon_process):  #
         sized.set_viewport_size({"width": 1440, "height": 900})
         sized.screenshot(path=f"{shots}/jam-1440x900.png", full_page=True)
     context.close()
+
+
+# -- a jam played for real -----------------------------------------------------------------------------------------
+def bars_listed(page) -> list[dict]:  # noqa: F811
+    """The bars the panel lists (the newest 8), oldest first: bar and prompt id."""
+    return page.eval_on_selector_all("#jam-bars li", "items => items.reverse().map(li => "
+                                     "({bar: Number(li.dataset.bar), prompt_id: Number(li.dataset.promptId)}))")
+
+
+def landing_problems(bars: list[dict], landing: int, before: int) -> list[str]:
+    """A change scheduled for bar `landing`: every bar before it made with the old prompt id, from it the new."""
+    return [f"bar {b['bar']} has prompt id {b['prompt_id']}" for b in bars
+            if (b["bar"] < landing) != (b["prompt_id"] == before)]
+
+
+def test_the_landing_check_fails_on_a_change_heard_a_bar_early():
+    bars = [{"bar": 3, "prompt_id": 0}, {"bar": 4, "prompt_id": 1}, {"bar": 5, "prompt_id": 1}]
+    assert landing_problems(bars, 4, 0) == []
+    assert landing_problems(bars, 5, 0) == ["bar 4 has prompt id 1"]
+
+
+def test_a_jam_plays_here_its_prompt_changes_at_a_bar_line_and_it_stops_at_a_bar_end(page, daemon_root):  # noqa: F811
+    """Against `continuo serve` on the tiny model: a jam at 240 BPM (a bar a second) is heard in the page, bar after
+    bar with no gap or overlap; a new prompt is scheduled for a bar, and that bar's chunk is the first with the new
+    prompt id; the playhead moves; Stop ends it at a bar end, and the daemon keeps the take."""
+    jam_id = start(page, bpm="240")
+    page.wait_for_function("() => Number(document.getElementById('jam').dataset.scheduledBars || 0) >= 2",
+                           timeout=JAM_TIMEOUT_MS)
+    assert page.get_attribute("#jam", "data-state") == "playing", page.inner_text("#jam-error")
+    before = bars_listed(page)[0]["prompt_id"]
+    page.fill("#jam-next-prompt", "bright strings")
+    page.press("#jam-next-prompt", "Enter")
+    page.wait_for_function("() => document.getElementById('jam-scheduled').dataset.name === 'prompt'",
+                           timeout=10_000)
+    landing = int(page.get_attribute("#jam-scheduled", "data-bar"))
+    page.wait_for_function("([b]) => [...document.querySelectorAll('#jam-bars li')].some(li => "
+                           "Number(li.dataset.bar) >= b + 1)", arg=[landing], timeout=JAM_TIMEOUT_MS)
+    bars = bars_listed(page)
+    assert any(b["bar"] == landing for b in bars), bars
+    assert landing_problems(bars, landing, before) == [], (landing, bars)
+
+    first = float(page.get_attribute("#jam-playhead", "data-beat") or -1)
+    page.wait_for_timeout(600)
+    assert float(page.get_attribute("#jam-playhead", "data-beat") or -1) > first + 1, "the playhead stood still"
+    heard = sorted(scheduled(page), key=lambda b: b["bar"])
+    assert seam_problems([b for b in heard if b["bar"] >= heard[0]["bar"]]) == [] or page.evaluate("jam.resyncs") > 0
+
+    page.click("#jam-stop")
+    page.wait_for_function("() => document.getElementById('jam-scheduled').dataset.name === 'stop'", timeout=10_000)
+    last = int(page.get_attribute("#jam-scheduled", "data-bar"))
+    page.wait_for_function("() => document.getElementById('jam').dataset.state === 'stopped'", timeout=JAM_TIMEOUT_MS)
+    page.wait_for_function("() => document.getElementById('jam-playhead').textContent === 'stopped'",
+                           timeout=JAM_TIMEOUT_MS)
+    got = page.evaluate("() => Number(document.getElementById('jam').dataset.scheduledBars)")
+    page.wait_for_timeout(1500)
+    assert page.evaluate("() => Number(document.getElementById('jam').dataset.scheduledBars)") == got  # no more
+    assert max(b["bar"] for b in bars_listed(page)) <= last  # nothing past the bar the stop named
+    assert not page.is_disabled("#jam-start")
+    takes = [path for path in (daemon_root / "renders" / jam_id).glob("*.wav")]
+    assert takes and len(list((daemon_root / "renders" / jam_id / "bars").glob("bar-*.wav"))) >= got
+    assert page.problems == []

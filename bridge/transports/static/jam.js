@@ -2,10 +2,13 @@
 //
 // The daemon generates bar chunks ahead of its playhead and announces each one (/continuo/jam/chunk on the event
 // stream: bar, start_beat, beats, bpm, prompt_id, held, url). The page fetches each bar's WAV, decodes it and
-// schedules it on one AudioContext timeline: the first chunk is anchored at the context's time plus JAM_LEAD_S (the
-// page's own lead, for the fetch and decode of the next bars), and every later chunk at its start beat on that
-// timeline: right after the previous one when it continues it (contiguous, sample-exact joins), else where its
-// start beat falls at the chunk's tempo. A chunk that arrives too late for its place is never started mid-bar: the
+// schedules it on one AudioContext timeline. The first chunk is anchored to the daemon's own playhead: the
+// /continuo/jam/state after its bar says how far the stream runs ahead of the playhead (lead_s), so the bar starts
+// lead_s minus its length after that state arrived, plus JAM_LEAD_S (the page's own latency, for the fetch and
+// decode of the next bars): the page's beats are the jam clock's beats, JAM_LEAD_S late (without that state, the
+// chunk starts JAM_LEAD_S from now). Every later chunk is placed at its start beat on that timeline: right after
+// the previous one when it continues it (contiguous, sample-exact joins), else where its start beat falls at the
+// chunk's tempo. A chunk that arrives too late for its place is never started mid-bar: the
 // timeline moves on by whole bars (the page re-anchors, counted and shown), so the music stays on its bar lines.
 // The playhead (bar.beat, 1-based as a DAW counts) is read from the AudioContext clock against what is scheduled.
 // The daemon's own figures come from /continuo/jam/state: its lead, RTF, lookahead, held bars and underruns.
@@ -27,6 +30,7 @@ const jam = {
   chain: Promise.resolve(), // chunks are fetched in parallel but scheduled in arrival order
   resyncs: 0, // times the page moved its timeline on by whole bars because a chunk came too late
   gain: null,
+  leads: new Map(), // bar -> {lead_s, at}: the daemon's lead after that bar, and when (AudioContext time) it came
 };
 
 function jamError(message) {
@@ -67,15 +71,19 @@ async function jamStart() {
   jam.beatsPerBar = beatsPerBar;
   jam.gain = context.createGain();
   jam.gain.connect(context.destination);
-  const settings = { bpm, beats_per_bar: beatsPerBar, preset: $("jam-preset").value || "default" };
+  // The schema's jam start takes no preset (1.10): another preset goes as a control, at the first bar it can
+  const preset = $("jam-preset").value || "default";
   jamShowState({ jam_id: jam.id, state: "starting" });
   try {
-    await jamRequest("start", { jam_id: jam.id, prompt: $("jam-prompt").value, settings });
+    await jamRequest("start", { jam_id: jam.id, prompt: $("jam-prompt").value,
+                                settings: { bpm, beats_per_bar: beatsPerBar } });
   } catch (e) {
     jamError(`Jam not started: ${e.message}`);
     jamShowState({ jam_id: jam.id, state: "stopped" });
     jam.id = null;
+    return;
   }
+  if (preset !== "default") await jamControl("preset", preset);
 }
 
 async function jamStop() {
@@ -130,6 +138,9 @@ function jamEvent(event) {
 
 function jamShowState(a) {
   jam.state = a.state;
+  if (audioContext && a.lead_s != null && a.bar >= 0 && jam.leads.size < 4) {
+    jam.leads.set(Number(a.bar), { lead_s: Number(a.lead_s), at: audioContext.currentTime });
+  }
   const panel = $("jam");
   panel.dataset.state = a.state;
   $("jam-state").textContent = a.state === "failed" ? `failed: ${a.message}` : a.state;
@@ -162,8 +173,10 @@ function jamChunk(a) {
 // Where a chunk starts on the AudioContext timeline: right after the previous chunk when it continues it, else
 // at its start beat counted from the previous chunk's end at its tempo; the first one a lead after now.
 function jamPlace(a, now) {
-  if (!jam.end) return now + JAM_LEAD_S;
-  return jam.end.time + (Number(a.start_beat) - jam.end.beat) * 60 / Number(a.bpm);
+  if (jam.end) return jam.end.time + (Number(a.start_beat) - jam.end.beat) * 60 / Number(a.bpm);
+  const lead = jam.leads.get(Number(a.bar)); // the daemon's playhead reaches this bar's end lead_s after `at`
+  if (lead) return lead.at + lead.lead_s - Number(a.beats) * 60 / Number(a.bpm) + JAM_LEAD_S;
+  return now + JAM_LEAD_S;
 }
 
 function jamSchedule(a, audio) {
@@ -230,7 +243,8 @@ function jamTick() {
 function jamReset() {
   for (const bar of jam.bars) { try { bar.source.stop(); } catch (e) { /* already ended */ } }
   if (jam.gain) jam.gain.disconnect();
-  Object.assign(jam, { id: null, bars: [], end: null, chain: Promise.resolve(), resyncs: 0, gain: null });
+  Object.assign(jam, { id: null, bars: [], end: null, chain: Promise.resolve(), resyncs: 0, gain: null,
+                       leads: new Map() });
   $("jam-bars").replaceChildren();
   for (const id of ["jam-lead", "jam-rtf", "jam-lookahead", "jam-held", "jam-underruns", "jam-buffered"]) $(id).textContent = "–";
   $("jam-scheduled").textContent = "";
