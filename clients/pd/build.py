@@ -935,16 +935,7 @@ def jam_requests(c: Canvas, n: dict[str, int]) -> None:
     c.wire("cmds", n["jamstop"], "stop-id")
     c.chain("stop-id", "stop-msg", "stop-send")
     # control: "<name> <value as a symbol>" -> jam-control <id> <name> <value>
-    col = Column(c, 640, 1290)
-    col.obj("ctl-in", "t a b")
-    col.obj("ctl-pre", "list prepend")
-    col.obj("ctl-words", "list prepend jam-control")
-    col.obj("ctl-trim", "list trim")
-    col.obj("ctl-send", "s $0-send")
-    c.wire("ctl-in", 1, "ctl-id")
-    c.wire("ctl-id", 0, "ctl-pre", 1)
-    c.wire("ctl-in", 0, "ctl-pre")
-    c.chain("ctl-pre", "ctl-words", "ctl-trim", "ctl-send")
+    of_the_jam(c, "ctl", "jam-control", 640)
     col = Column(c, 640, 1450)
     join_words(c, col, "jamprompt", "cmds", n["jamprompt"], "prompt-pair", 0)
     col.obj("prompt-pair", "list prepend prompt")
@@ -958,19 +949,24 @@ def jam_requests(c: Canvas, n: dict[str, int]) -> None:
     c.wire("set-fields", 0, "set-pair")
     c.wire("set-pair", 0, "ctl-in")
     # bank: save|recall <slot> -> jam-bank <id> <action> <slot>
-    col = Column(c, 780, 1290)
-    col.obj("bank-in", "t a b")
-    col.obj("bank-pre", "list prepend")
-    col.obj("bank-words", "list prepend jam-bank")
-    col.obj("bank-trim", "list trim")
-    col.obj("bank-send", "s $0-send")
+    of_the_jam(c, "bank", "jam-bank", 780)
     c.wire("cmds", n["jambank"], "bank-in")
-    c.wire("bank-in", 1, "bank-id")
-    c.wire("bank-id", 0, "bank-pre", 1)
-    c.wire("bank-in", 0, "bank-pre")
-    c.chain("bank-pre", "bank-words", "bank-trim", "bank-send")
     c.obj("level-send", "s $0-jamlevel", 20, 1600)
     c.wire("cmds", n["jamlevel"], "level-send")
+
+
+def of_the_jam(c: Canvas, key: str, kind: str, x: int) -> None:
+    """[<key>-in]: "<args...>" -> "<kind> <the jam's id> <args...>" to the daemon (the id kept in [<key>-id])."""
+    col = Column(c, x, 1290)
+    col.obj(f"{key}-in", "t a b")
+    col.obj(f"{key}-pre", "list prepend")
+    col.obj(f"{key}-words", f"list prepend {kind}")
+    col.obj(f"{key}-trim", "list trim")
+    col.obj(f"{key}-send", "s $0-send")
+    c.wire(f"{key}-in", 1, f"{key}-id")
+    c.wire(f"{key}-id", 0, f"{key}-pre", 1)
+    c.wire(f"{key}-in", 0, f"{key}-pre")
+    c.chain(f"{key}-pre", f"{key}-words", f"{key}-trim", f"{key}-send")
 
 
 def jam() -> Canvas:

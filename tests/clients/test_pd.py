@@ -89,19 +89,7 @@ def harness(port: int, reply_port: int, log_path: Path, missing: Path, melody: P
     c.msg("job", "rate 32000, tempo 120, metre 4 4, key C minor, bars 4, seed 1234, generate pd harness test",
           20, 80)
     c.chain("start", "wait", "job", "continuo")
-    for n, kind in enumerate(("output", "status", "error")):
-        c.obj(f"tag-{kind}", f"list prepend {kind}", 20 + 200 * n, 260)
-        c.wire("continuo", n, f"tag-{kind}")
-        c.wire(f"tag-{kind}", 0, "add")
-    c.obj("add", "list prepend add", 20, 300)
-    c.obj("add-trim", "list trim", 20, 330)
-    c.obj("write-after", "t b a", 20, 360)
-    c.obj("textfile", "textfile", 20, 420)
-    c.msg("write", f"write {log_path} cr", 100, 390)
-    c.chain("add", "add-trim", "write-after")
-    c.wire("write-after", 1, "textfile")
-    c.wire("write-after", 0, "write")
-    c.wire("write", 0, "textfile")
+    log_outlets(c, log_path, 260)
     # the first done sends midi of the melody, the second one continue of a file that is not there; any error
     # then ends the run
     c.obj("status-kind", "route done", 220, 300)
@@ -125,6 +113,23 @@ def harness(port: int, reply_port: int, log_path: Path, missing: Path, melody: P
     c.wire("continuo", 2, "error-bang")
     c.chain("error-bang", "error-then", "quit")
     return "\n".join(c.lines()) + "\n"
+
+
+def log_outlets(c, log_path: Path, y: int) -> None:
+    """Every message from [continuo]'s outlets (output, status, error), tagged so, written to log_path as it comes."""
+    for n, kind in enumerate(("output", "status", "error")):
+        c.obj(f"tag-{kind}", f"list prepend {kind}", 20 + 200 * n, y)
+        c.wire("continuo", n, f"tag-{kind}")
+        c.wire(f"tag-{kind}", 0, "add")
+    c.obj("add", "list prepend add", 20, y + 40)
+    c.obj("add-trim", "list trim", 20, y + 70)
+    c.obj("write-after", "t b a", 20, y + 100)
+    c.obj("textfile", "textfile", 20, y + 160)
+    c.msg("write", f"write {log_path} cr", 100, y + 130)
+    c.chain("add", "add-trim", "write-after")
+    c.wire("write-after", 1, "textfile")
+    c.wire("write-after", 0, "write")
+    c.wire("write", 0, "textfile")
 
 
 def read_log(path: Path) -> list[list[str]]:

@@ -24,7 +24,7 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from tests.clients.osc_signatures import signature_problems
-from tests.clients.test_pd import PD, PD_DIR, build, free_udp_port, needs_pd, read_log
+from tests.clients.test_pd import PD, PD_DIR, build, free_udp_port, log_outlets, needs_pd, read_log
 
 RATE = 48000  # Pd's
 FILE_RATE = 32000  # the bars' files
@@ -69,19 +69,7 @@ def harness(port: int, reply_port: int, log_path: Path, recording: Path) -> str:
     c.wire("stop", 0, "writesf")
     c.wire("end-steps", 0, "quit-wait")
     c.chain("quit-wait", "quit")
-    for n, kind in enumerate(("output", "status", "error")):
-        c.obj(f"tag-{kind}", f"list prepend {kind}", 20 + 200 * n, 300)
-        c.wire("continuo", n, f"tag-{kind}")
-        c.wire(f"tag-{kind}", 0, "add")
-    c.obj("add", "list prepend add", 20, 340)
-    c.obj("add-trim", "list trim", 20, 370)
-    c.obj("write-after", "t b a", 20, 400)
-    c.obj("textfile", "textfile", 20, 460)
-    c.msg("write", f"write {log_path} cr", 100, 430)
-    c.chain("add", "add-trim", "write-after")
-    c.wire("write-after", 1, "textfile")
-    c.wire("write-after", 0, "write")
-    c.wire("write", 0, "textfile")
+    log_outlets(c, log_path, 300)
     return "\n".join(c.lines()) + "\n"
 
 
