@@ -1,2 +1,2 @@
 """The jobs wing: queue, admission, plan, worker, journal, job ids, retention, storage and the trash, events and
-previews."""
+previews; live jams (jam.py, the daemon's jams.py)."""

@@ -57,11 +57,12 @@ from bridge.audio.effects import build_pedalboard
 from bridge.audio.files import daw_file_name, musical_title, partial_name, write_wav_atomic
 from bridge.audio.playback import JamChunk, JamSink
 from bridge.audio.presets import Preset
-from bridge.errors import BadRequest
+from bridge.errors import BadRequest, BridgeError
 from inference.api import Capability, Engine, GenerationRequest
 
 log = logging.getLogger("continuo.jam")
 
+TEMPO_CLOCKS = ("internal", "link")  # clocks that take a tempo from the jam (the others follow their sender)
 CONTROLS = ("prompt", "preset", "temperature", "guidance", "bpm", "keep_loop", "mute", "stop")
 SOUND_CONTROLS = ("prompt", "preset", "temperature", "guidance")  # a change makes a new prompt_id
 STATES = ("starting", "playing", "stopping", "stopped", "failed")
@@ -88,6 +89,8 @@ class JamSettings:
     lookahead_bars: int = 0  # 0: adapt to the measured speed
     crossfade_s: float = 0.01
     guard_s: float = 0.15  # a held bar goes out this long before its bar line when the generated one is not there
+    count_in: bool = True  # the first bar continues a bar of clicks at the session tempo (the model's context on
+    # the grid: MusicGen takes no tempo); the clicks are never played
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,20 @@ def crossfade(before: np.ndarray | None, after: np.ndarray) -> np.ndarray:
     out = after.copy()
     out[:, :n] = before[:, :n] * (1.0 - ramp) + after[:, :n] * ramp
     return out
+
+
+def click_bar(bpm: float, beats_per_bar: int, sample_rate: int, channels: int) -> np.ndarray:
+    """One bar of clicks at bpm, (channels, samples), whole codec frames long: a decaying 1.5 kHz burst on every
+    beat, the downbeat louder. What the first bar continues (JamSettings.count_in)."""
+    samples = round(bar_samples(bpm, beats_per_bar, sample_rate))
+    t = np.arange(round(0.03 * sample_rate)) / sample_rate
+    burst = (np.sin(2 * np.pi * 1500.0 * t) * np.exp(-t / 0.012)).astype(np.float32)
+    bar = np.zeros(samples, np.float32)
+    for beat in range(beats_per_bar):
+        start = round(beat * 60.0 / bpm * sample_rate)
+        piece = burst[: samples - start] * (0.6 if beat == 0 else 0.3)
+        bar[start : start + piece.size] += piece
+    return np.repeat(bar[None], channels, axis=0)
 
 
 def fit_length(audio: np.ndarray, samples: int) -> np.ndarray:
@@ -261,8 +278,8 @@ class JamSession:
         self.origin_bar: int | None = None  # the clock's bar where jam bar 0 starts
         self.next_bar = 0  # the next jam bar to hand to the outputs
         self.out_start = 0.0  # where it starts, in samples from bar 0 (fractional: the carried remainder)
-        # the tempo the internal clock was given for the bars handed out (None: the clock's own, a host's)
-        self.told_bpm: float | None = settings.bpm if callable(getattr(clock, "set_tempo", None)) else None
+        # the tempo the clock was given for the bars handed out (None: the clock's own, a host's or MIDI's)
+        self.told_bpm: float | None = settings.bpm if clock.kind in TEMPO_CLOCKS else None
         self.making_bar: int | None = None  # the bar the generator is making (controls land after it)
         self.last: Bar | None = None  # the last bar handed out (held bars repeat it)
         self.history: list[Bar] = []  # the last bars handed out (keep_loop repeats them), at most BANK of them
@@ -374,7 +391,7 @@ class JamSession:
         low, high = ranges[name]
         if not (low <= number <= high) or not math.isfinite(number):
             raise BadRequest(f"jam control {name} must be {low:g}..{high:g}, got {text}", job_id=jam_id)
-        if name == "bpm" and not callable(getattr(self.clock, "set_tempo", None)):
+        if name == "bpm" and self.clock.kind not in TEMPO_CLOCKS:
             raise BadRequest(f"this jam follows the {self.clock.kind} clock's tempo; change the tempo there "
                              "(only an internal clock takes bpm)", job_id=jam_id)
         if name in ("keep_loop", "mute"):
@@ -512,12 +529,15 @@ class JamSession:
         need = math.ceil((last + self.fade) / self.hop) - have
         context_frames = round(self.settings.context_bars * exact / self.hop)
         prompt_codes = None if stream.codes is None else stream.codes[:, max(0, have - context_frames):]
+        count_in = None
+        if stream.codes is None and self.settings.count_in:
+            count_in = click_bar(sound.bpm, self.settings.beats_per_bar, self.sample_rate, self.channels)
         preset = sound.preset
         context = MusicalContext(bpm=sound.bpm, beats_per_bar=self.settings.beats_per_bar, key=self.settings.key)
         request = GenerationRequest(
             prompt=preset.render_prompt(sound.prompt, context), duration_s=need / self.engine.info.frame_rate,
             seed=self.settings.seed + self.made, temperature=sound.temperature, top_k=preset.top_k,
-            top_p=preset.top_p, guidance_scale=sound.guidance, prompt_codes=prompt_codes)
+            top_p=preset.top_p, guidance_scale=sound.guidance, prompt_codes=prompt_codes, audio_prompt=count_in)
         out = self.engine.generate(request)
         if out.codes is None or out.codes.shape[-1] != need:
             raise RuntimeError(f"the engine gave {None if out.codes is None else out.codes.shape[-1]} frames of codes "
@@ -571,9 +591,11 @@ class JamSession:
                          sample_rate=self.sample_rate, prompt_id=bar.prompt_id, held=held)
         if self.recording is not None:
             chunk = replace(chunk, path=self.recording.write(chunk))
-        set_tempo = getattr(self.clock, "set_tempo", None)
-        if callable(set_tempo) and self.told_bpm is not None and abs(self.told_bpm - bpm) > 1e-6:
-            set_tempo(bpm, chunk.start_beat)  # the internal clock takes the new tempo at this bar line
+        if self.told_bpm is not None and abs(self.told_bpm - bpm) > 1e-6:
+            try:  # the clock takes the new tempo at this bar's line (a line still to come: bars go out ahead)
+                self.clock.set_tempo(bpm, bar=self.origin_bar + index)
+            except BridgeError as error:
+                log.warning("job=%s jam tempo %g not set on the clock: %s", self.settings.jam_id, bpm, error)
             self.told_bpm = bpm
         for sink in self.sinks:
             try:
@@ -642,7 +664,7 @@ class JamSession:
             self.status_.take_path = take
             if self.status_.state != "failed":
                 self.status_.state = "stopped"
-                self.status_.message = self.status_.message or (f"take: {take}" if take else "no bar was played")
+                self.status_.message = f"take: {take}" if take else self.status_.message or "no bar was played"
         self.finished.set()
         for sink in self.sinks:
             try:

@@ -64,10 +64,13 @@ class FakeClock:
             start_s, beat, bpm = [s for s in self.segments if s[0] <= at][-1]
         return ClockReading(at, beat + (at - start_s) * bpm / 60.0, bpm, self.beats_per_bar, self.playing)
 
-    def set_tempo(self, bpm: float, at_beat: float) -> None:
+    def set_tempo(self, bpm: float, at_s: float | None = None, bar: int | None = None) -> int:
+        """As bridge/audio/clocks.py:InternalClock's: the change lands at `bar`'s line."""
         with self.lock:
+            at_beat = float(bar * self.beats_per_bar)
             when = self.reading().time_of_beat(at_beat)
             self.segments.append((when, at_beat, bpm))
+        return bar
 
     def close(self) -> None:
         pass
@@ -79,11 +82,14 @@ class TimedEngine:
     def __init__(self, engine, clock: FakeClock, seconds: float = 0.0) -> None:
         self.engine, self.clock, self.seconds = engine, clock, seconds
         self.info, self.measured_speed = engine.info, None
+        self.calls: list[tuple] = []  # (request, result) per bar made
 
     def generate(self, request, **kwargs):
         self.clock.hold()
         try:
-            return self.engine.generate(request, **kwargs)
+            out = self.engine.generate(request, **kwargs)
+            self.calls.append((request, out))
+            return out
         finally:
             self.clock.release(self.seconds)
 
@@ -146,8 +152,24 @@ def test_bars_are_exact_and_never_drift(engine):
     origin = sink.chunks[0].start_beat
     assert origin % 4 == 0 and [c.start_beat for c in sink.chunks] == [origin + 4 * b for b in bars]
     assert not any(chunk.held for chunk in sink.chunks) and session.status().underruns == 0
-    # each bar continues the last: the context is the stream's own codes (its prompt_codes)
     assert all(np.isfinite(chunk.audio).all() and chunk.sample_rate == RATE for chunk in sink.chunks)
+
+
+def test_each_bar_continues_the_streams_own_codes(engine):
+    clock = FakeClock(127.0)
+    session, sink = jam(engine, clock)
+    wait_for(lambda: len(sink.chunks) >= 4)
+    session.close()
+    calls = session.engine.calls
+    first, _ = calls[0]  # the count-in: a bar of clicks at the session tempo, never played
+    assert first.prompt_codes is None and first.audio_prompt.shape == (1, round(bar_samples(127.0, 4, RATE)))
+    assert np.abs(first.audio_prompt[0, :200]).max() > 0.3 and np.abs(first.audio_prompt[0, 4000:7000]).max() == 0
+    for index in range(1, len(calls)):  # the last bars' codes, exactly: never re-encoded audio
+        request, before = calls[index][0], np.concatenate([out.codes for _, out in calls[:index]], axis=1)
+        assert request.audio_prompt is None and request.prompt_codes.shape[1] <= round(2 * 94.49) + 1
+        assert np.array_equal(request.prompt_codes, before[:, -request.prompt_codes.shape[1]:])
+    made = np.concatenate([out.codes for _, out in calls], axis=1)
+    assert made.shape[1] >= 4 * 94  # four bars of 94.5 frames at least
 
 
 def test_a_control_lands_at_the_next_bar_line(engine):
@@ -265,7 +287,7 @@ def test_bad_controls_are_refused_by_name(engine):
             session.control("temperature", "9")
         with pytest.raises(BadRequest, match="unknown preset 'nope'"):
             session.control("preset", "nope")
-        clock.set_tempo = None  # a host's clock: its tempo is the host's
+        clock.kind = "host"  # a host's clock: its tempo is the host's
         with pytest.raises(BadRequest, match="internal clock takes bpm"):
             session.control("bpm", "100")
     finally:
