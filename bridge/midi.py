@@ -36,15 +36,10 @@ Actions: ``generate`` renders the note's preset and prompt into its slot;
 slot's last generate again with a new seed; ``cancel`` cancels the slot's
 newest job. Every job goes in with ``Priority.LIVE`` and its slot.
 
-**Clock.** 24 clock ticks per quarter note. The tempo is the least-squares tick interval
-over the last ``CLOCK_WINDOW_TICKS`` ticks (a sliding window: jitter averages
-out, a tempo change is followed within two beats), published when it moves
-by ``TEMPO_STEP_BPM`` or more (hysteresis, so jitter does not flood the session
-with tempo changes). A gap over ``CLOCK_GAP_S`` restarts the
-measurement. Start resets the song position to 0, Continue resumes from it,
-Stop halts it; Song Position Pointer (in sixteenths) moves it; ticks advance it
-only while running. MIDI clock speaks of quarter notes; the map's tempo is set
-in the session's beat unit.
+**Clock.** MIDI clock's tempo and song position come from ``bridge.audio.clocks.MidiClock`` (24 ticks per
+quarter note; the estimator, its window, gap and hysteresis are documented there; the jam's MIDI clock uses the
+same one). With ``follow_clock`` the settled tempo is published to the session whenever it changes. MIDI clock
+speaks of quarter notes; the map's tempo is set in the session's beat unit.
 
 The input is injectable: ``MidiController.feed(message, now_s)`` takes mido
 messages, so tests need no sound card. ``open_midi_input`` opens a real port
@@ -63,7 +58,6 @@ import secrets
 import threading
 import time
 import tomllib
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -72,6 +66,7 @@ from typing import Any, Protocol
 
 import mido
 
+from bridge.audio.clocks import MidiClock
 from bridge.audio.presets import NAME_PATTERN, PRESET_SETTINGS, PresetError
 from bridge.errors import ConfigError
 from bridge.jobs.journal import JobRecord
@@ -82,11 +77,6 @@ from bridge.protocol.schema import load_schema
 log = logging.getLogger("continuo.midi")
 
 ACTIONS: tuple[str, ...] = ("generate", "continue", "variation", "cancel")
-TICKS_PER_BEAT = 24
-CLOCK_WINDOW_TICKS = 48
-CLOCK_GAP_S = 0.5
-TEMPO_STEP_BPM = 0.2
-BPM_LIMITS: tuple[float, float] = (20.0, 400.0)
 VIRTUAL_PREFIX = "virtual:"
 
 
@@ -328,53 +318,6 @@ def _preset(table: Mapping, key: str, problems: list, presets: Sequence[str] | N
     return value
 
 
-# -- the clock -----------------------------------------------------------------------------
-class MidiClock:
-    """Tempo and song position from MIDI real-time messages (24 ticks per quarter note)."""
-
-    def __init__(self) -> None:
-        self.ticks: deque[float] = deque(maxlen=CLOCK_WINDOW_TICKS + 1)
-        self.running = False
-        self.position_ticks = 0  # song position, in clock ticks from the song's start
-
-    @property
-    def bpm(self) -> float | None:
-        """Quarter notes per minute over the window; None until two ticks arrived."""
-        count = len(self.ticks)
-        if count < 2 or self.ticks[-1] <= self.ticks[0]:
-            return None
-        # Least-squares slope of tick time over tick index: every tick counts, so jitter averages out.
-        mean_index = (count - 1) / 2
-        mean_time = math.fsum(self.ticks) / count
-        numerator = math.fsum((i - mean_index) * (t - mean_time) for i, t in enumerate(self.ticks))
-        interval_s = numerator / math.fsum((i - mean_index) ** 2 for i in range(count))
-        return 60.0 / (interval_s * TICKS_PER_BEAT) if interval_s > 0 else None
-
-    @property
-    def position_beats(self) -> float:
-        return self.position_ticks / TICKS_PER_BEAT
-
-    def handle(self, message: mido.Message, now_s: float) -> bool:
-        """Update from one message; True when it was a clock message."""
-        if message.type == "clock":
-            if self.ticks and now_s - self.ticks[-1] > CLOCK_GAP_S:
-                self.ticks.clear()
-            self.ticks.append(now_s)
-            if self.running:
-                self.position_ticks += 1
-        elif message.type == "start":
-            self.running, self.position_ticks = True, 0
-        elif message.type == "continue":
-            self.running = True
-        elif message.type == "stop":
-            self.running = False
-        elif message.type == "songpos":
-            self.position_ticks = message.pos * TICKS_PER_BEAT // 4
-        else:
-            return False
-        return True
-
-
 # -- the controller ------------------------------------------------------------------------
 class SubmitJob(Protocol):
     """Validate, journal and queue one job, or raise a BridgeError (the daemon's ``submit``)."""
@@ -446,14 +389,11 @@ class MidiController:
             log.info("job=- midi program %d -> preset %s", message.program, self.preset)
 
     def _publish_tempo(self) -> None:
-        bpm = self.clock.bpm
-        if bpm is None or len(self.clock.ticks) < TICKS_PER_BEAT // 2 + 1:
-            return
-        bpm = min(max(bpm, BPM_LIMITS[0]), BPM_LIMITS[1])
-        if self.published_bpm is None or abs(bpm - self.published_bpm) >= TEMPO_STEP_BPM:
-            self.published_bpm = round(bpm, 2)
+        bpm = self.clock.tempo_bpm
+        if bpm is not None and bpm != self.published_bpm:
+            self.published_bpm = bpm
             if self.set_tempo is not None:
-                self.set_tempo(self.published_bpm)
+                self.set_tempo(bpm)
 
     def _control(self, cc: CcSetting, value: int) -> None:
         self.settings[cc.setting] = _scale(cc.setting, value / 127, cc.min, cc.max)
@@ -517,7 +457,13 @@ def _scale(setting: str, fraction: float, lo: float, hi: float) -> float | int:
 
 
 # -- ports ---------------------------------------------------------------------------------
-def open_midi_input(name: str, controller: MidiController) -> Any:
+class MidiFeed(Protocol):
+    """What a port feeds: the controller, or the jam's MIDI clock (bridge.audio.clocks.MidiClockSource)."""
+
+    def feed(self, message: mido.Message, now_s: float | None = None) -> None: ...
+
+
+def open_midi_input(name: str, controller: MidiFeed) -> Any:
     """Open port ``name`` (or ``virtual:NAME``) and feed ``controller``; ``ConfigError`` says what exists."""
     try:
         if name.startswith(VIRTUAL_PREFIX):

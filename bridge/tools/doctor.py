@@ -9,7 +9,8 @@ from pathlib import Path
 
 from bridge.settings import Settings
 
-PIP_NAMES = {"zmq": "pyzmq", "rtmidi": "python-rtmidi", "flash_attn": "flash-attn", "ray": "ray[serve]"}
+PIP_NAMES = {"zmq": "pyzmq", "rtmidi": "python-rtmidi", "flash_attn": "flash-attn", "ray": "ray[serve]",
+             "link": "LinkPython-extern"}
 NVIDIA_ONLY = ("bitsandbytes", "flash_attn")  # nothing to install on a Mac for these
 CHECKOUT = Path(__file__).resolve().parents[2]
 
@@ -25,6 +26,7 @@ OPTIONAL_PACKAGES = {
     "flash_attn": "flash attention on CUDA (optional extra: pip install 'continuo[gpu]')",
     "openvino": "faster stems on the CPU (optional extra: pip install 'continuo[stems-fast]')",
     "ray": "Ray Serve replicas, --cluster (optional extra: pip install 'continuo[cluster]')",
+    "link": "Ableton Link jam clock (optional extra, GPL-licensed: pip install 'continuo[link]')",
 }
 
 

@@ -6,11 +6,11 @@ import mido
 import numpy as np
 import pytest
 
+from bridge.audio.clocks import TICKS_PER_BEAT
 from bridge.audio.presets import PRESET_SETTINGS, PresetError, builtin_presets_dir
 from bridge.errors import ConfigError
 from bridge.jobs.queue import Priority
 from bridge.midi import (
-    TICKS_PER_BEAT,
     MidiController,
     load_midi_maps,
     midi_map_dirs,
