@@ -87,7 +87,8 @@ def seam_problems(bars: list[dict]) -> list[str]:
             if abs(after["when"] - (before["when"] + before["seconds"])) > 1e-9]
 
 
-def start(page, *, bpm: str = "120", preset: str = "default") -> str:  # noqa: F811
+def start(page, *, bpm: str = "120", preset: str = "default", behind_ok: bool = False) -> str:  # noqa: F811
+    page.set_checked("#jam-behind-ok", behind_ok)
     page.fill("#jam-prompt", "drums and bass")
     page.fill("#jam-bpm", bpm)
     page.fill("#jam-beats-per-bar", "4")
@@ -257,7 +258,7 @@ def test_a_jam_plays_here_its_prompt_changes_at_a_bar_line_and_it_stops_at_a_bar
     """Against `continuo serve` on the tiny model: a jam at 240 BPM (a bar a second) is heard in the page, bar after
     bar with no gap or overlap; a new prompt is scheduled for a bar, and that bar's chunk is the first with the new
     prompt id; the playhead moves; Stop ends it at a bar end, and the daemon keeps the take."""
-    jam_id = start(page, bpm="240")
+    jam_id = start(page, bpm="240", behind_ok=True)  # the smoke model's warm-up figure swings with the load
     page.wait_for_function("() => Number(document.getElementById('jam').dataset.scheduledBars || 0) >= 2",
                            timeout=JAM_TIMEOUT_MS)
     assert page.get_attribute("#jam", "data-state") == "playing", page.inner_text("#jam-error")
@@ -277,7 +278,8 @@ def test_a_jam_plays_here_its_prompt_changes_at_a_bar_line_and_it_stops_at_a_bar
     page.wait_for_timeout(600)
     assert float(page.get_attribute("#jam-playhead", "data-beat") or -1) > first + 1, "the playhead stood still"
     heard = sorted(scheduled(page), key=lambda b: b["bar"])
-    assert seam_problems([b for b in heard if b["bar"] >= heard[0]["bar"]]) == [] or page.evaluate("jam.resyncs") > 0
+    assert [b["bar"] for b in heard] == list(range(heard[0]["bar"], heard[-1]["bar"] + 1))
+    assert seam_problems(heard) == [] and page.evaluate("jam.resyncs") == 0, heard  # on the clock, none late
 
     page.click("#jam-stop")
     page.wait_for_function("() => document.getElementById('jam-scheduled').dataset.name === 'stop'", timeout=10_000)

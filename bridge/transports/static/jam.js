@@ -75,8 +75,9 @@ async function jamStart() {
   const preset = $("jam-preset").value || "default";
   jamShowState({ jam_id: jam.id, state: "starting" });
   try {
-    await jamRequest("start", { jam_id: jam.id, prompt: $("jam-prompt").value,
-                                settings: { bpm, beats_per_bar: beatsPerBar } });
+    const settings = { bpm, beats_per_bar: beatsPerBar };
+    if ($("jam-behind-ok").checked) settings.behind_ok = 1; // else a model too slow for it is refused, with figures
+    await jamRequest("start", { jam_id: jam.id, prompt: $("jam-prompt").value, settings });
   } catch (e) {
     jamError(`Jam not started: ${e.message}`);
     jamShowState({ jam_id: jam.id, state: "stopped" });
