@@ -553,7 +553,10 @@ function connectEvents() {
   for (const name of ["queued", "progress", "partial", "output", "done", "analysis"]) {
     source.addEventListener(name, (message) => handleEvent(JSON.parse(message.data)));
   }
-  for (const name of JAM_EVENTS) source.addEventListener(name, (message) => jamEvent(JSON.parse(message.data)));
+  // the jam panel's (jam.js, which may still be loading while this runs: until then no jam is the page's)
+  for (const name of ["jam/chunk", "jam/state", "jam/scheduled"]) {
+    source.addEventListener(name, (message) => window.jamEvent && jamEvent(JSON.parse(message.data)));
+  }
   source.addEventListener("reset", () => loadHistory());
   source.addEventListener("open", () => showLink(""));
   source.addEventListener("error", (message) => {

@@ -18,7 +18,6 @@
 const JAM_LEAD_S = 0.35; // the first bar starts this long after its chunk is decoded
 const JAM_KEEP = 8; // bars listed in the panel
 const JAM_OPS = { start: "jam_start", control: "jam_control", stop: "jam_stop", bank: "jam_bank" }; // the schema's ops
-const JAM_EVENTS = ["jam/chunk", "jam/state", "jam/scheduled"];
 const JAM_LIVE = new Set(["starting", "playing", "stopping"]);
 
 const jam = {
