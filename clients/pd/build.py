@@ -14,7 +14,7 @@ Commands (to the inlet, or from the message boxes on the patch):
     preset <name>   bars <n>   seed <n, 0 = daemon picks; at most 16777215>
     generate <prompt words...>   continue <path>   variations <count>   stems <path> [drums,bass,...]   cancel
     jam <prompt words...>   jamstop   jamprompt <words...>   jamset <name> <number>   jambank save|recall <slot>
-    transport 1|0   jamlevel <0..1>                        (jam mode: [pd jam], see jam_transport and jam_player)
+    transport 1|0   jamlevel <0..1>   jamanyway 0|1        (jam mode: [pd jam], see jam_transport and jam_player)
 Every OSC message the patch sends is checked against osc_schema/continuo.json by tests/clients/test_pd.py.
 """
 
@@ -125,7 +125,7 @@ REQUESTS = (("hello", "si", "hello", ()), ("context", "fiisi", "context", ()), (
             ("variations", "sssifss", "variations", ("prompt",)), ("stems", "sss", "stems", ()),
             ("midi", "sss", "midi", ()), ("cancel", "s", "cancel", ()), ("ack", "s", "ack", ()),
             ("status", "", "status", ()), ("presets", "", "presets", ()),
-            ("jam-start", "sssfsiss", "jam/start", ("bpm", "beats_per_bar", "clock")),
+            ("jam-start", "sssfsisssi", "jam/start", ("bpm", "beats_per_bar", "clock", "behind_ok")),
             ("jam-control", "sss", "jam/control", ()), ("jam-stop", "s", "jam/stop", ()),
             ("jam-bank", "ssi", "jam/bank", ()), ("jam-transport", "ffii", "jam/transport", ()))
 
@@ -623,7 +623,8 @@ def machinery() -> Canvas:
     return c
 
 
-JAM_COMMANDS = ("jam", "jamstop", "jamprompt", "jamset", "jambank", "transport", "tempo", "metre", "jamlevel")
+JAM_COMMANDS = ("jam", "jamstop", "jamprompt", "jamset", "jambank", "transport", "tempo", "metre", "jamlevel",
+                "jamanyway")
 
 
 def ours(c: Canvas, kind: str, outlet: int, x: int, y: int) -> str:
@@ -853,11 +854,25 @@ def jam_buffer(c: Canvas, name: str, index: int, x: int, y: int) -> None:
     col = Column(c, x, y)
     col.obj(f"ld-{name}", "list split 5")
     c.wire("load-which", index, f"ld-{name}")
+    col.obj(f"ld-{name}-path", "t a a", dx=120)
     col.obj(f"ld-{name}-arrays", f"list append $0-j{name}-l $0-j{name}-r", dx=120)
     col.msg(f"ld-{name}-read", "read -resize $1 $2 $3", dx=120)
     col.obj(f"ld-{name}-file", "soundfiler", dx=120)
-    c.wire(f"ld-{name}", 1, f"ld-{name}-arrays")  # the path comes first: the frames are known before the rest
+    c.wire(f"ld-{name}", 1, f"ld-{name}-path")  # the path comes first: the frames are known before the rest
+    c.wire(f"ld-{name}-path", 0, f"ld-{name}-arrays")
     c.chain(f"ld-{name}-arrays", f"ld-{name}-read", f"ld-{name}-file")
+    # a mono file (MusicGen small and medium): its one channel read into the right array too, so both sides sound
+    c.obj(f"ld-{name}-keep", "list", x + 300, col.y - 3 * col.step)
+    c.obj(f"ld-{name}-format", "unpack f f f f s", x + 300, col.y - 2 * col.step)
+    c.obj(f"ld-{name}-mono", "sel 1", x + 300, col.y - col.step)
+    c.obj(f"ld-{name}-right", f"list append $0-j{name}-r", x + 300, col.y)
+    c.msg(f"ld-{name}-read-right", "read -resize $1 $2", x + 300, col.y + col.step)
+    c.obj(f"ld-{name}-file-right", "soundfiler", x + 300, col.y + 2 * col.step)
+    c.wire(f"ld-{name}-path", 1, f"ld-{name}-keep", 1)
+    c.wire(f"ld-{name}-file", 1, f"ld-{name}-format")  # sample rate, header size, channels, ...
+    c.wire(f"ld-{name}-format", 2, f"ld-{name}-mono")
+    c.wire(f"ld-{name}-mono", 0, f"ld-{name}-keep")
+    c.chain(f"ld-{name}-keep", f"ld-{name}-right", f"ld-{name}-read-right", f"ld-{name}-file-right")
     col.obj(f"ld-{name}-fields", "unpack f f f f f")
     col.obj(f"ld-{name}-ms", "* 1000", dx=200)
     col.obj(f"ld-{name}-info", "pack f f f f f f")
@@ -915,8 +930,8 @@ def jam_requests(c: Canvas, n: dict[str, int]) -> None:
     c.wire("jam-go", 0, "jam-id")
     c.chain("jam-id", "jam-id-tee")
     c.wire("jam-id-tee", 1, "jam-id-send")
-    col.obj("start-pack", "pack s s f f")
-    col.msg("start-msg", "jam-start $1 $2 bpm $3 beats_per_bar $4 clock host")
+    col.obj("start-pack", "pack s s f f f")
+    col.msg("start-msg", "jam-start $1 $2 bpm $3 beats_per_bar $4 clock host behind_ok $5")
     col.obj("start-send", "s $0-send")
     c.wire("jam-id-tee", 0, "start-pack")
     c.wire("jam-go", 4, "start-pack", 1)
@@ -924,6 +939,12 @@ def jam_requests(c: Canvas, n: dict[str, int]) -> None:
     c.wire("jam-go", 1, "bpb-start")
     c.wire("bpm-start", 0, "start-pack", 2)
     c.wire("bpb-start", 0, "start-pack", 3)
+    # jamanyway 1: start even where the model cannot keep up (bars held while it catches up); 0 (at load): such a
+    # jam is refused before it starts, with the daemon's figures on the error outlet
+    c.obj("anyway", "f 0", 400, 1230)
+    c.wire("cmds", n["jamanyway"], "anyway", 1)
+    c.wire("jam-go", 1, "anyway")
+    c.wire("anyway", 0, "start-pack", 4)
     c.chain("start-pack", "start-msg", "start-send")
     # the jam these act on
     c.obj("cur-id-new", "r $0-jamid", 500, 1200)

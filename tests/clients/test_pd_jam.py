@@ -148,8 +148,8 @@ def test_pd_jam_plays_each_bar_at_its_bar_line_and_sends_the_transport(tmp_path)
     bars = []
     for owner, bar, level in ((None, 1, 0.1), ("someone-else", 2, 0.9), (None, 2, 0.2), (None, 3, 0.3)):
         path = tmp_path / f"{owner or 'ours'}-bar-{bar}.wav"
-        soundfile.write(path, np.tile([[level, -level]], (FILE_RATE, 1)).astype(np.float32), FILE_RATE,
-                        subtype="FLOAT")
+        frames = [[level]] if bar == 3 else [[level, -level]]  # bar 3 mono (MusicGen small's), the others stereo
+        soundfile.write(path, np.tile(frames, (FILE_RATE, 1)).astype(np.float32), FILE_RATE, subtype="FLOAT")
         bars.append((owner, bar, level, path))
     port, reply_port = free_udp_port(), free_udp_port()
     log_path, recording = tmp_path / "said.txt", tmp_path / "jam.wav"
@@ -177,7 +177,7 @@ def test_pd_jam_plays_each_bar_at_its_bar_line_and_sends_the_transport(tmp_path)
     (start,) = [args for address, _, args in sent if address == "/continuo/jam/start"]
     jam_id = start[0]
     assert jam_id.startswith("pd-") and start[1:] == ["pd jam test", "bpm", 240.0, "beats_per_bar", 4, "clock",
-                                                      "host"], start
+                                                      "host", "behind_ok", 0], start
     beats = [args for address, _, args in sent if address == "/continuo/jam/transport"]
     playing = [args for args in beats if args[2] == 1]
     assert [args[1] for args in playing[:5]] == [0.0, 1.0, 2.0, 3.0, 4.0], beats
@@ -204,7 +204,8 @@ def test_pd_jam_plays_each_bar_at_its_bar_line_and_sends_the_transport(tmp_path)
     assert abs(first - BAR) <= 64, runs  # bar 1 at its bar line (the recording starts within a block of beat 0)
     assert [start - first for start, _ in runs[1:4]] == [0, BAR, 2 * BAR], runs  # each bar line, exactly
     assert runs[4] == (first + 3 * BAR, 0.0), runs  # silence after bar 3: nothing was loaded for bar 4
-    np.testing.assert_allclose(audio[first:first + 3 * BAR, 1], -audio[first:first + 3 * BAR, 0])  # right: right
+    np.testing.assert_allclose(audio[first:first + 2 * BAR, 1], -audio[first:first + 2 * BAR, 0])  # stereo as is
+    np.testing.assert_allclose(audio[first + 2 * BAR:first + 3 * BAR, 1], 0.3, atol=1e-6)  # mono on both sides
 
 
 def test_the_recording_check_fails_on_a_bar_off_its_line():
