@@ -123,7 +123,8 @@ class Daemon:
                              pool=self.pool, switch=self.switch, presets=lambda: self.presets,
                              input_roots=self.input_roots, output_root=self.output_root, listening=self.listening)
         self.jams = Jams(settings=settings, events=self.events, engine=lambda: self.engine,
-                         presets=lambda: self.presets, output_root=self.output_root, journal=self.journal)
+                         presets=lambda: self.presets, output_root=self.output_root, journal=self.journal,
+                         speed=self.pool.real_time.measured)
         self.status = Status(settings=settings, events=self.events, pool=self.pool, switch=self.switch,
                              retention=self.retention, stems_unavailable=separator.unavailable)
         if not self.compute_on_main_thread:

@@ -58,7 +58,7 @@ from bridge.audio.files import daw_file_name, musical_title, partial_name, write
 from bridge.audio.playback import JamChunk, JamSink
 from bridge.audio.presets import Preset
 from bridge.errors import BadRequest, BridgeError
-from inference.api import Capability, Engine, GenerationRequest
+from inference.api import Capability, Engine, GenerationRequest, MeasuredSpeed
 
 log = logging.getLogger("continuo.jam")
 
@@ -190,9 +190,10 @@ def fit_length(audio: np.ndarray, samples: int) -> np.ndarray:
     return np.tile(audio, (1, reps))[:, :samples]
 
 
-def check_speed(engine: Engine, bpm: float, beats_per_bar: int) -> str:
-    """'' when the engine's measured speed keeps up with a jam, else what a musician reads before it starts."""
-    speed = engine.measured_speed
+def check_speed(engine: Engine, bpm: float, beats_per_bar: int, speed: MeasuredSpeed | None = None) -> str:
+    """'' when the measured speed keeps up with a jam, else what a musician reads before it starts. speed: the best
+    figure known (an earlier jam's, the daemon's from finished jobs), else the engine's warm-up measurement."""
+    speed = speed or engine.measured_speed
     if speed is None:
         return ""
     bar_s = beats_per_bar * 60.0 / bpm

@@ -13,6 +13,7 @@ local audio device (bridge/audio/playback.py:DeviceOutput).
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import threading
 from collections.abc import Callable, Mapping
@@ -30,9 +31,16 @@ from bridge.jobs.job_ids import find_job
 from bridge.jobs.journal import Journal
 from bridge.protocol.destinations import Destination
 from bridge.settings import Settings
-from inference.api import Capability, Engine
+from inference.api import Capability, Engine, MeasuredSpeed
 
 log = logging.getLogger("continuo.jam")
+
+
+def load_1min() -> float:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return 0.0
 
 
 def make_clock(kind: str, **settings: Any):
@@ -79,8 +87,12 @@ class Jams:
     """Every jam of this daemon run, by id, and the host clock the transport messages feed."""
 
     def __init__(self, *, settings: Settings, events: EventSink, engine: Callable[[], Engine],
-                 presets: Callable[[], Mapping[str, Preset]], output_root: Path, journal: Journal) -> None:
+                 presets: Callable[[], Mapping[str, Preset]], output_root: Path, journal: Journal,
+                 speed: Callable[[], MeasuredSpeed | None] = lambda: None) -> None:
         self.settings, self.events, self.engine, self.presets = settings, events, engine, presets
+        self.speed = speed  # the daemon's figure from finished jobs, when it has one (bridge/jobs/pool.py:RealTime)
+        self.jam_speed: MeasuredSpeed | None = None  # the last jam's own RTF on jam_engine
+        self.jam_engine: Engine | None = None
         self.output_root, self.journal = output_root, journal
         self.jams: dict[str, JamSession] = {}
         self.host_clock: Any = None  # make_clock("host"), fed by /continuo/jam/transport
@@ -106,7 +118,7 @@ class Jams:
         preset = preset.with_overrides(overrides)
         bpm = float(settings.get("bpm", context.bpm))
         beats_per_bar = int(settings.get("beats_per_bar", context.beats_per_bar))
-        slow = check_speed(engine, bpm, beats_per_bar)
+        slow = check_speed(engine, bpm, beats_per_bar, self.known_speed(engine))
         if slow and not settings.get("behind_ok"):
             raise BadRequest(slow, job_id=jam_id)
         jam_settings = JamSettings(
@@ -123,7 +135,8 @@ class Jams:
             sinks.append(ClientsSink(self.events, reply_to))
         recording = JamRecording(self.output_root / jam_id, engine.info.sample_rate, engine.info.channels)
         session = JamSession(jam_settings, engine, clock, sinks, presets=lambda: dict(self.presets()),
-                             recording=recording, on_state=lambda status: self.tell(reply_to, status))
+                             recording=recording, on_state=lambda status: self.on_state(
+                                 reply_to, engine, status, 60.0 * beats_per_bar / bpm))
         with self.lock:
             self.jams[jam_id] = session
         log.info("job=%s jam starting: %r at %g BPM, %s clock, outputs %s%s", jam_id, prompt, bpm, clock.kind,
@@ -158,6 +171,22 @@ class Jams:
             session.close()
 
     # ---- parts -------------------------------------------------------------------------------------------
+
+    def known_speed(self, engine: Engine) -> MeasuredSpeed | None:
+        """The best figure for a jam on engine: the last jam's own (bars made on this engine), else the daemon's
+        from finished jobs, else None (check_speed takes the engine's warm-up take: one 1 s take, noisy on a
+        loaded machine: 2.75 there against 0.27 in the jam that followed, tiny model, load 8.7)."""
+        if self.jam_speed is not None and self.jam_engine is engine:
+            return self.jam_speed
+        return self.speed()
+
+    def measured(self, engine: Engine, status: JamStatus, bar_s: float) -> None:
+        """A jam ended: its RTF (bars made over their audio) is the next jam's figure on this engine."""
+        if status.rtf > 0 and status.bar >= 3:
+            self.jam_speed = MeasuredSpeed(rtf=status.rtf, audio_s=round((status.bar + 1) * bar_s, 1),
+                                           source=f"jam {status.jam_id}",
+                                           load_1min=load_1min())
+            self.jam_engine = engine
 
     def check_id(self, jam_id: str) -> None:
         with self.lock:
@@ -217,6 +246,11 @@ class Jams:
         chosen = wire.from_wire(device=str(settings.get("device") or ""), block=int(settings.get("block", 0)),
                                 latency=latency if latency > 0 else "")
         return output(clock, chosen)
+
+    def on_state(self, dest: Destination, engine: Engine, status: JamStatus, bar_s: float) -> None:
+        self.tell(dest, status)
+        if status.state == "stopped":
+            self.measured(engine, status, bar_s)
 
     def tell(self, dest: Destination, status: JamStatus) -> None:
         self.events.emit(dest, "/continuo/jam/state", status.jam_id, status.state, status.bar, float(status.lead_s),

@@ -6,10 +6,11 @@ bridge/jobs/jam.py:check_speed), underruns per minute (bars the model missed, ea
 after their bar line had passed, which a device would have played as silence), the lead (how far ahead of the
 playhead each bar was handed out: min and median), the measured RTF and the lookahead it kept, the
 control-to-heard latency (a prompt change every few bars at a random moment: bars and seconds from the control to
-the bar line it lands on), the bar-boundary error (each bar's first sample against where the clock puts its bar
-line, in samples: target 0), and the beat tracker's tempo on the take (bridge/audio/analysis.py: on random weights
-the output is noise, so this figure is the tracker's on noise, not a tempo lock). The machine's load is recorded
-beside every figure: the jam shares the CPU with whatever else runs.
+the line of the first bar made with it; held bars delay it past the bar /continuo/jam/scheduled named), the
+bar-boundary error (each bar's first sample against where the clock puts its bar line, in samples: target 0), and
+the beat tracker's tempo on the take (bridge/audio/analysis.py: on random weights the output is noise, so this
+figure is the tracker's on noise, not a tempo lock). The machine's load is recorded beside every figure: the jam
+shares the CPU with whatever else runs.
 """
 
 from __future__ import annotations
@@ -71,7 +72,9 @@ def build_engine(shape: str, folder: Path):
     from inference.musicgen.engine import EngineOptions, engine_from_hf_model, int4_available
 
     model, tokenizer = build_random_musicgen(shape)
-    options = EngineOptions(weights="int4" if int4_available() else "int8")
+    # named modes, as bench throughput does: on random weights auto's calibration measures noise (it kept an fp32
+    # cache there); int4/int8 weights with the int8 cache is what the real checkpoint serves on this CPU
+    options = EngineOptions(weights="int4" if int4_available() else "int8", kv_cache="int8")
     engine = engine_from_hf_model(model, tokenizer, options=options, device="cpu",
                                   name=f"{shape} (random weights: noise)", is_random=True)
     del model
@@ -97,8 +100,9 @@ def bench_one(engine, shape: str, seconds: float, folder: Path, progress: Callab
     while time.monotonic() - started < seconds:
         time.sleep(0.05)
         now = time.monotonic()
-        if now >= next_control and session.origin_bar is not None:
-            playing = session.clock.reading(now).bar_of(session.clock.reading(now).beat) - session.origin_bar
+        reading = session.clock.reading(now)
+        playing = None if session.origin_bar is None else reading.bar_of(reading.beat) - session.origin_bar
+        if now >= next_control and playing is not None and playing >= 0:
             landing = session.control("prompt", PROMPTS[(len(controls) + 1) % 2])
             controls.append((now, playing, landing))
             next_control = now + CONTROL_EVERY_BARS * bar_s + rng.uniform(0, bar_s)
@@ -122,11 +126,11 @@ def summarise(shape, engine, told, session, status, sink, controls, seconds, loa
         expected = round((reading.time_of_beat(chunk.start_beat) - reading.time_of_beat(first_beat)) * rate)
         boundary.append(abs(done - expected))
         done += chunk.audio.shape[-1]
-    heard = []
-    for sent, _playing, landing in controls:
-        if landing < len(chunks):
-            line = reading.time_of_beat(chunks[landing][1].start_beat)
-            heard.append((landing - _playing, line - sent))
+    heard = []  # the k-th control is heard from the first bar made with prompt_id k + 1 (held bars may delay it)
+    for index, (sent, playing, _landing) in enumerate(controls):
+        first = next((chunk for _, chunk in chunks if chunk.prompt_id >= index + 1), None)
+        if first is not None:
+            heard.append((first.bar - playing, reading.time_of_beat(first.start_beat) - sent))
     minutes = max(1e-9, done / rate / 60.0)
     take = np.concatenate([chunk.audio for _, chunk in chunks], axis=-1) if chunks else np.zeros((1, 0), np.float32)
     tempo = analyze(take, rate).bpm if take.shape[-1] > 8 * rate else 0.0

@@ -80,3 +80,29 @@ def test_a_jam_plays_bar_exact_chunks_takes_a_prompt_at_the_next_bar_and_stops_a
     _, error = osc_client.wait_for(lambda address, args: address == "/continuo/error" and args[0] == "jam-e2e",
                                    TIMEOUT_S)
     assert error[1] == "bad_request" and "stopped" in error[2]
+
+
+def test_continuo_jam_plays_until_ctrl_c_then_stops_at_a_bar_end_and_prints_the_take(daemon_process, daemon_root):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [sys.executable, "-m", "bridge.cli", "jam", "warm lo-fi keys", "--bpm", str(BPM), "--host",
+               daemon_process.host, "--port", str(daemon_process.port), "--outputs", "clients,record",
+               "--behind-ok", "--guidance", "1", "--lookahead-bars", "1", "--jam-id", "jam-cli"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    bars = daemon_root / "renders" / "jam-cli" / "bars"
+    deadline = time.monotonic() + TIMEOUT_S
+    while not (bars.is_dir() and len(list(bars.glob("bar-*.wav"))) >= 2):
+        assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)  # Ctrl-C: stop at the end of the bars already made
+    out, err = process.communicate(timeout=TIMEOUT_S)
+    assert process.returncode == 0, err
+    take = Path(out.strip().splitlines()[-1])
+    assert take.parent == daemon_root / "renders" / "jam-cli" and take.name.startswith("warm-lofi-keys_")
+    assert "RTF" in err and "lead" in err and "stopped" in err and "noise, not music" in err
+    assert sf.info(take).frames == sum(sf.info(bar).frames for bar in bars.glob("bar-*.wav"))

@@ -88,3 +88,19 @@ def test_the_clients_chunk_event_is_the_schemas(sent):
     assert event.address == "/continuo/jam/chunk"
     assert event.values == ("jam-1", 3, 12.0, 4.0, 190.0, 2, 1, "/renders/jam-1/bars/bar-000003.wav",
                             "/api/jam/jam-1/bars/3", pytest.approx(40421 / 32000), 32000)
+
+
+def test_the_speed_check_takes_the_best_figure_known(jams, tmp_path):
+    """A noisy warm-up take (one 1 s take on a loaded machine) is not the last word: the daemon's figure from
+    finished jobs, then the last jam's own, decide."""
+    engine = Engine(rtf=2.75)  # the tiny model's warm-up at load 8.7 (its jam ran at 0.27)
+    daemon = jams(engine)
+    with pytest.raises(BadRequest, match="RTF 2.75 measured at warm-up"):
+        start(daemon)
+    daemon.speed = lambda: MeasuredSpeed(rtf=0.4, audio_s=16.0, source="2 finished jobs")
+    assert daemon.known_speed(engine).rtf == 0.4
+    from bridge.jobs.jam import JamStatus
+
+    daemon.measured(engine, JamStatus("jam-0", state="stopped", bar=9, rtf=1.3), 2.0)  # a jam that fell behind
+    assert daemon.known_speed(engine).source == "jam jam-0" and daemon.known_speed(engine).audio_s == 20.0
+    assert daemon.known_speed(Engine()).rtf == 0.4  # another engine (a model switch): not the jam's figure
