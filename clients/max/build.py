@@ -494,8 +494,9 @@ def local(p: Patcher, name: str) -> str:
 
 def jam(p: Patcher, outlet: dict[str, int], tempo: tuple[str, int], metre: tuple[str, int]) -> None:
     """Jam mode. Jam starts a jam on the host clock at the transport's tempo and metre (`tempo`, `metre`: the boxes
-    that give them); while it runs, [transport] is read ten times a second and sent as /continuo/jam/transport
-    <bpm> <beat> <playing> <beats_per_bar> (beat = (bar - 1) x beats per bar + (beat - 1) + units / resolution).
+    that give them) with the preset the jobs use; while it runs, [transport] is read ten times a second and sent
+    as /continuo/jam/transport <bpm> <beat> <playing> <beats_per_bar> (beat = (bar - 1) x beats per bar + (beat -
+    1) + units / resolution).
     Each /continuo/jam/chunk of the jam is kept in a [coll] by its start beat; at each bar line ([metro 1n
     @quantize 1n]: Live's bar lines in the device, the Max transport's in the plain patch) the bar loaded for it
     starts ([play~], its first channel to both sides: MusicGen small and medium are mono) and the next bar line's
@@ -507,10 +508,12 @@ def jam(p: Patcher, outlet: dict[str, int], tempo: tuple[str, int], metre: tuple
         button = {"mode": 0, "text": label} if p.device else {"text": label}
         shown = {"jam": (452, 4, 50, 16), "jam-stop": (506, 4, 50, 16), "jam-prompt": (452, 24, 104, 16)}[key]
         p.control(f"{key}-button", label, x, "live.text" if p.device else "textbutton", button, shown)
-    start = job_request(p, "jam", "/continuo/jam/start <job> <prompt> bpm <bpm> beats_per_bar <n> clock host",
-                        "max piano bpm 120. beats_per_bar 4 clock host", x, (("prompt-symbol", 0),))
+    start = job_request(p, "jam", "/continuo/jam/start <job> <prompt> bpm <bpm> beats_per_bar <n> clock host "
+                        "preset <name>", "max piano bpm 120. beats_per_bar 4 clock host preset default", x,
+                        (("prompt-symbol", 0),))
     p.wire(*tempo, start, 3)
     p.wire(*metre, start, 5)
+    p.wire(*(("preset-chosen", 0) if p.device else ("preset-menu", 1)), start, 9)  # the preset the jobs use
     p.add("jam-current", "zl.reg", x)
     p.wire("jam-id-tee", 1, "jam-current", 1)
     p.add("jam-go", "t b b b", x)

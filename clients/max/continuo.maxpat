@@ -2709,7 +2709,7 @@
     "box": {
      "id": "obj-jam-pack",
      "maxclass": "newobj",
-     "numinlets": 8,
+     "numinlets": 10,
      "numoutlets": 1,
      "outlettype": [
       ""
@@ -2720,7 +2720,7 @@
       150.0,
       22.0
      ],
-     "text": "pack max piano bpm 120. beats_per_bar 4 clock host"
+     "text": "pack max piano bpm 120. beats_per_bar 4 clock host preset default"
     }
    },
    {
@@ -7194,6 +7194,18 @@
      "source": [
       "obj-metre",
       0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-pack",
+      9
+     ],
+     "source": [
+      "obj-preset-menu",
+      1
      ]
     }
    },

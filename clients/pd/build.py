@@ -125,7 +125,7 @@ REQUESTS = (("hello", "si", "hello", ()), ("context", "fiisi", "context", ()), (
             ("variations", "sssifss", "variations", ("prompt",)), ("stems", "sss", "stems", ()),
             ("midi", "sss", "midi", ()), ("cancel", "s", "cancel", ()), ("ack", "s", "ack", ()),
             ("status", "", "status", ()), ("presets", "", "presets", ()),
-            ("jam-start", "sssfsisssi", "jam/start", ("bpm", "beats_per_bar", "clock", "behind_ok")),
+            ("jam-start", "sssfsisssiss", "jam/start", ("bpm", "beats_per_bar", "clock", "behind_ok", "preset")),
             ("jam-control", "sss", "jam/control", ()), ("jam-stop", "s", "jam/stop", ()),
             ("jam-bank", "ssi", "jam/bank", ()), ("jam-transport", "ffii", "jam/transport", ()))
 
@@ -624,7 +624,7 @@ def machinery() -> Canvas:
 
 
 JAM_COMMANDS = ("jam", "jamstop", "jamprompt", "jamset", "jambank", "transport", "tempo", "metre", "jamlevel",
-                "jamanyway")
+                "jamanyway", "preset")
 
 
 def ours(c: Canvas, kind: str, outlet: int, x: int, y: int) -> str:
@@ -911,7 +911,8 @@ def jam_buffer(c: Canvas, name: str, index: int, x: int, y: int) -> None:
 
 def jam_requests(c: Canvas, n: dict[str, int]) -> None:
     """jam <prompt words>: a new jam id (the job ids' rules), the queue cleared, the transport started (when
-    stopped), then /continuo/jam/start <id> <prompt> bpm <bpm> beats_per_bar <n> clock host. jamstop, jamprompt
+    stopped), then /continuo/jam/start <id> <prompt> bpm <bpm> beats_per_bar <n> clock host behind_ok <0|1>
+    preset <the patch's preset>. jamstop, jamprompt
     <words>, jamset <name> <number>, jambank save|recall <slot>: /continuo/jam/stop, control and bank of that jam."""
     col = Column(c, 20, 1200)
     join_words(c, col, "jam", "cmds", n["jam"], "jam-go", 0)
@@ -930,8 +931,8 @@ def jam_requests(c: Canvas, n: dict[str, int]) -> None:
     c.wire("jam-go", 0, "jam-id")
     c.chain("jam-id", "jam-id-tee")
     c.wire("jam-id-tee", 1, "jam-id-send")
-    col.obj("start-pack", "pack s s f f f")
-    col.msg("start-msg", "jam-start $1 $2 bpm $3 beats_per_bar $4 clock host behind_ok $5")
+    col.obj("start-pack", "pack s s f f f s")
+    col.msg("start-msg", "jam-start $1 $2 bpm $3 beats_per_bar $4 clock host behind_ok $5 preset $6")
     col.obj("start-send", "s $0-send")
     c.wire("jam-id-tee", 0, "start-pack")
     c.wire("jam-go", 4, "start-pack", 1)
@@ -945,6 +946,10 @@ def jam_requests(c: Canvas, n: dict[str, int]) -> None:
     c.wire("cmds", n["jamanyway"], "anyway", 1)
     c.wire("jam-go", 1, "anyway")
     c.wire("anyway", 0, "start-pack", 4)
+    c.obj("jam-preset", "symbol default", 480, 1230)  # the patch's preset (preset <name>), as its jobs use
+    c.wire("cmds", n["preset"], "jam-preset", 1)
+    c.wire("jam-go", 1, "jam-preset")
+    c.wire("jam-preset", 0, "start-pack", 5)
     c.chain("start-pack", "start-msg", "start-send")
     # the jam these act on
     c.obj("cur-id-new", "r $0-jamid", 500, 1200)

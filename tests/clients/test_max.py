@@ -532,10 +532,10 @@ def test_jam_mode_sends_the_transport_and_plays_chunks_at_bar_lines(name):
     patcher = patcher_of(FILES[name].read_bytes())
     assert jam_problems(patcher) == []
     messages = {address: (types, names) for address, types, names in sent_messages(patcher)}
-    assert messages["/continuo/jam/start"] == ("sssfsiss", ("bpm", "beats_per_bar", "clock"))
+    assert messages["/continuo/jam/start"] == ("sssfsissss", ("bpm", "beats_per_bar", "clock", "preset"))
     assert messages["/continuo/jam/transport"][0] == "ffii"
     assert {"/continuo/jam/stop", "/continuo/jam/control"} <= set(messages)
-    start = box_with(patcher, "pack max piano bpm 120. beats_per_bar 4 clock host")["id"]  # on the host clock
+    start = box_with(patcher, "pack max piano bpm 120. beats_per_bar 4 clock host preset default")["id"]  # host clock
     assert (start, 0, box_with(patcher, "prepend /continuo/jam/start")["id"], 0) in lines_of(patcher)
 
 

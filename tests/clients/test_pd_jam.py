@@ -177,7 +177,7 @@ def test_pd_jam_plays_each_bar_at_its_bar_line_and_sends_the_transport(tmp_path)
     (start,) = [args for address, _, args in sent if address == "/continuo/jam/start"]
     jam_id = start[0]
     assert jam_id.startswith("pd-") and start[1:] == ["pd jam test", "bpm", 240.0, "beats_per_bar", 4, "clock",
-                                                      "host", "behind_ok", 0], start
+                                                      "host", "behind_ok", 0, "preset", "default"], start
     beats = [args for address, _, args in sent if address == "/continuo/jam/transport"]
     playing = [args for args in beats if args[2] == 1]
     assert [args[1] for args in playing[:5]] == [0.0, 1.0, 2.0, 3.0, 4.0], beats

@@ -70,20 +70,16 @@ async function jamStart() {
   jam.beatsPerBar = beatsPerBar;
   jam.gain = context.createGain();
   jam.gain.connect(context.destination);
-  // The schema's jam start takes no preset (1.10): another preset goes as a control, at the first bar it can
-  const preset = $("jam-preset").value || "default";
   jamShowState({ jam_id: jam.id, state: "starting" });
   try {
-    const settings = { bpm, beats_per_bar: beatsPerBar };
+    const settings = { bpm, beats_per_bar: beatsPerBar, preset: $("jam-preset").value || "default" };
     if ($("jam-behind-ok").checked) settings.behind_ok = 1; // else a model too slow for it is refused, with figures
     await jamRequest("start", { jam_id: jam.id, prompt: $("jam-prompt").value, settings });
   } catch (e) {
     jamError(`Jam not started: ${e.message}`);
     jamShowState({ jam_id: jam.id, state: "stopped" });
     jam.id = null;
-    return;
   }
-  if (preset !== "default") await jamControl("preset", preset);
 }
 
 async function jamStop() {
