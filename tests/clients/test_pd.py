@@ -217,16 +217,17 @@ def test_pd_patch_round_trip_against_the_daemon(daemon_process, daemon_root, tmp
     assert note_f1([(n.pitch, n.start_s) for n in notes], [(n.pitch, n.start_s) for n in line.notes]) >= 0.8
 
 
-def jam_harness(port: int, reply_port: int, log_path: Path, recording: Path) -> str:
-    """[continuo port reply_port]: a jam at 240 BPM on the host clock (the patch's transport), its sound recorded from
-    the jam outlets, stopped after four seconds."""
+def jam_and_record(port: int, reply_port: int, recording: Path, commands: str):
+    """A harness canvas: [continuo port reply_port] gets `commands` (a jam) 300 ms after load, and [writesf~ 2]
+    records its jam outlets into `recording` from that same logical time, so beat 0 is the recording's first sample
+    (within a block). DSP on at load."""
     c = build.Canvas(size=(900, 600))
     c.obj("continuo", f"continuo {port} {reply_port}", 20, 200)
     c.obj("start", "loadbang", 20, 20)
     c.msg("dsp", "; pd dsp 1", 200, 20)
     c.obj("wait", "delay 300", 20, 50)
     c.obj("go", "t b b", 20, 80)
-    c.msg("jam", "jamanyway 1, rate 48000, metre 4 4, tempo 240, jam pd jam", 20, 110)
+    c.msg("jam", commands, 20, 110)
     c.msg("record", f"open -bytes 4 {recording}, start", 300, 110)
     c.obj("writesf", "writesf~ 2", 300, 160)
     c.wire("start", 0, "dsp")
@@ -237,6 +238,13 @@ def jam_harness(port: int, reply_port: int, log_path: Path, recording: Path) -> 
     c.wire("jam", 0, "continuo")
     c.wire("continuo", 3, "writesf", 0)
     c.wire("continuo", 4, "writesf", 1)
+    return c
+
+
+def jam_harness(port: int, reply_port: int, log_path: Path, recording: Path) -> str:
+    """[continuo port reply_port]: a jam at 240 BPM on the host clock (the patch's transport), its sound recorded from
+    the jam outlets, stopped after four seconds."""
+    c = jam_and_record(port, reply_port, recording, "jamanyway 1, rate 48000, metre 4 4, tempo 240, jam pd jam")
     c.obj("end", "delay 4300", 600, 20)
     c.msg("jamstop", "jamstop", 600, 50)
     c.obj("after", "delay 2500", 700, 50)

@@ -24,7 +24,7 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from tests.clients.osc_signatures import signature_problems
-from tests.clients.test_pd import PD, PD_DIR, build, free_udp_port, log_outlets, needs_pd, read_log
+from tests.clients.test_pd import PD, PD_DIR, free_udp_port, jam_and_record, log_outlets, needs_pd, read_log
 
 RATE = 48000  # Pd's
 FILE_RATE = 32000  # the bars' files
@@ -34,23 +34,7 @@ BAR = int(RATE * 60 / BPM * BEATS_PER_BAR)  # 48000 samples
 
 def harness(port: int, reply_port: int, log_path: Path, recording: Path) -> str:
     """[continuo port reply_port]: jam at 240 BPM, record its jam outlets, steer it, stop, quit."""
-    c = build.Canvas(size=(900, 600))
-    c.obj("continuo", f"continuo {port} {reply_port}", 20, 200)
-    c.obj("start", "loadbang", 20, 20)
-    c.msg("dsp", "; pd dsp 1", 200, 20)
-    c.wire("start", 0, "dsp")
-    c.obj("wait", "delay 300", 20, 50)
-    c.obj("go", "t b b", 20, 80)
-    c.msg("jam", "rate 48000, metre 4 4, tempo 240, jam pd jam test", 20, 110)
-    c.msg("record", f"open -bytes 4 {recording}, start", 300, 110)
-    c.obj("writesf", "writesf~ 2", 300, 260)
-    c.chain("start", "wait", "go")
-    c.wire("go", 1, "record")
-    c.wire("go", 0, "jam")
-    c.wire("record", 0, "writesf")
-    c.wire("jam", 0, "continuo")
-    c.wire("continuo", 3, "writesf", 0)
-    c.wire("continuo", 4, "writesf", 1)
+    c = jam_and_record(port, reply_port, recording, "rate 48000, metre 4 4, tempo 240, jam pd jam test")
     c.obj("later", "delay 1500", 500, 20)
     c.msg("steer", "jamprompt add strings, jamset temperature 1.2, jambank save 2", 500, 50)
     c.wire("start", 0, "later")
