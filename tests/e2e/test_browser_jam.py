@@ -207,6 +207,37 @@ def test_the_seam_check_fails_on_a_page_that_plays_each_bar_as_it_arrives(page, 
     assert len(problems) == 1 and problems[0].startswith("bar 1 at"), problems
 
 
+def test_a_reload_takes_the_jam_up_again_and_listen_here_plays_it(page, routed):  # noqa: F811
+    """The daemon's jam plays on through a reload: the page takes its jam up again (Stop and the next-bar controls
+    work at once: the old page lost the jam, which only the command line could then stop); Listen here plays it
+    from its next bar; once the jam has stopped, a reload leaves the panel stopped."""
+    jam_id = start(page)
+    page.reload()
+    page.wait_for_selector("body[data-ready='1']", state="attached")
+    assert page.evaluate("() => jam.id") == jam_id
+    assert not page.is_disabled("#jam-stop") and not page.is_disabled("#jam-send-prompt")
+    assert "taken up again" in page.inner_text("#jam-message") and page.is_visible("#jam-listen")
+    send(page, chunk_event(jam_id, 5))  # no sound before a click: the browser would not play it
+    page.wait_for_timeout(300)
+    assert scheduled(page) == []
+    page.click("#jam-listen")
+    send(page, chunk_event(jam_id, 6))
+    wait_scheduled(page, 1)
+    assert [b["bar"] for b in scheduled(page)] == [6] and not page.is_visible("#jam-listen")
+    page.click("#jam-stop")
+    page.wait_for_function("() => document.getElementById('jam-stop').disabled === false")  # the reply is in
+    for _ in range(50):
+        if ("jam_stop", {"jam_id": jam_id}) in page.jam_posts:
+            break
+        page.wait_for_timeout(20)
+    assert ("jam_stop", {"jam_id": jam_id}) in page.jam_posts
+    send(page, state_event(jam_id, "stopped"))
+    page.reload()
+    page.wait_for_selector("body[data-ready='1']", state="attached")
+    assert page.evaluate("() => jam.id") is None and page.is_disabled("#jam-stop")
+    assert page.problems == []
+
+
 def test_the_jam_panel_fits_a_phone_and_is_labelled(browser, daemon_process):  # noqa: F811
     """No horizontal scroll at 360 px with the panel; every jam control has a label a screen reader reads."""
     width, height = SIZES[-1]

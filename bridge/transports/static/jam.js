@@ -71,6 +71,7 @@ async function jamStart() {
   jam.gain = context.createGain();
   jam.gain.connect(context.destination);
   jamShowState({ jam_id: jam.id, state: "starting" });
+  jamRemember();
   try {
     const settings = { bpm, beats_per_bar: beatsPerBar, preset: $("jam-preset").value || "default" };
     if ($("jam-behind-ok").checked) settings.behind_ok = 1; // else a model too slow for it is refused, with figures
@@ -82,9 +83,45 @@ async function jamStart() {
   }
 }
 
+// A reload (or a second look from a phone) does not stop a jam: the daemon plays on. The page keeps the id of the
+// jam it started (localStorage, until the jam stops) and takes it up again: its controls and Stop work at once,
+// and "Listen here" (a click: the browser lets a page make sound only after one) plays it from its next bar.
+const JAM_KEY = "continuo-jam";
+
+function jamRemember() {
+  try { if (jam.id) localStorage.setItem(JAM_KEY, JSON.stringify({ id: jam.id, beatsPerBar: jam.beatsPerBar })); }
+  catch (e) { /* storage off: a reload then forgets the jam */ }
+}
+
+function jamForget() {
+  try { localStorage.removeItem(JAM_KEY); } catch (e) { /* as above */ }
+}
+
+function jamResume() {
+  let kept = null;
+  try { kept = JSON.parse(localStorage.getItem(JAM_KEY) || "null"); } catch (e) { kept = null; }
+  if (!kept || !kept.id) return;
+  jam.id = kept.id;
+  jam.beatsPerBar = kept.beatsPerBar || 4;
+  jamShowState({ jam_id: jam.id, state: "playing" }); // until the daemon's next state says otherwise
+  $("jam-message").textContent = `taken up again: ${jam.id} (it played on while the page was away)`;
+  $("jam-listen").hidden = false;
+}
+
+function jamListen() {
+  const context = ensureAudio();
+  if (!context || !jam.id || jam.gain) return;
+  jam.gain = context.createGain();
+  jam.gain.connect(context.destination);
+  $("jam-listen").hidden = true;
+}
+
 async function jamStop() {
   if (!jam.id) return;
-  try { await jamRequest("stop", { jam_id: jam.id }); } catch (e) { jamError(`Stop: ${e.message}`); }
+  try { await jamRequest("stop", { jam_id: jam.id }); } catch (e) {
+    jamError(`Stop: ${e.message}`); // the daemon has no such jam playing (it ended while the page was away)
+    jamShowState({ jam_id: jam.id, state: "stopped" });
+  }
 }
 
 async function jamControl(name, value) {
@@ -134,8 +171,9 @@ function jamEvent(event) {
 
 function jamShowState(a) {
   jam.state = a.state;
-  if (audioContext && a.lead_s != null && a.bar >= 0 && jam.leads.size < 4) {
+  if (audioContext && a.lead_s != null && a.bar >= 0) { // the last few: the first chunk played looks its bar up
     jam.leads.set(Number(a.bar), { lead_s: Number(a.lead_s), at: audioContext.currentTime });
+    if (jam.leads.size > 8) jam.leads.delete(jam.leads.keys().next().value);
   }
   const panel = $("jam");
   panel.dataset.state = a.state;
@@ -151,6 +189,7 @@ function jamShowState(a) {
   }
   if (a.message && a.state !== "failed") $("jam-message").textContent = a.message;
   if (a.state === "failed") jamError(`The jam stopped: ${a.message}`);
+  if (a.state === "stopped" || a.state === "failed") jamForget();
   const live = JAM_LIVE.has(a.state);
   $("jam-start").disabled = live;
   $("jam-stop").disabled = !live || a.state === "stopping";
@@ -246,6 +285,7 @@ function jamReset() {
   $("jam-scheduled").textContent = "";
   $("jam-message").textContent = "";
   $("jam-page").textContent = "";
+  $("jam-listen").hidden = true;
   const head = $("jam-playhead");
   head.textContent = "–";
   for (const key of Object.keys(head.dataset)) delete head.dataset[key];
@@ -266,6 +306,8 @@ function wireJam() {
   $("jam-apply").addEventListener("click", jamApply);
   $("jam-save").addEventListener("click", () => jamBank("save"));
   $("jam-recall").addEventListener("click", () => jamBank("recall"));
+  $("jam-listen").addEventListener("click", jamListen);
+  jamResume();
   requestAnimationFrame(jamTick);
 }
 
