@@ -288,6 +288,7 @@ class JamSession:
         self.loop_index = 0
         self.stop_bar: int | None = None  # no bar from this one on
         self.finished = threading.Event()
+        self.closing = threading.Event()  # close(): the take is written without waiting for the queued bars
         self.threads: list[threading.Thread] = []
         self.rtf = 0.0
         self.made = 0
@@ -363,7 +364,8 @@ class JamSession:
         return self.finished.wait(timeout_s)
 
     def close(self) -> None:
-        """Stop now (the daemon's shutdown): no more bars; the take is written."""
+        """Stop now (the daemon's shutdown): no more bars; the take is written at once (not after the bars queued)."""
+        self.closing.set()
         with self.lock:
             if self.stop_bar is None:
                 self.stop_bar = self.next_bar
@@ -651,7 +653,7 @@ class JamSession:
             self.changed.notify_all()
         if self.origin_bar is not None and self.status_.state != "failed":
             end = self.bar_time(self.next_bar)
-            while self.now() < end and self.clock.reading(self.now()).playing:
+            while self.now() < end and self.clock.reading(self.now()).playing and not self.closing.is_set():
                 time.sleep(min(0.05, max(0.0, end - self.now())))
         take = None
         if self.recording is not None:

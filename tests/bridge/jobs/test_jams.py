@@ -104,3 +104,26 @@ def test_the_speed_check_takes_the_best_figure_known(jams, tmp_path):
     daemon.measured(engine, JamStatus("jam-0", state="stopped", bar=9, rtf=1.3), 2.0)  # a jam that fell behind
     assert daemon.known_speed(engine).source == "jam jam-0" and daemon.known_speed(engine).audio_s == 20.0
     assert daemon.known_speed(Engine()).rtf == 0.4  # another engine (a model switch): not the jam's figure
+
+
+def test_the_daemons_midi_input_feeds_the_controller_then_the_jams_clock(jams):
+    import mido
+
+    from bridge.daemon import MidiFeed
+
+    heard = []
+
+    class Controller:
+        def feed(self, message, now_s=None):
+            heard.append(("controller", message.type, now_s))
+
+    class Clock:
+        def feed(self, message, now_s=None):
+            heard.append(("jam clock", message.type, now_s))
+
+    daemon = jams()
+    feed = MidiFeed(Controller(), daemon.feed_midi)
+    feed.feed(mido.Message("clock"), 1.5)  # no midi jam yet: the controller alone
+    daemon.midi_clock = Clock()
+    feed.feed(mido.Message("start"), 2.0)
+    assert heard == [("controller", "clock", 1.5), ("controller", "start", 2.0), ("jam clock", "start", 2.0)]
