@@ -38,7 +38,7 @@ def chunk_event(jam_id: str, bar: int, *, bpm: float = 120.0, beats: float = 4.0
     return {"event": "jam/chunk", "args": {
         "jam_id": jam_id, "bar": bar, "start_beat": bar * beats if start_beat is None else start_beat,
         "beats": beats, "bpm": bpm, "prompt_id": prompt_id, "held": held, "path": f"/x/bars/bar-{bar:06d}.wav",
-        "url": f"/fake-jam/{jam_id}/bars/{bar}", "seconds": seconds, "sample_rate": RATE}}
+        "url": f"/fake-jam/{jam_id}/bars/{bar}?seconds={seconds}", "seconds": seconds, "sample_rate": RATE}}
 
 
 def state_event(jam_id: str, state: str, **figures) -> dict:
@@ -59,8 +59,8 @@ def routed(page):  # noqa: F811
         route.fulfill(status=200, content_type="application/json", body=json.dumps({"events": events}))
 
     page.route("**/api/requests/jam_*", requests)
-    page.route("**/fake-jam/**", lambda route: route.fulfill(status=200, content_type="audio/wav",
-                                                             body=bar_wav(2.0, 0.1)))
+    page.route("**/fake-jam/**", lambda route: route.fulfill(  # the bar's WAV, as long as the chunk says
+        status=200, content_type="audio/wav", body=bar_wav(float(route.request.url.split("seconds=")[1]), 0.1)))
     return page
 
 
@@ -161,23 +161,23 @@ def test_the_page_schedules_bars_contiguously_on_their_beats_and_steers_at_the_n
 
 
 def test_a_late_bar_moves_the_timeline_on_by_whole_bars_never_mid_bar(page, routed):  # noqa: F811
-    jam_id = start(page)
-    send(page, chunk_event(jam_id, 0))
+    jam_id, bar_s = start(page, bpm="300"), 0.8
+    send(page, chunk_event(jam_id, 0, bpm=300))
     wait_scheduled(page, 1)
     first = scheduled(page)[0]
-    page.wait_for_function("([t]) => audioContext.currentTime > t", arg=[first["when"] + 2.1],
+    page.wait_for_function("([t]) => audioContext.currentTime > t", arg=[first["when"] + bar_s + 0.05],
                            timeout=10_000)  # bar 0 has ended and bar 1 was due: it comes late
-    send(page, chunk_event(jam_id, 1))
+    send(page, chunk_event(jam_id, 1, bpm=300))
     wait_scheduled(page, 2)
     late = scheduled(page)[1]
-    moved = late["when"] - (first["when"] + 2.0)
-    assert moved > 0 and moved / 2.0 == pytest.approx(round(moved / 2.0), abs=1e-9), moved  # whole bars
+    moved = late["when"] - (first["when"] + bar_s)
+    assert moved > 0 and moved / bar_s == pytest.approx(round(moved / bar_s), abs=1e-9), moved  # whole bars
     now = page.evaluate("() => audioContext.currentTime")
     assert late["when"] > now  # started from its beginning, not cut into
     assert "late" in page.inner_text("#jam-page")
-    send(page, chunk_event(jam_id, 2))
+    send(page, chunk_event(jam_id, 2, bpm=300))
     wait_scheduled(page, 3)
-    assert scheduled(page)[2]["when"] == pytest.approx(late["when"] + 2.0, abs=1e-9)  # contiguous again
+    assert scheduled(page)[2]["when"] == pytest.approx(late["when"] + bar_s, abs=1e-9)  # contiguous again
     assert page.problems == []
 
 
