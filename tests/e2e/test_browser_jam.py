@@ -219,7 +219,7 @@ def test_a_reload_takes_the_jam_up_again_and_listen_here_plays_it(page, routed):
     assert "taken up again" in page.inner_text("#jam-message") and page.is_visible("#jam-listen")
     send(page, chunk_event(jam_id, 5))  # no sound before a click: the browser would not play it
     page.wait_for_timeout(300)
-    assert scheduled(page) == []
+    assert scheduled(page) == [] and page.is_hidden("#jam-error")  # not fetched, no error either
     page.click("#jam-listen")
     send(page, chunk_event(jam_id, 6))
     wait_scheduled(page, 1)

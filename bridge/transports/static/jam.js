@@ -197,6 +197,7 @@ function jamShowState(a) {
 }
 
 function jamChunk(a) {
+  if (!jam.gain) return; // not heard here (a jam taken up again before Listen here): nothing fetched
   const fetched = fetch(a.url).then((r) => {
     if (!r.ok) throw new Error(`HTTP ${r.status} for bar ${Number(a.bar) + 1}`);
     return r.arrayBuffer();
