@@ -4,7 +4,12 @@ bars when the model falls behind, stop at a bar end and the recording."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import math
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from bridge.audio.clocks import ClockReading, HostTransportClock
+from bridge.audio.clocks import LINK_INSTALL, ClockReading, HostTransportClock
 from bridge.audio.playback import JamChunk
 from bridge.audio.presets import Preset
 from bridge.errors import BadRequest
@@ -27,6 +32,7 @@ from bridge.jobs.jam import (
 )
 from inference.api import MeasuredSpeed
 from inference.loading import load_engine, resolve_model
+from tests.bridge.audio.test_clocks import REPO, private_network
 from tests.bridge.audio.test_playback import jack_server  # noqa: F401 (a fixture: our own jackd -d dummy)
 
 RATE = 32_000
@@ -472,3 +478,37 @@ def test_a_jam_plays_through_a_real_jack_device_with_no_underrun(engine):
     frames = sum(chunk.audio.shape[-1] for chunk in sink.chunks) * status.sample_rate / RATE
     assert 0.9 * frames <= status.frames_played <= frames + 64, status
     assert status.underrun_frames < 0.05 * frames, status
+
+
+def test_a_jam_on_link_follows_a_peers_tempo_change_at_the_next_bar(tiny_model_dir, tmp_path):
+    """Two real Link peers in a private network namespace (tests/bridge/jobs/link_jam.py): a JamSession on the tiny
+    model with a LinkClock, and a bare Link peer (the DAW) that changes the tempo mid-bar. The jam's next bar not yet
+    made carries the new bpm, an exact length at it, and starts on the DAW's bar line (quantum = one bar)."""
+    if importlib.util.find_spec("link") is None:
+        pytest.skip(f"LinkPython-extern is not installed here: {LINK_INSTALL} (it is in the test extra)")
+    command = [*private_network(), sys.executable, str(REPO / "tests/bridge/jobs/link_jam.py"), str(tiny_model_dir),
+               str(tmp_path)]
+    # this run's environment: the CPU kernels built for it (else the child builds them again: 40 s) and its plans
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["found_s"] is not None and out["playing_seen_s"] is not None, out
+    assert out["tempo_seen_s"] is not None and out["after_s"] is not None, out
+    chunks, bar = out["chunks"], out["landing_bar"]
+    assert bar >= 2 and [chunk["bar"] for chunk in chunks] == list(range(len(chunks)))
+    # Link carries a tempo as microseconds per beat: 190 BPM arrives as 190.000285
+    assert [chunk["bpm"] for chunk in chunks] == pytest.approx([240.0] * bar + [190.0] * (len(chunks) - bar),
+                                                               abs=0.001)  # the new tempo from the next bar on
+    assert all(chunk["samples"] == bar_samples(240.0, 4, RATE) for chunk in chunks[:bar])
+    exact = bar_samples(chunks[bar]["bpm"], 4, RATE)  # 40421 samples: cut bar-exact at it, the remainder carried
+    lengths = [chunk["samples"] for chunk in chunks[bar:]]
+    assert len(lengths) >= 2 and set(lengths) <= {math.floor(exact), math.ceil(exact)} and drift(lengths, exact) <= 1
+    for chunk in chunks[bar:]:  # each starts on the DAW's bar line, and the DAW's bar is as long as the chunk
+        assert chunk["start_beat"] % 4 == 0
+        assert min(chunk["daw_phase"], 4 - chunk["daw_phase"]) < 0.002, chunk  # 0.6 ms at 190 BPM
+        assert chunk["daw_bar_s"] * RATE == pytest.approx(exact, abs=0.5)
+        assert abs(chunk["daw_bar_s"] * RATE - bar_samples(240.0, 4, RATE)) > 1000  # control: the old cut is off
+    assert out["our_bpm"] == pytest.approx(out["daw_bpm"], abs=0.001) and out["our_pending_bpm"] is None  # the jam
+    # never told the clock back the tempo it heard
+    assert out["total_s"] < 20, out  # model load included
