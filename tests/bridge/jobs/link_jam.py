@@ -24,29 +24,9 @@ from bridge.audio.playback import JamChunk
 from bridge.audio.presets import Preset
 from bridge.jobs.jam import JamSession, JamSettings
 from inference.loading import load_engine, resolve_model
+from tests.bridge.audio.link_peers import QUANTUM, same_moment, wait_for
 
-QUANTUM = 4
 START_BPM, NEW_BPM = 240.0, 190.0
-
-
-def wait_for(condition, timeout_s: float) -> float | None:
-    """Seconds until condition() held, or None after timeout_s."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
-        if condition():
-            return time.monotonic() - start
-        time.sleep(0.002)
-    return None
-
-
-def same_moment(daw: link.Link) -> tuple[float, int]:
-    """One instant on both clocks: time.monotonic() and the DAW peer's Link clock (microseconds)."""
-    while True:  # retried where a thread switch fell between the reads
-        before = time.monotonic()
-        micros = daw.clock().micros()
-        after = time.monotonic()
-        if after - before < 1e-4:
-            return (before + after) / 2, micros
 
 
 class Chunks:
