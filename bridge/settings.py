@@ -140,8 +140,8 @@ class Settings:
         Path("~/.config/continuo/presets"), "your own presets; a name here overrides a built-in one"
     )
     lora_dir: Path = _setting(
-        Path("~/.config/continuo/loras"), "LoRA adapters a job may apply with lora NAME (ACE-Step; MusicGen at weights "
-        "fp32/bf16/fp16, made by `continuo train-style`): NAME.safetensors "
+        Path("~/.config/continuo/loras"), "LoRA adapters a job may apply with lora NAME (ACE-Step; MusicGen at any "
+        "weights, made by `continuo train-style`): NAME.safetensors "
         "or NAME/pytorch_lora_weights.safetensors, in diffusers' LoRA format (ACE-Step) or ours (MusicGen)"
     )
     max_queue: int = _setting(16, "jobs waiting at most; more get a 'busy' error", low=1)
