@@ -9,6 +9,7 @@ saved adapter is found in a LoRA directory as a downloaded one is, and a render 
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import numpy as np
 import pytest
@@ -258,3 +259,40 @@ def test_the_adapter_on_a_calibrated_engine_matches_the_fp32_side_path(outlier_m
     assert off(folded) < {"int8": 0.03, "int4": 0.15}[weights] and off(unfolded) > 0.5, (off(folded), off(unfolded))
     assert styled_error < 0.02 * effect and compare(styled, unfolded).kl > 0.2 * effect
     torch.testing.assert_close(logits(quantized), quantized_bare, rtol=0, atol=0)  # nothing left behind
+
+
+def test_an_adapted_request_leaves_the_batch_beside_it_untouched(outlier_model, tmp_path):
+    """Continuous batching on the CPU defaults (int8 weights, int8 cache, fused attention; bit-exact alone or in a
+    batch, inference/musicgen/batching.py): a bare request that an adapted one interrupts renders bit for bit as it
+    does alone, and the adapted one as it does alone. The control: the adapter does change its own render."""
+    model_dir, adapter = outlier_model
+    engine = load_engine(resolve_model(str(model_dir), tiny_dir=tmp_path), device="cpu", weights="int8",
+                         warm_up=False)
+    assert engine.info.modes["calibration"]["equalized"]
+    bare = GenerationRequest(prompt="warm piano", duration_s=3.0, seed=5)
+    adapted = dataclasses.replace(bare, duration_s=0.5, seed=6, adapter=adapter)
+    bare_alone, adapted_alone = engine.generate(bare).audio, engine.generate(adapted).audio
+    assert not np.array_equal(adapted_alone, engine.generate(dataclasses.replace(adapted, adapter=None)).audio)
+    order, results = [], {}
+
+    def adapted_step() -> bool:
+        order.append("adapted")
+        return False
+
+    def render_adapted() -> None:
+        results["adapted"] = engine.generate(adapted, should_cancel=adapted_step).audio
+
+    helper = threading.Thread(target=render_adapted)
+
+    def bare_step() -> bool:
+        order.append("bare")
+        if order.count("bare") == 5:
+            helper.start()
+        return False
+
+    results["bare"] = engine.generate(bare, should_cancel=bare_step).audio
+    helper.join(timeout=60)
+    first, last = order.index("adapted"), len(order) - 1 - order[::-1].index("adapted")
+    assert "bare" in order[:first] and "bare" in order[last:], "the adapted request ran inside the bare one"
+    np.testing.assert_array_equal(results["bare"], bare_alone)
+    np.testing.assert_array_equal(results["adapted"], adapted_alone)
