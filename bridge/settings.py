@@ -144,6 +144,11 @@ class Settings:
         "weights, made by `continuo train-style`): NAME.safetensors "
         "or NAME/pytorch_lora_weights.safetensors, in diffusers' LoRA format (ACE-Step) or ours (MusicGen)"
     )
+    lora: str = _setting(
+        "", "a MusicGen LoRA adapter merged into the weights at load, for every render: NAME in lora_dir, or the path "
+        "of an adapter file or folder ('' none). Free per step, unlike lora NAME per job (a side path each step); "
+        "any weights, int8 / int4 included (merged before calibration and quantisation)"
+    )
     max_queue: int = _setting(16, "jobs waiting at most; more get a 'busy' error", low=1)
     max_bars: float = _setting(64.0, "bars per request at most (the model's window may allow fewer)")
     sample_rate: int = _setting(48000, "session sample rate until a client sends /continuo/context", low=8000,
