@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import socket
 import time
 
 import numpy as np
@@ -107,9 +108,14 @@ def test_plan_measures_and_says_when_it_is_a_gpu_job(recordings, tiny_model_dir,
 @pytest.mark.slow
 def test_the_cli_trains_and_refuses_a_taken_name(recordings, tiny_model_dir, tmp_path, capsys):
     argv = ["train-style", str(recordings), "--name", "cli-band", "--model", str(tiny_model_dir), "--lora-dir",
-            str(tmp_path), "--clip-s", "4", "--epochs", "1", "--batch-size", "8", "--device", "cpu"]
-    assert main(argv) == 0
-    assert "adapter written to" in capsys.readouterr().out and (tmp_path / "cli-band" / "card.json").is_file()
+            str(tmp_path), "--clip-s", "4", "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--local"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # a port no daemon answers on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert main([*argv[:-1], "--osc-port", str(port)]) == 0  # no --local: asks the daemon, then trains here
+    out, err = capsys.readouterr()
+    assert f"no daemon answers at 127.0.0.1:{port}: training in this process" in err
+    assert "adapter written to" in out and (tmp_path / "cli-band" / "card.json").is_file()
     assert main(argv) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(argv[:2] + argv[4:]) == 2  # no --name
