@@ -60,7 +60,8 @@ INLINE_INPUT_PREFIX = "zmq-"  # the start of an inline input's inbox name (a nam
 log = logging.getLogger("continuo.zmq")
 
 JOB_EVENTS = frozenset({"/continuo/queued", "/continuo/progress", "/continuo/partial", "/continuo/output",
-                        "/continuo/done", "/continuo/error", "/continuo/slot", "/continuo/analysis", "/continuo/beats"})
+                        "/continuo/done", "/continuo/error", "/continuo/slot", "/continuo/analysis", "/continuo/beats",
+                        "/continuo/training"})
 MAX_INLINE_JOBS = 4096
 POLL_MS = 200
 
