@@ -12,12 +12,30 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 
-class JobProgress:
-    def __init__(self, job_id: str, *, file: TextIO) -> None:
-        self.job_id = job_id
+class BarLines:
+    """A tqdm bar (made by the subclass) on a terminal, else plain lines: write and close for both."""
+
+    def __init__(self, *, file: TextIO) -> None:
         self.file = file
-        self.stage = ""
         self.bar: Any = None
+
+    def write(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line, file=self.file)
+        else:
+            print(line, file=self.file, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class JobProgress(BarLines):
+    def __init__(self, job_id: str, *, file: TextIO) -> None:
+        super().__init__(file=file)
+        self.job_id = job_id
+        self.stage = ""
         if file.isatty():
             from tqdm import tqdm
 
@@ -51,17 +69,6 @@ class JobProgress:
         else:
             self.write(f"{self.job_id}: {text}")
 
-    def write(self, line: str) -> None:
-        if self.bar is not None:
-            self.bar.write(line, file=self.file)
-        else:
-            print(line, file=self.file, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
 
 @dataclass(frozen=True)
 class TrainingStep:
@@ -75,11 +82,12 @@ class TrainingStep:
     eta_s: float
 
 
-class TrainingBar:
+class TrainingBar(BarLines):
     """A tqdm bar when the file is a terminal, else one line per tenth of the run (and the queue position)."""
 
     def __init__(self, *, file: TextIO) -> None:
-        self.file, self.bar, self.shown = file, None, -1
+        super().__init__(file=file)
+        self.shown = -1
 
     def event(self, address: str, args: list[Any]) -> None:
         """A daemon's event of the training job."""
@@ -108,15 +116,4 @@ class TrainingBar:
         if tenth != self.shown:
             self.shown = tenth
             print(text, file=self.file, flush=True)
-
-    def write(self, line: str) -> None:
-        if self.bar is not None:
-            self.bar.write(line, file=self.file)
-        else:
-            print(line, file=self.file, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 

@@ -10,9 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile
 
 from bridge.cli import main
 from bridge.clients.commands import EXIT_CTRL_C, EXIT_USAGE
@@ -22,19 +20,12 @@ from tests.daemons import daemon_flags
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-RATE = 32_000
 
 
 @pytest.fixture(scope="module")
-def recordings(tmp_path_factory) -> Path:
-    """Four 16 s files of chords (64 s in all), outside the daemon's input roots."""
-    folder = tmp_path_factory.mktemp("my band")
-    rng = np.random.default_rng(0)
-    t = np.arange(RATE * 16) / RATE
-    for index in range(4):
-        audio = 0.1 * sum(np.sin(2 * np.pi * f * t) for f in rng.uniform(150, 600, 3))
-        soundfile.write(str(folder / f"take {index}.wav"), audio.astype(np.float32), RATE)
-    return folder
+def recordings(chord_recordings) -> Path:
+    """Four 16 s files of chords (64 s in all) and a text file, outside the daemon's input roots."""
+    return chord_recordings
 
 
 @pytest.fixture(scope="module")

@@ -28,20 +28,11 @@ from inference.errors import Cancelled
 from inference.loading import load_engine, resolve_model
 from tests.daemons import daemon_settings
 
-RATE = 32_000
-
 
 @pytest.fixture(scope="module")
-def recordings(tmp_path_factory):
-    """Four 16 s files of chords (64 s in all) and one that is not audio."""
-    folder = tmp_path_factory.mktemp("recordings")
-    rng = np.random.default_rng(0)
-    t = np.arange(RATE * 16) / RATE
-    for index in range(4):
-        audio = 0.1 * sum(np.sin(2 * np.pi * f * t) for f in rng.uniform(150, 600, 3))
-        soundfile.write(str(folder / f"take {index}.wav"), audio.astype(np.float32), RATE)
-    (folder / "lyrics.txt").write_text("la la la")
-    return folder
+def recordings(chord_recordings):
+    """Four 16 s files of chords (64 s in all) and one that is not audio (tests/conftest.py)."""
+    return chord_recordings
 
 
 def request(folder, name="my-band", **changes) -> StyleRequest:
