@@ -1,13 +1,13 @@
-"""`continuo train-style DIR --name NAME` through the running daemon: the job goes into its queue at batch priority,
-as /continuo/train_style, and this command shows it to the end.
+"""`continuo train-style DIR --name NAME` through the running daemon: the job goes into its queue at batch priority, as
+/continuo/train_style, and this command shows it to the end.
 
-The daemon is the one the settings name (osc_host / osc_port, from the same flags, config file and environment
-`continuo serve` reads; a daemon bound to every interface is asked on 127.0.0.1). When it answers the hello, the
-folder is sent where it lies if the daemon may read it there, else copied into its inbox first
+The daemon is the one the settings name (osc_host / osc_port, or --host / --port, from the same config file and
+environment `continuo serve` reads; a daemon bound to every interface is asked on 127.0.0.1). When it answers the
+hello, the folder is sent where it lies if the daemon may read it there, else copied into its inbox first
 (bridge/clients/inbox.py:stage_folder, said on stderr); then the request, and a progress bar of its
 /continuo/training events (epoch, step, loss, ETA; the queue position first: renders go first). Ctrl-C cancels the
-job (/continuo/cancel) and exits 130; the daemon keeps the last checkpoint, and the same command resumes from it
-(a new job with the same name, folder and options). The exit status is `continuo generate`'s
+job (/continuo/cancel) and exits 130; the daemon keeps the last checkpoint, and the same command resumes from it (a
+new job with the same name, folder and options). The exit status is `continuo generate`'s
 (bridge/clients/commands.py:EXIT_CODES). The daemon's job takes the text, epochs and learning rate; the other
 options of local training (clip length, rank, batch size, seed, checkpoint interval) are refused here with the
 advice to add --local. The folder's report (files used and skipped, and why) goes to the daemon's log.

@@ -34,6 +34,10 @@ def add_train_commands(commands: argparse._SubParsersAction, add_settings_flags)
     parser.add_argument("--plan", action="store_true", help="estimate time and peak memory here; train nothing")
     parser.add_argument("--local", action="store_true",
                         help="train in this process, not as a job of the running daemon (the default when one runs)")
+    parser.add_argument("--host", dest="osc_host", default=None,
+                        help="the daemon's address, as `continuo generate --host` (the osc_host setting)")
+    parser.add_argument("--port", dest="osc_port", default=None,
+                        help="the daemon's OSC port, as `continuo generate --port` (the osc_port setting)")
     parser.add_argument("--timeout", type=float, default=7 * 86400.0,
                         help="seconds to wait for the daemon's job (default a week; it goes on after)")
     parser.add_argument("--clip-s", type=float, default=0.0,

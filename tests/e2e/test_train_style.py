@@ -61,7 +61,7 @@ def test_training_goes_through_the_daemon_with_its_progress(trainer_daemon, reco
 
 def test_refusals_say_what_to_do(trainer_daemon, recordings, capsys):
     daemon, root = trainer_daemon
-    argv = ["train-style", str(recordings), "--osc-port", str(daemon.port)]
+    argv = ["train-style", str(recordings), "--port", str(daemon.port)]  # as `continuo generate --port`
     assert main([*argv, "--name", "ranked", "--rank", "4"]) == EXIT_USAGE  # an option only local training takes
     assert "--rank" in (err := capsys.readouterr().err) and "add --local" in err, err
     (root / "loras").mkdir(exist_ok=True)
