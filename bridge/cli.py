@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--no-wait", action="store_true", help="send and return without waiting for replies")
 
     add_job_commands(commands)
+    from bridge.clients.jam import add_jam_command
+
+    add_jam_command(commands)
     from bridge.tools.listen import add_listen_commands
 
     add_listen_commands(commands)
@@ -91,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="benchmarks; results are JSON lines")
     bench.add_argument("suite", nargs="?", default="engine",
                        choices=["engine", "daemon", "bridge", "render", "gpu", "throughput", "quality", "soak",
-                                "listen", "train"],
+                                "listen", "train", "jam"],
                        help="engine: decode speed, our engine vs transformers; "
                             "daemon: startup and an 8-bar render end to end; "
                             "bridge: per-request overhead of OSC/UDP, OSC/TCP, ZeroMQ vs bare echo servers; "
@@ -105,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "once; the daemon's RSS after warm-up, halfway and at the end (target: within 10 %%); "
                             "listen: tempo, downbeats, metre, key, notes and drums against exact truth, and speed; "
                             "train: LoRA training steps/s and peak memory (musicgen-small shape; --seconds per clip) "
-                            "against a plain peft loop, and the hours 10 minutes of audio would take here")
+                            "against a plain peft loop, and the hours 10 minutes of audio would take here; "
+                            "jam: a live jam on the tiny model and the musicgen-small shape (random weights): "
+                            "underruns per minute, lead, control-to-heard latency, bar-boundary error, tempo heard")
     bench.add_argument("--quick", action="store_true")
     bench.add_argument("--seconds", type=float, default=None, help="engine: audio per run (default 10; --quick 2)")
     bench.add_argument("--shape", default=None, help="engine: one shape, e.g. musicgen-small or musicgen-medium")
@@ -288,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
             from bridge.tools.train_style import run_train_style
 
             return run_train_style(args, settings_from_args(args))
+        if args.command == "jam":
+            from bridge.clients.jam import run_jam
+
+            return run_jam(args)
         if args.command == "bench":
             from bridge.tools.bench import run_bench
 

@@ -1,8 +1,9 @@
 """The daemon: startup -> run -> shutdown, and the request handlers.
 
 The composition root: `Daemon.startup` builds the journal, presets, the engine, the queue, the worker pool
-(bridge/jobs/pool.py: the threads that run jobs, and the compute thread `continuo serve` gives the main thread)
-and the transports, then prints the ready line. Every transport and MIDI enter through `Daemon.on_message` (rate
+(bridge/jobs/pool.py: the threads that run jobs, and the compute thread `continuo serve` gives the main thread),
+the jams (bridge/jobs/jams.py: /continuo/jam/..., their torch work on the same compute thread) and the transports,
+then prints the ready line. Every transport and MIDI enter through `Daemon.on_message` (rate
 limit, then one message at a time under the receive lock: handlers only validate and enqueue, so they return
 quickly; a handler bug is answered `model_error` and the daemon keeps serving). Client sessions are
 bridge/sessions.py's, restart recovery bridge/jobs/recovery.py's. Signals only set events
@@ -28,6 +29,7 @@ from bridge.audio.stems import LazySeparator, separator_config
 from bridge.errors import BadRequest, BridgeError
 from bridge.jobs.events import EventSink
 from bridge.jobs.intake import Intake
+from bridge.jobs.jams import Jams
 from bridge.jobs.job_ids import check_same_model
 from bridge.jobs.journal import Journal, JournalReads
 from bridge.jobs.listening import Listening
@@ -75,7 +77,8 @@ class Daemon:
             ack=self.on_ack, status=self.on_status, presets=self.on_presets, reload_presets=self.on_reload_presets,
             models=self.on_models, load_model=self.on_load_model,
             prune=self.on_trash, trash_restore=self.on_trash, trash_empty=self.on_trash, analyze=self.on_analyze,
-            train_style=self.on_train_style)
+            train_style=self.on_train_style, jam_start=self.on_jam_start, jam_control=self.on_jam,
+            jam_stop=self.on_jam, jam_bank=self.on_jam, jam_transport=self.on_jam_transport)
         self.midi_maps: dict[str, MidiMap] = {}
         self.midi_controller: MidiController | None = None  # with settings.midi: set by start_midi
         self.midi_port: Any = None  # the open mido input that feeds midi_controller
@@ -121,6 +124,9 @@ class Daemon:
         self.intake = Intake(settings=settings, journal=self.journal, events=self.events, queue=self.queue,
                              pool=self.pool, switch=self.switch, presets=lambda: self.presets,
                              input_roots=self.input_roots, output_root=self.output_root, listening=self.listening)
+        self.jams = Jams(settings=settings, events=self.events, engine=lambda: self.engine,
+                         presets=lambda: self.presets, output_root=self.output_root, journal=self.journal,
+                         speed=self.pool.real_time.measured)
         self.status = Status(settings=settings, events=self.events, pool=self.pool, switch=self.switch,
                              retention=self.retention, stems_unavailable=separator.unavailable)
         if not self.compute_on_main_thread:
@@ -165,6 +171,8 @@ class Daemon:
         log.info("shutting down")
         if self.midi_port is not None:
             self.midi_port.close()
+        if hasattr(self, "jams"):
+            self.jams.close()  # every jam stops now and writes its take
         # The transports stay open until the workers are done, so the last events still reach their clients;
         # requests that arrive meanwhile are answered `busy` by the closed queue.
         self.pool.stop(self.settings.shutdown_timeout_s)
@@ -188,7 +196,7 @@ class Daemon:
     def start_midi(self) -> None:
         """Listen to the MIDI port settings.midi names, with the map settings.midi_map names."""
         self.midi_controller = self.build_midi_controller()
-        self.midi_port = open_midi_input(self.settings.midi, self.midi_controller)
+        self.midi_port = open_midi_input(self.settings.midi, MidiFeed(self.midi_controller, self.jams.feed_midi))
         log.info("midi: listening to %r with map %s; events to %s:%d", self.settings.midi, self.settings.midi_map,
                  *self.midi_controller.sender)
 
@@ -299,6 +307,26 @@ class Daemon:
         if self.events.ack(request.job_id):
             log.info("job=%s acknowledged", request.job_id)
 
+    # -- handlers: jams (bridge/jobs/jams.py) ----------------------------------------------------------
+    def on_jam_start(self, request: Request, sender: Destination) -> None:
+        session = self.sessions.session(sender)
+        self.jams.start(request.job_id, request.args["prompt"], request.settings,
+                        self.sessions.request_reply_to(request, sender) or session.reply_to, session.context)
+
+    def on_jam(self, request: Request, sender: Destination) -> None:
+        """/continuo/jam/control, stop and bank: answered by /continuo/jam/scheduled (the bar it lands on)."""
+        reply_to, args = self.sessions.session(sender).reply_to, request.args
+        if request.op == "jam_control":
+            self.jams.control(request.job_id, args["name"], args["value"] or "", reply_to)
+        elif request.op == "jam_stop":
+            self.jams.stop(request.job_id, reply_to)
+        else:
+            self.jams.bank(request.job_id, args["action"], args["slot"], reply_to)
+
+    def on_jam_transport(self, request: Request, sender: Destination) -> None:
+        args = request.args
+        self.jams.transport(args["bpm"], args["beat"], bool(args["playing"]), args["beats_per_bar"], time.monotonic())
+
     # -- handlers: the daemon's state ---------------------------------------------------------
     def on_status(self, request: Request, sender: Destination) -> None:
         """/continuo/status, limits and storage, then /continuo/session: this client's context and the page's URL."""
@@ -356,6 +384,18 @@ class Daemon:
             self.intake.report(existing, reply_to)
             return
         self.switch.request(name, reply_to, job_id, self.pool)
+
+
+class MidiFeed:
+    """The daemon's MIDI input: every message to the controller (keys, knobs, its clock), then to the jams' clock."""
+
+    def __init__(self, controller: MidiController, jams: Callable[..., None]) -> None:
+        self.controller, self.jams = controller, jams
+
+    def feed(self, message: Any, now_s: float | None = None) -> None:
+        now_s = time.monotonic() if now_s is None else now_s
+        self.controller.feed(message, now_s)
+        self.jams(message, now_s)
 
 
 def load_model(settings: Settings) -> Engine:

@@ -39,6 +39,7 @@ class Capability(str, Enum):
     EXTRACT = "extract"  # one instrument pulled out of given audio by the model (ACE-Step extract)
     COVER = "cover"  # given audio restyled by a new prompt (ACE-Step with its audio tokenizer)
     LORA = "lora"  # a LoRA adapter applied for one request, removed after it (ACE-Step)
+    CODE_PROMPT = "code_prompt"  # continue from the model's own codes (prompt_codes), no re-encoding (the jam)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,9 @@ class GenerationRequest:
     top_p: float = 0.0
     guidance_scale: float = 3.0
     audio_prompt: np.ndarray | None = None  # (C, T) float32 at the model's sample rate and channel count
+    # Codes to continue instead of audio (needs Capability.CODE_PROMPT): (K, P) int, the model's own frames (a jam's
+    # sliding context, from GeneratedAudio.codes); never re-encoded, so a stream continues exactly what it played
+    prompt_codes: np.ndarray | None = None
     styles: tuple[tuple[str, float], ...] = ()  # style mixing: (prompt, weight) blended with `prompt` (weight 1)
     melody: np.ndarray | None = None  # (C, T) float32 at the model's sample rate, any C: its chroma (of the mono
     # mix) conditions a melody model
@@ -154,6 +158,10 @@ class GeneratedAudio:
     audio: np.ndarray  # (C, T) float32 at the model's sample rate
     sample_rate: int
     seed: int
+    codes: np.ndarray | None = None  # (K, frames) int64: the new frames' codes, where the engine has codes
+    # A code prompt's last frames as decoded together with the new ones, (C, samples) just before `audio`: where
+    # a stream joins its previous chunk, both renditions of that span exist, for a crossfade at the seam
+    lead_in: np.ndarray | None = None
 
 
 class StopSignal(Protocol):

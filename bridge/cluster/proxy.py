@@ -27,7 +27,15 @@ from typing import Any
 import numpy as np
 
 from bridge.errors import BridgeError, ReplicaLost
-from inference.api import CancelCheck, ChunkCallback, GeneratedAudio, GenerationRequest, ModelInfo, ProgressCallback
+from inference.api import (
+    CancelCheck,
+    Capability,
+    ChunkCallback,
+    GeneratedAudio,
+    GenerationRequest,
+    ModelInfo,
+    ProgressCallback,
+)
 from inference.errors import Cancelled
 
 log = logging.getLogger("continuo.cluster")
@@ -66,7 +74,9 @@ class ClusterEngine:
                  shared_dir: Path | None = None, close: Any = None) -> None:
         self.handle = handle
         self.model_id = model_id
-        self.info = replace(info, device=f"ray:{info.device}")
+        # a jam's code prompts are not carried: the replicas hand back audio only, so a jam is refused by capability
+        self.info = replace(info, device=f"ray:{info.device}",
+                            capabilities=info.capabilities - {Capability.CODE_PROMPT})
         self.concurrent_jobs = concurrent_jobs  # the daemon runs this many workers: one job per replica
         self.shared_dir = shared_dir
         self._close = close

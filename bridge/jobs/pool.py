@@ -41,7 +41,7 @@ from bridge.jobs.model_switch import ModelSwitch
 from bridge.jobs.queue import Job, JobQueue
 from bridge.jobs.worker import Worker
 from bridge.settings import Settings
-from inference.api import Compute, Engine
+from inference.api import Compute, Engine, MeasuredSpeed
 from inference.loading import load_engine, resolve_model
 
 log = logging.getLogger("continuo.daemon")
@@ -192,8 +192,17 @@ class RealTime:
             self.seconds_per_audio_s = speed.rtf if speed is not None else 1.0
             self.source = speed.source if speed is not None else "assumed"
             self.jobs = 0
+            self.audio_s = 0.0  # of the finished jobs
         if speed is not None:
             log.info("model %s: %s", engine.info.name, speed.describe())
+
+    def measured(self) -> MeasuredSpeed | None:
+        """The running figure from finished jobs as a MeasuredSpeed; None before the first job finished."""
+        with self.lock:
+            if self.source != "finished jobs":
+                return None
+            return MeasuredSpeed(rtf=round(self.seconds_per_audio_s, 3), audio_s=round(self.audio_s, 1),
+                                 source=f"{self.jobs} finished jobs")
 
     def finished(self, elapsed_s: float, audio_s: float) -> None:
         """A job ended after elapsed_s with audio_s of audio."""
@@ -201,6 +210,7 @@ class RealTime:
             rate = elapsed_s / max(audio_s, 0.1)
             self.seconds_per_audio_s += self.WEIGHT * (rate - self.seconds_per_audio_s)
             self.source, self.jobs = "finished jobs", self.jobs + 1
+            self.audio_s += audio_s
 
 
 class ServingStop:

@@ -36,10 +36,11 @@ _BUNDLE_PREFIX = b"#bundle\x00"
 _OSC_TYPE_TAGS = frozenset("ihfdsbrmtTFN[]")
 _ARG_KEYS = frozenset(
     "name type description min max enum pattern max_length allow_empty separator "
-    "default truncate aliases example".split()
+    "default truncate aliases example only_for number_text".split()
 )
 _TYPE_NOUNS = {"s": "a string", "i": "an integer", "f": "a float"}
 _REQUIRED = object()
+JOB_ID_ARGS = ("job_id", "jam_id")  # a request's first argument naming what it is about (errors carry it)
 
 
 class _Invalid(Exception):
@@ -105,6 +106,8 @@ class ArgSpec:
     truncate: bool = False
     aliases: tuple[str, ...] = ()
     example: Any = None
+    only_for: tuple[str, ...] = ()  # settings: the only requests that take it (empty: every request with settings)
+    number_text: bool = False  # strings: a number sent (Max and Pd send 0.5 as a float) is taken as its text
 
     @property
     def optional(self) -> bool:
@@ -155,6 +158,8 @@ class ArgSpec:
     def coerce(self, value: Any) -> Any:
         """The value converted to this spec's type and checked; raises _Invalid."""
         if self.type == "s":
+            if self.number_text and isinstance(value, Real) and not isinstance(value, bool):
+                value = _number_text(value)
             return self._check_string(_as_string(value))
         number = _as_int(value) if self.type == "i" else _as_float(value)
         return self._check_number(number)
@@ -301,7 +306,7 @@ class Schema:
         spec = self.requests.get(address)
         if spec is None:
             raise BadRequest(self._unknown_address(address), job_id=self._guess_job_id(args))
-        job_id = self._guess_job_id(args) if spec.args and spec.args[0].name == "job_id" else ""
+        job_id = self._guess_job_id(args) if spec.args and spec.args[0].name in JOB_ID_ARGS else ""
         if limits:
             spec = dataclasses.replace(spec, args=tuple(capped(arg, limits.get(arg.name)) for arg in spec.args))
         try:
@@ -310,7 +315,7 @@ class Schema:
         except _Reject as exc:
             extra = () if exc.setting is None else (exc.setting, self.settings[exc.setting].example)
             raise BadRequest(f"{exc}{SEND_EXAMPLE}{spec.example_text(extra)}", job_id=job_id) from None
-        job_id = values.get("job_id") or ""
+        job_id = values.get("job_id") or values.get("jam_id") or ""
         return Request(
             address=address,
             op=spec.op,
@@ -366,6 +371,9 @@ class Schema:
                 raise _Reject(twice, setting=canonical)
             sent_as[canonical] = name
             setting = self.settings[canonical]
+            if setting.only_for and spec.address not in setting.only_for:
+                raise _Reject(f"setting {canonical} belongs to {' and '.join(setting.only_for)} only; drop it here",
+                              setting=self._first_setting)
             try:
                 settings[canonical] = setting.coerce(value)
             except _Invalid as exc:
@@ -492,6 +500,8 @@ class Schema:
             truncate=bool(spec.get("truncate", False)),
             aliases=tuple(spec.get("aliases", ())),
             example=spec.get("example"),
+            only_for=tuple(spec.get("only_for", ())),
+            number_text=bool(spec.get("number_text", False)),
         )
         for label, value in (("default", arg.default), ("example", arg.example)):
             if value is not _REQUIRED and value is not None:
@@ -590,6 +600,12 @@ def _build(spec: MessageSpec, values: list[Any]) -> bytes:
 
 
 # -- values ----------------------------------------------------------------------------
+
+
+def _number_text(value: Real) -> str:
+    """0.5 -> "0.5", 3.0 -> "3" (a float32 as its shortest text)."""
+    number = _as_float(value)
+    return str(int(number)) if float(number).is_integer() else repr(number)
 
 
 def _as_string(value: Any) -> str:

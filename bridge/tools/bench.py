@@ -17,6 +17,9 @@ Suites:
 - ``listen``: tempo, downbeats, metre, key, notes and drums against signals of exact truth, recorded instruments
   where fluidsynth is installed, the speed of each, and ``--real DIR``'s recordings; the grid check of a set of
   renders (``--model``, else the smoke model; ``--renders DIR``: a daemon's renders) (bridge/tools/bench_listen.py).
+- ``jam``: a live jam against the internal clock at 120 BPM on the tiny model and the musicgen-small shape (random
+  weights): underruns per minute, lead, control-to-heard latency, bar-boundary error, the tempo heard
+  (bridge/tools/bench_jam.py); ``--quick``: 30 s each instead of 90; ``--shape tiny`` or ``musicgen-small``: one.
 - ``soak``: many short jobs of every kind from five clients at once (OSC/UDP, OSC/TCP, ZeroMQ, HTTP, the CLI) to a
   real daemon on the smoke model; its RSS after warm-up, halfway and at the end, against 10 % growth
   (bridge/tools/bench_soak.py).
@@ -87,6 +90,13 @@ def run_bench(args: argparse.Namespace) -> int:
         return bench_quality(args)
     if args.suite == "soak":
         return bench_soak(args)
+    if args.suite == "jam":
+        from bridge.tools.bench_jam import run_jam_bench
+
+        run_jam_bench(quick=args.quick, emit=lambda result: print(json.dumps(result), flush=True),
+                      shapes=(args.shape,) if args.shape else ("tiny", "musicgen-small"),
+                      progress=lambda part: print(f"bench jam: {part}", file=sys.stderr, flush=True))
+        return 0
     if args.suite == "listen":
         from bridge.tools.bench_listen import run_listen_bench
 

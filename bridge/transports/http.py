@@ -99,7 +99,8 @@ log = logging.getLogger("continuo.http")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 JOB_EVENTS = frozenset({"/continuo/queued", "/continuo/progress", "/continuo/partial", "/continuo/output",
                         "/continuo/done", "/continuo/error", "/continuo/slot", "/continuo/analysis", "/continuo/beats",
-                        "/continuo/training"})
+                        "/continuo/training", "/continuo/jam/chunk", "/continuo/jam/state",
+                        "/continuo/jam/scheduled"})  # and every jam's
 RING_EVENTS = 4096  # events kept for clients that reconnect with Last-Event-ID
 SUBSCRIBER_QUEUE = 1024  # events waiting for one slow SSE client before it is dropped (it reconnects and resumes)
 HEARTBEAT_S = 15.0
@@ -326,6 +327,7 @@ class HttpServer:
             Route("/api/jobs/{job_id}/peaks/{name}", self.peaks, methods=["GET"]),
             Route("/api/jobs/{job_id}/join", self.join, methods=["GET"]),
             Route("/api/jobs/{job_id}/preview/{chunk:path}", self.preview, methods=["GET", "HEAD"]),
+            Route("/api/jam/{jam_id}/bars/{bar:int}", self.jam_bar, methods=["GET", "HEAD"]),
             Route("/api/inputs", self.upload, methods=["POST"]),
             Route("/api/events", self.events, methods=["GET"]),
             Route("/api/status", self.status, methods=["GET"]),
@@ -516,6 +518,14 @@ class HttpServer:
             return self.refuse("bad_request", "preview chunks are named chunk-NNNN.wav or variation-N/chunk-NNNN.wav")
         return self.file(self._output_root / job_id / "preview" / chunk, f"{job_id}-{chunk.replace('/', '-')}",
                          job_id)
+
+    async def jam_bar(self, request: Request) -> Response:
+        """A jam's bar from its recording (/continuo/jam/chunk's url): <output_root>/<jam_id>/bars/bar-NNNNNN.wav."""
+        jam_id, bar = request.path_params["jam_id"], request.path_params["bar"]
+        if not self._job_id.fullmatch(jam_id):
+            return self.refuse("bad_request", "a jam id is 1 to 64 letters, digits, '.', '_' or '-'")
+        return self.file(self._output_root / jam_id / "bars" / f"bar-{bar:06d}.wav", f"{jam_id}-bar-{bar}.wav",
+                         jam_id)
 
     def file(self, path: Path, filename: str, job_id: str) -> Response:
         resolved = path.resolve()

@@ -24,7 +24,8 @@ live.observer, takes a dropped audio file (live.drop) for continue, variations, 
 clip's notes as a .mid, listed in the output menu and kept out of the clip slots), and puts each finished audio
 output into the next clip slot of an audio track it creates (ClipSlot.create_audio_clip, Live 12); every output's
 path is also listed in a menu, so on Live 11 the file can be found in Live's browser. The plain patch does the same with
-[transport] and [dropfile], and auditions outputs in [buffer~] / [play~].
+[transport] and [dropfile], and auditions outputs in [buffer~] / [play~]. Both have a jam mode (jam(): the
+transport sent to the daemon's host clock, each bar's file played at the host's next bar line, double-buffered).
 
 Max for Live production conventions (Ableton's Max for Live Production Guidelines, in Ableton/maxdevtools), kept
 by the device and checked by the tests:
@@ -59,7 +60,7 @@ DAEMON_PORT = 9000
 REPLY_PORT = 9002  # the Pd patch listens on 9001: both can run beside each other
 APPVERSION = {"major": 8, "minor": 6, "revision": 4, "architecture": "x64", "modernui": 1}
 VERSION = "{major}.{minor}.{revision}".format(**APPVERSION)
-DEVICE_SIZE = (452, 169)  # Live's device view is 169 pixels high
+DEVICE_SIZE = (560, 169)  # Live's device view is 169 pixels high; the jam's column is the right-most 104
 AUDIO_EFFECT = b"aaaa"
 TEXT_CLASSES = ("newobj", "message", "comment", "live.comment")
 
@@ -151,8 +152,14 @@ BUTTONS = {
                      "it onto a MIDI track."),
     "cancel": ("Cancel", "Cancel the newest job."),
 }
+JAM_BUTTONS = {
+    "jam": ("Jam", "Start a jam at Live's tempo and metre from the prompt and the preset: each bar arrives as a file "
+                   "and plays at Live's next bar line (press Play in Live)."),
+    "jam-stop": ("Jam Stop", "Stop the jam at the end of the bar playing."),
+    "jam-prompt": ("Jam Prompt", "Send the prompt to the jam: it changes at the next bar line."),
+}
 PARAMETERS |= {f"{key}-button": Parameter(name, name, ENUM, HIDDEN, info, maximum=1, enum=("val1", "val2"))
-               for key, (name, info) in BUTTONS.items()}
+               for key, (name, info) in (BUTTONS | JAM_BUTTONS).items()}
 
 
 # -- the patcher ----------------------------------------------------------------------------------------------------
@@ -317,7 +324,7 @@ def show(p: Patcher, key: str, source: tuple[str, int], x: int, shown: tuple[int
     p.chain(f"{key}-text", f"{key}-box")
 
 
-def network(p: Patcher) -> None:
+def network(p: Patcher) -> dict[str, int]:
     """udpsend / udpreceive, and every event the daemon sends routed somewhere: the plain patch logs each one to
     the Max console; the device prints nothing and shows the events it does not otherwise use on an info line."""
     p.add("udpsend", f"udpsend 127.0.0.1 {DAEMON_PORT}", 20)
@@ -394,12 +401,12 @@ def network(p: Patcher) -> None:
     p.wire("midi-skip", 1, "audio-gate")
     p.wire("audio-gate", 0, "output-path")
     used = {"/continuo/queued", "/continuo/progress", "/continuo/error", "/continuo/done", "/continuo/welcome",
-            "/continuo/presets", "/continuo/output"}
+            "/continuo/presets", "/continuo/output", "/continuo/jam/chunk"}
     if not p.device:
         p.add("log", "print continuo", 400)
         for n in range(len(events) + 1):
             p.wire("events", n, "log")  # everything the daemon says shows in the Max console
-        return
+        return outlet
     p.add("info-box", "", 400, "message", shown=(4, 136, 236, 22))
     for address in events:  # context, status, limits, models, slot, storage, ... on one line, named
         if address not in used:
@@ -407,6 +414,7 @@ def network(p: Patcher) -> None:
             p.add(f"info-{name}", f"prepend set {name}:", 400)
             p.wire("events", outlet[address], f"info-{name}")
             p.wire(f"info-{name}", 0, "info-box")
+    return outlet
 
 
 def preset_choice(p: Patcher) -> tuple[str, int]:
@@ -479,6 +487,196 @@ def context(p: Patcher) -> str:
     return pack
 
 
+def local(p: Patcher, name: str) -> str:
+    """A name the device keeps to itself (---, Max for Live's local prefix); the plain patch's own, continuo-."""
+    return f"---{name}" if p.device else f"continuo-{name}"
+
+
+def jam(p: Patcher, outlet: dict[str, int], tempo: tuple[str, int], metre: tuple[str, int]) -> None:
+    """Jam mode. Jam starts a jam on the host clock at the transport's tempo and metre (`tempo`, `metre`: the boxes
+    that give them) with the preset the jobs use; while it runs, [transport] is read ten times a second and sent
+    as /continuo/jam/transport <bpm> <beat> <playing> <beats_per_bar> (beat = (bar - 1) x beats per bar + (beat -
+    1) + units / resolution).
+    Each /continuo/jam/chunk of the jam is kept in a [coll] by its start beat; at each bar line ([metro 1n
+    @quantize 1n]: Live's bar lines in the device, the Max transport's in the plain patch) the bar loaded for it
+    starts ([play~], its first channel to both sides: MusicGen small and medium are mono) and the next bar line's
+    chunk is read into the other [buffer~] (double-buffered). Jam Stop stops the jam at the bar end; Jam Prompt sends
+    the prompt for the next bar line."""
+    x = 1750
+    # start: the pack's first inlet gets a fresh id (the job ids' rules); the prompt, tempo and metre wait in it
+    for key, (label, _) in JAM_BUTTONS.items():
+        button = {"mode": 0, "text": label} if p.device else {"text": label}
+        shown = {"jam": (452, 4, 50, 16), "jam-stop": (506, 4, 50, 16), "jam-prompt": (452, 24, 104, 16)}[key]
+        p.control(f"{key}-button", label, x, "live.text" if p.device else "textbutton", button, shown)
+    start = job_request(p, "jam", "/continuo/jam/start <job> <prompt> bpm <bpm> beats_per_bar <n> clock host "
+                        "preset <name>", "max piano bpm 120. beats_per_bar 4 clock host preset default", x,
+                        (("prompt-symbol", 0),))
+    p.wire(*tempo, start, 3)
+    p.wire(*metre, start, 5)
+    p.wire(*(("preset-chosen", 0) if p.device else ("preset-menu", 1)), start, 9)  # the preset the jobs use
+    p.add("jam-current", "zl.reg", x)
+    p.wire("jam-id-tee", 1, "jam-current", 1)
+    p.add("jam-go", "t b b b", x)
+    p.wire("jam-button", 0, "jam-go")
+    p.add("jam-clear", "clear", x, "message")
+    p.add("jam-unready", "-1", x, "message")
+    p.add("jam-ready", f"v {local(p, 'jamready')}", x)
+    p.add("jam-spare-zero", "0", x, "message")
+    p.add("jam-spare", f"v {local(p, 'jamspare')}", x)
+    p.add("jam-poll-on", "1", x, "message")
+    p.wire("jam-go", 2, "jam-clear")
+    p.wire("jam-go", 1, "jam-unready")
+    p.chain("jam-unready", "jam-ready")
+    p.wire("jam-go", 1, "jam-spare-zero")
+    p.chain("jam-spare-zero", "jam-spare")
+    p.wire("jam-go", 0, "jam-poll-on")
+    # stop and the next bar's prompt: the jam's id from jam-current
+    stop = request(p, "jam-stop", "/continuo/jam/stop", "max", x + 200)
+    p.wire("jam-stop-button", 0, "jam-current")
+    p.wire("jam-current", 0, stop, 0)
+    prompt = request(p, "jam-prompt", "/continuo/jam/control", "max prompt piano", x + 200)
+    p.wire("prompt-symbol", 0, prompt, 2)
+    p.add("jam-prompt-id", "zl.reg", x + 200)
+    p.wire("jam-id-tee", 1, "jam-prompt-id", 1)
+    p.wire("jam-prompt-button", 0, "jam-prompt-id")
+    p.wire("jam-prompt-id", 0, prompt, 0)
+    # the transport, ten times a second while a jam runs (until its state says stopped or failed)
+    x = 2150
+    p.add("jam-poll", "metro 100", x)
+    p.wire("jam-poll-on", 0, "jam-poll")
+    p.add("jam-state", "unpack s s i f f i i i s", x)
+    p.wire("events", outlet["/continuo/jam/state"], "jam-state")
+    p.add("jam-ended", "sel stopped failed", x)
+    p.wire("jam-state", 1, "jam-ended")
+    p.add("jam-poll-off", "0", x, "message")
+    p.wire("jam-ended", 0, "jam-poll-off")
+    p.wire("jam-ended", 1, "jam-poll-off")
+    p.wire("jam-poll-off", 0, "jam-poll")
+    p.add("jam-clock", "transport", x)
+    p.wire("jam-poll", 0, "jam-clock")
+    p.add("jam-metre", "unpack i i", x)
+    p.wire("jam-clock", 5, "jam-metre")
+    p.add("jam-beat", "expr ($i1 - 1) * $i2 + ($i3 - 1) + $f4 / $f5", x)
+    p.add("jam-beat-tee", "t b f", x)
+    p.add("jam-bpm", "f 120.", x)
+    transport = request(p, "jam-transport", "/continuo/jam/transport", "120. 0. 1 4", x)
+    p.wire("jam-clock", 4, "jam-bpm", 1)
+    p.wire("jam-clock", 6, transport, 2)
+    p.wire("jam-metre", 0, transport, 3)
+    p.wire("jam-metre", 0, "jam-beat", 1)
+    p.wire("jam-clock", 3, "jam-beat", 4)
+    p.wire("jam-clock", 2, "jam-beat", 3)
+    p.wire("jam-clock", 1, "jam-beat", 2)
+    p.wire("jam-clock", 0, "jam-beat", 0)  # bars last: [transport] fires right to left
+    p.chain("jam-beat", "jam-beat-tee")
+    p.wire("jam-beat-tee", 1, transport, 1)
+    p.wire("jam-beat-tee", 0, "jam-bpm")
+    p.wire("jam-bpm", 0, transport, 0)
+    # chunks of this jam: kept by start beat ("<start_beat> <path>")
+    x = 2350
+    p.add("chunk", "unpack s i f f f i i s s f i", x)
+    p.wire("events", outlet["/continuo/jam/chunk"], "chunk")
+    p.add("chunk-ours", "sel none", x)
+    p.wire("jam-id-tee", 1, "chunk-ours", 1)
+    p.add("chunk-start", "i", x)
+    p.add("chunk-entry", "pack 0 none", x)
+    p.wire("chunk", 7, "chunk-entry", 1)
+    p.wire("chunk", 2, "chunk-start", 1)
+    p.wire("chunk", 0, "chunk-ours")
+    p.chain("chunk-ours", "chunk-start", "chunk-entry")
+    p.add("chunk-tee", "t b l", x)
+    p.wire("chunk-entry", 0, "chunk-tee")
+    p.add("queue", f"coll {local(p, 'jamq')}", x)
+    p.wire("chunk-tee", 1, "queue")
+    p.wire("jam-clear", 0, "queue")
+    # what the device shows: the bar and the prompt that made it
+    p.add("chunk-bar", "pack 0 0", x)
+    p.wire("chunk", 5, "chunk-bar", 1)
+    p.wire("chunk", 1, "chunk-bar", 0)
+    show(p, "jam-bar", ("chunk-bar", 0), x, (452, 44, 104, 22), "set bar/prompt")
+    # each bar line: play the bar loaded for it, then load the next bar line's
+    x = 2550
+    p.add("bar-line", "metro 1n @quantize 1n @active 1", x)
+    p.add("bar-clock", "transport", x)
+    p.chain("bar-line", "bar-clock")
+    p.add("bar-first-beat", "expr ($i1 - 1) * $i2", x)
+    p.add("bar-metre", "unpack i i", x)
+    p.wire("bar-clock", 5, "bar-metre")
+    p.wire("bar-metre", 0, "bar-first-beat", 1)
+    p.wire("bar-clock", 0, "bar-first-beat", 0)
+    p.add("bar", "t i i", x)
+    p.wire("bar-first-beat", 0, "bar")
+    p.add("bar-ready", "t i b", x)
+    p.add("bar-ready-get", f"v {local(p, 'jamready')}", x)
+    p.add("bar-is-ready", "==", x)
+    p.add("bar-play", "sel 1", x)
+    p.wire("bar", 1, "bar-ready")
+    p.wire("bar-ready", 1, "bar-ready-get")
+    p.wire("bar-ready-get", 0, "bar-is-ready", 1)
+    p.wire("bar-ready", 0, "bar-is-ready")
+    p.chain("bar-is-ready", "bar-play")
+    p.add("bar-next", "+ 4", x)
+    p.wire("bar-metre", 0, "bar-next", 1)
+    p.wire("bar", 0, "bar-next")
+    # play: the spare buffer starts; the other one becomes the spare
+    p.add("play", "t b b", x)
+    p.wire("bar-play", 0, "play")
+    p.add("play-unready", "-1", x, "message")
+    p.add("play-unready-set", f"v {local(p, 'jamready')}", x)
+    p.wire("play", 1, "play-unready")
+    p.chain("play-unready", "play-unready-set")
+    p.add("play-spare", f"v {local(p, 'jamspare')}", x)
+    p.add("play-tee", "t i i", x)
+    p.add("play-flip", "== 0", x)
+    p.add("play-flip-set", f"v {local(p, 'jamspare')}", x)
+    p.add("play-which", "sel 0 1", x)
+    p.wire("play", 0, "play-spare")
+    p.chain("play-spare", "play-tee")
+    p.wire("play-tee", 1, "play-flip")
+    p.chain("play-flip", "play-flip-set")
+    p.wire("play-tee", 0, "play-which")
+    # load the next bar line's chunk, if it came, into the spare buffer; ready for that beat
+    x = 2750
+    p.add("load", "t i i i", x)
+    p.wire("bar-next", 0, "load")
+    p.add("load-key", "i", x)
+    p.wire("load", 2, "load-key", 1)
+    p.add("load-remove", "prepend remove", x)
+    p.wire("load", 0, "load-remove")
+    p.wire("load-remove", 0, "queue")
+    p.wire("load", 1, "queue")
+    p.add("load-found", "t s b", x)
+    p.wire("queue", 0, "load-found")
+    p.wire("chunk-tee", 0, "load-retry")
+    p.add("load-retry", "i", x)  # a chunk that comes after its bar line's predecessor: looked for again
+    p.wire("bar-next", 0, "load-retry", 1)
+    p.wire("load-retry", 0, "load")
+    p.add("load-ready", f"v {local(p, 'jamready')}", x)
+    p.wire("load-found", 1, "load-key")
+    p.chain("load-key", "load-ready")
+    p.add("load-spare", f"v {local(p, 'jamspare')}", x)
+    p.add("load-gate-index", "+ 1", x)
+    p.add("load-gate", "gate 2", x)
+    p.add("load-which", "t s b", x)
+    p.wire("load-found", 0, "load-which")
+    p.wire("load-which", 1, "load-spare")
+    p.chain("load-spare", "load-gate-index")
+    p.wire("load-gate-index", 0, "load-gate", 0)
+    p.wire("load-which", 0, "load-gate", 1)
+    for index, name in enumerate(("A", "B")):
+        p.add(f"load-{name}", "prepend replace", x + 200)
+        p.add(f"buffer-{name}", f"buffer~ {local(p, 'jam' + name)}", x + 200)
+        p.wire("load-gate", index, f"load-{name}")
+        p.chain(f"load-{name}", f"buffer-{name}")
+        p.add(f"start-{name}", "start", x + 200, "message")
+        p.add(f"player-{name}", f"play~ {local(p, 'jam' + name)}", x + 200)
+        p.wire("play-which", index, f"start-{name}")
+        p.chain(f"start-{name}", f"player-{name}")
+        out = ("plugout", (0, 1)) if p.device else ("dac", (0, 1))
+        for inlet in out[1]:
+            p.wire(f"player-{name}", 0, out[0], inlet)
+
+
 def device(table: maxref.Table = TABLE) -> Patcher:
     """The Max for Live audio effect: audio passes through; Live's set drives the context."""
     p = Patcher(table, device=True)
@@ -490,7 +688,7 @@ def device(table: maxref.Table = TABLE) -> Patcher:
               (248, 4, 200, 58))
     p.add("queue-label", "Queue", 560, "live.comment", shown=(248, 66, 38, 18))
     p.add("seed-label", "Seed", 1150, "live.comment", shown=(330, 66, 30, 18))
-    network(p)
+    outlet = network(p)
     controls(p, "drop")
     pack = context(p)
     # Live's tempo, time signature, root note and scale (Live 12)
@@ -549,6 +747,7 @@ def device(table: maxref.Table = TABLE) -> Patcher:
     p.add("track-first", "sel 0", 1450)
     p.wire("slot-order", 1, "track-first")  # the first output makes the track (at index 0) before its path
     p.wire("track-first", 0, "clip-track")
+    jam(p, outlet, ("tempo", 0), ("observe-signature_numerator", 0))
     return p
 
 
@@ -558,7 +757,7 @@ def plain(table: maxref.Table = TABLE) -> Patcher:
     p.add("start", "loadbang", 150)
     p.wire("start", 0, "hello")
     p.add("drop", "", 400, "dropfile")
-    network(p)
+    outlet = network(p)
     controls(p, "drop")
     pack = context(p)
     p.add("poll", "metro 500", 150)
@@ -584,6 +783,7 @@ def plain(table: maxref.Table = TABLE) -> Patcher:
     p.chain("play-button", "play-start", "player")
     p.wire("player", 0, "dac", 0)
     p.wire("player", 0, "dac", 1)
+    jam(p, outlet, ("tempo", 0), ("metre", 0))
     return p
 
 

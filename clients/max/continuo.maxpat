@@ -155,9 +155,12 @@
     "box": {
      "id": "obj-events",
      "maxclass": "newobj",
-     "numinlets": 23,
-     "numoutlets": 23,
+     "numinlets": 26,
+     "numoutlets": 26,
      "outlettype": [
+      "",
+      "",
+      "",
       "",
       "",
       "",
@@ -188,7 +191,7 @@
       150.0,
       22.0
      ],
-     "text": "route /continuo/adapters /continuo/analysis /continuo/beats /continuo/context /continuo/done /continuo/error /continuo/limits /continuo/models /continuo/output /continuo/partial /continuo/pong /continuo/presets /continuo/progress /continuo/queued /continuo/session /continuo/slot /continuo/status /continuo/storage /continuo/training /continuo/trash/job /continuo/trash/result /continuo/welcome"
+     "text": "route /continuo/adapters /continuo/analysis /continuo/beats /continuo/context /continuo/done /continuo/error /continuo/jam/chunk /continuo/jam/scheduled /continuo/jam/state /continuo/limits /continuo/models /continuo/output /continuo/partial /continuo/pong /continuo/presets /continuo/progress /continuo/queued /continuo/session /continuo/slot /continuo/status /continuo/storage /continuo/training /continuo/trash/job /continuo/trash/result /continuo/welcome"
     }
    },
    {
@@ -2642,6 +2645,1616 @@
      ],
      "text": "ezdac~"
     }
+   },
+   {
+    "box": {
+     "id": "obj-jam-button",
+     "maxclass": "textbutton",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      "int"
+     ],
+     "patching_rect": [
+      1750.0,
+      20.0,
+      150.0,
+      22.0
+     ],
+     "text": "Jam"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-stop-button",
+     "maxclass": "textbutton",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      "int"
+     ],
+     "patching_rect": [
+      1750.0,
+      50.0,
+      150.0,
+      22.0
+     ],
+     "text": "Jam Stop"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-prompt-button",
+     "maxclass": "textbutton",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      "int"
+     ],
+     "patching_rect": [
+      1750.0,
+      80.0,
+      150.0,
+      22.0
+     ],
+     "text": "Jam Prompt"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-pack",
+     "maxclass": "newobj",
+     "numinlets": 10,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1750.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "pack max piano bpm 120. beats_per_bar 4 clock host preset default"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-address",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1750.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "prepend /continuo/jam/start"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-ticks",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "bang",
+      "bang",
+      "bang"
+     ],
+     "patching_rect": [
+      1750.0,
+      170.0,
+      150.0,
+      22.0
+     ],
+     "text": "t b b b"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-random",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      "int"
+     ],
+     "patching_rect": [
+      1750.0,
+      200.0,
+      150.0,
+      22.0
+     ],
+     "text": "random 1000000"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-ask-time",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1750.0,
+      230.0,
+      150.0,
+      22.0
+     ],
+     "text": "time"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-ask-date",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1750.0,
+      260.0,
+      150.0,
+      22.0
+     ],
+     "text": "date"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-date",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "list",
+      "list",
+      "int"
+     ],
+     "patching_rect": [
+      1750.0,
+      290.0,
+      150.0,
+      22.0
+     ],
+     "text": "date"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-hms",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "int",
+      "int",
+      "int"
+     ],
+     "patching_rect": [
+      1750.0,
+      320.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack i i i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-ymd",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1750.0,
+      350.0,
+      150.0,
+      22.0
+     ],
+     "text": "t l l"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-md",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "int",
+      "int",
+      "int"
+     ],
+     "patching_rect": [
+      1750.0,
+      380.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack i i i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-year",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1750.0,
+      410.0,
+      150.0,
+      22.0
+     ],
+     "text": "$3"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-id",
+     "maxclass": "newobj",
+     "numinlets": 7,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1750.0,
+      440.0,
+      150.0,
+      22.0
+     ],
+     "text": "sprintf symout max-%04ld%02ld%02ld-%02ld%02ld%02ld-%06ld"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-id-tee",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1750.0,
+      470.0,
+      150.0,
+      22.0
+     ],
+     "text": "t s s"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-current",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1750.0,
+      500.0,
+      150.0,
+      22.0
+     ],
+     "text": "zl.reg"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-go",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "bang",
+      "bang",
+      "bang"
+     ],
+     "patching_rect": [
+      1750.0,
+      530.0,
+      150.0,
+      22.0
+     ],
+     "text": "t b b b"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-clear",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1750.0,
+      560.0,
+      150.0,
+      22.0
+     ],
+     "text": "clear"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-unready",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1750.0,
+      590.0,
+      150.0,
+      22.0
+     ],
+     "text": "-1"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-ready",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1750.0,
+      620.0,
+      150.0,
+      22.0
+     ],
+     "text": "v continuo-jamready"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-spare-zero",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1750.0,
+      650.0,
+      150.0,
+      22.0
+     ],
+     "text": "0"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-spare",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1750.0,
+      680.0,
+      150.0,
+      22.0
+     ],
+     "text": "v continuo-jamspare"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-poll-on",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1750.0,
+      710.0,
+      150.0,
+      22.0
+     ],
+     "text": "1"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-stop-pack",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1950.0,
+      20.0,
+      150.0,
+      22.0
+     ],
+     "text": "pack max"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-stop-address",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1950.0,
+      50.0,
+      150.0,
+      22.0
+     ],
+     "text": "prepend /continuo/jam/stop"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-prompt-pack",
+     "maxclass": "newobj",
+     "numinlets": 3,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1950.0,
+      80.0,
+      150.0,
+      22.0
+     ],
+     "text": "pack max prompt piano"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-prompt-address",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1950.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "prepend /continuo/jam/control"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-prompt-id",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1950.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "zl.reg"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-poll",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      "bang"
+     ],
+     "patching_rect": [
+      2150.0,
+      20.0,
+      150.0,
+      22.0
+     ],
+     "text": "metro 100"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-state",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 9,
+     "outlettype": [
+      "",
+      "",
+      "int",
+      "float",
+      "float",
+      "int",
+      "int",
+      "int",
+      ""
+     ],
+     "patching_rect": [
+      2150.0,
+      50.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack s s i f f i i i s"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-ended",
+     "maxclass": "newobj",
+     "numinlets": 3,
+     "numoutlets": 3,
+     "outlettype": [
+      "bang",
+      "bang",
+      ""
+     ],
+     "patching_rect": [
+      2150.0,
+      80.0,
+      150.0,
+      22.0
+     ],
+     "text": "sel stopped failed"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-poll-off",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2150.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "0"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-clock",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 9,
+     "outlettype": [
+      "int",
+      "int",
+      "float",
+      "float",
+      "float",
+      "",
+      "int",
+      "float",
+      ""
+     ],
+     "patching_rect": [
+      2150.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "transport"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-metre",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "int",
+      "int"
+     ],
+     "patching_rect": [
+      2150.0,
+      170.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack i i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-beat",
+     "maxclass": "newobj",
+     "numinlets": 5,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2150.0,
+      200.0,
+      150.0,
+      22.0
+     ],
+     "text": "expr ($i1 - 1) * $i2 + ($i3 - 1) + $f4 / $f5"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-beat-tee",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "bang",
+      "float"
+     ],
+     "patching_rect": [
+      2150.0,
+      230.0,
+      150.0,
+      22.0
+     ],
+     "text": "t b f"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-bpm",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      "float"
+     ],
+     "patching_rect": [
+      2150.0,
+      260.0,
+      150.0,
+      22.0
+     ],
+     "text": "f 120."
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-transport-pack",
+     "maxclass": "newobj",
+     "numinlets": 4,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2150.0,
+      290.0,
+      150.0,
+      22.0
+     ],
+     "text": "pack 120. 0. 1 4"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-transport-address",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2150.0,
+      320.0,
+      150.0,
+      22.0
+     ],
+     "text": "prepend /continuo/jam/transport"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-chunk",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 11,
+     "outlettype": [
+      "",
+      "int",
+      "float",
+      "float",
+      "float",
+      "int",
+      "int",
+      "",
+      "",
+      "float",
+      "int"
+     ],
+     "patching_rect": [
+      2350.0,
+      20.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack s i f f f i i s s f i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-chunk-ours",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "bang",
+      ""
+     ],
+     "patching_rect": [
+      2350.0,
+      50.0,
+      150.0,
+      22.0
+     ],
+     "text": "sel none"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-chunk-start",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      "int"
+     ],
+     "patching_rect": [
+      2350.0,
+      80.0,
+      150.0,
+      22.0
+     ],
+     "text": "i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-chunk-entry",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2350.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "pack 0 none"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-chunk-tee",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "bang",
+      ""
+     ],
+     "patching_rect": [
+      2350.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "t b l"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-queue",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 4,
+     "outlettype": [
+      "",
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      2350.0,
+      170.0,
+      150.0,
+      22.0
+     ],
+     "text": "coll continuo-jamq"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-chunk-bar",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2350.0,
+      200.0,
+      150.0,
+      22.0
+     ],
+     "text": "pack 0 0"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-bar-text",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2350.0,
+      230.0,
+      150.0,
+      22.0
+     ],
+     "text": "prepend set bar/prompt"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-bar-box",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2350.0,
+      260.0,
+      150.0,
+      22.0
+     ],
+     "text": ""
+    }
+   },
+   {
+    "box": {
+     "id": "obj-bar-line",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      "bang"
+     ],
+     "patching_rect": [
+      2550.0,
+      20.0,
+      150.0,
+      22.0
+     ],
+     "text": "metro 1n @quantize 1n @active 1"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-bar-clock",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 9,
+     "outlettype": [
+      "int",
+      "int",
+      "float",
+      "float",
+      "float",
+      "",
+      "int",
+      "float",
+      ""
+     ],
+     "patching_rect": [
+      2550.0,
+      50.0,
+      150.0,
+      22.0
+     ],
+     "text": "transport"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-bar-first-beat",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2550.0,
+      80.0,
+      150.0,
+      22.0
+     ],
+     "text": "expr ($i1 - 1) * $i2"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-bar-metre",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "int",
+      "int"
+     ],
+     "patching_rect": [
+      2550.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "unpack i i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-bar",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "int",
+      "int"
+     ],
+     "patching_rect": [
+      2550.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "t i i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-bar-ready",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "int",
+      "bang"
+     ],
+     "patching_rect": [
+      2550.0,
+      170.0,
+      150.0,
+      22.0
+     ],
+     "text": "t i b"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-bar-ready-get",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2550.0,
+      200.0,
+      150.0,
+      22.0
+     ],
+     "text": "v continuo-jamready"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-bar-is-ready",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      "int"
+     ],
+     "patching_rect": [
+      2550.0,
+      230.0,
+      150.0,
+      22.0
+     ],
+     "text": "=="
+    }
+   },
+   {
+    "box": {
+     "id": "obj-bar-play",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "bang",
+      ""
+     ],
+     "patching_rect": [
+      2550.0,
+      260.0,
+      150.0,
+      22.0
+     ],
+     "text": "sel 1"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-bar-next",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      "int"
+     ],
+     "patching_rect": [
+      2550.0,
+      290.0,
+      150.0,
+      22.0
+     ],
+     "text": "+ 4"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-play",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "bang",
+      "bang"
+     ],
+     "patching_rect": [
+      2550.0,
+      320.0,
+      150.0,
+      22.0
+     ],
+     "text": "t b b"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-play-unready",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2550.0,
+      350.0,
+      150.0,
+      22.0
+     ],
+     "text": "-1"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-play-unready-set",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2550.0,
+      380.0,
+      150.0,
+      22.0
+     ],
+     "text": "v continuo-jamready"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-play-spare",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2550.0,
+      410.0,
+      150.0,
+      22.0
+     ],
+     "text": "v continuo-jamspare"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-play-tee",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "int",
+      "int"
+     ],
+     "patching_rect": [
+      2550.0,
+      440.0,
+      150.0,
+      22.0
+     ],
+     "text": "t i i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-play-flip",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      "int"
+     ],
+     "patching_rect": [
+      2550.0,
+      470.0,
+      150.0,
+      22.0
+     ],
+     "text": "== 0"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-play-flip-set",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2550.0,
+      500.0,
+      150.0,
+      22.0
+     ],
+     "text": "v continuo-jamspare"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-play-which",
+     "maxclass": "newobj",
+     "numinlets": 3,
+     "numoutlets": 3,
+     "outlettype": [
+      "bang",
+      "bang",
+      ""
+     ],
+     "patching_rect": [
+      2550.0,
+      530.0,
+      150.0,
+      22.0
+     ],
+     "text": "sel 0 1"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-load",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "int",
+      "int",
+      "int"
+     ],
+     "patching_rect": [
+      2750.0,
+      20.0,
+      150.0,
+      22.0
+     ],
+     "text": "t i i i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-load-key",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      "int"
+     ],
+     "patching_rect": [
+      2750.0,
+      50.0,
+      150.0,
+      22.0
+     ],
+     "text": "i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-load-remove",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2750.0,
+      80.0,
+      150.0,
+      22.0
+     ],
+     "text": "prepend remove"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-load-found",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      "bang"
+     ],
+     "patching_rect": [
+      2750.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "t s b"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-load-retry",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      "int"
+     ],
+     "patching_rect": [
+      2750.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-load-ready",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2750.0,
+      170.0,
+      150.0,
+      22.0
+     ],
+     "text": "v continuo-jamready"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-load-spare",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2750.0,
+      200.0,
+      150.0,
+      22.0
+     ],
+     "text": "v continuo-jamspare"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-load-gate-index",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      "int"
+     ],
+     "patching_rect": [
+      2750.0,
+      230.0,
+      150.0,
+      22.0
+     ],
+     "text": "+ 1"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-load-gate",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      2750.0,
+      260.0,
+      150.0,
+      22.0
+     ],
+     "text": "gate 2"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-load-which",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      "bang"
+     ],
+     "patching_rect": [
+      2750.0,
+      290.0,
+      150.0,
+      22.0
+     ],
+     "text": "t s b"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-load-A",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2950.0,
+      20.0,
+      150.0,
+      22.0
+     ],
+     "text": "prepend replace"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-buffer-A",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "float",
+      "bang"
+     ],
+     "patching_rect": [
+      2950.0,
+      50.0,
+      150.0,
+      22.0
+     ],
+     "text": "buffer~ continuo-jamA"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-start-A",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2950.0,
+      80.0,
+      150.0,
+      22.0
+     ],
+     "text": "start"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-player-A",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "signal",
+      "bang"
+     ],
+     "patching_rect": [
+      2950.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "play~ continuo-jamA"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-load-B",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2950.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "prepend replace"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-buffer-B",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "float",
+      "bang"
+     ],
+     "patching_rect": [
+      2950.0,
+      170.0,
+      150.0,
+      22.0
+     ],
+     "text": "buffer~ continuo-jamB"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-start-B",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2950.0,
+      200.0,
+      150.0,
+      22.0
+     ],
+     "text": "start"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-player-B",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "signal",
+      "bang"
+     ],
+     "patching_rect": [
+      2950.0,
+      230.0,
+      150.0,
+      22.0
+     ],
+     "text": "play~ continuo-jamB"
+    }
    }
   ],
   "lines": [
@@ -2701,7 +4314,7 @@
      ],
      "source": [
       "obj-events",
-      13
+      16
      ]
     }
    },
@@ -2725,7 +4338,7 @@
      ],
      "source": [
       "obj-events",
-      12
+      15
      ]
     }
    },
@@ -2917,7 +4530,7 @@
      ],
      "source": [
       "obj-events",
-      21
+      24
      ]
     }
    },
@@ -2929,7 +4542,7 @@
      ],
      "source": [
       "obj-events",
-      21
+      24
      ]
     }
    },
@@ -2989,7 +4602,7 @@
      ],
      "source": [
       "obj-events",
-      11
+      14
      ]
     }
    },
@@ -3049,7 +4662,7 @@
      ],
      "source": [
       "obj-events",
-      8
+      11
      ]
     }
    },
@@ -3398,6 +5011,42 @@
      "source": [
       "obj-events",
       22
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      23
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      24
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-log",
+      0
+     ],
+     "source": [
+      "obj-events",
+      25
      ]
     }
    },
@@ -5257,6 +6906,1542 @@
      ],
      "source": [
       "obj-player",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-address",
+      0
+     ],
+     "source": [
+      "obj-jam-pack",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-udpsend",
+      0
+     ],
+     "source": [
+      "obj-jam-address",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-ticks",
+      0
+     ],
+     "source": [
+      "obj-jam-button",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-random",
+      0
+     ],
+     "source": [
+      "obj-jam-ticks",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-id",
+      6
+     ],
+     "source": [
+      "obj-jam-random",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-ask-time",
+      0
+     ],
+     "source": [
+      "obj-jam-ticks",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-ask-date",
+      0
+     ],
+     "source": [
+      "obj-jam-ticks",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-date",
+      0
+     ],
+     "source": [
+      "obj-jam-ask-time",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-date",
+      0
+     ],
+     "source": [
+      "obj-jam-ask-date",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-hms",
+      0
+     ],
+     "source": [
+      "obj-jam-date",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-id",
+      3
+     ],
+     "source": [
+      "obj-jam-hms",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-id",
+      4
+     ],
+     "source": [
+      "obj-jam-hms",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-id",
+      5
+     ],
+     "source": [
+      "obj-jam-hms",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-ymd",
+      0
+     ],
+     "source": [
+      "obj-jam-date",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-md",
+      0
+     ],
+     "source": [
+      "obj-jam-ymd",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-id",
+      1
+     ],
+     "source": [
+      "obj-jam-md",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-id",
+      2
+     ],
+     "source": [
+      "obj-jam-md",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-year",
+      0
+     ],
+     "source": [
+      "obj-jam-ymd",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-id",
+      0
+     ],
+     "source": [
+      "obj-jam-year",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-id-tee",
+      0
+     ],
+     "source": [
+      "obj-jam-id",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-current-job",
+      1
+     ],
+     "source": [
+      "obj-jam-id-tee",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-pack",
+      0
+     ],
+     "source": [
+      "obj-jam-id-tee",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-pack",
+      1
+     ],
+     "source": [
+      "obj-prompt-symbol",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-pack",
+      3
+     ],
+     "source": [
+      "obj-tempo",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-pack",
+      5
+     ],
+     "source": [
+      "obj-metre",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-pack",
+      9
+     ],
+     "source": [
+      "obj-preset-menu",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-current",
+      1
+     ],
+     "source": [
+      "obj-jam-id-tee",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-go",
+      0
+     ],
+     "source": [
+      "obj-jam-button",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-clear",
+      0
+     ],
+     "source": [
+      "obj-jam-go",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-unready",
+      0
+     ],
+     "source": [
+      "obj-jam-go",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-ready",
+      0
+     ],
+     "source": [
+      "obj-jam-unready",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-spare-zero",
+      0
+     ],
+     "source": [
+      "obj-jam-go",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-spare",
+      0
+     ],
+     "source": [
+      "obj-jam-spare-zero",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-poll-on",
+      0
+     ],
+     "source": [
+      "obj-jam-go",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-stop-address",
+      0
+     ],
+     "source": [
+      "obj-jam-stop-pack",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-udpsend",
+      0
+     ],
+     "source": [
+      "obj-jam-stop-address",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-current",
+      0
+     ],
+     "source": [
+      "obj-jam-stop-button",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-stop-pack",
+      0
+     ],
+     "source": [
+      "obj-jam-current",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-prompt-address",
+      0
+     ],
+     "source": [
+      "obj-jam-prompt-pack",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-udpsend",
+      0
+     ],
+     "source": [
+      "obj-jam-prompt-address",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-prompt-pack",
+      2
+     ],
+     "source": [
+      "obj-prompt-symbol",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-prompt-id",
+      1
+     ],
+     "source": [
+      "obj-jam-id-tee",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-prompt-id",
+      0
+     ],
+     "source": [
+      "obj-jam-prompt-button",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-prompt-pack",
+      0
+     ],
+     "source": [
+      "obj-jam-prompt-id",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-poll",
+      0
+     ],
+     "source": [
+      "obj-jam-poll-on",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-state",
+      0
+     ],
+     "source": [
+      "obj-events",
+      8
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-ended",
+      0
+     ],
+     "source": [
+      "obj-jam-state",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-poll-off",
+      0
+     ],
+     "source": [
+      "obj-jam-ended",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-poll-off",
+      0
+     ],
+     "source": [
+      "obj-jam-ended",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-poll",
+      0
+     ],
+     "source": [
+      "obj-jam-poll-off",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-clock",
+      0
+     ],
+     "source": [
+      "obj-jam-poll",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-metre",
+      0
+     ],
+     "source": [
+      "obj-jam-clock",
+      5
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-transport-address",
+      0
+     ],
+     "source": [
+      "obj-jam-transport-pack",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-udpsend",
+      0
+     ],
+     "source": [
+      "obj-jam-transport-address",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-bpm",
+      1
+     ],
+     "source": [
+      "obj-jam-clock",
+      4
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-transport-pack",
+      2
+     ],
+     "source": [
+      "obj-jam-clock",
+      6
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-transport-pack",
+      3
+     ],
+     "source": [
+      "obj-jam-metre",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-beat",
+      1
+     ],
+     "source": [
+      "obj-jam-metre",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-beat",
+      4
+     ],
+     "source": [
+      "obj-jam-clock",
+      3
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-beat",
+      3
+     ],
+     "source": [
+      "obj-jam-clock",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-beat",
+      2
+     ],
+     "source": [
+      "obj-jam-clock",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-beat",
+      0
+     ],
+     "source": [
+      "obj-jam-clock",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-beat-tee",
+      0
+     ],
+     "source": [
+      "obj-jam-beat",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-transport-pack",
+      1
+     ],
+     "source": [
+      "obj-jam-beat-tee",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-bpm",
+      0
+     ],
+     "source": [
+      "obj-jam-beat-tee",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-transport-pack",
+      0
+     ],
+     "source": [
+      "obj-jam-bpm",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-chunk",
+      0
+     ],
+     "source": [
+      "obj-events",
+      6
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-chunk-ours",
+      1
+     ],
+     "source": [
+      "obj-jam-id-tee",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-chunk-entry",
+      1
+     ],
+     "source": [
+      "obj-chunk",
+      7
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-chunk-start",
+      1
+     ],
+     "source": [
+      "obj-chunk",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-chunk-ours",
+      0
+     ],
+     "source": [
+      "obj-chunk",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-chunk-start",
+      0
+     ],
+     "source": [
+      "obj-chunk-ours",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-chunk-entry",
+      0
+     ],
+     "source": [
+      "obj-chunk-start",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-chunk-tee",
+      0
+     ],
+     "source": [
+      "obj-chunk-entry",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-queue",
+      0
+     ],
+     "source": [
+      "obj-chunk-tee",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-queue",
+      0
+     ],
+     "source": [
+      "obj-jam-clear",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-chunk-bar",
+      1
+     ],
+     "source": [
+      "obj-chunk",
+      5
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-chunk-bar",
+      0
+     ],
+     "source": [
+      "obj-chunk",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-bar-text",
+      0
+     ],
+     "source": [
+      "obj-chunk-bar",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-bar-box",
+      0
+     ],
+     "source": [
+      "obj-jam-bar-text",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-bar-clock",
+      0
+     ],
+     "source": [
+      "obj-bar-line",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-bar-metre",
+      0
+     ],
+     "source": [
+      "obj-bar-clock",
+      5
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-bar-first-beat",
+      1
+     ],
+     "source": [
+      "obj-bar-metre",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-bar-first-beat",
+      0
+     ],
+     "source": [
+      "obj-bar-clock",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-bar",
+      0
+     ],
+     "source": [
+      "obj-bar-first-beat",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-bar-ready",
+      0
+     ],
+     "source": [
+      "obj-bar",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-bar-ready-get",
+      0
+     ],
+     "source": [
+      "obj-bar-ready",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-bar-is-ready",
+      1
+     ],
+     "source": [
+      "obj-bar-ready-get",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-bar-is-ready",
+      0
+     ],
+     "source": [
+      "obj-bar-ready",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-bar-play",
+      0
+     ],
+     "source": [
+      "obj-bar-is-ready",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-bar-next",
+      1
+     ],
+     "source": [
+      "obj-bar-metre",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-bar-next",
+      0
+     ],
+     "source": [
+      "obj-bar",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-play",
+      0
+     ],
+     "source": [
+      "obj-bar-play",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-play-unready",
+      0
+     ],
+     "source": [
+      "obj-play",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-play-unready-set",
+      0
+     ],
+     "source": [
+      "obj-play-unready",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-play-spare",
+      0
+     ],
+     "source": [
+      "obj-play",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-play-tee",
+      0
+     ],
+     "source": [
+      "obj-play-spare",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-play-flip",
+      0
+     ],
+     "source": [
+      "obj-play-tee",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-play-flip-set",
+      0
+     ],
+     "source": [
+      "obj-play-flip",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-play-which",
+      0
+     ],
+     "source": [
+      "obj-play-tee",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-load",
+      0
+     ],
+     "source": [
+      "obj-bar-next",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-load-key",
+      1
+     ],
+     "source": [
+      "obj-load",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-load-remove",
+      0
+     ],
+     "source": [
+      "obj-load",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-queue",
+      0
+     ],
+     "source": [
+      "obj-load-remove",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-queue",
+      0
+     ],
+     "source": [
+      "obj-load",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-load-found",
+      0
+     ],
+     "source": [
+      "obj-queue",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-load-retry",
+      0
+     ],
+     "source": [
+      "obj-chunk-tee",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-load-retry",
+      1
+     ],
+     "source": [
+      "obj-bar-next",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-load",
+      0
+     ],
+     "source": [
+      "obj-load-retry",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-load-key",
+      0
+     ],
+     "source": [
+      "obj-load-found",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-load-ready",
+      0
+     ],
+     "source": [
+      "obj-load-key",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-load-which",
+      0
+     ],
+     "source": [
+      "obj-load-found",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-load-spare",
+      0
+     ],
+     "source": [
+      "obj-load-which",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-load-gate-index",
+      0
+     ],
+     "source": [
+      "obj-load-spare",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-load-gate",
+      0
+     ],
+     "source": [
+      "obj-load-gate-index",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-load-gate",
+      1
+     ],
+     "source": [
+      "obj-load-which",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-load-A",
+      0
+     ],
+     "source": [
+      "obj-load-gate",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-buffer-A",
+      0
+     ],
+     "source": [
+      "obj-load-A",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-start-A",
+      0
+     ],
+     "source": [
+      "obj-play-which",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-player-A",
+      0
+     ],
+     "source": [
+      "obj-start-A",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-dac",
+      0
+     ],
+     "source": [
+      "obj-player-A",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-dac",
+      1
+     ],
+     "source": [
+      "obj-player-A",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-load-B",
+      0
+     ],
+     "source": [
+      "obj-load-gate",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-buffer-B",
+      0
+     ],
+     "source": [
+      "obj-load-B",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-start-B",
+      0
+     ],
+     "source": [
+      "obj-play-which",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-player-B",
+      0
+     ],
+     "source": [
+      "obj-start-B",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-dac",
+      0
+     ],
+     "source": [
+      "obj-player-B",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-dac",
+      1
+     ],
+     "source": [
+      "obj-player-B",
       0
      ]
     }

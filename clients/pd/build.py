@@ -13,6 +13,8 @@ Commands (to the inlet, or from the message boxes on the patch):
     tempo <bpm>   metre <beats_per_bar> <beat_unit>   key <words...>   rate <Hz>       (each sends /continuo/context)
     preset <name>   bars <n>   seed <n, 0 = daemon picks; at most 16777215>
     generate <prompt words...>   continue <path>   variations <count>   stems <path> [drums,bass,...]   cancel
+    jam <prompt words...>   jamstop   jamprompt <words...>   jamset <name> <number>   jambank save|recall <slot>
+    transport 1|0   jamlevel <0..1>   jamanyway 0|1        (jam mode: [pd jam], see jam_transport and jam_player)
 Every OSC message the patch sends is checked against osc_schema/continuo.json by tests/clients/test_pd.py.
 """
 
@@ -122,7 +124,10 @@ REQUESTS = (("hello", "si", "hello", ()), ("context", "fiisi", "context", ()), (
             ("generate-seed", "sssfsi", "generate", ("seed",)), ("continue", "sssf", "continue", ()),
             ("variations", "sssifss", "variations", ("prompt",)), ("stems", "sss", "stems", ()),
             ("midi", "sss", "midi", ()), ("cancel", "s", "cancel", ()), ("ack", "s", "ack", ()),
-            ("status", "", "status", ()), ("presets", "", "presets", ()))
+            ("status", "", "status", ()), ("presets", "", "presets", ()),
+            ("jam-start", "sssfsisssiss", "jam/start", ("bpm", "beats_per_bar", "clock", "behind_ok", "preset")),
+            ("jam-control", "sss", "jam/control", ()), ("jam-stop", "s", "jam/stop", ()),
+            ("jam-bank", "ssi", "jam/bank", ()), ("jam-transport", "ffii", "jam/transport", ()))
 
 
 def osc_out(c: Canvas) -> None:
@@ -135,7 +140,7 @@ def osc_out(c: Canvas) -> None:
     for n, (key, types, address, _) in enumerate(REQUESTS):
         flag = f"-f {types} " if types else ""
         c.obj(f"list-{key}", "list", 20 + 15 * n - 10, col.y)
-        col.obj(f"fmt-{key}", f"oscformat {flag}continuo {address}", dx=15 * n + 40)
+        col.obj(f"fmt-{key}", f"oscformat {flag}continuo {address.replace('/', ' ')}", dx=15 * n + 40)
         c.wire("sendroute", n, f"list-{key}")  # route passes "pd 9001" on as a message named pd: make it a list
         c.wire(f"list-{key}", 0, f"fmt-{key}")
         c.wire(f"fmt-{key}", 0, "bytes")
@@ -164,8 +169,10 @@ def osc_in(c: Canvas) -> None:
     col.obj("oscparse", "oscparse")
     col.obj("intrim", "list trim")
     col.obj("incontinuo", "route continuo")
-    col.obj("events", "route output error done queued progress")
+    col.obj("events", "route output error done queued progress jam")
     c.chain("listen", "netreceive", "oscparse", "intrim", "incontinuo", "events")
+    c.obj("jam-events", "s $0-jamin", 820, col.y)  # chunk, state, scheduled: to [pd jam]
+    c.wire("events", 5, "jam-events")
     for n, name in enumerate(("output", "error", "done", "queued", "progress")):
         c.obj(f"as-list-{name}", "list", 420 + 60 * n, col.y)
         c.wire("events", n, f"as-list-{name}")  # "<job> ..." would be a message named after the job
@@ -173,7 +180,7 @@ def osc_in(c: Canvas) -> None:
     c.obj("status", "list trim", 760, col.y)  # "queued 0 1.5": a message named by its kind, for [route]
     c.obj("status-send", "s $0-status", 760, col.y + col.step)
     c.wire("status", 0, "status-send")
-    c.wire("events", 5, "status")  # welcome, context, presets, status, limits, partial, slot, models, adapters, pong
+    c.wire("events", 6, "status")  # welcome, context, presets, status, limits, partial, slot, models, adapters, pong
     # output <job> <name> <path> <sr> <ch> <seconds> <bars> <lufs> <peak>: read into the arrays, then
     # "<name> <path> <bars> <samples read>" to the left outlet
     col.obj("out-split", "list split 1")
@@ -616,6 +623,391 @@ def machinery() -> Canvas:
     return c
 
 
+JAM_COMMANDS = ("jam", "jamstop", "jamprompt", "jamset", "jambank", "transport", "tempo", "metre", "jamlevel",
+                "jamanyway", "preset")
+
+
+def ours(c: Canvas, kind: str, outlet: int, x: int, y: int) -> str:
+    """A jam event's "<jam_id> <args...>" from [route chunk state scheduled]: the args, only when the id is the
+    patch's jam (another client's jam is not played here). Returns the box that gives them."""
+    c.obj(f"{kind}-list", "list", x, y)
+    c.obj(f"{kind}-split", "list split 1", x, y + 28)
+    c.obj(f"{kind}-keep", "list", x + 120, y + 84)
+    c.obj(f"{kind}-ours", "sel none", x, y + 56)
+    c.obj(f"{kind}-id", "r $0-jamid", x + 90, y + 28)
+    c.wire("jam-kinds", outlet, f"{kind}-list")
+    c.chain(f"{kind}-list", f"{kind}-split")
+    c.wire(f"{kind}-split", 1, f"{kind}-keep", 1)  # list split gives the rest first: kept, then the id tested
+    c.wire(f"{kind}-split", 0, f"{kind}-ours")
+    c.wire(f"{kind}-id", 0, f"{kind}-ours", 1)
+    c.wire(f"{kind}-ours", 0, f"{kind}-keep")
+    return f"{kind}-keep"
+
+
+def to_status(c: Canvas, key: str, words: str, source: str, x: int, y: int, outlet: int = 0) -> None:
+    """source's list -> "<words> <list>" on the status outlet."""
+    c.obj(f"{key}-words", f"list prepend {words}", x, y)
+    c.obj(f"{key}-trim", "list trim", x, y + 28)
+    c.obj(f"{key}-status", "s $0-status", x, y + 56)
+    c.wire(source, outlet, f"{key}-words")
+    c.chain(f"{key}-words", f"{key}-trim", f"{key}-status")
+
+
+def jam_transport(c: Canvas, n: dict[str, int]) -> None:
+    """The patch's own transport: a beat clock at the patch's tempo ([metro]) and a beat counter. Each beat sends
+    /continuo/jam/transport <bpm> <beat> <playing> <beats_per_bar> (the daemon's host clock follows it); each bar
+    line (beat % beats_per_bar == 0) plays the bar loaded for it and loads the next one."""
+    col = Column(c, 20, 120)
+    col.obj("tempo-in", "t f f")
+    col.obj("beat-ms", "expr 60000 / $f1")
+    c.wire("cmds", n["tempo"], "tempo-in")
+    c.wire("tempo-in", 0, "beat-ms")
+    c.obj("bpm", "f 120", 160, 120)  # its outlet sends the transport message: banged once per beat
+    c.obj("bpm-start", "f 120", 240, 120)  # the tempo a jam starts at
+    c.wire("tempo-in", 1, "bpm", 1)
+    c.wire("tempo-in", 1, "bpm-start", 1)
+    col.obj("metre-in", "unpack f f")
+    col.obj("metre-tee", "t f f f f")
+    c.wire("cmds", n["metre"], "metre-in")
+    c.wire("metre-in", 0, "metre-tee")
+    # transport 1: from beat 0 (only when stopped); transport 0: stop, and say so
+    col = Column(c, 20, 300)
+    col.obj("transport-in", "sel 0 1")
+    c.wire("cmds", n["transport"], "transport-in")
+    col.obj("running", "f 0", dx=80)
+    col.obj("stopped", "sel 0", dx=80)
+    c.wire("transport-in", 1, "running")
+    c.wire("running", 0, "stopped")
+    c.obj("transport-on", "t b b b b", 20, col.y)
+    c.wire("stopped", 0, "transport-on")
+    col.y += col.step
+    c.msg("beat-zero", "0", 260, col.y)
+    c.msg("playing-on", "1", 180, col.y)
+    c.obj("dsp-on", "s pd", 100, col.y + 28)
+    c.msg("dsp-on-msg", "dsp 1", 100, col.y)
+    c.wire("transport-on", 3, "beat-zero")
+    c.wire("transport-on", 2, "reset")
+    c.wire("transport-on", 1, "playing-on")
+    c.wire("transport-on", 1, "dsp-on-msg")
+    c.wire("dsp-on-msg", 0, "dsp-on")
+    c.obj("transport-off", "t b b", 400, 300)
+    c.msg("playing-off", "0", 480, 330)
+    c.msg("metro-stop", "stop", 400, 360)
+    c.wire("transport-in", 0, "transport-off")
+    c.wire("transport-off", 1, "playing-off")
+    c.wire("playing-off", 0, "running", 1)
+    c.wire("playing-off", 0, "tr-pack", 2)
+    c.wire("transport-off", 0, "metro-stop")
+    c.wire("transport-off", 0, "bpm")  # one last transport message: playing 0
+    c.wire("playing-on", 0, "running", 1)
+    c.wire("playing-on", 0, "tr-pack", 2)
+    # the beat clock
+    col = Column(c, 20, 460)
+    col.obj("metro", "metro 500")
+    c.wire("transport-on", 0, "metro")
+    c.wire("metro-stop", 0, "metro")
+    c.wire("beat-ms", 0, "metro", 1)
+    col.obj("beat", "f 0")
+    col.obj("beat-tee", "t f f f")
+    col.obj("beat-next", "+ 1", dx=160)
+    c.chain("metro", "beat", "beat-tee")
+    c.wire("beat-tee", 2, "beat-next")
+    c.wire("beat-next", 0, "beat", 1)
+    c.wire("beat-zero", 0, "beat", 1)
+    # each beat: /continuo/jam/transport <bpm> <beat> <playing> <beats_per_bar>
+    c.obj("tr-beat", "t b f", 240, col.y)
+    c.obj("tr-pack", "pack 120 0 0 4", 240, col.y + 56)
+    c.obj("tr-words", "list prepend jam-transport", 240, col.y + 84)
+    c.obj("tr-trim", "list trim", 240, col.y + 112)
+    c.obj("tr-send", "s $0-send", 240, col.y + 140)
+    c.wire("beat-tee", 1, "tr-beat")
+    c.wire("tr-beat", 1, "tr-pack", 1)
+    c.wire("tr-beat", 0, "bpm")
+    c.wire("bpm", 0, "tr-pack", 0)
+    c.chain("tr-pack", "tr-words", "tr-trim", "tr-send")
+    c.wire("metre-tee", 3, "tr-pack", 3)
+    # each bar line: play what is loaded for it, then load the next bar's chunk
+    col.obj("bar-tee", "t f f")
+    col.obj("bar-mod", "mod 4")
+    col.obj("bar-line", "sel 0")
+    col.obj("bar-beat", "f")
+    c.wire("beat-tee", 0, "bar-tee")
+    c.wire("bar-tee", 1, "bar-beat", 1)
+    c.wire("bar-tee", 0, "bar-mod")
+    c.chain("bar-mod", "bar-line", "bar-beat")
+    c.wire("metre-tee", 2, "bar-mod", 1)
+    col.obj("bar", "t b f f")
+    c.wire("bar-beat", 0, "bar")
+    # is the spare buffer loaded for this bar line?
+    col.obj("bar-check", "t f b")
+    col.obj("ready-get", "v $0-ready", dx=100)
+    col.obj("is-ready", "==")
+    col.obj("ready-yes", "sel 1")
+    c.wire("bar", 2, "bar-check")
+    c.wire("bar-check", 1, "ready-get")
+    c.wire("ready-get", 0, "is-ready", 1)
+    c.wire("bar-check", 0, "is-ready")
+    c.chain("is-ready", "ready-yes", "play")
+    # the next bar line's beat
+    c.obj("next-beat", "+ 4", 160, col.y)
+    c.obj("next-bar", "f 0", 160, col.y + 28)
+    c.wire("bar", 1, "next-beat")
+    c.wire("metre-tee", 1, "next-beat", 1)
+    c.wire("next-beat", 0, "next-bar", 1)
+    c.wire("bar", 0, "next-bar")
+    c.wire("metre-tee", 0, "bpb-start", 1)
+    c.obj("bpb-start", "f 4", 320, 120)
+
+
+def jam_player(c: Canvas) -> None:
+    """Chunks are queued in [text define $0-jamq] (a line each: bar start_beat prompt_id held seconds path); the
+    spare one of two buffers (arrays $0-ja-l/r, $0-jb-l/r) is loaded with the next bar line's chunk when it comes or
+    at the bar line before, and started at its bar line by [vline~] (sample-exact in logical time, and at the file's
+    own rate: the index runs from 0 to its frames over its seconds) into [tabread4~], gated off at its end."""
+    c.obj("queue", "text define $0-jamq", 700, 20)
+    c.obj("reset", "t b b b", 700, 60)
+    c.msg("queue-clear", "clear", 700, 90)
+    c.msg("reset-ready", "-1", 800, 90)
+    c.msg("reset-spare", "0", 860, 90)
+    c.obj("reset-ready-v", "v $0-ready", 800, 120)
+    c.obj("reset-spare-v", "v $0-spare", 880, 120)
+    c.wire("reset", 2, "queue-clear")
+    c.wire("queue-clear", 0, "queue")
+    c.wire("reset", 1, "reset-ready")
+    c.wire("reset-ready", 0, "reset-ready-v")
+    c.wire("reset", 0, "reset-spare")
+    c.wire("reset-spare", 0, "reset-spare-v")
+    # a chunk of the patch's jam: queued, then the next bar line's looked for
+    c.obj("jamin", "r $0-jamin", 700, 160)
+    c.obj("jam-kinds", "route chunk state scheduled", 700, 190)
+    c.wire("jamin", 0, "jam-kinds")
+    chunk = ours(c, "chunk", 0, 700, 220)
+    c.obj("chunk-fields", "unpack f f f f f f s s f f", 700, 340)
+    c.obj("chunk-line", "pack f f f f f s", 700, 370)
+    c.wire(chunk, 0, "chunk-fields")
+    for outlet, inlet in ((0, 0), (1, 1), (4, 2), (5, 3), (8, 4), (6, 5)):  # bar (hot) comes last
+        c.wire("chunk-fields", outlet, "chunk-line", inlet)
+    c.obj("chunk-tee", "t b a a", 700, 400)
+    c.obj("queue-add", "text insert $0-jamq 1e+06", 820, 430)
+    c.wire("chunk-line", 0, "chunk-tee")
+    c.wire("chunk-tee", 2, "queue-add")
+    to_status(c, "chunk-said", "jam chunk", "chunk-tee", 1000, 430, outlet=1)
+    c.wire("chunk-tee", 0, "next-bar")
+    state = ours(c, "state", 1, 1000, 220)
+    to_status(c, "state-said", "jam state", state, 1000, 340)
+    scheduled = ours(c, "scheduled", 2, 1200, 220)
+    to_status(c, "scheduled-said", "jam scheduled", scheduled, 1200, 340)
+    # prepare: when the spare buffer does not hold the next bar line's chunk, find it in the queue and load it
+    col = Column(c, 700, 500)
+    col.obj("prep", "t f f b")
+    col.obj("prep-ready", "v $0-ready", dx=140)
+    col.obj("prep-differs", "!=")
+    col.obj("prep-go", "sel 1")
+    col.obj("prep-key", "f")
+    col.obj("search", "text search $0-jamq 1")
+    col.obj("found", "moses 0")
+    col.obj("found-tee", "t f f", dx=60)
+    col.obj("found-get", "text get $0-jamq", dx=60)
+    c.obj("found-delete", "text delete $0-jamq", 900, col.y)
+    c.wire("next-bar", 0, "prep")
+    c.wire("prep", 2, "prep-ready")
+    c.wire("prep-ready", 0, "prep-differs", 1)
+    c.wire("prep", 1, "prep-key", 1)
+    c.wire("prep", 0, "prep-differs")
+    c.chain("prep-differs", "prep-go", "prep-key", "search", "found")
+    c.wire("found", 1, "found-tee")
+    c.wire("found-tee", 1, "found-get")
+    c.wire("found-tee", 0, "found-delete")
+    # the line goes to the spare buffer
+    col.obj("load", "t a b", dx=60)
+    col.obj("load-spare", "v $0-spare", dx=200)
+    col.obj("load-tag", "list prepend", dx=60)
+    col.obj("load-which", "route 0 1", dx=60)
+    c.wire("found-get", 0, "load")
+    c.wire("load", 1, "load-spare")
+    c.wire("load-spare", 0, "load-tag", 1)
+    c.wire("load", 0, "load-tag")
+    c.wire("load-tag", 0, "load-which")
+    # the bar line's play: the spare buffer starts, the other becomes the spare
+    c.obj("play", "t b b", 20, 1000)
+    c.msg("play-unready", "-1", 120, 1030)
+    c.obj("play-unready-v", "v $0-ready", 120, 1060)
+    c.obj("play-spare", "v $0-spare", 20, 1030)
+    c.obj("play-tee", "t f f", 20, 1060)
+    c.obj("play-flip", "== 0", 100, 1090)
+    c.obj("play-flip-v", "v $0-spare", 100, 1120)
+    c.obj("play-which", "sel 0 1", 20, 1090)
+    c.wire("play", 1, "play-unready")
+    c.wire("play-unready", 0, "play-unready-v")
+    c.wire("play", 0, "play-spare")
+    c.wire("play-spare", 0, "play-tee")
+    c.wire("play-tee", 1, "play-flip")
+    c.wire("play-flip", 0, "play-flip-v")
+    c.wire("play-tee", 0, "play-which")
+    for index, name in enumerate("ab"):
+        jam_buffer(c, name, index, 700 + 300 * index, 820)
+        c.wire("play-which", index, f"info-{name}")
+
+
+def jam_buffer(c: Canvas, name: str, index: int, x: int, y: int) -> None:
+    """One of the two buffers: loading a queue line into its arrays, and playing it from its bar line."""
+    col = Column(c, x, y)
+    col.obj(f"ld-{name}", "list split 5")
+    c.wire("load-which", index, f"ld-{name}")
+    col.obj(f"ld-{name}-path", "t a a", dx=120)
+    col.obj(f"ld-{name}-arrays", f"list append $0-j{name}-l $0-j{name}-r", dx=120)
+    col.msg(f"ld-{name}-read", "read -resize $1 $2 $3", dx=120)
+    col.obj(f"ld-{name}-file", "soundfiler", dx=120)
+    c.wire(f"ld-{name}", 1, f"ld-{name}-path")  # the path comes first: the frames are known before the rest
+    c.wire(f"ld-{name}-path", 0, f"ld-{name}-arrays")
+    c.chain(f"ld-{name}-arrays", f"ld-{name}-read", f"ld-{name}-file")
+    # a mono file (MusicGen small and medium): its one channel read into the right array too, so both sides sound
+    c.obj(f"ld-{name}-keep", "list", x + 300, col.y - 3 * col.step)
+    c.obj(f"ld-{name}-format", "unpack f f f f s", x + 300, col.y - 2 * col.step)
+    c.obj(f"ld-{name}-mono", "sel 1", x + 300, col.y - col.step)
+    c.obj(f"ld-{name}-right", f"list append $0-j{name}-r", x + 300, col.y)
+    c.msg(f"ld-{name}-read-right", "read -resize $1 $2", x + 300, col.y + col.step)
+    c.obj(f"ld-{name}-file-right", "soundfiler", x + 300, col.y + 2 * col.step)
+    c.wire(f"ld-{name}-path", 1, f"ld-{name}-keep", 1)
+    c.wire(f"ld-{name}-file", 1, f"ld-{name}-format")  # sample rate, header size, channels, ...
+    c.wire(f"ld-{name}-format", 2, f"ld-{name}-mono")
+    c.wire(f"ld-{name}-mono", 0, f"ld-{name}-keep")
+    c.chain(f"ld-{name}-keep", f"ld-{name}-right", f"ld-{name}-read-right", f"ld-{name}-file-right")
+    col.obj(f"ld-{name}-fields", "unpack f f f f f")
+    col.obj(f"ld-{name}-ms", "* 1000", dx=200)
+    col.obj(f"ld-{name}-info", "pack f f f f f f")
+    c.wire(f"ld-{name}", 0, f"ld-{name}-fields")
+    c.wire(f"ld-{name}-fields", 4, f"ld-{name}-ms")
+    c.wire(f"ld-{name}-ms", 0, f"ld-{name}-info", 5)
+    c.wire(f"ld-{name}-file", 0, f"ld-{name}-info", 4)
+    for outlet in (3, 2, 1, 0):
+        c.wire(f"ld-{name}-fields", outlet, f"ld-{name}-info", outlet)
+    c.obj(f"ld-{name}-ready", "v $0-ready", x + 200, col.y)
+    c.wire(f"ld-{name}-fields", 1, f"ld-{name}-ready")  # the start beat: this buffer is ready for its bar line
+    col.obj(f"info-{name}", "list")
+    c.wire(f"ld-{name}-info", 0, f"info-{name}", 1)
+    # play: "bar start_beat prompt_id held frames ms"
+    col.obj(f"info-{name}-tee", "t a a a")
+    c.wire(f"info-{name}", 0, f"info-{name}-tee")
+    col.msg(f"idx-{name}-msg", "0, $5 $6")
+    c.msg(f"gate-{name}-msg", "1, 0 0 $6", x + 120, col.y - col.step)
+    c.wire(f"info-{name}-tee", 2, f"idx-{name}-msg")
+    c.wire(f"info-{name}-tee", 1, f"gate-{name}-msg")
+    to_status(c, f"played-{name}", "jam playing", f"info-{name}-tee", x + 200, col.y)
+    col.obj(f"idx-{name}", "vline~")
+    c.obj(f"gate-{name}", "vline~", x + 120, col.y - col.step)
+    c.wire(f"idx-{name}-msg", 0, f"idx-{name}")
+    c.wire(f"gate-{name}-msg", 0, f"gate-{name}")
+    for side, dx in (("l", 0), ("r", 120)):
+        c.obj(f"rd-{name}-{side}", f"tabread4~ $0-j{name}-{side}", x + dx, col.y)
+        c.obj(f"mul-{name}-{side}", "*~", x + dx, col.y + 28)
+        c.obj(f"throw-{name}-{side}", f"throw~ $0-j{side}", x + dx, col.y + 56)
+        c.wire(f"idx-{name}", 0, f"rd-{name}-{side}")
+        c.wire(f"rd-{name}-{side}", 0, f"mul-{name}-{side}")
+        c.wire(f"gate-{name}", 0, f"mul-{name}-{side}", 1)
+        c.wire(f"mul-{name}-{side}", 0, f"throw-{name}-{side}")
+        c.add(f"array-{name}-{side}", "graph", f"$0-j{name}-{side} 100", x + dx * 3, col.y + 100)
+
+
+def jam_requests(c: Canvas, n: dict[str, int]) -> None:
+    """jam <prompt words>: a new jam id (the job ids' rules), the queue cleared, the transport started (when
+    stopped), then /continuo/jam/start <id> <prompt> bpm <bpm> beats_per_bar <n> clock host behind_ok <0|1>
+    preset <the patch's preset>. jamstop, jamprompt
+    <words>, jamset <name> <number>, jambank save|recall <slot>: /continuo/jam/stop, control and bank of that jam."""
+    col = Column(c, 20, 1200)
+    join_words(c, col, "jam", "cmds", n["jam"], "jam-go", 0)
+    col.obj("jam-go", "t b b b b s")
+    col.obj("jam-id", "symbol")
+    col.obj("jam-id-tee", "t s s")
+    c.obj("jam-id-new", "r $0-newid", 200, col.y - 2 * col.step)
+    c.wire("jam-id-new", 0, "jam-id", 1)
+    c.obj("jam-newjob", "s $0-newjob", 300, col.y)
+    c.obj("jam-id-send", "s $0-jamid", 300, col.y + 28)
+    c.msg("jam-transport", "1", 400, col.y)
+    c.wire("jam-go", 3, "jam-newjob")
+    c.wire("jam-go", 2, "reset")
+    c.wire("jam-go", 2, "jam-transport")
+    c.wire("jam-transport", 0, "transport-in")
+    c.wire("jam-go", 0, "jam-id")
+    c.chain("jam-id", "jam-id-tee")
+    c.wire("jam-id-tee", 1, "jam-id-send")
+    col.obj("start-pack", "pack s s f f f s")
+    col.msg("start-msg", "jam-start $1 $2 bpm $3 beats_per_bar $4 clock host behind_ok $5 preset $6")
+    col.obj("start-send", "s $0-send")
+    c.wire("jam-id-tee", 0, "start-pack")
+    c.wire("jam-go", 4, "start-pack", 1)
+    c.wire("jam-go", 1, "bpm-start")
+    c.wire("jam-go", 1, "bpb-start")
+    c.wire("bpm-start", 0, "start-pack", 2)
+    c.wire("bpb-start", 0, "start-pack", 3)
+    # jamanyway 1: start even where the model cannot keep up (bars held while it catches up); 0 (at load): such a
+    # jam is refused before it starts, with the daemon's figures on the error outlet
+    c.obj("anyway", "f 0", 400, 1230)
+    c.wire("cmds", n["jamanyway"], "anyway", 1)
+    c.wire("jam-go", 1, "anyway")
+    c.wire("anyway", 0, "start-pack", 4)
+    c.obj("jam-preset", "symbol default", 480, 1230)  # the patch's preset (preset <name>), as its jobs use
+    c.wire("cmds", n["preset"], "jam-preset", 1)
+    c.wire("jam-go", 1, "jam-preset")
+    c.wire("jam-preset", 0, "start-pack", 5)
+    c.chain("start-pack", "start-msg", "start-send")
+    # the jam these act on
+    c.obj("cur-id-new", "r $0-jamid", 500, 1200)
+    for key, x in (("stop", 500), ("ctl", 640), ("bank", 780)):
+        c.obj(f"{key}-id", "symbol", x, 1260)
+        c.wire("cur-id-new", 0, f"{key}-id", 1)
+    c.msg("stop-msg", "jam-stop $1", 500, 1290)
+    c.obj("stop-send", "s $0-send", 500, 1320)
+    c.wire("cmds", n["jamstop"], "stop-id")
+    c.chain("stop-id", "stop-msg", "stop-send")
+    # control: "<name> <value as a symbol>" -> jam-control <id> <name> <value>
+    of_the_jam(c, "ctl", "jam-control", 640)
+    col = Column(c, 640, 1450)
+    join_words(c, col, "jamprompt", "cmds", n["jamprompt"], "prompt-pair", 0)
+    col.obj("prompt-pair", "list prepend prompt")
+    c.wire("prompt-pair", 0, "ctl-in")
+    col.obj("set-fields", "unpack s f")
+    col.obj("set-value", "makefilename %g", dx=80)
+    col.obj("set-pair", "pack s s")
+    c.wire("cmds", n["jamset"], "set-fields")
+    c.wire("set-fields", 1, "set-value")
+    c.wire("set-value", 0, "set-pair", 1)
+    c.wire("set-fields", 0, "set-pair")
+    c.wire("set-pair", 0, "ctl-in")
+    # bank: save|recall <slot> -> jam-bank <id> <action> <slot>
+    of_the_jam(c, "bank", "jam-bank", 780)
+    c.wire("cmds", n["jambank"], "bank-in")
+    c.obj("level-send", "s $0-jamlevel", 20, 1600)
+    c.wire("cmds", n["jamlevel"], "level-send")
+
+
+def of_the_jam(c: Canvas, key: str, kind: str, x: int) -> None:
+    """[<key>-in]: "<args...>" -> "<kind> <the jam's id> <args...>" to the daemon (the id kept in [<key>-id])."""
+    col = Column(c, x, 1290)
+    col.obj(f"{key}-in", "t a b")
+    col.obj(f"{key}-pre", "list prepend")
+    col.obj(f"{key}-words", f"list prepend {kind}")
+    col.obj(f"{key}-trim", "list trim")
+    col.obj(f"{key}-send", "s $0-send")
+    c.wire(f"{key}-in", 1, f"{key}-id")
+    c.wire(f"{key}-id", 0, f"{key}-pre", 1)
+    c.wire(f"{key}-in", 0, f"{key}-pre")
+    c.chain(f"{key}-pre", f"{key}-words", f"{key}-trim", f"{key}-send")
+
+
+def jam() -> Canvas:
+    """[pd jam]: the patch's transport and the jam's player (its sound leaves through [throw~ $0-jl] / $0-jr)."""
+    c = Canvas(name="jam", size=(1400, 900))
+    c.obj("cmd", "r $0-cmd", 20, 20)
+    c.obj("cmds", "route " + " ".join(JAM_COMMANDS), 20, 50)
+    c.wire("cmd", 0, "cmds")
+    n = {name: index for index, name in enumerate(JAM_COMMANDS)}
+    jam_transport(c, n)
+    jam_player(c)
+    jam_requests(c, n)
+    return c
+
+
 CONTROLS = (  # (message box, x, y): what a musician clicks; each goes to [s $0-cmd]
     ("generate warm lo-fi piano", 20, 90), ("variations 4", 230, 90), ("cancel", 340, 90),
     ("continue /path/to/clip.wav", 20, 120), ("stems /path/to/mix.wav drums,bass", 230, 120),
@@ -624,6 +1016,11 @@ CONTROLS = (  # (message box, x, y): what a musician clicks; each goes to [s $0-
     ("bars 8", 20, 210), ("preset default", 80, 210), ("seed 0", 200, 210), ("seed last", 260, 210),
     ("hello", 20, 240), ("connect 127.0.0.1 9000", 80, 240), ("status", 270, 240), ("presets", 330, 240),
     ("play", 20, 520),
+)
+JAM_CONTROLS = (  # the jam mode's message boxes, below the rest
+    ("jam warm lo-fi piano", 20, 960), ("jamstop", 200, 960), ("transport 1", 280, 960), ("transport 0", 370, 960),
+    ("jamprompt add strings", 20, 990), ("jamset temperature 1.2", 200, 990), ("jamset keep_loop 2", 380, 990),
+    ("jambank save 1", 20, 1020), ("jambank recall 1", 140, 1020), ("jamlevel 0.5", 280, 1020),
 )
 
 
@@ -734,6 +1131,23 @@ def main() -> Canvas:
     for key in ("listen-msg", "connect-msg", "hello-msg", "rate-msg"):
         c.wire(key, 0, "cmd")
     c.add("machinery", "canvas", "", 500, 700, children=machinery())
+    # jam mode: the patch's transport and the jam's bars played at its bar lines ([pd jam]); the sound to dac~ at
+    # jamlevel (1 at load) and, unscaled, to two signal outlets (right of the others) for writesf~ or a mixer
+    c.add("jam-text", "text", "Jam: jam <prompt> starts one at the patch's tempo and metre (the patch's transport "
+          "runs from beat 0 and is sent each beat); each bar arrives as a file and plays at its bar line.", 20, 920)
+    for n, (text, x, y) in enumerate(JAM_CONTROLS):
+        c.msg(f"jam-control-{n}", text, x, y)
+        c.wire(f"jam-control-{n}", 0, "cmd")
+    c.add("jam", "canvas", "", 500, 740, children=jam())
+    c.obj("jam-level", "r $0-jamlevel", 300, 1060)
+    for n, side in enumerate("lr"):
+        c.obj(f"jam-catch-{side}", f"catch~ $0-j{side}", 750 + 50 * n - 150, 540)
+        c.obj(f"jam-outlet-{side}", "outlet~", 750 + 50 * n, 600)
+        c.obj(f"jam-gain-{side}", "*~ 1", 200 + 80 * n, 610)
+        c.wire(f"jam-catch-{side}", 0, f"jam-outlet-{side}")
+        c.wire(f"jam-catch-{side}", 0, f"jam-gain-{side}")
+        c.wire("jam-level", 0, f"jam-gain-{side}", 1)
+        c.wire(f"jam-gain-{side}", 0, "dac", n)
     return c
 
 

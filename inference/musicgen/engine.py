@@ -103,7 +103,11 @@ SPEED_TAKE_S = 1.0  # the take warm_up times (measure_speed): 50 steps of every 
 CACHE_GRANULE = 256  # cache length grows in steps of this many positions
 TEXT_CACHE = 64  # prompts whose T5 states are kept (encode_text)
 ENGINE_CAPABILITIES = frozenset({Capability.TEXT, Capability.CONTINUATION, Capability.VARIATIONS,
-                                 Capability.STREAMING, Capability.STYLES})  # melody checkpoints add MELODY
+                                 Capability.STREAMING, Capability.STYLES,
+                                 Capability.CODE_PROMPT})  # melody checkpoints add MELODY
+# A code prompt's audio is decoded with this many of its last frames ahead of the new ones (EnCodec is not causal:
+# the new audio starts as the stream it continues would have sounded), not the whole context (cost per chunk)
+CODE_DECODE_CONTEXT_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -236,7 +240,7 @@ class MusicGenEngine(RequestChecks):
         seeds = list(seeds)
         self.refuse_batch(request, seeds, streaming=on_chunk is not None)
         prompt_audio = self.prepare_prompt(request.audio_prompt)
-        prompt_frames = 0 if prompt_audio is None else prompt_audio.shape[-1] // self.hop
+        prompt_frames = self.prompt_frames(request, prompt_audio)
         self.validate(request, prompt_frames)
         frames = math.ceil(request.duration_s * self.info.frame_rate - 1e-6)
         total_steps = self.total_steps(prompt_frames, frames)
@@ -245,25 +249,55 @@ class MusicGenEngine(RequestChecks):
         streamer = None if on_chunk is None else self.streamer(prompt_frames, on_chunk)
         codes = self.run(request, prompt_audio, frames, total_steps, reporter, should_cancel, seeds, streamer)
         streamed = streamer.audio() if isinstance(streamer, ExactStreamer) else None
+        lead_in = None
         if streamed is not None and streamed.shape[-1] == (codes.shape[2] - prompt_frames) * self.hop:
             audio = streamed  # decoded while the steps ran, equal to the whole decode (codec.py)
         else:
+            first = 0 if request.prompt_codes is None else max(0, prompt_frames - round(
+                CODE_DECODE_CONTEXT_S * self.info.frame_rate))  # a code prompt: its last frames as the codec's context
             with self.generation_errors():  # the codec can run out of memory too
-                audio = self.decode_audio(codes)[:, :, prompt_frames * self.hop :]
+                audio = self.decode_audio(codes[:, :, first:])
+            lead_in, audio = np.split(audio, [(prompt_frames - first) * self.hop], axis=2)
         if not np.isfinite(audio).all():
             raise InferenceError("the model produced non-finite audio (NaN or inf); try weights fp32 or another seed")
         log.info("generated %d x %.2f s (%d steps, %s weights, %s cache) in %.2f s, seeds %s",
                  len(seeds), audio.shape[-1] / self.info.sample_rate, total_steps, self.weights.value,
                  self.kv_cache.value, time.monotonic() - started, seeds)
-        return [GeneratedAudio(audio=np.ascontiguousarray(audio[b]), sample_rate=self.info.sample_rate, seed=seed)
+        new_codes = codes[:, :, prompt_frames:].cpu().numpy()
+        return [GeneratedAudio(audio=np.ascontiguousarray(audio[b]), sample_rate=self.info.sample_rate, seed=seed,
+                               codes=np.ascontiguousarray(new_codes[b]),
+                               lead_in=None if request.prompt_codes is None or lead_in is None
+                               else np.ascontiguousarray(lead_in[b]))
                 for b, seed in enumerate(seeds)]
+
+    def prompt_frames(self, request: GenerationRequest, prompt_audio: np.ndarray | None) -> int:
+        """Frames of the prompt: the audio prompt's whole codec frames, or the code prompt's frames (checked)."""
+        if request.prompt_codes is None:
+            return 0 if prompt_audio is None else prompt_audio.shape[-1] // self.hop
+        if prompt_audio is not None:
+            raise InferenceError("a request continues audio_prompt or prompt_codes, not both; send one")
+        codes = np.asarray(request.prompt_codes)
+        if codes.ndim != 2 or codes.shape[0] != self.args.num_codebooks or codes.shape[1] == 0:
+            raise InferenceError(f"prompt_codes must be (codebooks, frames) = ({self.args.num_codebooks}, P>0) for "
+                                 f"{self.info.name}, got shape {codes.shape}")
+        if not np.issubdtype(codes.dtype, np.integer) or codes.min() < 0 or codes.max() >= self.args.vocab_size:
+            raise InferenceError(f"prompt_codes must be integer codes in 0..{self.args.vocab_size - 1} (this "
+                                 "model's own, from GeneratedAudio.codes)")
+        return codes.shape[1]
+
+    def prompt_codes(self, request: GenerationRequest, prompt_audio: np.ndarray | None, batch: int) -> torch.Tensor:
+        """The prompt as codes (B, K, P): the code prompt as given, else the audio prompt encoded."""
+        if request.prompt_codes is None:
+            return self.encode_prompt(prompt_audio, batch)
+        codes = torch.from_numpy(np.asarray(request.prompt_codes, dtype=np.int64)).to(self.device)
+        return codes[None].expand(batch, -1, -1)
 
     def generate_codes(self, request: GenerationRequest, seeds: list[int] | None = None,
                        on_step=None) -> torch.Tensor:
         """Codes (B, K, frames) incl. prompt frames; one batched decode for len(seeds) samples (default [seed])."""
         self.refuse_unsupported(request)
         prompt_audio = self.prepare_prompt(request.audio_prompt)
-        prompt_frames = 0 if prompt_audio is None else prompt_audio.shape[-1] // self.hop
+        prompt_frames = self.prompt_frames(request, prompt_audio)
         self.validate(request, prompt_frames)
         frames = math.ceil(request.duration_s * self.info.frame_rate - 1e-6)
         with torch.inference_mode():
@@ -316,7 +350,7 @@ class MusicGenEngine(RequestChecks):
             if should_cancel is not None and should_cancel():
                 raise Cancelled("cancelled before generation started")
             reporter.stage("conditioning", 0.0)
-            prompt_frames = 0 if prompt_audio is None else prompt_audio.shape[-1] // self.hop
+            prompt_frames = self.prompt_frames(request, prompt_audio)
             with torch.inference_mode():
                 return self.decode(request, prompt_audio, prompt_frames + frames, seeds, on_step, streamer)
 
@@ -336,7 +370,7 @@ class MusicGenEngine(RequestChecks):
         def prepare() -> tuple:
             with torch.inference_mode():
                 memory = self.condition(request.prompt, batch, cfg is not None, request.styles, request.melody)
-                return memory, self.encode_prompt(prompt_audio, batch)
+                return memory, self.prompt_codes(request, prompt_audio, batch)
 
         memory, codes = self.scheduler.call(prepare)
         windows = self.windows_for(codes.shape[2], frames, memory)
@@ -362,7 +396,7 @@ class MusicGenEngine(RequestChecks):
             memory = self.condition(request.prompt, batch, cfg is not None, request.styles, request.melody)
             if self.static is not None:
                 memory = self.static.pad_memory(memory)  # the compiled step's fixed buffers
-            codes = self.encode_prompt(prompt_audio, batch)
+            codes = self.prompt_codes(request, prompt_audio, batch)
             sampler = self.sampler(request, cfg, seeds)
             steps_before = 0
             for context, new in self.windows_for(codes.shape[2], frames, memory):

@@ -31,6 +31,8 @@ UNSUPPORTED = {
     Capability.LORA: "takes no LoRA adapter per request here (an ACE-Step pipeline takes diffusers' LoRAs; our "
                      "MusicGen engine takes its own in any weight mode, but not with compile on, nor on a melody "
                      "checkpoint: merge it at load with the lora setting there)",
+    Capability.CODE_PROMPT: "cannot continue from codes (prompt_codes: a jam's context); serve a MusicGen model "
+                            "with our engine (backend 'engine') to jam",
 }
 
 
@@ -39,6 +41,8 @@ def needed_capabilities(request: GenerationRequest, *, seeds: int = 1, streaming
     needs = []
     if request.audio_prompt is not None:
         needs.append(Capability.CONTINUATION)
+    if request.prompt_codes is not None:
+        needs.append(Capability.CODE_PROMPT)
     if seeds > 1:
         needs.append(Capability.VARIATIONS)
     if request.melody is not None:

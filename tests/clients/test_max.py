@@ -186,6 +186,7 @@ RELEASED_PARAMETERS = {
     "Bars": (1, AUTOMATED_AND_STORED), "Variation Count": (1, AUTOMATED_AND_STORED),
     "Generate": (ENUM, HIDDEN), "Continue": (ENUM, HIDDEN), "Variations": (ENUM, HIDDEN), "Stems": (ENUM, HIDDEN),
     "Cancel": (ENUM, HIDDEN), "MIDI": (ENUM, HIDDEN),
+    "Jam": (ENUM, HIDDEN), "Jam Stop": (ENUM, HIDDEN), "Jam Prompt": (ENUM, HIDDEN),
 }
 LIVE_PARAMETER_CLASSES = {"live.dial", "live.numbox", "live.slider", "live.text", "live.toggle", "live.button",
                           "live.menu", "live.tab", "live.drop", "live.gain~"}
@@ -452,6 +453,136 @@ def test_plain_patch_uses_transport_dropfile_and_buffer():
     assert {"transport", "buffer~", "play~"} <= texts and "dropfile" in classes
 
 
+# -- jam mode ------------------------------------------------------------------------------------------------------
+def reachable(patcher: dict, start: tuple[str, int], through_cold: bool = False) -> set[tuple[str, int]]:
+    """Every (box, inlet) a message from start's (box, outlet) can reach: through each box it enters hot (inlet 0)
+    and out of all its outlets; a cold inlet stores, it is reached but not passed (unless through_cold)."""
+    boxes, lines = boxes_of(patcher), lines_of(patcher)
+    seen: set[tuple[str, int]] = set()
+    todo = [start]
+    while todo:
+        source, outlet = todo.pop()
+        for start_box, out, sink, inlet in lines:
+            if (start_box, out) != (source, outlet) or (sink, inlet) in seen:
+                continue
+            seen.add((sink, inlet))
+            if inlet == 0 or through_cold:
+                todo.extend((sink, n) for n in range(boxes[sink].get("numoutlets", 0)))
+    return seen
+
+
+def texts_reached(patcher: dict, start: tuple[str, int], **kwargs) -> set[str]:
+    boxes = boxes_of(patcher)
+    return {boxes[box_id].get("text", boxes[box_id]["maxclass"]) for box_id, _ in reachable(patcher, start, **kwargs)}
+
+
+def jam_problems(patcher: dict) -> list[str]:
+    """Jam mode, as wired: (1) each /continuo/jam/chunk's path (its unpack's outlet 7) is kept in a [coll] whose
+    entries are read into two [buffer~]s (double-buffered); (2) a bar-line clock ([metro 1n @quantize 1n], Live's or
+    Max's transport) starts [play~] on those same buffers, and they sound (plugout~ or ezdac~); (3) only the patch's
+    own jam is played: the chunk's id goes through a [sel] whose right inlet the jam id sets; (4) [transport] feeds
+    /continuo/jam/transport's tempo and beat."""
+    boxes, lines = boxes_of(patcher), lines_of(patcher)
+    text = {box_id: box.get("text", "") for box_id, box in boxes.items()}
+    route = events_route(patcher)["id"]
+    chunk_outlet = text[route].split()[1:].index("/continuo/jam/chunk")
+    problems = []
+    unpacks = [sink for source, outlet, sink, _ in lines if (source, outlet) == (route, chunk_outlet)
+               and text[sink] == "unpack s i f f f i i s s f i"]
+    if len(unpacks) != 1:
+        return ["/continuo/jam/chunk is not unpacked as the schema's 11 arguments"]
+    unpack = unpacks[0]
+    colls = [box_id for box_id, _ in reachable(patcher, (unpack, 7), through_cold=True)
+             if text[box_id].startswith("coll ")]
+    if not colls:
+        problems.append("the chunk's path is never kept in a [coll]")
+    buffers = {text[box_id].split()[1] for coll in colls for box_id, _ in reachable(patcher, (coll, 0))
+               if text[box_id].startswith("buffer~ ")}
+    if len(buffers) != 2:
+        problems.append(f"the kept paths are read into buffer~ {sorted(buffers)}, not two (double-buffered)")
+    clocks = [box_id for box_id, t in text.items() if t.startswith("metro ") and "@quantize 1n" in t
+              and t.split()[1] == "1n"]
+    if len(clocks) != 1:
+        problems.append(f"no bar-line clock ([metro 1n @quantize 1n]): {clocks}")
+    else:
+        players = {text[box_id].split()[1] for box_id, _ in reachable(patcher, (clocks[0], 0))
+                   if text[box_id].startswith("play~ ")}
+        if players != buffers:
+            problems.append(f"the bar lines start play~ {sorted(players)}, the chunks are read into {sorted(buffers)}")
+        for player in [box_id for box_id, t in text.items() if t.startswith("play~ ")]:
+            if not texts_reached(patcher, (player, 0)) & {"plugout~", "ezdac~"}:
+                problems.append(f"{text[player]} reaches neither plugout~ nor ezdac~")
+    id_gates = [sink for source, outlet, sink, _ in lines if (source, outlet) == (unpack, 0)
+                and text[sink].startswith("sel ")]
+    if not id_gates or not any(sink == id_gates[0] and inlet == 1 and text[source].startswith("t s s")
+                               for source, _, sink, inlet in lines):
+        problems.append("the chunk's jam id is not checked against the jam this patch started")
+    address = next((box_id for box_id, t in text.items() if t == "prepend /continuo/jam/transport"), None)
+    packs = [source for source, _, sink, _ in lines if sink == address]
+    reached = {(sink, inlet) for clock, t in text.items() if t == "transport"
+               for outlet in range(boxes[clock]["numoutlets"]) for sink, inlet in reachable(patcher, (clock, outlet))}
+    missing = [inlet for inlet in range(4) if not packs or (packs[0], inlet) not in reached]
+    if missing:
+        problems.append(f"[transport] does not feed /continuo/jam/transport's arguments {missing}")
+    return problems
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_jam_mode_sends_the_transport_and_plays_chunks_at_bar_lines(name):
+    patcher = patcher_of(FILES[name].read_bytes())
+    assert jam_problems(patcher) == []
+    messages = {address: (types, names) for address, types, names in sent_messages(patcher)}
+    assert messages["/continuo/jam/start"] == ("sssfsissss", ("bpm", "beats_per_bar", "clock", "preset"))
+    assert messages["/continuo/jam/transport"][0] == "ffii"
+    assert {"/continuo/jam/stop", "/continuo/jam/control"} <= set(messages)
+    start = box_with(patcher, "pack max piano bpm 120. beats_per_bar 4 clock host preset default")["id"]  # host clock
+    assert (start, 0, box_with(patcher, "prepend /continuo/jam/start")["id"], 0) in lines_of(patcher)
+
+
+def transport_unplugged(patcher):
+    clock = box_with(patcher, "expr ($i1 - 1) * $i2 + ($i3 - 1) + $f4 / $f5")["id"]
+    patcher["lines"] = [entry for entry in patcher["lines"] if entry["patchline"]["source"][0] != clock]
+
+
+def metro_on_a_timer(patcher):
+    box_with(patcher, "metro 1n @quantize 1n @active 1")["text"] = "metro 500"
+
+
+def players_of_other_buffers(patcher):
+    for box in boxes_of(patcher).values():
+        if box.get("text", "").startswith("play~ "):
+            box["text"] = box["text"].replace("jam", "other")
+
+
+def path_not_kept(patcher):
+    unpack = box_with(patcher, "unpack s i f f f i i s s f i")["id"]
+    patcher["lines"] = [entry for entry in patcher["lines"] if entry["patchline"]["source"] != [unpack, 7]]
+
+
+def any_jam_played(patcher):
+    unpack = box_with(patcher, "unpack s i f f f i i s s f i")["id"]
+    gate = next(entry["patchline"]["destination"][0] for entry in patcher["lines"]
+                if entry["patchline"]["source"] == [unpack, 0])
+    patcher["lines"] = [entry for entry in patcher["lines"] if entry["patchline"]["destination"] != [gate, 1]]
+
+
+JAM_BREAKAGES = {
+    "metro_on_a_timer": (metro_on_a_timer, "no bar-line clock"),
+    "players_of_other_buffers": (players_of_other_buffers, "the bar lines start play~"),
+    "path_not_kept": (path_not_kept, "never kept in a [coll]"),
+    "any_jam_played": (any_jam_played, "jam id is not checked"),
+    "transport_unplugged": (transport_unplugged, "does not feed /continuo/jam/transport's arguments [0, 1]"),
+}
+
+
+@pytest.mark.parametrize("breakage", JAM_BREAKAGES)
+@pytest.mark.parametrize("name", FILES)
+def test_the_jam_check_fails_on_a_broken_copy(name, breakage):
+    change, words = JAM_BREAKAGES[breakage]
+    problems = jam_problems(broken(name, change))
+    assert any(words in problem for problem in problems), problems
+
+
 # -- the checks fail on broken copies -------------------------------------------------------------------------
 def broken(name: str, change) -> dict:
     patcher = copy.deepcopy(patcher_of(FILES[name].read_bytes()))
@@ -639,7 +770,8 @@ CONVENTION_BREAKAGES = {
     "a_script": (a_script, "'js helper.js' loads a file"),
     "an_abstraction": (an_abstraction, "'continuo.helper': not in the vendored table of objects real Max saves"),
     "overlapping_controls": (overlapping_controls, "obj-bars and obj-count overlap"),
-    "a_control_off_the_device": (a_control_off_the_device, "outside the 452.0x169.0 device"),
+    "a_control_off_the_device": (a_control_off_the_device,
+                                 "outside the {:.1f}x{:.1f} device".format(*build.DEVICE_SIZE)),
     "a_blurry_control": (a_blurry_control, "is not on whole pixels"),
     "a_hidden_control": (a_hidden_control, "obj-preset-menu umenu: not in the presentation"),
 }

@@ -3,8 +3,9 @@
 A harness patch, written here beside a copy of continuo.pd, uses it as the abstraction [continuo <port> <reply>],
 sets the context, generates 4 bars with a seed, then continues a file that is not there; it logs every message
 from continuo's three outlets (outputs, status, errors) to a file and quits. The test reads that log, the daemon's
-journal and log, and the output file. Pd: Debian's puredata (.ci/debian-packages); the test skips only where no
-`pd` is installed.
+journal and log, and the output file. A second harness jams with the daemon on the host clock the patch's transport
+drives, records the jam outlets and stops (the jam mode's exact bar-line timing: tests/clients/test_pd_jam.py).
+Pd: Debian's puredata (.ci/debian-packages); the tests skip only where no `pd` is installed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile
 
@@ -89,19 +91,7 @@ def harness(port: int, reply_port: int, log_path: Path, missing: Path, melody: P
     c.msg("job", "rate 32000, tempo 120, metre 4 4, key C minor, bars 4, seed 1234, generate pd harness test",
           20, 80)
     c.chain("start", "wait", "job", "continuo")
-    for n, kind in enumerate(("output", "status", "error")):
-        c.obj(f"tag-{kind}", f"list prepend {kind}", 20 + 200 * n, 260)
-        c.wire("continuo", n, f"tag-{kind}")
-        c.wire(f"tag-{kind}", 0, "add")
-    c.obj("add", "list prepend add", 20, 300)
-    c.obj("add-trim", "list trim", 20, 330)
-    c.obj("write-after", "t b a", 20, 360)
-    c.obj("textfile", "textfile", 20, 420)
-    c.msg("write", f"write {log_path} cr", 100, 390)
-    c.chain("add", "add-trim", "write-after")
-    c.wire("write-after", 1, "textfile")
-    c.wire("write-after", 0, "write")
-    c.wire("write", 0, "textfile")
+    log_outlets(c, log_path, 260)
     # the first done sends midi of the melody, the second one continue of a file that is not there; any error
     # then ends the run
     c.obj("status-kind", "route done", 220, 300)
@@ -125,6 +115,23 @@ def harness(port: int, reply_port: int, log_path: Path, missing: Path, melody: P
     c.wire("continuo", 2, "error-bang")
     c.chain("error-bang", "error-then", "quit")
     return "\n".join(c.lines()) + "\n"
+
+
+def log_outlets(c, log_path: Path, y: int) -> None:
+    """Every message from [continuo]'s outlets (output, status, error), tagged so, written to log_path as it comes."""
+    for n, kind in enumerate(("output", "status", "error")):
+        c.obj(f"tag-{kind}", f"list prepend {kind}", 20 + 200 * n, y)
+        c.wire("continuo", n, f"tag-{kind}")
+        c.wire(f"tag-{kind}", 0, "add")
+    c.obj("add", "list prepend add", 20, y + 40)
+    c.obj("add-trim", "list trim", 20, y + 70)
+    c.obj("write-after", "t b a", 20, y + 100)
+    c.obj("textfile", "textfile", 20, y + 160)
+    c.msg("write", f"write {log_path} cr", 100, y + 130)
+    c.chain("add", "add-trim", "write-after")
+    c.wire("write-after", 1, "textfile")
+    c.wire("write-after", 0, "write")
+    c.wire("write", 0, "textfile")
 
 
 def read_log(path: Path) -> list[list[str]]:
@@ -208,3 +215,74 @@ def test_pd_patch_round_trip_against_the_daemon(daemon_process, daemon_root, tmp
     notes, bpm = read_midi_notes(Path(midi_output[2]))
     assert bpm == pytest.approx(120.0)
     assert note_f1([(n.pitch, n.start_s) for n in notes], [(n.pitch, n.start_s) for n in line.notes]) >= 0.8
+
+
+def jam_and_record(port: int, reply_port: int, recording: Path, commands: str):
+    """A harness canvas: [continuo port reply_port] gets `commands` (a jam) 300 ms after load, and [writesf~ 2]
+    records its jam outlets into `recording` from that same logical time, so beat 0 is the recording's first sample
+    (within a block). DSP on at load."""
+    c = build.Canvas(size=(900, 600))
+    c.obj("continuo", f"continuo {port} {reply_port}", 20, 200)
+    c.obj("start", "loadbang", 20, 20)
+    c.msg("dsp", "; pd dsp 1", 200, 20)
+    c.obj("wait", "delay 300", 20, 50)
+    c.obj("go", "t b b", 20, 80)
+    c.msg("jam", commands, 20, 110)
+    c.msg("record", f"open -bytes 4 {recording}, start", 300, 110)
+    c.obj("writesf", "writesf~ 2", 300, 160)
+    c.wire("start", 0, "dsp")
+    c.chain("start", "wait", "go")
+    c.wire("go", 1, "record")
+    c.wire("go", 0, "jam")
+    c.wire("record", 0, "writesf")
+    c.wire("jam", 0, "continuo")
+    c.wire("continuo", 3, "writesf", 0)
+    c.wire("continuo", 4, "writesf", 1)
+    return c
+
+
+def jam_harness(port: int, reply_port: int, log_path: Path, recording: Path) -> str:
+    """[continuo port reply_port]: a jam at 240 BPM on the host clock (the patch's transport), its sound recorded from
+    the jam outlets, stopped after four seconds."""
+    c = jam_and_record(port, reply_port, recording, "jamanyway 1, rate 48000, metre 4 4, tempo 240, jam pd jam")
+    c.obj("end", "delay 4300", 600, 20)
+    c.msg("jamstop", "jamstop", 600, 50)
+    c.obj("after", "delay 2500", 700, 50)
+    c.msg("stop", "stop", 700, 80)
+    c.msg("quit", "; pd quit", 700, 110)
+    c.wire("start", 0, "end")
+    c.chain("end", "jamstop", "continuo")
+    c.wire("end", 0, "after")
+    c.chain("after", "stop", "writesf")
+    c.wire("after", 0, "quit")
+    log_outlets(c, log_path, 260)
+    return "\n".join(c.lines()) + "\n"
+
+
+@needs_pd
+@pytest.mark.slow
+def test_pd_jam_against_the_daemon_plays_its_bars_at_the_patch_s_bar_lines(daemon_process, daemon_root, tmp_path):
+    """The jam mode for real: the patch's transport drives the daemon's host clock, the daemon's bars come back as
+    files and play at the patch's bar lines, in order, on both sides; jamstop ends it at a bar end with a take."""
+    folder = tmp_path / "pd"
+    folder.mkdir()
+    shutil.copy(PD_DIR / "continuo.pd", folder / "continuo.pd")
+    reply_port, log_path, recording = free_udp_port(), tmp_path / "said.txt", tmp_path / "jam.wav"
+    (folder / "harness.pd").write_text(jam_harness(daemon_process.port, reply_port, log_path, recording))
+    said = subprocess.run([PD, "-nogui", "-nosound", "-nomidi", "-r", "48000", "-stderr", "harness.pd"], cwd=folder,
+                          capture_output=True, text=True, timeout=JOB_TIMEOUT_S).stderr
+    log = read_log(log_path)
+    context = f"pd said:\n{said}\nthe patch's outlets gave:\n{log}\ndaemon:\n{daemon_process.log[-3000:]}"
+    played = [entry[3:5] for entry in log if entry[:3] == ["status", "jam", "playing"]]
+    assert len(played) >= 3, context
+    bars, beats = [int(bar) for bar, _ in played], [float(beat) for _, beat in played]
+    assert bars == list(range(bars[0], bars[0] + len(bars))) and all(beat % 4 == 0 for beat in beats), context
+    assert beats == [beats[0] + 4 * n for n in range(len(beats))], context  # each at the patch's next bar line
+    assert re.search(r"jam starting: 'pd jam' at 240 BPM, host clock", daemon_process.log), context
+    stopped = [entry for entry in log if entry[:4] == ["status", "jam", "state", "stopped"]]
+    assert stopped and "take:" in " ".join(stopped[0]), context
+    audio, _ = soundfile.read(recording, dtype="float32")
+    bar = 48000  # 240 BPM, 4/4, at 48 kHz
+    first = int(beats[0] // 4) * bar
+    assert not audio[:first - 64].any() and np.abs(audio[first:first + bar]).max() > 0.01, context
+    np.testing.assert_array_equal(audio[:, 0], audio[:, 1])  # the model's mono bars on both sides

@@ -105,9 +105,9 @@ def test_what_each_engine_declares(engines):
     base = {Capability.TEXT, Capability.CONTINUATION, Capability.VARIATIONS}
     assert engines["reference"].info.capabilities == base
     # ours at fp32 takes a MusicGen LoRA per request (inference/musicgen/lora.py); a melody model has none to take
-    assert engines["ours"].info.capabilities == base | {Capability.STREAMING, Capability.STYLES, Capability.LORA}
-    assert engines["ours-melody"].info.capabilities == base | {Capability.STREAMING, Capability.STYLES,
-                                                               Capability.MELODY}
+    ours = base | {Capability.STREAMING, Capability.STYLES, Capability.CODE_PROMPT}
+    assert engines["ours"].info.capabilities == ours | {Capability.LORA}
+    assert engines["ours-melody"].info.capabilities == ours | {Capability.MELODY}
     for engine in engines.values():
         assert isinstance(engine, Engine)
         assert not engine.info.capabilities & NEXT_FAMILY  # declared by nobody yet
@@ -138,10 +138,14 @@ def use(engine, capability: Capability) -> None:
         assert chunks and np.allclose(np.concatenate(chunks, axis=-1), out.audio, atol=1e-5)
     elif capability is Capability.STYLES:
         assert np.isfinite(engine.generate(request(styles=(("dark techno", 0.5),))).audio).all()
+    elif capability is Capability.CODE_PROMPT:
+        codes = np.zeros((engine.info.channels * 4, 10), dtype=np.int64)
+        out = engine.generate(request(prompt_codes=codes))
+        assert out.audio.shape[-1] == round(0.2 * RATE) and out.codes.shape == (codes.shape[0], 10)
 
 
 CHECKED = [Capability.CONTINUATION, Capability.VARIATIONS, Capability.MELODY, Capability.STREAMING,
-           Capability.STYLES]
+           Capability.STYLES, Capability.CODE_PROMPT]
 
 
 @pytest.mark.parametrize("capability", CHECKED, ids=[c.value for c in CHECKED])

@@ -98,14 +98,15 @@ function showStorage(storage) {
 async function loadLibrary() {
   const { ok, data } = await api("GET", "/api/presets");
   if (!ok) return;
-  const select = $("preset"), list = $("preset-list"), midi = $("midi-list");
-  const chosen = select.value || "default";
-  select.replaceChildren(); list.replaceChildren(); midi.replaceChildren();
-  for (const event of data.events.filter((e) => e.event === "presets")) {
-    select.append(el("option", { value: event.args.name, text: event.args.name }));
-    list.append(el("li", { text: event.args.name }, el("small", { text: event.args.description })));
+  const list = $("preset-list"), midi = $("midi-list");
+  list.replaceChildren(); midi.replaceChildren();
+  const presets = data.events.filter((e) => e.event === "presets");
+  for (const select of [$("preset"), $("jam-preset")]) { // the form's and the jam's
+    const chosen = select.value || "default";
+    select.replaceChildren(...presets.map((e) => el("option", { value: e.args.name, text: e.args.name })));
+    select.value = [...select.options].some((o) => o.value === chosen) ? chosen : (select.options[0] || {}).value;
   }
-  select.value = [...select.options].some((o) => o.value === chosen) ? chosen : (select.options[0] || {}).value;
+  for (const event of presets) list.append(el("li", { text: event.args.name }, el("small", { text: event.args.description })));
   for (const map of data.midi_maps || []) midi.append(el("li", { text: map.name }, el("small", { text: map.description })));
   if (!(data.midi_maps || []).length) midi.append(el("li", { class: "muted", text: "none" }));
 }
@@ -553,6 +554,10 @@ function connectEvents() {
   const source = new EventSource("/api/events");
   for (const name of ["queued", "progress", "partial", "output", "done", "analysis", "training"]) {
     source.addEventListener(name, (message) => handleEvent(JSON.parse(message.data)));
+  }
+  // the jam panel's (jam.js, which may still be loading while this runs: until then no jam is the page's)
+  for (const name of ["jam/chunk", "jam/state", "jam/scheduled"]) {
+    source.addEventListener(name, (message) => window.jamEvent && jamEvent(JSON.parse(message.data)));
   }
   source.addEventListener("reset", () => loadHistory());
   source.addEventListener("open", () => showLink(""));

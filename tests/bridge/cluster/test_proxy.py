@@ -138,3 +138,14 @@ def test_a_replica_that_dies_before_the_take_is_routed_around_and_one_that_dies_
     with pytest.raises(ReplicaLost, match="r1"):
         proxy.generate(REQUEST)
     assert len(handle.calls) == 1  # mid-take: the worker re-queues the job, the proxy does not resend
+
+
+def test_a_cluster_engine_declares_no_code_prompts_so_a_jam_is_refused_by_name():
+    """The replicas hand back audio only (no codes, no lead-in): a jam would have nothing to continue."""
+    from dataclasses import replace
+
+    from inference.api import Capability
+
+    info = replace(INFO, capabilities=INFO.capabilities | {Capability.CODE_PROMPT})
+    engine = ClusterEngine(object(), "tiny-model", info, concurrent_jobs=1)
+    assert not engine.info.supports(Capability.CODE_PROMPT) and engine.info.supports(Capability.TEXT)

@@ -32,7 +32,7 @@ from osc_schema import SCHEMA_PATH
 SCHEMA = load_schema()
 RAW = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 ARG_KEYS = {"name", "type", "description", "min", "max", "enum", "pattern", "max_length", "allow_empty",
-            "separator", "default", "truncate", "aliases", "example"}
+            "separator", "default", "truncate", "aliases", "example", "only_for", "number_text"}
 
 
 def message(address: str, *args) -> bytes:
@@ -123,13 +123,15 @@ def test_addresses_ops_and_replies_are_consistent():
                 "/continuo/status", "/continuo/presets", "/continuo/presets/reload", "/continuo/models",
                 "/continuo/model/load", "/continuo/repaint", "/continuo/layer", "/continuo/extract", "/continuo/cover",
                 "/continuo/prune", "/continuo/trash/restore", "/continuo/trash/empty", "/continuo/analyze",
-                "/continuo/midi", "/continuo/train_style"}
+                "/continuo/midi", "/continuo/train_style", "/continuo/jam/start", "/continuo/jam/control",
+                "/continuo/jam/stop", "/continuo/jam/bank", "/continuo/jam/transport"}
     assert set(SCHEMA.request_addresses) == expected
     assert {"/continuo/welcome", "/continuo/pong", "/continuo/queued", "/continuo/progress", "/continuo/output",
             "/continuo/done", "/continuo/error", "/continuo/status", "/continuo/context",
             "/continuo/presets", "/continuo/models", "/continuo/adapters", "/continuo/slot", "/continuo/limits",
             "/continuo/partial", "/continuo/storage", "/continuo/session", "/continuo/trash/job",
-            "/continuo/trash/result", "/continuo/analysis", "/continuo/beats", "/continuo/training"} == set(
+            "/continuo/trash/result", "/continuo/analysis", "/continuo/beats", "/continuo/training",
+            "/continuo/jam/chunk", "/continuo/jam/state", "/continuo/jam/scheduled"} == set(
         SCHEMA.event_addresses)
     ops = [spec.op for spec in SCHEMA.requests.values()]
     assert len(set(ops)) == len(ops) and all(re.fullmatch(r"[a-z_]+", op) for op in ops)
@@ -145,9 +147,12 @@ def test_every_request_example_parses(address):
 
 @pytest.mark.parametrize("name", list(RAW["settings"]))
 def test_every_setting_example_parses(name):
-    example = RAW["requests"]["/continuo/generate"]["example"]
-    request = SCHEMA.parse("/continuo/generate", [*example, name, RAW["settings"][name]["example"]])
-    assert request.settings == {name: RAW["settings"][name]["example"]}
+    address = (RAW["settings"][name].get("only_for") or ["/continuo/generate"])[0]
+    example = RAW["requests"][address]["example"]
+    spec = RAW["settings"][name]
+    request = SCHEMA.parse(address, [*example, name, spec["example"]])
+    assert request.settings == {name: tuple(spec["example"].split(spec["separator"])) if "separator" in spec
+                                else spec["example"]}
 
 
 def test_a_broken_schema_is_refused():
@@ -540,3 +545,20 @@ def test_a_refusal_reads_back_for_each_front_end_with_the_daemons_limits():
         SCHEMA.parse("/continuo/generate", ["j", "default", "x", 4.0, "colour", "red"])
     assert read_refusal(caught.value.message) is None
     assert "send e.g." in caught.value.message and "send e.g." not in without_osc_example(caught.value.message)
+
+
+def test_a_jam_setting_is_refused_on_a_job_and_taken_by_a_jam():
+    """only_for: the jam's own settings belong to /continuo/jam/start; a generate naming one is told so."""
+    start = SCHEMA.parse("/continuo/jam/start", ["jam-1", "dark techno", "clock", "host", "lookahead_bars", 2])
+    assert start.job_id == "jam-1" and dict(start.settings) == {"clock": "host", "lookahead_bars": 2}
+    with pytest.raises(BadRequest, match="setting clock belongs to /continuo/jam/start only"):
+        SCHEMA.parse("/continuo/generate", ["job-1", "default", "x", 1.0, "clock", "host"])
+
+
+def test_a_jam_control_takes_a_number_as_its_text():
+    """Max and Pd send 0.5 as a float: number_text makes it "0.5"; elsewhere a float for a string stays refused."""
+    control = SCHEMA.parse("/continuo/jam/control", ["jam-1", "temperature", 0.7])
+    assert control.args["value"] == "0.7" and SCHEMA.parse("/continuo/jam/control", ["jam-1", "mute", 1.0]).args[
+        "value"] == "1"
+    with pytest.raises(BadRequest, match="prompt"):
+        SCHEMA.parse("/continuo/generate", ["job-1", "default", 0.7, 1.0])  # control: no number_text there

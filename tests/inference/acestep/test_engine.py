@@ -212,3 +212,11 @@ def test_the_cli_writes_a_pipeline_that_diffusers_loads(tmp_path, capsys):
     assert "NOISE, NOT MUSIC" in capsys.readouterr().out
     pipeline = AceStepPipeline.from_pretrained(tmp_path / "ace", local_files_only=True)
     assert pipeline.sample_rate == 48_000 and pipeline.latents_per_second == 25.0
+
+
+def test_ace_step_refuses_a_code_prompt_by_name(engine):
+    """A jam continues MusicGen's own codes; ACE-Step has none to continue, and says so before any work."""
+    assert Capability.CODE_PROMPT not in engine.info.capabilities
+    with pytest.raises(InferenceError, match="cannot continue from codes.*backend 'engine'"):
+        engine.generate(GenerationRequest(prompt="", duration_s=1.0, seed=0,
+                                          prompt_codes=np.zeros((4, 10), dtype=np.int64)))

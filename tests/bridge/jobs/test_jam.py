@@ -1,0 +1,356 @@
+"""The jam session's logic with a fake clock (time runs 4x faster than the wall) and the tiny random model (noise,
+not music): bar-exact lengths with the remainder carried, controls at the next bar line, keep_loop, banks, held
+bars when the model falls behind, stop at a bar end and the recording."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from bridge.audio.clocks import ClockReading
+from bridge.audio.playback import JamChunk
+from bridge.audio.presets import Preset
+from bridge.errors import BadRequest
+from bridge.jobs.jam import (
+    JamRecording,
+    JamSession,
+    JamSettings,
+    bar_samples,
+    check_speed,
+    crossfade,
+)
+from inference.api import MeasuredSpeed
+from inference.loading import load_engine, resolve_model
+from tests.bridge.audio.test_playback import jack_server  # noqa: F401 (a fixture: our own jackd -d dummy)
+
+RATE = 32_000
+PLAIN = Preset(name="plain", path=Path("plain.toml"), guidance_scale=1.0)  # no effects, no CFG: fast
+OTHER = Preset(name="other", path=Path("other.toml"), guidance_scale=1.0, temperature=0.5)
+
+
+class FakeClock:
+    """An internal clock whose time runs `speed` times faster than the wall, stands still while the model works
+    (`held`: tests stay exact on a loaded machine) and jumps when told (`advance`); tempo changes at a beat."""
+
+    kind = "internal"
+
+    def __init__(self, bpm: float, beats_per_bar: int = 4, speed: float = 4.0, playing: bool = True) -> None:
+        self.speed, self.beats_per_bar, self.playing = speed, beats_per_bar, playing
+        self.base_s, self.since, self.holds = 0.0, time.monotonic(), 0
+        self.segments = [(0.0, 0.0, bpm)]  # (time_s, beat, bpm) from that time on
+        self.lock = threading.RLock()
+
+    def now(self) -> float:
+        with self.lock:
+            return self.base_s + (0.0 if self.holds else (time.monotonic() - self.since) * self.speed)
+
+    def hold(self) -> None:
+        with self.lock:
+            self.base_s, self.holds = self.now(), self.holds + 1
+
+    def release(self, advance_s: float = 0.0) -> None:
+        with self.lock:
+            self.holds -= 1
+            self.base_s += advance_s
+            self.since = time.monotonic()
+
+    def reading(self, at_s: float | None = None) -> ClockReading:
+        at = self.now() if at_s is None else at_s
+        with self.lock:
+            start_s, beat, bpm = [s for s in self.segments if s[0] <= at][-1]
+        return ClockReading(at, beat + (at - start_s) * bpm / 60.0, bpm, self.beats_per_bar, self.playing)
+
+    def set_tempo(self, bpm: float, at_s: float | None = None, bar: int | None = None) -> int:
+        """As bridge/audio/clocks.py:InternalClock's: the change lands at `bar`'s line."""
+        with self.lock:
+            at_beat = float(bar * self.beats_per_bar)
+            when = self.reading().time_of_beat(at_beat)
+            self.segments.append((when, at_beat, bpm))
+        return bar
+
+    def close(self) -> None:
+        pass
+
+
+class TimedEngine:
+    """The tiny engine, each bar taking `seconds` of clock time (0: none, however loaded the machine is)."""
+
+    def __init__(self, engine, clock: FakeClock, seconds: float = 0.0) -> None:
+        self.engine, self.clock, self.seconds = engine, clock, seconds
+        self.info, self.measured_speed = engine.info, None
+        self.calls: list[tuple] = []  # (request, result) per bar made
+
+    def generate(self, request, **kwargs):
+        self.clock.hold()
+        try:
+            out = self.engine.generate(request, **kwargs)
+            self.calls.append((request, out))
+            return out
+        finally:
+            self.clock.release(self.seconds)
+
+
+class ListSink:
+    name = "list"
+
+    def __init__(self, clock: FakeClock | None = None) -> None:
+        self.chunks: list[JamChunk] = []
+        self.clock, self.leads = clock, []  # per chunk: its bar line's clock time minus when it arrived
+
+    def play(self, chunk: JamChunk) -> None:
+        self.chunks.append(chunk)
+        if self.clock is not None:
+            reading = self.clock.reading()
+            self.leads.append(reading.time_of_beat(chunk.start_beat) - reading.at_s)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir, tmp_path_factory):
+    source = resolve_model(str(tiny_model_dir), tiny_dir=tmp_path_factory.mktemp("unused"))
+    return load_engine(source, device="cpu", warm_up=False, weights="fp32")
+
+
+def jam(engine, clock, tmp_path=None, model_s: float = 0.0, **overrides) -> tuple[JamSession, ListSink]:
+    settings = JamSettings(**({"jam_id": "jam-1", "prompt": "dark techno", "preset": PLAIN, "bpm": 127.0,
+                               "context_bars": 2, "lookahead_bars": 2} | overrides))
+    sink = ListSink(clock)
+    recording = None if tmp_path is None else JamRecording(tmp_path / settings.jam_id, engine.info.sample_rate, 1)
+    session = JamSession(settings, TimedEngine(engine, clock, model_s), clock, [sink],
+                         presets=lambda: {"plain": PLAIN, "other": OTHER},
+                         recording=recording, now=clock.now)
+    session.start()
+    return session, sink
+
+
+def wait_for(predicate, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def drift(lengths: list[int], exact: float) -> float:
+    """How far the bars' ends stray from the exact bar lines, in samples (the most over all bars)."""
+    return float(np.max(np.abs(np.cumsum(lengths) - exact * np.arange(1, len(lengths) + 1))))
+
+
+def test_bars_are_exact_and_never_drift(engine):
+    clock = FakeClock(127.0)
+    session, sink = jam(engine, clock)
+    wait_for(lambda: len(sink.chunks) >= 6)
+    session.close()
+    exact = bar_samples(127.0, 4, RATE)  # 60472.44 samples: not a whole number
+    lengths = [chunk.audio.shape[-1] for chunk in sink.chunks]
+    assert set(lengths) <= {int(exact), int(exact) + 1}
+    assert drift(lengths, exact) <= 0.5
+    assert drift([round(exact)] * len(lengths), exact) > 0.5 * len(lengths) / 2  # control: a fixed cut drifts
+    bars = [chunk.bar for chunk in sink.chunks]
+    assert bars == list(range(len(bars)))
+    origin = sink.chunks[0].start_beat
+    assert origin % 4 == 0 and [c.start_beat for c in sink.chunks] == [origin + 4 * b for b in bars]
+    assert not any(chunk.held for chunk in sink.chunks) and session.status().underruns == 0
+    assert all(np.isfinite(chunk.audio).all() and chunk.sample_rate == RATE for chunk in sink.chunks)
+
+
+def test_each_bar_continues_the_streams_own_codes(engine):
+    clock = FakeClock(127.0)
+    session, sink = jam(engine, clock)
+    wait_for(lambda: len(sink.chunks) >= 4)
+    session.close()
+    calls = session.engine.calls
+    first, _ = calls[0]  # the count-in: a bar of clicks at the session tempo, never played
+    assert first.prompt_codes is None and first.audio_prompt.shape == (1, round(bar_samples(127.0, 4, RATE)))
+    assert np.abs(first.audio_prompt[0, :200]).max() > 0.3 and np.abs(first.audio_prompt[0, 4000:7000]).max() == 0
+    for index in range(1, len(calls)):  # the last bars' codes, exactly: never re-encoded audio
+        request, before = calls[index][0], np.concatenate([out.codes for _, out in calls[:index]], axis=1)
+        assert request.audio_prompt is None and request.prompt_codes.shape[1] <= round(2 * 94.49) + 1
+        assert np.array_equal(request.prompt_codes, before[:, -request.prompt_codes.shape[1]:])
+    made = np.concatenate([out.codes for _, out in calls], axis=1)
+    assert made.shape[1] >= 4 * 94  # four bars of 94.5 frames at least
+
+
+def test_a_control_lands_at_the_next_bar_line(engine):
+    clock = FakeClock(240.0)
+    session, sink = jam(engine, clock, bpm=240.0)
+    wait_for(lambda: len(sink.chunks) >= 2)
+    handed_out = len(sink.chunks)
+    bar = session.control("prompt", "ambient pad")
+    assert bar >= handed_out  # never a bar already on its way to the outputs
+    wait_for(lambda: len(sink.chunks) >= bar + 2)
+    session.close()
+    ids = [chunk.prompt_id for chunk in sink.chunks]
+    assert ids[:bar] == [0] * bar and ids[bar:] == [1] * (len(ids) - bar)
+    assert session.sound.prompt == "ambient pad"
+
+
+def test_tempo_changes_at_a_bar_line_and_the_clock_follows(engine):
+    clock = FakeClock(240.0)
+    session, sink = jam(engine, clock, bpm=240.0)
+    wait_for(lambda: len(sink.chunks) >= 1)
+    bar = session.control("bpm", "200")
+    wait_for(lambda: len(sink.chunks) >= bar + 2)
+    session.close()
+    lengths = [chunk.audio.shape[-1] for chunk in sink.chunks]
+    assert lengths[:bar] == [round(bar_samples(240.0, 4, RATE))] * bar
+    assert lengths[bar:] == [round(bar_samples(200.0, 4, RATE))] * (len(lengths) - bar)
+    when_s, beat, bpm = clock.segments[-1]  # the clock took the tempo at that bar's line, once
+    assert (beat, bpm, len(clock.segments)) == (sink.chunks[bar].start_beat, 200.0, 2)
+    assert clock.reading(when_s - 0.01).bpm == 240.0 and clock.reading(when_s + 0.01).bpm == 200.0
+
+
+def test_keep_loop_repeats_the_bars_before_the_bar_line(engine):
+    clock = FakeClock(240.0)
+    session, sink = jam(engine, clock, bpm=240.0)
+    wait_for(lambda: len(sink.chunks) >= 3)
+    bar = session.control("keep_loop", "2")
+    wait_for(lambda: len(sink.chunks) >= bar + 4)
+    release = session.control("keep_loop", "0")
+    wait_for(lambda: len(sink.chunks) >= release + 1)
+    session.close()
+    fade = round(0.01 * RATE)
+    chunks = sink.chunks
+    for offset in range(4):  # bar, bar+1, bar+2, bar+3 repeat bar-2, bar-1, bar-2, bar-1 (past the seam's fade)
+        source = chunks[bar - 2 + offset % 2]
+        assert chunks[bar + offset].held
+        np.testing.assert_array_equal(chunks[bar + offset].audio[:, fade:], source.audio[:, fade:])
+    status = session.status()
+    assert status.held_bars == release - bar and status.underruns == 0  # the loop's bars are chosen
+    assert not chunks[release].held  # generating again from that bar line
+
+
+def test_held_bars_when_the_model_falls_behind(engine):
+    clock = FakeClock(240.0)
+    session, sink = jam(engine, clock, bpm=240.0, guard_s=0.1, lookahead_bars=1, model_s=1.6)  # 1.6 s a 1 s bar
+    wait_for(lambda: len(sink.chunks) >= 6)
+    session.close()
+    status = session.status()
+    held = [chunk for chunk in sink.chunks if chunk.held]
+    assert held and status.underruns == len(held) == status.held_bars
+    assert [chunk.bar for chunk in sink.chunks] == list(range(len(sink.chunks)))  # no bar line missed
+    for chunk in held:  # each a whole bar, handed out before its bar line
+        assert chunk.audio.shape[-1] == round(bar_samples(240.0, 4, RATE))
+    # the measured speed says the bar being made will be late: held at once, not at the last moment, so a watch held
+    # up (here: the clock jumps while the model works) still hands it out before its line (the old watch: -0.41 s)
+    assert min(lead for chunk, lead in zip(sink.chunks, sink.leads) if chunk.held) > 0
+    fast_session, fast = jam(engine, FakeClock(240.0), bpm=240.0, jam_id="jam-2")  # control: keeping up
+    wait_for(lambda: len(fast.chunks) >= 4)
+    fast_session.close()
+    assert not any(chunk.held for chunk in fast.chunks)
+
+
+def test_stop_at_the_bar_end_writes_every_bar_and_the_take(engine, tmp_path):
+    clock = FakeClock(240.0)
+    session, sink = jam(engine, clock, tmp_path)
+    wait_for(lambda: len(sink.chunks) >= 2)
+    last = session.stop()
+    assert session.wait(30.0)
+    status = session.status()
+    assert status.state == "stopped" and [c.bar for c in sink.chunks] == list(range(last))
+    folder = tmp_path / "jam-1"
+    for chunk in sink.chunks:
+        assert chunk.path == folder / "bars" / f"bar-{chunk.bar:06d}.wav"
+        audio, rate = soundfile.read(chunk.path, always_2d=True)
+        assert rate == RATE and audio.shape[0] == chunk.audio.shape[-1]
+    take, rate = soundfile.read(status.take_path, always_2d=True)
+    assert status.take_path.parent == folder and status.take_path.name.startswith("dark-techno_")
+    assert take.shape[0] == sum(chunk.audio.shape[-1] for chunk in sink.chunks)
+    with pytest.raises(BadRequest, match="stopped"):
+        session.control("prompt", "too late")
+    with pytest.raises(FileExistsError):  # a recording never goes over another
+        JamRecording(folder, RATE, 1)
+
+
+def test_banks_save_and_recall_at_a_bar_line(engine):
+    clock = FakeClock(240.0)
+    session, sink = jam(engine, clock, bpm=240.0)
+    wait_for(lambda: len(sink.chunks) >= 1)
+    session.bank("save", 3)
+    changed = session.control("preset", "other")
+    wait_for(lambda: len(sink.chunks) > changed)
+    assert session.sound.preset.name == "other" and session.sound.temperature == 0.5  # the preset's settings
+    with pytest.raises(BadRequest, match="empty"):
+        session.bank("recall", 4)
+    recalled = session.bank("recall", 3)
+    wait_for(lambda: len(sink.chunks) > recalled)
+    session.close()
+    assert session.sound.preset.name == "plain" and session.sound.temperature == 1.0
+    assert sink.chunks[recalled].prompt_id > sink.chunks[changed].prompt_id > sink.chunks[0].prompt_id
+
+
+def test_bad_controls_are_refused_by_name(engine):
+    clock = FakeClock(240.0)
+    session, sink = jam(engine, clock, bpm=240.0)
+    try:
+        with pytest.raises(BadRequest, match="unknown jam control 'volume'"):
+            session.control("volume", "3")
+        with pytest.raises(BadRequest, match="temperature must be 0.05..4"):
+            session.control("temperature", "9")
+        with pytest.raises(BadRequest, match="unknown preset 'nope'"):
+            session.control("preset", "nope")
+        clock.kind = "host"  # a host's clock: its tempo is the host's
+        with pytest.raises(BadRequest, match="internal clock takes bpm"):
+            session.control("bpm", "100")
+    finally:
+        session.close()
+
+
+def test_a_model_without_code_prompts_cannot_jam(engine):
+    class Reference:
+        info = type(engine.info)(**{**engine.info.__dict__, "capabilities": frozenset({"text"})})
+
+    with pytest.raises(BadRequest, match="cannot jam"):
+        JamSession(JamSettings("jam-x", "x", PLAIN), Reference(), FakeClock(120.0), [])
+
+
+def test_a_slow_model_is_told_before_the_jam(engine):
+    class Measured:
+        measured_speed = MeasuredSpeed(rtf=1.6, audio_s=1.0, source="warm-up")
+
+    assert "cannot keep up" in check_speed(Measured(), 120.0, 4) and "3.2 s" in check_speed(Measured(), 120.0, 4)
+    Measured.measured_speed = MeasuredSpeed(rtf=0.4, audio_s=1.0, source="warm-up")
+    assert check_speed(Measured(), 120.0, 4) == ""
+
+
+def test_crossfade_joins_the_two_renditions():
+    before = np.ones((1, 320), np.float32)
+    after = np.zeros((1, 1000), np.float32)
+    out = crossfade(before, after)
+    assert out[0, 0] > 0.99 and out[0, 319] < 0.01 and np.all(np.diff(out[0, :320]) <= 0)
+    assert np.array_equal(out[:, 320:], after[:, 320:]) and np.array_equal(crossfade(None, after), after)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("jack_server")
+def test_a_jam_plays_through_a_real_jack_device_with_no_underrun(engine):
+    """The real clock (make_clock internal) and the real device output (PortAudio on `jackd -d dummy`): every bar
+    the jam made reaches the device, in time and on the grid."""
+    from bridge.audio.clocks import make_clock
+    from bridge.audio.playback import DeviceOutput, PlaybackSettings, list_devices
+
+    jack = next(device for device in list_devices() if "JACK" in device.host_api)
+    clock = make_clock("internal", bpm=240.0, beats_per_bar=4)
+    output = DeviceOutput(clock, PlaybackSettings(device=jack.index))
+    sink = ListSink()
+    settings = JamSettings(jam_id="jam-jack", prompt="dark techno", preset=PLAIN, bpm=240.0, context_bars=2,
+                           lookahead_bars=2)
+    session = JamSession(settings, engine, clock, [sink, output])
+    session.start()
+    wait_for(lambda: len(sink.chunks) >= 4)
+    session.stop()
+    assert session.wait(30.0)
+    status = output.status()
+    assert status.started and status.late_start_s == 0.0, status  # the first bar was there before its bar line
+    # the bars reached the device and played (on a loaded machine the callback can wait for the interpreter behind
+    # the model's decode loop: a few starved blocks fade to silence and keep the grid; how many is the bench's
+    # figure, not this test's)
+    frames = sum(chunk.audio.shape[-1] for chunk in sink.chunks) * status.sample_rate / RATE
+    assert 0.9 * frames <= status.frames_played <= frames + 64, status
+    assert status.underrun_frames < 0.05 * frames, status
