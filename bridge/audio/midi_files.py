@@ -29,6 +29,7 @@ from inference.transcription.notes import Note
 TICKS_PER_QUARTER = 480
 DRUM_CHANNEL = 9  # MIDI channel 10
 PROGRAMS = {"bass": 33, "vocals": 52}  # General MIDI: electric bass (finger), choir aahs; others: piano
+MIDI_STEMS = ("mix", "drums", "bass", "other", "vocals")  # what audio can become MIDI: a mix or one stem
 GRID_DIVISIONS = (1, 2, 4, 8, 16, 32, 3, 6, 12, 24)  # whole, half, quarter, ... and the triplet grids
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from bridge.audio.context import MusicalContext
 from bridge.audio.drums import transcribe_drums
-from bridge.audio.midi_files import MidiTrack, midi_bytes, quantize
+from bridge.audio.midi_files import MIDI_STEMS, MidiTrack, midi_bytes, quantize
 from bridge.errors import BadRequest
 from inference.transcription.model import BasicPitch
 from inference.transcription.notes import Note, NoteSettings
@@ -27,7 +27,6 @@ from inference.transcription.notes import Note, NoteSettings
 STEM_PITCHES: dict[str, tuple[int, int]] = {  # MIDI pitch range heard per stem
     "mix": (21, 108), "other": (21, 108), "bass": (24, 67), "vocals": (36, 96),
 }
-MIDI_STEMS = ("mix", "drums", "bass", "other", "vocals")
 
 
 @dataclass(frozen=True)

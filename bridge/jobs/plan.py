@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from bridge.audio.context import MusicalContext
+from bridge.audio.midi_files import MIDI_STEMS
 from bridge.audio.presets import STEMS, Preset
 from bridge.audio.render import LOOP_CROSSFADE_S
-from bridge.audio.transcription import MIDI_STEMS
 from bridge.errors import BadRequest, NotFound
 from inference.api import LoraAdapter
 

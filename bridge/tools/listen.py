@@ -14,13 +14,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bridge.audio.analysis import Analysis, analyze
-from bridge.audio.context import MusicalContext
-from bridge.audio.files import read_audio, write_bytes_atomic
-from bridge.audio.midi_files import GRID_DIVISIONS
-from bridge.audio.transcription import MIDI_STEMS, stem_midi
+from bridge.audio.midi_files import GRID_DIVISIONS, MIDI_STEMS
 from bridge.errors import BadRequest
+
+if TYPE_CHECKING:
+    from bridge.audio.analysis import Analysis
 
 
 def add_listen_commands(commands: argparse._SubParsersAction) -> None:
@@ -44,6 +44,9 @@ def add_listen_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def run_analyze(args: argparse.Namespace) -> int:
+    from bridge.audio.analysis import analyze  # here: every `continuo` command builds this parser
+    from bridge.audio.files import read_audio
+
     audio, rate = read_audio(args.input)
     found = analyze(audio, rate)
     if args.json:
@@ -63,6 +66,11 @@ def describe(name: str, found: Analysis) -> str:
 
 
 def run_midi(args: argparse.Namespace) -> int:
+    from bridge.audio.analysis import analyze
+    from bridge.audio.context import MusicalContext
+    from bridge.audio.files import read_audio, write_bytes_atomic
+    from bridge.audio.transcription import stem_midi
+
     out = args.out or args.input.with_suffix(".mid")
     if out.exists():
         raise BadRequest(f"{out} exists and is left as it is; name another file with --out")

@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import argrelmax
 
 MIDI_OFFSET = 21  # the posteriors' first row is A0
 ENERGY_TOLERANCE = 11  # frames a note may dip under the frame threshold and go on
@@ -116,6 +115,8 @@ def _decode(frames: np.ndarray, onsets: np.ndarray, onset_threshold: float, fram
     """(start frame, end frame, row, amplitude) per note; see the module docstring."""
     count, rows = frames.shape
     peaks = np.zeros_like(onsets)
+    from scipy.signal import argrelmax  # here, not at import: the CLI's parser imports this module's callers
+
     where = argrelmax(onsets, axis=0)
     peaks[where] = onsets[where]
     onset_times, onset_rows = np.nonzero(peaks >= onset_threshold)
