@@ -17,10 +17,6 @@ import sys
 import threading
 from pathlib import Path
 
-from bridge.clients.progress import TrainingBar
-from bridge.clients.training import daemon_address, run_style_job
-from bridge.jobs.style_training import StyleRequest, plan_style, train_style
-
 
 def add_train_commands(commands: argparse._SubParsersAction, add_settings_flags) -> None:
     parser = commands.add_parser(
@@ -51,14 +47,19 @@ def add_train_commands(commands: argparse._SubParsersAction, add_settings_flags)
     add_settings_flags(parser)
 
 
-def request_from_args(args: argparse.Namespace) -> StyleRequest:
+def request_from_args(args: argparse.Namespace):
+    from bridge.jobs.style_training import StyleRequest  # torch comes with it: not when the parser is built
+
     return StyleRequest(folder=args.folder, name=args.name, text=args.text, clip_s=args.clip_s, rank=args.rank,
                         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                         seed=args.training_seed, checkpoint_every=args.checkpoint_every)
 
 
 def run_train_style(args: argparse.Namespace, settings) -> int:
+    from bridge.clients.progress import TrainingBar
+    from bridge.clients.training import daemon_address, run_style_job
     from bridge.errors import BadRequest
+    from bridge.jobs.style_training import plan_style, train_style
     from inference.errors import Cancelled
     from inference.loading import resolve_model
 
