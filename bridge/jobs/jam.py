@@ -28,6 +28,14 @@ bar line until keep_loop 0 (generation pauses meanwhile); mute sends silence. Ba
 settings and recall them at the next bar. Stop lands like a control: the bars already queued play out, then the
 take is written.
 
+Tempo from the clock. A tempo changed elsewhere (a Link peer, the DAW's transport, a MIDI clock's measured tempo)
+is taken at the next bar line not yet made (`follow_clock_tempo`): that bar is cut bar-exact at the clock's tempo at
+its line, its start beat is the clock's bar line (Link's beat stays continuous through a tempo change; quantum = one
+bar), its chunk's bpm says the new tempo and /continuo/jam/state's message says from which bar. The bars already
+ahead of the playhead keep the tempo they were cut at (never re-cut mid-bar). A held bar takes the clock's tempo at
+its line. A jam joining a Link session takes the session's tempo from its first bar. The model continues its context
+at the old tempo (it has no tempo input): the new tempo's groove comes from the cut and the context that follows.
+
 Recording. Every bar is written to <output_root>/<jam_id>/bars/bar-000000.wav before any output sees it, and at
 stop the whole take to <output_root>/<jam_id>/<musical name>.wav (never over an existing file); a jam id that names
 a folder or job already there is refused by the daemon (bridge/jobs/jams.py).
@@ -142,6 +150,7 @@ class JamStatus:
     jam_id: str
     state: str = "starting"
     bar: int = -1  # the last bar handed to the outputs
+    bpm: float = 0.0  # its tempo (message says where the tempo changed)
     lead_s: float = 0.0  # how far the stream runs ahead of the playhead
     rtf: float = 0.0
     lookahead_bars: int = MIN_LEAD_BARS
@@ -285,6 +294,7 @@ class JamSession:
         self.origin_bar: int | None = None  # the clock's bar where jam bar 0 starts
         self.next_bar = 0  # the next jam bar to hand to the outputs
         self.out_start = 0.0  # where it starts, in samples from bar 0 (fractional: the carried remainder)
+        self.out_bpm: float | None = None  # the tempo of the last bar handed out
         # the tempo the clock was given for the bars handed out (None: the clock's own, a host's or MIDI's)
         self.told_bpm: float | None = settings.bpm if clock.kind in TEMPO_CLOCKS else None
         self.making_bar: int | None = None  # the bar the generator is making (controls land after it)
@@ -448,6 +458,31 @@ class JamSession:
             self.loop = self.history[-count:] if count else []
             self.loop_index = 0
 
+    def follow_clock_tempo(self) -> None:
+        """The bar about to be made takes the clock's tempo at its line, where it was changed elsewhere (a Link peer,
+        the DAW's transport, a MIDI clock), so it is cut bar-exact at it; a bpm control of the jam's own not yet
+        told to the clock wins (it is told when its bar goes out). Under the lock, at the bar line."""
+        if self.told_bpm is not None and abs(self.sound.bpm - self.told_bpm) > 1e-6:
+            return  # the jam's own change, on its way to the clock
+        reading = self.clock.reading(self.now())
+        if self.origin_bar is None:  # the first bar: its line is placed once made
+            if not reading.playing and self.clock.kind not in TEMPO_CLOCKS:
+                return  # a host or MIDI clock not yet playing has no tempo of its own: the jam's bpm setting
+            bpm = reading.bpm_at(reading.next_bar_beat())
+        else:
+            bpm = reading.bpm_at(self.bar_beat(self.next_bar))
+        if abs(bpm - self.sound.bpm) <= 1e-6:
+            return
+        log.info("job=%s jam follows the %s clock's tempo: %g BPM from bar %d (was %g)", self.settings.jam_id,
+                 self.clock.kind, bpm, self.next_bar, self.sound.bpm)
+        self.sound = replace(self.sound, bpm=bpm)
+        if self.told_bpm is not None:
+            self.told_bpm = bpm  # the clock has it already: never told back
+
+    def clock_bpm(self, bar: int) -> float:
+        """The clock's tempo at bar's line as far as it knows now (a held bar's length)."""
+        return self.clock.reading(self.now()).bpm_at(self.bar_beat(bar))
+
     # ---- time --------------------------------------------------------------------------------------------
 
     def bar_beat(self, bar: int) -> float:
@@ -484,6 +519,7 @@ class JamSession:
                     if self.stop_bar is not None and self.next_bar >= self.stop_bar:
                         return
                 self.apply_controls()
+                self.follow_clock_tempo()
                 if self.loop:
                     self._hand_out(self.loop[self.loop_index % len(self.loop)], held=True, chosen=True)
                     self.loop_index += 1
@@ -583,7 +619,7 @@ class JamSession:
     def _hand_out(self, bar: Bar, *, held: bool, chosen: bool = False) -> None:
         """Bar next_bar to the recording and every output (under the lock)."""
         index = self.next_bar
-        bpm = bar.bpm if not held else self.told_bpm or self.clock.reading(self.now()).bpm
+        bpm = bar.bpm if not held else self.clock_bpm(index)
         exact = bar_samples(bpm, self.settings.beats_per_bar, self.sample_rate)
         samples = round(self.out_start + exact) - round(self.out_start)  # the output's own carried remainder
         self.out_start += exact
@@ -601,12 +637,15 @@ class JamSession:
                          sample_rate=self.sample_rate, prompt_id=bar.prompt_id, held=held)
         if self.recording is not None:
             chunk = replace(chunk, path=self.recording.write(chunk))
-        if self.told_bpm is not None and abs(self.told_bpm - bpm) > 1e-6:
-            try:  # the clock takes the new tempo at this bar's line (a line still to come: bars go out ahead)
+        if self.told_bpm is not None and abs(self.told_bpm - bpm) > 1e-6 and not held:
+            try:  # the clock takes the jam's new tempo at this bar's line (a line still to come: bars go out ahead)
                 self.clock.set_tempo(bpm, bar=self.origin_bar + index)
             except BridgeError as error:
                 log.warning("job=%s jam tempo %g not set on the clock: %s", self.settings.jam_id, bpm, error)
             self.told_bpm = bpm
+        if self.out_bpm is not None and abs(bpm - self.out_bpm) > 1e-6:
+            self.status_.message = f"tempo {bpm:g} BPM from bar {index} (was {self.out_bpm:g})"
+        self.out_bpm = bpm
         for sink in self.sinks:
             try:
                 sink.play(chunk)
@@ -618,7 +657,7 @@ class JamSession:
         self.next_bar += 1
         self.log.append((index, bar.prompt_id, held))
         status = self.status_
-        status.bar, status.rtf = index, round(self.rtf, 3)
+        status.bar, status.rtf, status.bpm = index, round(self.rtf, 3), bpm
         status.lookahead_bars = self.lead_bars_target()
         if held:
             status.held_bars += 1

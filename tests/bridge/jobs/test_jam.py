@@ -4,6 +4,12 @@ bars when the model falls behind, stop at a bar end and the recording."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -12,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from bridge.audio.clocks import ClockReading
+from bridge.audio.clocks import LINK_INSTALL, ClockReading, HostTransportClock
 from bridge.audio.playback import JamChunk
 from bridge.audio.presets import Preset
 from bridge.errors import BadRequest
@@ -26,6 +32,7 @@ from bridge.jobs.jam import (
 )
 from inference.api import MeasuredSpeed
 from inference.loading import load_engine, resolve_model
+from tests.bridge.audio.test_clocks import REPO, private_network
 from tests.bridge.audio.test_playback import jack_server  # noqa: F401 (a fixture: our own jackd -d dummy)
 
 RATE = 32_000
@@ -63,7 +70,9 @@ class FakeClock:
         at = self.now() if at_s is None else at_s
         with self.lock:
             start_s, beat, bpm = [s for s in self.segments if s[0] <= at][-1]
-        return ClockReading(at, beat + (at - start_s) * bpm / 60.0, bpm, self.beats_per_bar, self.playing)
+            later = [s for s in self.segments if s[0] > at][:1]  # a change still to come, as InternalClock says it
+        return ClockReading(at, beat + (at - start_s) * bpm / 60.0, bpm, self.beats_per_bar, self.playing,
+                            change_beat=later[0][1] if later else None, change_bpm=later[0][2] if later else None)
 
     def set_tempo(self, bpm: float, at_s: float | None = None, bar: int | None = None) -> int:
         """As bridge/audio/clocks.py:InternalClock's: the change lands at `bar`'s line."""
@@ -72,6 +81,12 @@ class FakeClock:
             when = self.reading().time_of_beat(at_beat)
             self.segments.append((when, at_beat, bpm))
         return bar
+
+    def change_tempo(self, bpm: float) -> None:
+        """A tempo change made elsewhere (a Link peer, the DAW), now, mid-bar: the beat stays continuous."""
+        with self.lock:
+            at = self.now()
+            self.segments.append((at, self.reading(at).beat, bpm))
 
     def close(self) -> None:
         pass
@@ -204,6 +219,115 @@ def test_tempo_changes_at_a_bar_line_and_the_clock_follows(engine):
     when_s, beat, bpm = clock.segments[-1]  # the clock took the tempo at that bar's line, once
     assert (beat, bpm, len(clock.segments)) == (sink.chunks[bar].start_beat, 200.0, 2)
     assert clock.reading(when_s - 0.01).bpm == 240.0 and clock.reading(when_s + 0.01).bpm == 200.0
+
+
+def tempo_problems(chunks: list[JamChunk], bar: int, old: float, new: float) -> list[str]:
+    """What is wrong with a jam that should play `old` up to `bar` and `new` from it: bars cut bar-exact at their
+    tempo (the remainder carried), saying it in their bpm field, each starting on the clock's bar line."""
+    problems = []
+    for tempo, part in ((old, chunks[:bar]), (new, chunks[bar:])):
+        exact = bar_samples(tempo, 4, RATE)
+        lengths = [chunk.audio.shape[-1] for chunk in part]
+        if [chunk.bpm for chunk in part] != [tempo] * len(part):
+            problems.append(f"bpm {[chunk.bpm for chunk in part]}, not {tempo}")
+        if not set(lengths) <= {math.floor(exact), math.ceil(exact)} or drift(lengths, exact) > 1.0:
+            problems.append(f"lengths {lengths} at {tempo} BPM ({exact:.2f} exact)")
+    origin = chunks[0].start_beat
+    if [chunk.start_beat for chunk in chunks] != [origin + 4 * chunk.bar for chunk in chunks] or origin % 4:
+        problems.append(f"start beats {[chunk.start_beat for chunk in chunks]} off the bar lines")
+    return problems
+
+
+def change_tempo_elsewhere(session: JamSession, change) -> int:
+    """change() the clock's tempo (not through the jam's bpm control); the bar it must land on: the first one the
+    generator has not begun (the lock keeps the generator at bay meanwhile)."""
+    with session.lock:
+        change()
+        return session.landing_bar()
+
+
+@pytest.mark.parametrize("follow", [True, False], ids=["jam", "control-keeps-its-start-tempo"])
+def test_a_tempo_changed_on_the_clock_is_followed_at_the_next_bar_line(engine, monkeypatch, follow):
+    """A Link peer's tempo change (the clock's tempo changes mid-bar, by itself): the next bar not yet made is cut
+    at the new tempo; the control (a jam that keeps its start tempo) fails the same checks."""
+    if not follow:
+        monkeypatch.setattr(JamSession, "follow_clock_tempo", lambda self: None)
+    clock = FakeClock(240.0)
+    clock.kind = "link"  # a clock the jam may also tell a tempo: what it hears must not be told back
+    session, sink = jam(engine, clock, bpm=240.0)
+    wait_for(lambda: len(sink.chunks) >= 2)
+    bar = change_tempo_elsewhere(session, lambda: clock.change_tempo(180.0))
+    assert bar >= 2
+    wait_for(lambda: len(sink.chunks) >= bar + 3)
+    status = session.status()
+    session.close()
+    chunks = sink.chunks
+    assert not any(chunk.held for chunk in chunks)
+    problems = tempo_problems(chunks, bar, 240.0, 180.0)
+    if not follow:
+        assert problems and chunks[bar].bpm == 240.0  # the control: bars at the start tempo fail the checks
+        return
+    assert not problems, problems
+    assert status.bpm == 180.0 and f"tempo 180 BPM from bar {bar} (was 240)" in status.message
+    assert len(clock.segments) == 2  # the jam never told the clock back the tempo it heard from it
+    reading = clock.reading()  # the bar's start is the clock's bar line at the new tempo
+    line_s = reading.time_of_beat(chunks[bar + 1].start_beat) - reading.time_of_beat(chunks[bar].start_beat)
+    assert line_s == pytest.approx(4 * 60.0 / 180.0)
+
+
+@pytest.mark.parametrize("follow", [True, False], ids=["jam", "control-keeps-its-start-tempo"])
+def test_a_jam_on_the_host_clock_follows_the_daws_tempo_at_the_next_bar_line(engine, monkeypatch, follow):
+    """The real HostTransportClock, fed the DAW's transport (/continuo/jam/transport) every 20 ms from the DAW's
+    timeline; the DAW changes tempo mid-bar and the jam follows at the next bar not yet made."""
+    if not follow:
+        monkeypatch.setattr(JamSession, "follow_clock_tempo", lambda self: None)
+    daw = FakeClock(240.0)
+    host = HostTransportClock(bpm=120.0, now=daw.now)  # its own default tempo is not the DAW's
+    feed_lock, done = threading.Lock(), threading.Event()
+
+    def send() -> None:  # one transport message, as the Max for Live and Pd clients send it
+        with feed_lock:
+            reading = daw.reading()
+            host.update(reading.bpm, reading.beat, True, 4, at_s=reading.at_s)
+
+    def feed() -> None:
+        while not done.is_set():
+            send()
+            time.sleep(0.02)
+
+    send()
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    settings = JamSettings(jam_id="jam-host", prompt="dark techno", preset=PLAIN, bpm=240.0, context_bars=2,
+                           lookahead_bars=2)
+    sink = ListSink(daw)
+    session = JamSession(settings, TimedEngine(engine, daw), host, [sink], now=daw.now)
+    session.start()
+    try:
+        wait_for(lambda: len(sink.chunks) >= 2)
+
+        def daw_changes_tempo() -> None:
+            with feed_lock:
+                daw.change_tempo(180.0)
+            send()
+
+        bar = change_tempo_elsewhere(session, daw_changes_tempo)
+        wait_for(lambda: len(sink.chunks) >= bar + 3)
+    finally:
+        session.close()
+        done.set()
+        feeder.join(1.0)
+    chunks = sink.chunks
+    assert not any(chunk.held for chunk in chunks)
+    problems = tempo_problems(chunks, bar, 240.0, 180.0)
+    if not follow:
+        assert problems and chunks[bar].bpm == 240.0
+        return
+    assert not problems, problems
+    for chunk in chunks[bar:]:  # where the host clock puts each bar is where the DAW has it (its transport's beat)
+        at = daw.now()
+        assert host.reading(at).time_of_beat(chunk.start_beat) == pytest.approx(
+            daw.reading(at).time_of_beat(chunk.start_beat), abs=1e-3)
 
 
 def test_keep_loop_repeats_the_bars_before_the_bar_line(engine):
@@ -354,3 +478,37 @@ def test_a_jam_plays_through_a_real_jack_device_with_no_underrun(engine):
     frames = sum(chunk.audio.shape[-1] for chunk in sink.chunks) * status.sample_rate / RATE
     assert 0.9 * frames <= status.frames_played <= frames + 64, status
     assert status.underrun_frames < 0.05 * frames, status
+
+
+def test_a_jam_on_link_follows_a_peers_tempo_change_at_the_next_bar(tiny_model_dir, tmp_path):
+    """Two real Link peers in a private network namespace (tests/bridge/jobs/link_jam.py): a JamSession on the tiny
+    model with a LinkClock, and a bare Link peer (the DAW) that changes the tempo mid-bar. The jam's next bar not yet
+    made carries the new bpm, an exact length at it, and starts on the DAW's bar line (quantum = one bar)."""
+    if importlib.util.find_spec("link") is None:
+        pytest.skip(f"LinkPython-extern is not installed here: {LINK_INSTALL} (it is in the test extra)")
+    command = [*private_network(), sys.executable, str(REPO / "tests/bridge/jobs/link_jam.py"), str(tiny_model_dir),
+               str(tmp_path)]
+    # this run's environment: the CPU kernels built for it (else the child builds them again: 40 s) and its plans
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["found_s"] is not None and out["playing_seen_s"] is not None, out
+    assert out["tempo_seen_s"] is not None and out["after_s"] is not None, out
+    chunks, bar = out["chunks"], out["landing_bar"]
+    assert bar >= 2 and [chunk["bar"] for chunk in chunks] == list(range(len(chunks)))
+    # Link carries a tempo as microseconds per beat: 190 BPM arrives as 190.000285
+    assert [chunk["bpm"] for chunk in chunks] == pytest.approx([240.0] * bar + [190.0] * (len(chunks) - bar),
+                                                               abs=0.001)  # the new tempo from the next bar on
+    assert all(chunk["samples"] == bar_samples(240.0, 4, RATE) for chunk in chunks[:bar])
+    exact = bar_samples(chunks[bar]["bpm"], 4, RATE)  # 40421 samples: cut bar-exact at it, the remainder carried
+    lengths = [chunk["samples"] for chunk in chunks[bar:]]
+    assert len(lengths) >= 2 and set(lengths) <= {math.floor(exact), math.ceil(exact)} and drift(lengths, exact) <= 1
+    for chunk in chunks[bar:]:  # each starts on the DAW's bar line, and the DAW's bar is as long as the chunk
+        assert chunk["start_beat"] % 4 == 0
+        assert min(chunk["daw_phase"], 4 - chunk["daw_phase"]) < 0.002, chunk  # 0.6 ms at 190 BPM
+        assert chunk["daw_bar_s"] * RATE == pytest.approx(exact, abs=0.5)
+        assert abs(chunk["daw_bar_s"] * RATE - bar_samples(240.0, 4, RATE)) > 1000  # control: the old cut is off
+    assert out["our_bpm"] == pytest.approx(out["daw_bpm"], abs=0.001) and out["our_pending_bpm"] is None  # the jam
+    # never told the clock back the tempo it heard
+    assert out["total_s"] < 20, out  # model load included
