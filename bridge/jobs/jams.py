@@ -70,6 +70,10 @@ class ClientsSink:
                          bar_url(chunk.jam_id, chunk.bar), chunk.audio.shape[-1] / chunk.sample_rate,
                          chunk.sample_rate)
 
+    def stop_after(self, bar: int) -> None:
+        """Nothing to send here: the jam's /continuo/jam/state 'stopping' (to the same client) names `bar` as the last
+        to sound, and the client drops any later bar it already holds."""
+
     def close(self) -> None:
         pass
 
