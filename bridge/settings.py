@@ -140,9 +140,14 @@ class Settings:
         Path("~/.config/continuo/presets"), "your own presets; a name here overrides a built-in one"
     )
     lora_dir: Path = _setting(
-        Path("~/.config/continuo/loras"), "LoRA adapters a job may apply with lora NAME (ACE-Step; MusicGen at weights "
-        "fp32/bf16/fp16, made by `continuo train-style`): NAME.safetensors "
+        Path("~/.config/continuo/loras"), "LoRA adapters a job may apply with lora NAME (ACE-Step; MusicGen at any "
+        "weights, made by `continuo train-style`): NAME.safetensors "
         "or NAME/pytorch_lora_weights.safetensors, in diffusers' LoRA format (ACE-Step) or ours (MusicGen)"
+    )
+    lora: str = _setting(
+        "", "a MusicGen LoRA adapter merged into the weights at load, for every render: NAME in lora_dir, or the path "
+        "of an adapter file or folder ('' none). Free per step, unlike lora NAME per job (a side path each step); "
+        "any weights, int8 / int4 included (merged before calibration and quantisation)"
     )
     max_queue: int = _setting(16, "jobs waiting at most; more get a 'busy' error", low=1)
     max_bars: float = _setting(64.0, "bars per request at most (the model's window may allow fewer)")

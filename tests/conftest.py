@@ -36,6 +36,24 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def chord_recordings(tmp_path_factory) -> Path:
+    """A musician's folder for style training: four 16 s files of chords at 32 kHz (64 s in all) and one that is
+    not audio, in a folder named with a space ("my band"), outside every test daemon's input roots."""
+    import numpy as np
+    import soundfile
+
+    folder = tmp_path_factory.mktemp("recordings") / "my band"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    t = np.arange(32_000 * 16) / 32_000
+    for index in range(4):
+        audio = 0.1 * sum(np.sin(2 * np.pi * f * t) for f in rng.uniform(150, 600, 3))
+        soundfile.write(str(folder / f"take {index}.wav"), audio.astype(np.float32), 32_000)
+    (folder / "lyrics.txt").write_text("la la la")
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_stereo_model_dir(tmp_path_factory) -> Path:
     """The stereo variant: 8 codebooks, left/right interleaved."""
     return build_tiny_musicgen(tmp_path_factory.mktemp("tiny-musicgen") / "stereo", seed=0, channels=2)

@@ -410,7 +410,8 @@ def cancel(client: OscClient, printer: EventPrinter, job_id: str) -> int:
     client.send("/continuo/ack", job_id)
     printer.event(address, args)
     if not printer.as_json:
-        printer.note("cancel", f"{job_id}: {args[1]}" if address == "/continuo/error" else f"{job_id} had finished")
+        printer.note("cancel", f"{job_id} {args[1]}: {args[2]}" if address == "/continuo/error"
+                     else f"{job_id} had finished")
     return EXIT_CTRL_C
 
 

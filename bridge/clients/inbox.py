@@ -14,10 +14,16 @@ written and checked by bridge/audio/inbox.py (a temporary name of its own, size 
 rename, marked as Continuo's copy so the daemon may remove it after inbox_copies_age_s). Reusing a copy makes it
 young again. A file of that name that is not Continuo's intact copy is never overwritten: the copy gets a name
 of its own.
+
+A folder (`continuo train-style`'s recordings) is staged the same way, file by file, into
+``<inbox>/<folder name>-<hash of its files' names and hashes>/``: the same folder is copied once, and the same
+path sent again resumes the same training. Retention prunes only the inbox's top level, so these copies stay until
+someone removes them (the CLI says where they are).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from dataclasses import dataclass
@@ -68,3 +74,34 @@ def stage_input(raw: str | os.PathLike, inbox: str | None, output_root: str | No
 def content_hash(path: Path) -> str:
     """The short hash a copy's name carries."""
     return sha256_of(path)[:HASH_CHARS]
+
+
+def stage_folder(raw: str | os.PathLike, inbox: str | None, output_root: str | None = None) -> StagedInput:
+    """The absolute folder to send for the folder ``raw``: itself when it lies under ``inbox`` or ``output_root`` or
+    no inbox is known, else a verified copy of its visible files (not its subfolders) in a folder of the inbox
+    (module docstring). InputMissing when it is not a folder; IoError or DiskFull when a copy cannot be made."""
+    path = Path(raw).expanduser().absolute()
+    if not path.is_dir():
+        raise InputMissing(f"folder {raw} does not exist (or is not a folder)")
+    resolved = path.resolve()
+    if not inbox or any(resolved.is_relative_to(Path(root).resolve()) for root in (inbox, output_root) if root):
+        return StagedInput(path)
+    files = sorted(p for p in resolved.iterdir() if p.is_file() and not p.name.startswith("."))
+    hashes = {file.name: sha256_of(file) for file in files}
+    digest = hashlib.sha256("".join(f"{name}\0{sha}\n" for name, sha in hashes.items()).encode()).hexdigest()
+    target = Path(inbox) / f"{path.name}-{digest[:HASH_CHARS]}"
+    for file in files:
+        copy = target / file.name
+        if is_owned_copy(copy, hashes[file.name]):
+            os.utime(copy)
+            continue
+        if copy.exists() or copy.is_symlink():  # not Continuo's intact copy: a folder of its own instead
+            return stage_folder_fresh(files, hashes, target.with_name(f"{target.name}-{uuid.uuid4().hex[:6]}"), path)
+        copy_verified(file, copy, sha256=hashes[file.name], made_by="cli")
+    return StagedInput(target, copied_from=path)
+
+
+def stage_folder_fresh(files: list[Path], hashes: dict[str, str], target: Path, source: Path) -> StagedInput:
+    for file in files:
+        copy_verified(file, target / file.name, sha256=hashes[file.name], made_by="cli")
+    return StagedInput(target, copied_from=source)

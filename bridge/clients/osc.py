@@ -28,7 +28,7 @@ log = logging.getLogger("continuo.osc.client")
 Event = tuple[str, list]
 JOB_EVENTS = frozenset(
     {"/continuo/queued", "/continuo/progress", "/continuo/partial", "/continuo/output", "/continuo/slot",
-     "/continuo/done", "/continuo/error", "/continuo/analysis", "/continuo/beats"}
+     "/continuo/done", "/continuo/error", "/continuo/analysis", "/continuo/beats", "/continuo/training"}
 )
 TERMINAL_EVENTS = frozenset({"/continuo/done", "/continuo/error"})
 MAX_QUEUED_EVENTS = 100_000

@@ -40,6 +40,7 @@ import numpy as np
 from ray import serve
 
 from bridge.cluster.registry import get_registry
+from bridge.jobs.admission import merged_lora
 from bridge.settings import Settings
 from inference.api import Engine, GenerationRequest, ModelInfo
 from inference.errors import InferenceError
@@ -62,7 +63,7 @@ def load_replica_engine(settings: Settings, model: str) -> Engine:
                            allow_tiny_fallback=settings.allow_smoke_model)
     return load_engine(source, device=settings.device, backend=settings.backend, weights=settings.weights,
                        kv_cache=settings.kv_cache, attention=settings.attention, compile=settings.compile_decode,
-                       max_batch=settings.max_batch)
+                       max_batch=settings.max_batch, lora=merged_lora(settings))
 
 
 def write_shared_take(folder: Path, audio: np.ndarray) -> str:

@@ -32,7 +32,7 @@ from typing import Any
 from bridge.audio.context import MusicalContext
 from bridge.audio.midi_files import GRID_DIVISIONS
 from bridge.audio.presets import Preset
-from bridge.errors import BadRequest, BridgeError, Busy
+from bridge.errors import BadRequest, BridgeError, Busy, ConfigError
 from bridge.jobs.capabilities import check_capabilities
 from bridge.jobs.plan import EDIT_OPS, INPUT_OPS, PROMPT_ARG_OPS, TRACK_OPS, RenderPlan, build_plan, job_params
 from bridge.jobs.queue import JobQueue, Priority
@@ -160,6 +160,23 @@ def find_adapter(name: str, limits: Settings) -> Path:
                          "NAME.safetensors or NAME/pytorch_lora_weights.safetensors there, in diffusers' LoRA "
                          "format)")
     return adapters[name]
+
+
+def merged_lora(settings: Settings) -> str:
+    """The path of the adapter the `lora` setting merges at load ('' for none): NAME in lora_dir, or a path to an
+    adapter file or folder; ConfigError listing the known names otherwise."""
+    if not settings.lora:
+        return ""
+    adapters = find_adapters(settings.resolved_lora_dir)
+    if settings.lora in adapters:
+        return str(adapters[settings.lora])
+    path = Path(settings.lora).expanduser()
+    if path.exists():
+        return str(path)
+    known = ", ".join(adapters) if adapters else "none"
+    raise ConfigError(f"lora = {settings.lora!r} is neither an adapter in {settings.resolved_lora_dir} (known: "
+                      f"{known}) nor a file or folder; train one with `continuo train-style DIR --name NAME` or set "
+                      "lora to ''")
 
 
 def check_input_file(path: Path, limits: Settings) -> None:

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bridge.audio.context import MusicalContext
+from bridge.jobs.admission import merged_lora
 from bridge.jobs.model_switch import ModelSwitch
 from bridge.jobs.queue import Job, JobQueue
 from bridge.jobs.worker import Worker
@@ -224,7 +225,7 @@ class ServingStop:
 
 def load_local_engine(settings: Settings) -> Engine:
     """The engine settings name, in this process: resolved (the smoke model only where allowed) and loaded with the
-    settings' modes; torch's thread count first."""
+    settings' modes (and the `lora` setting's adapter merged at load); torch's thread count first."""
     if settings.cpu_threads:
         import torch
 
@@ -233,7 +234,8 @@ def load_local_engine(settings: Settings) -> Engine:
                            allow_tiny_fallback=settings.allow_smoke_model)
     return load_engine(source, device=settings.device, backend=settings.backend, weights=settings.weights,
                        kv_cache=settings.kv_cache, attention=settings.attention, compile=settings.compile_decode,
-                       max_batch=settings.max_batch, memory_budget_gb=settings.memory_budget_gb)
+                       max_batch=settings.max_batch, memory_budget_gb=settings.memory_budget_gb,
+                       lora=merged_lora(settings))
 
 
 def concurrent_jobs(engine: Engine) -> int:

@@ -7,7 +7,7 @@ codec, the LoRA trained (inference/musicgen/training.py: progress per step with 
 `between_steps` between steps), then `lora_dir/NAME/` written: `pytorch_lora_weights.safetensors` (our MusicGen
 format, inference/musicgen/lora.py) and `card.json` (`build_card`: source files and their sha256, minutes of
 audio, steps, final loss, base-model fingerprint, date). The `lora` request setting then takes NAME as it takes a
-downloaded adapter, on an engine whose weights are the checkpoint's (fp32 / bf16 / fp16), or merged at load.
+downloaded adapter, at any weights (inference/musicgen/lora.py), or the daemon's `lora` setting merges it at load.
 
 Resume: the checkpoint lives in `lora_dir/.training/NAME/` (a hidden folder: not an adapter); a run with the same
 name, folder and options continues from its last checkpoint; the folder goes once the adapter is written.
@@ -19,11 +19,12 @@ this is a GPU job, and measures one `EXCERPT_S` clip instead of a batch of 30 s 
 batch's memory on a shared laptop is what it must not risk). The peak memory is the process's (CUDA's allocator
 peak on a GPU).
 
-Where it runs: `continuo train-style` runs it in its own process; `/continuo/train_style` (OSC, and HTTP's POST
-/api/jobs) queues it in the daemon (`submit_style`): a job at batch priority, journalled, whose worker runs
-`run_style_job` in a render's place. Renders keep priority: before each step the job waits while any render runs or
-waits (`renders_busy`); a step that has started finishes first (on a real model on a CPU, seconds to minutes), and
-its torch work runs on the engine's compute thread between the renders' decode steps. Each step sends
+Where it runs: `continuo train-style` sends it to the running daemon (bridge/clients/training.py), or runs it in its
+own process with --local or when no daemon answers (bridge/tools/train_style.py); `/continuo/train_style` (OSC, and
+HTTP's POST /api/jobs) queues it in the daemon (`submit_style`): a job at batch priority, journalled, whose worker
+runs `run_style_job` in a render's place. Renders keep priority: before each step the job waits while any render
+runs or waits (`renders_busy`); a step that has started finishes first (on a real model on a CPU, seconds to
+minutes), and its torch work runs on the engine's compute thread between the renders' decode steps. Each step sends
 /continuo/progress (stage training) and /continuo/training (epoch, step, loss, ETA); cancel stops it between steps;
 a new job (new id) with the same name, folder and options resumes from the checkpoint. The model trained is the one
 served when the job was admitted (its folder in the job's params), loaded again at fp32 for the job: a second copy
@@ -316,7 +317,8 @@ def run_style_job(job: Job, *, events, call: Callable, stopped: Callable[[], boo
 
 
 def format_duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
+    """'42 s', '12 min', '3.5 h'; 'unknown' for an infinite or negative (unknown: -1 on the wire) time."""
+    if not math.isfinite(seconds) or seconds < 0:
         return "unknown"
     if seconds < 120:
         return f"{seconds:.0f} s"

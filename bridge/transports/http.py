@@ -5,7 +5,8 @@ would carry (bridge/protocol/openapi.py:request_from_json) and goes through the 
 `on_message`, so the schema, admission, the journal and the error codes are the daemon's.
 The events the daemon answers with, on the calling thread while the request is handled, are
 the HTTP reply (collected per thread); job events (queued, progress, partial, output, done,
-error) also go to every Server-Sent Events client with an id, and a client that reconnects
+error, and a style-training job's training steps, which the page's training panel shows) also go to every
+Server-Sent Events client with an id, and a client that reconnects
 with Last-Event-ID gets what it missed from an in-memory ring, or a `reset` event telling it
 to reload the journal's history (GET /api/jobs) when the ring has moved on or the daemon restarted.
 
@@ -98,7 +99,8 @@ log = logging.getLogger("continuo.http")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 JOB_EVENTS = frozenset({"/continuo/queued", "/continuo/progress", "/continuo/partial", "/continuo/output",
                         "/continuo/done", "/continuo/error", "/continuo/slot", "/continuo/analysis", "/continuo/beats",
-                        "/continuo/jam/chunk", "/continuo/jam/state", "/continuo/jam/scheduled"})  # and every jam's
+                        "/continuo/training", "/continuo/jam/chunk", "/continuo/jam/state",
+                        "/continuo/jam/scheduled"})  # and every jam's
 RING_EVENTS = 4096  # events kept for clients that reconnect with Last-Event-ID
 SUBSCRIBER_QUEUE = 1024  # events waiting for one slow SSE client before it is dropped (it reconnects and resumes)
 HEARTBEAT_S = 15.0

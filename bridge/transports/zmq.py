@@ -64,7 +64,8 @@ log = logging.getLogger("continuo.zmq")
 
 JOB_EVENTS = frozenset({"/continuo/queued", "/continuo/progress", "/continuo/partial", "/continuo/output",
                         "/continuo/done", "/continuo/error", "/continuo/slot", "/continuo/analysis", "/continuo/beats",
-                        "/continuo/jam/chunk", "/continuo/jam/state", "/continuo/jam/scheduled"})
+                        "/continuo/training", "/continuo/jam/chunk", "/continuo/jam/state",
+                        "/continuo/jam/scheduled"})
 JAM_CHUNK = "/continuo/jam/chunk"  # always with its bar's PCM, to the jam's client and its PUB topic (the jam id)
 MAX_INLINE_JOBS = 4096
 POLL_MS = 200

@@ -16,6 +16,9 @@ against the exact path and taken only within a stated budget.
    - LayerNorm channels: SmoothQuant (alpha 0.5) between each LayerNorm and the linears reading it (self-attention
      qkv, cross-attention q, the feed-forward's first linear, the LM heads): activation outlier channels move into
      the weights, where int8 keeps a scale per output row.
+   Each equalised linear then computes diag(r) W diag(c) on its input x / c (r, c per channel: `Folds`, kept on
+   Calibration.folds by module name). Anything added beside such a layer must be folded the same way: a LoRA
+   adapter's A (r, in) becomes A diag(c) and its B (out, r) diag(r) B (inference/musicgen/lora.py:fold).
 3. The gate (only where a mode was chosen by auto): the floor is bf16 weights and a bf16 cache against fp32; int8
    weights (LM heads in bf16), then the int8 cache on top, each are taken only when their mean per-step KL of the
    guided top-250 distribution is within `Budget` (KL_FACTOR x the floor's, agreement MIN_AGREEMENT), else the
@@ -80,6 +83,10 @@ class Budget:
 BUDGET = Budget()
 
 
+Folds = dict[str, tuple[Tensor | None, Tensor | None]]  # module name -> (row factors r, input factors c): the
+# equalised layer computes diag(r) W diag(c) on x / c; None: that side is unchanged
+
+
 @dataclass
 class Calibration:
     """What calibration at load did: equalised or not, what auto resolved to, and the figures it decided on."""
@@ -94,6 +101,7 @@ class Calibration:
     decisions: list[str] = field(default_factory=list)
     seconds: float = 0.0
     reused: bool = False  # the gate's decision is an earlier load's, saved for this checkpoint and machine
+    folds: Folds = field(default_factory=dict, repr=False, compare=False)  # what equalize_ folded (not saved)
 
     def summary(self) -> str:
         figures = ", ".join(f"{name}: KL {f.kl:.2e}, agreement {f.agreement:.3f}" for name, f in self.measured.items())
@@ -227,11 +235,20 @@ def column_max(weights: list[Tensor]) -> Tensor:
 
 
 @torch.no_grad()
-def equalize_(decoder: MusicGenDecoder, stats: Statistics, alpha: float = SMOOTHING_ALPHA) -> None:
+def equalize_(decoder: MusicGenDecoder, stats: Statistics, alpha: float = SMOOTHING_ALPHA) -> Folds:
     """Fold the channel equalisation (module docstring, step 2) into decoder's fp32 weights. Each changed weight is
     a new tensor: the decoder's weights may be the checkpoint's own (build_decoder assigns them), which others
-    still read."""
+    still read. Returns the factors folded into each linear (Folds, by module name)."""
     heads = decoder.args.n_head
+    names = {id(module): name for name, module in decoder.named_modules()}
+    folds: Folds = {}
+
+    def record(module: nn.Module, rows: Tensor | None = None, columns: Tensor | None = None) -> None:
+        old_rows, old_columns = folds.get(names[id(module)], (None, None))
+        rows = rows if old_rows is None else old_rows * rows if rows is not None else old_rows
+        columns = columns if old_columns is None else old_columns * columns if columns is not None else old_columns
+        folds[names[id(module)]] = (rows, columns)
+
     for index, layer in enumerate(decoder.layers):
         attention = layer.attention
         key = per_head_unit(stats.keys[index], heads)
@@ -240,7 +257,8 @@ def equalize_(decoder: MusicGenDecoder, stats: Statistics, alpha: float = SMOOTH
         rows = torch.cat([key, 1 / key, 1 / value])  # q x key, k / key, v / value
         rescale(attention.wqkv, rows[:, None])
         rescale(attention.wo, value[None, :])
-    names = {id(module): name for name, module in decoder.named_modules()}
+        record(attention.wqkv, rows=rows)
+        record(attention.wo, columns=value)
     for norm, readers in norm_readers(decoder):
         peak = stats.norms.get(names[id(norm)])
         if peak is None:
@@ -251,6 +269,8 @@ def equalize_(decoder: MusicGenDecoder, stats: Statistics, alpha: float = SMOOTH
         rescale(norm, 1 / shift, "bias")
         for reader in readers:
             rescale(reader, shift[None, :])
+            record(reader, columns=shift)
+    return folds
 
 
 def rescale(module: nn.Module, factor: Tensor, name: str = "weight") -> None:
@@ -299,14 +319,15 @@ def calibrate(decoder: MusicGenDecoder, inputs: CalibrationInputs, *, weights: W
     started, budget = time.monotonic(), budget or BUDGET
     with recording(decoder) as stats:
         reference = forced_logits(decoder, inputs, KVCacheMode.FP32)
-    equalize_(decoder, stats)
+    folds = equalize_(decoder, stats)
     if decided is not None and (gate_weights or gate_cache):
         result = Calibration.from_dict(decided)
+        result.folds = folds
         served = variant(decoder, result.weights) if result.weights in QUANTIZED else None
         result.seconds = time.monotonic() - started
         return (served if served is not None else decoder), result
     result = Calibration(weights=weights.value, kv_cache=kv_cache.value, equalized=True,
-                         gated=gate_weights or gate_cache, budget=budget.describe())
+                         gated=gate_weights or gate_cache, budget=budget.describe(), folds=folds)
     lossy_cache = kv_cache if kv_cache in (KVCacheMode.INT8, KVCacheMode.MULAW8) else None
     served = variant(decoder, weights.value) if weights.value in QUANTIZED and not (gate_weights and try_int4) \
         else None

@@ -59,6 +59,7 @@ from inference.api import (
     ChunkCallback,
     GeneratedAudio,
     GenerationRequest,
+    LoraAdapter,
     MeasuredSpeed,
     ModelInfo,
     ProgressCallback,
@@ -80,7 +81,7 @@ from inference.musicgen.decode import (
     undelay,
 )
 from inference.musicgen.kv_cache import DEFAULT_MU, LOSSY_CACHES, KVCacheMode, build_cache_factory
-from inference.musicgen.lora import adapter_applied, load_adapter, merge_
+from inference.musicgen.lora import adapter_applied, fold, load_adapter, merge_
 from inference.musicgen.model import ATTENTION_BACKENDS, ModelArgs, MusicGenDecoder, Prefix, build_decoder
 from inference.musicgen.streaming import ChunkStreamer, ExactStreamer
 from inference.runtime.memory import release_memory
@@ -182,6 +183,7 @@ class MusicGenEngine(RequestChecks):
         self.measured_speed = None
         self.speed_key: PlanKey | None = None  # where the measured speed is saved for `continuo doctor`
         self.fingerprint = ""  # the checkpoint's (plans.checkpoint_fingerprint), which adapters name as their base
+        self.folds: dict = {}  # calibration's equalisation by module (calibration.Folds), folded into adapters
 
     @property
     def concurrent_jobs(self) -> int:
@@ -415,13 +417,19 @@ class MusicGenEngine(RequestChecks):
         """A request with a LoRA adapter (inference/musicgen/lora.py): the adapter's side path in for this request
         alone, decoded on the compute thread while the batch's other requests wait, the decoder's own layers back
         after it. A file that is not a MusicGen adapter for this model is an InferenceError naming it."""
-        adapter = request.adapter
+        with self.adapted(request.adapter):
+            return self.decode_compiled(request, prompt_audio, frames, seeds, on_step, streamer)
+
+    def adapted(self, adapter: LoraAdapter):
+        """A context in which the decoder runs with `adapter`'s side path, folded into calibration's equalisation
+        where the engine was equalised (inference/musicgen/lora.py:fold); the decoder's own layers back after it."""
         lora = load_adapter(weight_file(adapter.path))
         if lora.base_fingerprint and self.fingerprint and lora.base_fingerprint != self.fingerprint:
             log.warning("lora=%s was trained on another checkpoint (%s..., this one %s...)", adapter.name,
                         lora.base_fingerprint[:12], self.fingerprint[:12])
-        with adapter_applied(self.decoder, lora, adapter.weight, adapter.name):
-            return self.decode_compiled(request, prompt_audio, frames, seeds, on_step, streamer)
+        if self.folds:
+            lora = fold(lora, self.folds)
+        return adapter_applied(self.decoder, lora, adapter.weight, adapter.name)
 
     def sampler(self, request: GenerationRequest, cfg: float | None, seeds: list[int]) -> Sampler:
         """Guidance and sampling of one request; one generator per seed (each sample draws from its own)."""
@@ -723,7 +731,7 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
              "calibration": None if calibration is None else calibration.as_dict()}
     if options.lora:
         modes["lora"] = {"merged": options.lora, "weight": options.lora_weight}
-    per_request_lora = not (melody or options.compile) and (calibration is None or not calibration.equalized)
+    per_request_lora = not (melody or options.compile)  # any weights; equalised: folded (lora.py:fold)
     info = describe_model(config, name=name, source_kind=source_kind, is_random=is_random, device=str(device),
                           parameters=parameters, max_output_s=options.max_output_s,
                           capabilities=ENGINE_CAPABILITIES | ({Capability.LORA} if per_request_lora else set()),
@@ -733,6 +741,8 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
              weight_bytes(decoder) / 2**20, kv_cache.value, attention, device)
     engine = MusicGenEngine(decoder, text_encoder, codec, tokenizer, info, replace(options, attention=attention),
                             hop, weights, kv_cache, chroma_extractor=chroma_extractor if melody else None)
+    if calibration is not None:
+        engine.folds = calibration.folds
     if checkpoint is not None:
         engine.fingerprint = checkpoint_fingerprint(checkpoint)
         engine.speed_key = PlanKey("musicgen" + SPEED, checkpoint_fingerprint(checkpoint),

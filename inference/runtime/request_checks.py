@@ -29,8 +29,8 @@ UNSUPPORTED = {
     Capability.ADD_LAYER: "cannot add a layer over given audio; load an ACE-Step pipeline",
     Capability.COVER: "cannot cover (restyle) given audio; load an ACE-Step pipeline with its audio tokenizer",
     Capability.LORA: "takes no LoRA adapter per request here (an ACE-Step pipeline takes diffusers' LoRAs; our "
-                     "MusicGen engine takes its own where its weights are the checkpoint's: weights fp32, bf16 or "
-                     "fp16, or int8 / int4 merged at load with the lora option, not compiled)",
+                     "MusicGen engine takes its own in any weight mode, but not with compile on, nor on a melody "
+                     "checkpoint: merge it at load with the lora setting there)",
     Capability.CODE_PROMPT: "cannot continue from codes (prompt_codes: a jam's context); serve a MusicGen model "
                             "with our engine (backend 'engine') to jam",
 }

@@ -297,7 +297,8 @@ function updateJob(job) {
   node.className = `job ${d.status}`;
   let status = d.status;
   if (d.status === "queued" && d.position !== undefined) status = d.position === 0 ? "next" : `queued, position ${d.position}`;
-  if (d.status === "done" && d.elapsed_s != null) status = `done in ${Number(d.elapsed_s).toFixed(1)} s (seed ${d.seed})`;
+  if (d.status === "done" && d.elapsed_s != null) status = `done in ${Number(d.elapsed_s).toFixed(1)} s` +
+    (d.op === "train_style" ? "" : ` (seed ${d.seed})`);
   if (node.querySelector(".status").textContent !== status && (TERMINAL.has(d.status) || d.status === "running")
       && job.announced !== d.status) {
     job.announced = d.status; // once per change: a screen reader hears "started" and how it ended, not each step
@@ -341,6 +342,7 @@ function statusForError(code) {
 function handleEvent(event) {
   const a = event.args;
   if (!a || !a.job_id) return;
+  if (event.event === "training" || a.job_id === training.jobId) showTraining(event);
   // A job this page has not seen appears when it is accepted (any client's); a refusal is shown at the form.
   if (!jobs.has(a.job_id) && event.event !== "queued") return;
   const job = jobs.get(a.job_id) || upsertJob({ job_id: a.job_id, op: "", status: "queued", params: {} });
@@ -550,7 +552,7 @@ async function loadHistory() {
 // a lost connection both reach EventSource's "error" listener: the job's event carries data, a lost connection none.
 function connectEvents() {
   const source = new EventSource("/api/events");
-  for (const name of ["queued", "progress", "partial", "output", "done", "analysis"]) {
+  for (const name of ["queued", "progress", "partial", "output", "done", "analysis", "training"]) {
     source.addEventListener(name, (message) => handleEvent(JSON.parse(message.data)));
   }
   // the jam panel's (jam.js, which may still be loading while this runs: until then no jam is the page's)
@@ -578,6 +580,11 @@ function wire() {
   $("continue").addEventListener("click", () => submit("continue"));
   $("variations").addEventListener("click", () => submit("variations"));
   $("stems-button").addEventListener("click", () => submit("stems"));
+  $("train").addEventListener("click", () => train());
+  $("training-cancel").addEventListener("click", () => { if (training.jobId) cancelJob(training.jobId); });
+  $("training").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && e.target.tagName === "INPUT") { e.preventDefault(); train(); }
+  });
   $("cancel-all").addEventListener("click", () => {
     for (const [id, job] of jobs) if (!TERMINAL.has(job.data.status)) cancelJob(id);
   });
@@ -597,6 +604,72 @@ function wire() {
     e.preventDefault(); drop.classList.remove("over");
     if (e.dataTransfer.files[0]) upload(e.dataTransfer.files[0]);
   });
+}
+
+// -- training: a folder of the musician's recordings -> a LoRA adapter (/continuo/train_style, /continuo/training) --
+// The panel follows this page's training job, or the latest one any client started (a `continuo train-style`);
+// its job card in the queue shows it too.
+const training = { jobId: "", name: "" };
+
+function showTrainingError(message) {
+  $("training-error").textContent = message || "";
+  $("training-error").hidden = !message;
+}
+
+async function train() {
+  const folder = $("training-folder").value.trim(), name = $("training-name").value.trim();
+  if (!folder || !name) {
+    showTrainingError(`give ${!folder ? "the folder of your recordings (its full path)" : "a name for the adapter"}`);
+    ($(!folder ? "training-folder" : "training-name")).focus();
+    return;
+  }
+  showTrainingError("");
+  const job_id = newJobId("train_style");
+  const body = { op: "train_style", job_id, folder, name, text: $("training-text").value.trim(),
+                 epochs: numberOrText($("training-epochs").value || "4") };
+  const { ok, data } = await api("POST", "/api/jobs", body);
+  if (!ok) { showTrainingError(`training: ${data.error.message}`); return; }
+  Object.assign(training, { jobId: job_id, name });
+  const live = jobs.get(job_id)?.data;
+  upsertJob({ job_id, op: "train_style", status: live?.status ?? "queued", outputs: [],
+              params: { prompt: `train ${name} from ${folder}` } });
+  showTraining({ event: "queued", args: { job_id } });
+  for (const event of data.events) handleEvent(event);
+}
+
+function showTraining(event) {
+  const a = event.args;
+  if (event.event === "training" && a.job_id !== training.jobId) {
+    const mine = training.jobId && !TERMINAL.has(jobs.get(training.jobId)?.data.status);
+    if (mine) return; // another client's training while this page's runs: its card shows it
+    Object.assign(training, { jobId: a.job_id, name: "" });
+  }
+  const bar = $("training-progress"), state = $("training-state");
+  const who = training.name ? `${training.name}: ` : "";
+  if (event.event === "queued") state.textContent = `${who}queued: renders go first, training waits between its steps`;
+  if (event.event === "training") {
+    bar.hidden = false;
+    bar.value = a.step / a.steps;
+    const eta = a.eta_s < 0 ? "" : ` · about ${duration(a.eta_s)} left`;
+    state.textContent = `${who}epoch ${a.epoch}/${a.epochs} · step ${a.step}/${a.steps} · loss ${a.loss.toFixed(4)}${eta}`;
+    bar.dataset.steps = String(a.step);
+  }
+  if (event.event === "done") {
+    bar.value = 1;
+    state.textContent = training.name ? `${training.name} is ready: renders take it with lora ${training.name}`
+      : "training done: the adapter is in the daemon's lora_dir";
+  }
+  if (event.event === "error") {
+    bar.hidden = true;
+    state.textContent = "";
+    showTrainingError(`${who}${a.code}: ${a.message}`);
+  }
+  $("training-cancel").hidden = event.event === "done" || event.event === "error";
+}
+
+function duration(seconds) {
+  if (seconds < 120) return `${Math.round(seconds)} s`;
+  return seconds < 7200 ? `${Math.round(seconds / 60)} min` : `${(seconds / 3600).toFixed(1)} h`;
 }
 
 // -- listening: a dropped file's tempo, metre and key (/continuo/analyze), its beats on its waveform; MIDI files --

@@ -70,8 +70,10 @@ REFUSALS = [
      "generate takes its prompt as an argument; drop the prompt setting"),
     ("style_weight alone", ["/continuo/generate", "default", "x", 1.0, "style_weight", 0.5], "bad_request",
      "style_weight needs a style"),
-    ("lora on a model without it", ["/continuo/generate", "default", "x", 1.0, "lora", "grain"], "bad_request",
-     "the lora setting needs the model capability 'lora'; this daemon serves"),
+    ("melody on a model without it", ["/continuo/generate", "default", "x", 1.0, "melody", "{inbox}/tune.wav"],
+     "bad_request", "needs the model capability 'melody'; this daemon serves"),
+    ("lora of an unknown adapter", ["/continuo/generate", "default", "x", 1.0, "lora", "grain"], "bad_request",
+     "unknown LoRA adapter 'grain'"),  # the tiny model's default engine takes a MusicGen LoRA (lora.py:fold)
     ("lora_weight alone", ["/continuo/generate", "default", "x", 1.0, "lora_weight", 0.5], "bad_request",
      "lora_weight needs an adapter"),
 ]

@@ -8,35 +8,31 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import socket
 import time
 
 import numpy as np
 import pytest
 import soundfile
+import torch
 
 import bridge.jobs.style_training as style_training
 from bridge.cli import main
-from bridge.errors import BadRequest
+from bridge.errors import BadRequest, ConfigError
+from bridge.jobs.admission import merged_lora
+from bridge.jobs.pool import load_local_engine
 from bridge.jobs.style_training import TRAINING_DIR, StyleRequest, check_name, plan_style, train_style
 from inference.adapters import find_adapters
 from inference.api import GenerationRequest, LoraAdapter
 from inference.errors import Cancelled
 from inference.loading import load_engine, resolve_model
-
-RATE = 32_000
+from tests.daemons import daemon_settings
 
 
 @pytest.fixture(scope="module")
-def recordings(tmp_path_factory):
-    """Four 16 s files of chords (64 s in all) and one that is not audio."""
-    folder = tmp_path_factory.mktemp("recordings")
-    rng = np.random.default_rng(0)
-    t = np.arange(RATE * 16) / RATE
-    for index in range(4):
-        audio = 0.1 * sum(np.sin(2 * np.pi * f * t) for f in rng.uniform(150, 600, 3))
-        soundfile.write(str(folder / f"take {index}.wav"), audio.astype(np.float32), RATE)
-    (folder / "lyrics.txt").write_text("la la la")
-    return folder
+def recordings(chord_recordings):
+    """Four 16 s files of chords (64 s in all) and one that is not audio (tests/conftest.py)."""
+    return chord_recordings
 
 
 def request(folder, name="my-band", **changes) -> StyleRequest:
@@ -103,9 +99,14 @@ def test_plan_measures_and_says_when_it_is_a_gpu_job(recordings, tiny_model_dir,
 @pytest.mark.slow
 def test_the_cli_trains_and_refuses_a_taken_name(recordings, tiny_model_dir, tmp_path, capsys):
     argv = ["train-style", str(recordings), "--name", "cli-band", "--model", str(tiny_model_dir), "--lora-dir",
-            str(tmp_path), "--clip-s", "4", "--epochs", "1", "--batch-size", "8", "--device", "cpu"]
-    assert main(argv) == 0
-    assert "adapter written to" in capsys.readouterr().out and (tmp_path / "cli-band" / "card.json").is_file()
+            str(tmp_path), "--clip-s", "4", "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--local"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # a port no daemon answers on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert main([*argv[:-1], "--osc-port", str(port)]) == 0  # no --local: asks the daemon, then trains here
+    out, err = capsys.readouterr()
+    assert f"no daemon answers at 127.0.0.1:{port}: training in this process" in err
+    assert "adapter written to" in out and (tmp_path / "cli-band" / "card.json").is_file()
     assert main(argv) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(argv[:2] + argv[4:]) == 2  # no --name
@@ -124,8 +125,8 @@ def style_daemon(recordings, tiny_model_dir, tmp_path):
     from tests.daemons import daemon_settings, running_daemon
 
     shutil.copytree(recordings, tmp_path / "inbox" / "band")  # under the daemon's input roots
-    with running_daemon(daemon_settings(tiny_model_dir, tmp_path, lora_dir=tmp_path / "loras",
-                                        weights="fp32")) as daemon:  # fp32: our engine takes a LoRA per request
+    # the default weights: calibrated int8 / int4 (or fp32 where calibration refuses), each taking a LoRA per request
+    with running_daemon(daemon_settings(tiny_model_dir, tmp_path, lora_dir=tmp_path / "loras")) as daemon:
         yield daemon
 
 
@@ -184,3 +185,23 @@ def test_the_daemon_cancels_training_between_steps_and_keeps_the_checkpoint(styl
     assert re.search(r"cancelled after \d+ of 200 steps; no checkpoint yet \(one every 50 steps\)", args[2]), args
     assert daemon.journal.get("long-1").status.value == "cancelled"
     assert find_adapters(tmp_path / "loras") == {}  # nothing half-trained is offered as an adapter
+
+
+def test_the_lora_setting_merges_an_adapter_at_load(tiny_model_dir, tmp_path):
+    from inference.musicgen.lora import LoraWeights, linear_shape, target_modules, write_adapter_dir
+    from inference.musicgen.training import load_training_engine
+
+    draw = torch.Generator().manual_seed(0)
+    pairs = {name: (torch.randn(4, linear_shape(module)[1], generator=draw),
+                    torch.randn(linear_shape(module)[0], 4, generator=draw))
+             for name, module in target_modules(load_training_engine(tiny_model_dir).decoder).items()}
+    write_adapter_dir(tmp_path / "loras" / "band", LoraWeights(pairs, rank=4, alpha=4.0), {"name": "band"})
+    settings = daemon_settings(tiny_model_dir, tmp_path, lora_dir=tmp_path / "loras", lora="band")
+    assert merged_lora(settings) == str(tmp_path / "loras" / "band")
+    assert merged_lora(dataclasses.replace(settings, lora=str(tmp_path / "loras" / "band"))) == merged_lora(settings)
+    assert merged_lora(dataclasses.replace(settings, lora="")) == ""
+    with pytest.raises(ConfigError, match=r"'nope' is neither an adapter in .* \(known: band\)"):
+        merged_lora(dataclasses.replace(settings, lora="nope"))
+    engine = load_local_engine(settings)  # the default weights: the adapter merged before calibration
+    assert engine.info.modes["lora"]["merged"] == str(tmp_path / "loras" / "band")
+    assert engine.info.modes["calibration"]["equalized"]

@@ -83,10 +83,10 @@ def test_a_bad_adapter_is_a_clear_error_and_the_next_request_renders(engine, bar
     np.testing.assert_array_equal(engine.generate(REQUEST).audio, bare)
 
 
-def test_a_musicgen_engine_refuses_an_adapter(tiny_model_dir, tiny_lora_dir):
+def test_a_musicgen_engine_refuses_an_ace_step_adapter(tiny_model_dir, tiny_lora_dir):
     musicgen = load_engine(resolve_model(str(tiny_model_dir), tiny_dir=tiny_model_dir), warm_up=False)
-    assert not musicgen.info.supports(Capability.LORA)
-    with pytest.raises(InferenceError, match="LoRA"):
+    assert musicgen.info.supports(Capability.LORA)  # its own MusicGen adapters, at the default (calibrated) weights
+    with pytest.raises(InferenceError, match="a diffusers LoRA is for ACE-Step"):
         musicgen.generate(GenerationRequest(prompt="", duration_s=0.1, seed=0,
                                             adapter=LoraAdapter("grain", tiny_lora_dir / "grain")))
 
