@@ -47,11 +47,19 @@ class JamChunk:
     path: Path | None = None  # the bar's WAV in the session recording, once written
 
 
+_STOP = object()  # DeviceOutput's queue: stop_after was called (wakes the feeder)
+
+
 class JamSink(Protocol):
     name: str
 
     def play(self, chunk: JamChunk) -> None:
         """Queue the chunk to sound from its start beat; returns at once (never blocks the jam)."""
+        ...
+
+    def stop_after(self, bar: int) -> None:
+        """The jam stops at the end of `bar` (-1: before bar 0): drop every later bar already queued, play up to that
+        bar's last frame and no further; a later bar played after this is dropped too. Returns at once."""
         ...
 
     def close(self) -> None: ...
@@ -398,7 +406,7 @@ class DeviceOutput:
         self._start = (0, 0.0)  # (stream frame, time.monotonic()) at which chunk 0's frame 0 sounds
         self._last_block = (0, 0.0)  # (stream frame, time.monotonic() it sounds) of the latest callback
         # Feeder side
-        self._queue: queue.SimpleQueue[tuple[JamChunk, float] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[JamChunk, float] | object | None] = queue.SimpleQueue()
         self._handed_frames = 0  # device frames play() queued (the jam's thread stores it)
         self._fed_frames = 0  # ... of which the feeder has taken (the feeder stores it)
         self._resampler: Any = None
@@ -408,6 +416,11 @@ class DeviceOutput:
         self._end_beat: float | None = None  # where the last chunk queued ends on the clock's timeline
         self._error = ""
         self._closing = False
+        # A stop at a bar's end (stop_after): the jam's thread stores _stop_bar, the feeder the ring frame where each
+        # bar ends; whichever of the two comes second publishes _stop_frame, which the callback never reads past
+        self._stop_bar: int | None = None
+        self._bar_ends: dict[int, int] = {}  # bar -> ring frame (total frames written) at its end
+        self._stop_frame: int | None = None
         if monitor is not None and monitor.channels != self.channels:
             raise ValueError(f"the monitor ring has {monitor.channels} channels, the output {self.channels}")
         self.sample_rate, self.device_name = rate, info["name"]
@@ -453,6 +466,18 @@ class DeviceOutput:
         clock_time_s = self.clock.reading().time_of_beat(chunk.start_beat)
         self._handed_frames += round(chunk.audio.shape[1] * self.sample_rate / chunk.sample_rate)
         self._queue.put((chunk, clock_time_s))
+
+    def stop_after(self, bar: int) -> None:
+        """End the sound at `bar`'s last frame (its natural end: no fade is needed, none is cut mid-bar); later bars
+        already in the ring are never read, later ones still queued are dropped. Never blocks."""
+        if self._stop_bar is not None:
+            return
+        self._stop_bar = bar  # first: the feeder, having stored a bar's end, then looks at it (see _feed)
+        if bar < 0:
+            self._stop_frame = 0
+        elif bar in self._bar_ends:
+            self._stop_frame = self._bar_ends[bar]
+        self._queue.put(_STOP)  # wakes the feeder: it flushes the resampler's last frames of that bar
 
     def status(self) -> PlaybackStatus:
         rate = self.sample_rate
@@ -504,7 +529,13 @@ class DeviceOutput:
         """The feeder thread: chunks -> device rate and channels -> ring, in order, waiting for room."""
         try:
             while (item := self._queue.get()) is not None:
+                if item is _STOP:
+                    if self._stop_bar is not None and self._stop_bar in self._bar_ends:
+                        self._flush_resampler()  # that bar's last frames into the ring
+                    continue
                 chunk, clock_time_s = item
+                if self._stop_bar is not None and chunk.bar > self._stop_bar:
+                    continue  # past the stop: never sounds
                 after_gap = self._skip_to(chunk)
                 self._last_chunk = (self._queued_frames, clock_time_s)
                 self._queued_frames += chunk.audio.shape[1] * self.sample_rate / chunk.sample_rate
@@ -514,6 +545,10 @@ class DeviceOutput:
                     count = min(len(frames), len(self._rise))
                     frames[:count] *= self._rise[:count]
                 self._write(frames)
+                self._bar_ends[chunk.bar] = round(self._queued_frames)  # its end on the ring's frame count
+                if self._stop_bar is not None and chunk.bar >= self._stop_bar:  # second: see stop_after
+                    self._stop_frame = self._bar_ends.get(self._stop_bar, self._bar_ends[chunk.bar])
+                    self._flush_resampler()
                 self._fed_frames += round(chunk.audio.shape[1] * self.sample_rate / chunk.sample_rate)
                 if self._anchor_s is None:
                     self._anchor_s = clock_time_s  # published once its audio is in the ring
@@ -607,9 +642,11 @@ class DeviceOutput:
         return time.monotonic() + lead_s
 
     def _render(self, out: np.ndarray, pos: int, frames: int) -> None:
+        stop = self._stop_frame  # one load: the jam's stop may land while this block is filled
         if self._debt:
-            self._debt -= self._ring.skip(self._debt)
-        read = 0 if self._debt else self._ring.read_into(out[pos:frames])
+            self._debt -= self._ring.skip(self._debt if stop is None else min(self._debt, stop - self._ring._read))
+        room = frames if stop is None else max(0, min(frames, pos + stop - self._ring._read))
+        read = 0 if self._debt else self._ring.read_into(out[pos:room])
         if read:
             if self._rising:
                 self._fade_in(out[pos:pos + read])
@@ -618,6 +655,9 @@ class DeviceOutput:
             np.copyto(self._last, out[pos - 1])
             self._fade_pos = 0
         if pos < frames:
+            stopped = stop is not None and self._ring._read >= stop
+            if stopped:
+                self._ending = True  # the stop's bar has ended: silence now is no underrun
             if not self._ending:
                 self._underruns += 1
                 self._underrun_frames += frames - pos

@@ -3,7 +3,7 @@
 The daemon makes and plays the jam (bridge/jobs/jams.py); this client only asks and watches, over OSC/UDP: it says
 hello, sends /continuo/jam/start with the flags as settings, then keeps one line up to date on a terminal (the bar
 playing, the lead over the playhead, the measured RTF, held bars; a held bar's reason on its own line) or, with
---json, prints every jam event as a JSON object. Ctrl-C sends /continuo/jam/stop: the bars already ahead play out,
+--json, prints every jam event as a JSON object. Ctrl-C sends /continuo/jam/stop: the jam ends with the bar playing,
 the daemon writes the take, and the client prints its path (stdout) and exits 0. A refusal (a slow model without
 --behind-ok, a used jam id, no such device) prints the daemon's reason and exits with the job commands' code for it.
 `--list-devices` lists this machine's audio outputs (the daemon plays through its own machine's device).
@@ -113,7 +113,7 @@ def run_jam(ns: argparse.Namespace, *, client_factory=OscClient) -> int:
                 raise KeyboardInterrupt
             stopping = True
             client.send("/continuo/jam/stop", jam_id)
-            printer.note("stopping", f"stopping {jam_id} at the end of the bars already made (Ctrl-C again: leave "
+            printer.note("stopping", f"stopping {jam_id} at the end of the bar playing (Ctrl-C again: leave "
                          "now; the daemon still stops it)", jam_id=jam_id)
 
         signal.signal(signal.SIGINT, on_ctrl_c)

@@ -19,14 +19,20 @@ crossfade (`crossfade_s`, 10 ms) from the previous decode's rendition of the sam
 new decode's (whose codec saw the context's last frames: `GeneratedAudio.lead_in`). The two agree but at the
 previous decode's edge (the codec is not causal), so the seam is inaudible; a repeated bar crossfades the same way.
 
-Controls land at a bar line, never mid-bar: the first bar not yet made when the control arrives (the bars already
-ahead of the playhead are in the outputs' buffers), answered with that bar (/continuo/jam/scheduled). prompt,
+Controls land at a bar line, never mid-bar. A control that changes the sound (prompt, preset, temperature, guidance,
+bpm, mute, keep_loop, a bank recall) lands at the first bar not yet made when it arrives, answered with that bar
+(/continuo/jam/scheduled): the bars already handed out (the lead: `lookahead_bars`, one or two bars on a model that
+keeps up) are in the outputs' buffers, the clients' hands and the recording as they were made, and remaking them
+would cost the very time the lead buys, so they play as made. Stop is the exception, because nothing needs making:
+it lands at the end of the bar playing (`heard_bar`: the first bar line still to come, `STOP_MARGIN_S` ahead of now
+so the word reaches the outputs first), and every output drops the bars after it that it already holds
+(`JamSink.stop_after`: the device ends at that bar's last frame, clients are told in /continuo/jam/state 'stopping'
+whose bar is the last to sound, the take ends there). prompt,
 preset (with its temperature and guidance), temperature, guidance change what the model makes (the bar's
 `prompt_id` counts them); bpm changes the
 internal clock's tempo at that bar (other clocks are the host's: refused); keep_loop N repeats the N bars before that
 bar line until keep_loop 0 (generation pauses meanwhile); mute sends silence. Banks save the stream's context and
-settings and recall them at the next bar. Stop lands like a control: the bars already queued play out, then the
-take is written.
+settings and recall them at the next bar. Stop: see above; then the take is written.
 
 Tempo from the clock. A tempo changed elsewhere (a Link peer, the DAW's transport, a MIDI clock's measured tempo)
 is taken at the next bar line not yet made (`follow_clock_tempo`): that bar is cut bar-exact at the clock's tempo at
@@ -37,8 +43,10 @@ its line. A jam joining a Link session takes the session's tempo from its first 
 at the old tempo (it has no tempo input): the new tempo's groove comes from the cut and the context that follows.
 
 Recording. Every bar is written to <output_root>/<jam_id>/bars/bar-000000.wav before any output sees it, and at
-stop the whole take to <output_root>/<jam_id>/<musical name>.wav (never over an existing file); a jam id that names
-a folder or job already there is refused by the daemon (bridge/jobs/jams.py).
+stop the whole take to <output_root>/<jam_id>/<musical name>.wav (never over an existing file), ending at the stop's
+bar: bars made past it never sounded, so they are cut from the take and their WAVs moved (never deleted) to
+<output_root>/<jam_id>/unplayed/; a jam id that names a folder or job already there is refused by the daemon
+(bridge/jobs/jams.py).
 
 Speed. The lookahead adapts: `lookahead_bars` 0 keeps ahead by (1.5 x the measured RTF + 0.25) bars and at least
 one bar; the RTF is each bar's clock time over its audio (a running mean). A jam that cannot keep up says so before
@@ -82,6 +90,7 @@ BANK_SLOTS = 16
 MIN_LEAD_BARS = 1
 RTF_SAFETY = 1.5  # the lead kept: this many times the bar's measured generation time, plus LEAD_MARGIN_BARS
 LEAD_MARGIN_BARS = 0.25
+STOP_MARGIN_S = 0.05  # a stop this close to a bar line lands at the line after it (the outputs must hear of it first)
 
 
 @dataclass(frozen=True)
@@ -229,6 +238,7 @@ class JamRecording:
         self._take = soundfile.SoundFile(self.take_partial, "w", samplerate=sample_rate, channels=channels,
                                          subtype="PCM_24", format="WAV")
         self.frames = 0
+        self.bar_ends: dict[int, int] = {}  # bar -> the take's frames once it is written
 
     def bar_path(self, bar: int) -> Path:
         return self.folder / "bars" / f"bar-{bar:06d}.wav"
@@ -238,10 +248,23 @@ class JamRecording:
         write_wav_atomic(path, chunk.audio, chunk.sample_rate)
         self._take.write(np.clip(chunk.audio.T, -1.0, 1.0))
         self.frames += chunk.audio.shape[-1]
+        self.bar_ends[chunk.bar] = self.frames
         return path
 
-    def close(self, name: str) -> Path | None:
-        """The whole take under name (a free name beside any existing file), or None when no bar was played."""
+    def close(self, name: str, last_bar: int | None = None) -> Path | None:
+        """The whole take under name (a free name beside any existing file), or None when no bar was played.
+        last_bar: the take ends with that bar; the WAVs of bars written past it move to unplayed/ (never deleted)."""
+        if last_bar is not None:
+            later = sorted(bar for bar in self.bar_ends if bar > last_bar)
+            self.frames = max([end for bar, end in self.bar_ends.items() if bar <= last_bar], default=0)
+            if later:
+                self._take.truncate(self.frames)
+                unplayed = self.folder / "unplayed"
+                unplayed.mkdir(exist_ok=True)
+                for bar in later:
+                    path = self.bar_path(bar)
+                    if path.exists() and not (unplayed / path.name).exists():
+                        path.rename(unplayed / path.name)
         self._take.close()
         if self.frames == 0:
             self.take_partial.unlink(missing_ok=True)
@@ -324,6 +347,8 @@ class JamSession:
             status = replace(self.status_)
         if self.origin_bar is not None and status.state in ("playing", "stopping"):
             status.lead_s = round(self.bar_time(self.next_bar) - self.now(), 3)
+        if status.state == "stopping" and self.stop_bar is not None:
+            status.bar = self.stop_bar - 1  # the last bar that will sound: clients drop any later one they hold
         return status
 
     def control(self, name: str, value: str) -> int:
@@ -345,14 +370,24 @@ class JamSession:
         return bar
 
     def stop(self) -> int:
-        """Stop at the next bar line: the bars already queued play out. The last bar there will be."""
+        """Stop at the end of the bar playing (see the module's docstring): the first bar that will not sound. Bars
+        already handed out past it are dropped by every output (`JamSink.stop_after`) and cut from the take."""
         with self.lock:
-            if self.stop_bar is None:
-                self.stop_bar = self.landing_bar()
+            told = self.stop_bar is None
+            if told:
+                self.stop_bar = self.heard_bar()
                 if self.status_.state in ("starting", "playing"):
                     self.status_.state = "stopping"
             self.changed.notify_all()
             bar = self.stop_bar
+        if told:
+            for sink in self.sinks:
+                try:
+                    sink.stop_after(bar - 1)
+                except Exception:  # one output's failure never keeps the others playing on
+                    log.exception("job=%s jam output %s failed to stop after bar %d", self.settings.jam_id,
+                                  sink.name, bar - 1)
+            self._tell()
         self.on_scheduled("stop", "", bar)
         return bar
 
@@ -424,6 +459,15 @@ class JamSession:
         if self.finished.is_set() or self.stop_bar is not None:
             raise BadRequest(f"jam {self.settings.jam_id} is {self.status_.state}; start a new one with a new id",
                              job_id=self.settings.jam_id)
+
+    def heard_bar(self) -> int:
+        """The first jam bar whose line is still to come, STOP_MARGIN_S from now: the bar after the one playing
+        (0 before the first bar line; past next_bar when the generator is behind) (under the lock)."""
+        if self.origin_bar is None:
+            return 0
+        reading = self.clock.reading(self.now())
+        playing = reading.bar_of(reading.beat + STOP_MARGIN_S * reading.bpm / 60.0) - self.origin_bar
+        return max(0, playing + 1)
 
     def landing_bar(self) -> int:
         """The first bar not yet made or being made: where a control sent now is heard."""
@@ -707,15 +751,15 @@ class JamSession:
             self.stop_bar = self.next_bar if self.stop_bar is None else min(self.stop_bar, self.next_bar)
             self.changed.notify_all()
         if self.origin_bar is not None and self.status_.state != "failed":
-            end = self.bar_time(self.next_bar)
+            end = self.bar_time(self.stop_bar)  # the stop's bar line (bars handed out past it are dropped)
             while self.now() < end and self.clock.reading(self.now()).playing and not self.closing.is_set():
                 time.sleep(min(0.05, max(0.0, end - self.now())))
         take = None
         if self.recording is not None:
-            name = daw_file_name(musical_title(self.settings.prompt) or "jam", "mix", bars=self.next_bar,
+            name = daw_file_name(musical_title(self.settings.prompt) or "jam", "mix", bars=self.stop_bar,
                                  bpm=self.sound.bpm, key=self.settings.key)
             try:
-                take = self.recording.close(name)
+                take = self.recording.close(name, last_bar=self.stop_bar - 1)
             except OSError as error:
                 log.error("job=%s jam take not written: %s", self.settings.jam_id, error)
         with self.lock:
@@ -730,5 +774,5 @@ class JamSession:
                 log.exception("job=%s jam output %s failed to close", self.settings.jam_id, sink.name)
         self.finished.set()
         self._tell()
-        log.info("job=%s jam stopped after %d bars (%d held), take %s", self.settings.jam_id, self.next_bar,
+        log.info("job=%s jam stopped after %d bars (%d held), take %s", self.settings.jam_id, self.stop_bar,
                  self.status_.held_bars, take)

@@ -6,9 +6,10 @@ codes (Capability.CODE_PROMPT), and a model whose measured speed cannot keep up 
 the request says behind_ok 1 (`bridge/jobs/jam.py:check_speed`). The clock comes from
 bridge/audio/clocks.py:make_clock (one host clock, fed by /continuo/jam/transport, serves every host jam); the
 outputs are the recording (always: a chunk event names its bar's WAV), the clients (`ClientsSink`: a
-/continuo/jam/chunk event per bar to whoever started the jam; HTTP's event stream sees every jam's events) and the
-local audio device (bridge/audio/playback.py:DeviceOutput). Not built: ZeroMQ clients get the chunk event (its path
-and url), not the bar's PCM inline.
+/continuo/jam/chunk event per bar to whoever started the jam; HTTP's event stream sees every jam's events; over
+ZeroMQ each carries the bar's PCM inline, bridge/transports/zmq.py) and the local audio device
+(bridge/audio/playback.py:DeviceOutput). A stop tells every output the last bar to sound (`JamSink.stop_after`);
+clients hear it in /continuo/jam/state stopping, whose bar is that last bar.
 """
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ class ClientsSink:
                          float(chunk.beats), float(chunk.bpm), chunk.prompt_id, int(chunk.held), path,
                          bar_url(chunk.jam_id, chunk.bar), chunk.audio.shape[-1] / chunk.sample_rate,
                          chunk.sample_rate)
+
+    def stop_after(self, bar: int) -> None:
+        """Nothing to send here: the jam's /continuo/jam/state 'stopping' (to the same client) names `bar` as the last
+        to sound, and the client drops any later bar it already holds."""
 
     def close(self) -> None:
         pass

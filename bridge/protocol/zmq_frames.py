@@ -14,6 +14,13 @@ Replies (daemon -> the client's envelope) and PUB events (topic = job id):
               "args": {...by name, as the OSC event}, "pcm": {...} (inline outputs only)}
     `queued` is sent as `accepted` with args {job_id, position, eta_s}. With outputs
     "inline" or "both", each `output` reply carries the file's audio as one float32 frame.
+Jam bars: every `jam/chunk` event (to the client that started the jam, and on PUB with
+    the jam id as topic) carries the bar's audio as one float32 frame, whatever the
+    request's outputs: header = {"v": 1, "event": "jam/chunk", "args": {jam_id, bar,
+    start_beat, beats, bpm, prompt_id, held, path, url, seconds, sample_rate},
+    "pcm": {"channels": C, "frames": T, "sample_rate": R, "dtype": "<f4",
+    "layout": "interleaved"}}, then T x C float32: the bar's WAV (path) sample for
+    sample. Play it from start_beat on the session's clock; bars come in order.
 The op names and argument names are osc_schema/continuo.json's: one source of truth.
 """
 

@@ -6,7 +6,10 @@ same (address, positional args) an OSC message would be and calls the daemon's
 on_message, so both transports share every check. Events come back through
 bridge.transports.peers.Router as checked `Event`s (`Schema.check_event`); their values
 (what an OSC client reads, floats as float32) are encoded here as JSON headers by the
-event's argument names, with inline PCM frames when the request asked for them.
+event's argument names, with inline PCM frames when the request asked for them. A jam's bar
+(/continuo/jam/chunk) always carries its PCM, read from the bar's WAV in the recording (the bar as recorded, sample
+for sample), to the client that started the jam and on the PUB socket under the jam id: a subscriber to a jam plays
+it from the frames alone (bar, start_beat, bpm, prompt_id in the header's args).
 
 One thread owns both sockets (ZeroMQ sockets are not thread-safe): it polls the
 ROUTER and a wake-up pipe; sends from other threads (the worker) are queued and
@@ -63,6 +66,7 @@ JOB_EVENTS = frozenset({"/continuo/queued", "/continuo/progress", "/continuo/par
                         "/continuo/done", "/continuo/error", "/continuo/slot", "/continuo/analysis", "/continuo/beats",
                         "/continuo/training", "/continuo/jam/chunk", "/continuo/jam/state",
                         "/continuo/jam/scheduled"})
+JAM_CHUNK = "/continuo/jam/chunk"  # always with its bar's PCM, to the jam's client and its PUB topic (the jam id)
 MAX_INLINE_JOBS = 4096
 POLL_MS = 200
 
@@ -160,7 +164,7 @@ class ZmqServer:
         """
         frames = self.event_frames(event.address, event.values)
         topic = pub_topic(event.address, event.values)
-        publish = frames[:2] if topic is not None else None
+        publish = None if topic is None else frames if event.address == JAM_CHUNK else frames[:2]
         if threading.get_ident() == self._loop_ident:
             self._send_now(dest, frames, topic, publish)
             return
@@ -176,8 +180,9 @@ class ZmqServer:
         names = [arg.name for arg in spec.args] if spec is not None else [f"arg{i}" for i in range(len(args))]
         header: dict[str, Any] = {"v": VERSION, "event": event_name(address), "args": dict(zip(names, args))}
         frames: list[Any] = [SIGNATURE]
-        if address == "/continuo/output" and self._inline.get(args[0], "path") != "path":
-            pcm, info = _read_pcm(args[2])
+        inline_output = address == "/continuo/output" and self._inline.get(args[0], "path") != "path"
+        if inline_output or (address == JAM_CHUNK and args[7]):
+            pcm, info = _read_pcm(args[2] if inline_output else args[7])
             if pcm is not None:
                 header["pcm"] = info
                 frames.append(encode_header(header))

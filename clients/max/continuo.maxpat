@@ -3254,6 +3254,282 @@
    },
    {
     "box": {
+     "id": "obj-stop-bar",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      "int"
+     ],
+     "patching_rect": [
+      2150.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "i"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stop-at",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "bang",
+      ""
+     ],
+     "patching_rect": [
+      2150.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "sel stopping"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stop-steps",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "bang",
+      "bang",
+      "bang"
+     ],
+     "patching_rect": [
+      2150.0,
+      170.0,
+      150.0,
+      22.0
+     ],
+     "text": "t b b b"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stop-origin",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2150.0,
+      200.0,
+      150.0,
+      22.0
+     ],
+     "text": "v continuo-jamorigin"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stop-beats",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2150.0,
+      230.0,
+      150.0,
+      22.0
+     ],
+     "text": "v continuo-jambeats"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stop-beat",
+     "maxclass": "newobj",
+     "numinlets": 3,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2150.0,
+      260.0,
+      150.0,
+      22.0
+     ],
+     "text": "expr $f1 + $f2 * $f3"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stop-last",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "bang",
+      "float",
+      "float"
+     ],
+     "patching_rect": [
+      2150.0,
+      290.0,
+      150.0,
+      22.0
+     ],
+     "text": "t b f f"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stop-last-set",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2150.0,
+      320.0,
+      150.0,
+      22.0
+     ],
+     "text": "v continuo-jamlast"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stop-ready",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2150.0,
+      350.0,
+      150.0,
+      22.0
+     ],
+     "text": "v continuo-jamready"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stop-later",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2150.0,
+      380.0,
+      150.0,
+      22.0
+     ],
+     "text": "expr $f1 > $f2"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stop-drop",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "bang",
+      ""
+     ],
+     "patching_rect": [
+      2150.0,
+      410.0,
+      150.0,
+      22.0
+     ],
+     "text": "sel 1"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stop-unready",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2150.0,
+      440.0,
+      150.0,
+      22.0
+     ],
+     "text": "-1"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-stop-unready-set",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2150.0,
+      470.0,
+      150.0,
+      22.0
+     ],
+     "text": "v continuo-jamready"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-unstop",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2150.0,
+      500.0,
+      150.0,
+      22.0
+     ],
+     "text": "1000000000"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-jam-unstop-set",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2150.0,
+      530.0,
+      150.0,
+      22.0
+     ],
+     "text": "v continuo-jamlast"
+    }
+   },
+   {
+    "box": {
      "id": "obj-jam-poll-off",
      "maxclass": "message",
      "numinlets": 2,
@@ -3263,7 +3539,7 @@
      ],
      "patching_rect": [
       2150.0,
-      110.0,
+      560.0,
       150.0,
       22.0
      ],
@@ -3289,7 +3565,7 @@
      ],
      "patching_rect": [
       2150.0,
-      140.0,
+      590.0,
       150.0,
       22.0
      ],
@@ -3308,7 +3584,7 @@
      ],
      "patching_rect": [
       2150.0,
-      170.0,
+      620.0,
       150.0,
       22.0
      ],
@@ -3326,7 +3602,7 @@
      ],
      "patching_rect": [
       2150.0,
-      200.0,
+      650.0,
       150.0,
       22.0
      ],
@@ -3345,7 +3621,7 @@
      ],
      "patching_rect": [
       2150.0,
-      230.0,
+      680.0,
       150.0,
       22.0
      ],
@@ -3363,7 +3639,7 @@
      ],
      "patching_rect": [
       2150.0,
-      260.0,
+      710.0,
       150.0,
       22.0
      ],
@@ -3381,7 +3657,7 @@
      ],
      "patching_rect": [
       2150.0,
-      290.0,
+      740.0,
       150.0,
       22.0
      ],
@@ -3399,7 +3675,7 @@
      ],
      "patching_rect": [
       2150.0,
-      320.0,
+      770.0,
       150.0,
       22.0
      ],
@@ -3491,6 +3767,60 @@
    },
    {
     "box": {
+     "id": "obj-chunk-origin",
+     "maxclass": "newobj",
+     "numinlets": 3,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2350.0,
+      140.0,
+      150.0,
+      22.0
+     ],
+     "text": "expr $f2 - $f1 * $f3"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-chunk-origin-set",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2350.0,
+      170.0,
+      150.0,
+      22.0
+     ],
+     "text": "v continuo-jamorigin"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-chunk-beats-set",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2350.0,
+      200.0,
+      150.0,
+      22.0
+     ],
+     "text": "v continuo-jambeats"
+    }
+   },
+   {
+    "box": {
      "id": "obj-chunk-tee",
      "maxclass": "newobj",
      "numinlets": 1,
@@ -3501,7 +3831,7 @@
      ],
      "patching_rect": [
       2350.0,
-      140.0,
+      230.0,
       150.0,
       22.0
      ],
@@ -3522,7 +3852,7 @@
      ],
      "patching_rect": [
       2350.0,
-      170.0,
+      260.0,
       150.0,
       22.0
      ],
@@ -3540,7 +3870,7 @@
      ],
      "patching_rect": [
       2350.0,
-      200.0,
+      290.0,
       150.0,
       22.0
      ],
@@ -3558,7 +3888,7 @@
      ],
      "patching_rect": [
       2350.0,
-      230.0,
+      320.0,
       150.0,
       22.0
      ],
@@ -3576,7 +3906,7 @@
      ],
      "patching_rect": [
       2350.0,
-      260.0,
+      350.0,
       150.0,
       22.0
      ],
@@ -3925,6 +4255,80 @@
    },
    {
     "box": {
+     "id": "obj-load-check",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "int",
+      "int",
+      "bang"
+     ],
+     "patching_rect": [
+      2750.0,
+      20.0,
+      150.0,
+      22.0
+     ],
+     "text": "t i i b"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-load-last",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2750.0,
+      50.0,
+      150.0,
+      22.0
+     ],
+     "text": "v continuo-jamlast"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-load-allowed",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2750.0,
+      80.0,
+      150.0,
+      22.0
+     ],
+     "text": "expr $f1 <= $f2"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-load-open",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2750.0,
+      110.0,
+      150.0,
+      22.0
+     ],
+     "text": "gate 1"
+    }
+   },
+   {
+    "box": {
      "id": "obj-load",
      "maxclass": "newobj",
      "numinlets": 1,
@@ -3936,7 +4340,7 @@
      ],
      "patching_rect": [
       2750.0,
-      20.0,
+      140.0,
       150.0,
       22.0
      ],
@@ -3954,7 +4358,7 @@
      ],
      "patching_rect": [
       2750.0,
-      50.0,
+      170.0,
       150.0,
       22.0
      ],
@@ -3972,7 +4376,7 @@
      ],
      "patching_rect": [
       2750.0,
-      80.0,
+      200.0,
       150.0,
       22.0
      ],
@@ -3991,7 +4395,7 @@
      ],
      "patching_rect": [
       2750.0,
-      110.0,
+      230.0,
       150.0,
       22.0
      ],
@@ -4009,7 +4413,7 @@
      ],
      "patching_rect": [
       2750.0,
-      140.0,
+      260.0,
       150.0,
       22.0
      ],
@@ -4027,7 +4431,7 @@
      ],
      "patching_rect": [
       2750.0,
-      170.0,
+      290.0,
       150.0,
       22.0
      ],
@@ -4045,7 +4449,7 @@
      ],
      "patching_rect": [
       2750.0,
-      200.0,
+      320.0,
       150.0,
       22.0
      ],
@@ -4063,7 +4467,7 @@
      ],
      "patching_rect": [
       2750.0,
-      230.0,
+      350.0,
       150.0,
       22.0
      ],
@@ -4082,7 +4486,7 @@
      ],
      "patching_rect": [
       2750.0,
-      260.0,
+      380.0,
       150.0,
       22.0
      ],
@@ -4101,7 +4505,7 @@
      ],
      "patching_rect": [
       2750.0,
-      290.0,
+      410.0,
       150.0,
       22.0
      ],
@@ -7477,6 +7881,234 @@
    {
     "patchline": {
      "destination": [
+      "obj-stop-bar",
+      1
+     ],
+     "source": [
+      "obj-jam-state",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-stop-at",
+      0
+     ],
+     "source": [
+      "obj-jam-state",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-stop-steps",
+      0
+     ],
+     "source": [
+      "obj-stop-at",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-stop-beats",
+      0
+     ],
+     "source": [
+      "obj-stop-steps",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-stop-beat",
+      2
+     ],
+     "source": [
+      "obj-stop-beats",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-stop-bar",
+      0
+     ],
+     "source": [
+      "obj-stop-steps",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-stop-beat",
+      1
+     ],
+     "source": [
+      "obj-stop-bar",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-stop-origin",
+      0
+     ],
+     "source": [
+      "obj-stop-steps",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-stop-beat",
+      0
+     ],
+     "source": [
+      "obj-stop-origin",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-stop-last",
+      0
+     ],
+     "source": [
+      "obj-stop-beat",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-stop-last-set",
+      0
+     ],
+     "source": [
+      "obj-stop-last",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-stop-later",
+      1
+     ],
+     "source": [
+      "obj-stop-last",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-stop-ready",
+      0
+     ],
+     "source": [
+      "obj-stop-last",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-stop-later",
+      0
+     ],
+     "source": [
+      "obj-stop-ready",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-stop-drop",
+      0
+     ],
+     "source": [
+      "obj-stop-later",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-stop-unready",
+      0
+     ],
+     "source": [
+      "obj-stop-drop",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-stop-unready-set",
+      0
+     ],
+     "source": [
+      "obj-stop-unready",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-unstop",
+      0
+     ],
+     "source": [
+      "obj-jam-go",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-jam-unstop-set",
+      0
+     ],
+     "source": [
+      "obj-jam-unstop",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
       "obj-jam-poll-off",
       0
      ],
@@ -7783,6 +8415,66 @@
      "source": [
       "obj-chunk-start",
       0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-chunk-origin",
+      2
+     ],
+     "source": [
+      "obj-chunk",
+      3
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-chunk-origin",
+      1
+     ],
+     "source": [
+      "obj-chunk",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-chunk-origin",
+      0
+     ],
+     "source": [
+      "obj-chunk",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-chunk-origin-set",
+      0
+     ],
+     "source": [
+      "obj-chunk-origin",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-chunk-beats-set",
+      0
+     ],
+     "source": [
+      "obj-chunk",
+      3
      ]
     }
    },
@@ -8113,11 +8805,83 @@
    {
     "patchline": {
      "destination": [
-      "obj-load",
+      "obj-load-check",
       0
      ],
      "source": [
       "obj-bar-next",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-load-last",
+      0
+     ],
+     "source": [
+      "obj-load-check",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-load-allowed",
+      1
+     ],
+     "source": [
+      "obj-load-last",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-load-allowed",
+      0
+     ],
+     "source": [
+      "obj-load-check",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-load-open",
+      0
+     ],
+     "source": [
+      "obj-load-allowed",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-load-open",
+      1
+     ],
+     "source": [
+      "obj-load-check",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "destination": [
+      "obj-load",
+      0
+     ],
+     "source": [
+      "obj-load-open",
       0
      ]
     }
@@ -8209,7 +8973,7 @@
    {
     "patchline": {
      "destination": [
-      "obj-load",
+      "obj-load-check",
       0
      ],
      "source": [

@@ -765,7 +765,7 @@ def jam_player(c: Canvas) -> None:
     at the bar line before, and started at its bar line by [vline~] (sample-exact in logical time, and at the file's
     own rate: the index runs from 0 to its frames over its seconds) into [tabread4~], gated off at its end."""
     c.obj("queue", "text define $0-jamq", 700, 20)
-    c.obj("reset", "t b b b", 700, 60)
+    c.obj("reset", "t b b b b", 700, 60)
     c.msg("queue-clear", "clear", 700, 90)
     c.msg("reset-ready", "-1", 800, 90)
     c.msg("reset-spare", "0", 860, 90)
@@ -777,6 +777,10 @@ def jam_player(c: Canvas) -> None:
     c.wire("reset-ready", 0, "reset-ready-v")
     c.wire("reset", 0, "reset-spare")
     c.wire("reset-spare", 0, "reset-spare-v")
+    c.msg("reset-last", "1e+09", 940, 90)  # no stop yet: every bar may sound
+    c.obj("reset-last-v", "v $0-last", 940, 120)
+    c.wire("reset", 3, "reset-last")
+    c.wire("reset-last", 0, "reset-last-v")
     # a chunk of the patch's jam: queued, then the next bar line's looked for
     c.obj("jamin", "r $0-jamin", 700, 160)
     c.obj("jam-kinds", "route chunk state scheduled", 700, 190)
@@ -795,6 +799,25 @@ def jam_player(c: Canvas) -> None:
     c.wire("chunk-tee", 0, "next-bar")
     state = ours(c, "state", 1, 1000, 220)
     to_status(c, "state-said", "jam state", state, 1000, 340)
+    # stopping <bar>: that bar is the last to sound (the jam stops at the end of the bar playing); a later one
+    # already loaded in the spare buffer is unreadied, later ones in the queue are never loaded (see load-gate)
+    c.obj("stopping-trim", "list trim", 1100, 250)  # "stopping <bar> ...": a message [route] reads by its selector
+    c.obj("stopping", "route stopping", 1180, 250)
+    c.obj("stopping-bar", "list split 1", 1100, 280)
+    c.obj("stopping-tee", "t b f", 1100, 310)
+    c.obj("stopping-last", "v $0-last", 1200, 340)
+    c.obj("stopping-loaded", "v $0-loaded", 1100, 370)
+    c.obj("stopping-later", "> 0", 1100, 400)
+    c.obj("stopping-drop", "sel 1", 1100, 430)
+    c.msg("stopping-unready", "-1", 1100, 460)
+    c.obj("stopping-unready-v", "v $0-ready", 1100, 490)
+    c.wire(state, 0, "stopping-trim")
+    c.wire("stopping-trim", 0, "stopping")
+    c.chain("stopping", "stopping-bar", "stopping-tee")
+    c.wire("stopping-tee", 1, "stopping-last")
+    c.wire("stopping-last", 0, "stopping-later", 1)
+    c.wire("stopping-tee", 0, "stopping-loaded")
+    c.chain("stopping-loaded", "stopping-later", "stopping-drop", "stopping-unready", "stopping-unready-v")
     scheduled = ours(c, "scheduled", 2, 1200, 220)
     to_status(c, "scheduled-said", "jam scheduled", scheduled, 1200, 340)
     # prepare: when the spare buffer does not hold the next bar line's chunk, find it in the queue and load it
@@ -818,12 +841,27 @@ def jam_player(c: Canvas) -> None:
     c.wire("found", 1, "found-tee")
     c.wire("found-tee", 1, "found-get")
     c.wire("found-tee", 0, "found-delete")
+    # a bar past the stop's last bar is dropped, never loaded
+    col.obj("load-gate-tee", "t a a", dx=60)
+    c.obj("load-gate-bar", "list split 1", 900, col.y)
+    c.obj("load-gate-get", "t f b", 900, col.y + 28)
+    c.obj("load-gate-last", "v $0-last", 1000, col.y + 56)
+    c.obj("load-gate-cmp", "<=", 900, col.y + 84)
+    col.obj("load-gate", "spigot", dx=60)
+    c.wire("found-get", 0, "load-gate-tee")
+    c.wire("load-gate-tee", 1, "load-gate-bar")
+    c.chain("load-gate-bar", "load-gate-get")
+    c.wire("load-gate-get", 1, "load-gate-last")
+    c.wire("load-gate-last", 0, "load-gate-cmp", 1)
+    c.wire("load-gate-get", 0, "load-gate-cmp")
+    c.wire("load-gate-cmp", 0, "load-gate", 1)
+    c.wire("load-gate-tee", 0, "load-gate")
     # the line goes to the spare buffer
     col.obj("load", "t a b", dx=60)
     col.obj("load-spare", "v $0-spare", dx=200)
     col.obj("load-tag", "list prepend", dx=60)
     col.obj("load-which", "route 0 1", dx=60)
-    c.wire("found-get", 0, "load")
+    c.wire("load-gate", 0, "load")
     c.wire("load", 1, "load-spare")
     c.wire("load-spare", 0, "load-tag", 1)
     c.wire("load", 0, "load-tag")
@@ -884,6 +922,8 @@ def jam_buffer(c: Canvas, name: str, index: int, x: int, y: int) -> None:
         c.wire(f"ld-{name}-fields", outlet, f"ld-{name}-info", outlet)
     c.obj(f"ld-{name}-ready", "v $0-ready", x + 200, col.y)
     c.wire(f"ld-{name}-fields", 1, f"ld-{name}-ready")  # the start beat: this buffer is ready for its bar line
+    c.obj(f"ld-{name}-loaded", "v $0-loaded", x + 300, col.y)
+    c.wire(f"ld-{name}-fields", 0, f"ld-{name}-loaded")  # its bar: a stop before it unreadies it
     col.obj(f"info-{name}", "list")
     c.wire(f"ld-{name}-info", 0, f"info-{name}", 1)
     # play: "bar start_beat prompt_id held frames ms"

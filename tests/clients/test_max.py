@@ -539,6 +539,61 @@ def test_jam_mode_sends_the_transport_and_plays_chunks_at_bar_lines(name):
     assert (start, 0, box_with(patcher, "prepend /continuo/jam/start")["id"], 0) in lines_of(patcher)
 
 
+def stop_problems(patcher: dict) -> list[str]:
+    """A stop lands at the end of the bar playing: /continuo/jam/state stopping's bar (the last bar to sound) sets
+    jamlast and unreadies a later bar already loaded (jamready -1), and the next bar line's chunk is looked up in the
+    [coll] only through a [gate] that jamlast closes."""
+    boxes, lines = boxes_of(patcher), lines_of(patcher)
+    text = {box_id: box.get("text", "") for box_id, box in boxes.items()}
+    problems = []
+    state = box_with(patcher, "unpack s s i f f i i i s")["id"]
+    reached = texts_reached(patcher, (state, 1))
+    if "sel stopping" not in reached or not any(t.startswith("v ") and t.endswith("jamlast") for t in reached):
+        problems.append("a stopping state does not set the last bar to sound (jamlast)")
+    if not any(t.startswith("v ") and t.endswith("jamlast")
+               for t in texts_reached(patcher, (state, 2), through_cold=True)):
+        problems.append("the stopping state's bar never reaches jamlast")
+    unready = [box_id for box_id, _ in reachable(patcher, (state, 1)) if text[box_id] == "-1"]
+    if not any("jamready" in t for u in unready for t in texts_reached(patcher, (u, 0))):
+        problems.append("a later bar already loaded is not unreadied at a stop")
+    colls = {box_id for box_id, t in text.items() if t.startswith("coll ")}
+    loads = {source for source, _, sink, _ in lines if sink in colls and text[source] == "t i i i"}
+    feeders = {source for source, _, sink, _ in lines if sink in loads}
+    gated = [f for f in feeders if text[f].startswith("gate ") and any(
+        t.startswith("v ") and t.endswith("jamlast") for t in
+        {text[source] for source, _, sink, inlet in lines if (sink, inlet) == (f, 0)}
+        | {text[b] for src, _, sink, inlet in lines if (sink, inlet) == (f, 0)
+           for b, _, s2, _ in lines if s2 == src})]
+    if not loads or not feeders or len(gated) != len(feeders):
+        fed_by = sorted(text[f] for f in feeders)
+        problems.append(f"bars past a stop are still loaded: the chunk lookup is fed by {fed_by}")
+    return problems
+
+
+def state_not_read_for_a_stop(patcher):
+    state = box_with(patcher, "unpack s s i f f i i i s")["id"]
+    stop = box_with(patcher, "sel stopping")["id"]
+    patcher["lines"] = [entry for entry in patcher["lines"]
+                        if (entry["patchline"]["source"], entry["patchline"]["destination"][0]) != ([state, 1], stop)]
+
+
+def loads_ungated(patcher):
+    gate = box_with(patcher, "gate 1")["id"]
+    check = box_with(patcher, "t i i b")["id"]
+    for entry in patcher["lines"]:
+        if entry["patchline"]["source"] == [check, 0]:
+            entry["patchline"]["source"] = [box_with(patcher, "+ 4")["id"], 0]
+        if entry["patchline"]["source"][0] == gate:
+            entry["patchline"]["source"] = [box_with(patcher, "+ 4")["id"], 0]
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_jam_mode_drops_the_bars_past_a_stops_last_bar(name):
+    assert stop_problems(patcher_of(FILES[name].read_bytes())) == []
+    assert any("jamlast" in p for p in stop_problems(broken(name, state_not_read_for_a_stop)))
+    assert any("still loaded" in p for p in stop_problems(broken(name, loads_ungated)))
+
+
 def transport_unplugged(patcher):
     clock = box_with(patcher, "expr ($i1 - 1) * $i2 + ($i3 - 1) + $f4 / $f5")["id"]
     patcher["lines"] = [entry for entry in patcher["lines"] if entry["patchline"]["source"][0] != clock]

@@ -68,11 +68,13 @@ class FakeDaemon:
     """The daemon's side of the jam on a UDP port: keeps what the patch sends; when the patch's transport runs,
     sends the bars (a list of (jam_id, bar, level, path)) to the patch's reply port."""
 
-    def __init__(self, port: int, reply_port: int, bars: list[tuple[str | None, int, float, Path]]) -> None:
+    def __init__(self, port: int, reply_port: int, bars: list[tuple[str | None, int, float, Path]],
+                 stopping: tuple[float, int] | None = None) -> None:
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.socket.bind(("127.0.0.1", port))
         self.socket.settimeout(0.1)
         self.reply_port, self.bars = reply_port, bars
+        self.stop_at = stopping  # (seconds after the transport starts, the last bar to sound): a stop's state
         self.received: list[tuple[str, str, list]] = []  # (address, type tags, args)
         self.stopping = False
         self.thread = threading.Thread(target=self.run, daemon=True)
@@ -100,6 +102,10 @@ class FakeDaemon:
                                        ("127.0.0.1", self.reply_port))
                 self.socket.sendto(osc("/continuo/jam/state", jam_id, "playing", 0, 2.5, 0.4, 2, 0, 0, ""),
                                    ("127.0.0.1", self.reply_port))
+                if self.stop_at is not None:
+                    delay_s, last = self.stop_at
+                    state = osc("/continuo/jam/state", jam_id, "stopping", last, 1.0, 0.4, 2, 0, 0, "")
+                    threading.Timer(delay_s, self.socket.sendto, (state, ("127.0.0.1", self.reply_port))).start()
 
     def close(self) -> None:
         self.stopping = True
@@ -199,3 +205,34 @@ def test_the_recording_check_fails_on_a_bar_off_its_line():
     runs = level_runs(audio)
     first = runs[1][0]
     assert [start - first for start, _ in runs[1:4]] != [0, BAR, 2 * BAR]
+
+
+@needs_pd
+def test_pd_jam_drops_the_bars_past_a_stops_last_bar(tmp_path):
+    """The jam stops at the end of the bar playing: /continuo/jam/state stopping 2 arrives during bar 2, when bar 3
+    is already loaded for its bar line and bar 4 waits in the queue. Neither sounds (the old patch played both)."""
+    folder = tmp_path / "pd"
+    folder.mkdir()
+    shutil.copy(PD_DIR / "continuo.pd", folder / "continuo.pd")
+    bars = []
+    for bar, level in ((1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4)):
+        path = tmp_path / f"bar-{bar}.wav"
+        soundfile.write(path, np.full((FILE_RATE, 2), level, np.float32), FILE_RATE, subtype="FLOAT")
+        bars.append((None, bar, level, path))
+    port, reply_port = free_udp_port(), free_udp_port()
+    log_path, recording = tmp_path / "said.txt", tmp_path / "jam.wav"
+    (folder / "harness.pd").write_text(harness(port, reply_port, log_path, recording))
+    daemon = FakeDaemon(port, reply_port, bars, stopping=(2.6, 2))  # beat 10.4: bar 2 plays, bar 3 is loaded
+    try:
+        said = run_pd(folder)
+    finally:
+        daemon.close()
+    log = read_log(log_path)
+    context = f"pd said:\n{said}\nthe patch's outlets gave:\n{log}"
+    assert "couldn't create" not in said, context
+    played = [entry[3] for entry in log if entry[:3] == ["status", "jam", "playing"]]
+    assert played == ["1", "2"], context
+    audio, _ = soundfile.read(recording, dtype="float32")
+    runs = level_runs(audio[:, 0])
+    assert [level for _, level in runs] == [0.0, 0.1, 0.2, 0.0], runs  # bars 1 and 2 whole, then silence
+    assert runs[3][0] - runs[2][0] == BAR, runs  # bar 2 to its end: the stop lands at a bar line

@@ -181,6 +181,26 @@ def test_a_late_bar_moves_the_timeline_on_by_whole_bars_never_mid_bar(page, rout
     assert page.problems == []
 
 
+def test_a_stop_drops_the_bars_past_the_last_one_to_sound(page, routed):  # noqa: F811
+    """The jam stops at the end of the bar playing: /continuo/jam/state stopping names bar 1 the last to sound, while
+    the page holds bars 0-3 (the daemon's lead). Bars 2 and 3 never sound, and bar 4, still on its way, is not
+    fetched; the old page played all five."""
+    jam_id = start(page)
+    for bar in range(4):
+        send(page, chunk_event(jam_id, bar))
+    wait_scheduled(page, 4)
+    send(page, state_event(jam_id, "stopping", bar=1))
+    send(page, chunk_event(jam_id, 4))
+    page.wait_for_timeout(300)
+    assert [b["bar"] for b in scheduled(page)] == [0, 1]
+    assert page.get_attribute("#jam", "data-dropped-bars") == "2"
+    assert page.get_attribute("#jam", "data-scheduled-bars") == "4"  # bar 4 never scheduled
+    dropped = page.eval_on_selector_all("#jam-bars li[data-dropped='1']", "items => items.map(li => li.dataset.bar)")
+    assert sorted(dropped) == ["2", "3"]
+    assert page.evaluate("() => jam.end.beat") == 8  # the page's timeline ends with bar 1, not bar 3
+    assert page.problems == []
+
+
 def test_the_first_bar_starts_where_the_daemons_playhead_will_be_plus_the_pages_latency(page, routed):  # noqa: F811
     """The state after bar 0 says the stream runs 5 s ahead of the daemon's playhead: bar 0 (2 s) starts 3 s after
     that state came, plus the page's own latency (JAM_LEAD_S), not as soon as it could: the page plays on the jam
@@ -318,8 +338,11 @@ def test_a_jam_plays_here_its_prompt_changes_at_a_bar_line_and_it_stops_at_a_bar
     got = page.evaluate("() => Number(document.getElementById('jam').dataset.scheduledBars)")
     page.wait_for_timeout(1500)
     assert page.evaluate("() => Number(document.getElementById('jam').dataset.scheduledBars)") == got  # no more
-    assert max(b["bar"] for b in bars_listed(page)) <= last  # nothing past the bar the stop named
+    # nothing past the last bar to sound (the stop's bar - 1) is heard: a bar already received is dropped
+    assert all(b["bar"] < last for b in scheduled(page)), (last, scheduled(page))
+    dropped = page.evaluate("() => Number(document.getElementById('jam').dataset.droppedBars || 0)")
     assert not page.is_disabled("#jam-start")
     takes = [path for path in (daemon_root / "renders" / jam_id).glob("*.wav")]
-    assert takes and len(list((daemon_root / "renders" / jam_id / "bars").glob("bar-*.wav"))) >= got
+    assert takes and len(list((daemon_root / "renders" / jam_id / "bars").glob("bar-*.wav"))) == last
+    assert got - dropped <= last
     assert page.problems == []

@@ -47,15 +47,19 @@ def test_a_jam_plays_bar_exact_chunks_takes_a_prompt_at_the_next_bar_and_stops_a
     osc_client.send("/continuo/jam/stop", "jam-e2e")
     _, (_, _, _, last) = osc_client.wait_for(
         lambda address, args: address == "/continuo/jam/scheduled" and args[1] == "stop", TIMEOUT_S)
+    _, stopping = osc_client.wait_for(state_of("jam-e2e", "stopping"), TIMEOUT_S)
+    assert stopping[2] == last - 1  # the last bar to sound: a client drops any later one it holds
     for bar in range(landing + 1, last):
         chunks.append(osc_client.wait_for(chunk_of("jam-e2e", bar), TIMEOUT_S)[1])
     _, stopped = osc_client.wait_for(state_of("jam-e2e", "stopped"), TIMEOUT_S)
-    assert not [event for event in osc_client.drain() if chunk_of("jam-e2e")(*event)]  # nothing past the stop
+    made = chunks + [args for event in osc_client.drain() if chunk_of("jam-e2e")(*event) for args in [event[1]]]
+    dropped = [args for args in made if args[1] >= last]  # handed out ahead before the stop: never heard
+    chunks = sorted((args for args in made if args[1] < last), key=lambda args: args[1])
 
     bars = [args[1] for args in chunks]
     assert bars == list(range(last))
-    ids = [args[5] for args in chunks]
-    assert ids[:landing] == [0] * landing and set(ids[landing:]) == {1}  # the new prompt from its bar on
+    for args in made:  # the old prompt id before the bar the change landed on, the new one from it
+        assert (args[5] == 0) == (args[1] < landing), (landing, [(a[1], a[5]) for a in made])
     starts = [args[2] for args in chunks]
     assert starts[0] % 4 == 0 and starts == [starts[0] + 4 * bar for bar in bars]  # on the clock's bar lines
     lengths = [sf.info(args[7]).frames for args in chunks]
@@ -68,9 +72,11 @@ def test_a_jam_plays_bar_exact_chunks_takes_a_prompt_at_the_next_bar_and_stops_a
     assert all(Path(args[7]).parent == folder / "bars" for args in chunks)
     take = Path(stopped[8].removeprefix("take: "))
     assert take.parent == folder and take.name.startswith("dark-techno_") and sf.info(take).frames == ends[-1]
+    for args in dropped:  # out of the take, kept aside (never deleted)
+        assert (folder / "unplayed" / Path(args[7]).name).is_file()
 
-    with urllib.request.urlopen(daemon_process.http_url.rstrip("/") + chunks[1][8], timeout=10) as response:
-        assert response.read() == Path(chunks[1][7]).read_bytes()  # the chunk's url serves its bar's WAV
+    with urllib.request.urlopen(daemon_process.http_url.rstrip("/") + chunks[-1][8], timeout=10) as response:
+        assert response.read() == Path(chunks[-1][7]).read_bytes()  # the chunk's url serves its bar's WAV
 
     osc_client.send("/continuo/jam/start", "jam-e2e", "again")  # a used id: refused, never the old jam
     _, error = osc_client.wait_for(lambda address, args: address == "/continuo/error" and args[0] == "jam-e2e",
@@ -99,10 +105,44 @@ def test_continuo_jam_plays_until_ctrl_c_then_stops_at_a_bar_end_and_prints_the_
     while not (bars.is_dir() and len(list(bars.glob("bar-*.wav"))) >= 2):
         assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
         time.sleep(0.05)
-    process.send_signal(signal.SIGINT)  # Ctrl-C: stop at the end of the bars already made
+    process.send_signal(signal.SIGINT)  # Ctrl-C: stop at the end of the bar playing
     out, err = process.communicate(timeout=TIMEOUT_S)
     assert process.returncode == 0, err
     take = Path(out.strip().splitlines()[-1])
     assert take.parent == daemon_root / "renders" / "jam-cli" and take.name.startswith("warm-lofi-keys_")
     assert "RTF" in err and "lead" in err and "stopped" in err and "noise, not music" in err
     assert sf.info(take).frames == sum(sf.info(bar).frames for bar in bars.glob("bar-*.wav"))
+
+
+def test_a_zeromq_client_gets_each_bar_as_inline_pcm(daemon_process):
+    """Over ZeroMQ every bar carries its PCM (to the jam's client and on PUB under the jam id), with its bar number,
+    start beat, bpm and prompt id: the bar's WAV in the recording, sample for sample."""
+    import time
+
+    from bridge.clients.zmq import ZmqClient, parse_reply
+
+    with ZmqClient(daemon_process.zmq_endpoint) as client:
+        sub = client.subscribe(daemon_process.zmq_pub_endpoint, b"jam-zmq")
+        time.sleep(0.3)  # a PUB drops what is sent before the subscription lands
+        client.request("jam_start", {"jam_id": "jam-zmq", "prompt": "dark techno"},
+                       {"bpm": BPM, "lookahead_bars": 1, "guidance_scale": 1.0, "behind_ok": 1})
+        bars = []
+        for bar in range(2):
+            reply = client.wait_for(lambda r, bar=bar: r.event == "jam/chunk" and r.args["bar"] == bar, TIMEOUT_S)
+            recorded, rate = sf.read(reply.args["path"], dtype="float32", always_2d=True)  # before the stop
+            bars.append((reply, recorded))
+        assert sub.poll(int(TIMEOUT_S * 1000))
+        published = parse_reply(sub.recv_multipart())
+        while published.event != "jam/chunk":
+            assert sub.poll(int(TIMEOUT_S * 1000))
+            published = parse_reply(sub.recv_multipart())
+        client.request("jam_stop", {"jam_id": "jam-zmq"})
+        client.wait_for(lambda r: r.event == "jam/state" and r.args["state"] == "stopped", TIMEOUT_S)
+        sub.close(0)
+    for reply, recorded in bars:
+        assert rate == RATE and reply.header["pcm"]["sample_rate"] == RATE
+        assert len(reply.pcm) == 1 and np.array_equal(reply.pcm[0], recorded)
+        assert reply.args["start_beat"] == bars[0][0].args["start_beat"] + 4 * reply.args["bar"]
+        assert reply.args["bpm"] == pytest.approx(BPM) and reply.args["prompt_id"] == 0
+    first = bars[0][0]
+    assert published.args["bar"] == 0 and np.array_equal(published.pcm[0], first.pcm[0])  # the subscriber's copy

@@ -30,6 +30,7 @@ const jam = {
   resyncs: 0, // times the page moved its timeline on by whole bars because a chunk came too late
   gain: null,
   leads: new Map(), // bar -> {lead_s, at}: the daemon's lead after that bar, and when (AudioContext time) it came
+  lastBar: null, // a stop's last bar to sound (/continuo/jam/state stopping): later bars are dropped
 };
 
 function jamError(message) {
@@ -171,7 +172,8 @@ function jamEvent(event) {
 
 function jamShowState(a) {
   jam.state = a.state;
-  if (audioContext && a.lead_s != null && a.bar >= 0) { // the last few: the first chunk played looks its bar up
+  if (a.state === "stopping" && a.bar != null) jamStopAfter(Number(a.bar));
+  else if (audioContext && a.lead_s != null && a.bar >= 0) { // the last few: the first chunk played looks its bar up
     jam.leads.set(Number(a.bar), { lead_s: Number(a.lead_s), at: audioContext.currentTime });
     if (jam.leads.size > 8) jam.leads.delete(jam.leads.keys().next().value);
   }
@@ -196,8 +198,31 @@ function jamShowState(a) {
   $("jam-next").disabled = !live;
 }
 
+// A stop lands at the end of the bar playing: /continuo/jam/state stopping names it, the last bar to sound. The bars
+// after it that the page already holds are dropped (a bar already sounding plays out: never cut mid-bar, though the
+// page runs JAM_LEAD_S behind the daemon, so none is), and any that still come are not fetched.
+function jamStopAfter(last) {
+  jam.lastBar = last;
+  const now = audioContext ? audioContext.currentTime : 0;
+  const dropped = jam.bars.filter((bar) => Number(bar.bar) > last && bar.when > now);
+  for (const bar of dropped) {
+    try { bar.source.stop(); } catch (e) { /* already stopped */ } // before its start: it never sounds
+    const item = document.querySelector(`#jam-bars li[data-bar="${Number(bar.bar)}"]`);
+    if (item) { item.dataset.dropped = "1"; item.classList.add("dropped"); item.title = "after the stop: not played"; }
+  }
+  jam.bars = jam.bars.filter((bar) => !dropped.includes(bar));
+  const kept = jam.bars[jam.bars.length - 1];
+  if (dropped.length && kept) jam.end = { beat: Number(kept.start_beat) + Number(kept.beats), time: kept.when + kept.seconds };
+  $("jam").dataset.droppedBars = String(Number($("jam").dataset.droppedBars || 0) + dropped.length);
+}
+
+function jamPastStop(a) {
+  return jam.lastBar !== null && Number(a.bar) > jam.lastBar;
+}
+
 function jamChunk(a) {
-  if (!jam.gain) return; // not heard here (a jam taken up again before Listen here): nothing fetched
+  if (!jam.gain || jamPastStop(a)) return; // not heard here (a jam taken up again before Listen here, a bar past
+  // the stop): nothing fetched
   const fetched = fetch(a.url).then((r) => {
     if (!r.ok) throw new Error(`HTTP ${r.status} for bar ${Number(a.bar) + 1}`);
     return r.arrayBuffer();
@@ -216,7 +241,7 @@ function jamPlace(a, now) {
 }
 
 function jamSchedule(a, audio) {
-  if (a.jam_id !== jam.id || !jam.gain) return;
+  if (a.jam_id !== jam.id || !jam.gain || jamPastStop(a)) return;
   const context = audioContext, now = context.currentTime;
   let when = jamPlace(a, now);
   if (when < now + 0.02) { // too late for its place: move the whole timeline on by whole bars, never mid-bar
@@ -280,7 +305,7 @@ function jamReset() {
   for (const bar of jam.bars) { try { bar.source.stop(); } catch (e) { /* already ended */ } }
   if (jam.gain) jam.gain.disconnect();
   Object.assign(jam, { id: null, bars: [], end: null, chain: Promise.resolve(), resyncs: 0, gain: null,
-                       leads: new Map() });
+                       leads: new Map(), lastBar: null });
   $("jam-bars").replaceChildren();
   for (const id of ["jam-lead", "jam-rtf", "jam-lookahead", "jam-held", "jam-underruns", "jam-buffered"]) $(id).textContent = "–";
   $("jam-scheduled").textContent = "";
@@ -291,6 +316,7 @@ function jamReset() {
   head.textContent = "–";
   for (const key of Object.keys(head.dataset)) delete head.dataset[key];
   delete $("jam").dataset.scheduledBars;
+  delete $("jam").dataset.droppedBars;
   for (const id of ["jam-temperature", "jam-guidance", "jam-keep"]) delete $(id).dataset.sent;
 }
 

@@ -301,6 +301,28 @@ def test_starved_output_counts_underruns_fades_to_silence_and_keeps_the_grid(ope
     assert rise[0] < 0.05 and np.all(np.diff(rise) > -0.01)  # it comes back with a ramp, not a step
 
 
+def test_stop_after_ends_the_sound_at_that_bars_last_frame_dropping_the_bars_queued(open_output) -> None:
+    output, monitor, origin_s = open_output()
+    frames, fade = chunk_frames(), round(PlaybackSettings().fade_s * RATE)
+    for index in range(6):  # all in the ring well ahead (the jam's lead)
+        output.play(counter_chunk(index, frames))
+    deadline = time.monotonic() + 5.0
+    while output.status().frames_played == 0 and time.monotonic() < deadline:  # bar 0 is playing
+        time.sleep(0.005)
+    output.stop_after(2)
+    output.play(counter_chunk(6, frames))  # a bar handed out after the stop: dropped too
+    output.close(drain=True)
+    status, audio = output.status(), played(monitor)
+    assert status.underruns == 0 and status.frames_played == 3 * frames, status  # the old output played all 7
+    origin = stream_origin(audio)
+    end = origin + 3 * frames
+    expected = np.concatenate([counter_chunk(index, frames).audio for index in range(3)], axis=1).T
+    assert np.array_equal(audio[origin:end], expected)  # bars 0-2 whole: the stop lands at a bar's natural end
+    assert not audio[end + fade:].any()  # then silence
+    step = np.max(np.abs(np.diff(audio[end - 1:end + fade, 0])))
+    assert step <= abs(audio[end - 1, 0]) / fade + 1e-6  # its last frame fades out over fade_s: no click
+
+
 def test_model_rate_chunks_are_resampled_seamlessly_to_the_device_rate(open_output) -> None:
     output, monitor, origin_s = open_output()
     model_rate, count, hz = 32000, 4, 441.0

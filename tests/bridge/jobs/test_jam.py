@@ -123,6 +123,9 @@ class ListSink:
             reading = self.clock.reading()
             self.leads.append(reading.time_of_beat(chunk.start_beat) - reading.at_s)
 
+    def stop_after(self, bar: int) -> None:
+        self.stopped_after = bar
+
     def close(self) -> None:
         pass
 
@@ -370,22 +373,38 @@ def test_held_bars_when_the_model_falls_behind(engine):
     assert not any(chunk.held for chunk in fast.chunks)
 
 
-def test_stop_at_the_bar_end_writes_every_bar_and_the_take(engine, tmp_path):
+def test_stop_lands_at_the_end_of_the_bar_playing_and_drops_the_bars_queued(engine, tmp_path):
     clock = FakeClock(240.0)
-    session, sink = jam(engine, clock, tmp_path)
-    wait_for(lambda: len(sink.chunks) >= 2)
-    last = session.stop()
+    session, sink = jam(engine, clock, tmp_path, lookahead_bars=3)
+    wait_for(lambda: session.origin_bar is not None and session.heard_bar() >= 2
+             and len(sink.chunks) >= session.heard_bar() + 2)
+    clock.hold()  # the clock stands still while the stop is told
+    try:
+        playing, handed_out = session.heard_bar() - 1, len(sink.chunks)
+        last = session.stop()
+        status = session.status()
+    finally:
+        clock.release()
+    assert last == playing + 1 < handed_out  # bars past it were handed out (the old stop played them all: >= 3)
+    assert status.state == "stopping" and status.bar == last - 1  # what the clients hear: the last bar to sound
+    assert sink.stopped_after == last - 1  # every output drops what it holds past it
     assert session.wait(30.0)
     status = session.status()
-    assert status.state == "stopped" and [c.bar for c in sink.chunks] == list(range(last))
+    assert status.state == "stopped" and [c.bar for c in sink.chunks] == list(range(handed_out))
     folder = tmp_path / "jam-1"
-    for chunk in sink.chunks:
+    for chunk in sink.chunks[:last]:
         assert chunk.path == folder / "bars" / f"bar-{chunk.bar:06d}.wav"
         audio, rate = soundfile.read(chunk.path, always_2d=True)
         assert rate == RATE and audio.shape[0] == chunk.audio.shape[-1]
+    assert sorted(p.name for p in (folder / "bars").iterdir()) == [f"bar-{b:06d}.wav" for b in range(last)]
+    # the bars made past the stop never sounded: out of the take, their files kept aside (never deleted)
+    assert sorted(p.name for p in (folder / "unplayed").iterdir()) == [
+        f"bar-{b:06d}.wav" for b in range(last, handed_out)]
     take, rate = soundfile.read(status.take_path, always_2d=True)
     assert status.take_path.parent == folder and status.take_path.name.startswith("dark-techno_")
-    assert take.shape[0] == sum(chunk.audio.shape[-1] for chunk in sink.chunks)
+    assert take.shape[0] == sum(chunk.audio.shape[-1] for chunk in sink.chunks[:last])
+    assert take.shape[0] < sum(chunk.audio.shape[-1] for chunk in sink.chunks)  # control: the whole of what was made
+    np.testing.assert_allclose(take[-100:, 0], sink.chunks[last - 1].audio[0, -100:], atol=1e-6)
     with pytest.raises(BadRequest, match="stopped"):
         session.control("prompt", "too late")
     with pytest.raises(FileExistsError):  # a recording never goes over another
@@ -468,15 +487,16 @@ def test_a_jam_plays_through_a_real_jack_device_with_no_underrun(engine):
     session = JamSession(settings, engine, clock, [sink, output])
     session.start()
     wait_for(lambda: len(sink.chunks) >= 4)
-    session.stop()
+    last = session.stop()
     assert session.wait(30.0)
     status = output.status()
     assert status.started and status.late_start_s == 0.0, status  # the first bar was there before its bar line
     # the bars reached the device and played (on a loaded machine the callback can wait for the interpreter behind
     # the model's decode loop: a few starved blocks fade to silence and keep the grid; how many is the bench's
     # figure, not this test's)
-    frames = sum(chunk.audio.shape[-1] for chunk in sink.chunks) * status.sample_rate / RATE
-    assert 0.9 * frames <= status.frames_played <= frames + 64, status
+    # ... up to the stop's bar: bars handed out past it never reach the speakers (resampled: a few frames either way)
+    frames = sum(chunk.audio.shape[-1] for chunk in sink.chunks[:last]) * status.sample_rate / RATE
+    assert 0.9 * frames <= status.frames_played <= frames + 64, (status, last, len(sink.chunks))
     assert status.underrun_frames < 0.05 * frames, status
 
 

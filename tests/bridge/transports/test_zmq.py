@@ -95,6 +95,34 @@ def test_an_event_without_a_client_is_published_only(served):
     assert frames[0] == b"z9" and parse_reply(frames).event == "progress"
 
 
+def test_a_jam_bar_carries_its_pcm_to_the_client_and_the_jams_subscribers(served, tmp_path):
+    server, fake = served
+    bar = tmp_path / "bar-000003.wav"
+    audio = np.sin(np.arange(6000) / 7.0).astype(np.float32)[:, None] * 0.5
+    sf.write(bar, audio, 32000, subtype="PCM_24")  # as the recording writes it
+    chunk = SCHEMA.check_event("/continuo/jam/chunk", "jam-z", 3, 12.0, 4.0, 127.0, 2, 0, bar.as_posix(),
+                               "/api/jam/jam-z/bars/3", 6000 / 32000, 32000)
+    with ZmqClient(server.router_endpoint) as client:
+        sub = client.subscribe(server.pub_endpoint, b"jam-z")
+        time.sleep(0.3)  # a PUB drops what is sent before the subscription lands
+        client.request("ping", {"seq": 1})
+        with fake.cond:
+            fake.cond.wait_for(lambda: fake.calls, 5)
+        peer = fake.calls[0][2]  # the jam's client
+        server.send(peer, chunk)
+        direct = client.wait_for(lambda r: r.event == "jam/chunk", 5)
+        assert sub.poll(5000)
+        published = parse_reply(sub.recv_multipart())
+        sub.close(0)
+    recorded, _ = sf.read(bar, dtype="float32", always_2d=True)
+    for reply in (direct, published):
+        assert reply.args["bar"] == 3 and reply.args["start_beat"] == 12.0 and reply.args["bpm"] == 127.0
+        assert reply.args["prompt_id"] == 2 and reply.header["pcm"]["sample_rate"] == 32000
+        assert len(reply.pcm) == 1 and np.array_equal(reply.pcm[0], recorded)  # the bar's WAV, sample for sample
+    unrecorded = [*chunk.values[:7], "", *chunk.values[8:]]  # a bar with no WAV: the header alone, no failure
+    assert len(server.event_frames(chunk.address, unrecorded)) == 2
+
+
 def test_inline_input_is_written_to_the_inbox_and_named_as_the_path(served, tmp_path):
     server, fake = served
     audio = np.linspace(-0.5, 0.5, 4800 * 2, dtype=np.float32).reshape(4800, 2)
