@@ -338,8 +338,11 @@ def test_a_jam_plays_here_its_prompt_changes_at_a_bar_line_and_it_stops_at_a_bar
     got = page.evaluate("() => Number(document.getElementById('jam').dataset.scheduledBars)")
     page.wait_for_timeout(1500)
     assert page.evaluate("() => Number(document.getElementById('jam').dataset.scheduledBars)") == got  # no more
-    # nothing past the last bar to sound (the stop's bar - 1) is heard: a bar already received is dropped
-    assert all(b["bar"] < last for b in scheduled(page)), (last, scheduled(page))
+    # nothing past the last bar to sound (the stop's bar - 1) is heard: a bar already received is dropped, unless it
+    # was already sounding when the stop reached the page (a bar plays out, never cut; the full suite saw it once)
+    heard_at = page.evaluate("() => jam.stopHeardAt")
+    assert all(b["bar"] < last or b["when"] <= heard_at for b in scheduled(page)), (last, heard_at, scheduled(page))
+    assert any(b["bar"] < last for b in scheduled(page))
     dropped = page.evaluate("() => Number(document.getElementById('jam').dataset.droppedBars || 0)")
     assert not page.is_disabled("#jam-start")
     takes = [path for path in (daemon_root / "renders" / jam_id).glob("*.wav")]

@@ -30,6 +30,7 @@ const jam = {
   resyncs: 0, // times the page moved its timeline on by whole bars because a chunk came too late
   gain: null,
   leads: new Map(), // bar -> {lead_s, at}: the daemon's lead after that bar, and when (AudioContext time) it came
+  stopHeardAt: null, // the AudioContext time the stop reached the page
   lastBar: null, // a stop's last bar to sound (/continuo/jam/state stopping): later bars are dropped
 };
 
@@ -199,11 +200,13 @@ function jamShowState(a) {
 }
 
 // A stop lands at the end of the bar playing: /continuo/jam/state stopping names it, the last bar to sound. The bars
-// after it that the page already holds are dropped (a bar already sounding plays out: never cut mid-bar, though the
-// page runs JAM_LEAD_S behind the daemon, so none is), and any that still come are not fetched.
+// after it that the page already holds are dropped, and any that still come are not fetched. A bar already sounding
+// here plays out (never cut mid-bar): the page runs JAM_LEAD_S behind the daemon, so that happens only where the
+// stop's state reached the page that much late (seen once in CI-like runs); stopHeardAt says when it came.
 function jamStopAfter(last) {
   jam.lastBar = last;
   const now = audioContext ? audioContext.currentTime : 0;
+  jam.stopHeardAt = now;
   const dropped = jam.bars.filter((bar) => Number(bar.bar) > last && bar.when > now);
   for (const bar of dropped) {
     try { bar.source.stop(); } catch (e) { /* already stopped */ } // before its start: it never sounds
@@ -305,7 +308,7 @@ function jamReset() {
   for (const bar of jam.bars) { try { bar.source.stop(); } catch (e) { /* already ended */ } }
   if (jam.gain) jam.gain.disconnect();
   Object.assign(jam, { id: null, bars: [], end: null, chain: Promise.resolve(), resyncs: 0, gain: null,
-                       leads: new Map(), lastBar: null });
+                       leads: new Map(), lastBar: null, stopHeardAt: null });
   $("jam-bars").replaceChildren();
   for (const id of ["jam-lead", "jam-rtf", "jam-lookahead", "jam-held", "jam-underruns", "jam-buffered"]) $(id).textContent = "–";
   $("jam-scheduled").textContent = "";
