@@ -94,7 +94,11 @@ def start(page, *, bpm: str = "120", preset: str = "default", behind_ok: bool = 
     page.fill("#jam-beats-per-bar", "4")
     page.select_option("#jam-preset", preset)
     page.click("#jam-start")
-    page.wait_for_function("() => jam.id !== null && document.getElementById('jam').dataset.state === 'starting'")
+    # 'starting' can be over before a poll sees it where the daemon answers at once: any live state, or the refusal
+    page.wait_for_function("() => (jam.id !== null && ['starting', 'playing'].includes("
+                           "document.getElementById('jam').dataset.state)) || "
+                           "!document.getElementById('jam-error').hidden")
+    assert page.is_hidden("#jam-error"), page.inner_text("#jam-error")
     return page.evaluate("() => jam.id")
 
 
