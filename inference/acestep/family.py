@@ -113,6 +113,13 @@ def load(path: Path, *, name: str, source_kind: str, is_random: bool, device: st
     return engine
 
 
+def load_style_model(path: Path, device: str = "cpu"):
+    """The checkpoint in path loaded for style training (inference/acestep/training.py:load_style_model)."""
+    from inference.acestep.training import load_style_model as load
+
+    return load(path, device)
+
+
 def build_tiny(out_dir: Path) -> Path:
     """The tiny random ACE-Step pipeline (inference/acestep/tiny.py)."""
     return build_tiny_acestep(out_dir)

@@ -126,6 +126,13 @@ def build_our_engine(model, processor, target, *, name: str, source_kind: str, i
     return engine
 
 
+def load_style_model(path: Path, device: str = "cpu"):
+    """The checkpoint in path loaded for style training (inference/musicgen/training.py:load_style_model)."""
+    from inference.musicgen.training import load_style_model as load
+
+    return load(path, device)
+
+
 def build_tiny(out_dir: Path) -> Path:
     """The tiny random MusicGen (inference/musicgen/tiny.py), the smoke model loading builds."""
     return build_tiny_musicgen(out_dir)

@@ -91,7 +91,7 @@ def test_plan_measures_and_says_when_it_is_a_gpu_job(recordings, tiny_model_dir,
     plan = plan_style(request(recordings), model_dir=tiny_model_dir)
     assert plan.steps == 4 and plan.steps_per_s > 0 and plan.peak_memory_gb > 0 and not plan.gpu_job
     assert "4 steps" in plan.describe() and "GPU job" not in plan.describe()
-    monkeypatch.setattr("inference.musicgen.training.GPU_JOB_PARAMETERS", 0)  # the tiny model as if real-size
+    monkeypatch.setattr("inference.runtime.lora_training.GPU_JOB_PARAMETERS", 0)  # the tiny model as if real-size
     big = plan_style(request(recordings), model_dir=tiny_model_dir)
     assert big.gpu_job and big.extrapolated and "This is a GPU job" in big.describe()
 
