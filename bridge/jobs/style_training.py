@@ -35,9 +35,9 @@ minutes), and its torch work runs on the engine's compute thread between the ren
 /continuo/progress (stage training) and /continuo/training (epoch, step, loss, ETA); cancel stops it between steps;
 a new job (new id) with the same name, folder and options resumes from the checkpoint. The model trained is the one
 served when the job was admitted (its folder in the job's params), loaded again at fp32 for the job: a second copy
-of the model in memory while it runs (musicgen-small: about 2.5 GB more, docs/benchmarks.md "Style training"). The
-job holds one of the pool's workers while it runs: with max_batch 1 (one worker) renders wait for the whole
-training; a worker of its own for training is not built.
+of the model in memory while it runs (musicgen-small: about 2.5 GB more, docs/benchmarks.md "Style training").  The
+job runs on the pool's training worker (bridge/jobs/pool.py), never on a render's, so a render sent during training
+is taken at once and runs at the next step's end, on any engine (also one that renders one job at a time).
 """
 
 from __future__ import annotations
