@@ -37,7 +37,7 @@ def add_train_commands(commands: argparse._SubParsersAction, add_settings_flags)
     parser.add_argument("--timeout", type=float, default=7 * 86400.0,
                         help="seconds to wait for the daemon's job (default a week; it goes on after)")
     parser.add_argument("--clip-s", type=float, default=0.0,
-                        help="clip length (default: the model's window); --local only, as the next four")
+                        help="clip length in s (default: the model's window; 30 s for ACE-Step); --local only, as the next four")
     parser.add_argument("--rank", type=int, default=8, help="LoRA rank (default 8)")
     parser.add_argument("--epochs", type=int, default=4, help="passes over the clips (default 4)")
     parser.add_argument("--batch-size", type=int, default=2, help="clips per step (default 2)")
