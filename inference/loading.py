@@ -60,9 +60,9 @@ class Family(Protocol):
         """A tiny random model of the family's real architecture in out_dir, smoke marker last."""
         ...
 
-    def load_style_model(self, path: Path, device: str = "cpu"):
-        """The checkpoint in path at full precision for LoRA training (inference/runtime/lora_training.py:
-        StyleModel)."""
+    def load_style_model(self, path: Path, device: str = "cpu", base_weights: str = "auto"):
+        """The checkpoint in path for LoRA training (inference/runtime/lora_training.py: StyleModel; base_weights:
+        its training_base_weights, QLoRA's nf4 on CUDA by default, else fp32)."""
         ...
 
 
@@ -318,9 +318,9 @@ def family(directory: Path) -> str:
     return family_of(directory).NAME
 
 
-def load_style_model(directory: Path, device: str = "cpu"):
+def load_style_model(directory: Path, device: str = "cpu", base_weights: str = "auto"):
     """directory's model loaded by its family for style training (inference/runtime/lora_training.py:StyleModel)."""
-    return family_of(Path(directory)).load_style_model(Path(directory), device=device)
+    return family_of(Path(directory)).load_style_model(Path(directory), device=device, base_weights=base_weights)
 
 
 def checkpoint_problems(directory: Path) -> list[str]:

@@ -83,6 +83,7 @@ class StyleRequest:
     learning_rate: float = 1e-4
     seed: int = 0
     checkpoint_every: int = 50
+    base_weights: str = "auto"  # the frozen base: QLoRA's nf4 on CUDA with bitsandbytes, else fp32 (lora_training.py)
 
     def options(self, model):
         """The options model's family trains with (inference/runtime/lora_training.py:StyleModel.options)."""
@@ -161,10 +162,11 @@ def train_style(request: StyleRequest, *, model_dir: Path, lora_dir: Path, devic
     call = call or (lambda function: function())
     lora_dir = Path(lora_dir).expanduser()
     target = check_name(lora_dir, request.name)
-    model = call(lambda: load_style_model(model_dir, device=device))
+    model = call(lambda: load_style_model(model_dir, device=device, base_weights=request.base_weights))
     prepared = prepare(request, model)
     if on_report is not None:
-        on_report(prepared.report() + f"\n  conditioning: {model.conditioning}")
+        on_report(prepared.report() + f"\n  conditioning: {model.conditioning}\n  base weights: "
+                  f"{model.base_weights.describe()}")
     work_dir = lora_dir / TRAINING_DIR / request.name
     options = request.options(model)
     trainer = call(lambda: model.make_trainer(clip_pairs(prepared), options, work_dir))
@@ -185,6 +187,7 @@ def build_card(request: StyleRequest, prepared: PreparedClips, result, *, model,
     return {
         "name": request.name, "family": model.family, "format": model.format, "text": request.text,
         "conditioning": model.conditioning, "base_model": str(model_dir), "base_fingerprint": model.fingerprint,
+        "base_weights": model.base_weights.mode,
         "source_files": [{"name": f.name, "sha256": f.sha256, "used_s": round(f.used_s, 3), "skipped": f.skipped}
                          for f in prepared.files],
         "minutes_of_audio": round(prepared.minutes, 3), "clips": len(prepared.clips), "clip_s": prepared.clip_s,
@@ -201,7 +204,7 @@ def plan_style(request: StyleRequest, *, model_dir: Path, device: str = "cpu") -
     from inference.loading import load_style_model
     from inference.runtime.lora_training import GPU_JOB_PARAMETERS, peak_memory_bytes
 
-    model = load_style_model(model_dir, device=device)
+    model = load_style_model(model_dir, device=device, base_weights=request.base_weights)
     prepared = prepare(request, model)
     options = request.options(model)
     clips = clip_pairs(prepared, count=options.batch_size)

@@ -37,13 +37,17 @@ def add_train_commands(commands: argparse._SubParsersAction, add_settings_flags)
     parser.add_argument("--timeout", type=float, default=7 * 86400.0,
                         help="seconds to wait for the daemon's job (default a week; it goes on after)")
     parser.add_argument("--clip-s", type=float, default=0.0,
-                        help="clip length in s (default: the model's window; 30 s for ACE-Step); --local only, as the next four")
+                        help="clip length in s (default: the model's window; 30 s for ACE-Step); --local only, as "
+                             "--rank, --batch-size, --training-seed, --checkpoint-every and --base-weights")
     parser.add_argument("--rank", type=int, default=8, help="LoRA rank (default 8)")
     parser.add_argument("--epochs", type=int, default=4, help="passes over the clips (default 4)")
     parser.add_argument("--batch-size", type=int, default=2, help="clips per step (default 2)")
     parser.add_argument("--learning-rate", type=float, default=1e-4, help="AdamW's (default 1e-4)")
     parser.add_argument("--training-seed", type=int, default=0, help="seed of the adapter's start and the order")
     parser.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (default 50)")
+    parser.add_argument("--base-weights", default="auto",
+                        help="the frozen model's weights: auto (QLoRA's 4-bit nf4 on CUDA with bitsandbytes, else "
+                             "fp32), fp32, bf16 (autocast), bnb-nf4")
     add_settings_flags(parser)
 
 
@@ -52,7 +56,8 @@ def request_from_args(args: argparse.Namespace):
 
     return StyleRequest(folder=args.folder, name=args.name, text=args.text, clip_s=args.clip_s, rank=args.rank,
                         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                        seed=args.training_seed, checkpoint_every=args.checkpoint_every)
+                        seed=args.training_seed, checkpoint_every=args.checkpoint_every,
+                        base_weights=args.base_weights)
 
 
 def run_train_style(args: argparse.Namespace, settings) -> int:

@@ -113,11 +113,11 @@ def load(path: Path, *, name: str, source_kind: str, is_random: bool, device: st
     return engine
 
 
-def load_style_model(path: Path, device: str = "cpu"):
+def load_style_model(path: Path, device: str = "cpu", base_weights: str = "auto"):
     """The checkpoint in path loaded for style training (inference/acestep/training.py:load_style_model)."""
     from inference.acestep.training import load_style_model as load
 
-    return load(path, device)
+    return load(path, device, base_weights)
 
 
 def build_tiny(out_dir: Path) -> Path:

@@ -27,7 +27,9 @@ diffusers format the engine's `lora` path loads (inference/acestep/engine.py:Ace
   fp32 (a second copy beside the served one), the clips cut at its 48 kHz stereo, the adapter and card.json written
   into a new folder.
 
-No QLoRA yet: the DiT trains at fp32 on any device.
+Base weights (inference/runtime/lora_training.py:training_base_weights): QLoRA on CUDA where bitsandbytes has its
+kernels (the DiT's linears nf4, swapped on the CPU before the move), else fp32 (or bf16 autocast, by name); the
+text encoder, condition encoder and VAE stay fp32 (they run once per clip, under no_grad).
 """
 
 from __future__ import annotations
@@ -43,11 +45,16 @@ import torch.nn.functional as F
 
 from inference.errors import InferenceError
 from inference.runtime.lora_training import (
+    FP32_BASE,
+    BaseWeights,
     LoraTrainingLoop,
     LoraTrainingOptions,
     StyleModel,
     TrainingResult,
+    count_weights,
     data_hash,
+    quantize_base_,
+    training_base_weights,
 )
 
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
@@ -100,7 +107,7 @@ class AceStepLoraTrainer(LoraTrainingLoop):
     the pipeline's rate, caption). The loop, checkpoints and resume are inference/runtime/lora_training.py's."""
 
     def __init__(self, pipeline, clips: Sequence[tuple[np.ndarray, str]], options: LoraTrainingOptions,
-                 work_dir: Path):
+                 work_dir: Path, base_weights: BaseWeights = FP32_BASE):
         from peft import LoraConfig
 
         if not clips:
@@ -109,6 +116,7 @@ class AceStepLoraTrainer(LoraTrainingLoop):
         self.work_dir = Path(work_dir)
         self.module = transformer = pipeline.transformer
         self.device = transformer.device
+        self.base_weights = base_weights
         self.data_hash = data_hash(((caption, np.ascontiguousarray(audio, dtype=np.float32).tobytes())
                                     for audio, caption in clips), options)
         self.clips = []
@@ -180,32 +188,35 @@ def write_adapter_dir(directory: Path, result: TrainingResult, card: dict) -> Pa
     return write_card(directory, card)
 
 
-def load_training_pipeline(checkpoint: Path, device: str = "cpu"):
-    """checkpoint's AceStepPipeline at fp32 on device, with autograd available (not the served, converted one)."""
+def load_training_pipeline(checkpoint: Path, device: str = "cpu", base_weights: str = "auto"):
+    """checkpoint's AceStepPipeline at fp32 on device, with autograd available (not the served, converted one), its
+    DiT's linears nf4 where the base weights are QLoRA's; (pipeline, BaseWeights)."""
     from diffusers import AceStepPipeline
 
     from inference.runtime.device import pick_device
 
     target = pick_device(device)
+    base = training_base_weights(target, base_weights)
     with torch.inference_mode(False):
         pipeline = AceStepPipeline.from_pretrained(Path(checkpoint), dtype=torch.float32, local_files_only=True)
+        quantize_base_(pipeline.transformer, base, target)  # on the CPU, each linear quantized on its way there
         pipeline.to(target)
     pipeline.set_progress_bar_config(disable=True)
-    return pipeline
+    return pipeline, base
 
 
-def load_style_model(checkpoint: Path, device: str = "cpu") -> StyleModel:
+def load_style_model(checkpoint: Path, device: str = "cpu", base_weights: str = "auto") -> StyleModel:
     """checkpoint's pipeline as the style-training job takes it (inference/runtime/lora_training.py)."""
     from inference.runtime.plans import checkpoint_fingerprint
 
-    pipeline = load_training_pipeline(checkpoint, device)
+    pipeline, base = load_training_pipeline(checkpoint, device, base_weights)
     vae = pipeline.vae.config
     window_s = pipeline.condition_encoder.silence_latent.shape[1] / pipeline.latents_per_second
     return StyleModel(family="ace-step", format=FORMAT, sample_rate=int(vae.sampling_rate),
                       channels=int(vae.audio_channels), window_s=min(window_s, DEFAULT_CLIP_S),
                       fingerprint=checkpoint_fingerprint(Path(checkpoint)),
-                      parameters=sum(p.numel() for p in pipeline.transformer.parameters()),
+                      parameters=count_weights(pipeline.transformer),
                       device=pipeline.transformer.device, options_type=LoraTrainingOptions,
                       make_trainer=lambda clips, options, work_dir: AceStepLoraTrainer(pipeline, clips, options,
-                                                                                     work_dir),
-                      write=write_adapter_dir, conditioning=CONDITIONING)
+                                                                                     work_dir, base),
+                      write=write_adapter_dir, conditioning=CONDITIONING, base_weights=base)

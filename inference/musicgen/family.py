@@ -126,11 +126,11 @@ def build_our_engine(model, processor, target, *, name: str, source_kind: str, i
     return engine
 
 
-def load_style_model(path: Path, device: str = "cpu"):
+def load_style_model(path: Path, device: str = "cpu", base_weights: str = "auto"):
     """The checkpoint in path loaded for style training (inference/musicgen/training.py:load_style_model)."""
     from inference.musicgen.training import load_style_model as load
 
-    return load(path, device)
+    return load(path, device, base_weights)
 
 
 def build_tiny(out_dir: Path) -> Path:

@@ -37,7 +37,15 @@ import torch.nn.functional as F
 from inference.errors import InferenceError
 from inference.musicgen.decode import build_delay_pattern
 from inference.musicgen.lora import PEFT_TARGETS, LoraWeights
-from inference.runtime.lora_training import LoraTrainingLoop, LoraTrainingOptions, StyleModel, data_hash
+from inference.runtime.lora_training import (
+    LoraTrainingLoop,
+    LoraTrainingOptions,
+    StyleModel,
+    count_weights,
+    data_hash,
+    quantize_base_,
+    training_base_weights,
+)
 
 log = logging.getLogger("continuo.inference")
 
@@ -62,9 +70,11 @@ class TrainingClip:
     caption: str
 
 
-def load_training_engine(checkpoint: Path, device: str = "cpu"):
+def load_training_engine(checkpoint: Path, device: str = "cpu", base_weights: str = "auto"):
     """Our engine on checkpoint's fp32 weights (sdpa attention, no calibration), its decoder of plain nn.Linear
-    layers (peft wraps those; the serving path's oneDNN-packed ones it cannot): the model training adapts."""
+    layers (peft wraps those; the serving path's oneDNN-packed ones it cannot), or of nf4 Linear4bit where the
+    base weights are QLoRA's (inference/runtime/lora_training.py:training_base_weights; auto: on CUDA with
+    bitsandbytes): the model training adapts. engine.base_weights says which."""
     from transformers import AutoProcessor, MusicgenForConditionalGeneration
 
     from inference.musicgen.engine import EngineOptions, engine_from_hf_model
@@ -83,8 +93,11 @@ def load_training_engine(checkpoint: Path, device: str = "cpu"):
                                                             max_batch=1))
         state = {name: tensor.detach() for name, tensor in model.state_dict().items()
                  if name.startswith(("decoder.", "enc_to_dec_proj."))}
-        engine.decoder = build_decoder(engine.args, state).to(target)  # plain layers; the packed ones go
+        base = training_base_weights(target, base_weights)
+        decoder = quantize_base_(build_decoder(engine.args, state), base, target)  # on the CPU, then nf4 there
+        engine.decoder = decoder.to(target)  # plain layers (or nf4); the packed ones go
     engine.decoder.set_attention_backend("sdpa")
+    engine.base_weights = base
     engine.fingerprint = checkpoint_fingerprint(checkpoint)
     return engine
 
@@ -120,6 +133,7 @@ class StyleTrainer(LoraTrainingLoop):
         self.device = engine.device
         self.args = engine.args
         self.data_hash = clips_hash(self.clips, options)
+        self.base_weights = getattr(engine, "base_weights", self.base_weights)
         self.modules = inject_lora_(self.decoder, options)
         self.start_optimizer()
 
@@ -205,11 +219,11 @@ def inject_lora_(decoder: torch.nn.Module, options: TrainingOptions) -> dict[str
     return modules
 
 
-def load_style_model(checkpoint: Path, device: str = "cpu") -> StyleModel:
+def load_style_model(checkpoint: Path, device: str = "cpu", base_weights: str = "auto") -> StyleModel:
     """checkpoint's training engine as the style-training job takes it (inference/runtime/lora_training.py)."""
     from inference.musicgen.lora import FORMAT, write_adapter_dir
 
-    engine = load_training_engine(checkpoint, device=device)
+    engine = load_training_engine(checkpoint, device=device, base_weights=base_weights)
 
     def make_trainer(clips, options: TrainingOptions, work_dir: Path) -> StyleTrainer:
         encoded = [TrainingClip(encode_clip(engine, audio), caption) for audio, caption in clips]
@@ -218,7 +232,8 @@ def load_style_model(checkpoint: Path, device: str = "cpu") -> StyleModel:
     return StyleModel(family="musicgen", format=FORMAT, sample_rate=engine.info.sample_rate,
                       channels=engine.info.channels, window_s=engine.info.max_duration_s,
                       fingerprint=engine.fingerprint,
-                      parameters=sum(p.numel() for p in engine.decoder.parameters()), device=engine.device,
+                      parameters=count_weights(engine.decoder), device=engine.device,
                       options_type=TrainingOptions, make_trainer=make_trainer,
                       write=lambda directory, result, card: write_adapter_dir(directory, result.lora, card),
-                      conditioning="the clip's caption through T5 (10 % of steps' rows on the null text)")
+                      conditioning="the clip's caption through T5 (10 % of steps' rows on the null text)",
+                      base_weights=engine.base_weights)

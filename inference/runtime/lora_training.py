@@ -20,6 +20,16 @@ step's loss) and `adapter()` (the trained tensors in the family's format). The r
   clip's data and caption, and the options). `resume` refuses a checkpoint made from other clips or options; an
   interrupted run resumed from its last checkpoint ends on the same adapter, bit for bit on the CPU, as one that
   never stopped (tested for both families).
+- **Base weights** (`training_base_weights`, `quantize_base_`): how the frozen base runs under the LoRA. `auto` is
+  QLoRA on CUDA where bitsandbytes has its CUDA kernels (inference/runtime/device.py:check_bitsandbytes, the check
+  `continuo doctor` shows): every linear but the heads swapped for a bitsandbytes nf4 Linear4bit
+  (inference/runtime/quantize.py:swap_bnb_, the inference path's one swap, its matmuls in bf16, fp16 on GPUs
+  without bf16), and peft's bnb LoRA layers on them (the model is marked `is_loaded_in_4bit`, as peft's
+  prepare_model_for_kbit_training expects; the other weights, norms and embeddings, stay fp32, so nothing else of
+  that preparation applies). Everywhere else `auto` is the CPU twin, the same code at fp32. By name: fp32; bf16
+  (fp32 weights, each step under torch.autocast at bf16: the CPU's AVX-512 BF16, or a GPU's tensor cores; the
+  LoRA and AdamW stay fp32); bnb-nf4 (also on the CPU, slowly, through bitsandbytes' CPU path: what the tests use
+  to run the QLoRA code here).
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ from inference.errors import Cancelled, InferenceError
 log = logging.getLogger("continuo.inference")
 
 CHECKPOINT_NAME = "checkpoint.pt"
+BASE_WEIGHTS = ("auto", "fp32", "bf16", "bnb-nf4")  # the base_weights a style training takes (module docstring)
 GPU_JOB_PARAMETERS = 100_000_000  # a trained network above this many weights is a GPU job on a CPU (musicgen-small's
 # decoder is 420M, ACE-Step 1.5 turbo's DiT about 2B)
 
@@ -62,6 +73,77 @@ class LoraTrainingOptions(LoraHyperparameters):
             raise ValueError("rank, epochs, batch_size and checkpoint_every must be at least 1")
         if not self.learning_rate > 0:
             raise ValueError("learning_rate must be above 0")
+
+
+@dataclass(frozen=True)
+class BaseWeights:
+    """How the frozen base runs while its LoRA trains (`training_base_weights`)."""
+
+    mode: str  # fp32, bf16 (autocast over fp32 weights) or bnb-nf4 (QLoRA)
+    compute_dtype: torch.dtype  # the base's matmuls
+    reason: str  # why this mode, for the report and the card
+
+    @property
+    def autocast(self) -> bool:
+        return self.mode == "bf16"
+
+    def describe(self) -> str:
+        return f"{self.mode} ({self.reason})"
+
+
+FP32_BASE = BaseWeights("fp32", torch.float32, "requested")
+
+
+def training_base_weights(device: torch.device, requested: str = "auto", *, bitsandbytes=None) -> BaseWeights:
+    """The base weights for training on device (module docstring); InferenceError naming the choices for a mode
+    the device cannot run. bitsandbytes(): the DeviceCheck of bitsandbytes' CUDA kernels (default: doctor's)."""
+    from inference.runtime.quantize import WeightMode, resolve_weight_mode
+
+    device = torch.device(device)
+    name = requested.strip().lower()
+    if name not in BASE_WEIGHTS:
+        raise InferenceError(f"unknown base weights {requested!r} for training; choose one of "
+                             f"{', '.join(BASE_WEIGHTS)}")
+    if name == "auto":
+        if device.type != "cuda":
+            return BaseWeights("fp32", torch.float32, f"auto on {device.type}: QLoRA's 4-bit base needs CUDA")
+        if bitsandbytes is None:
+            from inference.runtime.device import check_bitsandbytes as bitsandbytes
+        check = bitsandbytes()
+        if not check.usable:
+            return BaseWeights("fp32", torch.float32, f"auto on CUDA without QLoRA: bitsandbytes {check.reason}")
+        name, why = "bnb-nf4", f"auto on CUDA: QLoRA, bitsandbytes {check.reason}"
+    else:
+        why = "requested" if device.type == "cuda" or name != "bnb-nf4" else "requested; bitsandbytes' CPU path, slow"
+    if name == "fp32":
+        return BaseWeights("fp32", torch.float32, why)
+    try:  # a GPU without bf16, bitsandbytes missing, Apple's GPU: refused with what to use instead
+        resolve_weight_mode(WeightMode.BF16 if name == "bf16" else WeightMode.BNB_NF4, device)
+    except ValueError as error:
+        raise InferenceError(f"base weights for training: {error}") from None
+    if name == "bf16":
+        return BaseWeights("bf16", torch.bfloat16, why)
+    bf16 = device.type != "cuda" or torch.cuda.is_bf16_supported()
+    return BaseWeights("bnb-nf4", torch.bfloat16 if bf16 else torch.float16, why)
+
+
+def quantize_base_(module: torch.nn.Module, base: BaseWeights, device: torch.device) -> torch.nn.Module:
+    """module's linears (but the heads) as bitsandbytes nf4 on device where base is bnb-nf4, quantized one layer
+    at a time on their way there (call it with module still on the CPU: the device never holds it whole at fp32),
+    and the module marked for peft's bnb LoRA layers; unchanged otherwise."""
+    if base.mode != "bnb-nf4":
+        return module
+    from inference.runtime.quantize import WeightMode, swap_bnb_
+
+    swap_bnb_(module, WeightMode.BNB_NF4, torch.device(device), compute_dtype=base.compute_dtype)
+    module.is_loaded_in_4bit = True  # peft wraps Linear4bit with its bnb LoRA layer only on a model marked so
+    return module
+
+
+def count_weights(module: torch.nn.Module) -> int:
+    """module's weights, each counted once at its full shape (an nf4 weight packs two in a byte)."""
+    state = (getattr(p, "quant_state", None) for p in module.parameters())
+    return sum(q.shape.numel() if q is not None else p.numel() for p, q in zip(module.parameters(), state))
 
 
 @dataclass(frozen=True)
@@ -103,6 +185,7 @@ class LoraTrainingLoop:
     work_dir: Path
     device: torch.device
     data_hash: str
+    base_weights: BaseWeights = FP32_BASE  # bf16: each step under autocast
 
     def start_optimizer(self) -> None:
         self.parameters = [p for p in self.module.parameters() if p.requires_grad]
@@ -166,7 +249,8 @@ class LoraTrainingLoop:
         with torch.random.fork_rng(devices=self.rng_devices), torch.inference_mode(False), torch.enable_grad():
             self.set_rng(self.rng_state)
             self.optimizer.zero_grad(set_to_none=True)
-            loss = self.backward(self.batch_indices(self.step_index), self.step_index)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.base_weights.autocast):
+                loss = self.backward(self.batch_indices(self.step_index), self.step_index)
             self.optimizer.step()
             self.rng_state = self.get_rng()
         self.step_index += 1
@@ -278,6 +362,7 @@ class StyleModel:
     make_trainer: Callable[[Sequence, LoraTrainingOptions, Path], LoraTrainingLoop]
     write: Callable[[Path, TrainingResult, dict], Path]
     conditioning: str = ""  # how captions condition it, for the card and the report
+    base_weights: BaseWeights = FP32_BASE  # how the frozen base runs (QLoRA's nf4 on CUDA by default)
 
     def options(self, **fields) -> LoraTrainingOptions:
         """The family's options from the fields it takes (others, e.g. MusicGen's caption dropout, at defaults)."""

@@ -28,7 +28,7 @@ def tones(rate: int, seconds: float = 2.0, caption: str = "warm pads") -> list[t
 
 @pytest.fixture(scope="module")
 def trained(tiny_acestep_dir, tmp_path_factory):
-    pipeline = load_training_pipeline(tiny_acestep_dir)
+    pipeline, _ = load_training_pipeline(tiny_acestep_dir)
     root = tmp_path_factory.mktemp("ace-loras")
     trainer = AceStepLoraTrainer(pipeline, tones(pipeline.sample_rate),
                                  LoraTrainingOptions(learning_rate=1e-2, epochs=10, batch_size=1, seed=1),
@@ -66,7 +66,7 @@ OPTIONS = LoraTrainingOptions(learning_rate=1e-2, epochs=3, batch_size=2, seed=3
 
 
 def trainer_on(tiny_acestep_dir, work_dir, clips=None, options=OPTIONS) -> AceStepLoraTrainer:
-    pipeline = load_training_pipeline(tiny_acestep_dir)
+    pipeline, _ = load_training_pipeline(tiny_acestep_dir)
     return AceStepLoraTrainer(pipeline, clips or tones(pipeline.sample_rate, 1.0), options, work_dir)
 
 
