@@ -23,8 +23,9 @@ name, folder and options continues from its last checkpoint; the folder goes onc
 step and `PLAN_STEPS` timed ones on the first batch) for steps/s and peak memory, and the estimate for the whole
 run. On a CPU with a real-size model (inference/runtime/lora_training.py:GPU_JOB_PARAMETERS) it says plainly that
 this is a GPU job, and measures one `EXCERPT_S` clip instead of a batch of 30 s ones (scaled by frames: a full
-batch's memory on a shared laptop is what it must not risk). The peak memory is the process's (CUDA's allocator
-peak on a GPU).
+batch's memory on a shared laptop is what it must not risk); the command adds where else it can run, from the
+settings (bridge/tools/train_style.py:where_to_train). The peak memory is the process's (CUDA's allocator peak on a
+GPU).
 
 Where it runs: `continuo train-style` sends it to the running daemon (bridge/clients/training.py), or runs it in its
 own process with --local or when no daemon answers (bridge/tools/train_style.py); `/continuo/train_style` (OSC, and
@@ -106,6 +107,8 @@ class StylePlan:
     gpu_job: bool
     report: str
     extrapolated: bool = False  # measured on one EXCERPT_S clip, scaled to a full batch's frames
+    base_weights: str = "fp32"  # how the frozen base ran (inference/runtime/lora_training.py:BaseWeights)
+    elsewhere: tuple[str, ...] = ()  # a GPU job's places to run instead (bridge/tools/train_style.py:where_to_train)
 
     @property
     def estimated_s(self) -> float:
@@ -114,15 +117,17 @@ class StylePlan:
     def describe(self) -> str:
         lines = [self.report, "",
                  f"plan: {self.minutes:.1f} min of audio in {self.clips} clips, {self.steps} steps; measured here "
-                 f"({self.device}{', one 5 s clip scaled to a batch' if self.extrapolated else ''}): "
+                 f"({self.device}, {self.base_weights} base"
+                 f"{', one 5 s clip scaled to a batch' if self.extrapolated else ''}): "
                  f"{self.steps_per_s:.3g} steps/s, peak memory {self.peak_memory_gb:.2f} GB; "
                  f"estimated {format_duration(self.estimated_s)}"]
         if self.gpu_job:
-            lines.append(f"This is a GPU job: a {self.parameters / 1e6:.0f}M-weight decoder trains at "
+            lines.append(f"This is a GPU job: a {self.parameters / 1e6:.0f}M-weight model trains at "
                          f"{self.steps_per_s:.3g} steps/s on this CPU ({format_duration(self.estimated_s)} for this "
-                         "folder). Run it on a machine with a CUDA GPU (--device cuda; the design plans an hour or "
-                         "two for 10 minutes of audio on one 8 GB GPU). Handing it to a cluster replica is not "
-                         "built yet.")
+                         "folder). On a CUDA GPU it trains on a 4-bit base by default (QLoRA, with bitsandbytes; the "
+                         "design plans an hour or two for 10 minutes of audio on one 8 GB GPU).")
+            if self.elsewhere:
+                lines += ["Where it can run instead:", *(f"- {line}" for line in self.elsewhere)]
         return "\n".join(lines)
 
 
@@ -228,7 +233,7 @@ def plan_style(request: StyleRequest, *, model_dir: Path, device: str = "cpu") -
     return StylePlan(minutes=prepared.minutes, clips=len(prepared.clips), steps=steps, steps_per_s=steps_per_s,
                      peak_memory_gb=peak_memory_bytes(model.device) / 2**30, device=str(model.device),
                      parameters=model.parameters, gpu_job=gpu_job, report=prepared.report(),
-                     extrapolated=scale != 1.0)
+                     extrapolated=scale != 1.0, base_weights=model.base_weights.mode)
 
 
 # ---- in the daemon's queue ----------------------------------------------------------------------------------------

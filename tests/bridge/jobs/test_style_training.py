@@ -87,13 +87,17 @@ def test_cancel_keeps_the_checkpoint_and_the_same_run_resumes(recordings, tiny_m
     assert json.loads((target / "card.json").read_text())["steps"] == 4
 
 
-def test_plan_measures_and_says_when_it_is_a_gpu_job(recordings, tiny_model_dir, monkeypatch):
+def test_plan_measures_and_says_when_it_is_a_gpu_job(recordings, tiny_model_dir, monkeypatch, capsys):
     plan = plan_style(request(recordings), model_dir=tiny_model_dir)
     assert plan.steps == 4 and plan.steps_per_s > 0 and plan.peak_memory_gb > 0 and not plan.gpu_job
-    assert "4 steps" in plan.describe() and "GPU job" not in plan.describe()
+    assert "4 steps" in plan.describe() and "GPU job" not in plan.describe() and "fp32 base" in plan.describe()
     monkeypatch.setattr("inference.runtime.lora_training.GPU_JOB_PARAMETERS", 0)  # the tiny model as if real-size
     big = plan_style(request(recordings), model_dir=tiny_model_dir)
     assert big.gpu_job and big.extrapolated and "This is a GPU job" in big.describe()
+    assert main(["train-style", str(recordings), "--plan", "--model", str(tiny_model_dir), "--clip-s", "4",
+                 "--epochs", "1", "--batch-size", "4", "--device", "cpu", "--cluster", "ray://gpu-box:10001"]) == 0
+    out = capsys.readouterr().out  # the command adds where else it can run, from its settings
+    assert "Where it can run instead:" in out and "(ray://gpu-box:10001)" in out and "is not built" in out
 
 
 @pytest.mark.slow
