@@ -172,14 +172,17 @@ def run_train_bench(*, quick: bool = False, clip_s: float | None = None, steps: 
                 "vs_plain_peft": round(rate["ours"] / rate["plain"], 2)} | common
     plain_row = {"side": "plain peft (transformers' MusicgenForCausalLM)", "steps_per_s": round(rate["plain"], 4),
                  "peak_added_mb": round(plain_mb), "trainable": plain.trainable} | common
-    scale = TEN_MINUTES_FRAMES_PER_STEP / frames
-    estimate = {"side": "estimate: 10 min of audio here (ours)", "steps": TEN_MINUTES_STEPS,
-                "seconds_per_step": round(scale / rate["ours"], 1),
-                "hours": round(TEN_MINUTES_STEPS * scale / rate["ours"] / 3600, 2),
-                "hours_per_1000_steps": round(1000 * scale / rate["ours"] / 3600, 1),
-                "note": "measured step scaled by frames (linear; a lower bound); a GPU figure is on paper until a "
-                        "device is lent"} | common
-    return [ours_row, plain_row, estimate]
+    estimate = ten_minutes(TEN_MINUTES_FRAMES_PER_STEP / frames / rate["ours"], "measured step scaled by frames")
+    return [ours_row, plain_row, estimate | common]
+
+
+def ten_minutes(seconds_per_step: float, how: str) -> dict:
+    """The estimate row for 10 minutes of audio here (TEN_MINUTES_STEPS steps of seconds_per_step)."""
+    return {"side": "estimate: 10 min of audio here (ours)", "steps": TEN_MINUTES_STEPS,
+            "seconds_per_step": round(seconds_per_step, 1),
+            "hours": round(TEN_MINUTES_STEPS * seconds_per_step / 3600, 2),
+            "hours_per_1000_steps": round(1000 * seconds_per_step / 3600, 1),
+            "note": f"{how} (linear; a lower bound); a GPU figure is on paper until a device is lent"}
 
 
 def alternate(sides: dict, steps: int) -> dict[str, float]:
@@ -275,11 +278,6 @@ def run_acestep_train_bench(*, quick: bool = False, clip_s: float | None = None,
                 "vs_plain_peft": round(rate["ours"] / rate["plain"], 2)} | whole | common
     plain_row = {"side": "plain peft/diffusers (add_adapter on the same DiT)", "steps_per_s": round(rate["plain"], 4),
                  "peak_added_mb": round(plain_mb), "trainable": plain.trainable} | common
-    scale = ACE_TEN_MINUTES_CLIPS_PER_STEP * DEFAULT_CLIP_S / clip_s
-    estimate = {"side": "estimate: 10 min of audio here (ours)", "steps": TEN_MINUTES_STEPS,
-                "seconds_per_step": round(scale / rate["ours"], 1),
-                "hours": round(TEN_MINUTES_STEPS * scale / rate["ours"] / 3600, 2),
-                "hours_per_1000_steps": round(1000 * scale / rate["ours"] / 3600, 1),
-                "note": "measured clip step scaled by frames to 2 clips of 30 s (linear; a lower bound); a GPU "
-                        "figure is on paper until a device is lent"} | common
-    return [ours_row, plain_row, estimate]
+    estimate = ten_minutes(ACE_TEN_MINUTES_CLIPS_PER_STEP * DEFAULT_CLIP_S / clip_s / rate["ours"],
+                           "measured clip step scaled by frames to 2 clips of 30 s")
+    return [ours_row, plain_row, estimate | common]

@@ -56,7 +56,7 @@ log = logging.getLogger("continuo.inference")
 CHECKPOINT_NAME = "checkpoint.pt"
 BASE_WEIGHTS = ("auto", "fp32", "bf16", "bnb-nf4")  # the base_weights a style training takes (module docstring)
 GPU_JOB_PARAMETERS = 100_000_000  # a trained network above this many weights is a GPU job on a CPU (musicgen-small's
-# decoder is 420M, ACE-Step 1.5 turbo's DiT about 2B)
+# decoder is 420M, ACE-Step 1.5 turbo's DiT 1.6B)
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,11 @@ import shutil
 
 import numpy as np
 import pytest
-import soundfile
 
 from bridge.jobs.style_training import TRAINING_DIR, StyleRequest, plan_style, train_style
 from inference.adapters import WEIGHT_NAME, find_adapters
 from inference.errors import Cancelled, InferenceError
+from tests.bridge.jobs.test_style_training import renders_without_and_with, train_after_a_render
 from tests.daemons import daemon_settings, running_daemon
 
 SENDER = ("127.0.0.1", 41000)
@@ -67,27 +67,10 @@ def ace_daemon(chord_recordings, tiny_acestep_dir, tmp_path):
 @pytest.mark.slow
 def test_the_daemon_trains_an_ace_step_adapter_after_the_renders(ace_daemon, tmp_path):
     daemon, folder = ace_daemon, str(tmp_path / "inbox" / "band")
-    daemon.on_message("/continuo/train_style", ["train-1", folder, "band", "soft chords", 2, 0.03], SENDER)
-    daemon.on_message("/continuo/generate", ["render-1", "default", "warm piano", 1.0], SENDER)
-    address, args = daemon.sent.wait_terminal("train-1", 100)
-    assert address == "/continuo/done", args
-    events = list(daemon.sent)
-    render_done = next(i for i, (ad, a) in enumerate(events) if ad == "/continuo/done" and a[0] == "render-1")
-    first_step = next(i for i, (ad, a) in enumerate(events) if ad == "/continuo/training")
-    assert render_done < first_step  # the render went first: training waited before its first step
-    steps = [a for ad, a in daemon.sent.of("train-1") if ad == "/continuo/training"]
-    # 4 clips of 16 s (the 30 s default clip holds a whole take), batch 2: 2 steps an epoch
-    assert [s[3] for s in steps] == [1, 2, 3, 4] and steps[-1][1:5] == [2, 2, 4, 4]  # epoch, epochs, step, steps
+    steps = train_after_a_render(daemon, folder, 100)  # 4 clips of 16 s (a 30 s clip holds a whole take): 4 steps
     assert all(np.isfinite(s[5]) for s in steps) and steps[-1][6] == 0.0  # loss, ETA
-    assert ("/continuo/progress", ["train-1", 1.0, "training"]) in daemon.sent.of("train-1")
     target = tmp_path / "loras" / "band"
     assert find_adapters(tmp_path / "loras") == {"band": target}
     assert json.loads((target / "card.json").read_text())["family"] == "ace-step"
-    takes = {}
-    for job_id, settings in [("plain-1", []), ("styled-1", ["lora", "band"])]:  # the adapter, as a downloaded one
-        daemon.on_message("/continuo/generate", [job_id, "default", "warm piano", 1.0, "seed", 3, *settings], SENDER)
-        assert daemon.sent.wait_terminal(job_id, 120)[0] == "/continuo/done"
-        output = [a for ad, a in daemon.sent.of(job_id) if ad == "/continuo/output"][0][2]
-        takes[job_id] = soundfile.read(output, dtype="float32")[0]
-    assert takes["plain-1"].shape == takes["styled-1"].shape and not np.allclose(takes["plain-1"], takes["styled-1"],
-                                                                                  atol=1e-4)
+    plain, styled = renders_without_and_with(daemon, "band", 120)
+    assert plain.shape == styled.shape and not np.allclose(plain, styled, atol=1e-4)

@@ -9,6 +9,7 @@ import torch
 from inference.bench.training import random_decoder, run_acestep_train_bench, run_train_bench
 
 
+@pytest.mark.slow
 def test_both_sides_run_and_report():
     ours, plain, estimate = run_train_bench(quick=True, shape="tiny", steps=1)
     assert ours["side"] == "ours" and plain["side"].startswith("plain peft")
@@ -24,7 +25,6 @@ def test_the_random_decoder_is_filled():
     assert torch.isfinite(weight).all() and weight.abs().max() > 0
 
 
-@pytest.mark.slow
 def test_acestep_sides_run_on_one_dit_and_report():
     ours, plain, estimate = run_acestep_train_bench(quick=True, shape="acestep-tiny", steps=1)
     assert ours["side"] == "ours" and plain["side"].startswith("plain peft/diffusers")
