@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("continuo.inference")
 
-__all__ = ["NAME", "REAL_MODEL", "TINY_FILES", "build_tiny", "detect", "load", "problems"]
+__all__ = ["NAME", "REAL_MODEL", "TINY_FILES", "build_tiny", "detect", "load", "load_style_model", "problems"]
 
 NAME = "ace-step"  # ModelInfo.family (and the tiny build's marker: acestep/tiny.py:FAMILY)
 REAL_MODEL = ("ACE-Step/acestep-v15-xl-turbo-diffusers", "/path/to/an/ace-step/diffusers/pipeline")  # hub id, folder

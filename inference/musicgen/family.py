@@ -30,7 +30,7 @@ FEATURE_EXTRACTOR_FILES = ("preprocessor_config.json", "processor_config.json")
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model")
 
 
-__all__ = ["NAME", "REAL_MODEL", "TINY_FILES", "build_tiny", "detect", "load", "problems"]
+__all__ = ["NAME", "REAL_MODEL", "TINY_FILES", "build_tiny", "detect", "load", "load_style_model", "problems"]
 
 
 def checkpoint_type(directory: Path) -> str | None:
