@@ -78,7 +78,7 @@ from bridge.audio.files import daw_file_name, musical_title, partial_name, write
 from bridge.audio.playback import JamChunk, JamSink
 from bridge.audio.presets import Preset
 from bridge.errors import BadRequest, BridgeError
-from inference.api import Capability, Engine, GenerationRequest, MeasuredSpeed
+from inference.api import Capability, CodeStream, Engine, GeneratedAudio, GenerationRequest, MeasuredSpeed
 
 log = logging.getLogger("continuo.jam")
 
@@ -106,9 +106,13 @@ class JamSettings:
     seed: int = 0
     temperature: float | None = None  # None: the preset's
     guidance: float | None = None
-    # the sliding context each bar continues, in bars: prefilled again for every bar, so it costs; on the
-    # musicgen-small shape here 2 bars ran at RTF 1.50 and 4 bars at 3.69 (docs/benchmarks.md, "Jam")
+    # the context each bar continues, in bars: where the engine keeps a stream (keep_cache) it is prefilled only
+    # when the stream starts over; else every bar, which costs: on the musicgen-small shape here 2 bars ran at RTF
+    # 1.50 and 4 bars at 3.69 that way (docs/benchmarks.md, "Jam")
     context_bars: int = 2
+    keep_cache: bool = True  # the engine's kept stream where it offers one (Capability.CODE_STREAM), else per bar
+    keep_cache_s: float = 0.0  # how long the stream grows before it starts over from context_bars (0: the model's
+    # window, 30 s)
     lookahead_bars: int = 0  # 0: adapt to the measured speed
     crossfade_s: float = 0.01
     guard_s: float = 0.15  # a held bar goes out this long before its bar line when the generated one is not there
@@ -332,6 +336,7 @@ class JamSession:
         self.threads: list[threading.Thread] = []
         self.rtf = 0.0
         self.made = 0
+        self.code_stream: CodeStream | None = None  # the engine's kept stream (opened with the first bar)
         self.log: list[tuple[int, int, bool]] = []  # (bar, prompt_id, held) per bar handed out: benches read it
 
     # ---- the public surface ------------------------------------------------------------------------------
@@ -628,7 +633,7 @@ class JamSession:
             prompt=preset.render_prompt(sound.prompt, context), duration_s=need / self.engine.info.frame_rate,
             seed=self.settings.seed + self.made, temperature=sound.temperature, top_k=preset.top_k,
             top_p=preset.top_p, guidance_scale=sound.guidance, prompt_codes=prompt_codes, audio_prompt=count_in)
-        out = self.engine.generate(request)
+        out = self.generate(request)
         if out.codes is None or out.codes.shape[-1] != need:
             raise RuntimeError(f"the engine gave {None if out.codes is None else out.codes.shape[-1]} frames of codes "
                                f"for {need}")
@@ -652,6 +657,18 @@ class JamSession:
         made = Bar(np.ascontiguousarray(bar_audio, dtype=np.float32), tail, sound.bpm, sound.prompt_id, elapsed,
                    sound.mute)
         return self._seam(made, stream.tail)
+
+    def generate(self, request: GenerationRequest) -> GeneratedAudio:
+        """The bar's frames: from the engine's kept stream where it offers one (it continues its own KV cache when
+        the context is its end, else prefills it: a bank recalled, past keep_cache_s), else a request of their own
+        that prefills the context."""
+        if self.code_stream is None and self.settings.keep_cache and self.engine.info.supports(
+                Capability.CODE_STREAM):
+            frames = round(self.settings.keep_cache_s * self.engine.info.frame_rate)
+            self.code_stream = self.engine.open_stream(max_frames=frames)
+        if self.code_stream is not None:
+            return self.code_stream.generate(request)
+        return self.engine.generate(request)
 
     @staticmethod
     def _seam(bar: Bar, before: np.ndarray | None) -> Bar:
@@ -767,6 +784,8 @@ class JamSession:
             if self.status_.state != "failed":
                 self.status_.state = "stopped"
                 self.status_.message = f"take: {take}" if take else self.status_.message or "no bar was played"
+        if self.code_stream is not None:
+            self.code_stream.close()  # its cache goes now, not with the session object
         for sink in self.sinks:  # the device plays out what it holds (the last bar's end has passed)
             try:
                 sink.close()

@@ -62,6 +62,11 @@ def needed_capabilities(request: GenerationRequest, *, seeds: int = 1, streaming
     return needs
 
 
+def unsupported(info: ModelInfo, capability: Capability) -> InferenceError:
+    """What an engine raises for a capability its model does not declare (the model's name, then what to do)."""
+    return InferenceError(f"{info.name} {UNSUPPORTED.get(capability, f'lacks {capability.value}')}")
+
+
 class RequestChecks:
     """Request validation and audio-prompt checks shared by every engine (needs self.info, self.hop)."""
 
@@ -80,7 +85,7 @@ class RequestChecks:
 
     def refuse_capability(self, capability: Capability) -> None:
         if not self.info.supports(capability):
-            raise InferenceError(f"{self.info.name} {UNSUPPORTED.get(capability, f'lacks {capability.value}')}")
+            raise unsupported(self.info, capability)
 
     def refuse_batch(self, request: GenerationRequest, seeds: Sequence[int], *, streaming: bool = False) -> None:
         """generate_batch's checks: at least one seed, then refuse_unsupported for that many takes."""

@@ -100,14 +100,37 @@ class TimedEngine:
         self.info, self.measured_speed = engine.info, None
         self.calls: list[tuple] = []  # (request, result) per bar made
 
+        self.streams: list = []  # the engine's kept streams the jam opened (inference/musicgen/code_stream.py)
+
     def generate(self, request, **kwargs):
+        return self.timed(self.engine.generate, request, **kwargs)
+
+    def open_stream(self, *, max_frames: int = 0):
+        stream = self.engine.open_stream(max_frames=max_frames)
+        self.streams.append(stream)
+        return TimedStream(self, stream)
+
+    def timed(self, generate, request, **kwargs):
         self.clock.hold()
         try:
-            out = self.engine.generate(request, **kwargs)
+            out = generate(request, **kwargs)
             self.calls.append((request, out))
             return out
         finally:
             self.clock.release(self.seconds)
+
+
+class TimedStream:
+    """The engine's kept stream, timed as TimedEngine times its requests."""
+
+    def __init__(self, timed: TimedEngine, stream) -> None:
+        self.owner, self.stream = timed, stream
+
+    def generate(self, request):
+        return self.owner.timed(self.stream.generate, request)
+
+    def close(self) -> None:
+        self.stream.close()
 
 
 class ListSink:
