@@ -176,6 +176,10 @@ class CodeStream(Protocol):
     One caller at a time; its torch work runs on the engine's compute thread a step at a time, between the other
     jobs' steps, so a stream never holds the engine."""
 
+    starts: int  # requests that started it over (prefilled their code prompt): the first, and each mismatch or limit
+    continued: int  # requests continued from the kept state
+    peak_bytes: int  # the most bytes its state (the KV cache) held
+
     def generate(self, request: GenerationRequest) -> GeneratedAudio:
         """The next ceil(duration_s x frame rate) frames: their codes, audio and lead-in, as Engine.generate gives
         for a code prompt."""

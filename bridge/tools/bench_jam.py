@@ -86,7 +86,7 @@ def build_engine(shape: str, folder: Path):
 
 
 def bench_one(engine, shape: str, seconds: float, folder: Path, progress: Callable[[str], None],
-              context_bars: int = JamSettings.context_bars) -> dict:
+              context_bars: int = JamSettings.context_bars, keep_cache: bool = True) -> dict:
     """The jam, its controls and its figures on a thread of their own, while this (main) thread serves the engine's
     compute thread, as `continuo serve` does: a jam thread driving torch itself would make a second OpenMP team
     (half speed on 2 cores: inference/runtime/compute.py). Measured: without it the small shape's jam ran at RTF
@@ -96,7 +96,7 @@ def bench_one(engine, shape: str, seconds: float, folder: Path, progress: Callab
 
     def drive() -> None:
         try:
-            result.update(jam_and_measure(engine, shape, seconds, folder, progress, context_bars))
+            result.update(jam_and_measure(engine, shape, seconds, folder, progress, context_bars, keep_cache))
         finally:
             done.set()
 
@@ -113,12 +113,13 @@ def bench_one(engine, shape: str, seconds: float, folder: Path, progress: Callab
 
 
 def jam_and_measure(engine, shape: str, seconds: float, folder: Path, progress: Callable[[str], None],
-                    context_bars: int = JamSettings.context_bars) -> dict:
+                    context_bars: int = JamSettings.context_bars, keep_cache: bool = True) -> dict:
     told = check_speed(engine, BPM, BEATS_PER_BAR)
     clock = make_clock("internal", bpm=BPM, beats_per_bar=BEATS_PER_BAR)
     sink = MeasureSink(clock)
     settings = JamSettings(jam_id=f"bench-{shape}", prompt=PROMPTS[0], preset=Preset(name="bench", path=Path()),
-                           bpm=BPM, beats_per_bar=BEATS_PER_BAR, seed=1, context_bars=context_bars)
+                           bpm=BPM, beats_per_bar=BEATS_PER_BAR, seed=1, context_bars=context_bars,
+                           keep_cache=keep_cache)
     recording = JamRecording(folder / f"jam-{shape}-{context_bars}-{time.monotonic_ns()}", engine.info.sample_rate,
                              engine.info.channels)
     session = JamSession(settings, engine, clock, [sink], recording=recording)
@@ -142,8 +143,12 @@ def jam_and_measure(engine, shape: str, seconds: float, folder: Path, progress: 
     session.stop()
     session.wait(max(120.0, 20 * bar_s))
     status = session.status()
+    stream = session.code_stream
+    kept = {"keep_cache": stream is not None, "stream_starts": None if stream is None else stream.starts,
+            "stream_continued": None if stream is None else stream.continued,
+            "stream_cache_peak_mb": None if stream is None else round(stream.peak_bytes / 2**20, 1)}
     return summarise(shape, engine, told, session, status, sink, controls, seconds, load_before) | {
-        "context_bars": context_bars}
+        "context_bars": context_bars} | kept
 
 
 def summarise(shape, engine, told, session, status, sink, controls, seconds, load_before) -> dict:
@@ -201,9 +206,11 @@ def run_jam_bench(*, quick: bool, emit: Callable[[dict], None], progress: Callab
         for shape in shapes:
             progress(f"{shape}: building and warming up")
             engine = build_engine(shape, Path(tmp))
-            progress(f"{shape}: jamming {seconds:g} s at {BPM:g} BPM")
-            result = bench_one(engine, shape, seconds, Path(tmp), progress)
-            emit(result)
-            results.append(result)
+            for keep_cache in (False, True):  # back to back on one engine: the context prefilled per bar, then kept
+                how = "the context's KV cache kept" if keep_cache else "the context prefilled every bar"
+                progress(f"{shape}: jamming {seconds:g} s at {BPM:g} BPM, {how}")
+                result = bench_one(engine, shape, seconds, Path(tmp), progress, keep_cache=keep_cache)
+                emit(result)
+                results.append(result)
             del engine
     return results

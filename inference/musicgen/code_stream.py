@@ -90,6 +90,7 @@ class KeptStream:
         self.sampler: Sampler | None = None
         self.starts = 0  # prefills (the first request and every start over)
         self.continued = 0  # requests continued from the kept state
+        self.peak_bytes = 0  # the most bytes the cache held
         self.closed = False
 
     # ---- the CodeStream surface -------------------------------------------------------------------------------
@@ -227,4 +228,5 @@ class KeptStream:
             for old, grown in zip(have, caches):
                 old.copy_into(grown)
         self.caches = caches
+        self.peak_bytes = max(self.peak_bytes, self.cache_bytes())
 

@@ -126,6 +126,9 @@ class TimedStream:
     def __init__(self, timed: TimedEngine, stream) -> None:
         self.owner, self.stream = timed, stream
 
+    def __getattr__(self, name: str):  # starts, continued, peak_bytes
+        return getattr(self.stream, name)
+
     def generate(self, request):
         return self.owner.timed(self.stream.generate, request)
 
