@@ -10,6 +10,18 @@ never a gap or a click mid-bar; the generated bar then takes the next free bar l
 will be late is held at once, not at the last moment: on a busy machine the watch itself was once held up and a
 held bar went out 0.38 s after its line (docs/benchmarks.md, "Jam").
 
+Kept stream. Where the engine offers it (Capability.CODE_STREAM: our MusicGen engine, inference/musicgen/
+code_stream.py), the jam's bars come from one `CodeStream` per jam that keeps the decoder's KV cache and delay
+pattern from bar to bar: a bar costs its own frames' steps, not its context prefilled again (CFG: two rows). The
+requests stay what they were (the context as `prompt_codes`): the stream continues its state when they are its own
+end, and otherwise starts over from them, as a per-bar request would: a bank recalled, CFG turned on or off by a
+guidance change, or the stream past `keep_cache_s` (0: the model's 30 s window; MusicGen's absolute positions
+cannot slide, so a long jam prefills its context once per window, not once per bar). A prompt or preset recomputes
+only the cross-attention keys and values (the stream's history stays); temperature, guidance and top-k are the
+sampler's; a tempo change only changes the frames the next bar asks for. The stream's steps run one per call on the
+engine's compute thread, so renders interleave with a jam's bar and never corrupt its state (tested). Elsewhere (the
+compiled engine; `keep_cache` off) every bar is a request of its own that prefills its context, as before.
+
 Bar-exact. The model makes 50 frames a second and a bar is rarely a whole number of frames (4 beats at 127 BPM:
 94.49 frames, 60472.4 samples at 32 kHz). The stream keeps one timeline in samples: bar n spans
 [round(start_n), round(start_n + exact_n)), the fractional remainder carried to the next bar, so bars never drift

@@ -129,7 +129,8 @@ class KeptStream:
             codes = undelay(self.sequence[:, :, : target + 1], before + new, self.args.audio_channels)
             self.codes = codes[0].cpu().numpy()
             self.frames = before + new
-            first = max(0, before - self.context_frames)
+            # a code prompt's last frames are the codec's context (the lead-in); an audio prompt's all, as generate
+            first = 0 if request.prompt_codes is None else max(0, before - self.context_frames)
             audio = engine.decode_audio(codes[:, :, first:])
         if not np.isfinite(audio).all():
             raise InferenceError("the model produced non-finite audio (NaN or inf); try weights fp32 or another seed")

@@ -21,6 +21,11 @@ modes are equalised at load, and what auto chose is measured against fp32 within
 decoding gives transformers' codes (tests). Past the model's 30 s window, windowed re-prompting in code space
 (`plan_windows`) renders up to max_output_s (300 s) per request.
 
+A jam's bars: `open_stream` gives a stream that keeps its decoder state (KV cache, delay pattern) between requests
+(inference/musicgen/code_stream.py, Capability.CODE_STREAM), so a bar costs its own steps, not its context's
+prefill; its steps run one per call on the compute thread, between the batch's, on its own cache. Not on melody
+checkpoints (their prefix sits in the cache) nor under compiled decode (fixed caches): a jam there prefills per bar.
+
 Melody checkpoints (the config's model_type decides): the decoder has no cross-attention; the projected chroma
 frames (235, tiled or cut) and T5 states are a prefix of the sequence (inference/musicgen/model.py:Prefix),
 written into the cache once per window. The CFG null row is zero text and chroma bin 0, as in transformers, and

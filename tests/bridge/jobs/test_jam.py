@@ -30,7 +30,7 @@ from bridge.jobs.jam import (
     check_speed,
     crossfade,
 )
-from inference.api import MeasuredSpeed
+from inference.api import Capability, MeasuredSpeed
 from inference.loading import load_engine, resolve_model
 from tests.bridge.audio.test_clocks import REPO, private_network
 from tests.bridge.audio.test_playback import jack_server  # noqa: F401 (a fixture: our own jackd -d dummy)
@@ -233,6 +233,7 @@ def test_a_control_lands_at_the_next_bar_line(engine):
     ids = [chunk.prompt_id for chunk in sink.chunks]
     assert ids[:bar] == [0] * bar and ids[bar:] == [1] * (len(ids) - bar)
     assert session.sound.prompt == "ambient pad"
+    assert session.engine.streams[0].starts == 1  # a new prompt: new cross-attention, the stream's history kept
 
 
 def test_tempo_changes_at_a_bar_line_and_the_clock_follows(engine):
@@ -452,6 +453,52 @@ def test_banks_save_and_recall_at_a_bar_line(engine):
     session.close()
     assert session.sound.preset.name == "plain" and session.sound.temperature == 1.0
     assert sink.chunks[recalled].prompt_id > sink.chunks[changed].prompt_id > sink.chunks[0].prompt_id
+    # the recalled context is another moment's codes: the kept stream started over from them (a prefill), once
+    stream = session.engine.streams[0]
+    assert stream.starts == 2 and stream.continued == len(session.engine.calls) - 2
+
+
+def test_the_jam_keeps_its_streams_cache_from_bar_to_bar(engine):
+    clock = FakeClock(240.0)
+    session, sink = jam(engine, clock, bpm=240.0)
+    wait_for(lambda: len(sink.chunks) >= 2)
+    session.control("mute", "1")
+    wait_for(lambda: len(sink.chunks) >= 5)
+    session.close()
+    timed = session.engine
+    assert len(timed.streams) == 1 and timed.streams[0].closed  # one per jam; its cache goes with the jam
+    stream = timed.streams[0]
+    assert stream.starts == 1 and stream.continued == len(timed.calls) - 1 >= 4  # muted bars are made too
+    assert stream.cache_bytes() == 0 and stream.peak_bytes > 0
+
+
+def test_a_jam_starts_its_stream_over_past_keep_cache_s_and_stays_on_the_bars(engine):
+    clock = FakeClock(240.0)  # 1 s bars (50 frames); 2 bars of context; a stream of 4 s
+    session, sink = jam(engine, clock, bpm=240.0, keep_cache_s=4.0)
+    wait_for(lambda: len(sink.chunks) >= 7)
+    session.close()
+    stream = session.engine.streams[0]
+    assert stream.starts >= 2 and stream.continued >= 3
+    assert {chunk.audio.shape[-1] for chunk in sink.chunks} == {RATE}
+    assert not any(chunk.held for chunk in sink.chunks)
+
+
+@pytest.mark.parametrize("how", ["keep_cache off", "engine without code_stream"])
+def test_without_a_kept_stream_the_jam_prefills_its_context_every_bar(engine, how):
+    clock = FakeClock(240.0)
+    timed = TimedEngine(engine, clock)
+    if how == "engine without code_stream":  # the compiled engine's case (and any engine declaring code prompts only)
+        timed.info = type(engine.info)(**{**engine.info.__dict__,
+                                          "capabilities": engine.info.capabilities - {Capability.CODE_STREAM}})
+    settings = JamSettings("jam-1", "dark techno", PLAIN, bpm=240.0, lookahead_bars=2,
+                           keep_cache=how != "keep_cache off")
+    sink = ListSink(clock)
+    session = JamSession(settings, timed, clock, [sink], now=clock.now)
+    session.start()
+    wait_for(lambda: len(sink.chunks) >= 3)
+    session.close()
+    assert timed.streams == [] and session.code_stream is None
+    assert all(request.prompt_codes is not None for request, _ in timed.calls[1:])
 
 
 def test_bad_controls_are_refused_by_name(engine):
