@@ -178,11 +178,13 @@ class CodeStream(Protocol):
 
     starts: int  # requests that started it over (prefilled their code prompt): the first, and each mismatch or limit
     continued: int  # requests continued from the kept state
+    plain: int  # requests too long to keep even from a start over (prompt + new past its limit): Engine.generate's
     peak_bytes: int  # the most bytes its state (the KV cache) held
 
-    def generate(self, request: GenerationRequest) -> GeneratedAudio:
+    def generate(self, request: GenerationRequest, *, should_cancel: CancelCheck | None = None) -> GeneratedAudio:
         """The next ceil(duration_s x frame rate) frames: their codes, audio and lead-in, as Engine.generate gives
-        for a code prompt."""
+        for a code prompt. A request that fails or is cancelled (Cancelled) leaves no state to continue: the next
+        one starts over from its code prompt."""
         ...
 
     def close(self) -> None:

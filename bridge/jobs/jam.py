@@ -91,6 +91,7 @@ from bridge.audio.playback import JamChunk, JamSink
 from bridge.audio.presets import Preset
 from bridge.errors import BadRequest, BridgeError
 from inference.api import Capability, CodeStream, Engine, GeneratedAudio, GenerationRequest, MeasuredSpeed
+from inference.errors import Cancelled
 
 log = logging.getLogger("continuo.jam")
 
@@ -587,7 +588,14 @@ class JamSession:
                     continue
                 self.making_bar, self.making_since = self.next_bar, self.now()
                 sound, stream = self.sound, self.stream
-            bar = self.make_bar(sound, stream)
+            try:
+                bar = self.make_bar(sound, stream)
+            except Cancelled:
+                if not self._unwanted():
+                    raise
+                log.info("job=%s jam: bar %d no longer wanted (stopped or closed); its decode cancelled", jam_id,
+                         self.making_bar)
+                return
             with self.lock:
                 self.making_bar = None
                 if self.origin_bar is None:
@@ -673,14 +681,20 @@ class JamSession:
     def generate(self, request: GenerationRequest) -> GeneratedAudio:
         """The bar's frames: from the engine's kept stream where it offers one (it continues its own KV cache when
         the context is its end, else prefills it: a bank recalled, past keep_cache_s), else a request of their own
-        that prefills the context."""
+        that prefills the context. Either stops at the next step once the bar is unwanted (Cancelled)."""
         if self.code_stream is None and self.settings.keep_cache and self.engine.info.supports(
                 Capability.CODE_STREAM):
             frames = round(self.settings.keep_cache_s * self.engine.info.frame_rate)
             self.code_stream = self.engine.open_stream(max_frames=frames)
         if self.code_stream is not None:
-            return self.code_stream.generate(request)
-        return self.engine.generate(request)
+            return self.code_stream.generate(request, should_cancel=self._unwanted)
+        return self.engine.generate(request, should_cancel=self._unwanted)
+
+    def _unwanted(self) -> bool:
+        """The bar being made will not sound: the jam closes, or a stop came before its bar (its decode stops at
+        the next step; read without the lock, between the model's steps)."""
+        making, stop = self.making_bar, self.stop_bar
+        return self.closing.is_set() or (stop is not None and making is not None and making >= stop)
 
     @staticmethod
     def _seam(bar: Bar, before: np.ndarray | None) -> Bar:

@@ -147,6 +147,7 @@ def jam_and_measure(engine, shape: str, seconds: float, folder: Path, progress: 
     stream = session.code_stream
     kept = {"keep_cache": stream is not None, "stream_starts": None if stream is None else stream.starts,
             "stream_continued": None if stream is None else stream.continued,
+            "stream_plain": None if stream is None else stream.plain,
             "stream_cache_peak_mb": None if stream is None else round(stream.peak_bytes / 2**20, 1)}
     return summarise(shape, engine, told, session, status, sink, controls, seconds, load_before) | {
         "context_bars": context_bars} | kept

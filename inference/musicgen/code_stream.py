@@ -20,7 +20,15 @@ Continue or start over. Each request's `prompt_codes` are the stream's last fram
 are the end of what this stream made, and the rows are the same (CFG on or off), it continues from its state;
 otherwise (the first request, a bank recalled in the jam, CFG turned on or off, the limit reached) it starts over
 from them exactly as `MusicGenEngine.generate` would (tested: the same codes), and keeps that state. No request is
-refused for what the stream holds: a mismatch costs one prefill, never a wrong continuation.
+refused for what the stream holds: a mismatch costs one prefill, never a wrong continuation. A request too long to
+keep even from a fresh start (its prompt and new frames past `max_frames`: a long context at a slow tempo, a short
+`max_frames`) is made as a plain request (`MusicGenEngine.generate`, windowed past the window as any request), so
+the stream never refuses what the per-bar path would make; the next request then starts over.
+
+Errors and cancels. A request that fails or is cancelled (`should_cancel`, checked between steps) part way leaves
+a state no request may continue (the cache holds some of its steps, the pattern some of its columns): the stream
+forgets it, and the next request starts over from its code prompt, exactly as after any start over (tested with
+a failure mid-request, and against a stream that kept the half-made state).
 
 Conditioning and sampling. A new prompt or styles recompute the cross-attention keys and values (T5 states cached
 per prompt by the engine); the self-attention history stays as it was decoded (the codes heard so far, under the
@@ -53,8 +61,8 @@ import threading
 import numpy as np
 import torch
 
-from inference.api import Capability, GeneratedAudio, GenerationRequest
-from inference.errors import InferenceError
+from inference.api import CancelCheck, Capability, GeneratedAudio, GenerationRequest
+from inference.errors import Cancelled, InferenceError
 from inference.musicgen.decode import Sampler, apply_pattern, build_delay_pattern, prefill, undelay
 from inference.musicgen.model import RowPositions
 
@@ -89,13 +97,14 @@ class KeptStream:
         self.memory_key: tuple | None = None
         self.sampler: Sampler | None = None
         self.starts = 0  # prefills (the first request and every start over)
-        self.continued = 0  # requests continued from the kept state
+        self.continued = 0  # requests made from the kept state (counted when made)
+        self.plain = 0  # requests too long to keep even after a start over: made as plain requests
         self.peak_bytes = 0  # the most bytes the cache held
         self.closed = False
 
     # ---- the CodeStream surface -------------------------------------------------------------------------------
 
-    def generate(self, request: GenerationRequest) -> GeneratedAudio:
+    def generate(self, request: GenerationRequest, *, should_cancel: CancelCheck | None = None) -> GeneratedAudio:
         engine = self.engine
         engine.refuse_unsupported(request)
         if request.adapter is not None:
@@ -106,43 +115,64 @@ class KeptStream:
         new = math.ceil(request.duration_s * engine.info.frame_rate - 1e-6)
         cfg = request.guidance_scale if request.guidance_scale > 1 else None
         sampler = engine.sampler(request, cfg, [request.seed])  # the prefill's draw, then every step's
-        with self.lock, engine.generation_errors():
+        with self.lock:
             if self.closed:
                 raise InferenceError("this stream is closed; open another (open_stream)")
             reason = self.start_reason(request, cfg, new)
-            if reason:
-                if prompt_frames + new > self.max_frames:
-                    raise InferenceError(
-                        f"a {prompt_frames}-frame prompt and {new} new frames pass this stream's {self.max_frames} "
-                        "frames; send a shorter context or fewer frames")
-                engine.scheduler.call(lambda: self.start(request, prompt_audio, cfg, sampler))
-                self.starts += 1
-                log.info("stream: started from %d frames of prompt (%s)", prompt_frames, reason)
-            else:
-                self.continued += 1
-            engine.scheduler.call(lambda: self.condition(request, cfg))
-            self.sampler = sampler
-            before = self.frames
-            target = before + new + self.delay  # the column that completes frame before + new - 1
-            while self.position < target:
-                engine.scheduler.call(self.step)
-            codes = undelay(self.sequence[:, :, : target + 1], before + new, self.args.audio_channels)
-            self.codes = codes[0].cpu().numpy()
-            self.frames = before + new
-            # a code prompt's last frames are the codec's context (the lead-in); an audio prompt's all, as generate
-            first = 0 if request.prompt_codes is None else max(0, before - self.context_frames)
-            audio = engine.decode_audio(codes[:, :, first:])
+            if reason and prompt_frames + new > self.max_frames:  # too long to keep: a plain request, as before
+                self.plain += 1
+                log.info("stream: %d frames of prompt and %d new pass its %d frames: a plain request (%s)",
+                         prompt_frames, new, self.max_frames, reason)
+                return engine.generate(request, should_cancel=should_cancel)
+            try:
+                with engine.generation_errors():
+                    return self.decode(request, prompt_audio, prompt_frames, new, cfg, sampler, reason,
+                                       should_cancel)
+            except BaseException:
+                self.forget()  # a half-made request's state is never continued: the next one starts over
+                raise
+
+    def decode(self, request: GenerationRequest, prompt_audio, prompt_frames: int, new: int, cfg: float | None,
+               sampler: Sampler, reason: str, should_cancel: CancelCheck | None) -> GeneratedAudio:
+        """The request's frames from the kept state, started over first where reason says (under the lock)."""
+        engine = self.engine
+        if reason:
+            engine.scheduler.call(lambda: self.start(request, prompt_audio, cfg, sampler))
+            self.starts += 1
+            log.info("stream: started from %d frames of prompt (%s)", prompt_frames, reason)
+        engine.scheduler.call(lambda: self.condition(request, cfg))
+        self.sampler = sampler
+        before = self.frames
+        target = before + new + self.delay  # the column that completes frame before + new - 1
+        while self.position < target:
+            if should_cancel is not None and should_cancel():
+                raise Cancelled("the stream's request was cancelled")
+            engine.scheduler.call(self.step)
+        codes = undelay(self.sequence[:, :, : target + 1], before + new, self.args.audio_channels)
+        # a code prompt's last frames are the codec's context (the lead-in); an audio prompt's all, as generate
+        first = 0 if request.prompt_codes is None else max(0, before - self.context_frames)
+        audio = engine.decode_audio(codes[:, :, first:])
         if not np.isfinite(audio).all():
             raise InferenceError("the model produced non-finite audio (NaN or inf); try weights fp32 or another seed")
+        self.codes = codes[0].cpu().numpy()
+        self.frames = before + new
+        if not reason:
+            self.continued += 1
         lead_in, audio = np.split(audio[0], [(before - first) * engine.hop], axis=1)
         return GeneratedAudio(audio=np.ascontiguousarray(audio), sample_rate=engine.info.sample_rate,
                               seed=request.seed, codes=np.ascontiguousarray(self.codes[:, before:]),
                               lead_in=None if request.prompt_codes is None else np.ascontiguousarray(lead_in))
 
+    def forget(self) -> None:
+        """No state to continue (the next request starts over); the cache goes."""
+        self.caches = self.sequence = self.pattern = self.codes = None
+        self.position = self.frames = 0
+
     def close(self) -> None:
         with self.lock:
             self.closed = True
-            self.caches = self.sequence = self.pattern = self.memory = None
+            self.forget()
+            self.memory = self.memory_key = None
 
     def cache_bytes(self) -> int:
         return 0 if self.caches is None else sum(cache.nbytes() for cache in self.caches)
@@ -152,7 +182,7 @@ class KeptStream:
     def start_reason(self, request: GenerationRequest, cfg: float | None, new: int) -> str:
         """'' when request continues this stream's state; else why it starts over."""
         if self.sequence is None:
-            return "first request"
+            return "no state: the first request, or the last one failed or was cancelled"
         if request.prompt_codes is None:
             return "no code prompt to continue"
         prompt = np.asarray(request.prompt_codes)

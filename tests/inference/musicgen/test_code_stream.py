@@ -7,14 +7,16 @@ between two bars leaves the stream's next bar as it was. Greedy unless said (the
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 
 import numpy as np
 import pytest
 import torch
 
 from inference.api import Capability, GenerationRequest
-from inference.errors import InferenceError
+from inference.errors import Cancelled, InferenceError
 from inference.loading import load_engine, resolve_model
 from inference.musicgen import code_stream
 from inference.musicgen.code_stream import KeptStream
@@ -108,6 +110,82 @@ def test_after_a_start_over_the_stream_is_the_plain_code_prompt_path(engine, pre
     assert (stream.starts, stream.continued) == (2, 1)
 
 
+def test_at_the_models_window_the_stream_starts_over_and_goes_on(engine, prefills):
+    """The default limit is the model's window (1500 frames, 30 s; positions past it the model never saw): the bar
+    that would pass it starts over from its context, exactly as the plain path makes it, and the stream goes on."""
+    window = engine.window_frames()
+    stream = engine.open_stream()
+    out, made = stream.generate(greedy(200)), 200
+    while made + 200 <= window:  # 7 bars of 200 frames fit in 1500
+        out = stream.generate(greedy(200, seed=made, prompt_codes=out.codes[:, -100:]))
+        made += 200
+    assert (stream.starts, stream.continued) == (1, 6) and stream.caches[0].positions == 1536
+    context = out.codes[:, -100:]
+    again = stream.generate(greedy(200, seed=made, prompt_codes=context))  # 1400 + 200 > 1500: over again
+    assert (stream.starts, stream.continued, prefills) == (2, 6, [1, 101])
+    plain = engine.generate(greedy(200 + delay(engine), seed=made, prompt_codes=context)).codes[:, :200]
+    np.testing.assert_array_equal(again.codes, plain)
+    assert stream.caches[0].positions == 512  # the old cache went: 1 + 100 + 200 + the delay, in 256s
+    stream.generate(greedy(200, seed=made + 1, prompt_codes=again.codes[:, -100:]))
+    assert (stream.starts, stream.continued) == (2, 7)
+    # control: a stream that never starts over runs out of its positions at the window
+    endless = EndlessStream(engine)
+    out = endless.generate(greedy(200))
+    with pytest.raises(InferenceError):
+        for bar in range(window // 200):
+            out = endless.generate(greedy(200, seed=bar, prompt_codes=out.codes[:, -100:]))
+
+
+class EndlessStream(KeptStream):
+    """The bug the window test must catch: a stream that never starts over at its limit."""
+
+    def __init__(self, engine) -> None:
+        super().__init__(engine, context_frames=10)
+
+    def start_reason(self, request, cfg, new) -> str:
+        return super().start_reason(request, cfg, 0)
+
+
+@pytest.mark.parametrize("how", ["error", "cancel"])
+def test_a_request_that_fails_part_way_leaves_no_state_to_continue(engine, prefills, how):
+    """A bar that fails or is cancelled after some of its steps: the next bar must not continue that half-made
+    state (some steps in the cache, the pattern partly written); it starts over, as the plain path makes it."""
+    def run(stream) -> tuple[np.ndarray, list]:
+        first = stream.generate(greedy(30))
+        context = first.codes[:, -20:]
+        steps, step = [], stream.step
+
+        def failing() -> None:
+            steps.append(1)
+            if how == "error" and len(steps) == 6:
+                raise RuntimeError("a step failed")
+            step()
+
+        with pytest.MonkeyPatch.context() as patch, pytest.raises(Cancelled if how == "cancel" else InferenceError):
+            patch.setattr(stream, "step", failing)
+            stream.generate(greedy(30, seed=4, prompt_codes=context), should_cancel=lambda: len(steps) >= 5)
+        return stream.generate(greedy(30, seed=5, prompt_codes=context)).codes, context
+
+    stream = engine.open_stream()
+    again, context = run(stream)
+    assert (stream.starts, stream.continued, len(prefills)) == (2, 0, 2)  # the failed request: no continuation
+    plain = engine.generate(greedy(30 + delay(engine), seed=5, prompt_codes=context)).codes[:, :30]
+    np.testing.assert_array_equal(again, plain)
+    # control: a stream that keeps the half-made state continues it, into other codes
+    kept = HalfMadeStream(engine)
+    assert not np.array_equal(run(kept)[0], plain) and kept.starts == 1
+
+
+class HalfMadeStream(KeptStream):
+    """The bug the failure test must catch: a failed request's state kept for the next one."""
+
+    def __init__(self, engine) -> None:
+        super().__init__(engine, context_frames=10)
+
+    def forget(self) -> None:
+        pass
+
+
 def test_a_prompt_that_is_not_the_streams_end_starts_over(engine, prefills):
     """A bank recalled in the jam: its context is another moment's codes. Continuing the state would be another
     stream; the stream starts over from them instead, as a plain request (never a wrong continuation)."""
@@ -183,27 +261,108 @@ class StaleStream(KeptStream):
             super().condition(request, cfg)
 
 
-def test_a_render_between_two_bars_leaves_the_next_bar_as_it_was(engine):
-    alone = engine.open_stream()
-    first = alone.generate(greedy(30))
-    expected = alone.generate(greedy(30, prompt_codes=first.codes)).codes
-    render_alone = engine.generate(greedy(40, prompt="dark techno", seed=5, temperature=1.0)).codes
+RENDER = greedy(150, prompt="dark techno", seed=5, temperature=1.0)
 
-    stream = engine.open_stream()
-    assert np.array_equal(stream.generate(greedy(30)).codes, first.codes)
-    between = engine.generate(greedy(40, prompt="dark techno", seed=5, temperature=1.0))  # the render
-    # control: the render's decode took the decoder's layers (its own caches set there), which the stream sets back
-    assert engine.decoder.layers[0].attention.kv_cache is not stream.caches[0]
-    # and a render running while the stream makes its bar: their steps interleave on the compute thread
-    during: dict = {}
-    thread = threading.Thread(target=lambda: during.update(out=engine.generate(
-        greedy(40, prompt="dark techno", seed=5, temperature=1.0))))
-    thread.start()
-    second = stream.generate(greedy(30, prompt_codes=first.codes))
-    thread.join(60)
-    np.testing.assert_array_equal(second.codes, expected)
-    np.testing.assert_array_equal(between.codes, render_alone)
-    np.testing.assert_array_equal(during["out"].codes, render_alone)
+
+def bars_beside_renders(engine, stream, *, renders: bool = True) -> dict:
+    """Two bars of stream; with renders, a render between them and another running while it makes the second
+    (started first, so the stream's steps and the render's interleave on the compute thread). The logits of every
+    decode step by whose it was ('stream' for the second bar, 'between' and 'during' for the renders) and the
+    order the steps ran in ('order': s, r). Logits, not codes: the tiny random model's argmax hardly depends on
+    the history (a stream reading another's cache made the same greedy codes), its logits do."""
+    seen: dict = {"first bar": [], "stream": [], "between": [], "during": [], "order": []}
+    phase, role = ["first bar"], ["first bar"]
+    batch_step, stream_step, decode_rows = engine.scheduler.step, stream.step, engine.decoder.decode_rows
+
+    def recording(*args, **kwargs):
+        logits = decode_rows(*args, **kwargs)
+        seen[role[0]].append(logits.clone())
+        return logits
+
+    def render_step() -> None:
+        role[0] = phase[0]
+        seen["order"].append("r")
+        batch_step()
+
+    def kept_step() -> None:
+        role[0] = "stream" if phase[0] == "during" else "first bar"
+        seen["order"].append("s")
+        stream_step()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine.decoder, "decode_rows", recording)
+        patch.setattr(engine.scheduler, "step", render_step)
+        patch.setattr(stream, "step", kept_step)
+        return bars_and_renders(engine, stream, renders, seen, phase)
+
+
+def bars_and_renders(engine, stream, renders: bool, seen: dict, phase: list[str]) -> dict:
+    first = stream.generate(greedy(30))
+    phase[0] = "between"
+    if renders:
+        engine.generate(RENDER)
+    phase[0] = "during"
+    thread = threading.Thread(target=lambda: engine.generate(RENDER)) if renders else None
+    if thread is not None:
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not seen["during"] and time.monotonic() < deadline:  # until the render has stepped
+            time.sleep(0.001)
+    seen["order"].clear()
+    stream.generate(greedy(60, prompt_codes=first.codes))
+    if thread is not None:
+        thread.join(60)
+    return seen
+
+
+def same_steps(one: list, two: list) -> bool:
+    return len(one) == len(two) > 0 and all(torch.equal(a, b) for a, b in zip(one, two))
+
+
+def render_logits(engine) -> list:
+    """The logits of every decode step of RENDER made alone."""
+    made, decode_rows = [], engine.decoder.decode_rows
+
+    def recording(*args, **kwargs):
+        made.append(decode_rows(*args, **kwargs))
+        return made[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine.decoder, "decode_rows", recording)
+        engine.generate(RENDER)
+    return made
+
+
+def test_a_render_between_and_during_bars_leaves_the_stream_and_the_render_as_they_were(engine):
+    alone = bars_beside_renders(engine, engine.open_stream(), renders=False)["stream"]
+    render_alone = render_logits(engine)
+
+    seen = bars_beside_renders(engine, engine.open_stream())
+    assert re.search("sr+s", "".join(seen["order"]))  # the render stepped between two of the bar's steps
+    assert same_steps(seen["stream"], alone)  # every step of the bar, bit for bit, as without the renders
+    assert same_steps(seen["between"], render_alone) and same_steps(seen["during"], render_alone)
+    # control: a stream that sets its cache into the layers only when it starts (not every step) reads and writes
+    # the render's cache there: caught
+    seen = bars_beside_renders(engine, BoundOnceStream(engine))
+    assert not same_steps(seen["stream"], alone)
+    assert not same_steps(seen["during"], render_alone)
+
+
+class BoundOnceStream(KeptStream):
+    """The bug the render test must catch: the stream's cache set into the decoder's layers once per start."""
+
+    def __init__(self, engine) -> None:
+        super().__init__(engine, context_frames=10)
+        self.bound = False
+
+    def start(self, *args) -> None:
+        self.bound = False
+        super().start(*args)
+
+    def bind(self) -> None:
+        if not self.bound:
+            super().bind()
+            self.bound = True
 
 
 def test_the_cache_grows_with_the_stream_up_to_its_limit(engine):
@@ -222,11 +381,23 @@ def test_limits_and_refusals_say_what_to_do(engine):
     with pytest.raises(InferenceError, match="at most the model's window, 1500 frames"):
         engine.open_stream(max_frames=1501)
     stream = engine.open_stream(max_frames=50)
-    with pytest.raises(InferenceError, match="pass this stream's 50 frames"):
-        stream.generate(greedy(60))
     stream.close()
     with pytest.raises(InferenceError, match="closed"):
         stream.generate(greedy(10))
+
+
+def test_a_request_too_long_to_keep_is_a_plain_request_never_a_refusal(engine, prefills):
+    """A long context at a slow tempo (or a short max_frames): its prompt and new frames pass what the stream may
+    hold even from a fresh start. The jam's per-bar path made it; the stream must too (it refused it once)."""
+    stream = engine.open_stream(max_frames=50)
+    out = stream.generate(greedy(60))
+    np.testing.assert_array_equal(out.codes, engine.generate(greedy(60)).codes)
+    context = out.codes[:, -30:]
+    out = stream.generate(greedy(30, seed=4, prompt_codes=context))  # 30 + 30 > 50: plain again
+    np.testing.assert_array_equal(out.codes, engine.generate(greedy(30, seed=4, prompt_codes=context)).codes)
+    assert (stream.plain, stream.starts, stream.continued, prefills) == (2, 0, 0, [])
+    stream.generate(greedy(20, prompt_codes=out.codes[:, -20:]))  # 20 + 20 fits: kept from here
+    assert (stream.plain, stream.starts) == (2, 1)
 
 
 def test_an_engine_without_kept_streams_refuses_by_capability(engine, tiny_model_dir, tmp_path):
