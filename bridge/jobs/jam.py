@@ -20,7 +20,12 @@ cannot slide, so a long jam prefills its context once per window, not once per b
 only the cross-attention keys and values (the stream's history stays); temperature, guidance and top-k are the
 sampler's; a tempo change only changes the frames the next bar asks for. The stream's steps run one per call on the
 engine's compute thread, so renders interleave with a jam's bar and never corrupt its state (tested). Elsewhere (the
-compiled engine; `keep_cache` off) every bar is a request of its own that prefills its context, as before.
+compiled engine; `keep_cache` off) every bar is a request of its own that prefills its context, as before; so is a
+bar whose context and frames pass what the stream may hold (many context_bars at a slow tempo): never a refusal.
+A bar that fails or is cancelled leaves the stream nothing to continue: its next request starts over.
+
+Unwanted bars. A bar being made that will not sound (a stop landed before it, or the jam closes) stops decoding at
+the model's next step (`should_cancel`: Cancelled), kept stream or not, and the jam ends stopped, not failed.
 
 Bar-exact. The model makes 50 frames a second and a bar is rarely a whole number of frames (4 beats at 127 BPM:
 94.49 frames, 60472.4 samples at 32 kHz). The stream keeps one timeline in samples: bar n spans

@@ -101,6 +101,9 @@ class TimedEngine:
         self.calls: list[tuple] = []  # (request, result) per bar made
 
         self.streams: list = []  # the engine's kept streams the jam opened (inference/musicgen/code_stream.py)
+        self.asked: list[dict] = []  # the keyword arguments of every request, made or not
+        self.gate_at: int | None = None  # the request that waits for `gate` (the clock held) before it is made
+        self.gate, self.gated = threading.Event(), threading.Event()
 
     def generate(self, request, **kwargs):
         return self.timed(self.engine.generate, request, **kwargs)
@@ -113,6 +116,10 @@ class TimedEngine:
     def timed(self, generate, request, **kwargs):
         self.clock.hold()
         try:
+            self.asked.append(kwargs)
+            if self.gate_at is not None and len(self.asked) - 1 == self.gate_at:
+                self.gated.set()
+                assert self.gate.wait(30)
             out = generate(request, **kwargs)
             self.calls.append((request, out))
             return out
@@ -129,8 +136,8 @@ class TimedStream:
     def __getattr__(self, name: str):  # starts, continued, peak_bytes
         return getattr(self.stream, name)
 
-    def generate(self, request):
-        return self.owner.timed(self.stream.generate, request)
+    def generate(self, request, **kwargs):
+        return self.owner.timed(self.stream.generate, request, **kwargs)
 
     def close(self) -> None:
         self.stream.close()
@@ -249,6 +256,10 @@ def test_tempo_changes_at_a_bar_line_and_the_clock_follows(engine):
     when_s, beat, bpm = clock.segments[-1]  # the clock took the tempo at that bar's line, once
     assert (beat, bpm, len(clock.segments)) == (sink.chunks[bar].start_beat, 200.0, 2)
     assert clock.reading(when_s - 0.01).bpm == 240.0 and clock.reading(when_s + 0.01).bpm == 200.0
+    # the kept stream went on across it: a bar of another length is only another number of frames to decode
+    stream, calls = session.engine.streams[0], session.engine.calls
+    assert stream.starts == 1 and stream.continued == len(calls) - 1 >= bar + 1
+    assert {out.codes.shape[1] for _, out in calls[1:bar]} != {out.codes.shape[1] for _, out in calls[bar + 1:]}
 
 
 def tempo_problems(chunks: list[JamChunk], bar: int, old: float, new: float) -> list[str]:
@@ -481,6 +492,44 @@ def test_a_jam_starts_its_stream_over_past_keep_cache_s_and_stays_on_the_bars(en
     assert stream.starts >= 2 and stream.continued >= 3
     assert {chunk.audio.shape[-1] for chunk in sink.chunks} == {RATE}
     assert not any(chunk.held for chunk in sink.chunks)
+
+
+def test_a_context_too_long_to_keep_jams_on_with_a_prefill_per_bar(engine):
+    """context_bars x the bar length past what the stream may hold (a long context at a slow tempo; here a 2 s
+    stream for 2 s of context): every bar is a plain request, as before there were kept streams. The stream once
+    refused them, and the jam failed at its second bar."""
+    clock = FakeClock(240.0)
+    session, sink = jam(engine, clock, bpm=240.0, keep_cache_s=2.0)
+    wait_for(lambda: len(sink.chunks) >= 4 or session.status().state == "failed")
+    session.close()
+    stream = session.engine.streams[0]
+    assert session.status().state == "stopped" and len(sink.chunks) >= 4
+    assert stream.plain == len(session.engine.calls) and stream.starts == stream.continued == 0
+    assert {chunk.audio.shape[-1] for chunk in sink.chunks} == {RATE} and not any(c.held for c in sink.chunks)
+
+
+@pytest.mark.parametrize("keep_cache", [True, False], ids=["kept stream", "per-bar requests"])
+def test_a_stop_cancels_the_bar_being_made_that_would_not_sound(engine, keep_cache):
+    """A stop lands at the end of the bar playing; a bar being made past it would be dropped, so its decode stops
+    at the next step (Cancelled) and the jam ends stopped, not failed."""
+    clock = FakeClock(240.0)
+    timed = TimedEngine(engine, clock)
+    timed.gate_at = 3  # the fourth bar waits, the clock held, until the stop is in
+    settings = JamSettings("jam-1", "dark techno", PLAIN, bpm=240.0, lookahead_bars=2, keep_cache=keep_cache)
+    sink = ListSink(clock)
+    session = JamSession(settings, timed, clock, [sink], now=clock.now)
+    session.start()
+    assert timed.gated.wait(30)
+    cancel = timed.asked[3]["should_cancel"]
+    assert not cancel()  # control: before the stop the bar is wanted
+    last = session.stop()
+    assert session.making_bar == 3 >= last and cancel()  # after it, it will not sound
+    timed.gate.set()
+    assert session.wait(30)
+    assert session.status().state == "stopped" and len(timed.calls) == 3  # its decode was cancelled, not made
+    assert [chunk.bar for chunk in sink.chunks] == [0, 1, 2]
+    if keep_cache:
+        assert timed.streams[0].continued == 2 and timed.streams[0].closed
 
 
 @pytest.mark.parametrize("how", ["keep_cache off", "engine without code_stream"])
