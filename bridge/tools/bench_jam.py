@@ -227,7 +227,7 @@ def bar_costs(engine, shape: str, bars: int = 8, context_bars: int = JamSettings
                 codes = np.concatenate([codes, out.codes], axis=1)
     result = {"suite": "jam-bar-cost", "shape": shape, "bars_each": bars, "context_bars": context_bars,
               "frames_per_bar": need, "stream_frames_at_end": int(codes.shape[1]),
-              "stream_starts": stream.starts, "stream_continued": stream.continued,
+              "stream_starts": stream.starts, "stream_continued": stream.continued, "stream_plain": stream.plain,
               "stream_cache_peak_mb": round(stream.peak_bytes / 2**20, 1)}
     for way, pairs in costs.items():
         result[f"rtf_{way}_median"] = round(statistics.median(w for w, _ in pairs) / bar_s, 3)
