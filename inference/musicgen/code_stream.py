@@ -101,6 +101,7 @@ class KeptStream:
         self.plain = 0  # requests too long to keep even after a start over: made as plain requests
         self.peak_bytes = 0  # the most bytes the cache held
         self.closed = False
+        self.lost = ""  # what ended the last request part way (its state forgotten), until the next start
 
     # ---- the CodeStream surface -------------------------------------------------------------------------------
 
@@ -128,8 +129,9 @@ class KeptStream:
                 with engine.generation_errors():
                     return self.decode(request, prompt_audio, prompt_frames, new, cfg, sampler, reason,
                                        should_cancel)
-            except BaseException:
+            except BaseException as error:
                 self.forget()  # a half-made request's state is never continued: the next one starts over
+                self.lost = type(error).__name__
                 raise
 
     def decode(self, request: GenerationRequest, prompt_audio, prompt_frames: int, new: int, cfg: float | None,
@@ -139,6 +141,7 @@ class KeptStream:
         if reason:
             engine.scheduler.call(lambda: self.start(request, prompt_audio, cfg, sampler))
             self.starts += 1
+            self.lost = ""
             log.info("stream: started from %d frames of prompt (%s)", prompt_frames, reason)
         engine.scheduler.call(lambda: self.condition(request, cfg))
         self.sampler = sampler
@@ -182,7 +185,7 @@ class KeptStream:
     def start_reason(self, request: GenerationRequest, cfg: float | None, new: int) -> str:
         """'' when request continues this stream's state; else why it starts over."""
         if self.sequence is None:
-            return "no state: the first request, or the last one failed or was cancelled"
+            return f"the last request ended in {self.lost}" if self.lost else "first request"
         if request.prompt_codes is None:
             return "no code prompt to continue"
         prompt = np.asarray(request.prompt_codes)
