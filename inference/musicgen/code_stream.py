@@ -15,6 +15,11 @@ position table runs to max_positions (2048) and an index past it fails, but the 
 positions past the window are ones it never saw. Memory: the cache holds rows (2 under CFG) x positions (grown in
 steps of 256, at most max_frames + the delay) per layer; musicgen-small at the full 30 s with the int8 cache is
 24 layers x 2 rows x 16 heads x 1536 positions x 64 x 2 (K and V) bytes + fp32 scales = 160 MB (fp32 cache: 604 MB).
+Bandwidth: every step reads the cache it attends over, so a stream's steps grow dearer with its history: on
+musicgen-small at int8, 98 KB per position against 289 MB of int4 weights, up to 1.37x a per-bar request's step
+(200-300 positions) near the window's end, 1.19x on average over a window, against the two-bar prefill saved per
+bar; a shorter `max_frames` trades one against the other (not yet measured on a quiet machine: docs/benchmarks.md,
+"The kept stream").
 
 Continue or start over. Each request's `prompt_codes` are the stream's last frames (as any code prompt). When they
 are the end of what this stream made, and the rows are the same (CFG on or off), it continues from its state;
