@@ -218,7 +218,9 @@ def random_decoder(shape: str, weights: str, *, kv_cache: str = "int8", rows: in
     with torch.no_grad():
         for embedding in decoder.embeddings:
             pool.fill_(embedding.weight.data, 0.05)
-        for parent, name, linear in list(linears(decoder)):
+        pending = [(parent, name) for parent, name, _ in linears(decoder)]  # names only: a held nn.Linear would
+        for parent, name in pending:  # keep its fp32 weight alive (medium's 7 GB, whole, before this was so)
+            linear = getattr(parent, name)
             pool.fill_(linear.weight.data, 1.0 / math.sqrt(linear.in_features))
             if linear.bias is not None:
                 linear.bias.data.zero_()
@@ -229,6 +231,7 @@ def random_decoder(shape: str, weights: str, *, kv_cache: str = "int8", rows: in
             else:
                 swapped = Int8Linear(linear, int8_op, vnni)
             setattr(parent, name, swapped)
+            del linear, swapped
     decoder.set_attention_backend("fused-cpu")
     decoder.setup_caches(build_cache_factory(KVCacheMode(kv_cache), batch=rows, heads=args.n_head,
                                              positions=positions, head_dim=args.head_dim,
