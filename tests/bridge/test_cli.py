@@ -76,6 +76,20 @@ def test_bench_engine_runs_the_engine_suite(monkeypatch, capsys):
     assert '"backend": "engine"' in capsys.readouterr().out
 
 
+def test_bench_step_runs_the_step_profile(monkeypatch, capsys):
+    seen = {}
+
+    def fake_profile(**kwargs):
+        seen.update(kwargs)
+        kwargs["emit"]({"suite": "step-profile", "weights": "int4"})
+
+    monkeypatch.setattr("inference.bench.step_profile.run_step_profile", fake_profile)
+    assert main(["bench", "step", "--quick", "--shape", "musicgen-medium"]) == 0
+    assert seen["shape"] == "musicgen-medium" and seen["rounds"] == 1 and seen["duration_s"] == 2.0
+    assert seen["kv_cache"] == "int8"  # auto: the engine's CPU default
+    assert '"suite": "step-profile"' in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_analyze_and_midi_listen_to_a_file_on_this_machine(tmp_path, capsys):
     import soundfile as sf
