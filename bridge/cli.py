@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="benchmarks; results are JSON lines")
     bench.add_argument("suite", nargs="?", default="engine",
                        choices=["engine", "daemon", "bridge", "render", "gpu", "throughput", "quality", "soak",
-                                "listen", "train", "jam"],
+                                "listen", "train", "jam", "step"],
                        help="engine: decode speed, our engine vs transformers; "
                             "daemon: startup and an 8-bar render end to end; "
                             "bridge: per-request overhead of OSC/UDP, OSC/TCP, ZeroMQ vs bare echo servers; "
@@ -111,9 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "shapes, or --shape; --seconds per clip) against a plain peft loop, and the hours 10 "
                             "minutes of audio would take here; "
                             "jam: a live jam on the tiny model and the musicgen-small shape (random weights): "
-                            "underruns per minute, lead, control-to-heard latency, bar-boundary error, tempo heard")
+                            "underruns per minute, lead, control-to-heard latency, bar-boundary error, tempo heard; "
+                            "step: one decode step (CFG batch 2) split into its parts (layers per op class, LM heads, "
+                            "arguments, sampling) against the bandwidth floor (random weights; --shape, --threads)")
     bench.add_argument("--quick", action="store_true")
-    bench.add_argument("--seconds", type=float, default=None, help="engine: audio per run (default 10; --quick 2)")
+    bench.add_argument("--seconds", type=float, default=None,
+                       help="engine: audio per run (default 10; --quick 2); step: audio per profile (default 4)")
     bench.add_argument("--shape", default=None, help="engine: one shape, e.g. musicgen-small or musicgen-medium")
     bench.add_argument("--family", default="musicgen", choices=["musicgen", "ace-step"],
                        help="engine: musicgen (our decoder vs transformers) or ace-step (our AceStepEngine vs "

@@ -27,6 +27,11 @@ Suites:
   machine, ours against a plain peft loop (transformers' MusicGen decoder; diffusers' add_adapter on the DiT) in the
   same run, and the hours 10 minutes of audio would take here (inference/bench/training.py; ``--seconds``: audio
   per clip, ``--shape``: one of them, or tiny / acestep-tiny).
+- ``step``: where one decode step's time goes (issue 24): a random-weight musicgen-small engine, int4 and int8
+  alternated, each step split into the C++ layer call's op classes, the LM heads, argument building, sampling
+  and bookkeeping, beside the read floor from a bandwidth probe in the same run (inference/bench/step_profile.py);
+  ``--shape musicgen-medium``: the decoder alone, built one linear at a time (its fp32 model is 7 GB), a few
+  steps per weight mode; ``--quick``: one round of 2 s.
 """
 
 from __future__ import annotations
@@ -79,6 +84,8 @@ def run_bench(args: argparse.Namespace) -> int:
         return bench_engine(args)
     if args.suite == "train":
         return bench_train(args)
+    if args.suite == "step":
+        return bench_step(args)
     if args.suite == "gpu":
         from bridge.tools.bench_gpu import run_gpu_bench
 
@@ -180,6 +187,22 @@ def bench_engine(args: argparse.Namespace) -> int:
         device=getattr(args, "device", None) or "auto",
         emit=lambda result: print(json.dumps(result | {"machine": machine()}), flush=True),
     )
+    return 0
+
+
+def bench_step(args: argparse.Namespace) -> int:
+    """One JSON line per weight mode and round: a decode step split into its parts (inference/bench/step_profile.py)."""
+    import torch
+
+    from inference.bench.step_profile import run_step_profile
+
+    if getattr(args, "threads", 0):
+        torch.set_num_threads(args.threads)
+    kv_cache = args.kv_cache if getattr(args, "kv_cache", "auto") != "auto" else "int8"
+    run_step_profile(shape=getattr(args, "shape", None) or "musicgen-small", kv_cache=kv_cache,
+                     duration_s=getattr(args, "seconds", None) or (2.0 if args.quick else 4.0),
+                     rounds=1 if args.quick else 2,
+                     emit=lambda result: print(json.dumps(result | {"machine": machine()}), flush=True))
     return 0
 
 

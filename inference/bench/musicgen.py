@@ -185,7 +185,11 @@ def step_bytes(engine, position: int, rows: int = 2) -> int:
     """Bytes one decode step of engine reads: the layers' and heads' weights as stored (codes, scales, packed
     blocks, LayerNorms), and the self-attention cache of rows (CFG: 2) up to position. Not the cross-attention's
     key/value projection (run once per request on the text: encode_memory), nor the few text keys it reads."""
-    decoder = engine.decoder
+    return decoder_step_bytes(engine.decoder, position, rows)
+
+
+def decoder_step_bytes(decoder, position: int, rows: int = 2) -> int:
+    """step_bytes for a decoder alone."""
 
     def nbytes(module) -> int:
         tensors = [*module.parameters(), *module.buffers()]

@@ -63,17 +63,33 @@ def test_serve_refuses_a_public_bind_with_a_clear_message(capsys):
     assert "allow-list" in capsys.readouterr().err
 
 
+def recording_suite(seen: dict, row: dict):
+    """A stand-in for a bench suite: records its arguments into seen and emits row."""
+
+    def suite(**kwargs):
+        seen.update(kwargs)
+        kwargs["emit"](row)
+
+    return suite
+
+
 def test_bench_engine_runs_the_engine_suite(monkeypatch, capsys):
     seen = {}
-
-    def fake_suite(**kwargs):
-        seen.update(kwargs)
-        kwargs["emit"]({"suite": "engine", "backend": "engine"})
-
-    monkeypatch.setattr("inference.bench.musicgen.run_engine_suite", fake_suite)
+    monkeypatch.setattr("inference.bench.musicgen.run_engine_suite",
+                        recording_suite(seen, {"suite": "engine", "backend": "engine"}))
     assert main(["bench", "engine", "--quick", "--seconds", "1.5", "--shape", "musicgen-small"]) == 0
     assert seen["quick"] and seen["duration_s"] == 1.5 and seen["shapes"] == ["musicgen-small"]
     assert '"backend": "engine"' in capsys.readouterr().out
+
+
+def test_bench_step_runs_the_step_profile(monkeypatch, capsys):
+    seen = {}
+    monkeypatch.setattr("inference.bench.step_profile.run_step_profile",
+                        recording_suite(seen, {"suite": "step-profile", "weights": "int4"}))
+    assert main(["bench", "step", "--quick", "--shape", "musicgen-medium"]) == 0
+    assert seen["shape"] == "musicgen-medium" and seen["rounds"] == 1 and seen["duration_s"] == 2.0
+    assert seen["kv_cache"] == "int8"  # auto: the engine's CPU default
+    assert '"suite": "step-profile"' in capsys.readouterr().out
 
 
 @pytest.mark.slow

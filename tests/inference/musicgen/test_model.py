@@ -98,3 +98,60 @@ def test_the_one_call_step_equals_the_python_layer_loop(weights, cache):
         assert ((got - want).norm() / want.norm()).item() < 2e-3
     decoder.layers[1].ffn.w1 = torch.nn.Linear(128, 256, bias=False)  # a layer off the fast path: the loop runs
     assert decoder.fast_layers(x, [None] * 3) is None
+
+
+def test_the_one_call_lists_are_kept_until_a_cache_or_the_memory_changes():
+    """fast_layers keeps its argument lists between steps (issue 24: rebuilt, they cost 0.3-0.5 ms a step) and
+    rebuilds each when what it came from is replaced: a layer's cache (a row view, new caches) or the memory list."""
+    from inference.musicgen.kv_cache import KVCacheMode, build_cache_factory
+    from inference.runtime.kernels import kernels_status
+
+    if not kernels_status().usable:
+        pytest.skip(kernels_status().reason)
+    decoder = random_fast_decoder("int8", "int8")
+    x, memory = torch.zeros(2, 1, 128), [None] * 3
+    first = decoder.fast_layers(x, memory)
+    again = decoder.fast_layers(x, memory)
+    assert again[0] is first[0] and again[2] is first[2] and again[3] is first[3]  # kept
+    assert decoder.fast_layers(x, [None] * 3)[3] is not first[3]  # another memory list: rebuilt
+    view = decoder.layers[1].attention.kv_cache.row_view(0, 1)
+    decoder.layers[1].attention.kv_cache = view
+    assert decoder.fast_layers(x, memory)[2][4] is view.k_codes  # layer 1's first slot: the view's own codes
+    decoder.setup_caches(build_cache_factory(KVCacheMode("fp32"), batch=2, heads=2, positions=64, head_dim=64,
+                                             activation_dtype=torch.float32, device="cpu"))
+    caches = decoder.fast_layers(x, memory)[2]
+    assert caches[0] is decoder.layers[0].attention.kv_cache.k_cache and caches[2] is None  # fp32: no scales
+
+
+def test_the_parity_check_sees_a_wrong_activation():
+    """Control for the parity test above: decode_layers' own GELU (decode_layers.cpp: gelu_inplace) swapped for ReLU
+    moves the logits far past its 2e-3, so that test would catch a wrong activation kernel."""
+    import dataclasses
+
+    from inference.runtime.kernels import kernels_status
+
+    if not kernels_status().usable:
+        pytest.skip(kernels_status().reason)
+    decoder = random_fast_decoder("int8", "bf16")
+    slow = step_logits(decoder, fast=False)
+    decoder.args = dataclasses.replace(decoder.args, activation="relu")  # the C++ call's flag; the loop keeps GELU
+    fast = step_logits(decoder, fast=True)
+    assert max(((got - want).norm() / want.norm()).item() for got, want in zip(fast, slow)) > 2e-2
+
+
+def test_medium_widths_take_the_int4_one_call_step():
+    """musicgen-medium's widths (dim 1536, 24 heads, ffn 6144; one layer): every linear int4 and the one-call step
+    taken, so a shape falling off the fast path (issue 24's medium int4 row was suspected of it) fails here."""
+    from inference.runtime.kernels import kernels_status
+    from inference.runtime.quantize import Int4Linear
+
+    if not kernels_status().usable:
+        pytest.skip(kernels_status().reason)
+    args = ModelArgs(dim=1536, n_layer=1, n_head=24, ffn_dim=6144, vocab_size=64, text_dim=64)
+    decoder = random_fast_decoder("int4", "int8", args)
+    layer = decoder.layers[0]
+    for linear in (layer.attention.wqkv, layer.attention.wo, layer.cross_attention.wq, layer.cross_attention.wo,
+                   layer.ffn.w1, layer.ffn.w2):
+        assert isinstance(linear, Int4Linear)
+    logits = step_logits(decoder, fast=True, steps=2)
+    assert decoder.fast_weights_built() and torch.isfinite(logits[-1]).all()
