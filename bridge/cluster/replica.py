@@ -161,7 +161,8 @@ class EngineReplica:
     async def train_style(self, model_id: str, request: Any, clips: list[tuple[np.ndarray, str]] | str, card: dict,
                           checkpoint: bytes | None):
         """A style training (module docstring, "Training"); yields the tuples listed there."""
-        async for item in self.streamed(self.run_training, self.settings.device, model_id, request, clips, card,
+        serving = await self.get_engine(model_id)  # its device: where `device` resolved on this node
+        async for item in self.streamed(self.run_training, serving.info.device, model_id, request, clips, card,
                                         checkpoint):
             yield item
 
