@@ -351,8 +351,9 @@ def train_on_replica(request: StyleRequest, engine, *, lora_dir: Path, on_report
     lost mid-training costs the steps since the last checkpoint: the worker queues the job again once
     (bridge/jobs/worker.py:Worker.requeue_lost) and it resumes; a second loss fails it, and a new job with the same
     name, folder and options resumes from that checkpoint too. Cancel cancels the replica's request (it stops
-    between steps) and keeps the checkpoint. The adapter is written as a local job writes it: never over a name
-    taken meanwhile (checked again, then one rename).
+    between steps) and keeps the checkpoint. The training holds its replica to the end: with one replica, renders
+    wait for it (said in the job's log; bridge/cluster/replica.py). The adapter is written as a local job writes
+    it: never over a name taken meanwhile (checked again, then one rename).
     """
     from inference.runtime.lora_training import CHECKPOINT_NAME, cancelled_message
 
@@ -362,6 +363,9 @@ def train_on_replica(request: StyleRequest, engine, *, lora_dir: Path, on_report
     prepared = prepare_clips(request.folder, sample_rate=info.sample_rate, channels=info.channels,
                              clip_s=request.clip_s or min(info.max_duration_s, REPLICA_CLIP_S), text=request.text)
     on_report(prepared.report())
+    if engine.concurrent_jobs == 1:
+        on_report("the cluster has one replica: renders sent while this trains wait until it ends or is cancelled "
+                  "(two or more replicas render beside it)")
     work_dir = lora_dir / TRAINING_DIR / request.name
     checkpoint = work_dir / CHECKPOINT_NAME
     saved = {"step": 0, "done": 0, "steps": 0}

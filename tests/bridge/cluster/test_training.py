@@ -102,8 +102,9 @@ class FakeTrainer:
 
     info = INFO
 
-    def __init__(self, script) -> None:
+    def __init__(self, script, replicas: int = 2) -> None:
         self.script = script
+        self.concurrent_jobs = replicas
         self.sent: list[tuple] = []
 
     def train_style(self, request, clips, card, checkpoint, *, on_progress, on_checkpoint, on_report, should_cancel):
@@ -111,9 +112,10 @@ class FakeTrainer:
         return self.script(on_progress=on_progress, on_checkpoint=on_checkpoint)
 
 
-def on_replica(recordings, lora_dir: Path, trainer: FakeTrainer) -> Path:
+def on_replica(recordings, lora_dir: Path, trainer: FakeTrainer, reports: list | None = None) -> Path:
     return train_on_replica(StyleRequest(folder=recordings, name="band", text="soft chords", clip_s=4.0,
-                                         checkpoint_every=2), trainer, lora_dir=lora_dir, on_report=lambda text: None,
+                                         checkpoint_every=2), trainer, lora_dir=lora_dir,
+                            on_report=(reports if reports is not None else []).append,
                             on_progress=lambda progress: None, should_cancel=lambda: False)
 
 
@@ -135,9 +137,11 @@ def test_the_gateway_prepares_the_clips_keeps_the_checkpoints_and_writes_the_ada
         raise Cancelled("cancelled on the gateway")
 
     first = FakeTrainer(cancelled_after_three)
+    reports: list[str] = []
     with pytest.raises(Cancelled, match=r"cancelled after 3 of 4 steps; the checkpoint of step 2 is kept: run it "
                                         "again to resume"):
-        on_replica(chord_recordings, tmp_path / "loras", first)
+        on_replica(chord_recordings, tmp_path / "loras", first, reports)
+    assert "16 clips" in reports[0] and not any("one replica" in line for line in reports)  # control: two replicas
     request, clips, card, sent_checkpoint = first.sent[0]
     assert len(clips) == 16 and clips[0][0].shape == (1, 4 * 32000) and "soft chords" in clips[0][1]
     assert card["clips"] == 16 and card["source_files"][1]["name"] == "take 0.wav" and sent_checkpoint is None
@@ -147,8 +151,9 @@ def test_the_gateway_prepares_the_clips_keeps_the_checkpoints_and_writes_the_ada
         steps(on_progress, on_checkpoint, 4)
         return FILES
 
-    second = FakeTrainer(finishes)
-    target = on_replica(chord_recordings, tmp_path / "loras", second)
+    second, reports = FakeTrainer(finishes, replicas=1), []
+    target = on_replica(chord_recordings, tmp_path / "loras", second, reports)
+    assert "one replica: renders sent while this trains wait" in reports[-1]
     assert second.sent[0][3] == b"checkpoint 2"  # the next run resumes from the gateway's checkpoint
     assert find_adapters(tmp_path / "loras") == {"band": target}
     assert {p.name: p.read_bytes() for p in target.iterdir()} == FILES
