@@ -109,7 +109,6 @@ class ClusterEngine:
     def take(self, request: GenerationRequest, seeds: list[int] | None, on_progress: ProgressCallback | None,
              should_cancel: CancelCheck | None, on_chunk: ChunkCallback | None) -> list[GeneratedAudio]:
         shared = str(self.shared_dir) if self.shared_dir is not None else ""
-        sent = time.monotonic()
 
         def on_item(item: tuple, started: dict) -> list[GeneratedAudio] | None:
             kind = item[0]
@@ -120,7 +119,7 @@ class ClusterEngine:
             elif kind == "done":
                 takes = [GeneratedAudio(audio=self.read_audio(audio), sample_rate=rate, seed=seed)
                          for audio, rate, seed in item[1]]
-                take_s = time.monotonic() - sent
+                take_s = time.monotonic() - started["sent_at"]
                 log.info("take done on replica=%s take_s=%.3f engine_s=%.3f overhead_s=%.3f",
                          started.get("replica_id"), take_s, item[2], take_s - item[2])
                 return takes
@@ -169,7 +168,7 @@ class ClusterEngine:
             except Exception as exc:
                 if not is_replica_death(exc):
                     raise
-                if started:
+                if "replica_id" in started:
                     log.warning("replica=%s pid=%s died mid-%s: %s", started.get("replica_id"),
                                 started.get("pid"), what, type(exc).__name__)
                     raise ReplicaLost(f"the replica running this job ({started.get('replica_id')} on "
@@ -184,8 +183,9 @@ class ClusterEngine:
 
     def stream(self, method: str, args: tuple, started: dict, on_item: Callable[[tuple, dict], Any],
                should_cancel: CancelCheck | None, what: str) -> Any:
-        """One streaming request: "started" logged, "error" raised with its code, the rest to on_item until it
-        returns a result."""
+        """One streaming request: "started" logged (into started, with sent_at), "error" raised with its code, the
+        rest to on_item until it returns a result."""
+        started["sent_at"] = time.monotonic()
         options = self.handle.options(stream=True, multiplexed_model_id=self.model_id)
         response = getattr(options, method).remote(*args)
         watcher = CancelWatcher(response, should_cancel)
