@@ -6,11 +6,13 @@ over a name taken meanwhile). The real thing on Ray: tests/e2e/test_cluster.py."
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from bridge.cluster.proxy import RemoteEngineError
 from bridge.errors import BadRequest, ReplicaLost
@@ -188,3 +190,58 @@ def test_the_replica_refuses_clips_that_do_not_fit_its_model():
         check_clips([(np.zeros((2, 32000), np.float32), "x")], model)
     with pytest.raises(InferenceError, match="at most 4 s"):
         check_clips([(np.zeros((1, 5 * 32000), np.float32), "x")], model)
+
+
+@pytest.mark.slow
+def test_a_replica_resumes_from_the_gateways_checkpoint_to_the_same_adapter(chord_recordings, tiny_model_dir,
+                                                                           tmp_path):
+    """EngineReplica.run_training in process (no Serve) on the tiny model: cancelled after step 2, it has sent the
+    step-2 checkpoint; sent back to a fresh run it resumes there and ends on the adapter of a run that never
+    stopped; a checkpoint of other options is refused with its code."""
+    import threading
+
+    from safetensors.torch import load as load_tensors
+
+    pytest.importorskip("ray.serve", reason="Ray Serve is not installed: pip install 'continuo[cluster]'")
+    from bridge.cluster.replica import EngineReplica
+    from bridge.jobs.style_training import clip_pairs, prepare, source_card
+    from tests.daemons import daemon_settings
+
+    class Replica:  # the deployment's methods on a plain object: what Serve would call on its actor
+        replica_id = "r-test"
+        settings = daemon_settings(tiny_model_dir, tmp_path)
+        run_training = EngineReplica.run_training
+        reported = EngineReplica.reported
+
+    request = StyleRequest(folder=chord_recordings, name="band", text="soft chords", clip_s=4.0, epochs=1,
+                           batch_size=4, learning_rate=1e-2, checkpoint_every=2)
+    shape = type("Shape", (), {"sample_rate": 32000, "channels": 1, "window_s": 30.0})
+    prepared = prepare(request, shape)
+    clips, card = clip_pairs(prepared), source_card(request, prepared)
+
+    def run(checkpoint: bytes | None, stop_after: int = 0, run_request: StyleRequest = request) -> list[tuple]:
+        items, cancel = [], threading.Event()
+
+        def put(item: tuple) -> None:
+            items.append(item)
+            if stop_after and item[0] == "training" and item[1]["step"] == stop_after:
+                cancel.set()  # what the gateway's cancel does to the replica's flag
+
+        Replica().run_training(str(tiny_model_dir), run_request, clips, card, checkpoint, put, cancel)
+        return items
+
+    def weights(items: list[tuple]) -> dict:
+        assert items[-1][0] == "done", items[-1]
+        return load_tensors(items[-1][1]["pytorch_lora_weights.safetensors"])
+
+    stopped = run(None, stop_after=2)
+    assert stopped[-1][:2] == ("error", "cancelled"), stopped[-1]
+    (step, data), = [item[1:] for item in stopped if item[0] == "checkpoint"]
+    assert step == 2
+    resumed = run(data)
+    assert any(item[0] == "report" and "resuming from the checkpoint of step 2" in item[1] for item in resumed)
+    assert [item[1]["step"] for item in resumed if item[0] == "training"] == [3, 4]
+    whole, again = weights(run(None)), weights(resumed)
+    assert whole.keys() == again.keys() and all(torch.equal(whole[name], again[name]) for name in whole)  # bit for bit
+    other = run(data, run_request=dataclasses.replace(request, learning_rate=5e-3))
+    assert other[-1][:2] == ("error", "model_error") and "other recordings or options" in other[-1][2], other[-1]
