@@ -263,10 +263,11 @@ def plan_style(request: StyleRequest, *, model_dir: Path, device: str = "cpu") -
 # ---- in the daemon's queue ----------------------------------------------------------------------------------------
 
 def submit_style(intake, job_id: str, args: dict, *, reply_to: Destination, client_key: Destination, settings,
-                 model_spec: str, device: str) -> Job | None:
+                 model_spec: str, device: str, on_replica: bool = False) -> Job | None:
     """/continuo/train_style: journalled, queued at batch priority and announced; None for a resend of a known id
     (reported as any job is), IdConflict for another request under that id; BadRequest / NotFound before anything
-    is queued (module docstring)."""
+    is queued (module docstring). on_replica: a `--cluster` gateway's job, whose replica resolves the model on its
+    node (the gateway may not hold the checkpoint at all: no model_dir is looked up here)."""
     requested = {key: args[key] for key in REQUESTED}
     existing = intake.find(job_id)
     if existing is not None:
@@ -283,9 +284,9 @@ def submit_style(intake, job_id: str, args: dict, *, reply_to: Destination, clie
         raise BadRequest(f"job {busy[0]} already trains an adapter named {args['name']!r}; wait for it or cancel it")
     from inference.loading import resolve_model
 
-    source = resolve_model(model_spec, tiny_dir=settings.smoke_model_dir.expanduser(),
-                           allow_tiny_fallback=settings.allow_smoke_model)
-    params = {**requested, "resolved_folder": str(folder), "lora_dir": str(lora_dir), "model_dir": str(source.path),
+    model_dir = "" if on_replica else str(resolve_model(model_spec, tiny_dir=settings.smoke_model_dir.expanduser(),
+                                                        allow_tiny_fallback=settings.allow_smoke_model).path)
+    params = {**requested, "resolved_folder": str(folder), "lora_dir": str(lora_dir), "model_dir": model_dir,
               "device": device, "retries": 0, "priority": Priority.BATCH.value}
     job = Job(job_id=job_id, op=STYLE_OP, params=params, reply_to=reply_to, client_key=client_key,
               priority=Priority.BATCH)

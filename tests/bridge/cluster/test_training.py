@@ -245,3 +245,30 @@ def test_a_replica_resumes_from_the_gateways_checkpoint_to_the_same_adapter(chor
     assert whole.keys() == again.keys() and all(torch.equal(whole[name], again[name]) for name in whole)  # bit for bit
     other = run(data, run_request=dataclasses.replace(request, learning_rate=5e-3))
     assert other[-1][:2] == ("error", "model_error") and "other recordings or options" in other[-1][2], other[-1]
+
+
+def test_a_cluster_gateway_queues_training_without_the_checkpoint_here(chord_recordings, tmp_path):
+    """The replica resolves the model on its node: a gateway that does not hold it still queues the job (control:
+    the same request in process needs the model here)."""
+    from types import SimpleNamespace
+
+    from bridge.jobs.style_training import submit_style
+    from inference.errors import InferenceError
+    from tests.daemons import daemon_settings
+
+    queued = []
+    intake = SimpleNamespace(find=lambda job_id: None, input_roots=[chord_recordings.parent],
+                             queue=SimpleNamespace(waiting=list, put=lambda job: queued.append(job) or 1),
+                             pool=SimpleNamespace(running_jobs=list),
+                             journal=SimpleNamespace(insert_job=lambda *args: None),
+                             events=SimpleNamespace(queued=lambda *args: None))
+    settings = daemon_settings(tmp_path / "no-such-model", tmp_path, lora_dir=tmp_path / "loras",
+                               allow_smoke_model="false")
+    args = {"folder": str(chord_recordings), "name": "band", "text": "", "epochs": 1, "learning_rate": 1e-3}
+    submit = dict(reply_to=("127.0.0.1", 1), client_key=("127.0.0.1", 1), settings=settings,
+                  model_spec=str(tmp_path / "not-on-this-gateway"), device="ray:cuda")
+    job = submit_style(intake, "train-1", args, on_replica=True, **submit)
+    assert queued == [job] and job.params["model_dir"] == "" and job.params["resolved_folder"] == str(
+        chord_recordings)
+    with pytest.raises(InferenceError, match="not-on-this-gateway"):
+        submit_style(intake, "train-2", args, **submit)
