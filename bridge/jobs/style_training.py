@@ -356,7 +356,7 @@ def train_on_replica(request: StyleRequest, engine, *, lora_dir: Path, on_report
     wait for it (said in the job's log; bridge/cluster/replica.py). The adapter is written as a local job writes
     it: never over a name taken meanwhile (checked again, then one rename).
     """
-    from inference.runtime.lora_training import CHECKPOINT_NAME, cancelled_message
+    from inference.runtime.lora_training import CHECKPOINT_NAME, cancelled_message, checkpoint_step
 
     lora_dir = Path(lora_dir).expanduser()
     check_name(lora_dir, request.name)
@@ -382,27 +382,21 @@ def train_on_replica(request: StyleRequest, engine, *, lora_dir: Path, on_report
         saved.update(done=progress.step, steps=progress.steps)
         on_progress(progress)
 
+    if checkpoint.is_file():
+        on_report(f"the checkpoint of step {checkpoint_step(checkpoint)} in {work_dir} goes to the replica to resume "
+                  "from")
     try:
         files = engine.train_style(request, clip_pairs(prepared), source_card(request, prepared),
                                    checkpoint.read_bytes() if checkpoint.is_file() else None,
                                    on_progress=on_step, on_checkpoint=on_checkpoint, on_report=on_report,
                                    should_cancel=should_cancel)
     except Cancelled:
-        raise Cancelled(cancelled_message(saved["done"], saved["steps"], saved["step"] or saved_step(checkpoint),
+        raise Cancelled(cancelled_message(saved["done"], saved["steps"], saved["step"] or checkpoint_step(checkpoint),
                                           request.checkpoint_every)) from None
     target = write_adapter_files(lora_dir, request.name, files)
     shutil.rmtree(work_dir, ignore_errors=True)
     log.info("style %s trained on a replica: %.1f min of audio -> %s", request.name, prepared.minutes, target)
     return target
-
-
-def saved_step(checkpoint: Path) -> int:
-    """The step of the checkpoint kept here from an earlier run (0 when none)."""
-    if not checkpoint.is_file():
-        return 0
-    import torch
-
-    return int(torch.load(checkpoint, weights_only=True)["step"])
 
 
 def write_adapter_files(lora_dir: Path, name: str, files: dict[str, bytes]) -> Path:

@@ -39,6 +39,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import resource
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -298,10 +299,7 @@ class LoraTrainingLoop:
         return self.work_dir / CHECKPOINT_NAME
 
     def saved_step(self) -> int:
-        try:
-            return int(torch.load(self.checkpoint_path, weights_only=True)["step"])
-        except (OSError, KeyError, RuntimeError):
-            return 0
+        return checkpoint_step(self.checkpoint_path)
 
     def save_checkpoint(self) -> None:
         """The LoRA tensors, AdamW's state, the losses and the RNG stream at this step, written to a partial name
@@ -333,6 +331,14 @@ class LoraTrainingLoop:
         log.info("style training resumed at step %d of %d from %s", self.step_index, self.total_steps,
                  self.checkpoint_path)
         return self.step_index
+
+
+def checkpoint_step(path: Path) -> int:
+    """The step of the checkpoint at path; 0 where there is none (or it cannot be read)."""
+    try:
+        return int(torch.load(path, weights_only=True)["step"])
+    except (OSError, KeyError, RuntimeError, pickle.UnpicklingError):
+        return 0
 
 
 def cancelled_message(done: int, steps: int, saved: int, checkpoint_every: int) -> str:

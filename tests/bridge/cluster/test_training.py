@@ -121,12 +121,21 @@ def on_replica(recordings, lora_dir: Path, trainer: FakeTrainer, reports: list |
                             on_progress=lambda progress: None, should_cancel=lambda: False)
 
 
+def checkpoint_bytes(step: int) -> bytes:
+    """A checkpoint's bytes as the replica sends them (the gateway reads only its step)."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"step": step}, buffer)
+    return buffer.getvalue()
+
+
 def steps(on_progress, on_checkpoint, upto: int, total: int = 4) -> None:
     from inference.runtime.lora_training import TrainingProgress
 
     for step in range(1, upto + 1):
         if step % 2 == 0:
-            on_checkpoint(step, f"checkpoint {step}".encode())
+            on_checkpoint(step, checkpoint_bytes(step))
         on_progress(TrainingProgress(step=step, steps=total, epoch=1, epochs=1, loss=1.0, eta_s=0.0))
 
 
@@ -135,7 +144,7 @@ def test_the_gateway_prepares_the_clips_keeps_the_checkpoints_and_writes_the_ada
 
     def cancelled_after_three(on_progress, on_checkpoint):
         steps(on_progress, on_checkpoint, 3)
-        assert checkpoint.read_bytes() == b"checkpoint 2"  # kept on the gateway as it comes
+        assert checkpoint.read_bytes() == checkpoint_bytes(2)  # kept on the gateway as it comes
         raise Cancelled("cancelled on the gateway")
 
     first = FakeTrainer(cancelled_after_three)
@@ -155,8 +164,9 @@ def test_the_gateway_prepares_the_clips_keeps_the_checkpoints_and_writes_the_ada
 
     second, reports = FakeTrainer(finishes, replicas=1), []
     target = on_replica(chord_recordings, tmp_path / "loras", second, reports)
-    assert "one replica: renders sent while this trains wait" in reports[-1]
-    assert second.sent[0][3] == b"checkpoint 2"  # the next run resumes from the gateway's checkpoint
+    assert "one replica: renders sent while this trains wait" in reports[1]
+    assert reports[2].startswith("the checkpoint of step 2 in ") and "goes to the replica" in reports[2]
+    assert second.sent[0][3] == checkpoint_bytes(2)  # the next run resumes from the gateway's checkpoint
     assert find_adapters(tmp_path / "loras") == {"band": target}
     assert {p.name: p.read_bytes() for p in target.iterdir()} == FILES
     assert not checkpoint.parent.exists()  # the checkpoint goes once the adapter is written
