@@ -289,7 +289,8 @@ class Daemon:
         """/continuo/train_style: a style adapter trained at batch priority (bridge/jobs/style_training.py)."""
         session = self.sessions.session(sender)
         job = submit_style(self.intake, request.job_id, request.args, reply_to=session.reply_to, client_key=sender,
-                           settings=self.settings, model_spec=self.pool.spec, device=self.engine.info.device)
+                           settings=self.settings, model_spec=self.pool.spec, device=self.engine.info.device,
+                           on_replica=hasattr(self.engine, "train_style"))
         if job is not None:
             session.add_job(job.job_id, self.pool.active_job_ids)
 

@@ -184,7 +184,8 @@ class Settings:
     cluster_object_store_mb: int = _setting(0, "local:N only: Ray's object store size in MiB",
                                             zero="Ray's default")
     cluster_shared_dir: Path | None = _setting(
-        None, "a folder the gateway and every replica see (NFS): takes travel as files there, not through Ray"
+        None, "a folder the gateway and every replica see (NFS): takes and style-training clips travel as files "
+              "there, not through Ray"
     )
 
     @property

@@ -9,6 +9,8 @@ replica (`ClusterEngine.concurrent_jobs`), all on the one queue, so priorities a
 the gateway's journal and output root alone; replicas hold no job state. Each replica loads its engine with the
 gateway's `max_batch`, but takes one request at a time, so jobs batch inside one engine only in process; run-time
 model switching is refused with `--cluster` (multiplexing is there for several gateways sharing one cluster).
+A train_style job trains on a replica too (`ClusterEngine.train_style`, `EngineReplica.train_style`): the gateway
+prepares the clips from its input roots and keeps the checkpoints and the adapter in its lora_dir.
 
 The wing imports nothing of jobs/; the daemon alone imports it, lazily: the core package runs without Ray, and
 `--cluster` without it is a ConfigError naming the install command (`spec.require_ray`).

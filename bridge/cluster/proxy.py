@@ -12,6 +12,11 @@ client gets `queued` again and progress restarts, a second loss fails it with `m
 only after the take, so nothing is written twice; Serve does not retry in-flight requests, the gateway does. A
 replica that died before it took the request (dead but still routed to) gets it again, up to UNSTARTED_RETRIES
 times UNSTARTED_BACKOFF_S apart, without spending the job's retry.
+
+A train_style job runs the same way (`train_style`: one streaming request to EngineReplica.train_style, with the
+same retry, cancel and loss handling): its progress, reports and checkpoints come back as it trains, the adapter's
+files at the end; bridge/jobs/style_training.py:train_on_replica writes them, and keeps the checkpoints on the
+gateway, so a lost replica costs the steps since the last one.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +44,7 @@ from inference.api import (
     ProgressCallback,
 )
 from inference.errors import Cancelled
+from inference.runtime.lora_training import TrainingProgress
 from inference.runtime.request_checks import unsupported
 
 log = logging.getLogger("continuo.cluster")
@@ -107,65 +114,111 @@ class ClusterEngine:
     # -- one request ------------------------------------------------------------------------
     def take(self, request: GenerationRequest, seeds: list[int] | None, on_progress: ProgressCallback | None,
              should_cancel: CancelCheck | None, on_chunk: ChunkCallback | None) -> list[GeneratedAudio]:
+        shared = str(self.shared_dir) if self.shared_dir is not None else ""
+
+        def on_item(item: tuple, started: dict) -> list[GeneratedAudio] | None:
+            kind = item[0]
+            if kind == "progress" and on_progress is not None:
+                on_progress(item[1], item[2])  # the worker's callback raises when its job is stopped
+            elif kind == "chunk" and on_chunk is not None:
+                on_chunk(item[1])
+            elif kind == "done":
+                takes = [GeneratedAudio(audio=self.read_audio(audio), sample_rate=rate, seed=seed)
+                         for audio, rate, seed in item[1]]
+                take_s = time.monotonic() - started["sent_at"]
+                log.info("take done on replica=%s take_s=%.3f engine_s=%.3f overhead_s=%.3f",
+                         started.get("replica_id"), take_s, item[2], take_s - item[2])
+                return takes
+            return None
+
+        return self.send("generate", (request, seeds, shared), on_item, should_cancel, what="take")
+
+    def train_style(self, request: Any, clips: list[tuple[np.ndarray, str]], card: dict, checkpoint: bytes | None,
+                    *, on_progress: Callable[[TrainingProgress], None], on_checkpoint: Callable[[int, bytes], None],
+                    on_report: Callable[[str], None], should_cancel: CancelCheck | None) -> dict[str, bytes]:
+        """A style training on a replica (bridge/jobs/style_training.py:train_on_replica drives it): request (a
+        StyleRequest), clips [(audio (C, T), caption)] and the card's source fields go to the replica (the clips as
+        a .npz in the shared folder where there is one), checkpoint (bytes) to resume from; the replica's progress,
+        reports and checkpoints come back through the callbacks; the adapter's files {name: bytes} at the end.
+        Cancelled on cancel, ReplicaLost when the replica dies mid-training, RemoteEngineError for its errors."""
+        shared = write_shared_clips(self.shared_dir, clips) if self.shared_dir is not None else None
+
+        def on_item(item: tuple, started: dict) -> dict[str, bytes] | None:
+            kind = item[0]
+            if kind == "training":
+                on_progress(TrainingProgress(**item[1]))
+            elif kind == "checkpoint":
+                on_checkpoint(item[1], item[2])
+            elif kind == "report":
+                on_report(item[1])
+            elif kind == "done":
+                log.info("training done on replica=%s pid=%s engine_s=%.1f", started.get("replica_id"),
+                         started.get("pid"), item[2])
+                return item[1]
+            return None
+
+        try:
+            return self.send("train_style", (self.model_id, request, str(shared) if shared else clips, card,
+                                             checkpoint), on_item, should_cancel, what="training")
+        finally:
+            if shared is not None:
+                shared.unlink(missing_ok=True)
+
+    def send(self, method: str, args: tuple, on_item: Callable[[tuple, dict], Any], should_cancel: CancelCheck | None,
+             *, what: str) -> Any:
         """Send the request, retrying while no replica has started it; a death after that is ReplicaLost."""
         for attempt in range(UNSTARTED_RETRIES + 1):
             started: dict = {}
             try:
-                return self.stream(request, seeds, started, on_progress, should_cancel, on_chunk)
+                return self.stream(method, args, started, on_item, should_cancel, what)
             except Exception as exc:
                 if not is_replica_death(exc):
                     raise
-                if started:
-                    log.warning("replica=%s pid=%s died mid-take: %s", started.get("replica_id"),
-                                started.get("pid"), type(exc).__name__)
+                if "replica_id" in started:
+                    log.warning("replica=%s pid=%s died mid-%s: %s", started.get("replica_id"),
+                                started.get("pid"), what, type(exc).__name__)
                     raise ReplicaLost(f"the replica running this job ({started.get('replica_id')} on "
-                                      f"{started.get('node')}) died mid-take") from exc
+                                      f"{started.get('node')}) died mid-{what}") from exc
                 if attempt == UNSTARTED_RETRIES:
                     raise ReplicaLost(f"no replica took the request after {attempt + 1} tries: "
                                       f"{type(exc).__name__}") from exc
-                log.warning("a replica died before it started the take (%s); sending it again", type(exc).__name__)
+                log.warning("a replica died before it started the %s (%s); sending it again", what,
+                            type(exc).__name__)
                 time.sleep(UNSTARTED_BACKOFF_S)
         raise AssertionError("unreachable")
 
-    def stream(self, request: GenerationRequest, seeds: list[int] | None, started: dict,
-               on_progress: ProgressCallback | None, should_cancel: CancelCheck | None,
-               on_chunk: ChunkCallback | None) -> list[GeneratedAudio]:
-        shared = str(self.shared_dir) if self.shared_dir is not None else ""
-        response = self.handle.options(stream=True, multiplexed_model_id=self.model_id).generate.remote(
-            request, seeds, shared)
+    def stream(self, method: str, args: tuple, started: dict, on_item: Callable[[tuple, dict], Any],
+               should_cancel: CancelCheck | None, what: str) -> Any:
+        """One streaming request: "started" logged (into started, with sent_at), "error" raised with its code, the
+        rest to on_item until it returns a result."""
+        started["sent_at"] = time.monotonic()
+        options = self.handle.options(stream=True, multiplexed_model_id=self.model_id)
+        response = getattr(options, method).remote(*args)
         watcher = CancelWatcher(response, should_cancel)
-        sent = time.monotonic()
         try:
             for item in response:
                 kind = item[0]
                 if kind == "started":
                     started.update(item[1])
                     self.last_replica[threading.get_ident()] = dict(item[1])
-                    log.info("take on replica=%s node=%s pid=%s device=%s", started["replica_id"],
+                    log.info("%s on replica=%s node=%s pid=%s device=%s", what, started["replica_id"],
                              started["node"], started["pid"], started["device"])
-                elif kind == "progress" and on_progress is not None:
-                    on_progress(item[1], item[2])  # the worker's callback raises when its job is stopped
-                elif kind == "chunk" and on_chunk is not None:
-                    on_chunk(item[1])
-                elif kind == "done":
-                    takes = [GeneratedAudio(audio=self.read_audio(audio), sample_rate=rate, seed=seed)
-                             for audio, rate, seed in item[1]]
-                    take_s = time.monotonic() - sent
-                    log.info("take done on replica=%s take_s=%.3f engine_s=%.3f overhead_s=%.3f",
-                             started.get("replica_id"), take_s, item[2], take_s - item[2])
-                    return takes
                 elif kind == "error":
                     if item[1] == "cancelled":
                         raise Cancelled(item[2])
                     raise RemoteEngineError(item[1], item[2])
+                else:
+                    result = on_item(item, started)
+                    if result is not None:
+                        return result
         except Exception as exc:
             if watcher.fired and not is_replica_death(exc):
                 raise Cancelled("cancelled on the gateway") from exc
             raise
         finally:
             watcher.stop()
-            response.cancel()  # a no-op after the last item; stops the replica's engine on any other way out
-        raise ReplicaLost("the replica's stream ended without a result")
+            response.cancel()  # a no-op after the last item; stops the replica's work on any other way out
+        raise ReplicaLost(f"the replica's stream ended without a result ({what})")
 
     def read_audio(self, audio: Any) -> np.ndarray:
         """PCM as sent, or a take the replica wrote to the shared folder (read, then deleted)."""
@@ -176,6 +229,19 @@ class ClusterEngine:
             return np.load(path)
         finally:
             path.unlink(missing_ok=True)
+
+
+def write_shared_clips(folder: Path, clips: list[tuple[np.ndarray, str]]) -> Path:
+    """A training's clips as one .npz under the shared folder (audio0.., and the captions), for the replica to read;
+    the gateway deletes it when the training ends (bridge/cluster/replica.py:read_clips)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"clips-{uuid.uuid4().hex}.npz"
+    partial = path.with_name(f".{path.name}.partial")
+    arrays = {f"audio{index}": np.asarray(audio, dtype=np.float32) for index, (audio, _) in enumerate(clips)}
+    with partial.open("wb") as handle:
+        np.savez(handle, captions=np.array([caption for _, caption in clips], dtype=str), **arrays)
+    partial.replace(path)
+    return path
 
 
 class CancelWatcher:

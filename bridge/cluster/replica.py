@@ -21,14 +21,38 @@ each replica reported (node, pid, device, warm models, busy) for `continuo docto
 
 Cancel: the gateway cancels the Serve request; the generator's cleanup sets the engine's cancel flag and
 waits for the engine to stop at its next step before the replica takes another request.
+
+Training (`train_style`, a train_style job of a `--cluster` gateway: bridge/jobs/style_training.py:
+train_on_replica). The gateway sends the model spec (resolved on this node), the StyleRequest, its prepared clips
+([(audio (C, T), caption)] through Ray, or the path of a .npz in `cluster_shared_dir`), the card's source fields
+and the checkpoint to resume from (bytes, or None). The replica loads the model for training on its device (the
+`device` setting; QLoRA's nf4 base on CUDA by default: a second copy of the model beside the serving engine while
+it trains), checks the clips fit it, and runs the shared loop (train_clips) in a scratch folder, yielding:
+
+    ("started", replica)           as for a take
+    ("report", text)               where it trains (replica, pid, device, base weights), a resume
+    ("training", progress)         after each step: TrainingProgress's fields (step, steps, epoch, epochs, loss, eta_s)
+    ("checkpoint", step, data)     each checkpoint's bytes as it is written (the gateway keeps it in lora_dir)
+    ("done", files, engine_s)      the adapter's files {name: bytes} (weights, card.json); nothing stays here
+    ("error", code, message)       as for a take
+
+A training occupies its replica as a take does (`max_ongoing_requests=1`) for the whole run: Serve routes renders
+to the other replicas. With one replica, a render sent during training waits in Serve's queue until the training
+ends or is cancelled (training does not yield between steps here, as it does in process: the replica takes one
+request at a time); run two or more replicas (`--cluster local:2`, or a cluster with a GPU per replica) to render
+while training. Cancel stops it between steps (a step that started finishes, STOP_WAIT_S at most before the replica
+takes another request).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import os
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -40,6 +64,7 @@ import numpy as np
 from ray import serve
 
 from bridge.cluster.registry import get_registry
+from bridge.errors import BridgeError
 from bridge.jobs.admission import merged_lora
 from bridge.settings import Settings
 from inference.api import Engine, GenerationRequest, ModelInfo
@@ -53,14 +78,13 @@ STOP_WAIT_S = 30.0  # after a cancel, how long the replica waits for the engine 
 
 def load_replica_engine(settings: Settings, model: str) -> Engine:
     """The model `model` with the gateway's engine settings (daemon.load_model's steps, on this node)."""
-    from inference.loading import load_engine, resolve_model
+    from inference.loading import load_engine
 
     if settings.cpu_threads:
         import torch
 
         torch.set_num_threads(settings.cpu_threads)
-    source = resolve_model(model, tiny_dir=Path(settings.smoke_model_dir).expanduser(),
-                           allow_tiny_fallback=settings.allow_smoke_model)
+    source = resolve_replica_model(settings, model)
     return load_engine(source, device=settings.device, backend=settings.backend, weights=settings.weights,
                        kv_cache=settings.kv_cache, attention=settings.attention, compile=settings.compile_decode,
                        max_batch=settings.max_batch, lora=merged_lora(settings))
@@ -131,22 +155,37 @@ class EngineReplica:
                        shared_dir: str = ""):
         """One take (seeds None) or one per seed; yields the tuples the module docstring lists."""
         engine = await self.get_engine(serve.get_multiplexed_model_id())
+        async for item in self.streamed(self.run_engine, engine.info.device, engine, request, seeds, shared_dir):
+            yield item
+
+    async def train_style(self, model_id: str, request: Any, clips: list[tuple[np.ndarray, str]] | str, card: dict,
+                          checkpoint: bytes | None):
+        """A style training (module docstring, "Training"); yields the tuples listed there."""
+        serving = await self.get_engine(model_id)  # its device: where `device` resolved on this node
+        async for item in self.streamed(self.run_training, serving.info.device, model_id, request, clips, card,
+                                        checkpoint):
+            yield item
+
+    async def streamed(self, work, device: str, *args: Any):
+        """work(*args, put, cancel) on an executor thread; what it puts, yielded until "done" or "error"; on the
+        way out (finished, failed, or cancelled by the gateway: CancelledError / GeneratorExit) the cancel flag is
+        set and the work waited for, STOP_WAIT_S at most, before the replica takes another request."""
         loop = asyncio.get_running_loop()
         items: asyncio.Queue = asyncio.Queue()
         cancel = threading.Event()
         put = lambda item: loop.call_soon_threadsafe(items.put_nowait, item)  # noqa: E731
-        thread = loop.run_in_executor(None, self.run_engine, engine, request, seeds, shared_dir, put, cancel)
+        thread = loop.run_in_executor(None, work, *args, put, cancel)
         self.busy_since = time.time()
         self.report(busy=True, busy_since=self.busy_since, models=self.warm_models())
         yield ("started", {"replica_id": self.replica_id, "node": socket.gethostname(), "pid": os.getpid(),
-                           "device": engine.info.device})
+                           "device": device})
         try:
             while True:
                 item = await items.get()
                 yield item
                 if item[0] in ("done", "error"):
                     break
-        finally:  # finished, failed, or cancelled by the gateway (CancelledError / GeneratorExit)
+        finally:
             cancel.set()
             await asyncio.wait_for(asyncio.shield(thread), STOP_WAIT_S)
             self.report(busy=False)
@@ -166,14 +205,78 @@ class EngineReplica:
         hooks = {"on_progress": on_progress, "should_cancel": cancel.is_set,
                  "on_chunk": (lambda audio: put(("chunk", np.asarray(audio, dtype=np.float32)))) if streams else None}
         started = time.monotonic()
-        try:
+        with self.reported(put):
             takes = ([engine.generate(request, **hooks)] if seeds is None
                      else engine.generate_batch(request, list(seeds), **hooks))
             put(("done", [(write_shared_take(Path(shared_dir), take.audio) if shared_dir else take.audio,
                            take.sample_rate, take.seed) for take in takes], time.monotonic() - started))
-        except InferenceError as exc:  # Cancelled too: its code is "cancelled"
-            put(("error", exc.code, str(exc) or type(exc).__name__))
-        except Exception as exc:  # reported, never a dead stream: the gateway fails the job with model_error
-            log.exception("replica=%s the engine failed", self.replica_id)
+
+    def run_training(self, model_id: str, request: Any, clips: list[tuple[np.ndarray, str]] | str, card: dict,
+                     checkpoint: bytes | None, put, cancel: threading.Event) -> None:
+        """On the executor thread: the model loaded for training on this replica's device, the shared loop run
+        (bridge/jobs/style_training.py:train_clips) in a scratch folder, the adapter's files as the last item."""
+        from bridge.jobs.style_training import train_clips
+        from inference.loading import load_style_model
+        from inference.runtime.lora_training import CHECKPOINT_NAME
+
+        started = time.monotonic()
+        with self.reported(put), tempfile.TemporaryDirectory(prefix="continuo-training-") as scratch:
+            source = resolve_replica_model(self.settings, model_id or self.settings.model)
+            model = load_style_model(source.path, device=self.settings.device, base_weights=request.base_weights)
+            pairs = read_clips(clips) if isinstance(clips, str) else clips
+            check_clips(pairs, model)
+            work_dir = Path(scratch) / "work"
+            if checkpoint:
+                work_dir.mkdir()
+                (work_dir / CHECKPOINT_NAME).write_bytes(checkpoint)
+            log.info("replica=%s training %s on %s (%d clips)", self.replica_id, request.name, model.device,
+                     len(pairs))
+            put(("report", f"training on replica {self.replica_id} (pid {os.getpid()}), device {model.device}, "
+                           f"base weights {model.base_weights.describe()}"))
+            target = Path(scratch) / request.name
+            train_clips(request, model, pairs, card, model_dir=source.path, work_dir=work_dir, target=target,
+                        on_report=lambda text: put(("report", text)),
+                        on_progress=lambda progress: put(("training", dataclasses.asdict(progress))),
+                        should_cancel=cancel.is_set,
+                        on_checkpoint=lambda step, path: put(("checkpoint", step, path.read_bytes())))
+            put(("done", {path.name: path.read_bytes() for path in sorted(target.iterdir()) if path.is_file()},
+                 time.monotonic() - started))
+
+    @contextlib.contextmanager
+    def reported(self, put):
+        """The work's errors as one "error" item with their wire code, never a dead stream (Cancelled included:
+        its code is "cancelled"); anything else is model_error."""
+        try:
+            yield
+        except (InferenceError, BridgeError) as exc:
+            put(("error", exc.code, getattr(exc, "message", "") or str(exc) or type(exc).__name__))
+        except Exception as exc:  # the gateway fails the job with model_error
+            log.exception("replica=%s the work failed", self.replica_id)
             put(("error", "model_error", f"the engine on replica {self.replica_id} failed: "
                                          f"{type(exc).__name__}: {exc}"))
+
+
+def resolve_replica_model(settings: Settings, model: str):
+    """The model spec resolved on this node (its path may differ from the gateway's)."""
+    from inference.loading import resolve_model
+
+    return resolve_model(model, tiny_dir=Path(settings.smoke_model_dir).expanduser(),
+                         allow_tiny_fallback=settings.allow_smoke_model)
+
+
+def read_clips(path: str) -> list[tuple[np.ndarray, str]]:
+    """The clips the gateway wrote to the shared folder (bridge/cluster/proxy.py:write_shared_clips)."""
+    with np.load(path, allow_pickle=False) as data:
+        captions = [str(caption) for caption in data["captions"]]
+        return [(data[f"audio{index}"], caption) for index, caption in enumerate(captions)]
+
+
+def check_clips(clips: list[tuple[np.ndarray, str]], model) -> None:
+    """The gateway cut the clips at the served engine's rate and channels: they must fit the model loaded here."""
+    longest = model.window_s * model.sample_rate + 1
+    for audio, _ in clips:
+        if audio.ndim != 2 or audio.shape[0] != model.channels or audio.shape[1] > longest:
+            raise InferenceError(f"the gateway's clips ({audio.shape[0]} channel(s), {audio.shape[-1]} samples) do "
+                                 f"not fit the model on this replica ({model.channels} channel(s) at "
+                                 f"{model.sample_rate} Hz, clips of at most {model.window_s:g} s): the replicas "
+                                 "and the gateway must serve the same model")

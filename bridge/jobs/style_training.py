@@ -5,11 +5,11 @@ ACE-Step) in lora_dir with its card (issue #29).
 lora_dir, where nothing is ever overwritten), the checkpoint loaded for training by its family
 (inference/loading.py:load_style_model: a StyleModel, inference/runtime/lora_training.py), the folder made into
 clips at its rate and channels (bridge/audio/training_clips.py: the report of what was used and skipped), the
-family's trainer built on them and run by the one shared loop (progress per step with epoch, loss and ETA; cancel
-and `between_steps` between steps; checkpoints), then `lora_dir/NAME/` written by the family: the weights and
-`card.json` (`build_card`: source files and their sha256, minutes of audio, steps, final loss, base-model
-fingerprint, how captions condition it, options, date). The `lora` request setting then takes NAME as it takes a
-downloaded adapter.
+family's trainer built on them and run by the one shared loop (`train_clips`: progress per step with epoch, loss and
+ETA; cancel and `between_steps` between steps; checkpoints), then `lora_dir/NAME/` written by the family: the
+weights and `card.json` (`source_card` and `trained_card`: source files and their sha256, minutes of audio, steps,
+final loss, base-model fingerprint, how captions condition it, options, date). The `lora` request setting then
+takes NAME as it takes a downloaded adapter.
 - MusicGen (inference/musicgen/training.py): peft on our decoder, clips encoded by its codec; our format
   (inference/musicgen/lora.py), applied at any weights, or merged at load by the daemon's `lora` setting.
 - ACE-Step (inference/acestep/training.py): peft through diffusers on the DiT, clips as VAE latents; the captions
@@ -39,6 +39,9 @@ served when the job was admitted (its folder in the job's params), loaded again 
 of the model in memory while it runs (musicgen-small: about 2.5 GB more, docs/benchmarks.md "Style training").  The
 job runs on the pool's training worker (bridge/jobs/pool.py), never on a render's, so a render sent during training
 is taken at once and runs at the next step's end, on any engine (also one that renders one job at a time).
+On a `--cluster` gateway the job trains on a replica instead (`train_on_replica`: the clips prepared here, the
+steps on the replica's device, the checkpoints and the adapter written here; bridge/cluster/replica.py says how it
+shares the replicas with renders).
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from bridge.jobs.plan import under_input_roots
 from bridge.jobs.queue import Job, Priority
 from bridge.protocol.destinations import Destination
 from inference.adapters import ADAPTER_NAME, find_adapters
+from inference.errors import Cancelled
 
 log = logging.getLogger("continuo.training")
 
@@ -70,6 +74,7 @@ TRAINING_DIR = ".training"  # lora_dir/.training/NAME/: a run's checkpoint until
 PLAN_STEPS = 2  # timed steps of the plan's measured run (after one warm-up step)
 EXCERPT_S = 5.0  # a GPU job's plan on a CPU measures one clip of this length, not a whole batch
 DEFAULT_TEXT = ""
+REPLICA_CLIP_S = 30.0  # a job on a cluster replica: clips at most this long unless the request says (train_on_replica)
 
 
 @dataclass(frozen=True)
@@ -173,31 +178,50 @@ def train_style(request: StyleRequest, *, model_dir: Path, lora_dir: Path, devic
         on_report(prepared.report() + f"\n  conditioning: {model.conditioning}\n  base weights: "
                   f"{model.base_weights.describe()}")
     work_dir = lora_dir / TRAINING_DIR / request.name
-    options = request.options(model)
-    trainer = call(lambda: model.make_trainer(clip_pairs(prepared), options, work_dir))
-    resumed = trainer.resume()
-    if resumed and on_report is not None:
-        on_report(f"resuming from the checkpoint of step {resumed} in {work_dir}")
-    result = trainer.run(on_step=on_progress, should_cancel=should_cancel, between_steps=between_steps, call=call)
-    card = build_card(request, prepared, result, model=model, model_dir=model_dir, options=options)
-    model.write(target, result, card)
+    result = train_clips(request, model, clip_pairs(prepared), source_card(request, prepared), model_dir=model_dir,
+                         work_dir=work_dir, target=target, on_report=on_report, on_progress=on_progress,
+                         should_cancel=should_cancel, between_steps=between_steps, call=call)
     shutil.rmtree(work_dir, ignore_errors=True)
     log.info("style %s trained (%s): %d steps, final loss %.4f, %.1f min of audio -> %s", request.name, model.family,
              result.steps, result.final_loss, prepared.minutes, target)
     return target
 
 
-def build_card(request: StyleRequest, prepared: PreparedClips, result, *, model, model_dir: Path, options) -> dict:
-    """What the adapter was made from and how: for the musician, and for whoever loads it later."""
+def train_clips(request: StyleRequest, model, pairs: list[tuple], card: dict, *, model_dir: Path, work_dir: Path,
+                target: Path, on_report: Callable[[str], None] | None = None, on_progress: Callable | None = None,
+                should_cancel: Callable[[], bool] | None = None, between_steps: Callable[[], None] | None = None,
+                call: Callable | None = None, on_checkpoint: Callable | None = None):
+    """The training itself, in this process or on a cluster replica (bridge/cluster/replica.py): model's trainer on
+    pairs [(audio, caption)], resumed from work_dir's checkpoint, run by the shared loop, the adapter and its card
+    (card: `source_card`'s fields, completed here) written to target; the TrainingResult."""
+    call = call or (lambda function: function())
+    options = request.options(model)
+    trainer = call(lambda: model.make_trainer(pairs, options, work_dir))
+    resumed = trainer.resume()
+    if resumed and on_report is not None:
+        on_report(f"resuming from the checkpoint of step {resumed} in {work_dir}")
+    result = trainer.run(on_step=on_progress, should_cancel=should_cancel, between_steps=between_steps, call=call,
+                         on_checkpoint=on_checkpoint)
+    model.write(target, result, {**card, **trained_card(result, model=model, model_dir=model_dir, options=options)})
+    return result
+
+
+def source_card(request: StyleRequest, prepared: PreparedClips) -> dict:
+    """The card's fields from the request and the folder: what the adapter was made from (for the musician)."""
     return {
-        "name": request.name, "family": model.family, "format": model.format, "text": request.text,
-        "conditioning": model.conditioning, "base_model": str(model_dir), "base_fingerprint": model.fingerprint,
-        "base_weights": model.base_weights.mode,
+        "name": request.name, "text": request.text,
         "source_files": [{"name": f.name, "sha256": f.sha256, "used_s": round(f.used_s, 3), "skipped": f.skipped}
                          for f in prepared.files],
         "minutes_of_audio": round(prepared.minutes, 3), "clips": len(prepared.clips), "clip_s": prepared.clip_s,
-        "steps": result.steps, "final_loss": round(result.final_loss, 5),
-        "options": dataclasses.asdict(options),
+    }
+
+
+def trained_card(result, *, model, model_dir: Path, options) -> dict:
+    """The card's fields from the training: the base model and how it was trained (for whoever loads it later)."""
+    return {
+        "family": model.family, "format": model.format, "conditioning": model.conditioning,
+        "base_model": str(model_dir), "base_fingerprint": model.fingerprint, "base_weights": model.base_weights.mode,
+        "steps": result.steps, "final_loss": round(result.final_loss, 5), "options": dataclasses.asdict(options),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
@@ -239,10 +263,11 @@ def plan_style(request: StyleRequest, *, model_dir: Path, device: str = "cpu") -
 # ---- in the daemon's queue ----------------------------------------------------------------------------------------
 
 def submit_style(intake, job_id: str, args: dict, *, reply_to: Destination, client_key: Destination, settings,
-                 model_spec: str, device: str) -> Job | None:
+                 model_spec: str, device: str, on_replica: bool = False) -> Job | None:
     """/continuo/train_style: journalled, queued at batch priority and announced; None for a resend of a known id
     (reported as any job is), IdConflict for another request under that id; BadRequest / NotFound before anything
-    is queued (module docstring)."""
+    is queued (module docstring). on_replica: a `--cluster` gateway's job, whose replica resolves the model on its
+    node (the gateway may not hold the checkpoint at all: no model_dir is looked up here)."""
     requested = {key: args[key] for key in REQUESTED}
     existing = intake.find(job_id)
     if existing is not None:
@@ -259,9 +284,9 @@ def submit_style(intake, job_id: str, args: dict, *, reply_to: Destination, clie
         raise BadRequest(f"job {busy[0]} already trains an adapter named {args['name']!r}; wait for it or cancel it")
     from inference.loading import resolve_model
 
-    source = resolve_model(model_spec, tiny_dir=settings.smoke_model_dir.expanduser(),
-                           allow_tiny_fallback=settings.allow_smoke_model)
-    params = {**requested, "resolved_folder": str(folder), "lora_dir": str(lora_dir), "model_dir": str(source.path),
+    model_dir = "" if on_replica else str(resolve_model(model_spec, tiny_dir=settings.smoke_model_dir.expanduser(),
+                                                        allow_tiny_fallback=settings.allow_smoke_model).path)
+    params = {**requested, "resolved_folder": str(folder), "lora_dir": str(lora_dir), "model_dir": model_dir,
               "device": device, "retries": 0, "priority": Priority.BATCH.value}
     job = Job(job_id=job_id, op=STYLE_OP, params=params, reply_to=reply_to, client_key=client_key,
               priority=Priority.BATCH)
@@ -282,8 +307,9 @@ def resolve_folder(raw: str, input_roots) -> Path:
 
 
 def run_style_job(job: Job, *, events, call: Callable, stopped: Callable[[], bool],
-                  renders_busy: Callable[[], bool]) -> Path:
-    """A queued train_style job, in a worker's place: training that waits for the renders between its steps."""
+                  renders_busy: Callable[[], bool], engine=None) -> Path:
+    """A queued train_style job, in a worker's place: training that waits for the renders between its steps; on a
+    cluster replica where the engine is a cluster's (one with `train_style`: `train_on_replica`)."""
     params = job.params
     request = StyleRequest(folder=Path(params["resolved_folder"]), name=str(params["name"]), text=str(params["text"]),
                            epochs=int(params["epochs"]), learning_rate=float(params["learning_rate"]))
@@ -303,9 +329,91 @@ def run_style_job(job: Job, *, events, call: Callable, stopped: Callable[[], boo
         for line in text.splitlines():
             log.info("job=%s %s", job.job_id, line.strip())
 
+    if getattr(engine, "train_style", None) is not None:
+        return train_on_replica(request, engine, lora_dir=Path(params["lora_dir"]), on_report=on_report,
+                                on_progress=on_progress, should_cancel=stopped)
     return train_style(request, model_dir=Path(params["model_dir"]), lora_dir=Path(params["lora_dir"]),
                        device=str(params["device"]), on_report=on_report, on_progress=on_progress,
                        should_cancel=stopped, between_steps=between_steps, call=call)
+
+
+# ---- on a cluster replica -----------------------------------------------------------------------------------------
+
+def train_on_replica(request: StyleRequest, engine, *, lora_dir: Path, on_report: Callable[[str], None],
+                     on_progress: Callable, should_cancel: Callable[[], bool]) -> Path:
+    """The job on a `--cluster` gateway: clips prepared here, trained on a replica, the adapter written here.
+
+    engine.train_style (bridge/cluster/proxy.py:ClusterEngine) runs `train_clips` on a replica's device and hands
+    back the adapter's files and its progress. The clips are cut at the served model's rate and channels
+    (engine.info), `REPLICA_CLIP_S` long unless the request says (both families' default: MusicGen's window,
+    ACE-Step's DEFAULT_CLIP_S); the replica checks they fit the model it loads. Checkpoints live here, in
+    lora_dir/.training/NAME/ as for a local job: the replica sends each one as it writes it, and the next run with
+    the same name, folder and options sends it back to resume from (on whichever replica takes it). So a replica
+    lost mid-training costs the steps since the last checkpoint: the worker queues the job again once
+    (bridge/jobs/worker.py:Worker.requeue_lost) and it resumes; a second loss fails it, and a new job with the same
+    name, folder and options resumes from that checkpoint too. Cancel cancels the replica's request (it stops
+    between steps) and keeps the checkpoint. The training holds its replica to the end: with one replica, renders
+    wait for it (said in the job's log; bridge/cluster/replica.py). The adapter is written as a local job writes
+    it: never over a name taken meanwhile (checked again, then one rename).
+    """
+    from inference.runtime.lora_training import CHECKPOINT_NAME, cancelled_message, checkpoint_step
+
+    lora_dir = Path(lora_dir).expanduser()
+    check_name(lora_dir, request.name)
+    info = engine.info
+    prepared = prepare_clips(request.folder, sample_rate=info.sample_rate, channels=info.channels,
+                             clip_s=request.clip_s or min(info.max_duration_s, REPLICA_CLIP_S), text=request.text)
+    on_report(prepared.report())
+    if engine.concurrent_jobs == 1:
+        on_report("the cluster has one replica: renders sent while this trains wait until it ends or is cancelled "
+                  "(two or more replicas render beside it)")
+    work_dir = lora_dir / TRAINING_DIR / request.name
+    checkpoint = work_dir / CHECKPOINT_NAME
+    saved = {"step": 0, "done": 0, "steps": 0}
+
+    def on_checkpoint(step: int, data: bytes) -> None:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        partial = checkpoint.with_name(f".{CHECKPOINT_NAME}.partial")
+        partial.write_bytes(data)
+        partial.replace(checkpoint)
+        saved["step"] = step
+
+    def on_step(progress) -> None:
+        saved.update(done=progress.step, steps=progress.steps)
+        on_progress(progress)
+
+    if checkpoint.is_file():
+        on_report(f"the checkpoint of step {checkpoint_step(checkpoint)} in {work_dir} goes to the replica to resume "
+                  "from")
+    try:
+        files = engine.train_style(request, clip_pairs(prepared), source_card(request, prepared),
+                                   checkpoint.read_bytes() if checkpoint.is_file() else None,
+                                   on_progress=on_step, on_checkpoint=on_checkpoint, on_report=on_report,
+                                   should_cancel=should_cancel)
+    except Cancelled:
+        raise Cancelled(cancelled_message(saved["done"], saved["steps"], saved["step"] or checkpoint_step(checkpoint),
+                                          request.checkpoint_every)) from None
+    target = write_adapter_files(lora_dir, request.name, files)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    log.info("style %s trained on a replica: %.1f min of audio -> %s", request.name, prepared.minutes, target)
+    return target
+
+
+def write_adapter_files(lora_dir: Path, name: str, files: dict[str, bytes]) -> Path:
+    """lora_dir/NAME from the files a replica sent ({file name: bytes}): written into a hidden folder, then renamed
+    into place; BadRequest when NAME was taken meanwhile (nothing is overwritten), ValueError for a file name with
+    a folder in it."""
+    target = check_name(lora_dir, name)
+    partial = Path(lora_dir) / TRAINING_DIR / f".{name}.adapter.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for file_name, data in files.items():
+        if Path(file_name).name != file_name or file_name in ("", ".", ".."):
+            raise ValueError(f"a replica sent an adapter file named {file_name!r}: not a plain file name")
+        (partial / file_name).write_bytes(data)
+    check_name(lora_dir, name)
+    partial.rename(target)
+    return target
 
 
 def format_duration(seconds: float) -> str:

@@ -282,9 +282,10 @@ class Worker(threading.Thread):
         self.events.progress(job.reply_to, job.job_id, low + (high - low) * fraction, stage)
 
     def train_style(self, job: Job) -> None:
-        """A train_style job: its torch work on the compute thread, each step after the renders (renders_busy)."""
+        """A train_style job: its torch work on the compute thread, each step after the renders (renders_busy); a
+        cluster engine's on a replica (bridge/jobs/style_training.py:train_on_replica)."""
         run_style_job(job, events=self.events, call=self.on_compute, stopped=partial(self.stopped, job),
-                      renders_busy=partial(self.renders_busy, job))
+                      renders_busy=partial(self.renders_busy, job), engine=self.engine)
 
     def renders_busy(self, job: Job) -> bool:
         """A render runs beside this job, or waits in the queue: training waits before its next step."""

@@ -7,8 +7,8 @@ device and lora_dir: the folder's report (what was used, what was skipped and wh
 loss, ETA; one line per tenth when stderr is not a terminal), Ctrl-C cancels between steps. Either way the same
 command resumes from the last checkpoint. `--plan` prints the estimate from a short measured run in this process
 and writes nothing; for a GPU job on this CPU it adds where else it can run (`where_to_train`: a GPU here, the
-daemon the settings name, their Ray cluster, each as configured or how to configure it; training on a cluster
-replica is not built, and it says so). `--base-weights` (--local): the frozen model's weights (QLoRA's nf4 on CUDA
+daemon the settings name, their Ray cluster (whose `--cluster` daemon trains it on a replica), each as
+configured or how to configure it). `--base-weights` (--local): the frozen model's weights (QLoRA's nf4 on CUDA
 by default, inference/runtime/lora_training.py:training_base_weights).
 """
 
@@ -109,9 +109,9 @@ def run_train_style(args: argparse.Namespace, settings) -> int:
 
 def where_to_train(settings, request) -> list[str]:
     """Where a GPU job planned on this CPU can run instead, from the settings: a GPU here, the daemon they name
-    (which trains on its own device), the Ray cluster they name. Training on a cluster replica is not built (the
-    replicas take renders; a train_style job sent to a --cluster gateway trains in the gateway's process): said so,
-    with what to do. Where a place is not configured, how to configure it."""
+    (which trains on its own device), the Ray cluster they name (a `--cluster` daemon trains on a replica:
+    bridge/jobs/style_training.py:train_on_replica; a local:N cluster's replicas are this CPU, said so). Where a
+    place is not configured, how to configure it."""
     from bridge.clients.training import daemon_address
     from bridge.cluster.spec import parse_cluster
     from bridge.errors import ConfigError
@@ -135,21 +135,22 @@ def where_to_train(settings, request) -> list[str]:
     except ConfigError as error:
         cluster, lines = None, [*lines, f"the cluster setting is not valid: {error.message}"]
     if cluster is not None and cluster.local:
-        lines.append(f"the cluster setting ({cluster.text}) starts Ray replicas on this machine, on this CPU; a "
-                     "cluster with GPU nodes (`--cluster ray://HOST:PORT`) does not train on its replicas either: "
-                     "sending a training job to a replica is not built. Run `continuo train-style --local` on a "
-                     "GPU node and copy the adapter into lora_dir")
+        lines.append(f"the cluster setting ({cluster.text}) starts Ray replicas on this machine: a daemon started "
+                     f"with `continuo serve --cluster {cluster.text}` sends train_style to a replica, but that "
+                     "replica trains on this CPU too (no faster than here). A cluster with GPU nodes (`continuo "
+                     "serve --cluster ray://HOST:PORT`) trains it on a GPU replica")
     elif cluster is not None:
-        lines.append(f"the Ray cluster the settings name ({cluster.text}): its replicas take renders only; sending "
-                     "a training job to a replica is not built (a train_style job sent to a `--cluster` gateway "
-                     "trains in the gateway's own process, on its device). Instead, on one of the cluster's GPU "
-                     f"nodes (Continuo is installed on each), run `continuo train-style {folder} --name {name} "
-                     f"--local`, then copy its lora_dir/{name} into this daemon's lora_dir "
-                     f"({settings.resolved_lora_dir})")
+        lines.append(f"the Ray cluster the settings name ({cluster.text}): run it on the cluster: the daemon "
+                     f"started with `continuo serve --cluster {cluster.text}` sends train_style to a replica, which "
+                     "trains on its node's device (a GPU node's CUDA, on a 4-bit base by default) and hands the "
+                     "adapter back to the daemon's lora_dir; queue it there with `continuo train-style "
+                     f"{folder} --name {name}` (no --local; --host/--port where that daemon is another machine), "
+                     "the folder under its input roots. It occupies one replica while it trains: renders go to the "
+                     "others (with one replica they wait)")
     elif settings.cluster.strip() == "":
-        lines.append("a Ray cluster: none configured (the cluster setting, e.g. `continuo serve --cluster "
-                     "ray://HOST:PORT`); even with one, training on a replica is not built: run `continuo "
-                     "train-style --local` on a GPU node of the cluster and copy the adapter into lora_dir")
+        lines.append("a Ray cluster: none configured; a daemon started with `continuo serve --cluster "
+                     "ray://HOST:PORT` (a cluster with GPU nodes) sends train_style to a replica, which trains on "
+                     "its GPU and hands the adapter back to the daemon's lora_dir")
     return lines
 
 

@@ -16,10 +16,10 @@ step's loss) and `adapter()` (the trained tensors in the family's format). The r
   `call(function)` where each step's torch work runs (a serving engine's compute thread), progress after each step
   (epoch, step, loss, ETA).
 - **Checkpoint** (`checkpoint.pt` in the work folder, every `checkpoint_every` steps and at the end, written to a
-  partial name and renamed): the LoRA tensors, AdamW's state, the losses so far, the RNG stream and `data_hash` (every
-  clip's data and caption, and the options). `resume` refuses a checkpoint made from other clips or options; an
-  interrupted run resumed from its last checkpoint ends on the same adapter, bit for bit on the CPU, as one that
-  never stopped (tested for both families).
+  partial name and renamed, then handed to `on_checkpoint`): the LoRA tensors, AdamW's state, the losses so far,
+  the RNG stream and `data_hash` (every clip's data and caption, and the options). `resume` refuses a checkpoint
+  made from other clips or options; an interrupted run resumed from its last checkpoint ends on the same adapter,
+  bit for bit on the CPU, as one that never stopped (tested for both families).
 - **Base weights** (`training_base_weights`, `quantize_base_`): how the frozen base runs under the LoRA. `auto` is
   QLoRA on CUDA where bitsandbytes has its CUDA kernels (inference/runtime/device.py:check_bitsandbytes, the check
   `continuo doctor` shows): every linear but the heads swapped for a bitsandbytes nf4 Linear4bit
@@ -39,6 +39,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import resource
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -262,25 +263,25 @@ class LoraTrainingLoop:
 
     def run(self, *, on_step: Callable[[TrainingProgress], None] | None = None,
             should_cancel: Callable[[], bool] | None = None, between_steps: Callable[[], None] | None = None,
-            stop_after: int | None = None, call: Callable | None = None) -> TrainingResult:
+            stop_after: int | None = None, call: Callable | None = None,
+            on_checkpoint: Callable[[int, Path], None] | None = None) -> TrainingResult:
         """Train to total_steps (or stop_after steps in all), checkpointing; Cancelled when should_cancel() says so
         between steps (the last checkpoint is kept for resume). call(function): where each step's torch work runs
-        (a serving engine's compute thread, inference/api.py:Compute.call); None: here."""
+        (a serving engine's compute thread, inference/api.py:Compute.call); None: here. on_checkpoint(step, path):
+        after each checkpoint is written (a cluster replica sends it to the gateway, bridge/cluster/replica.py)."""
         started, first = time.monotonic(), self.step_index
         end = self.total_steps if stop_after is None else min(self.total_steps, stop_after)
         while self.step_index < end:
             if between_steps is not None:
                 between_steps()
             if should_cancel is not None and should_cancel():
-                saved = self.saved_step()
-                kept = (f"the checkpoint of step {saved} is kept: run it again to resume" if saved else
-                        f"no checkpoint yet (one every {self.options.checkpoint_every} steps): run it again to start "
-                        "over")
-                raise Cancelled(f"style training cancelled after {self.step_index} of {self.total_steps} steps; "
-                                + kept)
+                raise Cancelled(cancelled_message(self.step_index, self.total_steps, self.saved_step(),
+                                                  self.options.checkpoint_every))
             loss = self.train_step() if call is None else call(self.train_step)
             if self.step_index % self.options.checkpoint_every == 0 or self.step_index == self.total_steps:
                 self.save_checkpoint()
+                if on_checkpoint is not None:
+                    on_checkpoint(self.step_index, self.checkpoint_path)
             if on_step is not None:
                 done = self.step_index - first
                 eta = (time.monotonic() - started) / done * (self.total_steps - self.step_index)
@@ -298,10 +299,7 @@ class LoraTrainingLoop:
         return self.work_dir / CHECKPOINT_NAME
 
     def saved_step(self) -> int:
-        try:
-            return int(torch.load(self.checkpoint_path, weights_only=True)["step"])
-        except (OSError, KeyError, RuntimeError):
-            return 0
+        return checkpoint_step(self.checkpoint_path)
 
     def save_checkpoint(self) -> None:
         """The LoRA tensors, AdamW's state, the losses and the RNG stream at this step, written to a partial name
@@ -333,6 +331,21 @@ class LoraTrainingLoop:
         log.info("style training resumed at step %d of %d from %s", self.step_index, self.total_steps,
                  self.checkpoint_path)
         return self.step_index
+
+
+def checkpoint_step(path: Path) -> int:
+    """The step of the checkpoint at path; 0 where there is none (or it cannot be read)."""
+    try:
+        return int(torch.load(path, weights_only=True)["step"])
+    except (OSError, KeyError, RuntimeError, pickle.UnpicklingError):
+        return 0
+
+
+def cancelled_message(done: int, steps: int, saved: int, checkpoint_every: int) -> str:
+    """What a cancelled style training says: how far it got, and whether running it again resumes or starts over."""
+    kept = (f"the checkpoint of step {saved} is kept: run it again to resume" if saved else
+            f"no checkpoint yet (one every {checkpoint_every} steps): run it again to start over")
+    return f"style training cancelled after {done} of {steps} steps; {kept}"
 
 
 def peak_memory_bytes(device: torch.device) -> int:

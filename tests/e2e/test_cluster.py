@@ -7,6 +7,7 @@ where Ray Serve is not installed (`pip install 'continuo[cluster]'`).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -20,7 +21,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
 
 from bridge.audio.files import daw_file_name
 from bridge.clients.osc import OscClient
@@ -34,6 +37,7 @@ pytestmark = pytest.mark.slow
 OBJECT_STORE_MB = 80  # Ray's minimum is about 75 MiB
 CLUSTER_FLAGS = ("--cluster-object-store-mb", str(OBJECT_STORE_MB), "--ack-resends", "0")
 TAKE = re.compile(r"take on replica=(\S+) node=\S+ pid=(\d+)")
+TRAINING = re.compile(r"training on replica=(\S+) node=\S+ pid=(\d+)")
 JOB_TIMEOUT_S = 300
 
 
@@ -55,7 +59,8 @@ def wait_until(condition, timeout_s: float, what: str):
 @pytest.fixture(scope="module")
 def cluster_gateway(tiny_model_dir, tmp_path_factory) -> Iterator[DaemonProcess]:
     root = tmp_path_factory.mktemp("cluster")
-    flags = daemon_flags(tiny_model_dir, root, "--cluster", "local:2", *CLUSTER_FLAGS)
+    flags = daemon_flags(tiny_model_dir, root, "--cluster", "local:2", "--lora-dir", str(root / "loras"),
+                         *CLUSTER_FLAGS)
     with DaemonProcess(flags, ready_timeout_s=300) as process:
         process.root = root
         yield process
@@ -76,6 +81,56 @@ def test_two_replicas_serve_two_jobs_at_once_over_osc(cluster_gateway):
     # The gateway ran them at once (a worker per replica), each on its own replica.
     ran = takes(cluster_gateway)[-2:]
     assert len({replica for replica, _ in ran}) == 2, cluster_gateway.log[-3000:]
+
+
+def test_a_style_training_runs_on_a_replica_and_its_adapter_renders(cluster_gateway, chord_recordings):
+    """train_style on a --cluster gateway: the steps run in a replica's process, the adapter lands in the
+    gateway's lora_dir, and a render with it differs from one without."""
+    folder = cluster_gateway.root / "inbox" / "band"
+    shutil.copytree(chord_recordings, folder)  # under the gateway's input roots
+    with OscClient(cluster_gateway.host, cluster_gateway.port) as osc:
+        osc.hello()
+        osc.send("/continuo/train_style", "style-1", str(folder), "band", "soft chords", 2, 0.03)
+        events = osc.wait_job("style-1", JOB_TIMEOUT_S)
+        assert events[-1][0] == "/continuo/done", (events[-1], cluster_gateway.log[-3000:])
+        steps = [args for address, args in events if address == "/continuo/training"]
+        assert steps and steps[-1][1:5] == [2, 2, steps[-1][4], steps[-1][4]]  # epoch 2/2, the last step
+        renders = {}
+        for job_id, settings in [("plain-1", []), ("styled-1", ["lora", "band"])]:
+            osc.send("/continuo/generate", job_id, "default", "warm piano", 1.0, "seed", 3, *settings)
+            done = osc.wait_job(job_id, JOB_TIMEOUT_S)
+            assert done[-1][0] == "/continuo/done", done[-1]
+            output = [args for address, args in done if address == "/continuo/output"][0][2]
+            renders[job_id] = soundfile.read(output, dtype="float32")[0]
+    (_, pid), = TRAINING.findall(cluster_gateway.log)
+    assert int(pid) != cluster_gateway.proc.pid  # trained in a replica's process, not the gateway's
+    adapter = cluster_gateway.root / "loras" / "band"
+    card = json.loads((adapter / "card.json").read_text())
+    assert card["steps"] == steps[-1][4] and card["source_files"][1]["name"] == "take 0.wav"
+    assert not (cluster_gateway.root / "loras" / ".training" / "band").exists()  # its checkpoint went
+    plain, styled = renders["plain-1"], renders["styled-1"]
+    assert plain.shape == styled.shape and not np.allclose(plain, styled)
+
+
+def test_a_cancelled_training_stops_on_its_replica_and_frees_it(cluster_gateway):
+    folder = cluster_gateway.root / "inbox" / "band"  # the test above put the recordings there
+    with OscClient(cluster_gateway.host, cluster_gateway.port) as osc:
+        osc.hello()
+        osc.send("/continuo/train_style", "long-1", str(folder), "long", "", 100, 0.001)
+        for _ in range(2):
+            osc.wait_for(lambda a, args: a == "/continuo/training" and args[:1] == ["long-1"], JOB_TIMEOUT_S)
+        osc.send("/continuo/cancel", "long-1")
+        cancelled = osc.wait_job("long-1", 60)
+        assert cancelled[-1][0] == "/continuo/error" and cancelled[-1][1][1] == "cancelled", cancelled[-1]
+        assert re.search(r"cancelled after \d+ of 200 steps; no checkpoint yet", cancelled[-1][1][2]), cancelled[-1]
+        for job_id in ("after-1", "after-2"):  # both replicas take renders again: the training's stopped
+            osc.send("/continuo/generate", job_id, "default", "warm piano", 2.0)
+        for job_id in ("after-1", "after-2"):
+            assert osc.wait_job(job_id, JOB_TIMEOUT_S)[-1][0] == "/continuo/done"
+    trained_on = TRAINING.findall(cluster_gateway.log)[-1]
+    ran = takes(cluster_gateway)[-2:]
+    assert len({replica for replica, _ in ran}) == 2 and trained_on[0] in {replica for replica, _ in ran}, ran
+    assert "long" not in os.listdir(cluster_gateway.root / "loras")
 
 
 def test_a_replica_killed_mid_job_is_replaced_and_the_job_runs_once_more(cluster_gateway):

@@ -43,13 +43,13 @@ class FakeResponse:
 
 
 class FakeHandle:
-    """handle.options(...).generate.remote(...) hands out the responses in order."""
+    """handle.options(...).generate.remote(...) (or .train_style) hands out the responses in order."""
 
     def __init__(self, *responses: FakeResponse) -> None:
         self.responses = list(responses)
         self.calls: list[tuple] = []
         self.options_seen: list[dict] = []
-        self.generate = self
+        self.generate = self.train_style = self
 
     def options(self, **options: Any) -> FakeHandle:
         self.options_seen.append(options)

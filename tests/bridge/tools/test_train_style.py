@@ -21,7 +21,7 @@ def test_nothing_configured_says_how_to_configure_each_place():
     text = places()
     assert "none found" in text and "train-style /music/band --name my-band --local" in text
     assert "daemon on this machine (127.0.0.1:" in text and "--host GPU-HOST --port PORT" in text
-    assert "none configured (the cluster setting" in text and "training on a replica is not built" in text
+    assert "a Ray cluster: none configured" in text and "--cluster ray://HOST:PORT" in text
 
 
 def test_a_remote_daemon_and_a_ray_cluster_are_offered_as_configured():
@@ -29,12 +29,15 @@ def test_a_remote_daemon_and_a_ray_cluster_are_offered_as_configured():
     assert "the daemon the settings name (10.0.0.7:" in text and "queues it there" in text
     assert "GPU-HOST" not in text  # control: a configured daemon is offered, not explained
     assert "Ray cluster the settings name (ray://gpu-box:10001)" in text
-    assert "sending a training job to a replica is not built" in text and "copy its lora_dir/my-band" in text
-    assert "none configured" not in text
+    assert "run it on the cluster: the daemon started with `continuo serve --cluster ray://gpu-box:10001` sends "\
+        "train_style to a replica" in text and "train-style /music/band --name my-band` (no --local" in text
+    assert "not built" not in text and "none configured" not in text
 
 
 def test_a_local_cluster_is_this_cpu_and_a_bad_one_is_named():
-    assert "on this CPU" in places(cluster="local:2")
+    local = places(cluster="local:2")
+    assert "sends train_style to a replica, but that replica trains on this CPU too" in local
+    assert "run it on the cluster" not in local  # control: a local cluster is not offered as a faster place
     assert "not valid" in places(cluster="nonsense")
 
 
