@@ -235,3 +235,31 @@ def test_a_client_that_stops_reading_never_holds_up_the_sender_or_other_clients(
         assert ok.ping(7) == 7  # everyone else is served throughout
         conn.sock.release.set()
 
+
+
+def test_stop_ends_every_connection_thread_before_it_returns(echo):
+    """After stop() no reader or writer of the server runs: none can log once a test's (or the daemon's) log
+    streams are closed ("I/O operation on closed file" came from a reader that outlived its server)."""
+    before = set(threading.enumerate())
+    server = OscTcpServer("127.0.0.1", 0, echo)
+    server.start()
+    clients = [OscTcpClient("127.0.0.1", server.address[1]) for _ in range(3)]
+    try:
+        for client in clients[:2]:  # two that spoke (a decoder chosen), one that only connected
+            client.send("/continuo/status")
+        echo.wait_count(2)
+
+        def ours() -> list[threading.Thread]:
+            return [t for t in set(threading.enumerate()) - before
+                    if t.name.startswith("continuo-osc-tcp-") and t.name != "continuo-osc-tcp-client"]
+
+        # the control: a reader and a writer per connection run while it serves
+        assert _eventually(lambda: server.connection_count == 3 and len(ours()) == 6), ours()
+        serving = ours()
+        server.stop()
+        assert [t for t in serving if t.is_alive()] == []
+        assert server.connection_count == 0
+    finally:
+        server.stop()
+        for client in clients:
+            client.close()
