@@ -26,10 +26,6 @@ from bridge.protocol.schema import Schema, load_schema, parse_datagram
 log = logging.getLogger("continuo.osc.client")
 
 Event = tuple[str, list]
-JOB_EVENTS = frozenset(
-    {"/continuo/queued", "/continuo/progress", "/continuo/partial", "/continuo/output", "/continuo/slot",
-     "/continuo/done", "/continuo/error", "/continuo/analysis", "/continuo/beats", "/continuo/training"}
-)
 TERMINAL_EVENTS = frozenset({"/continuo/done", "/continuo/error"})
 MAX_QUEUED_EVENTS = 100_000
 POLL_S = 0.1
@@ -121,10 +117,11 @@ class _EventClient:
         """
         deadline = time.monotonic() + timeout_s
         events: list[Event] = []
+        job_events = self.schema.job_events
         while True:
             remaining = deadline - time.monotonic()
             try:
-                event = self.wait_for(lambda a, args: a in JOB_EVENTS and args[:1] == [job_id], max(remaining, 0.0))
+                event = self.wait_for(lambda a, args: a in job_events and args[:1] == [job_id], max(remaining, 0.0))
             except TimeoutError:
                 seen = ", ".join(address for address, _ in events) or "nothing"
                 raise TimeoutError(f"job {job_id} not done within {timeout_s:g} s (saw {seen})") from None

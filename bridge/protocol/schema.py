@@ -215,6 +215,7 @@ class MessageSpec:
     settings: bool
     replies: tuple[str, ...]
     example: tuple[Any, ...]
+    job_event: bool = False  # events: the first argument names the job or jam it is about (routed by that id)
 
     @property
     def required_count(self) -> int:
@@ -269,6 +270,8 @@ class Schema:
         self._setting_names = {alias: s.name for s in self.settings.values() for alias in (s.name, *s.aliases)}
         self.requests = {a: self._message_spec(a, spec, "requests") for a, spec in data["requests"].items()}
         self.events = {a: self._message_spec(a, spec, "events") for a, spec in data["events"].items()}
+        # The events about one job or jam: the one list every transport routes by id and every client waits on.
+        self.job_events: frozenset[str] = frozenset(a for a, spec in self.events.items() if spec.job_event)
         self._check_references()
 
     def setting(self, name: str) -> ArgSpec | None:
@@ -459,6 +462,11 @@ class Schema:
             raise ValueError(f"{where}: only trailing arguments of requests without settings may have a default")
         if table == "events" and any(a.default is not _REQUIRED or a.allow_empty or a.separator for a in args):
             raise ValueError(f"{where}: event arguments take no default, allow_empty or separator")
+        job_event = spec.get("job_event", False)
+        if job_event is not False and (table != "events" or job_event is not True):
+            raise ValueError(f"{where}: job_event is true or absent, and only on events")
+        if job_event and (not args or args[0].name not in JOB_ID_ARGS):
+            raise ValueError(f"{where}: a job_event's first argument is one of {', '.join(JOB_ID_ARGS)}")
         return MessageSpec(
             address=address,
             op=spec.get("op", ""),
@@ -467,6 +475,7 @@ class Schema:
             settings=bool(spec.get("settings", False)),
             replies=tuple(spec.get("replies", ())),
             example=tuple(spec["example"]),
+            job_event=job_event,
         )
 
     def _arg_spec(self, spec: Mapping[str, Any], where: str) -> ArgSpec:

@@ -97,10 +97,6 @@ from bridge.transports.udp import OnMessage
 log = logging.getLogger("continuo.http")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-JOB_EVENTS = frozenset({"/continuo/queued", "/continuo/progress", "/continuo/partial", "/continuo/output",
-                        "/continuo/done", "/continuo/error", "/continuo/slot", "/continuo/analysis", "/continuo/beats",
-                        "/continuo/training", "/continuo/jam/chunk", "/continuo/jam/state",
-                        "/continuo/jam/scheduled"})  # and every jam's
 RING_EVENTS = 4096  # events kept for clients that reconnect with Last-Event-ID
 SUBSCRIBER_QUEUE = 1024  # events waiting for one slow SSE client before it is dropped (it reconnects and resumes)
 HEARTBEAT_S = 15.0
@@ -282,7 +278,7 @@ class HttpServer:
 
     def observe(self, event: Event) -> None:
         """A job event for any client (OSC, ZeroMQ, MIDI, HTTP): the control room sees every job."""
-        if event.address in JOB_EVENTS and event.values and event.values[0]:
+        if event.address in self.schema.job_events and event.values and event.values[0]:
             data = self.event_data(event)
             self.bus.publish(data["event"], json.dumps(data, separators=(",", ":")))
 

@@ -62,10 +62,6 @@ from bridge.transports.udp import OnMessage
 INLINE_INPUT_PREFIX = "zmq-"  # the start of an inline input's inbox name (a name only: the marker makes it ours)
 log = logging.getLogger("continuo.zmq")
 
-JOB_EVENTS = frozenset({"/continuo/queued", "/continuo/progress", "/continuo/partial", "/continuo/output",
-                        "/continuo/done", "/continuo/error", "/continuo/slot", "/continuo/analysis", "/continuo/beats",
-                        "/continuo/training", "/continuo/jam/chunk", "/continuo/jam/state",
-                        "/continuo/jam/scheduled"})
 JAM_CHUNK = "/continuo/jam/chunk"  # always with its bar's PCM, to the jam's client and its PUB topic (the jam id)
 MAX_INLINE_JOBS = 4096
 POLL_MS = 200
@@ -163,7 +159,7 @@ class ZmqServer:
         Encoded from event.address and event.values (the EventSink checked them); event.osc is not used.
         """
         frames = self.event_frames(event.address, event.values)
-        topic = pub_topic(event.address, event.values)
+        topic = pub_topic(self._schema, event.address, event.values)
         publish = None if topic is None else frames if event.address == JAM_CHUNK else frames[:2]
         if threading.get_ident() == self._loop_ident:
             self._send_now(dest, frames, topic, publish)
@@ -353,9 +349,9 @@ INLINE_REQUESTS = frozenset({"/continuo/generate", "/continuo/continue", "/conti
                              "/continuo/stems", "/continuo/get"})
 
 
-def pub_topic(address: str, args: Sequence[Any]) -> bytes | None:
-    """The PUB topic of an event about a job (its job id); None for events about none."""
-    return str(args[0]).encode() if address in JOB_EVENTS and args and args[0] else None
+def pub_topic(schema: Schema, address: str, args: Sequence[Any]) -> bytes | None:
+    """The PUB topic of an event about a job or jam (its id: the schema's job_event); None for events about none."""
+    return str(args[0]).encode() if address in schema.job_events and args and args[0] else None
 
 
 def _bind(sock: zmq.Socket, host: str, port: int) -> str:

@@ -19,6 +19,7 @@ from bridge.errors import BadRequest
 from bridge.protocol.docs import DOCS_PATH, render_markdown
 from bridge.protocol.schema import (
     ERROR_CODES,
+    JOB_ID_ARGS,
     MAX_MESSAGE_BYTES,
     STAGES,
     Request,
@@ -168,6 +169,31 @@ def test_a_broken_schema_is_refused():
     broken["settings"]["top_k"]["example"] = 99999
     with pytest.raises(ValueError, match="example"):
         Schema(broken)
+
+
+# Events that name a job in their first argument but are not about one job's run: a listing of the trash.
+NOT_JOB_EVENTS = {"/continuo/trash/job"}
+
+
+def test_job_events_are_the_events_about_one_job_or_jam():
+    named = {address for address, spec in SCHEMA.events.items() if spec.args and spec.args[0].name in JOB_ID_ARGS}
+    assert SCHEMA.job_events == named - NOT_JOB_EVENTS
+    assert {"/continuo/done", "/continuo/error", "/continuo/training", "/continuo/jam/chunk"} <= SCHEMA.job_events
+    assert "/continuo/pong" not in SCHEMA.job_events
+
+
+def test_a_job_event_must_name_its_job_first_and_only_events_are_job_events():
+    broken = json.loads(json.dumps(RAW))
+    broken["events"]["/continuo/pong"]["job_event"] = True  # its first argument is seq, not a job id
+    with pytest.raises(ValueError, match="job_event's first argument"):
+        Schema(broken)
+    broken = json.loads(json.dumps(RAW))
+    broken["requests"]["/continuo/ping"]["job_event"] = True
+    with pytest.raises(ValueError, match="only on events"):
+        Schema(broken)
+    unmarked = json.loads(json.dumps(RAW))
+    del unmarked["events"]["/continuo/done"]["job_event"]
+    assert "/continuo/done" not in Schema(unmarked).job_events  # the flag, not a list in code, decides
 
 
 def test_load_schema_caches_the_default_and_reads_a_path(tmp_path):

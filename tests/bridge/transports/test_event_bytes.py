@@ -27,7 +27,7 @@ from bridge.settings import load_settings
 from bridge.transports.peers import Peer, Router
 from bridge.transports.tcp import OscTcpServer
 from bridge.transports.udp import OscUdpServer
-from bridge.transports.zmq import JOB_EVENTS, ZmqServer, _read_pcm, pub_topic
+from bridge.transports.zmq import ZmqServer, _read_pcm, pub_topic
 
 SCHEMA = load_schema()
 LONG = "the plugin said: " + "ünïcode and a very long explanation " * 60  # over 1 KB: truncated
@@ -113,7 +113,7 @@ def legacy_outbox(address: str, args: tuple, dest: Peer | None, inline: dict[str
     frames.append(encode_header(header))
     if pcm is not None:
         frames.append(pcm)
-    publish = frames[:2] if address in JOB_EVENTS and parsed and parsed[0] else None
+    publish = frames[:2] if address in SCHEMA.job_events and parsed and parsed[0] else None
     queued = [(dest, frames)] if dest is not None else []
     if publish is not None:
         queued.append((None, [str(parsed[0]).encode(), *publish]))
@@ -155,9 +155,9 @@ def test_zmq_frames_and_topics_equal_the_old_parse_back_path(zmq_server, tmp_pat
 
 
 def test_pub_topic_is_the_job_id_of_job_events_only():
-    assert pub_topic("/continuo/progress", ("job-7", 0.5, "decoding")) == b"job-7"
-    assert pub_topic("/continuo/error", ("", "busy", "slow down")) is None
-    assert pub_topic("/continuo/pong", (1,)) is None
+    assert pub_topic(SCHEMA, "/continuo/progress", ("job-7", 0.5, "decoding")) == b"job-7"
+    assert pub_topic(SCHEMA, "/continuo/error", ("", "busy", "slow down")) is None
+    assert pub_topic(SCHEMA, "/continuo/pong", (1,)) is None
 
 
 # -- one check, one OSC build per event, whichever transport carries it ---------------------------
