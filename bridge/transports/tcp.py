@@ -271,7 +271,6 @@ class OscTcpServer:
             if conn.closed.is_set():
                 return
             conn.closed.set()
-            self._connections.pop(conn.peer.conn, None)  # type: ignore[arg-type]
         try:
             conn.outbox.put_nowait(None)  # wake the writer so it ends
         except queue.Full:
@@ -282,3 +281,5 @@ class OscTcpServer:
             log.debug("tcp connection %d shutdown: %s", conn.peer.conn, exc)
         conn.sock.close()
         log.info("tcp connection %d from %s:%d closed", conn.peer.conn, conn.peer.host, conn.peer.port)
+        with self._lock:  # only now: a stop() meanwhile finds it and joins its threads, so it logs nothing after
+            self._connections.pop(conn.peer.conn, None)  # type: ignore[arg-type]
