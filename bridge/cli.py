@@ -107,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "soak: many short jobs of every kind from OSC, TCP, ZeroMQ, HTTP and CLI clients at "
                             "once; the daemon's RSS after warm-up, halfway and at the end (target: within 10 %%); "
                             "listen: tempo, downbeats, metre, key, notes and drums against exact truth, and speed; "
-                            "train: LoRA training steps/s and peak memory (musicgen-small shape; --seconds per clip) "
-                            "against a plain peft loop, and the hours 10 minutes of audio would take here; "
+                            "train: LoRA training steps/s and peak memory (musicgen-small and acestep-v15-turbo "
+                            "shapes, or --shape; --seconds per clip) against a plain peft loop, and the hours 10 "
+                            "minutes of audio would take here; "
                             "jam: a live jam on the tiny model and the musicgen-small shape (random weights): "
                             "underruns per minute, lead, control-to-heard latency, bar-boundary error, tempo heard")
     bench.add_argument("--quick", action="store_true")

@@ -7,6 +7,7 @@ into a model is the engine's (`inference/acestep/engine.py:AceStepEngine.adapter
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,3 +43,12 @@ def find_adapters(directory: Path | None) -> dict[str, Path]:
 def weight_file(path: Path) -> Path:
     """The .safetensors file of an adapter path (a file, or a directory holding WEIGHT_NAME)."""
     return path / WEIGHT_NAME if path.is_dir() else path
+
+
+def write_card(directory: Path, card: dict) -> Path:
+    """directory/card.json (what an adapter was made from), written to a partial name and renamed: written last, so
+    a directory with a card is complete. The directory."""
+    partial = Path(directory) / ".card.json.partial"
+    partial.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    partial.replace(Path(directory) / "card.json")
+    return Path(directory)

@@ -40,6 +40,7 @@ class Capability(str, Enum):
     COVER = "cover"  # given audio restyled by a new prompt (ACE-Step with its audio tokenizer)
     LORA = "lora"  # a LoRA adapter applied for one request, removed after it (ACE-Step)
     CODE_PROMPT = "code_prompt"  # continue from the model's own codes (prompt_codes), no re-encoding (the jam)
+    CODE_STREAM = "code_stream"  # a stream that keeps its decoder state between requests (open_stream: the jam)
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,33 @@ class GeneratedAudio:
     lead_in: np.ndarray | None = None
 
 
+class CodeStream(Protocol):
+    """One stream decoded request after request, its decoder state (self-attention KV cache, delay pattern) kept in
+    between, so a request costs its own frames' steps, not its context's prefill again (Engine.open_stream; the
+    jam's bars). Each `generate` continues `request.prompt_codes` (the stream's last frames, as every code prompt):
+    where they are the end of what this stream made, it keeps decoding from its state; otherwise (a first request,
+    a bank recalled, CFG turned on or off, the state past its length limit) it starts over from them, as a plain
+    generate would, and keeps that state. A new prompt or styles condition the next frames (the cross-attention
+    keys and values are recomputed; the history stays); temperature, top-k/p and guidance are sampling only.
+    One caller at a time; its torch work runs on the engine's compute thread a step at a time, between the other
+    jobs' steps, so a stream never holds the engine."""
+
+    starts: int  # requests that started it over (prefilled their code prompt): the first, and each mismatch or limit
+    continued: int  # requests continued from the kept state
+    plain: int  # requests too long to keep even from a start over (prompt + new past its limit): Engine.generate's
+    peak_bytes: int  # the most bytes its state (the KV cache) held
+
+    def generate(self, request: GenerationRequest, *, should_cancel: CancelCheck | None = None) -> GeneratedAudio:
+        """The next ceil(duration_s x frame rate) frames: their codes, audio and lead-in, as Engine.generate gives
+        for a code prompt. A request that fails or is cancelled (Cancelled) leaves no state to continue: the next
+        one starts over from its code prompt."""
+        ...
+
+    def close(self) -> None:
+        """Let go of the state (its cache); the stream cannot be used after."""
+        ...
+
+
 class StopSignal(Protocol):
     def is_set(self) -> bool: ...
 
@@ -218,6 +246,11 @@ class Engine(Protocol):
                        on_progress: ProgressCallback | None = None, should_cancel: CancelCheck | None = None,
                        on_chunk: ChunkCallback | None = None) -> list[GeneratedAudio]:
         """One take per seed, in seed order; on_chunk(audio (B, C, samples)) only where STREAMING is declared."""
+        ...
+
+    def open_stream(self, *, max_frames: int = 0) -> CodeStream:
+        """A CodeStream (needs Capability.CODE_STREAM, else InferenceError saying what to do). max_frames: the most
+        frames its state holds before it starts over from the request's code prompt (0: the model's window)."""
         ...
 
     def close(self) -> None:

@@ -60,6 +60,11 @@ class Family(Protocol):
         """A tiny random model of the family's real architecture in out_dir, smoke marker last."""
         ...
 
+    def load_style_model(self, path: Path, device: str = "cpu", base_weights: str = "auto"):
+        """The checkpoint in path for LoRA training (inference/runtime/lora_training.py: StyleModel; base_weights:
+        its training_base_weights, QLoRA's nf4 on CUDA by default, else fp32)."""
+        ...
+
 
 FAMILIES: dict[str, Family] = {entry.NAME: entry for entry in (acestep, musicgen)}  # asked in this order
 DEFAULT_FAMILY = musicgen.NAME  # a folder no family recognises is judged as one of these
@@ -311,6 +316,11 @@ def family_of(directory: Path) -> Family:
 def family(directory: Path) -> str:
     """The name of family_of(directory): "ace-step", "musicgen", ..."""
     return family_of(directory).NAME
+
+
+def load_style_model(directory: Path, device: str = "cpu", base_weights: str = "auto"):
+    """directory's model loaded by its family for style training (inference/runtime/lora_training.py:StyleModel)."""
+    return family_of(Path(directory)).load_style_model(Path(directory), device=device, base_weights=base_weights)
 
 
 def checkpoint_problems(directory: Path) -> list[str]:

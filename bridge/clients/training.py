@@ -9,8 +9,8 @@ hello, the folder is sent where it lies if the daemon may read it there, else co
 job (/continuo/cancel) and exits 130; the daemon keeps the last checkpoint, and the same command resumes from it (a
 new job with the same name, folder and options). The exit status is `continuo generate`'s
 (bridge/clients/commands.py:EXIT_CODES). The daemon's job takes the text, epochs and learning rate; the other
-options of local training (clip length, rank, batch size, seed, checkpoint interval) are refused here with the
-advice to add --local. The folder's report (files used and skipped, and why) goes to the daemon's log.
+options of local training (clip length, rank, batch size, seed, checkpoint interval, base weights) are refused here
+with the advice to add --local. The folder's report (files used and skipped, and why) goes to the daemon's log.
 
 `run_style_job` returns None when no daemon answers: the caller trains in its own process and says so.
 """
@@ -44,7 +44,8 @@ from bridge.settings import Settings, is_loopback
 
 HELLO_S = 2.0  # how long a daemon has to answer before the command trains in its own process
 LOCAL_ONLY = {"clip_s": ("--clip-s", 0.0), "rank": ("--rank", 8), "batch_size": ("--batch-size", 2),
-              "training_seed": ("--training-seed", 0), "checkpoint_every": ("--checkpoint-every", 50)}
+              "training_seed": ("--training-seed", 0), "checkpoint_every": ("--checkpoint-every", 50),
+              "base_weights": ("--base-weights", "auto")}
 
 
 def daemon_address(settings: Settings) -> tuple[str, int]:

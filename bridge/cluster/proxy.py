@@ -31,12 +31,14 @@ from inference.api import (
     CancelCheck,
     Capability,
     ChunkCallback,
+    CodeStream,
     GeneratedAudio,
     GenerationRequest,
     ModelInfo,
     ProgressCallback,
 )
 from inference.errors import Cancelled
+from inference.runtime.request_checks import unsupported
 
 log = logging.getLogger("continuo.cluster")
 
@@ -75,8 +77,9 @@ class ClusterEngine:
         self.handle = handle
         self.model_id = model_id
         # a jam's code prompts are not carried: the replicas hand back audio only, so a jam is refused by capability
+        # (nor kept streams: a replica's decoder state stays on the replica)
         self.info = replace(info, device=f"ray:{info.device}",
-                            capabilities=info.capabilities - {Capability.CODE_PROMPT})
+                            capabilities=info.capabilities - {Capability.CODE_PROMPT, Capability.CODE_STREAM})
         self.concurrent_jobs = concurrent_jobs  # the daemon runs this many workers: one job per replica
         self.shared_dir = shared_dir
         self._close = close
@@ -88,6 +91,9 @@ class ClusterEngine:
 
     def warm_up(self) -> float:
         return 0.0  # each replica warms its own engine when it loads the model
+
+    def open_stream(self, *, max_frames: int = 0) -> CodeStream:
+        raise unsupported(self.info, Capability.CODE_STREAM)
 
     def generate(self, request: GenerationRequest, *, on_progress: ProgressCallback | None = None,
                  should_cancel: CancelCheck | None = None, on_chunk: ChunkCallback | None = None) -> GeneratedAudio:

@@ -10,6 +10,23 @@ never a gap or a click mid-bar; the generated bar then takes the next free bar l
 will be late is held at once, not at the last moment: on a busy machine the watch itself was once held up and a
 held bar went out 0.38 s after its line (docs/benchmarks.md, "Jam").
 
+Kept stream. Where the engine offers it (Capability.CODE_STREAM: our MusicGen engine, inference/musicgen/
+code_stream.py), the jam's bars come from one `CodeStream` per jam that keeps the decoder's KV cache and delay
+pattern from bar to bar: a bar costs its own frames' steps, not its context prefilled again (CFG: two rows). The
+requests stay what they were (the context as `prompt_codes`): the stream continues its state when they are its own
+end, and otherwise starts over from them, as a per-bar request would: a bank recalled, CFG turned on or off by a
+guidance change, or the stream past `keep_cache_s` (0: the model's 30 s window; MusicGen's absolute positions
+cannot slide, so a long jam prefills its context once per window, not once per bar). A prompt or preset recomputes
+only the cross-attention keys and values (the stream's history stays); temperature, guidance and top-k are the
+sampler's; a tempo change only changes the frames the next bar asks for. The stream's steps run one per call on the
+engine's compute thread, so renders interleave with a jam's bar and never corrupt its state (tested). Elsewhere (the
+compiled engine; `keep_cache` off) every bar is a request of its own that prefills its context, as before; so is a
+bar whose context and frames pass what the stream may hold (many context_bars at a slow tempo): never a refusal.
+A bar that fails or is cancelled leaves the stream nothing to continue: its next request starts over.
+
+Unwanted bars. A bar being made that will not sound (a stop landed before it, or the jam closes) stops decoding at
+the model's next step (`should_cancel`: Cancelled), kept stream or not, and the jam ends stopped, not failed.
+
 Bar-exact. The model makes 50 frames a second and a bar is rarely a whole number of frames (4 beats at 127 BPM:
 94.49 frames, 60472.4 samples at 32 kHz). The stream keeps one timeline in samples: bar n spans
 [round(start_n), round(start_n + exact_n)), the fractional remainder carried to the next bar, so bars never drift
@@ -78,7 +95,8 @@ from bridge.audio.files import daw_file_name, musical_title, partial_name, write
 from bridge.audio.playback import JamChunk, JamSink
 from bridge.audio.presets import Preset
 from bridge.errors import BadRequest, BridgeError
-from inference.api import Capability, Engine, GenerationRequest, MeasuredSpeed
+from inference.api import Capability, CodeStream, Engine, GeneratedAudio, GenerationRequest, MeasuredSpeed
+from inference.errors import Cancelled
 
 log = logging.getLogger("continuo.jam")
 
@@ -106,9 +124,13 @@ class JamSettings:
     seed: int = 0
     temperature: float | None = None  # None: the preset's
     guidance: float | None = None
-    # the sliding context each bar continues, in bars: prefilled again for every bar, so it costs; on the
-    # musicgen-small shape here 2 bars ran at RTF 1.50 and 4 bars at 3.69 (docs/benchmarks.md, "Jam")
+    # the context each bar continues, in bars: where the engine keeps a stream (keep_cache) it is prefilled only
+    # when the stream starts over; else every bar, which costs: on the musicgen-small shape here 2 bars ran at RTF
+    # 1.50 and 4 bars at 3.69 that way (docs/benchmarks.md, "Jam")
     context_bars: int = 2
+    keep_cache: bool = True  # the engine's kept stream where it offers one (Capability.CODE_STREAM), else per bar
+    keep_cache_s: float = 0.0  # how long the stream grows before it starts over from context_bars (0: the model's
+    # window, 30 s)
     lookahead_bars: int = 0  # 0: adapt to the measured speed
     crossfade_s: float = 0.01
     guard_s: float = 0.15  # a held bar goes out this long before its bar line when the generated one is not there
@@ -332,6 +354,7 @@ class JamSession:
         self.threads: list[threading.Thread] = []
         self.rtf = 0.0
         self.made = 0
+        self.code_stream: CodeStream | None = None  # the engine's kept stream (opened with the first bar)
         self.log: list[tuple[int, int, bool]] = []  # (bar, prompt_id, held) per bar handed out: benches read it
 
     # ---- the public surface ------------------------------------------------------------------------------
@@ -570,7 +593,14 @@ class JamSession:
                     continue
                 self.making_bar, self.making_since = self.next_bar, self.now()
                 sound, stream = self.sound, self.stream
-            bar = self.make_bar(sound, stream)
+            try:
+                bar = self.make_bar(sound, stream)
+            except Cancelled:
+                if not self._unwanted():
+                    raise
+                log.info("job=%s jam: bar %d no longer wanted (stopped or closed); its decode cancelled", jam_id,
+                         self.making_bar)
+                return
             with self.lock:
                 self.making_bar = None
                 if self.origin_bar is None:
@@ -628,7 +658,7 @@ class JamSession:
             prompt=preset.render_prompt(sound.prompt, context), duration_s=need / self.engine.info.frame_rate,
             seed=self.settings.seed + self.made, temperature=sound.temperature, top_k=preset.top_k,
             top_p=preset.top_p, guidance_scale=sound.guidance, prompt_codes=prompt_codes, audio_prompt=count_in)
-        out = self.engine.generate(request)
+        out = self.generate(request)
         if out.codes is None or out.codes.shape[-1] != need:
             raise RuntimeError(f"the engine gave {None if out.codes is None else out.codes.shape[-1]} frames of codes "
                                f"for {need}")
@@ -652,6 +682,24 @@ class JamSession:
         made = Bar(np.ascontiguousarray(bar_audio, dtype=np.float32), tail, sound.bpm, sound.prompt_id, elapsed,
                    sound.mute)
         return self._seam(made, stream.tail)
+
+    def generate(self, request: GenerationRequest) -> GeneratedAudio:
+        """The bar's frames: from the engine's kept stream where it offers one (it continues its own KV cache when
+        the context is its end, else prefills it: a bank recalled, past keep_cache_s), else a request of their own
+        that prefills the context. Either stops at the next step once the bar is unwanted (Cancelled)."""
+        if self.code_stream is None and self.settings.keep_cache and self.engine.info.supports(
+                Capability.CODE_STREAM):
+            frames = round(self.settings.keep_cache_s * self.engine.info.frame_rate)
+            self.code_stream = self.engine.open_stream(max_frames=frames)
+        if self.code_stream is not None:
+            return self.code_stream.generate(request, should_cancel=self._unwanted)
+        return self.engine.generate(request, should_cancel=self._unwanted)
+
+    def _unwanted(self) -> bool:
+        """The bar being made will not sound: the jam closes, or a stop came before its bar (its decode stops at
+        the next step; read without the lock, between the model's steps)."""
+        making, stop = self.making_bar, self.stop_bar
+        return self.closing.is_set() or (stop is not None and making is not None and making >= stop)
 
     @staticmethod
     def _seam(bar: Bar, before: np.ndarray | None) -> Bar:
@@ -767,6 +815,8 @@ class JamSession:
             if self.status_.state != "failed":
                 self.status_.state = "stopped"
                 self.status_.message = f"take: {take}" if take else self.status_.message or "no bar was played"
+        if self.code_stream is not None:
+            self.code_stream.close()  # its cache goes now, not with the session object
         for sink in self.sinks:  # the device plays out what it holds (the last bar's end has passed)
             try:
                 sink.close()

@@ -33,7 +33,7 @@ from bridge.jobs.journal import Journal
 from bridge.jobs.queue import JobQueue, JobStatus
 from bridge.protocol.destinations import Destination
 from bridge.settings import Settings
-from inference.api import Engine, GeneratedAudio, ModelInfo
+from inference.api import CodeStream, Engine, GeneratedAudio, ModelInfo
 from inference.errors import InferenceError
 from inference.runtime.compute import ComputeThread
 
@@ -90,6 +90,9 @@ class UnloadedEngine:
         return 0.0
 
     def generate(self, request, *, on_progress=None, should_cancel=None, on_chunk=None) -> GeneratedAudio:
+        raise InferenceError(self.reason)
+
+    def open_stream(self, *, max_frames: int = 0) -> CodeStream:
         raise InferenceError(self.reason)
 
     def generate_batch(self, request, seeds: Sequence[int], *, on_progress=None, should_cancel=None,

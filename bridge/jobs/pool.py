@@ -24,6 +24,13 @@ engine's measurement at warm-up (inference/api.py:MeasuredSpeed; our MusicGen en
 jobs finish, then from finished jobs (each job's wall over its audio, a running mean). A model switch starts it
 afresh from the new engine's warm-up. `continuo doctor` shows the warm-up figure saved on this machine.
 
+Training. A train_style job (bridge/jobs/style_training.py) runs on a worker of its own beside them (`trains`: it
+takes training jobs only, one at a time, and counts against no one; the others never take one). Training waits
+between its steps while any render runs or waits, so a render is taken by a render worker at once and runs between
+two steps: on a one-at-a-time engine (ACE-Step, a compiled MusicGen) a training job on the only worker would wait
+for a render that could never start. Its torch work goes to the same compute thread: a render sent during a step
+waits for that step to end.
+
 A model switch (bridge/jobs/model_switch.py) runs in a worker's place between jobs, once none runs
 (`WorkerPool.between_jobs`), and installs the new engine into the pool and every worker (`WorkerPool.install`).
 """
@@ -61,12 +68,13 @@ class WorkerPool:
         take_lock = threading.Lock()  # the live worker counts against no one: it keeps its own
         jobs = concurrent_jobs(engine)
         self.workers = [worker(engine=engine, compute=self.compute, may_take=self.may_take, take_lock=take_lock,
-                               between_jobs=self.between_jobs, finished=self.real_time.finished)
+                               between_jobs=self.between_jobs, finished=self.real_time.finished, trains=False)
                         for _ in range(jobs)]
         if jobs > 1 and self.engine_serves():
             self.workers.append(worker(engine=engine, compute=self.compute, live_only=True,
                                        may_take=self.may_take_live, between_jobs=self.between_jobs,
-                                       finished=self.real_time.finished))
+                                       finished=self.real_time.finished, trains=False))
+        self.workers.append(worker(engine=engine, compute=self.compute, between_jobs=self.between_jobs, trains=True))
         for each in self.workers:
             each.running_jobs = self.running_jobs  # a training job waits for the renders (renders_busy)
 
@@ -91,8 +99,8 @@ class WorkerPool:
     def may_take(self) -> bool:
         """Whether a counted worker may take a job now: fewer run than the engine takes at once (a model switch
         can change that)."""
-        return sum(1 for worker in self.workers if not worker.live_only and worker.running_job()) < \
-            concurrent_jobs(self.engine)
+        return sum(1 for worker in self.workers if not worker.live_only and not worker.trains
+                   and worker.running_job()) < concurrent_jobs(self.engine)
 
     def may_take_live(self) -> bool:
         """The live worker takes a job only beside an engine that decodes jobs together."""

@@ -133,14 +133,17 @@ class JobQueue:
             self._held = False
             self._cond.notify_all()
 
-    def get(self, timeout_s: float | None = None, *, live_only: bool = False) -> Job | None:
+    def get(self, timeout_s: float | None = None, *, live_only: bool = False,
+            accepts: Callable[[Job], bool] | None = None) -> Job | None:
         """Next job, or None when closed, held (or on timeout). live_only: the next live job (the worker kept
-        for live jobs, so that one never waits behind a batch of others)."""
+        for live jobs, so that one never waits behind a batch of others); accepts: the next job it accepts (the
+        training worker and the others, bridge/jobs/pool.py)."""
         with self._cond:
             deadline = None if timeout_s is None else time.monotonic() + timeout_s
             while not self._closed:
                 index = None if self._held else next(
-                    (i for i, job in enumerate(self._jobs) if not live_only or job.priority is Priority.LIVE), None)
+                    (i for i, job in enumerate(self._jobs) if (not live_only or job.priority is Priority.LIVE)
+                     and (accepts is None or accepts(job))), None)
                 if index is not None:
                     return self._jobs.pop(index)
                 remaining = None if deadline is None else deadline - time.monotonic()

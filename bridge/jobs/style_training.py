@@ -1,23 +1,31 @@
-"""A style-training job: a musician's folder of recordings -> a MusicGen LoRA in lora_dir with its card (issue #29).
+"""A style-training job: a musician's folder of recordings -> a LoRA of the served model's family (MusicGen or
+ACE-Step) in lora_dir with its card (issue #29).
 
 `train_style(request, ...)`, in order: the name is checked (the schema's adapter-name pattern; not taken in
-lora_dir, where nothing is ever overwritten), the folder made into clips (bridge/audio/training_clips.py: the
-report of what was used and skipped), the checkpoint's fp32 training copy loaded and the clips encoded by its
-codec, the LoRA trained (inference/musicgen/training.py: progress per step with epoch, loss and ETA; cancel and
-`between_steps` between steps), then `lora_dir/NAME/` written: `pytorch_lora_weights.safetensors` (our MusicGen
-format, inference/musicgen/lora.py) and `card.json` (`build_card`: source files and their sha256, minutes of
-audio, steps, final loss, base-model fingerprint, date). The `lora` request setting then takes NAME as it takes a
-downloaded adapter, at any weights (inference/musicgen/lora.py), or the daemon's `lora` setting merges it at load.
+lora_dir, where nothing is ever overwritten), the checkpoint loaded for training by its family
+(inference/loading.py:load_style_model: a StyleModel, inference/runtime/lora_training.py), the folder made into
+clips at its rate and channels (bridge/audio/training_clips.py: the report of what was used and skipped), the
+family's trainer built on them and run by the one shared loop (progress per step with epoch, loss and ETA; cancel
+and `between_steps` between steps; checkpoints), then `lora_dir/NAME/` written by the family: the weights and
+`card.json` (`build_card`: source files and their sha256, minutes of audio, steps, final loss, base-model
+fingerprint, how captions condition it, options, date). The `lora` request setting then takes NAME as it takes a
+downloaded adapter.
+- MusicGen (inference/musicgen/training.py): peft on our decoder, clips encoded by its codec; our format
+  (inference/musicgen/lora.py), applied at any weights, or merged at load by the daemon's `lora` setting.
+- ACE-Step (inference/acestep/training.py): peft through diffusers on the DiT, clips as VAE latents; the captions
+  are its tags and there are no lyrics ([Instrumental]); diffusers' format, which the ACE-Step engine's lora path
+  loads (with its DiT linears at fp32). Clips default to 30 s (the window can be minutes).
 
 Resume: the checkpoint lives in `lora_dir/.training/NAME/` (a hidden folder: not an adapter); a run with the same
 name, folder and options continues from its last checkpoint; the folder goes once the adapter is written.
 
 `plan_style(...)` (`continuo train-style --plan`): the same preparation, then a short measured run (one warm-up
 step and `PLAN_STEPS` timed ones on the first batch) for steps/s and peak memory, and the estimate for the whole
-run. On a CPU with a real-size model (inference/musicgen/training.py:GPU_JOB_PARAMETERS) it says plainly that
+run. On a CPU with a real-size model (inference/runtime/lora_training.py:GPU_JOB_PARAMETERS) it says plainly that
 this is a GPU job, and measures one `EXCERPT_S` clip instead of a batch of 30 s ones (scaled by frames: a full
-batch's memory on a shared laptop is what it must not risk). The peak memory is the process's (CUDA's allocator
-peak on a GPU).
+batch's memory on a shared laptop is what it must not risk); the command adds where else it can run, from the
+settings (bridge/tools/train_style.py:where_to_train). The peak memory is the process's (CUDA's allocator peak on a
+GPU).
 
 Where it runs: `continuo train-style` sends it to the running daemon (bridge/clients/training.py), or runs it in its
 own process with --local or when no daemon answers (bridge/tools/train_style.py); `/continuo/train_style` (OSC, and
@@ -28,12 +36,9 @@ minutes), and its torch work runs on the engine's compute thread between the ren
 /continuo/progress (stage training) and /continuo/training (epoch, step, loss, ETA); cancel stops it between steps;
 a new job (new id) with the same name, folder and options resumes from the checkpoint. The model trained is the one
 served when the job was admitted (its folder in the job's params), loaded again at fp32 for the job: a second copy
-of the model in memory while it runs (musicgen-small: about 2.5 GB more, docs/benchmarks.md "Style training"). The
-job holds one of the pool's workers while it runs: with max_batch 1 (one worker) renders wait for the whole
-training; a worker of its own for training is not built.
-
-ACE-Step: inference/acestep/training.py trains a LoRA in diffusers' format (tested on the tiny pipeline), but this
-job does not drive it yet: an ACE-Step model is refused here with that message.
+of the model in memory while it runs (musicgen-small: about 2.5 GB more, docs/benchmarks.md "Style training").  The
+job runs on the pool's training worker (bridge/jobs/pool.py), never on a render's, so a render sent during training
+is taken at once and runs at the next step's end, on any engine (also one that renders one job at a time).
 """
 
 from __future__ import annotations
@@ -55,7 +60,6 @@ from bridge.jobs.plan import under_input_roots
 from bridge.jobs.queue import Job, Priority
 from bridge.protocol.destinations import Destination
 from inference.adapters import ADAPTER_NAME, find_adapters
-from inference.loading import family
 
 log = logging.getLogger("continuo.training")
 
@@ -80,13 +84,13 @@ class StyleRequest:
     learning_rate: float = 1e-4
     seed: int = 0
     checkpoint_every: int = 50
+    base_weights: str = "auto"  # the frozen base: QLoRA's nf4 on CUDA with bitsandbytes, else fp32 (lora_training.py)
 
-    def options(self):
-        from inference.musicgen.training import TrainingOptions
-
-        return TrainingOptions(rank=self.rank, alpha=2.0 * self.rank, learning_rate=self.learning_rate,
-                               epochs=self.epochs, batch_size=self.batch_size, seed=self.seed,
-                               checkpoint_every=self.checkpoint_every)
+    def options(self, model):
+        """The options model's family trains with (inference/runtime/lora_training.py:StyleModel.options)."""
+        return model.options(rank=self.rank, alpha=2.0 * self.rank, learning_rate=self.learning_rate,
+                             epochs=self.epochs, batch_size=self.batch_size, seed=self.seed,
+                             checkpoint_every=self.checkpoint_every)
 
 
 @dataclass
@@ -103,6 +107,8 @@ class StylePlan:
     gpu_job: bool
     report: str
     extrapolated: bool = False  # measured on one EXCERPT_S clip, scaled to a full batch's frames
+    base_weights: str = "fp32"  # how the frozen base ran (inference/runtime/lora_training.py:BaseWeights)
+    elsewhere: tuple[str, ...] = ()  # a GPU job's places to run instead (bridge/tools/train_style.py:where_to_train)
 
     @property
     def estimated_s(self) -> float:
@@ -111,15 +117,17 @@ class StylePlan:
     def describe(self) -> str:
         lines = [self.report, "",
                  f"plan: {self.minutes:.1f} min of audio in {self.clips} clips, {self.steps} steps; measured here "
-                 f"({self.device}{', one 5 s clip scaled to a batch' if self.extrapolated else ''}): "
+                 f"({self.device}, {self.base_weights} base"
+                 f"{', one 5 s clip scaled to a batch' if self.extrapolated else ''}): "
                  f"{self.steps_per_s:.3g} steps/s, peak memory {self.peak_memory_gb:.2f} GB; "
                  f"estimated {format_duration(self.estimated_s)}"]
         if self.gpu_job:
-            lines.append(f"This is a GPU job: a {self.parameters / 1e6:.0f}M-weight decoder trains at "
+            lines.append(f"This is a GPU job: a {self.parameters / 1e6:.0f}M-weight model trains at "
                          f"{self.steps_per_s:.3g} steps/s on this CPU ({format_duration(self.estimated_s)} for this "
-                         "folder). Run it on a machine with a CUDA GPU (--device cuda; the design plans an hour or "
-                         "two for 10 minutes of audio on one 8 GB GPU). Handing it to a cluster replica is not "
-                         "built yet.")
+                         "folder). On a CUDA GPU it trains on a 4-bit base by default (QLoRA, with bitsandbytes; the "
+                         "design plans an hour or two for 10 minutes of audio on one 8 GB GPU).")
+            if self.elsewhere:
+                lines += ["Where it can run instead:", *(f"- {line}" for line in self.elsewhere)]
         return "\n".join(lines)
 
 
@@ -136,24 +144,16 @@ def check_name(lora_dir: Path, name: str) -> Path:
     return target
 
 
-def check_family(model_dir: Path) -> None:
-    kind = family(model_dir)
-    if kind != "musicgen":
-        raise BadRequest(f"style training for {kind} models is not wired into this job yet; train with a MusicGen "
-                         "checkpoint (--model facebook/musicgen-small or a local MusicGen folder)")
+def prepare(request: StyleRequest, model) -> PreparedClips:
+    clip_s = request.clip_s or model.window_s
+    return prepare_clips(request.folder, sample_rate=model.sample_rate, channels=model.channels, clip_s=clip_s,
+                         text=request.text)
 
 
-def prepare(request: StyleRequest, engine) -> PreparedClips:
-    clip_s = request.clip_s or engine.info.max_duration_s
-    return prepare_clips(request.folder, sample_rate=engine.info.sample_rate, channels=engine.info.channels,
-                         clip_s=clip_s, text=request.text)
-
-
-def encode(engine, prepared: PreparedClips, count: int | None = None) -> list:
-    from inference.musicgen.training import TrainingClip, encode_clip
-
+def clip_pairs(prepared: PreparedClips, count: int | None = None) -> list[tuple]:
+    """[(audio, caption)] of the prepared clips (the first count), as a family's trainer takes them."""
     clips = prepared.clips if count is None else prepared.clips[:count]
-    return [TrainingClip(encode_clip(engine, clip.audio), clip.caption) for clip in clips]
+    return [(clip.audio, clip.caption) for clip in clips]
 
 
 def train_style(request: StyleRequest, *, model_dir: Path, lora_dir: Path, device: str = "cpu",
@@ -162,43 +162,42 @@ def train_style(request: StyleRequest, *, model_dir: Path, lora_dir: Path, devic
                 call: Callable | None = None) -> Path:
     """Train and write lora_dir/NAME (module docstring); the adapter's directory. call(function): where the torch
     work runs (the daemon's compute thread: the load, the encoding, each step); None: here."""
-    from inference.musicgen.lora import FORMAT, write_adapter_dir
-    from inference.musicgen.training import StyleTrainer, load_training_engine
+    from inference.loading import load_style_model
 
     call = call or (lambda function: function())
     lora_dir = Path(lora_dir).expanduser()
     target = check_name(lora_dir, request.name)
-    check_family(model_dir)
-    engine = call(lambda: load_training_engine(model_dir, device=device))
-    prepared = prepare(request, engine)
+    model = call(lambda: load_style_model(model_dir, device=device, base_weights=request.base_weights))
+    prepared = prepare(request, model)
     if on_report is not None:
-        on_report(prepared.report())
+        on_report(prepared.report() + f"\n  conditioning: {model.conditioning}\n  base weights: "
+                  f"{model.base_weights.describe()}")
     work_dir = lora_dir / TRAINING_DIR / request.name
-    trainer = StyleTrainer(engine, call(lambda: encode(engine, prepared)), request.options(), work_dir)
+    options = request.options(model)
+    trainer = call(lambda: model.make_trainer(clip_pairs(prepared), options, work_dir))
     resumed = trainer.resume()
     if resumed and on_report is not None:
         on_report(f"resuming from the checkpoint of step {resumed} in {work_dir}")
     result = trainer.run(on_step=on_progress, should_cancel=should_cancel, between_steps=between_steps, call=call)
-    card = build_card(request, prepared, result, model_dir=model_dir, fingerprint=engine.fingerprint,
-                      format_name=FORMAT)
-    write_adapter_dir(target, result.lora, card)
+    card = build_card(request, prepared, result, model=model, model_dir=model_dir, options=options)
+    model.write(target, result, card)
     shutil.rmtree(work_dir, ignore_errors=True)
-    log.info("style %s trained: %d steps, final loss %.4f, %.1f min of audio -> %s", request.name, result.steps,
-             result.final_loss, prepared.minutes, target)
+    log.info("style %s trained (%s): %d steps, final loss %.4f, %.1f min of audio -> %s", request.name, model.family,
+             result.steps, result.final_loss, prepared.minutes, target)
     return target
 
 
-def build_card(request: StyleRequest, prepared: PreparedClips, result, *, model_dir: Path, fingerprint: str,
-               format_name: str) -> dict:
+def build_card(request: StyleRequest, prepared: PreparedClips, result, *, model, model_dir: Path, options) -> dict:
     """What the adapter was made from and how: for the musician, and for whoever loads it later."""
     return {
-        "name": request.name, "family": "musicgen", "format": format_name, "text": request.text,
-        "base_model": str(model_dir), "base_fingerprint": fingerprint,
+        "name": request.name, "family": model.family, "format": model.format, "text": request.text,
+        "conditioning": model.conditioning, "base_model": str(model_dir), "base_fingerprint": model.fingerprint,
+        "base_weights": model.base_weights.mode,
         "source_files": [{"name": f.name, "sha256": f.sha256, "used_s": round(f.used_s, 3), "skipped": f.skipped}
                          for f in prepared.files],
         "minutes_of_audio": round(prepared.minutes, 3), "clips": len(prepared.clips), "clip_s": prepared.clip_s,
         "steps": result.steps, "final_loss": round(result.final_loss, 5),
-        "options": dataclasses.asdict(request.options()),
+        "options": dataclasses.asdict(options),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
@@ -207,29 +206,23 @@ def plan_style(request: StyleRequest, *, model_dir: Path, device: str = "cpu") -
     """The estimate from a short measured run (module docstring); nothing is written."""
     import tempfile
 
-    from inference.musicgen.training import (
-        GPU_JOB_PARAMETERS,
-        StyleTrainer,
-        load_training_engine,
-        peak_memory_bytes,
-    )
+    from inference.loading import load_style_model
+    from inference.runtime.lora_training import GPU_JOB_PARAMETERS, peak_memory_bytes
 
-    check_family(model_dir)
-    engine = load_training_engine(model_dir, device=device)
-    prepared = prepare(request, engine)
-    options = request.options()
-    clips = encode(engine, prepared, count=options.batch_size)
-    parameters = sum(p.numel() for p in engine.decoder.parameters())
-    gpu_job = engine.device.type == "cpu" and parameters > GPU_JOB_PARAMETERS
+    model = load_style_model(model_dir, device=device, base_weights=request.base_weights)
+    prepared = prepare(request, model)
+    options = request.options(model)
+    clips = clip_pairs(prepared, count=options.batch_size)
+    gpu_job = model.device.type == "cpu" and model.parameters > GPU_JOB_PARAMETERS
     scale = 1.0  # measured step time -> a full step's
-    if gpu_job:  # one clip of EXCERPT_S measured, scaled by the frames a full batch holds (the linears dominate)
-        frames = max(1, round(EXCERPT_S * engine.info.frame_rate))
-        full = min(clip.codes.shape[-1] for clip in clips) * options.batch_size
-        clips = [dataclasses.replace(clips[0], codes=clips[0].codes[:, :frames])]
-        scale = full / clips[0].codes.shape[-1]
+    if gpu_job:  # one clip of EXCERPT_S measured, scaled by the audio a full batch holds (the linears dominate)
+        samples = max(1, round(EXCERPT_S * model.sample_rate))
+        full = min(audio.shape[-1] for audio, _ in clips) * options.batch_size
+        clips = [(clips[0][0][:, :samples], clips[0][1])]
+        scale = full / clips[0][0].shape[-1]
     with tempfile.TemporaryDirectory() as work:
         measured = dataclasses.replace(options, epochs=1, batch_size=len(clips), checkpoint_every=10**9)
-        trainer = StyleTrainer(engine, clips, measured, Path(work))
+        trainer = model.make_trainer(clips, measured, Path(work))
         trainer.train_step()  # warm-up: allocations, kernels
         started = time.perf_counter()
         for _ in range(PLAN_STEPS):
@@ -238,9 +231,9 @@ def plan_style(request: StyleRequest, *, model_dir: Path, device: str = "cpu") -
         steps_per_s = PLAN_STEPS / (time.perf_counter() - started) / scale
     steps = options.epochs * math.ceil(len(prepared.clips) / options.batch_size)
     return StylePlan(minutes=prepared.minutes, clips=len(prepared.clips), steps=steps, steps_per_s=steps_per_s,
-                     peak_memory_gb=peak_memory_bytes(engine.device) / 2**30, device=str(engine.device),
-                     parameters=parameters, gpu_job=gpu_job, report=prepared.report(),
-                     extrapolated=scale != 1.0)
+                     peak_memory_gb=peak_memory_bytes(model.device) / 2**30, device=str(model.device),
+                     parameters=model.parameters, gpu_job=gpu_job, report=prepared.report(),
+                     extrapolated=scale != 1.0, base_weights=model.base_weights.mode)
 
 
 # ---- in the daemon's queue ----------------------------------------------------------------------------------------
@@ -268,7 +261,6 @@ def submit_style(intake, job_id: str, args: dict, *, reply_to: Destination, clie
 
     source = resolve_model(model_spec, tiny_dir=settings.smoke_model_dir.expanduser(),
                            allow_tiny_fallback=settings.allow_smoke_model)
-    check_family(source.path)
     params = {**requested, "resolved_folder": str(folder), "lora_dir": str(lora_dir), "model_dir": str(source.path),
               "device": device, "retries": 0, "priority": Priority.BATCH.value}
     job = Job(job_id=job_id, op=STYLE_OP, params=params, reply_to=reply_to, client_key=client_key,

@@ -88,13 +88,17 @@ class Worker(threading.Thread):
         between_jobs: Callable[[], None] | None = None,
         take_lock: threading.Lock | None = None,
         finished: Callable[[float, float], None] | None = None,
+        trains: bool | None = None,
     ) -> None:
         """The hooks come from the pool (bridge/jobs/pool.py): compute, where torch runs (the engine's compute
         thread; None: on this thread); may_take, whether a job may start now (None: always); between_jobs, run
         before each job (a model switch's turn); take_lock, shared by the workers that count against one another
-        (None: one of its own); finished(elapsed_s, audio_s) after each job done (the pool's RealTime: ETAs)."""
-        super().__init__(name="continuo-live-worker" if live_only else "continuo-worker", daemon=True)
+        (None: one of its own); finished(elapsed_s, audio_s) after each job done (the pool's RealTime: ETAs);
+        trains: True takes train_style jobs only (the pool's training worker), False never, None any job."""
+        name = "continuo-live-worker" if live_only else "continuo-training-worker" if trains else "continuo-worker"
+        super().__init__(name=name, daemon=True)
         self.live_only = live_only  # takes live jobs only: one never waits behind a batch of others
+        self.trains = trains
         self.queue = queue
         self.journal = journal
         self.events = events
@@ -115,6 +119,10 @@ class Worker(threading.Thread):
         self.running_jobs: Callable[[], list[Job]] | None = None  # every worker's running job (the pool's)
 
     # -- the loop ---------------------------------------------------------------------------
+    def accepts(self, job: Job) -> bool:
+        """Whether this worker takes job (trains: module docstring of bridge/jobs/pool.py)."""
+        return self.trains is None or (job.op == STYLE_OP) is self.trains
+
     def run(self) -> None:
         """Jobs one at a time until stopping is set or the queue closes (the pool runs one worker thread per job
         the engine takes at once)."""
@@ -124,7 +132,8 @@ class Worker(threading.Thread):
             with self.take_lock:  # workers take turns: at most the engine's number of jobs run at once
                 allowed = self.may_take is None or self.may_take()
                 # wakes to notice `stopping`, set from a signal handler
-                job = self.queue.get(timeout_s=STOP_POLL_S, live_only=self.live_only) if allowed else None
+                job = self.queue.get(timeout_s=STOP_POLL_S, live_only=self.live_only,
+                                     accepts=self.accepts) if allowed else None
                 with self._lock:
                     self.current = job
             if job is None:

@@ -23,9 +23,10 @@ Suites:
 - ``soak``: many short jobs of every kind from five clients at once (OSC/UDP, OSC/TCP, ZeroMQ, HTTP, the CLI) to a
   real daemon on the smoke model; its RSS after warm-up, halfway and at the end, against 10 % growth
   (bridge/tools/bench_soak.py).
-- ``train``: LoRA training steps/s and peak memory for the musicgen-small shape on this machine, ours against a
-  plain peft loop over transformers' decoder in the same run, and the hours 10 minutes of audio would take here
-  (inference/bench/training.py; ``--seconds``: codes per clip, ``--shape``).
+- ``train``: LoRA training steps/s and peak memory for the musicgen-small and ACE-Step 1.5 turbo shapes on this
+  machine, ours against a plain peft loop (transformers' MusicGen decoder; diffusers' add_adapter on the DiT) in the
+  same run, and the hours 10 minutes of audio would take here (inference/bench/training.py; ``--seconds``: audio
+  per clip, ``--shape``: one of them, or tiny / acestep-tiny).
 """
 
 from __future__ import annotations
@@ -183,16 +184,19 @@ def bench_engine(args: argparse.Namespace) -> int:
 
 
 def bench_train(args: argparse.Namespace) -> int:
-    """LoRA training steps/s and peak memory (inference/bench/training.py), one JSON line per side."""
+    """LoRA training steps/s and peak memory (inference/bench/training.py), one JSON line per side: musicgen-small
+    then acestep-v15-turbo, or the one --shape (tiny, musicgen-small, ..., acestep-tiny, acestep-v15-turbo)."""
     import torch
 
-    from inference.bench.training import SHAPE, run_train_bench
+    from inference.bench.training import ACE_SHAPES, SHAPE, run_acestep_train_bench, run_train_bench
 
     if getattr(args, "threads", 0):
         torch.set_num_threads(args.threads)
-    for row in run_train_bench(quick=args.quick, clip_s=getattr(args, "seconds", None),
-                               shape=getattr(args, "shape", None) or SHAPE):
-        print(json.dumps(row | {"machine": machine()}), flush=True)
+    shape = getattr(args, "shape", None)
+    for name in [shape] if shape else [SHAPE, "acestep-v15-turbo"]:
+        run = run_acestep_train_bench if name in ACE_SHAPES else run_train_bench
+        for row in run(quick=args.quick, clip_s=getattr(args, "seconds", None), shape=name):
+            print(json.dumps(row | {"machine": machine()}), flush=True)
     return 0
 
 

@@ -71,6 +71,11 @@ class HeldEngine:
     def generate_batch(self, request, seeds, *, on_progress=None, should_cancel=None, on_chunk=None):
         return [self.generate(request, should_cancel=should_cancel)]
 
+    def open_stream(self, *, max_frames: int = 0):
+        from inference.runtime.request_checks import unsupported
+
+        raise unsupported(self.info, Capability.CODE_STREAM)
+
 
 def percentiles_ms(samples_s: list[float]) -> dict[str, float]:
     values = np.asarray(samples_s) * 1000

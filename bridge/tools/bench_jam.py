@@ -15,6 +15,7 @@ shares the CPU with whatever else runs.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import statistics
@@ -86,7 +87,7 @@ def build_engine(shape: str, folder: Path):
 
 
 def bench_one(engine, shape: str, seconds: float, folder: Path, progress: Callable[[str], None],
-              context_bars: int = JamSettings.context_bars) -> dict:
+              context_bars: int = JamSettings.context_bars, keep_cache: bool = True) -> dict:
     """The jam, its controls and its figures on a thread of their own, while this (main) thread serves the engine's
     compute thread, as `continuo serve` does: a jam thread driving torch itself would make a second OpenMP team
     (half speed on 2 cores: inference/runtime/compute.py). Measured: without it the small shape's jam ran at RTF
@@ -96,7 +97,7 @@ def bench_one(engine, shape: str, seconds: float, folder: Path, progress: Callab
 
     def drive() -> None:
         try:
-            result.update(jam_and_measure(engine, shape, seconds, folder, progress, context_bars))
+            result.update(jam_and_measure(engine, shape, seconds, folder, progress, context_bars, keep_cache))
         finally:
             done.set()
 
@@ -113,12 +114,13 @@ def bench_one(engine, shape: str, seconds: float, folder: Path, progress: Callab
 
 
 def jam_and_measure(engine, shape: str, seconds: float, folder: Path, progress: Callable[[str], None],
-                    context_bars: int = JamSettings.context_bars) -> dict:
+                    context_bars: int = JamSettings.context_bars, keep_cache: bool = True) -> dict:
     told = check_speed(engine, BPM, BEATS_PER_BAR)
     clock = make_clock("internal", bpm=BPM, beats_per_bar=BEATS_PER_BAR)
     sink = MeasureSink(clock)
     settings = JamSettings(jam_id=f"bench-{shape}", prompt=PROMPTS[0], preset=Preset(name="bench", path=Path()),
-                           bpm=BPM, beats_per_bar=BEATS_PER_BAR, seed=1, context_bars=context_bars)
+                           bpm=BPM, beats_per_bar=BEATS_PER_BAR, seed=1, context_bars=context_bars,
+                           keep_cache=keep_cache)
     recording = JamRecording(folder / f"jam-{shape}-{context_bars}-{time.monotonic_ns()}", engine.info.sample_rate,
                              engine.info.channels)
     session = JamSession(settings, engine, clock, [sink], recording=recording)
@@ -142,8 +144,13 @@ def jam_and_measure(engine, shape: str, seconds: float, folder: Path, progress: 
     session.stop()
     session.wait(max(120.0, 20 * bar_s))
     status = session.status()
+    stream = session.code_stream
+    kept = {"keep_cache": stream is not None, "stream_starts": None if stream is None else stream.starts,
+            "stream_continued": None if stream is None else stream.continued,
+            "stream_plain": None if stream is None else stream.plain,
+            "stream_cache_peak_mb": None if stream is None else round(stream.peak_bytes / 2**20, 1)}
     return summarise(shape, engine, told, session, status, sink, controls, seconds, load_before) | {
-        "context_bars": context_bars}
+        "context_bars": context_bars} | kept
 
 
 def summarise(shape, engine, told, session, status, sink, controls, seconds, load_before) -> dict:
@@ -187,6 +194,50 @@ def summarise(shape, engine, told, session, status, sink, controls, seconds, loa
     }
 
 
+def bar_costs(engine, shape: str, bars: int = 8, context_bars: int = JamSettings.context_bars) -> dict:
+    """What one jam bar costs each way, A/B on one engine, alternating bar by bar (first one way, then the other,
+    the order swapped every bar) so both meet the same load: the same request (a 2 s bar at 120 BPM plus the
+    overhang, its context the last context_bars of the stream, CFG 3, sampled) made by the engine's kept stream
+    (inference/musicgen/code_stream.py) and as a request of its own that prefills the context (the path before it).
+    Wall seconds and the process's CPU seconds per bar; on a machine shared with other work, the CPU seconds at
+    one thread are the figure load moves least (two OpenMP threads spin at every barrier for a core another
+    process holds). Run from the thread that drives the engine's compute."""
+    from dataclasses import replace
+
+    from inference.api import GenerationRequest
+
+    frame_rate = engine.info.frame_rate
+    bar_frames = BEATS_PER_BAR * 60.0 / BPM * frame_rate
+    need = math.ceil(bar_frames) + 1  # the jam's overhang past the bar's end
+    context = round(context_bars * bar_frames)
+    bar_s = bar_frames / frame_rate
+    request = GenerationRequest(prompt=PROMPTS[0], duration_s=need / frame_rate, seed=1, temperature=1.0,
+                                top_k=250, guidance_scale=3.0)
+    stream = engine.open_stream()
+    codes = stream.generate(request).codes
+    costs: dict[str, list[tuple[float, float]]] = {"kept": [], "prefilled": []}
+    load_before = load_average()
+    for bar in range(bars):
+        ask = replace(request, seed=2 + bar, prompt_codes=codes[:, -context:])
+        for way in (("kept", "prefilled") if bar % 2 else ("prefilled", "kept")):
+            wall, cpu = time.perf_counter(), time.process_time()
+            out = stream.generate(ask) if way == "kept" else engine.generate(ask)
+            costs[way].append((time.perf_counter() - wall, time.process_time() - cpu))
+            if way == "kept":
+                codes = np.concatenate([codes, out.codes], axis=1)
+    result = {"suite": "jam-bar-cost", "shape": shape, "bars_each": bars, "context_bars": context_bars,
+              "frames_per_bar": need, "stream_frames_at_end": int(codes.shape[1]),
+              "stream_starts": stream.starts, "stream_continued": stream.continued, "stream_plain": stream.plain,
+              "stream_cache_peak_mb": round(stream.peak_bytes / 2**20, 1)}
+    for way, pairs in costs.items():
+        result[f"rtf_{way}_median"] = round(statistics.median(w for w, _ in pairs) / bar_s, 3)
+        result[f"cpu_s_per_bar_{way}_median"] = round(statistics.median(c for _, c in pairs), 3)
+        result[f"wall_s_{way}"] = [round(w, 2) for w, _ in pairs]
+    stream.close()
+    return result | {"machine": machine(), "threads": _threads(), "load_1min_before": load_before,
+                     "load_1min_after": load_average()}
+
+
 def _threads() -> int:
     import torch
 
@@ -201,8 +252,14 @@ def run_jam_bench(*, quick: bool, emit: Callable[[dict], None], progress: Callab
         for shape in shapes:
             progress(f"{shape}: building and warming up")
             engine = build_engine(shape, Path(tmp))
-            progress(f"{shape}: jamming {seconds:g} s at {BPM:g} BPM")
-            result = bench_one(engine, shape, seconds, Path(tmp), progress)
+            for keep_cache in (False, True):  # back to back on one engine: the context prefilled per bar, then kept
+                how = "the context's KV cache kept" if keep_cache else "the context prefilled every bar"
+                progress(f"{shape}: jamming {seconds:g} s at {BPM:g} BPM, {how}")
+                result = bench_one(engine, shape, seconds, Path(tmp), progress, keep_cache=keep_cache)
+                emit(result)
+                results.append(result)
+            progress(f"{shape}: one bar's cost, kept stream against a prefill per bar, alternating")
+            result = bar_costs(engine, shape, bars=4 if quick else 8)
             emit(result)
             results.append(result)
             del engine

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("continuo.inference")
 
-__all__ = ["NAME", "REAL_MODEL", "TINY_FILES", "build_tiny", "detect", "load", "problems"]
+__all__ = ["NAME", "REAL_MODEL", "TINY_FILES", "build_tiny", "detect", "load", "load_style_model", "problems"]
 
 NAME = "ace-step"  # ModelInfo.family (and the tiny build's marker: acestep/tiny.py:FAMILY)
 REAL_MODEL = ("ACE-Step/acestep-v15-xl-turbo-diffusers", "/path/to/an/ace-step/diffusers/pipeline")  # hub id, folder
@@ -111,6 +111,13 @@ def load(path: Path, *, name: str, source_kind: str, is_random: bool, device: st
         raise ModelLoadError(f"cannot load {path} as an ACE-Step pipeline: "
                              f"{type(error).__name__}: {error}") from error
     return engine
+
+
+def load_style_model(path: Path, device: str = "cpu", base_weights: str = "auto"):
+    """The checkpoint in path loaded for style training (inference/acestep/training.py:load_style_model)."""
+    from inference.acestep.training import load_style_model as load
+
+    return load(path, device, base_weights)
 
 
 def build_tiny(out_dir: Path) -> Path:

@@ -47,6 +47,7 @@ class AceStepBenchPlan:
     shape: str = "acestep-v15-turbo"
     duration_s: float = 10.0
     share_encoder_layers: bool = True  # phase-1 encoders share one layer's weights (see the module docstring)
+    share_dit_layers: bool = False  # the DiT's layers too (`continuo bench train`: its fp32 DiT would not fit)
     dit_mode: str = "auto"  # our path's DiT linears (inference.acestep.dit_linears)
     seed: int = 0
 
@@ -89,6 +90,8 @@ def build_random_pipeline(plan: AceStepBenchPlan):
             for layers in (components["text_encoder"].layers, encoder.lyric_encoder.layers,
                            encoder.timbre_encoder.layers):
                 share_layer_weights_(layers)
+        if plan.share_dit_layers:
+            share_layer_weights_(components["transformer"].layers)
         for index, name in enumerate(("transformer", "text_encoder", "condition_encoder")):
             fill_layers_(components[name], seed=plan.seed + index, rows=len(tokenizer))
         components["condition_encoder"].silence_latent.normal_(0.0, 0.5)

@@ -21,6 +21,11 @@ modes are equalised at load, and what auto chose is measured against fp32 within
 decoding gives transformers' codes (tests). Past the model's 30 s window, windowed re-prompting in code space
 (`plan_windows`) renders up to max_output_s (300 s) per request.
 
+A jam's bars: `open_stream` gives a stream that keeps its decoder state (KV cache, delay pattern) between requests
+(inference/musicgen/code_stream.py, Capability.CODE_STREAM), so a bar costs its own steps, not its context's
+prefill; its steps run one per call on the compute thread, between the batch's, on its own cache. Not on melody
+checkpoints (their prefix sits in the cache) nor under compiled decode (fixed caches): a jam there prefills per bar.
+
 Melody checkpoints (the config's model_type decides): the decoder has no cross-attention; the projected chroma
 frames (235, tiled or cut) and T5 states are a prefix of the sequence (inference/musicgen/model.py:Prefix),
 written into the cache once per window. The CFG null row is zero text and chroma bin 0, as in transformers, and
@@ -68,6 +73,7 @@ from inference.errors import Cancelled, InferenceError
 from inference.musicgen.batching import BatchScheduler, Ticket
 from inference.musicgen.calibration import calibrate, calibration_inputs
 from inference.musicgen.checkpoint import describe_model, hop_length, is_melody_config
+from inference.musicgen.code_stream import KeptStream
 from inference.musicgen.codec import CodecStream, FastCodecDecoder, supported
 from inference.musicgen.decode import (
     Sampler,
@@ -104,7 +110,7 @@ CACHE_GRANULE = 256  # cache length grows in steps of this many positions
 TEXT_CACHE = 64  # prompts whose T5 states are kept (encode_text)
 ENGINE_CAPABILITIES = frozenset({Capability.TEXT, Capability.CONTINUATION, Capability.VARIATIONS,
                                  Capability.STREAMING, Capability.STYLES,
-                                 Capability.CODE_PROMPT})  # melody checkpoints add MELODY
+                                 Capability.CODE_PROMPT})  # melody checkpoints add MELODY; CODE_STREAM: code_stream.py
 # A code prompt's audio is decoded with this many of its last frames ahead of the new ones (EnCodec is not causal:
 # the new audio starts as the stream it continues would have sounded), not the whole context (cost per chunk)
 CODE_DECODE_CONTEXT_S = 0.2
@@ -221,6 +227,11 @@ class MusicGenEngine(RequestChecks):
             save_plan(self.speed_key, {**asdict(speed), "measured": time.strftime("%Y-%m-%d %H:%M"),
                                        "summary": f"{speed.describe()}, {time.strftime('%Y-%m-%d %H:%M')}"})
         return speed
+
+    def open_stream(self, *, max_frames: int = 0) -> KeptStream:
+        """A stream that keeps its decoder state between requests (inference/musicgen/code_stream.py: the jam's
+        bars cost their own steps, not their context's prefill); max_frames 0: the model's window (30 s)."""
+        return KeptStream(self, max_frames, context_frames=round(CODE_DECODE_CONTEXT_S * self.info.frame_rate))
 
     def generate(self, request: GenerationRequest, *, on_progress: ProgressCallback | None = None,
                  should_cancel: CancelCheck | None = None, on_chunk: ChunkCallback | None = None) -> GeneratedAudio:
@@ -732,9 +743,12 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
     if options.lora:
         modes["lora"] = {"merged": options.lora, "weight": options.lora_weight}
     per_request_lora = not (melody or options.compile)  # any weights; equalised: folded (lora.py:fold)
+    # a kept stream needs cross-attention (a melody prefix sits in the cache) and growable caches (not compiled)
+    kept_stream = not (melody or options.compile)
     info = describe_model(config, name=name, source_kind=source_kind, is_random=is_random, device=str(device),
                           parameters=parameters, max_output_s=options.max_output_s,
-                          capabilities=ENGINE_CAPABILITIES | ({Capability.LORA} if per_request_lora else set()),
+                          capabilities=ENGINE_CAPABILITIES | ({Capability.LORA} if per_request_lora else set())
+                          | ({Capability.CODE_STREAM} if kept_stream else set()),
                           modes=modes)
     hop = hop_length(config)
     log.info("engine: %s weights (%.1f MB), %s kv cache, %s attention on %s", weights.value,

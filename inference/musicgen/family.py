@@ -30,7 +30,7 @@ FEATURE_EXTRACTOR_FILES = ("preprocessor_config.json", "processor_config.json")
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model")
 
 
-__all__ = ["NAME", "REAL_MODEL", "TINY_FILES", "build_tiny", "detect", "load", "problems"]
+__all__ = ["NAME", "REAL_MODEL", "TINY_FILES", "build_tiny", "detect", "load", "load_style_model", "problems"]
 
 
 def checkpoint_type(directory: Path) -> str | None:
@@ -124,6 +124,13 @@ def build_our_engine(model, processor, target, *, name: str, source_kind: str, i
     )
     del model.decoder  # its weights now live in our decoder
     return engine
+
+
+def load_style_model(path: Path, device: str = "cpu", base_weights: str = "auto"):
+    """The checkpoint in path loaded for style training (inference/musicgen/training.py:load_style_model)."""
+    from inference.musicgen.training import load_style_model as load
+
+    return load(path, device, base_weights)
 
 
 def build_tiny(out_dir: Path) -> Path:

@@ -31,7 +31,6 @@ the fp32 weights before equalisation and int8 / int4 quantisation, for every req
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -216,12 +215,9 @@ def merge_(decoder: nn.Module, lora: LoraWeights, weight: float, label: str) -> 
 def write_adapter_dir(directory: Path, lora: LoraWeights, card: dict) -> Path:
     """directory/pytorch_lora_weights.safetensors and directory/card.json, directory made new (never over another
     adapter: FileExistsError). The weights go in last-but-one, the card last: a directory with both is complete."""
-    from inference.adapters import WEIGHT_NAME
+    from inference.adapters import WEIGHT_NAME, write_card
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=False)
     save_adapter(directory / WEIGHT_NAME, lora)
-    partial = directory / ".card.json.partial"
-    partial.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
-    partial.replace(directory / "card.json")
-    return directory
+    return write_card(directory, card)

@@ -12,62 +12,54 @@ cross-entropy on the codec's codes of their clips.
   on the clip's caption through T5 (frozen, no_grad) and the decoder's cross-attention projections (trained). A
   share of the rows (`caption_dropout`, 0.1) is conditioned on the null text instead, as MusicGen was trained, so
   classifier-free guidance keeps working on the adapted model. A batch is cut to its shortest clip.
-- **Order and resume**: the clips of epoch e are shuffled by a generator seeded from (seed, e), a step's caption
-  dropout from (seed, step): a step's data depends on its index alone. A checkpoint (`checkpoint.pt` in the work
-  folder, every `checkpoint_every` steps and at the end) holds the LoRA tensors, AdamW's state, the losses so far and
-  a hash of the clips and options; `resume` refuses one made from other clips or options. So an interrupted run
-  resumed from its last checkpoint ends on the same adapter, bit for bit on the CPU, as one that never stopped
+- **Loop** (inference/runtime/lora_training.py, shared with ACE-Step): epoch e's shuffle seeded from (seed, e), a
+  step's caption dropout from (seed, step); progress, cancel and `between_steps()` between steps; checkpoints of the
+  LoRA tensors, AdamW's state, the losses, the RNG stream and a hash of the clips (their codes and captions) and
+  options; an interrupted run resumed from its last checkpoint ends on the same adapter, bit for bit on the CPU
   (tested).
-- **Control**: `run(on_step=..., should_cancel=..., between_steps=...)`: progress after each step (epoch, step, loss,
-  ETA), cancel between steps (the last checkpoint stays for a resume), and `between_steps()` where the caller lets
-  other work go first (the daemon's renders).
+- **The job** (`load_style_model`): what bridge/jobs/style_training.py drives: the training engine, clips encoded
+  by its codec, the adapter written with its card (inference/musicgen/lora.py:write_adapter_dir).
 
 MusicGen-melody checkpoints (a chroma prefix, no cross-attention) are refused: not built.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
-import os
-import resource
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from inference.adapters import LoraHyperparameters
-from inference.errors import Cancelled, InferenceError
+from inference.errors import InferenceError
 from inference.musicgen.decode import build_delay_pattern
 from inference.musicgen.lora import PEFT_TARGETS, LoraWeights
+from inference.runtime.lora_training import (
+    LoraTrainingLoop,
+    LoraTrainingOptions,
+    StyleModel,
+    count_weights,
+    data_hash,
+    quantize_base_,
+    training_base_weights,
+)
 
 log = logging.getLogger("continuo.inference")
 
-CHECKPOINT_NAME = "checkpoint.pt"
-GPU_JOB_PARAMETERS = 100_000_000  # a decoder above this many weights is a GPU job (musicgen-small's is 420M)
-
 
 @dataclass(frozen=True)
-class TrainingOptions(LoraHyperparameters):
-    """How a style adapter is trained; every field by name (CLI flags, the request's settings)."""
+class TrainingOptions(LoraTrainingOptions):
+    """MusicGen's: the shared options and the share of captions dropped (classifier-free guidance keeps working)."""
 
-    epochs: int = 4
-    batch_size: int = 2
-    checkpoint_every: int = 50
     caption_dropout: float = 0.1
-    weight_decay: float = 0.0
 
     def __post_init__(self):
-        if self.rank < 1 or self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
-            raise ValueError("rank, epochs, batch_size and checkpoint_every must be at least 1")
-        if not (0.0 <= self.caption_dropout < 1.0) or not self.learning_rate > 0:
-            raise ValueError("caption_dropout must be in [0, 1) and learning_rate above 0")
+        super().__post_init__()
+        if not (0.0 <= self.caption_dropout < 1.0):
+            raise ValueError("caption_dropout must be in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -78,29 +70,11 @@ class TrainingClip:
     caption: str
 
 
-@dataclass(frozen=True)
-class TrainingProgress:
-    step: int  # steps done
-    steps: int
-    epoch: int  # 1-based
-    epochs: int
-    loss: float
-    eta_s: float
-
-
-@dataclass
-class TrainingResult:
-    lora: LoraWeights
-    steps: int
-    final_loss: float
-    losses: list[float] = field(default_factory=list)
-    seconds: float = 0.0
-    resumed_from: int = 0
-
-
-def load_training_engine(checkpoint: Path, device: str = "cpu"):
+def load_training_engine(checkpoint: Path, device: str = "cpu", base_weights: str = "auto"):
     """Our engine on checkpoint's fp32 weights (sdpa attention, no calibration), its decoder of plain nn.Linear
-    layers (peft wraps those; the serving path's oneDNN-packed ones it cannot): the model training adapts."""
+    layers (peft wraps those; the serving path's oneDNN-packed ones it cannot), or of nf4 Linear4bit where the
+    base weights are QLoRA's (inference/runtime/lora_training.py:training_base_weights; auto: on CUDA with
+    bitsandbytes): the model training adapts. engine.base_weights says which."""
     from transformers import AutoProcessor, MusicgenForConditionalGeneration
 
     from inference.musicgen.engine import EngineOptions, engine_from_hf_model
@@ -119,8 +93,11 @@ def load_training_engine(checkpoint: Path, device: str = "cpu"):
                                                             max_batch=1))
         state = {name: tensor.detach() for name, tensor in model.state_dict().items()
                  if name.startswith(("decoder.", "enc_to_dec_proj."))}
-        engine.decoder = build_decoder(engine.args, state).to(target)  # plain layers; the packed ones go
+        base = training_base_weights(target, base_weights)
+        decoder = quantize_base_(build_decoder(engine.args, state), base, target)  # on the CPU, then nf4 there
+        engine.decoder = decoder.to(target)  # plain layers (or nf4); the packed ones go
     engine.decoder.set_attention_backend("sdpa")
+    engine.base_weights = base
     engine.fingerprint = checkpoint_fingerprint(checkpoint)
     return engine
 
@@ -137,15 +114,12 @@ def encode_clip(engine, audio: np.ndarray) -> torch.Tensor:
 
 def clips_hash(clips: Sequence[TrainingClip], options: TrainingOptions) -> str:
     """What a checkpoint was made from: every clip's codes and caption, and the options."""
-    digest = hashlib.sha256(json.dumps(asdict(options), sort_keys=True).encode())
-    for clip in clips:
-        digest.update(clip.caption.encode() + b"\0")
-        digest.update(clip.codes.to(torch.int64).numpy().tobytes())
-    return digest.hexdigest()
+    return data_hash(((clip.caption, clip.codes.to(torch.int64).numpy().tobytes()) for clip in clips), options)
 
 
-class StyleTrainer:
-    """peft's LoRA on a training engine's decoder (which it changes: the engine is the trainer's alone)."""
+class StyleTrainer(LoraTrainingLoop):
+    """peft's LoRA on a training engine's decoder (which it changes: the engine is the trainer's alone); the loop,
+    checkpoints and resume are inference/runtime/lora_training.py's."""
 
     def __init__(self, engine, clips: Sequence[TrainingClip], options: TrainingOptions, work_dir: Path):
         if engine.args.conditioning != "cross":
@@ -155,34 +129,13 @@ class StyleTrainer:
             raise InferenceError("no clips to train on")
         self.engine, self.clips, self.options = engine, list(clips), options
         self.work_dir = Path(work_dir)
-        self.decoder = engine.decoder
+        self.decoder = self.module = engine.decoder
         self.device = engine.device
         self.args = engine.args
         self.data_hash = clips_hash(self.clips, options)
+        self.base_weights = getattr(engine, "base_weights", self.base_weights)
         self.modules = inject_lora_(self.decoder, options)
-        self.parameters = [p for p in self.decoder.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.parameters, lr=options.learning_rate,
-                                           weight_decay=options.weight_decay)
-        self.step_index = 0
-        self.losses: list[float] = []
-
-    # ---- the schedule -----------------------------------------------------------------------------------------
-
-    @property
-    def batches_per_epoch(self) -> int:
-        return math.ceil(len(self.clips) / self.options.batch_size)
-
-    @property
-    def total_steps(self) -> int:
-        return self.options.epochs * self.batches_per_epoch
-
-    def batch_indices(self, step: int) -> list[int]:
-        """The clips of step (0-based): epoch e's shuffle, seeded from (seed, e)."""
-        epoch, index = divmod(step, self.batches_per_epoch)
-        order = torch.randperm(len(self.clips), generator=torch.Generator().manual_seed(
-            self.options.seed * 1_000_003 + epoch))
-        size = self.options.batch_size
-        return order[index * size:(index + 1) * size].tolist()
+        self.start_optimizer()
 
     # ---- one step ---------------------------------------------------------------------------------------------
 
@@ -198,6 +151,11 @@ class StyleTrainer:
             drop = (draws < self.options.caption_dropout).tolist()
         return pattern_loss(self.decoder, pattern, self.condition([clip.caption for clip in clips], drop))
 
+    def backward(self, indices: list[int], step: int) -> torch.Tensor:
+        loss = self.loss(indices, step)
+        loss.backward()
+        return loss.detach()
+
     def condition(self, captions: list[str], drop: list[bool]):
         """Cross-attention memory for one caption per row (T5 frozen; the projections carry gradients); a dropped
         row gets the null condition (zero text, no token), as classifier-free guidance's null row."""
@@ -212,20 +170,6 @@ class StyleTrainer:
                 mask[row, :text.shape[1]] = text_mask[0]
         return self.decoder.encode_memory(states, mask)
 
-    def train_step(self) -> float:
-        """One optimiser step on the next batch; its loss. Also on a thread in inference mode (the daemon's compute
-        thread): gradients on here."""
-        self.decoder.train()
-        with torch.inference_mode(False), torch.enable_grad():
-            self.optimizer.zero_grad(set_to_none=True)
-            loss = self.loss(self.batch_indices(self.step_index), self.step_index)
-            loss.backward()
-            self.optimizer.step()
-        self.step_index += 1
-        value = float(loss.detach())
-        self.losses.append(value)
-        return value
-
     @torch.no_grad()
     def held_out_loss(self, clips: Sequence[TrainingClip]) -> float:
         """Mean loss over clips (each its own row, no caption dropout): the measure the tests compare."""
@@ -237,39 +181,6 @@ class StyleTrainer:
         finally:
             self.clips = saved
 
-    # ---- the run ----------------------------------------------------------------------------------------------
-
-    def run(self, *, on_step: Callable[[TrainingProgress], None] | None = None,
-            should_cancel: Callable[[], bool] | None = None, between_steps: Callable[[], None] | None = None,
-            stop_after: int | None = None, call: Callable | None = None) -> TrainingResult:
-        """Train to total_steps (or stop_after steps in all), checkpointing; Cancelled when should_cancel() says so
-        between steps (the last checkpoint is kept for resume). call(function): where each step's torch work runs
-        (a serving engine's compute thread, inference/api.py:Compute.call); None: here."""
-        started, first = time.monotonic(), self.step_index
-        end = self.total_steps if stop_after is None else min(self.total_steps, stop_after)
-        while self.step_index < end:
-            if between_steps is not None:
-                between_steps()
-            if should_cancel is not None and should_cancel():
-                saved = self.saved_step()
-                kept = (f"the checkpoint of step {saved} is kept: run it again to resume" if saved else
-                        f"no checkpoint yet (one every {self.options.checkpoint_every} steps): run it again to start "
-                        "over")
-                raise Cancelled(f"style training cancelled after {self.step_index} of {self.total_steps} steps; "
-                                + kept)
-            loss = self.train_step() if call is None else call(self.train_step)
-            if self.step_index % self.options.checkpoint_every == 0 or self.step_index == self.total_steps:
-                self.save_checkpoint()
-            if on_step is not None:
-                done = self.step_index - first
-                eta = (time.monotonic() - started) / done * (self.total_steps - self.step_index)
-                on_step(TrainingProgress(step=self.step_index, steps=self.total_steps,
-                                         epoch=(self.step_index - 1) // self.batches_per_epoch + 1,
-                                         epochs=self.options.epochs, loss=loss, eta_s=eta))
-        return TrainingResult(lora=self.adapter(), steps=self.step_index,
-                              final_loss=self.losses[-1] if self.losses else math.nan, losses=list(self.losses),
-                              seconds=time.monotonic() - started, resumed_from=first)
-
     def adapter(self) -> LoraWeights:
         """The trained LoRA tensors, in our format's names."""
         pairs = {name: (module.lora_A["default"].weight.detach().cpu().clone(),
@@ -277,47 +188,6 @@ class StyleTrainer:
                  for name, module in self.modules.items()}
         return LoraWeights(pairs=pairs, rank=self.options.rank, alpha=self.options.alpha, dim=self.args.dim,
                            n_layer=self.args.n_layer, base_fingerprint=getattr(self.engine, "fingerprint", ""))
-
-    # ---- checkpoints ------------------------------------------------------------------------------------------
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.work_dir / CHECKPOINT_NAME
-
-    def saved_step(self) -> int:
-        try:
-            return int(torch.load(self.checkpoint_path, weights_only=True)["step"])
-        except (OSError, KeyError, RuntimeError):
-            return 0
-
-    def save_checkpoint(self) -> None:
-        """The LoRA tensors, AdamW's state and the losses at this step, written to a partial name and renamed."""
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        state = {"step": self.step_index, "data_hash": self.data_hash, "losses": list(self.losses),
-                 "lora": {name: p.detach().cpu() for name, p in self.decoder.named_parameters() if p.requires_grad},
-                 "optimizer": self.optimizer.state_dict()}
-        partial = self.checkpoint_path.with_name(f".{CHECKPOINT_NAME}.partial")
-        torch.save(state, partial)
-        os.replace(partial, self.checkpoint_path)
-
-    def resume(self) -> int:
-        """Continue from work_dir's checkpoint where there is one (its step; 0 when none). InferenceError when it
-        was made from other clips or options."""
-        if not self.checkpoint_path.is_file():
-            return 0
-        state = torch.load(self.checkpoint_path, weights_only=True)
-        if state["data_hash"] != self.data_hash:
-            raise InferenceError(f"the checkpoint in {self.work_dir} was made from other recordings or options; "
-                                 "train with the same folder and options to resume, or under another name")
-        with torch.no_grad():
-            named = dict(self.decoder.named_parameters())
-            for name, tensor in state["lora"].items():
-                named[name].copy_(tensor)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step_index, self.losses = int(state["step"]), list(state["losses"])
-        log.info("style training resumed at step %d of %d from %s", self.step_index, self.total_steps,
-                 self.checkpoint_path)
-        return self.step_index
 
 
 def pattern_loss(decoder, pattern: torch.Tensor, memory) -> torch.Tensor:
@@ -349,8 +219,21 @@ def inject_lora_(decoder: torch.nn.Module, options: TrainingOptions) -> dict[str
     return modules
 
 
-def peak_memory_bytes(device: torch.device) -> int:
-    """Peak memory so far: CUDA's allocator peak on a GPU, this process's peak resident set on the CPU."""
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+def load_style_model(checkpoint: Path, device: str = "cpu", base_weights: str = "auto") -> StyleModel:
+    """checkpoint's training engine as the style-training job takes it (inference/runtime/lora_training.py)."""
+    from inference.musicgen.lora import FORMAT, write_adapter_dir
+
+    engine = load_training_engine(checkpoint, device=device, base_weights=base_weights)
+
+    def make_trainer(clips, options: TrainingOptions, work_dir: Path) -> StyleTrainer:
+        encoded = [TrainingClip(encode_clip(engine, audio), caption) for audio, caption in clips]
+        return StyleTrainer(engine, encoded, options, work_dir)
+
+    return StyleModel(family="musicgen", format=FORMAT, sample_rate=engine.info.sample_rate,
+                      channels=engine.info.channels, window_s=engine.info.max_duration_s,
+                      fingerprint=engine.fingerprint,
+                      parameters=count_weights(engine.decoder), device=engine.device,
+                      options_type=TrainingOptions, make_trainer=make_trainer,
+                      write=lambda directory, result, card: write_adapter_dir(directory, result.lora, card),
+                      conditioning="the clip's caption through T5 (10 % of steps' rows on the null text)",
+                      base_weights=engine.base_weights)

@@ -378,17 +378,19 @@ INT8_KEEP = {"heads.": "bf16"}  # int8 weights keep the LM heads bf16: the logit
 BNB_KEEP = ("heads.",)  # stay in the activation dtype, as transformers keeps lm_head: logits need the precision
 
 
-def swap_bnb_(decoder: nn.Module, mode: WeightMode, device: torch.device) -> nn.Module:
+def swap_bnb_(decoder: nn.Module, mode: WeightMode, device: torch.device,
+              compute_dtype: torch.dtype | None = None) -> nn.Module:
     """Swap every nn.Linear (but the heads) for a bitsandbytes layer, one at a time, from wherever the decoder
     lies (the CPU at load): each layer is quantized on its move to the device, so the device never holds the
     unquantized decoder, and the bnb layers are built on the meta device (no random fp32 weights first).
+    compute_dtype: nf4's matmul dtype (default the activation dtype; QLoRA training takes bf16 where the GPU has it).
 
     LLM.int8 runs with threshold 0: no outlier decomposition, whose `if outliers.any()` is a host sync in
     every linear of every step (and stops graph capture); the weights are int8 with one scale per row either way.
     """
     import bitsandbytes as bnb
 
-    compute = activation_dtype(mode, device)
+    compute = compute_dtype or activation_dtype(mode, device)
     keep = {id(module) for name, module in decoder.named_modules() if name.startswith(BNB_KEEP)}
     for parent, name, linear in list(linears(decoder)):
         if id(linear) in keep:

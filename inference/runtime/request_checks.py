@@ -33,6 +33,8 @@ UNSUPPORTED = {
                      "checkpoint: merge it at load with the lora setting there)",
     Capability.CODE_PROMPT: "cannot continue from codes (prompt_codes: a jam's context); serve a MusicGen model "
                             "with our engine (backend 'engine') to jam",
+    Capability.CODE_STREAM: "cannot keep a stream's decoder state between requests (open_stream); a jam on it "
+                            "prefills its context every bar (prompt_codes) instead",
 }
 
 
@@ -60,6 +62,11 @@ def needed_capabilities(request: GenerationRequest, *, seeds: int = 1, streaming
     return needs
 
 
+def unsupported(info: ModelInfo, capability: Capability) -> InferenceError:
+    """What an engine raises for a capability its model does not declare (the model's name, then what to do)."""
+    return InferenceError(f"{info.name} {UNSUPPORTED.get(capability, f'lacks {capability.value}')}")
+
+
 class RequestChecks:
     """Request validation and audio-prompt checks shared by every engine (needs self.info, self.hop)."""
 
@@ -69,8 +76,16 @@ class RequestChecks:
     def refuse_unsupported(self, request: GenerationRequest, *, seeds: int = 1, streaming: bool = False) -> None:
         """InferenceError for the first thing the request needs that info.capabilities lacks."""
         for capability in needed_capabilities(request, seeds=seeds, streaming=streaming):
-            if not self.info.supports(capability):
-                raise InferenceError(f"{self.info.name} {UNSUPPORTED.get(capability, f'lacks {capability.value}')}")
+            self.refuse_capability(capability)
+
+    def open_stream(self, *, max_frames: int = 0):
+        """Engines that keep no stream state (inference/api.py:CodeStream) refuse by capability."""
+        self.refuse_capability(Capability.CODE_STREAM)
+        raise InferenceError(f"{self.info.name} declares {Capability.CODE_STREAM.value} but keeps no stream state")
+
+    def refuse_capability(self, capability: Capability) -> None:
+        if not self.info.supports(capability):
+            raise unsupported(self.info, capability)
 
     def refuse_batch(self, request: GenerationRequest, seeds: Sequence[int], *, streaming: bool = False) -> None:
         """generate_batch's checks: at least one seed, then refuse_unsupported for that many takes."""

@@ -106,7 +106,8 @@ def test_analyze_and_midi_listen_to_a_file_on_this_machine(tmp_path, capsys):
 def test_building_the_parser_imports_no_torch():
     """Every `continuo` command builds the whole parser: train-style's (bridge/tools/train_style.py) must not bring
     torch with it, nor analyze/midi's (bridge/tools/listen.py) scipy (a `continuo status --help` took 3.5 s with
-    both, 0.25 s without). The controls: the style-training job imports torch, the analysis scipy."""
+    both, 0.25 s without). The controls: the training loop (inference/runtime/lora_training.py) imports torch, the
+    analysis scipy."""
     import subprocess
     import sys
     from pathlib import Path
@@ -114,6 +115,7 @@ def test_building_the_parser_imports_no_torch():
     root = Path(__file__).resolve().parents[2]
     probe = ("import sys; from bridge.cli import build_parser; build_parser(); "
              "a, b = 'torch' in sys.modules, 'scipy' in sys.modules; import bridge.audio.analysis; "
-             "c = 'scipy' in sys.modules; import bridge.jobs.style_training; print(a, b, c, 'torch' in sys.modules)")
+             "c = 'scipy' in sys.modules; import inference.runtime.lora_training; "
+             "print(a, b, c, 'torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=root, timeout=120)
     assert result.stdout.split() == ["False", "False", "True", "True"], result.stderr

@@ -24,8 +24,6 @@ PROBES = ("getattr", "hasattr", "setattr", "delattr")
 # Files that build a concrete engine themselves and measure its insides, where `engine` is no Protocol:
 CONCRETE = {
     "bridge/tools/bench_gpu.py": "builds our MusicGenEngine (engine_from_hf_model) to measure its decode paths",
-    "bridge/jobs/style_training.py": "trains on its own MusicGenEngine (inference/musicgen/training.py:"
-                                     "load_training_engine: fp32, plain layers), never the serving engine",
 }
 
 

@@ -65,6 +65,9 @@ class Undeclared:
     def generate_batch(self, request, seeds, *, on_progress=None, should_cancel=None, on_chunk=None):
         return []
 
+    def open_stream(self, *, max_frames=0):
+        return None
+
 
 class Complete(Undeclared):
     info: ModelInfo
@@ -106,7 +109,8 @@ def test_what_each_engine_declares(engines):
     assert engines["reference"].info.capabilities == base
     # ours at fp32 takes a MusicGen LoRA per request (inference/musicgen/lora.py); a melody model has none to take
     ours = base | {Capability.STREAMING, Capability.STYLES, Capability.CODE_PROMPT}
-    assert engines["ours"].info.capabilities == ours | {Capability.LORA}
+    # and keeps a stream's decoder state (code_stream.py), which a melody model's prefix in the cache rules out
+    assert engines["ours"].info.capabilities == ours | {Capability.LORA, Capability.CODE_STREAM}
     assert engines["ours-melody"].info.capabilities == ours | {Capability.MELODY}
     for engine in engines.values():
         assert isinstance(engine, Engine)
@@ -142,10 +146,16 @@ def use(engine, capability: Capability) -> None:
         codes = np.zeros((engine.info.channels * 4, 10), dtype=np.int64)
         out = engine.generate(request(prompt_codes=codes))
         assert out.audio.shape[-1] == round(0.2 * RATE) and out.codes.shape == (codes.shape[0], 10)
+    elif capability is Capability.CODE_STREAM:
+        stream = engine.open_stream()
+        first = stream.generate(request())
+        out = stream.generate(request(prompt_codes=first.codes))
+        assert out.audio.shape[-1] == round(0.2 * RATE) and out.codes.shape == first.codes.shape
+        stream.close()
 
 
 CHECKED = [Capability.CONTINUATION, Capability.VARIATIONS, Capability.MELODY, Capability.STREAMING,
-           Capability.STYLES, Capability.CODE_PROMPT]
+           Capability.STYLES, Capability.CODE_PROMPT, Capability.CODE_STREAM]
 
 
 @pytest.mark.parametrize("capability", CHECKED, ids=[c.value for c in CHECKED])

@@ -76,7 +76,7 @@ class NeedsTwoAtOnce(LosesReplicas):
 
 def test_a_cluster_engine_gets_a_worker_per_replica(make_daemon_in_process):
     daemon = make_daemon_in_process(engine_loader=lambda s: NeedsTwoAtOnce(load_model(s)))
-    assert len([worker for worker in daemon.pool.workers if not worker.live_only]) == 2  # and one kept for live jobs
+    assert len([worker for worker in daemon.pool.workers if not worker.live_only and not worker.trains]) == 2
     submit(daemon, "side-a")
     submit(daemon, "side-b")
     assert daemon.sent.wait_terminal("side-a")[0] == "/continuo/done"

@@ -30,7 +30,7 @@ from bridge.jobs.jam import (
     check_speed,
     crossfade,
 )
-from inference.api import MeasuredSpeed
+from inference.api import Capability, MeasuredSpeed
 from inference.loading import load_engine, resolve_model
 from tests.bridge.audio.test_clocks import REPO, private_network
 from tests.bridge.audio.test_playback import jack_server  # noqa: F401 (a fixture: our own jackd -d dummy)
@@ -100,14 +100,47 @@ class TimedEngine:
         self.info, self.measured_speed = engine.info, None
         self.calls: list[tuple] = []  # (request, result) per bar made
 
+        self.streams: list = []  # the engine's kept streams the jam opened (inference/musicgen/code_stream.py)
+        self.asked: list[dict] = []  # the keyword arguments of every request, made or not
+        self.gate_at: int | None = None  # the request that waits for `gate` (the clock held) before it is made
+        self.gate, self.gated = threading.Event(), threading.Event()
+
     def generate(self, request, **kwargs):
+        return self.timed(self.engine.generate, request, **kwargs)
+
+    def open_stream(self, *, max_frames: int = 0):
+        stream = self.engine.open_stream(max_frames=max_frames)
+        self.streams.append(stream)
+        return TimedStream(self, stream)
+
+    def timed(self, generate, request, **kwargs):
         self.clock.hold()
         try:
-            out = self.engine.generate(request, **kwargs)
+            self.asked.append(kwargs)
+            if self.gate_at is not None and len(self.asked) - 1 == self.gate_at:
+                self.gated.set()
+                assert self.gate.wait(30)
+            out = generate(request, **kwargs)
             self.calls.append((request, out))
             return out
         finally:
             self.clock.release(self.seconds)
+
+
+class TimedStream:
+    """The engine's kept stream, timed as TimedEngine times its requests."""
+
+    def __init__(self, timed: TimedEngine, stream) -> None:
+        self.owner, self.stream = timed, stream
+
+    def __getattr__(self, name: str):  # starts, continued, peak_bytes
+        return getattr(self.stream, name)
+
+    def generate(self, request, **kwargs):
+        return self.owner.timed(self.stream.generate, request, **kwargs)
+
+    def close(self) -> None:
+        self.stream.close()
 
 
 class ListSink:
@@ -207,6 +240,7 @@ def test_a_control_lands_at_the_next_bar_line(engine):
     ids = [chunk.prompt_id for chunk in sink.chunks]
     assert ids[:bar] == [0] * bar and ids[bar:] == [1] * (len(ids) - bar)
     assert session.sound.prompt == "ambient pad"
+    assert session.engine.streams[0].starts == 1  # a new prompt: new cross-attention, the stream's history kept
 
 
 def test_tempo_changes_at_a_bar_line_and_the_clock_follows(engine):
@@ -222,6 +256,10 @@ def test_tempo_changes_at_a_bar_line_and_the_clock_follows(engine):
     when_s, beat, bpm = clock.segments[-1]  # the clock took the tempo at that bar's line, once
     assert (beat, bpm, len(clock.segments)) == (sink.chunks[bar].start_beat, 200.0, 2)
     assert clock.reading(when_s - 0.01).bpm == 240.0 and clock.reading(when_s + 0.01).bpm == 200.0
+    # the kept stream went on across it: a bar of another length is only another number of frames to decode
+    stream, calls = session.engine.streams[0], session.engine.calls
+    assert stream.starts == 1 and stream.continued == len(calls) - 1 >= bar + 1
+    assert {out.codes.shape[1] for _, out in calls[1:bar]} != {out.codes.shape[1] for _, out in calls[bar + 1:]}
 
 
 def tempo_problems(chunks: list[JamChunk], bar: int, old: float, new: float) -> list[str]:
@@ -426,6 +464,90 @@ def test_banks_save_and_recall_at_a_bar_line(engine):
     session.close()
     assert session.sound.preset.name == "plain" and session.sound.temperature == 1.0
     assert sink.chunks[recalled].prompt_id > sink.chunks[changed].prompt_id > sink.chunks[0].prompt_id
+    # the recalled context is another moment's codes: the kept stream started over from them (a prefill), once
+    stream = session.engine.streams[0]
+    assert stream.starts == 2 and stream.continued == len(session.engine.calls) - 2
+
+
+def test_the_jam_keeps_its_streams_cache_from_bar_to_bar(engine):
+    clock = FakeClock(240.0)
+    session, sink = jam(engine, clock, bpm=240.0)
+    wait_for(lambda: len(sink.chunks) >= 2)
+    session.control("mute", "1")
+    wait_for(lambda: len(sink.chunks) >= 5)
+    session.close()
+    timed = session.engine
+    assert len(timed.streams) == 1 and timed.streams[0].closed  # one per jam; its cache goes with the jam
+    stream = timed.streams[0]
+    assert stream.starts == 1 and stream.continued == len(timed.calls) - 1 >= 4  # muted bars are made too
+    assert stream.cache_bytes() == 0 and stream.peak_bytes > 0
+
+
+def test_a_jam_starts_its_stream_over_past_keep_cache_s_and_stays_on_the_bars(engine):
+    clock = FakeClock(240.0)  # 1 s bars (50 frames); 2 bars of context; a stream of 4 s
+    session, sink = jam(engine, clock, bpm=240.0, keep_cache_s=4.0)
+    wait_for(lambda: len(sink.chunks) >= 7)
+    session.close()
+    stream = session.engine.streams[0]
+    assert stream.starts >= 2 and stream.continued >= 3
+    assert {chunk.audio.shape[-1] for chunk in sink.chunks} == {RATE}
+    assert not any(chunk.held for chunk in sink.chunks)
+
+
+def test_a_context_too_long_to_keep_jams_on_with_a_prefill_per_bar(engine):
+    """context_bars x the bar length past what the stream may hold (a long context at a slow tempo; here a 2 s
+    stream for 2 s of context): every bar is a plain request, as before there were kept streams. The stream once
+    refused them, and the jam failed at its second bar."""
+    clock = FakeClock(240.0)
+    session, sink = jam(engine, clock, bpm=240.0, keep_cache_s=2.0)
+    wait_for(lambda: len(sink.chunks) >= 4 or session.status().state == "failed")
+    session.close()
+    stream = session.engine.streams[0]
+    assert session.status().state == "stopped" and len(sink.chunks) >= 4
+    assert stream.plain == len(session.engine.calls) and stream.starts == stream.continued == 0
+    assert {chunk.audio.shape[-1] for chunk in sink.chunks} == {RATE} and not any(c.held for c in sink.chunks)
+
+
+@pytest.mark.parametrize("keep_cache", [True, False], ids=["kept stream", "per-bar requests"])
+def test_a_stop_cancels_the_bar_being_made_that_would_not_sound(engine, keep_cache):
+    """A stop lands at the end of the bar playing; a bar being made past it would be dropped, so its decode stops
+    at the next step (Cancelled) and the jam ends stopped, not failed."""
+    clock = FakeClock(240.0)
+    timed = TimedEngine(engine, clock)
+    timed.gate_at = 3  # the fourth bar waits, the clock held, until the stop is in
+    settings = JamSettings("jam-1", "dark techno", PLAIN, bpm=240.0, lookahead_bars=2, keep_cache=keep_cache)
+    sink = ListSink(clock)
+    session = JamSession(settings, timed, clock, [sink], now=clock.now)
+    session.start()
+    assert timed.gated.wait(30)
+    cancel = timed.asked[3]["should_cancel"]
+    assert not cancel()  # control: before the stop the bar is wanted
+    last = session.stop()
+    assert session.making_bar == 3 >= last and cancel()  # after it, it will not sound
+    timed.gate.set()
+    assert session.wait(30)
+    assert session.status().state == "stopped" and len(timed.calls) == 3  # its decode was cancelled, not made
+    assert [chunk.bar for chunk in sink.chunks] == [0, 1, 2]
+    if keep_cache:
+        assert timed.streams[0].continued == 2 and timed.streams[0].closed
+
+
+@pytest.mark.parametrize("how", ["keep_cache off", "engine without code_stream"])
+def test_without_a_kept_stream_the_jam_prefills_its_context_every_bar(engine, how):
+    clock = FakeClock(240.0)
+    timed = TimedEngine(engine, clock)
+    if how == "engine without code_stream":  # the compiled engine's case (and any engine declaring code prompts only)
+        timed.info = type(engine.info)(**{**engine.info.__dict__,
+                                          "capabilities": engine.info.capabilities - {Capability.CODE_STREAM}})
+    settings = JamSettings("jam-1", "dark techno", PLAIN, bpm=240.0, lookahead_bars=2,
+                           keep_cache=how != "keep_cache off")
+    sink = ListSink(clock)
+    session = JamSession(settings, timed, clock, [sink], now=clock.now)
+    session.start()
+    wait_for(lambda: len(sink.chunks) >= 3)
+    session.close()
+    assert timed.streams == [] and session.code_stream is None
+    assert all(request.prompt_codes is not None for request, _ in timed.calls[1:])
 
 
 def test_bad_controls_are_refused_by_name(engine):

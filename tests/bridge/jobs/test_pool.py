@@ -31,8 +31,9 @@ class Engine:
 
 class StubWorker:
     def __init__(self, *, engine, compute, live_only=False, may_take=None, between_jobs=None, take_lock=None,
-                 finished=None):
+                 finished=None, trains=None):
         self.engine, self.compute, self.live_only, self.finished = engine, compute, live_only, finished
+        self.trains = trains
         self.may_take, self.between_jobs, self.take_lock = may_take, between_jobs, take_lock
         self.job: Job | None = None
 
@@ -61,28 +62,31 @@ def job(job_id: str) -> Job:
 
 def test_one_counted_worker_per_job_the_engine_takes_and_a_live_one_beside_an_engine_that_batches():
     batching = pool_for(Engine(3))
-    assert [w.live_only for w in batching.workers] == [False, False, False, True]
-    counted = {id(w.take_lock) for w in batching.workers if not w.live_only}
-    assert len(counted) == 1 and batching.workers[-1].take_lock is None  # the live worker keeps a lock of its own
-    assert [w.live_only for w in pool_for(Engine(3, compute=None)).workers] == [False] * 3  # a cluster: replicas
-    assert [w.live_only for w in pool_for(Engine(1)).workers] == [False]
+    assert [w.live_only for w in batching.workers] == [False, False, False, True, False]
+    assert [w.trains for w in batching.workers] == [False, False, False, False, True]  # and one that trains
+    counted = {id(w.take_lock) for w in batching.workers if not w.live_only and not w.trains}
+    assert len(counted) == 1 and batching.workers[-2].take_lock is None  # the live worker keeps a lock of its own
+    assert batching.workers[-1].take_lock is None and batching.workers[-1].may_take is None  # counts against no one
+    cluster = pool_for(Engine(3, compute=None)).workers  # a cluster: one per replica
+    assert [(w.live_only, w.trains) for w in cluster] == [(False, False)] * 3 + [(False, True)]
+    assert [(w.live_only, w.trains) for w in pool_for(Engine(1)).workers] == [(False, False), (False, True)]
 
 
 def test_a_counted_worker_may_take_a_job_while_fewer_run_than_the_engine_takes():
     pool = pool_for(Engine(2))
-    first, second, live = pool.workers
+    first, second, live, training = pool.workers
     assert first.may_take() and live.may_take()
-    first.job = job("a")
-    assert second.may_take()
+    first.job, training.job = job("a"), job("train")
+    assert second.may_take()  # a training job counts against no render
     second.job, live.job = job("b"), job("live")
     assert not first.may_take() and not second.may_take()  # two run: the engine's count
     assert live.may_take()  # the live worker counts against no one
-    assert [j.job_id for j in pool.running_jobs()] == ["a", "b", "live"]
+    assert [j.job_id for j in pool.running_jobs()] == ["a", "b", "live", "train"]
 
 
 def test_a_switch_to_a_one_at_a_time_engine_is_respected_at_once():
     pool = pool_for(Engine(2))
-    first, second, live = pool.workers
+    first, second, live, _ = pool.workers
     first.job = job("a")
     pool.install(Engine(1, compute=None), "other")
     assert not second.may_take() and not live.may_take()
@@ -136,7 +140,7 @@ def test_the_speed_starts_from_the_warm_up_measurement_then_follows_finished_job
     pool.queue.put(Job(job_id="w", op="generate", params={"context": context, "bars": 2.0}, reply_to=("h", 1),
                        client_key=("h", 1)))
     assert pool.eta_s(1) == 4.0 * 0.4 / 2  # 2 bars at 120 bpm, at the measured speed, 2 at once (1.0 assumed: 2.0)
-    assert all(w.finished == pool.real_time.finished for w in pool.workers)
+    assert all(w.finished == pool.real_time.finished for w in pool.workers if not w.trains)
     pool.workers[2].finished(8.0, 4.0)  # the live worker's job: 2 s of work per second of audio
     assert pool.seconds_per_audio_s == 0.4 + RealTime.WEIGHT * (2.0 - 0.4)
     assert (pool.real_time.source, pool.real_time.jobs) == ("finished jobs", 1)

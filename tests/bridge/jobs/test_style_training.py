@@ -87,13 +87,17 @@ def test_cancel_keeps_the_checkpoint_and_the_same_run_resumes(recordings, tiny_m
     assert json.loads((target / "card.json").read_text())["steps"] == 4
 
 
-def test_plan_measures_and_says_when_it_is_a_gpu_job(recordings, tiny_model_dir, monkeypatch):
+def test_plan_measures_and_says_when_it_is_a_gpu_job(recordings, tiny_model_dir, monkeypatch, capsys):
     plan = plan_style(request(recordings), model_dir=tiny_model_dir)
     assert plan.steps == 4 and plan.steps_per_s > 0 and plan.peak_memory_gb > 0 and not plan.gpu_job
-    assert "4 steps" in plan.describe() and "GPU job" not in plan.describe()
-    monkeypatch.setattr("inference.musicgen.training.GPU_JOB_PARAMETERS", 0)  # the tiny model as if real-size
+    assert "4 steps" in plan.describe() and "GPU job" not in plan.describe() and "fp32 base" in plan.describe()
+    monkeypatch.setattr("inference.runtime.lora_training.GPU_JOB_PARAMETERS", 0)  # the tiny model as if real-size
     big = plan_style(request(recordings), model_dir=tiny_model_dir)
     assert big.gpu_job and big.extrapolated and "This is a GPU job" in big.describe()
+    assert main(["train-style", str(recordings), "--plan", "--model", str(tiny_model_dir), "--clip-s", "4",
+                 "--epochs", "1", "--batch-size", "4", "--device", "cpu", "--cluster", "ray://gpu-box:10001"]) == 0
+    out = capsys.readouterr().out  # the command adds where else it can run, from its settings
+    assert "Where it can run instead:" in out and "(ray://gpu-box:10001)" in out and "is not built" in out
 
 
 @pytest.mark.slow
@@ -133,30 +137,42 @@ def style_daemon(recordings, tiny_model_dir, tmp_path):
 @pytest.mark.slow
 def test_the_daemon_queues_training_at_batch_priority_after_the_renders(style_daemon, tmp_path):
     daemon, folder = style_daemon, str(tmp_path / "inbox" / "band")
-    daemon.on_message("/continuo/train_style", ["train-1", folder, "band", "soft chords", 2, 0.03], SENDER)
-    daemon.on_message("/continuo/generate", ["render-1", "default", "warm piano", 1.0], SENDER)
-    address, args = daemon.sent.wait_terminal("train-1", 120)
-    assert address == "/continuo/done", args
-    events = list(daemon.sent)
-    render_done = events.index(("/continuo/done", next(a for ad, a in events if ad == "/continuo/done"
-                                                       and a[0] == "render-1")))
-    first_step = next(i for i, (ad, a) in enumerate(events) if ad == "/continuo/training")
-    assert render_done < first_step  # the render went first: training waited before its first step
-    steps = [a for ad, a in daemon.sent.of("train-1") if ad == "/continuo/training"]
-    assert [s[3] for s in steps] == [1, 2, 3, 4] and steps[-1][1:5] == [2, 2, 4, 4]  # epoch, epochs, step, steps
-    assert ("/continuo/progress", ["train-1", 1.0, "training"]) in daemon.sent.of("train-1")
+    train_after_a_render(daemon, folder, 120)
     assert find_adapters(tmp_path / "loras") == {"band": tmp_path / "loras" / "band"}
     record = daemon.journal.get("train-1")
     assert record.status.value == "done" and record.params["name"] == "band"
     daemon.on_message("/continuo/train_style", ["train-1", folder, "band", "soft chords", 2, 0.03], SENDER)  # resent
     assert daemon.sent.wait_terminal("train-1", 5)[0] == "/continuo/done"
-    takes = {}
-    for job_id, settings in [("plain-1", []), ("styled-1", ["lora", "band"])]:  # the adapter, as a downloaded one
+    plain, styled = renders_without_and_with(daemon, "band", 60)
+    assert plain.shape == styled.shape and not np.allclose(plain, styled)
+
+
+def train_after_a_render(daemon, folder: str, timeout_s: float) -> list:
+    """train_style "band" (2 epochs) queued, then a render: the training's /continuo/training events, checked to
+    come after the render's done (training waited before its first step) and to count 4 steps in 2 epochs."""
+    daemon.on_message("/continuo/train_style", ["train-1", folder, "band", "soft chords", 2, 0.03], SENDER)
+    daemon.on_message("/continuo/generate", ["render-1", "default", "warm piano", 1.0], SENDER)
+    address, args = daemon.sent.wait_terminal("train-1", timeout_s)
+    assert address == "/continuo/done", args
+    events = list(daemon.sent)
+    render_done = next(i for i, (ad, a) in enumerate(events) if ad == "/continuo/done" and a[0] == "render-1")
+    first_step = next(i for i, (ad, a) in enumerate(events) if ad == "/continuo/training")
+    assert render_done < first_step  # the render went first: training waited before its first step
+    steps = [a for ad, a in daemon.sent.of("train-1") if ad == "/continuo/training"]
+    assert [s[3] for s in steps] == [1, 2, 3, 4] and steps[-1][1:5] == [2, 2, 4, 4]  # epoch, epochs, step, steps
+    assert ("/continuo/progress", ["train-1", 1.0, "training"]) in daemon.sent.of("train-1")
+    return steps
+
+
+def renders_without_and_with(daemon, adapter: str, timeout_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """The same render (seed 3) without the adapter and with it (the lora setting, as a downloaded one's)."""
+    takes = []
+    for job_id, settings in [("plain-1", []), ("styled-1", ["lora", adapter])]:
         daemon.on_message("/continuo/generate", [job_id, "default", "warm piano", 1.0, "seed", 3, *settings], SENDER)
-        assert daemon.sent.wait_terminal(job_id, 60)[0] == "/continuo/done"
+        assert daemon.sent.wait_terminal(job_id, timeout_s)[0] == "/continuo/done"
         output = [a for ad, a in daemon.sent.of(job_id) if ad == "/continuo/output"][0][2]
-        takes[job_id] = soundfile.read(output, dtype="float32")[0]
-    assert takes["plain-1"].shape == takes["styled-1"].shape and not np.allclose(takes["plain-1"], takes["styled-1"])
+        takes.append(soundfile.read(output, dtype="float32")[0])
+    return takes[0], takes[1]
 
 
 def test_the_daemon_refuses_before_queueing(style_daemon, tmp_path):

@@ -49,3 +49,19 @@ def test_a_bar_a_sample_short_and_a_late_chunk_are_counted():
     assert result["bar_boundary_error_samples_max"] == 1  # every later bar line is a sample early
     assert result["late_chunks"] == 1 and result["lead_s_min"] == -0.5
     assert result["control_to_heard_bars_median"] == 3  # heard from bar 3, the first made with the new prompt
+
+
+def test_bar_costs_measures_the_kept_stream_against_a_prefill_per_bar(tiny_model_dir, tmp_path):
+    """The A/B's two ways are what they say: the kept side continues one stream (one prefill, then every bar from
+    its state), the other makes each bar as a request of its own; both the same frames, both timed."""
+    from bridge.tools.bench_jam import bar_costs
+    from inference.loading import load_engine, resolve_model
+
+    engine = load_engine(resolve_model(str(tiny_model_dir), tiny_dir=tmp_path), device="cpu", warm_up=False,
+                         weights="fp32")
+    result = bar_costs(engine, "tiny", bars=3)
+    assert (result["stream_starts"], result["stream_continued"], result["stream_plain"]) == (1, 3, 0)
+    assert result["stream_frames_at_end"] == 4 * result["frames_per_bar"]
+    for way in ("kept", "prefilled"):
+        assert len(result[f"wall_s_{way}"]) == 3 and result[f"rtf_{way}_median"] > 0
+        assert result[f"cpu_s_per_bar_{way}_median"] > 0
