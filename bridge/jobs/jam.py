@@ -822,7 +822,8 @@ class JamSession:
                 sink.close()
             except Exception:
                 log.exception("job=%s jam output %s failed to close", self.settings.jam_id, sink.name)
-        self.finished.set()
-        self._tell()
+        # its line before the news: whoever waits on `finished` may close the log's stream next (a test's capture)
         log.info("job=%s jam stopped after %d bars (%d held), take %s", self.settings.jam_id, self.stop_bar,
                  self.status_.held_bars, take)
+        self.finished.set()
+        self._tell()

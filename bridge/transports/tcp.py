@@ -46,6 +46,7 @@ class _Connection:
         self.outbox: queue.Queue[bytes | None] = queue.Queue(SEND_QUEUE)  # None: the writer stops
         self.closed = threading.Event()
         self.writer: threading.Thread | None = None
+        self.reader: threading.Thread | None = None
 
     def send(self, packet: bytes) -> None:
         """Queue one packet for the writer; queue.Full when the client has stopped reading."""
@@ -100,7 +101,10 @@ class OscTcpServer:
         log.info("listening on tcp://%s:%d (SLIP or int32 length prefix, detected per connection)", *self.address)
 
     def stop(self, timeout_s: float = 2.0) -> None:
-        self._stopping.set()
+        """Stop accepting, close every connection and wait (up to timeout_s each) for its reader and writer to end,
+        so no thread of this server runs, or logs, after it has stopped."""
+        with self._lock:  # under the lock: a connection being admitted now is refused, never left open
+            self._stopping.set()
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout_s)
@@ -108,6 +112,10 @@ class OscTcpServer:
             connections = list(self._connections.values())
         for conn in connections:
             self._close(conn)
+        for conn in connections:
+            for worker in (conn.reader, conn.writer):
+                if worker is not None and worker is not threading.current_thread():
+                    worker.join(timeout_s)
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()
@@ -166,20 +174,25 @@ class OscTcpServer:
             log.warning("tcp connection from %s:%d refused: not in the allow-list", *address)
             sock.close()
             return
-        with self._lock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(SEND_TIMEOUT_S)
+        with self._lock:  # admitted with both threads started, or not at all: stop() joins what it finds here
+            if self._stopping.is_set():
+                sock.close()
+                return
             if len(self._connections) >= self._max_connections:
                 log.warning("tcp connection from %s:%d refused: %d connections open", *address, self._max_connections)
                 sock.close()
                 return
             peer = Peer(address[0], address[1], "tcp", next(self._ids))
             conn = _Connection(sock, peer)
+            conn.writer = threading.Thread(target=self._write, args=(conn,),
+                                           name=f"continuo-osc-tcp-{peer.conn}-out", daemon=True)
+            conn.reader = threading.Thread(target=self._serve, args=(conn,), name=f"continuo-osc-tcp-{peer.conn}",
+                                           daemon=True)
             self._connections[peer.conn] = conn  # type: ignore[index]
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(SEND_TIMEOUT_S)
-        conn.writer = threading.Thread(target=self._write, args=(conn,), name=f"continuo-osc-tcp-{peer.conn}-out",
-                                       daemon=True)
-        conn.writer.start()
-        threading.Thread(target=self._serve, args=(conn,), name=f"continuo-osc-tcp-{peer.conn}", daemon=True).start()
+            conn.writer.start()
+            conn.reader.start()
         log.info("tcp connection %d from %s:%d", peer.conn, *address)
 
     def _serve(self, conn: _Connection) -> None:
@@ -258,7 +271,6 @@ class OscTcpServer:
             if conn.closed.is_set():
                 return
             conn.closed.set()
-            self._connections.pop(conn.peer.conn, None)  # type: ignore[arg-type]
         try:
             conn.outbox.put_nowait(None)  # wake the writer so it ends
         except queue.Full:
@@ -269,3 +281,5 @@ class OscTcpServer:
             log.debug("tcp connection %d shutdown: %s", conn.peer.conn, exc)
         conn.sock.close()
         log.info("tcp connection %d from %s:%d closed", conn.peer.conn, conn.peer.host, conn.peer.port)
+        with self._lock:  # only now: a stop() meanwhile finds it and joins its threads, so it logs nothing after
+            self._connections.pop(conn.peer.conn, None)  # type: ignore[arg-type]

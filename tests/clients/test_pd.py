@@ -261,6 +261,7 @@ def jam_harness(port: int, reply_port: int, log_path: Path, recording: Path) -> 
 
 @needs_pd
 @pytest.mark.slow
+@pytest.mark.serial  # Pd plays the bars in real time: a quiet CPU
 def test_pd_jam_against_the_daemon_plays_its_bars_at_the_patch_s_bar_lines(daemon_process, daemon_root, tmp_path):
     """The jam mode for real: the patch's transport drives the daemon's host clock, the daemon's bars come back as
     files and play at the patch's bar lines, in order, on both sides; jamstop ends it at a bar end with a take."""

@@ -19,12 +19,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from tests.clients.osc_signatures import signature_problems
 from tests.clients.test_pd import PD, PD_DIR, free_udp_port, jam_and_record, log_outlets, needs_pd, read_log
+
+pytestmark = pytest.mark.serial  # Pd plays the bars in real time, `took < 12` s of wall time: a quiet CPU
 
 RATE = 48000  # Pd's
 FILE_RATE = 32000  # the bars' files

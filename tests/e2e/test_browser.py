@@ -365,7 +365,7 @@ def test_a_history_of_50_jobs_loads_under_1_mb_without_any_audio(browser, daemon
     gets them measured once, kept beside it."""
     for n in range(50):
         osc_client.send("/continuo/generate", f"hist-{n}", "default", "x", 0.25, "sample_rate", 22050)
-        osc_client.wait_job(f"hist-{n}", 60, ack=True)
+        osc_client.wait_job(f"hist-{n}", JOB_TIMEOUT_MS / 1000, ack=True)
     older = daemon_root / "renders" / "hist-49" / "mix.peaks"
     assert older.stat().st_size == 1024
     older.unlink()  # as a render from before peaks were written

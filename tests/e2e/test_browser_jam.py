@@ -20,7 +20,7 @@ import soundfile as sf
 
 from tests.e2e.test_browser import SIZES, browser, page  # noqa: F401 (fixtures)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # the page schedules bars on the audio clock: a quiet CPU
 
 RATE = 32000
 JAM_TIMEOUT_MS = 90_000

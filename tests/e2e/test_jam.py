@@ -13,7 +13,7 @@ import soundfile as sf
 from bridge.audio import clocks
 from bridge.clients.osc import OscClient
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.serial, pytest.mark.skipif(
     not hasattr(clocks, "make_clock"), reason="needs bridge/audio/clocks.py:make_clock (the clock helper's work, #25)")]
 
 BPM = 190.0  # a bar is 40421.05 samples at 32 kHz: not whole, the remainder must be carried

@@ -179,6 +179,7 @@ def test_midi_clock_follows_a_tempo_change_within_two_beats_and_smooths_jitter()
 @pytest.mark.skipif(not Path("/dev/snd/seq").exists(),
                     reason="no ALSA sequencer here (/dev/snd/seq is absent, and a container cannot create it): "
                            "test_midi_clock_through_mido_messages... feeds the same callback instead")
+@pytest.mark.serial  # real MIDI ticks on the wall clock
 def test_midi_clock_on_a_virtual_port():
     source = MidiClockSource()
     port = mido.open_input("continuo-clock-test", virtual=True, callback=source.feed)
@@ -290,6 +291,7 @@ def private_network() -> list[str]:
     return ["unshare", "-n", "sh", "-c", f'{setup} && exec "$0" "$@"']
 
 
+@pytest.mark.serial  # two real Link peers agree within 1 ms of wall time
 def test_two_link_peers_in_a_private_network_share_tempo_bars_and_transport():
     if importlib.util.find_spec("link") is None:
         pytest.skip(f"LinkPython-extern is not installed here: {LINK_INSTALL} (it is in the test extra)")

@@ -26,6 +26,9 @@ from bridge.audio.clocks import ClockReading
 from bridge.audio.playback import DeviceOutput, JamChunk, PlaybackSettings, RingBuffer, list_devices, load_sounddevice
 from bridge.errors import AudioError, BadRequest
 
+# A real device (jackd -d dummy) plays against the wall clock, and the ring's tests race two threads: on a quiet CPU
+pytestmark = pytest.mark.serial
+
 RATE = 48000
 PERIOD = 256  # the JACK server's block
 BPM = 480.0  # a bar of 4 beats is 0.5 s: short bars keep the tests short

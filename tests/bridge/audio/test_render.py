@@ -213,6 +213,7 @@ def test_a_plugin_that_throws_mid_render_is_an_audio_error(monkeypatch):
     assert caught.value.code == "audio_error"
 
 
+@pytest.mark.serial  # timed on the wall clock: beside another test it missed 2.0 s (2.16 s under -n 2)
 def test_render_16_s_is_fast_enough():
     preset = load_presets([builtin_presets_dir()])["default"]
     audio = sine(220.0, MODEL_RATE, 16.0) + noise(MODEL_RATE, 16.0)

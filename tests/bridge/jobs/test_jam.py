@@ -593,6 +593,7 @@ def test_crossfade_joins_the_two_renditions():
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # the real clock and a real device: underruns on a busy CPU
 @pytest.mark.usefixtures("jack_server")
 def test_a_jam_plays_through_a_real_jack_device_with_no_underrun(engine):
     """The real clock (make_clock internal) and the real device output (PortAudio on `jackd -d dummy`): every bar
@@ -622,6 +623,7 @@ def test_a_jam_plays_through_a_real_jack_device_with_no_underrun(engine):
     assert status.underrun_frames < 0.05 * frames, status
 
 
+@pytest.mark.serial  # real Link peers, 2 ms of phase and 20 s of wall time, model load included
 def test_a_jam_on_link_follows_a_peers_tempo_change_at_the_next_bar(tiny_model_dir, tmp_path):
     """Two real Link peers in a private network namespace (tests/bridge/jobs/link_jam.py): a JamSession on the tiny
     model with a LinkClock, and a bare Link peer (the DAW) that changes the tempo mid-bar. The jam's next bar not yet

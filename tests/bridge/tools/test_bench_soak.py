@@ -96,6 +96,7 @@ def test_rss_is_read_from_proc():
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # a soak reads the daemon's memory and pace: alone, as the bench runs
 def test_a_short_soak_runs_every_client_and_kind_against_a_real_daemon(capsys):
     main(["bench", "soak", "--jobs", "6", "--warmup-jobs", "5"])  # its exit status is the 10 % verdict: not asserted
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -235,3 +235,68 @@ def test_a_client_that_stops_reading_never_holds_up_the_sender_or_other_clients(
         assert ok.ping(7) == 7  # everyone else is served throughout
         conn.sock.release.set()
 
+
+
+def test_stop_ends_every_connection_thread_before_it_returns(echo):
+    """After stop() no reader or writer of the server runs: none can log once a test's (or the daemon's) log
+    streams are closed ("I/O operation on closed file" came from a reader that outlived its server)."""
+    before = set(threading.enumerate())
+    server = OscTcpServer("127.0.0.1", 0, echo)
+    server.start()
+    clients = [OscTcpClient("127.0.0.1", server.address[1]) for _ in range(3)]
+    try:
+        for client in clients[:2]:  # two that spoke (a decoder chosen), one that only connected
+            client.send("/continuo/status")
+        echo.wait_count(2)
+
+        def ours() -> list[threading.Thread]:
+            return [t for t in set(threading.enumerate()) - before
+                    if t.name.startswith("continuo-osc-tcp-") and t.name != "continuo-osc-tcp-client"]
+
+        # the control: a reader and a writer per connection run while it serves
+        assert _eventually(lambda: server.connection_count == 3 and len(ours()) == 6), ours()
+        serving = ours()
+        server.stop()
+        assert [t for t in serving if t.is_alive()] == []
+        assert server.connection_count == 0
+    finally:
+        server.stop()
+        for client in clients:
+            client.close()
+
+
+def test_stop_waits_for_a_connection_that_is_closing_on_its_own(echo, monkeypatch):
+    """A client hangs up as the server stops: its reader, closing the connection, logs "closed"; stop() must wait
+    for it, not return while it is still to log (under -n 2 such a line reached a closed capture stream). The
+    control: the reader is held inside that log call, and stop() is seen waiting for it."""
+    import bridge.transports.tcp as tcp
+
+    server = OscTcpServer("127.0.0.1", 0, echo)
+    server.start()
+    client = OscTcpClient("127.0.0.1", server.address[1])
+    logging_close, release = threading.Event(), threading.Event()
+    info = tcp.log.info
+
+    def held_info(text, *args):
+        if text.endswith(" closed") and threading.current_thread().name.startswith("continuo-osc-tcp-"):
+            logging_close.set()
+            release.wait(10)
+        info(text, *args)
+
+    try:
+        client.send("/continuo/status")
+        echo.wait_count(1)
+        monkeypatch.setattr(tcp.log, "info", held_info)
+        client.close()  # the reader sees the stream end and closes the connection itself
+        assert logging_close.wait(10)
+        stopper = threading.Thread(target=server.stop)
+        stopper.start()
+        stopper.join(0.5)
+        assert stopper.is_alive()  # stop() waits: the connection's reader is still closing it
+        release.set()
+        stopper.join(10)
+        assert not stopper.is_alive() and server.connection_count == 0
+    finally:
+        release.set()
+        server.stop()
+        client.close()
