@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,26 @@ from bridge.errors import BridgeError
 from bridge.settings import env_name, field_type, load_settings, numeric_fields, setting_fields, value_meanings
 
 log = logging.getLogger("continuo")
+
+
+# libgomp's spin before a waiting OpenMP thread sleeps (its default is 300000 spins with OMP_WAIT_POLICY unset)
+OPENMP_SPIN_COUNT = "10000"
+
+
+def limit_openmp_spin(environ: dict[str, str] | os._Environ = os.environ) -> bool:
+    """Set GOMP_SPINCOUNT to OPENMP_SPIN_COUNT unless the user set it or OMP_WAIT_POLICY; True where it set it.
+
+    Why (issue 24, 2026-12-07, 2 cores AMD EPYC, `continuo bench step --quick --threads 2`, ms per musicgen-small
+    int4 step): with two busy processes on the cores (a DAW playing), libgomp's default spin-wait at each of the
+    ~200 parallel regions a step holds the first thread while the second waits for a core: 268 ms a step (int8 340),
+    against 14.1-14.4 quiet. OMP_WAIT_POLICY=PASSIVE cuts the loaded step to 24 ms but costs 25-30 ms quiet (a wake
+    per region). A spin count of 10000 keeps the quiet step (14.7) and brings the loaded one to 48 ms; 100000 was
+    18.2 quiet and 60 loaded. It must be set before torch loads libgomp, so the command sets it first thing; Ray
+    replicas the daemon starts inherit it."""
+    if "GOMP_SPINCOUNT" in environ or "OMP_WAIT_POLICY" in environ:
+        return False
+    environ["GOMP_SPINCOUNT"] = OPENMP_SPIN_COUNT
+    return True
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -243,6 +264,7 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
+    limit_openmp_spin()
     args = build_parser().parse_args(argv)
     try:
         if args.command == "serve":

@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -135,3 +138,20 @@ def test_building_the_parser_imports_no_torch():
              "print(a, b, c, 'torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=root, timeout=120)
     assert result.stdout.split() == ["False", "False", "True", "True"], result.stderr
+
+
+def test_the_command_limits_openmps_spin_before_torch_loads_and_keeps_the_users_choice():
+    from bridge.cli import OPENMP_SPIN_COUNT, limit_openmp_spin
+
+    env: dict[str, str] = {}
+    assert limit_openmp_spin(env) and env == {"GOMP_SPINCOUNT": OPENMP_SPIN_COUNT}
+    for users in ({"GOMP_SPINCOUNT": "300000"}, {"OMP_WAIT_POLICY": "ACTIVE"}):  # the user's setting wins
+        env = dict(users)
+        assert not limit_openmp_spin(env) and env == users
+    # the real entry point sets it first thing, before anything could load torch (libgomp reads it once, at load)
+    code = ("import os, sys; from bridge import cli\n"
+            "try:\n    cli.main(['--version'])\nexcept SystemExit:\n    pass\n"
+            "print(os.environ.get('GOMP_SPINCOUNT'), 'torch' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.stdout.split()[-2:] == [OPENMP_SPIN_COUNT, "False"], out.stdout + out.stderr
