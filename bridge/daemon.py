@@ -290,7 +290,7 @@ class Daemon:
         session = self.sessions.session(sender)
         job = submit_style(self.intake, request.job_id, request.args, reply_to=session.reply_to, client_key=sender,
                            settings=self.settings, model_spec=self.pool.spec, device=self.engine.info.device,
-                           on_replica=hasattr(self.engine, "train_style"))
+                           on_replica=bool(self.settings.cluster))
         if job is not None:
             session.add_job(job.job_id, self.pool.active_job_ids)
 

@@ -55,6 +55,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from bridge.audio.training_clips import PreparedClips, prepare_clips
 from bridge.errors import BadRequest, NotFound
@@ -64,6 +65,11 @@ from bridge.jobs.queue import Job, Priority
 from bridge.protocol.destinations import Destination
 from inference.adapters import ADAPTER_NAME, find_adapters
 from inference.errors import Cancelled
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from inference.api import ModelInfo
 
 log = logging.getLogger("continuo.training")
 
@@ -287,7 +293,7 @@ def submit_style(intake, job_id: str, args: dict, *, reply_to: Destination, clie
     model_dir = "" if on_replica else str(resolve_model(model_spec, tiny_dir=settings.smoke_model_dir.expanduser(),
                                                         allow_tiny_fallback=settings.allow_smoke_model).path)
     params = {**requested, "resolved_folder": str(folder), "lora_dir": str(lora_dir), "model_dir": model_dir,
-              "device": device, "retries": 0, "priority": Priority.BATCH.value}
+              "device": device, "on_replica": on_replica, "retries": 0, "priority": Priority.BATCH.value}
     job = Job(job_id=job_id, op=STYLE_OP, params=params, reply_to=reply_to, client_key=client_key,
               priority=Priority.BATCH)
     intake.journal.insert_job(job.job_id, job.op, job.params, job.reply_to)
@@ -309,7 +315,8 @@ def resolve_folder(raw: str, input_roots) -> Path:
 def run_style_job(job: Job, *, events, call: Callable, stopped: Callable[[], bool],
                   renders_busy: Callable[[], bool], engine=None) -> Path:
     """A queued train_style job, in a worker's place: training that waits for the renders between its steps; on a
-    cluster replica where the engine is a cluster's (one with `train_style`: `train_on_replica`)."""
+    cluster replica where the job was queued on a `--cluster` gateway (params on_replica: `train_on_replica`, with the
+    worker's engine, the gateway's ClusterEngine, as its ReplicaTrainer)."""
     params = job.params
     request = StyleRequest(folder=Path(params["resolved_folder"]), name=str(params["name"]), text=str(params["text"]),
                            epochs=int(params["epochs"]), learning_rate=float(params["learning_rate"]))
@@ -329,7 +336,7 @@ def run_style_job(job: Job, *, events, call: Callable, stopped: Callable[[], boo
         for line in text.splitlines():
             log.info("job=%s %s", job.job_id, line.strip())
 
-    if getattr(engine, "train_style", None) is not None:
+    if params.get("on_replica"):
         return train_on_replica(request, engine, lora_dir=Path(params["lora_dir"]), on_report=on_report,
                                 on_progress=on_progress, should_cancel=stopped)
     return train_style(request, model_dir=Path(params["model_dir"]), lora_dir=Path(params["lora_dir"]),
@@ -339,13 +346,28 @@ def run_style_job(job: Job, *, events, call: Callable, stopped: Callable[[], boo
 
 # ---- on a cluster replica -----------------------------------------------------------------------------------------
 
-def train_on_replica(request: StyleRequest, engine, *, lora_dir: Path, on_report: Callable[[str], None],
-                     on_progress: Callable, should_cancel: Callable[[], bool]) -> Path:
+class ReplicaTrainer(Protocol):
+    """What a `--cluster` gateway's engine (bridge/cluster/proxy.py:ClusterEngine) offers beside inference/api.py's
+    Engine: a style training run on one of its replicas. Not an Engine member: training on a replica is the
+    gateway's, and a job reaches it only when the daemon queued it on a gateway (params on_replica), never by
+    probing an engine."""
+
+    info: ModelInfo
+    concurrent_jobs: int
+
+    def train_style(self, request: StyleRequest, clips: list[tuple[np.ndarray, str]], card: dict,
+                    checkpoint: bytes | None, *, on_progress: Callable, on_checkpoint: Callable[[int, bytes], None],
+                    on_report: Callable[[str], None], should_cancel: Callable[[], bool] | None) -> dict[str, bytes]: ...
+
+
+def train_on_replica(request: StyleRequest, trainer: ReplicaTrainer, *, lora_dir: Path,
+                     on_report: Callable[[str], None], on_progress: Callable,
+                     should_cancel: Callable[[], bool]) -> Path:
     """The job on a `--cluster` gateway: clips prepared here, trained on a replica, the adapter written here.
 
-    engine.train_style (bridge/cluster/proxy.py:ClusterEngine) runs `train_clips` on a replica's device and hands
+    trainer.train_style (bridge/cluster/proxy.py:ClusterEngine) runs `train_clips` on a replica's device and hands
     back the adapter's files and its progress. The clips are cut at the served model's rate and channels
-    (engine.info), `REPLICA_CLIP_S` long unless the request says (both families' default: MusicGen's window,
+    (trainer.info), `REPLICA_CLIP_S` long unless the request says (both families' default: MusicGen's window,
     ACE-Step's DEFAULT_CLIP_S); the replica checks they fit the model it loads. Checkpoints live here, in
     lora_dir/.training/NAME/ as for a local job: the replica sends each one as it writes it, and the next run with
     the same name, folder and options sends it back to resume from (on whichever replica takes it). So a replica
@@ -360,11 +382,11 @@ def train_on_replica(request: StyleRequest, engine, *, lora_dir: Path, on_report
 
     lora_dir = Path(lora_dir).expanduser()
     check_name(lora_dir, request.name)
-    info = engine.info
+    info = trainer.info
     prepared = prepare_clips(request.folder, sample_rate=info.sample_rate, channels=info.channels,
                              clip_s=request.clip_s or min(info.max_duration_s, REPLICA_CLIP_S), text=request.text)
     on_report(prepared.report())
-    if engine.concurrent_jobs == 1:
+    if trainer.concurrent_jobs == 1:
         on_report("the cluster has one replica: renders sent while this trains wait until it ends or is cancelled "
                   "(two or more replicas render beside it)")
     work_dir = lora_dir / TRAINING_DIR / request.name
@@ -386,7 +408,7 @@ def train_on_replica(request: StyleRequest, engine, *, lora_dir: Path, on_report
         on_report(f"the checkpoint of step {checkpoint_step(checkpoint)} in {work_dir} goes to the replica to resume "
                   "from")
     try:
-        files = engine.train_style(request, clip_pairs(prepared), source_card(request, prepared),
+        files = trainer.train_style(request, clip_pairs(prepared), source_card(request, prepared),
                                    checkpoint.read_bytes() if checkpoint.is_file() else None,
                                    on_progress=on_step, on_checkpoint=on_checkpoint, on_report=on_report,
                                    should_cancel=should_cancel)

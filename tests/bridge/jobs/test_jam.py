@@ -613,7 +613,10 @@ def test_a_jam_plays_through_a_real_jack_device_with_no_underrun(engine):
     last = session.stop()
     assert session.wait(30.0)
     status = output.status()
-    assert status.started and status.late_start_s == 0.0, status  # the first bar was there before its bar line
+    # the first bar was there before its bar line: nothing of it skipped but the block clock's own jitter (the
+    # full suite once saw 2 frames, 42 us, with clock_offset_s 27 us in the same status; a bar that came late
+    # skips what played since its line)
+    assert status.started and status.late_start_s < 0.0005, status
     # the bars reached the device and played (on a loaded machine the callback can wait for the interpreter behind
     # the model's decode loop: a few starved blocks fade to silence and keep the grid; how many is the bench's
     # figure, not this test's)
