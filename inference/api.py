@@ -180,6 +180,7 @@ class CodeStream(Protocol):
     continued: int  # requests continued from the kept state
     plain: int  # requests too long to keep even from a start over (prompt + new past its limit): Engine.generate's
     peak_bytes: int  # the most bytes its state (the KV cache) held
+    label: str  # what its log lines start with: the caller's id for them ("job=ID" for a jam), "" for none
 
     def generate(self, request: GenerationRequest, *, should_cancel: CancelCheck | None = None) -> GeneratedAudio:
         """The next ceil(duration_s x frame rate) frames: their codes, audio and lead-in, as Engine.generate gives

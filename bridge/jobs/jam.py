@@ -691,6 +691,7 @@ class JamSession:
                 Capability.CODE_STREAM):
             frames = round(self.settings.keep_cache_s * self.engine.info.frame_rate)
             self.code_stream = self.engine.open_stream(max_frames=frames)
+            self.code_stream.label = f"job={self.settings.jam_id}"  # its log lines carry the jam's id
         if self.code_stream is not None:
             return self.code_stream.generate(request, should_cancel=self._unwanted)
         return self.engine.generate(request, should_cancel=self._unwanted)

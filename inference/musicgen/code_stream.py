@@ -107,6 +107,10 @@ class KeptStream:
         self.peak_bytes = 0  # the most bytes the cache held
         self.closed = False
         self.lost = ""  # what ended the last request part way (its state forgotten), until the next start
+        self.label = ""  # the caller's id for the log lines (CodeStream.label)
+
+    def prefix(self) -> str:
+        return f"{self.label} " if self.label else ""
 
     # ---- the CodeStream surface -------------------------------------------------------------------------------
 
@@ -127,8 +131,8 @@ class KeptStream:
             reason = self.start_reason(request, cfg, new)
             if reason and prompt_frames + new > self.max_frames:  # too long to keep: a plain request, as before
                 self.plain += 1
-                log.info("stream: %d frames of prompt and %d new pass its %d frames: a plain request (%s)",
-                         prompt_frames, new, self.max_frames, reason)
+                log.info("%sstream: %d frames of prompt and %d new pass its %d frames: a plain request (%s)",
+                         self.prefix(), prompt_frames, new, self.max_frames, reason)
                 return engine.generate(request, should_cancel=should_cancel)
             try:
                 with engine.generation_errors():
@@ -147,7 +151,7 @@ class KeptStream:
             engine.scheduler.call(lambda: self.start(request, prompt_audio, cfg, sampler))
             self.starts += 1
             self.lost = ""
-            log.info("stream: started from %d frames of prompt (%s)", prompt_frames, reason)
+            log.info("%sstream: started from %d frames of prompt (%s)", self.prefix(), prompt_frames, reason)
         engine.scheduler.call(lambda: self.condition(request, cfg))
         self.sampler = sampler
         before = self.frames

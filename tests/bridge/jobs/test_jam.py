@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import math
 import os
 import subprocess
@@ -135,6 +136,14 @@ class TimedStream:
 
     def __getattr__(self, name: str):  # starts, continued, peak_bytes
         return getattr(self.stream, name)
+
+    @property
+    def label(self) -> str:
+        return self.stream.label
+
+    @label.setter
+    def label(self, value: str) -> None:
+        self.stream.label = value
 
     def generate(self, request, **kwargs):
         return self.owner.timed(self.stream.generate, request, **kwargs)
@@ -483,13 +492,17 @@ def test_the_jam_keeps_its_streams_cache_from_bar_to_bar(engine):
     assert stream.cache_bytes() == 0 and stream.peak_bytes > 0
 
 
-def test_a_jam_starts_its_stream_over_past_keep_cache_s_and_stays_on_the_bars(engine):
+def test_a_jam_starts_its_stream_over_past_keep_cache_s_and_stays_on_the_bars(engine, caplog):
     clock = FakeClock(240.0)  # 1 s bars (50 frames); 2 bars of context; a stream of 4 s
+    caplog.set_level(logging.INFO, logger="continuo.inference")
     session, sink = jam(engine, clock, bpm=240.0, keep_cache_s=4.0)
     wait_for(lambda: len(sink.chunks) >= 7)
     session.close()
     stream = session.engine.streams[0]
     assert stream.starts >= 2 and stream.continued >= 3
+    starts = [r.getMessage() for r in caplog.records if "stream: started from" in r.getMessage()]
+    assert len(starts) == stream.starts  # one line per start over, each with the jam's id
+    assert all(line.startswith(f"job={session.settings.jam_id} stream:") for line in starts)
     assert {chunk.audio.shape[-1] for chunk in sink.chunks} == {RATE}
     assert not any(chunk.held for chunk in sink.chunks)
 
