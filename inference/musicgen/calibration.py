@@ -19,11 +19,29 @@ against the exact path and taken only within a stated budget.
    Each equalised linear then computes diag(r) W diag(c) on its input x / c (r, c per channel: `Folds`, kept on
    Calibration.folds by module name). Anything added beside such a layer must be folded the same way: a LoRA
    adapter's A (r, in) becomes A diag(c) and its B (out, r) diag(r) B (inference/musicgen/lora.py:fold).
-3. The gate (only where a mode was chosen by auto): the floor is bf16 weights and a bf16 cache against fp32; int8
-   weights (LM heads in bf16), then the int8 cache on top, each are taken only when their mean per-step KL of the
-   guided top-250 distribution is within `Budget` (KL_FACTOR x the floor's, agreement MIN_AGREEMENT), else the
-   mode falls back to fp32. The decision and its figures (`Calibration`) go to the log, ModelInfo.modes (the
-   manifest) and `continuo doctor`.
+3. The gate (only where a mode was chosen by auto): the floor is bf16 weights and a bf16 cache against fp32; int4
+   weights (where our kernels run), else int8 (LM heads in bf16), then quantized LM heads on top of the weights
+   taken (HEAD_CANDIDATES: int4, then int8), then the int8 cache on top of both, each are taken only when their
+   mean per-step KL of the guided top-250 distribution is within `Budget` (KL_FACTOR x the floor's, agreement
+   MIN_AGREEMENT), else the weights fall back to fp32, the heads stay bf16, the cache fp32. The decision and its
+   figures (`Calibration`, `heads` among them) go to the log, ModelInfo.modes (the manifest), the saved plan
+   (inference/runtime/plans.py: a plan saved before the heads were measured keeps bf16 heads) and `continuo
+   doctor`.
+
+The LM heads (issue #24). They were kept bf16 beside int8 / int4 weights because a quantized head is where argmax
+flips on outlier activations (onnxruntime#29849). In a musicgen-small int4 step they are 16.8 MB of about 245 read
+and cost 2.1 ms of CPU at 1 thread as bf16, 0.68 ms as int8 and 0.61 ms as int4 through our kernels (one call for
+the four heads: model.py:fused_heads; `continuo bench step --quick --threads 1`, load 3.1, docs/benchmarks.md). So
+they are measured like the weights: on the quality harness (docs/benchmarks.md, "Quality") with the heads stress
+(outlier channels of the final LayerNorm that only the heads read), equalised int8 heads stay within the budget
+and int4 heads are beyond it (KL about 12 x the floor on the harness's programmed heads, stressed or not), while
+naive int8 heads (one scale per tensor, or nothing equalised) pass the plain model and fail the stress. Only auto
+quantizes them, after measuring: a user who names `weights int8` / `int4` gets bf16 heads, the quality those names
+were measured with (engine.resolve_heads); EngineOptions.heads names them for the harness and the benchmarks.
+Equalising the heads needed one fix: a weight column of zeros (the harness's heads read no positional channel)
+made its factor so large that MAX_SHIFT's clamp, relative to the largest factor, lifted every live channel to one
+value and undid the equalisation (int8 heads under the heads stress: KL 0.157, agreement 0.857); column_max now
+counts such a column as DEAD_COLUMN x the largest (KL 1.73e-3, as unstressed).
 
 Measured on the quality harness (inference/bench/quality.py, docs/benchmarks.md).
 """

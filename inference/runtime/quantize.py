@@ -6,11 +6,13 @@
 - int8: int8 weights with one scale per output channel (Int8Linear): our C++ kernel (AVX-512 VNNI here,
   bound by reading the weights at a decode step's few rows; on CPUs without VNNI, prefill runs one GEMM
   over the dequantized weight instead). Where our kernels cannot be built, torch's dynamic int8 Linear
-  (fbgemm/x86) stands in. The LM heads stay bf16 (INT8_KEEP: the logits sampling reads; 1.2 ms more per step
-  than int8 heads, read cold at 1 thread, docs/benchmarks.md "Quality"); activation outlier channels are
-  folded into the weights at load (inference/musicgen/calibration.py).
+  (fbgemm/x86) stands in. The LM heads stay bf16 (INT8_KEEP: the logits sampling reads) unless calibration,
+  under weights auto, measured int4 or int8 heads within its budget (head_keep, kept_linear; the four heads then
+  run as one kernel call, fuse_rows: bf16 2.1 ms, int8 0.68, int4 0.61 ms of CPU a musicgen-small step at 1
+  thread, docs/benchmarks.md); activation outlier channels are folded into the weights at load
+  (inference/musicgen/calibration.py).
 - int4: 4-bit weights in groups of 32 with an fp16 scale and minimum each (Int4Linear, about 5 bits a weight):
-  our C++ kernel with int8 activations on AVX-512 VNNI (portable loop elsewhere), the LM heads bf16 as for int8;
+  our C++ kernel with int8 activations on AVX-512 VNNI (portable loop elsewhere), the LM heads as for int8;
   0.62x int8's bytes per step. On CUDA `int4` means bnb-nf4. Lossier than int8: auto takes it only where
   calibration measures it within budget (inference/musicgen/calibration.py).
 - bnb-int8, bnb-nf4: bitsandbytes; the CUDA memory savers. They also run on the CPU, slowly,
