@@ -334,8 +334,9 @@ def run_quality_suite(*, frames: int = 1500, stresses: tuple[Stress, ...] = STRE
                 fidelity = harness.measure(option)
                 floor = floor or fidelity
                 modes = harness.last_modes
-                row = {"suite": "quality", "stress": stress.name, "option": option.name,
-                       "resolved": f"{modes.get('weights')} weights, {modes.get('kv_cache')} cache", **fidelity.row(),
+                resolved = f"{modes.get('weights')} weights, {modes.get('heads')} heads, {modes.get('kv_cache')} cache"
+                row = {"suite": "quality", "stress": stress.name, "option": option.name, "resolved": resolved,
+                       **fidelity.row(),
                        "floor_kl": round(floor.kl, 6), "kl_vs_floor": round(fidelity.kl / max(floor.kl, 1e-12), 2),
                        "within_budget": BUDGET.allows(fidelity, floor), "seconds": round(time.monotonic() - started, 2)}
                 emit(row)
