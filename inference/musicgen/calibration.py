@@ -30,8 +30,9 @@ against the exact path and taken only within a stated budget.
 
 The LM heads (issue #24). They were kept bf16 beside int8 / int4 weights because a quantized head is where argmax
 flips on outlier activations (onnxruntime#29849). In a musicgen-small int4 step they are 16.8 MB of about 245 read
-and cost 2.1 ms of CPU at 1 thread as bf16, 0.68 ms as int8 and 0.61 ms as int4 through our kernels (one call for
-the four heads: model.py:fused_heads; `continuo bench step --quick --threads 1`, load 3.1, docs/benchmarks.md). So
+and cost 1.9-2.4 ms of CPU at 1 thread as bf16, 0.63-0.74 ms as int8 and 0.53-0.66 ms as int4 through our kernels
+(one call for the four heads: model.py:fused_heads; `continuo bench step --quick --threads 1`, alternated with
+main, load 3.2-4.0, docs/benchmarks.md). So
 they are measured like the weights: on the quality harness (docs/benchmarks.md, "Quality") with the heads stress
 (outlier channels of the final LayerNorm that only the heads read), equalised int8 heads stay within the budget
 and int4 heads are beyond it (KL about 12 x the floor on the harness's programmed heads, stressed or not), while

@@ -8,8 +8,8 @@
   over the dequantized weight instead). Where our kernels cannot be built, torch's dynamic int8 Linear
   (fbgemm/x86) stands in. The LM heads stay bf16 (INT8_KEEP: the logits sampling reads) unless calibration,
   under weights auto, measured int4 or int8 heads within its budget (head_keep, kept_linear; the four heads then
-  run as one kernel call, fuse_rows: bf16 2.1 ms, int8 0.68, int4 0.61 ms of CPU a musicgen-small step at 1
-  thread, docs/benchmarks.md); activation outlier channels are folded into the weights at load
+  run as one kernel call, fuse_rows: bf16 1.9-2.4 ms, int8 0.63-0.74, int4 0.53-0.66 ms of CPU a musicgen-small
+  step at 1 thread, docs/benchmarks.md); activation outlier channels are folded into the weights at load
   (inference/musicgen/calibration.py).
 - int4: 4-bit weights in groups of 32 with an fp16 scale and minimum each (Int4Linear, about 5 bits a weight):
   our C++ kernel with int8 activations on AVX-512 VNNI (portable loop elsewhere), the LM heads as for int8;
