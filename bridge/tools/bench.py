@@ -159,7 +159,7 @@ def bench_quality(args: argparse.Namespace) -> int:
         print(json.dumps(result | {"machine": machine()}), flush=True)
 
     run_attention_suite(emit=emit)
-    stresses = tuple(s for s in STRESSES if s.name in ("none", "k x30", "ln x100", "outliers x100")) \
+    stresses = tuple(s for s in STRESSES if s.name in ("none", "k x30", "ln x100", "heads x100", "outliers x100")) \
         if args.quick else STRESSES
     run_quality_suite(frames=300 if args.quick else 1500, stresses=stresses, emit=emit,
                       progress=lambda text: print(f"bench quality: {text}", file=sys.stderr, flush=True))

@@ -20,8 +20,15 @@ function-preserving in fp32 (outputs equal to rounding), so any change is the lo
 - v: two V channels per head x A, the output projection's columns / A;
 - ln: two channels of every LayerNorm (gamma and beta) x A, the next linears' input columns / A (activation
   outlier channels, as trained transformers have them);
+- heads: HEAD_CHANNELS content channels of the final LayerNorm (gamma and beta) x A, the LM heads' input columns
+  / A: activation outliers where the heads alone read them, the case where a quantized head flips argmax
+  (onnxruntime#29849). Its controls (HEAD_CONTROLS, and BEFORE's "int8 weights, before": int8 heads, nothing
+  equalised) are naive head quantizations that pass the plain stress and must fail this one;
 - sharp: the copy heads' queries x s (sharper attention: not function-preserving, the reference is the sharpened
   fp32 model).
+
+Head modes (`Option.heads`, EngineOptions.heads): int8 and int4 LM heads on top of int4 weights and the int8 cache
+(auto's choice before the heads were measured), named so the table shows them whatever auto decides.
 
 Metrics are those sampling sees (inference/musicgen/fidelity.py): per-step KL of the guided top-250 distribution
 at CFG 3, top-k overlap and argmax agreement, teacher-forced stepwise through the decode path (fused attention
@@ -74,12 +81,14 @@ class Stress:
     k: float = 1.0
     v: float = 1.0
     ln: float = 1.0
+    heads: float = 1.0
     sharp: float = 1.0
 
 
 STRESSES = (Stress("none"), Stress("k x30", k=30), Stress("k x100", k=100), Stress("v x30", v=30),
-            Stress("ln x30", ln=30), Stress("ln x100", ln=100), Stress("sharp x3", sharp=3),
-            Stress("outliers x100", k=100, v=100, ln=100))
+            Stress("ln x30", ln=30), Stress("ln x100", ln=100), Stress("heads x100", heads=100),
+            Stress("sharp x3", sharp=3), Stress("outliers x100", k=100, v=100, ln=100))
+HEAD_CHANNELS = 8  # content channels of the final LayerNorm the heads stress makes loud
 
 
 def position_dims(dim: int) -> list[int]:
@@ -171,6 +180,12 @@ def apply_stress_(model, stress: Stress) -> None:
                 state[f"{layer}out_proj.weight"][:, rows] /= stress.v
         if stress.sharp != 1.0 and i == 0:
             state[f"{layer}q_proj.weight"][: COPY_HEADS * HEAD_DIM] *= stress.sharp
+    if stress.heads != 1.0:  # the final LayerNorm's outlier channels, read by the LM heads alone
+        for c in content_dims(dim)[:: len(content_dims(dim)) // HEAD_CHANNELS][:HEAD_CHANNELS]:
+            state[f"{DECODER}layer_norm.weight"][c] *= stress.heads
+            state[f"{DECODER}layer_norm.bias"][c] *= stress.heads
+            for linear in linear_after(f"{DECODER}layer_norm"):
+                state[f"{linear}.weight"][:, c] /= stress.heads
     if stress.ln != 1.0:
         norms = [f"{DECODER}layers.{i}.{kind}" for i in range(config.num_hidden_layers)
                  for kind in ("self_attn_layer_norm", "encoder_attn_layer_norm", "final_layer_norm")]
@@ -199,6 +214,17 @@ def coarse_weights_(model, bits: int = 3) -> None:
     for name, tensor in model.state_dict().items():
         if name.startswith(DECODER + "layers.") and name.endswith(("proj.weight", "fc1.weight", "fc2.weight")):
             scale = tensor.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / levels
+            tensor.copy_(torch.round(tensor / scale) * scale)
+
+
+@torch.no_grad()
+def per_tensor_heads_(model, bits: int = 8) -> None:
+    """The control: each LM head's weights rounded to `bits` bits with one scale for the whole head (a naive
+    per-tensor quantizer, applied in place in fp32; nothing else changes)."""
+    levels = 2 ** (bits - 1) - 1
+    for name, tensor in model.state_dict().items():
+        if name.startswith("decoder.lm_heads."):
+            scale = tensor.abs().amax().clamp_min(1e-12) / levels
             tensor.copy_(torch.round(tensor / scale) * scale)
 
 
@@ -236,6 +262,7 @@ class Option:
     attention: str = "fused-cpu"
     calibrate: bool = True
     prepare: Callable | None = None
+    heads: str = "auto"  # EngineOptions.heads: the LM heads beside int8 / int4 weights
 
 
 EXACT = Option("fp32")
@@ -246,9 +273,15 @@ BEFORE = (Option("int8 cache, before", kv_cache="int8", calibrate=False),
 OPTIONS = (Option("bf16 cache", kv_cache="bf16"), Option("int8 cache", kv_cache="int8"),
            Option("mulaw8 cache", kv_cache="mulaw8"), Option("int8 weights", weights="int8"),
            Option("int8 weights + int8 cache", weights="int8", kv_cache="int8"), Option("int4 weights", weights="int4"),
-           Option("int4 weights + int8 cache", weights="int4", kv_cache="int8"), Option("auto", "auto", "auto", "auto"))
+           Option("int4 weights + int8 cache", weights="int4", kv_cache="int8"),
+           Option("int4 weights + int8 heads + int8 cache", weights="int4", kv_cache="int8", heads="int8"),
+           Option("int4 weights + int4 heads + int8 cache", weights="int4", kv_cache="int8", heads="int4"),
+           Option("auto", "auto", "auto", "auto"))
 CONTROLS = (Option("control: attention removed", prepare=remove_attention_),
             Option("control: 3-bit weights", prepare=coarse_weights_))
+HEAD_CONTROLS = (Option("control: int8 heads, one scale per tensor", prepare=per_tensor_heads_),)  # and BEFORE's
+# "int8 weights, before" (nothing equalised, heads int8 through our kernel): naive head quantizations the heads
+# stress must fail
 
 
 class Harness:
@@ -271,7 +304,7 @@ class Harness:
             model = copy.deepcopy(model)
             option.prepare(model)
         options = EngineOptions(weights=option.weights, kv_cache=option.kv_cache, attention=option.attention,
-                                calibrate=option.calibrate)
+                                calibrate=option.calibrate, heads=option.heads)
         return engine_from_hf_model(model, self.tokenizer, options=options, name="quality harness", is_random=True)
 
     def logits(self, option: Option) -> torch.Tensor:
@@ -284,7 +317,7 @@ class Harness:
 
 
 def run_quality_suite(*, frames: int = 1500, stresses: tuple[Stress, ...] = STRESSES,
-                      options: tuple[Option, ...] = (FLOOR, *BEFORE, *OPTIONS, *CONTROLS),
+                      options: tuple[Option, ...] = (FLOOR, *BEFORE, *OPTIONS, *CONTROLS, *HEAD_CONTROLS),
                       emit: Callable[[dict], None] = print,
                       progress: Callable[[str], None] | None = None) -> list[dict]:
     """One dict per (stress, option): Fidelity against fp32 beside the floor's (the first option)."""
@@ -301,8 +334,9 @@ def run_quality_suite(*, frames: int = 1500, stresses: tuple[Stress, ...] = STRE
                 fidelity = harness.measure(option)
                 floor = floor or fidelity
                 modes = harness.last_modes
-                row = {"suite": "quality", "stress": stress.name, "option": option.name,
-                       "resolved": f"{modes.get('weights')} weights, {modes.get('kv_cache')} cache", **fidelity.row(),
+                resolved = f"{modes.get('weights')} weights, {modes.get('heads')} heads, {modes.get('kv_cache')} cache"
+                row = {"suite": "quality", "stress": stress.name, "option": option.name, "resolved": resolved,
+                       **fidelity.row(),
                        "floor_kl": round(floor.kl, 6), "kl_vs_floor": round(fidelity.kl / max(floor.kl, 1e-12), 2),
                        "within_budget": BUDGET.allows(fidelity, floor), "seconds": round(time.monotonic() - started, 2)}
                 emit(row)

@@ -6,7 +6,7 @@ Python side, timed around the methods one step calls (perf_counter, per step; me
 - `layers_call` (CONTINUO_STEP_PROFILE=1 set for the process; the kernels read it once): the one C++ call through
   every layer (decode_layers.cpp) timed inside it, mean per step, and its split per op class (`layers`):
   layer norms, the six linears, cache write, self- and cross-attention, GELU, residual adds;
-- `lm_heads`: final norm + the 4 codebook heads (MusicGenDecoder.head_logits);
+- `lm_heads`: final norm + the 4 codebook heads (MusicGenDecoder.head_logits), bf16, int8 or int4 (`heads`);
 - `embed_and_args`: the rest of decode_rows (embeddings, positions, the C++ call's argument lists and their
   conversion at the call);
 - `sampling`: CFG combine + top-k sampling (Sampler.__call__);
@@ -128,8 +128,10 @@ DECODER_ONLY_SHAPES = ("musicgen-medium", "musicgen-large", "musicgen-stereo-med
 
 
 def run_step_profile(*, shape: str = "musicgen-small", weights: tuple[str, ...] = ("int4", "int8"),
-                     kv_cache: str = "int8", duration_s: float = 4.0, rounds: int = 2, emit=print) -> list[dict]:
-    """Each weight mode's engine profiled `rounds` times, alternated (the modes meet the same load); one dict per
+                     heads: tuple[str, ...] = ("bf16", "int8", "int4"), kv_cache: str = "int8",
+                     duration_s: float = 4.0, rounds: int = 2, emit=print) -> list[dict]:
+    """Each weight mode's engine, with each LM-head mode (EngineOptions.heads, named: the heads' part before and
+    after quantizing them), profiled `rounds` times, alternated (the modes meet the same load); one dict per
     profile. Shapes of DECODER_ONLY_SHAPES (their fp32 model does not fit beside other work): the decoder alone,
     built one linear at a time, `duration_s * 5` steps per profile (decode_rows: no sampling, no T5)."""
     enable_layer_profile()
@@ -143,20 +145,22 @@ def run_step_profile(*, shape: str = "musicgen-small", weights: tuple[str, ...] 
     model, tokenizer = build_random_musicgen(shape)
     engines = {}
     for mode in weights:
-        engine = engine_from_hf_model(model, tokenizer, options=EngineOptions(weights=mode, kv_cache=kv_cache),
-                                      name=shape)
-        engine.generate(GenerationRequest(prompt="warm up", duration_s=0.2, seed=0))
-        engines[mode] = engine
+        for head in heads:
+            options = EngineOptions(weights=mode, kv_cache=kv_cache, heads=head)
+            engine = engine_from_hf_model(model, tokenizer, options=options, name=shape)
+            engine.generate(GenerationRequest(prompt="warm up", duration_s=0.2, seed=0))
+            engines[mode, head] = engine
     del model
     results = []
     for round_index in range(rounds):
-        for mode, engine in engines.items():
+        for (mode, head), engine in engines.items():
             bandwidth = memory_bandwidth_gbs()
             profile = profile_engine(engine, duration_s=duration_s)
             read = step_bytes(engine, profile["steps"] // 2)
-            result = {"suite": "step-profile", "shape": shape, "weights": mode, "kv_cache": kv_cache,
+            result = {"suite": "step-profile", "shape": shape, "weights": mode, "heads": head, "kv_cache": kv_cache,
                       "round": round_index, "threads": torch.get_num_threads(),
-                      "fast_step": engine.decoder.fast_weights_built(), "step_mb": round(read / 1e6, 1),
+                      "fast_step": engine.decoder.fast_weights_built(),
+                      "fused_heads": engine.decoder.fused_heads() is not None, "step_mb": round(read / 1e6, 1),
                       "bandwidth_gbs": round(bandwidth, 1), "read_floor_ms": round(read / bandwidth / 1e6, 2),
                       **profile, "load_1min": round(os.getloadavg()[0], 2)}
             emit(result)

@@ -19,11 +19,30 @@ against the exact path and taken only within a stated budget.
    Each equalised linear then computes diag(r) W diag(c) on its input x / c (r, c per channel: `Folds`, kept on
    Calibration.folds by module name). Anything added beside such a layer must be folded the same way: a LoRA
    adapter's A (r, in) becomes A diag(c) and its B (out, r) diag(r) B (inference/musicgen/lora.py:fold).
-3. The gate (only where a mode was chosen by auto): the floor is bf16 weights and a bf16 cache against fp32; int8
-   weights (LM heads in bf16), then the int8 cache on top, each are taken only when their mean per-step KL of the
-   guided top-250 distribution is within `Budget` (KL_FACTOR x the floor's, agreement MIN_AGREEMENT), else the
-   mode falls back to fp32. The decision and its figures (`Calibration`) go to the log, ModelInfo.modes (the
-   manifest) and `continuo doctor`.
+3. The gate (only where a mode was chosen by auto): the floor is bf16 weights and a bf16 cache against fp32; int4
+   weights (where our kernels run), else int8 (LM heads in bf16), then quantized LM heads on top of the weights
+   taken (HEAD_CANDIDATES: int4, then int8), then the int8 cache on top of both, each are taken only when their
+   mean per-step KL of the guided top-250 distribution is within `Budget` (KL_FACTOR x the floor's, agreement
+   MIN_AGREEMENT), else the weights fall back to fp32, the heads stay bf16, the cache fp32. The decision and its
+   figures (`Calibration`, `heads` among them) go to the log, ModelInfo.modes (the manifest), the saved plan
+   (inference/runtime/plans.py: a plan saved before the heads were measured keeps bf16 heads) and `continuo
+   doctor`.
+
+The LM heads (issue #24). They were kept bf16 beside int8 / int4 weights because a quantized head is where argmax
+flips on outlier activations (onnxruntime#29849). In a musicgen-small int4 step they are 16.8 MB of about 245 read
+and cost 1.9-2.4 ms of CPU at 1 thread as bf16, 0.63-0.74 ms as int8 and 0.53-0.66 ms as int4 through our kernels
+(one call for the four heads: model.py:fused_heads; `continuo bench step --quick --threads 1`, alternated with
+main, load 3.2-4.0, docs/benchmarks.md). So
+they are measured like the weights: on the quality harness (docs/benchmarks.md, "Quality") with the heads stress
+(outlier channels of the final LayerNorm that only the heads read), equalised int8 heads stay within the budget
+and int4 heads are beyond it (KL about 12 x the floor on the harness's programmed heads, stressed or not), while
+naive int8 heads (one scale per tensor, or nothing equalised) pass the plain model and fail the stress. Only auto
+quantizes them, after measuring: a user who names `weights int8` / `int4` gets bf16 heads, the quality those names
+were measured with (engine.resolve_heads); EngineOptions.heads names them for the harness and the benchmarks.
+Equalising the heads needed one fix: a weight column of zeros (the harness's heads read no positional channel)
+made its factor so large that MAX_SHIFT's clamp, relative to the largest factor, lifted every live channel to one
+value and undid the equalisation (int8 heads under the heads stress: KL 0.157, agreement 0.857); column_max now
+counts such a column as DEAD_COLUMN x the largest (KL 1.73e-3, as unstressed).
 
 Measured on the quality harness (inference/bench/quality.py, docs/benchmarks.md).
 """
@@ -46,8 +65,9 @@ from inference.musicgen.fidelity import GUIDANCE, Fidelity, compare
 from inference.musicgen.kv_cache import KVCacheMode, build_cache_factory
 from inference.musicgen.model import MusicGenDecoder
 from inference.runtime.quantize import (
-    INT8_KEEP,
+    HEAD_MODES,
     WeightMode,
+    head_keep,
     kept_linear,
     linears,
     quantize_int4_cpu_,
@@ -60,6 +80,7 @@ PROMPTS = ("warm lo-fi piano chords with soft drums",)
 FRAMES = 48  # calibration positions per row (about a second at 50 Hz, plus the delay pattern)
 SMOOTHING_ALPHA = 0.5  # SmoothQuant's migration strength
 MAX_SHIFT = 1e4  # no equalisation factor beyond this (a dead channel must not blow a weight up)
+DEAD_COLUMN = 1e-4  # a weight column below this x the largest counts as this for the factors (column_max)
 
 
 @dataclass(frozen=True)
@@ -95,6 +116,7 @@ class Calibration:
     kv_cache: str
     equalized: bool
     gated: bool  # False: the modes were named, not chosen by auto (measured nothing)
+    heads: str = "bf16"  # the LM heads beside int8 / int4 weights (HEAD_MODES); an old saved decision has none: bf16
     budget: str = ""
     floor: Fidelity | None = None
     measured: dict[str, Fidelity] = field(default_factory=dict)
@@ -107,11 +129,12 @@ class Calibration:
         figures = ", ".join(f"{name}: KL {f.kl:.2e}, agreement {f.agreement:.3f}" for name, f in self.measured.items())
         floor = f"bf16 floor KL {self.floor.kl:.2e}; " if self.floor is not None else ""
         how = ("reused calibration" if self.reused else "calibrated") if self.gated else "named"
-        return (f"{how}: weights {self.weights}, kv_cache {self.kv_cache} ({floor}{figures or 'no gate'}; "
+        heads = f" (LM heads {self.heads})" if self.weights in QUANTIZED else ""
+        return (f"{how}: weights {self.weights}{heads}, kv_cache {self.kv_cache} ({floor}{figures or 'no gate'}; "
                 f"{'equalised' if self.equalized else 'not equalised'}; {self.seconds:.1f} s)")
 
     def as_dict(self) -> dict:
-        return {"weights": self.weights, "kv_cache": self.kv_cache, "equalized": self.equalized,
+        return {"weights": self.weights, "heads": self.heads, "kv_cache": self.kv_cache, "equalized": self.equalized,
                 "gated": self.gated, "budget": self.budget if self.gated else None,
                 "floor": self.floor.row() if self.floor else None,
                 "measured": {name: f.row() for name, f in self.measured.items()}, "decisions": list(self.decisions),
@@ -119,9 +142,11 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, record: dict) -> Calibration:
-        """A saved decision (as_dict) as a Calibration, marked reused."""
+        """A saved decision (as_dict) as a Calibration, marked reused; one saved before the heads were measured
+        (no "heads") keeps bf16 heads, as it was decided with them."""
         floor = record.get("floor")
         return cls(weights=record["weights"], kv_cache=record["kv_cache"], equalized=True, gated=True,
+                   heads=record.get("heads") or "bf16",
                    budget=record.get("budget") or "", floor=Fidelity(**floor) if floor else None,
                    measured={name: Fidelity(**row) for name, row in record.get("measured", {}).items()},
                    decisions=list(record.get("decisions", [])), reused=True)
@@ -231,7 +256,13 @@ def per_head_unit(factors: Tensor, heads: int) -> Tensor:
 
 
 def column_max(weights: list[Tensor]) -> Tensor:
-    return torch.stack([w.abs().amax(dim=0) for w in weights]).amax(dim=0)
+    """Per input channel, the largest |weight| over weights, at least DEAD_COLUMN x the largest: a column of zeros
+    (a channel no reader uses) must not make its factor so large that per_head_unit's MAX_SHIFT clamp, relative to
+    the largest factor, lifts every live channel to one value (it undid the equalisation of the LM heads under the
+    quality harness's heads stress, whose heads read no positional channel: int8 heads KL 0.157 before, docs/
+    benchmarks.md)."""
+    peak = torch.stack([w.abs().amax(dim=0) for w in weights]).amax(dim=0)
+    return peak.clamp_min(float(peak.max()) * DEAD_COLUMN)
 
 
 @torch.no_grad()
@@ -290,72 +321,110 @@ def norm_readers(decoder: MusicGenDecoder) -> list[tuple[nn.LayerNorm, list[nn.L
     return pairs
 
 
-def variant(decoder: MusicGenDecoder, kind: str) -> MusicGenDecoder:
-    """A decoder sharing decoder's tensors whose linears run as kind: "int8" or "int4" (LM heads bf16), "bf16" or
-    "fp32" (the same modules, unpacked). No fp32 weight is copied."""
+def twin(decoder: MusicGenDecoder) -> MusicGenDecoder:
+    """A copy of decoder's modules sharing its tensors (no weight copied), without its one-call caches."""
     memo = {id(tensor): tensor for tensor in [*decoder.parameters(), *decoder.buffers()]}
-    twin = copy.deepcopy(decoder, memo)
+    copied = copy.deepcopy(decoder, memo)
+    for name in ("_fast_weights", "_fast_caches", "_fast_memory", "_fast_heads"):
+        copied.__dict__.pop(name, None)
+    return copied
+
+
+def variant(decoder: MusicGenDecoder, kind: str, heads: str = "bf16") -> MusicGenDecoder:
+    """A decoder sharing decoder's tensors whose linears run as kind: "int8" or "int4" (LM heads as `heads`:
+    HEAD_MODES), "bf16" or "fp32" (the same modules, unpacked). No fp32 weight is copied."""
+    copied = twin(decoder)
     if kind == "int8":
-        return quantize_int8_cpu_(twin, keep=INT8_KEEP)
+        return quantize_int8_cpu_(copied, keep=head_keep(heads))
     if kind == "int4":
-        return quantize_int4_cpu_(twin, keep=INT8_KEEP)
+        return quantize_int4_cpu_(copied, keep=head_keep(heads))
     if kind == "bf16":
-        for parent, name, linear in list(linears(twin)):
+        for parent, name, linear in list(linears(copied)):
             setattr(parent, name, kept_linear(linear, "bf16"))
-    return twin
+    return copied
+
+
+def with_heads(decoder: MusicGenDecoder, served: MusicGenDecoder, heads: str) -> MusicGenDecoder:
+    """served (a quantized variant of decoder) with its LM heads made from decoder's (fp32, equalised) as `heads`;
+    the body's quantized tensors shared, not quantized again."""
+    copied = twin(served)
+    for index, head in enumerate(decoder.heads):
+        copied.heads[index] = kept_linear(head, heads)
+    return copied
 
 
 QUANTIZED = (WeightMode.INT8.value, WeightMode.INT4.value)
+HEAD_CANDIDATES = ("int4", "int8")  # quantized LM heads the gate measures, cheapest first (bf16 heads otherwise)
 
 
 def calibrate(decoder: MusicGenDecoder, inputs: CalibrationInputs, *, weights: WeightMode, kv_cache: KVCacheMode,
               gate_weights: bool, gate_cache: bool, budget: Budget | None = None, decided: dict | None = None,
-              try_int4: bool = False) -> tuple[MusicGenDecoder, Calibration]:
+              try_int4: bool = False, heads: str = "bf16", gate_heads: bool = False
+              ) -> tuple[MusicGenDecoder, Calibration]:
     """decoder (fp32, on the CPU) equalised for the lossy modes, and the decoder to serve: int8 / int4 weights as
-    Int8Linear / Int4Linear (heads bf16), fp32 as it is. A mode chosen by auto (gate_*) is measured first and falls
-    back beyond the budget: try_int4 (auto on a CPU with our kernels) measures int4 weights first and takes them
-    within the budget, else int8 as before, else fp32; decided: an earlier load's decision (Calibration.as_dict,
+    Int8Linear / Int4Linear (LM heads as `heads`), fp32 as it is. A mode chosen by auto (gate_*) is measured first
+    and falls back beyond the budget: try_int4 (auto on a CPU with our kernels) measures int4 weights first and takes
+    them within the budget, else int8 as before, else fp32; gate_heads then measures the LM heads quantized on top
+    of the weights taken (HEAD_CANDIDATES, cheapest first) and keeps bf16 heads where none is within the budget;
+    the cache is measured last, on top of both. decided: an earlier load's decision (Calibration.as_dict,
     inference/runtime/plans.py), taken instead of measuring. Returns (decoder, what was done)."""
     started, budget = time.monotonic(), budget or BUDGET
+    if heads not in HEAD_MODES:
+        raise ValueError(f"LM heads must be one of {', '.join(HEAD_MODES)}, got {heads!r}")
     with recording(decoder) as stats:
         reference = forced_logits(decoder, inputs, KVCacheMode.FP32)
     folds = equalize_(decoder, stats)
     if decided is not None and (gate_weights or gate_cache):
         result = Calibration.from_dict(decided)
         result.folds = folds
-        served = variant(decoder, result.weights) if result.weights in QUANTIZED else None
+        served = variant(decoder, result.weights, result.heads) if result.weights in QUANTIZED else None
         result.seconds = time.monotonic() - started
         return (served if served is not None else decoder), result
-    result = Calibration(weights=weights.value, kv_cache=kv_cache.value, equalized=True,
-                         gated=gate_weights or gate_cache, budget=budget.describe(), folds=folds)
+    result = Calibration(weights=weights.value, kv_cache=kv_cache.value, equalized=True, heads=heads,
+                         gated=gate_weights or gate_cache or gate_heads, budget=budget.describe(), folds=folds)
     lossy_cache = kv_cache if kv_cache in (KVCacheMode.INT8, KVCacheMode.MULAW8) else None
-    served = variant(decoder, weights.value) if weights.value in QUANTIZED and not (gate_weights and try_int4) \
+    served = variant(decoder, weights.value, heads) if weights.value in QUANTIZED and not (gate_weights and try_int4) \
         else None
     if result.gated:
         floor_decoder = variant(decoder, "bf16")
         result.floor = compare(reference, forced_logits(floor_decoder, inputs, KVCacheMode.BF16))
         del floor_decoder
     if gate_weights and try_int4:
-        served = variant(decoder, "int4")
+        served = variant(decoder, "int4", heads)
         fidelity = result.measured["int4 weights"] = compare(reference, forced_logits(served, inputs,
                                                                                       KVCacheMode.FP32))
         if budget.allows(fidelity, result.floor):
             result.weights = WeightMode.INT4.value
         else:
             result.decisions.append(f"int4 weights beyond the budget (KL {fidelity.kl:.2e}): int8 measured next")
-            served = variant(decoder, "int8")
+            served = variant(decoder, "int8", heads)
     if served is not None and gate_weights and result.weights == WeightMode.INT8.value:
         fidelity = result.measured["int8 weights"] = compare(reference, forced_logits(served, inputs,
                                                                                       KVCacheMode.FP32))
         if not budget.allows(fidelity, result.floor):
             result.decisions.append(f"int8 weights beyond the budget (KL {fidelity.kl:.2e}): fp32 weights")
             served, result.weights = None, WeightMode.FP32.value
+    if served is not None and gate_heads:
+        for index, kind in enumerate(HEAD_CANDIDATES):
+            candidate = with_heads(decoder, served, kind)
+            name = f"{result.weights} weights + {kind} heads"
+            fidelity = result.measured[name] = compare(reference, forced_logits(candidate, inputs, KVCacheMode.FP32))
+            if budget.allows(fidelity, result.floor):
+                served, result.heads = candidate, kind
+                break
+            after = (f"{HEAD_CANDIDATES[index + 1]} heads measured next" if index + 1 < len(HEAD_CANDIDATES)
+                     else "bf16 heads kept")
+            result.decisions.append(f"{name} beyond the budget (KL {fidelity.kl:.2e}): {after}")
     if lossy_cache is not None and gate_cache:
         measured = served if served is not None else variant(decoder, "fp32")
-        name = f"{result.weights + ' weights + ' if served is not None else ''}{lossy_cache.value} cache"
+        on_top = "" if served is None else f"{result.weights} weights + " + (
+            f"{result.heads} heads + " if result.heads != "bf16" else "")
+        name = f"{on_top}{lossy_cache.value} cache"
         fidelity = result.measured[name] = compare(reference, forced_logits(measured, inputs, lossy_cache))
         if not budget.allows(fidelity, result.floor):
             result.decisions.append(f"{name} beyond the budget (KL {fidelity.kl:.2e}): fp32 cache")
             result.kv_cache = KVCacheMode.FP32.value
+    if result.weights not in QUANTIZED:
+        result.heads = result.weights  # the heads are the decoder's own precision then
     result.seconds = time.monotonic() - started
     return (served if served is not None else decoder), result

@@ -94,9 +94,11 @@ from inference.runtime.memory import release_memory
 from inference.runtime.plans import SPEED, PlanKey, checkpoint_fingerprint, load_plan, save_plan
 from inference.runtime.progress import ProgressReporter
 from inference.runtime.quantize import (
+    HEAD_MODES,
     WeightMode,
     activation_dtype,
     apply_weight_mode_,
+    head_keep,
     resolve_weight_mode,
     weight_bytes,
 )
@@ -138,6 +140,9 @@ class EngineOptions:
     # (inference/musicgen/calibration.py). False: as before calibration existed (no equalisation, no gate, the LM
     # heads int8 too): the quality benchmark's "before" rows.
     calibrate: bool = True
+    # The LM heads beside int8 / int4 weights (resolve_heads): auto = bf16, or int4 / int8 where weights auto's
+    # calibration measured them within its budget; named bf16 / int8 / int4 are served as named, not measured
+    heads: str = "auto"
     lora: str = ""  # a MusicGen LoRA adapter (inference/musicgen/lora.py) merged into the weights at load
     lora_weight: float = 1.0
 
@@ -695,6 +700,7 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
     weights = resolve_weight_mode(asked_weights, device)
     attention = resolve_attention(options.attention, device, compile=options.compile)
     kv_cache = resolve_kv_cache(asked_cache, weights, attention)
+    named_heads = resolve_heads(options.heads, asked_weights, weights, device)
     check_compile(options, weights, attention)
     config = model.config
     melody = is_melody_config(config)
@@ -720,17 +726,18 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
         key = None if checkpoint is None or not (gate_weights or gate_cache) else PlanKey(  # int4: another choice
             "musicgen-calibration", checkpoint_fingerprint(checkpoint),
             f"weights={asked_weights.value} kv_cache={asked_cache.value} attention={attention}"
-            + (" candidates=int4,int8" if try_int4 else ""))
+            + (" candidates=int4,int8" if try_int4 else "") + (f" heads={named_heads}" if named_heads else ""))
         decided = None if key is None else load_plan(key)
         decoder, calibration = calibrate(decoder, inputs, weights=weights, kv_cache=kv_cache, gate_weights=gate_weights,
-                                         gate_cache=gate_cache, decided=decided,
-                                         try_int4=try_int4)
+                                         gate_cache=gate_cache, decided=decided, try_int4=try_int4,
+                                         heads=named_heads or "bf16", gate_heads=try_int4 and not named_heads)
         if key is not None and decided is None:
             save_plan(key, calibration.as_dict())
         weights, kv_cache = WeightMode(calibration.weights), KVCacheMode(calibration.kv_cache)
         log.info("engine calibration %s", calibration.summary() + "".join(f"; {d}" for d in calibration.decisions))
     if weights not in quantized or calibration is None:  # calibrate returns int8 / int4 weights already swapped
-        decoder = apply_weight_mode_(decoder, weights, device, keep=None if options.calibrate else {})
+        keep = head_keep(named_heads) if named_heads else None if options.calibrate else {}
+        decoder = apply_weight_mode_(decoder, weights, device, keep=keep)
     decoder.set_attention_backend(attention)
     for module in (decoder, text_encoder, codec):
         own_memory_(module)
@@ -738,7 +745,8 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
         release_memory()  # what loading staged on the GPU goes back before the first request
     parameters = sum(p.numel() for p in text_encoder.parameters()) + sum(p.numel() for p in codec.parameters())
     parameters += sum(p.numel() for p in build_param_counter(args))
-    modes = {"weights": weights.value, "kv_cache": kv_cache.value, "attention": attention,
+    heads = served_heads(weights, device, calibration, named_heads, options.calibrate)
+    modes = {"weights": weights.value, "heads": heads, "kv_cache": kv_cache.value, "attention": attention,
              "calibration": None if calibration is None else calibration.as_dict()}
     if options.lora:
         modes["lora"] = {"merged": options.lora, "weight": options.lora_weight}
@@ -751,7 +759,7 @@ def engine_from_hf_model(model, tokenizer, *, options: EngineOptions = EngineOpt
                           | ({Capability.CODE_STREAM} if kept_stream else set()),
                           modes=modes)
     hop = hop_length(config)
-    log.info("engine: %s weights (%.1f MB), %s kv cache, %s attention on %s", weights.value,
+    log.info("engine: %s weights (LM heads %s, %.1f MB), %s kv cache, %s attention on %s", weights.value, heads,
              weight_bytes(decoder) / 2**20, kv_cache.value, attention, device)
     engine = MusicGenEngine(decoder, text_encoder, codec, tokenizer, info, replace(options, attention=attention),
                             hop, weights, kv_cache, chroma_extractor=chroma_extractor if melody else None)
@@ -780,6 +788,35 @@ def resolve_kv_cache(mode: KVCacheMode, weights: WeightMode, attention: str) -> 
     if mode is KVCacheMode.AUTO and weights in (WeightMode.INT8, WeightMode.INT4) and attention == "fused-cpu":
         return KVCacheMode.INT8
     return mode
+
+
+def resolve_heads(asked: str, asked_weights: WeightMode, weights: WeightMode, device: torch.device) -> str | None:
+    """The LM heads named in EngineOptions.heads, or None for auto.
+
+    auto keeps the heads bf16 beside int8 / int4 weights unless calibration chose the weights too (weights auto on
+    the CPU with our kernels) and measured int4 or int8 heads within its budget (inference/musicgen/calibration.py).
+    A user who names `weights int8` or `int4` gets bf16 heads, as before: the named modes are not measured, and a
+    quantized head is where argmax flips on outlier activations (onnxruntime#29849); what `int8` / `int4` promise
+    is the quality docs/benchmarks.md measured for them, which was with bf16 heads. Named int8 / int4 heads (the
+    quality harness's rows) need int8 or int4 weights (or auto) on the CPU."""
+    if asked == "auto":
+        return None
+    if asked not in HEAD_MODES:
+        raise ValueError(f"LM heads must be auto or one of {', '.join(HEAD_MODES)}, got {asked!r}")
+    quantized = (WeightMode.INT8, WeightMode.INT4)
+    if asked != "bf16" and (device.type != "cpu" or (weights not in quantized and asked_weights != WeightMode.AUTO)):
+        raise ValueError(f"LM heads {asked!r} run on our CPU kernels beside int8 or int4 weights; weights "
+                         f"{weights.value!r} on {device.type} keeps its own heads (use heads auto)")
+    return asked
+
+
+def served_heads(weights: WeightMode, device: torch.device, calibration, named: str | None, calibrated: bool) -> str:
+    """The LM heads' precision as served (ModelInfo.modes["heads"])."""
+    if calibration is not None:
+        return calibration.heads
+    if weights in (WeightMode.INT8, WeightMode.INT4):
+        return named or ("bf16" if calibrated else weights.value)  # calibrate off: the heads as the weights
+    return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(activation_dtype(weights, device), "fp32")
 
 
 def int4_available() -> bool:

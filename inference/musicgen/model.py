@@ -364,8 +364,30 @@ class MusicGenDecoder(nn.Module):
         return self.head_logits(x[:, -1:] if last_only else x)
 
     def head_logits(self, x: Tensor) -> Tensor:
+        """The final norm and the LM heads: (B, T, dim) -> logits (B, K, T, V). Heads quantized to one kind (int8 or
+        int4, as calibration takes them: inference/musicgen/calibration.py) run as one kernel call over the four
+        heads' rows (fused_heads); bf16 or fp32 heads one linear each (one fused bf16 GEMM measured the same,
+        docs/benchmarks.md)."""
         x = self.norm(x)
+        fused = self.fused_heads()
+        if fused is not None:
+            logits = fused(x)  # (B, T, K * V)
+            shape = (x.shape[0], x.shape[1], len(self.heads), logits.shape[-1] // len(self.heads))
+            return logits.view(shape).transpose(1, 2).contiguous()  # no copy at T = 1 (a decode step)
         return torch.stack([head(x) for head in self.heads], dim=1).float()  # (B, K, T, V)
+
+    def fused_heads(self) -> nn.Module | None:
+        """The LM heads as one Int8Linear / Int4Linear (quantize.fuse_rows), kept while the head modules are the
+        same objects (held and checked by identity through `_modules`, as fast_layers does); None when they are not
+        all one quantized kind."""
+        heads = list(self.heads._modules.values())
+        held = self.__dict__.get("_fast_heads")
+        if held is None or len(held[0]) != len(heads) or any(a is not b for a, b in zip(held[0], heads)):
+            from inference.runtime.quantize import fuse_rows
+
+            held = (heads, fuse_rows(heads))
+            self.__dict__["_fast_heads"] = held
+        return held[1]
 
     def decode_rows(self, tokens: Tensor, rows: RowPositions, kv_end: int, layer_memory) -> Tensor:
         """One token per row, each at its own position (a melody prefix already counted in rows.positions):

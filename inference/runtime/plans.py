@@ -9,6 +9,10 @@ format version: another checkpoint, CPU, torch or setting measures afresh. `cont
 decisions for the configured model (`describe_plans`), and the speed the engine measured at warm-up beside them
 (kinds ending in SPEED: a record of this machine, not a decision).
 
+A decision's fields are its owner's, read by the owner with its own defaults: a field added later is absent from
+older files, and the owner says what its absence means (MusicGen's LM heads: no "heads" is bf16 heads, as those
+decisions were measured; calibration.Calibration.from_dict), so an older plan is reused as it was decided.
+
 Files: one JSON per decision in plans_dir() (CONTINUO_PLANS_DIR, default ~/.cache/continuo/plans), written
 atomically; an unreadable file is measured again, an unwritable folder is logged and the decision used anyway.
 """

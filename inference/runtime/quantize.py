@@ -6,11 +6,13 @@
 - int8: int8 weights with one scale per output channel (Int8Linear): our C++ kernel (AVX-512 VNNI here,
   bound by reading the weights at a decode step's few rows; on CPUs without VNNI, prefill runs one GEMM
   over the dequantized weight instead). Where our kernels cannot be built, torch's dynamic int8 Linear
-  (fbgemm/x86) stands in. The LM heads stay bf16 (INT8_KEEP: the logits sampling reads; 1.2 ms more per step
-  than int8 heads, read cold at 1 thread, docs/benchmarks.md "Quality"); activation outlier channels are
-  folded into the weights at load (inference/musicgen/calibration.py).
+  (fbgemm/x86) stands in. The LM heads stay bf16 (INT8_KEEP: the logits sampling reads) unless calibration,
+  under weights auto, measured int4 or int8 heads within its budget (head_keep, kept_linear; the four heads then
+  run as one kernel call, fuse_rows: bf16 1.9-2.4 ms, int8 0.63-0.74, int4 0.53-0.66 ms of CPU a musicgen-small
+  step at 1 thread, docs/benchmarks.md); activation outlier channels are folded into the weights at load
+  (inference/musicgen/calibration.py).
 - int4: 4-bit weights in groups of 32 with an fp16 scale and minimum each (Int4Linear, about 5 bits a weight):
-  our C++ kernel with int8 activations on AVX-512 VNNI (portable loop elsewhere), the LM heads bf16 as for int8;
+  our C++ kernel with int8 activations on AVX-512 VNNI (portable loop elsewhere), the LM heads as for int8;
   0.62x int8's bytes per step. On CUDA `int4` means bnb-nf4. Lossier than int8: auto takes it only where
   calibration measures it within budget (inference/musicgen/calibration.py).
 - bnb-int8, bnb-nf4: bitsandbytes; the CUDA memory savers. They also run on the CPU, slowly,
@@ -22,6 +24,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from enum import Enum
 
@@ -366,15 +369,71 @@ def quantize_int8_cpu_(decoder: nn.Module, keep: dict[str, str] | None = None) -
 
 
 def kept_linear(linear: nn.Linear, kind: str) -> nn.Module:
-    """A linear left out of int8: bf16 weights through oneDNN (fp32 in and out) where it has bf16 kernels, else
-    fp32, prepacked where oneDNN is."""
+    """A linear in the precision `kind` names beside the decoder's weight mode: "bf16" (bf16 weights through oneDNN,
+    fp32 in and out, where it has bf16 kernels, else fp32), "fp32" (prepacked where oneDNN is), or "int8" / "int4"
+    (our kernels: the LM heads where calibration took them; int8 where int4's layout does not fit)."""
+    if kind in ("int8", "int4"):
+        return kernel_linear(linear, kind)
     if kind == "bf16" and onednn_bf16_available():
         return Bf16Linear(linear)
     return PackedLinear(linear) if onednn_linear_available() else linear
 
 
-INT8_KEEP = {"heads.": "bf16"}  # int8 weights keep the LM heads bf16: the logits sampling reads (measured cost:
-# docs/benchmarks.md, "Quality")
+def kernel_linear(linear: nn.Linear, kind: str) -> nn.Module:
+    """linear as Int4Linear or Int8Linear on our kernels (int8 where int4's layout does not fit it)."""
+    from inference.runtime.kernels import int4_linear_op, int8_linear_op, kernels_status
+
+    op = int4_linear_op() if kind == "int4" else int8_linear_op()
+    if op is None:
+        raise ValueError(f"{kind} LM heads need our CPU kernels ({kernels_status().reason}); use bf16 heads")
+    vnni = bool(torch.ops.continuo_cpu.int8_linear_uses_vnni())
+    if kind == "int4" and int4_fits(linear):
+        return Int4Linear(linear, op, vnni)
+    return Int8Linear(linear, op if kind == "int8" else int8_linear_op(), vnni)
+
+
+def fuse_rows(parts: list[nn.Module]) -> nn.Module | None:
+    """One Int8Linear or Int4Linear computing every part's outputs, concatenated (the four LM heads in one kernel
+    call), or None when the parts are not all one such kind. The parts' buffers become views of the fused one's:
+    no byte is held twice."""
+    kind = type(parts[0])
+    if kind not in (Int8Linear, Int4Linear) or any(type(part) is not kind for part in parts):
+        return None
+    if kind is Int8Linear and (parts[0].op is None or any(part.max_rows != parts[0].max_rows for part in parts)):
+        return None
+    if kind is Int4Linear and any(part.vnni != parts[0].vnni or part.op is not parts[0].op for part in parts):
+        return None
+    if any(part.in_features != parts[0].in_features or (part.bias is None) != (parts[0].bias is None)
+           for part in parts):
+        return None
+    fused = copy.copy(parts[0])  # the kind's settings (op, vnni, rows); its buffers replaced below
+    fused._buffers = dict(parts[0]._buffers)
+    fused.out_features = sum(part.out_features for part in parts)
+    for name, tensor in parts[0]._buffers.items():
+        if tensor is None:
+            continue
+        whole = torch.cat([part._buffers[name] for part in parts]).contiguous()
+        fused._buffers[name] = whole
+        offset = 0
+        for part in parts:
+            rows = part._buffers[name].shape[0]
+            part._buffers[name] = whole[offset : offset + rows]
+            offset += rows
+    return fused
+
+
+HEAD_MODES = ("bf16", "int8", "int4")  # the LM heads' precision beside int8 / int4 weights
+
+
+def head_keep(heads: str) -> dict[str, str]:
+    """The keep table (quantize_int8_cpu_, quantize_int4_cpu_) that puts the LM heads in `heads` (HEAD_MODES)."""
+    if heads not in HEAD_MODES:
+        raise ValueError(f"LM heads must be one of {', '.join(HEAD_MODES)}, got {heads!r}")
+    return {"heads.": heads}
+
+
+INT8_KEEP = head_keep("bf16")  # int8 / int4 weights keep the LM heads bf16 unless calibration measured int8 or int4
+# heads within its budget (inference/musicgen/calibration.py; docs/benchmarks.md, "Quality")
 BNB_KEEP = ("heads.",)  # stay in the activation dtype, as transformers keeps lm_head: logits need the precision
 
 

@@ -51,6 +51,7 @@ def test_doctor_shows_the_quality_decision_and_the_speed_saved_for_the_model(cap
     assert main(["doctor", "--model", str(tiny_model_dir)]) == 0
     out = capsys.readouterr().out
     assert "quality decision: musicgen-calibration (weights=auto kv_cache=auto" in out and "bf16 floor KL" in out
+    assert f"(LM heads {engine.info.modes['heads']})" in out  # the heads' decision beside the weights'
     assert "speed on this machine: not measured yet" in out
     engine.warm_up()
     assert main(["doctor", "--model", str(tiny_model_dir)]) == 0

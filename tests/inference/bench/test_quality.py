@@ -12,6 +12,7 @@ from inference.bench.quality import (
     BEFORE,
     CONTROLS,
     FLOOR,
+    HEAD_CONTROLS,
     OPTIONS,
     Harness,
     Stress,
@@ -19,10 +20,11 @@ from inference.bench.quality import (
     build_copy_musicgen,
 )
 from inference.musicgen.calibration import BUDGET
-from inference.musicgen.fidelity import compare
+from inference.musicgen.fidelity import Fidelity, compare
 
 FRAMES = 200
 OUTLIERS = Stress("outliers x100", k=100, v=100, ln=100)
+HEADS = Stress("heads x100", heads=100)
 AUTO = next(option for option in OPTIONS if option.name == "auto")
 AUTO_BEFORE = next(option for option in BEFORE if option.name.startswith("auto"))
 
@@ -49,7 +51,9 @@ def test_the_outlier_stresses_keep_the_fp32_function(copy_dir, stressed):
     same = compare(plain.reference, Harness(copy_dir, OUTLIERS, frames=FRAMES, stepwise=False).reference)
     sharp = compare(plain.reference, Harness(copy_dir, Stress("sharp", sharp=3), frames=FRAMES,
                                              stepwise=False).reference)
+    heads = compare(plain.reference, Harness(copy_dir, HEADS, frames=FRAMES, stepwise=False).reference)
     assert same.kl < 1e-6 and same.agreement == 1.0
+    assert heads.kl < 1e-6 and heads.agreement == 1.0
     assert sharp.kl > 1e-3
 
 
@@ -85,3 +89,46 @@ def test_equalisation_is_what_makes_int8_hold_the_outliers(stressed, floor, kind
     before = next(option for option in BEFORE if option.name == f"int8 {kind}, before")
     assert BUDGET.allows(stressed.measure(after), floor)
     assert not BUDGET.allows(stressed.measure(before), floor)
+
+
+@pytest.fixture(scope="module")
+def head_stressed(copy_dir):
+    return Harness(copy_dir, HEADS, frames=FRAMES)
+
+
+@pytest.fixture(scope="module")
+def plain(copy_dir):
+    return Harness(copy_dir, Stress("none"), frames=FRAMES)
+
+
+NAIVE_HEADS = (*HEAD_CONTROLS, next(option for option in BEFORE if option.name == "int8 weights, before"))
+
+
+@pytest.mark.parametrize("option", NAIVE_HEADS, ids=lambda option: option.name)
+def test_naive_head_quantization_fails_the_heads_stress_alone(plain, head_stressed, option):
+    """int8 heads with one scale per tensor, and int8 heads with nothing equalised (the default before calibration):
+    within the budget on the plain model, beyond it once the final LayerNorm has outlier channels that only the
+    heads read (a function-preserving change): the stress is what they fail."""
+    assert BUDGET.allows(plain.measure(option), plain.measure(FLOOR))
+    assert not BUDGET.allows(head_stressed.measure(option), head_stressed.measure(FLOOR))
+
+
+def test_equalised_int8_heads_hold_the_heads_stress(head_stressed):
+    option = next(option for option in OPTIONS if option.name == "int4 weights + int8 heads + int8 cache")
+    fidelity = head_stressed.measure(option)
+    assert head_stressed.last_modes["heads"] == "int8"
+    assert BUDGET.allows(fidelity, head_stressed.measure(FLOOR)), fidelity
+
+
+def test_auto_takes_the_first_quantized_head_within_the_budget(head_stressed):
+    """The gate measures int4 heads, then int8, on the harness under the heads stress and serves the first within
+    the budget (its own figures say which); here the equalised heads hold, so the heads are quantized."""
+    head_stressed.measure(AUTO)
+    record = head_stressed.last_modes["calibration"]
+    floor, weights = Fidelity(**record["floor"]), record["weights"]
+    taken = next((kind for kind in ("int4", "int8")
+                  if BUDGET.allows(Fidelity(**record["measured"][f"{weights} weights + {kind} heads"]), floor)),
+                 "bf16")
+    assert record["heads"] == head_stressed.last_modes["heads"] == taken != "bf16"
+    assert f"{weights} weights + int4 heads" in record["measured"]
+
