@@ -12,19 +12,19 @@ place.
 
 Positions. Every row has its own position (`inference.musicgen.model.RowPositions`): the step writes each row's key
 and value at that row's position and attends over the first kv_end = furthest position + 1 keys, the later
-ones masked per row. We chose per-row positions over left-aligned padding: padding would need a joining
-request's prompt shifted to the running rows' position (a new prefill of everyone at every join, or a
-request waiting for the others), and it would feed masked pad positions into the sinusoidal positions and the
-melody prefix. With per-row positions a joining request prefills its own rows only, at positions 0..P, as it
-would alone. The fused CPU kernel attends each row over its own keys only (up to its last unmasked one, in 16-key
-blocks from position 0, masked keys inside weighing exactly 0, every sum in a fixed order), and the int8 linears
-quantise each row on its own scale and sum in integers, so with the CPU defaults (int8 weights, LM heads bf16,
-int8 cache, fused attention) a request gives the same logits, bit for bit, at every step alone or in a batch:
-tested per step at head size 64 over a 300-step job with another joining (tests/inference/musicgen/
-test_batching.py), and in the kernel alone for rows at positions up to 1499 (tests/inference/runtime/
-test_kernels.py). Elsewhere it holds to rounding only, and one flipped near-tie then diverges a sampled job: SDPA
-(one masked kernel over the batch), fp32 weights (oneDNN GEMMs block by row count; the test's control), and torch's
-dynamic int8 stand-in where our kernels cannot be built (one activation scale per call, shared by every row).
+ones masked per row. We chose per-row positions over left-aligned padding: padding would need a joining request's
+prompt shifted to the running rows' position (a new prefill of everyone at every join, or a request waiting for the
+others), and it would feed masked pad positions into the sinusoidal positions and the melody prefix. With per-row
+positions a joining request prefills its own rows only, at positions 0..P, as it would alone. The fused CPU kernel
+attends each row over its own keys only (up to its last unmasked one, in 16-key blocks from position 0, masked keys
+inside weighing exactly 0, every sum in a fixed order), and the int8 linears quantise each row on its own scale and
+sum in integers, so with the CPU defaults (int8 or int4 weights, LM heads bf16 or quantized as calibration decides,
+int8 cache, fused attention) a request gives the same logits, bit for bit, at every step alone or in a batch: tested
+per step at head size 64 over a 300-step job with another joining (tests/inference/musicgen/test_batching.py), and
+in the kernel alone for rows at positions up to 1499 (tests/inference/runtime/test_kernels.py). Elsewhere it holds
+to rounding only, and one flipped near-tie then diverges a sampled job: SDPA (one masked kernel over the batch),
+fp32 weights (oneDNN GEMMs block by row count; the test's control), and torch's dynamic int8 stand-in where our
+kernels cannot be built (one activation scale per call, shared by every row).
 
 Text conditioning. Each ticket's cross-attention keys/values (rows, H, S_j, D) are padded to the longest S and
 masked, rebuilt only when the tickets change. Melody checkpoints carry their prefix in the cache: a ticket's
