@@ -34,6 +34,8 @@ INPUT_LOOKAHEAD = 3  # frames after a frame the input convolution (7 taps) reads
 CONTEXT = 2  # frames of LSTM output before a span that the upsampling stack's receptive field reaches back
 LOOKAHEAD = 1  # ... and after it: 1 each way is the whole field (0 gives -52 dB seams, 1 the same bits as whole)
 LAG = INPUT_LOOKAHEAD + LOOKAHEAD  # frames after a frame that must be decoded before its audio is final
+WINOGRAD = True
+TILING = (6, 512)  # the stack from its stage 6 (the last upsampler) in tiles of 512 rows: see upsample
 
 
 def folded_weight(conv: nn.Module) -> Tensor:
@@ -61,26 +63,79 @@ class Conv(nn.Module):
                 x = F.pad(F.pad(x, (0, extra)), self.pad, "reflect")[..., : x.shape[-1] + sum(self.pad)]
             else:
                 x = F.pad(x, self.pad, self.mode if self.mode != "zero" else "constant")
-        if self.weight.shape[0] == 1 and self.dilation == 1:  # the output convolution: a GEMM and shifted adds
-            return narrow_conv(x, self.weight, self.bias)
         return F.conv1d(x, self.weight, self.bias, dilation=self.dilation)
 
 
-def narrow_conv(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """conv1d to one output channel, (B, C, L + k - 1) -> (B, 1, L): oneDNN's direct convolution ran it at 1 GFLOP/s
-    (158 ms for EnCodec's last layer over 10 s); per tap a GEMM column, then k shifted adds: 15 ms."""
-    taps = weight.shape[2]
-    length = x.shape[-1] - taps + 1
-    per_tap = torch.matmul(weight[0].T, x)  # (B, k, L + k - 1): tap t's weighted sum over channels
-    out = per_tap[:, 0, :length] + bias[0]
-    for tap in range(1, taps):
-        out += per_tap[:, tap, tap : tap + length]
-    return out[:, None]
+def time_major(weight: Tensor, tap: int) -> Tensor:
+    """A conv1d weight (out, in, k)'s tap as the (in, out) matrix that multiplies time-major rows."""
+    return weight[:, :, tap].T.contiguous()
 
 
-class PolyphaseUpsample(nn.Module):
-    """transformers' EncodecConvTranspose1d (non-causal) as one ordinary convolution: output phase p of stride s is a
-    convolution of the input with taps p, p + s, ... of the kernel; the phases are interleaved, then trimmed."""
+def padded_rows(x: Tensor, pad: tuple[int, int], mode: str, activate: bool) -> Tensor:
+    """Time-major rows (L, C) -> (pad[0] + L + pad[1], C) padded as transformers' EncodecConv1d pads, ELU'd on the
+    way in when `activate` (written straight into the padded buffer: one pass, no copy)."""
+    left, right = pad
+    length = x.shape[0]
+    if mode == "reflect" and length <= max(pad):  # transformers' short-input rule: zeros, then reflect (rare: tiny spans)
+        rows = F.elu(x) if activate else x
+        channel_major = rows.T[None]
+        extra = max(pad) - length + 1
+        channel_major = F.pad(F.pad(channel_major, (0, extra)), pad, "reflect")[..., : length + left + right]
+        return channel_major[0].T.contiguous()
+    out = x.new_empty(left + length + right, x.shape[1])
+    inner = out[left : left + length]
+    if activate:
+        torch._C._nn.elu(x, 1.0, 1, 1, out=inner)
+    else:
+        inner.copy_(x)
+    if mode == "reflect":
+        if left:
+            out[:left] = out[left + 1 : 2 * left + 1].flip(0)
+        if right:
+            out[left + length :] = out[left + length - right - 1 : left + length - 1].flip(0)
+    else:  # constant / zero
+        out[:left] = 0
+        out[left + length :] = 0
+    return out
+
+
+class RowConv(nn.Module):
+    """transformers' EncodecConv1d (stride 1, non-causal) on time-major rows (L, C_in) -> (L, C_out): one GEMM per tap
+    (MKL, accumulating in place) over row windows of the padded input; ELU fused into the padding when asked."""
+
+    def __init__(self, module):
+        super().__init__()
+        conv = module.conv
+        weight = folded_weight(conv)
+        self.taps = weight.shape[2]
+        self.register_buffer("weights", torch.stack([time_major(weight, t) for t in range(self.taps)]),
+                             persistent=False)  # (k, in, out)
+        self.register_buffer("bias", conv.bias.detach().clone(), persistent=False)
+        self.dilation = conv.dilation[0]
+        total = (self.taps - 1) * self.dilation + 1 - conv.stride[0]
+        self.pad = (total - total // 2, total // 2)
+        self.mode = module.pad_mode
+
+    def reach(self, left: int, right: int) -> tuple[int, int]:
+        return left + self.pad[0], right + self.pad[1]
+
+    def forward(self, x: Tensor, activate: bool = False) -> Tensor:
+        length = x.shape[0]
+        if self.pad == (0, 0):
+            rows = F.elu(x) if activate else x
+        else:
+            rows = padded_rows(x, self.pad, self.mode, activate)
+        out = torch.addmm(self.bias, rows[:length], self.weights[0])
+        for tap in range(1, self.taps):
+            start = tap * self.dilation
+            out.addmm_(rows[start : start + length], self.weights[tap])
+        return out
+
+
+class RowUpsample(nn.Module):
+    """transformers' EncodecConvTranspose1d (non-causal) on time-major rows (L, C_in) -> (L * s, C_out), as its
+    polyphase form: output row q holds the s output samples q*s .. q*s + s - 1 side by side (s * C_out columns), so
+    a GEMM per tap of stride s writes them already interleaved; then the trim, a row slice (a view)."""
 
     def __init__(self, module):
         super().__init__()
@@ -89,36 +144,124 @@ class PolyphaseUpsample(nn.Module):
         self.stride, kernel = conv.stride[0], conv.kernel_size[0]
         self.taps = math.ceil(kernel / self.stride)
         padded = F.pad(weight, (0, self.taps * self.stride - kernel))  # zero taps past the kernel
-        phases = padded.view(weight.shape[0], weight.shape[1], self.taps, self.stride)  # [in, out, t, p]
+        phases = padded.view(weight.shape[0], weight.shape[1], self.taps, self.stride)  # [in, out, m, p]
         self.out_channels = weight.shape[1]
-        self.register_buffer("weight", phases.permute(3, 1, 0, 2).flip(-1).reshape(
-            self.stride * self.out_channels, weight.shape[0], self.taps).contiguous(), persistent=False)
-        self.register_buffer("bias", conv.bias.detach().clone(), persistent=False)
+        self.register_buffer("weights", phases.permute(2, 0, 3, 1).reshape(
+            self.taps, weight.shape[0], self.stride * self.out_channels).contiguous(), persistent=False)  # [m, in, p*out]
+        self.register_buffer("bias", conv.bias.detach().repeat(self.stride), persistent=False)
+        if self.taps == 2:
+            self.register_buffer("both", self.weights.sum(dim=0), persistent=False)
         self.kernel = kernel
         total = kernel - self.stride
         self.trim = (total - total // 2, total // 2)
+        self.activate = False  # the ELU before it fused in (FastCodecDecoder sets it)
+
+    def reach(self, left: int, right: int) -> tuple[int, int]:
+        """Input rows either side that output samples `left` before and `right` after a span can read (bounded)."""
+        return (left + self.kernel) // self.stride + 1, (right + self.kernel) // self.stride + 1
 
     def forward(self, x: Tensor) -> Tensor:
-        batch, _, length = x.shape
-        y = F.conv1d(F.pad(x, (self.taps - 1, self.taps - 1)), self.weight)  # (B, s * out, length + taps - 1)
-        y = y.view(batch, self.stride, self.out_channels, -1).permute(0, 2, 3, 1).reshape(batch, self.out_channels, -1)
+        """Input rows q-m meet tap m at output row q (rows 0 .. L + taps - 2); ELU'd first when `activate`."""
+        if self.taps == 2 and WINOGRAD:
+            return self.two_taps(x)
+        if self.activate:
+            x = F.elu(x)
+        length = x.shape[0]
+        rows = length + self.taps - 1
+        out = x.new_empty(rows, self.stride * self.out_channels)
+        torch.addmm(self.bias, x, self.weights[0], out=out[:length])
+        out[length:] = self.bias
+        for tap in range(1, self.taps):
+            out[tap : tap + length].addmm_(x, self.weights[tap])
+        return self.trimmed(out, length)
+
+    def trimmed(self, out: Tensor, length: int) -> Tensor:
         full = (length - 1) * self.stride + self.kernel
-        return y[..., self.trim[0] : full - self.trim[1]] + self.bias[:, None]
+        return out.view(-1, self.out_channels)[self.trim[0] : full - self.trim[1]]
+
+    def two_taps(self, x: Tensor) -> Tensor:
+        """Two taps (kernel = 2 * stride, EnCodec's): row q = p[q] A + p[q + 1] B over the input p padded by a zero
+        row each side (A = tap 1, B = tap 0). Rows in pairs by Winograd's F(2, 2): with m = p[2i+1] (A + B),
+        row 2i = (p[2i] - p[2i+1]) A + m and row 2i+1 = (p[2i+2] - p[2i+1]) B + m: three GEMMs for two rows, not
+        four."""
+        length = x.shape[0]
+        pairs = (length + 2) // 2
+        padded = padded_rows(x, (1, 2 * pairs - length), "constant", self.activate)  # 2 * pairs + 1 rows
+        even, odd = padded[0::2], padded[1::2]
+        differences = x.new_empty(2, pairs, x.shape[1])
+        torch.sub(even[:-1], odd, out=differences[0])
+        torch.sub(even[1:], odd, out=differences[1])
+        shared = torch.addmm(self.bias, odd, self.both)
+        out = x.new_empty(pairs, 2, self.stride * self.out_channels)
+        torch.addmm(shared, differences[0], self.weights[1], out=out[:, 0])
+        torch.addmm(shared, differences[1], self.weights[0], out=out[:, 1])
+        return self.trimmed(out, length)
 
 
-class Residual(nn.Module):
-    """transformers' EncodecResnetBlock: ELU, conv, ELU, conv, plus the shortcut."""
+class RowELU(nn.Module):
+    """ELU on time-major rows, in place where the rows are the stack's own."""
+
+    def reach(self, left: int, right: int) -> tuple[int, int]:
+        return left, right
+
+    def forward(self, x: Tensor, owned: bool = True) -> Tensor:
+        return F.elu(x, inplace=owned)
+
+
+class RowResidual(nn.Module):
+    """transformers' EncodecResnetBlock on time-major rows: ELU, conv, ELU, conv, plus the shortcut. The ELUs fused
+    (into a conv's padding, or in place on the hidden rows before a 1-tap conv); a last 1-tap conv accumulated into
+    the shortcut in place, so the input rows must be the caller's to overwrite (the stack's own)."""
 
     def __init__(self, module):
         super().__init__()
-        self.convs = nn.ModuleList(Conv(layer) for layer in module.block if not isinstance(layer, nn.ELU))
-        self.shortcut = None if isinstance(module.shortcut, nn.Identity) else Conv(module.shortcut)
+        self.convs = nn.ModuleList(RowConv(layer) for layer in module.block if not isinstance(layer, nn.ELU))
+        self.shortcut = None if isinstance(module.shortcut, nn.Identity) else RowConv(module.shortcut)
+
+    def reach(self, left: int, right: int) -> tuple[int, int]:
+        for conv in self.convs:
+            left, right = conv.reach(left, right)
+        return left, right
 
     def forward(self, x: Tensor) -> Tensor:
         hidden = x
-        for conv in self.convs:
-            hidden = conv(F.elu(hidden))
-        return (x if self.shortcut is None else self.shortcut(x)) + hidden
+        for conv in self.convs[:-1]:
+            hidden = conv(hidden, activate=True)
+        last = self.convs[-1]
+        out = x if self.shortcut is None else self.shortcut(x)
+        if last.pad != (0, 0) or last.taps != 1:
+            return out.add_(last(hidden, activate=True))
+        F.elu(hidden, inplace=True)
+        return out.add_(last.bias).addmm_(hidden, last.weights[0])
+
+
+class RowOutput(nn.Module):
+    """The last convolution (C -> audio channels, k taps) on time-major rows: one GEMM to k * channels columns (tap
+    t's weighted sum over channels, for every row), then the padding applied to those rows (a row's products depend
+    on that row alone, so padding the products is padding the input), then the k shifted rows summed through one
+    strided view. (The previous channel-major form of the same idea: 158 -> 15 ms against oneDNN's convolution.)"""
+
+    def __init__(self, module):
+        super().__init__()
+        self.conv = RowConv(module)
+        weights = self.conv.weights  # (k, in, out)
+        self.channels = weights.shape[2]
+        self.register_buffer("products", weights.permute(1, 0, 2).reshape(weights.shape[1], -1).contiguous(),
+                             persistent=False)  # (in, k * out)
+
+    def reach(self, left: int, right: int) -> tuple[int, int]:
+        return self.conv.reach(left, right)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(L, C) -> (channels, L)."""
+        conv, length = self.conv, x.shape[0]
+        products = torch.matmul(x, self.products)  # (L, k * out)
+        if conv.pad != (0, 0):
+            products = padded_rows(products, conv.pad, conv.mode, activate=False)
+        taps, channels = conv.taps, self.channels
+        width = taps * channels
+        shifted = products.as_strided((length, taps, channels), (width, conv.dilation * width + channels, 1))
+        return (shifted.sum(dim=1) + conv.bias).T
 
 
 def supported(codec) -> str | None:
@@ -137,7 +280,7 @@ def supported(codec) -> str | None:
 
 class FastCodecDecoder(nn.Module):
     """EncodecModel.decode's function for codes (B, K, T) -> audio (B, C, T * hop), built from a transformers model;
-    also the pieces CodecStream runs one span at a time."""
+    also the pieces CodecStream runs one span at a time. After the LSTM everything is time-major (rows of channels)."""
 
     def __init__(self, codec):
         super().__init__()
@@ -149,31 +292,82 @@ class FastCodecDecoder(nn.Module):
         for layer in layers[2:]:
             name = type(layer).__name__
             if isinstance(layer, nn.ELU):
-                stack.append(nn.ELU())
+                stack.append(RowELU())
             elif name == "EncodecConvTranspose1d":
-                stack.append(PolyphaseUpsample(layer))
+                stack.append(RowUpsample(layer))
+                if len(stack) > 1 and isinstance(stack[-2], RowELU):
+                    stack[-1].activate = True
+                    del stack[-2]
             elif name == "EncodecResnetBlock":
-                stack.append(Residual(layer))
+                stack.append(RowResidual(layer))
             elif name == "EncodecConv1d":
-                stack.append(Conv(layer))
+                stack.append(RowOutput(layer))
             else:
                 raise ValueError(f"unknown EnCodec decoder layer {name}")
-        self.stack = nn.Sequential(*stack)
+        if not isinstance(stack[-1], RowOutput):
+            raise ValueError("an EnCodec decoder that does not end in a convolution")
+        self.stack = nn.ModuleList(stack)
         self.hop = int(np.prod(codec.config.upsampling_ratios))
+        self.tile(*TILING)
+
+    def tile(self, tile_from: int, tile_rows: int) -> None:
+        """Run stages tile_from.. in tiles of tile_rows input rows (see upsample); the halo each side is what those
+        stages read, from the output's single sample back."""
+        self.tile_from, self.tile_rows = tile_from, tile_rows
+        left = right = 0
+        for stage in reversed(self.stack[tile_from:]):
+            left, right = stage.reach(left, right)
+        self.halo = (left, right)
+        self.tail_hop = int(np.prod([s.stride for s in self.stack[tile_from:] if isinstance(s, RowUpsample)]))
 
     def embed(self, codes: Tensor) -> Tensor:
         """codes (B, K, T) -> quantizer embeddings (B, D, T)."""
         return self.quantizer.decode(codes.transpose(0, 1))
 
     def recurrent(self, x: Tensor, state=None) -> tuple[Tensor, tuple]:
-        """The LSTM with its residual (EncodecLSTM), (B, C, T) -> (B, C, T), from state (None: zeros)."""
+        """The LSTM with its residual (EncodecLSTM), (B, C, T) -> time-major (B, T, C), from state (None: zeros)."""
         sequence = x.permute(2, 0, 1)
         out, state = self.lstm(sequence, state)
-        return (out + sequence).permute(1, 2, 0), state
+        return out.add_(sequence).transpose(0, 1), state
+
+    def upsample(self, rows: Tensor) -> Tensor:
+        """The stack after the LSTM: time-major (B, T, C) -> audio (B, channels, T * hop), one batch row at a time;
+        from stage tile_from on, in tiles of tile_rows rows (with the halo the rest of the stack reads), so that the
+        widest tensors (64 channels x 32000 rows a second) stay in cache."""
+        audio = []
+        for item in rows:
+            x = self.run(item.contiguous(), self.stack[: self.tile_from], owned=False)
+            audio.append(self.tiled(x))
+        return torch.stack(audio)
+
+    @staticmethod
+    def run(x: Tensor, stages, owned: bool) -> Tensor:
+        """Stages in order on rows x; `owned`: x may be overwritten (else the first in-place stage copies it)."""
+        for stage in stages:
+            if isinstance(stage, RowELU):
+                x = stage(x, owned)
+            else:
+                x = stage(x if owned or not isinstance(stage, RowResidual) else x.clone())
+            owned = True
+        return x
+
+    def tiled(self, x: Tensor) -> Tensor:
+        tail = self.stack[self.tile_from :]
+        length, tile = x.shape[0], self.tile_rows
+        if length <= tile + self.halo[0] + self.halo[1]:
+            return self.run(x, tail, owned=True)
+        scale = self.tail_hop
+        out = x.new_empty(self.stack[-1].channels, length * scale)
+        for start in range(0, length, tile):
+            stop = min(length, start + tile)
+            low, high = max(0, start - self.halo[0]), min(length, stop + self.halo[1])
+            piece = self.run(x[low:high], tail, owned=False)
+            out[:, start * scale : stop * scale] = piece[:, (start - low) * scale : (stop - low) * scale]
+        return out
 
     def forward(self, codes: Tensor) -> Tensor:
         hidden, _ = self.recurrent(self.input(self.embed(codes)))
-        return self.stack(hidden)
+        return self.upsample(hidden)
 
 
 class CodecStream:
@@ -185,7 +379,7 @@ class CodecStream:
         self.embeddings: Tensor | None = None  # (B, D, frames) from frame embedded_base
         self.embedded_base = 0
         self.pushed = 0
-        self.recurrent_out: Tensor | None = None  # (B, C, frames) from frame recurrent_base
+        self.recurrent_out: Tensor | None = None  # (B, frames, C) from frame recurrent_base
         self.recurrent_base = 0
         self.through_lstm = 0
         self.state = None
@@ -212,7 +406,7 @@ class CodecStream:
             window = self.embeddings[:, :, low - self.embedded_base :]
             convolved = decoder.input(window)[:, :, start - low : ready - low]
             out, self.state = decoder.recurrent(convolved, self.state)
-            self.recurrent_out = out if self.recurrent_out is None else torch.cat([self.recurrent_out, out], dim=2)
+            self.recurrent_out = out if self.recurrent_out is None else torch.cat([self.recurrent_out, out], dim=1)
             self.through_lstm = ready
             keep_from = max(0, ready - INPUT_LOOKAHEAD)  # the next input window starts here
             self.embeddings = self.embeddings[:, :, keep_from - self.embedded_base :]
@@ -222,11 +416,11 @@ class CodecStream:
         if end <= self.emitted:
             return None
         low = max(0, self.emitted - CONTEXT)
-        audio = decoder.stack(self.recurrent_out[:, :, low - self.recurrent_base :])
+        audio = decoder.upsample(self.recurrent_out[:, low - self.recurrent_base :])
         hop = decoder.hop
         piece = audio[..., (self.emitted - low) * hop : (end - low) * hop]
         self.emitted = end
         keep_from = max(0, end - CONTEXT)  # the next span's context starts here
-        self.recurrent_out = self.recurrent_out[:, :, keep_from - self.recurrent_base :]
+        self.recurrent_out = self.recurrent_out[:, keep_from - self.recurrent_base :]
         self.recurrent_base = keep_from
         return piece
