@@ -34,13 +34,22 @@ INPUT_LOOKAHEAD = 3  # frames after a frame the input convolution (7 taps) reads
 CONTEXT = 2  # frames of LSTM output before a span that the upsampling stack's receptive field reaches back
 LOOKAHEAD = 1  # ... and after it: 1 each way is the whole field (0 gives -52 dB seams, 1 the same bits as whole)
 LAG = INPUT_LOOKAHEAD + LOOKAHEAD  # frames after a frame that must be decoded before its audio is final
-WINOGRAD = True
-TILING = (4, 512)  # the stack from its stage 4 (the third upsampler) in tiles of 512 rows: see upsample
+WINOGRAD = True  # two-tap upsamplers by Winograd's F(2, 2) (RowUpsample.two_taps); False: a GEMM per tap
+TILE_UPSAMPLERS = 2  # the stack from its second-last upsampler on runs in tiles (FastCodecDecoder.upsample) ...
+TILE_ROWS = 2048  # ... of this many input rows
 
 
 def folded_weight(conv: nn.Module) -> Tensor:
     """A (possibly weight-normed) convolution's weight as it computes, detached."""
     return conv.weight.detach().clone()
+
+
+def geometry(module) -> tuple[tuple[int, int], int, str]:
+    """An EncodecConv1d's (left, right) padding, dilation and pad mode (stride 1, non-causal)."""
+    conv = module.conv
+    dilation = conv.dilation[0]
+    total = (conv.kernel_size[0] - 1) * dilation + 1 - conv.stride[0]
+    return (total - total // 2, total // 2), dilation, module.pad_mode
 
 
 class Conv(nn.Module):
@@ -51,10 +60,7 @@ class Conv(nn.Module):
         conv = module.conv
         self.register_buffer("weight", folded_weight(conv), persistent=False)
         self.register_buffer("bias", conv.bias.detach().clone(), persistent=False)
-        self.dilation = conv.dilation[0]
-        total = (conv.kernel_size[0] - 1) * self.dilation + 1 - conv.stride[0]
-        self.pad = (total - total // 2, total // 2)
-        self.mode = module.pad_mode
+        self.pad, self.dilation, self.mode = geometry(module)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.conv1d(padded(x, self.pad, self.mode), self.weight, self.bias, dilation=self.dilation)
@@ -111,10 +117,7 @@ class RowConv(nn.Module):
         self.register_buffer("weights", torch.stack([time_major(weight, t) for t in range(self.taps)]),
                              persistent=False)  # (k, in, out)
         self.register_buffer("bias", conv.bias.detach().clone(), persistent=False)
-        self.dilation = conv.dilation[0]
-        total = (self.taps - 1) * self.dilation + 1 - conv.stride[0]
-        self.pad = (total - total // 2, total // 2)
-        self.mode = module.pad_mode
+        self.pad, self.dilation, self.mode = geometry(module)
 
     def reach(self, left: int, right: int) -> tuple[int, int]:
         return left + self.pad[0], right + self.pad[1]
@@ -146,8 +149,8 @@ class RowUpsample(nn.Module):
         padded = F.pad(weight, (0, self.taps * self.stride - kernel))  # zero taps past the kernel
         phases = padded.view(weight.shape[0], weight.shape[1], self.taps, self.stride)  # [in, out, m, p]
         self.out_channels = weight.shape[1]
-        self.register_buffer("weights", phases.permute(2, 0, 3, 1).reshape(
-            self.taps, weight.shape[0], self.stride * self.out_channels).contiguous(), persistent=False)  # [m, in, p*out]
+        self.register_buffer("weights", phases.permute(2, 0, 3, 1).reshape(  # [m, in, p * out]
+            self.taps, weight.shape[0], self.stride * self.out_channels).contiguous(), persistent=False)
         self.register_buffer("bias", conv.bias.detach().repeat(self.stride), persistent=False)
         if self.taps == 2:
             self.register_buffer("both", self.weights.sum(dim=0), persistent=False)
@@ -307,11 +310,12 @@ class FastCodecDecoder(nn.Module):
             raise ValueError("an EnCodec decoder that does not end in a convolution")
         self.stack = nn.ModuleList(stack)
         self.hop = int(np.prod(codec.config.upsampling_ratios))
-        self.tile(*TILING)
+        upsamplers = [index for index, stage in enumerate(stack) if isinstance(stage, RowUpsample)]
+        self.tile(upsamplers[-min(TILE_UPSAMPLERS, len(upsamplers))] if upsamplers else 0, TILE_ROWS)
 
     def tile(self, tile_from: int, tile_rows: int) -> None:
         """Run stages tile_from.. in tiles of tile_rows input rows (see upsample); the halo each side is what those
-        stages read, from the output's single sample back."""
+        stages read, from the output's single sample back (bounded above)."""
         self.tile_from, self.tile_rows = tile_from, tile_rows
         left = right = 0
         for stage in reversed(self.stack[tile_from:]):
@@ -335,8 +339,9 @@ class FastCodecDecoder(nn.Module):
         widest tensors (64 channels x 32000 rows a second) stay in cache."""
         audio = []
         for item in rows:
-            x = self.run(item.contiguous(), self.stack[: self.tile_from], owned=False)
-            audio.append(self.tiled(x))
+            head = self.stack[: self.tile_from]
+            x = self.run(item.contiguous(), head, owned=False)  # a stream keeps the LSTM's rows
+            audio.append(self.tiled(x, owned=len(head) > 0))
         return torch.stack(audio)
 
     @staticmethod
@@ -350,11 +355,13 @@ class FastCodecDecoder(nn.Module):
             owned = True
         return x
 
-    def tiled(self, x: Tensor) -> Tensor:
+    def tiled(self, x: Tensor, owned: bool) -> Tensor:
+        """The stages from tile_from on, tile by tile: each tile's rows with the halo either side, of whose output
+        only the tile's own samples are kept (the halo's are wrong at the tile's edges, as a seam would be)."""
         tail = self.stack[self.tile_from :]
         length, tile = x.shape[0], self.tile_rows
         if length <= tile + self.halo[0] + self.halo[1]:
-            return self.run(x, tail, owned=True)
+            return self.run(x, tail, owned)
         scale = self.tail_hop
         out = x.new_empty(self.stack[-1].channels, length * scale)
         for start in range(0, length, tile):
