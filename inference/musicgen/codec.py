@@ -2,12 +2,45 @@
 
 MusicGen's codec (EnCodec 32 kHz: a 7-tap convolution, a two-layer LSTM, four transposed-convolution upsamplers with
 residual blocks, a 7-tap output convolution; none causal) decoded 10 s in 3.3 s on one thread here, after the last
-decode step: a third of the real time on top of the decoder, and the first audio waited for it. Two changes:
+decode step: a third of the real time on top of the decoder, and the first audio waited for it.
 
-- Fast (`FastCodecDecoder`): weight norm folded once (transformers recomputes it every call), and each transposed
-  convolution run as its polyphase form, one ordinary convolution with stride-many outputs per position, interleaved
-  (oneDNN's direct convolution instead of torch's transposed one: 880 -> 378 ms for the 128 -> 64 upsampler over 10 s
-  at one thread). Same arithmetic to float rounding: within -100 dB of transformers' decode (tested).
+- Fast (`FastCodecDecoder`): weight norm folded once (transformers recomputes it every call). After the LSTM the
+  whole stack is time-major (rows of channels, one tensor layout from the LSTM's output to the audio, no transposes
+  between stages), every convolution MKL GEMMs:
+  - a k-tap convolution is k GEMMs over row windows of its padded input, accumulating in place (`RowConv`); the ELU
+    before it is written straight into the padded buffer, the one before a 1-tap convolution in place, and a
+    residual block's last 1-tap convolution accumulates into its shortcut (`RowResidual`);
+  - a transposed convolution (stride s) is its polyphase form: output row q holds the s samples q*s .. q*s + s - 1
+    side by side, so the GEMMs write them already interleaved and the trim is a row slice (`RowUpsample`). EnCodec's
+    kernels are 2 s (two taps): rows in pairs by Winograd's F(2, 2), three GEMMs for two rows instead of four
+    (`WINOGRAD`; error against transformers -133.2 -> -133.2 dB; at a tenth of 10 s's rows, one thread, min of 15:
+    the four upsamplers 12.9/11.0/11.6/17.5 -> 13.8/9.2/9.9/16.1 ms: the wide GEMMs gain, the first, at 25 row
+    pairs, does not);
+  - the output convolution (64 -> 1, 7 taps) is one GEMM to the 7 per-tap products laid out channel-major (MKL:
+    W (7, 64) @ x.T 0.17 ms for 8320 rows, x @ W.T with N = 7 0.76 ms), padded along time (a row's products depend
+    on that row alone), then 7 shifted adds (`RowOutput`);
+  - from the second-last upsampler on (TILE_UPSAMPLERS) the stack runs in tiles of TILE_ROWS rows, each with the
+    halo the rest of the stack reads (4 rows each side), so the widest tensors (64 channels x 32000 rows a second,
+    82 MB for 10 s) never exist whole and the elementwise passes stay in cache. Stack at one thread (thread CPU ms,
+    10 s): untiled 965-1098, tiles of 512 rows 755-925, of 2048 766-968. Under load at two threads (libgomp spin
+    count 10000, wall ms) 512-row tiles lost (1570-1655 against 1007-1099 untiled: a parallel region per op per
+    tile) and 2048 did not (1013-1132): 2048 it is.
+  Same arithmetic to float rounding: within -100 dB of transformers' decode (tested; measured -133 dB at full size).
+  Measured against the previous form (oneDNN channel-major convolutions, the polyphase upsamplers interleaved by a
+  permute), 10 s of musicgen-small's codec, random weights, alternated A/B on the shared 2-core machine (never
+  quiet, load 2.5-3.7; figures are ranges over rounds): one thread, thread CPU: the stack after the LSTM
+  1654-2041 -> 792-941 ms (2.1x), the whole decode 2166-2542 -> 1377-1602 ms (1.6x); two threads, wall: the stack
+  1727-3160 -> 1077-1739 ms, the whole decode 2763-4070 -> 2127-3472 ms. The quiet-machine reference for the old
+  decoder at two threads was 1.48 s whole (front 227 ms, stack about 1.25 s); `continuo bench engine` prints the
+  codec row (inference/bench/codec.py) to rerun it.
+  What is left, and why it stays: the stack's GEMMs are about 51 GFLOP for 10 s (60 before Winograd), and MKL's
+  sgemm peaks at 92-95 GFLOP/s a core here, so 0.28 s at two threads is the floor for this arithmetic in fp32; in
+  tiles the GEMMs run at 50-90 GFLOP/s. torch's ELU costs about 1.3 ns an element (its expm1), about 14 % of the
+  stack at one thread: a fused C++ ELU would be the next lever (not built: it would join the shared op library).
+  The LSTM (its recurrent matrix, 16.8 MB of fp32 per layer, read once per frame: bandwidth-bound matrix-vector
+  products) is unchanged: no cheaper form is exact (int8/bf16 weights are not within -100 dB), and at two threads
+  on a loaded machine each frame's parallel region costs more than it saves (front 0.7 s at one thread, 1-1.6 s at
+  two, loaded). bf16 autocast over the stack halves it but is -44 dB from fp32: never the default.
 - Streaming (`CodecStream`): frames go in as the decoder completes them, audio comes out as soon as it is final. The
   LSTM is causal, so its state (h, c) is carried and every frame goes through it once. The convolutions are not
   causal: the input convolution waits for INPUT_LOOKAHEAD frames after a frame, and the part after the LSTM is run
