@@ -70,6 +70,7 @@ LAG = INPUT_LOOKAHEAD + LOOKAHEAD  # frames after a frame that must be decoded b
 WINOGRAD = True  # two-tap upsamplers by Winograd's F(2, 2) (RowUpsample.two_taps); False: a GEMM per tap
 TILE_UPSAMPLERS = 2  # the stack from its second-last upsampler on runs in tiles (FastCodecDecoder.upsample) ...
 TILE_ROWS = 2048  # ... of this many input rows
+LSTM_CALL_FRAMES = 256  # spans of this many frames or more go through torch's LSTM (oneDNN), shorter ones step
 
 
 def folded_weight(conv: nn.Module) -> Tensor:
@@ -299,6 +300,53 @@ class RowOutput(nn.Module):
         return out
 
 
+class LSTMSteps(nn.Module):
+    """torch's nn.LSTM (unidirectional, biased, batch second) as a loop of steps: per layer the input projection as one
+    GEMM, then per frame one matrix-vector product and the gates in place. torch's LSTM (oneDNN) reorders its weights
+    on every call, about 50 ms at one thread for EnCodec's two 1024-wide layers, which a stream pays per push: 10 s
+    in 25-frame pushes, one thread, thread CPU: torch 1479-1506 ms, these steps 662-774 (whole, one call: torch
+    476-486, steps 590-708, hence LSTM_CALL_FRAMES; at two threads on the loaded machine both pushed paths took
+    1.0-1.3 s). The same function to float rounding (-122 dB against torch's output)."""
+
+    def __init__(self, lstm: nn.LSTM):
+        super().__init__()
+        if lstm.bidirectional or not lstm.bias or lstm.batch_first or getattr(lstm, "proj_size", 0):
+            raise ValueError("LSTMSteps takes a unidirectional, biased, batch-second LSTM without projections")
+        self.hidden = lstm.hidden_size
+        self.layers = lstm.num_layers
+        for layer in range(self.layers):
+            self.register_buffer(f"input_{layer}", getattr(lstm, f"weight_ih_l{layer}").detach().T, persistent=False)
+            self.register_buffer(f"recurrent_{layer}", getattr(lstm, f"weight_hh_l{layer}").detach().T,
+                                 persistent=False)
+            self.register_buffer(f"bias_{layer}", (getattr(lstm, f"bias_ih_l{layer}")
+                                                   + getattr(lstm, f"bias_hh_l{layer}")).detach(), persistent=False)
+
+    def forward(self, sequence: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, tuple]:
+        """(T, B, C) -> (T, B, H), and the state (h, c) each (layers, B, H), as nn.LSTM."""
+        frames, batch, _ = sequence.shape
+        size = self.hidden
+        if state is None:
+            state = tuple(sequence.new_zeros(self.layers, batch, size) for _ in range(2))
+        hs, cs = [], []
+        for layer in range(self.layers):
+            h, c = state[0][layer], state[1][layer].clone()
+            gates_in = torch.addmm(getattr(self, f"bias_{layer}"), sequence.reshape(frames * batch, -1),
+                                   getattr(self, f"input_{layer}")).view(frames, batch, 4 * size)
+            recurrent = getattr(self, f"recurrent_{layer}")
+            out = sequence.new_empty(frames, batch, size)
+            for frame in range(frames):
+                gates = torch.addmm(gates_in[frame], h, recurrent)  # input, forget, cell, output
+                gates[:, : 2 * size].sigmoid_()
+                gates[:, 3 * size :].sigmoid_()
+                cell = gates[:, 2 * size : 3 * size].tanh_()
+                c.mul_(gates[:, size : 2 * size]).addcmul_(gates[:, :size], cell)
+                h = torch.mul(gates[:, 3 * size :], torch.tanh(c), out=out[frame])
+            hs.append(h)
+            cs.append(c)
+            sequence = out
+        return sequence, (torch.stack(hs), torch.stack(cs))
+
+
 def supported(codec) -> str | None:
     """None when FastCodecDecoder reproduces this EncodecModel's decode, else why not."""
     config = getattr(codec, "config", None)
@@ -323,6 +371,7 @@ class FastCodecDecoder(nn.Module):
         self.quantizer = codec.quantizer
         self.input = Conv(layers[0])
         self.lstm = layers[1].lstm
+        self.steps = LSTMSteps(self.lstm)
         stack = []
         for layer in layers[2:]:
             name = type(layer).__name__
@@ -361,9 +410,10 @@ class FastCodecDecoder(nn.Module):
         return self.quantizer.decode(codes.transpose(0, 1))
 
     def recurrent(self, x: Tensor, state=None) -> tuple[Tensor, tuple]:
-        """The LSTM with its residual (EncodecLSTM), (B, C, T) -> time-major (B, T, C), from state (None: zeros)."""
+        """The LSTM with its residual (EncodecLSTM), (B, C, T) -> time-major (B, T, C), from state (None: zeros):
+        torch's LSTM for a long span, our step loop (LSTMSteps) for a stream's short ones; the same state either way."""
         sequence = x.permute(2, 0, 1)
-        out, state = self.lstm(sequence, state)
+        out, state = (self.lstm if sequence.shape[0] >= LSTM_CALL_FRAMES else self.steps)(sequence, state)
         return out.add_(sequence).transpose(0, 1), state
 
     def upsample(self, rows: Tensor) -> Tensor:

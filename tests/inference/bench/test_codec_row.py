@@ -25,7 +25,7 @@ def test_the_codec_row_times_both_decoders_and_reports_their_accuracy(codec):
     assert all(row[name] > 0 for name in ("transformers_s", "whole_s", "streamed_s", "first_piece_s"))
     assert row["first_piece_s"] <= row["streamed_s"]
     assert row["error_db"] < -100 and row["streamed_error_db"] < -60
-    assert row["vs_previous"] == pytest.approx(row["previous_whole_s"] / row["whole_s"], rel=0.02)
+    assert row["vs_previous"] > 0 and row["vs_transformers"] > 0
 
 
 def test_a_broken_decoder_shows_in_the_row(codec, monkeypatch):
