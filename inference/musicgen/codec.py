@@ -67,7 +67,8 @@ INPUT_LOOKAHEAD = 3  # frames after a frame the input convolution (7 taps) reads
 CONTEXT = 2  # frames of LSTM output before a span that the upsampling stack's receptive field reaches back
 LOOKAHEAD = 1  # ... and after it: 1 each way is the whole field (0 gives -52 dB seams, 1 the same bits as whole)
 LAG = INPUT_LOOKAHEAD + LOOKAHEAD  # frames after a frame that must be decoded before its audio is final
-WINOGRAD = True  # two-tap upsamplers by Winograd's F(2, 2) (RowUpsample.two_taps); False: a GEMM per tap
+WINOGRAD = True  # two-tap upsamplers by Winograd's F(2, 2) (RowUpsample.two_taps); False: a GEMM per tap ...
+WINOGRAD_ROWS = 256  # ... from this many input rows (fewer: the GEMMs read weights more than they compute)
 TILE_UPSAMPLERS = 2  # the stack from its second-last upsampler on runs in tiles (FastCodecDecoder.upsample) ...
 TILE_ROWS = 2048  # ... of this many input rows
 LSTM_CALL_FRAMES = 256  # spans of this many frames or more go through torch's LSTM (oneDNN), shorter ones step
@@ -199,7 +200,7 @@ class RowUpsample(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Input rows q-m meet tap m at output row q (rows 0 .. L + taps - 2); ELU'd first when `activate`."""
-        if self.taps == 2 and WINOGRAD:
+        if self.taps == 2 and WINOGRAD and x.shape[0] >= WINOGRAD_ROWS:
             return self.two_taps(x)
         if self.activate:
             x = F.elu(x)
@@ -228,10 +229,10 @@ class RowUpsample(nn.Module):
         differences = x.new_empty(2, pairs, x.shape[1])
         torch.sub(even[:-1], odd, out=differences[0])
         torch.sub(even[1:], odd, out=differences[1])
-        shared = torch.addmm(self.bias, odd, self.both)
         out = x.new_empty(pairs, 2, self.stride * self.out_channels)
-        torch.addmm(shared, differences[0], self.weights[1], out=out[:, 0])
+        shared = torch.addmm(self.bias, odd, self.both, out=out[:, 0])
         torch.addmm(shared, differences[1], self.weights[0], out=out[:, 1])
+        shared.addmm_(differences[0], self.weights[1])
         return self.trimmed(out, length)
 
 
