@@ -15,7 +15,8 @@ decode step: a third of the real time on top of the decoder, and the first audio
     kernels are 2 s (two taps): rows in pairs by Winograd's F(2, 2), three GEMMs for two rows instead of four
     (`WINOGRAD`; error against transformers -133.2 -> -133.2 dB; at a tenth of 10 s's rows, one thread, min of 15:
     the four upsamplers 12.9/11.0/11.6/17.5 -> 13.8/9.2/9.9/16.1 ms: the wide GEMMs gain, the first, at 25 row
-    pairs, does not);
+    pairs, does not), from WINOGRAD_ROWS input rows: below that the three weight matrices (A, B, A + B) cost more
+    to read than the quarter of the arithmetic saves (a stream's 28-row spans through the 1024-wide upsampler);
   - the output convolution (64 -> 1, 7 taps) is one GEMM to the 7 per-tap products laid out channel-major (MKL:
     W (7, 64) @ x.T 0.17 ms for 8320 rows, x @ W.T with N = 7 0.76 ms), padded along time (a row's products depend
     on that row alone), then 7 shifted adds (`RowOutput`);
@@ -28,19 +29,27 @@ decode step: a third of the real time on top of the decoder, and the first audio
   Same arithmetic to float rounding: within -100 dB of transformers' decode (tested; measured -133 dB at full size).
   Measured against the previous form (oneDNN channel-major convolutions, the polyphase upsamplers interleaved by a
   permute), 10 s of musicgen-small's codec, random weights, alternated A/B on the shared 2-core machine (never
-  quiet, load 2.5-3.7; figures are ranges over rounds): one thread, thread CPU: the stack after the LSTM
-  1654-2041 -> 792-941 ms (2.1x), the whole decode 2166-2542 -> 1377-1602 ms (1.6x); two threads, wall: the stack
-  1727-3160 -> 1077-1739 ms, the whole decode 2763-4070 -> 2127-3472 ms. The quiet-machine reference for the old
-  decoder at two threads was 1.48 s whole (front 227 ms, stack about 1.25 s); `continuo bench engine` prints the
-  codec row (inference/bench/codec.py) to rerun it.
+  quiet; libgomp spin count 10000 as `continuo` sets it; figures are ranges over rounds):
+  - one thread, thread CPU, load 2.0-2.1: whole decode 2195-2382 -> 1262-1317 ms (1.8x); streamed in 25-frame
+    pushes 2048-2348 -> 1821-2010 ms (1.15x: the LSTM's per-frame products and the small spans' GEMMs dominate);
+    the stack after the LSTM alone (load 2.5-3.2) 1654-2041 -> 792-941 ms (2.1x);
+  - two threads, wall: one round at load 1.5 (the nearest to quiet this session saw): whole 1280 -> 614 ms (2.1x),
+    streamed 1284 -> 1315 ms; at load 2.0-2.4 streamed 3970-4369 -> 3433-3708 ms.
+  The quiet-machine reference for the old decoder at two threads was 1.48 s whole (front 227 ms, stack about
+  1.25 s); `continuo bench engine` prints the codec row (inference/bench/codec.py) to rerun it.
   What is left, and why it stays: the stack's GEMMs are about 51 GFLOP for 10 s (60 before Winograd), and MKL's
   sgemm peaks at 92-95 GFLOP/s a core here, so 0.28 s at two threads is the floor for this arithmetic in fp32; in
   tiles the GEMMs run at 50-90 GFLOP/s. torch's ELU costs about 1.3 ns an element (its expm1), about 14 % of the
   stack at one thread: a fused C++ ELU would be the next lever (not built: it would join the shared op library).
   The LSTM (its recurrent matrix, 16.8 MB of fp32 per layer, read once per frame: bandwidth-bound matrix-vector
-  products) is unchanged: no cheaper form is exact (int8/bf16 weights are not within -100 dB), and at two threads
-  on a loaded machine each frame's parallel region costs more than it saves (front 0.7 s at one thread, 1-1.6 s at
-  two, loaded). bf16 autocast over the stack halves it but is -44 dB from fp32: never the default.
+  products) is torch's (oneDNN), unchanged: no cheaper form is exact (int8/bf16 weights are not within -100 dB).
+  Tried and not kept: the LSTM as our own loop of steps (one GEMM for the input projection, then per frame MKL's
+  matrix-vector product and the gates in place; -122 dB from torch's). Alone, 500 frames in 25-frame calls, one
+  thread, it took 662-774 ms against torch's 1479-1506 (oneDNN prepares its weights per call), but inside the
+  stream (its input a permuted view) torch's was as fast (whole stream 1743-1798 against 1749-2018 ms), and at
+  two threads oneDNN runs each step on both cores (500 frames at once: 193-306 ms against 513-723 for the loop,
+  whose matrix-vector product MKL keeps on one), so the stream was slower with the loop (3815-4091 against
+  3433-3708 ms). bf16 autocast over the stack halves it but is -44 dB from fp32: never the default.
 - Streaming (`CodecStream`): frames go in as the decoder completes them, audio comes out as soon as it is final. The
   LSTM is causal, so its state (h, c) is carried and every frame goes through it once. The convolutions are not
   causal: the input convolution waits for INPUT_LOOKAHEAD frames after a frame, and the part after the LSTM is run
@@ -71,7 +80,6 @@ WINOGRAD = True  # two-tap upsamplers by Winograd's F(2, 2) (RowUpsample.two_tap
 WINOGRAD_ROWS = 256  # ... from this many input rows (fewer: the GEMMs read weights more than they compute)
 TILE_UPSAMPLERS = 2  # the stack from its second-last upsampler on runs in tiles (FastCodecDecoder.upsample) ...
 TILE_ROWS = 2048  # ... of this many input rows
-LSTM_CALL_FRAMES = 256  # spans of this many frames or more go through torch's LSTM (oneDNN), shorter ones step
 
 
 def folded_weight(conv: nn.Module) -> Tensor:
@@ -301,53 +309,6 @@ class RowOutput(nn.Module):
         return out
 
 
-class LSTMSteps(nn.Module):
-    """torch's nn.LSTM (unidirectional, biased, batch second) as a loop of steps: per layer the input projection as one
-    GEMM, then per frame one matrix-vector product and the gates in place. torch's LSTM (oneDNN) reorders its weights
-    on every call, about 50 ms at one thread for EnCodec's two 1024-wide layers, which a stream pays per push: 10 s
-    in 25-frame pushes, one thread, thread CPU: torch 1479-1506 ms, these steps 662-774 (whole, one call: torch
-    476-486, steps 590-708, hence LSTM_CALL_FRAMES; at two threads on the loaded machine both pushed paths took
-    1.0-1.3 s). The same function to float rounding (-122 dB against torch's output)."""
-
-    def __init__(self, lstm: nn.LSTM):
-        super().__init__()
-        if lstm.bidirectional or not lstm.bias or lstm.batch_first or getattr(lstm, "proj_size", 0):
-            raise ValueError("LSTMSteps takes a unidirectional, biased, batch-second LSTM without projections")
-        self.hidden = lstm.hidden_size
-        self.layers = lstm.num_layers
-        for layer in range(self.layers):
-            self.register_buffer(f"input_{layer}", getattr(lstm, f"weight_ih_l{layer}").detach().T, persistent=False)
-            self.register_buffer(f"recurrent_{layer}", getattr(lstm, f"weight_hh_l{layer}").detach().T,
-                                 persistent=False)
-            self.register_buffer(f"bias_{layer}", (getattr(lstm, f"bias_ih_l{layer}")
-                                                   + getattr(lstm, f"bias_hh_l{layer}")).detach(), persistent=False)
-
-    def forward(self, sequence: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, tuple]:
-        """(T, B, C) -> (T, B, H), and the state (h, c) each (layers, B, H), as nn.LSTM."""
-        frames, batch, _ = sequence.shape
-        size = self.hidden
-        if state is None:
-            state = tuple(sequence.new_zeros(self.layers, batch, size) for _ in range(2))
-        hs, cs = [], []
-        for layer in range(self.layers):
-            h, c = state[0][layer], state[1][layer].clone()
-            gates_in = torch.addmm(getattr(self, f"bias_{layer}"), sequence.reshape(frames * batch, -1),
-                                   getattr(self, f"input_{layer}")).view(frames, batch, 4 * size)
-            recurrent = getattr(self, f"recurrent_{layer}")
-            out = sequence.new_empty(frames, batch, size)
-            for frame in range(frames):
-                gates = torch.addmm(gates_in[frame], h, recurrent)  # input, forget, cell, output
-                gates[:, : 2 * size].sigmoid_()
-                gates[:, 3 * size :].sigmoid_()
-                cell = gates[:, 2 * size : 3 * size].tanh_()
-                c.mul_(gates[:, size : 2 * size]).addcmul_(gates[:, :size], cell)
-                h = torch.mul(gates[:, 3 * size :], torch.tanh(c), out=out[frame])
-            hs.append(h)
-            cs.append(c)
-            sequence = out
-        return sequence, (torch.stack(hs), torch.stack(cs))
-
-
 def supported(codec) -> str | None:
     """None when FastCodecDecoder reproduces this EncodecModel's decode, else why not."""
     config = getattr(codec, "config", None)
@@ -372,7 +333,6 @@ class FastCodecDecoder(nn.Module):
         self.quantizer = codec.quantizer
         self.input = Conv(layers[0])
         self.lstm = layers[1].lstm
-        self.steps = LSTMSteps(self.lstm)
         stack = []
         for layer in layers[2:]:
             name = type(layer).__name__
@@ -411,10 +371,9 @@ class FastCodecDecoder(nn.Module):
         return self.quantizer.decode(codes.transpose(0, 1))
 
     def recurrent(self, x: Tensor, state=None) -> tuple[Tensor, tuple]:
-        """The LSTM with its residual (EncodecLSTM), (B, C, T) -> time-major (B, T, C), from state (None: zeros):
-        torch's LSTM for a long span, our step loop (LSTMSteps) for a stream's short ones; the same state either way."""
+        """The LSTM with its residual (EncodecLSTM), (B, C, T) -> time-major (B, T, C), from state (None: zeros)."""
         sequence = x.permute(2, 0, 1)
-        out, state = (self.lstm if sequence.shape[0] >= LSTM_CALL_FRAMES else self.steps)(sequence, state)
+        out, state = self.lstm(sequence, state)
         return out.add_(sequence).transpose(0, 1), state
 
     def upsample(self, rows: Tensor) -> Tensor:

@@ -40,11 +40,8 @@ def streamed(fast, codes, chunks, start=0):
     return torch.cat(pieces + ([last] if last is not None else []), dim=-1)
 
 
-@pytest.mark.parametrize("lstm_call_frames", [0, 10**6], ids=["torch-lstm", "lstm-steps"])
-def test_the_fast_decoder_is_transformers_decode(codec, codes, lstm_call_frames, monkeypatch):
-    """Either LSTM path (torch's for long spans, LSTMSteps for a stream's short ones) gives transformers' decode."""
+def test_the_fast_decoder_is_transformers_decode(codec, codes):
     assert supported(codec) is None
-    monkeypatch.setattr(codec_module, "LSTM_CALL_FRAMES", lstm_call_frames)
     with torch.inference_mode():
         expected = codec.decode(codes[None], [None]).audio_values
         got = FastCodecDecoder(codec)(codes)
@@ -53,10 +50,7 @@ def test_the_fast_decoder_is_transformers_decode(codec, codes, lstm_call_frames,
 
 
 @pytest.mark.parametrize("chunks", [[1] * 60, [25, 25], [7, 30, 2, 5], [60]], ids=["frames", "halves", "odd", "one"])
-def test_chunks_add_up_to_the_whole_decode(codec, codes, chunks, monkeypatch):
-    """Pushes of 20 frames or more go through torch's LSTM here, shorter ones step: a stream switches between the two
-    with the same state."""
-    monkeypatch.setattr(codec_module, "LSTM_CALL_FRAMES", 20)
+def test_chunks_add_up_to_the_whole_decode(codec, codes, chunks):
     fast = FastCodecDecoder(codec)
     with torch.inference_mode():
         whole = fast(codes)
@@ -87,8 +81,8 @@ def test_a_stream_begun_in_inference_mode_finishes_outside_it(codec, codes):
     assert tail is not None and tail.shape[2] > 0
     with torch.inference_mode():
         state = fast.recurrent(torch.zeros(2, fast.lstm.input_size, 3))[1]
-    with pytest.raises(RuntimeError, match="Inference tensors"):  # torch's LSTM: a long final push takes it
-        fast.lstm(torch.zeros(3, 2, fast.lstm.input_size), state)
+    with pytest.raises(RuntimeError, match="Inference tensors"):
+        fast.recurrent(torch.zeros(2, fast.lstm.input_size, 3), state)
 
 
 def test_an_unknown_codec_is_left_to_transformers(codec):
