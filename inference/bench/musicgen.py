@@ -355,6 +355,12 @@ def run_engine_suite(*, quick: bool, shapes: list[str] | None = None, duration_s
         started = time.perf_counter()
         model, tokenizer = build_random_musicgen(shape)
         log.info("built random %s in %.1f s", shape, time.perf_counter() - started)
+        if target.type == "cpu" and not results:  # one EnCodec for every shape: its row once (bench/codec.py)
+            from inference.bench.codec import codec_row
+
+            row = codec_row(model.audio_encoder) | {"shape": shape, "device": str(target)}
+            emit(row)
+            results.append(row)
         baseline = None
         for config in configs_for(target, quick):
             result = bench_config(model, tokenizer, shape, config, duration_s, target,

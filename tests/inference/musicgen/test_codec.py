@@ -4,17 +4,12 @@ control that fails."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 import inference.musicgen.codec as codec_module
+from inference.bench.codec import error_db
 from inference.musicgen.codec import CodecStream, FastCodecDecoder, supported
-
-
-def error_db(audio: torch.Tensor, expected: torch.Tensor) -> float:
-    noise = float(((audio - expected) ** 2).sum())
-    return -300.0 if noise == 0 else 10 * np.log10(noise / float((expected**2).sum()))
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +91,26 @@ def test_an_unknown_codec_is_left_to_transformers(codec):
     causal = EncodecModel(EncodecConfig(**{**codec.config.to_dict(), "use_causal_conv": True}))
     assert "causal" in supported(causal)
     assert supported(torch.nn.Linear(2, 2)) is not None
+
+
+def test_tiles_join_exactly_and_without_their_halo_they_do_not(codec, codes):
+    """FastCodecDecoder runs its last upsamplers in tiles of rows, each with the halo the rest of the stack reads: small
+    tiles (many seams) still give transformers' decode. The control: the same tiles without the halo are wrong at
+    every seam, so the -100 dB check sees seams."""
+    fast = FastCodecDecoder(codec)
+    with torch.inference_mode():
+        expected = codec.decode(codes[None], [None]).audio_values
+        fast.tile(fast.tile_from, 97)
+        assert fast.halo[0] > 0 and fast.halo[1] > 0
+        assert error_db(fast(codes), expected) < -100
+        fast.halo = (0, 0)
+        assert error_db(fast(codes), expected) > -60
+
+
+def test_the_gemm_per_tap_upsampler_is_transformers_decode_too(codec, codes, monkeypatch):
+    """The two-tap upsamplers run by Winograd's F(2, 2); a GEMM per tap is the path for other kernels (and the
+    reference the Winograd form was measured against): both are transformers' decode."""
+    monkeypatch.setattr(codec_module, "WINOGRAD", False)
+    with torch.inference_mode():
+        expected = codec.decode(codes[None], [None]).audio_values
+        assert error_db(FastCodecDecoder(codec)(codes), expected) < -100
