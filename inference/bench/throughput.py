@@ -82,9 +82,10 @@ def run_throughput_suite(*, shape: str = "musicgen-small", counts: tuple[int, ..
     model, tokenizer = build_random_musicgen(shape)
     # named, not auto: random weights say nothing about quality, so auto's calibration would measure noise (and on
     # random musicgen-small weights it keeps fp32); the benchmark times the CPU serving modes (int4 where our
-    # kernel runs, else int8)
+    # kernel runs, else int8), with int8 LM heads: what auto resolves to on the quality harness (docs/benchmarks.md)
     weights = weights or ("int4" if int4_available() else "int8")
-    options = EngineOptions(weights=weights, max_batch=max(counts), kv_cache=kv_cache)
+    options = EngineOptions(weights=weights, max_batch=max(counts), kv_cache=kv_cache,
+                            heads="int8" if weights in ("int4", "int8") else "auto")
     engine = engine_from_hf_model(model, tokenizer, options=options,
                                   device=device, name=f"{shape} (random weights)", is_random=True)
     del model
@@ -100,6 +101,7 @@ def run_throughput_suite(*, shape: str = "musicgen-small", counts: tuple[int, ..
             engine.text_cache.clear()  # every mode encodes its prompts (the T5 cache would favour the second)
             wall, latencies = (run_batched if mode == "batched" else run_one_at_a_time)(engine, requests)
             result = {"suite": "throughput", "shape": shape, "weights": engine.weights.value,
+                      "heads": engine.info.modes.get("heads"),
                       "kv_cache": engine.kv_cache.value, "mode": mode,
                       "jobs": count, "bars": bars, "audio_s": round(duration_s, 2), "wall_s": round(wall, 2),
                       "jobs_per_min": round(60.0 * count / wall, 2),
