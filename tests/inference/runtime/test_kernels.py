@@ -311,6 +311,28 @@ def test_a_row_alone_and_in_a_batch_gives_the_same_bits_at_head_size_64(make):
 
 
 @needs_kernels
+@pytest.mark.parametrize("n", [12, 300])  # 12: below the split over threads (runs on the caller); 300: split
+def test_decode_attention_gives_the_same_bits_on_one_thread_and_two(n):
+    """Each (row, head) pair is computed on its own, so how a call splits the pairs over threads (or runs them on
+    the calling thread when they hold little work) never shows in the bits. Control: a changed key does."""
+    torch.manual_seed(n)
+    op = cpu_kernels.decode_attention_op()
+    q, k, v = torch.randn(2, 16, 1, 64), torch.randn(2, 16, n, 64), torch.randn(2, 16, n, 64)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = op(q, k, v, n, None, None, None, None, 0.125)
+        torch.set_num_threads(2)
+        two = op(q, k, v, n, None, None, None, None, 0.125)
+        k[1, 15, n - 1] += 1.0
+        changed = op(q, k, v, n, None, None, None, None, 0.125)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
+    assert not torch.equal(changed, two)
+
+
+@needs_kernels
 def test_masked_keys_inside_a_row_weigh_exactly_nothing():
     """A masked key before a row's last key adds 0, not exp(-87): the row equals the same keys with that one
     left out (removed from the cache, so the sums run over the others alone)."""
