@@ -71,6 +71,7 @@ inline float sum_fixed(const float* x, int64_t n) {
 // stream prefetch restarts, so a step of 8 rows at 400 positions waited on memory (35 ms a step for 24
 // layers at 18 GB/s, and no faster with a 4x smaller int8 cache). Ask for the rows this far ahead.
 constexpr int64_t PREFETCH_KEYS = 16;
+constexpr int64_t MIN_KEYS_PER_CHUNK = 1024;  // keys a thread's share of a call must hold before it forks
 inline void prefetch_row(const void* row, int64_t bytes) {
   const char* p = static_cast<const char*>(row);
   for (int64_t offset = 0; offset < bytes; offset += 64) __builtin_prefetch(p + offset, 0, 3);
@@ -122,7 +123,8 @@ struct MuLaw {  // code c in [-127, 127] -> sign(c) * expm1(|c| / 127 * log1p(mu
 #ifdef CONTINUO_AVX512
 // Head size 64: 16 keys at a time. Each key's q.k is one vector of 16 partial sums (4 FMAs); the 16 vectors
 // are summed across lanes together, by pairwise unpacks and lane shuffles (15 adds for 16 keys), where one
-// key at a time spent a horizontal reduction on each. Returns how many keys it scored (a multiple of 16).
+// key at a time spent a horizontal reduction on each. Scores all n keys: a last partial block runs the same
+// instructions with its missing keys zeroed (it went through a scalar loop before, 8 partial sums a key).
 inline __m512 sum_lanes_16(__m512 v[16]) {
   __m512 s[8], u[4];
   for (int p = 0; p < 8; ++p)  // per 128-bit lane: [a0+a2, b0+b2, a1+a3, b1+b3]
@@ -145,9 +147,14 @@ int64_t scores_64x16(const float* q, const typename Kind::T* k, int64_t k_step, 
   const __m512 q0 = _mm512_loadu_ps(q), q1 = _mm512_loadu_ps(q + 16), q2 = _mm512_loadu_ps(q + 32),
                q3 = _mm512_loadu_ps(q + 48);
   int64_t t = 0;
-  for (; t + 16 <= n; t += 16) {
+  for (; t < n; t += 16) {  // the last block may be partial: its missing keys are zeros, never read or stored
+    const int keys = static_cast<int>(std::min<int64_t>(16, n - t));
     __m512 dots[16];
     for (int j = 0; j < 16; ++j) {
+      if (j >= keys) {
+        dots[j] = _mm512_setzero_ps();
+        continue;
+      }
       const typename Kind::T* row = k + (t + j) * k_step;
       prefetch_row(k + (t + j + PREFETCH_KEYS) * k_step, 64 * sizeof(typename Kind::T));
       __m512 acc = _mm512_mul_ps(q0, Kind::load16(row));
@@ -155,15 +162,16 @@ int64_t scores_64x16(const float* q, const typename Kind::T* k, int64_t k_step, 
       acc = _mm512_fmadd_ps(q2, Kind::load16(row + 32), acc);
       dots[j] = _mm512_fmadd_ps(q3, Kind::load16(row + 48), acc);
     }
-    __m512 block = sum_lanes_16(dots);
-    if (k_scales != nullptr) block = _mm512_mul_ps(block, _mm512_loadu_ps(k_scales + t));
-    _mm512_storeu_ps(scores + t, block);
+    __m512 block = sum_lanes_16(dots);  // each key's lanes are summed among themselves: a key's score is the same
+    const __mmask16 valid = static_cast<__mmask16>((1u << keys) - 1u);  // in a whole block and a partial one
+    if (k_scales != nullptr) block = _mm512_mul_ps(block, _mm512_maskz_loadu_ps(valid, k_scales + t));
+    _mm512_mask_storeu_ps(scores + t, valid, block);
   }
-  return t;
+  return n;
 }
 
 // sum[0..63] += weights[t] * v[t] over the keys, two keys per round into two sets of accumulators (a key's
-// four FMAs wait on the one before in the same set). Returns how many keys it took (an even count).
+// four FMAs wait on the one before in the same set); an odd last key goes into the first set. Takes all n keys.
 template <typename Kind>
 int64_t values_64(const float* weights, const typename Kind::T* v, int64_t v_step, int64_t n, float* sum) {
   __m512 a[4], b[4];
@@ -180,8 +188,13 @@ int64_t values_64(const float* weights, const typename Kind::T* v, int64_t v_ste
       b[i] = _mm512_fmadd_ps(w1, Kind::load16(r1 + 16 * i), b[i]);
     }
   }
+  if (t < n) {  // an odd key left: into the first set
+    const typename Kind::T* r0 = v + t * v_step;
+    const __m512 w0 = _mm512_set1_ps(weights[t]);
+    for (int i = 0; i < 4; ++i) a[i] = _mm512_fmadd_ps(w0, Kind::load16(r0 + 16 * i), a[i]);
+  }
   for (int i = 0; i < 4; ++i) _mm512_storeu_ps(sum + 16 * i, _mm512_add_ps(a[i], b[i]));
-  return t;
+  return n;
 }
 #endif
 
@@ -304,10 +317,22 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::
       lengths[b] = last;
     }
   }
+  // How the (row, head) pairs are split over threads: a chunk of at least MIN_KEYS_PER_CHUNK keys, so a call with
+  // little work (cross-attention over a dozen text tokens: 2 rows x 16 heads x 12 keys, about 8 us) runs on the
+  // calling thread instead of paying a parallel region's fork and barrier. Measured (2026-12-07, 2 cores AMD EPYC,
+  // 2 threads, load 3.3-3.5, alternated with the code before, us a call, CPU min / median): that call 79-110 /
+  // 318-456 -> 9.4-9.7 / 13-25; at 1 thread nothing changes (it ran inline already). Tried and left out: asking
+  // for the next pair's first keys while one pair computes (cold cache, 1 thread, us min: 12 text keys 22-26 ->
+  // 19-26, 100 int8 keys 56-57 -> 48-61: no gain above the noise).
+  int64_t total_keys = 0;
+  for (int64_t b = 0; b < batch; ++b) total_keys += lengths[b] * heads;
+  const int64_t pairs = batch * heads;
+  const int64_t grain =
+      std::max<int64_t>(1, (MIN_KEYS_PER_CHUNK * pairs + total_keys - 1) / std::max<int64_t>(total_keys, 1));
   auto run = [&](auto kind, const auto* k_ptr, const auto* v_ptr) {
     using Kind = decltype(kind);
     auto one = dim == 64 ? &attend_one<Kind, 64> : &attend_one<Kind, 0>;
-    at::parallel_for(0, batch * heads, 1, [&](int64_t begin, int64_t end) {
+    continuo::split_for(0, pairs, grain, [&](int64_t begin, int64_t end) {
       std::vector<float> scores(n), acc(dim);
       for (int64_t i = begin; i < end; ++i) {
         const int64_t b = i / heads, h = i % heads;

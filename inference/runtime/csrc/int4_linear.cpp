@@ -14,6 +14,12 @@
 // and row of x: y += d * sum(q * xq) + m * sum(xq), in fp32 lanes. Every row of x runs on its own accumulators in
 // a fixed order, so a row gives the same bits alone or batched with others. Elsewhere a portable loop dequantizes
 // in registers against fp32 activations.
+//
+// Batched rows (4 CFG jobs: 8 rows) are bound by arithmetic, not by the weight read: a block is 4096 multiply-adds
+// per 8 rows, 64 vpdpbusd (64 each, the least VNNI allows), and the float work per group and row (convert, two
+// FMAs) rides beside them. Measured (2026-12-07, 2 cores AMD EPYC, 1 thread CPU time, a 1024 x 1024 weight held in
+// L2, the call's ~7 us of dispatch taken out, us per MB of weights): 1 row about 23, 2 rows 31, 4 rows 55, 8 rows
+// 106, i.e. 13 us per MB per row at 8 rows against 15.5 at 2: batching saves the read, not the arithmetic.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/util/Half.h>
@@ -36,23 +42,33 @@ constexpr int64_t BLOCK_BYTES = TILE * GROUP / 2;
 constexpr int64_t MAX_ROWS = 8;  // rows of x per pass over a tile of weights
 
 #ifdef CONTINUO_VNNI4
-constexpr int64_t PREFETCH_BLOCKS = 8;  // blocks of weights asked for ahead (the stream of one tile)
+// Blocks of weights asked for ahead, every 64-byte line of each (the stream runs on into the next tile), and the
+// scales' line. Before (2026-12-07, 2 cores AMD EPYC, load 3-4): 8 blocks ahead, two of a block's eight lines
+// asked for; cold weights (24 matrices of 4096 x 1024, 1 thread, us per MB read, min of 15): 8 rows 160-174 ->
+// 109-144, 2 rows 70-80 -> 62-84 (noise of the load); bits unchanged.
+constexpr int64_t PREFETCH_BLOCKS = 16;
 
-// MB rows of x (int8, row stride K; xsum (MB, G) their sums per group) against tile t's weights -> out (MB, 16).
+// MB rows of x (int8, row stride K; xsum (MB, G) their sums per group, as floats) against tile t's weights ->
+// out (MB, 16). Per group and row the integer dot is exact in any order; the float work after it (convert, d * dot,
+// m * xsum) is the same sequence for every MB, so a row gives the same bits alone and batched.
 template <int MB>
-inline void tile_vnni(const int8_t* xq, const int32_t* xsum, int64_t K, const uint8_t* w, const c10::Half* s,
+inline void tile_vnni(const int8_t* xq, const float* xsum, int64_t K, const uint8_t* w, const c10::Half* s,
                       float out[MB][TILE]) {
+  // Up to 4 rows, two chains per row (even and odd nibbles: half the latency of one); from 5 rows one chain: the
+  // rows' chains already overlap, and the integer add that joins two chains is work at every group and row.
+  constexpr int CHAINS = MB <= 4 ? 2 : 1;
   const int64_t G = K / GROUP;
   const __m512i low = _mm512_set1_epi8(0x0F);
   __m512 acc[MB];
   for (int r = 0; r < MB; ++r) acc[r] = _mm512_setzero_ps();
   for (int64_t g = 0; g < G; ++g) {
     const uint8_t* block = w + g * BLOCK_BYTES;
-    _mm_prefetch(reinterpret_cast<const char*>(block + PREFETCH_BLOCKS * BLOCK_BYTES), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(block + PREFETCH_BLOCKS * BLOCK_BYTES + 128), _MM_HINT_T0);
+    for (int64_t line = 0; line < BLOCK_BYTES; line += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(block + PREFETCH_BLOCKS * BLOCK_BYTES + line), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(s + (g + PREFETCH_BLOCKS) * 2 * TILE), _MM_HINT_T0);
-    __m512i even[MB], odd[MB];  // two chains per row: half the latency of one
-    for (int r = 0; r < MB; ++r) even[r] = odd[r] = _mm512_setzero_si512();
+    __m512i dot[MB][CHAINS];
+    for (int r = 0; r < MB; ++r)
+      for (int c = 0; c < CHAINS; ++c) dot[r][c] = _mm512_setzero_si512();
     for (int o = 0; o < 4; ++o) {
       const __m512i packed = _mm512_loadu_si512(block + o * 64);
       const __m512i lo = _mm512_and_si512(packed, low);
@@ -60,17 +76,17 @@ inline void tile_vnni(const int8_t* xq, const int32_t* xsum, int64_t K, const ui
       const int64_t k = g * GROUP + o * 8;
       for (int r = 0; r < MB; ++r) {
         const int32_t* x4 = reinterpret_cast<const int32_t*>(xq + r * K + k);
-        even[r] = _mm512_dpbusd_epi32(even[r], lo, _mm512_set1_epi32(x4[0]));
-        odd[r] = _mm512_dpbusd_epi32(odd[r], hi, _mm512_set1_epi32(x4[1]));
+        dot[r][0] = _mm512_dpbusd_epi32(dot[r][0], lo, _mm512_set1_epi32(x4[0]));
+        dot[r][CHAINS - 1] = _mm512_dpbusd_epi32(dot[r][CHAINS - 1], hi, _mm512_set1_epi32(x4[1]));
       }
     }
     const c10::Half* sg = s + g * 2 * TILE;
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sg)));
     const __m512 m = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sg + TILE)));
     for (int r = 0; r < MB; ++r) {
-      const __m512 dots = _mm512_cvtepi32_ps(_mm512_add_epi32(even[r], odd[r]));
-      acc[r] = _mm512_fmadd_ps(dots, d, acc[r]);
-      acc[r] = _mm512_fmadd_ps(m, _mm512_set1_ps(static_cast<float>(xsum[r * G + g])), acc[r]);
+      const __m512i total = CHAINS == 2 ? _mm512_add_epi32(dot[r][0], dot[r][CHAINS - 1]) : dot[r][0];
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), d, acc[r]);
+      acc[r] = _mm512_fmadd_ps(m, _mm512_set1_ps(xsum[r * G + g]), acc[r]);
     }
   }
   for (int r = 0; r < MB; ++r) _mm512_storeu_ps(out[r], acc[r]);
@@ -128,7 +144,7 @@ at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& packed, const at::
   const bool vnni = false;
 #endif
   std::vector<int8_t> xq(vnni ? M * K : 0);
-  std::vector<int32_t> xsum(vnni ? M * G : 0);
+  std::vector<float> xsum(vnni ? M * G : 0);  // exact: |sum| <= 32 * 127
   std::vector<float> x_scale(M, 1.f);
   if (vnni) {  // per row: int8 = round(x / (absmax / 127)); and the sum of each group's codes
     for (int64_t m = 0; m < M; ++m) {
@@ -143,12 +159,12 @@ at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& packed, const at::
           xq[m * K + k] = static_cast<int8_t>(code);
           total += code;
         }
-        xsum[m * G + g] = total;
+        xsum[m * G + g] = static_cast<float>(total);
       }
       x_scale[m] = scale;
     }
   }
-  at::parallel_for(0, tiles, 4, [&](int64_t t0, int64_t t1) {
+  continuo::split_for(0, tiles, 4, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const uint8_t* w = wp + t * G * BLOCK_BYTES;
       const c10::Half* s = sp + t * G * 2 * TILE;
