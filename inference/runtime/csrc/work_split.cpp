@@ -4,22 +4,14 @@
 //
 // Why: with OpenMP (at::parallel_for) every call is a parallel region whose end waits for every thread of the team.
 // A decode step makes about 200 of them (each linear, each attention), and on a machine whose cores are busy with
-// other work (a DAW, other processes) the second thread often waits for a core. Measured 2026-12-07, 2 cores AMD
-// EPYC, GOMP_SPINCOUNT=10000, musicgen-small int4 decoder alone (CFG batch 2), 2 threads, median ms a step,
-// alternated with main (OpenMP) in the same minutes:
-// - other helpers' suites running (load 2.4-3.2): OpenMP 122.1, 122.5, 122.2, 125.2 (about 400 us a region;
-//   `bench step --quick --threads 2` the same: 94-117 ms in the layers), this split 16.9-27.9 (helpers polling 200
-//   times then), one thread 20.7-22.9;
-// - quieter minutes (load 1.3-2.0), 15 alternations against these same kernels on OpenMP: median 14.95 (13.9-19.1)
-//   against 15.49 (12.8-20.1, and one run whose mean step was 37.7 ms); polling 200 times before sleeping was
-//   16.4-18.3 there against OpenMP's 14.6 (a sleeping helper woke too late to take its share), hence 10000;
-// - two busy loops on the two cores: OpenMP 54.9 and 40.0, this split 39.5 and 42.4 (the same).
-// Here a late helper only means the caller does more of the chunks itself: the caller waits for no helper that
-// holds no chunk. Each chunk is computed as it would be alone, so the bits do not depend on who computes it.
+// other work (a DAW, other processes) the second thread often waits for a core: `continuo bench step --quick
+// --threads 2` (2026-12-07, 2 cores AMD EPYC, load 3.3-3.4 from other work, GOMP_SPINCOUNT=10000) measured about
+// 400 us a region and 94-117 ms a musicgen-small int4 step, where the 1-thread step took 21-22 ms. Here a late
+// helper only means the caller does more of the chunks itself: a step is never slower than on one thread by more
+// than the claims. Each chunk is computed as it would be alone, so the bits do not depend on who computes it.
 //
 // The helpers (torch's intra-op thread count - 1, at::get_num_threads) are started on first use and never joined
-// (the pool lives until the process ends); they poll for the next job (HELPER_SPINS), then sleep on a condition
-// variable.
+// (the pool lives until the process ends); they spin briefly for the next job, then sleep on a condition variable.
 // One caller at a time: a second thread calling a kernel while one runs computes its loop alone. After fork() the
 // child starts helpers of its own (until then its caller computes every chunk: none is waited for).
 #include <ATen/Parallel.h>
