@@ -8,9 +8,6 @@ torch's ops stand in where they cannot.
   others gives the bits it gives alone (inference/musicgen/batching.py).
 - cache_write: one new token per row into a KV cache (fp32, bf16, or int8 with its scales), each row at its own
   position, in one pass. Stand-in: torch's indexing writes (inference/musicgen/kv_cache.py).
-- work_split: how the kernels split their loops over threads (in place of at::parallel_for's OpenMP regions): the
-  caller and helper threads claim chunks from one counter and the caller never waits for a helper to wake or to get
-  a core (a loaded machine made each OpenMP region wait about 400 us for the second thread; work_split.cpp).
 - int8_linear: int8 weights (one scale per output channel) against rows of activations, on AVX-512
   VNNI where the CPU has it (a portable loop elsewhere): the int8 weight mode's linear, decode and
   prefill. Stand-in: torch's dynamic int8 Linear (fbgemm), about 25 % slower per decode step here.
@@ -81,7 +78,7 @@ log = logging.getLogger("continuo.inference")
 # ops.cpp declares the op library (every schema); each kernel file registers its implementation. Built as one
 # library: torch's extension builder compiles the sources together.
 SOURCES = tuple(Path(__file__).with_name("csrc") / name
-                for name in ("ops.cpp", "work_split.cpp", "decode_attention.cpp", "cache_write.cpp", "int8_linear.cpp",
+                for name in ("ops.cpp", "decode_attention.cpp", "cache_write.cpp", "int8_linear.cpp",
                              "int4_linear.cpp", "decode_layers.cpp"))
 OPS = ("decode_attention", "cache_write", "int8_linear", "int8_linear_uses_vnni", "int4_linear", "decode_layers",
        "decode_layers_profile")

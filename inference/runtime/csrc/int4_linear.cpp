@@ -158,7 +158,7 @@ at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& packed, const at::
       x_scale[m] = scale;
     }
   }
-  continuo::split_for(0, tiles, 4, [&](int64_t t0, int64_t t1) {
+  at::parallel_for(0, tiles, 4, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const uint8_t* w = wp + t * G * BLOCK_BYTES;
       const c10::Half* s = sp + t * G * 2 * TILE;

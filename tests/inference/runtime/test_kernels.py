@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
-import threading
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -193,83 +190,6 @@ def test_int4_row_alone_and_batched_give_the_same_bits(quantize_x):
     together = op(x, int4.packed, int4.scales, None, quantize_x)
     for row in range(9):
         assert torch.equal(op(x[row : row + 1], int4.packed, int4.scales, None, quantize_x), together[row : row + 1])
-
-
-def split_linears():
-    """An int4 and an int8 linear wide enough that a call splits into many chunks (work_split.cpp), and 3 rows."""
-    torch.manual_seed(3)
-    linear = torch.nn.Linear(512, 1024)
-    vnni = bool(torch.ops.continuo_cpu.int8_linear_uses_vnni())
-    return (Int4Linear(linear, cpu_kernels.int4_linear_op(), vnni),
-            Int8Linear(linear, cpu_kernels.int8_linear_op(), vnni), torch.randn(3, 512))
-
-
-def on_threads(count: int, function):
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(count)
-        return function()
-    finally:
-        torch.set_num_threads(threads)
-
-
-@needs_kernels
-def test_the_linears_give_the_same_bits_on_one_thread_and_two():
-    """Whichever thread computes a chunk of outputs, it is computed as alone: 1 and 2 threads agree bit for bit.
-    Control: one weight byte changed shows in the outputs."""
-    int4, int8, x = split_linears()
-    for linear in (int4, int8):
-        assert torch.equal(on_threads(1, lambda: linear(x)), on_threads(2, lambda: linear(x)))
-    alone = on_threads(2, lambda: int4(x))
-    int4.packed[40, 3, 0, 0] ^= 0x11
-    assert not torch.equal(on_threads(2, lambda: int4(x)), alone)
-
-
-@needs_kernels
-def test_kernels_called_from_two_threads_at_once_each_get_their_own_answer():
-    """The work split serves one caller at a time; a second caller meanwhile computes alone. Both answers must be
-    the ones each gets by itself (control: the two inputs give different answers)."""
-    int4, int8, x = split_linears()
-    inputs = [x, x * -0.5]
-    expected = [(int4(one), int8(one)) for one in inputs]
-    assert not torch.equal(expected[0][0], expected[1][0])
-    failures = []
-
-    def repeat(index: int) -> None:
-        for _ in range(200):
-            got = (int4(inputs[index]), int8(inputs[index]))
-            if not (torch.equal(got[0], expected[index][0]) and torch.equal(got[1], expected[index][1])):
-                failures.append(index)
-                return
-
-    workers = [threading.Thread(target=repeat, args=(index,)) for index in (0, 1)]
-    on_threads(2, lambda: [worker.start() for worker in workers] and [worker.join(timeout=120) for worker in workers])
-    assert not any(worker.is_alive() for worker in workers), "a kernel call never returned"
-    assert failures == []
-
-
-def linear_in_a_forked_child(queue) -> None:
-    int4, _, x = split_linears()
-    torch.set_num_threads(2)
-    queue.put(int4(x).sum().item())
-
-
-@needs_kernels
-def test_a_forked_child_runs_the_kernels_on_threads_of_its_own():
-    """After fork() the child has none of the parent's helper threads: a call there still returns the parent's
-    answer (the caller computes every chunk no helper claims, and the child starts helpers of its own), where a
-    split that waited for every helper to arrive would wait forever."""
-    int4, _, x = split_linears()
-    on_threads(2, lambda: int4(x))  # the parent's helpers exist before the fork
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    child = context.Process(target=linear_in_a_forked_child, args=(queue,))
-    child.start()
-    child.join(timeout=120)
-    if child.is_alive():
-        child.kill()
-    assert child.exitcode == 0, "the forked child did not finish"
-    assert queue.get(timeout=5) == int4(x).sum().item()
 
 
 def test_int8_falls_back_to_torch_dynamic_int8_without_our_kernels(monkeypatch):
