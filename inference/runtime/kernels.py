@@ -50,6 +50,14 @@ reading memory, and torch's stock ops read it badly at that shape:
   (a quarter of the bytes), 24 layers at 400 positions, 8 rows: fp32 35.0 -> 31.2 ms, bf16 26.2 -> 20.0,
   int8 37.2 -> 13.9. New keys and values go in by cache_write (one pass, every target line asked for first).
 Together: an int8 step at 250 positions of context from 22.2 ms to 14.9 ms.
+
+Threads: the kernels split their loops with at::parallel_for (OpenMP; continuo limits libgomp's spin-wait,
+bridge/cli.py:limit_openmp_spin). A split of our own (the caller and a helper claiming chunks from one counter, so
+the caller never waits for a helper that has no core) was built and measured against it (2026-12-07, `continuo
+bench step --quick --threads 2`, musicgen-small int4 weights with int8 heads, alternated, ms per step): quiet (load
+1.2-1.7) 16.1-17.3 against OpenMP's 11.7-12.7; with two busy loops on both cores (a DAW playing) 19.0 against
+36.2. It was not kept: the quiet machine is where the real-time targets are held, and the spin limit already took
+the loaded step from 268 to about 40-50 ms. Getting both (a split that is as fast quiet) is open.
 """
 
 from __future__ import annotations
