@@ -322,11 +322,12 @@ def norm_readers(decoder: MusicGenDecoder) -> list[tuple[nn.LayerNorm, list[nn.L
 
 
 def twin(decoder: MusicGenDecoder) -> MusicGenDecoder:
-    """A copy of decoder's modules sharing its tensors (no weight copied), without its one-call caches."""
+    """A copy of decoder's modules sharing its tensors (no weight copied), without what its step keeps between
+    calls (the one-call lists, the fused heads' concatenated tensors: not copied, then rebuilt by the copy)."""
     memo = {id(tensor): tensor for tensor in [*decoder.parameters(), *decoder.buffers()]}
+    memo |= {id(kept): None for kept in decoder.kept_calls()}
     copied = copy.deepcopy(decoder, memo)
-    for name in ("_fast_weights", "_fast_caches", "_fast_memory", "_fast_heads"):
-        copied.__dict__.pop(name, None)
+    copied.forget_kept_calls()
     return copied
 
 

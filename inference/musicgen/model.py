@@ -409,6 +409,16 @@ class MusicGenDecoder(nn.Module):
         return self.head_logits(x)
 
     fast_step = True  # False: decode_rows keeps the layer loop in Python (the A/B and the tests' reference)
+    # what the one-call step (fast_layers) and the fused heads (fused_heads) keep between steps, in __dict__
+    KEPT_CALLS = ("_fast_weights", "_fast_caches", "_fast_memory", "_fast_heads")
+
+    def kept_calls(self) -> list:
+        """The objects the step keeps between calls (KEPT_CALLS): a copy of the modules rebuilds its own."""
+        return [self.__dict__[name] for name in self.KEPT_CALLS if name in self.__dict__]
+
+    def forget_kept_calls(self) -> None:
+        for name in self.KEPT_CALLS:
+            self.__dict__.pop(name, None)
 
     def fast_weights_built(self) -> bool:
         """Whether the last decode step ran the one-call path (decode_layers.cpp) as far as the weights go."""

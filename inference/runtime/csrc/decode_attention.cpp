@@ -215,7 +215,7 @@ void attend_one(const float* q, const typename Kind::T* k, const typename Kind::
 #ifdef CONTINUO_AVX512
   if constexpr (DIM == 64 && Kind::kVectorLoad) t = scores_64x16<Kind>(qs, k, k_step, n, k_scales, scores);
 #endif
-  for (; t < n; ++t) {  // the keys past the last whole block, and every key off the 64-wide path
+  for (; t < n; ++t) {  // every key off the 64-wide path (that path scores all n, a partial last block too)
     const typename Kind::T* row = k + t * k_step;
     prefetch_row(k + (t + PREFETCH_KEYS) * k_step, dim * sizeof(typename Kind::T));
     float partial[8] = {};  // eight interleaved partial sums, added in a fixed order
