@@ -12,15 +12,37 @@
 #include <optional>
 #include <type_traits>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 namespace {
 
 template <typename T>
 inline void put_row(T* dst, const float* src, int64_t dim, float* scale_out) {
   if constexpr (std::is_same_v<T, int8_t>) {
     float peak = 0.f;
-    for (int64_t d = 0; d < dim; ++d) peak = std::max(peak, std::fabs(src[d]));
+    int64_t d = 0;
+#if defined(__AVX512F__)
+    // Vectorised (the scalar loop, a division and a round per value, was most of a call's 20 us at 2 rows x 16
+    // heads; 2026-12-07, 2 cores AMD EPYC): max, IEEE division and round-half-even give the scalar loop's bits.
+    __m512 peaks = _mm512_setzero_ps();
+    for (; d + 16 <= dim; d += 16) peaks = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(src + d)), peaks);
+    peak = _mm512_reduce_max_ps(peaks);
+#endif
+    for (; d < dim; ++d) peak = std::max(peak, std::fabs(src[d]));
     const float scale = std::max(peak / 127.f, 1e-12f);
-    for (int64_t d = 0; d < dim; ++d) {
+    d = 0;
+#if defined(__AVX512F__)
+    const __m512 divisor = _mm512_set1_ps(scale), top = _mm512_set1_ps(127.f), bottom = _mm512_set1_ps(-127.f);
+    for (; d + 16 <= dim; d += 16) {
+      const __m512 code = _mm512_roundscale_ps(_mm512_div_ps(_mm512_loadu_ps(src + d), divisor),
+                                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + d),
+                       _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(_mm512_min_ps(_mm512_max_ps(code, bottom), top))));
+    }
+#endif
+    for (; d < dim; ++d) {
       const float code = std::nearbyint(src[d] / scale);
       dst[d] = static_cast<int8_t>(std::min(127.f, std::max(-127.f, code)));
     }

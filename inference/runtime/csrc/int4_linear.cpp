@@ -147,22 +147,8 @@ at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& packed, const at::
   std::vector<float> xsum(vnni ? M * G : 0);  // exact: |sum| <= 32 * 127
   std::vector<float> x_scale(M, 1.f);
   if (vnni) {  // per row: int8 = round(x / (absmax / 127)); and the sum of each group's codes
-    for (int64_t m = 0; m < M; ++m) {
-      const float* row = xp + m * K;
-      const float scale = continuo::int8_row_scale(row, K);
-      const float inverse = 1.f / scale;
-      for (int64_t g = 0; g < G; ++g) {
-        int32_t total = 0;
-        for (int64_t j = 0; j < GROUP; ++j) {
-          const int64_t k = g * GROUP + j;
-          const int32_t code = static_cast<int32_t>(std::nearbyint(row[k] * inverse));
-          xq[m * K + k] = static_cast<int8_t>(code);
-          total += code;
-        }
-        xsum[m * G + g] = static_cast<float>(total);
-      }
-      x_scale[m] = scale;
-    }
+    for (int64_t m = 0; m < M; ++m)
+      x_scale[m] = continuo::quantize_row_int8<0>(xp + m * K, K, xq.data() + m * K, xsum.data() + m * G);
   }
   at::parallel_for(0, tiles, 4, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {

@@ -14,9 +14,11 @@
 #include <cmath>
 #include <vector>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #define CONTINUO_VNNI 1
-#include <immintrin.h>
 #endif
 
 // Shared with int4_linear.cpp (kernels.py builds every source as one unit, this file before that one).
@@ -60,8 +62,48 @@ inline void by_rows(int64_t rows, F&& f) {
 // A row of activations' int8 scale: abs-max / 127 (1 for a row of zeros); codes are round(x / scale).
 inline float int8_row_scale(const float* row, int64_t K) {
   float peak = 0.f;
-  for (int64_t k = 0; k < K; ++k) peak = std::max(peak, std::fabs(row[k]));
+  int64_t k = 0;
+#if defined(__AVX512F__)
+  __m512 peaks = _mm512_setzero_ps();  // max is exact in any order; a NaN is passed over, as std::max does
+  for (; k + 16 <= K; k += 16) peaks = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(row + k)), peaks);
+  peak = _mm512_reduce_max_ps(peaks);
+#endif
+  for (; k < K; ++k) peak = std::max(peak, std::fabs(row[k]));
   return peak > 0.f ? peak / 127.f : 1.f;
+}
+
+// One row of activations -> int8 codes round(x * inverse), half to even (nearbyint in the default rounding mode,
+// which is what vcvtps2dq does), plus OFFSET (0, or 128 for vpdpbusd's unsigned operand); group_sums (K / 32) gets
+// each group of 32 codes' sum (before the offset) where it is not null. Returns the row's scale (int8_row_scale).
+// Vectorised: the scalar loop (a libm round per value) cost 3 us for 2 rows of 1024 and 11 us for 2 rows of 4096
+// per call, on one thread while the other waited: 0.6 ms of a musicgen-small step (2026-12-07, 2 cores AMD EPYC).
+// The codes and sums are the scalar loop's bits (tests/inference/runtime/test_kernels.py holds it as the reference).
+template <int OFFSET, typename Code>
+inline float quantize_row_int8(const float* row, int64_t K, Code* codes, float* group_sums) {
+  const float scale = int8_row_scale(row, K);
+  const float inverse = 1.f / scale;
+  int64_t k = 0;
+#if defined(__AVX512F__)
+  const __m512 inv = _mm512_set1_ps(inverse);
+  const __m512i offset = _mm512_set1_epi32(OFFSET);
+  for (; k + 32 <= K; k += 32) {
+    const __m512i a = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(row + k), inv));
+    const __m512i b = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(row + k + 16), inv));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + k), _mm512_cvtepi32_epi8(_mm512_add_epi32(a, offset)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + k + 16), _mm512_cvtepi32_epi8(_mm512_add_epi32(b, offset)));
+    if (group_sums != nullptr)
+      group_sums[k / 32] = static_cast<float>(_mm512_reduce_add_epi32(_mm512_add_epi32(a, b)));
+  }
+#endif
+  for (; k < K; ++k) {
+    const int32_t code = static_cast<int32_t>(std::nearbyint(row[k] * inverse));
+    codes[k] = static_cast<Code>(code + OFFSET);
+    if (group_sums != nullptr) {
+      if (k % 32 == 0) group_sums[k / 32] = 0.f;
+      group_sums[k / 32] += static_cast<float>(code);
+    }
+  }
+  return scale;
 }
 
 }  // namespace continuo
@@ -199,15 +241,8 @@ at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& w, const at::Tenso
   std::vector<uint8_t> xq(vnni ? M * K : 0);
   std::vector<float> x_scale(M, 1.f);
   if (vnni) {  // per row: int8 = round(x / (absmax / 127)), stored + 128 for vpdpbusd's unsigned operand
-    for (int64_t m = 0; m < M; ++m) {
-      const float* row = xp + m * K;
-      const float scale = continuo::int8_row_scale(row, K);
-      const float inverse = 1.f / scale;
-      for (int64_t k = 0; k < K; ++k) {
-        xq[m * K + k] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(row[k] * inverse)) + 128);
-      }
-      x_scale[m] = scale;
-    }
+    for (int64_t m = 0; m < M; ++m)
+      x_scale[m] = continuo::quantize_row_int8<128>(xp + m * K, K, xq.data() + m * K, nullptr);
   }
   // out[row, col] from an integer dot product of the +128-offset activations: undo the offset, then scale.
   auto store_vnni = [&](int64_t row, int64_t col, int32_t dot) {

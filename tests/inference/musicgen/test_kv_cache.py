@@ -76,23 +76,26 @@ def test_an_int8_cache_argmax_agrees_with_fp32_cache(tiny_model_dir, tmp_path_fa
     assert mulaw.cache_bytes() <= (0.30 if mode == "mulaw8" else (1 + 4 / head_dim) / 4) * full.cache_bytes()
 
 
-@pytest.mark.parametrize("make", [
-    lambda rows: KVCache(rows, 3, 10, 4, torch.float32),
-    lambda rows: KVCache(rows, 3, 10, 4, torch.bfloat16),
-    lambda rows: MuLawKVCache(rows, 3, 10, 4),
-    lambda rows: Int8KVCache(rows, 3, 10, 4),
-], ids=["fp32", "bf16", "mulaw8", "int8"])
-def test_write_rows_puts_each_row_at_its_own_position_and_nothing_else(make):
+@pytest.mark.parametrize("make, dim", [
+    (lambda rows, dim: KVCache(rows, 3, 10, dim, torch.float32), 4),
+    (lambda rows, dim: KVCache(rows, 3, 10, dim, torch.bfloat16), 4),
+    (lambda rows, dim: MuLawKVCache(rows, 3, 10, dim), 4),
+    (lambda rows, dim: Int8KVCache(rows, 3, 10, dim), 4),
+    (lambda rows, dim: Int8KVCache(rows, 3, 10, dim), 64),  # the kernel's vector loop (16 lanes)
+    (lambda rows, dim: Int8KVCache(rows, 3, 10, dim), 72),  # the vector loop and a scalar tail
+], ids=["fp32", "bf16", "mulaw8", "int8", "int8-64", "int8-72"])
+def test_write_rows_puts_each_row_at_its_own_position_and_nothing_else(make, dim):
     """Rows at different positions (batched jobs), through a view of rows 1..4 of a larger cache, then a
     decode step of every row at one position: each token lands where torch's one-row write of it would, bit for
     bit (our CPU kernel's cache_write where it takes the cache, torch's indexing elsewhere)."""
     torch.manual_seed(0)
-    cache, expected = make(5), make(5)
+    cache, expected = make(5, dim), make(5, dim)
     expected.write_op = lambda k: None  # the reference: torch's writes (row views copy this)
     for buffer, twin in zip(cache.row_buffers(), expected.row_buffers()):  # not zeros: a stray write shows
         buffer.copy_(torch.randint(-50, 50, buffer.shape).to(buffer.dtype))
         twin.copy_(buffer)
-    k, v = torch.randn(3, 3, 1, 4), torch.randn(3, 3, 1, 4)
+    k, v = torch.randn(3, 3, 1, dim), torch.randn(3, 3, 1, dim)
+    k[0, 0, 0, :3] = torch.tensor([127.0, 2.5, -3.5])  # scale 1: ties, which round half to even (2, -4)
     kernel_writes = not isinstance(cache, MuLawKVCache) or isinstance(cache, Int8KVCache)
     assert (cache.write_op(k) is not None) == (kernel_writes and kernels_status().usable)
     positions = torch.tensor([7, 0, 3])
@@ -101,7 +104,7 @@ def test_write_rows_puts_each_row_at_its_own_position_and_nothing_else(make):
         expected.row_view(1 + row, 2 + row).write(torch.tensor([position]), k[row : row + 1], v[row : row + 1])
     for got, want in zip(cache.row_buffers(), expected.row_buffers()):
         assert torch.equal(got, want)
-    k, v = torch.randn(5, 3, 1, 4), torch.randn(5, 3, 1, 4)
+    k, v = torch.randn(5, 3, 1, dim), torch.randn(5, 3, 1, dim)
     cache.write(torch.tensor([9]), k, v)
     for row in range(5):  # one row at a time
         expected.row_view(row, row + 1).write(torch.tensor([9]), k[row : row + 1], v[row : row + 1])

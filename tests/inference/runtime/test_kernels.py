@@ -126,6 +126,36 @@ def test_int8_linear_rows(rows, bias, outputs):
 
 
 @needs_kernels
+@pytest.mark.parametrize("inputs", [64, 4096])
+def test_int8_activations_round_half_to_even_as_the_scalar_loop_did(inputs):
+    """The activations' int8 codes (continuo::quantize_row_int8, vectorised for issue 24) are round-half-even of
+    x / scale, bit for bit what the scalar nearbyint loop gave: through an identity weight every output is
+    code * 127 * x_scale / 127 in the kernel's own float order. Ties (x = k + 0.5 at scale 1) decide it; the control,
+    rounding half away from zero, differs on them."""
+    if not torch.ops.continuo_cpu.int8_linear_uses_vnni():
+        pytest.skip("no AVX-512 VNNI here: the activations stay fp32 (the portable loop)")
+    int8 = Int8Linear(torch.nn.Linear(inputs, 64, bias=False), cpu_kernels.int8_linear_op(), vnni=True)
+    int8.codes.zero_()
+    int8.codes[torch.arange(64), torch.arange(64)] = 127  # output j reads input j
+    int8.row_sums.copy_(int8.codes.sum(dim=1, dtype=torch.int32))
+    int8.scales.fill_(1 / 127)
+    torch.manual_seed(inputs)
+    x = torch.randn(3, inputs) * 20
+    ties = torch.tensor([127.0, 2.5, -3.5, 0.5, -0.5, 1.5, -1.5, 126.5, -2.5, 4.5])
+    x[0, :10] = ties
+    x[0, 10:] = x[0, 10:].clamp(-126, 126)  # row 0's peak stays 127: scale 1, so the ties are exact
+    x_scale = x.abs().amax(dim=1, keepdim=True) / 127
+
+    def through_identity(codes):
+        return (codes * 127).float() * x_scale * int8.scales[:64]
+
+    got = int8(x)
+    assert torch.equal(got, through_identity(torch.round(x * (1 / x_scale))[:, :64]))
+    away = torch.sign(x) * torch.floor(x.abs() * (1 / x_scale) + 0.5)  # control: half away from zero
+    assert not torch.equal(got, through_identity(away[:, :64]))
+
+
+@needs_kernels
 def test_int8_linear_portable_loop_and_its_prefill_gemm():
     torch.manual_seed(0)
     linear = torch.nn.Linear(48, 32, bias=False)  # 48: not a multiple of 64, so the portable loop runs
