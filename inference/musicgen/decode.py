@@ -65,40 +65,69 @@ def apply_pattern(tokens: Tensor, pattern_column: Tensor) -> Tensor:
     return torch.where(pattern_column == UNKNOWN, tokens, pattern_column)
 
 
+def predicted_columns(pattern: Tensor) -> list[bool]:
+    """pattern (B, K, L) -> per position, whether it is UNKNOWN in every row and codebook: a prediction for it goes
+    in whole (apply_pattern would keep all of it), once the delays have started and until they end."""
+    return (pattern == UNKNOWN).flatten(0, 1).all(dim=0).tolist()
+
+
 def guide(logits: Tensor, guidance_scale: float | None) -> Tensor:
-    """CFG: logits (2B, K, V) as [conditional; null] -> (B, K, V). None: no CFG, logits returned as is."""
+    """CFG: logits (2B, K, V) as [conditional; null] -> (B, K, V), null + (conditional - null) * scale (computed
+    in place on the difference: the same bits). None: no CFG, logits returned as is."""
     if guidance_scale is None:
         return logits
     conditional, null = logits.chunk(2, dim=0)
-    return null + (conditional - null) * guidance_scale
+    return (conditional - null).mul_(guidance_scale).add_(null)
 
 
 def filter_logits(logits: Tensor, temperature: float, top_k: int, top_p: float) -> Tensor:
-    """logits (..., V) scaled by temperature, then top-p (when > 0) or else top-k (when > 0) kept."""
+    """logits (..., V) scaled by temperature, then top-p (when > 0) or else top-k (when > 0) kept.
+
+    Always a new tensor (the division), which the masks then fill in place. The top-k threshold is the smallest
+    of the k largest (topk unsorted: the same value as the sorted k-th, ties and all)."""
     logits = logits / temperature
     if top_p > 0:
         sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-        drop = cumulative - torch.softmax(sorted_logits, dim=-1) > top_p  # keep the first token past top_p
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        return torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        drop = probs.cumsum(dim=-1) - probs > top_p  # keep the first token past top_p
+        return logits.scatter_(-1, order, sorted_logits.masked_fill_(drop, float("-inf")))  # order: a permutation
     if 0 < top_k < logits.shape[-1]:
-        threshold = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < threshold, float("-inf"))
+        threshold = torch.topk(logits, top_k, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
+        logits.masked_fill_(logits < threshold, float("-inf"))
     return logits
+
+
+def softmax_rows(logits: Tensor) -> Tensor:
+    """softmax over the last dim, one row at a time on the CPU: with two rows or more torch's CPU softmax opens an
+    OpenMP parallel region (grain 1 row), which waits for a helper thread to wake, or on a loaded 2-core machine to
+    get a core (8 ms a call with the helper sharing our core; median sampling 7.5 ms a step under a neighbour's load
+    on the 2-core AMD EPYC, 0.3 ms without). A single row runs inline, and the kernel computes each row alone, so
+    the bits are the same (tests/inference/musicgen/test_sampling_bits.py). Other devices: one call."""
+    if logits.device.type != "cpu":
+        return torch.softmax(logits, dim=-1)
+    rows = logits.reshape(-1, logits.shape[-1])
+    probs = torch.empty_like(rows)
+    for row, out in zip(rows, probs):
+        torch.softmax(row, dim=-1, out=out)
+    return probs.view(logits.shape)
 
 
 def sample(logits: Tensor, generators: list[torch.Generator] | None, temperature: float, top_k: int,
            top_p: float) -> Tensor:
-    """logits (B, K, V) -> tokens (B, K). Greedy when temperature is 0; row b draws from generators[b]."""
+    """logits (B, K, V) -> tokens (B, K). Greedy when temperature is 0; row b draws from generators[b].
+
+    Gumbel-style draw, same law as multinomial: argmax(probs / noise), noise ~ Exp(1) drawn by row b's generator
+    into its slice of one buffer (the same draws as a tensor of its own), divided and argmaxed for all rows at once.
+    """
     if temperature <= 0 or generators is None:
         return logits.argmax(dim=-1)
-    probs = torch.softmax(filter_logits(logits, temperature, top_k, top_p), dim=-1)
-    rows = []
-    for b, generator in enumerate(generators):  # one generator per sample: each variation has its own seed
-        noise = torch.empty_like(probs[b]).exponential_(1, generator=generator)
-        rows.append(torch.argmax(probs[b] / noise, dim=-1))  # Gumbel-style draw, same law as multinomial
-    return torch.stack(rows)
+    if len(generators) != logits.shape[0]:
+        raise ValueError(f"{len(generators)} generators for {logits.shape[0]} rows")
+    probs = softmax_rows(filter_logits(logits, temperature, top_k, top_p))
+    noise = torch.empty_like(probs)
+    for row, generator in zip(noise, generators):  # one generator per sample: each variation has its own seed
+        row.exponential_(1, generator=generator)
+    return probs.div_(noise).argmax(dim=-1)
 
 
 class Sampler:
@@ -109,6 +138,7 @@ class Sampler:
         self.guidance_scale = guidance_scale
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
         self.generators = generators
+        self.copies = 1 if guidance_scale is None else 2  # the decoder's rows per sample: [conditional; null]
 
     def __call__(self, logits: Tensor) -> Tensor:
         # logits (B', K, 1, V) from the decoder -> tokens (B, K)
@@ -117,7 +147,7 @@ class Sampler:
 
     def expand(self, tokens: Tensor) -> Tensor:
         """(B, K, T) -> the decoder batch: [tokens; tokens] under CFG."""
-        return tokens if self.guidance_scale is None else torch.cat([tokens, tokens], dim=0)
+        return tokens if self.copies == 1 else torch.cat([tokens] * self.copies, dim=0)
 
 
 def prefill(model: MusicGenDecoder, pattern: Tensor, start: int, memory, sampler: Sampler) -> Tensor:
@@ -205,11 +235,14 @@ def decode_n_tokens(model: MusicGenDecoder, pattern: Tensor, start: int, first: 
     """Fill pattern positions start..L-1; first holds position start (from prefill). Returns the sequence (B, K, L)."""
     sequence = pattern.clone()
     sequence[:, :, start] = first
+    whole = predicted_columns(pattern)
     if on_step is not None:
         on_step(1, sequence)
     for position in range(start, sequence.shape[2] - 1):
         predicted = step_fn(model, sequence[:, :, position], position, memory, sampler)
-        sequence[:, :, position + 1] = apply_pattern(predicted, pattern[:, :, position + 1])
+        if not whole[position + 1]:  # pads or prompt codes in this column: the pattern's stay
+            predicted = apply_pattern(predicted, pattern[:, :, position + 1])
+        sequence[:, :, position + 1] = predicted
         if on_step is not None:
             on_step(position + 2 - start, sequence)
     return sequence
