@@ -83,17 +83,19 @@ def guide(logits: Tensor, guidance_scale: float | None) -> Tensor:
 def filter_logits(logits: Tensor, temperature: float, top_k: int, top_p: float) -> Tensor:
     """logits (..., V) scaled by temperature, then top-p (when > 0) or else top-k (when > 0) kept.
 
-    Always a new tensor (the division), which the masks then fill in place. The top-k threshold is the smallest
-    of the k largest (topk unsorted: the same value as the sorted k-th, ties and all)."""
-    logits = logits / temperature
+    At temperature 1 the division is skipped (x / 1 is x, bit for bit); logits itself comes back when nothing is
+    filtered at 1, else a new tensor. The top-k threshold is the smallest of the k largest (topk unsorted: the same
+    value as the sorted k-th, ties and all)."""
+    if temperature != 1:
+        logits = logits / temperature
     if top_p > 0:
         sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
         probs = torch.softmax(sorted_logits, dim=-1)
         drop = probs.cumsum(dim=-1) - probs > top_p  # keep the first token past top_p
-        return logits.scatter_(-1, order, sorted_logits.masked_fill_(drop, float("-inf")))  # order: a permutation
+        return logits.scatter(-1, order, sorted_logits.masked_fill_(drop, float("-inf")))  # order: a permutation
     if 0 < top_k < logits.shape[-1]:
         threshold = torch.topk(logits, top_k, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
-        logits.masked_fill_(logits < threshold, float("-inf"))
+        return logits.masked_fill(logits < threshold, float("-inf"))
     return logits
 
 

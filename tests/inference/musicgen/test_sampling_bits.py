@@ -94,7 +94,9 @@ def test_the_sampler_draws_the_reference_tokens_for_the_same_seeds(settings):
             logits = decoder_logits(copies * samples, codebooks, vocab, seed=step, ties=ties)
             guided = reference_guide(logits[:, :, -1], guidance_scale)
             expected = reference_sample(guided, reference, temperature, top_k, top_p)
+            before = logits.clone()
             tokens = sampler(logits)
+            assert torch.equal(logits, before)  # the decoder's logits are left as they were
             assert tokens.dtype == expected.dtype and torch.equal(tokens, expected), (samples, codebooks, vocab, step)
             drawn = reference_sample(guided, control, temperature, top_k, top_p)
             mismatched_controls += not torch.equal(drawn, expected)
