@@ -209,9 +209,10 @@ class BatchScheduler(ComputeThread):
         Its own Python and small ops (issue 24's step profile `bookkeeping`: the step less decode_rows and sampling;
         musicgen-small int4 + int8 heads, 2 cores AMD EPYC, A/B alternated in one process), CPU a step, before ->
         after issue 24's pass: load 4.3-5.6, 0.58-1.05 -> 0.28-0.37 ms; load 2.0, 0.41-0.54 -> 0.33-0.38 ms; load
-        1.6-3.2, 0.37-1.46 -> 0.30-0.35 ms. The tokens gathered in one cat; use_rows' check through `_modules`; a
-        column the pattern leaves wholly to the prediction (Ticket.whole_columns) written as is, not through
-        apply_pattern. With the decoder stubbed (a 24-layer tiny model): 104 -> 46 us a step."""
+        1.6-3.2, 0.37-1.46 -> 0.30-0.35 ms; load 2.7-3.0, 0.32-0.42 -> 0.27-0.31 ms. The tokens gathered in one cat;
+        use_rows' check through `_modules`; a column the pattern leaves wholly to the prediction
+        (Ticket.whole_columns) written as is, not through apply_pattern. Decoder stubbed (a 24-layer tiny model):
+        104 -> 46 us a step."""
         tickets = list(self.active)
         host = [ticket.position + ticket.offset for ticket in tickets]
         if self.row_positions is None:  # the rows changed: their positions go to the device once

@@ -130,7 +130,8 @@ def sample(logits: Tensor, generators: list[torch.Generator] | None, temperature
     Cost (Sampler.__call__, 2 cores AMD EPYC, before -> after issue 24's pass). Step profile (musicgen-small int4 +
     int8 heads, A/B alternated in one process), median a step: load 4.3-5.6, 0.571-0.588 -> 0.565-0.579 ms; load
     2.0, 0.713-0.802 -> 0.759-0.810 ms; load 1.6-3.2, 0.620-0.783 -> 0.582-0.703 ms, where the mean went 0.75-3.09
-    -> 0.61-0.70 ms and p90 0.85-8.13 -> 0.71-0.81 ms (softmax_rows). The medians are within the noise: after the
+    -> 0.61-0.70 ms and p90 0.85-8.13 -> 0.71-0.81 ms (softmax_rows); with filter_logits' one op less, load
+    2.7-3.0, 0.613-0.690 -> 0.590-0.727 ms (no stall in that run). The medians are within the noise: after the
     layers' call every op starts with cold caches (the same call warm: 249-305 -> 252-256 us at logits (2, 4, 1,
     2048)), and about half of it is exponential_ itself (160-300 us for 8192 draws: mt19937 and a log each, serial).
     """
