@@ -65,40 +65,85 @@ def apply_pattern(tokens: Tensor, pattern_column: Tensor) -> Tensor:
     return torch.where(pattern_column == UNKNOWN, tokens, pattern_column)
 
 
+def predicted_columns(pattern: Tensor) -> list[bool]:
+    """pattern (B, K, L) -> per position, whether it is UNKNOWN in every row and codebook: a prediction for it goes
+    in whole (apply_pattern would keep all of it), once the delays have started and until they end."""
+    return (pattern == UNKNOWN).flatten(0, 1).all(dim=0).tolist()
+
+
 def guide(logits: Tensor, guidance_scale: float | None) -> Tensor:
-    """CFG: logits (2B, K, V) as [conditional; null] -> (B, K, V). None: no CFG, logits returned as is."""
+    """CFG: logits (2B, K, V) as [conditional; null] -> (B, K, V), null + (conditional - null) * scale (computed
+    in place on the difference: the same bits). None: no CFG, logits returned as is."""
     if guidance_scale is None:
         return logits
     conditional, null = logits.chunk(2, dim=0)
-    return null + (conditional - null) * guidance_scale
+    return (conditional - null).mul_(guidance_scale).add_(null)
 
 
 def filter_logits(logits: Tensor, temperature: float, top_k: int, top_p: float) -> Tensor:
-    """logits (..., V) scaled by temperature, then top-p (when > 0) or else top-k (when > 0) kept."""
-    logits = logits / temperature
+    """logits (..., V) scaled by temperature, then top-p (when > 0) or else top-k (when > 0) kept.
+
+    At temperature 1 the division is skipped (x / 1 is x, bit for bit); logits itself comes back when nothing is
+    filtered at 1, else a new tensor. The top-k threshold is the smallest of the k largest (topk unsorted: the same
+    value as the sorted k-th, ties and all)."""
+    if temperature != 1:
+        logits = logits / temperature
     if top_p > 0:
         sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-        drop = cumulative - torch.softmax(sorted_logits, dim=-1) > top_p  # keep the first token past top_p
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        return torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        drop = probs.cumsum(dim=-1) - probs > top_p  # keep the first token past top_p
+        return logits.scatter(-1, order, sorted_logits.masked_fill_(drop, float("-inf")))  # order: a permutation
     if 0 < top_k < logits.shape[-1]:
-        threshold = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < threshold, float("-inf"))
+        threshold = torch.topk(logits, top_k, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
+        return logits.masked_fill(logits < threshold, float("-inf"))
     return logits
+
+
+def softmax_rows(logits: Tensor) -> Tensor:
+    """softmax over the last dim, one row at a time on the CPU: with two rows or more torch's CPU softmax opens an
+    OpenMP parallel region (grain 1 row), which waits for the helper thread to wake, and on a loaded 2-core machine
+    to get a core. A single row runs inline, and the kernel computes each row alone, so the bits are the same
+    (tests/inference/musicgen/test_sampling_bits.py). Other devices: one call.
+
+    Measured (2 cores AMD EPYC; issue 24's step profile, musicgen-small int4 + int8 heads, Sampler.__call__ per step,
+    A/B/C alternated in one process, load 1.6-3.2): one call, sampling p90 4.8-8.1 ms and mean 1.27-3.09 ms in the
+    rounds where the neighbour's load rose (median 0.62-0.78); row by row, p90 0.71-0.81 ms, mean 0.61-0.70 ms in
+    every round (median 0.58-0.70). The row loop's own cost: median +0.01-0.05 ms in the quiet rounds. Alone: 8 ms
+    a call with the helper thread pinned to our core, 6 us row by row.
+    """
+    if logits.device.type != "cpu":
+        return torch.softmax(logits, dim=-1)
+    rows = logits.reshape(-1, logits.shape[-1])
+    probs = torch.empty_like(rows)
+    for row, out in zip(rows, probs):
+        torch.softmax(row, dim=-1, out=out)
+    return probs.view(logits.shape)
 
 
 def sample(logits: Tensor, generators: list[torch.Generator] | None, temperature: float, top_k: int,
            top_p: float) -> Tensor:
-    """logits (B, K, V) -> tokens (B, K). Greedy when temperature is 0; row b draws from generators[b]."""
+    """logits (B, K, V) -> tokens (B, K). Greedy when temperature is 0; row b draws from generators[b].
+
+    Gumbel-style draw, same law as multinomial: argmax(probs / noise), noise ~ Exp(1) drawn by row b's generator
+    into its slice of one buffer (the same draws as a tensor of its own), divided and argmaxed for all rows at once.
+
+    Cost (Sampler.__call__, 2 cores AMD EPYC, before -> after issue 24's pass). Step profile (musicgen-small int4 +
+    int8 heads, A/B alternated in one process), median a step: load 4.3-5.6, 0.571-0.588 -> 0.565-0.579 ms; load
+    2.0, 0.713-0.802 -> 0.759-0.810 ms; load 1.6-3.2, 0.620-0.783 -> 0.582-0.703 ms, where the mean went 0.75-3.09
+    -> 0.61-0.70 ms and p90 0.85-8.13 -> 0.71-0.81 ms (softmax_rows); with filter_logits' one op less, load
+    2.7-3.0, 0.613-0.690 -> 0.590-0.727 ms (no stall in that run). The medians are within the noise: after the
+    layers' call every op starts with cold caches (the same call warm: 249-305 -> 252-256 us at logits (2, 4, 1,
+    2048)), and about half of it is exponential_ itself (160-300 us for 8192 draws: mt19937 and a log each, serial).
+    """
     if temperature <= 0 or generators is None:
         return logits.argmax(dim=-1)
-    probs = torch.softmax(filter_logits(logits, temperature, top_k, top_p), dim=-1)
-    rows = []
-    for b, generator in enumerate(generators):  # one generator per sample: each variation has its own seed
-        noise = torch.empty_like(probs[b]).exponential_(1, generator=generator)
-        rows.append(torch.argmax(probs[b] / noise, dim=-1))  # Gumbel-style draw, same law as multinomial
-    return torch.stack(rows)
+    if len(generators) != logits.shape[0]:
+        raise ValueError(f"{len(generators)} generators for {logits.shape[0]} rows")
+    probs = softmax_rows(filter_logits(logits, temperature, top_k, top_p))
+    noise = torch.empty_like(probs)
+    for row, generator in zip(noise, generators):  # one generator per sample: each variation has its own seed
+        row.exponential_(1, generator=generator)
+    return probs.div_(noise).argmax(dim=-1)
 
 
 class Sampler:
@@ -109,6 +154,7 @@ class Sampler:
         self.guidance_scale = guidance_scale
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
         self.generators = generators
+        self.copies = 1 if guidance_scale is None else 2  # the decoder's rows per sample: [conditional; null]
 
     def __call__(self, logits: Tensor) -> Tensor:
         # logits (B', K, 1, V) from the decoder -> tokens (B, K)
@@ -117,7 +163,7 @@ class Sampler:
 
     def expand(self, tokens: Tensor) -> Tensor:
         """(B, K, T) -> the decoder batch: [tokens; tokens] under CFG."""
-        return tokens if self.guidance_scale is None else torch.cat([tokens, tokens], dim=0)
+        return tokens if self.copies == 1 else torch.cat([tokens] * self.copies, dim=0)
 
 
 def prefill(model: MusicGenDecoder, pattern: Tensor, start: int, memory, sampler: Sampler) -> Tensor:
@@ -205,11 +251,14 @@ def decode_n_tokens(model: MusicGenDecoder, pattern: Tensor, start: int, first: 
     """Fill pattern positions start..L-1; first holds position start (from prefill). Returns the sequence (B, K, L)."""
     sequence = pattern.clone()
     sequence[:, :, start] = first
+    whole = predicted_columns(pattern)
     if on_step is not None:
         on_step(1, sequence)
     for position in range(start, sequence.shape[2] - 1):
         predicted = step_fn(model, sequence[:, :, position], position, memory, sampler)
-        sequence[:, :, position + 1] = apply_pattern(predicted, pattern[:, :, position + 1])
+        if not whole[position + 1]:  # pads or prompt codes in this column: the pattern's stay
+            predicted = apply_pattern(predicted, pattern[:, :, position + 1])
+        sequence[:, :, position + 1] = predicted
         if on_step is not None:
             on_step(position + 2 - start, sequence)
     return sequence
