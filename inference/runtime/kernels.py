@@ -51,8 +51,13 @@ reading memory, and torch's stock ops read it badly at that shape:
   int8 37.2 -> 13.9. New keys and values go in by cache_write (one pass, every target line asked for first).
 Together: an int8 step at 250 positions of context from 22.2 ms to 14.9 ms.
 
-Threads: the kernels split their loops with at::parallel_for (OpenMP; continuo limits libgomp's spin-wait,
-bridge/cli.py:limit_openmp_spin). A split of our own (the caller and a helper claiming chunks from one counter, so
+Threads: the kernels split their loops over ATen's OpenMP threads with csrc/parallel.cpp:parallel_claims, each
+thread claiming runs of whole blocks as it finishes one (OpenMP's guided schedule), where at::parallel_for's fixed
+halves held the first thread at every join while the slower one finished (perf, 2026-12-07, quiet: the calling
+thread spent 20 % of a step spinning in libgomp). Measured in one process, blocks of 25 steps alternated, median
+step (musicgen-small int4, 2 threads, load 1.1-1.7): 15.19 -> 14.78 and 16.32 -> 15.58 ms over 1000 steps, within
++-0.3 ms over 600; with a busy loop on one core no change (24.5 / 25.2). continuo limits libgomp's spin-wait
+(bridge/cli.py:limit_openmp_spin). A split of our own (the caller and a helper claiming chunks from one counter, so
 the caller never waits for a helper that has no core) was built and measured against it (2026-12-07, `continuo
 bench step --quick --threads 2`, musicgen-small int4 weights with int8 heads, alternated, ms per step): quiet (load
 1.2-1.7) 16.1-17.3 against OpenMP's 11.7-12.7; with two busy loops on both cores (a DAW playing) 19.0 against
@@ -86,7 +91,7 @@ log = logging.getLogger("continuo.inference")
 # ops.cpp declares the op library (every schema); each kernel file registers its implementation. Built as one
 # library: torch's extension builder compiles the sources together.
 SOURCES = tuple(Path(__file__).with_name("csrc") / name
-                for name in ("ops.cpp", "decode_attention.cpp", "cache_write.cpp", "int8_linear.cpp",
+                for name in ("ops.cpp", "parallel.cpp", "decode_attention.cpp", "cache_write.cpp", "int8_linear.cpp",
                              "int4_linear.cpp", "decode_layers.cpp"))
 OPS = ("decode_attention", "cache_write", "int8_linear", "int8_linear_uses_vnni", "int4_linear", "decode_layers",
        "decode_layers_profile")

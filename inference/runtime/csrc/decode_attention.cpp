@@ -332,7 +332,7 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::
   auto run = [&](auto kind, const auto* k_ptr, const auto* v_ptr) {
     using Kind = decltype(kind);
     auto one = dim == 64 ? &attend_one<Kind, 64> : &attend_one<Kind, 0>;
-    at::parallel_for(0, pairs, grain, [&](int64_t begin, int64_t end) {
+    continuo::parallel_claims(pairs, grain, [&](int64_t begin, int64_t end) {
       std::vector<float> scores(n), acc(dim);
       for (int64_t i = begin; i < end; ++i) {
         const int64_t b = i / heads, h = i % heads;

@@ -150,7 +150,7 @@ at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& packed, const at::
     for (int64_t m = 0; m < M; ++m)
       x_scale[m] = continuo::quantize_row_int8<0>(xp + m * K, K, xq.data() + m * K, xsum.data() + m * G);
   }
-  at::parallel_for(0, tiles, 4, [&](int64_t t0, int64_t t1) {
+  continuo::parallel_claims(tiles, 4, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const uint8_t* w = wp + t * G * BLOCK_BYTES;
       const c10::Half* s = sp + t * G * 2 * TILE;

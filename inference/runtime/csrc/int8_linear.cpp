@@ -249,7 +249,7 @@ at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& w, const at::Tenso
     const int32_t exact = dot - 128 * rs[col];
     op[row * N + col] = static_cast<float>(exact) * x_scale[row] * sp[col] + (bp != nullptr ? bp[col] : 0.f);
   };
-  at::parallel_for(0, N, WEIGHT_BLOCK, [&](int64_t n0, int64_t n1) {
+  continuo::parallel_claims(N, WEIGHT_BLOCK, [&](int64_t n0, int64_t n1) {
     // A block of weight rows stays in L1/L2 while every ROWS-row block of x passes over it, so x is
     // read from cache once per block, not once per weight row (prefill has hundreds of rows of x).
     for (int64_t nb = n0; nb < n1; nb += WEIGHT_BLOCK) {

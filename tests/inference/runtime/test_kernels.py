@@ -131,10 +131,10 @@ def test_int8_activations_round_half_to_even_as_the_scalar_loop_did(inputs):
     """The activations' int8 codes (continuo::quantize_row_int8, vectorised for issue 24) are round-half-even of
     x / scale, bit for bit what the scalar nearbyint loop gave: through an identity weight every output is
     code * 127 * x_scale / 127 in the kernel's own float order. Ties (x = k + 0.5 at scale 1) decide it; the control,
-    rounding half away from zero, differs on them."""
-    if not torch.ops.continuo_cpu.int8_linear_uses_vnni():
-        pytest.skip("no AVX-512 VNNI here: the activations stay fp32 (the portable loop)")
-    int8 = Int8Linear(torch.nn.Linear(inputs, 64, bias=False), cpu_kernels.int8_linear_op(), vnni=True)
+    rounding half away from zero, differs on them. Without VNNI (the portable build) the activations stay fp32:
+    the identity gives x back, not its codes."""
+    vnni = bool(torch.ops.continuo_cpu.int8_linear_uses_vnni())
+    int8 = Int8Linear(torch.nn.Linear(inputs, 64, bias=False), cpu_kernels.int8_linear_op(), vnni=vnni)
     int8.codes.zero_()
     int8.codes[torch.arange(64), torch.arange(64)] = 127  # output j reads input j
     int8.row_sums.copy_(int8.codes.sum(dim=1, dtype=torch.int32))
@@ -150,9 +150,37 @@ def test_int8_activations_round_half_to_even_as_the_scalar_loop_did(inputs):
         return (codes * 127).float() * x_scale * int8.scales[:64]
 
     got = int8(x)
-    assert torch.equal(got, through_identity(torch.round(x * (1 / x_scale))[:, :64]))
+    rounded = through_identity(torch.round(x * (1 / x_scale))[:, :64])
+    if not vnni:
+        torch.testing.assert_close(got, x[:, :64], atol=1e-5, rtol=1e-5)
+        assert not torch.equal(got, rounded)  # control: the codes' outputs are not what the portable loop gives
+        return
+    assert torch.equal(got, rounded)
     away = torch.sign(x) * torch.floor(x.abs() * (1 / x_scale) + 0.5)  # control: half away from zero
     assert not torch.equal(got, through_identity(away[:, :64]))
+
+
+@needs_kernels
+@pytest.mark.parametrize("rows, outputs", [(5, 99), (8, 99), (13, 72), (2, 3072)])
+def test_int8_linear_gives_the_same_bits_on_one_thread_and_two(rows, outputs):
+    """The threads claim runs of whole 16-row weight blocks (csrc/parallel.cpp: parallel_claims), so an output is
+    computed by the same code path whatever the split. at::parallel_for's halves cut blocks at 50 of 99 outputs,
+    and 29 of the 5 x 99 outputs differed between 1 and 2 threads (measured 2026-12-07 before the change)."""
+    torch.manual_seed(rows)
+    int8 = Int8Linear(torch.nn.Linear(256, outputs), cpu_kernels.int8_linear_op(),
+                      vnni=bool(torch.ops.continuo_cpu.int8_linear_uses_vnni()))
+    x = torch.randn(rows, 256)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = int8(x)
+        torch.set_num_threads(1)
+        one = int8(x)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
+    x[-1, 0] += 1.0  # control: a changed input shows in its row
+    assert not torch.equal(int8(x)[-1], two[-1])
 
 
 @needs_kernels
