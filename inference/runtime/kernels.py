@@ -63,6 +63,16 @@ bench step --quick --threads 2`, musicgen-small int4 weights with int8 heads, al
 1.2-1.7) 16.1-17.3 against OpenMP's 11.7-12.7; with two busy loops on both cores (a DAW playing) 19.0 against
 36.2. It was not kept: the quiet machine is where the real-time targets are held, and the spin limit already took
 the loaded step from 268 to about 40-50 ms. Getting both (a split that is as fast quiet) is open.
+
+Also tried for the step and left out (2026-12-07, musicgen-small int4, 2 cores AMD EPYC, quiet):
+- One thread through the layers and the other walking the step's bytes ahead of it (a prefetch of every line up
+  to 6 MB past the current op, so the memory is busy during attention and norms too): 14.5-15.6 ms a step against
+  13.4-14.9. One thread's int4 arithmetic reads no faster than about 23 GB/s, as two threads do now; what the
+  linears lose is not the memory's idle time.
+- The KV cache in transparent huge pages (madvise; THP is "madvise" here): the self-attention 1.62 -> 1.61 and
+  1.55 -> 1.47 ms a step, within the spread of a process. The same process runs 13.4-18.2 ms a step from one
+  start to the next (four starts in a row, load 1.0-1.5; the bandwidth probe 32-48 GB/s): single figures from this
+  machine carry that spread.
 """
 
 from __future__ import annotations

@@ -323,7 +323,10 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::
   // 2 threads, load 3.3-3.5, alternated with the code before, us a call, CPU min / median): that call 79-110 /
   // 318-456 -> 9.4-9.7 / 13-25; at 1 thread nothing changes (it ran inline already). Tried and left out: asking
   // for the next pair's first keys while one pair computes (cold cache, 1 thread, us min: 12 text keys 22-26 ->
-  // 19-26, 100 int8 keys 56-57 -> 48-61: no gain above the noise).
+  // 19-26, 100 int8 keys 56-57 -> 48-61: no gain above the noise). Also left out (2026-12-07, musicgen-small int4
+  // step, in one process, alternated): every key and value of a small chunk asked for at its start, and the next
+  // pair's opening keys and values for a large one: into L1 the cross-attention went 0.81 -> 1.47 ms a step (the
+  // burst evicted itself), into L2 0.86 -> 0.88; the self-attention 1.85 -> 1.77 and 2.01 -> 1.97 (noise).
   int64_t total_keys = 0;
   for (int64_t b = 0; b < batch; ++b) total_keys += lengths[b] * heads;
   const int64_t pairs = batch * heads;
