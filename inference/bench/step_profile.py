@@ -208,16 +208,14 @@ def random_decoder(shape: str, weights: str, *, kv_cache: str = "int8", rows: in
     from inference.musicgen.kv_cache import KVCacheMode, build_cache_factory
     from inference.musicgen.model import ModelArgs, MusicGenDecoder
     from inference.runtime.kernels import int4_linear_op, int8_linear_op
-    from inference.runtime.quantize import INT8_KEEP, Int4Linear, Int8Linear, int4_fits, kept_linear, linears
+    from inference.runtime.quantize import INT8_KEEP, kept_linear, kernel_linear, linears
 
     args = ModelArgs.from_name(shape)
-    int4_op, int8_op = int4_linear_op(), int8_linear_op()  # built or loaded here first
-    if int4_op is None or int8_op is None:
+    if int4_linear_op() is None or int8_linear_op() is None:  # built or loaded here first
         raise RuntimeError("the step profile runs our CPU kernels, which cannot be built here")
     with uninitialised_layers():
         decoder = MusicGenDecoder(args).eval()
     pool = Pool(seed)
-    vnni = bool(torch.ops.continuo_cpu.int8_linear_uses_vnni())
     names = {id(module): name for name, module in decoder.named_modules()}
     with torch.no_grad():
         for embedding in decoder.embeddings:
@@ -230,10 +228,8 @@ def random_decoder(shape: str, weights: str, *, kv_cache: str = "int8", rows: in
                 linear.bias.data.zero_()
             if any(names[id(linear)].startswith(prefix) for prefix in INT8_KEEP):
                 swapped = kept_linear(linear, "bf16")
-            elif weights == "int4" and int4_fits(linear):
-                swapped = Int4Linear(linear, int4_op, vnni)
             else:
-                swapped = Int8Linear(linear, int8_op, vnni)
+                swapped = kernel_linear(linear, weights)  # int8 where int4's layout does not fit
             setattr(parent, name, swapped)
             del linear, swapped
     decoder.set_attention_backend("fused-cpu")

@@ -65,8 +65,8 @@ from inference.musicgen.fidelity import GUIDANCE, Fidelity, compare
 from inference.musicgen.kv_cache import KVCacheMode, build_cache_factory
 from inference.musicgen.model import MusicGenDecoder
 from inference.runtime.quantize import (
-    HEAD_MODES,
     WeightMode,
+    check_heads,
     head_keep,
     kept_linear,
     linears,
@@ -370,8 +370,7 @@ def calibrate(decoder: MusicGenDecoder, inputs: CalibrationInputs, *, weights: W
     the cache is measured last, on top of both. decided: an earlier load's decision (Calibration.as_dict,
     inference/runtime/plans.py), taken instead of measuring. Returns (decoder, what was done)."""
     started, budget = time.monotonic(), budget or BUDGET
-    if heads not in HEAD_MODES:
-        raise ValueError(f"LM heads must be one of {', '.join(HEAD_MODES)}, got {heads!r}")
+    check_heads(heads)
     with recording(decoder) as stats:
         reference = forced_logits(decoder, inputs, KVCacheMode.FP32)
     folds = equalize_(decoder, stats)

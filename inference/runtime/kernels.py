@@ -104,7 +104,7 @@ log = logging.getLogger("continuo.inference")
 # ops.cpp declares the op library (every schema); each kernel file registers its implementation. Built as one
 # library: torch's extension builder compiles the sources together.
 SOURCES = tuple(Path(__file__).with_name("csrc") / name
-                for name in ("ops.cpp", "parallel.cpp", "decode_attention.cpp", "cache_write.cpp", "int8_linear.cpp",
+                for name in ("ops.cpp", "parallel.cpp", "decode_attention.cpp", "int8_linear.cpp", "cache_write.cpp",
                              "int4_linear.cpp", "decode_layers.cpp"))
 OPS = ("decode_attention", "cache_write", "int8_linear", "int8_linear_uses_vnni", "int4_linear", "decode_layers",
        "decode_layers_profile")

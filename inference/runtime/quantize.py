@@ -315,24 +315,17 @@ class Int4Linear(nn.Module):
 def quantize_int4_cpu_(decoder: nn.Module, keep: dict[str, str] | None = None) -> nn.Module:
     """Swap every nn.Linear for Int4Linear (our kernel; int8 where the layout does not fit it); keep as for
     quantize_int8_cpu_ (INT8_KEEP: the LM heads bf16)."""
-    from inference.runtime.kernels import int4_linear_op, int8_linear_op
+    from inference.runtime.kernels import int4_linear_op
 
-    op = int4_linear_op()
-    if op is None:
+    if int4_linear_op() is None:
         from inference.runtime.kernels import kernels_status
 
         raise ValueError(f"weights 'int4' needs our CPU kernels ({kernels_status().reason}); use int8 or fp32")
     keep = keep or {}
     names = {id(module): name for name, module in decoder.named_modules()}
-    vnni = bool(torch.ops.continuo_cpu.int8_linear_uses_vnni())
     for parent, name, linear in list(linears(decoder)):
         kind = next((kind for prefix, kind in keep.items() if names[id(linear)].startswith(prefix)), None)
-        if kind is not None:
-            setattr(parent, name, kept_linear(linear, kind))
-        elif int4_fits(linear):
-            setattr(parent, name, Int4Linear(linear, op, vnni))
-        else:
-            setattr(parent, name, Int8Linear(linear, int8_linear_op(), vnni))
+        setattr(parent, name, kept_linear(linear, kind) if kind is not None else kernel_linear(linear, "int4"))
     return decoder
 
 
@@ -425,11 +418,16 @@ def fuse_rows(parts: list[nn.Module]) -> nn.Module | None:
 HEAD_MODES = ("bf16", "int8", "int4")  # the LM heads' precision beside int8 / int4 weights
 
 
-def head_keep(heads: str) -> dict[str, str]:
-    """The keep table (quantize_int8_cpu_, quantize_int4_cpu_) that puts the LM heads in `heads` (HEAD_MODES)."""
+def check_heads(heads: str) -> str:
+    """heads, when it is one of HEAD_MODES; else a ValueError that lists them."""
     if heads not in HEAD_MODES:
         raise ValueError(f"LM heads must be one of {', '.join(HEAD_MODES)}, got {heads!r}")
-    return {"heads.": heads}
+    return heads
+
+
+def head_keep(heads: str) -> dict[str, str]:
+    """The keep table (quantize_int8_cpu_, quantize_int4_cpu_) that puts the LM heads in `heads` (HEAD_MODES)."""
+    return {"heads.": check_heads(heads)}
 
 
 INT8_KEEP = head_keep("bf16")  # int8 / int4 weights keep the LM heads bf16 unless calibration measured int8 or int4

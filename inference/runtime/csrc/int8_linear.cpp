@@ -21,7 +21,8 @@
 #define CONTINUO_VNNI 1
 #endif
 
-// Shared with int4_linear.cpp (kernels.py builds every source as one unit, this file before that one).
+// Shared with cache_write.cpp and int4_linear.cpp (kernels.py builds every source as one unit, this file before
+// those).
 namespace continuo {
 
 // What a linear kernel starts from: x as (M, K) rows, the (M, N) output, the output's shape (x's with N last), the
@@ -59,16 +60,23 @@ inline void by_rows(int64_t rows, F&& f) {
   f(std::integral_constant<int, MAX>{});
 }
 
-// A row of activations' int8 scale: abs-max / 127 (1 for a row of zeros); codes are round(x / scale).
-inline float int8_row_scale(const float* row, int64_t K) {
+// max |x[k]| over k < n (0 for n = 0): max is exact in any order, so the vector loop gives the scalar loop's value;
+// a NaN is passed over, as std::max(peak, NaN) does. The int8 activations' and the int8 cache's scales.
+inline float abs_max(const float* x, int64_t n) {
   float peak = 0.f;
   int64_t k = 0;
 #if defined(__AVX512F__)
-  __m512 peaks = _mm512_setzero_ps();  // max is exact in any order; a NaN is passed over, as std::max does
-  for (; k + 16 <= K; k += 16) peaks = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(row + k)), peaks);
+  __m512 peaks = _mm512_setzero_ps();
+  for (; k + 16 <= n; k += 16) peaks = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + k)), peaks);
   peak = _mm512_reduce_max_ps(peaks);
 #endif
-  for (; k < K; ++k) peak = std::max(peak, std::fabs(row[k]));
+  for (; k < n; ++k) peak = std::max(peak, std::fabs(x[k]));
+  return peak;
+}
+
+// A row of activations' int8 scale: abs-max / 127 (1 for a row of zeros); codes are round(x / scale).
+inline float int8_row_scale(const float* row, int64_t K) {
+  const float peak = abs_max(row, K);
   return peak > 0.f ? peak / 127.f : 1.f;
 }
 
