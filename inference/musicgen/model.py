@@ -398,17 +398,18 @@ class MusicGenDecoder(nn.Module):
         x = x + self.positions[rows.positions][:, None].to(x.dtype)
         fast = self.fast_layers(x, layer_memory)
         if fast is not None:
-            params, kinds, caches, memory, vnni = fast
+            params, kinds, caches, memory, cross_rows, vnni = fast
             layer = self.layers[0]
             x = torch.ops.continuo_cpu.decode_layers(
                 x, params, kinds, caches, memory, rows.positions, kv_end, rows.mask, layer.attention.scale,
-                self.args.n_head, self.args.activation == "gelu", layer.attention_norm.eps, vnni)
+                self.args.n_head, self.args.activation == "gelu", layer.attention_norm.eps, vnni, cross_rows)
             return self.head_logits(x)
         for layer, per_layer in zip(self.layers, layer_memory):
             x = layer(x, rows.positions, kv_end, per_layer, rows)
         return self.head_logits(x)
 
     fast_step = True  # False: decode_rows keeps the layer loop in Python (the A/B and the tests' reference)
+    skip_silent_cross = True  # the one-call step skips rows whose text memory is zeros (fast_memory); False: the A/B
     # what the one-call step (fast_layers) and the fused heads (fused_heads) keep between steps, in __dict__
     KEPT_CALLS = ("_fast_weights", "_fast_caches", "_fast_memory", "_fast_heads")
 
@@ -426,10 +427,10 @@ class MusicGenDecoder(nn.Module):
         return bool(self.fast_step and weights is not None and weights[1] is not None)
 
     def fast_layers(self, x: Tensor, layer_memory):
-        """(params, kinds, caches, memory, vnni) for decode_layers when every layer runs the CPU fast path: int4 or
-        int8 linears on our kernels, fused attention, fp32 activations, caches our kernels write and read in
-        place (fp32, bf16, linear int8); else None. Each list is built once and kept while the modules, the cache
-        objects and the memory list it came from are the same (checked by identity through `_modules`, not
+        """(params, kinds, caches, memory, cross_rows, vnni) for decode_layers when every layer runs the CPU fast
+        path: int4 or int8 linears on our kernels, fused attention, fp32 activations, caches our kernels write and
+        read in place (fp32, bf16, linear int8); else None. Each list is built once and kept while the modules, the
+        cache objects and the memory list it came from are the same (checked by identity through `_modules`, not
         nn.Module's attribute lookup: that check alone cost 0.24 ms a step at musicgen-small)."""
         if not self.fast_step or x.dtype != torch.float32 or x.device.type != "cpu":
             return None
@@ -456,10 +457,12 @@ class MusicGenDecoder(nn.Module):
         if caches[1] is None:
             return None
         memory = self.__dict__.get("_fast_memory")
-        if memory is None or memory[0] is not layer_memory or memory[1] != x.shape[0]:
-            memory = (layer_memory, x.shape[0], fast_memory(layer_memory, x.shape[0]))
+        if (memory is None or memory[0] is not layer_memory or memory[1] != x.shape[0]
+                or memory[2] != self.skip_silent_cross):
+            memory = (layer_memory, x.shape[0], self.skip_silent_cross,
+                      *fast_memory(layer_memory, x.shape[0], self.skip_silent_cross))
             self.__dict__["_fast_memory"] = memory
-        return params, kinds, caches[1], memory[2], vnni
+        return params, kinds, caches[1], memory[3], memory[4], vnni
 
 
 def fast_caches(caches: list) -> list | None:
@@ -478,16 +481,33 @@ def fast_caches(caches: list) -> list | None:
     return slots
 
 
-def fast_memory(layer_memory, rows: int) -> list:
-    """decode_layers' memory slots: per layer the cross-attention keys, values and (rows, S) mask, or Nones."""
+def fast_memory(layer_memory, rows: int, skip_silent: bool = True) -> tuple[list, Tensor | None]:
+    """decode_layers' memory slots (per layer the cross-attention keys, values and (R, S) mask, or Nones) and its
+    cross_rows: the R rows whose values are not all zeros in some layer, or None when that is every row.
+
+    A row whose values are zeros in every layer (the CFG null condition: encode_memory zeroes a row with no text
+    token, and the projections have no bias) gets exactly zero from the cross-attention, whatever its query, so
+    decode_layers skips it (its header says why the result is the same); its keys, values and mask are left out of
+    the slots. Decided from the values themselves, once per memory (the step keeps it with the memory list), so a
+    model whose null row is not zeros simply runs every row. skip_silent False: every row (the tests' reference)."""
+    present = [per_layer for per_layer in layer_memory if per_layer is not None]
+    cross_rows = None
+    if skip_silent and present and present[0][1].shape[0] == rows:
+        live = torch.stack([values.reshape(rows, -1).ne(0).any(dim=1) for _, values, _ in present]).any(dim=0)
+        if not bool(live.all()):
+            cross_rows = live.nonzero().flatten()
     memory = []
     for per_layer in layer_memory:
         if per_layer is None:
             memory += [None, None, None]
-        else:
-            keys, values, mask = per_layer
-            memory += [keys, values, None if mask is None else mask[:, 0, 0, :].expand(rows, -1)]
-    return memory
+            continue
+        keys, values, mask = per_layer
+        mask = None if mask is None else mask[:, 0, 0, :].expand(rows, -1)
+        if cross_rows is not None:
+            keys, values = keys[cross_rows], values[cross_rows]
+            mask = None if mask is None else mask[cross_rows].contiguous()
+        memory += [keys, values, mask]
+    return memory, cross_rows
 
 
 def fast_weights(decoder: MusicGenDecoder) -> tuple[list, list[int], bool] | None:

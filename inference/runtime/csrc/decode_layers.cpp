@@ -18,7 +18,16 @@
 //           scales, row_sums, bias)
 //   kinds: 6 per layer, one per linear: 4 int4, 8 int8, 0 absent (a melody model's cross-attention)
 //   caches: 4 per layer: k, v (B', H, T, D) and for int8 their scales (B', H, T, 1); rows 0..B-1 are used
-//   memory: 3 per layer: cross-attention keys, values (B, H, S, D) and mask (B, S) bool or None
+//   memory: 3 per layer: cross-attention keys, values (R, H, S, D) and mask (R, S) bool or None, for the rows
+//           cross_rows names (all B rows when it is None)
+//   cross_rows: (R,) int64, ascending: the rows whose text memory is not all zeros; None: every row. A row whose
+//           cross-attention values are all zeros in every layer (the CFG null condition: no text token, so its
+//           states are zeroed, and MusicGen's projections have no bias) gets exactly zero from the attention for any
+//           finite query, and the output projection turns a zero row into its bias alone (a zero row's int8 codes
+//           are zeros, so the int4 and int8 kernels give +0 before the bias). Such a row skips its cross-attention
+//           norm, both linears and the attention, and gets the bias added (when there is one): the same values as
+//           computing it (only a -0 in the residual stream could come out +0). The rows that do run go through the
+//           same per-row kernels, so they keep their bits (tests/inference/musicgen/test_fast_step.py).
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
@@ -171,7 +180,7 @@ void add_into(float* x, const float* y, int64_t n) {
 at::Tensor decode_layers(const at::Tensor& x_in, const c10::List<Opt>& params, at::IntArrayRef kinds,
                          const c10::List<Opt>& caches, const c10::List<Opt>& memory, const at::Tensor& positions,
                          int64_t kv_end, const Opt& mask, double scale, int64_t n_head, bool gelu, double eps,
-                         bool vnni) {
+                         bool vnni, const Opt& cross_rows_in) {
   static auto attention = c10::Dispatcher::singleton()
                               .findSchemaOrThrow("continuo_cpu::decode_attention", "")
                               .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t,
@@ -189,11 +198,30 @@ at::Tensor decode_layers(const at::Tensor& x_in, const c10::List<Opt>& params, a
               "decode_layers: ", layers, " layers need ", PARAMS, " params, ", CACHES, " caches and ", MEMORY,
               " memory slots each");
   const int64_t B = x_in.size(0), dim = x_in.size(2), head_dim = dim / n_head;
+  // the rows that run the cross-attention (cross_rows, or every row) and those that only get its bias
+  std::vector<int64_t> cross_rows, silent_rows;
+  const bool some_silent = cross_rows_in.has_value() && cross_rows_in->defined();
+  if (some_silent) {
+    const at::Tensor rows = cross_rows_in->to(at::kLong).contiguous();
+    const int64_t* r = rows.data_ptr<int64_t>();
+    cross_rows.assign(r, r + rows.numel());
+    for (size_t i = 0; i < cross_rows.size(); ++i)
+      TORCH_CHECK(cross_rows[i] >= 0 && cross_rows[i] < B && (i == 0 || cross_rows[i] > cross_rows[i - 1]),
+                  "decode_layers: cross_rows must be ascending rows of the batch of ", B);
+    for (int64_t b = 0, i = 0; b < B; ++b) {
+      if (i < static_cast<int64_t>(cross_rows.size()) && cross_rows[i] == b) ++i;
+      else silent_rows.push_back(b);
+    }
+  }
+  const int64_t R = some_silent ? static_cast<int64_t>(cross_rows.size()) : B;
   Laps laps;
   at::Tensor x = x_in.contiguous().clone();
   at::Tensor h = at::empty_like(x);
   float* xp = x.data_ptr<float>();
   float* hp = h.data_ptr<float>();
+  // the cross-attention's rows, gathered (cross_rows), or h itself
+  at::Tensor h_cross = some_silent ? at::empty({R, 1, dim}, x.options()) : h;
+  float* hcp = h_cross.data_ptr<float>();
   auto norm = [&](int64_t slot) {
     laps.lap(RESIDUAL);  // what ran since the last lap: the residual add and the argument lookups
     const at::Tensor w = need(params, slot), b = need(params, slot + 1);
@@ -231,7 +259,7 @@ at::Tensor decode_layers(const at::Tensor& x_in, const c10::List<Opt>& params, a
     laps.lap(SELF_ATTENTION);
     residual(linear(params, p + 6, kind[1], attended, vnni), SELF_OUT);
     // cross-attention on the text (absent in melody models)
-    if (kind[2] != 0) {
+    if (kind[2] != 0 && !some_silent) {
       norm(p + 10);
       const at::Tensor q = linear(params, p + 12, kind[2], h, vnni).view({B, 1, n_head, head_dim}).transpose(1, 2);
       laps.lap(CROSS_Q);
@@ -241,6 +269,33 @@ at::Tensor decode_layers(const at::Tensor& x_in, const c10::List<Opt>& params, a
                                                       std::nullopt, std::nullopt, memory.get(m + 2), scale);
       laps.lap(CROSS_ATTENTION);
       residual(linear(params, p + 16, kind[3], attended_text, vnni), CROSS_OUT);
+    } else if (kind[2] != 0) {  // only cross_rows run it; the silent rows get the output projection's bias
+      laps.lap(RESIDUAL);
+      const at::Tensor w = need(params, p + 10), b = need(params, p + 11);
+      for (int64_t i = 0; i < R; ++i)
+        layer_norm(xp + cross_rows[i] * dim, w.data_ptr<float>(), b.data_ptr<float>(), hcp + i * dim, 1, dim, eps);
+      laps.lap(NORM);
+      if (R > 0) {
+        const at::Tensor q =
+            linear(params, p + 12, kind[2], h_cross, vnni).view({R, 1, n_head, head_dim}).transpose(1, 2);
+        laps.lap(CROSS_Q);
+        const int64_t m = layer * MEMORY;
+        const at::Tensor keys = need(memory, m);
+        TORCH_CHECK(keys.size(0) == R, "decode_layers: the memory holds ", keys.size(0), " rows, cross_rows names ", R);
+        const at::Tensor attended_text = attention.call(q, keys, need(memory, m + 1), keys.size(2), std::nullopt,
+                                                        std::nullopt, std::nullopt, memory.get(m + 2), scale);
+        laps.lap(CROSS_ATTENTION);
+        const at::Tensor out = linear(params, p + 16, kind[3], attended_text, vnni);
+        laps.lap(CROSS_OUT);
+        TORCH_CHECK(out.is_contiguous() && out.numel() == R * dim, "decode_layers: the cross output is not (R, dim)");
+        const float* op = out.data_ptr<float>();
+        for (int64_t i = 0; i < R; ++i) add_into(xp + cross_rows[i] * dim, op + i * dim, dim);
+      }
+      const Opt bias = params.get(p + 16 + 3);
+      if (bias.has_value() && bias->defined()) {
+        const at::Tensor bias_f = bias->to(at::kFloat).contiguous();
+        for (const int64_t row : silent_rows) add_into(xp + row * dim, bias_f.data_ptr<float>(), dim);
+      }
     }
     // feed-forward
     norm(p + 20);

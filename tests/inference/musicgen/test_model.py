@@ -155,3 +155,119 @@ def test_medium_widths_take_the_int4_one_call_step():
         assert isinstance(linear, Int4Linear)
     logits = step_logits(decoder, fast=True, steps=2)
     assert decoder.fast_weights_built() and torch.isfinite(logits[-1]).all()
+
+
+def three_row_logits(decoder, text_rows: list[bool], steps: int = 8) -> list[torch.Tensor]:
+    """decode_rows over rows with or without text (False: a CFG null row, no text token), each row at its own
+    position, on a decoder whose caches hold len(text_rows) rows."""
+    from inference.musicgen.model import RowPositions
+
+    rows = len(text_rows)
+    text = torch.randn(rows, 5, 64, generator=torch.Generator().manual_seed(1))
+    mask = torch.ones(rows, 5, dtype=torch.long)
+    mask[:, 4] = 0  # a padded token in every row: the mask reaches the kernel
+    for row, has_text in enumerate(text_rows):
+        if not has_text:
+            mask[row] = 0
+    memory = decoder.encode_memory(text, mask)
+    tokens = torch.randint(64, (rows, 4, steps), generator=torch.Generator().manual_seed(2))
+    out = []
+    with torch.inference_mode():
+        for position in range(steps):
+            positions = torch.tensor([max(0, position - row) for row in range(rows)])
+            rows_at = RowPositions.build(positions, position, False)
+            out.append(decoder.decode_rows(tokens[:, :, position : position + 1], rows_at, position + 1, memory))
+    return out
+
+
+def silent_row_decoder(weights: str, cache: str, rows: int, bias: bool):
+    from inference.musicgen.kv_cache import KVCacheMode, build_cache_factory
+
+    decoder = random_fast_decoder(weights, cache)
+    args = decoder.args
+    decoder.setup_caches(build_cache_factory(KVCacheMode(cache), batch=rows, heads=args.n_head, positions=64,
+                                             head_dim=args.head_dim, activation_dtype=torch.float32, device="cpu"))
+    if bias:  # MusicGen's projections have none; a model with one: its silent rows still get it
+        for index, layer in enumerate(decoder.layers):
+            layer.cross_attention.wo.bias = torch.randn(args.dim, generator=torch.Generator().manual_seed(index))
+    return decoder
+
+
+@pytest.mark.parametrize("weights, cache, bias", [("int4", "int8", False), ("int8", "bf16", False),
+                                                  ("int4", "fp32", True)])
+def test_rows_without_text_skip_the_cross_attention_and_keep_the_bits(weights, cache, bias):
+    """The one-call step leaves out the cross-attention of rows whose text memory is zeros (the CFG null rows,
+    issue 24) and gets bit for bit the logits of running it for every row: rows [text, none, text, none], so the
+    rows that run are not contiguous; with a bias on the output projection too (the silent rows get it)."""
+    from inference.musicgen.model import fast_memory
+    from inference.runtime.kernels import kernels_status
+
+    if not kernels_status().usable:
+        pytest.skip(kernels_status().reason)
+    decoder = silent_row_decoder(weights, cache, rows=4, bias=bias)
+    text_rows = [True, False, True, False]
+    decoder.skip_silent_cross = False
+    every_row = three_row_logits(decoder, text_rows)
+    decoder.skip_silent_cross = True
+    skipping = three_row_logits(decoder, text_rows)
+    memory = decoder.encode_memory(torch.randn(4, 5, 64), torch.tensor([[1] * 5, [0] * 5, [1] * 5, [0] * 5]))
+    slots, cross_rows = fast_memory(memory, 4)
+    assert cross_rows.tolist() == [0, 2] and slots[0].shape[0] == 2  # the path taken: two rows run it
+    assert fast_memory(memory, 4, skip_silent=False)[1] is None
+    for got, want in zip(skipping, every_row):
+        assert torch.equal(got, want)
+    decoder.skip_silent_cross = False
+    decoder.fast_step = False  # and both are the Python layer loop's logits (to LayerNorm rounding)
+    loop = three_row_logits(decoder, text_rows)
+    for got, want in zip(skipping, loop):
+        assert ((got - want).norm() / want.norm()).item() < 2e-3
+
+
+def test_every_row_with_text_runs_the_cross_attention():
+    """fast_memory marks no row silent when every row has text, and one whose values are not zeros in a single layer
+    still runs: the decision is the values', not the mask's."""
+    from inference.musicgen.model import fast_memory
+
+    decoder = random_fast_decoder("int8", "int8")
+    memory = decoder.encode_memory(torch.randn(2, 5, 64), torch.ones(2, 5, dtype=torch.long))
+    assert fast_memory(memory, 2)[1] is None
+    memory = decoder.encode_memory(torch.randn(2, 5, 64), torch.tensor([[1] * 5, [0] * 5]))
+    assert fast_memory(memory, 2)[1].tolist() == [0]
+    keys, values, mask = memory[2]
+    values = values.clone()
+    values[1, 0, 0, 0] = 1e-30  # one value of the null row, in the last layer
+    memory[2] = (keys, values, mask)
+    assert fast_memory(memory, 2)[1] is None
+
+
+def test_skipping_a_row_with_text_would_change_the_logits():
+    """Control for the bit test above: the same call told to skip a row whose text memory is not zeros (cross_rows
+    leaving it out) gives other logits, so that test would see a wrong skip."""
+    from inference.musicgen.model import RowPositions, fast_memory
+    from inference.runtime.kernels import kernels_status
+
+    if not kernels_status().usable:
+        pytest.skip(kernels_status().reason)
+    decoder = random_fast_decoder("int4", "int8")
+    memory = decoder.encode_memory(torch.randn(2, 5, 64, generator=torch.Generator().manual_seed(1)),
+                                   torch.ones(2, 5, dtype=torch.long))
+    x = torch.randn(2, 1, 128, generator=torch.Generator().manual_seed(3))
+    params, kinds, caches, slots, cross_rows, vnni = decoder.fast_layers(x, memory)
+    assert cross_rows is None
+    wrong = [slot if slot is None else slot[:1] for slot in fast_memory(memory, 2, skip_silent=False)[0]]
+    rows = RowPositions.build(torch.tensor([0, 0]), 0, True)
+    layer = decoder.layers[0]
+
+    def run(slots, cross_rows):
+        for cache in caches:
+            if cache is not None:
+                cache.zero_()
+        return torch.ops.continuo_cpu.decode_layers(x, params, kinds, caches, slots, rows.positions, 1, rows.mask,
+                                                    layer.attention.scale, decoder.args.n_head, True,
+                                                    layer.attention_norm.eps, vnni, cross_rows)
+
+    with torch.inference_mode():
+        right = run(slots, None)
+        skipped = run(wrong, torch.tensor([0]))
+    assert torch.equal(skipped[0], right[0])  # the row that ran keeps its bits
+    assert not torch.allclose(skipped[1], right[1], rtol=1e-2, atol=1e-3)
