@@ -105,6 +105,7 @@ std::vector<double> decode_layers_profile(bool reset) {
 }
 
 constexpr int64_t PARAMS = 30, LINEARS = 6, CACHES = 4, MEMORY = 3;
+constexpr int64_t LINEAR_SLOTS[LINEARS] = {2, 6, 12, 16, 22, 26};  // each linear's first slot in a layer's params
 
 using Opt = std::optional<at::Tensor>;
 
@@ -114,18 +115,60 @@ at::Tensor need(const c10::List<Opt>& list, int64_t index) {
   return *item;
 }
 
-at::Tensor linear(const c10::List<Opt>& params, int64_t slot, int64_t kind, const at::Tensor& x, bool vnni) {
-  static auto int4 = c10::Dispatcher::singleton()
-                         .findSchemaOrThrow("continuo_cpu::int4_linear", "")
-                         .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const Opt&, bool)>();
-  static auto int8 = c10::Dispatcher::singleton()
-                         .findSchemaOrThrow("continuo_cpu::int8_linear", "")
-                         .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                           const Opt&)>();
+// One linear's weights as the raw kernels take them (int4_linear.cpp / int8_linear.cpp: *_rows), checked once a
+// call: the layer loop runs 144 linears a step of musicgen-small, and through the dispatcher each made its input
+// view, output tensor and scratch vectors (about 4 us a call at 1 thread with the arithmetic made negligible).
+struct LinearRef {
+  int64_t kind = 0, N = 0, K = 0;  // kind 4: int4, 8: int8, 0: absent
+  const void* weights = nullptr;   // int4 packed (N/16, K/32, 4, 64) uint8 / int8 codes (N, K)
+  const void* scales = nullptr;    // int4 (N/16, K/32, 2, 16) fp16 / int8 (N,) fp32
+  const int32_t* row_sums = nullptr;
+  at::Tensor bias;  // (N,) fp32, or undefined
+};
+
+LinearRef linear_ref(const c10::List<Opt>& params, int64_t slot, int64_t kind) {
+  LinearRef ref;
+  ref.kind = kind;
+  if (kind == 0) return ref;
+  const at::Tensor w = need(params, slot), s = need(params, slot + 1);
+  if (kind == 4) {
+    TORCH_CHECK(w.scalar_type() == at::kByte && w.dim() == 4 && w.size(2) == 4 && w.size(3) == 64 && w.is_contiguous(),
+                "decode_layers: an int4 linear's packed weights must be (N/16, K/32, 4, 64) uint8");
+    ref.N = w.size(0) * 16;
+    ref.K = w.size(1) * 32;
+    TORCH_CHECK(s.scalar_type() == at::kHalf && s.is_contiguous() && s.numel() == w.size(0) * w.size(1) * 32,
+                "decode_layers: an int4 linear's scales must be (N/16, K/32, 2, 16) float16");
+  } else {
+    TORCH_CHECK(kind == 8, "decode_layers: linear kind ", kind, " is not int4 (4) or int8 (8)");
+    const at::Tensor row_sums = need(params, slot + 2);
+    TORCH_CHECK(w.scalar_type() == at::kChar && w.dim() == 2 && w.is_contiguous(),
+                "decode_layers: an int8 linear's weights must be (N, K) int8");
+    ref.N = w.size(0);
+    ref.K = w.size(1);
+    TORCH_CHECK(s.scalar_type() == at::kFloat && s.numel() == ref.N && s.is_contiguous() &&
+                    row_sums.scalar_type() == at::kInt && row_sums.numel() == ref.N && row_sums.is_contiguous(),
+                "decode_layers: an int8 linear needs (N,) float32 scales and (N,) int32 row sums");
+    ref.row_sums = row_sums.data_ptr<int32_t>();
+  }
+  ref.weights = w.data_ptr();
+  ref.scales = s.data_ptr();
   const Opt bias = params.get(slot + 3);
-  if (kind == 4) return int4.call(x, need(params, slot), need(params, slot + 1), bias, vnni);
-  TORCH_CHECK(kind == 8, "decode_layers: linear kind ", kind, " is not int4 (4) or int8 (8)");
-  return int8.call(x, need(params, slot), need(params, slot + 1), need(params, slot + 2), bias);
+  if (bias.has_value() && bias->defined()) {
+    ref.bias = bias->to(at::kFloat).contiguous();
+    TORCH_CHECK(ref.bias.numel() == ref.N, "decode_layers: a bias must have ", ref.N, " entries");
+  }
+  return ref;
+}
+
+// out (M, N) = x (M, K) W^T + bias, on the kernels' raw entry points (the same code the ops run: the same bits)
+void run_linear(const LinearRef& l, const float* x, int64_t M, float* out, bool vnni) {
+  const float* bias = l.bias.defined() ? l.bias.data_ptr<float>() : nullptr;
+  if (l.kind == 4)
+    int4_linear_rows(x, M, l.K, l.N, static_cast<const uint8_t*>(l.weights), static_cast<const c10::Half*>(l.scales),
+                     bias, vnni, out);
+  else
+    int8_linear_rows(x, M, l.K, l.N, static_cast<const int8_t*>(l.weights), static_cast<const float*>(l.scales),
+                     l.row_sums, bias, out);
 }
 
 // out (B, dim) = LayerNorm(x) per row, two-pass mean and variance in double as torch computes them (in fp32 the
@@ -214,11 +257,27 @@ at::Tensor decode_layers(const at::Tensor& x_in, const c10::List<Opt>& params, a
     }
   }
   const int64_t R = some_silent ? static_cast<int64_t>(cross_rows.size()) : B;
+  // every layer's linears, checked once; the buffers their outputs go to, made once a call
+  std::vector<LinearRef> refs(layers * LINEARS);
+  for (int64_t layer = 0; layer < layers; ++layer)
+    for (int64_t i = 0; i < LINEARS; ++i)
+      refs[layer * LINEARS + i] = linear_ref(params, layer * PARAMS + LINEAR_SLOTS[i], kinds[layer * LINEARS + i]);
+  const int64_t ffn = layers > 0 ? refs[4].N : 0;
+  for (int64_t layer = 0; layer < layers; ++layer) {
+    const LinearRef* l = refs.data() + layer * LINEARS;
+    TORCH_CHECK(l[0].N == 3 * dim && l[0].K == dim && l[1].N == dim && l[1].K == dim && l[4].N == ffn &&
+                    l[4].K == dim && l[5].N == dim && l[5].K == ffn &&
+                    (l[2].kind == 0 || (l[2].N == dim && l[2].K == dim && l[3].N == dim && l[3].K == dim)),
+                "decode_layers: layer ", layer, "'s linears do not fit a width of ", dim, " and ", ffn);
+  }
   Laps laps;
   at::Tensor x = x_in.contiguous().clone();
   at::Tensor h = at::empty_like(x);
   float* xp = x.data_ptr<float>();
   float* hp = h.data_ptr<float>();
+  at::Tensor qkv = at::empty({B, 1, 3 * dim}, x.options()), hidden = at::empty({B, 1, ffn}, x.options());
+  at::Tensor out = at::empty({B, dim}, x.options()), q_cross = at::empty({R, 1, dim}, x.options());
+  float* outp = out.data_ptr<float>();
   // the cross-attention's rows, gathered (cross_rows), or h itself
   at::Tensor h_cross = some_silent ? at::empty({R, 1, dim}, x.options()) : h;
   float* hcp = h_cross.data_ptr<float>();
@@ -228,17 +287,18 @@ at::Tensor decode_layers(const at::Tensor& x_in, const c10::List<Opt>& params, a
     layer_norm(xp, w.data_ptr<float>(), b.data_ptr<float>(), hp, B, dim, eps);
     laps.lap(NORM);
   };
-  auto residual = [&](const at::Tensor& y, Part part) {
+  auto residual = [&](const LinearRef& l, const float* input, Part part) {
+    run_linear(l, input, B, outp, vnni);
     laps.lap(part);
-    TORCH_CHECK(y.is_contiguous() && y.numel() == B * dim, "decode_layers: a sublayer's output is not (B, dim)");
-    add_into(xp, y.data_ptr<float>(), B * dim);
+    add_into(xp, outp, B * dim);
   };
   for (int64_t layer = 0; layer < layers; ++layer) {
     const int64_t p = layer * PARAMS;
     const int64_t* kind = kinds.data() + layer * LINEARS;
+    const LinearRef* l = refs.data() + layer * LINEARS;
     // self-attention: qkv, the new key and value into the cache at each row's position, attention over the cache
     norm(p + 0);
-    const at::Tensor qkv = linear(params, p + 2, kind[0], h, vnni);  // (B, 1, 3 dim)
+    run_linear(l[0], hp, B, qkv.data_ptr<float>(), vnni);  // (B, 1, 3 dim)
     laps.lap(QKV);
     auto heads = [&](int64_t part) {
       return qkv.narrow(2, part * dim, dim).view({B, 1, n_head, head_dim}).transpose(1, 2);  // (B, H, 1, D)
@@ -257,27 +317,24 @@ at::Tensor decode_layers(const at::Tensor& x_in, const c10::List<Opt>& params, a
     const at::Tensor attended =
         attention.call(heads(0), k_cache, v_cache, kv_end, k_read, v_read, std::nullopt, mask, scale);
     laps.lap(SELF_ATTENTION);
-    residual(linear(params, p + 6, kind[1], attended, vnni), SELF_OUT);
-    // cross-attention on the text (absent in melody models)
-    if (kind[2] != 0 && !some_silent) {
-      norm(p + 10);
-      const at::Tensor q = linear(params, p + 12, kind[2], h, vnni).view({B, 1, n_head, head_dim}).transpose(1, 2);
-      laps.lap(CROSS_Q);
-      const int64_t m = layer * MEMORY;
-      const at::Tensor keys = need(memory, m);
-      const at::Tensor attended_text = attention.call(q, keys, need(memory, m + 1), keys.size(2), std::nullopt,
-                                                      std::nullopt, std::nullopt, memory.get(m + 2), scale);
-      laps.lap(CROSS_ATTENTION);
-      residual(linear(params, p + 16, kind[3], attended_text, vnni), CROSS_OUT);
-    } else if (kind[2] != 0) {  // only cross_rows run it; the silent rows get the output projection's bias
-      laps.lap(RESIDUAL);
-      const at::Tensor w = need(params, p + 10), b = need(params, p + 11);
-      for (int64_t i = 0; i < R; ++i)
-        layer_norm(xp + cross_rows[i] * dim, w.data_ptr<float>(), b.data_ptr<float>(), hcp + i * dim, 1, dim, eps);
-      laps.lap(NORM);
+    TORCH_CHECK(attended.is_contiguous(), "decode_layers: the attention's output is not contiguous");
+    residual(l[1], attended.data_ptr<float>(), SELF_OUT);
+    // cross-attention on the text (absent in melody models), for cross_rows (every row when it is None)
+    if (kind[2] != 0) {
+      const float* q_in = hp;
+      if (!some_silent) {
+        norm(p + 10);
+      } else {
+        laps.lap(RESIDUAL);
+        const at::Tensor w = need(params, p + 10), b = need(params, p + 11);
+        for (int64_t i = 0; i < R; ++i)
+          layer_norm(xp + cross_rows[i] * dim, w.data_ptr<float>(), b.data_ptr<float>(), hcp + i * dim, 1, dim, eps);
+        laps.lap(NORM);
+        q_in = hcp;
+      }
       if (R > 0) {
-        const at::Tensor q =
-            linear(params, p + 12, kind[2], h_cross, vnni).view({R, 1, n_head, head_dim}).transpose(1, 2);
+        run_linear(l[2], q_in, R, q_cross.data_ptr<float>(), vnni);
+        const at::Tensor q = q_cross.view({R, 1, n_head, head_dim}).transpose(1, 2);
         laps.lap(CROSS_Q);
         const int64_t m = layer * MEMORY;
         const at::Tensor keys = need(memory, m);
@@ -285,26 +342,26 @@ at::Tensor decode_layers(const at::Tensor& x_in, const c10::List<Opt>& params, a
         const at::Tensor attended_text = attention.call(q, keys, need(memory, m + 1), keys.size(2), std::nullopt,
                                                         std::nullopt, std::nullopt, memory.get(m + 2), scale);
         laps.lap(CROSS_ATTENTION);
-        const at::Tensor out = linear(params, p + 16, kind[3], attended_text, vnni);
+        TORCH_CHECK(attended_text.is_contiguous(), "decode_layers: the attention's output is not contiguous");
+        run_linear(l[3], attended_text.data_ptr<float>(), R, outp, vnni);
         laps.lap(CROSS_OUT);
-        TORCH_CHECK(out.is_contiguous() && out.numel() == R * dim, "decode_layers: the cross output is not (R, dim)");
-        const float* op = out.data_ptr<float>();
-        for (int64_t i = 0; i < R; ++i) add_into(xp + cross_rows[i] * dim, op + i * dim, dim);
+        if (!some_silent) {
+          add_into(xp, outp, B * dim);
+        } else {
+          for (int64_t i = 0; i < R; ++i) add_into(xp + cross_rows[i] * dim, outp + i * dim, dim);
+        }
       }
-      const Opt bias = params.get(p + 16 + 3);
-      if (bias.has_value() && bias->defined()) {
-        const at::Tensor bias_f = bias->to(at::kFloat).contiguous();
-        for (const int64_t row : silent_rows) add_into(xp + row * dim, bias_f.data_ptr<float>(), dim);
+      if (some_silent && l[3].bias.defined()) {  // a silent row's output projection: its bias alone
+        for (const int64_t row : silent_rows) add_into(xp + row * dim, l[3].bias.data_ptr<float>(), dim);
       }
     }
     // feed-forward
     norm(p + 20);
-    at::Tensor hidden = linear(params, p + 22, kind[4], h, vnni);
+    run_linear(l[4], hp, B, hidden.data_ptr<float>(), vnni);
     laps.lap(FFN_IN);
-    TORCH_CHECK(hidden.is_contiguous(), "decode_layers: the feed-forward's hidden state is not contiguous");
     (gelu ? gelu_inplace : relu_inplace)(hidden.data_ptr<float>(), hidden.numel());
     laps.lap(ACTIVATION);
-    residual(linear(params, p + 26, kind[5], hidden, vnni), FFN_OUT);
+    residual(l[5], hidden.data_ptr<float>(), FFN_OUT);
   }
   laps.finish();
   return x;

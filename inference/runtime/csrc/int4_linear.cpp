@@ -121,35 +121,31 @@ inline void tile_portable(const float* x, int64_t K, const uint8_t* w, const c10
   }
 }
 
-// x (..., K) fp32; packed (N/16, K/32, 4, 64) uint8; scales (N/16, K/32, 2, 16) fp16; bias (N,) or undefined.
-at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales,
-                       const std::optional<at::Tensor>& bias, bool quantize_x) {
-  TORCH_CHECK(x.scalar_type() == at::kFloat, "int4_linear: x must be float32, got ", x.scalar_type());
-  TORCH_CHECK(packed.scalar_type() == at::kByte && packed.dim() == 4 && packed.size(2) == 4 && packed.size(3) == 64 &&
-                  packed.is_contiguous(),
-              "int4_linear: packed must be (N/16, K/32, 4, 64) uint8");
-  const int64_t tiles = packed.size(0), G = packed.size(1), N = tiles * TILE, K = G * GROUP;
-  TORCH_CHECK(scales.scalar_type() == at::kHalf && scales.is_contiguous() && scales.numel() == tiles * G * 2 * TILE,
-              "int4_linear: scales must be (N/16, K/32, 2, 16) float16");
-  const continuo::LinearIO io = continuo::linear_io("int4_linear", x, K, N, bias);  // int8_linear.cpp
-  const int64_t M = io.M;
-  const float* xp = io.x2.data_ptr<float>();
-  const uint8_t* wp = packed.data_ptr<uint8_t>();
-  const c10::Half* sp = scales.data_ptr<c10::Half>();
-  const float* bp = io.bias_ptr;
-  float* op = io.out.data_ptr<float>();
+// out (M, N) = x (M, K) W^T + bias for packed (N/16, K/32, 4, 64) and scales (N/16, K/32, 2, 16), raw: what the op
+// below and decode_layers.cpp's layer loop both call (the loop on its own buffers, with no tensor made per call).
+void int4_linear_rows(const float* xp, int64_t M, int64_t K, int64_t N, const uint8_t* wp, const c10::Half* sp,
+                      const float* bp, bool quantize_x, float* op) {
+  const int64_t tiles = N / TILE, G = K / GROUP;
 #ifdef CONTINUO_VNNI4
   const bool vnni = quantize_x;
 #else
   const bool vnni = false;
 #endif
-  std::vector<int8_t> xq(vnni ? M * K : 0);
-  std::vector<float> xsum(vnni ? M * G : 0);  // exact: |sum| <= 32 * 127
-  std::vector<float> x_scale(M, 1.f);
+  // per call scratch, kept per thread between calls (a decode step makes 144 of these calls)
+  static thread_local std::vector<int8_t> xq;
+  static thread_local std::vector<float> xsum, x_scale;
+  if (vnni) {
+    xq.resize(M * K);
+    xsum.resize(M * G);  // exact: |sum| <= 32 * 127
+  }
+  x_scale.assign(M, 1.f);
   if (vnni) {  // per row: int8 = round(x / (absmax / 127)); and the sum of each group's codes
     for (int64_t m = 0; m < M; ++m)
       x_scale[m] = continuo::quantize_row_int8<0>(xp + m * K, K, xq.data() + m * K, xsum.data() + m * G);
   }
+  const int8_t* xqp = xq.data();
+  const float* xsp = xsum.data();
+  const float* scale = x_scale.data();
   continuo::parallel_claims(tiles, 4, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const uint8_t* w = wp + t * G * BLOCK_BYTES;
@@ -161,7 +157,7 @@ at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& packed, const at::
           constexpr int MB = decltype(mb)::value;
 #ifdef CONTINUO_VNNI4
           if (vnni) {
-            tile_vnni<MB>(xq.data() + m * K, xsum.data() + m * G, K, w, s, reinterpret_cast<float(*)[TILE]>(tile));
+            tile_vnni<MB>(xqp + m * K, xsp + m * G, K, w, s, reinterpret_cast<float(*)[TILE]>(tile));
             return;
           }
 #endif
@@ -170,11 +166,26 @@ at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& packed, const at::
         for (int64_t r = 0; r < rows; ++r) {
           float* y = op + (m + r) * N + t * TILE;
           for (int64_t lane = 0; lane < TILE; ++lane)
-            y[lane] = tile[r][lane] * x_scale[m + r] + (bp != nullptr ? bp[t * TILE + lane] : 0.f);
+            y[lane] = tile[r][lane] * scale[m + r] + (bp != nullptr ? bp[t * TILE + lane] : 0.f);
         }
       }
     }
   });
+}
+
+// x (..., K) fp32; packed (N/16, K/32, 4, 64) uint8; scales (N/16, K/32, 2, 16) fp16; bias (N,) or undefined.
+at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales,
+                       const std::optional<at::Tensor>& bias, bool quantize_x) {
+  TORCH_CHECK(x.scalar_type() == at::kFloat, "int4_linear: x must be float32, got ", x.scalar_type());
+  TORCH_CHECK(packed.scalar_type() == at::kByte && packed.dim() == 4 && packed.size(2) == 4 && packed.size(3) == 64 &&
+                  packed.is_contiguous(),
+              "int4_linear: packed must be (N/16, K/32, 4, 64) uint8");
+  const int64_t tiles = packed.size(0), G = packed.size(1), N = tiles * TILE, K = G * GROUP;
+  TORCH_CHECK(scales.scalar_type() == at::kHalf && scales.is_contiguous() && scales.numel() == tiles * G * 2 * TILE,
+              "int4_linear: scales must be (N/16, K/32, 2, 16) float16");
+  const continuo::LinearIO io = continuo::linear_io("int4_linear", x, K, N, bias);  // int8_linear.cpp
+  int4_linear_rows(io.x2.data_ptr<float>(), io.M, K, N, packed.data_ptr<uint8_t>(), scales.data_ptr<c10::Half>(),
+                   io.bias_ptr, quantize_x, io.out.data_ptr<float>());
   return io.out.view(io.shape);
 }
 

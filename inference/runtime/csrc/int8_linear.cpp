@@ -227,37 +227,26 @@ inline void dot_rows_fp32(const float* x, int64_t K, const int8_t* w, float* out
   }
 }
 
-// x (..., K) fp32; w (N, K) int8; scales (N,) fp32 per output channel; row_sums (N,) int32 = sum_k w[n, k];
-// bias (N,) or undefined -> (..., N) fp32.
-at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scales, const at::Tensor& row_sums,
-                       const std::optional<at::Tensor>& bias) {
-  TORCH_CHECK(x.scalar_type() == at::kFloat, "int8_linear: x must be float32, got ", x.scalar_type());
-  TORCH_CHECK(w.scalar_type() == at::kChar && w.dim() == 2 && w.is_contiguous(), "int8_linear: w must be (N, K) int8");
-  const int64_t N = w.size(0), K = w.size(1);
-  TORCH_CHECK(scales.scalar_type() == at::kFloat && scales.numel() == N && scales.is_contiguous(),
-              "int8_linear: scales must be (N,) float32");
-  TORCH_CHECK(row_sums.scalar_type() == at::kInt && row_sums.numel() == N && row_sums.is_contiguous(),
-              "int8_linear: row_sums must be (N,) int32");
-  const continuo::LinearIO io = continuo::linear_io("int8_linear", x, K, N, bias);
-  const int64_t M = io.M;
-  const float* xp = io.x2.data_ptr<float>();
-  const int8_t* wp = w.data_ptr<int8_t>();
-  const float* sp = scales.data_ptr<float>();
-  const int32_t* rs = row_sums.data_ptr<int32_t>();
-  const float* bp = io.bias_ptr;
-  float* op = io.out.data_ptr<float>();
-
+// out (M, N) = x (M, K) W^T + bias for w (N, K) int8, scales (N,), row_sums (N,), raw: what the op below and
+// decode_layers.cpp's layer loop both call (the loop on its own buffers, with no tensor made per call).
+void int8_linear_rows(const float* xp, int64_t M, int64_t K, int64_t N, const int8_t* wp, const float* sp,
+                      const int32_t* rs, const float* bp, float* op) {
   const bool vnni = kVnni && K % 64 == 0;
-  std::vector<uint8_t> xq(vnni ? M * K : 0);
-  std::vector<float> x_scale(M, 1.f);
+  // per call scratch, kept per thread between calls (a decode step makes up to 144 of these calls)
+  static thread_local std::vector<uint8_t> xq;
+  static thread_local std::vector<float> x_scale;
+  if (vnni) xq.resize(M * K);
+  x_scale.assign(M, 1.f);
   if (vnni) {  // per row: int8 = round(x / (absmax / 127)), stored + 128 for vpdpbusd's unsigned operand
     for (int64_t m = 0; m < M; ++m)
       x_scale[m] = continuo::quantize_row_int8<128>(xp + m * K, K, xq.data() + m * K, nullptr);
   }
+  const uint8_t* xqp = xq.data();  // the workers see these through the pointers (their thread_locals are others)
+  const float* xs = x_scale.data();
   // out[row, col] from an integer dot product of the +128-offset activations: undo the offset, then scale.
   auto store_vnni = [&](int64_t row, int64_t col, int32_t dot) {
     const int32_t exact = dot - 128 * rs[col];
-    op[row * N + col] = static_cast<float>(exact) * x_scale[row] * sp[col] + (bp != nullptr ? bp[col] : 0.f);
+    op[row * N + col] = static_cast<float>(exact) * xs[row] * sp[col] + (bp != nullptr ? bp[col] : 0.f);
   };
   continuo::parallel_claims(N, WEIGHT_BLOCK, [&](int64_t n0, int64_t n1) {
     // A block of weight rows stays in L1/L2 while every ROWS-row block of x passes over it, so x is
@@ -270,14 +259,14 @@ at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& w, const at::Tenso
         int64_t n = nb;
         for (; n + 2 <= ne; n += 2) {
           int32_t tile[8][2];
-          tile_8x2_vnni(xq.data() + m * K, K, wp + n * K, tile);
+          tile_8x2_vnni(xqp + m * K, K, wp + n * K, tile);
           for (int64_t r = 0; r < 8; ++r)
             for (int64_t c = 0; c < 2; ++c) store_vnni(m + r, n + c, tile[r][c]);
         }
         for (; n < ne; ++n) {  // an odd weight row left in the block
           for (int64_t half = 0; half < 8; half += 4) {
             int32_t dots[4];
-            dot_rows_vnni<4>(xq.data() + (m + half) * K, K, wp + n * K, dots);
+            dot_rows_vnni<4>(xqp + (m + half) * K, K, wp + n * K, dots);
             for (int64_t r = 0; r < 4; ++r) store_vnni(m + half + r, n, dots[r]);
           }
         }
@@ -290,7 +279,7 @@ at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& w, const at::Tenso
         if (vnni && rows == ROWS) {  // full 4 x 4 tiles first; the rest of the block row by row below
           for (; n + 4 <= ne; n += 4) {
             int32_t tile[4][4];
-            tile_4x4_vnni(xq.data() + m * K, K, wp + n * K, tile);
+            tile_4x4_vnni(xqp + m * K, K, wp + n * K, tile);
             for (int64_t r = 0; r < 4; ++r)
               for (int64_t c = 0; c < 4; ++c) store_vnni(m + r, n + c, tile[r][c]);
           }
@@ -304,7 +293,7 @@ at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& w, const at::Tenso
 #ifdef CONTINUO_VNNI
             int32_t dots[ROWS];
             continuo::by_rows<ROWS>(rows, [&](auto mb) {
-              dot_rows_vnni<decltype(mb)::value>(xq.data() + m * K, K, wr, dots);
+              dot_rows_vnni<decltype(mb)::value>(xqp + m * K, K, wr, dots);
             });
             for (int64_t r = 0; r < rows; ++r) store_vnni(m + r, n, dots[r]);
 #endif
@@ -319,6 +308,22 @@ at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& w, const at::Tenso
       }
     }
   });
+}
+
+// x (..., K) fp32; w (N, K) int8; scales (N,) fp32 per output channel; row_sums (N,) int32 = sum_k w[n, k];
+// bias (N,) or undefined -> (..., N) fp32.
+at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scales, const at::Tensor& row_sums,
+                       const std::optional<at::Tensor>& bias) {
+  TORCH_CHECK(x.scalar_type() == at::kFloat, "int8_linear: x must be float32, got ", x.scalar_type());
+  TORCH_CHECK(w.scalar_type() == at::kChar && w.dim() == 2 && w.is_contiguous(), "int8_linear: w must be (N, K) int8");
+  const int64_t N = w.size(0), K = w.size(1);
+  TORCH_CHECK(scales.scalar_type() == at::kFloat && scales.numel() == N && scales.is_contiguous(),
+              "int8_linear: scales must be (N,) float32");
+  TORCH_CHECK(row_sums.scalar_type() == at::kInt && row_sums.numel() == N && row_sums.is_contiguous(),
+              "int8_linear: row_sums must be (N,) int32");
+  const continuo::LinearIO io = continuo::linear_io("int8_linear", x, K, N, bias);
+  int8_linear_rows(io.x2.data_ptr<float>(), io.M, K, N, w.data_ptr<int8_t>(), scales.data_ptr<float>(),
+                   row_sums.data_ptr<int32_t>(), io.bias_ptr, io.out.data_ptr<float>());
   return io.out.view(io.shape);
 }
 
