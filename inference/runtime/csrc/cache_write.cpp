@@ -44,61 +44,102 @@ inline void put_row(T* dst, const float* src, int64_t dim, float* scale_out) {
   }
 }
 
-void cache_write(at::Tensor k_cache, at::Tensor v_cache, const at::Tensor& k, const at::Tensor& v,
-                 const at::Tensor& positions, const std::optional<at::Tensor>& k_scale,
-                 const std::optional<at::Tensor>& v_scale) {
-  TORCH_CHECK(k_cache.dim() == 4 && k.dim() == 4 && k.size(2) == 1, "cache_write: caches (B, H, T, D), k/v (B, H, 1, D)");
-  TORCH_CHECK(k.scalar_type() == at::kFloat && v.scalar_type() == at::kFloat, "cache_write: k and v must be float32");
-  TORCH_CHECK(k_cache.sizes() == v_cache.sizes() && k_cache.scalar_type() == v_cache.scalar_type(),
-              "cache_write: the k and v caches differ");
-  const int64_t batch = k.size(0), heads = k.size(1), dim = k.size(3), length = k_cache.size(2);
-  TORCH_CHECK(k_cache.size(0) == batch && k_cache.size(1) == heads && k_cache.size(3) == dim && v.sizes() == k.sizes(),
-              "cache_write: k ", k.sizes(), " does not fit the cache ", k_cache.sizes());
-  TORCH_CHECK(k_cache.stride(3) == 1 && v_cache.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1,
-              "cache_write: D must be contiguous");
-  const at::Tensor where = positions.to(at::kLong).contiguous();
-  TORCH_CHECK(where.numel() == batch, "cache_write: one position per row");
-  const int64_t* pos = where.data_ptr<int64_t>();
-  for (int64_t b = 0; b < batch; ++b)
-    TORCH_CHECK(pos[b] >= 0 && pos[b] < length, "cache_write: position ", pos[b], " outside the cache of ", length);
-  const bool codes = k_cache.scalar_type() == at::kChar;
-  TORCH_CHECK(!codes || (k_scale && v_scale && k_scale->scalar_type() == at::kFloat && k_scale->dim() == 4 &&
-                         k_scale->size(1) == heads && k_scale->size(2) == length),
-              "cache_write: an int8 cache needs fp32 scales (B, H, T, 1)");
+// Where one layer's cache lives, raw: codes or values (B, H, T, D) with their strides (k and v alike), and an int8
+// cache's scales (B, H, T, 1) with theirs (nullptr: no scales).
+struct CacheRef {
+  void* k = nullptr;
+  void* v = nullptr;
+  at::ScalarType dtype = at::kFloat;
+  int64_t stride_b = 0, stride_h = 0, stride_t = 0, length = 0;
+  float* k_scale = nullptr;
+  float* v_scale = nullptr;
+  int64_t scale_b = 0, scale_h = 0, scale_t = 0;
+};
+
+// k rows (b, h) at k + b * k_strides[0] + h * k_strides[1] (D contiguous), and v's by v_strides, into the cache at
+// pos[b], raw: what the op below and decode_layers.cpp's layer loop both call (the loop straight from its qkv
+// buffer, no views).
+void cache_write_rows(const CacheRef& c, const float* k, const int64_t k_strides[2], const float* v,
+                      const int64_t v_strides[2], int64_t batch, int64_t heads, int64_t dim, const int64_t* pos) {
+  const bool codes = c.dtype == at::kChar;
   auto run = [&](auto* kc, auto* vc) {
     using T = std::remove_pointer_t<decltype(kc)>;
-    float* ks = codes ? k_scale->data_ptr<float>() : nullptr;
-    float* vs = codes ? v_scale->data_ptr<float>() : nullptr;
     float ignored = 0.f;
     // The targets are lines no step has touched since the last (24 layers of cache between): one after another,
     // each store waited on its line (260 us a call for 8 rows). Asked for all at once, the misses overlap.
     for (int64_t b = 0; b < batch; ++b) {
       for (int64_t h = 0; h < heads; ++h) {
-        const int64_t at_k = b * k_cache.stride(0) + h * k_cache.stride(1) + pos[b] * k_cache.stride(2);
-        const int64_t at_v = b * v_cache.stride(0) + h * v_cache.stride(1) + pos[b] * v_cache.stride(2);
+        const int64_t at = b * c.stride_b + h * c.stride_h + pos[b] * c.stride_t;
         for (int64_t offset = 0; offset < dim * static_cast<int64_t>(sizeof(T)); offset += 64) {
-          __builtin_prefetch(reinterpret_cast<const char*>(kc + at_k) + offset, 1, 3);
-          __builtin_prefetch(reinterpret_cast<const char*>(vc + at_v) + offset, 1, 3);
+          __builtin_prefetch(reinterpret_cast<const char*>(kc + at) + offset, 1, 3);
+          __builtin_prefetch(reinterpret_cast<const char*>(vc + at) + offset, 1, 3);
         }
       }
     }
     for (int64_t b = 0; b < batch; ++b) {
       for (int64_t h = 0; h < heads; ++h) {
-        const int64_t at_k = b * k_cache.stride(0) + h * k_cache.stride(1) + pos[b] * k_cache.stride(2);
-        const int64_t at_v = b * v_cache.stride(0) + h * v_cache.stride(1) + pos[b] * v_cache.stride(2);
-        put_row(kc + at_k, k.data_ptr<float>() + b * k.stride(0) + h * k.stride(1), dim,
-                codes ? ks + b * k_scale->stride(0) + h * k_scale->stride(1) + pos[b] * k_scale->stride(2) : &ignored);
-        put_row(vc + at_v, v.data_ptr<float>() + b * v.stride(0) + h * v.stride(1), dim,
-                codes ? vs + b * v_scale->stride(0) + h * v_scale->stride(1) + pos[b] * v_scale->stride(2) : &ignored);
+        const int64_t at = b * c.stride_b + h * c.stride_h + pos[b] * c.stride_t;
+        const int64_t at_scale = b * c.scale_b + h * c.scale_h + pos[b] * c.scale_t;
+        put_row(kc + at, k + b * k_strides[0] + h * k_strides[1], dim, codes ? c.k_scale + at_scale : &ignored);
+        put_row(vc + at, v + b * v_strides[0] + h * v_strides[1], dim, codes ? c.v_scale + at_scale : &ignored);
       }
     }
   };
-  switch (k_cache.scalar_type()) {
-    case at::kFloat: run(k_cache.data_ptr<float>(), v_cache.data_ptr<float>()); break;
-    case at::kBFloat16: run(k_cache.data_ptr<at::BFloat16>(), v_cache.data_ptr<at::BFloat16>()); break;
-    case at::kChar: run(k_cache.data_ptr<int8_t>(), v_cache.data_ptr<int8_t>()); break;
-    default: TORCH_CHECK(false, "cache_write: cache dtype ", k_cache.scalar_type(), " is not fp32, bf16 or int8");
+  switch (c.dtype) {
+    case at::kFloat: run(static_cast<float*>(c.k), static_cast<float*>(c.v)); break;
+    case at::kBFloat16: run(static_cast<at::BFloat16*>(c.k), static_cast<at::BFloat16*>(c.v)); break;
+    case at::kChar: run(static_cast<int8_t*>(c.k), static_cast<int8_t*>(c.v)); break;
+    default: TORCH_CHECK(false, "cache_write: cache dtype ", c.dtype, " is not fp32, bf16 or int8");
   }
+}
+
+// caches (B', H, T, D) and an int8 cache's scales (B', H, T, 1) as a CacheRef, checked (rows 0..B'-1 all usable)
+CacheRef cache_ref(const at::Tensor& k_cache, const at::Tensor& v_cache, const std::optional<at::Tensor>& k_scale,
+                   const std::optional<at::Tensor>& v_scale) {
+  TORCH_CHECK(k_cache.dim() == 4 && k_cache.sizes() == v_cache.sizes() && k_cache.strides() == v_cache.strides() &&
+                  k_cache.scalar_type() == v_cache.scalar_type() && k_cache.stride(3) == 1,
+              "cache_write: the k and v caches must be (B, H, T, D) alike, D contiguous");
+  CacheRef c;
+  c.k = k_cache.data_ptr();
+  c.v = v_cache.data_ptr();
+  c.dtype = k_cache.scalar_type();
+  c.stride_b = k_cache.stride(0);
+  c.stride_h = k_cache.stride(1);
+  c.stride_t = k_cache.stride(2);
+  c.length = k_cache.size(2);
+  if (c.dtype == at::kChar) {
+    TORCH_CHECK(k_scale && v_scale && k_scale->defined() && v_scale->defined() &&
+                    k_scale->scalar_type() == at::kFloat && k_scale->dim() == 4 &&
+                    k_scale->size(0) == k_cache.size(0) && k_scale->size(1) == k_cache.size(1) &&
+                    k_scale->size(2) == c.length && k_scale->sizes() == v_scale->sizes() &&
+                    k_scale->strides() == v_scale->strides() && v_scale->scalar_type() == at::kFloat,
+                "cache_write: an int8 cache needs fp32 scales (B, H, T, 1)");
+    c.k_scale = k_scale->data_ptr<float>();
+    c.v_scale = v_scale->data_ptr<float>();
+    c.scale_b = k_scale->stride(0);
+    c.scale_h = k_scale->stride(1);
+    c.scale_t = k_scale->stride(2);
+  }
+  return c;
+}
+
+void cache_write(at::Tensor k_cache, at::Tensor v_cache, const at::Tensor& k, const at::Tensor& v,
+                 const at::Tensor& positions, const std::optional<at::Tensor>& k_scale,
+                 const std::optional<at::Tensor>& v_scale) {
+  TORCH_CHECK(k_cache.dim() == 4 && k.dim() == 4 && k.size(2) == 1, "cache_write: caches (B, H, T, D), k/v (B, H, 1, D)");
+  TORCH_CHECK(k.scalar_type() == at::kFloat && v.scalar_type() == at::kFloat, "cache_write: k and v must be float32");
+  const int64_t batch = k.size(0), heads = k.size(1), dim = k.size(3), length = k_cache.size(2);
+  TORCH_CHECK(k_cache.size(0) == batch && k_cache.size(1) == heads && k_cache.size(3) == dim && v.sizes() == k.sizes(),
+              "cache_write: k ", k.sizes(), " does not fit the cache ", k_cache.sizes());
+  TORCH_CHECK(k.stride(3) == 1 && v.stride(3) == 1, "cache_write: D must be contiguous");
+  const CacheRef c = cache_ref(k_cache, v_cache, k_scale, v_scale);
+  const at::Tensor where = positions.to(at::kLong).contiguous();
+  TORCH_CHECK(where.numel() == batch, "cache_write: one position per row");
+  const int64_t* pos = where.data_ptr<int64_t>();
+  for (int64_t b = 0; b < batch; ++b)
+    TORCH_CHECK(pos[b] >= 0 && pos[b] < length, "cache_write: position ", pos[b], " outside the cache of ", length);
+  const int64_t k_strides[2] = {k.stride(0), k.stride(1)}, v_strides[2] = {v.stride(0), v.stride(1)};
+  cache_write_rows(c, k.data_ptr<float>(), k_strides, v.data_ptr<float>(), v_strides, batch, heads, dim, pos);
 }
 
 }  // namespace

@@ -262,58 +262,38 @@ void attend_one(const float* q, const typename Kind::T* k, const typename Kind::
   for (int64_t d = 0; d < dim; ++d) out[d] = sum[d] * inverse;
 }
 
-// q (B, H, 1, D) fp32, any strides with unit stride on D. k, v (B, H, T, D) with T >= n, unit stride on D.
-// k_scales / v_scales: the per-token scales of an int8 cache, (B, T) or (B, H, T): mu-law codes with mu, linear
-// codes without; else undefined. mask: (B, n) bool or undefined.
-// Returns (B, 1, H * D) fp32.
-at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t n,
-                            const std::optional<at::Tensor>& k_scales, const std::optional<at::Tensor>& v_scales,
-                            const std::optional<double>& mu, const std::optional<at::Tensor>& mask,
-                            double scale) {
-  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "decode_attention: q, k, v must be (B, H, T, D)");
-  TORCH_CHECK(q.size(2) == 1, "decode_attention takes one query per (batch, head), got ", q.size(2));
-  TORCH_CHECK(q.scalar_type() == at::kFloat, "decode_attention: q must be float32");
-  TORCH_CHECK(k.scalar_type() == v.scalar_type(), "decode_attention: k and v dtypes differ");
-  TORCH_CHECK(q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1, "decode_attention: D must be contiguous");
-  const int64_t batch = q.size(0), heads = q.size(1), dim = q.size(3);
-  TORCH_CHECK(k.size(0) == batch && k.size(1) == heads && k.size(3) == dim && v.sizes() == k.sizes(),
-              "decode_attention: k/v shape ", k.sizes(), " does not fit q ", q.sizes());
-  TORCH_CHECK(n >= 1 && n <= k.size(2), "decode_attention: n=", n, " outside the cache of ", k.size(2));
-  const bool codes = k.scalar_type() == at::kChar;  // int8: mu-law codes with mu, linear codes without
-  const bool mulaw = codes && mu.has_value();
-  TORCH_CHECK(!codes || (k_scales && v_scales), "decode_attention: int8 codes need scales");
-  at::Tensor ks, vs, msk;
-  int64_t scale_heads = 1;  // scales per token (B, T), or per head and token (B, H, T)
-  if (codes) {
-    ks = k_scales->to(at::kFloat).contiguous();  // a linear cache's fp32 scales: read in place
-    vs = v_scales->to(at::kFloat).contiguous();
-    if (mulaw) {  // the 1 / mu of the mu-law expansion, per token
-      ks = ks / *mu;
-      vs = vs / *mu;
-    }
-    scale_heads = ks.numel() == batch * heads * k.size(2) ? heads : 1;
-    TORCH_CHECK(ks.numel() == batch * scale_heads * k.size(2) && vs.numel() == ks.numel(),
-                "decode_attention: scales must be (B, T) or (B, H, T)");
-  }
-  if (mask && mask->defined()) {
-    msk = mask->to(at::kBool).contiguous();
-    TORCH_CHECK(msk.dim() == 2 && msk.size(0) == batch && msk.size(1) == n, "decode_attention: mask must be (B, n)");
-  }
-  at::Tensor out = at::empty({batch, 1, heads * dim}, q.options());
-  const float* q_ptr = q.data_ptr<float>();
-  float* out_ptr = out.data_ptr<float>();
-  const int64_t positions = k.size(2);
-  const float fscale = static_cast<float>(scale);
+// One call's attention, raw: what the op below and decode_layers.cpp's layer loop both run (the loop straight from
+// its buffers and the caches, with no views made per call).
+struct AttentionRef {
+  const float* q = nullptr;  // row b, head h at q + b * q_b + h * q_h (D contiguous)
+  int64_t q_b = 0, q_h = 0;
+  const void* k = nullptr;  // the cache's keys and values (B, H, T, D), D contiguous, by these strides
+  const void* v = nullptr;
+  int64_t k_b = 0, k_h = 0, k_t = 0, v_b = 0, v_h = 0, v_t = 0;
+  at::ScalarType dtype = at::kFloat;  // fp32, bf16, int8 (linear codes; mu-law with mulaw)
+  bool mulaw = false;
+  float mu_param = 0.f;  // log1p(mu) for mu-law codes
+  const float* k_scales = nullptr;  // int8 codes: per token (B, T) or per head and token (B, H, T), contiguous
+  const float* v_scales = nullptr;
+  int64_t scale_heads = 1, positions = 0;  // positions: T, the scales' row length
+  const bool* mask = nullptr;  // (B, n): the keys each row sees, or nullptr: all n
+  int64_t batch = 0, heads = 0, dim = 0, n = 0;
+  float scale = 1.f;
+  float* out = nullptr;  // (B, H * D)
+};
 
-  const float mu_param = mulaw ? static_cast<float>(std::log1p(*mu)) : 0.f;
-  auto scale_offset = [&](int64_t b, int64_t h) { return (b * scale_heads + (scale_heads > 1 ? h : 0)) * positions; };
+void attention_rows(const AttentionRef& a) {
+  const int64_t batch = a.batch, heads = a.heads, dim = a.dim, n = a.n;
+  const bool codes = a.dtype == at::kChar;
+  auto scale_offset = [&](int64_t b, int64_t h) {
+    return (b * a.scale_heads + (a.scale_heads > 1 ? h : 0)) * a.positions;
+  };
   // Each row's own key count: up to its last unmasked key (all n without a mask). Keys past it are not read.
   std::vector<int64_t> lengths(batch, n);
-  if (msk.defined()) {
-    const bool* m = msk.data_ptr<bool>();
+  if (a.mask != nullptr) {
     for (int64_t b = 0; b < batch; ++b) {
       int64_t last = n;
-      while (last > 0 && !m[b * n + last - 1]) --last;
+      while (last > 0 && !a.mask[b * n + last - 1]) --last;
       lengths[b] = last;
     }
   }
@@ -339,29 +319,94 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::
       std::vector<float> scores(n), acc(dim);
       for (int64_t i = begin; i < end; ++i) {
         const int64_t b = i / heads, h = i % heads;
+        float* out = a.out + b * heads * dim + h * dim;
         if (lengths[b] == 0) {  // every key masked: zeros, as SDPA's math path gives
-          std::fill_n(out_ptr + b * heads * dim + h * dim, dim, 0.f);
+          std::fill_n(out, dim, 0.f);
           continue;
         }
-        one(q_ptr + b * q.stride(0) + h * q.stride(1), k_ptr + b * k.stride(0) + h * k.stride(1),
-                         v_ptr + b * v.stride(0) + h * v.stride(1), k.stride(2), v.stride(2), lengths[b], dim, fscale,
-                         codes ? ks.data_ptr<float>() + scale_offset(b, h) : nullptr,
-                         codes ? vs.data_ptr<float>() + scale_offset(b, h) : nullptr,
-                         msk.defined() ? msk.data_ptr<bool>() + b * n : nullptr,
-                         mu_param, scores.data(), acc.data(),
-                         out_ptr + b * heads * dim + h * dim);
+        one(a.q + b * a.q_b + h * a.q_h, k_ptr + b * a.k_b + h * a.k_h, v_ptr + b * a.v_b + h * a.v_h, a.k_t, a.v_t,
+            lengths[b], dim, a.scale, codes ? a.k_scales + scale_offset(b, h) : nullptr,
+            codes ? a.v_scales + scale_offset(b, h) : nullptr, a.mask != nullptr ? a.mask + b * n : nullptr,
+            a.mu_param, scores.data(), acc.data(), out);
       }
     });
   };
-  switch (k.scalar_type()) {
-    case at::kFloat: run(Fp32{}, k.data_ptr<float>(), v.data_ptr<float>()); break;
-    case at::kBFloat16: run(Bf16{}, k.data_ptr<at::BFloat16>(), v.data_ptr<at::BFloat16>()); break;
-    case at::kChar:
-      if (mulaw) run(MuLaw{}, k.data_ptr<int8_t>(), v.data_ptr<int8_t>());
-      else run(Int8{}, k.data_ptr<int8_t>(), v.data_ptr<int8_t>());
+  switch (a.dtype) {
+    case at::kFloat: run(Fp32{}, static_cast<const float*>(a.k), static_cast<const float*>(a.v)); break;
+    case at::kBFloat16:
+      run(Bf16{}, static_cast<const at::BFloat16*>(a.k), static_cast<const at::BFloat16*>(a.v));
       break;
-    default: TORCH_CHECK(false, "decode_attention: cache dtype ", k.scalar_type(), " is not fp32, bf16 or int8");
+    case at::kChar:
+      if (a.mulaw) run(MuLaw{}, static_cast<const int8_t*>(a.k), static_cast<const int8_t*>(a.v));
+      else run(Int8{}, static_cast<const int8_t*>(a.k), static_cast<const int8_t*>(a.v));
+      break;
+    default: TORCH_CHECK(false, "decode_attention: cache dtype ", a.dtype, " is not fp32, bf16 or int8");
   }
+}
+
+// q (B, H, 1, D) fp32, any strides with unit stride on D. k, v (B, H, T, D) with T >= n, unit stride on D.
+// k_scales / v_scales: the per-token scales of an int8 cache, (B, T) or (B, H, T): mu-law codes with mu, linear
+// codes without; else undefined. mask: (B, n) bool or undefined.
+// Returns (B, 1, H * D) fp32.
+at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t n,
+                            const std::optional<at::Tensor>& k_scales, const std::optional<at::Tensor>& v_scales,
+                            const std::optional<double>& mu, const std::optional<at::Tensor>& mask,
+                            double scale) {
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "decode_attention: q, k, v must be (B, H, T, D)");
+  TORCH_CHECK(q.size(2) == 1, "decode_attention takes one query per (batch, head), got ", q.size(2));
+  TORCH_CHECK(q.scalar_type() == at::kFloat, "decode_attention: q must be float32");
+  TORCH_CHECK(k.scalar_type() == v.scalar_type(), "decode_attention: k and v dtypes differ");
+  TORCH_CHECK(q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1, "decode_attention: D must be contiguous");
+  const int64_t batch = q.size(0), heads = q.size(1), dim = q.size(3);
+  TORCH_CHECK(k.size(0) == batch && k.size(1) == heads && k.size(3) == dim && v.sizes() == k.sizes(),
+              "decode_attention: k/v shape ", k.sizes(), " does not fit q ", q.sizes());
+  TORCH_CHECK(n >= 1 && n <= k.size(2), "decode_attention: n=", n, " outside the cache of ", k.size(2));
+  const bool codes = k.scalar_type() == at::kChar;  // int8: mu-law codes with mu, linear codes without
+  const bool mulaw = codes && mu.has_value();
+  TORCH_CHECK(!codes || (k_scales && v_scales), "decode_attention: int8 codes need scales");
+  at::Tensor ks, vs, msk;
+  AttentionRef a;
+  if (codes) {
+    ks = k_scales->to(at::kFloat).contiguous();  // a linear cache's fp32 scales: read in place
+    vs = v_scales->to(at::kFloat).contiguous();
+    if (mulaw) {  // the 1 / mu of the mu-law expansion, per token
+      ks = ks / *mu;
+      vs = vs / *mu;
+    }
+    a.scale_heads = ks.numel() == batch * heads * k.size(2) ? heads : 1;
+    TORCH_CHECK(ks.numel() == batch * a.scale_heads * k.size(2) && vs.numel() == ks.numel(),
+                "decode_attention: scales must be (B, T) or (B, H, T)");
+    a.k_scales = ks.data_ptr<float>();
+    a.v_scales = vs.data_ptr<float>();
+  }
+  if (mask && mask->defined()) {
+    msk = mask->to(at::kBool).contiguous();
+    TORCH_CHECK(msk.dim() == 2 && msk.size(0) == batch && msk.size(1) == n, "decode_attention: mask must be (B, n)");
+    a.mask = msk.data_ptr<bool>();
+  }
+  at::Tensor out = at::empty({batch, 1, heads * dim}, q.options());
+  a.q = q.data_ptr<float>();
+  a.q_b = q.stride(0);
+  a.q_h = q.stride(1);
+  a.k = k.data_ptr();
+  a.v = v.data_ptr();
+  a.k_b = k.stride(0);
+  a.k_h = k.stride(1);
+  a.k_t = k.stride(2);
+  a.v_b = v.stride(0);
+  a.v_h = v.stride(1);
+  a.v_t = v.stride(2);
+  a.dtype = k.scalar_type();
+  a.mulaw = mulaw;
+  a.mu_param = mulaw ? static_cast<float>(std::log1p(*mu)) : 0.f;
+  a.positions = k.size(2);
+  a.batch = batch;
+  a.heads = heads;
+  a.dim = dim;
+  a.n = n;
+  a.scale = static_cast<float>(scale);
+  a.out = out.data_ptr<float>();
+  attention_rows(a);
   return out;
 }
 

@@ -224,14 +224,6 @@ at::Tensor decode_layers(const at::Tensor& x_in, const c10::List<Opt>& params, a
                          const c10::List<Opt>& caches, const c10::List<Opt>& memory, const at::Tensor& positions,
                          int64_t kv_end, const Opt& mask, double scale, int64_t n_head, bool gelu, double eps,
                          bool vnni, const Opt& cross_rows_in) {
-  static auto attention = c10::Dispatcher::singleton()
-                              .findSchemaOrThrow("continuo_cpu::decode_attention", "")
-                              .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t,
-                                                const Opt&, const Opt&, const std::optional<double>&, const Opt&, double)>();
-  static auto cache_write = c10::Dispatcher::singleton()
-                                .findSchemaOrThrow("continuo_cpu::cache_write", "")
-                                .typed<void(at::Tensor, at::Tensor, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                            const Opt&, const Opt&)>();
   TORCH_CHECK(x_in.scalar_type() == at::kFloat && x_in.dim() == 3 && x_in.size(1) == 1,
               "decode_layers: x must be (B, 1, dim) float32");
   const int64_t layers = static_cast<int64_t>(kinds.size()) / LINEARS;
@@ -270,6 +262,87 @@ at::Tensor decode_layers(const at::Tensor& x_in, const c10::List<Opt>& params, a
                     (l[2].kind == 0 || (l[2].N == dim && l[2].K == dim && l[3].N == dim && l[3].K == dim)),
                 "decode_layers: layer ", layer, "'s linears do not fit a width of ", dim, " and ", ffn);
   }
+  // every layer's cache (rows 0..B-1 are this call's) and text memory, checked once; positions and the mask once
+  const at::Tensor where = positions.to(at::kLong).contiguous();
+  TORCH_CHECK(where.numel() == B, "decode_layers: one position per row");
+  const int64_t* pos = where.data_ptr<int64_t>();
+  at::Tensor self_mask;
+  if (mask.has_value() && mask->defined()) {
+    self_mask = mask->to(at::kBool).contiguous();
+    TORCH_CHECK(self_mask.dim() == 2 && self_mask.size(0) == B && self_mask.size(1) == kv_end,
+                "decode_layers: mask must be (B, kv_end)");
+  }
+  std::vector<CacheRef> cache_refs(layers);
+  std::vector<AttentionRef> self_refs(layers), cross_refs(layers);
+  std::vector<at::Tensor> cross_masks(layers);
+  for (int64_t layer = 0; layer < layers; ++layer) {
+    const int64_t c = layer * CACHES;
+    const at::Tensor k_cache = need(caches, c), v_cache = need(caches, c + 1);
+    const Opt k_scale = caches.get(c + 2), v_scale = caches.get(c + 3);
+    TORCH_CHECK(k_cache.dim() == 4 && k_cache.size(0) >= B && k_cache.size(1) == n_head && k_cache.size(3) == head_dim,
+                "decode_layers: layer ", layer, "'s cache ", k_cache.sizes(), " does not hold ", B, " rows of ",
+                n_head, " heads of ", head_dim);
+    const CacheRef& cr = cache_refs[layer] = cache_ref(k_cache, v_cache, k_scale, v_scale);  // cache_write.cpp
+    TORCH_CHECK(kv_end >= 1 && kv_end <= cr.length, "decode_layers: kv_end ", kv_end, " outside the cache of ",
+                cr.length);
+    for (int64_t b = 0; b < B; ++b)
+      TORCH_CHECK(pos[b] >= 0 && pos[b] < cr.length, "decode_layers: position ", pos[b], " outside the cache of ",
+                  cr.length);
+    AttentionRef& a = self_refs[layer];  // decode_attention.cpp; q and out are set per step below
+    a.k = cr.k;
+    a.v = cr.v;
+    a.k_b = a.v_b = cr.stride_b;
+    a.k_h = a.v_h = cr.stride_h;
+    a.k_t = a.v_t = cr.stride_t;
+    a.dtype = cr.dtype;
+    if (cr.k_scale != nullptr) {  // the attention reads the scales as (B, H, T) rows
+      TORCH_CHECK(cr.scale_t == 1 && cr.scale_h == cr.length && cr.scale_b == n_head * cr.length,
+                  "decode_layers: an int8 cache's scales must be contiguous (B, H, T, 1)");
+      a.k_scales = cr.k_scale;
+      a.v_scales = cr.v_scale;
+      a.scale_heads = n_head;
+    }
+    a.positions = cr.length;
+    a.mask = self_mask.defined() ? self_mask.data_ptr<bool>() : nullptr;
+    a.batch = B;
+    a.heads = n_head;
+    a.dim = head_dim;
+    a.n = kv_end;
+    a.scale = static_cast<float>(scale);
+    if (kinds[layer * LINEARS + 2] == 0 || R == 0) continue;
+    const int64_t m = layer * MEMORY;
+    const at::Tensor keys = need(memory, m), values = need(memory, m + 1);
+    TORCH_CHECK(keys.scalar_type() == values.scalar_type() && keys.dim() == 4 && keys.sizes() == values.sizes() &&
+                    keys.size(0) == R && keys.size(1) == n_head && keys.size(3) == head_dim && keys.size(2) >= 1 &&
+                    keys.stride(3) == 1 && values.stride(3) == 1 &&
+                    (keys.scalar_type() == at::kFloat || keys.scalar_type() == at::kBFloat16),
+                "decode_layers: layer ", layer, "'s text keys and values ", keys.sizes(), " must be (", R, ", ",
+                n_head, ", S, ", head_dim, ") fp32 or bf16, the rows cross_rows names");
+    AttentionRef& x_ref = cross_refs[layer];
+    x_ref.k = keys.data_ptr();
+    x_ref.v = values.data_ptr();
+    x_ref.k_b = keys.stride(0);
+    x_ref.k_h = keys.stride(1);
+    x_ref.k_t = keys.stride(2);
+    x_ref.v_b = values.stride(0);
+    x_ref.v_h = values.stride(1);
+    x_ref.v_t = values.stride(2);
+    x_ref.dtype = keys.scalar_type();
+    x_ref.positions = keys.size(2);
+    const Opt text_mask = memory.get(m + 2);
+    if (text_mask.has_value() && text_mask->defined()) {
+      cross_masks[layer] = text_mask->to(at::kBool).contiguous();
+      TORCH_CHECK(cross_masks[layer].dim() == 2 && cross_masks[layer].size(0) == R &&
+                      cross_masks[layer].size(1) == keys.size(2),
+                  "decode_layers: layer ", layer, "'s text mask must be (", R, ", ", keys.size(2), ")");
+      x_ref.mask = cross_masks[layer].data_ptr<bool>();
+    }
+    x_ref.batch = R;
+    x_ref.heads = n_head;
+    x_ref.dim = head_dim;
+    x_ref.n = keys.size(2);
+    x_ref.scale = static_cast<float>(scale);
+  }
   Laps laps;
   at::Tensor x = x_in.contiguous().clone();
   at::Tensor h = at::empty_like(x);
@@ -278,6 +351,9 @@ at::Tensor decode_layers(const at::Tensor& x_in, const c10::List<Opt>& params, a
   at::Tensor qkv = at::empty({B, 1, 3 * dim}, x.options()), hidden = at::empty({B, 1, ffn}, x.options());
   at::Tensor out = at::empty({B, dim}, x.options()), q_cross = at::empty({R, 1, dim}, x.options());
   float* outp = out.data_ptr<float>();
+  at::Tensor attended = at::empty({B, dim}, x.options());  // the attention's output, (B, H * D)
+  float* attp = attended.data_ptr<float>();
+  float* qkvp = qkv.data_ptr<float>();
   // the cross-attention's rows, gathered (cross_rows), or h itself
   at::Tensor h_cross = some_silent ? at::empty({R, 1, dim}, x.options()) : h;
   float* hcp = h_cross.data_ptr<float>();
@@ -298,27 +374,20 @@ at::Tensor decode_layers(const at::Tensor& x_in, const c10::List<Opt>& params, a
     const LinearRef* l = refs.data() + layer * LINEARS;
     // self-attention: qkv, the new key and value into the cache at each row's position, attention over the cache
     norm(p + 0);
-    run_linear(l[0], hp, B, qkv.data_ptr<float>(), vnni);  // (B, 1, 3 dim)
+    run_linear(l[0], hp, B, qkvp, vnni);  // (B, 1, 3 dim): q, k, v, each (H, D) per row
     laps.lap(QKV);
-    auto heads = [&](int64_t part) {
-      return qkv.narrow(2, part * dim, dim).view({B, 1, n_head, head_dim}).transpose(1, 2);  // (B, H, 1, D)
-    };
-    const int64_t c = layer * CACHES;
-    const at::Tensor k_cache = need(caches, c).narrow(0, 0, B), v_cache = need(caches, c + 1).narrow(0, 0, B);
-    Opt k_scale, v_scale, k_read, v_read;
-    if (caches.get(c + 2).has_value() && caches.get(c + 2)->defined()) {
-      k_scale = need(caches, c + 2).narrow(0, 0, B);
-      v_scale = need(caches, c + 3).narrow(0, 0, B);
-      k_read = k_scale->select(3, 0);
-      v_read = v_scale->select(3, 0);
-    }
-    cache_write.call(k_cache, v_cache, heads(1), heads(2), positions, k_scale, v_scale);
+    const int64_t qkv_strides[2] = {3 * dim, head_dim};  // row, head
+    cache_write_rows(cache_refs[layer], qkvp + dim, qkv_strides, qkvp + 2 * dim, qkv_strides, B, n_head, head_dim,
+                     pos);
     laps.lap(CACHE_WRITE);
-    const at::Tensor attended =
-        attention.call(heads(0), k_cache, v_cache, kv_end, k_read, v_read, std::nullopt, mask, scale);
+    AttentionRef& a = self_refs[layer];
+    a.q = qkvp;
+    a.q_b = 3 * dim;
+    a.q_h = head_dim;
+    a.out = attp;
+    attention_rows(a);
     laps.lap(SELF_ATTENTION);
-    TORCH_CHECK(attended.is_contiguous(), "decode_layers: the attention's output is not contiguous");
-    residual(l[1], attended.data_ptr<float>(), SELF_OUT);
+    residual(l[1], attp, SELF_OUT);
     // cross-attention on the text (absent in melody models), for cross_rows (every row when it is None)
     if (kind[2] != 0) {
       const float* q_in = hp;
@@ -334,16 +403,15 @@ at::Tensor decode_layers(const at::Tensor& x_in, const c10::List<Opt>& params, a
       }
       if (R > 0) {
         run_linear(l[2], q_in, R, q_cross.data_ptr<float>(), vnni);
-        const at::Tensor q = q_cross.view({R, 1, n_head, head_dim}).transpose(1, 2);
         laps.lap(CROSS_Q);
-        const int64_t m = layer * MEMORY;
-        const at::Tensor keys = need(memory, m);
-        TORCH_CHECK(keys.size(0) == R, "decode_layers: the memory holds ", keys.size(0), " rows, cross_rows names ", R);
-        const at::Tensor attended_text = attention.call(q, keys, need(memory, m + 1), keys.size(2), std::nullopt,
-                                                        std::nullopt, std::nullopt, memory.get(m + 2), scale);
+        AttentionRef& text = cross_refs[layer];
+        text.q = q_cross.data_ptr<float>();
+        text.q_b = dim;
+        text.q_h = head_dim;
+        text.out = attp;
+        attention_rows(text);
         laps.lap(CROSS_ATTENTION);
-        TORCH_CHECK(attended_text.is_contiguous(), "decode_layers: the attention's output is not contiguous");
-        run_linear(l[3], attended_text.data_ptr<float>(), R, outp, vnni);
+        run_linear(l[3], attp, R, outp, vnni);
         laps.lap(CROSS_OUT);
         if (!some_silent) {
           add_into(xp, outp, B * dim);
