@@ -435,7 +435,53 @@ at::Tensor decode_layers(const at::Tensor& x_in, const c10::List<Opt>& params, a
   return x;
 }
 
+// x (B, 1, dim) = sum over codebooks k of tables[k][tokens[b, k]], then + positions_table[positions[b]]: the decode
+// step's input (inference/musicgen/model.py:MusicGenDecoder.embed_rows), with the additions in the order the Python
+// expression makes them (sum() from 0, codebook by codebook, then the position), so the same bits. tokens (B, K) or
+// (B, K, 1) int64. As a dozen torch ops (four lookups, the sum, the position's gather) it cost about 0.2 ms a step.
+at::Tensor embed_rows(const at::Tensor& tokens_in, const std::vector<at::Tensor>& tables, const at::Tensor& table,
+                      const at::Tensor& positions_in) {
+  const at::Tensor tokens = tokens_in.to(at::kLong).reshape({tokens_in.size(0), -1}).contiguous();
+  const at::Tensor positions = positions_in.to(at::kLong).contiguous();
+  const int64_t B = tokens.size(0), K = tokens.size(1);
+  TORCH_CHECK(K == static_cast<int64_t>(tables.size()) && K >= 1, "embed_rows: ", K, " codebooks of tokens, ",
+              tables.size(), " tables");
+  TORCH_CHECK(positions.numel() == B, "embed_rows: one position per row");
+  TORCH_CHECK(table.scalar_type() == at::kFloat && table.dim() == 2 && table.is_contiguous(),
+              "embed_rows: the positions' table must be (P, dim) float32");
+  const int64_t dim = table.size(1);
+  for (const at::Tensor& t : tables)
+    TORCH_CHECK(t.scalar_type() == at::kFloat && t.dim() == 2 && t.size(1) == dim && t.is_contiguous(),
+                "embed_rows: every table must be (V, ", dim, ") float32");
+  at::Tensor x = at::empty({B, 1, dim}, table.options());
+  float* xp = x.data_ptr<float>();
+  const int64_t* tok = tokens.data_ptr<int64_t>();
+  const int64_t* pos = positions.data_ptr<int64_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    float* row = xp + b * dim;
+    TORCH_CHECK(pos[b] >= 0 && pos[b] < table.size(0), "embed_rows: position ", pos[b], " outside the table of ",
+                table.size(0));
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t token = tok[b * K + k];
+      TORCH_CHECK(token >= 0 && token < tables[k].size(0), "embed_rows: token ", token, " of codebook ", k,
+                  " outside its table of ", tables[k].size(0));
+      const float* e = tables[k].data_ptr<float>() + token * dim;
+      if (k == 0) {
+#pragma omp simd
+        for (int64_t d = 0; d < dim; ++d) row[d] = 0.f + e[d];  // sum() starts from 0
+      } else {
+        add_into(row, e, dim);
+      }
+    }
+    add_into(row, table.data_ptr<float>() + pos[b] * dim, dim);
+  }
+  return x;
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(continuo_cpu, CPU, m) { m.impl("decode_layers", &decode_layers); }
+TORCH_LIBRARY_IMPL(continuo_cpu, CPU, m) {
+  m.impl("decode_layers", &decode_layers);
+  m.impl("embed_rows", &embed_rows);
+}
 TORCH_LIBRARY_IMPL(continuo_cpu, CatchAll, m) { m.impl("decode_layers_profile", &decode_layers_profile); }

@@ -271,3 +271,32 @@ def test_skipping_a_row_with_text_would_change_the_logits():
         skipped = run(wrong, torch.tensor([0]))
     assert torch.equal(skipped[0], right[0])  # the row that ran keeps its bits
     assert not torch.allclose(skipped[1], right[1], rtol=1e-2, atol=1e-3)
+
+
+def test_the_step_input_in_one_call_has_the_bits_of_the_torch_ops():
+    """embed_rows (decode_layers.cpp) against the expression it replaces: four lookups summed from 0, then the
+    position, for every row and codebook, the pad id included; and a control that starts the sum from the position,
+    which rounds differently, so the comparison would see a wrong order."""
+    from inference.runtime.kernels import kernels_status
+
+    if not kernels_status().usable:
+        pytest.skip(kernels_status().reason)
+    decoder = random_fast_decoder("int8", "int8")
+    generator = torch.Generator().manual_seed(4)
+    tokens = torch.randint(65, (6, 4, 1), generator=generator)
+    tokens[0, :, 0] = 64  # the pad id (vocab_size): the tables hold vocab_size + 1 rows
+    positions = torch.randint(decoder.args.max_positions, (6,), generator=generator)
+    tables = [embedding.weight for embedding in decoder.embeddings]
+    with torch.inference_mode():
+        got = torch.ops.continuo_cpu.embed_rows(tokens, tables, decoder.positions, positions)
+        want = sum(embedding(tokens[:, k]) for k, embedding in enumerate(decoder.embeddings))
+        want = want + decoder.positions[positions][:, None]
+        assert torch.equal(got, want)
+        reordered = decoder.positions[positions][:, None]  # the position first: another association
+        for k, table in enumerate(tables):
+            reordered = reordered + table[tokens[:, k, 0]][:, None]
+        assert not torch.equal(reordered, want)
+        decoder.fast_step = False
+        assert torch.equal(decoder.embed_rows(tokens, positions), want)  # the torch path, off the fast step
+        with pytest.raises(RuntimeError, match="outside its table"):
+            torch.ops.continuo_cpu.embed_rows(tokens + 100, tables, decoder.positions, positions)
