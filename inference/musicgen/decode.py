@@ -140,14 +140,45 @@ def sample(logits: Tensor, generators: list[torch.Generator] | None, temperature
     if len(generators) != logits.shape[0]:
         raise ValueError(f"{len(generators)} generators for {logits.shape[0]} rows")
     probs = softmax_rows(filter_logits(logits, temperature, top_k, top_p))
-    noise = torch.empty_like(probs)
+    return probs.div_(draw_noise(probs, generators)).argmax(dim=-1)
+
+
+def draw_noise(like: Tensor, generators: list[torch.Generator]) -> Tensor:
+    """Exp(1) noise of `like`'s shape and dtype (B, K, V), contiguous: row b drawn by generators[b] into its
+    slice of one buffer (the same draws as a tensor of its own). The Python path and the fused op draw it here."""
+    noise = torch.empty(like.shape, dtype=like.dtype, device=like.device)
     for row, generator in zip(noise, generators):  # one generator per sample: each variation has its own seed
         row.exponential_(1, generator=generator)
-    return probs.div_(noise).argmax(dim=-1)
+    return noise
+
+
+_fused_op: list = []  # [torch.ops.continuo_cpu.guided_sample or None], looked up at the first CPU sampling
+
+
+def fused_sample_op():
+    """The fused CPU sampling op where it gives this module's bits (kernels.guided_sample_op), else None; looked up
+    once per process."""
+    if not _fused_op:
+        from inference.runtime.kernels import guided_sample_op
+
+        _fused_op.append(guided_sample_op())
+    return _fused_op[0]
 
 
 class Sampler:
-    """Guidance + sampling settings for one request."""
+    """Guidance + sampling settings for one request.
+
+    On the CPU, top-k sampling (top_p 0, temperature > 0, fp32 logits) runs as one C++ call
+    (runtime/csrc/sampling.cpp, torch.ops.continuo_cpu.guided_sample) on the noise draw_noise drew: guide,
+    filter_logits, softmax_rows, the division and the argmax of sample() for each sample and codebook in one pass
+    over its row, with the same bits (its softmax is torch's CPU kernel, compiled from ATen's vector headers at the
+    width torch dispatches to; tests/inference/musicgen/test_fused_sampling.py). `fused = False` (or no kernels, or
+    another vector width) keeps the Python path, which top-p, greedy and other devices always take.
+
+    Measured: FUSED_SAMPLING_MEASURED.
+    """
+
+    fused = True  # the fused CPU op where it applies; False: the Python path (the A/B measurement, the tests)
 
     def __init__(self, guidance_scale: float | None, temperature: float, top_k: int, top_p: float,
                  generators: list[torch.Generator] | None):
@@ -158,8 +189,23 @@ class Sampler:
 
     def __call__(self, logits: Tensor) -> Tensor:
         # logits (B', K, 1, V) from the decoder -> tokens (B, K)
-        guided = guide(logits[:, :, -1], self.guidance_scale)
+        rows = logits[:, :, -1]
+        op = self.fused_op(rows)
+        if op is not None:
+            samples = rows.shape[0] // self.copies
+            if len(self.generators) != samples:
+                raise ValueError(f"{len(self.generators)} generators for {samples} rows")
+            noise = draw_noise(rows[:samples], self.generators)
+            return op(rows.contiguous(), self.guidance_scale, self.temperature, self.top_k, noise)
+        guided = guide(rows, self.guidance_scale)
         return sample(guided, self.generators, self.temperature, self.top_k, self.top_p)
+
+    def fused_op(self, rows: Tensor):
+        """The fused CPU op for these logits (B', K, V), or None where the Python path samples them."""
+        if (not self.fused or self.temperature <= 0 or self.generators is None or self.top_p > 0
+                or rows.device.type != "cpu" or rows.dtype != torch.float32):
+            return None
+        return fused_sample_op()
 
     def expand(self, tokens: Tensor) -> Tensor:
         """(B, K, T) -> the decoder batch: [tokens; tokens] under CFG."""

@@ -105,9 +105,9 @@ log = logging.getLogger("continuo.inference")
 # library: torch's extension builder compiles the sources together.
 SOURCES = tuple(Path(__file__).with_name("csrc") / name
                 for name in ("ops.cpp", "parallel.cpp", "decode_attention.cpp", "int8_linear.cpp", "cache_write.cpp",
-                             "int4_linear.cpp", "decode_layers.cpp"))
+                             "int4_linear.cpp", "decode_layers.cpp", "sampling.cpp"))
 OPS = ("decode_attention", "cache_write", "int8_linear", "int8_linear_uses_vnni", "int4_linear", "decode_layers",
-       "decode_layers_profile")
+       "decode_layers_profile", "guided_sample", "guided_probs", "guided_sample_capability")
 PORTABLE_VARIABLE = "CONTINUO_KERNELS_PORTABLE"  # "1": build the portable loops only (the tests' second build)
 STALE_LOCK_S = 600.0  # a build takes about 25 s; a lock this old belongs to a build that died
 NOTES_FILE = "build-notes.txt"  # beside the library: what its build left out (flags the compiler refused)
@@ -436,6 +436,19 @@ def cache_write_op():
 def int4_linear_op():
     """torch.ops.continuo_cpu.int4_linear, or None when the kernels cannot be built here (the reason is logged)."""
     return torch.ops.continuo_cpu.int4_linear if kernels_status().usable else None
+
+
+def guided_sample_op():
+    """torch.ops.continuo_cpu.guided_sample where it gives torch's own bits, else None: the kernels are built and
+    sampling.cpp was compiled for the vector width torch's CPU kernels dispatch to in this process (its softmax is
+    torch's, at that width: AVX512 or AVX2; a portable build, another CPU, or ATEN_CPU_CAPABILITY set otherwise
+    keeps the Python path)."""
+    if not kernels_status().usable:
+        return None
+    ops = torch.ops.continuo_cpu
+    if ops.guided_sample_capability() != torch.backends.cpu.get_cpu_capability():
+        return None
+    return ops.guided_sample
 
 
 def int8_linear_op():
