@@ -18,12 +18,15 @@ prediction is overwritten with it, exactly as transformers does.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from inference.musicgen.model import MusicGenDecoder, Prefix
+
+log = logging.getLogger("continuo.inference")
 
 UNKNOWN = -1  # pattern entry to be predicted
 
@@ -140,13 +143,14 @@ def sample(logits: Tensor, generators: list[torch.Generator] | None, temperature
     if len(generators) != logits.shape[0]:
         raise ValueError(f"{len(generators)} generators for {logits.shape[0]} rows")
     probs = softmax_rows(filter_logits(logits, temperature, top_k, top_p))
-    return probs.div_(draw_noise(probs, generators)).argmax(dim=-1)
+    return probs.div_(draw_noise(probs.shape, generators, probs.dtype, probs.device)).argmax(dim=-1)
 
 
-def draw_noise(like: Tensor, generators: list[torch.Generator]) -> Tensor:
-    """Exp(1) noise of `like`'s shape and dtype (B, K, V), contiguous: row b drawn by generators[b] into its
-    slice of one buffer (the same draws as a tensor of its own). The Python path and the fused op draw it here."""
-    noise = torch.empty(like.shape, dtype=like.dtype, device=like.device)
+def draw_noise(shape: torch.Size | tuple[int, ...], generators: list[torch.Generator],
+               dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> Tensor:
+    """Exp(1) noise (B, K, V), contiguous: row b drawn by generators[b] into its slice of one buffer (the same draws
+    as a tensor of its own). The Python path and the fused op draw it here."""
+    noise = torch.empty(shape, dtype=dtype, device=device)
     for row, generator in zip(noise, generators):  # one generator per sample: each variation has its own seed
         row.exponential_(1, generator=generator)
     return noise
@@ -156,13 +160,34 @@ _fused_op: list = []  # [torch.ops.continuo_cpu.guided_sample or None], looked u
 
 
 def fused_sample_op():
-    """The fused CPU sampling op where it gives this module's bits (kernels.guided_sample_op), else None; looked up
-    once per process."""
+    """The fused CPU sampling op where it gives this module's bits (kernels.guided_sample_op, then fused_op_agrees),
+    else None; looked up once per process."""
     if not _fused_op:
         from inference.runtime.kernels import guided_sample_op
 
-        _fused_op.append(guided_sample_op())
+        op = guided_sample_op()
+        if op is not None and not fused_op_agrees(op, torch.ops.continuo_cpu.guided_probs):
+            log.warning("fused CPU sampling disagrees with torch's softmax here (another torch?): the Python path "
+                        "samples")
+            op = None
+        _fused_op.append(op)
     return _fused_op[0]
+
+
+def fused_op_agrees(op, probs_op) -> bool:
+    """Whether the op's probabilities and tokens are this module's, bit for bit, on a few fixed rows (the model's
+    vocabulary and a short one, CFG, temperature 0.7 and 1, top-k): a torch whose CPU softmax rounds otherwise than
+    the one sampling.cpp was written against is caught here, once, instead of drawing other tokens."""
+    generator = torch.Generator().manual_seed(0)
+    for vocab, temperature in ((2048, 1.0), (2048, 0.7), (37, 1.0)):
+        logits = torch.randn(4, 4, vocab, generator=generator) * 4
+        probs = softmax_rows(filter_logits(guide(logits, 3.0), temperature, 250, 0.0))
+        noise = torch.empty(2, 4, vocab).exponential_(1, generator=generator)
+        if not torch.equal(probs_op(logits, 3.0, temperature, 250), probs):
+            return False
+        if not torch.equal(op(logits, 3.0, temperature, 250, noise), (probs / noise).argmax(dim=-1)):
+            return False
+    return True
 
 
 class Sampler:
@@ -195,7 +220,7 @@ class Sampler:
             samples = rows.shape[0] // self.copies
             if len(self.generators) != samples:
                 raise ValueError(f"{len(self.generators)} generators for {samples} rows")
-            noise = draw_noise(rows[:samples], self.generators)
+            noise = draw_noise((samples, *rows.shape[1:]), self.generators)
             return op(rows.contiguous(), self.guidance_scale, self.temperature, self.top_k, noise)
         guided = guide(rows, self.guidance_scale)
         return sample(guided, self.generators, self.temperature, self.top_k, self.top_p)

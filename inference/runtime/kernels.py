@@ -11,6 +11,10 @@ torch's ops stand in where they cannot.
 - int8_linear: int8 weights (one scale per output channel) against rows of activations, on AVX-512
   VNNI where the CPU has it (a portable loop elsewhere): the int8 weight mode's linear, decode and
   prefill. Stand-in: torch's dynamic int8 Linear (fbgemm), about 25 % slower per decode step here.
+- guided_sample (sampling.cpp): one decode step's top-k sampling (CFG combine, temperature, top-k, softmax,
+  / noise, argmax) in one call on the calling thread, bit for bit the Python path's tokens (its softmax is torch's
+  CPU kernel compiled from ATen's vector headers, used only where torch dispatches to the same width:
+  guided_sample_op). Stand-in: the Python path (inference/musicgen/decode.py: Sampler, which has the figures).
 
 Building needs a C++ compiler (g++ or clang++) and ninja; torch's extension builder compiles the
 sources once per machine (about 25 s on 2 cores) into kernels_dir() (CONTINUO_KERNELS_DIR, default

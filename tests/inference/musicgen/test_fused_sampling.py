@@ -16,7 +16,15 @@ import pytest
 import torch
 from torch import Tensor
 
-from inference.musicgen.decode import Sampler, draw_noise, filter_logits, fused_sample_op, guide, softmax_rows
+from inference.musicgen.decode import (
+    Sampler,
+    draw_noise,
+    filter_logits,
+    fused_op_agrees,
+    fused_sample_op,
+    guide,
+    softmax_rows,
+)
 
 pytestmark = pytest.mark.skipif(fused_sample_op() is None,
                                 reason="no fused sampling op here (kernels not built, or another vector width)")
@@ -167,8 +175,22 @@ def test_controls_a_wrong_variant_gives_other_tokens_in_the_same_harness(broken,
 
 
 def test_noise_is_drawn_as_the_python_path_drew_it():
-    like = torch.empty(3, 4, 2048)
-    noise = draw_noise(like, generators([1, 2, 3]))
+    noise = draw_noise((3, 4, 2048), generators([1, 2, 3]))
     for row, seed in zip(noise, (1, 2, 3)):
         assert torch.equal(row, torch.empty(4, 2048).exponential_(1, generator=torch.Generator().manual_seed(seed)))
-    assert noise.is_contiguous() and noise.dtype == like.dtype
+    assert noise.is_contiguous() and noise.dtype == torch.float32
+    assert draw_noise((1, 4, 8), generators([1]), torch.bfloat16).dtype == torch.bfloat16  # the logits' dtype
+
+
+def test_the_check_at_first_use_passes_the_op_and_refuses_one_that_rounds_or_draws_otherwise():
+    ops = torch.ops.continuo_cpu
+    assert fused_op_agrees(ops.guided_sample, ops.guided_probs)
+
+    def divided(logits: Tensor, guidance_scale: float | None, temperature: float, top_k: int) -> Tensor:
+        exps = filter_logits(guide(logits, guidance_scale), temperature, top_k, 0.0)
+        exps = torch.exp(exps - exps.amax(dim=-1, keepdim=True))
+        return exps / exps.sum(dim=-1, keepdim=True)  # softmax in exact arithmetic, not in its roundings
+
+    assert not fused_op_agrees(ops.guided_sample, divided)
+    greedy = lambda logits, scale, temperature, top_k, noise: guide(logits, scale).argmax(dim=-1)  # noqa: E731
+    assert not fused_op_agrees(greedy, ops.guided_probs)
