@@ -9,7 +9,10 @@
 // the max and the sum by ATen's vec::reduce_all, exp by the same Vectorized<float>::exp (Sleef's expf, the symbol
 // libtorch exports), 1 / sum times each value. It is compiled from ATen's own vector headers at the width torch
 // dispatches to here (CPU_CAPABILITY below); guided_sample_capability() names that width, and the Python side
-// uses the op only where it equals torch.backends.cpu.get_cpu_capability(). Its schema is in ops.cpp.
+// uses the op only where it equals torch.backends.cpu.get_cpu_capability(), and checks its bits once at first use
+// (decode.py: fused_op_agrees). Both matter: an AVX2 build (-march=x86-64-v3, 2026-12-07, torch 2.9.1) gave torch's
+// probabilities in all 2400 comparisons against torch run with ATEN_CPU_CAPABILITY=avx2, and other bits in 738 of
+// 2400 against torch's AVX-512 kernels (8 lanes summed, not 16), which fused_op_agrees refuses. Schema: ops.cpp.
 //
 // The vector headers are included here, at the end of the one translation unit kernels.py builds, with the
 // capability macros ATen's own build defines per file; nothing earlier in the unit includes them.
@@ -54,7 +57,8 @@ using Register = __m256;
 
 // The value as it is, out of the compiler's reach: a product passed through here is rounded on its own and never
 // fused with the add after it (GCC contracts a * b + c into an FMA across statements by default; torch's separate
-// mul_ and add_ kernels never fuse).
+// mul_ and add_ kernels never fuse). Without it (2026-12-07, g++ -O3 -march=native) the build had 4 FMAs and other
+// probabilities in 1200 of 2400 comparisons, which fused_op_agrees refuses; with it, no FMA in this file's code.
 inline Vec opaque(Vec value) {
   Register raw = value;
   __asm__("" : "+v"(raw));
