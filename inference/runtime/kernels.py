@@ -11,6 +11,10 @@ torch's ops stand in where they cannot.
 - int8_linear: int8 weights (one scale per output channel) against rows of activations, on AVX-512
   VNNI where the CPU has it (a portable loop elsewhere): the int8 weight mode's linear, decode and
   prefill. Stand-in: torch's dynamic int8 Linear (fbgemm), about 25 % slower per decode step here.
+- guided_sample (sampling.cpp): one decode step's top-k sampling (CFG combine, temperature, top-k, softmax,
+  / noise, argmax) in one call on the calling thread, bit for bit the Python path's tokens (its softmax is torch's
+  CPU kernel compiled from ATen's vector headers, used only where torch dispatches to the same width:
+  guided_sample_op). Stand-in: the Python path (inference/musicgen/decode.py: Sampler, which has the figures).
 
 Building needs a C++ compiler (g++ or clang++) and ninja; torch's extension builder compiles the
 sources once per machine (about 25 s on 2 cores) into kernels_dir() (CONTINUO_KERNELS_DIR, default
@@ -105,9 +109,9 @@ log = logging.getLogger("continuo.inference")
 # library: torch's extension builder compiles the sources together.
 SOURCES = tuple(Path(__file__).with_name("csrc") / name
                 for name in ("ops.cpp", "parallel.cpp", "decode_attention.cpp", "int8_linear.cpp", "cache_write.cpp",
-                             "int4_linear.cpp", "decode_layers.cpp"))
+                             "int4_linear.cpp", "decode_layers.cpp", "sampling.cpp"))
 OPS = ("decode_attention", "cache_write", "int8_linear", "int8_linear_uses_vnni", "int4_linear", "decode_layers",
-       "decode_layers_profile", "embed_rows")
+       "decode_layers_profile", "embed_rows", "guided_sample", "guided_probs", "guided_sample_capability")
 PORTABLE_VARIABLE = "CONTINUO_KERNELS_PORTABLE"  # "1": build the portable loops only (the tests' second build)
 STALE_LOCK_S = 600.0  # a build takes about 25 s; a lock this old belongs to a build that died
 NOTES_FILE = "build-notes.txt"  # beside the library: what its build left out (flags the compiler refused)
@@ -436,6 +440,19 @@ def cache_write_op():
 def int4_linear_op():
     """torch.ops.continuo_cpu.int4_linear, or None when the kernels cannot be built here (the reason is logged)."""
     return torch.ops.continuo_cpu.int4_linear if kernels_status().usable else None
+
+
+def guided_sample_op():
+    """torch.ops.continuo_cpu.guided_sample where it gives torch's own bits, else None: the kernels are built and
+    sampling.cpp was compiled for the vector width torch's CPU kernels dispatch to in this process (its softmax is
+    torch's, at that width: AVX512 or AVX2; a portable build, another CPU, or ATEN_CPU_CAPABILITY set otherwise
+    keeps the Python path)."""
+    if not kernels_status().usable:
+        return None
+    ops = torch.ops.continuo_cpu
+    if ops.guided_sample_capability() != torch.backends.cpu.get_cpu_capability():
+        return None
+    return ops.guided_sample
 
 
 def int8_linear_op():

@@ -1,6 +1,6 @@
 // The op library of our CPU kernels: every schema of torch.ops.continuo_cpu, in one place. Each kernel lives in
 // its own file (decode_attention.cpp, cache_write.cpp, int8_linear.cpp,
-// int4_linear.cpp, decode_layers.cpp) and registers its implementation there
+// int4_linear.cpp, decode_layers.cpp, sampling.cpp) and registers its implementation there
 // (TORCH_LIBRARY_IMPL); inference/runtime/kernels.py builds them together and says which ops must be there.
 #include <torch/library.h>
 
@@ -24,4 +24,9 @@ TORCH_LIBRARY(continuo_cpu, m) {
   m.def("embed_rows(Tensor tokens, Tensor[] tables, Tensor table, Tensor positions) -> Tensor");
   // CONTINUO_STEP_PROFILE=1: seconds per op class inside decode_layers since the last reset (decode_layers.cpp).
   m.def("decode_layers_profile(bool reset) -> float[]");
+  // One step's sampling: CFG combine, temperature, top-k, softmax, / noise, argmax -> tokens (B, K) (sampling.cpp).
+  m.def("guided_sample(Tensor logits, float? guidance_scale, float temperature, int top_k, Tensor noise) -> Tensor");
+  // The probabilities guided_sample draws from (B, K, V), for the tests; the vector width it was built for.
+  m.def("guided_probs(Tensor logits, float? guidance_scale, float temperature, int top_k) -> Tensor");
+  m.def("guided_sample_capability() -> str");
 }
