@@ -19,7 +19,8 @@ TORCH_LIBRARY(continuo_cpu, m) {
   m.def("int4_linear(Tensor x, Tensor packed, Tensor scales, Tensor? bias, bool quantize_x) -> Tensor");
   // One decode step through every layer (the CPU fast path: int4 / int8 linears, fused attention; decode_layers.cpp).
   m.def("decode_layers(Tensor x, Tensor?[] params, int[] kinds, Tensor?[] caches, Tensor?[] memory, Tensor positions, "
-        "int kv_end, Tensor? mask, float scale, int n_head, bool gelu, float eps, bool vnni, Tensor? cross_rows) -> Tensor");
+        "int kv_end, Tensor? mask, float scale, int n_head, bool gelu, float eps, bool vnni, Tensor? cross_rows) "
+        "-> Tensor");
   // The decode step's input: the codebooks' embeddings summed, plus the position's (decode_layers.cpp).
   m.def("embed_rows(Tensor tokens, Tensor[] tables, Tensor table, Tensor positions) -> Tensor");
   // CONTINUO_STEP_PROFILE=1: seconds per op class inside decode_layers since the last reset (decode_layers.cpp).
