@@ -29,7 +29,7 @@ import torch
 PROFILE_VARIABLE = "CONTINUO_STEP_PROFILE"
 # decode_layers_profile's slots (csrc/decode_layers.cpp: enum Part), in order
 LAYER_PARTS = ("norm", "qkv", "cache_write", "self_attention", "self_out", "cross_q", "cross_attention",
-               "cross_out", "ffn_in", "activation", "ffn_out", "residual_and_args")
+               "cross_out", "ffn_in", "activation", "ffn_out", "residual_and_args", "setup")
 
 
 class Timers:

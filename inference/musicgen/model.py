@@ -397,11 +397,8 @@ class MusicGenDecoder(nn.Module):
         x = self.embed_rows(tokens, rows.positions)
         fast = self.fast_layers(x, layer_memory)
         if fast is not None:
-            params, kinds, caches, memory, cross_rows, vnni = fast
-            layer = self.layers[0]
-            x = torch.ops.continuo_cpu.decode_layers(
-                x, params, kinds, caches, memory, rows.positions, kv_end, rows.mask, layer.attention.scale,
-                self.args.n_head, self.args.activation == "gelu", layer.attention_norm.eps, vnni, cross_rows)
+            plan = self.fast_plan(fast, x.shape[0])
+            x = torch.ops.continuo_cpu.decode_planned(x, plan.number, rows.positions, kv_end, rows.mask)
             return self.head_logits(x)
         for layer, per_layer in zip(self.layers, layer_memory):
             x = layer(x, rows.positions, kv_end, per_layer, rows)
@@ -423,7 +420,44 @@ class MusicGenDecoder(nn.Module):
     fast_step = True  # False: decode_rows keeps the layer loop in Python (the A/B and the tests' reference)
     skip_silent_cross = True  # the one-call step skips rows whose text memory is zeros (fast_memory); False: the A/B
     # what the one-call step (fast_layers) and the fused heads (fused_heads) keep between steps, in __dict__
-    KEPT_CALLS = ("_fast_weights", "_fast_caches", "_fast_memory", "_fast_heads")
+    KEPT_CALLS = ("_fast_weights", "_fast_caches", "_fast_memory", "_fast_heads", "_fast_plan", "_fast_watch")
+
+    def structure_watch(self) -> tuple:
+        """What fast_layers' lists hang on, and how a step checks it: the `_modules` dicts from the decoder down to
+        each layer's linears, norms and cache with a snapshot of their values (a module replaced in any of them
+        makes its tuple differ; the tuples hold the modules, so no id is reused), the attentions' __dict__ with
+        their decode_op, and the identity key and cache objects they give. Checking the snapshot costs a step about
+        half of walking the layers for the key (0.14 ms at musicgen-small)."""
+        dicts, attentions, key, cache_key = [self._modules, self.layers._modules], [], [], []
+        for layer in self.layers:
+            modules = layer._modules
+            attention, ffn, cross = modules["attention"], modules["ffn"], modules.get("cross_attention")
+            own = attention._modules
+            dicts += [modules, own, ffn._modules] + ([] if cross is None else [cross._modules])
+            attentions += [attention.__dict__] + ([] if cross is None else [cross.__dict__])
+            key += (id(own["wqkv"]), id(own["wo"]), id(ffn._modules["w1"]), id(ffn._modules["w2"]),
+                    id(modules["attention_norm"]), id(attention.__dict__.get("decode_op")),
+                    id(None if cross is None else cross._modules["wq"]))
+            cache_key.append(own.get("kv_cache"))
+        return (dicts, [tuple(d.values()) for d in dicts], attentions, [d.get("decode_op") for d in attentions], key,
+                cache_key)
+
+    def fast_plan(self, fast: tuple, rows: int) -> KeptPlan:
+        """The one-call step's plan for fast_layers' lists (decode_layers.cpp: decode_plan): every pointer checked
+        once and the lists held in C++, so a step passes none of them (turning their 888 items into IValues at the
+        call, and checking them, cost a step about 0.3 ms). Kept while the lists are the same objects and the rows
+        as many; a new plan frees the last."""
+        params, kinds, caches, memory, cross_rows, vnni = fast
+        held = self.__dict__.get("_fast_plan")
+        if (held is None or held.rows != rows or held.lists[0] is not params or held.lists[1] is not caches
+                or held.lists[2] is not memory):
+            layer = self.layers[0]
+            number = torch.ops.continuo_cpu.decode_plan(
+                params, kinds, caches, memory, cross_rows, rows, self.args.dim, layer.attention.scale,
+                self.args.n_head, self.args.activation == "gelu", layer.attention_norm.eps, vnni)
+            held = KeptPlan(number, (params, caches, memory), rows)
+            self.__dict__["_fast_plan"] = held
+        return held
 
     def kept_calls(self) -> list:
         """The objects the step keeps between calls (KEPT_CALLS): a copy of the modules rebuilds its own."""
@@ -446,14 +480,12 @@ class MusicGenDecoder(nn.Module):
         nn.Module's attribute lookup: that check alone cost 0.24 ms a step at musicgen-small)."""
         if not self.fast_step or x.dtype != torch.float32 or x.device.type != "cpu":
             return None
-        key, cache_key = [], []
-        for layer in self.layers:
-            modules = layer._modules
-            attention, ffn, cross = modules["attention"], modules["ffn"]._modules, modules.get("cross_attention")
-            own = attention._modules
-            key += (id(own["wqkv"]), id(own["wo"]), id(ffn["w1"]), id(ffn["w2"]), id(modules["attention_norm"]),
-                    id(attention.__dict__.get("decode_op")), id(None if cross is None else cross._modules["wq"]))
-            cache_key.append(own.get("kv_cache"))
+        watch = self.__dict__.get("_fast_watch")
+        if (watch is None or [tuple(d.values()) for d in watch[0]] != watch[1]
+                or [d.get("decode_op") for d in watch[2]] != watch[3]):
+            watch = self.structure_watch()
+            self.__dict__["_fast_watch"] = watch
+        key, cache_key = watch[4], watch[5]
         held = self.__dict__.get("_fast_weights")
         if held is None or held[0] != key:
             held = (key, fast_weights(self))
@@ -475,6 +507,28 @@ class MusicGenDecoder(nn.Module):
                       *fast_memory(layer_memory, x.shape[0], self.skip_silent_cross))
             self.__dict__["_fast_memory"] = memory
         return params, kinds, caches[1], memory[3], memory[4], vnni
+
+
+class KeptPlan:
+    """A decode plan our kernels keep under a number (decode_layers.cpp: decode_plan), freed when this goes; the lists
+    it was made from (held by the plan in C++ too) and its rows. A copy is None: a copied decoder makes its own."""
+
+    __slots__ = ("number", "lists", "rows")
+
+    def __init__(self, number: int, lists: tuple, rows: int):
+        self.number, self.lists, self.rows = number, lists, rows
+
+    def __del__(self) -> None:
+        try:
+            torch.ops.continuo_cpu.decode_plan_free(self.number)
+        except Exception:  # the interpreter shutting down: the library may be gone first
+            pass
+
+    def __copy__(self) -> None:
+        return None
+
+    def __deepcopy__(self, memo: dict) -> None:
+        return None
 
 
 def fast_caches(caches: list) -> list | None:

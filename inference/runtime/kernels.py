@@ -111,7 +111,8 @@ SOURCES = tuple(Path(__file__).with_name("csrc") / name
                 for name in ("ops.cpp", "parallel.cpp", "decode_attention.cpp", "int8_linear.cpp", "cache_write.cpp",
                              "int4_linear.cpp", "decode_layers.cpp", "sampling.cpp"))
 OPS = ("decode_attention", "cache_write", "int8_linear", "int8_linear_uses_vnni", "int4_linear", "decode_layers",
-       "decode_layers_profile", "embed_rows", "guided_sample", "guided_probs", "guided_sample_capability")
+       "decode_layers_profile", "decode_plan", "decode_planned", "decode_plan_free", "embed_rows", "guided_sample",
+       "guided_probs", "guided_sample_capability")
 PORTABLE_VARIABLE = "CONTINUO_KERNELS_PORTABLE"  # "1": build the portable loops only (the tests' second build)
 STALE_LOCK_S = 600.0  # a build takes about 25 s; a lock this old belongs to a build that died
 NOTES_FILE = "build-notes.txt"  # beside the library: what its build left out (flags the compiler refused)

@@ -38,6 +38,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
 #include <vector>
 
 namespace {
@@ -48,7 +51,7 @@ namespace {
 // them). Off, a timer point costs one predictable branch.
 enum Part : int {
   NORM, QKV, CACHE_WRITE, SELF_ATTENTION, SELF_OUT, CROSS_Q, CROSS_ATTENTION, CROSS_OUT, FFN_IN, ACTIVATION, FFN_OUT,
-  RESIDUAL, TOTAL, CALLS, PARTS
+  RESIDUAL, SETUP, TOTAL, CALLS, PARTS
 };
 std::array<double, PARTS> profile_wall{}, profile_cpu{};
 
@@ -106,6 +109,7 @@ std::vector<double> decode_layers_profile(bool reset) {
 
 constexpr int64_t PARAMS = 30, LINEARS = 6, CACHES = 4, MEMORY = 3;
 constexpr int64_t LINEAR_SLOTS[LINEARS] = {2, 6, 12, 16, 22, 26};  // each linear's first slot in a layer's params
+constexpr int64_t NORM_SLOTS[3] = {0, 10, 20};  // each LayerNorm's weight slot (its bias is the next)
 
 using Opt = std::optional<at::Tensor>;
 
@@ -231,61 +235,101 @@ void add_into(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
-at::Tensor decode_layers(const at::Tensor& x_in, const c10::List<Opt>& params, at::IntArrayRef kinds,
-                         const c10::List<Opt>& caches, const c10::List<Opt>& memory, const at::Tensor& positions,
-                         int64_t kv_end, const Opt& mask, double scale, int64_t n_head, bool gelu, double eps,
-                         bool vnni, const Opt& cross_rows_in) {
-  TORCH_CHECK(x_in.scalar_type() == at::kFloat && x_in.dim() == 3 && x_in.size(1) == 1,
-              "decode_layers: x must be (B, 1, dim) float32");
+// What a step needs that stays the same from step to step: every linear's, cache's and text memory's checked raw
+// pointers, the LayerNorms' weights, the rows that run the cross-attention, and the argument lists that hold all
+// of it alive. decode_layers builds one per call; decode_plan keeps one under a number for decode_planned, so a
+// step passes no list at all. Passing the lists cost a step about 0.2 ms (888 list items turned into IValues at
+// the call) and checking them 0.1 ms (issue 24; 2026-12-07, musicgen-small int4, 2 threads).
+struct Plan {
+  c10::List<Opt> params, caches, memory;  // hold the tensors the pointers below point into
+  std::vector<int64_t> kinds;
+  int64_t layers = 0, rows = 0, dim = 0, ffn = 0, n_head = 0, head_dim = 0, R = 0;
+  double scale = 1.0, eps = 1e-5;
+  bool gelu = true, vnni = true, some_silent = false;
+  std::vector<int64_t> cross_rows, silent_rows;  // cross_rows: those that run the cross-attention (R of them)
+  std::vector<LinearRef> refs;                   // LINEARS per layer
+  std::vector<const float*> norms;               // 6 per layer: attention, cross-attention, feed-forward (w, b)
+  std::vector<CacheRef> cache_refs;
+  std::vector<AttentionRef> cross_refs;          // all but q and out, which a step sets
+  std::vector<at::Tensor> cross_masks;
+};
+
+const float* norm_weight(const c10::List<Opt>& params, int64_t slot, int64_t dim) {
+  const Opt item = params.get(slot);
+  if (!item.has_value() || !item->defined()) return nullptr;
+  TORCH_CHECK(item->scalar_type() == at::kFloat && item->is_contiguous() && item->numel() == dim,
+              "decode_layers: a LayerNorm's weights must be (", dim, ",) float32");
+  return item->data_ptr<float>();
+}
+
+std::shared_ptr<Plan> make_plan(const c10::List<Opt>& params, at::IntArrayRef kinds, const c10::List<Opt>& caches,
+                                const c10::List<Opt>& memory, const Opt& cross_rows_in, int64_t B, int64_t dim,
+                                double scale, int64_t n_head, bool gelu, double eps, bool vnni) {
+  auto plan = std::make_shared<Plan>();
+  Plan& P = *plan;
   const int64_t layers = static_cast<int64_t>(kinds.size()) / LINEARS;
   TORCH_CHECK(static_cast<int64_t>(params.size()) == layers * PARAMS &&
                   static_cast<int64_t>(caches.size()) == layers * CACHES &&
                   static_cast<int64_t>(memory.size()) == layers * MEMORY,
               "decode_layers: ", layers, " layers need ", PARAMS, " params, ", CACHES, " caches and ", MEMORY,
               " memory slots each");
-  const int64_t B = x_in.size(0), dim = x_in.size(2), head_dim = dim / n_head;
+  TORCH_CHECK(n_head > 0 && dim % n_head == 0, "decode_layers: ", n_head, " heads do not divide a width of ", dim);
+  P.params = params;
+  P.caches = caches;
+  P.memory = memory;
+  P.kinds.assign(kinds.begin(), kinds.end());
+  P.layers = layers;
+  P.rows = B;
+  P.dim = dim;
+  P.n_head = n_head;
+  P.head_dim = dim / n_head;
+  P.scale = scale;
+  P.eps = eps;
+  P.gelu = gelu;
+  P.vnni = vnni;
+  const int64_t head_dim = P.head_dim;
   // the rows that run the cross-attention (cross_rows, or every row) and those that only get its bias
-  std::vector<int64_t> cross_rows, silent_rows;
-  const bool some_silent = cross_rows_in.has_value() && cross_rows_in->defined();
-  if (some_silent) {
+  P.some_silent = cross_rows_in.has_value() && cross_rows_in->defined();
+  if (P.some_silent) {
     const at::Tensor rows = cross_rows_in->to(at::kLong).contiguous();
     const int64_t* r = rows.data_ptr<int64_t>();
-    cross_rows.assign(r, r + rows.numel());
-    for (size_t i = 0; i < cross_rows.size(); ++i)
-      TORCH_CHECK(cross_rows[i] >= 0 && cross_rows[i] < B && (i == 0 || cross_rows[i] > cross_rows[i - 1]),
+    P.cross_rows.assign(r, r + rows.numel());
+    for (size_t i = 0; i < P.cross_rows.size(); ++i)
+      TORCH_CHECK(P.cross_rows[i] >= 0 && P.cross_rows[i] < B && (i == 0 || P.cross_rows[i] > P.cross_rows[i - 1]),
                   "decode_layers: cross_rows must be ascending rows of the batch of ", B);
     for (int64_t b = 0, i = 0; b < B; ++b) {
-      if (i < static_cast<int64_t>(cross_rows.size()) && cross_rows[i] == b) ++i;
-      else silent_rows.push_back(b);
+      if (i < static_cast<int64_t>(P.cross_rows.size()) && P.cross_rows[i] == b) ++i;
+      else P.silent_rows.push_back(b);
     }
   }
-  const int64_t R = some_silent ? static_cast<int64_t>(cross_rows.size()) : B;
-  // every layer's linears, checked once; the buffers their outputs go to, made once a call
-  std::vector<LinearRef> refs(layers * LINEARS);
-  for (int64_t layer = 0; layer < layers; ++layer)
-    for (int64_t i = 0; i < LINEARS; ++i)
-      refs[layer * LINEARS + i] = linear_ref(params, layer * PARAMS + LINEAR_SLOTS[i], kinds[layer * LINEARS + i]);
-  const int64_t ffn = layers > 0 ? refs[4].N : 0;
+  const int64_t R = P.R = P.some_silent ? static_cast<int64_t>(P.cross_rows.size()) : B;
+  // every layer's linears and norms
+  P.refs.resize(layers * LINEARS);
+  P.norms.resize(layers * 6);
   for (int64_t layer = 0; layer < layers; ++layer) {
-    const LinearRef* l = refs.data() + layer * LINEARS;
+    for (int64_t i = 0; i < LINEARS; ++i)
+      P.refs[layer * LINEARS + i] = linear_ref(params, layer * PARAMS + LINEAR_SLOTS[i], kinds[layer * LINEARS + i]);
+    for (int64_t i = 0; i < 3; ++i) {
+      const int64_t slot = layer * PARAMS + NORM_SLOTS[i];
+      P.norms[layer * 6 + 2 * i] = norm_weight(params, slot, dim);
+      P.norms[layer * 6 + 2 * i + 1] = norm_weight(params, slot + 1, dim);
+      TORCH_CHECK((i == 1 && kinds[layer * LINEARS + 2] == 0) ||
+                      (P.norms[layer * 6 + 2 * i] != nullptr && P.norms[layer * 6 + 2 * i + 1] != nullptr),
+                  "decode_layers: layer ", layer, "'s LayerNorm ", i, " is missing");
+    }
+  }
+  const int64_t ffn = P.ffn = layers > 0 ? P.refs[4].N : 0;
+  for (int64_t layer = 0; layer < layers; ++layer) {
+    const LinearRef* l = P.refs.data() + layer * LINEARS;
     TORCH_CHECK(l[0].N == 3 * dim && l[0].K == dim && l[1].N == dim && l[1].K == dim && l[4].N == ffn &&
                     l[4].K == dim && l[5].N == dim && l[5].K == ffn &&
                     (l[2].kind == 0 || (l[2].N == dim && l[2].K == dim && l[3].N == dim && l[3].K == dim)),
                 "decode_layers: layer ", layer, "'s linears do not fit a width of ", dim, " and ", ffn);
   }
-  // every layer's cache (rows 0..B-1 are this call's) and text memory, checked once; positions and the mask once
-  const at::Tensor where = positions.to(at::kLong).contiguous();
-  TORCH_CHECK(where.numel() == B, "decode_layers: one position per row");
-  const int64_t* pos = where.data_ptr<int64_t>();
-  at::Tensor self_mask;
-  if (mask.has_value() && mask->defined()) {
-    self_mask = mask->to(at::kBool).contiguous();
-    TORCH_CHECK(self_mask.dim() == 2 && self_mask.size(0) == B && self_mask.size(1) == kv_end,
-                "decode_layers: mask must be (B, kv_end)");
-  }
-  std::vector<CacheRef> cache_refs(layers);
-  std::vector<AttentionRef> self_refs(layers), cross_refs(layers);
-  std::vector<at::Tensor> cross_masks(layers);
+  // every layer's cache (rows 0..B-1 are the step's) and text memory
+  P.cache_refs.resize(layers);
+  P.cross_refs.resize(layers);
+  P.cross_masks.resize(layers);
   for (int64_t layer = 0; layer < layers; ++layer) {
     const int64_t c = layer * CACHES;
     const at::Tensor k_cache = need(caches, c), v_cache = need(caches, c + 1);
@@ -293,33 +337,10 @@ at::Tensor decode_layers(const at::Tensor& x_in, const c10::List<Opt>& params, a
     TORCH_CHECK(k_cache.dim() == 4 && k_cache.size(0) >= B && k_cache.size(1) == n_head && k_cache.size(3) == head_dim,
                 "decode_layers: layer ", layer, "'s cache ", k_cache.sizes(), " does not hold ", B, " rows of ",
                 n_head, " heads of ", head_dim);
-    const CacheRef& cr = cache_refs[layer] = cache_ref(k_cache, v_cache, k_scale, v_scale);  // cache_write.cpp
-    TORCH_CHECK(kv_end >= 1 && kv_end <= cr.length, "decode_layers: kv_end ", kv_end, " outside the cache of ",
-                cr.length);
-    for (int64_t b = 0; b < B; ++b)
-      TORCH_CHECK(pos[b] >= 0 && pos[b] < cr.length, "decode_layers: position ", pos[b], " outside the cache of ",
-                  cr.length);
-    AttentionRef& a = self_refs[layer];  // decode_attention.cpp; q and out are set per step below
-    a.k = cr.k;
-    a.v = cr.v;
-    a.k_b = a.v_b = cr.stride_b;
-    a.k_h = a.v_h = cr.stride_h;
-    a.k_t = a.v_t = cr.stride_t;
-    a.dtype = cr.dtype;
-    if (cr.k_scale != nullptr) {  // the attention reads the scales as (B, H, T) rows
-      TORCH_CHECK(cr.scale_t == 1 && cr.scale_h == cr.length && cr.scale_b == n_head * cr.length,
-                  "decode_layers: an int8 cache's scales must be contiguous (B, H, T, 1)");
-      a.k_scales = cr.k_scale;
-      a.v_scales = cr.v_scale;
-      a.scale_heads = n_head;
-    }
-    a.positions = cr.length;
-    a.mask = self_mask.defined() ? self_mask.data_ptr<bool>() : nullptr;
-    a.batch = B;
-    a.heads = n_head;
-    a.dim = head_dim;
-    a.n = kv_end;
-    a.scale = static_cast<float>(scale);
+    const CacheRef& cr = P.cache_refs[layer] = cache_ref(k_cache, v_cache, k_scale, v_scale);  // cache_write.cpp
+    TORCH_CHECK(cr.k_scale == nullptr ||
+                    (cr.scale_t == 1 && cr.scale_h == cr.length && cr.scale_b == n_head * cr.length),
+                "decode_layers: an int8 cache's scales must be contiguous (B, H, T, 1)");  // read as (B, H, T)
     if (kinds[layer * LINEARS + 2] == 0 || R == 0) continue;
     const int64_t m = layer * MEMORY;
     const at::Tensor keys = need(memory, m), values = need(memory, m + 1);
@@ -329,32 +350,63 @@ at::Tensor decode_layers(const at::Tensor& x_in, const c10::List<Opt>& params, a
                     (keys.scalar_type() == at::kFloat || keys.scalar_type() == at::kBFloat16),
                 "decode_layers: layer ", layer, "'s text keys and values ", keys.sizes(), " must be (", R, ", ",
                 n_head, ", S, ", head_dim, ") fp32 or bf16, the rows cross_rows names");
-    AttentionRef& x_ref = cross_refs[layer];
-    x_ref.k = keys.data_ptr();
-    x_ref.v = values.data_ptr();
-    x_ref.k_b = keys.stride(0);
-    x_ref.k_h = keys.stride(1);
-    x_ref.k_t = keys.stride(2);
-    x_ref.v_b = values.stride(0);
-    x_ref.v_h = values.stride(1);
-    x_ref.v_t = values.stride(2);
-    x_ref.dtype = keys.scalar_type();
-    x_ref.positions = keys.size(2);
+    AttentionRef& t = P.cross_refs[layer];  // decode_attention.cpp
+    t.k = keys.data_ptr();
+    t.v = values.data_ptr();
+    t.k_b = keys.stride(0);
+    t.k_h = keys.stride(1);
+    t.k_t = keys.stride(2);
+    t.v_b = values.stride(0);
+    t.v_h = values.stride(1);
+    t.v_t = values.stride(2);
+    t.dtype = keys.scalar_type();
+    t.positions = keys.size(2);
     const Opt text_mask = memory.get(m + 2);
     if (text_mask.has_value() && text_mask->defined()) {
-      cross_masks[layer] = text_mask->to(at::kBool).contiguous();
-      TORCH_CHECK(cross_masks[layer].dim() == 2 && cross_masks[layer].size(0) == R &&
-                      cross_masks[layer].size(1) == keys.size(2),
+      P.cross_masks[layer] = text_mask->to(at::kBool).contiguous();
+      TORCH_CHECK(P.cross_masks[layer].dim() == 2 && P.cross_masks[layer].size(0) == R &&
+                      P.cross_masks[layer].size(1) == keys.size(2),
                   "decode_layers: layer ", layer, "'s text mask must be (", R, ", ", keys.size(2), ")");
-      x_ref.mask = cross_masks[layer].data_ptr<bool>();
+      t.mask = P.cross_masks[layer].data_ptr<bool>();
     }
-    x_ref.batch = R;
-    x_ref.heads = n_head;
-    x_ref.dim = head_dim;
-    x_ref.n = keys.size(2);
-    x_ref.scale = static_cast<float>(scale);
+    t.batch = R;
+    t.heads = n_head;
+    t.dim = head_dim;
+    t.n = keys.size(2);
+    t.scale = static_cast<float>(scale);
   }
+  return plan;
+}
+
+// One step of the plan: x (B, 1, dim) at positions (B,), attending to kv_end cached positions (mask (B, kv_end) or
+// None: all of them).
+at::Tensor run_plan(const Plan& P, const at::Tensor& x_in, const at::Tensor& positions, int64_t kv_end,
+                    const Opt& mask) {
   Laps laps;
+  TORCH_CHECK(x_in.scalar_type() == at::kFloat && x_in.dim() == 3 && x_in.size(1) == 1 && x_in.size(0) == P.rows &&
+                  x_in.size(2) == P.dim,
+              "decode_layers: x must be (", P.rows, ", 1, ", P.dim, ") float32, the rows the step was set up for");
+  const int64_t B = P.rows, dim = P.dim, ffn = P.ffn, n_head = P.n_head, head_dim = P.head_dim, R = P.R;
+  const int64_t layers = P.layers;
+  const bool some_silent = P.some_silent, vnni = P.vnni;
+  const double eps = P.eps;
+  const std::vector<int64_t>& cross_rows = P.cross_rows;
+  const at::Tensor where = positions.to(at::kLong).contiguous();
+  TORCH_CHECK(where.numel() == B, "decode_layers: one position per row");
+  const int64_t* pos = where.data_ptr<int64_t>();
+  at::Tensor self_mask;
+  if (mask.has_value() && mask->defined()) {
+    self_mask = mask->to(at::kBool).contiguous();
+    TORCH_CHECK(self_mask.dim() == 2 && self_mask.size(0) == B && self_mask.size(1) == kv_end,
+                "decode_layers: mask must be (B, kv_end)");
+  }
+  for (const CacheRef& cr : P.cache_refs) {
+    TORCH_CHECK(kv_end >= 1 && kv_end <= cr.length, "decode_layers: kv_end ", kv_end, " outside the cache of ",
+                cr.length);
+    for (int64_t b = 0; b < B; ++b)
+      TORCH_CHECK(pos[b] >= 0 && pos[b] < cr.length, "decode_layers: position ", pos[b], " outside the cache of ",
+                  cr.length);
+  }
   at::Tensor x = x_in.contiguous().clone();
   at::Tensor h = at::empty_like(x);
   float* xp = x.data_ptr<float>();
@@ -368,10 +420,11 @@ at::Tensor decode_layers(const at::Tensor& x_in, const c10::List<Opt>& params, a
   // the cross-attention's rows, gathered (cross_rows), or h itself
   at::Tensor h_cross = some_silent ? at::empty({R, 1, dim}, x.options()) : h;
   float* hcp = h_cross.data_ptr<float>();
-  auto norm = [&](int64_t slot) {
-    laps.lap(RESIDUAL);  // what ran since the last lap: the residual add and the argument lookups
-    const at::Tensor w = need(params, slot), b = need(params, slot + 1);
-    layer_norm(xp, w.data_ptr<float>(), b.data_ptr<float>(), hp, B, dim, eps);
+  laps.lap(SETUP);  // positions and the mask checked, the buffers made
+  auto norm = [&](int64_t layer, int64_t which) {
+    laps.lap(RESIDUAL);  // what ran since the last lap: the residual add
+    const float* const* wb = P.norms.data() + layer * 6 + 2 * which;
+    layer_norm(xp, wb[0], wb[1], hp, B, dim, eps);
     laps.lap(NORM);
   };
   auto residual = [&](const LinearRef& l, const float* input, Part part) {
@@ -380,18 +433,37 @@ at::Tensor decode_layers(const at::Tensor& x_in, const c10::List<Opt>& params, a
     add_into(xp, outp, B * dim);
   };
   for (int64_t layer = 0; layer < layers; ++layer) {
-    const int64_t p = layer * PARAMS;
-    const int64_t* kind = kinds.data() + layer * LINEARS;
-    const LinearRef* l = refs.data() + layer * LINEARS;
+    const int64_t* kind = P.kinds.data() + layer * LINEARS;
+    const LinearRef* l = P.refs.data() + layer * LINEARS;
+    const float* const* norms = P.norms.data() + layer * 6;
     // self-attention: qkv, the new key and value into the cache at each row's position, attention over the cache
-    norm(p + 0);
+    norm(layer, 0);
     run_linear(l[0], hp, B, qkvp, vnni);  // (B, 1, 3 dim): q, k, v, each (H, D) per row
     laps.lap(QKV);
     const int64_t qkv_strides[2] = {3 * dim, head_dim};  // row, head
-    cache_write_rows(cache_refs[layer], qkvp + dim, qkv_strides, qkvp + 2 * dim, qkv_strides, B, n_head, head_dim,
+    cache_write_rows(P.cache_refs[layer], qkvp + dim, qkv_strides, qkvp + 2 * dim, qkv_strides, B, n_head, head_dim,
                      pos);
     laps.lap(CACHE_WRITE);
-    AttentionRef& a = self_refs[layer];
+    AttentionRef a;  // decode_attention.cpp
+    const CacheRef& cr = P.cache_refs[layer];
+    a.k = cr.k;
+    a.v = cr.v;
+    a.k_b = a.v_b = cr.stride_b;
+    a.k_h = a.v_h = cr.stride_h;
+    a.k_t = a.v_t = cr.stride_t;
+    a.dtype = cr.dtype;
+    if (cr.k_scale != nullptr) {  // the scales read as (B, H, T) rows (make_plan checked their layout)
+      a.k_scales = cr.k_scale;
+      a.v_scales = cr.v_scale;
+      a.scale_heads = n_head;
+    }
+    a.positions = cr.length;
+    a.mask = self_mask.defined() ? self_mask.data_ptr<bool>() : nullptr;
+    a.batch = B;
+    a.heads = n_head;
+    a.dim = head_dim;
+    a.n = kv_end;
+    a.scale = static_cast<float>(P.scale);
     a.q = qkvp;
     a.q_b = 3 * dim;
     a.q_h = head_dim;
@@ -399,35 +471,34 @@ at::Tensor decode_layers(const at::Tensor& x_in, const c10::List<Opt>& params, a
     attention_rows(a);
     laps.lap(SELF_ATTENTION);
     if (kind[2] != 0) {  // the next norm's weights, cold every step, asked for while the linear streams
-      prefetch_l2(need(params, p + 10).data_ptr(), dim * 4);
-      prefetch_l2(need(params, p + 11).data_ptr(), dim * 4);
+      prefetch_l2(norms[2], dim * 4);
+      prefetch_l2(norms[3], dim * 4);
     }
     residual(l[1], attp, SELF_OUT);
     // cross-attention on the text (absent in melody models), for cross_rows (every row when it is None)
     if (kind[2] != 0) {
       const float* q_in = hp;
       if (!some_silent) {
-        norm(p + 10);
+        norm(layer, 1);
       } else {
         laps.lap(RESIDUAL);
-        const at::Tensor w = need(params, p + 10), b = need(params, p + 11);
         for (int64_t i = 0; i < R; ++i)
-          layer_norm(xp + cross_rows[i] * dim, w.data_ptr<float>(), b.data_ptr<float>(), hcp + i * dim, 1, dim, eps);
+          layer_norm(xp + cross_rows[i] * dim, norms[2], norms[3], hcp + i * dim, 1, dim, eps);
         laps.lap(NORM);
         q_in = hcp;
       }
       if (R > 0) {
         run_linear(l[2], q_in, R, q_cross.data_ptr<float>(), vnni);
         laps.lap(CROSS_Q);
-        AttentionRef& text = cross_refs[layer];
+        AttentionRef text = P.cross_refs[layer];
         text.q = q_cross.data_ptr<float>();
         text.q_b = dim;
         text.q_h = head_dim;
         text.out = attp;
         attention_rows(text);
         laps.lap(CROSS_ATTENTION);
-        prefetch_l2(need(params, p + 20).data_ptr(), dim * 4);  // as above, the feed-forward's norm
-        prefetch_l2(need(params, p + 21).data_ptr(), dim * 4);
+        prefetch_l2(norms[4], dim * 4);  // as above, the feed-forward's norm
+        prefetch_l2(norms[5], dim * 4);
         run_linear(l[3], attp, R, outp, vnni);
         laps.lap(CROSS_OUT);
         if (!some_silent) {
@@ -437,19 +508,62 @@ at::Tensor decode_layers(const at::Tensor& x_in, const c10::List<Opt>& params, a
         }
       }
       if (some_silent && l[3].bias.defined()) {  // a silent row's output projection: its bias alone
-        for (const int64_t row : silent_rows) add_into(xp + row * dim, l[3].bias.data_ptr<float>(), dim);
+        for (const int64_t row : P.silent_rows) add_into(xp + row * dim, l[3].bias.data_ptr<float>(), dim);
       }
     }
     // feed-forward
-    norm(p + 20);
+    norm(layer, 2);
     run_linear(l[4], hp, B, hidden.data_ptr<float>(), vnni);
     laps.lap(FFN_IN);
-    (gelu ? gelu_inplace : relu_inplace)(hidden.data_ptr<float>(), hidden.numel());
+    (P.gelu ? gelu_inplace : relu_inplace)(hidden.data_ptr<float>(), hidden.numel());
     laps.lap(ACTIVATION);
     residual(l[5], hidden.data_ptr<float>(), FFN_OUT);
   }
   laps.finish();
   return x;
+}
+
+at::Tensor decode_layers(const at::Tensor& x_in, const c10::List<Opt>& params, at::IntArrayRef kinds,
+                         const c10::List<Opt>& caches, const c10::List<Opt>& memory, const at::Tensor& positions,
+                         int64_t kv_end, const Opt& mask, double scale, int64_t n_head, bool gelu, double eps,
+                         bool vnni, const Opt& cross_rows) {
+  TORCH_CHECK(x_in.scalar_type() == at::kFloat && x_in.dim() == 3 && x_in.size(1) == 1,
+              "decode_layers: x must be (B, 1, dim) float32");
+  const auto plan = make_plan(params, kinds, caches, memory, cross_rows, x_in.size(0), x_in.size(2), scale, n_head,
+                              gelu, eps, vnni);
+  return run_plan(*plan, x_in, positions, kv_end, mask);
+}
+
+// Plans kept under a number (decode_plan -> decode_planned ... decode_plan_free): MusicGenDecoder.fast_plan makes
+// one when its argument lists are built and frees it when they are let go.
+std::mutex plans_lock;
+std::unordered_map<int64_t, std::shared_ptr<const Plan>> plans;
+int64_t next_plan = 1;
+
+int64_t decode_plan(const c10::List<Opt>& params, at::IntArrayRef kinds, const c10::List<Opt>& caches,
+                    const c10::List<Opt>& memory, const Opt& cross_rows, int64_t rows, int64_t dim, double scale,
+                    int64_t n_head, bool gelu, double eps, bool vnni) {
+  auto plan = make_plan(params, kinds, caches, memory, cross_rows, rows, dim, scale, n_head, gelu, eps, vnni);
+  std::lock_guard<std::mutex> guard(plans_lock);
+  plans[next_plan] = std::move(plan);
+  return next_plan++;
+}
+
+void decode_plan_free(int64_t id) {
+  std::lock_guard<std::mutex> guard(plans_lock);
+  plans.erase(id);
+}
+
+at::Tensor decode_planned(const at::Tensor& x, int64_t id, const at::Tensor& positions, int64_t kv_end,
+                          const Opt& mask) {
+  std::shared_ptr<const Plan> plan;
+  {
+    std::lock_guard<std::mutex> guard(plans_lock);
+    const auto found = plans.find(id);
+    TORCH_CHECK(found != plans.end(), "decode_planned: no plan ", id, " (freed, or made in another process)");
+    plan = found->second;
+  }
+  return run_plan(*plan, x, positions, kv_end, mask);
 }
 
 // x (B, 1, dim) = sum over codebooks k of tables[k][tokens[b, k]], then + positions_table[positions[b]]: the decode
@@ -499,6 +613,11 @@ at::Tensor embed_rows(const at::Tensor& tokens_in, const std::vector<at::Tensor>
 
 TORCH_LIBRARY_IMPL(continuo_cpu, CPU, m) {
   m.impl("decode_layers", &decode_layers);
+  m.impl("decode_planned", &decode_planned);
   m.impl("embed_rows", &embed_rows);
 }
-TORCH_LIBRARY_IMPL(continuo_cpu, CatchAll, m) { m.impl("decode_layers_profile", &decode_layers_profile); }
+TORCH_LIBRARY_IMPL(continuo_cpu, CatchAll, m) {
+  m.impl("decode_layers_profile", &decode_layers_profile);
+  m.impl("decode_plan", &decode_plan);
+  m.impl("decode_plan_free", &decode_plan_free);
+}

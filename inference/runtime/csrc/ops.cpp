@@ -21,6 +21,11 @@ TORCH_LIBRARY(continuo_cpu, m) {
   m.def("decode_layers(Tensor x, Tensor?[] params, int[] kinds, Tensor?[] caches, Tensor?[] memory, Tensor positions, "
         "int kv_end, Tensor? mask, float scale, int n_head, bool gelu, float eps, bool vnni, Tensor? cross_rows) "
         "-> Tensor");
+  // The same step on a plan kept under a number: the lists checked and held once (decode_layers.cpp).
+  m.def("decode_plan(Tensor?[] params, int[] kinds, Tensor?[] caches, Tensor?[] memory, Tensor? cross_rows, int rows, "
+        "int dim, float scale, int n_head, bool gelu, float eps, bool vnni) -> int");
+  m.def("decode_planned(Tensor x, int plan, Tensor positions, int kv_end, Tensor? mask) -> Tensor");
+  m.def("decode_plan_free(int plan) -> ()");
   // The decode step's input: the codebooks' embeddings summed, plus the position's (decode_layers.cpp).
   m.def("embed_rows(Tensor tokens, Tensor[] tables, Tensor table, Tensor positions) -> Tensor");
   // CONTINUO_STEP_PROFILE=1: seconds per op class inside decode_layers since the last reset (decode_layers.cpp).

@@ -300,3 +300,47 @@ def test_the_step_input_in_one_call_has_the_bits_of_the_torch_ops():
         assert torch.equal(decoder.embed_rows(tokens, positions), want)  # the torch path, off the fast step
         with pytest.raises(RuntimeError, match="outside its table"):
             torch.ops.continuo_cpu.embed_rows(tokens + 100, tables, decoder.positions, positions)
+
+
+def test_the_step_plan_is_kept_rebuilt_with_its_lists_and_freed():
+    """fast_plan keeps one decode plan (decode_layers.cpp) while fast_layers' lists are the same objects, makes a
+    new one when the memory list changes and frees the old (its number then refused by name); a step on the plan
+    gives the per-call op's logits bit for bit; x of another batch size is refused; a copy holds no plan."""
+    import copy
+
+    from inference.musicgen.model import RowPositions
+    from inference.runtime.kernels import kernels_status
+
+    if not kernels_status().usable:
+        pytest.skip(kernels_status().reason)
+    decoder = random_fast_decoder("int4", "int8")
+    memory = decoder.encode_memory(torch.randn(2, 5, 64), torch.tensor([[1] * 5, [0] * 5]))
+    x = torch.randn(2, 1, 128, generator=torch.Generator().manual_seed(3))
+    rows = RowPositions.build(torch.tensor([0, 0]), 0, True)
+    ops = torch.ops.continuo_cpu
+    with torch.inference_mode():
+        fast = decoder.fast_layers(x, memory)
+        plan = decoder.fast_plan(fast, 2)
+        assert decoder.fast_plan(decoder.fast_layers(x, memory), 2) is plan
+        params, kinds, caches, slots, cross_rows, vnni = fast
+        layer = decoder.layers[0]
+        planned = ops.decode_planned(x, plan.number, rows.positions, 1, rows.mask)
+        for cache in caches:
+            if cache is not None:
+                cache.zero_()
+        direct = ops.decode_layers(x, params, kinds, caches, slots, rows.positions, 1, rows.mask,
+                                   layer.attention.scale, decoder.args.n_head, True, layer.attention_norm.eps, vnni,
+                                   cross_rows)
+        assert torch.equal(planned, direct)
+        with pytest.raises(RuntimeError, match="the rows the step was set up for"):
+            ops.decode_planned(x[:1], plan.number, rows.positions[:1], 1, None)
+        other = decoder.encode_memory(torch.randn(2, 5, 64), torch.ones(2, 5, dtype=torch.long))
+        rebuilt = decoder.fast_plan(decoder.fast_layers(x, other), 2)
+        assert rebuilt is not plan and rebuilt.number != plan.number
+        number = plan.number
+        del plan, fast
+        with pytest.raises(RuntimeError, match=f"no plan {number}"):
+            ops.decode_planned(x, number, rows.positions, 1, rows.mask)
+        assert ops.decode_planned(x, rebuilt.number, rows.positions, 1, rows.mask).shape == (2, 1, 128)
+    assert copy.deepcopy(rebuilt) is None and copy.copy(rebuilt) is None  # a copied decoder makes its own
+    assert "_fast_plan" in decoder.__dict__ and decoder.__dict__["_fast_plan"] in decoder.kept_calls()
