@@ -280,6 +280,20 @@ struct AttentionRef {
   int64_t batch = 0, heads = 0, dim = 0, n = 0;
   float scale = 1.f;
   float* out = nullptr;  // (B, H * D)
+
+  // k and v (B, H, T, D) tensors: their data, strides, dtype and T (as positions)
+  void set_keys(const at::Tensor& keys, const at::Tensor& values) {
+    k = keys.data_ptr();
+    v = values.data_ptr();
+    k_b = keys.stride(0);
+    k_h = keys.stride(1);
+    k_t = keys.stride(2);
+    v_b = values.stride(0);
+    v_h = values.stride(1);
+    v_t = values.stride(2);
+    dtype = keys.scalar_type();
+    positions = keys.size(2);
+  }
 };
 
 void attention_rows(const AttentionRef& a) {
@@ -388,18 +402,9 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::
   a.q = q.data_ptr<float>();
   a.q_b = q.stride(0);
   a.q_h = q.stride(1);
-  a.k = k.data_ptr();
-  a.v = v.data_ptr();
-  a.k_b = k.stride(0);
-  a.k_h = k.stride(1);
-  a.k_t = k.stride(2);
-  a.v_b = v.stride(0);
-  a.v_h = v.stride(1);
-  a.v_t = v.stride(2);
-  a.dtype = k.scalar_type();
+  a.set_keys(k, v);
   a.mulaw = mulaw;
   a.mu_param = mulaw ? static_cast<float>(std::log1p(*mu)) : 0.f;
-  a.positions = k.size(2);
   a.batch = batch;
   a.heads = heads;
   a.dim = dim;

@@ -359,16 +359,7 @@ std::shared_ptr<Plan> make_plan(const c10::List<Opt>& params, at::IntArrayRef ki
                 "decode_layers: layer ", layer, "'s text keys and values ", keys.sizes(), " must be (", R, ", ",
                 n_head, ", S, ", head_dim, ") fp32 or bf16, the rows cross_rows names");
     AttentionRef& t = P.cross_refs[layer];  // decode_attention.cpp
-    t.k = keys.data_ptr();
-    t.v = values.data_ptr();
-    t.k_b = keys.stride(0);
-    t.k_h = keys.stride(1);
-    t.k_t = keys.stride(2);
-    t.v_b = values.stride(0);
-    t.v_h = values.stride(1);
-    t.v_t = values.stride(2);
-    t.dtype = keys.scalar_type();
-    t.positions = keys.size(2);
+    t.set_keys(keys, values);
     const Opt text_mask = memory.get(m + 2);
     if (text_mask.has_value() && text_mask->defined()) {
       P.cross_masks[layer] = text_mask->to(at::kBool).contiguous();
