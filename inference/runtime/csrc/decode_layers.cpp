@@ -47,6 +47,7 @@
 #include <cstring>
 #include <ctime>
 #include <memory>
+#include <tuple>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -144,22 +145,11 @@ LinearRef linear_ref(const c10::List<Opt>& params, int64_t slot, int64_t kind) {
   if (kind == 0) return ref;
   const at::Tensor w = need(params, slot), s = need(params, slot + 1);
   if (kind == 4) {
-    TORCH_CHECK(w.scalar_type() == at::kByte && w.dim() == 4 && w.size(2) == 4 && w.size(3) == 64 && w.is_contiguous(),
-                "decode_layers: an int4 linear's packed weights must be (N/16, K/32, 4, 64) uint8");
-    ref.N = w.size(0) * 16;
-    ref.K = w.size(1) * 32;
-    TORCH_CHECK(s.scalar_type() == at::kHalf && s.is_contiguous() && s.numel() == w.size(0) * w.size(1) * 32,
-                "decode_layers: an int4 linear's scales must be (N/16, K/32, 2, 16) float16");
+    std::tie(ref.N, ref.K) = int4_shape("decode_layers", w, s);  // int4_linear.cpp
   } else {
     TORCH_CHECK(kind == 8, "decode_layers: linear kind ", kind, " is not int4 (4) or int8 (8)");
     const at::Tensor row_sums = need(params, slot + 2);
-    TORCH_CHECK(w.scalar_type() == at::kChar && w.dim() == 2 && w.is_contiguous(),
-                "decode_layers: an int8 linear's weights must be (N, K) int8");
-    ref.N = w.size(0);
-    ref.K = w.size(1);
-    TORCH_CHECK(s.scalar_type() == at::kFloat && s.numel() == ref.N && s.is_contiguous() &&
-                    row_sums.scalar_type() == at::kInt && row_sums.numel() == ref.N && row_sums.is_contiguous(),
-                "decode_layers: an int8 linear needs (N,) float32 scales and (N,) int32 row sums");
+    std::tie(ref.N, ref.K) = int8_shape("decode_layers", w, s, row_sums);  // int8_linear.cpp
     ref.row_sums = row_sums.data_ptr<int32_t>();
   }
   ref.weights = w.data_ptr();
@@ -252,12 +242,13 @@ struct Plan {
   c10::List<Opt> params, caches, memory;  // hold the tensors the pointers below point into
   std::vector<int64_t> kinds;
   int64_t layers = 0, rows = 0, dim = 0, ffn = 0, n_head = 0, head_dim = 0, R = 0;
-  double scale = 1.0, eps = 1e-5;
+  double eps = 1e-5;
   bool gelu = true, vnni = true, some_silent = false;
   std::vector<int64_t> cross_rows, silent_rows;  // cross_rows: those that run the cross-attention (R of them)
   std::vector<LinearRef> refs;                   // LINEARS per layer
   std::vector<const float*> norms;               // 6 per layer: attention, cross-attention, feed-forward (w, b)
   std::vector<CacheRef> cache_refs;
+  std::vector<AttentionRef> self_refs;           // all but q, out, n and the mask, which a step sets
   std::vector<AttentionRef> cross_refs;          // all but q and out, which a step sets
   std::vector<at::Tensor> cross_masks;
 };
@@ -291,7 +282,6 @@ std::shared_ptr<Plan> make_plan(const c10::List<Opt>& params, at::IntArrayRef ki
   P.dim = dim;
   P.n_head = n_head;
   P.head_dim = dim / n_head;
-  P.scale = scale;
   P.eps = eps;
   P.gelu = gelu;
   P.vnni = vnni;
@@ -336,6 +326,7 @@ std::shared_ptr<Plan> make_plan(const c10::List<Opt>& params, at::IntArrayRef ki
   }
   // every layer's cache (rows 0..B-1 are the step's) and text memory
   P.cache_refs.resize(layers);
+  P.self_refs.resize(layers);
   P.cross_refs.resize(layers);
   P.cross_masks.resize(layers);
   for (int64_t layer = 0; layer < layers; ++layer) {
@@ -346,9 +337,25 @@ std::shared_ptr<Plan> make_plan(const c10::List<Opt>& params, at::IntArrayRef ki
                 "decode_layers: layer ", layer, "'s cache ", k_cache.sizes(), " does not hold ", B, " rows of ",
                 n_head, " heads of ", head_dim);
     const CacheRef& cr = P.cache_refs[layer] = cache_ref(k_cache, v_cache, k_scale, v_scale);  // cache_write.cpp
-    TORCH_CHECK(cr.k_scale == nullptr ||
-                    (cr.scale_t == 1 && cr.scale_h == cr.length && cr.scale_b == n_head * cr.length),
-                "decode_layers: an int8 cache's scales must be contiguous (B, H, T, 1)");  // read as (B, H, T)
+    AttentionRef& a = P.self_refs[layer];  // decode_attention.cpp
+    a.k = cr.k;
+    a.v = cr.v;
+    a.k_b = a.v_b = cr.stride_b;
+    a.k_h = a.v_h = cr.stride_h;
+    a.k_t = a.v_t = cr.stride_t;
+    a.dtype = cr.dtype;
+    a.positions = cr.length;
+    if (cr.k_scale != nullptr) {  // the attention reads the scales as (B, H, T) rows
+      TORCH_CHECK(cr.scale_t == 1 && cr.scale_h == cr.length && cr.scale_b == n_head * cr.length,
+                  "decode_layers: an int8 cache's scales must be contiguous (B, H, T, 1)");
+      a.k_scales = cr.k_scale;
+      a.v_scales = cr.v_scale;
+      a.scale_heads = n_head;
+    }
+    a.batch = B;
+    a.heads = n_head;
+    a.dim = head_dim;
+    a.scale = static_cast<float>(scale);
     if (kinds[layer * LINEARS + 2] == 0 || R == 0) continue;
     const int64_t m = layer * MEMORY;
     const at::Tensor keys = need(memory, m), values = need(memory, m + 1);
@@ -420,10 +427,9 @@ at::Tensor run_plan(const Plan& P, const at::Tensor& x_in, const at::Tensor& pos
   at::Tensor h_cross = some_silent ? at::empty({R, 1, dim}, x.options()) : h;
   float* hcp = h_cross.data_ptr<float>();
   laps.lap(SETUP);  // positions and the mask checked, the buffers made
-  auto norm = [&](int64_t layer, int64_t which) {
+  auto norm = [&](const float* const* weight_bias) {
     laps.lap(RESIDUAL);  // what ran since the last lap: the residual add
-    const float* const* wb = P.norms.data() + layer * 6 + 2 * which;
-    layer_norm(xp, wb[0], wb[1], hp, B, dim, eps);
+    layer_norm(xp, weight_bias[0], weight_bias[1], hp, B, dim, eps);
     laps.lap(NORM);
   };
   auto residual = [&](const LinearRef& l, const float* input, Part part) {
@@ -436,33 +442,16 @@ at::Tensor run_plan(const Plan& P, const at::Tensor& x_in, const at::Tensor& pos
     const LinearRef* l = P.refs.data() + layer * LINEARS;
     const float* const* norms = P.norms.data() + layer * 6;
     // self-attention: qkv, the new key and value into the cache at each row's position, attention over the cache
-    norm(layer, 0);
+    norm(norms);
     run_linear(l[0], hp, B, qkvp, vnni);  // (B, 1, 3 dim): q, k, v, each (H, D) per row
     laps.lap(QKV);
     const int64_t qkv_strides[2] = {3 * dim, head_dim};  // row, head
     cache_write_rows(P.cache_refs[layer], qkvp + dim, qkv_strides, qkvp + 2 * dim, qkv_strides, B, n_head, head_dim,
                      pos);
     laps.lap(CACHE_WRITE);
-    AttentionRef a;  // decode_attention.cpp
-    const CacheRef& cr = P.cache_refs[layer];
-    a.k = cr.k;
-    a.v = cr.v;
-    a.k_b = a.v_b = cr.stride_b;
-    a.k_h = a.v_h = cr.stride_h;
-    a.k_t = a.v_t = cr.stride_t;
-    a.dtype = cr.dtype;
-    if (cr.k_scale != nullptr) {  // the scales read as (B, H, T) rows (make_plan checked their layout)
-      a.k_scales = cr.k_scale;
-      a.v_scales = cr.v_scale;
-      a.scale_heads = n_head;
-    }
-    a.positions = cr.length;
-    a.mask = self_mask.defined() ? self_mask.data_ptr<bool>() : nullptr;
-    a.batch = B;
-    a.heads = n_head;
-    a.dim = head_dim;
+    AttentionRef a = P.self_refs[layer];
     a.n = kv_end;
-    a.scale = static_cast<float>(P.scale);
+    a.mask = self_mask.defined() ? self_mask.data_ptr<bool>() : nullptr;
     a.q = qkvp;
     a.q_b = 3 * dim;
     a.q_h = head_dim;
@@ -478,7 +467,7 @@ at::Tensor run_plan(const Plan& P, const at::Tensor& x_in, const at::Tensor& pos
     if (kind[2] != 0) {
       const float* q_in = hp;
       if (!some_silent) {
-        norm(layer, 1);
+        norm(norms + 2);
       } else {
         laps.lap(RESIDUAL);
         for (int64_t i = 0; i < R; ++i)
@@ -511,7 +500,7 @@ at::Tensor run_plan(const Plan& P, const at::Tensor& x_in, const at::Tensor& pos
       }
     }
     // feed-forward
-    norm(layer, 2);
+    norm(norms + 4);
     run_linear(l[4], hp, B, hidden.data_ptr<float>(), vnni);
     laps.lap(FFN_IN);
     (P.gelu ? gelu_inplace : relu_inplace)(hidden.data_ptr<float>(), hidden.numel());

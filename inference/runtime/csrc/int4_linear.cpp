@@ -27,6 +27,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
@@ -173,16 +174,23 @@ void int4_linear_rows(const float* xp, int64_t M, int64_t K, int64_t N, const ui
   });
 }
 
+// packed (N/16, K/32, 4, 64) uint8 and scales (N/16, K/32, 2, 16) fp16, checked for op (the op below and
+// decode_layers.cpp's plan) -> (N, K)
+std::pair<int64_t, int64_t> int4_shape(const char* op, const at::Tensor& packed, const at::Tensor& scales) {
+  TORCH_CHECK(packed.scalar_type() == at::kByte && packed.dim() == 4 && packed.size(2) == 4 && packed.size(3) == 64 &&
+                  packed.is_contiguous(),
+              op, ": int4 packed weights must be (N/16, K/32, 4, 64) uint8");
+  const int64_t tiles = packed.size(0), G = packed.size(1);
+  TORCH_CHECK(scales.scalar_type() == at::kHalf && scales.is_contiguous() && scales.numel() == tiles * G * 2 * TILE,
+              op, ": int4 scales must be (N/16, K/32, 2, 16) float16");
+  return {tiles * TILE, G * GROUP};
+}
+
 // x (..., K) fp32; packed (N/16, K/32, 4, 64) uint8; scales (N/16, K/32, 2, 16) fp16; bias (N,) or undefined.
 at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales,
                        const std::optional<at::Tensor>& bias, bool quantize_x) {
   TORCH_CHECK(x.scalar_type() == at::kFloat, "int4_linear: x must be float32, got ", x.scalar_type());
-  TORCH_CHECK(packed.scalar_type() == at::kByte && packed.dim() == 4 && packed.size(2) == 4 && packed.size(3) == 64 &&
-                  packed.is_contiguous(),
-              "int4_linear: packed must be (N/16, K/32, 4, 64) uint8");
-  const int64_t tiles = packed.size(0), G = packed.size(1), N = tiles * TILE, K = G * GROUP;
-  TORCH_CHECK(scales.scalar_type() == at::kHalf && scales.is_contiguous() && scales.numel() == tiles * G * 2 * TILE,
-              "int4_linear: scales must be (N/16, K/32, 2, 16) float16");
+  const auto [N, K] = int4_shape("int4_linear", packed, scales);
   const continuo::LinearIO io = continuo::linear_io("int4_linear", x, K, N, bias);  // int8_linear.cpp
   int4_linear_rows(io.x2.data_ptr<float>(), io.M, K, N, packed.data_ptr<uint8_t>(), scales.data_ptr<c10::Half>(),
                    io.bias_ptr, quantize_x, io.out.data_ptr<float>());

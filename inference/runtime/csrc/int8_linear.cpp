@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #if defined(__AVX512F__)
@@ -310,17 +311,25 @@ void int8_linear_rows(const float* xp, int64_t M, int64_t K, int64_t N, const in
   });
 }
 
+// w (N, K) int8, scales (N,) fp32 and row_sums (N,) int32, checked for op (the op below and decode_layers.cpp's
+// plan) -> (N, K)
+std::pair<int64_t, int64_t> int8_shape(const char* op, const at::Tensor& w, const at::Tensor& scales,
+                                       const at::Tensor& row_sums) {
+  TORCH_CHECK(w.scalar_type() == at::kChar && w.dim() == 2 && w.is_contiguous(), op, ": int8 w must be (N, K) int8");
+  const int64_t N = w.size(0);
+  TORCH_CHECK(scales.scalar_type() == at::kFloat && scales.numel() == N && scales.is_contiguous(),
+              op, ": int8 scales must be (N,) float32");
+  TORCH_CHECK(row_sums.scalar_type() == at::kInt && row_sums.numel() == N && row_sums.is_contiguous(),
+              op, ": int8 row_sums must be (N,) int32");
+  return {N, w.size(1)};
+}
+
 // x (..., K) fp32; w (N, K) int8; scales (N,) fp32 per output channel; row_sums (N,) int32 = sum_k w[n, k];
 // bias (N,) or undefined -> (..., N) fp32.
 at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scales, const at::Tensor& row_sums,
                        const std::optional<at::Tensor>& bias) {
   TORCH_CHECK(x.scalar_type() == at::kFloat, "int8_linear: x must be float32, got ", x.scalar_type());
-  TORCH_CHECK(w.scalar_type() == at::kChar && w.dim() == 2 && w.is_contiguous(), "int8_linear: w must be (N, K) int8");
-  const int64_t N = w.size(0), K = w.size(1);
-  TORCH_CHECK(scales.scalar_type() == at::kFloat && scales.numel() == N && scales.is_contiguous(),
-              "int8_linear: scales must be (N,) float32");
-  TORCH_CHECK(row_sums.scalar_type() == at::kInt && row_sums.numel() == N && row_sums.is_contiguous(),
-              "int8_linear: row_sums must be (N,) int32");
+  const auto [N, K] = int8_shape("int8_linear", w, scales, row_sums);
   const continuo::LinearIO io = continuo::linear_io("int8_linear", x, K, N, bias);
   int8_linear_rows(io.x2.data_ptr<float>(), io.M, K, N, w.data_ptr<int8_t>(), scales.data_ptr<float>(),
                    row_sums.data_ptr<int32_t>(), io.bias_ptr, io.out.data_ptr<float>());
