@@ -344,3 +344,25 @@ def test_the_step_plan_is_kept_rebuilt_with_its_lists_and_freed():
         assert ops.decode_planned(x, rebuilt.number, rows.positions, 1, rows.mask).shape == (2, 1, 128)
     assert copy.deepcopy(rebuilt) is None and copy.copy(rebuilt) is None  # a copied decoder makes its own
     assert "_fast_plan" in decoder.__dict__ and decoder.__dict__["_fast_plan"] in decoder.kept_calls()
+
+
+def test_a_replaced_norm_rebuilds_the_one_call_lists():
+    """fast_layers' kept lists follow every module the step reads: a layer's feed-forward norm replaced by another
+    module (its weight another tensor) is in the rebuilt lists, while a replaced cache rebuilds the cache slots
+    alone (the weight list is kept)."""
+    from inference.runtime.kernels import kernels_status
+
+    if not kernels_status().usable:
+        pytest.skip(kernels_status().reason)
+    decoder = random_fast_decoder("int8", "int8")
+    x, memory = torch.zeros(2, 1, 128), [None] * 3
+    first = decoder.fast_layers(x, memory)
+    old = decoder.layers[1].ffn_norm
+    decoder.layers[1].ffn_norm = torch.nn.LayerNorm(128)
+    rebuilt = decoder.fast_layers(x, memory)
+    assert rebuilt[0] is not first[0]
+    assert any(p is not None and p.data_ptr() == decoder.layers[1].ffn_norm.weight.data_ptr() for p in rebuilt[0])
+    assert not any(p is not None and p.data_ptr() == old.weight.data_ptr() for p in rebuilt[0])
+    decoder.layers[1].attention.kv_cache = decoder.layers[1].attention.kv_cache.row_view(0, 1)
+    again = decoder.fast_layers(x, memory)
+    assert again[0] is rebuilt[0] and again[2] is not rebuilt[2]
