@@ -140,8 +140,6 @@ def sample(logits: Tensor, generators: list[torch.Generator] | None, temperature
     """
     if temperature <= 0 or generators is None:
         return logits.argmax(dim=-1)
-    if len(generators) != logits.shape[0]:
-        raise ValueError(f"{len(generators)} generators for {logits.shape[0]} rows")
     probs = softmax_rows(filter_logits(logits, temperature, top_k, top_p))
     return probs.div_(draw_noise(probs.shape, generators, probs.dtype, probs.device)).argmax(dim=-1)
 
@@ -149,7 +147,10 @@ def sample(logits: Tensor, generators: list[torch.Generator] | None, temperature
 def draw_noise(shape: torch.Size | tuple[int, ...], generators: list[torch.Generator],
                dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> Tensor:
     """Exp(1) noise (B, K, V), contiguous: row b drawn by generators[b] into its slice of one buffer (the same draws
-    as a tensor of its own). The Python path and the fused op draw it here."""
+    as a tensor of its own). The Python path and the fused op draw it here; a generator count other than B is
+    refused (fewer would leave rows undrawn)."""
+    if len(generators) != shape[0]:
+        raise ValueError(f"{len(generators)} generators for {shape[0]} rows")
     noise = torch.empty(shape, dtype=dtype, device=device)
     for row, generator in zip(noise, generators):  # one generator per sample: each variation has its own seed
         row.exponential_(1, generator=generator)
@@ -231,10 +232,7 @@ class Sampler:
         rows = logits[:, :, -1]
         op = self.fused_op(rows)
         if op is not None:
-            samples = rows.shape[0] // self.copies
-            if len(self.generators) != samples:
-                raise ValueError(f"{len(self.generators)} generators for {samples} rows")
-            noise = draw_noise((samples, *rows.shape[1:]), self.generators)
+            noise = draw_noise((rows.shape[0] // self.copies, *rows.shape[1:]), self.generators)
             return op(rows.contiguous(), self.guidance_scale, self.temperature, self.top_k, noise)
         guided = guide(rows, self.guidance_scale)
         return sample(guided, self.generators, self.temperature, self.top_k, self.top_p)
