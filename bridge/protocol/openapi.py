@@ -188,7 +188,9 @@ def build_openapi(schema: Schema, version: str) -> dict[str, Any]:
             "get": {"summary": "Recent jobs from the journal, newest first (history; survives restarts).",
                     "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
                                                                                   "maximum": 500, "default": 50}}],
-                    "responses": {"200": {"description": "{jobs: [...]}"}}},
+                    "responses": {"200": {"description": "{jobs: [...], event_id}: event_id is the newest event's "
+                                                         "id when the history was read; /api/events with "
+                                                         "?last_event_id= it sends every event after it"}}},
             "post": {"summary": "Start a job: " + ", ".join(jobs) + " (the OSC request of that name).",
                      "requestBody": {"required": True, "content": {"application/json": {"schema": {
                          "oneOf": [{"$ref": f"#/components/schemas/request.{op}"} for op in jobs],
@@ -255,6 +257,7 @@ def build_openapi(schema: Schema, version: str) -> dict[str, Any]:
                                "`reset` event asks the client to reload /api/jobs (its id is older than the "
                                "daemon's memory, or the daemon restarted).",
                     "parameters": [{"name": "job", "in": "query", "schema": {"type": "string"}},
+                                   {"name": "last_event_id", "in": "query", "schema": {"type": "string"}},
                                    {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}}],
                     "responses": {"200": {"description": "text/event-stream",
                                           "content": {"text/event-stream": {}}}}},

@@ -9,6 +9,8 @@ error, and a style-training job's training steps, which the page's training pane
 Server-Sent Events client with an id, and a client that reconnects
 with Last-Event-ID gets what it missed from an in-memory ring, or a `reset` event telling it
 to reload the journal's history (GET /api/jobs) when the ring has moved on or the daemon restarted.
+The history carries the id of the newest event when it was read (`event_id`), so a page that loads it and
+then subscribes with `?last_event_id=` misses nothing in between (a job another client started then).
 
 uvicorn runs its own event loop on its own thread (never the main thread that decodes);
 events from the worker threads reach it through `call_soon_threadsafe`. Every HTTP client of
@@ -185,6 +187,12 @@ class EventBus:
 
     def event_id(self, seq: int) -> str:
         return f"{self.boot}-{seq}"
+
+    def current_id(self) -> str:
+        """The newest event's id: a client that reads the history after taking it and then subscribes with it
+        gets every event the history may not hold (the daemon journals a job's change before its event)."""
+        with self._lock:
+            return self.event_id(self._seq)
 
 
 class _Collector(threading.local):
@@ -435,8 +443,9 @@ class HttpServer:
             limit = min(max(int(request.query_params.get("limit", "50")), 1), 500)
         except ValueError:
             return self.refuse("bad_request", "limit must be a whole number 1..500")
+        event_id = self.bus.current_id()  # before the read: the stream resumes after it, so nothing falls between
         jobs = self._jobs.recent(limit) if self._jobs is not None else []
-        return JSONResponse({"jobs": [self.job_data(job) for job in jobs]})
+        return JSONResponse({"jobs": [self.job_data(job) for job in jobs], "event_id": event_id})
 
     def job_data(self, job: JobData) -> dict[str, Any]:
         """A job as GET /api/jobs shows it: the history's params, and each output with its download url."""

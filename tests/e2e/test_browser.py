@@ -287,6 +287,24 @@ def status_is(page, job_id: str, word: str) -> None:
                            ".textContent?.includes(word)", arg=[job_id, word], timeout=JOB_TIMEOUT_MS)
 
 
+def test_a_job_another_client_starts_while_the_page_loads_is_not_missed(page, osc_client):
+    """The page reads its history, then opens the event stream: a job that begins and ends between the two (here
+    the stream's request is held until an OSC client's job is queued and cancelled) still reaches the page, since
+    the stream starts after the history's event id. On the page before, its card never appeared."""
+    def hold(route) -> None:
+        osc_client.send("/continuo/generate", "osc-gap-1", "default", "x", 16.0)
+        osc_client.wait_for(lambda a, args: a == "/continuo/queued" and args[0] == "osc-gap-1", 10)
+        osc_client.send("/continuo/cancel", "osc-gap-1")
+        osc_client.wait_for(lambda a, args: a == "/continuo/error" and args[0] == "osc-gap-1", 60)
+        route.continue_()
+
+    page.route("**/api/events*", hold, times=1)
+    page.reload()
+    page.wait_for_selector("body[data-ready='1']", state="attached")
+    status_is(page, "osc-gap-1", "cancelled")
+    assert page.problems == []
+
+
 def test_cancel_works_and_the_header_follows_the_jobs_live(page):
     running = submit(page, bars="16")
     waiting = submit(page, bars="16")

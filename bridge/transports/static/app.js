@@ -536,9 +536,12 @@ async function playPreview(job, a) {
 }
 
 // -- history (the journal) and live events ---------------------------------------------------------------------
+let lastEventId = ""; // the newest event id this page has: a new event stream resumes after it (nothing missed)
+
 async function loadHistory() {
   const { ok, data } = await api("GET", "/api/jobs?limit=50");
   if (!ok) return;
+  if (data.event_id) lastEventId = data.event_id; // read before the history: events after it come on the stream
   for (const record of data.jobs.reverse()) {
     upsertJob({ ...record, params: { ...record.params, loop: ((record.params || {}).settings || {}).loop } });
     if (!TERMINAL.has(record.status)) {
@@ -550,21 +553,29 @@ async function loadHistory() {
 
 // The connection notice reflects the connection alone. The daemon's `error` event (a job failed, any client's) and
 // a lost connection both reach EventSource's "error" listener: the job's event carries data, a lost connection none.
+// The stream starts after the history's event id (or the last event seen, after a drop), so a job another client
+// started while the page loaded is not missed. Resolves when the stream is open (or failed: it retries itself).
 function connectEvents() {
-  const source = new EventSource("/api/events");
+  const query = lastEventId ? `?last_event_id=${encodeURIComponent(lastEventId)}` : "";
+  const source = new EventSource(`/api/events${query}`);
+  const seen = (message) => { if (message.lastEventId) lastEventId = message.lastEventId; };
   for (const name of ["queued", "progress", "partial", "output", "done", "analysis", "training"]) {
-    source.addEventListener(name, (message) => handleEvent(JSON.parse(message.data)));
+    source.addEventListener(name, (message) => { seen(message); handleEvent(JSON.parse(message.data)); });
   }
   // the jam panel's (jam.js, which may still be loading while this runs: until then no jam is the page's)
   for (const name of ["jam/chunk", "jam/state", "jam/scheduled"]) {
-    source.addEventListener(name, (message) => window.jamEvent && jamEvent(JSON.parse(message.data)));
+    source.addEventListener(name, (message) => { seen(message); window.jamEvent && jamEvent(JSON.parse(message.data)); });
   }
   source.addEventListener("reset", () => loadHistory());
   source.addEventListener("open", () => showLink(""));
   source.addEventListener("error", (message) => {
-    if (typeof message.data === "string") { handleEvent(JSON.parse(message.data)); return; }
+    if (typeof message.data === "string") { seen(message); handleEvent(JSON.parse(message.data)); return; }
     showLink(source.readyState === EventSource.OPEN ? "" : "reconnecting to the daemon…");
     if (source.readyState === EventSource.CLOSED) { source.close(); setTimeout(connectEvents, 2000); }
+  });
+  return new Promise((resolve) => {
+    source.addEventListener("open", resolve, { once: true });
+    source.addEventListener("error", resolve, { once: true });
   });
 }
 

@@ -334,6 +334,28 @@ def test_sse_carries_job_events_and_resumes(client, daemon):
     assert reset[0][1] == "reset"
 
 
+def test_the_history_s_event_id_lets_a_page_miss_nothing_before_its_stream_opens(client, daemon):
+    """GET /api/jobs carries the newest event's id, taken before the history is read. A stream opened after a job
+    began and ended (a page loads its history first, then subscribes) with ?last_event_id= gets that job's
+    events from its queued on. The control: the same stream without it starts at its own opening and sees none."""
+    history = client.get("/api/jobs?limit=5").json()
+    assert history["event_id"].startswith(daemon.transports.http.bus.boot + "-")
+    url = daemon.transports.http.url + "api/events?job=h-gap"
+    watcher: list = []
+    reader = threading.Thread(target=lambda: watcher.extend(read_sse(url, {}, "done")))
+    reader.start()
+    time.sleep(0.5)
+    client.post("/api/jobs", json={"op": "generate", "job_id": "h-gap", "preset": "default", "prompt": "", "bars": 1})
+    reader.join(120)
+    assert watcher[-1][1] == "done"  # the job is over before the late stream opens
+    late = read_sse(url + "&last_event_id=" + history["event_id"], {}, "done")
+    assert [name for _, name, _ in late] == [name for _, name, _ in watcher]
+    without: list = []
+    with pytest.raises(httpx.ReadTimeout):  # nothing comes: the stream waits for new events (heartbeats later)
+        without.extend(read_sse(url, {}, "done", timeout_s=1.5))
+    assert without == []
+
+
 def test_sse_sees_jobs_of_other_transports(daemon):
     from bridge.clients.osc import OscClient
 
