@@ -154,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="soak: stop handing out jobs after this many seconds (default 0: when --jobs are done)")
     bench.add_argument("--warmup-jobs", type=int, default=0,
                        help="soak: jobs before the first RSS figure (default: a fifth, at least 20)")
+    bench.add_argument("--rows", type=int, default=2,
+                       help="step: rows a step decodes (2: one request under CFG; 8: four batched requests); above "
+                            "2, the decoder alone at 2 and at this many rows, alternated, over a whole job's "
+                            "positions (--seconds of audio)")
     bench.add_argument("--kv-cache", default="auto",
                        help="throughput: the engine's kv_cache (auto, fp32, bf16, mulaw8, int8)")
     bench.add_argument("--real", type=Path, default=None, metavar="DIR",

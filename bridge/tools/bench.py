@@ -31,7 +31,8 @@ Suites:
   alternated, each step split into the C++ layer call's op classes, the LM heads, argument building, sampling
   and bookkeeping, beside the read floor from a bandwidth probe in the same run (inference/bench/step_profile.py);
   ``--shape musicgen-medium``: the decoder alone, built one linear at a time (its fp32 model is 7 GB), a few
-  steps per weight mode; ``--quick``: one round of 2 s.
+  steps per weight mode; ``--quick``: one round of 2 s. ``--rows 8``: batched requests' steps, the decoder alone at
+  2 and 8 rows alternated over a whole job's positions (``--seconds 16``: an 8-bar job's 800 steps).
 """
 
 from __future__ import annotations
@@ -201,7 +202,7 @@ def bench_step(args: argparse.Namespace) -> int:
     kv_cache = args.kv_cache if getattr(args, "kv_cache", "auto") != "auto" else "int8"
     run_step_profile(shape=getattr(args, "shape", None) or "musicgen-small", kv_cache=kv_cache,
                      duration_s=getattr(args, "seconds", None) or (2.0 if args.quick else 4.0),
-                     rounds=1 if args.quick else 2,
+                     rounds=1 if args.quick else 2, rows=getattr(args, "rows", 2),
                      emit=lambda result: print(json.dumps(result | {"machine": machine()}), flush=True))
     return 0
 

@@ -129,15 +129,18 @@ DECODER_ONLY_SHAPES = ("musicgen-medium", "musicgen-large", "musicgen-stereo-med
 
 def run_step_profile(*, shape: str = "musicgen-small", weights: tuple[str, ...] = ("int4", "int8"),
                      heads: tuple[str, ...] = ("bf16", "int8", "int4"), kv_cache: str = "int8",
-                     duration_s: float = 4.0, rounds: int = 2, emit=print) -> list[dict]:
+                     duration_s: float = 4.0, rounds: int = 2, rows: int = 2, emit=print) -> list[dict]:
     """Each weight mode's engine, with each LM-head mode (EngineOptions.heads, named: the heads' part before and
     after quantizing them), profiled `rounds` times, alternated (the modes meet the same load); one dict per
     profile. Shapes of DECODER_ONLY_SHAPES (their fp32 model does not fit beside other work): the decoder alone,
-    built one linear at a time, `duration_s * 5` steps per profile (decode_rows: no sampling, no T5)."""
+    built one linear at a time, `duration_s * 5` steps per profile (decode_rows: no sampling, no T5).
+    rows above 2 (batched requests, each row with its own cache): the decoder alone at 2 rows and at `rows`,
+    alternated, over a whole job's positions (`duration_s * 50` steps from position 0; medium's `duration_s * 5`)."""
     enable_layer_profile()
-    if shape in DECODER_ONLY_SHAPES:
-        return run_decoder_profile(shape=shape, weights=weights, kv_cache=kv_cache, steps=max(8, round(duration_s * 5)),
-                                   rounds=rounds, emit=emit)
+    if shape in DECODER_ONLY_SHAPES or rows != 2:
+        steps = max(8, round(duration_s * 5)) if shape in DECODER_ONLY_SHAPES else round(duration_s * 50)
+        return run_decoder_profile(shape=shape, weights=weights, kv_cache=kv_cache, steps=steps, rounds=rounds,
+                                   rows=(2, rows) if rows != 2 else (2,), emit=emit)
     from inference.api import GenerationRequest
     from inference.bench.musicgen import build_random_musicgen, memory_bandwidth_gbs, step_bytes
     from inference.musicgen.engine import EngineOptions, engine_from_hf_model
@@ -169,9 +172,9 @@ def run_step_profile(*, shape: str = "musicgen-small", weights: tuple[str, ...] 
 
 
 def run_decoder_profile(*, shape: str, weights: tuple[str, ...], kv_cache: str, steps: int, rounds: int,
-                        emit=print) -> list[dict]:
-    """The decoder alone (random_decoder, time_decoder_steps), one weight mode held at a time (medium's int8
-    decoder is 1.9 GB), `rounds` times each, alternated."""
+                        rows: tuple[int, ...] = (2,), emit=print) -> list[dict]:
+    """The decoder alone (random_decoder, time_decoder_steps), one weight mode and row count held at a time
+    (medium's int8 decoder is 1.9 GB), `rounds` times each, alternated; every row with text (no CFG null row)."""
     import gc
 
     from inference.bench.musicgen import decoder_step_bytes, memory_bandwidth_gbs
@@ -179,20 +182,24 @@ def run_decoder_profile(*, shape: str, weights: tuple[str, ...], kv_cache: str, 
     results = []
     for round_index in range(rounds):
         for mode in weights:
-            decoder = random_decoder(shape, mode, kv_cache=kv_cache, positions=max(64, steps + 8))
-            time_decoder_steps(decoder, steps=2)  # warm: first touches, the one-call path's lists
-            bandwidth = memory_bandwidth_gbs()
-            timed = time_decoder_steps(decoder, steps=steps)
-            read = decoder_step_bytes(decoder, steps // 2)
-            result = {"suite": "step-profile", "shape": shape, "weights": mode, "kv_cache": kv_cache,
-                      "round": round_index, "threads": torch.get_num_threads(), "decoder_only": True,
-                      "steps": steps, "step_mb": round(read / 1e6, 1), "bandwidth_gbs": round(bandwidth, 1),
-                      "read_floor_ms": round(read / bandwidth / 1e6, 2), **timed,
-                      "load_1min": round(os.getloadavg()[0], 2)}
-            emit(result)
-            results.append(result)
-            del decoder
-            gc.collect()
+            for count in rows:
+                decoder = random_decoder(shape, mode, kv_cache=kv_cache, rows=count, positions=max(64, steps + 8))
+                time_decoder_steps(decoder, steps=2, rows=count)  # warm: first touches, the one-call path's lists
+                bandwidth = memory_bandwidth_gbs()
+                started = time.perf_counter()
+                timed = time_decoder_steps(decoder, steps=steps, rows=count)
+                wall = time.perf_counter() - started
+                read = decoder_step_bytes(decoder, steps // 2, count)
+                result = {"suite": "step-profile", "shape": shape, "weights": mode, "kv_cache": kv_cache,
+                          "round": round_index, "threads": torch.get_num_threads(), "decoder_only": True,
+                          "rows": count, "steps": steps, "steps_wall_s": round(wall, 2),
+                          "step_mb": round(read / 1e6, 1), "bandwidth_gbs": round(bandwidth, 1),
+                          "read_floor_ms": round(read / bandwidth / 1e6, 2), **timed,
+                          "load_1min": round(os.getloadavg()[0], 2)}
+                emit(result)
+                results.append(result)
+                del decoder
+                gc.collect()
     return results
 
 

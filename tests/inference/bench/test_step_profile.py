@@ -41,3 +41,17 @@ def test_the_layer_split_is_counted_with_the_variable_and_not_without():
     parts = sum(value for name, value in split.items() if name != "total")
     assert parts == pytest.approx(split["total"], rel=0.05)  # the laps tile the call
     assert "layers" not in profile("0")  # control: not set, nothing counted
+
+
+def test_a_rows_profile_times_two_rows_and_the_batch_s_rows_over_a_job_s_positions(monkeypatch):
+    """run_step_profile(rows=4): the decoder alone at 2 rows and at 4, every position of the job; the batch's read
+    counts each row's own cache (the weights once), so its floor is above 2 rows' and below twice it here."""
+    from inference.bench import musicgen
+    from inference.bench.step_profile import run_step_profile
+
+    monkeypatch.setattr(musicgen, "memory_bandwidth_gbs", lambda: 1e-3)  # 1 MB/s: a tiny model's bytes in ms
+    rows = run_step_profile(shape="tiny", weights=("int4",), duration_s=0.4, rounds=1, rows=4, emit=lambda _: None)
+    assert [row["rows"] for row in rows] == [2, 4]
+    assert all(row["steps"] == 20 and row["decoder_only"] and row["finite"] for row in rows)
+    two, four = rows
+    assert two["read_floor_ms"] < four["read_floor_ms"] < 2 * two["read_floor_ms"]
