@@ -3,8 +3,10 @@ EncodecModel.decode against ours (inference/musicgen/codec.py) in one run, on ra
 
 - `transformers_s`: EncodecModel.decode, the whole clip at once (fp32);
 - `whole_s`: FastCodecDecoder on the whole clip (what a render without streaming pays after its last step);
-- `streamed_s`: CodecStream fed PUSH_FRAMES frames at a time, the sum of the pushes (what the engine pays between
-  decode steps while it streams), `first_piece_s`: the first push that returned audio;
+- `streamed_s`: CodecStream fed as the engine's ExactStreamer feeds it with the default options (`engine_pushes`:
+  the first chunk's 25 frames and the codec's lookahead, then 50 at a time), the sum of the pushes (what the engine
+  pays between decode steps while it streams), `first_piece_s`: the first push that returned audio (until
+  2026-12-07 the row pushed 25 frames at a time, which costs about half again as much as the engine's pushes);
 - `previous_whole_s`: the fast decoder before its time-major stack, as recorded (PREVIOUS: not rerun);
 - `error_db` (ours whole against transformers) and `streamed_error_db` (streamed against whole): the accuracy the
   speed is held to (tests/inference/musicgen/test_codec.py: under -100 dB and -60 dB).
@@ -19,10 +21,10 @@ import time
 
 import torch
 
-from inference.musicgen.codec import CodecStream, FastCodecDecoder
+from inference.musicgen.codec import LAG, CodecStream, FastCodecDecoder
+from inference.musicgen.engine import EngineOptions
 
 FRAME_RATE = 50  # EnCodec 32 kHz: 640 samples a frame
-PUSH_FRAMES = 25  # the engine's streaming pushes: half a second
 # FastCodecDecoder before the time-major stack (main at 80b82be), 10 s, 2 threads, a quiet machine (issue 24's
 # brief; docs/benchmarks.md has its loaded figures, 1.9-2.3 s)
 PREVIOUS = {"previous_whole_s": 1.48, "previous_threads": 2}
@@ -43,6 +45,19 @@ def best_of(repeats: int, run) -> tuple[float, object]:
     return best, result
 
 
+def engine_pushes(frames: int, options: EngineOptions | None = None) -> list[int]:
+    """The frames of each push as the engine's ExactStreamer makes them (inference/musicgen/streaming.py): the
+    first chunk and the codec's lookahead, then a chunk at a time as the steps complete them, the rest with the
+    final push."""
+    options = options or EngineOptions()
+    first = round(options.first_chunk_s * FRAME_RATE) + LAG
+    chunk = round(options.chunk_s * FRAME_RATE)
+    sizes: list[int] = []
+    while sum(sizes) < frames:
+        sizes.append(min(chunk if sizes else first, frames - sum(sizes)))
+    return sizes
+
+
 def codec_row(codec, seconds: float = 10.0, repeats: int = 2, seed: int = 0) -> dict:
     """One row for a transformers EncodecModel (random codes of `seconds`)."""
     codebooks = codec.quantizer.get_num_quantizers_for_bandwidth(codec.config.target_bandwidths[0])
@@ -50,13 +65,15 @@ def codec_row(codec, seconds: float = 10.0, repeats: int = 2, seed: int = 0) -> 
     codes = torch.randint(0, codec.config.codebook_size, (1, codebooks, frames),
                           generator=torch.Generator().manual_seed(seed))
     fast = FastCodecDecoder(codec).eval()
+    pushes = engine_pushes(frames)
 
     def streamed() -> tuple[torch.Tensor, float, float]:
-        stream, pieces, spent, first = CodecStream(fast), [], 0.0, None
-        for start in range(0, frames, PUSH_FRAMES):
+        stream, pieces, spent, first, start = CodecStream(fast), [], 0.0, None, 0
+        for size in pushes:
             began = time.perf_counter()
-            piece = stream.push(codes[:, :, start : start + PUSH_FRAMES], final=start + PUSH_FRAMES >= frames)
+            piece = stream.push(codes[:, :, start : start + size], final=start + size >= frames)
             spent += time.perf_counter() - began
+            start += size
             if piece is not None:
                 pieces.append(piece)
                 first = spent if first is None else first
@@ -68,7 +85,8 @@ def codec_row(codec, seconds: float = 10.0, repeats: int = 2, seed: int = 0) -> 
         runs = [streamed() for _ in range(repeats)]
     stream_audio, streamed_s, first_s = min(runs, key=lambda run: run[1])
     return {
-        "suite": "engine", "backend": "codec", "audio_s": seconds, "frames": frames, "push_frames": PUSH_FRAMES,
+        "suite": "engine", "backend": "codec", "audio_s": seconds, "frames": frames, "pushes": len(pushes),
+        "first_push_frames": pushes[0], "push_frames": pushes[1] if len(pushes) > 1 else pushes[0],
         "transformers_s": round(transformers_s, 3), "whole_s": round(whole_s, 3),
         "streamed_s": round(streamed_s, 3), "first_piece_s": round(first_s, 3),
         "whole_rtf": round(whole_s / seconds, 3), "vs_transformers": round(transformers_s / whole_s, 2), **PREVIOUS,
