@@ -246,7 +246,8 @@ def random_decoder(shape: str, weights: str, *, kv_cache: str = "int8", rows: in
     return decoder
 
 
-def time_decoder_steps(decoder, *, steps: int = 100, rows: int = 2, text_tokens: int = 12, seed: int = 0) -> dict:
+def time_decoder_steps(decoder, *, steps: int = 100, rows: int = 2, text_tokens: int = 12, seed: int = 0,
+                       digits: int = 3) -> dict:
     """steps decode steps of decoder alone (decode_rows: embeddings, the layers, the LM heads; no sampling), rows
     at the same position, from 0: the median step in ms, whether it took the one-call path, whether the last
     logits are finite, and the C++ call's split (CONTINUO_STEP_PROFILE=1) as means per step."""
@@ -272,16 +273,17 @@ def time_decoder_steps(decoder, *, steps: int = 100, rows: int = 2, text_tokens:
     times.sort()
     result = {"step_ms": round(times[len(times) // 2] * 1e3, 2), "fast_step": decoder.fast_weights_built(),
               "finite": bool(torch.isfinite(logits).all())}
-    return result | layer_split(inside)
+    return result | layer_split(inside, digits)
 
 
-def layer_split(inside: list[float]) -> dict:
-    """decode_layers_profile's totals -> {"layers": wall ms per call, "layers_cpu": the thread's CPU ms per call}
-    (nothing when CONTINUO_STEP_PROFILE was not set: no call counted)."""
+def layer_split(inside: list[float], digits: int = 3) -> dict:
+    """decode_layers_profile's totals -> {"layers": wall ms per call, "layers_cpu": the thread's CPU ms per call},
+    rounded to `digits` (nothing when CONTINUO_STEP_PROFILE was not set: no call counted)."""
     parts = len(LAYER_PARTS) + 2  # the parts, the total, the count of calls
     split = {}
     for key, values in (("layers", inside[:parts]), ("layers_cpu", inside[parts:])):
         calls = values[-1]
         if calls > 0:
-            split[key] = {name: round(values[i] / calls * 1e3, 3) for i, name in enumerate((*LAYER_PARTS, "total"))}
+            split[key] = {name: round(values[i] / calls * 1e3, digits)
+                          for i, name in enumerate((*LAYER_PARTS, "total"))}
     return split

@@ -19,7 +19,7 @@ if not kernels_status().usable:
     print(json.dumps({"skip": kernels_status().reason}))
 else:
     decoder = random_decoder("tiny", "int4", positions=16)
-    print(json.dumps(time_decoder_steps(decoder, steps=6)))
+    print(json.dumps(time_decoder_steps(decoder, steps=6, digits=6)))  # unrounded: a tiny call is about 40 us
 """
 
 
@@ -39,7 +39,7 @@ def test_the_layer_split_is_counted_with_the_variable_and_not_without():
     split = on["layers_cpu"]
     assert split["total"] > 0 and split["qkv"] > 0 and split["ffn_out"] > 0
     parts = sum(value for name, value in split.items() if name != "total")
-    assert parts == pytest.approx(split["total"], rel=0.05)  # the laps tile the call
+    assert parts == pytest.approx(split["total"], rel=0.02)  # the laps tile the call
     assert "layers" not in profile("0")  # control: not set, nothing counted
 
 
