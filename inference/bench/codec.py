@@ -49,9 +49,8 @@ def engine_pushes(frames: int, options: EngineOptions | None = None) -> list[int
     """The frames of each push as the engine's ExactStreamer makes them (inference/musicgen/streaming.py): the
     first chunk and the codec's lookahead, then a chunk at a time as the steps complete them, the rest with the
     final push."""
-    options = options or EngineOptions()
-    first = round(options.first_chunk_s * FRAME_RATE) + LAG
-    chunk = round(options.chunk_s * FRAME_RATE)
+    first, chunk = (options or EngineOptions()).stream_frames(FRAME_RATE)
+    first += LAG
     sizes: list[int] = []
     while sum(sizes) < frames:
         sizes.append(min(chunk if sizes else first, frames - sum(sizes)))

@@ -146,6 +146,10 @@ class EngineOptions:
     lora: str = ""  # a MusicGen LoRA adapter (inference/musicgen/lora.py) merged into the weights at load
     lora_weight: float = 1.0
 
+    def stream_frames(self, frame_rate: float) -> tuple[int, int]:
+        """Streaming's (first chunk, later chunks) in frames at frame_rate: first_chunk_s and chunk_s, at least 1."""
+        return max(1, round(self.first_chunk_s * frame_rate)), max(1, round(self.chunk_s * frame_rate))
+
 
 def plan_windows(prompt_frames: int, total_frames: int, window: int, keep: int) -> list[tuple[int, int]]:
     """(context frames, new frames) per decode window until total_frames exist.
@@ -342,14 +346,14 @@ class MusicGenEngine(RequestChecks):
 
     def streamer(self, prompt_frames: int, on_chunk: ChunkCallback) -> ChunkStreamer | ExactStreamer:
         frame_rate = self.info.frame_rate
+        first_frames, chunk_frames = self.options.stream_frames(frame_rate)
         if self.fast_codec is not None:
             return ExactStreamer(
-                start_frame=prompt_frames, first_frames=max(1, round(self.options.first_chunk_s * frame_rate)),
-                chunk_frames=max(1, round(self.options.chunk_s * frame_rate)),
+                start_frame=prompt_frames, first_frames=first_frames, chunk_frames=chunk_frames,
                 streams=[CodecStream(self.fast_codec, prompt_frames) for _ in range(self.args.audio_channels)],
                 emit=on_chunk)
         return ChunkStreamer(
-            start_frame=prompt_frames, chunk_frames=max(1, round(self.options.chunk_s * frame_rate)),
+            start_frame=prompt_frames, chunk_frames=chunk_frames,
             context_frames=max(1, round(self.options.chunk_context_s * frame_rate)),
             crossfade_samples=max(1, round(self.options.crossfade_s * self.info.sample_rate)), hop=self.hop,
             decode=self.decode_audio, emit=on_chunk,

@@ -42,7 +42,7 @@ def test_a_broken_decoder_shows_in_the_row(codec, monkeypatch):
 
 def test_the_row_pushes_as_the_engine_s_streamer_does(codec):
     """engine_pushes against ExactStreamer itself, fed one completed frame at a time as the decode loop feeds it
-    (first_frames and chunk_frames as the engine makes them from EngineOptions' defaults)."""
+    (first_frames and chunk_frames as the engine makes them: EngineOptions.stream_frames of its defaults)."""
     from inference.bench.codec import FRAME_RATE, engine_pushes
     from inference.musicgen.codec import CodecStream, FastCodecDecoder
     from inference.musicgen.engine import EngineOptions
@@ -53,8 +53,9 @@ def test_the_row_pushes_as_the_engine_s_streamer_does(codec):
     sizes: list[int] = []
     real_push = stream.push
     stream.push = lambda codes, final=False: (sizes.append(codes.shape[2]), real_push(codes, final))[1]
-    streamer = ExactStreamer(start_frame=0, first_frames=round(options.first_chunk_s * FRAME_RATE),
-                             chunk_frames=round(options.chunk_s * FRAME_RATE), streams=[stream], emit=None)
+    first_frames, chunk_frames = options.stream_frames(FRAME_RATE)
+    streamer = ExactStreamer(start_frame=0, first_frames=first_frames, chunk_frames=chunk_frames, streams=[stream],
+                             emit=None)
     codes = torch.randint(0, codec.config.codebook_size, (1, 4, frames), generator=torch.Generator().manual_seed(1))
     for complete in range(1, frames + 1):
         streamer.update(complete, lambda: codes[:, :, :complete])
