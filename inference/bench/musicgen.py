@@ -12,6 +12,11 @@ memory-bandwidth probe right before and after each run (`bandwidth_gbs`, the hig
 codec's chunks fall between a few), the fraction of the roofline it reaches (`roofline_fraction`) and what it
 spends past the bytes (`overhead_ms`: dispatch, compute, attention); and each configuration's wall against
 transformers' (`vs_transformers`). The targets (issue 24): `TARGETS`, checked per row (`targets`).
+
+The wall of each target, from the same run (`run_walls`, `walls` and `reachable` in the row): the figure the run
+would have reached with every decode step after the first at its roofline and everything else as it ran (T5, the
+prefill, the first step, the streamed codec's pushes, each timed, and the render's assembly). A target whose wall is
+past it (`reachable` false) cannot be met at this run's bandwidth whatever the steps do.
 """
 
 from __future__ import annotations
@@ -20,13 +25,16 @@ import gc
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from inference.api import GenerationRequest
+from inference.bench.step_profile import patched
 from inference.musicgen.engine import EngineOptions, engine_from_hf_model
 from inference.musicgen.model import ModelArgs
+from inference.musicgen.streaming import ExactStreamer
 from inference.runtime.memory import trim_heap
 from inference.runtime.quantize import weight_bytes
 
@@ -209,6 +217,37 @@ def decoder_step_bytes(decoder, position: int, rows: int = 2) -> int:
     return total
 
 
+def run_walls(*, started: float, ticks: list[float], pushes: list[tuple[float, float]], wall_s: float,
+              first_audio_s: float, read_s: Callable[[int], float], audio_s: float) -> dict:
+    """The run with every decode step after the first at its roofline and everything else as it ran: the wall each
+    time target meets at this run's bandwidth.
+
+    ticks: a time after each decode step (the first step carries T5 and the prefill); pushes: (start, seconds) of
+    each streamed codec push (they run between steps, after a step's tick, and the final one after the last);
+    read_s(position): a step's roofline, its read at that position over the run's bandwidth, taken at the mean
+    position of the steps it stands for (the run's, and the shorter caches' of the steps before first audio). A
+    step's time is what lies between two ticks less the pushes in it; first audio came after the steps whose ticks
+    precede it, and the push that returned it."""
+    def steps_spent(last: int) -> float:  # steps 2..last+1: their ticks' span less the pushes inside it
+        span_end = ticks[last]
+        inside = sum(seconds for began, seconds in pushes if ticks[0] <= began < span_end)
+        return span_end - ticks[0] - inside
+
+    steps = len(ticks)
+    spent, roofline_s = steps_spent(steps - 1), read_s(steps // 2)
+    first_steps = sum(1 for tick in ticks if tick - started <= first_audio_s)
+    first_spent, roofline_first_s = steps_spent(first_steps - 1), read_s(first_steps // 2)
+    decoder_s = ticks[-1] - started
+    return {
+        "rtf": round((wall_s - spent + (steps - 1) * roofline_s) / audio_s, 3),
+        "decoder_rtf": round((decoder_s - spent + (steps - 1) * roofline_s) / audio_s, 3),
+        "first_audio_s": round(first_audio_s - first_spent + (first_steps - 1) * roofline_first_s, 3),
+        "wall_s": round(wall_s - spent + (steps - 1) * roofline_s, 2),
+        "steps_s": round(spent, 3), "pushes_s": round(sum(seconds for _, seconds in pushes), 3),
+        "first_audio_steps": first_steps,
+    }
+
+
 def bench_config(model, tokenizer, shape: str, config: BenchConfig, duration_s: float, device: torch.device,
                  seed: int = 0, probe_bandwidth: bool = False) -> dict:
     """One configuration's row. probe_bandwidth: the bandwidth probe right before and right after the timed run,
@@ -241,8 +280,20 @@ def bench_config(model, tokenizer, shape: str, config: BenchConfig, duration_s: 
                 first_audio_s = time.perf_counter() - clock.started
 
         ticks: list[float] = []  # should_cancel is asked once before the steps, then once per step
+        pushes: list[tuple[float, float]] = []  # the streamed codec's pushes: (start, seconds)
+        push = ExactStreamer.push
+
+        def timed_push(streamer, codes, final):
+            began = time.perf_counter()
+            try:
+                return push(streamer, codes, final)
+            finally:
+                pushes.append((began, time.perf_counter() - began))
+
         request = GenerationRequest(prompt=PROMPT, duration_s=duration_s, seed=seed)
-        engine.generate(request, on_chunk=on_chunk, should_cancel=lambda: ticks.append(time.perf_counter()) is not None)
+        with patched(ExactStreamer, "push", timed_push):
+            engine.generate(request, on_chunk=on_chunk,
+                            should_cancel=lambda: ticks.append(time.perf_counter()) is not None)
         clock.sync()
         wall_s = time.perf_counter() - clock.started
         clock.times = ticks[1:]
@@ -282,6 +333,9 @@ def bench_config(model, tokenizer, shape: str, config: BenchConfig, duration_s: 
                        "roofline_step_ms": round(roofline_s * 1e3, 2),
                        "overhead_ms": round((step_s - roofline_s) * 1e3, 2),
                        "roofline_fraction": round(roofline_s / step_s, 3)}
+            result["walls"] = run_walls(
+                started=clock.started, ticks=clock.times, pushes=pushes, wall_s=wall_s, first_audio_s=first_audio_s,
+                read_s=lambda at, of=engine: step_bytes(of, at) / (bandwidth_gbs * 1e9), audio_s=duration_s)
     if config.compile and engine is not None:
         result |= {name: count - graphs_before[name] for name, count in compile_counts().items()}
         result["compile_backend"] = config.compile_backend
@@ -305,6 +359,13 @@ def check_targets(result: dict, baseline: dict | None) -> dict:
         met |= {name: result[name] >= limit for name, limit in TARGETS.items()
                 if name in ("vs_transformers", "roofline_fraction") and name in result}
         result["targets"] = met
+        walls = result.get("walls")
+        if walls is not None:  # each target's wall at this run's bandwidth: can it be met at all?
+            reachable = {name: walls[name] <= limit for name, limit in TARGETS.items() if name in walls}
+            if baseline is not None:
+                walls["vs_transformers"] = round(baseline["wall_s"] / walls["wall_s"], 2)
+                reachable["vs_transformers"] = walls["vs_transformers"] >= TARGETS["vs_transformers"]
+            result["reachable"] = reachable
     return result
 
 

@@ -73,3 +73,56 @@ def test_the_batching_floor_counts_each_row_s_cache_and_each_job_s_codec(tiny_mo
     with_codec = batching_floor(engine, audio_s=audio_s, jobs=4, bandwidth_gbs=bandwidth, codec_s=100.0)
     assert floor["floor_4_vs_one"] < with_codec["floor_4_vs_one"] < 4.0  # four codecs against one pull it to 4
     assert with_codec["floor_4_vs_one"] > 3.9
+
+
+def simulated_run(step_s, *, steps: int = 503, pre_s: float = 0.09, pushes: dict[int, float], final_s: float = 0.03,
+                  tail_s: float = 0.01) -> dict:
+    """A run laid out as the engine runs it: T5, the prefill and the first step, then a tick after every step; the
+    codec's pushes after the ticks named in `pushes` (the first returns first audio) and after the last; then the
+    render's assembly. step_s(position) is a step's time at its position."""
+    now, ticks, done, first_audio = pre_s, [pre_s], [], None
+    for index in range(1, steps):
+        if index - 1 in pushes:
+            done.append((now, pushes[index - 1]))
+            now += pushes[index - 1]
+            first_audio = now if first_audio is None else first_audio
+        now += step_s(index)
+        ticks.append(now)
+    done.append((now, final_s))
+    return {"started": 0.0, "ticks": ticks, "pushes": done, "wall_s": now + final_s + tail_s,
+            "first_audio_s": first_audio}
+
+
+def test_the_walls_are_the_run_with_its_steps_at_the_roofline():
+    """run_walls against the same run laid out again with every step after the first at its roofline (a read that
+    grows with the position, as the cache does): the floors are that run's figures. The control: the same run with
+    its codec pushes not subtracted from the steps reads a different wall (and so would a roofline taken at one
+    position for every step)."""
+    from inference.bench.musicgen import check_targets, run_walls
+
+    def roofline(at: int) -> float:
+        return 0.005 + at * 4e-6
+
+    pushes = {31: 0.045, **{31 + 50 * n: 0.06 for n in range(1, 10)}}
+    slow = simulated_run(lambda at: 0.009 + at * 5e-6, pushes=pushes)
+    fast = simulated_run(roofline, pushes=pushes)
+    walls = run_walls(**slow, read_s=roofline, audio_s=10.0)
+    last = fast["ticks"][-1]
+    assert walls["first_audio_steps"] == 32
+    assert walls["rtf"] == pytest.approx(fast["wall_s"] / 10, abs=2e-3)
+    assert walls["decoder_rtf"] == pytest.approx(last / 10, abs=2e-3)
+    assert walls["first_audio_s"] == pytest.approx(fast["first_audio_s"], abs=2e-3)
+    assert walls["pushes_s"] == pytest.approx(sum(pushes.values()) + 0.03)
+    assert walls["rtf"] < slow["wall_s"] / 10 - 0.1
+    unpushed = run_walls(**(slow | {"pushes": []}), read_s=roofline, audio_s=10.0)
+    assert unpushed["rtf"] < walls["rtf"] - 0.04  # the pushes counted as steps, and so replaced by the roofline
+    flat = run_walls(**slow, read_s=lambda at: roofline(0), audio_s=10.0)
+    assert flat["rtf"] < walls["rtf"] - 0.04
+
+    row = {"backend": "engine", "device": "cpu", "shape": "musicgen-small", "wall_s": slow["wall_s"],
+           "steps_per_s": 100.0, "rtf": 0.6, "decoder_rtf": 0.55, "first_audio_s": 0.35, "roofline_fraction": 0.65,
+           "walls": walls | {"first_audio_s": 0.26}}
+    checked = check_targets(row, {"wall_s": 80.0, "steps_per_s": 6.0})
+    assert checked["reachable"] == {"rtf": walls["rtf"] <= 0.5, "decoder_rtf": walls["decoder_rtf"] <= 0.4,
+                                    "first_audio_s": False, "vs_transformers": 80.0 / walls["wall_s"] >= 16}
+    assert checked["reachable"]["rtf"] and not checked["targets"]["rtf"]
