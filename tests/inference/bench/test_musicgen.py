@@ -126,3 +126,6 @@ def test_the_walls_are_the_run_with_its_steps_at_the_roofline():
     assert checked["reachable"] == {"rtf": walls["rtf"] <= 0.5, "decoder_rtf": walls["decoder_rtf"] <= 0.4,
                                     "first_audio_s": False, "vs_transformers": 80.0 / walls["wall_s"] >= 16}
     assert checked["reachable"]["rtf"] and not checked["targets"]["rtf"]
+    medium = check_targets(row | {"shape": "musicgen-medium", "rtf": 1.6, "walls": {"rtf": 1.45, "wall_s": 14.5}},
+                           None)
+    assert medium["targets"] == {"rtf": False} and medium["reachable"] == {"rtf": True}
