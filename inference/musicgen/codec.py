@@ -50,7 +50,12 @@ decode step: a third of the real time on top of the decoder, and the first audio
   stream (its input a permuted view) torch's was as fast (whole stream 1743-1798 against 1749-2018 ms), and at
   two threads oneDNN runs each step on both cores (500 frames at once: 193-306 ms against 513-723 for the loop,
   whose matrix-vector product MKL keeps on one), so the stream was slower with the loop (3815-4091 against
-  3433-3708 ms). bf16 autocast over the stack halves it but is -44 dB from fp32: never the default.
+  3433-3708 ms). A threaded kernel of our own was then prototyped (2026-12-08, not committed: the recurrent
+  matrix packed once in blocks of 16 hidden units x 4 gates, both threads splitting the units per frame, torch's
+  vector exp and tanh; -123 dB from torch's): 500 frames at 2 threads, alternated with torch's, whole 139-172 ms
+  against 141-200, in 50-frame calls 199-226 against 221-368. About 60 ms of a 10 s stream, within a run's noise
+  here: not worth a kernel to port to every vector width. bf16 autocast over the stack halves it but is -44 dB
+  from fp32: never the default.
 - Streaming (`CodecStream`): frames go in as the decoder completes them, audio comes out as soon as it is final. The
   LSTM is causal, so its state (h, c) is carried and every frame goes through it once. The convolutions are not
   causal: the input convolution waits for INPUT_LOOKAHEAD frames after a frame, and the part after the LSTM is run

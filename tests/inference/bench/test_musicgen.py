@@ -75,6 +75,21 @@ def test_the_batching_floor_counts_each_row_s_cache_and_each_job_s_codec(tiny_mo
     assert with_codec["floor_4_vs_one"] > 3.9
 
 
+def test_a_single_job_s_walls_come_from_every_job_run_alone():
+    """single_job_walls: the one-job runs' walls and each one-at-a-time job's own (latencies are from t0, so each
+    less the one before); a batch's latencies overlap and are left out (2026-12-08's run, where the same job took
+    7.92 to 12.23 s)."""
+    from inference.bench.throughput import single_job_walls
+
+    results = [
+        {"jobs": 1, "mode": "one-at-a-time", "wall_s": 9.08, "latency_s": [9.08]},
+        {"jobs": 1, "mode": "batched", "wall_s": 10.12, "latency_s": [9.87]},
+        {"jobs": 4, "mode": "one-at-a-time", "wall_s": 38.37, "latency_s": [21.79, 12.23, 38.37, 30.45]},
+        {"jobs": 4, "mode": "batched", "wall_s": 16.79, "latency_s": [14.23, 15.0, 15.76, 16.54]},
+    ]
+    assert single_job_walls(results) == pytest.approx([9.08, 10.12, 12.23, 9.56, 8.66, 7.92])
+
+
 def simulated_run(step_s, *, steps: int = 503, pre_s: float = 0.09, pushes: dict[int, float], final_s: float = 0.03,
                   tail_s: float = 0.01) -> dict:
     """A run laid out as the engine runs it: T5, the prefill and the first step, then a tick after every step; the
