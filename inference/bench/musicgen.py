@@ -25,13 +25,13 @@ import gc
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
 from inference.api import GenerationRequest
-from inference.bench.step_profile import patched
 from inference.musicgen.engine import EngineOptions, engine_from_hf_model
 from inference.musicgen.model import ModelArgs
 from inference.musicgen.streaming import ExactStreamer
@@ -217,6 +217,17 @@ def decoder_step_bytes(decoder, position: int, rows: int = 2) -> int:
         per_position_row = cache.nbytes() / cache.positions / cache.rows
         total += int(per_position_row * position * rows * len(decoder.layers))
     return total
+
+
+@contextmanager
+def patched(owner, name: str, replacement) -> Iterator[None]:
+    """owner.name replaced while the block runs (a bench's timers around the engine's own methods)."""
+    original = owner.__dict__[name]
+    setattr(owner, name, replacement)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
 
 
 def run_walls(*, started: float, ticks: list[float], pushes: list[tuple[float, float]], wall_s: float,

@@ -21,8 +21,7 @@ import os
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 
@@ -59,20 +58,11 @@ class Timers:
         return statistics.median(values) * 1e3 if values else 0.0
 
 
-@contextmanager
-def patched(owner, name: str, replacement) -> Iterator[None]:
-    original = owner.__dict__[name]
-    setattr(owner, name, replacement)
-    try:
-        yield
-    finally:
-        setattr(owner, name, original)
-
-
 def profile_engine(engine, *, duration_s: float, prompt: str = "warm lo-fi piano with soft drums",
                    seed: int = 0) -> dict:
     """One request through engine with every step timed in parts (the module's docstring); medians in ms."""
     from inference.api import GenerationRequest
+    from inference.bench.musicgen import patched
     from inference.musicgen import batching
     from inference.musicgen.decode import Sampler
     from inference.musicgen.model import MusicGenDecoder
