@@ -144,3 +144,27 @@ def test_the_walls_are_the_run_with_its_steps_at_the_roofline():
     medium = check_targets(row | {"shape": "musicgen-medium", "rtf": 1.6, "walls": {"rtf": 1.45, "wall_s": 14.5}},
                            None)
     assert medium["targets"] == {"rtf": False} and medium["reachable"] == {"rtf": True}
+
+
+def test_an_engine_row_carries_its_walls_from_the_run_it_timed(tiny_model_dir, tmp_path_factory):
+    """bench_config on the tiny checkpoint, streaming as a user's request does: the codec's pushes are timed (the
+    first after the steps first audio waits for: the first chunk, the codebooks' delay and the codec's lookahead),
+    both probe readings are in the row, and every wall is below what the run measured."""
+    from inference.bench.musicgen import BenchConfig, bench_config
+    from inference.loading import load_engine, resolve_model
+    from inference.musicgen.codec import LAG
+    from inference.musicgen.engine import EngineOptions
+
+    source = resolve_model(str(tiny_model_dir), tiny_dir=tmp_path_factory.mktemp("unused"))
+    reference = load_engine(source, device="cpu", warm_up=False, backend="transformers")
+    row = bench_config(reference.model, reference.processor.tokenizer, "tiny", BenchConfig("engine", "int8", "int8"),
+                       1.0, torch.device("cpu"), probe_bandwidth=True)
+    walls = row["walls"]
+    frame_rate = reference.model.config.audio_encoder.frame_rate
+    first_frames = EngineOptions().stream_frames(frame_rate)[0]
+    delay = reference.model.config.decoder.num_codebooks - 1
+    assert walls["first_audio_steps"] == first_frames + delay + LAG
+    assert walls["pushes_s"] > 0 and walls["steps_s"] > 0
+    assert len(row["probes_gbs"]) == 2 and row["bandwidth_gbs"] == max(row["probes_gbs"])
+    assert 0 < walls["rtf"] < row["rtf"] and 0 < walls["decoder_rtf"] < row["decoder_rtf"]
+    assert 0 < walls["first_audio_s"] < row["first_audio_s"]
