@@ -52,8 +52,10 @@ def engine_pushes(frames: int, options: EngineOptions | None = None) -> list[int
     first, chunk = (options or EngineOptions()).stream_frames(FRAME_RATE)
     first += LAG
     sizes: list[int] = []
-    while sum(sizes) < frames:
-        sizes.append(min(chunk if sizes else first, frames - sum(sizes)))
+    done = 0
+    while done < frames:
+        sizes.append(min(chunk if sizes else first, frames - done))
+        done += sizes[-1]
     return sizes
 
 

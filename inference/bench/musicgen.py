@@ -251,12 +251,13 @@ def run_walls(*, started: float, ticks: list[float], pushes: list[tuple[float, f
     spent, roofline_s = steps_spent(steps - 1), read_s(steps // 2)
     first_steps = sum(1 for tick in ticks if tick - started <= first_audio_s)
     first_spent, roofline_first_s = steps_spent(first_steps - 1), read_s(first_steps // 2)
-    decoder_s = ticks[-1] - started
+    at_roofline = (steps - 1) * roofline_s - spent  # the run's change with those steps at their roofline (< 0)
+    wall = wall_s + at_roofline
     return {
-        "rtf": round((wall_s - spent + (steps - 1) * roofline_s) / audio_s, 3),
-        "decoder_rtf": round((decoder_s - spent + (steps - 1) * roofline_s) / audio_s, 3),
+        "rtf": round(wall / audio_s, 3),
+        "decoder_rtf": round((ticks[-1] - started + at_roofline) / audio_s, 3),
         "first_audio_s": round(first_audio_s - first_spent + (first_steps - 1) * roofline_first_s, 3),
-        "wall_s": round(wall_s - spent + (steps - 1) * roofline_s, 2),
+        "wall_s": round(wall, 2),
         "steps_s": round(spent, 3), "pushes_s": round(sum(seconds for _, seconds in pushes), 3),
         "first_audio_steps": first_steps,
     }
